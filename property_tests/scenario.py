@@ -1,0 +1,242 @@
+"""A scripted pipeline for the scenario tests: random DAG × per-cell latencies × failure schedule.
+
+Every column is a ``custom`` column whose async function sleeps the cell's scripted latency (in
+virtual time), then succeeds, raises a retryable error or raises a non-retryable one, as the
+schedule says for that (column, row, attempt). The function records what happened (start, end,
+outcome, cancellation) with ``trio.current_time()``, so the tests can check the scheduler's
+invariants from the outside.
+
+A cell's value is ``"<column>-<row>-<digest of its upstream values>"``: deterministic, and it
+proves that each cell saw exactly its own row's upstream values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+import trio
+from hypothesis import strategies as st
+
+from trio_designer import CustomColumn, PipelineConfig, RunConfig
+from trio_designer._exceptions import NonRetryableGenerationError, RetryableGenerationError
+
+from .strategies import Dag, dags
+
+Outcome = Literal["ok", "retry", "fatal"]
+
+
+def _unit(*parts: object) -> float:
+    digest = hashlib.blake2b("\x00".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@attrs.frozen
+class Schedule:
+    """Per-cell latency and outcome, derived from a seed (cheap to draw, stable to replay)."""
+
+    seed: int
+    latencies: tuple[float, ...]
+    fatal_rate: float
+    retry_rate: float
+
+    def latency(self, column: str, key: int) -> float:
+        index = int(_unit(self.seed, "lat", column, key) * len(self.latencies))
+        return self.latencies[index]
+
+    def outcome(self, column: str, key: int, attempt: int) -> Outcome:
+        draw = _unit(self.seed, "out", column, key, attempt)
+        if draw < self.fatal_rate:
+            return "fatal"
+        if draw < self.fatal_rate + self.retry_rate:
+            return "retry"
+        return "ok"
+
+
+@attrs.frozen
+class Scenario:
+    dag: Dag
+    llm_bound: Mapping[str, bool]
+    rows: int
+    row_group_size: int
+    max_row_groups_in_flight: int
+    max_submitted: int
+    max_llm_wait: int
+    salvage_max_rounds: int
+    schedule: Schedule
+    early_shutdown: bool
+
+    def config(self, recorder: Recorder) -> PipelineConfig:
+        columns = [
+            CustomColumn(
+                name=c,
+                function=recorder.function_for(c),
+                strategy=self.dag.strategy[c],
+                depends_on=tuple(sorted(self.dag.upstream[c])),
+                llm_bound=self.llm_bound[c],
+                dtype="str",
+            )
+            for c in self.dag.order
+        ]
+        run = RunConfig(
+            row_group_size=self.row_group_size,
+            max_row_groups_in_flight=self.max_row_groups_in_flight,
+            max_submitted_tasks=self.max_submitted,
+            max_llm_wait_tasks=self.max_llm_wait,
+            salvage_max_rounds=self.salvage_max_rounds,
+            shutdown_error_rate=0.5 if self.early_shutdown else 1.0,
+            shutdown_error_window=10,
+            seed=self.schedule.seed,
+            trace=True,
+        )
+        return PipelineConfig(columns=tuple(columns), run=run)
+
+
+@st.composite
+def scenarios(
+    draw: st.DrawFn,
+    *,
+    failures: bool = True,
+    unlimited: bool = False,
+    fixed_latency: bool = False,
+) -> Scenario:
+    dag = draw(dags())
+    rows = draw(st.integers(1, 50))
+    rg_size = draw(st.integers(1, rows)) if not unlimited else rows
+    latencies = (
+        (draw(st.sampled_from([0.5, 1.0, 2.0])),)
+        if fixed_latency
+        else tuple(
+            draw(st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0, 3.0]), min_size=1, max_size=4))
+        )
+    )
+    schedule = Schedule(
+        seed=draw(st.integers(0, 2**16)),
+        latencies=latencies,
+        fatal_rate=draw(st.sampled_from([0.0, 0.02, 0.1, 0.3])) if failures else 0.0,
+        retry_rate=draw(st.sampled_from([0.0, 0.05, 0.2, 0.5])) if failures else 0.0,
+    )
+    big = 100_000
+    return Scenario(
+        dag=dag,
+        llm_bound={c: draw(st.booleans()) for c in dag.order},
+        rows=rows,
+        row_group_size=rg_size,
+        max_row_groups_in_flight=big if unlimited else draw(st.integers(1, 4)),
+        max_submitted=big if unlimited else draw(st.integers(1, 8)),
+        max_llm_wait=big if unlimited else draw(st.integers(1, 8)),
+        salvage_max_rounds=draw(st.integers(0, 2)),
+        schedule=schedule,
+        early_shutdown=failures and draw(st.booleans()),
+    )
+
+
+@attrs.define
+class Attempt:
+    column: str
+    key: int  # global row index, or the row group id for full-column tasks
+    rows: tuple[int, ...]
+    attempt: int
+    llm_bound: bool
+    start: float
+    end: float | None = None
+    outcome: Literal["ok", "retry", "fatal", "cancelled"] | None = None
+
+
+def cell_value(column: str, row: int, upstream: Mapping[str, Any]) -> str:
+    text = "|".join(f"{k}={upstream[k]}" for k in sorted(upstream))
+    return f"{column}-{row}-{hashlib.blake2b(text.encode(), digest_size=4).hexdigest()}"
+
+
+class Recorder:
+    """Runs the scripted columns and records every attempt."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.attempts: list[Attempt] = []
+        self.counts: dict[tuple[str, int], int] = defaultdict(int)
+        self.running_llm = 0
+        self.running_local = 0
+        self.peak_llm = 0
+        self.peak_local = 0
+        self.input_violations: list[str] = []
+
+    def function_for(self, column: str) -> Any:
+        ups = sorted(self.scenario.dag.upstream[column])
+        if self.scenario.dag.strategy[column] == "cell":
+
+            async def cell(row: Mapping[str, Any], ctx: Any) -> str:
+                self._check_inputs(column, ctx.row_index, row, ups)
+                await self._attempt(column, ctx.row_index, (ctx.row_index,))
+                return cell_value(column, ctx.row_index, {u: row[u] for u in ups})
+
+            cell.__name__ = f"cell_{column}"
+            return cell
+
+        async def full(rows: Sequence[Mapping[str, Any]], ctx: Any) -> list[str]:
+            for index, row in zip(ctx.row_indices, rows, strict=True):
+                self._check_inputs(column, index, row, ups)
+            await self._attempt(column, ctx.row_group, tuple(ctx.row_indices))
+            return [
+                cell_value(column, index, {u: row[u] for u in ups})
+                for index, row in zip(ctx.row_indices, rows, strict=True)
+            ]
+
+        full.__name__ = f"full_{column}"
+        return full
+
+    def _check_inputs(
+        self, column: str, row: int, values: Mapping[str, Any], ups: list[str]
+    ) -> None:
+        for up in ups:
+            value = values.get(up)
+            if not isinstance(value, str) or not value.startswith(f"{up}-{row}-"):
+                self.input_violations.append(f"{column}[{row}] saw {up}={value!r}")
+
+    async def _attempt(self, column: str, key: int, rows: tuple[int, ...]) -> None:
+        llm = self.scenario.llm_bound[column]
+        self.counts[(column, key)] += 1
+        record = Attempt(column, key, rows, self.counts[(column, key)], llm, trio.current_time())
+        self.attempts.append(record)
+        self._enter(llm)
+        try:
+            await trio.sleep(self.scenario.schedule.latency(column, key))
+        except trio.Cancelled:
+            record.outcome, record.end = "cancelled", trio.current_time()
+            raise
+        finally:
+            self._leave(llm)
+        record.end = trio.current_time()
+        record.outcome = self.scenario.schedule.outcome(column, key, record.attempt)
+        if record.outcome == "retry":
+            raise RetryableGenerationError(f"scripted retryable failure of {column}[{key}]")
+        if record.outcome == "fatal":
+            raise NonRetryableGenerationError(f"scripted failure of {column}[{key}]")
+
+    def _enter(self, llm: bool) -> None:
+        if llm:
+            self.running_llm += 1
+            self.peak_llm = max(self.peak_llm, self.running_llm)
+        else:
+            self.running_local += 1
+            self.peak_local = max(self.peak_local, self.running_local)
+
+    def _leave(self, llm: bool) -> None:
+        if llm:
+            self.running_llm -= 1
+        else:
+            self.running_local -= 1
+
+
+def run_in_virtual_time(fn: Any, *args: Any) -> Any:
+    """Run ``fn(*args)`` in a fresh ``trio.run`` with an autojumping ``MockClock``, guarded
+    against deadlock by ``fail_after``."""
+
+    async def guarded() -> Any:
+        with trio.fail_after(1_000_000):
+            return await fn(*args)
+
+    return trio.run(guarded, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -1,0 +1,268 @@
+"""Scenario tests: the whole engine on random DAGs, latencies and failure schedules.
+
+Each example runs in its own ``trio.run`` with a fresh ``MockClock`` (style.md §8.2). The checks
+are the invariants written in ``trio_designer/_engine/_async.py`` and ``_slots.py``:
+
+1. ``check_upstream_before_start`` — a cell starts only after its row's upstream cells completed;
+2. ``check_surviving_rows_complete`` — a checkpointed row is complete in every column, with values
+   computed from its own row's inputs;
+3. ``check_no_double_success`` — no cell succeeds twice;
+4. ``check_dropped_rows_stop`` — after a row is dropped none of its cells starts, and its
+   in-flight cells end cancelled;
+5. ``check_limits_respected`` — submission / LLM-wait occupancy never exceeds its bound;
+6. ``check_tokens_returned`` — every slot token is back at the end, also after cancellation and
+   early shutdown;
+7. termination — every run ends (``fail_after`` turns a deadlock into a failure);
+8. ``check_rows_on_disk`` — rows on disk equal rows reported;
+9. ``check_engines_agree`` — the sync and async engines write identical datasets;
+10. ``check_makespan_is_critical_path`` — with unlimited slots, the async makespan in virtual
+    time equals the critical path of the cell DAG exactly.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as ds
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trio_designer import TrioDesigner
+from trio_designer._designer import _prepare
+from trio_designer._engine._async import run_async
+from trio_designer._engine._runtime import RunState
+from trio_designer._engine._slots import TaskSlots
+from trio_designer._sink import MemorySink
+
+from ._budget import scaled
+from .scenario import Recorder, Scenario, cell_value, run_in_virtual_time, scenarios
+
+# -- the checks -------------------------------------------------------------------------------
+
+
+def _rows_of_group(sc: Scenario, rg: int) -> range:
+    start = rg * sc.row_group_size
+    return range(start, min(start + sc.row_group_size, sc.rows))
+
+
+def _drops(sc: Scenario, rec: Recorder) -> dict[int, int]:
+    """Row -> index (in attempt order) of the attempt whose failure dropped it."""
+    dropped: dict[int, int] = {}
+    for index, a in enumerate(rec.attempts):
+        exhausted = a.outcome == "retry" and a.attempt > sc.salvage_max_rounds
+        if a.outcome == "fatal" or exhausted:
+            rows = (
+                _rows_of_group(sc, a.key) if sc.dag.strategy[a.column] == "full_column" else a.rows
+            )
+            for row in rows:
+                dropped.setdefault(row, index)
+    return dropped
+
+
+def check_upstream_before_start(sc: Scenario, rec: Recorder) -> None:
+    done_at: dict[tuple[str, int], float] = {}
+    for a in rec.attempts:
+        if a.outcome == "ok":
+            assert a.end is not None
+            for row in a.rows:
+                done_at[(a.column, row)] = a.end
+    for a in rec.attempts:
+        for row in a.rows:
+            for up in sc.dag.upstream[a.column]:
+                finished = done_at.get((up, row))
+                assert finished is not None, f"{a.column}[{row}] ran without {up}[{row}]"
+                assert finished <= a.start, (
+                    f"{a.column}[{row}] started at {a.start}, before {up}[{row}] ended"
+                )
+    assert not rec.input_violations, rec.input_violations[:5]
+
+
+def check_no_double_success(rec: Recorder) -> None:
+    successes: dict[tuple[str, int], int] = defaultdict(int)
+    for a in rec.attempts:
+        if a.outcome == "ok":
+            for row in a.rows:
+                successes[(a.column, row)] += 1
+    assert all(n == 1 for n in successes.values()), successes
+
+
+def check_dropped_rows_stop(sc: Scenario, rec: Recorder) -> None:
+    drops = _drops(sc, rec)
+    for index, a in enumerate(rec.attempts):
+        for row in a.rows:
+            if row in drops and index > drops[row]:
+                raise AssertionError(f"{a.column}[{row}] started after row {row} was dropped")
+    # Cells of a dropped row that were running when it was dropped end cancelled.
+    for row, drop_index in drops.items():
+        for a in rec.attempts[:drop_index]:
+            if sc.dag.strategy[a.column] == "cell" and row in a.rows and a.end is None:
+                raise AssertionError(f"{a.column}[{row}] kept running after its row was dropped")
+
+
+def check_limits_respected(sc: Scenario, rec: Recorder, slots: Any) -> None:
+    assert rec.peak_local <= sc.max_submitted, (rec.peak_local, sc.max_submitted)
+    assert rec.peak_llm <= sc.max_llm_wait, (rec.peak_llm, sc.max_llm_wait)
+    stats = slots.statistics() if hasattr(slots, "statistics") else slots
+    assert stats.peak_submission <= stats.submission_total
+    assert stats.peak_llm_wait <= stats.llm_wait_total
+
+
+def check_tokens_returned(slots: Any) -> None:
+    stats = slots.statistics() if hasattr(slots, "statistics") else slots
+    assert stats.submission_borrowed == 0, stats
+    assert stats.llm_wait_borrowed == 0, stats
+
+
+def check_surviving_rows_complete(
+    sc: Scenario, rec: Recorder, rows: list[dict[str, Any]], early: bool
+) -> None:
+    for row in rows:
+        first = row[sc.dag.order[0]]
+        index = int(first.split("-")[1])
+        for column in sc.dag.order:
+            ups = {u: row[u] for u in sc.dag.upstream[column]}
+            assert row[column] == cell_value(column, index, ups), (column, index, row)
+    written = sorted(int(r[sc.dag.order[0]].split("-")[1]) for r in rows)
+    if not early:
+        drops = _drops(sc, rec)
+        assert written == [r for r in range(sc.rows) if r not in drops]
+
+
+def check_rows_on_disk(result: Any) -> list[dict[str, Any]]:
+    if not result.files:
+        assert result.num_records_written == 0
+        return []
+    table = ds.dataset(Path(result.output_dir) / "parquet-files", format="parquet").to_table()
+    assert table.num_rows == result.num_records_written
+    return table.to_pylist()  # type: ignore[no-any-return]
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
+async def _run_internal(
+    sc: Scenario, rec: Recorder, *, stop_after: float | None
+) -> tuple[RunState, TaskSlots, Any]:
+    config = sc.config(rec)
+    graph, generators = _prepare(config, sc.rows)
+    sink = MemorySink()
+    await sink.open(
+        fingerprint="t", config={}, num_records=sc.rows, row_group_size=sc.row_group_size
+    )
+    state = RunState(
+        graph=graph, generators=generators, sink=sink, run=config.run, num_records=sc.rows
+    )
+    slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
+    with trio.move_on_after(stop_after if stop_after is not None else float("inf")):
+        await run_async(state, slots)
+    return state, slots, sink
+
+
+@settings(max_examples=scaled(500))
+@given(sc=scenarios())
+def test_async_engine_invariants(sc: Scenario) -> None:
+    """Invariants 1-7 on random DAGs, limits and failure schedules."""
+    rec = Recorder(sc)
+    state, slots, sink = run_in_virtual_time(_run_internal, sc, rec, None)
+    check_upstream_before_start(sc, rec)
+    check_no_double_success(rec)
+    check_dropped_rows_stop(sc, rec)
+    check_limits_respected(sc, rec, slots)
+    check_tokens_returned(slots)
+    rows = sink.table().to_pylist() if state.rows_written else []
+    assert len(rows) == state.rows_written
+    check_surviving_rows_complete(sc, rec, rows, state.early_shutdown)
+
+
+@settings(max_examples=scaled(300))
+@given(sc=scenarios(), stop_after=st.floats(0, 20))
+def test_cancellation_returns_every_token(sc: Scenario, stop_after: float) -> None:
+    """An outer cancel scope stops the run cleanly: tokens back, finished groups complete."""
+    rec = Recorder(sc)
+    state, slots, sink = run_in_virtual_time(_run_internal, sc, rec, stop_after)
+    check_tokens_returned(slots)
+    check_upstream_before_start(sc, rec)
+    check_dropped_rows_stop(sc, rec)
+    assert all(a.end is not None for a in rec.attempts), "a task outlived the run"
+    rows = sink.table().to_pylist() if state.rows_written else []
+    check_surviving_rows_complete(sc, rec, rows, early=True)
+
+
+@settings(max_examples=scaled(300))
+@given(sc=scenarios(failures=True))
+def test_engines_agree(sc: Scenario) -> None:
+    """Invariant 9: sync and async engines write identical datasets (failures included)."""
+    import attrs
+
+    sc = attrs.evolve(sc, early_shutdown=False)
+
+    async def both() -> tuple[Any, Any]:
+        results = []
+        for engine in ("async", "sync"):
+            rec = Recorder(sc)
+            results.append(
+                await TrioDesigner(engine=engine).preview(sc.config(rec), num_records=sc.rows)
+            )
+        return results[0], results[1]
+
+    fast, slow = run_in_virtual_time(both)
+    assert fast.table.equals(slow.table), (fast.table.to_pylist()[:3], slow.table.to_pylist()[:3])
+    assert fast.num_records_written == slow.num_records_written
+
+
+def _critical_path(sc: Scenario) -> float:
+    lat = sc.schedule.latency
+    cell_end: dict[tuple[str, int], float] = {}
+    full_end: dict[str, float] = {}
+    for column in sc.dag.order:
+        ups = sc.dag.upstream[column]
+
+        def ready(row: int, ups: Any = ups) -> float:
+            return max(
+                [
+                    full_end[u] if sc.dag.strategy[u] == "full_column" else cell_end[(u, row)]
+                    for u in ups
+                ],
+                default=0.0,
+            )
+
+        if sc.dag.strategy[column] == "full_column":
+            full_end[column] = max(ready(r) for r in range(sc.rows)) + lat(column, 0)
+        else:
+            for row in range(sc.rows):
+                cell_end[(column, row)] = ready(row) + lat(column, row)
+    return max([*cell_end.values(), *full_end.values()])
+
+
+@settings(max_examples=scaled(300))
+@given(sc=scenarios(failures=False, unlimited=True))
+def test_makespan_is_critical_path(sc: Scenario) -> None:
+    """Invariant 10: with unlimited slots the async makespan equals the critical path exactly."""
+    rec = Recorder(sc)
+
+    async def go() -> Any:
+        return await TrioDesigner().preview(sc.config(rec), num_records=sc.rows)
+
+    result = run_in_virtual_time(go)
+    makespan = max(t.finished for t in result.traces)
+    assert makespan == _critical_path(sc)
+
+
+@settings(max_examples=scaled(60))
+@given(sc=scenarios())
+def test_rows_on_disk_equal_rows_reported(sc: Scenario) -> None:
+    """Invariant 8, through the public API and the parquet sink."""
+    rec = Recorder(sc)
+    with tempfile.TemporaryDirectory() as tmp:
+
+        async def go() -> Any:
+            return await TrioDesigner().create(sc.config(rec), num_records=sc.rows, output_dir=tmp)
+
+        result = run_in_virtual_time(go)
+        rows = check_rows_on_disk(result)
+        check_surviving_rows_complete(sc, rec, rows, result.status == "early_shutdown")
+        check_tokens_returned(result.slots)

@@ -1,0 +1,187 @@
+"""State-machine test of the pure completion tracker (style.md §8.1).
+
+Rules are the events the engine feeds in; invariants are the ones written in
+``trio_designer/_core/_tracker.py``'s docstring; teardown drives the tracker to the end and
+checks liveness.
+"""
+
+from __future__ import annotations
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from trio_designer._core._tracker import RowGroupTracker, Task
+
+from ._budget import scaled
+from .strategies import Dag, dags
+
+
+class TrackerMachine(RuleBasedStateMachine):
+    @initialize(dag=dags(), size=st.integers(1, 5), retries=st.integers(0, 2))
+    def setup(self, dag: Dag, size: int, retries: int) -> None:
+        self.dag = dag
+        self.size = size
+        self.tracker = RowGroupTracker(
+            dag.view(), size, max_retries=retries, max_rate_limited_retries=3
+        )
+        self.in_flight: list[Task] = []
+        self.done: set[Task] = set()
+        self.dropped: set[int] = set()
+        self.completions: dict[Task, int] = {}
+        self.orphans: list[Task] = []
+        self.now = 0.0
+
+    # -- model helpers ----------------------------------------------------------------------
+    def _model_drop(self, task: Task) -> None:
+        rows = range(self.size) if task.row is None else [task.row]
+        self.dropped.update(rows)
+        if len(self.dropped) == self.size:
+            keep: list[Task] = []
+        else:
+            keep = [t for t in self.in_flight if t.row is None or t.row not in self.dropped]
+        self.orphans.extend(t for t in self.in_flight if t not in keep)
+        self.in_flight = keep
+
+    def _satisfied(self, task: Task) -> bool:
+        for up in self.dag.upstream[task.column]:
+            if self.dag.strategy[up] == "full_column":
+                if Task(up, None) not in self.done:
+                    return False
+            elif task.row is not None:
+                if Task(up, task.row) not in self.done:
+                    return False
+            elif any(
+                Task(up, r) not in self.done for r in range(self.size) if r not in self.dropped
+            ):
+                return False
+        return True
+
+    # -- rules ------------------------------------------------------------------------------
+    @precondition(lambda self: self.tracker.has_ready())
+    @rule()
+    def dispatch(self) -> None:
+        task = self.tracker.pop_ready()
+        assert task is not None
+        assert self._satisfied(task), f"{task} dispatched before its inputs were done"
+        assert task.row is None or task.row not in self.dropped
+        self.in_flight.append(task)
+
+    @precondition(lambda self: self.in_flight)
+    @rule(data=st.data())
+    def complete(self, data: st.DataObject) -> None:
+        task = self.in_flight.pop(data.draw(st.integers(0, len(self.in_flight) - 1)))
+        self.tracker.complete(task)
+        self.done.add(task)
+        self.completions[task] = self.completions.get(task, 0) + 1
+
+    @precondition(lambda self: self.orphans)
+    @rule()
+    def late_result_of_dropped_row(self) -> None:
+        """A cell of a dropped row finishes anyway (it raced its cancellation)."""
+        task = self.orphans.pop()
+        assert self.tracker.complete(task) == []
+
+    @precondition(lambda self: self.in_flight)
+    @rule(data=st.data(), rate_limited=st.booleans(), delay=st.sampled_from([0.0, 1.0, 5.0]))
+    def defer(self, data: st.DataObject, rate_limited: bool, delay: float) -> None:
+        task = self.in_flight.pop(data.draw(st.integers(0, len(self.in_flight) - 1)))
+        outcome = self.tracker.defer(task, not_before=self.now + delay, rate_limited=rate_limited)
+        if outcome.exhausted:
+            self._model_drop(task)
+            assert set(outcome.to_cancel) <= set(self.tracker.in_flight()) | set(outcome.to_cancel)
+
+    @precondition(lambda self: self.in_flight)
+    @rule(data=st.data())
+    def fail(self, data: st.DataObject) -> None:
+        task = self.in_flight.pop(data.draw(st.integers(0, len(self.in_flight) - 1)))
+        cancelled = self.tracker.fail(task)
+        self._model_drop(task)
+        for t in cancelled:
+            assert t.row is None or t.row in self.dropped
+
+    @rule(row=st.integers(0, 4))
+    def drop_row(self, row: int) -> None:
+        if row >= self.size:
+            return
+        cancelled = self.tracker.drop_rows([row])
+        self._model_drop(Task("x", row))
+        assert set(cancelled) <= set(self.orphans)
+
+    @rule(step=st.sampled_from([0.5, 2.0, 10.0]))
+    def advance_and_salvage(self, step: float) -> None:
+        self.now += step
+        if self.tracker.is_stalled():
+            for task in self.tracker.salvage(self.now):
+                assert task.row is None or task.row not in self.dropped
+
+    # -- invariants -------------------------------------------------------------------------
+    @invariant()
+    def states_are_disjoint(self) -> None:
+        ready = self.tracker.ready_tasks()
+        flying = self.tracker.in_flight()
+        deferred = self.tracker.deferred_tasks()
+        assert not (ready & flying)
+        assert not (ready & deferred)
+        assert not (flying & deferred)
+        assert not ((ready | flying | deferred) & self.done)
+
+    @invariant()
+    def ready_tasks_have_inputs(self) -> None:
+        for task in self.tracker.ready_tasks() | self.tracker.in_flight():
+            assert self._satisfied(task), task
+
+    @invariant()
+    def dropped_rows_never_become_ready(self) -> None:
+        for task in self.tracker.ready_tasks() | self.tracker.deferred_tasks():
+            assert task.row is None or task.row not in self.dropped
+        assert set(self.tracker.dropped_rows) == self.dropped
+
+    @invariant()
+    def no_task_completes_twice(self) -> None:
+        assert all(n == 1 for n in self.completions.values())
+
+    @invariant()
+    def model_in_flight_matches(self) -> None:
+        assert set(self.in_flight) == set(self.tracker.in_flight())
+
+    def teardown(self) -> None:
+        """Liveness: drive everything to the end; finished means every live row is complete."""
+        if not hasattr(self, "tracker"):
+            return
+        for _ in range(10_000):
+            if self.tracker.is_finished():
+                break
+            if self.in_flight:
+                task = self.in_flight.pop()
+                self.tracker.complete(task)
+                self.done.add(task)
+            elif self.tracker.has_ready():
+                self.dispatch()
+            else:
+                assert self.tracker.is_stalled(), "idle but not finished: a lost task"
+                self.now += 1_000
+                assert self.tracker.salvage(self.now)
+        assert self.tracker.is_finished()
+        self.finished_means_complete()
+
+    def finished_means_complete(self) -> None:
+        live = [r for r in range(self.size) if r not in self.dropped]
+        if not live:
+            return
+        for column in self.dag.order:
+            if self.dag.strategy[column] == "full_column":
+                assert Task(column, None) in self.done, column
+            else:
+                for row in live:
+                    assert Task(column, row) in self.done, (column, row)
+
+
+TestTracker = TrackerMachine.TestCase
+TestTracker.settings = settings(max_examples=scaled(400), stateful_step_count=40)

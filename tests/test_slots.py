@@ -1,0 +1,92 @@
+"""The submission / LLM-wait pools and the one-way handoff ("park, then poke", style.md §7.3)."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from trio_designer._engine._slots import SlotToken, TaskSlots
+
+
+async def test_handoff_frees_the_submission_slot() -> None:
+    slots = TaskSlots(1, 4)
+    token = SlotToken()
+    await slots.acquire_submission(token)
+    assert slots.statistics().submission_borrowed == 1
+    await slots.handoff_to_llm_wait(token)
+    stats = slots.statistics()
+    assert (stats.submission_borrowed, stats.llm_wait_borrowed, stats.handoffs) == (0, 1, 1)
+    other = SlotToken()
+    await slots.acquire_submission(other)  # would park forever without the handoff
+    slots.release(other)
+    slots.release(token)
+    assert slots.statistics().llm_wait_borrowed == 0
+
+
+async def test_handoff_is_idempotent_and_one_way() -> None:
+    slots = TaskSlots(2, 2)
+    token = SlotToken()
+    await slots.acquire_submission(token)
+    await slots.handoff_to_llm_wait(token)
+    await slots.handoff_to_llm_wait(token)
+    assert token.holds == "llm_wait"
+    assert slots.statistics().handoffs == 1
+    slots.release(token)
+    slots.release(token)  # a second release is a no-op
+    assert token.holds == "none"
+
+
+async def test_a_task_parked_for_llm_wait_keeps_its_submission_slot() -> None:
+    slots = TaskSlots(2, 1)
+    first, second = SlotToken(), SlotToken()
+    for token in (first, second):
+        await slots.acquire_submission(token)
+    await slots.handoff_to_llm_wait(first)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slots.handoff_to_llm_wait, second)
+        await trio.testing.wait_all_tasks_blocked()
+        stats = slots.statistics()
+        assert (stats.submission_borrowed, stats.llm_wait_borrowed) == (1, 1)
+        slots.release(first)
+    assert second.holds == "llm_wait"
+    slots.release(second)
+
+
+async def test_cancelled_while_parked_leaves_nothing_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    slots = TaskSlots(2, 1)
+    holder, waiter = SlotToken(), SlotToken()
+    await slots.acquire_submission(holder)
+    await slots.handoff_to_llm_wait(holder)
+    await slots.acquire_submission(waiter)
+    with trio.move_on_after(1) as scope:
+        await slots.handoff_to_llm_wait(waiter)
+    assert scope.cancelled_caught
+    assert waiter.holds == "submission"
+    slots.release(waiter)
+    slots.release(holder)
+    stats = slots.statistics()
+    assert (stats.submission_borrowed, stats.llm_wait_borrowed) == (0, 0)
+
+
+async def test_peaks_never_exceed_pool_sizes(autojump_clock: trio.testing.MockClock) -> None:
+    slots = TaskSlots(3, 5)
+
+    async def task(llm: bool) -> None:
+        token = SlotToken()
+        await slots.acquire_submission(token)
+        try:
+            if llm:
+                await slots.handoff_to_llm_wait(token)
+            await trio.sleep(1)
+        finally:
+            slots.release(token)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(40):
+            nursery.start_soon(task, i % 2 == 0)
+    stats = slots.statistics()
+    assert stats.peak_submission <= 3
+    assert stats.peak_llm_wait <= 5
+    assert (stats.submission_borrowed, stats.llm_wait_borrowed) == (0, 0)

@@ -1,0 +1,161 @@
+"""Example tests of the pure completion tracker (the state machine lives in property_tests/)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trio_designer._core._errorwindow import ErrorRateWindow
+from trio_designer._core._tracker import GraphView, RowGroupTracker, Task
+
+
+def view(edges: dict[str, tuple[str, ...]], full: tuple[str, ...] = ()) -> GraphView:
+    order = tuple(edges)
+    downstream: dict[str, set[str]] = {c: set() for c in order}
+    for column, ups in edges.items():
+        for up in ups:
+            downstream[up].add(column)
+    priority: dict[str, int] = {}
+    for column in reversed(order):
+        priority[column] = 1 + max((priority[d] for d in downstream[column]), default=0)
+    return GraphView(
+        order=order,
+        upstream={c: frozenset(u) for c, u in edges.items()},
+        downstream={c: frozenset(d) for c, d in downstream.items()},
+        strategy={c: "full_column" if c in full else "cell" for c in order},
+        priority=priority,
+    )
+
+
+DEEP = view(
+    {
+        "topic": (),
+        "summary": ("topic",),
+        "trivia": ("topic",),
+        "analysis": ("summary",),
+        "conclusion": ("analysis",),
+    },
+    full=("topic",),
+)
+
+
+def drain_ready(tracker: RowGroupTracker) -> list[Task]:
+    tasks = []
+    while (task := tracker.pop_ready()) is not None:
+        tasks.append(task)
+    return tasks
+
+
+def test_full_column_root_is_the_only_ready_task_at_start() -> None:
+    tracker = RowGroupTracker(DEEP, 3)
+    assert drain_ready(tracker) == [Task("topic", None)]
+
+
+def test_critical_path_cells_come_first() -> None:
+    """On the Deep shape, summary (3 columns to go) outranks trivia (1), row by row."""
+    tracker = RowGroupTracker(DEEP, 2)
+    (topic,) = drain_ready(tracker)
+    tracker.complete(topic)
+    assert drain_ready(tracker) == [
+        Task("summary", 0),
+        Task("summary", 1),
+        Task("trivia", 0),
+        Task("trivia", 1),
+    ]
+
+
+def test_a_cell_is_ready_when_its_own_row_is_done_not_the_column() -> None:
+    tracker = RowGroupTracker(DEEP, 3)
+    tracker.complete(tracker.pop_ready() or Task("?", None))
+    drain_ready(tracker)
+    assert tracker.complete(Task("summary", 1)) == [Task("analysis", 1)]
+
+
+def test_dropping_a_row_returns_its_in_flight_cells_and_hides_the_rest() -> None:
+    tracker = RowGroupTracker(DEEP, 2)
+    tracker.complete(tracker.pop_ready() or Task("?", None))
+    drain_ready(tracker)  # summary/trivia of both rows now in flight
+    cancelled = tracker.drop_rows([0])
+    assert sorted(cancelled) == [Task("summary", 0), Task("trivia", 0)]
+    assert tracker.complete(Task("summary", 0)) == []  # a late result is ignored
+    assert tracker.complete(Task("summary", 1)) == [Task("analysis", 1)]
+
+
+def test_dropped_rows_are_excused_for_full_column_tasks() -> None:
+    shape = view({"a": (), "b": ("a",)}, full=("b",))
+    tracker = RowGroupTracker(shape, 2)
+    drain_ready(tracker)
+    tracker.complete(Task("a", 0))
+    assert not tracker.has_ready()
+    tracker.fail(Task("a", 1))
+    assert drain_ready(tracker) == [Task("b", None)]
+
+
+def test_a_failing_full_column_task_drops_the_row_group() -> None:
+    tracker = RowGroupTracker(DEEP, 4)
+    task = tracker.pop_ready()
+    assert task == Task("topic", None)
+    tracker.fail(task)
+    assert tracker.dropped_rows == frozenset(range(4))
+    assert tracker.is_finished()
+
+
+def test_retryable_failures_wait_for_the_stall_then_the_backoff() -> None:
+    shape = view({"a": ()})
+    tracker = RowGroupTracker(shape, 2, max_retries=1)
+    first, second = drain_ready(tracker)
+    assert not tracker.defer(first, not_before=5.0).exhausted
+    assert not tracker.is_stalled()  # row 1 still in flight
+    tracker.complete(second)
+    assert tracker.is_stalled()
+    assert tracker.next_salvage_time() == 5.0
+    assert tracker.salvage(4.0) == []
+    assert tracker.salvage(5.0) == [first]
+    assert tracker.pop_ready() == first
+    outcome = tracker.defer(first, not_before=9.0)
+    assert outcome.exhausted
+    assert tracker.dropped_rows == frozenset({0})
+    assert tracker.is_finished()
+
+
+def test_rate_limited_failures_have_their_own_budget() -> None:
+    tracker = RowGroupTracker(view({"a": ()}), 1, max_retries=0, max_rate_limited_retries=3)
+    task = tracker.pop_ready()
+    assert task is not None
+    for attempt in range(3):
+        assert not tracker.defer(task, not_before=float(attempt), rate_limited=True).exhausted
+        tracker.salvage(float(attempt))
+        assert tracker.pop_ready() == task
+    assert tracker.defer(task, not_before=9.0, rate_limited=True).exhausted
+
+
+def test_statistics_count_everything() -> None:
+    tracker = RowGroupTracker(DEEP, 2)
+    stats = tracker.statistics()
+    assert (stats.size, stats.ready, stats.in_flight, stats.deferred) == (2, 1, 0, 0)
+
+
+def test_an_empty_row_group_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^a row group needs at least one row, got 0$"):
+        RowGroupTracker(DEEP, 0)
+
+
+def test_error_window_trips_only_when_full_and_above_threshold() -> None:
+    window = ErrorRateWindow(4, 0.5)
+    assert not window.record(error=True)
+    assert not window.record(error=True)
+    assert not window.record(error=False)
+    assert window.record(error=False)  # 2 of 4
+    assert window.tripped
+
+
+def test_error_window_slides() -> None:
+    window = ErrorRateWindow(3, 0.67)
+    for error in (True, False, False, True, False):
+        assert not window.record(error=error)
+    assert window.error_rate == pytest.approx(1 / 3)
+
+
+def test_error_window_threshold_one_disables_the_gate() -> None:
+    window = ErrorRateWindow(2, 1.0)
+    assert not window.record(error=True)
+    assert not window.record(error=True)

@@ -1,0 +1,1 @@
+"""trio_designer: synthetic datasets with LLMs on Trio structured concurrency."""

@@ -1,0 +1,408 @@
+"""Completion tracking and the ready frontier of one row group: the scheduler's decisions, no I/O.
+
+Design note
+-----------
+A row group is a grid of cells (row, column). A *cell* column has one task per row; a
+*full-column* column has one task for the whole row group. The tracker answers one question the
+moment anything changes: which tasks are ready now? A cell task (c, r) is ready when, for every
+upstream column u of c, u's cell in row r is done (cell upstream) or u's whole-group task is done
+(full-column upstream). A full-column task c is ready when every upstream is satisfied for every
+*surviving* row: dropped rows are excused.
+
+The engine feeds events in (``pop_ready``, ``complete``, ``defer``, ``fail``, ``cancelled``,
+``salvage``) and acts on what comes back (tasks to cancel, tasks now ready). Nothing here imports
+trio; time is an argument. This is what the ``property_tests/test_tracker_machine.py`` state
+machine exercises.
+
+Priorities: the ready set is a heap ordered by (longest remaining downstream chain, row, column
+order), so cells on the critical path go first: on the seed's Deep shape (topic → summary →
+analysis → conclusion, topic → trivia) ``summary`` cells dispatch before ``trivia`` cells when
+slots are scarce. Complexity: O(log n) per event, plus O(downstream) readiness checks.
+
+Retryable failures are *deferred*: they leave the frontier until the row group *stalls* (nothing
+ready, nothing in flight, only deferred work left). Then a salvage round re-offers every deferred
+task whose backoff has elapsed (the engine sleeps until the earliest one). A task deferred more
+than ``max_retries`` times is exhausted and its row is dropped — except rate-limited deferrals,
+which have their own, larger budget (``max_rate_limited_retries``), because a 429 says "later",
+not "never" (reference bug #575: sustained 429s must not turn into a zero-record run).
+
+Invariants (checked by ``property_tests/test_tracker_machine.py``):
+
+* every task is in at most one of: ready, in flight, deferred, done;
+  (``TrackerMachine.states_are_disjoint``)
+* a ready or in-flight cell task's upstream cells are done (``ready_tasks_have_inputs``);
+* no task of a dropped row is ever ready, and none is dispatched again
+  (``dropped_rows_never_become_ready``); a completion arriving for a dropped row is ignored;
+* a task is completed at most once (``no_task_completes_twice``);
+* liveness: when nothing is ready, in flight or deferred, every surviving row is complete in
+  every column (``finished_means_complete``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, NamedTuple
+
+import attrs
+
+Strategy = Literal["cell", "full_column"]
+
+
+class Task(NamedTuple):
+    """One unit of scheduling: a cell (``row`` is a local row index) or a full-column task
+    (``row is None``)."""
+
+    column: str
+    row: int | None
+
+
+@attrs.frozen
+class GraphView:
+    """The part of the execution graph the tracker needs, precomputed for speed.
+
+    Attributes:
+      order: columns in topological order.
+      upstream: column -> direct upstream columns.
+      downstream: column -> direct downstream columns.
+      strategy: column -> "cell" | "full_column".
+      priority: column -> longest chain from the column to a sink, counting itself.
+    """
+
+    order: tuple[str, ...]
+    upstream: Mapping[str, frozenset[str]]
+    downstream: Mapping[str, frozenset[str]]
+    strategy: Mapping[str, Strategy]
+    priority: Mapping[str, int]
+
+
+@attrs.frozen
+class TrackerStatistics:
+    """A snapshot of one row group's scheduling state."""
+
+    size: int
+    """Rows in the row group."""
+    ready: int
+    """Tasks ready to dispatch."""
+    in_flight: int
+    """Tasks dispatched and not yet reported back."""
+    deferred: int
+    """Tasks waiting for a salvage round after a retryable failure."""
+    done_tasks: int
+    """Tasks completed (cells and full-column tasks)."""
+    dropped_rows: int
+    """Rows dropped after a non-retryable failure or exhausted retries."""
+    salvage_rounds: int
+    """Salvage rounds run so far."""
+
+
+@attrs.define(eq=False)
+class _Deferred:
+    not_before: float
+    rate_limited: bool
+
+
+class DeferOutcome(NamedTuple):
+    """What ``defer`` decided: the task waits for salvage, or it was exhausted and its row (or,
+    for a full-column task, every row) was dropped; ``to_cancel`` lists in-flight tasks of the
+    dropped rows, which the engine must cancel."""
+
+    exhausted: bool
+    to_cancel: list[Task]
+
+
+class RowGroupTracker:
+    """Completion state and ready frontier of one row group (see the module docstring).
+
+    Args:
+      graph: the graph view.
+      size: rows in the row group.
+      max_retries: how many times an ordinary retryable failure may be deferred before the task
+        is exhausted (``RunConfig.salvage_max_rounds``).
+      max_rate_limited_retries: the same budget for rate-limited (429) failures.
+    """
+
+    def __init__(
+        self,
+        graph: GraphView,
+        size: int,
+        *,
+        max_retries: int = 2,
+        max_rate_limited_retries: int = 20,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"a row group needs at least one row, got {size}")
+        self._graph = graph
+        self._size = size
+        self._max_retries = max_retries
+        self._max_rate_limited = max_rate_limited_retries
+        self._column_index = {c: i for i, c in enumerate(graph.order)}
+        # Invariant: _live_done[c] == len(_cell_done[c] - _dropped) for every cell column c.
+        self._cell_done: dict[str, set[int]] = {
+            c: set() for c in graph.order if graph.strategy[c] == "cell"
+        }
+        self._live_done: dict[str, int] = dict.fromkeys(self._cell_done, 0)
+        self._column_done: set[str] = set()
+        self._dropped: set[int] = set()
+        # Invariant: _ready_set, _in_flight and _deferred are pairwise disjoint, and none holds a
+        # done task or a task of a dropped row. _heap may hold stale entries (lazy deletion);
+        # an entry is live iff its task is in _ready_set.
+        self._heap: list[tuple[int, int, int, Task]] = []
+        self._ready_set: set[Task] = set()
+        self._in_flight: set[Task] = set()
+        self._deferred: dict[Task, _Deferred] = {}
+        self._attempts: dict[Task, int] = {}
+        self._done_tasks = 0
+        self._salvage_rounds = 0
+        self._seed_roots()
+
+    # -- queries --------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def dropped_rows(self) -> frozenset[int]:
+        return frozenset(self._dropped)
+
+    def is_dropped(self, row: int) -> bool:
+        return row in self._dropped
+
+    def has_ready(self) -> bool:
+        return bool(self._ready_set)
+
+    def in_flight(self) -> frozenset[Task]:
+        return frozenset(self._in_flight)
+
+    def ready_tasks(self) -> frozenset[Task]:
+        return frozenset(self._ready_set)
+
+    def deferred_tasks(self) -> frozenset[Task]:
+        return frozenset(self._deferred)
+
+    def is_stalled(self) -> bool:
+        """Only deferred work is left: time for a salvage round."""
+        return not self._ready_set and not self._in_flight and bool(self._deferred)
+
+    def is_finished(self) -> bool:
+        """Nothing ready, in flight or deferred: every surviving row is complete."""
+        return not self._ready_set and not self._in_flight and not self._deferred
+
+    def live_rows(self) -> list[int]:
+        return [r for r in range(self._size) if r not in self._dropped]
+
+    def is_done(self, task: Task) -> bool:
+        if task.row is None:
+            return task.column in self._column_done
+        if self._graph.strategy[task.column] == "full_column":
+            return task.column in self._column_done
+        return task.row in self._cell_done[task.column]
+
+    def next_salvage_time(self) -> float | None:
+        """The earliest time a deferred task may run again, or ``None`` if none is deferred."""
+        if not self._deferred:
+            return None
+        return min(d.not_before for d in self._deferred.values())
+
+    def attempts(self, task: Task) -> int:
+        """How many times ``task`` has been deferred so far."""
+        return self._attempts.get(task, 0)
+
+    def statistics(self) -> TrackerStatistics:
+        return TrackerStatistics(
+            size=self._size,
+            ready=len(self._ready_set),
+            in_flight=len(self._in_flight),
+            deferred=len(self._deferred),
+            done_tasks=self._done_tasks,
+            dropped_rows=len(self._dropped),
+            salvage_rounds=self._salvage_rounds,
+        )
+
+    # -- events ---------------------------------------------------------------------------
+    def pop_ready(self) -> Task | None:
+        """Take the highest-priority ready task and mark it in flight; ``None`` if none."""
+        while self._heap:
+            *_, task = heapq.heappop(self._heap)
+            if task in self._ready_set:
+                self._ready_set.remove(task)
+                self._in_flight.add(task)
+                return task
+        return None
+
+    def complete(self, task: Task) -> list[Task]:
+        """Mark an in-flight task done; returns the tasks that became ready.
+
+        A completion for a task no longer in flight (its row was dropped meanwhile) is ignored:
+        a late result never revives a dropped row.
+        """
+        if task not in self._in_flight:
+            return []
+        self._in_flight.remove(task)
+        self._done_tasks += 1
+        if task.row is None:
+            self._column_done.add(task.column)
+            return self._after_column_done(task.column)
+        self._cell_done[task.column].add(task.row)
+        self._live_done[task.column] += 1
+        return self._after_cell_done(task.column, task.row)
+
+    def cancelled(self, task: Task) -> None:
+        """An in-flight task was cancelled (its row was dropped, or the run is stopping)."""
+        self._in_flight.discard(task)
+
+    def defer(self, task: Task, *, not_before: float, rate_limited: bool = False) -> DeferOutcome:
+        """An in-flight task failed with a retryable error.
+
+        The task waits for a salvage round no earlier than ``not_before``. If it has exhausted
+        its retry budget instead, its row (every row, for a full-column task) is dropped.
+        """
+        if task not in self._in_flight:
+            return DeferOutcome(False, [])
+        attempts = self._attempts.get(task, 0) + 1
+        self._attempts[task] = attempts
+        budget = self._max_rate_limited if rate_limited else self._max_retries
+        if attempts > budget:
+            return DeferOutcome(True, self.fail(task))
+        self._in_flight.remove(task)
+        self._deferred[task] = _Deferred(not_before, rate_limited)
+        return DeferOutcome(False, [])
+
+    def fail(self, task: Task) -> list[Task]:
+        """A task failed for good: drop its row (a full-column task drops every row).
+
+        Returns the in-flight tasks of the dropped rows, which the engine must cancel.
+        """
+        self._in_flight.discard(task)
+        if task.row is None:
+            return self.drop_rows(range(self._size))
+        return self.drop_rows([task.row])
+
+    def drop_rows(self, rows: Iterable[int]) -> list[Task]:
+        """Drop rows: their ready and deferred tasks vanish; their in-flight cells are returned
+        for cancellation. Full-column tasks waiting on those rows may become ready."""
+        new = [r for r in rows if r not in self._dropped]
+        if not new:
+            return []
+        newset = set(new)
+        self._dropped.update(newset)
+        for column, done in self._cell_done.items():
+            self._live_done[column] -= len(done & newset)
+        self._ready_set = {t for t in self._ready_set if t.row not in newset}
+        for task in [t for t in self._deferred if t.row in newset]:
+            del self._deferred[task]
+        everything = len(self._dropped) == self._size
+        to_cancel = [t for t in self._in_flight if everything or t.row in newset]
+        for task in to_cancel:
+            self._in_flight.remove(task)
+        if everything:
+            self._clear_pending()
+        else:
+            self._offer_full_columns(self._graph.order)
+        return to_cancel
+
+    def salvage(self, now: float) -> list[Task]:
+        """Run a salvage round: re-offer every deferred task whose backoff has elapsed.
+
+        Returns the re-offered tasks (empty if none is due yet; the engine then sleeps until
+        :meth:`next_salvage_time`).
+        """
+        due = [t for t, d in self._deferred.items() if d.not_before <= now]
+        if due:
+            self._salvage_rounds += 1
+        for task in due:
+            del self._deferred[task]
+            self._push(task)
+        return due
+
+    # -- internals ------------------------------------------------------------------------
+    def _push(self, task: Task) -> None:
+        self._ready_set.add(task)
+        row_key = -1 if task.row is None else task.row
+        entry = (-self._graph.priority[task.column], row_key, self._column_index[task.column], task)
+        heapq.heappush(self._heap, entry)
+
+    def _is_scheduled(self, task: Task) -> bool:
+        return task in self._ready_set or task in self._in_flight or task in self._deferred
+
+    def _seed_roots(self) -> None:
+        for column in self._graph.order:
+            if self._graph.upstream[column]:
+                continue
+            if self._graph.strategy[column] == "full_column":
+                self._push(Task(column, None))
+            else:
+                for row in range(self._size):
+                    self._push(Task(column, row))
+
+    def _upstream_ready_for_row(self, column: str, row: int) -> bool:
+        for up in self._graph.upstream[column]:
+            if self._graph.strategy[up] == "full_column":
+                if up not in self._column_done:
+                    return False
+            elif row not in self._cell_done[up]:
+                return False
+        return True
+
+    def _upstream_ready_for_column(self, column: str) -> bool:
+        live = self._size - len(self._dropped)
+        for up in self._graph.upstream[column]:
+            if self._graph.strategy[up] == "full_column":
+                if up not in self._column_done:
+                    return False
+            elif self._live_done[up] != live:
+                return False
+        return True
+
+    def _offer_cell(self, column: str, row: int, ready: list[Task]) -> None:
+        task = Task(column, row)
+        if (
+            row not in self._dropped
+            and row not in self._cell_done[column]
+            and not self._is_scheduled(task)
+            and self._upstream_ready_for_row(column, row)
+        ):
+            self._push(task)
+            ready.append(task)
+
+    def _offer_full_column(self, column: str, ready: list[Task]) -> None:
+        task = Task(column, None)
+        if (
+            column not in self._column_done
+            and len(self._dropped) < self._size
+            and not self._is_scheduled(task)
+            and self._upstream_ready_for_column(column)
+        ):
+            self._push(task)
+            ready.append(task)
+
+    def _offer_full_columns(self, columns: Sequence[str]) -> list[Task]:
+        ready: list[Task] = []
+        for column in columns:
+            if self._graph.strategy[column] == "full_column" and self._graph.upstream[column]:
+                self._offer_full_column(column, ready)
+        return ready
+
+    def _after_cell_done(self, column: str, row: int) -> list[Task]:
+        ready: list[Task] = []
+        for down in self._graph.downstream[column]:
+            if self._graph.strategy[down] == "cell":
+                self._offer_cell(down, row, ready)
+            else:
+                self._offer_full_column(down, ready)
+        return ready
+
+    def _after_column_done(self, column: str) -> list[Task]:
+        ready: list[Task] = []
+        for down in self._graph.downstream[column]:
+            if self._graph.strategy[down] == "cell":
+                for row in range(self._size):
+                    self._offer_cell(down, row, ready)
+            else:
+                self._offer_full_column(down, ready)
+        return ready
+
+    def _clear_pending(self) -> None:
+        self._ready_set.clear()
+        self._heap.clear()
+        self._deferred.clear()

@@ -1,0 +1,273 @@
+"""The public entry point: ``TrioDesigner`` and the ``RunResult`` it returns.
+
+Async-native: ``await TrioDesigner().create(config, num_records=..., output_dir=...)`` runs inside
+the caller's own ``trio.run`` (and nursery, if they like); ``create_sync`` / ``preview_sync`` wrap
+it in a private ``trio.run`` for scripts and notebooks without an event loop.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import trio
+
+from ._engine._async import run_async
+from ._engine._runtime import ColumnCounts, FailureRecord, RunState
+from ._engine._slots import SlotStatistics, TaskSlots
+from ._engine._sync import run_sync
+from ._engine._trace import TaskTrace
+from ._exceptions import ConfigError
+
+EngineName = Literal["async", "sync"]
+RunStatus = Literal["complete", "early_shutdown", "interrupted"]
+
+
+@attrs.frozen(kw_only=True)
+class ColumnSummary:
+    """Outcome counts of one column over a run."""
+
+    ok: int
+    """Cells generated (a full-column task counts one per row)."""
+    skipped: int
+    """Cells skipped by ``skip_when`` or because an upstream cell was skipped."""
+    failed: int
+    """Tasks that failed for good (each dropped a row, or a whole row group)."""
+    retried: int
+    """Retryable failures that were deferred and retried."""
+    cancelled: int
+    """Cells cancelled because a sibling cell of their row failed, or the run stopped."""
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+      status: ``complete``, ``early_shutdown`` (the error-rate gate tripped) or ``interrupted``.
+      engine: ``async`` or ``sync``.
+      num_records_requested: rows asked for.
+      num_records_written: rows written (surviving rows of finished row groups).
+      num_rows_dropped: rows dropped by failures in finished row groups.
+      columns: per-column outcome counts.
+      failures: why each dropped row was dropped.
+      output_dir: the output directory (``None`` for a preview).
+      files: parquet files written, relative to ``output_dir``.
+      traces: per-task traces (empty unless ``RunConfig.trace``).
+      elapsed: wall time of the run in seconds (``trio.current_time`` units).
+      usage: token and request usage per model alias.
+      slots: occupancy statistics of the submission / LLM-wait pools (async engine).
+    """
+
+    status: RunStatus
+    engine: EngineName
+    num_records_requested: int
+    num_records_written: int
+    num_rows_dropped: int
+    columns: Mapping[str, ColumnSummary]
+    failures: tuple[FailureRecord, ...]
+    output_dir: Path | None
+    files: tuple[str, ...]
+    traces: tuple[TaskTrace, ...]
+    elapsed: float
+    usage: Mapping[str, Any] = attrs.field(factory=dict)
+    slots: SlotStatistics | None = None
+    _memory_table: Any = attrs.field(default=None, repr=False, alias="memory_table")
+
+    @property
+    def table(self) -> Any:
+        """The dataset as a ``pyarrow.Table`` (read from disk for ``create`` runs)."""
+        if self._memory_table is not None:
+            return self._memory_table
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        if self.output_dir is None or not self.files:
+            return pa.table({})
+        paths = [str(self.output_dir / f) for f in sorted(self.files)]
+        return ds.dataset(paths, format="parquet").to_table()
+
+    def to_pandas(self) -> Any:
+        """The dataset as a pandas DataFrame (needs pandas installed)."""
+        return self.table.to_pandas()
+
+
+class TrioDesigner:
+    """Runs pipelines.
+
+    Args:
+      engine: ``"async"`` (cell-level scheduling, the default) or ``"sync"`` (column at a time,
+        the baseline kept for benchmarks and parity checks).
+      on_event: called with ``(event_name, fields)`` for scheduler events (row group admitted /
+        checkpointed, salvage rounds, early shutdown); used by progress displays.
+
+    Example::
+
+        async def main():
+            result = await TrioDesigner().create(config, num_records=100, output_dir="out")
+            print(result.num_records_written)
+
+        trio.run(main)
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: EngineName = "async",
+        on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
+    ) -> None:
+        if engine not in ("async", "sync"):
+            raise ConfigError(f"engine: unknown engine {engine!r}; use 'async' or 'sync'")
+        self.engine: EngineName = engine
+        self.on_event = on_event
+
+    async def create(
+        self,
+        config: Any,
+        *,
+        num_records: int,
+        output_dir: str | os.PathLike[str],
+        resume: bool = False,
+    ) -> RunResult:
+        """Generate ``num_records`` rows and write them under ``output_dir`` as parquet.
+
+        Raises:
+          ConfigError: the configuration is invalid (raised before any request is sent).
+          SinkError: the output directory holds a different run, or writing failed.
+        """
+        from ._sink import ParquetSink
+        from .config import config_fingerprint
+
+        graph, generators = _prepare(config, num_records)
+        sink = ParquetSink(output_dir)
+        await sink.open(
+            fingerprint=config_fingerprint(config),
+            config=config.to_dict(),
+            num_records=num_records,
+            row_group_size=config.run.row_group_size,
+        )
+        done = frozenset(sink.completed_row_groups()) if resume else frozenset()
+        return await self._execute(
+            config, graph, generators, sink, num_records, Path(output_dir), done
+        )
+
+    async def preview(self, config: Any, *, num_records: int = 5) -> RunResult:
+        """Generate ``num_records`` rows in memory (nothing written); for a quick look."""
+        from ._sink import MemorySink
+
+        graph, generators = _prepare(config, num_records)
+        sink = MemorySink()
+        await sink.open(
+            fingerprint="preview",
+            config={},
+            num_records=num_records,
+            row_group_size=config.run.row_group_size,
+        )
+        result = await self._execute(
+            config, graph, generators, sink, num_records, None, frozenset()
+        )
+        return attrs.evolve(result, memory_table=sink.table())
+
+    def create_sync(
+        self,
+        config: Any,
+        *,
+        num_records: int,
+        output_dir: str | os.PathLike[str],
+        resume: bool = False,
+    ) -> RunResult:
+        """``create`` for code outside an event loop (runs its own ``trio.run``)."""
+        return trio.run(
+            partial(
+                self.create, config, num_records=num_records, output_dir=output_dir, resume=resume
+            )
+        )
+
+    def preview_sync(self, config: Any, *, num_records: int = 5) -> RunResult:
+        """``preview`` for code outside an event loop."""
+        return trio.run(partial(self.preview, config, num_records=num_records))
+
+    async def _execute(
+        self,
+        config: Any,
+        graph: Any,
+        generators: Any,
+        sink: Any,
+        num_records: int,
+        output_dir: Path | None,
+        done: frozenset[int],
+    ) -> RunResult:
+        state = RunState(
+            graph=graph,
+            generators=generators,
+            sink=sink,
+            run=config.run,
+            num_records=num_records,
+            skip_row_groups=done,
+            on_event=self.on_event,
+            model_configs=config.models,
+        )
+        slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
+        start = trio.current_time()
+        state.trace.origin = start
+        status: RunStatus = "interrupted"
+        try:
+            if self.engine == "async":
+                await run_async(state, slots)
+            else:
+                await run_sync(state)
+            status = "early_shutdown" if state.early_shutdown else "complete"
+        finally:
+            with trio.CancelScope(shield=True):
+                await sink.close(status=status, summary=_summary(state, status))
+        return RunResult(
+            status=status,
+            engine=self.engine,
+            num_records_requested=num_records,
+            num_records_written=state.rows_written,
+            num_rows_dropped=state.rows_dropped,
+            columns={c: _column_summary(n) for c, n in state.counts.items()},
+            failures=tuple(state.failures),
+            output_dir=output_dir,
+            files=tuple(path for _, path, _ in sorted(state.row_groups_written)),
+            traces=tuple(state.trace.records),
+            elapsed=trio.current_time() - start,
+            slots=slots.statistics() if self.engine == "async" else None,
+        )
+
+
+def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:
+    """Validate everything that can be validated without a request; build the generators."""
+    from ._graph import ExecutionGraph
+    from .generators import build_generator
+
+    if not isinstance(num_records, int) or num_records < 1:
+        raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
+    graph = ExecutionGraph.from_config(config)
+    generators = {name: build_generator(graph.configs[name]) for name in graph.order}
+    return graph, generators
+
+
+def _column_summary(counts: ColumnCounts) -> ColumnSummary:
+    return ColumnSummary(
+        ok=counts.ok,
+        skipped=counts.skipped,
+        failed=counts.failed,
+        retried=counts.retried,
+        cancelled=counts.cancelled,
+    )
+
+
+def _summary(state: RunState, status: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "rows_written": state.rows_written,
+        "rows_dropped": state.rows_dropped,
+        "columns": {c: attrs.asdict(n) for c, n in state.counts.items()},
+        "failures": [attrs.asdict(f) for f in state.failures[:1000]],
+        "early_shutdown": state.early_shutdown,
+    }

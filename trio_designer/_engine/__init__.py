@@ -1,0 +1,1 @@
+"""Trio drivers: row-group workers, slot pools and the handoff, the sync baseline."""

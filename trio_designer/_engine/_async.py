@@ -1,0 +1,201 @@
+"""The cell-level engine: a cell runs the moment its own upstream cells finish.
+
+Structure (one nursery per level, so no task outlives its parent)::
+
+    run_async(state)
+    └── run nursery, inside state.run_scope (cancelled on early shutdown)
+        ├── admission loop: for each row group, take a row-group token (a
+        │   trio.CapacityLimiter of max_row_groups_in_flight), start its worker
+        └── _RowGroupWorker.run()         one per admitted row group
+            └── cell nursery
+                └── _run_task()           one per dispatched task
+
+Dispatch: the worker loops "take a submission slot, then pop the best ready task" — slot first,
+so the task chosen is the best one *at the moment a slot frees* (never a stale snapshot:
+reference bug #504). Ready tasks come from the pure :class:`RowGroupTracker`.
+
+Failure semantics:
+
+* a retryable error defers the task; when the row group stalls (only deferred work left) a
+  salvage round re-offers it after its backoff; a task that exhausts its budget drops its row;
+* a non-retryable error drops the row: every in-flight sibling cell of the row is cancelled
+  through its cancel scope, and no downstream cell of the row ever starts (the tracker never
+  offers it); a failing full-column task drops its whole row group;
+* a sustained error rate cancels ``state.run_scope``: dispatch stops, in-flight cells are
+  cancelled, row groups that already finished are written (checkpoints are shielded).
+
+Invariants (each a named check in ``property_tests/test_engine_scenarios.py``):
+a cell starts only after its row's upstream cells completed (``check_upstream_before_start``);
+after a row is dropped none of its cells starts and its in-flight cells end cancelled
+(``check_dropped_rows_stop``); no cell succeeds twice (``check_no_double_success``); every
+slot token is returned, also after cancellation (``check_tokens_returned``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from .._core._tracker import RowGroupTracker, Task
+from .._exceptions import ModelRateLimitedError, RetryableGenerationError
+from ._runtime import RowGroupBuffer, RowGroupPlan, RunState, retry_delay
+from ._slots import SlotToken, TaskSlots
+from ._trace import TaskStatus
+
+
+async def run_async(state: RunState, slots: TaskSlots) -> None:
+    """Run every row group of ``state`` with the cell-level scheduler."""
+    run = state.run
+    admission = trio.CapacityLimiter(run.max_row_groups_in_flight)
+    with state.run_scope:
+        async with trio.open_nursery() as nursery:
+            for plan in state.plans():
+                token = object()
+                await admission.acquire_on_behalf_of(token)
+                state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
+                nursery.start_soon(_row_group, state, slots, plan, admission, token)
+
+
+async def _row_group(
+    state: RunState,
+    slots: TaskSlots,
+    plan: RowGroupPlan,
+    admission: trio.CapacityLimiter,
+    token: object,
+) -> None:
+    try:
+        worker = _RowGroupWorker(state, slots, plan)
+        await worker.run()
+        await state.checkpoint(worker.buffer, worker.tracker.dropped_rows)
+    finally:
+        admission.release_on_behalf_of(token)
+
+
+class _RowGroupWorker:
+    """Dispatches the tasks of one row group and reacts to their outcomes."""
+
+    def __init__(self, state: RunState, slots: TaskSlots, plan: RowGroupPlan) -> None:
+        self.state = state
+        self.slots = slots
+        self.plan = plan
+        self.buffer = RowGroupBuffer(plan, state.view.order)
+        self.tracker = RowGroupTracker(
+            state.view,
+            plan.size,
+            max_retries=state.run.salvage_max_rounds,
+            max_rate_limited_retries=max(state.run.salvage_max_rounds, 20),
+        )
+        # Invariant: _scopes holds exactly the cancel scopes of this row group's running tasks.
+        self._scopes: dict[Task, trio.CancelScope] = {}
+        self._changed = trio.Event()
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as cells:
+            while not self.tracker.is_finished():
+                if self.tracker.has_ready():
+                    await self._dispatch_one(cells)
+                elif self.tracker.is_stalled():
+                    await self._salvage()
+                else:
+                    # No checkpoint between the checks above and this wait: no lost wake-up.
+                    self._changed = trio.Event()
+                    await self._changed.wait()
+
+    async def _dispatch_one(self, cells: trio.Nursery) -> None:
+        token = SlotToken()
+        await self.slots.acquire_submission(token)
+        task = self.tracker.pop_ready()
+        if task is None:  # a drop emptied the frontier while we waited for the slot
+            self.slots.release(token)
+            return
+        cells.start_soon(self._run_task, task, token, trio.current_time())
+
+    async def _salvage(self) -> None:
+        due = self.tracker.next_salvage_time()
+        if due is not None and due > trio.current_time():
+            await trio.sleep_until(due)
+        offered = self.tracker.salvage(trio.current_time())
+        if offered:
+            self.state.emit("salvage_round", row_group=self.plan.id, tasks=len(offered))
+
+    async def _run_task(self, task: Task, token: SlotToken, dispatched: float) -> None:
+        scope = trio.CancelScope()
+        self._scopes[task] = scope
+        attempt = self.tracker.attempts(task) + 1
+        slot_acquired = [dispatched]
+        started: list[float] = []
+        status: TaskStatus = "cancelled"
+        error: BaseException | None = None
+
+        async def before_model_call() -> None:
+            await self.slots.handoff_to_llm_wait(token)
+            slot_acquired[0] = trio.current_time()
+
+        try:
+            with scope:
+                status = await self._execute(task, before_model_call, started)
+            if scope.cancelled_caught:
+                status = "cancelled"
+                self.state.counts[task.column].cancelled += 1
+                self.tracker.cancelled(task)
+            else:
+                self.tracker.complete(task)
+                cells = 1 if task.row is not None else self.tracker.size
+                self.state.record_success(task.column, status, cells)
+        except Exception as exc:
+            error = exc
+            status = self._on_error(task, exc, attempt)
+        finally:
+            del self._scopes[task]
+            self.slots.release(token)
+            self._changed.set()
+            self.state.add_trace(
+                plan=self.plan,
+                column=task.column,
+                row=task.row,
+                dispatched=dispatched,
+                slot_acquired=slot_acquired[0],
+                started=started[0] if started else trio.current_time(),
+                status=status,
+                attempt=attempt,
+                error=error,
+            )
+
+    async def _execute(
+        self,
+        task: Task,
+        before_model_call: Callable[[], Awaitable[None]],
+        started: list[float],
+    ) -> TaskStatus:
+        if task.row is None:
+            live = self.tracker.live_rows()
+            return await self.state.run_full_column(
+                self.buffer, task.column, live, before_model_call, started
+            )
+        return await self.state.run_cell(
+            self.buffer, task.column, task.row, before_model_call, started
+        )
+
+    def _on_error(self, task: Task, exc: Exception, attempt: int) -> TaskStatus:
+        if isinstance(exc, RetryableGenerationError):
+            not_before = trio.current_time() + retry_delay(exc, attempt)
+            outcome = self.tracker.defer(
+                task,
+                not_before=not_before,
+                rate_limited=isinstance(exc, ModelRateLimitedError),
+            )
+            if not outcome.exhausted:
+                self.state.counts[task.column].retried += 1
+                return "retryable"
+            self._drop(task, exc, attempt, outcome.to_cancel)
+            return "failed"
+        self._drop(task, exc, attempt, self.tracker.fail(task))
+        return "failed"
+
+    def _drop(self, task: Task, exc: BaseException, attempt: int, to_cancel: list[Task]) -> None:
+        for sibling in to_cancel:
+            scope = self._scopes.get(sibling)
+            if scope is not None:
+                scope.cancel()
+        self.state.record_failure(self.plan, task.column, task.row, exc, attempt)

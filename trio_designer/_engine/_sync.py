@@ -1,0 +1,155 @@
+"""The sync baseline: column at a time, the way the reference's old engine worked.
+
+Row groups run one after another; within a row group each column runs to completion before the
+next one starts (in topological order), its cells with bounded concurrency: the model's
+``max_parallel_requests`` for LLM columns, ``RunConfig.non_llm_concurrency`` otherwise. Retryable
+failures are retried after the column's pass, up to the same budgets as the async engine's
+salvage rounds; non-retryable ones drop the row. Same generators, same seeds, same sink: for
+deterministic generators the dataset is identical to the async engine's — that is what makes it
+a fair baseline for the benchmarks and a parity oracle for the property suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from .._exceptions import ModelRateLimitedError, RetryableGenerationError
+from ._runtime import RowGroupBuffer, RowGroupPlan, RunState, retry_delay
+from ._trace import TaskStatus
+
+
+async def run_sync(state: RunState) -> None:
+    """Run every row group of ``state`` column by column."""
+    with state.run_scope:
+        for plan in state.plans():
+            state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
+            group = _SyncRowGroup(state, plan)
+            await group.run()
+            await state.checkpoint(group.buffer, frozenset(group.dropped))
+
+
+class _SyncRowGroup:
+    def __init__(self, state: RunState, plan: RowGroupPlan) -> None:
+        self.state = state
+        self.plan = plan
+        self.buffer = RowGroupBuffer(plan, state.view.order)
+        self.dropped: set[int] = set()
+
+    async def run(self) -> None:
+        for column in self.state.view.order:
+            live = [r for r in range(self.plan.size) if r not in self.dropped]
+            if not live:
+                return
+            if self.state.view.strategy[column] == "full_column":
+                await self._run_with_retries(column, [None])
+            else:
+                await self._run_with_retries(column, live)
+
+    async def _run_with_retries(self, column: str, rows: Sequence[int | None]) -> None:
+        attempts: dict[int | None, int] = {}
+        pending: list[int | None] = list(rows)
+        while pending:
+            failures = await self._pass(column, pending, attempts)
+            pending = []
+            pause = 0.0
+            for row, exc in failures:
+                attempts[row] = attempts.get(row, 0) + 1
+                rate_limited = isinstance(exc, ModelRateLimitedError)
+                budget = (
+                    max(self.state.run.salvage_max_rounds, 20)
+                    if rate_limited
+                    else (self.state.run.salvage_max_rounds)
+                )
+                if attempts[row] > budget:
+                    self._drop(column, row, exc, attempts[row])
+                else:
+                    self.state.counts[column].retried += 1
+                    pending.append(row)
+                    pause = max(pause, retry_delay(exc, attempts[row]))
+            if pending:
+                await trio.sleep(pause)
+
+    async def _pass(
+        self, column: str, rows: list[int | None], attempts: dict[int | None, int]
+    ) -> list[tuple[int | None, RetryableGenerationError]]:
+        limiter = trio.CapacityLimiter(self._concurrency(column))
+        failures: list[tuple[int | None, RetryableGenerationError]] = []
+        async with trio.open_nursery() as nursery:
+            for row in rows:
+                if row is not None and row in self.dropped:
+                    continue
+                nursery.start_soon(
+                    self._one, column, row, limiter, attempts.get(row, 0) + 1, failures
+                )
+        return failures
+
+    async def _one(
+        self,
+        column: str,
+        row: int | None,
+        limiter: trio.CapacityLimiter,
+        attempt: int,
+        failures: list[tuple[int | None, RetryableGenerationError]],
+    ) -> None:
+        async with limiter:
+            dispatched = trio.current_time()
+            started: list[float] = []
+            status: TaskStatus = "cancelled"
+            error: BaseException | None = None
+            try:
+                status = await self._execute(column, row, started)
+                cells = 1 if row is not None else self.plan.size - len(self.dropped)
+                self.state.record_success(column, status, cells)
+            except RetryableGenerationError as exc:
+                error, status = exc, "retryable"
+                failures.append((row, exc))
+            except Exception as exc:
+                error, status = exc, "failed"
+                self._drop(column, row, exc, attempt)
+            finally:
+                self.state.add_trace(
+                    plan=self.plan,
+                    column=column,
+                    row=row,
+                    dispatched=dispatched,
+                    slot_acquired=dispatched,
+                    started=started[0] if started else trio.current_time(),
+                    status=status,
+                    attempt=attempt,
+                    error=error,
+                )
+
+    async def _execute(self, column: str, row: int | None, started: list[float]) -> TaskStatus:
+        if row is None:
+            live = [r for r in range(self.plan.size) if r not in self.dropped]
+            return await self.state.run_full_column(self.buffer, column, live, _noop, started)
+        return await self.state.run_cell(self.buffer, column, row, _noop, started)
+
+    def _drop(self, column: str, row: int | None, exc: BaseException, attempts: int) -> None:
+        if row is None:
+            self.dropped.update(range(self.plan.size))
+        else:
+            self.dropped.add(row)
+        self.state.record_failure(self.plan, column, row, exc, attempts)
+
+    def _concurrency(self, column: str) -> int:
+        config: Any = self.state.graph.configs[column]
+        if self.state.view.strategy[column] != "cell":
+            return 1
+        if self.state.graph.llm_bound[column]:
+            return _model_parallelism(self.state, config)
+        return int(self.state.run.non_llm_concurrency)
+
+
+def _model_parallelism(state: RunState, config: Any) -> int:
+    """``max_parallel_requests`` of the model(s) a column calls (the smallest, if several)."""
+    aliases = [getattr(config, "model", None), *getattr(config, "models", ())]
+    limits = [m.max_parallel_requests for m in state.model_configs if m.alias in aliases]
+    return min(limits) if limits else int(state.run.non_llm_concurrency)
+
+
+async def _noop() -> None:
+    return None

@@ -1,0 +1,164 @@
+"""The generator interface: what the engine calls to fill a cell or a whole column.
+
+A generator fills one column. Its ``strategy`` says how the engine schedules it:
+
+* ``"cell"``: one task per (row, column). The engine calls :meth:`ColumnGenerator.agenerate`
+  with a :class:`CellContext` the moment that row's upstream cells are complete.
+* ``"full_column"``: one task per (row group, column). The engine calls
+  :meth:`ColumnGenerator.agenerate_column` with a :class:`ColumnContext` once every surviving row
+  of the row group has its upstream cells (samplers, batch validators).
+
+Implement whichever of the sync / async pair is natural; the base class bridges to the other:
+
+* only ``generate`` → ``agenerate`` runs it in a worker thread (``trio.to_thread``) unless the
+  generator sets ``inline = True`` (cheap, non-blocking code such as samplers and Jinja
+  expressions, which then runs directly on the event loop);
+* only ``agenerate`` → ``generate`` runs it with a private ``trio.run`` (for callers outside
+  any event loop; never call it from inside one).
+
+Determinism: a generator must draw randomness only from ``ctx.rng`` (or ``ctx.rng_for(row)`` in
+full-column contexts), which is seeded from (run seed, global row index, column name). Then the
+dataset does not depend on completion order, and the sync and async engines write identical
+files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import attrs
+import trio
+
+Strategy = Literal["cell", "full_column"]
+
+
+def rng_for(seed: int, row: int, column: str) -> random.Random:
+    """A ``random.Random`` seeded from (run seed, global row index, column name).
+
+    Stable across processes and Python versions (blake2b, not ``hash()``).
+    """
+    digest = hashlib.blake2b(f"{seed}\x00{row}\x00{column}".encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+async def _no_handoff() -> None:
+    return None
+
+
+@attrs.define(eq=False, slots=True)
+class CellContext:
+    """What a cell generator sees.
+
+    Attributes:
+      column: the column being generated.
+      row_index: the global row index (0-based over the whole run).
+      row: this row's values so far, read-only (every upstream column is present).
+      seed: the run seed.
+      before_model_call: LLM-bound generators await this right before their first model call;
+        the engine uses it to hand the task's submission slot over to the LLM-wait pool.
+        Idempotent; a no-op outside the engine.
+      models: the run's model registry (``None`` when the pipeline has no models).
+    """
+
+    column: str
+    row_index: int
+    row: Mapping[str, Any]
+    seed: int = 0
+    before_model_call: Callable[[], Awaitable[None]] = _no_handoff
+    models: Any = None
+    _rng: random.Random | None = None
+
+    @property
+    def rng(self) -> random.Random:
+        """This cell's random generator (created on first use)."""
+        if self._rng is None:
+            self._rng = rng_for(self.seed, self.row_index, self.column)
+        return self._rng
+
+
+@attrs.define(eq=False, slots=True)
+class ColumnContext:
+    """What a full-column generator sees: the surviving rows of one row group.
+
+    Attributes:
+      column: the column being generated.
+      row_group: the row group id.
+      row_indices: global row indices of the rows to fill, in order.
+      rows: those rows' values so far (same order), read-only.
+      seed: the run seed.
+    """
+
+    column: str
+    row_group: int
+    row_indices: Sequence[int]
+    rows: Sequence[Mapping[str, Any]]
+    seed: int = 0
+    before_model_call: Callable[[], Awaitable[None]] = _no_handoff
+    models: Any = None
+
+    def rng_for(self, row_index: int) -> random.Random:
+        """The random generator of cell (``row_index``, this column)."""
+        return rng_for(self.seed, row_index, self.column)
+
+
+class ColumnGenerator:
+    """Base class of every generator; see the module docstring.
+
+    Class attributes a subclass may set:
+      strategy: ``"cell"`` or ``"full_column"``.
+      llm_bound: the generator waits on a model endpoint; the engine hands its submission slot
+        over to the LLM-wait pool before the model call.
+      inline: sync ``generate*`` is cheap and non-blocking, so run it on the event loop rather
+        than in a worker thread.
+    """
+
+    strategy: ClassVar[Strategy] = "cell"
+    llm_bound: ClassVar[bool] = False
+    inline: ClassVar[bool] = False
+
+    # -- cell strategy -------------------------------------------------------------------
+    def generate(self, ctx: CellContext) -> Any:
+        """Fill one cell, synchronously."""
+        if not self._overrides("agenerate"):
+            raise NotImplementedError(f"{type(self).__name__} implements neither generate nor agenerate")
+        return trio.run(self.agenerate, ctx)
+
+    async def agenerate(self, ctx: CellContext) -> Any:
+        """Fill one cell."""
+        if not self._overrides("generate"):
+            raise NotImplementedError(f"{type(self).__name__} implements neither generate nor agenerate")
+        if self.inline:
+            await trio.lowlevel.checkpoint()
+            return self.generate(ctx)
+        return await trio.to_thread.run_sync(self.generate, ctx)
+
+    # -- full-column strategy --------------------------------------------------------------
+    def generate_column(self, ctx: ColumnContext) -> list[Any]:
+        """Fill the column for ``ctx.rows``, synchronously; one value per row, in order."""
+        if not self._overrides("agenerate_column"):
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither generate_column nor agenerate_column"
+            )
+        return trio.run(self.agenerate_column, ctx)
+
+    async def agenerate_column(self, ctx: ColumnContext) -> list[Any]:
+        """Fill the column for ``ctx.rows``; one value per row, in order."""
+        if not self._overrides("generate_column"):
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither generate_column nor agenerate_column"
+            )
+        if self.inline:
+            await trio.lowlevel.checkpoint()
+            return self.generate_column(ctx)
+        return await trio.to_thread.run_sync(self.generate_column, ctx)
+
+    # -- schema ---------------------------------------------------------------------------
+    def arrow_type(self) -> Any:
+        """The pyarrow type of this column's values, or ``None`` to let pyarrow infer it."""
+        return None
+
+    def _overrides(self, name: str) -> bool:
+        return getattr(type(self), name) is not getattr(ColumnGenerator, name)
