@@ -142,7 +142,9 @@ class Attempt:
     attempt: int
     llm_bound: bool
     start: float
+    start_seq: int
     end: float | None = None
+    end_seq: int | None = None
     outcome: Literal["ok", "retry", "fatal", "cancelled"] | None = None
 
 
@@ -163,6 +165,11 @@ class Recorder:
         self.peak_llm = 0
         self.peak_local = 0
         self.input_violations: list[str] = []
+        self._seq = 0
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
     def function_for(self, column: str) -> Any:
         ups = sorted(self.scenario.dag.upstream[column])
@@ -199,17 +206,20 @@ class Recorder:
     async def _attempt(self, column: str, key: int, rows: tuple[int, ...]) -> None:
         llm = self.scenario.llm_bound[column]
         self.counts[(column, key)] += 1
-        record = Attempt(column, key, rows, self.counts[(column, key)], llm, trio.current_time())
+        attempt = self.counts[(column, key)]
+        record = Attempt(column, key, rows, attempt, llm, trio.current_time(), self._next_seq())
         self.attempts.append(record)
         self._enter(llm)
         try:
             await trio.sleep(self.scenario.schedule.latency(column, key))
         except trio.Cancelled:
             record.outcome, record.end = "cancelled", trio.current_time()
+            record.end_seq = self._next_seq()
             raise
         finally:
             self._leave(llm)
         record.end = trio.current_time()
+        record.end_seq = self._next_seq()
         record.outcome = self.scenario.schedule.outcome(column, key, record.attempt)
         if record.outcome == "retry":
             raise RetryableGenerationError(f"scripted retryable failure of {column}[{key}]")
@@ -231,12 +241,22 @@ class Recorder:
             self.running_local -= 1
 
 
-def run_in_virtual_time(fn: Any, *args: Any) -> Any:
-    """Run ``fn(*args)`` in a fresh ``trio.run`` with an autojumping ``MockClock``, guarded
-    against deadlock by ``fail_after``."""
+def run_in_virtual_time(fn: Any, *args: Any, threads: bool = False) -> Any:
+    """Run ``fn(*args)`` in a fresh ``trio.run`` under a ``MockClock``, guarded against deadlock
+    by ``fail_after``.
+
+    By default the clock autojumps (pure virtual time). With ``threads=True`` (the run writes
+    parquet in worker threads, which autojump would mistake for idleness and jump straight to
+    the ``fail_after`` deadline) the clock instead runs 1000x faster than real time.
+    """
 
     async def guarded() -> Any:
         with trio.fail_after(1_000_000):
             return await fn(*args)
 
-    return trio.run(guarded, clock=trio.testing.MockClock(autojump_threshold=0))
+    clock = (
+        trio.testing.MockClock(rate=1000.0)
+        if threads
+        else trio.testing.MockClock(autojump_threshold=0)
+    )
+    return trio.run(guarded, clock=clock)

@@ -8,7 +8,8 @@ it in a private ``trio.run`` for scripts and notebooks without an event loop.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +61,8 @@ class RunResult:
       traces: per-task traces (empty unless ``RunConfig.trace``).
       elapsed: wall time of the run in seconds (``trio.current_time`` units).
       usage: token and request usage per model alias.
+      model_limits: final statistics of each endpoint's adaptive limiter, by
+        ``"provider:model"``.
       slots: occupancy statistics of the submission / LLM-wait pools (async engine).
     """
 
@@ -75,6 +78,7 @@ class RunResult:
     traces: tuple[TaskTrace, ...]
     elapsed: float
     usage: Mapping[str, Any] = attrs.field(factory=dict)
+    model_limits: Mapping[str, Any] = attrs.field(factory=dict)
     slots: SlotStatistics | None = None
     _memory_table: Any = attrs.field(default=None, repr=False, alias="memory_table")
 
@@ -104,6 +108,8 @@ class TrioDesigner:
         the baseline kept for benchmarks and parity checks).
       on_event: called with ``(event_name, fields)`` for scheduler events (row group admitted /
         checkpointed, salvage rounds, early shutdown); used by progress displays.
+      simulator_models: how the built-in simulated endpoint behaves for each model id of the
+        ``simulator`` provider (latency, capacity, faults); ids not listed get the defaults.
 
     Example::
 
@@ -119,11 +125,13 @@ class TrioDesigner:
         *,
         engine: EngineName = "async",
         on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
+        simulator_models: Sequence[Any] | None = None,
     ) -> None:
         if engine not in ("async", "sync"):
             raise ConfigError(f"engine: unknown engine {engine!r}; use 'async' or 'sync'")
         self.engine: EngineName = engine
         self.on_event = on_event
+        self.simulator_models = simulator_models
 
     async def create(
         self,
@@ -143,33 +151,36 @@ class TrioDesigner:
         from .config import config_fingerprint
 
         graph, generators = _prepare(config, num_records)
-        sink = ParquetSink(output_dir)
-        await sink.open(
-            fingerprint=config_fingerprint(config),
-            config=config.to_dict(),
-            num_records=num_records,
-            row_group_size=config.run.row_group_size,
-        )
-        done = frozenset(sink.completed_row_groups()) if resume else frozenset()
-        return await self._execute(
-            config, graph, generators, sink, num_records, Path(output_dir), done
-        )
+        async with self._open_models(config) as models:
+            sink = ParquetSink(output_dir)
+            await sink.open(
+                fingerprint=config_fingerprint(config),
+                config=config.to_dict(lenient=True),
+                num_records=num_records,
+                row_group_size=config.run.row_group_size,
+                resume=resume,
+            )
+            done = frozenset(sink.completed_row_groups()) if resume else frozenset()
+            return await self._execute(
+                config, graph, generators, sink, num_records, Path(output_dir), done, models
+            )
 
     async def preview(self, config: Any, *, num_records: int = 5) -> RunResult:
         """Generate ``num_records`` rows in memory (nothing written); for a quick look."""
         from ._sink import MemorySink
 
         graph, generators = _prepare(config, num_records)
-        sink = MemorySink()
-        await sink.open(
-            fingerprint="preview",
-            config={},
-            num_records=num_records,
-            row_group_size=config.run.row_group_size,
-        )
-        result = await self._execute(
-            config, graph, generators, sink, num_records, None, frozenset()
-        )
+        async with self._open_models(config) as models:
+            sink = MemorySink()
+            await sink.open(
+                fingerprint="preview",
+                config={},
+                num_records=num_records,
+                row_group_size=config.run.row_group_size,
+            )
+            result = await self._execute(
+                config, graph, generators, sink, num_records, None, frozenset(), models
+            )
         return attrs.evolve(result, memory_table=sink.table())
 
     def create_sync(
@@ -191,6 +202,15 @@ class TrioDesigner:
         """``preview`` for code outside an event loop."""
         return trio.run(partial(self.preview, config, num_records=num_records))
 
+    def _open_models(self, config: Any) -> AbstractAsyncContextManager[Any]:
+        """The model registry (clients, limiters, embedded simulator), or nothing without
+        models."""
+        if not config.models:
+            return nullcontext(None)
+        from .models._registry import open_model_registry
+
+        return open_model_registry(config, simulator_models=self.simulator_models)
+
     async def _execute(
         self,
         config: Any,
@@ -200,6 +220,7 @@ class TrioDesigner:
         num_records: int,
         output_dir: Path | None,
         done: frozenset[int],
+        models: Any,
     ) -> RunResult:
         state = RunState(
             graph=graph,
@@ -210,6 +231,7 @@ class TrioDesigner:
             skip_row_groups=done,
             on_event=self.on_event,
             model_configs=config.models,
+            models=models,
         )
         slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
         start = trio.current_time()
@@ -237,6 +259,10 @@ class TrioDesigner:
             traces=tuple(state.trace.records),
             elapsed=trio.current_time() - start,
             slots=slots.statistics() if self.engine == "async" else None,
+            usage={} if models is None else {a: u.to_dict() for a, u in models.usage().items()},
+            model_limits={}
+            if models is None
+            else {name: lim.statistics() for name, lim in models.limiters().items()},
         )
 
 
@@ -270,4 +296,7 @@ def _summary(state: RunState, status: str) -> dict[str, Any]:
         "columns": {c: attrs.asdict(n) for c, n in state.counts.items()},
         "failures": [attrs.asdict(f) for f in state.failures[:1000]],
         "early_shutdown": state.early_shutdown,
+        "usage": {}
+        if state.models is None
+        else {a: u.to_dict() for a, u in state.models.usage().items()},
     }

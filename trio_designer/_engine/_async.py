@@ -39,7 +39,7 @@ import trio
 
 from .._core._tracker import RowGroupTracker, Task
 from .._exceptions import ModelRateLimitedError, RetryableGenerationError
-from ._runtime import RowGroupBuffer, RowGroupPlan, RunState, retry_delay
+from ._runtime import RowGroupPlan, RunState, retry_delay
 from ._slots import SlotToken, TaskSlots
 from ._trace import TaskStatus
 
@@ -79,7 +79,7 @@ class _RowGroupWorker:
         self.state = state
         self.slots = slots
         self.plan = plan
-        self.buffer = RowGroupBuffer(plan, state.view.order)
+        self.buffer = state.new_buffer(plan)
         self.tracker = RowGroupTracker(
             state.view,
             plan.size,
@@ -109,7 +109,11 @@ class _RowGroupWorker:
         if task is None:  # a drop emptied the frontier while we waited for the slot
             self.slots.release(token)
             return
-        cells.start_soon(self._run_task, task, token, trio.current_time())
+        # The scope is registered before the task starts, so a drop that happens between
+        # dispatch and start still reaches it (the task then never calls its generator).
+        scope = trio.CancelScope()
+        self._scopes[task] = scope
+        cells.start_soon(self._run_task, task, token, scope, trio.current_time())
 
     async def _salvage(self) -> None:
         due = self.tracker.next_salvage_time()
@@ -119,9 +123,9 @@ class _RowGroupWorker:
         if offered:
             self.state.emit("salvage_round", row_group=self.plan.id, tasks=len(offered))
 
-    async def _run_task(self, task: Task, token: SlotToken, dispatched: float) -> None:
-        scope = trio.CancelScope()
-        self._scopes[task] = scope
+    async def _run_task(
+        self, task: Task, token: SlotToken, scope: trio.CancelScope, dispatched: float
+    ) -> None:
         attempt = self.tracker.attempts(task) + 1
         slot_acquired = [dispatched]
         started: list[float] = []
@@ -134,6 +138,7 @@ class _RowGroupWorker:
 
         try:
             with scope:
+                await trio.lowlevel.checkpoint_if_cancelled()
                 status = await self._execute(task, before_model_call, started)
             if scope.cancelled_caught:
                 status = "cancelled"
@@ -169,9 +174,8 @@ class _RowGroupWorker:
         started: list[float],
     ) -> TaskStatus:
         if task.row is None:
-            live = self.tracker.live_rows()
             return await self.state.run_full_column(
-                self.buffer, task.column, live, before_model_call, started
+                self.buffer, task.column, self.tracker.live_rows, before_model_call, started
             )
         return await self.state.run_cell(
             self.buffer, task.column, task.row, before_model_call, started

@@ -24,7 +24,7 @@ from .._exceptions import (
     NonRetryableGenerationError,
     RetryableGenerationError,
 )
-from ..generators._base import CellContext, ColumnContext, ColumnGenerator
+from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
 from ._trace import TaskStatus, TaskTrace, TraceRecorder
 
 logger = logging.getLogger("trio_designer.engine")
@@ -84,9 +84,13 @@ class RowGroupBuffer:
     local rows whose cell was skipped. Cells are written only by the task that generated them.
     """
 
-    def __init__(self, plan: RowGroupPlan, columns: Sequence[str]) -> None:
+    def __init__(
+        self, plan: RowGroupPlan, columns: Sequence[str], extra_columns: Sequence[str] = ()
+    ) -> None:
         self.plan = plan
-        self.values: dict[str, list[Any]] = {c: [None] * plan.size for c in columns}
+        self.values: dict[str, list[Any]] = {
+            c: [None] * plan.size for c in (*columns, *extra_columns)
+        }
         self.skipped: dict[str, set[int]] = {c: set() for c in columns}
 
     def row_view(self, columns: Sequence[str], row: int) -> dict[str, Any]:
@@ -148,7 +152,21 @@ class RunState:
         self.rows_written = 0
         self.rows_dropped = 0
         self.row_groups_written: list[tuple[int, str, int]] = []
-        self.output_columns = [c for c in graph.order if not graph.configs[c].drop]
+        self.extra_columns = {c: tuple(generators[c].extra_columns()) for c in graph.order}
+        self.output_columns: list[str] = []
+        self.output_types: dict[str, Any] = {}
+        for column in graph.order:
+            if graph.configs[column].drop:
+                continue
+            self.output_columns.append(column)
+            self.output_types[column] = generators[column].arrow_type()
+            for extra in self.extra_columns[column]:
+                self.output_columns.append(extra)
+                self.output_types[extra] = _string_type()
+
+    def new_buffer(self, plan: RowGroupPlan) -> RowGroupBuffer:
+        extras = [e for c in self.view.order for e in self.extra_columns[c]]
+        return RowGroupBuffer(plan, self.view.order, extras)
 
     # -- planning -------------------------------------------------------------------------
     def plans(self) -> Iterator[RowGroupPlan]:
@@ -213,21 +231,36 @@ class RunState:
         )
         if generator.llm_bound:
             await before_model_call()
+            # A drop may have cancelled us while the LLM-wait slot was being handed over; make
+            # sure the generator never starts for a dropped row.
+            await trio.lowlevel.checkpoint_if_cancelled()
         started.append(trio.current_time())
-        buf.values[column][row] = await generator.agenerate(ctx)
+        result = await generator.agenerate(ctx)
+        if isinstance(result, CellOutput):
+            buf.values[column][row] = result.value
+            for extra, value in result.extras.items():
+                buf.values[extra][row] = value
+        else:
+            buf.values[column][row] = result
         return "ok"
 
     async def run_full_column(
         self,
         buf: RowGroupBuffer,
         column: str,
-        live_rows: Sequence[int],
+        live_rows: Callable[[], Sequence[int]],
         before_model_call: Callable[[], Awaitable[None]],
         started: list[float],
     ) -> TaskStatus:
-        """Generate ``column`` for the surviving rows of a row group into ``buf``."""
+        """Generate ``column`` for the surviving rows of a row group into ``buf``.
+
+        ``live_rows`` is asked *after* the LLM-wait handoff (which may park), so rows dropped
+        meanwhile are not handed to the generator.
+        """
+        if self.generators[column].llm_bound:
+            await before_model_call()
         active = []
-        for row in live_rows:
+        for row in live_rows():
             if self.is_skipped(buf, column, row):
                 self.mark_skipped(buf, column, row)
             else:
@@ -246,8 +279,6 @@ class RunState:
             before_model_call=before_model_call,
             models=self.models,
         )
-        if generator.llm_bound:
-            await before_model_call()
         started.append(trio.current_time())
         values = await generator.agenerate_column(ctx)
         if not isinstance(values, list) or len(values) != len(active):
@@ -350,13 +381,19 @@ class RunState:
         with trio.CancelScope(shield=True):
             if live:
                 columns = {c: [buf.values[c][r] for r in live] for c in self.output_columns}
-                types = {c: self.generators[c].arrow_type() for c in self.output_columns}
-                table = build_table(columns, types)
+                table = build_table(columns, self.output_types)
                 path = await self.sink.write_row_group(
                     buf.plan.id, table, requested_rows=buf.plan.size
                 )
-                self.row_groups_written.append((buf.plan.id, path, len(live)))
+                if path is not None:
+                    self.row_groups_written.append((buf.plan.id, path, len(live)))
             else:
+                # Recorded (rows: 0) so that a resumed run does not generate it again.
+                await self.sink.write_row_group(
+                    buf.plan.id,
+                    _empty_table(self.output_columns, self.output_types),
+                    requested_rows=buf.plan.size,
+                )
                 logger.warning("row group %d has no surviving rows; nothing written", buf.plan.id)
         self.rows_written += len(live)
         self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=len(live))
@@ -372,6 +409,18 @@ def retry_delay(exc: RetryableGenerationError, attempt: int) -> float:
 
 def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, RetryableGenerationError)
+
+
+def _empty_table(columns: Sequence[str], types: Mapping[str, Any]) -> Any:
+    from .._sink import build_table
+
+    return build_table({c: [] for c in columns}, types)
+
+
+def _string_type() -> Any:
+    import pyarrow as pa
+
+    return pa.string()
 
 
 def _ancestors(graph: Any) -> dict[str, tuple[str, ...]]:

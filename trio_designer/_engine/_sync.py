@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from .._exceptions import ModelRateLimitedError, RetryableGenerationError
-from ._runtime import RowGroupBuffer, RowGroupPlan, RunState, retry_delay
+from ._runtime import RowGroupPlan, RunState, retry_delay
 from ._trace import TaskStatus
 
 
@@ -35,7 +35,7 @@ class _SyncRowGroup:
     def __init__(self, state: RunState, plan: RowGroupPlan) -> None:
         self.state = state
         self.plan = plan
-        self.buffer = RowGroupBuffer(plan, state.view.order)
+        self.buffer = state.new_buffer(plan)
         self.dropped: set[int] = set()
 
     async def run(self) -> None:
@@ -124,9 +124,13 @@ class _SyncRowGroup:
 
     async def _execute(self, column: str, row: int | None, started: list[float]) -> TaskStatus:
         if row is None:
-            live = [r for r in range(self.plan.size) if r not in self.dropped]
-            return await self.state.run_full_column(self.buffer, column, live, _noop, started)
+            return await self.state.run_full_column(
+                self.buffer, column, self._live_rows, _noop, started
+            )
         return await self.state.run_cell(self.buffer, column, row, _noop, started)
+
+    def _live_rows(self) -> list[int]:
+        return [r for r in range(self.plan.size) if r not in self.dropped]
 
     def _drop(self, column: str, row: int | None, exc: BaseException, attempts: int) -> None:
         if row is None:

@@ -16,6 +16,15 @@ Implement whichever of the sync / async pair is natural; the base class bridges 
 * only ``agenerate`` → ``generate`` runs it with a private ``trio.run`` (for callers outside
   any event loop; never call it from inside one).
 
+Extra output columns: a cell generator may write side columns next to its own (an LLM column's
+``<name>__reasoning`` trace). It names them in :meth:`ColumnGenerator.extra_columns` and returns
+a :class:`CellOutput` from ``agenerate``/``generate`` instead of a bare value::
+
+    return CellOutput(answer, extras={"summary__reasoning": reasoning})
+
+The engine stores ``value`` in the column and each entry of ``extras`` in the side column of
+that name. A generator without side columns keeps returning plain values.
+
 Determinism: a generator must draw randomness only from ``ctx.rng`` (or ``ctx.rng_for(row)`` in
 full-column contexts), which is seeded from (run seed, global row index, column name). Then the
 dataset does not depend on completion order, and the sync and async engines write identical
@@ -46,6 +55,20 @@ def rng_for(seed: int, row: int, column: str) -> random.Random:
 
 async def _no_handoff() -> None:
     return None
+
+
+@attrs.frozen(slots=True)
+class CellOutput:
+    """A cell's value together with values for the generator's extra columns.
+
+    Attributes:
+      value: the cell's value (what a generator returns when it has no extra columns).
+      extras: side-column name -> value, for names listed in
+        :meth:`ColumnGenerator.extra_columns`. Not hashed; read-only.
+    """
+
+    value: Any
+    extras: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
 
 
 @attrs.define(eq=False, slots=True)
@@ -123,13 +146,17 @@ class ColumnGenerator:
     def generate(self, ctx: CellContext) -> Any:
         """Fill one cell, synchronously."""
         if not self._overrides("agenerate"):
-            raise NotImplementedError(f"{type(self).__name__} implements neither generate nor agenerate")
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither generate nor agenerate"
+            )
         return trio.run(self.agenerate, ctx)
 
     async def agenerate(self, ctx: CellContext) -> Any:
         """Fill one cell."""
         if not self._overrides("generate"):
-            raise NotImplementedError(f"{type(self).__name__} implements neither generate nor agenerate")
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither generate nor agenerate"
+            )
         if self.inline:
             await trio.lowlevel.checkpoint()
             return self.generate(ctx)
@@ -156,6 +183,10 @@ class ColumnGenerator:
         return await trio.to_thread.run_sync(self.generate_column, ctx)
 
     # -- schema ---------------------------------------------------------------------------
+    def extra_columns(self) -> tuple[str, ...]:
+        """Names of side columns this generator fills via :class:`CellOutput` (default none)."""
+        return ()
+
     def arrow_type(self) -> Any:
         """The pyarrow type of this column's values, or ``None`` to let pyarrow infer it."""
         return None

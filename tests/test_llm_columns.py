@@ -1,0 +1,582 @@
+"""LLM columns end to end: CellContext -> generator -> registry -> real simulator on 127.0.0.1.
+
+Everything runs in virtual time (``autojump_clock``), so the duration of a cell (one request
+or several re-asks of 0.5 s each) is asserted exactly. A small spy wraps the registry to record
+the conversation each generator sends; the requests still go over HTTP to the simulator.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import attrs
+import pyarrow as pa
+import pytest
+import trio
+
+from trio_designer._core._aimd import Policy
+from trio_designer._core._jsonschema import validate
+from trio_designer._exceptions import (
+    ConfigError,
+    ModelOutputError,
+    ModelRateLimitedError,
+    ModelServerError,
+    NonRetryableGenerationError,
+)
+from trio_designer.config import (
+    InferenceParams,
+    LLMCodeColumn,
+    LLMColumnConfig,
+    LLMJudgeColumn,
+    LLMStructuredColumn,
+    LLMTextColumn,
+    ModelConfig,
+    PipelineConfig,
+    Rubric,
+)
+from trio_designer.generators import CellContext, build_generator
+from trio_designer.generators._base import CellOutput
+from trio_designer.generators._llm import (
+    LLMCodeGenerator,
+    LLMGenerator,
+    LLMJudgeGenerator,
+    LLMStructuredGenerator,
+    LLMTextGenerator,
+    ParseFailure,
+    extract_code,
+    judge_schema,
+    parse_json,
+)
+from trio_designer.models._client import ChatResponse, Usage
+from trio_designer.models._limiter import AdaptiveLimiter
+from trio_designer.models._registry import ModelRegistry, open_model_registry
+from trio_designer.simulator import Faults, Latency, SimulatedModel
+
+BIG = 10_000
+LATENCY = 0.5
+ROW = {"topic": "jazz", "persona": "a music critic"}
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "minLength": 1},
+        "year": {"type": "integer", "minimum": 1900, "maximum": 2030},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        "mood": {"enum": ["happy", "sad"]},
+    },
+    "required": ["title", "year", "tags", "mood"],
+    "additionalProperties": False,
+}
+RUBRICS = (
+    Rubric(
+        name="quality",
+        description="How good the text is.",
+        scores={"1": "poor", "2": "fair", "3": "good", "4": "great", "5": "excellent"},
+    ),
+    Rubric(name="tone", description="The text's tone.", scores={"calm": "calm", "angry": "angry"}),
+)
+
+
+def text_column(**overrides: Any) -> LLMTextColumn:
+    return LLMTextColumn(
+        **{"name": "t", "model": "gen", "prompt": "Write about {{ topic }}.", **overrides}
+    )
+
+
+def code_column(**overrides: Any) -> LLMCodeColumn:
+    return LLMCodeColumn(
+        **{"name": "code", "model": "gen", "prompt": "Code about {{ topic }}.", **overrides}
+    )
+
+
+def structured_column(**overrides: Any) -> LLMStructuredColumn:
+    fields = {
+        "name": "facts",
+        "model": "gen",
+        "prompt": "Facts about {{ topic }}.",
+        "schema": SCHEMA,
+    }
+    return LLMStructuredColumn(**{**fields, **overrides})
+
+
+def judge_column(**overrides: Any) -> LLMJudgeColumn:
+    fields = {"name": "verdict", "model": "gen", "prompt": "Judge: {{ topic }}", "rubrics": RUBRICS}
+    return LLMJudgeColumn(**{**fields, **overrides})
+
+
+# --------------------------------------------------------------------------- harness
+
+
+@attrs.define
+class Call:
+    messages: list[dict[str, Any]]
+    response_format: Mapping[str, Any] | None
+    inference: InferenceParams | None
+
+
+@attrs.define
+class SpyHandle:
+    """Records each chat call, then sends it through the real handle."""
+
+    handle: Any
+    calls: list[Call]
+
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        response_format: Mapping[str, Any] | None = None,
+        inference: InferenceParams | None = None,
+        seed: int | None = None,
+    ) -> ChatResponse:
+        self.calls.append(
+            Call(copy.deepcopy([dict(m) for m in messages]), response_format, inference)
+        )
+        response: ChatResponse = await self.handle.chat(
+            messages, response_format=response_format, inference=inference, seed=seed
+        )
+        return response
+
+
+@attrs.define
+class Spy:
+    """A registry look-alike that records calls (what ``ctx.models`` is in these tests)."""
+
+    registry: ModelRegistry
+    calls: list[Call] = attrs.field(factory=list)
+
+    def model(self, alias: str) -> SpyHandle:
+        return SpyHandle(self.registry.model(alias), self.calls)
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self.registry
+
+
+@asynccontextmanager
+async def simulated(
+    column: LLMColumnConfig,
+    *,
+    model: str = "gen",
+    faults: Faults | None = None,
+    seed: int = 0,
+    max_parallel_requests: int = 4,
+) -> AsyncIterator[Spy]:
+    """A registry whose alias ``gen`` is the simulated model ``model``."""
+    config = PipelineConfig(
+        columns=[column],
+        models=[ModelConfig(alias="gen", model=model, max_parallel_requests=max_parallel_requests)],
+    )
+    simulated_model = SimulatedModel(
+        name=model, latency=Latency(median=LATENCY), faults=faults or Faults(), seed=seed
+    )
+    factory = partial(AdaptiveLimiter, policy=Policy(latency_signal=False))
+    with trio.fail_after(BIG):
+        async with open_model_registry(
+            config, simulator_models=[simulated_model], limiter_factory=factory
+        ) as registry:
+            yield Spy(registry)
+
+
+@attrs.define
+class Handoff:
+    """A ``before_model_call`` hook that records how many requests the simulator had seen."""
+
+    spy: Spy | None = None
+    seen: list[int] = attrs.field(factory=list)
+
+    async def __call__(self) -> None:
+        assert self.spy is not None
+        simulator = self.spy.registry.simulator
+        assert simulator is not None
+        self.seen.append(sum(s.requests for s in simulator.stats().models.values()))
+        await trio.lowlevel.checkpoint()
+
+
+def context(
+    spy: Spy | None, column: str, *, row_index: int = 0, handoff: Handoff | None = None
+) -> CellContext:
+    if handoff is None:
+        return CellContext(column=column, row_index=row_index, row=ROW, models=spy)
+    handoff.spy = spy
+    return CellContext(
+        column=column, row_index=row_index, row=ROW, models=spy, before_model_call=handoff
+    )
+
+
+def requests_seen(spy: Spy) -> int:
+    simulator = spy.registry.simulator
+    assert simulator is not None
+    return sum(s.requests for s in simulator.stats().models.values())
+
+
+def response(content: str, finish_reason: str = "stop") -> ChatResponse:
+    return ChatResponse(
+        content=content, reasoning=None, usage=Usage(), finish_reason=finish_reason, model="m"
+    )
+
+
+# --------------------------------------------------------------------------- building
+
+
+@pytest.mark.parametrize(
+    ("column", "cls"),
+    [
+        (text_column(), LLMTextGenerator),
+        (code_column(), LLMCodeGenerator),
+        (structured_column(), LLMStructuredGenerator),
+        (judge_column(), LLMJudgeGenerator),
+    ],
+    ids=["text", "code", "structured", "judge"],
+)
+def test_build_generator_dispatches_llm_kinds(column: LLMColumnConfig, cls: type[Any]) -> None:
+    generator = build_generator(column)
+    assert type(generator) is cls
+    assert generator.strategy == "cell"
+    assert generator.llm_bound is True
+    assert generator.arrow_type() == pa.string()
+    assert generator.extra_columns() == ()
+    with_reasoning = build_generator(attrs.evolve(column, extract_reasoning=True))
+    assert with_reasoning.extra_columns() == (f"{column.name}__reasoning",)
+
+
+def test_template_syntax_error_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"column 't': system_prompt has a Jinja syntax error"):
+        build_generator(text_column(system_prompt="{{ persona "))
+
+
+async def test_build_checks_the_alias_when_the_registry_is_open(autojump_clock: Any) -> None:
+    async with simulated(text_column()) as spy:
+        assert isinstance(build_generator(text_column(), models=spy.registry), LLMTextGenerator)
+        with pytest.raises(
+            ConfigError, match=r"^column 't': no model has the alias 'gne'; did you mean 'gen'\?$"
+        ):
+            build_generator(text_column(model="gne"), models=spy.registry)
+
+
+# --------------------------------------------------------------------------- each kind
+
+
+async def test_text_column_end_to_end(autojump_clock: Any) -> None:
+    column = text_column(
+        system_prompt="You are {{ persona }}.", inference=InferenceParams(temperature=0.3)
+    )
+    handoff = Handoff()
+    async with simulated(column) as spy:
+        value = await build_generator(column).agenerate(context(spy, "t", handoff=handoff))
+        assert trio.current_time() == LATENCY
+        usage = spy.registry.usage()["gen"]
+    assert isinstance(value, str)
+    assert value
+    assert value == value.strip()
+    assert handoff.seen == [0]  # awaited once, right before the first request
+    [call] = spy.calls
+    assert call.messages == [
+        {"role": "system", "content": "You are a music critic."},
+        {"role": "user", "content": "Write about jazz."},
+    ]
+    assert call.response_format is None
+    assert call.inference == InferenceParams(temperature=0.3)
+    assert usage.requests_ok == 1
+    assert usage.output_tokens > 0
+
+
+async def test_code_column_extracts_the_fenced_python(autojump_clock: Any) -> None:
+    column = code_column()
+    async with simulated(column) as spy:
+        value = await build_generator(column).agenerate(context(spy, "code"))
+    assert "```" not in value
+    compile(value, "<llm>", "exec")  # real Python, not the prose around it
+    [call] = spy.calls
+    assert "```python" in call.messages[-1]["content"]
+    assert call.messages[-1]["content"].startswith("Code about jazz.\n\n")
+
+
+async def test_structured_column_validates_against_the_schema(autojump_clock: Any) -> None:
+    column = structured_column()
+    async with simulated(column) as spy:
+        value = await build_generator(column).agenerate(context(spy, "facts"))
+    assert isinstance(value, dict)
+    assert validate(value, SCHEMA) == []
+    [call] = spy.calls
+    assert call.response_format == {
+        "type": "json_schema",
+        "json_schema": {"name": "facts", "schema": SCHEMA, "strict": True},
+    }
+    prompt = call.messages[-1]["content"]
+    match = re.search(r"<response_schema>(.*)</response_schema>", prompt, re.DOTALL)
+    assert match is not None
+    assert json.loads(match.group(1)) == SCHEMA
+
+
+async def test_judge_column_scores_every_rubric(autojump_clock: Any) -> None:
+    column = judge_column()
+    values = []
+    async with simulated(column) as spy:
+        generator = build_generator(column)
+        for row_index in range(6):
+            values.append(await generator.agenerate(context(spy, "verdict", row_index=row_index)))
+    for value in values:
+        assert set(value) == {"quality", "tone"}
+        assert isinstance(value["quality"]["score"], int)
+        assert value["quality"]["score"] in range(1, 6)
+        assert value["tone"]["score"] in ("calm", "angry")
+        assert all(isinstance(v["reasoning"], str) for v in value.values())
+    prompt = spy.calls[0].messages[-1]["content"]
+    assert "- quality: How good the text is." in prompt
+    assert "score 5: excellent" in prompt
+
+
+async def test_extract_reasoning_fills_the_side_column(autojump_clock: Any) -> None:
+    column = text_column(extract_reasoning=True)
+    async with simulated(column, model="sim-reasoner") as spy:  # the simulator reasons
+        output = await build_generator(column).agenerate(context(spy, "t"))
+        usage = spy.registry.usage()["gen"]
+    assert isinstance(output, CellOutput)
+    assert isinstance(output.value, str)
+    assert output.value
+    reasoning = output.extras["t__reasoning"]
+    assert isinstance(reasoning, str)
+    assert reasoning
+    assert reasoning not in output.value
+    assert usage.reasoning_tokens > 0
+
+
+async def test_extract_reasoning_without_reasoning_gives_none(autojump_clock: Any) -> None:
+    column = structured_column(extract_reasoning=True)
+    async with simulated(column) as spy:
+        output = await build_generator(column).agenerate(context(spy, "facts"))
+    assert isinstance(output, CellOutput)
+    assert validate(output.value, SCHEMA) == []
+    assert output.extras == {"facts__reasoning": None}
+
+
+async def test_cells_share_the_endpoint_limit(autojump_clock: Any) -> None:
+    column = structured_column()
+    ends: list[float] = []
+    async with simulated(column, max_parallel_requests=2) as spy:
+        generator = build_generator(column)
+
+        async def cell(row_index: int) -> None:
+            value = await generator.agenerate(context(spy, "facts", row_index=row_index))
+            assert validate(value, SCHEMA) == []
+            ends.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            for row_index in range(8):
+                nursery.start_soon(cell, row_index)
+        simulator = spy.registry.simulator
+        assert simulator is not None
+        assert simulator.stats()["gen"].peak_concurrency == 2
+    assert sorted(ends) == [0.5, 0.5, 1.0, 1.0, 1.5, 1.5, 2.0, 2.0]
+
+
+# --------------------------------------------------------------------------- re-asks
+
+
+@pytest.mark.parametrize(
+    ("make_column", "fault", "problem"),
+    [
+        (text_column, "empty", "the answer was empty."),
+        (code_column, "empty", "no complete fenced code block"),
+        (code_column, "malformed", "no complete fenced code block"),
+        (code_column, "truncated", "cut off at the token limit"),
+        (structured_column, "empty", "the answer was empty; it must be a JSON document."),
+        (structured_column, "malformed", "the answer is not valid JSON"),
+        (structured_column, "truncated", "cut off at the token limit"),
+        (judge_column, "malformed", "the answer is not valid JSON"),
+        (judge_column, "truncated", "the answer is not valid JSON"),
+    ],
+)
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_unusable_answers_are_reasked_then_fail(
+    autojump_clock: Any, make_column: Any, fault: str, problem: str, retries: int
+) -> None:
+    column: LLMColumnConfig = make_column(max_parse_retries=retries)
+    handoff = Handoff()
+    faults = Faults(**{f"rate_{fault}": 1.0})
+    async with simulated(column, faults=faults) as spy:
+        with pytest.raises(ModelOutputError) as info:
+            await build_generator(column).agenerate(
+                context(spy, column.name, row_index=7, handoff=handoff)
+            )
+        assert trio.current_time() == LATENCY * (retries + 1)
+        assert requests_seen(spy) == retries + 1
+        usage = spy.registry.usage()["gen"]
+    error = info.value
+    assert error.attempts == retries + 1
+    assert (error.column, error.row) == (column.name, 7)
+    assert not error.retryable
+    assert str(error).startswith(
+        f"column {column.name!r}: model 'gen' gave no usable answer in {retries + 1} attempt"
+    )
+    assert problem in str(error)
+    assert usage.requests_ok == retries + 1  # every attempt counts
+    assert usage.input_tokens > 0
+    assert handoff.seen == [0]  # the handoff happens once, however many attempts
+    assert [len(call.messages) for call in spy.calls] == [1 + 2 * i for i in range(retries + 1)]
+
+
+async def test_reask_conversation_names_the_problem(autojump_clock: Any) -> None:
+    column = structured_column(max_parse_retries=1)
+    async with simulated(column, faults=Faults(rate_malformed=1.0)) as spy:
+        with pytest.raises(ModelOutputError):
+            await build_generator(column).agenerate(context(spy, "facts"))
+    first, second = spy.calls
+    assert second.messages[0] == first.messages[0]
+    assistant, again = second.messages[1:]
+    assert assistant["role"] == "assistant"
+    assert assistant["content"]  # the malformed answer, sent back verbatim
+    assert parse_fails(assistant["content"])
+    assert again["role"] == "user"
+    assert again["content"].startswith(
+        "Your answer could not be used: the answer is not valid JSON"
+    )
+    assert "<response_schema>" in again["content"]  # the format instructions are repeated
+    assert second.response_format == first.response_format
+
+
+def parse_fails(text: str) -> bool:
+    try:
+        parse_json(text)
+    except ParseFailure:
+        return True
+    return False
+
+
+async def test_truncated_json_is_reasked_until_complete(autojump_clock: Any) -> None:
+    # With this seed the simulator truncates the first two answers and sends the third whole.
+    column = structured_column(max_parse_retries=5)
+    async with simulated(column, faults=Faults(rate_truncated=0.5), seed=2) as spy:
+        value = await build_generator(column).agenerate(context(spy, "facts"))
+        simulator = spy.registry.simulator
+        assert simulator is not None
+        log = simulator.request_log()
+        usage = spy.registry.usage()["gen"]
+        assert trio.current_time() == LATENCY * len(log)
+    assert validate(value, SCHEMA) == []
+    assert [r.fault for r in log] == ["truncated", "truncated", None]
+    assert len(spy.calls) == 3
+    assert (
+        "cut off at the token limit (finish_reason 'length')"
+        in spy.calls[1].messages[-1]["content"]
+    )
+    assert usage.requests_ok == 3
+
+
+# --------------------------------------------------------------------------- other failures
+
+
+@pytest.mark.parametrize(
+    ("faults", "error"),
+    [(Faults(rate_429=1.0), ModelRateLimitedError), (Faults(rate_500=1.0), ModelServerError)],
+)
+async def test_endpoint_errors_propagate_without_reask(
+    autojump_clock: Any, faults: Faults, error: type[Exception]
+) -> None:
+    column = structured_column()
+    async with simulated(column, faults=faults) as spy:
+        with pytest.raises(error) as info:
+            await build_generator(column).agenerate(context(spy, "facts", row_index=7))
+        assert requests_seen(spy) == 1
+    assert getattr(info.value, "column", None) == "facts"
+    assert getattr(info.value, "row", None) == 7
+
+
+async def test_undefined_template_variable_sends_nothing(autojump_clock: Any) -> None:
+    column = text_column(prompt="About {{ topik }}")
+    handoff = Handoff()
+    async with simulated(column) as spy:
+        with pytest.raises(NonRetryableGenerationError, match=r"prompt references 'topik'"):
+            await build_generator(column).agenerate(context(spy, "t", handoff=handoff))
+        assert requests_seen(spy) == 0
+    assert handoff.seen == []
+
+
+async def test_no_registry_is_a_non_retryable_error() -> None:
+    with pytest.raises(NonRetryableGenerationError, match=r"the run has no model registry"):
+        await build_generator(text_column()).agenerate(context(None, "t"))
+
+
+# --------------------------------------------------------------------------- parsing (pure)
+
+
+def test_extract_code_takes_the_last_block_of_the_language() -> None:
+    text = (
+        "First:\n```python\nx = 1\n```\nIn JS:\n```js\nlet y;\n```\nFinally:\n"
+        "```Python\n\n    indented = True\n\n```\nDone."
+    )
+    assert extract_code(text, "python") == "    indented = True"
+    assert extract_code("```\nplain\n```", "python") == "plain"
+    with pytest.raises(ParseFailure, match=r"^the answer's code blocks are in js, not python\.$"):
+        extract_code("```js\nlet y;\n```", "python")
+    with pytest.raises(ParseFailure, match=r"no complete fenced code block"):
+        extract_code("```python\nx = 1\n", "python")  # never closed (truncated)
+    with pytest.raises(ParseFailure, match=r"code block is empty"):
+        extract_code("```python\n\n```", "python")
+
+
+def test_parse_json_accepts_bare_and_fenced_json() -> None:
+    assert parse_json(' {"a": 1} ') == {"a": 1}
+    assert parse_json('Sure!\n```json\n{"a": 1}\n```\nand\n```json\n[2]\n```') == [2]
+    assert parse_json("```\n3\n```") == 3
+    with pytest.raises(ParseFailure, match=r"^the JSON in the answer's code block is not valid"):
+        parse_json('```json\n{"a" 1}\n```')
+    with pytest.raises(ParseFailure, match=r"^the answer is not valid JSON: Expecting"):
+        parse_json('{"a": ')
+
+
+def test_judge_accepts_lenient_scores_and_rejects_unknown_ones() -> None:
+    generator = LLMJudgeGenerator(judge_column())
+
+    def answer(quality: Any, tone: Any) -> str:
+        return json.dumps(
+            {
+                "quality": {"reasoning": "fine", "score": quality},
+                "tone": {"reasoning": "even", "score": tone},
+            }
+        )
+
+    for quality in (4, 4.0, "4", " 4 ", "+4"):
+        value = generator.parse(response(answer(quality, "Calm")))
+        assert value == {
+            "quality": {"reasoning": "fine", "score": 4},
+            "tone": {"reasoning": "even", "score": "calm"},
+        }
+    with pytest.raises(ParseFailure, match=r'\$\.quality\.score: "6" is not one of "1", "2"'):
+        generator.parse(response(answer(6, "calm")))
+    with pytest.raises(ParseFailure, match=r"\$\.tone\.score: expected string, got boolean true"):
+        generator.parse(response(answer(1, True)))
+    with pytest.raises(ParseFailure, match=r"\$: missing required property 'tone'"):
+        generator.parse(response(json.dumps({"quality": {"reasoning": "", "score": "1"}})))
+
+
+def test_judge_schema_is_closed_and_complete() -> None:
+    schema = judge_schema(RUBRICS)
+    assert schema["required"] == ["quality", "tone"]
+    assert schema["additionalProperties"] is False
+    quality = schema["properties"]["quality"]
+    assert quality["properties"]["score"] == {"type": "string", "enum": ["1", "2", "3", "4", "5"]}
+    assert quality["required"] == ["reasoning", "score"]
+    assert quality["additionalProperties"] is False
+
+
+def test_structured_schema_mismatch_lists_the_problems() -> None:
+    generator = LLMStructuredGenerator(structured_column())
+    bad = {"title": "", "year": 1800, "tags": ["a", "b", "c", 4], "mood": "meh", "x": 1}
+    with pytest.raises(ParseFailure) as info:
+        generator.parse(response(json.dumps(bad)))
+    message = str(info.value)
+    assert message.startswith("the JSON does not match the schema: $.title: has 0 characters")
+    assert message.endswith("(and 1 more).")
+
+
+def test_llm_generator_is_abstract_about_parsing() -> None:
+    generator = LLMGenerator(text_column())
+    with pytest.raises(NotImplementedError):
+        generator.parse(response("x"))

@@ -1,0 +1,691 @@
+"""Adaptive per-model concurrency limits: the AIMD decisions, no trio, no I/O.
+
+One :class:`AimdController` per model endpoint answers three questions, with ``now`` as an
+argument: may another request start (:meth:`~AimdController.can_admit`)? what does this outcome
+change (the ``record_*`` methods)? and what is the state (the read-only properties)? The trio
+driver (``trio_designer/models/_limiter.py``) only parks waiters, wakes them, sleeps through
+cooldowns and logs the :class:`LimitChange` records returned here.
+
+Design note
+-----------
+**Two signals.** A hosted API says "too much" with a 429; a self-hosted GPU server (vLLM, NIM,
+TGI) never does: requests beyond what it batches queue inside the server, and the only symptom is
+latency growing with our concurrency. So the controller listens to both:
+
+* *429 (reference behaviour).* Start at the ceiling. On a 429, cut the limit to
+  ``floor(base × decrease_factor)`` (at least 1) and stop admitting for ``Retry-After`` seconds
+  (``cooldown`` when the server gave none). Only the first 429 of a burst cuts: every admission
+  records the *rate epoch* it was admitted in, a cut starts a new epoch, and a 429 from an older
+  epoch only extends the cooldown — it reports on concurrency we already gave up. After
+  ``successes_per_increase`` successes (outside cooldowns) the limit grows by one, up to the
+  ceiling.
+* *Latency (beyond the reference).* Latency is sampled in *cohorts*: the first
+  ``latency_samples`` requests admitted after a window opens; the window closes when all of them
+  have been released, and its statistic is their trimmed mean (the fastest and slowest eighth
+  left out). Cohorts, not "the next n completions", because right after a burst of admissions
+  the first completions are the fast ones, and a completion-ordered window would read the
+  unloaded latency off a loaded system. The mean, not the median, because Little's law is about
+  means: with 20 requests on a server that runs 16, most requests never queue and the median
+  does not move. A window measures one limit: any limit change abandons the open window.
+
+  The *baseline* (unloaded latency) is measured by *probing*, the way BBR's ProbeRTT re-measures
+  the minimum RTT: halve the admission cap for one window; if latency fell by more than
+  ``latency_hold`` (and not merely back to the previous baseline), we were queueing, so halve
+  again; stop when halving no longer helps or the cap is 1. The baseline is the lowest mean the
+  probe saw (the regular window that started it included). Against that baseline, each regular
+  window decides:
+
+  - recent / baseline ≤ ``latency_hold`` (1.2): growth allowed (one step per window at most);
+  - above ``latency_hold``: stop growing — a queue is building;
+  - above ``latency_tolerance`` (1.5) and beyond noise: probe, then cut to the concurrency the
+    endpoint really serves, by Little's law ``L × baseline / recent`` (above its knee a FIFO or
+    processor-sharing server's latency is ``L / C`` times the unloaded one, so this is ``C``),
+    keeping at least ``latency_decrease_floor × L``.
+
+  A probe runs when there is no baseline yet, every ``probe_interval`` windows, when a window is
+  well *below* the baseline (the endpoint got faster), and *before every latency cut*: a cut is
+  always judged against a baseline measured moments ago, so an endpoint that became slower at
+  every concurrency (longer prompts) re-baselines instead of being throttled down to 1.
+
+  Start-up: the limit starts at the ceiling (say 256) while the server runs 16; the first window
+  sees a queue and has no baseline, so a probe halves 64 → 32 → 16 → 8 in flight until latency
+  stops falling, which finds the unloaded latency even on a server where *every* early request
+  queued (processor sharing); two Little's-law cuts (each bounded by the floor) then land on
+  the knee. On the in-process GPU model of ``tests/test_limiter.py`` (16 slots, 0.1 s, 64
+  clients, ceiling 256) this takes about two seconds; afterwards the endpoint runs at ~97 % of
+  its throughput with latency ~1.25× baseline.
+
+**Why these numbers.** ``decrease_factor=0.75``, ``cooldown=2.0`` and
+``successes_per_increase=25`` are the reference's, so hosted-API behaviour is the same. 25 also
+keeps additive increase slower than the feedback: at limit L one step takes ``25 / L`` round
+trips, so for the limits where a step matters (L ≤ 25) its effect is seen before the next.
+``latency_tolerance=1.5``: LLM latency is noisy (lognormal σ 0.3–0.8 from output length alone),
+so 1.5× is "well above", while 1.5× at the knee is a queue a third as deep as the server's batch
+— worth removing. ``latency_hold=1.2``: a fifth of a batch waiting means the queue has started;
+noise above it only pauses growth, which costs little. ``latency_samples=32``: one decision per
+32 requests; in simulation 16 let a σ=0.8 endpoint drift to 2× baseline before the confidence
+test fired, 32 kept it near 1.1–1.6×. ``latency_confidence=3``: a cut also needs
+``ln(recent/baseline) > 3 × standard error`` (each trimmed mean's error from its winsorized
+spread), so a noisy endpoint needs a larger ratio before it is throttled — a false cut costs
+throughput, a late one only latency. ``latency_decrease_floor=0.5`` bounds the damage of one bad
+reading, as Netflix's Gradient limiter bounds its gradient. ``probe_interval=100``: a routine
+probe is one window at half concurrency (it stops as soon as it finds the old baseline again),
+under 1 % of throughput at this rate.
+
+**Cuts are taken from the concurrency actually used.** A limit of 256 with 64 requests in
+flight says nothing about 256; the base of a cut is ``min(limit, peak in flight since the limit
+last changed)`` — RFC 5681 sets ssthresh from FlightSize, not cwnd, for the same reason. When the
+limiter is saturated (the usual case when a 429 arrives) the two are equal and this is exactly the
+reference rule.
+
+Prior art: AIMD (Chiu and Jain 1989; TCP congestion avoidance); the reference engine's
+``ThrottleManager`` and request-admission controller (cascade dampening by admission limit);
+TCP Vegas (Brakmo and Peterson 1994: back off when ``L × (1 − base/rtt)`` requests are queued);
+BBR (windowed minimum RTT, ProbeRTT); Netflix ``concurrency-limits`` (Vegas and Gradient limiters
+for RPC servers); CoDel (react to standing queue delay, not to bursts).
+
+Trade-offs. Probing gives away throughput to learn the baseline; without it a baseline measured
+under load can never be corrected, and a baseline allowed to drift up with load ratchets: each
+window lets the limit grow a little more. Cohorts delay decisions by a round trip. Decisions are
+per window, so a slow endpoint (10 s calls) adapts in minutes, not seconds; 429s still act at
+once. Against a hard concurrency cap the 429 rule saw-tooths between 0.75 L and L (reference
+behaviour, ~70–80 % of the cap's throughput in simulation with a 2 s cooldown).
+
+Complexity: O(1) per event, plus O(``latency_samples`` log ``latency_samples``) when a window
+closes.
+
+Open questions:
+
+* XX: one limiter serves several columns; if their output lengths differ, latency is a mixture
+  and the baseline is the mixture's. A cost-normalised sample (latency per output token) would
+  be cleaner, but ``Permit.success()`` carries no token count yet.
+* XX: the limit also grows while the application does not use it (reference behaviour: recovery
+  reaches the ceiling even when idle). RFC 7661 would hold it; a later burst is cut by the
+  flight-size rule above instead.
+* XX: growth after a 429 could be concave towards the limit that drew it (TCP CUBIC) to shorten
+  the saw-tooth against a hard cap.
+* XX: several processes sharing one GPU each see only their share of the queue; each cuts by
+  Little's law on its own share, which converges, but one client's probes are blurred by the
+  others' load.
+
+Invariants (checked by ``tests/test_aimd.py::AimdMachine``):
+
+* ``1 <= limit <= ceiling`` (``limit_within_bounds``);
+* ``in_flight <= limit`` at every admission (``admissions_respect_the_cap``);
+* no admission while ``now < cooldown_until`` (``admissions_respect_the_cap``);
+* at most one 429 cut per rate epoch (``one_cut_per_burst``);
+* a latency cut never goes below 1 nor below ``latency_decrease_floor`` of the concurrency it
+  measured (``latency_cuts_are_bounded``);
+* liveness: with a constant latency and no 429, successes bring the limit back to the ceiling
+  (``teardown``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Literal
+
+import attrs
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "Admission",
+    "AimdController",
+    "ChangeReason",
+    "LatencySummary",
+    "LimitChange",
+    "Policy",
+    "summarize_latencies",
+]
+
+ChangeReason = Literal["rate_limited", "latency", "increase"]
+"""Why a limit changed: a 429 cut, a latency cut, or additive increase."""
+
+_Verdict = Literal["pending", "ok", "hold"]
+
+# A success reported in the same instant as its admission (possible in virtual time) has zero
+# latency; latencies are clamped to this so that ratios and logarithms stay finite.
+_MIN_LATENCY = 1e-6
+
+# The fraction of a cohort's fastest and of its slowest latencies left out of its mean.
+_TRIM = 0.125
+
+
+def _in_open_unit_interval(
+    _instance: object, attribute: attrs.Attribute[float], value: float
+) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(
+            f"Policy.{attribute.name} must be between 0 and 1 (exclusive), got {value}."
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Policy:
+    """The tunables of one adaptive limiter, with the defaults argued in the module docstring.
+
+    Attributes:
+      decrease_factor: a 429 cuts the limit to ``floor(base × decrease_factor)``, at least 1.
+      successes_per_increase: successes (outside cooldowns) per +1 step of the limit.
+      cooldown: seconds without admissions after a 429 that carried no usable ``Retry-After``.
+      latency_signal: listen to latency at all; turn it off for endpoints that only ever signal
+        with 429s and whose latency you do not want to react to (no probes are run then).
+      latency_tolerance: recent / baseline latency above which the limit is cut.
+      latency_hold: recent / baseline latency above which the limit stops growing; also how
+        much a probe step must lower latency for the probe to halve again.
+      latency_samples: requests per latency cohort (one decision per cohort).
+      latency_confidence: a latency cut also needs ``ln(recent / baseline)`` above this many
+        standard errors; ``0`` trusts the ratio alone.
+      latency_decrease_floor: a latency cut keeps at least this fraction of the concurrency.
+      probe_interval: regular windows between two baseline probes.
+
+    Raises:
+      ValueError: when a value is out of range, or ``latency_tolerance < latency_hold``.
+    """
+
+    decrease_factor: float = attrs.field(default=0.75, validator=_in_open_unit_interval)
+    successes_per_increase: int = attrs.field(default=25, validator=attrs.validators.ge(1))
+    cooldown: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
+    latency_signal: bool = True
+    latency_tolerance: float = attrs.field(default=1.5, validator=attrs.validators.ge(1.0))
+    latency_hold: float = attrs.field(default=1.2, validator=attrs.validators.ge(1.0))
+    latency_samples: int = attrs.field(default=32, validator=attrs.validators.ge(4))
+    latency_confidence: float = attrs.field(default=3.0, validator=attrs.validators.ge(0.0))
+    latency_decrease_floor: float = attrs.field(default=0.5, validator=_in_open_unit_interval)
+    probe_interval: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+
+    def __attrs_post_init__(self) -> None:
+        if self.latency_tolerance < self.latency_hold:
+            raise ValueError(
+                f"Policy.latency_tolerance ({self.latency_tolerance}) must be at least "
+                f"Policy.latency_hold ({self.latency_hold}): the limit stops growing before it "
+                "is cut, never after."
+            )
+
+
+DEFAULT_POLICY = Policy()
+"""The policy used when none is given."""
+
+
+@attrs.frozen(kw_only=True)
+class Admission:
+    """One admitted request, as the controller remembers it; hand it back to exactly one
+    ``record_*`` call."""
+
+    serial: int
+    """Unique per controller, in admission order."""
+    admitted_at: float
+    """The ``now`` of the admission; a success's latency is measured from here."""
+    rate_epoch: int
+    """The rate epoch at admission; a 429 cuts only if no cut happened since."""
+    window: int | None
+    """The latency window this request samples for, or ``None`` if it is not in a cohort."""
+
+
+@attrs.frozen(kw_only=True)
+class LatencySummary:
+    """The typical latency of one cohort, with its uncertainty."""
+
+    mean: float
+    """Trimmed mean latency in seconds (the fastest and slowest eighth dropped)."""
+    rel_se: float
+    """Standard error of the trimmed mean, relative to it (≈ standard error of its log)."""
+    samples: int
+    """How many latencies the summary is built from."""
+
+
+def summarize_latencies(latencies: Sequence[float]) -> LatencySummary:
+    """Trimmed mean and its relative standard error (Tukey–McLaughlin, winsorized variance).
+
+    The mean, not the median, because Little's law is about means: when part of a batch queues
+    (20 requests on a server that runs 16), the median still shows the unqueued latency while
+    the mean grows with the queue. Trimmed, because one 30-second generation among 0.1-second
+    ones must not read as a queue.
+
+    Raises:
+      ValueError: if ``latencies`` is empty.
+    """
+    if not latencies:
+        raise ValueError("summarize_latencies needs at least one latency")
+    xs = sorted(max(x, _MIN_LATENCY) for x in latencies)
+    n = len(xs)
+    g = int(n * _TRIM)
+    kept = xs[g : n - g]
+    mean = statistics.fmean(kept)
+    winsorized = [xs[g]] * g + kept + [xs[n - g - 1]] * g
+    spread = statistics.stdev(winsorized) if n > 1 else 0.0
+    se = spread / ((1 - 2 * g / n) * math.sqrt(n))
+    return LatencySummary(mean=mean, rel_se=se / mean, samples=n)
+
+
+def _exceeds(high: LatencySummary, low: LatencySummary, factor: float, z: float) -> bool:
+    """``high`` is more than ``factor`` times ``low``, and by more than ``z`` standard errors."""
+    ratio = high.mean / low.mean
+    return ratio > factor and math.log(ratio) > z * math.hypot(high.rel_se, low.rel_se)
+
+
+@attrs.frozen(kw_only=True)
+class LimitChange:
+    """A record of one limit change, for the driver to log and report."""
+
+    old: int
+    """The limit before."""
+    new: int
+    """The limit after."""
+    reason: ChangeReason
+    """What caused it."""
+    at: float
+    """The ``now`` of the event that caused it."""
+    cooldown: float = 0.0
+    """For ``rate_limited``: the cooldown this 429 asked for, in seconds."""
+    recent_latency: float | None = None
+    """For ``latency``: the mean latency measured at the old limit."""
+    baseline_latency: float | None = None
+    """For ``latency``: the baseline it was compared with."""
+    concurrency: int = 0
+    """For ``latency``: the peak number in flight while ``recent_latency`` was measured."""
+    successes: int = 0
+    """For ``increase``: the successes that earned the step."""
+
+    def describe(self) -> str:
+        """Why, in words: ``"rate limited; cooling down 2.0 s"``."""
+        if self.reason == "rate_limited":
+            return f"rate limited; cooling down {self.cooldown:.1f} s"
+        if self.reason == "latency":
+            recent, baseline = self.recent_latency or 0.0, self.baseline_latency or 1.0
+            return (
+                f"latency {recent:.3g} s at {self.concurrency} in flight is "
+                f"{recent / baseline:.1f}x the {baseline:.3g} s baseline"
+            )
+        return f"{self.successes} successes"
+
+
+@attrs.define(eq=False)
+class _Window:
+    """One latency cohort: the first ``size`` requests admitted after it opened."""
+
+    serial: int
+    size: int
+    cap: int | None  # the probe's admission cap, or None for a regular window
+    admitted: int = 0
+    # Invariant: outstanding == cohort members admitted and not yet released.
+    outstanding: int = 0
+    peak_in_flight: int = 0
+    samples: list[float] = attrs.Factory(list)
+
+    @property
+    def closed(self) -> bool:
+        return self.admitted >= self.size and self.outstanding == 0
+
+
+@attrs.define(eq=False)
+class _Probe:
+    """A baseline probe in progress: halving the admission cap window by window."""
+
+    reference: LatencySummary  # the regular window that started the probe
+    concurrency: int  # peak in flight while ``reference`` was measured
+    previous: LatencySummary | None = None  # the last probe window, to see if halving helps
+
+
+class AimdController:
+    """The adaptive limit of one model endpoint (see the module docstring for the algorithm).
+
+    Usage, as the driver does it::
+
+        ctl = AimdController(ceiling=16)
+        if ctl.can_admit(now):
+            admission = ctl.admit(now)
+            ...                                   # send the request
+            change = ctl.record_success(admission, later)   # or record_rate_limited / ...
+            if change is not None:
+                log(change.describe())
+
+    Every admission must be handed back to exactly one ``record_*`` method; every ``record_*``
+    method may return a :class:`LimitChange`. When the limit shrinks below ``in_flight``, the
+    requests already admitted finish normally; :meth:`can_admit` stays false until enough of
+    them are released.
+
+    Args:
+      ceiling: the largest limit, and the starting one (the model's ``max_parallel_requests``).
+      policy: the tunables.
+
+    Raises:
+      ValueError: if ``ceiling < 1``.
+    """
+
+    def __init__(self, ceiling: int, policy: Policy = DEFAULT_POLICY) -> None:
+        if ceiling < 1:
+            raise ValueError(f"an adaptive limit needs a ceiling of at least 1, got {ceiling}")
+        self._policy = policy
+        self._ceiling = ceiling
+        # Invariant: 1 <= _limit <= _ceiling.
+        self._limit = ceiling
+        # Invariant: _in_flight == len(_outstanding).
+        self._in_flight = 0
+        self._outstanding: set[int] = set()
+        self._next_serial = 0
+        # Invariant: nothing is admitted while now < _cooldown_until; it never moves backwards.
+        self._cooldown_until = -math.inf
+        # Invariant: at most one 429 cut per value of _rate_epoch (it grows with every cut).
+        self._rate_epoch = 0
+        self._peak = 0  # most requests in flight since the limit last changed
+        self._streak = 0
+        self._successes = 0
+        self._failures = 0
+        self._rate_limited = 0
+        # Latency state. Invariant: _window.cap is not None iff a probe is running.
+        self._window = _Window(serial=0, size=policy.latency_samples, cap=None)
+        self._probe: _Probe | None = None
+        self._verdict: _Verdict = "pending"
+        self._baseline: LatencySummary | None = None
+        self._recent: LatencySummary | None = None
+        self._windows_since_probe = 0
+
+    # -- read-only state --------------------------------------------------------------------
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @property
+    def ceiling(self) -> int:
+        return self._ceiling
+
+    @property
+    def limit(self) -> int:
+        """The current adaptive limit, ``1 <= limit <= ceiling``."""
+        return self._limit
+
+    @property
+    def admission_cap(self) -> int:
+        """The limit, or the probe's lower cap while a baseline probe runs."""
+        cap = self._window.cap
+        return self._limit if cap is None else min(cap, self._limit)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def probing(self) -> bool:
+        """Whether a baseline probe is holding admissions below the limit."""
+        return self._probe is not None
+
+    @property
+    def cooldown_until(self) -> float:
+        """No admission before this time (``-inf`` when no 429 was ever seen)."""
+        return self._cooldown_until
+
+    @property
+    def rate_epoch(self) -> int:
+        """How many 429 bursts have cut (or tried to cut) the limit."""
+        return self._rate_epoch
+
+    @property
+    def successes(self) -> int:
+        return self._successes
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+    @property
+    def rate_limited(self) -> int:
+        return self._rate_limited
+
+    @property
+    def baseline_latency(self) -> float | None:
+        """The unloaded latency measured by the last probe, in seconds."""
+        return None if self._baseline is None else self._baseline.mean
+
+    @property
+    def recent_latency(self) -> float | None:
+        """The trimmed mean latency of the last regular (non-probe) window, in seconds."""
+        return None if self._recent is None else self._recent.mean
+
+    def cooldown_remaining(self, now: float) -> float:
+        """Seconds until admissions may resume after a 429 (0 when not cooling down)."""
+        return max(0.0, self._cooldown_until - now)
+
+    def can_admit(self, now: float) -> bool:
+        """Whether :meth:`admit` may be called now."""
+        return now >= self._cooldown_until and self._in_flight < self.admission_cap
+
+    # -- events ------------------------------------------------------------------------------
+    def admit(self, now: float) -> Admission:
+        """Count one more request in flight and return its ticket.
+
+        Raises:
+          RuntimeError: if :meth:`can_admit` is false (full, probing, or cooling down).
+        """
+        if not self.can_admit(now):
+            raise RuntimeError(
+                "AimdController.admit() was called while admission is closed (limit reached or "
+                "cooling down); check can_admit(now) first."
+            )
+        self._in_flight += 1
+        self._peak = max(self._peak, self._in_flight)
+        serial = self._next_serial
+        self._next_serial += 1
+        self._outstanding.add(serial)
+        window = self._window
+        member: int | None = None
+        window.peak_in_flight = max(window.peak_in_flight, self._in_flight)
+        if self._policy.latency_signal and window.admitted < window.size:
+            window.admitted += 1
+            window.outstanding += 1
+            member = window.serial
+        return Admission(serial=serial, admitted_at=now, rate_epoch=self._rate_epoch, window=member)
+
+    def record_success(self, admission: Admission, now: float) -> LimitChange | None:
+        """The request succeeded; its latency is ``now - admission.admitted_at``.
+
+        Raises:
+          RuntimeError: if this admission was already recorded.
+        """
+        self._release(admission, max(now - admission.admitted_at, _MIN_LATENCY))
+        self._successes += 1
+        if now >= self._cooldown_until:
+            self._streak += 1
+        change = self._after_release(now)
+        return change if change is not None else self._maybe_increase(now)
+
+    def record_rate_limited(
+        self, admission: Admission, now: float, retry_after: float | None
+    ) -> LimitChange | None:
+        """The endpoint answered 429. Cools down for ``retry_after`` seconds (the policy's
+        cooldown when it is ``None``, not positive or not finite) and, for the first 429 of a
+        burst, cuts the limit.
+
+        Raises:
+          RuntimeError: if this admission was already recorded.
+        """
+        self._release(admission, None)
+        self._rate_limited += 1
+        self._streak = 0
+        cooldown = self._cooldown_for(retry_after)
+        self._cooldown_until = max(self._cooldown_until, now + cooldown)
+        if admission.rate_epoch != self._rate_epoch:
+            return self._after_release(now)  # this burst has already cut
+        self._rate_epoch += 1
+        old = self._limit
+        new = max(1, math.floor(min(self._limit, self._peak) * self._policy.decrease_factor))
+        self._set_limit(new)
+        if new == old:
+            return None
+        return LimitChange(old=old, new=new, reason="rate_limited", at=now, cooldown=cooldown)
+
+    def record_failure(self, admission: Admission, now: float) -> LimitChange | None:
+        """Another error (timeout, 5xx, connection): released and counted, no AIMD signal.
+
+        Returns a change only if this release completed a latency window that decided one.
+
+        Raises:
+          RuntimeError: if this admission was already recorded.
+        """
+        self._release(admission, None)
+        self._failures += 1
+        return self._after_release(now)
+
+    def record_abandoned(self, admission: Admission, now: float) -> LimitChange | None:
+        """Released without an outcome (the caller left early, e.g. cancelled): not counted.
+
+        Raises:
+          RuntimeError: if this admission was already recorded.
+        """
+        self._release(admission, None)
+        return self._after_release(now)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _cooldown_for(self, retry_after: float | None) -> float:
+        if retry_after is None or not math.isfinite(retry_after) or retry_after <= 0:
+            return self._policy.cooldown
+        return retry_after
+
+    def _release(self, admission: Admission, latency: float | None) -> None:
+        if admission.serial not in self._outstanding:
+            raise RuntimeError(
+                f"admission #{admission.serial} was already released (or was not admitted by "
+                "this controller); report each request's outcome exactly once."
+            )
+        self._outstanding.remove(admission.serial)
+        self._in_flight -= 1
+        window = self._window
+        if admission.window == window.serial:
+            window.outstanding -= 1
+            if latency is not None:
+                window.samples.append(latency)
+
+    def _set_limit(self, new: int) -> None:
+        """Apply a new limit (or re-apply the old one after a 429): a fresh measurement."""
+        self._limit = new
+        self._peak = self._in_flight
+        self._streak = 0
+        self._probe = None
+        self._verdict = "pending"
+        self._open_window(None)
+
+    def _open_window(self, cap: int | None) -> None:
+        self._window = _Window(serial=self._window.serial + 1, size=self._window.size, cap=cap)
+
+    def _maybe_increase(self, now: float) -> LimitChange | None:
+        steps = self._policy.successes_per_increase
+        if self._streak < steps or now < self._cooldown_until:
+            return None
+        if self._limit >= self._ceiling:
+            self._streak = 0
+            return None
+        if self._policy.latency_signal and self._verdict != "ok":
+            return None  # keep the streak: grow as soon as a window says latency is fine
+        old = self._limit
+        self._set_limit(old + 1)
+        return LimitChange(old=old, new=old + 1, reason="increase", at=now, successes=steps)
+
+    def _after_release(self, now: float) -> LimitChange | None:
+        window = self._window
+        if not (self._policy.latency_signal and window.closed):
+            return None
+        summary = None
+        if len(window.samples) >= max(3, window.size // 2):
+            summary = summarize_latencies(window.samples)
+        if window.cap is not None:
+            return self._probe_step(summary, window.cap, now)
+        self._judge(summary, window.peak_in_flight)
+        return None
+
+    def _judge(self, summary: LatencySummary | None, concurrency: int) -> None:
+        """A regular window closed: start a probe, or set the verdict for growth."""
+        if summary is None:  # too many failures to say anything
+            self._open_window(None)
+            return
+        self._recent = summary
+        baseline = self._baseline
+        if (
+            baseline is None
+            or self._windows_since_probe >= self._policy.probe_interval
+            or _exceeds(summary, baseline, self._policy.latency_tolerance, self._confidence)
+            or _exceeds(baseline, summary, self._policy.latency_hold, self._confidence)
+        ):
+            self._probe = _Probe(reference=summary, concurrency=concurrency)
+            self._verdict = "pending"
+            self._open_window(max(1, concurrency // 2))
+            return
+        self._windows_since_probe += 1
+        self._verdict = self._verdict_for(summary, baseline)
+        self._open_window(None)
+
+    def _probe_step(
+        self, summary: LatencySummary | None, cap: int, now: float
+    ) -> LimitChange | None:
+        """A probe window closed: halve again while halving still lowers latency."""
+        probe = self._probe
+        assert probe is not None  # a window with a cap exists only during a probe
+        if summary is None:  # too many failures to measure: give up, keep the old baseline
+            self._probe = None
+            self._verdict = "pending"
+            self._open_window(None)
+            return None
+        if cap > 1 and self._keep_halving(probe.previous, summary):
+            probe.previous = summary
+            self._open_window(max(1, cap // 2))
+            return None
+        return self._finish_probe(probe, summary, now)
+
+    def _keep_halving(self, previous: LatencySummary | None, latest: LatencySummary) -> bool:
+        """Whether the probe should halve the cap once more.
+
+        * A window within ``latency_hold`` of the current baseline has found it again: stop
+          (the common case, which makes a routine probe one window long).
+        * Otherwise the first probe window is always followed by a second: the regular window
+          that started the probe may be a transient (right after start-up the early requests of
+          a burst see a queue that is still building), so halving is judged only between two
+          probe windows.
+        * Then: halve again while halving lowers latency by more than ``latency_hold``.
+        """
+        hold = self._policy.latency_hold
+        if self._baseline is not None and latest.mean <= hold * self._baseline.mean:
+            return False
+        if previous is None:
+            return True
+        return _exceeds(previous, latest, hold, self._confidence)
+
+    def _finish_probe(
+        self, probe: _Probe, baseline: LatencySummary, now: float
+    ) -> LimitChange | None:
+        self._probe = None
+        self._baseline = baseline
+        self._windows_since_probe = 0
+        reference = probe.reference
+        if _exceeds(reference, baseline, self._policy.latency_tolerance, self._confidence):
+            target = self._policy.latency_hold * baseline.mean / reference.mean
+            keep = max(target, self._policy.latency_decrease_floor)
+            new = max(1, math.floor(probe.concurrency * keep))
+            if new < self._limit:
+                old = self._limit
+                self._set_limit(new)
+                return LimitChange(
+                    old=old,
+                    new=new,
+                    reason="latency",
+                    at=now,
+                    recent_latency=reference.mean,
+                    baseline_latency=baseline.mean,
+                    concurrency=probe.concurrency,
+                )
+        self._verdict = self._verdict_for(reference, baseline)
+        self._open_window(None)
+        return None
+
+    def _verdict_for(self, recent: LatencySummary, baseline: LatencySummary) -> _Verdict:
+        return "hold" if recent.mean > self._policy.latency_hold * baseline.mean else "ok"
+
+    @property
+    def _confidence(self) -> float:
+        return self._policy.latency_confidence
+
+    def __repr__(self) -> str:
+        return (
+            f"<AimdController limit={self._limit}/{self._ceiling} in_flight={self._in_flight} "
+            f"cap={self.admission_cap}>"
+        )

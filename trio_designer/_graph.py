@@ -1,0 +1,271 @@
+"""The column dependency graph: who waits for whom, in what order, and what is urgent.
+
+Design note
+-----------
+Edges come from two places: the Jinja templates of each column (``prompt``,
+``system_prompt``, ``expr``, ``skip_when``), read with
+:func:`jinja2.meta.find_undeclared_variables`, and explicit dependencies (``depends_on``, a
+subcategory's parent). A name a template reads that is neither a column nor a Jinja global
+(``range``, ``dict``, ``namespace``...) is an error naming the closest column; filters and
+tests are not variables, so they never show up.
+
+The order is Kahn's algorithm with ties broken by declaration order, so the same config
+always yields the same order. Whatever Kahn cannot place lies on or behind a cycle; walking
+*upstream* from such a column never dead-ends (each has an unplaced upstream), so the walk
+finds a cycle, reported in dependency order (``summary -> analysis -> summary``).
+
+``priority`` is the number of columns on the longest path from a column to a sink, counting
+itself. The scheduler dispatches higher priority first (critical path first): on the Deep
+shape (topic -> summary -> analysis -> conclusion, topic -> trivia) that is 4, 3, 2, 1 and 1
+for trivia, so trivia waits while the long chain proceeds.
+
+Everything here is pure: no I/O, no network, O(C + E) for C columns and E edges (plus the
+template parsing).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Literal, TypeVar
+
+import attrs
+import jinja2
+import jinja2.meta
+import jinja2.sandbox
+
+from ._exceptions import ConfigError
+from .config import (
+    ColumnConfig,
+    PipelineConfig,
+    default_strategy,
+    explicit_dependencies,
+    is_llm_bound,
+    template_fields,
+    validate_references,
+)
+from .config._pipeline import closest
+
+V = TypeVar("V")
+
+# Only used to parse: the syntax and the globals match the generators' sandbox.
+_PARSER = jinja2.sandbox.SandboxedEnvironment()
+
+
+@attrs.frozen(hash=False)
+class ExecutionGraph:
+    """The static dependency graph of a pipeline's columns.
+
+    Build it with :meth:`from_config`, which validates the config first. The graph compares by
+    value and is not hashable (it holds mappings).
+
+    Attributes:
+      order: every column, topologically sorted (Kahn; ties in declaration order).
+      upstream: column -> the columns it reads directly.
+      downstream: column -> the columns that read it directly.
+      strategy: column -> ``"cell"`` or ``"full_column"`` (from the config).
+      llm_bound: column -> whether its tasks wait on a model.
+      priority: column -> number of columns on the longest path from it to a sink, counting
+        itself (dispatch the largest first).
+      configs: column -> its config, in declaration order.
+    """
+
+    order: tuple[str, ...]
+    upstream: Mapping[str, frozenset[str]]
+    downstream: Mapping[str, frozenset[str]]
+    strategy: Mapping[str, Literal["cell", "full_column"]]
+    llm_bound: Mapping[str, bool]
+    priority: Mapping[str, int]
+    configs: Mapping[str, ColumnConfig]
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> ExecutionGraph:
+        """Validate ``config`` and build its graph. Sends no request; needs no network.
+
+        Raises:
+          ConfigError: listing every problem: those of
+            :func:`~trio_designer.config.validate_references`, template syntax errors,
+            template references to unknown columns or to the column itself, and cycles.
+        """
+        problems = validate_references(config)
+        upstream, template_problems = _dependencies(config)
+        problems += template_problems
+        names = [column.name for column in config.columns]
+        order, leftover = _kahn(names, upstream)
+        problems += [
+            f"dependency cycle: {' -> '.join(cycle)}"
+            for cycle in _cycles(names, upstream, leftover)
+        ]
+        if problems:
+            raise ConfigError(problems)
+        downstream = _invert(names, upstream)
+        return cls(
+            order=tuple(order),
+            upstream=_frozen({name: frozenset(upstream[name]) for name in names}),
+            downstream=_frozen({name: frozenset(downstream[name]) for name in names}),
+            strategy=_frozen({c.name: default_strategy(c) for c in config.columns}),
+            llm_bound=_frozen({c.name: is_llm_bound(c) for c in config.columns}),
+            priority=_frozen(_priorities(order, downstream)),
+            configs=_frozen({c.name: c for c in config.columns}),
+        )
+
+    def critical_path(self, latency: Mapping[str, float]) -> float:
+        """The longest sum of per-column latencies along any dependency path.
+
+        With unlimited concurrency and fixed latencies, this is the time one row needs (the
+        lower bound of the makespan). Columns missing from ``latency`` count as 0.
+
+        Raises:
+          ValueError: a latency is negative.
+        """
+        finish: dict[str, float] = {}
+        for name in self.order:
+            own = latency.get(name, 0.0)
+            if own < 0:
+                raise ValueError(f"latency of column {name!r} must be >= 0: {own}")
+            finish[name] = own + max((finish[up] for up in self.upstream[name]), default=0.0)
+        return max(finish.values(), default=0.0)
+
+
+def _frozen(mapping: dict[str, V]) -> Mapping[str, V]:
+    return MappingProxyType(mapping)
+
+
+# -- dependencies ------------------------------------------------------------------------------
+
+
+def _dependencies(config: PipelineConfig) -> tuple[dict[str, set[str]], list[str]]:
+    """Direct upstream sets of every column, and the template problems found on the way."""
+    names = {column.name for column in config.columns}
+    upstream: dict[str, set[str]] = {column.name: set() for column in config.columns}
+    problems: list[str] = []
+    for index, column in enumerate(config.columns):
+        where = f"columns[{index}] {column.name!r}"
+        for field, source in template_fields(column).items():
+            referenced, problem = _template_references(source, field, where)
+            if problem:
+                problems.append(problem)
+            for name in referenced:
+                if name == column.name:
+                    problems.append(
+                        f"{where}: {field} references {name!r}, the column itself; a column "
+                        "cannot depend on itself"
+                    )
+                elif name in names:
+                    upstream[column.name].add(name)
+                else:
+                    problems.append(_unknown_reference(where, field, name, names))
+        # Unknown and self dependencies were reported by validate_references.
+        upstream[column.name].update(
+            dep for dep in explicit_dependencies(column) if dep in names and dep != column.name
+        )
+    return upstream, problems
+
+
+def _template_references(source: str, field: str, where: str) -> tuple[list[str], str | None]:
+    """The variables a template reads, sorted; or its syntax error.
+
+    ``find_undeclared_variables`` leaves out Jinja's globals (``range``, ``dict``...) and
+    names the template sets itself (loop variables, ``{% set %}``); column names may not
+    shadow those globals (see the column ``name`` validator).
+    """
+    try:
+        ast = _PARSER.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        return [], f"{where}: {field} has a Jinja syntax error on line {exc.lineno}: {exc.message}"
+    return sorted(jinja2.meta.find_undeclared_variables(ast)), None
+
+
+def _unknown_reference(where: str, field: str, name: str, names: set[str]) -> str:
+    match = closest(name, names)
+    hint = f"did you mean {match!r}?" if match else "columns are " + ", ".join(sorted(names))
+    return f"{where}: {field} references {name!r}, which is not a column; {hint}"
+
+
+def _invert(names: list[str], upstream: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    downstream: dict[str, set[str]] = {name: set() for name in names}
+    for name in names:
+        for up in upstream[name]:
+            downstream[up].add(name)
+    return downstream
+
+
+# -- order, cycles, priority -------------------------------------------------------------------
+
+
+def _kahn(names: list[str], upstream: Mapping[str, set[str]]) -> tuple[list[str], list[str]]:
+    """Topological order (ties by declaration order) and the columns left over by cycles."""
+    position = {name: index for index, name in enumerate(names)}
+    downstream = _invert(names, upstream)
+    waiting = {name: len(upstream[name]) for name in names}
+    ready = [position[name] for name in names if waiting[name] == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        name = names[heapq.heappop(ready)]
+        order.append(name)
+        for down in downstream[name]:
+            waiting[down] -= 1
+            if waiting[down] == 0:
+                heapq.heappush(ready, position[down])
+    placed = set(order)
+    return order, [name for name in names if name not in placed]
+
+
+def _cycles(
+    names: list[str], upstream: Mapping[str, set[str]], leftover: list[str]
+) -> list[list[str]]:
+    """Disjoint cycles among the ``leftover`` columns, each in dependency order, closed.
+
+    Each cycle starts at its earliest-declared column:
+    ``["summary", "analysis", "summary"]`` means analysis reads summary and summary reads
+    analysis.
+    """
+    position = {name: index for index, name in enumerate(names)}
+    remaining = set(leftover)
+    cycles: list[list[str]] = []
+    while True:
+        _prune(remaining, upstream)
+        if not remaining:
+            return cycles
+        cycle = _walk_upstream(
+            min(remaining, key=position.__getitem__), remaining, upstream, position
+        )
+        start = min(range(len(cycle)), key=lambda i: position[cycle[i]])
+        cycle = cycle[start:] + cycle[:start]
+        cycles.append([*cycle, cycle[0]])
+        remaining -= set(cycle)
+
+
+def _prune(remaining: set[str], upstream: Mapping[str, set[str]]) -> None:
+    """Drop columns with no upstream left in ``remaining`` (they are behind a cycle, not on
+    one), until every remaining column has one."""
+    changed = True
+    while changed:
+        free = {name for name in remaining if not upstream[name] & remaining}
+        remaining -= free
+        changed = bool(free)
+
+
+def _walk_upstream(
+    start: str, remaining: set[str], upstream: Mapping[str, set[str]], position: Mapping[str, int]
+) -> list[str]:
+    """Follow upstream edges inside ``remaining`` until a column repeats; return that cycle in
+    dependency (downstream) order."""
+    path: list[str] = []
+    seen: dict[str, int] = {}
+    name = start
+    while name not in seen:
+        seen[name] = len(path)
+        path.append(name)
+        name = min(upstream[name] & remaining, key=position.__getitem__)
+    return list(reversed(path[seen[name] :]))
+
+
+def _priorities(order: list[str], downstream: Mapping[str, set[str]]) -> dict[str, int]:
+    """Columns on the longest path to a sink, counting the column itself."""
+    priority: dict[str, int] = {}
+    for name in reversed(order):
+        priority[name] = 1 + max((priority[down] for down in downstream[name]), default=0)
+    return {name: priority[name] for name in order}

@@ -1,0 +1,82 @@
+"""Pipeline configuration: frozen attrs values, loaded and written at the edge by one converter.
+
+Build a config from YAML/JSON (``PipelineConfig.from_yaml``), from plain data
+(``PipelineConfig.from_dict``) or in Python (:class:`PipelineBuilder`); every path raises one
+:class:`~trio_designer.ConfigError` that lists every problem with its path
+(``columns[3].prompt: ...``). See :mod:`._columns` for the column kinds, :mod:`._models` for
+endpoints and :mod:`._run` for execution settings.
+"""
+
+from __future__ import annotations
+
+from ._columns import BernoulliSampler as BernoulliSampler
+from ._columns import CategorySampler as CategorySampler
+from ._columns import ColumnConfig as ColumnConfig
+from ._columns import CustomColumn as CustomColumn
+from ._columns import DatetimeSampler as DatetimeSampler
+from ._columns import Dtype as Dtype
+from ._columns import ExpressionColumn as ExpressionColumn
+from ._columns import GaussianSampler as GaussianSampler
+from ._columns import LLMCodeColumn as LLMCodeColumn
+from ._columns import LLMColumnConfig as LLMColumnConfig
+from ._columns import LLMJudgeColumn as LLMJudgeColumn
+from ._columns import LLMStructuredColumn as LLMStructuredColumn
+from ._columns import LLMTextColumn as LLMTextColumn
+from ._columns import PoissonSampler as PoissonSampler
+from ._columns import Rubric as Rubric
+from ._columns import SamplerConfig as SamplerConfig
+from ._columns import Strategy as Strategy
+from ._columns import SubcategorySampler as SubcategorySampler
+from ._columns import UniformSampler as UniformSampler
+from ._columns import UUIDSampler as UUIDSampler
+from ._columns import column_kind as column_kind
+from ._columns import default_strategy as default_strategy
+from ._columns import explicit_dependencies as explicit_dependencies
+from ._columns import is_llm_bound as is_llm_bound
+from ._columns import template_fields as template_fields
+from ._models import SIMULATOR_PROVIDER as SIMULATOR_PROVIDER
+from ._models import InferenceParams as InferenceParams
+from ._models import ModelConfig as ModelConfig
+from ._models import ModelProvider as ModelProvider
+from ._pipeline import PipelineBuilder as PipelineBuilder
+from ._pipeline import PipelineConfig as PipelineConfig
+from ._pipeline import config_fingerprint as config_fingerprint
+from ._pipeline import validate_references as validate_references
+from ._run import RunConfig as RunConfig
+
+__all__ = [
+    "SIMULATOR_PROVIDER",
+    "BernoulliSampler",
+    "CategorySampler",
+    "ColumnConfig",
+    "CustomColumn",
+    "DatetimeSampler",
+    "Dtype",
+    "ExpressionColumn",
+    "GaussianSampler",
+    "InferenceParams",
+    "LLMCodeColumn",
+    "LLMColumnConfig",
+    "LLMJudgeColumn",
+    "LLMStructuredColumn",
+    "LLMTextColumn",
+    "ModelConfig",
+    "ModelProvider",
+    "PipelineBuilder",
+    "PipelineConfig",
+    "PoissonSampler",
+    "Rubric",
+    "RunConfig",
+    "SamplerConfig",
+    "Strategy",
+    "SubcategorySampler",
+    "UUIDSampler",
+    "UniformSampler",
+    "column_kind",
+    "config_fingerprint",
+    "default_strategy",
+    "explicit_dependencies",
+    "is_llm_bound",
+    "template_fields",
+    "validate_references",
+]

@@ -1,0 +1,568 @@
+"""Column configs: what each column of the dataset holds and how it is produced.
+
+A pipeline is a list of columns. Each is a frozen attrs value tagged by ``kind`` (and, for
+samplers, by ``sampler``) in its serialized form::
+
+    columns:
+      - {name: topic, kind: sampler, sampler: category, values: [astronomy, cooking, jazz]}
+      - {name: summary, kind: llm_text, model: gen, prompt: "Summarize {{ topic }}."}
+      - {name: n_words, kind: expression, expr: "{{ summary.split() | length }}", dtype: int}
+
+Templates (``prompt``, ``system_prompt``, ``expr``, ``skip_when``) refer to other columns by
+name; those references, plus ``depends_on`` and a subcategory's parent, are the dependency
+edges of the execution graph (:mod:`trio_designer._graph`).
+
+The tags are class attributes (``CategorySampler.kind == "sampler"``,
+``CategorySampler.sampler == "category"``), not fields: they name the class, so they cannot
+disagree with it. The converter writes them first in every column mapping.
+
+Hashing: every column is hashable and compares by value. Fields that hold arbitrary JSON
+(``values``, ``skip_value``, ``schema``, ``scores``) or a user function take part in equality
+but not in the hash, because dicts and lists are unhashable; equal columns still hash alike.
+Treat the dicts they hold as read-only.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar, Literal, TypeAlias, get_args
+
+import attrs
+from attrs import validators as v
+
+from ._models import InferenceParams
+from ._validators import (
+    checked,
+    finite,
+    identifier,
+    instance_of,
+    is_any,
+    is_bool,
+    is_int,
+    is_json_object,
+    is_number,
+    is_str,
+    is_tuple_of,
+    non_blank,
+    non_empty,
+    optional,
+    short_repr,
+    str_keys,
+    to_optional_tuple,
+    to_tuple,
+)
+
+Dtype: TypeAlias = Literal["str", "int", "float", "bool", "json"]
+Strategy: TypeAlias = Literal["cell", "full_column"]
+DatetimeUnit: TypeAlias = Literal["D", "h", "m", "s"]
+
+DTYPES: tuple[str, ...] = get_args(Dtype)
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+DATETIME_UNITS: tuple[str, ...] = get_args(DatetimeUnit)
+
+#: ``"package.module:function"`` (dots allowed on both sides, e.g. ``"pkg.mod:Class.method"``).
+IMPORT_PATH_RE = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+    r":[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+)
+
+_names = checked(is_tuple_of(is_str, "a string"))
+_dtype = optional(checked(v.in_(DTYPES)))
+
+
+# -- common fields -----------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class _ColumnBase:
+    """Fields every column has.
+
+    Attributes:
+      name: the column name, an identifier (templates refer to it as ``{{ name }}``).
+      drop: generate the column (downstream columns may use it) but do not write it.
+      skip_when: a Jinja condition over the row; when it renders truthy, the cell is not
+        generated and gets ``skip_value`` instead, and the skip propagates downstream.
+      skip_value: the value of skipped cells (default ``None``, a null).
+      depends_on: extra upstream columns not visible in templates (e.g. for custom columns).
+    """
+
+    kind: ClassVar[str]
+
+    name: str = attrs.field(validator=checked(identifier))
+    drop: bool = attrs.field(default=False, validator=checked(is_bool))
+    skip_when: str | None = attrs.field(default=None, validator=optional(checked(non_blank)))
+    skip_value: Any = attrs.field(default=None, hash=False)
+    depends_on: tuple[str, ...] = attrs.field(default=(), converter=to_tuple, validator=_names)
+
+
+# -- samplers ----------------------------------------------------------------------------------
+
+
+def _weights(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not all(is_number(w) and math.isfinite(w) and w >= 0 for w in value):
+        raise ValueError(f"'weights' must be finite numbers >= 0: {short_repr(value)}")
+    if isinstance(instance.values, tuple) and len(value) != len(instance.values):
+        raise ValueError(
+            f"'weights' must have one weight per value: {len(value)} weights for "
+            f"{len(instance.values)} values"
+        )
+    if not sum(value) > 0:
+        raise ValueError("'weights' must not all be zero")
+
+
+@attrs.frozen(kw_only=True)
+class CategorySampler(_ColumnBase):
+    """Draw each cell from ``values``, uniformly or by ``weights``.
+
+    Attributes:
+      values: the categories (any JSON values), at least one.
+      weights: relative weights, one per value, ``>= 0``, not all zero; ``None`` = uniform.
+    """
+
+    kind: ClassVar[Literal["sampler"]] = "sampler"
+    sampler: ClassVar[Literal["category"]] = "category"
+
+    values: tuple[Any, ...] = attrs.field(
+        converter=to_tuple, validator=checked(is_tuple_of(is_any, "a value"), non_empty), hash=False
+    )
+    weights: tuple[float, ...] | None = attrs.field(
+        default=None,
+        converter=to_optional_tuple,
+        validator=optional(checked(is_tuple_of(is_number, "a number"), _weights)),
+    )
+
+
+def _subcategory_values(value: Any) -> Any:
+    """Copy the mapping, with string keys and tuple values (anything else: as-is)."""
+    mapping = str_keys(value)
+    if not isinstance(mapping, dict):
+        return mapping
+    return {key: to_tuple(items) for key, items in mapping.items()}
+
+
+def _subcategory_mapping(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    for key, items in value.items():
+        if not isinstance(items, tuple) or not items:
+            raise ValueError(
+                f"'values' must map each parent value to a non-empty list: {key!r} -> "
+                f"{short_repr(items)}"
+            )
+
+
+def _not_self(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value == instance.name:
+        raise ValueError(f"'{attribute.name}' must name another column, not the column itself")
+
+
+@attrs.frozen(kw_only=True)
+class SubcategorySampler(_ColumnBase):
+    """Draw each cell from the list that ``values`` gives for the parent column's value.
+
+    Attributes:
+      category: the parent column's name (usually a :class:`CategorySampler`).
+      values: parent value (as a string) -> the subcategories to draw from, uniformly.
+        Integer keys (``1:`` in YAML) are turned into strings; a generator looks a parent
+        value up by ``str(value)``.
+    """
+
+    kind: ClassVar[Literal["sampler"]] = "sampler"
+    sampler: ClassVar[Literal["subcategory"]] = "subcategory"
+
+    category: str = attrs.field(validator=checked(identifier, _not_self))
+    values: dict[str, tuple[Any, ...]] = attrs.field(
+        converter=_subcategory_values,
+        validator=checked(is_json_object, non_empty, _subcategory_mapping),
+        hash=False,
+    )
+
+
+_decimal_places = optional(checked(is_int, v.ge(0)))
+
+
+def _above_low(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if is_number(instance.low) and not value > instance.low:
+        raise ValueError(f"'high' must be > 'low': high={value}, low={instance.low}")
+
+
+@attrs.frozen(kw_only=True)
+class UniformSampler(_ColumnBase):
+    """Draw floats uniformly from ``[low, high)``.
+
+    Attributes:
+      low: the lower bound.
+      high: the upper bound, ``> low``.
+      decimal_places: round each value to this many places (``None``: no rounding).
+    """
+
+    kind: ClassVar[Literal["sampler"]] = "sampler"
+    sampler: ClassVar[Literal["uniform"]] = "uniform"
+
+    low: float = attrs.field(validator=checked(finite))
+    high: float = attrs.field(validator=checked(finite, _above_low))
+    decimal_places: int | None = attrs.field(default=None, validator=_decimal_places)
+
+
+@attrs.frozen(kw_only=True)
+class GaussianSampler(_ColumnBase):
+    """Draw floats from a normal distribution.
+
+    Attributes:
+      mean: the mean.
+      stddev: the standard deviation, ``>= 0``.
+      decimal_places: round each value to this many places (``None``: no rounding).
+    """
+
+    kind: ClassVar[Literal["sampler"]] = "sampler"
+    sampler: ClassVar[Literal["gaussian"]] = "gaussian"
+
+    mean: float = attrs.field(validator=checked(finite))
+    stddev: float = attrs.field(validator=checked(finite, v.ge(0)))
+    decimal_places: int | None = attrs.field(default=None, validator=_decimal_places)
+
+
+@attrs.frozen(kw_only=True)
+class BernoulliSampler(_ColumnBase):
+    """Draw 1 with probability ``p``, else 0.
+
+    Attributes:
+      p: the probability of 1, ``0 <= p <= 1``.
+    """
+
+    kind: ClassVar[Literal["sampler"]] = "sampler"
+    sampler: ClassVar[Literal["bernoulli"]] = "bernoulli"
+
+    p: float = attrs.field(validator=checked(finite, v.ge(0), v.le(1)))
+
+
+@attrs.frozen(kw_only=True)
+class PoissonSampler(_ColumnBase):
+    """Draw non-negative integers from a Poisson distribution.
+
+    Attributes:
+      mean: the mean (lambda), ``>= 0``.
+    """
+
+    kind: ClassVar[Literal["sampler"]] = "sampler"
+    sampler: ClassVar[Literal["poisson"]] = "poisson"
+
+    mean: float = attrs.field(validator=checked(finite, v.ge(0)))
+
+
+@attrs.frozen(kw_only=True)
+class UUIDSampler(_ColumnBase):
+    """A random (seeded) UUID4 per cell, as a string.
+
+    Attributes:
+      prefix: prepended to each value.
+      short_form: keep only the first 8 hex digits.
+      uppercase: upper-case hex digits.
+    """
+
+    kind: ClassVar[Literal["sampler"]] = "sampler"
+    sampler: ClassVar[Literal["uuid"]] = "uuid"
+
+    prefix: str = attrs.field(default="", validator=checked(instance_of(str)))
+    short_form: bool = attrs.field(default=False, validator=checked(is_bool))
+    uppercase: bool = attrs.field(default=False, validator=checked(is_bool))
+
+
+def _iso_datetime(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    try:
+        datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"'{attribute.name}' must be an ISO 8601 date or datetime such as "
+            f"'2024-01-31' or '2024-01-31T12:00:00': {short_repr(value)}"
+        ) from None
+
+
+def _after_start(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    try:
+        start = datetime.fromisoformat(instance.start)
+    except (TypeError, ValueError):
+        return  # reported on 'start'
+    end = datetime.fromisoformat(value)
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        raise ValueError("'start' and 'end' must both have a timezone offset or both lack one")
+    if not end > start:
+        raise ValueError(f"'end' must be after 'start': start={instance.start}, end={value}")
+
+
+@attrs.frozen(kw_only=True)
+class DatetimeSampler(_ColumnBase):
+    """Draw timestamps uniformly from ``[start, end)``, truncated to ``unit``.
+
+    Attributes:
+      start: ISO 8601 date or datetime (``"2024-01-01"``, ``"2024-01-01T08:00:00+00:00"``).
+      end: ISO 8601, after ``start``; both with or both without a timezone.
+      unit: resolution of the drawn values: ``"D"`` days, ``"h"``, ``"m"``, ``"s"`` (default).
+    """
+
+    kind: ClassVar[Literal["sampler"]] = "sampler"
+    sampler: ClassVar[Literal["datetime"]] = "datetime"
+
+    start: str = attrs.field(validator=checked(_iso_datetime))
+    end: str = attrs.field(validator=checked(_iso_datetime, _after_start))
+    unit: DatetimeUnit = attrs.field(default="s", validator=checked(v.in_(DATETIME_UNITS)))
+
+
+# -- expression and custom ---------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ExpressionColumn(_ColumnBase):
+    """A Jinja expression over the row, optionally cast.
+
+    Attributes:
+      expr: the Jinja template, e.g. ``"{{ summary.split() | length }}"``.
+      dtype: cast the rendered text: ``"str"``, ``"int"``, ``"float"``, ``"bool"``, ``"json"``
+        (``None``: keep the text).
+    """
+
+    kind: ClassVar[Literal["expression"]] = "expression"
+
+    expr: str = attrs.field(validator=checked(non_blank))
+    dtype: Dtype | None = attrs.field(default=None, validator=_dtype)
+
+
+def _function(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, str):
+        if not IMPORT_PATH_RE.fullmatch(value):
+            raise ValueError(
+                "'function' must be an import path like 'package.module:function': "
+                f"{short_repr(value)}"
+            )
+    elif not callable(value):
+        raise ValueError(f"'function' must be a callable or an import path: {short_repr(value)}")
+
+
+@attrs.frozen(kw_only=True)
+class CustomColumn(_ColumnBase):
+    """A user function, sync or ``async def``, per cell or per row group.
+
+    Attributes:
+      function: the function itself, or its import path ``"package.module:function"``.
+        Serializing turns a function into its import path, so it must be a module-level
+        function (not a lambda or a local function). Loading keeps the path; the generator
+        imports it. Not hashed (compared by identity when a callable).
+      strategy: ``"cell"`` (``fn(row)``, one call per row) or ``"full_column"`` (``fn(rows)``,
+        one call per row group, returning one value per row).
+      dtype: cast the result like :class:`ExpressionColumn` (``None``: keep it).
+      llm_bound: the function waits on a model; the engine hands its submission slot over
+        before the wait (see the scheduler).
+      models: aliases of the models the function calls (checked against ``models``).
+    """
+
+    kind: ClassVar[Literal["custom"]] = "custom"
+
+    function: Callable[..., Any] | str = attrs.field(validator=checked(_function), hash=False)
+    strategy: Strategy = attrs.field(default="cell", validator=checked(v.in_(STRATEGIES)))
+    dtype: Dtype | None = attrs.field(default=None, validator=_dtype)
+    llm_bound: bool = attrs.field(default=False, validator=checked(is_bool))
+    models: tuple[str, ...] = attrs.field(default=(), converter=to_tuple, validator=_names)
+
+
+# -- LLM columns -------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class _LLMColumnBase(_ColumnBase):
+    """Fields every LLM column has.
+
+    Attributes:
+      model: the alias of a :class:`~trio_designer.config.ModelConfig`.
+      prompt: the user prompt, a Jinja template over the row.
+      system_prompt: an optional system prompt, also a template.
+      inference: per-call overrides of the model's inference parameters.
+      max_parse_retries: extra attempts when the output does not parse, ``>= 0`` (default 2).
+      extract_reasoning: keep the model's reasoning trace (in a side column).
+    """
+
+    model: str = attrs.field(validator=checked(non_blank))
+    prompt: str = attrs.field(validator=checked(non_blank))
+    system_prompt: str | None = attrs.field(default=None, validator=optional(checked(non_blank)))
+    inference: InferenceParams | None = attrs.field(
+        default=None, validator=optional(checked(instance_of(InferenceParams)))
+    )
+    max_parse_retries: int = attrs.field(default=2, validator=checked(is_int, v.ge(0)))
+    extract_reasoning: bool = attrs.field(default=False, validator=checked(is_bool))
+
+
+@attrs.frozen(kw_only=True)
+class LLMTextColumn(_LLMColumnBase):
+    """Free text from a chat model."""
+
+    kind: ClassVar[Literal["llm_text"]] = "llm_text"
+
+
+@attrs.frozen(kw_only=True)
+class LLMCodeColumn(_LLMColumnBase):
+    """Code from a chat model, extracted from its fenced block.
+
+    Attributes:
+      language: the expected language (default ``"python"``).
+    """
+
+    kind: ClassVar[Literal["llm_code"]] = "llm_code"
+
+    language: str = attrs.field(default="python", validator=checked(non_blank))
+
+
+def schema_to_dict(value: Any) -> Any:
+    """Accept a JSON schema dict, or a class with ``model_json_schema()`` (pydantic).
+
+    Returns a deep copy of the dict, or the class's schema. Anything else is returned as-is
+    for the validator to reject. No pydantic import: any class with that method works.
+    """
+    to_schema = getattr(value, "model_json_schema", None)
+    if isinstance(value, type) and callable(to_schema):
+        value = to_schema()
+    return copy.deepcopy(value) if isinstance(value, dict) else value
+
+
+@attrs.frozen(kw_only=True)
+class LLMStructuredColumn(_LLMColumnBase):
+    """A JSON object from a chat model, validated against a JSON schema.
+
+    Attributes:
+      schema: the JSON schema (a dict). A class with ``model_json_schema()`` (a pydantic
+        model) is accepted and stored as its schema. Not hashed; read-only.
+    """
+
+    kind: ClassVar[Literal["llm_structured"]] = "llm_structured"
+
+    schema: dict[str, Any] = attrs.field(
+        converter=schema_to_dict, validator=checked(is_json_object), hash=False
+    )
+
+
+def _scores(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not all(isinstance(text, str) for text in value.values()):
+        raise ValueError("'scores' must map each score to a description string")
+
+
+@attrs.frozen(kw_only=True)
+class Rubric:
+    """One judging criterion.
+
+    Attributes:
+      name: the criterion's name, the key of its score in the judge's output.
+      description: what the judge assesses.
+      scores: score value -> what it means (``{"1": "off topic", "5": "excellent"}``).
+        Integer keys (as YAML reads ``5: excellent``) are turned into strings. Not hashed.
+    """
+
+    name: str = attrs.field(validator=checked(non_blank))
+    description: str = attrs.field(validator=checked(non_blank))
+    scores: dict[str, str] = attrs.field(
+        converter=str_keys, validator=checked(is_json_object, non_empty, _scores), hash=False
+    )
+
+
+def _unique_rubric_names(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    names = [rubric.name for rubric in value]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"'rubrics' names must be unique: {', '.join(map(repr, duplicates))}")
+
+
+@attrs.frozen(kw_only=True)
+class LLMJudgeColumn(_LLMColumnBase):
+    """Scores from a chat model acting as a judge, one per rubric.
+
+    Attributes:
+      rubrics: the criteria, at least one, with unique names.
+    """
+
+    kind: ClassVar[Literal["llm_judge"]] = "llm_judge"
+
+    rubrics: tuple[Rubric, ...] = attrs.field(
+        converter=to_tuple,
+        validator=checked(
+            is_tuple_of(lambda r: isinstance(r, Rubric), "a Rubric"),
+            non_empty,
+            _unique_rubric_names,
+        ),
+    )
+
+
+# -- the union and helpers ---------------------------------------------------------------------
+
+SamplerConfig: TypeAlias = (
+    CategorySampler
+    | SubcategorySampler
+    | UniformSampler
+    | GaussianSampler
+    | BernoulliSampler
+    | PoissonSampler
+    | UUIDSampler
+    | DatetimeSampler
+)
+LLMColumnConfig: TypeAlias = LLMTextColumn | LLMCodeColumn | LLMStructuredColumn | LLMJudgeColumn
+ColumnConfig: TypeAlias = SamplerConfig | ExpressionColumn | CustomColumn | LLMColumnConfig
+
+SAMPLER_CLASSES: tuple[type[SamplerConfig], ...] = get_args(SamplerConfig)
+LLM_COLUMN_CLASSES: tuple[type[LLMColumnConfig], ...] = get_args(LLMColumnConfig)
+COLUMN_CLASSES: tuple[type[ColumnConfig], ...] = (
+    *SAMPLER_CLASSES,
+    ExpressionColumn,
+    CustomColumn,
+    *LLM_COLUMN_CLASSES,
+)
+
+
+def column_kind(column: ColumnConfig) -> str:
+    """The column's tag: ``"sampler:category"`` for samplers, else its ``kind`` (``"llm_text"``)."""
+    if isinstance(column, SAMPLER_CLASSES):
+        return f"{column.kind}:{column.sampler}"
+    return column.kind
+
+
+def template_fields(column: ColumnConfig) -> dict[str, str]:
+    """Field name -> Jinja source, for every template-bearing field that is set.
+
+    The fields are ``prompt``, ``system_prompt`` (LLM columns), ``expr`` (expressions) and
+    ``skip_when`` (every column).
+    """
+    fields: dict[str, str] = {}
+    if isinstance(column, LLM_COLUMN_CLASSES):
+        fields["prompt"] = column.prompt
+        if column.system_prompt is not None:
+            fields["system_prompt"] = column.system_prompt
+    elif isinstance(column, ExpressionColumn):
+        fields["expr"] = column.expr
+    if column.skip_when is not None:
+        fields["skip_when"] = column.skip_when
+    return fields
+
+
+def default_strategy(column: ColumnConfig) -> Strategy:
+    """How the engine schedules the column: samplers per row group, custom as configured,
+    everything else per cell."""
+    if isinstance(column, SAMPLER_CLASSES):
+        return "full_column"
+    if isinstance(column, CustomColumn):
+        return column.strategy
+    return "cell"
+
+
+def is_llm_bound(column: ColumnConfig) -> bool:
+    """Whether the column's tasks wait on a model (LLM columns; custom with ``llm_bound``)."""
+    if isinstance(column, CustomColumn):
+        return column.llm_bound
+    return isinstance(column, LLM_COLUMN_CLASSES)
+
+
+def explicit_dependencies(column: ColumnConfig) -> tuple[str, ...]:
+    """Upstream columns named outside templates: ``depends_on``, plus a subcategory's parent.
+
+    In order, without duplicates.
+    """
+    names = list(column.depends_on)
+    if isinstance(column, SubcategorySampler):
+        names.append(column.category)
+    return tuple(dict.fromkeys(names))

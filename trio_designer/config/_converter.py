@@ -1,0 +1,714 @@
+"""The edge: plain data, JSON and YAML in and out of the config classes.
+
+This module owns the one ``cattrs.Converter(forbid_extra_keys=True)`` and is the only place
+that parses or writes YAML/JSON. The config classes never parse (attrs' "keep ``__init__``
+dumb"); this module turns what users write into them and back:
+
+* **Tagged union.** A column mapping names its class with ``kind`` (and ``sampler`` for
+  ``kind: sampler``). The tags are written first when unstructuring.
+* **Strict scalars.** cattrs' defaults would turn ``"ten"`` into an error but ``1.7`` into 1
+  and ``"false"`` into ``True``; our hooks accept an ``int`` only for ``int``, numbers for
+  ``float``, real booleans for ``bool``, strings for ``str``.
+* **Every problem, with its path.** Field errors are collected by cattrs' detailed
+  validation, invariant failures by :func:`._validators.collecting_problems`, unknown keys by
+  ``forbid_extra_keys``; :func:`cattrs.transform_error` flattens them with our
+  ``format_exception``, and each becomes ``columns[3].prompt: <what is wrong>``. The loader
+  raises one :class:`~trio_designer.ConfigError` listing them all, including the
+  cross-references of :func:`._pipeline.reference_problems`.
+* **Exact round trip.** ``structure(unstructure(x)) == x`` for every config class, and the
+  unstructured data survives JSON and YAML unchanged. Defaults are omitted when writing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import attrs
+import cattrs
+import yaml
+from cattrs.errors import (
+    BaseValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from .._exceptions import ConfigError
+from ._columns import (
+    COLUMN_CLASSES,
+    SAMPLER_CLASSES,
+    ColumnConfig,
+    CustomColumn,
+    LLMStructuredColumn,
+    Rubric,
+    schema_to_dict,
+)
+from ._models import InferenceParams, ModelConfig, ModelProvider
+from ._pipeline import PipelineConfig, closest, reference_problems
+from ._run import RunConfig
+from ._validators import InvalidFieldError, collecting_problems, is_number, short_repr
+
+T = TypeVar("T")
+
+#: Every attrs class the converter knows.
+CONFIG_CLASSES: tuple[type[Any], ...] = (
+    *COLUMN_CLASSES,
+    Rubric,
+    InferenceParams,
+    ModelProvider,
+    ModelConfig,
+    RunConfig,
+    PipelineConfig,
+)
+
+_KINDS: dict[str, type[Any]] = {"sampler": SAMPLER_CLASSES[0]}
+_KINDS.update((cls.kind, cls) for cls in COLUMN_CLASSES if cls not in SAMPLER_CLASSES)
+_SAMPLERS: dict[str, type[Any]] = {cls.sampler: cls for cls in SAMPLER_CLASSES}
+_COMMON_COLUMN_FIELDS = ("name", "drop", "skip_when", "skip_value", "depends_on")
+_TOP_LEVEL_KEYS = ("providers", "models", "run", "columns")
+
+
+class _Problems(ValueError):
+    """Problems found by a hook, each ``(path below the hook's value, message)``."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(message for _, message in self.problems))
+
+    @classmethod
+    def one(cls, message: str, *, at: str = "") -> _Problems:
+        return cls([(at, message)])
+
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+"""The one converter of trio_designer's configs. Use the functions below rather than it."""
+
+
+# -- strict scalars ----------------------------------------------------------------------------
+
+
+def _expected(what: str, value: Any) -> _Problems:
+    return _Problems.one(f"expected {what}, got {short_repr(value)}")
+
+
+def _structure_str(value: Any, _: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise _expected("a string", value)
+
+
+def _structure_int(value: Any, _: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _expected("an integer", value)
+
+
+def _structure_float(value: Any, _: Any) -> float:
+    if is_number(value):
+        return float(value)
+    raise _expected("a number", value)
+
+
+def _structure_bool(value: Any, _: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _expected("true or false", value)
+
+
+converter.register_structure_hook(str, _structure_str)
+converter.register_structure_hook(int, _structure_int)
+converter.register_structure_hook(float, _structure_float)
+converter.register_structure_hook(bool, _structure_bool)
+
+
+def _is_literal(type_: Any) -> bool:
+    return get_origin(type_) is Literal
+
+
+def _literal_hook(type_: Any) -> Callable[[Any, Any], Any]:
+    allowed = get_args(type_)
+    expected = ", ".join(repr(item) for item in allowed)
+
+    def structure_literal(value: Any, _: Any) -> Any:
+        for item in allowed:
+            if type(value) is type(item) and value == item:
+                return item
+        raise _Problems.one(f"must be one of {expected}: {short_repr(value)}")
+
+    return structure_literal
+
+
+converter.register_structure_hook_factory(_is_literal, _literal_hook)
+
+
+# -- collections: lists (not strings!) and string-keyed mappings -------------------------------
+
+
+def _is_variadic_tuple(type_: Any) -> bool:
+    args = get_args(type_)
+    return get_origin(type_) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _note(exc: Exception, index: int | str, type_: Any) -> Exception:
+    note = IterableValidationNote(f"Structuring @ {index!r}", index, type_)
+    exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+    return exc
+
+
+def _tuple_hook(type_: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
+    item_type = get_args(type_)[0]
+    item_hook = converter.get_structure_hook(item_type)
+
+    def structure_tuple(value: Any, _: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise _expected("a list", value)
+        items: list[Any] = []
+        errors: list[Exception] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(item_hook(item, item_type))
+            except Exception as exc:  # cattrs' own idiom: collect, then raise a group
+                errors.append(_note(exc, index, item_type))
+        if errors:
+            raise IterableValidationError(f"While structuring {type_!r}", errors, type_)
+        return tuple(items)
+
+    return structure_tuple
+
+
+def _is_str_keyed_dict(type_: Any) -> bool:
+    args = get_args(type_)
+    return get_origin(type_) is dict and len(args) == 2 and args[0] is str
+
+
+def _dict_hook(type_: Any) -> Callable[[Any, Any], dict[str, Any]]:
+    value_type = get_args(type_)[1]
+    value_hook = converter.get_structure_hook(value_type)
+
+    def structure_dict(value: Any, _: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise _expected("a mapping", value)
+        result: dict[str, Any] = {}
+        errors: list[Exception] = []
+        for key, item in value.items():
+            if isinstance(key, int) and not isinstance(key, bool):
+                key = str(key)  # YAML reads `5: excellent` with an int key
+            if not isinstance(key, str):
+                errors.append(_expected("string keys", key))
+                continue
+            try:
+                result[key] = value_hook(item, value_type)
+            except Exception as exc:  # collect, then raise a group
+                errors.append(_note(exc, key, value_type))
+        if errors:
+            raise IterableValidationError(f"While structuring {type_!r}", errors, type_)
+        return result
+
+    return structure_dict
+
+
+converter.register_structure_hook_factory(_is_variadic_tuple, _tuple_hook)
+converter.register_structure_hook_factory(_is_str_keyed_dict, _dict_hook)
+
+
+# -- special fields ----------------------------------------------------------------------------
+
+
+def _structure_function(value: Any, _: Any) -> Any:
+    if isinstance(value, str) or callable(value):
+        return value  # the field's validator checks the import path's form
+    raise _expected("an import path like 'package.module:function'", value)
+
+
+def _structure_schema(value: Any, _: Any) -> Any:
+    schema = schema_to_dict(value)
+    if isinstance(schema, Mapping):
+        return dict(schema)
+    raise _expected("a JSON schema (a mapping) or a class with model_json_schema()", value)
+
+
+_STRUCTURE_OVERRIDES: dict[type[Any], dict[str, Any]] = {
+    CustomColumn: {"function": override(struct_hook=_structure_function)},
+    LLMStructuredColumn: {"schema": override(struct_hook=_structure_schema)},
+}
+
+
+# -- attrs classes: every invariant failure, with its field ------------------------------------
+
+
+def _class_hook(cls: type[T]) -> Callable[[Any, Any], T]:
+    fields_hook = make_dict_structure_fn(cls, converter, **_STRUCTURE_OVERRIDES.get(cls, {}))
+
+    def structure_config_class(value: Any, _: Any) -> T:
+        if isinstance(value, cls):
+            return value  # already built (builder keyword forms may nest objects)
+        if not isinstance(value, Mapping):
+            raise _expected(f"a mapping of {cls.__name__} fields", value)
+        with collecting_problems() as problems:
+            instance = fields_hook(value, cls)
+        if problems:
+            raise _Problems(problems)
+        return instance
+
+    return structure_config_class
+
+
+converter.register_structure_hook_factory(lambda t: t in CONFIG_CLASSES, _class_hook)
+
+
+def _structure_column(value: Any, _: Any) -> Any:
+    if isinstance(value, COLUMN_CLASSES):
+        return value
+    if not isinstance(value, Mapping):
+        raise _expected("a mapping of column fields", value)
+    cls = _column_class(value)
+    fields = {key: item for key, item in value.items() if key not in ("kind", "sampler")}
+    if cls in SAMPLER_CLASSES or "sampler" not in value:
+        return converter.structure(fields, cls)
+    return converter.structure({**fields, "sampler": value["sampler"]}, cls)  # report it
+
+
+def _column_class(value: Mapping[str, Any]) -> type[Any]:
+    """The class a column mapping's ``kind`` (and ``sampler``) name."""
+    kind = _tag(value, "kind", _KINDS, "column kind")
+    if kind != "sampler":
+        return _KINDS[kind]
+    return _SAMPLERS[_tag(value, "sampler", _SAMPLERS, "sampler")]
+
+
+def _tag(value: Mapping[str, Any], key: str, choices: Mapping[str, Any], what: str) -> str:
+    expected = "expected one of " + ", ".join(repr(name) for name in sorted(choices))
+    if key not in value:
+        raise _Problems.one(f"required field is missing; {expected}", at=key)
+    tag = value[key]
+    if not isinstance(tag, str) or tag not in choices:
+        raise _Problems.one(f"unknown {what} {short_repr(tag)}; {expected}", at=key)
+    return tag
+
+
+converter.register_structure_hook_func(lambda t: t == ColumnConfig, _structure_column)
+
+
+# -- unstructuring -----------------------------------------------------------------------------
+
+_lenient: ContextVar[bool] = ContextVar("trio_designer_lenient_functions", default=False)
+
+
+@contextmanager
+def _lenient_functions(enabled: bool) -> Iterator[None]:
+    token = _lenient.set(enabled)
+    try:
+        yield
+    finally:
+        _lenient.reset(token)
+
+
+def function_path(function: Callable[..., Any] | str, *, column: str) -> str:
+    """The ``"module:qualname"`` import path of a custom column's function.
+
+    Raises:
+      ConfigError: the function cannot be imported by that path (a lambda, a local function,
+        a callable object), unless inside ``unstructure_config(..., lenient=True)``.
+    """
+    if isinstance(function, str):
+        return function
+    module = getattr(function, "__module__", None)
+    qualname = getattr(function, "__qualname__", None)
+    path = f"{module}:{qualname}"
+    if (
+        isinstance(module, str)
+        and isinstance(qualname, str)
+        and _resolves(module, qualname, function)
+    ):
+        return path
+    if not isinstance(qualname, str):  # a callable object: describe it by its class
+        path = f"{module}:{type(function).__qualname__}"
+    if _lenient.get():
+        return path
+    raise ConfigError(
+        f"custom column {column!r}: cannot serialize its function {path!r}: "
+        "only a module-level function can be written as an import path (not a lambda, a "
+        "local function or a callable object); define it at module level, or give its "
+        "import path as 'package.module:function'"
+    )
+
+
+def _resolves(module: str, qualname: str, function: object) -> bool:
+    """Whether ``module:qualname`` leads back to ``function`` (without importing anything)."""
+    target: object = sys.modules.get(module)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return target is function
+
+
+def _unstructure_hook(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+    overrides: dict[str, Any] = {}
+    if cls is CustomColumn:
+        overrides["function"] = override(omit=True)
+    fields_hook = make_dict_unstructure_fn(
+        cls, converter, _cattrs_omit_if_default=True, **overrides
+    )
+    tags = _tags(cls)
+    order = _key_order(cls)
+
+    def unstructure_config_class(instance: Any) -> dict[str, Any]:
+        data = fields_hook(instance)
+        if isinstance(instance, CustomColumn):
+            data["function"] = function_path(instance.function, column=instance.name)
+        return {**tags, **{key: data[key] for key in order if key in data}}
+
+    return unstructure_config_class
+
+
+def _tags(cls: type[Any]) -> dict[str, str]:
+    if cls in SAMPLER_CLASSES:
+        return {"kind": cls.kind, "sampler": cls.sampler}
+    if cls in COLUMN_CLASSES:
+        return {"kind": cls.kind}
+    return {}
+
+
+def _key_order(cls: type[Any]) -> list[str]:
+    """Field order when writing: columns put ``name``, then their own fields, then the common
+    ones; other classes keep declaration order."""
+    names = [field.name for field in attrs.fields(cls)]
+    if cls not in COLUMN_CLASSES:
+        return names
+    own = [name for name in names if name not in _COMMON_COLUMN_FIELDS]
+    return ["name", *own, *_COMMON_COLUMN_FIELDS[1:]]
+
+
+def _unstructure_pipeline(config: PipelineConfig) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if config.providers:
+        data["providers"] = [converter.unstructure(item) for item in config.providers]
+    if config.models:
+        data["models"] = [converter.unstructure(item) for item in config.models]
+    run = converter.unstructure(config.run)
+    if run:
+        data["run"] = run
+    data["columns"] = [converter.unstructure(column) for column in config.columns]
+    return data
+
+
+converter.register_unstructure_hook_factory(
+    lambda t: t in CONFIG_CLASSES and t is not PipelineConfig, _unstructure_hook
+)
+converter.register_unstructure_hook(PipelineConfig, _unstructure_pipeline)
+
+
+# -- error reporting ---------------------------------------------------------------------------
+
+
+def problems_from(exc: BaseException, path: str = "") -> list[str]:
+    """Flatten a structuring failure into ``"<path>: <message>"`` lines.
+
+    Uses :func:`cattrs.transform_error` to walk the exception groups and build paths; our
+    ``format_exception`` describes each leaf exception (one leaf may hold several problems,
+    e.g. every invariant an object violates) and keeps attrs validators' messages.
+    """
+    described: list[Sequence[tuple[str, str]]] = []
+
+    def format_exception(leaf: BaseException, type_: Any) -> str:
+        described.append(_describe(leaf, type_))
+        return f"#{len(described) - 1}"  # a token: "#3 @ $path" is split apart below
+
+    lines: list[str] = []
+    for line in cattrs.transform_error(exc, path, format_exception):
+        token, _, where = line.partition(" @ ")
+        for below, message in described[int(token[1:])]:
+            lines.append(_located(_join(where, below), message))
+    return lines
+
+
+def _describe(exc: BaseException, type_: Any) -> Sequence[tuple[str, str]]:
+    if isinstance(exc, _Problems):
+        return exc.problems
+    if isinstance(exc, InvalidFieldError):
+        return [(exc.field, str(exc))]
+    if isinstance(exc, ForbiddenExtraKeysError):
+        known = [field.name for field in attrs.fields(exc.cl)]
+        return [("", _unknown_field(key, known)) for key in sorted(exc.extra_fields)]
+    if isinstance(exc, KeyError):
+        return [("", "required field is missing")]
+    if isinstance(exc, ConfigError):
+        return [("", str(exc))]
+    return [("", cattrs.v.format_exception(exc, type_))]
+
+
+def _unknown_field(key: str, known: Sequence[str]) -> str:
+    match = closest(key, known)
+    if match:
+        return f"unknown field {key!r}; did you mean {match!r}?"
+    return f"unknown field {key!r}; expected one of {', '.join(map(repr, known))}"
+
+
+def _join(path: str, below: str) -> str:
+    if not below:
+        return path
+    if not path or below.startswith("["):
+        return f"{path}{below}"
+    return f"{path}.{below}"
+
+
+def _located(path: str, message: str) -> str:
+    return f"{path}: {message}" if path else message
+
+
+# -- structuring entry points ------------------------------------------------------------------
+
+_STRUCTURE_ERRORS = (BaseValidationError, ValueError)
+
+
+def structure(data: Any, cls: type[T], *, path: str = "") -> T:
+    """Build a config object of class ``cls`` (or ``ColumnConfig``) from plain data.
+
+    Raises:
+      ConfigError: listing every problem, each prefixed with ``path`` and the field's path.
+    """
+    try:
+        result: T = converter.structure(data, cls)
+    except _STRUCTURE_ERRORS as exc:
+        raise ConfigError(problems_from(exc, path) or [f"{path}: invalid value"]) from None
+    return result
+
+
+def unstructure(instance: Any) -> Any:
+    """Plain data (dicts, lists, scalars) for a config object; defaults omitted.
+
+    Raises:
+      ConfigError: a custom column's function cannot be written as an import path.
+    """
+    return converter.unstructure(instance)
+
+
+def unstructure_config(config: PipelineConfig, *, lenient: bool = False) -> dict[str, Any]:
+    """:meth:`PipelineConfig.to_dict`; see there."""
+    with _lenient_functions(lenient):
+        data: dict[str, Any] = converter.unstructure(config)
+    return data
+
+
+def structure_config(data: Any) -> PipelineConfig:
+    """Build a :class:`PipelineConfig` from plain data, reporting every problem at once.
+
+    Each section (and each list item) is structured on its own, so one broken column does
+    not hide the problems of the others; the cross-references are then checked among the
+    items that structured cleanly (names salvaged from broken items count as declared).
+
+    Raises:
+      ConfigError: listing every problem with its path.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"a pipeline config must be a mapping with a 'columns' list, got {short_repr(data)}"
+        )
+    problems = [_unknown_top_level(key) for key in data if key not in _TOP_LEVEL_KEYS]
+    providers = _Section.load(data, "providers", ModelProvider, "name", problems)
+    models = _Section.load(data, "models", ModelConfig, "alias", problems)
+    run = _structure_run(data.get("run"), problems)
+    columns = _Section.load(data, "columns", ColumnConfig, "name", problems)
+    raw_columns = data.get("columns")
+    if raw_columns is None or (isinstance(raw_columns, list | tuple) and not raw_columns):
+        problems.append("columns: a pipeline needs at least one column; list them under 'columns'")
+    problems += reference_problems(
+        columns.items,
+        models.items,
+        providers.items,
+        other_column_names=columns.salvaged,
+        other_aliases=models.salvaged,
+        other_providers=providers.salvaged,
+    )
+    if problems:
+        raise ConfigError(problems)
+    return structure(
+        {
+            "columns": [item for _, item in columns.items],
+            "models": [item for _, item in models.items],
+            "providers": [item for _, item in providers.items],
+            "run": run,
+        },
+        PipelineConfig,
+    )
+
+
+def _unknown_top_level(key: Any) -> str:
+    match = closest(key, _TOP_LEVEL_KEYS) if isinstance(key, str) else None
+    hint = (
+        f"did you mean {match!r}?"
+        if match
+        else "expected one of " + ", ".join(map(repr, _TOP_LEVEL_KEYS))
+    )
+    return f"unknown top-level field {short_repr(key)}; {hint}"
+
+
+def _structure_run(value: Any, problems: list[str]) -> RunConfig:
+    try:
+        return structure({} if value is None else value, RunConfig, path="run")
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return RunConfig()
+
+
+@attrs.frozen
+class _Section:
+    """The items of one list section that structured cleanly (with their indices), and the
+    names salvaged from the ones that did not."""
+
+    items: list[tuple[int, Any]]
+    salvaged: list[str]
+
+    @classmethod
+    def load(
+        cls, data: Mapping[str, Any], key: str, item_type: Any, name_key: str, problems: list[str]
+    ) -> _Section:
+        value = data.get(key)
+        section = cls([], [])
+        if value is None:
+            return section
+        if not isinstance(value, list | tuple):
+            problems.append(f"{key}: expected a list, got {short_repr(value)}")
+            return section
+        for index, raw in enumerate(value):
+            try:
+                section.items.append((index, structure(raw, item_type, path=f"{key}[{index}]")))
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                name = raw.get(name_key) if isinstance(raw, Mapping) else None
+                if isinstance(name, str):
+                    section.salvaged.append(name)
+        return section
+
+
+# -- JSON and YAML -----------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, minus two surprises.
+
+    * Timestamps stay strings: ``start: 2024-01-01`` is the string a
+      :class:`DatetimeSampler` expects, not a ``datetime.date`` (which JSON cannot hold).
+    * A key repeated in one mapping is an error, not a silent overwrite.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, double-quoting strings that hold a Unicode line break.
+
+    PyYAML writes NEL (U+0085) raw inside a plain or single-quoted scalar, where the
+    reader folds it into a space; in double quotes it is escaped and survives.
+    """
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = '"' if any(char in text for char in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML (safe subset; timestamps stay strings; duplicate keys rejected).
+
+    Raises:
+      ConfigError: the text is not valid YAML; the message gives the line and column.
+    """
+    try:
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML{_yaml_position(exc)}: {_yaml_reason(exc)}") from None
+
+
+def _yaml_position(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    return str(getattr(exc, "problem", None) or exc)
+
+
+def load_json(text: str) -> Any:
+    """Parse JSON.
+
+    Raises:
+      ConfigError: the text is not valid JSON; the message gives the line and column.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+
+
+def load_file(path: str | os.PathLike[str]) -> Any:
+    """Read and parse a ``.json``, ``.yaml`` or ``.yml`` file.
+
+    Raises:
+      ConfigError: unknown suffix, unreadable file, or invalid content.
+    """
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix not in (".json", ".yaml", ".yml"):
+        raise ConfigError(
+            f"cannot tell the format of {str(file)!r}: use a .yaml, .yml or .json file"
+        )
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError(f"cannot read config file {str(file)!r}: {reason}") from None
+    return load_json(text) if suffix == ".json" else load_yaml(text)
+
+
+def dump_json(data: Any, *, indent: int | None = 2) -> str:
+    """Write plain data as JSON (strict: no NaN or infinity).
+
+    Raises:
+      ConfigError: the data holds a value JSON cannot represent.
+    """
+    try:
+        return json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot write the config as JSON: {exc}") from None
+
+
+def dump_yaml(data: Any) -> str:
+    """Write plain data as block-style YAML, keys in their given order.
+
+    Raises:
+      ConfigError: the data holds a value YAML's safe subset cannot represent.
+    """
+    try:
+        return yaml.dump(
+            data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False
+        )
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot write the config as YAML: {exc}") from None

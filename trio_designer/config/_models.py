@@ -1,0 +1,148 @@
+"""Model endpoints: where requests go (:class:`ModelProvider`) and which model serves an alias.
+
+Columns never name an endpoint directly. An LLM column says ``model: gen``; the pipeline's
+``models`` list maps the alias ``gen`` to a :class:`ModelConfig` (model id, provider, default
+inference parameters, how many requests may be in flight); the config names a
+:class:`ModelProvider` (base URL, *name* of the environment variable holding the API key)::
+
+    providers:
+      - {name: local-vllm, base_url: "http://127.0.0.1:8000/v1", api_key_env: VLLM_API_KEY}
+    models:
+      - {alias: gen, model: sim-gen, provider: simulator, max_parallel_requests: 16}
+
+The provider ``simulator`` is built in (the embedded simulated OpenAI-compatible endpoint)
+and needs no entry. API keys never enter a config: only the variable's name does, so configs
+can be printed, fingerprinted and stored next to the dataset.
+
+Hashing: fields holding JSON mappings (``extra_body``, ``extra_headers``) take part in
+equality but not in the hash, so every object here is hashable and equal objects hash alike.
+Treat those dicts as read-only.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import attrs
+from attrs import validators as v
+
+from ._validators import (
+    IDENTIFIER_RE,
+    checked,
+    finite,
+    instance_of,
+    is_int,
+    is_json_object,
+    non_blank,
+    optional,
+    short_repr,
+    str_keys,
+)
+
+#: The provider name of the built-in simulated endpoint; it needs no ``providers`` entry.
+SIMULATOR_PROVIDER = "simulator"
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy, so a config never shares a mutable dict with its caller."""
+    return copy.deepcopy(str_keys(value)) if isinstance(value, dict) else value
+
+
+def _base_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError(
+            f"'{attribute.name}' must be an http:// or https:// URL: {short_repr(value)}"
+        )
+
+
+def _env_var_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # Deliberately never echoes the value: a user who pastes the key itself here must not see
+    # it printed in an error message or a log.
+    if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value):
+        raise ValueError(
+            f"'{attribute.name}' must be the NAME of an environment variable (letters, digits "
+            "and underscores), not the API key itself; export the key and give its name here"
+        )
+
+
+def _string_values(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not all(isinstance(item, str) for item in value.values()):
+        raise ValueError(f"'{attribute.name}' values must be strings")
+
+
+@attrs.frozen(kw_only=True)
+class InferenceParams:
+    """Sampling parameters sent with each request; ``None`` means "the endpoint's default".
+
+    A model's ``inference`` gives defaults; an LLM column's ``inference`` overrides them field
+    by field (the model layer merges the two).
+
+    Attributes:
+      temperature: sampling temperature, ``>= 0``.
+      top_p: nucleus sampling mass, ``0 < top_p <= 1``.
+      max_tokens: cap on generated tokens, ``>= 1``.
+      extra_body: extra JSON fields merged into the request body as-is (e.g. vLLM's
+        ``{"top_k": 20}``). Not hashed; read-only.
+    """
+
+    temperature: float | None = attrs.field(
+        default=None, validator=optional(checked(finite, v.ge(0)))
+    )
+    top_p: float | None = attrs.field(
+        default=None, validator=optional(checked(finite, v.gt(0), v.le(1)))
+    )
+    max_tokens: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
+    extra_body: dict[str, Any] = attrs.field(
+        factory=dict, converter=_json_copy, validator=checked(is_json_object), hash=False
+    )
+
+
+@attrs.frozen(kw_only=True)
+class ModelProvider:
+    """An OpenAI-compatible endpoint.
+
+    Attributes:
+      name: how models refer to this provider (``provider: local-vllm``). ``simulator`` is
+        reserved for the built-in simulated endpoint.
+      base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``.
+      api_key_env: the NAME of the environment variable that holds the API key, or ``None``
+        for endpoints without authentication. The key itself never enters the config.
+      extra_headers: extra HTTP headers sent with every request. Not hashed; read-only. Do not
+        put secrets here: configs are stored next to the dataset.
+    """
+
+    name: str = attrs.field(validator=checked(non_blank))
+    base_url: str = attrs.field(validator=checked(_base_url))
+    api_key_env: str | None = attrs.field(default=None, validator=optional(checked(_env_var_name)))
+    extra_headers: dict[str, str] = attrs.field(
+        factory=dict,
+        converter=_json_copy,
+        validator=checked(is_json_object, _string_values),
+        hash=False,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class ModelConfig:
+    """One model alias: which model, at which provider, with which limits.
+
+    Attributes:
+      alias: the name columns use (``model: gen``); unique within a pipeline.
+      model: the model id sent to the endpoint (``"sim-gen"``, ``"Qwen/Qwen3-8B"``).
+      provider: the :class:`ModelProvider` name; the default ``"simulator"`` is built in.
+      inference: default sampling parameters for every request to this alias.
+      max_parallel_requests: the ceiling on concurrent requests to this model, ``>= 1``
+        (default 4). Aliases of the same (provider, model) share the smallest ceiling.
+      timeout: seconds before a request is abandoned as timed out (retryable), ``> 0``
+        (default 60).
+    """
+
+    alias: str = attrs.field(validator=checked(non_blank))
+    model: str = attrs.field(validator=checked(non_blank))
+    provider: str = attrs.field(default=SIMULATOR_PROVIDER, validator=checked(non_blank))
+    inference: InferenceParams = attrs.field(
+        factory=InferenceParams, validator=checked(instance_of(InferenceParams))
+    )
+    max_parallel_requests: int = attrs.field(default=4, validator=checked(is_int, v.ge(1)))
+    timeout: float = attrs.field(default=60.0, validator=checked(finite, v.gt(0)))

@@ -1,0 +1,396 @@
+"""The whole pipeline config, its builder, cross-reference checks and fingerprint.
+
+Three ways to get a :class:`PipelineConfig`, all raising one
+:class:`~trio_designer.ConfigError` that lists every problem:
+
+* from a file or text (the edge): ``PipelineConfig.from_yaml(text)`` / ``from_json`` /
+  ``from_dict`` / ``from_file(path)``;
+* fluently in Python::
+
+      config = (
+          PipelineBuilder()
+          .add_model(ModelConfig(alias="gen", model="sim-gen"))
+          .add_column(CategorySampler(name="topic", values=("astronomy", "jazz")))
+          .add_column(name="summary", kind="llm_text", model="gen", prompt="About {{ topic }}")
+          .with_run(seed=7)
+          .build()
+      )
+
+* directly, ``PipelineConfig(columns=(...))``, which checks each object's own invariants
+  but not the cross-references between them (call :func:`validate_references`, or let
+  :meth:`ExecutionGraph.from_config <trio_designer._graph.ExecutionGraph.from_config>` do it).
+
+Serialization lives in :mod:`._converter`; the methods here import it lazily because the
+converter needs these classes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, final
+
+import attrs
+
+from ._columns import (
+    COLUMN_CLASSES,
+    ColumnConfig,
+    CustomColumn,
+    SubcategorySampler,
+)
+from ._models import SIMULATOR_PROVIDER, ModelConfig, ModelProvider
+from ._run import RunConfig
+from ._validators import checked, instance_of, is_tuple_of, non_empty, to_tuple
+
+
+def _is_column(value: Any) -> bool:
+    return isinstance(value, COLUMN_CLASSES)
+
+
+@attrs.frozen(kw_only=True)
+class PipelineConfig:
+    """A complete pipeline: columns, the models they call, endpoints, run settings.
+
+    Attributes:
+      columns: the columns, at least one, in declaration order (ties in the topological
+        order follow it).
+      models: model aliases used by LLM columns (and custom columns' ``models``).
+      providers: endpoints named by models; the built-in ``simulator`` needs no entry.
+      run: execution settings.
+    """
+
+    columns: tuple[ColumnConfig, ...] = attrs.field(
+        converter=to_tuple,
+        validator=checked(is_tuple_of(_is_column, "a column config"), non_empty),
+    )
+    models: tuple[ModelConfig, ...] = attrs.field(
+        default=(),
+        converter=to_tuple,
+        validator=checked(is_tuple_of(lambda m: isinstance(m, ModelConfig), "a ModelConfig")),
+    )
+    providers: tuple[ModelProvider, ...] = attrs.field(
+        default=(),
+        converter=to_tuple,
+        validator=checked(is_tuple_of(lambda p: isinstance(p, ModelProvider), "a ModelProvider")),
+    )
+    run: RunConfig = attrs.field(factory=RunConfig, validator=checked(instance_of(RunConfig)))
+
+    # -- lookups -----------------------------------------------------------------------------
+    def column(self, name: str) -> ColumnConfig:
+        """The column called ``name``.
+
+        Raises:
+          KeyError: no such column.
+        """
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    def model(self, alias: str) -> ModelConfig:
+        """The model with ``alias``.
+
+        Raises:
+          KeyError: no such alias.
+        """
+        for model in self.models:
+            if model.alias == alias:
+                return model
+        raise KeyError(alias)
+
+    # -- named constructors (the edge) -------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PipelineConfig:
+        """Build from plain data (as parsed from YAML/JSON).
+
+        Raises:
+          ConfigError: listing every structural and cross-reference problem.
+        """
+        from ._converter import structure_config
+
+        return structure_config(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> PipelineConfig:
+        """Parse JSON text. Raises ConfigError (bad JSON, or any problem of :meth:`from_dict`)."""
+        from ._converter import load_json, structure_config
+
+        return structure_config(load_json(text))
+
+    @classmethod
+    def from_yaml(cls, text: str) -> PipelineConfig:
+        """Parse YAML text. Raises ConfigError (bad YAML, or any problem of :meth:`from_dict`)."""
+        from ._converter import load_yaml, structure_config
+
+        return structure_config(load_yaml(text))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> PipelineConfig:
+        """Read a ``.yaml``/``.yml`` or ``.json`` file.
+
+        Raises:
+          ConfigError: unreadable file, unknown suffix, or any problem of :meth:`from_dict`.
+        """
+        from ._converter import load_file, structure_config
+
+        return structure_config(load_file(path))
+
+    # -- serialization -------------------------------------------------------------------------
+    def to_dict(self, *, lenient: bool = False) -> dict[str, Any]:
+        """Plain data that :meth:`from_dict` turns back into an equal config.
+
+        Defaults are omitted; each column mapping starts with its ``kind`` (and ``sampler``).
+
+        Args:
+          lenient: write a lambda or local custom function as its ``"module:qualname"``
+            instead of raising. The result describes the config (metadata, fingerprints) but
+            cannot be loaded back.
+
+        Raises:
+          ConfigError: a custom column holds a lambda or local function and not ``lenient``.
+        """
+        from ._converter import unstructure_config
+
+        return unstructure_config(self, lenient=lenient)
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """Serialize to JSON text. Raises ConfigError like :meth:`to_dict`, or on NaN values."""
+        from ._converter import dump_json
+
+        return dump_json(self.to_dict(), indent=indent)
+
+    def to_yaml(self) -> str:
+        """Serialize to YAML text. Raises ConfigError like :meth:`to_dict`."""
+        from ._converter import dump_yaml
+
+        return dump_yaml(self.to_dict())
+
+
+# -- cross-reference checks --------------------------------------------------------------------
+
+
+def validate_references(config: PipelineConfig) -> list[str]:
+    """Cross-field problems that need no graph, each prefixed with its path.
+
+    Checks: duplicate column names, model aliases and provider names; the reserved provider
+    name ``simulator``; models naming an unknown provider; LLM columns (and custom columns'
+    ``models``) naming an unknown alias; ``depends_on`` and a subcategory's parent naming an
+    unknown column or the column itself. Template references are checked by the graph.
+
+    Returns:
+      The problems, e.g. ``columns[2].model: no model with alias 'gne'; did you mean 'gen'?``;
+      empty when there are none.
+    """
+    return reference_problems(
+        list(enumerate(config.columns)),
+        list(enumerate(config.models)),
+        list(enumerate(config.providers)),
+    )
+
+
+def reference_problems(
+    columns: Sequence[tuple[int, ColumnConfig]],
+    models: Sequence[tuple[int, ModelConfig]],
+    providers: Sequence[tuple[int, ModelProvider]],
+    *,
+    other_column_names: Iterable[str] = (),
+    other_aliases: Iterable[str] = (),
+    other_providers: Iterable[str] = (),
+) -> list[str]:
+    """:func:`validate_references` over possibly incomplete lists.
+
+    The loader calls this with only the items that structured cleanly, keeping their original
+    indices for the paths; ``other_*`` are names salvaged from the broken items, so references
+    to them are not reported a second time as unknown.
+    """
+    problems: list[str] = []
+    provider_names = _declared("providers", "name", providers, problems, reserved=True)
+    provider_names |= {SIMULATOR_PROVIDER, *other_providers}
+    aliases = _declared("models", "alias", models, problems) | set(other_aliases)
+    names = _declared("columns", "name", columns, problems) | set(other_column_names)
+    for index, model in models:
+        if model.provider not in provider_names:
+            problems.append(
+                f"models[{index}].provider: no provider named {model.provider!r}"
+                + _hint(model.provider, provider_names, "declare it under 'providers'")
+            )
+    for index, column in columns:
+        problems.extend(_column_references(index, column, names, aliases))
+    return problems
+
+
+def _declared(
+    section: str,
+    key: str,
+    items: Sequence[tuple[int, Any]],
+    problems: list[str],
+    *,
+    reserved: bool = False,
+) -> set[str]:
+    """The set of ``key`` values of ``items``; duplicates (and reserved names) go to problems."""
+    first: dict[str, int] = {}
+    for index, item in items:
+        value = getattr(item, key)
+        if reserved and value == SIMULATOR_PROVIDER:
+            problems.append(
+                f"{section}[{index}].{key}: {value!r} is the built-in simulated endpoint and "
+                "needs no entry; choose another name"
+            )
+        elif value in first:
+            problems.append(
+                f"{section}[{index}].{key}: duplicate {key} {value!r} (first used at "
+                f"{section}[{first[value]}]); each {key} must be unique"
+            )
+        else:
+            first[value] = index
+    return set(first)
+
+
+def _column_references(
+    index: int, column: ColumnConfig, names: set[str], aliases: set[str]
+) -> list[str]:
+    problems: list[str] = []
+    path = f"columns[{index}]"
+    model = getattr(column, "model", None)
+    if isinstance(model, str) and model not in aliases:
+        problems.append(f"{path}.model: {_unknown_alias(model, aliases)}")
+    if isinstance(column, CustomColumn):
+        for position, alias in enumerate(column.models):
+            if alias not in aliases:
+                problems.append(f"{path}.models[{position}]: {_unknown_alias(alias, aliases)}")
+    for position, upstream in enumerate(column.depends_on):
+        problem = _unknown_column(upstream, column.name, names)
+        if problem:
+            problems.append(f"{path}.depends_on[{position}]: {problem}")
+    if isinstance(column, SubcategorySampler) and column.category != column.name:
+        problem = _unknown_column(column.category, column.name, names)
+        if problem:
+            problems.append(f"{path}.category: {problem}")
+    return problems
+
+
+def _unknown_alias(alias: str, aliases: set[str]) -> str:
+    return f"no model with alias {alias!r}" + _hint(alias, aliases, "declare it under 'models'")
+
+
+def _unknown_column(name: str, own_name: str, names: set[str]) -> str | None:
+    if name == own_name:
+        return "a column cannot depend on itself"
+    if name in names:
+        return None
+    return f"no column named {name!r}" + _hint(name, names - {own_name}, "check the spelling")
+
+
+def _hint(word: str, candidates: Iterable[str], otherwise: str) -> str:
+    """``"; did you mean 'x'?"`` for the closest candidate, else ``"; " + otherwise``."""
+    match = closest(word, candidates)
+    return f"; did you mean {match!r}?" if match else f"; {otherwise}"
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``word`` (difflib, cutoff 0.6), or ``None``."""
+    matches = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+# -- fingerprint -------------------------------------------------------------------------------
+
+
+def config_fingerprint(config: PipelineConfig) -> str:
+    """A stable identity of what the config generates: ``"sha256:<hex>"``.
+
+    SHA-256 of canonical JSON (sorted keys, no whitespace) of :meth:`PipelineConfig.to_dict`
+    with lenient function names, excluding ``run.trace`` (tracing does not change the data).
+    Because defaults are omitted, spelling a default out does not change the fingerprint.
+    Stable across processes and Python versions.
+    """
+    data = config.to_dict(lenient=True)
+    run = data.get("run")
+    if isinstance(run, dict):
+        run.pop("trace", None)
+        if not run:
+            del data["run"]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# -- builder -----------------------------------------------------------------------------------
+
+
+@final
+class PipelineBuilder:
+    """Assemble a :class:`PipelineConfig` step by step; :meth:`build` checks everything at once.
+
+    Each ``add_*`` takes either a config object or its fields as keywords (structured exactly
+    like YAML, so ``kind=``/``sampler=`` select the column class)::
+
+        builder = PipelineBuilder()
+        builder.add_column(name="topic", kind="sampler", sampler="category", values=["a", "b"])
+        builder.add_column(ExpressionColumn(name="shout", expr="{{ topic | upper }}"))
+        config = builder.with_run(seed=7).build()
+
+    Methods return the builder, so calls chain. Problems in keyword forms are reported by
+    :meth:`build`, together with every other problem, with paths such as
+    ``columns[1].prompt``.
+    """
+
+    def __init__(self) -> None:
+        self._columns: list[Any] = []
+        self._models: list[Any] = []
+        self._providers: list[Any] = []
+        self._run: dict[str, Any] = {}
+
+    def add_column(self, column: ColumnConfig | None = None, /, **fields: Any) -> PipelineBuilder:
+        """Append a column: a column config, or its fields (``name=``, ``kind=``, ...)."""
+        self._columns.append(_one_or_fields("add_column", column, fields))
+        return self
+
+    def add_model(self, model: ModelConfig | None = None, /, **fields: Any) -> PipelineBuilder:
+        """Append a model alias: a :class:`ModelConfig`, or its fields."""
+        self._models.append(_one_or_fields("add_model", model, fields))
+        return self
+
+    def add_provider(
+        self, provider: ModelProvider | None = None, /, **fields: Any
+    ) -> PipelineBuilder:
+        """Append an endpoint: a :class:`ModelProvider`, or its fields."""
+        self._providers.append(_one_or_fields("add_provider", provider, fields))
+        return self
+
+    def with_run(self, run: RunConfig | None = None, /, **overrides: Any) -> PipelineBuilder:
+        """Set run settings: start from ``run`` (if given, else what was set before) and apply
+        ``overrides`` (``with_run(seed=7, row_group_size=100)``)."""
+        if run is not None:
+            from ._converter import unstructure
+
+            self._run = unstructure(run)
+        self._run.update(overrides)
+        return self
+
+    def build(self) -> PipelineConfig:
+        """The finished config.
+
+        Raises:
+          ConfigError: listing every problem: invalid fields (also in keyword forms), unknown
+            fields, and cross-references (:func:`validate_references`).
+        """
+        from ._converter import structure_config
+
+        data = {
+            "providers": list(self._providers),
+            "models": list(self._models),
+            "run": dict(self._run),
+            "columns": list(self._columns),
+        }
+        return structure_config(data)
+
+
+def _one_or_fields(method: str, item: Any, fields: dict[str, Any]) -> Any:
+    if item is not None and fields:
+        raise TypeError(f"{method}() takes a config object or keyword fields, not both")
+    if item is None and not fields:
+        raise TypeError(f"{method}() needs a config object or keyword fields")
+    return item if item is not None else fields

@@ -1,0 +1,547 @@
+"""LLM columns: a prompt rendered per row, sent to a model, the answer parsed and checked.
+
+Four kinds, one conversation loop (:class:`LLMGenerator`)::
+
+    render prompt (+ system prompt) with the row
+    await ctx.before_model_call()               # hand the submission slot to the LLM-wait pool
+    repeat up to 1 + max_parse_retries times:
+        answer = await ctx.models.model(alias).chat(messages, ...)
+        parse(answer) -> value                  # ok: done
+        otherwise append the answer and a user message naming the problem, and ask again
+    raise ModelOutputError(attempts=...)        # non-retryable: the row is dropped
+
+What each kind asks for and accepts:
+
+==================  =====================================================  ================
+kind                request                                                value
+==================  =====================================================  ================
+``llm_text``        the prompt                                             the answer,
+                                                                           stripped; empty
+                                                                           is a failure
+``llm_code``        the prompt + "one fenced block: ```<language>"          the code of the
+                                                                           last block tagged
+                                                                           with the language
+                                                                           (or untagged)
+``llm_structured``  the prompt + the schema in ``<response_schema>`` tags,  the parsed JSON,
+                    and ``response_format`` ``json_schema`` (strict)       schema-valid
+``llm_judge``       the prompt + the rubrics + a generated schema           ``{rubric:
+                    (``{rubric: {reasoning, score}}``)                     {"reasoning",
+                                                                           "score"}}``
+==================  =====================================================  ================
+
+The schema goes both ways because endpoints differ: servers with structured output honour
+``response_format``; others (and models behind proxies that drop it) still read the prompt.
+Answers are accepted as bare JSON or inside a ```` ```json ```` fence.
+
+Judge scores: when every score key of a rubric is an integer literal (``"1"`` .. ``"5"``), the
+score is returned as an ``int``; otherwise as the key string. Models that answer ``4``, ``4.0``
+or ``" 4 "`` for the key ``"4"`` are accepted.
+
+Every attempt is a real request, so every attempt counts in the model's usage (the registry
+counts them). Endpoint errors (429, timeouts, 5xx...) are not parse failures: they propagate
+at once, with the column and row filled in, for the scheduler to defer or drop.
+
+Reasoning: with ``extract_reasoning=True`` the value stays the answer, and the model's
+reasoning text (``reasoning_content``) goes to the side column ``<name>__reasoning`` (``None``
+when the endpoint sent none), via :class:`~trio_designer.generators._base.CellOutput`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+import attrs
+import pyarrow as pa
+
+from .._core._jsonschema import validate
+from .._exceptions import (
+    ConfigError,
+    GenerationError,
+    ModelOutputError,
+    NonRetryableGenerationError,
+)
+from ._base import CellContext, CellOutput, ColumnGenerator
+from ._templates import check_template, render
+
+if TYPE_CHECKING:
+    from ..config import (
+        LLMCodeColumn,
+        LLMColumnConfig,
+        LLMJudgeColumn,
+        LLMStructuredColumn,
+        LLMTextColumn,
+        Rubric,
+    )
+    from ..models._client import ChatResponse
+
+__all__ = [
+    "REASONING_SUFFIX",
+    "LLMCodeGenerator",
+    "LLMGenerator",
+    "LLMJudgeGenerator",
+    "LLMStructuredGenerator",
+    "LLMTextGenerator",
+    "ParseFailure",
+    "build_llm_generator",
+    "extract_code",
+    "judge_schema",
+    "parse_json",
+]
+
+REASONING_SUFFIX: Final = "__reasoning"
+"""Suffix of the side column that holds a column's reasoning trace."""
+
+_MAX_ERRORS_SHOWN: Final = 5
+_MAX_ERROR_CHARS: Final = 600
+
+# A fenced block: an opening fence (``` plus an optional info string) at the start of a line,
+# then everything up to a closing fence on a line of its own.
+_FENCE = re.compile(
+    r"^[ \t]*```[ \t]*(?P<tag>[^\s`]*)[^\n]*\n(?P<body>.*?)^[ \t]*```[ \t]*$",
+    re.DOTALL | re.MULTILINE,
+)
+_INTEGER_LITERAL = re.compile(r"^[+-]?\d+$")
+
+
+class ParseFailure(Exception):
+    """An answer that cannot be used; ``str(exc)`` says why, in words for the model."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The conversation loop
+# ---------------------------------------------------------------------------------------------
+
+
+class LLMGenerator(ColumnGenerator):
+    """The shared loop of every LLM column: render, call, parse, re-ask.
+
+    Subclasses set what to ask (:meth:`format_instructions`, :meth:`response_format`) and how
+    to read an answer (:meth:`parse`).
+
+    Args:
+      column: the LLM column's config.
+
+    Raises:
+      ConfigError: the prompt or system prompt has a Jinja syntax error.
+    """
+
+    llm_bound: ClassVar[bool] = True
+
+    def __init__(self, column: LLMColumnConfig) -> None:
+        check_template(column.prompt, column=column.name, field="prompt")
+        if column.system_prompt is not None:
+            check_template(column.system_prompt, column=column.name, field="system_prompt")
+        self.column = column
+
+    # -- what subclasses define ----------------------------------------------------------------
+
+    def format_instructions(self) -> str | None:
+        """Text appended to the user prompt saying how to answer (``None``: nothing)."""
+        return None
+
+    def response_format(self) -> Mapping[str, Any] | None:
+        """The request's ``response_format`` (``None``: not sent)."""
+        return None
+
+    def parse(self, response: ChatResponse) -> Any:
+        """The cell value from one answer.
+
+        Raises:
+          ParseFailure: the answer cannot be used; the message is shown to the model.
+        """
+        raise NotImplementedError
+
+    # -- the interface the engine calls --------------------------------------------------------
+
+    def extra_columns(self) -> tuple[str, ...]:
+        """``("<name>__reasoning",)`` when the column extracts reasoning, else nothing."""
+        if self.column.extract_reasoning:
+            return (self.column.name + REASONING_SUFFIX,)
+        return ()
+
+    def arrow_type(self) -> Any:
+        """Always ``pa.string()``: text and code as is; JSON values are stored as JSON text."""
+        return pa.string()
+
+    async def agenerate(self, ctx: CellContext) -> Any:
+        """Ask the model until an answer parses, or ``max_parse_retries`` re-asks are spent.
+
+        Returns:
+          The value, or a :class:`CellOutput` carrying the reasoning side column.
+
+        Raises:
+          ModelOutputError: no attempt produced a usable answer (non-retryable).
+          NonRetryableGenerationError: a template failed to render, or the run has no models.
+          ConfigError: the column's model alias is unknown.
+          GenerationError: endpoint errors, as raised by the model layer, with ``column`` and
+            ``row`` filled in.
+        """
+        messages = self._first_messages(ctx)
+        handle = self._handle(ctx)
+        await ctx.before_model_call()
+        attempts = self.column.max_parse_retries + 1
+        problem = ""
+        for _ in range(attempts):
+            response = await self._ask(handle, messages, ctx)
+            try:
+                value = self.parse(response)
+            except ParseFailure as exc:
+                problem = _explain(exc, response)
+                messages.extend(self._re_ask(response, problem))
+                continue
+            return self._output(value, response)
+        raise ModelOutputError(
+            f"column {self.column.name!r}: model {self.column.model!r} gave no usable answer "
+            f"in {attempts} attempt{'s' if attempts != 1 else ''} (row {ctx.row_index}); the "
+            f"last problem: {problem} Raise max_parse_retries, simplify the prompt or schema, "
+            f"or use a stronger model.",
+            attempts=attempts,
+            column=self.column.name,
+            row=ctx.row_index,
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _first_messages(self, ctx: CellContext) -> list[dict[str, Any]]:
+        column = self.column
+        row, name, index = ctx.row, column.name, ctx.row_index
+        prompt = render(column.prompt, row, column=name, field="prompt", row_index=index)
+        instructions = self.format_instructions()
+        if instructions:
+            prompt = f"{prompt}\n\n{instructions}"
+        messages: list[dict[str, Any]] = []
+        if column.system_prompt is not None:
+            system = render(
+                column.system_prompt, row, column=name, field="system_prompt", row_index=index
+            )
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": prompt})
+        return messages
+
+    def _handle(self, ctx: CellContext) -> Any:
+        if ctx.models is None:
+            raise NonRetryableGenerationError(
+                f"column {self.column.name!r} calls model {self.column.model!r}, but the run "
+                f"has no model registry; run the pipeline through the engine, or pass "
+                f"models=... in the cell context.",
+                column=self.column.name,
+                row=ctx.row_index,
+            )
+        return ctx.models.model(self.column.model)
+
+    async def _ask(
+        self, handle: Any, messages: Sequence[Mapping[str, Any]], ctx: CellContext
+    ) -> ChatResponse:
+        try:
+            response: ChatResponse = await handle.chat(
+                messages,
+                response_format=self.response_format(),
+                inference=self.column.inference,
+                seed=ctx.rng.getrandbits(31),
+            )
+        except GenerationError as exc:
+            exc.column = exc.column or self.column.name
+            exc.row = ctx.row_index if exc.row is None else exc.row
+            raise
+        return response
+
+    def _re_ask(self, response: ChatResponse, problem: str) -> list[dict[str, Any]]:
+        """The assistant's answer and a user message naming its problem."""
+        again = f"Your answer could not be used: {problem} Answer the request again."
+        instructions = self.format_instructions()
+        if instructions:
+            again = f"{again}\n\n{instructions}"
+        return [
+            {"role": "assistant", "content": response.content},
+            {"role": "user", "content": again},
+        ]
+
+    def _output(self, value: Any, response: ChatResponse) -> Any:
+        if not self.column.extract_reasoning:
+            return value
+        return CellOutput(value, extras={self.column.name + REASONING_SUFFIX: response.reasoning})
+
+
+def _explain(exc: ParseFailure, response: ChatResponse) -> str:
+    """The parse problem as one sentence, noting when the answer was cut off."""
+    problem = str(exc)
+    if len(problem) > _MAX_ERROR_CHARS:
+        problem = problem[: _MAX_ERROR_CHARS - 3] + "..."
+    if response.finish_reason == "length":
+        problem += " The answer was cut off at the token limit (finish_reason 'length')."
+    return problem
+
+
+# ---------------------------------------------------------------------------------------------
+# Text and code
+# ---------------------------------------------------------------------------------------------
+
+
+class LLMTextGenerator(LLMGenerator):
+    """``llm_text``: the answer's text, stripped. An empty answer is re-asked."""
+
+    def __init__(self, column: LLMTextColumn) -> None:
+        super().__init__(column)
+
+    def parse(self, response: ChatResponse) -> str:
+        text = response.content.strip()
+        if not text:
+            raise ParseFailure("the answer was empty.")
+        return text
+
+
+class LLMCodeGenerator(LLMGenerator):
+    """``llm_code``: the code of the answer's last fenced block in the column's language."""
+
+    def __init__(self, column: LLMCodeColumn) -> None:
+        super().__init__(column)
+        self.language = column.language
+
+    def format_instructions(self) -> str:
+        return (
+            f"Answer with exactly one fenced code block in {self.language}, opened with "
+            f"```{self.language} and closed with ```."
+        )
+
+    def parse(self, response: ChatResponse) -> str:
+        return extract_code(response.content, self.language)
+
+
+def extract_code(text: str, language: str) -> str:
+    """The code of the last fenced block tagged ``language`` (any case) or untagged.
+
+    Leading blank lines and trailing whitespace are removed; indentation is kept.
+
+    Raises:
+      ParseFailure: no such block, only blocks in other languages, or the block is empty.
+    """
+    blocks = [(m.group("tag"), m.group("body")) for m in _FENCE.finditer(text)]
+    if not blocks:
+        raise ParseFailure(f"the answer has no complete fenced code block (```{language} ... ```).")
+    wanted = language.lower()
+    matching = [body for tag, body in blocks if tag.lower() in ("", wanted)]
+    if not matching:
+        tags = ", ".join(sorted({tag for tag, _ in blocks}))
+        raise ParseFailure(f"the answer's code blocks are in {tags}, not {language}.")
+    code = matching[-1].rstrip().lstrip("\n")
+    if not code.strip():
+        raise ParseFailure(f"the answer's {language} code block is empty.")
+    return code
+
+
+# ---------------------------------------------------------------------------------------------
+# Structured output and judges
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_json(text: str) -> Any:
+    """JSON from an answer: the whole text, else the last ```json (or untagged) fenced block.
+
+    Raises:
+      ParseFailure: empty, or no JSON document could be read.
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise ParseFailure("the answer was empty; it must be a JSON document.")
+    try:
+        return json.loads(stripped)
+    except ValueError as exc:
+        first_error = exc
+    fenced = [
+        m.group("body") for m in _FENCE.finditer(stripped) if m.group("tag").lower() in ("", "json")
+    ]
+    if fenced:
+        try:
+            return json.loads(fenced[-1])
+        except ValueError as exc:
+            raise ParseFailure(f"the JSON in the answer's code block is not valid: {exc}.") from exc
+    raise ParseFailure(f"the answer is not valid JSON: {first_error}.")
+
+
+def _schema_problems(value: Any, schema: Mapping[str, Any]) -> None:
+    errors = validate(value, schema)
+    if errors:
+        shown = "; ".join(errors[:_MAX_ERRORS_SHOWN])
+        more = len(errors) - _MAX_ERRORS_SHOWN
+        tail = f" (and {more} more)" if more > 0 else ""
+        raise ParseFailure(f"the JSON does not match the schema: {shown}{tail}.")
+
+
+class _SchemaGenerator(LLMGenerator):
+    """Ask for JSON matching ``schema`` (prompt + ``response_format``), parse and validate."""
+
+    schema: Mapping[str, Any]
+
+    def format_instructions(self) -> str:
+        schema_text = json.dumps(self.schema, indent=2, ensure_ascii=False)
+        return (
+            "Respond with a JSON value that validates against this JSON schema:\n"
+            f"<response_schema>\n{schema_text}\n</response_schema>\n"
+            "Return only the JSON, bare or in a ```json fenced block."
+        )
+
+    def response_format(self) -> Mapping[str, Any]:
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": self.column.name, "schema": self.schema, "strict": True},
+        }
+
+    def parse(self, response: ChatResponse) -> Any:
+        value = self.normalize(parse_json(response.content))
+        _schema_problems(value, self.schema)
+        return self.finish(value)
+
+    def normalize(self, value: Any) -> Any:
+        """Lenient fixes applied before validation (none by default)."""
+        return value
+
+    def finish(self, value: Any) -> Any:
+        """The cell value from a valid instance (the instance by default)."""
+        return value
+
+
+class LLMStructuredGenerator(_SchemaGenerator):
+    """``llm_structured``: a JSON value validated against the column's schema.
+
+    The value stays a ``dict`` (or list...) during the run, so downstream templates can use
+    ``{{ answer.field }}``; the sink stores it as JSON text (the arrow type is string).
+    """
+
+    def __init__(self, column: LLMStructuredColumn) -> None:
+        super().__init__(column)
+        self.schema = column.schema
+
+
+@attrs.frozen
+class _RubricScores:
+    """One rubric's score keys, and whether they are all integer literals."""
+
+    keys: tuple[str, ...]
+    integers: bool
+
+
+class LLMJudgeGenerator(_SchemaGenerator):
+    """``llm_judge``: ``{rubric: {"reasoning": str, "score": key}}`` for every rubric."""
+
+    def __init__(self, column: LLMJudgeColumn) -> None:
+        super().__init__(column)
+        self.rubrics = column.rubrics
+        self.schema = judge_schema(column.rubrics)
+        self._scores = {
+            r.name: _RubricScores(
+                keys=tuple(r.scores),
+                integers=all(_INTEGER_LITERAL.match(k.strip()) for k in r.scores),
+            )
+            for r in column.rubrics
+        }
+
+    def format_instructions(self) -> str:
+        lines = ["Judge the answer on each of these criteria:"]
+        for rubric in self.rubrics:
+            lines.append(f"- {rubric.name}: {rubric.description}")
+            lines.extend(f"    score {key}: {meaning}" for key, meaning in rubric.scores.items())
+        lines.append(
+            "For each criterion give your reasoning first, then the score (one of the score "
+            "values listed)."
+        )
+        return "\n".join(lines) + "\n\n" + super().format_instructions()
+
+    def normalize(self, value: Any) -> Any:
+        """Map scores such as ``4``, ``4.0`` or ``" 4 "`` onto the key ``"4"``."""
+        if not isinstance(value, dict):
+            return value
+        for name, scores in self._scores.items():
+            entry = value.get(name)
+            if isinstance(entry, dict) and "score" in entry:
+                entry["score"] = _score_key(entry["score"], scores.keys)
+        return value
+
+    def finish(self, value: Any) -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = {}
+        for name, scores in self._scores.items():
+            score: Any = value[name]["score"]
+            result[name] = {
+                "reasoning": value[name]["reasoning"],
+                "score": int(score) if scores.integers else score,
+            }
+        return result
+
+
+def _score_key(score: Any, keys: Sequence[str]) -> Any:
+    """The score key ``score`` stands for (``4``, ``4.0``, ``" 4 "`` -> ``"4"``; any case).
+
+    A number or string matching no key comes back as text, so that validation reports it
+    against the allowed keys; other values (booleans, objects) come back unchanged.
+    """
+    if isinstance(score, bool) or not isinstance(score, int | float | str):
+        return score
+    if isinstance(score, float) and score.is_integer():
+        score = int(score)
+    text = str(score).strip()
+    for key in keys:
+        if text == key.strip() or text.lower() == key.strip().lower():
+            return key
+    if _INTEGER_LITERAL.match(text):
+        for key in keys:
+            if _INTEGER_LITERAL.match(key.strip()) and int(key) == int(text):
+                return key
+    return text  # no such key: validation names the allowed ones
+
+
+def judge_schema(rubrics: Sequence[Rubric]) -> dict[str, Any]:
+    """The JSON schema of a judge's answer: every rubric, each ``{reasoning, score}``.
+
+    The score is an ``enum`` of the rubric's score keys (strings). Closed objects with every
+    property required, so strict structured-output modes accept the schema.
+    """
+    properties = {
+        r.name: {
+            "type": "object",
+            "description": r.description,
+            "properties": {
+                "reasoning": {"type": "string"},
+                "score": {"type": "string", "enum": list(r.scores)},
+            },
+            "required": ["reasoning", "score"],
+            "additionalProperties": False,
+        }
+        for r in rubrics
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [r.name for r in rubrics],
+        "additionalProperties": False,
+    }
+
+
+_GENERATORS: Final[Mapping[str, type[LLMGenerator]]] = {
+    "llm_text": LLMTextGenerator,
+    "llm_code": LLMCodeGenerator,
+    "llm_structured": LLMStructuredGenerator,
+    "llm_judge": LLMJudgeGenerator,
+}
+
+
+def build_llm_generator(column: LLMColumnConfig, *, models: Any = None) -> LLMGenerator:
+    """The generator of an LLM column.
+
+    Args:
+      column: an ``llm_text``, ``llm_code``, ``llm_structured`` or ``llm_judge`` config.
+      models: the run's model registry, if already open: then the column's alias is checked
+        now rather than at the first cell.
+
+    Raises:
+      ConfigError: a template has a syntax error, or ``models`` has no such alias.
+    """
+    generator = _GENERATORS[column.kind](column)
+    if models is not None and column.model not in models:
+        try:
+            models.model(column.model)
+        except ConfigError as exc:
+            raise ConfigError(f"column {column.name!r}: {exc}") from None
+        raise ConfigError(f"column {column.name!r}: no model has the alias {column.model!r}")
+    return generator

@@ -1,0 +1,182 @@
+"""Jinja templates: one sandboxed environment, compiled once, rendered against a row.
+
+Every template in a pipeline (an expression's ``expr``, an LLM column's ``prompt`` and
+``system_prompt``, any column's ``skip_when``) is rendered here, against the row's values so far::
+
+    >>> render("{{ topic | upper }}!", {"topic": "jazz"})
+    'JAZZ!'
+    >>> evaluate_condition("{{ n > 3 }}", {"n": 2})
+    False
+
+Design notes:
+
+* **One environment.** A module-level :class:`~jinja2.sandbox.SandboxedEnvironment` with
+  :class:`~jinja2.StrictUndefined` and no autoescaping. The sandbox keeps templates from reaching
+  Python internals (``{{ ''.__class__.__mro__ }}`` raises ``SecurityError``); ``StrictUndefined``
+  turns a misspelt or missing name into an error instead of an empty string, which would
+  otherwise flow silently into a prompt.
+* **Compiled once.** :func:`compile_template` is an ``lru_cache`` keyed by the template source, so
+  a template used for a million rows is parsed once. ``lru_cache`` and Jinja templates are both
+  safe to use from worker threads.
+* **One error type at render time.** Whatever goes wrong while rendering (an undefined name, a
+  sandbox violation, ``1 / 0``, a ``TypeError`` from a filter) becomes a
+  :class:`~trio_designer.NonRetryableGenerationError` that names the column, the field and the
+  row: re-rendering the same template with the same row fails the same way, so retrying is
+  pointless. Syntax errors are configuration errors; :func:`check_template` reports them as
+  :class:`~trio_designer.ConfigError` before the run starts.
+
+Row values may be anything Jinja can handle: ``str``, ``int``, ``float``, ``bool``, ``None``,
+``dict``, ``list``, ``datetime`` ... They are passed to the template as-is (no JSON decoding).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from trio_designer._exceptions import ConfigError, NonRetryableGenerationError
+
+__all__ = [
+    "FALSY_RENDERINGS",
+    "check_template",
+    "compile_template",
+    "environment",
+    "evaluate_condition",
+    "render",
+]
+
+_ENVIRONMENT = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+#: Rendered texts (stripped, lower-cased) that :func:`evaluate_condition` counts as false.
+FALSY_RENDERINGS: frozenset[str] = frozenset({"", "false", "0", "none", "no"})
+
+_UNDEFINED_NAME = re.compile(r"^'(?P<name>[^']+)' is undefined$")
+
+
+def environment() -> SandboxedEnvironment:
+    """The shared sandboxed environment (for parsing, e.g. to find a template's variables).
+
+    Do not mutate it: every template in the process is compiled by it.
+    """
+    return _ENVIRONMENT
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_template(source: str) -> jinja2.Template:
+    """Compile ``source`` with the shared environment, once per distinct source.
+
+    Raises:
+      jinja2.TemplateSyntaxError: ``source`` is not a valid template (see :func:`check_template`
+        for a configuration-friendly version).
+    """
+    return _ENVIRONMENT.from_string(source)
+
+
+def check_template(source: str, *, column: str, field: str) -> None:
+    """Compile ``source`` now, so that a syntax error surfaces before the run starts.
+
+    Args:
+      source: the template text.
+      column: the column the template belongs to (for the message).
+      field: the config field holding the template (``"expr"``, ``"prompt"``, ...).
+
+    Raises:
+      ConfigError: the template has a syntax error; the message names column, field and line.
+    """
+    try:
+        compile_template(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(
+            f"column {column!r}: {field} has a Jinja syntax error on line {exc.lineno}: "
+            f"{exc.message}; fix the template."
+        ) from exc
+
+
+def render(
+    template: str,
+    row: Mapping[str, Any],
+    *,
+    column: str | None = None,
+    field: str = "template",
+    row_index: int | None = None,
+) -> str:
+    """Render ``template`` with the values of ``row``.
+
+    Args:
+      template: the Jinja source (compiled once and cached).
+      row: the values the template may reference, by column name.
+      column: the column being generated, for error messages.
+      field: the config field holding the template, for error messages.
+      row_index: the global row index, for error messages.
+
+    Returns:
+      The rendered text.
+
+    Raises:
+      NonRetryableGenerationError: the template has a syntax error, references a name that
+        ``row`` does not define, breaks the sandbox, or raises while rendering (``1 / 0``, a
+        filter's ``TypeError``, ...). The message names the column, the field, the row and,
+        for undefined names, the name.
+    """
+    try:
+        return compile_template(template).render(row)
+    except Exception as exc:
+        raise _render_error(exc, column=column, field=field, row_index=row_index) from exc
+
+
+def evaluate_condition(
+    template: str,
+    row: Mapping[str, Any],
+    *,
+    column: str | None = None,
+    field: str = "skip_when",
+    row_index: int | None = None,
+) -> bool:
+    """Render ``template`` and interpret the text as a truth value.
+
+    The rendering is true unless, stripped and lower-cased, it is one of
+    :data:`FALSY_RENDERINGS` (``""``, ``"false"``, ``"0"``, ``"none"``, ``"no"``). So both
+    ``"{{ n > 3 }}"`` and ``"{% if n > 3 %}yes{% endif %}"`` work as conditions.
+
+    Raises:
+      NonRetryableGenerationError: as for :func:`render`.
+    """
+    text = render(template, row, column=column, field=field, row_index=row_index)
+    return text.strip().lower() not in FALSY_RENDERINGS
+
+
+def _render_error(
+    exc: Exception, *, column: str | None, field: str, row_index: int | None
+) -> NonRetryableGenerationError:
+    where = f"column {column!r}" if column is not None else "a template"
+    in_row = f" in row {row_index}" if row_index is not None else ""
+    if isinstance(exc, jinja2.UndefinedError):
+        match = _UNDEFINED_NAME.match(str(exc.message))
+        if match is not None:
+            name = match.group("name")
+            message = (
+                f"{where}: {field} references {name!r}, which is undefined{in_row}; "
+                f"reference only columns upstream of this one, or give a fallback with "
+                f"'| default(...)'."
+            )
+        else:
+            message = f"{where}: {field} failed to render{in_row}: {exc.message}; fix the template."
+    elif isinstance(exc, jinja2.TemplateSyntaxError):
+        message = (
+            f"{where}: {field} has a Jinja syntax error on line {exc.lineno}: {exc.message}; "
+            f"fix the template."
+        )
+    elif isinstance(exc, SecurityError):
+        message = f"{where}: {field} was blocked by the template sandbox{in_row}: {exc}."
+    else:
+        message = (
+            f"{where}: {field} failed to render{in_row}: {type(exc).__name__}: {exc}; "
+            f"fix the template or the values it uses."
+        )
+    return NonRetryableGenerationError(message, column=column, row=row_index)

@@ -1,0 +1,623 @@
+"""An OpenAI-compatible HTTP client for trio: chat completions, embeddings, model listing.
+
+One :class:`OpenAICompatibleClient` talks to one endpoint (a provider's ``base_url``) through
+one ``httpx.AsyncClient`` and its connection pool. It works against anything that speaks the
+OpenAI wire format — OpenAI, vLLM, NIM, Ollama, our simulator — chosen by base URL alone::
+
+    async with OpenAICompatibleClient(base_url="http://127.0.0.1:8000/v1", name="local") as client:
+        reply = await client.chat(model="m", messages=[{"role": "user", "content": "Hi"}])
+        print(reply.content, reply.usage.output_tokens)
+
+What it does, and what it deliberately leaves to others:
+
+* **Errors** leave through one boundary, :mod:`trio_designer.models._errors`, as our exception
+  classes (``raise ... from exc``), with messages that name the model and provider and never
+  contain the API key (it is redacted even from bodies a server echoes back).
+* **Transport retries** cover the failures that are cheap and almost always transient: 502,
+  503 and 504 answers and broken connections (refused, reset, or a keep-alive connection the
+  server closed under us, which surfaces as ``RemoteProtocolError``/``ReadError``). The waits
+  come from a :class:`~trio_designer._core._retry.BackoffPolicy` with seeded jitter; a 503's
+  ``Retry-After`` lengthens the wait (up to the policy's cap).
+* **Not retried here:** 429 (it must reach the adaptive limiter, which cuts the model's
+  concurrency, and the scheduler, which defers the cell), timeouts (the attempt already cost a
+  whole timeout while holding a limiter slot; the scheduler defers the cell instead), 500 (more
+  often a bug triggered by this request than a blip), and 200s with an unusable body.
+* **Concurrency** is bounded by the caller (the per-model limiter); the pool holds
+  ``max_connections`` connections, all of which may be kept alive. Keep pools small (≤ 16 or
+  so): httpcore's pool scan grows with connections × queued requests, and several small
+  clients behave better than one big one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import os
+import random
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+import attrs
+import httpx
+import trio
+
+from .._core._retry import BackoffPolicy
+from .._exceptions import ConfigError, GenerationError, ModelConnectionError, ModelServerError
+from ._errors import (
+    HTTPX_EXCEPTIONS,
+    error_from_malformed_response,
+    error_from_status,
+    error_from_transport,
+    retry_after_from_headers,
+)
+
+__all__ = ["ChatResponse", "OpenAICompatibleClient", "Usage", "resolve_api_key"]
+
+logger = logging.getLogger("trio_designer.models")
+
+RETRY_STATUSES: Final = frozenset({502, 503, 504})
+"""Statuses the client retries itself (with backoff) before reporting them."""
+
+# httpx and httpcore keep idle connections for 5 s by default, and so do hypercorn, uvicorn
+# and therefore vLLM: an idle gap of ~5 s races the server's close. Expiring ours a little
+# earlier avoids reusing connections the server is about to drop.
+_KEEPALIVE_EXPIRY: Final = 4.0
+
+_T = TypeVar("_T")
+
+_SENSITIVE_HEADER_PARTS: Final = ("auth", "key", "token", "secret", "cookie", "password")
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """Tokens spent by one request (or, summed with ``+``, by many).
+
+    Attributes:
+      input_tokens: prompt tokens (OpenAI ``prompt_tokens``).
+      output_tokens: completion tokens, reasoning included (OpenAI ``completion_tokens``).
+      reasoning_tokens: the part of ``output_tokens`` spent on reasoning, when reported.
+
+    Counts the server did not report are ``0``.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ChatResponse:
+    """The first choice of a chat completion.
+
+    Attributes:
+      content: the assistant's text (``""`` when the server sent none, e.g. ``null``).
+      reasoning: reasoning text from ``message.reasoning_content`` or ``message.reasoning``
+        (vLLM, DeepSeek, OpenRouter...), or ``None``.
+      usage: tokens spent.
+      finish_reason: ``"stop"``, ``"length"``... as reported, or ``None``.
+      model: the model that answered, as the server names it (the requested name if absent).
+    """
+
+    content: str
+    reasoning: str | None
+    usage: Usage
+    finish_reason: str | None
+    model: str
+
+
+def resolve_api_key(env_var: str | None) -> str | None:
+    """Read an API key from the environment variable named ``env_var``.
+
+    Args:
+      env_var: the variable's *name* (a provider's ``api_key_env``), or ``None`` for endpoints
+        that need no key.
+
+    Returns:
+      The key, or ``None`` when ``env_var`` is ``None``.
+
+    Raises:
+      ConfigError: if the variable is not set or is empty. The message names the variable,
+        never a value.
+    """
+    if env_var is None:
+        return None
+    key = os.environ.get(env_var)
+    if not key:
+        state = "is not set" if key is None else "is empty"
+        raise ConfigError(
+            f"api_key_env: the environment variable {env_var!r} {state}; export the API key "
+            f"in it, or remove api_key_env if the endpoint needs no key"
+        )
+    return key
+
+
+class _OneChunkBody(httpx.AsyncByteStream):
+    """A request body whose iterator is a plain object, not an async generator.
+
+    httpx's own ``ByteStream`` yields the body from an async generator. When a write fails
+    half-way (the server closed a keep-alive connection under us), httpcore abandons that
+    generator un-exhausted and trio's async-generator finalizer warns about it
+    (``ResourceWarning``, an error under ``filterwarnings = error``). An iterator object has
+    nothing to finalize.
+    """
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _OneChunk(self._content)
+
+
+class _OneChunk:
+    def __init__(self, content: bytes) -> None:
+        self._content: bytes | None = content
+
+    def __aiter__(self) -> _OneChunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._content is None:
+            raise StopAsyncIteration
+        content, self._content = self._content, None
+        return content
+
+
+class _MalformedResponse(Exception):
+    """A success status whose body we cannot use; ``args[0]`` says what is wrong."""
+
+
+class OpenAICompatibleClient:
+    """A client for one OpenAI-compatible endpoint, safe to share between many tasks.
+
+    Args:
+      base_url: the API root, including the version segment (``"https://api.openai.com/v1"``,
+        ``"http://127.0.0.1:8000/v1"``); requests go to ``<base_url>/chat/completions`` etc.
+      api_key: sent as ``Authorization: Bearer <key>`` when given; see :func:`resolve_api_key`.
+      max_connections: the connection pool's size; match it to the concurrency the limiters
+        allow for this endpoint, so requests never queue for a connection.
+      timeout: seconds allowed for each of connect, write, read and pool wait.
+      extra_headers: sent with every request (e.g. ``{"OpenAI-Organization": "..."}``).
+        Values under names that look sensitive (``auth``, ``key``, ``token``...) are redacted
+        from error messages like the key.
+      transport_retry: how often and how patiently to retry 502/503/504 and broken
+        connections; ``BackoffPolicy(max_attempts=1)`` turns these retries off.
+      name: the provider's name, used in error messages and logs.
+      transport: an httpx transport to use instead of the network, e.g. an
+        ``httpx.MockTransport`` in unit tests of request shaping. The pool limits then do not
+        apply (they belong to the default transport).
+
+    Raises:
+      ConfigError: if ``base_url`` is not an http(s) URL, ``max_connections < 1`` or
+        ``timeout <= 0``.
+
+    Proxies from the environment (``HTTPS_PROXY``...) are honoured except for loopback
+    addresses, so the embedded simulator is always reached directly. Redirects are not
+    followed: a 3xx means the base URL is wrong, and is reported as such.
+
+    Close it with :meth:`aclose`, or use it as an async context manager.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        max_connections: int = 16,
+        timeout: float = 60.0,
+        extra_headers: Mapping[str, str] | None = None,
+        transport_retry: BackoffPolicy = BackoffPolicy(),  # noqa: B008 (frozen value)
+        name: str = "",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        url = _checked_url(base_url, name)
+        _check_positive(name, max_connections=max_connections, timeout=timeout)
+        headers = dict(extra_headers or {})
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._name = name
+        self._base_url = base_url
+        self._has_key = bool(api_key)
+        self._max_connections = max_connections
+        self._policy = transport_retry
+        self._secrets = _secrets(api_key, extra_headers or {})
+        self._rng = random.Random(_stable_seed(name, base_url))
+        self._http = httpx.AsyncClient(
+            base_url=url,
+            headers=headers,
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=_KEEPALIVE_EXPIRY,
+            ),
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            trust_env=not _is_loopback(url),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        key = "'***'" if self._has_key else "None"
+        return (
+            f"OpenAICompatibleClient(name={self._name!r}, base_url={self._base_url!r}, "
+            f"api_key={key}, max_connections={self._max_connections})"
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every pooled connection. The client cannot be used afterwards.
+
+        Always a checkpoint (httpx's close is not one when no connection is open); the
+        connections are closed first, so a cancellation cannot skip the cleanup.
+        """
+        await self._http.aclose()
+        await trio.lowlevel.checkpoint()
+
+    # ----------------------------------------------------------------------------------------
+    # Endpoints
+    # ----------------------------------------------------------------------------------------
+
+    async def chat(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        response_format: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        # Not a deadline for the whole call (that is the caller's trio.fail_after): httpx's
+        # per-phase timeout for each attempt, overriding the client's.
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> ChatResponse:
+        """Send one chat completion request and return its first choice.
+
+        Parameters left at ``None`` are not sent, so the server's defaults apply.
+        ``extra_body`` is merged into the JSON body last, so it can set anything the server
+        understands (``{"seed": 1}``, ``{"chat_template_kwargs": ...}``) and overrides the
+        fields above, like the OpenAI SDK's ``extra_body``.
+
+        Args:
+          model: the model name as the endpoint knows it (not our alias).
+          messages: OpenAI chat messages (``{"role": ..., "content": ...}``).
+          temperature: sampling temperature.
+          top_p: nucleus sampling.
+          max_tokens: the most tokens to generate.
+          response_format: e.g. ``{"type": "json_schema", "json_schema": {...}}``.
+          extra_body: extra JSON fields.
+          timeout: seconds for this request, instead of the client's timeout.
+
+        Returns:
+          The content, reasoning, usage, finish reason and answering model.
+
+        Raises:
+          ModelRateLimitedError: on 429 (never retried here).
+          ModelTimeoutError: on 408 or a client-side timeout.
+          ModelServerError: on 5xx (502/503/504 after the transport retries), or a success
+            status whose body is not a chat completion (``status`` is then 200).
+          ModelConnectionError: when the connection failed on every attempt.
+          ModelRequestError: when a retry cannot help (see ``reason``).
+        """
+        body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
+        optional = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if response_format is not None:
+            body["response_format"] = dict(response_format)
+        body.update(extra_body or {})
+        where = self._where(model)
+        response = await self._request("POST", "chat/completions", where, body, timeout)
+        return self._parse(response, where, lambda data: _chat_response(data, model))
+
+    async def embeddings(
+        self, *, model: str, inputs: Sequence[str], dimensions: int | None = None
+    ) -> list[list[float]]:
+        """Embed ``inputs``, returning one vector per input, in input order.
+
+        An empty ``inputs`` returns ``[]`` without a request. Raises the same errors as
+        :meth:`chat`; a success whose ``data`` does not hold one numeric vector per input is a
+        :class:`ModelServerError` with status 200.
+        """
+        if not inputs:
+            await trio.lowlevel.checkpoint()
+            return []
+        body: dict[str, Any] = {"model": model, "input": list(inputs)}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        where = self._where(model)
+        response = await self._request("POST", "embeddings", where, body, None)
+        return self._parse(response, where, lambda data: _embedding_vectors(data, len(inputs)))
+
+    async def list_models(self) -> list[str]:
+        """The model ids the endpoint serves (``GET <base_url>/models``), in its order."""
+        where = self._label()
+        response = await self._request("GET", "models", where, None, None)
+        return self._parse(response, where, _model_ids)
+
+    # ----------------------------------------------------------------------------------------
+    # The request loop
+    # ----------------------------------------------------------------------------------------
+
+    async def _request(
+        self, method: str, path: str, where: str, body: Any, phase_timeout: float | None
+    ) -> httpx.Response:
+        """Send, retrying 502/503/504 and connection errors; return a success response.
+
+        Every failure leaves through :mod:`._errors`, chained from the httpx exception (for
+        error statuses, an ``httpx.HTTPStatusError`` built from the response).
+        """
+        per_request = (
+            httpx.USE_CLIENT_DEFAULT if phase_timeout is None else httpx.Timeout(phase_timeout)
+        )
+        attempt = 1
+        while True:
+            request = self._http.build_request(method, path, json=body, timeout=per_request)
+            request.stream = _OneChunkBody(request.content)
+            try:
+                response = await self._http.send(request)
+            except HTTPX_EXCEPTIONS as exc:
+                error = error_from_transport(exc, where=where, secrets=self._secrets)
+                if not self._retries_transport_error(error, attempt):
+                    raise error from exc
+                delay = self._policy.delay(attempt, self._rng)
+            else:
+                if response.is_success:
+                    return response
+                error = self._status_error(response, where)
+                if not self._retries_status(error, response.status_code, attempt):
+                    raise error from _status_exception(response)
+                delay = self._status_delay(attempt, response.headers)
+            logger.info(
+                "Retrying the request in %.2f s (attempt %d of %d) after: %s",
+                delay,
+                attempt + 1,
+                self._policy.max_attempts,
+                error,
+            )
+            await trio.sleep(delay)
+            attempt += 1
+
+    def _retries_transport_error(self, error: GenerationError, attempt: int) -> bool:
+        return isinstance(error, ModelConnectionError) and attempt < self._policy.max_attempts
+
+    def _retries_status(self, error: GenerationError, status: int, attempt: int) -> bool:
+        # The class check matters: a 503 whose body is about billing is a quota error.
+        return (
+            isinstance(error, ModelServerError)
+            and status in RETRY_STATUSES
+            and attempt < self._policy.max_attempts
+        )
+
+    def _status_delay(self, attempt: int, headers: Mapping[str, str]) -> float:
+        """Backoff, lengthened to the server's ``Retry-After`` (capped by the policy)."""
+        delay = self._policy.delay(attempt, self._rng)
+        hint = retry_after_from_headers(headers, now=datetime.now(UTC))
+        return delay if hint is None else max(delay, min(hint, self._policy.cap))
+
+    def _status_error(self, response: httpx.Response, where: str) -> GenerationError:
+        return error_from_status(
+            response.status_code,
+            _text(response),
+            response.headers,
+            now=datetime.now(UTC),
+            where=where,
+            secrets=self._secrets,
+        )
+
+    def _parse(self, response: httpx.Response, where: str, parse: Callable[[Any], _T]) -> _T:
+        """Apply ``parse`` to the JSON body; an unusable body is a retryable server error."""
+        try:
+            data = response.json()
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            problem = "the body is not valid JSON"
+            raise self._malformed(response, where, problem) from exc
+        try:
+            return parse(data)
+        except _MalformedResponse as exc:
+            raise self._malformed(response, where, str(exc)) from exc
+
+    def _malformed(self, response: httpx.Response, where: str, problem: str) -> GenerationError:
+        return error_from_malformed_response(
+            response.status_code, problem, _text(response), where=where, secrets=self._secrets
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Names for messages
+    # ----------------------------------------------------------------------------------------
+
+    def _label(self) -> str:
+        return f"provider {self._name!r}" if self._name else f"the endpoint at {self._base_url}"
+
+    def _where(self, model: str) -> str:
+        if self._name:
+            return f"model {model!r} at provider {self._name!r}"
+        return f"model {model!r} at {self._base_url}"
+
+
+# --------------------------------------------------------------------------------------------
+# Construction helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _label_for(name: str, base_url: str) -> str:
+    return f"provider {name!r}" if name else f"the model endpoint at {base_url!r}"
+
+
+def _checked_url(base_url: str, name: str) -> httpx.URL:
+    """Parse ``base_url`` now, so a typo is a ConfigError before any request is sent."""
+    where = _label_for(name, base_url)
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"{where}: base_url {base_url!r} is not a valid URL ({exc})") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            f"{where}: base_url {base_url!r} must be an http:// or https:// URL with a host, "
+            f"such as 'https://api.openai.com/v1' or 'http://127.0.0.1:8000/v1'"
+        )
+    return url
+
+
+def _check_positive(name: str, *, max_connections: int, timeout: float) -> None:
+    where = _label_for(name, "")
+    if max_connections < 1:
+        raise ConfigError(f"{where}: max_connections must be >= 1, got {max_connections}")
+    if not timeout > 0:
+        raise ConfigError(f"{where}: timeout must be > 0 seconds, got {timeout}")
+
+
+def _secrets(api_key: str | None, extra_headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The strings never to show: the key, and values of sensitive-looking extra headers."""
+    found = [api_key] if api_key else []
+    for header, value in extra_headers.items():
+        if value and any(part in header.lower() for part in _SENSITIVE_HEADER_PARTS):
+            found.append(value)
+            # "Bearer xyz" -> also hide "xyz" alone, in case a server echoes only the token.
+            found.extend(word for word in value.split()[1:] if len(word) >= 8)
+    # Longest first, so a secret containing another is replaced whole.
+    return tuple(sorted(set(found), key=len, reverse=True))
+
+
+def _stable_seed(name: str, base_url: str) -> int:
+    digest = hashlib.blake2b(f"{name}\x00{base_url}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _is_loopback(url: httpx.URL) -> bool:
+    if url.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(url.host).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Response helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _text(response: httpx.Response) -> str:
+    return response.text
+
+
+def _status_exception(response: httpx.Response) -> httpx.HTTPStatusError:
+    """The httpx exception an error status would raise, to chain our error from."""
+    return httpx.HTTPStatusError(
+        f"HTTP {response.status_code} from {response.request.url}",
+        request=response.request,
+        response=response,
+    )
+
+
+def _count(value: Any) -> int:
+    """A token count, or 0 for anything that is not a non-negative integer."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return 0
+
+
+def _first_present(mapping: Mapping[str, Any], *keys: str) -> Any:
+    return next((mapping[k] for k in keys if mapping.get(k) is not None), None)
+
+
+def _usage(raw: Any) -> Usage:
+    """Token counts from OpenAI (``prompt_tokens``) or Responses-style (``input_tokens``) names."""
+    if not isinstance(raw, Mapping):
+        return Usage()
+    details = _first_present(raw, "completion_tokens_details", "output_tokens_details")
+    reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+    return Usage(
+        input_tokens=_count(_first_present(raw, "prompt_tokens", "input_tokens")),
+        output_tokens=_count(_first_present(raw, "completion_tokens", "output_tokens")),
+        reasoning_tokens=_count(reasoning),
+    )
+
+
+def _content(message: Mapping[str, Any]) -> str:
+    """``message.content`` as text: a string, ``null`` (→ ``""``), or a list of text parts."""
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, Mapping) for p in content):
+        return "".join(str(p["text"]) for p in content if isinstance(p.get("text"), str))
+    raise _MalformedResponse("choices[0].message.content is neither text nor a list of parts")
+
+
+def _reasoning(message: Mapping[str, Any]) -> str | None:
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _chat_response(data: Any, requested_model: str) -> ChatResponse:
+    if not isinstance(data, Mapping):
+        raise _MalformedResponse("the body is not a JSON object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise _MalformedResponse("the body has no choices")
+    message = choices[0].get("message")
+    if not isinstance(message, Mapping):
+        raise _MalformedResponse("choices[0] has no message")
+    finish_reason = choices[0].get("finish_reason")
+    model = data.get("model")
+    return ChatResponse(
+        content=_content(message),
+        reasoning=_reasoning(message),
+        usage=_usage(data.get("usage")),
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        model=model if isinstance(model, str) and model else requested_model,
+    )
+
+
+def _vector(item: Any) -> list[float]:
+    embedding = item.get("embedding") if isinstance(item, Mapping) else None
+    if not isinstance(embedding, list) or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in embedding
+    ):
+        raise _MalformedResponse("an item of data has no numeric embedding")
+    return [float(x) for x in embedding]
+
+
+def _embedding_vectors(data: Any, expected: int) -> list[list[float]]:
+    items = data.get("data") if isinstance(data, Mapping) else None
+    if not isinstance(items, list) or len(items) != expected:
+        count = len(items) if isinstance(items, list) else "no"
+        raise _MalformedResponse(f"it holds {count} embeddings for {expected} inputs")
+    indices = [item.get("index") if isinstance(item, Mapping) else None for item in items]
+    if sorted(i for i in indices if isinstance(i, int)) == list(range(expected)):
+        items = [item for _, item in sorted(zip(indices, items, strict=True))]
+    return [_vector(item) for item in items]
+
+
+def _model_ids(data: Any) -> list[str]:
+    items = data.get("data") if isinstance(data, Mapping) else None
+    if not isinstance(items, list):
+        raise _MalformedResponse("the body has no data list")
+    ids = [item.get("id") if isinstance(item, Mapping) else None for item in items]
+    if not all(isinstance(i, str) for i in ids):
+        raise _MalformedResponse("an item of data has no string id")
+    return [str(i) for i in ids]

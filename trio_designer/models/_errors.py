@@ -1,0 +1,549 @@
+"""Turning what the wire says into our exception tree: the one classification boundary.
+
+Everything the model client can see go wrong ends up here, and leaves as one of the
+:mod:`trio_designer._exceptions` classes, whose *type* tells the scheduler what to do:
+
+* :class:`~trio_designer._exceptions.ModelRateLimitedError` (429): the adaptive limiter cuts the
+  model's concurrency and cools down; the scheduler defers the cell.
+* :class:`~trio_designer._exceptions.ModelTimeoutError`,
+  :class:`~trio_designer._exceptions.ModelServerError`,
+  :class:`~trio_designer._exceptions.ModelConnectionError`: transient; the cell is deferred and
+  re-run in a salvage round.
+* :class:`~trio_designer._exceptions.ModelRequestError`: a retry cannot help (bad key, unknown
+  model, prompt too long, quota exhausted, broken base URL); the row is dropped.
+
+Two entry points: :func:`error_from_status` for a response with a non-success status, and
+:func:`error_from_transport` for an exception raised by httpx. The latter looks the exception's
+class up in :data:`TRANSPORT_ERROR_TABLE`, which names *every* exception class httpx exports
+(``tests/test_model_errors.py`` enumerates ``httpx.__all__`` to keep it that way), so a new httpx
+release cannot slip an unmapped error past us. ``docs/errors.md`` is the human-readable version of
+the same table.
+
+Messages are one or two sentences: who failed (the model and provider, when the caller passes
+``where``), the HTTP status or failure, what to do, and at most 300 characters of what the server
+said. Every secret passed in ``secrets`` (the API key, sensitive extra headers) is replaced by
+``***`` before anything is formatted, and so is any ``Bearer <token>`` a server echoes back.
+
+Prior art: the reference engine classifies the same signals (quota checked first, 413 and
+"context length" bodies as context-window errors, Retry-After as seconds or an HTTP date); it infers
+transport failures from exception *names* (``"timeout" in name``), which is exactly what an
+explicit table avoids.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, Literal, TypeAlias
+
+import attrs
+import httpx
+
+from .._exceptions import (
+    GenerationError,
+    ModelConnectionError,
+    ModelRateLimitedError,
+    ModelRequestError,
+    ModelServerError,
+    ModelTimeoutError,
+)
+
+__all__ = [
+    "DEFAULT_WHERE",
+    "EXCERPT_LIMIT",
+    "HTTPX_EXCEPTIONS",
+    "TRANSPORT_ERROR_TABLE",
+    "HttpxException",
+    "TransportRule",
+    "error_from_malformed_response",
+    "error_from_status",
+    "error_from_transport",
+    "excerpt",
+    "parse_retry_after",
+    "redact",
+    "retry_after_from_headers",
+    "transport_rule",
+]
+
+EXCERPT_LIMIT: Final = 300
+"""The most characters of a server's error message quoted in one of our messages."""
+
+DEFAULT_WHERE: Final = "the model endpoint"
+
+#: Every exception httpx can raise from a request: its request/transport tree, and the three
+#: stand-alone branches (URL parsing, cookies, stream misuse).
+HttpxException: TypeAlias = (
+    httpx.HTTPError | httpx.InvalidURL | httpx.CookieConflict | httpx.StreamError
+)
+HTTPX_EXCEPTIONS: Final = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpx.CookieConflict,
+    httpx.StreamError,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Redaction and excerpts
+# --------------------------------------------------------------------------------------------
+
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;}\]]+")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every secret, and any ``Bearer <token>``, replaced by ``***``.
+
+    Empty secrets are ignored (replacing ``""`` would scatter stars everywhere).
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _BEARER.sub(r"\1***", text)
+
+
+def excerpt(body: str, secrets: Iterable[str] = ()) -> str:
+    """A short, single-line, redacted quote of a server's error body.
+
+    If the body is JSON in one of the usual error shapes (``{"error": {"message": ...}}``,
+    ``{"error": "..."}``, ``{"detail": ...}``, ``{"message": ...}``) the message is quoted, else
+    the body itself. Whitespace runs collapse to one space; the result has at most
+    :data:`EXCERPT_LIMIT` characters, ending in ``…`` when cut. The body is redacted *before*
+    it is cut, so a secret straddling the cut cannot leak a prefix.
+    """
+    text = _WHITESPACE.sub(" ", redact(_server_message(body), secrets)).strip()
+    if not text:
+        return "(empty body)"
+    if len(text) > EXCERPT_LIMIT:
+        text = text[: EXCERPT_LIMIT - 1].rstrip() + "…"
+    return text
+
+
+def _server_message(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    found = _find_message(data)
+    return body if found is None else found
+
+
+def _find_message(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    for key in ("error", "detail", "message", "msg"):
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+        if isinstance(value, dict):
+            nested = _find_message(value)
+            if nested is not None:
+                return nested
+        if isinstance(value, list) and value:  # FastAPI-style validation details
+            return json.dumps(value, ensure_ascii=False)
+    return None
+
+
+def _sentence_start(where: str) -> str:
+    return where[:1].upper() + where[1:]
+
+
+# --------------------------------------------------------------------------------------------
+# Retry-After
+# --------------------------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header value, or ``None``.
+
+    HTTP allows two forms (RFC 9110 §10.2.3): a number of seconds (``"120"``; we also accept
+    decimals such as ``"1.5"``) and an HTTP date (``"Wed, 21 Oct 2015 07:28:00 GMT"``), which
+    is turned into ``date - now``. Either way the result is clamped to ``>= 0`` — a date in the
+    past means "now". There is no upper clamp: the limiter decides how long it is willing to
+    cool down.
+
+    Args:
+      value: the header value, or ``None`` when the header is absent.
+      now: the current wall-clock time; a naive datetime is taken to be UTC.
+
+    Returns:
+      The delay in seconds, or ``None`` if the value is absent, empty, not finite, or neither
+      a number nor a date.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        return _seconds_until_http_date(text, now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _seconds_until_http_date(text: str, now: datetime) -> float | None:
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, (_as_utc(when) - _as_utc(now)).total_seconds())
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive lookup that also works for plain dicts."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+def retry_after_from_headers(headers: Mapping[str, str], *, now: datetime) -> float | None:
+    """The server's wait hint in seconds: ``retry-after-ms`` (OpenAI's precise variant)
+    first, then ``Retry-After`` (see :func:`parse_retry_after`); ``None`` without either."""
+    millis = _header(headers, "retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value):
+            return max(0.0, value / 1000.0)
+    return parse_retry_after(_header(headers, "retry-after"), now=now)
+
+
+# --------------------------------------------------------------------------------------------
+# Status codes
+# --------------------------------------------------------------------------------------------
+
+# Billing and credits: a retry cannot help, whatever the status. Checked first.
+_QUOTA_STRONG = re.compile(
+    r"insufficient[_ ]quota|insufficient[_ ](credits?|funds|balance)|credit balance"
+    r"|out of credits|billing|exceeded your current quota|payment required"
+)
+# A bare "quota" is a quota error too -- except on a 429, where providers say "quota" for
+# per-minute limits ("Quota exceeded for requests per minute") that pass by themselves.
+_QUOTA_WEAK = re.compile(r"quota")
+_CONTEXT_WINDOW = re.compile(
+    r"context[_ ]length|context[_ ]window|maximum context|too many tokens"
+    r"|prompt is too long|input is too long|exceeds? the (model's )?(maximum )?context"
+)
+
+_REQUEST_REASONS: Final[Mapping[int, str]] = {
+    401: "authentication",
+    402: "quota",
+    403: "permission",
+    404: "not_found",
+    413: "too_large",
+    422: "unprocessable",
+}
+# Which statuses may turn out to be context-window errors when the body says so.
+_CONTEXT_STATUSES: Final = frozenset({400, 413, 422})
+
+_ADVICE: Final[Mapping[str, str]] = {
+    "quota": "the account's quota or credits are used up; top up or raise the quota, "
+    "then resume the run",
+    "authentication": "check the API key (the environment variable named by the provider's "
+    "api_key_env)",
+    "permission": "the API key is not allowed to use this model; check its permissions",
+    "not_found": "check the model name and the provider's base_url",
+    "context_window": "the prompt does not fit the model's context window; shorten the "
+    "prompt or lower max_tokens",
+    "too_large": "the request body is larger than the server accepts; shorten the prompt",
+    "unprocessable": "the server could not process the request's parameters; check the "
+    "model's inference parameters and extra_body",
+    "bad_request": "the server rejected the request; check the model's inference parameters "
+    "and extra_body",
+}
+
+
+def error_from_status(
+    status: int,
+    body: str,
+    headers: Mapping[str, str],
+    *,
+    now: datetime,
+    where: str = DEFAULT_WHERE,
+    secrets: Iterable[str] = (),
+) -> GenerationError:
+    """Classify a response whose status is not a success.
+
+    The rules, in order (``docs/errors.md`` has the same table):
+
+    1. a body about billing or credits (any status), or about a "quota" (any status but 429),
+       or status 402 → :class:`ModelRequestError` ``reason="quota"``;
+    2. 429 → :class:`ModelRateLimitedError` with ``retry_after`` from ``retry-after-ms`` or
+       ``Retry-After`` (seconds or HTTP date, clamped ``>= 0``);
+    3. 408 → :class:`ModelTimeoutError`;
+    4. 5xx → :class:`ModelServerError` carrying the status;
+    5. 400, 413 or 422 whose body mentions the context length/window or too many tokens →
+       ``reason="context_window"``;
+    6. 401 ``authentication``, 403 ``permission``, 404 ``not_found``, 413 ``too_large``,
+       422 ``unprocessable``; 3xx (a redirect: the base URL is wrong) and every other 4xx →
+       ``bad_request``;
+    7. anything else (1xx, 2xx, >= 600) → :class:`ModelServerError`: the server said something
+       we cannot use.
+
+    Args:
+      status: the HTTP status code.
+      body: the response body as text (it is redacted and quoted, never parsed beyond JSON).
+      headers: the response headers; plain dicts are looked up case-insensitively.
+      now: the current wall-clock time, for HTTP-date ``Retry-After`` values.
+      where: who answered, as a noun phrase (``"model 'm' at provider 'p'"``).
+      secrets: strings to replace with ``***`` before quoting the body.
+
+    Returns:
+      The error to raise (the caller raises it, chained ``from`` the original exception).
+    """
+    body = redact(body, secrets)
+    lowered = body.lower()
+    said = f"Server said: {excerpt(body)}"
+    head = f"{_sentence_start(where)} answered HTTP {status} {_phrase(status)}"
+
+    if _is_quota(status, lowered):
+        return _request_error(head, said, status, "quota")
+    if status == 429:
+        return _rate_limited(head, said, headers, now)
+    if status == 408:
+        return ModelTimeoutError(
+            f"{head}: the server gave up waiting for the request; the cell will be retried "
+            f"later. {said}"
+        )
+    if 500 <= status <= 599 or not 300 <= status <= 499:
+        return ModelServerError(
+            f"{head}: a server-side failure; the cell will be retried later. {said}",
+            status=status,
+        )
+    if status in _CONTEXT_STATUSES and _CONTEXT_WINDOW.search(lowered):
+        return _request_error(head, said, status, "context_window")
+    if status < 400:
+        location = excerpt(_header(headers, "location") or "an unknown location", secrets)
+        return ModelRequestError(
+            f"{head}: it redirects to {location}; check the provider's base_url "
+            f"(redirects are not followed). {said}",
+            status=status,
+            reason="bad_request",
+        )
+    return _request_error(head, said, status, _REQUEST_REASONS.get(status, "bad_request"))
+
+
+def _is_quota(status: int, lowered_body: str) -> bool:
+    if _QUOTA_STRONG.search(lowered_body):
+        return True
+    return status != 429 and _QUOTA_WEAK.search(lowered_body) is not None
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "(non-standard status)"
+
+
+def _rate_limited(
+    head: str, said: str, headers: Mapping[str, str], now: datetime
+) -> ModelRateLimitedError:
+    retry_after = retry_after_from_headers(headers, now=now)
+    hint = "" if retry_after is None else f" (the server asks to wait {retry_after:g} s)"
+    return ModelRateLimitedError(
+        f"{head}: rate limited{hint}; the model's limiter backs off and the cell will be "
+        f"retried later. {said}",
+        retry_after=retry_after,
+    )
+
+
+def _request_error(head: str, said: str, status: int, reason: str) -> ModelRequestError:
+    return ModelRequestError(f"{head}: {_ADVICE[reason]}. {said}", status=status, reason=reason)
+
+
+def error_from_malformed_response(
+    status: int,
+    problem: str,
+    body: str,
+    *,
+    where: str = DEFAULT_WHERE,
+    secrets: Iterable[str] = (),
+) -> ModelServerError:
+    """The error for a success status whose body we cannot use.
+
+    A 200 carrying a truncated or non-JSON body, or JSON without ``choices``, is the server's
+    fault and may well not happen again, so it is a retryable :class:`ModelServerError` that
+    carries the (successful) status. It is *not* retried inside the client; the scheduler
+    defers the cell like any other server error.
+
+    Args:
+      status: the status of the response (normally 200).
+      problem: what is wrong, as a clause (``"the body is not JSON"``).
+      body: the response body, quoted (redacted, trimmed) in the message.
+      where: who answered, as a noun phrase.
+      secrets: strings to replace with ``***`` before quoting the body.
+    """
+    return ModelServerError(
+        f"{_sentence_start(where)} answered HTTP {status} but {problem}; the cell will be "
+        f"retried later. Body: {excerpt(body, secrets)}",
+        status=status,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Exceptions raised by httpx
+# --------------------------------------------------------------------------------------------
+
+_RETRY_LATER: Final = "The cell will be retried later"
+
+
+@attrs.frozen(kw_only=True)
+class TransportRule:
+    """How one httpx exception class is classified.
+
+    Attributes:
+      kind: ``"timeout"`` → :class:`ModelTimeoutError`, ``"connection"`` →
+        :class:`ModelConnectionError`, ``"request"`` → non-retryable :class:`ModelRequestError`
+        (``reason="bad_request"``: a configuration problem or a bug, not the server's answer),
+        ``"status"`` → classified by the response's status with :func:`error_from_status`.
+      what: what went wrong, as a clause completing "Calling <model> failed: ...".
+    """
+
+    kind: Literal["timeout", "connection", "request", "status"]
+    what: str
+
+
+def _rule(kind: Literal["timeout", "connection", "request", "status"], what: str) -> TransportRule:
+    return TransportRule(kind=kind, what=what)
+
+
+_BUG: Final = "a bug in trio_designer's model client; please report it"
+
+TRANSPORT_ERROR_TABLE: Final[Mapping[type[Exception], TransportRule]] = {
+    # The request/transport tree. Base classes are listed too: httpx and its transports do
+    # raise some of them directly, and a subclass missing from this table falls back to its
+    # nearest listed ancestor.
+    httpx.HTTPError: _rule("connection", "the HTTP request failed"),
+    httpx.RequestError: _rule("connection", "the request failed before a response arrived"),
+    httpx.TransportError: _rule("connection", "the transport failed"),
+    httpx.TimeoutException: _rule("timeout", "the request timed out"),
+    httpx.ConnectTimeout: _rule("timeout", "timed out while connecting"),
+    httpx.ReadTimeout: _rule("timeout", "timed out waiting for the response"),
+    httpx.WriteTimeout: _rule("timeout", "timed out while sending the request"),
+    httpx.PoolTimeout: _rule(
+        "timeout",
+        "timed out waiting for a free connection in the client's own pool (the pool is "
+        "smaller than the number of concurrent requests)",
+    ),
+    httpx.NetworkError: _rule("connection", "a network error broke the connection"),
+    httpx.ConnectError: _rule("connection", "could not connect to the server"),
+    httpx.ReadError: _rule("connection", "the connection broke while reading the response"),
+    httpx.WriteError: _rule("connection", "the connection broke while sending the request"),
+    httpx.CloseError: _rule("connection", "closing the connection failed"),
+    httpx.ProtocolError: _rule("connection", "the HTTP exchange broke the protocol"),
+    httpx.RemoteProtocolError: _rule(
+        "connection",
+        "the server broke the HTTP protocol or dropped the connection (often a keep-alive "
+        "connection the server had just closed)",
+    ),
+    httpx.LocalProtocolError: _rule(
+        "request",
+        "the request itself is not valid HTTP (check the provider's extra_headers for "
+        "illegal characters)",
+    ),
+    httpx.ProxyError: _rule(
+        "connection", "the HTTP proxy failed (check HTTP_PROXY / HTTPS_PROXY / ALL_PROXY)"
+    ),
+    httpx.UnsupportedProtocol: _rule(
+        "request", "the URL scheme is not supported; base_url must start with http:// or https://"
+    ),
+    httpx.DecodingError: _rule(
+        "connection", "the response body could not be decoded (corrupt content encoding)"
+    ),
+    httpx.TooManyRedirects: _rule(
+        "request", "the server redirected too many times; check the provider's base_url"
+    ),
+    httpx.HTTPStatusError: _rule("status", "the server answered with an error status"),
+    # The stand-alone branches: URL parsing, cookie lookup, stream misuse.
+    httpx.InvalidURL: _rule("request", "the URL is not valid; check the provider's base_url"),
+    httpx.CookieConflict: _rule("request", f"a cookie lookup was ambiguous ({_BUG})"),
+    httpx.StreamError: _rule("request", f"an HTTP stream was misused ({_BUG})"),
+    httpx.StreamConsumed: _rule("request", f"a request or response stream was re-read ({_BUG})"),
+    httpx.StreamClosed: _rule("request", f"a closed response stream was read ({_BUG})"),
+    httpx.ResponseNotRead: _rule("request", f"a response was used before it was read ({_BUG})"),
+    httpx.RequestNotRead: _rule("request", f"a request was used before it was read ({_BUG})"),
+}
+"""Every exception class httpx exports → how it is classified. See :class:`TransportRule`."""
+
+
+def transport_rule(exc_type: type[BaseException]) -> TransportRule | None:
+    """The rule for ``exc_type``: its own entry, else its nearest listed ancestor's."""
+    for klass in exc_type.__mro__:
+        rule = TRANSPORT_ERROR_TABLE.get(klass)
+        if rule is not None:
+            return rule
+    return None
+
+
+def error_from_transport(
+    exc: HttpxException, *, where: str = DEFAULT_WHERE, secrets: Iterable[str] = ()
+) -> GenerationError:
+    """Classify an exception raised by httpx while calling the endpoint.
+
+    Timeouts become :class:`ModelTimeoutError`; connection, network, protocol, proxy and
+    decoding failures become :class:`ModelConnectionError` (both retryable); configuration
+    problems (invalid or unsupported URL, illegal header, redirect loop) and misuse of httpx
+    (a bug) become a non-retryable :class:`ModelRequestError` with ``reason="bad_request"``
+    and no status; an :class:`httpx.HTTPStatusError` is classified by its response with
+    :func:`error_from_status`. The mapping is :data:`TRANSPORT_ERROR_TABLE`.
+
+    Args:
+      exc: the httpx exception.
+      where: who was being called, as a noun phrase (``"model 'm' at provider 'p'"``).
+      secrets: strings to replace with ``***`` in the quoted exception text.
+
+    Returns:
+      The error to raise, ``from exc``.
+    """
+    if isinstance(exc, httpx.HTTPStatusError):
+        response = exc.response
+        return error_from_status(
+            response.status_code,
+            response.text,
+            response.headers,
+            now=datetime.now(UTC),
+            where=where,
+            secrets=secrets,
+        )
+    rule = transport_rule(type(exc))
+    if rule is None or rule.kind == "status":  # unreachable for the declared types
+        rule = _rule("connection", "an unexpected HTTP error occurred")
+    detail = excerpt(str(exc), secrets) if str(exc).strip() else "no details"
+    message = f"Calling {where} failed: {rule.what} ({type(exc).__name__}: {detail})"
+    return _TRANSPORT_BUILDERS[rule.kind](message)
+
+
+def _timeout(message: str) -> GenerationError:
+    return ModelTimeoutError(f"{message}. {_RETRY_LATER}; if this persists, raise the timeout.")
+
+
+def _connection(message: str) -> GenerationError:
+    return ModelConnectionError(
+        f"{message}. {_RETRY_LATER}; if this persists, check that the server is up."
+    )
+
+
+def _misconfigured(message: str) -> GenerationError:
+    return ModelRequestError(f"{message}.", status=None, reason="bad_request")
+
+
+_TRANSPORT_BUILDERS: Final[Mapping[str, Callable[[str], GenerationError]]] = {
+    "timeout": _timeout,
+    "connection": _connection,
+    "request": _misconfigured,
+}

@@ -1,0 +1,516 @@
+"""The model registry: one client per provider, one limiter per endpoint, usage per alias.
+
+Columns name a model by *alias* (``model: gen``). The registry turns an alias into a
+:class:`ModelHandle` that knows the model id, the provider's HTTP client, the endpoint's
+limiter and where to count usage::
+
+    async with open_model_registry(config) as registry:
+        reply = await registry.model("gen").chat([{"role": "user", "content": "Hi"}])
+        registry.usage()["gen"].output_tokens
+
+How the pieces are shared, and why:
+
+* **One client per provider.** A provider is one base URL, so its models share one
+  ``httpx`` connection pool. The pool holds the sum of the provider's endpoint limits (more
+  connections could never be used at once), capped at :data:`MAX_POOL_CONNECTIONS`: httpcore
+  scans its pool on every request, and very large pools get slow (see the client's notes).
+* **One limiter per endpoint.** An endpoint is a (provider, model id) pair. Two aliases of the
+  same endpoint (say ``gen`` and ``gen_cold``, the same model with other sampling parameters)
+  share one limiter, because the endpoint's capacity does not care which alias asked; its
+  ceiling is the smallest ``max_parallel_requests`` among them. A 429 on one endpoint never
+  touches another endpoint's limiter.
+* **Usage per alias.** Every request is counted for the alias that sent it: tokens (input,
+  output, reasoning) of answered requests, and request counts by outcome. An answer that later
+  fails to parse is still an answered request (its tokens were spent), so every re-ask of a
+  structured column shows up here.
+
+The built-in provider ``"simulator"`` needs no configuration: :func:`open_model_registry`
+starts the simulated endpoint inside the current ``trio.run`` on a free ``127.0.0.1`` port,
+serving every model id configured with that provider.
+
+API keys are read from each provider's ``api_key_env`` variable when the registry opens (a
+missing variable is a :class:`~trio_designer.ConfigError` naming the variable, before any
+request), handed to the provider's client, and kept nowhere else.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final, final
+
+import attrs
+
+from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
+from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProvider
+from ._client import ChatResponse, OpenAICompatibleClient, resolve_api_key
+from ._limiter import AdaptiveLimiter, ModelLimiter
+
+if TYPE_CHECKING:
+    from ..config import PipelineConfig
+    from ..simulator import SimulatedModel, Simulator
+
+__all__ = [
+    "MAX_POOL_CONNECTIONS",
+    "LimiterFactory",
+    "ModelHandle",
+    "ModelRegistry",
+    "ModelUsage",
+    "endpoint_name",
+    "merge_inference",
+    "open_model_registry",
+]
+
+MAX_POOL_CONNECTIONS: Final = 64
+"""The most connections one provider's client keeps, whatever its models' limits add up to."""
+
+LimiterFactory = Callable[[str, int], ModelLimiter]
+"""Builds an endpoint's limiter from (name, ceiling); :class:`AdaptiveLimiter` by default."""
+
+
+def endpoint_name(provider: str, model: str) -> str:
+    """The name of the (provider, model id) endpoint, as limiters and logs show it."""
+    return f"{provider}:{model}"
+
+
+@attrs.frozen(kw_only=True)
+class ModelUsage:
+    """What one model alias spent during a run.
+
+    Attributes:
+      input_tokens: prompt tokens of answered requests.
+      output_tokens: completion tokens of answered requests (reasoning included).
+      reasoning_tokens: the part of ``output_tokens`` spent on reasoning, when reported.
+      requests_ok: requests the endpoint answered (including answers that failed to parse).
+      requests_failed: requests that failed (timeouts, 5xx, connection errors, rejections).
+      requests_rate_limited: requests answered with 429.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    requests_ok: int = 0
+    requests_failed: int = 0
+    requests_rate_limited: int = 0
+
+    @property
+    def requests(self) -> int:
+        """Every request sent, whatever its outcome."""
+        return self.requests_ok + self.requests_failed + self.requests_rate_limited
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: ModelUsage) -> ModelUsage:
+        return ModelUsage(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in _USAGE_FIELDS}
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """The counters as a plain dict (for metadata and reports)."""
+        return attrs.asdict(self)
+
+
+_USAGE_FIELDS = attrs.fields(ModelUsage)
+
+
+@attrs.define
+class _UsageCounter:
+    """The mutable tally behind one alias's :class:`ModelUsage` (one trio thread, no lock)."""
+
+    usage: ModelUsage = attrs.field(factory=ModelUsage)
+
+    def add(self, **counts: int) -> None:
+        self.usage = self.usage + ModelUsage(**counts)
+
+
+def merge_inference(base: InferenceParams, override: InferenceParams | None) -> InferenceParams:
+    """A model's inference parameters overridden, field by field, by a column's.
+
+    Fields the override leaves at ``None`` keep the model's value; ``extra_body`` dicts are
+    merged, the override's keys winning.
+    """
+    if override is None:
+        return base
+    return InferenceParams(
+        temperature=_first(override.temperature, base.temperature),
+        top_p=_first(override.top_p, base.top_p),
+        max_tokens=_first(override.max_tokens, base.max_tokens),
+        extra_body={**base.extra_body, **override.extra_body},
+    )
+
+
+def _first(preferred: Any, fallback: Any) -> Any:
+    return fallback if preferred is None else preferred
+
+
+@final
+class ModelHandle:
+    """One model alias, ready to call: its endpoint's client and limiter, its usage tally.
+
+    Obtained from :meth:`ModelRegistry.model`; cheap to look up per call.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        client: OpenAICompatibleClient,
+        limiter: ModelLimiter,
+        counter: _UsageCounter,
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._limiter = limiter
+        self._counter = counter
+
+    @property
+    def alias(self) -> str:
+        """The alias columns use."""
+        return self._config.alias
+
+    @property
+    def model(self) -> str:
+        """The model id sent to the endpoint."""
+        return self._config.model
+
+    @property
+    def provider(self) -> str:
+        """The provider's name."""
+        return self._config.provider
+
+    @property
+    def config(self) -> ModelConfig:
+        """The alias's configuration."""
+        return self._config
+
+    @property
+    def limiter(self) -> ModelLimiter:
+        """The endpoint's limiter (shared with every alias of the same endpoint)."""
+        return self._limiter
+
+    def usage(self) -> ModelUsage:
+        """This alias's usage so far."""
+        return self._counter.usage
+
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        response_format: Mapping[str, Any] | None = None,
+        inference: InferenceParams | None = None,
+        seed: int | None = None,
+    ) -> ChatResponse:
+        """Send one chat request through the endpoint's limiter, and count it.
+
+        Waits (parked) for a slot of the endpoint's limiter, sends the request with the
+        alias's inference parameters overridden by ``inference``, reports the outcome to the
+        limiter (success, 429 with its ``Retry-After``, or failure) and adds the request to
+        this alias's usage. One call is one request: parse re-asks call again.
+
+        Args:
+          messages: OpenAI chat messages.
+          response_format: e.g. ``{"type": "json_schema", "json_schema": {...}}``.
+          inference: per-call overrides (an LLM column's ``inference``).
+          seed: OpenAI's ``seed`` request field (servers that honour it sample
+            reproducibly); the LLM columns pass one derived from (run seed, row, column).
+
+        Returns:
+          The answer (content, reasoning, usage, finish reason).
+
+        Raises:
+          ModelRateLimitedError, ModelTimeoutError, ModelServerError, ModelConnectionError,
+          ModelRequestError: as raised by the client.
+        """
+        params = merge_inference(self._config.inference, inference)
+        async with self._limiter.slot() as permit:
+            try:
+                response = await self._client.chat(
+                    model=self._config.model,
+                    messages=messages,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    max_tokens=params.max_tokens,
+                    response_format=response_format,
+                    extra_body=_with_seed(params.extra_body, seed),
+                    timeout=self._config.timeout,
+                )
+            except ModelRateLimitedError as exc:
+                permit.rate_limited(exc.retry_after)
+                self._counter.add(requests_rate_limited=1)
+                raise
+            except GenerationError:
+                permit.failure()
+                self._counter.add(requests_failed=1)
+                raise
+            except Exception:  # not an endpoint signal: release the slot without a report
+                self._counter.add(requests_failed=1)
+                raise
+            permit.success()
+        usage = response.usage
+        self._counter.add(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            requests_ok=1,
+        )
+        return response
+
+    def __repr__(self) -> str:
+        return f"<ModelHandle {self.alias!r}: model {self.model!r} at provider {self.provider!r}>"
+
+
+@final
+class ModelRegistry:
+    """Every model alias of a run, with the clients and limiters behind them.
+
+    Usually built by :func:`open_model_registry`, which also opens and closes the clients.
+
+    Args:
+      models: the model aliases (unique aliases).
+      clients: provider name -> its client; every model's provider must have one.
+      limiter_factory: builds each endpoint's limiter from (name, ceiling).
+      simulator: the embedded simulator serving the ``"simulator"`` provider, if running.
+
+    Raises:
+      ConfigError: a duplicate alias, or a model whose provider has no client.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[ModelConfig],
+        clients: Mapping[str, OpenAICompatibleClient],
+        *,
+        limiter_factory: LimiterFactory = AdaptiveLimiter,
+        simulator: Simulator | None = None,
+    ) -> None:
+        _check_models(models, clients)
+        ceilings = endpoint_ceilings(models)
+        self._limiters: dict[str, ModelLimiter] = {
+            name: limiter_factory(name, ceiling) for name, ceiling in ceilings.items()
+        }
+        self._handles: dict[str, ModelHandle] = {
+            m.alias: ModelHandle(
+                m,
+                clients[m.provider],
+                self._limiters[endpoint_name(m.provider, m.model)],
+                _UsageCounter(),
+            )
+            for m in models
+        }
+        self._simulator = simulator
+
+    @property
+    def simulator(self) -> Simulator | None:
+        """The embedded simulator, when some model uses the ``"simulator"`` provider."""
+        return self._simulator
+
+    def aliases(self) -> tuple[str, ...]:
+        """Every alias, in configuration order."""
+        return tuple(self._handles)
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self._handles
+
+    def model(self, alias: str) -> ModelHandle:
+        """The handle of ``alias``.
+
+        Raises:
+          ConfigError: no model has this alias (the message suggests the closest one).
+        """
+        try:
+            return self._handles[alias]
+        except KeyError:
+            raise ConfigError(_unknown_alias(alias, self._handles)) from None
+
+    def usage(self) -> dict[str, ModelUsage]:
+        """Usage so far, per alias (in configuration order)."""
+        return {alias: handle.usage() for alias, handle in self._handles.items()}
+
+    def limiters(self) -> dict[str, ModelLimiter]:
+        """Every endpoint's limiter, by endpoint name (``"provider:model"``)."""
+        return dict(self._limiters)
+
+    def __repr__(self) -> str:
+        return f"<ModelRegistry aliases={list(self._handles)} endpoints={list(self._limiters)}>"
+
+
+def endpoint_ceilings(models: Sequence[ModelConfig]) -> dict[str, int]:
+    """Endpoint name -> the smallest ``max_parallel_requests`` among its aliases."""
+    ceilings: dict[str, int] = {}
+    for m in models:
+        name = endpoint_name(m.provider, m.model)
+        ceilings[name] = min(ceilings.get(name, m.max_parallel_requests), m.max_parallel_requests)
+    return ceilings
+
+
+def _check_models(
+    models: Sequence[ModelConfig], clients: Mapping[str, OpenAICompatibleClient]
+) -> None:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, m in enumerate(models):
+        if m.alias in seen:
+            problems.append(
+                f"models[{index}].alias: {m.alias!r} is used by another model; aliases must be "
+                f"unique"
+            )
+        seen.add(m.alias)
+        if m.provider not in clients:
+            problems.append(_unknown_provider(index, m.provider, clients))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _unknown_provider(index: int, provider: str, known: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(provider, list(known), n=1)
+    hint = (
+        f"did you mean {close[0]!r}?"
+        if close
+        else f"add it to 'providers', or use the built-in {SIMULATOR_PROVIDER!r}"
+    )
+    return f"models[{index}].provider: no provider named {provider!r}; {hint}"
+
+
+def _unknown_alias(alias: str, known: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(alias, list(known), n=1)
+    if close:
+        hint = f"did you mean {close[0]!r}?"
+    elif known:
+        hint = f"the models are {', '.join(map(repr, known))}"
+    else:
+        hint = "the pipeline configures no models; add one under 'models'"
+    return f"no model has the alias {alias!r}; {hint}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening a registry from a pipeline configuration
+# ---------------------------------------------------------------------------------------------
+
+
+def pool_sizes(models: Sequence[ModelConfig]) -> dict[str, int]:
+    """Provider name -> connection pool size: its endpoints' ceilings summed, capped."""
+    sizes: dict[str, int] = {}
+    providers = {endpoint_name(m.provider, m.model): m.provider for m in models}
+    for name, ceiling in endpoint_ceilings(models).items():
+        provider = providers[name]
+        sizes[provider] = sizes.get(provider, 0) + ceiling
+    return {p: min(size, MAX_POOL_CONNECTIONS) for p, size in sizes.items()}
+
+
+def _provider_timeouts(models: Sequence[ModelConfig]) -> dict[str, float]:
+    """Provider -> the longest model timeout (each request passes its own model's timeout)."""
+    timeouts: dict[str, float] = {}
+    for m in models:
+        timeouts[m.provider] = max(timeouts.get(m.provider, 0.0), m.timeout)
+    return timeouts
+
+
+def _declared_providers(
+    models: Sequence[ModelConfig], providers: Sequence[ModelProvider]
+) -> dict[str, ModelProvider]:
+    """The providers the models use, by name; ConfigError for unknown or keyless ones.
+
+    Checks every API-key variable now, so a missing key fails before any request (and before
+    the simulator starts). The keys read here are dropped; the clients read them again.
+    """
+    declared = {p.name: p for p in providers}
+    used: dict[str, ModelProvider] = {}
+    problems: list[str] = []
+    for index, m in enumerate(models):
+        if m.provider == SIMULATOR_PROVIDER or m.provider in used:
+            continue
+        provider = declared.get(m.provider)
+        if provider is None:
+            problems.append(_unknown_provider(index, m.provider, declared))
+            continue
+        used[m.provider] = provider
+        try:
+            resolve_api_key(provider.api_key_env)
+        except ConfigError as exc:
+            problems.extend(f"provider {provider.name!r}: {p}" for p in exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return used
+
+
+def _simulated_models(
+    models: Sequence[ModelConfig], listed: Sequence[SimulatedModel] | None
+) -> list[SimulatedModel]:
+    """Every simulator model id, as listed in ``listed`` or with the simulator's defaults."""
+    from ..simulator import SimulatedModel
+
+    by_name = {m.name: m for m in listed or ()}
+    wanted = dict.fromkeys(m.model for m in models if m.provider == SIMULATOR_PROVIDER)
+    served = [by_name.get(name) or SimulatedModel(name=name) for name in wanted]
+    served.extend(m for name, m in by_name.items() if name not in wanted)
+    return served
+
+
+@asynccontextmanager
+async def open_model_registry(
+    config: PipelineConfig,
+    *,
+    simulator_models: Sequence[SimulatedModel] | None = None,
+    limiter_factory: LimiterFactory = AdaptiveLimiter,
+) -> AsyncIterator[ModelRegistry]:
+    """Open clients (and the embedded simulator, if used) for ``config``'s models.
+
+    Args:
+      config: the pipeline; only its ``models`` and ``providers`` are read.
+      simulator_models: how to simulate model ids of the ``"simulator"`` provider; ids not
+        listed get :class:`~trio_designer.simulator.SimulatedModel` defaults. Ignored when no
+        model uses the simulator.
+      limiter_factory: builds each endpoint's limiter from (name, ceiling); the default is an
+        :class:`~trio_designer.models._limiter.AdaptiveLimiter` with the default policy.
+
+    Yields:
+      The registry. On exit every client is closed and the simulator is stopped.
+
+    Raises:
+      ConfigError: a model names an unknown provider, a provider's ``api_key_env`` variable is
+        unset or empty (the message names the variable, never a value), or a base URL is
+        invalid. Raised before any request is sent.
+    """
+    models = config.models
+    providers = _declared_providers(models, config.providers)
+    pools = pool_sizes(models)
+    timeouts = _provider_timeouts(models)
+    async with AsyncExitStack() as stack:
+        clients: dict[str, OpenAICompatibleClient] = {}
+        for name, provider in providers.items():
+            client = OpenAICompatibleClient(
+                base_url=provider.base_url,
+                api_key=resolve_api_key(provider.api_key_env),
+                max_connections=pools[name],
+                timeout=timeouts[name],
+                extra_headers=provider.extra_headers,
+                name=name,
+            )
+            stack.push_async_callback(client.aclose)
+            clients[name] = client
+        simulator = None
+        if SIMULATOR_PROVIDER in pools:
+            from ..simulator import open_simulator
+
+            served = _simulated_models(models, simulator_models)
+            simulator = await stack.enter_async_context(open_simulator(served))
+            client = OpenAICompatibleClient(
+                base_url=simulator.url,
+                max_connections=pools[SIMULATOR_PROVIDER],
+                timeout=timeouts[SIMULATOR_PROVIDER],
+                name=SIMULATOR_PROVIDER,
+            )
+            stack.push_async_callback(client.aclose)
+            clients[SIMULATOR_PROVIDER] = client
+        yield ModelRegistry(models, clients, limiter_factory=limiter_factory, simulator=simulator)
+
+
+def _with_seed(extra_body: Mapping[str, Any] | None, seed: int | None) -> dict[str, Any] | None:
+    """The request's extra body fields, with ``seed`` unless the user set one."""
+    body = dict(extra_body or {})
+    if seed is not None:
+        body.setdefault("seed", seed)
+    return body or None

@@ -1,0 +1,97 @@
+"""``python -m trio_designer.simulator``: serve simulated models until Ctrl-C.
+
+Examples::
+
+    python -m trio_designer.simulator --port 8000 \\
+        --model gen:latency=0.5,sigma=0.3,capacity=16,mode=gpu \\
+        --model judge:latency=0.2,rpm=600,rate_429=0.05
+    python -m trio_designer.simulator --profile sim.yaml
+
+The first line printed on stdout is the OpenAI base URL (``http://HOST:PORT/v1``), so scripts
+can start it with ``--port 0`` and read the port. SIGINT (Ctrl-C) or SIGTERM stops the server;
+the exit code is then 0. Invalid options exit with code 2 and a message naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+import trio
+
+from .._exceptions import ConfigError
+from ._models import SimulatedModel, duplicate_name_problems, load_profile, parse_model_spec
+from ._server import Simulator, serve_simulator
+
+DEFAULT_MODEL = "simulated"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_designer.simulator",
+        description="Serve simulated OpenAI-compatible models (see docs/simulator.md).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME:key=value,...",
+        help="a model, e.g. gen:latency=0.5,sigma=0.3,capacity=16,mode=gpu,rate_429=0.05 "
+        "(repeatable)",
+    )
+    parser.add_argument("--profile", help="a YAML profile with a 'models' list")
+    return parser
+
+
+def models_from_args(args: argparse.Namespace) -> list[SimulatedModel]:
+    """The models named by ``--profile`` and ``--model`` (a default model if neither).
+
+    Raises:
+      ConfigError: any model is invalid, or two share a name.
+    """
+    models = load_profile(args.profile) if args.profile else []
+    models += [parse_model_spec(spec) for spec in args.model]
+    if not models:
+        models = [SimulatedModel(name=DEFAULT_MODEL)]
+    problems = duplicate_name_problems(models)
+    if problems:
+        raise ConfigError(problems)
+    return models
+
+
+async def serve_until_signal(models: Sequence[SimulatedModel], host: str, port: int) -> None:
+    """Serve, print the URL, and return on SIGINT or SIGTERM."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            simulator: Simulator = await nursery.start(
+                partial(serve_simulator, models, host=host, port=port)
+            )
+            print(simulator.url, flush=True)
+            names = ", ".join(m.name for m in models)
+            print(f"serving {names}; Ctrl-C to stop", file=sys.stderr, flush=True)
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        models = models_from_args(args)
+    except (ConfigError, OSError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    try:
+        trio.run(serve_until_signal, models, args.host, args.port)
+    except OSError as exc:
+        parser.exit(1, f"{parser.prog}: error: cannot serve on {args.host}:{args.port}: {exc}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
