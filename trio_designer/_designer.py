@@ -23,6 +23,7 @@ from ._engine._slots import SlotStatistics, TaskSlots
 from ._engine._sync import run_sync
 from ._engine._trace import TaskTrace
 from ._exceptions import ConfigError
+from ._progress import PlainProgress
 
 EngineName = Literal["async", "sync"]
 RunStatus = Literal["complete", "early_shutdown", "interrupted"]
@@ -110,6 +111,8 @@ class TrioDesigner:
         checkpointed, salvage rounds, early shutdown); used by progress displays.
       simulator_models: how the built-in simulated endpoint behaves for each model id of the
         ``simulator`` provider (latency, capacity, faults); ids not listed get the defaults.
+      progress: print a plain-text progress block (per column and per model) to stderr every
+        ``progress`` seconds (``True`` means every second); off by default.
 
     Example::
 
@@ -126,12 +129,14 @@ class TrioDesigner:
         engine: EngineName = "async",
         on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
         simulator_models: Sequence[Any] | None = None,
+        progress: bool | float = False,
     ) -> None:
         if engine not in ("async", "sync"):
             raise ConfigError(f"engine: unknown engine {engine!r}; use 'async' or 'sync'")
         self.engine: EngineName = engine
         self.on_event = on_event
         self.simulator_models = simulator_models
+        self.progress_interval = 1.0 if progress is True else float(progress or 0)
 
     async def create(
         self,
@@ -238,10 +243,7 @@ class TrioDesigner:
         state.trace.origin = start
         status: RunStatus = "interrupted"
         try:
-            if self.engine == "async":
-                await run_async(state, slots)
-            else:
-                await run_sync(state)
+            await self._run_engine(state, slots)
             status = "early_shutdown" if state.early_shutdown else "complete"
         finally:
             with trio.CancelScope(shield=True):
@@ -264,6 +266,22 @@ class TrioDesigner:
             if models is None
             else {name: lim.statistics() for name, lim in models.limiters().items()},
         )
+
+
+    async def _run_engine(self, state: RunState, slots: TaskSlots) -> None:
+        reporter = PlainProgress(state, interval=self.progress_interval or 1.0)
+        async with trio.open_nursery() as nursery:
+            if self.progress_interval:
+                nursery.start_soon(reporter.run)
+            try:
+                if self.engine == "async":
+                    await run_async(state, slots)
+                else:
+                    await run_sync(state)
+            finally:
+                nursery.cancel_scope.cancel()
+        if self.progress_interval:
+            reporter.print_block()
 
 
 def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:

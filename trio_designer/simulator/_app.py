@@ -476,15 +476,23 @@ def parse_chat_request(data: Mapping[str, Any], model: str) -> ChatRequest:
     max_tokens = None
     if data.get(limit_key) is not None:
         max_tokens = _int_field(data, limit_key, default=0, high=10**9)
-    reasoning = data.get("reasoning") is True or "reason" in model.lower()
+    seed = data.get("seed")
     return ChatRequest(
         model=model,
         messages=messages,
         response_format=_response_format(data.get("response_format")),
         max_tokens=max_tokens,
-        reasoning=reasoning,
-        seed=data.get("seed") if isinstance(data.get("seed"), int) else None,
+        reasoning=_wants_reasoning(data, model),
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
     )
+
+
+def _wants_reasoning(data: Mapping[str, Any], model: str) -> bool:
+    """``"reasoning": true`` at the top level (how OpenAI clients send ``extra_body``) or
+    inside a literal ``extra_body`` object, or a model whose name contains "reason"."""
+    extra = data.get("extra_body")
+    nested = isinstance(extra, dict) and extra.get("reasoning") is True
+    return data.get("reasoning") is True or nested or "reason" in model.lower()
 
 
 def _check_message(index: int, message: object) -> None:

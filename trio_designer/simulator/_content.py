@@ -1,8 +1,8 @@
 """Deterministic answers: text, code, JSON instances of a schema, embeddings.
 
 Pure functions, no trio, no I/O. Every answer is drawn from a ``random.Random`` seeded by a
-blake2b hash of (model name, messages, requested schema), so the same request always gets the
-same answer, in any process, in any order.
+blake2b hash of (model name, messages, requested schema, and the request's ``seed`` if it has
+one), so the same request always gets the same answer, in any process, in any order.
 
 What a chat request gets, first match wins:
 
