@@ -829,6 +829,21 @@ async def test_same_request_gets_the_same_content(autojump_clock: trio.testing.M
     assert other != first[0]
 
 
+async def test_request_seed_varies_the_content_deterministically(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """OpenAI's ``seed`` field picks another answer to the same prompt, the same one each time."""
+    async with simulated(SimulatedModel(name="m")) as (_, client):
+
+        async def ask(**extra: Any) -> str:
+            body = chat("m", "Tell me about owls.", **extra)
+            return content_of(await client.post("/chat/completions", json=body))
+
+        unseeded, one, two = await ask(), await ask(seed=1), await ask(seed=2)
+        assert len({unseeded, one, two}) == 3
+        assert await ask(seed=1) == one
+
+
 async def test_max_tokens_too_small_sets_finish_reason_length(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
