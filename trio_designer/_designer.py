@@ -23,7 +23,7 @@ from ._engine._slots import SlotStatistics, TaskSlots
 from ._engine._sync import run_sync
 from ._engine._trace import TaskTrace
 from ._exceptions import ConfigError
-from ._progress import PlainProgress
+from ._progress import make_reporter
 
 EngineName = Literal["async", "sync"]
 RunStatus = Literal["complete", "early_shutdown", "interrupted"]
@@ -111,8 +111,9 @@ class TrioDesigner:
         checkpointed, salvage rounds, early shutdown); used by progress displays.
       simulator_models: how the built-in simulated endpoint behaves for each model id of the
         ``simulator`` provider (latency, capacity, faults); ids not listed get the defaults.
-      progress: print a plain-text progress block (per column and per model) to stderr every
-        ``progress`` seconds (``True`` means every second); off by default.
+      progress: live progress on stderr: ``False`` (default, none), ``True`` or ``"auto"``
+        (sticky bars on a terminal, a plain-text block every few seconds otherwise),
+        ``"plain"``, ``"rich"``, or a number (plain text every that many seconds).
 
     Example::
 
@@ -129,14 +130,14 @@ class TrioDesigner:
         engine: EngineName = "async",
         on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
         simulator_models: Sequence[Any] | None = None,
-        progress: bool | float = False,
+        progress: bool | float | str = False,
     ) -> None:
         if engine not in ("async", "sync"):
             raise ConfigError(f"engine: unknown engine {engine!r}; use 'async' or 'sync'")
         self.engine: EngineName = engine
         self.on_event = on_event
         self.simulator_models = simulator_models
-        self.progress_interval = 1.0 if progress is True else float(progress or 0)
+        self.progress = progress
 
     async def create(
         self,
@@ -247,6 +248,10 @@ class TrioDesigner:
             status = "early_shutdown" if state.early_shutdown else "complete"
         finally:
             with trio.CancelScope(shield=True):
+                if output_dir is not None:
+                    await trio.to_thread.run_sync(
+                        partial(_write_artifacts, output_dir, state, self.engine)
+                    )
                 await sink.close(status=status, summary=_summary(state, status))
         return RunResult(
             status=status,
@@ -267,11 +272,10 @@ class TrioDesigner:
             else {name: lim.statistics() for name, lim in models.limiters().items()},
         )
 
-
     async def _run_engine(self, state: RunState, slots: TaskSlots) -> None:
-        reporter = PlainProgress(state, interval=self.progress_interval or 1.0)
+        reporter = make_reporter(self.progress, state)
         async with trio.open_nursery() as nursery:
-            if self.progress_interval:
+            if reporter is not None:
                 nursery.start_soon(reporter.run)
             try:
                 if self.engine == "async":
@@ -280,8 +284,8 @@ class TrioDesigner:
                     await run_sync(state)
             finally:
                 nursery.cancel_scope.cancel()
-        if self.progress_interval:
-            reporter.print_block()
+                if reporter is not None:
+                    reporter.final()
 
 
 def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:
@@ -294,6 +298,15 @@ def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:
     graph = ExecutionGraph.from_config(config)
     generators = {name: build_generator(graph.configs[name]) for name in graph.order}
     return graph, generators
+
+
+def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:
+    from ._tracefile import append_failures, write_trace
+
+    if state.failures:
+        append_failures(output_dir, state.failures)
+    if state.trace.enabled:
+        write_trace(output_dir, state.trace, engine=engine)
 
 
 def _column_summary(counts: ColumnCounts) -> ColumnSummary:

@@ -11,11 +11,12 @@ hot path. It prints a block every ``interval`` seconds (and once at the end)::
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import trio
 
 from ._engine._runtime import RunState
+from ._exceptions import ConfigError
 
 
 class PlainProgress:
@@ -36,6 +37,10 @@ class PlainProgress:
         while True:
             await trio.sleep(self._interval)
             self.print_block()
+
+    def final(self) -> None:
+        """Print the last block (the run ended, however it ended)."""
+        self.print_block()
 
     def print_block(self) -> None:
         elapsed = max(trio.current_time() - self._start, 1e-9)
@@ -75,3 +80,28 @@ class PlainProgress:
 def _endpoint_of(models: Any, alias: str) -> str:
     handle = models.model(alias)
     return f"{handle.provider}:{handle.model}"
+
+
+class Reporter(Protocol):
+    """What the designer runs next to the engine: ``run`` until cancelled, then ``final``."""
+
+    async def run(self) -> None: ...
+
+    def final(self) -> None: ...
+
+
+def make_reporter(progress: bool | float | str, state: RunState) -> Reporter | None:
+    """The progress reporter for ``TrioDesigner(progress=...)`` (``None`` for no progress).
+
+    ``True``/``"auto"``/``"rich"``/``"plain"``/a number of seconds; see ``TrioDesigner``.
+    """
+    if progress is False or progress == 0:
+        return None
+    if isinstance(progress, bool | int | float):
+        interval = 1.0 if progress is True else float(progress)
+        return PlainProgress(state, interval=interval)
+    if progress in ("auto", "plain", "rich"):
+        return PlainProgress(state, interval=1.0)
+    raise ConfigError(
+        f"progress: expected a bool, a number or 'auto'/'plain'/'rich', got {progress!r}"
+    )

@@ -173,6 +173,8 @@ class RunState:
         return plan_row_groups(self.num_records, self.run.row_group_size, skip=self.skip_row_groups)
 
     def emit(self, event: str, **fields: Any) -> None:
+        """Record a scheduler event (in the trace) and pass it to the ``on_event`` hook."""
+        self.trace.event(trio.current_time(), event, fields)
         if self.on_event is not None:
             self.on_event(event, fields)
 

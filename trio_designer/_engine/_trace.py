@@ -47,14 +47,30 @@ class TaskTrace:
     error_class: str | None = None
 
 
+@attrs.frozen(kw_only=True)
+class SchedulerEvent:
+    """A point event of the run: row group admitted / checkpointed, salvage round, limit
+    change, early shutdown. ``time`` is relative to the start of the run."""
+
+    time: float
+    name: str
+    fields: dict[str, object]
+
+
 @attrs.define(eq=False)
 class TraceRecorder:
-    """Collects :class:`TaskTrace` records when tracing is enabled."""
+    """Collects :class:`TaskTrace` records and :class:`SchedulerEvent` s when tracing is
+    enabled."""
 
     enabled: bool
     origin: float = 0.0
     records: list[TaskTrace] = attrs.Factory(list)
+    events: list[SchedulerEvent] = attrs.Factory(list)
 
     def add(self, trace: TaskTrace) -> None:
         if self.enabled:
             self.records.append(trace)
+
+    def event(self, now: float, name: str, fields: dict[str, object]) -> None:
+        if self.enabled:
+            self.events.append(SchedulerEvent(time=now - self.origin, name=name, fields=fields))
