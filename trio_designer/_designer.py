@@ -157,6 +157,8 @@ class TrioDesigner:
         from .config import config_fingerprint
 
         graph, generators = _prepare(config, num_records)
+        if resume:
+            _check_resumable(Path(output_dir), num_records, config.run.row_group_size)
         async with self._open_models(config) as models:
             sink = ParquetSink(output_dir)
             await sink.open(
@@ -298,6 +300,25 @@ def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:
     graph = ExecutionGraph.from_config(config)
     generators = {name: build_generator(graph.configs[name]) for name in graph.order}
     return graph, generators
+
+
+def _check_resumable(output_dir: Path, num_records: int, row_group_size: int) -> None:
+    """Refuse a resume whose row-group plan differs from the stopped run's."""
+    import json
+
+    from ._exceptions import SinkError
+
+    try:
+        stored = json.loads((output_dir / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return  # nothing to resume (or not ours): the sink decides
+    for field, wanted in (("num_records", num_records), ("row_group_size", row_group_size)):
+        if stored.get(field) not in (None, wanted):
+            raise SinkError(
+                f"cannot resume the run in '{output_dir}': it was started with {field} = "
+                f"{stored[field]}, not {wanted}; resume with the same value, or choose another "
+                "output directory"
+            )
 
 
 def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:

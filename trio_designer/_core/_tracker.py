@@ -230,6 +230,13 @@ class RowGroupTracker:
                 return task
         return None
 
+    def peek_ready(self) -> Task | None:
+        """The task ``pop_ready`` would return next, without taking it."""
+        heap = self._heap
+        while heap and heap[0][-1] not in self._ready_set:
+            heapq.heappop(heap)
+        return heap[0][-1] if heap else None
+
     def complete(self, task: Task) -> list[Task]:
         """Mark an in-flight task done; returns the tasks that became ready.
 

@@ -43,6 +43,12 @@ from ._runtime import RowGroupPlan, RunState, retry_delay
 from ._slots import SlotToken, TaskSlots
 from ._trace import TaskStatus
 
+#: At most this many inline cells run back to back before the dispatcher checkpoints.
+INLINE_BATCH = 128
+#: The dispatcher checkpoints after this many task spawns in a row (slots free at once do not
+#: checkpoint, see ``TaskSlots.acquire_submission``).
+SPAWNS_PER_CHECKPOINT = 64
+
 
 async def run_async(state: RunState, slots: TaskSlots) -> None:
     """Run every row group of ``state`` with the cell-level scheduler."""
@@ -89,6 +95,7 @@ class _RowGroupWorker:
         # Invariant: _scopes holds exactly the cancel scopes of this row group's running tasks.
         self._scopes: dict[Task, trio.CancelScope] = {}
         self._changed = trio.Event()
+        self._spawned = 0
 
     async def run(self) -> None:
         async with trio.open_nursery() as cells:
@@ -109,11 +116,63 @@ class _RowGroupWorker:
         if task is None:  # a drop emptied the frontier while we waited for the slot
             self.slots.release(token)
             return
+        if task.row is not None and self.state.runs_inline(task.column):
+            try:
+                self._run_inline_batch(task)
+            finally:
+                self.slots.release(token)
+            await trio.lowlevel.checkpoint()  # let the rest of the run breathe
+            return
         # The scope is registered before the task starts, so a drop that happens between
         # dispatch and start still reaches it (the task then never calls its generator).
         scope = trio.CancelScope()
         self._scopes[task] = scope
         cells.start_soon(self._run_task, task, token, scope, trio.current_time())
+        self._spawned += 1
+        if self._spawned % SPAWNS_PER_CHECKPOINT == 0:
+            await trio.lowlevel.checkpoint()
+
+    def _run_inline_batch(self, task: Task) -> None:
+        """Run ``task`` and the inline tasks that follow it in priority order, synchronously,
+        under the one submission slot the dispatcher holds. Bounded, so the dispatcher
+        checkpoints (at its next slot acquisition) at least every ``INLINE_BATCH`` cells."""
+        for _ in range(INLINE_BATCH):
+            self._run_inline(task)
+            following = self.tracker.peek_ready()
+            if (
+                following is None
+                or following.row is None
+                or not self.state.runs_inline(following.column)
+            ):
+                return
+            popped = self.tracker.pop_ready()
+            assert popped == following
+            task = following
+
+    def _run_inline(self, task: Task) -> None:
+        assert task.row is not None
+        now = trio.current_time()
+        attempt = self.tracker.attempts(task) + 1
+        error: BaseException | None = None
+        try:
+            status = self.state.run_cell_inline(self.buffer, task.column, task.row)
+        except Exception as exc:
+            error = exc
+            status = self._on_error(task, exc, attempt)
+        else:
+            self.tracker.complete(task)
+            self.state.record_success(task.column, status, 1)
+        self.state.add_trace(
+            plan=self.plan,
+            column=task.column,
+            row=task.row,
+            dispatched=now,
+            slot_acquired=now,
+            started=now,
+            status=status,
+            attempt=attempt,
+            error=error,
+        )
 
     async def _salvage(self) -> None:
         due = self.tracker.next_salvage_time()

@@ -237,13 +237,34 @@ class RunState:
             # sure the generator never starts for a dropped row.
             await trio.lowlevel.checkpoint_if_cancelled()
         started.append(trio.current_time())
-        result = await generator.agenerate(ctx)
-        if isinstance(result, CellOutput):
-            buf.values[column][row] = result.value
-            for extra, value in result.extras.items():
-                buf.values[extra][row] = value
-        else:
-            buf.values[column][row] = result
+        _store(buf, column, row, await generator.agenerate(ctx))
+        return "ok"
+
+    def runs_inline(self, column: str) -> bool:
+        """Whether cells of ``column`` run synchronously in the dispatcher: cheap, non-blocking,
+        not LLM-bound cell generators (Jinja expressions). Skips the per-task machinery (slot,
+        task, cancel scope), which dominates the cost of such cells."""
+        generator = self.generators[column]
+        return (
+            generator.strategy == "cell"
+            and generator.inline
+            and not generator.llm_bound
+            and generator._overrides("generate")
+        )
+
+    def run_cell_inline(self, buf: RowGroupBuffer, column: str, row: int) -> TaskStatus:
+        """:meth:`run_cell` for an inline column, synchronously (no checkpoint)."""
+        if self.is_skipped(buf, column, row):
+            self.mark_skipped(buf, column, row)
+            return "skipped"
+        ctx = CellContext(
+            column=column,
+            row_index=buf.plan.start + row,
+            row=buf.row_view(self.ancestors[column], row),
+            seed=self.run.seed,
+            models=self.models,
+        )
+        _store(buf, column, row, self.generators[column].generate(ctx))
         return "ok"
 
     async def run_full_column(
@@ -400,6 +421,15 @@ class RunState:
         self.rows_written += len(live)
         self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=len(live))
         buf.values.clear()
+
+
+def _store(buf: RowGroupBuffer, column: str, row: int, result: Any) -> None:
+    if isinstance(result, CellOutput):
+        buf.values[column][row] = result.value
+        for extra, value in result.extras.items():
+            buf.values[extra][row] = value
+    else:
+        buf.values[column][row] = result
 
 
 def retry_delay(exc: RetryableGenerationError, attempt: int) -> float:

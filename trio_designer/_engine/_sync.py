@@ -75,8 +75,14 @@ class _SyncRowGroup:
     async def _pass(
         self, column: str, rows: list[int | None], attempts: dict[int | None, int]
     ) -> list[tuple[int | None, RetryableGenerationError]]:
-        limiter = trio.CapacityLimiter(self._concurrency(column))
         failures: list[tuple[int | None, RetryableGenerationError]] = []
+        if self.state.runs_inline(column):
+            await trio.lowlevel.checkpoint()
+            for row in rows:
+                if row is not None and row not in self.dropped:
+                    self._one_inline(column, row, attempts.get(row, 0) + 1, failures)
+            return failures
+        limiter = trio.CapacityLimiter(self._concurrency(column))
         async with trio.open_nursery() as nursery:
             for row in rows:
                 if row is not None and row in self.dropped:
@@ -121,6 +127,37 @@ class _SyncRowGroup:
                     attempt=attempt,
                     error=error,
                 )
+
+    def _one_inline(
+        self,
+        column: str,
+        row: int,
+        attempt: int,
+        failures: list[tuple[int | None, RetryableGenerationError]],
+    ) -> None:
+        now = trio.current_time()
+        status: TaskStatus
+        error: BaseException | None = None
+        try:
+            status = self.state.run_cell_inline(self.buffer, column, row)
+            self.state.record_success(column, status, 1)
+        except RetryableGenerationError as exc:
+            error, status = exc, "retryable"
+            failures.append((row, exc))
+        except Exception as exc:
+            error, status = exc, "failed"
+            self._drop(column, row, exc, attempt)
+        self.state.add_trace(
+            plan=self.plan,
+            column=column,
+            row=row,
+            dispatched=now,
+            slot_acquired=now,
+            started=now,
+            status=status,
+            attempt=attempt,
+            error=error,
+        )
 
     async def _execute(self, column: str, row: int | None, started: list[float]) -> TaskStatus:
         if row is None:
