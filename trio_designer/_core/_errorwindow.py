@@ -1,8 +1,9 @@
 """The early-shutdown gate: a sliding window of task outcomes.
 
-Every successful task records a success; every non-retryable failure records an error.
-Retryable failures record nothing (a flaky or rate-limiting endpoint is the adaptive limiter's
-and the salvage rounds' business, not a reason to give up: reference bug #575). When the window is
+Every successful task records a success; every failure that drops a row records an error (a
+non-retryable error, or a retryable one that exhausted its retries). A retryable failure that is
+merely deferred records nothing (a flaky or rate-limiting endpoint is the adaptive limiter's and
+the salvage rounds' business, not a reason to give up: reference bug #575). When the window is
 full and the error fraction reaches the threshold, the run should shut down early.
 """
 

@@ -1,0 +1,53 @@
+"""Every shipped example loads, validates, and (for the scripts) runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trio_designer import PipelineConfig
+from trio_designer._graph import ExecutionGraph
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+SHAPES = {
+    "narrow": ["topic", "summary", "analysis", "conclusion"],
+    "deep": ["topic", "audience", "summary", "trivia", "analysis", "conclusion", "quality"],
+    "wide": ["topic", "summary", "trivia", "analysis", "conclusion", "trivia_2"],
+    "dual_model": ["topic", "summary", "trivia", "analysis", "judge_sum", "judge_tri", "judge_ana"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_shape_examples_validate(name: str) -> None:
+    config = PipelineConfig.from_file(EXAMPLES / f"{name}.yaml")
+    graph = ExecutionGraph.from_config(config)
+    assert set(SHAPES[name]) <= set(graph.order)
+
+
+def test_seed_shapes_have_the_seed_critical_paths() -> None:
+    """Narrow and Deep chain 3 LLM columns, Wide has 1, Dual-model has 2 (generate, judge)."""
+    expected = {"narrow": 3, "deep": 3, "wide": 1, "dual_model": 2}
+    for name, llm_depth in expected.items():
+        graph = ExecutionGraph.from_config(PipelineConfig.from_file(EXAMPLES / f"{name}.yaml"))
+        latency = {c: 1.0 for c in graph.order if graph.llm_bound[c]}
+        assert graph.critical_path(latency) == llm_depth, name
+
+
+@pytest.mark.parametrize(
+    "script", [["side_by_side.py", "--num-records", "3"], ["run_demo.py", "--num-records", "5"]]
+)
+def test_example_scripts_run(script: list[str], tmp_path: Path) -> None:
+    args = [*script, "--output-dir", str(tmp_path / "demo")] if "run_demo" in script[0] else script
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / args[0]), *args[1:]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "complete" in done.stdout
