@@ -109,24 +109,11 @@ class _SyncRowGroup:
                 status = await self._execute(column, row, started)
                 cells = 1 if row is not None else self.plan.size - len(self.dropped)
                 self.state.record_success(column, status, cells)
-            except RetryableGenerationError as exc:
-                error, status = exc, "retryable"
-                failures.append((row, exc))
             except Exception as exc:
-                error, status = exc, "failed"
-                self._drop(column, row, exc, attempt)
+                error, status = exc, self._failed(column, row, attempt, exc, failures)
             finally:
-                self.state.add_trace(
-                    plan=self.plan,
-                    column=column,
-                    row=row,
-                    dispatched=dispatched,
-                    slot_acquired=dispatched,
-                    started=started[0] if started else trio.current_time(),
-                    status=status,
-                    attempt=attempt,
-                    error=error,
-                )
+                first = started[0] if started else trio.current_time()
+                self._trace(column, row, dispatched, first, status, attempt, error)
 
     def _one_inline(
         self,
@@ -141,19 +128,42 @@ class _SyncRowGroup:
         try:
             status = self.state.run_cell_inline(self.buffer, column, row)
             self.state.record_success(column, status, 1)
-        except RetryableGenerationError as exc:
-            error, status = exc, "retryable"
-            failures.append((row, exc))
         except Exception as exc:
-            error, status = exc, "failed"
-            self._drop(column, row, exc, attempt)
+            error, status = exc, self._failed(column, row, attempt, exc, failures)
+        self._trace(column, row, now, now, status, attempt, error)
+
+    def _failed(
+        self,
+        column: str,
+        row: int | None,
+        attempt: int,
+        exc: Exception,
+        failures: list[tuple[int | None, RetryableGenerationError]],
+    ) -> TaskStatus:
+        """Classify a failed attempt: retryable ones are retried after the pass."""
+        if isinstance(exc, RetryableGenerationError):
+            failures.append((row, exc))
+            return "retryable"
+        self._drop(column, row, exc, attempt)
+        return "failed"
+
+    def _trace(
+        self,
+        column: str,
+        row: int | None,
+        dispatched: float,
+        started: float,
+        status: TaskStatus,
+        attempt: int,
+        error: BaseException | None,
+    ) -> None:
         self.state.add_trace(
             plan=self.plan,
             column=column,
             row=row,
-            dispatched=now,
-            slot_acquired=now,
-            started=now,
+            dispatched=dispatched,
+            slot_acquired=dispatched,
+            started=started,
             status=status,
             attempt=attempt,
             error=error,
