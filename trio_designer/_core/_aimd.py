@@ -10,86 +10,89 @@ Design note
 -----------
 **Two signals.** A hosted API says "too much" with a 429; a self-hosted GPU server (vLLM, NIM,
 TGI) never does: requests beyond what it batches queue inside the server, and the only symptom is
-latency growing with our concurrency. So the controller listens to both:
+latency growing with our concurrency. So the controller listens to both.
 
-* *429 (reference behaviour).* Start at the ceiling. On a 429, cut the limit to
-  ``floor(base × decrease_factor)`` (at least 1) and stop admitting for ``Retry-After`` seconds
-  (``cooldown`` when the server gave none). Only the first 429 of a burst cuts: every admission
-  records the *rate epoch* it was admitted in, a cut starts a new epoch, and a 429 from an older
-  epoch only extends the cooldown — it reports on concurrency we already gave up. After
-  ``successes_per_increase`` successes (outside cooldowns) the limit grows by one, up to the
-  ceiling.
-* *Latency (beyond the reference).* Latency is sampled in *cohorts*: the first
-  ``latency_samples`` requests admitted after a window opens; the window closes when all of them
-  have been released, and its statistic is their trimmed mean (the fastest and slowest eighth
-  left out). Cohorts, not "the next n completions", because right after a burst of admissions
-  the first completions are the fast ones, and a completion-ordered window would read the
-  unloaded latency off a loaded system. The mean, not the median, because Little's law is about
-  means: with 20 requests on a server that runs 16, most requests never queue and the median
-  does not move. A window measures one limit: any limit change abandons the open window.
+*429 (the reference's rule).* Start at the ceiling. On a 429, cut the limit to
+``floor(base × decrease_factor)`` (at least 1) and admit nothing for ``Retry-After`` seconds
+(``cooldown`` when the server gave none). Only the first 429 of a burst cuts: every admission
+records the *rate epoch* it was admitted in, a cut starts a new epoch, and a 429 from an older
+epoch only extends the cooldown — it reports on concurrency we already gave up. After
+``successes_per_increase`` successes (outside cooldowns) the limit grows by one, up to the
+ceiling.
 
-  The *baseline* (unloaded latency) is measured by *probing*, the way BBR's ProbeRTT re-measures
-  the minimum RTT: halve the admission cap for one window; if latency fell by more than
-  ``latency_hold`` (and not merely back to the previous baseline), we were queueing, so halve
-  again; stop when halving no longer helps or the cap is 1. The baseline is the lowest mean the
-  probe saw (the regular window that started it included). Against that baseline, each regular
-  window decides:
+*Latency (beyond the reference).* Three pieces:
 
-  - recent / baseline ≤ ``latency_hold`` (1.2): growth allowed (one step per window at most);
-  - above ``latency_hold``: stop growing — a queue is building;
-  - above ``latency_tolerance`` (1.5) and beyond noise: probe, then cut to the concurrency the
-    endpoint really serves, by Little's law ``L × baseline / recent`` (above its knee a FIFO or
-    processor-sharing server's latency is ``L / C`` times the unloaded one, so this is ``C``),
-    keeping at least ``latency_decrease_floor × L``.
+1. **Measurement windows.** A window is a *cohort*: the first ``latency_samples`` requests
+   admitted after it opens; it closes when all of them have been released, and its statistic is
+   their trimmed mean (the fastest and slowest eighth left out). Cohorts, not "the next n
+   completions": right after a burst of admissions the first completions are the fast ones, and
+   a completion-ordered window would read an unloaded latency off a loaded system. The mean, not
+   the median: Little's law is about means, and with 20 requests on a server that runs 16, most
+   requests never queue, so the median does not move. A window measures one limit; any limit
+   change abandons the open one.
+2. **Baseline by probing**, the way BBR's ProbeRTT re-measures the minimum RTT: halve the
+   admission cap for one window, and again while halving lowers latency by more than
+   ``latency_hold``; stop when it no longer helps, when the cap is 1, or as soon as a window is
+   back within ``latency_hold`` of the current baseline (a routine probe is then one window).
+   The first probe window is always followed by a second, so halving is judged between two
+   probe windows and never against the window that started the probe, which may be a transient
+   (the start-up burst). The baseline is the probe's last window. Probes run when there is no
+   baseline, every ``probe_interval`` windows, when a window comes in well *below* the baseline
+   (the endpoint got faster), and when a window looks overloaded.
+3. **Decisions.** Growth needs the windows at the current limit (the last four, pooled) to be
+   within ``latency_hold`` of the baseline: above it a queue is building, and the limit holds.
+   A window above ``latency_tolerance`` × baseline *and* beyond noise (``latency_confidence``
+   standard errors) starts a probe; if the window still looks overloaded against the fresh
+   baseline, the **next** window must confirm it before the limit is cut — the first one was
+   picked because it was high, so its own ratio is biased upwards. The cut goes to where
+   Little's law puts latency at the hold level: ``L × latency_hold × baseline / recent`` (above
+   its knee, a FIFO or processor-sharing server's latency is ``L / C`` times the unloaded one),
+   keeping at least ``latency_decrease_floor × L``. Probing before every cut means an endpoint
+   that became slower at every concurrency (longer prompts) is re-baselined, not throttled to 1.
 
-  A probe runs when there is no baseline yet, every ``probe_interval`` windows, when a window is
-  well *below* the baseline (the endpoint got faster), and *before every latency cut*: a cut is
-  always judged against a baseline measured moments ago, so an endpoint that became slower at
-  every concurrency (longer prompts) re-baselines instead of being throttled down to 1.
-
-  Start-up: the limit starts at the ceiling (say 256) while the server runs 16; the first window
-  sees a queue and has no baseline, so a probe halves 64 → 32 → 16 → 8 in flight until latency
-  stops falling, which finds the unloaded latency even on a server where *every* early request
-  queued (processor sharing); two Little's-law cuts (each bounded by the floor) then land on
-  the knee. On the in-process GPU model of ``tests/test_limiter.py`` (16 slots, 0.1 s, 64
-  clients, ceiling 256) this takes about two seconds; afterwards the endpoint runs at ~97 % of
-  its throughput with latency ~1.25× baseline.
+Start-up: the limit starts at the ceiling (say 256) while the server runs 16. The first window
+has no baseline, so a probe halves 64 → 32 → 16 → 8 in flight until latency stops falling; this
+finds the unloaded latency even on a server where *every* early request queued (processor
+sharing). Two confirmed cuts (each bounded by the floor) bring the limit to the knee's hold
+level. On the in-process GPU model of ``tests/test_limiter.py`` (16 slots × 0.1 s, 64 clients,
+ceiling 256) that takes about five virtual seconds; afterwards the endpoint runs at ~99 % of its
+throughput with latency ~1.2–1.35× baseline. With lognormal service times (σ 0.5–0.8) the
+simulation keeps 85–100 % of the throughput at 1.1–1.5× latency.
 
 **Why these numbers.** ``decrease_factor=0.75``, ``cooldown=2.0`` and
 ``successes_per_increase=25`` are the reference's, so hosted-API behaviour is the same. 25 also
 keeps additive increase slower than the feedback: at limit L one step takes ``25 / L`` round
-trips, so for the limits where a step matters (L ≤ 25) its effect is seen before the next.
-``latency_tolerance=1.5``: LLM latency is noisy (lognormal σ 0.3–0.8 from output length alone),
-so 1.5× is "well above", while 1.5× at the knee is a queue a third as deep as the server's batch
-— worth removing. ``latency_hold=1.2``: a fifth of a batch waiting means the queue has started;
-noise above it only pauses growth, which costs little. ``latency_samples=32``: one decision per
-32 requests; in simulation 16 let a σ=0.8 endpoint drift to 2× baseline before the confidence
-test fired, 32 kept it near 1.1–1.6×. ``latency_confidence=3``: a cut also needs
-``ln(recent/baseline) > 3 × standard error`` (each trimmed mean's error from its winsorized
-spread), so a noisy endpoint needs a larger ratio before it is throttled — a false cut costs
-throughput, a late one only latency. ``latency_decrease_floor=0.5`` bounds the damage of one bad
-reading, as Netflix's Gradient limiter bounds its gradient. ``probe_interval=100``: a routine
-probe is one window at half concurrency (it stops as soon as it finds the old baseline again),
-under 1 % of throughput at this rate.
+trips. ``latency_tolerance=1.5``: LLM latency is noisy (lognormal σ 0.3–0.8 from output length
+alone), so 1.5× is "well above"; at the knee it means a queue half as deep as the server's
+batch. ``latency_hold=1.2``: a fifth of a batch waiting means a queue has started; noise above
+it only pauses growth, which costs little. ``latency_samples=32``: in simulation 16 let a σ=0.8
+endpoint drift to 2× before the noise test let it cut. ``latency_confidence=2``: a cut needs two
+independent windows (trigger and confirmation) beyond 2 standard errors, so a false cut is a
+~1-in-2000 event per trigger, while 3 let very noisy endpoints sit at 2× baseline.
+``latency_decrease_floor=0.5`` bounds the damage of one bad reading, as Netflix's Gradient
+limiter bounds its gradient. ``probe_interval=100``: a routine probe is one window at half
+concurrency, under 1 % of throughput at this rate.
 
 **Cuts are taken from the concurrency actually used.** A limit of 256 with 64 requests in
-flight says nothing about 256; the base of a cut is ``min(limit, peak in flight since the limit
-last changed)`` — RFC 5681 sets ssthresh from FlightSize, not cwnd, for the same reason. When the
-limiter is saturated (the usual case when a 429 arrives) the two are equal and this is exactly the
-reference rule.
+flight says nothing about 256: the base of a 429 cut is ``min(limit, peak in flight since the
+limit last changed)``, and a latency cut starts from the peak in flight of the window that
+measured it (RFC 5681 sets ssthresh from FlightSize, not cwnd, for the same reason). When the
+limiter is saturated, as it is when a 429 arrives, this is exactly the reference rule.
 
 Prior art: AIMD (Chiu and Jain 1989; TCP congestion avoidance); the reference engine's
 ``ThrottleManager`` and request-admission controller (cascade dampening by admission limit);
 TCP Vegas (Brakmo and Peterson 1994: back off when ``L × (1 − base/rtt)`` requests are queued);
 BBR (windowed minimum RTT, ProbeRTT); Netflix ``concurrency-limits`` (Vegas and Gradient limiters
-for RPC servers); CoDel (react to standing queue delay, not to bursts).
+for RPC servers); CoDel (act on a standing queue, not on a burst).
 
 Trade-offs. Probing gives away throughput to learn the baseline; without it a baseline measured
 under load can never be corrected, and a baseline allowed to drift up with load ratchets: each
-window lets the limit grow a little more. Cohorts delay decisions by a round trip. Decisions are
-per window, so a slow endpoint (10 s calls) adapts in minutes, not seconds; 429s still act at
-once. Against a hard concurrency cap the 429 rule saw-tooths between 0.75 L and L (reference
-behaviour, ~70–80 % of the cap's throughput in simulation with a 2 s cooldown).
+window lets the limit grow a little more. Confirmation and cohorts delay a cut by about three
+windows; decisions are per window, so a slow endpoint (10 s calls) adapts in minutes, not
+seconds — 429s still act at once. The steady state sits just past the knee (latency between 1.0
+and ~1.3× baseline), trading a little latency for full throughput. Against a hard concurrency
+cap the 429 rule saw-tooths between 0.75 L and L (reference behaviour; ~70–80 % of the cap's
+throughput in simulation with a 2 s cooldown).
 
 Complexity: O(1) per event, plus O(``latency_samples`` log ``latency_samples``) when a window
 closes.
@@ -110,12 +113,15 @@ Open questions:
 
 Invariants (checked by ``tests/test_aimd.py::AimdMachine``):
 
-* ``1 <= limit <= ceiling`` (``limit_within_bounds``);
-* ``in_flight <= limit`` at every admission (``admissions_respect_the_cap``);
-* no admission while ``now < cooldown_until`` (``admissions_respect_the_cap``);
-* at most one 429 cut per rate epoch (``one_cut_per_burst``);
-* a latency cut never goes below 1 nor below ``latency_decrease_floor`` of the concurrency it
-  measured (``latency_cuts_are_bounded``);
+* ``1 <= admission cap <= limit <= ceiling`` (``limit_within_bounds``);
+* ``in_flight`` counts exactly the admissions not yet recorded (``in_flight_is_what_we_hold``);
+* nothing is admitted while ``in_flight >= admission cap`` or ``now < cooldown_until``
+  (``admissions_respect_the_cap``, and the ``admit`` rule); the cooldown end never moves
+  backwards (``cooldown_never_moves_backwards``);
+* at most one 429 cut per rate epoch, of exactly ``max(1, floor(min(limit, peak) × factor))``
+  (``one_cut_per_burst``, the ``rate_limited`` rule);
+* a latency cut goes down, never below 1 nor below ``latency_decrease_floor`` of the
+  concurrency it measured; an increase is +1 (``check_change``);
 * liveness: with a constant latency and no 429, successes bring the limit back to the ceiling
   (``teardown``).
 """
@@ -124,6 +130,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import deque
 from collections.abc import Sequence
 from typing import Literal
 
@@ -148,6 +155,11 @@ _Verdict = Literal["pending", "ok", "hold"]
 # A success reported in the same instant as its admission (possible in virtual time) has zero
 # latency; latencies are clamped to this so that ratios and logarithms stay finite.
 _MIN_LATENCY = 1e-6
+
+# How many of the latest regular windows at the current limit the growth verdict pools: one
+# window's mix of queued and unqueued requests varies, and a single lucky window must not let
+# the limit creep upwards through the hold band.
+_POOLED_WINDOWS = 4
 
 # The fraction of a cohort's fastest and of its slowest latencies left out of its mean.
 _TRIM = 0.125
@@ -192,7 +204,7 @@ class Policy:
     latency_tolerance: float = attrs.field(default=1.5, validator=attrs.validators.ge(1.0))
     latency_hold: float = attrs.field(default=1.2, validator=attrs.validators.ge(1.0))
     latency_samples: int = attrs.field(default=32, validator=attrs.validators.ge(4))
-    latency_confidence: float = attrs.field(default=3.0, validator=attrs.validators.ge(0.0))
+    latency_confidence: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
     latency_decrease_floor: float = attrs.field(default=0.5, validator=_in_open_unit_interval)
     probe_interval: int = attrs.field(default=100, validator=attrs.validators.ge(1))
 
@@ -260,6 +272,14 @@ def summarize_latencies(latencies: Sequence[float]) -> LatencySummary:
     return LatencySummary(mean=mean, rel_se=se / mean, samples=n)
 
 
+def _pooled(summaries: Sequence[LatencySummary]) -> LatencySummary:
+    """Several cohorts' summaries as one (weighted by their sizes)."""
+    n = sum(x.samples for x in summaries)
+    mean = math.fsum(x.samples * x.mean for x in summaries) / n
+    se = math.sqrt(math.fsum((x.samples * x.rel_se * x.mean) ** 2 for x in summaries)) / n
+    return LatencySummary(mean=mean, rel_se=se / mean, samples=n)
+
+
 def _exceeds(high: LatencySummary, low: LatencySummary, factor: float, z: float) -> bool:
     """``high`` is more than ``factor`` times ``low``, and by more than ``z`` standard errors."""
     ratio = high.mean / low.mean
@@ -309,6 +329,10 @@ class _Window:
     serial: int
     size: int
     cap: int | None  # the probe's admission cap, or None for a regular window
+    # A settling window is measured but not judged: it follows a jump of the admission cap (a
+    # probe's end, a cooldown's end), when its cohort is admitted in one burst and sees a queue
+    # that is still building up to the new level.
+    settle: bool = False
     admitted: int = 0
     # Invariant: outstanding == cohort members admitted and not yet released.
     outstanding: int = 0
@@ -380,8 +404,13 @@ class AimdController:
         self._probe: _Probe | None = None
         self._verdict: _Verdict = "pending"
         self._baseline: LatencySummary | None = None
+        # The latest regular windows measured at the current limit (cleared when it changes).
+        self._at_limit: deque[LatencySummary] = deque(maxlen=_POOLED_WINDOWS)
         self._recent: LatencySummary | None = None
         self._windows_since_probe = 0
+        # Set when a probe found the window that started it overloaded: the next regular
+        # window decides whether to cut.
+        self._confirming = False
 
     # -- read-only state --------------------------------------------------------------------
     @property
@@ -511,7 +540,7 @@ class AimdController:
         self._rate_epoch += 1
         old = self._limit
         new = max(1, math.floor(min(self._limit, self._peak) * self._policy.decrease_factor))
-        self._set_limit(new)
+        self._set_limit(new, settle=True)  # admissions resume in a burst after the cooldown
         if new == old:
             return None
         return LimitChange(old=old, new=new, reason="rate_limited", at=now, cooldown=cooldown)
@@ -557,21 +586,27 @@ class AimdController:
             if latency is not None:
                 window.samples.append(latency)
 
-    def _set_limit(self, new: int) -> None:
+    def _set_limit(self, new: int, *, settle: bool = False) -> None:
         """Apply a new limit (or re-apply the old one after a 429): a fresh measurement."""
         self._limit = new
         self._peak = self._in_flight
         self._streak = 0
         self._probe = None
+        self._confirming = False
+        self._at_limit.clear()
         self._verdict = "pending"
-        self._open_window(None)
+        self._open_window(None, settle=settle)
 
-    def _open_window(self, cap: int | None) -> None:
-        self._window = _Window(serial=self._window.serial + 1, size=self._window.size, cap=cap)
+    def _open_window(self, cap: int | None, *, settle: bool = False) -> None:
+        self._window = _Window(
+            serial=self._window.serial + 1, size=self._window.size, cap=cap, settle=settle
+        )
 
     def _maybe_increase(self, now: float) -> LimitChange | None:
+        # No cooldown check needed: a 429 resets the streak, and successes reported during a
+        # cooldown do not extend it.
         steps = self._policy.successes_per_increase
-        if self._streak < steps or now < self._cooldown_until:
+        if self._streak < steps:
             return None
         if self._limit >= self._ceiling:
             self._streak = 0
@@ -586,38 +621,76 @@ class AimdController:
         window = self._window
         if not (self._policy.latency_signal and window.closed):
             return None
+        if window.settle:
+            self._open_window(window.cap)
+            return None
         summary = None
         if len(window.samples) >= max(3, window.size // 2):
             summary = summarize_latencies(window.samples)
         if window.cap is not None:
-            return self._probe_step(summary, window.cap, now)
-        self._judge(summary, window.peak_in_flight)
-        return None
+            self._probe_step(summary, window.cap)
+            return None
+        return self._judge(summary, window.peak_in_flight, now)
 
-    def _judge(self, summary: LatencySummary | None, concurrency: int) -> None:
-        """A regular window closed: start a probe, or set the verdict for growth."""
+    def _judge(
+        self, summary: LatencySummary | None, concurrency: int, now: float
+    ) -> LimitChange | None:
+        """A regular window closed: cut (if it confirms a suspicion), start a probe, or set the
+        verdict for growth."""
+        confirming, self._confirming = self._confirming, False
         if summary is None:  # too many failures to say anything
             self._open_window(None)
-            return
+            return None
         self._recent = summary
+        self._at_limit.append(summary)
         baseline = self._baseline
-        if (
+        p = self._policy
+        overloaded = baseline is not None and _exceeds(
+            summary, baseline, p.latency_tolerance, self._confidence
+        )
+        if confirming and overloaded:
+            assert baseline is not None
+            return self._latency_cut(summary, baseline, concurrency, now)
+        if not confirming and (
             baseline is None
-            or self._windows_since_probe >= self._policy.probe_interval
-            or _exceeds(summary, baseline, self._policy.latency_tolerance, self._confidence)
-            or _exceeds(baseline, summary, self._policy.latency_hold, self._confidence)
+            or overloaded
+            or self._windows_since_probe >= p.probe_interval
+            or _exceeds(baseline, summary, p.latency_hold, self._confidence)
         ):
             self._probe = _Probe(reference=summary, concurrency=concurrency)
             self._verdict = "pending"
             self._open_window(max(1, concurrency // 2))
-            return
+            return None
+        assert baseline is not None
         self._windows_since_probe += 1
-        self._verdict = self._verdict_for(summary, baseline)
+        self._verdict = self._verdict_for(baseline)
         self._open_window(None)
+        return None
 
-    def _probe_step(
-        self, summary: LatencySummary | None, cap: int, now: float
+    def _latency_cut(
+        self, recent: LatencySummary, baseline: LatencySummary, concurrency: int, now: float
     ) -> LimitChange | None:
+        """Cut to where Little's law puts latency at ``latency_hold`` × baseline."""
+        p = self._policy
+        keep = max(p.latency_hold * baseline.mean / recent.mean, p.latency_decrease_floor)
+        new = max(1, math.floor(concurrency * keep))
+        if new >= self._limit:
+            self._verdict = "hold"
+            self._open_window(None)
+            return None
+        old = self._limit
+        self._set_limit(new)
+        return LimitChange(
+            old=old,
+            new=new,
+            reason="latency",
+            at=now,
+            recent_latency=recent.mean,
+            baseline_latency=baseline.mean,
+            concurrency=concurrency,
+        )
+
+    def _probe_step(self, summary: LatencySummary | None, cap: int) -> None:
         """A probe window closed: halve again while halving still lowers latency."""
         probe = self._probe
         assert probe is not None  # a window with a cap exists only during a probe
@@ -625,12 +698,12 @@ class AimdController:
             self._probe = None
             self._verdict = "pending"
             self._open_window(None)
-            return None
+            return
         if cap > 1 and self._keep_halving(probe.previous, summary):
             probe.previous = summary
             self._open_window(max(1, cap // 2))
-            return None
-        return self._finish_probe(probe, summary, now)
+            return
+        self._finish_probe(probe, summary)
 
     def _keep_halving(self, previous: LatencySummary | None, latest: LatencySummary) -> bool:
         """Whether the probe should halve the cap once more.
@@ -650,34 +723,22 @@ class AimdController:
             return True
         return _exceeds(previous, latest, hold, self._confidence)
 
-    def _finish_probe(
-        self, probe: _Probe, baseline: LatencySummary, now: float
-    ) -> LimitChange | None:
+    def _finish_probe(self, probe: _Probe, baseline: LatencySummary) -> None:
+        """Adopt the probe's last window as the baseline. If the window that started the probe
+        looks overloaded against it, the next regular window must confirm before any cut: the
+        starting window was picked *because* it was high, so its own ratio is biased upwards."""
         self._probe = None
         self._baseline = baseline
         self._windows_since_probe = 0
-        reference = probe.reference
-        if _exceeds(reference, baseline, self._policy.latency_tolerance, self._confidence):
-            target = self._policy.latency_hold * baseline.mean / reference.mean
-            keep = max(target, self._policy.latency_decrease_floor)
-            new = max(1, math.floor(probe.concurrency * keep))
-            if new < self._limit:
-                old = self._limit
-                self._set_limit(new)
-                return LimitChange(
-                    old=old,
-                    new=new,
-                    reason="latency",
-                    at=now,
-                    recent_latency=reference.mean,
-                    baseline_latency=baseline.mean,
-                    concurrency=probe.concurrency,
-                )
-        self._verdict = self._verdict_for(reference, baseline)
-        self._open_window(None)
-        return None
+        self._confirming = _exceeds(
+            probe.reference, baseline, self._policy.latency_tolerance, self._confidence
+        )
+        self._verdict = "pending" if self._confirming else self._verdict_for(baseline)
+        self._open_window(None, settle=True)
 
-    def _verdict_for(self, recent: LatencySummary, baseline: LatencySummary) -> _Verdict:
+    def _verdict_for(self, baseline: LatencySummary) -> _Verdict:
+        """Growth verdict from the windows pooled at the current limit."""
+        recent = _pooled(self._at_limit)
         return "hold" if recent.mean > self._policy.latency_hold * baseline.mean else "ok"
 
     @property

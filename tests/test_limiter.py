@@ -1,0 +1,592 @@
+"""Model limiters (``trio_designer.models._limiter``): a contract suite over both limiters, then
+the adaptive limiter's 429 and latency behaviour in virtual time."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trio_designer._core._aimd import LimitChange, Policy
+from trio_designer.models._limiter import (
+    AdaptiveLimiter,
+    LimiterStatistics,
+    ModelLimiter,
+    Permit,
+    StaticLimiter,
+)
+
+BIG = 10_000
+
+Factory = Callable[[int], ModelLimiter]
+FACTORIES: dict[str, Factory] = {
+    "static": lambda ceiling: StaticLimiter("m", ceiling),
+    "adaptive": lambda ceiling: AdaptiveLimiter("m", ceiling),
+}
+contract = pytest.mark.parametrize("make", list(FACTORIES.values()), ids=list(FACTORIES))
+
+
+async def hold_until(
+    limiter: ModelLimiter, release: trio.Event, entered: list[int], tag: int
+) -> None:
+    async with limiter.slot() as permit:
+        entered.append(tag)
+        await release.wait()
+        permit.success()
+
+
+# -- contract: both limiters -------------------------------------------------------------------
+
+
+@contract
+async def test_slot_admits_up_to_the_limit_then_parks(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    limiter = make(3)
+    release, entered = trio.Event(), list[int]()
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            for i in range(5):
+                nursery.start_soon(hold_until, limiter, release, entered, i)
+            await trio.testing.wait_all_tasks_blocked()
+            s = limiter.statistics()
+            assert (s.in_flight, s.waiting, s.limit, s.ceiling) == (3, 2, 3, 3)
+            assert len(entered) == 3
+            release.set()
+    s = limiter.statistics()
+    assert (s.in_flight, s.waiting, s.successes) == (0, 0, 5)
+
+
+@contract
+async def test_waiters_are_admitted_in_fifo_order(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    limiter = make(1)
+    release, entered = trio.Event(), list[int]()
+    order: list[int] = []
+
+    async def waiter(tag: int) -> None:
+        async with limiter.slot() as permit:
+            order.append(tag)
+            permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hold_until, limiter, release, entered, -1)
+            await trio.testing.wait_all_tasks_blocked()
+            for tag in range(6):
+                nursery.start_soon(waiter, tag)
+                await trio.testing.wait_all_tasks_blocked()  # fixes the arrival order
+            assert limiter.statistics().waiting == 6
+            release.set()
+    assert order == list(range(6))
+
+
+@contract
+async def test_a_newcomer_never_overtakes_a_parked_waiter(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    limiter = make(1)
+    order: list[str] = []
+
+    async def one(tag: str) -> None:
+        async with limiter.slot() as permit:
+            order.append(tag)
+            await trio.sleep(1)
+            permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, "first")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(one, "parked")
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(1)  # "first" releases; "parked" is granted the slot at once
+            nursery.start_soon(one, "newcomer")
+    assert order == ["first", "parked", "newcomer"]
+
+
+async def test_a_newcomer_does_not_overtake_a_waiter_when_a_cooldown_ends(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """At the instant a cooldown ends there is a free slot and a parked waiter, until the
+    cooldown sleeper runs; a task arriving in that instant must queue behind the waiter."""
+    limiter = AdaptiveLimiter("m", 1)
+    order: list[str] = []
+
+    async def waiter() -> None:
+        async with limiter.slot() as permit:
+            order.append("parked")
+            permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            async with limiter.slot() as permit:
+                permit.rate_limited(None)  # cooldown until 2.0
+            nursery.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            autojump_clock.jump(2.0)  # the cooldown is over; nothing else has run yet
+            async with limiter.slot() as permit:
+                order.append("newcomer")
+                permit.success()
+    assert order == ["parked", "newcomer"]
+
+
+@contract
+async def test_cancelled_waiter_leaves_no_trace(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    limiter = make(1)
+    release, entered = trio.Event(), list[int]()
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hold_until, limiter, release, entered, 0)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(hold_until, limiter, release, entered, 1)
+            scope = trio.CancelScope()
+
+            async def cancellable() -> None:
+                with scope:
+                    async with limiter.slot():
+                        pytest.fail("a cancelled waiter must never be admitted")
+
+            nursery.start_soon(cancellable)
+            await trio.testing.wait_all_tasks_blocked()
+            assert limiter.statistics().waiting == 2
+            scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert limiter.statistics().waiting == 1
+            release.set()
+    s = limiter.statistics()
+    assert (s.in_flight, s.waiting, s.successes) == (0, 0, 2)
+    assert entered == [0, 1]
+
+
+@contract
+async def test_slot_is_released_when_the_body_raises(make: Factory) -> None:
+    limiter = make(2)
+
+    async def body_raises() -> None:
+        async with limiter.slot():
+            assert limiter.statistics().in_flight == 1
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await body_raises()
+    s = limiter.statistics()
+    assert (s.in_flight, s.successes, s.failures, s.rate_limited) == (0, 0, 0, 0)
+
+
+@contract
+async def test_reporting_twice_raises_and_exit_does_not_release_again(make: Factory) -> None:
+    limiter = make(2)
+    async with limiter.slot() as permit:
+        permit.success()
+        assert permit.released
+        assert limiter.statistics().in_flight == 0
+        with pytest.raises(RuntimeError, match=r"^this permit of model limiter 'm' was already"):
+            permit.failure()
+    s = limiter.statistics()
+    assert (s.in_flight, s.successes, s.failures) == (0, 1, 0)
+
+
+@contract
+async def test_slot_always_checkpoints(make: Factory) -> None:
+    limiter = make(1)
+    with trio.testing.assert_checkpoints():
+        async with limiter.slot() as permit:
+            permit.success()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            async with limiter.slot():
+                pytest.fail("a cancelled task must not be admitted, even to a free slot")
+    assert limiter.statistics().in_flight == 0
+
+
+@contract
+async def test_permit_measures_from_the_grant(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    limiter = make(1)
+    async with limiter.slot() as permit:
+        assert permit.admitted_at == trio.current_time()
+        await trio.sleep(2)
+        permit.success()
+    assert isinstance(permit, Permit)
+
+
+@contract
+def test_statistics_outside_a_run(make: Factory) -> None:
+    s = make(4).statistics()
+    assert s == LimiterStatistics(
+        name="m",
+        limit=4,
+        ceiling=4,
+        in_flight=0,
+        waiting=0,
+        cooldown_remaining=0.0,
+        rate_limited=0,
+        successes=0,
+        failures=0,
+        baseline_latency=None,
+        recent_latency=None,
+        probing=False,
+    )
+
+
+@pytest.mark.parametrize("cls", [StaticLimiter, AdaptiveLimiter])
+def test_limiters_reject_a_ceiling_below_1(cls: type[StaticLimiter | AdaptiveLimiter]) -> None:
+    with pytest.raises(
+        ValueError, match=r"^model limiter 'm' needs a ceiling of at least 1, got 0$"
+    ):
+        cls("m", 0)
+
+
+Outcome = Literal["success", "failure", "rate_limited", "raise", "silent"]
+ops_strategy = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("spawn"),
+            st.integers(0, 4),
+            st.sampled_from(["success", "failure", "rate_limited", "raise", "silent"]),
+        ),
+        st.tuples(st.just("advance"), st.integers(0, 5), st.just("success")),
+    ),
+    max_size=25,
+)
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+@settings(max_examples=150, deadline=None)
+@given(ops=ops_strategy)
+def test_limiter_never_admits_beyond_its_limit(
+    name: str, ops: list[tuple[str, int, Outcome]]
+) -> None:
+    """Random holders (hold time, outcome) and time steps: nobody is admitted beyond the limit,
+    nobody waits while a slot is free, every slot comes back, counters add up."""
+    cut_times: set[float] = set()
+    if name == "static":
+        limiter: StaticLimiter | AdaptiveLimiter = StaticLimiter("m", 3)
+    else:
+        limiter = AdaptiveLimiter("m", 3, on_change=lambda c: cut_times.add(c.at))
+    holders: set[int] = set()
+
+    async def borrower(i: int, hold: int, outcome: Outcome) -> None:
+        with pytest.raises(KeyError) if outcome == "raise" else contextlib.nullcontext():
+            async with limiter.slot() as permit:
+                s = limiter.statistics()
+                assert s.in_flight <= s.limit or trio.current_time() in cut_times
+                holders.add(i)
+                await trio.sleep(hold)
+                holders.discard(i)
+                if outcome == "success":
+                    permit.success()
+                elif outcome == "failure":
+                    permit.failure()
+                elif outcome == "rate_limited":
+                    permit.rate_limited(None)
+                elif outcome == "raise":
+                    raise KeyError(i)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for i, (kind, arg, outcome) in enumerate(ops):
+                if kind == "spawn":
+                    nursery.start_soon(borrower, i, arg, outcome)
+                else:
+                    await trio.sleep(arg)
+                await trio.testing.wait_all_tasks_blocked()
+                s = limiter.statistics()
+                assert s.in_flight == len(holders)
+                if s.waiting:  # parked only when full, cooling down or probing
+                    assert s.in_flight >= s.limit or s.cooldown_remaining > 0 or s.probing
+
+    async def guarded() -> None:
+        with trio.fail_after(BIG):
+            await main()
+
+    trio.run(guarded, clock=trio.testing.MockClock(autojump_threshold=0))
+    s = limiter.statistics()
+    spawned = [outcome for kind, _, outcome in ops if kind == "spawn"]
+    assert (s.in_flight, s.waiting) == (0, 0)
+    assert s.successes == spawned.count("success")
+    assert s.failures == spawned.count("failure")
+    assert s.rate_limited == spawned.count("rate_limited")
+
+
+# -- adaptive: 429s ----------------------------------------------------------------------------
+
+
+async def fill_and_hold(
+    limiter: ModelLimiter, n: int, nursery: trio.Nursery
+) -> list[tuple[Permit, trio.Event]]:
+    """Start ``n`` holders; return each one's permit and the event that ends its slot."""
+    held: list[tuple[Permit, trio.Event]] = []
+
+    async def holder() -> None:
+        done = trio.Event()
+        async with limiter.slot() as permit:
+            held.append((permit, done))
+            await done.wait()
+
+    for _ in range(n):
+        nursery.start_soon(holder)
+    await trio.testing.wait_all_tasks_blocked()
+    return held
+
+
+async def test_429_burst_cuts_once_and_logs_it(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_designer.models")
+    changes: list[LimitChange] = []
+    limiter = AdaptiveLimiter("gen", 20, on_change=changes.append)
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            held = await fill_and_hold(limiter, 20, nursery)
+            for permit, done in held:
+                permit.rate_limited(None)
+                done.set()
+    s = limiter.statistics()
+    assert (s.limit, s.rate_limited, s.in_flight) == (15, 20, 0)
+    assert [(c.old, c.new, c.reason) for c in changes] == [(20, 15, "rate_limited")]
+    assert [r.getMessage() for r in caplog.records] == [
+        "model 'gen': limit 20 -> 15 (rate limited; cooling down 2.0 s)"
+    ]
+    assert all(r.levelno == logging.INFO for r in caplog.records)
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [(None, 2.0), (5.0, 5.0), (0.25, 0.25)])
+async def test_cooldown_is_honoured_exactly(
+    autojump_clock: trio.testing.MockClock, retry_after: float | None, expected: float
+) -> None:
+    limiter = AdaptiveLimiter("m", 4)
+    admitted_at: list[float] = []
+
+    async def late_comer() -> None:
+        async with limiter.slot() as permit:
+            admitted_at.append(trio.current_time())
+            permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            held = await fill_and_hold(limiter, 1, nursery)
+            await trio.sleep(1)
+            held[0][0].rate_limited(retry_after)
+            held[0][1].set()
+            nursery.start_soon(late_comer)
+            await trio.testing.wait_all_tasks_blocked()
+            s = limiter.statistics()
+            assert (s.waiting, s.in_flight, s.cooldown_remaining) == (1, 0, expected)
+            # Nothing polls: the only timer is the cooldown's own end.
+            stats = trio.lowlevel.current_statistics()
+            assert stats.seconds_to_next_deadline == expected
+    assert admitted_at == [1 + expected]
+
+
+async def test_a_later_429_extends_the_cooldown(autojump_clock: trio.testing.MockClock) -> None:
+    limiter = AdaptiveLimiter("m", 4)
+    admitted_at: list[float] = []
+
+    async def late_comer() -> None:
+        async with limiter.slot() as permit:
+            admitted_at.append(trio.current_time())
+            permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            (first, first_done), (second, second_done) = await fill_and_hold(limiter, 2, nursery)
+            first.rate_limited(None)  # t=0: 2 -> ... cut, cooldown until 2.0
+            first_done.set()
+            nursery.start_soon(late_comer)
+            await trio.sleep(1)
+            second.rate_limited(3.0)  # same burst: no second cut, cooldown until 4.0
+            second_done.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert trio.lowlevel.current_statistics().seconds_to_next_deadline == 3.0
+    assert admitted_at == [4.0]
+    assert limiter.statistics().limit == 1  # floor(2 in flight × 0.75): one cut only
+
+
+async def test_limit_shrinks_below_holders_who_finish_normally(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limiter = AdaptiveLimiter("m", 8)
+    admitted_at: list[float] = []
+
+    async def late_comer() -> None:
+        async with limiter.slot() as permit:
+            admitted_at.append(trio.current_time())
+            permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            held = await fill_and_hold(limiter, 8, nursery)
+            held[0][0].rate_limited(None)  # 8 -> 6; seven holders keep their slots
+            held[0][1].set()
+            nursery.start_soon(late_comer)
+            await trio.sleep(3)  # the cooldown is over, but 7 are still in flight
+            s = limiter.statistics()
+            assert (s.limit, s.in_flight, s.waiting) == (6, 7, 1)
+            for permit, done in held[1:2]:
+                permit.success()
+                done.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert limiter.statistics().waiting == 1  # 6 in flight: still full
+            held[2][0].success()
+            held[2][1].set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert limiter.statistics().waiting == 0
+            for permit, done in held[3:]:
+                permit.success()
+                done.set()
+    assert admitted_at == [3.0]
+
+
+async def test_limit_recovers_to_the_ceiling(autojump_clock: trio.testing.MockClock) -> None:
+    """After a cut, successes grow the limit back one step at a time (default policy)."""
+    changes: list[LimitChange] = []
+    limiter = AdaptiveLimiter("m", 20, on_change=changes.append)
+
+    async def client(service: float) -> None:
+        while limiter.statistics().limit < 20 or not changes:
+            async with limiter.slot() as permit:
+                await trio.sleep(service)
+                permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            held = await fill_and_hold(limiter, 20, nursery)
+            for permit, done in held:
+                permit.rate_limited(None)
+                done.set()
+            assert limiter.statistics().limit == 15
+            for _ in range(30):
+                nursery.start_soon(client, 0.5)
+    assert [c.new for c in changes if c.reason == "increase"] == [16, 17, 18, 19, 20]
+    assert limiter.statistics().limit == 20
+
+
+async def test_repeated_429s_floor_the_limit_at_1(autojump_clock: trio.testing.MockClock) -> None:
+    limiter = AdaptiveLimiter("m", 4)
+    limits = []
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                held = await fill_and_hold(limiter, limiter.statistics().limit, nursery)
+                for permit, done in held:
+                    permit.rate_limited(None)
+                    done.set()
+                limits.append(limiter.statistics().limit)
+                await trio.sleep(2)
+            async with limiter.slot() as permit:  # still admits one at a time
+                permit.success()
+    assert limits == [3, 2, 1, 1]
+
+
+async def test_two_limiters_are_independent(autojump_clock: trio.testing.MockClock) -> None:
+    a, b = AdaptiveLimiter("a", 4), AdaptiveLimiter("b", 4)
+    admitted_b: list[float] = []
+
+    async def use_b() -> None:
+        async with b.slot() as permit:
+            admitted_b.append(trio.current_time())
+            permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            held = await fill_and_hold(a, 4, nursery)
+            for permit, done in held:
+                permit.rate_limited(10.0)
+                done.set()
+            for _ in range(4):
+                nursery.start_soon(use_b)
+    assert a.statistics().limit == 3
+    assert a.statistics().cooldown_remaining == 10.0
+    assert b.statistics().limit == 4
+    assert admitted_b == [0.0] * 4
+
+
+async def test_static_limiter_ignores_429s(autojump_clock: trio.testing.MockClock) -> None:
+    limiter = StaticLimiter("m", 2)
+    async with limiter.slot() as permit:
+        permit.rate_limited(30.0)
+    async with limiter.slot() as permit:
+        assert trio.current_time() == 0.0
+        permit.success()
+    s = limiter.statistics()
+    assert (s.limit, s.rate_limited, s.successes, s.cooldown_remaining) == (2, 1, 1, 0.0)
+
+
+# -- adaptive: latency signal on an in-process GPU model ------------------------------------------
+
+
+async def test_latency_signal_finds_the_knee_of_a_gpu_endpoint(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A self-hosted GPU never 429s: 16 requests run at once for 0.1 s each, the rest queue.
+    64 clients send requests back to back through a limiter with ceiling 256 for 60 virtual
+    seconds. In the second half the endpoint must deliver >= 90 % of its 160 req/s with a mean
+    latency <= 1.5 × its 0.1 s service time."""
+    caplog.set_level(logging.INFO, logger="trio_designer.models")
+    gpu = trio.CapacityLimiter(16)
+    limiter = AdaptiveLimiter("gpu", 256)
+    duration = 60.0
+    done: list[tuple[float, float]] = []
+
+    async def client() -> None:
+        while trio.current_time() < duration:
+            async with limiter.slot() as permit:
+                start = trio.current_time()
+                async with gpu:
+                    await trio.sleep(0.1)
+                permit.success()
+                done.append((start, trio.current_time()))
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            for _ in range(64):
+                nursery.start_soon(client)
+    late = [(a, b) for a, b in done if duration / 2 <= b < duration]
+    throughput = len(late) / (duration / 2)
+    latency = math.fsum(b - a for a, b in late) / len(late)
+    assert throughput >= 0.9 * 16 / 0.1
+    assert latency <= 1.5 * 0.1
+    s = limiter.statistics()
+    assert s.baseline_latency == pytest.approx(0.1)
+    assert s.limit <= 32
+    assert any("(latency " in r.getMessage() for r in caplog.records)
+
+
+async def test_latency_signal_off_keeps_the_reference_behaviour(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With ``latency_signal=False`` a GPU endpoint gives AIMD nothing: the queue stays 4 deep."""
+    gpu = trio.CapacityLimiter(16)
+    limiter = AdaptiveLimiter("gpu", 256, policy=Policy(latency_signal=False))
+    latencies: list[float] = []
+
+    async def client() -> None:
+        while trio.current_time() < 5.0:
+            async with limiter.slot() as permit:
+                start = trio.current_time()
+                async with gpu:
+                    await trio.sleep(0.1)
+                permit.success()
+                latencies.append(trio.current_time() - start)
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            for _ in range(64):
+                nursery.start_soon(client)
+    assert limiter.statistics().limit == 256
+    assert sorted(latencies)[len(latencies) // 2] == pytest.approx(0.4)
