@@ -228,6 +228,11 @@ class OpenAICompatibleClient:
         self._base_url = base_url
         self._has_key = bool(api_key)
         self._max_connections = max_connections
+        # Requests beyond the pool size wait here (a FIFO of parked tasks) rather than in
+        # httpcore's pool queue, which is scanned on every request: with 200 requests queued
+        # behind 64 connections that scan made each request ~4x slower. Waiting here has no
+        # deadline (a local wait must never turn into a spurious timeout: reference #551/#725).
+        self._connections = trio.CapacityLimiter(max_connections)
         self._policy = transport_retry
         self._secrets = _secrets(api_key, extra_headers or {})
         self._rng = random.Random(_stable_seed(name, base_url))
@@ -373,7 +378,8 @@ class OpenAICompatibleClient:
             request = self._http.build_request(method, path, json=body, timeout=per_request)
             request.stream = _OneChunkBody(request.content)
             try:
-                response = await self._http.send(request)
+                async with self._connections:
+                    response = await self._http.send(request)
             except HTTPX_EXCEPTIONS as exc:
                 error = error_from_transport(exc, where=where, secrets=self._secrets)
                 if not self._retries_transport_error(error, attempt):

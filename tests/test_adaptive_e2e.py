@@ -1,0 +1,83 @@
+"""The model layer end to end: engine -> adaptive limiter -> client -> simulator over loopback.
+
+Virtual time, real HTTP (the simulator runs inside the test's own trio.run on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+from statistics import fmean
+from typing import Any
+
+import trio
+
+from trio_designer import PipelineConfig, TrioDesigner
+from trio_designer.simulator import Latency, SimulatedModel, open_simulator
+
+BIG = 100_000
+
+
+def one_column(url: str, *, ceiling: int, rows_per_group: int = 2000) -> PipelineConfig:
+    return PipelineConfig.from_dict(
+        {
+            "providers": [{"name": "gpu", "base_url": url}],
+            "models": [
+                {"alias": "gen", "model": "m", "provider": "gpu", "max_parallel_requests": ceiling}
+            ],
+            "run": {"row_group_size": rows_per_group, "seed": 3},
+            "columns": [
+                {"name": "n", "kind": "sampler", "sampler": "uniform", "low": 0, "high": 1},
+                {"name": "text", "kind": "llm_text", "model": "gen", "prompt": "Say {{ n }}."},
+            ],
+        }
+    )
+
+
+async def test_latency_signal_keeps_a_gpu_endpoint_at_its_knee(autojump_clock: Any) -> None:
+    """A self-hosted endpoint never 429s: 16 slots, 0.1 s per request, everything else queues.
+    Starting at a ceiling of 64 (4x the endpoint's capacity), the limiter must find the knee:
+    once it has (the last third of the run), >= 90 % of the endpoint's 160 req/s with latency
+    (queueing included) near the 0.1 s baseline. benches/adaptivity.py runs longer versions."""
+    gpu = SimulatedModel(name="m", latency=Latency(median=0.1), mode="gpu", capacity=16)
+    with trio.fail_after(BIG):
+        async with open_simulator([gpu]) as sim:
+            result = await TrioDesigner().preview(
+                one_column(sim.url, ceiling=64), num_records=1500
+            )
+            log = sorted(sim.request_log(), key=lambda r: r.start)
+    assert result.num_records_written == 1500
+    settled = log[2 * len(log) // 3 :]
+    span = max(r.end for r in settled) - settled[0].start
+    throughput = len(settled) / span
+    latency = fmean(r.end - r.start for r in settled)
+    assert throughput >= 0.9 * 160, throughput
+    assert latency <= 1.5 * 0.1, latency
+    assert result.model_limits["gpu:m"].limit <= 32  # near the 16 slots, not the ceiling
+
+
+async def test_a_throttled_model_never_stalls_another(autojump_clock: Any) -> None:
+    """Two submission slots only. Cells waiting on a slow, narrow model hand their slot over
+    to the LLM-wait pool, so the fast model's cells all run at once."""
+    slow = SimulatedModel(name="slow", latency=Latency(median=10.0), capacity=1000)
+    fast = SimulatedModel(name="fast", latency=Latency(median=1.0), capacity=1000)
+    config = PipelineConfig.from_dict(
+        {
+            "models": [
+                {"alias": "slow", "model": "slow", "max_parallel_requests": 2},
+                {"alias": "fast", "model": "fast", "max_parallel_requests": 16},
+            ],
+            "run": {"max_submitted_tasks": 2, "trace": True},
+            "columns": [
+                {"name": "topic", "kind": "sampler", "sampler": "category", "values": ["a"]},
+                {"name": "a", "kind": "llm_text", "model": "slow", "prompt": "{{ topic }}"},
+                {"name": "b", "kind": "llm_text", "model": "fast", "prompt": "{{ topic }}"},
+            ],
+        }
+    )
+    with trio.fail_after(BIG):
+        result = await TrioDesigner(simulator_models=[slow, fast]).preview(
+            config, num_records=10
+        )
+    fast_done = max(t.finished for t in result.traces if t.column == "b")
+    assert fast_done == 1.0
+    assert result.elapsed == 50.0  # 10 slow cells, 2 at a time, 10 s each
+    assert result.model_limits["simulator:fast"].limit == 16
