@@ -238,6 +238,8 @@ def test_cancel_keeps_finished_row_groups_and_resume_completes(tmp_path: Path) -
     result = run_with_clock(resumed)
     assert result.status == "complete"
     assert result.num_records_written == 4  # this run's share
+    assert len(result.files) == 4
+    assert result.table.num_rows == 8  # the whole dataset
     table = ds.dataset(out / "parquet-files", format="parquet").to_table()
     assert sorted(table.column("a").to_pylist()) == sorted(f"a:{i}" for i in range(8))
     assert json.loads((out / "metadata.json").read_text())["status"] == "complete"

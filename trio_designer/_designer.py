@@ -53,12 +53,14 @@ class RunResult:
       status: ``complete``, ``early_shutdown`` (the error-rate gate tripped) or ``interrupted``.
       engine: ``async`` or ``sync``.
       num_records_requested: rows asked for.
-      num_records_written: rows written (surviving rows of finished row groups).
+      num_records_written: rows written by this run (surviving rows of the row groups it
+        finished; ``table`` holds the whole dataset, earlier runs' rows included).
       num_rows_dropped: rows dropped by failures in finished row groups.
       columns: per-column outcome counts.
       failures: why each dropped row was dropped.
       output_dir: the output directory (``None`` for a preview).
-      files: parquet files written, relative to ``output_dir``.
+      files: every parquet file of the dataset, relative to ``output_dir``, in row-group order
+        (a resumed run lists the earlier runs' files too).
       traces: per-task traces (empty unless ``RunConfig.trace``).
       elapsed: wall time of the run in seconds (``trio.current_time`` units).
       usage: token and request usage per model alias.
@@ -93,7 +95,7 @@ class RunResult:
 
         if self.output_dir is None or not self.files:
             return pa.table({})
-        paths = [str(self.output_dir / f) for f in sorted(self.files)]
+        paths = [str(self.output_dir / f) for f in self.files]
         return ds.dataset(paths, format="parquet").to_table()
 
     def to_pandas(self) -> Any:
@@ -264,7 +266,7 @@ class TrioDesigner:
             columns={c: _column_summary(n) for c, n in state.counts.items()},
             failures=tuple(state.failures),
             output_dir=output_dir,
-            files=tuple(path for _, path, _ in sorted(state.row_groups_written)),
+            files=_dataset_files(sink),
             traces=tuple(state.trace.records),
             elapsed=trio.current_time() - start,
             slots=slots.statistics() if self.engine == "async" else None,
@@ -300,6 +302,14 @@ def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:
     graph = ExecutionGraph.from_config(config)
     generators = {name: build_generator(graph.configs[name]) for name in graph.order}
     return graph, generators
+
+
+def _dataset_files(sink: Any) -> tuple[str, ...]:
+    """The dataset's parquet files (this run's and, after a resume, earlier runs'), in
+    row-group order."""
+    row_groups = sink.metadata().get("row_groups", {})
+    entries = sorted(row_groups.items(), key=lambda item: int(item[0]))
+    return tuple(entry["file"] for _, entry in entries if entry.get("file"))
 
 
 def _check_resumable(output_dir: Path, num_records: int, row_group_size: int) -> None:
