@@ -357,3 +357,29 @@ async def test_secrets_never_reach_results_or_files(
     assert "no-such-model" in blob
     assert secret not in blob
     assert "TD_TEST_KEY" in (tmp_path / "o" / "metadata.json").read_text()
+
+
+async def test_reasoning_goes_to_its_own_column(autojump_clock: Any) -> None:
+    config = PipelineConfig.from_dict(
+        {
+            "models": [{"alias": "r", "model": "sim-reasoner"}],
+            "columns": [
+                {"name": "topic", "kind": "sampler", "sampler": "category", "values": ["a"]},
+                {
+                    "name": "answer",
+                    "kind": "llm_text",
+                    "model": "r",
+                    "prompt": "Why {{ topic }}?",
+                    "extract_reasoning": True,
+                },
+                {"name": "echo", "kind": "expression", "expr": "{{ answer }}"},
+            ],
+        }
+    )
+    with trio.fail_after(BIG):
+        result = await TrioDesigner().preview(config, num_records=3)
+    table = result.table
+    assert table.column_names == ["topic", "answer", "answer__reasoning", "echo"]
+    for row in table.to_pylist():
+        assert row["answer__reasoning"]
+        assert row["echo"] == row["answer"]
