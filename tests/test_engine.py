@@ -383,3 +383,21 @@ async def test_reasoning_goes_to_its_own_column(autojump_clock: Any) -> None:
     for row in table.to_pylist():
         assert row["answer__reasoning"]
         assert row["echo"] == row["answer"]
+
+
+async def test_critical_path_first_saves_a_wave_on_the_deep_shape(autojump_clock: Any) -> None:
+    """Deep shape, 10 rows, 15 slots, 1 s per cell, trivia declared before summary. Dispatching
+    in declaration order takes 4 waves (trivia x10 + summary x5, then the rest trickles);
+    dispatching the longest remaining chain first takes 3 (the issue's "3 vs 4 waves")."""
+    script = Script()
+    config = pipeline(
+        CategorySampler(name="topic", values=("a",)),
+        script.column("trivia", after=("topic",)),
+        script.column("summary", after=("topic",)),
+        script.column("analysis", after=("summary",)),
+        script.column("conclusion", after=("analysis",)),
+        max_submitted_tasks=15,
+    )
+    result = await TrioDesigner().preview(config, num_records=10)
+    assert result.elapsed == 3.0
+    assert set(script.times("start", "summary").values()) == {0.0}
