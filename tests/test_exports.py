@@ -7,7 +7,7 @@ import trio_designer
 
 def test_all_is_sorted_and_complete() -> None:
     public = {name for name in dir(trio_designer) if not name.startswith("_")}
-    modules = {"config", "generators", "models", "simulator", "annotations"}
+    modules = {"config", "generators", "models", "simulator", "cli", "annotations"}
     assert sorted(trio_designer.__all__) == trio_designer.__all__
     assert set(trio_designer.__all__) == public - modules
 

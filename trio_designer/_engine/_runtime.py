@@ -338,7 +338,7 @@ class RunState:
                 attempts=attempts,
             )
         )
-        logger.warning(
+        logger.debug(
             "column '%s' row %s dropped after %s: %s",
             column,
             "(all rows)" if row is None else plan.start + row,
@@ -358,6 +358,23 @@ class RunState:
             )
             self.emit("early_shutdown", error_rate=self.error_window.error_rate)
             self.run_scope.cancel()
+
+    def _log_drops(self, plan: RowGroupPlan, count: int) -> None:
+        """One warning per row group with drops (not one per row: a failing endpoint would
+        flood the terminal), naming the causes."""
+        causes: dict[tuple[str, str], int] = {}
+        for failure in self.failures:
+            if failure.row_group == plan.id:
+                key = (failure.column, failure.error_class)
+                causes[key] = causes.get(key, 0) + 1
+        listed = ", ".join(f"{col}: {cls} x{n}" for (col, cls), n in sorted(causes.items()))
+        logger.warning(
+            "row group %d: %d of %d rows dropped (%s); details in failures.jsonl",
+            plan.id,
+            count,
+            plan.size,
+            listed,
+        )
 
     def add_trace(
         self,
@@ -401,6 +418,8 @@ class RunState:
 
         live = [r for r in range(buf.plan.size) if r not in dropped]
         self.rows_dropped += len(dropped)
+        if dropped:
+            self._log_drops(buf.plan, len(dropped))
         with trio.CancelScope(shield=True):
             if live:
                 columns = {c: [buf.values[c][r] for r in live] for c in self.output_columns}

@@ -1,0 +1,143 @@
+"""``inspect``: what an output directory holds, read from its files only (no run needed).
+
+Sources: ``metadata.json`` (status, fingerprint, row groups, schema, the run's summary with
+per-column counts and usage) and ``failures.jsonl`` (every dropped row, appended by each
+resumed run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import SinkError
+from ._format import Redactor, plural, table, truncate, usage_line
+from ._run import column_table
+
+MAX_ROW_GROUPS_LISTED = 20
+FIRST_FAILURES = 5
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """``trio-designer inspect OUTPUT_DIR``."""
+    output_dir = Path(args.output_dir)
+    meta = read_run_record(output_dir)
+    failures = read_failures(output_dir)
+    redact = Redactor()
+    if args.json:
+        without_config = {k: v for k, v in meta.items() if k != "config"}
+        document = {"output_dir": str(output_dir), "metadata": without_config, "failures": failures}
+        print(redact(json.dumps(document, indent=2, ensure_ascii=False, default=str)))
+    else:
+        print(redact(describe(output_dir, meta, failures)))
+    return 0
+
+
+def read_run_record(output_dir: Path) -> dict[str, Any]:
+    """``metadata.json`` of ``output_dir``, checked to be a run record.
+
+    Raises:
+      SinkError: no such directory, no ``metadata.json``, or not a run record.
+    """
+    from .._sink import RunMetadata
+
+    path = output_dir / "metadata.json"
+    if not output_dir.is_dir():
+        raise SinkError(f"{output_dir} is not a directory; give the --output-dir of a run")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SinkError(
+            f"{output_dir} has no metadata.json, so it is not the output directory of a run"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise SinkError(f"cannot read {path}: {exc}") from None
+    RunMetadata.from_json_dict(data, where=str(path))  # raises SinkError when malformed
+    result: dict[str, Any] = data
+    return result
+
+
+def read_failures(output_dir: Path) -> list[dict[str, Any]]:
+    """Every line of ``failures.jsonl`` (empty when there is none).
+
+    Raises:
+      SinkError: a line is not JSON.
+    """
+    from .._tracefile import read_failures as read
+
+    try:
+        return read(output_dir)
+    except ValueError as exc:
+        raise SinkError(f"{output_dir / 'failures.jsonl'} is not valid JSON lines: {exc}") from None
+
+
+def describe(output_dir: Path, meta: dict[str, Any], failures: list[dict[str, Any]]) -> str:
+    """The human-readable report."""
+    groups: dict[str, Any] = meta.get("row_groups") or {}
+    num_records = int(meta.get("num_records", 0))
+    written = int(meta.get("rows_written", 0))
+    requested_done = sum(int(g.get("requested_rows", 0)) for g in groups.values())
+    lines = [
+        f"output dir: {output_dir}",
+        f"status: {meta.get('status')} (started {meta.get('started_at')}, finished "
+        f"{meta.get('finished_at') or '-'})",
+        f"fingerprint: {meta.get('fingerprint')}",
+        f"rows: {written} written of {num_records} requested; "
+        f"{requested_done - written} dropped in written row groups",
+        f"row groups: {len(groups)} of {meta.get('num_row_groups')} written "
+        f"(size {meta.get('row_group_size')})",
+    ]
+    listed = sorted(groups.items(), key=lambda item: int(item[0]))
+    rows = [
+        [rg, g.get("rows"), g.get("requested_rows"), g.get("file") or "(all rows dropped)"]
+        for rg, g in listed[:MAX_ROW_GROUPS_LISTED]
+    ]
+    if rows:
+        lines.append(table(["id", "rows", "requested", "file"], rows, align="rrrl"))
+    if len(listed) > MAX_ROW_GROUPS_LISTED:
+        lines.append(f"  ... and {len(listed) - MAX_ROW_GROUPS_LISTED} more")
+    lines.extend(_schema_lines(meta.get("schema")))
+    summary: dict[str, Any] = meta.get("summary") or {}
+    if summary.get("columns"):
+        lines.append("columns (last run):")
+        lines.append(column_table(summary["columns"]))
+    lines.extend(failure_report(failures))
+    usage = summary.get("usage") or {}
+    if usage:
+        lines.append("usage (last run):")
+        lines.extend("  " + usage_line(alias, u) for alias, u in usage.items())
+    return "\n".join(lines)
+
+
+def _schema_lines(schema: Any) -> list[str]:
+    if not schema:
+        return ["schema: (none yet: no row group with rows was written)"]
+    columns = schema.get("columns") or []
+    return ["schema:"] + [f"  {c.get('name')}: {c.get('type')}" for c in columns]
+
+
+def failure_report(failures: list[dict[str, Any]]) -> list[str]:
+    """Counts per (column, error class) and the first few messages."""
+    if not failures:
+        return ["failures: none"]
+    counts = collections.Counter((f.get("column"), f.get("error_class")) for f in failures)
+    lines = [f"failures: {plural(len(failures), 'failure')} (failures.jsonl)"]
+    lines.append(
+        table(
+            ["column", "error class", "count"],
+            [[c, e, n] for (c, e), n in sorted(counts.items(), key=lambda i: (-i[1], str(i[0])))],
+            align="llr",
+        )
+    )
+    lines.append("  first messages:")
+    for f in failures[:FIRST_FAILURES]:
+        row = f.get("row")
+        where = f"row {row}" if row is not None else f"row group {f.get('row_group')}"
+        lines.append(
+            f"    {where}, {f.get('column')}: {f.get('error_class')}: "
+            f"{truncate(str(f.get('message')), 200)}"
+        )
+    return lines

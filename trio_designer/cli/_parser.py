@@ -1,0 +1,273 @@
+"""The argument parser: every subcommand, its options, and ``--help`` texts with examples."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+EXIT_CODES = """\
+exit status:
+  0    success (a run that dropped some rows still succeeds; the summary counts them)
+  1    the run stopped early (too many failures: status early_shutdown), or an
+       unexpected error
+  2    usage or configuration error, or an output directory that cannot be used
+       (a different run in it, unreadable metadata)
+  130  interrupted (Ctrl-C); finished row groups are kept, continue with --resume
+"""
+
+MAIN_EXAMPLES = """\
+examples:
+  {prog} validate pipeline.yaml
+  {prog} preview pipeline.yaml -n 3
+  {prog} run pipeline.yaml --num-records 1000 --output-dir out/topics
+  {prog} run pipeline.yaml --num-records 1000 --output-dir out/topics --resume
+  {prog} inspect out/topics
+  {prog} run pipeline.yaml -n 200 --trace && {prog} trace out/pipeline
+  {prog} simulate --port 8000 --model sim-gen:latency=0.5,capacity=16
+
+Run '{prog} COMMAND --help' for a command's options. CONFIG is a .yaml/.yml or .json
+file, or a .py file that defines 'config' (a PipelineConfig) or 'build_config()'.
+
+"""
+
+RUN_EXAMPLES = """\
+examples:
+  {prog} run pipeline.yaml --num-records 1000
+      writes out/pipeline/ (one parquet file per row group + metadata.json)
+  {prog} run pipeline.yaml -n 1000 --output-dir out/topics --seed 7 --trace
+  {prog} run pipeline.py -n 50 --engine sync --progress plain
+  {prog} run pipeline.yaml -n 1000 --output-dir out/topics --resume
+      continues a stopped run: keeps its finished row groups, generates the rest
+
+Ctrl-C stops the run cleanly: finished row groups stay on disk and the command prints the
+exact --resume command line. A second Ctrl-C quits at once.
+
+"""
+
+PREVIEW_EXAMPLES = """\
+examples:
+  {prog} preview pipeline.yaml            5 records, printed one block each
+  {prog} preview pipeline.yaml -n 2 --max-chars 0      values in full
+  {prog} preview pipeline.yaml -n 20 --jsonl | jq .topic
+
+Nothing is written; the models are called as in a real run.
+"""
+
+VALIDATE_EXAMPLES = """\
+examples:
+  {prog} validate pipeline.yaml
+      ok: 3 columns, 1 model, graph order: topic -> summary -> n_words
+  {prog} validate pipeline.yaml --no-check-env      (CI without API keys)
+
+Checks the structure and every field, references (models, providers, columns), the
+dependency graph (template syntax, unknown names, cycles), each column's generator
+(custom functions import, schemas), and that the providers' API key variables are set.
+Sends no request. Every problem is listed; the exit status is then 2.
+"""
+
+INSPECT_EXAMPLES = """\
+examples:
+  {prog} inspect out/topics
+  {prog} inspect out/topics --json | jq .metadata.status
+
+Shows the status, fingerprint, rows per row group, the schema, the last run's per-column
+counts, failures (from failures.jsonl) per column and error class, and model usage.
+"""
+
+TRACE_EXAMPLES = """\
+examples:
+  {prog} trace out/topics
+      writes out/topics/trace.chrome.json; open it at https://ui.perfetto.dev
+  {prog} trace out/topics --chrome /tmp/topics.json
+  {prog} trace out/topics --plot timeline.png
+  {prog} trace out/async --compare out/sync --plot compare.svg
+
+The run must have been recorded with --trace (or run: {{trace: true}}). Plotting needs
+matplotlib: pip install 'trio_designer[plot]'.
+"""
+
+SIMULATE_HELP = """\
+serve the simulated OpenAI-compatible endpoint until Ctrl-C (the options are those of
+'python -m trio_designer.simulator'; see '{prog} simulate --help'), e.g.
+  {prog} simulate --port 8000 --model sim-gen:latency=0.5,capacity=16,mode=gpu
+"""
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser(
+    prog: str, handlers: dict[str, Callable[[argparse.Namespace], int]]
+) -> argparse.ArgumentParser:
+    """The ``trio-designer`` parser; ``handlers`` maps each command to its function
+    (stored as ``args.handler``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks of errors",
+    )
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Generate synthetic datasets with LLMs, cell by cell, on Trio.",
+        epilog=MAIN_EXAMPLES.format(prog=prog) + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, summary: str, examples: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=examples.format(prog=prog) + "\n" + EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+        )
+        sub.set_defaults(handler=handlers[name])
+        return sub
+
+    _add_run(add("run", "generate a dataset and write it as parquet", RUN_EXAMPLES))
+    _add_preview(
+        add("preview", "generate a few records in memory and print them", PREVIEW_EXAMPLES)
+    )
+    _add_validate(add("validate", "check a config without sending any request", VALIDATE_EXAMPLES))
+    _add_inspect(add("inspect", "summarise an output directory", INSPECT_EXAMPLES))
+    _add_trace(
+        add("trace", "export or plot the trace of a run recorded with --trace", TRACE_EXAMPLES)
+    )
+    commands.add_parser(
+        "simulate",
+        help="serve the simulated OpenAI-compatible endpoint",
+        description=SIMULATE_HELP.format(prog=prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    return parser
+
+
+def _config_argument(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "config",
+        metavar="CONFIG",
+        help="pipeline config: .yaml/.yml, .json, or .py defining 'config' or 'build_config()'",
+    )
+
+
+def _engine_options(sub: argparse.ArgumentParser, *, progress_default: str) -> None:
+    sub.add_argument(
+        "--seed", type=int, help="override run.seed (changes the data, and the fingerprint)"
+    )
+    sub.add_argument(
+        "--engine",
+        choices=("async", "sync"),
+        default="async",
+        help="async: cell-level scheduling (default); sync: column at a time (the baseline)",
+    )
+    sub.add_argument(
+        "--progress",
+        choices=("auto", "plain", "rich", "none"),
+        default=progress_default,
+        help="live progress on stderr: auto (bars on a terminal, plain text otherwise), plain, "
+        f"rich, none (default: {progress_default})",
+    )
+
+
+def _add_run(sub: argparse.ArgumentParser) -> None:
+    _config_argument(sub)
+    sub.add_argument(
+        "-n",
+        "--num-records",
+        type=positive_int,
+        required=True,
+        metavar="N",
+        help="rows to generate (required)",
+    )
+    sub.add_argument(
+        "-o",
+        "--output-dir",
+        metavar="DIR",
+        help="where to write (default: out/<config file name without suffix>)",
+    )
+    _engine_options(sub, progress_default="auto")
+    sub.add_argument(
+        "--trace",
+        action="store_true",
+        help="record every task and scheduler event in OUTPUT_DIR/trace.json (sets run.trace)",
+    )
+    sub.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output-dir: keep its finished row groups (the config "
+        "must be the same: same fingerprint)",
+    )
+
+
+def _add_preview(sub: argparse.ArgumentParser) -> None:
+    _config_argument(sub)
+    sub.add_argument(
+        "-n",
+        "--num-records",
+        type=positive_int,
+        default=5,
+        metavar="N",
+        help="records to generate (default 5)",
+    )
+    _engine_options(sub, progress_default="none")
+    sub.add_argument(
+        "--max-chars",
+        type=int,
+        default=300,
+        metavar="N",
+        help="cut each value after N characters (default 300; 0 = never)",
+    )
+    sub.add_argument(
+        "--jsonl", action="store_true", help="print one JSON object per record instead"
+    )
+
+
+def _add_validate(sub: argparse.ArgumentParser) -> None:
+    _config_argument(sub)
+    sub.add_argument(
+        "--no-check-env",
+        action="store_true",
+        help="do not check that the providers' API key variables are set",
+    )
+
+
+def _add_inspect(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("output_dir", metavar="OUTPUT_DIR", help="the output directory of a run")
+    sub.add_argument(
+        "--json", action="store_true", help="print metadata and failures as one JSON document"
+    )
+
+
+def _add_trace(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "output_dir",
+        metavar="OUTPUT_DIR",
+        help="the output directory of a run recorded with --trace",
+    )
+    sub.add_argument(
+        "--chrome",
+        metavar="PATH",
+        help="write Chrome trace-event JSON here (default when no option is given: "
+        "OUTPUT_DIR/trace.chrome.json)",
+    )
+    sub.add_argument("--plot", metavar="PATH", help="draw the timeline as a picture (.png or .svg)")
+    sub.add_argument(
+        "--compare",
+        metavar="OTHER_OUTPUT_DIR",
+        help="plot this run next to another (say the sync engine on the same config); "
+        "without --plot the picture goes to OUTPUT_DIR/timeline.png",
+    )
