@@ -21,7 +21,7 @@ HERE = Path(__file__).parent
 async def main(output_dir: Path, num_records: int) -> None:
     config = PipelineConfig.from_file(HERE / "deep.yaml")
     designer = TrioDesigner(
-        progress=1.0,
+        progress=True,  # sticky bars on a terminal, a plain block every 5 s otherwise
         simulator_models=[
             SimulatedModel(name="sim-gen", latency=Latency(median=0.3, sigma=0.4), capacity=64),
             SimulatedModel(name="sim-judge", latency=Latency(median=0.2, sigma=0.3), capacity=32),

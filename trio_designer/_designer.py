@@ -23,7 +23,7 @@ from ._engine._slots import SlotStatistics, TaskSlots
 from ._engine._sync import run_sync
 from ._engine._trace import TaskTrace
 from ._exceptions import ConfigError
-from ._progress import make_reporter
+from ._progress import make_reporter, resolve_progress
 
 EngineName = Literal["async", "sync"]
 RunStatus = Literal["complete", "early_shutdown", "interrupted"]
@@ -139,6 +139,7 @@ class TrioDesigner:
         self.engine: EngineName = engine
         self.on_event = on_event
         self.simulator_models = simulator_models
+        resolve_progress(progress)  # a bad value fails here, before anything runs
         self.progress = progress
 
     async def create(
