@@ -58,6 +58,9 @@ from ._exceptions import (
 from ._exceptions import (
     TrioDesignerError as TrioDesignerError,
 )
+from ._traceexport import TraceExportError as TraceExportError
+from ._traceexport import export_chrome_trace as export_chrome_trace
+from ._traceexport import plot_timeline as plot_timeline
 from .config import (
     BernoulliSampler as BernoulliSampler,
 )
@@ -172,8 +175,11 @@ __all__ = [
     "SinkError",
     "SubcategorySampler",
     "TaskTrace",
+    "TraceExportError",
     "TrioDesigner",
     "TrioDesignerError",
     "UUIDSampler",
     "UniformSampler",
+    "export_chrome_trace",
+    "plot_timeline",
 ]

@@ -141,6 +141,7 @@ class TrioDesigner:
         self.simulator_models = simulator_models
         resolve_progress(progress)  # a bad value fails here, before anything runs
         self.progress = progress
+        self._limit_changes = _LimitChanges()
 
     async def create(
         self,
@@ -220,7 +221,9 @@ class TrioDesigner:
             return nullcontext(None)
         from .models._registry import open_model_registry
 
-        return open_model_registry(config, simulator_models=self.simulator_models)
+        return open_model_registry(
+            config, simulator_models=self.simulator_models, on_limit_change=self._limit_changes
+        )
 
     async def _execute(
         self,
@@ -244,6 +247,7 @@ class TrioDesigner:
             model_configs=config.models,
             models=models,
         )
+        self._limit_changes.state = state
         slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
         start = trio.current_time()
         state.trace.origin = start
@@ -291,6 +295,21 @@ class TrioDesigner:
                 nursery.cancel_scope.cancel()
                 if reporter is not None:
                     reporter.final()
+
+
+class _LimitChanges:
+    """Forwards the adaptive limiters' limit changes to the running state as ``limit_change``
+    scheduler events (traces, progress, ``on_event``). The registry opens before the state
+    exists, hence the indirection."""
+
+    def __init__(self) -> None:
+        self.state: RunState | None = None
+
+    def __call__(self, endpoint: str, change: Any) -> None:
+        if self.state is not None:
+            from ._traceexport import limit_change_fields
+
+            self.state.emit("limit_change", **limit_change_fields(endpoint, change))
 
 
 def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:

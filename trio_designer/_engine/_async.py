@@ -192,6 +192,9 @@ class _RowGroupWorker:
         error: BaseException | None = None
 
         async def before_model_call() -> None:
+            if token.holds != "submission":  # already handed over (idempotent)
+                await trio.lowlevel.checkpoint()
+                return
             await self.slots.handoff_to_llm_wait(token)
             slot_acquired[0] = trio.current_time()
 

@@ -38,7 +38,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, final
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, cast, final
 
 import attrs
 
@@ -455,6 +456,7 @@ async def open_model_registry(
     *,
     simulator_models: Sequence[SimulatedModel] | None = None,
     limiter_factory: LimiterFactory = AdaptiveLimiter,
+    on_limit_change: Callable[[str, Any], None] | None = None,
 ) -> AsyncIterator[ModelRegistry]:
     """Open clients (and the embedded simulator, if used) for ``config``'s models.
 
@@ -465,6 +467,11 @@ async def open_model_registry(
         model uses the simulator.
       limiter_factory: builds each endpoint's limiter from (name, ceiling); the default is an
         :class:`~trio_designer.models._limiter.AdaptiveLimiter` with the default policy.
+      on_limit_change: called as ``on_limit_change(endpoint_name, change)`` with every
+        :class:`~trio_designer._core._aimd.LimitChange` of an endpoint's adaptive limiter (in
+        the task that reported the outcome; see ``AdaptiveLimiter``'s ``on_change``). Needs
+        ``limiter_factory`` to be ``AdaptiveLimiter`` or a ``functools.partial`` of it (say
+        with another policy); a custom factory wires ``on_change`` itself.
 
     Yields:
       The registry. On exit every client is closed and the simulator is stopped.
@@ -473,7 +480,10 @@ async def open_model_registry(
       ConfigError: a model names an unknown provider, a provider's ``api_key_env`` variable is
         unset or empty (the message names the variable, never a value), or a base URL is
         invalid. Raised before any request is sent.
+      TypeError: ``on_limit_change`` together with another kind of ``limiter_factory``.
     """
+    if on_limit_change is not None:
+        limiter_factory = _reporting_factory(limiter_factory, on_limit_change)
     models = config.models
     providers = _declared_providers(models, config.providers)
     pools = pool_sizes(models)
@@ -506,6 +516,28 @@ async def open_model_registry(
             stack.push_async_callback(client.aclose)
             clients[SIMULATOR_PROVIDER] = client
         yield ModelRegistry(models, clients, limiter_factory=limiter_factory, simulator=simulator)
+
+
+def _reporting_factory(
+    factory: LimiterFactory, on_limit_change: Callable[[str, Any], None]
+) -> LimiterFactory:
+    """``factory`` (``AdaptiveLimiter``, or a ``functools.partial`` of it such as one fixing
+    the policy) with every limiter's ``on_change`` reporting to ``on_limit_change`` under its
+    endpoint's name."""
+    wrapped = factory.func if isinstance(factory, partial) else factory
+    bound = factory.keywords if isinstance(factory, partial) else {}
+    if wrapped is not AdaptiveLimiter or "on_change" in bound:
+        raise TypeError(
+            "open_model_registry: on_limit_change needs limiter_factory to be AdaptiveLimiter "
+            "(or a functools.partial of it without on_change); a custom factory can pass "
+            "on_change to the limiters it builds."
+        )
+    adaptive = cast("Callable[..., ModelLimiter]", factory)
+
+    def build(name: str, ceiling: int) -> ModelLimiter:
+        return adaptive(name, ceiling, on_change=partial(on_limit_change, name))
+
+    return build
 
 
 def _with_seed(extra_body: Mapping[str, Any] | None, seed: int | None) -> dict[str, Any] | None:
