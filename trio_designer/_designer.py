@@ -24,6 +24,7 @@ from ._engine._sync import run_sync
 from ._engine._trace import TaskTrace
 from ._exceptions import ConfigError
 from ._progress import make_reporter, resolve_progress
+from .config import PipelineConfig
 
 EngineName = Literal["async", "sync"]
 RunStatus = Literal["complete", "early_shutdown", "interrupted"]
@@ -141,11 +142,10 @@ class TrioDesigner:
         self.simulator_models = simulator_models
         resolve_progress(progress)  # a bad value fails here, before anything runs
         self.progress = progress
-        self._limit_changes = _LimitChanges()
 
     async def create(
         self,
-        config: Any,
+        config: PipelineConfig,
         *,
         num_records: int,
         output_dir: str | os.PathLike[str],
@@ -163,7 +163,8 @@ class TrioDesigner:
         graph, generators = _prepare(config, num_records)
         if resume:
             _check_resumable(Path(output_dir), num_records, config.run.row_group_size)
-        async with self._open_models(config) as models:
+        changes = _LimitChanges()
+        async with self._open_models(config, changes) as models:
             sink = ParquetSink(output_dir)
             await sink.open(
                 fingerprint=config_fingerprint(config),
@@ -174,15 +175,24 @@ class TrioDesigner:
             )
             done = frozenset(sink.completed_row_groups()) if resume else frozenset()
             return await self._execute(
-                config, graph, generators, sink, num_records, Path(output_dir), done, models
+                config,
+                graph,
+                generators,
+                sink,
+                num_records,
+                Path(output_dir),
+                done,
+                models,
+                changes,
             )
 
-    async def preview(self, config: Any, *, num_records: int = 5) -> RunResult:
+    async def preview(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
         """Generate ``num_records`` rows in memory (nothing written); for a quick look."""
         from ._sink import MemorySink
 
         graph, generators = _prepare(config, num_records)
-        async with self._open_models(config) as models:
+        changes = _LimitChanges()
+        async with self._open_models(config, changes) as models:
             sink = MemorySink()
             await sink.open(
                 fingerprint="preview",
@@ -191,13 +201,13 @@ class TrioDesigner:
                 row_group_size=config.run.row_group_size,
             )
             result = await self._execute(
-                config, graph, generators, sink, num_records, None, frozenset(), models
+                config, graph, generators, sink, num_records, None, frozenset(), models, changes
             )
         return attrs.evolve(result, memory_table=sink.table())
 
     def create_sync(
         self,
-        config: Any,
+        config: PipelineConfig,
         *,
         num_records: int,
         output_dir: str | os.PathLike[str],
@@ -210,11 +220,13 @@ class TrioDesigner:
             )
         )
 
-    def preview_sync(self, config: Any, *, num_records: int = 5) -> RunResult:
+    def preview_sync(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
         """``preview`` for code outside an event loop."""
         return trio.run(partial(self.preview, config, num_records=num_records))
 
-    def _open_models(self, config: Any) -> AbstractAsyncContextManager[Any]:
+    def _open_models(
+        self, config: PipelineConfig, changes: _LimitChanges
+    ) -> AbstractAsyncContextManager[Any]:
         """The model registry (clients, limiters, embedded simulator), or nothing without
         models."""
         if not config.models:
@@ -222,7 +234,7 @@ class TrioDesigner:
         from .models._registry import open_model_registry
 
         return open_model_registry(
-            config, simulator_models=self.simulator_models, on_limit_change=self._limit_changes
+            config, simulator_models=self.simulator_models, on_limit_change=changes
         )
 
     async def _execute(
@@ -235,6 +247,7 @@ class TrioDesigner:
         output_dir: Path | None,
         done: frozenset[int],
         models: Any,
+        changes: _LimitChanges,
     ) -> RunResult:
         state = RunState(
             graph=graph,
@@ -247,7 +260,7 @@ class TrioDesigner:
             model_configs=config.models,
             models=models,
         )
-        self._limit_changes.state = state
+        changes.state = state
         slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
         start = trio.current_time()
         state.trace.origin = start
