@@ -401,3 +401,20 @@ async def test_critical_path_first_saves_a_wave_on_the_deep_shape(autojump_clock
     result = await TrioDesigner().preview(config, num_records=10)
     assert result.elapsed == 3.0
     assert set(script.times("start", "summary").values()) == {0.0}
+
+
+async def test_long_runs_of_inline_cells_all_complete(autojump_clock: Any) -> None:
+    """Regression: the inline batch took the 129th cell off the ready queue and then stopped,
+    so that cell never ran and its row group never finished (found by benches/overhead.py)."""
+    from trio_designer._engine._async import INLINE_BATCH
+
+    config = pipeline(
+        CategorySampler(name="topic", values=("a", "b")),
+        ExpressionColumn(name="x", expr="{{ topic }}!"),
+        ExpressionColumn(name="y", expr="{{ x }}?"),
+        row_group_size=3 * INLINE_BATCH,
+    )
+    with trio.fail_after(BIG):
+        result = await TrioDesigner().preview(config, num_records=3 * INLINE_BATCH + 7)
+    assert result.num_records_written == 3 * INLINE_BATCH + 7
+    assert all(row["y"] == row["topic"] + "!?" for row in result.table.to_pylist())

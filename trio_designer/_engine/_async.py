@@ -136,8 +136,10 @@ class _RowGroupWorker:
         """Run ``task`` and the inline tasks that follow it in priority order, synchronously,
         under the one submission slot the dispatcher holds. Bounded, so the dispatcher
         checkpoints (at its next slot acquisition) at least every ``INLINE_BATCH`` cells."""
-        for _ in range(INLINE_BATCH):
+        for remaining in range(INLINE_BATCH - 1, -1, -1):
             self._run_inline(task)
+            if remaining == 0:
+                return  # checked *before* taking the next task: a taken task must run
             following = self.tracker.peek_ready()
             if (
                 following is None
