@@ -1,0 +1,162 @@
+"""Bench 2: how far each engine's makespan is from the DAG lower bound.
+
+For every run (virtual time, traces on) the bound is computed from what actually happened:
+each LLM cell's *service time* (the simulator's time in service for the request that answered
+it), the graph, and each model's concurrency (``min(max_parallel_requests, capacity)``):
+
+* critical path: per row, the longest chain of its cells' service times; the max over rows;
+* work: per model, its service times summed ÷ its concurrency (with a fixed latency ``L``:
+  ``ceil(n / c) · L``, whole waves — no schedule can do better);
+* simple bound (the issue's): ``max(critical path, work)``;
+* refined bound: per model ``head + work + tail``, where head is the shortest chain that must
+  precede any of its requests and tail the shortest chain that must follow — e.g. a judge model
+  cannot start before the first generator answer exists. Still a valid lower bound, and tighter
+  on the Dual-model shape.
+
+Reported: ``makespan ÷ bound`` for the sync and async engines, with the default adaptive limiter
+and with a static limiter (the scheduler alone). Latencies: lognormal (median 1 s, σ 0.5), and
+fixed 200 ms and 2 s, where the bound is exact up to the integrality of waves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from trio_designer._graph import ExecutionGraph
+from trio_designer.simulator import Latency
+
+from . import _common as c
+
+LATENCIES: dict[str, Latency] = {
+    "lognormal 1 s σ0.5": Latency(median=1.0, sigma=0.5),
+    "fixed 0.2 s": Latency(median=0.2),
+    "fixed 2 s": Latency(median=2.0),
+}
+
+
+@attrs.frozen(kw_only=True)
+class Params:
+    records: tuple[int, ...] = (10, 100)
+    shapes: tuple[c.ShapeName, ...] = c.SHAPES
+    latencies: tuple[str, ...] = tuple(LATENCIES)
+    limiters: tuple[c.LimiterKind, ...] = ("adaptive", "static")
+    max_parallel: int = 16
+    seed: int = 7
+
+
+PROFILES = {
+    "full": Params(),
+    "quick": Params(records=(10,)),
+    "smoke": Params(
+        records=(3,),
+        shapes=("Deep", "Dual-model"),
+        latencies=("fixed 0.2 s",),
+        limiters=("static",),
+    ),
+}
+
+
+def measure(
+    shape: c.ShapeName,
+    latency_name: str,
+    records: int,
+    limiter: c.LimiterKind,
+    engine: str,
+    p: Params,
+) -> dict[str, Any]:
+    """One run and its bound."""
+    config = c.shape_config(shape, seed=p.seed, max_parallel=p.max_parallel)
+    models = c.simulated(LATENCIES[latency_name], seed=p.seed)
+
+    async def one() -> c.Outcome:
+        return await c.run_once(
+            config,
+            engine=engine,
+            models=models,
+            num_records=records,
+            limiter=c.limiter_factory(limiter),
+        )
+
+    outcome: c.Outcome = c.run_virtual(one)
+    concurrency = {m.name: min(m.capacity, p.max_parallel) for m in models}
+    bound = c.lower_bound(
+        outcome, ExecutionGraph.from_config(config), c.column_models(config), concurrency
+    )
+    return {
+        "shape": shape,
+        "latency": latency_name,
+        "records": records,
+        "limiter": limiter,
+        "engine": engine,
+        "makespan": outcome.makespan,
+        "bound": attrs.asdict(bound),
+        "ratio_simple": outcome.makespan / bound.simple,
+        "ratio_refined": outcome.makespan / bound.refined,
+        "wall_s": outcome.wall,
+    }
+
+
+def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> dict[str, Any]:
+    p = PROFILES[profile]
+    runs = [
+        measure(shape, latency, records, limiter, engine, p)
+        for limiter in p.limiters
+        for latency in p.latencies
+        for records in p.records
+        for shape in p.shapes
+        for engine in ("sync", "async")
+    ]
+    for limiter in p.limiters:
+        print(f"\nMakespan ÷ lower bound — {limiter} limiter (virtual time, 16 parallel)")
+        rows = []
+        for latency in p.latencies:
+            for records in p.records:
+                for shape in p.shapes:
+                    pair = {
+                        r["engine"]: r
+                        for r in runs
+                        if (r["shape"], r["latency"], r["records"], r["limiter"])
+                        == (shape, latency, records, limiter)
+                    }
+                    a, s = pair["async"], pair["sync"]
+                    rows.append(
+                        [
+                            shape,
+                            latency,
+                            records,
+                            s["makespan"],
+                            a["makespan"],
+                            a["bound"]["refined"],
+                            f"{s['ratio_refined']:.3f}",
+                            f"{a['ratio_refined']:.3f}",
+                            f"{a['ratio_simple']:.3f}",
+                            a["bound"]["binding"],
+                        ]
+                    )
+        print(
+            c.table(
+                [
+                    "shape",
+                    "latency",
+                    "rows",
+                    "sync s",
+                    "async s",
+                    "bound s",
+                    "sync/bound",
+                    "async/bound",
+                    "async/simple",
+                    "binding",
+                ],
+                rows,
+            )
+        )
+    within = [r for r in runs if r["engine"] == "async" and r["ratio_refined"] <= 1.05 + 1e-9]
+    asyncs = [r for r in runs if r["engine"] == "async"]
+    print(f"\nasync within 5 % of the refined bound: {len(within)} of {len(asyncs)} runs")
+    payload = {"profile": profile, "params": attrs.asdict(p), "runs": runs}
+    path = c.write_result("bound", payload, results_dir)
+    print(f"wrote {path}")
+    return payload

@@ -1,0 +1,84 @@
+"""Smoke test of the benchmarks: every bench's code path on tiny sizes (the ``smoke`` profile).
+
+Benchmarks are not tests; this only checks that each bench still runs against the current
+engine, prints its table, writes its JSON (to a temporary directory, never to
+``benches/results``), and that a few facts that must hold at any size do hold: a lower bound is
+never above the makespan it bounds, the async engine is never slower than the sync one on the
+Dual-model shape in virtual time, and the memory bench measures a real peak.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benches import adaptivity, bound, memory, overhead, scale, seed
+from benches.__main__ import main as bench_main
+
+
+def _run(module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    module.run("smoke", results_dir=tmp_path, img_dir=None)
+    out = capsys.readouterr().out
+    assert "|---" in out, out  # a table was printed
+    name = module.__name__.rsplit(".", 1)[-1]
+    data: dict[str, Any] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert data["bench"] == name
+    assert data["machine"]["nproc"] >= 1
+    assert data["profile"] == "smoke"
+    return data
+
+
+def test_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(seed, tmp_path, capsys)
+    virtual = data["variants"][0]
+    dual = next(r for r in virtual if r["shape"] == "Dual-model")
+    assert dual["async_s"] <= dual["sync_s"]
+    assert len(data["variants"]) == 2
+
+
+def test_bound_is_a_lower_bound(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(bound, tmp_path, capsys)
+    for r in data["runs"]:
+        assert r["bound"]["simple"] <= r["bound"]["refined"] <= r["makespan"] + 1e-9, r
+    # fixed latency 0.2 s: the bound is exact for the async engine on these shapes
+    assert all(
+        r["ratio_refined"] == pytest.approx(1.0) for r in data["runs"] if r["engine"] == "async"
+    )
+
+
+def test_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(scale, tmp_path, capsys)
+    for r in data["runs"]:
+        assert 0 < r["busy_fraction"]["sim-judge"] <= 1
+        assert r["ratio_to_bound"] >= 1 - 1e-9
+        assert len(r["timeline"]["sim-gen"]) == scale.PROFILES["smoke"].bins
+
+
+def test_adaptivity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(adaptivity, tmp_path, capsys)
+    assert data["hosted"]["static 64"]["rate_limited"] > 0
+    assert data["hosted"]["static 24 (oracle)"]["rate_limited"] == 0
+    assert all(r["ok"] == adaptivity.PROFILES["smoke"].records for r in data["gpu"].values())
+
+
+def test_overhead(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(overhead, tmp_path, capsys)
+    assert all(r["cells_per_s"] > 0 for r in data["runs"])
+    assert data["cprofile"]["top_tottime"]
+
+
+def test_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(memory, tmp_path, capsys)
+    for r in data["runs"]:
+        assert r["written"] == r["records"]
+        assert r["peak_rss_kb"] >= r["rss_after_imports_kb"] > 0
+
+
+def test_cli_rejects_unknown_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["nope"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
