@@ -81,3 +81,35 @@ async def test_a_throttled_model_never_stalls_another(autojump_clock: Any) -> No
     assert fast_done == 1.0
     assert result.elapsed == 50.0  # 10 slow cells, 2 at a time, 10 s each
     assert result.model_limits["simulator:fast"].limit == 16
+
+
+async def test_a_saturated_model_never_starves_another(autojump_clock: Any) -> None:
+    """A generator endpoint (2 parallel) and its judge (8 parallel). The generator's cells rank
+    first (longer chain), and without a per-endpoint backlog cap they would take all 18 task
+    slots while parked on their own limiter, leaving the judge idle. With the cap (2 x 2
+    generator tasks dispatched at most), every judge cell starts the moment its row's
+    generated cell lands."""
+    gen = SimulatedModel(name="gen", latency=Latency(median=1.0), capacity=1000)
+    judge = SimulatedModel(name="judge", latency=Latency(median=1.0), capacity=1000)
+    config = PipelineConfig.from_dict(
+        {
+            "models": [
+                {"alias": "gen", "model": "gen", "max_parallel_requests": 2},
+                {"alias": "judge", "model": "judge", "max_parallel_requests": 8},
+            ],
+            "run": {"max_submitted_tasks": 2, "max_llm_wait_tasks": 16, "trace": True},
+            "columns": [
+                {"name": "topic", "kind": "sampler", "sampler": "category", "values": ["a"]},
+                {"name": "g", "kind": "llm_text", "model": "gen", "prompt": "{{ topic }}"},
+                {"name": "j", "kind": "llm_text", "model": "judge", "prompt": "{{ g }}"},
+            ],
+        }
+    )
+    with trio.fail_after(BIG):
+        result = await TrioDesigner(simulator_models=[gen, judge]).preview(
+            config, num_records=20
+        )
+    generated = {t.row: t.finished for t in result.traces if t.column == "g"}
+    judged = {t.row: t.started for t in result.traces if t.column == "j"}
+    assert judged == generated  # no judge cell ever waited for a slot
+    assert result.elapsed == 11.0  # 20 generator cells, 2 at a time, + the last judge

@@ -41,7 +41,7 @@ Invariants (checked by ``property_tests/test_tracker_machine.py``):
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal, NamedTuple
 
 import attrs
@@ -145,9 +145,11 @@ class RowGroupTracker:
         self._column_done: set[str] = set()
         self._dropped: set[int] = set()
         # Invariant: _ready_set, _in_flight and _deferred are pairwise disjoint, and none holds a
-        # done task or a task of a dropped row. _heap may hold stale entries (lazy deletion);
-        # an entry is live iff its task is in _ready_set.
-        self._heap: list[tuple[int, int, int, Task]] = []
+        # done task or a task of a dropped row. Each column's heap may hold stale entries (lazy
+        # deletion); an entry is live iff its task is in _ready_set. One heap per column (not
+        # one global heap) so that a pop can skip whole columns — those whose model endpoint is
+        # saturated — in O(columns), see pop_ready(eligible=...).
+        self._heaps: dict[str, list[tuple[int, Task]]] = {c: [] for c in graph.order}
         self._ready_set: set[Task] = set()
         self._in_flight: set[Task] = set()
         self._deferred: dict[Task, _Deferred] = {}
@@ -220,22 +222,51 @@ class RowGroupTracker:
         )
 
     # -- events ---------------------------------------------------------------------------
-    def pop_ready(self) -> Task | None:
-        """Take the highest-priority ready task and mark it in flight; ``None`` if none."""
-        while self._heap:
-            *_, task = heapq.heappop(self._heap)
-            if task in self._ready_set:
-                self._ready_set.remove(task)
-                self._in_flight.add(task)
-                return task
-        return None
+    def pop_ready(self, eligible: Callable[[str], bool] | None = None) -> Task | None:
+        """Take the highest-priority ready task and mark it in flight; ``None`` if none.
 
-    def peek_ready(self) -> Task | None:
-        """The task ``pop_ready`` would return next, without taking it."""
-        heap = self._heap
-        while heap and heap[0][-1] not in self._ready_set:
+        With ``eligible``, only tasks of columns for which it returns true are considered (the
+        engine skips columns whose model endpoint already has its full backlog).
+        """
+        column = self._best_column(eligible)
+        if column is None:
+            return None
+        _, task = heapq.heappop(self._heaps[column])
+        self._ready_set.remove(task)
+        self._in_flight.add(task)
+        return task
+
+    def has_eligible(self, eligible: Callable[[str], bool]) -> bool:
+        """Whether some ready task belongs to a column ``eligible`` accepts."""
+        return self._best_column(eligible) is not None
+
+    def _head(self, column: str) -> tuple[int, Task] | None:
+        heap = self._heaps[column]
+        while heap and heap[0][1] not in self._ready_set:
             heapq.heappop(heap)
-        return heap[0][-1] if heap else None
+        return heap[0] if heap else None
+
+    def _best_column(self, eligible: Callable[[str], bool] | None) -> str | None:
+        """The column whose head task ranks first by (longest chain, row, column order)."""
+        best: tuple[int, int, int] | None = None
+        chosen: str | None = None
+        for column in self._graph.order:
+            head = self._head(column)
+            if head is None or (eligible is not None and not eligible(column)):
+                continue
+            key = (-self._graph.priority[column], head[0], self._column_index[column])
+            if best is None or key < best:
+                best, chosen = key, column
+        return chosen
+
+    def peek_ready(self, eligible: Callable[[str], bool] | None = None) -> Task | None:
+        """The task ``pop_ready`` would return next, without taking it."""
+        column = self._best_column(eligible)
+        if column is None:
+            return None
+        head = self._head(column)
+        assert head is not None
+        return head[1]
 
     def complete(self, task: Task) -> list[Task]:
         """Mark an in-flight task done; returns the tasks that became ready.
@@ -326,8 +357,7 @@ class RowGroupTracker:
     def _push(self, task: Task) -> None:
         self._ready_set.add(task)
         row_key = -1 if task.row is None else task.row
-        entry = (-self._graph.priority[task.column], row_key, self._column_index[task.column], task)
-        heapq.heappush(self._heap, entry)
+        heapq.heappush(self._heaps[task.column], (row_key, task))
 
     def _is_scheduled(self, task: Task) -> bool:
         return task in self._ready_set or task in self._in_flight or task in self._deferred
@@ -411,5 +441,6 @@ class RowGroupTracker:
 
     def _clear_pending(self) -> None:
         self._ready_set.clear()
-        self._heap.clear()
+        for heap in self._heaps.values():
+            heap.clear()
         self._deferred.clear()

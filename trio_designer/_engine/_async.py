@@ -98,21 +98,30 @@ class _RowGroupWorker:
         self._spawned = 0
 
     async def run(self) -> None:
-        async with trio.open_nursery() as cells:
-            while not self.tracker.is_finished():
-                if self.tracker.has_ready():
-                    await self._dispatch_one(cells)
-                elif self.tracker.is_stalled():
-                    await self._salvage()
-                else:
-                    # No checkpoint between the checks above and this wait: no lost wake-up.
-                    self._changed = trio.Event()
-                    await self._changed.wait()
+        self.state.backlog_listeners.add(self._wake)
+        try:
+            async with trio.open_nursery() as cells:
+                while not self.tracker.is_finished():
+                    if self.tracker.has_eligible(self.state.eligible):
+                        await self._dispatch_one(cells)
+                    elif not self.tracker.has_ready() and self.tracker.is_stalled():
+                        await self._salvage()
+                    else:
+                        # Nothing to start: wait for one of our tasks to end, or for a saturated
+                        # endpoint to free a place. No checkpoint between the checks above and
+                        # this wait: no lost wake-up.
+                        self._changed = trio.Event()
+                        await self._changed.wait()
+        finally:
+            self.state.backlog_listeners.discard(self._wake)
+
+    def _wake(self) -> None:
+        self._changed.set()
 
     async def _dispatch_one(self, cells: trio.Nursery) -> None:
         token = SlotToken()
         await self.slots.acquire_submission(token)
-        task = self.tracker.pop_ready()
+        task = self.tracker.pop_ready(self.state.eligible)
         if task is None:  # a drop emptied the frontier while we waited for the slot
             self.slots.release(token)
             return
@@ -127,6 +136,7 @@ class _RowGroupWorker:
         # dispatch and start still reaches it (the task then never calls its generator).
         scope = trio.CancelScope()
         self._scopes[task] = scope
+        self.state.backlog_enter(task.column)
         cells.start_soon(self._run_task, task, token, scope, trio.current_time())
         self._spawned += 1
         if self._spawned % SPAWNS_PER_CHECKPOINT == 0:
@@ -140,14 +150,14 @@ class _RowGroupWorker:
             self._run_inline(task)
             if remaining == 0:
                 return  # checked *before* taking the next task: a taken task must run
-            following = self.tracker.peek_ready()
+            following = self.tracker.peek_ready(self.state.eligible)
             if (
                 following is None
                 or following.row is None
                 or not self.state.runs_inline(following.column)
             ):
                 return
-            popped = self.tracker.pop_ready()
+            popped = self.tracker.pop_ready(self.state.eligible)
             assert popped == following
             task = following
 
@@ -218,6 +228,7 @@ class _RowGroupWorker:
         finally:
             del self._scopes[task]
             self.slots.release(token)
+            self.state.backlog_exit(task.column)
             self._changed.set()
             self.state.add_trace(
                 plan=self.plan,

@@ -32,6 +32,8 @@ logger = logging.getLogger("trio_designer.engine")
 #: Pause before a salvage round re-runs an ordinary retryable failure, by attempt (seconds);
 #: the last value repeats.
 SALVAGE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+#: How many tasks per unit of ``max_parallel_requests`` one endpoint may have dispatched.
+BACKLOG_FACTOR = 2
 #: Pause after a 429 that carried no Retry-After.
 DEFAULT_RATE_LIMIT_PAUSE = 2.0
 
@@ -152,6 +154,7 @@ class RunState:
         self.rows_written = 0
         self.rows_dropped = 0
         self.row_groups_written: list[tuple[int, str, int]] = []
+        self._init_backlogs()
         self.extra_columns = {c: tuple(generators[c].extra_columns()) for c in graph.order}
         self.output_columns: list[str] = []
         self.output_types: dict[str, Any] = {}
@@ -163,6 +166,56 @@ class RunState:
             for extra in self.extra_columns[column]:
                 self.output_columns.append(extra)
                 self.output_types[extra] = _string_type()
+
+    # -- per-endpoint backlog ---------------------------------------------------------------
+    def _init_backlogs(self) -> None:
+        """Which endpoint each LLM column calls, and how many of its tasks may be dispatched.
+
+        Invariant: ``backlog[e] <= backlog_cap[e]`` at dispatch time: at most
+        ``BACKLOG_FACTOR x max_parallel_requests`` tasks of one endpoint are dispatched and not
+        finished (running or parked on its limiter). Without the cap, the cells of the
+        highest-priority model (say, a generator) fill every submission and LLM-wait slot
+        while parked on their own limiter, and a second model (its judge) idles for lack of a
+        slot; with it, the dispatcher skips a saturated endpoint's columns and starts other
+        work. Checked by ``tests/test_adaptive_e2e.py::
+        test_a_saturated_model_never_starves_another``.
+        """
+        by_alias = {m.alias: m for m in self.model_configs}
+        self.endpoint_of: dict[str, str | None] = {}
+        self.backlog_cap: dict[str, int] = {}
+        for column in self.graph.order:
+            config = self.graph.configs[column]
+            aliases = [getattr(config, "model", None), *getattr(config, "models", ())]
+            models = [by_alias[a] for a in aliases if a in by_alias]
+            if not self.graph.llm_bound[column] or len(models) != 1:
+                self.endpoint_of[column] = None
+                continue
+            model = models[0]
+            endpoint = f"{model.provider}:{model.model}"
+            self.endpoint_of[column] = endpoint
+            cap = BACKLOG_FACTOR * model.max_parallel_requests
+            self.backlog_cap[endpoint] = min(self.backlog_cap.get(endpoint, cap), cap)
+        self.backlog = dict.fromkeys(self.backlog_cap, 0)
+        self.backlog_listeners: set[Callable[[], None]] = set()
+
+    def eligible(self, column: str) -> bool:
+        """Whether a task of ``column`` may be dispatched now (its endpoint is not saturated)."""
+        endpoint = self.endpoint_of[column]
+        return endpoint is None or self.backlog[endpoint] < self.backlog_cap[endpoint]
+
+    def backlog_enter(self, column: str) -> None:
+        endpoint = self.endpoint_of[column]
+        if endpoint is not None:
+            self.backlog[endpoint] += 1
+
+    def backlog_exit(self, column: str) -> None:
+        endpoint = self.endpoint_of[column]
+        if endpoint is None:
+            return
+        self.backlog[endpoint] -= 1
+        if self.backlog[endpoint] == self.backlog_cap[endpoint] - 1:
+            for wake in list(self.backlog_listeners):
+                wake()
 
     def new_buffer(self, plan: RowGroupPlan) -> RowGroupBuffer:
         extras = [e for c in self.view.order for e in self.extra_columns[c]]
