@@ -21,7 +21,7 @@ import attrs
 import trio
 from hypothesis import strategies as st
 
-from trio_designer import CustomColumn, PipelineConfig, RunConfig
+from trio_designer import CustomColumn, ExpressionColumn, PipelineConfig, RunConfig
 from trio_designer._exceptions import NonRetryableGenerationError, RetryableGenerationError
 
 from .strategies import Dag, dags
@@ -68,19 +68,25 @@ class Scenario:
     salvage_max_rounds: int
     schedule: Schedule
     early_shutdown: bool
+    inline: Mapping[str, bool]
 
     def config(self, recorder: Recorder) -> PipelineConfig:
-        columns = [
-            CustomColumn(
-                name=c,
-                function=recorder.function_for(c),
-                strategy=self.dag.strategy[c],
-                depends_on=tuple(sorted(self.dag.upstream[c])),
-                llm_bound=self.llm_bound[c],
-                dtype="str",
+        columns: list[Any] = []
+        for c in self.dag.order:
+            ups = tuple(sorted(self.dag.upstream[c]))
+            if self.inline[c]:
+                columns.append(ExpressionColumn(name=c, expr=inline_expr(c, ups)))
+                continue
+            columns.append(
+                CustomColumn(
+                    name=c,
+                    function=recorder.function_for(c),
+                    strategy=self.dag.strategy[c],
+                    depends_on=ups,
+                    llm_bound=self.llm_bound[c],
+                    dtype="str",
+                )
             )
-            for c in self.dag.order
-        ]
         run = RunConfig(
             row_group_size=self.row_group_size,
             max_row_groups_in_flight=self.max_row_groups_in_flight,
@@ -131,6 +137,10 @@ def scenarios(
         salvage_max_rounds=draw(st.integers(0, 2)),
         schedule=schedule,
         early_shutdown=failures and draw(st.booleans()),
+        inline={
+            c: dag.strategy[c] == "cell" and bool(dag.upstream[c]) and draw(st.booleans())
+            for c in dag.order
+        },
     )
 
 
@@ -146,6 +156,21 @@ class Attempt:
     end: float | None = None
     end_seq: int | None = None
     outcome: Literal["ok", "retry", "fatal", "cancelled"] | None = None
+
+
+def inline_expr(column: str, ups: tuple[str, ...]) -> str:
+    """A Jinja expression column (run inline by the dispatcher) whose value, like a scripted
+    cell's, names its column and row and depends on its upstream values."""
+    joined = " ~ '|' ~ ".join(ups)
+    return f"{{{{ '%s-%s-e%d' % ('{column}', {ups[0]}.split('-')[1], ({joined}) | length) }}}}"
+
+
+def expected_value(scenario: Scenario, column: str, row: int, upstream: Mapping[str, Any]) -> str:
+    """What cell (row, column) must hold, given its row's upstream values."""
+    if scenario.inline[column]:
+        joined = "|".join(str(upstream[k]) for k in sorted(upstream))
+        return f"{column}-{row}-e{len(joined)}"
+    return cell_value(column, row, upstream)
 
 
 def cell_value(column: str, row: int, upstream: Mapping[str, Any]) -> str:
