@@ -858,3 +858,17 @@ async def test_memory_sink_table_is_empty_before_any_row() -> None:
     sink = MemorySink()
     await open_sink(sink)
     assert sink.table().num_columns == 0
+
+
+@pytest.mark.parametrize(
+    ("first", "again", "size"), [(12, 15, 5), (100, 90, 10)], ids=["past-short-group", "shrink"]
+)
+async def test_resuming_with_a_plan_that_breaks_written_groups_is_refused(
+    harness: Harness, first: int, again: int, size: int
+) -> None:
+    """Growing past a short last row group (it would stay short) or shrinking is refused."""
+    await open_sink(harness.sink, num_records=first, row_group_size=size)
+    await harness.sink.write_row_group(0, rows(0, size), requested_rows=size)
+    await harness.sink.close(status="interrupted", summary={})
+    with pytest.raises(SinkError, match=rf"holds a run of {first} records .* not {again}; or "):
+        await open_sink(harness.reopen(), num_records=again, row_group_size=size)

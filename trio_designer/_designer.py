@@ -161,8 +161,6 @@ class TrioDesigner:
         from .config import config_fingerprint
 
         graph, generators = _prepare(config, num_records)
-        if resume:
-            _check_resumable(Path(output_dir), num_records, config.run.row_group_size)
         changes = _LimitChanges()
         async with self._open_models(config, changes) as models:
             sink = ParquetSink(output_dir)
@@ -343,25 +341,6 @@ def _dataset_files(sink: Any) -> tuple[str, ...]:
     row_groups = sink.metadata().get("row_groups", {})
     entries = sorted(row_groups.items(), key=lambda item: int(item[0]))
     return tuple(entry["file"] for _, entry in entries if entry.get("file"))
-
-
-def _check_resumable(output_dir: Path, num_records: int, row_group_size: int) -> None:
-    """Refuse a resume whose row-group plan differs from the stopped run's."""
-    import json
-
-    from ._exceptions import SinkError
-
-    try:
-        stored = json.loads((output_dir / "metadata.json").read_text())
-    except (OSError, ValueError):
-        return  # nothing to resume (or not ours): the sink decides
-    for field, wanted in (("num_records", num_records), ("row_group_size", row_group_size)):
-        if stored.get(field) not in (None, wanted):
-            raise SinkError(
-                f"cannot resume the run in '{output_dir}': it was started with {field} = "
-                f"{stored[field]}, not {wanted}; resume with the same value, or choose another "
-                "output directory"
-            )
 
 
 def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:

@@ -501,12 +501,36 @@ def _opened_metadata(
             f"{where} already holds {len(previous.row_groups)} written row group(s) of this "
             f"run; resume the run (--resume), or {remedy}."
         )
+    if previous.row_groups and not _plan_extends(previous, num_records):
+        # The row groups already on disk must keep their plan: a run may grow by whole new
+        # row groups, but not shrink, and not grow past a short last group (it would stay
+        # short and the dataset would come out short of the new count).
+        raise SinkError(
+            f"{where} holds a run of {previous.num_records} records in row groups of "
+            f"{previous.row_group_size}; it can be resumed with the same number of records"
+            f"{_growth_hint(previous)}, not {num_records}; or {remedy}."
+        )
     return attrs.evolve(
         fresh,
         started_at=previous.started_at,
         schema=previous.schema,
         row_groups=previous.row_groups,
     )
+
+
+def _plan_extends(previous: RunMetadata, num_records: int) -> bool:
+    """Whether ``num_records`` keeps every row group of ``previous`` as planned."""
+    if num_records == previous.num_records:
+        return True
+    return num_records > previous.num_records and (
+        previous.num_records % previous.row_group_size == 0
+    )
+
+
+def _growth_hint(previous: RunMetadata) -> str:
+    if previous.num_records % previous.row_group_size == 0:
+        return " or more"
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -236,7 +236,7 @@ class _RowGroupWorker:
                 row=task.row,
                 dispatched=dispatched,
                 slot_acquired=slot_acquired[0],
-                started=started[0] if started else trio.current_time(),
+                started=started[0] if started else None,
                 status=status,
                 attempt=attempt,
                 error=error,

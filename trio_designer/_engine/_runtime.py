@@ -24,7 +24,9 @@ from .._exceptions import (
     NonRetryableGenerationError,
     RetryableGenerationError,
 )
+from .._sink import build_table
 from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
+from ..generators._templates import evaluate_condition
 from ._trace import TaskStatus, TaskTrace, TraceRecorder
 
 logger = logging.getLogger("trio_designer.engine")
@@ -155,6 +157,13 @@ class RunState:
         self.rows_dropped = 0
         self.row_groups_written: list[tuple[int, str, int]] = []
         self._init_backlogs()
+        self._inline_columns = frozenset(
+            c
+            for c, g in generators.items()
+            if g.strategy == "cell" and g.inline and not g.llm_bound and g._overrides("generate")
+        )
+        # row group -> (column, error class) -> rows dropped; reported once at checkpoint.
+        self._drop_causes: dict[int, dict[tuple[str, str], int]] = {}
         self.extra_columns = {c: tuple(generators[c].extra_columns()) for c in graph.order}
         self.output_columns: list[str] = []
         self.output_types: dict[str, Any] = {}
@@ -183,10 +192,15 @@ class RunState:
         by_alias = {m.alias: m for m in self.model_configs}
         self.endpoint_of: dict[str, str | None] = {}
         self.backlog_cap: dict[str, int] = {}
+        #: LLM-bound column -> the smallest ``max_parallel_requests`` of the models it calls
+        #: (the sync engine's concurrency for that column).
+        self.model_parallelism: dict[str, int] = {}
         for column in self.graph.order:
             config = self.graph.configs[column]
             aliases = [getattr(config, "model", None), *getattr(config, "models", ())]
             models = [by_alias[a] for a in aliases if a in by_alias]
+            if self.graph.llm_bound[column] and models:
+                self.model_parallelism[column] = min(m.max_parallel_requests for m in models)
             if not self.graph.llm_bound[column] or len(models) != 1:
                 self.endpoint_of[column] = None
                 continue
@@ -240,8 +254,6 @@ class RunState:
         condition = self.graph.configs[column].skip_when
         if condition is None:
             return False
-        from ..generators._templates import evaluate_condition
-
         try:
             return bool(evaluate_condition(condition, buf.row_view(self.ancestors[column], row)))
         except GenerationError:
@@ -297,13 +309,7 @@ class RunState:
         """Whether cells of ``column`` run synchronously in the dispatcher: cheap, non-blocking,
         not LLM-bound cell generators (Jinja expressions). Skips the per-task machinery (slot,
         task, cancel scope), which dominates the cost of such cells."""
-        generator = self.generators[column]
-        return (
-            generator.strategy == "cell"
-            and generator.inline
-            and not generator.llm_bound
-            and generator._overrides("generate")
-        )
+        return column in self._inline_columns
 
     def run_cell_inline(self, buf: RowGroupBuffer, column: str, row: int) -> TaskStatus:
         """:meth:`run_cell` for an inline column, synchronously (no checkpoint)."""
@@ -381,6 +387,9 @@ class RunState:
         self, plan: RowGroupPlan, column: str, row: int | None, exc: BaseException, attempts: int
     ) -> None:
         self.counts[column].failed += 1
+        causes = self._drop_causes.setdefault(plan.id, {})
+        key = (column, type(exc).__name__)
+        causes[key] = causes.get(key, 0) + 1
         self.failures.append(
             FailureRecord(
                 row_group=plan.id,
@@ -415,11 +424,7 @@ class RunState:
     def _log_drops(self, plan: RowGroupPlan, count: int) -> None:
         """One warning per row group with drops (not one per row: a failing endpoint would
         flood the terminal), naming the causes."""
-        causes: dict[tuple[str, str], int] = {}
-        for failure in self.failures:
-            if failure.row_group == plan.id:
-                key = (failure.column, failure.error_class)
-                causes[key] = causes.get(key, 0) + 1
+        causes = self._drop_causes.pop(plan.id, {})
         listed = ", ".join(f"{col}: {cls} x{n}" for (col, cls), n in sorted(causes.items()))
         logger.warning(
             "row group %d: %d of %d rows dropped (%s); details in failures.jsonl",
@@ -437,13 +442,15 @@ class RunState:
         row: int | None,
         dispatched: float,
         slot_acquired: float,
-        started: float,
+        started: float | None,
         status: TaskStatus,
         attempt: int,
         error: BaseException | None = None,
     ) -> None:
+        """Record one attempt (``started=None``: it never reached its generator)."""
         if not self.trace.enabled:
             return
+        now = trio.current_time()
         origin = self.trace.origin
         self.trace.add(
             TaskTrace(
@@ -453,8 +460,8 @@ class RunState:
                 kind="full_column" if row is None else "cell",
                 dispatched=dispatched - origin,
                 slot_acquired=slot_acquired - origin,
-                started=started - origin,
-                finished=trio.current_time() - origin,
+                started=(now if started is None else started) - origin,
+                finished=now - origin,
                 status=status,
                 attempt=attempt,
                 error_class=None if error is None else type(error).__name__,
@@ -467,8 +474,6 @@ class RunState:
 
         Shielded: a row group that finished is written even if the run is being cancelled.
         """
-        from .._sink import build_table
-
         live = [r for r in range(buf.plan.size) if r not in dropped]
         self.rows_dropped += len(dropped)
         if dropped:
@@ -516,8 +521,6 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def _empty_table(columns: Sequence[str], types: Mapping[str, Any]) -> Any:
-    from .._sink import build_table
-
     return build_table({c: [] for c in columns}, types)
 
 

@@ -12,7 +12,6 @@ a fair baseline for the benchmarks and a parity oracle for the property suite.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import trio
 
@@ -112,7 +111,7 @@ class _SyncRowGroup:
             except Exception as exc:
                 error, status = exc, self._failed(column, row, attempt, exc, failures)
             finally:
-                first = started[0] if started else trio.current_time()
+                first = started[0] if started else None
                 self._trace(column, row, dispatched, first, status, attempt, error)
 
     def _one_inline(
@@ -152,7 +151,7 @@ class _SyncRowGroup:
         column: str,
         row: int | None,
         dispatched: float,
-        started: float,
+        started: float | None,
         status: TaskStatus,
         attempt: int,
         error: BaseException | None,
@@ -187,19 +186,10 @@ class _SyncRowGroup:
         self.state.record_failure(self.plan, column, row, exc, attempts)
 
     def _concurrency(self, column: str) -> int:
-        config: Any = self.state.graph.configs[column]
         if self.state.view.strategy[column] != "cell":
             return 1
-        if self.state.graph.llm_bound[column]:
-            return _model_parallelism(self.state, config)
-        return int(self.state.run.non_llm_concurrency)
-
-
-def _model_parallelism(state: RunState, config: Any) -> int:
-    """``max_parallel_requests`` of the model(s) a column calls (the smallest, if several)."""
-    aliases = [getattr(config, "model", None), *getattr(config, "models", ())]
-    limits = [m.max_parallel_requests for m in state.model_configs if m.alias in aliases]
-    return min(limits) if limits else int(state.run.non_llm_concurrency)
+        default = int(self.state.run.non_llm_concurrency)
+        return self.state.model_parallelism.get(column, default)
 
 
 async def _noop() -> None:
