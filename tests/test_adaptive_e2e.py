@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from trio_designer import PipelineConfig, TrioDesigner
+from trio_designer import PipelineConfig, StaticLimiter, TrioDesigner
 from trio_designer.simulator import Latency, SimulatedModel, open_simulator
 
 BIG = 100_000
@@ -113,3 +113,43 @@ async def test_a_saturated_model_never_starves_another(autojump_clock: Any) -> N
     judged = {t.row: t.started for t in result.traces if t.column == "j"}
     assert judged == generated  # no judge cell ever waited for a slot
     assert result.elapsed == 11.0  # 20 generator cells, 2 at a time, + the last judge
+
+
+def deep_shape(rows_per_group: int = 100) -> PipelineConfig:
+    """The seed's Deep shape: topic -> summary -> analysis -> conclusion, topic -> trivia."""
+    llm = [
+        ("summary", "Summarize {{ topic }}."),
+        ("trivia", "A fact about {{ topic }}."),
+        ("analysis", "Analyze {{ summary }}."),
+        ("conclusion", "Conclude {{ analysis }}."),
+    ]
+    return PipelineConfig.from_dict(
+        {
+            "models": [{"alias": "gen", "model": "gen", "max_parallel_requests": 16}],
+            "run": {"row_group_size": rows_per_group, "seed": 5},
+            "columns": [
+                {"name": "topic", "kind": "sampler", "sampler": "category", "values": ["a", "b"]},
+                *[
+                    {"name": n, "kind": "llm_text", "model": "gen", "prompt": p}
+                    for n, p in llm
+                ],
+            ],
+        }
+    )
+
+
+async def test_critical_path_cells_win_the_model_limiter(autojump_clock: Any) -> None:
+    """Deep, 10 rows, 16 slots, fixed 0.2 s: 40 requests fit in 3 waves only if every wave
+    serves the longest remaining chains first (10 summaries, then 10 analyses + 6 trivia, then
+    10 conclusions + 4 trivia). All 20 ready cells park on the model limiter at once, in the
+    order trio happens to run them; the limiter must admit them by the cells' rank, not FIFO
+    (FIFO took 4 waves in about half the runs). Several runs, because trio's task order is
+    random."""
+    gen = SimulatedModel(name="gen", latency=Latency(median=0.2), capacity=1000)
+    designer = TrioDesigner(simulator_models=[gen], limiter_factory=StaticLimiter)
+    with trio.fail_after(BIG):
+        for _ in range(8):
+            start = trio.current_time()
+            result = await designer.preview(deep_shape(), num_records=10)
+            assert result.num_records_written == 10
+            assert trio.current_time() - start <= 3 * 0.2 + 1e-6

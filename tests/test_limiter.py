@@ -1,5 +1,6 @@
-"""Model limiters (``trio_designer.models._limiter``): a contract suite over both limiters, then
-the adaptive limiter's 429 and latency behaviour in virtual time."""
+"""Model limiters (``trio_designer.models._limiter``): a contract suite over both limiters
+(admission, priority order, cancellation, cooldowns), then the adaptive limiter's 429 and latency
+behaviour in virtual time."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ from trio_designer.models._limiter import (
     ModelLimiter,
     Permit,
     StaticLimiter,
+    _Waiter,
+    _WaiterQueue,
+    request_priority,
+    set_request_priority,
 )
 
 BIG = 10_000
@@ -66,7 +71,7 @@ async def test_slot_admits_up_to_the_limit_then_parks(
 
 
 @contract
-async def test_waiters_are_admitted_in_fifo_order(
+async def test_waiters_with_equal_keys_are_admitted_in_fifo_order(
     make: Factory, autojump_clock: trio.testing.MockClock
 ) -> None:
     limiter = make(1)
@@ -114,15 +119,28 @@ async def test_a_newcomer_never_overtakes_a_parked_waiter(
     assert order == ["first", "parked", "newcomer"]
 
 
-async def test_a_newcomer_does_not_overtake_a_waiter_when_a_cooldown_ends(
+@contract
+@pytest.mark.parametrize(
+    ("newcomer_key", "expected"),
+    [
+        ((1,), ["parked", "newcomer"]),  # equal keys: FIFO
+        ((2,), ["parked", "newcomer"]),
+        ((0,), ["newcomer", "parked"]),  # a better key parks too, and is woken first
+    ],
+)
+async def test_a_newcomer_queues_by_key_when_a_cooldown_ends(
+    make: Factory,
     autojump_clock: trio.testing.MockClock,
+    newcomer_key: tuple[int, ...],
+    expected: list[str],
 ) -> None:
     """At the instant a cooldown ends there is a free slot and a parked waiter, until the
-    cooldown sleeper runs; a task arriving in that instant must queue behind the waiter."""
-    limiter = AdaptiveLimiter("m", 1)
+    cooldown sleeper runs; a task arriving in that instant joins the queue at its key."""
+    limiter = make(1)
     order: list[str] = []
 
     async def waiter() -> None:
+        set_request_priority((1,))
         async with limiter.slot() as permit:
             order.append("parked")
             permit.success()
@@ -134,10 +152,185 @@ async def test_a_newcomer_does_not_overtake_a_waiter_when_a_cooldown_ends(
             nursery.start_soon(waiter)
             await trio.testing.wait_all_tasks_blocked()
             autojump_clock.jump(2.0)  # the cooldown is over; nothing else has run yet
+            set_request_priority(newcomer_key)
             async with limiter.slot() as permit:
                 order.append("newcomer")
                 permit.success()
-    assert order == ["parked", "newcomer"]
+    assert order == expected
+
+
+async def admit_in_turn(
+    limiter: ModelLimiter,
+    keys: list[tuple[int, ...]],
+    *,
+    cancel: frozenset[int] = frozenset(),
+) -> list[int]:
+    """Fill ``limiter`` (limit 1), park one waiter per key in list order, cancel the waiters at
+    the indices in ``cancel``, then release: return the indices in the order they got the slot.
+    """
+    release, entered, order = trio.Event(), list[int](), list[int]()
+    scopes = {i: trio.CancelScope() for i in cancel}
+
+    async def waiter(i: int) -> None:
+        set_request_priority(keys[i])
+        with scopes.get(i, contextlib.nullcontext()):
+            async with limiter.slot() as permit:
+                assert i not in cancel, "a cancelled waiter must never be admitted"
+                order.append(i)
+                permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hold_until, limiter, release, entered, -1)
+            await trio.testing.wait_all_tasks_blocked()
+            for i in range(len(keys)):
+                nursery.start_soon(waiter, i)
+                await trio.testing.wait_all_tasks_blocked()  # fixes the arrival order
+            assert limiter.statistics().waiting == len(keys)
+            for scope in scopes.values():
+                scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert limiter.statistics().waiting == len(keys) - len(cancel)
+            assert order == []
+            release.set()
+    s = limiter.statistics()
+    assert (s.in_flight, s.waiting, s.successes) == (0, 0, 1 + len(keys) - len(cancel))
+    return order
+
+
+@contract
+async def test_waiters_are_admitted_best_key_first(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    keys = [(3, 0), (1, 5), (4,), (1, 2), (0, 9, 9), (2, 1), (5,), (1, 3)]
+    order = await admit_in_turn(make(1), keys)
+    assert [keys[i] for i in order] == sorted(keys)
+
+
+@contract
+async def test_requests_arriving_together_at_a_free_limiter_are_admitted_by_key(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Tasks started in one go reach ``slot()`` in trio's random order. With 3 free slots and 8
+    such requests, the 3 best keys get the slots (one grant round per scheduler batch), not
+    the 3 that trio happened to run first."""
+    limiter = make(3)
+    keys = [(3,), (1,), (7,), (0,), (5,), (2,), (6,), (4,)]
+    admitted: list[tuple[int, ...]] = []
+    release = trio.Event()
+
+    async def request(key: tuple[int, ...]) -> None:
+        set_request_priority(key)
+        async with limiter.slot() as permit:
+            admitted.append(key)
+            await release.wait()
+            permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            for key in keys:
+                nursery.start_soon(request, key)
+            await trio.testing.wait_all_tasks_blocked()
+            assert sorted(admitted) == [(0,), (1,), (2,)]
+            release.set()
+    assert sorted(admitted) == sorted(keys)
+
+
+@contract
+async def test_equal_keys_keep_their_arrival_order_among_other_keys(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    keys = [(1,), (0,), (1,), (), (0,), (1,), ()]
+    assert await admit_in_turn(make(1), keys) == [3, 6, 1, 4, 0, 2, 5]
+
+
+@contract
+async def test_cancelled_waiters_inside_the_queue_leave_no_trace(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Cancelled waiters in the middle (and at the top) of the queue are never admitted and do
+    not disturb the order of the others."""
+    keys: list[tuple[int, ...]] = [(5,), (2,), (6,), (0,), (3,), (1,), (4,)]
+    order = await admit_in_turn(make(1), keys, cancel=frozenset({1, 3, 4}))
+    assert [keys[i] for i in order] == [(1,), (4,), (5,), (6,)]
+
+
+@contract
+async def test_a_newcomer_with_the_best_key_parks_behind_a_full_limiter(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A better key moves a request up the queue; it never takes a slot from a holder."""
+    limiter = make(1)
+    release, entered = trio.Event(), list[int]()
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            set_request_priority((9,))  # inherited by the holder and the first waiter
+            nursery.start_soon(hold_until, limiter, release, entered, 0)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(hold_until, limiter, release, entered, 1)
+            await trio.testing.wait_all_tasks_blocked()
+            set_request_priority((0,))
+            nursery.start_soon(hold_until, limiter, release, entered, 2)
+            await trio.testing.wait_all_tasks_blocked()
+            s = limiter.statistics()
+            assert (s.in_flight, s.waiting, entered) == (1, 2, [0])
+            release.set()
+    assert entered == [0, 2, 1]
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+@settings(max_examples=60, deadline=None)
+@given(keys=st.lists(st.tuples(st.integers(0, 3)) | st.tuples(), max_size=12))
+def test_admission_order_is_the_sorted_order_of_key_and_arrival(
+    name: str, keys: list[tuple[int, ...]]
+) -> None:
+    order: list[int] = []
+
+    async def main() -> None:
+        order.extend(await admit_in_turn(FACTORIES[name](1), keys))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert order == sorted(range(len(keys)), key=lambda i: (keys[i], i))
+
+
+async def test_request_priority_is_per_task_and_inherited_by_children() -> None:
+    seen: dict[str, tuple[int, ...]] = {}
+
+    async def child(tag: str) -> None:
+        seen[tag] = request_priority()
+
+    async def parent() -> None:
+        set_request_priority((1, 2))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child, "child")
+        seen["parent"] = request_priority()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(parent)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(child, "sibling")
+    assert seen == {"child": (1, 2), "parent": (1, 2), "sibling": ()}
+    assert request_priority() == ()
+
+
+def test_cancelled_queue_entries_do_not_pile_up() -> None:
+    """Dead heap entries are swept once they outnumber the live ones (past a small floor)."""
+
+    async def main() -> None:
+        queue = _WaiterQueue()
+        task = trio.lowlevel.current_task()
+        keep = _Waiter(task)
+        queue.push((0,), keep)
+        for i in range(1_000):
+            waiter = _Waiter(task)
+            queue.push((i,), waiter)
+            queue.discard(waiter)
+            assert queue.stored <= 66
+        assert queue.live == 1
+        assert queue.pop() == (keep, task)
+        assert (queue.live, queue.stored) == (0, 0)
+
+    trio.run(main)
 
 
 @contract
@@ -365,11 +558,18 @@ async def test_429_burst_cuts_once_and_logs_it(
     assert all(r.levelno == logging.INFO for r in caplog.records)
 
 
-@pytest.mark.parametrize(("retry_after", "expected"), [(None, 2.0), (5.0, 5.0), (0.25, 0.25)])
+@contract
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [(None, 2.0), (5.0, 5.0), (0.25, 0.25), (0.0, 2.0), (-1.0, 2.0), (math.nan, 2.0)],
+)
 async def test_cooldown_is_honoured_exactly(
-    autojump_clock: trio.testing.MockClock, retry_after: float | None, expected: float
+    make: Factory,
+    autojump_clock: trio.testing.MockClock,
+    retry_after: float | None,
+    expected: float,
 ) -> None:
-    limiter = AdaptiveLimiter("m", 4)
+    limiter = make(4)
     admitted_at: list[float] = []
 
     async def late_comer() -> None:
@@ -516,15 +716,72 @@ async def test_two_limiters_are_independent(autojump_clock: trio.testing.MockClo
     assert admitted_b == [0.0] * 4
 
 
-async def test_static_limiter_ignores_429s(autojump_clock: trio.testing.MockClock) -> None:
-    limiter = StaticLimiter("m", 2)
-    async with limiter.slot() as permit:
-        permit.rate_limited(30.0)
-    async with limiter.slot() as permit:
-        assert trio.current_time() == 0.0
-        permit.success()
+@pytest.mark.parametrize(("cooldown", "first_end"), [(None, 3.0), (0.5, 1.5)])
+async def test_static_limiter_cools_down_on_429s_and_keeps_its_limit(
+    autojump_clock: trio.testing.MockClock, cooldown: float | None, first_end: float
+) -> None:
+    """A 429 closes admission until its cooldown ends (the constructor's default when the 429
+    has no Retry-After); a later, longer Retry-After extends it; the limit never moves."""
+    limiter = (
+        StaticLimiter("m", 2) if cooldown is None else StaticLimiter("m", 2, cooldown=cooldown)
+    )
+    admitted_at: list[float] = []
+
+    async def late_comer() -> None:
+        async with limiter.slot() as permit:
+            admitted_at.append(trio.current_time())
+            permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            (first, first_done), (second, second_done) = await fill_and_hold(limiter, 2, nursery)
+            await trio.sleep(1)
+            first.rate_limited(None)  # t=1: closed until first_end, with a free slot
+            first_done.set()
+            nursery.start_soon(late_comer)
+            nursery.start_soon(late_comer)
+            await trio.testing.wait_all_tasks_blocked()
+            s = limiter.statistics()
+            assert (s.limit, s.in_flight, s.waiting) == (2, 1, 2)
+            assert s.cooldown_remaining == first_end - 1
+            assert trio.lowlevel.current_statistics().seconds_to_next_deadline == first_end - 1
+            second.rate_limited(4.0)  # t=1: extends to 5.0
+            second_done.set()
+            await trio.testing.wait_all_tasks_blocked()
+            s = limiter.statistics()
+            assert (s.limit, s.in_flight, s.waiting, s.cooldown_remaining) == (2, 0, 2, 4.0)
+            assert trio.lowlevel.current_statistics().seconds_to_next_deadline == 4.0
+    assert admitted_at == [5.0, 5.0]
     s = limiter.statistics()
-    assert (s.limit, s.rate_limited, s.successes, s.cooldown_remaining) == (2, 1, 1, 0.0)
+    assert (s.limit, s.rate_limited, s.successes, s.cooldown_remaining) == (2, 2, 2, 0.0)
+
+
+async def test_static_limiter_a_shorter_retry_after_does_not_shorten_the_cooldown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limiter = StaticLimiter("m", 2)
+    admitted_at: list[float] = []
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            (first, first_done), (second, second_done) = await fill_and_hold(limiter, 2, nursery)
+            first.rate_limited(10.0)  # closed until 10.0
+            second.rate_limited(1.0)  # in the same cooldown: still until 10.0
+            first_done.set()
+            second_done.set()
+            assert limiter.statistics().cooldown_remaining == 10.0
+            async with limiter.slot() as permit:
+                admitted_at.append(trio.current_time())
+                permit.success()
+    assert admitted_at == [10.0]
+
+
+@pytest.mark.parametrize("cooldown", [-0.5, math.inf, math.nan])
+def test_static_limiter_rejects_a_bad_cooldown(cooldown: float) -> None:
+    with pytest.raises(
+        ValueError,
+        match=rf"^model limiter 'm' needs a finite cooldown of at least 0 seconds, got {cooldown}$",
+    ):
+        StaticLimiter("m", 2, cooldown=cooldown)
 
 
 # -- adaptive: latency signal on an in-process GPU model ------------------------------------------

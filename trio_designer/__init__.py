@@ -133,10 +133,13 @@ from .generators import (
 from .generators import (
     ColumnGenerator as ColumnGenerator,
 )
+from .models._limiter import AdaptiveLimiter as AdaptiveLimiter
+from .models._limiter import StaticLimiter as StaticLimiter
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveLimiter",
     "BernoulliSampler",
     "CategorySampler",
     "CellContext",
@@ -173,6 +176,7 @@ __all__ = [
     "RunInterrupted",
     "RunResult",
     "SinkError",
+    "StaticLimiter",
     "SubcategorySampler",
     "TaskTrace",
     "TraceExportError",

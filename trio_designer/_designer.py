@@ -117,6 +117,12 @@ class TrioDesigner:
       progress: live progress on stderr: ``False`` (default, none), ``True`` or ``"auto"``
         (sticky bars on a terminal, a plain-text block every few seconds otherwise),
         ``"plain"``, ``"rich"``, or a number (plain text every that many seconds).
+      limiter_factory: builds each model endpoint's concurrency limiter from
+        ``(endpoint_name, max_parallel_requests)``. ``None`` (the default) is an
+        :class:`AdaptiveLimiter` with the default policy; ``StaticLimiter`` keeps a fixed limit
+        (a known capacity, or benchmarks); ``functools.partial(AdaptiveLimiter, policy=...)``
+        tunes the adaptive one. Limit changes reach ``on_event`` and traces only from
+        ``AdaptiveLimiter`` (or a partial of it).
 
     Example::
 
@@ -134,6 +140,7 @@ class TrioDesigner:
         on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
         simulator_models: Sequence[Any] | None = None,
         progress: bool | float | str = False,
+        limiter_factory: Callable[[str, int], Any] | None = None,
     ) -> None:
         if engine not in ("async", "sync"):
             raise ConfigError(f"engine: unknown engine {engine!r}; use 'async' or 'sync'")
@@ -142,6 +149,7 @@ class TrioDesigner:
         self.simulator_models = simulator_models
         resolve_progress(progress)  # a bad value fails here, before anything runs
         self.progress = progress
+        self.limiter_factory = limiter_factory
 
     async def create(
         self,
@@ -229,10 +237,20 @@ class TrioDesigner:
         models."""
         if not config.models:
             return nullcontext(None)
+        from .models._limiter import AdaptiveLimiter
         from .models._registry import open_model_registry
 
+        factory = self.limiter_factory
+        wrapped = factory.func if isinstance(factory, partial) else factory
+        if factory is None or wrapped is AdaptiveLimiter:
+            return open_model_registry(
+                config,
+                simulator_models=self.simulator_models,
+                limiter_factory=factory or AdaptiveLimiter,
+                on_limit_change=changes,
+            )
         return open_model_registry(
-            config, simulator_models=self.simulator_models, on_limit_change=changes
+            config, simulator_models=self.simulator_models, limiter_factory=factory
         )
 
     async def _execute(

@@ -136,7 +136,15 @@ class RowGroupTracker:
         self._size = size
         self._max_retries = max_retries
         self._max_rate_limited = max_rate_limited_retries
-        self._column_index = {c: i for i, c in enumerate(graph.order)}
+        # Columns grouped by priority, best group first, each in column order: a pop scans the
+        # groups in order and stops at the first one with a ready task (the best key's priority
+        # part decides before its row part, so no later group can beat it).
+        by_priority: dict[int, list[str]] = {}
+        for column in graph.order:
+            by_priority.setdefault(graph.priority[column], []).append(column)
+        self._priority_groups = tuple(
+            tuple(by_priority[p]) for p in sorted(by_priority, reverse=True)
+        )
         # Invariant: _live_done[c] == len(_cell_done[c] - _dropped) for every cell column c.
         self._cell_done: dict[str, set[int]] = {
             c: set() for c in graph.order if graph.strategy[c] == "cell"
@@ -248,16 +256,18 @@ class RowGroupTracker:
 
     def _best_column(self, eligible: Callable[[str], bool] | None) -> str | None:
         """The column whose head task ranks first by (longest chain, row, column order)."""
-        best: tuple[int, int, int] | None = None
-        chosen: str | None = None
-        for column in self._graph.order:
-            head = self._head(column)
-            if head is None or (eligible is not None and not eligible(column)):
-                continue
-            key = (-self._graph.priority[column], head[0], self._column_index[column])
-            if best is None or key < best:
-                best, chosen = key, column
-        return chosen
+        for group in self._priority_groups:
+            best_row = 0
+            chosen: str | None = None
+            for column in group:  # column order: on equal rows the first column wins
+                head = self._head(column)
+                if head is None or (eligible is not None and not eligible(column)):
+                    continue
+                if chosen is None or head[0] < best_row:
+                    best_row, chosen = head[0], column
+            if chosen is not None:
+                return chosen
+        return None
 
     def peek_ready(self, eligible: Callable[[str], bool] | None = None) -> Task | None:
         """The task ``pop_ready`` would return next, without taking it."""

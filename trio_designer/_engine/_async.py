@@ -39,12 +39,15 @@ import trio
 
 from .._core._tracker import RowGroupTracker, Task
 from .._exceptions import ModelRateLimitedError, RetryableGenerationError
+from ..models._limiter import set_request_priority
 from ._runtime import RowGroupPlan, RunState, retry_delay
 from ._slots import SlotToken, TaskSlots
 from ._trace import TaskStatus
 
 #: At most this many inline cells run back to back before the dispatcher checkpoints.
 INLINE_BATCH = 128
+#: At most this many cells run one after the other in one task (see ``_RowGroupWorker._run_task``).
+CELLS_PER_TASK = 64
 #: The dispatcher checkpoints after this many task spawns in a row (slots free at once do not
 #: checkpoint, see ``TaskSlots.acquire_submission``).
 SPAWNS_PER_CHECKPOINT = 64
@@ -76,6 +79,19 @@ async def _row_group(
         await state.checkpoint(worker.buffer, worker.tracker.dropped_rows)
     finally:
         admission.release_on_behalf_of(token)
+
+
+class _CellRun:
+    """One attempt at one cell inside a task: what its trace record needs."""
+
+    __slots__ = ("attempt", "dispatched", "slot_acquired", "started", "task")
+
+    def __init__(self, task: Task, dispatched: float, attempt: int) -> None:
+        self.task = task
+        self.dispatched = dispatched
+        self.slot_acquired = dispatched
+        self.started: list[float] = []
+        self.attempt = attempt
 
 
 class _RowGroupWorker:
@@ -197,9 +213,14 @@ class _RowGroupWorker:
     async def _run_task(
         self, task: Task, token: SlotToken, scope: trio.CancelScope, dispatched: float
     ) -> None:
-        attempt = self.tracker.attempts(task) + 1
-        slot_acquired = [dispatched]
-        started: list[float] = []
+        """Run ``task`` in this trio task, then, while nobody waits for a submission slot, go on
+        with further ready cells of this row group that would otherwise each get a task of
+        their own (see :meth:`_continuation`), reusing the task, its cancel scope and its slot.
+
+        Invariant: ``self._scopes[cell]`` is ``scope`` exactly while ``cell`` is the cell this
+        task is running, so a drop of its row cancels this task and nothing else.
+        """
+        cell = _CellRun(task, dispatched, self.tracker.attempts(task) + 1)
         status: TaskStatus = "cancelled"
         error: BaseException | None = None
 
@@ -208,39 +229,87 @@ class _RowGroupWorker:
                 await trio.lowlevel.checkpoint()
                 return
             await self.slots.handoff_to_llm_wait(token)
-            slot_acquired[0] = trio.current_time()
+            cell.slot_acquired = trio.current_time()
 
         try:
             with scope:
                 await trio.lowlevel.checkpoint_if_cancelled()
-                status = await self._execute(task, before_model_call, started)
+                self._set_priority(task)
+                for remaining in range(CELLS_PER_TASK - 1, -1, -1):
+                    status = await self._execute(cell.task, before_model_call, cell.started)
+                    self._succeeded(cell.task, status)
+                    # Checked *before* taking the next cell: a taken cell must run.
+                    following = None if remaining == 0 else self._continuation(token, scope)
+                    if following is None:
+                        break
+                    self._trace(cell, status)
+                    del self._scopes[cell.task]
+                    self._scopes[following] = scope
+                    now = trio.current_time()
+                    cell = _CellRun(following, now, self.tracker.attempts(following) + 1)
+                    self._set_priority(following)
+                    status = "cancelled"
             if scope.cancelled_caught:
                 status = "cancelled"
-                self.state.counts[task.column].cancelled += 1
-                self.tracker.cancelled(task)
-            else:
-                self.tracker.complete(task)
-                cells = 1 if task.row is not None else self.tracker.size
-                self.state.record_success(task.column, status, cells)
+                self.state.counts[cell.task.column].cancelled += 1
+                self.tracker.cancelled(cell.task)
         except Exception as exc:
             error = exc
-            status = self._on_error(task, exc, attempt)
+            status = self._on_error(cell.task, exc, cell.attempt)
         finally:
-            del self._scopes[task]
+            del self._scopes[cell.task]
             self.slots.release(token)
             self.state.backlog_exit(task.column)
             self._changed.set()
-            self.state.add_trace(
-                plan=self.plan,
-                column=task.column,
-                row=task.row,
-                dispatched=dispatched,
-                slot_acquired=slot_acquired[0],
-                started=started[0] if started else None,
-                status=status,
-                attempt=attempt,
-                error=error,
+            self._trace(cell, status, error)
+
+    def _set_priority(self, task: Task) -> None:
+        """Carry the cell's dispatch rank to the model limiter it may park on: critical path
+        first, then older row groups, then lower rows (the tracker's own order)."""
+        set_request_priority(
+            (
+                -self.state.view.priority[task.column],
+                self.plan.id,
+                -1 if task.row is None else task.row,
             )
+        )
+
+    def _succeeded(self, task: Task, status: TaskStatus) -> None:
+        self.tracker.complete(task)
+        cells = 1 if task.row is not None else self.tracker.size
+        self.state.record_success(task.column, status, cells)
+        self._changed.set()  # the dispatcher may start what this made ready
+
+    def _continuation(self, token: SlotToken, scope: trio.CancelScope) -> Task | None:
+        """The next cell this task should run itself, or ``None`` to end the task.
+
+        Only while the task still holds its submission slot (non-LLM work), its scope was never
+        cancelled, and nobody is parked waiting for a submission slot — then the dispatcher
+        would start the same cell at once anyway, so taking it here changes no priority
+        decision; it only saves a task spawn and a cancel scope (about half the engine's cost
+        of a cheap cell). The cell taken is the best ready one among columns that
+        :meth:`RunState.continues_in_task`.
+        """
+        if token.holds != "submission" or scope.cancel_called or self.slots.submission_contended:
+            return None
+        return self.tracker.pop_ready(self.state.continues_in_task)
+
+    def _trace(
+        self, cell: _CellRun, status: TaskStatus, error: BaseException | None = None
+    ) -> None:
+        if not self.state.trace.enabled:
+            return
+        self.state.add_trace(
+            plan=self.plan,
+            column=cell.task.column,
+            row=cell.task.row,
+            dispatched=cell.dispatched,
+            slot_acquired=cell.slot_acquired,
+            started=cell.started[0] if cell.started else None,
+            status=status,
+            attempt=cell.attempt,
+            error=error,
+        )
 
     async def _execute(
         self,

@@ -162,6 +162,11 @@ class RunState:
             for c, g in generators.items()
             if g.strategy == "cell" and g.inline and not g.llm_bound and g._overrides("generate")
         )
+        self._continuable_columns = frozenset(
+            c
+            for c, g in generators.items()
+            if g.strategy == "cell" and not g.llm_bound and c not in self._inline_columns
+        )
         # row group -> (column, error class) -> rows dropped; reported once at checkpoint.
         self._drop_causes: dict[int, dict[tuple[str, str], int]] = {}
         self.extra_columns = {c: tuple(generators[c].extra_columns()) for c in graph.order}
@@ -310,6 +315,12 @@ class RunState:
         not LLM-bound cell generators (Jinja expressions). Skips the per-task machinery (slot,
         task, cancel scope), which dominates the cost of such cells."""
         return column in self._inline_columns
+
+    def continues_in_task(self, column: str) -> bool:
+        """Whether a cell of ``column`` may run in a task that just finished another cell (see
+        ``_RowGroupWorker._run_task``): cell strategy, not LLM-bound, not inline — exactly the
+        cells that would otherwise get a task of their own and keep their submission slot."""
+        return column in self._continuable_columns
 
     def run_cell_inline(self, buf: RowGroupBuffer, column: str, row: int) -> TaskStatus:
         """:meth:`run_cell` for an inline column, synchronously (no checkpoint)."""

@@ -69,6 +69,13 @@ class TaskSlots:
         self._peak_submission = 0
         self._peak_llm_wait = 0
         self._handoffs = 0
+        # Tasks parked in acquire_submission right now (the slow path only).
+        self._submission_waiters = 0
+
+    @property
+    def submission_contended(self) -> bool:
+        """Whether someone is parked waiting for a submission slot (a dispatcher, usually)."""
+        return self._submission_waiters > 0
 
     async def acquire_submission(self, token: SlotToken) -> None:
         """Take a submission slot on behalf of ``token``, parking until one is free.
@@ -82,7 +89,11 @@ class TaskSlots:
         try:
             self._submission.acquire_on_behalf_of_nowait(token)
         except trio.WouldBlock:
-            await self._submission.acquire_on_behalf_of(token)
+            self._submission_waiters += 1
+            try:
+                await self._submission.acquire_on_behalf_of(token)
+            finally:
+                self._submission_waiters -= 1
         token.holds = "submission"
         self._peak_submission = max(self._peak_submission, self._submission.borrowed_tokens)
 

@@ -22,17 +22,64 @@ a 429 cooldown.
 
 Semantics shared by both (and pinned by the contract tests in ``tests/test_limiter.py``):
 
-* waiters are parked in a ``trio.lowlevel.ParkingLot`` and admitted in FIFO order; a newcomer
-  never overtakes a parked waiter;
+* waiters are admitted **best request priority first**, FIFO among equal priorities (see
+  "Priority admission" below); while anyone is parked, a newcomer never takes a slot directly:
+  it joins the queue at its priority;
 * ``slot()`` always checkpoints on entry, also when a slot is free; exiting never blocks;
-* a cancelled waiter leaves no trace (``statistics().waiting`` drops back);
+* a cancelled waiter leaves no trace (``statistics().waiting`` drops back) and is never granted
+  a slot;
 * when the limit shrinks below the number of holders, the holders finish normally and new
   requests wait until enough of them have left;
 * leaving ``slot()`` without a report (an exception, a cancellation) releases the slot with no
   signal; reporting twice raises ``RuntimeError``;
+* a 429 closes admission until ``now + Retry-After`` (a missing or unusable ``Retry-After``
+  means the default cooldown, 2 s); a later 429 extends the cooldown, never shortens it. The
+  static limiter keeps its limit; the adaptive one also cuts it;
 * the end of a cooldown is not polled for: a sleeper task sleeps until the exact end and admits
   the waiters (a ``trio.lowlevel.spawn_system_task``, because a long-lived limiter owns no
   nursery; it exists only while someone waits out a cooldown).
+
+Priority admission
+------------------
+
+The engine runs cells in critical-path order, but every cell that calls a model ends up parked
+on that model's limiter, in whatever order trio happened to run the cell tasks (trio randomises
+its run queue on purpose). With a FIFO queue the critical path is lost exactly where it matters:
+cells of a short chain take slots that cells of the long chain needed first. So each request
+carries a *priority key*, a tuple of ints, and parked requests are admitted smallest key first::
+
+    set_request_priority((-column_priority, row_group, row))   # once, at the start of a cell task
+    ...
+    async with limiter.slot() as permit:                       # deep inside the model layer
+        ...
+
+*Why a context variable, not an argument of* ``slot()``: the request is made deep inside the
+model layer (``ModelHandle.chat``, called from generator code that knows nothing about
+scheduling), while only the engine knows the cell's priority. A :class:`contextvars.ContextVar`
+carries it across those layers without widening every signature in between. trio runs every
+task in its own copy of the context, taken from its spawner when it is spawned, so
+:func:`set_request_priority` affects the current task and the tasks it spawns afterwards, never
+its parent or siblings.
+
+Rules: a smaller key is admitted sooner (tuples compare element by element, so ``(0, 5) <
+(1, 0)``); equal keys keep their arrival order (a sequence number breaks ties); a request made
+without a priority has the key ``()``, which sorts before every other key: a request from
+outside the engine (a tool, a test) goes ahead of the cells rather than behind all of them.
+(Tasks a cell task spawns inherit its key, so a custom column's own tasks keep the cell's
+priority.) A newcomer never takes a free slot while anyone is parked, whatever its key: it
+parks too, and the next grant goes to the best key in the queue, which may be the newcomer. (A
+waiter is parked only when no slot can be granted, so a free slot with a queue exists only in
+the instant between a cooldown's end and the sleeper's run; the rule makes the grants of that
+instant follow key order like every other grant.)
+
+Trade-offs. Strict priority can starve: a steady stream of better keys keeps a worse one parked.
+That is the point for the engine's keys (the critical path first; every run dispatches a finite
+number of cells, so everyone is admitted in the end), but a caller that needs fairness should
+leave every request at the same key. Cost: the fast path (nobody parked, a slot free) does not
+read the priority at all and costs what it did with a ``ParkingLot``; parking and granting are
+O(log n) heap operations on ``n`` parked waiters; cancelling a waiter is O(1) (it is marked dead
+and skipped when it reaches the top of the heap; dead entries are swept out when they outnumber
+the live ones, so memory stays O(live waiters)).
 
 Every limit change is logged at INFO on the ``trio_designer.models`` logger, e.g.
 ``model 'gen': limit 20 -> 15 (rate limited; cooling down 2.0 s)``, and passed to ``on_change``.
@@ -40,6 +87,8 @@ Every limit change is logged at INFO on the ``trio_designer.models`` logger, e.g
 
 from __future__ import annotations
 
+import contextvars
+import heapq
 import logging
 import math
 from collections.abc import Callable
@@ -58,11 +107,38 @@ __all__ = [
     "ModelLimiter",
     "Permit",
     "StaticLimiter",
+    "request_priority",
+    "set_request_priority",
 ]
 
 _logger = logging.getLogger("trio_designer.models")
 
 _Outcome = Literal["success", "rate_limited", "failure", "abandoned"]
+
+_request_priority: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
+    "trio_designer_request_priority", default=()
+)
+
+
+def set_request_priority(key: tuple[int, ...]) -> None:
+    """Set the priority of the current task's model requests: a smaller key is admitted sooner.
+
+    Applies to every ``slot()`` the current task enters from now on, on every model limiter,
+    and to the tasks it spawns afterwards (each trio task runs in its own copy of its spawner's
+    context); never to its parent or siblings. Parked requests are admitted smallest key first,
+    FIFO among equal keys; a task that never sets a priority has the key ``()``, which sorts
+    first. The engine sets ``(-column_priority, row_group, row)`` at the start of each cell.
+
+    Args:
+      key: the priority key; tuples compare element by element.
+    """
+    _request_priority.set(key)
+
+
+def request_priority() -> tuple[int, ...]:
+    """The current task's request priority key (``()`` unless :func:`set_request_priority` set
+    one in this task or in the task that spawned it)."""
+    return _request_priority.get()
 
 
 @attrs.frozen(kw_only=True)
@@ -240,11 +316,13 @@ class _Decisions(Protocol):
 
 
 class _FixedLimit:
-    """The static limiter's decision core: a fixed limit, counters, nothing else."""
+    """The static limiter's decision core: a fixed limit, 429 cooldowns, counters."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, cooldown: float) -> None:
         self.limit = self.ceiling = limit
         self.in_flight = self.successes = self.failures = self.rate_limited = 0
+        self._default_cooldown = cooldown
+        # Invariant: nothing is admitted while now < cooldown_until; it never moves backwards.
         self.cooldown_until = -math.inf
         self.baseline_latency: float | None = None
         self.recent_latency: float | None = None
@@ -252,10 +330,10 @@ class _FixedLimit:
         self._next_serial = 0
 
     def cooldown_remaining(self, now: float) -> float:
-        return 0.0
+        return max(0.0, self.cooldown_until - now)
 
     def can_admit(self, now: float) -> bool:
-        return self.in_flight < self.limit
+        return self.in_flight < self.limit and now >= self.cooldown_until
 
     def admit(self, now: float) -> Admission:
         self.in_flight += 1
@@ -271,6 +349,10 @@ class _FixedLimit:
     ) -> None:
         self.in_flight -= 1
         self.rate_limited += 1
+        # The same rule as AimdController: an unusable Retry-After means the default cooldown.
+        if retry_after is None or not math.isfinite(retry_after) or retry_after <= 0:
+            retry_after = self._default_cooldown
+        self.cooldown_until = max(self.cooldown_until, now + retry_after)
 
     def record_failure(self, admission: Admission, now: float) -> None:
         self.in_flight -= 1
@@ -280,8 +362,83 @@ class _FixedLimit:
         self.in_flight -= 1
 
 
+@final
+class _Waiter:
+    """One parked ``slot()`` call: its task, then the admission it was granted."""
+
+    __slots__ = ("admission", "task")
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task: trio.lowlevel.Task | None = task
+        """The parked task; ``None`` once it was cancelled (the heap entry is then dead)."""
+        self.admission: Admission | None = None
+        """Set together with the reschedule that grants the slot, never before."""
+
+
+_COMPACT_AT_LEAST = 64
+"""Dead heap entries are swept out only when there are more than this many (and more dead
+entries than live ones), so sweeping is rare and amortised O(1) per cancellation."""
+
+
+@final
+class _WaiterQueue:
+    """The parked waiters, best ``(key, seq)`` first; cancelled ones are deleted lazily.
+
+    A heap of ``(key, seq, waiter)`` tuples: tuples compare in C, ``seq`` is unique so the
+    waiter itself is never compared, and equal keys come out in arrival order.
+    """
+
+    __slots__ = ("_dead", "_heap", "_next_seq", "live")
+
+    def __init__(self) -> None:
+        # Invariants: ``live`` entries of _heap have a task, ``_dead`` have none (cancelled);
+        # live + _dead == len(_heap); when live drops to 0 the heap is emptied.
+        self._heap: list[tuple[tuple[int, ...], int, _Waiter]] = []
+        self._next_seq = 0
+        self._dead = 0
+        self.live = 0
+
+    @property
+    def stored(self) -> int:
+        """Heap entries, live or dead (for tests: dead entries must not pile up)."""
+        return len(self._heap)
+
+    def push(self, key: tuple[int, ...], waiter: _Waiter) -> None:
+        self._next_seq += 1
+        heapq.heappush(self._heap, (key, self._next_seq, waiter))
+        self.live += 1
+
+    def discard(self, waiter: _Waiter) -> None:
+        """Forget a parked waiter (it was cancelled); its entry stays in the heap, dead."""
+        waiter.task = None
+        self.live -= 1
+        self._dead += 1
+        if not self.live:
+            self._clear()
+        elif self._dead > _COMPACT_AT_LEAST and self._dead > self.live:
+            self._heap = [entry for entry in self._heap if entry[2].task is not None]
+            heapq.heapify(self._heap)
+            self._dead = 0
+
+    def pop(self) -> tuple[_Waiter, trio.lowlevel.Task]:
+        """Remove and return the best live waiter and its task. Needs ``live > 0``."""
+        while True:
+            waiter = heapq.heappop(self._heap)[2]
+            task = waiter.task
+            if task is not None:
+                self.live -= 1
+                if not self.live:
+                    self._clear()
+                return waiter, task
+            self._dead -= 1
+
+    def _clear(self) -> None:
+        self._heap.clear()
+        self._dead = 0
+
+
 class _LimiterBase:
-    """The trio driver shared by both limiters: parking, FIFO handoff, cooldown sleeper."""
+    """The trio driver shared by both limiters: parking, priority handoff, cooldown sleeper."""
 
     def __init__(
         self,
@@ -292,16 +449,22 @@ class _LimiterBase:
         self._name = name
         self._decisions = decisions
         self._on_change = on_change
-        # Invariant: after every event, bool(_lot) implies not _decisions.can_admit(now) — a
-        # task parks only when no slot can be granted, and every release or cooldown end grants
-        # slots to the parked tasks in FIFO order before anyone else can take them.
-        self._lot = trio.lowlevel.ParkingLot()
-        # Grants made to parked tasks that have not resumed yet; each is popped by its task.
-        self._grants: dict[trio.lowlevel.Task, Admission] = {}
+        # Invariants: after every event, _queue.live > 0 implies not _decisions.can_admit(now)
+        # (except in the instant between a cooldown's end and the sleeper's run, and while a
+        # grant round is pending, see _acquire) — a task parks
+        # only when no slot can be granted, or when others are parked already; every release
+        # and every cooldown end grants free slots to parked tasks, best (key, seq) first,
+        # before anyone else can take them. A grant is made only by _wake_waiters, in one step
+        # with the reschedule that wakes the task (waiter.admission, then reschedule), so a
+        # granted task can no longer be cancelled out of its grant, and a cancelled waiter
+        # (removed by its abort function) can never be granted.
+        self._queue = _WaiterQueue()
         # Invariant: at most one cooldown sleeper task exists; while it sleeps, _cooldown_scope
         # is its cancel scope and the scope's deadline is the cooldown's current end.
         self._sleeper_running = False
         self._cooldown_scope: trio.CancelScope | None = None
+        # Whether a grant round (_grant_round) is scheduled with run_sync_soon and has not run.
+        self._round_pending = False
 
     @property
     def name(self) -> str:
@@ -311,9 +474,11 @@ class _LimiterBase:
     def slot(self) -> AbstractAsyncContextManager[Permit]:
         """Hold one of the endpoint's slots for one request.
 
-        Entering parks (FIFO) until a slot is free and no cooldown runs, and is always a
-        checkpoint. Exiting releases the slot if no outcome was reported. Cancellation-safe: a
-        waiter cancelled while parked leaves nothing behind.
+        Entering parks until a slot is free and no cooldown runs, and is always a checkpoint.
+        Parked requests are admitted by the current task's request priority (see
+        :func:`set_request_priority`), smallest key first, FIFO among equal keys. Exiting
+        releases the slot if no outcome was reported. Cancellation-safe: a waiter cancelled
+        while parked leaves nothing behind.
         """
         return _Slot(self)
 
@@ -329,7 +494,7 @@ class _LimiterBase:
             limit=d.limit,
             ceiling=d.ceiling,
             in_flight=d.in_flight,
-            waiting=len(self._lot),
+            waiting=self._queue.live,
             cooldown_remaining=cooldown,
             rate_limited=d.rate_limited,
             successes=d.successes,
@@ -342,17 +507,35 @@ class _LimiterBase:
     async def _acquire(self) -> Permit:
         await trio.lowlevel.checkpoint_if_cancelled()
         now = trio.current_time()
-        if not self._lot and self._decisions.can_admit(now):
-            admission = self._decisions.admit(now)
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return Permit(self, admission)
-        task = trio.lowlevel.current_task()
-        self._ensure_sleeper(now)  # we are about to park: someone must end the cooldown
-        # Nothing is recorded before parking: if the park is cancelled, the lot forgets us and
-        # no grant exists. A grant is recorded only together with the unpark that wakes us, and
-        # an unparked task can no longer be cancelled out of park().
-        await self._lot.park()
-        return Permit(self, self._grants.pop(task))
+        if not self._queue.live and self._decisions.can_admit(now) and not self._round_pending:
+            # A free slot is not granted on the spot: requests that become runnable together
+            # (a burst of cells dispatched in one go) reach this point in the order trio happens
+            # to run them, which is random. They all park, and one grant round, run once every
+            # task of this scheduler batch has had its turn, admits them by key.
+            self._round_pending = True
+            trio.lowlevel.current_trio_token().run_sync_soon(self._grant_round)
+        return Permit(self, await self._park(now))
+
+    def _grant_round(self) -> None:
+        self._round_pending = False
+        self._wake_waiters()
+
+    async def _park(self, now: float) -> Admission:
+        """Wait in the queue at the current task's priority until _wake_waiters grants a slot."""
+        self._ensure_sleeper(now)  # first: nothing may fail once we are in the queue
+        waiter = _Waiter(trio.lowlevel.current_task())
+        queue = self._queue
+        queue.push(_request_priority.get(), waiter)
+
+        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            # Called only while we are still parked, i.e. not granted: forget us entirely.
+            queue.discard(waiter)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        admission = waiter.admission
+        assert admission is not None, "a waiter is rescheduled only with its grant"
+        return admission
 
     def _settle(self, admission: Admission, outcome: _Outcome, retry_after: float | None) -> None:
         now = trio.current_time()
@@ -371,11 +554,16 @@ class _LimiterBase:
             self._report(change)
 
     def _wake_waiters(self) -> None:
+        queue = self._queue
+        if not queue.live:
+            return
         now = trio.current_time()
-        while self._lot and self._decisions.can_admit(now):
-            [task] = self._lot.unpark()
-            self._grants[task] = self._decisions.admit(now)
-        if self._lot:
+        decisions = self._decisions
+        while queue.live and decisions.can_admit(now):
+            waiter, task = queue.pop()
+            waiter.admission = decisions.admit(now)
+            trio.lowlevel.reschedule(task)
+        if queue.live:
             self._ensure_sleeper(now)
 
     def _ensure_sleeper(self, now: float) -> None:
@@ -420,24 +608,37 @@ class _LimiterBase:
 
 @final
 class StaticLimiter(_LimiterBase):
-    """A fixed limit: at most ``ceiling`` requests in flight, whatever the endpoint says.
+    """A fixed limit: at most ``ceiling`` requests in flight, and a pause after each 429.
 
-    429s are counted but change nothing (no cut, no cooldown); use it where the limit is known
-    and the scheduler's deferral is enough, and as the baseline the adaptive limiter is compared
-    with.
+    The limit never changes. A 429 closes admission until ``Retry-After`` seconds later
+    (``cooldown`` seconds when the endpoint sent none, or an unusable one), exactly as the
+    adaptive limiter's cooldown; a later 429 extends the pause, never shortens it. Without the
+    pause, a static limit above an endpoint's real capacity turns into a 429 storm: 429s come
+    back at once, so the excess slots spin, and requests deferred by the scheduler burn their
+    retries without ever winning a slot. Use it where the limit is known and as the baseline
+    the adaptive limiter is compared with.
 
     Args:
       name: the endpoint's name, for logs and statistics.
       ceiling: the fixed limit.
+      cooldown: seconds without admissions after a 429 that carried no usable ``Retry-After``
+        (the adaptive limiter's default, 2 s).
 
     Raises:
-      ValueError: if ``ceiling < 1``.
+      ValueError: if ``ceiling < 1``, or ``cooldown`` is negative or not finite.
     """
 
-    def __init__(self, name: str, ceiling: int) -> None:
+    def __init__(
+        self, name: str, ceiling: int, *, cooldown: float = DEFAULT_POLICY.cooldown
+    ) -> None:
         if ceiling < 1:
             raise ValueError(f"model limiter {name!r} needs a ceiling of at least 1, got {ceiling}")
-        super().__init__(name, _FixedLimit(ceiling))
+        if not (math.isfinite(cooldown) and cooldown >= 0):
+            raise ValueError(
+                f"model limiter {name!r} needs a finite cooldown of at least 0 seconds, "
+                f"got {cooldown}"
+            )
+        super().__init__(name, _FixedLimit(ceiling, cooldown))
 
 
 @final
