@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes in all)")
     size.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # CI's tiny sizes
+    size.add_argument(
+        "--huge",
+        action="store_true",
+        help="scale only: 100,000 records, static limiter, sync and async (about an hour)",
+    )
     parser.add_argument(
         "--results-dir", type=Path, default=c.RESULTS_DIR, help="where the JSON results go"
     )
@@ -45,7 +50,11 @@ def run_bench(name: str, profile: str, results_dir: Path, img_dir: Path | None) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    profile = "smoke" if args.smoke else "quick" if args.quick else "full"
+    if args.huge and args.name != "scale":
+        build_parser().error("--huge applies to the scale bench only")
+    profile = (
+        "smoke" if args.smoke else "quick" if args.quick else "huge" if args.huge else "full"
+    )
     img_dir = None if args.no_plots else args.img_dir
     names = BENCHES if args.name == "all" else (args.name,)
     for name in names:

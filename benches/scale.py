@@ -42,6 +42,8 @@ PROFILES = {
     "full": Params(),
     "quick": Params(records=(1_000,)),
     "smoke": Params(records=(8,), bins=10, limiters=("static",), wide_pools=None),
+    # ~1 hour: 600,000 simulated requests per engine. Results go to scale_100k.json.
+    "huge": Params(records=(100_000,), limiters=("static",), wide_pools=None),
 }
 
 
@@ -163,9 +165,10 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
         )
     )
     payload = {"profile": profile, "params": attrs.asdict(p), "runs": runs}
-    path = c.write_result("scale", payload, results_dir)
+    path = c.write_result("scale_100k" if profile == "huge" else "scale", payload, results_dir)
     print(f"wrote {path}")
-    _plot(runs, img_dir)
+    if profile != "huge":
+        _plot(runs, img_dir)
     return payload
 
 
