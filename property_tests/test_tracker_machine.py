@@ -67,8 +67,18 @@ class TrackerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.tracker.has_ready())
     @rule()
     def dispatch(self) -> None:
+        view = self.dag.view()
+        order = list(view.order)
+        best = min(
+            self.tracker.ready_tasks(),
+            key=lambda t: (
+                -view.priority[t.column],
+                -1 if t.row is None else t.row,
+                order.index(t.column),
+            ),
+        )
         task = self.tracker.pop_ready()
-        assert task is not None
+        assert task == best, f"popped {task}, but {best} ranks first"
         assert self._satisfied(task), f"{task} dispatched before its inputs were done"
         assert task.row is None or task.row not in self.dropped
         self.in_flight.append(task)

@@ -159,6 +159,9 @@ class RowGroupTracker:
         # saturated — in O(columns), see pop_ready(eligible=...).
         self._heaps: dict[str, list[tuple[int, Task]]] = {c: [] for c in graph.order}
         self._ready_set: set[Task] = set()
+        # Invariant: _ready_count[c] == number of tasks of column c in _ready_set (lets a pop
+        # skip empty columns without touching their heaps).
+        self._ready_count: dict[str, int] = dict.fromkeys(graph.order, 0)
         self._in_flight: set[Task] = set()
         self._deferred: dict[Task, _Deferred] = {}
         self._attempts: dict[Task, int] = {}
@@ -241,6 +244,7 @@ class RowGroupTracker:
             return None
         _, task = heapq.heappop(self._heaps[column])
         self._ready_set.remove(task)
+        self._ready_count[column] -= 1
         self._in_flight.add(task)
         return task
 
@@ -260,6 +264,8 @@ class RowGroupTracker:
             best_row = 0
             chosen: str | None = None
             for column in group:  # column order: on equal rows the first column wins
+                if not self._ready_count[column]:
+                    continue
                 head = self._head(column)
                 if head is None or (eligible is not None and not eligible(column)):
                     continue
@@ -337,6 +343,9 @@ class RowGroupTracker:
         for column, done in self._cell_done.items():
             self._live_done[column] -= len(done & newset)
         self._ready_set = {t for t in self._ready_set if t.row not in newset}
+        self._ready_count = dict.fromkeys(self._graph.order, 0)
+        for task in self._ready_set:
+            self._ready_count[task.column] += 1
         for task in [t for t in self._deferred if t.row in newset]:
             del self._deferred[task]
         everything = len(self._dropped) == self._size
@@ -366,6 +375,7 @@ class RowGroupTracker:
     # -- internals ------------------------------------------------------------------------
     def _push(self, task: Task) -> None:
         self._ready_set.add(task)
+        self._ready_count[task.column] += 1
         row_key = -1 if task.row is None else task.row
         heapq.heappush(self._heaps[task.column], (row_key, task))
 
@@ -451,6 +461,7 @@ class RowGroupTracker:
 
     def _clear_pending(self) -> None:
         self._ready_set.clear()
+        self._ready_count = dict.fromkeys(self._graph.order, 0)
         for heap in self._heaps.values():
             heap.clear()
         self._deferred.clear()
