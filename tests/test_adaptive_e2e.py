@@ -5,12 +5,19 @@ Virtual time, real HTTP (the simulator runs inside the test's own trio.run on 12
 
 from __future__ import annotations
 
+from functools import partial
 from statistics import fmean
 from typing import Any
 
 import trio
 
-from trio_designer import PipelineConfig, StaticLimiter, TrioDesigner
+from trio_designer import (
+    AdaptiveLimiter,
+    LimiterPolicy,
+    PipelineConfig,
+    StaticLimiter,
+    TrioDesigner,
+)
 from trio_designer.simulator import Latency, SimulatedModel, open_simulator
 
 BIG = 100_000
@@ -153,3 +160,36 @@ async def test_critical_path_cells_win_the_model_limiter(autojump_clock: Any) ->
             result = await designer.preview(deep_shape(), num_records=10)
             assert result.num_records_written == 10
             assert trio.current_time() - start <= 3 * 0.2 + 1e-6
+
+
+async def test_limiter_factory_chooses_each_endpoints_limiter(autojump_clock: Any) -> None:
+    """Hosted endpoint, capacity 4, ceiling 16. A partial of AdaptiveLimiter (a tuned policy)
+    still reports its cuts as ``limit_change`` events; StaticLimiter keeps 16 whatever the
+    429s say, and still finishes every row (it pauses for Retry-After instead of spinning)."""
+    hosted = SimulatedModel(name="m", latency=Latency(median=0.5), capacity=4, retry_after=1.0)
+    config = PipelineConfig.from_dict(
+        {
+            "models": [{"alias": "gen", "model": "m", "max_parallel_requests": 16}],
+            "run": {"seed": 3},
+            "columns": [
+                {"name": "n", "kind": "sampler", "sampler": "uniform", "low": 0, "high": 1},
+                {"name": "text", "kind": "llm_text", "model": "gen", "prompt": "Say {{ n }}."},
+            ],
+        }
+    )
+    events: list[str] = []
+    tuned = partial(AdaptiveLimiter, policy=LimiterPolicy(latency_signal=False))
+    with trio.fail_after(BIG):
+        adaptive = await TrioDesigner(
+            simulator_models=[hosted],
+            limiter_factory=tuned,
+            on_event=lambda name, _fields: events.append(name),
+        ).preview(config, num_records=60)
+        static = await TrioDesigner(
+            simulator_models=[hosted], limiter_factory=StaticLimiter
+        ).preview(config, num_records=60)
+    assert adaptive.num_records_written == static.num_records_written == 60
+    assert "limit_change" in events
+    assert adaptive.model_limits["simulator:m"].limit < 16
+    assert static.model_limits["simulator:m"].limit == 16
+    assert static.model_limits["simulator:m"].rate_limited > 0

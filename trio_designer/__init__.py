@@ -8,6 +8,7 @@ module is private; this file is the public face, and ``tests/test_exports.py`` p
 
 from __future__ import annotations
 
+from ._core._aimd import Policy as LimiterPolicy
 from ._designer import (
     ColumnSummary as ColumnSummary,
 )
@@ -158,6 +159,7 @@ __all__ = [
     "LLMJudgeColumn",
     "LLMStructuredColumn",
     "LLMTextColumn",
+    "LimiterPolicy",
     "ModelConfig",
     "ModelConnectionError",
     "ModelOutputError",
