@@ -25,7 +25,9 @@ Semantics shared by both (and pinned by the contract tests in ``tests/test_limit
 * waiters are admitted **best request priority first**, FIFO among equal priorities (see
   "Priority admission" below); while anyone is parked, a newcomer never takes a slot directly:
   it joins the queue at its priority;
-* ``slot()`` always checkpoints on entry, also when a slot is free; exiting never blocks;
+* a free slot is granted at the end of the scheduler batch in which it was requested, by a
+  *grant round* (see "Grant rounds" below), so requests that arrive together are admitted by
+  priority too; ``slot()`` therefore always checkpoints on entry; exiting never blocks;
 * a cancelled waiter leaves no trace (``statistics().waiting`` drops back) and is never granted
   a slot;
 * when the limit shrinks below the number of holders, the holders finish normally and new
@@ -68,9 +70,24 @@ outside the engine (a tool, a test) goes ahead of the cells rather than behind a
 (Tasks a cell task spawns inherit its key, so a custom column's own tasks keep the cell's
 priority.) A newcomer never takes a free slot while anyone is parked, whatever its key: it
 parks too, and the next grant goes to the best key in the queue, which may be the newcomer. (A
-waiter is parked only when no slot can be granted, so a free slot with a queue exists only in
-the instant between a cooldown's end and the sleeper's run; the rule makes the grants of that
-instant follow key order like every other grant.)
+free slot with a queue exists only while a grant round is pending and in the instant between a
+cooldown's end and the sleeper's run; the rule makes those grants follow key order like every
+other grant.)
+
+Grant rounds
+------------
+
+Parked waiters are only half of it. When the engine dispatches a burst of cells (the first 20
+ready cells of a Deep row group, say) they reach ``slot()`` in the same scheduler batch, in
+trio's random order, while slots are free: granting on the spot would hand the free slots to
+whichever cells trio ran first. So a request that finds a free slot and an empty queue does
+not take it: it parks like any other and schedules one *grant round*
+(``TrioToken.run_sync_soon``), which runs after every task of the current batch has had its
+turn and grants the free slots to the best keys in the queue. One round per batch, not per
+request; the price is one scheduler round trip per uncontended request (microseconds; the
+request itself takes milliseconds to minutes). Requests that arrive in later batches (say,
+after a longer path through the LLM-wait handoff) compete in a later round: the order is exact
+within a batch and best effort across batches.
 
 Trade-offs. Strict priority can starve: a steady stream of better keys keeps a worse one parked.
 That is the point for the engine's keys (the critical path first; every run dispatches a finite
@@ -451,8 +468,8 @@ class _LimiterBase:
         self._on_change = on_change
         # Invariants: after every event, _queue.live > 0 implies not _decisions.can_admit(now)
         # (except in the instant between a cooldown's end and the sleeper's run, and while a
-        # grant round is pending, see _acquire) — a task parks
-        # only when no slot can be granted, or when others are parked already; every release
+        # grant round is pending, see _acquire) — a task parks only when no slot can be
+        # granted, when others are parked already, or to wait for a grant round; every release
         # and every cooldown end grants free slots to parked tasks, best (key, seq) first,
         # before anyone else can take them. A grant is made only by _wake_waiters, in one step
         # with the reschedule that wakes the task (waiter.admission, then reschedule), so a
