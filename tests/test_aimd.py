@@ -4,6 +4,7 @@ a GPU server without trio, and a state machine over its documented invariants.""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import pytest
@@ -315,74 +316,116 @@ def test_an_endpoint_that_gets_slower_everywhere_is_rebaselined_not_throttled() 
     assert ctl.limit == 8
 
 
-def test_a_routine_probe_that_finds_the_baseline_again_is_one_window() -> None:
-    """The first probe halves until halving stops helping (8 -> 4 -> 2 in flight); later
-    probes stop at the first window that is back at the baseline (4 in flight)."""
-    ctl = AimdController(8, Policy(latency_samples=4, probe_interval=2))
-    now = 0.0
+def round_trips(
+    ctl: AimdController, now: float, latency: float | Callable[[int], float], count: int
+) -> tuple[float, list[int], list[LimitChange]]:
+    """``count`` lock-step round trips: admit all that may go, answer them all ``latency``
+    later (a function of how many went). Returns the new ``now``, the admission cap before
+    each round trip, and the limit changes."""
     caps: list[int] = []
-    for _ in range(40):
+    changes: list[LimitChange] = []
+    for _ in range(count):
         caps.append(ctl.admission_cap)
         batch = fill(ctl, now)
-        now += 0.1
+        now += latency(len(batch)) if callable(latency) else latency
         for a in batch:
-            ctl.record_success(a, now)
-    assert caps[:4] == [8, 4, 2, 2]  # a cohort of 4 at 2 in flight takes two round trips
-    assert 2 not in caps[4:]
-    assert caps[4:].count(4) >= 5
+            change = ctl.record_success(a, now)
+            if change is not None:
+                changes.append(change)
+    return now, caps, changes
+
+
+def test_flat_latency_at_the_ceiling_never_probes_at_start() -> None:
+    """An endpoint that serves the whole ceiling at one latency: the first requests give a
+    provisional baseline, later windows match it, and admission is never held below the
+    ceiling (the verification probe comes only after ``probe_interval / 4`` windows)."""
+    ctl = AimdController(16)
+    _, caps, changes = round_trips(ctl, 0.0, 0.2, 40)  # 20 windows of 32
+    assert set(caps) == {16}
+    assert changes == []
+    assert ctl.baseline_latency == pytest.approx(0.2)
+    assert not ctl.baseline_probed
+
+
+def test_a_provisional_baseline_is_verified_by_one_short_probe_window() -> None:
+    """After ``probe_interval / 4`` windows a provisional baseline is verified: one probe
+    window at half concurrency, sized by its cap (8 samples at cap 4: two round trips, not
+    eight). Halving did not lower latency, so the probe ends there; afterwards, with latency
+    flat at the probed baseline, no routine probe is run."""
+    ctl = AimdController(8, Policy(probe_interval=8))
+    _, caps, changes = round_trips(ctl, 0.0, 0.1, 200)
+    assert caps[:12] == [8] * 8 + [4] * 2 + [8] * 2  # two windows of 32, then the probe
+    assert caps[12:] == [8] * 188
+    assert changes == []
+    assert ctl.baseline_probed
+    assert ctl.baseline_latency == pytest.approx(0.1)
+
+
+def test_one_halving_that_does_not_help_ends_the_probe() -> None:
+    """The endpoint becomes 3x slower at every concurrency: the window that shows it starts a
+    probe, the first probe window is just as slow, and the probe ends after that one window
+    with a new baseline and no cut."""
+    ctl = AimdController(8, Policy(latency_samples=8, probe_interval=4))
+    now, _, _ = round_trips(ctl, 0.0, 0.1, 6)
+    assert ctl.baseline_probed  # verified after probe_interval / 4 = 1 window
+    now, caps, changes = round_trips(ctl, now, 0.3, 40)
+    probe_caps = [c for c in caps if c < 8]
+    assert probe_caps
+    assert len(set(probe_caps)) == 1  # one probe window, one cap
+    assert changes == []
+    assert ctl.baseline_latency == pytest.approx(0.3)
     assert ctl.limit == 8
+
+
+def test_a_lower_baseline_is_adopted_from_pooled_windows_not_from_one_lucky_one() -> None:
+    """The endpoint gets faster: the baseline follows without a probe, once the windows at
+    this limit pooled are below it by more than ``latency_hold``; a single fast window is not
+    enough (selected for being low, it would make ordinary windows look overloaded)."""
+    ctl = AimdController(8, Policy(latency_samples=8))
+    now, _, _ = round_trips(ctl, 0.0, 0.1, 4)  # baseline 0.1, two windows at this limit
+    assert ctl.baseline_latency == pytest.approx(0.1)
+    now, _, _ = round_trips(ctl, now, 0.06, 1)  # one lucky window: 3 of 4 pooled at 0.1
+    now, _, _ = round_trips(ctl, now, 0.1, 1)
+    assert ctl.baseline_latency == pytest.approx(0.1)
+    now, caps, changes = round_trips(ctl, now, 0.06, 8)
+    assert ctl.baseline_latency == pytest.approx(0.06)
+    assert not ctl.baseline_probed
+    assert set(caps) == {8}  # adopted passively: no probe
+    assert changes == []
 
 
 def test_one_lucky_window_does_not_let_the_limit_creep() -> None:
     """Growth is judged on the last windows at this limit pooled: three windows at 1.3x and
-    one at 1.1x average 1.25x, above the 1.2x hold level, so the limit stays put."""
+    one at 1.1x average 1.25x, above the 1.2x hold level, so the limit stays put. (The
+    endpoint queues: at 3 in flight or fewer it answers in 0.1 s, which is what a probe
+    finds.)"""
     ctl = AimdController(8, Policy(latency_samples=4, successes_per_increase=1))
     now = 0.0
-
-    def round_trip(latency: float) -> None:
-        nonlocal now
-        batch = fill(ctl, now)
-        now += latency
-        for a in batch:
-            ctl.record_success(a, now)
-
     while ctl.baseline_latency is None:
-        round_trip(0.1)
+        now, _, _ = round_trips(ctl, now, 0.1, 1)
     held = fill(ctl, now)
     ctl.record_rate_limited(held.pop(), now, None)  # 8 -> 6: room to grow again
     for a in held:
         ctl.record_failure(a, now)
     now = ctl.cooldown_until
     for i in range(40):
-        round_trip(0.11 if i % 4 == 3 else 0.13)
+        queued = 0.11 if i % 4 == 3 else 0.13
+        now, _, _ = round_trips(ctl, now, lambda n, q=queued: q if n > 3 else 0.1, 1)
     assert ctl.limit == 6
 
 
-def test_a_huge_latency_ratio_cuts_at_most_to_the_floor() -> None:
-    """A latency cut keeps at least ``latency_decrease_floor`` of the measured concurrency."""
+def test_a_latency_cut_never_goes_below_what_the_probe_measured() -> None:
+    """Latency explodes 100x above 16 in flight (a cliff, and with it the throughput): the
+    probe goes down to a quarter of the concurrency at most (8, where the collapsed throughput
+    would put the knee far lower), finds the baseline there, and the cut keeps at least that
+    concurrency."""
     ctl = AimdController(32, Policy(latency_samples=4))
-    now = 0.0
-    # Measure a baseline of 0.1 s at 32 in flight (the first window, then a probe).
-    while ctl.baseline_latency is None:
-        batch = fill(ctl, now)
-        now += 0.1
-        for a in batch:
-            ctl.record_success(a, now)
-    assert ctl.limit == 32
-    # Now latency at full concurrency is 100x, but 0.1 s again whenever we probe lower.
-    changes: list[LimitChange] = []
-    for _ in range(20):
-        batch = fill(ctl, now)
-        latency = 10.0 if len(batch) > 16 else 0.1
-        now += latency
-        for a in batch:
-            change = ctl.record_success(a, now)
-            if change is not None and change.reason == "latency":
-                changes.append(change)
-        if changes:
-            break
-    assert changes
-    assert (changes[0].old, changes[0].new, changes[0].concurrency) == (32, 16, 32)
+    now, _, _ = round_trips(ctl, 0.0, 0.1, 1)  # a provisional baseline of 0.1 s at 32
+    assert ctl.baseline_latency == pytest.approx(0.1)
+    _, _, changes = round_trips(ctl, now, lambda n: 10.0 if n > 16 else 0.1, 3)
+    (cut,) = [c for c in changes if c.reason == "latency"]
+    assert (cut.old, cut.concurrency, cut.probed_concurrency) == (32, 32, 8)
+    assert cut.new == 9  # 1.2 x the knee of 8 that the probe windows measured
 
 
 # -- state machine -------------------------------------------------------------------------------
@@ -446,14 +489,27 @@ class AimdMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def succeed(self, data: st.DataObject) -> None:
         admission = self.take(data)
-        limit = self.ctl.limit
-        self.check_change(self.ctl.record_success(admission, self.now), limit)
+        limit, probing = self.ctl.limit, self.ctl.probing
+        self.check_change(self.ctl.record_success(admission, self.now), limit, probing)
+
+    @rule(latency=st.sampled_from([0.1, 0.3, 1.0, 3.0]))
+    def round_trip(self, latency: float) -> None:
+        """Admit all that may go, then answer everything held ``latency`` later: moves the
+        latency windows along quickly enough for probes and latency cuts to happen."""
+        while self.ctl.can_admit(self.now):
+            self.admit()
+        self.now += latency
+        while self.held:
+            admission = self.held.pop(0)
+            limit, probing = self.ctl.limit, self.ctl.probing
+            self.check_change(self.ctl.record_success(admission, self.now), limit, probing)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data(), retry_after=st.sampled_from([None, 0.0, 1.0, 4.0]))
     def rate_limited(self, data: st.DataObject, retry_after: float | None) -> None:
         admission = self.take(data)
         limit, epoch, peak = self.ctl.limit, self.ctl.rate_epoch, self.peak
+        probing = self.ctl.probing
         change = self.ctl.record_rate_limited(admission, self.now, retry_after)
         wanted = retry_after if retry_after else self.policy.cooldown
         assert self.ctl.cooldown_until >= self.now + wanted
@@ -465,20 +521,22 @@ class AimdMachine(RuleBasedStateMachine):
         else:
             assert self.ctl.rate_epoch == epoch
             assert change is None or change.reason == "latency"
-        self.check_change(change, limit)
+        self.check_change(change, limit, probing)
 
     @precondition(lambda self: self.held)
     @rule(data=st.data(), abandon=st.booleans())
     def fail(self, data: st.DataObject, abandon: bool) -> None:
         admission = self.take(data)
-        limit = self.ctl.limit
+        limit, probing = self.ctl.limit, self.ctl.probing
         record = self.ctl.record_abandoned if abandon else self.ctl.record_failure
-        self.check_change(record(admission, self.now), limit)
+        self.check_change(record(admission, self.now), limit, probing)
 
     def take(self, data: st.DataObject) -> Admission:
         return self.held.pop(data.draw(st.integers(0, len(self.held) - 1)))
 
-    def check_change(self, change: LimitChange | None, limit_before: int) -> None:
+    def check_change(
+        self, change: LimitChange | None, limit_before: int, probing_before: bool
+    ) -> None:
         if change is None:
             return
         assert change.old == limit_before != change.new == self.ctl.limit
@@ -486,11 +544,16 @@ class AimdMachine(RuleBasedStateMachine):
             epoch = self.ctl.rate_epoch - 1
             self.cuts_per_epoch[epoch] = self.cuts_per_epoch.get(epoch, 0) + 1
         elif change.reason == "latency":
+            # Every latency cut ends a probe, and keeps at least the highest probe cap that
+            # measured the baseline (at most half the concurrency the cut started from). The
+            # old floor, `latency_decrease_floor` x concurrency, no longer holds: a cut may go
+            # lower when a probe measured the baseline lower.
             assert self.policy.latency_signal
+            assert probing_before
+            assert not self.ctl.probing
             assert change.concurrency <= change.old
-            floor = math.floor(change.concurrency * self.policy.latency_decrease_floor)
-            assert change.new >= max(1, floor)
-            assert change.new < change.old
+            assert 1 <= change.probed_concurrency <= max(1, change.concurrency // 2)
+            assert change.probed_concurrency <= change.new < change.old
         else:
             assert change.new == change.old + 1
         self.peak = self.ctl.in_flight
