@@ -11,10 +11,9 @@ loopback HTTP. Two ways to run:
   the result holds in practice (with the httpx ceiling of a few hundred requests/s per process,
   keep those runs small).
 
-:class:`BenchDesigner` is ``TrioDesigner`` plus two things the benches need and the public API
-does not expose: a ``limiter_factory`` (``TrioDesigner`` has no such argument, so it overrides
-the private ``_open_models``), and the simulator's statistics and request log, captured just
-before the embedded simulator stops.
+:class:`BenchDesigner` is ``TrioDesigner`` plus what the public API does not expose: the
+simulator's statistics and request log, captured just before the embedded simulator stops (it
+overrides the private ``_open_models`` for that, and passes its ``limiter_factory`` along).
 """
 
 from __future__ import annotations

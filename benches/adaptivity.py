@@ -7,15 +7,16 @@ One LLM column off a sampler, many records, virtual time, latency lognormal (med
   first comes down to the true capacity, the limit's band afterwards, the 429s, and the
   steady-state throughput ÷ the true capacity's throughput (``24 / mean service time``),
   measured between the convergence and the moment 90 % of the requests were done. Baselines: a
-  static limit of 64 (no adaptation: every excess request is a 429 and a deferred retry) and a
-  static limit of 24 (an oracle that knows the capacity).
+  static limit of 64 (no adaptation: the excess requests of each burst get 429s, are deferred,
+  and the limiter pauses for ``Retry-After``) and a static limit of 24 (an oracle that knows
+  the capacity).
 * **Self-hosted GPU** (``mode="gpu"``): 32 service slots, a FIFO queue, never a 429. Reported:
   throughput ÷ capacity throughput and the mean latency the client sees (limiter admission to
   answer, which includes the server's queue) for the adaptive limit (ceiling 256) and static
   limits of 16 and 256.
 
-``TrioDesigner`` has no ``limiter_factory`` argument, so this bench uses
-:class:`benches._common.BenchDesigner`, which passes one to ``open_model_registry``.
+The limiter is chosen with ``limiter_factory``; the bench uses
+:class:`benches._common.BenchDesigner` to also read the embedded simulator's request log.
 """
 
 from __future__ import annotations
