@@ -221,6 +221,7 @@ class _RowGroupWorker:
         task is running, so a drop of its row cancels this task and nothing else.
         """
         cell = _CellRun(task, dispatched, self.tracker.attempts(task) + 1)
+        backlog_held = True  # the dispatcher's backlog_enter(task.column), undone exactly once
         status: TaskStatus = "cancelled"
         error: BaseException | None = None
 
@@ -242,6 +243,9 @@ class _RowGroupWorker:
                     following = None if remaining == 0 else self._continuation(token, scope)
                     if following is None:
                         break
+                    if backlog_held:  # an LLM cell that was skipped: its endpoint is free again
+                        backlog_held = False
+                        self.state.backlog_exit(task.column)
                     self._trace(cell, status)
                     del self._scopes[cell.task]
                     self._scopes[following] = scope
@@ -259,7 +263,8 @@ class _RowGroupWorker:
         finally:
             del self._scopes[cell.task]
             self.slots.release(token)
-            self.state.backlog_exit(task.column)
+            if backlog_held:
+                self.state.backlog_exit(task.column)
             self._changed.set()
             self._trace(cell, status, error)
 
@@ -290,7 +295,12 @@ class _RowGroupWorker:
         of a cheap cell). The cell taken is the best ready one among columns that
         :meth:`RunState.continues_in_task`.
         """
-        if token.holds != "submission" or scope.cancel_called or self.slots.submission_contended:
+        if (
+            token.holds != "submission"
+            or scope.cancel_called
+            or self.state.run_scope.cancel_called  # early shutdown: start nothing new
+            or self.slots.submission_contended
+        ):
             return None
         return self.tracker.pop_ready(self.state.continues_in_task)
 

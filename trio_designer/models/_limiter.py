@@ -92,9 +92,10 @@ within a batch and best effort across batches.
 Trade-offs. Strict priority can starve: a steady stream of better keys keeps a worse one parked.
 That is the point for the engine's keys (the critical path first; every run dispatches a finite
 number of cells, so everyone is admitted in the end), but a caller that needs fairness should
-leave every request at the same key. Cost: the fast path (nobody parked, a slot free) does not
-read the priority at all and costs what it did with a ``ParkingLot``; parking and granting are
-O(log n) heap operations on ``n`` parked waiters; cancelling a waiter is O(1) (it is marked dead
+leave every request at the same key. Cost: every request parks, also when a slot is free (it
+then waits for the grant round: one scheduler round trip, and ``statistics().waiting`` counts
+it until the round runs); parking and granting are O(log n) heap operations on ``n`` parked
+waiters; cancelling a waiter is O(1) (it is marked dead
 and skipped when it reaches the top of the heap; dead entries are swept out when they outnumber
 the live ones, so memory stays O(live waiters)).
 
