@@ -191,6 +191,13 @@ class Recorder:
         self.peak_local = 0
         self.input_violations: list[str] = []
         self._seq = 0
+        # The event sequence number at which the engine declared early shutdown, if it did.
+        self.shutdown_seq: int | None = None
+
+    def on_event(self, event: str, fields: Mapping[str, Any]) -> None:
+        """The engine's ``on_event`` hook: remembers when early shutdown was declared."""
+        if event == "early_shutdown" and self.shutdown_seq is None:
+            self.shutdown_seq = self._next_seq()
 
     def _next_seq(self) -> int:
         self._seq += 1

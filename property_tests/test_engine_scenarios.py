@@ -11,7 +11,8 @@ are the invariants written in ``trio_designer/_engine/_async.py`` and ``_slots.p
    in-flight cells end cancelled;
 5. ``check_limits_respected`` — submission / LLM-wait occupancy never exceeds its bound;
 6. ``check_tokens_returned`` — every slot token is back at the end, also after cancellation and
-   early shutdown;
+   early shutdown; ``check_nothing_starts_after_shutdown`` — once early shutdown is declared,
+   no cell starts;
 7. termination — every run ends (``fail_after`` turns a deadlock into a failure);
 8. ``check_rows_on_disk`` — rows on disk equal rows reported;
 9. ``check_engines_agree`` — the sync and async engines write identical datasets;
@@ -104,6 +105,13 @@ def check_dropped_rows_stop(sc: Scenario, rec: Recorder) -> None:
                 raise AssertionError(f"{a.column}[{row}] kept running after its row was dropped")
 
 
+def check_nothing_starts_after_shutdown(rec: Recorder) -> None:
+    if rec.shutdown_seq is None:
+        return
+    late = [a for a in rec.attempts if a.start_seq > rec.shutdown_seq]
+    assert not late, f"{late[0].column}{list(late[0].rows)} started after early shutdown"
+
+
 def check_limits_respected(sc: Scenario, rec: Recorder, slots: Any) -> None:
     assert rec.peak_local <= sc.max_submitted, (rec.peak_local, sc.max_submitted)
     assert rec.peak_llm <= sc.max_llm_wait, (rec.peak_llm, sc.max_llm_wait)
@@ -155,7 +163,12 @@ async def _run_internal(
         fingerprint="t", config={}, num_records=sc.rows, row_group_size=sc.row_group_size
     )
     state = RunState(
-        graph=graph, generators=generators, sink=sink, run=config.run, num_records=sc.rows
+        graph=graph,
+        generators=generators,
+        sink=sink,
+        run=config.run,
+        num_records=sc.rows,
+        on_event=rec.on_event,
     )
     slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
     with trio.move_on_after(stop_after if stop_after is not None else float("inf")):
@@ -172,6 +185,7 @@ def test_async_engine_invariants(sc: Scenario) -> None:
     check_upstream_before_start(sc, rec)
     check_no_double_success(rec)
     check_dropped_rows_stop(sc, rec)
+    check_nothing_starts_after_shutdown(rec)
     check_limits_respected(sc, rec, slots)
     check_tokens_returned(slots)
     rows = sink.table().to_pylist() if state.rows_written else []

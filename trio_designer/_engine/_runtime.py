@@ -352,6 +352,9 @@ class RunState:
         """
         if self.generators[column].llm_bound:
             await before_model_call()
+            # As in run_cell: the handoff ends in a shielded checkpoint, so a drop or an early
+            # shutdown during it is seen only here; never start the generator after one.
+            await trio.lowlevel.checkpoint_if_cancelled()
         active = []
         for row in live_rows():
             if self.is_skipped(buf, column, row):
