@@ -118,6 +118,15 @@ def greedy_makespan(durations: Sequence[float], slots: int) -> float:
     return max(free)
 
 
+def service_sequences(outcome: c.Outcome) -> dict[str, list[float]]:
+    """Model -> the service times (queueing excluded) of its answered requests, in arrival
+    order: the latency sequence the simulator drew for that model."""
+    sequences: dict[str, list[float]] = {}
+    for r in sorted((r for r in outcome.log if r.status == 200), key=lambda r: r.start):
+        sequences.setdefault(r.model, []).append(r.end - r.start - r.queued_for)
+    return sequences
+
+
 def list_schedule_reference(outcome: c.Outcome, slots: int) -> dict[str, float]:
     """What other schedules of the same requests would take, for a shape of independent
     requests on one model (Wide).
@@ -130,8 +139,7 @@ def list_schedule_reference(outcome: c.Outcome, slots: int) -> dict[str, float]:
     first (a clairvoyant scheduler that knows every length in advance, which no LLM client
     does).
     """
-    served = sorted((r for r in outcome.log if r.status == 200), key=lambda r: r.start)
-    durations = [r.end - r.start - r.queued_for for r in served]
+    durations = [d for sequence in service_sequences(outcome).values() for d in sequence]
     shuffles = [
         greedy_makespan(random.Random(i).sample(durations, len(durations)), slots)
         for i in range(200)
@@ -159,9 +167,7 @@ def work_conserving_replay(
     latency the run's request log recorded for that model (queueing excluded). A run whose
     makespan equals the replay wastes nothing: no slot idles while a cell could use it.
     """
-    durations: dict[str, list[float]] = {}
-    for r in sorted((r for r in outcome.log if r.status == 200), key=lambda r: r.start):
-        durations.setdefault(r.model, []).append(r.end - r.start - r.queued_for)
+    durations = service_sequences(outcome)
     fallback = {m: statistics.fmean(d) for m, d in durations.items()}
     order = list(graph.order)
     rank = {col: (-graph.priority[col], order.index(col)) for col in order}

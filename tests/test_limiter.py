@@ -537,6 +537,13 @@ async def fill_and_hold(
     return held
 
 
+async def late_comer(limiter: ModelLimiter, admitted_at: list[float]) -> None:
+    """Take a slot, note when it was granted, report success."""
+    async with limiter.slot() as permit:
+        admitted_at.append(trio.current_time())
+        permit.success()
+
+
 async def test_429_burst_cuts_once_and_logs_it(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -572,18 +579,13 @@ async def test_cooldown_is_honoured_exactly(
     limiter = make(4)
     admitted_at: list[float] = []
 
-    async def late_comer() -> None:
-        async with limiter.slot() as permit:
-            admitted_at.append(trio.current_time())
-            permit.success()
-
     with trio.fail_after(BIG):
         async with trio.open_nursery() as nursery:
             held = await fill_and_hold(limiter, 1, nursery)
             await trio.sleep(1)
             held[0][0].rate_limited(retry_after)
             held[0][1].set()
-            nursery.start_soon(late_comer)
+            nursery.start_soon(late_comer, limiter, admitted_at)
             await trio.testing.wait_all_tasks_blocked()
             s = limiter.statistics()
             assert (s.waiting, s.in_flight, s.cooldown_remaining) == (1, 0, expected)
@@ -597,17 +599,12 @@ async def test_a_later_429_extends_the_cooldown(autojump_clock: trio.testing.Moc
     limiter = AdaptiveLimiter("m", 4)
     admitted_at: list[float] = []
 
-    async def late_comer() -> None:
-        async with limiter.slot() as permit:
-            admitted_at.append(trio.current_time())
-            permit.success()
-
     with trio.fail_after(BIG):
         async with trio.open_nursery() as nursery:
             (first, first_done), (second, second_done) = await fill_and_hold(limiter, 2, nursery)
             first.rate_limited(None)  # t=0: 2 -> ... cut, cooldown until 2.0
             first_done.set()
-            nursery.start_soon(late_comer)
+            nursery.start_soon(late_comer, limiter, admitted_at)
             await trio.sleep(1)
             second.rate_limited(3.0)  # same burst: no second cut, cooldown until 4.0
             second_done.set()
@@ -623,17 +620,12 @@ async def test_limit_shrinks_below_holders_who_finish_normally(
     limiter = AdaptiveLimiter("m", 8)
     admitted_at: list[float] = []
 
-    async def late_comer() -> None:
-        async with limiter.slot() as permit:
-            admitted_at.append(trio.current_time())
-            permit.success()
-
     with trio.fail_after(BIG):
         async with trio.open_nursery() as nursery:
             held = await fill_and_hold(limiter, 8, nursery)
             held[0][0].rate_limited(None)  # 8 -> 6; seven holders keep their slots
             held[0][1].set()
-            nursery.start_soon(late_comer)
+            nursery.start_soon(late_comer, limiter, admitted_at)
             await trio.sleep(3)  # the cooldown is over, but 7 are still in flight
             s = limiter.statistics()
             assert (s.limit, s.in_flight, s.waiting) == (6, 7, 1)
@@ -727,19 +719,14 @@ async def test_static_limiter_cools_down_on_429s_and_keeps_its_limit(
     )
     admitted_at: list[float] = []
 
-    async def late_comer() -> None:
-        async with limiter.slot() as permit:
-            admitted_at.append(trio.current_time())
-            permit.success()
-
     with trio.fail_after(BIG):
         async with trio.open_nursery() as nursery:
             (first, first_done), (second, second_done) = await fill_and_hold(limiter, 2, nursery)
             await trio.sleep(1)
             first.rate_limited(None)  # t=1: closed until first_end, with a free slot
             first_done.set()
-            nursery.start_soon(late_comer)
-            nursery.start_soon(late_comer)
+            nursery.start_soon(late_comer, limiter, admitted_at)
+            nursery.start_soon(late_comer, limiter, admitted_at)
             await trio.testing.wait_all_tasks_blocked()
             s = limiter.statistics()
             assert (s.limit, s.in_flight, s.waiting) == (2, 1, 2)

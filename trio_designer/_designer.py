@@ -238,19 +238,14 @@ class TrioDesigner:
         if not config.models:
             return nullcontext(None)
         from .models._limiter import AdaptiveLimiter
-        from .models._registry import open_model_registry
+        from .models._registry import open_model_registry, reports_limit_changes
 
-        factory = self.limiter_factory
-        wrapped = factory.func if isinstance(factory, partial) else factory
-        if factory is None or wrapped is AdaptiveLimiter:
-            return open_model_registry(
-                config,
-                simulator_models=self.simulator_models,
-                limiter_factory=factory or AdaptiveLimiter,
-                on_limit_change=changes,
-            )
+        factory = self.limiter_factory or AdaptiveLimiter
         return open_model_registry(
-            config, simulator_models=self.simulator_models, limiter_factory=factory
+            config,
+            simulator_models=self.simulator_models,
+            limiter_factory=factory,
+            on_limit_change=changes if reports_limit_changes(factory) else None,
         )
 
     async def _execute(

@@ -235,8 +235,8 @@ class _RowGroupWorker:
         try:
             with scope:
                 await trio.lowlevel.checkpoint_if_cancelled()
-                self._set_priority(task)
                 for remaining in range(CELLS_PER_TASK - 1, -1, -1):
+                    self._set_priority(cell.task)
                     status = await self._execute(cell.task, before_model_call, cell.started)
                     self._succeeded(cell.task, status)
                     # Checked *before* taking the next cell: a taken cell must run.
@@ -251,7 +251,6 @@ class _RowGroupWorker:
                     self._scopes[following] = scope
                     now = trio.current_time()
                     cell = _CellRun(following, now, self.tracker.attempts(following) + 1)
-                    self._set_priority(following)
                     status = "cancelled"
             if scope.cancelled_caught:
                 status = "cancelled"

@@ -518,15 +518,21 @@ async def open_model_registry(
         yield ModelRegistry(models, clients, limiter_factory=limiter_factory, simulator=simulator)
 
 
+def reports_limit_changes(factory: LimiterFactory) -> bool:
+    """Whether ``open_model_registry(on_limit_change=...)`` can wire ``factory``:
+    ``AdaptiveLimiter``, or a ``functools.partial`` of it that leaves ``on_change`` free."""
+    wrapped = factory.func if isinstance(factory, partial) else factory
+    bound = factory.keywords if isinstance(factory, partial) else {}
+    return wrapped is AdaptiveLimiter and "on_change" not in bound
+
+
 def _reporting_factory(
     factory: LimiterFactory, on_limit_change: Callable[[str, Any], None]
 ) -> LimiterFactory:
     """``factory`` (``AdaptiveLimiter``, or a ``functools.partial`` of it such as one fixing
     the policy) with every limiter's ``on_change`` reporting to ``on_limit_change`` under its
     endpoint's name."""
-    wrapped = factory.func if isinstance(factory, partial) else factory
-    bound = factory.keywords if isinstance(factory, partial) else {}
-    if wrapped is not AdaptiveLimiter or "on_change" in bound:
+    if not reports_limit_changes(factory):
         raise TypeError(
             "open_model_registry: on_limit_change needs limiter_factory to be AdaptiveLimiter "
             "(or a functools.partial of it without on_change); a custom factory can pass "
