@@ -357,7 +357,8 @@ def _dataset_files(sink: Any) -> tuple[str, ...]:
 
 
 def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:
-    from ._tracefile import append_failures, write_trace
+    from ._sink import append_failures
+    from ._tracefile import write_trace
 
     if state.failures:
         append_failures(output_dir, state.failures)
