@@ -1,6 +1,6 @@
 """``trace``: turn a recorded ``trace.json`` into something to look at.
 
-The export and plotting live in ``trio_designer._traceexport``:
+The export and plotting live in ``trio_designer._observe``:
 ``export_chrome_trace(output_dir, dest)`` and ``plot_timeline(output_dirs, dest)``, which
 stacks several runs on one time axis (``--compare`` passes ``[OUTPUT_DIR, OTHER]``, top to
 bottom). This module only checks the inputs, calls them, and says where the results are. The
@@ -62,7 +62,7 @@ def require_trace(output_dir: Path) -> None:
 
 def _trace_export_module() -> ModuleType:
     try:
-        return importlib.import_module("trio_designer._traceexport")
+        return importlib.import_module("trio_designer._observe")
     except ImportError as exc:
         raise CommandError(
             f"trace export is not available in this installation ({exc}); update trio_designer"
