@@ -22,8 +22,7 @@ from ._engine._runtime import ColumnCounts, FailureRecord, RunState
 from ._engine._slots import SlotStatistics, TaskSlots
 from ._engine._sync import run_sync
 from ._exceptions import ConfigError
-from ._observe import TaskTrace
-from ._progress import make_reporter, resolve_progress
+from ._observe import TaskTrace, make_reporter, resolve_progress
 from .config import PipelineConfig
 
 EngineName = Literal["async", "sync"]
