@@ -284,7 +284,7 @@ def test_resume_with_another_config_is_refused_in_one_line(
 def test_trace_exports_the_recorded_run_for_perfetto(
     llm_run: tuple[Path, subprocess.CompletedProcess[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("trio_designer._traceexport")
+    pytest.importorskip("trio_designer._observe")
     folder, _ = llm_run
     out = folder / "out" / "topics"
     assert main(["trace", str(out), "--chrome", str(folder / "topics.chrome.json")]) == 0
@@ -604,9 +604,9 @@ columns:
 
 @pytest.fixture
 def fake_export(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    """A stand-in ``trio_designer._traceexport`` that records its calls."""
+    """A stand-in ``trio_designer._observe`` that records its calls."""
     calls: list[tuple[Any, ...]] = []
-    module = types.ModuleType("trio_designer._traceexport")
+    module = types.ModuleType("trio_designer._observe")
 
     def export_chrome_trace(output_dir: Path, dest: Path) -> Path:
         calls.append(("chrome", Path(output_dir), Path(dest)))
@@ -618,7 +618,7 @@ def fake_export(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
     module.export_chrome_trace = export_chrome_trace  # type: ignore[attr-defined]
     module.plot_timeline = plot_timeline  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "trio_designer._traceexport", module)
+    monkeypatch.setitem(sys.modules, "trio_designer._observe", module)
     return calls
 
 
@@ -689,18 +689,18 @@ def test_trace_without_matplotlib_or_export_module(
     isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _traced_dir(isolated, "a")
-    module = types.ModuleType("trio_designer._traceexport")
+    module = types.ModuleType("trio_designer._observe")
 
     def plot_timeline(output_dirs: Any, dest: Any, *, title: str | None = None) -> Path:
         raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
 
     module.plot_timeline = plot_timeline  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "trio_designer._traceexport", module)
+    monkeypatch.setitem(sys.modules, "trio_designer._observe", module)
     assert main(["trace", "a", "--plot", "t.png"]) == 2
     assert capsys.readouterr().err == (
         "error: plotting needs matplotlib, an optional extra: pip install 'trio_designer[plot]'\n"
     )
-    monkeypatch.setitem(sys.modules, "trio_designer._traceexport", None)  # import fails
+    monkeypatch.setitem(sys.modules, "trio_designer._observe", None)  # import fails
     assert main(["trace", "a"]) == 2
     assert capsys.readouterr().err.startswith("error: trace export is not available")
 

@@ -37,18 +37,11 @@ from trio_designer import (
     TrioDesigner,
 )
 from trio_designer._core._aimd import LimitChange, Policy
-from trio_designer._exceptions import TrioDesignerError
-from trio_designer._traceexport import (
-    CHROME_TRACE_FILE,
-    PLOT_INSTALL_HINT,
-    TraceExportError,
-    active_intervals,
-    assign_lanes,
-    export_chrome_trace,
-    limit_change_fields,
-    load_run_trace,
-    plot_timeline,
-)
+from trio_designer._exceptions import TraceExportError, TrioDesignerError
+from trio_designer._observe import export_chrome_trace, limit_change_fields, load_run_trace
+from trio_designer._observe._perfetto import assign_lanes
+from trio_designer._observe._plot import PLOT_INSTALL_HINT, active_intervals, plot_timeline
+from trio_designer._sink import CHROME_TRACE_FILE
 from trio_designer.config import LLMTextColumn, ModelConfig
 from trio_designer.models._limiter import AdaptiveLimiter, StaticLimiter
 from trio_designer.models._registry import open_model_registry

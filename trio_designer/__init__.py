@@ -19,7 +19,6 @@ from ._designer import (
     TrioDesigner as TrioDesigner,
 )
 from ._engine._runtime import FailureRecord as FailureRecord
-from ._engine._trace import TaskTrace as TaskTrace
 from ._exceptions import (
     ConfigError as ConfigError,
 )
@@ -57,11 +56,14 @@ from ._exceptions import (
     SinkError as SinkError,
 )
 from ._exceptions import (
+    TraceExportError as TraceExportError,
+)
+from ._exceptions import (
     TrioDesignerError as TrioDesignerError,
 )
-from ._traceexport import TraceExportError as TraceExportError
-from ._traceexport import export_chrome_trace as export_chrome_trace
-from ._traceexport import plot_timeline as plot_timeline
+from ._observe import TaskTrace as TaskTrace
+from ._observe import export_chrome_trace as export_chrome_trace
+from ._observe import plot_timeline as plot_timeline
 from .config import (
     BernoulliSampler as BernoulliSampler,
 )

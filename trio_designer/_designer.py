@@ -21,9 +21,8 @@ from ._engine._async import run_async
 from ._engine._runtime import ColumnCounts, FailureRecord, RunState
 from ._engine._slots import SlotStatistics, TaskSlots
 from ._engine._sync import run_sync
-from ._engine._trace import TaskTrace
 from ._exceptions import ConfigError
-from ._progress import make_reporter, resolve_progress
+from ._observe import TaskTrace, make_reporter, resolve_progress
 from .config import PipelineConfig
 
 EngineName = Literal["async", "sync"]
@@ -331,7 +330,7 @@ class _LimitChanges:
 
     def __call__(self, endpoint: str, change: Any) -> None:
         if self.state is not None:
-            from ._traceexport import limit_change_fields
+            from ._observe import limit_change_fields
 
             self.state.emit("limit_change", **limit_change_fields(endpoint, change))
 
@@ -357,7 +356,8 @@ def _dataset_files(sink: Any) -> tuple[str, ...]:
 
 
 def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:
-    from ._tracefile import append_failures, write_trace
+    from ._observe import write_trace
+    from ._sink import append_failures
 
     if state.failures:
         append_failures(output_dir, state.failures)

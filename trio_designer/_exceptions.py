@@ -14,6 +14,7 @@ Grouped by what the caller can do about it::
     │       ├── ModelRequestError           400/401/403/404/413/422, context window, quota
     │       └── ModelOutputError            the model answered, but its output never parsed
     ├── SinkError (OSError)                 writing the dataset failed
+    ├── TraceExportError (ValueError)       a recorded trace cannot be exported or plotted
     └── RunInterrupted                      the run stopped early; what finished is on disk
 
 Any other exception raised by a generator (for instance a user's custom function raising
@@ -146,6 +147,11 @@ class ModelOutputError(NonRetryableGenerationError):
 
 class SinkError(TrioDesignerError, OSError):
     """Writing a row group or the run metadata failed."""
+
+
+class TraceExportError(TrioDesignerError, ValueError):
+    """A trace cannot be exported or plotted: no ``trace.json``, an unreadable one, an output
+    format we cannot write, or matplotlib missing (the message says what to do)."""
 
 
 class RunInterrupted(TrioDesignerError):

@@ -39,10 +39,10 @@ import trio
 
 from .._core._tracker import RowGroupTracker, Task
 from .._exceptions import ModelRateLimitedError, RetryableGenerationError
+from .._observe import TaskStatus
 from ..models._limiter import set_request_priority
 from ._runtime import RowGroupPlan, RunState, retry_delay
 from ._slots import SlotToken, TaskSlots
-from ._trace import TaskStatus
 
 #: At most this many inline cells run back to back before the dispatcher checkpoints.
 INLINE_BATCH = 128

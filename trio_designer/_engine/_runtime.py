@@ -24,10 +24,10 @@ from .._exceptions import (
     NonRetryableGenerationError,
     RetryableGenerationError,
 )
+from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._sink import build_table
 from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
 from ..generators._templates import evaluate_condition
-from ._trace import TaskStatus, TaskTrace, TraceRecorder
 
 logger = logging.getLogger("trio_designer.engine")
 

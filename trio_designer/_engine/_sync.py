@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import trio
 
 from .._exceptions import ModelRateLimitedError, RetryableGenerationError
+from .._observe import TaskStatus
 from ._runtime import RowGroupPlan, RunState, retry_delay
-from ._trace import TaskStatus
 
 
 async def run_sync(state: RunState) -> None:

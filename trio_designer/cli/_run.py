@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from .._sink import DATASET_DIR, FAILURES_FILE, METADATA_FILE, TRACE_FILE
 from ._format import (
     Redactor,
     duration,
@@ -152,7 +153,7 @@ def resume_command(args: argparse.Namespace, output_dir: Path) -> str:
 
 def _read_metadata(output_dir: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((output_dir / "metadata.json").read_text(encoding="utf-8"))
+        data = json.loads((output_dir / METADATA_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -195,16 +196,16 @@ def run_summary(
         out = result.output_dir
         new = "new parquet file" if on_disk is not None else "parquet file"
         lines.append(f"output: {out} ({plural(len(result.files), new)})")
-        lines.append(f'  read it: pyarrow.dataset.dataset("{out / "parquet-files"}")')
+        lines.append(f'  read it: pyarrow.dataset.dataset("{out / DATASET_DIR}")')
         if trace:
             lines.append(
-                f'trace: {out / "trace.json"} ("{prog} trace {out}" exports it for Perfetto)'
+                f'trace: {out / TRACE_FILE} ("{prog} trace {out}" exports it for Perfetto)'
             )
     if result.failures:
         lines.extend(failure_lines(result.failures, limit=3))
         if result.output_dir is not None:
             lines.append(
-                f"  all of them are in {result.output_dir / 'failures.jsonl'} "
+                f"  all of them are in {result.output_dir / FAILURES_FILE} "
                 f'("{prog} inspect {result.output_dir}" counts them per column and error class)'
             )
     return "\n".join(lines)
