@@ -37,7 +37,7 @@ from trio_designer import (
     TrioDesigner,
 )
 from trio_designer._engine._runtime import RunState
-from trio_designer._graph import ExecutionGraph
+from trio_designer._plan import ExecutionGraph
 from trio_designer._progress import (
     ColumnProgress,
     EndpointProgress,

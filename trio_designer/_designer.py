@@ -338,7 +338,7 @@ class _LimitChanges:
 
 def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:
     """Validate everything that can be validated without a request; build the generators."""
-    from ._graph import ExecutionGraph
+    from ._plan import ExecutionGraph
     from .generators import build_generator
 
     if not isinstance(num_records, int) or num_records < 1:
