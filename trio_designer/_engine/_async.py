@@ -12,7 +12,7 @@ Structure (one nursery per level, so no task outlives its parent)::
 
 Dispatch: the worker loops "take a submission slot, then pop the best ready task" — slot first,
 so the task chosen is the best one *at the moment a slot frees* (never a stale snapshot:
-reference bug #504). Ready tasks come from the pure :class:`RowGroupTracker`.
+reference bug #504). Ready tasks come from the pure :class:`CompletionTracker`.
 
 Failure semantics:
 
@@ -37,10 +37,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .._core._tracker import RowGroupTracker, Task
-from .._exceptions import ModelRateLimitedError, RetryableGenerationError
+from .._core._tracker import CompletionTracker, Task
 from ..models._limiter import set_request_priority
-from ._runtime import RowGroupPlan, RunState, retry_delay
+from ._runtime import RowGroupPlan, RunState
 from ._slots import SlotToken, TaskSlots
 from ._trace import TaskStatus
 
@@ -102,12 +101,7 @@ class _RowGroupWorker:
         self.slots = slots
         self.plan = plan
         self.buffer = state.new_buffer(plan)
-        self.tracker = RowGroupTracker(
-            state.view,
-            plan.size,
-            max_retries=state.run.salvage_max_rounds,
-            max_rate_limited_retries=max(state.run.salvage_max_rounds, 20),
-        )
+        self.tracker = CompletionTracker(state.graph, plan.size, retry=state.retry)
         # Invariant: _scopes holds exactly the cancel scopes of this row group's running tasks.
         self._scopes: dict[Task, trio.CancelScope] = {}
         self._changed = trio.Event()
@@ -272,7 +266,7 @@ class _RowGroupWorker:
         first, then older row groups, then lower rows (the tracker's own order)."""
         set_request_priority(
             (
-                -self.state.view.priority[task.column],
+                -self.state.graph.priority[task.column],
                 self.plan.id,
                 -1 if task.row is None else task.row,
             )
@@ -335,12 +329,12 @@ class _RowGroupWorker:
         )
 
     def _on_error(self, task: Task, exc: Exception, attempt: int) -> TaskStatus:
-        if isinstance(exc, RetryableGenerationError):
-            not_before = trio.current_time() + retry_delay(exc, attempt)
+        retry = self.state.retry
+        if retry.is_retryable(exc):
             outcome = self.tracker.defer(
                 task,
-                not_before=not_before,
-                rate_limited=isinstance(exc, ModelRateLimitedError),
+                not_before=trio.current_time() + retry.delay(attempt, exc),
+                rate_limited=retry.is_rate_limited(exc),
             )
             if not outcome.exhausted:
                 self.state.counts[task.column].retried += 1

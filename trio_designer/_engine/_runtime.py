@@ -17,12 +17,10 @@ import attrs
 import trio
 
 from .._core._errorwindow import ErrorRateWindow
-from .._core._tracker import GraphView
+from .._core._retry import RetryPolicy
 from .._exceptions import (
     GenerationError,
-    ModelRateLimitedError,
     NonRetryableGenerationError,
-    RetryableGenerationError,
 )
 from .._sink import build_table
 from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
@@ -31,13 +29,8 @@ from ._trace import TaskStatus, TaskTrace, TraceRecorder
 
 logger = logging.getLogger("trio_designer.engine")
 
-#: Pause before a salvage round re-runs an ordinary retryable failure, by attempt (seconds);
-#: the last value repeats.
-SALVAGE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 #: How many tasks per unit of ``max_parallel_requests`` one endpoint may have dispatched.
 BACKLOG_FACTOR = 2
-#: Pause after a 429 that carried no Retry-After.
-DEFAULT_RATE_LIMIT_PAUSE = 2.0
 
 
 @attrs.frozen
@@ -131,13 +124,7 @@ class RunState:
         model_configs: Sequence[Any] = (),
     ) -> None:
         self.graph = graph
-        self.view = GraphView(
-            order=tuple(graph.order),
-            upstream=graph.upstream,
-            downstream=graph.downstream,
-            strategy=graph.strategy,
-            priority=graph.priority,
-        )
+        self.retry = RetryPolicy.from_salvage_max_rounds(run.salvage_max_rounds)
         self.generators = generators
         self.sink = sink
         self.run = run
@@ -237,8 +224,8 @@ class RunState:
                 wake()
 
     def new_buffer(self, plan: RowGroupPlan) -> RowGroupBuffer:
-        extras = [e for c in self.view.order for e in self.extra_columns[c]]
-        return RowGroupBuffer(plan, self.view.order, extras)
+        extras = [e for c in self.graph.order for e in self.extra_columns[c]]
+        return RowGroupBuffer(plan, self.graph.order, extras)
 
     # -- planning -------------------------------------------------------------------------
     def plans(self) -> Iterator[RowGroupPlan]:
@@ -521,17 +508,6 @@ def _store(buf: RowGroupBuffer, column: str, row: int, result: Any) -> None:
             buf.values[extra][row] = value
     else:
         buf.values[column][row] = result
-
-
-def retry_delay(exc: RetryableGenerationError, attempt: int) -> float:
-    """How long a deferred task waits before a salvage round may re-run it."""
-    if isinstance(exc, ModelRateLimitedError):
-        return exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
-    return SALVAGE_BACKOFF[min(attempt, len(SALVAGE_BACKOFF)) - 1]
-
-
-def is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, RetryableGenerationError)
 
 
 def _empty_table(columns: Sequence[str], types: Mapping[str, Any]) -> Any:

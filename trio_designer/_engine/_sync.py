@@ -15,8 +15,7 @@ from collections.abc import Sequence
 
 import trio
 
-from .._exceptions import ModelRateLimitedError, RetryableGenerationError
-from ._runtime import RowGroupPlan, RunState, retry_delay
+from ._runtime import RowGroupPlan, RunState
 from ._trace import TaskStatus
 
 
@@ -38,11 +37,11 @@ class _SyncRowGroup:
         self.dropped: set[int] = set()
 
     async def run(self) -> None:
-        for column in self.state.view.order:
+        for column in self.state.graph.order:
             live = [r for r in range(self.plan.size) if r not in self.dropped]
             if not live:
                 return
-            if self.state.view.strategy[column] == "full_column":
+            if self.state.graph.strategy[column] == "full_column":
                 await self._run_with_retries(column, [None])
             else:
                 await self._run_with_retries(column, live)
@@ -54,27 +53,22 @@ class _SyncRowGroup:
             failures = await self._pass(column, pending, attempts)
             pending = []
             pause = 0.0
+            retry = self.state.retry
             for row, exc in failures:
                 attempts[row] = attempts.get(row, 0) + 1
-                rate_limited = isinstance(exc, ModelRateLimitedError)
-                budget = (
-                    max(self.state.run.salvage_max_rounds, 20)
-                    if rate_limited
-                    else (self.state.run.salvage_max_rounds)
-                )
-                if attempts[row] > budget:
+                if attempts[row] > retry.budget(rate_limited=retry.is_rate_limited(exc)):
                     self._drop(column, row, exc, attempts[row])
                 else:
                     self.state.counts[column].retried += 1
                     pending.append(row)
-                    pause = max(pause, retry_delay(exc, attempts[row]))
+                    pause = max(pause, retry.delay(attempts[row], exc))
             if pending:
                 await trio.sleep(pause)
 
     async def _pass(
         self, column: str, rows: list[int | None], attempts: dict[int | None, int]
-    ) -> list[tuple[int | None, RetryableGenerationError]]:
-        failures: list[tuple[int | None, RetryableGenerationError]] = []
+    ) -> list[tuple[int | None, Exception]]:
+        failures: list[tuple[int | None, Exception]] = []
         if self.state.runs_inline(column):
             await trio.lowlevel.checkpoint()
             for row in rows:
@@ -97,7 +91,7 @@ class _SyncRowGroup:
         row: int | None,
         limiter: trio.CapacityLimiter,
         attempt: int,
-        failures: list[tuple[int | None, RetryableGenerationError]],
+        failures: list[tuple[int | None, Exception]],
     ) -> None:
         async with limiter:
             dispatched = trio.current_time()
@@ -119,7 +113,7 @@ class _SyncRowGroup:
         column: str,
         row: int,
         attempt: int,
-        failures: list[tuple[int | None, RetryableGenerationError]],
+        failures: list[tuple[int | None, Exception]],
     ) -> None:
         now = trio.current_time()
         status: TaskStatus
@@ -137,10 +131,10 @@ class _SyncRowGroup:
         row: int | None,
         attempt: int,
         exc: Exception,
-        failures: list[tuple[int | None, RetryableGenerationError]],
+        failures: list[tuple[int | None, Exception]],
     ) -> TaskStatus:
         """Classify a failed attempt: retryable ones are retried after the pass."""
-        if isinstance(exc, RetryableGenerationError):
+        if self.state.retry.is_retryable(exc):
             failures.append((row, exc))
             return "retryable"
         self._drop(column, row, exc, attempt)
@@ -186,7 +180,7 @@ class _SyncRowGroup:
         self.state.record_failure(self.plan, column, row, exc, attempts)
 
     def _concurrency(self, column: str) -> int:
-        if self.state.view.strategy[column] != "cell":
+        if self.state.graph.strategy[column] != "cell":
             return 1
         default = int(self.state.run.non_llm_concurrency)
         return self.state.model_parallelism.get(column, default)
