@@ -34,9 +34,9 @@ from hypothesis import strategies as st
 
 from trio_designer import TrioDesigner
 from trio_designer._designer import _prepare
-from trio_designer._engine._async import run_async
-from trio_designer._engine._runtime import RunState
-from trio_designer._engine._slots import TaskSlots
+from trio_designer._engine._async import AsyncEngine
+from trio_designer._engine._dispatch import TaskSlots
+from trio_designer._engine._state import RunState
 from trio_designer._sink import MemorySink
 
 from ._budget import scaled
@@ -170,10 +170,10 @@ async def _run_internal(
         num_records=sc.rows,
         on_event=rec.on_event,
     )
-    slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
+    engine = AsyncEngine.for_run(state)
     with trio.move_on_after(stop_after if stop_after is not None else float("inf")):
-        await run_async(state, slots)
-    return state, slots, sink
+        await engine.run()
+    return state, engine.slots, sink
 
 
 @settings(max_examples=scaled(700))

@@ -36,7 +36,7 @@ from trio_designer import (
     RunConfig,
     TrioDesigner,
 )
-from trio_designer._engine._runtime import RunState
+from trio_designer._engine._state import RunState
 from trio_designer._plan import ExecutionGraph
 from trio_designer._progress import (
     ColumnProgress,

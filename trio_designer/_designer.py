@@ -17,9 +17,9 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from ._engine._async import run_async
-from ._engine._runtime import ColumnCounts, FailureRecord, RunState
-from ._engine._slots import SlotStatistics, TaskSlots
+from ._engine._async import AsyncEngine
+from ._engine._dispatch import SlotStatistics
+from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._engine._trace import TaskTrace
 from ._exceptions import ConfigError
@@ -272,12 +272,12 @@ class TrioDesigner:
             models=models,
         )
         changes.state = state
-        slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
+        engine = AsyncEngine.for_run(state) if self.engine == "async" else None
         start = trio.current_time()
         state.trace.origin = start
         status: RunStatus = "interrupted"
         try:
-            await self._run_engine(state, slots)
+            await self._run_engine(state, engine)
             status = "early_shutdown" if state.early_shutdown else "complete"
         finally:
             with trio.CancelScope(shield=True):
@@ -298,21 +298,22 @@ class TrioDesigner:
             files=_dataset_files(sink),
             traces=tuple(state.trace.records),
             elapsed=trio.current_time() - start,
-            slots=slots.statistics() if self.engine == "async" else None,
+            slots=None if engine is None else engine.slots.statistics(),
             usage={} if models is None else {a: u.to_dict() for a, u in models.usage().items()},
             model_limits={}
             if models is None
             else {name: lim.statistics() for name, lim in models.limiters().items()},
         )
 
-    async def _run_engine(self, state: RunState, slots: TaskSlots) -> None:
+    async def _run_engine(self, state: RunState, engine: AsyncEngine | None) -> None:
+        """Run ``engine`` (the async one), or the sync baseline when it is ``None``."""
         reporter = make_reporter(self.progress, state)
         async with trio.open_nursery() as nursery:
             if reporter is not None:
                 nursery.start_soon(reporter.run)
             try:
-                if self.engine == "async":
-                    await run_async(state, slots)
+                if engine is not None:
+                    await engine.run()
                 else:
                     await run_sync(state)
             finally:

@@ -35,7 +35,7 @@ from typing import Any, Literal, Protocol, TextIO
 import attrs
 import trio
 
-from ._engine._runtime import RunState
+from ._engine._state import RunState
 from ._exceptions import ConfigError
 
 #: Seconds between plain-text blocks for ``progress=True``/``"auto"`` off a terminal, and for

@@ -33,7 +33,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ._engine._runtime import RunState
+from ._engine._state import RunState
 from ._progress import (
     ColumnProgress,
     EndpointProgress,

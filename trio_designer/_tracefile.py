@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from ._engine._runtime import FailureRecord
+from ._engine._state import FailureRecord
 from ._engine._trace import TraceRecorder
 
 TRACE_FILE = "trace.json"

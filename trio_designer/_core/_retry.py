@@ -46,6 +46,7 @@ __all__ = [
     "RetryPolicy",
 ]
 
+
 def _finite(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not math.isfinite(value):
         raise ValueError(f"'{attribute.name}' must be a finite number of seconds: {value!r}")

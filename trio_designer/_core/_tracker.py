@@ -145,9 +145,7 @@ class CompletionTracker:
       retry: the run's retry budgets (the default is ``RunConfig``'s default).
     """
 
-    def __init__(
-        self, graph: TaskGraph, size: int, *, retry: RetryPolicy = _DEFAULT_RETRY
-    ) -> None:
+    def __init__(self, graph: TaskGraph, size: int, *, retry: RetryPolicy = _DEFAULT_RETRY) -> None:
         if size < 1:
             raise ValueError(f"a row group needs at least one row, got {size}")
         self._graph = graph

@@ -15,23 +15,26 @@ from collections.abc import Sequence
 
 import trio
 
-from ._runtime import RowGroupPlan, RunState
+from ._cells import CellRunner
+from ._state import RowGroupPlan, RunState
 from ._trace import TaskStatus
 
 
 async def run_sync(state: RunState) -> None:
     """Run every row group of ``state`` column by column."""
+    cells = CellRunner(state.graph, state.generators, seed=state.run.seed, models=state.models)
     with state.run_scope:
         for plan in state.plans():
             state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
-            group = _SyncRowGroup(state, plan)
+            group = _SyncRowGroup(state, cells, plan)
             await group.run()
             await state.checkpoint(group.buffer, frozenset(group.dropped))
 
 
 class _SyncRowGroup:
-    def __init__(self, state: RunState, plan: RowGroupPlan) -> None:
+    def __init__(self, state: RunState, cells: CellRunner, plan: RowGroupPlan) -> None:
         self.state = state
+        self.cells = cells
         self.plan = plan
         self.buffer = state.new_buffer(plan)
         self.dropped: set[int] = set()
@@ -69,7 +72,7 @@ class _SyncRowGroup:
         self, column: str, rows: list[int | None], attempts: dict[int | None, int]
     ) -> list[tuple[int | None, Exception]]:
         failures: list[tuple[int | None, Exception]] = []
-        if self.state.runs_inline(column):
+        if self.cells.runs_inline(column):
             await trio.lowlevel.checkpoint()
             for row in rows:
                 if row is not None and row not in self.dropped:
@@ -119,7 +122,7 @@ class _SyncRowGroup:
         status: TaskStatus
         error: BaseException | None = None
         try:
-            status = self.state.run_cell_inline(self.buffer, column, row)
+            status = self.cells.run_cell_inline(self.buffer, column, row)
             self.state.record_success(column, status, 1)
         except Exception as exc:
             error, status = exc, self._failed(column, row, attempt, exc, failures)
@@ -164,10 +167,8 @@ class _SyncRowGroup:
 
     async def _execute(self, column: str, row: int | None, started: list[float]) -> TaskStatus:
         if row is None:
-            return await self.state.run_full_column(
-                self.buffer, column, self._live_rows, _noop, started
-            )
-        return await self.state.run_cell(self.buffer, column, row, _noop, started)
+            return await self.cells.run_full_column(self.buffer, column, self._live_rows, started)
+        return await self.cells.run_cell(self.buffer, column, row, started)
 
     def _live_rows(self) -> list[int]:
         return [r for r in range(self.plan.size) if r not in self.dropped]
@@ -182,9 +183,7 @@ class _SyncRowGroup:
     def _concurrency(self, column: str) -> int:
         if self.state.graph.strategy[column] != "cell":
             return 1
-        default = int(self.state.run.non_llm_concurrency)
-        return self.state.model_parallelism.get(column, default)
-
-
-async def _noop() -> None:
-    return None
+        models = self.state.column_models[column]
+        if models:  # an LLM column: as many at once as its (narrowest) model allows
+            return min(m.max_parallel_requests for m in models)
+        return self.state.run.non_llm_concurrency
