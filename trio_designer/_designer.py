@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import trio
@@ -23,11 +23,21 @@ from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._engine._trace import TaskTrace
 from ._exceptions import ConfigError
+from ._plan import ExecutionGraph
 from ._progress import make_reporter, resolve_progress
 from .config import PipelineConfig
+from .generators import ColumnGenerator, build_generator
+
+if TYPE_CHECKING:
+    from .models._registry import ModelRegistry
 
 EngineName = Literal["async", "sync"]
-RunStatus = Literal["complete", "early_shutdown", "interrupted"]
+#: How a run that returned a result ended. A run that is interrupted (an outer cancel scope,
+#: Ctrl-C) returns nothing: the cancellation propagates, as trio requires, after the finished
+#: row groups and ``metadata.json`` (``status: "interrupted"``) are written.
+RunStatus = Literal["complete", "early_shutdown"]
+#: What ``metadata.json`` records: a returned run's status, or ``"interrupted"``.
+_RecordedStatus = Literal["complete", "early_shutdown", "interrupted"]
 
 
 @attrs.frozen(kw_only=True)
@@ -51,7 +61,8 @@ class RunResult:
     """What a run produced.
 
     Attributes:
-      status: ``complete``, ``early_shutdown`` (the error-rate gate tripped) or ``interrupted``.
+      status: ``complete``, or ``early_shutdown`` (the error-rate gate tripped). An interrupted
+        run returns no result (see :data:`RunStatus`).
       engine: ``async`` or ``sync``.
       num_records_requested: rows asked for.
       num_records_written: rows written by this run (surviving rows of the row groups it
@@ -250,14 +261,14 @@ class TrioDesigner:
 
     async def _execute(
         self,
-        config: Any,
-        graph: Any,
-        generators: Any,
+        config: PipelineConfig,
+        graph: ExecutionGraph,
+        generators: Mapping[str, ColumnGenerator],
         sink: Any,
         num_records: int,
         output_dir: Path | None,
         done: frozenset[int],
-        models: Any,
+        models: ModelRegistry | None,
         changes: _LimitChanges,
     ) -> RunResult:
         state = RunState(
@@ -275,7 +286,7 @@ class TrioDesigner:
         engine = AsyncEngine.for_run(state) if self.engine == "async" else None
         start = trio.current_time()
         state.trace.origin = start
-        status: RunStatus = "interrupted"
+        status: _RecordedStatus = "interrupted"
         try:
             await self._run_engine(state, engine)
             status = "early_shutdown" if state.early_shutdown else "complete"
@@ -287,7 +298,7 @@ class TrioDesigner:
                     )
                 await sink.close(status=status, summary=_summary(state, status))
         return RunResult(
-            status=status,
+            status="early_shutdown" if state.early_shutdown else "complete",
             engine=self.engine,
             num_records_requested=num_records,
             num_records_written=state.rows_written,
@@ -337,11 +348,10 @@ class _LimitChanges:
             self.state.emit("limit_change", **limit_change_fields(endpoint, change))
 
 
-def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:
+def _prepare(
+    config: PipelineConfig, num_records: int
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator]]:
     """Validate everything that can be validated without a request; build the generators."""
-    from ._plan import ExecutionGraph
-    from .generators import build_generator
-
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     graph = ExecutionGraph.from_config(config)

@@ -19,7 +19,7 @@ errors raised by the generator propagate unchanged.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -27,9 +27,11 @@ from .._exceptions import GenerationError, NonRetryableGenerationError
 from .._plan import ExecutionGraph
 from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
 from ..generators._templates import evaluate_condition
-from ..models._registry import ModelRegistry
 from ._state import RowGroupBuffer
 from ._trace import TaskStatus
+
+if TYPE_CHECKING:
+    from ..models._registry import ModelRegistry
 
 #: The dispatcher's LLM-wait handoff for the running task (see the module docstring).
 Handoff = Callable[[], Awaitable[None]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 import attrs
 import trio
@@ -21,8 +21,10 @@ from .._plan import ExecutionGraph
 from .._sink import build_table
 from ..config import CustomColumn, LLMColumnConfig, ModelConfig, RunConfig
 from ..generators._base import ColumnGenerator
-from ..models._registry import ModelRegistry
 from ._trace import TaskStatus, TaskTrace, TraceRecorder
+
+if TYPE_CHECKING:
+    from ..models._registry import ModelRegistry
 
 logger = logging.getLogger("trio_designer.engine")
 
