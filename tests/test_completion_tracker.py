@@ -154,6 +154,8 @@ def test_error_window_trips_only_when_full_and_above_threshold() -> None:
     assert not window.record(error=False)
     assert window.record(error=False)  # 2 of 4
     assert window.tripped
+    for _ in range(8):
+        assert window.record(error=False)  # stays tripped, whatever follows
 
 
 def test_error_window_slides() -> None:

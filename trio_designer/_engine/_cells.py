@@ -206,9 +206,10 @@ class CellRunner:
 async def _before_generator(generator: ColumnGenerator, handoff: Handoff | None) -> None:
     """The one place the LLM-wait handoff is performed: before an LLM-bound generator runs.
 
-    The handoff ends in a shielded checkpoint, so a drop of the row (or an early shutdown) that
-    happened while it parked is seen only after it: check, so that the generator never starts
-    for a dropped row.
+    Invariant: a generator never starts for a row dropped (or a run shut down) while its task
+    parked in the handoff. The handoff ends in a shielded checkpoint, so such a cancellation is
+    seen only after it: hence the explicit check. Checked by ``check_dropped_rows_stop`` and
+    ``check_nothing_starts_after_shutdown`` in ``property_tests/test_engine_scenarios.py``.
     """
     if not generator.llm_bound:
         return

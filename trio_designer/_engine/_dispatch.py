@@ -213,7 +213,7 @@ class RowGroupWorker:
         self.plan = plan
         self.buffer = state.new_buffer(plan)
         self.tracker = CompletionTracker(state.graph, plan.size, retry=state.retry)
-        # Invariant: _scopes holds exactly the cancel scopes of this row group's running tasks.
+        # The cancel scope of each running task, by the cell it runs (see _run_task).
         self._scopes: dict[Task, trio.CancelScope] = {}
         self._changed = trio.Event()
         self._spawned = 0
@@ -230,8 +230,10 @@ class RowGroupWorker:
                         await self._salvage()
                     else:
                         # Nothing to start: wait for one of our tasks to end, or for a saturated
-                        # endpoint to free a place. No checkpoint between the checks above and
-                        # this wait: no lost wake-up.
+                        # endpoint to free a place. Invariant: no checkpoint between the checks
+                        # above and this wait, so no wake-up is lost (a lost one deadlocks:
+                        # the scenarios' fail_after turns that into a failure of
+                        # test_async_engine_invariants).
                         self._changed = trio.Event()
                         await self._changed.wait()
         finally:
@@ -323,8 +325,12 @@ class RowGroupWorker:
         with further ready cells of this row group that would otherwise each get a task of
         their own (see :meth:`_continuation`), reusing the task, its cancel scope and its slot.
 
-        Invariant: ``self._scopes[cell]`` is ``scope`` exactly while ``cell`` is the cell this
-        task is running, so a drop of its row cancels this task and nothing else.
+        Invariant: ``self._scopes`` holds exactly the cancel scopes of this row group's
+        running tasks, and ``self._scopes[cell]`` is ``scope`` exactly while ``cell`` is the
+        cell this task is running — so a drop of a row cancels that row's running cells and
+        nothing else. Checked by ``check_dropped_rows_stop`` (the dropped row's cells end
+        cancelled) and ``check_surviving_rows_complete`` (a wrongly cancelled cell would
+        leave its surviving row incomplete) in ``property_tests/test_engine_scenarios.py``.
         """
         cell = _CellRun(task, dispatched, self.tracker.attempts(task) + 1)
         backlog_held = True  # the dispatcher's backlog.enter(task.column), undone exactly once

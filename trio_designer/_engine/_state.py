@@ -217,7 +217,12 @@ class RunState:
         self._record_outcome(error=True)
 
     def _record_outcome(self, *, error: bool) -> None:
-        """Feed the early-shutdown gate; when it trips, cancel :attr:`run_scope` once."""
+        """Feed the early-shutdown gate; when it trips, cancel :attr:`run_scope` (once).
+
+        From then on nothing new starts (``check_nothing_starts_after_shutdown`` in
+        ``property_tests/test_engine_scenarios.py``) and finished row groups are kept
+        (``tests/test_engine.py::test_early_shutdown_keeps_finished_row_groups``).
+        """
         if self.error_window.record(error=error) and not self.early_shutdown:
             self.early_shutdown = True
             logger.error(
@@ -280,7 +285,8 @@ class RunState:
     async def checkpoint(self, buf: RowGroupBuffer, dropped: frozenset[int]) -> None:
         """Write a finished row group (surviving rows, non-dropped columns) and free it.
 
-        Shielded: a row group that finished is written even if the run is being cancelled.
+        Shielded: a row group that finished is written even if the run is being cancelled
+        (``tests/test_engine.py::test_cancel_keeps_finished_row_groups_and_resume_completes``).
         """
         live = [r for r in range(buf.plan.size) if r not in dropped]
         self.rows_dropped += len(dropped)
