@@ -136,7 +136,8 @@ class CellRunner:
             seed=self._seed,
             models=self._models,
         )
-        await _before_generator(generator, handoff)
+        if generator.llm_bound:
+            await _hand_off(handoff)
         started.append(trio.current_time())
         _store(buf, column, row, await generator.agenerate(ctx))
         return "ok"
@@ -170,7 +171,8 @@ class CellRunner:
         meanwhile are not handed to the generator.
         """
         generator = self._generators[column]
-        await _before_generator(generator, handoff)
+        if generator.llm_bound:
+            await _hand_off(handoff)
         active = []
         for row in live_rows():
             if self.is_skipped(buf, column, row):
@@ -203,16 +205,16 @@ class CellRunner:
         return "ok"
 
 
-async def _before_generator(generator: ColumnGenerator, handoff: Handoff | None) -> None:
-    """The one place the LLM-wait handoff is performed: before an LLM-bound generator runs.
+async def _hand_off(handoff: Handoff | None) -> None:
+    """The one place the LLM-wait handoff is performed: right before an LLM-bound generator is
+    called (both callers check ``generator.llm_bound`` first, which keeps the common non-LLM
+    cell free of an extra coroutine).
 
     Invariant: a generator never starts for a row dropped (or a run shut down) while its task
     parked in the handoff. The handoff ends in a shielded checkpoint, so such a cancellation is
     seen only after it: hence the explicit check. Checked by ``check_dropped_rows_stop`` and
     ``check_nothing_starts_after_shutdown`` in ``property_tests/test_engine_scenarios.py``.
     """
-    if not generator.llm_bound:
-        return
     if handoff is not None:
         await handoff()
     await trio.lowlevel.checkpoint_if_cancelled()
