@@ -36,8 +36,7 @@ from trio_designer import (
     RunConfig,
     TrioDesigner,
 )
-from trio_designer._engine._runtime import RunState
-from trio_designer._graph import ExecutionGraph
+from trio_designer._engine._state import RunState
 from trio_designer._observe._progress import make_reporter, resolve_progress
 from trio_designer._observe._progress_model import (
     ColumnProgress,
@@ -50,6 +49,7 @@ from trio_designer._observe._progress_model import (
     rows_to_generate,
 )
 from trio_designer._observe._progress_plain import PlainProgress, format_plain
+from trio_designer._plan import ExecutionGraph
 from trio_designer._sink import MemorySink
 from trio_designer.generators import build_generator
 from trio_designer.models._limiter import LimiterStatistics

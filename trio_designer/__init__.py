@@ -18,7 +18,7 @@ from ._designer import (
 from ._designer import (
     TrioDesigner as TrioDesigner,
 )
-from ._engine._runtime import FailureRecord as FailureRecord
+from ._engine._state import FailureRecord as FailureRecord
 from ._exceptions import (
     ConfigError as ConfigError,
 )

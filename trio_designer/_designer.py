@@ -12,21 +12,31 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import trio
 
-from ._engine._async import run_async
-from ._engine._runtime import ColumnCounts, FailureRecord, RunState
-from ._engine._slots import SlotStatistics, TaskSlots
+from ._engine._async import AsyncEngine
+from ._engine._dispatch import SlotStatistics
+from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._exceptions import ConfigError
 from ._observe import TaskTrace, make_reporter, resolve_progress
+from ._plan import ExecutionGraph
 from .config import PipelineConfig
+from .generators import ColumnGenerator, build_generator
+
+if TYPE_CHECKING:
+    from .models._registry import ModelRegistry
 
 EngineName = Literal["async", "sync"]
-RunStatus = Literal["complete", "early_shutdown", "interrupted"]
+#: How a run that returned a result ended. A run that is interrupted (an outer cancel scope,
+#: Ctrl-C) returns nothing: the cancellation propagates, as trio requires, after the finished
+#: row groups and ``metadata.json`` (``status: "interrupted"``) are written.
+RunStatus = Literal["complete", "early_shutdown"]
+#: What ``metadata.json`` records: a returned run's status, or ``"interrupted"``.
+_RecordedStatus = Literal["complete", "early_shutdown", "interrupted"]
 
 
 @attrs.frozen(kw_only=True)
@@ -50,7 +60,8 @@ class RunResult:
     """What a run produced.
 
     Attributes:
-      status: ``complete``, ``early_shutdown`` (the error-rate gate tripped) or ``interrupted``.
+      status: ``complete``, or ``early_shutdown`` (the error-rate gate tripped). An interrupted
+        run returns no result (see :data:`RunStatus`).
       engine: ``async`` or ``sync``.
       num_records_requested: rows asked for.
       num_records_written: rows written by this run (surviving rows of the row groups it
@@ -249,14 +260,14 @@ class TrioDesigner:
 
     async def _execute(
         self,
-        config: Any,
-        graph: Any,
-        generators: Any,
+        config: PipelineConfig,
+        graph: ExecutionGraph,
+        generators: Mapping[str, ColumnGenerator],
         sink: Any,
         num_records: int,
         output_dir: Path | None,
         done: frozenset[int],
-        models: Any,
+        models: ModelRegistry | None,
         changes: _LimitChanges,
     ) -> RunResult:
         state = RunState(
@@ -271,12 +282,12 @@ class TrioDesigner:
             models=models,
         )
         changes.state = state
-        slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
+        engine = AsyncEngine.for_run(state) if self.engine == "async" else None
         start = trio.current_time()
         state.trace.origin = start
-        status: RunStatus = "interrupted"
+        status: _RecordedStatus = "interrupted"
         try:
-            await self._run_engine(state, slots)
+            await self._run_engine(state, engine)
             status = "early_shutdown" if state.early_shutdown else "complete"
         finally:
             with trio.CancelScope(shield=True):
@@ -286,7 +297,7 @@ class TrioDesigner:
                     )
                 await sink.close(status=status, summary=_summary(state, status))
         return RunResult(
-            status=status,
+            status="early_shutdown" if state.early_shutdown else "complete",
             engine=self.engine,
             num_records_requested=num_records,
             num_records_written=state.rows_written,
@@ -297,21 +308,22 @@ class TrioDesigner:
             files=_dataset_files(sink),
             traces=tuple(state.trace.records),
             elapsed=trio.current_time() - start,
-            slots=slots.statistics() if self.engine == "async" else None,
+            slots=None if engine is None else engine.slots.statistics(),
             usage={} if models is None else {a: u.to_dict() for a, u in models.usage().items()},
             model_limits={}
             if models is None
             else {name: lim.statistics() for name, lim in models.limiters().items()},
         )
 
-    async def _run_engine(self, state: RunState, slots: TaskSlots) -> None:
+    async def _run_engine(self, state: RunState, engine: AsyncEngine | None) -> None:
+        """Run ``engine`` (the async one), or the sync baseline when it is ``None``."""
         reporter = make_reporter(self.progress, state)
         async with trio.open_nursery() as nursery:
             if reporter is not None:
                 nursery.start_soon(reporter.run)
             try:
-                if self.engine == "async":
-                    await run_async(state, slots)
+                if engine is not None:
+                    await engine.run()
                 else:
                     await run_sync(state)
             finally:
@@ -335,11 +347,10 @@ class _LimitChanges:
             self.state.emit("limit_change", **limit_change_fields(endpoint, change))
 
 
-def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:
+def _prepare(
+    config: PipelineConfig, num_records: int
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator]]:
     """Validate everything that can be validated without a request; build the generators."""
-    from ._graph import ExecutionGraph
-    from .generators import build_generator
-
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     graph = ExecutionGraph.from_config(config)

@@ -35,8 +35,8 @@ import jinja2
 import jinja2.meta
 import jinja2.sandbox
 
-from ._exceptions import ConfigError
-from .config import (
+from .._exceptions import ConfigError
+from ..config import (
     ColumnConfig,
     PipelineConfig,
     default_strategy,
@@ -45,7 +45,7 @@ from .config import (
     template_fields,
     validate_references,
 )
-from .config._pipeline import closest
+from ..config._pipeline import closest
 
 V = TypeVar("V")
 
