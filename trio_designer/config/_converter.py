@@ -41,6 +41,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
 from ._columns import (
     COLUMN_CLASSES,
@@ -52,7 +53,7 @@ from ._columns import (
     schema_to_dict,
 )
 from ._models import InferenceParams, ModelConfig, ModelProvider
-from ._pipeline import PipelineConfig, closest, reference_problems
+from ._pipeline import PipelineConfig, reference_problems
 from ._run import RunConfig
 from ._validators import InvalidFieldError, collecting_problems, is_number, short_repr
 
@@ -445,10 +446,8 @@ def _describe(exc: BaseException, type_: Any) -> Sequence[tuple[str, str]]:
 
 
 def _unknown_field(key: str, known: Sequence[str]) -> str:
-    match = closest(key, known)
-    if match:
-        return f"unknown field {key!r}; did you mean {match!r}?"
-    return f"unknown field {key!r}; expected one of {', '.join(map(repr, known))}"
+    expected = "expected one of " + ", ".join(map(repr, known))
+    return f"unknown field {key!r}; " + did_you_mean(key, known, otherwise=expected)
 
 
 def _join(path: str, below: str) -> str:
@@ -541,11 +540,9 @@ def structure_config(data: Any) -> PipelineConfig:
 
 
 def _unknown_top_level(key: Any) -> str:
-    match = closest(key, _TOP_LEVEL_KEYS) if isinstance(key, str) else None
+    expected = "expected one of " + ", ".join(map(repr, _TOP_LEVEL_KEYS))
     hint = (
-        f"did you mean {match!r}?"
-        if match
-        else "expected one of " + ", ".join(map(repr, _TOP_LEVEL_KEYS))
+        did_you_mean(key, _TOP_LEVEL_KEYS, otherwise=expected) if isinstance(key, str) else expected
     )
     return f"unknown top-level field {short_repr(key)}; {hint}"
 

@@ -26,7 +26,6 @@ converter needs these classes.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -35,6 +34,7 @@ from typing import Any, final
 
 import attrs
 
+from .._core._suggest import did_you_mean
 from ._columns import (
     COLUMN_CLASSES,
     ColumnConfig,
@@ -285,15 +285,7 @@ def _unknown_column(name: str, own_name: str, names: set[str]) -> str | None:
 
 
 def _hint(word: str, candidates: Iterable[str], otherwise: str) -> str:
-    """``"; did you mean 'x'?"`` for the closest candidate, else ``"; " + otherwise``."""
-    match = closest(word, candidates)
-    return f"; did you mean {match!r}?" if match else f"; {otherwise}"
-
-
-def closest(word: str, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to ``word`` (difflib, cutoff 0.6), or ``None``."""
-    matches = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    return "; " + did_you_mean(word, candidates, otherwise=otherwise)
 
 
 # -- fingerprint -------------------------------------------------------------------------------
