@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
-
 from trio_designer._core._suggest import closest, did_you_mean
 
 
@@ -21,13 +19,3 @@ def test_nothing_similar_gives_the_fallback_hint() -> None:
 def test_the_suggestion_does_not_depend_on_declaration_order() -> None:
     # "cat" is equally close to "bat" and "car"; the tie must not follow the input order.
     assert closest("cat", ["car", "bat"]) == closest("cat", ["bat", "car"])
-
-
-def test_no_other_module_computes_suggestions() -> None:
-    package = pathlib.Path(__file__).parents[1] / "trio_designer"
-    users = sorted(
-        str(path.relative_to(package))
-        for path in package.rglob("*.py")
-        if "difflib" in path.read_text(encoding="utf-8")
-    )
-    assert users == ["_core/_suggest.py"]

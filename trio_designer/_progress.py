@@ -37,6 +37,7 @@ import trio
 
 from ._engine._runtime import RunState
 from ._exceptions import ConfigError
+from .config._models import endpoint_name
 
 #: Seconds between plain-text blocks for ``progress=True``/``"auto"`` off a terminal, and for
 #: ``progress="plain"``.
@@ -252,7 +253,7 @@ class ProgressTracker:
         tokens: dict[str, int] = {}
         for alias, usage in models.usage().items():
             handle = models.model(alias)
-            endpoint = f"{handle.provider}:{handle.model}"
+            endpoint = endpoint_name(handle.provider, handle.model)
             tokens[endpoint] = tokens.get(endpoint, 0) + usage.output_tokens
         lines = []
         for name, limiter in models.limiters().items():

@@ -40,6 +40,7 @@ import attrs
 
 from ._engine._trace import SchedulerEvent, TaskTrace
 from ._exceptions import TrioDesignerError
+from .config._models import endpoint_name
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -215,7 +216,7 @@ def _model_endpoints(
     alias_endpoint: dict[str, str] = {}
     ceilings: dict[str, int] = {}
     for model in _dicts(config.get("models")):
-        name = f"{model.get('provider', default_provider)}:{model.get('model')}"
+        name = endpoint_name(str(model.get("provider", default_provider)), str(model.get("model")))
         alias_endpoint[str(model.get("alias"))] = name
         parallel = int(model.get("max_parallel_requests", default_parallel))
         ceilings[name] = min(ceilings.get(name, parallel), parallel)

@@ -25,6 +25,7 @@ from .._exceptions import (
     RetryableGenerationError,
 )
 from .._sink import build_table
+from ..config._models import endpoint_name
 from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
 from ..generators._templates import evaluate_condition
 from ._trace import TaskStatus, TaskTrace, TraceRecorder
@@ -210,7 +211,7 @@ class RunState:
                 self.endpoint_of[column] = None
                 continue
             model = models[0]
-            endpoint = f"{model.provider}:{model.model}"
+            endpoint = endpoint_name(model.provider, model.model)
             self.endpoint_of[column] = endpoint
             cap = BACKLOG_FACTOR * model.max_parallel_requests
             self.backlog_cap[endpoint] = min(self.backlog_cap.get(endpoint, cap), cap)

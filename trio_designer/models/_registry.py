@@ -45,6 +45,7 @@ import attrs
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
 from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProvider
+from ..config._models import endpoint_name
 from ._client import ChatResponse, OpenAICompatibleClient, resolve_api_key
 from ._limiter import AdaptiveLimiter, ModelLimiter
 
@@ -68,11 +69,6 @@ MAX_POOL_CONNECTIONS: Final = 64
 
 LimiterFactory = Callable[[str, int], ModelLimiter]
 """Builds an endpoint's limiter from (name, ceiling); :class:`AdaptiveLimiter` by default."""
-
-
-def endpoint_name(provider: str, model: str) -> str:
-    """The name of the (provider, model id) endpoint, as limiters and logs show it."""
-    return f"{provider}:{model}"
 
 
 @attrs.frozen(kw_only=True)
