@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 import trio
 
-from trio_designer._core._aimd import Policy
+from trio_designer._core._aimd import LimiterPolicy
 from trio_designer._core._jsonschema import validate
 from trio_designer._exceptions import (
     ConfigError,
@@ -175,7 +175,7 @@ async def simulated(
     simulated_model = SimulatedModel(
         name=model, latency=Latency(median=LATENCY), faults=faults or Faults(), seed=seed
     )
-    factory = partial(AdaptiveLimiter, policy=Policy(latency_signal=False))
+    factory = partial(AdaptiveLimiter, policy=LimiterPolicy(latency_signal=False))
     with trio.fail_after(BIG):
         async with open_model_registry(
             config, simulator_models=[simulated_model], limiter_factory=factory

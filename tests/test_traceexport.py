@@ -36,7 +36,7 @@ from trio_designer import (
     RunConfig,
     TrioDesigner,
 )
-from trio_designer._core._aimd import LimitChange, Policy
+from trio_designer._core._aimd import LimitChange, LimiterPolicy
 from trio_designer._exceptions import TrioDesignerError
 from trio_designer._traceexport import (
     CHROME_TRACE_FILE,
@@ -422,7 +422,7 @@ async def test_model_endpoints_get_running_and_limit_counters(
 
 @pytest.mark.parametrize(
     "factory",
-    [AdaptiveLimiter, partial(AdaptiveLimiter, policy=Policy(latency_signal=False))],
+    [AdaptiveLimiter, partial(AdaptiveLimiter, policy=LimiterPolicy(latency_signal=False))],
     ids=["default", "partial"],
 )
 async def test_registry_reports_limit_changes_with_the_endpoint_name(
