@@ -277,7 +277,7 @@ def test_resume_with_another_config_is_refused_in_one_line(
         f"error: output directory 'out/topics' holds a different run (fingerprint "
         f"{before['fingerprint']}, this run sha256:"
     )
-    assert line.endswith("); choose another --output-dir or remove the directory.")
+    assert line.endswith("); pass another --output-dir or remove the directory.")
     assert metadata(folder / "out" / "topics") == before  # untouched
 
 
@@ -305,7 +305,7 @@ def test_running_again_without_resume_is_refused(
     assert code == 2
     assert capsys.readouterr().err == (
         f"error: output directory {str(out)!r} already holds 3 written row group(s) of this "
-        "run; resume the run (--resume), or choose another --output-dir or remove the "
+        "run; pass --resume to continue it, or pass another --output-dir or remove the "
         "directory.\n"
     )
 

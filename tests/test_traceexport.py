@@ -316,7 +316,11 @@ def test_times_are_microseconds_since_the_start(runs: dict[str, Path], tmp_path:
 
 
 def test_a_run_without_trace_says_how_to_record_one(tmp_path: Path) -> None:
-    with pytest.raises(TraceExportError, match=r"has no trace\.json.*--trace") as caught:
+    with pytest.raises(
+        TraceExportError,
+        match=r"has no trace\.json; tracing is off by default: run again with "
+        r"RunConfig\(trace=True\) \(in YAML: run: \{trace: true\}\)\.$",
+    ) as caught:
         export_chrome_trace(tmp_path)
     assert isinstance(caught.value, TrioDesignerError)
 

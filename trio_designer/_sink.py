@@ -69,7 +69,7 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 import trio
 
-from ._exceptions import SinkError
+from ._exceptions import OUTPUT_DIR_ARGUMENT, RESUME_ARGUMENT, SinkError
 
 __all__ = [
     "FINAL_STATUSES",
@@ -350,8 +350,8 @@ class RunMetadata:
             return _parse_metadata(data)
         except (KeyError, TypeError, ValueError) as exc:
             raise SinkError(
-                f"{where} is not a trio_designer run record ({exc}); choose another "
-                f"--output-dir or remove the directory."
+                f"{where} is not a trio_designer run record ({exc}); pass another "
+                f"{OUTPUT_DIR_ARGUMENT} or remove the directory."
             ) from exc
 
 
@@ -499,7 +499,7 @@ def _opened_metadata(
     if previous.row_groups and not resume:
         raise SinkError(
             f"{where} already holds {len(previous.row_groups)} written row group(s) of this "
-            f"run; resume the run (--resume), or {remedy}."
+            f"run; pass {RESUME_ARGUMENT} to continue it, or {remedy}."
         )
     if previous.row_groups and not _plan_extends(previous, num_records):
         # The row groups already on disk must keep their plan: a run may grow by whole new
@@ -1002,7 +1002,7 @@ class ParquetSink(_SinkBase):
                 row_group_size=row_group_size,
                 resume=resume,
                 where=self._where(),
-                remedy="choose another --output-dir or remove the directory",
+                remedy=f"pass another {OUTPUT_DIR_ARGUMENT} or remove the directory",
             )
             meta = self._prepare_directories(meta)
             self._persist_sync(meta)
@@ -1013,21 +1013,22 @@ class ParquetSink(_SinkBase):
     def _read_previous(self) -> RunMetadata | None:
         root = self._root
         if root.exists() and not root.is_dir():
-            raise SinkError(f"{self._where()} is a file; choose another --output-dir.")
+            raise SinkError(f"{self._where()} is a file; pass another {OUTPUT_DIR_ARGUMENT}.")
         meta_path = root / METADATA_FILE
         if not meta_path.exists():
             if root.exists() and not _is_scaffolding_only(root):
                 raise SinkError(
                     f"{self._where()} is not empty and has no {METADATA_FILE}, so it holds no "
-                    f"trio_designer run; choose another --output-dir or empty the directory."
+                    f"trio_designer run; pass another {OUTPUT_DIR_ARGUMENT} or empty the "
+                    "directory."
                 )
             return None
         try:
             data = json.loads(meta_path.read_bytes())
         except ValueError as exc:
             raise SinkError(
-                f"{meta_path} is not valid JSON ({exc}); choose another --output-dir or "
-                f"remove the directory."
+                f"{meta_path} is not valid JSON ({exc}); pass another {OUTPUT_DIR_ARGUMENT} "
+                "or remove the directory."
             ) from exc
         return RunMetadata.from_json_dict(data, where=str(meta_path))
 

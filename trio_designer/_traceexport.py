@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from ._engine._trace import SchedulerEvent, TaskTrace
-from ._exceptions import TrioDesignerError
+from ._exceptions import TRACE_SETTING, TrioDesignerError
 from .config._models import endpoint_name
 
 if TYPE_CHECKING:
@@ -150,7 +150,8 @@ def load_run_trace(output_dir: Path) -> RunTrace:
         engine = str(document["engine"])
     except (KeyError, TypeError) as exc:
         raise TraceExportError(
-            f"{where} is not a trio_designer trace ({exc!r}); record it again with --trace."
+            f"{where} is not a trio_designer trace ({exc!r}); record it again with "
+            f"{TRACE_SETTING}."
         ) from exc
     config = _read_config(output_dir)
     endpoints, ceilings = _model_endpoints(config)
@@ -170,7 +171,7 @@ def _read_trace_document(output_dir: Path) -> Mapping[str, Any]:
     if not path.is_file():
         raise TraceExportError(
             f"{output_dir} has no {TRACE_FILE}; tracing is off by default: run again with "
-            "--trace (or RunConfig(trace=True), run: {trace: true} in YAML)."
+            f"{TRACE_SETTING} (in YAML: run: {{trace: true}})."
         )
     try:
         document = json.loads(path.read_text(encoding="utf-8"))

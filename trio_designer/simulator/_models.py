@@ -388,7 +388,7 @@ def parse_model_spec(spec: str) -> SimulatedModel:
       ConfigError: listing every problem in the spec.
     """
     name, _, rest = spec.partition(":")
-    path = f"--model {spec!r}"
+    path = f"model spec {spec!r}"
     data: dict[str, Any] = {"name": name.strip()}
     latency: dict[str, Any] = {}
     faults: dict[str, Any] = {}
