@@ -37,13 +37,15 @@ from trio_designer.config import (
     SubcategorySampler,
     UniformSampler,
     UUIDSampler,
-    column_kind,
     config_fingerprint,
+    validate_references,
+)
+from trio_designer.config._columns import (
+    column_kind,
     default_strategy,
     explicit_dependencies,
     is_llm_bound,
     template_fields,
-    validate_references,
 )
 from trio_designer.config._converter import (
     dump_json,

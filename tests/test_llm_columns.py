@@ -40,7 +40,7 @@ from trio_designer.config import (
     PipelineConfig,
     Rubric,
 )
-from trio_designer.generators import CellContext, build_generator
+from trio_designer.generators import CellContext
 from trio_designer.generators._base import CellOutput
 from trio_designer.generators._llm import (
     LLMCodeGenerator,
@@ -53,6 +53,7 @@ from trio_designer.generators._llm import (
     judge_schema,
     parse_json,
 )
+from trio_designer.generators._registry import build_generator
 from trio_designer.models._client import ChatResponse, Usage
 from trio_designer.models._limiter import AdaptiveLimiter
 from trio_designer.models._registry import ModelRegistry, open_model_registry

@@ -53,7 +53,7 @@ from trio_designer._progress import (
     rows_to_generate,
 )
 from trio_designer._sink import MemorySink
-from trio_designer.generators import build_generator
+from trio_designer.generators._registry import build_generator
 from trio_designer.models._limiter import LimiterStatistics
 from trio_designer.models._registry import ModelUsage
 

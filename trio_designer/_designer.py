@@ -339,7 +339,7 @@ class _LimitChanges:
 def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:
     """Validate everything that can be validated without a request; build the generators."""
     from ._graph import ExecutionGraph
-    from .generators import build_generator
+    from .generators._registry import build_generator
 
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")

@@ -37,15 +37,8 @@ import jinja2.sandbox
 
 from ._core._suggest import did_you_mean
 from ._exceptions import ConfigError
-from .config import (
-    ColumnConfig,
-    PipelineConfig,
-    default_strategy,
-    explicit_dependencies,
-    is_llm_bound,
-    template_fields,
-    validate_references,
-)
+from .config import ColumnConfig, PipelineConfig, validate_references
+from .config._columns import default_strategy, explicit_dependencies, is_llm_bound, template_fields
 
 V = TypeVar("V")
 

@@ -74,6 +74,13 @@ CONFIG_CLASSES: tuple[type[Any], ...] = (
     RunConfig,
 )
 
+# Resolve the string annotations now, while each class's ``__module__`` still names the module
+# that defines it: the public modules rewrite ``__module__`` to where users import the class
+# from (``trio_designer._public.present_as``), and cattrs resolves types lazily.
+for _cls in CONFIG_CLASSES:
+    attrs.resolve_types(_cls)
+del _cls
+
 _KINDS: dict[str, type[Any]] = {"sampler": SAMPLER_CLASSES[0]}
 _KINDS.update((cls.kind, cls) for cls in COLUMN_CLASSES if cls not in SAMPLER_CLASSES)
 _SAMPLERS: dict[str, type[Any]] = {cls.sampler: cls for cls in SAMPLER_CLASSES}
