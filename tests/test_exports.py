@@ -22,6 +22,7 @@ API_DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 
 PUBLIC_MODULES = (
     "trio_designer",
+    "trio_designer.aio",
     "trio_designer.config",
     "trio_designer.generators",
     "trio_designer.models",
@@ -31,6 +32,7 @@ PUBLIC_MODULES = (
 #: (``__module__`` rewritten by ``trio_designer._public.present_as``).
 PRESENTED = (
     "trio_designer",
+    "trio_designer.aio",
     "trio_designer.config",
     "trio_designer.generators",
     "trio_designer.models",

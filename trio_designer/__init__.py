@@ -21,6 +21,7 @@ decisions) → ``generators/`` → ``models/`` (client, limiters) → the sink (
 from __future__ import annotations
 
 from . import _public
+from . import aio as aio
 from . import config as config
 from . import generators as generators
 from . import models as models
