@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from trio_designer import TrioDesigner
-from trio_designer._core._aimd import Policy
+from trio_designer._core._aimd import LimiterPolicy
 from trio_designer._core._jsonschema import validate
 from trio_designer._exceptions import (
     ConfigError,
@@ -42,7 +42,7 @@ from trio_designer.config import (
     PipelineConfig,
     Rubric,
 )
-from trio_designer.generators import CellContext, build_generator
+from trio_designer.generators import CellContext
 from trio_designer.generators._base import CellOutput
 from trio_designer.generators._llm import (
     LLMCodeGenerator,
@@ -55,6 +55,7 @@ from trio_designer.generators._llm import (
     judge_schema,
     parse_json,
 )
+from trio_designer.generators._registry import build_generator
 from trio_designer.models._client import ChatResponse, Usage
 from trio_designer.models._limiter import AdaptiveLimiter
 from trio_designer.models._registry import ModelRegistry, open_model_registry
@@ -177,7 +178,7 @@ async def simulated(
     simulated_model = SimulatedModel(
         name=model, latency=Latency(median=LATENCY), faults=faults or Faults(), seed=seed
     )
-    factory = partial(AdaptiveLimiter, policy=Policy(latency_signal=False))
+    factory = partial(AdaptiveLimiter, policy=LimiterPolicy(latency_signal=False))
     with trio.fail_after(BIG):
         async with open_model_registry(
             config, simulator_models=[simulated_model], limiter_factory=factory

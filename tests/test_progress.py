@@ -51,7 +51,7 @@ from trio_designer._observe._progress_model import (
 from trio_designer._observe._progress_plain import PlainProgress, format_plain
 from trio_designer._plan import ExecutionGraph
 from trio_designer._sink import MemorySink
-from trio_designer.generators import build_generator
+from trio_designer.generators._registry import build_generator
 from trio_designer.models._limiter import LimiterStatistics
 from trio_designer.models._registry import ModelUsage
 

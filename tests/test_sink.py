@@ -393,8 +393,8 @@ async def test_reopening_without_resume_refuses_written_row_groups(harness: Harn
     refused = harness.reopen()
     with pytest.raises(
         SinkError,
-        match=r" already holds 1 written row group\(s\) of this run; resume the run "
-        r"\(--resume\), or (choose another --output-dir|use a new MemorySink)",
+        match=r" already holds 1 written row group\(s\) of this run; pass resume=True to "
+        r"continue it, or (pass another output_dir= or remove the directory|use a new MemorySink)",
     ):
         await refused.open(
             fingerprint=FINGERPRINT, config=CONFIG, num_records=100, row_group_size=10, resume=False
@@ -749,7 +749,7 @@ async def test_a_non_empty_directory_without_metadata_is_refused(out: Path, junk
     with pytest.raises(
         SinkError,
         match=r"^output directory '.*out' is not empty and has no metadata\.json, so it holds no "
-        r"trio_designer run; choose another --output-dir or empty the directory\.$",
+        r"trio_designer run; pass another output_dir= or empty the directory\.$",
     ):
         await open_sink(ParquetSink(out))
 
@@ -763,7 +763,9 @@ async def test_empty_scaffolding_from_a_crashed_open_is_accepted(out: Path) -> N
 
 async def test_a_file_as_output_dir_is_refused(out: Path) -> None:
     write_file(out, "x")
-    with pytest.raises(SinkError, match=r"^output directory '.*out' is a file; choose another"):
+    with pytest.raises(
+        SinkError, match=r"^output directory '.*out' is a file; pass another output_dir=\.$"
+    ):
         await open_sink(ParquetSink(out))
 
 

@@ -2,7 +2,9 @@
 
 Async-native: ``await TrioDesigner().create(config, num_records=..., output_dir=...)`` runs inside
 the caller's own ``trio.run`` (and nursery, if they like); ``create_sync`` / ``preview_sync`` wrap
-it in a private ``trio.run`` for scripts and notebooks without an event loop.
+it in a private ``trio.run`` for scripts without an event loop; asyncio code and Jupyter cells
+await ``trio_designer.aio.create`` / ``preview``. Each entry point checks its caller first
+(:mod:`._eventloop`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from ._engine._async import AsyncEngine
 from ._engine._dispatch import SlotStatistics
 from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
+from ._eventloop import check_sync_caller, check_trio_caller
 from ._exceptions import ConfigError
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
 from .config import PipelineConfig
-from .generators import ColumnGenerator, build_generator
+from .generators._base import ColumnGenerator
+from .generators._registry import build_generator
 
 if TYPE_CHECKING:
     from .models._registry import ModelRegistry
@@ -174,7 +178,10 @@ class TrioDesigner:
         Raises:
           ConfigError: the configuration is invalid (raised before any request is sent).
           SinkError: the output directory holds a different run, or writing failed.
+          EventLoopError: not awaited by a Trio task (under asyncio, use
+            ``trio_designer.aio.create``).
         """
+        check_trio_caller("create")
         from ._sink import ParquetSink
         from .config import config_fingerprint
 
@@ -203,7 +210,14 @@ class TrioDesigner:
             )
 
     async def preview(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
-        """Generate ``num_records`` rows in memory (nothing written); for a quick look."""
+        """Generate ``num_records`` rows in memory (nothing written); for a quick look.
+
+        Raises:
+          ConfigError: the configuration is invalid (raised before any request is sent).
+          EventLoopError: not awaited by a Trio task (under asyncio, use
+            ``trio_designer.aio.preview``).
+        """
+        check_trio_caller("preview")
         from ._sink import MemorySink
 
         graph, generators = _prepare(config, num_records)
@@ -229,7 +243,14 @@ class TrioDesigner:
         output_dir: str | os.PathLike[str],
         resume: bool = False,
     ) -> RunResult:
-        """``create`` for code outside an event loop (runs its own ``trio.run``)."""
+        """``create`` for code outside an event loop (runs its own ``trio.run``).
+
+        Raises:
+          EventLoopError: called inside ``trio.run`` or while an asyncio loop runs in this
+            thread (a Jupyter cell): it would block that loop; the message says what to await.
+          ConfigError, SinkError: as :meth:`create`.
+        """
+        check_sync_caller("create")
         return trio.run(
             partial(
                 self.create, config, num_records=num_records, output_dir=output_dir, resume=resume
@@ -237,7 +258,14 @@ class TrioDesigner:
         )
 
     def preview_sync(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
-        """``preview`` for code outside an event loop."""
+        """``preview`` for code outside an event loop.
+
+        Raises:
+          EventLoopError: called inside ``trio.run`` or while an asyncio loop runs in this
+            thread; the message says what to await instead.
+          ConfigError: as :meth:`preview`.
+        """
+        check_sync_caller("preview")
         return trio.run(partial(self.preview, config, num_records=num_records))
 
     def _open_models(

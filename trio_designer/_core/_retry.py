@@ -56,7 +56,7 @@ def _finite(instance: object, attribute: attrs.Attribute[float], value: float) -
 #: the last value repeats.
 SALVAGE_BACKOFF: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 #: Pause before re-running a cell after a 429 that carried no ``Retry-After`` (seconds). The
-#: model limiters' default cooldown has the same value (``_core._aimd.Policy.cooldown``).
+#: model limiters' default cooldown has the same value (``_core._aimd.LimiterPolicy.cooldown``).
 DEFAULT_RATE_LIMIT_PAUSE = 2.0
 #: A cell deferred by 429s may be retried at least this many times, whatever
 #: ``salvage_max_rounds`` says: a 429 means "later", not "never" (reference bug #575:

@@ -17,6 +17,7 @@ from collections import deque
 
 import attrs
 
+from ..config._models import endpoint_name
 from ._runview import RunView
 
 __all__ = [
@@ -240,7 +241,7 @@ class ProgressTracker:
         tokens: dict[str, int] = {}
         for alias, usage in models.usage().items():
             handle = models.model(alias)
-            endpoint = f"{handle.provider}:{handle.model}"
+            endpoint = endpoint_name(handle.provider, handle.model)
             tokens[endpoint] = tokens.get(endpoint, 0) + usage.output_tokens
         lines = []
         for name, limiter in models.limiters().items():

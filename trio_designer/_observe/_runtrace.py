@@ -16,9 +16,10 @@ from typing import Any
 
 import attrs
 
-from .._exceptions import TraceExportError
+from .._exceptions import TRACE_SETTING, TraceExportError
 from .._sink import METADATA_FILE, TRACE_FILE
 from ..config import ModelConfig
+from ..config._models import endpoint_name
 from ._trace import SchedulerEvent, TaskTrace
 from ._tracefile import read_trace
 
@@ -85,7 +86,8 @@ def load_run_trace(output_dir: Path) -> RunTrace:
         engine = str(document["engine"])
     except (KeyError, TypeError) as exc:
         raise TraceExportError(
-            f"{where} is not a trio_designer trace ({exc!r}); record it again with --trace."
+            f"{where} is not a trio_designer trace ({exc!r}); record it again with "
+            f"{TRACE_SETTING}."
         ) from exc
     config = _read_config(output_dir)
     endpoints, ceilings = _model_endpoints(config)
@@ -127,7 +129,7 @@ def _model_endpoints(
     alias_endpoint: dict[str, str] = {}
     ceilings: dict[str, int] = {}
     for model in _dicts(config.get("models")):
-        name = f"{model.get('provider', default_provider)}:{model.get('model')}"
+        name = endpoint_name(str(model.get("provider", default_provider)), str(model.get("model")))
         alias_endpoint[str(model.get("alias"))] = name
         parallel = int(model.get("max_parallel_requests", default_parallel))
         ceilings[name] = min(ceilings.get(name, parallel), parallel)

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import attrs
 
-from .._exceptions import TraceExportError
+from .._exceptions import TRACE_SETTING, TraceExportError
 from .._sink import TRACE_FILE, write_atomically
 from ._trace import TraceRecorder
 
@@ -70,7 +70,7 @@ def read_trace(output_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise TraceExportError(
             f"{output_dir} has no {TRACE_FILE}; tracing is off by default: run again with "
-            "--trace (or RunConfig(trace=True), run: {trace: true} in YAML)."
+            f"{TRACE_SETTING} (in YAML: run: {{trace: true}})."
         )
     try:
         document = json.loads(path.read_text(encoding="utf-8"))

@@ -21,7 +21,7 @@ import attrs
 import pyarrow as pa
 import pyarrow.ipc
 
-from .._exceptions import SinkError
+from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError
 from ._layout import METADATA_FILE
 
 __all__ = ["FORMAT_VERSION", "RowGroupEntry", "RunMetadata", "json_value", "utc_now"]
@@ -117,8 +117,8 @@ class RunMetadata:
             return _parse_metadata(data)
         except (KeyError, TypeError, ValueError) as exc:
             raise SinkError(
-                f"{where} is not a trio_designer run record ({exc}); choose another "
-                f"--output-dir or remove the directory."
+                f"{where} is not a trio_designer run record ({exc}); pass another "
+                f"{OUTPUT_DIR_ARGUMENT} or remove the directory."
             ) from exc
 
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import trio
 
-from .._exceptions import SinkError
+from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError
 from ._atomic import fsync_directory, write_atomically
 from ._base import SinkBase
 from ._layout import DATASET_DIR, METADATA_FILE, TMP_DIR, is_row_group_file
@@ -150,7 +150,7 @@ class ParquetSink(SinkBase):
                 row_group_size=row_group_size,
                 resume=resume,
                 where=self._where(),
-                remedy="choose another --output-dir or remove the directory",
+                remedy=f"pass another {OUTPUT_DIR_ARGUMENT} or remove the directory",
             )
             meta = self._prepare_directories(meta)
             self._persist_sync(meta)
@@ -161,20 +161,21 @@ class ParquetSink(SinkBase):
     def _read_previous(self) -> RunMetadata | None:
         root = self._root
         if root.exists() and not root.is_dir():
-            raise SinkError(f"{self._where()} is a file; choose another --output-dir.")
+            raise SinkError(f"{self._where()} is a file; pass another {OUTPUT_DIR_ARGUMENT}.")
         meta_path = root / METADATA_FILE
         if not meta_path.exists():
             if root.exists() and not _is_scaffolding_only(root):
                 raise SinkError(
                     f"{self._where()} is not empty and has no {METADATA_FILE}, so it holds no "
-                    f"trio_designer run; choose another --output-dir or empty the directory."
+                    f"trio_designer run; pass another {OUTPUT_DIR_ARGUMENT} or empty the "
+                    "directory."
                 )
             return None
         try:
             data = json.loads(meta_path.read_bytes())
         except ValueError as exc:
             raise SinkError(
-                f"{meta_path} is not valid JSON ({exc}); choose another --output-dir or "
+                f"{meta_path} is not valid JSON ({exc}); pass another {OUTPUT_DIR_ARGUMENT} "
                 f"remove the directory."
             ) from exc
         return RunMetadata.from_json_dict(data, where=str(meta_path))

@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from .._exceptions import SinkError
+from .._exceptions import RESUME_ARGUMENT, SinkError
 from ._metadata import RunMetadata, utc_now
 
 __all__ = ["opened_metadata"]
@@ -73,7 +73,7 @@ def opened_metadata(
     if previous.row_groups and not resume:
         raise SinkError(
             f"{where} already holds {len(previous.row_groups)} written row group(s) of this "
-            f"run; resume the run (--resume), or {remedy}."
+            f"run; pass {RESUME_ARGUMENT} to continue it, or {remedy}."
         )
     if previous.row_groups and not _plan_extends(previous, num_records):
         # The row groups already on disk must keep their plan: a run may grow by whole new

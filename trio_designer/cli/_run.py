@@ -49,6 +49,16 @@ def progress_setting(value: str) -> bool | str:
     return False if value == "none" else value
 
 
+def limiter_factory(value: str) -> Any:
+    """``--limiter`` as ``TrioDesigner(limiter_factory=...)`` takes it (``adaptive`` → the
+    default, ``None``)."""
+    if value == "static":
+        from ..models import StaticLimiter
+
+        return StaticLimiter
+    return None
+
+
 def default_output_dir(config_path: str) -> Path:
     """``out/<config stem>``, relative to the current directory."""
     return Path("out") / Path(config_path).stem
@@ -64,7 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = with_overrides(load_config(args.config), seed=args.seed, trace=args.trace)
     redact = Redactor()
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.config)
-    designer = TrioDesigner(engine=args.engine, progress=progress_setting(args.progress))
+    designer = TrioDesigner(
+        engine=args.engine,
+        progress=progress_setting(args.progress),
+        limiter_factory=limiter_factory(args.limiter),
+    )
 
     async def create() -> Any:
         return await designer.create(
@@ -145,6 +159,8 @@ def resume_command(args: argparse.Namespace, output_dir: Path) -> str:
         parts += ["--seed", str(args.seed)]
     if args.engine != "async":
         parts += ["--engine", args.engine]
+    if args.limiter != "adaptive":
+        parts += ["--limiter", args.limiter]
     if args.trace:
         parts.append("--trace")
     parts.append("--resume")
@@ -262,7 +278,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     config = with_overrides(load_config(args.config), seed=args.seed)
     redact = Redactor()
-    designer = TrioDesigner(engine=args.engine, progress=progress_setting(args.progress))
+    designer = TrioDesigner(
+        engine=args.engine,
+        progress=progress_setting(args.progress),
+        limiter_factory=limiter_factory(args.limiter),
+    )
 
     async def preview() -> Any:
         return await designer.preview(config, num_records=args.num_records)

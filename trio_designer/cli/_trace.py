@@ -19,7 +19,7 @@ from typing import Any
 
 from .._exceptions import TrioDesignerError
 from .._sink import CHROME_TRACE_FILE, TIMELINE_FILE, TRACE_FILE
-from ._errors import CommandError
+from ._errors import CommandError, in_flags
 
 PLOT_SUFFIXES = (".png", ".svg")
 
@@ -80,7 +80,7 @@ def _checked(action: Callable[[], Any], output_dir: Path) -> Path:
             ) from exc
         raise
     except TrioDesignerError as exc:  # TraceExportError: its message says what to do
-        raise CommandError(str(exc)) from exc
+        raise CommandError(in_flags(str(exc))) from exc
     except (OSError, ValueError, KeyError) as exc:
         raise CommandError(f"cannot export the trace of {output_dir}: {exc}") from exc
     return Path(path)

@@ -35,7 +35,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def check(config: PipelineConfig, *, check_env: bool = True) -> tuple[tuple[str, ...], list[str]]:
     """The graph order and every problem of a config that loaded (empty list: valid)."""
     from .._plan import ExecutionGraph
-    from ..generators import build_generator
+    from ..generators._registry import build_generator
     from ..models._client import resolve_api_key
 
     problems: list[str] = []
