@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import difflib
+import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,14 @@ from .._exceptions import ConfigError
 Mode = Literal["hosted", "gpu"]
 """``"hosted"``: a rate-limited API (429s). ``"gpu"``: a self-hosted server (queues, no 429)."""
 
+HeaderStyle = Literal["openai", "ietf", "none"]
+"""How a model with budgets advertises them: OpenAI's ``x-ratelimit-*``, the IETF draft's
+``RateLimit-Policy`` + ``RateLimit``, or not at all."""
+
+RetryAfterStyle = Literal["seconds", "http-date", "none"]
+"""How a 429 says when to come back: ``Retry-After: 3`` + ``retry-after-ms: 2500``, an HTTP date
+in ``Retry-After`` (and no ``retry-after-ms``), or nothing at all."""
+
 FAULT_KINDS: tuple[str, ...] = (
     "429",
     "500",
@@ -37,8 +46,15 @@ FAULT_KINDS: tuple[str, ...] = (
     "empty",
     "malformed",
     "truncated",
+    "trickle",
+    "oversize",
+    "content_filter",
 )
-"""Every fault the simulator can inject, in the order their rates are laid end to end."""
+"""Every fault the simulator can inject, in the order their rates are laid end to end (new kinds
+go at the end, so a seed keeps drawing the same faults for the old ones)."""
+
+MIN_OVERSIZE_BYTES = 4096
+"""The smallest ``oversize_bytes``: a normal answer's body must fit below it."""
 
 
 def _probability(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -49,6 +65,18 @@ def _probability(instance: object, attribute: attrs.Attribute[float], value: flo
 def _finite_non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def _finite_positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+
+
+def _oversize(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_OVERSIZE_BYTES:
+        raise ValueError(
+            f"{attribute.name} must be a whole number >= {MIN_OVERSIZE_BYTES}, got {value!r}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -94,9 +122,16 @@ class Faults:
     * ``rate_empty``: a 200 whose message content is ``""``;
     * ``rate_malformed``: a 200 whose content is not valid JSON (JSON answers get a missing
       colon, text and code answers get an unterminated JSON fragment);
-    * ``rate_truncated``: a 200 whose content is cut in half, with ``finish_reason == "length"``.
+    * ``rate_truncated``: a 200 whose content is cut in half, with ``finish_reason == "length"``;
+    * ``rate_trickle``: a normal 200 whose body is sent one byte every ``trickle_interval``
+      seconds (a client whose timeout only bounds each read never finishes);
+    * ``rate_oversize``: a 200 whose body is ``oversize_bytes`` long (valid JSON when read
+      whole: the message content is padded);
+    * ``rate_content_filter``: a 200 with ``finish_reason == "content_filter"`` and only the
+      first quarter of the content.
 
-    Embedding requests only suffer the HTTP-level faults (429, 500, 503, reset, hang).
+    Embedding requests only suffer the transport-level faults (429, 500, 503, reset, hang,
+    trickle).
     """
 
     rate_429: float = attrs.field(default=0.0, validator=_probability)
@@ -107,7 +142,12 @@ class Faults:
     hang_seconds: float = attrs.field(default=3600.0, validator=_finite_non_negative)
     rate_empty: float = attrs.field(default=0.0, validator=_probability)
     rate_malformed: float = attrs.field(default=0.0, validator=_probability)
-    rate_truncated: float = attrs.field(
+    rate_truncated: float = attrs.field(default=0.0, validator=_probability)
+    rate_trickle: float = attrs.field(default=0.0, validator=_probability)
+    trickle_interval: float = attrs.field(default=1.0, validator=_finite_positive)
+    rate_oversize: float = attrs.field(default=0.0, validator=_probability)
+    oversize_bytes: int = attrs.field(default=10 * 1024 * 1024, validator=_oversize)
+    rate_content_filter: float = attrs.field(
         default=0.0, validator=[_probability, _rates_sum_to_at_most_one]
     )
 
@@ -129,6 +169,51 @@ def _name(instance: object, attribute: attrs.Attribute[str], value: str) -> None
         raise ValueError(f"name must be a non-empty string, got {value!r}")
 
 
+def _pairs(value: object) -> object:
+    """A list of pairs (YAML's ``[[0, 32], [30, 8]]``) as a tuple of tuples; else unchanged."""
+    if isinstance(value, list | tuple) and all(isinstance(p, list | tuple) for p in value):
+        return tuple(tuple(p) for p in value)
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _capacity_schedule(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    steps = value if isinstance(value, tuple) else None
+    if steps is None or not all(
+        len(step) == 2
+        and _is_number(step[0])
+        and step[0] >= 0
+        and isinstance(step[1], int)
+        and not isinstance(step[1], bool)
+        and step[1] >= 1
+        for step in steps
+    ):
+        raise ValueError(
+            f"capacity_schedule must be a list of [seconds >= 0, capacity >= 1] pairs "
+            f"(on the command line: 0:32/30:8), got {value!r}"
+        )
+    times = [step[0] for step in steps]
+    if times != sorted(set(times)):
+        raise ValueError(f"capacity_schedule times must increase strictly, got {times!r}")
+
+
+def _outages(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    windows = value if isinstance(value, tuple) else None
+    if windows is None or not all(
+        len(w) == 2 and _is_number(w[0]) and _is_number(w[1]) and 0 <= w[0] < w[1] for w in windows
+    ):
+        raise ValueError(
+            f"outages must be a list of [start, end] pairs with 0 <= start < end "
+            f"(on the command line: 10:15/40:42), got {value!r}"
+        )
+    for (_, end), (start, _) in itertools.pairwise(windows):
+        if start < end:
+            raise ValueError(f"outages must be in order and must not overlap, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class SimulatedModel:
     """One model served by the simulator.
@@ -145,9 +230,25 @@ class SimulatedModel:
         self-hosted server (vLLM): it never answers 429 for load; ``capacity`` requests are in
         service at once and the rest wait in a FIFO queue, so latency grows with load.
       capacity: hosted: most concurrent requests before 429; gpu: concurrent service slots.
-      rpm: hosted only: requests admitted per sliding 60 s window, or None for no budget.
-      tpm: hosted only: tokens (prompt + completion) admitted per sliding 60 s window.
-      retry_after: seconds advertised in ``Retry-After`` on every 429.
+        Never advertised in headers (a hidden limit).
+      capacity_schedule: a capacity that moves over time: ``((0, 32), (30, 8), (60, 32))`` means
+        32 from the start, 8 from 30 s after the simulator started, 32 again from 60 s. Before
+        the first step, ``capacity`` applies. Requests already admitted are never evicted.
+      rpm: hosted only: the request budget, a bucket of ``rpm`` requests refilled continuously
+        at ``rpm`` per 60 s; None for no budget.
+      tpm: hosted only: the token budget, likewise; a request is charged its prompt tokens
+        plus ``max_tokens`` (see docs/simulator.md for the exact rule).
+      retry_after: seconds advertised on a 429 for capacity and injected 429s (budget 429s
+        advertise the exact time until the budget has room).
+      retry_after_header: how a 429 carries its wait: ``"seconds"`` (``Retry-After`` in whole
+        seconds rounded up, plus ``retry-after-ms``), ``"http-date"`` (``Retry-After`` as an HTTP
+        date only) or ``"none"`` (neither: the client must guess).
+      ratelimit_headers: how a model with ``rpm``/``tpm`` advertises them on every response:
+        ``"openai"`` (``x-ratelimit-*``), ``"ietf"`` (``RateLimit-Policy`` and ``RateLimit``) or
+        ``"none"``.
+      outages: windows ``((start, end), ...)`` in seconds since the simulator started during
+        which the model answers 503 at once and drops the requests it was serving (an endpoint
+        restarting).
       faults: fault-injection rates.
       seed: seeds the latency and fault RNGs (together with ``name``). Content does not depend
         on it: the same request gets the same answer from any model of the same name.
@@ -157,14 +258,30 @@ class SimulatedModel:
     latency: Latency = attrs.field(factory=Latency, validator=v.instance_of(Latency))
     mode: Mode = attrs.field(default="hosted", validator=v.in_(("hosted", "gpu")))
     capacity: int = attrs.field(default=64, validator=[v.instance_of(int), v.ge(1)])
+    capacity_schedule: tuple[tuple[float, int], ...] = attrs.field(
+        default=(), converter=_pairs, validator=_capacity_schedule
+    )
     rpm: int | None = attrs.field(default=None, validator=_optional_positive)
     tpm: int | None = attrs.field(default=None, validator=_optional_positive)
     retry_after: float = attrs.field(default=1.0, validator=_finite_non_negative)
+    retry_after_header: RetryAfterStyle = attrs.field(
+        default="seconds", validator=v.in_(("seconds", "http-date", "none"))
+    )
+    ratelimit_headers: HeaderStyle = attrs.field(
+        default="openai", validator=v.in_(("openai", "ietf", "none"))
+    )
+    outages: tuple[tuple[float, float], ...] = attrs.field(
+        default=(), converter=_pairs, validator=_outages
+    )
     faults: Faults = attrs.field(factory=Faults, validator=v.instance_of(Faults))
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
 
 
 # --------------------------------------------------------------------------- statistics
+
+
+LimitedBy = Literal["capacity", "rpm", "tpm", "injected"]
+"""Why a 429 was sent: the (hidden) concurrency limit, a budget, or an injected fault."""
 
 
 @attrs.frozen(kw_only=True)
@@ -177,8 +294,19 @@ class ModelStats:
       queued: admitted requests waiting for a service slot (gpu mode). Live; not reset.
       peak_concurrency: the largest ``in_flight`` seen. A reset restarts it at the current
         ``in_flight``.
-      rate_limited: 429 responses sent (capacity, budgets and injected 429s).
+      capacity: the capacity now (moves with ``capacity_schedule``). Live.
+      rate_limited: 429 responses sent, for every cause; the four fields below split it.
+      limited_by_capacity: 429s because ``capacity`` requests were in flight (hosted).
+      limited_by_rpm: 429s because the request budget was spent.
+      limited_by_tpm: 429s because the token budget was spent (or the request is larger
+        than the whole budget).
+      limited_by_injected: injected 429s (``rate_429``); they do not depend on load.
       faults_sent: injected faults of every kind (an injected 429 counts here too).
+      unavailable: requests refused with 503 or dropped because an outage window was open.
+      admitted: requests charged to the budgets (every request that passed admission).
+      charged_tokens: tokens charged to the token budget (see docs/simulator.md for the rule).
+      rpm_remaining: whole requests left in the request budget now, or None without ``rpm``.
+      tpm_remaining: whole tokens left in the token budget now, or None without ``tpm``.
       input_tokens: prompt tokens of completed requests.
       output_tokens: completion tokens (reasoning included) of completed requests.
       busy_time: the integral over time of ``in_service / capacity``, in seconds; divide by the
@@ -190,8 +318,18 @@ class ModelStats:
     in_flight: int = 0
     queued: int = 0
     peak_concurrency: int = 0
+    capacity: int = 0
     rate_limited: int = 0
+    limited_by_capacity: int = 0
+    limited_by_rpm: int = 0
+    limited_by_tpm: int = 0
+    limited_by_injected: int = 0
     faults_sent: int = 0
+    unavailable: int = 0
+    admitted: int = 0
+    charged_tokens: int = 0
+    rpm_remaining: int | None = None
+    tpm_remaining: int | None = None
     input_tokens: int = 0
     output_tokens: int = 0
     busy_time: float = 0.0
@@ -203,11 +341,13 @@ class SimulatorStats:
     """A snapshot of every model's :class:`ModelStats`, keyed by model name.
 
     ``stats["gen"]`` is shorthand for ``stats.models["gen"]``. ``time`` is ``trio.current_time()``
-    when the snapshot was taken. (Holds a dict, so it is not hashable.)
+    when the snapshot was taken; ``unauthorized`` counts the requests refused with 401 (they
+    reach no model). (Holds a dict, so it is not hashable.)
     """
 
     models: Mapping[str, ModelStats]
     time: float
+    unauthorized: int = 0
 
     def __getitem__(self, name: str) -> ModelStats:
         return self.models[name]
@@ -216,6 +356,7 @@ class SimulatorStats:
         """The JSON shape served at ``GET /stats``."""
         return {
             "time": self.time,
+            "unauthorized": self.unauthorized,
             "models": {name: attrs.asdict(stats) for name, stats in self.models.items()},
         }
 
@@ -227,11 +368,18 @@ class RequestRecord:
     Attributes:
       model: the model name.
       start: when the request body had been read.
-      end: when the response was sent (or the connection dropped).
-      status: the HTTP status sent; ``0`` for an injected connection reset; ``499`` when the
-        client went away before the answer (nginx's convention).
+      end: when the response was sent (for a trickled body: its last byte), or when the
+        connection dropped.
+      status: the HTTP status sent; ``0`` for a connection closed without a response (an
+        injected reset, or an outage dropping the request); ``499`` when the client went away
+        before the answer (nginx's convention).
       queued_for: seconds spent waiting for a service slot (gpu mode), else 0.
-      fault: the injected fault (one of ``FAULT_KINDS``), or None.
+      fault: the injected fault (one of ``FAULT_KINDS``), ``"outage"`` for a request refused or
+        dropped by an outage window, or None.
+      limited_by: for a 429, why (``"capacity"``, ``"rpm"``, ``"tpm"``, ``"injected"``); else None.
+      prompt_tokens: the request's prompt tokens (what ``usage.prompt_tokens`` says).
+      completion_tokens: completion tokens sent (0 unless the answer went out).
+      charged_tokens: tokens charged to the token budget (0 unless admitted).
     """
 
     model: str
@@ -240,6 +388,10 @@ class RequestRecord:
     status: int
     queued_for: float = 0.0
     fault: str | None = None
+    limited_by: LimitedBy | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    charged_tokens: int = 0
 
 
 # --------------------------------------------------------------------------- loading
@@ -311,15 +463,39 @@ def _model_from_mapping(data: object, path: str, problems: list[str]) -> Simulat
     return built
 
 
-def models_from_profile_data(data: object, *, source: str = "profile") -> list[SimulatedModel]:
-    """Build the models of an already-parsed profile (``{"models": [...]}``).
+@attrs.frozen(kw_only=True)
+class Profile:
+    """A whole simulator profile: its models, and where the simulator's API key comes from.
+
+    Attributes:
+      models: the simulated models, in file order.
+      api_key_env: the name of an environment variable holding the API key every request must
+        send (``Authorization: Bearer <key>``), or None to accept every request. The key itself
+        never appears in a profile.
+    """
+
+    models: tuple[SimulatedModel, ...]
+    api_key_env: str | None = None
+
+
+_PROFILE_KEYS = ("models", "api_key_env")
+
+
+def profile_from_data(data: object, *, source: str = "profile") -> Profile:
+    """Build a :class:`Profile` from already-parsed data (``{"models": [...], ...}``).
 
     Raises:
       ConfigError: listing every problem found, each prefixed with its path.
     """
     if not isinstance(data, Mapping) or not isinstance(data.get("models"), list):
         raise ConfigError(f"{source}: expected a mapping with a 'models' list, got {data!r}")
-    problems = [_unknown_key(source, str(k), ("models",)) for k in data if k != "models"]
+    problems = [_unknown_key(source, str(k), _PROFILE_KEYS) for k in data if k not in _PROFILE_KEYS]
+    api_key_env = data.get("api_key_env")
+    if api_key_env is not None and not (isinstance(api_key_env, str) and api_key_env.strip()):
+        problems.append(
+            f"{source}.api_key_env: expected the name of an environment variable, "
+            f"got {api_key_env!r}"
+        )
     entries = data["models"]
     models = [_model_from_mapping(m, f"models[{i}]", problems) for i, m in enumerate(entries)]
     names = [
@@ -328,7 +504,16 @@ def models_from_profile_data(data: object, *, source: str = "profile") -> list[S
     problems.extend(_duplicate_problems(names))
     if problems:
         raise ConfigError(problems)
-    return [m for m in models if m is not None]
+    return Profile(models=tuple(m for m in models if m is not None), api_key_env=api_key_env)
+
+
+def models_from_profile_data(data: object, *, source: str = "profile") -> list[SimulatedModel]:
+    """The models of an already-parsed profile (see :func:`profile_from_data`).
+
+    Raises:
+      ConfigError: listing every problem found, each prefixed with its path.
+    """
+    return list(profile_from_data(data, source=source).models)
 
 
 def duplicate_name_problems(models: Sequence[SimulatedModel]) -> list[str]:
@@ -342,19 +527,22 @@ def _duplicate_problems(names: Sequence[str]) -> list[str]:
     return [f"model name '{n}' is used more than once; give each model its own name" for n in dupes]
 
 
-def load_profile(path: str | os.PathLike[str]) -> list[SimulatedModel]:
-    """Read a YAML simulator profile.
+def read_profile(path: str | os.PathLike[str]) -> Profile:
+    """Read a YAML simulator profile: its models and its optional ``api_key_env``.
 
     The file holds one mapping with a ``models`` list; each entry has the fields of
     :class:`SimulatedModel`, with ``latency`` and ``faults`` as nested mappings::
 
+        api_key_env: SIM_API_KEY        # optional: requests must send this variable's value
         models:
           - name: gen
             mode: gpu
             capacity: 16
+            capacity_schedule: [[0, 16], [30, 4], [60, 16]]
             latency: {median: 0.5, sigma: 0.3, per_output_token: 0.002}
           - name: judge
             rpm: 600
+            tpm: 100000
             faults: {rate_429: 0.05, rate_500: 0.01}
 
     Raises:
@@ -369,7 +557,17 @@ def load_profile(path: str | os.PathLike[str]) -> list[SimulatedModel]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{os.fspath(path)}: not valid YAML: {exc}") from exc
-    return models_from_profile_data(data, source=os.fspath(path))
+    return profile_from_data(data, source=os.fspath(path))
+
+
+def load_profile(path: str | os.PathLike[str]) -> list[SimulatedModel]:
+    """The models of a YAML simulator profile (see :func:`read_profile` for the format).
+
+    Raises:
+      ConfigError: the file is not valid YAML, or any model is invalid (every problem listed).
+      OSError: the file cannot be read.
+    """
+    return list(read_profile(path).models)
 
 
 _SPEC_ALIASES = {"latency": "median"}
@@ -381,7 +579,8 @@ def parse_model_spec(spec: str) -> SimulatedModel:
     Keys are the fields of :class:`SimulatedModel`, :class:`Latency` and :class:`Faults`, flat:
     ``latency`` (alias of ``median``), ``median``, ``sigma``, ``per_output_token``, ``mode``,
     ``capacity``, ``rpm``, ``tpm``, ``retry_after``, ``seed``, ``rate_429`` ... ``hang_seconds``.
-    Values are numbers, words, or ``none``. Example::
+    Values are numbers, words, or ``none``; the two lists of pairs, ``capacity_schedule`` and
+    ``outages``, are written ``a:b/c:d`` (``capacity_schedule=0:32/30:8/60:32``). Example::
 
         parse_model_spec("gen:latency=0.5,sigma=0.3,capacity=16,mode=gpu,rate_429=0.05")
 
@@ -403,6 +602,8 @@ def parse_model_spec(spec: str) -> SimulatedModel:
             latency[key] = _parse_scalar(raw)
         elif key in _FAULT_KEYS:
             faults[key] = _parse_scalar(raw)
+        elif key in _PAIR_KEYS:
+            data[key] = _parse_pairs(raw)
         elif key in _MODEL_KEYS and key not in ("name", "latency", "faults"):
             data[key] = _parse_scalar(raw)
         else:
@@ -416,6 +617,19 @@ def parse_model_spec(spec: str) -> SimulatedModel:
     if problems or model is None:
         raise ConfigError(problems or [f"{path}: could not build the model"])
     return model
+
+
+_PAIR_KEYS = ("capacity_schedule", "outages")
+
+
+def _parse_pairs(raw: str) -> Any:
+    """``"0:32/30:8"`` → ``((0, 32), (30, 8))``; anything unparsable is passed on as text for
+    the validator to reject with its own message. ``none`` or empty → no pairs."""
+    text = raw.strip()
+    if text.lower() in ("", "none", "null"):
+        return ()
+    pairs = [tuple(_parse_scalar(x) for x in item.split(":")) for item in text.split("/")]
+    return tuple(pairs)
 
 
 def _parse_scalar(raw: str) -> Any:
