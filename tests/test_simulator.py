@@ -336,7 +336,10 @@ async def test_hosted_rpm_budget_refills_one_request_every_60_over_rpm_seconds(
         assert [r.headers["x-ratelimit-reset-requests"] for r in first] == ["20s", "40s", "1m0s"]
         refused = await client.post("/chat/completions", json=body)
         assert refused.status_code == 429
-        assert (refused.headers["retry-after"], refused.headers["retry-after-ms"]) == ("20", "20000")
+        assert (refused.headers["retry-after"], refused.headers["retry-after-ms"]) == (
+            "20",
+            "20000",
+        )
         assert refused.headers["x-ratelimit-reset-requests"] == "1m0s"
         await trio.sleep(19)
         refused = await client.post("/chat/completions", json=body)

@@ -353,26 +353,31 @@ class SimulatorApp:
                 return
             payload, completion_tokens = job.body(fault)
             headers = runtime.ratelimit_headers(trio.current_time())
+
+            recorded: list[bool] = []
+
+            def record_success() -> None:
+                recorded.append(True)
+                runtime.record_completion(job.prompt_tokens, completion_tokens)
+                self._record(
+                    job,
+                    start,
+                    200,
+                    queued_for=outcome,
+                    fault=fault,
+                    charged=job.charge,
+                    completion_tokens=completion_tokens,
+                )
+
             if fault == "trickle":
                 interval = runtime.config.faults.trickle_interval
-                sent = await unless_disconnected(
-                    receive, partial(send_trickled, send, payload, headers, interval)
-                )
-                if sent is Gone.CLIENT:
+                trickle = partial(send_trickled, send, payload, headers, interval, record_success)
+                gone = await unless_disconnected(receive, trickle) is Gone.CLIENT
+                if gone and not recorded:  # left before the last byte
                     self._record(job, start, STATUS_CLIENT_GONE, fault=fault, charged=job.charge)
-                    return
-            runtime.record_completion(job.prompt_tokens, completion_tokens)
-            self._record(
-                job,
-                start,
-                200,
-                queued_for=outcome,
-                fault=fault,
-                charged=job.charge,
-                completion_tokens=completion_tokens,
-            )
-        if fault != "trickle":
-            await send_bytes(send, 200, payload, headers)
+                return
+            record_success()
+        await send_bytes(send, 200, payload, headers)
 
     async def _service(self, job: _Job, fault: str | None) -> float | None:
         """Wait for a slot, then hold it for the service time; returns the time queued, or

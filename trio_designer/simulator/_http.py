@@ -107,14 +107,19 @@ async def send_bytes(send: Send, status: int, payload: bytes, headers: Sequence[
 
 
 async def send_trickled(
-    send: Send, payload: bytes, headers: Sequence[Header], interval: float
+    send: Send,
+    payload: bytes,
+    headers: Sequence[Header],
+    interval: float,
+    before_last: Callable[[], None],
 ) -> None:
     """A 200 whose head goes out at once and whose body follows one byte per ``interval``.
 
     Each byte is its own ASGI ``http.response.body`` message with ``more_body`` until the last,
     so hypercorn writes it to the socket as it comes: the whole body takes
     ``len(payload) × interval`` seconds, and a client whose timeout only bounds each read never
-    times out.
+    times out. ``before_last`` runs just before the last byte goes out (to record the request
+    while the client cannot have its answer yet).
     """
     all_headers = [
         (b"content-type", b"application/json"),
@@ -125,6 +130,8 @@ async def send_trickled(
     last = len(payload) - 1
     for i in range(len(payload)):
         await trio.sleep(interval)
+        if i == last:
+            before_last()
         await send(
             {"type": "http.response.body", "body": payload[i : i + 1], "more_body": i < last}
         )
