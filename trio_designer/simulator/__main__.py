@@ -28,7 +28,8 @@ from functools import partial
 import trio
 
 from .._exceptions import ConfigError
-from ._models import SimulatedModel, duplicate_name_problems, parse_model_spec, read_profile
+from ._models import SimulatedModel
+from ._profile import duplicate_name_problems, parse_model_spec, read_profile
 from ._server import Simulator, serve_simulator
 
 DEFAULT_MODEL = "simulated"

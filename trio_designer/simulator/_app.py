@@ -49,13 +49,8 @@ from ._http import (
     unauthorized_error,
     unless_disconnected,
 )
-from ._models import (
-    LimitedBy,
-    RequestRecord,
-    SimulatedModel,
-    SimulatorStats,
-    duplicate_name_problems,
-)
+from ._models import LimitedBy, RequestRecord, SimulatedModel, SimulatorStats
+from ._profile import duplicate_name_problems
 from ._requests import (
     MAX_EMBEDDING_DIMENSIONS,
     HTTPError,
