@@ -336,8 +336,17 @@ class SimulatorApp:
             self._record(job, start, status, fault=fault, charged=job.charge)
             await _send_server_fault(fault, runtime, send)
             return
+        if fault == "hang":
+            service_time = runtime.config.faults.hang_seconds
+        else:
+            service_time = runtime.draw_service_time(job.output_tokens)
         with runtime.admitted_request():
-            outcome = await unless_disconnected(receive, partial(self._service, job, fault))
+            service = partial(self._service, runtime, service_time)
+            outcome: float | Gone | None
+            if service_time == 0 and runtime.has_free_slot():
+                outcome = await service()  # it cannot wait: no need to watch for departures
+            else:
+                outcome = await unless_disconnected(receive, service)
             if outcome is Gone.CLIENT:
                 self._record(job, start, STATUS_CLIENT_GONE, fault=fault, charged=job.charge)
                 return
@@ -374,16 +383,12 @@ class SimulatorApp:
             record_success()
         await send_bytes(send, 200, payload, headers)
 
-    async def _service(self, job: _Job, fault: str | None) -> float | None:
-        """Wait for a slot, then hold it for the service time; returns the time queued, or
+    async def _service(self, runtime: ModelRuntime, service_time: float) -> float | None:
+        """Wait for a slot, then hold it for ``service_time``; returns the time queued, or
         None when an outage window opened first (the request is dropped)."""
-        runtime = job.runtime
         with trio.move_on_at(runtime.next_outage(trio.current_time())):
             async with runtime.in_service() as queued_for:
-                if fault == "hang":
-                    await trio.sleep(runtime.config.faults.hang_seconds)
-                else:
-                    await trio.sleep(runtime.draw_service_time(job.output_tokens))
+                await trio.sleep(service_time)
             return queued_for
         return None
 

@@ -213,7 +213,11 @@ class ModelRuntime:
         return None
 
     def draw_service_time(self, output_tokens: int) -> float:
-        """A service time: lognormal(median, sigma) + per-token time (exactly median if sigma=0)."""
+        """A service time: lognormal(median, sigma) + per-token time (exactly median if sigma=0).
+
+        Drawn at admission, so the i-th admitted request gets the i-th draw whatever the
+        queueing (the gpu queue is FIFO, so this is also the order of service).
+        """
         latency = self.config.latency
         base = latency.median
         if latency.sigma > 0 and latency.median > 0:
@@ -233,6 +237,10 @@ class ModelRuntime:
             yield
         finally:
             self.in_flight -= 1
+
+    def has_free_slot(self) -> bool:
+        """Whether a request entering service now would get a slot without waiting."""
+        return self._limiter is None or self._limiter.available_tokens > 0
 
     @asynccontextmanager
     async def in_service(self) -> AsyncIterator[float]:
