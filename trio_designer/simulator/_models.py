@@ -165,6 +165,11 @@ def _pairs(value: object) -> object:
     return value
 
 
+def _none_word(value: Any) -> Any:
+    """``None`` (YAML's ``null``, the CLI's ``none``) as the word ``"none"``."""
+    return "none" if value is None else value
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -254,10 +259,12 @@ class SimulatedModel:
     tpm: int | None = attrs.field(default=None, validator=_optional_positive)
     retry_after: float = attrs.field(default=1.0, validator=_finite_non_negative)
     retry_after_header: RetryAfterStyle = attrs.field(
-        default="seconds", validator=v.in_(("seconds", "http-date", "none"))
+        default="seconds",
+        converter=_none_word,
+        validator=v.in_(("seconds", "http-date", "none")),
     )
     ratelimit_headers: HeaderStyle = attrs.field(
-        default="openai", validator=v.in_(("openai", "ietf", "none"))
+        default="openai", converter=_none_word, validator=v.in_(("openai", "ietf", "none"))
     )
     outages: tuple[tuple[float, float], ...] = attrs.field(
         default=(), converter=_pairs, validator=_outages

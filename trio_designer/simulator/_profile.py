@@ -37,7 +37,9 @@ def _build(cls: type[Any], data: Mapping[str, Any], path: str, problems: list[st
     try:
         return cls(**data)
     except (TypeError, ValueError) as exc:
-        problems.append(f"{path}: {exc}")
+        # attrs' ``in_`` validator puts its message first and the attribute after it.
+        message = exc.args[0] if len(exc.args) > 1 and isinstance(exc.args[0], str) else exc
+        problems.append(f"{path}: {message}")
         return None
 
 
