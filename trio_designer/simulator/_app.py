@@ -309,8 +309,9 @@ class SimulatorApp:
     async def _serve(self, job: _Job, receive: Receive, send: Send) -> None:
         """Admission, faults, service and the answer (see the module docstring's diagram).
 
-        Statistics and the log are updated *before* each answer goes out (a trickled answer:
-        when its last byte went out), so a client that has its answer can rely on them.
+        Statistics and the log are updated, and ``in_flight`` released, *before* each answer
+        goes out, so a client that has its answer can rely on them (a trickled answer is
+        recorded just before its last byte, and released after it).
         """
         runtime, start = job.runtime, trio.current_time()
         fault = runtime.arrive(start)
@@ -347,41 +348,59 @@ class SimulatorApp:
                 outcome = await service()  # it cannot wait: no need to watch for departures
             else:
                 outcome = await unless_disconnected(receive, service)
-            if outcome is Gone.CLIENT:
-                self._record(job, start, STATUS_CLIENT_GONE, fault=fault, charged=job.charge)
+            if fault == "trickle" and isinstance(outcome, float):
+                await self._trickle(job, start, outcome, receive, send)  # still in flight
                 return
-            if outcome is None:  # an outage began while it waited or was in service
-                runtime.unavailable += 1
-                self._record(job, start, STATUS_CLOSED, fault="outage", charged=job.charge)
-                await send_reset(send)
-                return
+        if outcome is Gone.CLIENT:
+            self._record(job, start, STATUS_CLIENT_GONE, fault=fault, charged=job.charge)
+        elif outcome is None:  # an outage began while it waited or was in service
+            runtime.unavailable += 1
+            self._record(job, start, STATUS_CLOSED, fault="outage", charged=job.charge)
+            await send_reset(send)
+        else:
             payload, completion_tokens = job.body(fault)
+            self._record_success(job, start, outcome, fault, completion_tokens)
             headers = runtime.ratelimit_headers(trio.current_time())
+            await send_bytes(send, 200, payload, headers)
 
-            recorded: list[bool] = []
+    async def _trickle(
+        self, job: _Job, start: float, queued_for: float, receive: Receive, send: Send
+    ) -> None:
+        """Send the 200 one byte per ``trickle_interval``, recorded just before its last byte
+        (so a client that has its answer can rely on the log, as for every answer)."""
+        runtime = job.runtime
+        payload, completion_tokens = job.body("trickle")
+        headers = runtime.ratelimit_headers(trio.current_time())
+        recorded: list[bool] = []
 
-            def record_success() -> None:
-                recorded.append(True)
-                runtime.record_completion(job.prompt_tokens, completion_tokens)
-                self._record(
-                    job,
-                    start,
-                    200,
-                    queued_for=outcome,
-                    fault=fault,
-                    charged=job.charge,
-                    completion_tokens=completion_tokens,
-                )
+        def before_last() -> None:
+            recorded.append(True)
+            self._record_success(job, start, queued_for, "trickle", completion_tokens)
 
-            if fault == "trickle":
-                interval = runtime.config.faults.trickle_interval
-                trickle = partial(send_trickled, send, payload, headers, interval, record_success)
-                gone = await unless_disconnected(receive, trickle) is Gone.CLIENT
-                if gone and not recorded:  # left before the last byte
-                    self._record(job, start, STATUS_CLIENT_GONE, fault=fault, charged=job.charge)
-                return
-            record_success()
-        await send_bytes(send, 200, payload, headers)
+        interval = runtime.config.faults.trickle_interval
+        trickle = partial(send_trickled, send, payload, headers, interval, before_last)
+        gone = await unless_disconnected(receive, trickle) is Gone.CLIENT
+        if gone and not recorded:  # the client left before the last byte
+            self._record(job, start, STATUS_CLIENT_GONE, fault="trickle", charged=job.charge)
+
+    def _record_success(
+        self,
+        job: _Job,
+        start: float,
+        queued_for: float,
+        fault: str | None,
+        completion_tokens: int,
+    ) -> None:
+        job.runtime.record_completion(job.prompt_tokens, completion_tokens)
+        self._record(
+            job,
+            start,
+            200,
+            queued_for=queued_for,
+            fault=fault,
+            charged=job.charge,
+            completion_tokens=completion_tokens,
+        )
 
     async def _service(self, runtime: ModelRuntime, service_time: float) -> float | None:
         """Wait for a slot, then hold it for ``service_time``; returns the time queued, or
