@@ -270,6 +270,7 @@ class HeaderPacer:
             self.prompt_tokens = response.json()["usage"]["prompt_tokens"]
 
 
+@pytest.mark.slow
 async def test_a_client_pacing_by_the_headers_uses_90_percent_of_the_budget_without_429s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -309,8 +310,9 @@ async def test_a_client_pacing_by_the_headers_uses_90_percent_of_the_budget_with
 # --------------------------------------------------------------------------- sporadic 429s
 
 
+@pytest.mark.slow
 async def test_injected_429s_do_not_depend_on_load(autojump_clock: trio.testing.MockClock) -> None:
-    """Faults are drawn once per request on arrival: 200 requests one at a time, all at once
+    """Faults are drawn once per request on arrival: 100 requests one at a time, all at once
     into ample capacity, or all at once into a capacity of 5 draw the same injected 429s."""
 
     async def injected(capacity: int, concurrent: bool) -> tuple[int, int]:
@@ -324,10 +326,10 @@ async def test_injected_429s_do_not_depend_on_load(autojump_clock: trio.testing.
         async with simulated(model, deadline=1000) as (sim, client):
             if concurrent:
                 async with trio.open_nursery() as nursery:
-                    for i in range(200):
+                    for i in range(100):
                         nursery.start_soon(post, client, chat("api", f"q{i}"))
             else:
-                for i in range(200):
+                for i in range(100):
                     await post(client, chat("api", f"q{i}"))
             stats = sim.stats()["api"]
             return stats.limited_by_injected, stats.limited_by_capacity
@@ -338,9 +340,9 @@ async def test_injected_429s_do_not_depend_on_load(autojump_clock: trio.testing.
         await injected(5, True),
     )
     assert alone[0] == crowd[0] == squeezed[0]
-    assert 40 <= alone[0] <= 80
+    assert 15 <= alone[0] <= 45
     assert (alone[1], crowd[1]) == (0, 0)
-    assert squeezed[1] > 100
+    assert squeezed[1] > 50
 
 
 # --------------------------------------------------------------------------- moving capacity
@@ -708,25 +710,48 @@ def test_new_settings_read_the_same_from_python_yaml_and_the_cli(tmp_path: Path)
     assert parse_model_spec(spec) == expected
 
 
+_PAIRS = "[seconds >= 0, capacity >= 1] pairs (on the command line: 0:32/30:8)"
+_WINDOWS = "[start, end] pairs with 0 <= start < end (on the command line: 10:15/40:42)"
+
+
 @pytest.mark.parametrize(
     ("spec", "problem"),
     [
-        ("m:capacity_schedule=0:32/10", "capacity_schedule must be a list of"),
-        ("m:capacity_schedule=10:4/5:8", "capacity_schedule times must increase strictly"),
-        ("m:capacity_schedule=0:0", "capacity_schedule must be a list of"),
-        ("m:outages=5:5", "outages must be a list of [start, end] pairs"),
-        ("m:outages=0:10/5:20", "outages must be in order and must not overlap"),
-        ("m:ratelimit_headers=x-ratelimit", "'ratelimit_headers' must be in"),
-        ("m:retry_after_header=date", "'retry_after_header' must be in"),
-        ("m:trickle_interval=0", "trickle_interval must be a finite number > 0"),
-        ("m:oversize_bytes=100", "oversize_bytes must be a whole number >= 4096"),
+        (
+            "m:capacity_schedule=0:32/10",
+            f"capacity_schedule must be a list of {_PAIRS}, got ((0, 32), (10,))",
+        ),
+        (
+            "m:capacity_schedule=10:4/5:8",
+            "capacity_schedule times must increase strictly, got [10, 5]",
+        ),
+        ("m:capacity_schedule=0:0", f"capacity_schedule must be a list of {_PAIRS}, got ((0, 0),)"),
+        ("m:outages=5:5", f"outages must be a list of {_WINDOWS}, got ((5, 5),)"),
+        (
+            "m:outages=0:10/5:20",
+            "outages must be in order and must not overlap, got ((0, 10), (5, 20))",
+        ),
+        (
+            "m:ratelimit_headers=x-ratelimit",
+            "'ratelimit_headers' must be in ('openai', 'ietf', 'none') (got 'x-ratelimit')",
+        ),
+        (
+            "m:retry_after_header=date",
+            "'retry_after_header' must be in ('seconds', 'http-date', 'none') (got 'date')",
+        ),
+        (
+            "m:trickle_interval=0",
+            ".faults: trickle_interval must be a finite number > 0, got 0",
+        ),
+        ("m:oversize_bytes=100", ".faults: oversize_bytes must be a whole number >= 4096, got 100"),
     ],
 )
 def test_bad_new_settings_are_config_errors(spec: str, problem: str) -> None:
-    """Each new setting rejects bad values with a message naming the field."""
-    with pytest.raises(ConfigError) as info:
+    """Each new setting rejects bad values with one message naming the field and the value."""
+    separator = "" if problem.startswith(".") else ": "
+    expected = f"--model '{spec}'{separator}{problem}"
+    with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
         parse_model_spec(spec)
-    assert problem in str(info.value)
 
 
 def test_profile_api_key_env_must_be_a_variable_name(tmp_path: Path) -> None:

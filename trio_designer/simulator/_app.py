@@ -313,6 +313,8 @@ class SimulatorApp:
         goes out, so a client that has its answer can rely on them (a trickled answer is
         recorded just before its last byte, and released after it).
         """
+        # One linear story per request, step for step the module docstring's diagram: split
+        # further it would hide the order of the checks, which is the behaviour.
         runtime, start = job.runtime, trio.current_time()
         fault = runtime.arrive(start)
         if fault not in job.faults:

@@ -48,7 +48,8 @@ class TokenBucket:
     """A budget of ``limit`` units per :data:`WINDOW_SECONDS`, refilled continuously.
 
     Invariant: ``0 <= level <= limit`` after every call (``take`` is only called with what
-    :meth:`wait_for` said fits). Starts full at ``now``.
+    :meth:`wait_for` said fits), and a request that waits what :meth:`wait_for` said is admitted
+    (``test_hosted_rpm_budget_refills_one_request_every_60_over_rpm_seconds``). Starts full.
     """
 
     def __init__(self, limit: int, now: float) -> None:

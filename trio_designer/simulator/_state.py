@@ -48,13 +48,19 @@ class Rejection:
 class ModelRuntime:
     """The live state of one simulated model.
 
-    Invariants:
-      * ``0 <= queued <= in_flight``; ``in_service == in_flight - queued``;
+    Invariants (each checked by the test named after it):
+      * ``0 <= queued <= in_flight``; ``in_service == in_flight - queued``
+        (``test_client_leaving_the_gpu_queue_frees_its_place``);
       * hosted mode: a request is admitted only while ``in_flight < capacity`` (a capacity
         that drops below ``in_flight`` evicts nobody); gpu mode: ``in_service <= capacity``
-        except just after the capacity dropped (the ``CapacityLimiter`` lets holders finish);
-      * ``rate_limited == sum(limited_by.values())``;
-      * the budgets are charged exactly once per admitted request, at admission, never refunded.
+        except just after the capacity dropped, when holders finish first
+        (``test_hosted_capacity_follows_its_schedule``,
+        ``test_gpu_mode_never_serves_more_than_capacity_at_once``,
+        ``test_gpu_capacity_falling_lets_running_requests_finish``);
+      * one fault draw per request, at arrival, before any admission check, so injected faults
+        do not depend on load (``test_injected_429s_do_not_depend_on_load``);
+      * the budgets are charged exactly once per admitted request, at admission, never
+        refunded (``test_hosted_tpm_budget_charges_prompt_plus_max_tokens_at_admission``).
     """
 
     def __init__(self, config: SimulatedModel, *, epoch: float) -> None:
