@@ -13,7 +13,14 @@ row five independent requests), real time, ``preview`` (in-memory sink), static 
   concurrency must never make this slower (the latency-bound ideal is ``ceil(2000 / c) × 20 ms``;
   at high concurrency the CPU ceiling binds instead).
 
-Then one cProfile of the zero-latency run at 64 names the top costs.
+Then one cProfile of the zero-latency run at 64 names the top costs, and the **transport
+options** are compared without the engine: the same chat request sent ``option_requests``
+times by bare tasks at each concurrency, through (a) one httpx client (the pool sized to the
+concurrency, capped at 64, with a ``trio.CapacityLimiter`` in front so nothing queues inside
+httpcore: how the client used httpx), (b) several httpx clients of at most 16 connections,
+round-robin, (c) one httpcore pool used directly, (d) several httpcore pools of at most 16, and
+(e) our client (h11 on trio streams, ``trio_designer/models/_http.py``). (a)-(d) need httpx,
+which is a development dependency; without it only (e) is measured.
 
 Timing on a shared 2-core machine is noisy: each point is the best of ``repeats`` runs (the
 least disturbed one), and the simulator's own CPU per request is reported too (from
@@ -56,11 +63,14 @@ class Params:
     repeats: int = 3
     profile_records: int = 1000
     top: int = 25
+    option_requests: int = 3000
 
 
 PROFILES = {
     "full": Params(),
-    "quick": Params(records=400, latency_records=200, repeats=1, profile_records=400),
+    "quick": Params(
+        records=400, latency_records=200, repeats=1, profile_records=400, option_requests=1000
+    ),
     "smoke": Params(
         records=20,
         concurrency=(4, 16),
@@ -69,6 +79,7 @@ PROFILES = {
         repeats=1,
         profile_records=10,
         top=5,
+        option_requests=40,
     ),
 }
 
@@ -225,6 +236,157 @@ def _short(path: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Transport options, without the engine
+# ---------------------------------------------------------------------------------------------
+
+_MESSAGES = [{"role": "user", "content": "Write about the history of jazz."}]
+_OPTION_POOL_CAP = 64
+_SMALL_POOL = 16
+
+
+async def _drive(send: Any, concurrency: int, requests: int) -> None:
+    """``requests`` calls of ``send()``, ``concurrency`` at a time, each its own task."""
+    gate = trio.Semaphore(concurrency)
+
+    async def one() -> None:
+        try:
+            await send()
+        finally:
+            gate.release()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(requests):
+            await gate.acquire()
+            nursery.start_soon(one)
+
+
+def _body() -> bytes:
+    import json
+
+    return json.dumps({"model": c.GEN_MODEL, "messages": _MESSAGES, "seed": 1}).encode()
+
+
+async def _ours(url: str, concurrency: int, requests: int) -> None:
+    from trio_designer.models._client import OpenAICompatibleClient
+
+    async with OpenAICompatibleClient(base_url=url, max_connections=concurrency) as client:
+
+        async def send() -> None:
+            await client.chat(model=c.GEN_MODEL, messages=_MESSAGES, extra_body={"seed": 1})
+
+        await _drive(send, concurrency, requests)
+
+
+async def _httpx(url: str, concurrency: int, requests: int, *, split: bool) -> None:
+    import itertools
+    import json
+
+    import httpx
+
+    count = -(-concurrency // _SMALL_POOL) if split else 1
+    size = -(-concurrency // count) if split else min(concurrency, _OPTION_POOL_CAP)
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+    clients = [httpx.AsyncClient(base_url=url, limits=limits) for _ in range(count)]
+    gates = [trio.CapacityLimiter(size) for _ in range(count)]
+    turn = itertools.cycle(range(count))
+    body = _body()
+
+    async def send() -> None:
+        i = next(turn)
+        async with gates[i]:
+            response = await clients[i].post(
+                "chat/completions", content=body, headers={"content-type": "application/json"}
+            )
+        json.loads(response.content)
+
+    await _drive(send, concurrency, requests)
+    for client in clients:
+        await client.aclose()
+
+
+async def _httpcore(url: str, concurrency: int, requests: int, *, split: bool) -> None:
+    import itertools
+    import json
+
+    import httpcore
+
+    count = -(-concurrency // _SMALL_POOL) if split else 1
+    size = -(-concurrency // count) if split else min(concurrency, _OPTION_POOL_CAP)
+    pools = [
+        httpcore.AsyncConnectionPool(max_connections=size, max_keepalive_connections=size)
+        for _ in range(count)
+    ]
+    gates = [trio.CapacityLimiter(size) for _ in range(count)]
+    turn = itertools.cycle(range(count))
+    target = url.rstrip("/") + "/chat/completions"
+    body = _body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+
+    async def send() -> None:
+        i = next(turn)
+        async with gates[i]:
+            response = await pools[i].request("POST", target, headers=headers, content=body)
+        json.loads(response.content)
+
+    await _drive(send, concurrency, requests)
+    for pool in pools:
+        await pool.aclose()
+
+
+def transport_options() -> dict[str, Any]:
+    """Option name -> ``async fn(url, concurrency, requests)``; httpx ones only if installed."""
+    from functools import partial
+
+    options: dict[str, Any] = {}
+    try:
+        import httpcore  # noqa: F401
+        import httpx  # noqa: F401
+    except ImportError:
+        print("  (httpx is not installed: only our client is measured)")
+    else:
+        options["httpx, one client"] = partial(_httpx, split=False)
+        options[f"httpx, clients of <= {_SMALL_POOL}"] = partial(_httpx, split=True)
+        options["httpcore pool"] = partial(_httpcore, split=False)
+        options[f"httpcore, pools of <= {_SMALL_POOL}"] = partial(_httpcore, split=True)
+    options["ours (h11 on trio)"] = _ours
+    return options
+
+
+def compare_options(sim: ExternalSimulator, p: Params) -> list[dict[str, Any]]:
+    """CPU per request and requests/s of each transport option at each concurrency."""
+    rows = []
+    for name, option in transport_options().items():
+        for concurrency in p.concurrency:
+            trio.run(option, sim.url, concurrency, min(200, p.option_requests))  # warm up
+            sim_cpu = sim.cpu_seconds()
+            wall, cpu = time.perf_counter(), time.process_time()
+            trio.run(option, sim.url, concurrency, p.option_requests)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            sim_after = sim.cpu_seconds()
+            rows.append(
+                {
+                    "option": name,
+                    "concurrency": concurrency,
+                    "requests": p.option_requests,
+                    "cpu_us_per_request": 1e6 * cpu / p.option_requests,
+                    "requests_per_s": p.option_requests / wall,
+                    "simulator_cpu_us_per_request": (
+                        None
+                        if sim_cpu is None or sim_after is None
+                        else 1e6 * (sim_after - sim_cpu) / p.option_requests
+                    ),
+                }
+            )
+            r = rows[-1]
+            print(
+                f"  {name:26} {concurrency:>3} concurrent: {r['cpu_us_per_request']:,.0f} µs "
+                f"CPU/request, {r['requests_per_s']:,.0f} req/s",
+                flush=True,
+            )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
 # The bench
 # ---------------------------------------------------------------------------------------------
 
@@ -244,6 +406,7 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
                 flush=True,
             )
         prof = profile_run(sim, p.profile_records, p.concurrency[len(p.concurrency) // 2], p.top)
+        options = compare_options(sim, p)
     spec = f"{c.GEN_MODEL}:latency={p.latency},sigma=0,capacity={p.latency_capacity}"
     with external_simulator(spec) as sim:
         latency = []
@@ -322,8 +485,30 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
             ],
         )
     )
+    print(
+        f"\nTransport options without the engine: {p.option_requests:,} chat requests, zero "
+        f"latency (simulator's CPU per request in the last column)"
+    )
+    print(
+        c.table(
+            ["option", "concurrent", "µs CPU/request", "req/s", "sim µs CPU/request"],
+            [
+                [
+                    r["option"],
+                    r["concurrency"],
+                    round(r["cpu_us_per_request"]),
+                    round(r["requests_per_s"]),
+                    "?"
+                    if r["simulator_cpu_us_per_request"] is None
+                    else round(r["simulator_cpu_us_per_request"]),
+                ]
+                for r in options
+            ],
+        )
+    )
     payload = {
         "profile": profile,
+        "transport_options": options,
         "params": attrs.asdict(p),
         "zero_latency": zero,
         "latency": latency,

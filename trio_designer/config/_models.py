@@ -150,6 +150,4 @@ class ModelConfig:
     )
     max_parallel_requests: int = attrs.field(default=4, validator=checked(is_int, v.ge(1)))
     timeout: float = attrs.field(default=60.0, validator=checked(finite, v.gt(0)))
-    max_response_bytes: int = attrs.field(
-        default=8 * 2**20, validator=checked(is_int, v.ge(1))
-    )
+    max_response_bytes: int = attrs.field(default=8 * 2**20, validator=checked(is_int, v.ge(1)))
