@@ -166,6 +166,11 @@ def test_resolve_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
             {"base_url": "http://127.0.0.1/v1", "extra_headers": {"X-Bad": "a\nb"}},
             r"extra_headers: 'X-Bad' is not a valid HTTP header",
         ),
+        (
+            {"base_url": "http://127.0.0.1/v1", "api_key": "sk-\r\nx"},
+            r"the API key contains characters that are not allowed",
+        ),
+        ({"base_url": "http://127.0.0.1/my models/v1"}, r"has a path that is not valid"),
     ],
 )
 def test_bad_settings_are_config_errors(kwargs: dict[str, Any], message: str) -> None:

@@ -235,7 +235,7 @@ class OpenAICompatibleClient:
         ]
         if api_key:
             headers.append(("authorization", f"Bearer {api_key}"))
-        _check_headers(where, headers)
+        _check_request_parts(where, base_url, self._base_path, headers)
         self._get_headers: tuple[tuple[str, str], ...] = tuple(headers)
         self._post_headers = (*headers, ("content-type", "application/json"))
         self._name = name
@@ -512,18 +512,31 @@ def _check_positive(
         raise ConfigError(f"{where}: max_response_bytes must be >= 1, got {max_response_bytes}")
 
 
-def _check_headers(where: str, headers: Sequence[tuple[str, str]]) -> None:
-    """Let h11 validate the headers now, so a bad extra header is a ConfigError before any
-    request. The message names the header, never its value (it may be a secret)."""
+def _check_request_parts(
+    where: str, base_url: str, base_path: str, headers: Sequence[tuple[str, str]]
+) -> None:
+    """Let h11 validate the path and headers now, so a bad one is a ConfigError before any
+    request. Messages name the header, never its value (it may be a secret)."""
+    try:
+        h11.Request(method="POST", target=f"{base_path}/chat/completions", headers=[("host", "x")])
+    except h11.LocalProtocolError:
+        raise ConfigError(
+            f"{where}: base_url {base_url!r} has a path that is not valid in an HTTP request "
+            f"(percent-encode spaces and other special characters)"
+        ) from None
     for header, value in headers:
         try:
             h11.Request(method="GET", target="/", headers=[("host", "x"), (header, value)])
         except h11.LocalProtocolError:
-            raise ConfigError(
-                f"{where}: extra_headers: {header!r} is not a valid HTTP header name and value "
-                f"(no line breaks or control characters; names are letters, digits and "
-                f"-!#$%&'*+.^_`|~)"
-            ) from None
+            if header == "authorization":
+                problem = "the API key contains characters that are not allowed in an HTTP header"
+            else:
+                problem = (
+                    f"extra_headers: {header!r} is not a valid HTTP header name and value (no "
+                    f"line breaks or control characters; names are letters, digits and "
+                    f"-!#$%&'*+.^_`|~)"
+                )
+            raise ConfigError(f"{where}: {problem}") from None
 
 
 def _secrets(api_key: str | None, extra_headers: Mapping[str, str]) -> tuple[str, ...]:

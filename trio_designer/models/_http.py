@@ -489,7 +489,8 @@ class ConnectionPool:
             all_headers.append(("content-length", str(len(body))))
         if self._proxy is not None and self._proxy.authorization and self._origin.scheme == "http":
             all_headers.append(("proxy-authorization", self._proxy.authorization.decode()))
-        request = h11.Request(method=method, target=self.target(path), headers=all_headers)
+        with translated(InvalidRequest, "the request could not be built"):
+            request = h11.Request(method=method, target=self.target(path), headers=all_headers)
         async with self._slots:
             with trio.move_on_after(timeout) as deadline:
                 return await self._send(request, body, max_body)
