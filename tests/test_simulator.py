@@ -1157,7 +1157,7 @@ def test_parse_model_spec_reads_the_cli_form() -> None:
     assert parse_model_spec("bare") == SimulatedModel(name="bare")
     with pytest.raises(
         ConfigError,
-        match=r"^--model 'g:capacty=3': unknown key 'capacty'; did you mean 'capacity'\?$",
+        match=r"^model spec 'g:capacty=3': unknown key 'capacty'; did you mean 'capacity'\?$",
     ):
         parse_model_spec("g:capacty=3")
 

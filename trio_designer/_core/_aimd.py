@@ -200,7 +200,7 @@ __all__ = [
     "ChangeReason",
     "LatencySummary",
     "LimitChange",
-    "Policy",
+    "LimiterPolicy",
     "summarize_latencies",
 ]
 
@@ -240,12 +240,12 @@ def _in_open_unit_interval(
 ) -> None:
     if not 0.0 < value < 1.0:
         raise ValueError(
-            f"Policy.{attribute.name} must be between 0 and 1 (exclusive), got {value}."
+            f"LimiterPolicy.{attribute.name} must be between 0 and 1 (exclusive), got {value}."
         )
 
 
 @attrs.frozen(kw_only=True)
-class Policy:
+class LimiterPolicy:
     """The tunables of one adaptive limiter, with the defaults argued in the module docstring.
 
     Attributes:
@@ -291,13 +291,13 @@ class Policy:
     def __attrs_post_init__(self) -> None:
         if self.latency_tolerance < self.latency_hold:
             raise ValueError(
-                f"Policy.latency_tolerance ({self.latency_tolerance}) must be at least "
-                f"Policy.latency_hold ({self.latency_hold}): the limit stops growing before it "
-                "is cut, never after."
+                f"LimiterPolicy.latency_tolerance ({self.latency_tolerance}) must be at least "
+                f"LimiterPolicy.latency_hold ({self.latency_hold}): the limit stops growing "
+                "before it is cut, never after."
             )
 
 
-DEFAULT_POLICY = Policy()
+DEFAULT_POLICY = LimiterPolicy()
 """The policy used when none is given."""
 
 
@@ -352,7 +352,7 @@ def summarize_latencies(latencies: Sequence[float]) -> LatencySummary:
     return LatencySummary(mean=mean, rel_se=se / mean, samples=n)
 
 
-def _verify_after(policy: Policy) -> int:
+def _verify_after(policy: LimiterPolicy) -> int:
     """Regular windows after which a provisional baseline is verified by a probe."""
     return max(1, math.ceil(policy.probe_interval / _VERIFY_FRACTION))
 
@@ -554,7 +554,7 @@ class AimdController:
       ValueError: if ``ceiling < 1``.
     """
 
-    def __init__(self, ceiling: int, policy: Policy = DEFAULT_POLICY) -> None:
+    def __init__(self, ceiling: int, policy: LimiterPolicy = DEFAULT_POLICY) -> None:
         if ceiling < 1:
             raise ValueError(f"an adaptive limit needs a ceiling of at least 1, got {ceiling}")
         self._policy = policy
@@ -598,7 +598,7 @@ class AimdController:
 
     # -- read-only state --------------------------------------------------------------------
     @property
-    def policy(self) -> Policy:
+    def policy(self) -> LimiterPolicy:
         return self._policy
 
     @property

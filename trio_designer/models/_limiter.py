@@ -117,7 +117,7 @@ from typing import Literal, Protocol, final
 import attrs
 import trio
 
-from .._core._aimd import DEFAULT_POLICY, Admission, AimdController, LimitChange, Policy
+from .._core._aimd import DEFAULT_POLICY, Admission, AimdController, LimitChange, LimiterPolicy
 
 __all__ = [
     "AdaptiveLimiter",
@@ -686,7 +686,7 @@ class AdaptiveLimiter(_LimiterBase):
         name: str,
         ceiling: int,
         *,
-        policy: Policy = DEFAULT_POLICY,
+        policy: LimiterPolicy = DEFAULT_POLICY,
         on_change: Callable[[LimitChange], None] | None = None,
     ) -> None:
         if ceiling < 1:
@@ -695,5 +695,5 @@ class AdaptiveLimiter(_LimiterBase):
         super().__init__(name, self._controller, on_change)
 
     @property
-    def policy(self) -> Policy:
+    def policy(self) -> LimiterPolicy:
         return self._controller.policy

@@ -14,7 +14,6 @@ with the path of the offending field (``models[1].latency.medain: ...``).
 from __future__ import annotations
 
 import collections
-import difflib
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
+from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
 
 Mode = Literal["hosted", "gpu"]
@@ -250,8 +250,7 @@ _MODEL_KEYS = tuple(a.name for a in attrs.fields(SimulatedModel))
 
 
 def _unknown_key(path: str, key: str, expected: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, expected, n=1)
-    hint = f"did you mean '{close[0]}'?" if close else f"expected one of {', '.join(expected)}"
+    hint = did_you_mean(key, expected, otherwise=f"expected one of {', '.join(expected)}")
     return f"{path}.{key}: unknown field; {hint}"
 
 
@@ -389,7 +388,7 @@ def parse_model_spec(spec: str) -> SimulatedModel:
       ConfigError: listing every problem in the spec.
     """
     name, _, rest = spec.partition(":")
-    path = f"--model {spec!r}"
+    path = f"model spec {spec!r}"
     data: dict[str, Any] = {"name": name.strip()}
     latency: dict[str, Any] = {}
     faults: dict[str, Any] = {}
@@ -407,8 +406,7 @@ def parse_model_spec(spec: str) -> SimulatedModel:
             data[key] = _parse_scalar(raw)
         else:
             flat = sorted({*_MODEL_KEYS, *_LATENCY_KEYS, *_FAULT_KEYS} - {"name", "faults"})
-            close = difflib.get_close_matches(key, flat, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"expected one of {', '.join(flat)}"
+            hint = did_you_mean(key, flat, otherwise=f"expected one of {', '.join(flat)}")
             problems.append(f"{path}: unknown key '{key}'; {hint}")
     data.update({"latency": latency} if latency else {})
     data.update({"faults": faults} if faults else {})
