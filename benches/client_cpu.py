@@ -22,9 +22,11 @@ round-robin, (c) one httpcore pool used directly, (d) several httpcore pools of 
 (e) our client (h11 on trio streams, ``trio_designer/models/_http.py``). (a)-(d) need httpx,
 which is a development dependency; without it only (e) is measured.
 
-Timing on a shared 2-core machine is noisy: each point is the best of ``repeats`` runs (the
-least disturbed one), and the simulator's own CPU per request is reported too (from
-``/proc/<pid>/stat``), to show which process is the bottleneck.
+Timing on a shared 2-core machine is noisy: the concurrency levels take turns (16, 64, 256,
+16, 64, 256, ...) so a change of load hits all of them alike, each point is the best of
+``repeats`` runs (the least disturbed one), and the simulator's own CPU per request is reported
+too (from ``/proc/<pid>/stat``), to show which process is the bottleneck. ``ceiling req/s`` is
+what this process's CPU cost allows on a core of its own (``1 / CPU per request``).
 """
 
 from __future__ import annotations
@@ -109,25 +111,24 @@ class ExternalSimulator:
 @contextmanager
 def external_simulator(spec: str) -> Iterator[ExternalSimulator]:
     """Start ``python -m trio_designer.simulator --port 0 --model <spec>``; stop it on exit."""
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "trio_designer.simulator", "--port", "0", "--model", spec],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url.startswith("http://"):
-            raise RuntimeError(f"the simulator did not print its URL (got {url!r})")
-        yield ExternalSimulator(url=url, process=process)
-    finally:
-        process.terminate()
+    ) as process:  # closes the pipe and waits for the process on exit
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            assert process.stdout is not None
+            url = process.stdout.readline().strip()
+            if not url.startswith("http://"):
+                raise RuntimeError(f"the simulator did not print its URL (got {url!r})")
+            yield ExternalSimulator(url=url, process=process)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,13 +188,26 @@ def measure(sim: ExternalSimulator, records: int, max_parallel: int) -> dict[str
     }
 
 
-def best_of(
-    sim: ExternalSimulator, records: int, max_parallel: int, repeats: int
-) -> dict[str, Any]:
-    """The run with the shortest wall time among ``repeats`` (the least disturbed one)."""
-    runs = [measure(sim, records, max_parallel) for _ in range(repeats)]
-    best = min(runs, key=lambda r: r["wall_s"])
-    return {**best, "wall_s_all": [r["wall_s"] for r in runs]}
+def best_of_interleaved(
+    sim: ExternalSimulator, records: int, levels: tuple[int, ...], repeats: int, label: str
+) -> list[dict[str, Any]]:
+    """Per level, the run with the shortest wall time among ``repeats``; the levels take turns."""
+    runs: dict[int, list[dict[str, Any]]] = {level: [] for level in levels}
+    for _ in range(repeats):
+        for level in levels:
+            r = measure(sim, records, level)
+            runs[level].append(r)
+            print(
+                f"  {label}, {level:>3} concurrent: {r['requests']:,} requests in "
+                f"{r['wall_s']:.2f} s, {r['cpu_us_per_request']:,.0f} µs CPU/request, "
+                f"{r['requests_per_s']:,.0f} req/s",
+                flush=True,
+            )
+    best = []
+    for level in levels:
+        winner = min(runs[level], key=lambda r: r["wall_s"])
+        best.append({**winner, "wall_s_all": [r["wall_s"] for r in runs[level]]})
+    return best
 
 
 def profile_run(
@@ -226,6 +240,11 @@ def profile_run(
         "profiled_s": total,
         "top_tottime": sorted(entries, key=lambda e: -e["tottime_s"])[:top],
     }
+
+
+def _sim_cpu(r: dict[str, Any]) -> Any:
+    value = r["simulator_cpu_us_per_request"]
+    return "?" if value is None else round(value)
 
 
 def _short(path: str) -> str:
@@ -395,31 +414,16 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
     p = PROFILES[profile]
     zero_spec = f"{c.GEN_MODEL}:latency=0,sigma=0,capacity=1000000"
     with external_simulator(zero_spec) as sim:
-        zero = []
-        for par in p.concurrency:
-            zero.append(best_of(sim, p.records, par, p.repeats))
-            r = zero[-1]
-            print(
-                f"  zero latency, {par:>3} concurrent: {r['requests']:,} requests in "
-                f"{r['wall_s']:.2f} s, {r['cpu_us_per_request']:,.0f} µs CPU/request, "
-                f"{r['requests_per_s']:,.0f} req/s",
-                flush=True,
-            )
+        zero = best_of_interleaved(sim, p.records, p.concurrency, p.repeats, "zero latency")
         prof = profile_run(sim, p.profile_records, p.concurrency[len(p.concurrency) // 2], p.top)
         options = compare_options(sim, p)
     spec = f"{c.GEN_MODEL}:latency={p.latency},sigma=0,capacity={p.latency_capacity}"
     with external_simulator(spec) as sim:
-        latency = []
-        for par in p.concurrency:
-            latency.append(best_of(sim, p.latency_records, par, p.repeats))
-            r = latency[-1]
-            ideal = -(-r["requests"] // min(par, p.latency_capacity)) * p.latency
-            r["ideal_s"] = ideal
-            print(
-                f"  {p.latency * 1000:g} ms latency, {par:>3} concurrent: "
-                f"{r['wall_s']:.2f} s (latency-bound ideal {ideal:.2f} s)",
-                flush=True,
-            )
+        label = f"{p.latency * 1000:g} ms latency"
+        latency = best_of_interleaved(sim, p.latency_records, p.concurrency, p.repeats, label)
+    for r in latency:
+        concurrent = min(r["max_parallel_requests"], p.latency_capacity)
+        r["ideal_s"] = -(-r["requests"] // concurrent) * p.latency
 
     print(
         f"\nZero latency, Wide, {p.records:,} records, simulator in its own process "
@@ -434,6 +438,7 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
                 "cpu s",
                 "µs CPU/request",
                 "req/s",
+                "ceiling req/s",
                 "sim µs CPU/request",
             ],
             [
@@ -444,9 +449,8 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
                     r["cpu_s"],
                     round(r["cpu_us_per_request"]),
                     round(r["requests_per_s"]),
-                    "?"
-                    if r["simulator_cpu_us_per_request"] is None
-                    else round(r["simulator_cpu_us_per_request"]),
+                    round(1e6 / r["cpu_us_per_request"]),
+                    _sim_cpu(r),
                 ]
                 for r in zero
             ],
@@ -458,7 +462,15 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
     )
     print(
         c.table(
-            ["max_parallel", "requests", "makespan s", "ideal s", "cpu s", "req/s"],
+            [
+                "max_parallel",
+                "requests",
+                "makespan s",
+                "ideal s",
+                "cpu s",
+                "req/s",
+                "sim µs CPU/req",
+            ],
             [
                 [
                     r["max_parallel_requests"],
@@ -467,6 +479,7 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
                     r["ideal_s"],
                     r["cpu_s"],
                     round(r["requests_per_s"]),
+                    _sim_cpu(r),
                 ]
                 for r in latency
             ],
@@ -498,9 +511,7 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
                     r["concurrency"],
                     round(r["cpu_us_per_request"]),
                     round(r["requests_per_s"]),
-                    "?"
-                    if r["simulator_cpu_us_per_request"] is None
-                    else round(r["simulator_cpu_us_per_request"]),
+                    _sim_cpu(r),
                 ]
                 for r in options
             ],
