@@ -167,7 +167,7 @@ async def raw_server(
             nursery.cancel_scope.cancel()
 
 
-async def read_request(stream: trio.SocketStream) -> bytes:
+async def read_request(stream: trio.abc.Stream) -> bytes:
     """Read one whole request (head and Content-Length body) from ``stream``."""
     data = b""
     while b"\r\n\r\n" not in data:

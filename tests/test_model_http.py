@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import ssl
 import tracemalloc
-from contextlib import suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any
 
 import pytest
 import trio
+import trustme
 from _loopback import (
     Reply,
     ScriptedApp,
@@ -453,3 +456,107 @@ async def test_a_run_against_a_trickling_server_salvages_then_drops_and_ends(
     assert all(f.attempts == 3 for f in result.failures)
     assert "no complete answer within 5 s" in result.failures[0].message
     assert elapsed < 60  # three rounds of 5 s timeouts (plus salvage waits), not forever
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS (certificates from trustme, a throwaway CA trusted through SSL_CERT_FILE)
+# ---------------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def tls_server(
+    ca: trustme.CA, name: str, handler: Callable[[trio.abc.Stream], Awaitable[None]]
+) -> AsyncIterator[int]:
+    """A raw HTTP handler behind TLS on 127.0.0.1 with a certificate for ``name``; yields the
+    port."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(name).configure_cert(context)
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(
+            partial(trio.serve_ssl_over_tcp, handler, 0, context, host="127.0.0.1")
+        )
+        try:
+            yield listener.transport_listener.socket.getsockname()[1]
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def answer_all(stream: trio.abc.Stream) -> None:
+    with suppress(trio.BrokenResourceError):
+        while await read_request(stream):
+            await stream.send_all(http_response(json.dumps(completion("secure")).encode()))
+
+
+@pytest.fixture
+def ca(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> trustme.CA:
+    authority = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    return authority
+
+
+async def test_https_round_trip(ca: trustme.CA, autojump_clock: Any) -> None:
+    """Certificate verified against SSL_CERT_FILE; the connection is reused over TLS."""
+    with trio.fail_after(BIG):
+        async with tls_server(ca, "127.0.0.1", answer_all) as port:
+            client = OpenAICompatibleClient(base_url=f"https://127.0.0.1:{port}/v1")
+            async with client:
+                for _ in range(3):
+                    assert (await client.chat(model="m", messages=MESSAGES)).content == "secure"
+                assert client.statistics()["opened"] == 1
+
+
+async def test_a_certificate_for_another_name_fails_to_connect(
+    ca: trustme.CA, autojump_clock: Any
+) -> None:
+    """A wrong certificate is a ConnectFailed naming the TLS failure, never a silent success."""
+    with trio.fail_after(BIG):
+        async with tls_server(ca, "someone-else.test", answer_all) as port:
+            client = OpenAICompatibleClient(
+                base_url=f"https://127.0.0.1:{port}/v1", transport_retry=NO_RETRY
+            )
+            async with client:
+                with pytest.raises(ModelConnectionError, match=r"TLS handshake") as info:
+                    await client.chat(model="m", messages=MESSAGES)
+    assert isinstance(info.value.__cause__, _http.ConnectFailed)
+    assert "SSLCertVerificationError" in str(info.value)
+
+
+async def test_https_through_a_connect_proxy(
+    ca: trustme.CA, monkeypatch: pytest.MonkeyPatch, autojump_clock: Any
+) -> None:
+    """HTTPS_PROXY: CONNECT api.test:443 to the proxy, then TLS end to end through the tunnel
+    (the proxy pipes bytes to the real TLS server; the client never resolves api.test)."""
+    tunnels: list[bytes] = []
+
+    async def connect_proxy(tls_port: int, client: trio.SocketStream) -> None:
+        tunnels.append(await read_request(client))
+        await client.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        upstream = await trio.open_tcp_stream("127.0.0.1", tls_port)
+        async with upstream, trio.open_nursery() as nursery:
+            nursery.start_soon(pipe, client, upstream)
+            nursery.start_soon(pipe, upstream, client)
+
+    with trio.fail_after(BIG):
+        async with (
+            tls_server(ca, "api.test", answer_all) as tls_port,
+            raw_server(partial(connect_proxy, tls_port)) as proxy_url,
+        ):
+            port = proxy_url.split(":")[2].split("/")[0]
+            monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+            async with OpenAICompatibleClient(base_url="https://api.test/v1") as client:
+                reply = await client.chat(model="m", messages=MESSAGES)
+    assert reply.content == "secure"
+    assert tunnels[0].startswith(b"CONNECT api.test:443 HTTP/1.1\r\n")
+
+
+async def pipe(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+    with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while data := await source.receive_some(65536):
+            await sink.send_all(data)
+    with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await sink.send_eof()

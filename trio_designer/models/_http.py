@@ -6,17 +6,18 @@ does exactly that and nothing else: ``POST``/``GET`` to one ``http://`` or ``htt
 limit. The HTTP protocol itself is `h11 <https://h11.readthedocs.io>`_'s (the state machine
 httpcore also uses); this module owns only the connections::
 
-    pool = ConnectionPool(parse_origin("http://127.0.0.1:8000/v1"), max_connections=16)
-    response = await pool.request("POST", "/v1/chat/completions", headers, body,
+    origin, base_path = parse_origin("http://127.0.0.1:8000/v1")   # base_path == "/v1"
+    pool = ConnectionPool(origin, max_connections=16, proxy=proxy_for(origin))
+    response = await pool.request("POST", f"{base_path}/chat/completions", headers, body,
                                   timeout=60.0, max_body=8 * 2**20)
     await pool.aclose()
 
 Why not httpx: measured in ``benches/client_cpu.py`` (numbers in ``docs/benchmarks.md``),
-httpx + httpcore cost 1.3-2.6 ms of CPU per request and got *slower* as connections were
+httpx + httpcore cost 1.3-3.9 ms of CPU per request and got *slower* as connections were
 added, because httpcore's pool scans every connection for every queued request on each
 request and each response. This pool costs O(1) per request: a LIFO stack of idle connections.
 
-Invariants (each named by the test that checks it in ``tests/test_model_client.py``):
+Invariants (each named by the test that checks it in ``tests/test_model_http.py``):
 
 * **One deadline per request** (``test_trickling_server_times_out_on_the_whole_request``):
   ``timeout`` bounds the request from the moment it has a connection slot (connecting,
@@ -27,14 +28,16 @@ Invariants (each named by the test that checks it in ``tests/test_model_client.p
   ``max_body`` (declared in ``Content-Length``, or counted while streaming, after decoding
   gzip/deflate) raises :class:`ResponseTooLarge` as soon as the limit is crossed; at most
   ``max_body`` plus one receive buffer is ever held.
-* **A connection is reused only in a known-clean state** (``test_connections_are_reused``):
-  after a complete exchange that both sides allow to continue. A connection interrupted by
-  anything (an error, the deadline, a cancellation) is closed, never pooled.
+* **A connection is reused only in a known-clean state** (``test_connections_are_reused``,
+  ``test_connection_close_is_honoured``): after a complete exchange that both sides allow to
+  continue. A connection interrupted by anything (an error, the deadline, a cancellation) is
+  closed, never pooled (``test_cancelled_request_closes_its_connection``).
 * **Idle connections expire** after ``keepalive_expiry`` seconds (trio's clock), before the
   usual 5 s of servers, and one the server has closed (readable while idle) is dropped
-  before use. A request that still meets a connection the server closed under it, before any
-  byte of the answer, is sent once more on a fresh connection
-  (``test_idle_keepalive_gaps_never_fail_a_request``).
+  before use (``test_idle_keepalive_gaps_never_fail_a_request``). A request that still meets
+  a reused connection the server closed under it, before any byte of the answer, is sent once
+  more, at once, on a fresh connection
+  (``test_a_reused_connection_closed_by_the_server_is_resent_at_once``).
 
 Failures leave as the :class:`HTTPError` subclasses below (never as ``OSError``, trio or h11
 exceptions): :data:`LOW_LEVEL_ERRORS` lists what the streams and h11 raise, and
