@@ -174,8 +174,9 @@ class ProgressTracker:
     and per endpoint. Trio-free: the caller passes the time.
 
     Rates: a column's rate is its recent cells/s; once a column is complete the rate shown is its
-    average from the start until it completed (a finished column does not decay to 0/s). In the
-    final frame every column shows its average over the run.
+    average from the start to the first frame that saw it complete, and stays so (a finished
+    column does not decay to 0/s), in the final frame too. In the final frame a column that
+    never completed (an interrupted or early-stopped run) shows its average over the run.
 
     Args:
       state: the run's state.
