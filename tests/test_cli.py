@@ -594,7 +594,7 @@ def test_dropped_rows_still_succeed(isolated: Path, capsys: pytest.CaptureFixtur
     assert dropped > 0
     assert f"rows: {50 - dropped} written of 50 requested ({dropped} dropped)" in out
     assert f"failures: {dropped}\n  row " in out
-    assert "KeyError: 'no such thing' (1 attempt)" in out
+    assert "(dropped after 1 attempt), column boom: KeyError: 'no such thing'\n" in out
     assert main(["inspect", "out/td_flaky_ok"]) == 0
     report = capsys.readouterr().out
     assert f"failures: {dropped} failures (failures.jsonl)" in report

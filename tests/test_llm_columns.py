@@ -385,14 +385,14 @@ async def test_unusable_answers_are_reasked_then_fail(
         assert requests_seen(spy) == retries + 1
         usage = spy.registry.usage()["gen"]
     error = info.value
-    assert error.attempts == retries + 1
+    assert error.requests == retries + 1
     assert (error.column, error.row) == (column.name, 7)
     assert not error.retryable
     assert str(error).startswith(
-        f"column {column.name!r}: model 'gen' gave no usable answer in {retries + 1} attempt"
+        f"column {column.name!r}: model 'gen' gave no usable answer in {retries + 1} request"
     )
     assert problem in str(error)
-    assert usage.requests_ok == retries + 1  # every attempt counts
+    assert usage.requests_ok == retries + 1  # every request counts
     assert usage.input_tokens > 0
     assert [len(call.messages) for call in spy.calls] == [1 + 2 * i for i in range(retries + 1)]
 

@@ -499,13 +499,13 @@ async def test_rich_final_without_run_prints_one_frame(
     state = make_state(("only",))
     reporter = RichProgress(state, stream=screen)
     state.counts["only"].ok = 100
-    reporter.final()
-    reporter.final()
+    reporter.final("complete")
+    reporter.final("complete")
     with trio.fail_after(1):  # virtual: a run() that did start would loop until this
         await reporter.run()  # too late: returns at once, draws nothing
     text = ANSI.sub("", screen.getvalue())
     assert text.count("rows written") == 1
-    assert "(finished)" in text
+    assert "(complete)" in text
     assert "100%" in text
 
 
@@ -649,7 +649,7 @@ def test_sticky_bars_in_a_real_pseudo_terminal(tmp_path: Path) -> None:
     assert re.search(rf"topic\s+{BAR}\s+100%\s+40/40", text)
     assert re.search(rf"shout\s+{BAR}\s+98%\s+39/40 .* 1 failed", text)
     assert "model simulator:sim-gen  limit 4/4" in text
-    assert "rows written 39/40  dropped 1  (finished)" in text
+    assert "rows written 39/40  dropped 1  (complete)" in text
     # The log line printed above the bars, which came back below it.
     log_at = out.index("is about to fail on purpose")
     erased_at = out.rfind("\x1b[2K", 0, log_at)

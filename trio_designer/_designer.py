@@ -27,6 +27,7 @@ from ._eventloop import check_sync_caller, check_trio_caller
 from ._exceptions import ConfigError
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
+from ._sink import SUMMARY_ROW_GROUPS_FOUND
 from .config import PipelineConfig
 from .generators._base import ColumnGenerator
 from .generators._registry import build_generator
@@ -349,15 +350,17 @@ class TrioDesigner:
         async with trio.open_nursery() as nursery:
             if reporter is not None:
                 nursery.start_soon(reporter.run)
+            outcome: _RecordedStatus = "interrupted"  # what metadata.json records, too
             try:
                 if engine is not None:
                     await engine.run()
                 else:
                     await run_sync(state)
+                outcome = "early_shutdown" if state.early_shutdown else "complete"
             finally:
                 nursery.cancel_scope.cancel()
                 if reporter is not None:
-                    reporter.final()
+                    reporter.final(outcome)
 
 
 class _LimitChanges:
@@ -422,6 +425,7 @@ def _summary(state: RunState, status: str) -> dict[str, Any]:
         "columns": {c: attrs.asdict(n) for c, n in state.counts.items()},
         "failures": [attrs.asdict(f) for f in state.failures[:1000]],
         "early_shutdown": state.early_shutdown,
+        SUMMARY_ROW_GROUPS_FOUND: len(state.skip_row_groups),
         "usage": {}
         if state.models is None
         else {a: u.to_dict() for a, u in state.models.usage().items()},

@@ -158,13 +158,17 @@ class ModelRequestError(NonRetryableGenerationError):
 
 
 class ModelOutputError(NonRetryableGenerationError):
-    """The model answered, but no attempt produced output that parsed and validated."""
+    """The model answered, but no answer parsed and validated.
+
+    ``requests`` is how many times the cell asked (``1 + max_parse_retries``), all within one
+    attempt of the cell: "attempts" count the engine's runs of a cell (``failures.jsonl``).
+    """
 
     def __init__(
-        self, message: str, *, attempts: int, column: str | None = None, row: int | None = None
+        self, message: str, *, requests: int, column: str | None = None, row: int | None = None
     ) -> None:
         super().__init__(message, column=column, row=row)
-        self.attempts = attempts
+        self.requests = requests
 
 
 class SinkError(TrioDesignerError, OSError):

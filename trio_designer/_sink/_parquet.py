@@ -18,6 +18,7 @@ metadata the commit record.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -162,6 +163,12 @@ class ParquetSink(SinkBase):
         root = self._root
         if root.exists() and not root.is_dir():
             raise SinkError(f"{self._where()} is a file; pass another {OUTPUT_DIR_ARGUMENT}.")
+        blocking = _file_in_the_way(root)
+        if blocking is not None:
+            raise SinkError(
+                f"{self._where()} cannot be created: '{blocking}' is a file, not a directory; "
+                f"pass another {OUTPUT_DIR_ARGUMENT}."
+            )
         meta_path = root / METADATA_FILE
         if not meta_path.exists():
             if root.exists() and not _is_scaffolding_only(root):
@@ -176,7 +183,7 @@ class ParquetSink(SinkBase):
         except ValueError as exc:
             raise SinkError(
                 f"{meta_path} is not valid JSON ({exc}); pass another {OUTPUT_DIR_ARGUMENT} "
-                f"remove the directory."
+                f"or remove the directory."
             ) from exc
         return RunMetadata.from_json_dict(data, where=str(meta_path))
 
@@ -245,10 +252,35 @@ class ParquetSink(SinkBase):
         except SinkError:
             raise
         except (OSError, pa.ArrowException) as exc:
-            raise SinkError(
-                f"writing to {self._where()} failed: {exc}; check the disk (space, "
-                f"permissions) and run again."
-            ) from exc
+            raise SinkError(f"writing to {self._where()} failed: {exc}; {_remedy(exc)}") from exc
+
+
+def _file_in_the_way(root: Path) -> Path | None:
+    """The nearest existing ancestor of ``root`` if it is not a directory (so ``root`` cannot
+    be created), else ``None``."""
+    for parent in root.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+#: What to do about a failed write, by ``errno``: the disk, the permissions, or the path.
+_REMEDIES = {
+    errno.ENOSPC: "free some disk space and run again",
+    errno.EDQUOT: "free some disk space (you are over quota) and run again",
+    errno.EACCES: f"check the permissions of the directory, or pass another {OUTPUT_DIR_ARGUMENT}",
+    errno.EPERM: f"check the permissions of the directory, or pass another {OUTPUT_DIR_ARGUMENT}",
+    errno.EROFS: f"the file system is read-only; pass another {OUTPUT_DIR_ARGUMENT}",
+    errno.ENOTDIR: f"a part of the path is not a directory; pass another {OUTPUT_DIR_ARGUMENT}",
+    errno.ENAMETOOLONG: f"the path is too long; pass another {OUTPUT_DIR_ARGUMENT}",
+}
+
+
+def _remedy(exc: BaseException) -> str:
+    """The end of a failed write's message: what the user can do about ``exc``."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    known = _REMEDIES.get(code) if code is not None else None
+    return f"{known}." if known else "check the disk (space, permissions) and run again."
 
 
 def _is_scaffolding_only(root: Path) -> bool:

@@ -21,9 +21,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 import trio
 
-from .._sink import DATASET_DIR, FAILURES_FILE, METADATA_FILE, TRACE_FILE
+from .._sink import (
+    DATASET_DIR,
+    FAILURES_FILE,
+    METADATA_FILE,
+    SUMMARY_ROW_GROUPS_FOUND,
+    TRACE_FILE,
+)
 from ._format import (
     Redactor,
     duration,
@@ -85,16 +92,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             config, num_records=args.num_records, output_dir=output_dir, resume=args.resume
         )
 
+    files_before = recorded_files(_read_metadata(output_dir)) if args.resume else frozenset()
     result = trio.run(run_until_interrupted, create)
     if result is None:
         print(interrupted_message(args, output_dir), file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
-    on_disk = None
+    resumed = None
     if args.resume:
         meta = _read_metadata(output_dir) or {}
-        on_disk = int(meta.get("rows_written", result.num_records_written))
+        summary = meta.get("summary") or {}
+        resumed = Resumed(
+            rows_on_disk=int(meta.get("rows_written", result.num_records_written)),
+            files_before=files_before,
+            row_groups_found=int(summary.get(SUMMARY_ROW_GROUPS_FOUND, 0)),
+            num_row_groups=int(meta.get("num_row_groups", 0)),
+        )
     print(
-        redact(run_summary(result, trace=config.run.trace, on_disk=on_disk, prog=args.prog)),
+        redact(run_summary(result, trace=config.run.trace, resumed=resumed, prog=args.prog)),
         flush=True,
     )
     return EXIT_EARLY_SHUTDOWN if result.status == "early_shutdown" else EXIT_OK
@@ -167,6 +181,34 @@ def resume_command(args: argparse.Namespace, output_dir: Path) -> str:
     return " ".join(shlex.quote(p) if i else p for i, p in enumerate(parts))
 
 
+def recorded_files(meta: Mapping[str, Any] | None) -> frozenset[str]:
+    """The parquet files a run record lists (``row_groups[*].file``), none without one."""
+    groups = (meta or {}).get("row_groups") or {}
+    return frozenset(g["file"] for g in groups.values() if isinstance(g, dict) and g.get("file"))
+
+
+@attrs.frozen(kw_only=True)
+class Resumed:
+    """What a ``--resume`` summary adds to the result: the state of the directory.
+
+    Attributes:
+      rows_on_disk: rows stored in the output directory in total, after this run.
+      files_before: the parquet files recorded before this run started.
+      row_groups_found: row groups this run found already written (and did not generate).
+      num_row_groups: row groups of the whole run.
+    """
+
+    rows_on_disk: int
+    files_before: frozenset[str] = frozenset()
+    row_groups_found: int = 0
+    num_row_groups: int = 0
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Every row group was already on disk: this run generated nothing."""
+        return self.num_row_groups > 0 and self.row_groups_found >= self.num_row_groups
+
+
 def _read_metadata(output_dir: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((output_dir / METADATA_FILE).read_text(encoding="utf-8"))
@@ -176,19 +218,23 @@ def _read_metadata(output_dir: Path) -> dict[str, Any] | None:
 
 
 def run_summary(
-    result: Any, *, trace: bool = False, on_disk: int | None = None, prog: str = "trio-designer"
+    result: Any,
+    *,
+    trace: bool = False,
+    resumed: Resumed | None = None,
+    prog: str = "trio-designer",
 ) -> str:
     """The summary printed after a run: status, rows, per-column counts, models, time, files.
 
     Args:
       result: the ``RunResult``.
       trace: whether the run recorded a trace (``trace.json``).
-      on_disk: for a resumed run, the rows stored in the output directory in total (the
-        result counts only this run's rows).
+      resumed: for a resumed run, the state of the output directory (the result counts only
+        this run's rows and cells, but lists every file).
       prog: the program name, for the follow-up commands it suggests.
     """
     lines = [f"status: {result.status}"]
-    if on_disk is None:
+    if resumed is None:
         lines.append(
             f"rows: {result.num_records_written} written of {result.num_records_requested} "
             f"requested ({result.num_rows_dropped} dropped)"
@@ -196,7 +242,7 @@ def run_summary(
     else:
         lines.append(
             f"rows: {result.num_records_written} written by this run "
-            f"({result.num_rows_dropped} dropped); {on_disk} of "
+            f"({result.num_rows_dropped} dropped); {resumed.rows_on_disk} of "
             f"{result.num_records_requested} requested rows are on disk"
         )
     if result.status == "early_shutdown":
@@ -204,14 +250,23 @@ def run_summary(
             "  the error-rate gate stopped the run early (run.shutdown_error_rate); see the "
             "failures below"
         )
-    lines.append("columns:")
-    lines.append(column_table(result.columns))
-    lines.extend(_model_lines(result.usage, result.model_limits))
+    if resumed is not None and resumed.nothing_to_do:
+        lines.append(
+            f"nothing left to generate: all {plural(resumed.num_row_groups, 'row group')} were "
+            "already on disk"
+        )
+    else:
+        lines.append("columns:")
+        lines.append(column_table(result.columns))
+        lines.extend(_model_lines(result.usage, result.model_limits))
     lines.append(f"elapsed: {duration(result.elapsed)}")
     if result.output_dir is not None:
         out = result.output_dir
-        new = "new parquet file" if on_disk is not None else "parquet file"
-        lines.append(f"output: {out} ({plural(len(result.files), new)})")
+        files = plural(len(result.files), "parquet file")
+        if resumed is not None:
+            new = len(set(result.files) - resumed.files_before)
+            files += f", {new} written by this run"
+        lines.append(f"output: {out} ({files})")
         lines.append(f'  read it: pyarrow.dataset.dataset("{out / DATASET_DIR}")')
         if trace:
             lines.append(
@@ -258,15 +313,21 @@ def failure_lines(failures: Any, *, limit: int = 5) -> list[str]:
 
     lines = [f"failures: {len(failures)}"]
     for f in list(failures)[:limit]:
-        row = get(f, "row")
-        where = f"row {row}" if row is not None else f"row group {get(f, 'row_group')}"
         lines.append(
-            f"  {where}, column {get(f, 'column')}: {get(f, 'error_class')}: "
-            f"{get(f, 'message')} ({plural(int(get(f, 'attempts') or 0), 'attempt')})"
+            f"  {failure_place(get(f, 'row'), get(f, 'row_group'), get(f, 'attempts'))}, "
+            f"column {get(f, 'column')}: {get(f, 'error_class')}: {get(f, 'message')}"
         )
     if len(failures) > limit:
         lines.append(f"  ... and {len(failures) - limit} more")
     return lines
+
+
+def failure_place(row: Any, row_group: Any, attempts: Any) -> str:
+    """Where a failure dropped data and after how many attempts of the cell (the engine's
+    runs of it; requests inside one attempt are the message's business): ``row 7 (dropped
+    after 3 attempts)``. Shared by ``run`` and ``inspect``."""
+    where = f"row {row}" if row is not None else f"row group {row_group}"
+    return f"{where} (dropped after {plural(int(attempts or 0), 'attempt')})"
 
 
 # -- preview -------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Four kinds, one conversation loop (:class:`LLMGenerator`)::
         answer = await ctx.models.model(alias).chat(messages, ...)
         parse(answer) -> value                  # ok: done
         otherwise append the answer and a user message naming the problem, and ask again
-    raise ModelOutputError(attempts=...)        # non-retryable: the row is dropped
+    raise ModelOutputError(requests=...)        # non-retryable: the row is dropped
 
 What each kind asks for and accepts:
 
@@ -184,9 +184,9 @@ class LLMGenerator(ColumnGenerator):
         """
         messages = self._first_messages(ctx)
         handle = self._handle(ctx)
-        attempts = self.column.max_parse_retries + 1
+        requests = self.column.max_parse_retries + 1
         problem = ""
-        for _ in range(attempts):
+        for _ in range(requests):
             response = await self._ask(handle, messages, ctx)
             try:
                 value = self.parse(response)
@@ -195,12 +195,14 @@ class LLMGenerator(ColumnGenerator):
                 messages.extend(self._re_ask(response, problem))
                 continue
             return self._output(value, response)
+        # "requests", not "attempts": an attempt is one run of the cell by the engine (the
+        # trace's ``attempt``, ``failures.jsonl``'s ``attempts``); these requests are one attempt.
         raise ModelOutputError(
             f"column {self.column.name!r}: model {self.column.model!r} gave no usable answer "
-            f"in {attempts} attempt{'s' if attempts != 1 else ''} (row {ctx.row_index}); the "
-            f"last problem: {problem} Raise max_parse_retries, simplify the prompt or schema, "
-            f"or use a stronger model.",
-            attempts=attempts,
+            f"in {requests} request{'s' if requests != 1 else ''} (row {ctx.row_index}; "
+            f"max_parse_retries={self.column.max_parse_retries}); the last problem: {problem} "
+            f"Raise max_parse_retries, simplify the prompt or schema, or use a stronger model.",
+            requests=requests,
             column=self.column.name,
             row=ctx.row_index,
         )
