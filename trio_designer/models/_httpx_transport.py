@@ -78,6 +78,7 @@ __all__ = [
     "CLIENT_CONNECTIONS",
     "HTTPX_ERROR_TABLE",
     "HttpxTransport",
+    "split_connections",
     "translate",
     "translated",
 ]
@@ -237,11 +238,7 @@ class HttpxTransport:
         http2: bool = False,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        count = -(-max_connections // CLIENT_CONNECTIONS)
-        sizes = [
-            max_connections // count + (1 if i < max_connections % count else 0)
-            for i in range(count)
-        ]
+        sizes = split_connections(max_connections)
         context = default_ssl_context() if ssl_context is None else ssl_context
         self._origin = origin
         self._base = str(origin)
@@ -254,6 +251,11 @@ class HttpxTransport:
     @property
     def origin(self) -> Origin:
         return self._origin
+
+    @property
+    def client_sizes(self) -> tuple[int, ...]:
+        """How many connections each of the ``httpx.AsyncClient`` s may open."""
+        return tuple(self._sizes)
 
     def statistics(self) -> TransportStatistics:
         """Slots in use, requests waiting for one, connections opened so far."""
@@ -384,6 +386,15 @@ async def _read(response: httpx.Response, max_body: int) -> Response:
     if failure is not None:
         raise failure
     return reader.finish()
+
+
+def split_connections(max_connections: int) -> list[int]:
+    """``max_connections`` split over as few clients of at most :data:`CLIENT_CONNECTIONS` as
+    possible, sizes differing by at most one (40 → 14, 13, 13)."""
+    count = -(-max_connections // CLIENT_CONNECTIONS)
+    return [
+        max_connections // count + (1 if i < max_connections % count else 0) for i in range(count)
+    ]
 
 
 def _client(
