@@ -44,9 +44,9 @@ from ._validators import (
 #: The provider name of the built-in simulated endpoint; it needs no ``providers`` entry.
 SIMULATOR_PROVIDER = "simulator"
 
-#: How a provider's requests travel: our own HTTP/1.1 pool, or httpx.
-Transport: TypeAlias = Literal["native", "httpx"]
-TRANSPORTS: tuple[str, ...] = get_args(Transport)
+#: How a provider's requests travel: our own HTTP/1.1 pool, or httpx (``models/_transport.py``).
+TransportName: TypeAlias = Literal["native", "httpx"]
+TRANSPORTS: tuple[str, ...] = get_args(TransportName)
 
 
 def endpoint_name(provider: str, model: str) -> str:
@@ -153,7 +153,7 @@ class ModelProvider:
         validator=checked(is_json_object, _string_values),
         hash=False,
     )
-    transport: Transport = attrs.field(default="native", validator=checked(v.in_(TRANSPORTS)))
+    transport: TransportName = attrs.field(default="native", validator=checked(v.in_(TRANSPORTS)))
     http2: bool = attrs.field(default=False, validator=checked(is_bool, _http2_needs_httpx))
 
 

@@ -19,7 +19,9 @@ How it keeps the contract:
   admits at most ``max_connections`` requests, first come first served, so a client never has
   more requests than connections and nothing ever queues inside httpcore.
   Invariant: ``sum(self._free) == max_connections - self._slots.borrowed_tokens``, and each
-  ``self._free[i]`` is between 0 and the size of client ``i`` (asserted in ``_take``).
+  ``self._free[i]`` is between 0 and the size of client ``i`` (asserted in ``_take``; checked
+  by ``test_connections_are_split_over_clients_of_at_most_16`` in
+  ``tests/test_model_httpx_transport.py``).
 * **One deadline, ours.** httpx's per-phase timeouts are off (``timeout=None``); one trio
   ``move_on_after`` covers connecting, TLS, sending, waiting and every byte of the answer, so
   a trickling server cannot stretch it.

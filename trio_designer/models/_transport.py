@@ -18,22 +18,32 @@ Two transports implement it, chosen per provider (``transport: native | httpx``)
   path"), but httpx's proxy handling (SOCKS with the ``socks`` extra), HTTP/2 and TLS
   handling.
 
-The contract both keep (``tests/test_model_transport.py`` runs the same tests over both):
+The contract both keep, each point checked over both transports by the named test in
+``tests/test_model_transport.py`` (every test there runs ``[native]`` and ``[httpx]``):
 
-* **One deadline per request**: ``timeout`` covers the request from the moment it has a
-  connection slot to the last byte of the answer, as one trio cancel scope; running out raises
-  :class:`RequestTimedOut`. Waiting for a slot is not covered (a local queue must never look
-  like a slow server), and never happens inside the HTTP library: requests beyond
-  ``max_connections`` wait, first come first served, in a ``trio.CapacityLimiter`` in front.
-* **A size cap while streaming**: a body above ``max_body`` bytes (announced in
-  ``Content-Length``, or counted after decoding gzip/deflate as it streams in) raises
-  :class:`ResponseTooLarge` as soon as the limit is crossed, and the connection is closed.
-  Both transports decode with :class:`BodyReader`, which never inflates more than the limit.
-* **A connection is reused only after a complete exchange**; one interrupted by an error, the
-  deadline or a cancellation is closed.
+* **One deadline per request** (``test_trickling_server_times_out_on_the_whole_request``):
+  ``timeout`` covers the request from the moment it has a connection slot to the last byte of
+  the answer, as one trio cancel scope; running out raises :class:`RequestTimedOut`. Waiting
+  for a slot is not covered (``test_waiting_for_a_connection_is_not_part_of_the_deadline``: a
+  local queue must never look like a slow server), and never happens inside the HTTP library:
+  requests beyond ``max_connections`` wait, first come first served, in a
+  ``trio.CapacityLimiter`` in front (``test_pool_bounds_concurrent_connections``).
+* **A size cap while streaming** (``test_oversize_answer_is_cut_off_while_streaming``,
+  ``test_gzip_answers_are_decoded_and_capped_after_decoding``): a body above ``max_body``
+  bytes (announced in ``Content-Length``, or counted after decoding gzip/deflate as it streams
+  in) raises :class:`ResponseTooLarge` as soon as the limit is crossed, and the connection is
+  closed. Both transports decode with :class:`BodyReader`, which never inflates more than the
+  limit.
+* **A connection is reused only after a complete exchange** (``test_connections_are_reused``,
+  ``test_connection_close_is_honoured``); one interrupted by an error, the deadline or a
+  cancellation is closed (``test_cancelled_request_closes_its_connection``).
 * **A reused connection the server closed under us**, found out before any byte of the answer,
-  costs no backoff: the request is sent once more, at once, on a fresh connection.
-* **Failures leave as the** :class:`HTTPError` **subclasses below** and nothing else, so
+  costs no backoff: the request is sent once more, at once, on a fresh connection
+  (``test_a_reused_connection_closed_by_the_server_is_resent_at_once``,
+  ``test_idle_keepalive_gaps_never_fail_a_request``).
+* **Failures leave as the** :class:`HTTPError` **subclasses below** and nothing else, the
+  same class for the same failure
+  (``test_connection_error_after_max_attempts_chains_the_transport_error``), so
   :mod:`._errors` maps one set of classes (``tests/test_model_errors.py`` enumerates what each
   transport's layers can raise: h11, trio and ``OSError`` for native, ``httpx.__all__`` for
   httpx).
