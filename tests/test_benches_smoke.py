@@ -84,7 +84,8 @@ def test_client_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert [r["max_parallel_requests"] for r in data[section]] == list(levels)
         assert all(r["requests"] == 5 * r["records"] for r in data[section])
         assert all(r["cpu_us_per_request"] > 0 for r in data[section])
-    assert {r["option"] for r in data["transport_options"]} >= {"ours (h11 on trio)"}
+    options = {r["option"] for r in data["transport_options"]}
+    assert options >= {"ours, native (h11 on trio)", "ours, transport: httpx"}
 
 
 def test_cli_rejects_unknown_bench(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,9 +1,11 @@
 """An OpenAI-compatible HTTP client for trio: chat completions, embeddings, model listing.
 
 One :class:`OpenAICompatibleClient` talks to one endpoint (a provider's ``base_url``) through
-one pool of keep-alive HTTP/1.1 connections (:mod:`trio_designer.models._http`, h11 on trio
-streams). It works against anything that speaks the OpenAI wire format — OpenAI, vLLM, NIM,
-Ollama, our simulator — chosen by base URL alone::
+one transport (:mod:`trio_designer.models._transport`): by default our own pool of keep-alive
+HTTP/1.1 connections (:mod:`._http`, h11 on trio streams), or ``transport="httpx"``
+(:mod:`._httpx_transport`) for SOCKS or https proxies and HTTP/2. It works against anything
+that speaks the OpenAI wire format — OpenAI, vLLM, NIM, Ollama, our simulator — chosen by base
+URL alone::
 
     async with OpenAICompatibleClient(base_url="http://127.0.0.1:8000/v1", name="local") as client:
         reply = await client.chat(model="m", messages=[{"role": "user", "content": "Hi"}])
@@ -29,10 +31,10 @@ What it does, and what it deliberately leaves to others:
 * **A size cap.** An answer whose body exceeds ``max_response_bytes`` is cut off while it
   streams in (memory stays flat) and fails with a non-retryable :class:`ModelRequestError`
   (``reason="response_too_large"``) naming the model, the limit and the setting to raise.
-* **Concurrency** is bounded by the caller (the per-model limiter); the pool holds
+* **Concurrency** is bounded by the caller (the per-model limiter); the transport holds
   ``max_connections`` connections, all of which may be kept alive. Requests beyond that wait
-  for a connection in a FIFO without a deadline. The pool costs the same per request whatever
-  its size (see ``docs/benchmarks.md``, "The request path").
+  for a connection in a FIFO without a deadline. The native pool costs the same per request
+  whatever its size (see ``docs/benchmarks.md``, "The request path").
 """
 
 from __future__ import annotations
@@ -59,14 +61,18 @@ from ._errors import (
     error_from_transport,
     retry_after_from_headers,
 )
-from ._http import (
+from ._http import ConnectionPool, proxy_for
+from ._httpx_transport import HttpxTransport
+from ._transport import (
     DEFAULT_KEEPALIVE_EXPIRY,
-    ConnectionPool,
+    TRANSPORT_KINDS,
     HTTPError,
     HTTPStatusError,
+    Origin,
     Response,
+    Transport,
+    TransportStatistics,
     parse_origin,
-    proxy_for,
 )
 
 __all__ = [
@@ -74,6 +80,7 @@ __all__ = [
     "ChatResponse",
     "OpenAICompatibleClient",
     "Usage",
+    "open_transport",
     "resolve_api_key",
 ]
 
@@ -185,13 +192,17 @@ class OpenAICompatibleClient:
       transport_retry: how often and how patiently to retry 502/503/504 and broken
         connections; ``BackoffPolicy(max_attempts=1)`` turns these retries off.
       name: the provider's name, used in error messages and logs.
+      transport: ``"native"`` (our HTTP/1.1 pool, the default) or ``"httpx"`` (for SOCKS
+        or https proxies, HTTP/2); both keep the same contract (:mod:`._transport`).
+      http2: offer HTTP/2 to ``https`` endpoints; only with ``transport="httpx"``.
 
     Raises:
       ConfigError: if ``base_url`` is not an http(s) URL, ``max_connections < 1``,
-        ``timeout <= 0``, ``max_response_bytes < 1``, an extra header is not valid HTTP, or
-        the environment names a proxy we cannot use.
+        ``timeout <= 0``, ``max_response_bytes < 1``, an extra header is not valid HTTP, the
+        transport is unknown, ``http2`` is asked of the native one, or the environment names
+        a proxy the transport cannot use (the message names the remedy).
 
-    HTTP proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
+    Proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
     ``NO_PROXY``) are honoured except for loopback addresses, so the embedded simulator is
     always reached directly. Redirects are not followed: a 3xx means the base URL is wrong, and
     is reported as such. TLS certificates are verified (``SSL_CERT_FILE``/``SSL_CERT_DIR``,
@@ -211,6 +222,8 @@ class OpenAICompatibleClient:
         extra_headers: Mapping[str, str] | None = None,
         transport_retry: BackoffPolicy = BackoffPolicy(),  # noqa: B008 (frozen value)
         name: str = "",
+        transport: str = "native",
+        http2: bool = False,
     ) -> None:
         where = _label_for(name, base_url)
         try:
@@ -223,10 +236,6 @@ class OpenAICompatibleClient:
             timeout=timeout,
             max_response_bytes=max_response_bytes,
         )
-        try:
-            proxy = proxy_for(origin)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
         headers = [
             ("user-agent", _USER_AGENT),
             ("accept", "application/json"),
@@ -247,13 +256,10 @@ class OpenAICompatibleClient:
         self._policy = transport_retry
         self._secrets = _secrets(api_key, extra_headers or {})
         self._rng = random.Random(_stable_seed(name, base_url))
-        # Requests beyond the pool size wait in the pool for a connection (a FIFO of parked
-        # tasks, no deadline: a local wait must never turn into a spurious timeout).
-        self._pool = ConnectionPool(
-            origin,
-            max_connections=max_connections,
-            keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
-            proxy=proxy,
+        # Requests beyond the pool size wait in the transport for a connection (a FIFO of
+        # parked tasks, no deadline: a local wait must never turn into a spurious timeout).
+        self._transport = open_transport(
+            transport, origin, max_connections=max_connections, http2=http2, where=where
         )
 
     def __repr__(self) -> str:
@@ -280,11 +286,12 @@ class OpenAICompatibleClient:
         Always a checkpoint; the connections are closed first, so a cancellation cannot skip
         the cleanup.
         """
-        await self._pool.aclose()
+        await self._transport.aclose()
 
-    def statistics(self) -> dict[str, int]:
-        """The connection pool's counts: ``idle``, ``in_use``, ``waiting``, ``opened``."""
-        return self._pool.statistics()
+    def statistics(self) -> TransportStatistics:
+        """The transport's counts: slots ``in_use``, requests ``waiting``, connections
+        ``opened``."""
+        return self._transport.statistics()
 
     # ----------------------------------------------------------------------------------------
     # Endpoints
@@ -389,7 +396,7 @@ class OpenAICompatibleClient:
         """Send, retrying 502/503/504 and connection errors; return a success response.
 
         Every failure leaves through :mod:`._errors`, chained from the transport's exception
-        (for error statuses, an :class:`~._http.HTTPStatusError` carrying the response).
+        (for error statuses, an :class:`~._transport.HTTPStatusError` carrying the response).
         """
         content = b"" if body is None else _json_bytes(body)
         headers = self._get_headers if body is None else self._post_headers
@@ -399,7 +406,7 @@ class OpenAICompatibleClient:
         attempt = 1
         while True:
             try:
-                response = await self._pool.request(
+                response = await self._transport.request(
                     method, target, headers, content, timeout=deadline, max_body=limit
                 )
             except HTTPError as exc:
@@ -484,6 +491,36 @@ class OpenAICompatibleClient:
 # --------------------------------------------------------------------------------------------
 # Construction helpers
 # --------------------------------------------------------------------------------------------
+
+
+def open_transport(
+    kind: str, origin: Origin, *, max_connections: int, http2: bool, where: str
+) -> Transport:
+    """The transport named ``kind`` for ``origin`` (``where`` names the provider in errors).
+
+    Raises:
+      ConfigError: ``kind`` is unknown, ``http2`` with the native transport, or the transport
+        refuses the setup (a proxy it cannot use, a missing optional package); the message
+        says what to do.
+    """
+    if kind not in TRANSPORT_KINDS:
+        choices = " or ".join(repr(k) for k in TRANSPORT_KINDS)
+        raise ConfigError(f"{where}: transport must be {choices}, got {kind!r}")
+    try:
+        if kind == "httpx":
+            return HttpxTransport(origin, max_connections=max_connections, http2=http2)
+        if http2:
+            raise ValueError(
+                "http2 needs transport 'httpx' (the native transport speaks HTTP/1.1 only)"
+            )
+        return ConnectionPool(
+            origin,
+            max_connections=max_connections,
+            keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
+            proxy=proxy_for(origin),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _label_for(name: str, base_url: str) -> str:

@@ -13,12 +13,13 @@ Everything the model client can see go wrong ends up here, and leaves as one of 
   model, prompt too long, quota exhausted, broken base URL); the row is dropped.
 
 Two entry points: :func:`error_from_status` for a response with a non-success status, and
-:func:`error_from_transport` for a failure of the HTTP layer (:mod:`._http`). The latter looks
-the exception's class up in :data:`TRANSPORT_ERROR_TABLE`, which names *every* failure class
-that layer exports; the layer itself translates every exception its streams and h11 can raise
-into one of them (``tests/test_model_errors.py`` enumerates both, ``h11.__all__`` included), so
-a new h11 or trio release cannot slip an unmapped error past us. ``docs/errors.md`` is the
-human-readable version of the same table.
+:func:`error_from_transport` for a failure of the HTTP layer (:mod:`._transport`). The latter
+looks the exception's class up in :data:`TRANSPORT_ERROR_TABLE`, which names *every* failure
+class that layer exports. Both transports raise only those classes: the native one translates
+every exception its streams and h11 can raise, the httpx one every exception class httpx
+exports (``tests/test_model_errors.py`` enumerates all of them, ``h11.__all__`` and
+``httpx.__all__`` included), so a new h11, trio or httpx release cannot slip an unmapped error
+past us. ``docs/errors.md`` is the human-readable version of the same tables.
 
 Messages are one or two sentences: who failed (the model and provider, when the caller passes
 ``where``), the HTTP status or failure, what to do, and at most 300 characters of what the server
@@ -52,7 +53,7 @@ from .._exceptions import (
     ModelServerError,
     ModelTimeoutError,
 )
-from ._http import (
+from ._transport import (
     ConnectFailed,
     ConnectionBroken,
     DecodingFailed,
@@ -404,7 +405,7 @@ TransportKind: TypeAlias = Literal["timeout", "connection", "request", "too_larg
 
 @attrs.frozen(kw_only=True)
 class TransportRule:
-    """How one failure class of the HTTP layer (:mod:`._http`) is classified.
+    """How one failure class of the HTTP layer (:mod:`._transport`) is classified.
 
     Attributes:
       kind: ``"timeout"`` → :class:`ModelTimeoutError`, ``"connection"`` →
@@ -450,7 +451,8 @@ TRANSPORT_ERROR_TABLE: Final[Mapping[type[Exception], TransportRule]] = {
     ResponseTooLarge: _rule("too_large", "the answer is larger than max_response_bytes"),
     HTTPStatusError: _rule("status", "the server answered with an error status"),
 }
-"""Every failure class :mod:`._http` exports → how it is classified. See :class:`TransportRule`."""
+"""Every failure class :mod:`._transport` exports → how it is classified (whichever transport
+raised it). See :class:`TransportRule`."""
 
 
 def transport_rule(exc_type: type[BaseException]) -> TransportRule | None:
@@ -472,12 +474,12 @@ def error_from_transport(
     :class:`ModelConnectionError` (both retryable); an answer above ``max_response_bytes``
     becomes a non-retryable :class:`ModelRequestError` with ``reason="response_too_large"``;
     a request that is not valid HTTP becomes a non-retryable :class:`ModelRequestError` with
-    ``reason="bad_request"`` and no status; an :class:`~._http.HTTPStatusError` is classified
+    ``reason="bad_request"`` and no status; an :class:`~._transport.HTTPStatusError` is classified
     by its response with :func:`error_from_status`. The mapping is
     :data:`TRANSPORT_ERROR_TABLE`.
 
     Args:
-      exc: the exception of :mod:`._http`.
+      exc: the failure, one of :mod:`._transport`'s classes.
       where: who was being called, as a noun phrase (``"model 'm' at provider 'p'"``).
       secrets: strings to replace with ``***`` in the quoted exception text.
 

@@ -493,6 +493,8 @@ async def open_model_registry(
                 timeout=timeouts[name],
                 extra_headers=provider.extra_headers,
                 name=name,
+                transport=provider.transport,
+                http2=provider.http2,
             )
             stack.push_async_callback(client.aclose)
             clients[name] = client
