@@ -93,6 +93,7 @@ async def test_a_cell_starts_when_its_own_row_is_ready(autojump_clock: Any) -> N
     assert result.elapsed == 6.0
 
 
+@pytest.mark.deadline(25)
 async def test_dropped_row_cancels_in_flight_siblings(autojump_clock: Any) -> None:
     script = Script()
     script.latency = {"a": 1.0, "slow": 10.0, "c": 1.0}
@@ -125,6 +126,7 @@ async def test_retryable_failures_are_salvaged(autojump_clock: Any) -> None:
     assert retried[1].started == 2.0
 
 
+@pytest.mark.deadline(220)
 async def test_llm_wait_handoff_keeps_dispatch_going(autojump_clock: Any) -> None:
     """One submission slot: 10 LLM-bound cells park on a slow model, yet the local column's 10
     cells all run while they wait."""
@@ -144,6 +146,7 @@ async def test_llm_wait_handoff_keeps_dispatch_going(autojump_clock: Any) -> Non
     assert result.elapsed == 109.0
 
 
+@pytest.mark.deadline(200)
 async def test_without_the_handoff_llm_cells_would_block_dispatch(autojump_clock: Any) -> None:
     """The contrast: a non-LLM slow column holds its submission slot to the end."""
     script = Script()

@@ -287,7 +287,8 @@ def test_admission_order_is_the_sorted_order_of_key_and_arrival(
     order: list[int] = []
 
     async def main() -> None:
-        order.extend(await admit_in_turn(FACTORIES[name](1), keys))
+        with trio.fail_after(10):  # virtual: admissions take no time at all
+            order.extend(await admit_in_turn(FACTORIES[name](1), keys))
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert order == sorted(range(len(keys)), key=lambda i: (keys[i], i))
@@ -313,24 +314,20 @@ async def test_request_priority_is_per_task_and_inherited_by_children() -> None:
     assert request_priority() == ()
 
 
-def test_cancelled_queue_entries_do_not_pile_up() -> None:
+async def test_cancelled_queue_entries_do_not_pile_up() -> None:
     """Dead heap entries are swept once they outnumber the live ones (past a small floor)."""
-
-    async def main() -> None:
-        queue = _WaiterQueue()
-        task = trio.lowlevel.current_task()
-        keep = _Waiter(task)
-        queue.push((0,), keep)
-        for i in range(1_000):
-            waiter = _Waiter(task)
-            queue.push((i,), waiter)
-            queue.discard(waiter)
-            assert queue.stored <= 66
-        assert queue.live == 1
-        assert queue.pop() == (keep, task)
-        assert (queue.live, queue.stored) == (0, 0)
-
-    trio.run(main)
+    queue = _WaiterQueue()
+    task = trio.lowlevel.current_task()
+    keep = _Waiter(task)
+    queue.push((0,), keep)
+    for i in range(1_000):
+        waiter = _Waiter(task)
+        queue.push((i,), waiter)
+        queue.discard(waiter)
+        assert queue.stored <= 66
+    assert queue.live == 1
+    assert queue.pop() == (keep, task)
+    assert (queue.live, queue.stored) == (0, 0)
 
 
 @contract
@@ -644,6 +641,7 @@ async def test_limit_shrinks_below_holders_who_finish_normally(
     assert admitted_at == [3.0]
 
 
+@pytest.mark.deadline(25)
 async def test_limit_recovers_to_the_ceiling(autojump_clock: trio.testing.MockClock) -> None:
     """After a cut, successes grow the limit back one step at a time (default policy)."""
     changes: list[LimitChange] = []
@@ -743,6 +741,7 @@ async def test_static_limiter_cools_down_on_429s_and_keeps_its_limit(
     assert (s.limit, s.rate_limited, s.successes, s.cooldown_remaining) == (2, 2, 2, 0.0)
 
 
+@pytest.mark.deadline(20)
 async def test_static_limiter_a_shorter_retry_after_does_not_shorten_the_cooldown(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -774,6 +773,7 @@ def test_static_limiter_rejects_a_bad_cooldown(cooldown: float) -> None:
 # -- adaptive: latency signal on an in-process GPU model ------------------------------------------
 
 
+@pytest.mark.deadline(120)
 async def test_latency_signal_finds_the_knee_of_a_gpu_endpoint(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:

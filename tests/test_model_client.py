@@ -552,6 +552,7 @@ async def test_max_attempts_one_disables_retries(autojump_clock: Any) -> None:
     assert len(recorder.requests) == 1
 
 
+@pytest.mark.deadline(60)
 @pytest.mark.parametrize(("retry_after", "expected_wait"), [("5", 5.0), ("0", 0.5), ("999", 30.0)])
 async def test_retry_after_on_503_lengthens_the_wait(
     retry_after: str, expected_wait: float, autojump_clock: Any
@@ -712,6 +713,7 @@ async def test_503s_are_retried_over_loopback(autojump_clock: Any) -> None:
     assert len(app.requests) == 3
 
 
+@pytest.mark.deadline(30)
 async def test_read_timeout_is_not_retried(autojump_clock: Any) -> None:
     """A server slower than the timeout gives ModelTimeoutError after exactly one timeout."""
     app = ScriptedApp([Reply(delay=100.0)])
@@ -745,6 +747,7 @@ async def test_pool_bounds_concurrent_connections(autojump_clock: Any) -> None:
     assert app.peak == 2
 
 
+@pytest.mark.deadline(400)
 async def test_idle_keepalive_gaps_never_fail_a_request(
     caplog: pytest.LogCaptureFixture, autojump_clock: Any
 ) -> None:
@@ -916,6 +919,7 @@ async def test_simulator_round_trip(autojump_clock: Any) -> None:
     ],
     ids=lambda v: next(iter(v)) if isinstance(v, dict) else None,
 )
+@pytest.mark.deadline(60)
 async def test_simulator_faults_are_classified(
     faults: dict[str, float], error: type[Exception], requests: int, autojump_clock: Any
 ) -> None:

@@ -320,6 +320,7 @@ async def test_hosted_mode_answers_429_beyond_capacity_with_rate_limit_headers(
         assert stats.peak_concurrency == 4
 
 
+@pytest.mark.deadline(120)
 async def test_hosted_rpm_budget_slides_over_a_60_second_window(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -368,6 +369,7 @@ async def test_latency_is_median_plus_per_output_token_time(
         assert trio.current_time() == start + (0.5 + 0.01 * tokens)
 
 
+@pytest.mark.deadline(40)
 async def test_lognormal_latency_is_seeded(autojump_clock: trio.testing.MockClock) -> None:
     """The same seed gives the same sequence of latencies; another seed gives another."""
 
@@ -445,6 +447,7 @@ async def test_injected_reset_drops_the_connection_without_a_response(
         assert (record.status, record.fault) == (0, "reset")
 
 
+@pytest.mark.deadline(20)
 async def test_injected_hang_outlasts_the_client_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -460,6 +463,7 @@ async def test_injected_hang_outlasts_the_client_timeout(
         assert sim.stats()["f"].in_flight == 0
 
 
+@pytest.mark.deadline(90)
 async def test_injected_hang_answers_after_hang_seconds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -807,6 +811,7 @@ async def test_plain_text_uses_the_prompt_words(autojump_clock: trio.testing.Moc
     assert any("volcanoes" in t or "glaciers" in t for t in texts)
 
 
+@pytest.mark.deadline(250)
 async def test_same_request_gets_the_same_content(autojump_clock: trio.testing.MockClock) -> None:
     """Content depends only on model name, messages and schema: not on time, order or server."""
     bodies = [
@@ -969,6 +974,7 @@ async def test_stats_endpoint_and_reset(autojump_clock: trio.testing.MockClock) 
         assert sim.stats()["m"].completed == 0
 
 
+@pytest.mark.deadline(20)
 async def test_reset_keeps_live_gauges(autojump_clock: trio.testing.MockClock) -> None:
     """A reset mid-request keeps in_flight and restarts peak from it."""
     async with simulated(SimulatedModel(name="m", latency=Latency(median=10.0))) as (sim, client):
@@ -1039,6 +1045,7 @@ async def test_bad_requests_get_openai_style_errors(
     assert sim.stats()["m"].completed == 0
 
 
+@pytest.mark.deadline(30)
 async def test_client_leaving_the_gpu_queue_frees_its_place(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
