@@ -1,0 +1,471 @@
+"""The model layer inside the scenarios: real limiters against the real simulator, with 429s.
+
+A :class:`ModelScenario` is a random DAG whose cell columns call one of one or two simulated
+endpoints (``llm_text`` columns) and whose other columns are local custom columns. Each
+endpoint is a hosted :class:`~trio_designer.simulator.SimulatedModel` that answers 429 beyond
+its capacity (often below the model's ``max_parallel_requests``) and injects 429s and 500s at
+random; its ``Retry-After`` varies, and ``0`` means "unusable" (the limiter's default cooldown).
+The engine, the per-endpoint limiters (:class:`~trio_designer.models.AdaptiveLimiter` or
+:class:`~trio_designer.models.StaticLimiter`), the HTTP client and the simulator all run in one
+``trio.run`` under an autojumping clock, over real HTTP on 127.0.0.1.
+
+What is recorded, and from where — only the limiter's documented contract
+(``trio_designer/models/_limiter.py`` module docstring, ``LimiterStatistics``,
+``AdaptiveLimiter``'s ``on_change``, ``Permit.admitted_at``) and the simulator's request log,
+never the limiter's internals, so that the checks hold for any limiter that keeps the contract:
+
+* :class:`LimiterProbe` wraps each real limiter (a ``limiter_factory`` that builds the real one
+  and hands the probe to the registry). It takes a ``statistics()`` snapshot when a request
+  parks in ``slot()``, when it is admitted, and after each report, and it receives every
+  ``LimitChange`` through ``on_change`` — called, by contract, inside the report that caused it,
+  so the probe knows which request's 429 cut the limit;
+* the simulator's request log says when each request reached the endpoint.
+
+Every event gets a sequence number: the order in which the probe saw it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import attrs
+import trio
+from hypothesis import strategies as st
+
+from trio_designer import (
+    CustomColumn,
+    LLMTextColumn,
+    ModelConfig,
+    ModelProvider,
+    PipelineConfig,
+    RunConfig,
+)
+from trio_designer.models import AdaptiveLimiter, LimitChange, LimiterStatistics, StaticLimiter
+from trio_designer.simulator import Faults, Latency, SimulatedModel
+
+from .strategies import Dag, dags
+
+LimiterKind = Literal["adaptive", "static"]
+PROVIDER = "sim"
+DEFAULT_COOLDOWN = 2.0
+"""The cooldown after a 429 without a usable ``Retry-After`` (both limiters' documented
+default); it bounds the run's length in :func:`work_bound`."""
+
+
+# -- the scenario ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Endpoint:
+    """One simulated model endpoint and the ceiling our config gives it."""
+
+    model: SimulatedModel
+    ceiling: int
+
+
+@attrs.frozen
+class ModelScenario:
+    dag: Dag
+    endpoint_of: Mapping[str, int | None]
+    """Column -> the index of the endpoint it calls (an ``llm_text`` column), or ``None`` for a
+    local custom column."""
+    endpoints: tuple[Endpoint, ...]
+    limiter: LimiterKind
+    rows: int
+    row_group_size: int
+    max_row_groups_in_flight: int
+    max_submitted: int
+    max_llm_wait: int
+    salvage_max_rounds: int
+    local_latency: float
+    seed: int
+
+    def config(self, base_url: str) -> PipelineConfig:
+        columns: list[Any] = []
+        for c in self.dag.order:
+            ups = tuple(sorted(self.dag.upstream[c]))
+            index = self.endpoint_of[c]
+            if index is None:
+                columns.append(
+                    CustomColumn(
+                        name=c,
+                        function=local_function(c, self.dag.strategy[c], self.local_latency),
+                        strategy=self.dag.strategy[c],
+                        depends_on=ups,
+                        dtype="str",
+                    )
+                )
+                continue
+            prompt = " ".join([f"Write {c} from", *(f"{{{{ {u} }}}}" for u in ups)])
+            columns.append(LLMTextColumn(name=c, model=f"alias{index}", prompt=prompt))
+        models = tuple(
+            ModelConfig(
+                alias=f"alias{i}",
+                model=e.model.name,
+                provider=PROVIDER,
+                max_parallel_requests=e.ceiling,
+            )
+            for i, e in enumerate(self.endpoints)
+        )
+        run = RunConfig(
+            row_group_size=self.row_group_size,
+            max_row_groups_in_flight=self.max_row_groups_in_flight,
+            max_submitted_tasks=self.max_submitted,
+            max_llm_wait_tasks=self.max_llm_wait,
+            salvage_max_rounds=self.salvage_max_rounds,
+            shutdown_error_rate=1.0,
+            seed=self.seed,
+        )
+        return PipelineConfig(
+            columns=tuple(columns),
+            models=models,
+            providers=(ModelProvider(name=PROVIDER, base_url=base_url),),
+            run=run,
+        )
+
+
+def local_function(column: str, strategy: str, latency: float) -> Any:
+    """A local (non-model) column: sleeps ``latency`` virtual seconds, never fails."""
+    if strategy == "cell":
+
+        async def cell(row: Mapping[str, Any], ctx: Any) -> str:
+            await trio.sleep(latency)
+            return f"{column}-{ctx.row_index}"
+
+        return cell
+
+    async def full(rows: Sequence[Mapping[str, Any]], ctx: Any) -> list[str]:
+        await trio.sleep(latency)
+        return [f"{column}-{index}" for index in ctx.row_indices]
+
+    return full
+
+
+@st.composite
+def endpoints(draw: st.DrawFn, index: int) -> Endpoint:
+    """A hosted endpoint that 429s: beyond its capacity, and at random."""
+    model = SimulatedModel(
+        name=f"m{index}",
+        mode="hosted",
+        capacity=draw(st.integers(1, 6)),
+        retry_after=draw(st.sampled_from([0.0, 0.5, 1.0, 3.0])),
+        latency=Latency(median=draw(st.sampled_from([0.1, 0.25, 0.5, 1.0]))),
+        faults=Faults(
+            rate_429=draw(st.sampled_from([0.0, 0.05, 0.2, 0.4])),
+            rate_500=draw(st.sampled_from([0.0, 0.05])),
+        ),
+        seed=draw(st.integers(0, 2**16)),
+    )
+    return Endpoint(model=model, ceiling=draw(st.integers(1, 8)))
+
+
+@st.composite
+def model_scenarios(draw: st.DrawFn) -> ModelScenario:
+    dag = draw(dags(max_columns=6))
+    count = draw(st.integers(1, 2))
+    # Some cell columns call an endpoint; at least one does, when there is a cell column.
+    cells = [c for c in dag.order if dag.strategy[c] == "cell"]
+    calling = set(draw(st.sets(st.sampled_from(cells), min_size=1))) if cells else set()
+    endpoint_of = {
+        c: draw(st.integers(0, count - 1)) if c in calling else None for c in dag.order
+    }
+    rows = draw(st.integers(1, 24))
+    return ModelScenario(
+        dag=dag,
+        endpoint_of=endpoint_of,
+        endpoints=tuple(draw(endpoints(i)) for i in range(count)),
+        limiter=draw(st.sampled_from(["adaptive", "static"])),
+        rows=rows,
+        row_group_size=draw(st.integers(1, rows)),
+        max_row_groups_in_flight=draw(st.integers(1, 3)),
+        max_submitted=draw(st.integers(1, 8)),
+        max_llm_wait=draw(st.integers(1, 16)),
+        salvage_max_rounds=draw(st.integers(0, 2)),
+        local_latency=draw(st.sampled_from([0.0, 0.25, 1.0])),
+        seed=draw(st.integers(0, 2**16)),
+    )
+
+
+def work_bound(sc: ModelScenario) -> float:
+    """An upper bound of the run's virtual makespan: every attempt of every task one after
+    another. A model cell may be tried ``max(salvage_max_rounds, 20) + 1`` times (429s have
+    the larger budget, ``RetryPolicy``); each try costs at most its latency, the pause before
+    the next try and a limiter cooldown, each at most the longest ``Retry-After`` (or the
+    default cooldown when that is unusable)."""
+    groups = -(-sc.rows // sc.row_group_size)
+    pause = max([DEFAULT_COOLDOWN, *(e.model.retry_after for e in sc.endpoints)])
+    latency = max([sc.local_latency, *(e.model.latency.median for e in sc.endpoints)])
+    tries = max(sc.salvage_max_rounds, 20) + 1
+    total = 0.0
+    for c in sc.dag.order:
+        tasks = groups if sc.dag.strategy[c] == "full_column" else sc.rows
+        per_try = latency + (2 * pause if sc.endpoint_of[c] is not None else 16.0)
+        total += tasks * tries * per_try
+    return total
+
+
+# -- the probe ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Snapshot:
+    """What the probe saw at one moment, on one endpoint's limiter."""
+
+    seq: int
+    time: float
+    stats: LimiterStatistics
+    held: int
+    """Slots the probe has seen admitted and not yet released, on this endpoint."""
+
+
+@attrs.define
+class Request:
+    """One ``slot()`` call through the probe."""
+
+    endpoint: str
+    parked: Snapshot
+    admitted: Snapshot | None = None
+    admitted_at: float | None = None
+    """``Permit.admitted_at``: when the limiter granted the slot."""
+    outcome: str | None = None
+    reported: Snapshot | None = None
+
+
+@attrs.frozen
+class Change:
+    """One ``LimitChange`` an adaptive limiter reported through ``on_change``."""
+
+    endpoint: str
+    seq: int
+    change: LimitChange
+    during: Request | None
+    """The request whose report caused it (``on_change`` runs inside the report)."""
+
+
+@attrs.define
+class ModelLayerLog:
+    """Everything the probes saw, across endpoints, in order."""
+
+    requests: list[Request] = attrs.field(factory=list)
+    changes: list[Change] = attrs.field(factory=list)
+    snapshots: list[tuple[str, Snapshot]] = attrs.field(factory=list)
+    probes: dict[str, LimiterProbe] = attrs.field(factory=dict)
+    _seq: int = 0
+    _reporting: Request | None = None
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def factory(self, kind: LimiterKind) -> Any:
+        """A ``limiter_factory``: the real limiter of ``kind``, behind a probe."""
+
+        def build(name: str, ceiling: int) -> LimiterProbe:
+            if kind == "adaptive":
+                probe = LimiterProbe(self, name)
+                probe.inner = AdaptiveLimiter(name, ceiling, on_change=probe.on_change)
+            else:
+                probe = LimiterProbe(self, name)
+                probe.inner = StaticLimiter(name, ceiling)
+            self.probes[name] = probe
+            return probe
+
+        return build
+
+
+class LimiterProbe:
+    """A ``ModelLimiter`` that forwards to a real limiter and records what it saw."""
+
+    inner: Any
+
+    def __init__(self, log: ModelLayerLog, name: str) -> None:
+        self.log = log
+        self.name = name
+        self.held = 0
+
+    def statistics(self) -> LimiterStatistics:
+        stats: LimiterStatistics = self.inner.statistics()
+        return stats
+
+    def snapshot(self) -> Snapshot:
+        snap = Snapshot(self.log.next_seq(), trio.current_time(), self.statistics(), self.held)
+        self.log.snapshots.append((self.name, snap))
+        return snap
+
+    def on_change(self, change: LimitChange) -> None:
+        log = self.log
+        log.changes.append(Change(self.name, log.next_seq(), change, log._reporting))
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[ProbePermit]:
+        request = Request(self.name, parked=self.snapshot())
+        self.log.requests.append(request)
+        try:
+            async with self.inner.slot() as permit:
+                self.held += 1
+                request.admitted = self.snapshot()
+                request.admitted_at = permit.admitted_at
+                yield ProbePermit(self, request, permit)
+        finally:
+            if request.admitted is not None and request.outcome is None:
+                self.held -= 1
+                request.outcome = "abandoned"  # left without a report (released on exit)
+                request.reported = self.snapshot()
+
+
+class ProbePermit:
+    """Forwards each report to the real permit; notes what it was and what followed."""
+
+    def __init__(self, probe: LimiterProbe, request: Request, permit: Any) -> None:
+        self._probe, self._request, self._permit = probe, request, permit
+
+    @property
+    def admitted_at(self) -> float:
+        value: float = self._permit.admitted_at
+        return value
+
+    @property
+    def released(self) -> bool:
+        value: bool = self._permit.released
+        return value
+
+    def _report(self, outcome: str, call: Any, *args: Any) -> None:
+        log = self._probe.log
+        log._reporting = self._request
+        try:
+            call(*args)
+        finally:
+            log._reporting = None
+        self._request.outcome = outcome
+        self._probe.held -= 1
+        self._request.reported = self._probe.snapshot()
+
+    def success(self) -> None:
+        self._report("success", self._permit.success)
+
+    def failure(self) -> None:
+        self._report("failure", self._permit.failure)
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        self._report("rate_limited", self._permit.rate_limited, retry_after)
+
+
+# -- the checks --------------------------------------------------------------------------------
+
+
+def _limits_since(log: ModelLayerLog, request: Request) -> list[int]:
+    """Every limit the request's endpoint had between its parking and its admission."""
+    assert request.admitted is not None
+    start, end = request.parked.seq, request.admitted.seq
+    limits = [request.parked.stats.limit]
+    limits += [
+        c.change.new
+        for c in log.changes
+        if c.endpoint == request.endpoint and start < c.seq < end
+    ]
+    return limits
+
+
+def check_in_flight_within_limit(log: ModelLayerLog) -> None:
+    """In flight <= the current limit at every admission.
+
+    A grant and the granted task's first step are two moments (another task may report a 429
+    and cut the limit in between), so the admission is checked against the highest limit the
+    endpoint had while the request waited: a limiter that admits beyond its limit puts more in
+    flight than that. And the limiter never counts fewer requests in flight than the probe
+    sees holding a slot."""
+    for name, snap in log.snapshots:
+        assert snap.held <= snap.stats.in_flight, (name, snap)
+    for r in log.requests:
+        if r.admitted is None:
+            continue
+        highest = max(_limits_since(log, r))
+        assert r.admitted.stats.in_flight <= highest, (
+            f"{r.endpoint}: admitted with {r.admitted.stats.in_flight} in flight, limit "
+            f"{r.admitted.stats.limit} (highest limit while it waited: {highest})"
+        )
+
+
+def check_limit_within_bounds(log: ModelLayerLog, ceilings: Mapping[str, int]) -> None:
+    """1 <= limit <= ceiling, in every snapshot and every change; the ceiling is the model's
+    ``max_parallel_requests``."""
+    for name, snap in log.snapshots:
+        assert snap.stats.ceiling == ceilings[name], (name, snap.stats)
+        assert 1 <= snap.stats.limit <= snap.stats.ceiling, (name, snap.stats)
+    for c in log.changes:
+        ceiling = ceilings[c.endpoint]
+        assert 1 <= c.change.new <= ceiling, c
+        assert 1 <= c.change.old <= ceiling, c
+
+
+def check_one_cut_per_burst(log: ModelLayerLog) -> None:
+    """At most one 429 cut per burst: a 429 cut is made in the report of a 429, and every 429
+    cut after an endpoint's first is made by the 429 of a request admitted after the previous
+    cut (the 429s of requests admitted before it report on concurrency already given up)."""
+    previous: dict[str, int] = {}
+    for c in log.changes:
+        if c.change.reason != "rate_limited":
+            continue
+        request = c.during
+        assert request is not None, f"{c.endpoint}: a 429 cut outside any report: {c}"
+        assert request.endpoint == c.endpoint, c
+        assert request.outcome == "rate_limited", c
+        assert request.admitted is not None
+        last = previous.get(c.endpoint)
+        assert last is None or request.admitted.seq > last, (
+            f"{c.endpoint}: a 429 of a request admitted before the previous cut (seq {last}) "
+            f"cut the limit again: {c.change}"
+        )
+        previous[c.endpoint] = c.seq
+
+
+def cooldown_windows(log: ModelLayerLog) -> dict[str, list[tuple[float, float]]]:
+    """Per endpoint, the intervals ``(start, end)`` in which its limiter said it was cooling
+    down (``statistics().cooldown_remaining`` after a report)."""
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for r in log.requests:
+        snap = r.reported
+        if snap is not None and snap.stats.cooldown_remaining > 0:
+            windows.setdefault(r.endpoint, []).append(
+                (snap.time, snap.time + snap.stats.cooldown_remaining)
+            )
+    return windows
+
+
+def check_nothing_sent_during_a_cooldown(
+    log: ModelLayerLog, request_log: Sequence[Any], model_of: Mapping[str, str]
+) -> None:
+    """No request is admitted, nor reaches the endpoint, strictly inside a cooldown.
+
+    Loopback HTTP takes no virtual time, so a request admitted before a 429 reaches the
+    endpoint at its admission time, never later; one that reaches the endpoint inside a
+    cooldown was admitted inside it."""
+    windows = cooldown_windows(log)
+    for r in log.requests:
+        if r.admitted_at is None:
+            continue
+        for start, end in windows.get(r.endpoint, ()):
+            assert not start < r.admitted_at < end, (
+                f"{r.endpoint}: a slot granted at {r.admitted_at} inside the cooldown "
+                f"({start}, {end})"
+            )
+    for endpoint, spans in windows.items():
+        model = model_of[endpoint]
+        for record in request_log:
+            if record.model != model:
+                continue
+            for start, end in spans:
+                assert not start < record.start < end, (
+                    f"{endpoint}: a request reached {model} at {record.start}, inside the "
+                    f"cooldown ({start}, {end})"
+                )
+
+
+def check_every_slot_returned(log: ModelLayerLog) -> None:
+    """After the run, no endpoint holds a slot or has a waiter, and every request ended."""
+    for name, probe in log.probes.items():
+        stats = probe.statistics()
+        assert (stats.in_flight, stats.waiting) == (0, 0), (name, stats)
+    assert all(r.reported is not None for r in log.requests if r.admitted is not None)
