@@ -39,6 +39,7 @@ from trio_designer import (
     LLMTextColumn,
     ModelConfig,
     ModelProvider,
+    NonRetryableGenerationError,
     PipelineConfig,
     RunConfig,
 )
@@ -80,6 +81,9 @@ class ModelScenario:
     max_llm_wait: int
     salvage_max_rounds: int
     local_latency: float
+    local_fatal_rows: frozenset[int]
+    """Rows whose local cell columns fail for good: the row is dropped, and its model requests
+    still in flight are cancelled (their slots are left without a report)."""
     seed: int
 
     def config(self, base_url: str) -> PipelineConfig:
@@ -91,7 +95,9 @@ class ModelScenario:
                 columns.append(
                     CustomColumn(
                         name=c,
-                        function=local_function(c, self.dag.strategy[c], self.local_latency),
+                        function=local_function(
+                            c, self.dag.strategy[c], self.local_latency, self.local_fatal_rows
+                        ),
                         strategy=self.dag.strategy[c],
                         depends_on=ups,
                         dtype="str",
@@ -126,12 +132,15 @@ class ModelScenario:
         )
 
 
-def local_function(column: str, strategy: str, latency: float) -> Any:
-    """A local (non-model) column: sleeps ``latency`` virtual seconds, never fails."""
+def local_function(column: str, strategy: str, latency: float, fatal: frozenset[int]) -> Any:
+    """A local (non-model) column: sleeps ``latency`` virtual seconds; a cell of a row in
+    ``fatal`` then fails for good (full-column tasks never fail)."""
     if strategy == "cell":
 
         async def cell(row: Mapping[str, Any], ctx: Any) -> str:
             await trio.sleep(latency)
+            if ctx.row_index in fatal:
+                raise NonRetryableGenerationError(f"{column}[{ctx.row_index}] fails on purpose")
             return f"{column}-{ctx.row_index}"
 
         return cell
@@ -154,7 +163,7 @@ def endpoints(draw: st.DrawFn, index: int) -> Endpoint:
         latency=Latency(median=draw(st.sampled_from([0.1, 0.25, 0.5, 1.0]))),
         faults=Faults(
             rate_429=draw(st.sampled_from([0.0, 0.05, 0.2, 0.4])),
-            rate_500=draw(st.sampled_from([0.0, 0.05])),
+            rate_500=draw(st.sampled_from([0.0, 0.05, 0.2])),
         ),
         seed=draw(st.integers(0, 2**16)),
     )
@@ -184,7 +193,49 @@ def model_scenarios(draw: st.DrawFn) -> ModelScenario:
         max_llm_wait=draw(st.integers(1, 16)),
         salvage_max_rounds=draw(st.integers(0, 2)),
         local_latency=draw(st.sampled_from([0.0, 0.25, 1.0])),
+        local_fatal_rows=frozenset(draw(st.sets(st.integers(0, rows - 1), max_size=rows // 3))),
         seed=draw(st.integers(0, 2**16)),
+    )
+
+
+def hidden_limit(limiter: LimiterKind) -> ModelScenario:
+    """An explicit example: a chain of two model columns against an endpoint that serves 2
+    at once while the config allows 6, with 20 % injected 429s. Every start-up burst
+    draws a 429 cut and a 1 s cooldown while others are in flight and waiting, so each
+    limiter invariant is exercised in the first second (and a broken one fails without
+    Hypothesis having to find, then shrink, a failing case)."""
+    dag = Dag(
+        order=("c0", "c1"),
+        upstream={"c0": frozenset(), "c1": frozenset({"c0"})},
+        strategy={"c0": "cell", "c1": "cell"},
+    )
+    model = SimulatedModel(
+        name="m0", capacity=2, retry_after=1.0, latency=Latency(median=0.25),
+        faults=Faults(rate_429=0.2), seed=1,
+    )
+    return ModelScenario(
+        dag=dag, endpoint_of={"c0": 0, "c1": 0}, endpoints=(Endpoint(model, ceiling=6),),
+        limiter=limiter, rows=12, row_group_size=12, max_row_groups_in_flight=1,
+        max_submitted=8, max_llm_wait=16, salvage_max_rounds=1, local_latency=0.0,
+        local_fatal_rows=frozenset(), seed=1,
+    )
+
+
+def dropped_rows(limiter: LimiterKind) -> ModelScenario:
+    """An explicit example: a local column fails for good on four rows while the model
+    column of the same rows is in flight, so those requests are cancelled and leave their
+    slots without a report (which must release them)."""
+    dag = Dag(
+        order=("c0", "c1"),
+        upstream={"c0": frozenset(), "c1": frozenset()},
+        strategy={"c0": "cell", "c1": "cell"},
+    )
+    model = SimulatedModel(name="m0", capacity=8, latency=Latency(median=1.0), seed=2)
+    return ModelScenario(
+        dag=dag, endpoint_of={"c0": None, "c1": 0}, endpoints=(Endpoint(model, ceiling=2),),
+        limiter=limiter, rows=8, row_group_size=8, max_row_groups_in_flight=1,
+        max_submitted=8, max_llm_wait=8, salvage_max_rounds=0, local_latency=0.25,
+        local_fatal_rows=frozenset({0, 1, 2, 3}), seed=2,
     )
 
 
@@ -230,6 +281,8 @@ class Request:
     admitted_at: float | None = None
     """``Permit.admitted_at``: when the limiter granted the slot."""
     outcome: str | None = None
+    before_report: Snapshot | None = None
+    """Taken just before the report is passed on (nothing else runs in between)."""
     reported: Snapshot | None = None
 
 
@@ -333,6 +386,7 @@ class ProbePermit:
 
     def _report(self, outcome: str, call: Any, *args: Any) -> None:
         log = self._probe.log
+        self._request.before_report = self._probe.snapshot()
         log._reporting = self._request
         try:
             call(*args)
@@ -355,36 +409,45 @@ class ProbePermit:
 # -- the checks --------------------------------------------------------------------------------
 
 
-def _limits_since(log: ModelLayerLog, request: Request) -> list[int]:
-    """Every limit the request's endpoint had between its parking and its admission."""
+def limits_at_admission(log: ModelLayerLog, request: Request) -> list[int]:
+    """The limits the request's endpoint may have had at the instant its slot was granted.
+
+    The grant time is ``Permit.admitted_at``; a change's time is ``LimitChange.at``. The limit
+    just before that instant is the one the last earlier change set (or, with none, the one
+    in force when the request parked); changes made in that very instant (before the probe
+    saw the admission) may have moved it either way, so their limits count too."""
     assert request.admitted is not None
-    start, end = request.parked.seq, request.admitted.seq
-    limits = [request.parked.stats.limit]
-    limits += [
-        c.change.new
+    granted = request.admitted_at
+    changes = [
+        c.change
         for c in log.changes
-        if c.endpoint == request.endpoint and start < c.seq < end
+        if c.endpoint == request.endpoint and c.seq < request.admitted.seq
     ]
-    return limits
+    earlier = [c for c in changes if c.at < granted]
+    if earlier:
+        limits = [earlier[-1].new]
+    else:
+        limits = [changes[0].old if changes else request.parked.stats.limit]
+    return limits + [c.new for c in changes if c.at == granted]
 
 
 def check_in_flight_within_limit(log: ModelLayerLog) -> None:
     """In flight <= the current limit at every admission.
 
-    A grant and the granted task's first step are two moments (another task may report a 429
-    and cut the limit in between), so the admission is checked against the highest limit the
-    endpoint had while the request waited: a limiter that admits beyond its limit puts more in
-    flight than that. And the limiter never counts fewer requests in flight than the probe
-    sees holding a slot."""
+    A grant (at ``Permit.admitted_at``) and the granted task's first step happen in the same
+    virtual instant, but other tasks may run in between: report a 429 and cut the limit, or
+    be granted too. So the number in flight the probe reads at the admission is checked
+    against the highest limit the endpoint had in the instant of the grant. And the limiter
+    never counts fewer requests in flight than the probe sees holding a slot."""
     for name, snap in log.snapshots:
         assert snap.held <= snap.stats.in_flight, (name, snap)
     for r in log.requests:
         if r.admitted is None:
             continue
-        highest = max(_limits_since(log, r))
+        highest = max(limits_at_admission(log, r))
         assert r.admitted.stats.in_flight <= highest, (
-            f"{r.endpoint}: admitted with {r.admitted.stats.in_flight} in flight, limit "
-            f"{r.admitted.stats.limit} (highest limit while it waited: {highest})"
+            f"{r.endpoint}: admitted at {r.admitted_at} with {r.admitted.stats.in_flight} in "
+            f"flight; the limit in that instant was at most {highest}"
         )
 
 
@@ -437,11 +500,16 @@ def cooldown_windows(log: ModelLayerLog) -> dict[str, list[tuple[float, float]]]
 def check_nothing_sent_during_a_cooldown(
     log: ModelLayerLog, request_log: Sequence[Any], model_of: Mapping[str, str]
 ) -> None:
-    """No request is admitted, nor reaches the endpoint, strictly inside a cooldown.
+    """No slot is granted, and no request reaches the endpoint, while the limiter says it is
+    cooling down (``statistics().cooldown_remaining > 0``).
 
-    Loopback HTTP takes no virtual time, so a request admitted before a 429 reaches the
-    endpoint at its admission time, never later; one that reaches the endpoint inside a
-    cooldown was admitted inside it."""
+    Three views, because a grant is not seen when it is made: (1) no ``Permit.admitted_at``
+    and (2) no request start in the simulator's log falls strictly inside a cooldown (loopback
+    HTTP takes no virtual time, so a request admitted before a 429 reaches the endpoint at its
+    admission time, never later); (3) a grant in the very instant a cooldown starts, which
+    no clock can tell from one made just before it, shows in the counts: while cooling down,
+    the slots granted but not yet taken up by their task (``in_flight`` minus the slots the
+    probe sees held) can only go down, also across the report that starts the cooldown."""
     windows = cooldown_windows(log)
     for r in log.requests:
         if r.admitted_at is None:
@@ -461,6 +529,28 @@ def check_nothing_sent_during_a_cooldown(
                     f"{endpoint}: a request reached {model} at {record.start}, inside the "
                     f"cooldown ({start}, {end})"
                 )
+    for r in log.requests:
+        before, after = r.before_report, r.reported
+        if before is None or after is None or after.stats.cooldown_remaining <= 0:
+            continue
+        assert after.stats.in_flight - after.held <= before.stats.in_flight - before.held, (
+            f"{r.endpoint}: the report of a {r.outcome} at {after.time} granted a slot, "
+            f"while cooling down until {after.time + after.stats.cooldown_remaining}"
+        )
+    last: dict[str, Snapshot] = {}
+    for name, snap in log.snapshots:
+        before = last.get(name)
+        last[name] = snap
+        if before is None or before.stats.cooldown_remaining <= 0:
+            continue
+        if snap.time >= before.time + before.stats.cooldown_remaining:
+            continue  # the cooldown may have ended in between
+        granted_before = before.stats.in_flight - before.held
+        granted_now = snap.stats.in_flight - snap.held
+        assert granted_now <= granted_before, (
+            f"{name}: a slot was granted at {snap.time}, while cooling down until "
+            f"{before.time + before.stats.cooldown_remaining}"
+        )
 
 
 def check_every_slot_returned(log: ModelLayerLog) -> None:

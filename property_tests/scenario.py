@@ -339,7 +339,10 @@ def run_in_virtual_time(fn: Any, *args: Any, deadline: float, threads: bool = Fa
     try:
         return trio.run(guarded, clock=clock)
     except trio.TooSlowError:
-        raise AssertionError(
-            f"the run did not finish within {limit:g} virtual seconds (twice the scenario's "
-            "serial work bound): a deadlock, a leaked slot or a waiter nobody wakes"
-        ) from None
+        pass
+    # Raised outside the except block, so it carries no context: every deadlock is then the
+    # same failure to Hypothesis (one to shrink), whatever the scenario.
+    raise AssertionError(
+        f"the run did not finish within {limit:g} virtual seconds (twice the scenario's "
+        "serial work bound): a deadlock, a leaked slot or a waiter nobody wakes"
+    )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 from trio_designer import TrioDesigner
 from trio_designer.simulator import open_simulator
@@ -33,6 +33,8 @@ from .model_layer import (
     check_limit_within_bounds,
     check_nothing_sent_during_a_cooldown,
     check_one_cut_per_burst,
+    dropped_rows,
+    hidden_limit,
     model_scenarios,
     work_bound,
 )
@@ -42,6 +44,10 @@ from .test_engine_scenarios import check_tokens_returned
 
 @settings(max_examples=scaled(100))
 @given(sc=model_scenarios())
+@example(sc=hidden_limit("adaptive"))
+@example(sc=hidden_limit("static"))
+@example(sc=dropped_rows("adaptive"))
+@example(sc=dropped_rows("static"))
 def test_model_layer_invariants(sc: ModelScenario) -> None:
     """Invariants 11-15 over random DAGs, endpoints, 429 schedules and both limiters."""
     log = ModelLayerLog()
