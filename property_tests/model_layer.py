@@ -484,15 +484,20 @@ def check_one_cut_per_burst(log: ModelLayerLog) -> None:
         previous[c.endpoint] = c.seq
 
 
+EPSILON = 1e-9
+"""A cooldown's end is read back as ``now + cooldown_remaining``, which float rounding may
+put a hair past the true end (0.45 + (3.35 - 0.45) > 3.35): ends are compared this loosely."""
+
+
 def cooldown_windows(log: ModelLayerLog) -> dict[str, list[tuple[float, float]]]:
     """Per endpoint, the intervals ``(start, end)`` in which its limiter said it was cooling
-    down (``statistics().cooldown_remaining`` after a report)."""
+    down (``statistics().cooldown_remaining`` after a report), ends less :data:`EPSILON`."""
     windows: dict[str, list[tuple[float, float]]] = {}
     for r in log.requests:
         snap = r.reported
         if snap is not None and snap.stats.cooldown_remaining > 0:
             windows.setdefault(r.endpoint, []).append(
-                (snap.time, snap.time + snap.stats.cooldown_remaining)
+                (snap.time, snap.time + snap.stats.cooldown_remaining - EPSILON)
             )
     return windows
 
@@ -543,7 +548,7 @@ def check_nothing_sent_during_a_cooldown(
         last[name] = snap
         if before is None or before.stats.cooldown_remaining <= 0:
             continue
-        if snap.time >= before.time + before.stats.cooldown_remaining:
+        if snap.time >= before.time + before.stats.cooldown_remaining - EPSILON:
             continue  # the cooldown may have ended in between
         granted_before = before.stats.in_flight - before.held
         granted_now = snap.stats.in_flight - snap.held
