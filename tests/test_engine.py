@@ -72,6 +72,7 @@ def pipeline(*columns: Any, models: tuple[ModelConfig, ...] = (), **run: Any) ->
     return PipelineConfig(columns=columns, models=models, run=RunConfig(**run))
 
 
+@pytest.mark.deadline(15)
 async def test_a_cell_starts_when_its_own_row_is_ready(autojump_clock: Any) -> None:
     """Row 1's b starts at 1 s although row 0's a takes 5 s."""
     script = Script()
@@ -307,6 +308,7 @@ async def test_sync_engine_waits_for_whole_columns(autojump_clock: Any) -> None:
     assert result.elapsed == 4.0  # one wave per LLM column
 
 
+@pytest.mark.deadline(20)
 async def test_transient_model_faults_are_retried_to_completion(autojump_clock: Any) -> None:
     sim = [
         SimulatedModel(

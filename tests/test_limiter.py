@@ -567,6 +567,7 @@ async def test_429_burst_cuts_once_and_logs_it(
     ("retry_after", "expected"),
     [(None, 2.0), (5.0, 5.0), (0.25, 0.25), (0.0, 2.0), (-1.0, 2.0), (math.nan, 2.0)],
 )
+@pytest.mark.deadline(15)
 async def test_cooldown_is_honoured_exactly(
     make: Factory,
     autojump_clock: trio.testing.MockClock,
@@ -666,6 +667,7 @@ async def test_limit_recovers_to_the_ceiling(autojump_clock: trio.testing.MockCl
     assert limiter.statistics().limit == 20
 
 
+@pytest.mark.deadline(20)
 async def test_repeated_429s_floor_the_limit_at_1(autojump_clock: trio.testing.MockClock) -> None:
     limiter = AdaptiveLimiter("m", 4)
     limits = []
@@ -811,6 +813,7 @@ async def test_latency_signal_finds_the_knee_of_a_gpu_endpoint(
     assert any("(latency " in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.deadline(15)
 async def test_latency_signal_off_keeps_the_reference_behaviour(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

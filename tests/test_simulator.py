@@ -258,6 +258,7 @@ async def test_gpu_mode_queues_64_requests_through_16_slots_in_exactly_four_late
         assert waits == [0.0, 0.2, 0.4, 0.6]
 
 
+@pytest.mark.deadline(15)
 async def test_gpu_mode_never_serves_more_than_capacity_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
