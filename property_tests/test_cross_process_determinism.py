@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = 6
 
@@ -31,6 +33,8 @@ import random
 import sys
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from trio_designer import (
     BernoulliSampler, CategorySampler, CustomColumn, DatetimeSampler, ExpressionColumn,
@@ -88,14 +92,20 @@ def pipeline(seed):
         name = f"d{i}"
         ups = sorted(rng.sample(names, rng.randint(1, 3)))
         kind = rng.choice(["expr", "cell", "full", "llm"])
+        refs = [f"{{{{ {u} }}}}" for u in ups]
         if kind == "expr":
-            columns.append(ExpressionColumn(name=name, expr=" ~ ".join(f"{{{{ {u} }}}}" for u in ups)))
+            columns.append(ExpressionColumn(name=name, expr=" ~ ".join(refs)))
         elif kind == "cell":
-            columns.append(CustomColumn(name=name, function=scripted_cell(name, ups), depends_on=tuple(ups), dtype="str"))
+            columns.append(CustomColumn(
+                name=name, function=scripted_cell(name, ups), depends_on=tuple(ups), dtype="str"
+            ))
         elif kind == "full":
-            columns.append(CustomColumn(name=name, function=scripted_full(name, ups), depends_on=tuple(ups), strategy="full_column", dtype="str"))
+            columns.append(CustomColumn(
+                name=name, function=scripted_full(name, ups), depends_on=tuple(ups),
+                strategy="full_column", dtype="str",
+            ))
         else:
-            prompt = "Write about " + " and ".join(f"{{{{ {u} }}}}" for u in ups)
+            prompt = "Write about " + " and ".join(refs)
             columns.append(LLMTextColumn(name=name, model="gen", prompt=prompt))
         names.append(name)
     run = RunConfig(
@@ -123,6 +133,7 @@ def parquet_files(root: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_parquet_in_another_process(tmp_path: Path) -> None:
     script = tmp_path / "child.py"
     script.write_text(CHILD, encoding="utf-8")

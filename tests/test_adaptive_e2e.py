@@ -35,6 +35,7 @@ def one_column(url: str, *, ceiling: int, rows_per_group: int = 2000) -> Pipelin
     )
 
 
+@pytest.mark.slow
 @pytest.mark.deadline(20)
 async def test_latency_signal_keeps_a_gpu_endpoint_at_its_knee(autojump_clock: Any) -> None:
     """A self-hosted endpoint never 429s: 16 slots, 0.1 s per request, everything else queues.
