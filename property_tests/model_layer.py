@@ -43,6 +43,7 @@ from trio_designer import (
     PipelineConfig,
     RunConfig,
 )
+from trio_designer._core._retry import RetryPolicy
 from trio_designer.models import AdaptiveLimiter, LimitChange, LimiterStatistics, StaticLimiter
 from trio_designer.simulator import Faults, Latency, SimulatedModel
 
@@ -242,17 +243,17 @@ def dropped_rows(limiter: LimiterKind) -> ModelScenario:
 def work_bound(sc: ModelScenario) -> float:
     """An upper bound of the run's virtual makespan: every attempt of every task one after
     another. A model cell may be tried ``max(salvage_max_rounds, 20) + 1`` times (429s have
-    the larger budget, ``RetryPolicy``); each try costs at most its latency, the pause before
-    the next try and a limiter cooldown, each at most the longest ``Retry-After`` (or the
-    default cooldown when that is unusable)."""
+    the larger budget, ``RetryPolicy``); each try costs at most its latency, a limiter
+    cooldown and the pause before the next try: the longest ``Retry-After`` (or the default
+    cooldown when that is unusable) or the longest salvage backoff."""
     groups = -(-sc.rows // sc.row_group_size)
     pause = max([DEFAULT_COOLDOWN, *(e.model.retry_after for e in sc.endpoints)])
     latency = max([sc.local_latency, *(e.model.latency.median for e in sc.endpoints)])
     tries = max(sc.salvage_max_rounds, 20) + 1
     total = 0.0
+    per_try = latency + pause + max(pause, *RetryPolicy().backoff)
     for c in sc.dag.order:
         tasks = groups if sc.dag.strategy[c] == "full_column" else sc.rows
-        per_try = latency + (2 * pause if sc.endpoint_of[c] is not None else 16.0)
         total += tasks * tries * per_try
     return total
 
@@ -316,11 +317,10 @@ class ModelLayerLog:
         """A ``limiter_factory``: the real limiter of ``kind``, behind a probe."""
 
         def build(name: str, ceiling: int) -> LimiterProbe:
+            probe = LimiterProbe(self, name)
             if kind == "adaptive":
-                probe = LimiterProbe(self, name)
                 probe.inner = AdaptiveLimiter(name, ceiling, on_change=probe.on_change)
             else:
-                probe = LimiterProbe(self, name)
                 probe.inner = StaticLimiter(name, ceiling)
             self.probes[name] = probe
             return probe
