@@ -70,6 +70,7 @@ def test_overhead(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert data["cprofile"]["top_tottime"]
 
 
+@pytest.mark.slow
 def test_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _run(memory, tmp_path, capsys)
     for r in data["runs"]:

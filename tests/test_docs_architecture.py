@@ -5,7 +5,7 @@
   the picture, ``_dispatch.py``, must exist somewhere in ``trio_designer/``);
 * its table of import levels places every top-level package and module of ``trio_designer``,
   and each one imports only lower levels (function-local imports included), as read by
-  ``tests/import_graph.py``;
+  ``tests/test_imports.py``;
 * ``_core/`` imports neither trio nor httpx, and nothing but ``__main__`` imports ``cli/``.
 
 The checkers are plain functions, also run on edited copies of the page so that they are seen
@@ -18,7 +18,7 @@ import ast
 import re
 from pathlib import Path
 
-import import_graph
+import test_imports as import_graph
 
 from trio_designer._sink import DATASET_DIR, FAILURES_FILE, METADATA_FILE, TMP_DIR, TRACE_FILE
 

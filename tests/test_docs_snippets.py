@@ -48,12 +48,13 @@ import shutil
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+import trio
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -192,6 +193,17 @@ def _prepare_directory(workdir: Path) -> None:
     (workdir / "docs" / "img").mkdir(parents=True)
 
 
+#: Seconds (on the snippet's own trio clock) a documented snippet may take: a deadlock in one
+#: fails the page instead of hanging it.
+SNIPPET_DEADLINE = 86_400
+
+
+async def _under_deadline(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    """``await fn(*args)`` under the snippet deadline (a deadlock fails, never hangs)."""
+    with trio.fail_after(SNIPPET_DEADLINE):
+        await fn(*args)
+
+
 def _call_tests(namespace: dict[str, Any]) -> None:
     """Call the ``test_*`` functions a block defined, as pytest (with pytest-trio) would."""
     import trio
@@ -204,7 +216,8 @@ def _call_tests(namespace: dict[str, Any]) -> None:
         if inspect.iscoroutinefunction(fn):
             clock = trio.testing.MockClock(autojump_threshold=0)
             args = [clock if p == "autojump_clock" else None for p in parameters]
-            trio.run(lambda fn=fn, args=args: fn(*args), clock=clock)
+
+            trio.run(_under_deadline, fn, *args, clock=clock)
         else:
             fn()
 
@@ -227,7 +240,7 @@ def _run_python(source: str, where: str) -> None:
             async def under_trio() -> None:
                 await eval(code, namespace)
 
-            trio.run(under_trio)
+            trio.run(_under_deadline, under_trio)
     else:
         exec(code, namespace)
     _call_tests(namespace)

@@ -287,7 +287,8 @@ def test_admission_order_is_the_sorted_order_of_key_and_arrival(
     order: list[int] = []
 
     async def main() -> None:
-        order.extend(await admit_in_turn(FACTORIES[name](1), keys))
+        with trio.fail_after(10):  # virtual: admissions take no time at all
+            order.extend(await admit_in_turn(FACTORIES[name](1), keys))
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert order == sorted(range(len(keys)), key=lambda i: (keys[i], i))
@@ -313,24 +314,20 @@ async def test_request_priority_is_per_task_and_inherited_by_children() -> None:
     assert request_priority() == ()
 
 
-def test_cancelled_queue_entries_do_not_pile_up() -> None:
+async def test_cancelled_queue_entries_do_not_pile_up() -> None:
     """Dead heap entries are swept once they outnumber the live ones (past a small floor)."""
-
-    async def main() -> None:
-        queue = _WaiterQueue()
-        task = trio.lowlevel.current_task()
-        keep = _Waiter(task)
-        queue.push((0,), keep)
-        for i in range(1_000):
-            waiter = _Waiter(task)
-            queue.push((i,), waiter)
-            queue.discard(waiter)
-            assert queue.stored <= 66
-        assert queue.live == 1
-        assert queue.pop() == (keep, task)
-        assert (queue.live, queue.stored) == (0, 0)
-
-    trio.run(main)
+    queue = _WaiterQueue()
+    task = trio.lowlevel.current_task()
+    keep = _Waiter(task)
+    queue.push((0,), keep)
+    for i in range(1_000):
+        waiter = _Waiter(task)
+        queue.push((i,), waiter)
+        queue.discard(waiter)
+        assert queue.stored <= 66
+    assert queue.live == 1
+    assert queue.pop() == (keep, task)
+    assert (queue.live, queue.stored) == (0, 0)
 
 
 @contract
@@ -570,6 +567,7 @@ async def test_429_burst_cuts_once_and_logs_it(
     ("retry_after", "expected"),
     [(None, 2.0), (5.0, 5.0), (0.25, 0.25), (0.0, 2.0), (-1.0, 2.0), (math.nan, 2.0)],
 )
+@pytest.mark.deadline(15)
 async def test_cooldown_is_honoured_exactly(
     make: Factory,
     autojump_clock: trio.testing.MockClock,
@@ -644,6 +642,7 @@ async def test_limit_shrinks_below_holders_who_finish_normally(
     assert admitted_at == [3.0]
 
 
+@pytest.mark.deadline(25)
 async def test_limit_recovers_to_the_ceiling(autojump_clock: trio.testing.MockClock) -> None:
     """After a cut, successes grow the limit back one step at a time (default policy)."""
     changes: list[LimitChange] = []
@@ -668,6 +667,7 @@ async def test_limit_recovers_to_the_ceiling(autojump_clock: trio.testing.MockCl
     assert limiter.statistics().limit == 20
 
 
+@pytest.mark.deadline(20)
 async def test_repeated_429s_floor_the_limit_at_1(autojump_clock: trio.testing.MockClock) -> None:
     limiter = AdaptiveLimiter("m", 4)
     limits = []
@@ -743,6 +743,7 @@ async def test_static_limiter_cools_down_on_429s_and_keeps_its_limit(
     assert (s.limit, s.rate_limited, s.successes, s.cooldown_remaining) == (2, 2, 2, 0.0)
 
 
+@pytest.mark.deadline(20)
 async def test_static_limiter_a_shorter_retry_after_does_not_shorten_the_cooldown(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -774,6 +775,7 @@ def test_static_limiter_rejects_a_bad_cooldown(cooldown: float) -> None:
 # -- adaptive: latency signal on an in-process GPU model ------------------------------------------
 
 
+@pytest.mark.deadline(120)
 async def test_latency_signal_finds_the_knee_of_a_gpu_endpoint(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -811,6 +813,7 @@ async def test_latency_signal_finds_the_knee_of_a_gpu_endpoint(
     assert any("(latency " in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.deadline(15)
 async def test_latency_signal_off_keeps_the_reference_behaviour(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

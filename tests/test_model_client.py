@@ -417,6 +417,7 @@ async def test_gateway_errors_give_up_after_max_attempts(autojump_clock: Any) ->
     ],
     ids=["429", "500", "408", "400", "timeout"],
 )
+@pytest.mark.deadline(30)
 async def test_other_failures_are_not_retried_here(
     reply: Reply, error: type[Exception], autojump_clock: Any
 ) -> None:
@@ -453,6 +454,7 @@ async def test_max_attempts_one_disables_retries(autojump_clock: Any) -> None:
     assert len(app.requests) == 1
 
 
+@pytest.mark.deadline(60)
 @pytest.mark.parametrize(("retry_after", "expected_wait"), [("5", 5.0), ("0", 0.5), ("999", 30.0)])
 async def test_retry_after_on_503_lengthens_the_wait(
     retry_after: str, expected_wait: float, autojump_clock: Any

@@ -61,6 +61,7 @@ def test_a_proxy_the_native_pool_cannot_use_names_the_httpx_transport(
     assert "secret" not in str(info.value)
 
 
+@pytest.mark.deadline(240)
 async def test_idle_connections_expire_on_trios_clock(autojump_clock: Any) -> None:
     """After 4 s of (virtual) idleness the pooled connection is dropped: the next request
     opens a new one. So requests 5 s apart against a server closing idle connections at 5 s

@@ -191,6 +191,7 @@ async def test_inference_parameters_reach_the_endpoint(autojump_clock: Any) -> N
     assert handle.usage().reasoning_tokens > 0
 
 
+@pytest.mark.deadline(64)
 async def test_model_timeout_is_per_request_and_counted_as_failure(autojump_clock: Any) -> None:
     # Both aliases share the simulator's client; each request carries its own model's timeout.
     config = pipeline(
@@ -255,6 +256,7 @@ async def test_aliases_of_one_endpoint_share_one_limiter_with_the_smallest_ceili
     assert usage["other"] == ModelUsage()
 
 
+@pytest.mark.deadline(45)
 async def test_a_429_storm_on_one_model_never_slows_the_other(autojump_clock: Any) -> None:
     config = pipeline(
         ModelConfig(alias="storm", model="storm", max_parallel_requests=8),

@@ -39,8 +39,8 @@ from _loopback import (
     read_request,
     served,
 )
-from conftest import ClientFactory
 
+from conftest import ClientFactory
 from trio_designer import PipelineConfig, TrioDesigner
 from trio_designer._core._retry import BackoffPolicy
 from trio_designer._exceptions import (
@@ -65,7 +65,6 @@ MIB = 2**20
 def test_every_transport_kind_has_a_factory() -> None:
     """The contract suite covers every transport a provider can choose, and only those."""
     from conftest import TRANSPORT_FACTORIES
-
     from trio_designer.config._models import TRANSPORTS
 
     assert tuple(TRANSPORT_FACTORIES) == _transport.TRANSPORT_KINDS == TRANSPORTS
@@ -91,6 +90,7 @@ async def trickle(stream: trio.SocketStream, *, head_first: bool = True) -> None
 
 
 @pytest.mark.parametrize("head_first", [True, False], ids=["body", "head-and-body"])
+@pytest.mark.deadline(600)
 async def test_trickling_server_times_out_on_the_whole_request(
     make_client: ClientFactory, head_first: bool, autojump_clock: Any
 ) -> None:
@@ -114,6 +114,7 @@ async def test_trickling_server_times_out_on_the_whole_request(
     assert str(info.value).startswith("Calling model 'm' at provider 'slow' failed: ")
 
 
+@pytest.mark.deadline(30)
 async def test_a_silent_server_times_out_once_and_is_not_retried(
     make_client: ClientFactory, autojump_clock: Any
 ) -> None:
@@ -133,6 +134,7 @@ async def test_a_silent_server_times_out_once_and_is_not_retried(
     assert len(app.requests) == 2
 
 
+@pytest.mark.deadline(30)
 async def test_waiting_for_a_connection_is_not_part_of_the_deadline(
     make_client: ClientFactory, autojump_clock: Any
 ) -> None:
@@ -356,6 +358,7 @@ async def test_a_reused_connection_closed_by_the_server_is_resent_at_once(
     assert seen[0] == 5
 
 
+@pytest.mark.deadline(240)
 async def test_idle_keepalive_gaps_never_fail_a_request(
     make_client: ClientFactory, autojump_clock: Any
 ) -> None:
@@ -573,6 +576,7 @@ async def test_server_hanging_up_is_retried_then_a_connection_error(
     ],
     ids=lambda v: next(iter(v)) if isinstance(v, dict) else None,
 )
+@pytest.mark.deadline(60)
 async def test_simulator_faults_are_classified(
     make_client: ClientFactory,
     faults: dict[str, float],
@@ -863,6 +867,7 @@ async def test_a_run_against_an_oversize_server_drops_its_rows_and_ends(
     assert "max_response_bytes (65,536 bytes)" in result.failures[0].message
 
 
+@pytest.mark.deadline(40)
 async def test_a_run_against_a_trickling_server_salvages_then_drops_and_ends(
     transport: str, autojump_clock: Any
 ) -> None:
