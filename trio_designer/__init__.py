@@ -34,6 +34,7 @@ from ._exceptions import ConfigError as ConfigError
 from ._exceptions import EventLoopError as EventLoopError
 from ._exceptions import GenerationError as GenerationError
 from ._exceptions import ModelConnectionError as ModelConnectionError
+from ._exceptions import ModelContentFilteredError as ModelContentFilteredError
 from ._exceptions import ModelOutputError as ModelOutputError
 from ._exceptions import ModelRateLimitedError as ModelRateLimitedError
 from ._exceptions import ModelRequestError as ModelRequestError
@@ -91,6 +92,7 @@ __all__ = [
     "LLMTextColumn",
     "ModelConfig",
     "ModelConnectionError",
+    "ModelContentFilteredError",
     "ModelOutputError",
     "ModelProvider",
     "ModelRateLimitedError",

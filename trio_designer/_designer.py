@@ -57,6 +57,9 @@ class ColumnSummary:
     """Retryable failures that were deferred and retried."""
     cancelled: int
     """Cells cancelled because a sibling cell of their row failed, or the run stopped."""
+    truncated: int = 0
+    """Written cells whose value is an answer cut off at ``max_tokens``, kept because the
+    column says ``on_truncated: keep`` (the side column ``<name>__truncated`` marks which)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -411,6 +414,7 @@ def _column_summary(counts: ColumnCounts) -> ColumnSummary:
         failed=counts.failed,
         retried=counts.retried,
         cancelled=counts.cancelled,
+        truncated=counts.truncated,
     )
 
 

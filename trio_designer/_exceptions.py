@@ -12,6 +12,7 @@ Grouped by what the caller can do about it::
     │   │   └── ModelConnectionError        connection refused/reset, protocol errors
     │   └── NonRetryableGenerationError     drops the row (or the row group, for full-column tasks)
     │       ├── ModelRequestError           400/401/403/404/413/422, context window, quota
+    │       ├── ModelContentFilteredError   the provider's content filter stopped the answer
     │       └── ModelOutputError            the model answered, but its output never parsed
     ├── SinkError (OSError)                 writing the dataset failed
     ├── TraceExportError (ValueError)       a recorded trace cannot be exported or plotted
@@ -157,14 +158,47 @@ class ModelRequestError(NonRetryableGenerationError):
         self.reason = reason
 
 
-class ModelOutputError(NonRetryableGenerationError):
-    """The model answered, but no attempt produced output that parsed and validated."""
+class ModelContentFilteredError(NonRetryableGenerationError):
+    """The provider's content filter stopped the answer, or refused the prompt.
+
+    Raised for an answer whose ``finish_reason`` is ``"content_filter"`` (``status`` 200), and
+    for a 400 whose body says the prompt was filtered (Azure OpenAI's ``content_filter`` code;
+    ``status`` 400). Not retried: the same prompt meets the same filter. The row is dropped.
+    """
 
     def __init__(
-        self, message: str, *, attempts: int, column: str | None = None, row: int | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        column: str | None = None,
+        row: int | None = None,
+    ) -> None:
+        super().__init__(message, column=column, row=row)
+        self.status = status
+
+
+class ModelOutputError(NonRetryableGenerationError):
+    """The model answered, but no attempt produced output that parsed and validated.
+
+    ``attempts`` counts the requests made for the cell. ``reason`` says what was wrong with the
+    last answer: ``"unparsable"`` (it did not parse or validate), ``"empty"`` (no content), or
+    ``"truncated"`` (cut off at ``max_tokens``: ``finish_reason`` ``"length"``; the message says
+    to raise ``max_tokens``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int,
+        reason: str = "unparsable",
+        column: str | None = None,
+        row: int | None = None,
     ) -> None:
         super().__init__(message, column=column, row=row)
         self.attempts = attempts
+        self.reason = reason
 
 
 class SinkError(TrioDesignerError, OSError):
@@ -188,4 +222,3 @@ class EventLoopError(TrioDesignerError, RuntimeError):
 
 class RunInterrupted(TrioDesignerError):
     """The run stopped before every row group finished; finished row groups are on disk."""
-

@@ -63,13 +63,19 @@ def plan_row_groups(
 
 @attrs.define(eq=False)
 class ColumnCounts:
-    """Per-column outcome counters of a run."""
+    """Per-column outcome counters of a run.
+
+    ``truncated`` counts written cells whose value is an answer cut off at ``max_tokens`` that
+    the column kept (``on_truncated: keep``); it is counted when the row group is written, so
+    rows dropped for another reason do not count.
+    """
 
     ok: int = 0
     skipped: int = 0
     failed: int = 0
     retried: int = 0
     cancelled: int = 0
+    truncated: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -88,7 +94,8 @@ class RowGroupBuffer:
     """The values of one row group while it is being generated.
 
     ``values[column][local_row]`` holds a cell's value once generated; ``skipped[column]`` the
-    local rows whose cell was skipped. Cells are written only by the task that generated them.
+    local rows whose cell was skipped; ``truncated[column]`` the local rows whose value is a kept
+    cut-off answer. Cells are written only by the task that generated them.
     """
 
     def __init__(
@@ -99,6 +106,7 @@ class RowGroupBuffer:
             c: [None] * plan.size for c in (*columns, *extra_columns)
         }
         self.skipped: dict[str, set[int]] = {c: set() for c in columns}
+        self.truncated: dict[str, set[int]] = {}
 
     def row_view(self, columns: Sequence[str], row: int) -> dict[str, Any]:
         return {c: self.values[c][row] for c in columns}
@@ -163,9 +171,10 @@ class RunState:
                 continue
             self._output_columns.append(column)
             self._output_types[column] = generators[column].arrow_type()
+            extra_types = generators[column].extra_arrow_types()
             for extra in generators[column].extra_columns():
                 self._output_columns.append(extra)
-                self._output_types[extra] = _string_type()
+                self._output_types[extra] = extra_types.get(extra) or _string_type()
 
     # -- planning -------------------------------------------------------------------------
     def plans(self) -> Iterator[RowGroupPlan]:
@@ -290,6 +299,8 @@ class RunState:
         """
         live = [r for r in range(buf.plan.size) if r not in dropped]
         self.rows_dropped += len(dropped)
+        for column, rows in buf.truncated.items():
+            self.counts[column].truncated += len(rows - dropped)
         if dropped:
             self._log_drops(buf.plan, len(dropped))
         with trio.CancelScope(shield=True):

@@ -233,8 +233,11 @@ def column_table(columns: Mapping[str, Any]) -> str:
     def count(summary: Any, field: str) -> Any:
         return summary.get(field, 0) if isinstance(summary, Mapping) else getattr(summary, field)
 
-    rows = [[name, *(count(s, f) for f in _COUNT_FIELDS)] for name, s in columns.items()]
-    return table(["column", *_COUNT_FIELDS], rows)
+    fields: tuple[str, ...] = _COUNT_FIELDS
+    if any(count(s, "truncated") for s in columns.values()):  # only runs that kept cut answers
+        fields = (*fields, "truncated")
+    rows = [[name, *(count(s, f) for f in fields)] for name, s in columns.items()]
+    return table(["column", *fields], rows)
 
 
 def _model_lines(usage: Mapping[str, Any], limits: Mapping[str, Any]) -> list[str]:

@@ -47,6 +47,7 @@ import attrs
 from .._exceptions import (
     GenerationError,
     ModelConnectionError,
+    ModelContentFilteredError,
     ModelRateLimitedError,
     ModelRequestError,
     ModelServerError,
@@ -237,6 +238,10 @@ _CONTEXT_WINDOW = re.compile(
     r"|prompt is too long|input is too long|exceeds? the (model's )?(maximum )?context"
 )
 
+# A prompt refused by the provider's content filter (Azure OpenAI: code "content_filter",
+# "...content management policy").
+_CONTENT_FILTER = re.compile(r"content[_ ]filter|content management policy")
+
 _REQUEST_REASONS: Final[Mapping[int, str]] = {
     401: "authentication",
     402: "quota",
@@ -286,10 +291,12 @@ def error_from_status(
     4. 5xx → :class:`ModelServerError` carrying the status;
     5. 400, 413 or 422 whose body mentions the context length/window or too many tokens →
        ``reason="context_window"``;
-    6. 401 ``authentication``, 403 ``permission``, 404 ``not_found``, 413 ``too_large``,
+    6. 400 whose body says the content filter refused the prompt (``content_filter``,
+       "content management policy") → :class:`ModelContentFilteredError`;
+    7. 401 ``authentication``, 403 ``permission``, 404 ``not_found``, 413 ``too_large``,
        422 ``unprocessable``; 3xx (a redirect: the base URL is wrong) and every other 4xx →
        ``bad_request``;
-    7. anything else (1xx, 2xx, >= 600) → :class:`ModelServerError`: the server said something
+    8. anything else (1xx, 2xx, >= 600) → :class:`ModelServerError`: the server said something
        we cannot use.
 
     Args:
@@ -324,6 +331,12 @@ def error_from_status(
         )
     if status in _CONTEXT_STATUSES and _CONTEXT_WINDOW.search(lowered):
         return _request_error(head, said, status, "context_window")
+    if status == 400 and _CONTENT_FILTER.search(lowered):
+        return ModelContentFilteredError(
+            f"{head}: the provider's content filter refused the prompt; the row is dropped "
+            f"without a retry. Check the prompt against the provider's content policy. {said}",
+            status=status,
+        )
     if status < 400:
         location = excerpt(_header(headers, "location") or "an unknown location", secrets)
         return ModelRequestError(
