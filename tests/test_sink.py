@@ -352,7 +352,7 @@ async def test_close_refuses_an_unknown_status_and_unstorable_summary(harness: H
     await open_sink(harness.sink)
     with pytest.raises(
         ValueError,
-        match=r"^status must be one of \['complete', 'early_shutdown', 'interrupted'\], "
+        match=r"^status must be one of \['complete', 'early_shutdown', 'failed', 'interrupted'\], "
         r"got 'done'\.$",
     ):
         await harness.sink.close(status="done", summary={})

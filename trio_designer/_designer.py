@@ -10,8 +10,8 @@ await ``trio_designer.aio.create`` / ``preview``. Each entry point checks its ca
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,7 +24,8 @@ from ._engine._dispatch import SlotStatistics
 from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._eventloop import check_sync_caller, check_trio_caller
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, RunInterrupted
+from ._interrupt import RecordedStatus, RunControl, stop_record
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
 from .config import PipelineConfig
@@ -35,12 +36,12 @@ if TYPE_CHECKING:
     from .models._registry import ModelRegistry
 
 EngineName = Literal["async", "sync"]
-#: How a run that returned a result ended. A run that is interrupted (an outer cancel scope,
-#: Ctrl-C) returns nothing: the cancellation propagates, as trio requires, after the finished
-#: row groups and ``metadata.json`` (``status: "interrupted"``) are written.
+#: How a run that returned a result ended. A run that is interrupted returns nothing: after
+#: the finished row groups and ``metadata.json`` (``status: "interrupted"``) are written,
+#: :meth:`TrioDesigner.interrupt` makes ``create`` raise :class:`RunInterrupted`, and a
+#: cancellation from outside (an outer cancel scope, Ctrl-C) propagates, as trio requires.
+#: A run that an exception ended records ``status: "failed"`` and re-raises it.
 RunStatus = Literal["complete", "early_shutdown"]
-#: What ``metadata.json`` records: a returned run's status, or ``"interrupted"``.
-_RecordedStatus = Literal["complete", "early_shutdown", "interrupted"]
 
 
 @attrs.frozen(kw_only=True)
@@ -167,6 +168,28 @@ class TrioDesigner:
         resolve_progress(progress)  # a bad value fails here, before anything runs
         self.progress = progress
         self.limiter_factory = limiter_factory
+        self._runs: set[RunControl] = set()
+
+    def interrupt(self, reason: str = "interrupted", *, resume_hint: str | None = None) -> int:
+        """Stop every run of this designer in progress, cleanly, as Ctrl-C stops a CLI run.
+
+        Each run drains: in-flight row groups are cancelled and not written, finished ones stay
+        on disk, ``metadata.json`` records ``status: "interrupted"`` with ``reason`` and
+        ``resume_hint`` under ``summary.stopped``, and then ``create`` / ``preview`` raise
+        :class:`RunInterrupted` (``resume=True`` continues a ``create`` run). Call it from a
+        task of the same ``trio.run`` (a signal watcher, a deadline, a UI button).
+
+        Args:
+          reason: why, recorded and shown (the command line passes ``"SIGTERM"``/``"SIGINT"``).
+          resume_hint: how to continue, recorded (default: call ``create`` again with
+            ``resume=True``).
+
+        Returns:
+          How many runs were stopped (``0``: none was in progress; nothing happens).
+        """
+        for control in self._runs:
+            control.stop(reason, resume_hint)
+        return len(self._runs)
 
     async def create(
         self,
@@ -181,6 +204,7 @@ class TrioDesigner:
         Raises:
           ConfigError: the configuration is invalid (raised before any request is sent).
           SinkError: the output directory holds a different run, or writing failed.
+          RunInterrupted: :meth:`interrupt` stopped the run; finished row groups are on disk.
           EventLoopError: not awaited by a Trio task (under asyncio, use
             ``trio_designer.aio.create``).
         """
@@ -190,33 +214,37 @@ class TrioDesigner:
 
         graph, generators = _prepare(config, num_records)
         changes = _LimitChanges()
-        async with self._open_models(config, changes) as models:
-            sink = ParquetSink(output_dir)
-            await sink.open(
-                fingerprint=config_fingerprint(config),
-                config=config.to_dict(lenient=True),
-                num_records=num_records,
-                row_group_size=config.run.row_group_size,
-                resume=resume,
-            )
-            done = frozenset(sink.completed_row_groups()) if resume else frozenset()
-            return await self._execute(
-                config,
-                graph,
-                generators,
-                sink,
-                num_records,
-                Path(output_dir),
-                done,
-                models,
-                changes,
-            )
+        with self._controlled(Path(output_dir)) as control:
+            async with self._open_models(config, changes) as models:
+                sink = ParquetSink(output_dir)
+                await sink.open(
+                    fingerprint=config_fingerprint(config),
+                    config=config.to_dict(lenient=True),
+                    num_records=num_records,
+                    row_group_size=config.run.row_group_size,
+                    resume=resume,
+                )
+                done = frozenset(sink.completed_row_groups()) if resume else frozenset()
+                return await self._execute(
+                    config,
+                    graph,
+                    generators,
+                    sink,
+                    num_records,
+                    Path(output_dir),
+                    done,
+                    models,
+                    changes,
+                    control,
+                )
+        raise AssertionError("unreachable: _controlled raises when the run was stopped")
 
     async def preview(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
         """Generate ``num_records`` rows in memory (nothing written); for a quick look.
 
         Raises:
           ConfigError: the configuration is invalid (raised before any request is sent).
+          RunInterrupted: :meth:`interrupt` stopped the preview (nothing is kept).
           EventLoopError: not awaited by a Trio task (under asyncio, use
             ``trio_designer.aio.preview``).
         """
@@ -225,17 +253,27 @@ class TrioDesigner:
 
         graph, generators = _prepare(config, num_records)
         changes = _LimitChanges()
-        async with self._open_models(config, changes) as models:
-            sink = MemorySink()
-            await sink.open(
-                fingerprint="preview",
-                config={},
-                num_records=num_records,
-                row_group_size=config.run.row_group_size,
-            )
-            result = await self._execute(
-                config, graph, generators, sink, num_records, None, frozenset(), models, changes
-            )
+        with self._controlled(None) as control:
+            async with self._open_models(config, changes) as models:
+                sink = MemorySink()
+                await sink.open(
+                    fingerprint="preview",
+                    config={},
+                    num_records=num_records,
+                    row_group_size=config.run.row_group_size,
+                )
+                result = await self._execute(
+                    config,
+                    graph,
+                    generators,
+                    sink,
+                    num_records,
+                    None,
+                    frozenset(),
+                    models,
+                    changes,
+                    control,
+                )
         return attrs.evolve(result, memory_table=sink.table())
 
     def create_sync(
@@ -271,6 +309,24 @@ class TrioDesigner:
         check_sync_caller("preview")
         return trio.run(partial(self.preview, config, num_records=num_records))
 
+    @contextmanager
+    def _controlled(self, output_dir: Path | None) -> Iterator[RunControl]:
+        """Run the body under a :class:`RunControl` that :meth:`interrupt` can stop; raise
+        :class:`RunInterrupted` when it did."""
+        control = RunControl()
+        self._runs.add(control)
+        try:
+            with control.scope:
+                yield control
+        finally:
+            self._runs.discard(control)
+        if control.stopped:
+            raise RunInterrupted(
+                reason=control.reason or "interrupted",
+                output_dir=output_dir,
+                rows_written=control.rows_written,
+            )
+
     def _open_models(
         self, config: PipelineConfig, changes: _LimitChanges
     ) -> AbstractAsyncContextManager[Any]:
@@ -300,6 +356,7 @@ class TrioDesigner:
         done: frozenset[int],
         models: ModelRegistry | None,
         changes: _LimitChanges,
+        control: RunControl,
     ) -> RunResult:
         state = RunState(
             graph=graph,
@@ -316,17 +373,22 @@ class TrioDesigner:
         engine = AsyncEngine.for_run(state) if self.engine == "async" else None
         start = trio.current_time()
         state.trace.origin = start
-        status: _RecordedStatus = "interrupted"
+        status: RecordedStatus = "interrupted"
+        stopped: dict[str, Any] | None = None
         try:
             await self._run_engine(state, engine)
             status = "early_shutdown" if state.early_shutdown else "complete"
+        except BaseException as exc:
+            status, stopped = stop_record(control, exc) or (status, None)
+            raise
         finally:
+            control.rows_written = state.rows_written
             with trio.CancelScope(shield=True):
                 if output_dir is not None:
                     await trio.to_thread.run_sync(
                         partial(_write_artifacts, output_dir, state, self.engine)
                     )
-                await sink.close(status=status, summary=_summary(state, status))
+                await sink.close(status=status, summary=_summary(state, status, stopped))
         return RunResult(
             status="early_shutdown" if state.early_shutdown else "complete",
             engine=self.engine,
@@ -418,9 +480,10 @@ def _column_summary(counts: ColumnCounts) -> ColumnSummary:
     )
 
 
-def _summary(state: RunState, status: str) -> dict[str, Any]:
+def _summary(state: RunState, status: str, stopped: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "status": status,
+        "stopped": stopped,
         "rows_written": state.rows_written,
         "rows_dropped": state.rows_dropped,
         "columns": {c: attrs.asdict(n) for c, n in state.counts.items()},

@@ -37,7 +37,7 @@ spellings into its flags (``trio_designer/cli/_errors.py``), so one message serv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 RESUME_ARGUMENT: Final = "resume=True"
 """How a message tells the caller to continue a run (``TrioDesigner.create(..., resume=True)``;
@@ -221,4 +221,27 @@ class EventLoopError(TrioDesignerError, RuntimeError):
 
 
 class RunInterrupted(TrioDesignerError):
-    """The run stopped before every row group finished; finished row groups are on disk."""
+    """The run stopped before every row group finished; finished row groups are on disk.
+
+    Raised by ``TrioDesigner.create``/``preview`` after ``TrioDesigner.interrupt`` stopped
+    the run and it drained (``metadata.json`` says ``interrupted``, with the reason).
+
+    Attributes:
+      reason: why (``"SIGTERM"``, ``"SIGINT"``, or what the caller of ``interrupt`` said).
+      output_dir: where the finished row groups are (``None`` for a preview).
+      rows_written: rows this run wrote before it stopped.
+    """
+
+    def __init__(self, *, reason: str, output_dir: Any = None, rows_written: int = 0) -> None:
+        if output_dir is None:
+            message = f"the preview was interrupted ({reason}); nothing is kept (it is in memory)"
+        else:
+            message = (
+                f"the run was interrupted ({reason}); the finished row groups ({rows_written} "
+                f"rows written by this run) are kept in {output_dir}; continue it with "
+                f"{RESUME_ARGUMENT} and the same {OUTPUT_DIR_ARGUMENT}"
+            )
+        super().__init__(message)
+        self.reason = reason
+        self.output_dir = output_dir
+        self.rows_written = rows_written

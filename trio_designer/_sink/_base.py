@@ -32,7 +32,7 @@ from ._table import SchemaGuard
 
 __all__ = ["FINAL_STATUSES", "SinkBase", "SinkState", "SinkStatistics"]
 
-FINAL_STATUSES: Final = frozenset({"complete", "interrupted", "early_shutdown"})
+FINAL_STATUSES: Final = frozenset({"complete", "interrupted", "early_shutdown", "failed"})
 """The statuses :meth:`SinkBase.close` accepts. An open run has status ``"running"``."""
 
 SinkState = Literal["new", "open", "closing", "closed"]
@@ -221,7 +221,7 @@ class SinkBase(abc.ABC):
         raises ``Cancelled``. Writes started after ``close`` began are refused.
 
         Args:
-          status: ``"complete"``, ``"interrupted"`` or ``"early_shutdown"``.
+          status: ``"complete"``, ``"interrupted"``, ``"early_shutdown"`` or ``"failed"``.
           summary: JSON-compatible run summary (counts, per-column stats, usage), stored as
             given except that tuples become lists, datetimes ISO strings and NaN/inf ``null``.
 

@@ -9,7 +9,8 @@ stderr (with the traceback only under ``--debug``) and an exit status:
 * 1: a run stopped by the error-rate gate (``early_shutdown``), or an unexpected error;
 * 2: usage or configuration error (:class:`~trio_designer.ConfigError`), an unusable output
   directory (:class:`~trio_designer.SinkError`), a missing optional dependency;
-* 130: interrupted by Ctrl-C (finished row groups are kept; ``--resume`` continues).
+* 130: interrupted by Ctrl-C, 143: by SIGTERM (finished row groups are kept; ``--resume``
+  continues).
 
 Library messages speak Python (``resume=True``); :func:`._errors.in_flags` tells them here in
 flags (``--resume``).

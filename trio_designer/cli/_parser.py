@@ -8,11 +8,13 @@ from collections.abc import Callable
 EXIT_CODES = """\
 exit status:
   0    success (a run that dropped some rows still succeeds; the summary counts them)
-  1    the run stopped early (too many failures: status early_shutdown), or an
-       unexpected error
+  1    the run stopped early (too many failures: status early_shutdown), a
+       provider that cannot work (refused, DNS, TLS, 401/403: status failed), a
+       check that did not pass, or an unexpected error
   2    usage or configuration error, or an output directory that cannot be used
        (a different run in it, unreadable metadata)
   130  interrupted (Ctrl-C); finished row groups are kept, continue with --resume
+  143  stopped by SIGTERM; the same as Ctrl-C
 """
 
 MAIN_EXAMPLES = """\
