@@ -41,6 +41,7 @@ from ._exceptions import ModelRequestError as ModelRequestError
 from ._exceptions import ModelServerError as ModelServerError
 from ._exceptions import ModelTimeoutError as ModelTimeoutError
 from ._exceptions import NonRetryableGenerationError as NonRetryableGenerationError
+from ._exceptions import ProviderError as ProviderError
 from ._exceptions import RetryableGenerationError as RetryableGenerationError
 from ._exceptions import RunInterrupted as RunInterrupted
 from ._exceptions import SinkError as SinkError
@@ -103,6 +104,7 @@ __all__ = [
     "PipelineBuilder",
     "PipelineConfig",
     "PoissonSampler",
+    "ProviderError",
     "RetryableGenerationError",
     "Rubric",
     "RunConfig",

@@ -377,6 +377,8 @@ class TrioDesigner:
         stopped: dict[str, Any] | None = None
         try:
             await self._run_engine(state, engine)
+            if state.fatal_error is not None:
+                raise state.fatal_error
             status = "early_shutdown" if state.early_shutdown else "complete"
         except BaseException as exc:
             status, stopped = stop_record(control, exc) or (status, None)

@@ -14,6 +14,8 @@ Grouped by what the caller can do about it::
     │       ├── ModelRequestError           400/401/403/404/413/422, context window, quota
     │       ├── ModelContentFilteredError   the provider's content filter stopped the answer
     │       └── ModelOutputError            the model answered, but its output never parsed
+    ├── ProviderError                       a provider cannot work at all (refused, DNS, TLS,
+    │                                       401/403 before any success): the run stops at once
     ├── SinkError (OSError)                 writing the dataset failed
     ├── TraceExportError (ValueError)       a recorded trace cannot be exported or plotted
     ├── RunInterrupted                      the run stopped early; what finished is on disk
@@ -198,6 +200,29 @@ class ModelOutputError(NonRetryableGenerationError):
     ) -> None:
         super().__init__(message, column=column, row=row)
         self.attempts = attempts
+        self.reason = reason
+
+
+class ProviderError(TrioDesignerError):
+    """A provider cannot work at all, so the run stops at once (``status: "failed"``).
+
+    Raised when the requests to a provider so far have all failed in a way no retry fixes
+    and none has succeeded: no connection (refused, unknown host, failed TLS handshake, a
+    proxy that refuses the tunnel) after the client's own retries, or the credentials rejected
+    (HTTP 401 or 403). Once a provider has answered a request, its later failures are ordinary
+    cell failures. Not a :class:`GenerationError`: no row is to blame. The message names the
+    provider, its ``base_url`` and what to do; the command line exits 1.
+
+    Attributes:
+      provider: the provider's name.
+      base_url: its base URL.
+      reason: ``"unreachable"`` (no connection) or ``"credentials"`` (401/403).
+    """
+
+    def __init__(self, message: str, *, provider: str, base_url: str, reason: str) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.base_url = base_url
         self.reason = reason
 
 

@@ -17,6 +17,7 @@ import trio
 
 from .._core._errorwindow import ErrorRateWindow
 from .._core._retry import RetryPolicy
+from .._exceptions import ProviderError
 from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
@@ -156,9 +157,12 @@ class RunState:
         self.failures: list[FailureRecord] = []
         self.error_window = ErrorRateWindow(run.shutdown_error_window, run.shutdown_error_rate)
         self.trace = TraceRecorder(enabled=bool(run.trace))
-        #: Cancelled on early shutdown: dispatch stops, in-flight tasks are cancelled.
+        #: Cancelled on early shutdown and by :meth:`stop_for`: dispatch stops, in-flight tasks
+        #: are cancelled.
         self.run_scope = trio.CancelScope()
         self.early_shutdown = False
+        #: The error that stopped the whole run (:meth:`stop_for`), raised by the designer.
+        self.fatal_error: BaseException | None = None
         self.rows_written = 0
         self.rows_dropped = 0
         # row group -> (column, error class) -> rows dropped; reported once at checkpoint.
@@ -224,6 +228,29 @@ class RunState:
             str(exc)[:200],
         )
         self._record_outcome(error=True)
+
+    def stop_for(self, exc: BaseException) -> None:
+        """Stop the run for an error no row is to blame for (a
+        :class:`~trio_designer.ProviderError`: a provider that cannot work at all).
+
+        Cancels :attr:`run_scope` like early shutdown, so finished row groups are kept and
+        in-flight ones are not written; the first such error is kept in :attr:`fatal_error`
+        (for the designer to raise and record) and logged once, whichever of the requests in
+        flight to the same dead provider reports it first
+        (``tests/test_fail_fast.py::test_a_dead_base_url_stops_the_run_with_one_message``).
+        """
+        if self.fatal_error is None:
+            self.fatal_error = exc
+            # Info, not error: the caller gets the exception, and its message is the one a
+            # user should read (the command line prints it once).
+            logger.info("stopping the run: %s", exc)
+            self.emit("run_failed", error_class=type(exc).__name__)
+        self.run_scope.cancel()
+
+    @staticmethod
+    def stops_the_run(exc: BaseException) -> bool:
+        """Whether ``exc`` fails the whole run rather than a cell (:meth:`stop_for`)."""
+        return isinstance(exc, ProviderError)
 
     def _record_outcome(self, *, error: bool) -> None:
         """Feed the early-shutdown gate; when it trips, cancel :attr:`run_scope` (once).

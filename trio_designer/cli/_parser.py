@@ -68,6 +68,16 @@ dependency graph (template syntax, unknown names, cycles), each column's generat
 Sends no request. Every problem is listed; the exit status is then 2.
 """
 
+CHECK_EXAMPLES = """\
+examples:
+  {prog} check pipeline.yaml
+
+Sends one small chat request to every model of the config (what a run sends, with a prompt
+asking for one word; once, without retries) and prints a table: reachable, auth ok, latency,
+the rate limits the endpoint advertises (x-ratelimit-* or RateLimit headers), and the result.
+Exit status 0 only when every model passed.
+"""
+
 INSPECT_EXAMPLES = """\
 examples:
   {prog} inspect out/topics
@@ -145,6 +155,7 @@ def build_parser(
         add("preview", "generate a few records in memory and print them", PREVIEW_EXAMPLES)
     )
     _add_validate(add("validate", "check a config without sending any request", VALIDATE_EXAMPLES))
+    _config_argument(add("check", "send one small request to every model", CHECK_EXAMPLES))
     _add_inspect(add("inspect", "summarise an output directory", INSPECT_EXAMPLES))
     _add_trace(
         add("trace", "export or plot the trace of a run recorded with --trace", TRACE_EXAMPLES)

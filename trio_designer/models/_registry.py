@@ -300,6 +300,11 @@ class ModelRegistry:
             for m in models
         }
         self._simulator = simulator
+        self._clients = dict(clients)
+
+    def client(self, provider: str) -> OpenAICompatibleClient:
+        """The HTTP client of ``provider`` (shared by its models)."""
+        return self._clients[provider]
 
     @property
     def simulator(self) -> Simulator | None:
@@ -493,6 +498,8 @@ async def open_model_registry(
                 timeout=timeouts[name],
                 extra_headers=provider.extra_headers,
                 name=name,
+                api_key_env=provider.api_key_env,
+                fail_fast=True,
             )
             stack.push_async_callback(client.aclose)
             clients[name] = client
@@ -507,6 +514,7 @@ async def open_model_registry(
                 max_connections=pools[SIMULATOR_PROVIDER],
                 timeout=timeouts[SIMULATOR_PROVIDER],
                 name=SIMULATOR_PROVIDER,
+                fail_fast=True,
             )
             stack.push_async_callback(client.aclose)
             clients[SIMULATOR_PROVIDER] = client
