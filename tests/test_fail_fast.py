@@ -80,15 +80,16 @@ def test_a_provider_that_answered_once_is_never_stopped() -> None:
 # -- dead endpoints ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("engine", ["async", "sync"])
 async def test_a_dead_base_url_stops_the_run_with_one_message(
-    autojump_clock: Any, caplog: pytest.LogCaptureFixture
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture, engine: Any
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_designer")
     port = dead_port()
     url = f"http://127.0.0.1:{port}/v1"
     with trio.fail_after(BIG):
         with pytest.raises(ProviderError) as info:
-            await TrioDesigner().preview(pipeline(url), num_records=8)
+            await TrioDesigner(engine=engine).preview(pipeline(url), num_records=8)
     assert trio.current_time() < 3  # the client's transport retries (~1.5 s), then the stop
     error = info.value
     assert (error.provider, error.base_url, error.reason) == ("local", url, "unreachable")
