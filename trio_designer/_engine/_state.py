@@ -40,7 +40,7 @@ class RowGroupSink(Protocol):
     makes; opening and closing the sink is the designer's."""
 
     async def write_row_group(
-        self, row_group: int, table: Any, *, requested_rows: int
+        self, row_group: int, table: Any, *, requested_rows: int, commit_later: bool = False
     ) -> str | None: ...
 
 
@@ -165,6 +165,9 @@ class RunState:
         self.fatal_error: BaseException | None = None
         self.rows_written = 0
         self.rows_dropped = 0
+        # Row groups this run still has to write; the last one's record entry is committed by
+        # the sink's close() (commit_later), one record write fewer at the end of every run.
+        self._unwritten = sum(1 for _ in self.plans())
         # row group -> (column, error class) -> rows dropped; reported once at checkpoint.
         self._drop_causes: dict[int, dict[tuple[str, str], int]] = {}
         self._extra_columns = [e for c in graph.order for e in generators[c].extra_columns()]
@@ -323,6 +326,8 @@ class RunState:
 
         Shielded: a row group that finished is written even if the run is being cancelled
         (``tests/test_engine.py::test_cancel_keeps_finished_row_groups_and_resume_completes``).
+        The run's last row group is written with ``commit_later``: the sink's ``close``, which
+        the designer calls right after the engine, records it.
         """
         live = [r for r in range(buf.plan.size) if r not in dropped]
         self.rows_dropped += len(dropped)
@@ -330,15 +335,21 @@ class RunState:
             self.counts[column].truncated += len(rows - dropped)
         if dropped:
             self._log_drops(buf.plan, len(dropped))
+        self._unwritten -= 1
+        last = self._unwritten == 0  # the sink's close() follows: it records this one
         with trio.CancelScope(shield=True):
             if live:
                 columns = {c: [buf.values[c][r] for r in live] for c in self._output_columns}
                 table = build_table(columns, self._output_types)
-                await self.sink.write_row_group(buf.plan.id, table, requested_rows=buf.plan.size)
+                await self.sink.write_row_group(
+                    buf.plan.id, table, requested_rows=buf.plan.size, commit_later=last
+                )
             else:
                 # Recorded (rows: 0) so that a resumed run does not generate it again.
                 empty = build_table({c: [] for c in self._output_columns}, self._output_types)
-                await self.sink.write_row_group(buf.plan.id, empty, requested_rows=buf.plan.size)
+                await self.sink.write_row_group(
+                    buf.plan.id, empty, requested_rows=buf.plan.size, commit_later=last
+                )
                 logger.warning("row group %d has no surviving rows; nothing written", buf.plan.id)
         self.rows_written += len(live)
         self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=len(live))
