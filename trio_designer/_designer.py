@@ -10,8 +10,13 @@ await ``trio_designer.aio.create`` / ``preview``. Each entry point checks its ca
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import (
+    AbstractAsyncContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+)
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -214,15 +219,22 @@ class TrioDesigner:
 
         graph, generators = _prepare(config, num_records)
         changes = _LimitChanges()
-        with self._controlled(Path(output_dir)) as control:
-            async with self._open_models(config, changes) as models:
+        with self._controlled(Path(output_dir)) as control, _single_error():
+            async with (
+                self._open_models(config, changes) as models,
+                _beside_the_run(models) as disk,
+            ):
                 sink = ParquetSink(output_dir)
+                # Refusals (another run in the directory...) are raised here, before any
+                # request; the folders and the first record are written while the first
+                # requests are out (writes and close wait for them).
                 await sink.open(
                     fingerprint=config_fingerprint(config),
                     config=config.to_dict(lenient=True),
                     num_records=num_records,
                     row_group_size=config.run.row_group_size,
                     resume=resume,
+                    background=disk,
                 )
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
                 return await self._execute(
@@ -253,8 +265,11 @@ class TrioDesigner:
 
         graph, generators = _prepare(config, num_records)
         changes = _LimitChanges()
-        with self._controlled(None) as control:
-            async with self._open_models(config, changes) as models:
+        with self._controlled(None) as control, _single_error():
+            async with (
+                self._open_models(config, changes) as models,
+                _beside_the_run(models),
+            ):
                 sink = MemorySink()
                 await sink.open(
                     fingerprint="preview",
@@ -386,7 +401,7 @@ class TrioDesigner:
         finally:
             control.rows_written = state.rows_written
             with trio.CancelScope(shield=True):
-                if output_dir is not None:
+                if output_dir is not None and (state.failures or state.trace.enabled):
                     await trio.to_thread.run_sync(
                         partial(_write_artifacts, output_dir, state, self.engine)
                     )
@@ -425,6 +440,48 @@ class TrioDesigner:
                 nursery.cancel_scope.cancel()
                 if reporter is not None:
                     reporter.final()
+
+
+@asynccontextmanager
+async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[trio.Nursery]:
+    """A nursery for work beside a run: the sink's background preparation, and connections
+    to the providers warmed up while the run starts (``ModelRegistry.warm_up``: no request,
+    only connecting, so the first requests find connections ready). The warm-up is cancelled
+    when the run ends."""
+    async with trio.open_nursery() as nursery:
+        warm = trio.CancelScope()
+        if models is not None:
+            nursery.start_soon(_warm_up, models, warm)
+        try:
+            yield nursery
+        finally:
+            warm.cancel()
+
+
+async def _warm_up(models: ModelRegistry, scope: trio.CancelScope) -> None:
+    with scope:
+        await models.warm_up()
+
+
+@contextmanager
+def _single_error() -> Iterator[None]:
+    """What ends a run reaches the caller as itself (a ``ProviderError``, the ``SinkError`` of
+    the sink's background preparation, a ``KeyboardInterrupt``), not inside the
+    ``ExceptionGroup`` of the nursery the sink prepares in. Groups of cancellations are left
+    to trio's cancel scopes."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1 and not isinstance(leaves[0], trio.Cancelled):
+            raise leaves[0]  # noqa: B904 (its own cause and traceback are kept)
+        raise
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 class _LimitChanges:

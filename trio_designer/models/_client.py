@@ -326,6 +326,12 @@ class OpenAICompatibleClient:
         """The connection pool's counts: ``idle``, ``in_use``, ``waiting``, ``opened``."""
         return self._pool.statistics()
 
+    async def warm_up(self, connections: int) -> int:
+        """Open up to ``connections`` connections (and TLS sessions) before the first request
+        needs them; failures are left for the requests to meet. No request is sent. Returns
+        how many were opened (see :meth:`~._http.ConnectionPool.open_idle`)."""
+        return await self._pool.open_idle(connections, timeout=self._timeout)
+
     def first_contact(self) -> FirstContactStatistics:
         """How the provider's first requests went (see :meth:`_request`)."""
         return self._contact.statistics()
