@@ -69,6 +69,7 @@ when the endpoint sent none), via :class:`~trio_designer.generators._base.CellOu
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -255,11 +256,22 @@ class LLMGenerator(ColumnGenerator):
 
     # -- helpers -------------------------------------------------------------------------------
 
+    @functools.cached_property
+    def _instructions(self) -> str | None:
+        """:meth:`format_instructions`, computed once: it depends on the column only (a judge's
+        rubrics and schema as indented JSON cost more than the rest of a cell's CPU)."""
+        return self.format_instructions()
+
+    @functools.cached_property
+    def _response_format(self) -> Mapping[str, Any] | None:
+        """:meth:`response_format`, built once (read-only: the client copies it)."""
+        return self.response_format()
+
     def _first_messages(self, ctx: CellContext) -> list[dict[str, Any]]:
         column = self.column
         row, name, index = ctx.row, column.name, ctx.row_index
         prompt = render(column.prompt, row, column=name, field="prompt", row_index=index)
-        instructions = self.format_instructions()
+        instructions = self._instructions
         if instructions:
             prompt = f"{prompt}\n\n{instructions}"
         messages: list[dict[str, Any]] = []
@@ -288,7 +300,7 @@ class LLMGenerator(ColumnGenerator):
         try:
             response: ChatResponse = await handle.chat(
                 messages,
-                response_format=self.response_format(),
+                response_format=self._response_format,
                 inference=self.column.inference,
                 seed=ctx.rng.getrandbits(31),
             )
@@ -303,7 +315,7 @@ class LLMGenerator(ColumnGenerator):
         is empty, all its tokens spent on reasoning, is not sent back)."""
         how = "again, more briefly" if response.finish_reason == "length" else "again"
         again = f"Your answer could not be used: {problem} Answer the request {how}."
-        instructions = self.format_instructions()
+        instructions = self._instructions
         if instructions:
             again = f"{again}\n\n{instructions}"
         answer = [{"role": "assistant", "content": response.content}] if response.content else []
