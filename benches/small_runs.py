@@ -17,6 +17,8 @@ is the error bound, a fraction of a millisecond on loopback). Reported per run:
 * ``first request``: from calling ``create()`` to the first request's arrival;
 * ``after last answer``: from the last answer leaving the simulator to ``create()`` returning;
 * ``requests span``: from the first arrival to the last answer (the part the scheduler owns);
+* ``CPU ms``, ``simulator CPU ms``: what this process and the simulator process spent on the
+  run (the simulator spends about 1 ms per request: a wave of ten requests is ten ms of its CPU);
 * ``makespan ÷ bound``: the whole call against the DAG's lower bound for fixed latencies —
   ``max(critical path, max over models of head + ceil(requests / 16) waves + tail)``, the
   refined bound of ``benches/bound.py`` (Narrow 0.6 s, Deep 0.6 s, Wide 0.8 s, Dual-model 0.6 s).
@@ -26,9 +28,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,9 +72,25 @@ PROFILES = {
 # ---------------------------------------------------------------------------------------------
 
 
+@attrs.define
+class External:
+    """The simulator subprocess: its base URL, and its CPU use (Linux)."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the simulator has used so far (0 where /proc is missing)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def external_simulator(specs: Sequence[str]) -> Iterator[str]:
-    """``python -m trio_designer.simulator --port 0 --model <spec> ...``; yields its URL."""
+def external_simulator(specs: Sequence[str]) -> Iterator[External]:
+    """``python -m trio_designer.simulator --port 0 --model <spec> ...``."""
     command = [sys.executable, "-m", "trio_designer.simulator", "--port", "0"]
     for spec in specs:
         command += ["--model", spec]
@@ -82,7 +102,7 @@ def external_simulator(specs: Sequence[str]) -> Iterator[str]:
             url = process.stdout.readline().strip()
             if not url.startswith("http://"):
                 raise RuntimeError(f"the simulator did not print its URL (got {url!r})")
-            yield url
+            yield External(url=url, pid=process.pid)
         finally:
             process.terminate()
             try:
@@ -183,13 +203,15 @@ def shape_config(shape: c.ShapeName, url: str, p: Params) -> PipelineConfig:
 
 
 async def one_run(
-    config: PipelineConfig, log: SimulatorLog, out: Path, p: Params
+    config: PipelineConfig, log: SimulatorLog, out: Path, p: Params, sim: External
 ) -> dict[str, Any]:
     """``create()`` once; where its time went."""
     await log.reset()
+    cpu, sim_cpu = time.process_time(), sim.cpu_seconds()
     called = trio.current_time()
     result = await TrioDesigner().create(config, num_records=p.records, output_dir=out)
     returned = trio.current_time()
+    cpu, sim_cpu = time.process_time() - cpu, sim.cpu_seconds() - sim_cpu
     if result.num_records_written != p.records:
         raise RuntimeError(f"wrote {result.num_records_written} of {p.records}: {result.failures}")
     records = [r for r in await log.records() if r["status"] == 200]
@@ -204,12 +226,15 @@ async def one_run(
         "after_last_answer_ms": 1000 * (returned - last),
         "requests_span_s": last - first,
         "requests": len(records),
+        "cpu_ms": 1000 * cpu,
+        "simulator_cpu_ms": 1000 * sim_cpu,
         "clock_error_ms": 1000 * log.error,
     }
 
 
-async def measure(p: Params, url: str, scratch: Path) -> dict[str, list[dict[str, Any]]]:
+async def measure(p: Params, sim: External, scratch: Path) -> dict[str, list[dict[str, Any]]]:
     """Every trial of every shape (warm-ups run and dropped), the shapes taking turns."""
+    url = sim.url
     log = SimulatorLog(url)
     await log.calibrate()
     runs: dict[str, list[dict[str, Any]]] = {shape: [] for shape in p.shapes}
@@ -217,7 +242,7 @@ async def measure(p: Params, url: str, scratch: Path) -> dict[str, list[dict[str
         for trial in range(-p.warmups, p.trials):
             for shape in p.shapes:
                 out = scratch / f"{shape}-{trial + p.warmups}"
-                run = await one_run(shape_config(shape, url, p), log, out, p)
+                run = await one_run(shape_config(shape, url, p), log, out, p, sim)
                 if trial >= 0:
                     runs[shape].append(run)
                     print(
@@ -246,8 +271,8 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, Any]:
     p = PROFILES[profile]
     specs = [f"{model}:latency={p.latency}" for model in (c.GEN_MODEL, c.JUDGE_MODEL)]
-    with external_simulator(specs) as url, tempfile.TemporaryDirectory() as scratch:
-        runs = trio.run(measure, p, url, Path(scratch))
+    with external_simulator(specs) as sim, tempfile.TemporaryDirectory() as scratch:
+        runs = trio.run(measure, p, sim, Path(scratch))
     rows = summarise(runs)
     print(
         c.table(
@@ -260,6 +285,8 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
                 "first request ms",
                 "after last answer ms",
                 "requests span s",
+                "CPU ms",
+                "simulator CPU ms",
             ],
             [
                 [
@@ -271,6 +298,8 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
                     r["first_request_ms"],
                     r["after_last_answer_ms"],
                     r["requests_span_s"],
+                    r["cpu_ms"],
+                    r["simulator_cpu_ms"],
                 ]
                 for r in rows
             ],
