@@ -374,3 +374,33 @@ def test_check_command_exits_1_unless_every_model_passes(
     assert bad[2].split()[-1] == "failed"
     assert bad[3].startswith(f"gone: Provider 'dead' at {dead} cannot be reached")
     assert bad[-1] == "1 of 2 models passed"
+
+
+@pytest.mark.slow
+def test_run_command_prints_one_error_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A runtime failure, not a config error: exit 1, one ``error:`` line, status failed."""
+    from trio_designer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    dead = f"http://127.0.0.1:{dead_port()}/v1"
+    (tmp_path / "dead.yaml").write_text(
+        f"providers: [{{name: local, base_url: '{dead}'}}]\n"
+        "models: [{alias: gen, model: m, provider: local}]\n"
+        "columns: [{name: t, kind: llm_text, model: gen, prompt: hi}]\n"
+    )
+    start = time.monotonic()
+    assert main(["run", "dead.yaml", "-n", "4", "--progress", "none"]) == 1
+    assert time.monotonic() - start < 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"error: Provider 'local' at {dead} cannot be reached: could not connect to "
+        f"{dead.removeprefix('http://').removesuffix('/v1')}: OSError: all attempts to connect "
+        f"to {dead.removeprefix('http://').removesuffix('/v1')} failed (3 attempts); nothing "
+        f"sent to it has worked, so the run stops. Check that the server is running and "
+        f"listening there, and the provider's base_url (scheme, host name, port)."
+    ]
+    meta = json.loads((tmp_path / "out" / "dead" / "metadata.json").read_text())
+    assert meta["status"] == "failed"
