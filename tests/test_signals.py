@@ -87,7 +87,7 @@ def _stop_after_first_row_group(tmp_path: Path, signum: signal.Signals) -> tuple
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_drains_the_run_and_records_why(
-    tmp_path: Path, signum: signal.Signals, status: int
+    tmp_path: Path, signum: signal.Signals, status: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     returncode, stderr, out = _stop_after_first_row_group(tmp_path, signum)
     assert returncode == status, stderr
@@ -109,6 +109,13 @@ def test_a_signal_drains_the_run_and_records_why(
     assert ds.dataset(out / "parquet-files").to_table().num_rows == kept
     scratch = out / ".tmp"
     assert not scratch.exists() or not any(scratch.iterdir())
+    # inspect says why and how to continue
+    from trio_designer.cli import main
+
+    assert main(["inspect", str(out)]) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert report[1].startswith("status: interrupted")
+    assert report[2:4] == [f"  stopped by {signum.name}", f"  resume: {resume}"]
 
 
 # -- in process ---------------------------------------------------------------------------------
