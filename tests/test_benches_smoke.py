@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benches import adaptivity, bound, client_cpu, memory, overhead, scale, seed
+from benches import adaptivity, bound, client_cpu, memory, overhead, scale, seed, small_runs
 from benches.__main__ import main as bench_main
 
 
@@ -87,6 +87,17 @@ def test_client_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert all(r["cpu_us_per_request"] > 0 for r in data[section])
     options = {r["option"] for r in data["transport_options"]}
     assert options >= {"ours, native (h11 on trio)", "ours, transport: httpx"}
+
+
+def test_small_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(small_runs, tmp_path, capsys)
+    params = small_runs.PROFILES["smoke"]
+    assert [r["shape"] for r in data["summary"]] == list(params.shapes)
+    for r in data["summary"]:
+        assert r["makespan_s"] >= r["bound_s"]  # every request sleeps its whole latency
+        assert r["first_request_ms"] > 0
+        assert r["after_last_answer_ms"] > 0
+        assert r["requests_span_s"] <= r["makespan_s"]
 
 
 def test_cli_rejects_unknown_bench(capsys: pytest.CaptureFixture[str]) -> None:

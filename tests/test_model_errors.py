@@ -19,6 +19,7 @@ import trio
 from trio_designer._exceptions import (
     GenerationError,
     ModelConnectionError,
+    ModelContentFilteredError,
     ModelRateLimitedError,
     ModelRequestError,
     ModelServerError,
@@ -171,6 +172,25 @@ def test_quota_bodies_win_over_the_status(status: int, body: str) -> None:
     assert isinstance(error, ModelRequestError)
     assert error.reason == "quota"
     assert error.status == status
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"error": {"code": "content_filter", "message": "The response was filtered due to the '
+        "prompt triggering Azure OpenAI's content management policy.\"}}",
+        "content filter triggered",
+    ],
+)
+def test_a_filtered_prompt_is_a_content_filter_error(body: str) -> None:
+    """A 400 saying the content filter refused the prompt: its own class, not retryable."""
+    error = classify(400, body)
+    assert type(error) is ModelContentFilteredError
+    assert error.status == 400
+    assert not error.retryable
+    assert "content filter refused the prompt" in str(error)
+    # Only a 400 says so: the same words in a 500 stay a server error.
+    assert type(classify(500, body)) is ModelServerError
 
 
 def test_per_minute_quota_on_429_is_a_rate_limit() -> None:

@@ -993,6 +993,18 @@ async def test_stats_endpoint_and_reset(autojump_clock: trio.testing.MockClock) 
         assert sim.stats()["m"].completed == 0
 
 
+async def test_log_endpoint_serves_the_request_log(autojump_clock: trio.testing.MockClock) -> None:
+    """GET /log serves request_log() and the simulator's clock, for clients in other processes."""
+    async with simulated(SimulatedModel(name="m", latency=Latency(median=0.5))) as (sim, client):
+        await client.post("/chat/completions", json=chat("m", "hi"))
+        await trio.sleep(1)
+        root = sim.url.removesuffix("/v1")
+        served = (await client.get(f"{root}/log")).json()
+    assert served["time"] == 1.5
+    assert served["records"] == [attrs.asdict(r) for r in sim.request_log()]
+    assert (served["records"][0]["start"], served["records"][0]["end"]) == (0.0, 0.5)
+
+
 @pytest.mark.deadline(20)
 async def test_reset_keeps_live_gauges(autojump_clock: trio.testing.MockClock) -> None:
     """A reset mid-request keeps in_flight and restarts peak from it."""

@@ -72,6 +72,18 @@ def read_failures(output_dir: Path) -> list[dict[str, Any]]:
         raise SinkError(f"{output_dir / FAILURES_FILE} is not valid JSON lines: {exc}") from None
 
 
+def _stopped_lines(summary: Any) -> list[str]:
+    """Why an interrupted or failed run stopped, and how to continue it (``summary.stopped``)."""
+    stopped = summary.get("stopped") if isinstance(summary, dict) else None
+    if not isinstance(stopped, dict):
+        return []
+    if stopped.get("reason") == "error":
+        why = f"  stopped by {stopped.get('error_class')}: {stopped.get('message')}"
+    else:
+        why = f"  stopped by {stopped.get('reason')}"
+    return [why, f"  resume: {stopped.get('resume')}"]
+
+
 def describe(output_dir: Path, meta: dict[str, Any], failures: list[dict[str, Any]]) -> str:
     """The human-readable report."""
     groups: dict[str, Any] = meta.get("row_groups") or {}
@@ -82,6 +94,7 @@ def describe(output_dir: Path, meta: dict[str, Any], failures: list[dict[str, An
         f"output dir: {output_dir}",
         f"status: {meta.get('status')} (started {meta.get('started_at')}, finished "
         f"{meta.get('finished_at') or '-'})",
+        *_stopped_lines(meta.get("summary")),
         f"fingerprint: {meta.get('fingerprint')}",
         f"rows: {written} written of {num_records} requested; "
         f"{requested_done - written} dropped in written row groups",

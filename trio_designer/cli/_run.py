@@ -1,11 +1,14 @@
 """``run`` and ``preview``: execute a pipeline, print what happened.
 
-Ctrl-C: the first SIGINT cancels the run through a cancel scope (not a ``KeyboardInterrupt``
-flying through arbitrary code), so the engine's shutdown path runs as designed: in-flight work is
-cancelled, finished row groups stay on disk, ``metadata.json`` gets ``status: interrupted``,
-and the command prints how to resume and exits with 130. A second SIGINT quits at once
-(exit 130 without cleanup; the files on disk are still consistent, because every write is
-atomic — the next ``--resume`` tidies up).
+Ctrl-C and SIGTERM (what ``kill``, ``docker stop``, systemd and Kubernetes send) stop a run the
+same way: the first one calls :meth:`TrioDesigner.interrupt` with the signal's name (not a
+``KeyboardInterrupt`` flying through arbitrary code), so the engine's shutdown path runs as
+designed: in-flight row groups are cancelled and not written, finished row groups stay on disk,
+``metadata.json`` gets ``status: interrupted`` with the signal and the exact resume command
+(``summary.stopped``), and the command prints how to resume and exits with 128 + the signal's
+number: 130 for SIGINT, 143 for SIGTERM (the shell's convention for "killed by the signal").
+A second signal quits at once (same exit status, without cleanup; the files on disk are still
+consistent, because every write is atomic — the next ``--resume`` tidies up).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +51,13 @@ T = TypeVar("T")
 EXIT_OK = 0
 EXIT_EARLY_SHUTDOWN = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+#: The signals that stop a run cleanly, and the exit status of a run they stopped.
+STOP_SIGNALS: dict[signal.Signals, int] = {
+    signal.SIGINT: EXIT_INTERRUPTED,
+    signal.SIGTERM: EXIT_TERMINATED,
+}
 
 _COUNT_FIELDS = ("ok", "skipped", "failed", "retried", "cancelled")
 
@@ -93,10 +104,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
 
     files_before = recorded_files(_read_metadata(output_dir)) if args.resume else frozenset()
-    result = trio.run(run_until_interrupted, create)
-    if result is None:
+    hint = resume_command(args, output_dir)
+    result, stopped_by = trio.run(partial(run_until_interrupted, designer, create, hint))
+    if stopped_by is not None:
         print(interrupted_message(args, output_dir), file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        return STOP_SIGNALS[stopped_by]
+    assert result is not None
     resumed = None
     if args.resume:
         meta = _read_metadata(output_dir) or {}
@@ -114,41 +127,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_EARLY_SHUTDOWN if result.status == "early_shutdown" else EXIT_OK
 
 
-async def run_until_interrupted(fn: Callable[[], Awaitable[T]]) -> T | None:
-    """``await fn()``, or ``None`` if SIGINT cancelled it first.
+async def run_until_interrupted(
+    designer: Any, fn: Callable[[], Awaitable[T]], resume_hint: str | None = None
+) -> tuple[T | None, signal.Signals | None]:
+    """``(await fn(), None)``, or ``(None, signal)`` if SIGINT or SIGTERM stopped it first.
+
+    The first signal calls ``designer.interrupt(<signal name>, resume_hint=...)``: the run
+    drains and records why, and ``fn`` raises :class:`~trio_designer.RunInterrupted`. A signal
+    that arrives before the run has started (or after it ended) cancels ``fn`` outright.
 
     Off the main thread (where signal handlers cannot be installed) this is plain
     ``await fn()`` and Ctrl-C raises ``KeyboardInterrupt`` as usual.
     """
+    from .._exceptions import RunInterrupted
+
     if threading.current_thread() is not threading.main_thread():
-        return await fn()
+        return await fn(), None
     result: T | None = None
-    run_scope = trio.CancelScope()
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
+    stop = _Stop(designer, resume_hint)
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_interrupts, signals, run_scope)
-            with run_scope:
-                result = await fn()
+            nursery.start_soon(_watch_signals, signals, stop)
+            with stop.scope:
+                try:
+                    result = await fn()
+                except RunInterrupted:
+                    if stop.signal is None:
+                        raise  # someone else interrupted the designer
             nursery.cancel_scope.cancel()
-    return result
+    return result, stop.signal
 
 
-async def _watch_interrupts(signals: Any, run_scope: trio.CancelScope) -> None:
-    interrupts = 0
-    async for _ in signals:
-        interrupts += 1
-        if interrupts == 1:
+class _Stop:
+    """What the signal watcher stops: the designer's runs, else the whole call."""
+
+    def __init__(self, designer: Any, resume_hint: str | None) -> None:
+        self.designer = designer
+        self.resume_hint = resume_hint
+        self.scope = trio.CancelScope()
+        self.signal: signal.Signals | None = None
+
+    def first(self, signum: signal.Signals) -> None:
+        self.signal = signum
+        if not self.designer.interrupt(signum.name, resume_hint=self.resume_hint):
+            self.scope.cancel()  # no run in progress yet: nothing to drain
+
+
+async def _watch_signals(signals: Any, stop: _Stop) -> None:
+    async for signum in signals:
+        received = signal.Signals(signum)
+        if stop.signal is None:
             print(
-                "\ninterrupted: stopping; finished row groups are kept (Ctrl-C again to quit "
-                "at once)",
+                f"\ninterrupted ({received.name}): stopping; finished row groups are kept "
+                f"({'Ctrl-C' if received == signal.SIGINT else 'the same signal'} again to quit "
+                f"at once)",
                 file=sys.stderr,
                 flush=True,
             )
-            run_scope.cancel()
+            stop.first(received)
         else:
             print("interrupted again: quitting at once", file=sys.stderr, flush=True)
             sys.stdout.flush()
-            os._exit(EXIT_INTERRUPTED)
+            os._exit(STOP_SIGNALS[received])
 
 
 def interrupted_message(args: argparse.Namespace, output_dir: Path) -> str:
@@ -288,8 +328,11 @@ def column_table(columns: Mapping[str, Any]) -> str:
     def count(summary: Any, field: str) -> Any:
         return summary.get(field, 0) if isinstance(summary, Mapping) else getattr(summary, field)
 
-    rows = [[name, *(count(s, f) for f in _COUNT_FIELDS)] for name, s in columns.items()]
-    return table(["column", *_COUNT_FIELDS], rows)
+    fields: tuple[str, ...] = _COUNT_FIELDS
+    if any(count(s, "truncated") for s in columns.values()):  # only runs that kept cut answers
+        fields = (*fields, "truncated")
+    rows = [[name, *(count(s, f) for f in fields)] for name, s in columns.items()]
+    return table(["column", *fields], rows)
 
 
 def _model_lines(usage: Mapping[str, Any], limits: Mapping[str, Any]) -> list[str]:
@@ -348,10 +391,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
     async def preview() -> Any:
         return await designer.preview(config, num_records=args.num_records)
 
-    result = trio.run(run_until_interrupted, preview)
-    if result is None:
+    result, stopped_by = trio.run(partial(run_until_interrupted, designer, preview))
+    if stopped_by is not None:
         print("interrupted: nothing was kept (a preview is in memory)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return STOP_SIGNALS[stopped_by]
+    assert result is not None
     records = result.table.to_pylist()
     if args.jsonl:
         for record in records:

@@ -266,6 +266,36 @@ class ConnectionPool:
             connection.close()
         await trio.lowlevel.checkpoint()
 
+    async def open_idle(self, count: int, *, timeout: float) -> int:  # noqa: ASYNC109
+        """Open up to ``count`` connections ahead of any request and keep them idle, so the
+        first requests find them ready (connecting, and for https the TLS handshake, done
+        while the caller was still starting up). Each holds a connection slot while it
+        connects, so the pool never holds more than ``max_connections``. Failures (and
+        ``timeout`` seconds without a connection) are ignored: the requests that follow meet
+        them again and report them. Returns how many connections were added.
+        """
+        added = 0
+
+        async def one() -> None:
+            nonlocal added
+            async with self._slots:
+                with trio.move_on_after(timeout):
+                    try:
+                        connection = await self._connect()
+                    except HTTPError:
+                        return
+                    if self._closed:
+                        connection.close()
+                        return
+                    connection.idle_since = trio.current_time()
+                    self._idle.append(connection)
+                    added += 1
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(min(count, int(self._slots.total_tokens))):
+                nursery.start_soon(one)
+        return added
+
     def target(self, path: str) -> str:
         """The request target for ``path``: absolute through a forward proxy (plain http)."""
         if self._proxy is not None and self._origin.scheme == "http":
