@@ -504,8 +504,8 @@ async def test_a_cut_answer_that_parses_is_still_reasked(autojump_clock: Any) ->
     assert str(info.value) == (
         f"column 'facts': model 'gen' gave no usable answer in 1 request (row 0; "
         f"max_parse_retries=0); the last answer was cut off at max_tokens ({limit}) before "
-        f"it was complete (finish_reason 'length'). Raise max_tokens (now {limit}) for model 'gen' or in the column's "
-        f"inference.max_tokens, or ask for a shorter answer."
+        f"it was complete (finish_reason 'length'). Raise max_tokens (now {limit}) for "
+        f"model 'gen' or in the column's inference.max_tokens, or ask for a shorter answer."
     )
 
 
