@@ -172,8 +172,19 @@ class TrioDesigner:
         num_records: int,
         output_dir: str | os.PathLike[str],
         resume: bool = False,
+        force_resume: bool = False,
     ) -> RunResult:
         """Generate ``num_records`` rows and write them under ``output_dir`` as parquet.
+
+        Args:
+          config: the pipeline.
+          num_records: rows to generate in total.
+          output_dir: where the dataset and its run record go.
+          resume: continue the run already in ``output_dir`` (same fingerprint: same config,
+            same custom code); its finished row groups are kept.
+          force_resume: continue it even though the config or the custom code changed (the
+            refusal lists what changed). The rows already written keep their old values; the
+            forced resume is recorded in ``metadata.json``. Implies ``resume``.
 
         Raises:
           ConfigError: the configuration is invalid (raised before any request is sent).
@@ -242,6 +253,7 @@ class TrioDesigner:
         num_records: int,
         output_dir: str | os.PathLike[str],
         resume: bool = False,
+        force_resume: bool = False,
     ) -> RunResult:
         """``create`` for code outside an event loop (runs its own ``trio.run``).
 
@@ -253,7 +265,12 @@ class TrioDesigner:
         check_sync_caller("create")
         return trio.run(
             partial(
-                self.create, config, num_records=num_records, output_dir=output_dir, resume=resume
+                self.create,
+                config,
+                num_records=num_records,
+                output_dir=output_dir,
+                resume=resume,
+                force_resume=force_resume,
             )
         )
 
@@ -381,8 +398,15 @@ def _prepare(
     """Validate everything that can be validated without a request; build the generators."""
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
-    graph = ExecutionGraph.from_config(config)
-    generators = {name: build_generator(graph.configs[name]) for name in graph.order}
+    try:
+        graph = ExecutionGraph.from_config(config)
+        code = config.code_search()
+        generators = {
+            name: build_generator(graph.configs[name], code=code) for name in graph.order
+        }
+    except ConfigError as exc:
+        raise config.located(exc) from exc.__cause__
+
     return graph, generators
 
 

@@ -60,19 +60,23 @@ class ConfigError(TrioDesignerError, ValueError):
     """The pipeline configuration is invalid.
 
     Raised before any request is sent. ``problems`` lists every problem found, each prefixed
-    with the path of the offending field (``columns[3].prompt: ...``); ``str(exc)`` shows them
-    all, one per line.
+    with the path of the offending field (``columns[3].prompt: ...``, with ``(line 12)`` when
+    the config was read from a YAML or JSON file); ``str(exc)`` shows them all, one per line,
+    after the config file's name when it is known (``source``).
     """
 
-    def __init__(self, problems: str | Sequence[str]) -> None:
+    def __init__(self, problems: str | Sequence[str], *, source: str | None = None) -> None:
         if isinstance(problems, str):
             problems = [problems]
         self.problems: tuple[str, ...] = tuple(problems)
+        self.source = source
         if len(self.problems) == 1:
             message = self.problems[0]
         else:
             listed = "\n".join(f"  - {p}" for p in self.problems)
             message = f"the configuration has {len(self.problems)} problems:\n{listed}"
+        if source is not None and source not in message:
+            message = f"{source}: {message}"
         super().__init__(message)
 
 

@@ -166,7 +166,10 @@ def _template_references(source: str, field: str, where: str) -> tuple[list[str]
     try:
         ast = _PARSER.parse(source)
     except jinja2.TemplateSyntaxError as exc:
-        return [], f"{where}: {field} has a Jinja syntax error on line {exc.lineno}: {exc.message}"
+        return [], (
+            f"{where}: {field} has a Jinja syntax error on template line {exc.lineno}: "
+            f"{exc.message}"
+        )
     return sorted(jinja2.meta.find_undeclared_variables(ast)), None
 
 

@@ -50,6 +50,33 @@ class Redactor:
         return text
 
 
+MAX_PROBLEM_CHARS = 400
+"""The longest single problem line the CLI prints (a config can make any message long: a
+10,000-column chain, a huge value quoted back)."""
+
+MAX_PROBLEMS_SHOWN = 40
+"""How many problems of one config error the CLI lists before summarising the rest."""
+
+
+def cap_text(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 30].rstrip()}… [{len(text) - limit + 30} more chars]"
+
+
+def config_error_text(problems: Sequence[str], source: str | None) -> str:
+    """A config error as the CLI prints it: the file, then each problem (capped in length
+    and number)."""
+    where = f"{source}: " if source and not any(source in p for p in problems) else ""
+    if len(problems) == 1:
+        return where + cap_text(problems[0])
+    shown = [f"  - {cap_text(problem)}" for problem in problems[:MAX_PROBLEMS_SHOWN]]
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        shown.append(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
+    return f"{where}the configuration has {len(problems)} problems:\n" + "\n".join(shown)
+
+
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """``"1 column"``, ``"3 columns"``."""
     return f"{count} {noun if count == 1 else (nouns or noun + 's')}"

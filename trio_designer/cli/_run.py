@@ -71,7 +71,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``trio-designer run CONFIG``."""
     from .._designer import TrioDesigner
 
-    config = with_overrides(load_config(args.config), seed=args.seed, trace=args.trace)
+    config = with_overrides(
+        load_config(args.config, python_path=args.python_path), seed=args.seed, trace=args.trace
+    )
     redact = Redactor()
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.config)
     designer = TrioDesigner(
@@ -82,7 +84,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def create() -> Any:
         return await designer.create(
-            config, num_records=args.num_records, output_dir=output_dir, resume=args.resume
+            config,
+            num_records=args.num_records,
+            output_dir=output_dir,
+            resume=args.resume,
+            force_resume=args.force_resume,
         )
 
     result = trio.run(run_until_interrupted, create)
@@ -90,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(interrupted_message(args, output_dir), file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     on_disk = None
-    if args.resume:
+    if args.resume or args.force_resume:
         meta = _read_metadata(output_dir) or {}
         on_disk = int(meta.get("rows_written", result.num_records_written))
     print(
@@ -154,6 +160,8 @@ def interrupted_message(args: argparse.Namespace, output_dir: Path) -> str:
 def resume_command(args: argparse.Namespace, output_dir: Path) -> str:
     """The ``run`` command line that continues this run (same config, seed, size, directory)."""
     parts = [args.prog, "run", args.config, "--num-records", str(args.num_records)]
+    for folder in getattr(args, "python_path", ()):
+        parts += ["--python-path", folder]
     parts += ["--output-dir", str(output_dir)]
     if args.seed is not None:
         parts += ["--seed", str(args.seed)]
@@ -276,7 +284,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     """``trio-designer preview CONFIG -n 5``."""
     from .._designer import TrioDesigner
 
-    config = with_overrides(load_config(args.config), seed=args.seed)
+    config = with_overrides(load_config(args.config, python_path=args.python_path), seed=args.seed)
     redact = Redactor()
     designer = TrioDesigner(
         engine=args.engine,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeAlias, get_args
@@ -34,6 +33,7 @@ from typing import Any, ClassVar, Literal, TypeAlias, get_args
 import attrs
 from attrs import validators as v
 
+from ._code import function_path_problem
 from ._models import InferenceParams
 from ._validators import (
     checked,
@@ -63,12 +63,6 @@ DatetimeUnit: TypeAlias = Literal["D", "h", "m", "s"]
 DTYPES: tuple[str, ...] = get_args(Dtype)
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DATETIME_UNITS: tuple[str, ...] = get_args(DatetimeUnit)
-
-#: ``"package.module:function"`` (dots allowed on both sides, e.g. ``"pkg.mod:Class.method"``).
-IMPORT_PATH_RE = re.compile(
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
-    r":[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-)
 
 _names = checked(is_tuple_of(is_str, "a string"))
 _dtype = optional(checked(v.in_(DTYPES)))
@@ -331,11 +325,9 @@ class ExpressionColumn(_ColumnBase):
 
 def _function(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, str):
-        if not IMPORT_PATH_RE.fullmatch(value):
-            raise ValueError(
-                "'function' must be an import path like 'package.module:function': "
-                f"{short_repr(value)}"
-            )
+        problem = function_path_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
     elif not callable(value):
         raise ValueError(f"'function' must be a callable or an import path: {short_repr(value)}")
 
@@ -345,10 +337,13 @@ class CustomColumn(_ColumnBase):
     """A user function, sync or ``async def``, per cell or per row group.
 
     Attributes:
-      function: the function itself, or its import path ``"package.module:function"``.
-        Serializing turns a function into its import path, so it must be a module-level
-        function (not a lambda or a local function). Loading keeps the path; the generator
-        imports it. Not hashed (compared by identity when a callable).
+      function: the function itself, or its import path ``"package.module:function"``: one
+        name after the colon, a function (or a generator class) *defined in* that module, not
+        from the standard library or trio_designer (see :mod:`._code` for where the module
+        may come from). Serializing turns a function into its import path, so it must be a
+        module-level function (not a lambda, a local function or a method). Loading keeps
+        the path; the generator imports it. Not hashed (compared by identity when a
+        callable).
       strategy: ``"cell"`` (``fn(row)``, one call per row) or ``"full_column"`` (``fn(rows)``,
         one call per row group, returning one value per row).
       dtype: cast the result like :class:`ExpressionColumn` (``None``: keep it).

@@ -100,7 +100,7 @@ def check_template(source: str, *, column: str, field: str) -> None:
         compile_template(source)
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(
-            f"column {column!r}: {field} has a Jinja syntax error on line {exc.lineno}: "
+            f"column {column!r}: {field} has a Jinja syntax error on template line {exc.lineno}: "
             f"{exc.message}; fix the template."
         ) from exc
 
@@ -184,8 +184,8 @@ def _render_error(
             message = f"{where}: {field} failed to render{in_row}: {exc.message}; fix the template."
     elif isinstance(exc, jinja2.TemplateSyntaxError):
         message = (
-            f"{where}: {field} has a Jinja syntax error on line {exc.lineno}: {exc.message}; "
-            f"fix the template."
+            f"{where}: {field} has a Jinja syntax error on template line {exc.lineno}: "
+            f"{exc.message}; fix the template."
         )
     elif isinstance(exc, SecurityError):
         message = f"{where}: {field} was blocked by the template sandbox{in_row}: {exc}."
