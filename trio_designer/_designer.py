@@ -28,8 +28,10 @@ from ._exceptions import ConfigError
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
 from .config import PipelineConfig
+from .config._columns import template_fields
 from .generators._base import ColumnGenerator
 from .generators._registry import build_generator
+from .generators._templates import precompile
 
 if TYPE_CHECKING:
     from .models._registry import ModelRegistry
@@ -404,6 +406,9 @@ def _prepare(
         generators = {
             name: build_generator(graph.configs[name], code=code) for name in graph.order
         }
+        for column in config.columns:
+            for field, source in template_fields(column).items():
+                precompile(source, column=column.name, field=field)
     except ConfigError as exc:
         raise config.located(exc) from exc.__cause__
 

@@ -85,15 +85,15 @@ def measure_yaml(root: yaml.Node) -> dict[str, int]:
     """
     size: dict[int, int] = {}
     height: dict[int, int] = {}
-    visiting: set[int] = set()
+    pending: dict[int, list[yaml.Node]] = {}  # children of the nodes being measured
     lines: dict[str, int] = {}
-    stack: list[tuple[yaml.Node, int, str | None, bool]] = [(root, 0, "", False)]
+    scalar = yaml.ScalarNode
+    stack: list[tuple[yaml.Node, int, str | None]] = [(root, 0, "")]
     while stack:
-        node, depth, path, exiting = stack.pop()
+        node, depth, path = stack.pop()
         key = id(node)
-        children = _children(node)
-        if exiting:
-            visiting.discard(key)
+        if depth < 0:  # the exit marker of a node whose children are all measured
+            children = pending.pop(key)
             size[key] = 1 + sum(size[id(child)] for child in children)
             height[key] = 1 + max((height[id(child)] for child in children), default=0)
             if size[key] > MAX_YAML_NODES:
@@ -106,31 +106,34 @@ def measure_yaml(root: yaml.Node) -> dict[str, int]:
             if depth + height[key] > MAX_NESTING + 1:
                 raise _too_deep()
             continue
-        if key in visiting:
+        if key in pending:
             raise LimitExceeded(
                 "a YAML alias refers to a node that contains it (a recursive structure); "
                 "a config must be a tree"
             )
         if depth > MAX_NESTING:
             raise _too_deep()
-        visiting.add(key)
-        stack.append((node, depth, path, True))
+        if isinstance(node, scalar):
+            size[key] = height[key] = 1
+            continue
+        pending[key] = _children(node)
+        stack.append((node, -1, None))
         stack.extend(_entries(node, depth, path, lines))
     return lines
 
 
 def _entries(
     node: yaml.Node, depth: int, path: str | None, lines: dict[str, int]
-) -> list[tuple[yaml.Node, int, str | None, bool]]:
+) -> list[tuple[yaml.Node, int, str | None]]:
     """The children of ``node`` to visit, with their paths (recorded near the top only)."""
     track = path is not None and depth < _LINE_MAP_DEPTH
-    entries: list[tuple[yaml.Node, int, str | None, bool]] = []
+    entries: list[tuple[yaml.Node, int, str | None]] = []
     if isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = f"{path}[{index}]" if track else None
             if child is not None:
                 lines.setdefault(child, item.start_mark.line + 1)
-            entries.append((item, depth + 1, child, False))
+            entries.append((item, depth + 1, child))
     elif isinstance(node, yaml.MappingNode):
         for key_node, value in node.value:
             child = None
@@ -138,8 +141,8 @@ def _entries(
                 name = str(key_node.value)
                 child = f"{path}.{name}" if path else name
                 lines.setdefault(child, key_node.start_mark.line + 1)
-            entries.append((key_node, depth + 1, None, False))
-            entries.append((value, depth + 1, child, False))
+            entries.append((key_node, depth + 1, None))
+            entries.append((value, depth + 1, child))
     return entries
 
 

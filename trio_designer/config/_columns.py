@@ -33,6 +33,8 @@ from typing import Any, ClassVar, Literal, TypeAlias, get_args
 import attrs
 from attrs import validators as v
 
+from .._core._jsonschema import schema_problems
+from ._bounded import MAX_TEMPLATE_CHARS
 from ._code import function_path_problem
 from ._models import InferenceParams
 from ._validators import (
@@ -68,6 +70,14 @@ _names = checked(is_tuple_of(is_str, "a string"))
 _dtype = optional(checked(v.in_(DTYPES)))
 
 
+def _template_length(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if len(value) > MAX_TEMPLATE_CHARS:
+        raise ValueError(
+            f"'{attribute.name}' is a template of {len(value):,} characters, more than the limit "
+            f"of {MAX_TEMPLATE_CHARS:,}; keep data out of templates (read it from a column)"
+        )
+
+
 # -- common fields -----------------------------------------------------------------------------
 
 
@@ -88,7 +98,9 @@ class _ColumnBase:
 
     name: str = attrs.field(validator=checked(identifier))
     drop: bool = attrs.field(default=False, validator=checked(is_bool))
-    skip_when: str | None = attrs.field(default=None, validator=optional(checked(non_blank)))
+    skip_when: str | None = attrs.field(
+        default=None, validator=optional(checked(non_blank, _template_length))
+    )
     skip_value: Any = attrs.field(default=None, hash=False)
     depends_on: tuple[str, ...] = attrs.field(default=(), converter=to_tuple, validator=_names)
 
@@ -319,7 +331,7 @@ class ExpressionColumn(_ColumnBase):
 
     kind: ClassVar[Literal["expression"]] = "expression"
 
-    expr: str = attrs.field(validator=checked(non_blank))
+    expr: str = attrs.field(validator=checked(non_blank, _template_length))
     dtype: Dtype | None = attrs.field(default=None, validator=_dtype)
 
 
@@ -378,8 +390,10 @@ class _LLMColumnBase(_ColumnBase):
     """
 
     model: str = attrs.field(validator=checked(non_blank))
-    prompt: str = attrs.field(validator=checked(non_blank))
-    system_prompt: str | None = attrs.field(default=None, validator=optional(checked(non_blank)))
+    prompt: str = attrs.field(validator=checked(non_blank, _template_length))
+    system_prompt: str | None = attrs.field(
+        default=None, validator=optional(checked(non_blank, _template_length))
+    )
     inference: InferenceParams | None = attrs.field(
         default=None, validator=optional(checked(instance_of(InferenceParams)))
     )
@@ -419,19 +433,31 @@ def schema_to_dict(value: Any) -> Any:
     return copy.deepcopy(value) if isinstance(value, dict) else value
 
 
+def _valid_schema(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    problems = schema_problems(value)
+    if problems:
+        listed = "; ".join(problems)
+        raise ValueError(
+            f"'schema' is not a valid JSON schema (Draft 2020-12 unless it says $schema): "
+            f"{listed}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class LLMStructuredColumn(_LLMColumnBase):
     """A JSON object from a chat model, validated against a JSON schema.
 
     Attributes:
-      schema: the JSON schema (a dict). A class with ``model_json_schema()`` (a pydantic
-        model) is accepted and stored as its schema. Not hashed; read-only.
+      schema: the JSON schema (a dict), checked against its meta-schema (Draft 2020-12 unless
+        it names another with ``$schema``); ``$ref`` must stay inside the schema. A class with
+        ``model_json_schema()`` (a pydantic model) is accepted and stored as its schema. Not
+        hashed; read-only.
     """
 
     kind: ClassVar[Literal["llm_structured"]] = "llm_structured"
 
     schema: dict[str, Any] = attrs.field(
-        converter=schema_to_dict, validator=checked(is_json_object), hash=False
+        converter=schema_to_dict, validator=checked(is_json_object, _valid_schema), hash=False
     )
 
 
