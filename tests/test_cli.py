@@ -265,7 +265,7 @@ def test_inspect_reports_counts_schema_and_usage(
     assert "usage (last run):\n  gen: 12 requests (12 ok, 0 failed, 0 rate-limited)" in text
 
 
-def test_resume_with_another_config_is_refused_in_one_line(
+def test_resume_with_another_config_is_refused_saying_what_changed(
     llm_run: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
     folder, _ = llm_run
@@ -273,12 +273,16 @@ def test_resume_with_another_config_is_refused_in_one_line(
     done = cli(folder, "run", "topics.yaml", "-n", "12", "--seed", "4", "--resume")
     assert done.returncode == 2
     assert done.stdout == ""
-    [line] = done.stderr.splitlines()
-    assert line.startswith(
+    assert done.stderr.splitlines() == [
         f"error: output directory 'out/topics' holds a different run (fingerprint "
-        f"{before['fingerprint']}, this run sha256:"
-    )
-    assert line.endswith("); pass another --output-dir or remove the directory.")
+        f"{before['fingerprint']}, this run {done.stderr.split('this run ')[1][:71]}); what "
+        "changed:",
+        "  - run.seed changed",
+        "Resuming would mix values made by both in one dataset. Start a new run: pass another "
+        "--output-dir or remove the directory; or pass --force-resume to continue it anyway "
+        "(the rows already written keep their old values; the forced resume is recorded in "
+        "metadata.json).",
+    ]
     assert metadata(folder / "out" / "topics") == before  # untouched
 
 

@@ -196,18 +196,25 @@ class TrioDesigner:
         """
         check_trio_caller("create")
         from ._sink import ParquetSink
-        from .config import config_fingerprint
+        from .config._fingerprint import fingerprint_basis, fingerprint_of
 
         graph, generators = _prepare(config, num_records)
+        try:
+            basis = fingerprint_basis(config)
+        except ConfigError as exc:
+            raise config.located(exc) from exc.__cause__
+        resume = resume or force_resume
         changes = _LimitChanges()
         async with self._open_models(config, changes) as models:
             sink = ParquetSink(output_dir)
             await sink.open(
-                fingerprint=config_fingerprint(config),
+                fingerprint=fingerprint_of(basis),
                 config=config.to_dict(lenient=True),
                 num_records=num_records,
                 row_group_size=config.run.row_group_size,
                 resume=resume,
+                fingerprint_basis=basis,
+                force_resume=force_resume,
             )
             done = frozenset(sink.completed_row_groups()) if resume else frozenset()
             return await self._execute(

@@ -105,6 +105,8 @@ class SinkBase(abc.ABC):
         num_records: int,
         row_group_size: int,
         resume: bool = True,
+        fingerprint_basis: Mapping[str, Any] | None = None,
+        force_resume: bool = False,
     ) -> None:
         """Prepare storage and record the run as ``"running"``.
 
@@ -129,6 +131,10 @@ class SinkBase(abc.ABC):
           resume: whether row groups already written for this run may be kept; pass
             ``False`` for a run that will write every row group (else a second write of a
             row group fails late, with ``ValueError``).
+          fingerprint_basis: what the fingerprint is the hash of (config, code, files), stored
+            so that a refused resume can say what changed.
+          force_resume: continue a stored run even though its fingerprint differs (recorded
+            in the run record's ``forced_resumes``).
 
         Raises:
           SinkError: storage holds a different run (another fingerprint or row group size),
@@ -153,6 +159,8 @@ class SinkBase(abc.ABC):
             num_records=num_records,
             row_group_size=row_group_size,
             resume=resume,
+            fingerprint_basis=fingerprint_basis,
+            force_resume=force_resume,
         )
         self._meta, self._state = meta, "open"
         self._guard = SchemaGuard()
@@ -334,6 +342,8 @@ class SinkBase(abc.ABC):
         num_records: int,
         row_group_size: int,
         resume: bool,
+        fingerprint_basis: Mapping[str, Any] | None = None,
+        force_resume: bool = False,
     ) -> RunMetadata: ...
 
     @abc.abstractmethod

@@ -322,7 +322,7 @@ _lenient: ContextVar[bool] = ContextVar("trio_designer_lenient_functions", defau
 
 
 @contextmanager
-def _lenient_functions(enabled: bool) -> Iterator[None]:
+def lenient_functions(enabled: bool) -> Iterator[None]:
     token = _lenient.set(enabled)
     try:
         yield
@@ -514,7 +514,7 @@ def unstructure_sections(
     Raises:
       ConfigError: a custom column's function cannot be written as an import path.
     """
-    with _lenient_functions(lenient):
+    with lenient_functions(lenient):
         data: dict[str, Any] = {}
         if python_path:
             data["python_path"] = list(python_path)

@@ -28,8 +28,6 @@ cross-reference checks.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -336,49 +334,6 @@ def _unknown_column(name: str, own_name: str, names: set[str]) -> str | None:
 
 def _hint(word: str, candidates: Iterable[str], otherwise: str) -> str:
     return "; " + did_you_mean(word, candidates, otherwise=otherwise)
-
-
-# -- fingerprint -------------------------------------------------------------------------------
-
-
-#: Settings that change how fast or how patiently a run goes, never what it generates: they are
-#: left out of the fingerprint, so a resumed run may retune them.
-_TUNING_RUN_FIELDS = (
-    "trace",
-    "max_row_groups_in_flight",
-    "max_submitted_tasks",
-    "max_llm_wait_tasks",
-    "salvage_max_rounds",
-    "shutdown_error_rate",
-    "shutdown_error_window",
-    "non_llm_concurrency",
-)
-_TUNING_MODEL_FIELDS = ("max_parallel_requests", "timeout")
-
-
-def config_fingerprint(config: PipelineConfig) -> str:
-    """A stable identity of what the config generates: ``"sha256:<hex>"``.
-
-    SHA-256 of canonical JSON (sorted keys, no whitespace) of :meth:`PipelineConfig.to_dict`
-    with lenient function names, leaving out the settings that only tune speed or patience
-    (``run.trace``, the concurrency limits, salvage and shutdown settings, each model's
-    ``max_parallel_requests`` and ``timeout``): a resumed run may change those. Because
-    defaults are omitted, spelling a default out does not change the fingerprint. Stable
-    across processes and Python versions.
-    """
-    data = config.to_dict(lenient=True)
-    run = data.get("run")
-    if isinstance(run, dict):
-        for key in _TUNING_RUN_FIELDS:
-            run.pop(key, None)
-        if not run:
-            del data["run"]
-    for model in data.get("models", ()):
-        if isinstance(model, dict):
-            for key in _TUNING_MODEL_FIELDS:
-                model.pop(key, None)
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 # -- builder -----------------------------------------------------------------------------------
