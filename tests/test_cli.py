@@ -583,7 +583,7 @@ columns:
     assert main(["validate", str(sub / "custom.yaml")]) == 2
     err = capsys.readouterr().err
     assert "no module 'td_columns_mod' in the installed environment; td_columns_mod.py lies " in err
-    assert "add 'python_path: [.]' to the config if you trust that code" in err
+    assert "add 'python_path: .' to the config if you trust that code" in err
     assert "td_columns_mod" not in sys.modules
     # Named by the config (relative to the config file, not to the current directory) ...
     write(sub, "named.yaml", "python_path: .\n" + custom)

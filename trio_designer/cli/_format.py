@@ -39,15 +39,27 @@ class Redactor:
         names = {name for name in os.environ if _SECRET_NAME.search(name)}
         names |= _secret_env_names | set(env_names)
         values = {os.environ.get(name, "") for name in names}
+        self._values = frozenset(v for v in values if v)
+        # Each secret also as JSON spells it inside a string (quotes, backslashes, non-ASCII).
+        spellings = set(self._values)
+        spellings |= {json.dumps(v)[1:-1] for v in self._values}
+        spellings |= {json.dumps(v, ensure_ascii=False)[1:-1] for v in self._values}
         # Longest first, so a key that contains another is replaced whole.
         self._secrets = sorted(
-            (v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True
+            (v for v in spellings if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True
         )
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+    def value(self, value: Any) -> Any:
+        """``"***"`` for a value equal to a secret (however short), else the value itself:
+        for showing data (``preview``), where a cell may hold a key whole."""
+        if isinstance(value, str) and value.strip() in self._values:
+            return "***"
+        return value
 
 
 MAX_PROBLEM_CHARS = 400

@@ -299,7 +299,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if result is None:
         print("interrupted: nothing was kept (a preview is in memory)", file=sys.stderr)
         return EXIT_INTERRUPTED
-    records = result.table.to_pylist()
+    records = [
+        {name: redact.value(value) for name, value in record.items()}
+        for record in result.table.to_pylist()
+    ]
     if args.jsonl:
         for record in records:
             print(redact(json.dumps(record, ensure_ascii=False, default=str)))

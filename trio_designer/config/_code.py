@@ -274,7 +274,7 @@ def _missing_module(module: str, top: str, search: CodeSearch, where: str) -> st
     if beside is not None and search.config_dir not in search.python_path:
         return (
             f"{message}; {beside} lies beside the config file, but modules are never imported "
-            "from the config's directory implicitly: add 'python_path: [.]' to the config if "
+            "from the config's directory implicitly: add 'python_path: .' to the config if "
             "you trust that code"
         )
     return f"{message}; install the package, or add the directory holding it to python_path"

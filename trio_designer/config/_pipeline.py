@@ -137,6 +137,12 @@ class PipelineConfig:
     def located(self, exc: ConfigError) -> ConfigError:
         """``exc`` with the config file named and each problem's line added, when this config
         was read from a file (else ``exc`` itself)."""
+        index = {column.name: i for i, column in enumerate(self.columns)}
+        problems = [_column_path(problem, index) for problem in exc.problems]
+        if problems != list(exc.problems):
+            renamed = ConfigError(problems, source=exc.source)
+            renamed.__cause__ = exc.__cause__
+            exc = renamed
         if self.source is None:
             return exc
         return located_error(exc, source=self.source, lines=self.source_lines)
@@ -457,6 +463,18 @@ def located_error(
     located = ConfigError(problems, source=str(source))
     located.__cause__ = exc.__cause__
     return located
+
+
+_GENERATOR_WORDING = re.compile(r"^column '(?P<name>[A-Za-z_]\w*)': ")
+
+
+def _column_path(problem: str, index: Mapping[str, int]) -> str:
+    """``column 'x': ...`` (a generator's wording) as ``columns[3] 'x': ...`` (a path)."""
+    match = _GENERATOR_WORDING.match(problem)
+    if match is None or match.group("name") not in index:
+        return problem
+    name = match.group("name")
+    return f"columns[{index[name]}] {name!r}: {problem[match.end() :]}"
 
 
 def _with_line(problem: str, lines: Mapping[str, int]) -> str:
