@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _cli_harness import run_cli
+
 from trio_designer import ConfigError, ExpressionColumn, PipelineConfig, TrioDesigner
 from trio_designer.config._bounded import MAX_CONFIG_BYTES
 

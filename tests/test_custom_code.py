@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-
 from _cli_harness import run_cli
+
 from trio_designer import ConfigError, PipelineConfig, TrioDesigner
 
 REPO = Path(__file__).resolve().parents[1]

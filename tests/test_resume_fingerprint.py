@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from _cli_harness import run_cli
+
 from trio_designer import PipelineConfig, SinkError, TrioDesigner
 from trio_designer.config import config_fingerprint
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from _cli_harness import CANARIES, ThreadedSimulator, files_leaking, leaked, run_cli
+
 from trio_designer import ConfigError, PipelineConfig
 
 KEY = CANARIES["TD_CANARY_KEY"]

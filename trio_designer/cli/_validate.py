@@ -31,6 +31,10 @@ ORDER_SHOWN = 12
 def cmd_validate(args: argparse.Namespace) -> int:
     """``trio-designer validate CONFIG``: print ``ok: ...`` (exit 0) or raise ``ConfigError``."""
     config = load_config(args.config, python_path=args.python_path)
+    try:
+        config.code_search()
+    except ConfigError as exc:
+        raise config.located(exc) from None
     for line in code_lines(config):
         print(line, file=sys.stderr, flush=True)
     order, problems = check(config, check_env=not args.no_check_env, import_code=not args.no_import)

@@ -148,10 +148,25 @@ class PipelineConfig:
         return located_error(exc, source=self.source, lines=self.source_lines)
 
     def code_search(self) -> CodeSearch:
-        """Where this config's custom functions may be imported from (see :mod:`._code`)."""
+        """Where this config's custom functions may be imported from (see :mod:`._code`).
+
+        Raises:
+          ConfigError: a ``python_path`` entry is not a directory.
+        """
         folder = self.source.parent if self.source is not None else None
+        directories = python_path_dirs(self.python_path, folder)
+        missing = [
+            f"python_path[{index}]: {entry!r} is not a directory ({directory}); name a "
+            "directory that holds your modules (relative to the config file)"
+            for index, (entry, directory) in enumerate(
+                zip(self.python_path, directories, strict=True)
+            )
+            if not directory.is_dir()
+        ]
+        if missing:
+            raise ConfigError(missing)
         return CodeSearch(
-            python_path=python_path_dirs(self.python_path, folder),
+            python_path=directories,
             config_dir=folder,
             config_name=str(self.source) if self.source is not None else None,
         )
