@@ -106,7 +106,8 @@ def test_refused_forms(path: str, message: str, folder: Path) -> None:
     outcome = run_cli(["validate", "bad.yaml"])
     assert (outcome.status, outcome.out) == (2, "")
     assert message in outcome.err
-    assert outcome.err.count("\n") == 1 and "Traceback" not in outcome.err
+    assert outcome.err.count("\n") == 1
+    assert "Traceback" not in outcome.err
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         PipelineConfig.from_yaml(text)
 
