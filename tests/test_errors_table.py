@@ -178,7 +178,8 @@ def test_each_config_defect_exits_2_with_one_message(
         message = "".join(
             line for line in outcome.err.splitlines(keepends=True) if not line.startswith("code:")
         )
-        assert message.startswith("error: ") and name in message.splitlines()[0], message
+        assert message.startswith("error: "), message
+        assert name in message.splitlines()[0], message
         assert excerpt in message, message
         assert message.count("error:") == 1
         assert "Traceback" not in message
