@@ -270,3 +270,48 @@ def test_simulator_instances_validate(index: int, seed: int) -> None:
     instance = schema_instance(schema, random.Random(seed))
     assert validate(json.loads(json.dumps(instance)), schema) == []
     assert validate({"not": "valid"} if isinstance(instance, list) else [instance], schema) != []
+
+
+def test_validate_notes_a_schema_sent_without_strict(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from _cli_harness import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(
+        "models: [{alias: gen, model: sim-gen}]\n"
+        "columns:\n"
+        "  - {name: p, kind: llm_structured, model: gen, prompt: x, schema: {type: object,"
+        " properties: {n: {type: integer, minimum: 1}}}}\n"
+    )
+    outcome = run_cli(["validate", "s.yaml"])
+    assert outcome.status == 0
+    assert outcome.err == (
+        "note: columns[0] 'p': the schema is sent without strict mode (a strict structured-"
+        "output mode would refuse it: (root): an object without 'additionalProperties: false';"
+        " (root): optional properties 'n'; properties.n: uses minimum); the answers are still "
+        "validated against every keyword\n"
+    )
+
+
+def test_schema_problems_and_field_typos_reach_python_callers_before_any_request() -> None:
+    from trio_designer import ConfigError, PipelineConfig, TrioDesigner
+
+    head = "models: [{alias: gen, model: sim-gen}]\ncolumns:\n"
+    bad_type = head + (
+        "  - {name: p, kind: llm_structured, model: gen, prompt: x, schema: {type: not-a-type}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"columns\[0\]\.schema: 'schema' is not a valid JSON"):
+        PipelineConfig.from_yaml(bad_type)
+    typo = head + (
+        "  - {name: product, kind: llm_structured, model: gen, prompt: x, schema: {type: object,"
+        " properties: {name: {type: string}}, required: [name], additionalProperties: false}}\n"
+        "  - {name: ad, kind: llm_text, model: gen, prompt: 'Sell {{ product.nmae }}'}\n"
+    )
+    config = PipelineConfig.from_yaml(typo)  # structurally fine: the graph finds the typo
+    with pytest.raises(
+        ConfigError,
+        match=r"^columns\[1\] 'ad': prompt reads product\.nmae: the schema has no property "
+        r"'nmae'; did you mean 'name'\?$",
+    ):
+        TrioDesigner().preview_sync(config, num_records=1)

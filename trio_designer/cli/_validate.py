@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from .._exceptions import ConfigError
-from ..config import CustomColumn, PipelineConfig
+from ..config import CustomColumn, LLMStructuredColumn, PipelineConfig
 from ..config._code import locate_module
 from ._format import cap_text, plural
 from ._load import load_config
@@ -143,15 +143,29 @@ def _located(index: int, name: str, problem: str) -> str:
 
 
 def notes(config: PipelineConfig) -> list[str]:
-    """Things that are allowed but probably not meant: models no column uses."""
+    """Things that are allowed but worth knowing: models no column uses, and structured
+    columns whose schema is sent without ``strict`` (a strict mode would refuse it)."""
+    from .._core._jsonschema import strict_problems
+
     used: set[str] = set()
     for column in config.columns:
         model = getattr(column, "model", None)
         if isinstance(model, str):
             used.add(model)
         used.update(getattr(column, "models", ()))
-    return [
+    found = [
         f"models[{i}] {m.alias!r} is not used by any column"
         for i, m in enumerate(config.models)
         if m.alias not in used
     ]
+    for index, column in enumerate(config.columns):
+        if isinstance(column, LLMStructuredColumn):
+            problems = strict_problems(column.schema)
+            if problems:
+                shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+                found.append(
+                    f"columns[{index}] {column.name!r}: the schema is sent without strict mode "
+                    f"(a strict structured-output mode would refuse it: {shown}); the answers "
+                    "are still validated against every keyword"
+                )
+    return found
