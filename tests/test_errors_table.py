@@ -186,3 +186,36 @@ def test_each_config_defect_exits_2_with_one_message(
     assert simulator.requests() == before
     for module in ("td_table_mod", "td_table_mod2"):
         sys.modules.pop(module, None)
+
+
+def test_messages_are_capped_in_length_and_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    long_name = "x" * 2000
+    columns = "".join(
+        f"  - {{name: c{i}, kind: expression, expr: '{{{{ {long_name}{i} }}}}'}}\n"
+        for i in range(100)
+    )
+    (tmp_path / "wide.yaml").write_text("columns:\n" + columns)
+    outcome = run_cli(["validate", "wide.yaml"])
+    assert outcome.status == 2
+    lines = outcome.err.splitlines()
+    assert lines[0] == "error: wide.yaml: the configuration has 100 problems:"
+    assert len(lines) == 1 + 40 + 1
+    assert lines[-1] == "  ... and 60 more problems"
+    assert all(len(line) <= 404 for line in lines)
+    assert lines[1].endswith("more chars]")
+    chain = "".join(
+        f"  - {{name: c{i}, kind: expression, expr: '{{{{ c{i - 1} }}}}'}}\n"
+        for i in range(1, 3000)
+    )
+    (tmp_path / "chain.yaml").write_text(
+        "columns:\n  - {name: c0, kind: sampler, sampler: category, values: [a]}\n" + chain
+    )
+    outcome = run_cli(["validate", "chain.yaml"])
+    assert outcome.status == 0
+    assert outcome.out == (
+        "ok: 3000 columns, 0 models, graph order: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> c6 -> c7 "
+        "-> c8 -> c9 -> c10 -> c11 -> ... (2988 more, last c2999)\n"
+    )

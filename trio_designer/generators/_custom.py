@@ -10,7 +10,12 @@
         return ctx.rng.randint(0, 9)        # randomness only from ctx.rng (determinism)
 
     CustomColumn(name="loud", function=shout)
-    CustomColumn(name="n", function="my_pkg.lookups:lookup")   # import path "module:attr"
+    CustomColumn(name="n", function="my_pkg.lookups:lookup")   # import path "module:name"
+
+An import path names one function (or generator class, see :class:`CustomGenerator`) defined in
+that module, imported only from the installed environment or the pipeline's ``python_path``
+(never from the config's or the current directory implicitly): the rules and their reasons are
+in :mod:`trio_designer.config._code` and ``docs/security.md``.
 
 The calling convention:
 
@@ -34,8 +39,8 @@ With a ``dtype`` the result is cast as for expression columns (:func:`cast_value
 Errors: exceptions raised by the function propagate unchanged (the engine treats a non-
 trio_designer exception as non-retryable, and honours a raised
 :class:`~trio_designer.RetryableGenerationError`). A full-column result of the wrong length or
-type raises :class:`~trio_designer.NonRetryableGenerationError`. An import path that does not
-resolve to a callable raises :class:`~trio_designer.ConfigError` when the generator is built.
+type raises :class:`~trio_designer.NonRetryableGenerationError`. An import path that is refused
+or does not resolve raises :class:`~trio_designer.ConfigError` when the generator is built.
 """
 
 from __future__ import annotations
