@@ -150,3 +150,25 @@ def files_leaking(folder: Path) -> list[str]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and leaked(path.read_bytes())
     ]
+
+
+def preview(config: Any, num_records: int, *, deadline: float = 30) -> Any:
+    """``TrioDesigner().preview(...)`` in its own ``trio.run``, under a trio deadline."""
+    from trio_designer import TrioDesigner
+
+    async def main() -> Any:
+        with trio.fail_after(deadline):
+            return await TrioDesigner().preview(config, num_records=num_records)
+
+    return trio.run(main)
+
+
+def create(config: Any, *, deadline: float = 60, **options: Any) -> Any:
+    """``TrioDesigner().create(...)`` in its own ``trio.run``, under a trio deadline."""
+    from trio_designer import TrioDesigner
+
+    async def main() -> Any:
+        with trio.fail_after(deadline):
+            return await TrioDesigner().create(config, **options)
+
+    return trio.run(main)

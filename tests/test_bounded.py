@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from _cli_harness import run_cli
+from _cli_harness import preview, run_cli
 
-from trio_designer import ConfigError, ExpressionColumn, PipelineConfig, TrioDesigner
+from trio_designer import ConfigError, ExpressionColumn, PipelineConfig
 from trio_designer.config._bounded import MAX_CONFIG_BYTES
 
 BILLION_LAUGHS = """\
@@ -123,7 +123,7 @@ def test_unknown_filters_and_loading_tags_are_config_errors(
     _refused_fast(text, "f.json", message, folder)
     config = PipelineConfig.from_json(text)
     with pytest.raises(ConfigError, match=r"^columns\[0\] 'a': expr "):
-        TrioDesigner().preview_sync(config, num_records=1)
+        preview(config, num_records=1)
 
 
 # -- what one render may build -----------------------------------------------------------------
@@ -149,7 +149,7 @@ def test_unknown_filters_and_loading_tags_are_config_errors(
 def test_render_bombs_fail_their_cell_fast(expr: str, limit: str) -> None:
     config = PipelineConfig(columns=(ExpressionColumn(name="bomb", expr=expr),))
     start = time.perf_counter()
-    result = TrioDesigner().preview_sync(config, num_records=1)
+    result = preview(config, num_records=1)
     assert time.perf_counter() - start < 10  # a deadline: refusals take milliseconds
     [failure] = result.failures
     assert failure.error_class == "NonRetryableGenerationError"

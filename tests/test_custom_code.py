@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-from _cli_harness import run_cli
+from _cli_harness import preview, run_cli
 
-from trio_designer import ConfigError, PipelineConfig, TrioDesigner
+from trio_designer import ConfigError, PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,7 +147,7 @@ def test_a_module_beside_the_config_never_runs_in_process(folder: Path) -> None:
     assert "td_trap_mod.py lies beside the config file" in outcome.err
     assert not (folder / "td_trap_mod.ran").exists()
     with pytest.raises(ConfigError, match=r"td_trap_mod\.py lies beside the config file"):
-        TrioDesigner().preview_sync(PipelineConfig.from_file(config), num_records=1)
+        preview(PipelineConfig.from_file(config), num_records=1)
     assert not (folder / "td_trap_mod.ran").exists()
 
 
@@ -182,9 +182,9 @@ def test_python_path_from_the_python_api(folder: Path) -> None:
     _trap_folder(folder, "td_api_mod")
     text = ENVIRON_OR.replace("os:environ.__or__", "td_api_mod:f")
     with pytest.raises(ConfigError, match="no module 'td_api_mod' in the installed environment"):
-        TrioDesigner().preview_sync(PipelineConfig.from_yaml(text), num_records=1)
+        preview(PipelineConfig.from_yaml(text), num_records=1)
     config = PipelineConfig.from_yaml(f"python_path: [{folder}]\n" + text)
-    result = TrioDesigner().preview_sync(config, num_records=2)
+    result = preview(config, num_records=2)
     assert result.table.column("env").to_pylist() == ["from td_api_mod"] * 2
 
 
@@ -217,7 +217,7 @@ def test_a_generator_class_is_a_plugin(folder: Path) -> None:
         "  - {name: n, kind: custom, function: 'td_plugin:Lengths', strategy: full_column,"
         " depends_on: [topic]}\n"
     )
-    result = TrioDesigner().preview_sync(PipelineConfig.from_file("p.yaml"), num_records=2)
+    result = preview(PipelineConfig.from_file("p.yaml"), num_records=2)
     assert result.table.column("loud").to_pylist() == ["AB0", "AB1"]
     assert result.table.column("n").to_pylist() == [2, 2]
     wrong = (folder / "p.yaml").read_text().replace("strategy: full_column,", "")

@@ -295,7 +295,9 @@ def test_validate_notes_a_schema_sent_without_strict(
 
 
 def test_schema_problems_and_field_typos_reach_python_callers_before_any_request() -> None:
-    from trio_designer import ConfigError, PipelineConfig, TrioDesigner
+    from _cli_harness import preview
+
+    from trio_designer import ConfigError, PipelineConfig
 
     head = "models: [{alias: gen, model: sim-gen}]\ncolumns:\n"
     bad_type = head + (
@@ -314,4 +316,4 @@ def test_schema_problems_and_field_typos_reach_python_callers_before_any_request
         match=r"^columns\[1\] 'ad': prompt reads product\.nmae: the schema has no property "
         r"'nmae'; did you mean 'name'\?$",
     ):
-        TrioDesigner().preview_sync(config, num_records=1)
+        preview(config, num_records=1)

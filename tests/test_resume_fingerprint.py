@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _cli_harness import run_cli
+from _cli_harness import create, run_cli
 
-from trio_designer import PipelineConfig, SinkError, TrioDesigner
+from trio_designer import PipelineConfig, SinkError
 from trio_designer.config import config_fingerprint
 
 MODULE = """\
@@ -78,20 +78,20 @@ def test_the_fingerprint_covers_code_and_helpers_but_not_tuning(folder: Path) ->
 
 def test_a_resume_after_editing_a_function_is_refused_in_python(folder: Path) -> None:
     out = folder / "out"
-    TrioDesigner().create_sync(PipelineConfig.from_file(_write(folder)), num_records=4,
+    create(PipelineConfig.from_file(_write(folder)), num_records=4,
                                output_dir=out)
     before = _metadata(out)
     assert set(before["fingerprint_basis"]["code"]) == {"td_resume_mod:clean"}
     edited = PipelineConfig.from_file(_write(folder, suffix="?", expr="{{ cleaned }}"))
     with pytest.raises(SinkError) as info:
-        TrioDesigner().create_sync(edited, num_records=6, output_dir=out, resume=True)
+        create(edited, num_records=6, output_dir=out, resume=True)
     message = str(info.value)
     assert "what changed:\n  - columns[2].expr changed\n  - custom function " in message
     assert "td_resume_mod:clean changed\n" in message
     assert "pass force_resume=True to continue it anyway" in message
     assert "--" not in message  # Python callers are told Python arguments
     assert _metadata(out) == before
-    result = TrioDesigner().create_sync(edited, num_records=6, output_dir=out, force_resume=True)
+    result = create(edited, num_records=6, output_dir=out, force_resume=True)
     assert result.num_records_written == 2
     after = _metadata(out)
     [forced] = after["forced_resumes"]
