@@ -105,3 +105,12 @@ def test_cli_rejects_unknown_bench(capsys: pytest.CaptureFixture[str]) -> None:
         bench_main(["nope"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benches import validate
+
+    data = _run(validate, tmp_path, capsys)
+    [run] = data["runs"]
+    assert run["columns"] == 200
+    assert set(data["hostile_s"]) == {"billion laughs (YAML)", "10,000-level JSON"}

@@ -274,7 +274,7 @@ def test_inspect_reports_counts_schema_and_usage(
 
 
 @pytest.mark.slow
-def test_resume_with_another_config_is_refused_in_one_line(
+def test_resume_with_another_config_is_refused_saying_what_changed(
     llm_run: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
     folder, _ = llm_run
@@ -282,12 +282,16 @@ def test_resume_with_another_config_is_refused_in_one_line(
     done = cli(folder, "run", "topics.yaml", "-n", "12", "--seed", "4", "--resume")
     assert done.returncode == 2
     assert done.stdout == ""
-    [line] = done.stderr.splitlines()
-    assert line.startswith(
+    assert done.stderr.splitlines() == [
         f"error: output directory 'out/topics' holds a different run (fingerprint "
-        f"{before['fingerprint']}, this run sha256:"
-    )
-    assert line.endswith("); pass another --output-dir or remove the directory.")
+        f"{before['fingerprint']}, this run {done.stderr.split('this run ')[1][:71]}); what "
+        "changed:",
+        "  - run.seed changed",
+        "Resuming would mix values made by both in one dataset. Start a new run: pass another "
+        "--output-dir or remove the directory; or pass --force-resume to continue it anyway "
+        "(the rows already written keep their old values; the forced resume is recorded in "
+        "metadata.json).",
+    ]
     assert metadata(folder / "out" / "topics") == before  # untouched
 
 
@@ -455,15 +459,16 @@ columns:
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
-        "error: the configuration has 4 problems:",
-        "  - columns[1] 'summary': prompt references 'topc', which is not a column; did you "
-        "mean 'topic'?",
-        "  - columns[2] 'n': expr has a Jinja syntax error on line 1: unexpected '}'",
-        "  - columns[3] 'c': cannot import module 'td_no_such_module' for function "
-        "'td_no_such_module:f' (ModuleNotFoundError: No module named 'td_no_such_module'); "
-        "check the path and that the module is installed.",
-        "  - providers[0].api_key_env: the environment variable 'TD_TEST_MISSING_KEY' is not "
-        "set; export the API key in it, or remove api_key_env if the endpoint needs no key",
+        "error: bad.yaml: the configuration has 4 problems:",
+        "  - columns[1] 'summary' (line 7): prompt references 'topc', which is not a column; "
+        "did you mean 'topic'?",
+        "  - columns[2] 'n' (line 8): expr has a Jinja syntax error on template line 1: "
+        "unexpected '}'",
+        "  - columns[3] 'c' (line 9): no module 'td_no_such_module' in the installed "
+        "environment; install the package, or add the directory holding it to python_path",
+        "  - providers[0].api_key_env (line 2): the environment variable 'TD_TEST_MISSING_KEY' "
+        "is not set; export the API key in it, or remove api_key_env if the endpoint needs no "
+        "key",
     ]
 
 
@@ -483,9 +488,9 @@ columns:
     )
     assert main(["validate", "typo.yaml"]) == 2
     assert capsys.readouterr().err == (
-        "error: the configuration has 2 problems:\n"
-        "  - columns[1].prompt: required field is missing\n"
-        "  - columns[1]: unknown field 'promt'; did you mean 'prompt'?\n"
+        "error: typo.yaml: the configuration has 2 problems:\n"
+        "  - columns[1].prompt (line 5): required field is missing\n"
+        "  - columns[1] (line 5): unknown field 'promt'; did you mean 'prompt'?\n"
     )
     write(
         isolated,
@@ -573,24 +578,40 @@ def test_config_module_name_never_shadows_another_module(tmp_path: Path) -> None
     assert module_name(tmp_path / "my-pipeline.py") == "_trio_designer_config_my_pipeline"
 
 
-def test_yaml_config_finds_custom_functions_next_to_it(isolated: Path) -> None:
+def test_yaml_config_finds_custom_functions_only_where_it_says(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from trio_designer.cli._load import load_config
 
     sub = isolated / "configs"
     sub.mkdir()
     write(sub, "td_columns_mod.py", "def double(row):\n    return row['n'] * 2\n")
-    write(
-        sub,
-        "custom.yaml",
-        """\
+    custom = """\
 columns:
   - {name: n, kind: sampler, sampler: poisson, mean: 3}
   - {name: twice, kind: custom, function: "td_columns_mod:double", depends_on: [n], dtype: int}
-""",
-    )
-    config = load_config(sub / "custom.yaml")
-    assert main(["validate", str(sub / "custom.yaml")]) == 0
+"""
+    # Beside the config, but not named: refused, and the message says how to allow it.
+    write(sub, "custom.yaml", custom)
+    assert main(["validate", str(sub / "custom.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "no module 'td_columns_mod' in the installed environment; td_columns_mod.py lies " in err
+    assert "add 'python_path: .' to the config if you trust that code" in err
+    assert "td_columns_mod" not in sys.modules
+    # Named by the config (relative to the config file, not to the current directory) ...
+    write(sub, "named.yaml", "python_path: .\n" + custom)
+    config = load_config(sub / "named.yaml")
     assert [c.name for c in config.columns] == ["n", "twice"]
+    assert main(["validate", str(sub / "named.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        "code: columns[1] 'twice' function td_columns_mod:double -> td_columns_mod from "
+        f"{sub / 'td_columns_mod.py'} (python_path {sub})\n"
+    )
+    del sys.modules["td_columns_mod"]
+    # ... or on the command line, relative to the current directory.
+    assert main(["validate", str(sub / "custom.yaml"), "--python-path", "configs"]) == 0
+    del sys.modules["td_columns_mod"]
 
 
 # -- failures and exit statuses --------------------------------------------------------------
@@ -631,7 +652,7 @@ def test_unexpected_errors_are_one_line_unless_debug(
 ) -> None:
     from trio_designer.cli import _validate
 
-    def broken(config: Any, *, check_env: bool = True) -> Any:
+    def broken(config: Any, **options: Any) -> Any:
         raise RuntimeError("kaputt")
 
     monkeypatch.setattr(_validate, "check", broken)
@@ -666,7 +687,7 @@ columns:
 """,
     )
 
-    def leaky(config: Any, *, check_env: bool = True) -> Any:
+    def leaky(config: Any, **options: Any) -> Any:
         raise RuntimeError("server said: bad key sk-very-secret-value")
 
     monkeypatch.setattr(_validate, "check", leaky)
@@ -674,6 +695,10 @@ columns:
     err = capsys.readouterr().err
     assert "sk-very-secret-value" not in err
     assert "bad key ***" in err
+    assert main(["validate", "keyed.yaml", "--debug"]) == 1  # the traceback is redacted too
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert "sk-very-secret-value" not in err
     monkeypatch.setenv("OPENAI_API_KEY", "sk-another-secret")
     assert Redactor()("x sk-another-secret y") == "x *** y"
 

@@ -8,6 +8,7 @@ into row groups.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 import statistics
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import pyarrow as pa
 import pytest
 import trio
@@ -465,10 +467,10 @@ def test_runtime_errors_while_rendering_are_non_retryable() -> None:
 
 def test_syntax_errors_are_config_errors_with_the_line() -> None:
     with pytest.raises(
-        ConfigError, match=r"^column 'c': prompt has a Jinja syntax error on line 2: "
+        ConfigError, match=r"^column 'c': prompt has a Jinja syntax error on template line 2: "
     ):
         check_template("line one\n{{ oops ", column="c", field="prompt")
-    with pytest.raises(NonRetryableGenerationError, match=r"syntax error on line 1"):
+    with pytest.raises(NonRetryableGenerationError, match=r"syntax error on template line 1"):
         render("{% if %}", {}, column="c")
 
 
@@ -571,7 +573,9 @@ def test_expression_undefined_reference() -> None:
 
 
 def test_expression_syntax_error_fails_at_build_time() -> None:
-    with pytest.raises(ConfigError, match=r"^column 'e': expr has a Jinja syntax error on line 1"):
+    with pytest.raises(
+        ConfigError, match=r"^column 'e': expr has a Jinja syntax error on template line 1"
+    ):
         build_generator(ExpressionColumn(name="e", expr="{{ x "))
 
 
@@ -692,34 +696,69 @@ async def test_custom_function_cannot_mutate_the_engine_row() -> None:
     assert row == {"a": 1}
 
 
+SEED = 7  # a module-level value that is not a function (named by a path below)
+
+
+def json_of_row(row: Mapping[str, Any]) -> str:
+    """A module-level custom function, named by import path below."""
+    return json.dumps(dict(row), sort_keys=True)
+
+
 async def test_custom_function_from_an_import_path() -> None:
-    generator = custom("json:dumps", dtype="json")
+    path = f"{__name__}:json_of_row"  # this module is imported already: nothing runs again
+    generator = custom(path, dtype="json")
     assert await generator.agenerate(cell("c", {"a": [1, 2]})) == {"a": [1, 2]}
-    assert resolve_function("os.path:join.__call__", column="c") is not None
+    assert resolve_function(path, column="c") is json_of_row
 
 
 @pytest.mark.parametrize(
     ("path", "message"),
     [
         (
-            "no_such_module_xyz:f",
-            r"^column 'c': cannot import module 'no_such_module_xyz' for "
-            r"function 'no_such_module_xyz:f' \(ModuleNotFoundError: ",
+            "td_no_such_module_xyz:f",
+            r"^column 'c': no module 'td_no_such_module_xyz' in the installed environment; "
+            r"install the package, or add the directory holding it to python_path$",
         ),
-        ("json:nope", r"^column 'c': 'json:nope' does not resolve: .*nope.*; check the name\.$"),
-        ("json:__name__", r"^column 'c': 'json:__name__' is a str, not a callable\.$"),
+        (
+            f"{__name__}:nope",
+            rf"^column 'c': module '{__name__}' defines no 'nope'; check the name$",
+        ),
+        (
+            f"{__name__}:json_of_rows",
+            rf"^column 'c': module '{__name__}' defines no 'json_of_rows'; did you mean "
+            r"'json_of_row'\?$",
+        ),
+        (
+            f"{__name__}:SEED",
+            rf"^column 'c': '{__name__}:SEED' is a int, not a function or a class; name a "
+            r"function defined in that module$",
+        ),
+        (
+            f"{__name__}:cast_value",  # imported into this module, defined elsewhere
+            rf"^column 'c': '{__name__}:cast_value' is defined in "
+            r"'trio_designer\.generators\._expression', not in",
+        ),
+        ("json:dumps", r"names the standard library \('json'\)"),
+        ("os:environ.__or__", r"not an attribute chain"),
+        ("os.path:join", r"names the standard library \('os'\)"),
+        ("trio_designer.generators:CellContext", r"names trio_designer itself"),
+        (f"{__name__}:__doc__", r"may not name a dunder attribute"),
+        ("__main__:f", r"may not name a dunder module"),
+        ("builtins:eval", r"names the standard library \('builtins'\)|trio_designer|builtins"),
     ],
 )
 def test_bad_import_paths_are_config_errors(path: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        build_generator(CustomColumn(name="c", function=path))
+        build_generator(attrs.evolve(CustomColumn(name="c", function=json_of_row), function=path))
+    with pytest.raises(ConfigError, match=message):
+        resolve_function(path, column="c")
 
 
 def test_resolve_function_rejects_a_malformed_path() -> None:
     with pytest.raises(
         ConfigError,
-        match=r"^column 'c': function 'json' is not an import path; write it as "
-        r"'package\.module:function'\.$",
+        match=r"^column 'c': 'function' must be an import path 'package\.module:function' "
+        r"\(a module, a colon, one name\): 'json'$",
     ):
         resolve_function("json", column="c")
 
@@ -846,4 +885,3 @@ def test_sampler_arrow_types(config: Any, expected: Any) -> None:
 def test_build_generator_rejects_non_configs() -> None:
     with pytest.raises(TypeError, match=r"^build_generator\(\) got a dict, not a column config\.$"):
         build_generator({"name": "x"})  # type: ignore[arg-type]
-

@@ -174,7 +174,7 @@ def test_template_syntax_error_names_column_field_and_line() -> None:
     with pytest.raises(
         ConfigError,
         match=(
-            r"^columns\[1\] 'b': system_prompt has a Jinja syntax error on line 2: "
+            r"^columns\[1\] 'b': system_prompt has a Jinja syntax error on template line 2: "
             r"unexpected '}'$"
         ),
     ):

@@ -28,9 +28,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "trio_designer"
 
-_CORE_MAY_IMPORT = frozenset({"attrs"})
+_CORE_MAY_IMPORT = frozenset({"attrs", "jsonschema", "referencing"})
 """Third-party packages ``_core`` may import (besides the standard library): pure decisions
-only — never trio, httpx or anything that does I/O."""
+only — never trio, httpx or anything that does I/O. ``jsonschema`` (with its ``referencing``)
+validates a value against a schema; ``_core/_jsonschema.py`` gives it an empty registry, so it
+never fetches a remote ``$ref``."""
 
 
 # -- reading the graph ---------------------------------------------------------------------------

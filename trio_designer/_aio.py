@@ -53,6 +53,7 @@ async def create(
     num_records: int,
     output_dir: str | os.PathLike[str],
     resume: bool = False,
+    force_resume: bool = False,
     designer: TrioDesigner | None = None,
 ) -> RunResult:
     """:meth:`TrioDesigner.create <trio_designer.TrioDesigner.create>`, awaited from asyncio.
@@ -62,6 +63,8 @@ async def create(
       num_records: rows to generate.
       output_dir: where the parquet files and ``metadata.json`` go.
       resume: continue the run already in ``output_dir`` (same config fingerprint).
+      force_resume: continue it even though the config or custom code changed (recorded in
+        ``metadata.json``).
       designer: the designer to run it with (engine, progress, limiter factory...);
         ``TrioDesigner()`` by default.
 
@@ -81,6 +84,7 @@ async def create(
         num_records=num_records,
         output_dir=output_dir,
         resume=resume,
+        force_resume=force_resume,
     )
     return await _TrioThread(run).result()
 

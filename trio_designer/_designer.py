@@ -35,8 +35,10 @@ from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
 from ._sink import SUMMARY_ROW_GROUPS_FOUND
 from .config import PipelineConfig
+from .config._columns import template_fields
 from .generators._base import ColumnGenerator
 from .generators._registry import build_generator
+from .generators._templates import precompile
 
 if TYPE_CHECKING:
     from .models._registry import ModelRegistry
@@ -204,8 +206,19 @@ class TrioDesigner:
         num_records: int,
         output_dir: str | os.PathLike[str],
         resume: bool = False,
+        force_resume: bool = False,
     ) -> RunResult:
         """Generate ``num_records`` rows and write them under ``output_dir`` as parquet.
+
+        Args:
+          config: the pipeline.
+          num_records: rows to generate in total.
+          output_dir: where the dataset and its run record go.
+          resume: continue the run already in ``output_dir`` (same fingerprint: same config,
+            same custom code); its finished row groups are kept.
+          force_resume: continue it even though the config or the custom code changed (the
+            refusal lists what changed). The rows already written keep their old values; the
+            forced resume is recorded in ``metadata.json``. Implies ``resume``.
 
         Raises:
           ConfigError: the configuration is invalid (raised before any request is sent).
@@ -216,9 +229,14 @@ class TrioDesigner:
         """
         check_trio_caller("create")
         from ._sink import ParquetSink
-        from .config import config_fingerprint
+        from .config._fingerprint import fingerprint_basis, fingerprint_of
 
         graph, generators = _prepare(config, num_records)
+        try:
+            basis = fingerprint_basis(config)
+        except ConfigError as exc:
+            raise config.located(exc) from exc.__cause__
+        resume = resume or force_resume
         changes = _LimitChanges()
         with self._controlled(Path(output_dir)) as control, _single_error():
             async with (
@@ -230,12 +248,14 @@ class TrioDesigner:
                 # request; the folders and the first record are written while the first
                 # requests are out (writes and close wait for them).
                 await sink.open(
-                    fingerprint=config_fingerprint(config),
+                    fingerprint=fingerprint_of(basis),
                     config=config.to_dict(lenient=True),
                     num_records=num_records,
                     row_group_size=config.run.row_group_size,
                     resume=resume,
                     background=disk,
+                    fingerprint_basis=basis,
+                    force_resume=force_resume,
                 )
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
                 return await self._execute(
@@ -299,6 +319,7 @@ class TrioDesigner:
         num_records: int,
         output_dir: str | os.PathLike[str],
         resume: bool = False,
+        force_resume: bool = False,
     ) -> RunResult:
         """``create`` for code outside an event loop (runs its own ``trio.run``).
 
@@ -310,7 +331,12 @@ class TrioDesigner:
         check_sync_caller("create")
         return trio.run(
             partial(
-                self.create, config, num_records=num_records, output_dir=output_dir, resume=resume
+                self.create,
+                config,
+                num_records=num_records,
+                output_dir=output_dir,
+                resume=resume,
+                force_resume=force_resume,
             )
         )
 
@@ -508,8 +534,18 @@ def _prepare(
     """Validate everything that can be validated without a request; build the generators."""
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
-    graph = ExecutionGraph.from_config(config)
-    generators = {name: build_generator(graph.configs[name]) for name in graph.order}
+    try:
+        graph = ExecutionGraph.from_config(config)
+        code = config.code_search()
+        generators = {
+            name: build_generator(graph.configs[name], code=code) for name in graph.order
+        }
+        for column in config.columns:
+            for field, source in template_fields(column).items():
+                precompile(source, column=column.name, field=field)
+    except ConfigError as exc:
+        raise config.located(exc) from exc.__cause__
+
     return graph, generators
 
 

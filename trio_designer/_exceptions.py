@@ -31,9 +31,10 @@ contain an API key: model errors are built from status codes and response bodies
 client redacts the ``Authorization`` header before anything is formatted.
 
 Messages speak Python: when the remedy is an argument the caller can change, they name it as a
-Python caller writes it (:data:`RESUME_ARGUMENT`, :data:`OUTPUT_DIR_ARGUMENT`,
-:data:`TRACE_SETTING`), never as a command-line flag. The command line rewrites exactly these
-spellings into its flags (``trio_designer/cli/_errors.py``), so one message serves both.
+Python caller writes it (:data:`RESUME_ARGUMENT`, :data:`FORCE_RESUME_ARGUMENT`,
+:data:`OUTPUT_DIR_ARGUMENT`, :data:`TRACE_SETTING`), never as a command-line flag. The command
+line rewrites exactly these spellings into its flags (``trio_designer/cli/_errors.py``), so one
+message serves both.
 """
 
 from __future__ import annotations
@@ -45,13 +46,22 @@ RESUME_ARGUMENT: Final = "resume=True"
 """How a message tells the caller to continue a run (``TrioDesigner.create(..., resume=True)``;
 on the command line ``--resume``)."""
 
+FORCE_RESUME_ARGUMENT: Final = "force_resume=True"
+"""How a message tells the caller to continue a run whose config changed (on the command line
+``--force-resume``)."""
+
 OUTPUT_DIR_ARGUMENT: Final = "output_dir="
 """How a message names the output directory argument (on the command line ``--output-dir``)."""
 
 TRACE_SETTING: Final = "RunConfig(trace=True)"
 """How a message tells the caller to record a trace (on the command line ``--trace``)."""
 
-ARGUMENT_SPELLINGS: Final = (RESUME_ARGUMENT, OUTPUT_DIR_ARGUMENT, TRACE_SETTING)
+ARGUMENT_SPELLINGS: Final = (
+    RESUME_ARGUMENT,
+    FORCE_RESUME_ARGUMENT,
+    OUTPUT_DIR_ARGUMENT,
+    TRACE_SETTING,
+)
 """Every Python spelling a message may use for something the command line spells as a flag."""
 
 
@@ -63,19 +73,23 @@ class ConfigError(TrioDesignerError, ValueError):
     """The pipeline configuration is invalid.
 
     Raised before any request is sent. ``problems`` lists every problem found, each prefixed
-    with the path of the offending field (``columns[3].prompt: ...``); ``str(exc)`` shows them
-    all, one per line.
+    with the path of the offending field (``columns[3].prompt: ...``, with ``(line 12)`` when
+    the config was read from a YAML or JSON file); ``str(exc)`` shows them all, one per line,
+    after the config file's name when it is known (``source``).
     """
 
-    def __init__(self, problems: str | Sequence[str]) -> None:
+    def __init__(self, problems: str | Sequence[str], *, source: str | None = None) -> None:
         if isinstance(problems, str):
             problems = [problems]
         self.problems: tuple[str, ...] = tuple(problems)
+        self.source = source
         if len(self.problems) == 1:
             message = self.problems[0]
         else:
             listed = "\n".join(f"  - {p}" for p in self.problems)
             message = f"the configuration has {len(self.problems)} problems:\n{listed}"
+        if source is not None and source not in message:
+            message = f"{source}: {message}"
         super().__init__(message)
 
 

@@ -1,340 +1,366 @@
-"""A small JSON-schema validator for model output: pure, no dependencies, no I/O.
+"""JSON Schema for structured columns, on the ``jsonschema`` library: pure, no I/O.
 
-Structured LLM columns check each answer against the column's schema and re-ask the model with
-the problems found, so what matters here is a *useful list of problems*, each with the JSON
-path where it occurred::
+Four questions about a column's schema, each answered here:
 
-    >>> schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}},
-    ...           "required": ["n", "name"], "additionalProperties": False}
-    >>> validate({"n": 0, "extra": True}, schema)
-    ["$: missing required property 'name'", '$.n: 0 is less than the minimum 1',
-     "$: unexpected property 'extra'; the allowed properties are 'n'"]
-    >>> validate({"n": 3, "name": "x"}, {"properties": {"n": {"type": "integer"}}})
-    []
+* **Is the schema itself valid?** :func:`schema_problems` checks it against its meta-schema
+  (Draft 2020-12 unless it says ``$schema``), and refuses ``$ref``\\ s that point outside the
+  schema: a schema never makes the library fetch anything (``referencing`` retrieves nothing by
+  default; a remote ``$ref`` would fail every answer instead).
+* **Does an answer match it?** :class:`SchemaChecker` (or :func:`validate`) lists every
+  problem, each with the JSON path where it occurred, for the re-ask::
 
-Supported keywords (the subset JSON-schema generators such as pydantic emit, and structured
-output APIs accept):
+      >>> validate({"n": 0, "extra": True}, {
+      ...     "type": "object", "properties": {"n": {"type": "integer", "minimum": 1}},
+      ...     "required": ["n", "name"], "additionalProperties": False})
+      ['$.n: 0 is less than the minimum of 1', "$: 'name' is a required property",
+       "$: Additional properties are not allowed ('extra' was unexpected)"]
 
-* ``type`` (a name or a list of names; ``integer`` accepts ``3`` and ``3.0``; ``true`` and
-  ``false`` are booleans, never numbers), boolean schemas ``true`` / ``false``;
-* objects: ``properties``, ``required``, ``additionalProperties`` (``false`` or a schema);
-* ``enum``, ``const`` (compared as JSON values: ``1 == 1.0`` but ``true != 1``);
-* arrays: ``items`` (a schema, or a list for the draft-4 tuple form), ``prefixItems``,
-  ``minItems``, ``maxItems``, ``uniqueItems``;
-* numbers: ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum`` (numbers, or
-  draft-4 booleans);
-* strings: ``minLength``, ``maxLength`` (counted in code points);
-* ``anyOf``, ``oneOf``, ``allOf``;
-* ``$ref`` to ``#``, ``#/$defs/...`` and ``#/definitions/...`` (local references only).
+  ``format`` (``email``, ``date``, ``ipv4``, ``uuid``...; formats whose checker needs an extra
+  package are not checked) and ``pattern`` are enforced.
+* **Would a provider's strict structured-output mode accept it?** :func:`strict_problems`
+  (OpenAI's strict mode refuses objects without ``additionalProperties: false``, optional
+  properties, and a list of keywords). A schema with problems is sent without ``strict``.
+* **Does a template's ``{{ col.field.sub }}`` exist?** :func:`path_problem` follows the path
+  through ``properties``, ``items``, local ``$ref`` and combinators.
 
-Unknown keywords (``format``, ``pattern``, ``description``, ``title``...) are ignored, as the
-JSON-schema specification allows. An unresolvable ``$ref`` is reported as a problem rather than
-raised, so a broken schema makes every answer fail with a message that says why.
-
-Paths look like ``$``, ``$.answer``, ``$.items[2].name``, ``$["key with spaces"]``.
+Paths look like ``$``, ``$.answer``, ``$.items[2].name``, ``$['key with spaces']``.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
-__all__ = ["SchemaErrors", "json_equal", "validate"]
+import jsonschema
+import jsonschema.validators
+import referencing
+from referencing.exceptions import Unresolvable
+
+from ._suggest import did_you_mean
+
+__all__ = [
+    "SchemaChecker",
+    "SchemaErrors",
+    "path_problem",
+    "schema_problems",
+    "strict_problems",
+    "validate",
+]
 
 SchemaErrors = list[str]
 """What :func:`validate` returns: one message per problem, each starting with a JSON path."""
 
-_MAX_DEPTH: Final = 128
-"""Nested validations (instance depth + ``$ref`` hops) before giving up on a runaway schema."""
+_MAX_SHOWN: Final = 200
+"""Characters of one problem's message kept (the library quotes whole values)."""
 
-_MAX_SHOWN: Final = 60
-"""Characters of an offending value shown in a message."""
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-_TYPE_CHECKS: Final[Mapping[str, Callable[[Any], bool]]] = {
-    "null": lambda v: v is None,
-    "boolean": lambda v: isinstance(v, bool),
-    "integer": lambda v: _is_number(v) and float(v).is_integer(),
-    "number": lambda v: _is_number(v),
-    "string": lambda v: isinstance(v, str),
-    "array": lambda v: isinstance(v, list | tuple),
-    "object": lambda v: isinstance(v, Mapping),
-}
+_MAX_META_PROBLEMS: Final = 5
+"""Meta-schema problems reported for one schema."""
 
 
-def validate(instance: Any, schema: Any) -> SchemaErrors:
-    """Check ``instance`` (parsed JSON) against ``schema``.
-
-    Args:
-      instance: a JSON value as ``json.loads`` returns it (dicts, lists, str, int, float,
-        bool, None).
-      schema: a JSON schema: a mapping, or ``True`` / ``False``.
-
-    Returns:
-      The problems found, each prefixed with the JSON path of the offending value; an empty
-      list when ``instance`` is valid.
-    """
-    root = schema if isinstance(schema, Mapping) else {}
-    return _Validator(root).check(instance, schema, "$", 0)
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Equality of JSON values: numbers by value (``1 == 1.0``), booleans never equal numbers."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if _is_number(a) and _is_number(b):
-        return bool(a == b)
-    if isinstance(a, str) or isinstance(b, str):
-        return isinstance(a, str) and isinstance(b, str) and a == b
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-    return a is None and b is None
-
-
-def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and (isinstance(value, int) or math.isfinite(value))
+def _validator_class(schema: Any) -> type[Any]:
+    cls: type[Any] = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft202012Validator
     )
+    return cls
 
 
-def _show(value: Any) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
+def _short(text: str) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
-def _json_type(value: Any) -> str:
-    """The JSON type name of a value, for messages."""
-    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
-        if _TYPE_CHECKS[name](value):
-            return name
-    return type(value).__name__
+class SchemaChecker:
+    """Validates answers against one schema (build once per column, use for every answer).
+
+    Args:
+      schema: a JSON schema (a mapping or a boolean) that :func:`schema_problems` accepts.
+    """
+
+    def __init__(self, schema: Any) -> None:
+        cls = _validator_class(schema)
+        # An explicit empty registry: without one, jsonschema still fetches remote $refs over
+        # HTTP (deprecated, but on by default), and a config must never make us fetch anything.
+        self._validator = cls(
+            schema, format_checker=cls.FORMAT_CHECKER, registry=referencing.Registry()
+        )
+
+    def errors(self, instance: Any) -> SchemaErrors:
+        """Every problem of ``instance``, each ``"<json path>: <message>"``; empty if valid.
+
+        A reference the schema cannot resolve is reported as a problem, not raised.
+        """
+        try:
+            found = sorted(self._validator.iter_errors(instance), key=_error_order)
+        except Unresolvable as exc:
+            return [f"$: the schema's $ref {str(exc.ref)!r} cannot be resolved"]
+        except RecursionError:
+            return ["$: the schema refers to itself without end; it cannot check anything"]
+        return [f"{error.json_path}: {_short(error.message)}" for error in found]
 
 
-def _child(path: str, key: str) -> str:
-    return f"{path}.{key}" if _IDENTIFIER.match(key) else f"{path}[{json.dumps(key)}]"
+def _error_order(error: jsonschema.ValidationError) -> tuple[int, str]:
+    return (len(error.absolute_path), error.json_path)
 
 
-class _Validator:
-    """One validation run; ``root`` anchors ``$ref`` lookups."""
+def validate(instance: Any, schema: Any) -> SchemaErrors:
+    """Check ``instance`` (parsed JSON) against ``schema``; see :class:`SchemaChecker`."""
+    return SchemaChecker(schema).errors(instance)
 
-    def __init__(self, root: Mapping[str, Any]) -> None:
-        self._root = root
 
-    def check(self, value: Any, schema: Any, path: str, depth: int) -> SchemaErrors:
-        if schema is True:
-            return []
-        if schema is False:
-            return [f"{path}: no value is allowed here (the schema is false)"]
-        if not isinstance(schema, Mapping):
-            return [f"{path}: the schema is not an object or a boolean: {_show(schema)}"]
-        if depth > _MAX_DEPTH:
-            return [f"{path}: the schema nests or refers to itself too deeply to check"]
-        if "$ref" in schema:
-            ref_errors = self._ref(value, schema["$ref"], path, depth)
-            if ref_errors:
-                return ref_errors
-        errors = self._type(value, schema, path)
-        if errors:  # the other keywords would only repeat the type mismatch
-            return errors
-        for check in (self._enum_const, self._combinators, self._number, self._string):
-            errors.extend(check(value, schema, path, depth))
-        if isinstance(value, Mapping):
-            errors.extend(self._object(value, schema, path, depth))
-        elif isinstance(value, list | tuple):
-            errors.extend(self._array(value, schema, path, depth))
-        return errors
+# -- the schema itself -------------------------------------------------------------------------
 
-    # -- references ---------------------------------------------------------------------------
 
-    def _ref(self, value: Any, ref: Any, path: str, depth: int) -> SchemaErrors:
-        target = self._resolve(ref)
-        if target is None:
-            return [
-                f"{path}: the schema's $ref {_show(ref)} does not point into this schema's "
-                f"$defs or definitions"
-            ]
-        return self.check(value, target, path, depth + 1)
+def schema_problems(schema: Any) -> list[str]:
+    """What is wrong with a schema: meta-schema violations and non-local ``$ref``\\ s.
 
-    def _resolve(self, ref: Any) -> Any:
+    Each problem starts with the path inside the schema (``properties.x.type: ...``, or
+    ``(root): ...``). Empty when the schema is valid.
+    """
+    cls = _validator_class(schema)
+    meta = cls(cls.META_SCHEMA)  # the meta-schemas ship with the library: nothing to fetch
+    problems = [
+        f"{_schema_path(error.absolute_path)}: {_short(error.message)}"
+        for error in sorted(meta.iter_errors(schema), key=_error_order)[:_MAX_META_PROBLEMS]
+    ]
+    if problems:
+        return problems
+    for path, ref in sorted(_refs(schema, ()), key=lambda item: _schema_path(item[0])):
         if not isinstance(ref, str) or not ref.startswith("#"):
-            return None
-        node: Any = self._root
-        for part in filter(None, ref[1:].split("/")):
-            part = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(node, Mapping) or part not in node:
+            problems.append(
+                f"{_schema_path(path)}.$ref: {ref!r} points outside the schema; only local "
+                "references ('#/$defs/...') are allowed (nothing is ever fetched)"
+            )
+            continue
+        if "/" in ref and _local(schema, ref) is None:  # '#anchor' forms: left to the library
+            problems.append(f"{_schema_path(path)}.$ref: {ref!r} does not resolve in the schema")
+    return problems
+
+
+def _schema_path(path: Sequence[Any]) -> str:
+    if not path:
+        return "(root)"
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)[
+        1 if not isinstance(path[0], int) else 0 :
+    ]
+
+
+def _refs(node: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(node, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, Mapping):
+            if "$ref" in value:
+                yield where, value["$ref"]
+            for key, item in value.items():
+                if key not in ("enum", "const", "examples", "default"):
+                    stack.append((item, (*where, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*where, index)) for index, item in enumerate(value))
+
+
+# -- strict structured output ------------------------------------------------------------------
+
+#: Keywords OpenAI's strict mode does not accept (the conservative, documented list).
+_STRICT_UNSUPPORTED: Final = frozenset(
+    {
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "patternProperties",
+        "unevaluatedProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "unevaluatedItems",
+        "contains",
+        "minContains",
+        "maxContains",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "allOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentRequired",
+        "dependentSchemas",
+        "prefixItems",
+    }
+)
+_STRICT_MAX_DEPTH: Final = 5
+_STRICT_MAX_PROPERTIES: Final = 100
+
+
+def strict_problems(schema: Any) -> list[str]:
+    """Why a provider's strict structured-output mode would refuse ``schema`` (empty: it
+    would accept it).
+
+    The rules are OpenAI's: the root is an object (not ``anyOf``); every object has
+    ``additionalProperties: false`` and lists every property in ``required``; none of a list
+    of keywords (``minLength``, ``pattern``, ``format``, ``minimum``, ``minItems``...); at most
+    5 levels of nesting and 100 properties.
+    """
+    if not isinstance(schema, Mapping) or schema.get("type") != "object":
+        return ["(root): the root must be an object schema ('type': 'object')"]
+    problems: list[str] = []
+    properties = 0
+    stack: list[tuple[Any, tuple[Any, ...], int]] = [(schema, (), 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if not isinstance(node, Mapping):
+            continue
+        where = _schema_path(path)
+        unsupported = sorted(_STRICT_UNSUPPORTED & set(node))
+        if unsupported:
+            problems.append(f"{where}: uses {', '.join(unsupported)}")
+        if node.get("type") == "object" or "properties" in node:
+            props = node.get("properties") or {}
+            properties += len(props)
+            if node.get("additionalProperties") is not False:
+                problems.append(f"{where}: an object without 'additionalProperties: false'")
+            required = set(node.get("required") or ())
+            missing = [name for name in props if name not in required]
+            if missing:
+                problems.append(f"{where}: optional properties {', '.join(map(repr, missing))}")
+            if depth >= _STRICT_MAX_DEPTH:
+                problems.append(f"{where}: nested more than {_STRICT_MAX_DEPTH} objects deep")
+            stack.extend(
+                (sub, (*path, "properties", name), depth + 1) for name, sub in props.items()
+            )
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), Mapping):
+                stack.append((node[key], (*path, key), depth))
+        for key in ("anyOf", "oneOf"):
+            for index, sub in enumerate(node.get(key) or ()):
+                stack.append((sub, (*path, key, index), depth))
+        for key in ("$defs", "definitions"):
+            for name, sub in (node.get(key) or {}).items():
+                stack.append((sub, (*path, key, name), depth))
+    if properties > _STRICT_MAX_PROPERTIES:
+        problems.append(f"(root): more than {_STRICT_MAX_PROPERTIES} properties in all")
+    return sorted(dict.fromkeys(problems))
+
+
+# -- template paths into a schema --------------------------------------------------------------
+
+
+def path_problem(schema: Any, path: Sequence[str]) -> str | None:
+    """Whether a template path (``("name", "sub")``, ``"[0]"`` for an index) can exist in a
+    value that matches ``schema``; a message with "did you mean" when it cannot.
+
+    Only a *definite* absence is reported: a property missing from an object that lists its
+    ``properties`` and allows no others (``additionalProperties`` absent or false, no
+    ``patternProperties``), or an index into a schema that is not an array. Anything the
+    schema leaves open passes.
+    """
+    root = schema
+    nodes = [schema]
+    for depth, step in enumerate(path):
+        found: list[Any] = []
+        for node in _expand(nodes, root):
+            result = _step(node, step)
+            if result is _OPEN:
                 return None
-            node = node[part]
-        return node if isinstance(node, Mapping | bool) else None
-
-    # -- keywords for any value ---------------------------------------------------------------
-
-    def _type(self, value: Any, schema: Mapping[str, Any], path: str) -> SchemaErrors:
-        declared = schema.get("type")
-        if declared is None:
-            return []
-        if isinstance(declared, str):
-            names = [declared]
-        elif isinstance(declared, list):
-            names = [n for n in declared if isinstance(n, str)]
-        else:
-            return []
-        known = [n for n in names if n in _TYPE_CHECKS]
-        if not known or any(_TYPE_CHECKS[n](value) for n in known):
-            return []
-        expected = " or ".join(known)
-        return [f"{path}: expected {expected}, got {_json_type(value)} {_show(value)}"]
-
-    def _enum_const(
-        self, value: Any, schema: Mapping[str, Any], path: str, depth: int
-    ) -> SchemaErrors:
-        errors: SchemaErrors = []
-        if "const" in schema and not json_equal(value, schema["const"]):
-            errors.append(f"{path}: expected {_show(schema['const'])}, got {_show(value)}")
-        enum = schema.get("enum")
-        if isinstance(enum, list) and not any(json_equal(value, option) for option in enum):
-            options = ", ".join(_show(option) for option in enum)
-            errors.append(f"{path}: {_show(value)} is not one of {options}")
-        return errors
-
-    def _combinators(
-        self, value: Any, schema: Mapping[str, Any], path: str, depth: int
-    ) -> SchemaErrors:
-        errors: SchemaErrors = []
-        for branch in _branches(schema, "allOf"):
-            errors.extend(self.check(value, branch, path, depth + 1))
-        any_of = _branches(schema, "anyOf")
-        if any_of:
-            results = [self.check(value, branch, path, depth + 1) for branch in any_of]
-            if all(results):
-                errors.append(_no_branch(path, "anyOf", results))
-        one_of = _branches(schema, "oneOf")
-        if one_of:
-            results = [self.check(value, branch, path, depth + 1) for branch in one_of]
-            matches = sum(not r for r in results)
-            if matches == 0:
-                errors.append(_no_branch(path, "oneOf", results))
-            elif matches > 1:
-                errors.append(f"{path}: matches {matches} of the oneOf choices; it must match one")
-        return errors
-
-    # -- numbers and strings ------------------------------------------------------------------
-
-    def _number(self, value: Any, schema: Mapping[str, Any], path: str, depth: int) -> SchemaErrors:
-        if not _is_number(value):
-            return []
-        errors: SchemaErrors = []
-        low, high = schema.get("minimum"), schema.get("maximum")
-        ex_low, ex_high = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-        if ex_low is True:  # draft 4: a flag on minimum
-            ex_low, low = low, None
-        if ex_high is True:
-            ex_high, high = high, None
-        if _is_number(low) and value < low:
-            errors.append(f"{path}: {_show(value)} is less than the minimum {_show(low)}")
-        if _is_number(high) and value > high:
-            errors.append(f"{path}: {_show(value)} is greater than the maximum {_show(high)}")
-        if _is_number(ex_low) and value <= ex_low:
-            errors.append(f"{path}: {_show(value)} must be greater than {_show(ex_low)}")
-        if _is_number(ex_high) and value >= ex_high:
-            errors.append(f"{path}: {_show(value)} must be less than {_show(ex_high)}")
-        return errors
-
-    def _string(self, value: Any, schema: Mapping[str, Any], path: str, depth: int) -> SchemaErrors:
-        if not isinstance(value, str):
-            return []
-        errors: SchemaErrors = []
-        low, high = _limit(schema, "minLength"), _limit(schema, "maxLength")
-        if low is not None and len(value) < low:
-            errors.append(f"{path}: has {len(value)} characters; at least {low} are required")
-        if high is not None and len(value) > high:
-            errors.append(f"{path}: has {len(value)} characters; at most {high} are allowed")
-        return errors
-
-    # -- containers ---------------------------------------------------------------------------
-
-    def _object(
-        self, value: Mapping[str, Any], schema: Mapping[str, Any], path: str, depth: int
-    ) -> SchemaErrors:
-        errors: SchemaErrors = []
-        properties = schema.get("properties")
-        properties = properties if isinstance(properties, Mapping) else {}
-        for name in schema.get("required") or ():
-            if isinstance(name, str) and name not in value:
-                errors.append(f"{path}: missing required property {name!r}")
-        extra = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            if key in properties:
-                errors.extend(self.check(item, properties[key], _child(path, key), depth + 1))
-            elif extra is False:
-                allowed = ", ".join(repr(p) for p in properties) or "none"
-                errors.append(
-                    f"{path}: unexpected property {key!r}; the allowed properties are {allowed}"
-                )
-            else:
-                errors.extend(self.check(item, extra, _child(path, key), depth + 1))
-        return errors
-
-    def _array(
-        self, value: Sequence[Any], schema: Mapping[str, Any], path: str, depth: int
-    ) -> SchemaErrors:
-        errors: SchemaErrors = []
-        low, high = _limit(schema, "minItems"), _limit(schema, "maxItems")
-        if low is not None and len(value) < low:
-            errors.append(f"{path}: has {len(value)} items; at least {low} are required")
-        if high is not None and len(value) > high:
-            errors.append(f"{path}: has {len(value)} items; at most {high} are allowed")
-        prefix, rest = _item_schemas(schema)
-        for index, item in enumerate(value):
-            item_schema = prefix[index] if index < len(prefix) else rest
-            if item_schema is False and index >= len(prefix):
-                errors.append(f"{path}: has {len(value)} items; at most {len(prefix)} are allowed")
-                break
-            errors.extend(self.check(item, item_schema, f"{path}[{index}]", depth + 1))
-        if schema.get("uniqueItems") is True:
-            errors.extend(_duplicates(value, path))
-        return errors
+            found.extend(result)
+        if not found:
+            return _absent(_expand(nodes, root), path, depth)
+        nodes = found
+    return None
 
 
-def _limit(schema: Mapping[str, Any], key: str) -> int | float | None:
-    """A numeric keyword's value, or None when absent or not a number."""
-    value = schema.get(key)
-    return value if _is_number(value) else None
+_OPEN: Final = object()
 
 
-def _branches(schema: Mapping[str, Any], key: str) -> list[Any]:
-    branches = schema.get(key)
-    return list(branches) if isinstance(branches, list) else []
+def _expand(nodes: Sequence[Any], root: Any) -> list[Any]:
+    """Follow local ``$ref`` and flatten ``anyOf`` / ``oneOf`` / ``allOf`` branches."""
+    result: list[Any] = []
+    stack = list(nodes)
+    seen = 0
+    while stack and seen < 1000:
+        seen += 1
+        node = stack.pop()
+        if not isinstance(node, Mapping):
+            result.append(node)
+            continue
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#"):
+            target = _local(root, ref)
+            if target is not None:
+                stack.append(target)
+        branches = [b for key in ("anyOf", "oneOf", "allOf") for b in node.get(key) or ()]
+        stack.extend(branches)
+        indirect = "$ref" in node or branches
+        if not indirect or _STRUCTURAL & set(node):  # a bare $ref/anyOf wrapper adds nothing
+            result.append(node)
+    return result
 
 
-def _no_branch(path: str, key: str, results: Sequence[SchemaErrors]) -> str:
-    """One message for an ``anyOf``/``oneOf`` that no branch accepts, with each first problem."""
-    firsts = "; ".join(f"choice {i + 1}: {r[0]}" for i, r in enumerate(results))
-    return f"{path}: matches none of the {key} choices ({firsts})"
+_STRUCTURAL: Final = frozenset(
+    {"type", "properties", "additionalProperties", "patternProperties", "items", "prefixItems"}
+)
 
 
-def _item_schemas(schema: Mapping[str, Any]) -> tuple[list[Any], Any]:
-    """(positional item schemas, schema of the remaining items), for draft 4 and 2020-12."""
-    items = schema.get("items", True)
-    if isinstance(items, list):
-        return items, schema.get("additionalItems", True)
-    prefix = schema.get("prefixItems")
-    return (list(prefix) if isinstance(prefix, list) else []), items
+def _local(root: Any, ref: str) -> Any:
+    node = root
+    for part in filter(None, ref[1:].split("/")):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
-def _duplicates(value: Sequence[Any], path: str) -> SchemaErrors:
-    for i, item in enumerate(value):
-        for j in range(i):
-            if json_equal(item, value[j]):
-                return [f"{path}: items {j} and {i} are equal; the items must be unique"]
-    return []
+def _step(node: Any, step: str) -> Any:
+    """The sub-schemas ``step`` leads to from ``node``; ``_OPEN`` when anything goes."""
+    if node is True or not isinstance(node, Mapping):
+        return _OPEN if node is not False else []
+    if step.startswith("["):
+        if "items" in node or "prefixItems" in node:
+            index = int(step[1:-1])
+            prefix = node.get("prefixItems") or []
+            return [prefix[index]] if index < len(prefix) else [node.get("items", True)]
+        return [] if _typed_as_not(node, "array") else _OPEN
+    properties = node.get("properties")
+    if isinstance(properties, Mapping) and step in properties:
+        return [properties[step]]
+    closed = node.get("additionalProperties") is False or (
+        "additionalProperties" not in node and "patternProperties" not in node
+    )
+    if isinstance(properties, Mapping) and closed:
+        return []
+    if _typed_as_not(node, "object"):
+        return []
+    extra = node.get("additionalProperties")
+    return [extra] if isinstance(extra, Mapping) else _OPEN
+
+
+def _typed_as_not(node: Mapping[str, Any], kind: str) -> bool:
+    declared = node.get("type")
+    kinds = [declared] if isinstance(declared, str) else list(declared or ())
+    return bool(kinds) and kind not in kinds
+
+
+def _absent(nodes: Sequence[Any], path: Sequence[str], depth: int) -> str:
+    step = path[depth]
+    shown = ".".join(path[: depth + 1]).replace(".[", "[")
+    names = {
+        name
+        for node in nodes
+        if isinstance(node, Mapping) and isinstance(node.get("properties"), Mapping)
+        for name in node["properties"]
+    }
+    parent = ".".join(path[:depth]).replace(".[", "[")
+    if step.startswith("["):
+        return f"{shown}: the schema does not make {parent} a list"
+    kinds = {n.get("type") for n in nodes if isinstance(n, Mapping)} - {None, "object"}
+    if not names and len(kinds) == 1 and isinstance(next(iter(kinds)), str):
+        return f"{shown}: the schema makes {parent} a {next(iter(kinds))}, which has no {step!r}"
+    listed = ", ".join(map(repr, sorted(names))) or "none"
+    hint = did_you_mean(step, names, otherwise=f"the schema's properties there are {listed}")
+    return f"{shown}: the schema has no property {step!r}; {hint}"

@@ -3,11 +3,12 @@
 Design note
 -----------
 Edges come from two places: the Jinja templates of each column (``prompt``,
-``system_prompt``, ``expr``, ``skip_when``), read with
-:func:`jinja2.meta.find_undeclared_variables`, and explicit dependencies (``depends_on``, a
-subcategory's parent). A name a template reads that is neither a column nor a Jinja global
-(``range``, ``dict``, ``namespace``...) is an error naming the closest column; filters and
-tests are not variables, so they never show up.
+``system_prompt``, ``expr``, ``skip_when``), read by
+:func:`~trio_designer.config._templates.template_facts`, and explicit dependencies
+(``depends_on``, a subcategory's parent). A name a template reads that is neither a column nor
+a Jinja global (``range``, ``dict``, ``namespace``...) is an error naming the closest column;
+so are unknown filters and tests, and a field of a structured column that its schema does not
+have (``{{ product.nmae }}``: "did you mean 'name'?").
 
 The order is Kahn's algorithm with ties broken by declaration order, so the same config
 always yields the same order. Whatever Kahn cannot place lies on or behind a cycle; walking
@@ -25,26 +26,22 @@ template parsing).
 
 from __future__ import annotations
 
-import functools
 import heapq
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Literal, TypeVar
 
 import attrs
-import jinja2
-import jinja2.meta
-import jinja2.sandbox
 
+from .._core._jsonschema import path_problem
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
-from ..config import ColumnConfig, PipelineConfig, validate_references
+from ..config import ColumnConfig, LLMStructuredColumn, PipelineConfig, validate_references
 from ..config._columns import default_strategy, explicit_dependencies, is_llm_bound, template_fields
+from ..config._templates import template_facts
+from ..config._validators import JINJA_GLOBALS
 
 V = TypeVar("V")
-
-# Only used to parse: the syntax and the globals match the generators' sandbox.
-_PARSER = jinja2.sandbox.SandboxedEnvironment()
 
 
 @attrs.frozen(hash=False)
@@ -130,17 +127,23 @@ def _frozen(mapping: dict[str, V]) -> Mapping[str, V]:
 
 
 def _dependencies(config: PipelineConfig) -> tuple[dict[str, set[str]], list[str]]:
-    """Direct upstream sets of every column, and the template problems found on the way."""
+    """Direct upstream sets of every column, and the template problems found on the way:
+    syntax, unknown filters and tests, unknown or self references, and fields of structured
+    columns that their schema does not have."""
     names = {column.name for column in config.columns}
+    schemas = {
+        column.name: column.schema
+        for column in config.columns
+        if isinstance(column, LLMStructuredColumn)
+    }
     upstream: dict[str, set[str]] = {column.name: set() for column in config.columns}
     problems: list[str] = []
     for index, column in enumerate(config.columns):
         where = f"columns[{index}] {column.name!r}"
         for field, source in template_fields(column).items():
-            referenced, problem = _template_references(source, field, where)
-            if problem:
-                problems.append(problem)
-            for name in referenced:
+            facts = template_facts(source)
+            problems.extend(f"{where}: {field} {problem}" for problem in facts.problems)
+            for name in sorted(facts.variables):
                 if name == column.name:
                     problems.append(
                         f"{where}: {field} references {name!r}, the column itself; a column "
@@ -148,37 +151,20 @@ def _dependencies(config: PipelineConfig) -> tuple[dict[str, set[str]], list[str
                     )
                 elif name in names:
                     upstream[column.name].add(name)
-                else:
+                elif name not in JINJA_GLOBALS:
                     problems.append(_unknown_reference(where, field, name, names))
+            for path in facts.paths:
+                schema = schemas.get(path[0])
+                if schema is None or len(path) < 2 or path[0] == column.name:
+                    continue
+                problem = path_problem(schema, path[1:])
+                if problem is not None:
+                    problems.append(f"{where}: {field} reads {path[0]}.{problem}")
         # Unknown and self dependencies were reported by validate_references.
         upstream[column.name].update(
             dep for dep in explicit_dependencies(column) if dep in names and dep != column.name
         )
     return upstream, problems
-
-
-def _template_references(source: str, field: str, where: str) -> tuple[list[str], str | None]:
-    """The variables a template reads, sorted; or its syntax error.
-
-    ``find_undeclared_variables`` leaves out Jinja's globals (``range``, ``dict``...) and
-    names the template sets itself (loop variables, ``{% set %}``); column names may not
-    shadow those globals (see the column ``name`` validator).
-    """
-    references, error = _parsed_references(source)
-    if error is not None:
-        return [], f"{where}: {field} has a Jinja syntax error on line {error[0]}: {error[1]}"
-    return list(references), None
-
-
-@functools.lru_cache(maxsize=4096)
-def _parsed_references(source: str) -> tuple[tuple[str, ...], tuple[int | None, str] | None]:
-    """The sorted references of ``source``, or its syntax error's (line, message): parsed once
-    per source (a pipeline run again, in a notebook or a bench, builds its graph again)."""
-    try:
-        ast = _PARSER.parse(source)
-    except jinja2.TemplateSyntaxError as exc:
-        return (), (exc.lineno, exc.message or "")
-    return tuple(sorted(jinja2.meta.find_undeclared_variables(ast))), None
 
 
 def _unknown_reference(where: str, field: str, name: str, names: set[str]) -> str:

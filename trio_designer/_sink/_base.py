@@ -150,6 +150,8 @@ class SinkBase(abc.ABC):
         row_group_size: int,
         resume: bool = True,
         background: trio.Nursery | None = None,
+        fingerprint_basis: Mapping[str, Any] | None = None,
+        force_resume: bool = False,
     ) -> None:
         """Prepare storage and record the run as ``"running"``.
 
@@ -179,6 +181,10 @@ class SinkBase(abc.ABC):
             storage is prepared by a task of this nursery; writes and ``close`` wait for it.
             If preparing fails, that task raises ``SinkError`` (into the nursery), writes
             raise it too, and ``close`` stores nothing.
+          fingerprint_basis: what the fingerprint is the hash of (config, code, files), stored
+            so that a refused resume can say what changed.
+          force_resume: continue a stored run even though its fingerprint differs (recorded
+            in the run record's ``forced_resumes``).
 
         Raises:
           SinkError: storage holds a different run (another fingerprint or row group size),
@@ -203,6 +209,8 @@ class SinkBase(abc.ABC):
             num_records=num_records,
             row_group_size=row_group_size,
             resume=resume,
+            fingerprint_basis=fingerprint_basis,
+            force_resume=force_resume,
         )
         self._staged = {}
         self._guard = SchemaGuard()
@@ -428,6 +436,8 @@ class SinkBase(abc.ABC):
         num_records: int,
         row_group_size: int,
         resume: bool,
+        fingerprint_basis: Mapping[str, Any] | None = None,
+        force_resume: bool = False,
     ) -> RunMetadata:
         """The record the run opens with (fresh, or continuing a stored run), or ``SinkError``
         for storage that cannot be used. Changes nothing."""

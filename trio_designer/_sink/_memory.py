@@ -59,6 +59,8 @@ class MemorySink(SinkBase):
         num_records: int,
         row_group_size: int,
         resume: bool,
+        fingerprint_basis: Mapping[str, Any] | None = None,
+        force_resume: bool = False,
     ) -> RunMetadata:
         await trio.lowlevel.checkpoint()
         meta = opened_metadata(
@@ -68,6 +70,8 @@ class MemorySink(SinkBase):
             num_records=num_records,
             row_group_size=row_group_size,
             resume=resume,
+            fingerprint_basis=fingerprint_basis,
+            force_resume=force_resume,
             where="this MemorySink",
             remedy="use a new MemorySink",
         )

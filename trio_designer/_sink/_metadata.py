@@ -72,6 +72,12 @@ class RunMetadata:
     schema: pa.Schema | None = None
     row_groups: Mapping[int, RowGroupEntry] = attrs.field(factory=dict)
     summary: Mapping[str, Any] = attrs.field(factory=dict)
+    fingerprint_basis: Mapping[str, Any] | None = None
+    """What ``fingerprint`` is the hash of (config, code digests, input files); ``None`` in
+    records written before it was kept."""
+    forced_resumes: tuple[Mapping[str, Any], ...] = ()
+    """One entry per resume forced past a changed fingerprint: when, from which fingerprint,
+    and what had changed."""
 
     @property
     def rows_written(self) -> int:
@@ -108,6 +114,8 @@ class RunMetadata:
                 str(rg): attrs.asdict(self.row_groups[rg]) for rg in sorted(self.row_groups)
             },
             "summary": json_value(self.summary, "summary"),
+            "forced_resumes": json_value(list(self.forced_resumes), "forced_resumes"),
+            "fingerprint_basis": json_value(self.fingerprint_basis, "fingerprint_basis"),
             "config": json_value(self.config, "config"),
         }
 
@@ -154,7 +162,16 @@ def _parse_metadata(data: Any) -> RunMetadata:
             for rg, entry in _typed(data, "row_groups", dict).items()
         },
         summary=_typed(data, "summary", dict),
+        fingerprint_basis=_optional_dict(data, "fingerprint_basis"),
+        forced_resumes=tuple(data.get("forced_resumes") or ()),
     )
+
+
+def _optional_dict(data: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"field {key!r} should be an object or null, not {value!r}")
+    return value
 
 
 def _schema_to_json(schema: pa.Schema) -> dict[str, Any]:

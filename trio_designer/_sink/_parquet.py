@@ -140,6 +140,8 @@ class ParquetSink(SinkBase):
         num_records: int,
         row_group_size: int,
         resume: bool,
+        fingerprint_basis: Mapping[str, Any] | None = None,
+        force_resume: bool = False,
     ) -> RunMetadata:
         def check_sync() -> RunMetadata:
             previous = self._read_previous()
@@ -150,6 +152,8 @@ class ParquetSink(SinkBase):
                 num_records=num_records,
                 row_group_size=row_group_size,
                 resume=resume,
+                fingerprint_basis=fingerprint_basis,
+                force_resume=force_resume,
                 where=self._where(),
                 remedy=f"pass another {OUTPUT_DIR_ARGUMENT} or remove the directory",
             )

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 from .._exceptions import ConfigError, SinkError, TrioDesignerError
 from ._errors import CommandError, in_flags
-from ._format import Redactor
+from ._format import Redactor, config_error_text
 
 __all__ = ["main"]
 
@@ -75,9 +75,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BaseExceptionGroup as group:  # raised through a nursery: report what is inside
-        return _report(_leaf(group), group, debug=getattr(args, "debug", False))
+        return _report(_leaf(group), group, args)
     except Exception as exc:
-        return _report(exc, exc, debug=getattr(args, "debug", False))
+        return _report(exc, exc, args)
 
 
 def _silence_stdout() -> None:
@@ -103,18 +103,25 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
     }
 
 
-def _report(exc: BaseException, raised: BaseException, *, debug: bool) -> int:
-    """Print one readable ``error:`` message (after the traceback, with ``--debug``)."""
+def _report(exc: BaseException, raised: BaseException, args: argparse.Namespace) -> int:
+    """Print one readable ``error:`` message (after the traceback, with ``--debug``).
+
+    Both pass through the redactor: no secret reaches the terminal, not even in a traceback.
+    """
     if isinstance(exc, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if debug:
-        traceback.print_exception(raised)
+    debug = getattr(args, "debug", False)
     redact = Redactor()
+    if debug:
+        print(redact("".join(traceback.format_exception(raised))), file=sys.stderr, end="")
     if isinstance(exc, CommandError):
         status = exc.exit_code
         message = str(exc)
-    elif isinstance(exc, ConfigError | SinkError):
+    elif isinstance(exc, ConfigError):
+        source = exc.source or getattr(args, "config", None)
+        status, message = EXIT_USAGE, in_flags(config_error_text(exc.problems, source))
+    elif isinstance(exc, SinkError):
         status, message = EXIT_USAGE, in_flags(str(exc))
     elif isinstance(exc, TrioDesignerError):
         status, message = EXIT_FAILURE, in_flags(str(exc))

@@ -12,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from .._exceptions import OUTPUT_DIR_ARGUMENT, RESUME_ARGUMENT, TRACE_SETTING
+from .._exceptions import (
+    FORCE_RESUME_ARGUMENT,
+    OUTPUT_DIR_ARGUMENT,
+    RESUME_ARGUMENT,
+    TRACE_SETTING,
+)
 
 FLAGS: Final[Mapping[str, str]] = {
     RESUME_ARGUMENT: "--resume",
+    FORCE_RESUME_ARGUMENT: "--force-resume",
     OUTPUT_DIR_ARGUMENT: "--output-dir",
     TRACE_SETTING: "--trace",
 }
@@ -24,8 +30,8 @@ FLAGS: Final[Mapping[str, str]] = {
 
 def in_flags(message: str) -> str:
     """``message`` with every Python spelling of :data:`FLAGS` replaced by its flag."""
-    for python, flag in FLAGS.items():
-        message = message.replace(python, flag)
+    for python in sorted(FLAGS, key=len, reverse=True):  # force_resume=True before resume=True
+        message = message.replace(python, FLAGS[python])
     return message
 
 

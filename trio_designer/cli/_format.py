@@ -39,15 +39,54 @@ class Redactor:
         names = {name for name in os.environ if _SECRET_NAME.search(name)}
         names |= _secret_env_names | set(env_names)
         values = {os.environ.get(name, "") for name in names}
+        self._values = frozenset(v for v in values if v)
+        # Each secret also as JSON spells it inside a string (quotes, backslashes, non-ASCII).
+        spellings = set(self._values)
+        spellings |= {json.dumps(v)[1:-1] for v in self._values}
+        spellings |= {json.dumps(v, ensure_ascii=False)[1:-1] for v in self._values}
         # Longest first, so a key that contains another is replaced whole.
         self._secrets = sorted(
-            (v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True
+            (v for v in spellings if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True
         )
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+    def value(self, value: Any) -> Any:
+        """``"***"`` for a value equal to a secret (however short), else the value itself:
+        for showing data (``preview``), where a cell may hold a key whole."""
+        if isinstance(value, str) and value.strip() in self._values:
+            return "***"
+        return value
+
+
+MAX_PROBLEM_CHARS = 400
+"""The longest single problem line the CLI prints (a config can make any message long: a
+10,000-column chain, a huge value quoted back)."""
+
+MAX_PROBLEMS_SHOWN = 40
+"""How many problems of one config error the CLI lists before summarising the rest."""
+
+
+def cap_text(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 30].rstrip()}… [{len(text) - limit + 30} more chars]"
+
+
+def config_error_text(problems: Sequence[str], source: str | None) -> str:
+    """A config error as the CLI prints it: the file, then each problem (capped in length
+    and number)."""
+    where = f"{source}: " if source and not any(source in p for p in problems) else ""
+    if len(problems) == 1:
+        return where + cap_text(problems[0])
+    shown = [f"  - {cap_text(problem)}" for problem in problems[:MAX_PROBLEMS_SHOWN]]
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        shown.append(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
+    return f"{where}the configuration has {len(problems)} problems:\n" + "\n".join(shown)
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:

@@ -28,7 +28,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     meta = read_run_record(output_dir)
     failures = read_failures(output_dir)
-    redact = Redactor()
+    redact = Redactor(_api_key_envs(meta))
     if args.json:
         without_config = {k: v for k, v in meta.items() if k != "config"}
         document = {"output_dir": str(output_dir), "metadata": without_config, "failures": failures}
@@ -36,6 +36,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         print(redact(describe(output_dir, meta, failures)))
     return 0
+
+
+def _api_key_envs(meta: dict[str, Any]) -> list[str]:
+    """The ``api_key_env`` names of the providers of the recorded config: their values are
+    secrets to mask, whatever the variables are called."""
+    providers = (meta.get("config") or {}).get("providers") or []
+    return [
+        p["api_key_env"]
+        for p in providers
+        if isinstance(p, dict) and isinstance(p.get("api_key_env"), str)
+    ]
 
 
 def read_run_record(output_dir: Path) -> dict[str, Any]:

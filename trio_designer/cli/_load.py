@@ -9,10 +9,11 @@ A Python config file is imported as a module and must expose either ``config`` (
     def build_config():
         return PipelineBuilder().add_model(...).add_column(...).build()
 
-Before loading, the config file's directory and the current directory are put at the front of
-``sys.path``, so a YAML file's ``function: "my_columns:word_count"`` and a Python file's own
-imports find modules that sit next to the config (the same with ``trio-designer`` as with
-``python -m trio_designer``).
+Nothing is imported implicitly from the config's directory or the current directory: a YAML
+file's ``function: "my_columns:word_count"`` finds ``my_columns.py`` next to the config only
+when the config says ``python_path: .`` (or the command line passes ``--python-path DIR``), and
+a Python config's own imports see the installed environment plus the ``--python-path``
+directories (see ``trio_designer/config/_code.py`` and ``docs/security.md``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,8 +38,13 @@ SUFFIXES = (".yaml", ".yml", ".json", ".py")
 """Config file suffixes the CLI reads."""
 
 
-def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
+def load_config(path: str | os.PathLike[str], *, python_path: Sequence[str] = ()) -> PipelineConfig:
     """Read a pipeline config from a ``.yaml``/``.yml``/``.json`` or ``.py`` file.
+
+    Args:
+      path: the config file.
+      python_path: ``--python-path`` directories (relative to the current directory): added
+        to the config's own ``python_path``, and importable by a Python config file.
 
     Raises:
       ConfigError: unknown suffix, missing or unreadable file, a Python file that fails to
@@ -50,13 +58,19 @@ def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
         )
     if not file.is_file():
         raise ConfigError(f"cannot read config file {str(file)!r}: no such file")
+    extra = tuple(str(Path(entry).expanduser().resolve()) for entry in python_path)
+    for entry, folder in zip(python_path, extra, strict=True):
+        if not Path(folder).is_dir():
+            raise ConfigError(
+                f"--python-path {entry!r}: no such directory ({folder}); name a directory "
+                "holding your modules"
+            )
     if suffix == ".py":
-        config = _load_python(file)
+        config = _load_python(file, extra)
     else:
-        _extend_import_path(file)
         config = PipelineConfig.from_file(file)
     remember_secret_env(provider.api_key_env for provider in config.providers)
-    return config
+    return attrs.evolve(config, source=file, python_path=(*config.python_path, *extra))
 
 
 def with_overrides(
@@ -71,15 +85,11 @@ def with_overrides(
     return config if run is config.run else attrs.evolve(config, run=run)
 
 
-def _extend_import_path(file: Path) -> None:
-    for folder in (os.getcwd(), str(file.resolve().parent)):
+def _load_python(file: Path, python_path: Sequence[str]) -> PipelineConfig:
+    name = module_name(file)
+    for folder in reversed(python_path):  # the user named them: the config may import from them
         if folder not in sys.path:
             sys.path.insert(0, folder)
-
-
-def _load_python(file: Path) -> PipelineConfig:
-    name = module_name(file)  # before extending sys.path: the file must not find itself
-    _extend_import_path(file)
     module = _import_file(file, name)
     where = str(file)
     if hasattr(module, "config"):
@@ -127,10 +137,26 @@ def _import_file(file: Path, name: str) -> ModuleType:
     except Exception as exc:
         del sys.modules[name]
         raise ConfigError(
-            f"{file}: importing the config file failed with {type(exc).__name__}: {exc} "
-            "(rerun with --debug for the traceback)"
+            f"{file}: importing the config file failed with {type(exc).__name__}: {exc}"
+            f"{_beside_hint(exc, file)} (rerun with --debug for the traceback)"
         ) from exc
     return module
+
+
+def _beside_hint(exc: Exception, file: Path) -> str:
+    """For a module that is missing but lies next to the config: how to allow it."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if not missing:
+        return ""
+    top = missing.partition(".")[0]
+    folder = file.resolve().parent
+    if (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file():
+        return (
+            f"; {top!r} lies beside the config file, but modules are never imported from the "
+            f"config's directory implicitly: pass --python-path {shlex.quote(str(file.parent))} "
+            "if you trust that code"
+        )
+    return ""
 
 
 def module_name(file: Path) -> str:

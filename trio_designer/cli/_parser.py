@@ -63,9 +63,12 @@ examples:
   {prog} validate pipeline.yaml --no-check-env      (CI without API keys)
 
 Checks the structure and every field, references (models, providers, columns), the
-dependency graph (template syntax, unknown names, cycles), each column's generator
-(custom functions import, schemas), and that the providers' API key variables are set.
-Sends no request. Every problem is listed; the exit status is then 2.
+dependency graph (template syntax, unknown names and filters, cycles, fields of
+structured columns), JSON schemas, each column's generator, and that the providers' API
+key variables are set. Sends no request. Every problem is listed; the exit status is
+then 2. Custom functions are imported to check them (their module's top-level code
+runs), only from the installed environment and python_path / --python-path; the
+command prints each module and where it comes from. --no-import only prints that.
 """
 
 CHECK_EXAMPLES = """\
@@ -176,6 +179,15 @@ def _config_argument(sub: argparse.ArgumentParser) -> None:
         metavar="CONFIG",
         help="pipeline config: .yaml/.yml, .json, or .py defining 'config' or 'build_config()'",
     )
+    sub.add_argument(
+        "--python-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory custom functions (and a .py config's imports) may be imported from, "
+        "besides the installed environment and the config's python_path; repeatable. Code next "
+        "to the config or in the current directory is never imported otherwise",
+    )
 
 
 def _engine_options(sub: argparse.ArgumentParser, *, progress_default: str) -> None:
@@ -233,6 +245,12 @@ def _add_run(sub: argparse.ArgumentParser) -> None:
         help="continue the run in --output-dir: keep its finished row groups (the config "
         "must be the same: same fingerprint)",
     )
+    sub.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="continue the run in --output-dir even though the config or custom code changed "
+        "(the rows already written keep their old values; recorded in metadata.json)",
+    )
 
 
 def _add_preview(sub: argparse.ArgumentParser) -> None:
@@ -264,6 +282,12 @@ def _add_validate(sub: argparse.ArgumentParser) -> None:
         "--no-check-env",
         action="store_true",
         help="do not check that the providers' API key variables are set",
+    )
+    sub.add_argument(
+        "--no-import",
+        action="store_true",
+        help="only show where custom functions would be imported from; do not import them "
+        "(so do not check that they exist)",
     )
 
 

@@ -89,7 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``trio-designer run CONFIG``."""
     from .._designer import TrioDesigner
 
-    config = with_overrides(load_config(args.config), seed=args.seed, trace=args.trace)
+    config = with_overrides(
+        load_config(args.config, python_path=args.python_path), seed=args.seed, trace=args.trace
+    )
     redact = Redactor()
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.config)
     designer = TrioDesigner(
@@ -100,10 +102,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def create() -> Any:
         return await designer.create(
-            config, num_records=args.num_records, output_dir=output_dir, resume=args.resume
+            config,
+            num_records=args.num_records,
+            output_dir=output_dir,
+            resume=args.resume,
+            force_resume=args.force_resume,
         )
 
-    files_before = recorded_files(_read_metadata(output_dir)) if args.resume else frozenset()
+    files_before = (
+        recorded_files(_read_metadata(output_dir))
+        if args.resume or args.force_resume
+        else frozenset()
+    )
     hint = resume_command(args, output_dir)
     result, stopped_by = trio.run(partial(run_until_interrupted, designer, create, hint))
     if stopped_by is not None:
@@ -111,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return STOP_SIGNALS[stopped_by]
     assert result is not None
     resumed = None
-    if args.resume:
+    if args.resume or args.force_resume:
         meta = _read_metadata(output_dir) or {}
         summary = meta.get("summary") or {}
         resumed = Resumed(
@@ -208,6 +218,8 @@ def interrupted_message(args: argparse.Namespace, output_dir: Path) -> str:
 def resume_command(args: argparse.Namespace, output_dir: Path) -> str:
     """The ``run`` command line that continues this run (same config, seed, size, directory)."""
     parts = [args.prog, "run", args.config, "--num-records", str(args.num_records)]
+    for folder in getattr(args, "python_path", ()):
+        parts += ["--python-path", folder]
     parts += ["--output-dir", str(output_dir)]
     if args.seed is not None:
         parts += ["--seed", str(args.seed)]
@@ -380,7 +392,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     """``trio-designer preview CONFIG -n 5``."""
     from .._designer import TrioDesigner
 
-    config = with_overrides(load_config(args.config), seed=args.seed)
+    config = with_overrides(load_config(args.config, python_path=args.python_path), seed=args.seed)
     redact = Redactor()
     designer = TrioDesigner(
         engine=args.engine,
@@ -396,7 +408,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
         print("interrupted: nothing was kept (a preview is in memory)", file=sys.stderr)
         return STOP_SIGNALS[stopped_by]
     assert result is not None
-    records = result.table.to_pylist()
+    records = [
+        {name: redact.value(value) for name, value in record.items()}
+        for record in result.table.to_pylist()
+    ]
     if args.jsonl:
         for record in records:
             print(redact(json.dumps(record, ensure_ascii=False, default=str)))

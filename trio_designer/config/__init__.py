@@ -33,13 +33,13 @@ from ._columns import SamplerConfig as SamplerConfig
 from ._columns import SubcategorySampler as SubcategorySampler
 from ._columns import UniformSampler as UniformSampler
 from ._columns import UUIDSampler as UUIDSampler
+from ._fingerprint import config_fingerprint as config_fingerprint
 from ._models import SIMULATOR_PROVIDER as SIMULATOR_PROVIDER
 from ._models import InferenceParams as InferenceParams
 from ._models import ModelConfig as ModelConfig
 from ._models import ModelProvider as ModelProvider
 from ._pipeline import PipelineBuilder as PipelineBuilder
 from ._pipeline import PipelineConfig as PipelineConfig
-from ._pipeline import config_fingerprint as config_fingerprint
 from ._pipeline import validate_references as validate_references
 from ._run import RunConfig as RunConfig
 

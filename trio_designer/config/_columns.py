@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeAlias, get_args
@@ -34,6 +33,9 @@ from typing import Any, ClassVar, Literal, TypeAlias, get_args
 import attrs
 from attrs import validators as v
 
+from .._core._jsonschema import schema_problems
+from ._bounded import MAX_TEMPLATE_CHARS
+from ._code import function_path_problem
 from ._models import InferenceParams
 from ._validators import (
     checked,
@@ -66,14 +68,16 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DATETIME_UNITS: tuple[str, ...] = get_args(DatetimeUnit)
 ON_TRUNCATED: tuple[str, ...] = get_args(OnTruncated)
 
-#: ``"package.module:function"`` (dots allowed on both sides, e.g. ``"pkg.mod:Class.method"``).
-IMPORT_PATH_RE = re.compile(
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
-    r":[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-)
-
 _names = checked(is_tuple_of(is_str, "a string"))
 _dtype = optional(checked(v.in_(DTYPES)))
+
+
+def _template_length(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if len(value) > MAX_TEMPLATE_CHARS:
+        raise ValueError(
+            f"'{attribute.name}' is a template of {len(value):,} characters, more than the limit "
+            f"of {MAX_TEMPLATE_CHARS:,}; keep data out of templates (read it from a column)"
+        )
 
 
 # -- common fields -----------------------------------------------------------------------------
@@ -96,7 +100,9 @@ class _ColumnBase:
 
     name: str = attrs.field(validator=checked(identifier))
     drop: bool = attrs.field(default=False, validator=checked(is_bool))
-    skip_when: str | None = attrs.field(default=None, validator=optional(checked(non_blank)))
+    skip_when: str | None = attrs.field(
+        default=None, validator=optional(checked(non_blank, _template_length))
+    )
     skip_value: Any = attrs.field(default=None, hash=False)
     depends_on: tuple[str, ...] = attrs.field(default=(), converter=to_tuple, validator=_names)
 
@@ -327,17 +333,15 @@ class ExpressionColumn(_ColumnBase):
 
     kind: ClassVar[Literal["expression"]] = "expression"
 
-    expr: str = attrs.field(validator=checked(non_blank))
+    expr: str = attrs.field(validator=checked(non_blank, _template_length))
     dtype: Dtype | None = attrs.field(default=None, validator=_dtype)
 
 
 def _function(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, str):
-        if not IMPORT_PATH_RE.fullmatch(value):
-            raise ValueError(
-                "'function' must be an import path like 'package.module:function': "
-                f"{short_repr(value)}"
-            )
+        problem = function_path_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
     elif not callable(value):
         raise ValueError(f"'function' must be a callable or an import path: {short_repr(value)}")
 
@@ -347,10 +351,13 @@ class CustomColumn(_ColumnBase):
     """A user function, sync or ``async def``, per cell or per row group.
 
     Attributes:
-      function: the function itself, or its import path ``"package.module:function"``.
-        Serializing turns a function into its import path, so it must be a module-level
-        function (not a lambda or a local function). Loading keeps the path; the generator
-        imports it. Not hashed (compared by identity when a callable).
+      function: the function itself, or its import path ``"package.module:function"``: one
+        name after the colon, a function (or a generator class) *defined in* that module, not
+        from the standard library or trio_designer (see :mod:`._code` for where the module
+        may come from). Serializing turns a function into its import path, so it must be a
+        module-level function (not a lambda, a local function or a method). Loading keeps
+        the path; the generator imports it. Not hashed (compared by identity when a
+        callable).
       strategy: ``"cell"`` (``fn(row)``, one call per row) or ``"full_column"`` (``fn(rows)``,
         one call per row group, returning one value per row).
       dtype: cast the result like :class:`ExpressionColumn` (``None``: keep it).
@@ -385,8 +392,10 @@ class _LLMColumnBase(_ColumnBase):
     """
 
     model: str = attrs.field(validator=checked(non_blank))
-    prompt: str = attrs.field(validator=checked(non_blank))
-    system_prompt: str | None = attrs.field(default=None, validator=optional(checked(non_blank)))
+    prompt: str = attrs.field(validator=checked(non_blank, _template_length))
+    system_prompt: str | None = attrs.field(
+        default=None, validator=optional(checked(non_blank, _template_length))
+    )
     inference: InferenceParams | None = attrs.field(
         default=None, validator=optional(checked(instance_of(InferenceParams)))
     )
@@ -436,19 +445,31 @@ def schema_to_dict(value: Any) -> Any:
     return copy.deepcopy(value) if isinstance(value, dict) else value
 
 
+def _valid_schema(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    problems = schema_problems(value)
+    if problems:
+        listed = "; ".join(problems)
+        raise ValueError(
+            f"'schema' is not a valid JSON schema (Draft 2020-12 unless it says $schema): "
+            f"{listed}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class LLMStructuredColumn(_LLMColumnBase):
     """A JSON object from a chat model, validated against a JSON schema.
 
     Attributes:
-      schema: the JSON schema (a dict). A class with ``model_json_schema()`` (a pydantic
-        model) is accepted and stored as its schema. Not hashed; read-only.
+      schema: the JSON schema (a dict), checked against its meta-schema (Draft 2020-12 unless
+        it names another with ``$schema``); ``$ref`` must stay inside the schema. A class with
+        ``model_json_schema()`` (a pydantic model) is accepted and stored as its schema. Not
+        hashed; read-only.
     """
 
     kind: ClassVar[Literal["llm_structured"]] = "llm_structured"
 
     schema: dict[str, Any] = attrs.field(
-        converter=schema_to_dict, validator=checked(is_json_object), hash=False
+        converter=schema_to_dict, validator=checked(is_json_object, _valid_schema), hash=False
     )
 
 

@@ -48,6 +48,13 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
+from ._bounded import (
+    MAX_CONFIG_BYTES,
+    MAX_NESTING,
+    LimitExceeded,
+    data_depth_problem,
+    measure_yaml,
+)
 from ._columns import (
     COLUMN_CLASSES,
     SAMPLER_CLASSES,
@@ -85,7 +92,7 @@ _KINDS: dict[str, type[Any]] = {"sampler": SAMPLER_CLASSES[0]}
 _KINDS.update((cls.kind, cls) for cls in COLUMN_CLASSES if cls not in SAMPLER_CLASSES)
 _SAMPLERS: dict[str, type[Any]] = {cls.sampler: cls for cls in SAMPLER_CLASSES}
 _COMMON_COLUMN_FIELDS = ("name", "drop", "skip_when", "skip_value", "depends_on")
-_TOP_LEVEL_KEYS = ("providers", "models", "run", "columns")
+_TOP_LEVEL_KEYS = ("python_path", "providers", "models", "run", "columns")
 
 
 class _Problems(ValueError):
@@ -315,7 +322,7 @@ _lenient: ContextVar[bool] = ContextVar("trio_designer_lenient_functions", defau
 
 
 @contextmanager
-def _lenient_functions(enabled: bool) -> Iterator[None]:
+def lenient_functions(enabled: bool) -> Iterator[None]:
     token = _lenient.set(enabled)
     try:
         yield
@@ -338,6 +345,7 @@ def function_path(function: Callable[..., Any] | str, *, column: str) -> str:
     if (
         isinstance(module, str)
         and isinstance(qualname, str)
+        and "." not in qualname  # a method or a local function cannot be loaded back
         and _resolves(module, qualname, function)
     ):
         return path
@@ -348,8 +356,8 @@ def function_path(function: Callable[..., Any] | str, *, column: str) -> str:
     raise ConfigError(
         f"custom column {column!r}: cannot serialize its function {path!r}: "
         "only a module-level function can be written as an import path (not a lambda, a "
-        "local function or a callable object); define it at module level, or give its "
-        "import path as 'package.module:function'"
+        "local function, a method or a callable object); define it at module level, or give "
+        "its import path as 'package.module:function'"
     )
 
 
@@ -490,12 +498,14 @@ def unstructure_sections(
     models: Sequence[ModelConfig],
     run: RunConfig,
     columns: Sequence[ColumnConfig],
+    python_path: Sequence[str] = (),
     lenient: bool = False,
 ) -> dict[str, Any]:
     """The plain data of a whole pipeline, from its parts (:meth:`PipelineConfig.to_dict`).
 
-    Sections are written in the order a reader wants them (providers, models, run, columns);
-    empty ``providers``/``models`` and a default ``run`` are left out.
+    Sections are written in the order a reader wants them (python_path, providers, models,
+    run, columns); empty ``python_path``/``providers``/``models`` and a default ``run`` are
+    left out.
 
     Args:
       lenient: write a lambda or local custom function as its ``"module:qualname"`` instead
@@ -504,8 +514,10 @@ def unstructure_sections(
     Raises:
       ConfigError: a custom column's function cannot be written as an import path.
     """
-    with _lenient_functions(lenient):
+    with lenient_functions(lenient):
         data: dict[str, Any] = {}
+        if python_path:
+            data["python_path"] = list(python_path)
         if providers:
             data["providers"] = [converter.unstructure(item) for item in providers]
         if models:
@@ -558,6 +570,7 @@ class Sections:
     Attributes:
       providers, models, columns: the list sections.
       run: the run settings (defaults when absent or broken).
+      python_path: the directories custom code may be imported from, as written.
       problems: path-qualified problems of structure and fields (not cross-references).
     """
 
@@ -565,6 +578,7 @@ class Sections:
     models: Section
     columns: Section
     run: RunConfig
+    python_path: tuple[str, ...]
     problems: tuple[str, ...]
 
 
@@ -584,6 +598,7 @@ def structure_sections(data: Any) -> Sections:
             f"a pipeline config must be a mapping with a 'columns' list, got {short_repr(data)}"
         )
     problems = [_unknown_top_level(key) for key in data if key not in _TOP_LEVEL_KEYS]
+    python_path = _structure_python_path(data.get("python_path"), problems)
     providers = Section.load(data, "providers", ModelProvider, "name", problems)
     models = Section.load(data, "models", ModelConfig, "alias", problems)
     run = _structure_run(data.get("run"), problems)
@@ -592,7 +607,12 @@ def structure_sections(data: Any) -> Sections:
     if raw_columns is None or (isinstance(raw_columns, list | tuple) and not raw_columns):
         problems.append("columns: a pipeline needs at least one column; list them under 'columns'")
     return Sections(
-        providers=providers, models=models, columns=columns, run=run, problems=tuple(problems)
+        providers=providers,
+        models=models,
+        columns=columns,
+        run=run,
+        python_path=python_path,
+        problems=tuple(problems),
     )
 
 
@@ -602,6 +622,28 @@ def _unknown_top_level(key: Any) -> str:
         did_you_mean(key, _TOP_LEVEL_KEYS, otherwise=expected) if isinstance(key, str) else expected
     )
     return f"unknown top-level field {short_repr(key)}; {hint}"
+
+
+def _structure_python_path(value: Any, problems: list[str]) -> tuple[str, ...]:
+    """``python_path``: one directory (a string) or a list of them, relative to the config."""
+    if value is None:
+        return ()
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, list | tuple):
+        problems.append(
+            f"python_path: expected a directory or a list of directories, got {short_repr(value)}"
+        )
+        return ()
+    good: list[str] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, str) or not entry.strip() or "\x00" in entry:
+            problems.append(
+                f"python_path[{index}]: expected a directory path (a non-empty string), got "
+                f"{short_repr(entry)}"
+            )
+        else:
+            good.append(entry)
+    return tuple(good)
 
 
 def _structure_run(value: Any, problems: list[str]) -> RunConfig:
@@ -615,7 +657,12 @@ def _structure_run(value: Any, problems: list[str]) -> RunConfig:
 # -- JSON and YAML -----------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
+_BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML was built with it (about 6x faster on big configs; it also
+caps nesting at 1000 levels itself), else the pure-Python one. Both build the same nodes."""
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc]
     """PyYAML's safe loader, minus two surprises.
 
     * Timestamps stay strings: ``start: 2024-01-01`` is the string a
@@ -632,7 +679,8 @@ class _Loader(yaml.SafeLoader):
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -657,16 +705,46 @@ def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _represent_str)
 
 
+def _check_size(text: str | bytes) -> None:
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"the config is {len(text):,} bytes, more than the limit of {MAX_CONFIG_BYTES:,}; "
+            "split the data out of it (a config describes columns, it does not hold datasets)"
+        )
+
+
 def load_yaml(text: str) -> Any:
-    """Parse YAML (safe subset; timestamps stay strings; duplicate keys rejected).
+    """Parse YAML (safe subset; timestamps stay strings; duplicate keys rejected; bounded).
 
     Raises:
-      ConfigError: the text is not valid YAML; the message gives the line and column.
+      ConfigError: the text is not valid YAML (the message gives the line and column), or it
+        exceeds a limit of :mod:`._bounded` (size, alias expansion, nesting).
     """
+    return load_yaml_located(text)[0]
+
+
+def load_yaml_located(text: str) -> tuple[Any, dict[str, int]]:
+    """:func:`load_yaml`, and the 1-based line of each path near the top
+    (``{"columns[3].prompt": 12}``) for messages."""
+    _check_size(text)
+    loader = _Loader(text)
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines = measure_yaml(node)
+        return loader.construct_document(node), lines
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML{_yaml_position(exc)}: {_yaml_reason(exc)}") from None
+    except LimitExceeded as exc:
+        raise ConfigError(str(exc)) from None
+    except RecursionError:  # the pure-Python composer on deep nesting
+        raise ConfigError(str(LimitExceeded(_DEEP))) from None
+    finally:
+        loader.dispose()
+
+
+_DEEP = f"the config nests lists and mappings more than {MAX_NESTING} levels deep; flatten it"
 
 
 def _yaml_position(exc: yaml.YAMLError) -> str:
@@ -675,21 +753,30 @@ def _yaml_position(exc: yaml.YAMLError) -> str:
 
 
 def _yaml_reason(exc: yaml.YAMLError) -> str:
-    return str(getattr(exc, "problem", None) or exc)
+    reason = str(getattr(exc, "problem", None) or exc)
+    return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
 def load_json(text: str) -> Any:
-    """Parse JSON.
+    """Parse JSON (bounded like YAML: size and nesting).
 
     Raises:
-      ConfigError: the text is not valid JSON; the message gives the line and column.
+      ConfigError: the text is not valid JSON (the message gives the line and column), or it
+        exceeds a limit of :mod:`._bounded`.
     """
+    _check_size(text)
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise ConfigError(_DEEP) from None
+    problem = data_depth_problem(data)
+    if problem is not None:
+        raise ConfigError(problem)
+    return data
 
 
 def load_file(path: str | os.PathLike[str]) -> Any:
@@ -698,6 +785,14 @@ def load_file(path: str | os.PathLike[str]) -> Any:
     Raises:
       ConfigError: unknown suffix, unreadable file, or invalid content.
     """
+    return load_file_located(path)[0]
+
+
+def load_file_located(path: str | os.PathLike[str]) -> tuple[Any, dict[str, int]]:
+    """:func:`load_file`, and the lines of paths (YAML only; empty for JSON).
+
+    The size limit is checked on the file's size before it is read.
+    """
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
@@ -705,11 +800,16 @@ def load_file(path: str | os.PathLike[str]) -> Any:
             f"cannot tell the format of {str(file)!r}: use a .yaml, .yml or .json file"
         )
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as stream:
+            raw = stream.read(MAX_CONFIG_BYTES + 1)
+        _check_size(raw)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         raise ConfigError(f"cannot read config file {str(file)!r}: {reason}") from None
-    return load_json(text) if suffix == ".json" else load_yaml(text)
+    if suffix == ".json":
+        return load_json(text), {}
+    return load_yaml_located(text)
 
 
 def dump_json(data: Any, *, indent: int | None = 2) -> str:

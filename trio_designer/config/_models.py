@@ -22,6 +22,7 @@ Treat those dicts as read-only.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any, Literal, TypeAlias, get_args
 
 import attrs
@@ -68,8 +69,32 @@ def _json_copy(value: Any) -> Any:
 def _base_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         raise ValueError(
-            f"'{attribute.name}' must be an http:// or https:// URL: {short_repr(value)}"
+            f"'{attribute.name}' must be an http:// or https:// URL: {_url_shown(value)}"
         )
+    authority = value.split("://", 1)[1].split("/", 1)[0]
+    if "@" in authority:
+        # Never echoed: what stands before the '@' is a password or a key.
+        raise ValueError(
+            f"'{attribute.name}' must not carry credentials (user:password@ or a key before "
+            "'@'); configs are stored next to the dataset: put the key in the environment "
+            "variable named by api_key_env"
+        )
+
+
+def _url_shown(value: Any) -> str:
+    """A bad URL for a message, without what could be credentials in it."""
+    if isinstance(value, str) and "@" in value:
+        return "(not shown: it contains '@')"
+    return short_repr(value)
+
+
+#: Header names that carry credentials: a config may not hold their values (it is stored next
+#: to the dataset, printed and fingerprinted); the key comes from ``api_key_env``.
+_CREDENTIAL_HEADERS = re.compile(
+    r"^(authorization|proxy-authorization|cookie|x-api-key|api-key|apikey|.*-token|.*-secret|"
+    r".*api[-_]?key.*)$",
+    re.IGNORECASE,
+)
 
 
 def _env_var_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -92,6 +117,16 @@ def _http2_needs_httpx(instance: Any, attribute: attrs.Attribute[Any], value: An
 def _string_values(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not all(isinstance(item, str) for item in value.values()):
         raise ValueError(f"'{attribute.name}' values must be strings")
+
+
+def _no_credentials(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    names = sorted(name for name in value if _CREDENTIAL_HEADERS.match(str(name)))
+    if names:
+        raise ValueError(
+            f"'{attribute.name}' may not hold credentials ({', '.join(map(repr, names))}): "
+            "configs are stored next to the dataset; the API key is read from the environment "
+            "variable named by api_key_env and sent as 'Authorization: Bearer'"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -131,8 +166,9 @@ class ModelProvider:
       base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``.
       api_key_env: the NAME of the environment variable that holds the API key, or ``None``
         for endpoints without authentication. The key itself never enters the config.
-      extra_headers: extra HTTP headers sent with every request. Not hashed; read-only. Do not
-        put secrets here: configs are stored next to the dataset.
+      extra_headers: extra HTTP headers sent with every request. Not hashed; read-only.
+        Headers that carry credentials (``Authorization``, ``Cookie``, ``*api-key*``,
+        ``*-token``, ``*-secret``) are refused: configs are stored next to the dataset.
       transport: how requests travel. ``"native"`` (default): our own HTTP/1.1 connection
         pool, the cheapest per request, with plain ``http://`` proxies. ``"httpx"``: httpx,
         for a SOCKS proxy (with ``trio_designer[socks]``), an ``https://`` proxy, HTTP/2, or
@@ -150,7 +186,7 @@ class ModelProvider:
     extra_headers: dict[str, str] = attrs.field(
         factory=dict,
         converter=_json_copy,
-        validator=checked(is_json_object, _string_values),
+        validator=checked(is_json_object, _string_values, _no_credentials),
         hash=False,
     )
     transport: TransportName = attrs.field(default="native", validator=checked(v.in_(TRANSPORTS)))

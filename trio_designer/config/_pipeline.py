@@ -28,16 +28,17 @@ cross-reference checks.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, final
 
 import attrs
 
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
+from ._code import CodeSearch, python_path_dirs
 from ._columns import (
     COLUMN_CLASSES,
     ColumnConfig,
@@ -47,7 +48,7 @@ from ._columns import (
 from ._converter import (
     dump_json,
     dump_yaml,
-    load_file,
+    load_file_located,
     load_json,
     load_yaml,
     structure_sections,
@@ -63,6 +64,10 @@ def _is_column(value: Any) -> bool:
     return isinstance(value, COLUMN_CLASSES)
 
 
+def _is_directory_entry(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and "\x00" not in value
+
+
 @attrs.frozen(kw_only=True)
 class PipelineConfig:
     """A complete pipeline: columns, the models they call, endpoints, run settings.
@@ -73,6 +78,14 @@ class PipelineConfig:
       models: model aliases used by LLM columns (and custom columns' ``models``).
       providers: endpoints named by models; the built-in ``simulator`` needs no entry.
       run: execution settings.
+      python_path: directories a custom column's ``function: module:name`` may be imported
+        from, besides the installed environment; relative ones are resolved against the
+        config file's directory (the current directory for a config built in code). Never
+        implied: code next to a config is not imported unless listed here.
+      source: the file the config was read from (set by :meth:`from_file`; not part of the
+        config's value: it does not take part in equality and is not written out).
+      source_lines: for a YAML file, the line of each path near the top
+        (``{"columns[3].prompt": 12}``), so later problems can say where they are.
     """
 
     columns: tuple[ColumnConfig, ...] = attrs.field(
@@ -90,6 +103,13 @@ class PipelineConfig:
         validator=checked(is_tuple_of(lambda p: isinstance(p, ModelProvider), "a ModelProvider")),
     )
     run: RunConfig = attrs.field(factory=RunConfig, validator=checked(instance_of(RunConfig)))
+    python_path: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=to_tuple,
+        validator=checked(is_tuple_of(_is_directory_entry, "a directory path")),
+    )
+    source: Path | None = attrs.field(default=None, eq=False, repr=False)
+    source_lines: Mapping[str, int] = attrs.field(factory=dict, eq=False, repr=False)
 
     # -- lookups -----------------------------------------------------------------------------
     def column(self, name: str) -> ColumnConfig:
@@ -113,6 +133,43 @@ class PipelineConfig:
             if model.alias == alias:
                 return model
         raise KeyError(alias)
+
+    def located(self, exc: ConfigError) -> ConfigError:
+        """``exc`` with the config file named and each problem's line added, when this config
+        was read from a file (else ``exc`` itself)."""
+        index = {column.name: i for i, column in enumerate(self.columns)}
+        problems = [_column_path(problem, index) for problem in exc.problems]
+        if problems != list(exc.problems):
+            renamed = ConfigError(problems, source=exc.source)
+            renamed.__cause__ = exc.__cause__
+            exc = renamed
+        if self.source is None:
+            return exc
+        return located_error(exc, source=self.source, lines=self.source_lines)
+
+    def code_search(self) -> CodeSearch:
+        """Where this config's custom functions may be imported from (see :mod:`._code`).
+
+        Raises:
+          ConfigError: a ``python_path`` entry is not a directory.
+        """
+        folder = self.source.parent if self.source is not None else None
+        directories = python_path_dirs(self.python_path, folder)
+        missing = [
+            f"python_path[{index}]: {entry!r} is not a directory ({directory}); name a "
+            "directory that holds your modules (relative to the config file)"
+            for index, (entry, directory) in enumerate(
+                zip(self.python_path, directories, strict=True)
+            )
+            if not directory.is_dir()
+        ]
+        if missing:
+            raise ConfigError(missing)
+        return CodeSearch(
+            python_path=directories,
+            config_dir=folder,
+            config_name=str(self.source) if self.source is not None else None,
+        )
 
     # -- named constructors (the edge) -------------------------------------------------------
     @classmethod
@@ -141,7 +198,13 @@ class PipelineConfig:
         Raises:
           ConfigError: unreadable file, unknown suffix, or any problem of :meth:`from_dict`.
         """
-        return _assemble(load_file(path))
+        file = Path(path)
+        try:
+            data, lines = load_file_located(file)
+            config = _assemble(data)
+        except ConfigError as exc:
+            raise located_error(exc, source=file, lines=locals().get("lines") or {}) from None
+        return attrs.evolve(config, source=file, source_lines=lines)
 
     # -- serialization -------------------------------------------------------------------------
     def to_dict(self, *, lenient: bool = False) -> dict[str, Any]:
@@ -162,6 +225,7 @@ class PipelineConfig:
             models=self.models,
             run=self.run,
             columns=self.columns,
+            python_path=self.python_path,
             lenient=lenient,
         )
 
@@ -293,55 +357,6 @@ def _hint(word: str, candidates: Iterable[str], otherwise: str) -> str:
     return "; " + did_you_mean(word, candidates, otherwise=otherwise)
 
 
-# -- fingerprint -------------------------------------------------------------------------------
-
-
-#: Settings that change how fast or how patiently a run goes, never what it generates: they are
-#: left out of the fingerprint, so a resumed run may retune them.
-_TUNING_RUN_FIELDS = (
-    "trace",
-    "max_row_groups_in_flight",
-    "max_submitted_tasks",
-    "max_llm_wait_tasks",
-    "salvage_max_rounds",
-    "shutdown_error_rate",
-    "shutdown_error_window",
-    "non_llm_concurrency",
-)
-_TUNING_MODEL_FIELDS = ("max_parallel_requests", "timeout")
-_TUNING_PROVIDER_FIELDS = ("transport", "http2")
-
-
-def config_fingerprint(config: PipelineConfig) -> str:
-    """A stable identity of what the config generates: ``"sha256:<hex>"``.
-
-    SHA-256 of canonical JSON (sorted keys, no whitespace) of :meth:`PipelineConfig.to_dict`
-    with lenient function names, leaving out the settings that only tune speed or patience
-    (``run.trace``, the concurrency limits, salvage and shutdown settings, each model's
-    ``max_parallel_requests`` and ``timeout``, each provider's ``transport`` and ``http2``): a
-    resumed run may change those. Because
-    defaults are omitted, spelling a default out does not change the fingerprint. Stable
-    across processes and Python versions.
-    """
-    data = config.to_dict(lenient=True)
-    run = data.get("run")
-    if isinstance(run, dict):
-        for key in _TUNING_RUN_FIELDS:
-            run.pop(key, None)
-        if not run:
-            del data["run"]
-    for model in data.get("models", ()):
-        if isinstance(model, dict):
-            for key in _TUNING_MODEL_FIELDS:
-                model.pop(key, None)
-    for provider in data.get("providers", ()):
-        if isinstance(provider, dict):
-            for key in _TUNING_PROVIDER_FIELDS:
-                provider.pop(key, None)
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
 # -- builder -----------------------------------------------------------------------------------
 
 
@@ -438,7 +453,64 @@ def _assemble(data: Any) -> PipelineConfig:
         models=sections.models.values(),
         providers=sections.providers.values(),
         run=sections.run,
+        python_path=sections.python_path,
     )
+
+
+_PROBLEM_PATH = re.compile(
+    r"^(?P<path>[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*)(?P<name> '[^']*')?"
+    r"(?P<rest>: (?P<field>[A-Za-z_]\w*)?.*)$",
+    re.DOTALL,
+)
+
+
+def located_error(
+    exc: ConfigError, *, source: str | os.PathLike[str], lines: Mapping[str, int]
+) -> ConfigError:
+    """``exc`` naming the config file, each problem with the line of its path when known.
+
+    ``columns[3].prompt: ...`` becomes ``columns[3].prompt (line 12): ...``; a path without a
+    line of its own (a missing field) gets its nearest ancestor's.
+    """
+    if exc.source is not None:
+        return exc
+    problems = [_with_line(problem, lines) for problem in exc.problems]
+    located = ConfigError(problems, source=str(source))
+    located.__cause__ = exc.__cause__
+    return located
+
+
+_GENERATOR_WORDING = re.compile(r"^column '(?P<name>[A-Za-z_]\w*)': ")
+
+
+def _column_path(problem: str, index: Mapping[str, int]) -> str:
+    """``column 'x': ...`` (a generator's wording) as ``columns[3] 'x': ...`` (a path)."""
+    match = _GENERATOR_WORDING.match(problem)
+    if match is None or match.group("name") not in index:
+        return problem
+    name = match.group("name")
+    return f"columns[{index[name]}] {name!r}: {problem[match.end() :]}"
+
+
+def _with_line(problem: str, lines: Mapping[str, int]) -> str:
+    match = _PROBLEM_PATH.match(problem)
+    if match is None or not lines:
+        return problem
+    path, name, rest = match.group("path"), match.group("name") or "", match.group("rest")
+    candidates = [f"{path}.{match.group('field')}"] if name and match.group("field") else []
+    unknown = re.match(r": unknown field '(\w+)'", rest)
+    if unknown is not None:
+        candidates.append(f"{path}.{unknown.group(1)}")
+    parts = re.split(r"(?=\[)|\.", path)
+    candidates += [_join(parts[:end]) for end in range(len(parts), 0, -1)]
+    for candidate in candidates:
+        if candidate in lines:
+            return f"{path}{name} (line {lines[candidate]}){rest}"
+    return problem
+
+
+def _join(parts: Sequence[str]) -> str:
+    return "".join(p if p.startswith("[") or i == 0 else f".{p}" for i, p in enumerate(parts))
 
 
 def _one_or_fields(method: str, item: Any, fields: dict[str, Any]) -> Any:

@@ -10,7 +10,12 @@
         return ctx.rng.randint(0, 9)        # randomness only from ctx.rng (determinism)
 
     CustomColumn(name="loud", function=shout)
-    CustomColumn(name="n", function="my_pkg.lookups:lookup")   # import path "module:attr"
+    CustomColumn(name="n", function="my_pkg.lookups:lookup")   # import path "module:name"
+
+An import path names one function (or generator class, see :class:`CustomGenerator`) defined in
+that module, imported only from the installed environment or the pipeline's ``python_path``
+(never from the config's or the current directory implicitly): the rules and their reasons are
+in :mod:`trio_designer.config._code` and ``docs/security.md``.
 
 The calling convention:
 
@@ -34,14 +39,13 @@ With a ``dtype`` the result is cast as for expression columns (:func:`cast_value
 Errors: exceptions raised by the function propagate unchanged (the engine treats a non-
 trio_designer exception as non-retryable, and honours a raised
 :class:`~trio_designer.RetryableGenerationError`). A full-column result of the wrong length or
-type raises :class:`~trio_designer.NonRetryableGenerationError`. An import path that does not
-resolve to a callable raises :class:`~trio_designer.ConfigError` when the generator is built.
+type raises :class:`~trio_designer.NonRetryableGenerationError`. An import path that is refused
+or does not resolve raises :class:`~trio_designer.ConfigError` when the generator is built.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
@@ -49,6 +53,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 import trio
 
 from trio_designer._exceptions import ConfigError, NonRetryableGenerationError
+from trio_designer.config._code import CodeSearch
+from trio_designer.config._code import resolve_function as resolve_code
 
 from ._base import CellContext, ColumnContext, ColumnGenerator
 from ._expression import cast_value, dtype_arrow_type
@@ -65,52 +71,32 @@ __all__ = [
 ]
 
 
-def resolve_function(function: Callable[..., Any] | str, *, column: str) -> Callable[..., Any]:
-    """The callable a custom column names: ``function`` itself, or the object at an import path.
+def resolve_function(
+    function: Callable[..., Any] | str, *, column: str, search: CodeSearch | None = None
+) -> Any:
+    """The callable a custom column names: ``function`` itself, or what its import path names.
 
     Args:
-      function: a callable, or ``"package.module:attr"`` (``attr`` may be dotted, e.g.
-        ``"pkg.mod:Class.method"``).
+      function: a callable, or ``"package.module:name"`` naming a function (or a generator
+        class, see :class:`CustomGenerator`) *defined in* that module.
       column: the column's name, for messages.
+      search: where the module may be imported from (the pipeline's
+        :meth:`~trio_designer.PipelineConfig.code_search`); default: the installed
+        environment only.
 
     Raises:
-      ConfigError: the path is malformed, its module does not import, the attribute is
-        missing, or the object is not callable.
+      ConfigError: the path's form is refused, the module is in none of the allowed places or
+        fails to import, or the name is not a function or class defined there (see
+        :mod:`trio_designer.config._code`).
     """
-    if callable(function):
-        return function
     if not isinstance(function, str):
+        if callable(function):
+            return function
         raise ConfigError(
             f"column {column!r}: function must be a callable or an import path "
             f"'module:function'; got {type(function).__name__}."
         )
-    module_name, sep, attr_path = function.partition(":")
-    if not sep or not module_name or not attr_path:
-        raise ConfigError(
-            f"column {column!r}: function {function!r} is not an import path; write it as "
-            f"'package.module:function'."
-        )
-    try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as exc:  # any import-time failure of user code is a config problem
-        raise ConfigError(
-            f"column {column!r}: cannot import module {module_name!r} for function "
-            f"{function!r} ({type(exc).__name__}: {exc}); check the path and that the module "
-            f"is installed."
-        ) from exc
-    for attr in attr_path.split("."):
-        try:
-            target = getattr(target, attr)
-        except AttributeError as exc:
-            raise ConfigError(
-                f"column {column!r}: {function!r} does not resolve: {exc}; check the name."
-            ) from exc
-    if not callable(target):
-        raise ConfigError(
-            f"column {column!r}: {function!r} is a {type(target).__name__}, not a callable."
-        )
-    resolved: Callable[..., Any] = target
-    return resolved
+    return resolve_code(function, search or CodeSearch(), where=f"column {column!r}")
 
 
 def _wants_context(fn: Callable[..., Any], *, column: str) -> bool:
@@ -149,19 +135,34 @@ class CustomGenerator(ColumnGenerator):
 
     Build one with :func:`custom_generator`, which picks the subclass matching the column's
     ``strategy`` and ``llm_bound`` (both are class attributes of a generator).
+
+    A *generator class* (a class named by the import path) is a plugin: it is instantiated
+    once, without arguments, and its ``agenerate(ctx)`` / ``generate(ctx)`` (cell strategy) or
+    ``agenerate_column(ctx)`` / ``generate_column(ctx)`` (full column) fill the column with the
+    engine's context, as a built-in generator would.
     """
 
-    def __init__(self, config: CustomColumn) -> None:
+    def __init__(self, config: CustomColumn, *, search: CodeSearch | None = None) -> None:
         self.name = config.name
-        self._function = resolve_function(config.function, column=self.name)
-        self._is_async = _is_async(self._function)
-        self._wants_context = _wants_context(self._function, column=self.name)
+        target = resolve_function(config.function, column=self.name, search=search)
+        self._plugin: Any = None
+        if inspect.isclass(target):
+            self._plugin = _plugin(target, config)
+            self._function: Callable[..., Any] = target
+            self._is_async = False
+            self._wants_context = True
+        else:
+            self._function = target
+            self._is_async = _is_async(self._function)
+            self._wants_context = _wants_context(self._function, column=self.name)
         self._dtype = config.dtype
 
     async def _call(self, argument: Any, ctx: CellContext | ColumnContext) -> Any:
         # No checkpoint before the user function: the engine has already handed an LLM-bound
         # task over to the LLM-wait pool, and a full-column task must start with exactly the
         # rows it was given (a checkpoint here would let a sibling drop one of them first).
+        if self._plugin is not None:
+            return await _call_plugin(self._plugin, ctx)
         args = (argument, ctx) if self._wants_context else (argument,)
         if self._is_async:
             return await self._function(*args)
@@ -169,6 +170,44 @@ class CustomGenerator(ColumnGenerator):
 
     def arrow_type(self) -> Any:
         return dtype_arrow_type(self._dtype)
+
+
+_PLUGIN_METHODS: dict[str, tuple[str, str]] = {
+    "cell": ("agenerate", "generate"),
+    "full_column": ("agenerate_column", "generate_column"),
+}
+
+
+def _plugin(cls: type[Any], config: CustomColumn) -> Any:
+    """An instance of a generator class named by a custom column, checked to fit its strategy.
+
+    Raises:
+      ConfigError: it has no method for the column's strategy, or it cannot be instantiated.
+    """
+    methods = _PLUGIN_METHODS[config.strategy]
+    if not any(callable(getattr(cls, method, None)) for method in methods):
+        raise ConfigError(
+            f"column {config.name!r}: the class {cls.__qualname__!r} has neither "
+            f"{methods[0]}(ctx) nor {methods[1]}(ctx), which strategy {config.strategy!r} "
+            "calls; implement one, or name a function"
+        )
+    try:
+        return cls()
+    except Exception as exc:
+        raise ConfigError(
+            f"column {config.name!r}: creating the generator {cls.__qualname__!r} failed "
+            f"({type(exc).__name__}: {exc}); it must be constructible without arguments"
+        ) from exc
+
+
+async def _call_plugin(plugin: Any, ctx: CellContext | ColumnContext) -> Any:
+    async_name, sync_name = _PLUGIN_METHODS[
+        "full_column" if isinstance(ctx, ColumnContext) else "cell"
+    ]
+    method = getattr(plugin, async_name, None)
+    if callable(method) and inspect.iscoroutinefunction(method):
+        return await method(ctx)
+    return await trio.to_thread.run_sync(getattr(plugin, sync_name), ctx)
 
 
 class CustomCellGenerator(CustomGenerator):
@@ -233,8 +272,13 @@ _CLASSES: dict[tuple[str, bool], type[CustomGenerator]] = {
 }
 
 
-def custom_generator(config: CustomColumn) -> CustomGenerator:
+def custom_generator(config: CustomColumn, *, search: CodeSearch | None = None) -> CustomGenerator:
     """Build the generator of a custom column.
+
+    Args:
+      config: the column.
+      search: where an import path's module may come from (default: the installed
+        environment only).
 
     Raises:
       ConfigError: an unresolvable function, or a function that takes no positional
@@ -246,4 +290,4 @@ def custom_generator(config: CustomColumn) -> CustomGenerator:
             f"column {config.name!r}: strategy must be 'cell' or 'full_column'; "
             f"got {config.strategy!r}."
         )
-    return cls(config)
+    return cls(config, search=search)

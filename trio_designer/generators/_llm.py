@@ -78,7 +78,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import attrs
 import pyarrow as pa
 
-from .._core._jsonschema import validate
+from .._core._jsonschema import SchemaChecker, strict_problems
 from .._exceptions import (
     ConfigError,
     GenerationError,
@@ -526,8 +526,8 @@ def parse_json(text: str) -> Any:
     raise ParseFailure(f"the answer is not valid JSON: {first_error}.")
 
 
-def _schema_problems(value: Any, schema: Mapping[str, Any]) -> None:
-    errors = validate(value, schema)
+def _schema_problems(value: Any, checker: SchemaChecker) -> None:
+    errors = checker.errors(value)
     if errors:
         shown = "; ".join(errors[:_MAX_ERRORS_SHOWN])
         more = len(errors) - _MAX_ERRORS_SHOWN
@@ -539,6 +539,20 @@ class _SchemaGenerator(LLMGenerator):
     """Ask for JSON matching ``schema`` (prompt + ``response_format``), parse and validate."""
 
     schema: Mapping[str, Any]
+    _checker: SchemaChecker | None = None
+
+    @property
+    def strict(self) -> bool:
+        """Whether the schema is sent with ``strict: true``: only when a strict structured-output
+        mode accepts it (:func:`~trio_designer._core._jsonschema.strict_problems`), so a strict
+        provider never answers 400 to a schema it cannot enforce."""
+        return not strict_problems(self.schema)
+
+    def checker(self) -> SchemaChecker:
+        """The validator of answers (built once per generator)."""
+        if self._checker is None:
+            self._checker = SchemaChecker(self.schema)
+        return self._checker
 
     def format_instructions(self) -> str:
         schema_text = json.dumps(self.schema, indent=2, ensure_ascii=False)
@@ -551,12 +565,12 @@ class _SchemaGenerator(LLMGenerator):
     def response_format(self) -> Mapping[str, Any]:
         return {
             "type": "json_schema",
-            "json_schema": {"name": self.column.name, "schema": self.schema, "strict": True},
+            "json_schema": {"name": self.column.name, "schema": self.schema, "strict": self.strict},
         }
 
     def parse(self, response: ChatResponse) -> Any:
         value = self.normalize(parse_json(response.content))
-        _schema_problems(value, self.schema)
+        _schema_problems(value, self.checker())
         return self.finish(value)
 
     def normalize(self, value: Any) -> Any:

@@ -35,18 +35,23 @@ from ._samplers import (
 )
 
 if TYPE_CHECKING:
-    from trio_designer.config import ColumnConfig, LLMColumnConfig
+    from trio_designer.config import ColumnConfig, CustomColumn, LLMColumnConfig
+    from trio_designer.config._code import CodeSearch
 
 __all__ = ["build_generator"]
 
 
-def build_generator(column: ColumnConfig, *, models: Any = None) -> ColumnGenerator:
+def build_generator(
+    column: ColumnConfig, *, models: Any = None, code: CodeSearch | None = None
+) -> ColumnGenerator:
     """The generator for ``column``.
 
     Args:
       column: any column config (a ``ColumnConfig``).
       models: the run's model registry, when already open; LLM columns then check their
         model alias at build time (otherwise at their first cell, via ``ctx.models``).
+      code: where a custom column's import path may be imported from (the pipeline's
+        ``code_search()``); default: the installed environment only.
 
     Returns:
       A fresh generator; its ``strategy``, ``llm_bound`` and ``inline`` class attributes tell the
@@ -62,6 +67,8 @@ def build_generator(column: ColumnConfig, *, models: Any = None) -> ColumnGenera
         raise TypeError(f"build_generator() got a {type(column).__name__}, not a column config.")
     if builder is build_llm_generator:
         return build_llm_generator(cast("LLMColumnConfig", column), models=models)
+    if builder is custom_generator:
+        return custom_generator(cast("CustomColumn", column), search=code)
     return builder(column)
 
 

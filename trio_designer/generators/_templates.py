@@ -10,7 +10,8 @@ Every template in a pipeline (an expression's ``expr``, an LLM column's ``prompt
 
 Design notes:
 
-* **One environment.** A module-level :class:`~jinja2.sandbox.SandboxedEnvironment` with
+* **One environment.** A module-level :class:`~._sandbox.BoundedSandbox` (Jinja's sandbox plus
+  limits on what one render may build: ``'a' * 10**9`` is refused before it allocates) with
   :class:`~jinja2.StrictUndefined` and no autoescaping. The sandbox keeps templates from reaching
   Python internals (``{{ ''.__class__.__mro__ }}`` raises ``SecurityError``); ``StrictUndefined``
   turns a misspelt or missing name into an error instead of an empty string, which would
@@ -22,8 +23,10 @@ Design notes:
   sandbox violation, ``1 / 0``, a ``TypeError`` from a filter) becomes a
   :class:`~trio_designer.NonRetryableGenerationError` that names the column, the field and the
   row: re-rendering the same template with the same row fails the same way, so retrying is
-  pointless. Syntax errors are configuration errors; :func:`check_template` reports them as
-  :class:`~trio_designer.ConfigError` before the run starts.
+  pointless. Syntax errors, unknown filters and tests are configuration errors:
+  :func:`check_template` reports them as :class:`~trio_designer.ConfigError` before the run
+  starts, without compiling (``validate`` stays fast); the run compiles every template before
+  its first request (:func:`precompile`).
 
 Row values may be anything Jinja can handle: ``str``, ``int``, ``float``, ``bool``, ``None``,
 ``dict``, ``list``, ``datetime`` ... They are passed to the template as-is (no JSON decoding).
@@ -39,9 +42,11 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import new_context
-from jinja2.sandbox import SandboxedEnvironment
 
 from trio_designer._exceptions import ConfigError, NonRetryableGenerationError
+from trio_designer.config._templates import template_facts
+
+from ._sandbox import MAX_OUTPUT_CHARS, BoundedSandbox, RenderLimitExceeded, rendering
 
 __all__ = [
     "FALSY_RENDERINGS",
@@ -49,10 +54,11 @@ __all__ = [
     "compile_template",
     "environment",
     "evaluate_condition",
+    "precompile",
     "render",
 ]
 
-_ENVIRONMENT = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_ENVIRONMENT = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 
 #: Rendered texts (stripped, lower-cased) that :func:`evaluate_condition` counts as false.
 FALSY_RENDERINGS: frozenset[str] = frozenset({"", "false", "0", "none", "no"})
@@ -60,7 +66,7 @@ FALSY_RENDERINGS: frozenset[str] = frozenset({"", "false", "0", "none", "no"})
 _UNDEFINED_NAME = re.compile(r"^'(?P<name>[^']+)' is undefined$")
 
 
-def environment() -> SandboxedEnvironment:
+def environment() -> BoundedSandbox:
     """The shared sandboxed environment (for parsing, e.g. to find a template's variables).
 
     Do not mutate it: every template in the process is compiled by it.
@@ -86,7 +92,7 @@ def _compiled_with_globals(source: str) -> tuple[jinja2.Template, dict[str, Any]
 
 
 def check_template(source: str, *, column: str, field: str) -> None:
-    """Compile ``source`` now, so that a syntax error surfaces before the run starts.
+    """Check ``source`` before the run starts: syntax, filters, tests, nesting (no compiling).
 
     Args:
       source: the template text.
@@ -94,15 +100,26 @@ def check_template(source: str, *, column: str, field: str) -> None:
       field: the config field holding the template (``"expr"``, ``"prompt"``, ...).
 
     Raises:
-      ConfigError: the template has a syntax error; the message names column, field and line.
+      ConfigError: the template cannot run; the message names column, field and problem
+        (see :func:`~trio_designer.config._templates.template_facts`).
+    """
+    problems = template_facts(source).problems
+    if problems:
+        raise ConfigError([f"column {column!r}: {field} {problem}" for problem in problems])
+
+
+def precompile(source: str, *, column: str, field: str) -> None:
+    """Compile ``source`` now (the run does this once per template before the first request),
+    so that whatever only Jinja's compiler would refuse is a config error too.
+
+    Raises:
+      ConfigError: the template does not compile.
     """
     try:
         compile_template(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(
-            f"column {column!r}: {field} has a Jinja syntax error on line {exc.lineno}: "
-            f"{exc.message}; fix the template."
-        ) from exc
+    except (jinja2.TemplateSyntaxError, RecursionError, MemoryError) as exc:
+        reason = exc.message if isinstance(exc, jinja2.TemplateSyntaxError) else "nests too deeply"
+        raise ConfigError(f"column {column!r}: {field} does not compile: {reason}") from exc
 
 
 def render(
@@ -140,9 +157,24 @@ def render(
         context = new_context(
             compiled.environment, compiled.name, compiled.blocks, {**globals_, **row}, True
         )
-        return compiled.environment.concat(compiled.root_render_func(context))
+        with rendering():
+            return _bounded_output(compiled.root_render_func(context))
     except Exception as exc:
         raise _render_error(exc, column=column, field=field, row_index=row_index) from exc
+
+
+def _bounded_output(chunks: Any) -> str:
+    """Join the rendered chunks, stopping as soon as the text exceeds the output limit."""
+    parts: list[str] = []
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > MAX_OUTPUT_CHARS:
+            raise RenderLimitExceeded(
+                f"the rendered text exceeds the limit of {MAX_OUTPUT_CHARS:,} characters"
+            )
+        parts.append(chunk)
+    return "".join(parts)
 
 
 def evaluate_condition(
@@ -184,8 +216,13 @@ def _render_error(
             message = f"{where}: {field} failed to render{in_row}: {exc.message}; fix the template."
     elif isinstance(exc, jinja2.TemplateSyntaxError):
         message = (
-            f"{where}: {field} has a Jinja syntax error on line {exc.lineno}: {exc.message}; "
-            f"fix the template."
+            f"{where}: {field} has a Jinja syntax error on template line {exc.lineno}: "
+            f"{exc.message}; fix the template."
+        )
+    elif isinstance(exc, RenderLimitExceeded):
+        message = (
+            f"{where}: {field} went over a limit of the template sandbox{in_row}: {exc}; "
+            "templates may not build huge values (see docs/security.md)."
         )
     elif isinstance(exc, SecurityError):
         message = f"{where}: {field} was blocked by the template sandbox{in_row}: {exc}."
