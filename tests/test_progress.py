@@ -656,7 +656,9 @@ def test_sticky_bars_in_a_real_pseudo_terminal(tmp_path: Path) -> None:
     # Drawn in place with cursor control, not scrolled: hide cursor, up + erase line, show cursor.
     assert "\x1b[?25l" in out
     assert "\x1b[?25h" in out
-    assert out.count("\x1b[1A\x1b[2K") >= 5 * 4  # at least a few full redraws of the frame
+    # At least two full redraws of the frame in place. (How many frames a run shows depends on
+    # the real cost of drawing one, so a loaded machine shows fewer: 15 lines, not 20+, seen.)
+    assert out.count("\x1b[1A\x1b[2K") >= 2 * 4
     for column in ("topic", "shout", "shout_len", "blurb"):
         assert re.search(rf"\n{column}\s+{BAR}\s+\d+%\s+\d+/40", text), column
     assert re.search(rf"topic\s+{BAR}\s+100%\s+40/40", text)
