@@ -1,5 +1,6 @@
-"""The pure AIMD controller (``trio_designer._core._aimd``): examples, closed-loop simulations of
-a GPU server without trio, and a state machine over its documented invariants."""
+"""The pure adaptive-limit controller (``trio_designer._core._aimd`` with ``_latency``):
+examples, closed-loop simulations of a GPU server without trio, and a state machine over its
+documented invariants."""
 
 from __future__ import annotations
 
@@ -18,13 +19,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from trio_designer._core._aimd import (
-    Admission,
-    AimdController,
-    LimitChange,
-    Policy,
-    summarize_latencies,
-)
+from trio_designer._core._aimd import AimdController
+from trio_designer._core._latency import summarize_latencies
+from trio_designer._core._limits import Admission, LimitChange, Policy
 
 NO_LATENCY = Policy(latency_signal=False)
 
@@ -433,7 +430,7 @@ def test_a_latency_cut_never_goes_below_what_the_probe_measured() -> None:
 
 class AimdMachine(RuleBasedStateMachine):
     """Random admissions, outcomes and time steps against the invariants in the module
-    docstring of ``trio_designer._core._aimd``."""
+    docstrings of ``trio_designer._core._aimd`` and ``_latency``."""
 
     @initialize(
         ceiling=st.integers(1, 24),

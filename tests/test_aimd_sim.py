@@ -15,7 +15,8 @@ from typing import Literal
 import attrs
 import pytest
 
-from trio_designer._core._aimd import Admission, AimdController, LimitChange
+from trio_designer._core._aimd import AimdController
+from trio_designer._core._limits import Admission, LimitChange
 
 
 @attrs.define

@@ -16,7 +16,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_designer._core._aimd import LimitChange, Policy
+from trio_designer._core._limits import LimitChange, Policy
 from trio_designer.models._limiter import (
     AdaptiveLimiter,
     LimiterStatistics,

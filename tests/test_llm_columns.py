@@ -20,8 +20,8 @@ import pyarrow as pa
 import pytest
 import trio
 
-from trio_designer._core._aimd import Policy
 from trio_designer._core._jsonschema import validate
+from trio_designer._core._limits import Policy
 from trio_designer._exceptions import (
     ConfigError,
     ModelOutputError,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from trio_designer._core._aimd import LimitChange, Policy
+from trio_designer._core._limits import LimitChange, Policy
 from trio_designer._exceptions import (
     ConfigError,
     ModelRateLimitedError,

@@ -36,7 +36,7 @@ from trio_designer import (
     RunConfig,
     TrioDesigner,
 )
-from trio_designer._core._aimd import LimitChange, Policy
+from trio_designer._core._limits import LimitChange, Policy
 from trio_designer._exceptions import TrioDesignerError
 from trio_designer._traceexport import (
     CHROME_TRACE_FILE,

@@ -8,7 +8,7 @@ module is private; this file is the public face, and ``tests/test_exports.py`` p
 
 from __future__ import annotations
 
-from ._core._aimd import Policy as LimiterPolicy
+from ._core._limits import Policy as LimiterPolicy
 from ._designer import (
     ColumnSummary as ColumnSummary,
 )

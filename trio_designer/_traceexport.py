@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ._core._aimd import LimitChange
+    from ._core._limits import LimitChange
 
 __all__ = [
     "CHROME_TRACE_FILE",

@@ -15,10 +15,10 @@ Every model endpoint gets one limiter, shared by every column that calls it. A r
         permit.success()
 
 Mental model: a ``trio.CapacityLimiter`` whose number of tokens changes with what the endpoint
-says. :class:`StaticLimiter` never changes it; :class:`AdaptiveLimiter` runs the AIMD
-controller of :mod:`trio_designer._core._aimd` (429s cut it, latency well above the unloaded
-baseline cuts it, streaks of successes grow it back to the ceiling) and closes admission during
-a 429 cooldown.
+says. :class:`StaticLimiter` never changes it; :class:`AdaptiveLimiter` runs the controller of
+:mod:`trio_designer._core._aimd` (429s cut it, streaks of successes grow it back to the ceiling)
+with the latency signal of :mod:`trio_designer._core._latency` (latency well above the unloaded
+baseline cuts it) and closes admission during a 429 cooldown.
 
 Semantics shared by both (and pinned by the contract tests in ``tests/test_limiter.py``):
 
@@ -117,7 +117,8 @@ from typing import Literal, Protocol, final
 import attrs
 import trio
 
-from .._core._aimd import DEFAULT_POLICY, Admission, AimdController, LimitChange, Policy
+from .._core._aimd import AimdController
+from .._core._limits import DEFAULT_POLICY, Admission, LimitChange, Policy
 
 __all__ = [
     "AdaptiveLimiter",
@@ -667,7 +668,8 @@ class AdaptiveLimiter(_LimiterBase):
     ``Retry-After`` seconds (2 s by default); latency well above the endpoint's unloaded
     baseline cuts it to the concurrency the endpoint really serves; every 25 successes grow it
     by one, up to the ceiling, unless latency says a queue is building. See
-    ``docs/adaptive-limits.md`` and :mod:`trio_designer._core._aimd` for the algorithm.
+    ``docs/adaptive-limits.md``, :mod:`trio_designer._core._aimd` and
+    :mod:`trio_designer._core._latency` for the algorithm.
 
     Args:
       name: the endpoint's name, for logs and statistics.

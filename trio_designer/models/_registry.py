@@ -468,7 +468,7 @@ async def open_model_registry(
       limiter_factory: builds each endpoint's limiter from (name, ceiling); the default is an
         :class:`~trio_designer.models._limiter.AdaptiveLimiter` with the default policy.
       on_limit_change: called as ``on_limit_change(endpoint_name, change)`` with every
-        :class:`~trio_designer._core._aimd.LimitChange` of an endpoint's adaptive limiter (in
+        :class:`~trio_designer._core._limits.LimitChange` of an endpoint's adaptive limiter (in
         the task that reported the outcome; see ``AdaptiveLimiter``'s ``on_change``). Needs
         ``limiter_factory`` to be ``AdaptiveLimiter`` or a ``functools.partial`` of it (say
         with another policy); a custom factory wires ``on_change`` itself.
