@@ -14,49 +14,99 @@ latency growing with our concurrency. So the controller listens to both: the 429
 here, the latency signal in :mod:`trio_designer._core._latency` (:class:`LatencySignal`), and
 this controller owns the one limit both act on.
 
-*429 (the reference's rule).* Start at the ceiling. On a 429, cut the limit to
-``floor(base × decrease_factor)`` (at least 1) and admit nothing for ``Retry-After`` seconds
-(``cooldown`` when the server gave none). Only the first 429 of a burst cuts: every admission
-records the *rate epoch* it was admitted in, a cut starts a new epoch, and a 429 from an older
-epoch only extends the cooldown — it reports on concurrency we already gave up. After
-``successes_per_increase`` successes (outside cooldowns) the limit grows by one, up to the
-ceiling, unless the latency signal says a queue is building.
+**429s: load or noise.** A hosted API answers 429 for reasons of two kinds: our concurrency
+is above what the deployment serves (*load*: cutting the limit helps), or something that has
+nothing to do with us — a busy shared fleet, a proxy's hiccup (*noise*: cutting only loses
+throughput; at 30 % of requests a reference AIMD limiter collapses to 1). The controller tells
+them apart from what it sends anyway, two ways:
 
-**Why these numbers.** ``decrease_factor=0.75``, ``cooldown=2.0`` and
-``successes_per_increase=25`` are the reference's, so hosted-API behaviour is the same. 25 also
-keeps additive increase slower than the feedback: at limit L one step takes ``25 / L`` round
-trips.
+1. **Runs on a slot (do 429s cluster?).** A rejected request gives its slot back at once and
+   waits out its own delay elsewhere; the slot goes to the next waiting request. If the server
+   is full, that one is turned away too, and the next, until one of ours finishes; if the 429
+   was noise, the next one goes through. So every admission carries ``chain``: 1 + the 429s in
+   a row on the slot it took (a slot freed by a success starts again at 0). Sporadic 429s at
+   rate p give a run of k with probability p^k, so a run of
+   :func:`runs_that_mean_load` (p, ``noise_false_alarm``) is load, with p estimated
+   generously (two standard errors above its decayed mean, prior 3 %): 3 in a row before
+   anything is known, 4 at 10 % noise, 7 at 30 %. p is taken only from the first request on a
+   slot freed by a success, at a level where a success was already seen: under load those go
+   through (the success made room on the server), so a storm of load 429s cannot raise the
+   bar it is judged by.
+2. **A cliff by level (does the 429 rate rise with in-flight?).** Every admission records its
+   *level*, the requests in flight once it was admitted. Outcomes and 429s are counted by level
+   (decayed); a 429 at level n is load when the 429 rate at levels n up to the limit is three
+   standard errors above the rate below n. This catches what runs miss: a probe one level
+   above a hidden limit, and load while the application keeps fewer requests waiting than the
+   limit allows (no next request takes the slot). Levels above the limit are left out: they
+   belong to a regime already left, such as a start-up burst whose requests reached the
+   server in no particular order.
+
+A **load** 429 cuts the limit to the requests still in flight — what the server holds, or more —
+but to no less than half the limit in one step (several load 429s in a row cut again: a burst
+of 32 against a hidden limit of 8 ends at 8). The level above is the *cliff*. Nothing pauses:
+admissions resume as our requests finish, which is when the server has room again (the
+reference paused the whole endpoint after a blind ×0.75 cut; after a measured cut a pause only
+leaves slots idle). A **noise** 429 changes nothing. Either way the rejected request waits out
+its own ``Retry-After`` (or a short jittered backoff) and goes again: that is the caller's
+business (``ModelHandle.chat``), not the endpoint's. Only a spent budget (the headers say
+remaining 0) pauses the endpoint, until the budget resets (``pause``).
+
+**Growth, after TCP CUBIC: back fast to what worked, slowly above it.** Below a known cliff, or
+with none known (the last probe passed), the limit grows by one per success while it is in
+use, about doubling per round trip (TCP slow start). At the cliff's edge it *probes* the cliff
+(+1) after ``successes_per_increase`` successes, doubling with every failed probe of the same
+cliff up to ``cliff_probe_backoff`` times that: a hidden limit of 8 is held at 8 with one 429
+every 25–100 successes, and when the capacity rises the next probe passes and the limit is
+back near it within a few round trips. Two successes of requests admitted at the cliff (after
+the last cut) clear it (one may slip through just after another request finished). After a
+latency cut (a GPU server) growth is the reference's: +1 per ``successes_per_increase``
+successes, and only while latency allows.
+
+**Why these numbers.** ``noise_false_alarm=0.001``: a false load cut costs one level until
+the next probe (25 successes), a missed one a few more 429s, each a request waiting out its
+delay; at 30 % noise a run of 7 comes about once in 4,500 slots. Three standard errors for the
+cliff: under noise the test runs on every 429, and should be wrong about once in 700. The
+noise rate forgets with a half-life of ~140 outcomes, and starts at 3 % weighted as 30
+outcomes: 3 429s in a row are load before anything is known, fewer are not.
+``successes_per_increase=25`` is the reference's: at limit L one step takes ``25 / L`` round
+trips; as the first probe interval it keeps 429s from probes at about 1 in 25–100 requests.
+``cooldown=2.0`` is the pause when a budget is spent and the endpoint did not say until when.
 
 **Cuts are taken from the concurrency actually used.** A limit of 256 with 64 requests in
-flight says nothing about 256: the base of a 429 cut is ``min(limit, peak in flight since the
-limit last changed)`` (RFC 5681 sets ssthresh from FlightSize, not cwnd, for the same reason).
-When the limiter is saturated, as it is when a 429 arrives, this is exactly the reference rule.
+flight says nothing about 256: a load cut goes to what is in flight, and a latency cut comes
+from the caps the probe ran at (RFC 5681 sets ssthresh from FlightSize, not cwnd).
 
-Prior art: AIMD (Chiu and Jain 1989; TCP congestion avoidance); the reference engine's
-``ThrottleManager`` and request-admission controller (cascade dampening by admission limit).
+Prior art: AIMD (Chiu and Jain 1989); TCP CUBIC (Ha, Rhee and Xu 2008: concave return to the
+window of the last loss, convex probing beyond it) and slow start; Google SRE's client-side
+throttling (react to the ratio of rejections, not to each one); the reference engine's
+``ThrottleManager``.
 
-Trade-offs. Against a hard concurrency cap the 429 rule saw-tooths between 0.75 L and L
-(reference behaviour; ~80 % of the cap's throughput in simulation with a 1 s Retry-After).
+Trade-offs. Telling noise from load needs a few 429s: three in a row at start-up, seven at 30 %
+noise, each of them a request that waits out its own delay (no slot waits). Several processes
+on one endpoint with a hidden limit do not converge to equal shares: a 429 reaches only the one
+who probes, and each cut keeps what it holds (measured in ``docs/adaptive-limits.md``).
 
-Complexity: O(1) per event, plus what the latency signal costs (see its module).
+Complexity: O(1) per admission and success; O(ceiling) per 429 (the cliff test sums the
+counts by level), plus what the latency signal costs (see its module).
 
 Open questions:
 
-* XX: the limit also grows while the application does not use it (reference behaviour: recovery
-  reaches the ceiling even when idle). RFC 7661 would hold it; a later burst is cut by the
-  flight-size rule above instead.
-* XX: growth after a 429 could be concave towards the limit that drew it (TCP CUBIC) to shorten
-  the saw-tooth against a hard cap.
+* XX: the cut could weigh in the 429s of other processes sharing the account (they are not
+  seen); a shared budget in the headers is honoured.
+* XX: the limit does not grow while the application leaves it unused, except by the latency
+  regime's rule (RFC 7661 would hold it there too).
 
 Invariants (checked by ``tests/test_aimd.py::AimdMachine``):
 
 * ``1 <= admission cap <= limit <= ceiling`` (``limit_within_bounds``);
 * ``in_flight`` counts exactly the admissions not yet recorded (``in_flight_is_what_we_hold``);
 * nothing is admitted while ``in_flight >= admission cap`` or ``now < cooldown_until``
-  (``admissions_respect_the_cap``, and the ``admit`` rule); the cooldown end never moves
-  backwards (``cooldown_never_moves_backwards``);
-* at most one 429 cut per rate epoch, of exactly ``max(1, floor(min(limit, peak) × factor))``
-  (``one_cut_per_burst``, the ``rate_limited`` rule);
+  (``admissions_respect_the_cap``, and the ``admit`` rule); the pause end never moves backwards
+  and only a 429 that says a budget is spent moves it (``cooldown_never_moves_backwards``, the
+  ``rate_limited`` rule);
+* a 429 never raises the limit; it cuts only on a run of ``runs_that_mean_load`` or more on its
+  slot, or on a cliff, and then to exactly ``max(1, min(limit, max(in_flight, ceil(limit /
+  2))))`` (the ``rate_limited`` rule);
 * a latency cut ends a probe (it is returned by the report that closes the probe's last
   window), goes down, and never below the highest probe cap that measured the baseline, which
   is at least 1 and at most half the concurrency the cut started from; an increase is +1
@@ -68,11 +118,45 @@ Invariants (checked by ``tests/test_aimd.py::AimdMachine``):
 from __future__ import annotations
 
 import math
+from collections import deque
+from typing import Literal
 
 from ._latency import MIN_LATENCY, LatencySignal
 from ._limits import DEFAULT_POLICY, Admission, LimitChange, Policy
 
-__all__ = ["AimdController"]
+__all__ = ["AimdController", "runs_that_mean_load"]
+
+_Regime = Literal["start", "rate", "latency"]
+"""What set the limit last: nothing yet (the ceiling), a load cut (429s), a latency cut."""
+
+# The 429 rate seen so far is a decayed mean over about this many outcomes (its half-life is
+# _RATE_MEMORY × ln 2), started from _PRIOR_REJECTIONS 429s in _PRIOR_OUTCOMES outcomes: before
+# any data, sporadic 429s are assumed to be rare (3 %) but not impossible.
+_RATE_MEMORY = 200.0
+_PRIOR_OUTCOMES = 30.0
+_PRIOR_REJECTIONS = 0.9
+
+# A cliff is passed (cleared) once this many requests admitted at it were served.
+_CLIFF_PASSES = 2
+
+# A 429 at admission level n shows a cliff when the 429 rate at n and above exceeds the rate
+# below n by this many standard errors (one-sided; about 1 false alarm in 700 under noise).
+_CLIFF_Z = 3.0
+
+
+def runs_that_mean_load(rate: float, false_alarm: float) -> int:
+    """The shortest run of 429s on one slot (no success between them) that sporadic 429s arriving
+    independently at ``rate`` would produce with probability at most ``false_alarm``:
+    ``ceil(log(false_alarm) / log(rate))``, at least 1.
+
+    Examples, at the default false alarm of 0.1 %: at a rate of 5 %, 3 in a row; at 10 %, 3;
+    at 30 %, 6.
+    """
+    if rate <= 0.0:
+        return 1
+    if rate >= 1.0:
+        return 1_000_000_000
+    return max(1, math.ceil(math.log(false_alarm) / math.log(rate) - 1e-9))
 
 
 class AimdController:
@@ -113,14 +197,36 @@ class AimdController:
         self._outstanding: set[int] = set()
         self._next_serial = 0
         # Invariant: nothing is admitted while now < _cooldown_until; it never moves backwards.
+        # Only a spent budget pauses the endpoint; a 429 on its own never does.
         self._cooldown_until = -math.inf
-        # Invariant: at most one 429 cut per value of _rate_epoch (it grows with every cut).
+        # Grows with every load cut; a success admitted before the last one says nothing about
+        # the level that cut left.
         self._rate_epoch = 0
-        self._peak = 0  # most requests in flight since the limit last changed
-        self._streak = 0
+        self._streak = 0  # successes (outside pauses) since the limit last changed
         self._successes = 0
         self._failures = 0
         self._rate_limited = 0
+        # The 429 rule. _free_slots: one entry per slot released and not taken again (at most
+        # limit - in_flight of them, oldest first): how many 429s in a row that slot has seen
+        # (0 when a success or a limit increase freed it). An admission takes the oldest entry
+        # and carries its count + 1 (Admission.chain). _outcomes, _rejections: decayed counts
+        # (see _RATE_MEMORY) of every success and 429, and of the 429s.
+        self._free_slots: deque[int] = deque()
+        # The most requests in flight when a success was reported: a level seen to work.
+        self._served_level = 0
+        # By admission level (index 1..ceiling): decayed counts of outcomes and of 429s, kept
+        # scaled by _scale (which grows instead of every count shrinking: O(1) per outcome).
+        self._sent = [0.0] * (ceiling + 1)
+        self._refused = [0.0] * (ceiling + 1)
+        self._scale = 1.0
+        self._outcomes = _PRIOR_OUTCOMES
+        self._rejections = _PRIOR_REJECTIONS
+        self._regime: _Regime = "start"
+        # The lowest level at which load 429s were seen and not disproved since (None: no known
+        # cliff); the limit is below it. _failed_probes: load cuts back from this same cliff.
+        self._cliff: int | None = None
+        self._failed_probes = 0
+        self._cliff_passes = 0  # requests admitted at the cliff since it was set, served
         self._latency = LatencySignal(policy) if policy.latency_signal else None
 
     # -- read-only state --------------------------------------------------------------------
@@ -154,13 +260,38 @@ class AimdController:
 
     @property
     def cooldown_until(self) -> float:
-        """No admission before this time (``-inf`` when no 429 was ever seen)."""
+        """No admission before this time (``-inf`` unless a spent budget paused the endpoint)."""
         return self._cooldown_until
 
     @property
     def rate_epoch(self) -> int:
-        """How many 429 bursts have cut (or tried to cut) the limit."""
+        """How many load cuts (429s) the limit has taken."""
         return self._rate_epoch
+
+    @property
+    def cliff(self) -> int | None:
+        """The lowest level at which 429s last showed load (the limit is below it), or
+        ``None``."""
+        return self._cliff
+
+    @property
+    def rejection_rate(self) -> float:
+        """The share of sporadic 429s as estimated so far (a decayed mean, 5 % before any data;
+        see the module docstring for which requests it counts)."""
+        return self._rejections / self._outcomes
+
+    @property
+    def load_run(self) -> int:
+        """How many 429s in a row on one slot now count as load (see
+        :func:`runs_that_mean_load`)."""
+        return runs_that_mean_load(self._noise_bound(), self._policy.noise_false_alarm)
+
+    def _noise_bound(self) -> float:
+        """A generous estimate of the sporadic 429 rate: the decayed mean plus two standard
+        errors, so that a rate underestimated from few outcomes does not make runs of noise
+        look like load."""
+        rate = self.rejection_rate
+        return min(1.0, rate + 2.0 * math.sqrt(rate * (1.0 - rate) / self._outcomes))
 
     @property
     def successes(self) -> int:
@@ -192,7 +323,7 @@ class AimdController:
         return None if self._latency is None else self._latency.recent_latency
 
     def cooldown_remaining(self, now: float) -> float:
-        """Seconds until admissions may resume after a 429 (0 when not cooling down)."""
+        """Seconds until admissions may resume after a spent budget (0 when not paused)."""
         return max(0.0, self._cooldown_until - now)
 
     def can_admit(self, now: float) -> bool:
@@ -204,22 +335,29 @@ class AimdController:
         """Count one more request in flight and return its ticket.
 
         Raises:
-          RuntimeError: if :meth:`can_admit` is false (full, probing, or cooling down).
+          RuntimeError: if :meth:`can_admit` is false (full, probing, or paused).
         """
         if not self.can_admit(now):
             raise RuntimeError(
                 "AimdController.admit() was called while admission is closed (limit reached or "
-                "cooling down); check can_admit(now) first."
+                "paused); check can_admit(now) first."
             )
         self._in_flight += 1
-        self._peak = max(self._peak, self._in_flight)
+        chain = (self._free_slots.popleft() if self._free_slots else 0) + 1
         serial = self._next_serial
         self._next_serial += 1
         self._outstanding.add(serial)
         window = None
         if self._latency is not None:
             window = self._latency.admitted(serial, now, self._in_flight)
-        return Admission(serial=serial, admitted_at=now, rate_epoch=self._rate_epoch, window=window)
+        return Admission(
+            serial=serial,
+            admitted_at=now,
+            rate_epoch=self._rate_epoch,
+            window=window,
+            level=self._in_flight,
+            chain=chain,
+        )
 
     def record_success(self, admission: Admission, now: float) -> LimitChange | None:
         """The request succeeded; its latency is ``now - admission.admitted_at``.
@@ -230,38 +368,89 @@ class AimdController:
         latency = max(now - admission.admitted_at, MIN_LATENCY)
         self._release(admission, latency)
         self._successes += 1
+        self._served_level = max(self._served_level, self._in_flight + 1)
+        self._count_level(admission.level, rejected=False)
+        if admission.chain == 1 and admission.level <= self._served_level:
+            self._count_outcome(rejected=False)
+        self._free(0)
         if now >= self._cooldown_until:
             self._streak += 1
+        if (
+            self._cliff is not None
+            and admission.level >= self._cliff
+            and admission.rate_epoch == self._rate_epoch
+        ):
+            # A request sent at the cliff was served. Twice, and the capacity moved, or the
+            # 429s that set the cliff were noise after all: grow back freely (see
+            # _maybe_increase). Once proves little: a request sent at the cliff just after the
+            # server finished another one (its answer still on the way) slips through.
+            self._cliff_passes += 1
+            if self._cliff_passes >= _CLIFF_PASSES:
+                self._cliff = None
+                self._failed_probes = 0
         change = self._after_release(now)
-        return change if change is not None else self._maybe_increase(now)
+        return change if change is not None else self._maybe_increase(admission, now)
 
     def record_rate_limited(
-        self, admission: Admission, now: float, retry_after: float | None
+        self, admission: Admission, now: float, *, pause: float | None = None
     ) -> LimitChange | None:
-        """The endpoint answered 429. Cools down for ``retry_after`` seconds (the policy's
-        cooldown when it is ``None``, not positive or not finite) and, for the first 429 of a
-        burst, cuts the limit.
+        """The endpoint answered 429.
+
+        Whether the 429 shows load is decided here: a run of 429s (no success between them)
+        longer than sporadic 429s at the rate seen so far would plausibly give (see
+        :func:`runs_that_mean_load`) cuts the limit to the requests still in flight. Otherwise
+        nothing changes: the request waits out its own delay and goes again (the caller's
+        business). The endpoint is paused only when ``pause`` says its budget is spent.
+
+        Args:
+          admission: the request's ticket.
+          now: the current time.
+          pause: seconds during which nothing may be sent to the endpoint (its request or
+            token budget is spent until then, as its headers said), or ``None``.
 
         Raises:
           RuntimeError: if this admission was already recorded.
         """
         self._release(admission, None)
         self._rate_limited += 1
-        self._streak = 0
-        cooldown = self._cooldown_for(retry_after)
-        self._cooldown_until = max(self._cooldown_until, now + cooldown)
-        if admission.rate_epoch != self._rate_epoch:
-            return self._after_release(now)  # this burst has already cut
-        self._rate_epoch += 1
+        run = self.load_run  # before counting this one: what noise alone would do
+        if admission.chain == 1 and admission.level <= self._served_level:
+            self._count_outcome(rejected=True)
+        self._count_level(admission.level, rejected=True)
+        self._free(admission.chain)
+        paused = 0.0
+        if pause is not None and math.isfinite(pause) and pause > 0:
+            if now + pause > self._cooldown_until:
+                self._cooldown_until = now + pause
+                paused = pause
+            self._streak = 0
+        if admission.chain < run and not self._cliff_at(admission.level):
+            return self._after_release(now)  # sporadic, as far as we can tell
+        # Load: the server turned requests away while ours filled it. The requests still in
+        # flight are what it holds (or more); the level above them is the cliff.
+        new = max(1, min(self._limit, max(self._in_flight, (self._limit + 1) // 2)))
+        if new >= self._limit:
+            return self._after_release(now)  # already below: these 429s report the past
         old = self._limit
-        new = max(1, math.floor(min(self._limit, self._peak) * self._policy.decrease_factor))
-        self._set_limit(new, now, settle=True)  # admissions resume in a burst after the cooldown
-        if new == old:
-            return None
-        return LimitChange(old=old, new=new, reason="rate_limited", at=now, cooldown=cooldown)
+        cliff = new + 1
+        self._failed_probes = self._failed_probes + 1 if self._cliff == cliff else 0
+        self._cliff = cliff
+        self._cliff_passes = 0
+        self._regime = "rate"
+        self._rate_epoch += 1
+        self._set_limit(new, now, settle=True)
+        return LimitChange(
+            old=old,
+            new=new,
+            reason="rate_limited",
+            at=now,
+            cooldown=paused,
+            rejections=admission.chain,
+            concurrency=self._in_flight + 1,
+        )
 
     def record_failure(self, admission: Admission, now: float) -> LimitChange | None:
-        """Another error (timeout, 5xx, connection): released and counted, no AIMD signal.
+        """Another error (timeout, 5xx, connection): released and counted, no signal.
 
         Returns a change only if this release completed a latency window that decided one.
 
@@ -270,6 +459,7 @@ class AimdController:
         """
         self._release(admission, None)
         self._failures += 1
+        self._free(0)
         return self._after_release(now)
 
     def record_abandoned(self, admission: Admission, now: float) -> LimitChange | None:
@@ -279,13 +469,46 @@ class AimdController:
           RuntimeError: if this admission was already recorded.
         """
         self._release(admission, None)
+        self._free(0)
         return self._after_release(now)
 
     # -- internals ---------------------------------------------------------------------------
-    def _cooldown_for(self, retry_after: float | None) -> float:
-        if retry_after is None or not math.isfinite(retry_after) or retry_after <= 0:
-            return self._policy.cooldown
-        return retry_after
+    def _free(self, rejections: int) -> None:
+        """A slot was released after ``rejections`` 429s in a row on it."""
+        if len(self._free_slots) < self._limit - self._in_flight:
+            self._free_slots.append(rejections)
+
+    def _count_level(self, level: int, *, rejected: bool) -> None:
+        level = min(max(level, 1), self._ceiling)
+        self._scale /= 1.0 - 1.0 / _RATE_MEMORY
+        if self._scale > 1e12:
+            self._sent = [x / self._scale for x in self._sent]
+            self._refused = [x / self._scale for x in self._refused]
+            self._scale = 1.0
+        self._sent[level] += self._scale
+        if rejected:
+            self._refused[level] += self._scale
+
+    def _cliff_at(self, level: int) -> bool:
+        """Whether 429s are significantly more frequent among requests admitted at ``level``
+        up to the limit than among those admitted below it (one-sided two-proportion z-test,
+        half a pseudo-count in every cell). Levels above the limit are left out: what happened
+        there belongs to a regime the limit has already left (a start-up burst, say)."""
+        level = min(max(level, 1), self._ceiling)
+        top = max(level, self._limit) + 1
+        sent_hi = math.fsum(self._sent[level:top]) / self._scale + 1.0
+        refused_hi = math.fsum(self._refused[level:top]) / self._scale + 0.5
+        sent_lo = math.fsum(self._sent[:level]) / self._scale + 1.0
+        refused_lo = math.fsum(self._refused[:level]) / self._scale + 0.5
+        hi, lo = refused_hi / sent_hi, refused_lo / sent_lo
+        pooled = (refused_hi + refused_lo) / (sent_hi + sent_lo)
+        spread = math.sqrt(pooled * (1.0 - pooled) * (1.0 / sent_hi + 1.0 / sent_lo))
+        return hi - lo > _CLIFF_Z * spread
+
+    def _count_outcome(self, *, rejected: bool) -> None:
+        keep = 1.0 - 1.0 / _RATE_MEMORY
+        self._outcomes = self._outcomes * keep + 1.0
+        self._rejections = self._rejections * keep + (1.0 if rejected else 0.0)
 
     def _release(self, admission: Admission, latency: float | None) -> None:
         if admission.serial not in self._outstanding:
@@ -299,27 +522,54 @@ class AimdController:
             self._latency.released(admission, latency)
 
     def _set_limit(self, new: int, now: float, *, settle: bool = False) -> None:
-        """Apply a new limit (or re-apply the old one after a 429): a fresh measurement."""
+        """Apply a new limit: a fresh measurement."""
         self._limit = new
-        self._peak = self._in_flight
         self._streak = 0
+        free = max(0, new - self._in_flight)
+        while len(self._free_slots) > free:
+            self._free_slots.pop()
+        self._free_slots.extend([0] * (free - len(self._free_slots)))
         if self._latency is not None:
             self._latency.limit_changed(now, settle=settle)
 
-    def _maybe_increase(self, now: float) -> LimitChange | None:
-        # No cooldown check needed: a 429 resets the streak, and successes reported during a
-        # cooldown do not extend it.
-        steps = self._policy.successes_per_increase
-        if self._streak < steps:
-            return None
-        if self._limit >= self._ceiling:
+    def _probe_after(self) -> int:
+        """Successes at the limit before the cliff above it is probed again."""
+        p = self._policy
+        return p.successes_per_increase * min(
+            1 << min(self._failed_probes, 30), p.cliff_probe_backoff
+        )
+
+    def _maybe_increase(self, admission: Admission, now: float) -> LimitChange | None:
+        # No pause check needed: a pause resets the streak, and successes reported during a
+        # pause do not extend it.
+        limit = self._limit
+        if limit >= self._ceiling:
             self._streak = 0
             return None
-        if self._latency is not None and not self._latency.allows_growth:
-            return None  # keep the streak: grow as soon as a window says latency is fine
-        old = self._limit
-        self._set_limit(old + 1, now)
-        return LimitChange(old=old, new=old + 1, reason="increase", at=now, successes=steps)
+        latency = self._latency
+        if self._regime == "rate":
+            if latency is not None and latency.queue_building:
+                return None
+            cliff = self._cliff
+            if cliff is None or limit + 1 < cliff:
+                # Nothing known above, or below a known cliff: grow by one per success while
+                # the limit is in use — less than twice what was in flight when this request
+                # went out, or is now — about doubling per round trip (TCP slow start, with
+                # Linux's test of whether the window limits the sender).
+                if limit >= 2 * max(admission.level, self._in_flight + 1):
+                    return None
+            elif limit >= cliff or self._streak < self._probe_after():
+                return None  # a probe is out (its answer decides), or not yet due
+            # else: probe the cliff, once per _probe_after() successes
+        else:
+            steps = self._policy.successes_per_increase
+            if self._streak < steps:
+                return None
+            if latency is not None and not latency.allows_growth:
+                return None  # keep the streak: grow as soon as a window says latency is fine
+        streak = self._streak
+        self._set_limit(limit + 1, now)
+        return LimitChange(old=limit, new=limit + 1, reason="increase", at=now, successes=streak)
 
     def _after_release(self, now: float) -> LimitChange | None:
         if self._latency is None:
@@ -327,6 +577,8 @@ class AimdController:
         change = self._latency.decide(now, self._limit)
         if change is not None:
             # The cap jumps from the probe's up to the new limit: settle before judging.
+            self._regime = "latency"
+            self._cliff = None
             self._set_limit(change.new, now, settle=True)
         return change
 

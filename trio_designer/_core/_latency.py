@@ -417,6 +417,12 @@ class LatencySignal:
         return self._verdict == "ok"
 
     @property
+    def queue_building(self) -> bool:
+        """Whether the windows at the current limit say a queue is building (latency above
+        ``latency_hold`` × baseline)."""
+        return self._verdict == "hold"
+
+    @property
     def baseline_latency(self) -> float | None:
         """The unloaded latency in seconds, probed or provisional; ``None`` before the first
         window closes."""

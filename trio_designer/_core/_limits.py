@@ -35,9 +35,16 @@ class Policy:
     of :mod:`trio_designer._core._aimd` (429s) and :mod:`trio_designer._core._latency`.
 
     Attributes:
-      decrease_factor: a 429 cuts the limit to ``floor(base × decrease_factor)``, at least 1.
-      successes_per_increase: successes (outside cooldowns) per +1 step of the limit.
-      cooldown: seconds without admissions after a 429 that carried no usable ``Retry-After``.
+      successes_per_increase: successes (outside pauses) per +1 step of the limit after a
+        latency cut, and before the first probe of a level where 429s showed load.
+      cliff_probe_backoff: a level whose probes keep drawing load 429s is probed again after
+        ``successes_per_increase`` successes, doubling with every failed probe up to this
+        many times that.
+      noise_false_alarm: how unlikely a run of 429s must be under sporadic 429s alone (at the
+        rate seen so far) before it counts as load: a smaller value needs longer runs.
+      cooldown: seconds without admissions when the endpoint's budget is spent and it did not
+        say until when (the static limiter also pauses this long after a 429 without a usable
+        ``Retry-After``).
       latency_signal: listen to latency at all; turn it off for endpoints that only ever signal
         with 429s and whose latency you do not want to react to (no probes are run then).
       latency_tolerance: recent / baseline latency above which a window is evidence of load:
@@ -63,8 +70,9 @@ class Policy:
       ValueError: when a value is out of range, or ``latency_tolerance < latency_hold``.
     """
 
-    decrease_factor: float = attrs.field(default=0.75, validator=_in_open_unit_interval)
     successes_per_increase: int = attrs.field(default=25, validator=attrs.validators.ge(1))
+    cliff_probe_backoff: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    noise_false_alarm: float = attrs.field(default=0.001, validator=_in_open_unit_interval)
     cooldown: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
     latency_signal: bool = True
     latency_tolerance: float = attrs.field(default=1.5, validator=attrs.validators.ge(1.0))
@@ -97,7 +105,12 @@ class Admission:
     admitted_at: float
     """The ``now`` of the admission; a success's latency is measured from here."""
     rate_epoch: int
-    """The rate epoch at admission; a 429 cuts only if no cut happened since."""
+    """The rate epoch at admission (it grows with every 429 cut): a success admitted before
+    the last cut says nothing about the level the cut left."""
+    level: int = 1
+    """How many requests were in flight once this one was admitted (itself included)."""
+    chain: int = 1
+    """1 + the 429s in a row on the slot this request took (see ``_core/_aimd.py``)."""
     window: int | None
     """The latency window whose cohort this request belongs to, or ``None``."""
 
@@ -115,13 +128,17 @@ class LimitChange:
     at: float
     """The ``now`` of the event that caused it."""
     cooldown: float = 0.0
-    """For ``rate_limited``: the cooldown this 429 asked for, in seconds."""
+    """For ``rate_limited``: how long the endpoint pauses (its budget is spent), in seconds;
+    ``0`` for a cut without a pause."""
+    rejections: int = 0
+    """For ``rate_limited``: the 429s in a row (no success between them) that showed load."""
     recent_latency: float | None = None
     """For ``latency``: the mean latency measured at the old limit."""
     baseline_latency: float | None = None
     """For ``latency``: the baseline it was compared with."""
     concurrency: int = 0
-    """For ``latency``: the peak number in flight while ``recent_latency`` was measured."""
+    """For ``latency``: the peak number in flight while ``recent_latency`` was measured; for
+    ``rate_limited``: how many were in flight when the last of the ``rejections`` came back."""
     probed_concurrency: int = 0
     """For ``latency``: the highest admission cap at which the probe before the cut measured
     the baseline; the cut may go down to it even below ``latency_decrease_floor``."""
@@ -129,9 +146,12 @@ class LimitChange:
     """For ``increase``: the successes that earned the step."""
 
     def describe(self) -> str:
-        """Why, in words: ``"rate limited; cooling down 2.0 s"``."""
+        """Why, in words: ``"load: 3 429s in a row at 9 in flight"``."""
         if self.reason == "rate_limited":
-            return f"rate limited; cooling down {self.cooldown:.1f} s"
+            why = f"load: {self.rejections} 429s in a row at {self.concurrency} in flight"
+            if self.cooldown > 0:
+                why += f"; budget spent, pausing {self.cooldown:.1f} s"
+            return why
         if self.reason == "latency":
             recent, baseline = self.recent_latency or 0.0, self.baseline_latency or 1.0
             return (

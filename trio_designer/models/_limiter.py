@@ -240,13 +240,21 @@ class Permit:
         """
         self._settle("success", None)
 
-    def rate_limited(self, retry_after: float | None) -> None:
-        """The endpoint answered 429; ``retry_after`` is its ``Retry-After`` in seconds, if any.
+    def rate_limited(
+        self, retry_after: float | None, *, budget_reset: float | None = None
+    ) -> None:
+        """The endpoint answered 429.
+
+        Args:
+          retry_after: its ``Retry-After`` in seconds, if any (the static limiter pauses that
+            long; the adaptive one leaves the wait to the request itself).
+          budget_reset: when the endpoint's headers say its request or token budget is spent,
+            the seconds until it resets: both limiters pause the whole endpoint that long.
 
         Raises:
           RuntimeError: if this permit was already released.
         """
-        self._settle("rate_limited", retry_after)
+        self._settle("rate_limited", self._limiter._pause_for(retry_after, budget_reset))
 
     def failure(self) -> None:
         """Another error (timeout, 5xx, connection error): release, no change to the limit.
@@ -260,14 +268,14 @@ class Permit:
         if not self._released:
             self._settle("abandoned", None)
 
-    def _settle(self, outcome: _Outcome, retry_after: float | None) -> None:
+    def _settle(self, outcome: _Outcome, pause: float | None) -> None:
         if self._released:
             raise RuntimeError(
                 f"this permit of model limiter {self._limiter.name!r} was already released; "
                 "report each request's outcome exactly once."
             )
         self._released = True
-        self._limiter._settle(self._admission, outcome, retry_after)
+        self._limiter._settle(self._admission, outcome, pause)
 
     def __repr__(self) -> str:
         state = "released" if self._released else "held"
@@ -328,19 +336,18 @@ class _Decisions(Protocol):
     def admit(self, now: float) -> Admission: ...
     def record_success(self, admission: Admission, now: float) -> LimitChange | None: ...
     def record_rate_limited(
-        self, admission: Admission, now: float, retry_after: float | None
+        self, admission: Admission, now: float, *, pause: float | None = None
     ) -> LimitChange | None: ...
     def record_failure(self, admission: Admission, now: float) -> LimitChange | None: ...
     def record_abandoned(self, admission: Admission, now: float) -> LimitChange | None: ...
 
 
 class _FixedLimit:
-    """The static limiter's decision core: a fixed limit, 429 cooldowns, counters."""
+    """The static limiter's decision core: a fixed limit, pauses, counters."""
 
-    def __init__(self, limit: int, cooldown: float) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = self.ceiling = limit
         self.in_flight = self.successes = self.failures = self.rate_limited = 0
-        self._default_cooldown = cooldown
         # Invariant: nothing is admitted while now < cooldown_until; it never moves backwards.
         self.cooldown_until = -math.inf
         self.baseline_latency: float | None = None
@@ -364,14 +371,12 @@ class _FixedLimit:
         self.successes += 1
 
     def record_rate_limited(
-        self, admission: Admission, now: float, retry_after: float | None
+        self, admission: Admission, now: float, *, pause: float | None = None
     ) -> None:
         self.in_flight -= 1
         self.rate_limited += 1
-        # The same rule as AimdController: an unusable Retry-After means the default cooldown.
-        if retry_after is None or not math.isfinite(retry_after) or retry_after <= 0:
-            retry_after = self._default_cooldown
-        self.cooldown_until = max(self.cooldown_until, now + retry_after)
+        if pause is not None and math.isfinite(pause) and pause > 0:
+            self.cooldown_until = max(self.cooldown_until, now + pause)
 
     def record_failure(self, admission: Admission, now: float) -> None:
         self.in_flight -= 1
@@ -392,6 +397,13 @@ class _Waiter:
         """The parked task; ``None`` once it was cancelled (the heap entry is then dead)."""
         self.admission: Admission | None = None
         """Set together with the reschedule that grants the slot, never before."""
+
+
+def _usable(seconds: float | None) -> float | None:
+    """``seconds`` if it is a finite positive number, else ``None``."""
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return seconds
 
 
 _COMPACT_AT_LEAST = 64
@@ -556,14 +568,19 @@ class _LimiterBase:
         assert admission is not None, "a waiter is rescheduled only with its grant"
         return admission
 
-    def _settle(self, admission: Admission, outcome: _Outcome, retry_after: float | None) -> None:
+    def _pause_for(self, retry_after: float | None, budget_reset: float | None) -> float | None:
+        """How long a 429 pauses the whole endpoint (``None``: not at all): a spent budget,
+        until its reset."""
+        return _usable(budget_reset)
+
+    def _settle(self, admission: Admission, outcome: _Outcome, pause: float | None) -> None:
         now = trio.current_time()
         d = self._decisions
         change: LimitChange | None
         if outcome == "success":
             change = d.record_success(admission, now)
         elif outcome == "rate_limited":
-            change = d.record_rate_limited(admission, now, retry_after)
+            change = d.record_rate_limited(admission, now, pause=pause)
         elif outcome == "failure":
             change = d.record_failure(admission, now)
         else:
@@ -657,7 +674,14 @@ class StaticLimiter(_LimiterBase):
                 f"model limiter {name!r} needs a finite cooldown of at least 0 seconds, "
                 f"got {cooldown}"
             )
-        super().__init__(name, _FixedLimit(ceiling, cooldown))
+        self._cooldown = cooldown
+        super().__init__(name, _FixedLimit(ceiling))
+
+    def _pause_for(self, retry_after: float | None, budget_reset: float | None) -> float | None:
+        """Every 429 pauses the endpoint for its ``Retry-After`` (``cooldown`` when unusable),
+        or until a spent budget resets if that is later."""
+        wait = _usable(retry_after)
+        return max(self._cooldown if wait is None else wait, _usable(budget_reset) or 0.0)
 
 
 @final

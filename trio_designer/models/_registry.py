@@ -36,13 +36,18 @@ request), handed to the provider's client, and kept nowhere else.
 from __future__ import annotations
 
 import difflib
+import logging
+import random
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
 import attrs
+import trio
 
+from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
 from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProvider
 from ._client import ChatResponse, OpenAICompatibleClient, resolve_api_key
@@ -62,6 +67,8 @@ __all__ = [
     "merge_inference",
     "open_model_registry",
 ]
+
+_logger = logging.getLogger("trio_designer.models")
 
 MAX_POOL_CONNECTIONS: Final = 64
 """The most connections one provider's client keeps, whatever its models' limits add up to."""
@@ -161,11 +168,16 @@ class ModelHandle:
         client: OpenAICompatibleClient,
         limiter: ModelLimiter,
         counter: _UsageCounter,
+        rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
     ) -> None:
         self._config = config
         self._client = client
         self._limiter = limiter
         self._counter = counter
+        self._retry = rate_limit_retry
+        # Jitter for the waits after a 429 without Retry-After. Seeded from the alias (not
+        # hash(), which changes between processes), so virtual-time runs repeat exactly.
+        self._jitter = random.Random(zlib.crc32(config.alias.encode()))
 
     @property
     def alias(self) -> str:
@@ -209,7 +221,16 @@ class ModelHandle:
         Waits (parked) for a slot of the endpoint's limiter, sends the request with the
         alias's inference parameters overridden by ``inference``, reports the outcome to the
         limiter (success, 429 with its ``Retry-After``, or failure) and adds the request to
-        this alias's usage. One call is one request: parse re-asks call again.
+        this alias's usage. One call is one answer: parse re-asks call again.
+
+        **A 429 is retried in place.** The request gives its slot back at once (the next
+        waiting request takes it), waits out its own delay — the server's ``Retry-After``, or
+        a short jittered backoff without one (:class:`~trio_designer._core._rate_retry.
+        RateLimitRetry`) — asks for a slot again at the same priority, and goes again, up to
+        the rule's budget of attempts and waiting; only then does the 429 reach the caller
+        (the engine defers the cell, as for any retryable error). Every attempt counts as a
+        request in the usage. The engine's other cells keep the slots busy meanwhile: the
+        waiting task holds nothing.
 
         Args:
           messages: OpenAI chat messages.
@@ -222,10 +243,35 @@ class ModelHandle:
           The answer (content, reasoning, usage, finish reason).
 
         Raises:
-          ModelRateLimitedError, ModelTimeoutError, ModelServerError, ModelConnectionError,
-          ModelRequestError: as raised by the client.
+          ModelRateLimitedError: the last 429, once the retries in place are spent.
+          ModelTimeoutError, ModelServerError, ModelConnectionError, ModelRequestError: as
+            raised by the client.
         """
         params = merge_inference(self._config.inference, inference)
+        body = _with_seed(params.extra_body, seed)
+        attempt, waited = 0, 0.0
+        while True:
+            try:
+                return await self._send(messages, response_format, params, body)
+            except ModelRateLimitedError as exc:
+                attempt += 1
+                delay = self._retry.delay(exc.retry_after, attempt, self._jitter.random())
+                if not self._retry.retries(attempt, waited, delay):
+                    raise
+                _logger.debug(
+                    "model '%s': 429 on attempt %d; retrying in %.2f s", self.alias, attempt, delay
+                )
+                waited += delay
+                await trio.sleep(delay)
+
+    async def _send(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        response_format: Mapping[str, Any] | None,
+        params: InferenceParams,
+        extra_body: dict[str, Any] | None,
+    ) -> ChatResponse:
+        """One request: a slot, the call, the report to the limiter, the usage."""
         async with self._limiter.slot() as permit:
             try:
                 response = await self._client.chat(
@@ -235,7 +281,7 @@ class ModelHandle:
                     top_p=params.top_p,
                     max_tokens=params.max_tokens,
                     response_format=response_format,
-                    extra_body=_with_seed(params.extra_body, seed),
+                    extra_body=extra_body,
                     timeout=self._config.timeout,
                 )
             except ModelRateLimitedError as exc:
@@ -274,6 +320,8 @@ class ModelRegistry:
       clients: provider name -> its client; every model's provider must have one.
       limiter_factory: builds each endpoint's limiter from (name, ceiling).
       simulator: the embedded simulator serving the ``"simulator"`` provider, if running.
+      rate_limit_retry: how a request answered 429 is retried in place (see
+        :meth:`ModelHandle.chat`).
 
     Raises:
       ConfigError: a duplicate alias, or a model whose provider has no client.
@@ -286,6 +334,7 @@ class ModelRegistry:
         *,
         limiter_factory: LimiterFactory = AdaptiveLimiter,
         simulator: Simulator | None = None,
+        rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
     ) -> None:
         _check_models(models, clients)
         ceilings = endpoint_ceilings(models)
@@ -298,6 +347,7 @@ class ModelRegistry:
                 clients[m.provider],
                 self._limiters[endpoint_name(m.provider, m.model)],
                 _UsageCounter(),
+                rate_limit_retry,
             )
             for m in models
         }
@@ -457,6 +507,7 @@ async def open_model_registry(
     simulator_models: Sequence[SimulatedModel] | None = None,
     limiter_factory: LimiterFactory = AdaptiveLimiter,
     on_limit_change: Callable[[str, Any], None] | None = None,
+    rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
 ) -> AsyncIterator[ModelRegistry]:
     """Open clients (and the embedded simulator, if used) for ``config``'s models.
 
@@ -472,6 +523,8 @@ async def open_model_registry(
         the task that reported the outcome; see ``AdaptiveLimiter``'s ``on_change``). Needs
         ``limiter_factory`` to be ``AdaptiveLimiter`` or a ``functools.partial`` of it (say
         with another policy); a custom factory wires ``on_change`` itself.
+      rate_limit_retry: how a request answered 429 is retried in place before the caller
+        sees the 429 (:meth:`ModelHandle.chat`).
 
     Yields:
       The registry. On exit every client is closed and the simulator is stopped.
@@ -515,7 +568,13 @@ async def open_model_registry(
             )
             stack.push_async_callback(client.aclose)
             clients[SIMULATOR_PROVIDER] = client
-        yield ModelRegistry(models, clients, limiter_factory=limiter_factory, simulator=simulator)
+        yield ModelRegistry(
+            models,
+            clients,
+            limiter_factory=limiter_factory,
+            simulator=simulator,
+            rate_limit_retry=rate_limit_retry,
+        )
 
 
 def reports_limit_changes(factory: LimiterFactory) -> bool:
