@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from trio_designer._graph import ExecutionGraph
+from trio_designer._plan import ExecutionGraph
 from trio_designer.simulator import Latency
 
 from . import _common as c

@@ -193,11 +193,20 @@ class Recorder:
         self._seq = 0
         # The event sequence number at which the engine declared early shutdown, if it did.
         self.shutdown_seq: int | None = None
+        # Row groups admitted and not yet checkpointed, seen from the events; and its peak.
+        self.groups_open = 0
+        self.peak_groups_open = 0
 
     def on_event(self, event: str, fields: Mapping[str, Any]) -> None:
-        """The engine's ``on_event`` hook: remembers when early shutdown was declared."""
+        """The engine's ``on_event`` hook: remembers when early shutdown was declared, and
+        counts the row groups in memory (admitted, not yet checkpointed)."""
         if event == "early_shutdown" and self.shutdown_seq is None:
             self.shutdown_seq = self._next_seq()
+        elif event == "row_group_admitted":
+            self.groups_open += 1
+            self.peak_groups_open = max(self.peak_groups_open, self.groups_open)
+        elif event == "row_group_checkpointed":
+            self.groups_open -= 1
 
     def _next_seq(self) -> int:
         self._seq += 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 from hypothesis import strategies as st
 
-from trio_designer._core._tracker import GraphView
+from trio_designer import CustomColumn, PipelineConfig
+from trio_designer._plan import ExecutionGraph
 
 Strategy = Literal["cell", "full_column"]
 
@@ -21,21 +22,24 @@ class Dag:
     upstream: dict[str, frozenset[str]]
     strategy: dict[str, Strategy]
 
-    def view(self) -> GraphView:
-        downstream: dict[str, set[str]] = {c: set() for c in self.order}
-        for column, ups in self.upstream.items():
-            for up in ups:
-                downstream[up].add(column)
-        priority: dict[str, int] = {}
-        for column in reversed(self.order):
-            priority[column] = 1 + max((priority[d] for d in downstream[column]), default=0)
-        return GraphView(
-            order=self.order,
-            upstream=self.upstream,
-            downstream={c: frozenset(d) for c, d in downstream.items()},
-            strategy=self.strategy,
-            priority=priority,
-        )
+    def graph(self) -> ExecutionGraph:
+        """The engine's execution graph of this shape (custom columns, never called)."""
+        columns = [
+            CustomColumn(
+                name=c,
+                function=_never_called,
+                strategy=self.strategy[c],
+                depends_on=tuple(sorted(self.upstream[c])),
+            )
+            for c in self.order
+        ]
+        graph = ExecutionGraph.from_config(PipelineConfig(columns=columns))
+        assert graph.order == self.order  # declared in topological order: Kahn keeps it
+        return graph
+
+
+def _never_called(row: Any) -> None:
+    raise AssertionError("the tracker never runs generators")
 
 
 @st.composite

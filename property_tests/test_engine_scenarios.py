@@ -1,7 +1,8 @@
 """Scenario tests: the whole engine on random DAGs, latencies and failure schedules.
 
 Each example runs in its own ``trio.run`` with a fresh ``MockClock`` (style.md §8.2). The checks
-are the invariants written in ``trio_designer/_engine/_async.py`` and ``_slots.py``:
+are the invariants written in ``trio_designer/_engine/_dispatch.py`` (layer 1) and
+``_admission.py`` (layer 2):
 
 1. ``check_upstream_before_start`` — a cell starts only after its row's upstream cells completed;
 2. ``check_surviving_rows_complete`` — a checkpointed row is complete in every column, with values
@@ -10,6 +11,8 @@ are the invariants written in ``trio_designer/_engine/_async.py`` and ``_slots.p
 4. ``check_dropped_rows_stop`` — after a row is dropped none of its cells starts, and its
    in-flight cells end cancelled;
 5. ``check_limits_respected`` — submission / LLM-wait occupancy never exceeds its bound;
+   ``check_admission_respected`` — row groups in memory (admitted, not yet checkpointed) never
+   exceed ``max_row_groups_in_flight``, and every admission is released;
 6. ``check_tokens_returned`` — every slot token is back at the end, also after cancellation and
    early shutdown; ``check_nothing_starts_after_shutdown`` — once early shutdown is declared,
    no cell starts;
@@ -34,9 +37,8 @@ from hypothesis import strategies as st
 
 from trio_designer import TrioDesigner
 from trio_designer._designer import _prepare
-from trio_designer._engine._async import run_async
-from trio_designer._engine._runtime import RunState
-from trio_designer._engine._slots import TaskSlots
+from trio_designer._engine._async import AsyncEngine
+from trio_designer._engine._state import RunState
 from trio_designer._sink import MemorySink
 
 from ._budget import scaled
@@ -120,6 +122,18 @@ def check_limits_respected(sc: Scenario, rec: Recorder, slots: Any) -> None:
     assert stats.peak_llm_wait <= stats.llm_wait_total
 
 
+def check_admission_respected(sc: Scenario, rec: Recorder, admission: Any) -> None:
+    """Counted from the outside (the engine's events), so that a mutant admitting one group
+    too many fails even if it also miscounts its own statistics."""
+    assert rec.peak_groups_open <= sc.max_row_groups_in_flight, (
+        rec.peak_groups_open,
+        sc.max_row_groups_in_flight,
+    )
+    stats = admission.statistics()
+    assert stats.in_flight == 0, stats
+    assert stats.peak_in_flight <= stats.limit == sc.max_row_groups_in_flight, stats
+
+
 def check_tokens_returned(slots: Any) -> None:
     stats = slots.statistics() if hasattr(slots, "statistics") else slots
     assert stats.submission_borrowed == 0, stats
@@ -155,7 +169,7 @@ def check_rows_on_disk(result: Any) -> list[dict[str, Any]]:
 
 async def _run_internal(
     sc: Scenario, rec: Recorder, stop_after: float | None
-) -> tuple[RunState, TaskSlots, Any]:
+) -> tuple[RunState, AsyncEngine, Any]:
     config = sc.config(rec)
     graph, generators = _prepare(config, sc.rows)
     sink = MemorySink()
@@ -170,10 +184,10 @@ async def _run_internal(
         num_records=sc.rows,
         on_event=rec.on_event,
     )
-    slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
+    engine = AsyncEngine.for_run(state)
     with trio.move_on_after(stop_after if stop_after is not None else float("inf")):
-        await run_async(state, slots)
-    return state, slots, sink
+        await engine.run()
+    return state, engine, sink
 
 
 @settings(max_examples=scaled(700))
@@ -181,13 +195,14 @@ async def _run_internal(
 def test_async_engine_invariants(sc: Scenario) -> None:
     """Invariants 1-7 on random DAGs, limits and failure schedules."""
     rec = Recorder(sc)
-    state, slots, sink = run_in_virtual_time(_run_internal, sc, rec, None)
+    state, engine, sink = run_in_virtual_time(_run_internal, sc, rec, None)
     check_upstream_before_start(sc, rec)
     check_no_double_success(rec)
     check_dropped_rows_stop(sc, rec)
     check_nothing_starts_after_shutdown(rec)
-    check_limits_respected(sc, rec, slots)
-    check_tokens_returned(slots)
+    check_limits_respected(sc, rec, engine.slots)
+    check_admission_respected(sc, rec, engine.admission)
+    check_tokens_returned(engine.slots)
     rows = sink.table().to_pylist() if state.rows_written else []
     assert len(rows) == state.rows_written
     check_surviving_rows_complete(sc, rec, rows, state.early_shutdown)
@@ -198,8 +213,9 @@ def test_async_engine_invariants(sc: Scenario) -> None:
 def test_cancellation_returns_every_token(sc: Scenario, stop_after: float) -> None:
     """An outer cancel scope stops the run cleanly: tokens back, finished groups complete."""
     rec = Recorder(sc)
-    state, slots, sink = run_in_virtual_time(_run_internal, sc, rec, stop_after)
-    check_tokens_returned(slots)
+    state, engine, sink = run_in_virtual_time(_run_internal, sc, rec, stop_after)
+    check_tokens_returned(engine.slots)
+    check_admission_respected(sc, rec, engine.admission)
     check_upstream_before_start(sc, rec)
     check_dropped_rows_stop(sc, rec)
     assert all(a.end is not None for a in rec.attempts), "a task outlived the run"

@@ -11,13 +11,8 @@ from typing import Any
 
 import trio
 
-from trio_designer import (
-    AdaptiveLimiter,
-    LimiterPolicy,
-    PipelineConfig,
-    StaticLimiter,
-    TrioDesigner,
-)
+from trio_designer import PipelineConfig, TrioDesigner
+from trio_designer.models import AdaptiveLimiter, LimiterPolicy, StaticLimiter
 from trio_designer.simulator import Latency, SimulatedModel, open_simulator
 
 BIG = 100_000

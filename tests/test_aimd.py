@@ -22,9 +22,9 @@ from hypothesis.stateful import (
 
 from trio_designer._core._aimd import AimdController, runs_that_mean_load
 from trio_designer._core._latency import summarize_latencies
-from trio_designer._core._limits import Admission, LimitChange, Policy
+from trio_designer._core._limits import Admission, LimitChange, LimiterPolicy
 
-NO_LATENCY = Policy(latency_signal=False)
+NO_LATENCY = LimiterPolicy(latency_signal=False)
 
 
 def fill(ctl: AimdController, now: float) -> list[Admission]:
@@ -35,11 +35,11 @@ def fill(ctl: AimdController, now: float) -> list[Admission]:
     return admitted
 
 
-# -- Policy ------------------------------------------------------------------------------------
+# -- LimiterPolicy ---------------------------------------------------------------------------------
 
 
 def test_Policy_defaults_match_the_documented_values() -> None:
-    p = Policy()
+    p = LimiterPolicy()
     assert (p.successes_per_increase, p.cliff_probe_backoff, p.noise_false_alarm) == (25, 4, 1e-3)
     assert p.cooldown == 2.0
     assert (p.latency_tolerance, p.latency_hold, p.latency_samples) == (1.5, 1.2, 32)
@@ -50,14 +50,16 @@ def test_Policy_defaults_match_the_documented_values() -> None:
 def test_Policy_rejects_a_false_alarm_rate_outside_0_1() -> None:
     with pytest.raises(
         ValueError,
-        match=r"^Policy.noise_false_alarm must be between 0 and 1 \(exclusive\), got 1.0.$",
+        match=r"^LimiterPolicy.noise_false_alarm must be between 0 and 1 \(exclusive\), got 1.0.$",
     ):
-        Policy(noise_false_alarm=1.0)
+        LimiterPolicy(noise_false_alarm=1.0)
 
 
 def test_Policy_rejects_a_tolerance_below_the_hold_threshold() -> None:
-    with pytest.raises(ValueError, match=r"^Policy.latency_tolerance \(1.1\) must be at least"):
-        Policy(latency_tolerance=1.1, latency_hold=1.2)
+    with pytest.raises(
+        ValueError, match=r"^LimiterPolicy.latency_tolerance \(1.1\) must be at least"
+    ):
+        LimiterPolicy(latency_tolerance=1.1, latency_hold=1.2)
 
 
 def test_AimdController_rejects_a_ceiling_below_1() -> None:
@@ -252,7 +254,7 @@ def test_a_success_at_the_cliff_clears_it_and_the_limit_regrows_fast() -> None:
     """The capacity rose: the probe of the cliff succeeds, twice. From then on every success
     with the limit in use adds one (about doubling per round trip) until 429s show a new
     cliff."""
-    ctl = AimdController(64, Policy(latency_signal=False, successes_per_increase=1))
+    ctl = AimdController(64, LimiterPolicy(latency_signal=False, successes_per_increase=1))
     at_limit(ctl, 8)
     now, _, changes = round_trips(ctl, 1.0, 0.2, 1)  # the first of 8 successes probes 9
     assert ctl.limit == 9
@@ -449,7 +451,7 @@ def test_without_the_latency_signal_the_queue_stays_deep() -> None:
 def test_an_endpoint_that_gets_slower_everywhere_is_rebaselined_not_throttled() -> None:
     """Every request becomes 3x slower (longer outputs) with no queue: one probe re-measures
     the baseline; the limit is not cut."""
-    ctl = AimdController(8, Policy(latency_samples=8))
+    ctl = AimdController(8, LimiterPolicy(latency_samples=8))
     now = 0.0
 
     def round_trip(latency: float) -> None:
@@ -504,7 +506,7 @@ def test_a_provisional_baseline_is_verified_by_one_short_probe_window() -> None:
     window at half concurrency, sized by its cap (8 samples at cap 4: two round trips, not
     eight). Halving did not lower latency, so the probe ends there; afterwards, with latency
     flat at the probed baseline, no routine probe is run."""
-    ctl = AimdController(8, Policy(probe_interval=8))
+    ctl = AimdController(8, LimiterPolicy(probe_interval=8))
     _, caps, changes = round_trips(ctl, 0.0, 0.1, 200)
     assert caps[:12] == [8] * 8 + [4] * 2 + [8] * 2  # two windows of 32, then the probe
     assert caps[12:] == [8] * 188
@@ -517,7 +519,7 @@ def test_one_halving_that_does_not_help_ends_the_probe() -> None:
     """The endpoint becomes 3x slower at every concurrency: the window that shows it starts a
     probe, the first probe window is just as slow, and the probe ends after that one window
     with a new baseline and no cut."""
-    ctl = AimdController(8, Policy(latency_samples=8, probe_interval=4))
+    ctl = AimdController(8, LimiterPolicy(latency_samples=8, probe_interval=4))
     now, _, _ = round_trips(ctl, 0.0, 0.1, 6)
     assert ctl.baseline_probed  # verified after probe_interval / 4 = 1 window
     now, caps, changes = round_trips(ctl, now, 0.3, 40)
@@ -533,7 +535,7 @@ def test_a_lower_baseline_is_adopted_from_pooled_windows_not_from_one_lucky_one(
     """The endpoint gets faster: the baseline follows without a probe, once the windows at
     this limit pooled are below it by more than ``latency_hold``; a single fast window is not
     enough (selected for being low, it would make ordinary windows look overloaded)."""
-    ctl = AimdController(8, Policy(latency_samples=8))
+    ctl = AimdController(8, LimiterPolicy(latency_samples=8))
     now, _, _ = round_trips(ctl, 0.0, 0.1, 4)  # baseline 0.1, two windows at this limit
     assert ctl.baseline_latency == pytest.approx(0.1)
     now, _, _ = round_trips(ctl, now, 0.06, 1)  # one lucky window: 3 of 4 pooled at 0.1
@@ -550,7 +552,7 @@ def test_one_lucky_window_does_not_let_the_limit_creep() -> None:
     """Growth is judged on the last windows at this limit pooled: three windows at 1.3x and
     one at 1.1x average 1.25x, above the 1.2x hold level, so the limit stays put. (The
     endpoint queues: alone it answers in 0.1 s, which is what a probe finds.)"""
-    ctl = AimdController(8, Policy(latency_samples=4, successes_per_increase=1))
+    ctl = AimdController(8, LimiterPolicy(latency_samples=4, successes_per_increase=1))
     now = 0.0
     while ctl.baseline_latency is None:
         now, _, _ = round_trips(ctl, now, 0.1, 1)
@@ -570,7 +572,7 @@ def test_a_latency_cut_never_goes_below_what_the_probe_measured() -> None:
     probe goes down to a quarter of the concurrency at most (8, where the collapsed throughput
     would put the knee far lower), finds the baseline there, and the cut keeps at least that
     concurrency."""
-    ctl = AimdController(32, Policy(latency_samples=4))
+    ctl = AimdController(32, LimiterPolicy(latency_samples=4))
     now, _, _ = round_trips(ctl, 0.0, 0.1, 1)  # a provisional baseline of 0.1 s at 32
     assert ctl.baseline_latency == pytest.approx(0.1)
     _, _, changes = round_trips(ctl, now, lambda n: 10.0 if n > 16 else 0.1, 3)
@@ -603,7 +605,7 @@ class AimdMachine(RuleBasedStateMachine):
         false_alarm: float,
         samples: int,
     ) -> None:
-        self.policy = Policy(
+        self.policy = LimiterPolicy(
             latency_signal=latency_signal,
             successes_per_increase=successes,
             cliff_probe_backoff=backoff,
@@ -766,7 +768,7 @@ TestAimdMachine.settings = settings(max_examples=200, stateful_step_count=40, de
 @given(ceiling=st.integers(1, 64), bursts=st.integers(1, 12))
 def test_latency_and_429_cuts_never_go_below_1(ceiling: int, bursts: int) -> None:
     """Back-to-back 429 bursts and exploding latencies drive the limit down to 1, never 0."""
-    ctl = AimdController(ceiling, Policy(latency_samples=4))
+    ctl = AimdController(ceiling, LimiterPolicy(latency_samples=4))
     now = 0.0
     latency = 0.1
     for i in range(bursts * 10):

@@ -8,6 +8,7 @@ function, and LLM columns on the built-in simulator (its default latency is 0.2 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -277,14 +278,14 @@ def test_resume_with_another_config_is_refused_in_one_line(
         f"error: output directory 'out/topics' holds a different run (fingerprint "
         f"{before['fingerprint']}, this run sha256:"
     )
-    assert line.endswith("); choose another --output-dir or remove the directory.")
+    assert line.endswith("); pass another --output-dir or remove the directory.")
     assert metadata(folder / "out" / "topics") == before  # untouched
 
 
 def test_trace_exports_the_recorded_run_for_perfetto(
     llm_run: tuple[Path, subprocess.CompletedProcess[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("trio_designer._traceexport")
+    pytest.importorskip("trio_designer._observe")
     folder, _ = llm_run
     out = folder / "out" / "topics"
     assert main(["trace", str(out), "--chrome", str(folder / "topics.chrome.json")]) == 0
@@ -305,7 +306,7 @@ def test_running_again_without_resume_is_refused(
     assert code == 2
     assert capsys.readouterr().err == (
         f"error: output directory {str(out)!r} already holds 3 written row group(s) of this "
-        "run; resume the run (--resume), or choose another --output-dir or remove the "
+        "run; pass --resume to continue it, or pass another --output-dir or remove the "
         "directory.\n"
     )
 
@@ -325,6 +326,71 @@ def test_preview_prints_one_block_per_record(tmp_path: Path) -> None:
     assert sum(line.startswith("line  : ") for line in lines) == 3
     assert lines[-1].startswith("3 records of 3 requested (0 dropped), complete, ")
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+LIMITER_PY = """\
+from trio_designer import CustomColumn, ModelConfig, PipelineBuilder
+
+
+def limiter_kind(row, ctx):
+    return type(ctx.models.model("gen").limiter).__name__
+
+
+config = (
+    PipelineBuilder()
+    .add_model(ModelConfig(alias="gen", model="sim-gen"))
+    .add_column(CustomColumn(name="kind", function=limiter_kind, models=("gen",)))
+    .build()
+)
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "kind"),
+    [
+        ([], "AdaptiveLimiter"),
+        (["--limiter", "adaptive"], "AdaptiveLimiter"),
+        (["--limiter", "static"], "StaticLimiter"),
+    ],
+)
+def test_limiter_chooses_each_endpoints_limiter(
+    isolated: Path, capsys: pytest.CaptureFixture[str], options: list[str], kind: str
+) -> None:
+    """A custom column reports the class of the limiter its model handle really uses."""
+    write(isolated, "limiter_kinds.py", LIMITER_PY)
+    assert main(["preview", "limiter_kinds.py", "-n", "2", "--jsonl", *options]) == 0
+    assert capsys.readouterr().out.splitlines() == [json.dumps({"kind": kind})] * 2
+    out = isolated / "out" / kind
+    assert main(["run", "limiter_kinds.py", "-n", "2", "-o", str(out), *options]) == 0
+    assert ds.dataset(out / "parquet-files").to_table().column("kind").to_pylist() == [kind] * 2
+
+
+def test_an_unknown_limiter_is_a_usage_error(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(isolated, "limiter_kinds.py", LIMITER_PY)
+    assert main(["preview", "limiter_kinds.py", "--limiter", "fast"]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("trio-designer preview: error: argument --limiter: invalid choice: ")
+    assert "adaptive" in error
+    assert "static" in error
+
+
+def test_the_resume_command_keeps_the_static_limiter() -> None:
+    from trio_designer.cli._run import resume_command
+
+    args = argparse.Namespace(
+        prog="trio-designer",
+        config="p.yaml",
+        num_records=10,
+        seed=None,
+        engine="async",
+        trace=False,
+        limiter="static",
+    )
+    assert resume_command(args, Path("out/p")) == (
+        "trio-designer run p.yaml --num-records 10 --output-dir out/p --limiter static --resume"
+    )
 
 
 def test_record_block_wraps_and_truncates_long_values() -> None:
@@ -604,9 +670,9 @@ columns:
 
 @pytest.fixture
 def fake_export(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    """A stand-in ``trio_designer._traceexport`` that records its calls."""
+    """A stand-in ``trio_designer._observe`` that records its calls."""
     calls: list[tuple[Any, ...]] = []
-    module = types.ModuleType("trio_designer._traceexport")
+    module = types.ModuleType("trio_designer._observe")
 
     def export_chrome_trace(output_dir: Path, dest: Path) -> Path:
         calls.append(("chrome", Path(output_dir), Path(dest)))
@@ -618,7 +684,7 @@ def fake_export(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
     module.export_chrome_trace = export_chrome_trace  # type: ignore[attr-defined]
     module.plot_timeline = plot_timeline  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "trio_designer._traceexport", module)
+    monkeypatch.setitem(sys.modules, "trio_designer._observe", module)
     return calls
 
 
@@ -689,18 +755,18 @@ def test_trace_without_matplotlib_or_export_module(
     isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _traced_dir(isolated, "a")
-    module = types.ModuleType("trio_designer._traceexport")
+    module = types.ModuleType("trio_designer._observe")
 
     def plot_timeline(output_dirs: Any, dest: Any, *, title: str | None = None) -> Path:
         raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
 
     module.plot_timeline = plot_timeline  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "trio_designer._traceexport", module)
+    monkeypatch.setitem(sys.modules, "trio_designer._observe", module)
     assert main(["trace", "a", "--plot", "t.png"]) == 2
     assert capsys.readouterr().err == (
         "error: plotting needs matplotlib, an optional extra: pip install 'trio_designer[plot]'\n"
     )
-    monkeypatch.setitem(sys.modules, "trio_designer._traceexport", None)  # import fails
+    monkeypatch.setitem(sys.modules, "trio_designer._observe", None)  # import fails
     assert main(["trace", "a"]) == 2
     assert capsys.readouterr().err.startswith("error: trace export is not available")
 

@@ -37,13 +37,15 @@ from trio_designer.config import (
     SubcategorySampler,
     UniformSampler,
     UUIDSampler,
-    column_kind,
     config_fingerprint,
+    validate_references,
+)
+from trio_designer.config._columns import (
+    column_kind,
     default_strategy,
     explicit_dependencies,
     is_llm_bound,
     template_fields,
-    validate_references,
 )
 from trio_designer.config._converter import (
     dump_json,
@@ -51,6 +53,7 @@ from trio_designer.config._converter import (
     load_json,
     load_yaml,
     structure,
+    structure_sections,
     unstructure,
 )
 from trio_designer.config._validators import JINJA_GLOBALS, JINJA_RESERVED, InvalidFieldError
@@ -436,10 +439,11 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
 
 
 def test_strategies_cover_every_config_class() -> None:
-    """The round-trip property below really runs over every class the converter knows."""
+    """The round-trip property below really runs over every class the converter knows, and
+    over the pipeline the config package assembles from them."""
     from trio_designer.config._converter import CONFIG_CLASSES
 
-    assert set(STRATEGIES) == set(CONFIG_CLASSES)
+    assert set(STRATEGIES) == {*CONFIG_CLASSES, PipelineConfig}
 
 
 @pytest.mark.parametrize("cls", list(STRATEGIES), ids=lambda cls: cls.__name__)
@@ -450,15 +454,32 @@ def test_every_config_class_round_trips_through_dict_json_and_yaml(
 ) -> None:
     """unstructure -> JSON -> YAML -> structure gives back an equal (and equally hashed) object."""
     instance = data.draw(STRATEGIES[cls])
-    plain = unstructure(instance)
+    plain = instance.to_dict() if cls is PipelineConfig else unstructure(instance)
     from_json = load_json(dump_json(plain))
     assert from_json == plain
     from_yaml = load_yaml(dump_yaml(from_json))
     assert from_yaml == plain
     target: Any = config_pkg.ColumnConfig if cls in COLUMN_STRATEGIES else cls
-    back = structure(from_yaml, target)
+    back = (
+        _sections_as_pipeline(from_yaml)
+        if cls is PipelineConfig
+        else structure(from_yaml, target)
+    )
     assert back == instance
     assert hash(back) == hash(instance)
+
+
+def _sections_as_pipeline(data: Any) -> PipelineConfig:
+    """What ``PipelineConfig.from_dict`` builds, minus its cross-reference checks (the random
+    pipelines above reference names freely)."""
+    sections = structure_sections(data)
+    assert sections.problems == ()
+    return PipelineConfig(
+        columns=sections.columns.values(),
+        models=sections.models.values(),
+        providers=sections.providers.values(),
+        run=sections.run,
+    )
 
 
 @settings(max_examples=15, deadline=None)

@@ -32,7 +32,7 @@ import pytest
 
 import trio_designer.config as config
 from trio_designer._exceptions import ConfigError
-from trio_designer._graph import ExecutionGraph
+from trio_designer._plan import ExecutionGraph
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 DOC_PATH = DOCS / "configuration.md"

@@ -406,7 +406,7 @@ async def test_critical_path_first_saves_a_wave_on_the_deep_shape(autojump_clock
 async def test_long_runs_of_inline_cells_all_complete(autojump_clock: Any) -> None:
     """Regression: the inline batch took the 129th cell off the ready queue and then stopped,
     so that cell never ran and its row group never finished (found by benches/overhead.py)."""
-    from trio_designer._engine._async import INLINE_BATCH
+    from trio_designer._engine._dispatch import INLINE_BATCH
 
     config = pipeline(
         CategorySampler(name="topic", values=("a", "b")),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from trio_designer import PipelineConfig
-from trio_designer._graph import ExecutionGraph
+from trio_designer._plan import ExecutionGraph
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -24,7 +24,6 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import trio_designer.generators as generators
 from trio_designer._exceptions import (
     ConfigError,
     ModelServerError,
@@ -42,15 +41,11 @@ from trio_designer.config import (
     UniformSampler,
     UUIDSampler,
 )
-from trio_designer.generators import (
-    CellContext,
-    ColumnContext,
-    ColumnGenerator,
-    build_generator,
-    rng_for,
-)
+from trio_designer.generators import CellContext, ColumnContext
+from trio_designer.generators._base import ColumnGenerator, rng_for
 from trio_designer.generators._custom import CustomGenerator, resolve_function
 from trio_designer.generators._expression import ExpressionGenerator, cast_value
+from trio_designer.generators._registry import build_generator
 from trio_designer.generators._samplers import SamplerGenerator, infer_arrow_type
 from trio_designer.generators._templates import (
     check_template,
@@ -838,15 +833,3 @@ def test_build_generator_rejects_non_configs() -> None:
     with pytest.raises(TypeError, match=r"^build_generator\(\) got a dict, not a column config\.$"):
         build_generator({"name": "x"})  # type: ignore[arg-type]
 
-
-def test_generators_package_exports() -> None:
-    assert generators.__all__ == sorted(generators.__all__)
-    assert set(generators.__all__) == {
-        "CellContext",
-        "ColumnContext",
-        "ColumnGenerator",
-        "build_generator",
-        "rng_for",
-    }
-    for name in generators.__all__:
-        assert getattr(generators, name) is not None

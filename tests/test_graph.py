@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_designer._exceptions import ConfigError
-from trio_designer._graph import ExecutionGraph
+from trio_designer._plan import ExecutionGraph
 from trio_designer.config import (
     CategorySampler,
     ColumnConfig,

@@ -16,7 +16,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_designer._core._limits import LimitChange, Policy
+from trio_designer._core._limits import LimitChange, LimiterPolicy
 from trio_designer.models._limiter import (
     AdaptiveLimiter,
     LimiterStatistics,
@@ -852,7 +852,7 @@ async def test_latency_signal_off_keeps_the_reference_behaviour(
 ) -> None:
     """With ``latency_signal=False`` a GPU endpoint gives AIMD nothing: the queue stays 4 deep."""
     gpu = trio.CapacityLimiter(16)
-    limiter = AdaptiveLimiter("gpu", 256, policy=Policy(latency_signal=False))
+    limiter = AdaptiveLimiter("gpu", 256, policy=LimiterPolicy(latency_signal=False))
     latencies: list[float] = []
 
     async def client() -> None:

@@ -20,8 +20,9 @@ import pyarrow as pa
 import pytest
 import trio
 
+from trio_designer import TrioDesigner
 from trio_designer._core._jsonschema import validate
-from trio_designer._core._limits import Policy
+from trio_designer._core._limits import LimiterPolicy
 from trio_designer._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY
 from trio_designer._exceptions import (
     ConfigError,
@@ -31,6 +32,7 @@ from trio_designer._exceptions import (
     NonRetryableGenerationError,
 )
 from trio_designer.config import (
+    CategorySampler,
     InferenceParams,
     LLMCodeColumn,
     LLMColumnConfig,
@@ -41,7 +43,7 @@ from trio_designer.config import (
     PipelineConfig,
     Rubric,
 )
-from trio_designer.generators import CellContext, build_generator
+from trio_designer.generators import CellContext
 from trio_designer.generators._base import CellOutput
 from trio_designer.generators._llm import (
     LLMCodeGenerator,
@@ -54,6 +56,7 @@ from trio_designer.generators._llm import (
     judge_schema,
     parse_json,
 )
+from trio_designer.generators._registry import build_generator
 from trio_designer.models._client import ChatResponse, Usage
 from trio_designer.models._limiter import AdaptiveLimiter
 from trio_designer.models._registry import ModelRegistry, open_model_registry
@@ -176,7 +179,7 @@ async def simulated(
     simulated_model = SimulatedModel(
         name=model, latency=Latency(median=LATENCY), faults=faults or Faults(), seed=seed
     )
-    factory = partial(AdaptiveLimiter, policy=Policy(latency_signal=False))
+    factory = partial(AdaptiveLimiter, policy=LimiterPolicy(latency_signal=False))
     with trio.fail_after(BIG):
         async with open_model_registry(
             config, simulator_models=[simulated_model], limiter_factory=factory
@@ -184,30 +187,8 @@ async def simulated(
             yield Spy(registry)
 
 
-@attrs.define
-class Handoff:
-    """A ``before_model_call`` hook that records how many requests the simulator had seen."""
-
-    spy: Spy | None = None
-    seen: list[int] = attrs.field(factory=list)
-
-    async def __call__(self) -> None:
-        assert self.spy is not None
-        simulator = self.spy.registry.simulator
-        assert simulator is not None
-        self.seen.append(sum(s.requests for s in simulator.stats().models.values()))
-        await trio.lowlevel.checkpoint()
-
-
-def context(
-    spy: Spy | None, column: str, *, row_index: int = 0, handoff: Handoff | None = None
-) -> CellContext:
-    if handoff is None:
-        return CellContext(column=column, row_index=row_index, row=ROW, models=spy)
-    handoff.spy = spy
-    return CellContext(
-        column=column, row_index=row_index, row=ROW, models=spy, before_model_call=handoff
-    )
+def context(spy: Spy | None, column: str, *, row_index: int = 0) -> CellContext:
+    return CellContext(column=column, row_index=row_index, row=ROW, models=spy)
 
 
 def requests_seen(spy: Spy) -> int:
@@ -267,15 +248,13 @@ async def test_text_column_end_to_end(autojump_clock: Any) -> None:
     column = text_column(
         system_prompt="You are {{ persona }}.", inference=InferenceParams(temperature=0.3)
     )
-    handoff = Handoff()
     async with simulated(column) as spy:
-        value = await build_generator(column).agenerate(context(spy, "t", handoff=handoff))
+        value = await build_generator(column).agenerate(context(spy, "t"))
         assert trio.current_time() == LATENCY
         usage = spy.registry.usage()["gen"]
     assert isinstance(value, str)
     assert value
     assert value == value.strip()
-    assert handoff.seen == [0]  # awaited once, right before the first request
     [call] = spy.calls
     assert call.messages == [
         {"role": "system", "content": "You are a music critic."},
@@ -399,13 +378,10 @@ async def test_unusable_answers_are_reasked_then_fail(
     autojump_clock: Any, make_column: Any, fault: str, problem: str, retries: int
 ) -> None:
     column: LLMColumnConfig = make_column(max_parse_retries=retries)
-    handoff = Handoff()
     faults = Faults(**{f"rate_{fault}": 1.0})
     async with simulated(column, faults=faults) as spy:
         with pytest.raises(ModelOutputError) as info:
-            await build_generator(column).agenerate(
-                context(spy, column.name, row_index=7, handoff=handoff)
-            )
+            await build_generator(column).agenerate(context(spy, column.name, row_index=7))
         assert trio.current_time() == LATENCY * (retries + 1)
         assert requests_seen(spy) == retries + 1
         usage = spy.registry.usage()["gen"]
@@ -419,7 +395,6 @@ async def test_unusable_answers_are_reasked_then_fail(
     assert problem in str(error)
     assert usage.requests_ok == retries + 1  # every attempt counts
     assert usage.input_tokens > 0
-    assert handoff.seen == [0]  # the handoff happens once, however many attempts
     assert [len(call.messages) for call in spy.calls] == [1 + 2 * i for i in range(retries + 1)]
 
 
@@ -494,12 +469,10 @@ async def test_endpoint_errors_propagate_without_reask(
 
 async def test_undefined_template_variable_sends_nothing(autojump_clock: Any) -> None:
     column = text_column(prompt="About {{ topik }}")
-    handoff = Handoff()
     async with simulated(column) as spy:
         with pytest.raises(NonRetryableGenerationError, match=r"prompt references 'topik'"):
-            await build_generator(column).agenerate(context(spy, "t", handoff=handoff))
+            await build_generator(column).agenerate(context(spy, "t"))
         assert requests_seen(spy) == 0
-    assert handoff.seen == []
 
 
 async def test_no_registry_is_a_non_retryable_error() -> None:
@@ -584,3 +557,31 @@ def test_llm_generator_is_abstract_about_parsing() -> None:
     generator = LLMGenerator(text_column())
     with pytest.raises(NotImplementedError):
         generator.parse(response("x"))
+
+
+# --------------------------------------------------------------------------- in the engine
+
+
+async def test_the_engine_hands_each_llm_task_over_once_however_many_requests(
+    autojump_clock: Any,
+) -> None:
+    """The LLM-wait handoff has one owner, the engine: it moves each LLM task to the LLM-wait
+    pool once, before calling the generator; re-asks after unparseable answers are further
+    requests of the same task, not further handoffs."""
+    config = PipelineConfig(
+        columns=(
+            CategorySampler(name="topic", values=("jazz", "chess")),
+            structured_column(max_parse_retries=5),
+        ),
+        models=(ModelConfig(alias="gen", model="gen"),),
+    )
+    model = SimulatedModel(
+        name="gen", latency=Latency(median=LATENCY), faults=Faults(rate_malformed=0.5), seed=1
+    )
+    with trio.fail_after(BIG):
+        result = await TrioDesigner(simulator_models=[model]).preview(config, num_records=10)
+    assert result.slots is not None
+    assert result.slots.handoffs == 10  # one per cell of "facts"
+    # Some cells needed re-asks. (Which ones, and whether one runs out of re-asks, depends on
+    # the order requests reach the simulator, which draws its faults by arrival: not asserted.)
+    assert result.usage["gen"]["requests_ok"] > 10

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from trio_designer._core._limits import LimitChange, Policy
+from trio_designer._core._limits import LimitChange, LimiterPolicy
 from trio_designer._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 from trio_designer._exceptions import (
     ConfigError,
@@ -47,7 +47,7 @@ SECRET = "sk-test-0123456789abcdefSECRET"
 
 # Latency-aware probing halves admissions now and then; these tests pin exact makespans, so
 # they use the 429-only policy (the latency signal has its own tests).
-NO_LATENCY = partial(AdaptiveLimiter, policy=Policy(latency_signal=False))
+NO_LATENCY = partial(AdaptiveLimiter, policy=LimiterPolicy(latency_signal=False))
 
 
 def pipeline(*models: ModelConfig, providers: Sequence[ModelProvider] = ()) -> PipelineConfig:
@@ -265,7 +265,10 @@ async def test_a_429_storm_on_one_model_never_slows_the_other(autojump_clock: An
 
     def factory(name: str, ceiling: int) -> AdaptiveLimiter:
         return AdaptiveLimiter(
-            name, ceiling, policy=Policy(latency_signal=False), on_change=changes[name].append
+            name,
+            ceiling,
+            policy=LimiterPolicy(latency_signal=False),
+            on_change=changes[name].append,
         )
 
     storm = sim("storm", faults=Faults(rate_429=1.0), retry_after=1.0)

@@ -36,24 +36,22 @@ from trio_designer import (
     RunConfig,
     TrioDesigner,
 )
-from trio_designer._engine._runtime import RunState
-from trio_designer._graph import ExecutionGraph
-from trio_designer._progress import (
+from trio_designer._engine._state import RunState
+from trio_designer._observe._progress import make_reporter, resolve_progress
+from trio_designer._observe._progress_model import (
     ColumnProgress,
     EndpointProgress,
-    PlainProgress,
     ProgressSnapshot,
     ProgressTracker,
     RateMeter,
     format_eta,
-    format_plain,
     format_rate,
-    make_reporter,
-    resolve_progress,
     rows_to_generate,
 )
+from trio_designer._observe._progress_plain import PlainProgress, format_plain
+from trio_designer._plan import ExecutionGraph
 from trio_designer._sink import MemorySink
-from trio_designer.generators import build_generator
+from trio_designer.generators._registry import build_generator
 from trio_designer.models._limiter import LimiterStatistics
 from trio_designer.models._registry import ModelUsage
 
@@ -62,7 +60,7 @@ rich = pytest.importorskip("rich")
 from rich.console import Console  # noqa: E402
 from rich.file_proxy import FileProxy  # noqa: E402
 
-from trio_designer._progress_rich import RichProgress, render_frame  # noqa: E402
+from trio_designer._observe._progress_rich import RichProgress, render_frame  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

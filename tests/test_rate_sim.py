@@ -21,7 +21,7 @@ import attrs
 import pytest
 
 from trio_designer._core._aimd import AimdController
-from trio_designer._core._limits import DEFAULT_POLICY, Admission, LimitChange, Policy
+from trio_designer._core._limits import DEFAULT_POLICY, Admission, LimitChange, LimiterPolicy
 from trio_designer._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 
 Capacity = Callable[[float], int]
@@ -58,7 +58,7 @@ def simulate(
     retry_after: float | None = 1.0,
     ready: int | None = None,
     seed: int = 1,
-    policy: Policy = DEFAULT_POLICY,
+    policy: LimiterPolicy = DEFAULT_POLICY,
     retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
     round_trip: float = 0.001,
 ) -> Run:

@@ -283,10 +283,12 @@ async def test_gpu_mode_never_serves_more_than_capacity_at_once(
         assert sim.stats()["gpu"].queued == 0
 
 
-async def test_hosted_mode_answers_429_beyond_capacity_with_rate_limit_headers(
+async def test_hosted_mode_answers_429_beyond_capacity_and_keeps_the_capacity_hidden(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Beyond ``capacity`` concurrent requests a hosted model answers 429 at once."""
+    """Beyond ``capacity`` concurrent requests a hosted model answers 429 at once, with
+    ``Retry-After`` (whole seconds, rounded up) and ``retry-after-ms``, but no budget headers:
+    the capacity is a hidden limit."""
     model = SimulatedModel(name="api", capacity=4, retry_after=2.5, latency=Latency(median=1.0))
     async with simulated(model) as (sim, client):
         start = trio.current_time()
@@ -304,11 +306,10 @@ async def test_hosted_mode_answers_429_beyond_capacity_with_rate_limit_headers(
         assert all(t == 0 for t, _ in limited)
         assert sorted(r.status_code for _, r in responses) == [200] * 4 + [429] * 6
         headers = limited[0][1].headers
-        assert headers["retry-after"] == "2.5"
+        assert headers["retry-after"] == "3"
         assert headers["retry-after-ms"] == "2500"
-        assert headers["x-ratelimit-limit-requests"] == "4"
-        assert headers["x-ratelimit-remaining-requests"] == "0"
-        assert headers["x-ratelimit-reset-requests"] == "2.5s"
+        assert not [name for name in headers if "ratelimit" in name]
+        assert not [name for name in responses[0][1].headers if "ratelimit" in name]
         assert limited[0][1].json()["error"]["code"] == "rate_limit_exceeded"
         stats = sim.stats()["api"]
         assert (stats.requests, stats.rate_limited, stats.completed, stats.faults_sent) == (
@@ -317,43 +318,60 @@ async def test_hosted_mode_answers_429_beyond_capacity_with_rate_limit_headers(
             4,
             0,
         )
-        assert stats.peak_concurrency == 4
+        assert (stats.limited_by_capacity, stats.peak_concurrency, stats.capacity) == (6, 4, 4)
+        assert {r.limited_by for r in sim.request_log() if r.status == 429} == {"capacity"}
 
 
-async def test_hosted_rpm_budget_slides_over_a_60_second_window(
+async def test_hosted_rpm_budget_refills_one_request_every_60_over_rpm_seconds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """With rpm=3 the fourth request in a minute gets 429 until the oldest one expires."""
+    """rpm=3 is a bucket of 3 refilled at one request per 20 s: a burst of 3, then a 429 that
+    says exactly when the next request fits; reset says when the bucket is full again."""
     model = SimulatedModel(name="api", rpm=3, latency=Latency(median=0.0))
     async with simulated(model) as (sim, client):
         body = chat("api", "hi")
         first = [(await client.post("/chat/completions", json=body)) for _ in range(3)]
+        assert [r.headers["x-ratelimit-limit-requests"] for r in first] == ["3"] * 3
         assert [r.headers["x-ratelimit-remaining-requests"] for r in first] == ["2", "1", "0"]
+        assert [r.headers["x-ratelimit-reset-requests"] for r in first] == ["20s", "40s", "1m0s"]
         refused = await client.post("/chat/completions", json=body)
         assert refused.status_code == 429
-        assert refused.headers["x-ratelimit-reset-requests"] == "60s"
-        await trio.sleep(59)
-        assert (await client.post("/chat/completions", json=body)).status_code == 429
+        assert (refused.headers["retry-after"], refused.headers["retry-after-ms"]) == (
+            "20",
+            "20000",
+        )
+        assert refused.headers["x-ratelimit-reset-requests"] == "1m0s"
+        await trio.sleep(19)
+        refused = await client.post("/chat/completions", json=body)
+        assert (refused.status_code, refused.headers["retry-after-ms"]) == (429, "1000")
         await trio.sleep(1)
         assert (await client.post("/chat/completions", json=body)).status_code == 200
-        assert sim.stats()["api"].rate_limited == 2
+        stats = sim.stats()["api"]
+        assert (stats.rate_limited, stats.limited_by_rpm, stats.admitted) == (2, 2, 4)
+        assert stats.rpm_remaining == 0
 
 
-async def test_hosted_tpm_budget_counts_prompt_and_completion_tokens(
+async def test_hosted_tpm_budget_charges_prompt_plus_max_tokens_at_admission(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """A request whose tokens would overflow the TPM window gets 429 with token headers."""
+    """A request is charged prompt tokens + max_tokens; one that does not fit gets 429 with
+    token headers and the exact wait until the bucket holds its charge."""
     model = SimulatedModel(name="api", tpm=100, latency=Latency(median=0.0))
-    async with simulated(model) as (_, client):
-        body = chat("api", "x" * 200, max_tokens=10)  # 50 prompt + at most 10 completion tokens
+    async with simulated(model) as (sim, client):
+        body = chat("api", "x" * 200, max_tokens=30)  # 50 prompt + 30 reserved = 80 charged
         ok = await client.post("/chat/completions", json=body)
         usage = ok.json()["usage"]
         assert usage["prompt_tokens"] == 50
-        assert ok.headers["x-ratelimit-remaining-tokens"] == str(100 - usage["total_tokens"])
+        assert ok.headers["x-ratelimit-remaining-tokens"] == "20"
         refused = await client.post("/chat/completions", json=body)
         assert refused.status_code == 429
         assert refused.headers["x-ratelimit-limit-tokens"] == "100"
+        assert refused.headers["retry-after-ms"] == "36000"  # 60 missing tokens at 100/60 s
         assert "TPM" in refused.json()["error"]["message"]
+        [first, second] = sim.request_log()
+        assert (first.charged_tokens, first.prompt_tokens) == (80, 50)
+        assert first.completion_tokens == usage["completion_tokens"]
+        assert (second.limited_by, second.charged_tokens) == ("tpm", 0)
 
 
 async def test_latency_is_median_plus_per_output_token_time(
@@ -1157,7 +1175,7 @@ def test_parse_model_spec_reads_the_cli_form() -> None:
     assert parse_model_spec("bare") == SimulatedModel(name="bare")
     with pytest.raises(
         ConfigError,
-        match=r"^--model 'g:capacty=3': unknown key 'capacty'; did you mean 'capacity'\?$",
+        match=r"^model spec 'g:capacty=3': unknown key 'capacty'; did you mean 'capacity'\?$",
     ):
         parse_model_spec("g:capacty=3")
 
@@ -1212,4 +1230,8 @@ def test_statistics_snapshot_is_a_frozen_value() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         stats.models["m"].requests = 2  # type: ignore[misc]
     assert stats["m"].requests == 1
-    assert stats.to_dict() == {"time": 0.0, "models": {"m": attrs.asdict(ModelStats(requests=1))}}
+    assert stats.to_dict() == {
+        "time": 0.0,
+        "unauthorized": 0,
+        "models": {"m": attrs.asdict(ModelStats(requests=1))},
+    }

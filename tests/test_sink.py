@@ -10,6 +10,8 @@ import datetime as dt
 import itertools
 import json
 import math
+import os
+import stat
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -33,6 +35,7 @@ from trio_designer._sink import (
     ParquetSink,
     build_table,
     row_group_file,
+    write_atomically,
 )
 
 FINGERPRINT = "sha256:" + "a" * 64
@@ -390,8 +393,8 @@ async def test_reopening_without_resume_refuses_written_row_groups(harness: Harn
     refused = harness.reopen()
     with pytest.raises(
         SinkError,
-        match=r" already holds 1 written row group\(s\) of this run; resume the run "
-        r"\(--resume\), or (choose another --output-dir|use a new MemorySink)",
+        match=r" already holds 1 written row group\(s\) of this run; pass resume=True to "
+        r"continue it, or (pass another output_dir= or remove the directory|use a new MemorySink)",
     ):
         await refused.open(
             fingerprint=FINGERPRINT, config=CONFIG, num_records=100, row_group_size=10, resume=False
@@ -746,7 +749,7 @@ async def test_a_non_empty_directory_without_metadata_is_refused(out: Path, junk
     with pytest.raises(
         SinkError,
         match=r"^output directory '.*out' is not empty and has no metadata\.json, so it holds no "
-        r"trio_designer run; choose another --output-dir or empty the directory\.$",
+        r"trio_designer run; pass another output_dir= or empty the directory\.$",
     ):
         await open_sink(ParquetSink(out))
 
@@ -760,7 +763,9 @@ async def test_empty_scaffolding_from_a_crashed_open_is_accepted(out: Path) -> N
 
 async def test_a_file_as_output_dir_is_refused(out: Path) -> None:
     write_file(out, "x")
-    with pytest.raises(SinkError, match=r"^output directory '.*out' is a file; choose another"):
+    with pytest.raises(
+        SinkError, match=r"^output directory '.*out' is a file; pass another output_dir=\.$"
+    ):
         await open_sink(ParquetSink(out))
 
 
@@ -847,6 +852,70 @@ def test_row_group_file_names_are_zero_padded() -> None:
         "parquet-files/row-group-00042.parquet",
         "parquet-files/row-group-123456.parquet",
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The atomic write (metadata, row-group files, trace.json, failures.jsonl)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_write_atomically_fsyncs_the_file_then_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Content fsynced while the old file is still in place; the directory fsynced after the
+    rename, so the new entry survives a power cut.
+
+    ``os.fsync`` (the standard library, not our code) is wrapped to note, at each call, what
+    the descriptor is (a file or the directory, by inode) and what a reader of the
+    destination sees at that moment; it still really fsyncs.
+    """
+    target = tmp_path / "record.json"
+    target.write_bytes(b"old")
+    real_fsync = os.fsync
+    synced: list[tuple[str, int, bytes]] = []
+
+    def observed_fsync(fd: int) -> None:
+        status = os.fstat(fd)
+        kind = "directory" if stat.S_ISDIR(status.st_mode) else "file"
+        synced.append((kind, status.st_ino, target.read_bytes()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", observed_fsync)
+    write_atomically(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert synced == [
+        ("file", target.stat().st_ino, b"old"),  # the tmp file, renamed over the target later
+        ("directory", tmp_path.stat().st_ino, b"new"),  # after the rename
+    ]
+    assert listdir(tmp_path) == ["record.json"]  # no tmp file left
+
+
+def test_write_atomically_streams_into_a_tmp_dir_and_can_give_up(tmp_path: Path) -> None:
+    """A writer function streams the content through ``tmp_dir``; a ``before_replace`` that
+    raises leaves the destination untouched and no tmp file behind."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    target = tmp_path / "data.bin"
+    seen_in_scratch: list[list[str]] = []
+
+    def write(stream: BinaryIO) -> None:
+        stream.write(b"streamed")
+        seen_in_scratch.append(listdir(scratch))
+
+    write_atomically(target, write, tmp_dir=scratch)
+    assert target.read_bytes() == b"streamed"
+    assert [[name.startswith("data.bin.") for name in names] for names in seen_in_scratch] == [
+        [True]
+    ]
+
+    def give_up() -> None:
+        raise RuntimeError("cancelled before the rename")
+
+    with pytest.raises(RuntimeError, match="before the rename"):
+        write_atomically(target, b"lost", tmp_dir=scratch, before_replace=give_up)
+    assert target.read_bytes() == b"streamed"
+    assert listdir(scratch) == []
+    assert listdir(tmp_path) == ["data.bin", "scratch"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from trio_designer._engine._slots import SlotToken, TaskSlots
+from trio_designer._engine._dispatch import SlotToken, TaskSlots
 
 
 async def test_handoff_frees_the_submission_slot() -> None:

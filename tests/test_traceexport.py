@@ -36,19 +36,12 @@ from trio_designer import (
     RunConfig,
     TrioDesigner,
 )
-from trio_designer._core._limits import LimitChange, Policy
-from trio_designer._exceptions import TrioDesignerError
-from trio_designer._traceexport import (
-    CHROME_TRACE_FILE,
-    PLOT_INSTALL_HINT,
-    TraceExportError,
-    active_intervals,
-    assign_lanes,
-    export_chrome_trace,
-    limit_change_fields,
-    load_run_trace,
-    plot_timeline,
-)
+from trio_designer._core._limits import LimitChange, LimiterPolicy
+from trio_designer._exceptions import TraceExportError, TrioDesignerError
+from trio_designer._observe import export_chrome_trace, limit_change_fields, load_run_trace
+from trio_designer._observe._perfetto import assign_lanes
+from trio_designer._observe._plot import PLOT_INSTALL_HINT, active_intervals, plot_timeline
+from trio_designer._sink import CHROME_TRACE_FILE
 from trio_designer.config import LLMTextColumn, ModelConfig
 from trio_designer.models._limiter import AdaptiveLimiter, StaticLimiter
 from trio_designer.models._registry import open_model_registry
@@ -316,7 +309,11 @@ def test_times_are_microseconds_since_the_start(runs: dict[str, Path], tmp_path:
 
 
 def test_a_run_without_trace_says_how_to_record_one(tmp_path: Path) -> None:
-    with pytest.raises(TraceExportError, match=r"has no trace\.json.*--trace") as caught:
+    with pytest.raises(
+        TraceExportError,
+        match=r"has no trace\.json; tracing is off by default: run again with "
+        r"RunConfig\(trace=True\) \(in YAML: run: \{trace: true\}\)\.$",
+    ) as caught:
         export_chrome_trace(tmp_path)
     assert isinstance(caught.value, TrioDesignerError)
 
@@ -422,7 +419,7 @@ async def test_model_endpoints_get_running_and_limit_counters(
 
 @pytest.mark.parametrize(
     "factory",
-    [AdaptiveLimiter, partial(AdaptiveLimiter, policy=Policy(latency_signal=False))],
+    [AdaptiveLimiter, partial(AdaptiveLimiter, policy=LimiterPolicy(latency_signal=False))],
     ids=["default", "partial"],
 )
 async def test_registry_reports_limit_changes_with_the_endpoint_name(

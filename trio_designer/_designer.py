@@ -2,7 +2,9 @@
 
 Async-native: ``await TrioDesigner().create(config, num_records=..., output_dir=...)`` runs inside
 the caller's own ``trio.run`` (and nursery, if they like); ``create_sync`` / ``preview_sync`` wrap
-it in a private ``trio.run`` for scripts and notebooks without an event loop.
+it in a private ``trio.run`` for scripts without an event loop; asyncio code and Jupyter cells
+await ``trio_designer.aio.create`` / ``preview``. Each entry point checks its caller first
+(:mod:`._eventloop`).
 """
 
 from __future__ import annotations
@@ -12,22 +14,33 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import trio
 
-from ._engine._async import run_async
-from ._engine._runtime import ColumnCounts, FailureRecord, RunState
-from ._engine._slots import SlotStatistics, TaskSlots
+from ._engine._async import AsyncEngine
+from ._engine._dispatch import SlotStatistics
+from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
-from ._engine._trace import TaskTrace
+from ._eventloop import check_sync_caller, check_trio_caller
 from ._exceptions import ConfigError
-from ._progress import make_reporter, resolve_progress
+from ._observe import TaskTrace, make_reporter, resolve_progress
+from ._plan import ExecutionGraph
 from .config import PipelineConfig
+from .generators._base import ColumnGenerator
+from .generators._registry import build_generator
+
+if TYPE_CHECKING:
+    from .models._registry import ModelRegistry
 
 EngineName = Literal["async", "sync"]
-RunStatus = Literal["complete", "early_shutdown", "interrupted"]
+#: How a run that returned a result ended. A run that is interrupted (an outer cancel scope,
+#: Ctrl-C) returns nothing: the cancellation propagates, as trio requires, after the finished
+#: row groups and ``metadata.json`` (``status: "interrupted"``) are written.
+RunStatus = Literal["complete", "early_shutdown"]
+#: What ``metadata.json`` records: a returned run's status, or ``"interrupted"``.
+_RecordedStatus = Literal["complete", "early_shutdown", "interrupted"]
 
 
 @attrs.frozen(kw_only=True)
@@ -51,7 +64,8 @@ class RunResult:
     """What a run produced.
 
     Attributes:
-      status: ``complete``, ``early_shutdown`` (the error-rate gate tripped) or ``interrupted``.
+      status: ``complete``, or ``early_shutdown`` (the error-rate gate tripped). An interrupted
+        run returns no result (see :data:`RunStatus`).
       engine: ``async`` or ``sync``.
       num_records_requested: rows asked for.
       num_records_written: rows written by this run (surviving rows of the row groups it
@@ -164,7 +178,10 @@ class TrioDesigner:
         Raises:
           ConfigError: the configuration is invalid (raised before any request is sent).
           SinkError: the output directory holds a different run, or writing failed.
+          EventLoopError: not awaited by a Trio task (under asyncio, use
+            ``trio_designer.aio.create``).
         """
+        check_trio_caller("create")
         from ._sink import ParquetSink
         from .config import config_fingerprint
 
@@ -193,7 +210,14 @@ class TrioDesigner:
             )
 
     async def preview(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
-        """Generate ``num_records`` rows in memory (nothing written); for a quick look."""
+        """Generate ``num_records`` rows in memory (nothing written); for a quick look.
+
+        Raises:
+          ConfigError: the configuration is invalid (raised before any request is sent).
+          EventLoopError: not awaited by a Trio task (under asyncio, use
+            ``trio_designer.aio.preview``).
+        """
+        check_trio_caller("preview")
         from ._sink import MemorySink
 
         graph, generators = _prepare(config, num_records)
@@ -219,7 +243,14 @@ class TrioDesigner:
         output_dir: str | os.PathLike[str],
         resume: bool = False,
     ) -> RunResult:
-        """``create`` for code outside an event loop (runs its own ``trio.run``)."""
+        """``create`` for code outside an event loop (runs its own ``trio.run``).
+
+        Raises:
+          EventLoopError: called inside ``trio.run`` or while an asyncio loop runs in this
+            thread (a Jupyter cell): it would block that loop; the message says what to await.
+          ConfigError, SinkError: as :meth:`create`.
+        """
+        check_sync_caller("create")
         return trio.run(
             partial(
                 self.create, config, num_records=num_records, output_dir=output_dir, resume=resume
@@ -227,7 +258,14 @@ class TrioDesigner:
         )
 
     def preview_sync(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
-        """``preview`` for code outside an event loop."""
+        """``preview`` for code outside an event loop.
+
+        Raises:
+          EventLoopError: called inside ``trio.run`` or while an asyncio loop runs in this
+            thread; the message says what to await instead.
+          ConfigError: as :meth:`preview`.
+        """
+        check_sync_caller("preview")
         return trio.run(partial(self.preview, config, num_records=num_records))
 
     def _open_models(
@@ -250,14 +288,14 @@ class TrioDesigner:
 
     async def _execute(
         self,
-        config: Any,
-        graph: Any,
-        generators: Any,
+        config: PipelineConfig,
+        graph: ExecutionGraph,
+        generators: Mapping[str, ColumnGenerator],
         sink: Any,
         num_records: int,
         output_dir: Path | None,
         done: frozenset[int],
-        models: Any,
+        models: ModelRegistry | None,
         changes: _LimitChanges,
     ) -> RunResult:
         state = RunState(
@@ -272,12 +310,12 @@ class TrioDesigner:
             models=models,
         )
         changes.state = state
-        slots = TaskSlots(config.run.max_submitted_tasks, config.run.max_llm_wait_tasks)
+        engine = AsyncEngine.for_run(state) if self.engine == "async" else None
         start = trio.current_time()
         state.trace.origin = start
-        status: RunStatus = "interrupted"
+        status: _RecordedStatus = "interrupted"
         try:
-            await self._run_engine(state, slots)
+            await self._run_engine(state, engine)
             status = "early_shutdown" if state.early_shutdown else "complete"
         finally:
             with trio.CancelScope(shield=True):
@@ -287,7 +325,7 @@ class TrioDesigner:
                     )
                 await sink.close(status=status, summary=_summary(state, status))
         return RunResult(
-            status=status,
+            status="early_shutdown" if state.early_shutdown else "complete",
             engine=self.engine,
             num_records_requested=num_records,
             num_records_written=state.rows_written,
@@ -298,21 +336,22 @@ class TrioDesigner:
             files=_dataset_files(sink),
             traces=tuple(state.trace.records),
             elapsed=trio.current_time() - start,
-            slots=slots.statistics() if self.engine == "async" else None,
+            slots=None if engine is None else engine.slots.statistics(),
             usage={} if models is None else {a: u.to_dict() for a, u in models.usage().items()},
             model_limits={}
             if models is None
             else {name: lim.statistics() for name, lim in models.limiters().items()},
         )
 
-    async def _run_engine(self, state: RunState, slots: TaskSlots) -> None:
+    async def _run_engine(self, state: RunState, engine: AsyncEngine | None) -> None:
+        """Run ``engine`` (the async one), or the sync baseline when it is ``None``."""
         reporter = make_reporter(self.progress, state)
         async with trio.open_nursery() as nursery:
             if reporter is not None:
                 nursery.start_soon(reporter.run)
             try:
-                if self.engine == "async":
-                    await run_async(state, slots)
+                if engine is not None:
+                    await engine.run()
                 else:
                     await run_sync(state)
             finally:
@@ -331,16 +370,15 @@ class _LimitChanges:
 
     def __call__(self, endpoint: str, change: Any) -> None:
         if self.state is not None:
-            from ._traceexport import limit_change_fields
+            from ._observe import limit_change_fields
 
             self.state.emit("limit_change", **limit_change_fields(endpoint, change))
 
 
-def _prepare(config: Any, num_records: int) -> tuple[Any, dict[str, Any]]:
+def _prepare(
+    config: PipelineConfig, num_records: int
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator]]:
     """Validate everything that can be validated without a request; build the generators."""
-    from ._graph import ExecutionGraph
-    from .generators import build_generator
-
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     graph = ExecutionGraph.from_config(config)
@@ -357,7 +395,8 @@ def _dataset_files(sink: Any) -> tuple[str, ...]:
 
 
 def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:
-    from ._tracefile import append_failures, write_trace
+    from ._observe import write_trace
+    from ._sink import append_failures
 
     if state.failures:
         append_failures(output_dir, state.failures)

@@ -14,7 +14,10 @@ Grouped by what the caller can do about it::
     │       ├── ModelRequestError           400/401/403/404/413/422, context window, quota
     │       └── ModelOutputError            the model answered, but its output never parsed
     ├── SinkError (OSError)                 writing the dataset failed
-    └── RunInterrupted                      the run stopped early; what finished is on disk
+    ├── TraceExportError (ValueError)       a recorded trace cannot be exported or plotted
+    ├── RunInterrupted                      the run stopped early; what finished is on disk
+    └── EventLoopError (RuntimeError)       called from the wrong event loop; the message
+                                            says what to call instead (``trio_designer.aio``)
 
 Any other exception raised by a generator (for instance a user's custom function raising
 ``KeyError``) is treated as a :class:`NonRetryableGenerationError` for that cell: the row is
@@ -23,11 +26,30 @@ dropped, the run goes on. ``trio.Cancelled`` and ``KeyboardInterrupt`` are never
 Messages are whole sentences that name the column or field and say what to do. They never
 contain an API key: model errors are built from status codes and response bodies only, and the
 client redacts the ``Authorization`` header before anything is formatted.
+
+Messages speak Python: when the remedy is an argument the caller can change, they name it as a
+Python caller writes it (:data:`RESUME_ARGUMENT`, :data:`OUTPUT_DIR_ARGUMENT`,
+:data:`TRACE_SETTING`), never as a command-line flag. The command line rewrites exactly these
+spellings into its flags (``trio_designer/cli/_errors.py``), so one message serves both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
+
+RESUME_ARGUMENT: Final = "resume=True"
+"""How a message tells the caller to continue a run (``TrioDesigner.create(..., resume=True)``;
+on the command line ``--resume``)."""
+
+OUTPUT_DIR_ARGUMENT: Final = "output_dir="
+"""How a message names the output directory argument (on the command line ``--output-dir``)."""
+
+TRACE_SETTING: Final = "RunConfig(trace=True)"
+"""How a message tells the caller to record a trace (on the command line ``--trace``)."""
+
+ARGUMENT_SPELLINGS: Final = (RESUME_ARGUMENT, OUTPUT_DIR_ARGUMENT, TRACE_SETTING)
+"""Every Python spelling a message may use for something the command line spells as a flag."""
 
 
 class TrioDesignerError(Exception):
@@ -148,5 +170,21 @@ class SinkError(TrioDesignerError, OSError):
     """Writing a row group or the run metadata failed."""
 
 
+class TraceExportError(TrioDesignerError, ValueError):
+    """A trace cannot be exported or plotted: no ``trace.json``, an unreadable one, an output
+    format we cannot write, or matplotlib missing (the message says what to do)."""
+
+
+class EventLoopError(TrioDesignerError, RuntimeError):
+    """A call was made from an event loop it cannot run in; the message says what to call.
+
+    ``TrioDesigner.create``/``preview`` are Trio coroutines; ``create_sync``/``preview_sync``
+    start their own ``trio.run`` and so cannot be called while an event loop runs in the thread
+    (a Jupyter cell, code under ``asyncio.run``, or inside ``trio.run``);
+    ``trio_designer.aio.create``/``preview`` are for asyncio.
+    """
+
+
 class RunInterrupted(TrioDesignerError):
     """The run stopped before every row group finished; finished row groups are on disk."""
+

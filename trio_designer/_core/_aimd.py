@@ -122,7 +122,7 @@ from collections import deque
 from typing import Literal
 
 from ._latency import MIN_LATENCY, LatencySignal
-from ._limits import DEFAULT_POLICY, Admission, LimitChange, Policy
+from ._limits import DEFAULT_POLICY, Admission, LimitChange, LimiterPolicy
 
 __all__ = ["AimdController", "runs_that_mean_load"]
 
@@ -185,7 +185,7 @@ class AimdController:
       ValueError: if ``ceiling < 1``.
     """
 
-    def __init__(self, ceiling: int, policy: Policy = DEFAULT_POLICY) -> None:
+    def __init__(self, ceiling: int, policy: LimiterPolicy = DEFAULT_POLICY) -> None:
         if ceiling < 1:
             raise ValueError(f"an adaptive limit needs a ceiling of at least 1, got {ceiling}")
         self._policy = policy
@@ -231,7 +231,7 @@ class AimdController:
 
     # -- read-only state --------------------------------------------------------------------
     @property
-    def policy(self) -> Policy:
+    def policy(self) -> LimiterPolicy:
         return self._policy
 
     @property

@@ -20,7 +20,9 @@ class ErrorRateWindow:
       threshold: error fraction that trips the gate (``RunConfig.shutdown_error_rate``);
         ``1.0`` or more disables the gate.
 
-    Invariant: ``0 <= errors <= len(outcomes) <= window``.
+    Invariant: ``0 <= errors <= len(outcomes) <= window``, and once tripped the gate stays
+    tripped. Checked by ``tests/test_completion_tracker.py::
+    test_error_window_trips_only_when_full_and_above_threshold``.
     """
 
     def __init__(self, window: int, threshold: float) -> None:

@@ -161,7 +161,7 @@ from typing import Literal
 
 import attrs
 
-from ._limits import Admission, LimitChange, Policy
+from ._limits import Admission, LimitChange, LimiterPolicy
 
 __all__ = ["MIN_LATENCY", "LatencySignal", "LatencySummary", "summarize_latencies"]
 
@@ -229,7 +229,7 @@ def summarize_latencies(latencies: Sequence[float]) -> LatencySummary:
     return LatencySummary(mean=mean, rel_se=se / mean, samples=n)
 
 
-def _verify_after(policy: Policy) -> int:
+def _verify_after(policy: LimiterPolicy) -> int:
     """Regular windows after which a provisional baseline is verified by a probe."""
     return max(1, math.ceil(policy.probe_interval / _VERIFY_FRACTION))
 
@@ -379,7 +379,7 @@ class LatencySignal:
       policy: the tunables (its ``latency_*`` fields and ``probe_interval``).
     """
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: LimiterPolicy) -> None:
         self._policy = policy
         self._successes = 0
         # Invariant: _window.cap is not None iff a probe is running.

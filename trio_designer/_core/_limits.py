@@ -4,7 +4,7 @@ An adaptive limit (:class:`~trio_designer._core._aimd.AimdController`) combines 
 one file each: the 429 rule in :mod:`trio_designer._core._aimd`, and the latency signal (the
 GPU knee) in :mod:`trio_designer._core._latency`. The values they share live here, so that
 both can import them and neither imports the other's internals: the tunables of both
-(:class:`Policy`), the ticket of one admitted request (:class:`Admission`), and the record of
+(:class:`LimiterPolicy`), the ticket of one admitted request (:class:`Admission`), and the record of
 one change of the limit (:class:`LimitChange`). Pure values: no trio, no I/O.
 """
 
@@ -14,7 +14,7 @@ from typing import Literal
 
 import attrs
 
-__all__ = ["DEFAULT_POLICY", "Admission", "ChangeReason", "LimitChange", "Policy"]
+__all__ = ["DEFAULT_POLICY", "Admission", "ChangeReason", "LimitChange", "LimiterPolicy"]
 
 ChangeReason = Literal["rate_limited", "latency", "increase"]
 """Why a limit changed: a 429 cut, a latency cut, or additive increase."""
@@ -25,12 +25,12 @@ def _in_open_unit_interval(
 ) -> None:
     if not 0.0 < value < 1.0:
         raise ValueError(
-            f"Policy.{attribute.name} must be between 0 and 1 (exclusive), got {value}."
+            f"LimiterPolicy.{attribute.name} must be between 0 and 1 (exclusive), got {value}."
         )
 
 
 @attrs.frozen(kw_only=True)
-class Policy:
+class LimiterPolicy:
     """The tunables of one adaptive limiter, with the defaults argued in the module docstrings
     of :mod:`trio_designer._core._aimd` (429s) and :mod:`trio_designer._core._latency`.
 
@@ -85,13 +85,13 @@ class Policy:
     def __attrs_post_init__(self) -> None:
         if self.latency_tolerance < self.latency_hold:
             raise ValueError(
-                f"Policy.latency_tolerance ({self.latency_tolerance}) must be at least "
-                f"Policy.latency_hold ({self.latency_hold}): the limit stops growing before it "
-                "is cut, never after."
+                f"LimiterPolicy.latency_tolerance ({self.latency_tolerance}) must be at least "
+                f"LimiterPolicy.latency_hold ({self.latency_hold}): the limit stops growing "
+                "before it is cut, never after."
             )
 
 
-DEFAULT_POLICY = Policy()
+DEFAULT_POLICY = LimiterPolicy()
 """The policy used when none is given."""
 
 

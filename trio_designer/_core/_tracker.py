@@ -22,18 +22,25 @@ slots are scarce. Complexity: O(log n) per event, plus O(downstream) readiness c
 Retryable failures are *deferred*: they leave the frontier until the row group *stalls* (nothing
 ready, nothing in flight, only deferred work left). Then a salvage round re-offers every deferred
 task whose backoff has elapsed (the engine sleeps until the earliest one). A task deferred more
-than ``max_retries`` times is exhausted and its row is dropped — except rate-limited deferrals,
-which have their own, larger budget (``max_rate_limited_retries``), because a 429 says "later",
-not "never" (reference bug #575: sustained 429s must not turn into a zero-record run).
+often than the run's :class:`~trio_designer._core._retry.RetryPolicy` allows is exhausted and
+its row is dropped; rate-limited deferrals have their own, larger budget.
 
-Invariants (checked by ``property_tests/test_tracker_machine.py``):
+The graph comes in through :class:`TaskGraph`, the part of
+:class:`~trio_designer._plan.ExecutionGraph` the tracker reads: ``_core`` is the bottom layer
+and imports nothing above it, so it declares what it needs and the one graph type provides it.
 
-* every task is in at most one of: ready, in flight, deferred, done;
-  (``TrackerMachine.states_are_disjoint``)
+Invariants (checked by ``property_tests/test_completion_tracker_machine.py``, rule or invariant
+of ``CompletionTrackerMachine`` named in brackets):
+
+* every task is in at most one of: ready, in flight, deferred, done
+  (``states_are_disjoint``);
 * a ready or in-flight cell task's upstream cells are done (``ready_tasks_have_inputs``);
 * no task of a dropped row is ever ready, and none is dispatched again
-  (``dropped_rows_never_become_ready``); a completion arriving for a dropped row is ignored;
+  (``dropped_rows_never_become_ready``); a completion arriving for a dropped row is ignored
+  (``late_result_of_dropped_row``); a drop returns exactly the in-flight tasks it orphans,
+  for the engine to cancel (``defer``, ``fail``, ``drop_row``);
 * a task is completed at most once (``no_task_completes_twice``);
+* the task popped is the best ready one by (longest chain, row, column order) (``dispatch``);
 * liveness: when nothing is ready, in flight or deferred, every surviving row is complete in
   every column (``finished_means_complete``).
 """
@@ -42,11 +49,15 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 import attrs
 
+from ._retry import RetryPolicy
+
 Strategy = Literal["cell", "full_column"]
+
+_DEFAULT_RETRY = RetryPolicy()
 
 
 class Task(NamedTuple):
@@ -57,23 +68,37 @@ class Task(NamedTuple):
     row: int | None
 
 
-@attrs.frozen
-class GraphView:
-    """The part of the execution graph the tracker needs, precomputed for speed.
+class TaskGraph(Protocol):
+    """What the tracker reads of the execution graph.
 
-    Attributes:
-      order: columns in topological order.
-      upstream: column -> direct upstream columns.
-      downstream: column -> direct downstream columns.
-      strategy: column -> "cell" | "full_column".
-      priority: column -> longest chain from the column to a sink, counting itself.
+    :class:`trio_designer._plan.ExecutionGraph` is the one implementation; this protocol exists
+    so that the pure ``_core`` layer does not import the ``_plan`` package above it.
     """
 
-    order: tuple[str, ...]
-    upstream: Mapping[str, frozenset[str]]
-    downstream: Mapping[str, frozenset[str]]
-    strategy: Mapping[str, Strategy]
-    priority: Mapping[str, int]
+    @property
+    def order(self) -> Sequence[str]:
+        """Columns in topological order."""
+        ...
+
+    @property
+    def upstream(self) -> Mapping[str, frozenset[str]]:
+        """Column -> the columns it reads directly."""
+        ...
+
+    @property
+    def downstream(self) -> Mapping[str, frozenset[str]]:
+        """Column -> the columns that read it directly."""
+        ...
+
+    @property
+    def strategy(self) -> Mapping[str, Strategy]:
+        """Column -> ``"cell"`` or ``"full_column"``."""
+        ...
+
+    @property
+    def priority(self) -> Mapping[str, int]:
+        """Column -> the longest chain from it to a sink, counting itself."""
+        ...
 
 
 @attrs.frozen
@@ -111,31 +136,21 @@ class DeferOutcome(NamedTuple):
     to_cancel: list[Task]
 
 
-class RowGroupTracker:
+class CompletionTracker:
     """Completion state and ready frontier of one row group (see the module docstring).
 
     Args:
-      graph: the graph view.
+      graph: the run's execution graph.
       size: rows in the row group.
-      max_retries: how many times an ordinary retryable failure may be deferred before the task
-        is exhausted (``RunConfig.salvage_max_rounds``).
-      max_rate_limited_retries: the same budget for rate-limited (429) failures.
+      retry: the run's retry budgets (the default is ``RunConfig``'s default).
     """
 
-    def __init__(
-        self,
-        graph: GraphView,
-        size: int,
-        *,
-        max_retries: int = 2,
-        max_rate_limited_retries: int = 20,
-    ) -> None:
+    def __init__(self, graph: TaskGraph, size: int, *, retry: RetryPolicy = _DEFAULT_RETRY) -> None:
         if size < 1:
             raise ValueError(f"a row group needs at least one row, got {size}")
         self._graph = graph
         self._size = size
-        self._max_retries = max_retries
-        self._max_rate_limited = max_rate_limited_retries
+        self._retry = retry
         # Columns grouped by priority, best group first, each in column order: a pop scans the
         # groups in order and stops at the first one with a ready task (the best key's priority
         # part decides before its row part, so no later group can beat it).
@@ -315,8 +330,7 @@ class RowGroupTracker:
             return DeferOutcome(False, [])
         attempts = self._attempts.get(task, 0) + 1
         self._attempts[task] = attempts
-        budget = self._max_rate_limited if rate_limited else self._max_retries
-        if attempts > budget:
+        if attempts > self._retry.budget(rate_limited=rate_limited):
             return DeferOutcome(True, self.fail(task))
         self._in_flight.remove(task)
         self._deferred[task] = _Deferred(not_before, rate_limited)

@@ -1,358 +1,95 @@
-"""The cell-level engine: a cell runs the moment its own upstream cells finish.
+"""The cell-level engine: the three layers of the design, composed.
+
+A cell runs the moment its own upstream cells finish. Three independent layers decide what runs
+when, each in its own place:
+
+==========  ======================================  ============================================
+layer       decides                                 where
+==========  ======================================  ============================================
+1 dispatch  *what* runs next; the submission ->     :mod:`._dispatch` (``RowGroupWorker``,
+            LLM-wait handoff                        ``TaskSlots``) over the pure
+                                                    ``_core._tracker.CompletionTracker``
+2 admission *how much* is in memory                 :mod:`._admission` (``RowGroupAdmission``)
+3 models    *how fast* each endpoint takes work     ``models/_limiter.py`` (per-endpoint
+                                                    limiter, in the model registry) and
+                                                    ``models/_backlog.py`` (``EndpointBacklog``)
+==========  ======================================  ============================================
 
 Structure (one nursery per level, so no task outlives its parent)::
 
-    run_async(state)
+    AsyncEngine.run()
     └── run nursery, inside state.run_scope (cancelled on early shutdown)
-        ├── admission loop: for each row group, take a row-group token (a
-        │   trio.CapacityLimiter of max_row_groups_in_flight), start its worker
-        └── _RowGroupWorker.run()         one per admitted row group
-            └── cell nursery
-                └── _run_task()           one per dispatched task
-
-Dispatch: the worker loops "take a submission slot, then pop the best ready task" — slot first,
-so the task chosen is the best one *at the moment a slot frees* (never a stale snapshot:
-reference bug #504). Ready tasks come from the pure :class:`RowGroupTracker`.
-
-Failure semantics:
-
-* a retryable error defers the task; when the row group stalls (only deferred work left) a
-  salvage round re-offers it after its backoff; a task that exhausts its budget drops its row;
-* a non-retryable error drops the row: every in-flight sibling cell of the row is cancelled
-  through its cancel scope, and no downstream cell of the row ever starts (the tracker never
-  offers it); a failing full-column task drops its whole row group;
-* a sustained error rate cancels ``state.run_scope``: dispatch stops, in-flight cells are
-  cancelled, row groups that already finished are written (checkpoints are shielded).
-
-Invariants (each a named check in ``property_tests/test_engine_scenarios.py``):
-a cell starts only after its row's upstream cells completed (``check_upstream_before_start``);
-after a row is dropped none of its cells starts and its in-flight cells end cancelled
-(``check_dropped_rows_stop``); no cell succeeds twice (``check_no_double_success``); every
-slot token is returned, also after cancellation (``check_tokens_returned``).
+        ├── admission loop: for each row group, admission.admit(), then start its task
+        └── _row_group()                  one per admitted row group
+            ├── RowGroupWorker.run()      dispatch loop, with its own cell nursery
+            │   └── _run_task()           one per dispatched task
+            ├── state.checkpoint()        write the finished group (shielded)
+            └── admission.release()       in a finally: also when cancelled
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import trio
 
-from .._core._tracker import RowGroupTracker, Task
-from .._exceptions import ModelRateLimitedError, RetryableGenerationError
-from ..models._limiter import set_request_priority
-from ._runtime import RowGroupPlan, RunState, retry_delay
-from ._slots import SlotToken, TaskSlots
-from ._trace import TaskStatus
-
-#: At most this many inline cells run back to back before the dispatcher checkpoints.
-INLINE_BATCH = 128
-#: At most this many cells run one after the other in one task (see ``_RowGroupWorker._run_task``).
-CELLS_PER_TASK = 64
-#: The dispatcher checkpoints after this many task spawns in a row (slots free at once do not
-#: checkpoint, see ``TaskSlots.acquire_submission``).
-SPAWNS_PER_CHECKPOINT = 64
+from ..models._backlog import EndpointBacklog
+from ._admission import AdmissionTicket, RowGroupAdmission
+from ._cells import CellRunner
+from ._dispatch import RowGroupWorker, TaskSlots
+from ._state import RowGroupPlan, RunState
 
 
-async def run_async(state: RunState, slots: TaskSlots) -> None:
-    """Run every row group of ``state`` with the cell-level scheduler."""
-    run = state.run
-    admission = trio.CapacityLimiter(run.max_row_groups_in_flight)
-    with state.run_scope:
-        async with trio.open_nursery() as nursery:
-            for plan in state.plans():
-                token = object()
-                await admission.acquire_on_behalf_of(token)
-                state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
-                nursery.start_soon(_row_group, state, slots, plan, admission, token)
+class AsyncEngine:
+    """One run of the cell-level engine.
 
+    Args:
+      state: the run's shared state.
+      slots: layer 1's submission and LLM-wait pools.
+      admission: layer 2's row-group admission.
+      backlog: layer 3's per-endpoint dispatch caps (its limiters live in the model registry
+        the generators call).
+    """
 
-async def _row_group(
-    state: RunState,
-    slots: TaskSlots,
-    plan: RowGroupPlan,
-    admission: trio.CapacityLimiter,
-    token: object,
-) -> None:
-    try:
-        worker = _RowGroupWorker(state, slots, plan)
-        await worker.run()
-        await state.checkpoint(worker.buffer, worker.tracker.dropped_rows)
-    finally:
-        admission.release_on_behalf_of(token)
-
-
-class _CellRun:
-    """One attempt at one cell inside a task: what its trace record needs."""
-
-    __slots__ = ("attempt", "dispatched", "slot_acquired", "started", "task")
-
-    def __init__(self, task: Task, dispatched: float, attempt: int) -> None:
-        self.task = task
-        self.dispatched = dispatched
-        self.slot_acquired = dispatched
-        self.started: list[float] = []
-        self.attempt = attempt
-
-
-class _RowGroupWorker:
-    """Dispatches the tasks of one row group and reacts to their outcomes."""
-
-    def __init__(self, state: RunState, slots: TaskSlots, plan: RowGroupPlan) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        *,
+        slots: TaskSlots,
+        admission: RowGroupAdmission,
+        backlog: EndpointBacklog,
+    ) -> None:
         self.state = state
         self.slots = slots
-        self.plan = plan
-        self.buffer = state.new_buffer(plan)
-        self.tracker = RowGroupTracker(
-            state.view,
-            plan.size,
-            max_retries=state.run.salvage_max_rounds,
-            max_rate_limited_retries=max(state.run.salvage_max_rounds, 20),
+        self.admission = admission
+        self.backlog = backlog
+        self._cells = CellRunner(
+            state.graph, state.generators, seed=state.run.seed, models=state.models
         )
-        # Invariant: _scopes holds exactly the cancel scopes of this row group's running tasks.
-        self._scopes: dict[Task, trio.CancelScope] = {}
-        self._changed = trio.Event()
-        self._spawned = 0
+
+    @classmethod
+    def for_run(cls, state: RunState) -> AsyncEngine:
+        """The engine with the layers ``state.run`` and the pipeline's models ask for."""
+        run = state.run
+        return cls(
+            state,
+            slots=TaskSlots(run.max_submitted_tasks, run.max_llm_wait_tasks),
+            admission=RowGroupAdmission(run.max_row_groups_in_flight),
+            backlog=EndpointBacklog.for_columns(state.column_models),
+        )
 
     async def run(self) -> None:
-        self.state.backlog_listeners.add(self._wake)
+        """Run every row group of the state, at most ``max_row_groups_in_flight`` at once."""
+        state = self.state
+        with state.run_scope:
+            async with trio.open_nursery() as nursery:
+                for plan in state.plans():
+                    ticket = await self.admission.admit(plan.id)
+                    state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
+                    nursery.start_soon(self._row_group, plan, ticket)
+
+    async def _row_group(self, plan: RowGroupPlan, ticket: AdmissionTicket) -> None:
         try:
-            async with trio.open_nursery() as cells:
-                while not self.tracker.is_finished():
-                    if self.tracker.has_eligible(self.state.eligible):
-                        await self._dispatch_one(cells)
-                    elif not self.tracker.has_ready() and self.tracker.is_stalled():
-                        await self._salvage()
-                    else:
-                        # Nothing to start: wait for one of our tasks to end, or for a saturated
-                        # endpoint to free a place. No checkpoint between the checks above and
-                        # this wait: no lost wake-up.
-                        self._changed = trio.Event()
-                        await self._changed.wait()
+            worker = RowGroupWorker(self.state, self._cells, self.slots, self.backlog, plan)
+            await worker.run()
+            await self.state.checkpoint(worker.buffer, worker.tracker.dropped_rows)
         finally:
-            self.state.backlog_listeners.discard(self._wake)
-
-    def _wake(self) -> None:
-        self._changed.set()
-
-    async def _dispatch_one(self, cells: trio.Nursery) -> None:
-        token = SlotToken()
-        await self.slots.acquire_submission(token)
-        task = self.tracker.pop_ready(self.state.eligible)
-        if task is None:  # a drop emptied the frontier while we waited for the slot
-            self.slots.release(token)
-            return
-        if task.row is not None and self.state.runs_inline(task.column):
-            try:
-                self._run_inline_batch(task)
-            finally:
-                self.slots.release(token)
-            await trio.lowlevel.checkpoint()  # let the rest of the run breathe
-            return
-        # The scope is registered before the task starts, so a drop that happens between
-        # dispatch and start still reaches it (the task then never calls its generator).
-        scope = trio.CancelScope()
-        self._scopes[task] = scope
-        self.state.backlog_enter(task.column)
-        cells.start_soon(self._run_task, task, token, scope, trio.current_time())
-        self._spawned += 1
-        if self._spawned % SPAWNS_PER_CHECKPOINT == 0:
-            await trio.lowlevel.checkpoint()
-
-    def _run_inline_batch(self, task: Task) -> None:
-        """Run ``task`` and the inline tasks that follow it in priority order, synchronously,
-        under the one submission slot the dispatcher holds. Bounded, so the dispatcher
-        checkpoints (at its next slot acquisition) at least every ``INLINE_BATCH`` cells."""
-        for remaining in range(INLINE_BATCH - 1, -1, -1):
-            self._run_inline(task)
-            if remaining == 0:
-                return  # checked *before* taking the next task: a taken task must run
-            following = self.tracker.peek_ready(self.state.eligible)
-            if (
-                following is None
-                or following.row is None
-                or not self.state.runs_inline(following.column)
-            ):
-                return
-            popped = self.tracker.pop_ready(self.state.eligible)
-            assert popped == following
-            task = following
-
-    def _run_inline(self, task: Task) -> None:
-        assert task.row is not None
-        now = trio.current_time()
-        attempt = self.tracker.attempts(task) + 1
-        error: BaseException | None = None
-        try:
-            status = self.state.run_cell_inline(self.buffer, task.column, task.row)
-        except Exception as exc:
-            error = exc
-            status = self._on_error(task, exc, attempt)
-        else:
-            self.tracker.complete(task)
-            self.state.record_success(task.column, status, 1)
-        self.state.add_trace(
-            plan=self.plan,
-            column=task.column,
-            row=task.row,
-            dispatched=now,
-            slot_acquired=now,
-            started=now,
-            status=status,
-            attempt=attempt,
-            error=error,
-        )
-
-    async def _salvage(self) -> None:
-        due = self.tracker.next_salvage_time()
-        if due is not None and due > trio.current_time():
-            await trio.sleep_until(due)
-        offered = self.tracker.salvage(trio.current_time())
-        if offered:
-            self.state.emit("salvage_round", row_group=self.plan.id, tasks=len(offered))
-
-    async def _run_task(
-        self, task: Task, token: SlotToken, scope: trio.CancelScope, dispatched: float
-    ) -> None:
-        """Run ``task`` in this trio task, then, while nobody waits for a submission slot, go on
-        with further ready cells of this row group that would otherwise each get a task of
-        their own (see :meth:`_continuation`), reusing the task, its cancel scope and its slot.
-
-        Invariant: ``self._scopes[cell]`` is ``scope`` exactly while ``cell`` is the cell this
-        task is running, so a drop of its row cancels this task and nothing else.
-        """
-        cell = _CellRun(task, dispatched, self.tracker.attempts(task) + 1)
-        backlog_held = True  # the dispatcher's backlog_enter(task.column), undone exactly once
-        status: TaskStatus = "cancelled"
-        error: BaseException | None = None
-
-        async def before_model_call() -> None:
-            if token.holds != "submission":  # already handed over (idempotent)
-                await trio.lowlevel.checkpoint()
-                return
-            await self.slots.handoff_to_llm_wait(token)
-            cell.slot_acquired = trio.current_time()
-
-        try:
-            with scope:
-                await trio.lowlevel.checkpoint_if_cancelled()
-                for remaining in range(CELLS_PER_TASK - 1, -1, -1):
-                    self._set_priority(cell.task)
-                    status = await self._execute(cell.task, before_model_call, cell.started)
-                    self._succeeded(cell.task, status)
-                    # Checked *before* taking the next cell: a taken cell must run.
-                    following = None if remaining == 0 else self._continuation(token, scope)
-                    if following is None:
-                        break
-                    if backlog_held:  # an LLM cell that was skipped: its endpoint is free again
-                        backlog_held = False
-                        self.state.backlog_exit(task.column)
-                    self._trace(cell, status)
-                    del self._scopes[cell.task]
-                    self._scopes[following] = scope
-                    now = trio.current_time()
-                    cell = _CellRun(following, now, self.tracker.attempts(following) + 1)
-                    status = "cancelled"
-            if scope.cancelled_caught:
-                status = "cancelled"
-                self.state.counts[cell.task.column].cancelled += 1
-                self.tracker.cancelled(cell.task)
-        except Exception as exc:
-            error = exc
-            status = self._on_error(cell.task, exc, cell.attempt)
-        finally:
-            del self._scopes[cell.task]
-            self.slots.release(token)
-            if backlog_held:
-                self.state.backlog_exit(task.column)
-            self._changed.set()
-            self._trace(cell, status, error)
-
-    def _set_priority(self, task: Task) -> None:
-        """Carry the cell's dispatch rank to the model limiter it may park on: critical path
-        first, then older row groups, then lower rows (the tracker's own order)."""
-        set_request_priority(
-            (
-                -self.state.view.priority[task.column],
-                self.plan.id,
-                -1 if task.row is None else task.row,
-            )
-        )
-
-    def _succeeded(self, task: Task, status: TaskStatus) -> None:
-        self.tracker.complete(task)
-        cells = 1 if task.row is not None else self.tracker.size
-        self.state.record_success(task.column, status, cells)
-        self._changed.set()  # the dispatcher may start what this made ready
-
-    def _continuation(self, token: SlotToken, scope: trio.CancelScope) -> Task | None:
-        """The next cell this task should run itself, or ``None`` to end the task.
-
-        Only while the task still holds its submission slot (non-LLM work), its scope was never
-        cancelled, and nobody is parked waiting for a submission slot — then the dispatcher
-        would start the same cell at once anyway, so taking it here changes no priority
-        decision; it only saves a task spawn and a cancel scope (about half the engine's cost
-        of a cheap cell). The cell taken is the best ready one among columns that
-        :meth:`RunState.continues_in_task`.
-        """
-        if (
-            token.holds != "submission"
-            or scope.cancel_called
-            or self.state.run_scope.cancel_called  # early shutdown: start nothing new
-            or self.slots.submission_contended
-        ):
-            return None
-        return self.tracker.pop_ready(self.state.continues_in_task)
-
-    def _trace(
-        self, cell: _CellRun, status: TaskStatus, error: BaseException | None = None
-    ) -> None:
-        if not self.state.trace.enabled:
-            return
-        self.state.add_trace(
-            plan=self.plan,
-            column=cell.task.column,
-            row=cell.task.row,
-            dispatched=cell.dispatched,
-            slot_acquired=cell.slot_acquired,
-            started=cell.started[0] if cell.started else None,
-            status=status,
-            attempt=cell.attempt,
-            error=error,
-        )
-
-    async def _execute(
-        self,
-        task: Task,
-        before_model_call: Callable[[], Awaitable[None]],
-        started: list[float],
-    ) -> TaskStatus:
-        if task.row is None:
-            return await self.state.run_full_column(
-                self.buffer, task.column, self.tracker.live_rows, before_model_call, started
-            )
-        return await self.state.run_cell(
-            self.buffer, task.column, task.row, before_model_call, started
-        )
-
-    def _on_error(self, task: Task, exc: Exception, attempt: int) -> TaskStatus:
-        if isinstance(exc, RetryableGenerationError):
-            not_before = trio.current_time() + retry_delay(exc, attempt)
-            outcome = self.tracker.defer(
-                task,
-                not_before=not_before,
-                rate_limited=isinstance(exc, ModelRateLimitedError),
-            )
-            if not outcome.exhausted:
-                self.state.counts[task.column].retried += 1
-                return "retryable"
-            self._drop(task, exc, attempt, outcome.to_cancel)
-            return "failed"
-        self._drop(task, exc, attempt, self.tracker.fail(task))
-        return "failed"
-
-    def _drop(self, task: Task, exc: BaseException, attempt: int, to_cancel: list[Task]) -> None:
-        for sibling in to_cancel:
-            scope = self._scopes.get(sibling)
-            if scope is not None:
-                scope.cancel()
-        self.state.record_failure(self.plan, task.column, task.row, exc, attempt)
+            self.admission.release(ticket)

@@ -15,34 +15,36 @@ from collections.abc import Sequence
 
 import trio
 
-from .._exceptions import ModelRateLimitedError, RetryableGenerationError
-from ._runtime import RowGroupPlan, RunState, retry_delay
-from ._trace import TaskStatus
+from .._observe import TaskStatus
+from ._cells import CellRunner
+from ._state import RowGroupPlan, RunState
 
 
 async def run_sync(state: RunState) -> None:
     """Run every row group of ``state`` column by column."""
+    cells = CellRunner(state.graph, state.generators, seed=state.run.seed, models=state.models)
     with state.run_scope:
         for plan in state.plans():
             state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
-            group = _SyncRowGroup(state, plan)
+            group = _SyncRowGroup(state, cells, plan)
             await group.run()
             await state.checkpoint(group.buffer, frozenset(group.dropped))
 
 
 class _SyncRowGroup:
-    def __init__(self, state: RunState, plan: RowGroupPlan) -> None:
+    def __init__(self, state: RunState, cells: CellRunner, plan: RowGroupPlan) -> None:
         self.state = state
+        self.cells = cells
         self.plan = plan
         self.buffer = state.new_buffer(plan)
         self.dropped: set[int] = set()
 
     async def run(self) -> None:
-        for column in self.state.view.order:
+        for column in self.state.graph.order:
             live = [r for r in range(self.plan.size) if r not in self.dropped]
             if not live:
                 return
-            if self.state.view.strategy[column] == "full_column":
+            if self.state.graph.strategy[column] == "full_column":
                 await self._run_with_retries(column, [None])
             else:
                 await self._run_with_retries(column, live)
@@ -54,28 +56,23 @@ class _SyncRowGroup:
             failures = await self._pass(column, pending, attempts)
             pending = []
             pause = 0.0
+            retry = self.state.retry
             for row, exc in failures:
                 attempts[row] = attempts.get(row, 0) + 1
-                rate_limited = isinstance(exc, ModelRateLimitedError)
-                budget = (
-                    max(self.state.run.salvage_max_rounds, 20)
-                    if rate_limited
-                    else (self.state.run.salvage_max_rounds)
-                )
-                if attempts[row] > budget:
+                if attempts[row] > retry.budget(rate_limited=retry.is_rate_limited(exc)):
                     self._drop(column, row, exc, attempts[row])
                 else:
                     self.state.counts[column].retried += 1
                     pending.append(row)
-                    pause = max(pause, retry_delay(exc, attempts[row]))
+                    pause = max(pause, retry.delay(attempts[row], exc))
             if pending:
                 await trio.sleep(pause)
 
     async def _pass(
         self, column: str, rows: list[int | None], attempts: dict[int | None, int]
-    ) -> list[tuple[int | None, RetryableGenerationError]]:
-        failures: list[tuple[int | None, RetryableGenerationError]] = []
-        if self.state.runs_inline(column):
+    ) -> list[tuple[int | None, Exception]]:
+        failures: list[tuple[int | None, Exception]] = []
+        if self.cells.runs_inline(column):
             await trio.lowlevel.checkpoint()
             for row in rows:
                 if row is not None and row not in self.dropped:
@@ -97,7 +94,7 @@ class _SyncRowGroup:
         row: int | None,
         limiter: trio.CapacityLimiter,
         attempt: int,
-        failures: list[tuple[int | None, RetryableGenerationError]],
+        failures: list[tuple[int | None, Exception]],
     ) -> None:
         async with limiter:
             dispatched = trio.current_time()
@@ -119,13 +116,13 @@ class _SyncRowGroup:
         column: str,
         row: int,
         attempt: int,
-        failures: list[tuple[int | None, RetryableGenerationError]],
+        failures: list[tuple[int | None, Exception]],
     ) -> None:
         now = trio.current_time()
         status: TaskStatus
         error: BaseException | None = None
         try:
-            status = self.state.run_cell_inline(self.buffer, column, row)
+            status = self.cells.run_cell_inline(self.buffer, column, row)
             self.state.record_success(column, status, 1)
         except Exception as exc:
             error, status = exc, self._failed(column, row, attempt, exc, failures)
@@ -137,10 +134,10 @@ class _SyncRowGroup:
         row: int | None,
         attempt: int,
         exc: Exception,
-        failures: list[tuple[int | None, RetryableGenerationError]],
+        failures: list[tuple[int | None, Exception]],
     ) -> TaskStatus:
         """Classify a failed attempt: retryable ones are retried after the pass."""
-        if isinstance(exc, RetryableGenerationError):
+        if self.state.retry.is_retryable(exc):
             failures.append((row, exc))
             return "retryable"
         self._drop(column, row, exc, attempt)
@@ -170,10 +167,8 @@ class _SyncRowGroup:
 
     async def _execute(self, column: str, row: int | None, started: list[float]) -> TaskStatus:
         if row is None:
-            return await self.state.run_full_column(
-                self.buffer, column, self._live_rows, _noop, started
-            )
-        return await self.state.run_cell(self.buffer, column, row, _noop, started)
+            return await self.cells.run_full_column(self.buffer, column, self._live_rows, started)
+        return await self.cells.run_cell(self.buffer, column, row, started)
 
     def _live_rows(self) -> list[int]:
         return [r for r in range(self.plan.size) if r not in self.dropped]
@@ -186,11 +181,9 @@ class _SyncRowGroup:
         self.state.record_failure(self.plan, column, row, exc, attempts)
 
     def _concurrency(self, column: str) -> int:
-        if self.state.view.strategy[column] != "cell":
+        if self.state.graph.strategy[column] != "cell":
             return 1
-        default = int(self.state.run.non_llm_concurrency)
-        return self.state.model_parallelism.get(column, default)
-
-
-async def _noop() -> None:
-    return None
+        models = self.state.column_models[column]
+        if models:  # an LLM column: as many at once as its (narrowest) model allows
+            return min(m.max_parallel_requests for m in models)
+        return self.state.run.non_llm_concurrency

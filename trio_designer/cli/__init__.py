@@ -11,6 +11,9 @@ stderr (with the traceback only under ``--debug``) and an exit status:
   directory (:class:`~trio_designer.SinkError`), a missing optional dependency;
 * 130: interrupted by Ctrl-C (finished row groups are kept; ``--resume`` continues).
 
+Library messages speak Python (``resume=True``); :func:`._errors.in_flags` tells them here in
+flags (``--resume``).
+
 Nothing else in the package imports this module.
 """
 
@@ -23,7 +26,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from .._exceptions import ConfigError, SinkError, TrioDesignerError
-from ._errors import CommandError
+from ._errors import CommandError, in_flags
 from ._format import Redactor
 
 __all__ = ["main"]
@@ -107,9 +110,9 @@ def _report(exc: BaseException, raised: BaseException, *, debug: bool) -> int:
         status = exc.exit_code
         message = str(exc)
     elif isinstance(exc, ConfigError | SinkError):
-        status, message = EXIT_USAGE, str(exc)
+        status, message = EXIT_USAGE, in_flags(str(exc))
     elif isinstance(exc, TrioDesignerError):
-        status, message = EXIT_FAILURE, str(exc)
+        status, message = EXIT_FAILURE, in_flags(str(exc))
     else:
         status = EXIT_FAILURE
         message = f"unexpected {type(exc).__name__}: {exc}"

@@ -1,6 +1,32 @@
-"""The CLI's own error: a problem with how a command was used, with its exit status."""
+"""The CLI's own errors, and how library messages are told in command-line language.
+
+The library's messages speak Python (``pass resume=True to continue it``): a Python caller
+changes arguments, not flags. The command line prints the same messages with each Python
+spelling replaced by its flag (:func:`in_flags`), so a CLI user reads ``pass --resume to
+continue it``. The spellings are the constants of :mod:`trio_designer._exceptions`, so a
+message written with them is translated, and one written without them is not a flag anyway.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from .._exceptions import OUTPUT_DIR_ARGUMENT, RESUME_ARGUMENT, TRACE_SETTING
+
+FLAGS: Final[Mapping[str, str]] = {
+    RESUME_ARGUMENT: "--resume",
+    OUTPUT_DIR_ARGUMENT: "--output-dir",
+    TRACE_SETTING: "--trace",
+}
+"""Each Python spelling a library message may use -> the flag that does the same here."""
+
+
+def in_flags(message: str) -> str:
+    """``message`` with every Python spelling of :data:`FLAGS` replaced by its flag."""
+    for python, flag in FLAGS.items():
+        message = message.replace(python, flag)
+    return message
 
 
 class CommandError(Exception):

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import SinkError
+from .._sink import FAILURES_FILE, METADATA_FILE, RunMetadata
+from .._sink import read_failures as read_failures_file
 from ._format import Redactor, plural, table, truncate, usage_line
 from ._run import column_table
 
@@ -42,16 +44,14 @@ def read_run_record(output_dir: Path) -> dict[str, Any]:
     Raises:
       SinkError: no such directory, no ``metadata.json``, or not a run record.
     """
-    from .._sink import RunMetadata
-
-    path = output_dir / "metadata.json"
+    path = output_dir / METADATA_FILE
     if not output_dir.is_dir():
         raise SinkError(f"{output_dir} is not a directory; give the --output-dir of a run")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SinkError(
-            f"{output_dir} has no metadata.json, so it is not the output directory of a run"
+            f"{output_dir} has no {METADATA_FILE}, so it is not the output directory of a run"
         ) from None
     except (OSError, ValueError) as exc:
         raise SinkError(f"cannot read {path}: {exc}") from None
@@ -66,12 +66,10 @@ def read_failures(output_dir: Path) -> list[dict[str, Any]]:
     Raises:
       SinkError: a line is not JSON.
     """
-    from .._tracefile import read_failures as read
-
     try:
-        return read(output_dir)
+        return read_failures_file(output_dir)
     except ValueError as exc:
-        raise SinkError(f"{output_dir / 'failures.jsonl'} is not valid JSON lines: {exc}") from None
+        raise SinkError(f"{output_dir / FAILURES_FILE} is not valid JSON lines: {exc}") from None
 
 
 def describe(output_dir: Path, meta: dict[str, Any], failures: list[dict[str, Any]]) -> str:
@@ -124,7 +122,7 @@ def failure_report(failures: list[dict[str, Any]]) -> list[str]:
     if not failures:
         return ["failures: none"]
     counts = collections.Counter((f.get("column"), f.get("error_class")) for f in failures)
-    lines = [f"failures: {plural(len(failures), 'failure')} (failures.jsonl)"]
+    lines = [f"failures: {plural(len(failures), 'failure')} ({FAILURES_FILE})"]
     lines.append(
         table(
             ["column", "error class", "count"],

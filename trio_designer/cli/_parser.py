@@ -36,6 +36,7 @@ examples:
       writes out/pipeline/ (one parquet file per row group + metadata.json)
   {prog} run pipeline.yaml -n 1000 --output-dir out/topics --seed 7 --trace
   {prog} run pipeline.py -n 50 --engine sync --progress plain
+  {prog} run pipeline.yaml -n 1000 --output-dir out/fixed --limiter static
   {prog} run pipeline.yaml -n 1000 --output-dir out/topics --resume
       continues a stopped run: keeps its finished row groups, generates the rest
 
@@ -173,6 +174,14 @@ def _engine_options(sub: argparse.ArgumentParser, *, progress_default: str) -> N
         choices=("async", "sync"),
         default="async",
         help="async: cell-level scheduling (default); sync: column at a time (the baseline)",
+    )
+    sub.add_argument(
+        "--limiter",
+        choices=("adaptive", "static"),
+        default="adaptive",
+        help="each model endpoint's concurrency limit: adaptive (default; starts at "
+        "max_parallel_requests and adapts to 429s and latency) or static (stays at "
+        "max_parallel_requests; still pauses after a 429)",
     )
     sub.add_argument(
         "--progress",

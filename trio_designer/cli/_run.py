@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from .._sink import DATASET_DIR, FAILURES_FILE, METADATA_FILE, TRACE_FILE
 from ._format import (
     Redactor,
     duration,
@@ -48,6 +49,16 @@ def progress_setting(value: str) -> bool | str:
     return False if value == "none" else value
 
 
+def limiter_factory(value: str) -> Any:
+    """``--limiter`` as ``TrioDesigner(limiter_factory=...)`` takes it (``adaptive`` → the
+    default, ``None``)."""
+    if value == "static":
+        from ..models import StaticLimiter
+
+        return StaticLimiter
+    return None
+
+
 def default_output_dir(config_path: str) -> Path:
     """``out/<config stem>``, relative to the current directory."""
     return Path("out") / Path(config_path).stem
@@ -63,7 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = with_overrides(load_config(args.config), seed=args.seed, trace=args.trace)
     redact = Redactor()
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.config)
-    designer = TrioDesigner(engine=args.engine, progress=progress_setting(args.progress))
+    designer = TrioDesigner(
+        engine=args.engine,
+        progress=progress_setting(args.progress),
+        limiter_factory=limiter_factory(args.limiter),
+    )
 
     async def create() -> Any:
         return await designer.create(
@@ -144,6 +159,8 @@ def resume_command(args: argparse.Namespace, output_dir: Path) -> str:
         parts += ["--seed", str(args.seed)]
     if args.engine != "async":
         parts += ["--engine", args.engine]
+    if args.limiter != "adaptive":
+        parts += ["--limiter", args.limiter]
     if args.trace:
         parts.append("--trace")
     parts.append("--resume")
@@ -152,7 +169,7 @@ def resume_command(args: argparse.Namespace, output_dir: Path) -> str:
 
 def _read_metadata(output_dir: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((output_dir / "metadata.json").read_text(encoding="utf-8"))
+        data = json.loads((output_dir / METADATA_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -195,16 +212,16 @@ def run_summary(
         out = result.output_dir
         new = "new parquet file" if on_disk is not None else "parquet file"
         lines.append(f"output: {out} ({plural(len(result.files), new)})")
-        lines.append(f'  read it: pyarrow.dataset.dataset("{out / "parquet-files"}")')
+        lines.append(f'  read it: pyarrow.dataset.dataset("{out / DATASET_DIR}")')
         if trace:
             lines.append(
-                f'trace: {out / "trace.json"} ("{prog} trace {out}" exports it for Perfetto)'
+                f'trace: {out / TRACE_FILE} ("{prog} trace {out}" exports it for Perfetto)'
             )
     if result.failures:
         lines.extend(failure_lines(result.failures, limit=3))
         if result.output_dir is not None:
             lines.append(
-                f"  all of them are in {result.output_dir / 'failures.jsonl'} "
+                f"  all of them are in {result.output_dir / FAILURES_FILE} "
                 f'("{prog} inspect {result.output_dir}" counts them per column and error class)'
             )
     return "\n".join(lines)
@@ -261,7 +278,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     config = with_overrides(load_config(args.config), seed=args.seed)
     redact = Redactor()
-    designer = TrioDesigner(engine=args.engine, progress=progress_setting(args.progress))
+    designer = TrioDesigner(
+        engine=args.engine,
+        progress=progress_setting(args.progress),
+        limiter_factory=limiter_factory(args.limiter),
+    )
 
     async def preview() -> Any:
         return await designer.preview(config, num_records=args.num_records)

@@ -1,6 +1,6 @@
 """``trace``: turn a recorded ``trace.json`` into something to look at.
 
-The export and plotting live in ``trio_designer._traceexport``:
+The export and plotting live in ``trio_designer._observe``:
 ``export_chrome_trace(output_dir, dest)`` and ``plot_timeline(output_dirs, dest)``, which
 stacks several runs on one time axis (``--compare`` passes ``[OUTPUT_DIR, OTHER]``, top to
 bottom). This module only checks the inputs, calls them, and says where the results are. The
@@ -18,11 +18,9 @@ from types import ModuleType
 from typing import Any
 
 from .._exceptions import TrioDesignerError
-from ._errors import CommandError
+from .._sink import CHROME_TRACE_FILE, TIMELINE_FILE, TRACE_FILE
+from ._errors import CommandError, in_flags
 
-TRACE_FILE = "trace.json"
-DEFAULT_CHROME_FILE = "trace.chrome.json"
-DEFAULT_PLOT_FILE = "timeline.png"
 PLOT_SUFFIXES = (".png", ".svg")
 
 
@@ -38,7 +36,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         raise CommandError(f"--plot {args.plot}: give a .png or .svg file name")
     export = _trace_export_module()
     if args.chrome or not wants_plot:
-        dest = Path(args.chrome) if args.chrome else output_dir / DEFAULT_CHROME_FILE
+        dest = Path(args.chrome) if args.chrome else output_dir / CHROME_TRACE_FILE
         path = _checked(lambda: export.export_chrome_trace(output_dir, dest), output_dir)
         print(f"chrome trace: {path}")
         print(
@@ -46,7 +44,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
             f"{path} (chrome://tracing -> 'Load' works too)"
         )
     if wants_plot:
-        dest = Path(args.plot) if args.plot else output_dir / DEFAULT_PLOT_FILE
+        dest = Path(args.plot) if args.plot else output_dir / TIMELINE_FILE
         dirs = [output_dir] if compare is None else [output_dir, compare]
         path = _checked(lambda: export.plot_timeline(dirs, dest), output_dir)
         print(f"timeline: {path}")
@@ -64,7 +62,7 @@ def require_trace(output_dir: Path) -> None:
 
 def _trace_export_module() -> ModuleType:
     try:
-        return importlib.import_module("trio_designer._traceexport")
+        return importlib.import_module("trio_designer._observe")
     except ImportError as exc:
         raise CommandError(
             f"trace export is not available in this installation ({exc}); update trio_designer"
@@ -82,7 +80,7 @@ def _checked(action: Callable[[], Any], output_dir: Path) -> Path:
             ) from exc
         raise
     except TrioDesignerError as exc:  # TraceExportError: its message says what to do
-        raise CommandError(str(exc)) from exc
+        raise CommandError(in_flags(str(exc))) from exc
     except (OSError, ValueError, KeyError) as exc:
         raise CommandError(f"cannot export the trace of {output_dir}: {exc}") from exc
     return Path(path)

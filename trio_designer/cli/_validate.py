@@ -34,8 +34,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def check(config: PipelineConfig, *, check_env: bool = True) -> tuple[tuple[str, ...], list[str]]:
     """The graph order and every problem of a config that loaded (empty list: valid)."""
-    from .._graph import ExecutionGraph
-    from ..generators import build_generator
+    from .._plan import ExecutionGraph
+    from ..generators._registry import build_generator
     from ..models._client import resolve_api_key
 
     problems: list[str] = []

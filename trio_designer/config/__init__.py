@@ -5,16 +5,21 @@ Build a config from YAML/JSON (``PipelineConfig.from_yaml``), from plain data
 :class:`~trio_designer.ConfigError` that lists every problem with its path
 (``columns[3].prompt: ...``). See :mod:`._columns` for the column kinds, :mod:`._models` for
 endpoints and :mod:`._run` for execution settings.
+
+This module exports what a user needs to write configs: the config classes (also exported by
+``trio_designer`` itself, under the same names), the column type unions for annotations, the
+built-in provider's name, and two checks (:func:`validate_references`,
+:func:`config_fingerprint`). ``docs/api.md`` lists them.
 """
 
 from __future__ import annotations
 
+from .. import _public
 from ._columns import BernoulliSampler as BernoulliSampler
 from ._columns import CategorySampler as CategorySampler
 from ._columns import ColumnConfig as ColumnConfig
 from ._columns import CustomColumn as CustomColumn
 from ._columns import DatetimeSampler as DatetimeSampler
-from ._columns import Dtype as Dtype
 from ._columns import ExpressionColumn as ExpressionColumn
 from ._columns import GaussianSampler as GaussianSampler
 from ._columns import LLMCodeColumn as LLMCodeColumn
@@ -25,15 +30,9 @@ from ._columns import LLMTextColumn as LLMTextColumn
 from ._columns import PoissonSampler as PoissonSampler
 from ._columns import Rubric as Rubric
 from ._columns import SamplerConfig as SamplerConfig
-from ._columns import Strategy as Strategy
 from ._columns import SubcategorySampler as SubcategorySampler
 from ._columns import UniformSampler as UniformSampler
 from ._columns import UUIDSampler as UUIDSampler
-from ._columns import column_kind as column_kind
-from ._columns import default_strategy as default_strategy
-from ._columns import explicit_dependencies as explicit_dependencies
-from ._columns import is_llm_bound as is_llm_bound
-from ._columns import template_fields as template_fields
 from ._models import SIMULATOR_PROVIDER as SIMULATOR_PROVIDER
 from ._models import InferenceParams as InferenceParams
 from ._models import ModelConfig as ModelConfig
@@ -51,7 +50,6 @@ __all__ = [
     "ColumnConfig",
     "CustomColumn",
     "DatetimeSampler",
-    "Dtype",
     "ExpressionColumn",
     "GaussianSampler",
     "InferenceParams",
@@ -68,15 +66,11 @@ __all__ = [
     "Rubric",
     "RunConfig",
     "SamplerConfig",
-    "Strategy",
     "SubcategorySampler",
     "UUIDSampler",
     "UniformSampler",
-    "column_kind",
     "config_fingerprint",
-    "default_strategy",
-    "explicit_dependencies",
-    "is_llm_bound",
-    "template_fields",
     "validate_references",
 ]
+
+_public.present_as(__name__, globals(), __all__)

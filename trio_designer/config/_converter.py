@@ -13,10 +13,15 @@ dumb"); this module turns what users write into them and back:
   validation, invariant failures by :func:`._validators.collecting_problems`, unknown keys by
   ``forbid_extra_keys``; :func:`cattrs.transform_error` flattens them with our
   ``format_exception``, and each becomes ``columns[3].prompt: <what is wrong>``. The loader
-  raises one :class:`~trio_designer.ConfigError` listing them all, including the
-  cross-references of :func:`._pipeline.reference_problems`.
+  raises one :class:`~trio_designer.ConfigError` listing them all (the pipeline adds the
+  cross-references of :func:`._pipeline.reference_problems` to them).
 * **Exact round trip.** ``structure(unstructure(x)) == x`` for every config class, and the
   unstructured data survives JSON and YAML unchanged. Defaults are omitted when writing.
+
+Data flows one way: this module knows the *parts* of a pipeline (columns, models, providers,
+run settings) and plain data; :mod:`._pipeline` imports it and assembles a
+:class:`~._pipeline.PipelineConfig` from :func:`structure_sections`, and writes one with
+:func:`unstructure_sections`. Nothing here imports :mod:`._pipeline`.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
 from ._columns import (
     COLUMN_CLASSES,
@@ -52,13 +58,13 @@ from ._columns import (
     schema_to_dict,
 )
 from ._models import InferenceParams, ModelConfig, ModelProvider
-from ._pipeline import PipelineConfig, closest, reference_problems
 from ._run import RunConfig
 from ._validators import InvalidFieldError, collecting_problems, is_number, short_repr
 
 T = TypeVar("T")
 
-#: Every attrs class the converter knows.
+#: Every attrs class the converter knows: the parts of a pipeline. The pipeline itself is
+#: assembled from them by :mod:`._pipeline` (see :func:`structure_sections`).
 CONFIG_CLASSES: tuple[type[Any], ...] = (
     *COLUMN_CLASSES,
     Rubric,
@@ -66,8 +72,14 @@ CONFIG_CLASSES: tuple[type[Any], ...] = (
     ModelProvider,
     ModelConfig,
     RunConfig,
-    PipelineConfig,
 )
+
+# Resolve the string annotations now, while each class's ``__module__`` still names the module
+# that defines it: the public modules rewrite ``__module__`` to where users import the class
+# from (``trio_designer._public.present_as``), and cattrs resolves types lazily.
+for _cls in CONFIG_CLASSES:
+    attrs.resolve_types(_cls)
+del _cls
 
 _KINDS: dict[str, type[Any]] = {"sampler": SAMPLER_CLASSES[0]}
 _KINDS.update((cls.kind, cls) for cls in COLUMN_CLASSES if cls not in SAMPLER_CLASSES)
@@ -386,23 +398,7 @@ def _key_order(cls: type[Any]) -> list[str]:
     return ["name", *own, *_COMMON_COLUMN_FIELDS[1:]]
 
 
-def _unstructure_pipeline(config: PipelineConfig) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    if config.providers:
-        data["providers"] = [converter.unstructure(item) for item in config.providers]
-    if config.models:
-        data["models"] = [converter.unstructure(item) for item in config.models]
-    run = converter.unstructure(config.run)
-    if run:
-        data["run"] = run
-    data["columns"] = [converter.unstructure(column) for column in config.columns]
-    return data
-
-
-converter.register_unstructure_hook_factory(
-    lambda t: t in CONFIG_CLASSES and t is not PipelineConfig, _unstructure_hook
-)
-converter.register_unstructure_hook(PipelineConfig, _unstructure_pipeline)
+converter.register_unstructure_hook_factory(lambda t: t in CONFIG_CLASSES, _unstructure_hook)
 
 
 # -- error reporting ---------------------------------------------------------------------------
@@ -445,10 +441,8 @@ def _describe(exc: BaseException, type_: Any) -> Sequence[tuple[str, str]]:
 
 
 def _unknown_field(key: str, known: Sequence[str]) -> str:
-    match = closest(key, known)
-    if match:
-        return f"unknown field {key!r}; did you mean {match!r}?"
-    return f"unknown field {key!r}; expected one of {', '.join(map(repr, known))}"
+    expected = "expected one of " + ", ".join(map(repr, known))
+    return f"unknown field {key!r}; " + did_you_mean(key, known, otherwise=expected)
 
 
 def _join(path: str, below: str) -> str:
@@ -490,86 +484,55 @@ def unstructure(instance: Any) -> Any:
     return converter.unstructure(instance)
 
 
-def unstructure_config(config: PipelineConfig, *, lenient: bool = False) -> dict[str, Any]:
-    """:meth:`PipelineConfig.to_dict`; see there."""
+def unstructure_sections(
+    *,
+    providers: Sequence[ModelProvider],
+    models: Sequence[ModelConfig],
+    run: RunConfig,
+    columns: Sequence[ColumnConfig],
+    lenient: bool = False,
+) -> dict[str, Any]:
+    """The plain data of a whole pipeline, from its parts (:meth:`PipelineConfig.to_dict`).
+
+    Sections are written in the order a reader wants them (providers, models, run, columns);
+    empty ``providers``/``models`` and a default ``run`` are left out.
+
+    Args:
+      lenient: write a lambda or local custom function as its ``"module:qualname"`` instead
+        of raising (see :meth:`PipelineConfig.to_dict`).
+
+    Raises:
+      ConfigError: a custom column's function cannot be written as an import path.
+    """
     with _lenient_functions(lenient):
-        data: dict[str, Any] = converter.unstructure(config)
+        data: dict[str, Any] = {}
+        if providers:
+            data["providers"] = [converter.unstructure(item) for item in providers]
+        if models:
+            data["models"] = [converter.unstructure(item) for item in models]
+        run_data = converter.unstructure(run)
+        if run_data:
+            data["run"] = run_data
+        data["columns"] = [converter.unstructure(column) for column in columns]
     return data
 
 
-def structure_config(data: Any) -> PipelineConfig:
-    """Build a :class:`PipelineConfig` from plain data, reporting every problem at once.
-
-    Each section (and each list item) is structured on its own, so one broken column does
-    not hide the problems of the others; the cross-references are then checked among the
-    items that structured cleanly (names salvaged from broken items count as declared).
-
-    Raises:
-      ConfigError: listing every problem with its path.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"a pipeline config must be a mapping with a 'columns' list, got {short_repr(data)}"
-        )
-    problems = [_unknown_top_level(key) for key in data if key not in _TOP_LEVEL_KEYS]
-    providers = _Section.load(data, "providers", ModelProvider, "name", problems)
-    models = _Section.load(data, "models", ModelConfig, "alias", problems)
-    run = _structure_run(data.get("run"), problems)
-    columns = _Section.load(data, "columns", ColumnConfig, "name", problems)
-    raw_columns = data.get("columns")
-    if raw_columns is None or (isinstance(raw_columns, list | tuple) and not raw_columns):
-        problems.append("columns: a pipeline needs at least one column; list them under 'columns'")
-    problems += reference_problems(
-        columns.items,
-        models.items,
-        providers.items,
-        other_column_names=columns.salvaged,
-        other_aliases=models.salvaged,
-        other_providers=providers.salvaged,
-    )
-    if problems:
-        raise ConfigError(problems)
-    return structure(
-        {
-            "columns": [item for _, item in columns.items],
-            "models": [item for _, item in models.items],
-            "providers": [item for _, item in providers.items],
-            "run": run,
-        },
-        PipelineConfig,
-    )
-
-
-def _unknown_top_level(key: Any) -> str:
-    match = closest(key, _TOP_LEVEL_KEYS) if isinstance(key, str) else None
-    hint = (
-        f"did you mean {match!r}?"
-        if match
-        else "expected one of " + ", ".join(map(repr, _TOP_LEVEL_KEYS))
-    )
-    return f"unknown top-level field {short_repr(key)}; {hint}"
-
-
-def _structure_run(value: Any, problems: list[str]) -> RunConfig:
-    try:
-        return structure({} if value is None else value, RunConfig, path="run")
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-        return RunConfig()
-
-
 @attrs.frozen
-class _Section:
+class Section:
     """The items of one list section that structured cleanly (with their indices), and the
     names salvaged from the ones that did not."""
 
     items: list[tuple[int, Any]]
     salvaged: list[str]
 
+    def values(self) -> list[Any]:
+        """The clean items, in order."""
+        return [item for _, item in self.items]
+
     @classmethod
     def load(
         cls, data: Mapping[str, Any], key: str, item_type: Any, name_key: str, problems: list[str]
-    ) -> _Section:
+    ) -> Section:
         value = data.get(key)
         section = cls([], [])
         if value is None:
@@ -586,6 +549,67 @@ class _Section:
                 if isinstance(name, str):
                     section.salvaged.append(name)
         return section
+
+
+@attrs.frozen(kw_only=True)
+class Sections:
+    """The parts of a pipeline structured from plain data, and every problem found on the way.
+
+    Attributes:
+      providers, models, columns: the list sections.
+      run: the run settings (defaults when absent or broken).
+      problems: path-qualified problems of structure and fields (not cross-references).
+    """
+
+    providers: Section
+    models: Section
+    columns: Section
+    run: RunConfig
+    problems: tuple[str, ...]
+
+
+def structure_sections(data: Any) -> Sections:
+    """Structure each part of a pipeline from plain data, reporting every problem at once.
+
+    Each section (and each list item) is structured on its own, so one broken column does
+    not hide the problems of the others. The caller (:mod:`._pipeline`) then checks the
+    cross-references among the items that structured cleanly, with the names salvaged from
+    broken items counted as declared, and builds the pipeline.
+
+    Raises:
+      ConfigError: ``data`` is not a mapping at all.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"a pipeline config must be a mapping with a 'columns' list, got {short_repr(data)}"
+        )
+    problems = [_unknown_top_level(key) for key in data if key not in _TOP_LEVEL_KEYS]
+    providers = Section.load(data, "providers", ModelProvider, "name", problems)
+    models = Section.load(data, "models", ModelConfig, "alias", problems)
+    run = _structure_run(data.get("run"), problems)
+    columns = Section.load(data, "columns", ColumnConfig, "name", problems)
+    raw_columns = data.get("columns")
+    if raw_columns is None or (isinstance(raw_columns, list | tuple) and not raw_columns):
+        problems.append("columns: a pipeline needs at least one column; list them under 'columns'")
+    return Sections(
+        providers=providers, models=models, columns=columns, run=run, problems=tuple(problems)
+    )
+
+
+def _unknown_top_level(key: Any) -> str:
+    expected = "expected one of " + ", ".join(map(repr, _TOP_LEVEL_KEYS))
+    hint = (
+        did_you_mean(key, _TOP_LEVEL_KEYS, otherwise=expected) if isinstance(key, str) else expected
+    )
+    return f"unknown top-level field {short_repr(key)}; {hint}"
+
+
+def _structure_run(value: Any, problems: list[str]) -> RunConfig:
+    try:
+        return structure({} if value is None else value, RunConfig, path="run")
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return RunConfig()
 
 
 # -- JSON and YAML -----------------------------------------------------------------------------

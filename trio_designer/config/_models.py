@@ -44,6 +44,17 @@ from ._validators import (
 SIMULATOR_PROVIDER = "simulator"
 
 
+def endpoint_name(provider: str, model: str) -> str:
+    """The display name of an endpoint, ``"provider:model"`` (say ``"simulator:sim-gen"``).
+
+    An endpoint is a (provider, model id) pair: aliases of the same endpoint share one limiter.
+    This name keys the limiters, ``RunResult.model_limits``, ``limit_change`` events, traces and
+    the progress display, and is what a ``limiter_factory`` receives as its first argument.
+    Computed here only.
+    """
+    return f"{provider}:{model}"
+
+
 def _json_copy(value: Any) -> Any:
     """A deep copy, so a config never shares a mutable dict with its caller."""
     return copy.deepcopy(str_keys(value)) if isinstance(value, dict) else value

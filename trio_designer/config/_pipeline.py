@@ -20,13 +20,14 @@ Three ways to get a :class:`PipelineConfig`, all raising one
   but not the cross-references between them (call :func:`validate_references`, or let
   :meth:`ExecutionGraph.from_config <trio_designer._graph.ExecutionGraph.from_config>` do it).
 
-Serialization lives in :mod:`._converter`; the methods here import it lazily because the
-converter needs these classes.
+Parsing and writing (YAML, JSON, plain data) live in :mod:`._converter`, which knows the
+parts of a pipeline but not this module: data flows one way, converter → pipeline. This
+module assembles a :class:`PipelineConfig` from the converter's sections and adds the
+cross-reference checks.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -35,11 +36,23 @@ from typing import Any, final
 
 import attrs
 
+from .._core._suggest import did_you_mean
+from .._exceptions import ConfigError
 from ._columns import (
     COLUMN_CLASSES,
     ColumnConfig,
     CustomColumn,
     SubcategorySampler,
+)
+from ._converter import (
+    dump_json,
+    dump_yaml,
+    load_file,
+    load_json,
+    load_yaml,
+    structure_sections,
+    unstructure,
+    unstructure_sections,
 )
 from ._models import SIMULATOR_PROVIDER, ModelConfig, ModelProvider
 from ._run import RunConfig
@@ -109,23 +122,17 @@ class PipelineConfig:
         Raises:
           ConfigError: listing every structural and cross-reference problem.
         """
-        from ._converter import structure_config
-
-        return structure_config(data)
+        return _assemble(data)
 
     @classmethod
     def from_json(cls, text: str) -> PipelineConfig:
         """Parse JSON text. Raises ConfigError (bad JSON, or any problem of :meth:`from_dict`)."""
-        from ._converter import load_json, structure_config
-
-        return structure_config(load_json(text))
+        return _assemble(load_json(text))
 
     @classmethod
     def from_yaml(cls, text: str) -> PipelineConfig:
         """Parse YAML text. Raises ConfigError (bad YAML, or any problem of :meth:`from_dict`)."""
-        from ._converter import load_yaml, structure_config
-
-        return structure_config(load_yaml(text))
+        return _assemble(load_yaml(text))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PipelineConfig:
@@ -134,9 +141,7 @@ class PipelineConfig:
         Raises:
           ConfigError: unreadable file, unknown suffix, or any problem of :meth:`from_dict`.
         """
-        from ._converter import load_file, structure_config
-
-        return structure_config(load_file(path))
+        return _assemble(load_file(path))
 
     # -- serialization -------------------------------------------------------------------------
     def to_dict(self, *, lenient: bool = False) -> dict[str, Any]:
@@ -152,20 +157,20 @@ class PipelineConfig:
         Raises:
           ConfigError: a custom column holds a lambda or local function and not ``lenient``.
         """
-        from ._converter import unstructure_config
-
-        return unstructure_config(self, lenient=lenient)
+        return unstructure_sections(
+            providers=self.providers,
+            models=self.models,
+            run=self.run,
+            columns=self.columns,
+            lenient=lenient,
+        )
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """Serialize to JSON text. Raises ConfigError like :meth:`to_dict`, or on NaN values."""
-        from ._converter import dump_json
-
         return dump_json(self.to_dict(), indent=indent)
 
     def to_yaml(self) -> str:
         """Serialize to YAML text. Raises ConfigError like :meth:`to_dict`."""
-        from ._converter import dump_yaml
-
         return dump_yaml(self.to_dict())
 
 
@@ -285,15 +290,7 @@ def _unknown_column(name: str, own_name: str, names: set[str]) -> str | None:
 
 
 def _hint(word: str, candidates: Iterable[str], otherwise: str) -> str:
-    """``"; did you mean 'x'?"`` for the closest candidate, else ``"; " + otherwise``."""
-    match = closest(word, candidates)
-    return f"; did you mean {match!r}?" if match else f"; {otherwise}"
-
-
-def closest(word: str, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to ``word`` (difflib, cutoff 0.6), or ``None``."""
-    matches = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    return "; " + did_you_mean(word, candidates, otherwise=otherwise)
 
 
 # -- fingerprint -------------------------------------------------------------------------------
@@ -386,8 +383,6 @@ class PipelineBuilder:
         """Set run settings: start from ``run`` (if given, else what was set before) and apply
         ``overrides`` (``with_run(seed=7, row_group_size=100)``)."""
         if run is not None:
-            from ._converter import unstructure
-
             self._run = unstructure(run)
         self._run.update(overrides)
         return self
@@ -399,15 +394,45 @@ class PipelineBuilder:
           ConfigError: listing every problem: invalid fields (also in keyword forms), unknown
             fields, and cross-references (:func:`validate_references`).
         """
-        from ._converter import structure_config
-
         data = {
             "providers": list(self._providers),
             "models": list(self._models),
             "run": dict(self._run),
             "columns": list(self._columns),
         }
-        return structure_config(data)
+        return _assemble(data)
+
+
+def _assemble(data: Any) -> PipelineConfig:
+    """A :class:`PipelineConfig` from plain data (or a mix of data and config objects).
+
+    The converter structures each section and lists its problems; the cross-references are
+    checked here, among the items that structured cleanly (names salvaged from broken items
+    count as declared, so they are not reported a second time as unknown).
+
+    Raises:
+      ConfigError: listing every problem with its path.
+    """
+    sections = structure_sections(data)
+    problems = [
+        *sections.problems,
+        *reference_problems(
+            sections.columns.items,
+            sections.models.items,
+            sections.providers.items,
+            other_column_names=sections.columns.salvaged,
+            other_aliases=sections.models.salvaged,
+            other_providers=sections.providers.salvaged,
+        ),
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return PipelineConfig(
+        columns=sections.columns.values(),
+        models=sections.models.values(),
+        providers=sections.providers.values(),
+        run=sections.run,
+    )
 
 
 def _one_or_fields(method: str, item: Any, fields: dict[str, Any]) -> Any:

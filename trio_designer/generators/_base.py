@@ -25,6 +25,13 @@ a :class:`CellOutput` from ``agenerate``/``generate`` instead of a bare value::
 The engine stores ``value`` in the column and each entry of ``extras`` in the side column of
 that name. A generator without side columns keeps returning plain values.
 
+Waiting on a model: a generator whose calls wait on a model endpoint sets ``llm_bound = True``.
+The engine then moves the task from the submission pool to the larger LLM-wait pool right
+before calling it (the "handoff"), so tasks parked on a slow or rate-limited model do not hold
+up dispatch. The engine owns the handoff; a generator has nothing to call. (Contexts used to
+carry a ``before_model_call`` hook for this; it was removed in issue 10, when the engine became
+its only caller.)
+
 Determinism: a generator must draw randomness only from ``ctx.rng`` (or ``ctx.rng_for(row)`` in
 full-column contexts), which is seeded from (run seed, global row index, column name). Then the
 dataset does not depend on completion order, and the sync and async engines write identical
@@ -35,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -51,10 +58,6 @@ def rng_for(seed: int, row: int, column: str) -> random.Random:
     """
     digest = hashlib.blake2b(f"{seed}\x00{row}\x00{column}".encode(), digest_size=8).digest()
     return random.Random(int.from_bytes(digest, "big"))
-
-
-async def _no_handoff() -> None:
-    return None
 
 
 @attrs.frozen(slots=True)
@@ -80,9 +83,6 @@ class CellContext:
       row_index: the global row index (0-based over the whole run).
       row: this row's values so far, read-only (every upstream column is present).
       seed: the run seed.
-      before_model_call: LLM-bound generators await this right before their first model call;
-        the engine uses it to hand the task's submission slot over to the LLM-wait pool.
-        Idempotent; a no-op outside the engine.
       models: the run's model registry (``None`` when the pipeline has no models).
     """
 
@@ -90,7 +90,6 @@ class CellContext:
     row_index: int
     row: Mapping[str, Any]
     seed: int = 0
-    before_model_call: Callable[[], Awaitable[None]] = _no_handoff
     models: Any = None
     _rng: random.Random | None = None
 
@@ -112,6 +111,7 @@ class ColumnContext:
       row_indices: global row indices of the rows to fill, in order.
       rows: those rows' values so far (same order), read-only.
       seed: the run seed.
+      models: the run's model registry (``None`` when the pipeline has no models).
     """
 
     column: str
@@ -119,7 +119,6 @@ class ColumnContext:
     row_indices: Sequence[int]
     rows: Sequence[Mapping[str, Any]]
     seed: int = 0
-    before_model_call: Callable[[], Awaitable[None]] = _no_handoff
     models: Any = None
 
     def rng_for(self, row_index: int) -> random.Random:
@@ -132,8 +131,9 @@ class ColumnGenerator:
 
     Class attributes a subclass may set:
       strategy: ``"cell"`` or ``"full_column"``.
-      llm_bound: the generator waits on a model endpoint; the engine hands its submission slot
-        over to the LLM-wait pool before the model call.
+      llm_bound: the generator waits on a model endpoint; the engine hands its task's
+        submission slot over to the LLM-wait pool before calling it (see the module
+        docstring).
       inline: sync ``generate*`` is cheap and non-blocking, so run it on the event loop rather
         than in a worker thread.
     """

@@ -3,7 +3,6 @@
 Four kinds, one conversation loop (:class:`LLMGenerator`)::
 
     render prompt (+ system prompt) with the row
-    await ctx.before_model_call()               # hand the submission slot to the LLM-wait pool
     repeat up to 1 + max_parse_retries times:
         answer = await ctx.models.model(alias).chat(messages, ...)
         parse(answer) -> value                  # ok: done
@@ -36,6 +35,10 @@ Answers are accepted as bare JSON or inside a ```` ```json ```` fence.
 Judge scores: when every score key of a rubric is an integer literal (``"1"`` .. ``"5"``), the
 score is returned as an ``int``; otherwise as the key string. Models that answer ``4``, ``4.0``
 or ``" 4 "`` for the key ``"4"`` are accepted.
+
+LLM generators are ``llm_bound``: the engine moves their task to the LLM-wait pool before it
+calls :meth:`LLMGenerator.agenerate`, once, however many re-asks follow (see
+:mod:`trio_designer.generators._base`).
 
 Every attempt is a real request, so every attempt counts in the model's usage (the registry
 counts them). Endpoint errors (429, timeouts, 5xx...) are not parse failures: they propagate
@@ -181,7 +184,6 @@ class LLMGenerator(ColumnGenerator):
         """
         messages = self._first_messages(ctx)
         handle = self._handle(ctx)
-        await ctx.before_model_call()
         attempts = self.column.max_parse_retries + 1
         problem = ""
         for _ in range(attempts):

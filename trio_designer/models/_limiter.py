@@ -118,7 +118,7 @@ import attrs
 import trio
 
 from .._core._aimd import AimdController
-from .._core._limits import DEFAULT_POLICY, Admission, LimitChange, Policy
+from .._core._limits import DEFAULT_POLICY, Admission, LimitChange, LimiterPolicy
 
 __all__ = [
     "AdaptiveLimiter",
@@ -240,9 +240,7 @@ class Permit:
         """
         self._settle("success", None)
 
-    def rate_limited(
-        self, retry_after: float | None, *, budget_reset: float | None = None
-    ) -> None:
+    def rate_limited(self, retry_after: float | None, *, budget_reset: float | None = None) -> None:
         """The endpoint answered 429.
 
         Args:
@@ -712,7 +710,7 @@ class AdaptiveLimiter(_LimiterBase):
         name: str,
         ceiling: int,
         *,
-        policy: Policy = DEFAULT_POLICY,
+        policy: LimiterPolicy = DEFAULT_POLICY,
         on_change: Callable[[LimitChange], None] | None = None,
     ) -> None:
         if ceiling < 1:
@@ -721,5 +719,5 @@ class AdaptiveLimiter(_LimiterBase):
         super().__init__(name, self._controller, on_change)
 
     @property
-    def policy(self) -> Policy:
+    def policy(self) -> LimiterPolicy:
         return self._controller.policy

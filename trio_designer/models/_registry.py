@@ -35,7 +35,6 @@ request), handed to the provider's client, and kept nowhere else.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import random
 import zlib
@@ -48,8 +47,10 @@ import attrs
 import trio
 
 from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
+from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
 from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProvider
+from ..config._models import endpoint_name
 from ._client import ChatResponse, OpenAICompatibleClient, resolve_api_key
 from ._limiter import AdaptiveLimiter, ModelLimiter
 
@@ -75,11 +76,6 @@ MAX_POOL_CONNECTIONS: Final = 64
 
 LimiterFactory = Callable[[str, int], ModelLimiter]
 """Builds an endpoint's limiter from (name, ceiling); :class:`AdaptiveLimiter` by default."""
-
-
-def endpoint_name(provider: str, model: str) -> str:
-    """The name of the (provider, model id) endpoint, as limiters and logs show it."""
-    return f"{provider}:{model}"
 
 
 @attrs.frozen(kw_only=True)
@@ -416,23 +412,20 @@ def _check_models(
 
 
 def _unknown_provider(index: int, provider: str, known: Mapping[str, object]) -> str:
-    close = difflib.get_close_matches(provider, list(known), n=1)
-    hint = (
-        f"did you mean {close[0]!r}?"
-        if close
-        else f"add it to 'providers', or use the built-in {SIMULATOR_PROVIDER!r}"
+    hint = did_you_mean(
+        provider,
+        known,
+        otherwise=f"add it to 'providers', or use the built-in {SIMULATOR_PROVIDER!r}",
     )
     return f"models[{index}].provider: no provider named {provider!r}; {hint}"
 
 
 def _unknown_alias(alias: str, known: Mapping[str, object]) -> str:
-    close = difflib.get_close_matches(alias, list(known), n=1)
-    if close:
-        hint = f"did you mean {close[0]!r}?"
-    elif known:
-        hint = f"the models are {', '.join(map(repr, known))}"
+    if known:
+        otherwise = f"the models are {', '.join(map(repr, known))}"
     else:
-        hint = "the pipeline configures no models; add one under 'models'"
+        otherwise = "the pipeline configures no models; add one under 'models'"
+    hint = did_you_mean(alias, known, otherwise=otherwise)
     return f"no model has the alias {alias!r}; {hint}"
 
 

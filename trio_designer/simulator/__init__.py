@@ -32,8 +32,10 @@ from ._models import ModelStats as ModelStats
 from ._models import RequestRecord as RequestRecord
 from ._models import SimulatedModel as SimulatedModel
 from ._models import SimulatorStats as SimulatorStats
-from ._models import load_profile as load_profile
-from ._models import parse_model_spec as parse_model_spec
+from ._profile import Profile as Profile
+from ._profile import load_profile as load_profile
+from ._profile import parse_model_spec as parse_model_spec
+from ._profile import read_profile as read_profile
 from ._server import Simulator as Simulator
 from ._server import open_simulator as open_simulator
 from ._server import serve_simulator as serve_simulator
@@ -42,6 +44,7 @@ __all__ = [
     "Faults",
     "Latency",
     "ModelStats",
+    "Profile",
     "RequestRecord",
     "SimulatedModel",
     "Simulator",
@@ -49,5 +52,6 @@ __all__ = [
     "load_profile",
     "open_simulator",
     "parse_model_spec",
+    "read_profile",
     "serve_simulator",
 ]

@@ -6,15 +6,20 @@ Examples::
         --model gen:latency=0.5,sigma=0.3,capacity=16,mode=gpu \\
         --model judge:latency=0.2,rpm=600,rate_429=0.05
     python -m trio_designer.simulator --profile sim.yaml
+    SIM_KEY=secret python -m trio_designer.simulator --api-key-env SIM_KEY
 
 The first line printed on stdout is the OpenAI base URL (``http://HOST:PORT/v1``), so scripts
 can start it with ``--port 0`` and read the port. SIGINT (Ctrl-C) or SIGTERM stops the server;
 the exit code is then 0. Invalid options exit with code 2 and a message naming the problem.
+
+The API key is read from an environment variable, never from the command line (where every
+user of the machine could read it in the process list), and it is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -23,7 +28,8 @@ from functools import partial
 import trio
 
 from .._exceptions import ConfigError
-from ._models import SimulatedModel, duplicate_name_problems, load_profile, parse_model_spec
+from ._models import SimulatedModel
+from ._profile import duplicate_name_problems, parse_model_spec, read_profile
 from ._server import Simulator, serve_simulator
 
 DEFAULT_MODEL = "simulated"
@@ -45,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable)",
     )
     parser.add_argument("--profile", help="a YAML profile with a 'models' list")
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="require 'Authorization: Bearer <key>', the key being this environment "
+        "variable's value (overrides the profile's api_key_env)",
+    )
     return parser
 
 
@@ -54,7 +66,7 @@ def models_from_args(args: argparse.Namespace) -> list[SimulatedModel]:
     Raises:
       ConfigError: any model is invalid, or two share a name.
     """
-    models = load_profile(args.profile) if args.profile else []
+    models = list(read_profile(args.profile).models) if args.profile else []
     models += [parse_model_spec(spec) for spec in args.model]
     if not models:
         models = [SimulatedModel(name=DEFAULT_MODEL)]
@@ -64,16 +76,39 @@ def models_from_args(args: argparse.Namespace) -> list[SimulatedModel]:
     return models
 
 
-async def serve_until_signal(models: Sequence[SimulatedModel], host: str, port: int) -> None:
+def api_key_from_args(args: argparse.Namespace) -> str | None:
+    """The API key named by ``--api-key-env`` (or the profile's ``api_key_env``), or None.
+
+    Raises:
+      ConfigError: the variable is not set or empty (its value is never shown).
+    """
+    variable = args.api_key_env or (
+        read_profile(args.profile).api_key_env if args.profile else None
+    )
+    if variable is None:
+        return None
+    key = os.environ.get(variable, "").strip()
+    if not key:
+        raise ConfigError(
+            f"the API key variable {variable} is not set or empty; export it, or drop "
+            "--api-key-env / api_key_env to accept every request"
+        )
+    return key
+
+
+async def serve_until_signal(
+    models: Sequence[SimulatedModel], host: str, port: int, api_key: str | None = None
+) -> None:
     """Serve, print the URL, and return on SIGINT or SIGTERM."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             simulator: Simulator = await nursery.start(
-                partial(serve_simulator, models, host=host, port=port)
+                partial(serve_simulator, models, host=host, port=port, api_key=api_key)
             )
             print(simulator.url, flush=True)
             names = ", ".join(m.name for m in models)
-            print(f"serving {names}; Ctrl-C to stop", file=sys.stderr, flush=True)
+            auth = "; API key required" if api_key is not None else ""
+            print(f"serving {names}{auth}; Ctrl-C to stop", file=sys.stderr, flush=True)
             async for _ in signals:
                 break
             nursery.cancel_scope.cancel()
@@ -84,10 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         models = models_from_args(args)
+        api_key = api_key_from_args(args)
     except (ConfigError, OSError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     try:
-        trio.run(serve_until_signal, models, args.host, args.port)
+        trio.run(serve_until_signal, models, args.host, args.port, api_key)
     except OSError as exc:
         parser.exit(1, f"{parser.prog}: error: cannot serve on {args.host}:{args.port}: {exc}\n")
     return 0

@@ -1,119 +1,136 @@
-"""The simulator's ASGI application: routing, request validation, admission, faults, answers.
+"""The simulator's ASGI application: routing, authentication, admission, faults, answers.
 
 A raw ASGI 3 callable, no web framework: the surface is six routes and the behaviour lives in
-:mod:`._state` (admission, slots, stats) and :mod:`._content` (answers).
+:mod:`._state` (admission, slots, stats), :mod:`._budget` (RPM/TPM and their headers),
+:mod:`._content` (answers), :mod:`._requests` (validation, bodies) and :mod:`._http` (ASGI
+plumbing).
 
 Life of a chat or embeddings request::
 
-    read body ─ 400 bad JSON / fields ─ 404 unknown model
-      └─ count it ─ hosted: capacity / RPM / TPM exceeded → 429 at once
-           └─ draw a fault ─ 429 / 500 / 503 at once, or reset (close, no response)
-                └─ in_flight ─ gpu: wait for a slot (FIFO) ─ sleep the service time (or hang)
-                     └─ 200 with the answer (maybe emptied / malformed / truncated)
+    read body ─ 401 without the API key ─ 400 bad JSON / fields ─ 404 unknown model
+      └─ count it, draw its fault (one draw per request, whatever the load)
+           └─ outage window open → 503 at once
+                └─ injected 429 ─ hosted: capacity / RPM / TPM exceeded → 429 at once
+                     └─ charge the budgets ─ injected 500 / 503 at once, or reset (close)
+                          └─ in_flight ─ gpu: wait for a slot (FIFO) ─ sleep the service time
+                               │  (or hang); an outage starting now drops it (close)
+                               └─ 200 with the answer (maybe emptied / malformed / truncated /
+                                  filtered / oversize), or trickled one byte at a time
 
 If the client disconnects while its request waits or is in service, the request stops at once
 (status 499 in the request log), the way vLLM aborts requests of departed clients.
-
-How the "connection reset" fault works: hypercorn answers 500 for an app that raises before
-starting a response, so raising is no way to drop a connection. Instead the app sends a 1xx
-informational head (``103``) and returns: the HTTP/1.1 response is then incomplete, so hypercorn
-closes the connection, and httpx (which skips 1xx heads) reports
-``RemoteProtocolError: Server disconnected without sending a response.`` — exactly what a
-client sees when a server drops a connection before answering.
 """
 
 from __future__ import annotations
 
 import collections
-import json
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, final
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import final
 
 import attrs
 import trio
 
 from .._exceptions import ConfigError
-from ._content import (
-    Answer,
-    ChatRequest,
-    answer_chat,
-    apply_content_fault,
-    count_tokens,
-    embedding,
-    encode_base64,
+from ._content import answer_chat, apply_content_fault, embedding, encode_base64
+from ._http import (
+    Gone,
+    Message,
+    Receive,
+    Send,
+    authorized,
+    json_response,
+    lifespan,
+    read_body,
+    send_bytes,
+    send_json,
+    send_reset,
+    send_trickled,
+    unauthorized_error,
+    unless_disconnected,
 )
-from ._models import (
-    RequestRecord,
-    SimulatedModel,
-    SimulatorStats,
-    duplicate_name_problems,
+from ._models import LimitedBy, RequestRecord, SimulatedModel, SimulatorStats
+from ._profile import duplicate_name_problems
+from ._requests import (
+    MAX_EMBEDDING_DIMENSIONS,
+    HTTPError,
+    chat_body,
+    embedding_inputs,
+    int_field,
+    json_object,
+    model_card,
+    oversize_chat_body,
+    parse_chat_request,
 )
-from ._state import Header, ModelRuntime
-
-Message = Mapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from ._state import ModelRuntime, Rejection
 
 MAX_LOG_RECORDS = 1_000_000
 """The request log keeps the most recent this many records (a long CLI run stays bounded)."""
 
-MAX_EMBEDDING_DIMENSIONS = 8192
-HTTP_FAULTS = frozenset({"429", "500", "503", "reset"})
-CONTENT_FAULTS = frozenset({"empty", "malformed", "truncated"})
-STATUS_RESET = 0
+SERVER_FAULTS = frozenset({"500", "503", "reset"})
+CHAT_FAULTS = frozenset({"429", "500", "503", "reset", "hang", "trickle"}) | {
+    "empty",
+    "malformed",
+    "truncated",
+    "oversize",
+    "content_filter",
+}
+EMBEDDING_FAULTS = frozenset({"429", "500", "503", "reset", "hang", "trickle"})
+STATUS_CLOSED = 0
 STATUS_CLIENT_GONE = 499
 
-
-class HTTPError(Exception):
-    """An error answer: status plus an OpenAI-style ``{"error": {...}}`` body."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-        headers: Sequence[Header] = (),
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-        self.headers = list(headers)
+Handler = Callable[[bytes, Receive, Send], Awaitable[None]]
 
 
 @attrs.frozen(kw_only=True)
 class _Job:
-    """What the shared admission/service path needs to know about one request."""
+    """What the shared admission/service path needs to know about one request.
+
+    Attributes:
+      runtime: the model's live state.
+      prompt_tokens: the request's prompt tokens.
+      charge: tokens charged to the TPM budget at admission (see docs/simulator.md).
+      output_tokens: completion tokens of the normal answer (for ``per_output_token``).
+      faults: the fault kinds this kind of request can suffer; others are ignored.
+      body: fault → (response body, completion tokens it carries).
+    """
 
     runtime: ModelRuntime
-    input_tokens: int
+    prompt_tokens: int
+    charge: int
     output_tokens: int
-    respond: Callable[[str | None], dict[str, Any]]  # fault -> 200 body
-    output_tokens_after: Callable[[str | None], int]  # fault -> tokens actually sent
+    faults: frozenset[str]
+    body: Callable[[str | None], tuple[bytes, int]]
 
 
 @final
 class SimulatorApp:
-    """The ASGI app. Construct inside a trio run; serve with hypercorn's trio worker.
+    """The ASGI app. Construct inside a trio run; serve with hypercorn's trio worker, and run
+    :meth:`follow_schedules` next to it when a model has a ``capacity_schedule``.
+
+    Args:
+      models: the simulated models (unique names).
+      api_key: when set, every request must carry ``Authorization: Bearer <api_key>``.
 
     Raises:
-      ConfigError: no models, or two models with the same name.
+      ConfigError: no models, two models with the same name, or an empty API key.
     """
 
-    def __init__(self, models: Sequence[SimulatedModel]) -> None:
+    def __init__(self, models: Sequence[SimulatedModel], *, api_key: str | None = None) -> None:
         problems = duplicate_name_problems(models)
         if not models:
             problems.append("the simulator needs at least one model")
+        if api_key is not None and not api_key.strip():
+            problems.append("the simulator's api_key is empty; pass None to accept every request")
         if problems:
             raise ConfigError(problems)
         self.models = tuple(models)
-        self.runtimes = {m.name: ModelRuntime(m) for m in models}
+        self.epoch = trio.current_time()
+        self.runtimes = {m.name: ModelRuntime(m, epoch=self.epoch) for m in models}
         self.log: collections.deque[RequestRecord] = collections.deque(maxlen=MAX_LOG_RECORDS)
-        self._routes: dict[str, tuple[str, Callable[[bytes, Receive, Send], Awaitable[None]]]] = {
+        self.unauthorized = 0
+        self._key = api_key.strip().encode() if api_key is not None else None
+        self._routes: dict[str, tuple[str, Handler]] = {
             "/v1/chat/completions": ("POST", self._chat),
             "/v1/embeddings": ("POST", self._embeddings),
             "/v1/models": ("GET", self._list_models),
@@ -121,36 +138,58 @@ class SimulatorApp:
             "/stats/reset": ("POST", self._reset),
         }
 
+    def __repr__(self) -> str:  # never shows the key
+        return f"<SimulatorApp models={[m.name for m in self.models]}>"
+
     # ----------------------------------------------------------------- public state
 
     def stats(self) -> SimulatorStats:
         models = {name: rt.statistics() for name, rt in self.runtimes.items()}
-        return SimulatorStats(models=models, time=trio.current_time())
+        return SimulatorStats(
+            models=models, time=trio.current_time(), unauthorized=self.unauthorized
+        )
 
     def reset(self) -> None:
         for runtime in self.runtimes.values():
             runtime.reset()
+        self.unauthorized = 0
         self.log.clear()
+
+    async def follow_schedules(self) -> None:
+        """Apply every ``capacity_schedule`` step at its moment (returns after the last one).
+
+        Hosted admission reads the schedule itself; this task is what wakes queued gpu requests
+        when a capacity rises with no request arriving or finishing.
+        """
+        steps = sorted(
+            (when, name) for name, rt in self.runtimes.items() for when in rt.schedule_times()
+        )
+        for when, name in steps:
+            await trio.sleep_until(when)
+            self.runtimes[name].follow_schedule(trio.current_time())
 
     # ----------------------------------------------------------------- ASGI
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
 
     async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return  # the client left before sending its request
         try:
+            if not authorized(scope, self._key):
+                self.unauthorized += 1
+                raise unauthorized_error(scope)
             handler = self._route(scope["method"], scope["path"])
             await handler(body, receive, send)
         except HTTPError as error:
             await send_json(send, error.status, error.body, error.headers)
 
-    def _route(self, method: str, path: str) -> Callable[[bytes, Receive, Send], Awaitable[None]]:
+    def _route(self, method: str, path: str) -> Handler:
         path = path.rstrip("/")
         if method == "GET" and path.startswith("/v1/models/"):
             name = path.removeprefix("/v1/models/")
@@ -172,12 +211,10 @@ class SimulatorApp:
     # ----------------------------------------------------------------- small routes
 
     async def _list_models(self, body: bytes, receive: Receive, send: Send) -> None:
-        await send_json(
-            send, 200, {"object": "list", "data": [_model_card(m) for m in self.models]}
-        )
+        await send_json(send, 200, {"object": "list", "data": [model_card(m) for m in self.models]})
 
     async def _one_model(self, name: str, send: Send) -> None:
-        await send_json(send, 200, _model_card(self._runtime(name).config))
+        await send_json(send, 200, model_card(self._runtime(name).config))
 
     async def _stats(self, body: bytes, receive: Receive, send: Send) -> None:
         await send_json(send, 200, self.stats().to_dict())
@@ -205,34 +242,36 @@ class SimulatorApp:
     # ----------------------------------------------------------------- model routes
 
     async def _chat(self, body: bytes, receive: Receive, send: Send) -> None:
-        data = _json_object(body)
+        data = json_object(body)
         runtime = self._runtime(data.get("model"))
-        request = parse_chat_request(data, runtime.config.name)
+        name = runtime.config.name
+        request = parse_chat_request(data, name)
         answer = answer_chat(request)
         prompt_tokens = request.prompt_tokens
 
-        def respond(fault: str | None) -> dict[str, Any]:
-            sent = apply_content_fault(answer, fault) if fault in CONTENT_FAULTS else answer
-            return chat_body(runtime.config.name, sent, prompt_tokens)
+        def respond(fault: str | None) -> tuple[bytes, int]:
+            if fault == "oversize":
+                size = runtime.config.faults.oversize_bytes
+                return oversize_chat_body(name, answer, prompt_tokens, size)
+            sent = apply_content_fault(answer, fault) if fault is not None else answer
+            return json_response(chat_body(name, sent, prompt_tokens)), sent.completion_tokens
 
-        def tokens_after(fault: str | None) -> int:
-            sent = apply_content_fault(answer, fault) if fault in CONTENT_FAULTS else answer
-            return sent.completion_tokens
-
+        reserved = request.max_tokens
         job = _Job(
             runtime=runtime,
-            input_tokens=prompt_tokens,
+            prompt_tokens=prompt_tokens,
+            charge=prompt_tokens + (answer.completion_tokens if reserved is None else reserved),
             output_tokens=answer.completion_tokens,
-            respond=respond,
-            output_tokens_after=tokens_after,
+            faults=CHAT_FAULTS,
+            body=respond,
         )
         await self._serve(job, receive, send)
 
     async def _embeddings(self, body: bytes, receive: Receive, send: Send) -> None:
-        data = _json_object(body)
+        data = json_object(body)
         runtime = self._runtime(data.get("model"))
-        texts, tokens = _embedding_inputs(data.get("input"))
-        dimensions = _int_field(data, "dimensions", default=64, high=MAX_EMBEDDING_DIMENSIONS)
+        texts, tokens = embedding_inputs(data.get("input"))
+        dimensions = int_field(data, "dimensions", default=64, high=MAX_EMBEDDING_DIMENSIONS)
         encoding = data.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
             raise HTTPError(
@@ -240,9 +279,9 @@ class SimulatorApp:
             )
         name = runtime.config.name
 
-        def respond(fault: str | None) -> dict[str, Any]:
+        def respond(fault: str | None) -> tuple[bytes, int]:
             vectors = [embedding(name, text, dimensions) for text in texts]
-            data = [
+            items = [
                 {
                     "object": "embedding",
                     "index": i,
@@ -251,72 +290,144 @@ class SimulatorApp:
                 for i, vec in enumerate(vectors)
             ]
             usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-            return {"object": "list", "data": data, "model": name, "usage": usage}
+            return json_response(
+                {"object": "list", "data": items, "model": name, "usage": usage}
+            ), 0
 
         job = _Job(
             runtime=runtime,
-            input_tokens=tokens,
+            prompt_tokens=tokens,
+            charge=tokens,
             output_tokens=0,
-            respond=respond,
-            output_tokens_after=lambda fault: 0,
+            faults=EMBEDDING_FAULTS,
+            body=respond,
         )
         await self._serve(job, receive, send)
 
     # ----------------------------------------------------------------- the shared path
 
     async def _serve(self, job: _Job, receive: Receive, send: Send) -> None:
-        """Admission, faults, service and the answer (see the module docstring's diagram)."""
+        """Admission, faults, service and the answer (see the module docstring's diagram).
+
+        Statistics and the log are updated, and ``in_flight`` released, *before* each answer
+        goes out, so a client that has its answer can rely on them (a trickled answer is
+        recorded just before its last byte, and released after it).
+        """
+        # One linear story per request, step for step the module docstring's diagram: split
+        # further it would hide the order of the checks, which is the behaviour.
         runtime, start = job.runtime, trio.current_time()
-        runtime.requests += 1
-        budget = job.input_tokens + job.output_tokens
-        rejection = runtime.check_admission(start, budget)
-        fault = None if rejection is not None else runtime.draw_fault()
-        # Statistics and the log are updated *before* each answer goes out, so a client that
-        # has its answer can rely on them.
-        if rejection is not None or fault == "429":
-            self._record(job, start, 429, fault=fault)
-            await self._send_rate_limited(job, send, rejection.message if rejection else None)
+        fault = runtime.arrive(start)
+        if fault not in job.faults:
+            fault = None
+        if runtime.in_outage(start):
+            runtime.unavailable += 1
+            self._record(job, start, 503, fault="outage")
+            await send_json(send, 503, _outage_error(runtime.config.name).body)
             return
-        runtime.record_admission(start, budget)
+        if fault == "429":
+            rejection: Rejection | None = _injected_429(runtime)
+        else:
+            rejection = runtime.check_admission(start, job.charge)
+        if rejection is not None:
+            await self._send_rate_limited(job, start, rejection, send)
+            return
+        runtime.admit(start, job.charge)
         if fault is not None:
             runtime.faults_sent += 1
-        if fault in HTTP_FAULTS:
-            self._record(job, start, STATUS_RESET if fault == "reset" else int(fault), fault=fault)
-            await _send_http_fault(fault, runtime.config.name, send)
+        if fault in SERVER_FAULTS:
+            status = STATUS_CLOSED if fault == "reset" else int(fault)
+            self._record(job, start, status, fault=fault, charged=job.charge)
+            await _send_server_fault(fault, runtime, send)
             return
-        with runtime.admitted():
-            queued_for = await _unless_disconnected(receive, self._service, job, fault)
-        if queued_for is None:
-            self._record(job, start, STATUS_CLIENT_GONE, fault=fault)
-            return
-        runtime.record_completion(job.input_tokens, job.output_tokens_after(fault))
-        self._record(job, start, 200, queued_for=queued_for, fault=fault)
-        headers = runtime.ratelimit_headers(trio.current_time())
-        await send_json(send, 200, job.respond(fault), headers)
-
-    async def _service(self, job: _Job, fault: str | None) -> float:
-        """Wait for a slot, then hold it for the service time; returns the time queued."""
-        runtime = job.runtime
-        async with runtime.in_service() as queued_for:
-            if fault == "hang":
-                await trio.sleep(runtime.config.faults.hang_seconds)
+        if fault == "hang":
+            service_time = runtime.config.faults.hang_seconds
+        else:
+            service_time = runtime.draw_service_time(job.output_tokens)
+        with runtime.admitted_request():
+            service = partial(self._service, runtime, service_time)
+            outcome: float | Gone | None
+            if service_time == 0 and runtime.has_free_slot():
+                outcome = await service()  # it cannot wait: no need to watch for departures
             else:
-                await trio.sleep(runtime.draw_service_time(job.output_tokens))
-        return queued_for
+                outcome = await unless_disconnected(receive, service)
+            if fault == "trickle" and isinstance(outcome, float):
+                await self._trickle(job, start, outcome, receive, send)  # still in flight
+                return
+        if outcome is Gone.CLIENT:
+            self._record(job, start, STATUS_CLIENT_GONE, fault=fault, charged=job.charge)
+        elif outcome is None:  # an outage began while it waited or was in service
+            runtime.unavailable += 1
+            self._record(job, start, STATUS_CLOSED, fault="outage", charged=job.charge)
+            await send_reset(send)
+        else:
+            payload, completion_tokens = job.body(fault)
+            self._record_success(job, start, outcome, fault, completion_tokens)
+            headers = runtime.ratelimit_headers(trio.current_time())
+            await send_bytes(send, 200, payload, headers)
 
-    async def _send_rate_limited(self, job: _Job, send: Send, message: str | None) -> None:
+    async def _trickle(
+        self, job: _Job, start: float, queued_for: float, receive: Receive, send: Send
+    ) -> None:
+        """Send the 200 one byte per ``trickle_interval``, recorded just before its last byte
+        (so a client that has its answer can rely on the log, as for every answer)."""
         runtime = job.runtime
-        runtime.rate_limited += 1
-        if message is None:  # an injected 429
-            runtime.faults_sent += 1
-            message = f"Rate limit reached for '{runtime.config.name}' (simulated fault)."
-        headers = runtime.ratelimit_headers(trio.current_time(), rejected=True)
+        payload, completion_tokens = job.body("trickle")
+        headers = runtime.ratelimit_headers(trio.current_time())
+        recorded: list[bool] = []
+
+        def before_last() -> None:
+            recorded.append(True)
+            self._record_success(job, start, queued_for, "trickle", completion_tokens)
+
+        interval = runtime.config.faults.trickle_interval
+        trickle = partial(send_trickled, send, payload, headers, interval, before_last)
+        gone = await unless_disconnected(receive, trickle) is Gone.CLIENT
+        if gone and not recorded:  # the client left before the last byte
+            self._record(job, start, STATUS_CLIENT_GONE, fault="trickle", charged=job.charge)
+
+    def _record_success(
+        self,
+        job: _Job,
+        start: float,
+        queued_for: float,
+        fault: str | None,
+        completion_tokens: int,
+    ) -> None:
+        job.runtime.record_completion(job.prompt_tokens, completion_tokens)
+        self._record(
+            job,
+            start,
+            200,
+            queued_for=queued_for,
+            fault=fault,
+            charged=job.charge,
+            completion_tokens=completion_tokens,
+        )
+
+    async def _service(self, runtime: ModelRuntime, service_time: float) -> float | None:
+        """Wait for a slot, then hold it for ``service_time``; returns the time queued, or
+        None when an outage window opened first (the request is dropped)."""
+        with trio.move_on_at(runtime.next_outage(trio.current_time())):
+            async with runtime.in_service() as queued_for:
+                await trio.sleep(service_time)
+            return queued_for
+        return None
+
+    async def _send_rate_limited(
+        self, job: _Job, start: float, rejection: Rejection, send: Send
+    ) -> None:
+        runtime = job.runtime
+        runtime.reject(rejection.limited_by)
+        injected = rejection.limited_by == "injected"
+        self._record(
+            job, start, 429, fault="429" if injected else None, limited_by=rejection.limited_by
+        )
         error = HTTPError(
             429,
-            f"{message} Please retry after {runtime.config.retry_after:g}s.",
+            rejection.message,
             type="rate_limit_error",
             code="rate_limit_exceeded",
-            headers=headers,
+            headers=runtime.rejection_headers(start, rejection.retry_after),
         )
         await send_json(send, 429, error.body, error.headers)
 
@@ -328,6 +439,9 @@ class SimulatorApp:
         *,
         queued_for: float = 0.0,
         fault: str | None = None,
+        limited_by: LimitedBy | None = None,
+        charged: int = 0,
+        completion_tokens: int = 0,
     ) -> None:
         self.log.append(
             RequestRecord(
@@ -337,6 +451,10 @@ class SimulatorApp:
                 status=status,
                 queued_for=queued_for,
                 fault=fault,
+                limited_by=limited_by,
+                prompt_tokens=job.prompt_tokens,
+                completion_tokens=completion_tokens,
+                charged_tokens=charged,
             )
         )
 
@@ -344,70 +462,31 @@ class SimulatorApp:
 # --------------------------------------------------------------------------- helpers
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+def _injected_429(runtime: ModelRuntime) -> Rejection:
+    config = runtime.config
+    return Rejection(
+        limited_by="injected",
+        message=f"Rate limit reached for '{config.name}' (simulated fault). "
+        f"Please retry after {config.retry_after:g}s.",
+        retry_after=config.retry_after,
+    )
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None if the client disconnected first."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+def _outage_error(model: str) -> HTTPError:
+    return HTTPError(
+        503,
+        f"The model '{model}' is unavailable: the server is restarting (simulated outage).",
+        type="server_error",
+        code="service_unavailable",
+    )
 
 
-async def _unless_disconnected(
-    receive: Receive,
-    fn: Callable[[_Job, str | None], Awaitable[float]],
-    job: _Job,
-    fault: str | None,
-) -> float | None:
-    """``await fn(job, fault)``, abandoned (returning None) if the client disconnects first."""
-    result: list[float] = []
-    async with trio.open_nursery() as nursery:
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            nursery.cancel_scope.cancel()
-
-        async def work() -> None:
-            result.append(await fn(job, fault))
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(watch)
-        nursery.start_soon(work)
-    return result[0] if result else None
-
-
-async def send_json(send: Send, status: int, body: object, headers: Sequence[Header] = ()) -> None:
-    """Send one complete JSON response."""
-    payload = json.dumps(body, ensure_ascii=False).encode()
-    all_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *headers,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": all_headers})
-    await send({"type": "http.response.body", "body": payload, "more_body": False})
-
-
-async def _send_http_fault(fault: str, model: str, send: Send) -> None:
+async def _send_server_fault(fault: str, runtime: ModelRuntime, send: Send) -> None:
     """Send an injected 500 / 503, or drop the connection for ``"reset"``."""
     if fault == "reset":
-        # An informational head and no final response: hypercorn closes the connection.
-        await send({"type": "http.response.start", "status": 103, "headers": []})
+        await send_reset(send)
         return
+    model = runtime.config.name
     messages = {
         "500": (
             f"The server had an error while processing the request to '{model}' (simulated fault).",
@@ -420,164 +499,5 @@ async def _send_http_fault(fault: str, model: str, send: Send) -> None:
     }
     message, code = messages[fault]
     error = HTTPError(int(fault), message, type="server_error", code=code)
-    await send_json(send, error.status, error.body)
-
-
-def _model_card(model: SimulatedModel) -> dict[str, Any]:
-    return {
-        "id": model.name,
-        "object": "model",
-        "created": 0,
-        "owned_by": "trio-designer-simulator",
-    }
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise HTTPError(
-            400, f"The request body is not valid JSON: {exc}.", code="invalid_json"
-        ) from exc
-    if not isinstance(data, dict):
-        raise HTTPError(400, "The request body must be a JSON object.", code="invalid_json")
-    return data
-
-
-def _int_field(data: Mapping[str, Any], name: str, *, default: int, high: int) -> int:
-    value = data.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise HTTPError(
-            400, f"'{name}' must be a whole number between 1 and {high}, got {value!r}.", param=name
-        )
-    return value
-
-
-def parse_chat_request(data: Mapping[str, Any], model: str) -> ChatRequest:
-    """Validate a chat completion body.
-
-    Raises:
-      HTTPError: 400 naming the offending field.
-    """
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise HTTPError(400, "'messages' must be a non-empty list of messages.", param="messages")
-    for i, message in enumerate(messages):
-        _check_message(i, message)
-    if data.get("stream"):
-        raise HTTPError(
-            400, "Streaming is not supported by the simulator; send stream=false.", param="stream"
-        )
-    if data.get("n", 1) != 1:
-        raise HTTPError(400, "The simulator returns one choice; send n=1.", param="n")
-    limit_key = "max_completion_tokens" if "max_completion_tokens" in data else "max_tokens"
-    max_tokens = None
-    if data.get(limit_key) is not None:
-        max_tokens = _int_field(data, limit_key, default=0, high=10**9)
-    seed = data.get("seed")
-    return ChatRequest(
-        model=model,
-        messages=messages,
-        response_format=_response_format(data.get("response_format")),
-        max_tokens=max_tokens,
-        reasoning=_wants_reasoning(data, model),
-        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-    )
-
-
-def _wants_reasoning(data: Mapping[str, Any], model: str) -> bool:
-    """``"reasoning": true`` at the top level (how OpenAI clients send ``extra_body``) or
-    inside a literal ``extra_body`` object, or a model whose name contains "reason"."""
-    extra = data.get("extra_body")
-    nested = isinstance(extra, dict) and extra.get("reasoning") is True
-    return data.get("reasoning") is True or nested or "reason" in model.lower()
-
-
-def _check_message(index: int, message: object) -> None:
-    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-        raise HTTPError(
-            400,
-            f"messages[{index}] must be an object with a 'role' string.",
-            param=f"messages[{index}]",
-        )
-    content = message.get("content")
-    if content is not None and not isinstance(content, str | list):
-        raise HTTPError(
-            400,
-            f"messages[{index}].content must be a string or a list of content parts.",
-            param=f"messages[{index}].content",
-        )
-
-
-def _response_format(value: object) -> Mapping[str, Any] | None:
-    if value is None:
-        return None
-    kind = value.get("type") if isinstance(value, dict) else None
-    if kind not in ("text", "json_object", "json_schema"):
-        raise HTTPError(
-            400,
-            "response_format must be an object whose 'type' is 'text', "
-            "'json_object' or 'json_schema'.",
-            param="response_format",
-        )
-    assert isinstance(value, dict)
-    json_schema = value.get("json_schema")
-    if kind == "json_schema" and not (
-        isinstance(json_schema, dict) and isinstance(json_schema.get("schema", {}), dict | bool)
-    ):
-        raise HTTPError(
-            400,
-            "response_format.json_schema must be an object with a 'schema' object.",
-            param="response_format.json_schema",
-        )
-    return value
-
-
-def _embedding_inputs(value: object) -> tuple[list[str], int]:
-    """(texts, prompt tokens) of an embeddings ``input``: a string, strings, or token lists."""
-    if isinstance(value, str):
-        return [value], count_tokens(value)
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return list(value), sum(count_tokens(v) for v in value)
-    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
-        return [json.dumps(value)], len(value)
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value)
-    ):
-        return [json.dumps(v) for v in value], sum(len(v) for v in value)
-    raise HTTPError(
-        400, "'input' must be a non-empty string, list of strings, or token lists.", param="input"
-    )
-
-
-def chat_body(model: str, answer: Answer, prompt_tokens: int) -> dict[str, Any]:
-    """An OpenAI ``chat.completion`` object carrying ``answer``."""
-    message: dict[str, Any] = {"role": "assistant", "content": answer.content}
-    if answer.reasoning is not None:
-        message["reasoning_content"] = answer.reasoning
-    completion_tokens = answer.completion_tokens
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": "trio-designer-simulator",
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": answer.finish_reason,
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "completion_tokens_details": {"reasoning_tokens": answer.reasoning_tokens},
-        },
-    }
+    headers = runtime.ratelimit_headers(trio.current_time())
+    await send_json(send, error.status, error.body, headers)

@@ -111,13 +111,14 @@ class Answer:
     Attributes:
       content: the message content.
       reasoning: the ``reasoning_content``, or None when reasoning was not asked for.
-      finish_reason: ``"stop"``, or ``"length"`` when ``max_tokens`` (or a fault) cut it.
+      finish_reason: ``"stop"``; ``"length"`` when the answer reached ``max_tokens`` (or a
+        fault cut it); ``"content_filter"`` for the content-filter fault.
       kind: what was generated (``"text"``, ``"code"``, ``"json"`` bare, ``"fenced_json"``).
     """
 
     content: str
     reasoning: str | None = None
-    finish_reason: Literal["stop", "length"] = "stop"
+    finish_reason: Literal["stop", "length", "content_filter"] = "stop"
     kind: AnswerKind = "text"
 
     @property
@@ -182,7 +183,7 @@ def answer_chat(request: ChatRequest) -> Answer:
     elif match := _FENCE_OPENER.search(prompt):
         answer = Answer(content=code_answer(match.group(1), rng, words), kind="code")
     else:
-        answer = _text_answer(rng, words, request.max_tokens)
+        answer = _text_answer(rng, words)
     if request.reasoning:
         answer = attrs.evolve(answer, reasoning=_reasoning(rng, words))
     return _fit_max_tokens(answer, request.max_tokens)
@@ -229,10 +230,22 @@ def _dump_json(value: Any) -> str:
 
 
 def _fit_max_tokens(answer: Answer, max_tokens: int | None) -> Answer:
-    """Cut the content to ``max_tokens`` (reasoning aside), with ``finish_reason="length"``."""
-    if max_tokens is None or count_tokens(answer.content) <= max_tokens:
+    """The answer as a model limited to ``max_tokens`` completion tokens sends it.
+
+    Reasoning and content share the limit, reasoning first (as OpenAI's
+    ``max_completion_tokens`` does). An answer that *reaches* the limit — is at least
+    ``max_tokens`` tokens long — is cut to exactly ``max_tokens`` tokens (``4 × n`` characters
+    is ``n`` tokens) and says ``finish_reason="length"``: like a real model, the simulator does
+    not know it would have stopped there anyway.
+    """
+    if max_tokens is None or answer.completion_tokens < max_tokens:
         return answer
-    return attrs.evolve(answer, content=answer.content[: max_tokens * 4], finish_reason="length")
+    reasoning_tokens = answer.reasoning_tokens
+    if answer.reasoning is not None and reasoning_tokens >= max_tokens:
+        reasoning = answer.reasoning[: max_tokens * 4]
+        return attrs.evolve(answer, content="", reasoning=reasoning, finish_reason="length")
+    content = answer.content[: (max_tokens - reasoning_tokens) * 4]
+    return attrs.evolve(answer, content=content, finish_reason="length")
 
 
 # --------------------------------------------------------------------------- text
@@ -268,16 +281,10 @@ def sentence(rng: random.Random, words: Sequence[str]) -> str:
     )
 
 
-def _text_answer(rng: random.Random, words: Sequence[str], max_tokens: int | None) -> Answer:
-    """Two to five sentences, as many as fit in ``max_tokens`` (at least one, maybe cut)."""
+def _text_answer(rng: random.Random, words: Sequence[str]) -> Answer:
+    """Two to five sentences (``max_tokens`` cuts them afterwards, like any answer)."""
     sentences = [sentence(rng, words) for _ in range(rng.randint(2, 5))]
-    text = sentences[0]
-    for extra in sentences[1:]:
-        candidate = f"{text} {extra}"
-        if max_tokens is not None and count_tokens(candidate) > max_tokens:
-            break
-        text = candidate
-    return Answer(content=text, kind="text")
+    return Answer(content=" ".join(sentences), kind="text")
 
 
 def _reasoning(rng: random.Random, words: Sequence[str]) -> str:
@@ -690,9 +697,16 @@ def _formatted(fmt: object, rng: random.Random, words: Sequence[str]) -> str | N
 
 
 def apply_content_fault(answer: Answer, fault: str) -> Answer:
-    """The answer as damaged by content fault ``fault`` (``empty``/``malformed``/``truncated``)."""
+    """The answer as damaged by content fault ``fault`` (``empty``, ``malformed``,
+    ``truncated``, ``content_filter``; any other fault leaves it as it is)."""
     if fault == "empty":
         return attrs.evolve(answer, content="")
+    if fault == "content_filter":
+        return attrs.evolve(
+            answer,
+            content=answer.content[: len(answer.content) // 4],
+            finish_reason="content_filter",
+        )
     if fault == "truncated":
         return attrs.evolve(
             answer, content=answer.content[: len(answer.content) // 2], finish_reason="length"

@@ -1,32 +1,30 @@
 """Configuration and statistics values of the simulated endpoint.
 
 Three frozen attrs classes describe one simulated model, and three more describe what the
-server observed. They are plain values: building one does no I/O and starts nothing. The two
-named constructors at the bottom read them from the outside world:
-
-* :func:`load_profile` reads a YAML profile (``{models: [{name: ..., latency: {...}}]}``);
-* :func:`parse_model_spec` reads the command line's ``NAME:key=value,...`` form.
-
-Both report *every* problem at once in one :class:`~trio_designer.ConfigError`, each prefixed
-with the path of the offending field (``models[1].latency.medain: ...``).
+server observed. They are plain values: building one does no I/O and starts nothing.
+:mod:`._profile` reads them from YAML profiles and command-line specs.
 """
 
 from __future__ import annotations
 
-import collections
-import difflib
+import itertools
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
 
-from .._exceptions import ConfigError
-
 Mode = Literal["hosted", "gpu"]
 """``"hosted"``: a rate-limited API (429s). ``"gpu"``: a self-hosted server (queues, no 429)."""
+
+HeaderStyle = Literal["openai", "ietf", "none"]
+"""How a model with budgets advertises them: OpenAI's ``x-ratelimit-*``, the IETF draft's
+``RateLimit-Policy`` + ``RateLimit``, or not at all."""
+
+RetryAfterStyle = Literal["seconds", "http-date", "none"]
+"""How a 429 says when to come back: ``Retry-After: 3`` + ``retry-after-ms: 2500``, an HTTP date
+in ``Retry-After`` (and no ``retry-after-ms``), or nothing at all."""
 
 FAULT_KINDS: tuple[str, ...] = (
     "429",
@@ -37,8 +35,15 @@ FAULT_KINDS: tuple[str, ...] = (
     "empty",
     "malformed",
     "truncated",
+    "trickle",
+    "oversize",
+    "content_filter",
 )
-"""Every fault the simulator can inject, in the order their rates are laid end to end."""
+"""Every fault the simulator can inject, in the order their rates are laid end to end (new kinds
+go at the end, so a seed keeps drawing the same faults for the old ones)."""
+
+MIN_OVERSIZE_BYTES = 4096
+"""The smallest ``oversize_bytes``: a normal answer's body must fit below it."""
 
 
 def _probability(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -49,6 +54,18 @@ def _probability(instance: object, attribute: attrs.Attribute[float], value: flo
 def _finite_non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def _finite_positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+
+
+def _oversize(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_OVERSIZE_BYTES:
+        raise ValueError(
+            f"{attribute.name} must be a whole number >= {MIN_OVERSIZE_BYTES}, got {value!r}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -94,9 +111,16 @@ class Faults:
     * ``rate_empty``: a 200 whose message content is ``""``;
     * ``rate_malformed``: a 200 whose content is not valid JSON (JSON answers get a missing
       colon, text and code answers get an unterminated JSON fragment);
-    * ``rate_truncated``: a 200 whose content is cut in half, with ``finish_reason == "length"``.
+    * ``rate_truncated``: a 200 whose content is cut in half, with ``finish_reason == "length"``;
+    * ``rate_trickle``: a normal 200 whose body is sent one byte every ``trickle_interval``
+      seconds (a client whose timeout only bounds each read never finishes);
+    * ``rate_oversize``: a 200 whose body is ``oversize_bytes`` long (valid JSON when read
+      whole: the message content is padded);
+    * ``rate_content_filter``: a 200 with ``finish_reason == "content_filter"`` and only the
+      first quarter of the content.
 
-    Embedding requests only suffer the HTTP-level faults (429, 500, 503, reset, hang).
+    Embedding requests only suffer the transport-level faults (429, 500, 503, reset, hang,
+    trickle).
     """
 
     rate_429: float = attrs.field(default=0.0, validator=_probability)
@@ -107,7 +131,12 @@ class Faults:
     hang_seconds: float = attrs.field(default=3600.0, validator=_finite_non_negative)
     rate_empty: float = attrs.field(default=0.0, validator=_probability)
     rate_malformed: float = attrs.field(default=0.0, validator=_probability)
-    rate_truncated: float = attrs.field(
+    rate_truncated: float = attrs.field(default=0.0, validator=_probability)
+    rate_trickle: float = attrs.field(default=0.0, validator=_probability)
+    trickle_interval: float = attrs.field(default=1.0, validator=_finite_positive)
+    rate_oversize: float = attrs.field(default=0.0, validator=_probability)
+    oversize_bytes: int = attrs.field(default=10 * 1024 * 1024, validator=_oversize)
+    rate_content_filter: float = attrs.field(
         default=0.0, validator=[_probability, _rates_sum_to_at_most_one]
     )
 
@@ -129,6 +158,56 @@ def _name(instance: object, attribute: attrs.Attribute[str], value: str) -> None
         raise ValueError(f"name must be a non-empty string, got {value!r}")
 
 
+def _pairs(value: object) -> object:
+    """A list of pairs (YAML's ``[[0, 32], [30, 8]]``) as a tuple of tuples; else unchanged."""
+    if isinstance(value, list | tuple) and all(isinstance(p, list | tuple) for p in value):
+        return tuple(tuple(p) for p in value)
+    return value
+
+
+def _none_word(value: Any) -> Any:
+    """``None`` (YAML's ``null``, the CLI's ``none``) as the word ``"none"``."""
+    return "none" if value is None else value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _capacity_schedule(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    steps = value if isinstance(value, tuple) else None
+    if steps is None or not all(
+        len(step) == 2
+        and _is_number(step[0])
+        and step[0] >= 0
+        and isinstance(step[1], int)
+        and not isinstance(step[1], bool)
+        and step[1] >= 1
+        for step in steps
+    ):
+        raise ValueError(
+            f"capacity_schedule must be a list of [seconds >= 0, capacity >= 1] pairs "
+            f"(on the command line: 0:32/30:8), got {value!r}"
+        )
+    times = [step[0] for step in steps]
+    if times != sorted(set(times)):
+        raise ValueError(f"capacity_schedule times must increase strictly, got {times!r}")
+
+
+def _outages(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    windows = value if isinstance(value, tuple) else None
+    if windows is None or not all(
+        len(w) == 2 and _is_number(w[0]) and _is_number(w[1]) and 0 <= w[0] < w[1] for w in windows
+    ):
+        raise ValueError(
+            f"outages must be a list of [start, end] pairs with 0 <= start < end "
+            f"(on the command line: 10:15/40:42), got {value!r}"
+        )
+    for (_, end), (start, _) in itertools.pairwise(windows):
+        if start < end:
+            raise ValueError(f"outages must be in order and must not overlap, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class SimulatedModel:
     """One model served by the simulator.
@@ -145,9 +224,25 @@ class SimulatedModel:
         self-hosted server (vLLM): it never answers 429 for load; ``capacity`` requests are in
         service at once and the rest wait in a FIFO queue, so latency grows with load.
       capacity: hosted: most concurrent requests before 429; gpu: concurrent service slots.
-      rpm: hosted only: requests admitted per sliding 60 s window, or None for no budget.
-      tpm: hosted only: tokens (prompt + completion) admitted per sliding 60 s window.
-      retry_after: seconds advertised in ``Retry-After`` on every 429.
+        Never advertised in headers (a hidden limit).
+      capacity_schedule: a capacity that moves over time: ``((0, 32), (30, 8), (60, 32))`` means
+        32 from the start, 8 from 30 s after the simulator started, 32 again from 60 s. Before
+        the first step, ``capacity`` applies. Requests already admitted are never evicted.
+      rpm: hosted only: the request budget, a bucket of ``rpm`` requests refilled continuously
+        at ``rpm`` per 60 s; None for no budget.
+      tpm: hosted only: the token budget, likewise; a request is charged its prompt tokens
+        plus ``max_tokens`` (see docs/simulator.md for the exact rule).
+      retry_after: seconds advertised on a 429 for capacity and injected 429s (budget 429s
+        advertise the exact time until the budget has room).
+      retry_after_header: how a 429 carries its wait: ``"seconds"`` (``Retry-After`` in whole
+        seconds rounded up, plus ``retry-after-ms``), ``"http-date"`` (``Retry-After`` as an HTTP
+        date only) or ``"none"`` (neither: the client must guess).
+      ratelimit_headers: how a model with ``rpm``/``tpm`` advertises them on every response:
+        ``"openai"`` (``x-ratelimit-*``), ``"ietf"`` (``RateLimit-Policy`` and ``RateLimit``) or
+        ``"none"``.
+      outages: windows ``((start, end), ...)`` in seconds since the simulator started during
+        which the model answers 503 at once and drops the requests it was serving (an endpoint
+        restarting).
       faults: fault-injection rates.
       seed: seeds the latency and fault RNGs (together with ``name``). Content does not depend
         on it: the same request gets the same answer from any model of the same name.
@@ -157,14 +252,32 @@ class SimulatedModel:
     latency: Latency = attrs.field(factory=Latency, validator=v.instance_of(Latency))
     mode: Mode = attrs.field(default="hosted", validator=v.in_(("hosted", "gpu")))
     capacity: int = attrs.field(default=64, validator=[v.instance_of(int), v.ge(1)])
+    capacity_schedule: tuple[tuple[float, int], ...] = attrs.field(
+        default=(), converter=_pairs, validator=_capacity_schedule
+    )
     rpm: int | None = attrs.field(default=None, validator=_optional_positive)
     tpm: int | None = attrs.field(default=None, validator=_optional_positive)
     retry_after: float = attrs.field(default=1.0, validator=_finite_non_negative)
+    retry_after_header: RetryAfterStyle = attrs.field(
+        default="seconds",
+        converter=_none_word,
+        validator=v.in_(("seconds", "http-date", "none")),
+    )
+    ratelimit_headers: HeaderStyle = attrs.field(
+        default="openai", converter=_none_word, validator=v.in_(("openai", "ietf", "none"))
+    )
+    outages: tuple[tuple[float, float], ...] = attrs.field(
+        default=(), converter=_pairs, validator=_outages
+    )
     faults: Faults = attrs.field(factory=Faults, validator=v.instance_of(Faults))
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
 
 
 # --------------------------------------------------------------------------- statistics
+
+
+LimitedBy = Literal["capacity", "rpm", "tpm", "injected"]
+"""Why a 429 was sent: the (hidden) concurrency limit, a budget, or an injected fault."""
 
 
 @attrs.frozen(kw_only=True)
@@ -177,8 +290,19 @@ class ModelStats:
       queued: admitted requests waiting for a service slot (gpu mode). Live; not reset.
       peak_concurrency: the largest ``in_flight`` seen. A reset restarts it at the current
         ``in_flight``.
-      rate_limited: 429 responses sent (capacity, budgets and injected 429s).
+      capacity: the capacity now (moves with ``capacity_schedule``). Live.
+      rate_limited: 429 responses sent, for every cause; the four fields below split it.
+      limited_by_capacity: 429s because ``capacity`` requests were in flight (hosted).
+      limited_by_rpm: 429s because the request budget was spent.
+      limited_by_tpm: 429s because the token budget was spent (or the request is larger
+        than the whole budget).
+      limited_by_injected: injected 429s (``rate_429``); they do not depend on load.
       faults_sent: injected faults of every kind (an injected 429 counts here too).
+      unavailable: requests refused with 503 or dropped because an outage window was open.
+      admitted: requests charged to the budgets (every request that passed admission).
+      charged_tokens: tokens charged to the token budget (see docs/simulator.md for the rule).
+      rpm_remaining: whole requests left in the request budget now, or None without ``rpm``.
+      tpm_remaining: whole tokens left in the token budget now, or None without ``tpm``.
       input_tokens: prompt tokens of completed requests.
       output_tokens: completion tokens (reasoning included) of completed requests.
       busy_time: the integral over time of ``in_service / capacity``, in seconds; divide by the
@@ -190,8 +314,18 @@ class ModelStats:
     in_flight: int = 0
     queued: int = 0
     peak_concurrency: int = 0
+    capacity: int = 0
     rate_limited: int = 0
+    limited_by_capacity: int = 0
+    limited_by_rpm: int = 0
+    limited_by_tpm: int = 0
+    limited_by_injected: int = 0
     faults_sent: int = 0
+    unavailable: int = 0
+    admitted: int = 0
+    charged_tokens: int = 0
+    rpm_remaining: int | None = None
+    tpm_remaining: int | None = None
     input_tokens: int = 0
     output_tokens: int = 0
     busy_time: float = 0.0
@@ -203,11 +337,13 @@ class SimulatorStats:
     """A snapshot of every model's :class:`ModelStats`, keyed by model name.
 
     ``stats["gen"]`` is shorthand for ``stats.models["gen"]``. ``time`` is ``trio.current_time()``
-    when the snapshot was taken. (Holds a dict, so it is not hashable.)
+    when the snapshot was taken; ``unauthorized`` counts the requests refused with 401 (they
+    reach no model). (Holds a dict, so it is not hashable.)
     """
 
     models: Mapping[str, ModelStats]
     time: float
+    unauthorized: int = 0
 
     def __getitem__(self, name: str) -> ModelStats:
         return self.models[name]
@@ -216,6 +352,7 @@ class SimulatorStats:
         """The JSON shape served at ``GET /stats``."""
         return {
             "time": self.time,
+            "unauthorized": self.unauthorized,
             "models": {name: attrs.asdict(stats) for name, stats in self.models.items()},
         }
 
@@ -227,11 +364,18 @@ class RequestRecord:
     Attributes:
       model: the model name.
       start: when the request body had been read.
-      end: when the response was sent (or the connection dropped).
-      status: the HTTP status sent; ``0`` for an injected connection reset; ``499`` when the
-        client went away before the answer (nginx's convention).
+      end: when the response was sent (for a trickled body: its last byte), or when the
+        connection dropped.
+      status: the HTTP status sent; ``0`` for a connection closed without a response (an
+        injected reset, or an outage dropping the request); ``499`` when the client went away
+        before the answer (nginx's convention).
       queued_for: seconds spent waiting for a service slot (gpu mode), else 0.
-      fault: the injected fault (one of ``FAULT_KINDS``), or None.
+      fault: the injected fault (one of ``FAULT_KINDS``), ``"outage"`` for a request refused or
+        dropped by an outage window, or None.
+      limited_by: for a 429, why (``"capacity"``, ``"rpm"``, ``"tpm"``, ``"injected"``); else None.
+      prompt_tokens: the request's prompt tokens (what ``usage.prompt_tokens`` says).
+      completion_tokens: completion tokens sent (0 unless the answer went out).
+      charged_tokens: tokens charged to the token budget (0 unless admitted).
     """
 
     model: str
@@ -240,191 +384,7 @@ class RequestRecord:
     status: int
     queued_for: float = 0.0
     fault: str | None = None
-
-
-# --------------------------------------------------------------------------- loading
-
-_LATENCY_KEYS = tuple(a.name for a in attrs.fields(Latency))
-_FAULT_KEYS = tuple(a.name for a in attrs.fields(Faults))
-_MODEL_KEYS = tuple(a.name for a in attrs.fields(SimulatedModel))
-
-
-def _unknown_key(path: str, key: str, expected: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, expected, n=1)
-    hint = f"did you mean '{close[0]}'?" if close else f"expected one of {', '.join(expected)}"
-    return f"{path}.{key}: unknown field; {hint}"
-
-
-def _build(cls: type[Any], data: Mapping[str, Any], path: str, problems: list[str]) -> Any:
-    """``cls(**data)``, turning a validator's complaint into a path-qualified problem."""
-    try:
-        return cls(**data)
-    except (TypeError, ValueError) as exc:
-        problems.append(f"{path}: {exc}")
-        return None
-
-
-def _sub_value(
-    cls: type[Any], data: object, keys: Sequence[str], path: str, problems: list[str]
-) -> Any:
-    if not isinstance(data, Mapping):
-        problems.append(f"{path}: expected a mapping of {', '.join(keys)}, got {data!r}")
-        return None
-    unknown = [_unknown_key(path, str(k), keys) for k in data if k not in keys]
-    problems.extend(unknown)
-    return None if unknown else _build(cls, data, path, problems)
-
-
-def model_from_mapping(data: object, *, path: str = "model") -> SimulatedModel:
-    """Build one :class:`SimulatedModel` from plain data (the profile's per-model mapping).
-
-    Raises:
-      ConfigError: listing every problem, each prefixed with ``path``.
-    """
-    problems: list[str] = []
-    model = _model_from_mapping(data, path, problems)
-    if problems or model is None:
-        raise ConfigError(problems or [f"{path}: could not build the model"])
-    return model
-
-
-def _model_from_mapping(data: object, path: str, problems: list[str]) -> SimulatedModel | None:
-    if not isinstance(data, Mapping):
-        problems.append(f"{path}: expected a mapping with at least 'name', got {data!r}")
-        return None
-    before = len(problems)
-    fields = dict(data)
-    problems.extend(_unknown_key(path, str(k), _MODEL_KEYS) for k in fields if k not in _MODEL_KEYS)
-    if "name" not in fields:
-        problems.append(f"{path}.name: missing; every simulated model needs a name")
-    if "latency" in fields:
-        fields["latency"] = _sub_value(
-            Latency, fields["latency"], _LATENCY_KEYS, f"{path}.latency", problems
-        )
-    if "faults" in fields:
-        fields["faults"] = _sub_value(
-            Faults, fields["faults"], _FAULT_KEYS, f"{path}.faults", problems
-        )
-    if len(problems) > before:
-        return None
-    built: SimulatedModel | None = _build(SimulatedModel, fields, path, problems)
-    return built
-
-
-def models_from_profile_data(data: object, *, source: str = "profile") -> list[SimulatedModel]:
-    """Build the models of an already-parsed profile (``{"models": [...]}``).
-
-    Raises:
-      ConfigError: listing every problem found, each prefixed with its path.
-    """
-    if not isinstance(data, Mapping) or not isinstance(data.get("models"), list):
-        raise ConfigError(f"{source}: expected a mapping with a 'models' list, got {data!r}")
-    problems = [_unknown_key(source, str(k), ("models",)) for k in data if k != "models"]
-    entries = data["models"]
-    models = [_model_from_mapping(m, f"models[{i}]", problems) for i, m in enumerate(entries)]
-    names = [
-        m["name"] for m in entries if isinstance(m, Mapping) and isinstance(m.get("name"), str)
-    ]
-    problems.extend(_duplicate_problems(names))
-    if problems:
-        raise ConfigError(problems)
-    return [m for m in models if m is not None]
-
-
-def duplicate_name_problems(models: Sequence[SimulatedModel]) -> list[str]:
-    """One problem per model name used more than once."""
-    return _duplicate_problems([m.name for m in models])
-
-
-def _duplicate_problems(names: Sequence[str]) -> list[str]:
-    counts = collections.Counter(names)
-    dupes = sorted(name for name, count in counts.items() if count > 1)
-    return [f"model name '{n}' is used more than once; give each model its own name" for n in dupes]
-
-
-def load_profile(path: str | os.PathLike[str]) -> list[SimulatedModel]:
-    """Read a YAML simulator profile.
-
-    The file holds one mapping with a ``models`` list; each entry has the fields of
-    :class:`SimulatedModel`, with ``latency`` and ``faults`` as nested mappings::
-
-        models:
-          - name: gen
-            mode: gpu
-            capacity: 16
-            latency: {median: 0.5, sigma: 0.3, per_output_token: 0.002}
-          - name: judge
-            rpm: 600
-            faults: {rate_429: 0.05, rate_500: 0.01}
-
-    Raises:
-      ConfigError: the file is not valid YAML, or any model is invalid (every problem listed).
-      OSError: the file cannot be read.
-    """
-    import yaml
-
-    with open(path, encoding="utf-8") as file:
-        text = file.read()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{os.fspath(path)}: not valid YAML: {exc}") from exc
-    return models_from_profile_data(data, source=os.fspath(path))
-
-
-_SPEC_ALIASES = {"latency": "median"}
-
-
-def parse_model_spec(spec: str) -> SimulatedModel:
-    """Parse the command line's ``NAME:key=value,...`` model form.
-
-    Keys are the fields of :class:`SimulatedModel`, :class:`Latency` and :class:`Faults`, flat:
-    ``latency`` (alias of ``median``), ``median``, ``sigma``, ``per_output_token``, ``mode``,
-    ``capacity``, ``rpm``, ``tpm``, ``retry_after``, ``seed``, ``rate_429`` ... ``hang_seconds``.
-    Values are numbers, words, or ``none``. Example::
-
-        parse_model_spec("gen:latency=0.5,sigma=0.3,capacity=16,mode=gpu,rate_429=0.05")
-
-    Raises:
-      ConfigError: listing every problem in the spec.
-    """
-    name, _, rest = spec.partition(":")
-    path = f"--model {spec!r}"
-    data: dict[str, Any] = {"name": name.strip()}
-    latency: dict[str, Any] = {}
-    faults: dict[str, Any] = {}
-    problems: list[str] = []
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, raw = item.partition("=")
-        key = _SPEC_ALIASES.get(key.strip(), key.strip())
-        if not eq:
-            problems.append(f"{path}: '{item}' is not of the form key=value")
-        elif key in _LATENCY_KEYS:
-            latency[key] = _parse_scalar(raw)
-        elif key in _FAULT_KEYS:
-            faults[key] = _parse_scalar(raw)
-        elif key in _MODEL_KEYS and key not in ("name", "latency", "faults"):
-            data[key] = _parse_scalar(raw)
-        else:
-            flat = sorted({*_MODEL_KEYS, *_LATENCY_KEYS, *_FAULT_KEYS} - {"name", "faults"})
-            close = difflib.get_close_matches(key, flat, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"expected one of {', '.join(flat)}"
-            problems.append(f"{path}: unknown key '{key}'; {hint}")
-    data.update({"latency": latency} if latency else {})
-    data.update({"faults": faults} if faults else {})
-    model = None if problems else _model_from_mapping(data, path, problems)
-    if problems or model is None:
-        raise ConfigError(problems or [f"{path}: could not build the model"])
-    return model
-
-
-def _parse_scalar(raw: str) -> Any:
-    text = raw.strip()
-    if text.lower() in ("none", "null"):
-        return None
-    for parse in (int, float):
-        try:
-            return parse(text)
-        except ValueError:
-            pass
-    return text
+    limited_by: LimitedBy | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    charged_tokens: int = 0

@@ -49,7 +49,7 @@ class Simulator:
         self.port: int = parts.port or 0
         self.models: tuple[SimulatedModel, ...] = app.models
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never shows the API key
         return f"<Simulator {self.url} models={[m.name for m in self.models]}>"
 
     def stats(self) -> SimulatorStats:
@@ -90,6 +90,7 @@ async def serve_simulator(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    api_key: str | None = None,
     task_status: trio.TaskStatus[Simulator] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the simulated models over HTTP until cancelled.
@@ -103,15 +104,18 @@ async def serve_simulator(
       models: the models to serve (names must be unique).
       host: the address to bind (an IP literal).
       port: the port, or 0 for a free one (read it from ``Simulator.port``).
+      api_key: when set, every request must send ``Authorization: Bearer <api_key>`` or get
+        401; the key is never logged or echoed.
       task_status: receives the :class:`Simulator` handle.
 
     Raises:
-      ConfigError: no models, or a duplicate model name.
+      ConfigError: no models, a duplicate model name, or an empty API key.
       OSError: the address cannot be bound.
     """
-    app = SimulatorApp(models)
+    app = SimulatorApp(models, api_key=api_key)
     asgi_app: Any = app  # our ASGI types are plain mappings; hypercorn's are TypedDicts
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(app.follow_schedules)
         binds: list[str] = await nursery.start(
             partial(serve, asgi_app, hypercorn_config(host, port))
         )
@@ -120,21 +124,25 @@ async def serve_simulator(
 
 @asynccontextmanager
 async def open_simulator(
-    models: Sequence[SimulatedModel], *, port: int = 0
+    models: Sequence[SimulatedModel], *, port: int = 0, api_key: str | None = None
 ) -> AsyncIterator[Simulator]:
     """Run a simulator on ``127.0.0.1`` for the duration of the ``async with`` block.
+
+    With ``api_key``, every request must send ``Authorization: Bearer <api_key>``.
 
     On exit the server is cancelled: open connections are closed and requests still in
     service are abandoned. An exception leaving the block is re-raised as itself, not wrapped
     in the ``ExceptionGroup`` of the nursery that runs the server.
 
     Raises:
-      ConfigError: no models, or a duplicate model name.
+      ConfigError: no models, a duplicate model name, or an empty API key.
       OSError: the port cannot be bound.
     """
     try:
         async with trio.open_nursery() as nursery:
-            simulator: Simulator = await nursery.start(partial(serve_simulator, models, port=port))
+            simulator: Simulator = await nursery.start(
+                partial(serve_simulator, models, port=port, api_key=api_key)
+            )
             try:
                 yield simulator
             finally:

@@ -1,4 +1,4 @@
-"""Per-model runtime state: admission (capacity, RPM/TPM budgets), faults, service slots, stats.
+"""Per-model runtime state: admission (capacity, budgets, outages), faults, service slots, stats.
 
 One :class:`ModelRuntime` per simulated model, owned by the ASGI app. Everything here runs on
 the event loop between checkpoints, so plain counters are safe: a request's admission check and
@@ -6,154 +6,224 @@ its ``in_flight`` increment happen with no checkpoint in between, so two request
 take the last hosted slot.
 
 Time is ``trio.current_time()`` throughout, so the same code runs in real time (the CLI) and in
-virtual time (tests under ``MockClock``).
+virtual time (tests under ``MockClock``). Schedules (``capacity_schedule``, ``outages``) count
+from ``epoch``, the moment the simulator started.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import math
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Literal, final
+from typing import final
 
 import attrs
 import trio
 
+from ._budget import (
+    Header,
+    TokenBucket,
+    ietf_headers,
+    ietf_policy,
+    openai_headers,
+    retry_after_headers,
+)
 from ._content import seeded_rng
-from ._models import FAULT_KINDS, ModelStats, SimulatedModel
-
-WINDOW_SECONDS = 60.0
-"""The sliding window of the hosted RPM/TPM budgets."""
-
-Header = tuple[bytes, bytes]
-RejectReason = Literal["capacity", "rpm", "tpm", "fault"]
+from ._models import FAULT_KINDS, LimitedBy, ModelStats, SimulatedModel
 
 
 @attrs.frozen(kw_only=True)
 class Rejection:
-    """Why a hosted model answered 429 (``reason``), in words (``message``)."""
+    """Why a model answered 429 (``limited_by``), in words, and when to come back (seconds)."""
 
-    reason: RejectReason
+    limited_by: LimitedBy
     message: str
+    retry_after: float
 
 
 @final
 class ModelRuntime:
     """The live state of one simulated model.
 
-    Invariants:
-      * ``0 <= queued <= in_flight``; ``in_service == in_flight - queued``;
-      * hosted mode: ``in_flight <= capacity`` (admission refuses the request that would break
-        it); gpu mode: ``in_service <= capacity`` (the ``CapacityLimiter``);
-      * ``window_tokens == sum(tokens for _, tokens in window)``, and the window only holds
-        admissions from the last ``WINDOW_SECONDS`` after :meth:`_expire`.
+    Invariants (each checked by the test named after it):
+      * ``0 <= queued <= in_flight``; ``in_service == in_flight - queued``
+        (``test_client_leaving_the_gpu_queue_frees_its_place``);
+      * hosted mode: a request is admitted only while ``in_flight < capacity`` (a capacity
+        that drops below ``in_flight`` evicts nobody); gpu mode: ``in_service <= capacity``
+        except just after the capacity dropped, when holders finish first
+        (``test_hosted_capacity_follows_its_schedule``,
+        ``test_gpu_mode_never_serves_more_than_capacity_at_once``,
+        ``test_gpu_capacity_falling_lets_running_requests_finish``);
+      * one fault draw per request, at arrival, before any admission check, so injected faults
+        do not depend on load (``test_injected_429s_do_not_depend_on_load``);
+      * the budgets are charged exactly once per admitted request, at admission, never
+        refunded (``test_hosted_tpm_budget_charges_prompt_plus_max_tokens_at_admission``).
     """
 
-    def __init__(self, config: SimulatedModel) -> None:
+    def __init__(self, config: SimulatedModel, *, epoch: float) -> None:
         self.config = config
+        self.epoch = epoch
         key = f"{config.seed}\x00{config.name}"
         self._latency_rng = seeded_rng(f"latency\x00{key}")
         self._fault_rng = seeded_rng(f"faults\x00{key}")
-        self._limiter = trio.CapacityLimiter(config.capacity) if config.mode == "gpu" else None
-        self._window: collections.deque[tuple[float, int]] = collections.deque()
-        self._window_tokens = 0
+        self._fault_rates = [(kind, config.faults.rate(kind)) for kind in FAULT_KINDS]
+        self._any_fault = any(rate > 0 for _, rate in self._fault_rates)
+        self._step_times = [epoch + at for at, _ in config.capacity_schedule]
+        self._step_capacities = [capacity for _, capacity in config.capacity_schedule]
+        self._outage_starts = [epoch + start for start, _ in config.outages]
+        self._outage_ends = [epoch + end for _, end in config.outages]
+        self.capacity = self.capacity_at(epoch)
+        gpu = config.mode == "gpu"
+        self._limiter = trio.CapacityLimiter(self.capacity) if gpu else None
+        self._rpm = TokenBucket(config.rpm, epoch) if config.rpm and not gpu else None
+        self._tpm = TokenBucket(config.tpm, epoch) if config.tpm and not gpu else None
+        self._policy = ietf_policy(self._rpm, self._tpm)
         self.in_flight = 0
         self.queued = 0
         self._in_service = 0
-        self._busy_mark = trio.current_time()
+        self._busy_mark = epoch
         self._reset_counters()
 
     def _reset_counters(self) -> None:
         self.requests = 0
         self.peak = self.in_flight
-        self.rate_limited = 0
+        self.limited_by: collections.Counter[str] = collections.Counter()
         self.faults_sent = 0
+        self.unavailable = 0
+        self.admitted = 0
+        self.charged_tokens = 0
         self.input_tokens = 0
         self.output_tokens = 0
         self.completed = 0
         self._busy_accum = 0.0
         self._busy_mark = trio.current_time()
 
+    # ----------------------------------------------------------------- schedules
+
+    def capacity_at(self, now: float) -> int:
+        """The capacity in force at ``now`` (``capacity_schedule``, else ``capacity``)."""
+        step = bisect.bisect_right(self._step_times, now) - 1
+        return self._step_capacities[step] if step >= 0 else self.config.capacity
+
+    def schedule_times(self) -> list[float]:
+        """The moments the capacity changes (for the app's schedule task)."""
+        return list(self._step_times)
+
+    def follow_schedule(self, now: float) -> None:
+        """Apply the capacity in force at ``now`` (gpu: resize the slot limiter)."""
+        capacity = self.capacity_at(now)
+        if capacity != self.capacity:
+            self._change_in_service(0)  # close the busy_time segment at the old capacity
+            self.capacity = capacity
+            if self._limiter is not None:
+                self._limiter.total_tokens = capacity
+
+    def in_outage(self, now: float) -> bool:
+        """Whether an outage window is open at ``now``."""
+        i = bisect.bisect_right(self._outage_starts, now) - 1
+        return i >= 0 and now < self._outage_ends[i]
+
+    def next_outage(self, now: float) -> float:
+        """When the next outage window opens after ``now`` (``inf`` if none)."""
+        i = bisect.bisect_right(self._outage_starts, now)
+        return self._outage_starts[i] if i < len(self._outage_starts) else math.inf
+
     # ----------------------------------------------------------------- admission
 
+    def arrive(self, now: float) -> str | None:
+        """Count a request and draw its fault (one draw per request, whatever the load)."""
+        self.requests += 1
+        if self._step_times:
+            self.follow_schedule(now)
+        return self._draw_fault() if self._any_fault else None
+
     def check_admission(self, now: float, tokens: int) -> Rejection | None:
-        """The reason a hosted model refuses a request of ``tokens`` tokens now, or None."""
-        if self.config.mode == "gpu":
+        """Why a hosted model refuses a request charged ``tokens`` tokens now, or None."""
+        if self._limiter is not None:
             return None
-        self._expire(now)
-        limit, name = self.config.capacity, self.config.name
-        if self.in_flight >= limit:
+        config, name = self.config, self.config.name
+        if self.in_flight >= self.capacity:
             return Rejection(
-                reason="capacity",
-                message=f"Model '{name}' is at capacity ({limit} concurrent requests).",
+                limited_by="capacity",
+                message=f"Model '{name}' is at capacity; too many concurrent requests.",
+                retry_after=config.retry_after,
             )
-        if self.config.rpm is not None and len(self._window) >= self.config.rpm:
+        rpm_wait = self._rpm.wait_for(1, now) if self._rpm is not None else 0.0
+        tpm_wait = self._tpm.wait_for(tokens, now) if self._tpm is not None else 0.0
+        if tpm_wait == math.inf:
             return Rejection(
-                reason="rpm", message=f"Rate limit reached for '{name}': {self.config.rpm} RPM."
+                limited_by="tpm",
+                message=f"Request too large for '{name}': it needs {tokens} tokens "
+                f"(prompt + max_tokens) but the limit is {config.tpm} TPM; "
+                "shorten the prompt or lower max_tokens.",
+                retry_after=config.retry_after,
             )
-        if self.config.tpm is not None and self._window_tokens + tokens > self.config.tpm:
+        if rpm_wait > 0:
             return Rejection(
-                reason="tpm",
-                message=f"Rate limit reached for '{name}': {self.config.tpm} TPM "
-                f"(this request needs {tokens} tokens).",
+                limited_by="rpm",
+                message=f"Rate limit reached for '{name}': {config.rpm} RPM.",
+                retry_after=max(rpm_wait, tpm_wait),
+            )
+        if tpm_wait > 0:
+            return Rejection(
+                limited_by="tpm",
+                message=f"Rate limit reached for '{name}': {config.tpm} TPM "
+                f"(this request is charged {tokens} tokens).",
+                retry_after=tpm_wait,
             )
         return None
 
-    def record_admission(self, now: float, tokens: int) -> None:
-        """Count an admitted request against the RPM/TPM window."""
-        self._window.append((now, tokens))
-        self._window_tokens += tokens
+    def admit(self, now: float, tokens: int) -> None:
+        """Charge an admitted request to the budgets."""
+        self.admitted += 1
+        self.charged_tokens += tokens
+        if self._rpm is not None:
+            self._rpm.take(1, now)
+        if self._tpm is not None:
+            self._tpm.take(tokens, now)
 
-    def _expire(self, now: float) -> None:
-        while self._window and self._window[0][0] <= now - WINDOW_SECONDS:
-            _, tokens = self._window.popleft()
-            self._window_tokens -= tokens
+    def reject(self, limited_by: LimitedBy) -> None:
+        """Count a 429."""
+        self.limited_by[limited_by] += 1
+        if limited_by == "injected":
+            self.faults_sent += 1
 
-    def ratelimit_headers(self, now: float, *, rejected: bool = False) -> list[Header]:
-        """OpenAI's ``x-ratelimit-*`` headers (plus ``retry-after`` when ``rejected``)."""
-        self._expire(now)
-        config = self.config
-        oldest_expiry = self._window[0][0] + WINDOW_SECONDS - now if self._window else 0.0
-        if config.rpm is not None:
-            limit, remaining, reset = config.rpm, config.rpm - len(self._window), oldest_expiry
-        else:
-            limit, remaining = config.capacity, config.capacity - self.in_flight
-            reset = config.retry_after if remaining <= 0 else 0.0
-        headers = [
-            (b"x-ratelimit-limit-requests", str(limit).encode()),
-            (b"x-ratelimit-remaining-requests", str(max(0, remaining)).encode()),
-            (b"x-ratelimit-reset-requests", format_duration(reset).encode()),
-        ]
-        if config.tpm is not None:
-            headers += [
-                (b"x-ratelimit-limit-tokens", str(config.tpm).encode()),
-                (
-                    b"x-ratelimit-remaining-tokens",
-                    str(max(0, config.tpm - self._window_tokens)).encode(),
-                ),
-                (b"x-ratelimit-reset-tokens", format_duration(oldest_expiry).encode()),
-            ]
-        if rejected:
-            headers += [
-                (b"retry-after", f"{config.retry_after:g}".encode()),
-                (b"retry-after-ms", str(round(config.retry_after * 1000)).encode()),
-            ]
-        return headers
+    def ratelimit_headers(self, now: float) -> list[Header]:
+        """The budget headers in the model's style (none without budgets or in gpu mode)."""
+        if self._rpm is None and self._tpm is None:
+            return []
+        style = self.config.ratelimit_headers
+        if style == "openai":
+            return openai_headers(self._rpm, self._tpm, now)
+        if style == "ietf":
+            return ietf_headers(self._rpm, self._tpm, self._policy, now)
+        return []
+
+    def rejection_headers(self, now: float, retry_after: float) -> list[Header]:
+        """The budget headers plus the ``Retry-After`` family, for a 429."""
+        style = self.config.retry_after_header
+        return self.ratelimit_headers(now) + retry_after_headers(style, retry_after, time.time())
 
     # ----------------------------------------------------------------- randomness
 
-    def draw_fault(self) -> str | None:
+    def _draw_fault(self) -> str | None:
         """One fault kind (from :data:`FAULT_KINDS`) or None, from the seeded fault RNG."""
         u = self._fault_rng.random()
-        for kind in FAULT_KINDS:
-            u -= self.config.faults.rate(kind)
+        for kind, rate in self._fault_rates:
+            u -= rate
             if u < 0:
                 return kind
         return None
 
     def draw_service_time(self, output_tokens: int) -> float:
-        """A service time: lognormal(median, sigma) + per-token time (exactly median if sigma=0)."""
+        """A service time: lognormal(median, sigma) + per-token time (exactly median if sigma=0).
+
+        Drawn at admission, so the i-th admitted request gets the i-th draw whatever the
+        queueing (the gpu queue is FIFO, so this is also the order of service).
+        """
         latency = self.config.latency
         base = latency.median
         if latency.sigma > 0 and latency.median > 0:
@@ -165,7 +235,7 @@ class ModelRuntime:
     # ----------------------------------------------------------------- lifecycle
 
     @contextmanager
-    def admitted(self) -> Iterator[None]:
+    def admitted_request(self) -> Iterator[None]:
         """Count the request in ``in_flight`` while the block runs."""
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
@@ -173,6 +243,10 @@ class ModelRuntime:
             yield
         finally:
             self.in_flight -= 1
+
+    def has_free_slot(self) -> bool:
+        """Whether a request entering service now would get a slot without waiting."""
+        return self._limiter is None or self._limiter.available_tokens > 0
 
     @asynccontextmanager
     async def in_service(self) -> AsyncIterator[float]:
@@ -199,7 +273,7 @@ class ModelRuntime:
 
     def _change_in_service(self, delta: int) -> None:
         now = trio.current_time()
-        self._busy_accum += self._in_service * (now - self._busy_mark) / self.config.capacity
+        self._busy_accum += self._in_service * (now - self._busy_mark) / self.capacity
         self._busy_mark = now
         self._in_service += delta
 
@@ -212,14 +286,24 @@ class ModelRuntime:
 
     def statistics(self) -> ModelStats:
         now = trio.current_time()
-        live = self._in_service * (now - self._busy_mark) / self.config.capacity
+        live = self._in_service * (now - self._busy_mark) / self.capacity
         return ModelStats(
             requests=self.requests,
             in_flight=self.in_flight,
             queued=self.queued,
             peak_concurrency=self.peak,
-            rate_limited=self.rate_limited,
+            capacity=self.capacity_at(now),
+            rate_limited=sum(self.limited_by.values()),
+            limited_by_capacity=self.limited_by["capacity"],
+            limited_by_rpm=self.limited_by["rpm"],
+            limited_by_tpm=self.limited_by["tpm"],
+            limited_by_injected=self.limited_by["injected"],
             faults_sent=self.faults_sent,
+            unavailable=self.unavailable,
+            admitted=self.admitted,
+            charged_tokens=self.charged_tokens,
+            rpm_remaining=self._rpm.remaining(now) if self._rpm is not None else None,
+            tpm_remaining=self._tpm.remaining(now) if self._tpm is not None else None,
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             busy_time=self._busy_accum + live,
@@ -227,12 +311,5 @@ class ModelRuntime:
         )
 
     def reset(self) -> None:
-        """Zero the counters; live gauges (``in_flight``, ``queued``) and budgets are kept."""
+        """Zero the counters; live gauges, budgets, schedules and RNGs are kept."""
         self._reset_counters()
-
-
-def format_duration(seconds: float) -> str:
-    """OpenAI's reset-header style: ``"250ms"``, ``"1s"``, ``"1.5s"``, ``"59.9s"``."""
-    if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
-    return f"{round(seconds, 3):g}s"

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from trio_designer import CustomColumn, PipelineConfig
 from trio_designer._core._errorwindow import ErrorRateWindow
-from trio_designer._core._tracker import GraphView, RowGroupTracker, Task
+from trio_designer._core._retry import RetryPolicy
+from trio_designer._core._tracker import CompletionTracker, Task
+from trio_designer._plan import ExecutionGraph
 
 
-def view(edges: dict[str, tuple[str, ...]], full: tuple[str, ...] = ()) -> GraphView:
-    order = tuple(edges)
-    downstream: dict[str, set[str]] = {c: set() for c in order}
-    for column, ups in edges.items():
-        for up in ups:
-            downstream[up].add(column)
-    priority: dict[str, int] = {}
-    for column in reversed(order):
-        priority[column] = 1 + max((priority[d] for d in downstream[column]), default=0)
-    return GraphView(
-        order=order,
-        upstream={c: frozenset(u) for c, u in edges.items()},
-        downstream={c: frozenset(d) for c, d in downstream.items()},
-        strategy={c: "full_column" if c in full else "cell" for c in order},
-        priority=priority,
-    )
+def _never_called(row: Any) -> None:
+    raise AssertionError("the tracker never runs generators")
+
+
+def view(edges: dict[str, tuple[str, ...]], full: tuple[str, ...] = ()) -> ExecutionGraph:
+    """The real execution graph of custom columns with these dependencies (declared in
+    topological order); the ``full`` ones are full-column columns."""
+    columns = [
+        CustomColumn(
+            name=name,
+            function=_never_called,
+            strategy="full_column" if name in full else "cell",
+            depends_on=ups,
+        )
+        for name, ups in edges.items()
+    ]
+    return ExecutionGraph.from_config(PipelineConfig(columns=columns))
 
 
 DEEP = view(
@@ -38,7 +44,7 @@ DEEP = view(
 )
 
 
-def drain_ready(tracker: RowGroupTracker) -> list[Task]:
+def drain_ready(tracker: CompletionTracker) -> list[Task]:
     tasks = []
     while (task := tracker.pop_ready()) is not None:
         tasks.append(task)
@@ -46,13 +52,13 @@ def drain_ready(tracker: RowGroupTracker) -> list[Task]:
 
 
 def test_full_column_root_is_the_only_ready_task_at_start() -> None:
-    tracker = RowGroupTracker(DEEP, 3)
+    tracker = CompletionTracker(DEEP, 3)
     assert drain_ready(tracker) == [Task("topic", None)]
 
 
 def test_critical_path_cells_come_first() -> None:
     """On the Deep shape, summary (3 columns to go) outranks trivia (1), row by row."""
-    tracker = RowGroupTracker(DEEP, 2)
+    tracker = CompletionTracker(DEEP, 2)
     (topic,) = drain_ready(tracker)
     tracker.complete(topic)
     assert drain_ready(tracker) == [
@@ -64,14 +70,14 @@ def test_critical_path_cells_come_first() -> None:
 
 
 def test_a_cell_is_ready_when_its_own_row_is_done_not_the_column() -> None:
-    tracker = RowGroupTracker(DEEP, 3)
+    tracker = CompletionTracker(DEEP, 3)
     tracker.complete(tracker.pop_ready() or Task("?", None))
     drain_ready(tracker)
     assert tracker.complete(Task("summary", 1)) == [Task("analysis", 1)]
 
 
 def test_dropping_a_row_returns_its_in_flight_cells_and_hides_the_rest() -> None:
-    tracker = RowGroupTracker(DEEP, 2)
+    tracker = CompletionTracker(DEEP, 2)
     tracker.complete(tracker.pop_ready() or Task("?", None))
     drain_ready(tracker)  # summary/trivia of both rows now in flight
     cancelled = tracker.drop_rows([0])
@@ -82,7 +88,7 @@ def test_dropping_a_row_returns_its_in_flight_cells_and_hides_the_rest() -> None
 
 def test_dropped_rows_are_excused_for_full_column_tasks() -> None:
     shape = view({"a": (), "b": ("a",)}, full=("b",))
-    tracker = RowGroupTracker(shape, 2)
+    tracker = CompletionTracker(shape, 2)
     drain_ready(tracker)
     tracker.complete(Task("a", 0))
     assert not tracker.has_ready()
@@ -91,7 +97,7 @@ def test_dropped_rows_are_excused_for_full_column_tasks() -> None:
 
 
 def test_a_failing_full_column_task_drops_the_row_group() -> None:
-    tracker = RowGroupTracker(DEEP, 4)
+    tracker = CompletionTracker(DEEP, 4)
     task = tracker.pop_ready()
     assert task == Task("topic", None)
     tracker.fail(task)
@@ -101,7 +107,7 @@ def test_a_failing_full_column_task_drops_the_row_group() -> None:
 
 def test_retryable_failures_wait_for_the_stall_then_the_backoff() -> None:
     shape = view({"a": ()})
-    tracker = RowGroupTracker(shape, 2, max_retries=1)
+    tracker = CompletionTracker(shape, 2, retry=RetryPolicy(max_retries=1))
     first, second = drain_ready(tracker)
     assert not tracker.defer(first, not_before=5.0).exhausted
     assert not tracker.is_stalled()  # row 1 still in flight
@@ -118,7 +124,9 @@ def test_retryable_failures_wait_for_the_stall_then_the_backoff() -> None:
 
 
 def test_rate_limited_failures_have_their_own_budget() -> None:
-    tracker = RowGroupTracker(view({"a": ()}), 1, max_retries=0, max_rate_limited_retries=3)
+    tracker = CompletionTracker(
+        view({"a": ()}), 1, retry=RetryPolicy(max_retries=0, max_rate_limited_retries=3)
+    )
     task = tracker.pop_ready()
     assert task is not None
     for attempt in range(3):
@@ -129,14 +137,14 @@ def test_rate_limited_failures_have_their_own_budget() -> None:
 
 
 def test_statistics_count_everything() -> None:
-    tracker = RowGroupTracker(DEEP, 2)
+    tracker = CompletionTracker(DEEP, 2)
     stats = tracker.statistics()
     assert (stats.size, stats.ready, stats.in_flight, stats.deferred) == (2, 1, 0, 0)
 
 
 def test_an_empty_row_group_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^a row group needs at least one row, got 0$"):
-        RowGroupTracker(DEEP, 0)
+        CompletionTracker(DEEP, 0)
 
 
 def test_error_window_trips_only_when_full_and_above_threshold() -> None:
@@ -146,6 +154,8 @@ def test_error_window_trips_only_when_full_and_above_threshold() -> None:
     assert not window.record(error=False)
     assert window.record(error=False)  # 2 of 4
     assert window.tripped
+    for _ in range(8):
+        assert window.record(error=False)  # stays tripped, whatever follows
 
 
 def test_error_window_slides() -> None:

@@ -2,7 +2,7 @@
 
 Imported only when a rich display is chosen (``rich`` is the optional ``progress`` extra). The
 display is a :class:`rich.live.Live` with ``auto_refresh=False`` — no refresh thread: the
-reporter's own trio task takes a :class:`~trio_designer._progress.ProgressSnapshot` and redraws
+reporter's own trio task takes a :class:`~._progress_model.ProgressSnapshot` and redraws
 about ten times a second. A frame looks like (colours aside; 80 columns)::
 
       12.3s  rows written 400/1000  dropped 2
@@ -33,8 +33,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ._engine._runtime import RunState
-from ._progress import (
+from ._progress_model import (
     ColumnProgress,
     EndpointProgress,
     ProgressSnapshot,
@@ -43,6 +42,7 @@ from ._progress import (
     format_eta,
     format_rate,
 )
+from ._runview import RunView
 
 #: Seconds between redraws (about 10 Hz).
 REFRESH_INTERVAL = 0.1
@@ -241,7 +241,7 @@ class _Console(Console):
 class RichProgress:
     """Sticky rich progress bars for one run, redrawn about ten times a second.
 
-    Lifecycle (see :class:`~trio_designer._progress.Reporter`): :meth:`run` starts the live
+    Lifecycle (see :class:`~._progress.Reporter`): :meth:`run` starts the live
     display and the log routing, then redraws every :data:`REFRESH_INTERVAL` seconds until
     cancelled; :meth:`final` draws the final frame, stops the display (the last frame stays on
     screen) and restores logging and ``sys.stdout``/``sys.stderr``. Either order is safe, and a
@@ -258,7 +258,7 @@ class RichProgress:
 
     def __init__(
         self,
-        state: RunState,
+        state: RunView,
         *,
         stream: TextIO | None = None,
         console: Console | None = None,

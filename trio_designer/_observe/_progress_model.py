@@ -1,52 +1,41 @@
-"""Live progress of a run: what is measured, how it is chosen, and the plain-text reporter.
+"""What a progress frame shows, and how it is measured: the model both reporters render.
 
-A reporter is one trio task started next to the engine. It never hooks into the engine: it
-*polls* counters the engine keeps anyway (``RunState.counts``, the model registry's usage and
-limiter statistics) a few times a second, so the engine's hot path pays nothing for it. Two
-reporters exist:
-
-* :class:`PlainProgress` prints a compact block every few seconds and a final one at the end —
-  for CI logs, pipes and notebooks::
-
-      [   4.0s] rows written 40/100, dropped 0
-                topic         100/100  100%    25.0 rec/s  ETA 0:00  0 failed
-                summary        62/100   62%    15.5 rec/s  ETA 0:02  0 failed
-                model simulator:sim-gen  limit 16/16  in flight 16  waiting 0  429s 0  410 tok/s
-
-* ``RichProgress`` (in ``_progress_rich``, imported only when used) draws sticky bars at the
-  bottom of a terminal with :mod:`rich`, with log lines printed above them.
-
-Both show the same numbers, taken from one :class:`ProgressSnapshot` built by
-:class:`ProgressTracker`; the snapshot is plain data, so a frame can be rendered and tested
-without a clock or a run. :func:`make_reporter` picks the reporter for
-``TrioDesigner(progress=...)``.
+A reporter never hooks into the engine: it *polls* counters the engine keeps anyway (the
+column counts, rows written and dropped, the model registry's usage and limiter statistics,
+all through the read-only :class:`~._runview.RunView`) a few times a second, so the engine's
+hot path pays nothing for it. :class:`ProgressTracker` turns those counters into a
+:class:`ProgressSnapshot` — plain data, so a frame can be rendered and tested without a clock
+or a run. The ``format_*`` helpers are the number formats both reporters share, and
+:func:`display_failed` the one warning either gives when its output breaks.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import numbers
-import os
-import sys
 from collections import deque
-from typing import Any, Literal, Protocol, TextIO
 
 import attrs
-import trio
 
-from ._engine._runtime import RunState
-from ._exceptions import ConfigError
+from ..config._models import endpoint_name
+from ._runview import RunView
 
-#: Seconds between plain-text blocks for ``progress=True``/``"auto"`` off a terminal, and for
-#: ``progress="plain"``.
-PLAIN_INTERVAL = 5.0
+__all__ = [
+    "RATE_WINDOW",
+    "ColumnProgress",
+    "EndpointProgress",
+    "ProgressSnapshot",
+    "ProgressTracker",
+    "RateMeter",
+    "display_failed",
+    "format_endpoint",
+    "format_eta",
+    "format_rate",
+    "rows_to_generate",
+]
+
 #: Seconds of history behind a "recent" rate (records/s, tokens/s) and so behind the ETA.
 RATE_WINDOW = 10.0
-#: How to get the optional rich display.
-INSTALL_HINT = "pip install 'trio_designer[progress]'"
-
-ProgressMode = Literal["auto", "plain", "rich"]
 
 logger = logging.getLogger("trio_designer.progress")
 
@@ -166,7 +155,7 @@ class RateMeter:
         return (v1 - v0) / (t1 - t0)
 
 
-def rows_to_generate(state: RunState) -> int:
+def rows_to_generate(state: RunView) -> int:
     """Rows requested minus the rows of row groups skipped because a resumed run has them."""
     size: int = state.run.row_group_size
     resumed = sum(max(0, min(size, state.num_records - rg * size)) for rg in state.skip_row_groups)
@@ -189,7 +178,7 @@ class ProgressTracker:
       start: the time progress is measured from (``trio.current_time()`` units).
     """
 
-    def __init__(self, state: RunState, *, start: float, window: float = RATE_WINDOW) -> None:
+    def __init__(self, state: RunView, *, start: float, window: float = RATE_WINDOW) -> None:
         self._state = state
         self._start = start
         self._window = window
@@ -246,13 +235,13 @@ class ProgressTracker:
         )
 
     def _endpoints(self, now: float) -> tuple[EndpointProgress, ...]:
-        models: Any = self._state.models
+        models = self._state.models
         if models is None:
             return ()
         tokens: dict[str, int] = {}
         for alias, usage in models.usage().items():
             handle = models.model(alias)
-            endpoint = f"{handle.provider}:{handle.model}"
+            endpoint = endpoint_name(handle.provider, handle.model)
             tokens[endpoint] = tokens.get(endpoint, 0) + usage.output_tokens
         lines = []
         for name, limiter in models.limiters().items():
@@ -307,68 +296,6 @@ def format_endpoint(endpoint: EndpointProgress) -> str:
     return text
 
 
-def format_plain(snapshot: ProgressSnapshot) -> str:
-    """A snapshot as the plain-text block :class:`PlainProgress` prints (no escape codes)."""
-    head = f"[{snapshot.elapsed:7.1f}s] "
-    lines = [
-        f"rows written {snapshot.rows_written}/{snapshot.total}, dropped {snapshot.rows_dropped}"
-    ]
-    width = max((len(c.name) for c in snapshot.columns), default=0)
-    digits = len(str(snapshot.total))
-    for c in snapshot.columns:
-        lines.append(
-            f"{c.name:<{width}}  {c.done:>{digits}}/{c.total:<{digits}} "
-            f"{100 * c.fraction:4.0f}%  {format_rate(c.rate):>7} rec/s  "
-            f"ETA {format_eta(c.eta)}  {c.failed} failed"
-        )
-    lines.extend(f"model {format_endpoint(e)}" for e in snapshot.endpoints)
-    return head + ("\n" + " " * len(head)).join(lines)
-
-
-# -- the plain reporter -------------------------------------------------------------------------
-class PlainProgress:
-    """Prints progress of ``state`` (and its models) to ``stream`` every ``interval`` seconds.
-
-    Plain text only (no escape codes), so it reads well in CI logs and files. Must be created
-    inside the run's ``trio.run`` (it reads the clock).
-
-    Args:
-      state: the run's state.
-      interval: seconds between blocks.
-      stream: where to print (default ``sys.stderr``, looked up when created).
-    """
-
-    def __init__(
-        self, state: RunState, *, interval: float = PLAIN_INTERVAL, stream: TextIO | None = None
-    ) -> None:
-        self._state = state
-        self.interval = interval
-        self._stream = stream if stream is not None else sys.stderr
-        self._tracker = ProgressTracker(state, start=trio.current_time())
-        self._broken = False
-
-    async def run(self) -> None:
-        """Print a block every ``interval`` seconds until cancelled."""
-        while not self._broken:
-            await trio.sleep(self.interval)
-            self.print_block()
-
-    def final(self) -> None:
-        """Print the last block (the run ended, however it ended)."""
-        self.print_block(final=True)
-
-    def print_block(self, *, final: bool = False) -> None:
-        """Print one block now (nothing once the stream has failed: the run goes on)."""
-        if self._broken:
-            return
-        snapshot = self._tracker.snapshot(trio.current_time(), final=final)
-        try:
-            print(format_plain(snapshot), file=self._stream, flush=True)
-        except (OSError, ValueError) as exc:  # a closed pipe or file
-            self._broken = True
-            display_failed(exc)
-
-
 def display_failed(exc: Exception) -> None:
     """Say (once, as a warning) that progress output stopped because its stream failed."""
     logger.warning(
@@ -376,105 +303,3 @@ def display_failed(exc: Exception) -> None:
         type(exc).__name__,
         exc,
     )
-
-
-# -- choosing a reporter ------------------------------------------------------------------------
-class Reporter(Protocol):
-    """What the designer runs next to the engine: ``run`` until cancelled, then ``final``.
-
-    ``final`` is called once, after the run's nursery was cancelled but possibly *before*
-    ``run`` has noticed; it must leave the terminal clean either way.
-    """
-
-    async def run(self) -> None: ...
-
-    def final(self) -> None: ...
-
-
-def resolve_progress(progress: object) -> tuple[ProgressMode | None, float]:
-    """Validate a ``TrioDesigner(progress=...)`` value: ``(mode, plain interval)``.
-
-    ``False``/``0`` → ``(None, ...)`` (no progress); ``True``/``"auto"`` → ``"auto"``;
-    ``"plain"``/``"rich"`` as named; a positive number → ``"plain"`` every that many seconds.
-    Also checks that ``"rich"`` can be honoured (``rich`` is installed).
-
-    Raises:
-      ConfigError: anything else, or ``"rich"`` without ``rich`` installed.
-    """
-    if progress is True:
-        return "auto", PLAIN_INTERVAL
-    if progress is False:
-        return None, PLAIN_INTERVAL
-    if isinstance(progress, numbers.Real) and not isinstance(progress, bool):
-        seconds = float(progress)
-        if seconds == 0:
-            return None, PLAIN_INTERVAL
-        if math.isfinite(seconds) and seconds > 0:
-            return "plain", seconds
-        raise ConfigError(
-            f"progress: a number means 'print a plain-text block every that many seconds' and "
-            f"must be positive and finite, got {progress!r}"
-        )
-    if progress == "auto" or progress == "plain":
-        return progress, PLAIN_INTERVAL
-    if progress == "rich":
-        if not rich_available():
-            raise ConfigError(
-                "progress='rich': the live display needs the optional 'rich' package, which is "
-                f"not installed; install it with {INSTALL_HINT}, or use progress='plain' "
-                "(or 'auto', which falls back to plain text)"
-            )
-        return "rich", PLAIN_INTERVAL
-    raise ConfigError(
-        f"progress: expected True/False, a number of seconds, or one of 'auto', 'plain', "
-        f"'rich'; got {progress!r}"
-    )
-
-
-def make_reporter(
-    progress: object, state: RunState, *, stream: TextIO | None = None
-) -> Reporter | None:
-    """The progress reporter for ``TrioDesigner(progress=...)`` (``None`` for no progress).
-
-    * ``True``/``"auto"``: rich bars when ``stream`` is a terminal (and ``TERM`` is not
-      ``dumb``) and ``rich`` is installed; otherwise a plain block every
-      :data:`PLAIN_INTERVAL` seconds.
-    * ``"plain"``: plain blocks every :data:`PLAIN_INTERVAL` seconds; a number: every that
-      many seconds.
-    * ``"rich"``: always rich (off a terminal rich prints only the final frame).
-
-    Args:
-      progress: the ``progress`` value (validated by :func:`resolve_progress`).
-      state: the run's state; call inside its ``trio.run``.
-      stream: where to draw (default ``sys.stderr``).
-
-    Raises:
-      ConfigError: an invalid ``progress`` value, or ``"rich"`` without ``rich`` installed.
-    """
-    mode, interval = resolve_progress(progress)
-    if mode is None:
-        return None
-    out = stream if stream is not None else sys.stderr
-    if mode == "rich" or (mode == "auto" and is_interactive(out) and rich_available()):
-        from ._progress_rich import RichProgress
-
-        return RichProgress(state, stream=out)
-    return PlainProgress(state, interval=interval, stream=out)
-
-
-def is_interactive(stream: TextIO) -> bool:
-    """Whether ``stream`` is a terminal that can redraw in place (a TTY, ``TERM`` not dumb)."""
-    try:
-        tty = stream.isatty()
-    except (AttributeError, ValueError):  # no isatty, or a closed stream
-        return False
-    return tty and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
-
-
-def rich_available() -> bool:
-    """Whether the optional ``rich`` package can be imported."""
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -1,4 +1,4 @@
-"""State-machine test of the pure completion tracker (style.md §8.1).
+"""State-machine test of the pure ``CompletionTracker`` (style.md §8.1).
 
 Rules are the events the engine feeds in; invariants are the ones written in
 ``trio_designer/_core/_tracker.py``'s docstring; teardown drives the tracker to the end and
@@ -17,20 +17,29 @@ from hypothesis.stateful import (
     rule,
 )
 
-from trio_designer._core._tracker import RowGroupTracker, Task
+from trio_designer._core._retry import RetryPolicy
+from trio_designer._core._tracker import CompletionTracker, Task
 
 from ._budget import scaled
 from .strategies import Dag, dags
 
 
-class TrackerMachine(RuleBasedStateMachine):
+class CompletionTrackerMachine(RuleBasedStateMachine):
     @initialize(dag=dags(), size=st.integers(1, 5), retries=st.integers(0, 2))
     def setup(self, dag: Dag, size: int, retries: int) -> None:
         self.dag = dag
         self.size = size
-        self.tracker = RowGroupTracker(
-            dag.view(), size, max_retries=retries, max_rate_limited_retries=3
+        self.graph = dag.graph()
+        self.max_retries, self.max_rate_limited_retries = retries, 3
+        self.tracker = CompletionTracker(
+            self.graph,
+            size,
+            retry=RetryPolicy(
+                max_retries=self.max_retries,
+                max_rate_limited_retries=self.max_rate_limited_retries,
+            ),
         )
+        self.deferrals: dict[Task, int] = {}
         self.in_flight: list[Task] = []
         self.done: set[Task] = set()
         self.dropped: set[int] = set()
@@ -39,15 +48,19 @@ class TrackerMachine(RuleBasedStateMachine):
         self.now = 0.0
 
     # -- model helpers ----------------------------------------------------------------------
-    def _model_drop(self, task: Task) -> None:
+    def _model_drop(self, task: Task) -> set[Task]:
+        """Drop ``task``'s row (every row, for a full-column task); returns the in-flight tasks
+        this orphans, which the tracker must hand back for cancellation."""
         rows = range(self.size) if task.row is None else [task.row]
         self.dropped.update(rows)
         if len(self.dropped) == self.size:
             keep: list[Task] = []
         else:
             keep = [t for t in self.in_flight if t.row is None or t.row not in self.dropped]
-        self.orphans.extend(t for t in self.in_flight if t not in keep)
+        orphaned = [t for t in self.in_flight if t not in keep]
+        self.orphans.extend(orphaned)
         self.in_flight = keep
+        return set(orphaned)
 
     def _satisfied(self, task: Task) -> bool:
         for up in self.dag.upstream[task.column]:
@@ -67,12 +80,11 @@ class TrackerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.tracker.has_ready())
     @rule()
     def dispatch(self) -> None:
-        view = self.dag.view()
-        order = list(view.order)
+        order = list(self.graph.order)
         best = min(
             self.tracker.ready_tasks(),
             key=lambda t: (
-                -view.priority[t.column],
+                -self.graph.priority[t.column],
                 -1 if t.row is None else t.row,
                 order.index(t.column),
             ),
@@ -103,26 +115,27 @@ class TrackerMachine(RuleBasedStateMachine):
     def defer(self, data: st.DataObject, rate_limited: bool, delay: float) -> None:
         task = self.in_flight.pop(data.draw(st.integers(0, len(self.in_flight) - 1)))
         outcome = self.tracker.defer(task, not_before=self.now + delay, rate_limited=rate_limited)
+        self.deferrals[task] = self.deferrals.get(task, 0) + 1
+        budget = self.max_rate_limited_retries if rate_limited else self.max_retries
+        assert outcome.exhausted == (self.deferrals[task] > budget), (task, self.deferrals[task])
         if outcome.exhausted:
-            self._model_drop(task)
-            assert set(outcome.to_cancel) <= set(self.tracker.in_flight()) | set(outcome.to_cancel)
+            assert set(outcome.to_cancel) == self._model_drop(task)
+        else:
+            assert outcome.to_cancel == []
 
     @precondition(lambda self: self.in_flight)
     @rule(data=st.data())
     def fail(self, data: st.DataObject) -> None:
         task = self.in_flight.pop(data.draw(st.integers(0, len(self.in_flight) - 1)))
         cancelled = self.tracker.fail(task)
-        self._model_drop(task)
-        for t in cancelled:
-            assert t.row is None or t.row in self.dropped
+        assert set(cancelled) == self._model_drop(task)
 
     @rule(row=st.integers(0, 4))
     def drop_row(self, row: int) -> None:
         if row >= self.size:
             return
         cancelled = self.tracker.drop_rows([row])
-        self._model_drop(Task("x", row))
-        assert set(cancelled) <= set(self.orphans)
+        assert set(cancelled) == self._model_drop(Task("x", row))
 
     @rule(step=st.sampled_from([0.5, 2.0, 10.0]))
     def advance_and_salvage(self, step: float) -> None:
@@ -193,5 +206,5 @@ class TrackerMachine(RuleBasedStateMachine):
                     assert Task(column, row) in self.done, (column, row)
 
 
-TestTracker = TrackerMachine.TestCase
-TestTracker.settings = settings(max_examples=scaled(400), stateful_step_count=40)
+TestCompletionTracker = CompletionTrackerMachine.TestCase
+TestCompletionTracker.settings = settings(max_examples=scaled(400), stateful_step_count=40)

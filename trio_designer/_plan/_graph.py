@@ -35,17 +35,10 @@ import jinja2
 import jinja2.meta
 import jinja2.sandbox
 
-from ._exceptions import ConfigError
-from .config import (
-    ColumnConfig,
-    PipelineConfig,
-    default_strategy,
-    explicit_dependencies,
-    is_llm_bound,
-    template_fields,
-    validate_references,
-)
-from .config._pipeline import closest
+from .._core._suggest import did_you_mean
+from .._exceptions import ConfigError
+from ..config import ColumnConfig, PipelineConfig, validate_references
+from ..config._columns import default_strategy, explicit_dependencies, is_llm_bound, template_fields
 
 V = TypeVar("V")
 
@@ -178,8 +171,7 @@ def _template_references(source: str, field: str, where: str) -> tuple[list[str]
 
 
 def _unknown_reference(where: str, field: str, name: str, names: set[str]) -> str:
-    match = closest(name, names)
-    hint = f"did you mean {match!r}?" if match else "columns are " + ", ".join(sorted(names))
+    hint = did_you_mean(name, names, otherwise="columns are " + ", ".join(sorted(names)))
     return f"{where}: {field} references {name!r}, which is not a column; {hint}"
 
 

@@ -1,4 +1,8 @@
-"""Task traces: one record per task attempt, for timelines and for the property suite.
+"""Recording a run: one record per task attempt and the scheduler's point events.
+
+The engine records into a :class:`TraceRecorder` (a no-op unless ``trace=True``); the records
+feed ``trace.json`` (:mod:`._tracefile`), the exporters, and the property suite. The names and
+fields of the scheduler events are listed in :mod:`._events`.
 
 Times are ``trio.current_time()`` values (virtual time under a ``MockClock``), relative to the
 start of the run.

@@ -1,0 +1,242 @@
+"""Running one task: a cell, or a full column of one row group. Shared by both engines.
+
+The async (cell-level) engine and the sync (column-at-a-time) baseline differ only in *when* they
+run a task. *How* a task runs lives here once: whether the cell is skipped, the context the
+generator sees, the call, storing the values. So for the same seed and deterministic
+generators both engines write identical datasets
+(``property_tests/test_engine_scenarios.py::test_engines_agree``).
+
+The LLM-wait handoff (layer 1, :mod:`trio_designer._engine._dispatch`) is performed here and
+nowhere else: right before an LLM-bound generator (``ColumnGenerator.llm_bound``) is called,
+:meth:`CellRunner.run_cell` / :meth:`CellRunner.run_full_column` await the ``handoff`` the
+dispatcher passed in, once. Generators never see slots: a plugin declares ``llm_bound = True``
+and the engine does the rest. The sync engine passes no handoff (it has no slot pools).
+
+What a task *means* for the run (counters, failures, retries, traces) is the caller's business:
+errors raised by the generator propagate unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._exceptions import GenerationError, NonRetryableGenerationError
+from .._observe import TaskStatus
+from .._plan import ExecutionGraph
+from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
+from ..generators._templates import evaluate_condition
+from ._state import RowGroupBuffer
+
+if TYPE_CHECKING:
+    from ..models._registry import ModelRegistry
+
+#: The dispatcher's LLM-wait handoff for the running task (see the module docstring).
+Handoff = Callable[[], Awaitable[None]]
+
+
+class CellRunner:
+    """Runs cells and full-column tasks of a run's columns into row-group buffers.
+
+    Args:
+      graph: the run's execution graph.
+      generators: one generator per column.
+      seed: the run seed (``RunConfig.seed``), passed to every context.
+      models: the model registry passed to generator contexts (``None`` without models).
+    """
+
+    def __init__(
+        self,
+        graph: ExecutionGraph,
+        generators: Mapping[str, ColumnGenerator],
+        *,
+        seed: int,
+        models: ModelRegistry | None,
+    ) -> None:
+        self._graph = graph
+        self._generators = generators
+        self._seed = seed
+        self._models = models
+        self._ancestors = _ancestors(graph)
+        self._inline_columns = frozenset(
+            c
+            for c, g in generators.items()
+            if g.strategy == "cell" and g.inline and not g.llm_bound and g._overrides("generate")
+        )
+        self._continuable_columns = frozenset(
+            c
+            for c, g in generators.items()
+            if g.strategy == "cell" and not g.llm_bound and c not in self._inline_columns
+        )
+
+    # -- how a column's cells are scheduled ------------------------------------------------
+    def runs_inline(self, column: str) -> bool:
+        """Whether cells of ``column`` run synchronously in the dispatcher: cheap, non-blocking,
+        not LLM-bound cell generators (Jinja expressions). Skips the per-task machinery (slot,
+        task, cancel scope), which dominates the cost of such cells."""
+        return column in self._inline_columns
+
+    def continues_in_task(self, column: str) -> bool:
+        """Whether a cell of ``column`` may run in a task that just finished another cell (see
+        ``RowGroupWorker._run_task``): cell strategy, not LLM-bound, not inline — exactly the
+        cells that would otherwise get a task of their own and keep their submission slot."""
+        return column in self._continuable_columns
+
+    # -- skips ------------------------------------------------------------------------------
+    def is_skipped(self, buf: RowGroupBuffer, column: str, row: int) -> bool:
+        """A cell is skipped if any upstream cell of its row was, or its condition holds."""
+        for up in self._graph.upstream[column]:
+            if row in buf.skipped[up]:
+                return True
+        condition = self._graph.configs[column].skip_when
+        if condition is None:
+            return False
+        try:
+            return bool(evaluate_condition(condition, buf.row_view(self._ancestors[column], row)))
+        except GenerationError:
+            raise
+        except Exception as exc:
+            raise NonRetryableGenerationError(
+                f"column '{column}': skip_when could not be evaluated for row "
+                f"{buf.plan.start + row}: {exc}",
+                column=column,
+                row=buf.plan.start + row,
+            ) from exc
+
+    def mark_skipped(self, buf: RowGroupBuffer, column: str, row: int) -> None:
+        buf.values[column][row] = self._graph.configs[column].skip_value
+        buf.skipped[column].add(row)
+
+    # -- running ----------------------------------------------------------------------------
+    async def run_cell(
+        self,
+        buf: RowGroupBuffer,
+        column: str,
+        row: int,
+        started: list[float],
+        handoff: Handoff | None = None,
+    ) -> TaskStatus:
+        """Generate cell (``row``, ``column``) into ``buf``; ``skipped`` or ``ok``.
+
+        Appends the time the generator was called (or the skip decided) to ``started``.
+        Raises whatever the generator raises (classified by the caller).
+        """
+        if self.is_skipped(buf, column, row):
+            self.mark_skipped(buf, column, row)
+            await trio.lowlevel.checkpoint()
+            started.append(trio.current_time())
+            return "skipped"
+        generator = self._generators[column]
+        ctx = CellContext(
+            column=column,
+            row_index=buf.plan.start + row,
+            row=buf.row_view(self._ancestors[column], row),
+            seed=self._seed,
+            models=self._models,
+        )
+        if generator.llm_bound:
+            await _hand_off(handoff)
+        started.append(trio.current_time())
+        _store(buf, column, row, await generator.agenerate(ctx))
+        return "ok"
+
+    def run_cell_inline(self, buf: RowGroupBuffer, column: str, row: int) -> TaskStatus:
+        """:meth:`run_cell` for an inline column, synchronously (no checkpoint)."""
+        if self.is_skipped(buf, column, row):
+            self.mark_skipped(buf, column, row)
+            return "skipped"
+        ctx = CellContext(
+            column=column,
+            row_index=buf.plan.start + row,
+            row=buf.row_view(self._ancestors[column], row),
+            seed=self._seed,
+            models=self._models,
+        )
+        _store(buf, column, row, self._generators[column].generate(ctx))
+        return "ok"
+
+    async def run_full_column(
+        self,
+        buf: RowGroupBuffer,
+        column: str,
+        live_rows: Callable[[], Sequence[int]],
+        started: list[float],
+        handoff: Handoff | None = None,
+    ) -> TaskStatus:
+        """Generate ``column`` for the surviving rows of a row group into ``buf``.
+
+        ``live_rows`` is asked *after* the LLM-wait handoff (which may park), so rows dropped
+        meanwhile are not handed to the generator.
+        """
+        generator = self._generators[column]
+        if generator.llm_bound:
+            await _hand_off(handoff)
+        active = []
+        for row in live_rows():
+            if self.is_skipped(buf, column, row):
+                self.mark_skipped(buf, column, row)
+            else:
+                active.append(row)
+        if not active:
+            await trio.lowlevel.checkpoint()
+            started.append(trio.current_time())
+            return "skipped"
+        ctx = ColumnContext(
+            column=column,
+            row_group=buf.plan.id,
+            row_indices=[buf.plan.start + r for r in active],
+            rows=[buf.row_view(self._ancestors[column], r) for r in active],
+            seed=self._seed,
+            models=self._models,
+        )
+        started.append(trio.current_time())
+        values = await generator.agenerate_column(ctx)
+        if not isinstance(values, list) or len(values) != len(active):
+            got = len(values) if isinstance(values, list) else type(values).__name__
+            raise NonRetryableGenerationError(
+                f"column '{column}': a full-column generator must return a list of "
+                f"{len(active)} values (one per row), got {got}",
+                column=column,
+            )
+        for row, value in zip(active, values, strict=True):
+            buf.values[column][row] = value
+        return "ok"
+
+
+async def _hand_off(handoff: Handoff | None) -> None:
+    """The one place the LLM-wait handoff is performed: right before an LLM-bound generator is
+    called (both callers check ``generator.llm_bound`` first, which keeps the common non-LLM
+    cell free of an extra coroutine).
+
+    Invariant: a generator never starts for a row dropped (or a run shut down) while its task
+    parked in the handoff. The handoff ends in a shielded checkpoint, so such a cancellation is
+    seen only after it: hence the explicit check. Checked by ``check_dropped_rows_stop`` and
+    ``check_nothing_starts_after_shutdown`` in ``property_tests/test_engine_scenarios.py``.
+    """
+    if handoff is not None:
+        await handoff()
+    await trio.lowlevel.checkpoint_if_cancelled()
+
+
+def _store(buf: RowGroupBuffer, column: str, row: int, result: Any) -> None:
+    if isinstance(result, CellOutput):
+        buf.values[column][row] = result.value
+        for extra, value in result.extras.items():
+            buf.values[extra][row] = value
+    else:
+        buf.values[column][row] = result
+
+
+def _ancestors(graph: ExecutionGraph) -> dict[str, tuple[str, ...]]:
+    """Every column's transitive upstream columns, in topological order."""
+    result: dict[str, tuple[str, ...]] = {}
+    position = {c: i for i, c in enumerate(graph.order)}
+    for column in graph.order:
+        seen: set[str] = set()
+        for up in graph.upstream[column]:
+            seen.add(up)
+            seen.update(result[up])
+        result[column] = tuple(sorted(seen, key=position.__getitem__))
+    return result

@@ -1,0 +1,332 @@
+"""The state one run shares across its row groups: counters, failures, traces, checkpoints.
+
+Both engines keep their run's bookkeeping in one :class:`RunState`: per-column outcome counts
+(read by progress displays while the run goes on), the failure records, the early-shutdown
+gate, the trace, and the writing of finished row groups to the sink. *When* tasks run is the
+engines' business (:mod:`._async`, :mod:`._sync`); *how* one task runs is :mod:`._cells`'.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, get_args
+
+import attrs
+import trio
+
+from .._core._errorwindow import ErrorRateWindow
+from .._core._retry import RetryPolicy
+from .._observe import TaskStatus, TaskTrace, TraceRecorder
+from .._plan import ExecutionGraph
+from .._sink import build_table
+from ..config import CustomColumn, LLMColumnConfig, ModelConfig, RunConfig
+from ..generators._base import ColumnGenerator
+
+if TYPE_CHECKING:
+    from ..models._registry import ModelRegistry
+
+logger = logging.getLogger("trio_designer.engine")
+
+_LLM_COLUMNS: tuple[type[LLMColumnConfig], ...] = get_args(LLMColumnConfig)
+
+#: ``on_event(name, fields)``: the scheduler-event hook of ``TrioDesigner``.
+EventHook = Callable[[str, Mapping[str, Any]], None]
+
+
+class RowGroupSink(Protocol):
+    """Where finished row groups go (``ParquetSink``, ``MemorySink``): the one call the engine
+    makes; opening and closing the sink is the designer's."""
+
+    async def write_row_group(
+        self, row_group: int, table: Any, *, requested_rows: int
+    ) -> str | None: ...
+
+
+@attrs.frozen
+class RowGroupPlan:
+    """One row group: its id, the global index of its first row, and its size."""
+
+    id: int
+    start: int
+    size: int
+
+
+def plan_row_groups(
+    num_records: int, row_group_size: int, *, skip: frozenset[int] = frozenset()
+) -> Iterator[RowGroupPlan]:
+    """Yield the row groups of a run lazily (memory O(1) in the number of groups)."""
+    for rg_id, start in enumerate(range(0, num_records, row_group_size)):
+        if rg_id not in skip:
+            yield RowGroupPlan(rg_id, start, min(row_group_size, num_records - start))
+
+
+@attrs.define(eq=False)
+class ColumnCounts:
+    """Per-column outcome counters of a run."""
+
+    ok: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class FailureRecord:
+    """Why a row (or a whole row group) was dropped. Never contains a secret."""
+
+    row_group: int
+    row: int | None
+    column: str
+    error_class: str
+    message: str
+    attempts: int
+
+
+class RowGroupBuffer:
+    """The values of one row group while it is being generated.
+
+    ``values[column][local_row]`` holds a cell's value once generated; ``skipped[column]`` the
+    local rows whose cell was skipped. Cells are written only by the task that generated them.
+    """
+
+    def __init__(
+        self, plan: RowGroupPlan, columns: Sequence[str], extra_columns: Sequence[str] = ()
+    ) -> None:
+        self.plan = plan
+        self.values: dict[str, list[Any]] = {
+            c: [None] * plan.size for c in (*columns, *extra_columns)
+        }
+        self.skipped: dict[str, set[int]] = {c: set() for c in columns}
+
+    def row_view(self, columns: Sequence[str], row: int) -> dict[str, Any]:
+        return {c: self.values[c][row] for c in columns}
+
+
+class RunState:
+    """Everything one run shares across row groups: configuration, counters, sink, trace.
+
+    Args:
+      graph: the execution graph.
+      generators: one generator per column.
+      sink: where finished row groups go.
+      run: the run settings.
+      num_records: rows requested.
+      models: the model registry passed to generator contexts (``None`` without models).
+      model_configs: the pipeline's model aliases (``PipelineConfig.models``).
+      skip_row_groups: row groups already on disk (resume).
+      on_event: called with every scheduler event (``TrioDesigner(on_event=...)``).
+    """
+
+    def __init__(
+        self,
+        *,
+        graph: ExecutionGraph,
+        generators: Mapping[str, ColumnGenerator],
+        sink: RowGroupSink,
+        run: RunConfig,
+        num_records: int,
+        models: ModelRegistry | None = None,
+        model_configs: Sequence[ModelConfig] = (),
+        skip_row_groups: frozenset[int] = frozenset(),
+        on_event: EventHook | None = None,
+    ) -> None:
+        self.graph = graph
+        self.generators = generators
+        self.sink = sink
+        self.run = run
+        self.num_records = num_records
+        self.models = models
+        self.skip_row_groups = skip_row_groups
+        self.on_event = on_event
+        #: The run's one retry policy, read by both engines.
+        self.retry = RetryPolicy.from_salvage_max_rounds(run.salvage_max_rounds)
+        #: Column -> the models its tasks wait on (empty unless the column is LLM-bound).
+        self.column_models = _column_models(graph, model_configs)
+        self.counts = {c: ColumnCounts() for c in graph.order}
+        self.failures: list[FailureRecord] = []
+        self.error_window = ErrorRateWindow(run.shutdown_error_window, run.shutdown_error_rate)
+        self.trace = TraceRecorder(enabled=bool(run.trace))
+        #: Cancelled on early shutdown: dispatch stops, in-flight tasks are cancelled.
+        self.run_scope = trio.CancelScope()
+        self.early_shutdown = False
+        self.rows_written = 0
+        self.rows_dropped = 0
+        # row group -> (column, error class) -> rows dropped; reported once at checkpoint.
+        self._drop_causes: dict[int, dict[tuple[str, str], int]] = {}
+        self._extra_columns = [e for c in graph.order for e in generators[c].extra_columns()]
+        self._output_columns: list[str] = []
+        self._output_types: dict[str, Any] = {}
+        for column in graph.order:
+            if graph.configs[column].drop:
+                continue
+            self._output_columns.append(column)
+            self._output_types[column] = generators[column].arrow_type()
+            for extra in generators[column].extra_columns():
+                self._output_columns.append(extra)
+                self._output_types[extra] = _string_type()
+
+    # -- planning -------------------------------------------------------------------------
+    def plans(self) -> Iterator[RowGroupPlan]:
+        """The row groups this run generates, in order (those on disk already skipped)."""
+        return plan_row_groups(self.num_records, self.run.row_group_size, skip=self.skip_row_groups)
+
+    def new_buffer(self, plan: RowGroupPlan) -> RowGroupBuffer:
+        return RowGroupBuffer(plan, self.graph.order, self._extra_columns)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Record a scheduler event (in the trace) and pass it to the ``on_event`` hook."""
+        self.trace.event(trio.current_time(), event, fields)
+        if self.on_event is not None:
+            self.on_event(event, fields)
+
+    # -- outcomes -------------------------------------------------------------------------
+    def record_success(self, column: str, status: TaskStatus, cells: int) -> None:
+        counts = self.counts[column]
+        if status == "skipped":
+            counts.skipped += cells
+        else:
+            counts.ok += cells
+        self._record_outcome(error=False)
+
+    def record_failure(
+        self, plan: RowGroupPlan, column: str, row: int | None, exc: BaseException, attempts: int
+    ) -> None:
+        self.counts[column].failed += 1
+        causes = self._drop_causes.setdefault(plan.id, {})
+        key = (column, type(exc).__name__)
+        causes[key] = causes.get(key, 0) + 1
+        self.failures.append(
+            FailureRecord(
+                row_group=plan.id,
+                row=None if row is None else plan.start + row,
+                column=column,
+                error_class=type(exc).__name__,
+                message=str(exc)[:500],
+                attempts=attempts,
+            )
+        )
+        logger.debug(
+            "column '%s' row %s dropped after %s: %s",
+            column,
+            "(all rows)" if row is None else plan.start + row,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        self._record_outcome(error=True)
+
+    def _record_outcome(self, *, error: bool) -> None:
+        """Feed the early-shutdown gate; when it trips, cancel :attr:`run_scope` (once).
+
+        From then on nothing new starts (``check_nothing_starts_after_shutdown`` in
+        ``property_tests/test_engine_scenarios.py``) and finished row groups are kept
+        (``tests/test_engine.py::test_early_shutdown_keeps_finished_row_groups``).
+        """
+        if self.error_window.record(error=error) and not self.early_shutdown:
+            self.early_shutdown = True
+            logger.error(
+                "shutting down early: %.0f%% of the last %d tasks failed; finished row groups "
+                "are kept",
+                100 * self.error_window.error_rate,
+                self.run.shutdown_error_window,
+            )
+            self.emit("early_shutdown", error_rate=self.error_window.error_rate)
+            self.run_scope.cancel()
+
+    def _log_drops(self, plan: RowGroupPlan, count: int) -> None:
+        """One warning per row group with drops (not one per row: a failing endpoint would
+        flood the terminal), naming the causes."""
+        causes = self._drop_causes.pop(plan.id, {})
+        listed = ", ".join(f"{col}: {cls} x{n}" for (col, cls), n in sorted(causes.items()))
+        logger.warning(
+            "row group %d: %d of %d rows dropped (%s); details in failures.jsonl",
+            plan.id,
+            count,
+            plan.size,
+            listed,
+        )
+
+    def add_trace(
+        self,
+        *,
+        plan: RowGroupPlan,
+        column: str,
+        row: int | None,
+        dispatched: float,
+        slot_acquired: float,
+        started: float | None,
+        status: TaskStatus,
+        attempt: int,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record one attempt (``started=None``: it never reached its generator)."""
+        if not self.trace.enabled:
+            return
+        now = trio.current_time()
+        origin = self.trace.origin
+        self.trace.add(
+            TaskTrace(
+                column=column,
+                row_group=plan.id,
+                row=None if row is None else plan.start + row,
+                kind="full_column" if row is None else "cell",
+                dispatched=dispatched - origin,
+                slot_acquired=slot_acquired - origin,
+                started=(now if started is None else started) - origin,
+                finished=now - origin,
+                status=status,
+                attempt=attempt,
+                error_class=None if error is None else type(error).__name__,
+            )
+        )
+
+    # -- checkpoint -----------------------------------------------------------------------
+    async def checkpoint(self, buf: RowGroupBuffer, dropped: frozenset[int]) -> None:
+        """Write a finished row group (surviving rows, non-dropped columns) and free it.
+
+        Shielded: a row group that finished is written even if the run is being cancelled
+        (``tests/test_engine.py::test_cancel_keeps_finished_row_groups_and_resume_completes``).
+        """
+        live = [r for r in range(buf.plan.size) if r not in dropped]
+        self.rows_dropped += len(dropped)
+        if dropped:
+            self._log_drops(buf.plan, len(dropped))
+        with trio.CancelScope(shield=True):
+            if live:
+                columns = {c: [buf.values[c][r] for r in live] for c in self._output_columns}
+                table = build_table(columns, self._output_types)
+                await self.sink.write_row_group(buf.plan.id, table, requested_rows=buf.plan.size)
+            else:
+                # Recorded (rows: 0) so that a resumed run does not generate it again.
+                empty = build_table({c: [] for c in self._output_columns}, self._output_types)
+                await self.sink.write_row_group(buf.plan.id, empty, requested_rows=buf.plan.size)
+                logger.warning("row group %d has no surviving rows; nothing written", buf.plan.id)
+        self.rows_written += len(live)
+        self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=len(live))
+        buf.values.clear()
+
+
+def _column_models(
+    graph: ExecutionGraph, model_configs: Sequence[ModelConfig]
+) -> dict[str, tuple[ModelConfig, ...]]:
+    """Column -> the configs of the models its tasks wait on: the models an LLM-bound column
+    names (an LLM column's ``model``, a custom column's ``models``); nothing for the rest."""
+    by_alias = {m.alias: m for m in model_configs}
+    result: dict[str, tuple[ModelConfig, ...]] = {}
+    for column in graph.order:
+        config = graph.configs[column]
+        aliases: tuple[str, ...] = ()
+        if isinstance(config, CustomColumn):
+            aliases = config.models
+        elif isinstance(config, _LLM_COLUMNS):
+            aliases = (config.model,)
+        known = tuple(by_alias[a] for a in aliases if a in by_alias)
+        result[column] = known if graph.llm_bound[column] else ()
+    return result
+
+
+def _string_type() -> Any:
+    import pyarrow as pa
+
+    return pa.string()

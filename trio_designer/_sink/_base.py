@@ -1,0 +1,349 @@
+"""What every sink does the same way: lifecycle, checks, and the commit protocol.
+
+The engine finishes row groups out of order and hands each one, as a ``pyarrow.Table``, to a
+*sink*. :class:`SinkBase` holds everything the two sinks share (``tests/test_sink.py`` runs
+one contract suite over both); a subclass supplies only *storage*: where a table goes
+(:class:`~._parquet.ParquetSink`: a parquet file; :class:`~._memory.MemorySink`: a dict) and
+where the run record goes.
+
+Mental model: **a row group is written when its entry is in the run record.** A write
+
+1. publishes the table (durable and visible; cancellable until its point of no return);
+2. under a ``trio.Lock``, commits the record with the new entry (shielded: past the point of
+   no return the commit must happen, or a visible file would be missing from the record).
+
+Hence, for the caller: **returned ⇒ stored and recorded; raised ⇒ nothing stored, nothing
+recorded** (the parquet sink's docstring explains the worker thread behind this).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+import attrs
+import pyarrow as pa
+import trio
+
+from ._layout import row_group_file
+from ._metadata import RowGroupEntry, RunMetadata, json_value, utc_now
+from ._table import SchemaGuard
+
+__all__ = ["FINAL_STATUSES", "SinkBase", "SinkState", "SinkStatistics"]
+
+FINAL_STATUSES: Final = frozenset({"complete", "interrupted", "early_shutdown"})
+"""The statuses :meth:`SinkBase.close` accepts. An open run has status ``"running"``."""
+
+SinkState = Literal["new", "open", "closing", "closed"]
+
+
+@attrs.frozen(kw_only=True)
+class SinkStatistics:
+    """A snapshot of a sink, for tests and progress displays.
+
+    Attributes:
+      state: ``"new"`` (never opened), ``"open"``, ``"closing"`` (waiting for writes in flight
+        before the final record) or ``"closed"``.
+      row_groups_written: row groups in the run record (including those of an earlier session
+        of the same run, and empty ones).
+      rows_written: rows stored over those row groups.
+      writes_in_flight: ``write_row_group`` calls that have started and not yet returned.
+    """
+
+    state: SinkState
+    row_groups_written: int
+    rows_written: int
+    writes_in_flight: int
+
+
+class _WritesInFlight:
+    """Row groups being written, and a way to wait until there are none."""
+
+    def __init__(self) -> None:
+        self.row_groups: set[int] = set()
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def add(self, row_group: int) -> None:
+        self.row_groups.add(row_group)
+
+    def discard(self, row_group: int) -> None:
+        self.row_groups.discard(row_group)
+        if not self.row_groups:
+            self._lot.unpark_all()
+
+    async def wait_idle(self) -> None:
+        while self.row_groups:
+            await self._lot.park()
+
+
+class SinkBase(abc.ABC):
+    """Lifecycle, validation and the commit protocol shared by both sinks.
+
+    Subclasses supply storage: ``_open_storage`` (read a previous record, prepare storage,
+    store the opened record), ``_publish`` (make a table durable and visible; cancellable until
+    its point of no return), ``_unpublish`` (undo a publish whose commit failed), ``_persist``
+    (store a record) and ``_finish`` (clean up after the final record).
+
+    Invariant: ``_meta`` is what storage holds; it is replaced only after ``_persist``
+    succeeded, under ``_lock``, so concurrent commits never lose each other's entries
+    (``test_concurrent_writes_are_all_recorded``).
+    """
+
+    def __init__(self) -> None:
+        self._state: SinkState = "new"
+        self._meta: RunMetadata | None = None
+        self._lock = trio.Lock()  # serialises record updates: each one sees the previous
+        self._in_flight = _WritesInFlight()
+        self._guard = SchemaGuard()
+
+    async def open(
+        self,
+        *,
+        fingerprint: str,
+        config: Mapping[str, Any],
+        num_records: int,
+        row_group_size: int,
+        resume: bool = True,
+    ) -> None:
+        """Prepare storage and record the run as ``"running"``.
+
+        * Nothing stored yet (for the parquet sink: a missing or empty directory): a new run.
+        * A record of the same run (same fingerprint and row group size; finished or not):
+          with ``resume`` (the default) the run continues; without it, a record that has
+          written row groups is refused (an empty one is simply reused). A continued run
+          keeps its written row groups (:meth:`completed_row_groups`) and ``started_at``;
+          ``summary`` is reset, ``num_records`` and ``config`` take the new values. The
+          parquet sink also forgets entries whose file is gone and deletes orphan parquet
+          files and stale tmp files left by a crash.
+        * Anything else is refused.
+
+        Re-opening after :meth:`close` is allowed and behaves the same. A cancelled ``open``
+        of the parquet sink may have prepared the directory; opening again is safe.
+
+        Args:
+          fingerprint: the config fingerprint (``config_fingerprint(config)``).
+          config: the pipeline config as a JSON-compatible dict, stored in the record.
+          num_records: rows requested for the whole run.
+          row_group_size: rows per row group (the last one may be short).
+          resume: whether row groups already written for this run may be kept; pass
+            ``False`` for a run that will write every row group (else a second write of a
+            row group fails late, with ``ValueError``).
+
+        Raises:
+          SinkError: storage holds a different run (another fingerprint or row group size),
+            or written row groups of this run and ``resume`` is false.
+            Parquet sink only: the path is a file, the directory is not empty but has no
+            ``metadata.json``, its ``metadata.json`` is unreadable, or the disk failed.
+          RuntimeError: the sink is already open.
+          ValueError: ``num_records < 0`` or ``row_group_size < 1``.
+          TypeError: ``config`` holds a value JSON cannot store.
+        """
+        if self._state in ("open", "closing"):
+            raise RuntimeError("the sink is already open; close() it before opening it again.")
+        if num_records < 0 or row_group_size <= 0:
+            raise ValueError(
+                f"num_records must be >= 0 and row_group_size > 0, got {num_records} and "
+                f"{row_group_size}."
+            )
+        config = json_value(config, "config")
+        meta = await self._open_storage(
+            fingerprint=fingerprint,
+            config=config,
+            num_records=num_records,
+            row_group_size=row_group_size,
+            resume=resume,
+        )
+        self._meta, self._state = meta, "open"
+        self._guard = SchemaGuard()
+        self._guard.reference = meta.schema
+
+    async def write_row_group(
+        self, row_group: int, table: pa.Table, *, requested_rows: int
+    ) -> str | None:
+        """Store one row group durably and add it to the run record.
+
+        Safe to call from many tasks at once; record updates are serialised by a lock. An
+        empty table (every row dropped) stores nothing; its entry is recorded with
+        ``file: null`` and the call returns ``None``.
+
+        Schema rule: the first non-empty table written (or, when continuing a run, the first
+        stored one) fixes the schema. A later table must have the same column names in the
+        same order; a column whose type differs is re-typed when it is all null, and refused
+        otherwise (nothing is stored).
+
+        Cancellation: returned ⇒ stored and recorded; raised ``Cancelled`` ⇒ nothing stored,
+        nothing recorded (see :class:`~._parquet.ParquetSink` for the thread behind this).
+
+        Args:
+          row_group: the row group id, ``0 <= row_group < ceil(num_records/row_group_size)``.
+          table: the surviving rows (dropped rows already removed), e.g. from
+            :func:`build_table`.
+          requested_rows: the rows the row group was asked for
+            (``table.num_rows <= requested_rows <= row_group_size``).
+
+        Returns:
+          The file's path relative to the output directory
+          (``"parquet-files/row-group-00003.parquet"``), or ``None`` for an empty table.
+
+        Raises:
+          SinkError: the disk failed, or the schema differs from earlier row groups; nothing
+            was stored.
+          ValueError: the row group id is out of range or already written, or
+            ``requested_rows`` is out of range.
+          RuntimeError: the sink is not open.
+          trio.Cancelled: cancelled before the row group was published; nothing was stored.
+        """
+        self._check_write(row_group, table, requested_rows)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        table = self._guard.conform(row_group, table)
+        rows = int(table.num_rows)
+        file = row_group_file(row_group) if rows else None
+        entry = RowGroupEntry(file=file, rows=rows, requested_rows=requested_rows)
+        self._in_flight.add(row_group)
+        try:
+            if file is not None:
+                await self._publish(file, table)  # Cancelled here: nothing was stored
+            # Past the point of no return: the commit must happen whatever the caller's scope
+            # does, or a visible file would be missing from the record. It is short (one small
+            # JSON write), and a thread cannot be interrupted anyway, hence no timeout.
+            with trio.CancelScope(shield=True):
+                await self._commit(row_group, entry, table)
+        finally:
+            self._in_flight.discard(row_group)
+        return file
+
+    async def close(self, *, status: str, summary: Mapping[str, Any]) -> None:
+        """Wait for writes in flight, then store the final record (and clean up).
+
+        Like ``trio.abc.AsyncResource.aclose``, a cancelled ``close`` still finishes (it is
+        shielded: waiting for in-flight writes and one JSON write are both short) and then
+        raises ``Cancelled``. Writes started after ``close`` began are refused.
+
+        Args:
+          status: ``"complete"``, ``"interrupted"`` or ``"early_shutdown"``.
+          summary: JSON-compatible run summary (counts, per-column stats, usage), stored as
+            given except that tuples become lists, datetimes ISO strings and NaN/inf ``null``.
+
+        Raises:
+          SinkError: the disk failed (the sink stays open; ``close`` may be retried).
+          ValueError: unknown ``status``.
+          TypeError: ``summary`` holds a value JSON cannot store.
+          RuntimeError: the sink is not open.
+        """
+        if self._state != "open":
+            raise RuntimeError(f"close() needs an open sink, but the sink is {self._state}.")
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {sorted(FINAL_STATUSES)}, got {status!r}.")
+        summary = json_value(summary, "summary")
+        self._state = "closing"
+        try:
+            with trio.CancelScope(shield=True):
+                await self._in_flight.wait_idle()
+                await self._commit_final(status, summary)
+                await self._finish()
+        except BaseException:
+            self._state = "open"  # the final record was not stored: close() may be retried
+            raise
+        self._state = "closed"
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    def completed_row_groups(self) -> dict[int, int]:
+        """Row group id → rows stored, for every row group in the run record (for resume)."""
+        meta = self._require_meta("completed_row_groups()")
+        return {rg: meta.row_groups[rg].rows for rg in sorted(meta.row_groups)}
+
+    def metadata(self) -> dict[str, Any]:
+        """The run record as a JSON-compatible dict (for the parquet sink: ``metadata.json``)."""
+        return self._require_meta("metadata()").to_json_dict()
+
+    def statistics(self) -> SinkStatistics:
+        """A snapshot of the sink's state and counts."""
+        meta = self._meta
+        return SinkStatistics(
+            state=self._state,
+            row_groups_written=0 if meta is None else len(meta.row_groups),
+            rows_written=0 if meta is None else meta.rows_written,
+            writes_in_flight=len(self._in_flight.row_groups),
+        )
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _require_meta(self, what: str) -> RunMetadata:
+        if self._meta is None:
+            raise RuntimeError(f"{what} needs a sink that was opened; call open() first.")
+        return self._meta
+
+    def _check_write(self, row_group: int, table: pa.Table, requested_rows: int) -> None:
+        if self._state != "open":
+            raise RuntimeError(
+                f"write_row_group() needs an open sink, but the sink is {self._state}; call "
+                f"open() first, and write every row group before close()."
+            )
+        meta = self._require_meta("write_row_group()")
+        if not 0 <= row_group < meta.num_row_groups:
+            raise ValueError(
+                f"row group {row_group} does not exist: this run has {meta.num_row_groups} row "
+                f"groups (ids 0 to {meta.num_row_groups - 1})."
+            )
+        if row_group in meta.row_groups or row_group in self._in_flight.row_groups:
+            raise ValueError(f"row group {row_group} was already written; write it only once.")
+        if not table.num_rows <= requested_rows <= meta.row_group_size:
+            raise ValueError(
+                f"row group {row_group}: requested_rows must be between the table's "
+                f"{table.num_rows} rows and row_group_size {meta.row_group_size}, got "
+                f"{requested_rows}."
+            )
+
+    async def _commit(self, row_group: int, entry: RowGroupEntry, table: pa.Table) -> None:
+        async with self._lock:
+            meta = self._require_meta("write_row_group()")
+            updated = meta.with_entry(row_group, entry, schema=self._guard.reference, now=utc_now())
+            try:
+                await self._persist(updated)
+            except BaseException:
+                if entry.file is not None:
+                    await self._unpublish(entry.file)
+                raise
+            self._meta = updated
+            self._stored(row_group, table)
+
+    async def _commit_final(self, status: str, summary: Mapping[str, Any]) -> None:
+        async with self._lock:
+            now = utc_now()
+            final_meta = attrs.evolve(
+                self._require_meta("close()"),
+                status=status,
+                summary=summary,
+                updated_at=now,
+                finished_at=now,
+            )
+            await self._persist(final_meta)
+            self._meta = final_meta
+
+    @abc.abstractmethod
+    def _stored(self, row_group: int, table: pa.Table) -> None:
+        """A row group was committed (the memory sink keeps its table)."""
+
+    @abc.abstractmethod
+    async def _open_storage(
+        self,
+        *,
+        fingerprint: str,
+        config: Mapping[str, Any],
+        num_records: int,
+        row_group_size: int,
+        resume: bool,
+    ) -> RunMetadata: ...
+
+    @abc.abstractmethod
+    async def _publish(self, file: str, table: pa.Table) -> None: ...
+
+    @abc.abstractmethod
+    async def _unpublish(self, file: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _persist(self, meta: RunMetadata) -> None: ...
+
+    @abc.abstractmethod
+    async def _finish(self) -> None: ...

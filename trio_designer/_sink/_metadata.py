@@ -1,0 +1,225 @@
+"""The run record: what ``metadata.json`` holds, and its JSON form (both directions).
+
+A row group *is written* when its entry is in the run record: the sinks rename a row group's
+file into place first and commit its :class:`RowGroupEntry` second, so the record only ever
+lists files that exist (field by field in ``docs/output-layout.md``).
+
+The record is rewritten whole (atomically) once per row group: O(row groups) bytes per write,
+fine for thousands of row groups. XX: batch commits if runs with 10⁵ row groups appear.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+import pyarrow as pa
+import pyarrow.ipc
+
+from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError
+from ._layout import METADATA_FILE
+
+__all__ = ["FORMAT_VERSION", "RowGroupEntry", "RunMetadata", "json_value", "utc_now"]
+
+FORMAT_VERSION: Final = 1
+"""Version of the ``metadata.json`` layout; bumped on any incompatible change."""
+
+
+@attrs.frozen(kw_only=True)
+class RowGroupEntry:
+    """One written row group in the run record.
+
+    Attributes:
+      file: path of its parquet file relative to the output directory, or ``None`` when every
+        row of the row group was dropped (no file is written for an empty row group).
+      rows: rows stored (the row group's surviving rows).
+      requested_rows: rows the row group was asked to produce; ``requested_rows - rows`` were
+        dropped.
+    """
+
+    file: str | None
+    rows: int
+    requested_rows: int
+
+
+@attrs.frozen(kw_only=True)
+class RunMetadata:
+    """The run record: the content of ``metadata.json`` (field by field in
+    ``docs/output-layout.md``).
+
+    ``config`` and ``summary`` hold dicts, so instances compare by value but are not hashable.
+    """
+
+    fingerprint: str
+    config: Mapping[str, Any]
+    num_records: int
+    row_group_size: int
+    status: str
+    started_at: str
+    updated_at: str
+    finished_at: str | None = None
+    schema: pa.Schema | None = None
+    row_groups: Mapping[int, RowGroupEntry] = attrs.field(factory=dict)
+    summary: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def rows_written(self) -> int:
+        """Rows stored over every written row group."""
+        return sum(entry.rows for entry in self.row_groups.values())
+
+    @property
+    def num_row_groups(self) -> int:
+        """How many row groups the run has in total (the last one may be short)."""
+        return -(-self.num_records // self.row_group_size)
+
+    def with_entry(
+        self, row_group: int, entry: RowGroupEntry, *, schema: pa.Schema | None, now: str
+    ) -> RunMetadata:
+        """A copy with one more written row group (and the run's schema, once known)."""
+        row_groups = {**self.row_groups, row_group: entry}
+        return attrs.evolve(self, row_groups=row_groups, schema=schema, updated_at=now)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON document (derived counts included, big ``config`` last)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "num_records": self.num_records,
+            "row_group_size": self.row_group_size,
+            "num_row_groups": self.num_row_groups,
+            "rows_written": self.rows_written,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "finished_at": self.finished_at,
+            "schema": None if self.schema is None else _schema_to_json(self.schema),
+            "row_groups": {
+                str(rg): attrs.asdict(self.row_groups[rg]) for rg in sorted(self.row_groups)
+            },
+            "summary": json_value(self.summary, "summary"),
+            "config": json_value(self.config, "config"),
+        }
+
+    @classmethod
+    def from_json_dict(cls, data: Any, *, where: str) -> RunMetadata:
+        """Parse a ``metadata.json`` document.
+
+        Raises:
+          SinkError: the document is not a run record of this format version; ``where`` names
+            the file in the message.
+        """
+        try:
+            return _parse_metadata(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SinkError(
+                f"{where} is not a trio_designer run record ({exc}); pass another "
+                f"{OUTPUT_DIR_ARGUMENT} or remove the directory."
+            ) from exc
+
+
+def _parse_metadata(data: Any) -> RunMetadata:
+    if not isinstance(data, dict):
+        raise TypeError("the document is not a JSON object")
+    version = data["format_version"]
+    if version != FORMAT_VERSION:
+        raise ValueError(f"format_version is {version!r}, this version reads {FORMAT_VERSION}")
+    finished_at = data.get("finished_at")
+    return RunMetadata(
+        fingerprint=_typed(data, "fingerprint", str),
+        config=_typed(data, "config", dict),
+        num_records=_typed(data, "num_records", int),
+        row_group_size=_typed(data, "row_group_size", int),
+        status=_typed(data, "status", str),
+        started_at=_typed(data, "started_at", str),
+        updated_at=_typed(data, "updated_at", str),
+        finished_at=None if finished_at is None else str(finished_at),
+        schema=None if data["schema"] is None else _schema_from_json(data["schema"]),
+        row_groups={
+            int(rg): RowGroupEntry(
+                file=_optional_str(entry, "file"),
+                rows=_typed(entry, "rows", int),
+                requested_rows=_typed(entry, "requested_rows", int),
+            )
+            for rg, entry in _typed(data, "row_groups", dict).items()
+        },
+        summary=_typed(data, "summary", dict),
+    )
+
+
+def _schema_to_json(schema: pa.Schema) -> dict[str, Any]:
+    """The run's Arrow schema: readable column types, and the exact schema for resuming.
+
+    Parquet cannot store every Arrow type as is (``timestamp[s]`` comes back as
+    ``timestamp[ms]``), so the exact schema is kept here rather than re-read from a file.
+    """
+    return {
+        "columns": [{"name": field.name, "type": str(field.type)} for field in schema],
+        "arrow_ipc": base64.b64encode(schema.serialize().to_pybytes()).decode("ascii"),
+    }
+
+
+def _schema_from_json(data: Any) -> pa.Schema:
+    if not isinstance(data, dict):
+        raise TypeError(f"field 'schema' should be an object, not {data!r}")
+    encoded = _typed(data, "arrow_ipc", str)
+    try:
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(encoded, validate=True)))
+    except (pa.ArrowException, binascii.Error) as exc:
+        raise ValueError(f"field 'schema.arrow_ipc' does not hold an Arrow schema ({exc})") from exc
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
+    value = data[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"field {key!r} should be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data[key]
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"field {key!r} should be a string or null, not {value!r}")
+    return value
+
+
+def json_value(value: Any, where: str) -> Any:
+    """A JSON-compatible copy of ``value``.
+
+    Tuples become lists, ``datetime``/``date`` become ISO strings, and non-finite floats
+    (NaN, ±inf, which JSON cannot spell) become ``None``; anything else non-JSON is refused.
+
+    Raises:
+      TypeError: a value of another type; the message gives its path (``summary['x'][2]``).
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dt.date):  # datetime is a date too
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {_json_key(k, where): json_value(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(
+        f"{where}: a {type(value).__name__} cannot be stored in {METADATA_FILE}; use JSON types "
+        f"(dict, list, str, int, float, bool, None)."
+    )
+
+
+def _json_key(key: Any, where: str) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key)
+    raise TypeError(f"{where}: the key {key!r} is not a string; {METADATA_FILE} keys are strings.")
+
+
+def utc_now() -> str:
+    """The current UTC time as the record spells it: ISO 8601 with milliseconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,261 @@
+"""The parquet sink: one parquet file per row group, and ``metadata.json`` as the run record.
+
+A write goes (every step in a worker thread, so the event loop never waits on the disk):
+
+1. serialise the table into ``<out>/.tmp/``, ``flush`` + ``os.fsync``;
+2. last look at cancellation (``trio.from_thread.check_cancelled``), then ``os.replace`` into
+   ``<out>/parquet-files/`` and ``fsync`` that directory — the point of no return;
+3. under the sink's lock, rewrite ``metadata.json`` the same way with the new entry.
+
+Steps 1-2 and 3 are each one :func:`~._atomic.write_atomically`. A reader only ever sees whole
+files, and ``metadata.json`` is always a complete JSON document that lists only files that
+exist. Only a crash between steps 2 and 3 leaves a file without an entry; the next ``open``
+deletes it. Prior art: NeMo Data Designer's artifact storage (tmp + fsync + ``os.replace`` for
+its metadata, one ``batch_*.parquet`` per row group); we add the directory fsyncs and make the
+metadata the commit record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar, TypeVarTuple, Unpack, final
+
+import attrs
+import pyarrow as pa
+import pyarrow.parquet as pq
+import trio
+
+from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError
+from ._atomic import fsync_directory, write_atomically
+from ._base import SinkBase
+from ._layout import DATASET_DIR, METADATA_FILE, TMP_DIR, is_row_group_file
+from ._metadata import RunMetadata
+from ._resume import opened_metadata
+
+__all__ = ["ParquetSink", "ParquetWriter"]
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
+
+ParquetWriter = Callable[["pa.Table", BinaryIO], None]
+"""Serialises a table into an open binary file (default: ``pq.write_table(table, file)``)."""
+
+
+def _default_parquet_writer(table: pa.Table, file: BinaryIO) -> None:
+    pq.write_table(table, file)
+
+
+@final
+class ParquetSink(SinkBase):
+    """Writes each row group to its own parquet file, with a ``metadata.json`` run record.
+
+    Layout (details and reading recipes in ``docs/output-layout.md``)::
+
+        <output_dir>/
+          metadata.json                         # the run record, replaced atomically
+          parquet-files/row-group-00000.parquet # one file per non-empty row group
+          .tmp/                                 # files being written; removed by close()
+
+    ``pyarrow.dataset.dataset(output_dir / "parquet-files")`` reads the run as one dataset.
+
+    Usage::
+
+        sink = ParquetSink("out")
+        await sink.open(fingerprint=fp, config=config.to_dict(), num_records=n,
+                        row_group_size=size)
+        for rg in sink.completed_row_groups(): ...   # skip these when resuming
+        path = await sink.write_row_group(rg, build_table(values, types), requested_rows=k)
+        await sink.close(status="complete", summary={...})
+
+    Invariants:
+
+    * Every file in ``parquet-files/`` is complete: bytes are written to ``.tmp/`` and fsynced
+      before ``os.replace`` moves them into place.
+    * ``metadata.json`` is always one complete JSON document, and every file its
+      ``row_groups`` name exists with the rows it says. (A file is renamed into place before
+      its entry is committed, so a *crash* between the two leaves a file without an entry;
+      the next :meth:`open` deletes such orphans and stale tmp files.)
+    * Every file has the same schema (the first non-empty table's; see
+      :meth:`write_row_group`).
+    * After :meth:`close`, ``.tmp/`` is gone.
+
+    Cancellation: ``trio.to_thread.run_sync`` does not abandon its thread when the calling
+    task is cancelled — it waits for the thread to finish, and then *returns normally*;
+    ``Cancelled`` arrives at the caller's next checkpoint. So a write, once its thread has
+    started, would always complete and be committed. We keep trio's rule "if it raised
+    ``Cancelled``, it had no effect" instead: the thread asks
+    ``trio.from_thread.check_cancelled()`` right before ``os.replace``; when cancellation was
+    requested it deletes its tmp file and raises ``Cancelled`` (nothing visible, nothing
+    recorded). After the rename the write is past its point of no return: the metadata
+    commit runs shielded, :meth:`write_row_group` returns the path, and the caller sees
+    ``Cancelled`` at its next checkpoint. Hence: **returned ⇒ durable and recorded; raised ⇒
+    no file, no entry, no tmp file.** A cancelled caller still waits for the serialisation to
+    finish (a thread cannot be stopped); the engine should shield the checkpoint of a finished
+    row group it wants to keep when the run is cancelled.
+
+    Not for several processes writing one directory at once (there is no file lock).
+    """
+
+    def __init__(
+        self, output_dir: str | os.PathLike[str], *, parquet_writer: ParquetWriter | None = None
+    ) -> None:
+        """Create a sink for ``output_dir`` (nothing touches the disk before :meth:`open`).
+
+        Args:
+          output_dir: the run's output directory; created by :meth:`open` if missing.
+          parquet_writer: how a table is serialised into the open tmp file, for example
+            ``lambda t, f: pq.write_table(t, f, compression="zstd")``; the default is
+            ``pq.write_table(table, file)``. It runs in a worker thread.
+        """
+        super().__init__()
+        self._root = Path(output_dir)
+        self._write_parquet = parquet_writer or _default_parquet_writer
+
+    @property
+    def output_dir(self) -> Path:
+        """The output directory."""
+        return self._root
+
+    @property
+    def dataset_dir(self) -> Path:
+        """The folder to hand to ``pyarrow.dataset.dataset`` (``<output_dir>/parquet-files``)."""
+        return self._root / DATASET_DIR
+
+    # -- storage --------------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"output directory '{self._root}'"
+
+    async def _open_storage(
+        self,
+        *,
+        fingerprint: str,
+        config: Mapping[str, Any],
+        num_records: int,
+        row_group_size: int,
+        resume: bool,
+    ) -> RunMetadata:
+        def open_sync() -> RunMetadata:
+            previous = self._read_previous()
+            meta = opened_metadata(
+                previous,
+                fingerprint=fingerprint,
+                config=config,
+                num_records=num_records,
+                row_group_size=row_group_size,
+                resume=resume,
+                where=self._where(),
+                remedy=f"pass another {OUTPUT_DIR_ARGUMENT} or remove the directory",
+            )
+            meta = self._prepare_directories(meta)
+            self._persist_sync(meta)
+            return meta
+
+        return await self._run_sync(open_sync)
+
+    def _read_previous(self) -> RunMetadata | None:
+        root = self._root
+        if root.exists() and not root.is_dir():
+            raise SinkError(f"{self._where()} is a file; pass another {OUTPUT_DIR_ARGUMENT}.")
+        meta_path = root / METADATA_FILE
+        if not meta_path.exists():
+            if root.exists() and not _is_scaffolding_only(root):
+                raise SinkError(
+                    f"{self._where()} is not empty and has no {METADATA_FILE}, so it holds no "
+                    f"trio_designer run; pass another {OUTPUT_DIR_ARGUMENT} or empty the "
+                    "directory."
+                )
+            return None
+        try:
+            data = json.loads(meta_path.read_bytes())
+        except ValueError as exc:
+            raise SinkError(
+                f"{meta_path} is not valid JSON ({exc}); pass another {OUTPUT_DIR_ARGUMENT} "
+                f"remove the directory."
+            ) from exc
+        return RunMetadata.from_json_dict(data, where=str(meta_path))
+
+    def _prepare_directories(self, meta: RunMetadata) -> RunMetadata:
+        """Create the folders, clear stale tmp files and orphans, forget missing files."""
+        root = self._root
+        (root / DATASET_DIR).mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(root / TMP_DIR, ignore_errors=True)  # stale tmp files of a crash
+        (root / TMP_DIR).mkdir(exist_ok=True)
+        recorded = {entry.file for entry in meta.row_groups.values() if entry.file}
+        for path in (root / DATASET_DIR).iterdir():
+            relative = f"{DATASET_DIR}/{path.name}"
+            if is_row_group_file(path.name) and relative not in recorded:
+                path.unlink()  # an orphan: renamed into place, but never committed
+        kept = {
+            rg: entry
+            for rg, entry in meta.row_groups.items()
+            if entry.file is None or (root / entry.file).is_file()
+        }
+        fsync_directory(root / DATASET_DIR)
+        return attrs.evolve(meta, row_groups=kept)
+
+    async def _publish(self, file: str, table: pa.Table) -> None:
+        await self._run_sync(self._publish_sync, file, table)
+
+    def _publish_sync(self, file: str, table: pa.Table) -> None:
+        final_path = self._root / file
+        try:
+            write_atomically(
+                final_path,
+                lambda stream: self._write_parquet(table, stream),
+                tmp_dir=self._root / TMP_DIR,
+                before_replace=trio.from_thread.check_cancelled,  # last chance: no effect
+            )
+        except BaseException:
+            # A publish that raises leaves nothing visible: before the rename the file was
+            # never there; after it (the directory fsync failed) it is withdrawn again.
+            final_path.unlink(missing_ok=True)
+            raise
+
+    async def _unpublish(self, file: str) -> None:
+        def unpublish_sync() -> None:
+            (self._root / file).unlink(missing_ok=True)
+            fsync_directory(self._root / DATASET_DIR)
+
+        with contextlib.suppress(SinkError):  # best effort: the next open() deletes the orphan
+            await self._run_sync(unpublish_sync)
+
+    async def _persist(self, meta: RunMetadata) -> None:
+        await self._run_sync(self._persist_sync, meta)
+
+    def _persist_sync(self, meta: RunMetadata) -> None:
+        data = json.dumps(meta.to_json_dict(), indent=2, allow_nan=False).encode() + b"\n"
+        write_atomically(self._root / METADATA_FILE, data, tmp_dir=self._root / TMP_DIR)
+
+    async def _finish(self) -> None:
+        await self._run_sync(shutil.rmtree, self._root / TMP_DIR, True)
+
+    def _stored(self, row_group: int, table: pa.Table) -> None:
+        pass  # the file is the storage
+
+    async def _run_sync(self, fn: Callable[[Unpack[_Ts]], _T], *args: *_Ts) -> _T:
+        """Run ``fn`` in a worker thread; map ``OSError``/Arrow errors to ``SinkError``."""
+        try:
+            return await trio.to_thread.run_sync(fn, *args)
+        except SinkError:
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            raise SinkError(
+                f"writing to {self._where()} failed: {exc}; check the disk (space, "
+                f"permissions) and run again."
+            ) from exc
+
+
+def _is_scaffolding_only(root: Path) -> bool:
+    """True if ``root`` holds nothing but our own empty ``.tmp``/``parquet-files`` folders."""
+    for entry in root.iterdir():
+        if entry.name not in (TMP_DIR, DATASET_DIR) or not entry.is_dir():
+            return False
+        if any(entry.iterdir()):
+            return False
+    return True
