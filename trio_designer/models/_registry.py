@@ -51,6 +51,7 @@ from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
 from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProvider
 from ..config._models import endpoint_name
+from ._backlog import RestingTasks, use_resting_tasks
 from ._client import ChatResponse, OpenAICompatibleClient, resolve_api_key
 from ._limiter import AdaptiveLimiter, ModelLimiter
 
@@ -165,12 +166,15 @@ class ModelHandle:
         limiter: ModelLimiter,
         counter: _UsageCounter,
         rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
+        resting: RestingTasks | None = None,
     ) -> None:
         self._config = config
         self._client = client
         self._limiter = limiter
         self._counter = counter
         self._retry = rate_limit_retry
+        self._resting = resting if resting is not None else RestingTasks()
+        self._endpoint = endpoint_name(config.provider, config.model)
         # Jitter for the waits after a 429 without Retry-After. Seeded from the alias (not
         # hash(), which changes between processes), so virtual-time runs repeat exactly.
         self._jitter = random.Random(zlib.crc32(config.alias.encode()))
@@ -258,7 +262,8 @@ class ModelHandle:
                     "model '%s': 429 on attempt %d; retrying in %.2f s", self.alias, attempt, delay
                 )
                 waited += delay
-                await trio.sleep(delay)
+                with self._resting.rest(self._endpoint):  # holds no backlog place meanwhile
+                    await trio.sleep(delay)
 
     async def _send(
         self,
@@ -318,6 +323,8 @@ class ModelRegistry:
       simulator: the embedded simulator serving the ``"simulator"`` provider, if running.
       rate_limit_retry: how a request answered 429 is retried in place (see
         :meth:`ModelHandle.chat`).
+      resting: the run's ledger of requests waiting out a 429 (see ``models/_backlog.py``);
+        a new one when not given.
 
     Raises:
       ConfigError: a duplicate alias, or a model whose provider has no client.
@@ -331,8 +338,10 @@ class ModelRegistry:
         limiter_factory: LimiterFactory = AdaptiveLimiter,
         simulator: Simulator | None = None,
         rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
+        resting: RestingTasks | None = None,
     ) -> None:
         _check_models(models, clients)
+        self._resting = resting if resting is not None else RestingTasks()
         ceilings = endpoint_ceilings(models)
         self._limiters: dict[str, ModelLimiter] = {
             name: limiter_factory(name, ceiling) for name, ceiling in ceilings.items()
@@ -344,6 +353,7 @@ class ModelRegistry:
                 self._limiters[endpoint_name(m.provider, m.model)],
                 _UsageCounter(),
                 rate_limit_retry,
+                self._resting,
             )
             for m in models
         }
@@ -561,13 +571,19 @@ async def open_model_registry(
             )
             stack.push_async_callback(client.aclose)
             clients[SIMULATOR_PROVIDER] = client
-        yield ModelRegistry(
+        resting = RestingTasks()
+        registry = ModelRegistry(
             models,
             clients,
             limiter_factory=limiter_factory,
             simulator=simulator,
             rate_limit_retry=rate_limit_retry,
+            resting=resting,
         )
+        # A backlog built while the registry is open counts its resting tasks (see
+        # models/_backlog.py: the engine builds it inside this block).
+        with use_resting_tasks(resting):
+            yield registry
 
 
 def reports_limit_changes(factory: LimiterFactory) -> bool:
