@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benches import adaptivity, bound, memory, overhead, scale, seed
+from benches import adaptivity, bound, client_cpu, memory, overhead, scale, seed
 from benches.__main__ import main as bench_main
 
 
@@ -75,6 +75,16 @@ def test_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for r in data["runs"]:
         assert r["written"] == r["records"]
         assert r["peak_rss_kb"] >= r["rss_after_imports_kb"] > 0
+
+
+def test_client_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(client_cpu, tmp_path, capsys)
+    levels = client_cpu.PROFILES["smoke"].concurrency
+    for section in ("zero_latency", "latency"):
+        assert [r["max_parallel_requests"] for r in data[section]] == list(levels)
+        assert all(r["requests"] == 5 * r["records"] for r in data[section])
+        assert all(r["cpu_us_per_request"] > 0 for r in data[section])
+    assert {r["option"] for r in data["transport_options"]} >= {"ours (h11 on trio)"}
 
 
 def test_cli_rejects_unknown_bench(capsys: pytest.CaptureFixture[str]) -> None:

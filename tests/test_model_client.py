@@ -1,9 +1,9 @@
 """The OpenAI-compatible client: request shaping, parsing, transport retries, key hygiene.
 
-Unit tests of request shaping and parsing use ``httpx.MockTransport``; everything about
-connections, retries, timeouts and pools runs against real servers on 127.0.0.1 inside the
-test's ``trio.run`` (a tiny scripted ASGI app under hypercorn, or a raw TCP server that hangs
-up), in virtual time.
+Everything runs against real servers on 127.0.0.1 inside the test's ``trio.run``, in virtual
+time: a tiny scripted ASGI app under hypercorn, or a raw TCP server that misbehaves
+(``tests/_loopback.py``). The HTTP layer's own behaviour (deadline, size cap, connection reuse)
+is tested in ``tests/test_model_http.py``.
 """
 
 from __future__ import annotations
@@ -14,18 +14,24 @@ import math
 import random
 import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
-import attrs
-import httpx
 import pytest
 import trio
 import trio.testing
-from hypercorn.config import Config
-from hypercorn.trio import serve
+from _loopback import (
+    Reply,
+    ScriptedApp,
+    completion,
+    http_response,
+    raw_server,
+    read_request,
+    served,
+    status,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,6 +44,7 @@ from trio_designer._exceptions import (
     ModelServerError,
     ModelTimeoutError,
 )
+from trio_designer.models import _http
 from trio_designer.models._client import (
     ChatResponse,
     OpenAICompatibleClient,
@@ -49,56 +56,14 @@ BIG = 10_000
 NO_JITTER = BackoffPolicy(jitter=0.0)
 MESSAGES = [{"role": "user", "content": "Say hi"}]
 
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
-
-def completion(
-    content: Any = "hi",
-    *,
-    message_extra: dict[str, Any] | None = None,
-    usage: Any = None,
-    finish_reason: Any = "stop",
-    model: Any = "served-model",
-) -> dict[str, Any]:
-    """A chat completion body in OpenAI's shape."""
-    message = {"role": "assistant", "content": content, **(message_extra or {})}
-    body: dict[str, Any] = {
-        "id": "cmpl-1",
-        "object": "chat.completion",
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-    }
-    if usage is not None:
-        body["usage"] = usage
-    return body
-
-
-@attrs.define
-class Recorder:
-    """A MockTransport handler that records requests and replies from a script."""
-
-    replies: list[httpx.Response | Exception] = attrs.field(factory=list)
-    requests: list[httpx.Request] = attrs.field(factory=list)
-    times: list[float] = attrs.field(factory=list)
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        self.times.append(trio.current_time())
-        await trio.lowlevel.checkpoint()
-        reply = self.replies.pop(0) if self.replies else httpx.Response(200, json=completion())
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    def bodies(self) -> list[Any]:
-        return [json.loads(r.content) for r in self.requests]
-
-
-def mock_client(recorder: Recorder, **kwargs: Any) -> OpenAICompatibleClient:
-    kwargs.setdefault("base_url", "http://127.0.0.1:9/v1")
+@asynccontextmanager
+async def scripted(app: ScriptedApp, **kwargs: Any) -> AsyncIterator[OpenAICompatibleClient]:
+    """A client named ``acme`` (no jitter) talking to ``app`` served on 127.0.0.1."""
     kwargs.setdefault("name", "acme")
     kwargs.setdefault("transport_retry", NO_JITTER)
-    return OpenAICompatibleClient(transport=httpx.MockTransport(recorder), **kwargs)
+    async with served(app) as url, OpenAICompatibleClient(base_url=url, **kwargs) as client:
+        yield client
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,8 +155,22 @@ def test_resolve_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"base_url": "ftp://example.com/v1"}, r"must be an http:// or https:// URL"),
         ({"base_url": "api.openai.com/v1"}, r"must be an http:// or https:// URL"),
         ({"base_url": "http://[::1/v1"}, r"is not a valid URL"),
+        ({"base_url": "http://127.0.0.1:99999/v1"}, r"is not a valid URL"),
         ({"base_url": "http://127.0.0.1/v1", "max_connections": 0}, r"max_connections must be"),
         ({"base_url": "http://127.0.0.1/v1", "timeout": 0.0}, r"timeout must be > 0"),
+        (
+            {"base_url": "http://127.0.0.1/v1", "max_response_bytes": 0},
+            r"max_response_bytes must be >= 1",
+        ),
+        (
+            {"base_url": "http://127.0.0.1/v1", "extra_headers": {"X-Bad": "a\nb"}},
+            r"extra_headers: 'X-Bad' is not a valid HTTP header",
+        ),
+        (
+            {"base_url": "http://127.0.0.1/v1", "api_key": "sk-\r\nx"},
+            r"the API key contains characters that are not allowed",
+        ),
+        ({"base_url": "http://127.0.0.1/my models/v1"}, r"has a path that is not valid"),
     ],
 )
 def test_bad_settings_are_config_errors(kwargs: dict[str, Any], message: str) -> None:
@@ -214,46 +193,51 @@ async def test_repr_never_shows_the_key() -> None:
     await keyless.aclose()
 
 
-async def test_async_methods_always_checkpoint() -> None:
+async def test_async_methods_always_checkpoint(autojump_clock: Any) -> None:
     """chat, embeddings (even of nothing) and aclose are checkpoints (trio's API grammar)."""
-    client = mock_client(Recorder())
-    with trio.testing.assert_checkpoints():
-        await client.chat(model="m", messages=MESSAGES)
-    with trio.testing.assert_checkpoints():
-        await client.embeddings(model="e", inputs=[])
-    with trio.testing.assert_checkpoints():
-        await client.aclose()
+    with trio.fail_after(BIG):
+        async with served(ScriptedApp()) as url:
+            client = OpenAICompatibleClient(base_url=url)
+            with trio.testing.assert_checkpoints():
+                await client.chat(model="m", messages=MESSAGES)
+            with trio.testing.assert_checkpoints():
+                await client.embeddings(model="e", inputs=[])
+            with trio.testing.assert_checkpoints():
+                await client.aclose()
 
 
 # ---------------------------------------------------------------------------------------------
-# Request shaping (MockTransport)
+# Request shaping
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_chat_request_shape() -> None:
-    """URL under base_url, bearer header only with a key, None parameters omitted."""
-    recorder = Recorder()
-    async with mock_client(recorder, api_key="sk-1", extra_headers={"X-Team": "a"}) as client:
-        await client.chat(model="m", messages=MESSAGES, temperature=0.5)
-    async with mock_client(recorder) as keyless:
-        await keyless.chat(model="m", messages=MESSAGES)
-    with_key, without_key = recorder.requests
-    assert with_key.method == "POST"
-    assert str(with_key.url) == "http://127.0.0.1:9/v1/chat/completions"
-    assert with_key.headers["authorization"] == "Bearer sk-1"
-    assert with_key.headers["x-team"] == "a"
-    assert "authorization" not in without_key.headers
-    assert recorder.bodies() == [
+async def test_chat_request_shape(autojump_clock: Any) -> None:
+    """Path under base_url, JSON headers, bearer only with a key, None parameters omitted."""
+    app = ScriptedApp()
+    with trio.fail_after(BIG):
+        async with scripted(app, api_key="sk-1", extra_headers={"X-Team": "a"}) as client:
+            await client.chat(model="m", messages=MESSAGES, temperature=0.5)
+        async with scripted(app) as keyless:
+            await keyless.chat(model="m", messages=MESSAGES)
+    with_key, without_key = app.requests
+    assert with_key["method"] == "POST"
+    assert with_key["path"] == "/v1/chat/completions"
+    assert with_key["headers"]["authorization"] == "Bearer sk-1"
+    assert with_key["headers"]["x-team"] == "a"
+    assert with_key["headers"]["content-type"] == "application/json"
+    assert with_key["headers"]["host"].startswith("127.0.0.1:")
+    assert "authorization" not in without_key["headers"]
+    assert app.bodies() == [
         {"model": "m", "messages": MESSAGES, "temperature": 0.5},
         {"model": "m", "messages": MESSAGES},
     ]
 
 
-async def test_chat_sends_every_parameter_and_extra_body_wins() -> None:
+async def test_chat_sends_every_parameter_and_extra_body_wins(autojump_clock: Any) -> None:
     """All parameters are sent; extra_body is merged last, like the OpenAI SDK."""
-    recorder = Recorder()
+    app = ScriptedApp()
     schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
-    async with mock_client(recorder) as client:
+    async with scripted(app) as client:
         await client.chat(
             model="m",
             messages=MESSAGES,
@@ -263,8 +247,9 @@ async def test_chat_sends_every_parameter_and_extra_body_wins() -> None:
             response_format=schema,
             extra_body={"seed": 3, "temperature": 0.7},
             timeout=12.5,
+            max_response_bytes=4096,
         )
-    [body] = recorder.bodies()
+    [body] = app.bodies()
     assert body == {
         "model": "m",
         "messages": MESSAGES,
@@ -274,33 +259,29 @@ async def test_chat_sends_every_parameter_and_extra_body_wins() -> None:
         "response_format": schema,
         "seed": 3,
     }
-    timeouts = recorder.requests[0].extensions["timeout"]
-    assert timeouts == {"connect": 12.5, "read": 12.5, "write": 12.5, "pool": 12.5}
 
 
-async def test_client_timeout_applies_to_every_phase() -> None:
-    """The constructor's timeout is an explicit httpx.Timeout for each phase."""
-    recorder = Recorder()
-    async with mock_client(recorder, timeout=7.0) as client:
-        await client.chat(model="m", messages=MESSAGES)
-    assert recorder.requests[0].extensions["timeout"] == dict.fromkeys(
-        ("connect", "read", "write", "pool"), 7.0
-    )
+async def test_non_ascii_survives_the_round_trip(autojump_clock: Any) -> None:
+    """Bodies are UTF-8 JSON both ways."""
+    app = ScriptedApp([Reply(body=completion("Grüße, 世界"))])
+    async with scripted(app) as client:
+        reply = await client.chat(model="m", messages=[{"role": "user", "content": "Ça va?"}])
+    assert reply.content == "Grüße, 世界"
+    assert app.bodies()[0]["messages"][0]["content"] == "Ça va?"
 
 
 # ---------------------------------------------------------------------------------------------
-# Response parsing (MockTransport)
+# Response parsing
 # ---------------------------------------------------------------------------------------------
 
 
 async def chat_with(body: Any, **kwargs: Any) -> ChatResponse:
-    reply = httpx.Response(200, json=body) if not isinstance(body, bytes) else None
-    recorder = Recorder([reply or httpx.Response(200, content=body)])
-    async with mock_client(recorder) as client:
-        return await client.chat(model="asked", messages=MESSAGES, **kwargs)
+    with trio.fail_after(BIG):
+        async with scripted(ScriptedApp([Reply(body=body)])) as client:
+            return await client.chat(model="asked", messages=MESSAGES, **kwargs)
 
 
-async def test_parses_content_usage_and_reasoning() -> None:
+async def test_parses_content_usage_and_reasoning(autojump_clock: Any) -> None:
     """OpenAI usage names, reasoning_content and reasoning token details are read."""
     usage = {
         "prompt_tokens": 11,
@@ -319,7 +300,7 @@ async def test_parses_content_usage_and_reasoning() -> None:
     )
 
 
-async def test_parses_alternative_shapes() -> None:
+async def test_parses_alternative_shapes(autojump_clock: Any) -> None:
     """``reasoning``, input/output token names, null content, text parts, missing model."""
     usage = {
         "input_tokens": 3,
@@ -346,7 +327,7 @@ async def test_parses_alternative_shapes() -> None:
     assert (await chat_with(completion(parts))).content == "ab"
 
 
-async def test_missing_or_odd_usage_counts_are_zero() -> None:
+async def test_missing_or_odd_usage_counts_are_zero(autojump_clock: Any) -> None:
     """Absent usage, negative or non-integer counts never crash; they count as 0."""
     assert (await chat_with(completion())).usage == Usage()
     odd = {"prompt_tokens": -1, "completion_tokens": "7", "completion_tokens_details": None}
@@ -374,34 +355,34 @@ def test_usage_adds_up() -> None:
     ],
 )
 async def test_unusable_success_is_a_server_error_and_not_retried(
-    body: bytes, problem: str
+    body: bytes, problem: str, autojump_clock: Any
 ) -> None:
     """A 200 with a garbage body raises ModelServerError(status=200) after one request."""
-    recorder = Recorder([httpx.Response(200, content=body)])
-    async with mock_client(recorder) as client:
+    app = ScriptedApp([Reply(body=body)])
+    async with scripted(app) as client:
         with pytest.raises(ModelServerError, match=rf"answered HTTP 200 but {re.escape(problem)}"):
             await client.chat(model="m", messages=MESSAGES)
-    assert len(recorder.requests) == 1
+    assert len(app.requests) == 1
 
 
-async def test_embeddings_in_input_order() -> None:
+async def test_embeddings_in_input_order(autojump_clock: Any) -> None:
     """Vectors come back in input order even when the server lists them shuffled."""
     data = [{"index": 1, "embedding": [0.5, 1]}, {"index": 0, "embedding": [2, 3.5]}]
-    recorder = Recorder([httpx.Response(200, json={"data": data})])
-    async with mock_client(recorder) as client:
+    app = ScriptedApp([Reply(body={"data": data})])
+    async with scripted(app) as client:
         vectors = await client.embeddings(model="e", inputs=["a", "b"], dimensions=2)
     assert vectors == [[2.0, 3.5], [0.5, 1.0]]
-    assert recorder.bodies() == [{"model": "e", "input": ["a", "b"], "dimensions": 2}]
-    assert str(recorder.requests[0].url) == "http://127.0.0.1:9/v1/embeddings"
+    assert app.bodies() == [{"model": "e", "input": ["a", "b"], "dimensions": 2}]
+    assert app.requests[0]["path"] == "/v1/embeddings"
 
 
-async def test_embeddings_of_nothing_sends_nothing() -> None:
+async def test_embeddings_of_nothing_sends_nothing(autojump_clock: Any) -> None:
     """No inputs, no request (but still a checkpoint)."""
-    recorder = Recorder()
-    async with mock_client(recorder) as client:
+    app = ScriptedApp()
+    async with scripted(app) as client:
         with trio.testing.assert_checkpoints():
             assert await client.embeddings(model="e", inputs=[]) == []
-    assert recorder.requests == []
+    assert app.requests == []
 
 
 @pytest.mark.parametrize(
@@ -413,61 +394,57 @@ async def test_embeddings_of_nothing_sends_nothing() -> None:
         {"nothing": []},
     ],
 )
-async def test_bad_embeddings_are_server_errors(payload: dict[str, Any]) -> None:
+async def test_bad_embeddings_are_server_errors(
+    payload: dict[str, Any], autojump_clock: Any
+) -> None:
     """Wrong counts or non-numeric vectors are a retryable server error with status 200."""
-    recorder = Recorder([httpx.Response(200, json=payload)])
-    async with mock_client(recorder) as client:
+    async with scripted(ScriptedApp([Reply(body=payload)])) as client:
         with pytest.raises(ModelServerError) as info:
             await client.embeddings(model="e", inputs=["a", "b"])
     assert info.value.status == 200
 
 
-async def test_list_models() -> None:
+async def test_list_models(autojump_clock: Any) -> None:
     """GET <base_url>/models returns the ids in order; a bad body is a server error."""
-    recorder = Recorder(
-        [
-            httpx.Response(200, json={"data": [{"id": "a"}, {"id": "b"}]}),
-            httpx.Response(200, json={"data": [{"name": "a"}]}),
-        ]
+    app = ScriptedApp(
+        [Reply(body={"data": [{"id": "a"}, {"id": "b"}]}), Reply(body={"data": [{"name": "a"}]})]
     )
-    async with mock_client(recorder) as client:
+    async with scripted(app) as client:
         assert await client.list_models() == ["a", "b"]
         with pytest.raises(ModelServerError, match=r"^Provider 'acme' answered HTTP 200 but"):
             await client.list_models()
-    assert [str(r.url) for r in recorder.requests] == ["http://127.0.0.1:9/v1/models"] * 2
-    assert recorder.requests[0].method == "GET"
+    assert [r["path"] for r in app.requests] == ["/v1/models"] * 2
+    assert app.requests[0]["method"] == "GET"
+    assert app.requests[0]["body"] == b""
 
 
 # ---------------------------------------------------------------------------------------------
-# Transport retries (MockTransport, virtual time)
+# Transport retries (virtual time)
 # ---------------------------------------------------------------------------------------------
-
-
-def status(code: int, **headers: str) -> httpx.Response:
-    return httpx.Response(code, json={"error": {"message": f"status {code}"}}, headers=headers)
 
 
 @pytest.mark.parametrize("code", [502, 503, 504])
 async def test_gateway_errors_are_retried_with_backoff(code: int, autojump_clock: Any) -> None:
     """502/503/504 are retried after 0.5 s, then 1 s; the third attempt succeeds."""
-    recorder = Recorder([status(code), status(code)])
+    app = ScriptedApp([status(code), status(code)])
     with trio.fail_after(BIG):
-        async with mock_client(recorder) as client:
+        async with scripted(app) as client:
             reply = await client.chat(model="m", messages=MESSAGES)
     assert reply.content == "hi"
-    assert recorder.times == [0.0, 0.5, 1.5]
+    assert app.times() == [0.0, 0.5, 1.5]
 
 
 async def test_gateway_errors_give_up_after_max_attempts(autojump_clock: Any) -> None:
     """After max_attempts the mapped error is raised, chained from an HTTPStatusError."""
-    recorder = Recorder([status(503)] * 5)
+    app = ScriptedApp([status(503)] * 5)
     with trio.fail_after(BIG):
-        async with mock_client(recorder) as client:
+        async with scripted(app) as client:
             with pytest.raises(ModelServerError) as info:
                 await client.chat(model="m", messages=MESSAGES)
     assert info.value.status == 503
-    assert isinstance(info.value.__cause__, httpx.HTTPStatusError)
-    assert len(recorder.requests) == 3
+    assert isinstance(info.value.__cause__, _http.HTTPStatusError)
+    assert info.value.__cause__.response.status == 503
+    assert len(app.requests) == 3
 
 
 @pytest.mark.parametrize(
@@ -477,79 +454,103 @@ async def test_gateway_errors_give_up_after_max_attempts(autojump_clock: Any) ->
         (status(500), ModelServerError),
         (status(408), ModelTimeoutError),
         (status(400), ModelRequestError),
-        (httpx.ReadTimeout("slow"), ModelTimeoutError),
-        (httpx.ConnectTimeout("slow"), ModelTimeoutError),
-        (httpx.PoolTimeout("slow"), ModelTimeoutError),
-        (httpx.UnsupportedProtocol("gopher"), ModelRequestError),
-        (httpx.LocalProtocolError("bad header"), ModelRequestError),
+        (Reply(delay=100.0), ModelTimeoutError),
     ],
-    ids=lambda v: getattr(v, "status_code", None) or type(v).__name__,
+    ids=["429", "500", "408", "400", "timeout"],
 )
 async def test_other_failures_are_not_retried_here(
-    reply: httpx.Response | Exception, error: type[Exception], autojump_clock: Any
+    reply: Reply, error: type[Exception], autojump_clock: Any
 ) -> None:
     """429 goes straight to the limiter; timeouts, 500, 408 and 4xx go to the scheduler."""
-    recorder = Recorder([reply, httpx.Response(200, json=completion())])
+    app = ScriptedApp([reply, Reply()])
     with trio.fail_after(BIG):
-        async with mock_client(recorder) as client:
+        async with scripted(app, timeout=10.0) as client:
             with pytest.raises(error) as info:
                 await client.chat(model="m", messages=MESSAGES)
-    assert len(recorder.requests) == 1
+    assert len(app.requests) == 1
     assert info.value.__cause__ is not None
     if isinstance(info.value, ModelRateLimitedError):
         assert info.value.retry_after == 3.0
 
 
-@pytest.mark.parametrize(
-    "exc",
-    [
-        httpx.ConnectError("refused"),
-        httpx.ReadError("reset"),
-        httpx.WriteError("broken pipe"),
-        httpx.RemoteProtocolError("Server disconnected without sending a response."),
-    ],
-    ids=lambda e: type(e).__name__,
-)
-async def test_connection_errors_are_retried(exc: Exception, autojump_clock: Any) -> None:
-    """Broken connections (incl. a dropped keep-alive) are retried with backoff."""
-    recorder = Recorder([exc, exc])
+async def flaky(actions: list[str], stream: trio.SocketStream) -> None:
+    """A raw server: each connection pops an action; ``ok`` answers every request on it."""
+    action = actions.pop(0) if actions else "ok"
+    if action == "hang_up":  # read the request, close without a byte
+        await read_request(stream)
+    elif action == "reset":  # RST instead of FIN
+        await read_request(stream)
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+    elif action == "garbage":
+        await read_request(stream)
+        await stream.send_all(b"this is not HTTP\r\n\r\n")
+    elif action == "truncated":  # announces 100 bytes, sends 10, closes
+        await read_request(stream)
+        await stream.send_all(http_response(b"x" * 100)[:-90])
+    else:
+        while await read_request(stream):
+            await stream.send_all(http_response(json.dumps(completion()).encode()))
+    await stream.aclose()
+
+
+@pytest.mark.parametrize("action", ["hang_up", "reset", "garbage", "truncated"])
+async def test_connection_errors_are_retried(action: str, autojump_clock: Any) -> None:
+    """A server hanging up, resetting, or breaking HTTP: retried with backoff, then fine."""
+    actions = [action, action]
     with trio.fail_after(BIG):
-        async with mock_client(recorder) as client:
+        async with (
+            raw_server(partial(flaky, actions)) as url,
+            OpenAICompatibleClient(base_url=url, transport_retry=NO_JITTER) as client,
+        ):
+            start = trio.current_time()
             assert (await client.chat(model="m", messages=MESSAGES)).content == "hi"
-    assert recorder.times == [0.0, 0.5, 1.5]
+            assert trio.current_time() - start == 1.5
+    assert actions == []
 
 
-async def test_connection_error_after_max_attempts_chains_the_httpx_error(
-    autojump_clock: Any,
+@pytest.mark.parametrize(
+    ("action", "cause", "message"),
+    [
+        ("hang_up", _http.ServerHungUp, r"closed the connection without sending an answer"),
+        ("reset", _http.ConnectionBroken, r"reading the answer failed: ConnectionResetError"),
+        ("garbage", _http.ProtocolViolation, r"the server broke the HTTP protocol"),
+        ("truncated", _http.ProtocolViolation, r"the server broke the HTTP protocol"),
+    ],
+)
+async def test_connection_error_after_max_attempts_chains_the_transport_error(
+    action: str, cause: type[Exception], message: str, autojump_clock: Any
 ) -> None:
-    """The last httpx exception is the cause of the ModelConnectionError."""
-    recorder = Recorder([httpx.ConnectError("refused")] * 3)
+    """The last attempt's failure is the cause of the ModelConnectionError, and named in it."""
     with trio.fail_after(BIG):
-        async with mock_client(recorder) as client:
-            with pytest.raises(ModelConnectionError, match=r"could not connect") as info:
+        async with (
+            raw_server(partial(flaky, [action] * 3)) as url,
+            OpenAICompatibleClient(base_url=url, name="p", transport_retry=NO_JITTER) as client,
+        ):
+            with pytest.raises(ModelConnectionError, match=message) as info:
                 await client.chat(model="m", messages=MESSAGES)
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert type(info.value.__cause__) is cause
+    assert str(info.value).startswith("Calling model 'm' at provider 'p' failed: ")
 
 
 async def test_quota_503_is_not_retried(autojump_clock: Any) -> None:
     """A 503 whose body is about billing is a quota error: reported at once, not retried."""
-    recorder = Recorder([httpx.Response(503, text="billing account suspended")])
+    app = ScriptedApp([Reply(status=503, body=b"billing account suspended")])
     with trio.fail_after(BIG):
-        async with mock_client(recorder) as client:
+        async with scripted(app) as client:
             with pytest.raises(ModelRequestError) as info:
                 await client.chat(model="m", messages=MESSAGES)
     assert info.value.reason == "quota"
-    assert len(recorder.requests) == 1
+    assert len(app.requests) == 1
 
 
 async def test_max_attempts_one_disables_retries(autojump_clock: Any) -> None:
     """BackoffPolicy(max_attempts=1): the first 503 is reported at once."""
-    recorder = Recorder([status(503)])
+    app = ScriptedApp([status(503)])
     with trio.fail_after(BIG):
-        async with mock_client(recorder, transport_retry=BackoffPolicy(max_attempts=1)) as c:
+        async with scripted(app, transport_retry=BackoffPolicy(max_attempts=1)) as c:
             with pytest.raises(ModelServerError):
                 await c.chat(model="m", messages=MESSAGES)
-    assert len(recorder.requests) == 1
+    assert len(app.requests) == 1
 
 
 @pytest.mark.parametrize(("retry_after", "expected_wait"), [("5", 5.0), ("0", 0.5), ("999", 30.0)])
@@ -557,25 +558,27 @@ async def test_retry_after_on_503_lengthens_the_wait(
     retry_after: str, expected_wait: float, autojump_clock: Any
 ) -> None:
     """A 503's Retry-After is honoured if longer than the backoff, up to the policy cap."""
-    recorder = Recorder([status(503, **{"Retry-After": retry_after})])
+    app = ScriptedApp([status(503, **{"Retry-After": retry_after})])
     with trio.fail_after(BIG):
-        async with mock_client(recorder) as client:
+        async with scripted(app) as client:
             await client.chat(model="m", messages=MESSAGES)
-    assert recorder.times == [0.0, expected_wait]
+    assert app.times() == [0.0, expected_wait]
 
 
 async def test_jittered_waits_are_reproducible(autojump_clock: Any) -> None:
     """Two clients for the same provider draw the same jitter sequence (seeded rng)."""
-    waits = []
-    for _ in range(2):
-        recorder = Recorder([status(503), status(503)])
-        with trio.fail_after(BIG):
-            async with mock_client(recorder, transport_retry=BackoffPolicy()) as client:
-                await client.chat(model="m", messages=MESSAGES)
-        waits.append([b - a for a, b in zip(recorder.times, recorder.times[1:], strict=False)])
-    assert waits[0] == waits[1]
-    assert waits[0] != [0.5, 1.0]
-    assert 0.4 <= waits[0][0] <= 0.6
+    app = ScriptedApp([status(503), status(503), Reply(), status(503), status(503)])
+    with trio.fail_after(BIG):
+        async with served(app) as url:
+            for _ in range(2):
+                async with OpenAICompatibleClient(base_url=url, name="acme") as client:
+                    await client.chat(model="m", messages=MESSAGES)
+    times = app.times()
+    first = [times[1] - times[0], times[2] - times[1]]
+    second = [times[4] - times[3], times[5] - times[4]]
+    assert first == pytest.approx(second, abs=1e-9)  # differences of absolute times
+    assert first != pytest.approx([0.5, 1.0])
+    assert 0.4 <= first[0] <= 0.6
 
 
 async def test_retries_are_logged_without_the_key(
@@ -583,11 +586,10 @@ async def test_retries_are_logged_without_the_key(
 ) -> None:
     """Each retry logs one line naming the model, the status and the wait."""
     key = "sk-log-test-123456789"
-    echo = httpx.Response(503, text=f"upstream said: Bearer {key}")
-    recorder = Recorder([echo])
+    app = ScriptedApp([Reply(status=503, body=f"upstream said: Bearer {key}".encode())])
     caplog.set_level(logging.INFO, logger="trio_designer.models")
     with trio.fail_after(BIG):
-        async with mock_client(recorder, api_key=key) as client:
+        async with scripted(app, api_key=key) as client:
             await client.chat(model="m", messages=MESSAGES)
     [record] = caplog.records
     assert record.getMessage().startswith(
@@ -601,89 +603,6 @@ async def test_retries_are_logged_without_the_key(
 # ---------------------------------------------------------------------------------------------
 # Real servers on loopback
 # ---------------------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class Reply:
-    """One scripted answer of the ASGI app."""
-
-    status: int = 200
-    body: Any = attrs.field(factory=completion)  # JSON-able, or bytes sent verbatim
-    headers: tuple[tuple[str, str], ...] = ()
-    delay: float = 0.0
-    echo_headers: bool = False  # put the request headers into the body
-
-
-@attrs.define
-class ScriptedApp:
-    """An ASGI app answering from a script; records requests and peak concurrency."""
-
-    script: list[Reply] = attrs.field(factory=list)
-    default: Reply = attrs.field(factory=Reply)
-    requests: list[dict[str, Any]] = attrs.field(factory=list)
-    active: int = 0
-    peak: int = 0
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.requests.append({"path": scope["path"], "headers": headers, "body": body})
-        reply = self.script.pop(0) if self.script else self.default
-        self.active += 1
-        self.peak = max(self.peak, self.active)
-        try:
-            await trio.sleep(reply.delay)
-        finally:
-            self.active -= 1
-        await _respond(send, reply, headers)
-
-
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def _respond(send: Any, reply: Reply, request_headers: dict[str, str]) -> None:
-    body = reply.body
-    if reply.echo_headers:
-        body = {"error": {"message": f"rejected request with headers {request_headers}"}}
-    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json")]
-    headers += [(k.encode(), v.encode()) for k, v in reply.headers]
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
-@asynccontextmanager
-async def served(app: ScriptedApp, *, keep_alive: float = 60.0) -> AsyncIterator[str]:
-    """Serve ``app`` with hypercorn on 127.0.0.1; yield the ``/v1`` base URL."""
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.backlog = 1024
-    config.keep_alive_timeout = keep_alive
-    config.errorlog = config.accesslog = None
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        # hypercorn types apps with its TypedDict events; ours reads plain dicts.
-        asgi_app = cast(Any, app)
-        (url,) = await nursery.start(partial(serve, asgi_app, config, shutdown_trigger=stop.wait))
-        try:
-            yield f"{url}/v1"
-        finally:
-            stop.set()
 
 
 async def test_chat_over_loopback(autojump_clock: Any) -> None:
@@ -721,7 +640,7 @@ async def test_read_timeout_is_not_retried(autojump_clock: Any) -> None:
             OpenAICompatibleClient(base_url=url, timeout=10.0, name="sim") as client,
         ):
             start = trio.current_time()
-            with pytest.raises(ModelTimeoutError, match=r"timed out waiting for the response"):
+            with pytest.raises(ModelTimeoutError, match=r"no complete answer within 10 s"):
                 await client.chat(model="m", messages=MESSAGES)
             assert trio.current_time() - start == 10.0
             reply = await client.chat(model="m", messages=MESSAGES, timeout=500.0)
@@ -814,7 +733,7 @@ async def test_server_hanging_up_is_a_connection_error(autojump_clock: Any) -> N
                 with pytest.raises(ModelConnectionError) as info:
                     await client.chat(model="m", messages=MESSAGES)
             nursery.cancel_scope.cancel()
-    assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
+    assert isinstance(info.value.__cause__, _http.ServerHungUp)
     assert len(counter) == 3
 
 

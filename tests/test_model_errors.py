@@ -1,15 +1,19 @@
-"""The classification boundary: HTTP statuses and httpx exceptions → our exception tree."""
+"""The classification boundary: HTTP statuses and HTTP-layer failures → our exception tree."""
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import re
+import socket
+import ssl
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
-import httpx
+import h11
 import pytest
+import trio
 
 from trio_designer._exceptions import (
     GenerationError,
@@ -19,9 +23,9 @@ from trio_designer._exceptions import (
     ModelServerError,
     ModelTimeoutError,
 )
+from trio_designer.models import _http
 from trio_designer.models._errors import (
     EXCERPT_LIMIT,
-    HTTPX_EXCEPTIONS,
     TRANSPORT_ERROR_TABLE,
     error_from_malformed_response,
     error_from_status,
@@ -194,9 +198,9 @@ def test_rate_limited_carries_retry_after(headers: dict[str, str], expected: flo
     assert error.retry_after == expected
 
 
-def test_rate_limited_reads_httpx_headers() -> None:
-    """httpx.Headers (case-insensitive) work as well as plain dicts."""
-    headers = httpx.Headers({"RETRY-AFTER": "4"})
+def test_rate_limited_reads_mixed_case_headers() -> None:
+    """Header names are matched case-insensitively, whatever the mapping's keys."""
+    headers = {"RETRY-AFTER": "4"}
     error = error_from_status(429, "", headers, now=NOW)
     assert isinstance(error, ModelRateLimitedError)
     assert error.retry_after == 4.0
@@ -309,132 +313,189 @@ def test_status_errors_redact_the_key_from_bodies() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# httpx exceptions: every exported class is mapped, explicitly
+# The HTTP layer: every low-level exception is translated, every failure class is mapped
 # ---------------------------------------------------------------------------------------------
 
-REQUEST = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
-
-#: The classification every httpx exception must get. Kept in the test on purpose: changing the
-#: table in _errors.py without meaning to fails here.
+#: The classification every failure class of the HTTP layer must get. Kept in the test on
+#: purpose: changing the table in _errors.py without meaning to fails here.
 EXPECTED: dict[str, type[GenerationError]] = {
     "HTTPError": ModelConnectionError,
-    "RequestError": ModelConnectionError,
-    "TransportError": ModelConnectionError,
-    "TimeoutException": ModelTimeoutError,
-    "ConnectTimeout": ModelTimeoutError,
-    "ReadTimeout": ModelTimeoutError,
-    "WriteTimeout": ModelTimeoutError,
-    "PoolTimeout": ModelTimeoutError,
-    "NetworkError": ModelConnectionError,
-    "ConnectError": ModelConnectionError,
-    "ReadError": ModelConnectionError,
-    "WriteError": ModelConnectionError,
-    "CloseError": ModelConnectionError,
-    "ProtocolError": ModelConnectionError,
-    "RemoteProtocolError": ModelConnectionError,
-    "LocalProtocolError": ModelRequestError,
-    "ProxyError": ModelConnectionError,
-    "UnsupportedProtocol": ModelRequestError,
-    "DecodingError": ModelConnectionError,
-    "TooManyRedirects": ModelRequestError,
+    "ConnectFailed": ModelConnectionError,
+    "ConnectionBroken": ModelConnectionError,
+    "ServerHungUp": ModelConnectionError,
+    "ProtocolViolation": ModelConnectionError,
+    "ProxyFailed": ModelConnectionError,
+    "DecodingFailed": ModelConnectionError,
+    "RequestTimedOut": ModelTimeoutError,
+    "InvalidRequest": ModelRequestError,
+    "ResponseTooLarge": ModelRequestError,
     "HTTPStatusError": ModelServerError,  # built below with a 503 response
-    "InvalidURL": ModelRequestError,
-    "CookieConflict": ModelRequestError,
-    "StreamError": ModelRequestError,
-    "StreamConsumed": ModelRequestError,
-    "StreamClosed": ModelRequestError,
-    "ResponseNotRead": ModelRequestError,
-    "RequestNotRead": ModelRequestError,
 }
 
 
-def httpx_exception_classes() -> list[type[Exception]]:
-    """Every exception class httpx exports, found by walking ``httpx.__all__``."""
+def failure_classes() -> list[type[Exception]]:
+    """Every exception class the HTTP layer exports, found by walking ``_http.__all__``."""
     found = []
-    for name in httpx.__all__:
-        obj = getattr(httpx, name)
+    for name in _http.__all__:
+        obj = getattr(_http, name)
         if inspect.isclass(obj) and issubclass(obj, BaseException):
-            assert issubclass(obj, Exception), name
             found.append(obj)
     return found
 
 
-def instantiate(cls: type[Exception]) -> Exception:
-    """An instance of any httpx exception class, whatever its constructor wants."""
-    if cls is httpx.HTTPStatusError:
-        response = httpx.Response(503, request=REQUEST, text="upstream overloaded")
-        return httpx.HTTPStatusError("503", request=REQUEST, response=response)
-    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
-    if not params:
-        return cls()
-    if any(p.name == "request" for p in params):
-        return cls("boom", request=REQUEST)  # type: ignore[call-arg]
-    return cls("boom")
+def instantiate(cls: type[Exception]) -> _http.HTTPError:
+    """An instance of any failure class of the HTTP layer."""
+    if cls is _http.HTTPStatusError:
+        response = _http.Response(status=503, headers={}, body=b"upstream overloaded")
+        return _http.HTTPStatusError("HTTP 503", response=response)
+    if cls is _http.RequestTimedOut:
+        return _http.RequestTimedOut(timeout=7.0)
+    if cls is _http.ResponseTooLarge:
+        return _http.ResponseTooLarge(limit=1024, status=200, declared=4096)
+    made = cls("boom")
+    assert isinstance(made, _http.HTTPError)
+    return made
 
 
-def test_httpx_exports_the_exceptions_we_know() -> None:
-    """If httpx adds or renames an exception class, this test names it."""
-    assert {cls.__name__ for cls in httpx_exception_classes()} == set(EXPECTED)
+def test_http_layer_exports_the_failures_we_know() -> None:
+    """If the HTTP layer gains or renames a failure class, this test names it."""
+    assert {cls.__name__ for cls in failure_classes()} == set(EXPECTED)
+    assert all(issubclass(cls, _http.HTTPError) for cls in failure_classes())
 
 
-@pytest.mark.parametrize("cls", httpx_exception_classes(), ids=lambda cls: cls.__name__)
-def test_every_httpx_exception_is_mapped_explicitly(cls: type[Exception]) -> None:
-    """Each exported class has its own table entry and maps to the expected class."""
-    assert cls in TRANSPORT_ERROR_TABLE, f"httpx.{cls.__name__} has no entry"
-    assert issubclass(cls, HTTPX_EXCEPTIONS)
-    exc = instantiate(cls)
-    assert isinstance(exc, HTTPX_EXCEPTIONS)
-    error = error_from_transport(exc, where=WHERE)
+@pytest.mark.parametrize("cls", failure_classes(), ids=lambda cls: cls.__name__)
+def test_every_failure_class_is_mapped_explicitly(cls: type[Exception]) -> None:
+    """Each exported failure class has its own table entry and maps to the expected class."""
+    assert cls in TRANSPORT_ERROR_TABLE, f"_http.{cls.__name__} has no entry"
+    error = error_from_transport(instantiate(cls), where=WHERE)
     assert type(error) is EXPECTED[cls.__name__]
     assert "unexpected HTTP error" not in str(error)  # the generic fallback
-    if isinstance(error, ModelRequestError) and cls is not httpx.HTTPStatusError:
+    if isinstance(error, ModelRequestError) and cls is _http.InvalidRequest:
         assert error.status is None
         assert error.reason == "bad_request"
 
 
+def low_level_exception_classes() -> list[type[BaseException]]:
+    """What the streams and h11 can raise: every exception class in ``h11.__all__``, trio's
+    resource errors, and every ``OSError`` subclass of builtins, ``socket`` and ``ssl``."""
+    found: list[type[BaseException]] = []
+    for module, names in (
+        (h11, h11.__all__),
+        (builtins, dir(builtins)),
+        (socket, dir(socket)),
+        (ssl, dir(ssl)),
+    ):
+        for name in names:
+            obj = getattr(module, name)
+            if not (inspect.isclass(obj) and issubclass(obj, BaseException)):
+                continue
+            if module is h11 or issubclass(obj, OSError):
+                found.append(obj)
+    found += [trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError]
+    return sorted(set(found), key=lambda cls: f"{cls.__module__}.{cls.__qualname__}")
+
+
+def test_low_level_exceptions_include_h11s() -> None:
+    """If h11 adds or renames an exception class, this test names it."""
+    names = {
+        cls.__name__ for cls in low_level_exception_classes() if cls.__module__.startswith("h11")
+    }
+    assert names == {"LocalProtocolError", "ProtocolError", "RemoteProtocolError"}
+
+
+@pytest.mark.parametrize(
+    "cls", low_level_exception_classes(), ids=lambda cls: f"{cls.__module__}.{cls.__name__}"
+)
+def test_every_low_level_exception_is_translated(cls: type[BaseException]) -> None:
+    """Each becomes an HTTPError (chained from it), whichever phase raised it."""
+    assert issubclass(cls, _http.LOW_LEVEL_ERRORS)
+    try:
+        exc = cls("boom")
+    except TypeError:  # h11.ProtocolError is abstract: raise a subclass of it
+        exc = type(f"Some{cls.__name__}", (cls,), {})("boom")
+    with pytest.raises(_http.HTTPError) as info, _http.translated(_http.ConnectFailed, "x"):
+        raise exc
+    assert info.value.__cause__ is exc
+    assert isinstance(error_from_transport(info.value, where=WHERE), GenerationError)
+
+
+def test_translation_names_the_cause_behind_trios_wrapper() -> None:
+    """A BrokenResourceError from a TLS stream is described by its ssl cause."""
+    wrapped = trio.BrokenResourceError()
+    wrapped.__cause__ = ssl.SSLCertVerificationError("certificate verify failed")
+    with (
+        pytest.raises(_http.ConnectFailed, match=r"SSLCertVerificationError: .*verify failed"),
+        _http.translated(_http.ConnectFailed, "the TLS handshake failed"),
+    ):
+        raise wrapped
+
+
+def test_h11_errors_keep_their_meaning() -> None:
+    """Our request being invalid is not the server breaking the protocol."""
+    with pytest.raises(_http.InvalidRequest), _http.translated(_http.ConnectionBroken, "x"):
+        raise h11.LocalProtocolError("illegal header")
+    with pytest.raises(_http.ProtocolViolation), _http.translated(_http.ConnectionBroken, "x"):
+        raise h11.RemoteProtocolError("bad status line")
+
+
 def test_transport_message_is_pinned() -> None:
-    """The message says what failed, the httpx class and detail, and what happens next."""
-    error = error_from_transport(httpx.ReadTimeout("timed out", request=REQUEST), where=WHERE)
+    """The message says who failed, what happened and what happens next."""
+    error = error_from_transport(_http.RequestTimedOut(timeout=7.0), where=WHERE)
     assert str(error) == (
-        "Calling model 'gen' at provider 'acme' failed: timed out waiting for the response "
-        "(ReadTimeout: timed out). The cell will be retried later; if this persists, raise the "
-        "timeout."
+        "Calling model 'gen' at provider 'acme' failed: no complete answer within 7 s (the "
+        "timeout covers the whole request, from connecting to the last byte of the answer). "
+        "The cell will be retried later; if this persists, raise the model's timeout."
     )
-    empty = error_from_transport(httpx.ConnectError("", request=REQUEST), where=WHERE)
-    assert "(ConnectError: no details)" in str(empty)
+    empty = error_from_transport(_http.ConnectFailed(""), where=WHERE)
+    assert "failed: could not connect to the server." in str(empty)
+
+
+def test_too_large_message_names_model_limit_and_remedy() -> None:
+    """An oversize answer is non-retryable and says which setting to raise."""
+    error = error_from_transport(
+        _http.ResponseTooLarge(limit=1024, status=200, declared=4096), where=WHERE
+    )
+    assert isinstance(error, ModelRequestError)
+    assert not error.retryable
+    assert error.reason == "response_too_large"
+    assert error.status == 200
+    assert str(error) == (
+        "Model 'gen' at provider 'acme' sent an answer larger than max_response_bytes (1,024 "
+        "bytes; it announced 4,096 bytes); it was cut off there and the cell fails without a "
+        "retry. If answers this long are expected, raise max_response_bytes for this model; "
+        "otherwise lower max_tokens or check what the server sends."
+    )
 
 
 def test_transport_messages_redact_secrets() -> None:
     """Exception text is redacted like bodies are."""
-    exc = httpx.InvalidURL("Invalid URL 'http://h/?key=sk-secret-123456'")
+    exc = _http.ProxyFailed("the proxy answered: Bearer sk-secret-123456 is not allowed")
     error = error_from_transport(exc, secrets=["sk-secret-123456"])
     assert "sk-secret" not in str(error)
 
 
 def test_unknown_subclass_falls_back_to_nearest_ancestor() -> None:
-    """A subclass a future httpx (or a transport) adds is classified like its parent."""
+    """A subclass the HTTP layer may add later is classified like its parent."""
 
-    class SlowBody(httpx.ReadTimeout):
+    class SlowBody(_http.RequestTimedOut):
         pass
 
-    assert transport_rule(SlowBody) is TRANSPORT_ERROR_TABLE[httpx.ReadTimeout]
-    error = error_from_transport(SlowBody("slow", request=REQUEST))
+    assert transport_rule(SlowBody) is TRANSPORT_ERROR_TABLE[_http.RequestTimedOut]
+    error = error_from_transport(SlowBody(timeout=1.0))
     assert isinstance(error, ModelTimeoutError)
     assert transport_rule(ValueError) is None
 
 
 def test_status_error_is_classified_by_its_response() -> None:
-    """httpx.HTTPStatusError delegates to the status rules (here: 429 with Retry-After)."""
-    response = httpx.Response(429, request=REQUEST, headers={"Retry-After": "7"}, text="slow")
-    error = error_from_transport(
-        httpx.HTTPStatusError("429", request=REQUEST, response=response), where=WHERE
-    )
+    """HTTPStatusError delegates to the status rules (here: 429 with Retry-After)."""
+    response = _http.Response(status=429, headers={"retry-after": "7"}, body=b"slow")
+    error = error_from_transport(_http.HTTPStatusError("429", response=response), where=WHERE)
     assert isinstance(error, ModelRateLimitedError)
     assert error.retry_after == 7.0
 
 
-def test_docs_error_table_names_every_httpx_exception() -> None:
-    """docs/errors.md lists every httpx exception class, so the docs cannot drift silently."""
+def test_docs_error_table_names_every_failure_class() -> None:
+    """docs/errors.md lists every failure class, so the docs cannot drift silently."""
     text = DOCS.read_text(encoding="utf-8")
     missing = [name for name in EXPECTED if f"`{name}`" not in text]
     assert missing == []

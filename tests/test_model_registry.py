@@ -77,8 +77,8 @@ def test_pool_size_sums_endpoint_ceilings_and_is_capped() -> None:
         ModelConfig(alias="a", model="m1", max_parallel_requests=8),
         ModelConfig(alias="b", model="m1", max_parallel_requests=3),  # same endpoint as a
         ModelConfig(alias="c", model="m2", max_parallel_requests=5),
-        ModelConfig(alias="d", model="x", provider="big", max_parallel_requests=50),
-        ModelConfig(alias="e", model="y", provider="big", max_parallel_requests=50),
+        ModelConfig(alias="d", model="x", provider="big", max_parallel_requests=300),
+        ModelConfig(alias="e", model="y", provider="big", max_parallel_requests=300),
     ]
     assert pool_sizes(models) == {"simulator": 3 + 5, "big": MAX_POOL_CONNECTIONS}
 

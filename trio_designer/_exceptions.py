@@ -139,7 +139,8 @@ class ModelRequestError(NonRetryableGenerationError):
     """The endpoint rejected the request in a way a retry cannot fix.
 
     ``reason`` is one of ``"bad_request"``, ``"authentication"``, ``"permission"``,
-    ``"not_found"``, ``"too_large"``, ``"unprocessable"``, ``"context_window"``, ``"quota"``.
+    ``"not_found"``, ``"too_large"``, ``"unprocessable"``, ``"context_window"``, ``"quota"``,
+    ``"response_too_large"`` (the answer exceeded the model's ``max_response_bytes``).
     """
 
     def __init__(

@@ -145,8 +145,12 @@ class ModelConfig:
       inference: default sampling parameters for every request to this alias.
       max_parallel_requests: the ceiling on concurrent requests to this model, ``>= 1``
         (default 4). Aliases of the same (provider, model) share the smallest ceiling.
-      timeout: seconds before a request is abandoned as timed out (retryable), ``> 0``
-        (default 60).
+      timeout: seconds one request may take, from connecting to the last byte of the answer,
+        before it is abandoned as timed out (retryable), ``> 0`` (default 60). A server that
+        trickles its answer cannot stretch it.
+      max_response_bytes: the largest answer body accepted, in bytes, ``>= 1`` (default
+        8 MiB). A bigger answer is cut off while it streams in and fails its cell without a
+        retry.
     """
 
     alias: str = attrs.field(validator=checked(non_blank))
@@ -157,3 +161,4 @@ class ModelConfig:
     )
     max_parallel_requests: int = attrs.field(default=4, validator=checked(is_int, v.ge(1)))
     timeout: float = attrs.field(default=60.0, validator=checked(finite, v.gt(0)))
+    max_response_bytes: int = attrs.field(default=8 * 2**20, validator=checked(is_int, v.ge(1)))

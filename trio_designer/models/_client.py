@@ -1,8 +1,9 @@
 """An OpenAI-compatible HTTP client for trio: chat completions, embeddings, model listing.
 
 One :class:`OpenAICompatibleClient` talks to one endpoint (a provider's ``base_url``) through
-one ``httpx.AsyncClient`` and its connection pool. It works against anything that speaks the
-OpenAI wire format — OpenAI, vLLM, NIM, Ollama, our simulator — chosen by base URL alone::
+one pool of keep-alive HTTP/1.1 connections (:mod:`trio_designer.models._http`, h11 on trio
+streams). It works against anything that speaks the OpenAI wire format — OpenAI, vLLM, NIM,
+Ollama, our simulator — chosen by base URL alone::
 
     async with OpenAICompatibleClient(base_url="http://127.0.0.1:8000/v1", name="local") as client:
         reply = await client.chat(model="m", messages=[{"role": "user", "content": "Hi"}])
@@ -22,49 +23,70 @@ What it does, and what it deliberately leaves to others:
   concurrency, and the scheduler, which defers the cell), timeouts (the attempt already cost a
   whole timeout while holding a limiter slot; the scheduler defers the cell instead), 500 (more
   often a bug triggered by this request than a blip), and 200s with an unusable body.
+* **One deadline per request.** ``timeout`` bounds each request from the moment it has a
+  connection (connect, send, wait, the last byte of the answer): a server that trickles its
+  answer fails with :class:`ModelTimeoutError` after ``timeout``, however slowly it sends.
+* **A size cap.** An answer whose body exceeds ``max_response_bytes`` is cut off while it
+  streams in (memory stays flat) and fails with a non-retryable :class:`ModelRequestError`
+  (``reason="response_too_large"``) naming the model, the limit and the setting to raise.
 * **Concurrency** is bounded by the caller (the per-model limiter); the pool holds
-  ``max_connections`` connections, all of which may be kept alive. Keep pools small (≤ 16 or
-  so): httpcore's pool scan grows with connections × queued requests, and several small
-  clients behave better than one big one.
+  ``max_connections`` connections, all of which may be kept alive. Requests beyond that wait
+  for a connection in a FIFO without a deadline. The pool costs the same per request whatever
+  its size (see ``docs/benchmarks.md``, "The request path").
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
+import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 import attrs
-import httpx
+import h11
 import trio
 
 from .._core._retry import BackoffPolicy
 from .._exceptions import ConfigError, GenerationError, ModelConnectionError, ModelServerError
 from ._errors import (
-    HTTPX_EXCEPTIONS,
     error_from_malformed_response,
     error_from_status,
     error_from_transport,
     retry_after_from_headers,
 )
+from ._http import (
+    DEFAULT_KEEPALIVE_EXPIRY,
+    ConnectionPool,
+    HTTPError,
+    HTTPStatusError,
+    Response,
+    parse_origin,
+    proxy_for,
+)
 
-__all__ = ["ChatResponse", "OpenAICompatibleClient", "Usage", "resolve_api_key"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "ChatResponse",
+    "OpenAICompatibleClient",
+    "Usage",
+    "resolve_api_key",
+]
 
 logger = logging.getLogger("trio_designer.models")
 
 RETRY_STATUSES: Final = frozenset({502, 503, 504})
 """Statuses the client retries itself (with backoff) before reporting them."""
 
-# httpx and httpcore keep idle connections for 5 s by default, and so do hypercorn, uvicorn
-# and therefore vLLM: an idle gap of ~5 s races the server's close. Expiring ours a little
-# earlier avoids reusing connections the server is about to drop.
-_KEEPALIVE_EXPIRY: Final = 4.0
+DEFAULT_MAX_RESPONSE_BYTES: Final = 8 * 2**20
+"""The default cap on an answer's body (8 MiB): far above any chat completion, far below what
+would hurt a run's memory when many answers are in flight."""
+
+_USER_AGENT: Final = "trio-designer"
 
 _T = TypeVar("_T")
 
@@ -141,37 +163,6 @@ def resolve_api_key(env_var: str | None) -> str | None:
     return key
 
 
-class _OneChunkBody(httpx.AsyncByteStream):
-    """A request body whose iterator is a plain object, not an async generator.
-
-    httpx's own ``ByteStream`` yields the body from an async generator. When a write fails
-    half-way (the server closed a keep-alive connection under us), httpcore abandons that
-    generator un-exhausted and trio's async-generator finalizer warns about it
-    (``ResourceWarning``, an error under ``filterwarnings = error``). An iterator object has
-    nothing to finalize.
-    """
-
-    def __init__(self, content: bytes) -> None:
-        self._content = content
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return _OneChunk(self._content)
-
-
-class _OneChunk:
-    def __init__(self, content: bytes) -> None:
-        self._content: bytes | None = content
-
-    def __aiter__(self) -> _OneChunk:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._content is None:
-            raise StopAsyncIteration
-        content, self._content = self._content, None
-        return content
-
-
 class _MalformedResponse(Exception):
     """A success status whose body we cannot use; ``args[0]`` says what is wrong."""
 
@@ -185,24 +176,26 @@ class OpenAICompatibleClient:
       api_key: sent as ``Authorization: Bearer <key>`` when given; see :func:`resolve_api_key`.
       max_connections: the connection pool's size; match it to the concurrency the limiters
         allow for this endpoint, so requests never queue for a connection.
-      timeout: seconds allowed for each of connect, write, read and pool wait.
+      timeout: seconds allowed for each request, from connecting to the last byte of the
+        answer (waiting for a free connection of the pool is not counted).
+      max_response_bytes: the most bytes of answer body accepted (after decoding gzip).
       extra_headers: sent with every request (e.g. ``{"OpenAI-Organization": "..."}``).
         Values under names that look sensitive (``auth``, ``key``, ``token``...) are redacted
         from error messages like the key.
       transport_retry: how often and how patiently to retry 502/503/504 and broken
         connections; ``BackoffPolicy(max_attempts=1)`` turns these retries off.
       name: the provider's name, used in error messages and logs.
-      transport: an httpx transport to use instead of the network, e.g. an
-        ``httpx.MockTransport`` in unit tests of request shaping. The pool limits then do not
-        apply (they belong to the default transport).
 
     Raises:
-      ConfigError: if ``base_url`` is not an http(s) URL, ``max_connections < 1`` or
-        ``timeout <= 0``.
+      ConfigError: if ``base_url`` is not an http(s) URL, ``max_connections < 1``,
+        ``timeout <= 0``, ``max_response_bytes < 1``, an extra header is not valid HTTP, or
+        the environment names a proxy we cannot use.
 
-    Proxies from the environment (``HTTPS_PROXY``...) are honoured except for loopback
-    addresses, so the embedded simulator is always reached directly. Redirects are not
-    followed: a 3xx means the base URL is wrong, and is reported as such.
+    HTTP proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
+    ``NO_PROXY``) are honoured except for loopback addresses, so the embedded simulator is
+    always reached directly. Redirects are not followed: a 3xx means the base URL is wrong, and
+    is reported as such. TLS certificates are verified (``SSL_CERT_FILE``/``SSL_CERT_DIR``,
+    else certifi's bundle when installed, else the system's).
 
     Close it with :meth:`aclose`, or use it as an async context manager.
     """
@@ -214,40 +207,53 @@ class OpenAICompatibleClient:
         api_key: str | None = None,
         max_connections: int = 16,
         timeout: float = 60.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         extra_headers: Mapping[str, str] | None = None,
         transport_retry: BackoffPolicy = BackoffPolicy(),  # noqa: B008 (frozen value)
         name: str = "",
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        url = _checked_url(base_url, name)
-        _check_positive(name, max_connections=max_connections, timeout=timeout)
-        headers = dict(extra_headers or {})
+        where = _label_for(name, base_url)
+        try:
+            origin, self._base_path = parse_origin(base_url)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: base_url {base_url!r} {_url_problem(exc)}") from exc
+        _check_positive(
+            name,
+            max_connections=max_connections,
+            timeout=timeout,
+            max_response_bytes=max_response_bytes,
+        )
+        try:
+            proxy = proxy_for(origin)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        headers = [
+            ("user-agent", _USER_AGENT),
+            ("accept", "application/json"),
+            ("accept-encoding", "gzip, deflate"),
+            *(extra_headers or {}).items(),
+        ]
         if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
+            headers.append(("authorization", f"Bearer {api_key}"))
+        _check_request_parts(where, base_url, self._base_path, headers)
+        self._get_headers: tuple[tuple[str, str], ...] = tuple(headers)
+        self._post_headers = (*headers, ("content-type", "application/json"))
         self._name = name
         self._base_url = base_url
         self._has_key = bool(api_key)
         self._max_connections = max_connections
-        # Requests beyond the pool size wait here (a FIFO of parked tasks) rather than in
-        # httpcore's pool queue, which is scanned on every request: with 200 requests queued
-        # behind 64 connections that scan made each request ~4x slower. Waiting here has no
-        # deadline (a local wait must never turn into a spurious timeout: reference #551/#725).
-        self._connections = trio.CapacityLimiter(max_connections)
+        self._timeout = timeout
+        self._max_response_bytes = max_response_bytes
         self._policy = transport_retry
         self._secrets = _secrets(api_key, extra_headers or {})
         self._rng = random.Random(_stable_seed(name, base_url))
-        self._http = httpx.AsyncClient(
-            base_url=url,
-            headers=headers,
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=_KEEPALIVE_EXPIRY,
-            ),
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            trust_env=not _is_loopback(url),
-            transport=transport,
+        # Requests beyond the pool size wait in the pool for a connection (a FIFO of parked
+        # tasks, no deadline: a local wait must never turn into a spurious timeout).
+        self._pool = ConnectionPool(
+            origin,
+            max_connections=max_connections,
+            keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
+            proxy=proxy,
         )
 
     def __repr__(self) -> str:
@@ -271,11 +277,14 @@ class OpenAICompatibleClient:
     async def aclose(self) -> None:
         """Close every pooled connection. The client cannot be used afterwards.
 
-        Always a checkpoint (httpx's close is not one when no connection is open); the
-        connections are closed first, so a cancellation cannot skip the cleanup.
+        Always a checkpoint; the connections are closed first, so a cancellation cannot skip
+        the cleanup.
         """
-        await self._http.aclose()
-        await trio.lowlevel.checkpoint()
+        await self._pool.aclose()
+
+    def statistics(self) -> dict[str, int]:
+        """The connection pool's counts: ``idle``, ``in_use``, ``waiting``, ``opened``."""
+        return self._pool.statistics()
 
     # ----------------------------------------------------------------------------------------
     # Endpoints
@@ -291,9 +300,10 @@ class OpenAICompatibleClient:
         max_tokens: int | None = None,
         response_format: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
-        # Not a deadline for the whole call (that is the caller's trio.fail_after): httpx's
-        # per-phase timeout for each attempt, overriding the client's.
+        # Each attempt's whole-request deadline, not one for the whole call with its retries
+        # (that would be the caller's trio.fail_after).
         timeout: float | None = None,  # noqa: ASYNC109
+        max_response_bytes: int | None = None,
     ) -> ChatResponse:
         """Send one chat completion request and return its first choice.
 
@@ -310,18 +320,21 @@ class OpenAICompatibleClient:
           max_tokens: the most tokens to generate.
           response_format: e.g. ``{"type": "json_schema", "json_schema": {...}}``.
           extra_body: extra JSON fields.
-          timeout: seconds for this request, instead of the client's timeout.
+          timeout: seconds for each attempt (connect to last byte), instead of the client's.
+          max_response_bytes: the cap on the answer's body, instead of the client's.
 
         Returns:
-          The content, reasoning, usage, finish reason and answering model.
+          The content, reasoning, usage, finish reason (``"length"``: cut off at
+          ``max_tokens``) and answering model.
 
         Raises:
           ModelRateLimitedError: on 429 (never retried here).
-          ModelTimeoutError: on 408 or a client-side timeout.
+          ModelTimeoutError: on 408, or no complete answer within ``timeout``.
           ModelServerError: on 5xx (502/503/504 after the transport retries), or a success
             status whose body is not a chat completion (``status`` is then 200).
           ModelConnectionError: when the connection failed on every attempt.
-          ModelRequestError: when a retry cannot help (see ``reason``).
+          ModelRequestError: when a retry cannot help (see ``reason``; an answer above
+            ``max_response_bytes`` is ``"response_too_large"``).
         """
         body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
         optional = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
@@ -330,7 +343,9 @@ class OpenAICompatibleClient:
             body["response_format"] = dict(response_format)
         body.update(extra_body or {})
         where = self._where(model)
-        response = await self._request("POST", "chat/completions", where, body, timeout)
+        response = await self._request(
+            "POST", "/chat/completions", where, body, timeout, max_response_bytes
+        )
         return self._parse(response, where, lambda data: _chat_response(data, model))
 
     async def embeddings(
@@ -349,13 +364,13 @@ class OpenAICompatibleClient:
         if dimensions is not None:
             body["dimensions"] = dimensions
         where = self._where(model)
-        response = await self._request("POST", "embeddings", where, body, None)
+        response = await self._request("POST", "/embeddings", where, body, None, None)
         return self._parse(response, where, lambda data: _embedding_vectors(data, len(inputs)))
 
     async def list_models(self) -> list[str]:
         """The model ids the endpoint serves (``GET <base_url>/models``), in its order."""
         where = self._label()
-        response = await self._request("GET", "models", where, None, None)
+        response = await self._request("GET", "/models", where, None, None, None)
         return self._parse(response, where, _model_ids)
 
     # ----------------------------------------------------------------------------------------
@@ -363,24 +378,31 @@ class OpenAICompatibleClient:
     # ----------------------------------------------------------------------------------------
 
     async def _request(
-        self, method: str, path: str, where: str, body: Any, phase_timeout: float | None
-    ) -> httpx.Response:
+        self,
+        method: str,
+        path: str,
+        where: str,
+        body: Any,
+        timeout: float | None,  # noqa: ASYNC109 (see chat)
+        max_response_bytes: int | None,
+    ) -> Response:
         """Send, retrying 502/503/504 and connection errors; return a success response.
 
-        Every failure leaves through :mod:`._errors`, chained from the httpx exception (for
-        error statuses, an ``httpx.HTTPStatusError`` built from the response).
+        Every failure leaves through :mod:`._errors`, chained from the transport's exception
+        (for error statuses, an :class:`~._http.HTTPStatusError` carrying the response).
         """
-        per_request = (
-            httpx.USE_CLIENT_DEFAULT if phase_timeout is None else httpx.Timeout(phase_timeout)
-        )
+        content = b"" if body is None else _json_bytes(body)
+        headers = self._get_headers if body is None else self._post_headers
+        target = self._base_path + path
+        deadline = self._timeout if timeout is None else timeout
+        limit = self._max_response_bytes if max_response_bytes is None else max_response_bytes
         attempt = 1
         while True:
-            request = self._http.build_request(method, path, json=body, timeout=per_request)
-            request.stream = _OneChunkBody(request.content)
             try:
-                async with self._connections:
-                    response = await self._http.send(request)
-            except HTTPX_EXCEPTIONS as exc:
+                response = await self._pool.request(
+                    method, target, headers, content, timeout=deadline, max_body=limit
+                )
+            except HTTPError as exc:
                 error = error_from_transport(exc, where=where, secrets=self._secrets)
                 if not self._retries_transport_error(error, attempt):
                     raise error from exc
@@ -389,7 +411,7 @@ class OpenAICompatibleClient:
                 if response.is_success:
                     return response
                 error = self._status_error(response, where)
-                if not self._retries_status(error, response.status_code, attempt):
+                if not self._retries_status(error, response.status, attempt):
                     raise error from _status_exception(response)
                 delay = self._status_delay(attempt, response.headers)
             logger.info(
@@ -419,20 +441,20 @@ class OpenAICompatibleClient:
         hint = retry_after_from_headers(headers, now=datetime.now(UTC))
         return delay if hint is None else max(delay, min(hint, self._policy.cap))
 
-    def _status_error(self, response: httpx.Response, where: str) -> GenerationError:
+    def _status_error(self, response: Response, where: str) -> GenerationError:
         return error_from_status(
-            response.status_code,
-            _text(response),
+            response.status,
+            response.text(),
             response.headers,
             now=datetime.now(UTC),
             where=where,
             secrets=self._secrets,
         )
 
-    def _parse(self, response: httpx.Response, where: str, parse: Callable[[Any], _T]) -> _T:
+    def _parse(self, response: Response, where: str, parse: Callable[[Any], _T]) -> _T:
         """Apply ``parse`` to the JSON body; an unusable body is a retryable server error."""
         try:
-            data = response.json()
+            data = json.loads(response.body)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             problem = "the body is not valid JSON"
             raise self._malformed(response, where, problem) from exc
@@ -441,9 +463,9 @@ class OpenAICompatibleClient:
         except _MalformedResponse as exc:
             raise self._malformed(response, where, str(exc)) from exc
 
-    def _malformed(self, response: httpx.Response, where: str, problem: str) -> GenerationError:
+    def _malformed(self, response: Response, where: str, problem: str) -> GenerationError:
         return error_from_malformed_response(
-            response.status_code, problem, _text(response), where=where, secrets=self._secrets
+            response.status, problem, response.text(), where=where, secrets=self._secrets
         )
 
     # ----------------------------------------------------------------------------------------
@@ -468,27 +490,53 @@ def _label_for(name: str, base_url: str) -> str:
     return f"provider {name!r}" if name else f"the model endpoint at {base_url!r}"
 
 
-def _checked_url(base_url: str, name: str) -> httpx.URL:
-    """Parse ``base_url`` now, so a typo is a ConfigError before any request is sent."""
-    where = _label_for(name, base_url)
-    try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL as exc:
-        raise ConfigError(f"{where}: base_url {base_url!r} is not a valid URL ({exc})") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(
-            f"{where}: base_url {base_url!r} must be an http:// or https:// URL with a host, "
-            f"such as 'https://api.openai.com/v1' or 'http://127.0.0.1:8000/v1'"
+def _url_problem(exc: ValueError) -> str:
+    text = str(exc)
+    if "scheme" in text or "no host" in text:
+        return (
+            "must be an http:// or https:// URL with a host, such as "
+            "'https://api.openai.com/v1' or 'http://127.0.0.1:8000/v1'"
         )
-    return url
+    return f"is not a valid URL ({text})"
 
 
-def _check_positive(name: str, *, max_connections: int, timeout: float) -> None:
+def _check_positive(
+    name: str, *, max_connections: int, timeout: float, max_response_bytes: int
+) -> None:
     where = _label_for(name, "")
     if max_connections < 1:
         raise ConfigError(f"{where}: max_connections must be >= 1, got {max_connections}")
     if not timeout > 0:
         raise ConfigError(f"{where}: timeout must be > 0 seconds, got {timeout}")
+    if max_response_bytes < 1:
+        raise ConfigError(f"{where}: max_response_bytes must be >= 1, got {max_response_bytes}")
+
+
+def _check_request_parts(
+    where: str, base_url: str, base_path: str, headers: Sequence[tuple[str, str]]
+) -> None:
+    """Let h11 validate the path and headers now, so a bad one is a ConfigError before any
+    request. Messages name the header, never its value (it may be a secret)."""
+    try:
+        h11.Request(method="POST", target=f"{base_path}/chat/completions", headers=[("host", "x")])
+    except h11.LocalProtocolError:
+        raise ConfigError(
+            f"{where}: base_url {base_url!r} has a path that is not valid in an HTTP request "
+            f"(percent-encode spaces and other special characters)"
+        ) from None
+    for header, value in headers:
+        try:
+            h11.Request(method="GET", target="/", headers=[("host", "x"), (header, value)])
+        except h11.LocalProtocolError:
+            if header == "authorization":
+                problem = "the API key contains characters that are not allowed in an HTTP header"
+            else:
+                problem = (
+                    f"extra_headers: {header!r} is not a valid HTTP header name and value (no "
+                    f"line breaks or control characters; names are letters, digits and "
+                    f"-!#$%&'*+.^_`|~)"
+                )
+            raise ConfigError(f"{where}: {problem}") from None
 
 
 def _secrets(api_key: str | None, extra_headers: Mapping[str, str]) -> tuple[str, ...]:
@@ -508,31 +556,13 @@ def _stable_seed(name: str, base_url: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def _is_loopback(url: httpx.URL) -> bool:
-    if url.host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(url.host).is_loopback
-    except ValueError:
-        return False
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-# --------------------------------------------------------------------------------------------
-# Response helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _text(response: httpx.Response) -> str:
-    return response.text
-
-
-def _status_exception(response: httpx.Response) -> httpx.HTTPStatusError:
-    """The httpx exception an error status would raise, to chain our error from."""
-    return httpx.HTTPStatusError(
-        f"HTTP {response.status_code} from {response.request.url}",
-        request=response.request,
-        response=response,
-    )
+def _status_exception(response: Response) -> HTTPStatusError:
+    """The exception our error for an error status is chained from: it carries the response."""
+    return HTTPStatusError(f"HTTP {response.status}", response=response)
 
 
 def _count(value: Any) -> int:

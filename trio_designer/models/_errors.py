@@ -13,11 +13,12 @@ Everything the model client can see go wrong ends up here, and leaves as one of 
   model, prompt too long, quota exhausted, broken base URL); the row is dropped.
 
 Two entry points: :func:`error_from_status` for a response with a non-success status, and
-:func:`error_from_transport` for an exception raised by httpx. The latter looks the exception's
-class up in :data:`TRANSPORT_ERROR_TABLE`, which names *every* exception class httpx exports
-(``tests/test_model_errors.py`` enumerates ``httpx.__all__`` to keep it that way), so a new httpx
-release cannot slip an unmapped error past us. ``docs/errors.md`` is the human-readable version of
-the same table.
+:func:`error_from_transport` for a failure of the HTTP layer (:mod:`._http`). The latter looks
+the exception's class up in :data:`TRANSPORT_ERROR_TABLE`, which names *every* failure class
+that layer exports; the layer itself translates every exception its streams and h11 can raise
+into one of them (``tests/test_model_errors.py`` enumerates both, ``h11.__all__`` included), so
+a new h11 or trio release cannot slip an unmapped error past us. ``docs/errors.md`` is the
+human-readable version of the same table.
 
 Messages are one or two sentences: who failed (the model and provider, when the caller passes
 ``where``), the HTTP status or failure, what to do, and at most 300 characters of what the server
@@ -42,7 +43,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
-import httpx
 
 from .._exceptions import (
     GenerationError,
@@ -52,13 +52,24 @@ from .._exceptions import (
     ModelServerError,
     ModelTimeoutError,
 )
+from ._http import (
+    ConnectFailed,
+    ConnectionBroken,
+    DecodingFailed,
+    HTTPError,
+    HTTPStatusError,
+    InvalidRequest,
+    ProtocolViolation,
+    ProxyFailed,
+    RequestTimedOut,
+    ResponseTooLarge,
+    ServerHungUp,
+)
 
 __all__ = [
     "DEFAULT_WHERE",
     "EXCERPT_LIMIT",
-    "HTTPX_EXCEPTIONS",
     "TRANSPORT_ERROR_TABLE",
-    "HttpxException",
     "TransportRule",
     "error_from_malformed_response",
     "error_from_status",
@@ -74,19 +85,6 @@ EXCERPT_LIMIT: Final = 300
 """The most characters of a server's error message quoted in one of our messages."""
 
 DEFAULT_WHERE: Final = "the model endpoint"
-
-#: Every exception httpx can raise from a request: its request/transport tree, and the three
-#: stand-alone branches (URL parsing, cookies, stream misuse).
-HttpxException: TypeAlias = (
-    httpx.HTTPError | httpx.InvalidURL | httpx.CookieConflict | httpx.StreamError
-)
-HTTPX_EXCEPTIONS: Final = (
-    httpx.HTTPError,
-    httpx.InvalidURL,
-    httpx.CookieConflict,
-    httpx.StreamError,
-)
-
 
 # --------------------------------------------------------------------------------------------
 # Redaction and excerpts
@@ -396,89 +394,63 @@ def error_from_malformed_response(
 
 
 # --------------------------------------------------------------------------------------------
-# Exceptions raised by httpx
+# Failures of the HTTP layer
 # --------------------------------------------------------------------------------------------
 
 _RETRY_LATER: Final = "The cell will be retried later"
 
+TransportKind: TypeAlias = Literal["timeout", "connection", "request", "too_large", "status"]
+
 
 @attrs.frozen(kw_only=True)
 class TransportRule:
-    """How one httpx exception class is classified.
+    """How one failure class of the HTTP layer (:mod:`._http`) is classified.
 
     Attributes:
       kind: ``"timeout"`` → :class:`ModelTimeoutError`, ``"connection"`` →
         :class:`ModelConnectionError`, ``"request"`` → non-retryable :class:`ModelRequestError`
         (``reason="bad_request"``: a configuration problem or a bug, not the server's answer),
-        ``"status"`` → classified by the response's status with :func:`error_from_status`.
-      what: what went wrong, as a clause completing "Calling <model> failed: ...".
+        ``"too_large"`` → non-retryable :class:`ModelRequestError`
+        (``reason="response_too_large"``), ``"status"`` → classified by the response's status
+        with :func:`error_from_status`.
+      what: what went wrong, as a clause completing "Calling <model> failed: ..." (used when
+        the exception carries no text of its own).
     """
 
-    kind: Literal["timeout", "connection", "request", "status"]
+    kind: TransportKind
     what: str
 
 
-def _rule(kind: Literal["timeout", "connection", "request", "status"], what: str) -> TransportRule:
+def _rule(kind: TransportKind, what: str) -> TransportRule:
     return TransportRule(kind=kind, what=what)
 
 
-_BUG: Final = "a bug in trio_designer's model client; please report it"
-
 TRANSPORT_ERROR_TABLE: Final[Mapping[type[Exception], TransportRule]] = {
-    # The request/transport tree. Base classes are listed too: httpx and its transports do
-    # raise some of them directly, and a subclass missing from this table falls back to its
-    # nearest listed ancestor.
-    httpx.HTTPError: _rule("connection", "the HTTP request failed"),
-    httpx.RequestError: _rule("connection", "the request failed before a response arrived"),
-    httpx.TransportError: _rule("connection", "the transport failed"),
-    httpx.TimeoutException: _rule("timeout", "the request timed out"),
-    httpx.ConnectTimeout: _rule("timeout", "timed out while connecting"),
-    httpx.ReadTimeout: _rule("timeout", "timed out waiting for the response"),
-    httpx.WriteTimeout: _rule("timeout", "timed out while sending the request"),
-    httpx.PoolTimeout: _rule(
-        "timeout",
-        "timed out waiting for a free connection in the client's own pool (the pool is "
-        "smaller than the number of concurrent requests)",
-    ),
-    httpx.NetworkError: _rule("connection", "a network error broke the connection"),
-    httpx.ConnectError: _rule("connection", "could not connect to the server"),
-    httpx.ReadError: _rule("connection", "the connection broke while reading the response"),
-    httpx.WriteError: _rule("connection", "the connection broke while sending the request"),
-    httpx.CloseError: _rule("connection", "closing the connection failed"),
-    httpx.ProtocolError: _rule("connection", "the HTTP exchange broke the protocol"),
-    httpx.RemoteProtocolError: _rule(
+    HTTPError: _rule("connection", "the HTTP request failed"),
+    ConnectFailed: _rule("connection", "could not connect to the server"),
+    ConnectionBroken: _rule("connection", "the connection broke"),
+    ServerHungUp: _rule(
         "connection",
-        "the server broke the HTTP protocol or dropped the connection (often a keep-alive "
-        "connection the server had just closed)",
+        "the server closed the connection without answering (often a keep-alive connection "
+        "the server had just closed)",
     ),
-    httpx.LocalProtocolError: _rule(
+    ProtocolViolation: _rule("connection", "the server broke the HTTP protocol"),
+    ProxyFailed: _rule(
+        "connection", "the HTTP proxy failed (check HTTP_PROXY / HTTPS_PROXY / ALL_PROXY)"
+    ),
+    DecodingFailed: _rule(
+        "connection", "the response body could not be decoded (corrupt content encoding)"
+    ),
+    RequestTimedOut: _rule("timeout", "the request timed out"),
+    InvalidRequest: _rule(
         "request",
         "the request itself is not valid HTTP (check the provider's extra_headers for "
         "illegal characters)",
     ),
-    httpx.ProxyError: _rule(
-        "connection", "the HTTP proxy failed (check HTTP_PROXY / HTTPS_PROXY / ALL_PROXY)"
-    ),
-    httpx.UnsupportedProtocol: _rule(
-        "request", "the URL scheme is not supported; base_url must start with http:// or https://"
-    ),
-    httpx.DecodingError: _rule(
-        "connection", "the response body could not be decoded (corrupt content encoding)"
-    ),
-    httpx.TooManyRedirects: _rule(
-        "request", "the server redirected too many times; check the provider's base_url"
-    ),
-    httpx.HTTPStatusError: _rule("status", "the server answered with an error status"),
-    # The stand-alone branches: URL parsing, cookie lookup, stream misuse.
-    httpx.InvalidURL: _rule("request", "the URL is not valid; check the provider's base_url"),
-    httpx.CookieConflict: _rule("request", f"a cookie lookup was ambiguous ({_BUG})"),
-    httpx.StreamError: _rule("request", f"an HTTP stream was misused ({_BUG})"),
-    httpx.StreamConsumed: _rule("request", f"a request or response stream was re-read ({_BUG})"),
-    httpx.StreamClosed: _rule("request", f"a closed response stream was read ({_BUG})"),
-    httpx.ResponseNotRead: _rule("request", f"a response was used before it was read ({_BUG})"),
-    httpx.RequestNotRead: _rule("request", f"a request was used before it was read ({_BUG})"),
+    ResponseTooLarge: _rule("too_large", "the answer is larger than max_response_bytes"),
+    HTTPStatusError: _rule("status", "the server answered with an error status"),
 }
-"""Every exception class httpx exports → how it is classified. See :class:`TransportRule`."""
+"""Every failure class :mod:`._http` exports → how it is classified. See :class:`TransportRule`."""
 
 
 def transport_rule(exc_type: type[BaseException]) -> TransportRule | None:
@@ -491,45 +463,63 @@ def transport_rule(exc_type: type[BaseException]) -> TransportRule | None:
 
 
 def error_from_transport(
-    exc: HttpxException, *, where: str = DEFAULT_WHERE, secrets: Iterable[str] = ()
+    exc: HTTPError, *, where: str = DEFAULT_WHERE, secrets: Iterable[str] = ()
 ) -> GenerationError:
-    """Classify an exception raised by httpx while calling the endpoint.
+    """Classify a failure of the HTTP layer while calling the endpoint.
 
-    Timeouts become :class:`ModelTimeoutError`; connection, network, protocol, proxy and
-    decoding failures become :class:`ModelConnectionError` (both retryable); configuration
-    problems (invalid or unsupported URL, illegal header, redirect loop) and misuse of httpx
-    (a bug) become a non-retryable :class:`ModelRequestError` with ``reason="bad_request"``
-    and no status; an :class:`httpx.HTTPStatusError` is classified by its response with
-    :func:`error_from_status`. The mapping is :data:`TRANSPORT_ERROR_TABLE`.
+    Timeouts (no complete answer within the model's ``timeout``) become
+    :class:`ModelTimeoutError`; connection, protocol, proxy and decoding failures become
+    :class:`ModelConnectionError` (both retryable); an answer above ``max_response_bytes``
+    becomes a non-retryable :class:`ModelRequestError` with ``reason="response_too_large"``;
+    a request that is not valid HTTP becomes a non-retryable :class:`ModelRequestError` with
+    ``reason="bad_request"`` and no status; an :class:`~._http.HTTPStatusError` is classified
+    by its response with :func:`error_from_status`. The mapping is
+    :data:`TRANSPORT_ERROR_TABLE`.
 
     Args:
-      exc: the httpx exception.
+      exc: the exception of :mod:`._http`.
       where: who was being called, as a noun phrase (``"model 'm' at provider 'p'"``).
       secrets: strings to replace with ``***`` in the quoted exception text.
 
     Returns:
       The error to raise, ``from exc``.
     """
-    if isinstance(exc, httpx.HTTPStatusError):
+    if isinstance(exc, HTTPStatusError):
         response = exc.response
         return error_from_status(
-            response.status_code,
-            response.text,
+            response.status,
+            response.text(),
             response.headers,
             now=datetime.now(UTC),
             where=where,
             secrets=secrets,
         )
+    if isinstance(exc, ResponseTooLarge):
+        return _too_large(exc, where)
     rule = transport_rule(type(exc))
-    if rule is None or rule.kind == "status":  # unreachable for the declared types
+    if rule is None or rule.kind in ("status", "too_large"):  # unreachable for HTTPError
         rule = _rule("connection", "an unexpected HTTP error occurred")
-    detail = excerpt(str(exc), secrets) if str(exc).strip() else "no details"
-    message = f"Calling {where} failed: {rule.what} ({type(exc).__name__}: {detail})"
+    detail = excerpt(str(exc), secrets) if str(exc).strip() else rule.what
+    message = f"Calling {where} failed: {detail}"
     return _TRANSPORT_BUILDERS[rule.kind](message)
 
 
+def _too_large(exc: ResponseTooLarge, where: str) -> GenerationError:
+    announced = "" if exc.declared is None else f"; it announced {exc.declared:,} bytes"
+    return ModelRequestError(
+        f"{_sentence_start(where)} sent an answer larger than max_response_bytes "
+        f"({exc.limit:,} bytes{announced}); it was cut off there and the cell fails without "
+        f"a retry. If answers this long are expected, raise max_response_bytes for this model; "
+        f"otherwise lower max_tokens or check what the server sends.",
+        status=exc.status,
+        reason="response_too_large",
+    )
+
+
 def _timeout(message: str) -> GenerationError:
-    return ModelTimeoutError(f"{message}. {_RETRY_LATER}; if this persists, raise the timeout.")
+    return ModelTimeoutError(
+        f"{message}. {_RETRY_LATER}; if this persists, raise the model's timeout."
+    )
 
 
 def _connection(message: str) -> GenerationError:

@@ -11,9 +11,10 @@ limiter and where to count usage::
 How the pieces are shared, and why:
 
 * **One client per provider.** A provider is one base URL, so its models share one
-  ``httpx`` connection pool. The pool holds the sum of the provider's endpoint limits (more
-  connections could never be used at once), capped at :data:`MAX_POOL_CONNECTIONS`: httpcore
-  scans its pool on every request, and very large pools get slow (see the client's notes).
+  connection pool. The pool holds the sum of the provider's endpoint limits (more
+  connections could never be used at once), capped at :data:`MAX_POOL_CONNECTIONS` so a
+  typo'd limit cannot exhaust the process's file descriptors (a pool's cost per request does
+  not depend on its size).
 * **One limiter per endpoint.** An endpoint is a (provider, model id) pair. Two aliases of the
   same endpoint (say ``gen`` and ``gen_cold``, the same model with other sampling parameters)
   share one limiter, because the endpoint's capacity does not care which alias asked; its
@@ -72,7 +73,7 @@ __all__ = [
 
 _logger = logging.getLogger("trio_designer.models")
 
-MAX_POOL_CONNECTIONS: Final = 64
+MAX_POOL_CONNECTIONS: Final = 512
 """The most connections one provider's client keeps, whatever its models' limits add up to."""
 
 LimiterFactory = Callable[[str, int], ModelLimiter]
@@ -284,6 +285,7 @@ class ModelHandle:
                     response_format=response_format,
                     extra_body=extra_body,
                     timeout=self._config.timeout,
+                    max_response_bytes=self._config.max_response_bytes,
                 )
             except ModelRateLimitedError as exc:
                 permit.rate_limited(exc.retry_after)

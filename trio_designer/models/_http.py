@@ -1,0 +1,753 @@
+"""A small HTTP/1.1 client on trio streams and h11: keep-alive pool, one deadline, a size cap.
+
+The model client sends thousands of small JSON requests to one origin, many at once. This module
+does exactly that and nothing else: ``POST``/``GET`` to one ``http://`` or ``https://`` origin
+(optionally through an HTTP proxy), bodies in memory, answers read whole into memory up to a
+limit. The HTTP protocol itself is `h11 <https://h11.readthedocs.io>`_'s (the state machine
+httpcore also uses); this module owns only the connections::
+
+    origin, base_path = parse_origin("http://127.0.0.1:8000/v1")   # base_path == "/v1"
+    pool = ConnectionPool(origin, max_connections=16, proxy=proxy_for(origin))
+    response = await pool.request("POST", f"{base_path}/chat/completions", headers, body,
+                                  timeout=60.0, max_body=8 * 2**20)
+    await pool.aclose()
+
+Why not httpx: measured in ``benches/client_cpu.py`` (numbers in ``docs/benchmarks.md``),
+httpx + httpcore cost 1.3-3.9 ms of CPU per request and got *slower* as connections were
+added, because httpcore's pool scans every connection for every queued request on each
+request and each response. This pool costs O(1) per request: a LIFO stack of idle connections.
+
+Invariants (each named by the test that checks it in ``tests/test_model_http.py``):
+
+* **One deadline per request** (``test_trickling_server_times_out_on_the_whole_request``):
+  ``timeout`` bounds the request from the moment it has a connection slot (connecting,
+  TLS, sending, waiting, reading the last byte) with one trio cancel scope; a server that
+  trickles its answer a byte at a time fails with :class:`RequestTimedOut` at ``timeout``.
+  Waiting for a slot is *not* covered: a local queue must never look like a slow server.
+* **Flat memory** (``test_oversize_answer_is_cut_off_while_streaming``): a body larger than
+  ``max_body`` (declared in ``Content-Length``, or counted while streaming, after decoding
+  gzip/deflate) raises :class:`ResponseTooLarge` as soon as the limit is crossed; at most
+  ``max_body`` plus one receive buffer is ever held.
+* **A connection is reused only in a known-clean state** (``test_connections_are_reused``,
+  ``test_connection_close_is_honoured``): after a complete exchange that both sides allow to
+  continue. A connection interrupted by anything (an error, the deadline, a cancellation) is
+  closed, never pooled (``test_cancelled_request_closes_its_connection``).
+* **Idle connections expire** after ``keepalive_expiry`` seconds (trio's clock), before the
+  usual 5 s of servers, and one the server has closed (readable while idle) is dropped
+  before use (``test_idle_keepalive_gaps_never_fail_a_request``). A request that still meets
+  a reused connection the server closed under it, before any byte of the answer, is sent once
+  more, at once, on a fresh connection
+  (``test_a_reused_connection_closed_by_the_server_is_resent_at_once``).
+
+Failures leave as the :class:`HTTPError` subclasses below (never as ``OSError``, trio or h11
+exceptions): :data:`LOW_LEVEL_ERRORS` lists what the streams and h11 raise, and
+``tests/test_model_errors.py`` checks that every such exception class is translated.
+:mod:`._errors` maps the :class:`HTTPError` classes onto our exception tree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+import urllib.request
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Final
+from urllib.parse import SplitResult, unquote, urlsplit
+
+import attrs
+import h11
+import trio
+
+__all__ = [
+    "DEFAULT_KEEPALIVE_EXPIRY",
+    "LOW_LEVEL_ERRORS",
+    "ConnectFailed",
+    "ConnectionBroken",
+    "ConnectionPool",
+    "DecodingFailed",
+    "HTTPError",
+    "HTTPStatusError",
+    "InvalidRequest",
+    "Origin",
+    "ProtocolViolation",
+    "ProxyFailed",
+    "RequestTimedOut",
+    "Response",
+    "ResponseTooLarge",
+    "ServerHungUp",
+    "parse_origin",
+    "proxy_for",
+    "translated",
+]
+
+DEFAULT_KEEPALIVE_EXPIRY: Final = 4.0
+"""Seconds an idle connection is kept. Below the 5 s of httpx, hypercorn, uvicorn (and so
+vLLM), so we close first instead of racing the server's close."""
+
+_RECEIVE_SIZE: Final = 65536
+
+LOW_LEVEL_ERRORS: Final = (
+    OSError,  # refused, reset, DNS (socket.gaierror), TLS (ssl.SSLError), timeouts...
+    trio.BrokenResourceError,  # a stream broke under us (also wraps ssl.SSLError)
+    trio.ClosedResourceError,
+    trio.BusyResourceError,
+    h11.ProtocolError,  # LocalProtocolError, RemoteProtocolError
+)
+"""Every exception the streams and h11 raise; each is translated into an :class:`HTTPError`."""
+
+
+# --------------------------------------------------------------------------------------------
+# Failures
+# --------------------------------------------------------------------------------------------
+
+
+class HTTPError(Exception):
+    """A request failed below the HTTP status level; the base of this module's failures.
+
+    The message says what failed, as a clause ("could not connect to 127.0.0.1:9: ...").
+    """
+
+
+class ConnectFailed(HTTPError):
+    """No connection: refused, unreachable, DNS failure, or the TLS handshake failed."""
+
+
+class ConnectionBroken(HTTPError):
+    """The connection broke while sending the request or reading the answer."""
+
+
+class ServerHungUp(ConnectionBroken):
+    """The server closed the connection without sending a single byte of an answer."""
+
+
+class ProtocolViolation(HTTPError):
+    """The server's bytes are not valid HTTP/1.1 (or the body ended early)."""
+
+
+class InvalidRequest(HTTPError):
+    """Our request is not valid HTTP (an illegal character in a header, say)."""
+
+
+class ProxyFailed(HTTPError):
+    """The HTTP proxy refused or failed to open a tunnel to the origin."""
+
+
+class DecodingFailed(HTTPError):
+    """The body's ``Content-Encoding`` is unknown or its compressed data is corrupt."""
+
+
+@attrs.frozen(kw_only=True, auto_exc=True)
+class RequestTimedOut(HTTPError):
+    """No complete answer within ``timeout`` seconds of getting a connection slot."""
+
+    timeout: float
+
+    def __str__(self) -> str:
+        return (
+            f"no complete answer within {self.timeout:g} s (the timeout covers the whole "
+            f"request, from connecting to the last byte of the answer)"
+        )
+
+
+@attrs.frozen(kw_only=True, auto_exc=True)
+class ResponseTooLarge(HTTPError):
+    """The answer's body exceeds ``limit`` bytes; it was not read past the limit.
+
+    Attributes:
+      limit: the limit in bytes.
+      status: the answer's HTTP status.
+      declared: the ``Content-Length`` the server announced, if it did.
+    """
+
+    limit: int
+    status: int
+    declared: int | None = None
+
+    def __str__(self) -> str:
+        size = (
+            f"announced {self.declared:,} bytes"
+            if self.declared is not None
+            else "sent more than that"
+        )
+        return f"the answer's body is larger than {self.limit:,} bytes ({size})"
+
+
+class HTTPStatusError(HTTPError):
+    """An answer with a status that is not a success; carries the whole :class:`Response`.
+
+    Raised by nobody here: the model client builds one to chain its own error from.
+    """
+
+    def __init__(self, message: str, *, response: Response) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+# --------------------------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Origin:
+    """Where requests go: scheme, host and port (the path is the caller's)."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header: the port only when it is not the scheme's default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host_header}"
+
+
+def parse_origin(url: str) -> tuple[Origin, str]:
+    """Split an ``http(s)://`` URL into its origin and its path (without a trailing ``/``).
+
+    Raises:
+      ValueError: the URL does not parse, is not http(s), has no host or a bad port.
+    """
+    parts: SplitResult = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"the scheme must be http or https, not {scheme or 'missing'!r}")
+    host = parts.hostname
+    if not host:
+        raise ValueError("the URL has no host")
+    port = parts.port or (443 if scheme == "https" else 80)  # .port raises for a bad port
+    return Origin(scheme=scheme, host=host, port=port), parts.path.rstrip("/")
+
+
+@attrs.frozen(kw_only=True)
+class Response:
+    """A complete answer.
+
+    Attributes:
+      status: the HTTP status code.
+      headers: header names in lower case → values (repeated headers joined with ``", "``).
+      body: the decoded body.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    def text(self) -> str:
+        """The body as text (UTF-8; undecodable bytes replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1"), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+# --------------------------------------------------------------------------------------------
+# Proxies
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Proxy:
+    """An HTTP proxy: where it is and the ``Proxy-Authorization`` value, if any."""
+
+    origin: Origin
+    authorization: bytes | None = attrs.field(default=None, repr=False)
+
+
+def proxy_for(origin: Origin, environ: Mapping[str, str] | None = None) -> Proxy | None:
+    """The proxy the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``)
+    sets for ``origin``, or ``None``. Loopback origins are never proxied.
+
+    Raises:
+      ValueError: the proxy URL is not an ``http://`` URL (SOCKS and TLS-to-the-proxy are
+        not supported); the message names the variable, never its value (it may hold a
+        password).
+    """
+    if origin.is_loopback:
+        return None
+    env = os.environ if environ is None else environ
+    proxies = _env_proxies(env)
+    url = proxies.get(origin.scheme) or proxies.get("all")
+    if not url or _bypassed(origin.host, proxies.get("no", "")):
+        return None
+    variable = f"{origin.scheme.upper()}_PROXY" if origin.scheme in proxies else "ALL_PROXY"
+    if "://" not in url:
+        url = f"http://{url}"
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        raise ValueError(
+            f"{variable} must be an http:// proxy URL (SOCKS and https:// proxies are not "
+            f"supported); unset it or point it at an HTTP proxy"
+        )
+    authorization = None
+    if parts.username is not None:
+        import base64
+
+        user, password = unquote(parts.username), unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        authorization = f"Basic {token}".encode("ascii")
+    proxy_origin = Origin(scheme="http", host=parts.hostname, port=parts.port or 80)
+    return Proxy(origin=proxy_origin, authorization=authorization)
+
+
+def _env_proxies(env: Mapping[str, str]) -> dict[str, str]:
+    """``{"http": url, "https": url, "all": url, "no": hosts}`` from the environment,
+    lower-case names winning (as ``urllib`` does)."""
+    found: dict[str, str] = {}
+    for name, value in env.items():
+        lowered = name.lower()
+        if value and lowered.endswith("_proxy"):
+            key = lowered[: -len("_proxy")]
+            if name == lowered or key not in found:
+                found[key] = value
+    return found
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    if not no_proxy:
+        return False
+    if no_proxy.strip() == "*":
+        return True
+    # Public but missing from typeshed; NO_PROXY's rules are urllib's, the same as requests'.
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    return bool(bypass(host, {"no": no_proxy}))
+
+
+# --------------------------------------------------------------------------------------------
+# TLS
+# --------------------------------------------------------------------------------------------
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """Verifying TLS context: ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set, else certifi's
+    bundle when installed, else the system's store."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if not cafile and not capath:
+        try:
+            import certifi
+
+            cafile = certifi.where()
+        except ImportError:
+            pass
+    context = ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+# --------------------------------------------------------------------------------------------
+# Connections
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def translated(failure: Callable[[str], HTTPError], what: str) -> Iterator[None]:
+    """Turn the streams' and h11's exceptions into :class:`HTTPError` s (``raise ... from``)."""
+    try:
+        yield
+    except h11.LocalProtocolError as exc:
+        raise InvalidRequest(f"the request is not valid HTTP: {exc}") from exc
+    except h11.RemoteProtocolError as exc:
+        raise ProtocolViolation(f"the server broke the HTTP protocol: {exc}") from exc
+    except LOW_LEVEL_ERRORS as exc:
+        raise failure(f"{what}: {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """``Class: message`` of ``exc``, looking through trio's wrapper to the OS/TLS cause."""
+    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else None
+    shown = cause if cause is not None else exc
+    text = str(shown).strip() or "no details"
+    return f"{type(shown).__name__}: {text}"
+
+
+class _Connection:
+    """One open connection: its stream, h11 state, and when it went idle."""
+
+    __slots__ = ("exchanges", "h11", "idle_since", "socket", "stream")
+
+    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
+        self.stream = stream
+        self.socket = socket
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+        self.exchanges = 0  # completed request/answer pairs
+
+    def close(self) -> None:
+        """Close at once (no TLS close-notify; never blocks, never checkpoints)."""
+        self.socket.close()
+
+
+class ConnectionPool:
+    """Keep-alive connections to one origin, at most ``max_connections`` at once.
+
+    Args:
+      origin: where requests go.
+      max_connections: connections open at once; further requests wait (FIFO, no deadline)
+        for a slot.
+      keepalive_expiry: seconds an idle connection may be reused.
+      proxy: an HTTP proxy to go through (see :func:`proxy_for`), or ``None``.
+      ssl_context: for ``https`` origins; :func:`default_ssl_context` when ``None``.
+
+    Safe to share between tasks of one trio run. Close it with :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        origin: Origin,
+        *,
+        max_connections: int,
+        keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
+        proxy: Proxy | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._origin = origin
+        self._slots = trio.CapacityLimiter(max_connections)
+        self._expiry = keepalive_expiry
+        self._proxy = proxy
+        self._ssl_context = ssl_context
+        # Most recently used last; idle_since ascends from the front.
+        self._idle: list[_Connection] = []
+        self._closed = False
+        self._opened = 0
+
+    @property
+    def origin(self) -> Origin:
+        return self._origin
+
+    def statistics(self) -> dict[str, int]:
+        """Connections idle, in use, and opened so far."""
+        return {
+            "idle": len(self._idle),
+            "in_use": self._slots.borrowed_tokens,
+            "waiting": self._slots.statistics().tasks_waiting,
+            "opened": self._opened,
+        }
+
+    async def aclose(self) -> None:
+        """Close every idle connection; connections in use close when their request ends."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+        await trio.lowlevel.checkpoint()
+
+    def target(self, path: str) -> str:
+        """The request target for ``path``: absolute through a forward proxy (plain http)."""
+        if self._proxy is not None and self._origin.scheme == "http":
+            return f"{self._origin}{path}"
+        return path
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        # Not a caller's trio.fail_after: the deadline starts once a connection slot is ours.
+        timeout: float,  # noqa: ASYNC109
+        max_body: int,
+    ) -> Response:
+        """Send one request and read its whole answer (any status).
+
+        Args:
+          method: ``"GET"`` or ``"POST"``.
+          path: the path (and query) on the origin, starting with ``/``.
+          headers: headers besides ``Host`` and ``Content-Length`` (added here).
+          body: the request body (``b""`` for none).
+          timeout: seconds for the whole request once it has a connection slot.
+          max_body: the most bytes of (decoded) answer body to accept.
+
+        Raises:
+          HTTPError: one of this module's subclasses (never ``HTTPStatusError``).
+        """
+        all_headers = [("host", self._origin.host_header), *headers]
+        if method != "GET" or body:
+            all_headers.append(("content-length", str(len(body))))
+        if self._proxy is not None and self._proxy.authorization and self._origin.scheme == "http":
+            all_headers.append(("proxy-authorization", self._proxy.authorization.decode()))
+        with translated(InvalidRequest, "the request could not be built"):
+            request = h11.Request(method=method, target=self.target(path), headers=all_headers)
+        async with self._slots:
+            with trio.move_on_after(timeout) as deadline:
+                return await self._send(request, body, max_body)
+            # The only cancellation that ends up here is our own deadline's.
+            assert deadline.cancelled_caught
+            raise RequestTimedOut(timeout=timeout)
+
+    async def _send(self, request: h11.Request, body: bytes, max_body: int) -> Response:
+        connection = self._checkout()
+        if connection is not None:
+            try:
+                return await self._exchange(connection, request, body, max_body)
+            except _Stale:
+                pass  # the server closed it while idle: once more on a new connection
+        # A fresh connection never raises _Stale (only reused ones do).
+        return await self._exchange(await self._connect(), request, body, max_body)
+
+    def _checkout(self) -> _Connection | None:
+        """The most recently used idle connection that is neither expired nor closed by the
+        server, or ``None``. Expired ones are closed on the way."""
+        now = trio.current_time()
+        while self._idle:
+            connection = self._idle.pop()
+            if now - connection.idle_since >= self._expiry:
+                connection.close()  # ... and every older one: they expired earlier
+                self._drop_expired(now)
+                return None
+            if connection.socket.is_readable():  # EOF or stray bytes: unusable
+                connection.close()
+                continue
+            return connection
+        return None
+
+    def _drop_expired(self, now: float) -> None:
+        """Close idle connections past their expiry (they sit at the front)."""
+        expired = 0
+        for connection in self._idle:
+            if now - connection.idle_since < self._expiry:
+                break
+            connection.close()
+            expired += 1
+        del self._idle[:expired]
+
+    def _checkin(self, connection: _Connection) -> None:
+        h = connection.h11
+        if self._closed or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+            connection.close()
+            return
+        h.start_next_cycle()
+        connection.exchanges += 1
+        now = trio.current_time()
+        connection.idle_since = now
+        self._drop_expired(now)
+        self._idle.append(connection)
+
+    async def _connect(self) -> _Connection:
+        target = self._proxy.origin if self._proxy is not None else self._origin
+        where = f"could not connect to {target.host}:{target.port}"
+        with translated(ConnectFailed, where):
+            tcp = await trio.open_tcp_stream(target.host, target.port)
+        self._opened += 1
+        stream: trio.abc.Stream = tcp
+        try:
+            if self._proxy is not None and self._origin.scheme == "https":
+                await self._tunnel(tcp)
+            if self._origin.scheme == "https":
+                if self._ssl_context is None:
+                    self._ssl_context = default_ssl_context()
+                tls = trio.SSLStream(tcp, self._ssl_context, server_hostname=self._origin.host)
+                with translated(ConnectFailed, f"the TLS handshake with {self._origin} failed"):
+                    await tls.do_handshake()
+                stream = tls
+        except BaseException:
+            tcp.socket.close()
+            raise
+        return _Connection(stream, tcp.socket)
+
+    async def _tunnel(self, tcp: trio.SocketStream) -> None:
+        """Ask the proxy to ``CONNECT`` us to the origin; raise unless it answers 2xx."""
+        assert self._proxy is not None
+        host = self._origin.host
+        authority = (
+            f"[{host}]:{self._origin.port}" if ":" in host else f"{host}:{self._origin.port}"
+        )
+        headers = [("host", authority)]
+        if self._proxy.authorization:
+            headers.append(("proxy-authorization", self._proxy.authorization.decode()))
+        proxy = h11.Connection(h11.CLIENT)
+        where = f"the proxy {self._proxy.origin.host}:{self._proxy.origin.port} failed"
+        with translated(ProxyFailed, where):
+            data = proxy.send(h11.Request(method="CONNECT", target=authority, headers=headers))
+            await tcp.send_all(data + (proxy.send(h11.EndOfMessage()) or b""))
+            while True:
+                event = proxy.next_event()
+                if event is h11.NEED_DATA:
+                    proxy.receive_data(await tcp.receive_some(_RECEIVE_SIZE))
+                elif isinstance(event, h11.Response):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise ProxyFailed(f"{where}: it closed the connection")
+        if not 200 <= event.status_code < 300:
+            reason = event.reason.decode("latin-1", errors="replace")
+            raise ProxyFailed(f"{where}: CONNECT {authority} answered {event.status_code} {reason}")
+
+    async def _exchange(
+        self, connection: _Connection, request: h11.Request, body: bytes, max_body: int
+    ) -> Response:
+        """One request/answer on ``connection``; pool it after, or close it on any failure.
+
+        Raises:
+          _Stale: the server closed the connection before answering and the request may be
+            sent again (on a new connection).
+        """
+        reused = connection.exchanges > 0
+        try:
+            response = await self._round_trip(connection, request, body, max_body, reused)
+        except BaseException:
+            connection.close()
+            raise
+        self._checkin(connection)
+        return response
+
+    async def _round_trip(
+        self,
+        connection: _Connection,
+        request: h11.Request,
+        body: bytes,
+        max_body: int,
+        reused: bool,
+    ) -> Response:
+        h = connection.h11
+        stream = connection.stream
+        with translated(InvalidRequest, "the request could not be encoded"):
+            data = h.send(request) or b""
+            if body:
+                data += h.send(h11.Data(data=body)) or b""
+            data += h.send(h11.EndOfMessage()) or b""
+        try:
+            await stream.send_all(data)
+        except LOW_LEVEL_ERRORS as exc:
+            if reused:
+                raise _Stale from exc
+            raise ConnectionBroken(f"sending the request failed: {_describe(exc)}") from exc
+
+        received = 0
+        reader: _BodyReader | None = None
+        with translated(ConnectionBroken, "reading the answer failed"):
+            while True:
+                event = h.next_event()
+                if event is h11.NEED_DATA:
+                    try:
+                        chunk = await stream.receive_some(_RECEIVE_SIZE)
+                    except LOW_LEVEL_ERRORS as exc:
+                        if reused and received == 0:
+                            raise _Stale from exc
+                        raise
+                    if not chunk and received == 0:
+                        if reused:
+                            raise _Stale
+                        raise ServerHungUp(
+                            "the server closed the connection without sending an answer"
+                        )
+                    received += len(chunk)
+                    h.receive_data(bytes(chunk))
+                    continue
+                kind = type(event)
+                if kind is h11.Data:
+                    assert reader is not None
+                    reader.feed(event.data)  # type: ignore[union-attr]
+                elif kind is h11.Response:
+                    reader = _BodyReader.start(event, max_body)  # type: ignore[arg-type]
+                elif kind is h11.EndOfMessage:
+                    break
+                elif kind is h11.ConnectionClosed:
+                    raise ProtocolViolation("the server closed the connection mid-answer")
+                # h11.InformationalResponse (1xx): skipped
+        assert reader is not None  # EndOfMessage comes after a Response
+        return Response(status=reader.status, headers=reader.headers, body=reader.finish())
+
+
+class _Stale(Exception):
+    """A reused connection turned out closed before any byte of the answer."""
+
+
+class _BodyReader:
+    """Collects a body while decoding it and counting it against the limit."""
+
+    __slots__ = ("_chunks", "_decoder", "_limit", "_size", "headers", "status")
+
+    def __init__(
+        self, headers: dict[str, str], status: int, limit: int, decoder: _Decoder | None
+    ) -> None:
+        self.headers = headers
+        self.status = status
+        self._limit = limit
+        self._decoder = decoder
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    @classmethod
+    def start(cls, head: h11.Response, limit: int) -> _BodyReader:
+        headers = _headers(head.headers)
+        declared = headers.get("content-length")
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ResponseTooLarge(limit=limit, status=head.status_code, declared=int(declared))
+        decoder = None if encoding in ("", "identity") else _Decoder.for_encoding(encoding)
+        return cls(headers, head.status_code, limit, decoder)
+
+    def feed(self, data: bytes) -> None:
+        if self._decoder is not None:
+            data = self._decoder.decode(data, self._limit - self._size + 1)
+        self._add(data)
+
+    def finish(self) -> bytes:
+        if self._decoder is not None:
+            self._add(self._decoder.flush(self._limit - self._size + 1))
+        return b"".join(self._chunks)
+
+    def _add(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self._limit:
+            raise ResponseTooLarge(limit=self._limit, status=self.status)
+        if data:
+            self._chunks.append(data)
+
+
+class _Decoder:
+    """gzip or deflate, streamed, never inflating more than asked for at a time."""
+
+    __slots__ = ("_encoding", "_zlib")
+
+    def __init__(self, encoding: str, wbits: int) -> None:
+        self._encoding = encoding
+        self._zlib = zlib.decompressobj(wbits)
+
+    @classmethod
+    def for_encoding(cls, encoding: str) -> _Decoder:
+        if encoding in ("gzip", "x-gzip"):
+            return cls(encoding, 16 + zlib.MAX_WBITS)
+        if encoding == "deflate":
+            return cls(encoding, zlib.MAX_WBITS)
+        raise DecodingFailed(
+            f"the answer uses Content-Encoding {encoding!r}, which we never asked for"
+        )
+
+    def decode(self, data: bytes, at_most: int) -> bytes:
+        try:
+            out = self._zlib.decompress(data, at_most)
+        except zlib.error as exc:
+            raise DecodingFailed(f"the {self._encoding} body is corrupt: {exc}") from exc
+        if self._zlib.unconsumed_tail:  # more than ``at_most`` inflated: over the limit anyway
+            return out + b"\0"
+        return out
+
+    def flush(self, at_most: int) -> bytes:
+        return self.decode(b"", at_most)
