@@ -16,6 +16,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trio_designer._core._budget import BudgetReading, EndpointBudget, RateLimits
 from trio_designer._core._limits import LimitChange, LimiterPolicy
 from trio_designer.models._limiter import (
     AdaptiveLimiter,
@@ -148,7 +149,9 @@ async def test_a_newcomer_queues_by_key_when_a_cooldown_ends(
     with trio.fail_after(BIG):
         async with trio.open_nursery() as nursery:
             async with limiter.slot() as permit:
-                permit.rate_limited(None, budget_reset=2.0)  # paused until 2.0
+                # A spent budget of 30 a minute: the next request can go in 2 s (the static
+                # limiter also pauses its 2 s cooldown).
+                permit.rate_limited(None, rate_limits=spent_requests(30))
             nursery.start_soon(waiter)
             await trio.testing.wait_all_tasks_blocked()
             autojump_clock.jump(2.0)  # the cooldown is over; nothing else has run yet
@@ -319,10 +322,10 @@ def test_cancelled_queue_entries_do_not_pile_up() -> None:
     async def main() -> None:
         queue = _WaiterQueue()
         task = trio.lowlevel.current_task()
-        keep = _Waiter(task)
+        keep = _Waiter(task, 0)
         queue.push((0,), keep)
         for i in range(1_000):
-            waiter = _Waiter(task)
+            waiter = _Waiter(task, 0)
             queue.push((i,), waiter)
             queue.discard(waiter)
             assert queue.stored <= 66
@@ -610,13 +613,19 @@ async def test_a_sporadic_429_gives_its_slot_to_the_next_request_at_once(
     assert (s.limit, s.rate_limited, s.cooldown_remaining) == (2, 1, 0.0)
 
 
+def spent_requests(rpm: float) -> RateLimits:
+    """What a 429's headers say when a request budget of ``rpm`` a minute is spent."""
+    return RateLimits(requests=BudgetReading(limit=rpm, remaining=0, reset=60.0))
+
+
 @contract
-@pytest.mark.parametrize("budget_reset", [5.0, 0.25])
-async def test_a_spent_budget_pauses_until_exactly_its_reset(
-    make: Factory, autojump_clock: trio.testing.MockClock, budget_reset: float
+@pytest.mark.parametrize(("rpm", "refill"), [(12, 5.0), (240, 0.25)])
+async def test_a_spent_budget_holds_admission_until_it_can_pay(
+    make: Factory, autojump_clock: trio.testing.MockClock, rpm: float, refill: float
 ) -> None:
-    """A 429 whose headers say the budget is spent closes admission, on both limiters, until
-    the budget resets (here with a ``Retry-After`` no longer than the reset)."""
+    """A 429 whose headers say the request budget is spent holds admission back, on both
+    limiters, until the budget holds a request again (one ``60 / rpm`` refill; the static
+    limiter's own pause, its ``Retry-After`` of 0.1 s, is shorter)."""
     limiter = make(4)
     admitted_at: list[float] = []
 
@@ -624,50 +633,86 @@ async def test_a_spent_budget_pauses_until_exactly_its_reset(
         async with trio.open_nursery() as nursery:
             held = await fill_and_hold(limiter, 1, nursery)
             await trio.sleep(1)
-            held[0][0].rate_limited(0.1, budget_reset=budget_reset)
+            held[0][0].rate_limited(0.1, rate_limits=spent_requests(rpm))
             held[0][1].set()
             nursery.start_soon(late_comer, limiter, admitted_at)
             await trio.testing.wait_all_tasks_blocked()
             s = limiter.statistics()
-            assert (s.waiting, s.in_flight, s.cooldown_remaining) == (1, 0, budget_reset)
-            # Nothing polls: the only timer is the pause's own end.
+            assert (s.waiting, s.in_flight) == (1, 0)
+            assert s.cooldown_remaining == pytest.approx(refill)
+            assert s.requests_left == 0
+            # Nothing polls: the only timer is the budget's own refill.
             stats = trio.lowlevel.current_statistics()
-            assert stats.seconds_to_next_deadline == budget_reset
-    assert admitted_at == [1 + budget_reset]
+            assert stats.seconds_to_next_deadline == pytest.approx(refill)
+    assert admitted_at == [pytest.approx(1 + refill)]
+    if isinstance(limiter, AdaptiveLimiter):
+        assert limiter.statistics().limit == 4  # a spent budget is not load
 
 
-@pytest.mark.parametrize("budget_reset", [None, 0.0, -1.0, math.nan, math.inf])
-async def test_an_unusable_budget_reset_pauses_nothing(
-    autojump_clock: trio.testing.MockClock, budget_reset: float | None
+@pytest.mark.parametrize(
+    "rate_limits",
+    [None, RateLimits(), RateLimits(requests=BudgetReading(limit=600, remaining=350))],
+)
+async def test_a_429_with_budget_left_pauses_nothing(
+    autojump_clock: trio.testing.MockClock, rate_limits: RateLimits | None
 ) -> None:
+    """A 429 whose headers do not say a budget is spent: the adaptive limiter admits the next
+    request at once (it is noise or load, not the budget)."""
     limiter = AdaptiveLimiter("m", 1)
     with trio.fail_after(BIG):
         async with limiter.slot() as permit:
-            permit.rate_limited(None, budget_reset=budget_reset)
+            permit.rate_limited(None, rate_limits=rate_limits)
         async with limiter.slot() as permit:
             assert trio.current_time() == 0.0
             permit.success()
 
 
-async def test_a_later_budget_pause_extends_the_first(
+async def test_the_token_budget_waits_for_what_a_request_costs(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    limiter = AdaptiveLimiter("m", 4)
+    """A token budget of 6,000 a minute (100 a second): a request of 1,000 estimated tokens
+    waits until the bucket holds them; the usage its answer reports corrects the charge."""
+    limiter = AdaptiveLimiter("m", 8, budget=EndpointBudget(tpm=6_000))
     admitted_at: list[float] = []
+
+    async def ask(tokens: int, used: int) -> None:
+        async with limiter.slot(tokens) as permit:
+            admitted_at.append(trio.current_time())
+            await trio.sleep(0.1)
+            permit.success(tokens=used)
+
+    with trio.fail_after(BIG):
+        for _ in range(6):  # the full bucket pays six requests at once
+            await ask(1_000, 1_000)
+        assert admitted_at == [pytest.approx(0.1 * i) for i in range(6)]
+        await ask(1_000, 400)  # waits ~9.4 s for the refill; 600 of its 1,000 come back
+        assert admitted_at[-1] == pytest.approx(10.0, abs=0.05)
+        assert limiter.statistics().tokens_left == pytest.approx(600 + 10, abs=1)
+
+
+async def test_budgets_of_two_limiters_are_independent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    a, b = AdaptiveLimiter("a", 4), AdaptiveLimiter("b", 4)
+    admitted_b: list[float] = []
+
+    async def use_b() -> None:
+        async with b.slot() as permit:
+            admitted_b.append(trio.current_time())
+            permit.success()
 
     with trio.fail_after(BIG):
         async with trio.open_nursery() as nursery:
-            (first, first_done), (second, second_done) = await fill_and_hold(limiter, 2, nursery)
-            first.rate_limited(None, budget_reset=2.0)  # t=0: paused until 2.0
-            first_done.set()
-            nursery.start_soon(late_comer, limiter, admitted_at)
-            await trio.sleep(1)
-            second.rate_limited(None, budget_reset=3.0)  # t=1: paused until 4.0
-            second_done.set()
-            await trio.testing.wait_all_tasks_blocked()
-            assert trio.lowlevel.current_statistics().seconds_to_next_deadline == 3.0
-    assert admitted_at == [4.0]
-    assert limiter.statistics().limit == 4  # a spent budget is not load
+            held = await fill_and_hold(a, 4, nursery)
+            for permit, done in held:
+                permit.rate_limited(None, rate_limits=spent_requests(6))
+                done.set()
+            for _ in range(4):
+                nursery.start_soon(use_b)
+    assert a.statistics().cooldown_remaining == 0.0  # nobody waits at a
+    assert a.statistics().requests_left == 0.0
+    assert b.statistics().requests_left is None  # b learnt no budget
+    assert admitted_b == [0.0] * 4
 
 
 async def test_limit_recovers_fast_below_a_cliff_and_probes_it(
@@ -720,28 +765,6 @@ async def test_repeated_load_floors_the_limit_at_1(autojump_clock: trio.testing.
     with trio.fail_after(BIG):
         async with limiter.slot() as permit:
             permit.success()
-
-
-async def test_two_limiters_are_independent(autojump_clock: trio.testing.MockClock) -> None:
-    a, b = AdaptiveLimiter("a", 4), AdaptiveLimiter("b", 4)
-    admitted_b: list[float] = []
-
-    async def use_b() -> None:
-        async with b.slot() as permit:
-            admitted_b.append(trio.current_time())
-            permit.success()
-
-    with trio.fail_after(BIG):
-        async with trio.open_nursery() as nursery:
-            held = await fill_and_hold(a, 4, nursery)
-            for permit, done in held:
-                permit.rate_limited(None, budget_reset=10.0)
-                done.set()
-            for _ in range(4):
-                nursery.start_soon(use_b)
-    assert a.statistics().cooldown_remaining == 10.0
-    assert b.statistics().cooldown_remaining == 0.0
-    assert admitted_b == [0.0] * 4
 
 
 @pytest.mark.parametrize(("cooldown", "first_end"), [(None, 3.0), (0.5, 1.5)])

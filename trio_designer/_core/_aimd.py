@@ -4,7 +4,8 @@ One :class:`AimdController` per model endpoint answers three questions, with ``n
 argument: may another request start (:meth:`~AimdController.can_admit`)? what does this outcome
 change (the ``record_*`` methods)? and what is the state (the read-only properties)? The trio
 driver (``trio_designer/models/_limiter.py``) only parks waiters, wakes them, sleeps through
-cooldowns and logs the :class:`~trio_designer._core._limits.LimitChange` records returned here.
+spent budgets (``_core/_budget.py``) and logs the :class:`~trio_designer._core._limits.LimitChange`
+records returned here.
 
 Design note
 -----------
@@ -48,8 +49,9 @@ admissions resume as our requests finish, which is when the server has room agai
 reference paused the whole endpoint after a blind ×0.75 cut; after a measured cut a pause only
 leaves slots idle). A **noise** 429 changes nothing. Either way the rejected request waits out
 its own ``Retry-After`` (or a short jittered backoff) and goes again: that is the caller's
-business (``ModelHandle.chat``), not the endpoint's. Only a spent budget (the headers say
-remaining 0) pauses the endpoint, until the budget resets (``pause``).
+business (``ModelHandle.chat``), not the endpoint's. A 429 whose headers say a request or
+token budget is spent is neither (``spent_budget``): the budget (``_core/_budget.py``) holds
+admissions until it can pay, and the limit is left alone.
 
 **Growth, after TCP CUBIC: back fast to what worked, slowly above it.** Below a known cliff, or
 with none known (the last probe passed), the limit grows by one per success while it is in
@@ -70,7 +72,7 @@ noise rate forgets with a half-life of ~140 outcomes, and starts at 3 % weighted
 outcomes: 3 429s in a row are load before anything is known, fewer are not.
 ``successes_per_increase=25`` is the reference's: at limit L one step takes ``25 / L`` round
 trips; as the first probe interval it keeps 429s from probes at about 1 in 25–100 requests.
-``cooldown=2.0`` is the pause when a budget is spent and the endpoint did not say until when.
+(``cooldown`` is the static limiter's pause after a 429; this controller never pauses.)
 
 **Cuts are taken from the concurrency actually used.** A limit of 256 with 64 requests in
 flight says nothing about 256: a load cut goes to what is in flight, and a latency cut comes
@@ -100,10 +102,8 @@ Invariants (checked by ``tests/test_aimd.py::AimdMachine``):
 
 * ``1 <= admission cap <= limit <= ceiling`` (``limit_within_bounds``);
 * ``in_flight`` counts exactly the admissions not yet recorded (``in_flight_is_what_we_hold``);
-* nothing is admitted while ``in_flight >= admission cap`` or ``now < cooldown_until``
-  (``admissions_respect_the_cap``, and the ``admit`` rule); the pause end never moves backwards
-  and only a 429 that says a budget is spent moves it (``cooldown_never_moves_backwards``, the
-  ``rate_limited`` rule);
+* nothing is admitted while ``in_flight >= admission cap`` (``admissions_respect_the_cap``,
+  and the ``admit`` rule); nothing pauses admission (``never_paused``);
 * a 429 never raises the limit; it cuts only on a run of ``runs_that_mean_load`` or more on its
   slot, or on a cliff, and then to exactly ``max(1, min(limit, max(in_flight, ceil(limit /
   2))))`` (the ``rate_limited`` rule);
@@ -196,13 +196,10 @@ class AimdController:
         self._in_flight = 0
         self._outstanding: set[int] = set()
         self._next_serial = 0
-        # Invariant: nothing is admitted while now < _cooldown_until; it never moves backwards.
-        # Only a spent budget pauses the endpoint; a 429 on its own never does.
-        self._cooldown_until = -math.inf
         # Grows with every load cut; a success admitted before the last one says nothing about
         # the level that cut left.
         self._rate_epoch = 0
-        self._streak = 0  # successes (outside pauses) since the limit last changed
+        self._streak = 0  # successes since the limit last changed
         self._successes = 0
         self._failures = 0
         self._rate_limited = 0
@@ -260,8 +257,9 @@ class AimdController:
 
     @property
     def cooldown_until(self) -> float:
-        """No admission before this time (``-inf`` unless a spent budget paused the endpoint)."""
-        return self._cooldown_until
+        """``-inf``: this limit never pauses admission (a spent budget is the budget's
+        business, and 429s cut or do nothing). For the drivers' common interface."""
+        return -math.inf
 
     @property
     def rate_epoch(self) -> int:
@@ -322,25 +320,21 @@ class AimdController:
         """The trimmed mean latency of the last regular (non-probe) window, in seconds."""
         return None if self._latency is None else self._latency.recent_latency
 
-    def cooldown_remaining(self, now: float) -> float:
-        """Seconds until admissions may resume after a spent budget (0 when not paused)."""
-        return max(0.0, self._cooldown_until - now)
-
     def can_admit(self, now: float) -> bool:
         """Whether :meth:`admit` may be called now."""
-        return now >= self._cooldown_until and self._in_flight < self.admission_cap
+        return self._in_flight < self.admission_cap
 
     # -- events ------------------------------------------------------------------------------
     def admit(self, now: float) -> Admission:
         """Count one more request in flight and return its ticket.
 
         Raises:
-          RuntimeError: if :meth:`can_admit` is false (full, probing, or paused).
+          RuntimeError: if :meth:`can_admit` is false (full, or probing).
         """
         if not self.can_admit(now):
             raise RuntimeError(
-                "AimdController.admit() was called while admission is closed (limit reached or "
-                "paused); check can_admit(now) first."
+                "AimdController.admit() was called while admission is closed (limit reached); "
+                "check can_admit(now) first."
             )
         self._in_flight += 1
         chain = (self._free_slots.popleft() if self._free_slots else 0) + 1
@@ -373,8 +367,7 @@ class AimdController:
         if admission.chain == 1 and admission.level <= self._served_level:
             self._count_outcome(rejected=False)
         self._free(0)
-        if now >= self._cooldown_until:
-            self._streak += 1
+        self._streak += 1
         if (
             self._cliff is not None
             and admission.level >= self._cliff
@@ -392,38 +385,36 @@ class AimdController:
         return change if change is not None else self._maybe_increase(admission, now)
 
     def record_rate_limited(
-        self, admission: Admission, now: float, *, pause: float | None = None
+        self, admission: Admission, now: float, *, spent_budget: bool = False
     ) -> LimitChange | None:
         """The endpoint answered 429.
 
-        Whether the 429 shows load is decided here: a run of 429s (no success between them)
-        longer than sporadic 429s at the rate seen so far would plausibly give (see
-        :func:`runs_that_mean_load`) cuts the limit to the requests still in flight. Otherwise
-        nothing changes: the request waits out its own delay and goes again (the caller's
-        business). The endpoint is paused only when ``pause`` says its budget is spent.
+        Whether the 429 shows load is decided here: a run of 429s on its slot longer than
+        sporadic 429s at the rate seen so far would plausibly give (see
+        :func:`runs_that_mean_load`), or a cliff in the 429 rate by level, cuts the limit to the
+        requests still in flight. Otherwise nothing changes: the request waits out its own
+        delay and goes again (the caller's business). Nothing pauses.
 
         Args:
           admission: the request's ticket.
           now: the current time.
-          pause: seconds during which nothing may be sent to the endpoint (its request or
-            token budget is spent until then, as its headers said), or ``None``.
+          spent_budget: the 429's headers say a request or token budget is spent: neither load
+            nor noise (the budget holds admissions back until it can pay); the limit and the
+            statistics of load and noise are left alone.
 
         Raises:
           RuntimeError: if this admission was already recorded.
         """
         self._release(admission, None)
         self._rate_limited += 1
+        if spent_budget:
+            self._free(0)
+            return self._after_release(now)
         run = self.load_run  # before counting this one: what noise alone would do
         if admission.chain == 1 and admission.level <= self._served_level:
             self._count_outcome(rejected=True)
         self._count_level(admission.level, rejected=True)
         self._free(admission.chain)
-        paused = 0.0
-        if pause is not None and math.isfinite(pause) and pause > 0:
-            if now + pause > self._cooldown_until:
-                self._cooldown_until = now + pause
-                paused = pause
-            self._streak = 0
         if admission.chain < run and not self._cliff_at(admission.level):
             return self._after_release(now)  # sporadic, as far as we can tell
         # Load: the server turned requests away while ours filled it. The requests still in
@@ -444,7 +435,6 @@ class AimdController:
             new=new,
             reason="rate_limited",
             at=now,
-            cooldown=paused,
             rejections=admission.chain,
             concurrency=self._in_flight + 1,
         )
@@ -540,8 +530,6 @@ class AimdController:
         )
 
     def _maybe_increase(self, admission: Admission, now: float) -> LimitChange | None:
-        # No pause check needed: a pause resets the streak, and successes reported during a
-        # pause do not extend it.
         limit = self._limit
         if limit >= self._ceiling:
             self._streak = 0

@@ -42,9 +42,8 @@ class LimiterPolicy:
         many times that.
       noise_false_alarm: how unlikely a run of 429s must be under sporadic 429s alone (at the
         rate seen so far) before it counts as load: a smaller value needs longer runs.
-      cooldown: seconds without admissions when the endpoint's budget is spent and it did not
-        say until when (the static limiter also pauses this long after a 429 without a usable
-        ``Retry-After``).
+      cooldown: the static limiter's pause after a 429 without a usable ``Retry-After`` (the
+        adaptive limit never pauses: see ``docs/adaptive-limits.md``).
       latency_signal: listen to latency at all; turn it off for endpoints that only ever signal
         with 429s and whose latency you do not want to react to (no probes are run then).
       latency_tolerance: recent / baseline latency above which a window is evidence of load:
@@ -127,9 +126,6 @@ class LimitChange:
     """What caused it."""
     at: float
     """The ``now`` of the event that caused it."""
-    cooldown: float = 0.0
-    """For ``rate_limited``: how long the endpoint pauses (its budget is spent), in seconds;
-    ``0`` for a cut without a pause."""
     rejections: int = 0
     """For ``rate_limited``: the 429s in a row (no success between them) that showed load."""
     recent_latency: float | None = None
@@ -148,10 +144,7 @@ class LimitChange:
     def describe(self) -> str:
         """Why, in words: ``"load: 3 429s in a row at 9 in flight"``."""
         if self.reason == "rate_limited":
-            why = f"load: {self.rejections} 429s in a row at {self.concurrency} in flight"
-            if self.cooldown > 0:
-                why += f"; budget spent, pausing {self.cooldown:.1f} s"
-            return why
+            return f"load: {self.rejections} 429s in a row at {self.concurrency} in flight"
         if self.reason == "latency":
             recent, baseline = self.recent_latency or 0.0, self.baseline_latency or 1.0
             return (

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 import attrs
 import trio
 
+from .._core._budget import EndpointBudget, TokenEstimator
 from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
@@ -54,7 +55,7 @@ from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProv
 from ..config._models import endpoint_name
 from ._backlog import RestingTasks, use_resting_tasks
 from ._client import ChatResponse, OpenAICompatibleClient, resolve_api_key
-from ._limiter import AdaptiveLimiter, ModelLimiter
+from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter
 
 if TYPE_CHECKING:
     from ..config import PipelineConfig
@@ -168,11 +169,15 @@ class ModelHandle:
         counter: _UsageCounter,
         rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
         resting: RestingTasks | None = None,
+        budget: EndpointBudget | None = None,
     ) -> None:
         self._config = config
         self._client = client
         self._limiter = limiter
         self._counter = counter
+        # The endpoint's budgets, shared with its limiter: its token estimator sizes each
+        # request before it is sent, and learns from the usage of the answers.
+        self._budget = budget if budget is not None else EndpointBudget()
         self._retry = rate_limit_retry
         self._resting = resting if resting is not None else RestingTasks()
         self._endpoint = endpoint_name(config.provider, config.model)
@@ -274,7 +279,10 @@ class ModelHandle:
         extra_body: dict[str, Any] | None,
     ) -> ChatResponse:
         """One request: a slot, the call, the report to the limiter, the usage."""
-        async with self._limiter.slot() as permit:
+        chars = [len(_content_text(m.get("content"))) for m in messages]
+        estimator = self._budget.estimator
+        tokens = estimator.estimate(chars, params.max_tokens)
+        async with self._limiter.slot(tokens) as permit:
             try:
                 response = await self._client.chat(
                     model=self._config.model,
@@ -288,7 +296,7 @@ class ModelHandle:
                     max_response_bytes=self._config.max_response_bytes,
                 )
             except ModelRateLimitedError as exc:
-                permit.rate_limited(exc.retry_after)
+                permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
                 self._counter.add(requests_rate_limited=1)
                 raise
             except GenerationError:
@@ -298,8 +306,13 @@ class ModelHandle:
             except Exception:  # not an endpoint signal: release the slot without a report
                 self._counter.add(requests_failed=1)
                 raise
-            permit.success()
-        usage = response.usage
+            usage = response.usage
+            reported = usage.input_tokens + usage.output_tokens
+            permit.success(tokens=reported or None, rate_limits=response.rate_limits)
+        if reported:
+            estimator.learn(
+                TokenEstimator.raw_prompt(chars), usage.input_tokens, usage.output_tokens
+            )
         self._counter.add(
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
@@ -345,8 +358,13 @@ class ModelRegistry:
         _check_models(models, clients)
         self._resting = resting if resting is not None else RestingTasks()
         ceilings = endpoint_ceilings(models)
+        self._budgets = {
+            name: EndpointBudget(rpm=rpm, tpm=tpm)
+            for name, (rpm, tpm) in endpoint_budgets(models).items()
+        }
         self._limiters: dict[str, ModelLimiter] = {
-            name: limiter_factory(name, ceiling) for name, ceiling in ceilings.items()
+            name: _build_limiter(limiter_factory, name, ceiling, self._budgets[name])
+            for name, ceiling in ceilings.items()
         }
         self._handles: dict[str, ModelHandle] = {
             m.alias: ModelHandle(
@@ -356,6 +374,7 @@ class ModelRegistry:
                 _UsageCounter(),
                 rate_limit_retry,
                 self._resting,
+                self._budgets[endpoint_name(m.provider, m.model)],
             )
             for m in models
         }
@@ -394,6 +413,51 @@ class ModelRegistry:
 
     def __repr__(self) -> str:
         return f"<ModelRegistry aliases={list(self._handles)} endpoints={list(self._limiters)}>"
+
+
+def endpoint_budgets(models: Sequence[ModelConfig]) -> dict[str, tuple[int | None, int | None]]:
+    """Endpoint name -> (rpm, tpm): the smallest configured among its aliases (``None`` when
+    no alias sets one)."""
+    budgets: dict[str, tuple[int | None, int | None]] = {}
+    for m in models:
+        name = endpoint_name(m.provider, m.model)
+        rpm, tpm = budgets.get(name, (None, None))
+        budgets[name] = (_smallest(rpm, m.rpm), _smallest(tpm, m.tpm))
+    return budgets
+
+
+def _smallest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def takes_budget(factory: LimiterFactory) -> bool:
+    """Whether ``factory(name, ceiling, budget=...)`` works: ``AdaptiveLimiter``,
+    ``StaticLimiter``, a ``functools.partial`` of either that leaves ``budget`` free, or the
+    factory ``open_model_registry(on_limit_change=...)`` builds."""
+    if isinstance(factory, _ReportingFactory):
+        return True
+    wrapped = factory.func if isinstance(factory, partial) else factory
+    bound = factory.keywords if isinstance(factory, partial) else {}
+    return wrapped in (AdaptiveLimiter, StaticLimiter) and "budget" not in bound
+
+
+def _build_limiter(
+    factory: LimiterFactory, name: str, ceiling: int, budget: EndpointBudget
+) -> ModelLimiter:
+    """The endpoint's limiter, enforcing ``budget`` when the factory can take it.
+
+    Raises:
+      ConfigError: ``rpm``/``tpm`` are configured but the factory cannot take a budget.
+    """
+    if takes_budget(factory):
+        return cast("Callable[..., ModelLimiter]", factory)(name, ceiling, budget=budget)
+    if budget.limited:
+        raise ConfigError(
+            f"models: endpoint {name!r} has rpm/tpm set, but the limiter_factory cannot enforce "
+            "them; use AdaptiveLimiter or StaticLimiter (or a functools.partial of them), or "
+            "remove rpm/tpm"
+        )
+    return factory(name, ceiling)
 
 
 def endpoint_ceilings(models: Sequence[ModelConfig]) -> dict[str, int]:
@@ -608,12 +672,38 @@ def _reporting_factory(
             "(or a functools.partial of it without on_change); a custom factory can pass "
             "on_change to the limiters it builds."
         )
-    adaptive = cast("Callable[..., ModelLimiter]", factory)
+    return _ReportingFactory(cast("Callable[..., ModelLimiter]", factory), on_limit_change)
 
-    def build(name: str, ceiling: int) -> ModelLimiter:
-        return adaptive(name, ceiling, on_change=partial(on_limit_change, name))
 
-    return build
+@final
+class _ReportingFactory:
+    """An adaptive limiter factory whose limiters report their changes under their names."""
+
+    def __init__(
+        self, factory: Callable[..., ModelLimiter], on_limit_change: Callable[[str, Any], None]
+    ) -> None:
+        self._factory = factory
+        self._on_limit_change = on_limit_change
+
+    def __call__(
+        self, name: str, ceiling: int, *, budget: EndpointBudget | None = None
+    ) -> ModelLimiter:
+        return self._factory(
+            name, ceiling, on_change=partial(self._on_limit_change, name), budget=budget
+        )
+
+
+def _content_text(content: object) -> str:
+    """The text of a message's ``content`` (a string, or a list of content parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        )
+    return ""
 
 
 def _with_seed(extra_body: Mapping[str, Any] | None, seed: int | None) -> dict[str, Any] | None:
