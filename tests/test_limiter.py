@@ -558,9 +558,9 @@ async def test_a_run_of_429s_on_a_slot_cuts_to_what_is_in_flight_and_logs_it(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Ten requests held by an endpoint that takes no more; six more are turned away and come
-    back at once. The third 429 in a row on a slot is load: the limit goes to what is in
-    flight, each cut logged, down to the ten; the requests still asking wait (parked, no
-    pause) for one of the ten to finish."""
+    back at once. Their 429s are load (runs on their slots, and a cliff by level): the limit
+    goes to what is in flight, each cut logged, down to the ten; the requests still asking
+    wait (parked, no pause) for one of the ten to finish."""
     caplog.set_level(logging.INFO, logger="trio_designer.models")
     changes: list[LimitChange] = []
     limiter = AdaptiveLimiter("gen", 16, on_change=changes.append)
@@ -583,7 +583,9 @@ async def test_a_run_of_429s_on_a_slot_cuts_to_what_is_in_flight_and_logs_it(
     # (Which slot reaches three first depends on trio's scheduling order.)
     assert [c.old for c in changes] == [16] + [c.new for c in changes[:-1]]
     assert changes[-1].new == 10
-    assert all(c.new == c.concurrency - 1 and c.rejections == 3 for c in changes)
+    # Three in a row on a slot, or sooner: every admission at 11 and above was refused, none
+    # below (a cliff by level).
+    assert all(c.new == c.concurrency - 1 and 1 <= c.rejections <= 3 for c in changes)
     assert [r.getMessage() for r in caplog.records][-1] == (
         "model 'gen': limit 11 -> 10 (load: 3 429s in a row at 11 in flight)"
     )

@@ -34,9 +34,10 @@ them apart from what it sends anyway, two ways:
    through (the success made room on the server), so a storm of load 429s cannot raise the
    bar it is judged by.
 2. **A cliff by level (does the 429 rate rise with in-flight?).** Every admission records its
-   *level*, the requests in flight once it was admitted. Outcomes and 429s are counted by level
-   (decayed); a 429 at level n is load when the 429 rate at levels n up to the limit is three
-   standard errors above the rate below n. This catches what runs miss: a probe one level
+   *level*, the requests in flight once it was admitted. Admissions (counted when sent: a 429
+   comes back at once, a success a latency later) and 429s are counted by level (decayed); a
+   429 at level n is load when the 429 rate at levels n up to the limit is three standard
+   errors above the rate below n. This catches what runs miss: a probe one level
    above a hidden limit, and load while the application keeps fewer requests waiting than the
    limit allows (no next request takes the slot). Levels above the limit are left out: they
    belong to a regime already left, such as a start-up burst whose requests reached the
@@ -211,8 +212,8 @@ class AimdController:
         self._free_slots: deque[int] = deque()
         # The most requests in flight when a success was reported: a level seen to work.
         self._served_level = 0
-        # By admission level (index 1..ceiling): decayed counts of outcomes and of 429s, kept
-        # scaled by _scale (which grows instead of every count shrinking: O(1) per outcome).
+        # By admission level (index 1..ceiling): decayed counts of admissions and of 429s, kept
+        # scaled by _scale (which grows instead of every count shrinking: O(1) per admission).
         self._sent = [0.0] * (ceiling + 1)
         self._refused = [0.0] * (ceiling + 1)
         self._scale = 1.0
@@ -341,6 +342,7 @@ class AimdController:
         serial = self._next_serial
         self._next_serial += 1
         self._outstanding.add(serial)
+        self._count_sent(self._in_flight)
         window = None
         if self._latency is not None:
             window = self._latency.admitted(serial, now, self._in_flight)
@@ -363,7 +365,6 @@ class AimdController:
         self._release(admission, latency)
         self._successes += 1
         self._served_level = max(self._served_level, self._in_flight + 1)
-        self._count_level(admission.level, rejected=False)
         if admission.chain == 1 and admission.level <= self._served_level:
             self._count_outcome(rejected=False)
         self._free(0)
@@ -413,7 +414,7 @@ class AimdController:
         run = self.load_run  # before counting this one: what noise alone would do
         if admission.chain == 1 and admission.level <= self._served_level:
             self._count_outcome(rejected=True)
-        self._count_level(admission.level, rejected=True)
+        self._count_refused(admission.level)
         self._free(admission.chain)
         if admission.chain < run and not self._cliff_at(admission.level):
             return self._after_release(now)  # sporadic, as far as we can tell
@@ -468,7 +469,11 @@ class AimdController:
         if len(self._free_slots) < self._limit - self._in_flight:
             self._free_slots.append(rejections)
 
-    def _count_level(self, level: int, *, rejected: bool) -> None:
+    def _count_sent(self, level: int) -> None:
+        """An admission at ``level``: counted when it is sent, not when it ends, because a 429
+        comes back at once and a success a whole latency later: counting outcomes as they
+        end would make every level just used look refused (the first answers at a level are
+        its 429s)."""
         level = min(max(level, 1), self._ceiling)
         self._scale /= 1.0 - 1.0 / _RATE_MEMORY
         if self._scale > 1e12:
@@ -476,8 +481,11 @@ class AimdController:
             self._refused = [x / self._scale for x in self._refused]
             self._scale = 1.0
         self._sent[level] += self._scale
-        if rejected:
-            self._refused[level] += self._scale
+
+    def _count_refused(self, level: int) -> None:
+        # At the scale of now, a little heavier than when it was sent: never more than sent.
+        level = min(max(level, 1), self._ceiling)
+        self._refused[level] = min(self._sent[level], self._refused[level] + self._scale)
 
     def _cliff_at(self, level: int) -> bool:
         """Whether 429s are significantly more frequent among requests admitted at ``level``
