@@ -1,6 +1,6 @@
 """``python -m benches <name> [--quick]``: run a bench, print its table, write its JSON.
 
-Names: seed, bound, scale, adaptivity, overhead, memory, client_cpu, all. Results go to
+Names: seed, bound, scale, adaptivity, overhead, memory, client_cpu, endpoints, all. Results go to
 ``benches/results/<name>.json`` and plots to ``docs/img/`` (see docs/benchmarks.md for what
 each bench measures and how long it takes).
 """
@@ -16,7 +16,16 @@ from pathlib import Path
 
 from . import _common as c
 
-BENCHES = ("seed", "bound", "scale", "adaptivity", "overhead", "memory", "client_cpu")
+BENCHES = (
+    "seed",
+    "bound",
+    "scale",
+    "adaptivity",
+    "overhead",
+    "memory",
+    "client_cpu",
+    "endpoints",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benches import adaptivity, bound, client_cpu, memory, overhead, scale, seed
+from benches import adaptivity, bound, client_cpu, endpoints, memory, overhead, scale, seed
 from benches.__main__ import main as bench_main
 
 
@@ -85,6 +85,16 @@ def test_client_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert all(r["requests"] == 5 * r["records"] for r in data[section])
         assert all(r["cpu_us_per_request"] > 0 for r in data[section])
     assert {r["option"] for r in data["transport_options"]} >= {"ours (h11 on trio)"}
+
+
+def test_endpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real-endpoints bench: every scenario runs against a simulator in its own process,
+    and its facts are reported (tiny sizes: the numbers mean nothing here)."""
+    data = _run(endpoints, tmp_path, capsys)
+    assert data["hidden8"]["adaptive"]["calls"] == 5 * endpoints.PROFILES["smoke"].hidden8_records
+    assert {v["rate"] for v in data["sporadic"]["variants"]} == {0.1, 0.3}
+    assert [f["capacity"] for f in data["moving"]["follow"]] == [8, 32]
+    assert set(data["budgets"]) == {"config", "headers"}
 
 
 def test_cli_rejects_unknown_bench(capsys: pytest.CaptureFixture[str]) -> None:

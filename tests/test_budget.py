@@ -73,15 +73,15 @@ def test_a_bucket_needs_a_finite_limit_and_window() -> None:
 )
 def test_bucket_invariants(events: list[tuple[str, float]]) -> None:
     """The level is never above the limit; wait is 0 exactly when the bucket holds the cost
-    (a cost above the limit: when it is full), and finite; taking after a wait of 0 never
-    leaves the level negative."""
+    (a cost above the limit: when it is full), up to a millionth of a unit of rounding, and
+    finite; taking after a wait of 0 never leaves the level below that rounding."""
     bucket = TokenBucket(100, 60.0, now=0.0)
     now = 0.0
     for kind, x in events:
         if kind == "take":
             if bucket.wait(x, now) == 0:
                 bucket.take(x, now)
-                assert bucket.level(now) >= -1e-9 or x > 100
+                assert bucket.level(now) >= -1e-6 or x > 100
         elif kind == "give":
             bucket.give(x, now)
         elif kind == "lower":
@@ -93,7 +93,7 @@ def test_bucket_invariants(events: list[tuple[str, float]]) -> None:
             wait = bucket.wait(cost, now)
             assert math.isfinite(wait)
             assert wait >= 0
-            assert (wait == 0) == (bucket.level(now) >= min(cost, 100))
+            assert (wait == 0) == (bucket.level(now) >= min(cost, 100) - 1e-6)
 
 
 # -- the token estimate ----------------------------------------------------------------------------

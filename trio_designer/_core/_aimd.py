@@ -60,8 +60,11 @@ use, about doubling per round trip (TCP slow start). At the cliff's edge it *pro
 (+1) after ``successes_per_increase`` successes, doubling with every failed probe of the same
 cliff up to ``cliff_probe_backoff`` times that: a hidden limit of 8 is held at 8 with one 429
 every 25–100 successes, and when the capacity rises the next probe passes and the limit is
-back near it within a few round trips. Two successes of requests admitted at the cliff (after
-the last cut) clear it (one may slip through just after another request finished). After a
+back near it within a few round trips. The cliff is cleared when two requests admitted at it
+(after the last cut) were answered while the server held the cliff's worth of ours (see
+``_served_together``: a request sent while another one's answer was still on its way slips
+through at a full server, so the level at admission alone would clear the cliff of a hidden
+limit over and over — over loopback HTTP it did, and the limit of a hidden 8 climbed to 30). After a
 latency cut (a GPU server) growth is the reference's: +1 per ``successes_per_increase``
 successes, and only while latency allows.
 
@@ -137,8 +140,13 @@ _RATE_MEMORY = 200.0
 _PRIOR_OUTCOMES = 30.0
 _PRIOR_REJECTIONS = 0.9
 
-# A cliff is passed (cleared) once this many requests admitted at it were served.
+# A cliff is passed (cleared) once this many requests admitted at it were served together with
+# the cliff's worth of others (see _served_together).
 _CLIFF_PASSES = 2
+
+# The quickest success latency lately: a decayed minimum, allowed to rise by this factor per
+# success (it forgets a lucky answer in a few hundred).
+_QUICKEST_DRIFT = 1.005
 
 # A 429 at admission level n shows a cliff when the 429 rate at n and above exceeds the rate
 # below n by this many standard errors (one-sided; about 1 false alarm in 700 under noise).
@@ -195,7 +203,7 @@ class AimdController:
         self._limit = ceiling
         # Invariant: _in_flight == len(_outstanding).
         self._in_flight = 0
-        self._outstanding: set[int] = set()
+        self._outstanding: dict[int, float] = {}  # serial -> admitted at
         self._next_serial = 0
         # Grows with every load cut; a success admitted before the last one says nothing about
         # the level that cut left.
@@ -225,6 +233,9 @@ class AimdController:
         self._cliff: int | None = None
         self._failed_probes = 0
         self._cliff_passes = 0  # requests admitted at the cliff since it was set, served
+        self._quickest = math.inf  # see _served_together
+        # (admitted at, answered at) of the latest successes, for _served_together.
+        self._recent_answers: deque[tuple[float, float]] = deque(maxlen=4 * ceiling + 16)
         self._latency = LatencySignal(policy) if policy.latency_signal else None
 
     # -- read-only state --------------------------------------------------------------------
@@ -341,7 +352,7 @@ class AimdController:
         chain = (self._free_slots.popleft() if self._free_slots else 0) + 1
         serial = self._next_serial
         self._next_serial += 1
-        self._outstanding.add(serial)
+        self._outstanding[serial] = now
         self._count_sent(self._in_flight)
         window = None
         if self._latency is not None:
@@ -365,6 +376,7 @@ class AimdController:
         self._release(admission, latency)
         self._successes += 1
         self._served_level = max(self._served_level, self._in_flight + 1)
+        self._quickest = min(latency, self._quickest * _QUICKEST_DRIFT)
         if admission.chain == 1 and admission.level <= self._served_level:
             self._count_outcome(rejected=False)
         self._free(0)
@@ -373,15 +385,16 @@ class AimdController:
             self._cliff is not None
             and admission.level >= self._cliff
             and admission.rate_epoch == self._rate_epoch
+            and self._served_together(admission, now) >= self._cliff
         ):
-            # A request sent at the cliff was served. Twice, and the capacity moved, or the
-            # 429s that set the cliff were noise after all: grow back freely (see
-            # _maybe_increase). Once proves little: a request sent at the cliff just after the
-            # server finished another one (its answer still on the way) slips through.
+            # A request sent at the cliff was served together with the cliff's worth of
+            # others: the capacity moved, or the 429s that set the cliff were noise after all.
+            # Twice, and the limit grows back freely (see _maybe_increase).
             self._cliff_passes += 1
             if self._cliff_passes >= _CLIFF_PASSES:
                 self._cliff = None
                 self._failed_probes = 0
+        self._recent_answers.append((admission.admitted_at, now))
         change = self._after_release(now)
         return change if change is not None else self._maybe_increase(admission, now)
 
@@ -469,6 +482,29 @@ class AimdController:
         if len(self._free_slots) < self._limit - self._in_flight:
             self._free_slots.append(rejections)
 
+    def _served_together(self, admission: Admission, now: float) -> int:
+        """How many requests the server held when this one (a success) reached it, as far as
+        we can tell: itself, and every request sent before it that was still being served a
+        margin later — answered successfully at least half the quickest answer lately after
+        this one went out, or still in flight and out that long (a 429 comes back far
+        sooner, so those were accepted).
+
+        Not its admission level alone: a request sent while another one's answer was on its
+        way counts that one, which the server had already finished. Over loopback HTTP that
+        race is common, and levels alone let a hidden limit of 8 look like 9 or more.
+        """
+        sent = admission.admitted_at
+        margin = 0.5 * self._quickest
+        if not math.isfinite(margin):
+            return 1
+        still_served = sum(
+            1 for at, done in self._recent_answers if at <= sent and done >= sent + margin
+        )
+        in_flight = sum(
+            1 for at in self._outstanding.values() if at <= sent and now - at >= margin
+        )
+        return 1 + still_served + in_flight
+
     def _count_sent(self, level: int) -> None:
         """An admission at ``level``: counted when it is sent, not when it ends, because a 429
         comes back at once and a success a whole latency later: counting outcomes as they
@@ -514,7 +550,7 @@ class AimdController:
                 f"admission #{admission.serial} was already released (or was not admitted by "
                 "this controller); report each request's outcome exactly once."
             )
-        self._outstanding.remove(admission.serial)
+        del self._outstanding[admission.serial]
         self._in_flight -= 1
         if self._latency is not None:
             self._latency.released(admission, latency)
