@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 import statistics
 from collections.abc import Callable
@@ -272,3 +273,73 @@ def test_no_429_pauses_the_endpoint_without_a_budget() -> None:
         ctl.record_rate_limited(a, 0.1)
     assert ctl.cooldown_until == float("-inf")
     assert ctl.can_admit(0.1)
+
+
+# -- several clients on one endpoint ---------------------------------------------------------------
+
+
+def shared_endpoint(
+    starts: list[float], *, capacity: int = 16, ceiling: int = 32, duration: float = 120.0
+) -> list[float]:
+    """Clients (one controller each, always a request waiting) that start at ``starts`` share
+    a hosted API of ``capacity`` (200 ms answers, 429 beyond it, ``Retry-After: 1``, retried in
+    place). Returns each one's answers per second over the second half."""
+    rng = random.Random(1)
+    clients = [AimdController(ceiling) for _ in starts]
+    events: list[tuple[float, int, str, object]] = []
+    tie = itertools.count()
+    waiting = [0 for _ in starts]
+    answered: list[list[float]] = [[] for _ in starts]
+    held, now = 0, 0.0
+
+    def at(t: float, kind: str, what: object) -> None:
+        heapq.heappush(events, (t, next(tie), kind, what))
+
+    for i, start in enumerate(starts):
+        at(start, "start", i)
+    while events:
+        now, _, kind, what = heapq.heappop(events)
+        if now > duration:
+            break
+        if kind == "start":
+            waiting[what] = 10**9  # type: ignore[index]
+        elif kind == "arrive":
+            i, admission = what  # type: ignore[misc]
+            if held >= capacity:
+                at(now + 0.0005, "429", what)
+            else:
+                held += 1
+                at(now + 0.2 * rng.lognormvariate(0.0, 0.2), "served", what)
+        elif kind == "served":
+            held -= 1
+            at(now + 0.0005, "answer", what)
+        elif kind == "answer":
+            i, admission = what  # type: ignore[misc]
+            clients[i].record_success(admission, now)
+            answered[i].append(now)
+            waiting[i] += 1
+        elif kind == "429":
+            i, admission = what  # type: ignore[misc]
+            clients[i].record_rate_limited(admission, now)
+            at(now + 1.0, "retry", i)
+        elif kind == "retry":
+            waiting[what] += 1  # type: ignore[index]
+        for i, ctl in enumerate(clients):
+            while waiting[i] and ctl.can_admit(now):
+                waiting[i] -= 1
+                at(now + 0.0005 + 0.0005 * rng.random(), "arrive", (i, ctl.admit(now)))
+    half = duration / 2
+    return [sum(1 for t in a if t >= half) / half for a in answered]
+
+
+@pytest.mark.parametrize("starts", [[0.0, 0.0], [0.0, 20.0], [0.0, 0.0, 0.0, 0.0]])
+def test_clients_sharing_a_hidden_limit_keep_it_busy_but_not_evenly(starts: list[float]) -> None:
+    """Shards of one run on one endpoint: between them they keep a hidden limit of 16 at
+    least 95 % busy, but nothing evens out their shares (a 429 reaches only the client whose
+    request finds the server full, and each cut keeps what it holds): the figures of
+    docs/adaptive-limits.md, question 5."""
+    rates = shared_endpoint(starts)
+    capacity_rate = 16 / (0.2 * math.exp(0.2**2 / 2))
+    assert sum(rates) >= 0.95 * capacity_rate
+    shares = sorted(r / sum(rates) for r in rates)
+    assert shares[0] < 0.5 / len(starts)  # uneven: the smallest share is under half its due
