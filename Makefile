@@ -4,12 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit property soak bench clean
+.PHONY: run test test-quick lint typecheck unit property soak bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,progress,plot]'
+	$(PY) -m pip install --quiet -e '.[dev,progress,plot,socks,http2]'
 	touch $(STAMP)
 
 ## make run: a real pipeline against the built-in simulated endpoint, with progress; writes parquet
@@ -18,6 +18,10 @@ run: $(STAMP)
 
 ## make test: lint, type-check, unit tests and the property suite
 test: lint typecheck unit property
+
+## make test-quick: lint and the unit tests not marked slow (no subprocesses, no property suite)
+test-quick: lint
+	$(PY) -m pytest tests -q -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check trio_designer tests property_tests benches examples
@@ -35,7 +39,7 @@ property: $(STAMP)
 
 ## make soak: the property suite with ten times the examples
 soak: $(STAMP)
-	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest property_tests -q
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest property_tests -q -o timeout=2400
 
 bench: $(STAMP)
 	$(PY) -m benches all

@@ -1,6 +1,7 @@
 """``python -m benches <name> [--quick]``: run a bench, print its table, write its JSON.
 
-Names: seed, bound, scale, adaptivity, overhead, memory, client_cpu, endpoints, all. Results go to
+Names: seed, bound, scale, adaptivity, overhead, memory, client_cpu, small_runs, endpoints,
+all. Results go to
 ``benches/results/<name>.json`` and plots to ``docs/img/`` (see docs/benchmarks.md for what
 each bench measures and how long it takes).
 """
@@ -24,6 +25,7 @@ BENCHES = (
     "overhead",
     "memory",
     "client_cpu",
+    "small_runs",
     "endpoints",
 )
 

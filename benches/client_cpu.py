@@ -18,9 +18,11 @@ options** are compared without the engine: the same chat request sent ``option_r
 times by bare tasks at each concurrency, through (a) one httpx client (the pool sized to the
 concurrency, capped at 64, with a ``trio.CapacityLimiter`` in front so nothing queues inside
 httpcore: how the client used httpx), (b) several httpx clients of at most 16 connections,
-round-robin, (c) one httpcore pool used directly, (d) several httpcore pools of at most 16, and
-(e) our client (h11 on trio streams, ``trio_designer/models/_http.py``). (a)-(d) need httpx,
-which is a development dependency; without it only (e) is measured.
+round-robin, (c) one httpcore pool used directly, (d) several httpcore pools of at most 16,
+(e) our client with its default, native transport (h11 on trio streams,
+``trio_designer/models/_http.py``), and (f) our client with ``transport="httpx"``
+(``trio_designer/models/_httpx_transport.py``: clients of at most 16 connections, the whole
+client around it: deadline, size cap, error translation).
 
 Timing on a shared 2-core machine is noisy: the concurrency levels take turns (16, 64, 256,
 16, 64, 256, ...) so a change of load hits all of them alike, each point is the best of
@@ -285,10 +287,12 @@ def _body() -> bytes:
     return json.dumps({"model": c.GEN_MODEL, "messages": _MESSAGES, "seed": 1}).encode()
 
 
-async def _ours(url: str, concurrency: int, requests: int) -> None:
+async def _ours(url: str, concurrency: int, requests: int, *, transport: str = "native") -> None:
     from trio_designer.models._client import OpenAICompatibleClient
 
-    async with OpenAICompatibleClient(base_url=url, max_connections=concurrency) as client:
+    async with OpenAICompatibleClient(
+        base_url=url, max_connections=concurrency, transport=transport
+    ) as client:
 
         async def send() -> None:
             await client.chat(model=c.GEN_MODEL, messages=_MESSAGES, extra_body={"seed": 1})
@@ -353,22 +357,17 @@ async def _httpcore(url: str, concurrency: int, requests: int, *, split: bool) -
 
 
 def transport_options() -> dict[str, Any]:
-    """Option name -> ``async fn(url, concurrency, requests)``; httpx ones only if installed."""
+    """Option name -> ``async fn(url, concurrency, requests)``."""
     from functools import partial
 
-    options: dict[str, Any] = {}
-    try:
-        import httpcore  # noqa: F401
-        import httpx  # noqa: F401
-    except ImportError:
-        print("  (httpx is not installed: only our client is measured)")
-    else:
-        options["httpx, one client"] = partial(_httpx, split=False)
-        options[f"httpx, clients of <= {_SMALL_POOL}"] = partial(_httpx, split=True)
-        options["httpcore pool"] = partial(_httpcore, split=False)
-        options[f"httpcore, pools of <= {_SMALL_POOL}"] = partial(_httpcore, split=True)
-    options["ours (h11 on trio)"] = _ours
-    return options
+    return {
+        "httpx, one client": partial(_httpx, split=False),
+        f"httpx, clients of <= {_SMALL_POOL}": partial(_httpx, split=True),
+        "httpcore pool": partial(_httpcore, split=False),
+        f"httpcore, pools of <= {_SMALL_POOL}": partial(_httpcore, split=True),
+        "ours, native (h11 on trio)": _ours,
+        "ours, transport: httpx": partial(_ours, transport="httpx"),
+    }
 
 
 def compare_options(sim: ExternalSimulator, p: Params) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ import trio
 from hypothesis import strategies as st
 
 from trio_designer import CustomColumn, ExpressionColumn, PipelineConfig, RunConfig
+from trio_designer._core._retry import RetryPolicy
 from trio_designer._exceptions import NonRetryableGenerationError, RetryableGenerationError
 
 from .strategies import Dag, dags
@@ -282,22 +283,66 @@ class Recorder:
             self.running_local -= 1
 
 
-def run_in_virtual_time(fn: Any, *args: Any, threads: bool = False) -> Any:
-    """Run ``fn(*args)`` in a fresh ``trio.run`` under a ``MockClock``, guarded against deadlock
-    by ``fail_after``.
+def work_bound(sc: Scenario) -> float:
+    """An upper bound of the run's virtual makespan, in seconds: every attempt of every task
+    one after another, each at the longest scripted latency, with the longest pause the
+    run's :class:`~trio_designer._core._retry.RetryPolicy` puts before each retry.
+
+    A run that schedules anything at all in parallel finishes well within it, so twice this
+    bound is the scenario's deadline (:func:`run_in_virtual_time`): a deadlock then fails in
+    microseconds of real time, with a message, instead of after a million virtual seconds.
+    """
+    policy = RetryPolicy.from_salvage_max_rounds(sc.salvage_max_rounds)
+    attempts = sc.salvage_max_rounds + 1  # scripted failures are ordinary retryable errors
+    per_task = attempts * max(sc.schedule.latencies) + sum(
+        policy.delay(n) for n in range(1, attempts)
+    )
+    groups = -(-sc.rows // sc.row_group_size)
+    tasks = sum(
+        0 if sc.inline[c] else groups if sc.dag.strategy[c] == "full_column" else sc.rows
+        for c in sc.dag.order
+    )
+    return tasks * per_task
+
+
+def deadline_for(*scenarios: Scenario) -> float:
+    """Twice the work bound of the runs, plus a second for the runs that take no time."""
+    return 2 * sum(work_bound(sc) for sc in scenarios) + 1.0
+
+
+THREADS_REAL_SECONDS = 60.0
+"""With ``threads=True`` the clock runs 1000x real time, so real work (parquet writes) moves
+it too: such runs get this much real time on top of their virtual deadline."""
+
+
+def run_in_virtual_time(fn: Any, *args: Any, deadline: float, threads: bool = False) -> Any:
+    """Run ``fn(*args)`` in a fresh ``trio.run`` under a ``MockClock``, with a ``deadline`` in
+    virtual seconds (:func:`deadline_for` the scenario): a deadlock fails with a message.
 
     By default the clock autojumps (pure virtual time). With ``threads=True`` (the run writes
     parquet in worker threads, which autojump would mistake for idleness and jump straight to
-    the ``fail_after`` deadline) the clock instead runs 1000x faster than real time.
+    the deadline) the clock instead runs 1000x faster than real time, and the deadline gets
+    :data:`THREADS_REAL_SECONDS` of real time on top.
     """
+    rate = 1000.0
+    limit = deadline + (rate * THREADS_REAL_SECONDS if threads else 0.0)
 
     async def guarded() -> Any:
-        with trio.fail_after(1_000_000):
+        with trio.fail_after(limit):
             return await fn(*args)
 
     clock = (
-        trio.testing.MockClock(rate=1000.0)
+        trio.testing.MockClock(rate=rate)
         if threads
         else trio.testing.MockClock(autojump_threshold=0)
     )
-    return trio.run(guarded, clock=clock)
+    try:
+        return trio.run(guarded, clock=clock)
+    except trio.TooSlowError:
+        pass
+    # Raised outside the except block, so it carries no context: every deadlock is then the
+    # same failure to Hypothesis (one to shrink), whatever the scenario.
+    raise AssertionError(
+        f"the run did not finish within {limit:g} virtual seconds (twice the scenario's "
+        "serial work bound): a deadlock, a leaked slot or a waiter nobody wakes"
+    )

@@ -42,7 +42,14 @@ from trio_designer._engine._state import RunState
 from trio_designer._sink import MemorySink
 
 from ._budget import scaled
-from .scenario import Recorder, Scenario, expected_value, run_in_virtual_time, scenarios
+from .scenario import (
+    Recorder,
+    Scenario,
+    deadline_for,
+    expected_value,
+    run_in_virtual_time,
+    scenarios,
+)
 
 # -- the checks -------------------------------------------------------------------------------
 
@@ -195,7 +202,9 @@ async def _run_internal(
 def test_async_engine_invariants(sc: Scenario) -> None:
     """Invariants 1-7 on random DAGs, limits and failure schedules."""
     rec = Recorder(sc)
-    state, engine, sink = run_in_virtual_time(_run_internal, sc, rec, None)
+    state, engine, sink = run_in_virtual_time(
+        _run_internal, sc, rec, None, deadline=deadline_for(sc)
+    )
     check_upstream_before_start(sc, rec)
     check_no_double_success(rec)
     check_dropped_rows_stop(sc, rec)
@@ -213,7 +222,9 @@ def test_async_engine_invariants(sc: Scenario) -> None:
 def test_cancellation_returns_every_token(sc: Scenario, stop_after: float) -> None:
     """An outer cancel scope stops the run cleanly: tokens back, finished groups complete."""
     rec = Recorder(sc)
-    state, engine, sink = run_in_virtual_time(_run_internal, sc, rec, stop_after)
+    state, engine, sink = run_in_virtual_time(
+        _run_internal, sc, rec, stop_after, deadline=deadline_for(sc)
+    )
     check_tokens_returned(engine.slots)
     check_admission_respected(sc, rec, engine.admission)
     check_upstream_before_start(sc, rec)
@@ -240,7 +251,7 @@ def test_engines_agree(sc: Scenario) -> None:
             )
         return results[0], results[1]
 
-    fast, slow = run_in_virtual_time(both)
+    fast, slow = run_in_virtual_time(both, deadline=deadline_for(sc, sc))
     assert fast.table.equals(slow.table), (fast.table.to_pylist()[:3], slow.table.to_pylist()[:3])
     assert fast.num_records_written == slow.num_records_written
 
@@ -280,7 +291,7 @@ def test_makespan_is_critical_path(sc: Scenario) -> None:
     async def go() -> Any:
         return await TrioDesigner().preview(sc.config(rec), num_records=sc.rows)
 
-    result = run_in_virtual_time(go)
+    result = run_in_virtual_time(go, deadline=deadline_for(sc))
     makespan = max(t.finished for t in result.traces)
     assert makespan == _critical_path(sc)
 
@@ -295,7 +306,7 @@ def test_rows_on_disk_equal_rows_reported(sc: Scenario) -> None:
         async def go() -> Any:
             return await TrioDesigner().create(sc.config(rec), num_records=sc.rows, output_dir=tmp)
 
-        result = run_in_virtual_time(go, threads=True)
+        result = run_in_virtual_time(go, deadline=deadline_for(sc), threads=True)
         rows = check_rows_on_disk(result)
         check_surviving_rows_complete(sc, rec, rows, result.status == "early_shutdown")
         check_tokens_returned(result.slots)

@@ -1,8 +1,8 @@
 """Real servers on 127.0.0.1 for the model client's tests, inside the test's own ``trio.run``.
 
 * :class:`ScriptedApp` + :func:`served`: a tiny ASGI app under hypercorn answering from a script
-  (status, body, headers, delay), recording every request (method, path, headers, body, time)
-  and the peak number of requests in service.
+  (status, body, headers, delay), recording every request (method, path, headers, body, time,
+  the client's address and the HTTP version) and the peak number of requests in service.
 * :func:`raw_server`: a plain ``trio.serve_tcp`` server whose handler gets each connection's
   stream, for what a well-behaved HTTP server never does (hang up, trickle, send garbage).
 
@@ -93,6 +93,8 @@ class ScriptedApp:
                 "headers": headers,
                 "body": body,
                 "time": trio.current_time(),
+                "client": tuple(scope["client"]),
+                "http_version": scope["http_version"],
             }
         )
         reply = self.script.pop(0) if self.script else self.default
@@ -103,6 +105,10 @@ class ScriptedApp:
         finally:
             self.active -= 1
         await _respond(send, reply, headers)
+
+    def connections(self) -> int:
+        """How many connections the requests came on (distinct client addresses)."""
+        return len({r["client"] for r in self.requests})
 
     def bodies(self) -> list[Any]:
         return [json.loads(r["body"]) for r in self.requests]
@@ -135,13 +141,20 @@ async def _respond(send: Any, reply: Reply, request_headers: dict[str, str]) -> 
 
 
 @asynccontextmanager
-async def served(app: ScriptedApp, *, keep_alive: float = 60.0) -> AsyncIterator[str]:
-    """Serve ``app`` with hypercorn on 127.0.0.1; yield the ``/v1`` base URL."""
+async def served(
+    app: ScriptedApp, *, keep_alive: float = 60.0, tls: tuple[str, str] | None = None
+) -> AsyncIterator[str]:
+    """Serve ``app`` with hypercorn on 127.0.0.1; yield the ``/v1`` base URL.
+
+    ``tls`` is ``(certfile, keyfile)`` to serve https (hypercorn offers HTTP/2 by ALPN).
+    """
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.backlog = 1024
     config.keep_alive_timeout = keep_alive
     config.errorlog = config.accesslog = None
+    if tls is not None:
+        config.certfile, config.keyfile = tls
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         # hypercorn types apps with its TypedDict events; ours reads plain dicts.
@@ -183,7 +196,7 @@ async def read_request(stream: trio.abc.Stream) -> bytes:
             length = int(value)
     while len(body) < length:
         body += await stream.receive_some(65536)
-    return data
+    return head + b"\r\n\r\n" + body
 
 
 def http_response(body: bytes, *, status: str = "200 OK", extra: str = "") -> bytes:

@@ -9,6 +9,7 @@ from functools import partial
 from statistics import fmean
 from typing import Any
 
+import pytest
 import trio
 
 from trio_designer import PipelineConfig, TrioDesigner
@@ -34,6 +35,8 @@ def one_column(url: str, *, ceiling: int, rows_per_group: int = 2000) -> Pipelin
     )
 
 
+@pytest.mark.slow
+@pytest.mark.deadline(20)
 async def test_latency_signal_keeps_a_gpu_endpoint_at_its_knee(autojump_clock: Any) -> None:
     """A self-hosted endpoint never 429s: 16 slots, 0.1 s per request, everything else queues.
     Starting at a ceiling of 64 (4x the endpoint's capacity), the limiter must find the knee:
@@ -56,6 +59,7 @@ async def test_latency_signal_keeps_a_gpu_endpoint_at_its_knee(autojump_clock: A
     assert result.model_limits["gpu:m"].limit <= 32  # near the 16 slots, not the ceiling
 
 
+@pytest.mark.deadline(100)
 async def test_a_throttled_model_never_stalls_another(autojump_clock: Any) -> None:
     """Two submission slots only. Cells waiting on a slow, narrow model hand their slot over
     to the LLM-wait pool, so the fast model's cells all run at once."""
@@ -85,6 +89,7 @@ async def test_a_throttled_model_never_stalls_another(autojump_clock: Any) -> No
     assert result.model_limits["simulator:fast"].limit == 16
 
 
+@pytest.mark.deadline(25)
 async def test_a_saturated_model_never_starves_another(autojump_clock: Any) -> None:
     """A generator endpoint (2 parallel) and its judge (8 parallel). The generator's cells rank
     first (longer chain), and without a per-endpoint backlog cap they would take all 18 task
@@ -157,6 +162,7 @@ async def test_critical_path_cells_win_the_model_limiter(autojump_clock: Any) ->
             assert trio.current_time() - start <= 3 * 0.2 + 1e-6
 
 
+@pytest.mark.deadline(50)
 async def test_limiter_factory_chooses_each_endpoints_limiter(autojump_clock: Any) -> None:
     """Hosted endpoint, capacity 4, ceiling 16. A partial of AdaptiveLimiter (a tuned policy)
     still reports its cuts as ``limit_change`` events; StaticLimiter keeps 16 whatever the

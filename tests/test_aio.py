@@ -260,6 +260,7 @@ asyncio.run(
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_under_asyncio_run_interrupts_the_run_cleanly(tmp_path: Path) -> None:
     """SIGINT under asyncio.run cancels the main task; the run stops, keeps its finished row
     groups and records ``interrupted``; the process ends with KeyboardInterrupt."""

@@ -15,7 +15,17 @@ from typing import Any
 
 import pytest
 
-from benches import adaptivity, bound, client_cpu, endpoints, memory, overhead, scale, seed
+from benches import (
+    adaptivity,
+    bound,
+    client_cpu,
+    endpoints,
+    memory,
+    overhead,
+    scale,
+    seed,
+    small_runs,
+)
 from benches.__main__ import main as bench_main
 
 
@@ -70,6 +80,7 @@ def test_overhead(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert data["cprofile"]["top_tottime"]
 
 
+@pytest.mark.slow
 def test_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _run(memory, tmp_path, capsys)
     for r in data["runs"]:
@@ -84,9 +95,22 @@ def test_client_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert [r["max_parallel_requests"] for r in data[section]] == list(levels)
         assert all(r["requests"] == 5 * r["records"] for r in data[section])
         assert all(r["cpu_us_per_request"] > 0 for r in data[section])
-    assert {r["option"] for r in data["transport_options"]} >= {"ours (h11 on trio)"}
+    options = {r["option"] for r in data["transport_options"]}
+    assert options >= {"ours, native (h11 on trio)", "ours, transport: httpx"}
 
 
+def test_small_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(small_runs, tmp_path, capsys)
+    params = small_runs.PROFILES["smoke"]
+    assert [r["shape"] for r in data["summary"]] == list(params.shapes)
+    for r in data["summary"]:
+        assert r["makespan_s"] >= r["bound_s"]  # every request sleeps its whole latency
+        assert r["first_request_ms"] > 0
+        assert r["after_last_answer_ms"] > 0
+        assert r["requests_span_s"] <= r["makespan_s"]
+
+
+@pytest.mark.slow
 def test_endpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The real-endpoints bench: every scenario runs against a simulator in its own process,
     and its facts are reported (tiny sizes: the numbers mean nothing here)."""

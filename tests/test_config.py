@@ -373,6 +373,13 @@ providers = st.builds(
     base_url=st.sampled_from(["http://127.0.0.1:8000/v1", "https://api.example.com/v1"]),
     api_key_env=st.none() | st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True),
     extra_headers=st.dictionaries(texts, texts, max_size=2),
+    transport=st.just("httpx"),
+    http2=st.booleans(),
+) | st.builds(
+    ModelProvider,
+    name=non_blank,
+    base_url=st.just("http://127.0.0.1:8000/v1"),
+    transport=st.just("native"),
 )
 model_configs = st.builds(
     ModelConfig,
@@ -682,6 +689,24 @@ def test_broken_items_still_count_as_declared() -> None:
         "{name: sub, kind: sampler, sampler: subcategory, category: topic, values: {a: [x]}}",
     )
     assert problems_of(text) == ("columns[0].values: 'values' must not be empty",)
+
+
+def test_transport_settings_are_checked() -> None:
+    """An unknown transport, and http2 without the httpx transport, are named with the fix."""
+    text = (
+        "providers:\n"
+        "  - {name: p, base_url: 'http://127.0.0.1:1', transport: curl}\n"
+        "  - {name: q, base_url: 'https://x', http2: true}\n"
+        "  - {name: r, base_url: 'https://y', transport: httpx, http2: 'yes'}\n"
+        "  - {name: s, base_url: 'https://z', transport: httpx, http2: true}\n"
+        + base_yaml("{name: a, kind: expression, expr: x}")
+    )
+    assert problems_of(text) == (
+        "providers[0].transport: must be one of 'native', 'httpx': 'curl'",
+        "providers[1].http2: 'http2' needs 'transport: httpx' (the native transport speaks "
+        "HTTP/1.1 only)",
+        "providers[2].http2: expected true or false, got 'yes'",
+    )
 
 
 def test_api_key_is_never_echoed() -> None:
@@ -1087,6 +1112,9 @@ def test_fingerprint_is_stable_and_ignores_tuning_and_spelled_out_defaults() -> 
         ),
         models=tuple(
             attrs.evolve(m, max_parallel_requests=99, timeout=5.0) for m in config.models
+        ),
+        providers=tuple(
+            attrs.evolve(p, transport="httpx", http2=True) for p in config.providers
         ),
     )
     assert config_fingerprint(tuned) == fingerprint  # tuning does not block a resume

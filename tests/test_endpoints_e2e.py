@@ -25,6 +25,8 @@ import trio
 from trio_designer import PipelineConfig, RunResult, TrioDesigner
 from trio_designer.simulator import Faults, Latency, SimulatedModel
 
+pytestmark = pytest.mark.slow  # seconds of real time each
+
 BIG = 3_600  # virtual seconds: every run here takes a few virtual minutes at most
 GEN = "sim-gen"
 ANGLES = ("history", "science", "people", "future", "myths")
@@ -92,6 +94,7 @@ def limit_at(limits: Sequence[tuple[float, int]], ceiling: int, t: float) -> int
 # -- a hidden concurrency limit ---------------------------------------------------------------
 
 
+@pytest.mark.deadline(60)
 async def test_a_hidden_limit_of_8_is_found_and_held(autojump_clock: Any) -> None:
     """Wide, 80 records (400 calls), 200 ms, ceiling 32, the endpoint serves 8: the run takes at
     most 1.11x the ideal (400 / 8 x 0.2 s = 10 s) and the limit ends within one of 8."""
@@ -103,6 +106,7 @@ async def test_a_hidden_limit_of_8_is_found_and_held(autojump_clock: Any) -> Non
     assert limit_at(seen.limits, 32, 0.1) <= 9  # the start-up burst is cut at once
 
 
+@pytest.mark.deadline(120)
 async def test_the_limit_follows_a_hidden_limit_that_moves(autojump_clock: Any) -> None:
     """32 -> 8 at 8 s -> 32 at 16 s, ceiling 64, Wide 500 records (2,500 calls at 200 ms):
     the drop is followed within half a second (load 429s cut to what is in flight); the rise
@@ -137,6 +141,7 @@ def sporadic(rate: float, seed: int, header: str = "seconds") -> SimulatedModel:
     )
 
 
+@pytest.mark.deadline(600)
 @pytest.mark.parametrize(
     ("rate", "header", "target"),
     [(0.1, "seconds", 1.3), (0.3, "seconds", 1.6), (0.3, "none", 1.6)],
@@ -166,6 +171,7 @@ async def test_sporadic_429s_cost_little_more_than_waiting_them_out(
 # -- budgets -------------------------------------------------------------------------------------
 
 
+@pytest.mark.deadline(900)
 @pytest.mark.parametrize("configured", [True, False], ids=["rpm-tpm-in-config", "from-headers"])
 async def test_a_token_budget_is_spent_in_full_without_429s(
     autojump_clock: Any, configured: bool

@@ -72,6 +72,7 @@ def pipeline(*columns: Any, models: tuple[ModelConfig, ...] = (), **run: Any) ->
     return PipelineConfig(columns=columns, models=models, run=RunConfig(**run))
 
 
+@pytest.mark.deadline(15)
 async def test_a_cell_starts_when_its_own_row_is_ready(autojump_clock: Any) -> None:
     """Row 1's b starts at 1 s although row 0's a takes 5 s."""
     script = Script()
@@ -93,6 +94,7 @@ async def test_a_cell_starts_when_its_own_row_is_ready(autojump_clock: Any) -> N
     assert result.elapsed == 6.0
 
 
+@pytest.mark.deadline(25)
 async def test_dropped_row_cancels_in_flight_siblings(autojump_clock: Any) -> None:
     script = Script()
     script.latency = {"a": 1.0, "slow": 10.0, "c": 1.0}
@@ -125,6 +127,7 @@ async def test_retryable_failures_are_salvaged(autojump_clock: Any) -> None:
     assert retried[1].started == 2.0
 
 
+@pytest.mark.deadline(220)
 async def test_llm_wait_handoff_keeps_dispatch_going(autojump_clock: Any) -> None:
     """One submission slot: 10 LLM-bound cells park on a slow model, yet the local column's 10
     cells all run while they wait."""
@@ -144,6 +147,7 @@ async def test_llm_wait_handoff_keeps_dispatch_going(autojump_clock: Any) -> Non
     assert result.elapsed == 109.0
 
 
+@pytest.mark.deadline(200)
 async def test_without_the_handoff_llm_cells_would_block_dispatch(autojump_clock: Any) -> None:
     """The contrast: a non-LLM slow column holds its submission slot to the end."""
     script = Script()
@@ -304,6 +308,7 @@ async def test_sync_engine_waits_for_whole_columns(autojump_clock: Any) -> None:
     assert result.elapsed == 4.0  # one wave per LLM column
 
 
+@pytest.mark.deadline(20)
 async def test_transient_model_faults_are_retried_to_completion(autojump_clock: Any) -> None:
     sim = [
         SimulatedModel(

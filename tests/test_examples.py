@@ -40,6 +40,7 @@ def test_seed_shapes_have_the_seed_critical_paths() -> None:
 @pytest.mark.parametrize(
     "script", [["side_by_side.py", "--num-records", "3"], ["run_demo.py", "--num-records", "5"]]
 )
+@pytest.mark.slow
 def test_example_scripts_run(script: list[str], tmp_path: Path) -> None:
     args = [*script, "--output-dir", str(tmp_path / "demo")] if "run_demo" in script[0] else script
     done = subprocess.run(

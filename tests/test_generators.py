@@ -162,14 +162,28 @@ def test_same_config_under_another_column_name_draws_other_values() -> None:
 
 
 def test_sampler_values_are_pinned() -> None:
-    """Golden values: a change here changes every dataset users have generated."""
-    config = UUIDSampler(name="id")
-    value = build_generator(config).generate_column(column_ctx("id", [0], seed=0))[0]
-    expected_bytes = rng_for(0, 0, "id").getrandbits(128).to_bytes(16, "big")
-    assert value == str(uuid.UUID(bytes=expected_bytes, version=4))
+    """Golden values, written out: a change here changes every dataset users have generated.
+
+    Literals, not values recomputed with ``rng_for``: a cell's ``random.Random`` must be
+    seeded the same way in every process and Python version (a ``hash()``-seeded one, which
+    varies with ``PYTHONHASHSEED``, would still agree with itself within one process)."""
+    assert rng_for(0, 0, "id").random() == 0.021162824660299284
+    assert rng_for(9, 5, "c").random() == 0.04856579920371262
+    uuids = build_generator(UUIDSampler(name="id")).generate_column(
+        column_ctx("id", [0, 1, 2], seed=0)
+    )
+    assert uuids == [
+        "bffd93de-ca5e-4ec6-be74-aba5056aed4a",
+        "98729343-a40c-482f-9f11-0febec06d8c9",
+        "398dd176-5a81-44dd-9a6c-b09f043087f9",
+    ]
     category = build_generator(CategorySampler(name="c", values=("x", "y", "z")))
-    assert category.generate_column(column_ctx("c", [5], seed=9)) == [
-        rng_for(9, 5, "c").choice(("x", "y", "z"))
+    assert category.generate_column(column_ctx("c", range(8), seed=9)) == list("zyyyzxzx")
+    uniform = build_generator(UniformSampler(name="u", low=0, high=1))
+    assert uniform.generate_column(column_ctx("u", range(3), seed=1)) == [
+        0.3458011950096399,
+        0.5430681892739881,
+        0.3547530799890586,
     ]
 
 

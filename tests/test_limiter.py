@@ -290,7 +290,8 @@ def test_admission_order_is_the_sorted_order_of_key_and_arrival(
     order: list[int] = []
 
     async def main() -> None:
-        order.extend(await admit_in_turn(FACTORIES[name](1), keys))
+        with trio.fail_after(10):  # virtual: admissions take no time at all
+            order.extend(await admit_in_turn(FACTORIES[name](1), keys))
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert order == sorted(range(len(keys)), key=lambda i: (keys[i], i))
@@ -316,24 +317,20 @@ async def test_request_priority_is_per_task_and_inherited_by_children() -> None:
     assert request_priority() == ()
 
 
-def test_cancelled_queue_entries_do_not_pile_up() -> None:
+async def test_cancelled_queue_entries_do_not_pile_up() -> None:
     """Dead heap entries are swept once they outnumber the live ones (past a small floor)."""
-
-    async def main() -> None:
-        queue = _WaiterQueue()
-        task = trio.lowlevel.current_task()
-        keep = _Waiter(task, 0)
-        queue.push((0,), keep)
-        for i in range(1_000):
-            waiter = _Waiter(task, 0)
-            queue.push((i,), waiter)
-            queue.discard(waiter)
-            assert queue.stored <= 66
-        assert queue.live == 1
-        assert queue.pop() == (keep, task)
-        assert (queue.live, queue.stored) == (0, 0)
-
-    trio.run(main)
+    queue = _WaiterQueue()
+    task = trio.lowlevel.current_task()
+    keep = _Waiter(task, 0)
+    queue.push((0,), keep)
+    for i in range(1_000):
+        waiter = _Waiter(task, 0)
+        queue.push((i,), waiter)
+        queue.discard(waiter)
+        assert queue.stored <= 66
+    assert queue.live == 1
+    assert queue.pop() == (keep, task)
+    assert (queue.live, queue.stored) == (0, 0)
 
 
 @contract
@@ -669,6 +666,7 @@ async def test_a_429_with_budget_left_pauses_nothing(
             permit.success()
 
 
+@pytest.mark.deadline(30)
 async def test_the_token_budget_waits_for_what_a_request_costs(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -717,6 +715,7 @@ async def test_budgets_of_two_limiters_are_independent(
     assert admitted_b == [0.0] * 4
 
 
+@pytest.mark.deadline(60)
 async def test_limit_recovers_fast_below_a_cliff_and_probes_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -769,6 +768,7 @@ async def test_repeated_load_floors_the_limit_at_1(autojump_clock: trio.testing.
             permit.success()
 
 
+@pytest.mark.deadline(20)
 @pytest.mark.parametrize(("cooldown", "first_end"), [(None, 3.0), (0.5, 1.5)])
 async def test_static_limiter_cools_down_on_429s_and_keeps_its_limit(
     autojump_clock: trio.testing.MockClock, cooldown: float | None, first_end: float
@@ -804,6 +804,7 @@ async def test_static_limiter_cools_down_on_429s_and_keeps_its_limit(
     assert (s.limit, s.rate_limited, s.successes, s.cooldown_remaining) == (2, 2, 2, 0.0)
 
 
+@pytest.mark.deadline(20)
 async def test_static_limiter_a_shorter_retry_after_does_not_shorten_the_cooldown(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -835,6 +836,7 @@ def test_static_limiter_rejects_a_bad_cooldown(cooldown: float) -> None:
 # -- adaptive: latency signal on an in-process GPU model ------------------------------------------
 
 
+@pytest.mark.deadline(120)
 async def test_latency_signal_finds_the_knee_of_a_gpu_endpoint(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -872,6 +874,7 @@ async def test_latency_signal_finds_the_knee_of_a_gpu_endpoint(
     assert any("(latency " in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.deadline(15)
 async def test_latency_signal_off_keeps_the_reference_behaviour(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

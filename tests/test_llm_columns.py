@@ -26,6 +26,7 @@ from trio_designer._core._limits import LimiterPolicy
 from trio_designer._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY
 from trio_designer._exceptions import (
     ConfigError,
+    ModelContentFilteredError,
     ModelOutputError,
     ModelRateLimitedError,
     ModelServerError,
@@ -130,6 +131,11 @@ class SpyHandle:
 
     handle: Any
     calls: list[Call]
+
+    @property
+    def config(self) -> ModelConfig:
+        config: ModelConfig = self.handle.config
+        return config
 
     async def chat(
         self,
@@ -360,22 +366,23 @@ async def test_cells_share_the_endpoint_limit(autojump_clock: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("make_column", "fault", "problem"),
+    ("make_column", "fault", "reason", "problem"),
     [
-        (text_column, "empty", "the answer was empty."),
-        (code_column, "empty", "no complete fenced code block"),
-        (code_column, "malformed", "no complete fenced code block"),
-        (code_column, "truncated", "cut off at the token limit"),
-        (structured_column, "empty", "the answer was empty; it must be a JSON document."),
-        (structured_column, "malformed", "the answer is not valid JSON"),
-        (structured_column, "truncated", "cut off at the token limit"),
-        (judge_column, "malformed", "the answer is not valid JSON"),
-        (judge_column, "truncated", "the answer is not valid JSON"),
+        (text_column, "empty", "empty", "the last answer was empty."),
+        (code_column, "empty", "empty", "the last answer was empty."),
+        (code_column, "malformed", "unparsable", "no complete fenced code block"),
+        (code_column, "truncated", "truncated", "cut off at the server's token limit"),
+        (structured_column, "empty", "empty", "the last answer was empty."),
+        (structured_column, "malformed", "unparsable", "the answer is not valid JSON"),
+        (structured_column, "truncated", "truncated", "cut off at the server's token limit"),
+        (judge_column, "malformed", "unparsable", "the answer is not valid JSON"),
+        (judge_column, "truncated", "truncated", "cut off at the server's token limit"),
+        (text_column, "truncated", "truncated", "cut off at the server's token limit"),
     ],
 )
 @pytest.mark.parametrize("retries", [0, 2])
 async def test_unusable_answers_are_reasked_then_fail(
-    autojump_clock: Any, make_column: Any, fault: str, problem: str, retries: int
+    autojump_clock: Any, make_column: Any, fault: str, reason: str, problem: str, retries: int
 ) -> None:
     column: LLMColumnConfig = make_column(max_parse_retries=retries)
     faults = Faults(**{f"rate_{fault}": 1.0})
@@ -386,16 +393,22 @@ async def test_unusable_answers_are_reasked_then_fail(
         assert requests_seen(spy) == retries + 1
         usage = spy.registry.usage()["gen"]
     error = info.value
-    assert error.attempts == retries + 1
+    assert error.requests == retries + 1
+    assert error.reason == reason
     assert (error.column, error.row) == (column.name, 7)
     assert not error.retryable
     assert str(error).startswith(
-        f"column {column.name!r}: model 'gen' gave no usable answer in {retries + 1} attempt"
+        f"column {column.name!r}: model 'gen' gave no usable answer in {retries + 1} request"
     )
     assert problem in str(error)
-    assert usage.requests_ok == retries + 1  # every attempt counts
+    assert usage.requests_ok == retries + 1  # every request counts
     assert usage.input_tokens > 0
-    assert [len(call.messages) for call in spy.calls] == [1 + 2 * i for i in range(retries + 1)]
+    if fault == "empty":  # nothing to correct: the same conversation again
+        assert [len(call.messages) for call in spy.calls] == [1] * (retries + 1)
+    else:  # the answer and the problem are appended each time
+        assert [len(call.messages) for call in spy.calls] == [1 + 2 * i for i in range(retries + 1)]
+    if fault == "truncated":
+        assert "No max_tokens is set" in str(error)
 
 
 async def test_reask_conversation_names_the_problem(autojump_clock: Any) -> None:
@@ -438,11 +451,155 @@ async def test_truncated_json_is_reasked_until_complete(autojump_clock: Any) -> 
     assert validate(value, SCHEMA) == []
     assert [r.fault for r in log] == ["truncated", "truncated", None]
     assert len(spy.calls) == 3
-    assert (
-        "cut off at the token limit (finish_reason 'length')"
-        in spy.calls[1].messages[-1]["content"]
+    reask = spy.calls[1].messages[-1]["content"]
+    assert reask.startswith(
+        "Your answer could not be used: the answer was cut off at the server's token limit "
+        "before it was complete (finish_reason 'length'). Answer the request again, more briefly."
     )
     assert usage.requests_ok == 3
+
+
+# --------------------------------------------------------------------------- finish reasons
+
+
+@asynccontextmanager
+async def simulated_with_limit(
+    column: LLMColumnConfig, max_tokens: int, *, faults: Faults | None = None
+) -> AsyncIterator[Spy]:
+    """Like :func:`simulated`, with the model's ``max_tokens`` set (the simulator cuts an
+    answer that reaches it, and says ``finish_reason: "length"``)."""
+    config = PipelineConfig(
+        columns=[column],
+        models=[
+            ModelConfig(
+                alias="gen",
+                model="gen",
+                max_parallel_requests=4,
+                inference=InferenceParams(max_tokens=max_tokens),
+            )
+        ],
+    )
+    model = SimulatedModel(name="gen", latency=Latency(median=LATENCY), faults=faults or Faults())
+    with trio.fail_after(BIG):
+        async with open_model_registry(config, simulator_models=[model]) as registry:
+            yield Spy(registry)
+
+
+async def test_a_cut_answer_that_parses_is_still_reasked(autojump_clock: Any) -> None:
+    """The first answer is exactly max_tokens long: complete JSON, but finish_reason "length"
+    (the simulator cannot tell an answer that would have stopped there). It is not taken."""
+    column = structured_column(max_parse_retries=0)
+    async with simulated(column) as spy:
+        first = await build_generator(column).agenerate(context(spy, "facts"))
+    whole = json.dumps(first, ensure_ascii=False, separators=(", ", ": "))
+    limit = -(-len(whole) // 4)
+    async with simulated_with_limit(column, limit) as spy:
+        simulator = spy.registry.simulator
+        assert simulator is not None
+        with pytest.raises(ModelOutputError) as info:
+            await build_generator(column).agenerate(context(spy, "facts"))
+        [record] = simulator.request_log()
+    assert record.completion_tokens == limit  # the whole answer arrived, marked "length"
+    assert info.value.reason == "truncated"
+    assert info.value.requests == 1
+    assert str(info.value) == (
+        f"column 'facts': model 'gen' gave no usable answer in 1 request (row 0; "
+        f"max_parse_retries=0); the last answer was cut off at max_tokens ({limit}) before "
+        f"it was complete (finish_reason 'length'). Raise max_tokens (now {limit}) for "
+        f"model 'gen' or in the column's inference.max_tokens, or ask for a shorter answer."
+    )
+
+
+async def test_the_column_max_tokens_is_the_one_named(autojump_clock: Any) -> None:
+    column = text_column(inference=InferenceParams(max_tokens=3), max_parse_retries=1)
+    async with simulated_with_limit(column, 500) as spy:
+        with pytest.raises(ModelOutputError, match=r"Raise max_tokens \(now 3\)"):
+            await build_generator(column).agenerate(context(spy, "t"))
+        assert requests_seen(spy) == 2
+
+
+async def test_text_keep_stores_the_cut_answer_and_marks_it(autojump_clock: Any) -> None:
+    column = text_column(on_truncated="keep", extract_reasoning=True)
+    generator = build_generator(column)
+    assert generator.extra_columns() == ("t__reasoning", "t__truncated")
+    assert generator.extra_arrow_types() == {"t__truncated": pa.bool_()}
+    async with simulated_with_limit(column, 5) as spy:
+        cut = await generator.agenerate(context(spy, "t"))
+        assert requests_seen(spy) == 1
+    async with simulated(column) as spy:
+        whole = await generator.agenerate(context(spy, "t"))
+    assert isinstance(cut, CellOutput)
+    assert cut.truncated is True
+    assert cut.extras == {"t__reasoning": None, "t__truncated": True}
+    assert 0 < len(cut.value) <= 20  # 5 tokens of 4 characters, stripped
+    assert isinstance(whole, CellOutput)
+    assert whole.truncated is False
+    assert whole.extras["t__truncated"] is False
+    assert whole.value.startswith(cut.value)  # the cut answer is a prefix of the whole one
+
+
+async def test_text_drop_drops_at_the_first_cut_answer(autojump_clock: Any) -> None:
+    column = text_column(on_truncated="drop", max_parse_retries=3)
+    async with simulated_with_limit(column, 5) as spy:
+        with pytest.raises(ModelOutputError) as info:
+            await build_generator(column).agenerate(context(spy, "t", row_index=4))
+        assert requests_seen(spy) == 1
+    assert info.value.reason == "truncated"
+    assert info.value.requests == 1
+    assert str(info.value) == (
+        "column 't': model 'gen' answered row 4 with an answer cut off at max_tokens (5) before "
+        "it was complete (finish_reason 'length'), and on_truncated is 'drop'. Raise max_tokens "
+        "(now 5) for model 'gen' or in the column's inference.max_tokens, or ask for a shorter "
+        "answer."
+    )
+
+
+async def test_text_retry_is_the_default(autojump_clock: Any) -> None:
+    column = text_column()
+    assert column.on_truncated == "retry"
+    assert build_generator(column).extra_columns() == ()
+    async with simulated(column, faults=Faults(rate_truncated=0.5), seed=2) as spy:
+        value = await build_generator(column).agenerate(context(spy, "t"))
+        simulator = spy.registry.simulator
+        assert simulator is not None
+        faults = [r.fault for r in simulator.request_log()]
+    assert faults[-1] is None
+    assert faults[:-1]
+    assert all(f == "truncated" for f in faults[:-1])
+    assert isinstance(value, str)  # no side column, no mark
+
+
+@pytest.mark.parametrize("make_column", [text_column, code_column, structured_column, judge_column])
+async def test_content_filter_drops_the_row_without_a_retry(
+    autojump_clock: Any, make_column: Any
+) -> None:
+    column: LLMColumnConfig = make_column(max_parse_retries=3)
+    async with simulated(column, faults=Faults(rate_content_filter=1.0)) as spy:
+        with pytest.raises(ModelContentFilteredError) as info:
+            await build_generator(column).agenerate(context(spy, column.name, row_index=2))
+        assert requests_seen(spy) == 1
+        usage = spy.registry.usage()["gen"]
+    error = info.value
+    assert not error.retryable
+    assert (error.column, error.row, error.status) == (column.name, 2, 200)
+    assert str(error).startswith(
+        f"column {column.name!r}: the content filter of model 'gen' stopped its answer for "
+        f"row 2 (finish_reason 'content_filter', request 1); the row is dropped without a retry"
+    )
+    assert usage.requests_ok == 1  # the endpoint answered; its tokens were spent
+
+
+async def test_an_empty_answer_is_sent_again_unchanged(autojump_clock: Any) -> None:
+    column = structured_column(max_parse_retries=2)
+    async with simulated(column, faults=Faults(rate_empty=0.5), seed=1) as spy:
+        value = await build_generator(column).agenerate(context(spy, "facts"))
+        simulator = spy.registry.simulator
+        assert simulator is not None
+        faults = [r.fault for r in simulator.request_log()]
+    assert validate(value, SCHEMA) == []
+    assert faults[0] == "empty"
+    assert faults[-1] is None
+    assert all(call.messages == spy.calls[0].messages for call in spy.calls)
 
 
 # --------------------------------------------------------------------------- other failures

@@ -12,18 +12,20 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import h11
+import httpx
 import pytest
 import trio
 
 from trio_designer._exceptions import (
     GenerationError,
     ModelConnectionError,
+    ModelContentFilteredError,
     ModelRateLimitedError,
     ModelRequestError,
     ModelServerError,
     ModelTimeoutError,
 )
-from trio_designer.models import _http
+from trio_designer.models import _http, _httpx_transport, _transport
 from trio_designer.models._errors import (
     EXCERPT_LIMIT,
     TRANSPORT_ERROR_TABLE,
@@ -35,6 +37,7 @@ from trio_designer.models._errors import (
     redact,
     transport_rule,
 )
+from trio_designer.models._httpx_transport import HTTPX_ERROR_TABLE
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 WHERE = "model 'gen' at provider 'acme'"
@@ -169,6 +172,25 @@ def test_quota_bodies_win_over_the_status(status: int, body: str) -> None:
     assert isinstance(error, ModelRequestError)
     assert error.reason == "quota"
     assert error.status == status
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"error": {"code": "content_filter", "message": "The response was filtered due to the '
+        "prompt triggering Azure OpenAI's content management policy.\"}}",
+        "content filter triggered",
+    ],
+)
+def test_a_filtered_prompt_is_a_content_filter_error(body: str) -> None:
+    """A 400 saying the content filter refused the prompt: its own class, not retryable."""
+    error = classify(400, body)
+    assert type(error) is ModelContentFilteredError
+    assert error.status == 400
+    assert not error.retryable
+    assert "content filter refused the prompt" in str(error)
+    # Only a 400 says so: the same words in a 500 stay a server error.
+    assert type(classify(500, body)) is ModelServerError
 
 
 def test_per_minute_quota_on_429_is_a_rate_limit() -> None:
@@ -313,7 +335,7 @@ def test_status_errors_redact_the_key_from_bodies() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The HTTP layer: every low-level exception is translated, every failure class is mapped
+# The HTTP layer: every failure class is mapped; what each transport's layers raise is translated
 # ---------------------------------------------------------------------------------------------
 
 #: The classification every failure class of the HTTP layer must get. Kept in the test on
@@ -334,48 +356,51 @@ EXPECTED: dict[str, type[GenerationError]] = {
 
 
 def failure_classes() -> list[type[Exception]]:
-    """Every exception class the HTTP layer exports, found by walking ``_http.__all__``."""
+    """Every exception class the HTTP layer exports, found by walking ``_transport.__all__``."""
     found = []
-    for name in _http.__all__:
-        obj = getattr(_http, name)
+    for name in _transport.__all__:
+        obj = getattr(_transport, name)
         if inspect.isclass(obj) and issubclass(obj, BaseException):
             found.append(obj)
     return found
 
 
-def instantiate(cls: type[Exception]) -> _http.HTTPError:
+def instantiate(cls: type[Exception]) -> _transport.HTTPError:
     """An instance of any failure class of the HTTP layer."""
-    if cls is _http.HTTPStatusError:
-        response = _http.Response(status=503, headers={}, body=b"upstream overloaded")
-        return _http.HTTPStatusError("HTTP 503", response=response)
-    if cls is _http.RequestTimedOut:
-        return _http.RequestTimedOut(timeout=7.0)
-    if cls is _http.ResponseTooLarge:
-        return _http.ResponseTooLarge(limit=1024, status=200, declared=4096)
+    if cls is _transport.HTTPStatusError:
+        response = _transport.Response(status=503, headers={}, body=b"upstream overloaded")
+        return _transport.HTTPStatusError("HTTP 503", response=response)
+    if cls is _transport.RequestTimedOut:
+        return _transport.RequestTimedOut(timeout=7.0)
+    if cls is _transport.ResponseTooLarge:
+        return _transport.ResponseTooLarge(limit=1024, status=200, declared=4096)
     made = cls("boom")
-    assert isinstance(made, _http.HTTPError)
+    assert isinstance(made, _transport.HTTPError)
     return made
 
 
 def test_http_layer_exports_the_failures_we_know() -> None:
     """If the HTTP layer gains or renames a failure class, this test names it."""
     assert {cls.__name__ for cls in failure_classes()} == set(EXPECTED)
-    assert all(issubclass(cls, _http.HTTPError) for cls in failure_classes())
+    assert all(issubclass(cls, _transport.HTTPError) for cls in failure_classes())
 
 
 @pytest.mark.parametrize("cls", failure_classes(), ids=lambda cls: cls.__name__)
 def test_every_failure_class_is_mapped_explicitly(cls: type[Exception]) -> None:
     """Each exported failure class has its own table entry and maps to the expected class."""
-    assert cls in TRANSPORT_ERROR_TABLE, f"_http.{cls.__name__} has no entry"
+    assert cls in TRANSPORT_ERROR_TABLE, f"_transport.{cls.__name__} has no entry"
     error = error_from_transport(instantiate(cls), where=WHERE)
     assert type(error) is EXPECTED[cls.__name__]
     assert "unexpected HTTP error" not in str(error)  # the generic fallback
-    if isinstance(error, ModelRequestError) and cls is _http.InvalidRequest:
+    if isinstance(error, ModelRequestError) and cls is _transport.InvalidRequest:
         assert error.status is None
         assert error.reason == "bad_request"
 
 
-def low_level_exception_classes() -> list[type[BaseException]]:
+# -- what the native transport's streams and h11 raise ----------------------------------------
+
+
+def native_low_level_classes() -> list[type[BaseException]]:
     """What the streams and h11 can raise: every exception class in ``h11.__all__``, trio's
     resource errors, and every ``OSError`` subclass of builtins, ``socket`` and ``ssl``."""
     found: list[type[BaseException]] = []
@@ -395,27 +420,121 @@ def low_level_exception_classes() -> list[type[BaseException]]:
     return sorted(set(found), key=lambda cls: f"{cls.__module__}.{cls.__qualname__}")
 
 
-def test_low_level_exceptions_include_h11s() -> None:
+def test_native_low_level_exceptions_include_h11s() -> None:
     """If h11 adds or renames an exception class, this test names it."""
-    names = {
-        cls.__name__ for cls in low_level_exception_classes() if cls.__module__.startswith("h11")
-    }
+    names = {cls.__name__ for cls in native_low_level_classes() if cls.__module__.startswith("h11")}
     assert names == {"LocalProtocolError", "ProtocolError", "RemoteProtocolError"}
 
 
-@pytest.mark.parametrize(
-    "cls", low_level_exception_classes(), ids=lambda cls: f"{cls.__module__}.{cls.__name__}"
-)
-def test_every_low_level_exception_is_translated(cls: type[BaseException]) -> None:
-    """Each becomes an HTTPError (chained from it), whichever phase raised it."""
-    assert issubclass(cls, _http.LOW_LEVEL_ERRORS)
+# -- what the httpx transport's httpx raises --------------------------------------------------
+
+#: What every exception class httpx exports becomes in the httpx transport. Kept in the test on
+#: purpose, like EXPECTED above.
+HTTPX_EXPECTED: dict[str, type[_transport.HTTPError]] = {
+    "HTTPError": _transport.HTTPError,
+    "RequestError": _transport.HTTPError,
+    "TransportError": _transport.ConnectionBroken,
+    "TimeoutException": _transport.RequestTimedOut,
+    "ConnectTimeout": _transport.RequestTimedOut,
+    "ReadTimeout": _transport.RequestTimedOut,
+    "WriteTimeout": _transport.RequestTimedOut,
+    "PoolTimeout": _transport.RequestTimedOut,
+    "NetworkError": _transport.ConnectionBroken,
+    "ConnectError": _transport.ConnectFailed,
+    "ReadError": _transport.ConnectionBroken,
+    "WriteError": _transport.ConnectionBroken,
+    "CloseError": _transport.ConnectionBroken,
+    "ProtocolError": _transport.ProtocolViolation,
+    "RemoteProtocolError": _transport.ProtocolViolation,
+    "LocalProtocolError": _transport.InvalidRequest,
+    "ProxyError": _transport.ProxyFailed,
+    "UnsupportedProtocol": _transport.InvalidRequest,
+    "DecodingError": _transport.DecodingFailed,
+    "TooManyRedirects": _transport.InvalidRequest,
+    "HTTPStatusError": _transport.HTTPStatusError,
+    "InvalidURL": _transport.InvalidRequest,
+    "CookieConflict": _transport.InvalidRequest,
+    "StreamError": _transport.InvalidRequest,
+    "StreamConsumed": _transport.InvalidRequest,
+    "StreamClosed": _transport.InvalidRequest,
+    "ResponseNotRead": _transport.InvalidRequest,
+    "RequestNotRead": _transport.InvalidRequest,
+}
+
+HTTPX_REQUEST = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+ORIGIN, _ = _transport.parse_origin("http://127.0.0.1:9/v1")
+
+
+def httpx_exception_classes() -> list[type[Exception]]:
+    """Every exception class httpx exports, found by walking ``httpx.__all__``."""
+    found = []
+    for name in httpx.__all__:
+        obj = getattr(httpx, name)
+        if inspect.isclass(obj) and issubclass(obj, BaseException):
+            assert issubclass(obj, Exception), name
+            found.append(obj)
+    return found
+
+
+def test_httpx_exports_the_exceptions_we_know() -> None:
+    """If httpx adds or renames an exception class, this test names it."""
+    assert {cls.__name__ for cls in httpx_exception_classes()} == set(HTTPX_EXPECTED)
+
+
+@pytest.mark.parametrize("cls", httpx_exception_classes(), ids=lambda cls: cls.__name__)
+def test_every_httpx_exception_has_its_own_entry(cls: type[Exception]) -> None:
+    """Each class httpx exports is listed in HTTPX_ERROR_TABLE (not left to an ancestor)."""
+    assert cls in HTTPX_ERROR_TABLE, f"httpx.{cls.__name__} has no entry"
+
+
+def instantiate_httpx(cls: type[Exception]) -> Exception:
+    """An instance of any httpx exception class, whatever its constructor wants."""
+    if cls is httpx.HTTPStatusError:
+        response = httpx.Response(503, request=HTTPX_REQUEST, text="upstream overloaded")
+        return httpx.HTTPStatusError("503", request=HTTPX_REQUEST, response=response)
+    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+    if not params:
+        return cls()
+    if any(p.name == "request" for p in params):
+        return cls("boom", request=HTTPX_REQUEST)  # type: ignore[call-arg]
+    return cls("boom")
+
+
+def some_instance(cls: type[BaseException]) -> BaseException:
+    """``cls("boom")``, or of a subclass when ``cls`` is abstract (h11.ProtocolError)."""
     try:
-        exc = cls("boom")
-    except TypeError:  # h11.ProtocolError is abstract: raise a subclass of it
-        exc = type(f"Some{cls.__name__}", (cls,), {})("boom")
-    with pytest.raises(_http.HTTPError) as info, _http.translated(_http.ConnectFailed, "x"):
+        return cls("boom")
+    except TypeError:
+        return type(f"Some{cls.__name__}", (cls,), {})("boom")
+
+
+#: (transport, an exception class its layers can raise), for the boundary test.
+LOW_LEVEL = [
+    pytest.param("native", cls, id=f"native-{cls.__module__}.{cls.__name__}")
+    for cls in native_low_level_classes()
+] + [
+    pytest.param("httpx", cls, id=f"httpx-httpx.{cls.__name__}")
+    for cls in httpx_exception_classes()
+]
+
+
+@pytest.mark.parametrize(("transport", "cls"), LOW_LEVEL)
+def test_every_low_level_exception_is_translated(transport: str, cls: type[BaseException]) -> None:
+    """What each transport's layers raise becomes an HTTPError chained from it, which the
+    table above maps: OSError, trio and h11 exceptions for native, every class in
+    ``httpx.__all__`` for httpx (each to the class HTTPX_EXPECTED names)."""
+    if transport == "native":
+        assert issubclass(cls, _http.LOW_LEVEL_ERRORS)
+        exc = some_instance(cls)
+        translation = _http.translated(_transport.ConnectFailed, "x")
+    else:
+        exc = instantiate_httpx(cls)  # type: ignore[arg-type]
+        translation = _httpx_transport.translated(ORIGIN, 7.0)
+    with pytest.raises(_transport.HTTPError) as info, translation:
         raise exc
     assert info.value.__cause__ is exc
+    if transport == "httpx":
+        assert type(info.value) is HTTPX_EXPECTED[cls.__name__]
     assert isinstance(error_from_transport(info.value, where=WHERE), GenerationError)
 
 
@@ -424,36 +543,85 @@ def test_translation_names_the_cause_behind_trios_wrapper() -> None:
     wrapped = trio.BrokenResourceError()
     wrapped.__cause__ = ssl.SSLCertVerificationError("certificate verify failed")
     with (
-        pytest.raises(_http.ConnectFailed, match=r"SSLCertVerificationError: .*verify failed"),
-        _http.translated(_http.ConnectFailed, "the TLS handshake failed"),
+        pytest.raises(_transport.ConnectFailed, match=r"SSLCertVerificationError: .*verify failed"),
+        _http.translated(_transport.ConnectFailed, "the TLS handshake failed"),
     ):
         raise wrapped
 
 
 def test_h11_errors_keep_their_meaning() -> None:
     """Our request being invalid is not the server breaking the protocol."""
-    with pytest.raises(_http.InvalidRequest), _http.translated(_http.ConnectionBroken, "x"):
+    with (
+        pytest.raises(_transport.InvalidRequest),
+        _http.translated(_transport.ConnectionBroken, "x"),
+    ):
         raise h11.LocalProtocolError("illegal header")
-    with pytest.raises(_http.ProtocolViolation), _http.translated(_http.ConnectionBroken, "x"):
+    with (
+        pytest.raises(_transport.ProtocolViolation),
+        _http.translated(_transport.ConnectionBroken, "x"),
+    ):
         raise h11.RemoteProtocolError("bad status line")
+
+
+def test_httpx_translation_names_hang_ups_tls_and_the_os_cause() -> None:
+    """httpx's hang-up is ServerHungUp; a connect failure caused by TLS names the handshake;
+    messages show the OS error behind httpx's and httpcore's wrappers."""
+    hung_up = _httpx_transport.translate(
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        origin=ORIGIN,
+        timeout=7.0,
+    )
+    assert type(hung_up) is _transport.ServerHungUp
+    connect = httpx.ConnectError("")
+    connect.__cause__ = ssl.SSLCertVerificationError(
+        1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"
+    )
+    tls = _httpx_transport.translate(connect, origin=ORIGIN, timeout=7.0)
+    assert type(tls) is _transport.ConnectFailed
+    assert str(tls) == (
+        "the TLS handshake with http://127.0.0.1:9 failed: SSLCertVerificationError: "
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"
+    )
+    read = httpx.ReadError("socket connection broken")
+    read.__context__ = ConnectionResetError(104, "Connection reset by peer")
+    broken = _httpx_transport.translate(read, origin=ORIGIN, timeout=7.0)
+    assert str(broken) == (
+        "reading the answer failed: ConnectionResetError: [Errno 104] Connection reset by peer"
+    )
+    timed_out = _httpx_transport.translate(httpx.ReadTimeout("slow"), origin=ORIGIN, timeout=7.0)
+    assert isinstance(timed_out, _transport.RequestTimedOut)
+    assert timed_out.timeout == 7.0
+
+
+def test_httpx_status_error_carries_its_response() -> None:
+    """An httpx.HTTPStatusError (never raised by the transport) keeps status and body."""
+    translated = _httpx_transport.translate(
+        instantiate_httpx(httpx.HTTPStatusError), origin=ORIGIN, timeout=7.0
+    )
+    assert isinstance(translated, _transport.HTTPStatusError)
+    assert translated.response.status == 503
+    assert translated.response.body == b"upstream overloaded"
+    error = error_from_transport(translated, where=WHERE)
+    assert isinstance(error, ModelServerError)
+    assert "upstream overloaded" in str(error)
 
 
 def test_transport_message_is_pinned() -> None:
     """The message says who failed, what happened and what happens next."""
-    error = error_from_transport(_http.RequestTimedOut(timeout=7.0), where=WHERE)
+    error = error_from_transport(_transport.RequestTimedOut(timeout=7.0), where=WHERE)
     assert str(error) == (
         "Calling model 'gen' at provider 'acme' failed: no complete answer within 7 s (the "
         "timeout covers the whole request, from connecting to the last byte of the answer). "
         "The cell will be retried later; if this persists, raise the model's timeout."
     )
-    empty = error_from_transport(_http.ConnectFailed(""), where=WHERE)
+    empty = error_from_transport(_transport.ConnectFailed(""), where=WHERE)
     assert "failed: could not connect to the server." in str(empty)
 
 
 def test_too_large_message_names_model_limit_and_remedy() -> None:
     """An oversize answer is non-retryable and says which setting to raise."""
     error = error_from_transport(
-        _http.ResponseTooLarge(limit=1024, status=200, declared=4096), where=WHERE
+        _transport.ResponseTooLarge(limit=1024, status=200, declared=4096), where=WHERE
     )
     assert isinstance(error, ModelRequestError)
     assert not error.retryable
@@ -469,7 +637,7 @@ def test_too_large_message_names_model_limit_and_remedy() -> None:
 
 def test_transport_messages_redact_secrets() -> None:
     """Exception text is redacted like bodies are."""
-    exc = _http.ProxyFailed("the proxy answered: Bearer sk-secret-123456 is not allowed")
+    exc = _transport.ProxyFailed("the proxy answered: Bearer sk-secret-123456 is not allowed")
     error = error_from_transport(exc, secrets=["sk-secret-123456"])
     assert "sk-secret" not in str(error)
 
@@ -477,10 +645,10 @@ def test_transport_messages_redact_secrets() -> None:
 def test_unknown_subclass_falls_back_to_nearest_ancestor() -> None:
     """A subclass the HTTP layer may add later is classified like its parent."""
 
-    class SlowBody(_http.RequestTimedOut):
+    class SlowBody(_transport.RequestTimedOut):
         pass
 
-    assert transport_rule(SlowBody) is TRANSPORT_ERROR_TABLE[_http.RequestTimedOut]
+    assert transport_rule(SlowBody) is TRANSPORT_ERROR_TABLE[_transport.RequestTimedOut]
     error = error_from_transport(SlowBody(timeout=1.0))
     assert isinstance(error, ModelTimeoutError)
     assert transport_rule(ValueError) is None
@@ -488,14 +656,16 @@ def test_unknown_subclass_falls_back_to_nearest_ancestor() -> None:
 
 def test_status_error_is_classified_by_its_response() -> None:
     """HTTPStatusError delegates to the status rules (here: 429 with Retry-After)."""
-    response = _http.Response(status=429, headers={"retry-after": "7"}, body=b"slow")
-    error = error_from_transport(_http.HTTPStatusError("429", response=response), where=WHERE)
+    response = _transport.Response(status=429, headers={"retry-after": "7"}, body=b"slow")
+    error = error_from_transport(_transport.HTTPStatusError("429", response=response), where=WHERE)
     assert isinstance(error, ModelRateLimitedError)
     assert error.retry_after == 7.0
 
 
 def test_docs_error_table_names_every_failure_class() -> None:
-    """docs/errors.md lists every failure class, so the docs cannot drift silently."""
+    """docs/errors.md lists every failure class and every httpx class the httpx transport
+    translates, so the docs cannot drift silently."""
     text = DOCS.read_text(encoding="utf-8")
     missing = [name for name in EXPECTED if f"`{name}`" not in text]
+    missing += [f"httpx.{name}" for name in HTTPX_EXPECTED if f"`httpx.{name}`" not in text]
     assert missing == []

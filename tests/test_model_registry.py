@@ -192,6 +192,7 @@ async def test_inference_parameters_reach_the_endpoint(autojump_clock: Any) -> N
     assert handle.usage().reasoning_tokens > 0
 
 
+@pytest.mark.deadline(64)
 async def test_model_timeout_is_per_request_and_counted_as_failure(autojump_clock: Any) -> None:
     # Both aliases share the simulator's client; each request carries its own model's timeout.
     config = pipeline(
@@ -256,6 +257,7 @@ async def test_aliases_of_one_endpoint_share_one_limiter_with_the_smallest_ceili
     assert usage["other"] == ModelUsage()
 
 
+@pytest.mark.deadline(45)
 async def test_a_429_storm_on_one_model_never_slows_the_other(autojump_clock: Any) -> None:
     config = pipeline(
         ModelConfig(alias="storm", model="storm", max_parallel_requests=8),
@@ -411,6 +413,7 @@ async def test_a_429_is_retried_in_place_after_its_retry_after(autojump_clock: A
     assert registry.usage()["gen"] == ModelUsage(requests_rate_limited=3)
 
 
+@pytest.mark.deadline(30)
 async def test_the_waits_of_one_request_are_bounded(autojump_clock: Any) -> None:
     """Retry-After 10 s and a budget of 15 s of waiting: one wait, then the 429 is raised
     (a second wait would make 20 s)."""

@@ -55,7 +55,11 @@ from trio_designer.generators._registry import build_generator
 from trio_designer.models._limiter import LimiterStatistics
 from trio_designer.models._registry import ModelUsage
 
-rich = pytest.importorskip("rich")
+# rich is an optional extra (``progress``): skipped only when it is not installed at all; any
+# other ImportError (a broken install, or one of our own modules failing) is a failure.
+rich = pytest.importorskip(
+    "rich", reason="the progress extra (rich) is not installed", exc_type=ModuleNotFoundError
+)
 
 from rich.console import Console  # noqa: E402
 from rich.file_proxy import FileProxy  # noqa: E402
@@ -499,13 +503,13 @@ async def test_rich_final_without_run_prints_one_frame(
     state = make_state(("only",))
     reporter = RichProgress(state, stream=screen)
     state.counts["only"].ok = 100
-    reporter.final()
-    reporter.final()
+    reporter.final("complete")
+    reporter.final("complete")
     with trio.fail_after(1):  # virtual: a run() that did start would loop until this
         await reporter.run()  # too late: returns at once, draws nothing
     text = ANSI.sub("", screen.getvalue())
     assert text.count("rows written") == 1
-    assert "(finished)" in text
+    assert "(complete)" in text
     assert "100%" in text
 
 
@@ -546,9 +550,9 @@ async def test_a_closed_pipe_stops_the_plain_blocks_not_the_run(
 # -- end to end, in a real pseudo-terminal ---------------------------------------------------
 CHILD = """
 import logging
-import sys
 
 import trio
+import trio.testing
 
 from trio_designer import (
     CategorySampler, CustomColumn, ExpressionColumn, LLMTextColumn, ModelConfig,
@@ -558,7 +562,7 @@ from trio_designer.simulator import Latency, SimulatedModel
 
 
 async def shout(row, ctx):
-    await trio.sleep(0.02)  # real time: the display gets to redraw a few times
+    await trio.sleep(0.02)  # virtual time: the display gets to redraw a few times
     if ctx.row_index == 13:
         logging.getLogger("trio_designer.child").warning("row 13 is about to fail on purpose")
         raise ValueError("boom on purpose")
@@ -579,7 +583,16 @@ designer = TrioDesigner(
     progress="auto",
     simulator_models=[SimulatedModel(name="sim-gen", latency=Latency(median=0.05, sigma=0.0))],
 )
-result = designer.create_sync(config, num_records=40, output_dir=sys.argv[1])
+
+
+async def main():
+    with trio.fail_after(60):  # virtual seconds; the run takes about one
+        return await designer.preview(config, num_records=40)
+
+
+# Virtual time: preview (no parquet, so no worker threads) under an autojumping clock, with
+# the simulator in the same trio.run: every sleep and every frame tick costs no real time.
+result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 print(f"status={result.status} written={result.num_records_written}", flush=True)
 """
 
@@ -609,7 +622,7 @@ def test_sticky_bars_in_a_real_pseudo_terminal(tmp_path: Path) -> None:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # 30 × 100
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "out")],
+        [sys.executable, str(script)],
         stdin=subprocess.DEVNULL,
         stdout=slave,
         stderr=slave,
@@ -649,7 +662,7 @@ def test_sticky_bars_in_a_real_pseudo_terminal(tmp_path: Path) -> None:
     assert re.search(rf"topic\s+{BAR}\s+100%\s+40/40", text)
     assert re.search(rf"shout\s+{BAR}\s+98%\s+39/40 .* 1 failed", text)
     assert "model simulator:sim-gen  limit 4/4" in text
-    assert "rows written 39/40  dropped 1  (finished)" in text
+    assert "rows written 39/40  dropped 1  (complete)" in text
     # The log line printed above the bars, which came back below it.
     log_at = out.index("is about to fail on purpose")
     erased_at = out.rfind("\x1b[2K", 0, log_at)
@@ -663,7 +676,7 @@ def test_plain_text_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "out")],
+        [sys.executable, str(script)],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -258,6 +258,7 @@ async def test_gpu_mode_queues_64_requests_through_16_slots_in_exactly_four_late
         assert waits == [0.0, 0.2, 0.4, 0.6]
 
 
+@pytest.mark.deadline(15)
 async def test_gpu_mode_never_serves_more_than_capacity_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -322,6 +323,7 @@ async def test_hosted_mode_answers_429_beyond_capacity_and_keeps_the_capacity_hi
         assert {r.limited_by for r in sim.request_log() if r.status == 429} == {"capacity"}
 
 
+@pytest.mark.deadline(120)
 async def test_hosted_rpm_budget_refills_one_request_every_60_over_rpm_seconds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -386,6 +388,7 @@ async def test_latency_is_median_plus_per_output_token_time(
         assert trio.current_time() == start + (0.5 + 0.01 * tokens)
 
 
+@pytest.mark.deadline(40)
 async def test_lognormal_latency_is_seeded(autojump_clock: trio.testing.MockClock) -> None:
     """The same seed gives the same sequence of latencies; another seed gives another."""
 
@@ -463,6 +466,7 @@ async def test_injected_reset_drops_the_connection_without_a_response(
         assert (record.status, record.fault) == (0, "reset")
 
 
+@pytest.mark.deadline(20)
 async def test_injected_hang_outlasts_the_client_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -478,6 +482,7 @@ async def test_injected_hang_outlasts_the_client_timeout(
         assert sim.stats()["f"].in_flight == 0
 
 
+@pytest.mark.deadline(90)
 async def test_injected_hang_answers_after_hang_seconds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -825,6 +830,7 @@ async def test_plain_text_uses_the_prompt_words(autojump_clock: trio.testing.Moc
     assert any("volcanoes" in t or "glaciers" in t for t in texts)
 
 
+@pytest.mark.deadline(250)
 async def test_same_request_gets_the_same_content(autojump_clock: trio.testing.MockClock) -> None:
     """Content depends only on model name, messages and schema: not on time, order or server."""
     bodies = [
@@ -987,6 +993,19 @@ async def test_stats_endpoint_and_reset(autojump_clock: trio.testing.MockClock) 
         assert sim.stats()["m"].completed == 0
 
 
+async def test_log_endpoint_serves_the_request_log(autojump_clock: trio.testing.MockClock) -> None:
+    """GET /log serves request_log() and the simulator's clock, for clients in other processes."""
+    async with simulated(SimulatedModel(name="m", latency=Latency(median=0.5))) as (sim, client):
+        await client.post("/chat/completions", json=chat("m", "hi"))
+        await trio.sleep(1)
+        root = sim.url.removesuffix("/v1")
+        served = (await client.get(f"{root}/log")).json()
+    assert served["time"] == 1.5
+    assert served["records"] == [attrs.asdict(r) for r in sim.request_log()]
+    assert (served["records"][0]["start"], served["records"][0]["end"]) == (0.0, 0.5)
+
+
+@pytest.mark.deadline(20)
 async def test_reset_keeps_live_gauges(autojump_clock: trio.testing.MockClock) -> None:
     """A reset mid-request keeps in_flight and restarts peak from it."""
     async with simulated(SimulatedModel(name="m", latency=Latency(median=10.0))) as (sim, client):
@@ -1057,6 +1076,7 @@ async def test_bad_requests_get_openai_style_errors(
     assert sim.stats()["m"].completed == 0
 
 
+@pytest.mark.deadline(30)
 async def test_client_leaving_the_gpu_queue_frees_its_place(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -348,11 +348,99 @@ async def test_close_stores_status_and_summary(harness: Harness) -> None:
     assert harness.sink.statistics().state == "closed"
 
 
+async def test_commit_later_is_recorded_by_close(harness: Harness) -> None:
+    """A ``commit_later`` write is stored at once (it reads back, it counts, it cannot be written
+    twice) and enters the record with the next record write: here the final one of close()."""
+    await open_sink(harness.sink, num_records=20)
+    await harness.sink.write_row_group(0, rows(0, 10), requested_rows=10)
+    path = await harness.sink.write_row_group(1, rows(10, 8), requested_rows=10, commit_later=True)
+    assert path == row_group_file(1)
+    assert harness.sink.metadata()["row_groups"].keys() == {"0"}  # not recorded yet
+    assert harness.sink.statistics().rows_written == 18  # but stored
+    with pytest.raises(ValueError, match=r"row group 1 was already written"):
+        await harness.sink.write_row_group(1, rows(10, 8), requested_rows=10)
+    await harness.sink.close(status="complete", summary={})
+    meta = harness.sink.metadata()
+    assert meta["row_groups"]["1"] == {"file": path, "rows": 8, "requested_rows": 10}
+    assert (meta["status"], meta["rows_written"]) == ("complete", 18)
+    assert harness.read_back().equals(pa.concat_tables([rows(0, 10), rows(10, 8)]))
+
+
+async def test_a_later_commit_records_the_staged_entries_too(harness: Harness) -> None:
+    await open_sink(harness.sink)
+    await harness.sink.write_row_group(2, rows(20, 10), requested_rows=10, commit_later=True)
+    await harness.sink.write_row_group(0, rows(0, 10), requested_rows=10)
+    assert harness.sink.completed_row_groups() == {0: 10, 2: 10}
+
+
+async def test_a_background_open_refuses_before_it_returns(harness: Harness) -> None:
+    """``open(background=...)``: what refuses the run is raised by open itself; the storage is
+    prepared by a task of the nursery, and writes wait for it."""
+    await open_sink(harness.sink)
+    await harness.sink.write_row_group(0, rows(0, 10), requested_rows=10)
+    await harness.sink.close(status="interrupted", summary={})
+    again = harness.reopen()
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            with pytest.raises(SinkError, match=r"holds a different run"):
+                await again.open(
+                    fingerprint=OTHER_FINGERPRINT,
+                    config=CONFIG,
+                    num_records=100,
+                    row_group_size=10,
+                    background=nursery,
+                )
+            await again.open(
+                fingerprint=FINGERPRINT,
+                config=CONFIG,
+                num_records=100,
+                row_group_size=10,
+                background=nursery,
+            )
+            assert again.completed_row_groups() == {0: 10}  # known before it is prepared
+            await again.write_row_group(1, rows(10, 10), requested_rows=10)
+            await again.close(status="complete", summary={})
+    assert again.metadata()["status"] == "complete"
+    assert again.completed_row_groups() == {0: 10, 1: 10}
+
+
+async def test_a_failed_background_preparation_fails_writes_and_stores_nothing(
+    out: Path,
+) -> None:
+    sink = ParquetSink(out)
+    caught: list[BaseException] = []
+    with trio.fail_after(BIG):
+        try:
+            async with trio.open_nursery() as nursery:
+                await open_sink_in(sink, nursery)  # the checks pass: nothing is there
+                # Before the background task runs: the first record cannot replace a
+                # directory, a real disk error.
+                (out / "metadata.json").mkdir(parents=True)
+                with pytest.raises(SinkError, match=r"^writing to output directory"):
+                    await sink.write_row_group(0, rows(0, 1), requested_rows=1)
+                await sink.close(status="failed", summary={})
+        except BaseExceptionGroup as group:
+            caught.extend(group.exceptions)
+    assert [type(e) for e in caught] == [SinkError]
+    assert sink.statistics().state == "closed"
+    assert listdir(out / "parquet-files") == []
+
+
+async def open_sink_in(sink: Sink, nursery: trio.Nursery) -> None:
+    await sink.open(
+        fingerprint=FINGERPRINT,
+        config=CONFIG,
+        num_records=100,
+        row_group_size=10,
+        background=nursery,
+    )
+
+
 async def test_close_refuses_an_unknown_status_and_unstorable_summary(harness: Harness) -> None:
     await open_sink(harness.sink)
     with pytest.raises(
         ValueError,
-        match=r"^status must be one of \['complete', 'early_shutdown', 'interrupted'\], "
+        match=r"^status must be one of \['complete', 'early_shutdown', 'failed', 'interrupted'\], "
         r"got 'done'\.$",
     ):
         await harness.sink.close(status="done", summary={})
@@ -692,7 +780,7 @@ async def test_a_failing_serialisation_leaves_nothing(out: Path) -> None:
     with pytest.raises(
         SinkError,
         match=r"^writing to output directory '.*out' failed: \[Errno 28\] No space left on "
-        r"device; check the disk \(space, permissions\) and run again\.$",
+        r"device; free some disk space and run again\.$",
     ):
         await sink.write_row_group(0, rows(0, 3), requested_rows=3)
     assert tmp_files(sink) == []

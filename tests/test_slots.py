@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
@@ -70,6 +71,7 @@ async def test_cancelled_while_parked_leaves_nothing_behind(
     assert (stats.submission_borrowed, stats.llm_wait_borrowed) == (0, 0)
 
 
+@pytest.mark.deadline(20)
 async def test_peaks_never_exceed_pool_sizes(autojump_clock: trio.testing.MockClock) -> None:
     slots = TaskSlots(3, 5)
 

@@ -502,8 +502,17 @@ def test_active_intervals_merge_overlapping_and_close_spans() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def needs_matplotlib() -> None:
+    """Skip when the optional ``plot`` extra (matplotlib) is not installed at all; any other
+    ImportError (a broken install, or our own module failing) fails the test."""
+    pytest.importorskip(
+        "matplotlib", reason="the plot extra (matplotlib) is not installed",
+        exc_type=ModuleNotFoundError,
+    )
+
+
 def test_sync_vs_async_png(runs: dict[str, Path], tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    needs_matplotlib()
     dest = plot_timeline([runs["sync"], runs["async"]], tmp_path / "pictures" / "cmp.png")
     assert dest == tmp_path / "pictures" / "cmp.png"
     data = dest.read_bytes()
@@ -512,7 +521,7 @@ def test_sync_vs_async_png(runs: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_svg_names_every_column_and_engine(runs: dict[str, Path], tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    needs_matplotlib()
     dest = plot_timeline([runs["sync"], runs["async"]], tmp_path / "cmp.svg", title="Small")
     text = dest.read_text()
     assert text.lstrip().startswith("<?xml")
@@ -526,7 +535,7 @@ def test_svg_names_every_column_and_engine(runs: dict[str, Path], tmp_path: Path
 def test_plot_sets_a_writable_config_dir_when_unset(
     runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("matplotlib")
+    needs_matplotlib()
     import os
 
     monkeypatch.setenv("MPLCONFIGDIR", "")  # so that the test's end restores the original

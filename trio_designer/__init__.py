@@ -34,12 +34,14 @@ from ._exceptions import ConfigError as ConfigError
 from ._exceptions import EventLoopError as EventLoopError
 from ._exceptions import GenerationError as GenerationError
 from ._exceptions import ModelConnectionError as ModelConnectionError
+from ._exceptions import ModelContentFilteredError as ModelContentFilteredError
 from ._exceptions import ModelOutputError as ModelOutputError
 from ._exceptions import ModelRateLimitedError as ModelRateLimitedError
 from ._exceptions import ModelRequestError as ModelRequestError
 from ._exceptions import ModelServerError as ModelServerError
 from ._exceptions import ModelTimeoutError as ModelTimeoutError
 from ._exceptions import NonRetryableGenerationError as NonRetryableGenerationError
+from ._exceptions import ProviderError as ProviderError
 from ._exceptions import RetryableGenerationError as RetryableGenerationError
 from ._exceptions import RunInterrupted as RunInterrupted
 from ._exceptions import SinkError as SinkError
@@ -91,6 +93,7 @@ __all__ = [
     "LLMTextColumn",
     "ModelConfig",
     "ModelConnectionError",
+    "ModelContentFilteredError",
     "ModelOutputError",
     "ModelProvider",
     "ModelRateLimitedError",
@@ -101,6 +104,7 @@ __all__ = [
     "PipelineBuilder",
     "PipelineConfig",
     "PoissonSampler",
+    "ProviderError",
     "RetryableGenerationError",
     "Rubric",
     "RunConfig",

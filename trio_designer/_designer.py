@@ -10,8 +10,13 @@ await ``trio_designer.aio.create`` / ``preview``. Each entry point checks its ca
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import (
+    AbstractAsyncContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+)
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,9 +29,11 @@ from ._engine._dispatch import SlotStatistics
 from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._eventloop import check_sync_caller, check_trio_caller
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, RunInterrupted
+from ._interrupt import RecordedStatus, RunControl, stop_record
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
+from ._sink import SUMMARY_ROW_GROUPS_FOUND
 from .config import PipelineConfig
 from .generators._base import ColumnGenerator
 from .generators._registry import build_generator
@@ -35,12 +42,12 @@ if TYPE_CHECKING:
     from .models._registry import ModelRegistry
 
 EngineName = Literal["async", "sync"]
-#: How a run that returned a result ended. A run that is interrupted (an outer cancel scope,
-#: Ctrl-C) returns nothing: the cancellation propagates, as trio requires, after the finished
-#: row groups and ``metadata.json`` (``status: "interrupted"``) are written.
+#: How a run that returned a result ended. A run that is interrupted returns nothing: after
+#: the finished row groups and ``metadata.json`` (``status: "interrupted"``) are written,
+#: :meth:`TrioDesigner.interrupt` makes ``create`` raise :class:`RunInterrupted`, and a
+#: cancellation from outside (an outer cancel scope, Ctrl-C) propagates, as trio requires.
+#: A run that an exception ended records ``status: "failed"`` and re-raises it.
 RunStatus = Literal["complete", "early_shutdown"]
-#: What ``metadata.json`` records: a returned run's status, or ``"interrupted"``.
-_RecordedStatus = Literal["complete", "early_shutdown", "interrupted"]
 
 
 @attrs.frozen(kw_only=True)
@@ -57,6 +64,9 @@ class ColumnSummary:
     """Retryable failures that were deferred and retried."""
     cancelled: int
     """Cells cancelled because a sibling cell of their row failed, or the run stopped."""
+    truncated: int = 0
+    """Written cells whose value is an answer cut off at ``max_tokens``, kept because the
+    column says ``on_truncated: keep`` (the side column ``<name>__truncated`` marks which)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -164,6 +174,28 @@ class TrioDesigner:
         resolve_progress(progress)  # a bad value fails here, before anything runs
         self.progress = progress
         self.limiter_factory = limiter_factory
+        self._runs: set[RunControl] = set()
+
+    def interrupt(self, reason: str = "interrupted", *, resume_hint: str | None = None) -> int:
+        """Stop every run of this designer in progress, cleanly, as Ctrl-C stops a CLI run.
+
+        Each run drains: in-flight row groups are cancelled and not written, finished ones stay
+        on disk, ``metadata.json`` records ``status: "interrupted"`` with ``reason`` and
+        ``resume_hint`` under ``summary.stopped``, and then ``create`` / ``preview`` raise
+        :class:`RunInterrupted` (``resume=True`` continues a ``create`` run). Call it from a
+        task of the same ``trio.run`` (a signal watcher, a deadline, a UI button).
+
+        Args:
+          reason: why, recorded and shown (the command line passes ``"SIGTERM"``/``"SIGINT"``).
+          resume_hint: how to continue, recorded (default: call ``create`` again with
+            ``resume=True``).
+
+        Returns:
+          How many runs were stopped (``0``: none was in progress; nothing happens).
+        """
+        for control in self._runs:
+            control.stop(reason, resume_hint)
+        return len(self._runs)
 
     async def create(
         self,
@@ -178,6 +210,7 @@ class TrioDesigner:
         Raises:
           ConfigError: the configuration is invalid (raised before any request is sent).
           SinkError: the output directory holds a different run, or writing failed.
+          RunInterrupted: :meth:`interrupt` stopped the run; finished row groups are on disk.
           EventLoopError: not awaited by a Trio task (under asyncio, use
             ``trio_designer.aio.create``).
         """
@@ -187,33 +220,44 @@ class TrioDesigner:
 
         graph, generators = _prepare(config, num_records)
         changes = _LimitChanges()
-        async with self._open_models(config, changes) as models:
-            sink = ParquetSink(output_dir)
-            await sink.open(
-                fingerprint=config_fingerprint(config),
-                config=config.to_dict(lenient=True),
-                num_records=num_records,
-                row_group_size=config.run.row_group_size,
-                resume=resume,
-            )
-            done = frozenset(sink.completed_row_groups()) if resume else frozenset()
-            return await self._execute(
-                config,
-                graph,
-                generators,
-                sink,
-                num_records,
-                Path(output_dir),
-                done,
-                models,
-                changes,
-            )
+        with self._controlled(Path(output_dir)) as control, _single_error():
+            async with (
+                self._open_models(config, changes) as models,
+                _beside_the_run(models) as disk,
+            ):
+                sink = ParquetSink(output_dir)
+                # Refusals (another run in the directory...) are raised here, before any
+                # request; the folders and the first record are written while the first
+                # requests are out (writes and close wait for them).
+                await sink.open(
+                    fingerprint=config_fingerprint(config),
+                    config=config.to_dict(lenient=True),
+                    num_records=num_records,
+                    row_group_size=config.run.row_group_size,
+                    resume=resume,
+                    background=disk,
+                )
+                done = frozenset(sink.completed_row_groups()) if resume else frozenset()
+                return await self._execute(
+                    config,
+                    graph,
+                    generators,
+                    sink,
+                    num_records,
+                    Path(output_dir),
+                    done,
+                    models,
+                    changes,
+                    control,
+                )
+        raise AssertionError("unreachable: _controlled raises when the run was stopped")
 
     async def preview(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
         """Generate ``num_records`` rows in memory (nothing written); for a quick look.
 
         Raises:
           ConfigError: the configuration is invalid (raised before any request is sent).
+          RunInterrupted: :meth:`interrupt` stopped the preview (nothing is kept).
           EventLoopError: not awaited by a Trio task (under asyncio, use
             ``trio_designer.aio.preview``).
         """
@@ -222,17 +266,30 @@ class TrioDesigner:
 
         graph, generators = _prepare(config, num_records)
         changes = _LimitChanges()
-        async with self._open_models(config, changes) as models:
-            sink = MemorySink()
-            await sink.open(
-                fingerprint="preview",
-                config={},
-                num_records=num_records,
-                row_group_size=config.run.row_group_size,
-            )
-            result = await self._execute(
-                config, graph, generators, sink, num_records, None, frozenset(), models, changes
-            )
+        with self._controlled(None) as control, _single_error():
+            async with (
+                self._open_models(config, changes) as models,
+                _beside_the_run(models),
+            ):
+                sink = MemorySink()
+                await sink.open(
+                    fingerprint="preview",
+                    config={},
+                    num_records=num_records,
+                    row_group_size=config.run.row_group_size,
+                )
+                result = await self._execute(
+                    config,
+                    graph,
+                    generators,
+                    sink,
+                    num_records,
+                    None,
+                    frozenset(),
+                    models,
+                    changes,
+                    control,
+                )
         return attrs.evolve(result, memory_table=sink.table())
 
     def create_sync(
@@ -268,6 +325,24 @@ class TrioDesigner:
         check_sync_caller("preview")
         return trio.run(partial(self.preview, config, num_records=num_records))
 
+    @contextmanager
+    def _controlled(self, output_dir: Path | None) -> Iterator[RunControl]:
+        """Run the body under a :class:`RunControl` that :meth:`interrupt` can stop; raise
+        :class:`RunInterrupted` when it did."""
+        control = RunControl()
+        self._runs.add(control)
+        try:
+            with control.scope:
+                yield control
+        finally:
+            self._runs.discard(control)
+        if control.stopped:
+            raise RunInterrupted(
+                reason=control.reason or "interrupted",
+                output_dir=output_dir,
+                rows_written=control.rows_written,
+            )
+
     def _open_models(
         self, config: PipelineConfig, changes: _LimitChanges
     ) -> AbstractAsyncContextManager[Any]:
@@ -297,6 +372,7 @@ class TrioDesigner:
         done: frozenset[int],
         models: ModelRegistry | None,
         changes: _LimitChanges,
+        control: RunControl,
     ) -> RunResult:
         state = RunState(
             graph=graph,
@@ -313,17 +389,24 @@ class TrioDesigner:
         engine = AsyncEngine.for_run(state) if self.engine == "async" else None
         start = trio.current_time()
         state.trace.origin = start
-        status: _RecordedStatus = "interrupted"
+        status: RecordedStatus = "interrupted"
+        stopped: dict[str, Any] | None = None
         try:
             await self._run_engine(state, engine)
+            if state.fatal_error is not None:
+                raise state.fatal_error
             status = "early_shutdown" if state.early_shutdown else "complete"
+        except BaseException as exc:
+            status, stopped = stop_record(control, exc) or (status, None)
+            raise
         finally:
+            control.rows_written = state.rows_written
             with trio.CancelScope(shield=True):
-                if output_dir is not None:
+                if output_dir is not None and (state.failures or state.trace.enabled):
                     await trio.to_thread.run_sync(
                         partial(_write_artifacts, output_dir, state, self.engine)
                     )
-                await sink.close(status=status, summary=_summary(state, status))
+                await sink.close(status=status, summary=_summary(state, status, stopped))
         return RunResult(
             status="early_shutdown" if state.early_shutdown else "complete",
             engine=self.engine,
@@ -349,15 +432,59 @@ class TrioDesigner:
         async with trio.open_nursery() as nursery:
             if reporter is not None:
                 nursery.start_soon(reporter.run)
+            outcome: RecordedStatus = "interrupted"  # what metadata.json records, too
             try:
                 if engine is not None:
                     await engine.run()
                 else:
                     await run_sync(state)
+                outcome = "early_shutdown" if state.early_shutdown else "complete"
             finally:
                 nursery.cancel_scope.cancel()
                 if reporter is not None:
-                    reporter.final()
+                    reporter.final(outcome)
+
+
+@asynccontextmanager
+async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[trio.Nursery]:
+    """A nursery for work beside a run: the sink's background preparation, and connections
+    to the providers warmed up while the run starts (``ModelRegistry.warm_up``: no request,
+    only connecting, so the first requests find connections ready). The warm-up is cancelled
+    when the run ends."""
+    async with trio.open_nursery() as nursery:
+        warm = trio.CancelScope()
+        if models is not None:
+            nursery.start_soon(_warm_up, models, warm)
+        try:
+            yield nursery
+        finally:
+            warm.cancel()
+
+
+async def _warm_up(models: ModelRegistry, scope: trio.CancelScope) -> None:
+    with scope:
+        await models.warm_up()
+
+
+@contextmanager
+def _single_error() -> Iterator[None]:
+    """What ends a run reaches the caller as itself (a ``ProviderError``, the ``SinkError`` of
+    the sink's background preparation, a ``KeyboardInterrupt``), not inside the
+    ``ExceptionGroup`` of the nursery the sink prepares in. Groups of cancellations are left
+    to trio's cancel scopes."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1 and not isinstance(leaves[0], trio.Cancelled):
+            raise leaves[0]  # noqa: B904 (its own cause and traceback are kept)
+        raise
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 class _LimitChanges:
@@ -411,17 +538,20 @@ def _column_summary(counts: ColumnCounts) -> ColumnSummary:
         failed=counts.failed,
         retried=counts.retried,
         cancelled=counts.cancelled,
+        truncated=counts.truncated,
     )
 
 
-def _summary(state: RunState, status: str) -> dict[str, Any]:
+def _summary(state: RunState, status: str, stopped: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "status": status,
+        "stopped": stopped,
         "rows_written": state.rows_written,
         "rows_dropped": state.rows_dropped,
         "columns": {c: attrs.asdict(n) for c, n in state.counts.items()},
         "failures": [attrs.asdict(f) for f in state.failures[:1000]],
         "early_shutdown": state.early_shutdown,
+        SUMMARY_ROW_GROUPS_FOUND: len(state.skip_row_groups),
         "usage": {}
         if state.models is None
         else {a: u.to_dict() for a, u in state.models.usage().items()},

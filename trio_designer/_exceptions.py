@@ -12,7 +12,10 @@ Grouped by what the caller can do about it::
     │   │   └── ModelConnectionError        connection refused/reset, protocol errors
     │   └── NonRetryableGenerationError     drops the row (or the row group, for full-column tasks)
     │       ├── ModelRequestError           400/401/403/404/413/422, context window, quota
+    │       ├── ModelContentFilteredError   the provider's content filter stopped the answer
     │       └── ModelOutputError            the model answered, but its output never parsed
+    ├── ProviderError                       a provider cannot work at all (refused, DNS, TLS,
+    │                                       401/403 before any success): the run stops at once
     ├── SinkError (OSError)                 writing the dataset failed
     ├── TraceExportError (ValueError)       a recorded trace cannot be exported or plotted
     ├── RunInterrupted                      the run stopped early; what finished is on disk
@@ -36,7 +39,7 @@ spellings into its flags (``trio_designer/cli/_errors.py``), so one message serv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from ._core._budget import RateLimits
@@ -163,14 +166,71 @@ class ModelRequestError(NonRetryableGenerationError):
         self.reason = reason
 
 
-class ModelOutputError(NonRetryableGenerationError):
-    """The model answered, but no attempt produced output that parsed and validated."""
+class ModelContentFilteredError(NonRetryableGenerationError):
+    """The provider's content filter stopped the answer, or refused the prompt.
+
+    Raised for an answer whose ``finish_reason`` is ``"content_filter"`` (``status`` 200), and
+    for a 400 whose body says the prompt was filtered (Azure OpenAI's ``content_filter`` code;
+    ``status`` 400). Not retried: the same prompt meets the same filter. The row is dropped.
+    """
 
     def __init__(
-        self, message: str, *, attempts: int, column: str | None = None, row: int | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        column: str | None = None,
+        row: int | None = None,
     ) -> None:
         super().__init__(message, column=column, row=row)
-        self.attempts = attempts
+        self.status = status
+
+
+class ModelOutputError(NonRetryableGenerationError):
+    """The model answered, but no answer parsed and validated.
+
+    ``requests`` is how many times the cell asked (at most ``1 + max_parse_retries``), all within
+    one attempt of the cell: "attempts" count the engine's runs of a cell (``failures.jsonl``).
+    ``reason`` says what was wrong with the last answer: ``"unparsable"`` (it did not parse or
+    validate), ``"empty"`` (no content), or ``"truncated"`` (cut off at ``max_tokens``:
+    ``finish_reason`` ``"length"``; the message says to raise ``max_tokens``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        requests: int,
+        reason: str = "unparsable",
+        column: str | None = None,
+        row: int | None = None,
+    ) -> None:
+        super().__init__(message, column=column, row=row)
+        self.requests = requests
+        self.reason = reason
+
+
+class ProviderError(TrioDesignerError):
+    """A provider cannot work at all, so the run stops at once (``status: "failed"``).
+
+    Raised when the requests to a provider so far have all failed in a way no retry fixes
+    and none has succeeded: no connection (refused, unknown host, failed TLS handshake, a
+    proxy that refuses the tunnel) after the client's own retries, or the credentials rejected
+    (HTTP 401 or 403). Once a provider has answered a request, its later failures are ordinary
+    cell failures. Not a :class:`GenerationError`: no row is to blame. The message names the
+    provider, its ``base_url`` and what to do; the command line exits 1.
+
+    Attributes:
+      provider: the provider's name.
+      base_url: its base URL.
+      reason: ``"unreachable"`` (no connection) or ``"credentials"`` (401/403).
+    """
+
+    def __init__(self, message: str, *, provider: str, base_url: str, reason: str) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.base_url = base_url
+        self.reason = reason
 
 
 class SinkError(TrioDesignerError, OSError):
@@ -193,5 +253,27 @@ class EventLoopError(TrioDesignerError, RuntimeError):
 
 
 class RunInterrupted(TrioDesignerError):
-    """The run stopped before every row group finished; finished row groups are on disk."""
+    """The run stopped before every row group finished; finished row groups are on disk.
 
+    Raised by ``TrioDesigner.create``/``preview`` after ``TrioDesigner.interrupt`` stopped
+    the run and it drained (``metadata.json`` says ``interrupted``, with the reason).
+
+    Attributes:
+      reason: why (``"SIGTERM"``, ``"SIGINT"``, or what the caller of ``interrupt`` said).
+      output_dir: where the finished row groups are (``None`` for a preview).
+      rows_written: rows this run wrote before it stopped.
+    """
+
+    def __init__(self, *, reason: str, output_dir: Any = None, rows_written: int = 0) -> None:
+        if output_dir is None:
+            message = f"the preview was interrupted ({reason}); nothing is kept (it is in memory)"
+        else:
+            message = (
+                f"the run was interrupted ({reason}); the finished row groups ({rows_written} "
+                f"rows written by this run) are kept in {output_dir}; continue it with "
+                f"{RESUME_ARGUMENT} and the same {OUTPUT_DIR_ARGUMENT}"
+            )
+        super().__init__(message)
+        self.reason = reason
+        self.output_dir = output_dir
+        self.rows_written = rows_written

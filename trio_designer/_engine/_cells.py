@@ -225,6 +225,8 @@ def _store(buf: RowGroupBuffer, column: str, row: int, result: Any) -> None:
         buf.values[column][row] = result.value
         for extra, value in result.extras.items():
             buf.values[extra][row] = value
+        if result.truncated:
+            buf.truncated.setdefault(column, set()).add(row)
     else:
         buf.values[column][row] = result
 

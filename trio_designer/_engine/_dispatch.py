@@ -443,6 +443,9 @@ class RowGroupWorker:
         return await self.cells.run_cell(self.buffer, task.column, task.row, started, handoff)
 
     def _on_error(self, task: Task, exc: Exception, attempt: int) -> TaskStatus:
+        if self.state.stops_the_run(exc):  # no row to blame: the whole run stops
+            self.state.stop_for(exc)
+            return "failed"
         retry = self.state.retry
         if retry.is_retryable(exc):
             outcome = self.tracker.defer(

@@ -17,6 +17,7 @@ import trio
 
 from .._core._errorwindow import ErrorRateWindow
 from .._core._retry import RetryPolicy
+from .._exceptions import ProviderError
 from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
@@ -39,7 +40,7 @@ class RowGroupSink(Protocol):
     makes; opening and closing the sink is the designer's."""
 
     async def write_row_group(
-        self, row_group: int, table: Any, *, requested_rows: int
+        self, row_group: int, table: Any, *, requested_rows: int, commit_later: bool = False
     ) -> str | None: ...
 
 
@@ -63,13 +64,19 @@ def plan_row_groups(
 
 @attrs.define(eq=False)
 class ColumnCounts:
-    """Per-column outcome counters of a run."""
+    """Per-column outcome counters of a run.
+
+    ``truncated`` counts written cells whose value is an answer cut off at ``max_tokens`` that
+    the column kept (``on_truncated: keep``); it is counted when the row group is written, so
+    rows dropped for another reason do not count.
+    """
 
     ok: int = 0
     skipped: int = 0
     failed: int = 0
     retried: int = 0
     cancelled: int = 0
+    truncated: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -88,7 +95,8 @@ class RowGroupBuffer:
     """The values of one row group while it is being generated.
 
     ``values[column][local_row]`` holds a cell's value once generated; ``skipped[column]`` the
-    local rows whose cell was skipped. Cells are written only by the task that generated them.
+    local rows whose cell was skipped; ``truncated[column]`` the local rows whose value is a kept
+    cut-off answer. Cells are written only by the task that generated them.
     """
 
     def __init__(
@@ -99,6 +107,7 @@ class RowGroupBuffer:
             c: [None] * plan.size for c in (*columns, *extra_columns)
         }
         self.skipped: dict[str, set[int]] = {c: set() for c in columns}
+        self.truncated: dict[str, set[int]] = {}
 
     def row_view(self, columns: Sequence[str], row: int) -> dict[str, Any]:
         return {c: self.values[c][row] for c in columns}
@@ -148,11 +157,17 @@ class RunState:
         self.failures: list[FailureRecord] = []
         self.error_window = ErrorRateWindow(run.shutdown_error_window, run.shutdown_error_rate)
         self.trace = TraceRecorder(enabled=bool(run.trace))
-        #: Cancelled on early shutdown: dispatch stops, in-flight tasks are cancelled.
+        #: Cancelled on early shutdown and by :meth:`stop_for`: dispatch stops, in-flight tasks
+        #: are cancelled.
         self.run_scope = trio.CancelScope()
         self.early_shutdown = False
+        #: The error that stopped the whole run (:meth:`stop_for`), raised by the designer.
+        self.fatal_error: BaseException | None = None
         self.rows_written = 0
         self.rows_dropped = 0
+        # Row groups this run still has to write; the last one's record entry is committed by
+        # the sink's close() (commit_later), one record write fewer at the end of every run.
+        self._unwritten = sum(1 for _ in self.plans())
         # row group -> (column, error class) -> rows dropped; reported once at checkpoint.
         self._drop_causes: dict[int, dict[tuple[str, str], int]] = {}
         self._extra_columns = [e for c in graph.order for e in generators[c].extra_columns()]
@@ -163,9 +178,10 @@ class RunState:
                 continue
             self._output_columns.append(column)
             self._output_types[column] = generators[column].arrow_type()
+            extra_types = generators[column].extra_arrow_types()
             for extra in generators[column].extra_columns():
                 self._output_columns.append(extra)
-                self._output_types[extra] = _string_type()
+                self._output_types[extra] = extra_types.get(extra) or _string_type()
 
     # -- planning -------------------------------------------------------------------------
     def plans(self) -> Iterator[RowGroupPlan]:
@@ -215,6 +231,29 @@ class RunState:
             str(exc)[:200],
         )
         self._record_outcome(error=True)
+
+    def stop_for(self, exc: BaseException) -> None:
+        """Stop the run for an error no row is to blame for (a
+        :class:`~trio_designer.ProviderError`: a provider that cannot work at all).
+
+        Cancels :attr:`run_scope` like early shutdown, so finished row groups are kept and
+        in-flight ones are not written; the first such error is kept in :attr:`fatal_error`
+        (for the designer to raise and record) and logged once, whichever of the requests in
+        flight to the same dead provider reports it first
+        (``tests/test_fail_fast.py::test_a_dead_base_url_stops_the_run_with_one_message``).
+        """
+        if self.fatal_error is None:
+            self.fatal_error = exc
+            # Info, not error: the caller gets the exception, and its message is the one a
+            # user should read (the command line prints it once).
+            logger.info("stopping the run: %s", exc)
+            self.emit("run_failed", error_class=type(exc).__name__)
+        self.run_scope.cancel()
+
+    @staticmethod
+    def stops_the_run(exc: BaseException) -> bool:
+        """Whether ``exc`` fails the whole run rather than a cell (:meth:`stop_for`)."""
+        return isinstance(exc, ProviderError)
 
     def _record_outcome(self, *, error: bool) -> None:
         """Feed the early-shutdown gate; when it trips, cancel :attr:`run_scope` (once).
@@ -287,20 +326,30 @@ class RunState:
 
         Shielded: a row group that finished is written even if the run is being cancelled
         (``tests/test_engine.py::test_cancel_keeps_finished_row_groups_and_resume_completes``).
+        The run's last row group is written with ``commit_later``: the sink's ``close``, which
+        the designer calls right after the engine, records it.
         """
         live = [r for r in range(buf.plan.size) if r not in dropped]
         self.rows_dropped += len(dropped)
+        for column, rows in buf.truncated.items():
+            self.counts[column].truncated += len(rows - dropped)
         if dropped:
             self._log_drops(buf.plan, len(dropped))
+        self._unwritten -= 1
+        last = self._unwritten == 0  # the sink's close() follows: it records this one
         with trio.CancelScope(shield=True):
             if live:
                 columns = {c: [buf.values[c][r] for r in live] for c in self._output_columns}
                 table = build_table(columns, self._output_types)
-                await self.sink.write_row_group(buf.plan.id, table, requested_rows=buf.plan.size)
+                await self.sink.write_row_group(
+                    buf.plan.id, table, requested_rows=buf.plan.size, commit_later=last
+                )
             else:
                 # Recorded (rows: 0) so that a resumed run does not generate it again.
                 empty = build_table({c: [] for c in self._output_columns}, self._output_types)
-                await self.sink.write_row_group(buf.plan.id, empty, requested_rows=buf.plan.size)
+                await self.sink.write_row_group(
+                    buf.plan.id, empty, requested_rows=buf.plan.size, commit_later=last
+                )
                 logger.warning("row group %d has no surviving rows; nothing written", buf.plan.id)
         self.rows_written += len(live)
         self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=len(live))

@@ -137,6 +137,9 @@ class _SyncRowGroup:
         failures: list[tuple[int | None, Exception]],
     ) -> TaskStatus:
         """Classify a failed attempt: retryable ones are retried after the pass."""
+        if self.state.stops_the_run(exc):
+            self.state.stop_for(exc)
+            return "failed"
         if self.state.retry.is_retryable(exc):
             failures.append((row, exc))
             return "retryable"

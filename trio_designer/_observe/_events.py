@@ -9,6 +9,8 @@ them, the exporters draw them, and ``TrioDesigner(on_event=...)`` receives them 
 ``salvage_round``          deferred tasks retried: ``row_group``, ``tasks``
 ``limit_change``           an endpoint's adaptive limit moved: see :func:`limit_change_fields`
 ``early_shutdown``         the error-rate gate stopped the run: ``error_rate``
+``run_failed``             an error no row is to blame for stopped the run (a provider that
+                           cannot work at all): ``error_class``
 =========================  ====================================================================
 
 Fields are plain values (str, int, float, bool, None); :func:`jsonable_fields` makes sure of
@@ -28,6 +30,7 @@ __all__ = [
     "LIMIT_CHANGE_EVENT",
     "ROW_GROUP_ADMITTED_EVENT",
     "ROW_GROUP_CHECKPOINTED_EVENT",
+    "RUN_FAILED_EVENT",
     "SALVAGE_ROUND_EVENT",
     "int_field",
     "jsonable_fields",
@@ -39,6 +42,7 @@ ROW_GROUP_CHECKPOINTED_EVENT: Final = "row_group_checkpointed"
 SALVAGE_ROUND_EVENT: Final = "salvage_round"
 LIMIT_CHANGE_EVENT: Final = "limit_change"
 EARLY_SHUTDOWN_EVENT: Final = "early_shutdown"
+RUN_FAILED_EVENT: Final = "run_failed"
 
 
 def limit_change_fields(endpoint: str, change: LimitChange) -> dict[str, object]:

@@ -48,12 +48,14 @@ class Reporter(Protocol):
     """What the designer runs next to the engine: ``run`` until cancelled, then ``final``.
 
     ``final`` is called once, after the run's nursery was cancelled but possibly *before*
-    ``run`` has noticed; it must leave the terminal clean either way.
+    ``run`` has noticed; it must leave the terminal clean either way. Its ``outcome`` is the
+    status the run records in ``metadata.json`` (``complete``, ``early_shutdown``,
+    ``interrupted``), shown on the last frame.
     """
 
     async def run(self) -> None: ...
 
-    def final(self) -> None: ...
+    def final(self, outcome: str | None = None) -> None: ...
 
 
 def resolve_progress(progress: object) -> tuple[ProgressMode | None, float]:

@@ -108,6 +108,9 @@ class ProgressSnapshot:
       columns: one line per column, in execution order.
       endpoints: one line per model endpoint (empty without models).
       final: whether this is the last frame (the run ended, however it ended).
+      outcome: on the last frame, how the run ended, in the words of ``metadata.json``'s
+        ``status`` (``complete``, ``early_shutdown``, ``interrupted``); ``None`` while the run
+        goes on, or when the reporter was not told.
     """
 
     elapsed: float
@@ -117,6 +120,7 @@ class ProgressSnapshot:
     columns: tuple[ColumnProgress, ...]
     endpoints: tuple[EndpointProgress, ...] = ()
     final: bool = False
+    outcome: str | None = None
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -170,8 +174,9 @@ class ProgressTracker:
     and per endpoint. Trio-free: the caller passes the time.
 
     Rates: a column's rate is its recent cells/s; once a column is complete the rate shown is its
-    average from the start until it completed (a finished column does not decay to 0/s). In the
-    final frame every column shows its average over the run.
+    average from the start to the first frame that saw it complete, and stays so (a finished
+    column does not decay to 0/s), in the final frame too. In the final frame a column that
+    never completed (an interrupted or early-stopped run) shows its average over the run.
 
     Args:
       state: the run's state.
@@ -191,8 +196,11 @@ class ProgressTracker:
             meter.add(start, counts.ok + counts.skipped)
             self._column_rates[name] = meter
 
-    def snapshot(self, now: float, *, final: bool = False) -> ProgressSnapshot:
-        """The frame at time ``now``; ``final=True`` for the last one."""
+    def snapshot(
+        self, now: float, *, final: bool = False, outcome: str | None = None
+    ) -> ProgressSnapshot:
+        """The frame at time ``now``; ``final=True`` for the last one, with the run's
+        ``outcome`` when known."""
         elapsed = max(now - self._start, 0.0)
         columns = tuple(
             self._column(name, counts.ok + counts.skipped, counts.failed, now, elapsed, final)
@@ -206,6 +214,7 @@ class ProgressTracker:
             columns=columns,
             endpoints=self._endpoints(now),
             final=final,
+            outcome=outcome if final else None,
         )
 
     def _column(

@@ -35,8 +35,10 @@ PLAIN_INTERVAL = 5.0
 def format_plain(snapshot: ProgressSnapshot) -> str:
     """A snapshot as the plain-text block :class:`PlainProgress` prints (no escape codes)."""
     head = f"[{snapshot.elapsed:7.1f}s] "
+    ended = f" ({snapshot.outcome})" if snapshot.final and snapshot.outcome else ""
     lines = [
         f"rows written {snapshot.rows_written}/{snapshot.total}, dropped {snapshot.rows_dropped}"
+        + ended
     ]
     width = max((len(c.name) for c in snapshot.columns), default=0)
     digits = len(str(snapshot.total))
@@ -77,15 +79,15 @@ class PlainProgress:
             await trio.sleep(self.interval)
             self.print_block()
 
-    def final(self) -> None:
-        """Print the last block (the run ended, however it ended)."""
-        self.print_block(final=True)
+    def final(self, outcome: str | None = None) -> None:
+        """Print the last block (the run ended, however it ended: ``outcome`` says how)."""
+        self.print_block(final=True, outcome=outcome)
 
-    def print_block(self, *, final: bool = False) -> None:
+    def print_block(self, *, final: bool = False, outcome: str | None = None) -> None:
         """Print one block now (nothing once the stream has failed: the run goes on)."""
         if self._broken:
             return
-        snapshot = self._tracker.snapshot(trio.current_time(), final=final)
+        snapshot = self._tracker.snapshot(trio.current_time(), final=final, outcome=outcome)
         try:
             print(format_plain(snapshot), file=self._stream, flush=True)
         except (OSError, ValueError) as exc:  # a closed pipe or file

@@ -97,8 +97,9 @@ def _header(snapshot: ProgressSnapshot) -> Text:
     text.append(f"{snapshot.elapsed:6.1f}s", style="bold")
     text.append(f"  rows written {snapshot.rows_written}/{snapshot.total}")
     text.append(f"  dropped {snapshot.rows_dropped}", style="red" if snapshot.rows_dropped else "")
-    if snapshot.final:
-        text.append("  (finished)", style="dim")
+    if snapshot.final and snapshot.outcome:
+        style = "dim" if snapshot.outcome == "complete" else "bold yellow"
+        text.append(f"  ({snapshot.outcome})", style=style)
     return text
 
 
@@ -277,6 +278,7 @@ class RichProgress:
         self._logs = LogRouting(self.console)
         self._live_up = False
         self._closed = False
+        self._outcome: str | None = None
 
     async def run(self) -> None:
         """Show the display and redraw it until cancelled.
@@ -300,10 +302,13 @@ class RichProgress:
         finally:
             self._close()
 
-    def final(self) -> None:
-        """Draw the final frame and give the terminal back (never raises for the display)."""
+    def final(self, outcome: str | None = None) -> None:
+        """Draw the final frame, its header naming the run's ``outcome`` (``complete``,
+        ``early_shutdown``, ``interrupted``), and give the terminal back (never raises for the
+        display)."""
         if self._closed:
             return
+        self._outcome = outcome
         if self._live_up:
             self._close()
             return
@@ -337,6 +342,6 @@ class RichProgress:
         self._live.update(self._frame(final=False), refresh=True)
 
     def _frame(self, *, final: bool) -> RenderableType:
-        snapshot = self._tracker.snapshot(trio.current_time(), final=final)
+        snapshot = self._tracker.snapshot(trio.current_time(), final=final, outcome=self._outcome)
         rows = self.console.size.height - _CHROME_LINES - len(snapshot.endpoints)
         return render_frame(snapshot, max_column_rows=max(rows, 3))

@@ -25,6 +25,7 @@ template parsing).
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -163,11 +164,21 @@ def _template_references(source: str, field: str, where: str) -> tuple[list[str]
     names the template sets itself (loop variables, ``{% set %}``); column names may not
     shadow those globals (see the column ``name`` validator).
     """
+    references, error = _parsed_references(source)
+    if error is not None:
+        return [], f"{where}: {field} has a Jinja syntax error on line {error[0]}: {error[1]}"
+    return list(references), None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_references(source: str) -> tuple[tuple[str, ...], tuple[int | None, str] | None]:
+    """The sorted references of ``source``, or its syntax error's (line, message): parsed once
+    per source (a pipeline run again, in a notebook or a bench, builds its graph again)."""
     try:
         ast = _PARSER.parse(source)
     except jinja2.TemplateSyntaxError as exc:
-        return [], f"{where}: {field} has a Jinja syntax error on line {exc.lineno}: {exc.message}"
-    return sorted(jinja2.meta.find_undeclared_variables(ast)), None
+        return (), (exc.lineno, exc.message or "")
+    return tuple(sorted(jinja2.meta.find_undeclared_variables(ast))), None
 
 
 def _unknown_reference(where: str, field: str, name: str, names: set[str]) -> str:

@@ -37,7 +37,7 @@ from ._layout import (
     row_group_file,
 )
 from ._memory import MemorySink
-from ._metadata import FORMAT_VERSION, RowGroupEntry, RunMetadata
+from ._metadata import FORMAT_VERSION, SUMMARY_ROW_GROUPS_FOUND, RowGroupEntry, RunMetadata
 from ._parquet import ParquetSink, ParquetWriter
 from ._table import build_table
 
@@ -48,6 +48,7 @@ __all__ = [
     "FINAL_STATUSES",
     "FORMAT_VERSION",
     "METADATA_FILE",
+    "SUMMARY_ROW_GROUPS_FOUND",
     "TIMELINE_FILE",
     "TMP_DIR",
     "TRACE_FILE",

@@ -13,7 +13,18 @@ Mental model: **a row group is written when its entry is in the run record.** A 
    no return the commit must happen, or a visible file would be missing from the record).
 
 Hence, for the caller: **returned ⇒ stored and recorded; raised ⇒ nothing stored, nothing
-recorded** (the parquet sink's docstring explains the worker thread behind this).
+recorded** (the parquet sink's docstring explains the worker thread behind this). One
+exception, asked for by the caller: a write with ``commit_later=True`` (the last row group of a
+run, whose :meth:`SinkBase.close` follows at once) returns once the table is stored, and its
+entry is committed by the next record write — the final one of ``close`` — which saves a whole
+record write at the end of every run. If the process dies in between, the file has no entry
+and the next ``open`` deletes it, exactly as after a crash between steps 1 and 2.
+
+Opening can be split the same way (``open(..., background=nursery)``): everything that can
+refuse the run is checked before ``open`` returns, and preparing the storage (folders, a
+crash's leftovers, the first durable record) runs in the background while the caller starts
+its work; writes and ``close`` wait for it. Small runs start their first request without
+waiting for the disk (``benches/small_runs.py``).
 """
 
 from __future__ import annotations
@@ -26,13 +37,14 @@ import attrs
 import pyarrow as pa
 import trio
 
+from .._exceptions import SinkError
 from ._layout import row_group_file
 from ._metadata import RowGroupEntry, RunMetadata, json_value, utc_now
 from ._table import SchemaGuard
 
 __all__ = ["FINAL_STATUSES", "SinkBase", "SinkState", "SinkStatistics"]
 
-FINAL_STATUSES: Final = frozenset({"complete", "interrupted", "early_shutdown"})
+FINAL_STATUSES: Final = frozenset({"complete", "interrupted", "early_shutdown", "failed"})
 """The statuses :meth:`SinkBase.close` accepts. An open run has status ``"running"``."""
 
 SinkState = Literal["new", "open", "closing", "closed"]
@@ -77,17 +89,45 @@ class _WritesInFlight:
             await self._lot.park()
 
 
+class _Preparation:
+    """Whether the storage is ready for writes: set once preparing it succeeded or failed."""
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self.error: BaseException | None = None
+
+    def settle(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self._done.set()
+
+    async def wait(self) -> None:
+        """Wait until prepared; raise what preparing raised (a ``SinkError``)."""
+        await self._done.wait()
+        if self.error is not None:
+            raise SinkError(str(self.error)) from self.error
+
+    async def wait_settled(self) -> bool:
+        """Wait until preparing ended; ``True`` when it succeeded."""
+        await self._done.wait()
+        return self.error is None
+
+
 class SinkBase(abc.ABC):
     """Lifecycle, validation and the commit protocol shared by both sinks.
 
-    Subclasses supply storage: ``_open_storage`` (read a previous record, prepare storage,
-    store the opened record), ``_publish`` (make a table durable and visible; cancellable until
-    its point of no return), ``_unpublish`` (undo a publish whose commit failed), ``_persist``
-    (store a record) and ``_finish`` (clean up after the final record).
+    Subclasses supply storage: ``_check_storage`` (read a previous record and decide the
+    opened one, refusing what cannot be continued; changes nothing), ``_prepare_storage``
+    (prepare storage and store the opened record), ``_publish`` (make a table durable and
+    visible; cancellable until its point of no return), ``_unpublish`` (undo a publish whose
+    commit failed), ``_persist`` (store a record) and ``_finish`` (clean up after the final
+    record); ``_persist_final`` may do the last two at once.
 
-    Invariant: ``_meta`` is what storage holds; it is replaced only after ``_persist``
-    succeeded, under ``_lock``, so concurrent commits never lose each other's entries
-    (``test_concurrent_writes_are_all_recorded``).
+    Invariant: ``_meta`` is what storage holds (before the background preparation of
+    ``open(..., background=...)`` has stored it: what it will hold); it is replaced only after
+    ``_persist`` succeeded, under ``_lock``, so concurrent commits never lose each other's
+    entries (``test_concurrent_writes_are_all_recorded``). Entries of ``commit_later`` writes
+    wait in ``_staged`` and enter ``_meta`` with the next commit
+    (``test_commit_later_is_recorded_by_close``).
     """
 
     def __init__(self) -> None:
@@ -96,6 +136,10 @@ class SinkBase(abc.ABC):
         self._lock = trio.Lock()  # serialises record updates: each one sees the previous
         self._in_flight = _WritesInFlight()
         self._guard = SchemaGuard()
+        self._ready = _Preparation()
+        self._ready.settle()
+        # row group -> its entry, stored but not yet in the record (commit_later).
+        self._staged: dict[int, RowGroupEntry] = {}
 
     async def open(
         self,
@@ -105,6 +149,7 @@ class SinkBase(abc.ABC):
         num_records: int,
         row_group_size: int,
         resume: bool = True,
+        background: trio.Nursery | None = None,
     ) -> None:
         """Prepare storage and record the run as ``"running"``.
 
@@ -129,6 +174,11 @@ class SinkBase(abc.ABC):
           resume: whether row groups already written for this run may be kept; pass
             ``False`` for a run that will write every row group (else a second write of a
             row group fails late, with ``ValueError``).
+          background: when given, ``open`` returns as soon as the checks passed (every
+            ``SinkError`` below that refuses the run is raised before it returns) and the
+            storage is prepared by a task of this nursery; writes and ``close`` wait for it.
+            If preparing fails, that task raises ``SinkError`` (into the nursery), writes
+            raise it too, and ``close`` stores nothing.
 
         Raises:
           SinkError: storage holds a different run (another fingerprint or row group size),
@@ -147,19 +197,36 @@ class SinkBase(abc.ABC):
                 f"{row_group_size}."
             )
         config = json_value(config, "config")
-        meta = await self._open_storage(
+        meta = await self._check_storage(
             fingerprint=fingerprint,
             config=config,
             num_records=num_records,
             row_group_size=row_group_size,
             resume=resume,
         )
-        self._meta, self._state = meta, "open"
+        self._staged = {}
         self._guard = SchemaGuard()
         self._guard.reference = meta.schema
+        if background is None:
+            self._meta = await self._prepare_storage(meta)
+            self._state = "open"
+            return
+        self._meta, self._state = meta, "open"
+        self._ready = _Preparation()
+        background.start_soon(self._prepare_in_background, meta)
+
+    async def _prepare_in_background(self, meta: RunMetadata) -> None:
+        try:
+            with trio.CancelScope(shield=True):  # short, and writes wait for it
+                stored = await self._prepare_storage(meta)
+        except BaseException as exc:
+            self._ready.settle(exc)
+            raise
+        self._meta = stored
+        self._ready.settle()
 
     async def write_row_group(
-        self, row_group: int, table: pa.Table, *, requested_rows: int
+        self, row_group: int, table: pa.Table, *, requested_rows: int, commit_later: bool = False
     ) -> str | None:
         """Store one row group durably and add it to the run record.
 
@@ -181,6 +248,9 @@ class SinkBase(abc.ABC):
             :func:`build_table`.
           requested_rows: the rows the row group was asked for
             (``table.num_rows <= requested_rows <= row_group_size``).
+          commit_later: return once the table is stored; its entry enters the record with the
+            next record write (another row group's, or ``close``'s). For the last row group
+            of a run, whose ``close`` follows at once: one record write fewer.
 
         Returns:
           The file's path relative to the output directory
@@ -202,8 +272,13 @@ class SinkBase(abc.ABC):
         entry = RowGroupEntry(file=file, rows=rows, requested_rows=requested_rows)
         self._in_flight.add(row_group)
         try:
+            await self._ready.wait()
             if file is not None:
                 await self._publish(file, table)  # Cancelled here: nothing was stored
+            if commit_later:
+                self._staged[row_group] = entry
+                self._stored(row_group, table)  # stored now, recorded by the next commit
+                return file
             # Past the point of no return: the commit must happen whatever the caller's scope
             # does, or a visible file would be missing from the record. It is short (one small
             # JSON write), and a thread cannot be interrupted anyway, hence no timeout.
@@ -221,9 +296,12 @@ class SinkBase(abc.ABC):
         raises ``Cancelled``. Writes started after ``close`` began are refused.
 
         Args:
-          status: ``"complete"``, ``"interrupted"`` or ``"early_shutdown"``.
+          status: ``"complete"``, ``"interrupted"``, ``"early_shutdown"`` or ``"failed"``.
           summary: JSON-compatible run summary (counts, per-column stats, usage), stored as
             given except that tuples become lists, datetimes ISO strings and NaN/inf ``null``.
+
+        The final record also commits the entries of ``commit_later`` writes. If preparing
+        the storage in the background failed, nothing is stored (that task raised the error).
 
         Raises:
           SinkError: the disk failed (the sink stays open; ``close`` may be retried).
@@ -240,8 +318,8 @@ class SinkBase(abc.ABC):
         try:
             with trio.CancelScope(shield=True):
                 await self._in_flight.wait_idle()
-                await self._commit_final(status, summary)
-                await self._finish()
+                if await self._ready.wait_settled():
+                    await self._commit_final(status, summary)
         except BaseException:
             self._state = "open"  # the final record was not stored: close() may be retried
             raise
@@ -260,10 +338,11 @@ class SinkBase(abc.ABC):
     def statistics(self) -> SinkStatistics:
         """A snapshot of the sink's state and counts."""
         meta = self._meta
+        staged = list(self._staged.values())
         return SinkStatistics(
             state=self._state,
-            row_groups_written=0 if meta is None else len(meta.row_groups),
-            rows_written=0 if meta is None else meta.rows_written,
+            row_groups_written=len(staged) + (0 if meta is None else len(meta.row_groups)),
+            rows_written=sum(e.rows for e in staged) + (0 if meta is None else meta.rows_written),
             writes_in_flight=len(self._in_flight.row_groups),
         )
 
@@ -286,7 +365,11 @@ class SinkBase(abc.ABC):
                 f"row group {row_group} does not exist: this run has {meta.num_row_groups} row "
                 f"groups (ids 0 to {meta.num_row_groups - 1})."
             )
-        if row_group in meta.row_groups or row_group in self._in_flight.row_groups:
+        if (
+            row_group in meta.row_groups
+            or row_group in self._staged
+            or row_group in self._in_flight.row_groups
+        ):
             raise ValueError(f"row group {row_group} was already written; write it only once.")
         if not table.num_rows <= requested_rows <= meta.row_group_size:
             raise ValueError(
@@ -297,13 +380,15 @@ class SinkBase(abc.ABC):
 
     async def _commit(self, row_group: int, entry: RowGroupEntry, table: pa.Table) -> None:
         async with self._lock:
-            meta = self._require_meta("write_row_group()")
+            staged, self._staged = self._staged, {}
+            meta = self._with_staged(self._require_meta("write_row_group()"), staged)
             updated = meta.with_entry(row_group, entry, schema=self._guard.reference, now=utc_now())
             try:
                 await self._persist(updated)
             except BaseException:
                 if entry.file is not None:
                     await self._unpublish(entry.file)
+                self._staged.update(staged)  # still stored; the next record write takes them
                 raise
             self._meta = updated
             self._stored(row_group, table)
@@ -311,22 +396,31 @@ class SinkBase(abc.ABC):
     async def _commit_final(self, status: str, summary: Mapping[str, Any]) -> None:
         async with self._lock:
             now = utc_now()
+            meta = self._with_staged(self._require_meta("close()"), self._staged)
             final_meta = attrs.evolve(
-                self._require_meta("close()"),
-                status=status,
-                summary=summary,
-                updated_at=now,
-                finished_at=now,
+                meta, status=status, summary=summary, updated_at=now, finished_at=now
             )
-            await self._persist(final_meta)
+            await self._persist_final(final_meta)
             self._meta = final_meta
+            self._staged = {}
+
+    def _with_staged(self, meta: RunMetadata, staged: Mapping[int, RowGroupEntry]) -> RunMetadata:
+        for row_group, entry in sorted(staged.items()):
+            meta = meta.with_entry(row_group, entry, schema=self._guard.reference, now=utc_now())
+        return meta
+
+    async def _persist_final(self, meta: RunMetadata) -> None:
+        """Store the final record and clean up (``_persist`` then ``_finish``; a sink may do
+        both in one step)."""
+        await self._persist(meta)
+        await self._finish()
 
     @abc.abstractmethod
     def _stored(self, row_group: int, table: pa.Table) -> None:
         """A row group was committed (the memory sink keeps its table)."""
 
     @abc.abstractmethod
-    async def _open_storage(
+    async def _check_storage(
         self,
         *,
         fingerprint: str,
@@ -334,7 +428,13 @@ class SinkBase(abc.ABC):
         num_records: int,
         row_group_size: int,
         resume: bool,
-    ) -> RunMetadata: ...
+    ) -> RunMetadata:
+        """The record the run opens with (fresh, or continuing a stored run), or ``SinkError``
+        for storage that cannot be used. Changes nothing."""
+
+    @abc.abstractmethod
+    async def _prepare_storage(self, meta: RunMetadata) -> RunMetadata:
+        """Prepare storage for ``meta`` and store it; return what was stored."""
 
     @abc.abstractmethod
     async def _publish(self, file: str, table: pa.Table) -> None: ...

@@ -51,7 +51,7 @@ class MemorySink(SinkBase):
         if table.num_rows:
             self._tables[row_group] = table
 
-    async def _open_storage(
+    async def _check_storage(
         self,
         *,
         fingerprint: str,
@@ -71,6 +71,10 @@ class MemorySink(SinkBase):
             where="this MemorySink",
             remedy="use a new MemorySink",
         )
+        return meta
+
+    async def _prepare_storage(self, meta: RunMetadata) -> RunMetadata:
+        await trio.lowlevel.cancel_shielded_checkpoint()
         return meta
 
     async def _publish(self, file: str, table: pa.Table) -> None:

@@ -47,6 +47,12 @@ class RowGroupEntry:
     requested_rows: int
 
 
+#: The key of a run summary (``RunMetadata.summary``) that counts the row groups a resumed run
+#: found already written and so did not generate: equal to ``num_row_groups`` when a resume
+#: had nothing left to do (its counts are then all zero, and ``inspect`` says why).
+SUMMARY_ROW_GROUPS_FOUND = "row_groups_found_on_disk"
+
+
 @attrs.frozen(kw_only=True)
 class RunMetadata:
     """The run record: the content of ``metadata.json`` (field by field in

@@ -18,6 +18,7 @@ metadata the commit record.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -131,7 +132,7 @@ class ParquetSink(SinkBase):
     def _where(self) -> str:
         return f"output directory '{self._root}'"
 
-    async def _open_storage(
+    async def _check_storage(
         self,
         *,
         fingerprint: str,
@@ -140,7 +141,7 @@ class ParquetSink(SinkBase):
         row_group_size: int,
         resume: bool,
     ) -> RunMetadata:
-        def open_sync() -> RunMetadata:
+        def check_sync() -> RunMetadata:
             previous = self._read_previous()
             meta = opened_metadata(
                 previous,
@@ -152,16 +153,28 @@ class ParquetSink(SinkBase):
                 where=self._where(),
                 remedy=f"pass another {OUTPUT_DIR_ARGUMENT} or remove the directory",
             )
-            meta = self._prepare_directories(meta)
+            return self._forget_missing_files(meta)
+
+        return await self._run_sync(check_sync)
+
+    async def _prepare_storage(self, meta: RunMetadata) -> RunMetadata:
+        def prepare_sync() -> RunMetadata:
+            self._prepare_directories(meta)
             self._persist_sync(meta)
             return meta
 
-        return await self._run_sync(open_sync)
+        return await self._run_sync(prepare_sync)
 
     def _read_previous(self) -> RunMetadata | None:
         root = self._root
         if root.exists() and not root.is_dir():
             raise SinkError(f"{self._where()} is a file; pass another {OUTPUT_DIR_ARGUMENT}.")
+        blocking = _file_in_the_way(root)
+        if blocking is not None:
+            raise SinkError(
+                f"{self._where()} cannot be created: '{blocking}' is a file, not a directory; "
+                f"pass another {OUTPUT_DIR_ARGUMENT}."
+            )
         meta_path = root / METADATA_FILE
         if not meta_path.exists():
             if root.exists() and not _is_scaffolding_only(root):
@@ -176,12 +189,21 @@ class ParquetSink(SinkBase):
         except ValueError as exc:
             raise SinkError(
                 f"{meta_path} is not valid JSON ({exc}); pass another {OUTPUT_DIR_ARGUMENT} "
-                f"remove the directory."
+                f"or remove the directory."
             ) from exc
         return RunMetadata.from_json_dict(data, where=str(meta_path))
 
-    def _prepare_directories(self, meta: RunMetadata) -> RunMetadata:
-        """Create the folders, clear stale tmp files and orphans, forget missing files."""
+    def _forget_missing_files(self, meta: RunMetadata) -> RunMetadata:
+        """The record without entries whose file is gone (their row groups run again)."""
+        kept = {
+            rg: entry
+            for rg, entry in meta.row_groups.items()
+            if entry.file is None or (self._root / entry.file).is_file()
+        }
+        return attrs.evolve(meta, row_groups=kept)
+
+    def _prepare_directories(self, meta: RunMetadata) -> None:
+        """Create the folders, clear stale tmp files and orphans (files without an entry)."""
         root = self._root
         (root / DATASET_DIR).mkdir(parents=True, exist_ok=True)
         shutil.rmtree(root / TMP_DIR, ignore_errors=True)  # stale tmp files of a crash
@@ -191,13 +213,7 @@ class ParquetSink(SinkBase):
             relative = f"{DATASET_DIR}/{path.name}"
             if is_row_group_file(path.name) and relative not in recorded:
                 path.unlink()  # an orphan: renamed into place, but never committed
-        kept = {
-            rg: entry
-            for rg, entry in meta.row_groups.items()
-            if entry.file is None or (root / entry.file).is_file()
-        }
         fsync_directory(root / DATASET_DIR)
-        return attrs.evolve(meta, row_groups=kept)
 
     async def _publish(self, file: str, table: pa.Table) -> None:
         await self._run_sync(self._publish_sync, file, table)
@@ -235,6 +251,13 @@ class ParquetSink(SinkBase):
     async def _finish(self) -> None:
         await self._run_sync(shutil.rmtree, self._root / TMP_DIR, True)
 
+    async def _persist_final(self, meta: RunMetadata) -> None:
+        def final_sync() -> None:  # one thread hop instead of two at the end of every run
+            self._persist_sync(meta)
+            shutil.rmtree(self._root / TMP_DIR, ignore_errors=True)
+
+        await self._run_sync(final_sync)
+
     def _stored(self, row_group: int, table: pa.Table) -> None:
         pass  # the file is the storage
 
@@ -245,10 +268,35 @@ class ParquetSink(SinkBase):
         except SinkError:
             raise
         except (OSError, pa.ArrowException) as exc:
-            raise SinkError(
-                f"writing to {self._where()} failed: {exc}; check the disk (space, "
-                f"permissions) and run again."
-            ) from exc
+            raise SinkError(f"writing to {self._where()} failed: {exc}; {_remedy(exc)}") from exc
+
+
+def _file_in_the_way(root: Path) -> Path | None:
+    """The nearest existing ancestor of ``root`` if it is not a directory (so ``root`` cannot
+    be created), else ``None``."""
+    for parent in root.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+#: What to do about a failed write, by ``errno``: the disk, the permissions, or the path.
+_REMEDIES = {
+    errno.ENOSPC: "free some disk space and run again",
+    errno.EDQUOT: "free some disk space (you are over quota) and run again",
+    errno.EACCES: f"check the permissions of the directory, or pass another {OUTPUT_DIR_ARGUMENT}",
+    errno.EPERM: f"check the permissions of the directory, or pass another {OUTPUT_DIR_ARGUMENT}",
+    errno.EROFS: f"the file system is read-only; pass another {OUTPUT_DIR_ARGUMENT}",
+    errno.ENOTDIR: f"a part of the path is not a directory; pass another {OUTPUT_DIR_ARGUMENT}",
+    errno.ENAMETOOLONG: f"the path is too long; pass another {OUTPUT_DIR_ARGUMENT}",
+}
+
+
+def _remedy(exc: BaseException) -> str:
+    """The end of a failed write's message: what the user can do about ``exc``."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    known = _REMEDIES.get(code) if code is not None else None
+    return f"{known}." if known else "check the disk (space, permissions) and run again."
 
 
 def _is_scaffolding_only(root: Path) -> bool:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import SinkError
-from .._sink import FAILURES_FILE, METADATA_FILE, RunMetadata
+from .._sink import FAILURES_FILE, METADATA_FILE, SUMMARY_ROW_GROUPS_FOUND, RunMetadata
 from .._sink import read_failures as read_failures_file
 from ._format import Redactor, plural, table, truncate, usage_line
-from ._run import column_table
+from ._run import column_table, failure_place
 
 MAX_ROW_GROUPS_LISTED = 20
 FIRST_FAILURES = 5
@@ -72,6 +72,18 @@ def read_failures(output_dir: Path) -> list[dict[str, Any]]:
         raise SinkError(f"{output_dir / FAILURES_FILE} is not valid JSON lines: {exc}") from None
 
 
+def _stopped_lines(summary: Any) -> list[str]:
+    """Why an interrupted or failed run stopped, and how to continue it (``summary.stopped``)."""
+    stopped = summary.get("stopped") if isinstance(summary, dict) else None
+    if not isinstance(stopped, dict):
+        return []
+    if stopped.get("reason") == "error":
+        why = f"  stopped by {stopped.get('error_class')}: {stopped.get('message')}"
+    else:
+        why = f"  stopped by {stopped.get('reason')}"
+    return [why, f"  resume: {stopped.get('resume')}"]
+
+
 def describe(output_dir: Path, meta: dict[str, Any], failures: list[dict[str, Any]]) -> str:
     """The human-readable report."""
     groups: dict[str, Any] = meta.get("row_groups") or {}
@@ -82,6 +94,7 @@ def describe(output_dir: Path, meta: dict[str, Any], failures: list[dict[str, An
         f"output dir: {output_dir}",
         f"status: {meta.get('status')} (started {meta.get('started_at')}, finished "
         f"{meta.get('finished_at') or '-'})",
+        *_stopped_lines(meta.get("summary")),
         f"fingerprint: {meta.get('fingerprint')}",
         f"rows: {written} written of {num_records} requested; "
         f"{requested_done - written} dropped in written row groups",
@@ -99,6 +112,21 @@ def describe(output_dir: Path, meta: dict[str, Any], failures: list[dict[str, An
         lines.append(f"  ... and {len(listed) - MAX_ROW_GROUPS_LISTED} more")
     lines.extend(_schema_lines(meta.get("schema")))
     summary: dict[str, Any] = meta.get("summary") or {}
+    found = int(summary.get(SUMMARY_ROW_GROUPS_FOUND) or 0)
+    num_row_groups = int(meta.get("num_row_groups") or 0)
+    if num_row_groups and found >= num_row_groups:
+        # Zeros would read as "nothing was generated"; the last run only found everything done.
+        lines.append(
+            f"last run: a resume with nothing left to generate (all "
+            f"{plural(num_row_groups, 'row group')} were already on disk); the counts of the "
+            "runs that wrote them are not kept"
+        )
+        summary = {}
+    elif found:
+        lines.append(
+            f"last run: a resume; {plural(found, 'row group')} were already on disk, the counts "
+            "below are this run's own"
+        )
     if summary.get("columns"):
         lines.append("columns (last run):")
         lines.append(column_table(summary["columns"]))
@@ -132,8 +160,7 @@ def failure_report(failures: list[dict[str, Any]]) -> list[str]:
     )
     lines.append("  first messages:")
     for f in failures[:FIRST_FAILURES]:
-        row = f.get("row")
-        where = f"row {row}" if row is not None else f"row group {f.get('row_group')}"
+        where = failure_place(f.get("row"), f.get("row_group"), f.get("attempts"))
         lines.append(
             f"    {where}, {f.get('column')}: {f.get('error_class')}: "
             f"{truncate(str(f.get('message')), 200)}"

@@ -8,11 +8,13 @@ from collections.abc import Callable
 EXIT_CODES = """\
 exit status:
   0    success (a run that dropped some rows still succeeds; the summary counts them)
-  1    the run stopped early (too many failures: status early_shutdown), or an
-       unexpected error
+  1    the run stopped early (too many failures: status early_shutdown), a
+       provider that cannot work (refused, DNS, TLS, 401/403: status failed), a
+       check that did not pass, or an unexpected error
   2    usage or configuration error, or an output directory that cannot be used
        (a different run in it, unreadable metadata)
   130  interrupted (Ctrl-C); finished row groups are kept, continue with --resume
+  143  stopped by SIGTERM; the same as Ctrl-C
 """
 
 MAIN_EXAMPLES = """\
@@ -64,6 +66,16 @@ Checks the structure and every field, references (models, providers, columns), t
 dependency graph (template syntax, unknown names, cycles), each column's generator
 (custom functions import, schemas), and that the providers' API key variables are set.
 Sends no request. Every problem is listed; the exit status is then 2.
+"""
+
+CHECK_EXAMPLES = """\
+examples:
+  {prog} check pipeline.yaml
+
+Sends one small chat request to every model of the config (what a run sends, with a prompt
+asking for one word; once, without retries) and prints a table: reachable, auth ok, latency,
+the rate limits the endpoint advertises (x-ratelimit-* or RateLimit headers), and the result.
+Exit status 0 only when every model passed.
 """
 
 INSPECT_EXAMPLES = """\
@@ -143,6 +155,7 @@ def build_parser(
         add("preview", "generate a few records in memory and print them", PREVIEW_EXAMPLES)
     )
     _add_validate(add("validate", "check a config without sending any request", VALIDATE_EXAMPLES))
+    _config_argument(add("check", "send one small request to every model", CHECK_EXAMPLES))
     _add_inspect(add("inspect", "summarise an output directory", INSPECT_EXAMPLES))
     _add_trace(
         add("trace", "export or plot the trace of a run recorded with --trace", TRACE_EXAMPLES)

@@ -1,11 +1,14 @@
 """``run`` and ``preview``: execute a pipeline, print what happened.
 
-Ctrl-C: the first SIGINT cancels the run through a cancel scope (not a ``KeyboardInterrupt``
-flying through arbitrary code), so the engine's shutdown path runs as designed: in-flight work is
-cancelled, finished row groups stay on disk, ``metadata.json`` gets ``status: interrupted``,
-and the command prints how to resume and exits with 130. A second SIGINT quits at once
-(exit 130 without cleanup; the files on disk are still consistent, because every write is
-atomic — the next ``--resume`` tidies up).
+Ctrl-C and SIGTERM (what ``kill``, ``docker stop``, systemd and Kubernetes send) stop a run the
+same way: the first one calls :meth:`TrioDesigner.interrupt` with the signal's name (not a
+``KeyboardInterrupt`` flying through arbitrary code), so the engine's shutdown path runs as
+designed: in-flight row groups are cancelled and not written, finished row groups stay on disk,
+``metadata.json`` gets ``status: interrupted`` with the signal and the exact resume command
+(``summary.stopped``), and the command prints how to resume and exits with 128 + the signal's
+number: 130 for SIGINT, 143 for SIGTERM (the shell's convention for "killed by the signal").
+A second signal quits at once (same exit status, without cleanup; the files on disk are still
+consistent, because every write is atomic — the next ``--resume`` tidies up).
 """
 
 from __future__ import annotations
@@ -18,12 +21,20 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 import trio
 
-from .._sink import DATASET_DIR, FAILURES_FILE, METADATA_FILE, TRACE_FILE
+from .._sink import (
+    DATASET_DIR,
+    FAILURES_FILE,
+    METADATA_FILE,
+    SUMMARY_ROW_GROUPS_FOUND,
+    TRACE_FILE,
+)
 from ._format import (
     Redactor,
     duration,
@@ -40,6 +51,13 @@ T = TypeVar("T")
 EXIT_OK = 0
 EXIT_EARLY_SHUTDOWN = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+#: The signals that stop a run cleanly, and the exit status of a run they stopped.
+STOP_SIGNALS: dict[signal.Signals, int] = {
+    signal.SIGINT: EXIT_INTERRUPTED,
+    signal.SIGTERM: EXIT_TERMINATED,
+}
 
 _COUNT_FIELDS = ("ok", "skipped", "failed", "retried", "cancelled")
 
@@ -85,56 +103,92 @@ def cmd_run(args: argparse.Namespace) -> int:
             config, num_records=args.num_records, output_dir=output_dir, resume=args.resume
         )
 
-    result = trio.run(run_until_interrupted, create)
-    if result is None:
+    files_before = recorded_files(_read_metadata(output_dir)) if args.resume else frozenset()
+    hint = resume_command(args, output_dir)
+    result, stopped_by = trio.run(partial(run_until_interrupted, designer, create, hint))
+    if stopped_by is not None:
         print(interrupted_message(args, output_dir), file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
-    on_disk = None
+        return STOP_SIGNALS[stopped_by]
+    assert result is not None
+    resumed = None
     if args.resume:
         meta = _read_metadata(output_dir) or {}
-        on_disk = int(meta.get("rows_written", result.num_records_written))
+        summary = meta.get("summary") or {}
+        resumed = Resumed(
+            rows_on_disk=int(meta.get("rows_written", result.num_records_written)),
+            files_before=files_before,
+            row_groups_found=int(summary.get(SUMMARY_ROW_GROUPS_FOUND, 0)),
+            num_row_groups=int(meta.get("num_row_groups", 0)),
+        )
     print(
-        redact(run_summary(result, trace=config.run.trace, on_disk=on_disk, prog=args.prog)),
+        redact(run_summary(result, trace=config.run.trace, resumed=resumed, prog=args.prog)),
         flush=True,
     )
     return EXIT_EARLY_SHUTDOWN if result.status == "early_shutdown" else EXIT_OK
 
 
-async def run_until_interrupted(fn: Callable[[], Awaitable[T]]) -> T | None:
-    """``await fn()``, or ``None`` if SIGINT cancelled it first.
+async def run_until_interrupted(
+    designer: Any, fn: Callable[[], Awaitable[T]], resume_hint: str | None = None
+) -> tuple[T | None, signal.Signals | None]:
+    """``(await fn(), None)``, or ``(None, signal)`` if SIGINT or SIGTERM stopped it first.
+
+    The first signal calls ``designer.interrupt(<signal name>, resume_hint=...)``: the run
+    drains and records why, and ``fn`` raises :class:`~trio_designer.RunInterrupted`. A signal
+    that arrives before the run has started (or after it ended) cancels ``fn`` outright.
 
     Off the main thread (where signal handlers cannot be installed) this is plain
     ``await fn()`` and Ctrl-C raises ``KeyboardInterrupt`` as usual.
     """
+    from .._exceptions import RunInterrupted
+
     if threading.current_thread() is not threading.main_thread():
-        return await fn()
+        return await fn(), None
     result: T | None = None
-    run_scope = trio.CancelScope()
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
+    stop = _Stop(designer, resume_hint)
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_interrupts, signals, run_scope)
-            with run_scope:
-                result = await fn()
+            nursery.start_soon(_watch_signals, signals, stop)
+            with stop.scope:
+                try:
+                    result = await fn()
+                except RunInterrupted:
+                    if stop.signal is None:
+                        raise  # someone else interrupted the designer
             nursery.cancel_scope.cancel()
-    return result
+    return result, stop.signal
 
 
-async def _watch_interrupts(signals: Any, run_scope: trio.CancelScope) -> None:
-    interrupts = 0
-    async for _ in signals:
-        interrupts += 1
-        if interrupts == 1:
+class _Stop:
+    """What the signal watcher stops: the designer's runs, else the whole call."""
+
+    def __init__(self, designer: Any, resume_hint: str | None) -> None:
+        self.designer = designer
+        self.resume_hint = resume_hint
+        self.scope = trio.CancelScope()
+        self.signal: signal.Signals | None = None
+
+    def first(self, signum: signal.Signals) -> None:
+        self.signal = signum
+        if not self.designer.interrupt(signum.name, resume_hint=self.resume_hint):
+            self.scope.cancel()  # no run in progress yet: nothing to drain
+
+
+async def _watch_signals(signals: Any, stop: _Stop) -> None:
+    async for signum in signals:
+        received = signal.Signals(signum)
+        if stop.signal is None:
             print(
-                "\ninterrupted: stopping; finished row groups are kept (Ctrl-C again to quit "
-                "at once)",
+                f"\ninterrupted ({received.name}): stopping; finished row groups are kept "
+                f"({'Ctrl-C' if received == signal.SIGINT else 'the same signal'} again to quit "
+                f"at once)",
                 file=sys.stderr,
                 flush=True,
             )
-            run_scope.cancel()
+            stop.first(received)
         else:
             print("interrupted again: quitting at once", file=sys.stderr, flush=True)
             sys.stdout.flush()
-            os._exit(EXIT_INTERRUPTED)
+            os._exit(STOP_SIGNALS[received])
 
 
 def interrupted_message(args: argparse.Namespace, output_dir: Path) -> str:
@@ -167,6 +221,34 @@ def resume_command(args: argparse.Namespace, output_dir: Path) -> str:
     return " ".join(shlex.quote(p) if i else p for i, p in enumerate(parts))
 
 
+def recorded_files(meta: Mapping[str, Any] | None) -> frozenset[str]:
+    """The parquet files a run record lists (``row_groups[*].file``), none without one."""
+    groups = (meta or {}).get("row_groups") or {}
+    return frozenset(g["file"] for g in groups.values() if isinstance(g, dict) and g.get("file"))
+
+
+@attrs.frozen(kw_only=True)
+class Resumed:
+    """What a ``--resume`` summary adds to the result: the state of the directory.
+
+    Attributes:
+      rows_on_disk: rows stored in the output directory in total, after this run.
+      files_before: the parquet files recorded before this run started.
+      row_groups_found: row groups this run found already written (and did not generate).
+      num_row_groups: row groups of the whole run.
+    """
+
+    rows_on_disk: int
+    files_before: frozenset[str] = frozenset()
+    row_groups_found: int = 0
+    num_row_groups: int = 0
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Every row group was already on disk: this run generated nothing."""
+        return self.num_row_groups > 0 and self.row_groups_found >= self.num_row_groups
+
+
 def _read_metadata(output_dir: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((output_dir / METADATA_FILE).read_text(encoding="utf-8"))
@@ -176,19 +258,23 @@ def _read_metadata(output_dir: Path) -> dict[str, Any] | None:
 
 
 def run_summary(
-    result: Any, *, trace: bool = False, on_disk: int | None = None, prog: str = "trio-designer"
+    result: Any,
+    *,
+    trace: bool = False,
+    resumed: Resumed | None = None,
+    prog: str = "trio-designer",
 ) -> str:
     """The summary printed after a run: status, rows, per-column counts, models, time, files.
 
     Args:
       result: the ``RunResult``.
       trace: whether the run recorded a trace (``trace.json``).
-      on_disk: for a resumed run, the rows stored in the output directory in total (the
-        result counts only this run's rows).
+      resumed: for a resumed run, the state of the output directory (the result counts only
+        this run's rows and cells, but lists every file).
       prog: the program name, for the follow-up commands it suggests.
     """
     lines = [f"status: {result.status}"]
-    if on_disk is None:
+    if resumed is None:
         lines.append(
             f"rows: {result.num_records_written} written of {result.num_records_requested} "
             f"requested ({result.num_rows_dropped} dropped)"
@@ -196,7 +282,7 @@ def run_summary(
     else:
         lines.append(
             f"rows: {result.num_records_written} written by this run "
-            f"({result.num_rows_dropped} dropped); {on_disk} of "
+            f"({result.num_rows_dropped} dropped); {resumed.rows_on_disk} of "
             f"{result.num_records_requested} requested rows are on disk"
         )
     if result.status == "early_shutdown":
@@ -204,14 +290,23 @@ def run_summary(
             "  the error-rate gate stopped the run early (run.shutdown_error_rate); see the "
             "failures below"
         )
-    lines.append("columns:")
-    lines.append(column_table(result.columns))
-    lines.extend(_model_lines(result.usage, result.model_limits))
+    if resumed is not None and resumed.nothing_to_do:
+        lines.append(
+            f"nothing left to generate: all {plural(resumed.num_row_groups, 'row group')} were "
+            "already on disk"
+        )
+    else:
+        lines.append("columns:")
+        lines.append(column_table(result.columns))
+        lines.extend(_model_lines(result.usage, result.model_limits))
     lines.append(f"elapsed: {duration(result.elapsed)}")
     if result.output_dir is not None:
         out = result.output_dir
-        new = "new parquet file" if on_disk is not None else "parquet file"
-        lines.append(f"output: {out} ({plural(len(result.files), new)})")
+        files = plural(len(result.files), "parquet file")
+        if resumed is not None:
+            new = len(set(result.files) - resumed.files_before)
+            files += f", {new} written by this run"
+        lines.append(f"output: {out} ({files})")
         lines.append(f'  read it: pyarrow.dataset.dataset("{out / DATASET_DIR}")')
         if trace:
             lines.append(
@@ -233,8 +328,11 @@ def column_table(columns: Mapping[str, Any]) -> str:
     def count(summary: Any, field: str) -> Any:
         return summary.get(field, 0) if isinstance(summary, Mapping) else getattr(summary, field)
 
-    rows = [[name, *(count(s, f) for f in _COUNT_FIELDS)] for name, s in columns.items()]
-    return table(["column", *_COUNT_FIELDS], rows)
+    fields: tuple[str, ...] = _COUNT_FIELDS
+    if any(count(s, "truncated") for s in columns.values()):  # only runs that kept cut answers
+        fields = (*fields, "truncated")
+    rows = [[name, *(count(s, f) for f in fields)] for name, s in columns.items()]
+    return table(["column", *fields], rows)
 
 
 def _model_lines(usage: Mapping[str, Any], limits: Mapping[str, Any]) -> list[str]:
@@ -258,15 +356,21 @@ def failure_lines(failures: Any, *, limit: int = 5) -> list[str]:
 
     lines = [f"failures: {len(failures)}"]
     for f in list(failures)[:limit]:
-        row = get(f, "row")
-        where = f"row {row}" if row is not None else f"row group {get(f, 'row_group')}"
         lines.append(
-            f"  {where}, column {get(f, 'column')}: {get(f, 'error_class')}: "
-            f"{get(f, 'message')} ({plural(int(get(f, 'attempts') or 0), 'attempt')})"
+            f"  {failure_place(get(f, 'row'), get(f, 'row_group'), get(f, 'attempts'))}, "
+            f"column {get(f, 'column')}: {get(f, 'error_class')}: {get(f, 'message')}"
         )
     if len(failures) > limit:
         lines.append(f"  ... and {len(failures) - limit} more")
     return lines
+
+
+def failure_place(row: Any, row_group: Any, attempts: Any) -> str:
+    """Where a failure dropped data and after how many attempts of the cell (the engine's
+    runs of it; requests inside one attempt are the message's business): ``row 7 (dropped
+    after 3 attempts)``. Shared by ``run`` and ``inspect``."""
+    where = f"row {row}" if row is not None else f"row group {row_group}"
+    return f"{where} (dropped after {plural(int(attempts or 0), 'attempt')})"
 
 
 # -- preview -------------------------------------------------------------------------------------
@@ -287,10 +391,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
     async def preview() -> Any:
         return await designer.preview(config, num_records=args.num_records)
 
-    result = trio.run(run_until_interrupted, preview)
-    if result is None:
+    result, stopped_by = trio.run(partial(run_until_interrupted, designer, preview))
+    if stopped_by is not None:
         print("interrupted: nothing was kept (a preview is in memory)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return STOP_SIGNALS[stopped_by]
+    assert result is not None
     records = result.table.to_pylist()
     if args.jsonl:
         for record in records:

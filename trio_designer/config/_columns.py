@@ -59,10 +59,12 @@ from ._validators import (
 Dtype: TypeAlias = Literal["str", "int", "float", "bool", "json"]
 Strategy: TypeAlias = Literal["cell", "full_column"]
 DatetimeUnit: TypeAlias = Literal["D", "h", "m", "s"]
+OnTruncated: TypeAlias = Literal["retry", "keep", "drop"]
 
 DTYPES: tuple[str, ...] = get_args(Dtype)
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DATETIME_UNITS: tuple[str, ...] = get_args(DatetimeUnit)
+ON_TRUNCATED: tuple[str, ...] = get_args(OnTruncated)
 
 #: ``"package.module:function"`` (dots allowed on both sides, e.g. ``"pkg.mod:Class.method"``).
 IMPORT_PATH_RE = re.compile(
@@ -394,9 +396,19 @@ class _LLMColumnBase(_ColumnBase):
 
 @attrs.frozen(kw_only=True)
 class LLMTextColumn(_LLMColumnBase):
-    """Free text from a chat model."""
+    """Free text from a chat model.
+
+    Attributes:
+      on_truncated: what to do with an answer cut off at ``max_tokens`` (``finish_reason``
+        ``"length"``): ``"retry"`` (default) asks again, within ``max_parse_retries``, then
+        drops the row; ``"keep"`` keeps the cut answer and marks it (the side column
+        ``<name>__truncated`` and the column's ``truncated`` count); ``"drop"`` drops the row
+        at once.
+    """
 
     kind: ClassVar[Literal["llm_text"]] = "llm_text"
+
+    on_truncated: OnTruncated = attrs.field(default="retry", validator=checked(v.in_(ON_TRUNCATED)))
 
 
 @attrs.frozen(kw_only=True)

@@ -22,7 +22,7 @@ Treat those dicts as read-only.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal, TypeAlias, get_args
 
 import attrs
 from attrs import validators as v
@@ -32,6 +32,7 @@ from ._validators import (
     checked,
     finite,
     instance_of,
+    is_bool,
     is_int,
     is_json_object,
     non_blank,
@@ -42,6 +43,10 @@ from ._validators import (
 
 #: The provider name of the built-in simulated endpoint; it needs no ``providers`` entry.
 SIMULATOR_PROVIDER = "simulator"
+
+#: How a provider's requests travel: our own HTTP/1.1 pool, or httpx (``models/_transport.py``).
+TransportName: TypeAlias = Literal["native", "httpx"]
+TRANSPORTS: tuple[str, ...] = get_args(TransportName)
 
 
 def endpoint_name(provider: str, model: str) -> str:
@@ -74,6 +79,13 @@ def _env_var_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
         raise ValueError(
             f"'{attribute.name}' must be the NAME of an environment variable (letters, digits "
             "and underscores), not the API key itself; export the key and give its name here"
+        )
+
+
+def _http2_needs_httpx(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value and instance.transport != "httpx":
+        raise ValueError(
+            "'http2' needs 'transport: httpx' (the native transport speaks HTTP/1.1 only)"
         )
 
 
@@ -121,6 +133,15 @@ class ModelProvider:
         for endpoints without authentication. The key itself never enters the config.
       extra_headers: extra HTTP headers sent with every request. Not hashed; read-only. Do not
         put secrets here: configs are stored next to the dataset.
+      transport: how requests travel. ``"native"`` (default): our own HTTP/1.1 connection
+        pool, the cheapest per request, with plain ``http://`` proxies. ``"httpx"``: httpx,
+        for a SOCKS proxy (with ``trio_designer[socks]``), an ``https://`` proxy, HTTP/2, or
+        a proxy or TLS setup the native pool refuses; 2-4x the CPU per request. Both keep the
+        same timeout, size cap and error classes.
+      http2: offer HTTP/2 to an ``https://`` endpoint (``transport: httpx`` only).
+
+    ``transport`` and ``http2`` change how requests travel, never what is generated: they are
+    left out of the config fingerprint.
     """
 
     name: str = attrs.field(validator=checked(non_blank))
@@ -132,6 +153,8 @@ class ModelProvider:
         validator=checked(is_json_object, _string_values),
         hash=False,
     )
+    transport: TransportName = attrs.field(default="native", validator=checked(v.in_(TRANSPORTS)))
+    http2: bool = attrs.field(default=False, validator=checked(is_bool, _http2_needs_httpx))
 
 
 @attrs.frozen(kw_only=True)

@@ -309,6 +309,7 @@ _TUNING_RUN_FIELDS = (
     "non_llm_concurrency",
 )
 _TUNING_MODEL_FIELDS = ("max_parallel_requests", "timeout")
+_TUNING_PROVIDER_FIELDS = ("transport", "http2")
 
 
 def config_fingerprint(config: PipelineConfig) -> str:
@@ -317,7 +318,8 @@ def config_fingerprint(config: PipelineConfig) -> str:
     SHA-256 of canonical JSON (sorted keys, no whitespace) of :meth:`PipelineConfig.to_dict`
     with lenient function names, leaving out the settings that only tune speed or patience
     (``run.trace``, the concurrency limits, salvage and shutdown settings, each model's
-    ``max_parallel_requests`` and ``timeout``): a resumed run may change those. Because
+    ``max_parallel_requests`` and ``timeout``, each provider's ``transport`` and ``http2``): a
+    resumed run may change those. Because
     defaults are omitted, spelling a default out does not change the fingerprint. Stable
     across processes and Python versions.
     """
@@ -332,6 +334,10 @@ def config_fingerprint(config: PipelineConfig) -> str:
         if isinstance(model, dict):
             for key in _TUNING_MODEL_FIELDS:
                 model.pop(key, None)
+    for provider in data.get("providers", ()):
+        if isinstance(provider, dict):
+            for key in _TUNING_PROVIDER_FIELDS:
+                provider.pop(key, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

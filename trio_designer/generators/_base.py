@@ -68,10 +68,14 @@ class CellOutput:
       value: the cell's value (what a generator returns when it has no extra columns).
       extras: side-column name -> value, for names listed in
         :meth:`ColumnGenerator.extra_columns`. Not hashed; read-only.
+      truncated: the value is an answer cut off at ``max_tokens`` that the column keeps
+        (``on_truncated: keep``); the engine counts such cells in the column's ``truncated``
+        count.
     """
 
     value: Any
     extras: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+    truncated: bool = False
 
 
 @attrs.define(eq=False, slots=True)
@@ -186,6 +190,11 @@ class ColumnGenerator:
     def extra_columns(self) -> tuple[str, ...]:
         """Names of side columns this generator fills via :class:`CellOutput` (default none)."""
         return ()
+
+    def extra_arrow_types(self) -> Mapping[str, Any]:
+        """Side column -> its pyarrow type, for side columns that are not strings (the
+        default type of every side column)."""
+        return {}
 
     def arrow_type(self) -> Any:
         """The pyarrow type of this column's values, or ``None`` to let pyarrow infer it."""

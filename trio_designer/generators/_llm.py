@@ -5,9 +5,13 @@ Four kinds, one conversation loop (:class:`LLMGenerator`)::
     render prompt (+ system prompt) with the row
     repeat up to 1 + max_parse_retries times:
         answer = await ctx.models.model(alias).chat(messages, ...)
-        parse(answer) -> value                  # ok: done
+        finish_reason "content_filter"  -> raise ModelContentFilteredError (row dropped)
+        finish_reason "length"          -> truncated: re-ask ("your answer was cut off"),
+                                           or, for text columns, keep/drop (on_truncated)
+        empty content                   -> send the same messages again
+        parse(answer) -> value          # ok: done
         otherwise append the answer and a user message naming the problem, and ask again
-    raise ModelOutputError(attempts=...)        # non-retryable: the row is dropped
+    raise ModelOutputError(requests=..., reason=...)  # non-retryable: the row is dropped
 
 What each kind asks for and accepts:
 
@@ -40,6 +44,20 @@ LLM generators are ``llm_bound``: the engine moves their task to the LLM-wait po
 calls :meth:`LLMGenerator.agenerate`, once, however many re-asks follow (see
 :mod:`trio_designer.generators._base`).
 
+**Finish reasons.** An answer cut off at ``max_tokens`` (``finish_reason == "length"``) is
+never taken as complete by code, structured and judge columns, even when the cut text happens to
+parse (a JSON array cut after its third item still parses): it is re-asked like a parse
+failure, telling the model its answer was cut off, and the last failure's message says to raise
+``max_tokens`` (``ModelOutputError.reason == "truncated"``). Text columns follow their
+``on_truncated`` setting: ``retry`` (the same, the default), ``keep`` (the cut text is the
+value; the cell is marked, see :class:`~trio_designer.generators._base.CellOutput`, and the side
+column ``<name>__truncated`` says which rows), or ``drop`` (the row is dropped at once). An
+answer stopped by the provider's content filter (``"content_filter"``) raises
+:class:`~trio_designer.ModelContentFilteredError` at once: the same prompt would meet the same
+filter. An empty answer (not cut off) says nothing a correction could address, so the same
+messages are sent again (a new ``seed``), as one attempt of the same budget
+(``reason == "empty"`` if every attempt is empty).
+
 Every attempt is a real request, so every attempt counts in the model's usage (the registry
 counts them). Endpoint errors (429, timeouts, 5xx...) are not parse failures: they propagate
 at once, with the column and row filled in, for the scheduler to defer or drop.
@@ -51,6 +69,7 @@ when the endpoint sent none), via :class:`~trio_designer.generators._base.CellOu
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -63,6 +82,7 @@ from .._core._jsonschema import validate
 from .._exceptions import (
     ConfigError,
     GenerationError,
+    ModelContentFilteredError,
     ModelOutputError,
     NonRetryableGenerationError,
 )
@@ -82,6 +102,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REASONING_SUFFIX",
+    "TRUNCATED_SUFFIX",
     "LLMCodeGenerator",
     "LLMGenerator",
     "LLMJudgeGenerator",
@@ -96,6 +117,10 @@ __all__ = [
 
 REASONING_SUFFIX: Final = "__reasoning"
 """Suffix of the side column that holds a column's reasoning trace."""
+
+TRUNCATED_SUFFIX: Final = "__truncated"
+"""Suffix of the side column that marks kept answers cut off at ``max_tokens`` (text columns
+with ``on_truncated: keep``)."""
 
 _MAX_ERRORS_SHOWN: Final = 5
 _MAX_ERROR_CHARS: Final = 600
@@ -157,13 +182,28 @@ class LLMGenerator(ColumnGenerator):
         """
         raise NotImplementedError
 
+    def on_truncated(self) -> str:
+        """What to do with an answer cut off at ``max_tokens``: ``"retry"`` (re-ask like a
+        parse failure), ``"keep"`` or ``"drop"``. Only text columns choose."""
+        return "retry"
+
     # -- the interface the engine calls --------------------------------------------------------
 
     def extra_columns(self) -> tuple[str, ...]:
-        """``("<name>__reasoning",)`` when the column extracts reasoning, else nothing."""
+        """``<name>__reasoning`` when the column extracts reasoning, ``<name>__truncated``
+        when it keeps cut-off answers; else nothing."""
+        extras: tuple[str, ...] = ()
         if self.column.extract_reasoning:
-            return (self.column.name + REASONING_SUFFIX,)
-        return ()
+            extras += (self.column.name + REASONING_SUFFIX,)
+        if self.on_truncated() == "keep":
+            extras += (self.column.name + TRUNCATED_SUFFIX,)
+        return extras
+
+    def extra_arrow_types(self) -> Mapping[str, Any]:
+        """The truncation mark is a boolean column."""
+        if self.on_truncated() == "keep":
+            return {self.column.name + TRUNCATED_SUFFIX: pa.bool_()}
+        return {}
 
     def arrow_type(self) -> Any:
         """Always ``pa.string()``: text and code as is; JSON values are stored as JSON text."""
@@ -173,10 +213,13 @@ class LLMGenerator(ColumnGenerator):
         """Ask the model until an answer parses, or ``max_parse_retries`` re-asks are spent.
 
         Returns:
-          The value, or a :class:`CellOutput` carrying the reasoning side column.
+          The value, or a :class:`CellOutput` carrying side columns (reasoning, the
+          truncation mark) and, for a kept cut-off answer, ``truncated=True``.
 
         Raises:
-          ModelOutputError: no attempt produced a usable answer (non-retryable).
+          ModelOutputError: no attempt produced a usable answer (non-retryable); ``reason``
+            says what was wrong with the last one.
+          ModelContentFilteredError: the provider's content filter stopped an answer.
           NonRetryableGenerationError: a template failed to render, or the run has no models.
           ConfigError: the column's model alias is unknown.
           GenerationError: endpoint errors, as raised by the model layer, with ``column`` and
@@ -184,34 +227,53 @@ class LLMGenerator(ColumnGenerator):
         """
         messages = self._first_messages(ctx)
         handle = self._handle(ctx)
-        attempts = self.column.max_parse_retries + 1
-        problem = ""
-        for _ in range(attempts):
+        requests = self.column.max_parse_retries + 1
+        problem, reason = "", "unparsable"
+        for request in range(1, requests + 1):
             response = await self._ask(handle, messages, ctx)
+            if response.finish_reason == "content_filter":
+                raise self._filtered(ctx, request)
+            if response.finish_reason == "length":
+                kept = self._truncated(response, handle, ctx, request)
+                if kept is not None:
+                    return kept
+                cut = _cut_off(_max_tokens(handle, self.column))
+                problem, reason = f"the answer was {cut}.", "truncated"
+                messages.extend(self._re_ask(response, problem))
+                continue
+            if not response.content.strip():
+                # Nothing to correct: the same messages again (each attempt has its own seed).
+                problem, reason = "the answer was empty.", "empty"
+                continue
             try:
                 value = self.parse(response)
             except ParseFailure as exc:
-                problem = _explain(exc, response)
+                problem, reason = _explain(exc), "unparsable"
                 messages.extend(self._re_ask(response, problem))
                 continue
             return self._output(value, response)
-        raise ModelOutputError(
-            f"column {self.column.name!r}: model {self.column.model!r} gave no usable answer "
-            f"in {attempts} attempt{'s' if attempts != 1 else ''} (row {ctx.row_index}); the "
-            f"last problem: {problem} Raise max_parse_retries, simplify the prompt or schema, "
-            f"or use a stronger model.",
-            attempts=attempts,
-            column=self.column.name,
-            row=ctx.row_index,
-        )
+        # "requests", not "attempts": an attempt is one run of the cell by the engine (the
+        # trace's ``attempt``, ``failures.jsonl``'s ``attempts``); these requests are one attempt.
+        raise self._no_usable_answer(ctx, handle, requests, problem, reason)
 
     # -- helpers -------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _instructions(self) -> str | None:
+        """:meth:`format_instructions`, computed once: it depends on the column only (a judge's
+        rubrics and schema as indented JSON cost more than the rest of a cell's CPU)."""
+        return self.format_instructions()
+
+    @functools.cached_property
+    def _response_format(self) -> Mapping[str, Any] | None:
+        """:meth:`response_format`, built once (read-only: the client copies it)."""
+        return self.response_format()
 
     def _first_messages(self, ctx: CellContext) -> list[dict[str, Any]]:
         column = self.column
         row, name, index = ctx.row, column.name, ctx.row_index
         prompt = render(column.prompt, row, column=name, field="prompt", row_index=index)
-        instructions = self.format_instructions()
+        instructions = self._instructions
         if instructions:
             prompt = f"{prompt}\n\n{instructions}"
         messages: list[dict[str, Any]] = []
@@ -240,7 +302,7 @@ class LLMGenerator(ColumnGenerator):
         try:
             response: ChatResponse = await handle.chat(
                 messages,
-                response_format=self.response_format(),
+                response_format=self._response_format,
                 inference=self.column.inference,
                 seed=ctx.rng.getrandbits(31),
             )
@@ -251,30 +313,126 @@ class LLMGenerator(ColumnGenerator):
         return response
 
     def _re_ask(self, response: ChatResponse, problem: str) -> list[dict[str, Any]]:
-        """The assistant's answer and a user message naming its problem."""
-        again = f"Your answer could not be used: {problem} Answer the request again."
-        instructions = self.format_instructions()
+        """The assistant's answer and a user message naming its problem (a cut-off answer that
+        is empty, all its tokens spent on reasoning, is not sent back)."""
+        how = "again, more briefly" if response.finish_reason == "length" else "again"
+        again = f"Your answer could not be used: {problem} Answer the request {how}."
+        instructions = self._instructions
         if instructions:
             again = f"{again}\n\n{instructions}"
-        return [
-            {"role": "assistant", "content": response.content},
-            {"role": "user", "content": again},
-        ]
+        answer = [{"role": "assistant", "content": response.content}] if response.content else []
+        return [*answer, {"role": "user", "content": again}]
 
-    def _output(self, value: Any, response: ChatResponse) -> Any:
-        if not self.column.extract_reasoning:
+    def _truncated(
+        self, response: ChatResponse, handle: Any, ctx: CellContext, request: int
+    ) -> Any | None:
+        """A cut-off answer: the kept output (``on_truncated: keep``), ``None`` to re-ask, or
+        :class:`ModelOutputError` raised (``drop``)."""
+        choice = self.on_truncated()
+        if choice == "drop":
+            limit = _max_tokens(handle, self.column)
+            raise ModelOutputError(
+                f"column {self.column.name!r}: model {self.column.model!r} answered row "
+                f"{ctx.row_index} with an answer {_cut_off(limit)}, and on_truncated is 'drop'. "
+                f"{_raise_max_tokens(self.column, limit)}",
+                requests=request,
+                reason="truncated",
+                column=self.column.name,
+                row=ctx.row_index,
+            )
+        if choice == "keep":
+            try:
+                value = self.parse(response)
+            except ParseFailure:
+                return None  # nothing usable was cut off (an empty answer): ask again
+            return self._output(value, response, truncated=True)
+        return None
+
+    def _output(self, value: Any, response: ChatResponse, *, truncated: bool = False) -> Any:
+        extras: dict[str, Any] = {}
+        if self.column.extract_reasoning:
+            extras[self.column.name + REASONING_SUFFIX] = response.reasoning
+        if self.on_truncated() == "keep":
+            extras[self.column.name + TRUNCATED_SUFFIX] = truncated
+        if not extras:
             return value
-        return CellOutput(value, extras={self.column.name + REASONING_SUFFIX: response.reasoning})
+        return CellOutput(value, extras=extras, truncated=truncated)
+
+    def _filtered(self, ctx: CellContext, request: int) -> ModelContentFilteredError:
+        return ModelContentFilteredError(
+            f"column {self.column.name!r}: the content filter of model {self.column.model!r} "
+            f"stopped its answer for row {ctx.row_index} (finish_reason 'content_filter', "
+            f"request {request}); the row is dropped without a retry, since the same prompt "
+            f"meets the same filter. Check the prompt against the provider's content policy.",
+            status=200,
+            column=self.column.name,
+            row=ctx.row_index,
+        )
+
+    def _no_usable_answer(
+        self, ctx: CellContext, handle: Any, requests: int, problem: str, reason: str
+    ) -> ModelOutputError:
+        column = self.column
+        head = (
+            f"column {column.name!r}: model {column.model!r} gave no usable answer in "
+            f"{requests} request{'s' if requests != 1 else ''} (row {ctx.row_index}; "
+            f"max_parse_retries={column.max_parse_retries});"
+        )
+        if reason == "truncated":
+            limit = _max_tokens(handle, column)
+            message = (
+                f"{head} the last answer was {_cut_off(limit)}. {_raise_max_tokens(column, limit)}"
+            )
+        elif reason == "empty":
+            message = (
+                f"{head} the last answer was empty. Check the endpoint (an empty answer is "
+                f"usually the server's doing), or raise max_parse_retries."
+            )
+        else:
+            message = (
+                f"{head} the last problem: {problem} Raise max_parse_retries, simplify the "
+                f"prompt or schema, or use a stronger model."
+            )
+        return ModelOutputError(
+            message, requests=requests, reason=reason, column=column.name, row=ctx.row_index
+        )
 
 
-def _explain(exc: ParseFailure, response: ChatResponse) -> str:
-    """The parse problem as one sentence, noting when the answer was cut off."""
+def _explain(exc: ParseFailure) -> str:
+    """The parse problem as one sentence, cut to a length the model can take."""
     problem = str(exc)
     if len(problem) > _MAX_ERROR_CHARS:
         problem = problem[: _MAX_ERROR_CHARS - 3] + "..."
-    if response.finish_reason == "length":
-        problem += " The answer was cut off at the token limit (finish_reason 'length')."
     return problem
+
+
+def _max_tokens(handle: Any, column: LLMColumnConfig) -> int | None:
+    """The ``max_tokens`` the request was sent with: the column's, else the model's."""
+    if column.inference is not None and column.inference.max_tokens is not None:
+        return column.inference.max_tokens
+    config = getattr(handle, "config", None)
+    inference = getattr(config, "inference", None)
+    limit = getattr(inference, "max_tokens", None)
+    return limit if isinstance(limit, int) else None
+
+
+def _cut_off(limit: int | None) -> str:
+    """How an answer was cut off, as told to the model and in messages."""
+    where = f"max_tokens ({limit})" if limit is not None else "the server's token limit"
+    return f"cut off at {where} before it was complete (finish_reason 'length')"
+
+
+def _raise_max_tokens(column: LLMColumnConfig, limit: int | None) -> str:
+    if limit is None:
+        return (
+            f"No max_tokens is set, so the server applied its own limit: set max_tokens for "
+            f"model {column.model!r} (or the column's inference.max_tokens), or ask for a "
+            f"shorter answer."
+        )
+    return (
+        f"Raise max_tokens (now {limit}) for model {column.model!r} or in the column's "
+        f"inference.max_tokens, or ask for a shorter answer."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,10 +441,15 @@ def _explain(exc: ParseFailure, response: ChatResponse) -> str:
 
 
 class LLMTextGenerator(LLMGenerator):
-    """``llm_text``: the answer's text, stripped. An empty answer is re-asked."""
+    """``llm_text``: the answer's text, stripped. An empty answer is asked again; a cut-off one
+    follows the column's ``on_truncated``."""
 
     def __init__(self, column: LLMTextColumn) -> None:
         super().__init__(column)
+        self._on_truncated = column.on_truncated
+
+    def on_truncated(self) -> str:
+        return self._on_truncated
 
     def parse(self, response: ChatResponse) -> str:
         text = response.content.strip()

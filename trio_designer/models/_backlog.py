@@ -44,6 +44,7 @@ from contextlib import contextmanager
 import attrs
 
 from ..config import ModelConfig
+from ..config._models import endpoint_name
 
 __all__ = [
     "BACKLOG_FACTOR",
@@ -183,10 +184,6 @@ class EndpointBacklog:
         of an endpoint is ``BACKLOG_FACTOR x`` the smallest ``max_parallel_requests`` among the
         models of the columns charged to it.
         """
-        # Not at module level: the registry imports the HTTP client, which `import trio_designer`
-        # does not load until a run opens its models.
-        from ._registry import endpoint_name
-
         endpoint_of: dict[str, str | None] = {}
         caps: dict[str, int] = {}
         for column, models in column_models.items():

@@ -1,9 +1,11 @@
 """An OpenAI-compatible HTTP client for trio: chat completions, embeddings, model listing.
 
 One :class:`OpenAICompatibleClient` talks to one endpoint (a provider's ``base_url``) through
-one pool of keep-alive HTTP/1.1 connections (:mod:`trio_designer.models._http`, h11 on trio
-streams). It works against anything that speaks the OpenAI wire format — OpenAI, vLLM, NIM,
-Ollama, our simulator — chosen by base URL alone::
+one transport (:mod:`trio_designer.models._transport`): by default our own pool of keep-alive
+HTTP/1.1 connections (:mod:`._http`, h11 on trio streams), or ``transport="httpx"``
+(:mod:`._httpx_transport`) for SOCKS or https proxies and HTTP/2. It works against anything
+that speaks the OpenAI wire format — OpenAI, vLLM, NIM, Ollama, our simulator — chosen by base
+URL alone::
 
     async with OpenAICompatibleClient(base_url="http://127.0.0.1:8000/v1", name="local") as client:
         reply = await client.chat(model="m", messages=[{"role": "user", "content": "Hi"}])
@@ -29,10 +31,16 @@ What it does, and what it deliberately leaves to others:
 * **A size cap.** An answer whose body exceeds ``max_response_bytes`` is cut off while it
   streams in (memory stays flat) and fails with a non-retryable :class:`ModelRequestError`
   (``reason="response_too_large"``) naming the model, the limit and the setting to raise.
-* **Concurrency** is bounded by the caller (the per-model limiter); the pool holds
+* **Failing fast** (``fail_fast=True``, as the model registry builds it for a run). Every
+  request's final outcome feeds the provider's
+  :class:`~trio_designer._core._firstcontact.FirstContact`: while no request has been answered,
+  one that cannot connect (after the retries) or gets 401/403 raises
+  :class:`~trio_designer.ProviderError` instead of a cell error, and the engine stops the run.
+  No extra request is ever sent for this.
+* **Concurrency** is bounded by the caller (the per-model limiter); the transport holds
   ``max_connections`` connections, all of which may be kept alive. Requests beyond that wait
-  for a connection in a FIFO without a deadline. The pool costs the same per request whatever
-  its size (see ``docs/benchmarks.md``, "The request path").
+  for a connection in a FIFO without a deadline. The native pool costs the same per request
+  whatever its size (see ``docs/benchmarks.md``, "The request path").
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ import h11
 import trio
 
 from .._core._budget import RateLimits
+from .._core._firstcontact import FirstContact, FirstContactStatistics
 from .._core._retry import BackoffPolicy
 from .._exceptions import (
     ConfigError,
@@ -64,24 +73,33 @@ from ._errors import (
     error_from_malformed_response,
     error_from_status,
     error_from_transport,
+    provider_error,
     retry_after_from_headers,
 )
-from ._http import (
+from ._http import ConnectionPool, proxy_for
+from ._httpx_transport import HttpxTransport
+from ._ratelimits import parse_rate_limits
+from ._transport import (
     DEFAULT_KEEPALIVE_EXPIRY,
-    ConnectionPool,
+    TRANSPORT_KINDS,
+    ConnectFailed,
     HTTPError,
     HTTPStatusError,
+    Origin,
+    ProxyFailed,
     Response,
+    Transport,
+    TransportStatistics,
     parse_origin,
-    proxy_for,
 )
-from ._ratelimits import parse_rate_limits
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "ChatResponse",
     "OpenAICompatibleClient",
+    "ProbeAnswer",
     "Usage",
+    "open_transport",
     "resolve_api_key",
 ]
 
@@ -123,6 +141,26 @@ class Usage:
             output_tokens=self.output_tokens + other.output_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
         )
+
+
+@attrs.frozen(kw_only=True)
+class ProbeAnswer:
+    """What one probe request got (:meth:`OpenAICompatibleClient.probe`).
+
+    Attributes:
+      status: the HTTP status, or ``None`` when no answer arrived.
+      headers: the response headers (names in lower case).
+      elapsed: seconds from sending the request to the last byte of the answer (or the
+        failure).
+      error: what is wrong, or ``None`` for a usable answer: the error a chat request would
+        have raised, or a :class:`~trio_designer.ProviderError` (whose message says what to
+        do) for no connection and for 401/403.
+    """
+
+    status: int | None
+    headers: Mapping[str, str]
+    elapsed: float
+    error: Exception | None
 
 
 @attrs.frozen(kw_only=True)
@@ -196,13 +234,21 @@ class OpenAICompatibleClient:
       transport_retry: how often and how patiently to retry 502/503/504 and broken
         connections; ``BackoffPolicy(max_attempts=1)`` turns these retries off.
       name: the provider's name, used in error messages and logs.
+      transport: ``"native"`` (our HTTP/1.1 pool, the default) or ``"httpx"`` (for SOCKS
+        or https proxies, HTTP/2); both keep the same contract (:mod:`._transport`).
+      http2: offer HTTP/2 to ``https`` endpoints; only with ``transport="httpx"``.
+      api_key_env: the name of the environment variable the key came from, for messages.
+      fail_fast: raise :class:`~trio_designer.ProviderError` when a request cannot connect (or
+        gets 401/403) before any request was answered (see the module docstring); without it
+        those are the usual :class:`ModelConnectionError` / :class:`ModelRequestError`.
 
     Raises:
       ConfigError: if ``base_url`` is not an http(s) URL, ``max_connections < 1``,
-        ``timeout <= 0``, ``max_response_bytes < 1``, an extra header is not valid HTTP, or
-        the environment names a proxy we cannot use.
+        ``timeout <= 0``, ``max_response_bytes < 1``, an extra header is not valid HTTP, the
+        transport is unknown, ``http2`` is asked of the native one, or the environment names
+        a proxy the transport cannot use (the message names the remedy).
 
-    HTTP proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
+    Proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
     ``NO_PROXY``) are honoured except for loopback addresses, so the embedded simulator is
     always reached directly. Redirects are not followed: a 3xx means the base URL is wrong, and
     is reported as such. TLS certificates are verified (``SSL_CERT_FILE``/``SSL_CERT_DIR``,
@@ -222,6 +268,10 @@ class OpenAICompatibleClient:
         extra_headers: Mapping[str, str] | None = None,
         transport_retry: BackoffPolicy = BackoffPolicy(),  # noqa: B008 (frozen value)
         name: str = "",
+        transport: str = "native",
+        http2: bool = False,
+        api_key_env: str | None = None,
+        fail_fast: bool = False,
     ) -> None:
         where = _label_for(name, base_url)
         try:
@@ -234,10 +284,6 @@ class OpenAICompatibleClient:
             timeout=timeout,
             max_response_bytes=max_response_bytes,
         )
-        try:
-            proxy = proxy_for(origin)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
         headers = [
             ("user-agent", _USER_AGENT),
             ("accept", "application/json"),
@@ -251,20 +297,20 @@ class OpenAICompatibleClient:
         self._post_headers = (*headers, ("content-type", "application/json"))
         self._name = name
         self._base_url = base_url
+        self._api_key_env = api_key_env
         self._has_key = bool(api_key)
+        self._contact = FirstContact()
+        self._fail_fast = fail_fast
         self._max_connections = max_connections
         self._timeout = timeout
         self._max_response_bytes = max_response_bytes
         self._policy = transport_retry
         self._secrets = _secrets(api_key, extra_headers or {})
         self._rng = random.Random(_stable_seed(name, base_url))
-        # Requests beyond the pool size wait in the pool for a connection (a FIFO of parked
-        # tasks, no deadline: a local wait must never turn into a spurious timeout).
-        self._pool = ConnectionPool(
-            origin,
-            max_connections=max_connections,
-            keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
-            proxy=proxy,
+        # Requests beyond the pool size wait in the transport for a connection (a FIFO of
+        # parked tasks, no deadline: a local wait must never turn into a spurious timeout).
+        self._transport = open_transport(
+            transport, origin, max_connections=max_connections, http2=http2, where=where
         )
 
     def __repr__(self) -> str:
@@ -291,11 +337,26 @@ class OpenAICompatibleClient:
         Always a checkpoint; the connections are closed first, so a cancellation cannot skip
         the cleanup.
         """
-        await self._pool.aclose()
+        await self._transport.aclose()
 
-    def statistics(self) -> dict[str, int]:
-        """The connection pool's counts: ``idle``, ``in_use``, ``waiting``, ``opened``."""
-        return self._pool.statistics()
+    def statistics(self) -> TransportStatistics:
+        """The transport's counts: slots ``in_use``, requests ``waiting``, connections
+        ``opened``."""
+        return self._transport.statistics()
+
+    async def warm_up(self, connections: int) -> int:
+        """Open up to ``connections`` connections (and TLS sessions) before the first request
+        needs them; failures are left for the requests to meet. No request is sent. Returns
+        how many were opened (see :meth:`~._http.ConnectionPool.open_idle`). Only the native
+        transport opens connections ahead; the httpx one opens none (0)."""
+        if isinstance(self._transport, ConnectionPool):
+            return await self._transport.open_idle(connections, timeout=self._timeout)
+        await trio.lowlevel.checkpoint()
+        return 0
+
+    def first_contact(self) -> FirstContactStatistics:
+        """How the provider's first requests went (see :meth:`_request`)."""
+        return self._contact.statistics()
 
     # ----------------------------------------------------------------------------------------
     # Endpoints
@@ -347,18 +408,73 @@ class OpenAICompatibleClient:
           ModelRequestError: when a retry cannot help (see ``reason``; an answer above
             ``max_response_bytes`` is ``"response_too_large"``).
         """
-        body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
-        optional = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
-        body.update({k: v for k, v in optional.items() if v is not None})
-        if response_format is not None:
-            body["response_format"] = dict(response_format)
-        body.update(extra_body or {})
+        body = _chat_body(
+            model, messages, temperature, top_p, max_tokens, response_format, extra_body
+        )
         where = self._where(model)
         response = await self._request(
-            "POST", "/chat/completions", where, body, timeout, max_response_bytes
+            "POST", "/chat/completions", where, body, timeout, max_response_bytes, model
         )
         reply = self._parse(response, where, lambda data: _chat_response(data, model))
         return attrs.evolve(reply, rate_limits=parse_rate_limits(response.headers))
+
+    async def probe(
+        self,
+        *,
+        model: str,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (see chat)
+    ) -> ProbeAnswer:
+        """Send one small chat request, once (no retries), and report what came back.
+
+        For checking an endpoint before a run (``trio-designer check``): the request is what a
+        run sends for ``model`` (pass the model's inference parameters), with a prompt asking
+        for one word. Never raises for what the endpoint does; every outcome is in the answer.
+        Does not count towards failing fast.
+
+        Returns:
+          The status (``None`` without an answer), the response headers, the seconds from
+          sending to the last byte, and the error a chat request would have raised (``None``
+          for a usable chat completion).
+        """
+        body = _chat_body(model, _PROBE_MESSAGES, temperature, top_p, max_tokens, None, extra_body)
+        where = self._where(model)
+        start = trio.current_time()
+        try:
+            response = await self._transport.request(
+                "POST",
+                self._base_path + "/chat/completions",
+                self._post_headers,
+                _json_bytes(body),
+                timeout=self._timeout if timeout is None else timeout,
+                max_body=self._max_response_bytes,
+            )
+        except HTTPError as exc:
+            failure: Exception = error_from_transport(exc, where=where, secrets=self._secrets)
+            if isinstance(exc, ConnectFailed | ProxyFailed):
+                failure = self._provider_error(model, transport=exc, consequence="")
+            return ProbeAnswer(
+                status=None, headers={}, elapsed=trio.current_time() - start, error=failure
+            )
+        elapsed = trio.current_time() - start
+        problem: Exception | None = None
+        if response.status in (401, 403):
+            problem = self._provider_error(
+                model, status=response.status, body=response.text(), consequence=""
+            )
+        elif not response.is_success:
+            problem = self._status_error(response, where)
+        else:
+            try:
+                self._parse(response, where, lambda data: _chat_response(data, model))
+            except GenerationError as exc:
+                problem = exc
+        return ProbeAnswer(
+            status=response.status, headers=response.headers, elapsed=elapsed, error=problem
+        )
 
     async def embeddings(
         self, *, model: str, inputs: Sequence[str], dimensions: int | None = None
@@ -376,13 +492,13 @@ class OpenAICompatibleClient:
         if dimensions is not None:
             body["dimensions"] = dimensions
         where = self._where(model)
-        response = await self._request("POST", "/embeddings", where, body, None, None)
+        response = await self._request("POST", "/embeddings", where, body, None, None, model)
         return self._parse(response, where, lambda data: _embedding_vectors(data, len(inputs)))
 
     async def list_models(self) -> list[str]:
         """The model ids the endpoint serves (``GET <base_url>/models``), in its order."""
         where = self._label()
-        response = await self._request("GET", "/models", where, None, None, None)
+        response = await self._request("GET", "/models", where, None, None, None, None)
         return self._parse(response, where, _model_ids)
 
     # ----------------------------------------------------------------------------------------
@@ -397,11 +513,15 @@ class OpenAICompatibleClient:
         body: Any,
         timeout: float | None,  # noqa: ASYNC109 (see chat)
         max_response_bytes: int | None,
+        model: str | None,
     ) -> Response:
         """Send, retrying 502/503/504 and connection errors; return a success response.
 
         Every failure leaves through :mod:`._errors`, chained from the transport's exception
-        (for error statuses, an :class:`~._http.HTTPStatusError` carrying the response).
+        (for error statuses, an :class:`~._transport.HTTPStatusError` carrying the response).
+        Every answer, and every final connection failure, is shown to the provider's
+        :class:`FirstContact`; when it says nothing can work, :class:`ProviderError` is raised
+        instead (chained from the error the request would have raised).
         """
         content = b"" if body is None else _json_bytes(body)
         headers = self._get_headers if body is None else self._post_headers
@@ -411,15 +531,17 @@ class OpenAICompatibleClient:
         attempt = 1
         while True:
             try:
-                response = await self._pool.request(
+                response = await self._transport.request(
                     method, target, headers, content, timeout=deadline, max_body=limit
                 )
             except HTTPError as exc:
                 error = error_from_transport(exc, where=where, secrets=self._secrets)
                 if not self._retries_transport_error(error, attempt):
+                    self._judge_failure(exc, error, attempt, model)
                     raise error from exc
                 delay = self._policy.delay(attempt, self._rng)
             else:
+                self._judge_answer(response, model)
                 if response.is_success:
                     return response
                 error = self._status_error(response, where)
@@ -435,6 +557,50 @@ class OpenAICompatibleClient:
             )
             await trio.sleep(delay)
             attempt += 1
+
+    def _judge_answer(self, response: Response, model: str | None) -> None:
+        """Show an answer to :class:`FirstContact`; raise :class:`ProviderError` for a 401/403
+        before anything worked."""
+        rejected = response.status in (401, 403)
+        if self._contact.record("rejected" if rejected else "answered") and self._fail_fast:
+            raise self._provider_error(
+                model, status=response.status, body=response.text()
+            ) from _status_exception(response)
+
+    def _judge_failure(
+        self, exc: HTTPError, error: GenerationError, attempt: int, model: str | None
+    ) -> None:
+        """Show a final transport failure to :class:`FirstContact`; raise
+        :class:`ProviderError` for no connection before anything worked."""
+        unreachable = isinstance(exc, ConnectFailed | ProxyFailed)
+        if self._contact.record("unreachable" if unreachable else "inconclusive") and (
+            self._fail_fast
+        ):
+            raise self._provider_error(model, transport=exc, attempts=attempt) from error
+
+    def _provider_error(
+        self,
+        model: str | None,
+        *,
+        transport: HTTPError | None = None,
+        status: int | None = None,
+        body: str = "",
+        attempts: int = 1,
+        consequence: str = "nothing sent to it has worked, so the run stops",
+    ) -> Exception:
+        return provider_error(
+            consequence=consequence,
+            provider=self._name,
+            base_url=self._base_url,
+            api_key_env=self._api_key_env,
+            has_key=self._has_key,
+            model=model,
+            transport=transport,
+            status=status,
+            body=body,
+            attempts=attempts,
+            secrets=self._secrets,
+        )
 
     def _retries_transport_error(self, error: GenerationError, attempt: int) -> bool:
         return isinstance(error, ModelConnectionError) and attempt < self._policy.max_attempts
@@ -499,6 +665,36 @@ class OpenAICompatibleClient:
 # --------------------------------------------------------------------------------------------
 # Construction helpers
 # --------------------------------------------------------------------------------------------
+
+
+def open_transport(
+    kind: str, origin: Origin, *, max_connections: int, http2: bool, where: str
+) -> Transport:
+    """The transport named ``kind`` for ``origin`` (``where`` names the provider in errors).
+
+    Raises:
+      ConfigError: ``kind`` is unknown, ``http2`` with the native transport, or the transport
+        refuses the setup (a proxy it cannot use, a missing optional package); the message
+        says what to do.
+    """
+    if kind not in TRANSPORT_KINDS:
+        choices = " or ".join(repr(k) for k in TRANSPORT_KINDS)
+        raise ConfigError(f"{where}: transport must be {choices}, got {kind!r}")
+    try:
+        if kind == "httpx":
+            return HttpxTransport(origin, max_connections=max_connections, http2=http2)
+        if http2:
+            raise ValueError(
+                "http2 needs transport 'httpx' (the native transport speaks HTTP/1.1 only)"
+            )
+        return ConnectionPool(
+            origin,
+            max_connections=max_connections,
+            keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
+            proxy=proxy_for(origin),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _label_for(name: str, base_url: str) -> str:
@@ -569,6 +765,29 @@ def _secrets(api_key: str | None, extra_headers: Mapping[str, str]) -> tuple[str
 def _stable_seed(name: str, base_url: str) -> int:
     digest = hashlib.blake2b(f"{name}\x00{base_url}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+_PROBE_MESSAGES: Final = ({"role": "user", "content": "Reply with the single word OK."},)
+
+
+def _chat_body(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    temperature: float | None,
+    top_p: float | None,
+    max_tokens: int | None,
+    response_format: Mapping[str, Any] | None,
+    extra_body: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """A chat completion request body; parameters left at ``None`` are not sent, and
+    ``extra_body`` is merged last."""
+    body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
+    optional = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if response_format is not None:
+        body["response_format"] = dict(response_format)
+    body.update(extra_body or {})
+    return body
 
 
 def _json_bytes(body: Any) -> bytes:

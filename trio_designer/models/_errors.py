@@ -13,12 +13,13 @@ Everything the model client can see go wrong ends up here, and leaves as one of 
   model, prompt too long, quota exhausted, broken base URL); the row is dropped.
 
 Two entry points: :func:`error_from_status` for a response with a non-success status, and
-:func:`error_from_transport` for a failure of the HTTP layer (:mod:`._http`). The latter looks
-the exception's class up in :data:`TRANSPORT_ERROR_TABLE`, which names *every* failure class
-that layer exports; the layer itself translates every exception its streams and h11 can raise
-into one of them (``tests/test_model_errors.py`` enumerates both, ``h11.__all__`` included), so
-a new h11 or trio release cannot slip an unmapped error past us. ``docs/errors.md`` is the
-human-readable version of the same table.
+:func:`error_from_transport` for a failure of the HTTP layer (:mod:`._transport`). The latter
+looks the exception's class up in :data:`TRANSPORT_ERROR_TABLE`, which names *every* failure
+class that layer exports. Both transports raise only those classes: the native one translates
+every exception its streams and h11 can raise, the httpx one every exception class httpx
+exports (``tests/test_model_errors.py`` enumerates all of them, ``h11.__all__`` and
+``httpx.__all__`` included), so a new h11, trio or httpx release cannot slip an unmapped error
+past us. ``docs/errors.md`` is the human-readable version of the same tables.
 
 Messages are one or two sentences: who failed (the model and provider, when the caller passes
 ``where``), the HTTP status or failure, what to do, and at most 300 characters of what the server
@@ -47,12 +48,14 @@ import attrs
 from .._exceptions import (
     GenerationError,
     ModelConnectionError,
+    ModelContentFilteredError,
     ModelRateLimitedError,
     ModelRequestError,
     ModelServerError,
     ModelTimeoutError,
+    ProviderError,
 )
-from ._http import (
+from ._transport import (
     ConnectFailed,
     ConnectionBroken,
     DecodingFailed,
@@ -76,6 +79,7 @@ __all__ = [
     "error_from_transport",
     "excerpt",
     "parse_retry_after",
+    "provider_error",
     "redact",
     "retry_after_from_headers",
     "transport_rule",
@@ -237,6 +241,10 @@ _CONTEXT_WINDOW = re.compile(
     r"|prompt is too long|input is too long|exceeds? the (model's )?(maximum )?context"
 )
 
+# A prompt refused by the provider's content filter (Azure OpenAI: code "content_filter",
+# "...content management policy").
+_CONTENT_FILTER = re.compile(r"content[_ ]filter|content management policy")
+
 _REQUEST_REASONS: Final[Mapping[int, str]] = {
     401: "authentication",
     402: "quota",
@@ -286,10 +294,12 @@ def error_from_status(
     4. 5xx → :class:`ModelServerError` carrying the status;
     5. 400, 413 or 422 whose body mentions the context length/window or too many tokens →
        ``reason="context_window"``;
-    6. 401 ``authentication``, 403 ``permission``, 404 ``not_found``, 413 ``too_large``,
+    6. 400 whose body says the content filter refused the prompt (``content_filter``,
+       "content management policy") → :class:`ModelContentFilteredError`;
+    7. 401 ``authentication``, 403 ``permission``, 404 ``not_found``, 413 ``too_large``,
        422 ``unprocessable``; 3xx (a redirect: the base URL is wrong) and every other 4xx →
        ``bad_request``;
-    7. anything else (1xx, 2xx, >= 600) → :class:`ModelServerError`: the server said something
+    8. anything else (1xx, 2xx, >= 600) → :class:`ModelServerError`: the server said something
        we cannot use.
 
     Args:
@@ -324,6 +334,12 @@ def error_from_status(
         )
     if status in _CONTEXT_STATUSES and _CONTEXT_WINDOW.search(lowered):
         return _request_error(head, said, status, "context_window")
+    if status == 400 and _CONTENT_FILTER.search(lowered):
+        return ModelContentFilteredError(
+            f"{head}: the provider's content filter refused the prompt; the row is dropped "
+            f"without a retry. Check the prompt against the provider's content policy. {said}",
+            status=status,
+        )
     if status < 400:
         location = excerpt(_header(headers, "location") or "an unknown location", secrets)
         return ModelRequestError(
@@ -404,7 +420,7 @@ TransportKind: TypeAlias = Literal["timeout", "connection", "request", "too_larg
 
 @attrs.frozen(kw_only=True)
 class TransportRule:
-    """How one failure class of the HTTP layer (:mod:`._http`) is classified.
+    """How one failure class of the HTTP layer (:mod:`._transport`) is classified.
 
     Attributes:
       kind: ``"timeout"`` → :class:`ModelTimeoutError`, ``"connection"`` →
@@ -450,7 +466,8 @@ TRANSPORT_ERROR_TABLE: Final[Mapping[type[Exception], TransportRule]] = {
     ResponseTooLarge: _rule("too_large", "the answer is larger than max_response_bytes"),
     HTTPStatusError: _rule("status", "the server answered with an error status"),
 }
-"""Every failure class :mod:`._http` exports → how it is classified. See :class:`TransportRule`."""
+"""Every failure class :mod:`._transport` exports → how it is classified (whichever transport
+raised it). See :class:`TransportRule`."""
 
 
 def transport_rule(exc_type: type[BaseException]) -> TransportRule | None:
@@ -472,12 +489,12 @@ def error_from_transport(
     :class:`ModelConnectionError` (both retryable); an answer above ``max_response_bytes``
     becomes a non-retryable :class:`ModelRequestError` with ``reason="response_too_large"``;
     a request that is not valid HTTP becomes a non-retryable :class:`ModelRequestError` with
-    ``reason="bad_request"`` and no status; an :class:`~._http.HTTPStatusError` is classified
+    ``reason="bad_request"`` and no status; an :class:`~._transport.HTTPStatusError` is classified
     by its response with :func:`error_from_status`. The mapping is
     :data:`TRANSPORT_ERROR_TABLE`.
 
     Args:
-      exc: the exception of :mod:`._http`.
+      exc: the failure, one of :mod:`._transport`'s classes.
       where: who was being called, as a noun phrase (``"model 'm' at provider 'p'"``).
       secrets: strings to replace with ``***`` in the quoted exception text.
 
@@ -537,3 +554,85 @@ _TRANSPORT_BUILDERS: Final[Mapping[str, Callable[[str], GenerationError]]] = {
     "connection": _connection,
     "request": _misconfigured,
 }
+
+
+# --------------------------------------------------------------------------------------------
+# A provider that cannot work at all (see trio_designer/_core/_firstcontact.py)
+# --------------------------------------------------------------------------------------------
+
+
+def provider_error(
+    *,
+    provider: str,
+    base_url: str,
+    api_key_env: str | None,
+    has_key: bool,
+    model: str | None,
+    transport: HTTPError | None = None,
+    status: int | None = None,
+    body: str = "",
+    attempts: int = 1,
+    secrets: Iterable[str] = (),
+    consequence: str = "nothing sent to it has worked, so the run stops",
+) -> ProviderError:
+    """The one message that stops a run whose provider cannot work (no connection, or the
+    credentials rejected before any request succeeded): who, where, what happened, what to do.
+
+    Args:
+      provider: the provider's name (``""`` for a client built without one).
+      base_url: its base URL.
+      api_key_env: the name of the variable holding its API key, if configured.
+      has_key: whether a key was sent.
+      model: the model the failing request was for.
+      transport: the connection failure (for ``"unreachable"``).
+      status: the HTTP status, 401 or 403 (for ``"credentials"``).
+      body: the answer's body, quoted (redacted, trimmed).
+      attempts: how many times the client tried to connect.
+      secrets: strings to replace with ``***``.
+      consequence: what follows, as a clause (``""``: nothing said).
+    """
+    who = f"Provider {provider!r} at {base_url}" if provider else f"The endpoint at {base_url}"
+    stops = f"; {consequence}" if consequence else ""
+    if transport is not None:
+        detail = excerpt(str(transport), secrets)
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        if "TLS handshake" in detail:
+            remedy = (
+                "If the server uses a certificate of a private authority, point SSL_CERT_FILE "
+                "at that authority's certificate; if it does not speak TLS, write http:// in "
+                "the provider's base_url."
+            )
+        else:
+            remedy = (
+                "Check that the server is running and listening there, and the provider's "
+                "base_url (scheme, host name, port)."
+            )
+        return ProviderError(
+            f"{who} cannot be reached: {detail}{tries}{stops}. {remedy}",
+            provider=provider,
+            base_url=base_url,
+            reason="unreachable",
+        )
+    said = f"Server said: {excerpt(redact(body, secrets))}"
+    phrase = _phrase(status or 0)
+    if status == 403:
+        target = f"model {model!r}" if model else "this endpoint"
+        remedy = (
+            f"The API key is not allowed to use {target}: check its permissions (and the "
+            f"organization or project it belongs to)."
+        )
+    elif not has_key:
+        remedy = (
+            "The provider wants an API key: export it and name the variable in the provider's "
+            "api_key_env."
+        )
+    elif api_key_env:
+        remedy = f"Check the API key in the environment variable {api_key_env} (api_key_env)."
+    else:
+        remedy = "Check the API key (the provider's api_key_env)."
+    return ProviderError(
+        f"{who} rejected the credentials (HTTP {status} {phrase}){stops}. {remedy} {said}",
+        provider=provider,
+        base_url=base_url,
+        reason="credentials",
+    )

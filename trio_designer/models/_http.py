@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 client on trio streams and h11: keep-alive pool, one deadline, a size cap.
+"""The native transport: a small HTTP/1.1 pool on trio streams and h11.
 
 The model client sends thousands of small JSON requests to one origin, many at once. This module
 does exactly that and nothing else: ``POST``/``GET`` to one ``http://`` or ``https://`` origin
@@ -12,80 +12,76 @@ httpcore also uses); this module owns only the connections::
                                   timeout=60.0, max_body=8 * 2**20)
     await pool.aclose()
 
-Why not httpx: measured in ``benches/client_cpu.py`` (numbers in ``docs/benchmarks.md``),
-httpx + httpcore cost 1.3-3.9 ms of CPU per request and got *slower* as connections were
-added, because httpcore's pool scans every connection for every queued request on each
-request and each response. This pool costs O(1) per request: a LIFO stack of idle connections.
+It is one of the two implementations of :class:`~._transport.Transport` (the other is
+:mod:`._httpx_transport`), and the default. Why a pool of our own: measured in
+``benches/client_cpu.py`` (numbers in ``docs/benchmarks.md``), httpx + httpcore cost 1.3-3.9 ms
+of CPU per request and got *slower* as connections were added, because httpcore's pool scans
+every connection for every queued request on each request and each response. This pool costs
+O(1) per request: a LIFO stack of idle connections. What it does not do: SOCKS or ``https://``
+proxies, HTTP/2 (choose ``transport: httpx`` for those).
 
-Invariants (each named by the test that checks it in ``tests/test_model_http.py``):
+The contract of :mod:`._transport` holds here (``tests/test_model_transport.py`` checks it
+over both transports); how this pool keeps it:
 
-* **One deadline per request** (``test_trickling_server_times_out_on_the_whole_request``):
-  ``timeout`` bounds the request from the moment it has a connection slot (connecting,
-  TLS, sending, waiting, reading the last byte) with one trio cancel scope; a server that
-  trickles its answer a byte at a time fails with :class:`RequestTimedOut` at ``timeout``.
-  Waiting for a slot is *not* covered: a local queue must never look like a slow server.
-* **Flat memory** (``test_oversize_answer_is_cut_off_while_streaming``): a body larger than
-  ``max_body`` (declared in ``Content-Length``, or counted while streaming, after decoding
-  gzip/deflate) raises :class:`ResponseTooLarge` as soon as the limit is crossed; at most
-  ``max_body`` plus one receive buffer is ever held.
-* **A connection is reused only in a known-clean state** (``test_connections_are_reused``,
-  ``test_connection_close_is_honoured``): after a complete exchange that both sides allow to
-  continue. A connection interrupted by anything (an error, the deadline, a cancellation) is
-  closed, never pooled (``test_cancelled_request_closes_its_connection``).
-* **Idle connections expire** after ``keepalive_expiry`` seconds (trio's clock), before the
-  usual 5 s of servers, and one the server has closed (readable while idle) is dropped
-  before use (``test_idle_keepalive_gaps_never_fail_a_request``). A request that still meets
-  a reused connection the server closed under it, before any byte of the answer, is sent once
-  more, at once, on a fresh connection
-  (``test_a_reused_connection_closed_by_the_server_is_resent_at_once``).
+* **One deadline per request**: one ``trio.move_on_after`` around connecting, TLS, sending,
+  waiting and reading the last byte, entered once the request has a connection slot.
+* **Flat memory**: at most ``max_body`` plus one receive buffer is ever held
+  (:class:`~._transport.BodyReader`).
+* **A connection is reused only in a known-clean state**: after a complete exchange that both
+  sides allow to continue (h11's ``DONE``/``DONE``); any exception, the deadline or a
+  cancellation closes it (``_exchange``).
+* **Idle connections expire** after ``keepalive_expiry`` seconds of *trio's* clock, before the
+  usual 5 s of servers (``test_idle_connections_expire_on_trios_clock`` in
+  ``tests/test_model_http.py``), and one the server has closed (readable while idle) is
+  dropped before use. A request that still meets a reused connection the server closed under
+  it, before any byte of the answer, raises ``_Stale`` and is sent once more on a fresh
+  connection.
 
-Failures leave as the :class:`HTTPError` subclasses below (never as ``OSError``, trio or h11
-exceptions): :data:`LOW_LEVEL_ERRORS` lists what the streams and h11 raise, and
-``tests/test_model_errors.py`` checks that every such exception class is translated.
-:mod:`._errors` maps the :class:`HTTPError` classes onto our exception tree.
+Failures leave as the :class:`~._transport.HTTPError` subclasses (never as ``OSError``, trio or
+h11 exceptions): :data:`LOW_LEVEL_ERRORS` lists what the streams and h11 raise,
+:func:`translated` turns them into ours, and ``tests/test_model_errors.py`` checks that every
+such exception class is translated.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 import urllib.request
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Final
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import attrs
 import h11
 import trio
 
+from ._transport import (
+    DEFAULT_KEEPALIVE_EXPIRY,
+    BodyReader,
+    ConnectFailed,
+    ConnectionBroken,
+    HTTPError,
+    InvalidRequest,
+    Origin,
+    ProtocolViolation,
+    ProxyFailed,
+    RequestTimedOut,
+    Response,
+    ServerHungUp,
+    TransportStatistics,
+    default_ssl_context,
+    joined_headers,
+)
+
 __all__ = [
-    "DEFAULT_KEEPALIVE_EXPIRY",
     "LOW_LEVEL_ERRORS",
-    "ConnectFailed",
-    "ConnectionBroken",
     "ConnectionPool",
-    "DecodingFailed",
-    "HTTPError",
-    "HTTPStatusError",
-    "InvalidRequest",
-    "Origin",
-    "ProtocolViolation",
-    "ProxyFailed",
-    "RequestTimedOut",
-    "Response",
-    "ResponseTooLarge",
-    "ServerHungUp",
-    "parse_origin",
+    "Proxy",
     "proxy_for",
     "translated",
 ]
-
-DEFAULT_KEEPALIVE_EXPIRY: Final = 4.0
-"""Seconds an idle connection is kept. Below the 5 s of httpx, hypercorn, uvicorn (and so
-vLLM), so we close first instead of racing the server's close."""
 
 _RECEIVE_SIZE: Final = 65536
 
@@ -97,174 +93,6 @@ LOW_LEVEL_ERRORS: Final = (
     h11.ProtocolError,  # LocalProtocolError, RemoteProtocolError
 )
 """Every exception the streams and h11 raise; each is translated into an :class:`HTTPError`."""
-
-
-# --------------------------------------------------------------------------------------------
-# Failures
-# --------------------------------------------------------------------------------------------
-
-
-class HTTPError(Exception):
-    """A request failed below the HTTP status level; the base of this module's failures.
-
-    The message says what failed, as a clause ("could not connect to 127.0.0.1:9: ...").
-    """
-
-
-class ConnectFailed(HTTPError):
-    """No connection: refused, unreachable, DNS failure, or the TLS handshake failed."""
-
-
-class ConnectionBroken(HTTPError):
-    """The connection broke while sending the request or reading the answer."""
-
-
-class ServerHungUp(ConnectionBroken):
-    """The server closed the connection without sending a single byte of an answer."""
-
-
-class ProtocolViolation(HTTPError):
-    """The server's bytes are not valid HTTP/1.1 (or the body ended early)."""
-
-
-class InvalidRequest(HTTPError):
-    """Our request is not valid HTTP (an illegal character in a header, say)."""
-
-
-class ProxyFailed(HTTPError):
-    """The HTTP proxy refused or failed to open a tunnel to the origin."""
-
-
-class DecodingFailed(HTTPError):
-    """The body's ``Content-Encoding`` is unknown or its compressed data is corrupt."""
-
-
-@attrs.frozen(kw_only=True, auto_exc=True)
-class RequestTimedOut(HTTPError):
-    """No complete answer within ``timeout`` seconds of getting a connection slot."""
-
-    timeout: float
-
-    def __str__(self) -> str:
-        return (
-            f"no complete answer within {self.timeout:g} s (the timeout covers the whole "
-            f"request, from connecting to the last byte of the answer)"
-        )
-
-
-@attrs.frozen(kw_only=True, auto_exc=True)
-class ResponseTooLarge(HTTPError):
-    """The answer's body exceeds ``limit`` bytes; it was not read past the limit.
-
-    Attributes:
-      limit: the limit in bytes.
-      status: the answer's HTTP status.
-      declared: the ``Content-Length`` the server announced, if it did.
-    """
-
-    limit: int
-    status: int
-    declared: int | None = None
-
-    def __str__(self) -> str:
-        size = (
-            f"announced {self.declared:,} bytes"
-            if self.declared is not None
-            else "sent more than that"
-        )
-        return f"the answer's body is larger than {self.limit:,} bytes ({size})"
-
-
-class HTTPStatusError(HTTPError):
-    """An answer with a status that is not a success; carries the whole :class:`Response`.
-
-    Raised by nobody here: the model client builds one to chain its own error from.
-    """
-
-    def __init__(self, message: str, *, response: Response) -> None:
-        super().__init__(message)
-        self.response = response
-
-
-# --------------------------------------------------------------------------------------------
-# Values
-# --------------------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class Origin:
-    """Where requests go: scheme, host and port (the path is the caller's)."""
-
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def host_header(self) -> str:
-        """The ``Host`` header: the port only when it is not the scheme's default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-    @property
-    def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.host_header}"
-
-
-def parse_origin(url: str) -> tuple[Origin, str]:
-    """Split an ``http(s)://`` URL into its origin and its path (without a trailing ``/``).
-
-    Raises:
-      ValueError: the URL does not parse, is not http(s), has no host or a bad port.
-    """
-    parts: SplitResult = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ValueError(f"the scheme must be http or https, not {scheme or 'missing'!r}")
-    host = parts.hostname
-    if not host:
-        raise ValueError("the URL has no host")
-    port = parts.port or (443 if scheme == "https" else 80)  # .port raises for a bad port
-    return Origin(scheme=scheme, host=host, port=port), parts.path.rstrip("/")
-
-
-@attrs.frozen(kw_only=True)
-class Response:
-    """A complete answer.
-
-    Attributes:
-      status: the HTTP status code.
-      headers: header names in lower case → values (repeated headers joined with ``", "``).
-      body: the decoded body.
-    """
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    @property
-    def is_success(self) -> bool:
-        return 200 <= self.status < 300
-
-    def text(self) -> str:
-        """The body as text (UTF-8; undecodable bytes replaced)."""
-        return self.body.decode("utf-8", errors="replace")
-
-
-def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for name, value in raw:
-        key, text = name.decode("latin-1"), value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return headers
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,8 +114,8 @@ def proxy_for(origin: Origin, environ: Mapping[str, str] | None = None) -> Proxy
 
     Raises:
       ValueError: the proxy URL is not an ``http://`` URL (SOCKS and TLS-to-the-proxy are
-        not supported); the message names the variable, never its value (it may hold a
-        password).
+        not supported here); the message names the variable, never its value (it may hold a
+        password), and the remedy: the httpx transport, which supports both.
     """
     if origin.is_loopback:
         return None
@@ -302,8 +130,10 @@ def proxy_for(origin: Origin, environ: Mapping[str, str] | None = None) -> Proxy
     parts = urlsplit(url)
     if parts.scheme.lower() != "http" or not parts.hostname:
         raise ValueError(
-            f"{variable} must be an http:// proxy URL (SOCKS and https:// proxies are not "
-            f"supported); unset it or point it at an HTTP proxy"
+            f"{variable} must be an http:// proxy URL for the native transport (it supports "
+            f"neither SOCKS nor https:// proxies); set 'transport: httpx' on the provider "
+            f"(for SOCKS, install trio_designer[socks] too), or point {variable} at an HTTP "
+            f"proxy"
         )
     authorization = None
     if parts.username is not None:
@@ -337,27 +167,6 @@ def _bypassed(host: str, no_proxy: str) -> bool:
     # Public but missing from typeshed; NO_PROXY's rules are urllib's, the same as requests'.
     bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
     return bool(bypass(host, {"no": no_proxy}))
-
-
-# --------------------------------------------------------------------------------------------
-# TLS
-# --------------------------------------------------------------------------------------------
-
-
-def default_ssl_context() -> ssl.SSLContext:
-    """Verifying TLS context: ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set, else certifi's
-    bundle when installed, else the system's store."""
-    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
-    if not cafile and not capath:
-        try:
-            import certifi
-
-            cafile = certifi.where()
-        except ImportError:
-            pass
-    context = ssl.create_default_context(cafile=cafile or None, capath=capath or None)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,7 +223,8 @@ class ConnectionPool:
       proxy: an HTTP proxy to go through (see :func:`proxy_for`), or ``None``.
       ssl_context: for ``https`` origins; :func:`default_ssl_context` when ``None``.
 
-    Safe to share between tasks of one trio run. Close it with :meth:`aclose`.
+    Safe to share between tasks of one trio run. Close it with :meth:`aclose`. Implements
+    :class:`~._transport.Transport`.
     """
 
     def __init__(
@@ -440,14 +250,13 @@ class ConnectionPool:
     def origin(self) -> Origin:
         return self._origin
 
-    def statistics(self) -> dict[str, int]:
-        """Connections idle, in use, and opened so far."""
-        return {
-            "idle": len(self._idle),
-            "in_use": self._slots.borrowed_tokens,
-            "waiting": self._slots.statistics().tasks_waiting,
-            "opened": self._opened,
-        }
+    def statistics(self) -> TransportStatistics:
+        """Slots in use, requests waiting for one, connections opened so far."""
+        return TransportStatistics(
+            in_use=self._slots.borrowed_tokens,
+            waiting=self._slots.statistics().tasks_waiting,
+            opened=self._opened,
+        )
 
     async def aclose(self) -> None:
         """Close every idle connection; connections in use close when their request ends."""
@@ -456,6 +265,36 @@ class ConnectionPool:
         for connection in idle:
             connection.close()
         await trio.lowlevel.checkpoint()
+
+    async def open_idle(self, count: int, *, timeout: float) -> int:  # noqa: ASYNC109
+        """Open up to ``count`` connections ahead of any request and keep them idle, so the
+        first requests find them ready (connecting, and for https the TLS handshake, done
+        while the caller was still starting up). Each holds a connection slot while it
+        connects, so the pool never holds more than ``max_connections``. Failures (and
+        ``timeout`` seconds without a connection) are ignored: the requests that follow meet
+        them again and report them. Returns how many connections were added.
+        """
+        added = 0
+
+        async def one() -> None:
+            nonlocal added
+            async with self._slots:
+                with trio.move_on_after(timeout):
+                    try:
+                        connection = await self._connect()
+                    except HTTPError:
+                        return
+                    if self._closed:
+                        connection.close()
+                        return
+                    connection.idle_since = trio.current_time()
+                    self._idle.append(connection)
+                    added += 1
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(min(count, int(self._slots.total_tokens))):
+                nursery.start_soon(one)
+        return added
 
     def target(self, path: str) -> str:
         """The request target for ``path``: absolute through a forward proxy (plain http)."""
@@ -485,7 +324,7 @@ class ConnectionPool:
           max_body: the most bytes of (decoded) answer body to accept.
 
         Raises:
-          HTTPError: one of this module's subclasses (never ``HTTPStatusError``).
+          HTTPError: one of :mod:`._transport`'s subclasses (never ``HTTPStatusError``).
         """
         all_headers = [("host", self._origin.host_header), *headers]
         if method != "GET" or body:
@@ -639,7 +478,7 @@ class ConnectionPool:
             raise ConnectionBroken(f"sending the request failed: {_describe(exc)}") from exc
 
         received = 0
-        reader: _BodyReader | None = None
+        reader: BodyReader | None = None
         with translated(ConnectionBroken, "reading the answer failed"):
             while True:
                 event = h.next_event()
@@ -664,90 +503,21 @@ class ConnectionPool:
                     assert reader is not None
                     reader.feed(event.data)  # type: ignore[union-attr]
                 elif kind is h11.Response:
-                    reader = _BodyReader.start(event, max_body)  # type: ignore[arg-type]
+                    reader = _start_body(event, max_body)  # type: ignore[arg-type]
                 elif kind is h11.EndOfMessage:
                     break
                 elif kind is h11.ConnectionClosed:
                     raise ProtocolViolation("the server closed the connection mid-answer")
                 # h11.InformationalResponse (1xx): skipped
         assert reader is not None  # EndOfMessage comes after a Response
-        return Response(status=reader.status, headers=reader.headers, body=reader.finish())
+        return reader.finish()
 
 
 class _Stale(Exception):
     """A reused connection turned out closed before any byte of the answer."""
 
 
-class _BodyReader:
-    """Collects a body while decoding it and counting it against the limit."""
-
-    __slots__ = ("_chunks", "_decoder", "_limit", "_size", "headers", "status")
-
-    def __init__(
-        self, headers: dict[str, str], status: int, limit: int, decoder: _Decoder | None
-    ) -> None:
-        self.headers = headers
-        self.status = status
-        self._limit = limit
-        self._decoder = decoder
-        self._chunks: list[bytes] = []
-        self._size = 0
-
-    @classmethod
-    def start(cls, head: h11.Response, limit: int) -> _BodyReader:
-        headers = _headers(head.headers)
-        declared = headers.get("content-length")
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ResponseTooLarge(limit=limit, status=head.status_code, declared=int(declared))
-        decoder = None if encoding in ("", "identity") else _Decoder.for_encoding(encoding)
-        return cls(headers, head.status_code, limit, decoder)
-
-    def feed(self, data: bytes) -> None:
-        if self._decoder is not None:
-            data = self._decoder.decode(data, self._limit - self._size + 1)
-        self._add(data)
-
-    def finish(self) -> bytes:
-        if self._decoder is not None:
-            self._add(self._decoder.flush(self._limit - self._size + 1))
-        return b"".join(self._chunks)
-
-    def _add(self, data: bytes) -> None:
-        self._size += len(data)
-        if self._size > self._limit:
-            raise ResponseTooLarge(limit=self._limit, status=self.status)
-        if data:
-            self._chunks.append(data)
-
-
-class _Decoder:
-    """gzip or deflate, streamed, never inflating more than asked for at a time."""
-
-    __slots__ = ("_encoding", "_zlib")
-
-    def __init__(self, encoding: str, wbits: int) -> None:
-        self._encoding = encoding
-        self._zlib = zlib.decompressobj(wbits)
-
-    @classmethod
-    def for_encoding(cls, encoding: str) -> _Decoder:
-        if encoding in ("gzip", "x-gzip"):
-            return cls(encoding, 16 + zlib.MAX_WBITS)
-        if encoding == "deflate":
-            return cls(encoding, zlib.MAX_WBITS)
-        raise DecodingFailed(
-            f"the answer uses Content-Encoding {encoding!r}, which we never asked for"
-        )
-
-    def decode(self, data: bytes, at_most: int) -> bytes:
-        try:
-            out = self._zlib.decompress(data, at_most)
-        except zlib.error as exc:
-            raise DecodingFailed(f"the {self._encoding} body is corrupt: {exc}") from exc
-        if self._zlib.unconsumed_tail:  # more than ``at_most`` inflated: over the limit anyway
-            return out + b"\0"
-        return out
-
-    def flush(self, at_most: int) -> bytes:
-        return self.decode(b"", at_most)
+def _start_body(head: h11.Response, limit: int) -> BodyReader:
+    """A :class:`~._transport.BodyReader` for the answer h11 has parsed the head of."""
+    raw = ((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers)
+    return BodyReader.start(head.status_code, joined_headers(raw), limit)

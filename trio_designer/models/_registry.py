@@ -74,6 +74,10 @@ __all__ = [
 
 _logger = logging.getLogger("trio_designer.models")
 
+WARM_UP_CONNECTIONS: Final = 2
+"""Connections :meth:`ModelRegistry.warm_up` opens per provider (at most its pool size): a
+first wave of requests as wide as the default ``max_parallel_requests`` finds them ready."""
+
 MAX_POOL_CONNECTIONS: Final = 512
 """The most connections one provider's client keeps, whatever its models' limits add up to."""
 
@@ -379,6 +383,20 @@ class ModelRegistry:
             for m in models
         }
         self._simulator = simulator
+        self._clients = dict(clients)
+
+    def client(self, provider: str) -> OpenAICompatibleClient:
+        """The HTTP client of ``provider`` (shared by its models)."""
+        return self._clients[provider]
+
+    async def warm_up(self, connections: int = WARM_UP_CONNECTIONS) -> None:
+        """Open up to ``connections`` connections to every provider at once, before the first
+        requests need them (see :meth:`OpenAICompatibleClient.warm_up`); returns when all are
+        open or failed. The designer runs it beside the start of a run and cancels what is
+        left when the run ends."""
+        async with trio.open_nursery() as nursery:
+            for client in self._clients.values():
+                nursery.start_soon(client.warm_up, connections)
 
     @property
     def simulator(self) -> Simulator | None:
@@ -620,6 +638,10 @@ async def open_model_registry(
                 timeout=timeouts[name],
                 extra_headers=provider.extra_headers,
                 name=name,
+                transport=provider.transport,
+                http2=provider.http2,
+                api_key_env=provider.api_key_env,
+                fail_fast=True,
             )
             stack.push_async_callback(client.aclose)
             clients[name] = client
@@ -634,6 +656,7 @@ async def open_model_registry(
                 max_connections=pools[SIMULATOR_PROVIDER],
                 timeout=timeouts[SIMULATOR_PROVIDER],
                 name=SIMULATOR_PROVIDER,
+                fail_fast=True,
             )
             stack.push_async_callback(client.aclose)
             clients[SIMULATOR_PROVIDER] = client

@@ -1,6 +1,6 @@
 """The simulator's ASGI application: routing, authentication, admission, faults, answers.
 
-A raw ASGI 3 callable, no web framework: the surface is six routes and the behaviour lives in
+A raw ASGI 3 callable, no web framework: the surface is seven routes and the behaviour lives in
 :mod:`._state` (admission, slots, stats), :mod:`._budget` (RPM/TPM and their headers),
 :mod:`._content` (answers), :mod:`._requests` (validation, bodies) and :mod:`._http` (ASGI
 plumbing).
@@ -136,6 +136,7 @@ class SimulatorApp:
             "/v1/models": ("GET", self._list_models),
             "/stats": ("GET", self._stats),
             "/stats/reset": ("POST", self._reset),
+            "/log": ("GET", self._log),
         }
 
     def __repr__(self) -> str:  # never shows the key
@@ -218,6 +219,10 @@ class SimulatorApp:
 
     async def _stats(self, body: bytes, receive: Receive, send: Send) -> None:
         await send_json(send, 200, self.stats().to_dict())
+
+    async def _log(self, body: bytes, receive: Receive, send: Send) -> None:
+        records = [attrs.asdict(record) for record in self.log]
+        await send_json(send, 200, {"time": trio.current_time(), "records": records})
 
     async def _reset(self, body: bytes, receive: Receive, send: Send) -> None:
         self.reset()
