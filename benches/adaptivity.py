@@ -71,12 +71,12 @@ class TimedLimiter:
         self.inner = inner
         self.latencies: list[float] = []
 
-    def slot(self) -> AbstractAsyncContextManager[Permit]:
-        return self._slot()
+    def slot(self, tokens: int = 0) -> AbstractAsyncContextManager[Permit]:
+        return self._slot(tokens)
 
     @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[Permit]:
-        async with self.inner.slot() as permit:
+    async def _slot(self, tokens: int) -> AsyncIterator[Permit]:
+        async with self.inner.slot(tokens) as permit:
             admitted = trio.current_time()
             ok = False
             try:

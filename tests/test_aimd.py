@@ -1,9 +1,11 @@
-"""The pure AIMD controller (``trio_designer._core._aimd``): examples, closed-loop simulations of
-a GPU server without trio, and a state machine over its documented invariants."""
+"""The pure adaptive-limit controller (``trio_designer._core._aimd`` with ``_latency``):
+examples, closed-loop simulations of a GPU server without trio, and a state machine over its
+documented invariants."""
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from typing import Literal
 
@@ -18,13 +20,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from trio_designer._core._aimd import (
-    Admission,
-    AimdController,
-    LimitChange,
-    LimiterPolicy,
-    summarize_latencies,
-)
+from trio_designer._core._aimd import AimdController, runs_that_mean_load
+from trio_designer._core._latency import summarize_latencies
+from trio_designer._core._limits import Admission, LimitChange, LimiterPolicy
 
 NO_LATENCY = LimiterPolicy(latency_signal=False)
 
@@ -42,18 +40,19 @@ def fill(ctl: AimdController, now: float) -> list[Admission]:
 
 def test_Policy_defaults_match_the_documented_values() -> None:
     p = LimiterPolicy()
-    assert (p.decrease_factor, p.successes_per_increase, p.cooldown) == (0.75, 25, 2.0)
+    assert (p.successes_per_increase, p.cliff_probe_backoff, p.noise_false_alarm) == (25, 4, 1e-3)
+    assert p.cooldown == 2.0
     assert (p.latency_tolerance, p.latency_hold, p.latency_samples) == (1.5, 1.2, 32)
     assert (p.latency_confidence, p.latency_decrease_floor, p.probe_interval) == (2.0, 0.5, 100)
     assert p.latency_signal
 
 
-def test_Policy_rejects_a_decrease_factor_outside_0_1() -> None:
+def test_Policy_rejects_a_false_alarm_rate_outside_0_1() -> None:
     with pytest.raises(
         ValueError,
-        match=r"^LimiterPolicy.decrease_factor must be between 0 and 1 \(exclusive\), got 1.0.$",
+        match=r"^LimiterPolicy.noise_false_alarm must be between 0 and 1 \(exclusive\), got 1.0.$",
     ):
-        LimiterPolicy(decrease_factor=1.0)
+        LimiterPolicy(noise_false_alarm=1.0)
 
 
 def test_Policy_rejects_a_tolerance_below_the_hold_threshold() -> None:
@@ -76,99 +75,229 @@ def test_AimdController_rejects_a_ceiling_below_1() -> None:
 def test_AimdController_starts_at_the_ceiling_and_admits_up_to_it() -> None:
     ctl = AimdController(4)
     assert ctl.limit == 4
-    assert len(fill(ctl, 0.0)) == 4
+    admitted = fill(ctl, 0.0)
+    assert [a.level for a in admitted] == [1, 2, 3, 4]
     assert not ctl.can_admit(0.0)
     with pytest.raises(RuntimeError, match=r"admission is closed"):
         ctl.admit(0.0)
 
 
-def test_429_cuts_once_per_burst() -> None:
-    ctl = AimdController(20)
-    burst = fill(ctl, 0.0)
-    changes = [ctl.record_rate_limited(a, 1.0, None) for a in burst]
-    assert [c for c in changes if c is not None] == [
-        LimitChange(old=20, new=15, reason="rate_limited", at=1.0, cooldown=2.0)
-    ]
-    assert ctl.limit == 15
-    assert ctl.rate_limited == 20
+@pytest.mark.parametrize(
+    ("rate", "runs"), [(0.0, 1), (0.01, 2), (0.05, 3), (0.1, 3), (0.3, 6), (0.5, 10), (1.0, 10**9)]
+)
+def test_runs_that_mean_load(rate: float, runs: int) -> None:
+    """The shortest run of 429s on one slot that sporadic 429s at ``rate`` make with
+    probability at most 0.1 %."""
+    assert runs_that_mean_load(rate, 1e-3) == runs
+    if 0 < rate < 1:
+        assert rate**runs <= 1e-3 * (1 + 1e-9) < rate ** (runs - 1)
 
 
-def test_429_cut_from_the_concurrency_actually_used() -> None:
-    """Limit 256, 64 in flight: the cut is 0.75 × 64 (flight size), not 0.75 × 256."""
-    ctl = AimdController(256, NO_LATENCY)
-    held = [ctl.admit(0.0) for _ in range(64)]
-    change = ctl.record_rate_limited(held[0], 0.5, None)
-    assert change is not None
-    assert (change.old, change.new) == (256, 48)
-
-
-def test_a_request_admitted_after_the_cut_cuts_again() -> None:
-    ctl = AimdController(20, NO_LATENCY)
-    first = fill(ctl, 0.0)
-    ctl.record_rate_limited(first[0], 0.0, None)  # 20 -> 15, cooldown until 2.0
-    for a in first[1:]:
-        ctl.record_success(a, 0.1)
-    second = ctl.admit(2.0)
-    change = ctl.record_rate_limited(second, 2.1, None)
-    assert change is not None
-    assert (change.old, change.new) == (15, 11)
-
-
-def test_cooldown_blocks_admission_until_exactly_its_end() -> None:
-    ctl = AimdController(4)
-    a, b, c, d = fill(ctl, 0.0)
-    ctl.record_success(c, 0.5)
-    ctl.record_success(d, 0.5)
-    ctl.record_rate_limited(a, 1.0, None)
-    assert ctl.cooldown_until == 3.0
-    assert not ctl.can_admit(2.999)
-    assert ctl.cooldown_remaining(2.5) == 0.5
-    assert ctl.can_admit(3.0)
-    # An older 429 of the same burst does not cut again, but a longer Retry-After extends the
-    # cooldown (it never shortens it).
-    assert ctl.record_rate_limited(b, 1.5, 5.0) is None
-    assert ctl.limit == 3
-    assert ctl.cooldown_until == 6.5
-
-
-@pytest.mark.parametrize("retry_after", [None, 0.0, -1.0, math.inf, math.nan])
-def test_unusable_retry_after_falls_back_to_the_policy_cooldown(retry_after: float | None) -> None:
-    ctl = AimdController(2, LimiterPolicy(cooldown=1.25))
-    ctl.record_rate_limited(ctl.admit(0.0), 10.0, retry_after)
-    assert ctl.cooldown_until == 11.25
-
-
-def test_repeated_bursts_floor_the_limit_at_1() -> None:
-    ctl = AimdController(4, NO_LATENCY)
-    limits = []
-    now = 0.0
-    for _ in range(5):
-        burst = fill(ctl, now)
-        for a in burst:
-            ctl.record_rate_limited(a, now, None)
-        limits.append(ctl.limit)
-        now += 2.0
-    assert limits == [3, 2, 1, 1, 1]
+def refill(ctl: AimdController, now: float) -> Admission:
+    """Admit one request into the slot just given back."""
     assert ctl.can_admit(now)
+    return ctl.admit(now)
 
 
-def test_recovery_adds_one_per_streak_up_to_the_ceiling() -> None:
+def test_one_429_is_not_load_and_pauses_nothing() -> None:
+    """A single 429, nothing known: it may be sporadic. The limit stays, nothing pauses, and
+    the slot is free for the next request at once."""
+    ctl = AimdController(16, NO_LATENCY)
+    held = fill(ctl, 0.0)
+    assert ctl.record_rate_limited(held[0], 0.01) is None
+    assert (ctl.limit, ctl.cooldown_until, ctl.rate_limited) == (16, -math.inf, 1)
+    assert refill(ctl, 0.01).chain == 2  # the next request inherits the slot's run
+
+
+def test_three_429s_in_a_row_on_a_slot_cut_to_what_is_in_flight() -> None:
+    """A hidden limit of 10 behind a ceiling of 16: the six requests beyond it come back 429,
+    and so do the requests that take their slots. With nothing known (sporadic 429s assumed at
+    5 %), the third 429 in a row on a slot is load: the limit goes to what is still in flight,
+    and the level above it is the cliff."""
+    ctl = AimdController(16, NO_LATENCY)
+    held = fill(ctl, 0.0)
+    rejected, served = held[10:], held[:10]
+    for a in rejected:
+        assert ctl.record_rate_limited(a, 0.001) is None  # one in a row
+    second = [refill(ctl, 0.001) for _ in rejected]
+    assert {a.chain for a in second} == {2}
+    for a in second:
+        assert ctl.record_rate_limited(a, 0.002) is None  # two in a row
+    third = refill(ctl, 0.002)
+    change = ctl.record_rate_limited(third, 0.003)
+    assert change == LimitChange(
+        old=16, new=10, reason="rate_limited", at=0.003, rejections=3, concurrency=11
+    )
+    assert change.describe() == "load: 3 429s in a row at 11 in flight"
+    assert (ctl.limit, ctl.cliff, ctl.rate_epoch) == (10, 11, 1)
+    assert ctl.cooldown_until == -math.inf  # a measured cut needs no pause
+    assert not ctl.can_admit(0.003)  # the next request goes out when one of the ten is done
+    ctl.record_success(served[0], 0.2)
+    assert ctl.can_admit(0.2)
+
+
+def test_a_load_cut_at_most_halves_the_limit() -> None:
+    """Three in a row with only 2 of 16 in flight: cut to 8, not 2 (a false alarm seen with
+    few requests in flight must not throw the limit away); more load cuts it again."""
+    ctl = AimdController(16, NO_LATENCY)
+    held = fill(ctl, 0.0)
+    for a in held[2:]:
+        ctl.record_rate_limited(a, 0.001)
+    for a in [refill(ctl, 0.001) for _ in held[2:]]:
+        ctl.record_rate_limited(a, 0.001)
+    change = ctl.record_rate_limited(refill(ctl, 0.001), 0.001)
+    assert change is not None
+    assert (change.old, change.new) == (16, 8)
+    while ctl.can_admit(0.002):  # 3 in a row per slot: 8 -> 4 -> 2, then full
+        ctl.record_rate_limited(ctl.admit(0.002), 0.002)
+    assert ctl.limit == 2  # never below what is in flight
+
+
+def test_repeated_load_floors_the_limit_at_1() -> None:
+    ctl = AimdController(4, NO_LATENCY)
+    for _ in range(30):
+        ctl.record_rate_limited(ctl.admit(0.0), 0.0)
+    assert ctl.limit == 1
+    assert ctl.can_admit(0.0)
+
+
+def test_sporadic_429s_between_successes_cost_at_most_a_level_now_and_then() -> None:
+    """30 % of requests rejected at random, 20,000 of them at a limit of 16: the 429 rate is
+    learnt (runs of 7 mean load there, counting its uncertainty). A run that long happens to
+    noise about once per 1,000 runs on a slot: it costs one level, until the next probe."""
+    rng = random.Random(3)
+    ctl = AimdController(16, NO_LATENCY)
+    now, changes = 0.0, []
+    held = fill(ctl, now)
+    for _ in range(20_000):
+        now += 0.001
+        a = held.pop(rng.randrange(len(held)))
+        record = ctl.record_rate_limited if rng.random() < 0.3 else ctl.record_success
+        changes.append(record(a, now))
+        held += fill(ctl, now)
+    cuts = [c for c in changes if c is not None and c.reason == "rate_limited"]
+    assert len(cuts) <= 5
+    assert all(c.new == c.old - 1 for c in cuts)
+    assert ctl.rejection_rate == pytest.approx(0.3, abs=0.05)
+    assert ctl.load_run == 7
+
+
+def test_a_cliff_by_level_cuts_a_probe_that_fails_once() -> None:
+    """Held at 8 below a cliff at 9 (hidden limit 8): the probe of 9 is rejected. One 429 in a
+    row is no run, but at level 9 every request was rejected and below it none was: load, cut
+    back to 8 at once."""
+    ctl = AimdController(16, NO_LATENCY)
+    at_limit(ctl, 8)  # the requests at level 9 and above were turned away
+    now = 1.0
+    held = fill(ctl, now)
+    for _ in range(24):  # successes at level 8, the limit in use
+        now += 0.01
+        ctl.record_success(held.pop(0), now)
+        held.append(refill(ctl, now))
+    ctl.record_success(held.pop(0), now)  # the 25th: probe the cliff
+    assert ctl.limit == 9
+    held.append(refill(ctl, now))
+    probe = ctl.admit(now)
+    assert (probe.level, probe.chain) == (9, 1)
+    change = ctl.record_rate_limited(probe, now)
+    assert change is not None
+    assert (change.old, change.new, change.rejections) == (9, 8, 1)
+
+
+def at_limit(ctl: AimdController, limit: int) -> None:
+    """Drive ``ctl`` to ``limit`` with runs of load 429s above it (at time 0)."""
+    at_limit_after(ctl, 0.0, limit)
+
+
+def at_limit_after(ctl: AimdController, now: float, limit: int) -> None:
+    """Drive ``ctl`` from a full admission at ``now`` to ``limit``: the requests beyond it are
+    rejected, and so is every request that takes their slots, until load cuts the limit; the
+    others are abandoned (no signal)."""
+    held = fill(ctl, now)
+    for a in held[limit:]:
+        ctl.record_rate_limited(a, now)
+    while ctl.limit > limit:
+        ctl.record_rate_limited(refill(ctl, now), now)
+    for a in held[:limit]:
+        ctl.record_abandoned(a, now + 0.5)
+    assert (ctl.limit, ctl.cliff, ctl.in_flight) == (limit, limit + 1, 0)
+
+
+def test_a_cliff_is_probed_after_25_successes_then_less_often() -> None:
+    """At the edge of a cliff the limit probes it after 25 successes; every probe that fails
+    doubles the wait, up to 4x (100 successes)."""
+    ctl = AimdController(32, NO_LATENCY)
+    at_limit(ctl, 8)
+    now, waits = 1.0, []
+    for _ in range(5):
+        successes = 0
+        while ctl.limit == 8:
+            now += 0.01
+            ctl.record_success(ctl.admit(now), now)
+            successes += 1
+        waits.append(successes)
+        # The probe fails: three in a row on the ninth slot.
+        held = fill(ctl, now)
+        probe = held.pop()
+        while ctl.limit == 9:
+            ctl.record_rate_limited(probe, now)
+            if ctl.limit == 9:
+                probe = refill(ctl, now)
+        for a in held:
+            ctl.record_abandoned(a, now + 0.2)
+        now += 0.2
+    assert waits == [25, 50, 100, 100, 100]
+    assert ctl.cliff == 9
+
+
+def test_a_success_at_the_cliff_clears_it_and_the_limit_regrows_fast() -> None:
+    """The capacity rose: the probe of the cliff succeeds, twice. From then on every success
+    with the limit in use adds one (about doubling per round trip) until 429s show a new
+    cliff."""
+    ctl = AimdController(64, LimiterPolicy(latency_signal=False, successes_per_increase=1))
+    at_limit(ctl, 8)
+    now, _, changes = round_trips(ctl, 1.0, 0.2, 1)  # the first of 8 successes probes 9
+    assert ctl.limit == 9
+    now, caps, changes = round_trips(ctl, now, 0.2, 5)
+    assert ctl.cliff is None
+    assert caps == [9, 9, 10, 17, 29]  # two round trips at the cliff, then x1.7 per round trip
+    assert all(c.reason == "increase" for c in changes)
+
+
+def test_successes_admitted_before_a_cut_do_not_clear_the_cliff() -> None:
+    """After a cut from 32 to 8, the requests admitted at levels up to 32 before it still
+    finish: they reported on the old regime, and leave the cliff in place."""
+    ctl = AimdController(32, NO_LATENCY)
+    held = fill(ctl, 0.0)
+    early = held[:20]
+    for a in held[20:]:
+        ctl.record_rate_limited(a, 0.0)
+    while ctl.limit > 20:
+        ctl.record_rate_limited(refill(ctl, 0.0), 0.0)
+    assert (ctl.limit, ctl.cliff) == (20, 21)
+    for a in early:
+        ctl.record_success(a, 0.5)
+    assert ctl.cliff == 21
+
+
+def test_a_429_of_a_spent_budget_is_neither_load_nor_noise() -> None:
+    """Budget 429s (the headers say the budget cannot pay) leave the limit, the slot's run and
+    the estimate of sporadic 429s alone: the budget holds admissions back instead."""
+    ctl = AimdController(4, NO_LATENCY)
+    rate = ctl.rejection_rate
+    for _ in range(10):
+        assert ctl.record_rate_limited(ctl.admit(0.0), 0.0, spent_budget=True) is None
+    assert (ctl.limit, ctl.rate_limited, ctl.cooldown_until) == (4, 10, -math.inf)
+    assert ctl.admit(0.0).chain == 1
+    assert ctl.rejection_rate == rate
+
+
+def test_growth_after_a_latency_cut_keeps_the_reference_rule() -> None:
+    """With the latency signal off the limit starts at the ceiling and only 429s move it; an
+    endpoint that never says no keeps it there (no growth beyond the ceiling)."""
     ctl = AimdController(20, NO_LATENCY)
-    burst = fill(ctl, 0.0)
-    ctl.record_rate_limited(burst.pop(), 0.0, None)
-    assert ctl.limit == 15
-    for a in burst:  # successes during the cooldown do not count
-        assert ctl.record_success(a, 1.0) is None
-    now, successes, changes = 2.0, 0, []
-    while ctl.limit < 20:
-        change = ctl.record_success(ctl.admit(now), now + 0.1)
-        successes += 1
-        if change is not None:
-            changes.append((change.old, change.new, change.reason))
-    assert successes == 5 * 25
-    assert changes == [(n, n + 1, "increase") for n in range(15, 20)]
-    for _ in range(100):  # at the ceiling, streaks change nothing
-        assert ctl.record_success(ctl.admit(now), now) is None
+    for _ in range(100):
+        assert ctl.record_success(ctl.admit(0.0), 0.1) is None
     assert ctl.limit == 20
 
 
@@ -186,12 +315,15 @@ def test_failures_and_abandoned_requests_release_without_a_signal() -> None:
     assert ctl.record_failure(a, 1.0) is None
     assert ctl.record_abandoned(b, 1.0) is None
     assert (ctl.limit, ctl.in_flight, ctl.failures, ctl.successes) == (2, 0, 1, 0)
+    assert ctl.admit(1.0).chain == 1  # a failure is not a 429: the slot starts afresh
 
 
 def test_LimitChange_describe() -> None:
     assert (
-        LimitChange(old=20, new=15, reason="rate_limited", at=0.0, cooldown=2.0).describe()
-        == "rate limited; cooling down 2.0 s"
+        LimitChange(
+            old=20, new=15, reason="rate_limited", at=0.0, rejections=4, concurrency=16
+        ).describe()
+        == "load: 4 429s in a row at 16 in flight"
     )
     assert (
         LimitChange(
@@ -399,21 +531,20 @@ def test_a_lower_baseline_is_adopted_from_pooled_windows_not_from_one_lucky_one(
 def test_one_lucky_window_does_not_let_the_limit_creep() -> None:
     """Growth is judged on the last windows at this limit pooled: three windows at 1.3x and
     one at 1.1x average 1.25x, above the 1.2x hold level, so the limit stays put. (The
-    endpoint queues: at 3 in flight or fewer it answers in 0.1 s, which is what a probe
-    finds.)"""
+    endpoint queues: alone it answers in 0.1 s, which is what a probe finds.)"""
     ctl = AimdController(8, LimiterPolicy(latency_samples=4, successes_per_increase=1))
     now = 0.0
     while ctl.baseline_latency is None:
         now, _, _ = round_trips(ctl, now, 0.1, 1)
-    held = fill(ctl, now)
-    ctl.record_rate_limited(held.pop(), now, None)  # 8 -> 6: room to grow again
-    for a in held:
-        ctl.record_failure(a, now)
-    now = ctl.cooldown_until
-    for i in range(40):
-        queued = 0.11 if i % 4 == 3 else 0.13
-        now, _, _ = round_trips(ctl, now, lambda n, q=queued: q if n > 3 else 0.1, 1)
-    assert ctl.limit == 6
+    # A latency cut first (100x above 4 in flight): the probe finds 0.1 s at 2, cut to 2.
+    changes: list[LimitChange] = []
+    while not changes:
+        now, _, changes = round_trips(ctl, now, lambda n: 10.0 if n > 4 else 0.1, 1)
+    assert [(c.reason, c.new) for c in changes] == [("latency", 2)]
+    for i in range(80):  # a window of 4 is two round trips at 2 in flight
+        queued = 0.11 if (i // 2) % 4 == 3 else 0.13
+        now, _, _ = round_trips(ctl, now, lambda n, q=queued: q if n > 1 else 0.1, 1)
+    assert ctl.limit == 2
 
 
 def test_a_latency_cut_never_goes_below_what_the_probe_measured() -> None:
@@ -435,14 +566,14 @@ def test_a_latency_cut_never_goes_below_what_the_probe_measured() -> None:
 
 class AimdMachine(RuleBasedStateMachine):
     """Random admissions, outcomes and time steps against the invariants in the module
-    docstring of ``trio_designer._core._aimd``."""
+    docstrings of ``trio_designer._core._aimd`` and ``_latency``."""
 
     @initialize(
         ceiling=st.integers(1, 24),
         latency_signal=st.booleans(),
         successes=st.integers(1, 8),
-        factor=st.sampled_from([0.5, 0.75, 0.9]),
-        cooldown=st.sampled_from([0.0, 0.5, 2.0]),
+        backoff=st.sampled_from([1, 2, 4]),
+        false_alarm=st.sampled_from([0.01, 5e-4]),
         samples=st.integers(4, 8),
     )
     def setup(
@@ -450,32 +581,27 @@ class AimdMachine(RuleBasedStateMachine):
         ceiling: int,
         latency_signal: bool,
         successes: int,
-        factor: float,
-        cooldown: float,
+        backoff: int,
+        false_alarm: float,
         samples: int,
     ) -> None:
         self.policy = LimiterPolicy(
             latency_signal=latency_signal,
             successes_per_increase=successes,
-            decrease_factor=factor,
-            cooldown=cooldown,
+            cliff_probe_backoff=backoff,
+            noise_false_alarm=false_alarm,
             latency_samples=samples,
         )
         self.ctl = AimdController(ceiling, self.policy)
         self.now = 0.0
         self.held: list[Admission] = []
-        self.cuts_per_epoch: dict[int, int] = {}
-        self.peak = 0  # model of "most in flight since the limit last changed"
-        self.last_cooldown_until = -math.inf
 
     # rules ------------------------------------------------------------------------------------
     @precondition(lambda self: self.ctl.can_admit(self.now))
     @rule()
     def admit(self) -> None:
-        assert self.now >= self.ctl.cooldown_until
         assert self.ctl.in_flight < self.ctl.limit
         self.held.append(self.ctl.admit(self.now))
-        self.peak = max(self.peak, self.ctl.in_flight)
 
     @precondition(lambda self: not self.ctl.can_admit(self.now))
     @rule()
@@ -507,22 +633,35 @@ class AimdMachine(RuleBasedStateMachine):
             self.check_change(self.ctl.record_success(admission, self.now), limit, probing)
 
     @precondition(lambda self: self.held)
-    @rule(data=st.data(), retry_after=st.sampled_from([None, 0.0, 1.0, 4.0]))
-    def rate_limited(self, data: st.DataObject, retry_after: float | None) -> None:
+    @rule(data=st.data(), spent_budget=st.sampled_from([False, False, False, True]))
+    def rate_limited(self, data: st.DataObject, spent_budget: bool) -> None:
+        self.reject(self.take(data), spent_budget)
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data(), length=st.integers(1, 12))
+    def storm(self, data: st.DataObject, length: int) -> None:
+        """A 429, then its slot taken and turned away again, ``length`` times: a run of load
+        (or of very bad luck)."""
         admission = self.take(data)
-        limit, epoch, peak = self.ctl.limit, self.ctl.rate_epoch, self.peak
-        probing = self.ctl.probing
-        change = self.ctl.record_rate_limited(admission, self.now, retry_after)
-        wanted = retry_after if retry_after else self.policy.cooldown
-        assert self.ctl.cooldown_until >= self.now + wanted
-        if admission.rate_epoch == epoch:
-            assert self.ctl.rate_epoch == epoch + 1
-            expected = max(1, math.floor(min(limit, peak) * self.policy.decrease_factor))
-            assert self.ctl.limit == expected
-            self.peak = self.ctl.in_flight
-        else:
-            assert self.ctl.rate_epoch == epoch
-            assert change is None or change.reason == "latency"
+        for _ in range(length):
+            self.reject(admission, False)
+            if not self.ctl.can_admit(self.now):
+                return
+            admission = self.ctl.admit(self.now)
+        self.held.append(admission)
+
+    def reject(self, admission: Admission, spent_budget: bool) -> None:
+        limit, probing, run = self.ctl.limit, self.ctl.probing, self.ctl.load_run
+        change = self.ctl.record_rate_limited(admission, self.now, spent_budget=spent_budget)
+        if spent_budget:
+            assert change is None or change.reason == "latency"  # the budget's, not load
+        elif change is not None and change.reason == "rate_limited":
+            target = max(1, min(limit, max(self.ctl.in_flight, (limit + 1) // 2)))
+            assert change.new == target < limit
+            assert change.rejections == admission.chain
+        elif admission.chain >= run:
+            # A run that long is load: the limit is at the cut's target already.
+            assert self.ctl.limit <= max(1, max(self.ctl.in_flight, (limit + 1) // 2))
         self.check_change(change, limit, probing)
 
     @precondition(lambda self: self.held)
@@ -543,8 +682,8 @@ class AimdMachine(RuleBasedStateMachine):
             return
         assert change.old == limit_before != change.new == self.ctl.limit
         if change.reason == "rate_limited":
-            epoch = self.ctl.rate_epoch - 1
-            self.cuts_per_epoch[epoch] = self.cuts_per_epoch.get(epoch, 0) + 1
+            assert change.new < change.old  # a 429 never raises the limit
+            assert self.ctl.cliff == change.new + 1
         elif change.reason == "latency":
             # Every latency cut ends a probe, and keeps at least the highest probe cap that
             # measured the baseline (at most half the concurrency the cut started from). The
@@ -558,7 +697,6 @@ class AimdMachine(RuleBasedStateMachine):
             assert change.probed_concurrency <= change.new < change.old
         else:
             assert change.new == change.old + 1
-        self.peak = self.ctl.in_flight
 
     # invariants -------------------------------------------------------------------------------
     @invariant()
@@ -572,17 +710,12 @@ class AimdMachine(RuleBasedStateMachine):
 
     @invariant()
     def admissions_respect_the_cap(self) -> None:
-        if self.now < self.ctl.cooldown_until or self.ctl.in_flight >= self.ctl.admission_cap:
+        if self.ctl.in_flight >= self.ctl.admission_cap:
             assert not self.ctl.can_admit(self.now)
 
     @invariant()
-    def cooldown_never_moves_backwards(self) -> None:
-        assert self.ctl.cooldown_until >= self.last_cooldown_until
-        self.last_cooldown_until = self.ctl.cooldown_until
-
-    @invariant()
-    def one_cut_per_burst(self) -> None:
-        assert all(n <= 1 for n in self.cuts_per_epoch.values())
+    def never_paused(self) -> None:
+        assert self.ctl.cooldown_until == -math.inf
 
     def teardown(self) -> None:
         """Liveness: release everything, wait out the cooldown, then send requests with one
@@ -618,7 +751,7 @@ def test_latency_and_429_cuts_never_go_below_1(ceiling: int, bursts: int) -> Non
         latency *= 2
         for j, a in enumerate(batch):
             if i % 10 == 0 and j == 0:
-                ctl.record_rate_limited(a, now, None)
+                ctl.record_rate_limited(a, now)
             else:
                 ctl.record_success(a, now)
         assert ctl.limit >= 1

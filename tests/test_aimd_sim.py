@@ -1,7 +1,8 @@
-"""The pure AIMD controller (``trio_designer._core._aimd``) in closed loop with simulated
-endpoints, without trio: a self-hosted GPU server (service slots and a FIFO queue, never a 429)
-and a hosted API (429 above its capacity). Event-driven, so a run of minutes of virtual time
-takes milliseconds, and deterministic (seeded service times)."""
+"""The adaptive limit's latency signal (``trio_designer._core._latency``, through the controller
+of ``_core/_aimd.py``) in closed loop with a simulated self-hosted GPU server (service slots and
+a FIFO queue, never a 429), without trio. Event-driven, so a run of minutes of virtual time
+takes milliseconds, and deterministic (seeded service times). The 429 rule has its own
+simulations in ``tests/test_rate_sim.py``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Literal
 import attrs
 import pytest
 
-from trio_designer._core._aimd import Admission, AimdController, LimitChange
+from trio_designer._core._aimd import AimdController
+from trio_designer._core._limits import Admission, LimitChange
 
 
 @attrs.define
@@ -27,7 +29,6 @@ class Trace:
     # For each change: whether the report that returned it also ended a probe.
     ended_a_probe: list[bool] = attrs.Factory(list)
     probe_starts: list[float] = attrs.Factory(list)
-    rate_limited: int = 0
 
     def latency_cuts(self) -> list[LimitChange]:
         return [c for c in self.changes if c.reason == "latency"]
@@ -42,7 +43,6 @@ class Trace:
 def simulate(
     ctl: AimdController,
     *,
-    mode: Literal["gpu", "hosted"],
     capacity: int,
     clients: int,
     duration: float,
@@ -51,13 +51,11 @@ def simulate(
     burst: Literal["in_order", "reversed"] = "in_order",
     seed: int = 1,
 ) -> Trace:
-    """``clients`` tasks send requests back to back through ``ctl``.
-
-    ``gpu``: ``capacity`` requests in service at once, the rest wait in a FIFO queue.
+    """``clients`` tasks send requests back to back through ``ctl`` to a GPU server:
+    ``capacity`` requests in service at once, the rest wait in a FIFO queue.
     ``reversed`` makes the start-up burst reach the server in reverse admission order (as a
     connection pool may reorder it): the first cohort the controller samples is served last.
-    ``hosted``: a request arriving while ``capacity`` are in service is answered 429 at once
-    (``Retry-After: 1``). Service times are lognormal (``median``, ``sigma``), seeded.
+    Service times are lognormal (``median``, ``sigma``), seeded.
     """
     rng = random.Random(seed)
     trace = Trace()
@@ -66,13 +64,9 @@ def simulate(
     running: list[tuple[float, int, Admission]] = []  # heap of (done_at, tie, admission)
     tie = itertools.count()
 
-    def report(record: Admission, outcome: Literal["ok", "429"]) -> None:
+    def report(record: Admission) -> None:
         probing = ctl.probing
-        if outcome == "ok":
-            change = ctl.record_success(record, now)
-        else:
-            trace.rate_limited += 1
-            change = ctl.record_rate_limited(record, now, 1.0)
+        change = ctl.record_success(record, now)
         if not probing and ctl.probing:
             trace.probe_starts.append(now)
         if change is not None:
@@ -86,11 +80,8 @@ def simulate(
         if burst == "reversed" and now == 0.0:
             batch.reverse()
         for admission in batch:
-            if mode == "hosted" and len(running) >= capacity:
-                report(admission, "429")
-            else:
-                queue.append(admission)
-                start_service()
+            queue.append(admission)
+            start_service()
 
     def start_service() -> None:
         while queue and len(running) < capacity:
@@ -102,12 +93,8 @@ def simulate(
         if running:
             now, _, admission = heapq.heappop(running)
             trace.done.append((admission.admitted_at, now))
-            report(admission, "ok")
+            report(admission)
             start_service()
-        else:  # nothing in flight: only a cooldown can be holding the clients back
-            assert not queue
-            assert ctl.cooldown_until > now
-            now = ctl.cooldown_until
         send()
     return trace
 
@@ -123,7 +110,7 @@ def test_after_an_overloaded_probe_the_limit_is_cut_at_once_to_the_knee(clients:
     than the knee): one cut, no confirmation window. Then the endpoint stays full at latency
     well under 1.5x its service time."""
     ctl = AimdController(256)
-    trace = simulate(ctl, mode="gpu", capacity=32, clients=clients, duration=120.0)
+    trace = simulate(ctl, capacity=32, clients=clients, duration=120.0)
     (cut,) = trace.latency_cuts()
     assert trace.ended_a_probe[trace.changes.index(cut)]
     assert cut.old == 256
@@ -142,7 +129,7 @@ def test_a_start_up_burst_whose_first_cohort_queued_is_caught_by_the_first_answe
     served without queueing), and the burst is seen to be overloaded from the ages of the
     requests still in flight, before the first cohort has even finished."""
     ctl = AimdController(256)
-    trace = simulate(ctl, mode="gpu", capacity=32, clients=256, duration=120.0, burst="reversed")
+    trace = simulate(ctl, capacity=32, clients=256, duration=120.0, burst="reversed")
     assert trace.probe_starts[0] < 2.5  # the first cohort finishes at 8 s
     (cut,) = trace.latency_cuts()
     assert cut.new <= 40
@@ -155,7 +142,7 @@ def test_a_noisy_gpu_endpoint_is_held_near_its_knee() -> None:
     """Lognormal service (σ 0.3, as in the adaptivity bench), 32 slots, ceiling 256: the
     second half keeps the endpoint >= 95 % busy at a mean latency under 1.5x service."""
     ctl = AimdController(256)
-    trace = simulate(ctl, mode="gpu", capacity=32, clients=256, duration=200.0, sigma=0.3, seed=5)
+    trace = simulate(ctl, capacity=32, clients=256, duration=200.0, sigma=0.3, seed=5)
     mean_service = math.exp(0.3**2 / 2)
     throughput, latency = trace.after(100.0)
     assert throughput >= 0.95 * 32 / mean_service
@@ -172,25 +159,8 @@ def test_an_endpoint_with_spare_capacity_is_never_probed(sigma: float) -> None:
     depend on our concurrency, so admission is never held below 16 (20 windows: the
     verification probe of the provisional baseline comes only after 25)."""
     ctl = AimdController(16)
-    trace = simulate(
-        ctl, mode="gpu", capacity=1000, clients=16, duration=40.0, median=1.0, sigma=sigma
-    )
+    trace = simulate(ctl, capacity=1000, clients=16, duration=40.0, median=1.0, sigma=sigma)
     assert len(trace.done) >= 500
     assert trace.probe_starts == []
     assert trace.changes == []
     assert not ctl.baseline_probed
-
-
-def test_a_hosted_endpoint_keeps_the_reference_rule() -> None:
-    """Capacity 24, 429 above it, flat latency, client ceiling 64: only 429 cuts (x0.75, one
-    per burst) and +1 steps, never a latency cut; the limit saws just below the capacity."""
-    ctl = AimdController(64)
-    trace = simulate(ctl, mode="hosted", capacity=24, clients=64, duration=300.0, sigma=0.3)
-    assert {c.reason for c in trace.changes} == {"rate_limited", "increase"}
-    cuts = [c for c in trace.changes if c.reason == "rate_limited"]
-    assert cuts
-    assert all(c.new == math.floor(c.old * 0.75) for c in cuts)  # saturated: base = limit
-    assert len(trace.probe_starts) <= 2  # the verification of the provisional baseline
-    throughput, _ = trace.after(30.0)
-    assert throughput >= 0.75 * 24 / math.exp(0.3**2 / 2)
-    assert 15 <= ctl.limit <= 25

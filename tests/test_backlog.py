@@ -7,9 +7,17 @@ The end-to-end reason for the cap is tested in
 from __future__ import annotations
 
 import pytest
+import trio
 
-from trio_designer import ModelConfig
-from trio_designer.models._backlog import BACKLOG_FACTOR, BacklogStatistics, EndpointBacklog
+from trio_designer import LLMTextColumn, ModelConfig, PipelineConfig
+from trio_designer.models._backlog import (
+    BACKLOG_FACTOR,
+    BacklogStatistics,
+    EndpointBacklog,
+    RestingTasks,
+    resting_tasks,
+)
+from trio_designer.models._registry import open_model_registry
 
 GEN = ModelConfig(alias="gen", model="m-gen", max_parallel_requests=2)
 GEN_NARROW = ModelConfig(alias="gen-narrow", model="m-gen", max_parallel_requests=1)
@@ -80,3 +88,58 @@ def test_bad_caps_are_refused() -> None:
         EndpointBacklog({"c": "e"}, {"e": 0})
     with pytest.raises(ValueError, match=r"^endpoints without a backlog cap: \['e'\]$"):
         EndpointBacklog({"c": "e"}, {})
+
+
+def test_resting_tasks_hold_no_place() -> None:
+    """A task waiting out a 429 in place holds no backlog place: while it rests, another may
+    be dispatched (the dispatcher is woken when a full endpoint's task starts resting)."""
+    resting = RestingTasks()
+    backlog = EndpointBacklog.for_columns({"g": (GEN,)})
+    assert backlog.statistics()["simulator:m-gen"].resting == 0
+    backlog = EndpointBacklog({"g": "simulator:m-gen"}, {"simulator:m-gen": 2}, resting=resting)
+    woken: list[str] = []
+    backlog.subscribe(lambda: woken.append("dispatcher"))
+    backlog.enter("g")
+    backlog.enter("g")
+    assert not backlog.eligible("g")
+    with resting.rest("simulator:m-gen"):
+        assert woken == ["dispatcher"]
+        assert backlog.eligible("g")
+        backlog.enter("g")  # 3 dispatched, 1 resting: the cap of 2 holds
+        assert not backlog.eligible("g")
+        assert backlog.statistics()["simulator:m-gen"] == BacklogStatistics(
+            dispatched=3, cap=2, peak=2, resting=1
+        )
+    # The rest is over: 3 hold places against a cap of 2; nothing more until two have left.
+    assert not backlog.eligible("g")
+    backlog.exit("g")
+    assert not backlog.eligible("g")
+    assert woken == ["dispatcher"]
+    backlog.exit("g")
+    assert backlog.eligible("g")
+    assert woken == ["dispatcher", "dispatcher"]
+    with resting.rest("simulator:other"):  # another endpoint's rest wakes nobody here
+        assert woken == ["dispatcher", "dispatcher"]
+
+
+async def test_the_open_registry_lends_its_ledger_to_backlogs_built_inside_it() -> None:
+    """The engine builds its backlog inside ``open_model_registry``: that backlog counts the
+    registry's resting tasks (the ledger travels in a context variable, like the request
+    priority)."""
+    assert resting_tasks() is None
+    config = PipelineConfig(
+        columns=[LLMTextColumn(name="g", model="gen", prompt="hi")],
+        models=[ModelConfig(alias="gen", model="m-gen", max_parallel_requests=1)],
+    )
+    with trio.fail_after(30):
+        async with open_model_registry(config) as registry:
+            ledger = resting_tasks()
+            assert ledger is not None
+            backlog = EndpointBacklog.for_columns({"g": (GEN,)})
+            for _ in range(BACKLOG_FACTOR * GEN.max_parallel_requests):
+                backlog.enter("g")
+            assert not backlog.eligible("g")
+            with ledger.rest("simulator:m-gen"):
+                assert backlog.eligible("g")
+            assert registry.aliases() == ("gen",)
+    assert resting_tasks() is None

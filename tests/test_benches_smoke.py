@@ -15,7 +15,17 @@ from typing import Any
 
 import pytest
 
-from benches import adaptivity, bound, client_cpu, memory, overhead, scale, seed, small_runs
+from benches import (
+    adaptivity,
+    bound,
+    client_cpu,
+    endpoints,
+    memory,
+    overhead,
+    scale,
+    seed,
+    small_runs,
+)
 from benches.__main__ import main as bench_main
 
 
@@ -98,6 +108,17 @@ def test_small_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert r["first_request_ms"] > 0
         assert r["after_last_answer_ms"] > 0
         assert r["requests_span_s"] <= r["makespan_s"]
+
+
+@pytest.mark.slow
+def test_endpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real-endpoints bench: every scenario runs against a simulator in its own process,
+    and its facts are reported (tiny sizes: the numbers mean nothing here)."""
+    data = _run(endpoints, tmp_path, capsys)
+    assert data["hidden8"]["adaptive"]["calls"] == 5 * endpoints.PROFILES["smoke"].hidden8_records
+    assert {v["rate"] for v in data["sporadic"]["variants"]} == {0.1, 0.3}
+    assert [f["capacity"] for f in data["moving"]["follow"]] == [8, 32]
+    assert set(data["budgets"]) == {"config", "headers"}
 
 
 def test_cli_rejects_unknown_bench(capsys: pytest.CaptureFixture[str]) -> None:

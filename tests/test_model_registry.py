@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import trio
 
-from trio_designer._core._aimd import LimitChange, LimiterPolicy
+from trio_designer._core._limits import LimitChange, LimiterPolicy
+from trio_designer._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 from trio_designer._exceptions import (
     ConfigError,
     ModelRateLimitedError,
@@ -302,13 +303,17 @@ async def test_a_429_storm_on_one_model_never_slows_the_other(autojump_clock: An
     assert max(calm_ends) == 2.0
     assert changes["simulator:calm"] == []
     assert (calm_stats.limit, calm_stats.rate_limited, calm_stats.successes) == (4, 0, 16)
-    # The storm model was cut (once per burst) down to the floor.
+    # The storm model: every request and every retry in place turned away; runs of 429s on
+    # its slots are load, each cut to what was still in flight, down to the floor.
     assert storm_stats.limit == 1
-    assert [c.reason for c in changes["simulator:storm"]] == ["rate_limited"] * 5
-    assert [c.new for c in changes["simulator:storm"]] == [6, 4, 3, 2, 1]
+    storm_changes = changes["simulator:storm"]
+    assert {c.reason for c in storm_changes} == {"rate_limited"}
+    assert all(c.new == max(1, c.concurrency - 1) for c in storm_changes)
+    assert [c.old for c in storm_changes] == [8] + [c.new for c in storm_changes[:-1]]
+    assert storm_stats.rate_limited == 8 * 5 * DEFAULT_RATE_LIMIT_RETRY.max_attempts
     assert retry_afters == [1.0] * 40
     usage = registry.usage()
-    assert usage["storm"] == ModelUsage(requests_rate_limited=40)
+    assert usage["storm"] == ModelUsage(requests_rate_limited=storm_stats.rate_limited)
     assert usage["calm"].requests_ok == 16
 
 
@@ -374,7 +379,82 @@ async def test_api_key_never_appears_in_errors_usage_or_reprs(
             shown += [str(limited.value), str(missing.value), repr(limited.value)]
             shown += [repr(registry), repr(registry.model("gen")), repr(registry.limiters())]
             shown += [repr(registry.usage()), repr(registry.model("gen").limiter.statistics())]
-            assert simulator.stats()["gen"].requests == 1
-    assert registry.usage()["gen"] == ModelUsage(requests_rate_limited=1)
+            # A 429 is retried in place up to its budget before the caller sees it.
+            assert simulator.stats()["gen"].requests == DEFAULT_RATE_LIMIT_RETRY.max_attempts
+    assert registry.usage()["gen"] == ModelUsage(
+        requests_rate_limited=DEFAULT_RATE_LIMIT_RETRY.max_attempts
+    )
     assert registry.usage()["ghost"] == ModelUsage(requests_failed=1)
     assert all(SECRET not in text for text in shown)
+
+
+# --------------------------------------------------------------------------- 429s retried in place
+
+
+async def test_a_429_is_retried_in_place_after_its_retry_after(autojump_clock: Any) -> None:
+    """An endpoint that turns every request away with Retry-After 1.5: the request goes again
+    after exactly 1.5 s, each time, until its budget of attempts is spent; then the caller
+    sees the 429. No endpoint pause, no limit change from three 429s spread over seconds."""
+    config = pipeline(ModelConfig(alias="gen", model="gen", max_parallel_requests=4))
+    storm = sim("gen", faults=Faults(rate_429=1.0), retry_after=1.5)
+    with trio.fail_after(BIG):
+        async with open_model_registry(
+            config,
+            simulator_models=[storm],
+            limiter_factory=NO_LATENCY,
+            rate_limit_retry=RateLimitRetry(max_attempts=3),
+        ) as registry:
+            with pytest.raises(ModelRateLimitedError) as info:
+                await registry.model("gen").chat(HI)
+            assert trio.current_time() == 3.0  # two waits of 1.5 s
+            assert registry.simulator is not None
+            assert registry.simulator.stats()["gen"].requests == 3
+    assert info.value.retry_after == 1.5
+    assert registry.usage()["gen"] == ModelUsage(requests_rate_limited=3)
+
+
+@pytest.mark.deadline(30)
+async def test_the_waits_of_one_request_are_bounded(autojump_clock: Any) -> None:
+    """Retry-After 10 s and a budget of 15 s of waiting: one wait, then the 429 is raised
+    (a second wait would make 20 s)."""
+    config = pipeline(ModelConfig(alias="gen", model="gen"))
+    storm = sim("gen", faults=Faults(rate_429=1.0), retry_after=10.0)
+    with trio.fail_after(BIG):
+        async with open_model_registry(
+            config,
+            simulator_models=[storm],
+            rate_limit_retry=RateLimitRetry(max_wait=15.0),
+        ) as registry:
+            with pytest.raises(ModelRateLimitedError):
+                await registry.model("gen").chat(HI)
+            assert trio.current_time() == 10.0
+    assert registry.usage()["gen"].requests_rate_limited == 2
+
+
+async def test_a_request_waiting_out_its_429_holds_no_slot(autojump_clock: Any) -> None:
+    """Limit 1: while the rejected request waits out its Retry-After (1 s), the endpoint's
+    only slot is free for anyone else, at once."""
+    config = pipeline(ModelConfig(alias="gen", model="gen", max_parallel_requests=1))
+    storm = sim("gen", faults=Faults(rate_429=1.0), retry_after=1.0)
+    granted: list[float] = []
+    with trio.fail_after(BIG):
+        async with open_model_registry(
+            config,
+            simulator_models=[storm],
+            limiter_factory=NO_LATENCY,
+            rate_limit_retry=RateLimitRetry(max_attempts=2),
+        ) as registry:
+            limiter = registry.model("gen").limiter
+
+            async def rejected() -> None:
+                with pytest.raises(ModelRateLimitedError):
+                    await registry.model("gen").chat(HI)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(rejected)
+                await trio.sleep(0.5)  # the request is waiting out its first 429
+                assert limiter.statistics().in_flight == 0
+                async with limiter.slot() as permit:
+                    granted.append(trio.current_time())
+                    permit.success()
+    assert granted == [0.5]

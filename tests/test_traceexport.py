@@ -36,7 +36,7 @@ from trio_designer import (
     RunConfig,
     TrioDesigner,
 )
-from trio_designer._core._aimd import LimitChange, LimiterPolicy
+from trio_designer._core._limits import LimitChange, LimiterPolicy
 from trio_designer._exceptions import TraceExportError, TrioDesignerError
 from trio_designer._observe import export_chrome_trace, limit_change_fields, load_run_trace
 from trio_designer._observe._perfetto import assign_lanes
@@ -365,7 +365,7 @@ async def test_model_endpoints_get_running_and_limit_counters(
     sim = [SimulatedModel(name=n, latency=Latency(median=1.0)) for n in ("sim-gen", "sim-judge")]
     with trio.fail_after(BIG):
         result = await TrioDesigner(simulator_models=sim).preview(config, num_records=6)
-    change = LimitChange(old=2, new=1, reason="rate_limited", at=2.0, cooldown=1.0)
+    change = LimitChange(old=2, new=1, reason="rate_limited", at=2.0, rejections=3, concurrency=2)
     document = {
         "format_version": 1,
         "engine": "async",
@@ -408,7 +408,7 @@ async def test_model_endpoints_get_running_and_limit_counters(
         "old": 2,
         "new": 1,
         "reason": "rate_limited",
-        "detail": "rate limited; cooling down 1.0 s",
+        "detail": "load: 3 429s in a row at 2 in flight",
     }
 
 
@@ -432,16 +432,15 @@ async def test_registry_reports_limit_changes_with_the_endpoint_name(
         seen.append((endpoint, change))
 
     with trio.fail_after(BIG):
-        async with (
-            open_model_registry(
-                llm_pipeline(),
-                simulator_models=sim,
-                limiter_factory=factory,
-                on_limit_change=record,
-            ) as registry,
-            registry.model("judge").limiter.slot() as permit,
-        ):
-            permit.rate_limited(1.0)
+        async with open_model_registry(
+            llm_pipeline(),
+            simulator_models=sim,
+            limiter_factory=factory,
+            on_limit_change=record,
+        ) as registry:
+            for _ in range(3):  # three 429s in a row on one slot: load
+                async with registry.model("judge").limiter.slot() as permit:
+                    permit.rate_limited(1.0)
     [(endpoint, change)] = seen
     assert endpoint == "simulator:sim-judge"
     assert (change.old, change.reason) == (4, "rate_limited")

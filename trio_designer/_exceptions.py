@@ -40,7 +40,10 @@ message serves both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from ._core._budget import RateLimits
 
 RESUME_ARGUMENT: Final = "resume=True"
 """How a message tells the caller to continue a run (``TrioDesigner.create(..., resume=True)``;
@@ -120,7 +123,8 @@ class NonRetryableGenerationError(GenerationError):
 
 
 class ModelRateLimitedError(RetryableGenerationError):
-    """The endpoint answered 429. ``retry_after`` is the server's hint in seconds, if any."""
+    """The endpoint answered 429. ``retry_after`` is the server's hint in seconds, if any;
+    ``rate_limits`` what its headers said about its request and token budgets, if anything."""
 
     def __init__(
         self,
@@ -129,9 +133,11 @@ class ModelRateLimitedError(RetryableGenerationError):
         retry_after: float | None = None,
         column: str | None = None,
         row: int | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         super().__init__(message, column=column, row=row)
         self.retry_after = retry_after
+        self.rate_limits = rate_limits
 
 
 class ModelTimeoutError(RetryableGenerationError):

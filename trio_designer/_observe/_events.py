@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from .._core._aimd import LimitChange
+    from .._core._limits import LimitChange
 
 __all__ = [
     "EARLY_SHUTDOWN_EVENT",

@@ -210,6 +210,11 @@ class ModelConfig:
       max_response_bytes: the largest answer body accepted, in bytes, ``>= 1`` (default
         8 MiB). A bigger answer is cut off while it streams in and fails its cell without a
         retry.
+      rpm: the account's requests per minute at this model, ``>= 1``, or ``None`` (default)
+        to learn it from the endpoint's rate-limit headers. Aliases of the same (provider,
+        model) share the smallest.
+      tpm: the account's tokens (prompt + completion) per minute at this model, ``>= 1``, or
+        ``None`` (default) to learn it from the headers. Shared like ``rpm``.
     """
 
     alias: str = attrs.field(validator=checked(non_blank))
@@ -221,3 +226,5 @@ class ModelConfig:
     max_parallel_requests: int = attrs.field(default=4, validator=checked(is_int, v.ge(1)))
     timeout: float = attrs.field(default=60.0, validator=checked(finite, v.gt(0)))
     max_response_bytes: int = attrs.field(default=8 * 2**20, validator=checked(is_int, v.ge(1)))
+    rpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
+    tpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))

@@ -27,8 +27,8 @@ The HTTP client, the error map and the registry's plumbing are private (``_clien
 from __future__ import annotations
 
 from .. import _public
-from .._core._aimd import LimitChange as LimitChange
-from .._core._aimd import LimiterPolicy as LimiterPolicy
+from .._core._limits import LimitChange as LimitChange
+from .._core._limits import LimiterPolicy as LimiterPolicy
 from ._client import ChatResponse as ChatResponse
 from ._limiter import AdaptiveLimiter as AdaptiveLimiter
 from ._limiter import LimiterStatistics as LimiterStatistics

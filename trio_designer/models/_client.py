@@ -59,9 +59,16 @@ import attrs
 import h11
 import trio
 
+from .._core._budget import RateLimits
 from .._core._firstcontact import FirstContact, FirstContactStatistics
 from .._core._retry import BackoffPolicy
-from .._exceptions import ConfigError, GenerationError, ModelConnectionError, ModelServerError
+from .._exceptions import (
+    ConfigError,
+    GenerationError,
+    ModelConnectionError,
+    ModelRateLimitedError,
+    ModelServerError,
+)
 from ._errors import (
     error_from_malformed_response,
     error_from_status,
@@ -71,6 +78,7 @@ from ._errors import (
 )
 from ._http import ConnectionPool, proxy_for
 from ._httpx_transport import HttpxTransport
+from ._ratelimits import parse_rate_limits
 from ._transport import (
     DEFAULT_KEEPALIVE_EXPIRY,
     TRANSPORT_KINDS,
@@ -166,6 +174,8 @@ class ChatResponse:
       usage: tokens spent.
       finish_reason: ``"stop"``, ``"length"``... as reported, or ``None``.
       model: the model that answered, as the server names it (the requested name if absent).
+      rate_limits: what the answer's headers said about the endpoint's request and token
+        budgets (``None``: nothing).
     """
 
     content: str
@@ -173,6 +183,7 @@ class ChatResponse:
     usage: Usage
     finish_reason: str | None
     model: str
+    rate_limits: RateLimits | None = None
 
 
 def resolve_api_key(env_var: str | None) -> str | None:
@@ -404,7 +415,8 @@ class OpenAICompatibleClient:
         response = await self._request(
             "POST", "/chat/completions", where, body, timeout, max_response_bytes, model
         )
-        return self._parse(response, where, lambda data: _chat_response(data, model))
+        reply = self._parse(response, where, lambda data: _chat_response(data, model))
+        return attrs.evolve(reply, rate_limits=parse_rate_limits(response.headers))
 
     async def probe(
         self,
@@ -608,7 +620,7 @@ class OpenAICompatibleClient:
         return delay if hint is None else max(delay, min(hint, self._policy.cap))
 
     def _status_error(self, response: Response, where: str) -> GenerationError:
-        return error_from_status(
+        error = error_from_status(
             response.status,
             response.text(),
             response.headers,
@@ -616,6 +628,9 @@ class OpenAICompatibleClient:
             where=where,
             secrets=self._secrets,
         )
+        if isinstance(error, ModelRateLimitedError):
+            error.rate_limits = parse_rate_limits(response.headers)
+        return error
 
     def _parse(self, response: Response, where: str, parse: Callable[[Any], _T]) -> _T:
         """Apply ``parse`` to the JSON body; an unusable body is a retryable server error."""

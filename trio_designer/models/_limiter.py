@@ -3,22 +3,24 @@
 Every model endpoint gets one limiter, shared by every column that calls it. A request holds a
 *slot* for as long as it is on the wire and reports how it went::
 
-    async with limiter.slot() as permit:        # parks until admitted
+    async with limiter.slot(tokens=estimate) as permit:   # parks until admitted
         try:
             response = await client.chat(...)
         except ModelRateLimitedError as exc:
-            permit.rate_limited(exc.retry_after)
+            permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
             raise
         except RetryableGenerationError:
             permit.failure()
             raise
-        permit.success()
+        permit.success(tokens=used, rate_limits=response.rate_limits)
 
 Mental model: a ``trio.CapacityLimiter`` whose number of tokens changes with what the endpoint
-says. :class:`StaticLimiter` never changes it; :class:`AdaptiveLimiter` runs the AIMD
-controller of :mod:`trio_designer._core._aimd` (429s cut it, latency well above the unloaded
-baseline cuts it, streaks of successes grow it back to the ceiling) and closes admission during
-a 429 cooldown.
+says, in front of two token buckets (the endpoint's request and token budgets, see
+:mod:`trio_designer._core._budget`). :class:`StaticLimiter` never changes its limit;
+:class:`AdaptiveLimiter` runs the controller of :mod:`trio_designer._core._aimd` (429s that show
+load cut it to what is in flight, sporadic ones change nothing; it grows back fast to levels that
+worked and probes above them) with the latency signal of :mod:`trio_designer._core._latency`
+(latency well above the unloaded baseline cuts it).
 
 Semantics shared by both (and pinned by the contract tests in ``tests/test_limiter.py``):
 
@@ -34,12 +36,18 @@ Semantics shared by both (and pinned by the contract tests in ``tests/test_limit
   requests wait until enough of them have left;
 * leaving ``slot()`` without a report (an exception, a cancellation) releases the slot with no
   signal; reporting twice raises ``RuntimeError``;
-* a 429 closes admission until ``now + Retry-After`` (a missing or unusable ``Retry-After``
-  means the default cooldown, 2 s); a later 429 extends the cooldown, never shortens it. The
-  static limiter keeps its limit; the adaptive one also cuts it;
-* the end of a cooldown is not polled for: a sleeper task sleeps until the exact end and admits
-  the waiters (a ``trio.lowlevel.spawn_system_task``, because a long-lived limiter owns no
-  nursery; it exists only while someone waits out a cooldown).
+* **budgets**: a waiter is admitted only when the endpoint's budgets (configured ``rpm`` /
+  ``tpm``, or read from its headers) can pay one request and its ``tokens``; the best waiter
+  that cannot be paid holds back those behind it (priority is kept); answers' usage and
+  headers correct the buckets, and a 429 whose headers say a budget is spent is refunded;
+* a 429 closes admission of the **static** limiter until ``now + Retry-After`` (a missing or
+  unusable ``Retry-After`` means its cooldown, 2 s); a later 429 extends the pause, never
+  shortens it. The adaptive limiter never pauses: the rejected request waits on its own
+  (``ModelHandle.chat``);
+* the end of a pause or a budget's refill is not polled for: a sleeper task sleeps until the
+  exact moment the best waiter may go and admits the waiters (a
+  ``trio.lowlevel.spawn_system_task``, because a long-lived limiter owns no nursery; it exists
+  only while someone waits for one).
 
 Priority admission
 ------------------
@@ -100,7 +108,8 @@ and skipped when it reaches the top of the heap; dead entries are swept out when
 the live ones, so memory stays O(live waiters)).
 
 Every limit change is logged at INFO on the ``trio_designer.models`` logger, e.g.
-``model 'gen': limit 20 -> 15 (rate limited; cooling down 2.0 s)``, and passed to ``on_change``.
+``model 'gen': limit 16 -> 10 (load: 3 429s in a row at 11 in flight)``, and passed to
+``on_change``.
 """
 
 from __future__ import annotations
@@ -117,7 +126,9 @@ from typing import Literal, Protocol, final
 import attrs
 import trio
 
-from .._core._aimd import DEFAULT_POLICY, Admission, AimdController, LimitChange, LimiterPolicy
+from .._core._aimd import AimdController
+from .._core._budget import EndpointBudget, RateLimits
+from .._core._limits import DEFAULT_POLICY, Admission, LimitChange, LimiterPolicy
 
 __all__ = [
     "AdaptiveLimiter",
@@ -174,7 +185,8 @@ class LimiterStatistics:
     waiting: int
     """Tasks parked in ``slot()``, waiting to be admitted."""
     cooldown_remaining: float
-    """Seconds until admissions resume after a 429 (0 when not cooling down)."""
+    """Seconds until the best waiting request may go, as far as pauses (the static limiter's,
+    after a 429) and budgets go: 0 when nothing holds admission back but full slots."""
     rate_limited: int
     """Requests reported with ``Permit.rate_limited`` so far."""
     successes: int
@@ -191,13 +203,19 @@ class LimiterStatistics:
     probing: bool = False
     """Whether a baseline probe is holding admissions below ``limit`` for one measurement
     window (adaptive limiters only; see ``docs/adaptive-limits.md``)."""
+    requests_left: float | None = None
+    """Requests the endpoint's request budget holds now, as far as we know (``None``: no
+    budget known, from the config's ``rpm`` or the endpoint's headers)."""
+    tokens_left: float | None = None
+    """Tokens the endpoint's token budget holds now (``None``: no budget known)."""
 
 
 class ModelLimiter(Protocol):
     """What the model layer needs from a limiter (both limiters here implement it)."""
 
-    def slot(self) -> AbstractAsyncContextManager[Permit]:
-        """An async context manager that parks until a slot is free and yields its permit."""
+    def slot(self, tokens: int = 0) -> AbstractAsyncContextManager[Permit]:
+        """An async context manager that parks until a slot is free (and the endpoint's
+        budgets can pay a request of about ``tokens`` tokens) and yields its permit."""
         ...
 
     def statistics(self) -> LimiterStatistics:
@@ -214,11 +232,15 @@ class Permit:
     the slot at once, before ``slot()`` exits. Not built by users: ``slot()`` yields it.
     """
 
-    __slots__ = ("_admission", "_limiter", "_released")
+    __slots__ = ("_admission", "_limiter", "_released", "_ticket", "_tokens")
 
-    def __init__(self, limiter: _LimiterBase, admission: Admission) -> None:
+    def __init__(
+        self, limiter: _LimiterBase, admission: Admission, tokens: int, ticket: int
+    ) -> None:
         self._limiter = limiter
         self._admission = admission
+        self._tokens = tokens  # the estimate the budget was charged
+        self._ticket = ticket  # the budget's ticket of this request
         self._released = False
 
     @property
@@ -231,54 +253,81 @@ class Permit:
         """The ``trio.current_time()`` at which the slot was granted."""
         return self._admission.admitted_at
 
-    def success(self) -> None:
+    def success(
+        self, *, tokens: int | None = None, rate_limits: RateLimits | None = None
+    ) -> None:
         """The request succeeded.
 
-        Raises:
-          RuntimeError: if this permit was already released.
-        """
-        self._settle("success", None)
-
-    def rate_limited(self, retry_after: float | None) -> None:
-        """The endpoint answered 429; ``retry_after`` is its ``Retry-After`` in seconds, if any.
+        Args:
+          tokens: the tokens its answer's usage reports (prompt + completion), which correct
+            the token budget's charge; ``None`` when not reported.
+          rate_limits: what the answer's headers said about the endpoint's budgets.
 
         Raises:
           RuntimeError: if this permit was already released.
         """
-        self._settle("rate_limited", retry_after)
+        self._settle(_Report("success", tokens_used=tokens, rate_limits=rate_limits))
 
-    def failure(self) -> None:
+    def rate_limited(
+        self, retry_after: float | None, *, rate_limits: RateLimits | None = None
+    ) -> None:
+        """The endpoint answered 429.
+
+        Args:
+          retry_after: its ``Retry-After`` in seconds, if any (the static limiter pauses that
+            long; the adaptive one leaves the wait to the request itself).
+          rate_limits: what the 429's headers said about the endpoint's budgets: when they say
+            a budget cannot pay this request, the 429 is the budget's (it is refunded, and the
+            budget holds admissions back until it can pay), not load or noise.
+
+        Raises:
+          RuntimeError: if this permit was already released.
+        """
+        self._settle(_Report("rate_limited", retry_after=retry_after, rate_limits=rate_limits))
+
+    def failure(self, *, rate_limits: RateLimits | None = None) -> None:
         """Another error (timeout, 5xx, connection error): release, no change to the limit.
 
         Raises:
           RuntimeError: if this permit was already released.
         """
-        self._settle("failure", None)
+        self._settle(_Report("failure", rate_limits=rate_limits))
 
     def _abandon(self) -> None:
         if not self._released:
-            self._settle("abandoned", None)
+            self._settle(_Report("abandoned"))
 
-    def _settle(self, outcome: _Outcome, retry_after: float | None) -> None:
+    def _settle(self, report: _Report) -> None:
         if self._released:
             raise RuntimeError(
                 f"this permit of model limiter {self._limiter.name!r} was already released; "
                 "report each request's outcome exactly once."
             )
         self._released = True
-        self._limiter._settle(self._admission, outcome, retry_after)
+        self._limiter._settle(self, report)
 
     def __repr__(self) -> str:
         state = "released" if self._released else "held"
         return f"<Permit of {self._limiter.name!r} admitted at {self.admitted_at}, {state}>"
 
 
+@attrs.frozen
+class _Report:
+    """One outcome as a permit reports it to its limiter."""
+
+    outcome: _Outcome
+    retry_after: float | None = None
+    tokens_used: int | None = None
+    rate_limits: RateLimits | None = None
+
+
 @final
 class _Slot(AbstractAsyncContextManager[Permit]):
     """The context manager returned by ``slot()``: acquire on entry, abandon on exit."""
 
-    def __init__(self, limiter: _LimiterBase) -> None:
+    def __init__(self, limiter: _LimiterBase, tokens: int) -> None:
         self._limiter = limiter
+        self._tokens = tokens
         self._permit: Permit | None = None
 
     async def __aenter__(self) -> Permit:
@@ -286,7 +335,7 @@ class _Slot(AbstractAsyncContextManager[Permit]):
             raise RuntimeError(
                 "a slot() context manager cannot be entered twice; call slot() again"
             )
-        self._permit = await self._limiter._acquire()
+        self._permit = await self._limiter._acquire(self._tokens)
         return self._permit
 
     async def __aexit__(
@@ -322,33 +371,28 @@ class _Decisions(Protocol):
     def recent_latency(self) -> float | None: ...
     @property
     def probing(self) -> bool: ...
-    def cooldown_remaining(self, now: float) -> float: ...
     def can_admit(self, now: float) -> bool: ...
     def admit(self, now: float) -> Admission: ...
     def record_success(self, admission: Admission, now: float) -> LimitChange | None: ...
     def record_rate_limited(
-        self, admission: Admission, now: float, retry_after: float | None
+        self, admission: Admission, now: float, *, spent_budget: bool = False
     ) -> LimitChange | None: ...
     def record_failure(self, admission: Admission, now: float) -> LimitChange | None: ...
     def record_abandoned(self, admission: Admission, now: float) -> LimitChange | None: ...
 
 
 class _FixedLimit:
-    """The static limiter's decision core: a fixed limit, 429 cooldowns, counters."""
+    """The static limiter's decision core: a fixed limit, pauses, counters."""
 
-    def __init__(self, limit: int, cooldown: float) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = self.ceiling = limit
         self.in_flight = self.successes = self.failures = self.rate_limited = 0
-        self._default_cooldown = cooldown
         # Invariant: nothing is admitted while now < cooldown_until; it never moves backwards.
         self.cooldown_until = -math.inf
         self.baseline_latency: float | None = None
         self.recent_latency: float | None = None
         self.probing = False
         self._next_serial = 0
-
-    def cooldown_remaining(self, now: float) -> float:
-        return max(0.0, self.cooldown_until - now)
 
     def can_admit(self, now: float) -> bool:
         return self.in_flight < self.limit and now >= self.cooldown_until
@@ -363,14 +407,14 @@ class _FixedLimit:
         self.successes += 1
 
     def record_rate_limited(
-        self, admission: Admission, now: float, retry_after: float | None
+        self, admission: Admission, now: float, *, spent_budget: bool = False
     ) -> None:
         self.in_flight -= 1
         self.rate_limited += 1
-        # The same rule as AimdController: an unusable Retry-After means the default cooldown.
-        if retry_after is None or not math.isfinite(retry_after) or retry_after <= 0:
-            retry_after = self._default_cooldown
-        self.cooldown_until = max(self.cooldown_until, now + retry_after)
+
+    def pause(self, seconds: float, now: float) -> None:
+        """No admission for ``seconds`` from ``now`` (a later end wins; never shortened)."""
+        self.cooldown_until = max(self.cooldown_until, now + seconds)
 
     def record_failure(self, admission: Admission, now: float) -> None:
         self.in_flight -= 1
@@ -384,13 +428,23 @@ class _FixedLimit:
 class _Waiter:
     """One parked ``slot()`` call: its task, then the admission it was granted."""
 
-    __slots__ = ("admission", "task")
+    __slots__ = ("grant", "task", "tokens")
 
-    def __init__(self, task: trio.lowlevel.Task) -> None:
+    def __init__(self, task: trio.lowlevel.Task, tokens: int) -> None:
         self.task: trio.lowlevel.Task | None = task
         """The parked task; ``None`` once it was cancelled (the heap entry is then dead)."""
-        self.admission: Admission | None = None
-        """Set together with the reschedule that grants the slot, never before."""
+        self.tokens = tokens
+        """The tokens its request will probably cost (what the token budget must hold)."""
+        self.grant: tuple[Admission, int] | None = None
+        """The admission and the budget's ticket, set together with the reschedule that
+        grants the slot, never before."""
+
+
+def _usable(seconds: float | None) -> float | None:
+    """``seconds`` if it is a finite positive number, else ``None``."""
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return seconds
 
 
 _COMPACT_AT_LEAST = 64
@@ -438,6 +492,16 @@ class _WaiterQueue:
             heapq.heapify(self._heap)
             self._dead = 0
 
+    def peek(self) -> _Waiter:
+        """The best live waiter, left in place (dead entries on top are swept). Needs
+        ``live > 0``."""
+        while True:
+            waiter = self._heap[0][2]
+            if waiter.task is not None:
+                return waiter
+            heapq.heappop(self._heap)
+            self._dead -= 1
+
     def pop(self) -> tuple[_Waiter, trio.lowlevel.Task]:
         """Remove and return the best live waiter and its task. Needs ``live > 0``."""
         while True:
@@ -456,29 +520,36 @@ class _WaiterQueue:
 
 
 class _LimiterBase:
-    """The trio driver shared by both limiters: parking, priority handoff, cooldown sleeper."""
+    """The trio driver shared by both limiters: parking, priority handoff, budgets, the
+    sleeper that admits when a pause ends or a budget can pay again."""
 
     def __init__(
         self,
         name: str,
         decisions: _Decisions,
         on_change: Callable[[LimitChange], None] | None = None,
+        budget: EndpointBudget | None = None,
     ) -> None:
         self._name = name
         self._decisions = decisions
         self._on_change = on_change
-        # Invariants: after every event, _queue.live > 0 implies not _decisions.can_admit(now)
-        # (except in the instant between a cooldown's end and the sleeper's run, and while a
-        # grant round is pending, see _acquire) — a task parks only when no slot can be
-        # granted, when others are parked already, or to wait for a grant round; every release
-        # and every cooldown end grants free slots to parked tasks, best (key, seq) first,
+        # The endpoint's request and token budgets: configured, or learnt from its headers.
+        self._budget = budget if budget is not None else EndpointBudget()
+        # Invariants: after every event, _queue.live > 0 implies that the best waiter cannot be
+        # granted (not _decisions.can_admit(now), or the budget cannot pay its tokens yet),
+        # except in the instant between a pause's end and the sleeper's run, and while a
+        # grant round is pending (see _acquire) — a task parks only when no slot can be
+        # granted, when others are parked already, or to wait for a grant round; every release,
+        # every pause end and every budget refill grants free slots to parked tasks, best
+        # (key, seq) first (a waiter the budget cannot pay yet holds back those behind it),
         # before anyone else can take them. A grant is made only by _wake_waiters, in one step
-        # with the reschedule that wakes the task (waiter.admission, then reschedule), so a
+        # with the reschedule that wakes the task (waiter.grant, then reschedule), so a
         # granted task can no longer be cancelled out of its grant, and a cancelled waiter
         # (removed by its abort function) can never be granted.
         self._queue = _WaiterQueue()
-        # Invariant: at most one cooldown sleeper task exists; while it sleeps, _cooldown_scope
-        # is its cancel scope and the scope's deadline is the cooldown's current end.
+        # Invariant: at most one sleeper task exists; while it sleeps, _cooldown_scope is its
+        # cancel scope and the scope's deadline is when the best waiter may be admitted next
+        # (a pause's end, or when the budget can pay it).
         self._sleeper_running = False
         self._cooldown_scope: trio.CancelScope | None = None
         # Whether a grant round (_grant_round) is scheduled with run_sync_soon and has not run.
@@ -489,24 +560,34 @@ class _LimiterBase:
         """The limiter's name, used in logs and statistics."""
         return self._name
 
-    def slot(self) -> AbstractAsyncContextManager[Permit]:
-        """Hold one of the endpoint's slots for one request.
+    @property
+    def budget(self) -> EndpointBudget:
+        """The endpoint's request and token budgets (shared with the model handles, which
+        estimate tokens with it)."""
+        return self._budget
 
-        Entering parks until a slot is free and no cooldown runs, and is always a checkpoint.
-        Parked requests are admitted by the current task's request priority (see
+    def slot(self, tokens: int = 0) -> AbstractAsyncContextManager[Permit]:
+        """Hold one of the endpoint's slots for one request of about ``tokens`` tokens.
+
+        Entering parks until a slot is free, no pause runs and the endpoint's budgets can pay
+        the request (one request, ``tokens`` tokens), and is always a checkpoint. Parked
+        requests are admitted by the current task's request priority (see
         :func:`set_request_priority`), smallest key first, FIFO among equal keys. Exiting
         releases the slot if no outcome was reported. Cancellation-safe: a waiter cancelled
         while parked leaves nothing behind.
         """
-        return _Slot(self)
+        return _Slot(self, tokens)
 
     def statistics(self) -> LimiterStatistics:
         """A snapshot; outside a trio run ``cooldown_remaining`` is reported as 0."""
         d = self._decisions
+        budget = self._budget
         try:
-            cooldown = d.cooldown_remaining(trio.current_time())
+            now = trio.current_time()
         except RuntimeError:  # not inside trio.run
-            cooldown = 0.0
+            now = None
+        cooldown = 0.0 if now is None else max(0.0, self._resume_at(now) - now)
+        at = 0.0 if now is None else now
         return LimiterStatistics(
             name=self._name,
             limit=d.limit,
@@ -520,9 +601,11 @@ class _LimiterBase:
             baseline_latency=d.baseline_latency,
             recent_latency=d.recent_latency,
             probing=d.probing,
+            requests_left=None if budget.requests is None else budget.requests.level(at),
+            tokens_left=None if budget.tokens is None else budget.tokens.level(at),
         )
 
-    async def _acquire(self) -> Permit:
+    async def _acquire(self, tokens: int) -> Permit:
         await trio.lowlevel.checkpoint_if_cancelled()
         now = trio.current_time()
         if not self._queue.live and self._decisions.can_admit(now) and not self._round_pending:
@@ -532,16 +615,17 @@ class _LimiterBase:
             # task of this scheduler batch has had its turn, admits them by key.
             self._round_pending = True
             trio.lowlevel.current_trio_token().run_sync_soon(self._grant_round)
-        return Permit(self, await self._park(now))
+        admission, ticket = await self._park(now, tokens)
+        return Permit(self, admission, tokens, ticket)
 
     def _grant_round(self) -> None:
         self._round_pending = False
         self._wake_waiters()
 
-    async def _park(self, now: float) -> Admission:
+    async def _park(self, now: float, tokens: int) -> tuple[Admission, int]:
         """Wait in the queue at the current task's priority until _wake_waiters grants a slot."""
         self._ensure_sleeper(now)  # first: nothing may fail once we are in the queue
-        waiter = _Waiter(trio.lowlevel.current_task())
+        waiter = _Waiter(trio.lowlevel.current_task(), tokens)
         queue = self._queue
         queue.push(_request_priority.get(), waiter)
 
@@ -551,22 +635,38 @@ class _LimiterBase:
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
-        admission = waiter.admission
-        assert admission is not None, "a waiter is rescheduled only with its grant"
-        return admission
+        grant = waiter.grant
+        assert grant is not None, "a waiter is rescheduled only with its grant"
+        return grant
 
-    def _settle(self, admission: Admission, outcome: _Outcome, retry_after: float | None) -> None:
+    def _after_429(self, retry_after: float | None, now: float) -> None:
+        """What else a 429 does to admission (the static limiter pauses; see there)."""
+
+    def _settle(self, permit: Permit, report: _Report) -> None:
         now = trio.current_time()
-        d = self._decisions
+        d, budget = self._decisions, self._budget
+        admission, outcome = permit._admission, report.outcome
         change: LimitChange | None
+        ticket = permit._ticket
+        # Our own bookkeeping first (settle, refund, release), then the server's reading.
         if outcome == "success":
+            budget.settle(ticket, report.tokens_used, now)
             change = d.record_success(admission, now)
         elif outcome == "rate_limited":
-            change = d.record_rate_limited(admission, now, retry_after)
+            spent = budget.spent(report.rate_limits, permit._tokens)
+            if spent:
+                budget.refund(ticket, now)  # a refused request costs nothing
+            else:
+                budget.release(ticket)
+            change = d.record_rate_limited(admission, now, spent_budget=spent)
+            self._after_429(report.retry_after, now)
         elif outcome == "failure":
+            budget.release(ticket)
             change = d.record_failure(admission, now)
         else:
+            budget.release(ticket)
             change = d.record_abandoned(admission, now)
+        budget.observe(report.rate_limits, now, ticket)
         self._wake_waiters()
         if change is not None:
             self._report(change)
@@ -576,21 +676,36 @@ class _LimiterBase:
         if not queue.live:
             return
         now = trio.current_time()
-        decisions = self._decisions
+        decisions, budget = self._decisions, self._budget
         while queue.live and decisions.can_admit(now):
+            if budget.wait(queue.peek().tokens, now) > 0:
+                break  # the best waiter waits for the budget, and those behind it too
             waiter, task = queue.pop()
-            waiter.admission = decisions.admit(now)
+            admission = decisions.admit(now)
+            waiter.grant = (admission, budget.take(waiter.tokens, now))
             trio.lowlevel.reschedule(task)
         if queue.live:
             self._ensure_sleeper(now)
 
-    def _ensure_sleeper(self, now: float) -> None:
-        """Make sure someone admits the parked waiters when the cooldown ends."""
+    def _resume_at(self, now: float) -> float:
+        """When the best parked waiter may be admitted, as far as pauses and budgets go (a
+        free slot is another matter: a release wakes the waiters)."""
         until = self._decisions.cooldown_until
+        if self._queue.live:
+            wait = self._budget.wait(self._queue.peek().tokens, now)
+            if wait > 0:
+                # Never "now" itself: a positive wait must leave a deadline to wake up at.
+                until = max(until, now + wait, math.nextafter(now, math.inf))
+        return until
+
+    def _ensure_sleeper(self, now: float) -> None:
+        """Make sure someone admits the parked waiters when a pause ends or the budget can pay
+        the best of them."""
+        until = self._resume_at(now)
         if until <= now:
             return
         if self._cooldown_scope is not None:
-            self._cooldown_scope.deadline = until  # a later 429 may have extended the cooldown
+            self._cooldown_scope.deadline = until  # a later 429 or another waiter moved it
         elif not self._sleeper_running:
             self._sleeper_running = True
             trio.lowlevel.spawn_system_task(
@@ -599,9 +714,9 @@ class _LimiterBase:
 
     async def _sleep_through_cooldown(self) -> None:
         try:
-            # One sleep until the cooldown's end; _ensure_sleeper moves the deadline when a 429
-            # extends the cooldown meanwhile, so nothing polls.
-            with trio.CancelScope(deadline=self._decisions.cooldown_until) as scope:
+            # One sleep until then; _ensure_sleeper moves the deadline when a 429 extends a
+            # pause or the best waiter changes meanwhile, so nothing polls.
+            with trio.CancelScope(deadline=self._resume_at(trio.current_time())) as scope:
                 self._cooldown_scope = scope
                 await trio.sleep_forever()
         finally:
@@ -629,25 +744,31 @@ class StaticLimiter(_LimiterBase):
     """A fixed limit: at most ``ceiling`` requests in flight, and a pause after each 429.
 
     The limit never changes. A 429 closes admission until ``Retry-After`` seconds later
-    (``cooldown`` seconds when the endpoint sent none, or an unusable one), exactly as the
-    adaptive limiter's cooldown; a later 429 extends the pause, never shortens it. Without the
-    pause, a static limit above an endpoint's real capacity turns into a 429 storm: 429s come
-    back at once, so the excess slots spin, and requests deferred by the scheduler burn their
-    retries without ever winning a slot. Use it where the limit is known and as the baseline
-    the adaptive limiter is compared with.
+    (``cooldown`` seconds when the endpoint sent none, or an unusable one); a later 429 extends
+    the pause, never shortens it. Without the pause, a static limit above an endpoint's real
+    capacity turns into a 429 storm. (The adaptive limiter pauses nothing: it tells load from
+    noise instead, see ``docs/adaptive-limits.md``.) Budgets (``rpm``/``tpm``, or the endpoint's
+    headers) hold admissions back exactly as in the adaptive limiter. Use it where the limit
+    is known and as the baseline the adaptive limiter is compared with.
 
     Args:
       name: the endpoint's name, for logs and statistics.
       ceiling: the fixed limit.
       cooldown: seconds without admissions after a 429 that carried no usable ``Retry-After``
-        (the adaptive limiter's default, 2 s).
+        (2 s by default).
+      budget: the endpoint's request and token budgets (by default, learnt from its headers).
 
     Raises:
       ValueError: if ``ceiling < 1``, or ``cooldown`` is negative or not finite.
     """
 
     def __init__(
-        self, name: str, ceiling: int, *, cooldown: float = DEFAULT_POLICY.cooldown
+        self,
+        name: str,
+        ceiling: int,
+        *,
+        cooldown: float = DEFAULT_POLICY.cooldown,
+        budget: EndpointBudget | None = None,
     ) -> None:
         if ceiling < 1:
             raise ValueError(f"model limiter {name!r} needs a ceiling of at least 1, got {ceiling}")
@@ -656,18 +777,27 @@ class StaticLimiter(_LimiterBase):
                 f"model limiter {name!r} needs a finite cooldown of at least 0 seconds, "
                 f"got {cooldown}"
             )
-        super().__init__(name, _FixedLimit(ceiling, cooldown))
+        self._cooldown = cooldown
+        self._fixed = _FixedLimit(ceiling)
+        super().__init__(name, self._fixed, budget=budget)
+
+    def _after_429(self, retry_after: float | None, now: float) -> None:
+        """Every 429 pauses the endpoint for its ``Retry-After`` (``cooldown`` when unusable)."""
+        wait = _usable(retry_after)
+        self._fixed.pause(self._cooldown if wait is None else wait, now)
 
 
 @final
 class AdaptiveLimiter(_LimiterBase):
     """A limit that adapts to what the endpoint says (AIMD on 429s and on latency).
 
-    Starts at ``ceiling``. A 429 cuts the limit to ×0.75 once per burst and closes admission for
-    ``Retry-After`` seconds (2 s by default); latency well above the endpoint's unloaded
-    baseline cuts it to the concurrency the endpoint really serves; every 25 successes grow it
-    by one, up to the ceiling, unless latency says a queue is building. See
-    ``docs/adaptive-limits.md`` and :mod:`trio_designer._core._aimd` for the algorithm.
+    Starts at ``ceiling``. 429s that show load (runs of them on a slot, or a cliff in their
+    rate by concurrency) cut the limit to what is in flight; sporadic ones change nothing (the
+    request waits out its own delay); latency well above the endpoint's unloaded baseline cuts
+    it to the concurrency the endpoint really serves; it grows back fast to levels that worked
+    and probes slowly above them. Budgets (``rpm``/``tpm``, or the endpoint's headers) hold
+    admissions back until they can pay. See ``docs/adaptive-limits.md``,
+    :mod:`trio_designer._core._aimd` and :mod:`trio_designer._core._latency`.
 
     Args:
       name: the endpoint's name, for logs and statistics.
@@ -676,6 +806,7 @@ class AdaptiveLimiter(_LimiterBase):
       on_change: called with every :class:`LimitChange`, after it is logged, in the task that
         reported the outcome; an exception from it propagates out of that report (the change
         itself has already been applied).
+      budget: the endpoint's request and token budgets (by default, learnt from its headers).
 
     Raises:
       ValueError: if ``ceiling < 1``.
@@ -688,11 +819,12 @@ class AdaptiveLimiter(_LimiterBase):
         *,
         policy: LimiterPolicy = DEFAULT_POLICY,
         on_change: Callable[[LimitChange], None] | None = None,
+        budget: EndpointBudget | None = None,
     ) -> None:
         if ceiling < 1:
             raise ValueError(f"model limiter {name!r} needs a ceiling of at least 1, got {ceiling}")
         self._controller = AimdController(ceiling, policy)
-        super().__init__(name, self._controller, on_change)
+        super().__init__(name, self._controller, on_change, budget)
 
     @property
     def policy(self) -> LimiterPolicy:

@@ -36,6 +36,9 @@ request), handed to the provider's client, and kept nowhere else.
 
 from __future__ import annotations
 
+import logging
+import random
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -44,12 +47,15 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 import attrs
 import trio
 
+from .._core._budget import EndpointBudget, TokenEstimator
+from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
 from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProvider
 from ..config._models import endpoint_name
+from ._backlog import RestingTasks, use_resting_tasks
 from ._client import ChatResponse, OpenAICompatibleClient, resolve_api_key
-from ._limiter import AdaptiveLimiter, ModelLimiter
+from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter
 
 if TYPE_CHECKING:
     from ..config import PipelineConfig
@@ -65,6 +71,8 @@ __all__ = [
     "merge_inference",
     "open_model_registry",
 ]
+
+_logger = logging.getLogger("trio_designer.models")
 
 WARM_UP_CONNECTIONS: Final = 2
 """Connections :meth:`ModelRegistry.warm_up` opens per provider (at most its pool size): a
@@ -163,11 +171,23 @@ class ModelHandle:
         client: OpenAICompatibleClient,
         limiter: ModelLimiter,
         counter: _UsageCounter,
+        rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
+        resting: RestingTasks | None = None,
+        budget: EndpointBudget | None = None,
     ) -> None:
         self._config = config
         self._client = client
         self._limiter = limiter
         self._counter = counter
+        # The endpoint's budgets, shared with its limiter: its token estimator sizes each
+        # request before it is sent, and learns from the usage of the answers.
+        self._budget = budget if budget is not None else EndpointBudget()
+        self._retry = rate_limit_retry
+        self._resting = resting if resting is not None else RestingTasks()
+        self._endpoint = endpoint_name(config.provider, config.model)
+        # Jitter for the waits after a 429 without Retry-After. Seeded from the alias (not
+        # hash(), which changes between processes), so virtual-time runs repeat exactly.
+        self._jitter = random.Random(zlib.crc32(config.alias.encode()))
 
     @property
     def alias(self) -> str:
@@ -211,7 +231,16 @@ class ModelHandle:
         Waits (parked) for a slot of the endpoint's limiter, sends the request with the
         alias's inference parameters overridden by ``inference``, reports the outcome to the
         limiter (success, 429 with its ``Retry-After``, or failure) and adds the request to
-        this alias's usage. One call is one request: parse re-asks call again.
+        this alias's usage. One call is one answer: parse re-asks call again.
+
+        **A 429 is retried in place.** The request gives its slot back at once (the next
+        waiting request takes it), waits out its own delay — the server's ``Retry-After``, or
+        a short jittered backoff without one (:class:`~trio_designer._core._rate_retry.
+        RateLimitRetry`) — asks for a slot again at the same priority, and goes again, up to
+        the rule's budget of attempts and waiting; only then does the 429 reach the caller
+        (the engine defers the cell, as for any retryable error). Every attempt counts as a
+        request in the usage. The engine's other cells keep the slots busy meanwhile: the
+        waiting task holds nothing.
 
         Args:
           messages: OpenAI chat messages.
@@ -224,11 +253,40 @@ class ModelHandle:
           The answer (content, reasoning, usage, finish reason).
 
         Raises:
-          ModelRateLimitedError, ModelTimeoutError, ModelServerError, ModelConnectionError,
-          ModelRequestError: as raised by the client.
+          ModelRateLimitedError: the last 429, once the retries in place are spent.
+          ModelTimeoutError, ModelServerError, ModelConnectionError, ModelRequestError: as
+            raised by the client.
         """
         params = merge_inference(self._config.inference, inference)
-        async with self._limiter.slot() as permit:
+        body = _with_seed(params.extra_body, seed)
+        attempt, waited = 0, 0.0
+        while True:
+            try:
+                return await self._send(messages, response_format, params, body)
+            except ModelRateLimitedError as exc:
+                attempt += 1
+                delay = self._retry.delay(exc.retry_after, attempt, self._jitter.random())
+                if not self._retry.retries(attempt, waited, delay):
+                    raise
+                _logger.debug(
+                    "model '%s': 429 on attempt %d; retrying in %.2f s", self.alias, attempt, delay
+                )
+                waited += delay
+                with self._resting.rest(self._endpoint):  # holds no backlog place meanwhile
+                    await trio.sleep(delay)
+
+    async def _send(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        response_format: Mapping[str, Any] | None,
+        params: InferenceParams,
+        extra_body: dict[str, Any] | None,
+    ) -> ChatResponse:
+        """One request: a slot, the call, the report to the limiter, the usage."""
+        chars = [len(_content_text(m.get("content"))) for m in messages]
+        estimator = self._budget.estimator
+        tokens = estimator.estimate(chars, params.max_tokens)
+        async with self._limiter.slot(tokens) as permit:
             try:
                 response = await self._client.chat(
                     model=self._config.model,
@@ -237,12 +295,12 @@ class ModelHandle:
                     top_p=params.top_p,
                     max_tokens=params.max_tokens,
                     response_format=response_format,
-                    extra_body=_with_seed(params.extra_body, seed),
+                    extra_body=extra_body,
                     timeout=self._config.timeout,
                     max_response_bytes=self._config.max_response_bytes,
                 )
             except ModelRateLimitedError as exc:
-                permit.rate_limited(exc.retry_after)
+                permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
                 self._counter.add(requests_rate_limited=1)
                 raise
             except GenerationError:
@@ -252,8 +310,13 @@ class ModelHandle:
             except Exception:  # not an endpoint signal: release the slot without a report
                 self._counter.add(requests_failed=1)
                 raise
-            permit.success()
-        usage = response.usage
+            usage = response.usage
+            reported = usage.input_tokens + usage.output_tokens
+            permit.success(tokens=reported or None, rate_limits=response.rate_limits)
+        if reported:
+            estimator.learn(
+                TokenEstimator.raw_prompt(chars), usage.input_tokens, usage.output_tokens
+            )
         self._counter.add(
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
@@ -277,6 +340,10 @@ class ModelRegistry:
       clients: provider name -> its client; every model's provider must have one.
       limiter_factory: builds each endpoint's limiter from (name, ceiling).
       simulator: the embedded simulator serving the ``"simulator"`` provider, if running.
+      rate_limit_retry: how a request answered 429 is retried in place (see
+        :meth:`ModelHandle.chat`).
+      resting: the run's ledger of requests waiting out a 429 (see ``models/_backlog.py``);
+        a new one when not given.
 
     Raises:
       ConfigError: a duplicate alias, or a model whose provider has no client.
@@ -289,11 +356,19 @@ class ModelRegistry:
         *,
         limiter_factory: LimiterFactory = AdaptiveLimiter,
         simulator: Simulator | None = None,
+        rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
+        resting: RestingTasks | None = None,
     ) -> None:
         _check_models(models, clients)
+        self._resting = resting if resting is not None else RestingTasks()
         ceilings = endpoint_ceilings(models)
+        self._budgets = {
+            name: EndpointBudget(rpm=rpm, tpm=tpm)
+            for name, (rpm, tpm) in endpoint_budgets(models).items()
+        }
         self._limiters: dict[str, ModelLimiter] = {
-            name: limiter_factory(name, ceiling) for name, ceiling in ceilings.items()
+            name: _build_limiter(limiter_factory, name, ceiling, self._budgets[name])
+            for name, ceiling in ceilings.items()
         }
         self._handles: dict[str, ModelHandle] = {
             m.alias: ModelHandle(
@@ -301,6 +376,9 @@ class ModelRegistry:
                 clients[m.provider],
                 self._limiters[endpoint_name(m.provider, m.model)],
                 _UsageCounter(),
+                rate_limit_retry,
+                self._resting,
+                self._budgets[endpoint_name(m.provider, m.model)],
             )
             for m in models
         }
@@ -353,6 +431,51 @@ class ModelRegistry:
 
     def __repr__(self) -> str:
         return f"<ModelRegistry aliases={list(self._handles)} endpoints={list(self._limiters)}>"
+
+
+def endpoint_budgets(models: Sequence[ModelConfig]) -> dict[str, tuple[int | None, int | None]]:
+    """Endpoint name -> (rpm, tpm): the smallest configured among its aliases (``None`` when
+    no alias sets one)."""
+    budgets: dict[str, tuple[int | None, int | None]] = {}
+    for m in models:
+        name = endpoint_name(m.provider, m.model)
+        rpm, tpm = budgets.get(name, (None, None))
+        budgets[name] = (_smallest(rpm, m.rpm), _smallest(tpm, m.tpm))
+    return budgets
+
+
+def _smallest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def takes_budget(factory: LimiterFactory) -> bool:
+    """Whether ``factory(name, ceiling, budget=...)`` works: ``AdaptiveLimiter``,
+    ``StaticLimiter``, a ``functools.partial`` of either that leaves ``budget`` free, or the
+    factory ``open_model_registry(on_limit_change=...)`` builds."""
+    if isinstance(factory, _ReportingFactory):
+        return True
+    wrapped = factory.func if isinstance(factory, partial) else factory
+    bound = factory.keywords if isinstance(factory, partial) else {}
+    return wrapped in (AdaptiveLimiter, StaticLimiter) and "budget" not in bound
+
+
+def _build_limiter(
+    factory: LimiterFactory, name: str, ceiling: int, budget: EndpointBudget
+) -> ModelLimiter:
+    """The endpoint's limiter, enforcing ``budget`` when the factory can take it.
+
+    Raises:
+      ConfigError: ``rpm``/``tpm`` are configured but the factory cannot take a budget.
+    """
+    if takes_budget(factory):
+        return cast("Callable[..., ModelLimiter]", factory)(name, ceiling, budget=budget)
+    if budget.limited:
+        raise ConfigError(
+            f"models: endpoint {name!r} has rpm/tpm set, but the limiter_factory cannot enforce "
+            "them; use AdaptiveLimiter or StaticLimiter (or a functools.partial of them), or "
+            "remove rpm/tpm"
+        )
+    return factory(name, ceiling)
 
 
 def endpoint_ceilings(models: Sequence[ModelConfig]) -> dict[str, int]:
@@ -471,6 +594,7 @@ async def open_model_registry(
     simulator_models: Sequence[SimulatedModel] | None = None,
     limiter_factory: LimiterFactory = AdaptiveLimiter,
     on_limit_change: Callable[[str, Any], None] | None = None,
+    rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
 ) -> AsyncIterator[ModelRegistry]:
     """Open clients (and the embedded simulator, if used) for ``config``'s models.
 
@@ -482,10 +606,12 @@ async def open_model_registry(
       limiter_factory: builds each endpoint's limiter from (name, ceiling); the default is an
         :class:`~trio_designer.models._limiter.AdaptiveLimiter` with the default policy.
       on_limit_change: called as ``on_limit_change(endpoint_name, change)`` with every
-        :class:`~trio_designer._core._aimd.LimitChange` of an endpoint's adaptive limiter (in
+        :class:`~trio_designer._core._limits.LimitChange` of an endpoint's adaptive limiter (in
         the task that reported the outcome; see ``AdaptiveLimiter``'s ``on_change``). Needs
         ``limiter_factory`` to be ``AdaptiveLimiter`` or a ``functools.partial`` of it (say
         with another policy); a custom factory wires ``on_change`` itself.
+      rate_limit_retry: how a request answered 429 is retried in place before the caller
+        sees the 429 (:meth:`ModelHandle.chat`).
 
     Yields:
       The registry. On exit every client is closed and the simulator is stopped.
@@ -534,7 +660,19 @@ async def open_model_registry(
             )
             stack.push_async_callback(client.aclose)
             clients[SIMULATOR_PROVIDER] = client
-        yield ModelRegistry(models, clients, limiter_factory=limiter_factory, simulator=simulator)
+        resting = RestingTasks()
+        registry = ModelRegistry(
+            models,
+            clients,
+            limiter_factory=limiter_factory,
+            simulator=simulator,
+            rate_limit_retry=rate_limit_retry,
+            resting=resting,
+        )
+        # A backlog built while the registry is open counts its resting tasks (see
+        # models/_backlog.py: the engine builds it inside this block).
+        with use_resting_tasks(resting):
+            yield registry
 
 
 def reports_limit_changes(factory: LimiterFactory) -> bool:
@@ -557,12 +695,38 @@ def _reporting_factory(
             "(or a functools.partial of it without on_change); a custom factory can pass "
             "on_change to the limiters it builds."
         )
-    adaptive = cast("Callable[..., ModelLimiter]", factory)
+    return _ReportingFactory(cast("Callable[..., ModelLimiter]", factory), on_limit_change)
 
-    def build(name: str, ceiling: int) -> ModelLimiter:
-        return adaptive(name, ceiling, on_change=partial(on_limit_change, name))
 
-    return build
+@final
+class _ReportingFactory:
+    """An adaptive limiter factory whose limiters report their changes under their names."""
+
+    def __init__(
+        self, factory: Callable[..., ModelLimiter], on_limit_change: Callable[[str, Any], None]
+    ) -> None:
+        self._factory = factory
+        self._on_limit_change = on_limit_change
+
+    def __call__(
+        self, name: str, ceiling: int, *, budget: EndpointBudget | None = None
+    ) -> ModelLimiter:
+        return self._factory(
+            name, ceiling, on_change=partial(self._on_limit_change, name), budget=budget
+        )
+
+
+def _content_text(content: object) -> str:
+    """The text of a message's ``content`` (a string, or a list of content parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        )
+    return ""
 
 
 def _with_seed(extra_body: Mapping[str, Any] | None, seed: int | None) -> dict[str, Any] | None:
