@@ -127,6 +127,23 @@ async def test_retryable_failures_are_salvaged(autojump_clock: Any) -> None:
     assert retried[1].started == 2.0
 
 
+@pytest.mark.deadline(120)
+async def test_the_last_failure_of_a_cell_says_it_gave_up(autojump_clock: Any) -> None:
+    """A retryable failure that runs out of retries drops its row, and the record says the
+    engine gave up after every attempt; the model error itself promises nothing."""
+
+    async def always_flaky(row: Mapping[str, Any], ctx: Any) -> str:
+        raise RetryableGenerationError(f"flaked on row {ctx.row_index}")
+
+    config = pipeline(
+        CustomColumn(name="a", function=always_flaky, dtype="str"), salvage_max_rounds=2
+    )
+    result = await TrioDesigner().preview(config, num_records=1)
+    [failure] = result.failures
+    assert failure.attempts == 3
+    assert failure.message == "gave up after 3 attempts: flaked on row 0"
+
+
 @pytest.mark.deadline(220)
 async def test_llm_wait_handoff_keeps_dispatch_going(autojump_clock: Any) -> None:
     """One submission slot: 10 LLM-bound cells park on a slow model, yet the local column's 10

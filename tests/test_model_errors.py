@@ -245,8 +245,7 @@ def test_rate_limit_message_is_pinned() -> None:
     error = classify(429, "Too many requests", {"Retry-After": "2"})
     assert re.fullmatch(
         r"Model 'gen' at provider 'acme' answered HTTP 429 Too Many Requests: rate limited "
-        r"\(the server asks to wait 2 s\); the model's limiter backs off and the cell will be "
-        r"retried later\. Server said: Too many requests",
+        r"\(the server asks to wait 2 s\)\. Server said: Too many requests",
         str(error),
     )
 
@@ -273,8 +272,8 @@ def test_malformed_success_is_a_retryable_server_error() -> None:
     assert error.status == 200
     assert error.retryable
     assert str(error) == (
-        "Model 'gen' at provider 'acme' answered HTTP 200 but the body has no choices; the cell "
-        "will be retried later. Body: {}"
+        "Model 'gen' at provider 'acme' answered HTTP 200 but the body has no choices (a "
+        "server-side fault, transient). Body: {}"
     )
 
 
@@ -612,7 +611,7 @@ def test_transport_message_is_pinned() -> None:
     assert str(error) == (
         "Calling model 'gen' at provider 'acme' failed: no complete answer within 7 s (the "
         "timeout covers the whole request, from connecting to the last byte of the answer). "
-        "The cell will be retried later; if this persists, raise the model's timeout."
+        "A transient failure; if this persists, raise the model's timeout."
     )
     empty = error_from_transport(_transport.ConnectFailed(""), where=WHERE)
     assert "failed: could not connect to the server." in str(empty)

@@ -219,7 +219,7 @@ class RunState:
                 row=None if row is None else plan.start + row,
                 column=column,
                 error_class=type(exc).__name__,
-                message=str(exc)[:500],
+                message=final_failure_message(exc, attempts)[:500],
                 attempts=attempts,
             )
         )
@@ -379,3 +379,14 @@ def _string_type() -> Any:
     import pyarrow as pa
 
     return pa.string()
+
+
+def final_failure_message(exc: BaseException, attempts: int) -> str:
+    """What a failure record says of the failure that dropped a row: the error's own message,
+    after "gave up after N attempts" when the error was a retryable one whose retries ran out.
+    Model errors never promise a retry themselves; only the engine knows the last one
+    (``tests/test_engine.py::test_the_last_failure_of_a_cell_says_it_gave_up``)."""
+    if RetryPolicy.is_retryable(exc):
+        plural = "" if attempts == 1 else "s"
+        return f"gave up after {attempts} attempt{plural}: {exc}"
+    return str(exc)

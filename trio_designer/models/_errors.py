@@ -324,12 +324,11 @@ def error_from_status(
         return _rate_limited(head, said, headers, now)
     if status == 408:
         return ModelTimeoutError(
-            f"{head}: the server gave up waiting for the request; the cell will be retried "
-            f"later. {said}"
+            f"{head}: the server gave up waiting for the request (a transient failure). {said}"
         )
     if 500 <= status <= 599 or not 300 <= status <= 499:
         return ModelServerError(
-            f"{head}: a server-side failure; the cell will be retried later. {said}",
+            f"{head}: a server-side failure (transient). {said}",
             status=status,
         )
     if status in _CONTEXT_STATUSES and _CONTEXT_WINDOW.search(lowered):
@@ -370,8 +369,7 @@ def _rate_limited(
     retry_after = retry_after_from_headers(headers, now=now)
     hint = "" if retry_after is None else f" (the server asks to wait {retry_after:g} s)"
     return ModelRateLimitedError(
-        f"{head}: rate limited{hint}; the model's limiter backs off and the cell will be "
-        f"retried later. {said}",
+        f"{head}: rate limited{hint}. {said}",
         retry_after=retry_after,
     )
 
@@ -403,8 +401,8 @@ def error_from_malformed_response(
       secrets: strings to replace with ``***`` before quoting the body.
     """
     return ModelServerError(
-        f"{_sentence_start(where)} answered HTTP {status} but {problem}; the cell will be "
-        f"retried later. Body: {excerpt(body, secrets)}",
+        f"{_sentence_start(where)} answered HTTP {status} but {problem} (a server-side fault, "
+        f"transient). Body: {excerpt(body, secrets)}",
         status=status,
     )
 
@@ -413,7 +411,7 @@ def error_from_malformed_response(
 # Failures of the HTTP layer
 # --------------------------------------------------------------------------------------------
 
-_RETRY_LATER: Final = "The cell will be retried later"
+_TRANSIENT: Final = "A transient failure"
 
 TransportKind: TypeAlias = Literal["timeout", "connection", "request", "too_large", "status"]
 
@@ -535,13 +533,13 @@ def _too_large(exc: ResponseTooLarge, where: str) -> GenerationError:
 
 def _timeout(message: str) -> GenerationError:
     return ModelTimeoutError(
-        f"{message}. {_RETRY_LATER}; if this persists, raise the model's timeout."
+        f"{message}. {_TRANSIENT}; if this persists, raise the model's timeout."
     )
 
 
 def _connection(message: str) -> GenerationError:
     return ModelConnectionError(
-        f"{message}. {_RETRY_LATER}; if this persists, check that the server is up."
+        f"{message}. {_TRANSIENT}; if this persists, check that the server is up."
     )
 
 
