@@ -260,3 +260,47 @@ async def test_the_seed_is_sent_unless_the_model_says_not_to(tmp_path: Path) -> 
     assert all(isinstance(s, int) for s in seeded)
     assert unseeded
     assert all("seed" not in body for body in app.bodies())
+
+
+@pytest.mark.deadline(60)
+async def test_a_cell_whose_answers_are_partly_cached_pays_only_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    """``analysis`` gets malformed JSON a third of the time. With no re-ask allowed, those
+    rows are dropped, but their (bad) answers are cached. With re-asks allowed, the same
+    cells replay the bad answer from the cache and pay only for the re-asks: exactly one
+    more request per such cell at least, and nothing for any other cell."""
+    from trio_designer.simulator import Faults
+
+    def strict(data: dict[str, Any]) -> None:
+        column(data, "analysis")["max_parse_retries"] = 0
+
+    def lenient(data: dict[str, Any]) -> None:
+        column(data, "analysis")["max_parse_retries"] = 3
+
+    gen = SimulatedModel(
+        name="sim-gen", latency=Latency(median=0.0), faults=Faults(rate_malformed=0.3)
+    )
+    judge = SimulatedModel(name="sim-judge", latency=Latency(median=0.0))
+    cache = tmp_path / "cache"
+    async with open_simulator([gen, judge]) as sim:
+        before = await served(sim.url)
+        first = await TrioDesigner(cache_dir=cache).create(
+            deep(sim.url, strict), num_records=ROWS, output_dir=tmp_path / "a"
+        )
+        paid_first = await served(sim.url) - before
+        dropped = first.num_rows_dropped
+        second = await TrioDesigner(cache_dir=cache).create(
+            deep(sim.url, lenient), num_records=ROWS, output_dir=tmp_path / "b"
+        )
+        paid = await served(sim.url) - before - paid_first
+    assert 0 < dropped < ROWS
+    assert {f.column for f in first.failures} == {"analysis"}
+    assert paid == second.cache["misses"]
+    # Each dropped row: its analysis re-asks at least once, and everything downstream of
+    # analysis in that row (conclusion, which never ran) is paid too.
+    assert paid >= 2 * dropped
+    survivors = {r["topic"] + r["summary"]: r for r in rows_of(first)}
+    kept = [r for r in rows_of(second) if r["topic"] + r["summary"] in survivors]
+    assert len(kept) == ROWS - dropped
+    assert all(r == survivors[r["topic"] + r["summary"]] for r in kept)

@@ -69,6 +69,11 @@ class CellRunner:
         self._seed = seed
         self._models = models
         self._cache = None if models is None else models.cache
+        self._cache_columns = frozenset(
+            c
+            for c, g in generators.items()
+            if self._cache is not None and g.strategy == "cell" and g.replays_from_cache
+        )
         self._ancestors = _ancestors(graph)
         self._inline_columns = frozenset(
             c
@@ -127,11 +132,14 @@ class CellRunner:
         row: int,
         started: list[float],
         handoff: Handoff | None = None,
+        *,
+        try_cache: bool = True,
     ) -> TaskStatus:
         """Generate cell (``row``, ``column``) into ``buf``; ``skipped`` or ``ok``.
 
         Appends the time the generator was called (or the skip decided) to ``started``.
-        Raises whatever the generator raises (classified by the caller).
+        Raises whatever the generator raises (classified by the caller). ``try_cache=False``:
+        the caller already found the cell's answers not all cached; skip the cache-only pass.
         """
         if self.is_skipped(buf, column, row):
             self.mark_skipped(buf, column, row)
@@ -142,7 +150,8 @@ class CellRunner:
         ctx = self._context(buf, column, row)
         if generator.llm_bound:
             if (
-                generator.replays_from_cache
+                try_cache
+                and generator.replays_from_cache
                 and self._cache is not None
                 and self._cache.may_hit(buf.plan.id)
             ):
@@ -162,6 +171,37 @@ class CellRunner:
         started.append(trio.current_time())
         _store(buf, column, row, await generator.agenerate(ctx))
         return "ok"
+
+    def replays_from_cache(self, column: str) -> bool:
+        """Whether cells of ``column`` can be served by the response cache (LLM columns, when
+        the run has a cache)."""
+        return column in self._cache_columns
+
+    def run_cached_inline(self, buf: RowGroupBuffer, column: str, row: int) -> TaskStatus | None:
+        """The cache-only pass of :meth:`run_cell`, synchronously, in the dispatcher: the
+        cell's status when every request it makes is cached (or it is skipped), ``None`` when
+        one is not (nothing stored; the cell then runs as a task).
+
+        The generator's coroutine is driven by hand: under ``cache_only`` a replaying
+        generator never suspends (a hit returns at once, a miss raises ``CacheMiss``). One
+        that suspends all the same is closed and counted as a miss.
+        """
+        if self.is_skipped(buf, column, row):
+            self.mark_skipped(buf, column, row)
+            return "skipped"
+        coroutine = self._generators[column].agenerate(self._context(buf, column, row))
+        token = cache_only.set(True)
+        try:
+            coroutine.send(None)
+        except StopIteration as done:
+            _store(buf, column, row, done.value)
+            return "ok"
+        except CacheMiss:
+            return None
+        finally:
+            cache_only.reset(token)
+        coroutine.close()  # it suspended: not replayable synchronously after all
+        return None
 
     def _context(self, buf: RowGroupBuffer, column: str, row: int) -> CellContext:
         return CellContext(
