@@ -59,7 +59,7 @@ def _isolate_the_response_cache() -> None:
     ``cache=True`` and its own ``cache_dir``), so tests never share answers through it, and
     points ``XDG_CACHE_HOME`` at a throwaway directory, so nothing (subprocesses included)
     writes into the real home."""
-    os.environ["TRIO_DESIGNER_CACHE"] = "off"
+    os.environ.setdefault("TRIO_DESIGNER_CACHE", "off")  # TRIO_DESIGNER_CACHE=on pytest: on
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="trio-designer-test-cache-")
 
 

@@ -51,7 +51,7 @@ PROFILES = {
     "full": Params(),
     "quick": Params(warm_records=10_000, compare_records=1_000, trials=3, latency_records=500),
     "smoke": Params(
-        warm_records=200, compare_records=100, trials=1, latency=0.01, latency_records=50
+        warm_records=40, compare_records=20, trials=1, latency=0.01, latency_records=10
     ),
 }
 

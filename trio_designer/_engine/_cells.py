@@ -68,7 +68,7 @@ class CellRunner:
         self._generators = generators
         self._seed = seed
         self._models = models
-        self._cache = None if models is None else models.cache
+        self._cache = getattr(models, "cache", None)  # registry look-alikes may have none
         self._cache_columns = frozenset(
             c
             for c, g in generators.items()

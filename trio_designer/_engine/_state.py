@@ -173,7 +173,7 @@ class RunState:
         self._extra_columns = [e for c in graph.order for e in generators[c].extra_columns()]
         #: The response cache the models consult (``None``: no cache), and the columns whose
         #: answers it may hold.
-        self.cache = None if models is None else models.cache
+        self.cache = getattr(models, "cache", None)  # registry look-alikes may have none
         self._cached_columns = tuple(
             c for c in graph.order if generators[c].replays_from_cache and self.cache is not None
         )

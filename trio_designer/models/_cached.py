@@ -12,6 +12,9 @@ touches it on the path of a request:
   :data:`FLUSH_INTERVAL` seconds, whichever comes first, and the engine flushes at every
   row-group checkpoint and when the run ends (:meth:`ResponseCache.finish_group`,
   :meth:`ResponseCache.open`).
+* **Virtual time.** Under ``trio.testing.MockClock`` (tests, simulations) the store is called
+  on the event loop instead: there a blocked loop costs no (virtual) time, while a worker
+  thread would let an autojump clock leap to the next deadline as if the run were idle.
 * **A failing disk never fails a run.** A write that fails (disk full, a store locked for
   longer than its busy timeout) is logged once and counted in ``write_errors``; the answers
   are in the dataset anyway.
@@ -27,13 +30,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
+import trio.testing
 
 from .._cache import CacheStore, CellKey, RawAnswer, StoredAnswer, decode_answer, encode_answer
 from ._client import ChatResponse, Usage
@@ -48,6 +52,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trio_designer.cache")
+
+_T = TypeVar("_T")
 
 FLUSH_EVERY: Final = 512
 """Queued answers that make the writer task write at once."""
@@ -94,8 +100,9 @@ class _Group:
 class ResponseCache:
     """A run's view of the store (see the module docstring). Open with :meth:`open`."""
 
-    def __init__(self, store: CacheStore) -> None:
+    def __init__(self, store: CacheStore, *, on_loop: bool = False) -> None:
         self._store = store
+        self._on_loop = on_loop
         self._answers: dict[bytes, bytes] = {}
         self._groups: dict[int, _Group] = {}
         self._queue: list[StoredAnswer] = []
@@ -119,8 +126,13 @@ class ResponseCache:
         Raises:
           ConfigError: the store cannot be opened (the message names the remedies).
         """
-        store = await trio.to_thread.run_sync(CacheStore, directory)
-        cache = cls(store)
+        virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        if virtual:
+            await trio.lowlevel.checkpoint()
+            store = CacheStore(directory)
+        else:
+            store = await trio.to_thread.run_sync(CacheStore, directory)
+        cache = cls(store, on_loop=virtual)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(cache._writer)
@@ -131,7 +143,7 @@ class ResponseCache:
         finally:
             with trio.CancelScope(shield=True):
                 await cache.flush()
-                await trio.to_thread.run_sync(store.close)
+                await cache._call(store.close)
 
     @property
     def directory(self) -> str:
@@ -201,9 +213,7 @@ class ResponseCache:
     ) -> None:
         """Load every stored answer of rows ``[start, stop)`` of ``columns`` (one query, in a
         worker thread)."""
-        loaded = await trio.to_thread.run_sync(
-            self._store.load_rows, run_seed, start, stop, tuple(columns), limiter=self._thread
-        )
+        loaded = await self._call(self._store.load_rows, run_seed, start, stop, tuple(columns))
         self._answers.update(loaded.values)
         self._groups[group] = _Group(start, stop, list(loaded.values), len(loaded.values))
         self._loaded += len(loaded.values)
@@ -230,9 +240,7 @@ class ResponseCache:
                 await trio.lowlevel.checkpoint()
                 return
             try:
-                self._stored += await trio.to_thread.run_sync(
-                    self._store.put_many, batch, limiter=self._thread
-                )
+                self._stored += await self._call(self._store.put_many, batch)
             except Exception as exc:  # a cache that cannot write must not fail the run
                 if not self._write_errors:
                     logger.warning(
@@ -243,6 +251,13 @@ class ResponseCache:
                         exc,
                     )
                 self._write_errors += len(batch)
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` in the store's worker thread (on the loop in virtual time)."""
+        if self._on_loop:
+            await trio.lowlevel.checkpoint()
+            return fn(*args)
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._thread)
 
     async def _writer(self) -> None:
         while True:
