@@ -2,9 +2,9 @@
 
 Each test runs the simulator on loopback and points the Deep shape (``examples/deep.yaml``)
 at it as a configured provider, then counts what reached the endpoint with the simulator's
-``GET /log``. Real time, not virtual: the cache reads and writes SQLite in worker threads, and
-while a thread works an autojump clock would leap to the next deadline (a request's timeout)
-and fail requests that were merely waiting for the loop. Each run is well under a second.
+``GET /log``. Real time, not virtual: ``create`` writes parquet in a worker thread, and while
+a thread works an autojump clock leaps to the next deadline (the cache itself calls its store
+on the loop under a ``MockClock``, for this reason). Each run takes well under a second.
 
 What is proved:
 
@@ -304,3 +304,22 @@ async def test_a_cell_whose_answers_are_partly_cached_pays_only_for_the_rest(
     kept = [r for r in rows_of(second) if r["topic"] + r["summary"] in survivors]
     assert len(kept) == ROWS - dropped
     assert all(r == survivors[r["topic"] + r["summary"]] for r in kept)
+
+
+@pytest.mark.deadline(60)
+async def test_in_virtual_time_a_warm_preview_takes_no_time(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    """Under a ``MockClock`` (the cache calls its store on the loop there): each request takes
+    0.5 virtual seconds, so the cold preview takes at least the Deep chain's three; the warm
+    one is served from the cache in zero virtual seconds, sending nothing."""
+    models = [SimulatedModel(name=n, latency=Latency(median=0.5)) for n in ("sim-gen", "sim-judge")]
+    async with open_simulator(models) as sim:
+        config = deep(sim.url)
+        cold = await TrioDesigner(cache_dir=tmp_path).preview(config, num_records=ROWS)
+        before = len(sim.request_log())
+        warm = await TrioDesigner(cache_dir=tmp_path).preview(config, num_records=ROWS)
+        assert len(sim.request_log()) == before
+    assert cold.elapsed >= 1.5
+    assert warm.elapsed == 0.0
+    assert warm.table.equals(cold.table)
