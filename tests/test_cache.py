@@ -323,3 +323,19 @@ async def test_in_virtual_time_a_warm_preview_takes_no_time(
     assert cold.elapsed >= 1.5
     assert warm.elapsed == 0.0
     assert warm.table.equals(cold.table)
+
+
+@pytest.mark.deadline(60)
+async def test_the_sync_engine_uses_the_cache_too(tmp_path: Path) -> None:
+    """The column-at-a-time engine takes the cache-only pass in ``CellRunner.run_cell``
+    (no inline dispatch there): a warm run sends nothing and writes the same values as the
+    async engine's cold one."""
+    cache = tmp_path / "cache"
+    async with simulator() as sim:
+        config = deep(sim.url)
+        first, _ = await counted_run(sim.url, config, tmp_path / "a", cache_dir=cache)
+        again, paid = await counted_run(
+            sim.url, config, tmp_path / "b", cache_dir=cache, engine="sync"
+        )
+    assert paid == 0
+    assert rows_of(again) == rows_of(first)
