@@ -18,6 +18,7 @@ import pytest
 from benches import (
     adaptivity,
     bound,
+    cache,
     client_cpu,
     endpoints,
     memory,
@@ -135,3 +136,10 @@ def test_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     [run] = data["runs"]
     assert run["columns"] == 200
     assert set(data["hostile_s"]) == {"billion laughs (YAML)", "10,000-level JSON"}
+
+
+def test_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(cache, tmp_path, capsys)
+    assert data["warm"]["warm"]["requests"] == 0
+    assert data["warm"]["warm"]["cache"]["hits"] == data["warm"]["fill"]["requests"]
+    assert all(r["ratio_cold_to_none"] > 0 for r in data["cold_vs_none"])

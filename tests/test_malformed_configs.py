@@ -61,6 +61,11 @@ MALFORMED: dict[str, tuple[str, str]] = {
     "duplicate column": ("a.yaml", y("{name: topic, kind: expression, expr: '1'}")),
     "string for int": ("a.yaml", y(top="run: {row_group_size: ten}\n")),
     "float for int": ("a.yaml", y(top="run: {seed: 1.5}\n")),
+    "blank cache_dir": ("a.yaml", y(top="run: {cache_dir: '  '}\n")),
+    "send_seed not a bool": (
+        "a.yaml",
+        y(head=HEAD.replace("provider: remote}", "provider: remote, send_seed: maybe}")),
+    ),
     "negative weights": ("a.yaml", y("{name: w, kind: sampler, sampler: category, values: [a],"
                                      " weights: [-1]}")),
     "high below low": ("a.yaml", y("{name: u, kind: sampler, sampler: uniform, low: 5, high: 1}")),

@@ -94,6 +94,8 @@ class RunResult:
       model_limits: final statistics of each endpoint's adaptive limiter, by
         ``"provider:model"``.
       slots: occupancy statistics of the submission / LLM-wait pools (async engine).
+      cache: what the response cache did (``directory``, ``hits``, ``misses``, ``stored``,
+        ``loaded``, ``corrupt``, ``write_errors``); empty when the run had no cache.
     """
 
     status: RunStatus
@@ -111,6 +113,7 @@ class RunResult:
     model_limits: Mapping[str, Any] = attrs.field(factory=dict)
     slots: SlotStatistics | None = None
     _memory_table: Any = attrs.field(default=None, repr=False, alias="memory_table")
+    cache: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property
     def table(self) -> Any:
@@ -149,6 +152,12 @@ class TrioDesigner:
         (a known capacity, or benchmarks); ``functools.partial(AdaptiveLimiter, policy=...)``
         tunes the adaptive one. Limit changes reach ``on_event`` and traces only from
         ``AdaptiveLimiter`` (or a partial of it).
+      cache: keep every paid model answer in the response cache and serve it again to the
+        same request of the same cell (see ``docs/cache.md``). ``None`` (the default): on,
+        unless the environment variable ``TRIO_DESIGNER_CACHE`` is ``off`` (then on only when
+        ``cache_dir`` is given); ``False``: off.
+      cache_dir: the cache's directory, instead of the config's ``run.cache_dir`` or the
+        default ``$XDG_CACHE_HOME/trio_designer`` (``~/.cache/trio_designer``).
 
     Example::
 
@@ -167,6 +176,8 @@ class TrioDesigner:
         simulator_models: Sequence[Any] | None = None,
         progress: bool | float | str = False,
         limiter_factory: Callable[[str, int], Any] | None = None,
+        cache: bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if engine not in ("async", "sync"):
             raise ConfigError(f"engine: unknown engine {engine!r}; use 'async' or 'sync'")
@@ -176,6 +187,8 @@ class TrioDesigner:
         resolve_progress(progress)  # a bad value fails here, before anything runs
         self.progress = progress
         self.limiter_factory = limiter_factory
+        self.cache = cache
+        self.cache_dir = cache_dir
         self._runs: set[RunControl] = set()
 
     def interrupt(self, reason: str = "interrupted", *, resume_hint: str | None = None) -> int:
@@ -240,7 +253,8 @@ class TrioDesigner:
         changes = _LimitChanges()
         with self._controlled(Path(output_dir)) as control, _single_error():
             async with (
-                self._open_models(config, changes) as models,
+                self._open_cache(config) as cache,
+                self._open_models(config, changes, cache) as models,
                 _beside_the_run(models) as disk,
             ):
                 sink = ParquetSink(output_dir)
@@ -288,7 +302,8 @@ class TrioDesigner:
         changes = _LimitChanges()
         with self._controlled(None) as control, _single_error():
             async with (
-                self._open_models(config, changes) as models,
+                self._open_cache(config) as cache,
+                self._open_models(config, changes, cache) as models,
                 _beside_the_run(models),
             ):
                 sink = MemorySink()
@@ -369,8 +384,24 @@ class TrioDesigner:
                 rows_written=control.rows_written,
             )
 
+    def _open_cache(self, config: PipelineConfig) -> AbstractAsyncContextManager[Any]:
+        """The response cache (``models/_cached.py``), or nothing: off, or no model to call."""
+        from ._cache import resolve_cache_dir
+        from ._cache._location import cache_on_by_default
+
+        if self.cache is not None:
+            enabled = self.cache
+        else:  # an explicit directory asks for the cache
+            enabled = self.cache_dir is not None or cache_on_by_default()
+        if not enabled or not config.models:
+            return nullcontext(None)
+        from .models._cached import ResponseCache
+
+        explicit = self.cache_dir if self.cache_dir is not None else config.run.cache_dir
+        return ResponseCache.open(resolve_cache_dir(explicit))
+
     def _open_models(
-        self, config: PipelineConfig, changes: _LimitChanges
+        self, config: PipelineConfig, changes: _LimitChanges, cache: Any = None
     ) -> AbstractAsyncContextManager[Any]:
         """The model registry (clients, limiters, embedded simulator), or nothing without
         models."""
@@ -385,6 +416,7 @@ class TrioDesigner:
             simulator_models=self.simulator_models,
             limiter_factory=factory,
             on_limit_change=changes if reports_limit_changes(factory) else None,
+            cache=cache,
         )
 
     async def _execute(
@@ -450,6 +482,7 @@ class TrioDesigner:
             model_limits={}
             if models is None
             else {name: lim.statistics() for name, lim in models.limiters().items()},
+            cache={} if state.cache is None else state.cache.statistics().to_dict(),
         )
 
     async def _run_engine(self, state: RunState, engine: AsyncEngine | None) -> None:

@@ -52,6 +52,7 @@ TUNING_RUN_FIELDS: Final = (
     "shutdown_error_rate",
     "shutdown_error_window",
     "non_llm_concurrency",
+    "cache_dir",
 )
 TUNING_MODEL_FIELDS: Final = ("max_parallel_requests", "timeout")
 #: Provider settings that change how requests travel, never what is generated.
