@@ -102,6 +102,18 @@ The run must have been recorded with --trace (or run: {{trace: true}}). Plotting
 matplotlib: pip install 'trio_designer[plot]'.
 """
 
+PLUGINS_EXAMPLES = """\
+examples:
+  {prog} plugins
+  {prog} plugins --json | jq '.[] | select(.ok | not)'
+
+Lists every entry point of the groups trio_designer.columns, trio_designer.samplers,
+trio_designer.processors and trio_designer.validators in the installed environment (never
+the current directory), imports each plugin's module and checks it as a config using it
+would: group, kind, package, version, ok or broken (and why). Exit status 1 when a plugin
+is broken. Runs that do not use a broken plugin are not affected by it.
+"""
+
 SIMULATE_HELP = """\
 serve the simulated OpenAI-compatible endpoint until Ctrl-C (the options are those of
 'python -m trio_designer.simulator'; see '{prog} simulate --help'), e.g.
@@ -131,6 +143,13 @@ def build_parser(
         action="store_true",
         default=argparse.SUPPRESS,
         help="show tracebacks of errors",
+    )
+    common.add_argument(
+        "--no-plugins",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="do not load plugins (kinds installed packages add by entry point); the same as "
+        "TRIO_DESIGNER_NO_PLUGINS=1",
     )
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -162,6 +181,9 @@ def build_parser(
     _add_inspect(add("inspect", "summarise an output directory", INSPECT_EXAMPLES))
     _add_trace(
         add("trace", "export or plot the trace of a run recorded with --trace", TRACE_EXAMPLES)
+    )
+    _add_plugins(
+        add("plugins", "list the installed plugins and whether they load", PLUGINS_EXAMPLES)
     )
     commands.add_parser(
         "simulate",
@@ -317,3 +339,7 @@ def _add_trace(sub: argparse.ArgumentParser) -> None:
         help="plot this run next to another (say the sync engine on the same config); "
         "without --plot the picture goes to OUTPUT_DIR/timeline.png",
     )
+
+
+def _add_plugins(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--json", action="store_true", help="print the list as JSON")
