@@ -226,12 +226,20 @@ def _discovered(group: str, path: tuple[str, ...]) -> tuple[PluginSource, ...]:
             continue
         for distribution in distributions:
             try:
-                name = distribution.metadata["Name"] or ""
-                key = re.sub(r"[-_.]+", "-", name).lower()
-                if not name or key in seen:
+                # The folder name gives the distribution's name without parsing METADATA
+                # (an email parser: most of the cost of a scan); only distributions that
+                # register something in ``group`` are read further.
+                key = getattr(distribution, "_normalized_name", None) or _normalized(
+                    distribution.metadata["Name"] or ""
+                )
+                if not key or key in seen:
                     continue
                 seen.add(key)
+                text = distribution.read_text("entry_points.txt") or ""
+                if f"[{group}]" not in text:
+                    continue
                 points = distribution.entry_points.select(group=group)
+                name = distribution.metadata["Name"] or key
                 version = distribution.version or "?"
             except Exception:  # broken metadata of an unrelated package hides only it
                 continue
@@ -247,6 +255,11 @@ def _discovered(group: str, path: tuple[str, ...]) -> tuple[PluginSource, ...]:
                 for point in points
             )
     return tuple(found)
+
+
+def _normalized(name: str) -> str:
+    """A distribution name as ``importlib.metadata`` compares them (PEP 503, underscores)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
 
 
 def plugin_names(group: str) -> list[str]:
