@@ -514,7 +514,14 @@ def test_no_plugins_makes_a_plugin_kind_unknown_on_the_command_line(
     site: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "p.yaml").write_text(PIPELINE)
-    assert run_cli(["validate", str(tmp_path / "p.yaml")]).status == 0
+    outcome = run_cli(["validate", str(tmp_path / "p.yaml")])
+    assert outcome.status == 0
+    assert outcome.err.splitlines() == [
+        "code: columns[1] 'rev' kind reverse_text -> plugin td_good:ReverseText from package "
+        "td-good 0.1.0",
+        "code: columns[2] 'roll' kind sampler:dice -> plugin td_good:Dice from package td-good "
+        "0.1.0",
+    ]
     outcome = run_cli(["validate", "--no-plugins", str(tmp_path / "p.yaml")])
     assert outcome.status == 2
     assert "unknown column kind 'reverse_text'" in outcome.err
