@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from _cli_harness import ThreadedSimulator, run_cli
+from _plugin_fixtures import write_distribution
 
 from trio_designer.config._bounded import MAX_CONFIG_BYTES
+from trio_designer.config._plugins import clear_plugin_cache
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 
@@ -126,6 +128,8 @@ CASES: dict[str, tuple[str, str, dict[str, str]]] = {
         {},
     ),
     "python-config": ("c.py", "x = 1\n", {}),
+    # The plugin package is written into site/ and put on sys.path by the test (see below).
+    "broken-plugin": ("c.yaml", _yaml("{name: b, kind: td_table_broken}"), {}),
 }
 
 
@@ -169,6 +173,16 @@ def test_each_config_defect_exits_2_with_one_message(
         (tmp_path / name).write_text(text.replace("URL", simulator.url))
     for file, source in extra.items():
         (tmp_path / file).write_text(source)
+    if defect == "broken-plugin":
+        site = tmp_path / "site"
+        write_distribution(
+            site,
+            "td-table-plugin",
+            {"trio_designer.columns": {"td_table_broken": "td_table_plugin:Broken"}},
+            {"td_table_plugin": "import td_table_missing_dependency\n"},
+        )
+        sys.path.insert(0, str(site))
+        clear_plugin_cache()
     excerpt = table_rows()[defect]
     before = simulator.requests()
     for argv in (["validate", name], ["run", name, "-n", "2", "--progress", "none"]):
@@ -186,6 +200,7 @@ def test_each_config_defect_exits_2_with_one_message(
     assert simulator.requests() == before
     for module in ("td_table_mod", "td_table_mod2"):
         sys.modules.pop(module, None)
+    clear_plugin_cache()
 
 
 def test_messages_are_capped_in_length_and_number(

@@ -9,7 +9,8 @@ The public face. ``import trio_designer`` gives the user API:
 * the exceptions, one tree rooted at :class:`TrioDesignerError`;
 * the public sub-modules: :mod:`~trio_designer.aio` (asyncio and notebooks),
   :mod:`~trio_designer.config`, :mod:`~trio_designer.generators` (what a custom column's
-  function receives), :mod:`~trio_designer.models` (limiters, model handles) and
+  function receives), :mod:`~trio_designer.models` (limiters, model handles),
+  :mod:`~trio_designer.plugins` (what a plugin package subclasses) and
   :mod:`~trio_designer.simulator` (the simulated OpenAI-compatible endpoint).
 
 Every object has one public name; ``docs/api.md`` lists them all and ``tests/test_exports.py``
@@ -25,6 +26,7 @@ from . import aio as aio
 from . import config as config
 from . import generators as generators
 from . import models as models
+from . import plugins as plugins
 from . import simulator as simulator
 from ._designer import ColumnSummary as ColumnSummary
 from ._designer import RunResult as RunResult
@@ -41,6 +43,7 @@ from ._exceptions import ModelRequestError as ModelRequestError
 from ._exceptions import ModelServerError as ModelServerError
 from ._exceptions import ModelTimeoutError as ModelTimeoutError
 from ._exceptions import NonRetryableGenerationError as NonRetryableGenerationError
+from ._exceptions import PluginError as PluginError
 from ._exceptions import ProviderError as ProviderError
 from ._exceptions import RetryableGenerationError as RetryableGenerationError
 from ._exceptions import RunInterrupted as RunInterrupted
@@ -103,6 +106,7 @@ __all__ = [
     "NonRetryableGenerationError",
     "PipelineBuilder",
     "PipelineConfig",
+    "PluginError",
     "PoissonSampler",
     "ProviderError",
     "RetryableGenerationError",

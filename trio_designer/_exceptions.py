@@ -4,6 +4,7 @@ Grouped by what the caller can do about it::
 
     TrioDesignerError
     ├── ConfigError (ValueError)            fix the input; raised before any request is sent
+    │   └── PluginError                     an installed plugin is broken (names its package)
     ├── GenerationError                     one cell failed; carries column / row
     │   ├── RetryableGenerationError        deferred, re-run in salvage rounds
     │   │   ├── ModelRateLimitedError       429; carries retry_after (seconds)
@@ -94,6 +95,45 @@ class ConfigError(TrioDesignerError, ValueError):
         if source is not None and source not in message:
             message = f"{source}: {message}"
         super().__init__(message)
+
+
+class PluginError(ConfigError):
+    """An installed plugin (a Python entry point of a ``trio_designer.*`` group) is broken.
+
+    Raised only when a config uses the plugin's kind, or when plugins are listed; a broken
+    plugin never affects a run that does not use it. The message names the plugin, its entry
+    point and the distribution package that registered it, and says what is wrong.
+
+    Attributes:
+      group: the entry-point group (``"trio_designer.columns"``).
+      name: the entry point's name: the kind a config writes (``"reverse_text"``).
+      value: the entry point's target, ``"module:attribute"``.
+      distribution: the distribution package that registered it (``"td-example-plugin"``).
+      version: that package's version.
+      reason: what is wrong, without the plugin's description.
+    """
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        name: str,
+        value: str,
+        distribution: str,
+        version: str,
+        reason: str,
+    ) -> None:
+        self.group = group
+        self.name = name
+        self.value = value
+        self.distribution = distribution
+        self.version = version
+        self.reason = reason
+        super().__init__(
+            f"plugin {name!r} is broken: {reason} (entry point '{name} = {value}' in group "
+            f"{group!r}, from package {distribution} {version}); fix or upgrade {distribution}, "
+            f"or uninstall it and stop using {name!r}"
+        )
 
 
 class GenerationError(TrioDesignerError):

@@ -111,6 +111,16 @@ examples:
 
 The response cache keeps every paid model answer (see docs/cache.md). Its directory:
 --cache-dir, else $XDG_CACHE_HOME/trio_designer, else ~/.cache/trio_designer.
+PLUGINS_EXAMPLES = """\
+examples:
+  {prog} plugins
+  {prog} plugins --json | jq '.[] | select(.ok | not)'
+
+Lists every entry point of the groups trio_designer.columns, trio_designer.samplers,
+trio_designer.processors and trio_designer.validators in the installed environment (never
+the current directory), imports each plugin's module and checks it as a config using it
+would: group, kind, package, version, ok or broken (and why). Exit status 1 when a plugin
+is broken. Runs that do not use a broken plugin are not affected by it.
 """
 
 SIMULATE_HELP = """\
@@ -142,6 +152,13 @@ def build_parser(
         action="store_true",
         default=argparse.SUPPRESS,
         help="show tracebacks of errors",
+    )
+    common.add_argument(
+        "--no-plugins",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="do not load plugins (kinds installed packages add by entry point); the same as "
+        "TRIO_DESIGNER_NO_PLUGINS=1",
     )
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -175,6 +192,9 @@ def build_parser(
         add("trace", "export or plot the trace of a run recorded with --trace", TRACE_EXAMPLES)
     )
     _add_cache(add("cache", "show, prune or clear the response cache", CACHE_EXAMPLES))
+    _add_plugins(
+        add("plugins", "list the installed plugins and whether they load", PLUGINS_EXAMPLES)
+    )
     commands.add_parser(
         "simulate",
         help="serve the simulated OpenAI-compatible endpoint",
@@ -367,3 +387,5 @@ def _add_cache(sub: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="a number and a unit: s, m, h, d or w (90m, 12h, 30d, 2w)",
     )
+def _add_plugins(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--json", action="store_true", help="print the list as JSON")

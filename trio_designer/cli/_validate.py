@@ -21,6 +21,8 @@ import sys
 from .._exceptions import ConfigError
 from ..config import CustomColumn, LLMStructuredColumn, PipelineConfig
 from ..config._code import locate_module
+from ..config._columns import PluginColumn, column_kind
+from ..config._plugins import source_of
 from ._format import cap_text, plural
 from ._load import load_config
 
@@ -59,13 +61,23 @@ def order_text(order: tuple[str, ...]) -> str:
 
 def code_lines(config: PipelineConfig) -> list[str]:
     """One ``code:`` line per custom column naming an import path: the module, and where it
-    would be imported from (nothing is executed to find out)."""
+    would be imported from (nothing is executed to find out); and one per plugin column: the
+    entry point and the package its kind comes from."""
     lines: list[str] = []
     search = config.code_search()
     for index, column in enumerate(config.columns):
+        where = f"columns[{index}] {column.name!r}"
+        source = source_of(type(column)) if isinstance(column, PluginColumn) else None
+        if source is not None:
+            lines.append(
+                cap_text(
+                    f"code: {where} kind {column_kind(column)} -> plugin {source.value} "
+                    f"from package {source.distribution} {source.version}"
+                )
+            )
+            continue
         if not isinstance(column, CustomColumn) or not isinstance(column.function, str):
             continue
-        where = f"columns[{index}] {column.name!r}"
         module = column.function.partition(":")[0]
         try:
             location = locate_module(module, search, where=where)

@@ -552,6 +552,8 @@ def column_kind(column: ColumnConfig) -> str:
     """The column's tag: ``"sampler:category"`` for samplers, else its ``kind`` (``"llm_text"``)."""
     if isinstance(column, SAMPLER_CLASSES):
         return f"{column.kind}:{column.sampler}"
+    if isinstance(column, PluginSampler):
+        return f"{column.kind}:{column.sampler}"
     return column.kind
 
 
@@ -568,6 +570,11 @@ def template_fields(column: ColumnConfig) -> dict[str, str]:
             fields["system_prompt"] = column.system_prompt
     elif isinstance(column, ExpressionColumn):
         fields["expr"] = column.expr
+    elif isinstance(column, PluginColumn):
+        for field in type(column).template_fields:
+            source = getattr(column, field, None)
+            if isinstance(source, str):
+                fields[field] = source
     if column.skip_when is not None:
         fields["skip_when"] = column.skip_when
     return fields
@@ -580,6 +587,8 @@ def default_strategy(column: ColumnConfig) -> Strategy:
         return "full_column"
     if isinstance(column, CustomColumn):
         return column.strategy
+    if isinstance(column, PluginColumn):
+        return plugin_strategy(type(column))
     return "cell"
 
 
@@ -587,6 +596,8 @@ def is_llm_bound(column: ColumnConfig) -> bool:
     """Whether the column's tasks wait on a model (LLM columns; custom with ``llm_bound``)."""
     if isinstance(column, CustomColumn):
         return column.llm_bound
+    if isinstance(column, PluginColumn):
+        return getattr(type(column).generator_class, "llm_bound", False) is True
     return isinstance(column, LLM_COLUMN_CLASSES)
 
 
@@ -598,4 +609,92 @@ def explicit_dependencies(column: ColumnConfig) -> tuple[str, ...]:
     names = list(column.depends_on)
     if isinstance(column, SubcategorySampler):
         names.append(column.category)
+    if isinstance(column, PluginColumn):
+        names.extend(plugin_column_references(column).values())
     return tuple(dict.fromkeys(names))
+
+
+# -- plugins -------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class PluginColumn(_ColumnBase):
+    """Base class of the config of a column kind that an installed package adds (a plugin).
+
+    A subclass is a frozen attrs class with its own fields (besides the common ones) and
+    these class attributes (see docs/plugins.md)::
+
+        @attrs.frozen(kw_only=True)
+        class ReverseText(PluginColumn):
+            kind: ClassVar[str] = "reverse_text"       # the entry point's name
+            generator_class: ClassVar[type] = ReverseTextGenerator
+            template_fields: ClassVar[tuple[str, ...]] = ("text",)
+            column_fields: ClassVar[tuple[str, ...]] = ()
+
+            source: str                                # a field of the kind
+
+    Attributes:
+      kind: the kind a config writes; equal to the entry point's name.
+      generator_class: the :class:`~trio_designer.plugins.ColumnGenerator` subclass that fills
+        the column; called with the config (``generator_class(config)``). Its ``strategy`` and
+        ``llm_bound`` tell the engine how to schedule the column.
+      template_fields: names of fields that hold Jinja templates over the row; the columns
+        they read become the column's upstream columns (like a prompt's).
+      column_fields: names of fields that hold a column's name (a string, or a list of
+        names); those columns become upstream columns, and must exist.
+    """
+
+    kind: ClassVar[str]
+    generator_class: ClassVar[type[Any]]
+    template_fields: ClassVar[tuple[str, ...]] = ()
+    column_fields: ClassVar[tuple[str, ...]] = ()
+
+
+@attrs.frozen(kw_only=True)
+class PluginSampler(PluginColumn):
+    """Base class of the config of a sampler that a plugin adds (``kind: sampler``).
+
+    Like :class:`PluginColumn`, with ``sampler`` (the entry point's name, in the
+    ``trio_designer.samplers`` group) instead of ``kind``.
+    """
+
+    kind: ClassVar[str] = "sampler"
+    sampler: ClassVar[str]
+
+
+#: Every class a column config is an instance of: the built-in kinds and the plugins' base.
+COLUMN_BASES: tuple[type[Any], ...] = (*COLUMN_CLASSES, PluginColumn)
+
+
+def plugin_column_references(column: PluginColumn) -> dict[str, str]:
+    """Path below the column (``source``, ``sources[1]``) -> the column name a plugin column's
+    ``column_fields`` hold, in field order."""
+    found: dict[str, str] = {}
+    for field in type(column).column_fields:
+        value = getattr(column, field, None)
+        if isinstance(value, str):
+            found[field] = value
+        elif isinstance(value, tuple | list):
+            found.update(
+                (f"{field}[{i}]", item) for i, item in enumerate(value) if isinstance(item, str)
+            )
+    return found
+
+
+def plugin_strategy(cls: type[PluginColumn]) -> Strategy:
+    """How the engine schedules a plugin column: its generator class's ``strategy``."""
+    strategy = getattr(cls.generator_class, "strategy", "cell")
+    return "full_column" if strategy == "full_column" else "cell"
+
+
+# ``trio_designer.plugins`` presents these two classes under its own name; its namespace lacks
+# the typing names of their (string) annotations, which ``typing.get_type_hints`` of a plugin's
+# subclass (``attrs.resolve_types``, cattrs) evaluates there. Evaluated annotations need no
+# namespace.
+PluginColumn.__annotations__ = {
+    "kind": ClassVar[str],
+    "generator_class": ClassVar[type[Any]],
+    "template_fields": ClassVar[tuple[str, ...]],
+    "column_fields": ClassVar[tuple[str, ...]],
+}
+PluginSampler.__annotations__ = {"kind": ClassVar[str], "sampler": ClassVar[str]}

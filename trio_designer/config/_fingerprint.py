@@ -14,8 +14,9 @@ values a run would write could change. It is the SHA-256 of canonical JSON of a 
   each model's ``max_parallel_requests`` and ``timeout``, each provider's ``transport`` and
   ``http2``) and where code is found (``python_path``): a resumed run may change those.
   Defaults are omitted, so spelling a default out changes nothing.
-* ``code``: :func:`~._code.code_digest` of every custom column's function (or generator class):
-  its source, and the same-module helpers and constants it uses. Editing the function changes
+* ``code``: :func:`~._code.code_digest` of every custom column's function (or generator class),
+  and of every plugin column's config and generator classes: its source, and the same-module
+  helpers and constants it uses. Editing the function changes
   the fingerprint; a resume is then refused, saying ``custom function mymod:clean changed``.
 * ``files``: the content hash of every input file a config field names. No field reads a file
   yet; a field that does must add its files here (:func:`input_files`).
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ._code import code_digest, resolve_function
-from ._columns import CustomColumn
+from ._columns import CustomColumn, PluginColumn
 
 if TYPE_CHECKING:
     from ._pipeline import PipelineConfig
@@ -119,6 +120,9 @@ def _code_part(config: PipelineConfig) -> dict[str, str]:
     code: dict[str, str] = {}
     search = None
     for index, column in enumerate(config.columns):
+        if isinstance(column, PluginColumn):
+            code.update(_plugin_code(type(column)))
+            continue
         if not isinstance(column, CustomColumn):
             continue
         function = column.function
@@ -132,6 +136,16 @@ def _code_part(config: PipelineConfig) -> dict[str, str]:
                 path = function_path(function, column=column.name)
             code[path] = _digest_of_callable(function)
     return code
+
+
+def _plugin_code(cls: type[PluginColumn]) -> dict[str, str]:
+    """The code of a plugin column: its config class and its generator class (each with the
+    same-module helpers it uses), keyed ``module:Class``."""
+    return {
+        f"{target.__module__}:{target.__qualname__}": code_digest(target)
+        for target in (cls, cls.generator_class)
+        if isinstance(target, type)
+    }
 
 
 def _digest_of_callable(function: Any) -> str:

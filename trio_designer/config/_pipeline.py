@@ -40,10 +40,12 @@ from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
 from ._code import CodeSearch, python_path_dirs
 from ._columns import (
-    COLUMN_CLASSES,
+    COLUMN_BASES,
     ColumnConfig,
     CustomColumn,
+    PluginColumn,
     SubcategorySampler,
+    plugin_column_references,
 )
 from ._converter import (
     dump_json,
@@ -61,7 +63,7 @@ from ._validators import checked, instance_of, is_tuple_of, non_empty, to_tuple
 
 
 def _is_column(value: Any) -> bool:
-    return isinstance(value, COLUMN_CLASSES)
+    return isinstance(value, COLUMN_BASES)
 
 
 def _is_directory_entry(value: Any) -> bool:
@@ -338,6 +340,11 @@ def _column_references(
         problem = _unknown_column(column.category, column.name, names)
         if problem:
             problems.append(f"{path}.category: {problem}")
+    if isinstance(column, PluginColumn):
+        for below, upstream in plugin_column_references(column).items():
+            problem = _unknown_column(upstream, column.name, names)
+            if problem:
+                problems.append(f"{path}.{below}: {problem}")
     return problems
 
 

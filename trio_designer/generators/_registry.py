@@ -19,10 +19,12 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from ..config._columns import PluginColumn
 from ._base import ColumnGenerator
 from ._custom import custom_generator
 from ._expression import ExpressionGenerator
 from ._llm import build_llm_generator
+from ._plugin import build_plugin_generator
 from ._samplers import (
     BernoulliGenerator,
     CategoryGenerator,
@@ -60,9 +62,13 @@ def build_generator(
     Raises:
       ConfigError: the config is invalid in a way only the generator can see (see the module
         docstring), or an LLM column names a model alias ``models`` does not have.
+      PluginError: a plugin column's generator class breaks the generator protocol
+        (:mod:`._plugin`).
       TypeError: ``column`` is not a column config.
     """
     builder = _builders().get(type(column))
+    if builder is None and isinstance(column, PluginColumn):
+        return build_plugin_generator(column)
     if builder is None:
         raise TypeError(f"build_generator() got a {type(column).__name__}, not a column config.")
     if builder is build_llm_generator:
