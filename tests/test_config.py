@@ -34,6 +34,10 @@ from trio_designer.config import (
     PoissonSampler,
     Rubric,
     RunConfig,
+    SeedColumn,
+    SeedConfig,
+    SeedPartition,
+    SeedSelection,
     SubcategorySampler,
     UniformSampler,
     UUIDSampler,
@@ -425,14 +429,46 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
             rubrics=st.lists(rubrics, min_size=1, max_size=3, unique_by=lambda r: r.name).map(tuple)
         ),
     ),
+    SeedColumn: st.builds(SeedColumn, **common()),
 }
 columns = st.one_of(*COLUMN_STRATEGIES.values())
+
+
+@st.composite
+def seed_partitions(draw: st.DrawFn) -> SeedPartition:
+    count = draw(st.integers(1, 64))
+    return SeedPartition(count=count, index=draw(st.integers(0, count - 1)))
+
+
+@st.composite
+def seed_selections(draw: st.DrawFn) -> SeedSelection:
+    start = draw(st.none() | st.integers(0, 10**6))
+    stop = draw(st.none() | st.integers((start or 0) + 1, 10**7))
+    return SeedSelection(start=start, stop=stop, partition=draw(st.none() | seed_partitions()))
+
+
+seed_configs = st.builds(
+    SeedConfig,
+    path=non_blank,
+    format=st.none() | st.sampled_from(["parquet", "csv", "jsonl"]),
+    sampling=st.sampled_from(["ordered", "shuffle", "with_replacement"]),
+    selection=st.none() | seed_selections(),
+    columns=st.lists(identifiers, max_size=3).map(tuple),
+    drop=st.lists(identifiers, max_size=3).map(tuple),
+) | st.builds(
+    SeedConfig,
+    hf=non_blank,
+    split=st.none() | non_blank,
+    revision=st.none() | non_blank,
+    config=st.none() | non_blank,
+)
 pipelines = st.builds(
     PipelineConfig,
     columns=st.lists(columns, min_size=1, max_size=4).map(tuple),
     models=st.lists(model_configs, max_size=2).map(tuple),
     providers=st.lists(providers, max_size=2).map(tuple),
     run=run_configs,
+    seed=st.none() | seed_configs,
 )
 STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     **COLUMN_STRATEGIES,
@@ -442,6 +478,9 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     ModelConfig: model_configs,
     RunConfig: run_configs,
     PipelineConfig: pipelines,
+    SeedConfig: seed_configs,
+    SeedSelection: seed_selections(),
+    SeedPartition: seed_partitions(),
 }
 
 
@@ -486,6 +525,7 @@ def _sections_as_pipeline(data: Any) -> PipelineConfig:
         models=sections.models.values(),
         providers=sections.providers.values(),
         run=sections.run,
+        seed=sections.seed,
     )
 
 
@@ -562,7 +602,8 @@ def test_unknown_kind_lists_the_kinds() -> None:
         ConfigError,
         match=(
             r"^columns\[1\]\.kind: unknown column kind 'llm_txt'; expected one of 'custom', "
-            r"'expression', 'llm_code', 'llm_judge', 'llm_structured', 'llm_text', 'sampler'$"
+            r"'expression', 'llm_code', 'llm_judge', 'llm_structured', 'llm_text', 'sampler', "
+            r"'seed'$"
         ),
     ):
         PipelineConfig.from_yaml(text)
@@ -655,7 +696,7 @@ def test_top_level_problems() -> None:
         "unknown top-level field 'colums'; did you mean 'columns'?",
         "unknown top-level field 'model'; did you mean 'models'?",
         "unknown top-level field 'extra'; expected one of 'python_path', 'providers', 'models', "
-        "'run', 'columns'",
+        "'run', 'columns', 'seed'",
         "columns: a pipeline needs at least one column; list them under 'columns'",
     )
     with pytest.raises(

@@ -126,6 +126,15 @@ CASES: dict[str, tuple[str, str, dict[str, str]]] = {
         {},
     ),
     "python-config": ("c.py", "x = 1\n", {}),
+    "seed-missing": ("c.yaml", "seed: {path: nope.csv}\n" + _yaml(), {}),
+    "seed-unreadable": ("c.yaml", "seed: {path: rows.parquet}\n" + _yaml(),
+                        {"rows.parquet": "not parquet at all"}),
+    "seed-empty": ("c.yaml", "seed: {path: rows.csv}\n" + _yaml(), {"rows.csv": "question\n"}),
+    "seed-reference": (
+        "c.yaml",
+        "seed: {path: rows.csv}\n" + _yaml("{name: e, kind: expression, expr: '{{ qestion }}'}"),
+        {"rows.csv": "question\nWhy?\n"},
+    ),
 }
 
 

@@ -68,6 +68,10 @@ from .config import PipelineConfig as PipelineConfig
 from .config import PoissonSampler as PoissonSampler
 from .config import Rubric as Rubric
 from .config import RunConfig as RunConfig
+from .config import SeedColumn as SeedColumn
+from .config import SeedConfig as SeedConfig
+from .config import SeedPartition as SeedPartition
+from .config import SeedSelection as SeedSelection
 from .config import SubcategorySampler as SubcategorySampler
 from .config import UniformSampler as UniformSampler
 from .config import UUIDSampler as UUIDSampler
@@ -110,6 +114,10 @@ __all__ = [
     "RunConfig",
     "RunInterrupted",
     "RunResult",
+    "SeedColumn",
+    "SeedConfig",
+    "SeedPartition",
+    "SeedSelection",
     "SinkError",
     "SubcategorySampler",
     "TaskTrace",

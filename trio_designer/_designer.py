@@ -33,11 +33,13 @@ from ._exceptions import ConfigError, RunInterrupted
 from ._interrupt import RecordedStatus, RunControl, stop_record
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
+from ._seed import OpenSeed, open_seed
 from ._sink import SUMMARY_ROW_GROUPS_FOUND
 from .config import PipelineConfig
 from .config._columns import template_fields
 from .generators._base import ColumnGenerator
 from .generators._registry import build_generator
+from .generators._seed import SeedReader
 from .generators._templates import precompile
 
 if TYPE_CHECKING:
@@ -231,11 +233,13 @@ class TrioDesigner:
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
-        graph, generators = _prepare(config, num_records)
+        graph, generators, seed = _prepare(config, num_records)
         try:
             basis = fingerprint_basis(config)
         except ConfigError as exc:
             raise config.located(exc) from exc.__cause__
+        if seed is not None:
+            basis["files"].update(seed.identity())
         resume = resume or force_resume
         changes = _LimitChanges()
         with self._controlled(Path(output_dir)) as control, _single_error():
@@ -284,7 +288,7 @@ class TrioDesigner:
         check_trio_caller("preview")
         from ._sink import MemorySink
 
-        graph, generators = _prepare(config, num_records)
+        graph, generators, _ = _prepare(config, num_records)
         changes = _LimitChanges()
         with self._controlled(None) as control, _single_error():
             async with (
@@ -530,15 +534,21 @@ class _LimitChanges:
 
 def _prepare(
     config: PipelineConfig, num_records: int
-) -> tuple[ExecutionGraph, dict[str, ColumnGenerator]]:
-    """Validate everything that can be validated without a request; build the generators."""
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator], OpenSeed | None]:
+    """Validate everything that can be validated without a request; open the seed (if any);
+    build the generators."""
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     try:
-        graph = ExecutionGraph.from_config(config)
+        seed = open_seed(config)
+        graph = ExecutionGraph.from_config(
+            config, seed_columns=None if seed is None else seed.columns
+        )
         code = config.code_search()
+        reader = None if seed is None else SeedReader(seed)
         generators = {
-            name: build_generator(graph.configs[name], code=code) for name in graph.order
+            name: build_generator(graph.configs[name], code=code, seed=reader)
+            for name in graph.order
         }
         for column in config.columns:
             for field, source in template_fields(column).items():
@@ -546,7 +556,7 @@ def _prepare(
     except ConfigError as exc:
         raise config.located(exc) from exc.__cause__
 
-    return graph, generators
+    return graph, generators, seed
 
 
 def _dataset_files(sink: Any) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ from ._columns import LLMTextColumn as LLMTextColumn
 from ._columns import PoissonSampler as PoissonSampler
 from ._columns import Rubric as Rubric
 from ._columns import SamplerConfig as SamplerConfig
+from ._columns import SeedColumn as SeedColumn
 from ._columns import SubcategorySampler as SubcategorySampler
 from ._columns import UniformSampler as UniformSampler
 from ._columns import UUIDSampler as UUIDSampler
@@ -42,6 +43,9 @@ from ._pipeline import PipelineBuilder as PipelineBuilder
 from ._pipeline import PipelineConfig as PipelineConfig
 from ._pipeline import validate_references as validate_references
 from ._run import RunConfig as RunConfig
+from ._seed import SeedConfig as SeedConfig
+from ._seed import SeedPartition as SeedPartition
+from ._seed import SeedSelection as SeedSelection
 
 __all__ = [
     "SIMULATOR_PROVIDER",
@@ -66,6 +70,10 @@ __all__ = [
     "Rubric",
     "RunConfig",
     "SamplerConfig",
+    "SeedColumn",
+    "SeedConfig",
+    "SeedPartition",
+    "SeedSelection",
     "SubcategorySampler",
     "UUIDSampler",
     "UniformSampler",

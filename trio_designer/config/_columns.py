@@ -523,6 +523,21 @@ class LLMJudgeColumn(_LLMColumnBase):
     )
 
 
+# -- seed --------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class SeedColumn(_ColumnBase):
+    """A column of the pipeline's seed (``seed:``), declared to set its own fields.
+
+    Every seed column is a column of the pipeline without being declared; declare one only to
+    set ``drop`` (or ``skip_when``/``skip_value``) on it, as ``{name: question, kind: seed,
+    drop: true}``. Its values are read from the seed, one seed row per run row.
+    """
+
+    kind: ClassVar[Literal["seed"]] = "seed"
+
+
 # -- the union and helpers ---------------------------------------------------------------------
 
 SamplerConfig: TypeAlias = (
@@ -536,7 +551,9 @@ SamplerConfig: TypeAlias = (
     | DatetimeSampler
 )
 LLMColumnConfig: TypeAlias = LLMTextColumn | LLMCodeColumn | LLMStructuredColumn | LLMJudgeColumn
-ColumnConfig: TypeAlias = SamplerConfig | ExpressionColumn | CustomColumn | LLMColumnConfig
+ColumnConfig: TypeAlias = (
+    SamplerConfig | ExpressionColumn | CustomColumn | LLMColumnConfig | SeedColumn
+)
 
 SAMPLER_CLASSES: tuple[type[SamplerConfig], ...] = get_args(SamplerConfig)
 LLM_COLUMN_CLASSES: tuple[type[LLMColumnConfig], ...] = get_args(LLMColumnConfig)
@@ -545,6 +562,7 @@ COLUMN_CLASSES: tuple[type[ColumnConfig], ...] = (
     ExpressionColumn,
     CustomColumn,
     *LLM_COLUMN_CLASSES,
+    SeedColumn,
 )
 
 
@@ -576,7 +594,7 @@ def template_fields(column: ColumnConfig) -> dict[str, str]:
 def default_strategy(column: ColumnConfig) -> Strategy:
     """How the engine schedules the column: samplers per row group, custom as configured,
     everything else per cell."""
-    if isinstance(column, SAMPLER_CLASSES):
+    if isinstance(column, (*SAMPLER_CLASSES, SeedColumn)):
         return "full_column"
     if isinstance(column, CustomColumn):
         return column.strategy

@@ -19,6 +19,8 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from trio_designer._exceptions import ConfigError
+
 from ._base import ColumnGenerator
 from ._custom import custom_generator
 from ._expression import ExpressionGenerator
@@ -33,6 +35,7 @@ from ._samplers import (
     UniformGenerator,
     UUIDGenerator,
 )
+from ._seed import SeedColumnGenerator, SeedReader
 
 if TYPE_CHECKING:
     from trio_designer.config import ColumnConfig, CustomColumn, LLMColumnConfig
@@ -42,7 +45,11 @@ __all__ = ["build_generator"]
 
 
 def build_generator(
-    column: ColumnConfig, *, models: Any = None, code: CodeSearch | None = None
+    column: ColumnConfig,
+    *,
+    models: Any = None,
+    code: CodeSearch | None = None,
+    seed: SeedReader | None = None,
 ) -> ColumnGenerator:
     """The generator for ``column``.
 
@@ -62,6 +69,13 @@ def build_generator(
         docstring), or an LLM column names a model alias ``models`` does not have.
       TypeError: ``column`` is not a column config.
     """
+    if getattr(column, "kind", None) == "seed":
+        if seed is None or column.name not in seed.seed.columns:
+            raise ConfigError(
+                f"column {column.name!r}: kind 'seed' needs the pipeline's seed to have a "
+                f"column {column.name!r}"
+            )
+        return SeedColumnGenerator(column.name, seed)
     builder = _builders().get(type(column))
     if builder is None:
         raise TypeError(f"build_generator() got a {type(column).__name__}, not a column config.")
