@@ -29,6 +29,7 @@ from trio_designer.config import (
     LLMTextColumn,
     ModelConfig,
     ModelProvider,
+    PersonSampler,
     PipelineBuilder,
     PipelineConfig,
     PoissonSampler,
@@ -430,6 +431,16 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         ),
     ),
     SeedColumn: st.builds(SeedColumn, **common()),
+    PersonSampler: st.builds(
+        PersonSampler,
+        **common(
+            locale=non_blank,
+            sex=st.none() | st.sampled_from(["female", "male"]),
+            age_range=st.lists(st.integers(0, 120), min_size=2, max_size=2).map(sorted).map(tuple),
+            city=st.lists(texts, max_size=3).map(tuple),
+            as_of=st.dates().map(lambda d: d.isoformat()),
+        ),
+    ),
 }
 columns = st.one_of(*COLUMN_STRATEGIES.values())
 

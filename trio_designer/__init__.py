@@ -63,6 +63,7 @@ from .config import LLMStructuredColumn as LLMStructuredColumn
 from .config import LLMTextColumn as LLMTextColumn
 from .config import ModelConfig as ModelConfig
 from .config import ModelProvider as ModelProvider
+from .config import PersonSampler as PersonSampler
 from .config import PipelineBuilder as PipelineBuilder
 from .config import PipelineConfig as PipelineConfig
 from .config import PoissonSampler as PoissonSampler
@@ -105,6 +106,7 @@ __all__ = [
     "ModelServerError",
     "ModelTimeoutError",
     "NonRetryableGenerationError",
+    "PersonSampler",
     "PipelineBuilder",
     "PipelineConfig",
     "PoissonSampler",

@@ -27,6 +27,7 @@ from ._columns import LLMColumnConfig as LLMColumnConfig
 from ._columns import LLMJudgeColumn as LLMJudgeColumn
 from ._columns import LLMStructuredColumn as LLMStructuredColumn
 from ._columns import LLMTextColumn as LLMTextColumn
+from ._columns import PersonSampler as PersonSampler
 from ._columns import PoissonSampler as PoissonSampler
 from ._columns import Rubric as Rubric
 from ._columns import SamplerConfig as SamplerConfig
@@ -64,6 +65,7 @@ __all__ = [
     "LLMTextColumn",
     "ModelConfig",
     "ModelProvider",
+    "PersonSampler",
     "PipelineBuilder",
     "PipelineConfig",
     "PoissonSampler",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, Literal, TypeAlias, get_args
 
 import attrs
@@ -318,6 +318,60 @@ class DatetimeSampler(_ColumnBase):
     unit: DatetimeUnit = attrs.field(default="s", validator=checked(v.in_(DATETIME_UNITS)))
 
 
+def _age_range(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if len(value) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in value):
+        raise ValueError(
+            f"'age_range' must be two integers [youngest, oldest]: {short_repr(value)}"
+        )
+    low, high = value
+    if not 0 <= low <= high <= 120:
+        raise ValueError(f"'age_range' must satisfy 0 <= youngest <= oldest <= 120: {list(value)}")
+
+
+def _iso_date(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    try:
+        date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"'{attribute.name}' must be an ISO 8601 date such as '2025-01-01': {short_repr(value)}"
+        ) from None
+
+
+@attrs.frozen(kw_only=True)
+class PersonSampler(_ColumnBase):
+    """A made-up person per cell, from Faker (the ``person`` extra), as a struct-like dict.
+
+    Templates read its fields: ``{{ customer.first_name }}``. Fields: ``first_name``,
+    ``last_name``, ``full_name``, ``sex``, ``age``, ``birth_date``, ``city``, ``state``,
+    ``country``, ``occupation``, ``email``, ``phone``.
+
+    Attributes:
+      locale: a Faker locale (``en_US``, ``de_DE``, ``ja_JP`` ...): names, cities, phone
+        formats and the country follow it (checked when the run starts).
+      sex: ``"female"`` or ``"male"`` for everyone; ``None`` draws either, evenly.
+      age_range: ``[youngest, oldest]``, ages drawn uniformly, inclusive (default
+        ``[18, 85]``).
+      city: draw the city from these names instead of the locale's made-up ones.
+      as_of: the date ages are counted at (ISO 8601; default ``2025-01-01``), fixed so that a
+        dataset does not change with the day it is generated.
+    """
+
+    kind: ClassVar[Literal["sampler"]] = "sampler"
+    sampler: ClassVar[Literal["person"]] = "person"
+
+    locale: str = attrs.field(default="en_US", validator=checked(non_blank))
+    sex: Literal["female", "male"] | None = attrs.field(
+        default=None, validator=optional(checked(v.in_(("female", "male"))))
+    )
+    age_range: tuple[int, ...] = attrs.field(
+        default=(18, 85), converter=to_tuple, validator=checked(_age_range)
+    )
+    city: tuple[str, ...] = attrs.field(
+        default=(), converter=to_tuple, validator=checked(is_tuple_of(is_str, "a city name"))
+    )
+    as_of: str = attrs.field(default="2025-01-01", validator=checked(_iso_date))
+
+
 # -- expression and custom ---------------------------------------------------------------------
 
 
@@ -549,6 +603,7 @@ SamplerConfig: TypeAlias = (
     | PoissonSampler
     | UUIDSampler
     | DatetimeSampler
+    | PersonSampler
 )
 LLMColumnConfig: TypeAlias = LLMTextColumn | LLMCodeColumn | LLMStructuredColumn | LLMJudgeColumn
 ColumnConfig: TypeAlias = (

@@ -25,6 +25,7 @@ from ._base import ColumnGenerator
 from ._custom import custom_generator
 from ._expression import ExpressionGenerator
 from ._llm import build_llm_generator
+from ._person import PersonGenerator
 from ._samplers import (
     BernoulliGenerator,
     CategoryGenerator,
@@ -99,6 +100,7 @@ def _builders() -> dict[type[Any], Callable[[Any], ColumnGenerator]]:
         config.PoissonSampler: PoissonGenerator,
         config.UUIDSampler: UUIDGenerator,
         config.DatetimeSampler: DatetimeGenerator,
+        config.PersonSampler: PersonGenerator,
         config.ExpressionColumn: ExpressionGenerator,
         config.CustomColumn: custom_generator,
         config.LLMTextColumn: build_llm_generator,
