@@ -20,6 +20,7 @@ from trio_designer.config import (
     CategorySampler,
     CustomColumn,
     DatetimeSampler,
+    DistributionSampler,
     ExpressionColumn,
     GaussianSampler,
     InferenceParams,
@@ -40,6 +41,7 @@ from trio_designer.config import (
     SeedPartition,
     SeedSelection,
     SubcategorySampler,
+    TimeDeltaSampler,
     UniformSampler,
     UUIDSampler,
     config_fingerprint,
@@ -431,6 +433,28 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         ),
     ),
     SeedColumn: st.builds(SeedColumn, **common()),
+    DistributionSampler: st.builds(
+        DistributionSampler,
+        **common(
+            name=st.just("x"),
+            distribution=st.just("lognormal"),
+            params=st.fixed_dictionaries({}, optional={"mean": st.floats(-5, 5),
+                                                       "sigma": st.floats(0, 5)}),
+            decimal_places=st.none() | st.integers(0, 6),
+            constraints=st.sampled_from([(), ("x > 0",), ("x <= y",)]),
+            conditional_params=st.sampled_from([{}, {"{{ y }}": {"decimal_places": 1}}]),
+        ),
+    ),
+    TimeDeltaSampler: st.builds(
+        TimeDeltaSampler,
+        **common(
+            name=st.just("due"),
+            reference=identifiers.filter(lambda name: name != "due"),
+            min=st.integers(-100, 0),
+            max=st.integers(0, 100),
+            unit=st.sampled_from(["D", "h", "m", "s"]),
+        ),
+    ),
     PersonSampler: st.builds(
         PersonSampler,
         **common(

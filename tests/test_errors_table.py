@@ -126,6 +126,12 @@ CASES: dict[str, tuple[str, str, dict[str, str]]] = {
         {},
     ),
     "python-config": ("c.py", "x = 1\n", {}),
+    "constraint-never": (
+        "c.yaml",
+        _yaml("{name: age, kind: sampler, sampler: uniform, low: 0, high: 100, "
+              "constraints: ['age > 200']}"),
+        {},
+    ),
     "seed-missing": ("c.yaml", "seed: {path: nope.csv}\n" + _yaml(), {}),
     "seed-unreadable": ("c.yaml", "seed: {path: rows.parquet}\n" + _yaml(),
                         {"rows.parquet": "not parquet at all"}),

@@ -139,6 +139,16 @@ MALFORMED: dict[str, tuple[str, str]] = {
                                                 "selection: {start: 5}}\n")),
     "seed drop unknown": ("a.yaml", y(top="seed: {path: td_seed_ok.csv, drop: [levle]}\n")),
     "seed kind without seed": ("a.yaml", y("{name: question, kind: seed}")),
+    "constraint never holds": ("a.yaml", y("{name: b, kind: sampler, sampler: bernoulli, p: 0.5, "
+                                           "constraints: ['b > 1']}")),
+    "constraint malformed": ("a.yaml", y("{name: b, kind: sampler, sampler: bernoulli, p: 0.5, "
+                                         "constraints: ['b is big']}")),
+    "conditional param unknown field": ("a.yaml", y(
+        "{name: u, kind: sampler, sampler: uniform, low: 0, high: 1, "
+        "conditional_params: {'{{ topic == \"tea\" }}': {hihg: 3}}}")),
+    "distribution unknown": ("a.yaml", y("{name: d, kind: sampler, sampler: distribution, "
+                                         "distribution: lognorm}")),
+    "person bad locale": ("a.yaml", y("{name: p, kind: sampler, sampler: person, locale: xx_YY}")),
     "seed name clash": ("a.yaml", y("{name: level, kind: expression, expr: x}",
                                     top="seed: {path: td_seed_ok.csv}\n")),
 }

@@ -54,6 +54,7 @@ from .config import BernoulliSampler as BernoulliSampler
 from .config import CategorySampler as CategorySampler
 from .config import CustomColumn as CustomColumn
 from .config import DatetimeSampler as DatetimeSampler
+from .config import DistributionSampler as DistributionSampler
 from .config import ExpressionColumn as ExpressionColumn
 from .config import GaussianSampler as GaussianSampler
 from .config import InferenceParams as InferenceParams
@@ -74,6 +75,7 @@ from .config import SeedConfig as SeedConfig
 from .config import SeedPartition as SeedPartition
 from .config import SeedSelection as SeedSelection
 from .config import SubcategorySampler as SubcategorySampler
+from .config import TimeDeltaSampler as TimeDeltaSampler
 from .config import UniformSampler as UniformSampler
 from .config import UUIDSampler as UUIDSampler
 
@@ -86,6 +88,7 @@ __all__ = [
     "ConfigError",
     "CustomColumn",
     "DatetimeSampler",
+    "DistributionSampler",
     "EventLoopError",
     "ExpressionColumn",
     "FailureRecord",
@@ -123,6 +126,7 @@ __all__ = [
     "SinkError",
     "SubcategorySampler",
     "TaskTrace",
+    "TimeDeltaSampler",
     "TraceExportError",
     "TrioDesigner",
     "TrioDesignerError",

@@ -20,6 +20,7 @@ from ._columns import CategorySampler as CategorySampler
 from ._columns import ColumnConfig as ColumnConfig
 from ._columns import CustomColumn as CustomColumn
 from ._columns import DatetimeSampler as DatetimeSampler
+from ._columns import DistributionSampler as DistributionSampler
 from ._columns import ExpressionColumn as ExpressionColumn
 from ._columns import GaussianSampler as GaussianSampler
 from ._columns import LLMCodeColumn as LLMCodeColumn
@@ -33,6 +34,7 @@ from ._columns import Rubric as Rubric
 from ._columns import SamplerConfig as SamplerConfig
 from ._columns import SeedColumn as SeedColumn
 from ._columns import SubcategorySampler as SubcategorySampler
+from ._columns import TimeDeltaSampler as TimeDeltaSampler
 from ._columns import UniformSampler as UniformSampler
 from ._columns import UUIDSampler as UUIDSampler
 from ._fingerprint import config_fingerprint as config_fingerprint
@@ -55,6 +57,7 @@ __all__ = [
     "ColumnConfig",
     "CustomColumn",
     "DatetimeSampler",
+    "DistributionSampler",
     "ExpressionColumn",
     "GaussianSampler",
     "InferenceParams",
@@ -77,6 +80,7 @@ __all__ = [
     "SeedPartition",
     "SeedSelection",
     "SubcategorySampler",
+    "TimeDeltaSampler",
     "UUIDSampler",
     "UniformSampler",
     "config_fingerprint",

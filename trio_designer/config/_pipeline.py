@@ -36,6 +36,7 @@ from typing import Any, final
 
 import attrs
 
+from .._core._constraints import referenced_columns
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
 from ._code import CodeSearch, python_path_dirs
@@ -45,6 +46,7 @@ from ._columns import (
     CustomColumn,
     SeedColumn,
     SubcategorySampler,
+    TimeDeltaSampler,
 )
 from ._converter import (
     dump_json,
@@ -375,6 +377,14 @@ def _column_references(
         problem = _unknown_column(column.category, column.name, names, complete)
         if problem:
             problems.append(f"{path}.category: {problem}")
+    if isinstance(column, TimeDeltaSampler) and column.reference != column.name:
+        problem = _unknown_column(column.reference, column.name, names, complete)
+        if problem:
+            problems.append(f"{path}.reference: {problem}")
+    for upstream in referenced_columns(getattr(column, "constraints", ())):
+        problem = _unknown_column(upstream, column.name, names, complete)
+        if problem:
+            problems.append(f"{path}.constraints: {problem}")
     return problems
 
 

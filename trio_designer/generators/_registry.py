@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, cast
 from trio_designer._exceptions import ConfigError
 
 from ._base import ColumnGenerator
+from ._constrained import ConstrainedSampler
 from ._custom import custom_generator
+from ._distribution import DistributionGenerator
 from ._expression import ExpressionGenerator
 from ._llm import build_llm_generator
 from ._person import PersonGenerator
@@ -33,6 +35,7 @@ from ._samplers import (
     GaussianGenerator,
     PoissonGenerator,
     SubcategoryGenerator,
+    TimeDeltaGenerator,
     UniformGenerator,
     UUIDGenerator,
 )
@@ -84,6 +87,8 @@ def build_generator(
         return build_llm_generator(cast("LLMColumnConfig", column), models=models)
     if builder is custom_generator:
         return custom_generator(cast("CustomColumn", column), search=code)
+    if getattr(column, "constraints", None) or getattr(column, "conditional_params", None):
+        return ConstrainedSampler(column, builder)
     return builder(column)
 
 
@@ -101,6 +106,8 @@ def _builders() -> dict[type[Any], Callable[[Any], ColumnGenerator]]:
         config.UUIDSampler: UUIDGenerator,
         config.DatetimeSampler: DatetimeGenerator,
         config.PersonSampler: PersonGenerator,
+        config.DistributionSampler: DistributionGenerator,
+        config.TimeDeltaSampler: TimeDeltaGenerator,
         config.ExpressionColumn: ExpressionGenerator,
         config.CustomColumn: custom_generator,
         config.LLMTextColumn: build_llm_generator,
