@@ -24,6 +24,7 @@ from benches import (
     overhead,
     scale,
     seed,
+    seed_memory,
     small_runs,
 )
 from benches.__main__ import main as bench_main
@@ -135,3 +136,12 @@ def test_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     [run] = data["runs"]
     assert run["columns"] == 200
     assert set(data["hostile_s"]) == {"billion laughs (YAML)", "10,000-level JSON"}
+
+
+@pytest.mark.slow
+def test_seed_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(seed_memory, tmp_path, capsys)
+    for arm in ("with_seed", "without_seed"):
+        assert data[arm]["written"] == data[arm]["records"] == 1_500
+        assert data[arm]["peak_rss_kb"] > 0
+    assert data["ratio"] == data["with_seed"]["peak_rss_kb"] / data["without_seed"]["peak_rss_kb"]
