@@ -233,7 +233,7 @@ class TrioDesigner:
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
-        graph, generators, seed = _prepare(config, num_records)
+        graph, generators, seed = _prepare(config, num_records, await _open_seed(config))
         try:
             basis = fingerprint_basis(config)
         except ConfigError as exc:
@@ -288,7 +288,7 @@ class TrioDesigner:
         check_trio_caller("preview")
         from ._sink import MemorySink
 
-        graph, generators, _ = _prepare(config, num_records)
+        graph, generators, _ = _prepare(config, num_records, await _open_seed(config))
         changes = _LimitChanges()
         with self._controlled(None) as control, _single_error():
             async with (
@@ -532,15 +532,29 @@ class _LimitChanges:
             self.state.emit("limit_change", **limit_change_fields(endpoint, change))
 
 
+async def _open_seed(config: PipelineConfig) -> OpenSeed | None:
+    """The config's seed, opened in a worker thread (a CSV is parsed, a hub dataset loaded);
+    ``None`` without one.
+
+    Raises:
+      ConfigError: the seed's problems (``trio_designer._seed.open_seed``), located.
+    """
+    if config.seed is None:
+        return None
+    try:
+        return await trio.to_thread.run_sync(open_seed, config)
+    except ConfigError as exc:
+        raise config.located(exc) from exc.__cause__
+
+
 def _prepare(
-    config: PipelineConfig, num_records: int
+    config: PipelineConfig, num_records: int, seed: OpenSeed | None
 ) -> tuple[ExecutionGraph, dict[str, ColumnGenerator], OpenSeed | None]:
-    """Validate everything that can be validated without a request; open the seed (if any);
-    build the generators."""
+    """Validate everything that can be validated without a request; build the generators
+    (``seed``: the config's seed, opened by :func:`_open_seed`)."""
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     try:
-        seed = open_seed(config)
         graph = ExecutionGraph.from_config(
             config, seed_columns=None if seed is None else seed.columns
         )
