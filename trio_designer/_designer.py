@@ -235,7 +235,12 @@ class TrioDesigner:
 
         graph, generators, seed = _prepare(config, num_records, await _open_seed(config))
         try:
-            basis = fingerprint_basis(config)
+            # Hashing a seed's files reads them: off the trio thread (without a seed, inline).
+            basis = (
+                fingerprint_basis(config)
+                if seed is None
+                else await trio.to_thread.run_sync(fingerprint_basis, config)
+            )
         except ConfigError as exc:
             raise config.located(exc) from exc.__cause__
         if seed is not None:
