@@ -352,3 +352,17 @@ async def test_a_declared_column_clashing_with_a_seed_column(tmp_path: Path) -> 
     )
     with pytest.raises(ConfigError, match=r"the seed has a column 'level' too"):
         await _rows(config, 1)
+
+
+async def test_a_seed_column_named_like_a_jinja_global(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("range,question\n1,a\n")
+    config = _config(tmp_path, {"path": "r.csv"})
+    with pytest.raises(ConfigError, match=r"column 'range' cannot be a pipeline column.*seed\.col"):
+        await _rows(config, 1)
+    config = PipelineConfig.from_dict(
+        {
+            "seed": {"path": str(tmp_path / "r.csv"), "columns": ["question"]},
+            "columns": [{"name": "shout", "kind": "expression", "expr": "{{ question | upper }}"}],
+        }
+    )
+    assert await _rows(config, 1) == [{"question": "a", "shout": "A"}]

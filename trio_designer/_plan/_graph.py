@@ -151,9 +151,17 @@ def _with_seed_columns(config: PipelineConfig, seed_columns: Sequence[str]) -> P
     declared."""
     declared = {column.name for column in config.columns}
     drop = set(config.seed.drop) if config.seed is not None else set()
-    implied = [
-        SeedColumn(name=name, drop=name in drop) for name in seed_columns if name not in declared
-    ]
+    implied: list[ColumnConfig] = []
+    for name in seed_columns:
+        if name in declared:
+            continue
+        try:
+            implied.append(SeedColumn(name=name, drop=name in drop))
+        except ConfigError as exc:
+            raise ConfigError(
+                f"seed: column {name!r} cannot be a pipeline column ({exc}); leave it out "
+                "with seed.columns"
+            ) from None
     if not implied:
         return config
     return attrs.evolve(config, columns=(*config.columns, *implied))
