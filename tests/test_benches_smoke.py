@@ -25,6 +25,7 @@ from benches import (
     overhead,
     scale,
     seed,
+    seed_memory,
     small_runs,
 )
 from benches.__main__ import main as bench_main
@@ -143,3 +144,12 @@ def test_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert data["warm"]["warm"]["requests"] == 0
     assert data["warm"]["warm"]["cache"]["hits"] == data["warm"]["fill"]["requests"]
     assert all(r["ratio_cold_to_none"] > 0 for r in data["cold_vs_none"])
+
+
+@pytest.mark.slow
+def test_seed_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(seed_memory, tmp_path, capsys)
+    for arm in ("with_seed", "without_seed"):
+        assert data[arm]["written"] == data[arm]["records"] == 1_500
+        assert data[arm]["peak_rss_kb"] > 0
+    assert data["ratio"] == data["with_seed"]["peak_rss_kb"] / data["without_seed"]["peak_rss_kb"]

@@ -33,11 +33,13 @@ from ._exceptions import ConfigError, RunInterrupted
 from ._interrupt import RecordedStatus, RunControl, stop_record
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
+from ._seed import OpenSeed, open_seed
 from ._sink import SUMMARY_ROW_GROUPS_FOUND
 from .config import PipelineConfig
 from .config._columns import template_fields
 from .generators._base import ColumnGenerator
 from .generators._registry import build_generator
+from .generators._seed import SeedReader
 from .generators._templates import precompile
 
 if TYPE_CHECKING:
@@ -244,11 +246,18 @@ class TrioDesigner:
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
-        graph, generators = _prepare(config, num_records)
+        graph, generators, seed = _prepare(config, num_records, await _open_seed(config))
         try:
-            basis = fingerprint_basis(config)
+            # Hashing a seed's files reads them: off the trio thread (without a seed, inline).
+            basis = (
+                fingerprint_basis(config)
+                if seed is None
+                else await trio.to_thread.run_sync(fingerprint_basis, config)
+            )
         except ConfigError as exc:
             raise config.located(exc) from exc.__cause__
+        if seed is not None:
+            basis["files"].update(seed.identity())
         resume = resume or force_resume
         changes = _LimitChanges()
         with self._controlled(Path(output_dir)) as control, _single_error():
@@ -298,7 +307,7 @@ class TrioDesigner:
         check_trio_caller("preview")
         from ._sink import MemorySink
 
-        graph, generators = _prepare(config, num_records)
+        graph, generators, _ = _prepare(config, num_records, await _open_seed(config))
         changes = _LimitChanges()
         with self._controlled(None) as control, _single_error():
             async with (
@@ -561,17 +570,37 @@ class _LimitChanges:
             self.state.emit("limit_change", **limit_change_fields(endpoint, change))
 
 
+async def _open_seed(config: PipelineConfig) -> OpenSeed | None:
+    """The config's seed, opened in a worker thread (a CSV is parsed, a hub dataset loaded);
+    ``None`` without one.
+
+    Raises:
+      ConfigError: the seed's problems (``trio_designer._seed.open_seed``), located.
+    """
+    if config.seed is None:
+        return None
+    try:
+        return await trio.to_thread.run_sync(open_seed, config)
+    except ConfigError as exc:
+        raise config.located(exc) from exc.__cause__
+
+
 def _prepare(
-    config: PipelineConfig, num_records: int
-) -> tuple[ExecutionGraph, dict[str, ColumnGenerator]]:
-    """Validate everything that can be validated without a request; build the generators."""
+    config: PipelineConfig, num_records: int, seed: OpenSeed | None
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator], OpenSeed | None]:
+    """Validate everything that can be validated without a request; build the generators
+    (``seed``: the config's seed, opened by :func:`_open_seed`)."""
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     try:
-        graph = ExecutionGraph.from_config(config)
+        graph = ExecutionGraph.from_config(
+            config, seed_columns=None if seed is None else seed.columns
+        )
         code = config.code_search()
+        reader = None if seed is None else SeedReader(seed)
         generators = {
-            name: build_generator(graph.configs[name], code=code) for name in graph.order
+            name: build_generator(graph.configs[name], code=code, seed=reader)
+            for name in graph.order
         }
         for column in config.columns:
             for field, source in template_fields(column).items():
@@ -579,7 +608,7 @@ def _prepare(
     except ConfigError as exc:
         raise config.located(exc) from exc.__cause__
 
-    return graph, generators
+    return graph, generators, seed
 
 
 def _dataset_files(sink: Any) -> tuple[str, ...]:

@@ -111,6 +111,8 @@ examples:
 
 The response cache keeps every paid model answer (see docs/cache.md). Its directory:
 --cache-dir, else $XDG_CACHE_HOME/trio_designer, else ~/.cache/trio_designer.
+"""
+
 PLUGINS_EXAMPLES = """\
 examples:
   {prog} plugins
