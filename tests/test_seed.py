@@ -366,3 +366,11 @@ async def test_a_seed_column_named_like_a_jinja_global(tmp_path: Path) -> None:
         }
     )
     assert await _rows(config, 1) == [{"question": "a", "shout": "A"}]
+
+
+async def test_a_seed_folder_whose_files_disagree(tmp_path: Path) -> None:
+    (tmp_path / "rows").mkdir()
+    pq.write_table(_table(), tmp_path / "rows" / "a.parquet")
+    pq.write_table(pa.table({"question": [1, 2]}), tmp_path / "rows" / "b.parquet")
+    with pytest.raises(ConfigError, match=r"b\.parquet has another schema than a\.parquet"):
+        await _rows(_config(tmp_path, {"path": "rows"}), 1)

@@ -41,6 +41,7 @@ class SeedReader:
     def __init__(self, seed: OpenSeed) -> None:
         self.seed = seed
         self._reads: dict[tuple[int, int, int], _Read] = {}
+        self._limiter = trio.CapacityLimiter(1)
 
     async def column(self, column: str, row_group: int, rows: Sequence[int]) -> list[Any]:
         """``column``'s values for the run rows ``rows`` (global indices) of ``row_group``."""
@@ -51,7 +52,9 @@ class SeedReader:
                 read = _Read(waiting=set(self.seed.columns))
                 self._reads[key] = read
                 try:
-                    read.values = await trio.to_thread.run_sync(self._read, list(rows))
+                    read.values = await trio.to_thread.run_sync(
+                        self._read, list(rows), limiter=self._limiter
+                    )
                 finally:
                     read.done.set()
                     if read.values is None:
