@@ -33,7 +33,8 @@ client redacts the ``Authorization`` header before anything is formatted.
 
 Messages speak Python: when the remedy is an argument the caller can change, they name it as a
 Python caller writes it (:data:`RESUME_ARGUMENT`, :data:`FORCE_RESUME_ARGUMENT`,
-:data:`OUTPUT_DIR_ARGUMENT`, :data:`TRACE_SETTING`), never as a command-line flag. The command
+:data:`OUTPUT_DIR_ARGUMENT`, :data:`TRACE_SETTING`, :data:`CACHE_DIR_ARGUMENT`,
+:data:`NO_CACHE_ARGUMENT`), never as a command-line flag. The command
 line rewrites exactly these spellings into its flags (``trio_designer/cli/_errors.py``), so one
 message serves both.
 """
@@ -60,11 +61,19 @@ OUTPUT_DIR_ARGUMENT: Final = "output_dir="
 TRACE_SETTING: Final = "RunConfig(trace=True)"
 """How a message tells the caller to record a trace (on the command line ``--trace``)."""
 
+CACHE_DIR_ARGUMENT: Final = "cache_dir="
+"""How a message names the response cache's directory (on the command line ``--cache-dir``)."""
+
+NO_CACHE_ARGUMENT: Final = "cache=False"
+"""How a message tells the caller to run without the response cache (``--no-cache``)."""
+
 ARGUMENT_SPELLINGS: Final = (
     RESUME_ARGUMENT,
     FORCE_RESUME_ARGUMENT,
     OUTPUT_DIR_ARGUMENT,
     TRACE_SETTING,
+    CACHE_DIR_ARGUMENT,
+    NO_CACHE_ARGUMENT,
 )
 """Every Python spelling a message may use for something the command line spells as a flag."""
 

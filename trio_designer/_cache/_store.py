@@ -32,7 +32,7 @@ from typing import Final, Self
 
 import attrs
 
-from .._exceptions import ConfigError
+from .._exceptions import CACHE_DIR_ARGUMENT, NO_CACHE_ARGUMENT, ConfigError
 from ._location import CACHE_FILE
 
 __all__ = ["BUSY_TIMEOUT_MS", "CacheStats", "CacheStore", "LoadedRows", "StoredAnswer"]
@@ -129,8 +129,8 @@ class CacheStore:
     def _unusable(self, exc: BaseException) -> ConfigError:
         return ConfigError(
             f"cache_dir: the response cache at {str(self.path)!r} cannot be used ({exc}); "
-            "choose another directory with --cache-dir (or run.cache_dir), or run with "
-            "--no-cache"
+            f"choose another directory with {CACHE_DIR_ARGUMENT} (or run.cache_dir), or pass "
+            f"{NO_CACHE_ARGUMENT}"
         )
 
     def __enter__(self) -> Self:
