@@ -11,6 +11,7 @@ One idea per module:
 ``_layout``        every file and folder name of an output directory, defined once
 ``_atomic``        the one atomic write: tmp file, fsync, ``os.replace``, fsync the directory
 ``_table``         :func:`build_table` (values → table) and the schema every row group keeps
+``_nested``        JSON schema → Arrow type (struct columns of structured and judge values)
 ``_metadata``      the run record (:class:`RunMetadata`) and its JSON form
 ``_resume``        when a stored run may be continued (fingerprint, row group size, growth)
 ``_base``          the lifecycle and commit protocol both sinks share
