@@ -58,6 +58,7 @@ from .config import ExpressionColumn as ExpressionColumn
 from .config import GaussianSampler as GaussianSampler
 from .config import InferenceParams as InferenceParams
 from .config import LLMCodeColumn as LLMCodeColumn
+from .config import LLMEmbeddingColumn as LLMEmbeddingColumn
 from .config import LLMJudgeColumn as LLMJudgeColumn
 from .config import LLMStructuredColumn as LLMStructuredColumn
 from .config import LLMTextColumn as LLMTextColumn
@@ -88,6 +89,7 @@ __all__ = [
     "GenerationError",
     "InferenceParams",
     "LLMCodeColumn",
+    "LLMEmbeddingColumn",
     "LLMJudgeColumn",
     "LLMStructuredColumn",
     "LLMTextColumn",

@@ -21,7 +21,7 @@ from .._exceptions import ProviderError
 from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
-from ..config import CustomColumn, LLMColumnConfig, ModelConfig, RunConfig
+from ..config import CustomColumn, LLMColumnConfig, LLMEmbeddingColumn, ModelConfig, RunConfig
 from ..generators._base import ColumnGenerator
 
 if TYPE_CHECKING:
@@ -368,7 +368,7 @@ def _column_models(
         aliases: tuple[str, ...] = ()
         if isinstance(config, CustomColumn):
             aliases = config.models
-        elif isinstance(config, _LLM_COLUMNS):
+        elif isinstance(config, (_LLM_COLUMNS, LLMEmbeddingColumn)):
             aliases = (config.model,)
         known = tuple(by_alias[a] for a in aliases if a in by_alias)
         result[column] = known if graph.llm_bound[column] else ()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._base import ColumnGenerator
 from ._custom import custom_generator
+from ._embedding import LLMEmbeddingGenerator
 from ._expression import ExpressionGenerator
 from ._llm import build_llm_generator
 from ._samplers import (
@@ -87,6 +88,7 @@ def _builders() -> dict[type[Any], Callable[[Any], ColumnGenerator]]:
         config.DatetimeSampler: DatetimeGenerator,
         config.ExpressionColumn: ExpressionGenerator,
         config.CustomColumn: custom_generator,
+        config.LLMEmbeddingColumn: LLMEmbeddingGenerator,
         config.LLMTextColumn: build_llm_generator,
         config.LLMCodeColumn: build_llm_generator,
         config.LLMStructuredColumn: build_llm_generator,

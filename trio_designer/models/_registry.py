@@ -39,10 +39,10 @@ from __future__ import annotations
 import logging
 import random
 import zlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, cast, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
 import attrs
 import trio
@@ -56,6 +56,8 @@ from ..config._models import endpoint_name
 from ._backlog import RestingTasks, use_resting_tasks
 from ._client import ChatResponse, OpenAICompatibleClient, resolve_api_key
 from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from ..config import PipelineConfig
@@ -259,10 +261,29 @@ class ModelHandle:
         """
         params = merge_inference(self._config.inference, inference)
         body = _with_seed(params.extra_body, seed)
+        return await self._retrying_429s(
+            partial(self._send, messages, response_format, params, body)
+        )
+
+    async def embed(self, texts: Sequence[str], *, dimensions: int | None = None) -> list[Any]:
+        """Embed ``texts`` in one ``/embeddings`` request through the endpoint's limiter (one
+        request, one slot, however many texts), and count it; 429s are retried in place as
+        for :meth:`chat`.
+
+        Returns:
+          One vector (a list of floats) per text, in order.
+
+        Raises:
+          The errors of :meth:`chat`.
+        """
+        return await self._retrying_429s(partial(self._send_embed, list(texts), dimensions))
+
+    async def _retrying_429s(self, send: Callable[[], Awaitable[_T]]) -> _T:
+        """``await send()``, with :meth:`chat`'s in-place retries of 429s."""
         attempt, waited = 0, 0.0
         while True:
             try:
-                return await self._send(messages, response_format, params, body)
+                return await send()
             except ModelRateLimitedError as exc:
                 attempt += 1
                 delay = self._retry.delay(exc.retry_after, attempt, self._jitter.random())
@@ -324,6 +345,34 @@ class ModelHandle:
             requests_ok=1,
         )
         return response
+
+    async def _send_embed(self, texts: list[str], dimensions: int | None) -> list[Any]:
+        """One embeddings request: a slot, the call, the report to the limiter, the usage."""
+        tokens = self._budget.estimator.estimate([len(t) for t in texts], 0)
+        async with self._limiter.slot(tokens) as permit:
+            try:
+                response = await self._client.embed(
+                    model=self._config.model,
+                    inputs=texts,
+                    dimensions=dimensions,
+                    timeout=self._config.timeout,
+                    max_response_bytes=self._config.max_response_bytes,
+                )
+            except ModelRateLimitedError as exc:
+                permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
+                self._counter.add(requests_rate_limited=1)
+                raise
+            except GenerationError:
+                permit.failure()
+                self._counter.add(requests_failed=1)
+                raise
+            except Exception:  # not an endpoint signal: release the slot without a report
+                self._counter.add(requests_failed=1)
+                raise
+            reported = response.usage.input_tokens
+            permit.success(tokens=reported or None, rate_limits=response.rate_limits)
+        self._counter.add(input_tokens=reported, requests_ok=1)
+        return response.vectors
 
     def __repr__(self) -> str:
         return f"<ModelHandle {self.alias!r}: model {self.model!r} at provider {self.provider!r}>"
