@@ -9,6 +9,7 @@ await ``trio_designer.aio.create`` / ``preview``. Each entry point checks its ca
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import (
@@ -29,7 +30,7 @@ from ._engine._dispatch import SlotStatistics
 from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._eventloop import check_sync_caller, check_trio_caller
-from ._exceptions import ConfigError, RunInterrupted
+from ._exceptions import ConfigError, RunInterrupted, TrioDesignerError
 from ._interrupt import RecordedStatus, RunControl, stop_record
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
@@ -42,6 +43,8 @@ from .generators._templates import precompile
 
 if TYPE_CHECKING:
     from .models._registry import ModelRegistry
+
+_logger = logging.getLogger("trio_designer")
 
 EngineName = Literal["async", "sync"]
 #: How a run that returned a result ended. A run that is interrupted returns nothing: after
@@ -258,7 +261,7 @@ class TrioDesigner:
                     force_resume=force_resume,
                 )
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
-                return await self._execute(
+                result = await self._execute(
                     config,
                     graph,
                     generators,
@@ -270,6 +273,8 @@ class TrioDesigner:
                     changes,
                     control,
                 )
+            await trio.to_thread.run_sync(_write_card, Path(output_dir))
+            return result
         raise AssertionError("unreachable: _controlled raises when the run was stopped")
 
     async def preview(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
@@ -565,6 +570,17 @@ def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:
         append_failures(output_dir, state.failures)
     if state.trace.enabled:
         write_trace(output_dir, state.trace, engine=engine)
+
+
+def _write_card(output_dir: Path) -> None:
+    """The dataset card (``README.md``) of a finished run. A card that cannot be written is
+    logged, never raised: the dataset itself is complete on disk."""
+    from ._sink import write_dataset_card
+
+    try:
+        write_dataset_card(output_dir)
+    except (OSError, TrioDesignerError) as exc:
+        _logger.warning("the dataset card of %s was not written: %s", output_dir, exc)
 
 
 def _column_summary(counts: ColumnCounts) -> ColumnSummary:

@@ -18,6 +18,8 @@ One idea per module:
 ``_parquet``       :class:`ParquetSink`
 ``_memory``        :class:`MemorySink`
 ``_failures``      ``failures.jsonl``: append at the end of a run, read for ``inspect``
+``_stored``        a finished output directory read back: run record, files in order
+``_card``          the dataset card, ``README.md``: schema, counts, usage, profile, config
 =================  ==========================================================================
 
 Mental model: **a row group is written when its entry is in the run record**; a write that
@@ -26,8 +28,10 @@ returned is durable and recorded, a write that raised left nothing (see :mod:`._
 
 from ._atomic import write_atomically
 from ._base import FINAL_STATUSES, SinkStatistics
+from ._card import dataset_card, write_dataset_card
 from ._failures import append_failures, read_failures
 from ._layout import (
+    CARD_FILE,
     CHROME_TRACE_FILE,
     DATASET_DIR,
     FAILURES_FILE,
@@ -43,6 +47,7 @@ from ._parquet import ParquetSink, ParquetWriter
 from ._table import build_table
 
 __all__ = [
+    "CARD_FILE",
     "CHROME_TRACE_FILE",
     "DATASET_DIR",
     "FAILURES_FILE",
@@ -61,7 +66,9 @@ __all__ = [
     "SinkStatistics",
     "append_failures",
     "build_table",
+    "dataset_card",
     "read_failures",
     "row_group_file",
     "write_atomically",
+    "write_dataset_card",
 ]
