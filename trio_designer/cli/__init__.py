@@ -1,6 +1,7 @@
 """The command line: ``trio-designer`` (also ``python -m trio_designer``).
 
-Commands: ``run``, ``preview``, ``validate``, ``check``, ``simulate``, ``inspect``, ``trace`` — see
+Commands: ``run``, ``preview``, ``validate``, ``check``, ``simulate``, ``inspect``, ``trace``,
+``export`` — see
 ``docs/cli.md`` or ``trio-designer --help``. Each command is a function of the parsed
 arguments returning the exit status; :func:`main` turns errors into one readable line on
 stderr (with the traceback only under ``--debug``) and an exit status:
@@ -88,6 +89,7 @@ def _silence_stdout() -> None:
 
 def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
     from ._check import cmd_check
+    from ._export import cmd_export
     from ._inspect import cmd_inspect
     from ._run import cmd_preview, cmd_run
     from ._trace import cmd_trace
@@ -100,6 +102,7 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
         "check": cmd_check,
         "inspect": cmd_inspect,
         "trace": cmd_trace,
+        "export": cmd_export,
     }
 
 

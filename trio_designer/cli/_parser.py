@@ -102,6 +102,20 @@ The run must have been recorded with --trace (or run: {{trace: true}}). Plotting
 matplotlib: pip install 'trio_designer[plot]'.
 """
 
+EXPORT_EXAMPLES = """\
+examples:
+  {prog} export out/topics --format jsonl
+      writes out/topics.jsonl (next to the output directory)
+  {prog} export out/topics --format csv --output /tmp/topics.csv
+  {prog} export out/topics --format parquet      one file: out/topics.parquet
+  {prog} export out/topics --format hf           out/topics-hf/, for datasets.load_from_disk
+  HF_TOKEN=... {prog} export out/topics --format hf --push-to-hub me/topics
+
+Streams one row group at a time. Struct and list columns are nested JSON in jsonl and JSON
+text in csv cells. --format hf needs the datasets library: pip install 'trio_designer[hf]'.
+The token for --push-to-hub is read from HF_TOKEN only, never stored or printed.
+"""
+
 SIMULATE_HELP = """\
 serve the simulated OpenAI-compatible endpoint until Ctrl-C (the options are those of
 'python -m trio_designer.simulator'; see '{prog} simulate --help'), e.g.
@@ -162,6 +176,9 @@ def build_parser(
     _add_inspect(add("inspect", "summarise an output directory", INSPECT_EXAMPLES))
     _add_trace(
         add("trace", "export or plot the trace of a run recorded with --trace", TRACE_EXAMPLES)
+    )
+    _add_export(
+        add("export", "write a run's dataset as jsonl, csv, parquet or hf", EXPORT_EXAMPLES)
     )
     commands.add_parser(
         "simulate",
@@ -317,3 +334,26 @@ def _add_trace(sub: argparse.ArgumentParser) -> None:
         help="plot this run next to another (say the sync engine on the same config); "
         "without --plot the picture goes to OUTPUT_DIR/timeline.png",
     )
+
+
+def _add_export(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("output_dir", metavar="OUTPUT_DIR", help="the output directory of a run")
+    sub.add_argument(
+        "--format",
+        required=True,
+        choices=("jsonl", "csv", "parquet", "hf"),
+        help="jsonl, csv, parquet (one file) or hf (a datasets directory)",
+    )
+    sub.add_argument(
+        "--output",
+        metavar="PATH",
+        help="where to write (default: next to OUTPUT_DIR, e.g. out/topics.jsonl)",
+    )
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing PATH")
+    sub.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="with --format hf: push the dataset to the Hugging Face Hub repository REPO "
+        "(token from HF_TOKEN)",
+    )
+
