@@ -33,6 +33,7 @@ from ._engine._state import FailureRecord as FailureRecord
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import EventLoopError as EventLoopError
 from ._exceptions import GenerationError as GenerationError
+from ._exceptions import MissingDependencyError as MissingDependencyError
 from ._exceptions import ModelConnectionError as ModelConnectionError
 from ._exceptions import ModelContentFilteredError as ModelContentFilteredError
 from ._exceptions import ModelOutputError as ModelOutputError
@@ -93,6 +94,7 @@ __all__ = [
     "LLMJudgeColumn",
     "LLMStructuredColumn",
     "LLMTextColumn",
+    "MissingDependencyError",
     "ModelConfig",
     "ModelConnectionError",
     "ModelContentFilteredError",

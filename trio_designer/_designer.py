@@ -30,7 +30,7 @@ from ._engine._dispatch import SlotStatistics
 from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._eventloop import check_sync_caller, check_trio_caller
-from ._exceptions import ConfigError, RunInterrupted, TrioDesignerError
+from ._exceptions import ConfigError, MissingDependencyError, RunInterrupted, TrioDesignerError
 from ._interrupt import RecordedStatus, RunControl, stop_record
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
@@ -128,9 +128,41 @@ class RunResult:
         paths = [str(self.output_dir / f) for f in self.files]
         return ds.dataset(paths, format="parquet").to_table()
 
+    def to_arrow(self) -> Any:
+        """The dataset as a ``pyarrow.Table`` (the same as :attr:`table`). Struct columns
+        (structured and judge values) stay structs, embeddings lists of float32."""
+        return self.table
+
     def to_pandas(self) -> Any:
-        """The dataset as a pandas DataFrame (needs pandas installed)."""
+        """The dataset as a pandas ``DataFrame``; struct values become dicts, lists arrays.
+
+        Raises:
+          MissingDependencyError: pandas is not installed (``pip install
+            'trio_designer[pandas]'``).
+        """
+        _optional("pandas", "RunResult.to_pandas()")
         return self.table.to_pandas()
+
+    def to_polars(self) -> Any:
+        """The dataset as a polars ``DataFrame``; struct columns stay structs
+        (``df["product"].struct.field("price")``).
+
+        Raises:
+          MissingDependencyError: polars is not installed (``pip install
+            'trio_designer[polars]'``).
+        """
+        polars = _optional("polars", "RunResult.to_polars()")
+        return polars.from_arrow(self.table)
+
+
+def _optional(package: str, what: str) -> Any:
+    """Import an optional extra (its extra has the package's name), or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError as exc:
+        raise MissingDependencyError(what, package=package, extra=package) from exc
 
 
 class TrioDesigner:

@@ -29,7 +29,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from .._exceptions import ConfigError, SinkError, TrioDesignerError
+from .._exceptions import ConfigError, MissingDependencyError, SinkError, TrioDesignerError
 from ._errors import CommandError, in_flags
 from ._format import Redactor, config_error_text
 
@@ -124,7 +124,7 @@ def _report(exc: BaseException, raised: BaseException, args: argparse.Namespace)
     elif isinstance(exc, ConfigError):
         source = exc.source or getattr(args, "config", None)
         status, message = EXIT_USAGE, in_flags(config_error_text(exc.problems, source))
-    elif isinstance(exc, SinkError):
+    elif isinstance(exc, SinkError | MissingDependencyError):
         status, message = EXIT_USAGE, in_flags(str(exc))
     elif isinstance(exc, TrioDesignerError):
         status, message = EXIT_FAILURE, in_flags(str(exc))
