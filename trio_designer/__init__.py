@@ -51,6 +51,7 @@ from ._exceptions import TrioDesignerError as TrioDesignerError
 from ._observe import TaskTrace as TaskTrace
 from ._observe import export_chrome_trace as export_chrome_trace
 from ._observe import plot_timeline as plot_timeline
+from ._sink._export import export_dataset as export_dataset
 from .config import BernoulliSampler as BernoulliSampler
 from .config import CategorySampler as CategorySampler
 from .config import CustomColumn as CustomColumn
@@ -123,6 +124,7 @@ __all__ = [
     "UUIDSampler",
     "UniformSampler",
     "export_chrome_trace",
+    "export_dataset",
     "plot_timeline",
 ]
 

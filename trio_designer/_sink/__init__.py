@@ -20,6 +20,7 @@ One idea per module:
 ``_failures``      ``failures.jsonl``: append at the end of a run, read for ``inspect``
 ``_stored``        a finished output directory read back: run record, files in order
 ``_card``          the dataset card, ``README.md``: schema, counts, usage, profile, config
+``_export``        :func:`export_dataset`: jsonl / csv / parquet / hf, streamed
 =================  ==========================================================================
 
 Mental model: **a row group is written when its entry is in the run record**; a write that
