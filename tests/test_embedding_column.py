@@ -277,3 +277,15 @@ def test_the_config_is_checked() -> None:
             }
         )
     assert math.isclose(LLMEmbeddingColumn(name="v", model="m", text="t").batch_window, 0.01)
+
+
+async def test_the_sync_engine_writes_the_same_vectors(autojump_clock: Any) -> None:
+    """The column-at-a-time baseline runs a column's cells concurrently too, so they batch;
+    both engines write the same table."""
+    tables = []
+    for engine in ("async", "sync"):
+        designer = TrioDesigner(engine=engine, simulator_models=[_simulated()])
+        with trio.fail_after(BIG):
+            result = await designer.preview(_config(batch_size=4, dimensions=8), num_records=12)
+        tables.append(result.table)
+    assert tables[0].equals(tables[1])

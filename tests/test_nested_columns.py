@@ -301,3 +301,22 @@ async def test_pandas_polars_and_duckdb_read_the_fields(written: Path) -> None:
         got_rows = con.execute(sql).fetchall()
     assert [r[0] for r in got_rows] == prices
     assert [r[1] for r in got_rows] == [p["maker"]["company"] for p in expected]
+
+
+def test_a_run_with_struct_columns_resumes_and_grows(tmp_path: Path) -> None:
+    """The stored schema (with its non-null struct fields) holds for the row groups a resumed
+    run adds: the dataset reads as one table."""
+    fast = SimulatedModel(name="sim-gen", latency=Latency(median=0.001))
+
+    async def create(records: int, resume: bool) -> None:
+        with trio.fail_after(30):
+            await TrioDesigner(simulator_models=[fast]).create(
+                _pipeline(), num_records=records, output_dir=tmp_path / "out", resume=resume
+            )
+
+    trio.run(create, 8, False)
+    trio.run(create, 12, True)
+    table = ds.dataset(tmp_path / "out" / "parquet-files").to_table()
+    assert table.num_rows == 12
+    assert table.schema.field("product").type == PRODUCT_TYPE
+    assert len(list((tmp_path / "out" / "parquet-files").iterdir())) == 3
