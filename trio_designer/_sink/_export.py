@@ -230,7 +230,7 @@ def _datasets() -> Any:
         import datasets
     except ImportError as exc:
         raise MissingDependencyError(
-            "export --format hf", package="datasets", extra="hf"
+            "the hf export format", package="datasets", extra="hf"
         ) from exc
     return datasets
 
