@@ -153,6 +153,13 @@ class RunState:
         self.retry = RetryPolicy.from_salvage_max_rounds(run.salvage_max_rounds)
         #: Column -> the models its tasks wait on (empty unless the column is LLM-bound).
         self.column_models = _column_models(graph, model_configs)
+        #: Column -> how many of its tasks share one request (an embedding column's
+        #: ``batch_size``); columns not listed send one request per task.
+        self.tasks_per_request = {
+            column: config.batch_size
+            for column, config in graph.configs.items()
+            if isinstance(config, LLMEmbeddingColumn)
+        }
         self.counts = {c: ColumnCounts() for c in graph.order}
         self.failures: list[FailureRecord] = []
         self.error_window = ErrorRateWindow(run.shutdown_error_window, run.shutdown_error_rate)

@@ -7,9 +7,11 @@ request through a small batching window:
 
 * a cell that finds no open batch opens one and becomes its **leader**; later cells join it
   (**followers**) until it holds ``batch_size`` texts;
-* the leader waits until the batch is full or ``batch_window`` seconds have passed, closes it,
-  sends the request (through :meth:`ModelHandle.embed`: the limiter, the in-place 429
-  retries, the usage), and hands every member its vector;
+* the leader waits until the batch is full or ``batch_window`` seconds have passed, then sends
+  it (through :meth:`ModelHandle.embed`: the limiter, the in-place 429 retries, the usage).
+  The batch stays open until the request actually holds a slot of the endpoint's limiter: on
+  a saturated endpoint, cells keep joining it while it waits (up to ``batch_size``), so
+  batches fill by themselves exactly when requests are scarce. Every member gets its vector;
 * a follower waits for its batch. If the request failed, every member raises the error (a copy
   with its own row), so the engine defers or drops each cell as it would a single request.
 
@@ -18,9 +20,12 @@ cancelled before the request only gives up its place (its text is still embedded
 ignored); a leader cancelled before or during the request marks the batch *abandoned*, and its
 followers go round again, one of them leading a new batch.
 
-How full batches get is bounded by how many of the column's cells are dispatched at once: the
-endpoint's backlog lets ``2 × max_parallel_requests`` tasks wait on one endpoint, so a
-``batch_size`` above that never fills, and the window sends what there is.
+How full batches get depends on how many of the column's cells are dispatched at once: the
+endpoint's backlog (``models/_backlog.py``) lets ``2 × max_parallel_requests × batch_size``
+cells of an embedding column wait on its endpoint (room for every request slot to hold a full
+batch); an endpoint that also serves chat columns keeps the chat cap, ``2 ×
+max_parallel_requests``, and its batches fill less. Cells that become ready one by one (after
+an LLM column) batch only as far as they arrive within the window.
 
 Values are lists of floats, stored as ``list<float32>``, or ``fixed_size_list<float32, d>`` when
 ``dimensions`` is set. A vector whose length differs from ``dimensions`` is a
@@ -30,6 +35,7 @@ Values are lists of floats, stored as ``list<float32>``, or ``fixed_size_list<fl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -48,12 +54,15 @@ __all__ = ["LLMEmbeddingGenerator"]
 
 @attrs.define(eq=False)
 class _Batch:
-    """Texts gathered for one request, and its outcome."""
+    """Texts gathered for one request, and its outcome; a
+    :class:`~trio_designer.models._registry.TextBatch`."""
 
     size: int
+    on_close: Callable[[_Batch], None]
     texts: list[str] = attrs.field(factory=list)
     full: trio.Event = attrs.field(factory=trio.Event)
     done: trio.Event = attrs.field(factory=trio.Event)
+    closed: bool = False
     vectors: list[list[float]] | None = None
     error: BaseException | None = None
     abandoned: bool = False
@@ -63,6 +72,17 @@ class _Batch:
         if len(self.texts) >= self.size:
             self.full.set()
         return len(self.texts) - 1
+
+    def chars(self) -> list[int]:
+        return [len(text) for text in self.texts]
+
+    def take(self) -> list[str]:
+        """Close the batch (no cell joins it any more) and hand over its texts; called by the
+        model handle once the request holds its limiter slot."""
+        if not self.closed:
+            self.closed = True
+            self.on_close(self)
+        return self.texts
 
 
 class LLMEmbeddingGenerator(ColumnGenerator):
@@ -98,10 +118,10 @@ class LLMEmbeddingGenerator(ColumnGenerator):
             batch = self._open
             leader = batch is None
             if batch is None:
-                batch = self._open = _Batch(size=column.batch_size)
+                batch = self._open = _Batch(size=column.batch_size, on_close=self._taken)
             position = batch.add(text)
-            if batch.full.is_set() and self._open is batch:
-                self._open = None
+            if batch.full.is_set():
+                self._detach(batch)
             if leader:
                 await self._lead(batch, handle)
             else:
@@ -118,21 +138,29 @@ class LLMEmbeddingGenerator(ColumnGenerator):
         try:
             with trio.move_on_after(self.column.batch_window):
                 await batch.full.wait()
-            if self._open is batch:
-                self._open = None
-            self.requests += 1
-            self.texts += len(batch.texts)
-            vectors = await handle.embed(batch.texts, dimensions=self.column.dimensions)
+            # The batch stays open while the request waits for a slot of the endpoint's
+            # limiter: on a saturated endpoint it keeps filling (the handle takes it).
+            vectors = await handle.embed(batch, dimensions=self.column.dimensions)
             batch.vectors = self._checked(vectors)
         except trio.Cancelled:
-            if self._open is batch:
-                self._open = None
+            self._detach(batch)
             batch.abandoned = True
             raise
         except Exception as exc:
             batch.error = exc
         finally:
             batch.done.set()
+
+    def _detach(self, batch: _Batch) -> None:
+        """No cell joins ``batch`` any more (it is full, taken, or abandoned)."""
+        if self._open is batch:
+            self._open = None
+
+    def _taken(self, batch: _Batch) -> None:
+        """``batch``'s request holds its slot and took the texts."""
+        self._detach(batch)
+        self.requests += 1
+        self.texts += len(batch.texts)
 
     def _checked(self, vectors: list[list[float]]) -> list[list[float]]:
         wanted = self.column.dimensions

@@ -42,7 +42,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, final
 
 import attrs
 import trio
@@ -160,6 +160,30 @@ def _first(preferred: Any, fallback: Any) -> Any:
     return fallback if preferred is None else preferred
 
 
+class TextBatch(Protocol):
+    """Texts for one embeddings request, possibly still gathering (an embedding column's
+    batch): :meth:`ModelHandle.embed` takes them only once its request holds a slot."""
+
+    def chars(self) -> list[int]:
+        """The lengths of the texts gathered so far (to size the request for the limiter)."""
+        ...
+
+    def take(self) -> Sequence[str]:
+        """The texts, closing the batch; the same texts on every later call (a retry)."""
+        ...
+
+
+@attrs.frozen
+class _FixedTexts:
+    texts: list[str]
+
+    def chars(self) -> list[int]:
+        return [len(t) for t in self.texts]
+
+    def take(self) -> Sequence[str]:
+        return self.texts
+
+
 @final
 class ModelHandle:
     """One model alias, ready to call: its endpoint's client and limiter, its usage tally.
@@ -265,10 +289,18 @@ class ModelHandle:
             partial(self._send, messages, response_format, params, body)
         )
 
-    async def embed(self, texts: Sequence[str], *, dimensions: int | None = None) -> list[Any]:
-        """Embed ``texts`` in one ``/embeddings`` request through the endpoint's limiter (one
+    async def embed(
+        self, texts: Sequence[str] | TextBatch, *, dimensions: int | None = None
+    ) -> list[Any]:
+        """Embed texts in one ``/embeddings`` request through the endpoint's limiter (one
         request, one slot, however many texts), and count it; 429s are retried in place as
         for :meth:`chat`.
+
+        Args:
+          texts: the texts, or a :class:`TextBatch` still gathering them: it is taken (closed)
+            only once the request holds its slot, so a batch waiting on a saturated endpoint
+            keeps filling meanwhile.
+          dimensions: the vector length to ask for.
 
         Returns:
           One vector (a list of floats) per text, in order.
@@ -276,7 +308,8 @@ class ModelHandle:
         Raises:
           The errors of :meth:`chat`.
         """
-        return await self._retrying_429s(partial(self._send_embed, list(texts), dimensions))
+        batch = _FixedTexts(list(texts)) if isinstance(texts, Sequence) else texts
+        return await self._retrying_429s(partial(self._send_embed, batch, dimensions))
 
     async def _retrying_429s(self, send: Callable[[], Awaitable[_T]]) -> _T:
         """``await send()``, with :meth:`chat`'s in-place retries of 429s."""
@@ -346,10 +379,11 @@ class ModelHandle:
         )
         return response
 
-    async def _send_embed(self, texts: list[str], dimensions: int | None) -> list[Any]:
+    async def _send_embed(self, batch: TextBatch, dimensions: int | None) -> list[Any]:
         """One embeddings request: a slot, the call, the report to the limiter, the usage."""
-        tokens = self._budget.estimator.estimate([len(t) for t in texts], 0)
+        tokens = self._budget.estimator.estimate(batch.chars(), 0)
         async with self._limiter.slot(tokens) as permit:
+            texts = list(batch.take())
             try:
                 response = await self._client.embed(
                     model=self._config.model,
