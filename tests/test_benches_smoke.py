@@ -153,3 +153,19 @@ def test_seed_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         assert data[arm]["written"] == data[arm]["records"] == 1_500
         assert data[arm]["peak_rss_kb"] > 0
     assert data["ratio"] == data["with_seed"]["peak_rss_kb"] / data["without_seed"]["peak_rss_kb"]
+
+
+
+def test_embeddings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Batching: batch 16 sends fewer requests than batch 1 and is never slower; the direct
+    shape's makespan is never below its bound."""
+    from benches import embeddings
+
+    data = _run(embeddings, tmp_path, capsys)
+    rows = {(r["shape"], r["batch_size"]): r for r in data["rows"]}
+    for shape in ("direct", "after text"):
+        one, sixteen = rows[(shape, 1)], rows[(shape, 16)]
+        assert one["embedding_requests"] == one["records"]
+        assert sixteen["embedding_requests"] < one["embedding_requests"]
+        assert sixteen["makespan"] <= one["makespan"]
+        assert sixteen["makespan"] >= sixteen["bound"] - 1e-9

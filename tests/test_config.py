@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trio_designer.config as config_pkg
+from trio_designer._core._jsonschema import schema_problems
 from trio_designer._exceptions import ConfigError
 from trio_designer.config import (
     BernoulliSampler,
@@ -25,6 +26,7 @@ from trio_designer.config import (
     GaussianSampler,
     InferenceParams,
     LLMCodeColumn,
+    LLMEmbeddingColumn,
     LLMJudgeColumn,
     LLMStructuredColumn,
     LLMTextColumn,
@@ -425,7 +427,11 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     ),
     LLMTextColumn: st.builds(LLMTextColumn, **llm()),
     LLMCodeColumn: st.builds(LLMCodeColumn, **llm(language=non_blank)),
-    LLMStructuredColumn: st.builds(LLMStructuredColumn, **llm(schema=json_objects)),
+    # Random mappings are schemas unless a key happens to be a keyword with a bad value
+    # (hypothesis found {'maxContains': None}): keep the valid ones.
+    LLMStructuredColumn: st.builds(
+        LLMStructuredColumn, **llm(schema=json_objects.filter(lambda d: not schema_problems(d)))
+    ),
     LLMJudgeColumn: st.builds(
         LLMJudgeColumn,
         **llm(
@@ -463,6 +469,14 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
             age_range=st.lists(st.integers(0, 120), min_size=2, max_size=2).map(sorted).map(tuple),
             city=st.lists(texts, max_size=3).map(tuple),
             as_of=st.dates().map(lambda d: d.isoformat()),
+    LLMEmbeddingColumn: st.builds(
+        LLMEmbeddingColumn,
+        **common(
+            model=non_blank,
+            text=non_blank,
+            dimensions=st.none() | st.integers(1, 65_536),
+            batch_size=st.integers(1, 2048),
+            batch_window=st.floats(0, 1e6),
         ),
     ),
 }
@@ -637,8 +651,8 @@ def test_unknown_kind_lists_the_kinds() -> None:
         ConfigError,
         match=(
             r"^columns\[1\]\.kind: unknown column kind 'llm_txt'; expected one of 'custom', "
-            r"'expression', 'llm_code', 'llm_judge', 'llm_structured', 'llm_text', 'sampler', "
-            r"'seed'$"
+            r"'expression', 'llm_code', 'llm_embedding', 'llm_judge', 'llm_structured', "
+            r"'llm_text', 'sampler', 'seed'$"
         ),
     ):
         PipelineConfig.from_yaml(text)

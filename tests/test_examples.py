@@ -89,3 +89,32 @@ async def test_data_examples_run_end_to_end(name: str, tmp_path: Path) -> None:
         assert all(row["reply_to"] == row["customer"]["email"] for row in rows)
         assert all(row["months_as_customer"] <= 120 for row in rows)
         assert all(row["first_reply_at"] > row["opened_at"] for row in rows)
+
+
+
+def test_the_embedding_example_validates() -> None:
+    config = PipelineConfig.from_file(EXAMPLES / "embeddings.yaml")
+    graph = ExecutionGraph.from_config(config)
+    assert graph.order.index("product") < graph.order.index("description_vec")
+    assert graph.llm_bound["description_vec"]
+
+
+@pytest.mark.slow
+def test_the_embedding_example_runs(tmp_path: Path) -> None:
+    """Products, their vectors and a judge on the simulator; the card and the JSONL export."""
+    out = tmp_path / "emb"
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "embeddings.py"), "--num-records", "30",
+         "--output-dir", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "complete: 30/30 rows" in done.stdout
+    assert "fixed_size_list<element: float>[64]" in done.stdout
+    assert " is nearest to " in done.stdout
+    assert (out / "README.md").is_file()
+    assert len((tmp_path / "emb.jsonl").read_text().splitlines()) == 30
+

@@ -74,6 +74,10 @@ MALFORMED: dict[str, tuple[str, str]] = {
     "empty rubric scores": ("a.yaml", y("{name: j, kind: llm_judge, model: gen, prompt: x,"
                                         " rubrics: [{name: q, description: d, scores: {}}]}")),
     "bad dtype": ("a.yaml", y("{name: e, kind: expression, expr: '1', dtype: integer}")),
+    "embedding batch of 0": ("a.yaml", y("{name: v, kind: llm_embedding, model: gen,"
+                                         " text: '{{ topic }}', batch_size: 0}")),
+    "embedding of an unknown column": ("a.yaml", y("{name: v, kind: llm_embedding, model: gen,"
+                                                   " text: '{{ topik }}'}")),
     "unknown provider": ("a.yaml", y(LLM).replace("provider: remote", "provider: remot")),
     "reserved provider": ("a.yaml", y(LLM).replace("name: remote", "name: simulator")),
     "bad base url": ("a.yaml", y(LLM).replace('"URL"', '"127.0.0.1:9/v1"')),

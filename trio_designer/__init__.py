@@ -35,6 +35,7 @@ from ._engine._state import FailureRecord as FailureRecord
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import EventLoopError as EventLoopError
 from ._exceptions import GenerationError as GenerationError
+from ._exceptions import MissingDependencyError as MissingDependencyError
 from ._exceptions import ModelConnectionError as ModelConnectionError
 from ._exceptions import ModelContentFilteredError as ModelContentFilteredError
 from ._exceptions import ModelOutputError as ModelOutputError
@@ -53,6 +54,7 @@ from ._exceptions import TrioDesignerError as TrioDesignerError
 from ._observe import TaskTrace as TaskTrace
 from ._observe import export_chrome_trace as export_chrome_trace
 from ._observe import plot_timeline as plot_timeline
+from ._sink._export import export_dataset as export_dataset
 from .config import BernoulliSampler as BernoulliSampler
 from .config import CategorySampler as CategorySampler
 from .config import CustomColumn as CustomColumn
@@ -62,6 +64,7 @@ from .config import ExpressionColumn as ExpressionColumn
 from .config import GaussianSampler as GaussianSampler
 from .config import InferenceParams as InferenceParams
 from .config import LLMCodeColumn as LLMCodeColumn
+from .config import LLMEmbeddingColumn as LLMEmbeddingColumn
 from .config import LLMJudgeColumn as LLMJudgeColumn
 from .config import LLMStructuredColumn as LLMStructuredColumn
 from .config import LLMTextColumn as LLMTextColumn
@@ -99,9 +102,11 @@ __all__ = [
     "GenerationError",
     "InferenceParams",
     "LLMCodeColumn",
+    "LLMEmbeddingColumn",
     "LLMJudgeColumn",
     "LLMStructuredColumn",
     "LLMTextColumn",
+    "MissingDependencyError",
     "ModelConfig",
     "ModelConnectionError",
     "ModelContentFilteredError",
@@ -137,6 +142,7 @@ __all__ = [
     "UUIDSampler",
     "UniformSampler",
     "export_chrome_trace",
+    "export_dataset",
     "plot_timeline",
 ]
 

@@ -9,6 +9,7 @@ await ``trio_designer.aio.create`` / ``preview``. Each entry point checks its ca
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import (
@@ -29,7 +30,7 @@ from ._engine._dispatch import SlotStatistics
 from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._eventloop import check_sync_caller, check_trio_caller
-from ._exceptions import ConfigError, RunInterrupted
+from ._exceptions import ConfigError, MissingDependencyError, RunInterrupted, TrioDesignerError
 from ._interrupt import RecordedStatus, RunControl, stop_record
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
@@ -44,6 +45,8 @@ from .generators._templates import precompile
 
 if TYPE_CHECKING:
     from .models._registry import ModelRegistry
+
+_logger = logging.getLogger("trio_designer")
 
 EngineName = Literal["async", "sync"]
 #: How a run that returned a result ended. A run that is interrupted returns nothing: after
@@ -130,9 +133,41 @@ class RunResult:
         paths = [str(self.output_dir / f) for f in self.files]
         return ds.dataset(paths, format="parquet").to_table()
 
+    def to_arrow(self) -> Any:
+        """The dataset as a ``pyarrow.Table`` (the same as :attr:`table`). Struct columns
+        (structured and judge values) stay structs, embeddings lists of float32."""
+        return self.table
+
     def to_pandas(self) -> Any:
-        """The dataset as a pandas DataFrame (needs pandas installed)."""
+        """The dataset as a pandas ``DataFrame``; struct values become dicts, lists arrays.
+
+        Raises:
+          MissingDependencyError: pandas is not installed (``pip install
+            'trio_designer[pandas]'``).
+        """
+        _optional("pandas", "RunResult.to_pandas()")
         return self.table.to_pandas()
+
+    def to_polars(self) -> Any:
+        """The dataset as a polars ``DataFrame``; struct columns stay structs
+        (``df["product"].struct.field("price")``).
+
+        Raises:
+          MissingDependencyError: polars is not installed (``pip install
+            'trio_designer[polars]'``).
+        """
+        polars = _optional("polars", "RunResult.to_polars()")
+        return polars.from_arrow(self.table)
+
+
+def _optional(package: str, what: str) -> Any:
+    """Import an optional extra (its extra has the package's name), or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError as exc:
+        raise MissingDependencyError(what, package=package, extra=package) from exc
 
 
 class TrioDesigner:
@@ -281,7 +316,7 @@ class TrioDesigner:
                     force_resume=force_resume,
                 )
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
-                return await self._execute(
+                result = await self._execute(
                     config,
                     graph,
                     generators,
@@ -293,6 +328,8 @@ class TrioDesigner:
                     changes,
                     control,
                 )
+            await trio.to_thread.run_sync(_write_card, Path(output_dir))
+            return result
         raise AssertionError("unreachable: _controlled raises when the run was stopped")
 
     async def preview(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
@@ -627,6 +664,17 @@ def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:
         append_failures(output_dir, state.failures)
     if state.trace.enabled:
         write_trace(output_dir, state.trace, engine=engine)
+
+
+def _write_card(output_dir: Path) -> None:
+    """The dataset card (``README.md``) of a finished run. A card that cannot be written is
+    logged, never raised: the dataset itself is complete on disk."""
+    from ._sink import write_dataset_card
+
+    try:
+        write_dataset_card(output_dir)
+    except (OSError, TrioDesignerError) as exc:
+        _logger.warning("the dataset card of %s was not written: %s", output_dir, exc)
 
 
 def _column_summary(counts: ColumnCounts) -> ColumnSummary:

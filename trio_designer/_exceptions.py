@@ -340,3 +340,21 @@ class RunInterrupted(TrioDesignerError):
         self.reason = reason
         self.output_dir = output_dir
         self.rows_written = rows_written
+
+
+class MissingDependencyError(TrioDesignerError, ImportError):
+    """An optional extra is needed and not installed (``RunResult.to_pandas()`` without pandas,
+    ``export --format hf`` without ``datasets``); the message names the extra to install.
+
+    Attributes:
+      extra: the extra's name: ``pip install 'trio_designer[<extra>]'``.
+    """
+
+    def __init__(self, what: str, *, package: str, extra: str) -> None:
+        super().__init__(
+            f"{what} needs {package}, an optional extra that is not installed: "
+            f"pip install 'trio_designer[{extra}]'",
+            name=package,
+        )
+        self.extra = extra
+

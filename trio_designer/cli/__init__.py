@@ -1,7 +1,7 @@
 """The command line: ``trio-designer`` (also ``python -m trio_designer``).
 
 Commands: ``run``, ``preview``, ``validate``, ``check``, ``simulate``, ``inspect``, ``trace``,
-``cache``, ``plugins`` — see
+``cache``, ``plugins``, ``export`` — see
 ``docs/cli.md`` or ``trio-designer --help``. Each command is a function of the parsed
 arguments returning the exit status; :func:`main` turns errors into one readable line on
 stderr (with the traceback only under ``--debug``) and an exit status:
@@ -30,7 +30,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from .._exceptions import ConfigError, SinkError, TrioDesignerError
+from .._exceptions import ConfigError, MissingDependencyError, SinkError, TrioDesignerError
 from ._errors import CommandError, in_flags
 from ._format import Redactor, config_error_text
 
@@ -101,6 +101,7 @@ def _silence_stdout() -> None:
 def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
     from ._cache import cmd_cache
     from ._check import cmd_check
+    from ._export import cmd_export
     from ._inspect import cmd_inspect
     from ._plugins import cmd_plugins
     from ._run import cmd_preview, cmd_run
@@ -116,6 +117,7 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
         "trace": cmd_trace,
         "cache": cmd_cache,
         "plugins": cmd_plugins,
+        "export": cmd_export,
     }
 
 
@@ -137,7 +139,7 @@ def _report(exc: BaseException, raised: BaseException, args: argparse.Namespace)
     elif isinstance(exc, ConfigError):
         source = exc.source or getattr(args, "config", None)
         status, message = EXIT_USAGE, in_flags(config_error_text(exc.problems, source))
-    elif isinstance(exc, SinkError):
+    elif isinstance(exc, SinkError | MissingDependencyError):
         status, message = EXIT_USAGE, in_flags(str(exc))
     elif isinstance(exc, TrioDesignerError):
         status, message = EXIT_FAILURE, in_flags(str(exc))

@@ -25,6 +25,7 @@ from ._columns import ExpressionColumn as ExpressionColumn
 from ._columns import GaussianSampler as GaussianSampler
 from ._columns import LLMCodeColumn as LLMCodeColumn
 from ._columns import LLMColumnConfig as LLMColumnConfig
+from ._columns import LLMEmbeddingColumn as LLMEmbeddingColumn
 from ._columns import LLMJudgeColumn as LLMJudgeColumn
 from ._columns import LLMStructuredColumn as LLMStructuredColumn
 from ._columns import LLMTextColumn as LLMTextColumn
@@ -63,6 +64,7 @@ __all__ = [
     "InferenceParams",
     "LLMCodeColumn",
     "LLMColumnConfig",
+    "LLMEmbeddingColumn",
     "LLMJudgeColumn",
     "LLMStructuredColumn",
     "LLMTextColumn",

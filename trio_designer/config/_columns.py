@@ -771,6 +771,33 @@ class SeedColumn(_ColumnBase):
     """
 
     kind: ClassVar[Literal["seed"]] = "seed"
+@attrs.frozen(kw_only=True)
+class LLMEmbeddingColumn(_ColumnBase):
+    """An embedding vector of a text, from an OpenAI-compatible ``/embeddings`` endpoint.
+
+    Cells of the column are gathered into batches: one request embeds up to ``batch_size``
+    texts and holds one slot of the endpoint's limiter. A cell waits at most ``batch_window``
+    seconds for others to join its batch; a full batch is sent at once.
+
+    Attributes:
+      model: the alias of a :class:`~trio_designer.config.ModelConfig` (an embedding model).
+      text: the text to embed, a Jinja template over the row (``"{{ summary }}"``).
+      dimensions: the vector length to ask for (sent as ``dimensions``; the column is then a
+        fixed-size list); ``None``: the model's own length.
+      batch_size: the most texts in one request, ``>= 1`` (default 16).
+      batch_window: seconds a cell waits for others to fill its batch, ``>= 0`` (default
+        0.01).
+    """
+
+    kind: ClassVar[Literal["llm_embedding"]] = "llm_embedding"
+
+    model: str = attrs.field(validator=checked(non_blank))
+    text: str = attrs.field(validator=checked(non_blank, _template_length))
+    dimensions: int | None = attrs.field(
+        default=None, validator=optional(checked(is_int, v.ge(1), v.le(65_536)))
+    )
+    batch_size: int = attrs.field(default=16, validator=checked(is_int, v.ge(1), v.le(2048)))
+    batch_window: float = attrs.field(default=0.01, validator=checked(finite, v.ge(0)))
 
 
 # -- the union and helpers ---------------------------------------------------------------------
@@ -790,7 +817,12 @@ SamplerConfig: TypeAlias = (
 )
 LLMColumnConfig: TypeAlias = LLMTextColumn | LLMCodeColumn | LLMStructuredColumn | LLMJudgeColumn
 ColumnConfig: TypeAlias = (
-    SamplerConfig | ExpressionColumn | CustomColumn | LLMColumnConfig | SeedColumn
+    SamplerConfig
+    | ExpressionColumn
+    | CustomColumn
+    | LLMColumnConfig
+    | SeedColumn
+    | LLMEmbeddingColumn
 )
 
 SAMPLER_CLASSES: tuple[type[SamplerConfig], ...] = get_args(SamplerConfig)
@@ -801,6 +833,7 @@ COLUMN_CLASSES: tuple[type[ColumnConfig], ...] = (
     CustomColumn,
     *LLM_COLUMN_CLASSES,
     SeedColumn,
+    LLMEmbeddingColumn,
 )
 
 
@@ -816,8 +849,8 @@ def column_kind(column: ColumnConfig) -> str:
 def template_fields(column: ColumnConfig) -> dict[str, str]:
     """Field name -> Jinja source, for every template-bearing field that is set.
 
-    The fields are ``prompt``, ``system_prompt`` (LLM columns), ``expr`` (expressions) and
-    ``skip_when`` (every column).
+    The fields are ``prompt``, ``system_prompt`` (LLM columns), ``expr`` (expressions),
+    ``text`` (embedding columns) and ``skip_when`` (every column).
     """
     fields: dict[str, str] = {}
     if isinstance(column, LLM_COLUMN_CLASSES):
@@ -834,6 +867,8 @@ def template_fields(column: ColumnConfig) -> dict[str, str]:
     elif isinstance(column, _SamplerBase):
         for index, condition in enumerate(column.conditional_params):
             fields[f"conditional_params[{index}]"] = condition
+    elif isinstance(column, LLMEmbeddingColumn):
+        fields["text"] = column.text
     if column.skip_when is not None:
         fields["skip_when"] = column.skip_when
     return fields
@@ -857,7 +892,7 @@ def is_llm_bound(column: ColumnConfig) -> bool:
         return column.llm_bound
     if isinstance(column, PluginColumn):
         return getattr(type(column).generator_class, "llm_bound", False) is True
-    return isinstance(column, LLM_COLUMN_CLASSES)
+    return isinstance(column, (*LLM_COLUMN_CLASSES, LLMEmbeddingColumn))
 
 
 def explicit_dependencies(column: ColumnConfig) -> tuple[str, ...]:

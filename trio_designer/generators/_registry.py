@@ -26,6 +26,7 @@ from ._base import ColumnGenerator
 from ._constrained import ConstrainedSampler
 from ._custom import custom_generator
 from ._distribution import DistributionGenerator
+from ._embedding import LLMEmbeddingGenerator
 from ._expression import ExpressionGenerator
 from ._llm import build_llm_generator
 from ._person import PersonGenerator
@@ -116,6 +117,7 @@ def _builders() -> dict[type[Any], Callable[[Any], ColumnGenerator]]:
         config.TimeDeltaSampler: TimeDeltaGenerator,
         config.ExpressionColumn: ExpressionGenerator,
         config.CustomColumn: custom_generator,
+        config.LLMEmbeddingColumn: LLMEmbeddingGenerator,
         config.LLMTextColumn: build_llm_generator,
         config.LLMCodeColumn: build_llm_generator,
         config.LLMStructuredColumn: build_llm_generator,
