@@ -18,12 +18,14 @@ import pytest
 from benches import (
     adaptivity,
     bound,
+    cache,
     client_cpu,
     endpoints,
     memory,
     overhead,
     scale,
     seed,
+    seed_memory,
     small_runs,
 )
 from benches.__main__ import main as bench_main
@@ -135,3 +137,19 @@ def test_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     [run] = data["runs"]
     assert run["columns"] == 200
     assert set(data["hostile_s"]) == {"billion laughs (YAML)", "10,000-level JSON"}
+
+
+def test_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(cache, tmp_path, capsys)
+    assert data["warm"]["warm"]["requests"] == 0
+    assert data["warm"]["warm"]["cache"]["hits"] == data["warm"]["fill"]["requests"]
+    assert all(r["ratio_cold_to_none"] > 0 for r in data["cold_vs_none"])
+
+
+@pytest.mark.slow
+def test_seed_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(seed_memory, tmp_path, capsys)
+    for arm in ("with_seed", "without_seed"):
+        assert data[arm]["written"] == data[arm]["records"] == 1_500
+        assert data[arm]["peak_rss_kb"] > 0
+    assert data["ratio"] == data["with_seed"]["peak_rss_kb"] / data["without_seed"]["peak_rss_kb"]

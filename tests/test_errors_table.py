@@ -130,6 +130,21 @@ CASES: dict[str, tuple[str, str, dict[str, str]]] = {
     "python-config": ("c.py", "x = 1\n", {}),
     # The plugin package is written into site/ and put on sys.path by the test (see below).
     "broken-plugin": ("c.yaml", _yaml("{name: b, kind: td_table_broken}"), {}),
+    "constraint-never": (
+        "c.yaml",
+        _yaml("{name: age, kind: sampler, sampler: uniform, low: 0, high: 100, "
+              "constraints: ['age > 200']}"),
+        {},
+    ),
+    "seed-missing": ("c.yaml", "seed: {path: nope.csv}\n" + _yaml(), {}),
+    "seed-unreadable": ("c.yaml", "seed: {path: rows.parquet}\n" + _yaml(),
+                        {"rows.parquet": "not parquet at all"}),
+    "seed-empty": ("c.yaml", "seed: {path: rows.csv}\n" + _yaml(), {"rows.csv": "question\n"}),
+    "seed-reference": (
+        "c.yaml",
+        "seed: {path: rows.csv}\n" + _yaml("{name: e, kind: expression, expr: '{{ qestion }}'}"),
+        {"rows.csv": "question\nWhy?\n"},
+    ),
 }
 
 

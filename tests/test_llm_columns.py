@@ -144,12 +144,13 @@ class SpyHandle:
         response_format: Mapping[str, Any] | None = None,
         inference: InferenceParams | None = None,
         seed: int | None = None,
+        cell: Any = None,
     ) -> ChatResponse:
         self.calls.append(
             Call(copy.deepcopy([dict(m) for m in messages]), response_format, inference)
         )
         response: ChatResponse = await self.handle.chat(
-            messages, response_format=response_format, inference=inference, seed=seed
+            messages, response_format=response_format, inference=inference, seed=seed, cell=cell
         )
         return response
 

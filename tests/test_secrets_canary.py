@@ -175,3 +175,19 @@ def test_preview_masks_a_value_equal_to_a_secret(
         if "--jsonl" in argv:
             records = [json.loads(line) for line in outcome.out.splitlines()]
             assert [(r["k"], r["s"]) for r in records] == [("***", "***")] * 2
+
+
+def test_the_response_cache_holds_no_key(simulator: ThreadedSimulator, folder: Path) -> None:
+    """Keys and values of the response cache (docs/cache.md) never contain the API key: a run
+    that paid with the key fills the cache, and no byte of its files holds the key."""
+    good = _config(folder, "good.yaml", simulator.url)
+    for argv in (
+        ["run", good, "-n", "6", "-o", "out/cached", "--cache-dir", "cache", "--progress", "none"],
+        ["cache", "stats", "--cache-dir", "cache"],
+    ):
+        outcome = run_cli(argv)
+        assert outcome.status == 0, (argv, outcome.err)
+        assert leaked(outcome.out + outcome.err) == []
+    assert "entries: 6" in outcome.out
+    assert sorted(p.name for p in (folder / "cache").iterdir())[0] == "responses.sqlite3"
+    assert files_leaking(folder / "cache") == []

@@ -57,6 +57,7 @@ from .config import BernoulliSampler as BernoulliSampler
 from .config import CategorySampler as CategorySampler
 from .config import CustomColumn as CustomColumn
 from .config import DatetimeSampler as DatetimeSampler
+from .config import DistributionSampler as DistributionSampler
 from .config import ExpressionColumn as ExpressionColumn
 from .config import GaussianSampler as GaussianSampler
 from .config import InferenceParams as InferenceParams
@@ -66,12 +67,18 @@ from .config import LLMStructuredColumn as LLMStructuredColumn
 from .config import LLMTextColumn as LLMTextColumn
 from .config import ModelConfig as ModelConfig
 from .config import ModelProvider as ModelProvider
+from .config import PersonSampler as PersonSampler
 from .config import PipelineBuilder as PipelineBuilder
 from .config import PipelineConfig as PipelineConfig
 from .config import PoissonSampler as PoissonSampler
 from .config import Rubric as Rubric
 from .config import RunConfig as RunConfig
+from .config import SeedColumn as SeedColumn
+from .config import SeedConfig as SeedConfig
+from .config import SeedPartition as SeedPartition
+from .config import SeedSelection as SeedSelection
 from .config import SubcategorySampler as SubcategorySampler
+from .config import TimeDeltaSampler as TimeDeltaSampler
 from .config import UniformSampler as UniformSampler
 from .config import UUIDSampler as UUIDSampler
 
@@ -84,6 +91,7 @@ __all__ = [
     "ConfigError",
     "CustomColumn",
     "DatetimeSampler",
+    "DistributionSampler",
     "EventLoopError",
     "ExpressionColumn",
     "FailureRecord",
@@ -104,6 +112,7 @@ __all__ = [
     "ModelServerError",
     "ModelTimeoutError",
     "NonRetryableGenerationError",
+    "PersonSampler",
     "PipelineBuilder",
     "PipelineConfig",
     "PluginError",
@@ -114,9 +123,14 @@ __all__ = [
     "RunConfig",
     "RunInterrupted",
     "RunResult",
+    "SeedColumn",
+    "SeedConfig",
+    "SeedPartition",
+    "SeedSelection",
     "SinkError",
     "SubcategorySampler",
     "TaskTrace",
+    "TimeDeltaSampler",
     "TraceExportError",
     "TrioDesigner",
     "TrioDesignerError",

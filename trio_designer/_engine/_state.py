@@ -171,6 +171,12 @@ class RunState:
         # row group -> (column, error class) -> rows dropped; reported once at checkpoint.
         self._drop_causes: dict[int, dict[tuple[str, str], int]] = {}
         self._extra_columns = [e for c in graph.order for e in generators[c].extra_columns()]
+        #: The response cache the models consult (``None``: no cache), and the columns whose
+        #: answers it may hold.
+        self.cache = getattr(models, "cache", None)  # registry look-alikes may have none
+        self._cached_columns = tuple(
+            c for c in graph.order if generators[c].replays_from_cache and self.cache is not None
+        )
         self._output_columns: list[str] = []
         self._output_types: dict[str, Any] = {}
         for column in graph.order:
@@ -187,6 +193,20 @@ class RunState:
     def plans(self) -> Iterator[RowGroupPlan]:
         """The row groups this run generates, in order (those on disk already skipped)."""
         return plan_row_groups(self.num_records, self.run.row_group_size, skip=self.skip_row_groups)
+
+    async def load_cached(self, plan: RowGroupPlan) -> None:
+        """Load the response cache's answers for ``plan``'s rows (one query in a worker
+        thread), before its cells are dispatched: their lookups are then in memory."""
+        if self.cache is not None and self._cached_columns:
+            stop = plan.start + plan.size
+            await self.cache.prefetch(
+                plan.id, self.run.seed, plan.start, stop, self._cached_columns
+            )
+
+    def forget_cached(self, plan: RowGroupPlan) -> None:
+        """Let go of ``plan``'s cached answers (a row group that ends, written or not)."""
+        if self.cache is not None:
+            self.cache.forget_group(plan.id)
 
     def new_buffer(self, plan: RowGroupPlan) -> RowGroupBuffer:
         return RowGroupBuffer(plan, self.graph.order, self._extra_columns)
@@ -338,6 +358,8 @@ class RunState:
         self._unwritten -= 1
         last = self._unwritten == 0  # the sink's close() follows: it records this one
         with trio.CancelScope(shield=True):
+            if self.cache is not None:  # the answers this group paid for, stored
+                await self.cache.finish_group(buf.plan.id)
             if live:
                 columns = {c: [buf.values[c][r] for r in live] for c in self._output_columns}
                 table = build_table(columns, self._output_types)

@@ -1,7 +1,7 @@
 """The command line: ``trio-designer`` (also ``python -m trio_designer``).
 
 Commands: ``run``, ``preview``, ``validate``, ``check``, ``simulate``, ``inspect``, ``trace``,
-``plugins`` — see
+``cache``, ``plugins`` — see
 ``docs/cli.md`` or ``trio-designer --help``. Each command is a function of the parsed
 arguments returning the exit status; :func:`main` turns errors into one readable line on
 stderr (with the traceback only under ``--debug``) and an exit status:
@@ -99,6 +99,7 @@ def _silence_stdout() -> None:
 
 
 def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
+    from ._cache import cmd_cache
     from ._check import cmd_check
     from ._inspect import cmd_inspect
     from ._plugins import cmd_plugins
@@ -113,6 +114,7 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
         "check": cmd_check,
         "inspect": cmd_inspect,
         "trace": cmd_trace,
+        "cache": cmd_cache,
         "plugins": cmd_plugins,
     }
 

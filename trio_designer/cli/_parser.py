@@ -102,6 +102,17 @@ The run must have been recorded with --trace (or run: {{trace: true}}). Plotting
 matplotlib: pip install 'trio_designer[plot]'.
 """
 
+CACHE_EXAMPLES = """\
+examples:
+  {prog} cache stats
+  {prog} cache prune --older-than 30d
+  {prog} cache clear
+  {prog} cache stats --cache-dir /data/llm-cache
+
+The response cache keeps every paid model answer (see docs/cache.md). Its directory:
+--cache-dir, else $XDG_CACHE_HOME/trio_designer, else ~/.cache/trio_designer.
+"""
+
 PLUGINS_EXAMPLES = """\
 examples:
   {prog} plugins
@@ -182,6 +193,7 @@ def build_parser(
     _add_trace(
         add("trace", "export or plot the trace of a run recorded with --trace", TRACE_EXAMPLES)
     )
+    _add_cache(add("cache", "show, prune or clear the response cache", CACHE_EXAMPLES))
     _add_plugins(
         add("plugins", "list the installed plugins and whether they load", PLUGINS_EXAMPLES)
     )
@@ -236,6 +248,21 @@ def _engine_options(sub: argparse.ArgumentParser, *, progress_default: str) -> N
         default=progress_default,
         help="live progress on stderr: auto (bars on a terminal, plain text otherwise), plain, "
         f"rich, none (default: {progress_default})",
+    )
+    _cache_options(sub)
+
+
+def _cache_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="the response cache's directory (overrides run.cache_dir; default "
+        "$XDG_CACHE_HOME/trio_designer, else ~/.cache/trio_designer)",
+    )
+    sub.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the response cache: every request is sent",
     )
 
 
@@ -341,5 +368,26 @@ def _add_trace(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_cache(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="the cache's directory (default $XDG_CACHE_HOME/trio_designer, else "
+        "~/.cache/trio_designer)",
+    )
+    actions = sub.add_subparsers(dest="cache_action", metavar="ACTION", required=True)
+    stats = actions.add_parser(
+        "stats", help="print the path, entries, size, oldest and newest entry"
+    )
+    prune = actions.add_parser("prune", help="delete entries older than a duration")
+    clear = actions.add_parser("clear", help="delete every entry")
+    for action in (stats, prune, clear):  # --cache-dir after the action works too
+        action.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    prune.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DURATION",
+        help="a number and a unit: s, m, h, d or w (90m, 12h, 30d, 2w)",
+    )
 def _add_plugins(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", action="store_true", help="print the list as JSON")

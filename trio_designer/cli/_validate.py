@@ -98,13 +98,20 @@ def check(
       import_code: import custom functions' modules to check them (else only locate them).
     """
     from .._plan import ExecutionGraph
+    from .._seed import open_seed
     from ..generators._registry import build_generator
+    from ..generators._seed import SeedReader
     from ..models._client import resolve_api_key
 
     problems: list[str] = []
     order: tuple[str, ...] = ()
+    reader = None
     try:
-        order = ExecutionGraph.from_config(config).order
+        seed = open_seed(config)
+        reader = None if seed is None else SeedReader(seed)
+        order = ExecutionGraph.from_config(
+            config, seed_columns=None if seed is None else seed.columns
+        ).order
     except ConfigError as exc:
         problems.extend(exc.problems)
     broken = {_column_index(problem) for problem in problems}
@@ -122,8 +129,10 @@ def check(
             except ConfigError as exc:
                 problems.extend(_located(index, column.name, p) for p in exc.problems)
             continue
+        if column.kind == "seed" and reader is None:
+            continue  # the seed's own problem is reported
         try:
-            build_generator(column, code=search)
+            build_generator(column, code=search, seed=reader)
         except ConfigError as exc:
             problems.extend(_located(index, column.name, p) for p in exc.problems)
     if check_env:

@@ -71,6 +71,7 @@ from ._models import InferenceParams, ModelConfig, ModelProvider
 from ._plugin_columns import column_plugin, sampler_plugin
 from ._plugins import COLUMNS, SAMPLERS, plugin_names
 from ._run import RunConfig
+from ._seed import SeedConfig, SeedPartition, SeedSelection
 from ._validators import InvalidFieldError, collecting_problems, is_number, short_repr
 
 T = TypeVar("T")
@@ -84,6 +85,9 @@ CONFIG_CLASSES: tuple[type[Any], ...] = (
     ModelProvider,
     ModelConfig,
     RunConfig,
+    SeedPartition,
+    SeedSelection,
+    SeedConfig,
 )
 
 # Resolve the string annotations now, while each class's ``__module__`` still names the module
@@ -97,7 +101,7 @@ _KINDS: dict[str, type[Any]] = {"sampler": SAMPLER_CLASSES[0]}
 _KINDS.update((cls.kind, cls) for cls in COLUMN_CLASSES if cls not in SAMPLER_CLASSES)
 _SAMPLERS: dict[str, type[Any]] = {cls.sampler: cls for cls in SAMPLER_CLASSES}
 _COMMON_COLUMN_FIELDS = ("name", "drop", "skip_when", "skip_value", "depends_on")
-_TOP_LEVEL_KEYS = ("python_path", "providers", "models", "run", "columns")
+_TOP_LEVEL_KEYS = ("python_path", "providers", "models", "run", "columns", "seed")
 
 
 class _Problems(ValueError):
@@ -558,6 +562,7 @@ def unstructure_sections(
     columns: Sequence[ColumnConfig],
     python_path: Sequence[str] = (),
     lenient: bool = False,
+    seed: SeedConfig | None = None,
 ) -> dict[str, Any]:
     """The plain data of a whole pipeline, from its parts (:meth:`PipelineConfig.to_dict`).
 
@@ -583,6 +588,8 @@ def unstructure_sections(
         run_data = converter.unstructure(run)
         if run_data:
             data["run"] = run_data
+        if seed is not None:
+            data["seed"] = converter.unstructure(seed)
         data["columns"] = [converter.unstructure(column) for column in columns]
     return data
 
@@ -630,6 +637,7 @@ class Sections:
       run: the run settings (defaults when absent or broken).
       python_path: the directories custom code may be imported from, as written.
       problems: path-qualified problems of structure and fields (not cross-references).
+      seed: the ``seed:`` section, if any (``None`` also when broken: see ``problems``).
     """
 
     providers: Section
@@ -638,6 +646,7 @@ class Sections:
     run: RunConfig
     python_path: tuple[str, ...]
     problems: tuple[str, ...]
+    seed: SeedConfig | None = None
 
 
 def structure_sections(data: Any) -> Sections:
@@ -661,6 +670,7 @@ def structure_sections(data: Any) -> Sections:
     models = Section.load(data, "models", ModelConfig, "alias", problems)
     run = _structure_run(data.get("run"), problems)
     columns = Section.load(data, "columns", ColumnConfig, "name", problems)
+    seed = _structure_seed(data.get("seed"), problems)
     raw_columns = data.get("columns")
     if raw_columns is None or (isinstance(raw_columns, list | tuple) and not raw_columns):
         problems.append("columns: a pipeline needs at least one column; list them under 'columns'")
@@ -671,6 +681,7 @@ def structure_sections(data: Any) -> Sections:
         run=run,
         python_path=python_path,
         problems=tuple(problems),
+        seed=seed,
     )
 
 
@@ -702,6 +713,16 @@ def _structure_python_path(value: Any, problems: list[str]) -> tuple[str, ...]:
         else:
             good.append(entry)
     return tuple(good)
+
+
+def _structure_seed(value: Any, problems: list[str]) -> SeedConfig | None:
+    if value is None:
+        return None
+    try:
+        return structure(value, SeedConfig, path="seed")
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
 
 
 def _structure_run(value: Any, problems: list[str]) -> RunConfig:

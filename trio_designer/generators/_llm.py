@@ -78,6 +78,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import attrs
 import pyarrow as pa
 
+from .._cache import CellKey
 from .._core._jsonschema import SchemaChecker, strict_problems
 from .._exceptions import (
     ConfigError,
@@ -157,6 +158,7 @@ class LLMGenerator(ColumnGenerator):
     """
 
     llm_bound: ClassVar[bool] = True
+    replays_from_cache: ClassVar[bool] = True
 
     def __init__(self, column: LLMColumnConfig) -> None:
         check_template(column.prompt, column=column.name, field="prompt")
@@ -299,12 +301,14 @@ class LLMGenerator(ColumnGenerator):
     async def _ask(
         self, handle: Any, messages: Sequence[Mapping[str, Any]], ctx: CellContext
     ) -> ChatResponse:
+        seed = ctx.rng.getrandbits(31)
         try:
             response: ChatResponse = await handle.chat(
                 messages,
                 response_format=self._response_format,
                 inference=self.column.inference,
-                seed=ctx.rng.getrandbits(31),
+                seed=seed,
+                cell=CellKey(ctx.seed, ctx.row_index, self.column.name, seed),
             )
         except GenerationError as exc:
             exc.column = exc.column or self.column.name

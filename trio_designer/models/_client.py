@@ -176,6 +176,8 @@ class ChatResponse:
       model: the model that answered, as the server names it (the requested name if absent).
       rate_limits: what the answer's headers said about the endpoint's request and token
         budgets (``None``: nothing).
+      cached: the answer was served from the response cache (``models/_cached.py``), not by
+        the endpoint: no request was sent and nothing was paid for it.
     """
 
     content: str
@@ -184,6 +186,7 @@ class ChatResponse:
     finish_reason: str | None
     model: str
     rate_limits: RateLimits | None = None
+    cached: bool = False
 
 
 def resolve_api_key(env_var: str | None) -> str | None:
@@ -338,6 +341,11 @@ class OpenAICompatibleClient:
         the cleanup.
         """
         await self._transport.aclose()
+
+    @property
+    def base_url(self) -> str:
+        """The API root requests go to (as given)."""
+        return self._base_url
 
     def statistics(self) -> TransportStatistics:
         """The transport's counts: slots ``in_use``, requests ``waiting``, connections

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 import attrs
 import trio
 
+from .._cache import CellKey, cache_key
 from .._core._budget import EndpointBudget, TokenEstimator
 from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 from .._core._suggest import did_you_mean
@@ -54,7 +55,8 @@ from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
 from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProvider
 from ..config._models import endpoint_name
 from ._backlog import RestingTasks, use_resting_tasks
-from ._client import ChatResponse, OpenAICompatibleClient, resolve_api_key
+from ._cached import CacheMiss, ResponseCache, cache_only
+from ._client import ChatResponse, OpenAICompatibleClient, _chat_body, resolve_api_key
 from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter
 
 if TYPE_CHECKING:
@@ -174,6 +176,7 @@ class ModelHandle:
         rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
         resting: RestingTasks | None = None,
         budget: EndpointBudget | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self._config = config
         self._client = client
@@ -188,6 +191,12 @@ class ModelHandle:
         # Jitter for the waits after a 429 without Retry-After. Seeded from the alias (not
         # hash(), which changes between processes), so virtual-time runs repeat exactly.
         self._jitter = random.Random(zlib.crc32(config.alias.encode()))
+        self._cache = cache
+        # What the cache key calls the endpoint: the provider's base URL; the built-in
+        # simulator's URL changes from run to run (a free port), so it is named instead.
+        self._cache_endpoint = (
+            SIMULATOR_PROVIDER if config.provider == SIMULATOR_PROVIDER else client.base_url
+        )
 
     @property
     def alias(self) -> str:
@@ -225,6 +234,7 @@ class ModelHandle:
         response_format: Mapping[str, Any] | None = None,
         inference: InferenceParams | None = None,
         seed: int | None = None,
+        cell: CellKey | None = None,
     ) -> ChatResponse:
         """Send one chat request through the endpoint's limiter, and count it.
 
@@ -248,6 +258,11 @@ class ModelHandle:
           inference: per-call overrides (an LLM column's ``inference``).
           seed: OpenAI's ``seed`` request field (servers that honour it sample
             reproducibly); the LLM columns pass one derived from (run seed, row, column).
+            Not sent when the model says ``send_seed: false``.
+          cell: the request's place in the run (LLM columns pass it). With a response cache,
+            the answer is looked up first (a hit is returned with ``cached=True`` and sends
+            nothing, touches no limiter, counts no usage), and a paid answer is stored. Under
+            the engine's cache-only pass a miss raises ``CacheMiss`` instead of sending.
 
         Returns:
           The answer (content, reasoning, usage, finish reason).
@@ -258,7 +273,38 @@ class ModelHandle:
             raised by the client.
         """
         params = merge_inference(self._config.inference, inference)
-        body = _with_seed(params.extra_body, seed)
+        body = _with_seed(params.extra_body, seed if self._config.send_seed else None)
+        cache = self._cache
+        if cache is None or cell is None:
+            return await self._send_with_retries(messages, response_format, params, body)
+        request = _chat_body(
+            self._config.model,
+            messages,
+            params.temperature,
+            params.top_p,
+            params.max_tokens,
+            response_format,
+            body,
+        )
+        key = cache_key(self._cache_endpoint, request, cell)
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        if cache_only.get():
+            raise CacheMiss
+        cache.missed()
+        response = await self._send_with_retries(messages, response_format, params, body)
+        cache.put(key, cell, response)
+        return response
+
+    async def _send_with_retries(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        response_format: Mapping[str, Any] | None,
+        params: InferenceParams,
+        body: dict[str, Any] | None,
+    ) -> ChatResponse:
+        """:meth:`_send`, with a 429 retried in place (see :meth:`chat`)."""
         attempt, waited = 0, 0.0
         while True:
             try:
@@ -358,6 +404,7 @@ class ModelRegistry:
         simulator: Simulator | None = None,
         rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
         resting: RestingTasks | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         _check_models(models, clients)
         self._resting = resting if resting is not None else RestingTasks()
@@ -379,11 +426,18 @@ class ModelRegistry:
                 rate_limit_retry,
                 self._resting,
                 self._budgets[endpoint_name(m.provider, m.model)],
+                cache,
             )
             for m in models
         }
+        self._cache = cache
         self._simulator = simulator
         self._clients = dict(clients)
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        """The run's response cache, if any (shared by every alias)."""
+        return self._cache
 
     def client(self, provider: str) -> OpenAICompatibleClient:
         """The HTTP client of ``provider`` (shared by its models)."""
@@ -595,6 +649,7 @@ async def open_model_registry(
     limiter_factory: LimiterFactory = AdaptiveLimiter,
     on_limit_change: Callable[[str, Any], None] | None = None,
     rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
+    cache: ResponseCache | None = None,
 ) -> AsyncIterator[ModelRegistry]:
     """Open clients (and the embedded simulator, if used) for ``config``'s models.
 
@@ -612,6 +667,8 @@ async def open_model_registry(
         with another policy); a custom factory wires ``on_change`` itself.
       rate_limit_retry: how a request answered 429 is retried in place before the caller
         sees the 429 (:meth:`ModelHandle.chat`).
+      cache: the run's response cache (``models/_cached.py``), consulted by every alias for
+        requests that name their cell; ``None``: no cache.
 
     Yields:
       The registry. On exit every client is closed and the simulator is stopped.
@@ -668,6 +725,7 @@ async def open_model_registry(
             simulator=simulator,
             rate_limit_retry=rate_limit_retry,
             resting=resting,
+            cache=cache,
         )
         # A backlog built while the registry is open counts its resting tasks (see
         # models/_backlog.py: the engine builds it inside this block).
