@@ -1,7 +1,8 @@
 """``python -m benches <name> [--quick]``: run a bench, print its table, write its JSON.
 
 Names: seed, bound, scale, adaptivity, overhead, memory, client_cpu, small_runs, validate,
-endpoints, cache, seed_memory, all. Results go to ``benches/results/<name>.json`` and plots to
+endpoints, cache, seed_memory, plugins, all. Results go to ``benches/results/<name>.json`` and
+plots to
 ``docs/img/`` (see docs/benchmarks.md for what each bench measures and how long it takes).
 """
 
@@ -30,6 +31,7 @@ BENCHES = (
     "endpoints",
     "cache",
     "seed_memory",
+    "plugins",
 )
 
 

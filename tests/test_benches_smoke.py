@@ -153,3 +153,12 @@ def test_seed_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         assert data[arm]["written"] == data[arm]["records"] == 1_500
         assert data[arm]["peak_rss_kb"] > 0
     assert data["ratio"] == data["with_seed"]["peak_rss_kb"] / data["without_seed"]["peak_rss_kb"]
+
+
+def test_plugins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benches import plugins
+
+    data = _run(plugins, tmp_path, capsys)
+    assert data["rows"] == 200
+    assert set(data["cells_per_s"]) == {"built-in expression", "plugin reverse_text"}
+    assert all(value > 0 for value in data["load_ms"].values())
