@@ -1,8 +1,8 @@
 """``python -m benches <name> [--quick]``: run a bench, print its table, write its JSON.
 
 Names: seed, bound, scale, adaptivity, overhead, memory, client_cpu, small_runs, validate,
-endpoints, cache, seed_memory, embeddings, all. Results go to ``benches/results/<name>.json``
-and plots to
+endpoints, cache, seed_memory, embeddings, plugins, all. Results go to
+``benches/results/<name>.json`` and plots to
 ``docs/img/`` (see docs/benchmarks.md for what each bench measures and how long it takes).
 """
 
@@ -32,6 +32,7 @@ BENCHES = (
     "cache",
     "seed_memory",
     "embeddings",
+    "plugins",
 )
 
 

@@ -169,3 +169,12 @@ def test_embeddings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert sixteen["embedding_requests"] < one["embedding_requests"]
         assert sixteen["makespan"] <= one["makespan"]
         assert sixteen["makespan"] >= sixteen["bound"] - 1e-9
+
+
+def test_plugins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benches import plugins
+
+    data = _run(plugins, tmp_path, capsys)
+    assert data["rows"] == 200
+    assert set(data["cells_per_s"]) == {"built-in expression", "plugin reverse_text"}
+    assert all(value > 0 for value in data["load_ms"].values())

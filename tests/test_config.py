@@ -469,6 +469,8 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
             age_range=st.lists(st.integers(0, 120), min_size=2, max_size=2).map(sorted).map(tuple),
             city=st.lists(texts, max_size=3).map(tuple),
             as_of=st.dates().map(lambda d: d.isoformat()),
+        ),
+    ),
     LLMEmbeddingColumn: st.builds(
         LLMEmbeddingColumn,
         **common(
