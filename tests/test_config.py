@@ -255,6 +255,30 @@ json_values = st.recursive(
 )
 json_objects = st.dictionaries(texts, json_values, max_size=3)
 name_tuples = st.lists(identifiers, max_size=3).map(tuple)
+# Valid JSON schemas only: LLMStructuredColumn checks `schema` against its meta-schema, so an
+# arbitrary dict is (rightly) refused and would make the round trip flaky.
+_leaf_schemas = st.one_of(
+    st.sampled_from(["string", "integer", "number", "boolean", "null"]).map(lambda t: {"type": t}),
+    st.builds(lambda lo: {"type": "integer", "minimum": lo}, st.integers(-100, 100)),
+    st.builds(lambda n: {"type": "string", "maxLength": n}, st.integers(0, 50)),
+    st.lists(json_scalars, min_size=1, max_size=3).map(lambda values: {"enum": values}),
+)
+
+
+def _object_schemas(properties: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    names = sorted(properties)
+    required = st.lists(st.sampled_from(names), unique=True) if names else st.just([])
+    return required.map(lambda req: {"type": "object", "properties": properties, "required": req})
+
+
+json_schemas = st.recursive(
+    _leaf_schemas,
+    lambda inner: (
+        inner.map(lambda items: {"type": "array", "items": items})
+        | st.dictionaries(identifiers, inner, max_size=3).flatmap(_object_schemas)
+    ),
+    max_leaves=5,
+)
 dtypes = st.none() | st.sampled_from(["str", "int", "float", "bool", "json"])
 decimal_places = st.none() | st.integers(0, 10)
 import_paths = st.builds(
@@ -418,7 +442,7 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     ),
     LLMTextColumn: st.builds(LLMTextColumn, **llm()),
     LLMCodeColumn: st.builds(LLMCodeColumn, **llm(language=non_blank)),
-    LLMStructuredColumn: st.builds(LLMStructuredColumn, **llm(schema=json_objects)),
+    LLMStructuredColumn: st.builds(LLMStructuredColumn, **llm(schema=json_schemas)),
     LLMJudgeColumn: st.builds(
         LLMJudgeColumn,
         **llm(
