@@ -28,6 +28,7 @@ from trio_designer.config import (
     LLMStructuredColumn,
     LLMTextColumn,
     ModelConfig,
+    ModelPrice,
     ModelProvider,
     PipelineBuilder,
     PipelineConfig,
@@ -405,6 +406,12 @@ providers = st.builds(
     base_url=st.just("http://127.0.0.1:8000/v1"),
     transport=st.just("native"),
 )
+model_prices = st.builds(
+    ModelPrice,
+    input_per_mtok=st.floats(0, 1e3),
+    output_per_mtok=st.floats(0, 1e3),
+    cached_input_per_mtok=st.none() | st.floats(0, 1e3),
+)
 model_configs = st.builds(
     ModelConfig,
     alias=non_blank,
@@ -413,6 +420,7 @@ model_configs = st.builds(
     inference=inference_params,
     max_parallel_requests=st.integers(1, 256),
     timeout=st.floats(0, 1e6, exclude_min=True),
+    price=st.none() | model_prices,
 )
 
 COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
@@ -464,6 +472,7 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     InferenceParams: inference_params,
     ModelProvider: providers,
     ModelConfig: model_configs,
+    ModelPrice: model_prices,
     RunConfig: run_configs,
     PipelineConfig: pipelines,
 }
@@ -572,7 +581,7 @@ def test_unknown_field_without_a_close_match_lists_the_fields() -> None:
         ConfigError,
         match=(
             r"^run: unknown field 'zzz'; expected one of 'row_group_size', "
-            r".*'non_llm_concurrency'$"
+            r".*'max_requests'$"
         ),
     ):
         PipelineConfig.from_yaml(

@@ -126,6 +126,8 @@ CASES: dict[str, tuple[str, str, dict[str, str]]] = {
         {},
     ),
     "python-config": ("c.py", "x = 1\n", {}),
+    "reserved-name": ("c.yaml", _yaml("{name: _row_id, kind: expression, expr: '1'}"), {}),
+    "unpriced-budget": ("c.yaml", "run: {max_cost: 5}\n" + _yaml(), {}),
 }
 
 

@@ -91,6 +91,7 @@ def test_no_command_writes_a_key_anywhere(
     assert sorted(p.name for p in (folder / "out" / "good").iterdir()) >= [
         "metadata.json",
         "parquet-files",
+        "provenance",  # per-cell records, error messages included: scanned above too
         "trace.chrome.json",
         "trace.json",
     ]

@@ -62,6 +62,7 @@ from .config import LLMJudgeColumn as LLMJudgeColumn
 from .config import LLMStructuredColumn as LLMStructuredColumn
 from .config import LLMTextColumn as LLMTextColumn
 from .config import ModelConfig as ModelConfig
+from .config import ModelPrice as ModelPrice
 from .config import ModelProvider as ModelProvider
 from .config import PipelineBuilder as PipelineBuilder
 from .config import PipelineConfig as PipelineConfig
@@ -95,6 +96,7 @@ __all__ = [
     "ModelConnectionError",
     "ModelContentFilteredError",
     "ModelOutputError",
+    "ModelPrice",
     "ModelProvider",
     "ModelRateLimitedError",
     "ModelRequestError",

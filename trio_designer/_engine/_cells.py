@@ -28,6 +28,7 @@ from .._observe import TaskStatus
 from .._plan import ExecutionGraph
 from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
 from ..generators._templates import evaluate_condition
+from ..models._cellcalls import recording
 from ._state import RowGroupBuffer
 
 if TYPE_CHECKING:
@@ -138,8 +139,14 @@ class CellRunner:
         )
         if generator.llm_bound:
             await _hand_off(handoff)
-        started.append(trio.current_time())
-        _store(buf, column, row, await generator.agenerate(ctx))
+            started.append(trio.current_time())
+            # Only LLM-bound cells get a tally: the others never call a model, and pay nothing.
+            with recording(buf.cells.usage_for(column, row)):
+                result = await generator.agenerate(ctx)
+        else:
+            started.append(trio.current_time())
+            result = await generator.agenerate(ctx)
+        _store(buf, column, row, result)
         return "ok"
 
     def run_cell_inline(self, buf: RowGroupBuffer, column: str, row: int) -> TaskStatus:
@@ -192,7 +199,11 @@ class CellRunner:
             models=self._models,
         )
         started.append(trio.current_time())
-        values = await generator.agenerate_column(ctx)
+        if generator.llm_bound:
+            with recording(buf.cells.usage_for(column, None)):
+                values = await generator.agenerate_column(ctx)
+        else:
+            values = await generator.agenerate_column(ctx)
         if not isinstance(values, list) or len(values) != len(active):
             got = len(values) if isinstance(values, list) else type(values).__name__
             raise NonRetryableGenerationError(

@@ -22,6 +22,7 @@ from ._progress_model import (
     format_endpoint,
     format_eta,
     format_rate,
+    format_spend,
 )
 from ._runview import RunView
 
@@ -49,6 +50,8 @@ def format_plain(snapshot: ProgressSnapshot) -> str:
             f"ETA {format_eta(c.eta)}  {c.failed} failed"
         )
     lines.extend(f"model {format_endpoint(e)}" for e in snapshot.endpoints)
+    if snapshot.spend:
+        lines.append(format_spend(snapshot.spend))
     return head + ("\n" + " " * len(head)).join(lines)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from ._budget import add_budget_options
+
 EXIT_CODES = """\
 exit status:
   0    success (a run that dropped some rows still succeeds; the summary counts them)
@@ -85,6 +87,8 @@ INSPECT_EXAMPLES = """\
 examples:
   {prog} inspect out/topics
   {prog} inspect out/topics --json | jq .metadata.status
+  {prog} inspect out/topics --cells
+  {prog} inspect out/topics --row 17
 
 Shows the status, fingerprint, rows per row group, the schema, the last run's per-column
 counts, failures (from failures.jsonl) per column and error class, and model usage.
@@ -251,6 +255,7 @@ def _add_run(sub: argparse.ArgumentParser) -> None:
         help="continue the run in --output-dir even though the config or custom code changed "
         "(the rows already written keep their old values; recorded in metadata.json)",
     )
+    add_budget_options(sub, positive_int)
 
 
 def _add_preview(sub: argparse.ArgumentParser) -> None:
@@ -295,6 +300,19 @@ def _add_inspect(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("output_dir", metavar="OUTPUT_DIR", help="the output directory of a run")
     sub.add_argument(
         "--json", action="store_true", help="print metadata and failures as one JSON document"
+    )
+    sub.add_argument(
+        "--cells",
+        action="store_true",
+        help="per column: cells ok / cached / skipped / failed (top error classes) / dropped, "
+        "requests, tokens, cost, p50/p95 latency (from the provenance files)",
+    )
+    sub.add_argument(
+        "--row",
+        type=int,
+        metavar="N",
+        help="one row's story: each cell's status, attempts, error, model, tokens, latency, "
+        "cost, and the row's values (N is the row id, the dataset's _row_id)",
     )
 
 

@@ -64,7 +64,7 @@ from ._columns import (
     Rubric,
     schema_to_dict,
 )
-from ._models import InferenceParams, ModelConfig, ModelProvider
+from ._models import InferenceParams, ModelConfig, ModelPrice, ModelProvider
 from ._run import RunConfig
 from ._validators import InvalidFieldError, collecting_problems, is_number, short_repr
 
@@ -79,6 +79,7 @@ CONFIG_CLASSES: tuple[type[Any], ...] = (
     ModelProvider,
     ModelConfig,
     RunConfig,
+    ModelPrice,
 )
 
 # Resolve the string annotations now, while each class's ``__module__`` still names the module

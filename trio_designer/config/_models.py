@@ -194,6 +194,27 @@ class ModelProvider:
 
 
 @attrs.frozen(kw_only=True)
+class ModelPrice:
+    """What a model's tokens cost, per million tokens, in the currency you count in.
+
+    Attributes:
+      input_per_mtok: price of one million prompt tokens, ``>= 0``.
+      output_per_mtok: price of one million completion tokens (reasoning included), ``>= 0``.
+      cached_input_per_mtok: price of one million prompt tokens the provider served from its
+        prompt cache (when its answers report them), ``>= 0``; ``None`` (default): charged as
+        input tokens.
+
+    Answers served by trio_designer's own response cache cost nothing.
+    """
+
+    input_per_mtok: float = attrs.field(validator=checked(finite, v.ge(0)))
+    output_per_mtok: float = attrs.field(validator=checked(finite, v.ge(0)))
+    cached_input_per_mtok: float | None = attrs.field(
+        default=None, validator=optional(checked(finite, v.ge(0)))
+    )
+
+
+@attrs.frozen(kw_only=True)
 class ModelConfig:
     """One model alias: which model, at which provider, with which limits.
 
@@ -215,6 +236,9 @@ class ModelConfig:
         model) share the smallest.
       tpm: the account's tokens (prompt + completion) per minute at this model, ``>= 1``, or
         ``None`` (default) to learn it from the headers. Shared like ``rpm``.
+      price: what this model's tokens cost (:class:`ModelPrice`), or ``None`` (default):
+        the run then counts tokens but no cost for this alias, and a ``max_cost`` budget
+        cannot be kept.
     """
 
     alias: str = attrs.field(validator=checked(non_blank))
@@ -228,3 +252,6 @@ class ModelConfig:
     max_response_bytes: int = attrs.field(default=8 * 2**20, validator=checked(is_int, v.ge(1)))
     rpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
     tpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
+    price: ModelPrice | None = attrs.field(
+        default=None, validator=optional(checked(instance_of(ModelPrice)))
+    )

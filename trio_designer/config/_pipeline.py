@@ -38,6 +38,7 @@ import attrs
 
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
+from ._budgets import budget_problems
 from ._code import CodeSearch, python_path_dirs
 from ._columns import (
     COLUMN_CLASSES,
@@ -257,7 +258,7 @@ def validate_references(config: PipelineConfig) -> list[str]:
         list(enumerate(config.columns)),
         list(enumerate(config.models)),
         list(enumerate(config.providers)),
-    )
+    ) + budget_problems(config.run, list(enumerate(config.models)))
 
 
 def reference_problems(
@@ -445,6 +446,7 @@ def _assemble(data: Any) -> PipelineConfig:
             other_aliases=sections.models.salvaged,
             other_providers=sections.providers.salvaged,
         ),
+        *budget_problems(sections.run, sections.models.items),
     ]
     if problems:
         raise ConfigError(problems)

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from ._validators import checked, finite, is_bool, is_int
+from ._validators import checked, finite, is_bool, is_int, optional
 
 
 def _error_rate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -43,6 +43,12 @@ class RunConfig:
         Not part of the config fingerprint.
       non_llm_concurrency: the sync baseline engine's bound on concurrent non-LLM cell tasks,
         ``>= 1`` (default 4).
+      max_cost: stop admitting row groups once the next one could take the run's cost past
+        this (in the currency of the models' prices; every model needs a ``price``), ``> 0``,
+        or ``None`` (default: no limit). Row groups in flight finish; the run ends with status
+        ``budget_exhausted`` and resumes where it stopped. Not part of the fingerprint.
+      max_tokens: the same for input + output tokens, ``>= 1`` or ``None``.
+      max_requests: the same for requests sent, ``>= 1`` or ``None``.
     """
 
     row_group_size: int = attrs.field(default=1000, validator=checked(is_int, v.gt(0)))
@@ -55,3 +61,12 @@ class RunConfig:
     seed: int = attrs.field(default=0, validator=checked(is_int))
     trace: bool = attrs.field(default=False, validator=checked(is_bool))
     non_llm_concurrency: int = attrs.field(default=4, validator=checked(is_int, v.ge(1)))
+    max_cost: float | None = attrs.field(
+        default=None, validator=optional(checked(finite, v.gt(0)))
+    )
+    max_tokens: int | None = attrs.field(
+        default=None, validator=optional(checked(is_int, v.ge(1)))
+    )
+    max_requests: int | None = attrs.field(
+        default=None, validator=optional(checked(is_int, v.ge(1)))
+    )
