@@ -144,7 +144,7 @@ class RunResult:
         ``row_id`` = ``_row_id`` (columns in [cost.md](../docs/cost.md)). Read from the
         ``provenance/`` files for ``create`` runs (earlier sessions' row groups included)."""
         if self._memory_cells is not None:
-            return self._memory_cells
+            return self._memory_cells()  # built when asked: a preview never pays for it
         from ._sink import read_cells
 
         if self.output_dir is None:
@@ -336,7 +336,7 @@ class TrioDesigner:
                     changes,
                     control,
                 )
-        return attrs.evolve(result, memory_table=sink.table(), memory_cells=sink.cells_table())
+        return attrs.evolve(result, memory_table=sink.table(), memory_cells=sink.cells_table)
 
     def create_sync(
         self,

@@ -129,6 +129,8 @@ class ProgressSnapshot:
         ``status`` (``complete``, ``early_shutdown``, ``interrupted``); ``None`` while the run
         goes on, or when the reporter was not told.
       spend: tokens and cost per model alias so far (empty without models).
+      budget: ``(name, spent, limit)`` per budget the run has (``cost``, ``tokens``,
+        ``requests``), spent over the whole run; empty without budgets.
     """
 
     elapsed: float
@@ -140,6 +142,7 @@ class ProgressSnapshot:
     final: bool = False
     outcome: str | None = None
     spend: tuple[ModelSpend, ...] = ()
+    budget: tuple[tuple[str, float, float], ...] = ()
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -235,6 +238,19 @@ class ProgressTracker:
             final=final,
             outcome=outcome if final else None,
             spend=self._spend(),
+            budget=self._budget(),
+        )
+
+    def _budget(self) -> tuple[tuple[str, float, float], ...]:
+        # Optional on a RunView (the engine's RunState has it): fakes without budgets work.
+        gate = getattr(self._state, "budget_gate", None)
+        if gate is None:
+            return ()
+        spent = gate.spent().to_dict()
+        return tuple(
+            (name, float(spent[name]), float(limit))
+            for name, limit in gate.budget.to_dict().items()
+            if limit is not None
         )
 
     def _spend(self) -> tuple[ModelSpend, ...]:
@@ -351,6 +367,18 @@ def format_spend(spend: Sequence[ModelSpend]) -> str:
     costs = [s.cost for s in spend if s.cost is not None]
     total = f"  total {format_cost(sum(costs))}" if len(costs) == len(spend) > 1 else ""
     return "spent " + ", ".join(parts) + total
+
+
+def format_budget(budget: Sequence[tuple[str, float, float]]) -> str:
+    """The budget line shared by both reporters: spent / limit per budget (empty without)."""
+    if not budget:
+        return ""
+    parts = [
+        f"{name} {format_cost(spent)}/{limit:g}" if name == "cost" else
+        f"{name} {int(spent)}/{int(limit)}"
+        for name, spent, limit in budget
+    ]  # fmt: skip
+    return "budget " + ", ".join(parts)
 
 
 def format_cost(cost: float) -> str:

@@ -19,6 +19,7 @@ from ._progress_model import (
     ProgressSnapshot,
     ProgressTracker,
     display_failed,
+    format_budget,
     format_endpoint,
     format_eta,
     format_rate,
@@ -52,6 +53,8 @@ def format_plain(snapshot: ProgressSnapshot) -> str:
     lines.extend(f"model {format_endpoint(e)}" for e in snapshot.endpoints)
     if snapshot.spend:
         lines.append(format_spend(snapshot.spend))
+    if snapshot.budget:
+        lines.append(format_budget(snapshot.budget))
     return head + ("\n" + " " * len(head)).join(lines)
 
 

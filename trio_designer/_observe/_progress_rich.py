@@ -39,6 +39,7 @@ from ._progress_model import (
     ProgressSnapshot,
     ProgressTracker,
     display_failed,
+    format_budget,
     format_eta,
     format_rate,
     format_spend,
@@ -93,6 +94,8 @@ class _Frame:
             yield _endpoint_line(endpoint)
         if snapshot.spend:
             yield Text(format_spend(snapshot.spend), style="cyan")
+        if snapshot.budget:
+            yield Text(format_budget(snapshot.budget), style="cyan")
 
 
 def _header(snapshot: ProgressSnapshot) -> Text:
@@ -351,5 +354,6 @@ class RichProgress:
             - _CHROME_LINES
             - len(snapshot.endpoints)
             - (1 if snapshot.spend else 0)
+            - (1 if snapshot.budget else 0)
         )
         return render_frame(snapshot, max_column_rows=max(rows, 3))
