@@ -268,3 +268,20 @@ def test_a_cell_usage_without_a_price_has_no_cost() -> None:
     assert usage.cost is None
     assert usage.requests == 2
     assert not usage.all_cached
+
+
+def test_a_full_column_task_has_a_record_of_its_own_for_its_usage() -> None:
+    log = CellLog(0, 0, 3, ["batch"])
+    log.usage_for("batch", None).add_answer(
+        alias="gen", model="m", finish_reason="stop", input_tokens=9, output_tokens=9,
+        reasoning_tokens=0, cached_input_tokens=0, latency=1.0, cost=0.25, cached=False,
+    )
+    records = cells_table(log).to_pylist()
+    assert [r["row_id"] for r in records] == [0, 1, 2, None]
+    assert records[3]["cost"] == 0.25
+    assert records[3]["status"] == "ok"
+    assert log.spend() == (0.25, 18, 1)
+    log.note_failure("batch", None, RuntimeError("boom"), 1, final=True)
+    log.dropped = frozenset({0, 1, 2})
+    statuses = [r["status"] for r in cells_table(log).to_pylist()]
+    assert statuses == ["failed"] * 4

@@ -70,3 +70,21 @@ def test_inspect_row_tells_one_rows_story(
     assert "summary  " in text
     assert main(["inspect", str(run_dir), "--row", "99"]) == 0
     assert "no per-cell records" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_model_usage_summary_for_the_dataset_card(run_dir: Path) -> None:
+    from trio_designer._sink import model_usage_summary
+
+    summary = model_usage_summary(run_dir)
+    assert list(summary) == ["gen", "strict"]
+    gen, strict = summary["gen"], summary["strict"]
+    assert gen["model"] == "sim-gen"
+    assert gen["price"] == {"input_per_mtok": 2.0, "output_per_mtok": 8.0}
+    assert gen["requests"] == 10
+    assert gen["cost"] == pytest.approx(
+        (gen["input_tokens"] * 2.0 + gen["output_tokens"] * 8.0) / 1e6
+    )
+    assert strict["price"] is None
+    assert strict["cost"] is None
+    assert strict["requests"] > 0
