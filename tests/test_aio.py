@@ -92,7 +92,7 @@ def test_preview_runs_under_asyncio_run() -> None:
         return await trio_designer.aio.preview(CONFIG, num_records=3, designer=designer)
 
     result = run_asyncio(main)
-    assert result.table.column_names == ["topic", "summary", "n"]
+    assert result.table.column_names == ["_row_id", "topic", "summary", "n"]
     assert result.table.num_rows == 3
 
 

@@ -234,7 +234,7 @@ def test_run_writes_a_dataset_and_prints_a_summary(
     out = folder / "out" / "topics"  # the default output directory
     table = ds.dataset(out / "parquet-files").to_table()
     assert table.num_rows == 12
-    assert table.column_names == ["topic", "summary", "n_words"]
+    assert table.column_names == ["_row_id", "topic", "summary", "n_words"]
     assert all(n > 0 for n in table.column("n_words").to_pylist())
     meta = metadata(out)
     assert meta["status"] == "complete"
@@ -270,7 +270,8 @@ def test_inspect_reports_counts_schema_and_usage(
     assert "rows: 12 written of 12 requested; 0 dropped in written row groups" in text
     assert "row groups: 3 of 3 written (size 5)" in text
     assert "   2     2          2  parquet-files/row-group-00002.parquet" in text
-    assert "schema:\n  topic: string\n  summary: string\n  n_words: int64\n" in text
+    schema = "schema:\n  _row_id: int64\n  topic: string\n  summary: string\n  n_words: int64\n"
+    assert schema in text
     assert "failures: none" in text
     assert "usage (last run):\n  gen: 12 requests (12 ok, 0 failed, 0 rate-limited)" in text
 

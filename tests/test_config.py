@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trio_designer.config as config_pkg
-from trio_designer._core._jsonschema import schema_problems
 from trio_designer._exceptions import ConfigError
 from trio_designer.config import (
     BernoulliSampler,
@@ -31,6 +30,7 @@ from trio_designer.config import (
     LLMStructuredColumn,
     LLMTextColumn,
     ModelConfig,
+    ModelPrice,
     ModelProvider,
     PersonSampler,
     PipelineBuilder,
@@ -264,6 +264,30 @@ json_values = st.recursive(
 )
 json_objects = st.dictionaries(texts, json_values, max_size=3)
 name_tuples = st.lists(identifiers, max_size=3).map(tuple)
+# Valid JSON schemas only: LLMStructuredColumn checks `schema` against its meta-schema, so an
+# arbitrary dict is (rightly) refused and would make the round trip flaky.
+_leaf_schemas = st.one_of(
+    st.sampled_from(["string", "integer", "number", "boolean", "null"]).map(lambda t: {"type": t}),
+    st.builds(lambda lo: {"type": "integer", "minimum": lo}, st.integers(-100, 100)),
+    st.builds(lambda n: {"type": "string", "maxLength": n}, st.integers(0, 50)),
+    st.lists(json_scalars, min_size=1, max_size=3).map(lambda values: {"enum": values}),
+)
+
+
+def _object_schemas(properties: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    names = sorted(properties)
+    required = st.lists(st.sampled_from(names), unique=True) if names else st.just([])
+    return required.map(lambda req: {"type": "object", "properties": properties, "required": req})
+
+
+json_schemas = st.recursive(
+    _leaf_schemas,
+    lambda inner: (
+        inner.map(lambda items: {"type": "array", "items": items})
+        | st.dictionaries(identifiers, inner, max_size=3).flatmap(_object_schemas)
+    ),
+    max_leaves=5,
+)
 dtypes = st.none() | st.sampled_from(["str", "int", "float", "bool", "json"])
 decimal_places = st.none() | st.integers(0, 10)
 import_paths = st.builds(
@@ -390,6 +414,12 @@ providers = st.builds(
     base_url=st.just("http://127.0.0.1:8000/v1"),
     transport=st.just("native"),
 )
+model_prices = st.builds(
+    ModelPrice,
+    input_per_mtok=st.floats(0, 1e3),
+    output_per_mtok=st.floats(0, 1e3),
+    cached_input_per_mtok=st.none() | st.floats(0, 1e3),
+)
 model_configs = st.builds(
     ModelConfig,
     alias=non_blank,
@@ -398,6 +428,7 @@ model_configs = st.builds(
     inference=inference_params,
     max_parallel_requests=st.integers(1, 256),
     timeout=st.floats(0, 1e6, exclude_min=True),
+    price=st.none() | model_prices,
 )
 
 COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
@@ -427,11 +458,7 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     ),
     LLMTextColumn: st.builds(LLMTextColumn, **llm()),
     LLMCodeColumn: st.builds(LLMCodeColumn, **llm(language=non_blank)),
-    # Random mappings are schemas unless a key happens to be a keyword with a bad value
-    # (hypothesis found {'maxContains': None}): keep the valid ones.
-    LLMStructuredColumn: st.builds(
-        LLMStructuredColumn, **llm(schema=json_objects.filter(lambda d: not schema_problems(d)))
-    ),
+    LLMStructuredColumn: st.builds(LLMStructuredColumn, **llm(schema=json_schemas)),
     LLMJudgeColumn: st.builds(
         LLMJudgeColumn,
         **llm(
@@ -527,6 +554,7 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     InferenceParams: inference_params,
     ModelProvider: providers,
     ModelConfig: model_configs,
+    ModelPrice: model_prices,
     RunConfig: run_configs,
     PipelineConfig: pipelines,
     SeedConfig: seed_configs,

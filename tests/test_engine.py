@@ -401,7 +401,7 @@ async def test_reasoning_goes_to_its_own_column(autojump_clock: Any) -> None:
     with trio.fail_after(BIG):
         result = await TrioDesigner().preview(config, num_records=3)
     table = result.table
-    assert table.column_names == ["topic", "answer", "answer__reasoning", "echo"]
+    assert table.column_names == ["_row_id", "topic", "answer", "answer__reasoning", "echo"]
     for row in table.to_pylist():
         assert row["answer__reasoning"]
         assert row["echo"] == row["answer"]

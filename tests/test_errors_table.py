@@ -145,6 +145,8 @@ CASES: dict[str, tuple[str, str, dict[str, str]]] = {
         "seed: {path: rows.csv}\n" + _yaml("{name: e, kind: expression, expr: '{{ qestion }}'}"),
         {"rows.csv": "question\nWhy?\n"},
     ),
+    "reserved-name": ("c.yaml", _yaml("{name: _row_id, kind: expression, expr: '1'}"), {}),
+    "unpriced-budget": ("c.yaml", "run: {max_cost: 5}\n" + _yaml(), {}),
 }
 
 

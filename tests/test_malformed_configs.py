@@ -59,6 +59,13 @@ MALFORMED: dict[str, tuple[str, str]] = {
     "bad name": ("a.yaml", y("{name: 'my col', kind: expression, expr: '{{ topic }}'}")),
     "name shadows a global": ("a.yaml", y("{name: range, kind: expression, expr: '1'}")),
     "duplicate column": ("a.yaml", y("{name: topic, kind: expression, expr: '1'}")),
+    "reserved row id": ("a.yaml", y("{name: _row_id, kind: expression, expr: '1'}")),
+    "cost budget without prices": ("a.yaml", y(LLM, top="run: {max_cost: 2.5}\n")),
+    "negative cost budget": ("a.yaml", y(top="run: {max_cost: -1}\n")),
+    "negative price": (
+        "a.yaml",
+        y(LLM, head=HEAD.replace("remote}", "remote, price: {input_per_mtok: -1}}")),
+    ),
     "string for int": ("a.yaml", y(top="run: {row_group_size: ten}\n")),
     "float for int": ("a.yaml", y(top="run: {seed: 1.5}\n")),
     "blank cache_dir": ("a.yaml", y(top="run: {cache_dir: '  '}\n")),

@@ -96,6 +96,8 @@ def test_usage_adds_up() -> None:
         "requests_ok": 1,
         "requests_failed": 1,
         "requests_rate_limited": 2,
+        "cached_input_tokens": 0,
+        "cost": 0.0,
     }
 
 

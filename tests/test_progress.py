@@ -124,6 +124,7 @@ class FakeRegistry:
         class Handle:
             provider = "simulator"
             model = "m"
+            priced = alias == "gen"
 
         return Handle()
 

@@ -94,6 +94,7 @@ def test_no_command_writes_a_key_anywhere(
         "README.md",
         "metadata.json",
         "parquet-files",
+        "provenance",  # per-cell records, error messages included: scanned above too
         "trace.chrome.json",
         "trace.json",
     }

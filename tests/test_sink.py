@@ -440,8 +440,8 @@ async def test_close_refuses_an_unknown_status_and_unstorable_summary(harness: H
     await open_sink(harness.sink)
     with pytest.raises(
         ValueError,
-        match=r"^status must be one of \['complete', 'early_shutdown', 'failed', 'interrupted'\], "
-        r"got 'done'\.$",
+        match=r"^status must be one of \['budget_exhausted', 'complete', 'early_shutdown', "
+        r"'failed', 'interrupted'\], got 'done'\.$",
     ):
         await harness.sink.close(status="done", summary={})
     with pytest.raises(TypeError, match=r"^summary\['x'\]: a set cannot be stored"):
@@ -626,13 +626,13 @@ async def test_layout_after_a_run(out: Path) -> None:
     """metadata.json + parquet-files/row-group-NNNNN.parquet; .tmp is gone after close."""
     sink = ParquetSink(out)
     await open_sink(sink)
-    assert listdir(out) == [".tmp", "metadata.json", "parquet-files"]
+    assert listdir(out) == [".tmp", "metadata.json", "parquet-files", "provenance"]
     for rg in (0, 7):
         await sink.write_row_group(rg, rows(rg * 10, 10), requested_rows=10)
         assert_disk_matches_record(sink)
     await sink.close(status="complete", summary={})
     assert_disk_matches_record(sink)
-    assert listdir(out) == ["metadata.json", "parquet-files"]
+    assert listdir(out) == ["metadata.json", "parquet-files", "provenance"]
     assert listdir(sink.dataset_dir) == [
         "row-group-00000.parquet",
         "row-group-00007.parquet",

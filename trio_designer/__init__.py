@@ -69,6 +69,7 @@ from .config import LLMJudgeColumn as LLMJudgeColumn
 from .config import LLMStructuredColumn as LLMStructuredColumn
 from .config import LLMTextColumn as LLMTextColumn
 from .config import ModelConfig as ModelConfig
+from .config import ModelPrice as ModelPrice
 from .config import ModelProvider as ModelProvider
 from .config import PersonSampler as PersonSampler
 from .config import PipelineBuilder as PipelineBuilder
@@ -111,6 +112,7 @@ __all__ = [
     "ModelConnectionError",
     "ModelContentFilteredError",
     "ModelOutputError",
+    "ModelPrice",
     "ModelProvider",
     "ModelRateLimitedError",
     "ModelRequestError",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import trio
 
+from ._core._runbudget import Spend
 from ._engine._async import AsyncEngine
 from ._engine._dispatch import SlotStatistics
 from ._engine._state import ColumnCounts, FailureRecord, RunState
@@ -54,7 +55,7 @@ EngineName = Literal["async", "sync"]
 #: :meth:`TrioDesigner.interrupt` makes ``create`` raise :class:`RunInterrupted`, and a
 #: cancellation from outside (an outer cancel scope, Ctrl-C) propagates, as trio requires.
 #: A run that an exception ended records ``status: "failed"`` and re-raises it.
-RunStatus = Literal["complete", "early_shutdown"]
+RunStatus = Literal["complete", "early_shutdown", "budget_exhausted"]
 
 
 @attrs.frozen(kw_only=True)
@@ -81,8 +82,10 @@ class RunResult:
     """What a run produced.
 
     Attributes:
-      status: ``complete``, or ``early_shutdown`` (the error-rate gate tripped). An interrupted
-        run returns no result (see :data:`RunStatus`).
+      status: ``complete``, ``early_shutdown`` (the error-rate gate tripped), or
+        ``budget_exhausted`` (a budget stopped admitting row groups: what was written is kept,
+        and a resume with a larger budget continues). An interrupted run returns no result
+        (see :data:`RunStatus`).
       engine: ``async`` or ``sync``.
       num_records_requested: rows asked for.
       num_records_written: rows written by this run (surviving rows of the row groups it
@@ -101,6 +104,9 @@ class RunResult:
       slots: occupancy statistics of the submission / LLM-wait pools (async engine).
       cache: what the response cache did (``directory``, ``hits``, ``misses``, ``stored``,
         ``loaded``, ``corrupt``, ``write_errors``); empty when the run had no cache.
+      budget: with budgets (``RunConfig.max_cost``...): ``{"limits", "spent", "stopped_by"}``
+        (spent over the whole run, earlier sessions' written row groups included); ``None``
+        without.
     """
 
     status: RunStatus
@@ -117,8 +123,10 @@ class RunResult:
     usage: Mapping[str, Any] = attrs.field(factory=dict)
     model_limits: Mapping[str, Any] = attrs.field(factory=dict)
     slots: SlotStatistics | None = None
+    budget: Mapping[str, Any] | None = None
     _memory_table: Any = attrs.field(default=None, repr=False, alias="memory_table")
     cache: Mapping[str, Any] = attrs.field(factory=dict)
+    _memory_cells: Any = attrs.field(default=None, repr=False, alias="memory_cells")
 
     @property
     def table(self) -> Any:
@@ -158,6 +166,22 @@ class RunResult:
         """
         polars = _optional("polars", "RunResult.to_polars()")
         return polars.from_arrow(self.table)
+
+    @property
+    def cells(self) -> Any:
+        """Per-cell provenance as a ``pyarrow.Table``: one record per (row, column) with its
+        status, attempts, last error, model, tokens, latency and cost; joins the dataset on
+        ``row_id`` = ``_row_id`` (columns in [cost.md](../docs/cost.md)). Read from the
+        ``provenance/`` files for ``create`` runs (earlier sessions' row groups included)."""
+        if self._memory_cells is not None:
+            return self._memory_cells()  # built when asked: a preview never pays for it
+        from ._sink import read_cells
+
+        if self.output_dir is None:
+            from ._sink import CELLS_SCHEMA
+
+            return CELLS_SCHEMA.empty_table()
+        return read_cells(self.output_dir)
 
 
 def _optional(package: str, what: str) -> Any:
@@ -316,6 +340,7 @@ class TrioDesigner:
                     force_resume=force_resume,
                 )
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
+                prior = await _prior_spend(Path(output_dir), sink, done, config)
                 result = await self._execute(
                     config,
                     graph,
@@ -327,6 +352,7 @@ class TrioDesigner:
                     models,
                     changes,
                     control,
+                    prior,
                 )
             await trio.to_thread.run_sync(_write_card, Path(output_dir))
             return result
@@ -371,7 +397,7 @@ class TrioDesigner:
                     changes,
                     control,
                 )
-        return attrs.evolve(result, memory_table=sink.table())
+        return attrs.evolve(result, memory_table=sink.table(), memory_cells=sink.cells_table)
 
     def create_sync(
         self,
@@ -477,7 +503,9 @@ class TrioDesigner:
         models: ModelRegistry | None,
         changes: _LimitChanges,
         control: RunControl,
+        prior: tuple[Spend, int] | None = None,
     ) -> RunResult:
+        prior_spend, prior_rows = prior or (Spend(), 0)
         state = RunState(
             graph=graph,
             generators=generators,
@@ -488,6 +516,8 @@ class TrioDesigner:
             on_event=self.on_event,
             model_configs=config.models,
             models=models,
+            prior_spend=prior_spend,
+            prior_rows=prior_rows,
         )
         changes.state = state
         engine = AsyncEngine.for_run(state) if self.engine == "async" else None
@@ -499,7 +529,7 @@ class TrioDesigner:
             await self._run_engine(state, engine)
             if state.fatal_error is not None:
                 raise state.fatal_error
-            status = "early_shutdown" if state.early_shutdown else "complete"
+            status = _outcome(state)
         except BaseException as exc:
             status, stopped = stop_record(control, exc) or (status, None)
             raise
@@ -512,7 +542,7 @@ class TrioDesigner:
                     )
                 await sink.close(status=status, summary=_summary(state, status, stopped))
         return RunResult(
-            status="early_shutdown" if state.early_shutdown else "complete",
+            status=_outcome(state),
             engine=self.engine,
             num_records_requested=num_records,
             num_records_written=state.rows_written,
@@ -524,7 +554,8 @@ class TrioDesigner:
             traces=tuple(state.trace.records),
             elapsed=trio.current_time() - start,
             slots=None if engine is None else engine.slots.statistics(),
-            usage={} if models is None else {a: u.to_dict() for a, u in models.usage().items()},
+            budget=budget_record(state),
+            usage=usage_dicts(models),
             model_limits={}
             if models is None
             else {name: lim.statistics() for name, lim in models.limiters().items()},
@@ -543,7 +574,7 @@ class TrioDesigner:
                     await engine.run()
                 else:
                     await run_sync(state)
-                outcome = "early_shutdown" if state.early_shutdown else "complete"
+                outcome = _outcome(state)
             finally:
                 nursery.cancel_scope.cancel()
                 if reporter is not None:
@@ -677,6 +708,45 @@ def _write_card(output_dir: Path) -> None:
         _logger.warning("the dataset card of %s was not written: %s", output_dir, exc)
 
 
+async def _prior_spend(
+    output_dir: Path, sink: Any, done: frozenset[int], config: PipelineConfig
+) -> tuple[Spend, int] | None:
+    """What the row groups already on disk spent (their provenance files), for the budgets of
+    a resumed run; ``None`` without budgets or nothing on disk."""
+    run = config.run
+    if not done or all(b is None for b in (run.max_cost, run.max_tokens, run.max_requests)):
+        return None
+    from ._sink import recorded_spend
+
+    entries = sink.metadata()["row_groups"]
+    kept = {rg: entry for rg, entry in entries.items() if int(rg) in done}
+    cost, tokens, requests, rows = await trio.to_thread.run_sync(
+        recorded_spend, output_dir, kept
+    )
+    return Spend(cost, tokens, requests), rows
+
+
+def budget_record(state: RunState) -> dict[str, Any] | None:
+    """The run's budgets, what it spent (earlier sessions' written row groups included) and
+    which budget stopped it; ``None`` without budgets."""
+    gate = state.budget_gate
+    if gate is None:
+        return None
+    return {
+        "limits": gate.budget.to_dict(),
+        "spent": state.spent().to_dict(),
+        "stopped_by": list(gate.stopped_by),
+    }
+
+
+def _outcome(state: RunState) -> RunStatus:
+    """How a run that returned ended: early shutdown first (it cancelled work), then a budget
+    (it only stopped admitting), else complete."""
+    if state.early_shutdown:
+        return "early_shutdown"
+    return "budget_exhausted" if state.budget_exhausted else "complete"
+
+
 def _column_summary(counts: ColumnCounts) -> ColumnSummary:
     return ColumnSummary(
         ok=counts.ok,
@@ -698,7 +768,20 @@ def _summary(state: RunState, status: str, stopped: dict[str, Any] | None) -> di
         "failures": [attrs.asdict(f) for f in state.failures[:1000]],
         "early_shutdown": state.early_shutdown,
         SUMMARY_ROW_GROUPS_FOUND: len(state.skip_row_groups),
-        "usage": {}
-        if state.models is None
-        else {a: u.to_dict() for a, u in state.models.usage().items()},
+        "usage": usage_dicts(state.models),
+        "budget": budget_record(state),
     }
+
+
+def usage_dicts(models: ModelRegistry | None) -> dict[str, dict[str, Any]]:
+    """Alias -> its usage as a plain dict (``ModelUsage.to_dict``), ``cost`` ``None`` for an
+    alias without a price (unknown, not free)."""
+    if models is None:
+        return {}
+    result = {}
+    for alias, usage in models.usage().items():
+        data = usage.to_dict()
+        if not models.model(alias).priced:
+            data["cost"] = None
+        result[alias] = data
+    return result

@@ -32,7 +32,7 @@ from ._exceptions import RESUME_ARGUMENT
 
 __all__ = ["RecordedStatus", "RunControl", "stop_record"]
 
-RecordedStatus = Literal["complete", "early_shutdown", "interrupted", "failed"]
+RecordedStatus = Literal["complete", "early_shutdown", "interrupted", "failed", "budget_exhausted"]
 """What ``metadata.json`` records as a run's final ``status``."""
 
 DEFAULT_RESUME_HINT = (

@@ -10,14 +10,23 @@ A ``trio.CapacityLimiter`` with one token per admitted group does the counting; 
 an :class:`AdmissionTicket` rather than a trio task, because the admission loop acquires on a
 group's behalf and the group's worker (another task) releases. Waiters are served first come,
 first served, so row groups are admitted in order.
+
+With run budgets (``max_cost``, ``max_tokens``, ``max_requests``) a :class:`BudgetGate` also
+decides, before each row group, whether it may start at all: it stops admitting once the next
+row group could go past what is left, estimated from the row groups so far
+(:mod:`trio_designer._core._runbudget`); the row groups in flight finish and are written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import trio
 
-__all__ = ["AdmissionStatistics", "AdmissionTicket", "RowGroupAdmission"]
+from .._core._runbudget import RunBudget, Spend, decide, projection
+
+__all__ = ["AdmissionStatistics", "AdmissionTicket", "BudgetGate", "RowGroupAdmission"]
 
 
 class AdmissionTicket:
@@ -95,3 +104,86 @@ class RowGroupAdmission:
             peak_in_flight=self._peak,
             admitted=self._admitted,
         )
+
+
+class BudgetGate:
+    """Run budgets at admission: whether the next row group may start (``max_cost``,
+    ``max_tokens``, ``max_requests``).
+
+    The decision is :func:`~trio_designer._core._runbudget.decide`'s (pure); this class keeps
+    its inputs — the spend and rows of finished row groups, the rows in flight — and waits,
+    when the answer is "wait", until a row group in flight finishes. Once it answers "stop"
+    the run admits nothing more: the row groups in flight finish and are written.
+
+    Args:
+      budget: the run's budgets.
+      spent: the run's spend so far (earlier sessions included), read at each decision.
+      finished: spend of the row groups written before this session (a resume), and
+      finished_rows: their requested rows — the first basis of the estimate.
+    """
+
+    def __init__(
+        self,
+        budget: RunBudget,
+        spent: Callable[[], Spend],
+        *,
+        finished: Spend | None = None,
+        finished_rows: int = 0,
+    ) -> None:
+        self.budget = budget
+        self._spent = spent
+        self.finished = finished or Spend()
+        self.finished_rows = finished_rows
+        self.in_flight_rows = 0
+        self._changed = trio.Event()
+        #: The budgets that stopped admission (empty while it goes on).
+        self.stopped_by: list[str] = []
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.stopped_by)
+
+    def spent(self) -> Spend:
+        return self._spent()
+
+    async def wait_for_room(self, rows: int) -> bool:
+        """Wait until the next row group (of ``rows`` rows) may start: ``True`` (it is now
+        counted in flight), or ``False`` when the budget says stop. Always a checkpoint."""
+        await trio.lowlevel.checkpoint()
+        while True:
+            spent = self._spent()
+            decision = decide(
+                self.budget,
+                spent=spent,
+                finished=self.finished,
+                finished_rows=self.finished_rows,
+                in_flight_rows=self.in_flight_rows,
+                next_rows=rows,
+            )
+            if decision == "admit":
+                self.in_flight_rows += rows
+                return True
+            if decision == "stop":
+                projected = projection(
+                    spent=spent,
+                    finished=self.finished,
+                    finished_rows=self.finished_rows,
+                    in_flight_rows=0,
+                    next_rows=rows,
+                )
+                over = self.budget.exhausted(spent) or self.budget.exceeded(projected or spent)
+                self.stopped_by = over or ["cost"]
+                return False
+            self._changed = trio.Event()
+            await self._changed.wait()
+
+    def finished_group(self, rows: int, spend: Spend) -> None:
+        """A row group of ``rows`` requested rows was written, having spent ``spend``."""
+        self.finished = self.finished + spend
+        self.finished_rows += rows
+        self.left(rows)
+
+    def left(self, rows: int) -> None:
+        """A row group of ``rows`` rows left memory (written or abandoned)."""
+        self.in_flight_rows = max(0, self.in_flight_rows - rows)
+        self._changed.set()

@@ -82,17 +82,27 @@ class AsyncEngine:
         state = self.state
         with state.run_scope:
             async with trio.open_nursery() as nursery:
+                gate = state.budget_gate
                 for plan in state.plans():
                     ticket = await self.admission.admit(plan.id)
+                    if gate is not None and not await gate.wait_for_room(plan.size):
+                        self.admission.release(ticket)
+                        state.stop_admitting_for_budget()
+                        break  # the row groups in flight finish and are written
                     state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
                     nursery.start_soon(self._row_group, plan, ticket)
 
     async def _row_group(self, plan: RowGroupPlan, ticket: AdmissionTicket) -> None:
+        written = False
         try:
             await self.state.load_cached(plan)
             worker = RowGroupWorker(self.state, self._cells, self.slots, self.backlog, plan)
             await worker.run()
             await self.state.checkpoint(worker.buffer, worker.tracker.dropped_rows)
+            written = True
         finally:
             self.state.forget_cached(plan)
             self.admission.release(ticket)
+            gate = self.state.budget_gate
+            if gate is not None and not written:
+                gate.left(plan.size)

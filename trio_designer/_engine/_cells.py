@@ -31,12 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._core._cellusage import CellUsage
 from .._exceptions import GenerationError, NonRetryableGenerationError
 from .._observe import TaskStatus
 from .._plan import ExecutionGraph
 from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
 from ..generators._templates import evaluate_condition
 from ..models._cached import CacheMiss, cache_only
+from ..models._cellcalls import recording
 from ._state import RowGroupBuffer
 
 if TYPE_CHECKING:
@@ -157,19 +159,28 @@ class CellRunner:
             ):
                 started.append(trio.current_time())
                 token = cache_only.set(True)
+                scratch = CellUsage()  # a pass ending in a miss counts nothing
                 try:
-                    result = await generator.agenerate(ctx)
+                    with recording(scratch):
+                        result = await generator.agenerate(ctx)
                 except CacheMiss:
                     del started[-1]
                     ctx = self._context(buf, column, row)  # the same random draws again
                 else:
+                    buf.cells.usage_for(column, row).merge(scratch)
                     _store(buf, column, row, result)
                     return "ok"
                 finally:
                     cache_only.reset(token)
             await _hand_off(handoff)
-        started.append(trio.current_time())
-        _store(buf, column, row, await generator.agenerate(ctx))
+            started.append(trio.current_time())
+            # Only LLM-bound cells get a tally: the others never call a model, and pay nothing.
+            with recording(buf.cells.usage_for(column, row)):
+                result = await generator.agenerate(ctx)
+        else:
+            started.append(trio.current_time())
+            result = await generator.agenerate(ctx)
+        _store(buf, column, row, result)
         return "ok"
 
     def replays_from_cache(self, column: str) -> bool:
@@ -191,9 +202,12 @@ class CellRunner:
             return "skipped"
         coroutine = self._generators[column].agenerate(self._context(buf, column, row))
         token = cache_only.set(True)
+        scratch = CellUsage()  # a pass ending in a miss counts nothing
         try:
-            coroutine.send(None)
+            with recording(scratch):
+                coroutine.send(None)
         except StopIteration as done:
+            buf.cells.usage_for(column, row).merge(scratch)
             _store(buf, column, row, done.value)
             return "ok"
         except CacheMiss:
@@ -262,7 +276,11 @@ class CellRunner:
             models=self._models,
         )
         started.append(trio.current_time())
-        values = await generator.agenerate_column(ctx)
+        if generator.llm_bound:
+            with recording(buf.cells.usage_for(column, None)):
+                values = await generator.agenerate_column(ctx)
+        else:
+            values = await generator.agenerate_column(ctx)
         if not isinstance(values, list) or len(values) != len(active):
             got = len(values) if isinstance(values, list) else type(values).__name__
             raise NonRetryableGenerationError(

@@ -494,6 +494,7 @@ class RowGroupWorker:
             )
             if not outcome.exhausted:
                 self.state.counts[task.column].retried += 1
+                self.state.record_retry(self.plan, task.column, task.row, exc, attempt)
                 return "retryable"
             self._drop(task, exc, attempt, outcome.to_cancel)
             return "failed"

@@ -17,12 +17,15 @@ import trio
 
 from .._core._errorwindow import ErrorRateWindow
 from .._core._retry import RetryPolicy
+from .._core._runbudget import RunBudget, Spend
 from .._exceptions import ProviderError
 from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
+from .._sink._provenance import ROW_ID, CellLog
 from ..config import CustomColumn, LLMColumnConfig, LLMEmbeddingColumn, ModelConfig, RunConfig
 from ..generators._base import ColumnGenerator
+from ._admission import BudgetGate
 
 if TYPE_CHECKING:
     from ..models._registry import ModelRegistry
@@ -40,7 +43,13 @@ class RowGroupSink(Protocol):
     makes; opening and closing the sink is the designer's."""
 
     async def write_row_group(
-        self, row_group: int, table: Any, *, requested_rows: int, commit_later: bool = False
+        self,
+        row_group: int,
+        table: Any,
+        *,
+        requested_rows: int,
+        commit_later: bool = False,
+        cells: CellLog | None = None,
     ) -> str | None: ...
 
 
@@ -96,7 +105,8 @@ class RowGroupBuffer:
 
     ``values[column][local_row]`` holds a cell's value once generated; ``skipped[column]`` the
     local rows whose cell was skipped; ``truncated[column]`` the local rows whose value is a kept
-    cut-off answer. Cells are written only by the task that generated them.
+    cut-off answer; ``cells`` what the provenance sidecar needs beyond that (failures, retries,
+    model calls). Cells are written only by the task that generated them.
     """
 
     def __init__(
@@ -108,6 +118,7 @@ class RowGroupBuffer:
         }
         self.skipped: dict[str, set[int]] = {c: set() for c in columns}
         self.truncated: dict[str, set[int]] = {}
+        self.cells = CellLog(plan.id, plan.start, plan.size, columns, self.skipped)
 
     def row_view(self, columns: Sequence[str], row: int) -> dict[str, Any]:
         return {c: self.values[c][row] for c in columns}
@@ -126,6 +137,8 @@ class RunState:
       model_configs: the pipeline's model aliases (``PipelineConfig.models``).
       skip_row_groups: row groups already on disk (resume).
       on_event: called with every scheduler event (``TrioDesigner(on_event=...)``).
+      prior_spend: what the row groups written by earlier sessions spent (a resume), and
+      prior_rows: their requested rows; the budgets (``RunConfig.max_cost``...) count them.
     """
 
     def __init__(
@@ -140,6 +153,8 @@ class RunState:
         model_configs: Sequence[ModelConfig] = (),
         skip_row_groups: frozenset[int] = frozenset(),
         on_event: EventHook | None = None,
+        prior_spend: Spend | None = None,
+        prior_rows: int = 0,
     ) -> None:
         self.graph = graph
         self.generators = generators
@@ -172,11 +187,21 @@ class RunState:
         self.fatal_error: BaseException | None = None
         self.rows_written = 0
         self.rows_dropped = 0
+        self.prior_spend = prior_spend or Spend()
+        budget = RunBudget(run.max_cost, run.max_tokens, run.max_requests)
+        #: Row-group admission's budget check (``None`` without budgets).
+        self.budget_gate = (
+            BudgetGate(budget, self.spent, finished=self.prior_spend, finished_rows=prior_rows)
+            if budget.is_set
+            else None
+        )
         # Row groups this run still has to write; the last one's record entry is committed by
         # the sink's close() (commit_later), one record write fewer at the end of every run.
         self._unwritten = sum(1 for _ in self.plans())
         # row group -> (column, error class) -> rows dropped; reported once at checkpoint.
         self._drop_causes: dict[int, dict[tuple[str, str], int]] = {}
+        # row group -> its cell log (provenance), from new_buffer() to checkpoint().
+        self._cell_logs: dict[int, CellLog] = {}
         self._extra_columns = [e for c in graph.order for e in generators[c].extra_columns()]
         #: The response cache the models consult (``None``: no cache), and the columns whose
         #: answers it may hold.
@@ -185,7 +210,7 @@ class RunState:
             c for c in graph.order if generators[c].replays_from_cache and self.cache is not None
         )
         self._output_columns: list[str] = []
-        self._output_types: dict[str, Any] = {}
+        self._output_types: dict[str, Any] = {ROW_ID: _int64_type()}
         for column in graph.order:
             if graph.configs[column].drop:
                 continue
@@ -216,7 +241,9 @@ class RunState:
             self.cache.forget_group(plan.id)
 
     def new_buffer(self, plan: RowGroupPlan) -> RowGroupBuffer:
-        return RowGroupBuffer(plan, self.graph.order, self._extra_columns)
+        buf = RowGroupBuffer(plan, self.graph.order, self._extra_columns)
+        self._cell_logs[plan.id] = buf.cells
+        return buf
 
     def emit(self, event: str, **fields: Any) -> None:
         """Record a scheduler event (in the trace) and pass it to the ``on_event`` hook."""
@@ -237,6 +264,9 @@ class RunState:
         self, plan: RowGroupPlan, column: str, row: int | None, exc: BaseException, attempts: int
     ) -> None:
         self.counts[column].failed += 1
+        log = self._cell_logs.get(plan.id)
+        if log is not None:
+            log.note_failure(column, row, exc, attempts, final=True)
         causes = self._drop_causes.setdefault(plan.id, {})
         key = (column, type(exc).__name__)
         causes[key] = causes.get(key, 0) + 1
@@ -258,6 +288,44 @@ class RunState:
             str(exc)[:200],
         )
         self._record_outcome(error=True)
+
+    def record_retry(
+        self, plan: RowGroupPlan, column: str, row: int | None, exc: BaseException, attempts: int
+    ) -> None:
+        """A cell's attempt failed with a retryable error and will be tried again (for the
+        provenance sidecar: the last failure and the attempts)."""
+        log = self._cell_logs.get(plan.id)
+        if log is not None:
+            log.note_failure(column, row, exc, attempts, final=False)
+
+    def spent(self) -> Spend:
+        """The run's spend so far: earlier sessions' written row groups, and every request of
+        this session (the model registry's usage)."""
+        if self.models is None:
+            return self.prior_spend
+        cost, tokens, requests = 0.0, 0, 0
+        for usage in self.models.usage().values():
+            cost += usage.cost
+            tokens += usage.input_tokens + usage.output_tokens
+            requests += usage.requests
+        return self.prior_spend + Spend(cost, tokens, requests)
+
+    @property
+    def budget_exhausted(self) -> bool:
+        """Whether a budget stopped admission (the run ends ``budget_exhausted``)."""
+        return self.budget_gate is not None and self.budget_gate.stopped
+
+    def stop_admitting_for_budget(self) -> None:
+        """Admission stopped for a budget: say so once (the groups in flight go on)."""
+        gate = self.budget_gate
+        assert gate is not None
+        spent = self.spent()
+        logger.info(
+            "budget: no more row groups (%s would go past the budget); spent %s",
+            " and ".join(gate.stopped_by),
+            spent.to_dict(),
+        )
+        self.emit("budget_exhausted", budgets=list(gate.stopped_by), **spent.to_dict())
 
     def stop_for(self, exc: BaseException) -> None:
         """Stop the run for an error no row is to blame for (a
@@ -364,23 +432,30 @@ class RunState:
             self._log_drops(buf.plan, len(dropped))
         self._unwritten -= 1
         last = self._unwritten == 0  # the sink's close() follows: it records this one
+        cells = self._cell_logs.pop(buf.plan.id, buf.cells)
+        cells.dropped = dropped
+        start = buf.plan.start
         with trio.CancelScope(shield=True):
             if self.cache is not None:  # the answers this group paid for, stored
                 await self.cache.finish_group(buf.plan.id)
             if live:
-                columns = {c: [buf.values[c][r] for r in live] for c in self._output_columns}
+                columns = {ROW_ID: [start + r for r in live]}
+                columns.update((c, [buf.values[c][r] for r in live]) for c in self._output_columns)
                 table = build_table(columns, self._output_types)
                 await self.sink.write_row_group(
-                    buf.plan.id, table, requested_rows=buf.plan.size, commit_later=last
+                    buf.plan.id, table, requested_rows=buf.plan.size, commit_later=last, cells=cells
                 )
             else:
                 # Recorded (rows: 0) so that a resumed run does not generate it again.
-                empty = build_table({c: [] for c in self._output_columns}, self._output_types)
+                names = (ROW_ID, *self._output_columns)
+                empty = build_table({c: [] for c in names}, self._output_types)
                 await self.sink.write_row_group(
-                    buf.plan.id, empty, requested_rows=buf.plan.size, commit_later=last
+                    buf.plan.id, empty, requested_rows=buf.plan.size, commit_later=last, cells=cells
                 )
                 logger.warning("row group %d has no surviving rows; nothing written", buf.plan.id)
         self.rows_written += len(live)
+        if self.budget_gate is not None:
+            self.budget_gate.finished_group(buf.plan.size, Spend(*cells.spend()))
         self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=len(live))
         buf.values.clear()
 
@@ -402,6 +477,12 @@ def _column_models(
         known = tuple(by_alias[a] for a in aliases if a in by_alias)
         result[column] = known if graph.llm_bound[column] else ()
     return result
+
+
+def _int64_type() -> Any:
+    import pyarrow as pa
+
+    return pa.int64()
 
 
 def _string_type() -> Any:

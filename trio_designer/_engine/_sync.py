@@ -24,7 +24,11 @@ async def run_sync(state: RunState) -> None:
     """Run every row group of ``state`` column by column."""
     cells = CellRunner(state.graph, state.generators, seed=state.run.seed, models=state.models)
     with state.run_scope:
+        gate = state.budget_gate
         for plan in state.plans():
+            if gate is not None and not await gate.wait_for_room(plan.size):
+                state.stop_admitting_for_budget()
+                break
             state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
             try:
                 await state.load_cached(plan)
@@ -67,6 +71,7 @@ class _SyncRowGroup:
                     self._drop(column, row, exc, attempts[row])
                 else:
                     self.state.counts[column].retried += 1
+                    self.state.record_retry(self.plan, column, row, exc, attempts[row])
                     pending.append(row)
                     pause = max(pause, retry.delay(attempts[row], exc))
             if pending:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from collections.abc import Sequence
 
 import attrs
 
@@ -96,6 +97,22 @@ class EndpointProgress:
 
 
 @attrs.frozen(kw_only=True)
+class ModelSpend:
+    """What one model alias spent so far.
+
+    Attributes:
+      alias: the model alias.
+      input_tokens, output_tokens: tokens of its answers so far.
+      cost: their cost at the alias's price; ``None`` when it has no price.
+    """
+
+    alias: str
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+
+
+@attrs.frozen(kw_only=True)
 class ProgressSnapshot:
     """Everything one progress frame shows; plain data, rendered by either reporter.
 
@@ -111,6 +128,9 @@ class ProgressSnapshot:
       outcome: on the last frame, how the run ended, in the words of ``metadata.json``'s
         ``status`` (``complete``, ``early_shutdown``, ``interrupted``); ``None`` while the run
         goes on, or when the reporter was not told.
+      spend: tokens and cost per model alias so far (empty without models).
+      budget: ``(name, spent, limit)`` per budget the run has (``cost``, ``tokens``,
+        ``requests``), spent over the whole run; empty without budgets.
     """
 
     elapsed: float
@@ -121,6 +141,8 @@ class ProgressSnapshot:
     endpoints: tuple[EndpointProgress, ...] = ()
     final: bool = False
     outcome: str | None = None
+    spend: tuple[ModelSpend, ...] = ()
+    budget: tuple[tuple[str, float, float], ...] = ()
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -215,6 +237,34 @@ class ProgressTracker:
             endpoints=self._endpoints(now),
             final=final,
             outcome=outcome if final else None,
+            spend=self._spend(),
+            budget=self._budget(),
+        )
+
+    def _budget(self) -> tuple[tuple[str, float, float], ...]:
+        # Optional on a RunView (the engine's RunState has it): fakes without budgets work.
+        gate = getattr(self._state, "budget_gate", None)
+        if gate is None:
+            return ()
+        spent = gate.spent().to_dict()
+        return tuple(
+            (name, float(spent[name]), float(limit))
+            for name, limit in gate.budget.to_dict().items()
+            if limit is not None
+        )
+
+    def _spend(self) -> tuple[ModelSpend, ...]:
+        models = self._state.models
+        if models is None:
+            return ()
+        return tuple(
+            ModelSpend(
+                alias=alias,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost=usage.cost if models.model(alias).priced else None,
+            )
+            for alias, usage in models.usage().items()
         )
 
     def _column(
@@ -303,6 +353,37 @@ def format_endpoint(endpoint: EndpointProgress) -> str:
     if endpoint.cooldown > 0:
         text += f"  cooling down {endpoint.cooldown:.1f}s"
     return text
+
+
+def format_spend(spend: Sequence[ModelSpend]) -> str:
+    """The spend line shared by both reporters: tokens and cost per model alias, and the total
+    cost when every alias has a price (empty without models)."""
+    if not spend:
+        return ""
+    parts = []
+    for s in spend:
+        cost = "" if s.cost is None else f" {format_cost(s.cost)}"
+        parts.append(f"{s.alias} {s.input_tokens}+{s.output_tokens} tok{cost}")
+    costs = [s.cost for s in spend if s.cost is not None]
+    total = f"  total {format_cost(sum(costs))}" if len(costs) == len(spend) > 1 else ""
+    return "spent " + ", ".join(parts) + total
+
+
+def format_budget(budget: Sequence[tuple[str, float, float]]) -> str:
+    """The budget line shared by both reporters: spent / limit per budget (empty without)."""
+    if not budget:
+        return ""
+    parts = [
+        f"{name} {format_cost(spent)}/{limit:g}" if name == "cost" else
+        f"{name} {int(spent)}/{int(limit)}"
+        for name, spent, limit in budget
+    ]  # fmt: skip
+    return "budget " + ", ".join(parts)
+
+
+def format_cost(cost: float) -> str:
+    """A cost with four decimals below 1, two above (the currency of the prices)."""
+    return f"{cost:.4f}" if abs(cost) < 1 else f"{cost:,.2f}"
 
 
 def display_failed(exc: Exception) -> None:

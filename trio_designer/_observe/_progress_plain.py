@@ -19,9 +19,11 @@ from ._progress_model import (
     ProgressSnapshot,
     ProgressTracker,
     display_failed,
+    format_budget,
     format_endpoint,
     format_eta,
     format_rate,
+    format_spend,
 )
 from ._runview import RunView
 
@@ -49,6 +51,10 @@ def format_plain(snapshot: ProgressSnapshot) -> str:
             f"ETA {format_eta(c.eta)}  {c.failed} failed"
         )
     lines.extend(f"model {format_endpoint(e)}" for e in snapshot.endpoints)
+    if snapshot.spend:
+        lines.append(format_spend(snapshot.spend))
+    if snapshot.budget:
+        lines.append(format_budget(snapshot.budget))
     return head + ("\n" + " " * len(head)).join(lines)
 
 

@@ -39,8 +39,10 @@ from ._progress_model import (
     ProgressSnapshot,
     ProgressTracker,
     display_failed,
+    format_budget,
     format_eta,
     format_rate,
+    format_spend,
 )
 from ._runview import RunView
 
@@ -90,6 +92,10 @@ class _Frame:
             yield Text(f"… {len(hidden)} more columns ({finished} complete)", style="dim")
         for endpoint in snapshot.endpoints:
             yield _endpoint_line(endpoint)
+        if snapshot.spend:
+            yield Text(format_spend(snapshot.spend), style="cyan")
+        if snapshot.budget:
+            yield Text(format_budget(snapshot.budget), style="cyan")
 
 
 def _header(snapshot: ProgressSnapshot) -> Text:
@@ -343,5 +349,11 @@ class RichProgress:
 
     def _frame(self, *, final: bool) -> RenderableType:
         snapshot = self._tracker.snapshot(trio.current_time(), final=final, outcome=self._outcome)
-        rows = self.console.size.height - _CHROME_LINES - len(snapshot.endpoints)
+        rows = (
+            self.console.size.height
+            - _CHROME_LINES
+            - len(snapshot.endpoints)
+            - (1 if snapshot.spend else 0)
+            - (1 if snapshot.budget else 0)
+        )
         return render_frame(snapshot, max_column_rows=max(rows, 3))

@@ -38,10 +38,15 @@ class ColumnTally(Protocol):
 
 
 class TokenUsage(Protocol):
-    """One model alias's usage so far (``ModelUsage``); progress shows output tokens/s."""
+    """One model alias's usage so far (``ModelUsage``); progress shows output tokens/s, and the
+    tokens and cost so far."""
 
     @property
+    def input_tokens(self) -> int: ...
+    @property
     def output_tokens(self) -> int: ...
+    @property
+    def cost(self) -> float: ...
 
 
 class EndpointIdentity(Protocol):
@@ -51,6 +56,10 @@ class EndpointIdentity(Protocol):
     def provider(self) -> str: ...
     @property
     def model(self) -> str: ...
+    @property
+    def priced(self) -> bool:
+        """Whether the alias has a ``price`` (else its cost is unknown, not zero)."""
+        ...
 
 
 class LimiterSnapshot(Protocol):

@@ -21,6 +21,8 @@ One idea per module:
 ``_stored``        a finished output directory read back: run record, files in order
 ``_card``          the dataset card, ``README.md``: schema, counts, usage, profile, config
 ``_export``        :func:`export_dataset`: jsonl / csv / parquet / hf, streamed
+``_provenance``    per-cell records (:class:`CellLog` → :func:`cells_table`), the row id
+``_usage``         per-model requests, tokens and cost of a written dataset (for the card)
 =================  ==========================================================================
 
 Mental model: **a row group is written when its entry is in the run record**; a write that
@@ -37,28 +39,45 @@ from ._layout import (
     DATASET_DIR,
     FAILURES_FILE,
     METADATA_FILE,
+    PROVENANCE_DIR,
     TIMELINE_FILE,
     TMP_DIR,
     TRACE_FILE,
+    cells_file,
     row_group_file,
 )
 from ._memory import MemorySink
 from ._metadata import FORMAT_VERSION, SUMMARY_ROW_GROUPS_FOUND, RowGroupEntry, RunMetadata
 from ._parquet import ParquetSink, ParquetWriter
+from ._provenance import (
+    CELL_STATUSES,
+    CELLS_SCHEMA,
+    ROW_ID,
+    CellLog,
+    cells_table,
+    read_cells,
+    recorded_spend,
+)
 from ._table import build_table
+from ._usage import model_usage_summary
 
 __all__ = [
     "CARD_FILE",
+    "CELLS_SCHEMA",
+    "CELL_STATUSES",
     "CHROME_TRACE_FILE",
     "DATASET_DIR",
     "FAILURES_FILE",
     "FINAL_STATUSES",
     "FORMAT_VERSION",
     "METADATA_FILE",
+    "PROVENANCE_DIR",
+    "ROW_ID",
     "SUMMARY_ROW_GROUPS_FOUND",
     "TIMELINE_FILE",
     "TMP_DIR",
     "TRACE_FILE",
+    "CellLog",
     "MemorySink",
     "ParquetSink",
     "ParquetWriter",
@@ -67,8 +86,13 @@ __all__ = [
     "SinkStatistics",
     "append_failures",
     "build_table",
+    "cells_file",
+    "cells_table",
     "dataset_card",
+    "model_usage_summary",
+    "read_cells",
     "read_failures",
+    "recorded_spend",
     "row_group_file",
     "write_atomically",
     "write_dataset_card",

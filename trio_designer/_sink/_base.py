@@ -38,13 +38,16 @@ import pyarrow as pa
 import trio
 
 from .._exceptions import SinkError
-from ._layout import row_group_file
+from ._layout import cells_file, row_group_file
 from ._metadata import RowGroupEntry, RunMetadata, json_value, utc_now
+from ._provenance import CellLog
 from ._table import SchemaGuard
 
 __all__ = ["FINAL_STATUSES", "SinkBase", "SinkState", "SinkStatistics"]
 
-FINAL_STATUSES: Final = frozenset({"complete", "interrupted", "early_shutdown", "failed"})
+FINAL_STATUSES: Final = frozenset(
+    {"complete", "interrupted", "early_shutdown", "failed", "budget_exhausted"}
+)
 """The statuses :meth:`SinkBase.close` accepts. An open run has status ``"running"``."""
 
 SinkState = Literal["new", "open", "closing", "closed"]
@@ -234,7 +237,13 @@ class SinkBase(abc.ABC):
         self._ready.settle()
 
     async def write_row_group(
-        self, row_group: int, table: pa.Table, *, requested_rows: int, commit_later: bool = False
+        self,
+        row_group: int,
+        table: pa.Table,
+        *,
+        requested_rows: int,
+        commit_later: bool = False,
+        cells: CellLog | None = None,
     ) -> str | None:
         """Store one row group durably and add it to the run record.
 
@@ -259,6 +268,11 @@ class SinkBase(abc.ABC):
           commit_later: return once the table is stored; its entry enters the record with the
             next record write (another row group's, or ``close``'s). For the last row group
             of a run, whose ``close`` follows at once: one record write fewer.
+          cells: the row group's cell log; its provenance table
+            (:func:`~._provenance.cells_table`) is stored with the row group — also when every
+            row was dropped — and named by the same record entry, so the record never names
+            one without the other. Published before the data file and withdrawn if the data
+            file is not.
 
         Returns:
           The file's path relative to the output directory
@@ -277,12 +291,22 @@ class SinkBase(abc.ABC):
         table = self._guard.conform(row_group, table)
         rows = int(table.num_rows)
         file = row_group_file(row_group) if rows else None
-        entry = RowGroupEntry(file=file, rows=rows, requested_rows=requested_rows)
+        sidecar = None if cells is None else cells_file(row_group)
+        entry = RowGroupEntry(file=file, rows=rows, requested_rows=requested_rows, cells=sidecar)
         self._in_flight.add(row_group)
         try:
             await self._ready.wait()
+            if sidecar is not None:
+                assert cells is not None
+                await self._publish_cells(sidecar, cells)  # Cancelled here: nothing stored
             if file is not None:
-                await self._publish(file, table)  # Cancelled here: nothing was stored
+                try:
+                    await self._publish(file, table)  # Cancelled here: nothing was stored
+                except BaseException:
+                    if sidecar is not None:
+                        with trio.CancelScope(shield=True):
+                            await self._unpublish(sidecar)
+                    raise
             if commit_later:
                 self._staged[row_group] = entry
                 self._stored(row_group, table)  # stored now, recorded by the next commit
@@ -304,7 +328,8 @@ class SinkBase(abc.ABC):
         raises ``Cancelled``. Writes started after ``close`` began are refused.
 
         Args:
-          status: ``"complete"``, ``"interrupted"``, ``"early_shutdown"`` or ``"failed"``.
+          status: ``"complete"``, ``"interrupted"``, ``"early_shutdown"``, ``"failed"`` or
+            ``"budget_exhausted"``.
           summary: JSON-compatible run summary (counts, per-column stats, usage), stored as
             given except that tuples become lists, datetimes ISO strings and NaN/inf ``null``.
 
@@ -394,8 +419,8 @@ class SinkBase(abc.ABC):
             try:
                 await self._persist(updated)
             except BaseException:
-                if entry.file is not None:
-                    await self._unpublish(entry.file)
+                for file in entry.files:
+                    await self._unpublish(file)
                 self._staged.update(staged)  # still stored; the next record write takes them
                 raise
             self._meta = updated
@@ -448,6 +473,10 @@ class SinkBase(abc.ABC):
 
     @abc.abstractmethod
     async def _publish(self, file: str, table: pa.Table) -> None: ...
+
+    @abc.abstractmethod
+    async def _publish_cells(self, file: str, cells: CellLog) -> None:
+        """Store a row group's provenance (like ``_publish``: cancellable until stored)."""
 
     @abc.abstractmethod
     async def _unpublish(self, file: str) -> None: ...

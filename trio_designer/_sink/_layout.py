@@ -6,6 +6,8 @@ A run's output directory (details and reading recipes in ``docs/output-layout.md
       metadata.json                           METADATA_FILE: the run record (the commit record)
       parquet-files/                          DATASET_DIR: what ``pyarrow.dataset`` reads
         row-group-00000.parquet               row_group_file(0): one per non-empty row group
+      provenance/                             PROVENANCE_DIR: per-cell records
+        row-group-00000.parquet               cells_file(0): one per row group (docs/cost.md)
       failures.jsonl                          FAILURES_FILE: one line per dropped row
       trace.json                              TRACE_FILE: task traces, when tracing is on
       trace.chrome.json                       CHROME_TRACE_FILE: ``trio-designer trace`` export
@@ -29,9 +31,11 @@ __all__ = [
     "DATASET_DIR",
     "FAILURES_FILE",
     "METADATA_FILE",
+    "PROVENANCE_DIR",
     "TIMELINE_FILE",
     "TMP_DIR",
     "TRACE_FILE",
+    "cells_file",
     "is_row_group_file",
     "row_group_file",
     "tmp_file_name",
@@ -42,6 +46,10 @@ METADATA_FILE: Final = "metadata.json"
 
 DATASET_DIR: Final = "parquet-files"
 """Folder holding one parquet file per non-empty row group; hand it to ``pyarrow.dataset``."""
+
+PROVENANCE_DIR: Final = "provenance"
+"""Folder holding one parquet file per row group with a record of every cell (status,
+attempts, error, model, tokens, latency, cost); written with the row group's data file."""
 
 TMP_DIR: Final = ".tmp"
 """Folder for row-group and metadata files being written; empty between writes, gone after
@@ -76,6 +84,15 @@ def row_group_file(row_group: int) -> str:
     'parquet-files/row-group-00003.parquet'
     """
     return f"{DATASET_DIR}/row-group-{row_group:05d}.parquet"
+
+
+def cells_file(row_group: int) -> str:
+    """The path of a row group's provenance file, relative to the output directory.
+
+    >>> cells_file(3)
+    'provenance/row-group-00003.parquet'
+    """
+    return f"{PROVENANCE_DIR}/row-group-{row_group:05d}.parquet"
 
 
 def is_row_group_file(name: str) -> bool:

@@ -10,6 +10,7 @@ import trio
 
 from ._base import SinkBase
 from ._metadata import RunMetadata
+from ._provenance import CELLS_SCHEMA, CellLog, cells_table
 from ._resume import opened_metadata
 
 __all__ = ["MemorySink"]
@@ -38,6 +39,7 @@ class MemorySink(SinkBase):
     def __init__(self) -> None:
         super().__init__()
         self._tables: dict[int, pa.Table] = {}
+        self._cells: dict[str, CellLog] = {}  # provenance file -> its log (built on demand)
 
     def table(self) -> pa.Table:
         """Every stored row group concatenated in row group id order.
@@ -46,6 +48,15 @@ class MemorySink(SinkBase):
         """
         tables = [self._tables[rg] for rg in sorted(self._tables)]
         return pa.concat_tables(tables) if tables else pa.table({})
+
+    def cells_table(self) -> pa.Table:
+        """The provenance of every stored row group, in row group id order (what the parquet
+        sink's ``provenance/`` files hold); built when asked for, not while the run goes."""
+        meta = self._meta
+        entries = [] if meta is None else [meta.row_groups[rg] for rg in sorted(meta.row_groups)]
+        entries += [self._staged[rg] for rg in sorted(self._staged)]
+        tables = [cells_table(self._cells[e.cells]) for e in entries if e.cells in self._cells]
+        return pa.concat_tables(tables) if tables else CELLS_SCHEMA.empty_table()
 
     def _stored(self, row_group: int, table: pa.Table) -> None:
         if table.num_rows:
@@ -84,7 +95,12 @@ class MemorySink(SinkBase):
     async def _publish(self, file: str, table: pa.Table) -> None:
         await trio.lowlevel.checkpoint()  # the table is kept by _stored() on commit
 
+    async def _publish_cells(self, file: str, cells: CellLog) -> None:
+        await trio.lowlevel.checkpoint()
+        self._cells[file] = cells
+
     async def _unpublish(self, file: str) -> None:
+        self._cells.pop(file, None)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _persist(self, meta: RunMetadata) -> None:

@@ -40,11 +40,26 @@ class RowGroupEntry:
       rows: rows stored (the row group's surviving rows).
       requested_rows: rows the row group was asked to produce; ``requested_rows - rows`` were
         dropped.
+      cells: path of its provenance file (one record per cell), or ``None`` (none was written:
+        a record from before provenance, or a sink given no cell log). Left out of the JSON
+        when ``None``.
     """
 
     file: str | None
     rows: int
     requested_rows: int
+    cells: str | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        if self.cells is None:
+            del data["cells"]
+        return data
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file the entry names (data and provenance)."""
+        return tuple(f for f in (self.file, self.cells) if f is not None)
 
 
 #: The key of a run summary (``RunMetadata.summary``) that counts the row groups a resumed run
@@ -111,7 +126,7 @@ class RunMetadata:
             "finished_at": self.finished_at,
             "schema": None if self.schema is None else _schema_to_json(self.schema),
             "row_groups": {
-                str(rg): attrs.asdict(self.row_groups[rg]) for rg in sorted(self.row_groups)
+                str(rg): self.row_groups[rg].to_json_dict() for rg in sorted(self.row_groups)
             },
             "summary": json_value(self.summary, "summary"),
             "forced_resumes": json_value(list(self.forced_resumes), "forced_resumes"),
@@ -158,6 +173,7 @@ def _parse_metadata(data: Any) -> RunMetadata:
                 file=_optional_str(entry, "file"),
                 rows=_typed(entry, "rows", int),
                 requested_rows=_typed(entry, "requested_rows", int),
+                cells=_optional_str(entry, "cells") if "cells" in entry else None,
             )
             for rg, entry in _typed(data, "row_groups", dict).items()
         },

@@ -34,8 +34,9 @@ import trio
 from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError
 from ._atomic import fsync_directory, write_atomically
 from ._base import SinkBase
-from ._layout import DATASET_DIR, METADATA_FILE, TMP_DIR, is_row_group_file
+from ._layout import DATASET_DIR, METADATA_FILE, PROVENANCE_DIR, TMP_DIR, is_row_group_file
 from ._metadata import RunMetadata
+from ._provenance import CellLog, cells_table
 from ._resume import opened_metadata
 
 __all__ = ["ParquetSink", "ParquetWriter"]
@@ -198,11 +199,12 @@ class ParquetSink(SinkBase):
         return RunMetadata.from_json_dict(data, where=str(meta_path))
 
     def _forget_missing_files(self, meta: RunMetadata) -> RunMetadata:
-        """The record without entries whose file is gone (their row groups run again)."""
+        """The record without entries whose file (data or provenance) is gone (their row
+        groups run again)."""
         kept = {
             rg: entry
             for rg, entry in meta.row_groups.items()
-            if entry.file is None or (self._root / entry.file).is_file()
+            if all((self._root / file).is_file() for file in entry.files)
         }
         return attrs.evolve(meta, row_groups=kept)
 
@@ -210,14 +212,16 @@ class ParquetSink(SinkBase):
         """Create the folders, clear stale tmp files and orphans (files without an entry)."""
         root = self._root
         (root / DATASET_DIR).mkdir(parents=True, exist_ok=True)
+        (root / PROVENANCE_DIR).mkdir(exist_ok=True)
         shutil.rmtree(root / TMP_DIR, ignore_errors=True)  # stale tmp files of a crash
         (root / TMP_DIR).mkdir(exist_ok=True)
-        recorded = {entry.file for entry in meta.row_groups.values() if entry.file}
-        for path in (root / DATASET_DIR).iterdir():
-            relative = f"{DATASET_DIR}/{path.name}"
-            if is_row_group_file(path.name) and relative not in recorded:
-                path.unlink()  # an orphan: renamed into place, but never committed
-        fsync_directory(root / DATASET_DIR)
+        recorded = {file for entry in meta.row_groups.values() for file in entry.files}
+        for folder in (DATASET_DIR, PROVENANCE_DIR):
+            for path in (root / folder).iterdir():
+                relative = f"{folder}/{path.name}"
+                if is_row_group_file(path.name) and relative not in recorded:
+                    path.unlink()  # an orphan: renamed into place, but never committed
+            fsync_directory(root / folder)
 
     async def _publish(self, file: str, table: pa.Table) -> None:
         await self._run_sync(self._publish_sync, file, table)
@@ -237,10 +241,15 @@ class ParquetSink(SinkBase):
             final_path.unlink(missing_ok=True)
             raise
 
+    async def _publish_cells(self, file: str, cells: CellLog) -> None:
+        # The table is built in the worker thread too: the event loop never pays for it.
+        await self._run_sync(lambda: self._publish_sync(file, cells_table(cells)))
+
     async def _unpublish(self, file: str) -> None:
         def unpublish_sync() -> None:
-            (self._root / file).unlink(missing_ok=True)
-            fsync_directory(self._root / DATASET_DIR)
+            path = self._root / file
+            path.unlink(missing_ok=True)
+            fsync_directory(path.parent)
 
         with contextlib.suppress(SinkError):  # best effort: the next open() deletes the orphan
             await self._run_sync(unpublish_sync)
@@ -306,7 +315,7 @@ def _remedy(exc: BaseException) -> str:
 def _is_scaffolding_only(root: Path) -> bool:
     """True if ``root`` holds nothing but our own empty ``.tmp``/``parquet-files`` folders."""
     for entry in root.iterdir():
-        if entry.name not in (TMP_DIR, DATASET_DIR) or not entry.is_dir():
+        if entry.name not in (TMP_DIR, DATASET_DIR, PROVENANCE_DIR) or not entry.is_dir():
             return False
         if any(entry.iterdir()):
             return False

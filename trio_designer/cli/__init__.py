@@ -1,14 +1,15 @@
 """The command line: ``trio-designer`` (also ``python -m trio_designer``).
 
-Commands: ``run``, ``preview``, ``validate``, ``check``, ``simulate``, ``inspect``, ``trace``,
-``cache``, ``plugins``, ``export`` — see
+Commands: ``run``, ``preview``, ``validate``, ``check``, ``simulate``, ``inspect``, ``estimate``,
+``trace``, ``cache``, ``plugins``, ``export`` — see
 ``docs/cli.md`` or ``trio-designer --help``. Each command is a function of the parsed
 arguments returning the exit status; :func:`main` turns errors into one readable line on
 stderr (with the traceback only under ``--debug``) and an exit status:
 
 * 0: success (a run that dropped rows still succeeds; the summary counts them);
-* 1: a run stopped by the error-rate gate (``early_shutdown``) or by a provider that cannot
-  work (:class:`~trio_designer.ProviderError`: a runtime failure, the config may be fine), a
+* 1: a run stopped by a budget (``budget_exhausted``: what was written is kept; a resume with
+  a larger budget continues), by the error-rate gate (``early_shutdown``) or by a provider that
+  cannot work (:class:`~trio_designer.ProviderError`: a runtime failure, the config may be fine), a
   ``check`` that did not pass, or an unexpected error;
 * 2: usage or configuration error (:class:`~trio_designer.ConfigError`), an unusable output
   directory (:class:`~trio_designer.SinkError`), a missing optional dependency;
@@ -101,6 +102,7 @@ def _silence_stdout() -> None:
 def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
     from ._cache import cmd_cache
     from ._check import cmd_check
+    from ._estimate import cmd_estimate
     from ._export import cmd_export
     from ._inspect import cmd_inspect
     from ._plugins import cmd_plugins
@@ -114,6 +116,7 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
         "validate": cmd_validate,
         "check": cmd_check,
         "inspect": cmd_inspect,
+        "estimate": cmd_estimate,
         "trace": cmd_trace,
         "cache": cmd_cache,
         "plugins": cmd_plugins,

@@ -144,7 +144,9 @@ def usage_line(alias: str, usage: Mapping[str, Any]) -> str:
         f"{usage.get('output_tokens', 0)} output tokens"
     )
     reasoning = int(usage.get("reasoning_tokens", 0))
-    return text + (f" ({reasoning} reasoning)" if reasoning else "")
+    text += f" ({reasoning} reasoning)" if reasoning else ""
+    cost = usage.get("cost")
+    return text + (f", cost {cost:.4f}" if isinstance(cost, int | float) else "")
 
 
 def terminal_width() -> int:

@@ -27,8 +27,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """``trio-designer inspect OUTPUT_DIR``."""
     output_dir = Path(args.output_dir)
     meta = read_run_record(output_dir)
-    failures = read_failures(output_dir)
     redact = Redactor(_api_key_envs(meta))
+    if args.cells or args.row is not None:
+        from ._inspect_cells import inspect_cells, inspect_row
+
+        if args.row is not None:
+            print(redact(inspect_row(output_dir, args.row, as_json=args.json)))
+        else:
+            order = [c.get("name") for c in (meta.get("config") or {}).get("columns") or []]
+            print(redact(inspect_cells(output_dir, order, as_json=args.json)))
+        return 0
+    failures = read_failures(output_dir)
     if args.json:
         without_config = {k: v for k, v in meta.items() if k != "config"}
         document = {"output_dir": str(output_dir), "metadata": without_config, "failures": failures}

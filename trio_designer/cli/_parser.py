@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from ._budget import add_budget_options
+
 EXIT_CODES = """\
 exit status:
   0    success (a run that dropped some rows still succeeds; the summary counts them)
-  1    the run stopped early (too many failures: status early_shutdown), a
+  1    a budget stopped the run (status budget_exhausted; continue with --resume
+       and a larger budget), the run stopped early (too many failures: status early_shutdown), a
        provider that cannot work (refused, DNS, TLS, 401/403: status failed), a
        check that did not pass, or an unexpected error
   2    usage or configuration error, or an output directory that cannot be used
@@ -85,6 +88,8 @@ INSPECT_EXAMPLES = """\
 examples:
   {prog} inspect out/topics
   {prog} inspect out/topics --json | jq .metadata.status
+  {prog} inspect out/topics --cells
+  {prog} inspect out/topics --row 17
 
 Shows the status, fingerprint, rows per row group, the schema, the last run's per-column
 counts, failures (from failures.jsonl) per column and error class, and model usage.
@@ -204,6 +209,10 @@ def build_parser(
     _add_validate(add("validate", "check a config without sending any request", VALIDATE_EXAMPLES))
     _config_argument(add("check", "send one small request to every model", CHECK_EXAMPLES))
     _add_inspect(add("inspect", "summarise an output directory", INSPECT_EXAMPLES))
+    _add_estimate(
+        add("estimate", "extrapolate requests, tokens, cost and time from a preview",
+            ESTIMATE_EXAMPLES)
+    )  # fmt: skip
     _add_trace(
         add("trace", "export or plot the trace of a run recorded with --trace", TRACE_EXAMPLES)
     )
@@ -317,6 +326,7 @@ def _add_run(sub: argparse.ArgumentParser) -> None:
         help="continue the run in --output-dir even though the config or custom code changed "
         "(the rows already written keep their old values; recorded in metadata.json)",
     )
+    add_budget_options(sub, positive_int)
 
 
 def _add_preview(sub: argparse.ArgumentParser) -> None:
@@ -357,10 +367,80 @@ def _add_validate(sub: argparse.ArgumentParser) -> None:
     )
 
 
+ESTIMATE_EXAMPLES = """\
+examples:
+  {prog} estimate pipeline.yaml --num-records 100000
+  {prog} estimate pipeline.yaml -n 100000 --preview-records 50 --simulator
+  {prog} estimate pipeline.yaml -n 100000 --json | jq .total.cost
+
+Runs a small preview in memory (nothing is written) and scales its requests, tokens and cost
+per model to --num-records, with the time at the configured limits (max_parallel_requests,
+rpm, tpm); prints every assumption. --real (default) pays for the preview at the config's
+endpoints; --simulator sends it to the built-in simulator instead. See docs/cost.md.
+"""
+
+
+def _add_estimate(sub: argparse.ArgumentParser) -> None:
+    _config_argument(sub)
+    sub.add_argument(
+        "-n",
+        "--num-records",
+        type=positive_int,
+        required=True,
+        metavar="N",
+        help="rows of the run to estimate (required)",
+    )
+    sub.add_argument(
+        "--preview-records",
+        type=positive_int,
+        default=20,
+        metavar="K",
+        help="rows of the preview the estimate scales (default 20)",
+    )
+    where = sub.add_mutually_exclusive_group()
+    where.add_argument(
+        "--real",
+        dest="simulator",
+        action="store_false",
+        help="run the preview at the config's endpoints (the default; the preview is paid for)",
+    )
+    where.add_argument(
+        "--simulator",
+        dest="simulator",
+        action="store_true",
+        help="run the preview against the built-in simulator (free; its tokens and latency "
+        "are the simulator's)",
+    )
+    sub.set_defaults(simulator=False)
+    sub.add_argument(
+        "--seed", type=int, help="override run.seed for the preview"
+    )
+    sub.add_argument(
+        "--limiter",
+        choices=("adaptive", "static"),
+        default="adaptive",
+        help="each endpoint's concurrency limiter (default adaptive)",
+    )
+    sub.add_argument("--json", action="store_true", help="print the estimate as JSON")
+
+
 def _add_inspect(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("output_dir", metavar="OUTPUT_DIR", help="the output directory of a run")
     sub.add_argument(
         "--json", action="store_true", help="print metadata and failures as one JSON document"
+    )
+    sub.add_argument(
+        "--cells",
+        action="store_true",
+        help="per column: cells ok / cached / skipped / failed (top error classes) / dropped, "
+        "requests, tokens, cost, p50/p95 latency (from the provenance files)",
+    )
+    sub.add_argument(
+        "--row",
+        type=int,
+        metavar="N",
+        help="one row's story: each cell's status, attempts, error, model, tokens, latency, "
+        "cost, and the row's values (N is the row id, the dataset's _row_id)",
     )
 
 

@@ -32,9 +32,11 @@ from .._sink import (
     DATASET_DIR,
     FAILURES_FILE,
     METADATA_FILE,
+    ROW_ID,
     SUMMARY_ROW_GROUPS_FOUND,
     TRACE_FILE,
 )
+from ._budget import budget_flags, budget_message, with_budgets
 from ._format import (
     Redactor,
     duration,
@@ -50,6 +52,8 @@ T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_EARLY_SHUTDOWN = 1
+#: A budget (``--max-cost``...) stopped admitting row groups: what was written is kept.
+EXIT_BUDGET_EXHAUSTED = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -92,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = with_overrides(
         load_config(args.config, python_path=args.python_path), seed=args.seed, trace=args.trace
     )
+    config = with_budgets(config, args)
     redact = Redactor()
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.config)
     designer = TrioDesigner(
@@ -136,6 +141,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         redact(run_summary(result, trace=config.run.trace, resumed=resumed, prog=args.prog)),
         flush=True,
     )
+    if result.status == "budget_exhausted" and result.budget is not None:
+        written = int(resumed.rows_on_disk) if resumed else result.num_records_written
+        message = budget_message(
+            result.budget, written=written, requested=result.num_records_requested, resume=hint
+        )
+        print(redact(message), file=sys.stderr, flush=True)
+        return EXIT_BUDGET_EXHAUSTED
     return EXIT_EARLY_SHUTDOWN if result.status == "early_shutdown" else EXIT_OK
 
 
@@ -231,6 +243,7 @@ def resume_command(args: argparse.Namespace, output_dir: Path) -> str:
         parts += ["--limiter", args.limiter]
     if args.trace:
         parts.append("--trace")
+    parts += budget_flags(args)
     parts.append("--resume")
     return " ".join(shlex.quote(p) if i else p for i, p in enumerate(parts))
 
@@ -422,8 +435,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
         print("interrupted: nothing was kept (a preview is in memory)", file=sys.stderr)
         return STOP_SIGNALS[stopped_by]
     assert result is not None
-    records = [
-        {name: redact.value(value) for name, value in record.items()}
+    records = [  # the row id is the record's position here: not shown
+        {name: redact.value(value) for name, value in record.items() if name != ROW_ID}
         for record in result.table.to_pylist()
     ]
     if args.jsonl:

@@ -42,6 +42,7 @@ from ._fingerprint import config_fingerprint as config_fingerprint
 from ._models import SIMULATOR_PROVIDER as SIMULATOR_PROVIDER
 from ._models import InferenceParams as InferenceParams
 from ._models import ModelConfig as ModelConfig
+from ._models import ModelPrice as ModelPrice
 from ._models import ModelProvider as ModelProvider
 from ._pipeline import PipelineBuilder as PipelineBuilder
 from ._pipeline import PipelineConfig as PipelineConfig
@@ -69,6 +70,7 @@ __all__ = [
     "LLMStructuredColumn",
     "LLMTextColumn",
     "ModelConfig",
+    "ModelPrice",
     "ModelProvider",
     "PersonSampler",
     "PipelineBuilder",

@@ -84,12 +84,26 @@ def _template_length(instance: Any, attribute: attrs.Attribute[Any], value: Any)
 # -- common fields -----------------------------------------------------------------------------
 
 
+#: Column names the dataset uses itself: ``_row_id``, the global row index every row carries
+#: (the provenance sidecar joins on it; ``trio_designer._sink._provenance.ROW_ID``).
+RESERVED_COLUMN_NAMES = frozenset({"_row_id"})
+
+
+def _not_reserved(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value in RESERVED_COLUMN_NAMES:
+        raise ValueError(
+            f"'{attribute.name}' {value!r} is reserved: every dataset has a '_row_id' column (the "
+            f"row's global index, which the provenance files join on); rename the column"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class _ColumnBase:
     """Fields every column has.
 
     Attributes:
-      name: the column name, an identifier (templates refer to it as ``{{ name }}``).
+      name: the column name, an identifier (templates refer to it as ``{{ name }}``); not
+        ``_row_id``, which every dataset has (the global row index).
       drop: generate the column (downstream columns may use it) but do not write it.
       skip_when: a Jinja condition over the row; when it renders truthy, the cell is not
         generated and gets ``skip_value`` instead, and the skip propagates downstream.
@@ -99,7 +113,7 @@ class _ColumnBase:
 
     kind: ClassVar[str]
 
-    name: str = attrs.field(validator=checked(identifier))
+    name: str = attrs.field(validator=checked(identifier, _not_reserved))
     drop: bool = attrs.field(default=False, validator=checked(is_bool))
     skip_when: str | None = attrs.field(
         default=None, validator=optional(checked(non_blank, _template_length))

@@ -67,7 +67,7 @@ from ._columns import (
     Rubric,
     schema_to_dict,
 )
-from ._models import InferenceParams, ModelConfig, ModelProvider
+from ._models import InferenceParams, ModelConfig, ModelPrice, ModelProvider
 from ._plugin_columns import column_plugin, sampler_plugin
 from ._plugins import COLUMNS, SAMPLERS, plugin_names
 from ._run import RunConfig
@@ -88,6 +88,7 @@ CONFIG_CLASSES: tuple[type[Any], ...] = (
     SeedPartition,
     SeedSelection,
     SeedConfig,
+    ModelPrice,
 )
 
 # Resolve the string annotations now, while each class's ``__module__`` still names the module

@@ -10,9 +10,10 @@ values a run would write could change. It is the SHA-256 of canonical JSON of a 
     }
 
 * ``config``: :meth:`PipelineConfig.to_dict` with lenient function names, leaving out what only
-  tunes speed or patience (``run.trace``, concurrency limits, salvage and shutdown settings,
-  each model's ``max_parallel_requests`` and ``timeout``, each provider's ``transport`` and
-  ``http2``) and where code is found (``python_path``): a resumed run may change those.
+  tunes speed, patience or spending (``run.trace``, concurrency limits, salvage and shutdown
+  settings, budgets, each model's ``max_parallel_requests``, ``timeout`` and ``price``, each
+  provider's ``transport`` and ``http2``) and where code is found (``python_path``): a resumed
+  run may change those.
   Defaults are omitted, so spelling a default out changes nothing.
 * ``code``: :func:`~._code.code_digest` of every custom column's function (or generator class),
   and of every plugin column's config and generator classes: its source, and the same-module
@@ -56,8 +57,11 @@ TUNING_RUN_FIELDS: Final = (
     "shutdown_error_window",
     "non_llm_concurrency",
     "cache_dir",
+    "max_cost",
+    "max_tokens",
+    "max_requests",
 )
-TUNING_MODEL_FIELDS: Final = ("max_parallel_requests", "timeout")
+TUNING_MODEL_FIELDS: Final = ("max_parallel_requests", "timeout", "price")
 #: Provider settings that change how requests travel, never what is generated.
 TUNING_PROVIDER_FIELDS: Final = ("transport", "http2")
 

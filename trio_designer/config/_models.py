@@ -194,6 +194,27 @@ class ModelProvider:
 
 
 @attrs.frozen(kw_only=True)
+class ModelPrice:
+    """What a model's tokens cost, per million tokens, in the currency you count in.
+
+    Attributes:
+      input_per_mtok: price of one million prompt tokens, ``>= 0``.
+      output_per_mtok: price of one million completion tokens (reasoning included), ``>= 0``.
+      cached_input_per_mtok: price of one million prompt tokens the provider served from its
+        prompt cache (when its answers report them), ``>= 0``; ``None`` (default): charged as
+        input tokens.
+
+    Answers served by trio_designer's own response cache cost nothing.
+    """
+
+    input_per_mtok: float = attrs.field(validator=checked(finite, v.ge(0)))
+    output_per_mtok: float = attrs.field(validator=checked(finite, v.ge(0)))
+    cached_input_per_mtok: float | None = attrs.field(
+        default=None, validator=optional(checked(finite, v.ge(0)))
+    )
+
+
+@attrs.frozen(kw_only=True)
 class ModelConfig:
     """One model alias: which model, at which provider, with which limits.
 
@@ -218,6 +239,9 @@ class ModelConfig:
       send_seed: send each request a ``seed`` derived from its cell (run seed, row, column),
         so that endpoints that honour it sample reproducibly (default true). Turn it off for
         an endpoint that rejects the ``seed`` field.
+      price: what this model's tokens cost (:class:`ModelPrice`), or ``None`` (default):
+        the run then counts tokens but no cost for this alias, and a ``max_cost`` budget
+        cannot be kept.
     """
 
     alias: str = attrs.field(validator=checked(non_blank))
@@ -232,3 +256,6 @@ class ModelConfig:
     rpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
     tpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
     send_seed: bool = attrs.field(default=True, validator=checked(is_bool))
+    price: ModelPrice | None = attrs.field(
+        default=None, validator=optional(checked(instance_of(ModelPrice)))
+    )

@@ -39,6 +39,7 @@ import attrs
 from .._core._constraints import referenced_columns
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
+from ._budgets import budget_problems
 from ._code import CodeSearch, python_path_dirs
 from ._columns import (
     COLUMN_BASES,
@@ -283,7 +284,9 @@ def validate_references(
         list(enumerate(config.models)),
         list(enumerate(config.providers)),
         columns_complete=config.seed is None if columns_complete is None else columns_complete,
-    ) + seed_column_problems(list(enumerate(config.columns)), config.seed)
+    ) + seed_column_problems(list(enumerate(config.columns)), config.seed) + budget_problems(
+        config.run, list(enumerate(config.models))
+    )
 
 
 def seed_column_problems(
@@ -516,6 +519,7 @@ def _assemble(data: Any) -> PipelineConfig:
             if "seed" not in data
             else []
         ),
+        *budget_problems(sections.run, sections.models.items),
     ]
     if problems:
         raise ConfigError(problems)

@@ -46,6 +46,12 @@ class RunConfig:
       cache_dir: the directory of the response cache (default ``None``:
         ``$XDG_CACHE_HOME/trio_designer``, else ``~/.cache/trio_designer``). ``TrioDesigner``'s
         ``cache_dir`` and ``--cache-dir`` override it. Not part of the config fingerprint.
+      max_cost: stop admitting row groups once the next one could take the run's cost past
+        this (in the currency of the models' prices; every model needs a ``price``), ``> 0``,
+        or ``None`` (default: no limit). Row groups in flight finish; the run ends with status
+        ``budget_exhausted`` and resumes where it stopped. Not part of the fingerprint.
+      max_tokens: the same for input + output tokens, ``>= 1`` or ``None``.
+      max_requests: the same for requests sent, ``>= 1`` or ``None``.
     """
 
     row_group_size: int = attrs.field(default=1000, validator=checked(is_int, v.gt(0)))
@@ -59,3 +65,12 @@ class RunConfig:
     trace: bool = attrs.field(default=False, validator=checked(is_bool))
     non_llm_concurrency: int = attrs.field(default=4, validator=checked(is_int, v.ge(1)))
     cache_dir: str | None = attrs.field(default=None, validator=optional(checked(non_blank)))
+    max_cost: float | None = attrs.field(
+        default=None, validator=optional(checked(finite, v.gt(0)))
+    )
+    max_tokens: int | None = attrs.field(
+        default=None, validator=optional(checked(is_int, v.ge(1)))
+    )
+    max_requests: int | None = attrs.field(
+        default=None, validator=optional(checked(is_int, v.ge(1)))
+    )

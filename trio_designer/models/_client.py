@@ -128,6 +128,8 @@ class Usage:
       input_tokens: prompt tokens (OpenAI ``prompt_tokens``).
       output_tokens: completion tokens, reasoning included (OpenAI ``completion_tokens``).
       reasoning_tokens: the part of ``output_tokens`` spent on reasoning, when reported.
+      cached_input_tokens: the part of ``input_tokens`` the provider served from its prompt
+        cache (OpenAI ``prompt_tokens_details.cached_tokens``), when reported.
 
     Counts the server did not report are ``0``.
     """
@@ -135,12 +137,14 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    cached_input_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
         )
 
 
@@ -856,10 +860,13 @@ def _usage(raw: Any) -> Usage:
         return Usage()
     details = _first_present(raw, "completion_tokens_details", "output_tokens_details")
     reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+    prompt_details = _first_present(raw, "prompt_tokens_details", "input_tokens_details")
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else None
     return Usage(
         input_tokens=_count(_first_present(raw, "prompt_tokens", "input_tokens")),
         output_tokens=_count(_first_present(raw, "completion_tokens", "output_tokens")),
         reasoning_tokens=_count(reasoning),
+        cached_input_tokens=_count(cached),
     )
 
 

@@ -49,6 +49,7 @@ import trio
 
 from .._cache import CellKey, cache_key
 from .._core._budget import EndpointBudget, TokenEstimator
+from .._core._cellusage import request_cost
 from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
@@ -56,6 +57,7 @@ from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProv
 from ..config._models import endpoint_name
 from ._backlog import RestingTasks, use_resting_tasks
 from ._cached import CacheMiss, ResponseCache, cache_only
+from ._cellcalls import current as current_cell_usage
 from ._client import ChatResponse, OpenAICompatibleClient, _chat_body, resolve_api_key
 from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter
 
@@ -100,6 +102,10 @@ class ModelUsage:
       requests_ok: requests the endpoint answered (including answers that failed to parse).
       requests_failed: requests that failed (timeouts, 5xx, connection errors, rejections).
       requests_rate_limited: requests answered with 429.
+      cached_input_tokens: the part of ``input_tokens`` the provider served from its prompt
+        cache, when reported.
+      cost: what the answered requests cost at the alias's ``price`` (``0`` without a price;
+        :func:`~trio_designer._core._cellusage.request_cost`).
     """
 
     input_tokens: int = 0
@@ -108,6 +114,8 @@ class ModelUsage:
     requests_ok: int = 0
     requests_failed: int = 0
     requests_rate_limited: int = 0
+    cached_input_tokens: int = 0
+    cost: float = 0.0
 
     @property
     def requests(self) -> int:
@@ -124,7 +132,7 @@ class ModelUsage:
             **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in _USAGE_FIELDS}
         )
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         """The counters as a plain dict (for metadata and reports)."""
         return attrs.asdict(self)
 
@@ -138,7 +146,7 @@ class _UsageCounter:
 
     usage: ModelUsage = attrs.field(factory=ModelUsage)
 
-    def add(self, **counts: int) -> None:
+    def add(self, **counts: Any) -> None:
         self.usage = self.usage + ModelUsage(**counts)
 
 
@@ -245,6 +253,11 @@ class ModelHandle:
         return self._config
 
     @property
+    def priced(self) -> bool:
+        """Whether the alias has a ``price`` (its cost is then known)."""
+        return self._config.price is not None
+
+    @property
     def limiter(self) -> ModelLimiter:
         """The endpoint's limiter (shared with every alias of the same endpoint)."""
         return self._limiter
@@ -298,6 +311,55 @@ class ModelHandle:
           ModelTimeoutError, ModelServerError, ModelConnectionError, ModelRequestError: as
             raised by the client.
         """
+        tally = current_cell_usage()
+        if tally is None:  # outside a cell (a probe, a generator called by hand)
+            return await self._chat(messages, response_format, inference, seed, cell)
+        start = trio.current_time()
+        try:
+            response = await self._chat(messages, response_format, inference, seed, cell)
+        except Exception:
+            tally.add_latency(trio.current_time() - start)  # its requests: counted by _send
+            raise
+        usage = response.usage
+        tally.add_answer(
+            alias=self.alias,
+            model=response.model,
+            finish_reason=response.finish_reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            latency=trio.current_time() - start,
+            cost=0.0 if response.cached else self.cost_of(response),
+            cached=response.cached,
+        )
+        return response
+
+    def cost_of(self, response: ChatResponse) -> float | None:
+        """What ``response`` cost at this alias's ``price`` (``None`` without a price)."""
+        price = self._config.price
+        if price is None:
+            return None
+        usage = response.usage
+        return request_cost(
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_input_tokens,
+            input_per_mtok=price.input_per_mtok,
+            output_per_mtok=price.output_per_mtok,
+            cached_input_per_mtok=price.cached_input_per_mtok,
+        )
+
+    async def _chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        response_format: Mapping[str, Any] | None,
+        inference: InferenceParams | None,
+        seed: int | None,
+        cell: CellKey | None,
+    ) -> ChatResponse:
+        """:meth:`chat` without the cell's tally: the cache, then the retries of 429s in
+        place."""
         params = merge_inference(self._config.inference, inference)
         body = _with_seed(params.extra_body, seed if self._config.send_seed else None)
         cache = self._cache
@@ -402,13 +464,16 @@ class ModelHandle:
             except ModelRateLimitedError as exc:
                 permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
                 self._counter.add(requests_rate_limited=1)
+                _count_failed_request(self.alias)
                 raise
             except GenerationError:
                 permit.failure()
                 self._counter.add(requests_failed=1)
+                _count_failed_request(self.alias)
                 raise
             except Exception:  # not an endpoint signal: release the slot without a report
                 self._counter.add(requests_failed=1)
+                _count_failed_request(self.alias)
                 raise
             usage = response.usage
             reported = usage.input_tokens + usage.output_tokens
@@ -422,6 +487,8 @@ class ModelHandle:
             output_tokens=usage.output_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             requests_ok=1,
+            cached_input_tokens=usage.cached_input_tokens,
+            cost=self.cost_of(response) or 0.0,
         )
         return response
 
@@ -456,6 +523,13 @@ class ModelHandle:
 
     def __repr__(self) -> str:
         return f"<ModelHandle {self.alias!r}: model {self.model!r} at provider {self.provider!r}>"
+
+
+def _count_failed_request(alias: str) -> None:
+    """A request of the current cell (if any) failed: its tally counts it as the registry does."""
+    tally = current_cell_usage()
+    if tally is not None:
+        tally.add_failed_request(alias)
 
 
 @final
