@@ -254,6 +254,8 @@ def test_run_writes_a_dataset_and_prints_a_summary(
     assert lines[8].startswith("  gen: 12 requests (12 ok, 0 failed, 0 rate-limited), ")
     assert "output: out/topics (3 parquet files)" in lines
     assert '  read it: pyarrow.dataset.dataset("out/topics/parquet-files")' in lines
+    card = "  dataset card: out/topics/README.md; export: python -m trio_designer export"
+    assert f"{card} out/topics --format jsonl" in lines
     assert "Traceback" not in done.stderr
 
 

@@ -83,8 +83,8 @@ class _Designer(TrioDesigner):
         super().__init__(**kwargs)
         self._log = log
 
-    def _open_models(self, config: Any, changes: Any) -> Any:
-        return _KeepLog(super()._open_models(config, changes), self._log)
+    def _open_models(self, *args: Any, **kwargs: Any) -> Any:
+        return _KeepLog(super()._open_models(*args, **kwargs), self._log)
 
 
 def _simulated(**kwargs: Any) -> SimulatedModel:

@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from .._sink import (
+    CARD_FILE,
     DATASET_DIR,
     FAILURES_FILE,
     METADATA_FILE,
@@ -337,6 +338,9 @@ def run_summary(
             files += f", {new} written by this run"
         lines.append(f"output: {out} ({files})")
         lines.append(f'  read it: pyarrow.dataset.dataset("{out / DATASET_DIR}")')
+        if (out / CARD_FILE).is_file():
+            export = f"{prog} export {out} --format jsonl"
+            lines.append(f"  dataset card: {out / CARD_FILE}; export: {export}")
         if trace:
             lines.append(
                 f'trace: {out / TRACE_FILE} ("{prog} trace {out}" exports it for Perfetto)'
