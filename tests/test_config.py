@@ -655,7 +655,7 @@ def test_top_level_problems() -> None:
         "unknown top-level field 'colums'; did you mean 'columns'?",
         "unknown top-level field 'model'; did you mean 'models'?",
         "unknown top-level field 'extra'; expected one of 'python_path', 'providers', 'models', "
-        "'run', 'columns'",
+        "'run', 'columns', 'processors'",
         "columns: a pipeline needs at least one column; list them under 'columns'",
     )
     with pytest.raises(

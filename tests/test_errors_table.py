@@ -126,6 +126,16 @@ CASES: dict[str, tuple[str, str, dict[str, str]]] = {
         {},
     ),
     "python-config": ("c.py", "x = 1\n", {}),
+    "processor-column": (
+        "c.yaml",
+        "processors: [{kind: drop_columns, columns: [topc]}]\n" + _yaml(),
+        {},
+    ),
+    "processor-template": (
+        "c.yaml",
+        "processors: [{kind: filter, condition: '{{ scor >= 3 }}'}]\n" + _yaml(),
+        {},
+    ),
 }
 
 

@@ -41,6 +41,7 @@ from ._exceptions import ModelRequestError as ModelRequestError
 from ._exceptions import ModelServerError as ModelServerError
 from ._exceptions import ModelTimeoutError as ModelTimeoutError
 from ._exceptions import NonRetryableGenerationError as NonRetryableGenerationError
+from ._exceptions import ProcessorError as ProcessorError
 from ._exceptions import ProviderError as ProviderError
 from ._exceptions import RetryableGenerationError as RetryableGenerationError
 from ._exceptions import RunInterrupted as RunInterrupted
@@ -104,6 +105,7 @@ __all__ = [
     "PipelineBuilder",
     "PipelineConfig",
     "PoissonSampler",
+    "ProcessorError",
     "ProviderError",
     "RetryableGenerationError",
     "Rubric",

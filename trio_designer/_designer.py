@@ -39,6 +39,8 @@ from .config._columns import template_fields
 from .generators._base import ColumnGenerator
 from .generators._registry import build_generator
 from .generators._templates import precompile
+from .processors._chain import ProcessorChain, finish_dataset, processed_files
+from .processors._run import RowGroupProcessing, earlier_reports, output_columns
 
 if TYPE_CHECKING:
     from .models._registry import ModelRegistry
@@ -94,6 +96,11 @@ class RunResult:
       model_limits: final statistics of each endpoint's adaptive limiter, by
         ``"provider:model"``.
       slots: occupancy statistics of the submission / LLM-wait pools (async engine).
+      processors: rows in, rows out and why, per processor (by its label), with its
+        ``stage`` (``row_group`` or ``after_run``).
+      processed_files: the files of ``processed/`` (relative to ``output_dir``) when the
+        pipeline has a processor that needs the whole dataset (``dedup``): then ``table``
+        reads them; ``None`` otherwise.
     """
 
     status: RunStatus
@@ -111,6 +118,8 @@ class RunResult:
     model_limits: Mapping[str, Any] = attrs.field(factory=dict)
     slots: SlotStatistics | None = None
     _memory_table: Any = attrs.field(default=None, repr=False, alias="memory_table")
+    processors: Mapping[str, Any] = attrs.field(factory=dict)
+    processed_files: tuple[str, ...] | None = None
 
     @property
     def table(self) -> Any:
@@ -120,9 +129,10 @@ class RunResult:
         import pyarrow as pa
         import pyarrow.dataset as ds
 
-        if self.output_dir is None or not self.files:
+        files = self.files if self.processed_files is None else self.processed_files
+        if self.output_dir is None or not files:
             return pa.table({})
-        paths = [str(self.output_dir / f) for f in self.files]
+        paths = [str(self.output_dir / f) for f in files]
         return ds.dataset(paths, format="parquet").to_table()
 
     def to_pandas(self) -> Any:
@@ -231,12 +241,14 @@ class TrioDesigner:
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
-        graph, generators = _prepare(config, num_records)
+        graph, generators, chain = _prepare(config, num_records)
         try:
             basis = fingerprint_basis(config)
         except ConfigError as exc:
             raise config.located(exc) from exc.__cause__
         resume = resume or force_resume
+        if resume and chain.row_group_steps:
+            chain.merge_earlier(earlier_reports(Path(output_dir)))
         changes = _LimitChanges()
         with self._controlled(Path(output_dir)) as control, _single_error():
             async with (
@@ -269,6 +281,7 @@ class TrioDesigner:
                     models,
                     changes,
                     control,
+                    chain,
                 )
         raise AssertionError("unreachable: _controlled raises when the run was stopped")
 
@@ -284,7 +297,7 @@ class TrioDesigner:
         check_trio_caller("preview")
         from ._sink import MemorySink
 
-        graph, generators = _prepare(config, num_records)
+        graph, generators, chain = _prepare(config, num_records)
         changes = _LimitChanges()
         with self._controlled(None) as control, _single_error():
             async with (
@@ -309,8 +322,14 @@ class TrioDesigner:
                     models,
                     changes,
                     control,
+                    chain,
                 )
-        return attrs.evolve(result, memory_table=sink.table())
+        table = sink.table()
+        reports = dict(result.processors)
+        if chain.has_after_run_stage:
+            table, after = _preview_after_run(chain, table)
+            reports.update(after)
+        return attrs.evolve(result, memory_table=table, processors=reports)
 
     def create_sync(
         self,
@@ -399,6 +418,7 @@ class TrioDesigner:
         models: ModelRegistry | None,
         changes: _LimitChanges,
         control: RunControl,
+        chain: ProcessorChain,
     ) -> RunResult:
         state = RunState(
             graph=graph,
@@ -410,6 +430,7 @@ class TrioDesigner:
             on_event=self.on_event,
             model_configs=config.models,
             models=models,
+            processing=RowGroupProcessing(chain, output_dir) if chain.row_group_steps else None,
         )
         changes.state = state
         engine = AsyncEngine.for_run(state) if self.engine == "async" else None
@@ -432,7 +453,19 @@ class TrioDesigner:
                     await trio.to_thread.run_sync(
                         partial(_write_artifacts, output_dir, state, self.engine)
                     )
-                await sink.close(status=status, summary=_summary(state, status, stopped))
+                summary = _summary(state, status, stopped)
+                if chain.row_group_steps:
+                    summary["processors"] = chain.report()
+                await sink.close(status=status, summary=summary)
+        reports: dict[str, Any] = chain.report()
+        processed: tuple[str, ...] | None = None
+        if output_dir is not None and status == "complete" and chain:
+            after = await trio.to_thread.run_sync(
+                partial(finish_dataset, chain, output_dir, _dataset_files(sink))
+            )
+            reports.update(after)
+            if chain.has_after_run_stage:
+                processed = processed_files(output_dir)
         return RunResult(
             status="early_shutdown" if state.early_shutdown else "complete",
             engine=self.engine,
@@ -450,6 +483,8 @@ class TrioDesigner:
             model_limits={}
             if models is None
             else {name: lim.statistics() for name, lim in models.limiters().items()},
+            processors=reports,
+            processed_files=processed,
         )
 
     async def _run_engine(self, state: RunState, engine: AsyncEngine | None) -> None:
@@ -530,8 +565,9 @@ class _LimitChanges:
 
 def _prepare(
     config: PipelineConfig, num_records: int
-) -> tuple[ExecutionGraph, dict[str, ColumnGenerator]]:
-    """Validate everything that can be validated without a request; build the generators."""
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator], ProcessorChain]:
+    """Validate everything that can be validated without a request; build the generators and
+    the processors."""
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     try:
@@ -543,10 +579,22 @@ def _prepare(
         for column in config.columns:
             for field, source in template_fields(column).items():
                 precompile(source, column=column.name, field=field)
+        chain = ProcessorChain(
+            config.processors,
+            columns=output_columns(graph.order, graph.configs, generators),
+            search=code,
+        )
     except ConfigError as exc:
         raise config.located(exc) from exc.__cause__
 
-    return graph, generators
+    return graph, generators, chain
+
+
+def _preview_after_run(chain: ProcessorChain, table: Any) -> tuple[Any, dict[str, Any]]:
+    """A preview's table through the after-run stage, in memory (nothing written)."""
+    from .processors._chain import preview_after_run
+
+    return preview_after_run(chain, table)
 
 
 def _dataset_files(sink: Any) -> tuple[str, ...]:

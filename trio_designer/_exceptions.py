@@ -17,6 +17,8 @@ Grouped by what the caller can do about it::
     ├── ProviderError                       a provider cannot work at all (refused, DNS, TLS,
     │                                       401/403 before any success): the run stops at once
     ├── SinkError (OSError)                 writing the dataset failed
+    ├── ProcessorError                      a processor failed at run time (a custom
+    │                                       processor's function); generated rows are kept
     ├── TraceExportError (ValueError)       a recorded trace cannot be exported or plotted
     ├── RunInterrupted                      the run stopped early; what finished is on disk
     └── EventLoopError (RuntimeError)       called from the wrong event loop; the message
@@ -249,6 +251,12 @@ class ProviderError(TrioDesignerError):
 
 class SinkError(TrioDesignerError, OSError):
     """Writing a row group or the run metadata failed."""
+
+
+class ProcessorError(TrioDesignerError):
+    """A processor failed while the run applied it (a custom processor's function raised or
+    returned something else than a table). The row groups already written are kept; the
+    message names the processor."""
 
 
 class TraceExportError(TrioDesignerError, ValueError):

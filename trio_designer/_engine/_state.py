@@ -9,7 +9,7 @@ engines' business (:mod:`._async`, :mod:`._sync`); *how* one task runs is :mod:`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 import attrs
@@ -17,7 +17,7 @@ import trio
 
 from .._core._errorwindow import ErrorRateWindow
 from .._core._retry import RetryPolicy
-from .._exceptions import ProviderError
+from .._exceptions import ProcessorError, ProviderError
 from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
@@ -33,6 +33,11 @@ _LLM_COLUMNS: tuple[type[LLMColumnConfig], ...] = get_args(LLMColumnConfig)
 
 #: ``on_event(name, fields)``: the scheduler-event hook of ``TrioDesigner``.
 EventHook = Callable[[str, Mapping[str, Any]], None]
+
+#: ``await processing(row_group, table)``: the table to write instead (the pipeline's
+#: per-row-group processors, ``trio_designer.processors``); called inside the shielded
+#: checkpoint, so a row group is processed and written, or neither.
+ProcessingHook = Callable[[int, Any], Awaitable[Any]]
 
 
 class RowGroupSink(Protocol):
@@ -126,6 +131,8 @@ class RunState:
       model_configs: the pipeline's model aliases (``PipelineConfig.models``).
       skip_row_groups: row groups already on disk (resume).
       on_event: called with every scheduler event (``TrioDesigner(on_event=...)``).
+      processing: applied to each finished row group's table before it is written
+        (:data:`ProcessingHook`); ``None``: written as generated.
     """
 
     def __init__(
@@ -140,8 +147,10 @@ class RunState:
         model_configs: Sequence[ModelConfig] = (),
         skip_row_groups: frozenset[int] = frozenset(),
         on_event: EventHook | None = None,
+        processing: ProcessingHook | None = None,
     ) -> None:
         self.graph = graph
+        self.processing = processing
         self.generators = generators
         self.sink = sink
         self.run = run
@@ -338,21 +347,24 @@ class RunState:
         self._unwritten -= 1
         last = self._unwritten == 0  # the sink's close() follows: it records this one
         with trio.CancelScope(shield=True):
-            if live:
-                columns = {c: [buf.values[c][r] for r in live] for c in self._output_columns}
-                table = build_table(columns, self._output_types)
-                await self.sink.write_row_group(
-                    buf.plan.id, table, requested_rows=buf.plan.size, commit_later=last
-                )
-            else:
-                # Recorded (rows: 0) so that a resumed run does not generate it again.
-                empty = build_table({c: [] for c in self._output_columns}, self._output_types)
-                await self.sink.write_row_group(
-                    buf.plan.id, empty, requested_rows=buf.plan.size, commit_later=last
-                )
+            # An empty table is recorded too (rows: 0), so that a resumed run does not
+            # generate the row group again.
+            columns = {c: [buf.values[c][r] for r in live] for c in self._output_columns}
+            table = build_table(columns, self._output_types)
+            if self.processing is not None:
+                try:
+                    table = await self.processing(buf.plan.id, table)
+                except ProcessorError as exc:
+                    self.stop_for(exc)  # the run stops; the finished row groups are kept
+                    return
+            await self.sink.write_row_group(
+                buf.plan.id, table, requested_rows=buf.plan.size, commit_later=last
+            )
+            if not live:
                 logger.warning("row group %d has no surviving rows; nothing written", buf.plan.id)
-        self.rows_written += len(live)
-        self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=len(live))
+        written = table.num_rows
+        self.rows_written += written
+        self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=written)
         buf.values.clear()
 
 

@@ -41,16 +41,31 @@ from ._models import ModelProvider as ModelProvider
 from ._pipeline import PipelineBuilder as PipelineBuilder
 from ._pipeline import PipelineConfig as PipelineConfig
 from ._pipeline import validate_references as validate_references
+from ._processors import ChatMessage as ChatMessage
+from ._processors import CustomProcessor as CustomProcessor
+from ._processors import DedupProcessor as DedupProcessor
+from ._processors import DropColumns as DropColumns
+from ._processors import FilterRows as FilterRows
+from ._processors import ProcessorBase as ProcessorBase
+from ._processors import RenameColumns as RenameColumns
+from ._processors import SchemaTransform as SchemaTransform
+from ._processors import SelectColumns as SelectColumns
+from ._processors import ToChat as ToChat
 from ._run import RunConfig as RunConfig
 
 __all__ = [
     "SIMULATOR_PROVIDER",
     "BernoulliSampler",
     "CategorySampler",
+    "ChatMessage",
     "ColumnConfig",
     "CustomColumn",
+    "CustomProcessor",
     "DatetimeSampler",
+    "DedupProcessor",
+    "DropColumns",
     "ExpressionColumn",
+    "FilterRows",
     "GaussianSampler",
     "InferenceParams",
     "LLMCodeColumn",
@@ -63,10 +78,15 @@ __all__ = [
     "PipelineBuilder",
     "PipelineConfig",
     "PoissonSampler",
+    "ProcessorBase",
+    "RenameColumns",
     "Rubric",
     "RunConfig",
     "SamplerConfig",
+    "SchemaTransform",
+    "SelectColumns",
     "SubcategorySampler",
+    "ToChat",
     "UUIDSampler",
     "UniformSampler",
     "config_fingerprint",

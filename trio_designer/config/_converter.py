@@ -65,6 +65,7 @@ from ._columns import (
     schema_to_dict,
 )
 from ._models import InferenceParams, ModelConfig, ModelProvider
+from ._processors import PROCESSOR_CONFIGS, ChatMessage, CustomProcessor, ProcessorBase
 from ._run import RunConfig
 from ._validators import InvalidFieldError, collecting_problems, is_number, short_repr
 
@@ -84,7 +85,7 @@ CONFIG_CLASSES: tuple[type[Any], ...] = (
 # Resolve the string annotations now, while each class's ``__module__`` still names the module
 # that defines it: the public modules rewrite ``__module__`` to where users import the class
 # from (``trio_designer._public.present_as``), and cattrs resolves types lazily.
-for _cls in CONFIG_CLASSES:
+for _cls in (*CONFIG_CLASSES, *PROCESSOR_CONFIGS.values(), ChatMessage):
     attrs.resolve_types(_cls)
 del _cls
 
@@ -92,7 +93,7 @@ _KINDS: dict[str, type[Any]] = {"sampler": SAMPLER_CLASSES[0]}
 _KINDS.update((cls.kind, cls) for cls in COLUMN_CLASSES if cls not in SAMPLER_CLASSES)
 _SAMPLERS: dict[str, type[Any]] = {cls.sampler: cls for cls in SAMPLER_CLASSES}
 _COMMON_COLUMN_FIELDS = ("name", "drop", "skip_when", "skip_value", "depends_on")
-_TOP_LEVEL_KEYS = ("python_path", "providers", "models", "run", "columns")
+_TOP_LEVEL_KEYS = ("python_path", "providers", "models", "run", "columns", "processors")
 
 
 class _Problems(ValueError):
@@ -409,6 +410,78 @@ def _key_order(cls: type[Any]) -> list[str]:
 converter.register_unstructure_hook_factory(lambda t: t in CONFIG_CLASSES, _unstructure_hook)
 
 
+# -- processors (``processors:``), tagged by ``kind`` through PROCESSOR_CONFIGS ------------------
+
+
+def _is_processor_class(type_: Any) -> bool:
+    return type_ is ChatMessage or (
+        isinstance(type_, type) and issubclass(type_, ProcessorBase) and type_ is not ProcessorBase
+    )
+
+
+def _resolve(cls: Any) -> None:
+    """Resolve a plugin's processor class's annotations (built-in ones are resolved above)."""
+    if not getattr(cls, "__attrs_types_resolved__", False):
+        attrs.resolve_types(cls)
+
+
+def _processor_class_hook(cls: type[T]) -> Callable[[Any, Any], T]:
+    _resolve(cls)
+    overrides: dict[str, Any] = (
+        {"function": override(struct_hook=_structure_function)}
+        if issubclass(cls, CustomProcessor)
+        else {}
+    )
+    fields_hook = make_dict_structure_fn(cls, converter, **overrides)
+
+    def structure_processor_class(value: Any, _: Any) -> T:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise _expected(f"a mapping of {cls.__name__} fields", value)
+        with collecting_problems() as problems:
+            instance = fields_hook(value, cls)
+        if problems:
+            raise _Problems(problems)
+        return instance
+
+    return structure_processor_class
+
+
+def _structure_processor(value: Any, _: Any) -> Any:
+    if isinstance(value, ProcessorBase):
+        return value
+    if not isinstance(value, Mapping):
+        raise _expected("a mapping of processor fields", value)
+    cls = PROCESSOR_CONFIGS[_tag(value, "kind", PROCESSOR_CONFIGS, "processor kind")]
+    fields = {key: item for key, item in value.items() if key != "kind"}
+    return converter.structure(fields, cls)
+
+
+def _processor_unstructure_hook(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+    _resolve(cls)
+    is_custom = issubclass(cls, CustomProcessor)
+    overrides: dict[str, Any] = {"function": override(omit=True)} if is_custom else {}
+    fields_hook = make_dict_unstructure_fn(
+        cls, converter, _cattrs_omit_if_default=True, **overrides
+    )
+    kind = getattr(cls, "kind", None) if cls is not ChatMessage else None
+
+    def unstructure_processor(instance: Any) -> dict[str, Any]:
+        data = fields_hook(instance)
+        if is_custom:
+            label = instance.name or "custom processor"
+            data["function"] = function_path(instance.function, column=label)
+        return {"kind": kind, **data} if kind is not None else data
+
+    return unstructure_processor
+
+
+converter.register_structure_hook_factory(_is_processor_class, _processor_class_hook)
+converter.register_structure_hook_func(lambda t: t is ProcessorBase, _structure_processor)
+converter.register_unstructure_hook_factory(_is_processor_class, _processor_unstructure_hook)
+
+
 # -- error reporting ---------------------------------------------------------------------------
 
 
@@ -500,6 +573,7 @@ def unstructure_sections(
     columns: Sequence[ColumnConfig],
     python_path: Sequence[str] = (),
     lenient: bool = False,
+    processors: Sequence[ProcessorBase] = (),
 ) -> dict[str, Any]:
     """The plain data of a whole pipeline, from its parts (:meth:`PipelineConfig.to_dict`).
 
@@ -526,6 +600,8 @@ def unstructure_sections(
         if run_data:
             data["run"] = run_data
         data["columns"] = [converter.unstructure(column) for column in columns]
+        if processors:
+            data["processors"] = [converter.unstructure(item) for item in processors]
     return data
 
 
@@ -580,6 +656,7 @@ class Sections:
     run: RunConfig
     python_path: tuple[str, ...]
     problems: tuple[str, ...]
+    processors: Section = attrs.field(factory=lambda: Section([], []))
 
 
 def structure_sections(data: Any) -> Sections:
@@ -603,6 +680,7 @@ def structure_sections(data: Any) -> Sections:
     models = Section.load(data, "models", ModelConfig, "alias", problems)
     run = _structure_run(data.get("run"), problems)
     columns = Section.load(data, "columns", ColumnConfig, "name", problems)
+    processors = Section.load(data, "processors", ProcessorBase, "name", problems)
     raw_columns = data.get("columns")
     if raw_columns is None or (isinstance(raw_columns, list | tuple) and not raw_columns):
         problems.append("columns: a pipeline needs at least one column; list them under 'columns'")
@@ -613,6 +691,7 @@ def structure_sections(data: Any) -> Sections:
         run=run,
         python_path=python_path,
         problems=tuple(problems),
+        processors=processors,
     )
 
 

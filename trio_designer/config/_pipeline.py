@@ -56,6 +56,7 @@ from ._converter import (
     unstructure_sections,
 )
 from ._models import SIMULATOR_PROVIDER, ModelConfig, ModelProvider
+from ._processors import ProcessorBase
 from ._run import RunConfig
 from ._validators import checked, instance_of, is_tuple_of, non_empty, to_tuple
 
@@ -86,6 +87,9 @@ class PipelineConfig:
         config's value: it does not take part in equality and is not written out).
       source_lines: for a YAML file, the line of each path near the top
         (``{"columns[3].prompt": 12}``), so later problems can say where they are.
+      processors: what happens to the table of each row group before it is written (and, from
+        the first processor that needs the whole dataset on, after the run), in order; see
+        :mod:`._processors`.
     """
 
     columns: tuple[ColumnConfig, ...] = attrs.field(
@@ -110,6 +114,13 @@ class PipelineConfig:
     )
     source: Path | None = attrs.field(default=None, eq=False, repr=False)
     source_lines: Mapping[str, int] = attrs.field(factory=dict, eq=False, repr=False)
+    processors: tuple[ProcessorBase, ...] = attrs.field(
+        default=(),
+        converter=to_tuple,
+        validator=checked(
+            is_tuple_of(lambda p: isinstance(p, ProcessorBase), "a processor config")
+        ),
+    )
 
     # -- lookups -----------------------------------------------------------------------------
     def column(self, name: str) -> ColumnConfig:
@@ -227,6 +238,7 @@ class PipelineConfig:
             columns=self.columns,
             python_path=self.python_path,
             lenient=lenient,
+            processors=self.processors,
         )
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -382,6 +394,7 @@ class PipelineBuilder:
         self._models: list[Any] = []
         self._providers: list[Any] = []
         self._run: dict[str, Any] = {}
+        self._processors: list[Any] = []
 
     def add_column(self, column: ColumnConfig | None = None, /, **fields: Any) -> PipelineBuilder:
         """Append a column: a column config, or its fields (``name=``, ``kind=``, ...)."""
@@ -420,8 +433,16 @@ class PipelineBuilder:
             "models": list(self._models),
             "run": dict(self._run),
             "columns": list(self._columns),
+            "processors": list(self._processors),
         }
         return _assemble(data)
+
+    def add_processor(
+        self, processor: ProcessorBase | None = None, /, **fields: Any
+    ) -> PipelineBuilder:
+        """Append a processor: a processor config, or its fields (``kind=``, ...)."""
+        self._processors.append(_one_or_fields("add_processor", processor, fields))
+        return self
 
 
 def _assemble(data: Any) -> PipelineConfig:
@@ -454,6 +475,7 @@ def _assemble(data: Any) -> PipelineConfig:
         providers=sections.providers.values(),
         run=sections.run,
         python_path=sections.python_path,
+        processors=sections.processors.values(),
     )
 
 
