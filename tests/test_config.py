@@ -37,6 +37,7 @@ from trio_designer.config import (
     SubcategorySampler,
     UniformSampler,
     UUIDSampler,
+    ValidationColumn,
     config_fingerprint,
     validate_references,
 )
@@ -425,6 +426,33 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
             rubrics=st.lists(rubrics, min_size=1, max_size=3, unique_by=lambda r: r.name).map(tuple)
         ),
     ),
+    ValidationColumn: st.one_of(
+        st.builds(
+            ValidationColumn,
+            **common(
+                validator=st.just("code"),
+                target=st.lists(identifiers, min_size=1, max_size=2).map(tuple),
+                language=st.sampled_from(["python", "sql", "json"]),
+                dialect=st.none() | non_blank,
+                lint=st.booleans(),
+                execute=st.booleans(),
+                timeout=st.floats(0.001, 1e6),
+                memory_mb=st.integers(16, 10**6),
+                batch_size=st.integers(1, 1000),
+                concurrency=st.none() | st.integers(1, 64),
+                drop_invalid=st.booleans(),
+            ),
+        ),
+        st.builds(
+            ValidationColumn,
+            **common(
+                validator=st.just("callable"),
+                target=st.lists(identifiers, min_size=1, max_size=2).map(tuple),
+                function=import_paths,
+                options=json_objects,
+            ),
+        ),
+    ),
 }
 columns = st.one_of(*COLUMN_STRATEGIES.values())
 pipelines = st.builds(
@@ -562,7 +590,8 @@ def test_unknown_kind_lists_the_kinds() -> None:
         ConfigError,
         match=(
             r"^columns\[1\]\.kind: unknown column kind 'llm_txt'; expected one of 'custom', "
-            r"'expression', 'llm_code', 'llm_judge', 'llm_structured', 'llm_text', 'sampler'$"
+            r"'expression', 'llm_code', 'llm_judge', 'llm_structured', 'llm_text', 'sampler', "
+            r"'validation'$"
         ),
     ):
         PipelineConfig.from_yaml(text)

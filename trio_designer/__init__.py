@@ -48,6 +48,7 @@ from ._exceptions import RunInterrupted as RunInterrupted
 from ._exceptions import SinkError as SinkError
 from ._exceptions import TraceExportError as TraceExportError
 from ._exceptions import TrioDesignerError as TrioDesignerError
+from ._exceptions import ValidationFailedError as ValidationFailedError
 from ._observe import TaskTrace as TaskTrace
 from ._observe import export_chrome_trace as export_chrome_trace
 from ._observe import plot_timeline as plot_timeline
@@ -72,6 +73,7 @@ from .config import RunConfig as RunConfig
 from .config import SubcategorySampler as SubcategorySampler
 from .config import UniformSampler as UniformSampler
 from .config import UUIDSampler as UUIDSampler
+from .config import ValidationColumn as ValidationColumn
 
 __version__ = "0.1.0"
 
@@ -120,6 +122,8 @@ __all__ = [
     "TrioDesignerError",
     "UUIDSampler",
     "UniformSampler",
+    "ValidationColumn",
+    "ValidationFailedError",
     "export_chrome_trace",
     "plot_timeline",
 ]

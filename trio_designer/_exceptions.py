@@ -13,7 +13,9 @@ Grouped by what the caller can do about it::
     │   └── NonRetryableGenerationError     drops the row (or the row group, for full-column tasks)
     │       ├── ModelRequestError           400/401/403/404/413/422, context window, quota
     │       ├── ModelContentFilteredError   the provider's content filter stopped the answer
-    │       └── ModelOutputError            the model answered, but its output never parsed
+    │       ├── ModelOutputError            the model answered, but its output never parsed
+    │       └── ValidationFailedError       a validation column with drop_invalid rejected the
+    │                                       row (not counted as an error by the shutdown gate)
     ├── ProviderError                       a provider cannot work at all (refused, DNS, TLS,
     │                                       401/403 before any success): the run stops at once
     ├── SinkError (OSError)                 writing the dataset failed
@@ -224,6 +226,13 @@ class ModelOutputError(NonRetryableGenerationError):
         super().__init__(message, column=column, row=row)
         self.requests = requests
         self.reason = reason
+
+
+class ValidationFailedError(NonRetryableGenerationError):
+    """A validation column with ``drop_invalid: true`` found the row invalid: the row is dropped
+    (nothing downstream of it is generated) and recorded in ``failures.jsonl`` with the
+    validator's messages. A rejection is a decision, not a failure: it does not count towards
+    the early-shutdown error rate."""
 
 
 class ProviderError(TrioDesignerError):

@@ -17,7 +17,7 @@ import trio
 
 from .._core._errorwindow import ErrorRateWindow
 from .._core._retry import RetryPolicy
-from .._exceptions import ProcessorError, ProviderError
+from .._exceptions import ProcessorError, ProviderError, ValidationFailedError
 from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
@@ -239,7 +239,8 @@ class RunState:
             type(exc).__name__,
             str(exc)[:200],
         )
-        self._record_outcome(error=True)
+        # A row a validation column rejected (drop_invalid) is a decision, not an error.
+        self._record_outcome(error=not isinstance(exc, ValidationFailedError))
 
     def stop_for(self, exc: BaseException) -> None:
         """Stop the run for an error no row is to blame for (a

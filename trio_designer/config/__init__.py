@@ -33,6 +33,7 @@ from ._columns import SamplerConfig as SamplerConfig
 from ._columns import SubcategorySampler as SubcategorySampler
 from ._columns import UniformSampler as UniformSampler
 from ._columns import UUIDSampler as UUIDSampler
+from ._columns import ValidationColumn as ValidationColumn
 from ._fingerprint import config_fingerprint as config_fingerprint
 from ._models import SIMULATOR_PROVIDER as SIMULATOR_PROVIDER
 from ._models import InferenceParams as InferenceParams
@@ -89,6 +90,7 @@ __all__ = [
     "ToChat",
     "UUIDSampler",
     "UniformSampler",
+    "ValidationColumn",
     "config_fingerprint",
     "validate_references",
 ]

@@ -62,6 +62,7 @@ from ._columns import (
     CustomColumn,
     LLMStructuredColumn,
     Rubric,
+    ValidationColumn,
     schema_to_dict,
 )
 from ._models import InferenceParams, ModelConfig, ModelProvider
@@ -255,9 +256,17 @@ def _structure_schema(value: Any, _: Any) -> Any:
     raise _expected("a JSON schema (a mapping) or a class with model_json_schema()", value)
 
 
+def _optional(hook: Callable[[Any, Any], Any], value: Any, type_: Any) -> Any:
+    return None if value is None else hook(value, type_)
+
+
 _STRUCTURE_OVERRIDES: dict[type[Any], dict[str, Any]] = {
     CustomColumn: {"function": override(struct_hook=_structure_function)},
     LLMStructuredColumn: {"schema": override(struct_hook=_structure_schema)},
+    ValidationColumn: {
+        "function": override(struct_hook=lambda v, t: _optional(_structure_function, v, t)),
+        "schema": override(struct_hook=lambda v, t: _optional(_structure_schema, v, t)),
+    },
 }
 
 
@@ -372,7 +381,7 @@ def _resolves(module: str, qualname: str, function: object) -> bool:
 
 def _unstructure_hook(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
     overrides: dict[str, Any] = {}
-    if cls is CustomColumn:
+    if cls is CustomColumn or cls is ValidationColumn:
         overrides["function"] = override(omit=True)
     fields_hook = make_dict_unstructure_fn(
         cls, converter, _cattrs_omit_if_default=True, **overrides
@@ -383,6 +392,8 @@ def _unstructure_hook(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
     def unstructure_config_class(instance: Any) -> dict[str, Any]:
         data = fields_hook(instance)
         if isinstance(instance, CustomColumn):
+            data["function"] = function_path(instance.function, column=instance.name)
+        if isinstance(instance, ValidationColumn) and instance.function is not None:
             data["function"] = function_path(instance.function, column=instance.name)
         return {**tags, **{key: data[key] for key in order if key in data}}
 

@@ -44,6 +44,7 @@ from ._columns import (
     ColumnConfig,
     CustomColumn,
     SubcategorySampler,
+    ValidationColumn,
 )
 from ._converter import (
     dump_json,
@@ -346,6 +347,11 @@ def _column_references(
         problem = _unknown_column(upstream, column.name, names)
         if problem:
             problems.append(f"{path}.depends_on[{position}]: {problem}")
+    if isinstance(column, ValidationColumn):
+        for position, target in enumerate(column.target):
+            problem = _unknown_column(target, column.name, names)
+            if problem:
+                problems.append(f"{path}.target[{position}]: {problem}")
     if isinstance(column, SubcategorySampler) and column.category != column.name:
         problem = _unknown_column(column.category, column.name, names)
         if problem:

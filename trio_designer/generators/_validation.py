@@ -1,0 +1,165 @@
+"""Validation columns (``kind: validation``): a struct ``{is_valid, messages}`` per row.
+
+The generator runs per cell: the row's target values go to the column's validator
+(:mod:`._validators`). A *batched* validator (``callable``, ``remote``) gets many rows at once:
+the cells of the column meet in a :class:`_Batcher`, which hands their rows over together, up
+to ``batch_size``, after waiting at most :data:`LINGER` seconds for more to arrive.
+
+With ``drop_invalid: true`` an invalid row raises :class:`~trio_designer.ValidationFailedError`:
+the row is dropped through the usual cascade (nothing downstream of it runs) and recorded in
+``failures.jsonl`` with the validator's messages; it does not count as an error towards early
+shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+import pyarrow as pa
+import trio
+
+from .._exceptions import ConfigError, NonRetryableGenerationError, ValidationFailedError
+from ..config._code import CodeSearch
+from ._base import CellContext, ColumnGenerator
+from ._validators import VALIDATORS, ValidationResult, Validator
+
+if TYPE_CHECKING:
+    from ..config import ValidationColumn
+
+__all__ = ["LINGER", "VALIDATION_TYPE", "ValidationGenerator", "validation_generator"]
+
+#: How long the first row of a batch waits for more rows before the batch goes.
+LINGER = 0.005
+
+#: The Arrow type of a validation column.
+VALIDATION_TYPE = pa.struct([("is_valid", pa.bool_()), ("messages", pa.list_(pa.string()))])
+
+
+@attrs.define(eq=False)
+class _Item:
+    values: Mapping[str, Any]
+    done: trio.Event = attrs.field(factory=trio.Event)
+    result: ValidationResult | None = None
+    error: str | None = None
+
+
+class _Batcher:
+    """Collects the rows of concurrent cells into batches (see the module docstring).
+
+    The first cell to arrive leads: it waits up to :data:`LINGER` (or until a batch is full),
+    validates batches until none is pending, and hands each cell its result. The leader's
+    work is shielded, so a leader whose own row is dropped meanwhile still finishes the
+    others' batches (each bounded by the column's ``timeout``).
+    """
+
+    def __init__(self, validator: Validator, name: str, batch_size: int, timeout: float) -> None:
+        self.validator = validator
+        self.name = name
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.pending: list[_Item] = []
+        self.full = trio.Event()
+        self.leading = False
+
+    async def submit(self, values: Mapping[str, Any], ctx: CellContext) -> ValidationResult:
+        item = _Item(values)
+        self.pending.append(item)
+        if len(self.pending) >= self.batch_size:
+            self.full.set()
+        if not self.leading:
+            self.leading = True
+            try:
+                with trio.CancelScope(shield=True):
+                    await self._lead(ctx)
+            finally:
+                self.leading = False
+        await item.done.wait()
+        if item.error is not None:
+            raise NonRetryableGenerationError(item.error, column=self.name, row=ctx.row_index)
+        assert item.result is not None
+        return item.result
+
+    async def _lead(self, ctx: CellContext) -> None:
+        while self.pending:
+            if len(self.pending) < self.batch_size:
+                with trio.move_on_after(LINGER):
+                    await self.full.wait()
+            batch = self.pending[: self.batch_size]
+            self.pending = self.pending[self.batch_size :]
+            self.full = trio.Event()
+            if len(self.pending) >= self.batch_size:
+                self.full.set()
+            await self._run(batch, ctx)
+
+    async def _run(self, batch: list[_Item], ctx: CellContext) -> None:
+        error: str | None = None
+        results: list[ValidationResult] = []
+        with trio.move_on_after(self.timeout) as scope:
+            try:
+                results = await self.validator.validate([i.values for i in batch], ctx)
+            except Exception as exc:  # every cell of the batch fails with it
+                error = f"column {self.name!r}: the validator failed: {type(exc).__name__}: {exc}"
+        if scope.cancelled_caught:
+            error = f"column {self.name!r}: the validator did not answer within {self.timeout:g} s"
+        for index, item in enumerate(batch):
+            if error is None and index < len(results):
+                item.result = results[index]
+            else:
+                item.error = error or f"column {self.name!r}: no result for this row"
+            item.done.set()
+
+
+class ValidationGenerator(ColumnGenerator):
+    """Fills a validation column (see the module docstring)."""
+
+    strategy: ClassVar[Any] = "cell"
+
+    def __init__(self, config: ValidationColumn, *, search: CodeSearch | None = None) -> None:
+        builder = VALIDATORS.get(config.validator)
+        if builder is None:
+            known = ", ".join(sorted(VALIDATORS))
+            raise ConfigError(
+                f"column {config.name!r}: unknown validator {config.validator!r}; use one of "
+                f"{known} (or install the plugin that provides it)"
+            )
+        self.name = config.name
+        self.targets = config.target
+        self.drop_invalid = config.drop_invalid
+        self.validator = builder(config, search or CodeSearch())
+        self.batcher = (
+            _Batcher(self.validator, config.name, config.batch_size, config.timeout)
+            if self.validator.batched
+            else None
+        )
+
+    async def agenerate(self, ctx: CellContext) -> Any:
+        values = {target: ctx.row.get(target) for target in self.targets}
+        if self.batcher is not None:
+            outcome = await self.batcher.submit(values, ctx)
+        else:
+            [outcome] = await self.validator.validate([values], ctx)
+        if self.drop_invalid and not outcome["is_valid"]:
+            listed = "; ".join(outcome["messages"]) or "no message"
+            raise ValidationFailedError(
+                f"column {self.name!r}: the row is invalid: {listed[:400]}",
+                column=self.name,
+                row=ctx.row_index,
+            )
+        return dict(outcome)
+
+    def arrow_type(self) -> Any:
+        return VALIDATION_TYPE
+
+
+def validation_generator(
+    config: ValidationColumn, *, search: CodeSearch | None = None
+) -> ValidationGenerator:
+    """Build the generator of a validation column.
+
+    Raises:
+      ConfigError: an unknown validator kind, or one that cannot be built (a missing
+        function, a missing optional package).
+    """
+    return ValidationGenerator(config, search=search)
