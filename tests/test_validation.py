@@ -280,3 +280,35 @@ def test_validation_columns_round_trip() -> None:
     cfg = pipeline("mod:snippet", {"validator": "callable", "function": "mod:check",
                                    "batch_size": 8, "drop_invalid": True})
     assert PipelineConfig.from_yaml(cfg.to_yaml()) == cfg
+
+
+async def test_a_remote_validator_posts_batches_through_the_model_machinery(
+    tmp_path: Path,
+) -> None:
+    """Against the built-in simulator's /validate: rows go in batches, through the alias's
+    limiter, counted in its usage."""
+    from trio_designer.simulator import Latency, SimulatedModel
+
+    cfg = PipelineConfig.from_dict(
+        {
+            "models": [{"alias": "checker", "model": "sim-check", "max_parallel_requests": 2}],
+            "run": {"row_group_size": 12},
+            "columns": [
+                {"name": "code", "kind": "custom", "function": snippet},
+                {"name": "check", "kind": "validation", "validator": "remote",
+                 "model": "checker", "target": ["code"], "batch_size": 4},
+            ],
+        }
+    )
+    designer = TrioDesigner(
+        simulator_models=[SimulatedModel(name="sim-check", latency=Latency(median=0.01))]
+    )
+    result = await designer.create(cfg, num_records=12, output_dir=tmp_path / "o")
+    by_code = dict(zip(result.table.column("code").to_pylist(),
+                       result.table.column("check").to_pylist(), strict=True))
+    assert by_code[SNIPPETS[0]] == {"is_valid": True, "messages": []}
+    assert by_code[SNIPPETS[1]] == {
+        "is_valid": False, "messages": ["code: line 1: expected ':'"],
+    }
+    requests = result.usage["checker"]["requests_ok"]
+    assert 3 <= requests < 12  # batches of up to 4 rows, not a request per row

@@ -21,7 +21,7 @@ from .._exceptions import ProcessorError, ProviderError, ValidationFailedError
 from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
-from ..config import CustomColumn, LLMColumnConfig, ModelConfig, RunConfig
+from ..config import CustomColumn, LLMColumnConfig, ModelConfig, RunConfig, ValidationColumn
 from ..generators._base import ColumnGenerator
 
 if TYPE_CHECKING:
@@ -383,6 +383,8 @@ def _column_models(
             aliases = config.models
         elif isinstance(config, _LLM_COLUMNS):
             aliases = (config.model,)
+        elif isinstance(config, ValidationColumn) and config.model is not None:
+            aliases = (config.model,)  # a remote validator's endpoint
         known = tuple(by_alias[a] for a in aliases if a in by_alias)
         result[column] = known if graph.llm_bound[column] else ()
     return result

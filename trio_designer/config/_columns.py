@@ -691,6 +691,8 @@ def is_llm_bound(column: ColumnConfig) -> bool:
     """Whether the column's tasks wait on a model (LLM columns; custom with ``llm_bound``)."""
     if isinstance(column, CustomColumn):
         return column.llm_bound
+    if isinstance(column, ValidationColumn):
+        return column.validator == "remote"
     return isinstance(column, LLM_COLUMN_CLASSES)
 
 

@@ -20,7 +20,14 @@ import attrs
 import pyarrow as pa
 import trio
 
-from .._exceptions import ConfigError, NonRetryableGenerationError, ValidationFailedError
+from .._core._retry import RetryPolicy
+from .._exceptions import (
+    ConfigError,
+    NonRetryableGenerationError,
+    ProviderError,
+    RetryableGenerationError,
+    ValidationFailedError,
+)
 from ..config._code import CodeSearch
 from ._base import CellContext, ColumnGenerator
 from ._validators import VALIDATORS, ValidationResult, Validator
@@ -43,6 +50,8 @@ class _Item:
     done: trio.Event = attrs.field(factory=trio.Event)
     result: ValidationResult | None = None
     error: str | None = None
+    retryable: bool = False
+    fatal: BaseException | None = None
 
 
 class _Batcher:
@@ -76,7 +85,11 @@ class _Batcher:
             finally:
                 self.leading = False
         await item.done.wait()
+        if item.fatal is not None:
+            raise item.fatal  # a provider that cannot work at all: the run stops
         if item.error is not None:
+            if item.retryable:
+                raise RetryableGenerationError(item.error, column=self.name, row=ctx.row_index)
             raise NonRetryableGenerationError(item.error, column=self.name, row=ctx.row_index)
         assert item.result is not None
         return item.result
@@ -95,19 +108,28 @@ class _Batcher:
 
     async def _run(self, batch: list[_Item], ctx: CellContext) -> None:
         error: str | None = None
+        retryable = False
+        fatal: BaseException | None = None
         results: list[ValidationResult] = []
         with trio.move_on_after(self.timeout) as scope:
             try:
                 results = await self.validator.validate([i.values for i in batch], ctx)
+            except ProviderError as exc:
+                fatal = exc
             except Exception as exc:  # every cell of the batch fails with it
+                retryable = RetryPolicy.is_retryable(exc)  # a 503: the cells are retried
                 error = f"column {self.name!r}: the validator failed: {type(exc).__name__}: {exc}"
         if scope.cancelled_caught:
             error = f"column {self.name!r}: the validator did not answer within {self.timeout:g} s"
+            retryable = True
         for index, item in enumerate(batch):
-            if error is None and index < len(results):
+            if fatal is not None:
+                item.fatal = fatal
+            elif error is None and index < len(results):
                 item.result = results[index]
             else:
                 item.error = error or f"column {self.name!r}: no result for this row"
+                item.retryable = retryable
             item.done.set()
 
 
@@ -153,6 +175,13 @@ class ValidationGenerator(ColumnGenerator):
         return VALIDATION_TYPE
 
 
+class _RemoteValidationGenerator(ValidationGenerator):
+    """A remote validator waits on an endpoint: the engine hands its task to the LLM-wait pool
+    before calling it, as for a model call."""
+
+    llm_bound: ClassVar[bool] = True
+
+
 def validation_generator(
     config: ValidationColumn, *, search: CodeSearch | None = None
 ) -> ValidationGenerator:
@@ -162,4 +191,6 @@ def validation_generator(
       ConfigError: an unknown validator kind, or one that cannot be built (a missing
         function, a missing optional package).
     """
+    if config.validator == "remote":
+        return _RemoteValidationGenerator(config, search=search)
     return ValidationGenerator(config, search=search)

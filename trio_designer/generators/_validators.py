@@ -49,6 +49,7 @@ __all__ = [
     "VALIDATORS",
     "CallableValidator",
     "CodeValidator",
+    "RemoteValidator",
     "ValidationResult",
     "Validator",
     "register_validator",
@@ -191,6 +192,43 @@ class CallableValidator:
         return [_as_result(value, self.name) for value in values]
 
 
+class RemoteValidator:
+    """``validator: remote``: POST batches to the endpoint of the column's ``model``.
+
+    The request goes through that alias's client, error mapping and limiter (it waits for a
+    slot like a chat request, a 429 slows the endpoint down, a dead provider stops the run):
+    ``POST <base_url><path>`` with ``{"model": <model id>, "records": [{target: value}, ...]}``,
+    answered by ``{"results": [<bool or {"is_valid", "messages"}>, ...]}`` in order (the
+    built-in simulator serves ``/validate``).
+    """
+
+    batched = True
+
+    def __init__(self, config: ValidationColumn, search: CodeSearch) -> None:
+        assert config.model is not None  # the config class requires it
+        self.name = config.name
+        self.alias = config.model
+        self.path = config.path if config.path.startswith("/") else "/" + config.path
+
+    async def validate(
+        self, rows: Sequence[Mapping[str, Any]], ctx: CellContext
+    ) -> list[ValidationResult]:
+        if ctx.models is None:
+            raise ConfigError(f"column {self.name!r}: validator 'remote' needs a model")
+        handle = ctx.models.model(self.alias)
+        answer = await handle.post(
+            self.path, {"model": handle.model, "records": [dict(row) for row in rows]}
+        )
+        results = answer.get("results") if isinstance(answer, Mapping) else None
+        if not isinstance(results, list) or len(results) != len(rows):
+            raise NonRetryableGenerationError(
+                f"column {self.name!r}: the endpoint's answer to {self.path} must be "
+                f'{{"results": [...]}} with one result per record ({len(rows)})',
+                column=self.name,
+            )
+        return [_as_result(value, self.name) for value in results]
+
+
 def _as_result(value: Any, column: str) -> ValidationResult:
     if isinstance(value, bool):
         return result(value)
@@ -209,6 +247,7 @@ def _as_result(value: Any, column: str) -> ValidationResult:
 VALIDATORS: dict[str, Builder] = {
     "code": CodeValidator,
     "callable": CallableValidator,
+    "remote": RemoteValidator,
 }
 
 

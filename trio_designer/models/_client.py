@@ -495,6 +495,21 @@ class OpenAICompatibleClient:
         response = await self._request("POST", "/embeddings", where, body, None, None, model)
         return self._parse(response, where, lambda data: _embedding_vectors(data, len(inputs)))
 
+    async def post_json(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        model: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (each attempt's, as in chat)
+    ) -> Any:
+        """POST ``body`` as JSON to ``<base_url><path>`` and return the parsed JSON answer,
+        through the same retries and error mapping as :meth:`chat` (a remote validator's
+        batches). Raises the same errors as :meth:`chat`."""
+        where = self._where(model)
+        response = await self._request("POST", path, where, dict(body), timeout, None, model)
+        return self._parse(response, where, lambda data: data)
+
     async def list_models(self) -> list[str]:
         """The model ids the endpoint serves (``GET <base_url>/models``), in its order."""
         where = self._label()
