@@ -132,6 +132,12 @@ MALFORMED: dict[str, tuple[str, str]] = {
                                                   "condition: '{{ score > 3 }}'}]\n")),
     "to_chat no name": ("a.yaml", y(LLM, top="processors: [{kind: to_chat, messages: "
                                               "[{role: user, content: '{{ s }}'}]}]\n")),
+    "unknown validator": ("a.yaml", y("{name: v, kind: validation, validator: telepathy, "
+                                      "target: [topic]}")),
+    "code without language": ("a.yaml", y("{name: v, kind: validation, validator: code, "
+                                          "target: [topic]}")),
+    "validation target": ("a.yaml", y("{name: v, kind: validation, validator: code, "
+                                      "language: python, target: [topik]}")),
     # -- Python config files
     "py syntax error": ("a.py", "config = (\n"),
     "py raises": ("a.py", f"raise RuntimeError('boom {KEY}')\n"),
