@@ -135,3 +135,18 @@ def test_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     [run] = data["runs"]
     assert run["columns"] == 200
     assert set(data["hostile_s"]) == {"billion laughs (YAML)", "10,000-level JSON"}
+
+
+@pytest.mark.slow
+def test_processors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benches import processors
+
+    data = _run(processors, tmp_path, capsys)
+    summary = data["summary"]
+    assert summary["plain_makespan_s"] > 0
+    assert summary["ratio"] == pytest.approx(
+        summary["processed_makespan_s"] / summary["plain_makespan_s"]
+    )
+    processed = [r for r in data["runs"] if r["processed"]]
+    assert set(processed[0]["processors"]) == {"filter_0", "dedup_1"}
+    assert all(r["rows"] == data["params"]["records"] for r in data["runs"] if not r["processed"])

@@ -14,7 +14,8 @@ values a run would write could change. It is the SHA-256 of canonical JSON of a 
   each model's ``max_parallel_requests`` and ``timeout``, each provider's ``transport`` and
   ``http2``) and where code is found (``python_path``): a resumed run may change those.
   Defaults are omitted, so spelling a default out changes nothing.
-* ``code``: :func:`~._code.code_digest` of every custom column's function (or generator class):
+* ``code``: :func:`~._code.code_digest` of every custom column's function (or generator class),
+  validation column's ``function`` and custom processor's ``function``:
   its source, and the same-module helpers and constants it uses. Editing the function changes
   the fingerprint; a resume is then refused, saying ``custom function mymod:clean changed``.
 * ``files``: the content hash of every input file a config field names. No field reads a file
@@ -34,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ._code import code_digest, resolve_function
-from ._columns import CustomColumn
+from ._columns import CustomColumn, ValidationColumn
+from ._processors import CustomProcessor
 
 if TYPE_CHECKING:
     from ._pipeline import PipelineConfig
@@ -117,18 +119,26 @@ def _code_part(config: PipelineConfig) -> dict[str, str]:
 
     code: dict[str, str] = {}
     search = None
-    for index, column in enumerate(config.columns):
-        if not isinstance(column, CustomColumn):
-            continue
-        function = column.function
+    # Custom columns, validation columns' functions and custom processors: their code is
+    # part of what a run generates.
+    functions: list[tuple[str, str, Any]] = [
+        (f"columns[{index}] {column.name!r}", column.name, column.function)
+        for index, column in enumerate(config.columns)
+        if isinstance(column, CustomColumn | ValidationColumn) and column.function is not None
+    ]
+    functions += [
+        (f"processors[{index}]", processor.name or processor.kind, processor.function)
+        for index, processor in enumerate(config.processors)
+        if isinstance(processor, CustomProcessor)
+    ]
+    for where, name, function in functions:
         if isinstance(function, str):
             search = search or config.code_search()
-            where = f"columns[{index}] {column.name!r}"
             target = resolve_function(function, search, where=where)
             code[function] = code_digest(target)
         else:
             with lenient_functions(True):
-                path = function_path(function, column=column.name)
+                path = function_path(function, column=name)
             code[path] = _digest_of_callable(function)
     return code
 

@@ -3,7 +3,8 @@
 The generator runs per cell: the row's target values go to the column's validator
 (:mod:`._validators`). A *batched* validator (``callable``, ``remote``) gets many rows at once:
 the cells of the column meet in a :class:`_Batcher`, which hands their rows over together, up
-to ``batch_size``, after waiting at most :data:`LINGER` seconds for more to arrive.
+to ``batch_size`` (a remote validator's first row waits at most :data:`LINGER` seconds for
+more to arrive; an in-process one only lets the cells ready at that moment join).
 
 With ``drop_invalid: true`` an invalid row raises :class:`~trio_designer.ValidationFailedError`:
 the row is dropped through the usual cascade (nothing downstream of it runs) and recorded in
@@ -35,10 +36,13 @@ from ._validators import VALIDATORS, ValidationResult, Validator
 if TYPE_CHECKING:
     from ..config import ValidationColumn
 
-__all__ = ["LINGER", "VALIDATION_TYPE", "ValidationGenerator", "validation_generator"]
+__all__ = ["LINGER", "VALIDATION_TYPE", "YIELDS", "ValidationGenerator", "validation_generator"]
 
-#: How long the first row of a batch waits for more rows before the batch goes.
+#: How long the first row of a remote validator's batch waits for more rows.
 LINGER = 0.005
+
+#: How many scheduler passes the first row of an in-process validator's batch lets go by.
+YIELDS = 3
 
 #: The Arrow type of a validation column.
 VALIDATION_TYPE = pa.struct([("is_valid", pa.bool_()), ("messages", pa.list_(pa.string()))])
@@ -63,8 +67,11 @@ class _Batcher:
     others' batches (each bounded by the column's ``timeout``).
     """
 
-    def __init__(self, validator: Validator, name: str, batch_size: int, timeout: float) -> None:
+    def __init__(
+        self, validator: Validator, name: str, batch_size: int, timeout: float, linger: float
+    ) -> None:
         self.validator = validator
+        self.linger = linger
         self.name = name
         self.batch_size = batch_size
         self.timeout = timeout
@@ -97,14 +104,27 @@ class _Batcher:
     async def _lead(self, ctx: CellContext) -> None:
         while self.pending:
             if len(self.pending) < self.batch_size:
-                with trio.move_on_after(LINGER):
-                    await self.full.wait()
+                await self._gather()
             batch = self.pending[: self.batch_size]
             self.pending = self.pending[self.batch_size :]
             self.full = trio.Event()
             if len(self.pending) >= self.batch_size:
                 self.full.set()
             await self._run(batch, ctx)
+
+    async def _gather(self) -> None:
+        """Let more rows arrive: a remote validator waits up to :data:`LINGER` (a request per
+        batch is worth a few milliseconds); an in-process one only lets the cells that are
+        ready right now run first (:data:`YIELDS` passes of the scheduler), so a batch never
+        waits on a clock."""
+        if self.linger > 0:
+            with trio.move_on_after(self.linger):
+                await self.full.wait()
+            return
+        for _ in range(YIELDS):
+            if self.full.is_set():
+                return
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _run(self, batch: list[_Item], ctx: CellContext) -> None:
         error: str | None = None
@@ -151,7 +171,13 @@ class ValidationGenerator(ColumnGenerator):
         self.drop_invalid = config.drop_invalid
         self.validator = builder(config, search or CodeSearch())
         self.batcher = (
-            _Batcher(self.validator, config.name, config.batch_size, config.timeout)
+            _Batcher(
+                self.validator,
+                config.name,
+                config.batch_size,
+                config.timeout,
+                LINGER if config.validator == "remote" else 0.0,
+            )
             if self.validator.batched
             else None
         )

@@ -86,14 +86,20 @@ def _limiter(config: ValidationColumn) -> trio.CapacityLimiter:
 
 
 class CodeValidator:
-    """``validator: code``: Python, SQL or JSON in each target value (not batched)."""
+    """``validator: code``: Python, SQL or JSON in each target value.
 
-    batched = False
+    Checks done in-process (``ast``, ``sqlglot``, a JSON schema) are batched: the rows of
+    concurrent cells go to one worker-thread call (one thread hop per batch, not per row).
+    With ``ruff`` or ``execute`` each row runs its own subprocess, so it is not batched.
+    """
+
+    batched = True
 
     def __init__(self, config: ValidationColumn, search: CodeSearch) -> None:
         self.config = config
         self.limiter = _limiter(config)
         self.ruff = find_ruff() if config.lint and config.language == "python" else None
+        self.batched = self.ruff is None and not (config.execute and config.language == "python")
         self.checker = (
             SchemaChecker(config.schema)
             if config.language == "json" and config.schema is not None
@@ -111,6 +117,9 @@ class CodeValidator:
     async def validate(
         self, rows: Sequence[Mapping[str, Any]], ctx: CellContext
     ) -> list[ValidationResult]:
+        if self.batched:
+            work = functools.partial(self._check_in_process, rows)
+            return await trio.to_thread.run_sync(work, limiter=self.limiter)
         results = []
         for row in rows:
             messages: list[str] = []
@@ -122,6 +131,25 @@ class CodeValidator:
                 text = value if isinstance(value, str) else str(value)
                 checked = value if self.config.language == "json" else text
                 messages.extend(prefix + m for m in await self._check(checked))
+            results.append(result(not messages, messages))
+        return results
+
+    def _check_in_process(self, rows: Sequence[Mapping[str, Any]]) -> list[ValidationResult]:
+        """The in-process checks of a batch of rows (runs in a worker thread)."""
+        config = self.config
+        results = []
+        for row in rows:
+            messages: list[str] = []
+            for target, value in row.items():
+                prefix = f"{target}: " if len(row) > 1 else ""
+                if value is None:
+                    messages.append(f"{prefix}no value to check")
+                elif config.language == "sql":
+                    messages.extend(prefix + m for m in sql_problems(str(value), config.dialect))
+                elif config.language == "json":
+                    messages.extend(prefix + m for m in json_problems(value, self.checker))
+                else:
+                    messages.extend(prefix + m for m in python_syntax(str(value)))
             results.append(result(not messages, messages))
         return results
 
