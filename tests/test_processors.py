@@ -343,3 +343,26 @@ async def test_inspect_reports_rows_in_rows_out_and_why(tmp_path: Path) -> None:
     lines = [line.split() for line in text.splitlines()]
     assert ["filter_0", "row_group", "12", "6", "odd:", "6"] in lines
     assert any(line[:4] == ["dedup_1", "after_run", "6", "5"] for line in lines)
+
+
+def test_the_command_line_reports_processors_and_the_final_dataset(tmp_path: Path) -> None:
+    from _cli_harness import run_cli
+
+    config_file = tmp_path / "p.yaml"
+    config_file.write_text(
+        "columns:\n"
+        "  - {name: topic, kind: sampler, sampler: category, values: [a, b]}\n"
+        "processors:\n"
+        "  - {kind: filter, condition: '{{ topic != \"zzz\" }}'}\n"
+        "  - {kind: dedup, columns: [topic]}\n"
+    )
+    out = tmp_path / "out"
+    outcome = run_cli(
+        ["run", str(config_file), "-n", "6", "--output-dir", str(out), "--progress", "none"]
+    )
+    assert outcome.status == 0, outcome.err
+    assert "filter_0 (filter, row_group): 6 in, 6 out" in outcome.out
+    assert "dedup_1 (dedup, after_run): 6 in, 2 out, 4 removed" in outcome.out
+    assert str(out / "processed" / "parquet-files") in outcome.out
+    report = run_cli(["inspect", str(out)])
+    assert "dedup_1" in report.out
