@@ -178,3 +178,18 @@ def test_plugins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert data["rows"] == 200
     assert set(data["cells_per_s"]) == {"built-in expression", "plugin reverse_text"}
     assert all(value > 0 for value in data["load_ms"].values())
+
+
+@pytest.mark.slow
+def test_processors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benches import processors
+
+    data = _run(processors, tmp_path, capsys)
+    summary = data["summary"]
+    assert summary["plain_makespan_s"] > 0
+    assert summary["ratio"] == pytest.approx(
+        summary["processed_makespan_s"] / summary["plain_makespan_s"]
+    )
+    processed = [r for r in data["runs"] if r["processed"]]
+    assert set(processed[0]["processors"]) == {"filter_0", "dedup_1"}
+    assert all(r["rows"] == data["params"]["records"] for r in data["runs"] if not r["processed"])

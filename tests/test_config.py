@@ -46,6 +46,7 @@ from trio_designer.config import (
     TimeDeltaSampler,
     UniformSampler,
     UUIDSampler,
+    ValidationColumn,
     config_fingerprint,
     validate_references,
 )
@@ -508,6 +509,33 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
             batch_window=st.floats(0, 1e6),
         ),
     ),
+    ValidationColumn: st.one_of(
+        st.builds(
+            ValidationColumn,
+            **common(
+                validator=st.just("code"),
+                target=st.lists(identifiers, min_size=1, max_size=2).map(tuple),
+                language=st.sampled_from(["python", "sql", "json"]),
+                dialect=st.none() | non_blank,
+                lint=st.booleans(),
+                execute=st.booleans(),
+                timeout=st.floats(0.001, 1e6),
+                memory_mb=st.integers(16, 10**6),
+                batch_size=st.integers(1, 1000),
+                concurrency=st.none() | st.integers(1, 64),
+                drop_invalid=st.booleans(),
+            ),
+        ),
+        st.builds(
+            ValidationColumn,
+            **common(
+                validator=st.just("callable"),
+                target=st.lists(identifiers, min_size=1, max_size=2).map(tuple),
+                function=import_paths,
+                options=json_objects,
+            ),
+        ),
+    ),
 }
 columns = st.one_of(*COLUMN_STRATEGIES.values())
 
@@ -682,7 +710,7 @@ def test_unknown_kind_lists_the_kinds() -> None:
         match=(
             r"^columns\[1\]\.kind: unknown column kind 'llm_txt'; expected one of 'custom', "
             r"'expression', 'llm_code', 'llm_embedding', 'llm_judge', 'llm_structured', "
-            r"'llm_text', 'sampler', 'seed'$"
+            r"'llm_text', 'sampler', 'seed', 'validation'$"
         ),
     ):
         PipelineConfig.from_yaml(text)
@@ -775,7 +803,7 @@ def test_top_level_problems() -> None:
         "unknown top-level field 'colums'; did you mean 'columns'?",
         "unknown top-level field 'model'; did you mean 'models'?",
         "unknown top-level field 'extra'; expected one of 'python_path', 'providers', 'models', "
-        "'run', 'columns', 'seed'",
+        "'run', 'columns', 'seed', 'processors'",
         "columns: a pipeline needs at least one column; list them under 'columns'",
     )
     with pytest.raises(

@@ -147,6 +147,16 @@ CASES: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
     "reserved-name": ("c.yaml", _yaml("{name: _row_id, kind: expression, expr: '1'}"), {}),
     "unpriced-budget": ("c.yaml", "run: {max_cost: 5}\n" + _yaml(), {}),
+    "processor-column": (
+        "c.yaml",
+        "processors: [{kind: drop_columns, columns: [topc]}]\n" + _yaml(),
+        {},
+    ),
+    "processor-template": (
+        "c.yaml",
+        "processors: [{kind: filter, condition: '{{ scor >= 3 }}'}]\n" + _yaml(),
+        {},
+    ),
 }
 
 

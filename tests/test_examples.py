@@ -118,3 +118,48 @@ def test_the_embedding_example_runs(tmp_path: Path) -> None:
     assert (out / "README.md").is_file()
     assert len((tmp_path / "emb.jsonl").read_text().splitlines()) == 30
 
+
+@pytest.mark.slow
+@pytest.mark.deadline(60)
+async def test_code_sft_example_writes_chat_jsonl_a_trainer_loads(tmp_path: Path) -> None:
+    """topic -> instruction -> solution -> code validation -> judge -> filter -> to_chat,
+    against the built-in simulator."""
+    import json
+
+    from trio_designer import TrioDesigner
+    from trio_designer.simulator import Latency, SimulatedModel
+
+    config = PipelineConfig.from_file(EXAMPLES / "code_sft.yaml")
+    fast = [
+        SimulatedModel(name=name, latency=Latency(median=0.005))
+        for name in ("sim-gen", "sim-judge")
+    ]
+    out = tmp_path / "sft_run"
+    result = await TrioDesigner(simulator_models=fast).create(
+        config, num_records=12, output_dir=out
+    )
+    assert result.status == "complete"
+    report = result.processors["keep_good"]
+    assert report["rows_in"] == 12
+    assert report["rows_out"] == result.num_records_written
+    assert sum(report["removed"].values()) == 12 - report["rows_out"]
+    lines = (out / "sft" / "data.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == result.num_records_written > 0
+    for line in lines:
+        record = json.loads(line)
+        assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
+        assert record["messages"][2]["content"].startswith("```python\ndef ")
+    table = result.table
+    assert all(check["is_valid"] for check in table.column("code_check").to_pylist())
+    judged = table.column("judge").to_pylist()  # a struct column (JSON text before issue 14)
+    scores = [(j if isinstance(j, dict) else json.loads(j))["correctness"]["score"] for j in judged]
+    assert min(scores) >= 3
+    try:
+        import datasets  # a fine-tuning framework's loader, when installed
+    except ImportError:
+        return
+    loaded = datasets.load_dataset(
+        "json", data_files=str(out / "sft" / "data.jsonl"), cache_dir=str(tmp_path / "hf")
+    )["train"]
+    assert loaded.num_rows == len(lines)
+    assert loaded[0]["messages"][1]["role"] == "user"

@@ -132,6 +132,28 @@ MALFORMED: dict[str, tuple[str, str]] = {
     "key in header": ("a.yaml", y(LLM).replace(
         "api_key_env: TD_CANARY_KEY}", f"extra_headers: {{Authorization: 'Bearer {KEY}'}}}}")),
     "unset key": ("a.yaml", y(LLM).replace("TD_CANARY_KEY", "TD_MALFORMED_UNSET")),
+    # -- processors (issue 15): caught before any request
+    "unknown processor": ("a.yaml", y(LLM, top="processors: [{kind: filtr}]\n")),
+    "drop unknown column": ("a.yaml", y(LLM, top="processors: [{kind: drop_columns, "
+                                                  "columns: [topik]}]\n")),
+    "rename unknown column": ("a.yaml", y(LLM, top="processors: [{kind: rename_columns, "
+                                                    "columns: {ghost: x}}]\n")),
+    "select unknown column": ("a.yaml", y(LLM, top="processors: [{kind: select_columns, "
+                                                    "columns: [s, nope]}]\n")),
+    "dedup unknown column": ("a.yaml", y(LLM, top="processors: [{kind: dedup, "
+                                                   "columns: [sx]}]\n")),
+    "filter bad template": ("a.yaml", y(LLM, top="processors: [{kind: filter, "
+                                                  "condition: '{% if %}'}]\n")),
+    "filter unknown name": ("a.yaml", y(LLM, top="processors: [{kind: filter, "
+                                                  "condition: '{{ score > 3 }}'}]\n")),
+    "to_chat no name": ("a.yaml", y(LLM, top="processors: [{kind: to_chat, messages: "
+                                              "[{role: user, content: '{{ s }}'}]}]\n")),
+    "unknown validator": ("a.yaml", y("{name: v, kind: validation, validator: telepathy, "
+                                      "target: [topic]}")),
+    "code without language": ("a.yaml", y("{name: v, kind: validation, validator: code, "
+                                          "target: [topic]}")),
+    "validation target": ("a.yaml", y("{name: v, kind: validation, validator: code, "
+                                      "language: python, target: [topik]}")),
     # -- Python config files
     "py syntax error": ("a.py", "config = (\n"),
     "py raises": ("a.py", f"raise RuntimeError('boom {KEY}')\n"),

@@ -25,8 +25,9 @@ from trio_designer._exceptions import (
 )
 
 PACKAGE = pathlib.Path(__file__).parents[1] / "trio_designer"
-#: Code that speaks to a command line, where flags are the language.
-COMMAND_LINES = ("cli/", "simulator/__main__.py")
+#: Code that speaks to a command line, where flags are the language (the code validator builds
+#: ``ruff check ...`` argument lists; it shows no flag in a message).
+COMMAND_LINES = ("cli/", "simulator/__main__.py", "generators/_validate_code.py")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
 
 CONFIG = (

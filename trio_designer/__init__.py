@@ -45,12 +45,14 @@ from ._exceptions import ModelServerError as ModelServerError
 from ._exceptions import ModelTimeoutError as ModelTimeoutError
 from ._exceptions import NonRetryableGenerationError as NonRetryableGenerationError
 from ._exceptions import PluginError as PluginError
+from ._exceptions import ProcessorError as ProcessorError
 from ._exceptions import ProviderError as ProviderError
 from ._exceptions import RetryableGenerationError as RetryableGenerationError
 from ._exceptions import RunInterrupted as RunInterrupted
 from ._exceptions import SinkError as SinkError
 from ._exceptions import TraceExportError as TraceExportError
 from ._exceptions import TrioDesignerError as TrioDesignerError
+from ._exceptions import ValidationFailedError as ValidationFailedError
 from ._observe import TaskTrace as TaskTrace
 from ._observe import export_chrome_trace as export_chrome_trace
 from ._observe import plot_timeline as plot_timeline
@@ -85,6 +87,7 @@ from .config import SubcategorySampler as SubcategorySampler
 from .config import TimeDeltaSampler as TimeDeltaSampler
 from .config import UniformSampler as UniformSampler
 from .config import UUIDSampler as UUIDSampler
+from .config import ValidationColumn as ValidationColumn
 
 __version__ = "0.1.0"
 
@@ -124,6 +127,7 @@ __all__ = [
     "PipelineConfig",
     "PluginError",
     "PoissonSampler",
+    "ProcessorError",
     "ProviderError",
     "RetryableGenerationError",
     "Rubric",
@@ -143,6 +147,8 @@ __all__ = [
     "TrioDesignerError",
     "UUIDSampler",
     "UniformSampler",
+    "ValidationColumn",
+    "ValidationFailedError",
     "export_chrome_trace",
     "export_dataset",
     "plot_timeline",

@@ -43,6 +43,8 @@ from .generators._base import ColumnGenerator
 from .generators._registry import build_generator
 from .generators._seed import SeedReader
 from .generators._templates import precompile
+from .processors._chain import ProcessorChain, finish_dataset, processed_files
+from .processors._run import RowGroupProcessing, earlier_reports, output_columns
 
 if TYPE_CHECKING:
     from .models._registry import ModelRegistry
@@ -107,6 +109,11 @@ class RunResult:
       budget: with budgets (``RunConfig.max_cost``...): ``{"limits", "spent", "stopped_by"}``
         (spent over the whole run, earlier sessions' written row groups included); ``None``
         without.
+      processors: rows in, rows out and why, per processor (by its label), with its
+        ``stage`` (``row_group`` or ``after_run``).
+      processed_files: the files of ``processed/`` (relative to ``output_dir``) when the
+        pipeline has a processor that needs the whole dataset (``dedup``): then ``table``
+        reads them; ``None`` otherwise.
     """
 
     status: RunStatus
@@ -127,6 +134,8 @@ class RunResult:
     _memory_table: Any = attrs.field(default=None, repr=False, alias="memory_table")
     cache: Mapping[str, Any] = attrs.field(factory=dict)
     _memory_cells: Any = attrs.field(default=None, repr=False, alias="memory_cells")
+    processors: Mapping[str, Any] = attrs.field(factory=dict)
+    processed_files: tuple[str, ...] | None = None
 
     @property
     def table(self) -> Any:
@@ -136,9 +145,10 @@ class RunResult:
         import pyarrow as pa
         import pyarrow.dataset as ds
 
-        if self.output_dir is None or not self.files:
+        files = self.files if self.processed_files is None else self.processed_files
+        if self.output_dir is None or not files:
             return pa.table({})
-        paths = [str(self.output_dir / f) for f in self.files]
+        paths = [str(self.output_dir / f) for f in files]
         return ds.dataset(paths, format="parquet").to_table()
 
     def to_arrow(self) -> Any:
@@ -305,7 +315,7 @@ class TrioDesigner:
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
-        graph, generators, seed = _prepare(config, num_records, await _open_seed(config))
+        graph, generators, seed, chain = _prepare(config, num_records, await _open_seed(config))
         try:
             # Hashing a seed's files reads them: off the trio thread (without a seed, inline).
             basis = (
@@ -318,6 +328,8 @@ class TrioDesigner:
         if seed is not None:
             basis["files"].update(seed.identity())
         resume = resume or force_resume
+        if resume and chain.row_group_steps:
+            chain.merge_earlier(earlier_reports(Path(output_dir)))
         changes = _LimitChanges()
         with self._controlled(Path(output_dir)) as control, _single_error():
             async with (
@@ -352,6 +364,7 @@ class TrioDesigner:
                     models,
                     changes,
                     control,
+                    chain,
                     prior,
                 )
             await trio.to_thread.run_sync(_write_card, Path(output_dir))
@@ -370,7 +383,7 @@ class TrioDesigner:
         check_trio_caller("preview")
         from ._sink import MemorySink
 
-        graph, generators, _ = _prepare(config, num_records, await _open_seed(config))
+        graph, generators, _, chain = _prepare(config, num_records, await _open_seed(config))
         changes = _LimitChanges()
         with self._controlled(None) as control, _single_error():
             async with (
@@ -396,8 +409,16 @@ class TrioDesigner:
                     models,
                     changes,
                     control,
+                    chain,
                 )
-        return attrs.evolve(result, memory_table=sink.table(), memory_cells=sink.cells_table)
+        table = sink.table()
+        reports = dict(result.processors)
+        if chain.has_after_run_stage:
+            table, after = _preview_after_run(chain, table)
+            reports.update(after)
+        return attrs.evolve(
+            result, memory_table=table, memory_cells=sink.cells_table, processors=reports
+        )
 
     def create_sync(
         self,
@@ -503,6 +524,7 @@ class TrioDesigner:
         models: ModelRegistry | None,
         changes: _LimitChanges,
         control: RunControl,
+        chain: ProcessorChain,
         prior: tuple[Spend, int] | None = None,
     ) -> RunResult:
         prior_spend, prior_rows = prior or (Spend(), 0)
@@ -518,6 +540,7 @@ class TrioDesigner:
             models=models,
             prior_spend=prior_spend,
             prior_rows=prior_rows,
+            processing=RowGroupProcessing(chain, output_dir) if chain.row_group_steps else None,
         )
         changes.state = state
         engine = AsyncEngine.for_run(state) if self.engine == "async" else None
@@ -540,7 +563,19 @@ class TrioDesigner:
                     await trio.to_thread.run_sync(
                         partial(_write_artifacts, output_dir, state, self.engine)
                     )
-                await sink.close(status=status, summary=_summary(state, status, stopped))
+                summary = _summary(state, status, stopped)
+                if chain.row_group_steps:
+                    summary["processors"] = chain.report()
+                await sink.close(status=status, summary=summary)
+        reports: dict[str, Any] = chain.report()
+        processed: tuple[str, ...] | None = None
+        if output_dir is not None and status == "complete" and chain:
+            after = await trio.to_thread.run_sync(
+                partial(finish_dataset, chain, output_dir, _dataset_files(sink))
+            )
+            reports.update(after)
+            if chain.has_after_run_stage:
+                processed = processed_files(output_dir)
         return RunResult(
             status=_outcome(state),
             engine=self.engine,
@@ -560,6 +595,8 @@ class TrioDesigner:
             if models is None
             else {name: lim.statistics() for name, lim in models.limiters().items()},
             cache={} if state.cache is None else state.cache.statistics().to_dict(),
+            processors=reports,
+            processed_files=processed,
         )
 
     async def _run_engine(self, state: RunState, engine: AsyncEngine | None) -> None:
@@ -655,9 +692,9 @@ async def _open_seed(config: PipelineConfig) -> OpenSeed | None:
 
 def _prepare(
     config: PipelineConfig, num_records: int, seed: OpenSeed | None
-) -> tuple[ExecutionGraph, dict[str, ColumnGenerator], OpenSeed | None]:
-    """Validate everything that can be validated without a request; build the generators
-    (``seed``: the config's seed, opened by :func:`_open_seed`)."""
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator], OpenSeed | None, ProcessorChain]:
+    """Validate everything that can be validated without a request; build the generators and
+    the processors (``seed``: the config's seed, opened by :func:`_open_seed`)."""
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     try:
@@ -673,10 +710,22 @@ def _prepare(
         for column in config.columns:
             for field, source in template_fields(column).items():
                 precompile(source, column=column.name, field=field)
+        chain = ProcessorChain(
+            config.processors,
+            columns=output_columns(graph.order, graph.configs, generators),
+            search=code,
+        )
     except ConfigError as exc:
         raise config.located(exc) from exc.__cause__
 
-    return graph, generators, seed
+    return graph, generators, seed, chain
+
+
+def _preview_after_run(chain: ProcessorChain, table: Any) -> tuple[Any, dict[str, Any]]:
+    """A preview's table through the after-run stage, in memory (nothing written)."""
+    from .processors._chain import preview_after_run
+
+    return preview_after_run(chain, table)
 
 
 def _dataset_files(sink: Any) -> tuple[str, ...]:

@@ -14,10 +14,14 @@ Grouped by what the caller can do about it::
     │   └── NonRetryableGenerationError     drops the row (or the row group, for full-column tasks)
     │       ├── ModelRequestError           400/401/403/404/413/422, context window, quota
     │       ├── ModelContentFilteredError   the provider's content filter stopped the answer
-    │       └── ModelOutputError            the model answered, but its output never parsed
+    │       ├── ModelOutputError            the model answered, but its output never parsed
+    │       └── ValidationFailedError       a validation column with drop_invalid rejected the
+    │                                       row (not counted as an error by the shutdown gate)
     ├── ProviderError                       a provider cannot work at all (refused, DNS, TLS,
     │                                       401/403 before any success): the run stops at once
     ├── SinkError (OSError)                 writing the dataset failed
+    ├── ProcessorError                      a processor failed at run time (a custom
+    │                                       processor's function); generated rows are kept
     ├── TraceExportError (ValueError)       a recorded trace cannot be exported or plotted
     ├── RunInterrupted                      the run stopped early; what finished is on disk
     └── EventLoopError (RuntimeError)       called from the wrong event loop; the message
@@ -273,6 +277,13 @@ class ModelOutputError(NonRetryableGenerationError):
         self.reason = reason
 
 
+class ValidationFailedError(NonRetryableGenerationError):
+    """A validation column with ``drop_invalid: true`` found the row invalid: the row is dropped
+    (nothing downstream of it is generated) and recorded in ``failures.jsonl`` with the
+    validator's messages. A rejection is a decision, not a failure: it does not count towards
+    the early-shutdown error rate."""
+
+
 class ProviderError(TrioDesignerError):
     """A provider cannot work at all, so the run stops at once (``status: "failed"``).
 
@@ -298,6 +309,12 @@ class ProviderError(TrioDesignerError):
 
 class SinkError(TrioDesignerError, OSError):
     """Writing a row group or the run metadata failed."""
+
+
+class ProcessorError(TrioDesignerError):
+    """A processor failed while the run applied it (a custom processor's function raised or
+    returned something else than a table). The row groups already written are kept; the
+    message names the processor."""
 
 
 class TraceExportError(TrioDesignerError, ValueError):

@@ -9,7 +9,7 @@ engines' business (:mod:`._async`, :mod:`._sync`); *how* one task runs is :mod:`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 import attrs
@@ -18,12 +18,19 @@ import trio
 from .._core._errorwindow import ErrorRateWindow
 from .._core._retry import RetryPolicy
 from .._core._runbudget import RunBudget, Spend
-from .._exceptions import ProviderError
+from .._exceptions import ProcessorError, ProviderError, ValidationFailedError
 from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
 from .._sink._provenance import ROW_ID, CellLog
-from ..config import CustomColumn, LLMColumnConfig, LLMEmbeddingColumn, ModelConfig, RunConfig
+from ..config import (
+    CustomColumn,
+    LLMColumnConfig,
+    LLMEmbeddingColumn,
+    ModelConfig,
+    RunConfig,
+    ValidationColumn,
+)
 from ..generators._base import ColumnGenerator
 from ._admission import BudgetGate
 
@@ -36,6 +43,11 @@ _LLM_COLUMNS: tuple[type[LLMColumnConfig], ...] = get_args(LLMColumnConfig)
 
 #: ``on_event(name, fields)``: the scheduler-event hook of ``TrioDesigner``.
 EventHook = Callable[[str, Mapping[str, Any]], None]
+
+#: ``await processing(row_group, table)``: the table to write instead (the pipeline's
+#: per-row-group processors, ``trio_designer.processors``); called inside the shielded
+#: checkpoint, so a row group is processed and written, or neither.
+ProcessingHook = Callable[[int, Any], Awaitable[Any]]
 
 
 class RowGroupSink(Protocol):
@@ -139,6 +151,8 @@ class RunState:
       on_event: called with every scheduler event (``TrioDesigner(on_event=...)``).
       prior_spend: what the row groups written by earlier sessions spent (a resume), and
       prior_rows: their requested rows; the budgets (``RunConfig.max_cost``...) count them.
+      processing: applied to each finished row group's table before it is written
+        (:data:`ProcessingHook`); ``None``: written as generated.
     """
 
     def __init__(
@@ -155,8 +169,10 @@ class RunState:
         on_event: EventHook | None = None,
         prior_spend: Spend | None = None,
         prior_rows: int = 0,
+        processing: ProcessingHook | None = None,
     ) -> None:
         self.graph = graph
+        self.processing = processing
         self.generators = generators
         self.sink = sink
         self.run = run
@@ -287,7 +303,8 @@ class RunState:
             type(exc).__name__,
             str(exc)[:200],
         )
-        self._record_outcome(error=True)
+        # A row a validation column rejected (drop_invalid) is a decision, not an error.
+        self._record_outcome(error=not isinstance(exc, ValidationFailedError))
 
     def record_retry(
         self, plan: RowGroupPlan, column: str, row: int | None, exc: BaseException, attempts: int
@@ -438,25 +455,27 @@ class RunState:
         with trio.CancelScope(shield=True):
             if self.cache is not None:  # the answers this group paid for, stored
                 await self.cache.finish_group(buf.plan.id)
-            if live:
-                columns = {ROW_ID: [start + r for r in live]}
-                columns.update((c, [buf.values[c][r] for r in live]) for c in self._output_columns)
-                table = build_table(columns, self._output_types)
-                await self.sink.write_row_group(
-                    buf.plan.id, table, requested_rows=buf.plan.size, commit_later=last, cells=cells
-                )
-            else:
-                # Recorded (rows: 0) so that a resumed run does not generate it again.
-                names = (ROW_ID, *self._output_columns)
-                empty = build_table({c: [] for c in names}, self._output_types)
-                await self.sink.write_row_group(
-                    buf.plan.id, empty, requested_rows=buf.plan.size, commit_later=last, cells=cells
-                )
+            # An empty table is recorded too (rows: 0), so that a resumed run does not
+            # generate the row group again.
+            columns = {ROW_ID: [start + r for r in live]}
+            columns.update((c, [buf.values[c][r] for r in live]) for c in self._output_columns)
+            table = build_table(columns, self._output_types)
+            if self.processing is not None:
+                try:
+                    table = await self.processing(buf.plan.id, table)
+                except ProcessorError as exc:
+                    self.stop_for(exc)  # the run stops; the finished row groups are kept
+                    return
+            await self.sink.write_row_group(
+                buf.plan.id, table, requested_rows=buf.plan.size, commit_later=last, cells=cells
+            )
+            if not live:
                 logger.warning("row group %d has no surviving rows; nothing written", buf.plan.id)
-        self.rows_written += len(live)
+        written = table.num_rows
+        self.rows_written += written
         if self.budget_gate is not None:
             self.budget_gate.finished_group(buf.plan.size, Spend(*cells.spend()))
-        self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=len(live))
+        self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=written)
         buf.values.clear()
 
 
@@ -474,6 +493,8 @@ def _column_models(
             aliases = config.models
         elif isinstance(config, (_LLM_COLUMNS, LLMEmbeddingColumn)):
             aliases = (config.model,)
+        elif isinstance(config, ValidationColumn) and config.model is not None:
+            aliases = (config.model,)  # a remote validator's endpoint
         known = tuple(by_alias[a] for a in aliases if a in by_alias)
         result[column] = known if graph.llm_bound[column] else ()
     return result

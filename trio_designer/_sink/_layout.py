@@ -14,6 +14,14 @@ A run's output directory (details and reading recipes in ``docs/output-layout.md
       timeline.png                            TIMELINE_FILE: ``trio-designer trace --plot``
       README.md                               CARD_FILE: the dataset card of a finished run
       .tmp/                                   TMP_DIR: files being written; removed by close()
+      processed/                              PROCESSED_DIR: the dataset after whole-dataset
+        parquet-files/row-group-00000.parquet   processors (dedup), written after the run
+        _SUCCESS.json                         PROCESSED_MARKER: written last; its inputs
+      filtered/<processor>/row-group-00000.parquet   FILTERED_DIR: rows a processor removed
+      <name>/                                 an extra dataset (to_chat, schema_transform):
+        parquet-files/row-group-00000.parquet   one parquet and one JSON Lines file per
+        jsonl-files/row-group-00000.jsonl       row group (EXTRA_JSONL_DIR), and all of them
+        data.jsonl                              in one file after a complete run (EXTRA_JSONL_FILE)
 
 Every module that reads or writes one of these (the sinks, the trace and failures files, the
 exporters, the CLI) takes the name from here, so renaming a file is a one-line change.
@@ -29,8 +37,13 @@ __all__ = [
     "CARD_FILE",
     "CHROME_TRACE_FILE",
     "DATASET_DIR",
+    "EXTRA_JSONL_DIR",
+    "EXTRA_JSONL_FILE",
     "FAILURES_FILE",
+    "FILTERED_DIR",
     "METADATA_FILE",
+    "PROCESSED_DIR",
+    "PROCESSED_MARKER",
     "PROVENANCE_DIR",
     "TIMELINE_FILE",
     "TMP_DIR",
@@ -70,6 +83,22 @@ TIMELINE_FILE: Final = "timeline.png"
 CARD_FILE: Final = "README.md"
 """The dataset card (``_card.py``): schema, counts, usage, profile, config; written at the end
 of every finished run."""
+
+PROCESSED_DIR: Final = "processed"
+"""The dataset after the processors that need the whole dataset (``dedup``); its own
+``parquet-files/`` folder. ``parquet-files/`` at the top then holds the rows before them."""
+
+PROCESSED_MARKER: Final = "_SUCCESS.json"
+"""In :data:`PROCESSED_DIR`, written last: which row groups it was made from, and the reports."""
+
+FILTERED_DIR: Final = "filtered"
+"""Rows removed by a processor with ``keep_filtered: true``, one folder per processor."""
+
+EXTRA_JSONL_DIR: Final = "jsonl-files"
+"""In an extra dataset's folder: one JSON Lines file per row group."""
+
+EXTRA_JSONL_FILE: Final = "data.jsonl"
+"""In an extra dataset's folder: every record, in row-group order, after a complete run."""
 
 _ROW_GROUP_FILE: Final = re.compile(r"^row-group-(\d{5,})\.parquet$")
 

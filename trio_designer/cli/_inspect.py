@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from .._exceptions import SinkError
 from .._sink import FAILURES_FILE, METADATA_FILE, SUMMARY_ROW_GROUPS_FOUND, RunMetadata
 from .._sink import read_failures as read_failures_file
+from .._sink._layout import PROCESSED_DIR, PROCESSED_MARKER
 from ._format import Redactor, plural, table, truncate, usage_line
 from ._run import column_table, failure_place
 
@@ -132,6 +134,7 @@ def describe(output_dir: Path, meta: dict[str, Any], failures: list[dict[str, An
         lines.append(f"  ... and {len(listed) - MAX_ROW_GROUPS_LISTED} more")
     lines.extend(_schema_lines(meta.get("schema")))
     summary: dict[str, Any] = meta.get("summary") or {}
+    lines.extend(processor_lines(output_dir, summary))
     found = int(summary.get(SUMMARY_ROW_GROUPS_FOUND) or 0)
     num_row_groups = int(meta.get("num_row_groups") or 0)
     if num_row_groups and found >= num_row_groups:
@@ -156,6 +159,34 @@ def describe(output_dir: Path, meta: dict[str, Any], failures: list[dict[str, An
         lines.append("usage (last run):")
         lines.extend("  " + usage_line(alias, u) for alias, u in usage.items())
     return "\n".join(lines)
+
+
+def processor_lines(output_dir: Path, summary: dict[str, Any]) -> list[str]:
+    """Rows in, rows out and why, per processor: the per-row-group stage from the summary
+    (every run's counts, a resumed run adds to the earlier ones), the after-run stage from
+    ``processed/_SUCCESS.json``."""
+    reports: dict[str, Any] = dict(summary.get("processors") or {})
+    marker = output_dir / PROCESSED_DIR / PROCESSED_MARKER
+    if marker.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            reports.update(json.loads(marker.read_text(encoding="utf-8")).get("reports") or {})
+    if not reports:
+        return []
+    rows = []
+    for label, report in reports.items():
+        if not isinstance(report, dict):
+            continue
+        why = ", ".join(f"{reason}: {n}" for reason, n in (report.get("removed") or {}).items())
+        skipped = report.get("not_emitted") or {}
+        if skipped:
+            why += ("; " if why else "") + ", ".join(
+                f"not in the extra dataset, {reason}: {n}" for reason, n in skipped.items()
+            )
+        rows.append(
+            [label, report.get("stage"), report.get("rows_in"), report.get("rows_out"), why or "-"]
+        )
+    header = ["processor", "stage", "in", "out", "removed"]
+    return ["processors:", table(header, rows, align="llrrl")]
 
 
 def _schema_lines(schema: Any) -> list[str]:

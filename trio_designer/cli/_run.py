@@ -37,6 +37,7 @@ from .._sink import (
     SUMMARY_ROW_GROUPS_FOUND,
     TRACE_FILE,
 )
+from .._sink._layout import PROCESSED_DIR
 from ._budget import budget_flags, budget_message, with_budgets
 from ._format import (
     Redactor,
@@ -341,6 +342,7 @@ def run_summary(
         if (out / CARD_FILE).is_file():
             export = f"{prog} export {out} --format jsonl"
             lines.append(f"  dataset card: {out / CARD_FILE}; export: {export}")
+        lines.extend(processor_summary(result))
         if trace:
             lines.append(
                 f'trace: {out / TRACE_FILE} ("{prog} trace {out}" exports it for Perfetto)'
@@ -460,3 +462,22 @@ def cmd_preview(args: argparse.Namespace) -> int:
         if result.failures:
             print(redact("\n".join(failure_lines(result.failures))))
     return EXIT_EARLY_SHUTDOWN if result.status == "early_shutdown" else EXIT_OK
+
+
+def processor_summary(result: Any) -> list[str]:
+    """What the processors did (rows in, rows out) and where their datasets are."""
+    reports = getattr(result, "processors", None) or {}
+    if not reports:
+        return []
+    lines = ["processors:"]
+    for label, report in reports.items():
+        removed = sum((report.get("removed") or {}).values())
+        lines.append(
+            f"  {label} ({report.get('kind')}, {report.get('stage')}): "
+            f"{report.get('rows_in')} in, {report.get('rows_out')} out"
+            + (f", {removed} removed" if removed else "")
+        )
+    if result.processed_files is not None and result.output_dir is not None:
+        processed = result.output_dir / PROCESSED_DIR / DATASET_DIR
+        lines.append(f'  the final dataset: pyarrow.dataset.dataset("{processed}")')
+    return lines

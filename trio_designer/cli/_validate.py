@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from .._exceptions import ConfigError
 from ..config import CustomColumn, LLMStructuredColumn, PipelineConfig
@@ -116,6 +117,7 @@ def check(
         problems.extend(exc.problems)
     broken = {_column_index(problem) for problem in problems}
     search = config.code_search()
+    generators: dict[str, Any] = {}
     for index, column in enumerate(config.columns):
         if index in broken:
             continue  # its templates are broken: the generator would only repeat that
@@ -132,9 +134,11 @@ def check(
         if column.kind == "seed" and reader is None:
             continue  # the seed's own problem is reported
         try:
-            build_generator(column, code=search, seed=reader)
+            generators[column.name] = build_generator(column, code=search, seed=reader)
         except ConfigError as exc:
             problems.extend(_located(index, column.name, p) for p in exc.problems)
+    if config.processors and not problems and import_code:
+        problems.extend(processor_problems(config, order, generators, search))
     if check_env:
         used = {model.provider for model in config.models}
         for index, provider in enumerate(config.providers):
@@ -145,6 +149,26 @@ def check(
             except ConfigError as exc:
                 problems.extend(f"providers[{index}].{p}" for p in exc.problems)
     return order, problems
+
+
+def processor_problems(
+    config: PipelineConfig, order: tuple[str, ...], generators: dict[str, Any], search: Any
+) -> list[str]:
+    """The problems of the config's processors (the columns and templates they name), checked
+    against the columns the run would write."""
+    from ..processors._chain import ProcessorChain
+    from ..processors._run import output_columns
+
+    configs = {column.name: column for column in config.columns}
+    try:
+        ProcessorChain(
+            config.processors,
+            columns=output_columns(order, configs, generators),
+            search=search,
+        )
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
 
 
 def _column_index(problem: str) -> int | None:

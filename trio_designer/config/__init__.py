@@ -38,6 +38,7 @@ from ._columns import SubcategorySampler as SubcategorySampler
 from ._columns import TimeDeltaSampler as TimeDeltaSampler
 from ._columns import UniformSampler as UniformSampler
 from ._columns import UUIDSampler as UUIDSampler
+from ._columns import ValidationColumn as ValidationColumn
 from ._fingerprint import config_fingerprint as config_fingerprint
 from ._models import SIMULATOR_PROVIDER as SIMULATOR_PROVIDER
 from ._models import InferenceParams as InferenceParams
@@ -47,6 +48,16 @@ from ._models import ModelProvider as ModelProvider
 from ._pipeline import PipelineBuilder as PipelineBuilder
 from ._pipeline import PipelineConfig as PipelineConfig
 from ._pipeline import validate_references as validate_references
+from ._processors import ChatMessage as ChatMessage
+from ._processors import CustomProcessor as CustomProcessor
+from ._processors import DedupProcessor as DedupProcessor
+from ._processors import DropColumns as DropColumns
+from ._processors import FilterRows as FilterRows
+from ._processors import ProcessorBase as ProcessorBase
+from ._processors import RenameColumns as RenameColumns
+from ._processors import SchemaTransform as SchemaTransform
+from ._processors import SelectColumns as SelectColumns
+from ._processors import ToChat as ToChat
 from ._run import RunConfig as RunConfig
 from ._seed import SeedConfig as SeedConfig
 from ._seed import SeedPartition as SeedPartition
@@ -56,11 +67,16 @@ __all__ = [
     "SIMULATOR_PROVIDER",
     "BernoulliSampler",
     "CategorySampler",
+    "ChatMessage",
     "ColumnConfig",
     "CustomColumn",
+    "CustomProcessor",
     "DatetimeSampler",
+    "DedupProcessor",
     "DistributionSampler",
+    "DropColumns",
     "ExpressionColumn",
+    "FilterRows",
     "GaussianSampler",
     "InferenceParams",
     "LLMCodeColumn",
@@ -76,17 +92,23 @@ __all__ = [
     "PipelineBuilder",
     "PipelineConfig",
     "PoissonSampler",
+    "ProcessorBase",
+    "RenameColumns",
     "Rubric",
     "RunConfig",
     "SamplerConfig",
+    "SchemaTransform",
     "SeedColumn",
     "SeedConfig",
     "SeedPartition",
     "SeedSelection",
+    "SelectColumns",
     "SubcategorySampler",
     "TimeDeltaSampler",
+    "ToChat",
     "UUIDSampler",
     "UniformSampler",
+    "ValidationColumn",
     "config_fingerprint",
     "validate_references",
 ]

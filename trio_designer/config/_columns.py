@@ -785,6 +785,8 @@ class SeedColumn(_ColumnBase):
     """
 
     kind: ClassVar[Literal["seed"]] = "seed"
+
+
 @attrs.frozen(kw_only=True)
 class LLMEmbeddingColumn(_ColumnBase):
     """An embedding vector of a text, from an OpenAI-compatible ``/embeddings`` endpoint.
@@ -814,6 +816,107 @@ class LLMEmbeddingColumn(_ColumnBase):
     batch_window: float = attrs.field(default=0.01, validator=checked(finite, v.ge(0)))
 
 
+# -- validation --------------------------------------------------------------------------------
+
+ValidationLanguage: TypeAlias = Literal["python", "sql", "json"]
+VALIDATION_LANGUAGES: tuple[str, ...] = get_args(ValidationLanguage)
+
+
+def _validation_function(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        if instance.validator == "callable":
+            raise ValueError("validator 'callable' needs a 'function'")
+        return
+    _function(instance, attribute, value)
+
+
+def _validation_language(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and instance.validator == "code":
+        raise ValueError(
+            f"validator 'code' needs a 'language': one of {', '.join(VALIDATION_LANGUAGES)}"
+        )
+
+
+def _validation_model(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and instance.validator == "remote":
+        raise ValueError("validator 'remote' needs a 'model': the alias whose endpoint it posts to")
+
+
+def _optional_schema(value: Any) -> Any:
+    return None if value is None else schema_to_dict(value)
+
+
+@attrs.frozen(kw_only=True)
+class ValidationColumn(_ColumnBase):
+    """Checks other columns' values; each cell is ``{"is_valid": bool, "messages": [str]}``.
+
+    Attributes:
+      validator: ``"code"`` (Python, SQL or JSON, see ``language``), ``"callable"`` (your
+        function over a batch of rows), ``"remote"`` (POST batches to an endpoint), or a kind
+        a plugin registered (``trio_designer.generators._validators.VALIDATORS``).
+      target: the column(s) whose values are checked (upstream of this one).
+      language: for ``code``: ``"python"``, ``"sql"`` or ``"json"``.
+      dialect: for SQL: the ``sqlglot`` dialect (``"postgres"``, ``"duckdb"``...; default the
+        generic one).
+      schema: for JSON: a JSON schema the value must satisfy. Not hashed.
+      lint: for Python: also lint with ``ruff`` (when installed) for errors that make code
+        fail at run time (undefined names, syntax), rules ``E9,F63,F7,F82``.
+      execute: for Python: run the code in a subprocess (``python -I``), never in the engine's
+        process, under ``timeout`` seconds and ``memory_mb`` of address space; a non-zero exit,
+        a crash or the time limit makes it invalid.
+      timeout: seconds for one lint, execution or remote request.
+      memory_mb: the address-space limit of an execution.
+      function: for ``callable``: ``fn(rows) -> results`` (import path or callable, the rules
+        of a custom column's): ``rows`` is a list of dicts of the target values, the result one
+        ``bool`` or ``{"is_valid", "messages"}`` per row. Not hashed.
+      model: for ``remote``: the alias whose provider's endpoint receives the batches.
+      path: for ``remote``: the path below the provider's ``base_url``.
+      batch_size: rows per call of a ``callable`` or ``remote`` validator.
+      concurrency: validations running at once (worker threads or subprocesses), so CPU-heavy
+        checks never block model traffic; default the number of CPUs.
+      drop_invalid: drop the rows that fail, through the usual drop cascade (nothing
+        downstream of them is generated), each recorded in ``failures.jsonl``.
+      options: free settings for a plugin's validator. Not hashed.
+    """
+
+    kind: ClassVar[Literal["validation"]] = "validation"
+
+    validator: str = attrs.field(validator=checked(non_blank))
+    target: tuple[str, ...] = attrs.field(
+        converter=to_tuple, validator=checked(is_tuple_of(is_str, "a column name"), non_empty)
+    )
+    language: ValidationLanguage | None = attrs.field(
+        default=None,
+        validator=[optional(checked(v.in_(VALIDATION_LANGUAGES))), checked(_validation_language)],
+    )
+    dialect: str | None = attrs.field(default=None, validator=optional(checked(non_blank)))
+    schema: dict[str, Any] | None = attrs.field(
+        default=None,
+        converter=_optional_schema,
+        validator=optional(checked(is_json_object, _valid_schema)),
+        hash=False,
+    )
+    lint: bool = attrs.field(default=True, validator=checked(is_bool))
+    execute: bool = attrs.field(default=False, validator=checked(is_bool))
+    timeout: float = attrs.field(default=10.0, validator=checked(finite, v.gt(0)))
+    memory_mb: int = attrs.field(default=512, validator=checked(is_int, v.ge(16)))
+    function: Callable[..., Any] | str | None = attrs.field(
+        default=None, validator=checked(_validation_function), hash=False
+    )
+    model: str | None = attrs.field(
+        default=None, validator=[optional(checked(non_blank)), checked(_validation_model)]
+    )
+    path: str = attrs.field(default="/validate", validator=checked(non_blank))
+    batch_size: int = attrs.field(default=32, validator=checked(is_int, v.ge(1)))
+    concurrency: int | None = attrs.field(
+        default=None, validator=optional(checked(is_int, v.ge(1)))
+    )
+    drop_invalid: bool = attrs.field(default=False, validator=checked(is_bool))
+    options: dict[str, Any] = attrs.field(
+        factory=dict, validator=checked(is_json_object), hash=False
+    )
+
+
 # -- the union and helpers ---------------------------------------------------------------------
 
 SamplerConfig: TypeAlias = (
@@ -837,6 +940,7 @@ ColumnConfig: TypeAlias = (
     | LLMColumnConfig
     | SeedColumn
     | LLMEmbeddingColumn
+    | ValidationColumn
 )
 
 SAMPLER_CLASSES: tuple[type[SamplerConfig], ...] = get_args(SamplerConfig)
@@ -848,6 +952,7 @@ COLUMN_CLASSES: tuple[type[ColumnConfig], ...] = (
     *LLM_COLUMN_CLASSES,
     SeedColumn,
     LLMEmbeddingColumn,
+    ValidationColumn,
 )
 
 
@@ -906,6 +1011,8 @@ def is_llm_bound(column: ColumnConfig) -> bool:
         return column.llm_bound
     if isinstance(column, PluginColumn):
         return getattr(type(column).generator_class, "llm_bound", False) is True
+    if isinstance(column, ValidationColumn):
+        return column.validator == "remote"
     return isinstance(column, (*LLM_COLUMN_CLASSES, LLMEmbeddingColumn))
 
 
@@ -923,6 +1030,8 @@ def explicit_dependencies(column: ColumnConfig) -> tuple[str, ...]:
         names.append(column.reference)
     if isinstance(column, _SamplerBase):
         names.extend(referenced_columns(column.constraints))
+    if isinstance(column, ValidationColumn):
+        names.extend(column.target)
     return tuple(dict.fromkeys(names))
 
 

@@ -65,11 +65,13 @@ from ._columns import (
     PluginColumn,
     PluginSampler,
     Rubric,
+    ValidationColumn,
     schema_to_dict,
 )
 from ._models import InferenceParams, ModelConfig, ModelPrice, ModelProvider
 from ._plugin_columns import column_plugin, sampler_plugin
-from ._plugins import COLUMNS, SAMPLERS, plugin_names
+from ._plugins import COLUMNS, PROCESSORS, SAMPLERS, plugin_names
+from ._processors import PROCESSOR_CONFIGS, ChatMessage, CustomProcessor, ProcessorBase
 from ._run import RunConfig
 from ._seed import SeedConfig, SeedPartition, SeedSelection
 from ._validators import InvalidFieldError, collecting_problems, is_number, short_repr
@@ -94,7 +96,7 @@ CONFIG_CLASSES: tuple[type[Any], ...] = (
 # Resolve the string annotations now, while each class's ``__module__`` still names the module
 # that defines it: the public modules rewrite ``__module__`` to where users import the class
 # from (``trio_designer._public.present_as``), and cattrs resolves types lazily.
-for _cls in CONFIG_CLASSES:
+for _cls in (*CONFIG_CLASSES, *PROCESSOR_CONFIGS.values(), ChatMessage):
     attrs.resolve_types(_cls)
 del _cls
 
@@ -102,7 +104,7 @@ _KINDS: dict[str, type[Any]] = {"sampler": SAMPLER_CLASSES[0]}
 _KINDS.update((cls.kind, cls) for cls in COLUMN_CLASSES if cls not in SAMPLER_CLASSES)
 _SAMPLERS: dict[str, type[Any]] = {cls.sampler: cls for cls in SAMPLER_CLASSES}
 _COMMON_COLUMN_FIELDS = ("name", "drop", "skip_when", "skip_value", "depends_on")
-_TOP_LEVEL_KEYS = ("python_path", "providers", "models", "run", "columns", "seed")
+_TOP_LEVEL_KEYS = ("python_path", "providers", "models", "run", "columns", "seed", "processors")
 
 
 class _Problems(ValueError):
@@ -264,9 +266,17 @@ def _structure_schema(value: Any, _: Any) -> Any:
     raise _expected("a JSON schema (a mapping) or a class with model_json_schema()", value)
 
 
+def _optional(hook: Callable[[Any, Any], Any], value: Any, type_: Any) -> Any:
+    return None if value is None else hook(value, type_)
+
+
 _STRUCTURE_OVERRIDES: dict[type[Any], dict[str, Any]] = {
     CustomColumn: {"function": override(struct_hook=_structure_function)},
     LLMStructuredColumn: {"schema": override(struct_hook=_structure_schema)},
+    ValidationColumn: {
+        "function": override(struct_hook=lambda v, t: _optional(_structure_function, v, t)),
+        "schema": override(struct_hook=lambda v, t: _optional(_structure_schema, v, t)),
+    },
 }
 
 
@@ -434,7 +444,7 @@ def _resolves(module: str, qualname: str, function: object) -> bool:
 
 def _unstructure_hook(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
     overrides: dict[str, Any] = {}
-    if cls is CustomColumn:
+    if cls is CustomColumn or cls is ValidationColumn:
         overrides["function"] = override(omit=True)
     fields_hook = make_dict_unstructure_fn(
         cls, converter, _cattrs_omit_if_default=True, **overrides
@@ -445,6 +455,8 @@ def _unstructure_hook(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
     def unstructure_config_class(instance: Any) -> dict[str, Any]:
         data = fields_hook(instance)
         if isinstance(instance, CustomColumn):
+            data["function"] = function_path(instance.function, column=instance.name)
+        if isinstance(instance, ValidationColumn) and instance.function is not None:
             data["function"] = function_path(instance.function, column=instance.name)
         return {**tags, **{key: data[key] for key in order if key in data}}
 
@@ -470,6 +482,88 @@ def _key_order(cls: type[Any]) -> list[str]:
 
 
 converter.register_unstructure_hook_factory(_is_config_class, _unstructure_hook)
+
+
+# -- processors (``processors:``), tagged by ``kind`` through PROCESSOR_CONFIGS ------------------
+
+
+def _is_processor_class(type_: Any) -> bool:
+    return type_ is ChatMessage or (
+        isinstance(type_, type) and issubclass(type_, ProcessorBase) and type_ is not ProcessorBase
+    )
+
+
+def _resolve(cls: Any) -> None:
+    """Resolve a plugin's processor class's annotations (built-in ones are resolved above)."""
+    if not getattr(cls, "__attrs_types_resolved__", False):
+        attrs.resolve_types(cls)
+
+
+def _processor_class_hook(cls: type[T]) -> Callable[[Any, Any], T]:
+    _resolve(cls)
+    overrides: dict[str, Any] = (
+        {"function": override(struct_hook=_structure_function)}
+        if issubclass(cls, CustomProcessor)
+        else {}
+    )
+    fields_hook = make_dict_structure_fn(cls, converter, **overrides)
+
+    def structure_processor_class(value: Any, _: Any) -> T:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise _expected(f"a mapping of {cls.__name__} fields", value)
+        with collecting_problems() as problems:
+            instance = fields_hook(value, cls)
+        if problems:
+            raise _Problems(problems)
+        return instance
+
+    return structure_processor_class
+
+
+def _no_find(name: str) -> None:
+    return None
+
+
+def _structure_processor(value: Any, _: Any) -> Any:
+    if isinstance(value, ProcessorBase):
+        return value
+    if not isinstance(value, Mapping):
+        raise _expected("a mapping of processor fields", value)
+    kind = _tag(value, "kind", PROCESSOR_CONFIGS, "processor kind", PROCESSORS, _no_find)
+    cls = PROCESSOR_CONFIGS.get(kind)
+    if cls is None:  # a plugin's processor kind: its registry is not wired yet
+        raise _Problems.one(
+            f"processor kind {kind!r} comes from a plugin; processor plugins cannot be used yet",
+            at="kind",
+        )
+    fields = {key: item for key, item in value.items() if key != "kind"}
+    return converter.structure(fields, cls)
+
+
+def _processor_unstructure_hook(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+    _resolve(cls)
+    is_custom = issubclass(cls, CustomProcessor)
+    overrides: dict[str, Any] = {"function": override(omit=True)} if is_custom else {}
+    fields_hook = make_dict_unstructure_fn(
+        cls, converter, _cattrs_omit_if_default=True, **overrides
+    )
+    kind = getattr(cls, "kind", None) if cls is not ChatMessage else None
+
+    def unstructure_processor(instance: Any) -> dict[str, Any]:
+        data = fields_hook(instance)
+        if is_custom:
+            label = instance.name or "custom processor"
+            data["function"] = function_path(instance.function, column=label)
+        return {"kind": kind, **data} if kind is not None else data
+
+    return unstructure_processor
+
+
+converter.register_structure_hook_factory(_is_processor_class, _processor_class_hook)
+converter.register_structure_hook_func(lambda t: t is ProcessorBase, _structure_processor)
+converter.register_unstructure_hook_factory(_is_processor_class, _processor_unstructure_hook)
 
 
 # -- error reporting ---------------------------------------------------------------------------
@@ -564,6 +658,7 @@ def unstructure_sections(
     python_path: Sequence[str] = (),
     lenient: bool = False,
     seed: SeedConfig | None = None,
+    processors: Sequence[ProcessorBase] = (),
 ) -> dict[str, Any]:
     """The plain data of a whole pipeline, from its parts (:meth:`PipelineConfig.to_dict`).
 
@@ -592,6 +687,8 @@ def unstructure_sections(
         if seed is not None:
             data["seed"] = converter.unstructure(seed)
         data["columns"] = [converter.unstructure(column) for column in columns]
+        if processors:
+            data["processors"] = [converter.unstructure(item) for item in processors]
     return data
 
 
@@ -648,6 +745,7 @@ class Sections:
     python_path: tuple[str, ...]
     problems: tuple[str, ...]
     seed: SeedConfig | None = None
+    processors: Section = attrs.field(factory=lambda: Section([], []))
 
 
 def structure_sections(data: Any) -> Sections:
@@ -672,6 +770,7 @@ def structure_sections(data: Any) -> Sections:
     run = _structure_run(data.get("run"), problems)
     columns = Section.load(data, "columns", ColumnConfig, "name", problems)
     seed = _structure_seed(data.get("seed"), problems)
+    processors = Section.load(data, "processors", ProcessorBase, "name", problems)
     raw_columns = data.get("columns")
     if raw_columns is None or (isinstance(raw_columns, list | tuple) and not raw_columns):
         problems.append("columns: a pipeline needs at least one column; list them under 'columns'")
@@ -683,6 +782,7 @@ def structure_sections(data: Any) -> Sections:
         python_path=python_path,
         problems=tuple(problems),
         seed=seed,
+        processors=processors,
     )
 
 

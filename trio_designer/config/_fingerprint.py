@@ -16,8 +16,9 @@ values a run would write could change. It is the SHA-256 of canonical JSON of a 
   run may change those.
   Defaults are omitted, so spelling a default out changes nothing.
 * ``code``: :func:`~._code.code_digest` of every custom column's function (or generator class),
-  and of every plugin column's config and generator classes: its source, and the same-module
-  helpers and constants it uses. Editing the function changes
+  and of every plugin column's config and generator classes, every
+  validation column's ``function`` and custom processor's ``function``:
+  its source, and the same-module helpers and constants it uses. Editing the function changes
   the fingerprint; a resume is then refused, saying ``custom function mymod:clean changed``.
 * ``files``: the content hash of every input file a config field names: the seed's file(s)
   (:func:`input_files`; a file over 256 MiB by its size, first and last 8 MiB). A run adds a
@@ -38,7 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ._code import code_digest, resolve_function
-from ._columns import CustomColumn, PluginColumn
+from ._columns import CustomColumn, PluginColumn, ValidationColumn
+from ._processors import CustomProcessor
 
 if TYPE_CHECKING:
     from ._pipeline import PipelineConfig
@@ -125,21 +127,29 @@ def _code_part(config: PipelineConfig) -> dict[str, str]:
 
     code: dict[str, str] = {}
     search = None
-    for index, column in enumerate(config.columns):
+    for column in config.columns:
         if isinstance(column, PluginColumn):
             code.update(_plugin_code(type(column)))
-            continue
-        if not isinstance(column, CustomColumn):
-            continue
-        function = column.function
+    # Custom columns, validation columns' functions and custom processors: their code is
+    # part of what a run generates.
+    functions: list[tuple[str, str, Any]] = [
+        (f"columns[{index}] {column.name!r}", column.name, column.function)
+        for index, column in enumerate(config.columns)
+        if isinstance(column, CustomColumn | ValidationColumn) and column.function is not None
+    ]
+    functions += [
+        (f"processors[{index}]", processor.name or processor.kind, processor.function)
+        for index, processor in enumerate(config.processors)
+        if isinstance(processor, CustomProcessor)
+    ]
+    for where, name, function in functions:
         if isinstance(function, str):
             search = search or config.code_search()
-            where = f"columns[{index}] {column.name!r}"
             target = resolve_function(function, search, where=where)
             code[function] = code_digest(target)
         else:
             with lenient_functions(True):
-                path = function_path(function, column=column.name)
+                path = function_path(function, column=name)
             code[path] = _digest_of_callable(function)
     return code
 

@@ -49,6 +49,7 @@ from ._columns import (
     SeedColumn,
     SubcategorySampler,
     TimeDeltaSampler,
+    ValidationColumn,
     plugin_column_references,
 )
 from ._converter import (
@@ -62,6 +63,7 @@ from ._converter import (
     unstructure_sections,
 )
 from ._models import SIMULATOR_PROVIDER, ModelConfig, ModelProvider
+from ._processors import ProcessorBase
 from ._run import RunConfig
 from ._seed import SeedConfig
 from ._validators import checked, instance_of, is_tuple_of, non_empty, optional, to_tuple
@@ -95,6 +97,9 @@ class PipelineConfig:
         (``{"columns[3].prompt": 12}``), so later problems can say where they are.
       seed: rows the pipeline starts from (:class:`SeedConfig`); each seed column becomes a
         column of the pipeline. ``None``: no seed.
+      processors: what happens to the table of each row group before it is written (and, from
+        the first processor that needs the whole dataset on, after the run), in order; see
+        :mod:`._processors`.
     """
 
     columns: tuple[ColumnConfig, ...] = attrs.field(
@@ -121,6 +126,13 @@ class PipelineConfig:
     source_lines: Mapping[str, int] = attrs.field(factory=dict, eq=False, repr=False)
     seed: SeedConfig | None = attrs.field(
         default=None, validator=optional(checked(instance_of(SeedConfig)))
+    )
+    processors: tuple[ProcessorBase, ...] = attrs.field(
+        default=(),
+        converter=to_tuple,
+        validator=checked(
+            is_tuple_of(lambda p: isinstance(p, ProcessorBase), "a processor config")
+        ),
     )
 
     # -- lookups -----------------------------------------------------------------------------
@@ -245,6 +257,7 @@ class PipelineConfig:
             python_path=self.python_path,
             lenient=lenient,
             seed=self.seed,
+            processors=self.processors,
         )
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -378,6 +391,11 @@ def _column_references(
         problem = _unknown_column(upstream, column.name, names, complete)
         if problem:
             problems.append(f"{path}.depends_on[{position}]: {problem}")
+    if isinstance(column, ValidationColumn):
+        for position, target in enumerate(column.target):
+            problem = _unknown_column(target, column.name, names)
+            if problem:
+                problems.append(f"{path}.target[{position}]: {problem}")
     if isinstance(column, SubcategorySampler) and column.category != column.name:
         problem = _unknown_column(column.category, column.name, names, complete)
         if problem:
@@ -442,6 +460,7 @@ class PipelineBuilder:
         self._providers: list[Any] = []
         self._run: dict[str, Any] = {}
         self._seed: Any = None
+        self._processors: list[Any] = []
 
     def add_column(self, column: ColumnConfig | None = None, /, **fields: Any) -> PipelineBuilder:
         """Append a column: a column config, or its fields (``name=``, ``kind=``, ...)."""
@@ -486,10 +505,18 @@ class PipelineBuilder:
             "models": list(self._models),
             "run": dict(self._run),
             "columns": list(self._columns),
+            "processors": list(self._processors),
         }
         if self._seed is not None:
             data["seed"] = self._seed
         return _assemble(data)
+
+    def add_processor(
+        self, processor: ProcessorBase | None = None, /, **fields: Any
+    ) -> PipelineBuilder:
+        """Append a processor: a processor config, or its fields (``kind=``, ...)."""
+        self._processors.append(_one_or_fields("add_processor", processor, fields))
+        return self
 
 
 def _assemble(data: Any) -> PipelineConfig:
@@ -530,6 +557,7 @@ def _assemble(data: Any) -> PipelineConfig:
         run=sections.run,
         python_path=sections.python_path,
         seed=sections.seed,
+        processors=sections.processors.values(),
     )
 
 

@@ -43,9 +43,10 @@ from ._samplers import (
     UUIDGenerator,
 )
 from ._seed import SeedColumnGenerator, SeedReader
+from ._validation import validation_generator
 
 if TYPE_CHECKING:
-    from trio_designer.config import ColumnConfig, CustomColumn, LLMColumnConfig
+    from trio_designer.config import ColumnConfig, CustomColumn, LLMColumnConfig, ValidationColumn
     from trio_designer.config._code import CodeSearch
 
 __all__ = ["build_generator"]
@@ -94,6 +95,8 @@ def build_generator(
         return build_llm_generator(cast("LLMColumnConfig", column), models=models)
     if builder is custom_generator:
         return custom_generator(cast("CustomColumn", column), search=code)
+    if builder is validation_generator:
+        return validation_generator(cast("ValidationColumn", column), search=code)
     if getattr(column, "constraints", None) or getattr(column, "conditional_params", None):
         return ConstrainedSampler(column, builder)
     return builder(column)
@@ -122,4 +125,5 @@ def _builders() -> dict[type[Any], Callable[[Any], ColumnGenerator]]:
         config.LLMCodeColumn: build_llm_generator,
         config.LLMStructuredColumn: build_llm_generator,
         config.LLMJudgeColumn: build_llm_generator,
+        config.ValidationColumn: validation_generator,
     }

@@ -539,6 +539,21 @@ class OpenAICompatibleClient:
         reply = self._parse(response, where, lambda data: _embedding_response(data, len(inputs)))
         return attrs.evolve(reply, rate_limits=parse_rate_limits(response.headers))
 
+    async def post_json(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        model: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (each attempt's, as in chat)
+    ) -> Any:
+        """POST ``body`` as JSON to ``<base_url><path>`` and return the parsed JSON answer,
+        through the same retries and error mapping as :meth:`chat` (a remote validator's
+        batches). Raises the same errors as :meth:`chat`."""
+        where = self._where(model)
+        response = await self._request("POST", path, where, dict(body), timeout, None, model)
+        return self._parse(response, where, lambda data: data)
+
     async def list_models(self) -> list[str]:
         """The model ids the endpoint serves (``GET <base_url>/models``), in its order."""
         where = self._label()

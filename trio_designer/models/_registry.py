@@ -521,6 +521,34 @@ class ModelHandle:
         self._counter.add(input_tokens=reported, requests_ok=1)
         return response.vectors
 
+    async def post(self, path: str, body: Mapping[str, Any]) -> Any:
+        """POST ``body`` (JSON) to ``path`` below the provider's ``base_url`` through the
+        endpoint's limiter, counted as a request of this alias (a remote validator's batch).
+
+        Returns the parsed JSON answer. Raises the client's model errors; a 429 is reported to
+        the limiter and raised (the engine defers the cell).
+        """
+        async with self._limiter.slot(0) as permit:
+            try:
+                answer = await self._client.post_json(
+                    path, body, model=self._config.model, timeout=self._config.timeout
+                )
+            except ModelRateLimitedError as exc:
+                permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
+                self._counter.add(requests_rate_limited=1)
+                raise
+            except GenerationError:
+                permit.failure()
+                self._counter.add(requests_failed=1)
+                raise
+            except Exception:
+                self._counter.add(requests_failed=1)
+                raise
+            permit.success(tokens=None, rate_limits=None)
+        self._counter.add(requests_ok=1)
+        return answer
+
+
     def __repr__(self) -> str:
         return f"<ModelHandle {self.alias!r}: model {self.model!r} at provider {self.provider!r}>"
 

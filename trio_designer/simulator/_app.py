@@ -63,6 +63,7 @@ from ._requests import (
     parse_chat_request,
 )
 from ._state import ModelRuntime, Rejection
+from ._validate import validation_records, validation_results
 
 MAX_LOG_RECORDS = 1_000_000
 """The request log keeps the most recent this many records (a long CLI run stays bounded)."""
@@ -133,6 +134,7 @@ class SimulatorApp:
         self._routes: dict[str, tuple[str, Handler]] = {
             "/v1/chat/completions": ("POST", self._chat),
             "/v1/embeddings": ("POST", self._embeddings),
+            "/v1/validate": ("POST", self._validate),
             "/v1/models": ("GET", self._list_models),
             "/stats": ("GET", self._stats),
             "/stats/reset": ("POST", self._reset),
@@ -303,6 +305,25 @@ class SimulatorApp:
             runtime=runtime,
             prompt_tokens=tokens,
             charge=tokens,
+            output_tokens=0,
+            faults=EMBEDDING_FAULTS,
+            body=respond,
+        )
+        await self._serve(job, receive, send)
+
+    async def _validate(self, body: bytes, receive: Receive, send: Send) -> None:
+        """A remote validator's batch (:mod:`._validate`), served like an embeddings call."""
+        data = json_object(body)
+        runtime = self._runtime(data.get("model"))
+        records = validation_records(data)
+
+        def respond(fault: str | None) -> tuple[bytes, int]:
+            return json_response({"results": validation_results(records)}), 0
+
+        job = _Job(
+            runtime=runtime,
+            prompt_tokens=len(records),
+            charge=len(records),
             output_tokens=0,
             faults=EMBEDDING_FAULTS,
             body=respond,
