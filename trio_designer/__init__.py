@@ -50,6 +50,8 @@ from ._exceptions import TrioDesignerError as TrioDesignerError
 from ._observe import TaskTrace as TaskTrace
 from ._observe import export_chrome_trace as export_chrome_trace
 from ._observe import plot_timeline as plot_timeline
+from ._scaleout import ShardManifest as ShardManifest
+from ._scaleout import run_shard as run_shard
 from .config import BernoulliSampler as BernoulliSampler
 from .config import CategorySampler as CategorySampler
 from .config import CustomColumn as CustomColumn
@@ -110,6 +112,7 @@ __all__ = [
     "RunConfig",
     "RunInterrupted",
     "RunResult",
+    "ShardManifest",
     "SinkError",
     "SubcategorySampler",
     "TaskTrace",
@@ -120,6 +123,7 @@ __all__ = [
     "UniformSampler",
     "export_chrome_trace",
     "plot_timeline",
+    "run_shard",
 ]
 
 _public.present_as(__name__, globals(), __all__)

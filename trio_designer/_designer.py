@@ -228,12 +228,36 @@ class TrioDesigner:
             ``trio_designer.aio.create``).
         """
         check_trio_caller("create")
+        return await self._create(
+            config,
+            num_records=num_records,
+            output_dir=output_dir,
+            resume=resume,
+            force_resume=force_resume,
+        )
+
+    async def _create(
+        self,
+        config: PipelineConfig,
+        *,
+        num_records: int,
+        output_dir: str | os.PathLike[str],
+        resume: bool = False,
+        force_resume: bool = False,
+        row_groups: range | None = None,
+        identity: PipelineConfig | None = None,
+    ) -> RunResult:
+        """:meth:`create`, for a shard too (``trio_designer._scaleout``): only the row groups
+        in ``row_groups`` (global ids; ``None``: all of them) are generated, and ``identity``
+        (default ``config``) is the config the fingerprint and the record are made of — a
+        shard runs with its share of each model's limits, but is the same run."""
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
+        identity = config if identity is None else identity
         graph, generators = _prepare(config, num_records)
         try:
-            basis = fingerprint_basis(config)
+            basis = fingerprint_basis(identity)
         except ConfigError as exc:
             raise config.located(exc) from exc.__cause__
         resume = resume or force_resume
@@ -249,7 +273,7 @@ class TrioDesigner:
                 # requests are out (writes and close wait for them).
                 await sink.open(
                     fingerprint=fingerprint_of(basis),
-                    config=config.to_dict(lenient=True),
+                    config=identity.to_dict(lenient=True),
                     num_records=num_records,
                     row_group_size=config.run.row_group_size,
                     resume=resume,
@@ -258,6 +282,10 @@ class TrioDesigner:
                     force_resume=force_resume,
                 )
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
+                found = len(done)
+                if row_groups is not None:
+                    found = len(done & frozenset(row_groups))
+                    done |= _outside(row_groups, num_records, config.run.row_group_size)
                 return await self._execute(
                     config,
                     graph,
@@ -269,6 +297,7 @@ class TrioDesigner:
                     models,
                     changes,
                     control,
+                    found=found,
                 )
         raise AssertionError("unreachable: _controlled raises when the run was stopped")
 
@@ -399,6 +428,7 @@ class TrioDesigner:
         models: ModelRegistry | None,
         changes: _LimitChanges,
         control: RunControl,
+        found: int | None = None,
     ) -> RunResult:
         state = RunState(
             graph=graph,
@@ -432,7 +462,10 @@ class TrioDesigner:
                     await trio.to_thread.run_sync(
                         partial(_write_artifacts, output_dir, state, self.engine)
                     )
-                await sink.close(status=status, summary=_summary(state, status, stopped))
+                summary = _summary(state, status, stopped)
+                if found is not None:
+                    summary[SUMMARY_ROW_GROUPS_FOUND] = found
+                await sink.close(status=status, summary=summary)
         return RunResult(
             status="early_shutdown" if state.early_shutdown else "complete",
             engine=self.engine,
@@ -547,6 +580,12 @@ def _prepare(
         raise config.located(exc) from exc.__cause__
 
     return graph, generators
+
+
+def _outside(row_groups: range, num_records: int, row_group_size: int) -> frozenset[int]:
+    """The row groups of a run of ``num_records`` that are not in ``row_groups``."""
+    total = -(-num_records // row_group_size)
+    return frozenset(range(total)) - frozenset(row_groups)
 
 
 def _dataset_files(sink: Any) -> tuple[str, ...]:
