@@ -188,8 +188,12 @@ async def run_shard_async(
     output_dir: str | os.PathLike[str],
     share_limits: bool = True,
     designer: TrioDesigner | None = None,
+    limit_slot: tuple[int, int] | None = None,
 ) -> ShardManifest:
-    """:func:`run_shard` for a caller already inside ``trio.run``."""
+    """:func:`run_shard` for a caller already inside ``trio.run``.
+
+    ``limit_slot=(k, m)``: take share ``k`` of ``m`` of each model's limits instead of share
+    ``shard`` of ``num_shards`` (a pool of ``m`` workers running more shards in turn)."""
     from ..config._fingerprint import config_fingerprint
 
     _check_arguments(shard, num_shards, num_records)
@@ -214,7 +218,8 @@ async def run_shard_async(
         output_dir=directory,
     )
     await trio.to_thread.run_sync(_claim, plan)
-    running = shard_config(config, shard, num_shards) if share_limits else config
+    slot, slots = limit_slot or (shard, num_shards)
+    running = shard_config(config, slot, slots) if share_limits else config
     result = await designer._create(  # the shard path of create
         running,
         num_records=num_records,

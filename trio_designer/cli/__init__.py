@@ -89,7 +89,8 @@ def _silence_stdout() -> None:
 def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
     from ._check import cmd_check
     from ._inspect import cmd_inspect
-    from ._run import cmd_preview, cmd_run
+    from ._run import cmd_preview
+    from ._scaleout import cmd_merge, cmd_run, cmd_run_shard
     from ._trace import cmd_trace
     from ._validate import cmd_validate
 
@@ -100,6 +101,8 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
         "check": cmd_check,
         "inspect": cmd_inspect,
         "trace": cmd_trace,
+        "run-shard": cmd_run_shard,
+        "merge": cmd_merge,
     }
 
 
