@@ -1,8 +1,8 @@
 """``python -m benches <name> [--quick]``: run a bench, print its table, write its JSON.
 
 Names: seed, bound, scale, adaptivity, overhead, memory, client_cpu, small_runs, validate,
-endpoints, all. Results go to ``benches/results/<name>.json`` and plots to ``docs/img/`` (see
-docs/benchmarks.md for what each bench measures and how long it takes).
+endpoints, scaleout, all. Results go to ``benches/results/<name>.json`` and plots to
+``docs/img/`` (see docs/benchmarks.md for what each bench measures and how long it takes).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ BENCHES = (
     "small_runs",
     "validate",
     "endpoints",
+    "scaleout",
 )
 
 

@@ -23,6 +23,7 @@ from benches import (
     memory,
     overhead,
     scale,
+    scaleout,
     seed,
     small_runs,
 )
@@ -135,3 +136,15 @@ def test_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     [run] = data["runs"]
     assert run["columns"] == 200
     assert set(data["hostile_s"]) == {"billion laughs (YAML)", "10,000-level JSON"}
+
+
+@pytest.mark.slow
+@pytest.mark.deadline(120)
+def test_scaleout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Worker processes against a simulator in its own process: every request is answered
+    once, and the served concurrency never exceeds the hidden capacity."""
+    data = _run(scaleout, tmp_path, capsys)
+    assert [r["workers"] for r in data["throughput"]] == ["create", 2]
+    for row in data["hidden"]:
+        assert row["served_peak"] <= row["capacity"]
+        assert row["limit_sum"] >= 1

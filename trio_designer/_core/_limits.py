@@ -64,6 +64,13 @@ class LimiterPolicy:
       probe_interval: regular windows between routine probes, which run only while latency sits
         above ``latency_hold`` × baseline; a provisional baseline is verified by a probe after
         a quarter of it.
+      probe_by_share: probe a known cliff after ``(limit / ceiling)²`` times the usual number
+        of successes (at least 1): a limiter far below its ceiling probes more often per
+        second than one near it. Several limiters sharing one endpoint (the shards of a run,
+        each with its share of the run's ``max_parallel_requests`` as ceiling) then even out
+        their shares of a hidden capacity instead of keeping whatever the start-up burst gave
+        them; sharded runs turn it on (``docs/scale-out.md``). Off by default: alone on an
+        endpoint it only probes a low cliff more often (more 429s, the same throughput).
 
     Raises:
       ValueError: when a value is out of range, or ``latency_tolerance < latency_hold``.
@@ -80,6 +87,7 @@ class LimiterPolicy:
     latency_confidence: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
     latency_decrease_floor: float = attrs.field(default=0.5, validator=_in_open_unit_interval)
     probe_interval: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    probe_by_share: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.latency_tolerance < self.latency_hold:

@@ -5,6 +5,7 @@ Reads one pickled job from stdin (the config and the shard's coordinates), runs
 
 * ``{"started": <pid>}`` first;
 * ``{"row_group": <id>, "rows": <surviving rows>}`` after each row group is written;
+* ``{"limit": <new limit>, "endpoint": ..., "at": <unix time>}`` when an adaptive limit moves;
 * ``{"manifest": {...}}`` last, when the shard ended (complete or not).
 
 SIGINT and SIGTERM interrupt the shard cleanly (finished row groups kept, the shard's record
@@ -19,6 +20,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +41,8 @@ def _say(obj: Mapping[str, Any]) -> None:
 def _on_event(name: str, fields: Mapping[str, Any]) -> None:
     if name == "row_group_checkpointed":
         _say({"row_group": fields["row_group"], "rows": fields["rows"]})
+    elif name == "limit_change":
+        _say({"limit": fields["new"], "endpoint": fields["endpoint"], "at": time.time()})
 
 
 async def _main(job: Mapping[str, Any]) -> int:

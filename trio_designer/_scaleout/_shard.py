@@ -18,10 +18,12 @@ fingerprint: refused naming what changed) or another sharding (``shard.json``) i
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +222,8 @@ async def run_shard_async(
     await trio.to_thread.run_sync(_claim, plan)
     slot, slots = limit_slot or (shard, num_shards)
     running = shard_config(config, slot, slots) if share_limits else config
+    if share_limits and slots > 1 and designer.limiter_factory is None:
+        designer = _probing_by_share(designer)
     result = await designer._create(  # the shard path of create
         running,
         num_records=num_records,
@@ -299,6 +303,17 @@ def run_shard(
         )
 
     return trio.run(main)
+
+
+def _probing_by_share(designer: TrioDesigner) -> TrioDesigner:
+    """``designer`` with adaptive limiters that probe by share (``LimiterPolicy.probe_by_share``):
+    shards sharing an endpoint even out their shares of a hidden capacity. A shallow copy: it
+    shares the original's runs, so ``designer.interrupt()`` still stops this one."""
+    from ..models import AdaptiveLimiter, LimiterPolicy
+
+    shared = copy.copy(designer)
+    shared.limiter_factory = partial(AdaptiveLimiter, policy=LimiterPolicy(probe_by_share=True))
+    return shared
 
 
 def _claim(plan: ShardManifest) -> None:

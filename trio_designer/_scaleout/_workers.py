@@ -64,6 +64,10 @@ class ShardedRunResult:
       attempts: processes started per shard (1 when no shard crashed).
       merged: the merge, when the run was complete.
       elapsed: wall seconds.
+      limits: every adaptive-limit change of every shard: ``(seconds since the start, shard,
+        endpoint, new limit)``.
+      finished: every row group this call wrote: ``(seconds since the start, shard, row
+        group)``.
     """
 
     status: str
@@ -72,6 +76,8 @@ class ShardedRunResult:
     attempts: tuple[int, ...]
     merged: MergeResult | None
     elapsed: float
+    limits: tuple[tuple[float, int, str, int], ...] = ()
+    finished: tuple[tuple[float, int, int], ...] = ()
 
 
 class MergedProgress:
@@ -99,6 +105,10 @@ class MergedProgress:
         self.written: set[int] = set()
         self.rows = 0
         self.shards_done: set[int] = set()
+        #: Every row group written: (seconds since start, shard, row group).
+        self.finished: list[tuple[float, int, int]] = []
+        #: Every limit change of every shard: (seconds since start, shard, endpoint, limit).
+        self.limits: list[tuple[float, int, str, int]] = []
         self._start = trio.current_time()
         self._found_rows = 0
 
@@ -113,12 +123,17 @@ class MergedProgress:
                 self._found_rows += self._rows_of(rg)
 
     def done(self, shard: int, row_group: int) -> None:
+        self.finished.append((trio.current_time() - self._start, shard, row_group))
         if row_group not in self.written:
             self.written.add(row_group)
             self.rows += self._rows_of(row_group)
 
     def shard_finished(self, shard: int) -> None:
         self.shards_done.add(shard)
+
+    def limit(self, shard: int, endpoint: str, limit: int) -> None:
+        """An adaptive limit of ``shard`` moved (kept with the time, for benchmarks)."""
+        self.limits.append((trio.current_time() - self._start, shard, endpoint, limit))
 
     def line(self) -> str:
         elapsed = max(trio.current_time() - self._start, 1e-9)
@@ -181,6 +196,8 @@ async def _run_child(
             return
         if "row_group" in message:
             progress.done(shard, int(message["row_group"]))
+        elif "limit" in message:
+            progress.limit(shard, str(message["endpoint"]), int(message["limit"]))
         elif "started" in message:
             started(int(message["started"]))
         elif "manifest" in message:
@@ -350,4 +367,6 @@ async def run_workers(
         attempts=tuple(attempts),
         merged=merged,
         elapsed=trio.current_time() - start,
+        limits=tuple(progress.limits),
+        finished=tuple(progress.finished),
     )

@@ -163,7 +163,9 @@ def run_sharded(args: argparse.Namespace, config: Any, output_dir: Path) -> int:
         for i, m in enumerate(result.manifests):
             status = m.status if m is not None else "no report"
             lines.append(f"  shard {i}: {status}")
-        lines.append(f"not merged; run the same command again to resume: {_same_command(args.prog)}")
+        lines.append(
+            f"not merged; run the same command again to resume: {_same_command(args.prog)}"
+        )
     if retried:
         lines.append(f"shards started again after a crash: {retried}")
     lines.append(f"elapsed: {result.elapsed:.1f}s")
