@@ -38,11 +38,20 @@ def _say(obj: Mapping[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _on_event(name: str, fields: Mapping[str, Any]) -> None:
+def report_for(name: str, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The report of a scheduler event a shard passes on to its driver, if any (this
+    protocol, shared with the Ray tasks of ``_ray``)."""
     if name == "row_group_checkpointed":
-        _say({"row_group": fields["row_group"], "rows": fields["rows"]})
-    elif name == "limit_change":
-        _say({"limit": fields["new"], "endpoint": fields["endpoint"], "at": time.time()})
+        return {"row_group": fields["row_group"], "rows": fields["rows"]}
+    if name == "limit_change":
+        return {"limit": fields["new"], "endpoint": fields["endpoint"], "at": time.time()}
+    return None
+
+
+def _on_event(name: str, fields: Mapping[str, Any]) -> None:
+    report = report_for(name, fields)
+    if report is not None:
+        _say(report)
 
 
 async def _main(job: Mapping[str, Any]) -> int:

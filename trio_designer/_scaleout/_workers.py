@@ -96,6 +96,7 @@ class MergedProgress:
         num_shards: int,
         interval: float | None = 5.0,
         stream: TextIO | None = None,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.num_records = num_records
         self.size = row_group_size
@@ -109,7 +110,9 @@ class MergedProgress:
         self.finished: list[tuple[float, int, int]] = []
         #: Every limit change of every shard: (seconds since start, shard, endpoint, limit).
         self.limits: list[tuple[float, int, str, int]] = []
-        self._start = trio.current_time()
+        self._clock = clock
+        self._start = clock()
+        self._last_tick = self._start
         self._found_rows = 0
 
     def _rows_of(self, row_group: int) -> int:
@@ -123,7 +126,7 @@ class MergedProgress:
                 self._found_rows += self._rows_of(rg)
 
     def done(self, shard: int, row_group: int) -> None:
-        self.finished.append((trio.current_time() - self._start, shard, row_group))
+        self.finished.append((self._clock() - self._start, shard, row_group))
         if row_group not in self.written:
             self.written.add(row_group)
             self.rows += self._rows_of(row_group)
@@ -133,10 +136,10 @@ class MergedProgress:
 
     def limit(self, shard: int, endpoint: str, limit: int) -> None:
         """An adaptive limit of ``shard`` moved (kept with the time, for benchmarks)."""
-        self.limits.append((trio.current_time() - self._start, shard, endpoint, limit))
+        self.limits.append((self._clock() - self._start, shard, endpoint, limit))
 
     def line(self) -> str:
-        elapsed = max(trio.current_time() - self._start, 1e-9)
+        elapsed = max(self._clock() - self._start, 1e-9)
         rate = (self.rows - self._found_rows) / elapsed
         percent = 100.0 * self.rows / self.num_records
         return (
@@ -154,6 +157,21 @@ class MergedProgress:
         while True:
             await trio.sleep(self.interval)
             self.note(self.line())
+
+    def tick(self) -> None:
+        """Print the progress line when ``interval`` has passed since the last one (for a
+        caller without trio, polling)."""
+        now = self._clock()
+        if self.interval is not None and now - self._last_tick >= self.interval:
+            self._last_tick = now
+            self.note(self.line())
+
+    def message(self, shard: int, message: Mapping[str, Any]) -> None:
+        """One report of a shard (the ``_child`` protocol): a row group, a limit change."""
+        if "row_group" in message:
+            self.done(shard, int(message["row_group"]))
+        elif "limit" in message:
+            self.limit(shard, str(message["endpoint"]), int(message["limit"]))
 
 
 def _child_env() -> dict[str, str]:
@@ -194,10 +212,8 @@ async def _run_child(
             message = json.loads(line)
         except ValueError:
             return
-        if "row_group" in message:
-            progress.done(shard, int(message["row_group"]))
-        elif "limit" in message:
-            progress.limit(shard, str(message["endpoint"]), int(message["limit"]))
+        if "row_group" in message or "limit" in message:
+            progress.message(shard, message)
         elif "started" in message:
             started(int(message["started"]))
         elif "manifest" in message:
