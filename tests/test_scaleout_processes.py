@@ -303,3 +303,58 @@ def test_the_slurm_path_run_shard_then_merge(
     assert files_of(out / "parquet-files") == reference
     assert cli_main(["inspect", str(out)]) == 0
     assert "row groups: 12 of 12 written" in capsys.readouterr().out
+
+
+@pytest.mark.deadline(120)
+def test_ctrl_c_stops_every_shard_cleanly_and_the_same_command_resumes(
+    simulator: str, reference: dict[str, bytes], tmp_path: Path
+) -> None:
+    """SIGINT to the terminal's process group (what Ctrl-C sends): the parent and every shard
+    stop cleanly (shards record ``interrupted``), nothing is started again, exit 130 with
+    the command that resumes; that command finishes the run."""
+    path = write_config(tmp_path, simulator, max_parallel=2)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "trio_designer",
+        "run",
+        str(path),
+        "-n",
+        str(NUM_RECORDS),
+        "-o",
+        str(out),
+        "--workers",
+        "2",
+        "--progress",
+        "none",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = tmp_path / "first.log"
+    with (
+        log.open("wb") as stderr,
+        subprocess.Popen(
+            command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr
+        ) as process,
+    ):
+        try:
+            deadline = time.monotonic() + 60
+            while len(finished_row_groups(out)) < 2:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            os.killpg(process.pid, signal.SIGINT)
+            assert process.wait(timeout=60) == 130
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    message = log.read_text()
+    assert "resume with:" in message
+    statuses = {
+        json.loads(p.read_text())["status"] for p in (out / "shards").glob("*/metadata.json")
+    }
+    assert statuses <= {"interrupted", "complete"}
+    assert "interrupted" in statuses
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
+    assert rerun.returncode == 0, rerun.stderr
+    assert files_of(out / "parquet-files") == reference

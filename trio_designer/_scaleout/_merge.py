@@ -21,6 +21,7 @@ again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from .._exceptions import SinkError
+from .._exceptions import SinkError, TrioDesignerError
 from .._sink import (
     DATASET_DIR,
     FAILURES_FILE,
@@ -46,6 +47,8 @@ from .._sink._resume import describe_changes
 from ._shard import ShardManifest, read_manifest
 
 __all__ = ["DEFAULT_ROWS_PER_FILE", "MergeResult", "merge", "shard_states"]
+
+logger = logging.getLogger("trio_designer.scaleout")
 
 DEFAULT_ROWS_PER_FILE = 1_000_000
 """Rows per compacted parquet file (``merge --compact``)."""
@@ -168,17 +171,23 @@ def merge(
 
 
 def write_card(output_dir: Path, meta: RunMetadata) -> None:
-    """The hook for a dataset card of the merged run: writes one when the package has a card
-    writer (``trio_designer._sink._card``), does nothing otherwise."""
+    """The hook for the dataset card of the merged run: when the package has a card writer
+    (``trio_designer._sink._card.write_dataset_card(output_dir)``, built from the merged
+    ``metadata.json`` and ``parquet-files/``), it writes the card; otherwise nothing happens.
+    A card that cannot be written is logged, not raised: the merged dataset is complete."""
     import importlib
 
     try:
         card = importlib.import_module("trio_designer._sink._card")
     except ImportError:
         return
-    writer = getattr(card, "write_card", None)
-    if callable(writer):
-        writer(output_dir, meta)
+    writer = getattr(card, "write_dataset_card", None) or getattr(card, "write_card", None)
+    if not callable(writer):
+        return
+    try:
+        writer(output_dir)
+    except (OSError, TrioDesignerError) as exc:
+        logger.warning("the dataset card of %s was not written: %s", output_dir, exc)
 
 
 def _check(root: Path, states: Sequence[ShardState]) -> None:

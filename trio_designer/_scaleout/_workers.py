@@ -14,6 +14,9 @@ Failure semantics:
   tripped) is not retried: running it again would fail again;
 * a config or output-directory error in a child (exit status 2) stops the run with that
   message;
+* a child stopped cleanly by SIGINT or SIGTERM (exit status 130 / 143: a Ctrl-C in the
+  terminal reaches every process of its group) is not started again: the run is incomplete
+  and the next call resumes it;
 * cancelling :func:`run_workers` (Ctrl-C, SIGTERM on the command line) sends SIGTERM to every
   child and waits for them to drain: each keeps its finished row groups, and the same call
   resumes every shard.
@@ -351,6 +354,11 @@ async def run_workers(
                     raise SinkError(message[0].removeprefix("error: "))
                 if code == 1 and manifest is not None:
                     progress.note(f"shard {shard} ended {manifest.status}; not retried")
+                    return
+                if code in (130, 143):
+                    # Stopped cleanly by SIGINT/SIGTERM (a Ctrl-C reaches every process of the
+                    # terminal's group): an interruption, not a crash; the next run resumes it.
+                    progress.note(f"shard {shard} was interrupted; not retried")
                     return
                 if attempts[shard] > retries:
                     tail = stderr.strip()[-500:]
