@@ -24,6 +24,7 @@ import pytest
 from trio_designer._core._aimd import AimdController
 from trio_designer._core._limits import DEFAULT_POLICY, Admission, LimitChange, LimiterPolicy
 from trio_designer._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
+from trio_designer._scaleout._shard import SHARD_POLICY
 
 Capacity = Callable[[float], int]
 
@@ -366,13 +367,11 @@ def test_clients_sharing_a_hidden_limit_keep_it_busy_but_not_evenly(starts: list
 def test_shards_probing_by_share_split_a_hidden_limit_evenly(
     starts: list[float], ceiling: int, seed: int
 ) -> None:
-    """``LimiterPolicy(probe_by_share=True)``, what sharded runs use: the same utilisation,
-    and no client below 70 % of its due share (without it: 21 %, 6 %: the test above).
-    Ceilings of 16 and 8 are the shares of a run-wide ``max_parallel_requests`` of 32."""
-    rates = shared_endpoint(
-        starts, ceiling=ceiling, policy=LimiterPolicy(probe_by_share=True), seed=seed
-    )
+    """The policy sharded runs use (``probe_by_share``, ``max_noise_rate=0.1``): the same
+    utilisation, and no client below 60 % of its due share (without it: 21 %, 6 %: the test
+    above). Ceilings of 16 and 8 are the shares of a run-wide ``max_parallel_requests`` of 32."""
+    rates = shared_endpoint(starts, ceiling=ceiling, policy=SHARD_POLICY, seed=seed)
     capacity_rate = 16 / (0.2 * math.exp(0.2**2 / 2))
     assert sum(rates) >= 0.95 * capacity_rate
     shares = [r / sum(rates) for r in rates]
-    assert min(shares) >= 0.7 / len(starts)
+    assert min(shares) >= 0.6 / len(starts)

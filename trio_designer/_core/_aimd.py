@@ -306,7 +306,8 @@ class AimdController:
         errors, so that a rate underestimated from few outcomes does not make runs of noise
         look like load."""
         rate = self.rejection_rate
-        return min(1.0, rate + 2.0 * math.sqrt(rate * (1.0 - rate) / self._outcomes))
+        bound = rate + 2.0 * math.sqrt(rate * (1.0 - rate) / self._outcomes)
+        return min(1.0, self._policy.max_noise_rate, bound)
 
     @property
     def successes(self) -> int:

@@ -37,6 +37,7 @@ from .._exceptions import ConfigError, SinkError
 from .._sink import METADATA_FILE, write_atomically
 from .._sink._layout import SHARD_FILE, shard_dir
 from ..config import PipelineConfig
+from ..models import AdaptiveLimiter, LimiterPolicy
 
 __all__ = [
     "ShardManifest",
@@ -47,6 +48,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trio_designer.scaleout")
+
+#: The adaptive-limit policy of a shard that shares its endpoints with other shards:
+#: ``probe_by_share`` (shares even out) and ``max_noise_rate=0.1`` (429s caused by the other
+#: shards are taken for load, not noise); see ``docs/scale-out.md``.
+SHARD_POLICY = LimiterPolicy(probe_by_share=True, max_noise_rate=0.1)
 
 
 @attrs.frozen(kw_only=True)
@@ -306,14 +312,12 @@ def run_shard(
 
 
 def _probing_by_share(designer: TrioDesigner) -> TrioDesigner:
-    """``designer`` with adaptive limiters that probe by share (``LimiterPolicy.probe_by_share``):
-    shards sharing an endpoint even out their shares of a hidden capacity. A shallow copy: it
-    shares the original's runs, so ``designer.interrupt()`` still stops this one."""
-    from ..models import AdaptiveLimiter, LimiterPolicy
-
+    """``designer`` with the shards' adaptive limiters (:data:`SHARD_POLICY`). A shallow copy:
+    it shares the original's runs, so ``designer.interrupt()`` still stops this one."""
     shared = copy.copy(designer)
-    shared.limiter_factory = partial(AdaptiveLimiter, policy=LimiterPolicy(probe_by_share=True))
+    shared.limiter_factory = partial(AdaptiveLimiter, policy=SHARD_POLICY)
     return shared
+
 
 
 def _claim(plan: ShardManifest) -> None:
