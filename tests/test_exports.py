@@ -27,6 +27,7 @@ PUBLIC_MODULES = (
     "trio_designer.generators",
     "trio_designer.models",
     "trio_designer.simulator",
+    "trio_designer.plugins",
     "trio_designer.ray",
 )
 #: Modules whose exported classes and functions present themselves under the public module
@@ -37,6 +38,7 @@ PRESENTED = (
     "trio_designer.config",
     "trio_designer.generators",
     "trio_designer.models",
+    "trio_designer.plugins",
     "trio_designer.ray",
 )
 #: Sub-modules that may show up as attributes of the package without being part of its API:

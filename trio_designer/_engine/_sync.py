@@ -26,9 +26,13 @@ async def run_sync(state: RunState) -> None:
     with state.run_scope:
         for plan in state.plans():
             state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
-            group = _SyncRowGroup(state, cells, plan)
-            await group.run()
-            await state.checkpoint(group.buffer, frozenset(group.dropped))
+            try:
+                await state.load_cached(plan)
+                group = _SyncRowGroup(state, cells, plan)
+                await group.run()
+                await state.checkpoint(group.buffer, frozenset(group.dropped))
+            finally:
+                state.forget_cached(plan)
 
 
 class _SyncRowGroup:

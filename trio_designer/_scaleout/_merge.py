@@ -111,8 +111,8 @@ def shard_states(output_dir: Path) -> list[ShardState]:
             found.append(ShardState(manifest=manifest, meta=_read_meta(entry)))
     if not found:
         raise SinkError(
-            f"'{output_dir}' holds no shards (no {SHARDS_DIR}/<i>/shard.json); run the shards "
-            "first (trio-designer run-shard, or run --workers)."
+            f"'{output_dir}' holds no shards (no {SHARDS_DIR}/<i>/shard.json); run its shards "
+            "first (run_shard)."
         )
     return sorted(found, key=lambda s: s.manifest.shard)
 

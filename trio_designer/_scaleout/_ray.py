@@ -50,7 +50,7 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise ConfigError(f"--ray: {RAY_MISSING}") from exc
+        raise ConfigError(RAY_MISSING) from exc
     return ray
 
 

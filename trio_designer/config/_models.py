@@ -215,6 +215,9 @@ class ModelConfig:
         model) share the smallest.
       tpm: the account's tokens (prompt + completion) per minute at this model, ``>= 1``, or
         ``None`` (default) to learn it from the headers. Shared like ``rpm``.
+      send_seed: send each request a ``seed`` derived from its cell (run seed, row, column),
+        so that endpoints that honour it sample reproducibly (default true). Turn it off for
+        an endpoint that rejects the ``seed`` field.
     """
 
     alias: str = attrs.field(validator=checked(non_blank))
@@ -228,3 +231,4 @@ class ModelConfig:
     max_response_bytes: int = attrs.field(default=8 * 2**20, validator=checked(is_int, v.ge(1)))
     rpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
     tpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
+    send_seed: bool = attrs.field(default=True, validator=checked(is_bool))
