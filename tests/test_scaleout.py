@@ -133,9 +133,7 @@ def test_a_shard_run_again_generates_nothing(tmp_path: Path) -> None:
 @pytest.mark.deadline(30)
 def test_a_shard_of_another_config_is_refused_naming_the_field(tmp_path: Path) -> None:
     run_shards(tmp_path / "out", 2)
-    edited = PipelineConfig.from_dict(
-        {**CONFIG_DICT, "run": {**CONFIG_DICT["run"], "seed": 12}}
-    )
+    edited = PipelineConfig.from_dict({**CONFIG_DICT, "run": {**CONFIG_DICT["run"], "seed": 12}})
     with pytest.raises(SinkError, match=r"run\.seed changed"):
         run_shards(tmp_path / "out", 2, edited)
 

@@ -290,9 +290,7 @@ def _link_files(root: Path, sources: Mapping[int, Path]) -> None:
 
 
 def _merge_failures(root: Path, shard_dirs: Sequence[Path]) -> None:
-    chunks = [
-        (d / FAILURES_FILE).read_bytes() for d in shard_dirs if (d / FAILURES_FILE).is_file()
-    ]
+    chunks = [(d / FAILURES_FILE).read_bytes() for d in shard_dirs if (d / FAILURES_FILE).is_file()]
     if chunks:
         write_atomically(root / FAILURES_FILE, b"".join(chunks))
     else:

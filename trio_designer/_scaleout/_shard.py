@@ -319,7 +319,6 @@ def _probing_by_share(designer: TrioDesigner) -> TrioDesigner:
     return shared
 
 
-
 def _claim(plan: ShardManifest) -> None:
     """Check the shard directory belongs to this sharding (or is new), and record the plan."""
     directory = plan.output_dir

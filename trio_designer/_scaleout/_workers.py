@@ -260,9 +260,7 @@ async def _run_child(
         raise
     code = process.returncode
     assert code is not None
-    return code, (manifest[-1] if manifest else None), bytes(stderr_tail).decode(
-        "utf-8", "replace"
-    )
+    return code, (manifest[-1] if manifest else None), bytes(stderr_tail).decode("utf-8", "replace")
 
 
 async def run_workers(
@@ -324,54 +322,66 @@ async def run_workers(
     # each running shard gets 1/workers of the totals.
     share_over = min(workers, shards)
 
+    # Which share each running shard holds: shares of shards that run at once are distinct,
+    # so together they never exceed the totals.
+    free_shares = list(range(share_over))
+
     async def one_shard(shard: int) -> None:
         async with slots:
-            while True:
-                attempts[shard] += 1
-                job = {
-                    "config": config,
-                    "shard": shard,
-                    "num_shards": shards,
-                    "num_records": num_records,
-                    "output_dir": str(out),
-                    "share_limits": share_limits,
-                    "limit_slot": (shard % share_over, share_over),
-                    "limiter_factory": limiter_factory,
-                }
+            share = free_shares.pop(0)
+            try:
+                await attempts_of(shard, share)
+            finally:
+                free_shares.append(share)
+                free_shares.sort()
 
-                def started(pid: int, shard: int = shard) -> None:
-                    if on_child is not None:
-                        on_child(shard, pid)
+    async def attempts_of(shard: int, share: int) -> None:
+        while True:
+            attempts[shard] += 1
+            job = {
+                "config": config,
+                "shard": shard,
+                "num_shards": shards,
+                "num_records": num_records,
+                "output_dir": str(out),
+                "share_limits": share_limits,
+                "limit_slot": (share, share_over),
+                "limiter_factory": limiter_factory,
+            }
 
-                code, manifest, stderr = await _run_child(job, progress, started)
-                if manifest is not None:
-                    manifests[shard] = manifest
-                if code == 0 and manifest is not None:
-                    progress.shard_finished(shard)
-                    return
-                if code == 2:
-                    message = stderr.strip().splitlines()[-1:] or [f"shard {shard} failed"]
-                    raise SinkError(message[0].removeprefix("error: "))
-                if code == 1 and manifest is not None:
-                    progress.note(f"shard {shard} ended {manifest.status}; not retried")
-                    return
-                if code in (130, 143):
-                    # Stopped cleanly by SIGINT/SIGTERM (a Ctrl-C reaches every process of the
-                    # terminal's group): an interruption, not a crash; the next run resumes it.
-                    progress.note(f"shard {shard} was interrupted; not retried")
-                    return
-                if attempts[shard] > retries:
-                    tail = stderr.strip()[-500:]
-                    raise _ShardFailed(
-                        f"shard {shard} failed {attempts[shard]} times (last exit status "
-                        f"{code}); its finished row groups are kept, run the same command "
-                        f"again to resume{': ' + tail if tail else ''}"
-                    )
-                progress.note(
-                    f"shard {shard}: its process exited with status {code}; starting it again "
-                    f"(attempt {attempts[shard] + 1} of {retries + 1}), it resumes from its "
-                    "finished row groups"
+            def started(pid: int, shard: int = shard) -> None:
+                if on_child is not None:
+                    on_child(shard, pid)
+
+            code, manifest, stderr = await _run_child(job, progress, started)
+            if manifest is not None:
+                manifests[shard] = manifest
+            if code == 0 and manifest is not None:
+                progress.shard_finished(shard)
+                return
+            if code == 2:
+                message = stderr.strip().splitlines()[-1:] or [f"shard {shard} failed"]
+                raise SinkError(message[0].removeprefix("error: "))
+            if code == 1 and manifest is not None:
+                progress.note(f"shard {shard} ended {manifest.status}; not retried")
+                return
+            if code in (130, 143):
+                # Stopped cleanly by SIGINT/SIGTERM (a Ctrl-C reaches every process of the
+                # terminal's group): an interruption, not a crash; the next run resumes it.
+                progress.note(f"shard {shard} was interrupted; not retried")
+                return
+            if attempts[shard] > retries:
+                tail = stderr.strip()[-500:]
+                raise _ShardFailed(
+                    f"shard {shard} failed {attempts[shard]} times (last exit status "
+                    f"{code}); its finished row groups are kept, run the same command "
+                    f"again to resume{': ' + tail if tail else ''}"
                 )
+            progress.note(
+                f"shard {shard}: its process exited with status {code}; starting it again "
+                f"(attempt {attempts[shard] + 1} of {retries + 1}), it resumes from its "
+                "finished row groups"
+            )
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(progress.run)
