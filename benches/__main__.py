@@ -1,7 +1,7 @@
 """``python -m benches <name> [--quick]``: run a bench, print its table, write its JSON.
 
 Names: seed, bound, scale, adaptivity, overhead, memory, client_cpu, small_runs, validate,
-endpoints, cache, seed_memory, embeddings, plugins, processors, all. Results go to
+endpoints, cache, seed_memory, embeddings, plugins, processors, scaleout, all. Results go to
 ``benches/results/<name>.json`` and plots to
 ``docs/img/`` (see docs/benchmarks.md for what each bench measures and how long it takes).
 """
@@ -34,6 +34,7 @@ BENCHES = (
     "embeddings",
     "plugins",
     "processors",
+    "scaleout",
 )
 
 

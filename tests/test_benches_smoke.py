@@ -24,6 +24,7 @@ from benches import (
     memory,
     overhead,
     scale,
+    scaleout,
     seed,
     seed_memory,
     small_runs,
@@ -193,3 +194,14 @@ def test_processors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     processed = [r for r in data["runs"] if r["processed"]]
     assert set(processed[0]["processors"]) == {"filter_0", "dedup_1"}
     assert all(r["rows"] == data["params"]["records"] for r in data["runs"] if not r["processed"])
+
+
+@pytest.mark.deadline(120)
+def test_scaleout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Worker processes against a simulator in its own process: every request is answered
+    once, and the served concurrency never exceeds the hidden capacity."""
+    data = _run(scaleout, tmp_path, capsys)
+    assert [r["workers"] for r in data["throughput"]] == ["create", 2]
+    for row in data["hidden"]:
+        assert row["served_peak"] <= row["capacity"]
+        assert row["limit_sum"] >= 1

@@ -29,6 +29,7 @@ PUBLIC_MODULES = (
     "trio_designer.simulator",
     "trio_designer.plugins",
     "trio_designer.processors",
+    "trio_designer.ray",
 )
 #: Modules whose exported classes and functions present themselves under the public module
 #: (``__module__`` rewritten by ``trio_designer._public.present_as``).
@@ -40,6 +41,7 @@ PRESENTED = (
     "trio_designer.models",
     "trio_designer.plugins",
     "trio_designer.processors",
+    "trio_designer.ray",
 )
 #: Sub-modules that may show up as attributes of the package without being part of its API:
 #: the command line (imported by the console script and its tests).

@@ -24,6 +24,7 @@ import pytest
 from trio_designer._core._aimd import AimdController
 from trio_designer._core._limits import DEFAULT_POLICY, Admission, LimitChange, LimiterPolicy
 from trio_designer._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
+from trio_designer._scaleout._shard import SHARD_POLICY
 
 Capacity = Callable[[float], int]
 
@@ -279,13 +280,19 @@ def test_no_429_pauses_the_endpoint_without_a_budget() -> None:
 
 
 def shared_endpoint(
-    starts: list[float], *, capacity: int = 16, ceiling: int = 32, duration: float = 120.0
+    starts: list[float],
+    *,
+    capacity: int = 16,
+    ceiling: int = 32,
+    duration: float = 120.0,
+    policy: LimiterPolicy | None = None,
+    seed: int = 1,
 ) -> list[float]:
     """Clients (one controller each, always a request waiting) that start at ``starts`` share
     a hosted API of ``capacity`` (200 ms answers, 429 beyond it, ``Retry-After: 1``, retried in
     place). Returns each one's answers per second over the second half."""
-    rng = random.Random(1)
-    clients = [AimdController(ceiling) for _ in starts]
+    rng = random.Random(seed)
+    clients = [AimdController(ceiling, policy or LimiterPolicy()) for _ in starts]
     events: list[tuple[float, int, str, object]] = []
     tie = itertools.count()
     waiting = [0 for _ in starts]
@@ -343,3 +350,28 @@ def test_clients_sharing_a_hidden_limit_keep_it_busy_but_not_evenly(starts: list
     assert sum(rates) >= 0.95 * capacity_rate
     shares = sorted(r / sum(rates) for r in rates)
     assert shares[0] < 0.5 / len(starts)  # uneven: the smallest share is under half its due
+
+
+@pytest.mark.parametrize(
+    ("starts", "ceiling"),
+    [
+        ([0.0, 0.0], 32),
+        ([0.0, 0.0], 16),
+        ([0.0, 20.0], 16),
+        ([0.0] * 4, 8),
+        ([0.0] * 4, 32),
+        ([0.0, 10.0, 20.0, 30.0], 8),
+    ],
+)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_shards_probing_by_share_split_a_hidden_limit_evenly(
+    starts: list[float], ceiling: int, seed: int
+) -> None:
+    """The policy sharded runs use (``probe_by_share``, ``max_noise_rate=0.1``): the same
+    utilisation, and no client below 60 % of its due share (without it: 21 %, 6 %: the test
+    above). Ceilings of 16 and 8 are the shares of a run-wide ``max_parallel_requests`` of 32."""
+    rates = shared_endpoint(starts, ceiling=ceiling, policy=SHARD_POLICY, seed=seed)
+    capacity_rate = 16 / (0.2 * math.exp(0.2**2 / 2))
+    assert sum(rates) >= 0.95 * capacity_rate
+    shares = [r / sum(rates) for r in rates]
+    assert min(shares) >= 0.6 / len(starts)

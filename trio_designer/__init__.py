@@ -56,6 +56,8 @@ from ._exceptions import ValidationFailedError as ValidationFailedError
 from ._observe import TaskTrace as TaskTrace
 from ._observe import export_chrome_trace as export_chrome_trace
 from ._observe import plot_timeline as plot_timeline
+from ._scaleout import ShardManifest as ShardManifest
+from ._scaleout import run_shard as run_shard
 from ._sink._export import export_dataset as export_dataset
 from .config import BernoulliSampler as BernoulliSampler
 from .config import CategorySampler as CategorySampler
@@ -138,6 +140,7 @@ __all__ = [
     "SeedConfig",
     "SeedPartition",
     "SeedSelection",
+    "ShardManifest",
     "SinkError",
     "SubcategorySampler",
     "TaskTrace",
@@ -152,6 +155,7 @@ __all__ = [
     "export_chrome_trace",
     "export_dataset",
     "plot_timeline",
+    "run_shard",
 ]
 
 _public.present_as(__name__, globals(), __all__)

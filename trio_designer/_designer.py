@@ -312,16 +312,40 @@ class TrioDesigner:
             ``trio_designer.aio.create``).
         """
         check_trio_caller("create")
+        return await self._create(
+            config,
+            num_records=num_records,
+            output_dir=output_dir,
+            resume=resume,
+            force_resume=force_resume,
+        )
+
+    async def _create(
+        self,
+        config: PipelineConfig,
+        *,
+        num_records: int,
+        output_dir: str | os.PathLike[str],
+        resume: bool = False,
+        force_resume: bool = False,
+        row_groups: range | None = None,
+        identity: PipelineConfig | None = None,
+    ) -> RunResult:
+        """:meth:`create`, for a shard too (``trio_designer._scaleout``): only the row groups
+        in ``row_groups`` (global ids; ``None``: all of them) are generated, and ``identity``
+        (default ``config``) is the config the fingerprint and the record are made of — a
+        shard runs with its share of each model's limits, but is the same run."""
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
+        identity = config if identity is None else identity
         graph, generators, seed, chain = _prepare(config, num_records, await _open_seed(config))
         try:
             # Hashing a seed's files reads them: off the trio thread (without a seed, inline).
             basis = (
-                fingerprint_basis(config)
+                fingerprint_basis(identity)
                 if seed is None
-                else await trio.to_thread.run_sync(fingerprint_basis, config)
+                else await trio.to_thread.run_sync(fingerprint_basis, identity)
             )
         except ConfigError as exc:
             raise config.located(exc) from exc.__cause__
@@ -343,7 +367,7 @@ class TrioDesigner:
                 # requests are out (writes and close wait for them).
                 await sink.open(
                     fingerprint=fingerprint_of(basis),
-                    config=config.to_dict(lenient=True),
+                    config=identity.to_dict(lenient=True),
                     num_records=num_records,
                     row_group_size=config.run.row_group_size,
                     resume=resume,
@@ -353,6 +377,10 @@ class TrioDesigner:
                 )
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
                 prior = await _prior_spend(Path(output_dir), sink, done, config)
+                found = len(done)
+                if row_groups is not None:
+                    found = len(done & frozenset(row_groups))
+                    done |= _outside(row_groups, num_records, config.run.row_group_size)
                 result = await self._execute(
                     config,
                     graph,
@@ -366,6 +394,7 @@ class TrioDesigner:
                     control,
                     chain,
                     prior,
+                    found=found,
                 )
             await trio.to_thread.run_sync(_write_card, Path(output_dir))
             return result
@@ -526,6 +555,7 @@ class TrioDesigner:
         control: RunControl,
         chain: ProcessorChain,
         prior: tuple[Spend, int] | None = None,
+        found: int | None = None,
     ) -> RunResult:
         prior_spend, prior_rows = prior or (Spend(), 0)
         state = RunState(
@@ -566,6 +596,8 @@ class TrioDesigner:
                 summary = _summary(state, status, stopped)
                 if chain.row_group_steps:
                     summary["processors"] = chain.report()
+                if found is not None:
+                    summary[SUMMARY_ROW_GROUPS_FOUND] = found
                 await sink.close(status=status, summary=summary)
         reports: dict[str, Any] = chain.report()
         processed: tuple[str, ...] | None = None
@@ -726,6 +758,12 @@ def _preview_after_run(chain: ProcessorChain, table: Any) -> tuple[Any, dict[str
     from .processors._chain import preview_after_run
 
     return preview_after_run(chain, table)
+
+
+def _outside(row_groups: range, num_records: int, row_group_size: int) -> frozenset[int]:
+    """The row groups of a run of ``num_records`` that are not in ``row_groups``."""
+    total = -(-num_records // row_group_size)
+    return frozenset(range(total)) - frozenset(row_groups)
 
 
 def _dataset_files(sink: Any) -> tuple[str, ...]:

@@ -89,8 +89,13 @@ throttling (react to the ratio of rejections, not to each one); the reference en
 
 Trade-offs. Telling noise from load needs a few 429s: three in a row at start-up, seven at 30 %
 noise, each of them a request that waits out its own delay (no slot waits). Several processes
-on one endpoint with a hidden limit do not converge to equal shares: a 429 reaches only the one
-who probes, and each cut keeps what it holds (measured in ``docs/adaptive-limits.md``).
+on one endpoint with a hidden limit do not converge to equal shares by default: a 429 reaches
+only the one who probes, each cut keeps what it holds, and probing every N successes lets the
+biggest probe most often (measured in ``docs/adaptive-limits.md``: 79 / 21 for two). With
+``LimiterPolicy.probe_by_share`` (sharded runs turn it on) a limiter probes after
+``(limit / ceiling)²`` times as many successes, so the smaller ones probe more often per
+second, take the room a finishing request leaves, and the shares even out (50 / 50 ± 7, four
+at 20–31 % each, same utilisation: ``tests/test_rate_sim.py``).
 
 Complexity: O(1) per admission and success; O(ceiling) per 429 (the cliff test sums the
 counts by level), plus what the latency signal costs (see its module).
@@ -301,7 +306,8 @@ class AimdController:
         errors, so that a rate underestimated from few outcomes does not make runs of noise
         look like load."""
         rate = self.rejection_rate
-        return min(1.0, rate + 2.0 * math.sqrt(rate * (1.0 - rate) / self._outcomes))
+        bound = rate + 2.0 * math.sqrt(rate * (1.0 - rate) / self._outcomes)
+        return min(1.0, self._policy.max_noise_rate, bound)
 
     @property
     def successes(self) -> int:
@@ -569,9 +575,14 @@ class AimdController:
     def _probe_after(self) -> int:
         """Successes at the limit before the cliff above it is probed again."""
         p = self._policy
-        return p.successes_per_increase * min(
+        after = p.successes_per_increase * min(
             1 << min(self._failed_probes, 30), p.cliff_probe_backoff
         )
+        if p.probe_by_share:
+            # Probes per second fall as the share grows: a limiter near its ceiling gives way
+            # to one far below it (measured in tests/test_rate_sim.py, docs/scale-out.md).
+            return max(1, math.ceil(after * (self._limit / self._ceiling) ** 2))
+        return after
 
     def _maybe_increase(self, admission: Admission, now: float) -> LimitChange | None:
         limit = self._limit

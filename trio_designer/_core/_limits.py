@@ -64,6 +64,20 @@ class LimiterPolicy:
       probe_interval: regular windows between routine probes, which run only while latency sits
         above ``latency_hold`` × baseline; a provisional baseline is verified by a probe after
         a quarter of it.
+      probe_by_share: probe a known cliff after ``(limit / ceiling)²`` times the usual number
+        of successes (at least 1): a limiter far below its ceiling probes more often per
+        second than one near it. Several limiters sharing one endpoint (the shards of a run,
+        each with its share of the run's ``max_parallel_requests`` as ceiling) then even out
+        their shares of a hidden capacity instead of keeping whatever the start-up burst gave
+        them; sharded runs turn it on (``docs/scale-out.md``). Off by default: alone on an
+        endpoint it only probes a low cliff more often (more 429s, the same throughput).
+      max_noise_rate: the highest sporadic 429 rate the controller will believe in (``1.0``:
+        no cap). A runs-of-429s test judges load against the noise rate seen on slots freed by
+        our own successes; when other processes share the endpoint they take those slots, the
+        rate looks high and load passes for noise (four shards on one endpoint kept their
+        limits at their ceilings, twice the hidden capacity, through thousands of 429s). With a
+        cap of 0.1, four 429s in a row on a slot are always load. Sharded runs use 0.1; the
+        price is that sporadic 429s above 10 % are then taken for load.
 
     Raises:
       ValueError: when a value is out of range, or ``latency_tolerance < latency_hold``.
@@ -80,6 +94,11 @@ class LimiterPolicy:
     latency_confidence: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
     latency_decrease_floor: float = attrs.field(default=0.5, validator=_in_open_unit_interval)
     probe_interval: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    probe_by_share: bool = False
+    max_noise_rate: float = attrs.field(
+        default=1.0,
+        validator=attrs.validators.and_(attrs.validators.gt(0.0), attrs.validators.le(1.0)),
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.latency_tolerance < self.latency_hold:

@@ -36,6 +36,7 @@ from typing import Final
 __all__ = [
     "CARD_FILE",
     "CHROME_TRACE_FILE",
+    "COMPACT_DIR",
     "DATASET_DIR",
     "EXTRA_JSONL_DIR",
     "EXTRA_JSONL_FILE",
@@ -45,12 +46,15 @@ __all__ = [
     "PROCESSED_DIR",
     "PROCESSED_MARKER",
     "PROVENANCE_DIR",
+    "SHARDS_DIR",
+    "SHARD_FILE",
     "TIMELINE_FILE",
     "TMP_DIR",
     "TRACE_FILE",
     "cells_file",
     "is_row_group_file",
     "row_group_file",
+    "shard_dir",
     "tmp_file_name",
 ]
 
@@ -140,3 +144,25 @@ def tmp_file_name(final_name: str) -> str:
     share a tmp file), recognisable as ours, and never an artifact name itself.
     """
     return f"{final_name}.{secrets.token_hex(8)}.tmp"
+
+
+# -- sharded runs (trio_designer._scaleout) ------------------------------------------------------
+
+SHARDS_DIR: Final = "shards"
+"""Folder of a sharded run's shards: ``shards/<i>/`` is shard ``i``'s own output directory
+(``metadata.json``, ``parquet-files/``, with global row-group ids), merged by ``merge``."""
+
+SHARD_FILE: Final = "shard.json"
+"""In a shard's directory: which shard of how many, of which run (``ShardManifest``)."""
+
+COMPACT_DIR: Final = "compacted"
+"""``merge --compact``: the dataset rewritten as a few large parquet files."""
+
+
+def shard_dir(shard: int) -> str:
+    """The directory of shard ``shard``, relative to the run's output directory.
+
+    >>> shard_dir(3)
+    'shards/3'
+    """
+    return f"{SHARDS_DIR}/{shard}"

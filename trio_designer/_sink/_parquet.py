@@ -34,7 +34,14 @@ import trio
 from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError
 from ._atomic import fsync_directory, write_atomically
 from ._base import SinkBase
-from ._layout import DATASET_DIR, METADATA_FILE, PROVENANCE_DIR, TMP_DIR, is_row_group_file
+from ._layout import (
+    DATASET_DIR,
+    METADATA_FILE,
+    PROVENANCE_DIR,
+    SHARD_FILE,
+    TMP_DIR,
+    is_row_group_file,
+)
 from ._metadata import RunMetadata
 from ._provenance import CellLog, cells_table
 from ._resume import opened_metadata
@@ -313,8 +320,11 @@ def _remedy(exc: BaseException) -> str:
 
 
 def _is_scaffolding_only(root: Path) -> bool:
-    """True if ``root`` holds nothing but our own empty ``.tmp``/``parquet-files`` folders."""
+    """True if ``root`` holds nothing but our own empty ``.tmp``/``parquet-files`` folders
+    (and, in a shard's directory, the shard's ``shard.json``, written before its sink opens)."""
     for entry in root.iterdir():
+        if entry.name == SHARD_FILE and entry.is_file():
+            continue
         if entry.name not in (TMP_DIR, DATASET_DIR, PROVENANCE_DIR) or not entry.is_dir():
             return False
         if any(entry.iterdir()):

@@ -106,7 +106,8 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
     from ._export import cmd_export
     from ._inspect import cmd_inspect
     from ._plugins import cmd_plugins
-    from ._run import cmd_preview, cmd_run
+    from ._run import cmd_preview
+    from ._scaleout import cmd_merge, cmd_run, cmd_run_shard
     from ._trace import cmd_trace
     from ._validate import cmd_validate
 
@@ -121,6 +122,8 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
         "cache": cmd_cache,
         "plugins": cmd_plugins,
         "export": cmd_export,
+        "run-shard": cmd_run_shard,
+        "merge": cmd_merge,
     }
 
 

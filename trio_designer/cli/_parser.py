@@ -223,6 +223,10 @@ def build_parser(
     _add_export(
         add("export", "write a run's dataset as jsonl, csv, parquet or hf", EXPORT_EXAMPLES)
     )
+    _add_run_shard(
+        add("run-shard", "run one shard of a sharded run (a Slurm array task)", RUN_SHARD_EXAMPLES)
+    )
+    _add_merge(add("merge", "check and merge the shards of a sharded run", MERGE_EXAMPLES))
     commands.add_parser(
         "simulate",
         help="serve the simulated OpenAI-compatible endpoint",
@@ -327,6 +331,7 @@ def _add_run(sub: argparse.ArgumentParser) -> None:
         "(the rows already written keep their old values; recorded in metadata.json)",
     )
     add_budget_options(sub, positive_int)
+    _scale_out_options(sub)
 
 
 def _add_preview(sub: argparse.ArgumentParser) -> None:
@@ -513,3 +518,113 @@ def _add_export(sub: argparse.ArgumentParser) -> None:
         "(token from HF_TOKEN)",
     )
 
+
+# -- sharded runs (docs/scale-out.md) ---------------------------------------------------------
+
+RUN_SHARD_EXAMPLES = """\
+examples:
+  {prog} run-shard pipeline.yaml -n 100000 -o out/big --shard 3 --num-shards 16
+  {prog} run-shard pipeline.yaml -n 100000 -o out/big      (in a Slurm array task:
+      --shard and --num-shards default to SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT)
+
+Generates shard I's slice of the run's row groups into OUTPUT_DIR/shards/I/, with 1/N of
+each model's max_parallel_requests, rpm and tpm. Run again, it resumes. When every shard is
+complete: {prog} merge OUTPUT_DIR. Exit status 1 when the shard is not complete.
+"""
+
+MERGE_EXAMPLES = """\
+examples:
+  {prog} merge out/big
+  {prog} merge out/big --compact --rows-per-file 500000
+
+Checks that every shard is complete and of the same config (a differing fingerprint is
+refused, naming the fields that differ), links the shards' parquet files into
+OUTPUT_DIR/parquet-files and writes the merged metadata.json; with --compact, also
+OUTPUT_DIR/compacted/part-*.parquet.
+"""
+
+
+def _scale_out_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="K",
+        help="run the shards as K processes on this machine, then merge (docs/scale-out.md); "
+        "the same command resumes an interrupted run",
+    )
+    sub.add_argument(
+        "--shards",
+        type=positive_int,
+        metavar="N",
+        help="split the run into N shards (default: --workers; with --ray: 2)",
+    )
+    sub.add_argument(
+        "--ray",
+        action="store_true",
+        help="run the shards as Ray tasks (pip install trio_designer[ray])",
+    )
+    sub.add_argument(
+        "--ray-address", metavar="ADDR", help="the Ray cluster to join (default: start a local one)"
+    )
+    sub.add_argument(
+        "--compact",
+        action="store_true",
+        help="with --workers/--ray: also write the merged dataset as a few large parquet files",
+    )
+
+
+def _add_run_shard(sub: argparse.ArgumentParser) -> None:
+    _config_argument(sub)
+    sub.add_argument(
+        "-n",
+        "--num-records",
+        type=positive_int,
+        required=True,
+        metavar="N",
+        help="rows of the whole run (required)",
+    )
+    sub.add_argument(
+        "-o",
+        "--output-dir",
+        metavar="DIR",
+        help="the run's output directory, shared by every shard (default: out/<config name>)",
+    )
+    sub.add_argument(
+        "--shard", type=int, metavar="I", help="this shard's index (default: $SLURM_ARRAY_TASK_ID)"
+    )
+    sub.add_argument(
+        "--num-shards",
+        type=positive_int,
+        metavar="N",
+        help="how many shards (default: $SLURM_ARRAY_TASK_COUNT)",
+    )
+    sub.add_argument(
+        "--no-share-limits",
+        action="store_true",
+        help="give this shard each model's full limits (when shards call different endpoints)",
+    )
+    sub.add_argument(
+        "--seed", type=int, help="override run.seed (changes the data, and the fingerprint)"
+    )
+    sub.add_argument(
+        "--progress",
+        choices=("auto", "plain", "rich", "none"),
+        default="none",
+        help="live progress on stderr (default: none)",
+    )
+
+
+def _add_merge(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("output_dir", metavar="OUTPUT_DIR", help="the output directory of the run")
+    sub.add_argument(
+        "--compact",
+        action="store_true",
+        help="also write the dataset as a few large parquet files in OUTPUT_DIR/compacted",
+    )
+    sub.add_argument(
+        "--rows-per-file",
+        type=positive_int,
+        default=1_000_000,
+        metavar="N",
+        help="rows per compacted file (default 1000000)",
+    )

@@ -1,0 +1,315 @@
+"""Sharded runs on local worker processes (``run --workers K``) against ONE simulator in its own
+process (``python -m trio_designer.simulator``), over loopback HTTP.
+
+Two questions:
+
+1. **Throughput where the client is the bottleneck.** Zero latency, a capacity no run reaches
+   (``mode=gpu``): every request costs only client CPU (and the simulator's). 1, 2 and 4
+   workers, and the one-process ``create`` for reference. Reported: rows per second over the
+   wall time of the call (process start-up and merge included) and over the span of the
+   requests in the simulator's log (first arrival to last answer). The machine's core count is
+   in the JSON: with 2 cores, the simulator process and the workers share them, so more than
+   ~1.5× is not to be expected whatever the design.
+2. **An endpoint with a hidden capacity.** 200 ms answers, ``mode=hosted`` with a hidden
+   ``capacity`` (429 beyond it), a run-wide ``max_parallel_requests`` of twice the capacity
+   (each shard gets its share). Reported: throughput against the capacity's rate
+   (``capacity / 0.2 s``), the peak number of requests the simulator served at once (never
+   above the capacity: it refuses the rest), the 429s, and fairness: the shards' limits when
+   the first shard finished, the sum of the shards' limits averaged over the time all ran
+   (after its first fifth), and each shard's share of the row groups written while all ran
+   (an even split is ``1 / K``). Both limiter policies: the default (what a lone run uses) and
+   what sharded runs use (``SHARD_POLICY``: ``probe_by_share``, ``max_noise_rate=0.1``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import urllib.request
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from trio_designer import PipelineConfig, TrioDesigner
+from trio_designer._scaleout._workers import ShardedRunResult, run_workers
+from trio_designer.models import AdaptiveLimiter
+
+from . import _common as c
+from .small_runs import external_simulator
+
+PROVIDER = "bench"
+
+
+@attrs.frozen
+class Params:
+    workers: tuple[int, ...]
+    fast_records: int
+    fast_row_group: int
+    hidden_records: int
+    hidden_capacity: int
+    latency: float
+
+
+PROFILES = {
+    "full": Params((1, 2, 4), 6000, 100, 2400, 16, 0.2),
+    "quick": Params((1, 2, 4), 2000, 100, 800, 16, 0.2),
+    "smoke": Params((2,), 40, 10, 40, 4, 0.05),
+}
+
+
+def _call(url: str, method: str, path: str) -> Any:
+    root = url.removesuffix("/v1")
+    data = b"" if method == "POST" else None
+    request = urllib.request.Request(root + path, method=method, data=data)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def config(url: str, *, max_parallel: int, row_group_size: int) -> PipelineConfig:
+    return PipelineConfig.from_dict(
+        {
+            "providers": [{"name": PROVIDER, "base_url": url}],
+            "models": [
+                {
+                    "alias": "gen",
+                    "model": c.GEN_MODEL,
+                    "provider": PROVIDER,
+                    "max_parallel_requests": max_parallel,
+                }
+            ],
+            "run": {"row_group_size": row_group_size},
+            "columns": [
+                {"name": "topic", "kind": "sampler", "sampler": "category", "values": ["a", "b"]},
+                {"name": "text", "kind": "llm_text", "model": "gen", "prompt": "On {{ topic }}."},
+            ],
+        }
+    )
+
+
+def served_peak(records: list[dict[str, Any]]) -> int:
+    """The most requests the simulator was serving at once (answered ones, 200)."""
+    edges = sorted(
+        [(r["start"] + r.get("queued_for", 0.0), 1) for r in records if r["status"] == 200]
+        + [(r["end"], -1) for r in records if r["status"] == 200]
+    )
+    peak = level = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def span(records: list[dict[str, Any]]) -> float:
+    return max(r["end"] for r in records) - min(r["start"] for r in records)
+
+
+def one_process(cfg: PipelineConfig, records: int, out: Path) -> float:
+    async def main() -> float:
+        start = trio.current_time()
+        await TrioDesigner().create(cfg, num_records=records, output_dir=out)
+        return trio.current_time() - start
+
+    return trio.run(main)
+
+
+def sharded(
+    cfg: PipelineConfig, records: int, workers: int, out: Path, limiter_factory: Any = None
+) -> ShardedRunResult:
+    async def main() -> ShardedRunResult:
+        return await run_workers(
+            cfg,
+            num_records=records,
+            output_dir=out,
+            workers=workers,
+            progress_interval=None,
+            limiter_factory=limiter_factory,
+        )
+
+    return trio.run(main)
+
+
+def throughput(p: Params, scratch: Path) -> list[dict[str, Any]]:
+    rows = []
+    spec = f"{c.GEN_MODEL}:latency=0,mode=gpu,capacity=100000"
+    with external_simulator([spec]) as sim:
+        cfg = config(sim.url, max_parallel=64, row_group_size=p.fast_row_group)
+        for workers in (0, *p.workers):
+            _call(sim.url, "POST", "/stats/reset")
+            out = scratch / f"fast-{workers}"
+            cpu = sim.cpu_seconds()
+            if workers == 0:
+                wall = one_process(cfg, p.fast_records, out)
+            else:
+                result = sharded(cfg, p.fast_records, workers, out)
+                assert result.status == "complete"
+                wall = result.elapsed
+            records = _call(sim.url, "GET", "/log")["records"]
+            assert len(records) == p.fast_records
+            rows.append(
+                {
+                    "workers": workers or "create",
+                    "records": p.fast_records,
+                    "wall_s": round(wall, 3),
+                    "rows_per_s_wall": round(p.fast_records / wall, 1),
+                    "requests_span_s": round(span(records), 3),
+                    "rows_per_s_span": round(p.fast_records / span(records), 1),
+                    "simulator_cpu_s": round(sim.cpu_seconds() - cpu, 2),
+                }
+            )
+    base = next((r for r in rows if r["workers"] == 1), rows[0])["rows_per_s_span"]
+    for row in rows:
+        row["speedup_span_vs_1_worker"] = round(row["rows_per_s_span"] / base, 2)
+    return rows
+
+
+def fairness(result: ShardedRunResult, workers: int, ceiling: int) -> dict[str, Any]:
+    """Limits when the first shard finished, and each shard's rows/s while all ran."""
+    last = {s: max(t for t, shard, _ in result.finished if shard == s) for s in range(workers)}
+    first_done = min(last.values())
+    limits = dict.fromkeys(range(workers), ceiling)  # a limiter starts at its ceiling
+    for t, shard, _, limit in result.limits:
+        if t <= first_done:
+            limits[shard] = limit
+    rows_while_all = [0] * workers
+    for t, shard, _ in result.finished:
+        if t <= first_done:
+            rows_while_all[shard] += 1
+    total = sum(rows_while_all) or 1
+    # The sum of the shards' limits, averaged over time while all ran (after the first 20 %
+    # of that stretch: the start-up burst).
+    current = dict.fromkeys(range(workers), ceiling)
+    changes = sorted((t, shard, limit) for t, shard, _, limit in result.limits)
+    begin, area, last_t = 0.2 * first_done, 0.0, 0.0
+    for t, shard, limit in [*changes, (first_done, -1, 0)]:
+        t = min(t, first_done)
+        if t > begin:
+            lo = max(last_t, begin)
+            area += sum(current.values()) * max(0.0, t - lo)
+        last_t = max(last_t, t)
+        if shard >= 0:
+            current[shard] = limit
+    mean_sum = area / max(first_done - begin, 1e-9)
+    return {
+        "mean_limit_sum": round(mean_sum, 1),
+        "limits_at_first_finish": [limits[s] for s in range(workers)],
+        "limit_sum": sum(limits.values()),
+        "row_group_shares_while_all_ran": [round(r / total, 3) for r in rows_while_all],
+        "finish_s": [round(last[s], 2) for s in range(workers)],
+    }
+
+
+def hidden(p: Params, scratch: Path) -> list[dict[str, Any]]:
+    rows = []
+    spec = f"{c.GEN_MODEL}:latency={p.latency},mode=hosted,capacity={p.hidden_capacity}"
+    size = max(1, p.hidden_records // 40)
+    with external_simulator([spec]) as sim:
+        cfg = config(sim.url, max_parallel=2 * p.hidden_capacity, row_group_size=size)
+        for policy in ("default", "shards"):
+            for workers in p.workers:
+                _call(sim.url, "POST", "/stats/reset")
+                out = scratch / f"hidden-{policy}-{workers}"
+                # None: what sharded runs use (trio_designer._scaleout._shard.SHARD_POLICY)
+                factory = partial(AdaptiveLimiter) if policy == "default" else None
+                result = sharded(cfg, p.hidden_records, workers, out, factory)
+                assert result.status == "complete"
+                records = _call(sim.url, "GET", "/log")["records"]
+                ok = [r for r in records if r["status"] == 200]
+                bound = p.hidden_capacity / p.latency
+                rate = len(ok) / span(records)
+                ceiling = -(-2 * p.hidden_capacity // workers)
+                rows.append(
+                    {
+                        "policy": policy,
+                        "workers": workers,
+                        "records": p.hidden_records,
+                        "wall_s": round(result.elapsed, 2),
+                        "rows_per_s_span": round(rate, 1),
+                        "of_capacity_rate": round(rate / bound, 3),
+                        "served_peak": served_peak(records),
+                        "capacity": p.hidden_capacity,
+                        "rate_limited": sum(1 for r in records if r["status"] == 429),
+                        **fairness(result, workers, ceiling),
+                    }
+                )
+    return rows
+
+
+def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, Any]:
+    p = PROFILES[profile]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        fast = throughput(p, Path(scratch))
+        capped = hidden(p, Path(scratch))
+    print(
+        c.table(
+            [
+                "workers",
+                "records",
+                "wall s",
+                "rows/s (wall)",
+                "span s",
+                "rows/s (span)",
+                "× 1 worker",
+                "simulator CPU s",
+            ],
+            [
+                [
+                    r["workers"],
+                    r["records"],
+                    r["wall_s"],
+                    r["rows_per_s_wall"],
+                    r["requests_span_s"],
+                    r["rows_per_s_span"],
+                    r["speedup_span_vs_1_worker"],
+                    r["simulator_cpu_s"],
+                ]
+                for r in fast
+            ],
+        )
+    )
+    print(
+        c.table(
+            [
+                "policy",
+                "workers",
+                "rows/s",
+                "÷ capacity rate",
+                "served peak",
+                "capacity",
+                "429s",
+                "mean limit sum",
+                "limits at first finish",
+                "shares while all ran",
+                "finish s",
+            ],
+            [
+                [
+                    r["policy"],
+                    r["workers"],
+                    r["rows_per_s_span"],
+                    r["of_capacity_rate"],
+                    r["served_peak"],
+                    r["capacity"],
+                    r["rate_limited"],
+                    r["mean_limit_sum"],
+                    r["limits_at_first_finish"],
+                    r["row_group_shares_while_all_ran"],
+                    r["finish_s"],
+                ]
+                for r in capped
+            ],
+        )
+    )
+    payload = {
+        "profile": profile,
+        "params": attrs.asdict(p),
+        "throughput": fast,
+        "hidden": capped,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    c.write_result("scaleout", payload, results_dir)
+    return payload

@@ -1,0 +1,170 @@
+"""Sharded runs (issue 16): a shard is a plain function, and the union of the shards of an
+n-shard run is the one-process run, byte for byte, for any n.
+
+In-process shards (each its own ``trio.run``, each with its own embedded simulator: the
+simulator's answers are a pure function of the request, so shards in different processes
+get the same bytes) against a one-process ``create``; the process pool, the kill test and the
+command line are in ``tests/test_scaleout_processes.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import trio
+
+from trio_designer import PipelineConfig, SinkError, TrioDesigner
+from trio_designer._core._shares import limit_share, shard_row_groups
+from trio_designer._scaleout import ShardManifest, run_shard_async, shard_config
+from trio_designer.simulator import Latency, SimulatedModel
+
+SIMULATED = [SimulatedModel(name="sim-gen", latency=Latency(median=0.001))]
+
+CONFIG_DICT: dict[str, Any] = {
+    "models": [{"alias": "gen", "model": "sim-gen", "max_parallel_requests": 7, "rpm": 6000}],
+    "run": {"seed": 11, "row_group_size": 3},
+    "columns": [
+        {"name": "topic", "kind": "sampler", "sampler": "category", "values": ["cats", "owls"]},
+        {"name": "x", "kind": "sampler", "sampler": "uniform", "low": 0, "high": 1},
+        {"name": "id", "kind": "sampler", "sampler": "uuid"},
+        {"name": "text", "kind": "llm_text", "model": "gen", "prompt": "Write about {{ topic }}."},
+        {"name": "n_chars", "kind": "expression", "expr": "{{ text | length }}"},
+    ],
+}
+CONFIG = PipelineConfig.from_dict(CONFIG_DICT)
+NUM_RECORDS = 20  # 7 row groups of 3, the last one short
+
+
+def designer() -> TrioDesigner:
+    return TrioDesigner(simulator_models=SIMULATED)
+
+
+def single_process(out: Path) -> None:
+    async def main() -> None:
+        with trio.fail_after(20):
+            await designer().create(CONFIG, num_records=NUM_RECORDS, output_dir=out)
+
+    trio.run(main)
+
+
+def run_shards(out: Path, num_shards: int, config: PipelineConfig = CONFIG) -> list[ShardManifest]:
+    async def main() -> list[ShardManifest]:
+        with trio.fail_after(30):
+            return [
+                await run_shard_async(
+                    config,
+                    shard=i,
+                    num_shards=num_shards,
+                    num_records=NUM_RECORDS,
+                    output_dir=out,
+                    designer=designer(),
+                )
+                for i in range(num_shards)
+            ]
+
+    return trio.run(main)
+
+
+def row_group_files(folder: Path) -> dict[str, bytes]:
+    """File name -> bytes of every row-group file under ``folder``."""
+    return {p.name: p.read_bytes() for p in sorted(folder.rglob("row-group-*.parquet"))}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("single") / "out"
+    single_process(out)
+    return out
+
+
+@pytest.mark.deadline(60)
+@pytest.mark.parametrize("num_shards", [1, 2, 3, 7])
+def test_the_union_of_the_shards_is_the_one_process_run_byte_for_byte(
+    reference: Path, tmp_path: Path, num_shards: int
+) -> None:
+    manifests = run_shards(tmp_path / "out", num_shards)
+    assert [m.status for m in manifests] == ["complete"] * num_shards
+    # The shards' ranges partition the row groups, in order.
+    ranges = [list(m.row_groups) for m in manifests]
+    assert [g for r in ranges for g in r] == list(range(7))
+    # Every row group's file is byte-identical to the one-process run's.
+    expected = row_group_files(reference / "parquet-files")
+    assert len(expected) == 7
+    assert row_group_files(tmp_path / "out" / "shards") == expected
+    # And so is the table, read the way a user reads it.
+    files = [tmp_path / "out" / f for m in manifests for f in m.files]
+    union = pa.concat_tables([pq.read_table(f) for f in files])
+    single = pa.concat_tables(
+        [pq.read_table(reference / "parquet-files" / name) for name in sorted(expected)]
+    )
+    assert union.num_rows == NUM_RECORDS
+    assert union.equals(single)
+
+
+@pytest.mark.deadline(30)
+def test_a_shard_records_the_whole_runs_config_and_fingerprint(tmp_path: Path) -> None:
+    manifests = run_shards(tmp_path / "out", 2)
+    fingerprints = {m.fingerprint for m in manifests}
+    assert len(fingerprints) == 1
+    for m in manifests:
+        meta = json.loads((m.output_dir / "metadata.json").read_text())
+        assert meta["fingerprint"] == m.fingerprint
+        assert meta["config"]["models"][0]["max_parallel_requests"] == 7  # the total
+        shard_json = json.loads((m.output_dir / "shard.json").read_text())
+        assert shard_json["status"] == "complete"
+        assert sorted(int(k) for k in meta["row_groups"]) == list(m.row_groups)
+
+
+@pytest.mark.deadline(30)
+def test_a_shard_run_again_generates_nothing(tmp_path: Path) -> None:
+    run_shards(tmp_path / "out", 3)
+    before = row_group_files(tmp_path / "out" / "shards")
+    again = run_shards(tmp_path / "out", 3)
+    assert [m.rows_written for m in again] == [0, 0, 0]
+    assert [m.status for m in again] == ["complete"] * 3
+    assert row_group_files(tmp_path / "out" / "shards") == before
+
+
+@pytest.mark.deadline(30)
+def test_a_shard_of_another_config_is_refused_naming_the_field(tmp_path: Path) -> None:
+    run_shards(tmp_path / "out", 2)
+    edited = PipelineConfig.from_dict({**CONFIG_DICT, "run": {**CONFIG_DICT["run"], "seed": 12}})
+    with pytest.raises(SinkError, match=r"run\.seed changed"):
+        run_shards(tmp_path / "out", 2, edited)
+
+
+@pytest.mark.deadline(30)
+def test_a_shard_directory_of_another_split_is_refused(tmp_path: Path) -> None:
+    run_shards(tmp_path / "out", 2)
+    with pytest.raises(SinkError, match="split differently: num_shards 2 \\(now 3\\)"):
+        run_shards(tmp_path / "out", 3)
+
+
+def test_row_groups_partition_for_any_number_of_shards() -> None:
+    for groups in (0, 1, 5, 7, 100):
+        for n in range(1, 12):
+            ranges = [shard_row_groups(groups, i, n) for i in range(n)]
+            assert [g for r in ranges for g in r] == list(range(groups))
+            sizes = [len(r) for r in ranges]
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_limit_shares_sum_to_the_total() -> None:
+    for total in range(1, 40):
+        for n in range(1, total + 1):
+            shares = [limit_share(total, i, n) for i in range(n)]
+            assert sum(shares) == total
+            assert max(shares) - min(shares) <= 1
+    assert [limit_share(2, i, 3) for i in range(3)] == [1, 1, 1]  # never below 1
+
+
+def test_shard_config_shares_every_models_limits() -> None:
+    shares = [shard_config(CONFIG, i, 3).models[0] for i in range(3)]
+    assert [m.max_parallel_requests for m in shares] == [3, 2, 2]
+    assert [m.rpm for m in shares] == [2000, 2000, 2000]
+    assert [m.tpm for m in shares] == [None, None, None]
