@@ -241,7 +241,7 @@ class TrioDesigner:
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
-        graph, generators, chain = _prepare(config, num_records)
+        graph, generators, chain = _prepare_with_processors(config, num_records)
         try:
             basis = fingerprint_basis(config)
         except ConfigError as exc:
@@ -297,7 +297,7 @@ class TrioDesigner:
         check_trio_caller("preview")
         from ._sink import MemorySink
 
-        graph, generators, chain = _prepare(config, num_records)
+        graph, generators, chain = _prepare_with_processors(config, num_records)
         changes = _LimitChanges()
         with self._controlled(None) as control, _single_error():
             async with (
@@ -565,9 +565,8 @@ class _LimitChanges:
 
 def _prepare(
     config: PipelineConfig, num_records: int
-) -> tuple[ExecutionGraph, dict[str, ColumnGenerator], ProcessorChain]:
-    """Validate everything that can be validated without a request; build the generators and
-    the processors."""
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator]]:
+    """Validate everything that can be validated without a request; build the generators."""
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     try:
@@ -579,14 +578,26 @@ def _prepare(
         for column in config.columns:
             for field, source in template_fields(column).items():
                 precompile(source, column=column.name, field=field)
-        chain = ProcessorChain(
-            config.processors,
-            columns=output_columns(graph.order, graph.configs, generators),
-            search=code,
-        )
     except ConfigError as exc:
         raise config.located(exc) from exc.__cause__
 
+    return graph, generators
+
+
+def _prepare_with_processors(
+    config: PipelineConfig, num_records: int
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator], ProcessorChain]:
+    """:func:`_prepare`, and the pipeline's processors built and checked against the columns
+    the run writes (unknown columns, templates: a ``ConfigError`` before any request)."""
+    graph, generators = _prepare(config, num_records)
+    try:
+        chain = ProcessorChain(
+            config.processors,
+            columns=output_columns(graph.order, graph.configs, generators),
+            search=config.code_search(),
+        )
+    except ConfigError as exc:
+        raise config.located(exc) from exc.__cause__
     return graph, generators, chain
 
 
