@@ -10,7 +10,10 @@ What it does, per connection, one request at a time (keep-alive, no pipelining o
 
 * reads the request head and the whole body with h11, and calls the ASGI app with an ``http``
   scope; ``receive()`` returns the body once, then waits for the client to disconnect and
-  returns ``http.disconnect`` (how the simulator aborts requests of departed clients);
+  returns ``http.disconnect`` (how the simulator aborts requests of departed clients). One
+  task per connection reads the socket all along, so a departure is seen at once; the
+  ``receive`` callable also has ``cancel_on_disconnect(scope)``, which
+  ``_http.unless_disconnected`` uses to race work against a departure without a task;
 * the answer's head is written with its first body chunk (one ``send`` for a whole answer);
   each later ``http.response.body`` chunk is written as it comes (the ``trickle`` fault);
 * an informational head (``1xx``) is written at once; an app that returns after one without a
@@ -24,7 +27,8 @@ No TLS, no HTTP/2, no lifespan events (the simulator's app needs none of them).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote
@@ -77,7 +81,10 @@ async def _serve_connection(
 ) -> None:
     connection = _Connection(stream)
     try:
-        await connection.serve(app, keep_alive, server)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.read_until_closed)
+            await connection.serve(app, keep_alive, server)
+            nursery.cancel_scope.cancel()
     except (*_CONNECTION_ERRORS, h11.ProtocolError):
         pass  # the client went away or spoke nonsense: nothing left to answer
     finally:
@@ -85,26 +92,58 @@ async def _serve_connection(
 
 
 class _Connection:
-    """One client connection: h11's state machine over a trio stream."""
+    """One client connection: h11's state machine over a trio stream.
+
+    One task reads the socket for the connection's whole life (:meth:`read_until_closed`) and
+    feeds h11; the request loop (:meth:`serve`) parks until the bytes it needs have come. So
+    a client that disconnects is noticed at once, mid-request, without a task or a
+    cancellation per request: the scopes registered with :meth:`cancel_on_disconnect` are
+    cancelled and ``receive()`` returns ``http.disconnect``.
+    """
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self.disconnected = False
+        self.closed = False  # the client closed its side (or the socket failed)
+        self._arrivals = trio.lowlevel.ParkingLot()  # unparked on every read
+        self._scopes: set[trio.CancelScope] = set()
         try:
             self.client: tuple[str, int] | None = stream.socket.getpeername()[:2]
         except OSError:
             self.client = None
 
+    async def read_until_closed(self) -> None:
+        try:
+            while data := await self.stream.receive_some(RECEIVE_SIZE):
+                self.h11.receive_data(data)
+                self._arrivals.unpark_all()
+        except _CONNECTION_ERRORS:
+            pass
+        self.closed = True
+        self.h11.receive_data(b"")
+        self._arrivals.unpark_all()
+        for scope in self._scopes:
+            scope.cancel()
+
+    @contextmanager
+    def cancel_on_disconnect(self, scope: trio.CancelScope) -> Iterator[None]:
+        """Cancel ``scope`` if the client disconnects while the block runs (or already has)."""
+        if self.closed:
+            scope.cancel()
+        self._scopes.add(scope)
+        try:
+            yield
+        finally:
+            self._scopes.discard(scope)
+
+    async def wait_for_disconnect(self) -> None:
+        while not self.closed:
+            await self._arrivals.park()
+
     async def _next_event(self) -> Any:
-        while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            data = await self.stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                self.disconnected = True
-            self.h11.receive_data(data)
+        while (event := self.h11.next_event()) is h11.NEED_DATA:
+            await self._arrivals.park()
+        return event
 
     async def serve(self, app: ASGIApp, keep_alive: float, server: tuple[str, int]) -> None:
         while True:
@@ -160,7 +199,7 @@ class _Connection:
 
     async def _send_error(self, status: int) -> None:
         """A bodiless error answer, if the connection can still carry one."""
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if self.closed or self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         head = h11.Response(
             status_code=status, headers=[("content-length", "0"), ("connection", "close")]
@@ -171,17 +210,22 @@ class _Connection:
         if data:
             await self.stream.send_all(data)
 
-    async def wait_for_disconnect(self) -> None:
-        """Return once the client has closed its side (data it sends meanwhile is kept)."""
-        while not self.disconnected:
-            try:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-            except _CONNECTION_ERRORS:
-                data = b""
-            if not data:
-                self.disconnected = True
-            else:
-                self.h11.receive_data(data)
+
+class _Receive:
+    """An exchange's ASGI ``receive``; ``cancel_on_disconnect`` is the fast path that
+    ``_http.unless_disconnected`` looks for (no watcher task)."""
+
+    def __init__(self, connection: _Connection, body: bytes) -> None:
+        self.body: bytes | None = body
+        self.cancel_on_disconnect = connection.cancel_on_disconnect
+        self._connection = connection
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.body is not None:
+            body, self.body = self.body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self._connection.wait_for_disconnect()
+        return _DISCONNECT
 
 
 class _Exchange:
@@ -189,21 +233,14 @@ class _Exchange:
 
     def __init__(self, connection: _Connection, body: bytes) -> None:
         self.connection = connection
-        self.body: bytes | None = body
+        self.receive = _Receive(connection, body)
         self.head: h11.Response | None = None
         self.started = False  # a head (final or informational) went out
         self.complete = False
 
-    async def receive(self) -> dict[str, Any]:
-        if self.body is not None:
-            body, self.body = self.body, None
-            return {"type": "http.request", "body": body, "more_body": False}
-        await self.connection.wait_for_disconnect()
-        return _DISCONNECT
-
     async def send(self, message: Any) -> None:
         connection = self.connection
-        if connection.disconnected or self.complete:
+        if connection.closed or self.complete:
             return  # nobody to tell; the app finds out through receive()
         conn = connection.h11
         kind = message["type"]
@@ -230,4 +267,4 @@ class _Exchange:
                     self.complete = True
                 await connection.write(bytes(out))
         except _CONNECTION_ERRORS:
-            connection.disconnected = True
+            connection.closed = True
