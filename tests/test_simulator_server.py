@@ -63,6 +63,14 @@ async def test_answers_keep_alive_and_fail_safely() -> None:
             assert failed.startswith(b"HTTP/1.1 500")
             assert await stream.receive_some(10) == b""  # closed after the failure
         async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            head = (
+                b"POST /e HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\n"
+            )
+            await stream.send_all(head)
+            assert (await stream.receive_some(1000)).startswith(b"HTTP/1.1 100 ")
+            answer = await _exchange(stream, b"{}")
+            assert answer.endswith(b"POST /e ")
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
             silent = await _exchange(stream, b"GET /nothing HTTP/1.1\r\nhost: h\r\n\r\n")
             assert silent.startswith(b"HTTP/1.1 500")
         async with await trio.open_tcp_stream("127.0.0.1", port) as stream:

@@ -152,6 +152,10 @@ class _Connection:
                     request = await self._next_event()
                 if not isinstance(request, h11.Request):
                     return  # idle too long, or closed (ConnectionClosed)
+                if self.h11.they_are_waiting_for_100_continue:  # curl, for large bodies
+                    await self.write(
+                        self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
+                    )
                 chunks: list[bytes] = []
                 while True:
                     event = await self._next_event()
