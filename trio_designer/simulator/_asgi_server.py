@@ -22,7 +22,9 @@ What it does, per connection, one request at a time (keep-alive, no pipelining o
 * idle connections are closed after ``keep_alive`` seconds of trio's clock; a malformed request
   gets a 400 and the connection is closed.
 
-No TLS, no HTTP/2, no lifespan events (the simulator's app needs none of them).
+No TLS, no HTTP/2, no lifespan events (the simulator's app needs none of them). Bytes a client
+sends while its request is being served (pipelining) are buffered without a bound: this is a
+loopback test server, not one to face the internet.
 """
 
 from __future__ import annotations
