@@ -18,7 +18,9 @@ is the error bound, a fraction of a millisecond on loopback). Reported per run:
 * ``after last answer``: from the last answer leaving the simulator to ``create()`` returning;
 * ``requests span``: from the first arrival to the last answer (the part the scheduler owns);
 * ``CPU ms``, ``simulator CPU ms``: what this process and the simulator process spent on the
-  run (the simulator spends about 1 ms per request: a wave of ten requests is ten ms of its CPU);
+  run, and the same per request (``CPU ms / request``, ``simulator CPU ms / request``; this
+  process's includes the run's fixed costs). The simulator spent about 1 ms per request under
+  hypercorn (a wave of ten requests, ten ms of its CPU), ~0.4 ms on its own server;
 * ``makespan ÷ bound``: the whole call against the DAG's lower bound for fixed latencies —
   ``max(critical path, max over models of head + ceil(requests / 16) waves + tail)``, the
   refined bound of ``benches/bound.py`` (Narrow 0.6 s, Deep 0.6 s, Wide 0.8 s, Dual-model 0.6 s).
@@ -229,6 +231,8 @@ async def one_run(
         "requests": len(records),
         "cpu_ms": 1000 * cpu,
         "simulator_cpu_ms": 1000 * sim_cpu,
+        "cpu_ms_per_request": 1000 * cpu / len(records),
+        "simulator_cpu_ms_per_request": 1000 * sim_cpu / len(records),
         "clock_error_ms": 1000 * log.error,
     }
 
@@ -288,6 +292,8 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
                 "requests span s",
                 "CPU ms",
                 "simulator CPU ms",
+                "CPU ms / request",
+                "simulator CPU ms / request",
             ],
             [
                 [
@@ -301,6 +307,8 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
                     r["requests_span_s"],
                     r["cpu_ms"],
                     r["simulator_cpu_ms"],
+                    r["cpu_ms_per_request"],
+                    r["simulator_cpu_ms_per_request"],
                 ]
                 for r in rows
             ],

@@ -65,10 +65,19 @@ async def read_body(receive: Receive) -> bytes | None:
 async def unless_disconnected(receive: Receive, work: Callable[[], Awaitable[T]]) -> T | Gone:
     """``await work()``, abandoned (returning ``Gone.CLIENT``) if the client disconnects first.
 
+    Under the simulator's own server (``_asgi_server.py``), ``receive`` offers
+    ``cancel_on_disconnect(scope)``: the work runs in this task, in a scope the server cancels
+    when the client leaves. Any other ASGI server: a task watches ``receive()`` meanwhile.
+
     Invariant: a request whose client left stops at once — its service slot is freed — the way
     vLLM aborts requests of departed clients (checked by
     ``test_client_leaving_the_gpu_queue_frees_its_place``).
     """
+    cancel_on_disconnect = getattr(receive, "cancel_on_disconnect", None)
+    if cancel_on_disconnect is not None:  # our server's fast path: no watcher task
+        with trio.CancelScope() as scope, cancel_on_disconnect(scope):
+            return await work()
+        return Gone.CLIENT
     result: list[T] = []
     async with trio.open_nursery() as nursery:
 

@@ -1,4 +1,5 @@
-"""Serving the simulator with hypercorn's trio worker, inside the caller's ``trio.run``.
+"""Serving the simulator with our small trio + h11 server (``_asgi_server.py``), inside the
+caller's ``trio.run``.
 
 Because the server is a set of tasks in the caller's run (no threads, no subprocess), it shares
 the caller's clock: under ``trio.testing.MockClock`` every simulated latency is virtual, and a
@@ -23,10 +24,9 @@ from typing import Any, final
 from urllib.parse import urlsplit
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from ._app import SimulatorApp
+from ._asgi_server import serve_asgi
 from ._models import RequestRecord, SimulatedModel, SimulatorStats
 
 
@@ -68,23 +68,6 @@ class Simulator:
         self._app.reset()
 
 
-def hypercorn_config(host: str, port: int) -> Config:
-    """hypercorn settings for a loopback simulator (see docs/simulator.md for the reasons).
-
-    * ``backlog = 1024``: the default (100) drops bursts of connects under an autojump clock;
-    * ``keep_alive_timeout = 60``: hypercorn's and httpx's default (5 s each) race at exactly
-      5 s of idleness, which virtual-time tests hit;
-    * no error or access log: the simulator reports through its statistics instead.
-    """
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.backlog = 1024
-    config.keep_alive_timeout = 60
-    config.errorlog = None
-    config.accesslog = None
-    return config
-
-
 async def serve_simulator(
     models: Sequence[SimulatedModel],
     *,
@@ -113,13 +96,11 @@ async def serve_simulator(
       OSError: the address cannot be bound.
     """
     app = SimulatorApp(models, api_key=api_key)
-    asgi_app: Any = app  # our ASGI types are plain mappings; hypercorn's are TypedDicts
+    asgi_app: Any = app  # our ASGI types are plain mappings
     async with trio.open_nursery() as nursery:
         nursery.start_soon(app.follow_schedules)
-        binds: list[str] = await nursery.start(
-            partial(serve, asgi_app, hypercorn_config(host, port))
-        )
-        task_status.started(Simulator(app, binds[0]))
+        root_url: str = await nursery.start(partial(serve_asgi, asgi_app, host, port))
+        task_status.started(Simulator(app, root_url))
 
 
 @asynccontextmanager

@@ -1,0 +1,99 @@
+"""The simulator's own HTTP/1.1 server (``simulator/_asgi_server.py``): what the simulator's
+behaviour tests do not reach — malformed requests, apps that fail, keep-alive, idle expiry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+import trio.testing
+
+from trio_designer.simulator._asgi_server import serve_asgi
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await receive()
+    if scope["path"] == "/boom":
+        raise RuntimeError("a bug in the app")
+    if scope["path"] == "/nothing":
+        return
+    body = f"{scope['method']} {scope['path']} {scope['query_string'].decode()}".encode()
+    length = str(len(body)).encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _exchange(stream: trio.SocketStream, request: bytes) -> bytes:
+    """Send ``request``; read until the answer's end (by Content-Length) or EOF."""
+    await stream.send_all(request)
+    data = b""
+    while True:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if sep:
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.lower().split(b"\r\n")
+                    if line.startswith(b"content-length:")
+                ),
+                None,
+            )
+            if length is not None and len(rest) >= length:
+                return data
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+async def test_answers_keep_alive_and_fail_safely() -> None:
+    get = b"GET /a%20b?x=1 HTTP/1.1\r\nhost: h\r\n\r\n"
+    async with trio.open_nursery() as nursery:
+        root: str = await nursery.start(serve_asgi, _app, "127.0.0.1", 0)
+        port = int(root.rsplit(":", 1)[1])
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            first = await _exchange(stream, get)
+            assert first.startswith(b"HTTP/1.1 200")
+            assert first.endswith(b"GET /a b x=1")
+            second = await _exchange(stream, get)  # the same connection, kept alive
+            assert second.startswith(b"HTTP/1.1 200")
+            failed = await _exchange(stream, b"GET /boom HTTP/1.1\r\nhost: h\r\n\r\n")
+            assert failed.startswith(b"HTTP/1.1 500")
+            assert await stream.receive_some(10) == b""  # closed after the failure
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            head = (
+                b"POST /e HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\n"
+            )
+            await stream.send_all(head)
+            assert (await stream.receive_some(1000)).startswith(b"HTTP/1.1 100 ")
+            answer = await _exchange(stream, b"{}")
+            assert answer.endswith(b"POST /e ")
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            silent = await _exchange(stream, b"GET /nothing HTTP/1.1\r\nhost: h\r\n\r\n")
+            assert silent.startswith(b"HTTP/1.1 500")
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            bad = await _exchange(stream, b"NONSENSE\r\n\r\n")
+            assert bad.startswith(b"HTTP/1.1 400")
+            assert await stream.receive_some(10) == b""
+        nursery.cancel_scope.cancel()
+
+
+def test_idle_connections_close_after_keep_alive() -> None:
+    async def main() -> None:
+        with trio.fail_after(100):
+            async with trio.open_nursery() as nursery:
+                root: str = await nursery.start(
+                    lambda task_status: serve_asgi(
+                        _app, "127.0.0.1", 0, keep_alive=30, task_status=task_status
+                    )
+                )
+                port = int(root.rsplit(":", 1)[1])
+                async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                    start = trio.current_time()
+                    assert await stream.receive_some(10) == b""
+                    assert trio.current_time() - start == 30
+                nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
