@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import tempfile
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
@@ -48,6 +50,17 @@ def pytest_configure(config: pytest.Config) -> None:
         "deadline(seconds): the async test's deadline on its own clock (virtual under "
         f"autojump_clock); default {DEFAULT_DEADLINE:g} s",
     )
+    _isolate_the_response_cache()
+
+
+def _isolate_the_response_cache() -> None:
+    """The response cache (docs/cache.md) is on by default and lives in the user's home: the
+    suite turns it off by default (``TRIO_DESIGNER_CACHE=off``; a test of the cache passes
+    ``cache=True`` and its own ``cache_dir``), so tests never share answers through it, and
+    points ``XDG_CACHE_HOME`` at a throwaway directory, so nothing (subprocesses included)
+    writes into the real home."""
+    os.environ.setdefault("TRIO_DESIGNER_CACHE", "off")  # TRIO_DESIGNER_CACHE=on pytest: on
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="trio-designer-test-cache-")
 
 
 def deadline_of(item: pytest.Item) -> float:

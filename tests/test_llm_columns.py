@@ -144,12 +144,13 @@ class SpyHandle:
         response_format: Mapping[str, Any] | None = None,
         inference: InferenceParams | None = None,
         seed: int | None = None,
+        cell: Any = None,
     ) -> ChatResponse:
         self.calls.append(
             Call(copy.deepcopy([dict(m) for m in messages]), response_format, inference)
         )
         response: ChatResponse = await self.handle.chat(
-            messages, response_format=response_format, inference=inference, seed=seed
+            messages, response_format=response_format, inference=inference, seed=seed, cell=cell
         )
         return response
 
@@ -227,7 +228,8 @@ def test_build_generator_dispatches_llm_kinds(column: LLMColumnConfig, cls: type
     assert type(generator) is cls
     assert generator.strategy == "cell"
     assert generator.llm_bound is True
-    assert generator.arrow_type() == pa.string()
+    nested = cls in (LLMStructuredGenerator, LLMJudgeGenerator)  # struct columns (issue 14)
+    assert pa.types.is_struct(generator.arrow_type()) is nested
     assert generator.extra_columns() == ()
     with_reasoning = build_generator(attrs.evolve(column, extract_reasoning=True))
     assert with_reasoning.extra_columns() == (f"{column.name}__reasoning",)

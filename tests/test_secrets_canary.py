@@ -88,13 +88,16 @@ def test_no_command_writes_a_key_anywhere(
     meta = (folder / "out" / "wrong" / "metadata.json").read_text()
     assert "401" in meta
     assert files_leaking(folder / "out") == []
-    assert sorted(p.name for p in (folder / "out" / "good").iterdir()) >= [
+    # The dataset card (README.md: the config as YAML, usage, a profile of the values) is
+    # among the files scanned above.
+    assert {p.name for p in (folder / "out" / "good").iterdir()} >= {
+        "README.md",
         "metadata.json",
         "parquet-files",
         "provenance",  # per-cell records, error messages included: scanned above too
         "trace.chrome.json",
         "trace.json",
-    ]
+    }
 
 
 @pytest.mark.parametrize(
@@ -176,3 +179,19 @@ def test_preview_masks_a_value_equal_to_a_secret(
         if "--jsonl" in argv:
             records = [json.loads(line) for line in outcome.out.splitlines()]
             assert [(r["k"], r["s"]) for r in records] == [("***", "***")] * 2
+
+
+def test_the_response_cache_holds_no_key(simulator: ThreadedSimulator, folder: Path) -> None:
+    """Keys and values of the response cache (docs/cache.md) never contain the API key: a run
+    that paid with the key fills the cache, and no byte of its files holds the key."""
+    good = _config(folder, "good.yaml", simulator.url)
+    for argv in (
+        ["run", good, "-n", "6", "-o", "out/cached", "--cache-dir", "cache", "--progress", "none"],
+        ["cache", "stats", "--cache-dir", "cache"],
+    ):
+        outcome = run_cli(argv)
+        assert outcome.status == 0, (argv, outcome.err)
+        assert leaked(outcome.out + outcome.err) == []
+    assert "entries: 6" in outcome.out
+    assert sorted(p.name for p in (folder / "cache").iterdir())[0] == "responses.sqlite3"
+    assert files_leaking(folder / "cache") == []

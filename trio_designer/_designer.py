@@ -9,6 +9,7 @@ await ``trio_designer.aio.create`` / ``preview``. Each entry point checks its ca
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import (
@@ -30,19 +31,23 @@ from ._engine._dispatch import SlotStatistics
 from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._eventloop import check_sync_caller, check_trio_caller
-from ._exceptions import ConfigError, RunInterrupted
+from ._exceptions import ConfigError, MissingDependencyError, RunInterrupted, TrioDesignerError
 from ._interrupt import RecordedStatus, RunControl, stop_record
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
+from ._seed import OpenSeed, open_seed
 from ._sink import SUMMARY_ROW_GROUPS_FOUND
 from .config import PipelineConfig
 from .config._columns import template_fields
 from .generators._base import ColumnGenerator
 from .generators._registry import build_generator
+from .generators._seed import SeedReader
 from .generators._templates import precompile
 
 if TYPE_CHECKING:
     from .models._registry import ModelRegistry
+
+_logger = logging.getLogger("trio_designer")
 
 EngineName = Literal["async", "sync"]
 #: How a run that returned a result ended. A run that is interrupted returns nothing: after
@@ -97,6 +102,8 @@ class RunResult:
       model_limits: final statistics of each endpoint's adaptive limiter, by
         ``"provider:model"``.
       slots: occupancy statistics of the submission / LLM-wait pools (async engine).
+      cache: what the response cache did (``directory``, ``hits``, ``misses``, ``stored``,
+        ``loaded``, ``corrupt``, ``write_errors``); empty when the run had no cache.
       budget: with budgets (``RunConfig.max_cost``...): ``{"limits", "spent", "stopped_by"}``
         (spent over the whole run, earlier sessions' written row groups included); ``None``
         without.
@@ -118,6 +125,7 @@ class RunResult:
     slots: SlotStatistics | None = None
     budget: Mapping[str, Any] | None = None
     _memory_table: Any = attrs.field(default=None, repr=False, alias="memory_table")
+    cache: Mapping[str, Any] = attrs.field(factory=dict)
     _memory_cells: Any = attrs.field(default=None, repr=False, alias="memory_cells")
 
     @property
@@ -133,8 +141,19 @@ class RunResult:
         paths = [str(self.output_dir / f) for f in self.files]
         return ds.dataset(paths, format="parquet").to_table()
 
+    def to_arrow(self) -> Any:
+        """The dataset as a ``pyarrow.Table`` (the same as :attr:`table`). Struct columns
+        (structured and judge values) stay structs, embeddings lists of float32."""
+        return self.table
+
     def to_pandas(self) -> Any:
-        """The dataset as a pandas DataFrame (needs pandas installed)."""
+        """The dataset as a pandas ``DataFrame``; struct values become dicts, lists arrays.
+
+        Raises:
+          MissingDependencyError: pandas is not installed (``pip install
+            'trio_designer[pandas]'``).
+        """
+        _optional("pandas", "RunResult.to_pandas()")
         return self.table.to_pandas()
 
     @property
@@ -152,6 +171,26 @@ class RunResult:
 
             return CELLS_SCHEMA.empty_table()
         return read_cells(self.output_dir)
+    def to_polars(self) -> Any:
+        """The dataset as a polars ``DataFrame``; struct columns stay structs
+        (``df["product"].struct.field("price")``).
+
+        Raises:
+          MissingDependencyError: polars is not installed (``pip install
+            'trio_designer[polars]'``).
+        """
+        polars = _optional("polars", "RunResult.to_polars()")
+        return polars.from_arrow(self.table)
+
+
+def _optional(package: str, what: str) -> Any:
+    """Import an optional extra (its extra has the package's name), or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError as exc:
+        raise MissingDependencyError(what, package=package, extra=package) from exc
 
 
 class TrioDesigner:
@@ -173,6 +212,12 @@ class TrioDesigner:
         (a known capacity, or benchmarks); ``functools.partial(AdaptiveLimiter, policy=...)``
         tunes the adaptive one. Limit changes reach ``on_event`` and traces only from
         ``AdaptiveLimiter`` (or a partial of it).
+      cache: keep every paid model answer in the response cache and serve it again to the
+        same request of the same cell (see ``docs/cache.md``). ``None`` (the default): on,
+        unless the environment variable ``TRIO_DESIGNER_CACHE`` is ``off`` (then on only when
+        ``cache_dir`` is given); ``False``: off.
+      cache_dir: the cache's directory, instead of the config's ``run.cache_dir`` or the
+        default ``$XDG_CACHE_HOME/trio_designer`` (``~/.cache/trio_designer``).
 
     Example::
 
@@ -191,6 +236,8 @@ class TrioDesigner:
         simulator_models: Sequence[Any] | None = None,
         progress: bool | float | str = False,
         limiter_factory: Callable[[str, int], Any] | None = None,
+        cache: bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if engine not in ("async", "sync"):
             raise ConfigError(f"engine: unknown engine {engine!r}; use 'async' or 'sync'")
@@ -200,6 +247,8 @@ class TrioDesigner:
         resolve_progress(progress)  # a bad value fails here, before anything runs
         self.progress = progress
         self.limiter_factory = limiter_factory
+        self.cache = cache
+        self.cache_dir = cache_dir
         self._runs: set[RunControl] = set()
 
     def interrupt(self, reason: str = "interrupted", *, resume_hint: str | None = None) -> int:
@@ -255,16 +304,24 @@ class TrioDesigner:
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
-        graph, generators = _prepare(config, num_records)
+        graph, generators, seed = _prepare(config, num_records, await _open_seed(config))
         try:
-            basis = fingerprint_basis(config)
+            # Hashing a seed's files reads them: off the trio thread (without a seed, inline).
+            basis = (
+                fingerprint_basis(config)
+                if seed is None
+                else await trio.to_thread.run_sync(fingerprint_basis, config)
+            )
         except ConfigError as exc:
             raise config.located(exc) from exc.__cause__
+        if seed is not None:
+            basis["files"].update(seed.identity())
         resume = resume or force_resume
         changes = _LimitChanges()
         with self._controlled(Path(output_dir)) as control, _single_error():
             async with (
-                self._open_models(config, changes) as models,
+                self._open_cache(config) as cache,
+                self._open_models(config, changes, cache) as models,
                 _beside_the_run(models) as disk,
             ):
                 sink = ParquetSink(output_dir)
@@ -283,7 +340,7 @@ class TrioDesigner:
                 )
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
                 prior = await _prior_spend(Path(output_dir), sink, done, config)
-                return await self._execute(
+                result = await self._execute(
                     config,
                     graph,
                     generators,
@@ -296,6 +353,8 @@ class TrioDesigner:
                     control,
                     prior,
                 )
+            await trio.to_thread.run_sync(_write_card, Path(output_dir))
+            return result
         raise AssertionError("unreachable: _controlled raises when the run was stopped")
 
     async def preview(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
@@ -310,11 +369,12 @@ class TrioDesigner:
         check_trio_caller("preview")
         from ._sink import MemorySink
 
-        graph, generators = _prepare(config, num_records)
+        graph, generators, _ = _prepare(config, num_records, await _open_seed(config))
         changes = _LimitChanges()
         with self._controlled(None) as control, _single_error():
             async with (
-                self._open_models(config, changes) as models,
+                self._open_cache(config) as cache,
+                self._open_models(config, changes, cache) as models,
                 _beside_the_run(models),
             ):
                 sink = MemorySink()
@@ -395,8 +455,24 @@ class TrioDesigner:
                 rows_written=control.rows_written,
             )
 
+    def _open_cache(self, config: PipelineConfig) -> AbstractAsyncContextManager[Any]:
+        """The response cache (``models/_cached.py``), or nothing: off, or no model to call."""
+        from ._cache import resolve_cache_dir
+        from ._cache._location import cache_on_by_default
+
+        if self.cache is not None:
+            enabled = self.cache
+        else:  # an explicit directory asks for the cache
+            enabled = self.cache_dir is not None or cache_on_by_default()
+        if not enabled or not config.models:
+            return nullcontext(None)
+        from .models._cached import ResponseCache
+
+        explicit = self.cache_dir if self.cache_dir is not None else config.run.cache_dir
+        return ResponseCache.open(resolve_cache_dir(explicit))
+
     def _open_models(
-        self, config: PipelineConfig, changes: _LimitChanges
+        self, config: PipelineConfig, changes: _LimitChanges, cache: Any = None
     ) -> AbstractAsyncContextManager[Any]:
         """The model registry (clients, limiters, embedded simulator), or nothing without
         models."""
@@ -411,6 +487,7 @@ class TrioDesigner:
             simulator_models=self.simulator_models,
             limiter_factory=factory,
             on_limit_change=changes if reports_limit_changes(factory) else None,
+            cache=cache,
         )
 
     async def _execute(
@@ -481,6 +558,7 @@ class TrioDesigner:
             model_limits={}
             if models is None
             else {name: lim.statistics() for name, lim in models.limiters().items()},
+            cache={} if state.cache is None else state.cache.statistics().to_dict(),
         )
 
     async def _run_engine(self, state: RunState, engine: AsyncEngine | None) -> None:
@@ -559,17 +637,37 @@ class _LimitChanges:
             self.state.emit("limit_change", **limit_change_fields(endpoint, change))
 
 
+async def _open_seed(config: PipelineConfig) -> OpenSeed | None:
+    """The config's seed, opened in a worker thread (a CSV is parsed, a hub dataset loaded);
+    ``None`` without one.
+
+    Raises:
+      ConfigError: the seed's problems (``trio_designer._seed.open_seed``), located.
+    """
+    if config.seed is None:
+        return None
+    try:
+        return await trio.to_thread.run_sync(open_seed, config)
+    except ConfigError as exc:
+        raise config.located(exc) from exc.__cause__
+
+
 def _prepare(
-    config: PipelineConfig, num_records: int
-) -> tuple[ExecutionGraph, dict[str, ColumnGenerator]]:
-    """Validate everything that can be validated without a request; build the generators."""
+    config: PipelineConfig, num_records: int, seed: OpenSeed | None
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator], OpenSeed | None]:
+    """Validate everything that can be validated without a request; build the generators
+    (``seed``: the config's seed, opened by :func:`_open_seed`)."""
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     try:
-        graph = ExecutionGraph.from_config(config)
+        graph = ExecutionGraph.from_config(
+            config, seed_columns=None if seed is None else seed.columns
+        )
         code = config.code_search()
+        reader = None if seed is None else SeedReader(seed)
         generators = {
-            name: build_generator(graph.configs[name], code=code) for name in graph.order
+            name: build_generator(graph.configs[name], code=code, seed=reader)
+            for name in graph.order
         }
         for column in config.columns:
             for field, source in template_fields(column).items():
@@ -577,7 +675,7 @@ def _prepare(
     except ConfigError as exc:
         raise config.located(exc) from exc.__cause__
 
-    return graph, generators
+    return graph, generators, seed
 
 
 def _dataset_files(sink: Any) -> tuple[str, ...]:
@@ -598,6 +696,15 @@ def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:
         write_trace(output_dir, state.trace, engine=engine)
 
 
+def _write_card(output_dir: Path) -> None:
+    """The dataset card (``README.md``) of a finished run. A card that cannot be written is
+    logged, never raised: the dataset itself is complete on disk."""
+    from ._sink import write_dataset_card
+
+    try:
+        write_dataset_card(output_dir)
+    except (OSError, TrioDesignerError) as exc:
+        _logger.warning("the dataset card of %s was not written: %s", output_dir, exc)
 async def _prior_spend(
     output_dir: Path, sink: Any, done: frozenset[int], config: PipelineConfig
 ) -> tuple[Spend, int] | None:

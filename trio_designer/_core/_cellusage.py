@@ -93,6 +93,25 @@ class CellUsage:
             self.cached_answer_tokens += input_tokens + output_tokens
         self.alias, self.model, self.finish_reason = alias, model, finish_reason
 
+    def merge(self, other: CellUsage) -> None:
+        """Add ``other``'s counts (a cell's cache-only pass that succeeded)."""
+        for name in (
+            "requests",
+            "failed_requests",
+            "input_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "cached_input_tokens",
+            "latency",
+            "answers_cached",
+            "cached_answer_tokens",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost = None if other.cost is None or self.cost is None else self.cost + other.cost
+        if other.alias is not None:
+            self.alias, self.model = other.alias, other.model
+            self.finish_reason = other.finish_reason
+
     def add_failed_request(self, alias: str) -> None:
         """Count one request that raised (each HTTP attempt: 429s retried in place too)."""
         self.failed_requests += 1

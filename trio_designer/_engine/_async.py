@@ -21,6 +21,7 @@ Structure (one nursery per level, so no task outlives its parent)::
     └── run nursery, inside state.run_scope (cancelled on early shutdown)
         ├── admission loop: for each row group, admission.admit(), then start its task
         └── _row_group()                  one per admitted row group
+            ├── state.load_cached()       the response cache's answers of its rows
             ├── RowGroupWorker.run()      dispatch loop, with its own cell nursery
             │   └── _run_task()           one per dispatched task
             ├── state.checkpoint()        write the finished group (shielded)
@@ -73,7 +74,7 @@ class AsyncEngine:
             state,
             slots=TaskSlots(run.max_submitted_tasks, run.max_llm_wait_tasks),
             admission=RowGroupAdmission(run.max_row_groups_in_flight),
-            backlog=EndpointBacklog.for_columns(state.column_models),
+            backlog=EndpointBacklog.for_columns(state.column_models, state.tasks_per_request),
         )
 
     async def run(self) -> None:
@@ -94,11 +95,13 @@ class AsyncEngine:
     async def _row_group(self, plan: RowGroupPlan, ticket: AdmissionTicket) -> None:
         written = False
         try:
+            await self.state.load_cached(plan)
             worker = RowGroupWorker(self.state, self._cells, self.slots, self.backlog, plan)
             await worker.run()
             await self.state.checkpoint(worker.buffer, worker.tracker.dropped_rows)
             written = True
         finally:
+            self.state.forget_cached(plan)
             self.admission.release(ticket)
             gate = self.state.budget_gate
             if gate is not None and not written:

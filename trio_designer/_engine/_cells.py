@@ -12,6 +12,14 @@ nowhere else: right before an LLM-bound generator (``ColumnGenerator.llm_bound``
 dispatcher passed in, once. Generators never see slots: a plugin declares ``llm_bound = True``
 and the engine does the rest. The sync engine passes no handoff (it has no slot pools).
 
+The response cache (``models/_cached.py``, ``docs/cache.md``) is consulted here too, before
+the handoff: a generator that ``replays_from_cache`` (the LLM columns) is first run with
+``cache_only`` set, in the row group's loaded answers only. If every request it makes is
+cached, the cell is done without the handoff, without a limiter slot, without a request. At
+the first miss (``CacheMiss``) it is handed off and run for real, from a fresh context (the
+same random draws, hence the same keys). Row groups whose rows had nothing cached skip that
+pass (``ResponseCache.may_hit``), so a cold cache costs no extra render.
+
 What a task *means* for the run (counters, failures, retries, traces) is the caller's business:
 errors raised by the generator propagate unchanged.
 """
@@ -23,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._core._cellusage import CellUsage
 from .._exceptions import GenerationError, NonRetryableGenerationError
 from .._observe import TaskStatus
 from .._plan import ExecutionGraph
 from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
 from ..generators._templates import evaluate_condition
+from ..models._cached import CacheMiss, cache_only
 from ..models._cellcalls import recording
 from ._state import RowGroupBuffer
 
@@ -60,6 +70,12 @@ class CellRunner:
         self._generators = generators
         self._seed = seed
         self._models = models
+        self._cache = getattr(models, "cache", None)  # registry look-alikes may have none
+        self._cache_columns = frozenset(
+            c
+            for c, g in generators.items()
+            if self._cache is not None and g.strategy == "cell" and g.replays_from_cache
+        )
         self._ancestors = _ancestors(graph)
         self._inline_columns = frozenset(
             c
@@ -118,11 +134,14 @@ class CellRunner:
         row: int,
         started: list[float],
         handoff: Handoff | None = None,
+        *,
+        try_cache: bool = True,
     ) -> TaskStatus:
         """Generate cell (``row``, ``column``) into ``buf``; ``skipped`` or ``ok``.
 
         Appends the time the generator was called (or the skip decided) to ``started``.
-        Raises whatever the generator raises (classified by the caller).
+        Raises whatever the generator raises (classified by the caller). ``try_cache=False``:
+        the caller already found the cell's answers not all cached; skip the cache-only pass.
         """
         if self.is_skipped(buf, column, row):
             self.mark_skipped(buf, column, row)
@@ -130,24 +149,82 @@ class CellRunner:
             started.append(trio.current_time())
             return "skipped"
         generator = self._generators[column]
-        ctx = CellContext(
+        ctx = self._context(buf, column, row)
+        if generator.llm_bound:
+            if (
+                try_cache
+                and generator.replays_from_cache
+                and self._cache is not None
+                and self._cache.may_hit(buf.plan.id)
+            ):
+                started.append(trio.current_time())
+                token = cache_only.set(True)
+                trial = CellUsage()  # kept only if every answer was cached
+                try:
+                    with recording(trial):
+                        result = await generator.agenerate(ctx)
+                except CacheMiss:
+                    del started[-1]
+                    ctx = self._context(buf, column, row)  # the same random draws again
+                else:
+                    buf.cells.usage_for(column, row).merge(trial)
+                    _store(buf, column, row, result)
+                    return "ok"
+                finally:
+                    cache_only.reset(token)
+            await _hand_off(handoff)
+            started.append(trio.current_time())
+            # Only LLM-bound cells get a tally: the others never call a model, and pay nothing.
+            with recording(buf.cells.usage_for(column, row)):
+                result = await generator.agenerate(ctx)
+            _store(buf, column, row, result)
+            return "ok"
+        started.append(trio.current_time())
+        _store(buf, column, row, await generator.agenerate(ctx))
+        return "ok"
+
+    def replays_from_cache(self, column: str) -> bool:
+        """Whether cells of ``column`` can be served by the response cache (LLM columns, when
+        the run has a cache)."""
+        return column in self._cache_columns
+
+    def run_cached_inline(self, buf: RowGroupBuffer, column: str, row: int) -> TaskStatus | None:
+        """The cache-only pass of :meth:`run_cell`, synchronously, in the dispatcher: the
+        cell's status when every request it makes is cached (or it is skipped), ``None`` when
+        one is not (nothing stored; the cell then runs as a task).
+
+        The generator's coroutine is driven by hand: under ``cache_only`` a replaying
+        generator never suspends (a hit returns at once, a miss raises ``CacheMiss``). One
+        that suspends all the same is closed and counted as a miss.
+        """
+        if self.is_skipped(buf, column, row):
+            self.mark_skipped(buf, column, row)
+            return "skipped"
+        coroutine = self._generators[column].agenerate(self._context(buf, column, row))
+        token = cache_only.set(True)
+        trial = CellUsage()  # kept only if every answer was cached
+        try:
+            with recording(trial):
+                coroutine.send(None)
+        except StopIteration as done:
+            buf.cells.usage_for(column, row).merge(trial)
+            _store(buf, column, row, done.value)
+            return "ok"
+        except CacheMiss:
+            return None
+        finally:
+            cache_only.reset(token)
+        coroutine.close()  # it suspended: not replayable synchronously after all
+        return None
+
+    def _context(self, buf: RowGroupBuffer, column: str, row: int) -> CellContext:
+        return CellContext(
             column=column,
             row_index=buf.plan.start + row,
             row=buf.row_view(self._ancestors[column], row),
             seed=self._seed,
             models=self._models,
         )
-        if generator.llm_bound:
-            await _hand_off(handoff)
-            started.append(trio.current_time())
-            # Only LLM-bound cells get a tally: the others never call a model, and pay nothing.
-            with recording(buf.cells.usage_for(column, row)):
-                result = await generator.agenerate(ctx)
-        else:
-            started.append(trio.current_time())
-            result = await generator.agenerate(ctx)
-        _store(buf, column, row, result)
-        return "ok"
 
     def run_cell_inline(self, buf: RowGroupBuffer, column: str, row: int) -> TaskStatus:
         """:meth:`run_cell` for an inline column, synchronously (no checkpoint)."""

@@ -217,6 +217,10 @@ class RowGroupWorker:
         self._scopes: dict[Task, trio.CancelScope] = {}
         self._changed = trio.Event()
         self._spawned = 0
+        # The response cache has answers for this row group (read once: loaded before the
+        # worker starts), and the LLM cells found not to be all cached at dispatch.
+        self._may_hit = state.cache is not None and state.cache.may_hit(plan.id)
+        self._cache_missed: set[Task] = set()
 
     async def run(self) -> None:
         """Dispatch until every task of the row group is done or dropped."""
@@ -249,13 +253,20 @@ class RowGroupWorker:
         if task is None:  # a drop emptied the frontier while we waited for the slot
             self.slots.release(token)
             return
-        if task.row is not None and self.cells.runs_inline(task.column):
+        if task.row is not None and self._runs_inline(task.column):
+            missed = None
             try:
-                self._run_inline_batch(task)
+                missed = self._run_inline_batch(task)
             finally:
-                self.slots.release(token)
-            await trio.lowlevel.checkpoint()  # let the rest of the run breathe
-            return
+                if missed is None:
+                    self.slots.release(token)
+            if missed is None:
+                await trio.lowlevel.checkpoint()  # let the rest of the run breathe
+                return
+            # An LLM cell whose answers are not all cached: it gets a task of its own (with
+            # the slot still held), which goes straight to the handoff.
+            task = missed
+            self._cache_missed.add(task)
         # The scope is registered before the task starts, so a drop that happens between
         # dispatch and start still reaches it (the task then never calls its generator).
         scope = trio.CancelScope()
@@ -266,32 +277,54 @@ class RowGroupWorker:
         if self._spawned % SPAWNS_PER_CHECKPOINT == 0:
             await trio.lowlevel.checkpoint()
 
-    def _run_inline_batch(self, task: Task) -> None:
+    def _runs_inline(self, column: str) -> bool:
+        """Cheap synchronous cells (Jinja expressions), and LLM cells of a row group the
+        response cache has answers for: those are first tried against the cache right here,
+        synchronously (``CellRunner.run_cached_inline``)."""
+        return self.cells.runs_inline(column) or (
+            self._may_hit and self.cells.replays_from_cache(column)
+        )
+
+    def _run_inline_batch(self, task: Task) -> Task | None:
         """Run ``task`` and the inline tasks that follow it in priority order, synchronously,
         under the one submission slot the dispatcher holds. Bounded, so the dispatcher
-        checkpoints (at its next slot acquisition) at least every ``INLINE_BATCH`` cells."""
+        checkpoints (at its next slot acquisition) at least every ``INLINE_BATCH`` cells.
+
+        Returns the LLM cell whose answer was not in the cache, if one was taken (the batch
+        ends there: a taken task must run, in a task of its own), else ``None``."""
         for remaining in range(INLINE_BATCH - 1, -1, -1):
-            self._run_inline(task)
+            if not self._run_inline(task):
+                return task
             if remaining == 0:
-                return  # checked *before* taking the next task: a taken task must run
+                return None  # checked *before* taking the next task: a taken task must run
             following = self.tracker.peek_ready(self.backlog.eligible)
             if (
                 following is None
                 or following.row is None
-                or not self.cells.runs_inline(following.column)
+                or not self._runs_inline(following.column)
             ):
-                return
+                return None
             popped = self.tracker.pop_ready(self.backlog.eligible)
             assert popped == following
             task = following
+        return None
 
-    def _run_inline(self, task: Task) -> None:
+    def _run_inline(self, task: Task) -> bool:
+        """Run one inline cell; ``False`` (and nothing recorded) for an LLM cell whose
+        answers are not all in the cache."""
         assert task.row is not None
         now = trio.current_time()
         attempt = self.tracker.attempts(task) + 1
         error: BaseException | None = None
+        status: TaskStatus
         try:
-            status = self.cells.run_cell_inline(self.buffer, task.column, task.row)
+            if self.cells.runs_inline(task.column):
+                status = self.cells.run_cell_inline(self.buffer, task.column, task.row)
+            else:
+                cached = self.cells.run_cached_inline(self.buffer, task.column, task.row)
+                if cached is None:
+                    return False
+                status = cached
         except Exception as exc:
             error = exc
             status = self._on_error(task, exc, attempt)
@@ -309,6 +342,7 @@ class RowGroupWorker:
             attempt=attempt,
             error=error,
         )
+        return True
 
     async def _salvage(self) -> None:
         due = self.tracker.next_salvage_time()
@@ -439,6 +473,11 @@ class RowGroupWorker:
         if task.row is None:
             return await self.cells.run_full_column(
                 self.buffer, task.column, self.tracker.live_rows, started, handoff
+            )
+        if task in self._cache_missed:  # the dispatcher already looked in the cache
+            self._cache_missed.discard(task)
+            return await self.cells.run_cell(
+                self.buffer, task.column, task.row, started, handoff, try_cache=False
             )
         return await self.cells.run_cell(self.buffer, task.column, task.row, started, handoff)
 

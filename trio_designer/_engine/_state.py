@@ -23,7 +23,7 @@ from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
 from .._sink._provenance import ROW_ID, CellLog
-from ..config import CustomColumn, LLMColumnConfig, ModelConfig, RunConfig
+from ..config import CustomColumn, LLMColumnConfig, LLMEmbeddingColumn, ModelConfig, RunConfig
 from ..generators._base import ColumnGenerator
 from ._admission import BudgetGate
 
@@ -168,6 +168,13 @@ class RunState:
         self.retry = RetryPolicy.from_salvage_max_rounds(run.salvage_max_rounds)
         #: Column -> the models its tasks wait on (empty unless the column is LLM-bound).
         self.column_models = _column_models(graph, model_configs)
+        #: Column -> how many of its tasks share one request (an embedding column's
+        #: ``batch_size``); columns not listed send one request per task.
+        self.tasks_per_request = {
+            column: config.batch_size
+            for column, config in graph.configs.items()
+            if isinstance(config, LLMEmbeddingColumn)
+        }
         self.counts = {c: ColumnCounts() for c in graph.order}
         self.failures: list[FailureRecord] = []
         self.error_window = ErrorRateWindow(run.shutdown_error_window, run.shutdown_error_rate)
@@ -196,6 +203,12 @@ class RunState:
         # row group -> its cell log (provenance), from new_buffer() to checkpoint().
         self._cell_logs: dict[int, CellLog] = {}
         self._extra_columns = [e for c in graph.order for e in generators[c].extra_columns()]
+        #: The response cache the models consult (``None``: no cache), and the columns whose
+        #: answers it may hold.
+        self.cache = getattr(models, "cache", None)  # registry look-alikes may have none
+        self._cached_columns = tuple(
+            c for c in graph.order if generators[c].replays_from_cache and self.cache is not None
+        )
         self._output_columns: list[str] = []
         self._output_types: dict[str, Any] = {ROW_ID: _int64_type()}
         for column in graph.order:
@@ -212,6 +225,20 @@ class RunState:
     def plans(self) -> Iterator[RowGroupPlan]:
         """The row groups this run generates, in order (those on disk already skipped)."""
         return plan_row_groups(self.num_records, self.run.row_group_size, skip=self.skip_row_groups)
+
+    async def load_cached(self, plan: RowGroupPlan) -> None:
+        """Load the response cache's answers for ``plan``'s rows (one query in a worker
+        thread), before its cells are dispatched: their lookups are then in memory."""
+        if self.cache is not None and self._cached_columns:
+            stop = plan.start + plan.size
+            await self.cache.prefetch(
+                plan.id, self.run.seed, plan.start, stop, self._cached_columns
+            )
+
+    def forget_cached(self, plan: RowGroupPlan) -> None:
+        """Let go of ``plan``'s cached answers (a row group that ends, written or not)."""
+        if self.cache is not None:
+            self.cache.forget_group(plan.id)
 
     def new_buffer(self, plan: RowGroupPlan) -> RowGroupBuffer:
         buf = RowGroupBuffer(plan, self.graph.order, self._extra_columns)
@@ -409,6 +436,8 @@ class RunState:
         cells.dropped = dropped
         start = buf.plan.start
         with trio.CancelScope(shield=True):
+            if self.cache is not None:  # the answers this group paid for, stored
+                await self.cache.finish_group(buf.plan.id)
             if live:
                 columns = {ROW_ID: [start + r for r in live]}
                 columns.update((c, [buf.values[c][r] for r in live]) for c in self._output_columns)
@@ -443,7 +472,7 @@ def _column_models(
         aliases: tuple[str, ...] = ()
         if isinstance(config, CustomColumn):
             aliases = config.models
-        elif isinstance(config, _LLM_COLUMNS):
+        elif isinstance(config, (_LLM_COLUMNS, LLMEmbeddingColumn)):
             aliases = (config.model,)
         known = tuple(by_alias[a] for a in aliases if a in by_alias)
         result[column] = known if graph.llm_bound[column] else ()

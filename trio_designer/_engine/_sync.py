@@ -30,9 +30,13 @@ async def run_sync(state: RunState) -> None:
                 state.stop_admitting_for_budget()
                 break
             state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
-            group = _SyncRowGroup(state, cells, plan)
-            await group.run()
-            await state.checkpoint(group.buffer, frozenset(group.dropped))
+            try:
+                await state.load_cached(plan)
+                group = _SyncRowGroup(state, cells, plan)
+                await group.run()
+                await state.checkpoint(group.buffer, frozenset(group.dropped))
+            finally:
+                state.forget_cached(plan)
 
 
 class _SyncRowGroup:

@@ -107,6 +107,43 @@ The run must have been recorded with --trace (or run: {{trace: true}}). Plotting
 matplotlib: pip install 'trio_designer[plot]'.
 """
 
+CACHE_EXAMPLES = """\
+examples:
+  {prog} cache stats
+  {prog} cache prune --older-than 30d
+  {prog} cache clear
+  {prog} cache stats --cache-dir /data/llm-cache
+
+The response cache keeps every paid model answer (see docs/cache.md). Its directory:
+--cache-dir, else $XDG_CACHE_HOME/trio_designer, else ~/.cache/trio_designer.
+"""
+
+PLUGINS_EXAMPLES = """\
+examples:
+  {prog} plugins
+  {prog} plugins --json | jq '.[] | select(.ok | not)'
+
+Lists every entry point of the groups trio_designer.columns, trio_designer.samplers,
+trio_designer.processors and trio_designer.validators in the installed environment (never
+the current directory), imports each plugin's module and checks it as a config using it
+would: group, kind, package, version, ok or broken (and why). Exit status 1 when a plugin
+is broken. Runs that do not use a broken plugin are not affected by it.
+"""
+
+EXPORT_EXAMPLES = """\
+examples:
+  {prog} export out/topics --format jsonl
+      writes out/topics.jsonl (next to the output directory)
+  {prog} export out/topics --format csv --output /tmp/topics.csv
+  {prog} export out/topics --format parquet      one file: out/topics.parquet
+  {prog} export out/topics --format hf           out/topics-hf/, for datasets.load_from_disk
+  HF_TOKEN=... {prog} export out/topics --format hf --push-to-hub me/topics
+
+Streams one row group at a time. Struct and list columns are nested JSON in jsonl and JSON
+text in csv cells. --format hf needs the datasets library: pip install 'trio_designer[hf]'.
+The token for --push-to-hub is read from HF_TOKEN only, never stored or printed.
+"""
+
 SIMULATE_HELP = """\
 serve the simulated OpenAI-compatible endpoint until Ctrl-C (the options are those of
 'python -m trio_designer.simulator'; see '{prog} simulate --help'), e.g.
@@ -136,6 +173,13 @@ def build_parser(
         action="store_true",
         default=argparse.SUPPRESS,
         help="show tracebacks of errors",
+    )
+    common.add_argument(
+        "--no-plugins",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="do not load plugins (kinds installed packages add by entry point); the same as "
+        "TRIO_DESIGNER_NO_PLUGINS=1",
     )
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -171,6 +215,13 @@ def build_parser(
     )  # fmt: skip
     _add_trace(
         add("trace", "export or plot the trace of a run recorded with --trace", TRACE_EXAMPLES)
+    )
+    _add_cache(add("cache", "show, prune or clear the response cache", CACHE_EXAMPLES))
+    _add_plugins(
+        add("plugins", "list the installed plugins and whether they load", PLUGINS_EXAMPLES)
+    )
+    _add_export(
+        add("export", "write a run's dataset as jsonl, csv, parquet or hf", EXPORT_EXAMPLES)
     )
     commands.add_parser(
         "simulate",
@@ -223,6 +274,21 @@ def _engine_options(sub: argparse.ArgumentParser, *, progress_default: str) -> N
         default=progress_default,
         help="live progress on stderr: auto (bars on a terminal, plain text otherwise), plain, "
         f"rich, none (default: {progress_default})",
+    )
+    _cache_options(sub)
+
+
+def _cache_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="the response cache's directory (overrides run.cache_dir; default "
+        "$XDG_CACHE_HOME/trio_designer, else ~/.cache/trio_designer)",
+    )
+    sub.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the response cache: every request is sent",
     )
 
 
@@ -397,3 +463,53 @@ def _add_trace(sub: argparse.ArgumentParser) -> None:
         help="plot this run next to another (say the sync engine on the same config); "
         "without --plot the picture goes to OUTPUT_DIR/timeline.png",
     )
+
+
+def _add_cache(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="the cache's directory (default $XDG_CACHE_HOME/trio_designer, else "
+        "~/.cache/trio_designer)",
+    )
+    actions = sub.add_subparsers(dest="cache_action", metavar="ACTION", required=True)
+    stats = actions.add_parser(
+        "stats", help="print the path, entries, size, oldest and newest entry"
+    )
+    prune = actions.add_parser("prune", help="delete entries older than a duration")
+    clear = actions.add_parser("clear", help="delete every entry")
+    for action in (stats, prune, clear):  # --cache-dir after the action works too
+        action.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    prune.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DURATION",
+        help="a number and a unit: s, m, h, d or w (90m, 12h, 30d, 2w)",
+    )
+
+
+def _add_plugins(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+def _add_export(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("output_dir", metavar="OUTPUT_DIR", help="the output directory of a run")
+    sub.add_argument(
+        "--format",
+        required=True,
+        choices=("jsonl", "csv", "parquet", "hf"),
+        help="jsonl, csv, parquet (one file) or hf (a datasets directory)",
+    )
+    sub.add_argument(
+        "--output",
+        metavar="PATH",
+        help="where to write (default: next to OUTPUT_DIR, e.g. out/topics.jsonl)",
+    )
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing PATH")
+    sub.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="with --format hf: push the dataset to the Hugging Face Hub repository REPO "
+        "(token from HF_TOKEN)",
+    )
+

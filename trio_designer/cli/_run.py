@@ -103,6 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine=args.engine,
         progress=progress_setting(args.progress),
         limiter_factory=limiter_factory(args.limiter),
+        cache=False if args.no_cache else None,
+        cache_dir=args.cache_dir,
     )
 
     async def create() -> Any:
@@ -324,6 +326,8 @@ def run_summary(
         lines.append("columns:")
         lines.append(column_table(result.columns))
         lines.extend(_model_lines(result.usage, result.model_limits))
+    if result.cache:
+        lines.append(_cache_line(result.cache))
     lines.append(f"elapsed: {duration(result.elapsed)}")
     if result.output_dir is not None:
         out = result.output_dir
@@ -345,6 +349,14 @@ def run_summary(
                 f'("{prog} inspect {result.output_dir}" counts them per column and error class)'
             )
     return "\n".join(lines)
+
+
+def _cache_line(cache: Mapping[str, Any]) -> str:
+    """What the response cache did (docs/cache.md)."""
+    return (
+        f"cache: {plural(cache['hits'], 'answer')} served from the cache, "
+        f"{plural(cache['misses'], 'request')} sent ({cache['directory']})"
+    )
 
 
 def column_table(columns: Mapping[str, Any]) -> str:
@@ -411,6 +423,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
         engine=args.engine,
         progress=progress_setting(args.progress),
         limiter_factory=limiter_factory(args.limiter),
+        cache=False if args.no_cache else None,
+        cache_dir=args.cache_dir,
     )
 
     async def preview() -> Any:

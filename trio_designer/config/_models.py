@@ -236,6 +236,9 @@ class ModelConfig:
         model) share the smallest.
       tpm: the account's tokens (prompt + completion) per minute at this model, ``>= 1``, or
         ``None`` (default) to learn it from the headers. Shared like ``rpm``.
+      send_seed: send each request a ``seed`` derived from its cell (run seed, row, column),
+        so that endpoints that honour it sample reproducibly (default true). Turn it off for
+        an endpoint that rejects the ``seed`` field.
       price: what this model's tokens cost (:class:`ModelPrice`), or ``None`` (default):
         the run then counts tokens but no cost for this alias, and a ``max_cost`` budget
         cannot be kept.
@@ -252,6 +255,7 @@ class ModelConfig:
     max_response_bytes: int = attrs.field(default=8 * 2**20, validator=checked(is_int, v.ge(1)))
     rpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
     tpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
+    send_seed: bool = attrs.field(default=True, validator=checked(is_bool))
     price: ModelPrice | None = attrs.field(
         default=None, validator=optional(checked(instance_of(ModelPrice)))
     )

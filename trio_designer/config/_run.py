@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from ._validators import checked, finite, is_bool, is_int, optional
+from ._validators import checked, finite, is_bool, is_int, non_blank, optional
 
 
 def _error_rate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -43,6 +43,9 @@ class RunConfig:
         Not part of the config fingerprint.
       non_llm_concurrency: the sync baseline engine's bound on concurrent non-LLM cell tasks,
         ``>= 1`` (default 4).
+      cache_dir: the directory of the response cache (default ``None``:
+        ``$XDG_CACHE_HOME/trio_designer``, else ``~/.cache/trio_designer``). ``TrioDesigner``'s
+        ``cache_dir`` and ``--cache-dir`` override it. Not part of the config fingerprint.
       max_cost: stop admitting row groups once the next one could take the run's cost past
         this (in the currency of the models' prices; every model needs a ``price``), ``> 0``,
         or ``None`` (default: no limit). Row groups in flight finish; the run ends with status
@@ -61,6 +64,7 @@ class RunConfig:
     seed: int = attrs.field(default=0, validator=checked(is_int))
     trace: bool = attrs.field(default=False, validator=checked(is_bool))
     non_llm_concurrency: int = attrs.field(default=4, validator=checked(is_int, v.ge(1)))
+    cache_dir: str | None = attrs.field(default=None, validator=optional(checked(non_blank)))
     max_cost: float | None = attrs.field(
         default=None, validator=optional(checked(finite, v.gt(0)))
     )

@@ -140,11 +140,15 @@ class ColumnGenerator:
         docstring).
       inline: sync ``generate*`` is cheap and non-blocking, so run it on the event loop rather
         than in a worker thread.
+      replays_from_cache: every model call of ``agenerate`` names its cell (``cell=`` of
+        ``ModelHandle.chat``) and depends only on the context, so the engine may first run it
+        against the response cache alone (LLM columns; see ``models/_cached.py``).
     """
 
     strategy: ClassVar[Strategy] = "cell"
     llm_bound: ClassVar[bool] = False
     inline: ClassVar[bool] = False
+    replays_from_cache: ClassVar[bool] = False
 
     # -- cell strategy -------------------------------------------------------------------
     def generate(self, ctx: CellContext) -> Any:

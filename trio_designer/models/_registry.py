@@ -39,14 +39,15 @@ from __future__ import annotations
 import logging
 import random
 import zlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, cast, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, final
 
 import attrs
 import trio
 
+from .._cache import CellKey, cache_key
 from .._core._budget import EndpointBudget, TokenEstimator
 from .._core._cellusage import request_cost
 from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
@@ -55,9 +56,12 @@ from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
 from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProvider
 from ..config._models import endpoint_name
 from ._backlog import RestingTasks, use_resting_tasks
+from ._cached import CacheMiss, ResponseCache, cache_only
 from ._cellcalls import current as current_cell_usage
-from ._client import ChatResponse, OpenAICompatibleClient, resolve_api_key
+from ._client import ChatResponse, OpenAICompatibleClient, _chat_body, resolve_api_key
 from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from ..config import PipelineConfig
@@ -166,6 +170,30 @@ def _first(preferred: Any, fallback: Any) -> Any:
     return fallback if preferred is None else preferred
 
 
+class TextBatch(Protocol):
+    """Texts for one embeddings request, possibly still gathering (an embedding column's
+    batch): :meth:`ModelHandle.embed` takes them only once its request holds a slot."""
+
+    def chars(self) -> list[int]:
+        """The lengths of the texts gathered so far (to size the request for the limiter)."""
+        ...
+
+    def take(self) -> Sequence[str]:
+        """The texts, closing the batch; the same texts on every later call (a retry)."""
+        ...
+
+
+@attrs.frozen
+class _FixedTexts:
+    texts: list[str]
+
+    def chars(self) -> list[int]:
+        return [len(t) for t in self.texts]
+
+    def take(self) -> Sequence[str]:
+        return self.texts
+
+
 @final
 class ModelHandle:
     """One model alias, ready to call: its endpoint's client and limiter, its usage tally.
@@ -182,6 +210,7 @@ class ModelHandle:
         rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
         resting: RestingTasks | None = None,
         budget: EndpointBudget | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self._config = config
         self._client = client
@@ -196,6 +225,12 @@ class ModelHandle:
         # Jitter for the waits after a 429 without Retry-After. Seeded from the alias (not
         # hash(), which changes between processes), so virtual-time runs repeat exactly.
         self._jitter = random.Random(zlib.crc32(config.alias.encode()))
+        self._cache = cache
+        # What the cache key calls the endpoint: the provider's base URL; the built-in
+        # simulator's URL changes from run to run (a free port), so it is named instead.
+        self._cache_endpoint = (
+            SIMULATOR_PROVIDER if config.provider == SIMULATOR_PROVIDER else client.base_url
+        )
 
     @property
     def alias(self) -> str:
@@ -238,6 +273,7 @@ class ModelHandle:
         response_format: Mapping[str, Any] | None = None,
         inference: InferenceParams | None = None,
         seed: int | None = None,
+        cell: CellKey | None = None,
     ) -> ChatResponse:
         """Send one chat request through the endpoint's limiter, and count it.
 
@@ -261,6 +297,11 @@ class ModelHandle:
           inference: per-call overrides (an LLM column's ``inference``).
           seed: OpenAI's ``seed`` request field (servers that honour it sample
             reproducibly); the LLM columns pass one derived from (run seed, row, column).
+            Not sent when the model says ``send_seed: false``.
+          cell: the request's place in the run (LLM columns pass it). With a response cache,
+            the answer is looked up first (a hit is returned with ``cached=True`` and sends
+            nothing, touches no limiter, counts no usage), and a paid answer is stored. Under
+            the engine's cache-only pass a miss raises ``CacheMiss`` instead of sending.
 
         Returns:
           The answer (content, reasoning, usage, finish reason).
@@ -272,10 +313,10 @@ class ModelHandle:
         """
         tally = current_cell_usage()
         if tally is None:  # outside a cell (a probe, a generator called by hand)
-            return await self._chat(messages, response_format, inference, seed)
+            return await self._chat(messages, response_format, inference, seed, cell)
         start = trio.current_time()
         try:
-            response = await self._chat(messages, response_format, inference, seed)
+            response = await self._chat(messages, response_format, inference, seed, cell)
         except Exception:
             tally.add_latency(trio.current_time() - start)  # its requests: counted by _send
             raise
@@ -315,14 +356,75 @@ class ModelHandle:
         response_format: Mapping[str, Any] | None,
         inference: InferenceParams | None,
         seed: int | None,
+        cell: CellKey | None,
     ) -> ChatResponse:
-        """:meth:`chat` without the cell's tally: the retries of 429s in place."""
+        """:meth:`chat` without the cell's tally: the cache, then the retries of 429s in
+        place."""
         params = merge_inference(self._config.inference, inference)
-        body = _with_seed(params.extra_body, seed)
+        body = _with_seed(params.extra_body, seed if self._config.send_seed else None)
+        cache = self._cache
+        if cache is None or cell is None:
+            return await self._send_with_retries(messages, response_format, params, body)
+        request = _chat_body(
+            self._config.model,
+            messages,
+            params.temperature,
+            params.top_p,
+            params.max_tokens,
+            response_format,
+            body,
+        )
+        key = cache_key(self._cache_endpoint, request, cell)
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        if cache_only.get():
+            raise CacheMiss
+        cache.missed()
+        response = await self._send_with_retries(messages, response_format, params, body)
+        cache.put(key, cell, response)
+        return response
+
+    async def _send_with_retries(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        response_format: Mapping[str, Any] | None,
+        params: InferenceParams,
+        body: dict[str, Any] | None,
+    ) -> ChatResponse:
+        """:meth:`_send`, with a 429 retried in place (see :meth:`chat`)."""
+        return await self._retrying_429s(
+            partial(self._send, messages, response_format, params, body)
+        )
+
+    async def embed(
+        self, texts: Sequence[str] | TextBatch, *, dimensions: int | None = None
+    ) -> list[Any]:
+        """Embed texts in one ``/embeddings`` request through the endpoint's limiter (one
+        request, one slot, however many texts), and count it; 429s are retried in place as
+        for :meth:`chat`.
+
+        Args:
+          texts: the texts, or a :class:`TextBatch` still gathering them: it is taken (closed)
+            only once the request holds its slot, so a batch waiting on a saturated endpoint
+            keeps filling meanwhile.
+          dimensions: the vector length to ask for.
+
+        Returns:
+          One vector (a list of floats) per text, in order.
+
+        Raises:
+          The errors of :meth:`chat`.
+        """
+        batch = _FixedTexts(list(texts)) if isinstance(texts, Sequence) else texts
+        return await self._retrying_429s(partial(self._send_embed, batch, dimensions))
+
+    async def _retrying_429s(self, send: Callable[[], Awaitable[_T]]) -> _T:
+        """``await send()``, with :meth:`chat`'s in-place retries of 429s."""
         attempt, waited = 0, 0.0
         while True:
             try:
-                return await self._send(messages, response_format, params, body)
+                return await send()
             except ModelRateLimitedError as exc:
                 attempt += 1
                 delay = self._retry.delay(exc.retry_after, attempt, self._jitter.random())
@@ -390,6 +492,35 @@ class ModelHandle:
         )
         return response
 
+    async def _send_embed(self, batch: TextBatch, dimensions: int | None) -> list[Any]:
+        """One embeddings request: a slot, the call, the report to the limiter, the usage."""
+        tokens = self._budget.estimator.estimate(batch.chars(), 0)
+        async with self._limiter.slot(tokens) as permit:
+            texts = list(batch.take())
+            try:
+                response = await self._client.embed(
+                    model=self._config.model,
+                    inputs=texts,
+                    dimensions=dimensions,
+                    timeout=self._config.timeout,
+                    max_response_bytes=self._config.max_response_bytes,
+                )
+            except ModelRateLimitedError as exc:
+                permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
+                self._counter.add(requests_rate_limited=1)
+                raise
+            except GenerationError:
+                permit.failure()
+                self._counter.add(requests_failed=1)
+                raise
+            except Exception:  # not an endpoint signal: release the slot without a report
+                self._counter.add(requests_failed=1)
+                raise
+            reported = response.usage.input_tokens
+            permit.success(tokens=reported or None, rate_limits=response.rate_limits)
+        self._counter.add(input_tokens=reported, requests_ok=1)
+        return response.vectors
+
     def __repr__(self) -> str:
         return f"<ModelHandle {self.alias!r}: model {self.model!r} at provider {self.provider!r}>"
 
@@ -430,6 +561,7 @@ class ModelRegistry:
         simulator: Simulator | None = None,
         rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
         resting: RestingTasks | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         _check_models(models, clients)
         self._resting = resting if resting is not None else RestingTasks()
@@ -451,11 +583,18 @@ class ModelRegistry:
                 rate_limit_retry,
                 self._resting,
                 self._budgets[endpoint_name(m.provider, m.model)],
+                cache,
             )
             for m in models
         }
+        self._cache = cache
         self._simulator = simulator
         self._clients = dict(clients)
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        """The run's response cache, if any (shared by every alias)."""
+        return self._cache
 
     def client(self, provider: str) -> OpenAICompatibleClient:
         """The HTTP client of ``provider`` (shared by its models)."""
@@ -667,6 +806,7 @@ async def open_model_registry(
     limiter_factory: LimiterFactory = AdaptiveLimiter,
     on_limit_change: Callable[[str, Any], None] | None = None,
     rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
+    cache: ResponseCache | None = None,
 ) -> AsyncIterator[ModelRegistry]:
     """Open clients (and the embedded simulator, if used) for ``config``'s models.
 
@@ -684,6 +824,8 @@ async def open_model_registry(
         with another policy); a custom factory wires ``on_change`` itself.
       rate_limit_retry: how a request answered 429 is retried in place before the caller
         sees the 429 (:meth:`ModelHandle.chat`).
+      cache: the run's response cache (``models/_cached.py``), consulted by every alias for
+        requests that name their cell; ``None``: no cache.
 
     Yields:
       The registry. On exit every client is closed and the simulator is stopped.
@@ -740,6 +882,7 @@ async def open_model_registry(
             simulator=simulator,
             rate_limit_retry=rate_limit_retry,
             resting=resting,
+            cache=cache,
         )
         # A backlog built while the registry is open counts its resting tasks (see
         # models/_backlog.py: the engine builds it inside this block).

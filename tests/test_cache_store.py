@@ -1,0 +1,346 @@
+"""The response cache's store and keys: what a key covers, checksums, maintenance, processes.
+
+The store is synchronous SQLite (``trio_designer/_cache/``); the slow tests start real Python
+processes: one killed with SIGKILL in the middle of a batch's transaction (the store keeps
+exactly the batches committed before, all readable), and two writing one store at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from trio_designer import ConfigError
+from trio_designer._cache import (
+    CacheStore,
+    CellKey,
+    RawAnswer,
+    StoredAnswer,
+    cache_key,
+    decode_answer,
+    encode_answer,
+)
+from trio_designer._cache._location import default_cache_dir, resolve_cache_dir
+from trio_designer.cli import main
+from trio_designer.models._cached import ResponseCache
+from trio_designer.models._client import ChatResponse, Usage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+REQUEST = {
+    "model": "m",
+    "messages": [{"role": "user", "content": "Tell me about jazz."}],
+    "temperature": 0.7,
+    "seed": 12,
+}
+CELL = CellKey(7, 3, "summary", 12)
+
+
+def answer(text: str = "Jazz is a music.") -> RawAnswer:
+    return RawAnswer(
+        content=text,
+        reasoning=None,
+        input_tokens=5,
+        output_tokens=4,
+        reasoning_tokens=0,
+        finish_reason="stop",
+        model="m",
+    )
+
+
+def entry(n: int, *, seed: int = 7, column: str = "summary") -> StoredAnswer:
+    key = hashlib.sha256(f"{seed}-{column}-{n}".encode()).digest()
+    return StoredAnswer(key, seed, n, column, encode_answer(answer(f"answer {n}")))
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def test_a_key_changes_with_everything_that_determines_the_answer() -> None:
+    base = cache_key("http://x/v1", REQUEST, CELL)
+    assert len(base) == 32
+    assert cache_key("http://x/v1", dict(reversed(REQUEST.items())), CELL) == base  # canonical
+    variants = [
+        cache_key("http://y/v1", REQUEST, CELL),
+        cache_key("http://x/v1", {**REQUEST, "temperature": 0.8}, CELL),
+        cache_key("http://x/v1", {**REQUEST, "model": "n"}, CELL),
+        cache_key("http://x/v1", {**REQUEST, "response_format": {"type": "json_object"}}, CELL),
+        cache_key("http://x/v1", {**REQUEST, "tools": [{"type": "function"}]}, CELL),
+        cache_key(
+            "http://x/v1", {**REQUEST, "messages": [{"role": "user", "content": "Jazz?"}]}, CELL
+        ),
+        cache_key("http://x/v1", REQUEST, CellKey(8, 3, "summary", 12)),  # run seed
+        cache_key("http://x/v1", REQUEST, CellKey(7, 4, "summary", 12)),  # another row
+        cache_key("http://x/v1", REQUEST, CellKey(7, 3, "trivia", 12)),  # another column
+        cache_key("http://x/v1", REQUEST, CellKey(7, 3, "summary", 13)),  # another attempt
+    ]
+    assert len({base, *variants}) == len(variants) + 1
+
+
+def test_an_answer_round_trips_and_garbage_is_refused() -> None:
+    raw = RawAnswer(
+        content="ü ✓",
+        reasoning="because",
+        input_tokens=1,
+        output_tokens=2,
+        reasoning_tokens=1,
+        finish_reason=None,
+        model="m",
+    )
+    assert decode_answer(encode_answer(raw)) == raw
+    for bad in (b"[]", b'{"content": "x"}', b'["x", null, 1, 2, 3, "stop"]', b"\xff"):
+        with pytest.raises(ValueError):  # noqa: PT011 (json's own errors are ValueErrors too)
+            decode_answer(bad)
+
+
+def test_the_default_directory_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "trio_designer"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == Path.home() / ".cache" / "trio_designer"
+    assert resolve_cache_dir("~/x") == Path.home() / "x"
+
+
+# -- the store ----------------------------------------------------------------------------
+
+
+def test_stored_answers_are_found_by_row_range_and_column(tmp_path: Path) -> None:
+    with CacheStore(tmp_path) as store:
+        assert store.put_many([entry(n) for n in range(10)]) == 10
+        assert store.put_many([entry(n) for n in range(5, 12)]) == 2  # the first answer stays
+        store.put_many([entry(3, seed=8), entry(4, column="trivia")])
+        loaded = store.load_rows(7, 2, 6, ["summary"])
+        assert sorted(decode_answer(v).content for v in loaded.values.values()) == [
+            f"answer {n}" for n in range(2, 6)
+        ]
+        assert len(store.load_rows(7, 0, 100, ["summary", "trivia"]).values) == 13
+        assert store.load_rows(7, 0, 100, []).values == {}
+        assert store.get(entry(1).key) == entry(1).value
+        assert store.get(b"\0" * 32) is None
+        assert store.stats().entries == 14
+
+
+def test_a_value_that_does_not_match_its_checksum_is_never_served(tmp_path: Path) -> None:
+    with CacheStore(tmp_path) as store:
+        store.put_many([entry(n) for n in range(3)])
+    with sqlite3.connect(tmp_path / "responses.sqlite3") as db:
+        db.execute("UPDATE answers SET value = ? WHERE row = 1", (b'["forged"]',))
+    with CacheStore(tmp_path) as store:
+        loaded = store.load_rows(7, 0, 3, ["summary"])
+        assert loaded.corrupt == 1
+        assert entry(1).key not in loaded.values
+        assert len(loaded.values) == 2
+        assert store.get(entry(1).key) is None
+
+
+def test_prune_and_clear(tmp_path: Path) -> None:
+    with CacheStore(tmp_path) as store:
+        store.put_many([entry(n) for n in range(4)], now=1000.0)
+        store.put_many([entry(n) for n in range(4, 6)], now=5000.0)
+        stats = store.stats()
+        assert (stats.entries, stats.oldest, stats.newest) == (6, 1000.0, 5000.0)
+        assert store.prune(2000.0, now=5100.0) == 4
+        assert store.stats().entries == 2
+        assert store.clear() == 2
+        assert store.stats().entries == 0
+
+
+def test_an_unusable_directory_is_a_config_error_naming_the_remedies(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError) as info:
+        CacheStore(blocker / "cache")
+    assert "--cache-dir" in str(info.value)
+    assert "--no-cache" in str(info.value)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "responses.sqlite3").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ConfigError):
+        CacheStore(tmp_path / "bad")
+
+
+# -- the run's view -------------------------------------------------------------------------
+
+
+def response(text: str) -> ChatResponse:
+    return ChatResponse(
+        content=text, reasoning=None, usage=Usage(input_tokens=1), finish_reason="stop", model="m"
+    )
+
+
+async def test_queued_answers_are_written_when_the_cache_closes(tmp_path: Path) -> None:
+    async with ResponseCache.open(tmp_path) as cache:
+        await cache.prefetch(0, 7, 0, 10, ["summary"])
+        assert not cache.may_hit(0)
+        for row in range(3):
+            cache.put(bytes([row]) * 32, CellKey(7, row, "summary", 1), response(f"r{row}"))
+        hit = cache.get(bytes([1]) * 32)  # kept for a retry of the same cell
+        assert hit is not None
+        assert (hit.content, hit.cached) == ("r1", True)
+        cache.forget_group(0)
+        assert cache.get(bytes([1]) * 32) is None
+    with CacheStore(tmp_path) as store:
+        assert store.stats().entries == 3
+    async with ResponseCache.open(tmp_path) as cache:
+        await cache.prefetch(0, 7, 0, 10, ["summary"])
+        assert cache.may_hit(0)
+        assert cache.statistics().loaded == 3
+
+
+async def test_a_store_that_cannot_write_never_fails_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async with ResponseCache.open(tmp_path) as cache:
+        cache._store.put_many = broken  # type: ignore[method-assign]
+        for row in range(3):
+            cache.put(bytes([row]) * 32, CellKey(7, row, "summary", 1), response("x"))
+        await cache.flush()
+        cache.put(b"\x09" * 32, CellKey(7, 9, "summary", 1), response("x"))
+    assert cache.statistics().write_errors == 4
+    assert len([r for r in caplog.records if "could not store" in r.message]) == 1
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_cache_stats_prune_and_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with CacheStore(tmp_path) as store:
+        store.put_many([entry(n) for n in range(3)], now=1.0)
+        store.put_many([entry(n) for n in range(3, 5)])
+    assert main(["cache", "stats", "--cache-dir", str(tmp_path)]) == 0
+    assert "entries: 5" in capsys.readouterr().out
+    assert main(["cache", "--cache-dir", str(tmp_path), "prune", "--older-than", "30d"]) == 0
+    assert "deleted 3 entries" in capsys.readouterr().out
+    assert (
+        main(["cache", "prune", "--older-than", "3 fortnights", "--cache-dir", str(tmp_path)]) == 2
+    )
+    assert "is not a duration" in capsys.readouterr().err
+    assert main(["cache", "clear", "--cache-dir", str(tmp_path)]) == 0
+    assert "deleted 2 entries" in capsys.readouterr().out
+
+
+# -- processes --------------------------------------------------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import hashlib, sys, time
+    from trio_designer._cache import CacheStore, StoredAnswer
+
+    directory, name, batches, size, stall = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+    store = CacheStore(directory)
+
+    def batch(n):
+        for i in range(size):
+            key = hashlib.sha256(f"{n}-{i}".encode()).digest()
+            yield StoredAnswer(key, 0, n * size + i, name, b'["' + b"x" * 2000 + b'"]')
+
+    for n in range(batches):
+        if n == stall:
+            calls = []
+            def mid_transaction():
+                # Inside this batch's transaction, some INSERTs done: tell the parent, wait.
+                if store._db.in_transaction:
+                    calls.append(1)
+                    if len(calls) == 5:
+                        print("mid", flush=True)
+                        time.sleep(60)
+                return 0
+            store._db.set_progress_handler(mid_transaction, 100)
+        store.put_many(list(batch(n)))
+    print("done", flush=True)
+    """
+)
+
+
+def writer(
+    directory: Path, name: str, batches: int, size: int, stall: int = -1
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(directory), name, str(batches), str(size), str(stall)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+@pytest.mark.slow
+def test_a_writer_killed_in_the_middle_of_a_batch_leaves_no_torn_answer(tmp_path: Path) -> None:
+    """SIGKILL lands inside the third batch's transaction (the writer says when it is there):
+    the store then holds exactly the first two batches, every value matching its checksum,
+    and takes new writes."""
+    with writer(tmp_path, "c", batches=5, size=300, stall=2) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "mid"
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    with CacheStore(tmp_path) as store:
+        loaded = store.load_rows(0, 0, 10_000, ["c"])
+        assert (len(loaded.values), loaded.corrupt) == (600, 0)
+        assert store.put_many([entry(1)]) == 1
+    with sqlite3.connect(tmp_path / "responses.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_store(tmp_path: Path) -> None:
+    """Two processes write overlapping answers at once: neither fails on the other's lock,
+    every answer is stored once, all readable."""
+    with writer(tmp_path, "c", batches=40, size=50) as a, writer(tmp_path, "c", 40, 50) as b:
+        outputs = [p.communicate(timeout=120)[0] for p in (a, b)]
+    assert [a.returncode, b.returncode] == [0, 0]
+    assert outputs == ["done\n", "done\n"]
+    with CacheStore(tmp_path) as store:
+        loaded = store.load_rows(0, 0, 10_000, ["c"])
+    assert (len(loaded.values), loaded.corrupt) == (2000, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.deadline(120)
+async def test_two_concurrent_cli_runs_share_one_cache(tmp_path: Path) -> None:
+    """Two ``trio-designer run`` processes at once on one cache directory (the built-in
+    simulator in each); a third run then finds every answer: it sends nothing."""
+    from trio_designer import PipelineConfig, TrioDesigner
+
+    deep = ROOT / "examples" / "deep.yaml"
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "trio_designer", "run", str(deep), "-n", "30"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    async def run(name: str) -> None:
+        argv = [*command, "-o", str(tmp_path / name), "--cache-dir", str(cache)]
+        await trio.run_process([*argv, "--progress", "none"], env=env)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, "a")
+        nursery.start_soon(run, "b")
+    with CacheStore(cache) as store:
+        assert store.stats().entries == 30 * 5
+    config = PipelineConfig.from_file(deep)
+    result = await TrioDesigner(cache_dir=cache).create(
+        config, num_records=30, output_dir=tmp_path / "c"
+    )
+    assert result.cache["misses"] == 0
+    assert result.cache["hits"] == 30 * 5
+    assert result.table.equals(_table(tmp_path / "a"))
+
+
+def _table(output_dir: Path) -> Any:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(output_dir / "parquet-files"), format="parquet").to_table()

@@ -1,0 +1,237 @@
+"""The store: one SQLite file (WAL mode) that many runs and processes share.
+
+Synchronous and trio-free: the engine calls it from a worker thread, in batches
+(``models/_cached.py``), never on the path of a request.
+
+Safety:
+
+* **Atomic batches.** :meth:`CacheStore.put_many` writes a batch in one transaction
+  (``BEGIN IMMEDIATE`` ... ``COMMIT``); a process killed in the middle leaves the store as it
+  was before the batch (SQLite's journal rolls the torn transaction back at the next open).
+* **Checksummed values.** Each row keeps ``blake2b(key + value)``; a row whose checksum does
+  not match (a disk that lied, a hand-edited file) is never served: it is a miss, and
+  :meth:`CacheStore.load_rows` counts it in ``corrupt``.
+* **Several processes.** WAL lets readers go on while one process writes; writers wait for
+  each other up to :data:`BUSY_TIMEOUT_MS`. ``INSERT OR IGNORE``: two processes that paid for
+  the same key keep the first answer (for one key, every answer is equally valid).
+
+Only answers are stored: keys are hashes, values hold content, reasoning, usage, finish reason
+and model. No header, no API key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Final, Self
+
+import attrs
+
+from .._exceptions import CACHE_DIR_ARGUMENT, NO_CACHE_ARGUMENT, ConfigError
+from ._location import CACHE_FILE
+
+__all__ = ["BUSY_TIMEOUT_MS", "CacheStats", "CacheStore", "LoadedRows", "StoredAnswer"]
+
+BUSY_TIMEOUT_MS: Final = 60_000
+"""How long a write waits for another process's write to finish before failing."""
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS answers ("
+    " key BLOB PRIMARY KEY,"
+    " run_seed INTEGER NOT NULL,"
+    " row INTEGER NOT NULL,"
+    " col TEXT NOT NULL,"
+    " value BLOB NOT NULL,"
+    " checksum BLOB NOT NULL,"
+    " created REAL NOT NULL"
+    ") WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS answers_by_cell ON answers (run_seed, row)",
+    "CREATE INDEX IF NOT EXISTS answers_by_age ON answers (created)",
+)
+
+
+def checksum(key: bytes, value: bytes) -> bytes:
+    """What a row's ``checksum`` must be."""
+    return hashlib.blake2b(key + value, digest_size=16).digest()
+
+
+@attrs.frozen(slots=True)
+class StoredAnswer:
+    """One entry to write: its key, the cell it belongs to, the encoded answer."""
+
+    key: bytes
+    run_seed: int
+    row: int
+    column: str
+    value: bytes
+
+
+@attrs.frozen
+class LoadedRows:
+    """What :meth:`CacheStore.load_rows` found: key -> value, and how many rows were corrupt
+    (skipped)."""
+
+    values: dict[bytes, bytes]
+    corrupt: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class CacheStats:
+    """A summary of the store, for ``trio-designer cache stats``."""
+
+    path: str
+    entries: int
+    bytes: int
+    oldest: float | None
+    newest: float | None
+
+
+class CacheStore:
+    """The SQLite store in ``directory`` (created if missing). Thread-safe (one lock).
+
+    Raises:
+      ConfigError: the directory cannot be created or the file cannot be opened as a store;
+        the message names the path and the remedies (``--cache-dir``, ``--no-cache``).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / CACHE_FILE
+        self._lock = threading.Lock()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,  # autocommit; batches use explicit transactions
+                check_same_thread=False,  # guarded by self._lock
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise self._unusable(exc) from exc
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise self._unusable(exc) from exc
+
+    def _unusable(self, exc: BaseException) -> ConfigError:
+        return ConfigError(
+            f"cache_dir: the response cache at {str(self.path)!r} cannot be used ({exc}); "
+            f"choose another directory with {CACHE_DIR_ARGUMENT} (or run.cache_dir), or pass "
+            f"{NO_CACHE_ARGUMENT}"
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- reading -------------------------------------------------------------------------
+    def load_rows(self, run_seed: int, start: int, stop: int, columns: Sequence[str]) -> LoadedRows:
+        """Every stored answer of rows ``start <= row < stop`` of ``columns`` under
+        ``run_seed`` (the entries a row group can hit), with checksums verified."""
+        if not columns or stop <= start:
+            return LoadedRows({})
+        marks = ",".join("?" * len(columns))
+        query = (
+            "SELECT key, value, checksum FROM answers "
+            f"WHERE run_seed = ? AND row >= ? AND row < ? AND col IN ({marks})"
+        )
+        with self._lock:
+            rows = self._db.execute(query, (run_seed, start, stop, *columns)).fetchall()
+        values: dict[bytes, bytes] = {}
+        corrupt = 0
+        for key, value, check in rows:
+            if checksum(key, value) == check:
+                values[key] = value
+            else:
+                corrupt += 1
+        return LoadedRows(values, corrupt)
+
+    def get(self, key: bytes) -> bytes | None:
+        """One entry's value (checksum verified), or ``None``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value, checksum FROM answers WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None or checksum(key, row[0]) != row[1]:
+            return None
+        value: bytes = row[0]
+        return value
+
+    # -- writing -------------------------------------------------------------------------
+    def put_many(self, entries: Iterable[StoredAnswer], *, now: float | None = None) -> int:
+        """Write ``entries`` in one transaction; keys already stored are left alone. Returns
+        how many entries were new."""
+        created = time.time() if now is None else now
+        rows = [
+            (e.key, e.run_seed, e.row, e.column, e.value, checksum(e.key, e.value), created)
+            for e in entries
+        ]
+        if not rows:
+            return 0
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO answers "
+                    "(key, run_seed, row, col, value, checksum, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return self._db.total_changes - before
+
+    # -- maintenance ---------------------------------------------------------------------
+    def stats(self) -> CacheStats:
+        with self._lock:
+            count, size, oldest, newest = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(value)), 0), MIN(created), MAX(created) "
+                "FROM answers"
+            ).fetchone()
+        return CacheStats(
+            path=str(self.path), entries=count, bytes=size, oldest=oldest, newest=newest
+        )
+
+    def prune(self, older_than: float, *, now: float | None = None) -> int:
+        """Delete entries stored more than ``older_than`` seconds ago; returns how many."""
+        cutoff = (time.time() if now is None else now) - older_than
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM answers WHERE created < ?", (cutoff,))
+            deleted = cursor.rowcount
+        self._reclaim()
+        return deleted
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many."""
+        with self._lock:
+            deleted = self._db.execute("DELETE FROM answers").rowcount
+        self._reclaim()
+        return deleted
+
+    def _reclaim(self) -> None:
+        """Give the freed pages back to the file system."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")

@@ -1,0 +1,280 @@
+"""The response cache as a run uses it: lookups in memory, reads and writes in batches.
+
+The store (:class:`~trio_designer._cache.CacheStore`, SQLite) is synchronous; a run never
+touches it on the path of a request:
+
+* **Reads, per row group.** When a row group is admitted, the engine loads every stored answer
+  of its rows and LLM columns in one query, in a worker thread (:meth:`ResponseCache.prefetch`).
+  A lookup is then a dictionary access (:meth:`ResponseCache.get`): a hit costs no thread hop,
+  no limiter slot and no request.
+* **Writes, batched.** A paid answer is queued (:meth:`ResponseCache.put`, no I/O); a writer
+  task writes the queue in one transaction every :data:`FLUSH_EVERY` answers or
+  :data:`FLUSH_INTERVAL` seconds, whichever comes first, and the engine flushes at every
+  row-group checkpoint and when the run ends (:meth:`ResponseCache.finish_group`,
+  :meth:`ResponseCache.open`).
+* **Virtual time.** Under ``trio.testing.MockClock`` (tests, simulations) the store is called
+  on the event loop instead: there a blocked loop costs no (virtual) time, while a worker
+  thread would let an autojump clock leap to the next deadline as if the run were idle.
+* **A failing disk never fails a run.** A write that fails (disk full, a store locked for
+  longer than its busy timeout) is logged once and counted in ``write_errors``; the answers
+  are in the dataset anyway.
+
+The cache-only pass. Before an LLM cell takes its LLM-wait slot, the engine runs the column's
+generator once with :data:`cache_only` set: every request it makes is looked up, and the first
+miss raises :class:`CacheMiss`. A cell whose every request hits is done without ever touching
+the endpoint's limiter; a cell that misses is run again, for real, after the handoff (its
+earlier requests then hit again, in memory). See ``_engine/_cells.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Any, Final, TypeVar
+
+import attrs
+import trio
+import trio.testing
+
+from .._cache import CacheStore, CellKey, RawAnswer, StoredAnswer, decode_answer, encode_answer
+from ._client import ChatResponse, Usage
+
+__all__ = [
+    "FLUSH_EVERY",
+    "FLUSH_INTERVAL",
+    "CacheMiss",
+    "CacheStatistics",
+    "ResponseCache",
+    "cache_only",
+]
+
+logger = logging.getLogger("trio_designer.cache")
+
+_T = TypeVar("_T")
+
+FLUSH_EVERY: Final = 512
+"""Queued answers that make the writer task write at once."""
+
+FLUSH_INTERVAL: Final = 0.25
+"""Seconds an answer waits in the queue at most (unless the run ends first)."""
+
+cache_only: ContextVar[bool] = ContextVar("trio_designer_cache_only", default=False)
+"""Set by the engine around a cell's cache-only pass: a lookup that misses raises
+:class:`CacheMiss` instead of sending the request."""
+
+
+class CacheMiss(Exception):
+    """A request of a cache-only pass is not in the cache (internal: never leaves the
+    engine)."""
+
+
+@attrs.frozen(kw_only=True)
+class CacheStatistics:
+    """What the cache did during a run."""
+
+    directory: str
+    hits: int
+    misses: int
+    stored: int
+    loaded: int
+    corrupt: int
+    write_errors: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.define
+class _Group:
+    """The entries of one admitted row group kept in memory."""
+
+    start: int
+    stop: int
+    keys: list[bytes]
+    loaded: int
+
+
+class ResponseCache:
+    """A run's view of the store (see the module docstring). Open with :meth:`open`."""
+
+    def __init__(self, store: CacheStore, *, on_loop: bool = False) -> None:
+        self._store = store
+        self._on_loop = on_loop
+        self._answers: dict[bytes, bytes] = {}
+        self._groups: dict[int, _Group] = {}
+        self._queue: list[StoredAnswer] = []
+        self._thread = trio.CapacityLimiter(1)  # the store is used by one thread at a time
+        self._flushing = trio.Lock()
+        self._queued = trio.Event()
+        self._full = trio.Event()
+        self._hits = 0
+        self._misses = 0
+        self._stored = 0
+        self._loaded = 0
+        self._corrupt = 0
+        self._write_errors = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, directory: str | os.PathLike[str]) -> AsyncIterator[ResponseCache]:
+        """Open the store in ``directory`` and run the writer task; on exit, write what is
+        queued (also when the run was cancelled) and close the store.
+
+        Raises:
+          ConfigError: the store cannot be opened (the message names the remedies).
+        """
+        virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        if virtual:
+            await trio.lowlevel.checkpoint()
+            store = CacheStore(directory)
+        else:
+            store = await trio.to_thread.run_sync(CacheStore, directory)
+        cache = cls(store, on_loop=virtual)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cache._writer)
+                try:
+                    yield cache
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await cache.flush()
+                await cache._call(store.close)
+
+    @property
+    def directory(self) -> str:
+        return str(self._store.directory)
+
+    # -- lookups (trio thread, no I/O) ----------------------------------------------------
+    def get(self, key: bytes) -> ChatResponse | None:
+        """The cached answer of ``key`` among the loaded row groups, or ``None``."""
+        value = self._answers.get(key)
+        if value is None:
+            return None
+        try:
+            raw = decode_answer(value)
+        except ValueError:
+            self._corrupt += 1
+            return None
+        self._hits += 1
+        return ChatResponse(
+            content=raw.content,
+            reasoning=raw.reasoning,
+            usage=Usage(
+                input_tokens=raw.input_tokens,
+                output_tokens=raw.output_tokens,
+                reasoning_tokens=raw.reasoning_tokens,
+            ),
+            finish_reason=raw.finish_reason,
+            model=raw.model,
+            cached=True,
+        )
+
+    def missed(self) -> None:
+        """Count a request sent because its answer was not cached."""
+        self._misses += 1
+
+    def may_hit(self, group: int) -> bool:
+        """Whether row group ``group`` had any stored answer when it was loaded (if not, the
+        engine skips the cache-only pass of its cells: nothing can hit)."""
+        loaded = self._groups.get(group)
+        return loaded is not None and loaded.loaded > 0
+
+    def put(self, key: bytes, cell: CellKey, response: ChatResponse) -> None:
+        """Queue a paid answer for writing (and keep it for a retry of the same cell)."""
+        value = encode_answer(
+            RawAnswer(
+                content=response.content,
+                reasoning=response.reasoning,
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+                reasoning_tokens=response.usage.reasoning_tokens,
+                finish_reason=response.finish_reason,
+                model=response.model,
+            )
+        )
+        self._queue.append(StoredAnswer(key, cell.run_seed, cell.row, cell.column, value))
+        for group in self._groups.values():
+            if group.start <= cell.row < group.stop:
+                self._answers[key] = value
+                group.keys.append(key)
+                break
+        self._queued.set()
+        if len(self._queue) >= FLUSH_EVERY:
+            self._full.set()
+
+    # -- row groups -----------------------------------------------------------------------
+    async def prefetch(
+        self, group: int, run_seed: int, start: int, stop: int, columns: Sequence[str]
+    ) -> None:
+        """Load every stored answer of rows ``[start, stop)`` of ``columns`` (one query, in a
+        worker thread)."""
+        loaded = await self._call(self._store.load_rows, run_seed, start, stop, tuple(columns))
+        self._answers.update(loaded.values)
+        self._groups[group] = _Group(start, stop, list(loaded.values), len(loaded.values))
+        self._loaded += len(loaded.values)
+        self._corrupt += loaded.corrupt
+
+    async def finish_group(self, group: int) -> None:
+        """Write what is queued, and let go of the group's entries."""
+        await self.flush()
+        self.forget_group(group)
+
+    def forget_group(self, group: int) -> None:
+        """Let go of the group's entries (no I/O; also for an abandoned group)."""
+        entry = self._groups.pop(group, None)
+        if entry is not None:
+            for key in entry.keys:
+                self._answers.pop(key, None)
+
+    # -- writing --------------------------------------------------------------------------
+    async def flush(self) -> None:
+        """Write every queued answer, in one transaction (in a worker thread)."""
+        async with self._flushing:
+            batch, self._queue = self._queue, []
+            if not batch:
+                await trio.lowlevel.checkpoint()
+                return
+            try:
+                self._stored += await self._call(self._store.put_many, batch)
+            except Exception as exc:  # a cache that cannot write must not fail the run
+                if not self._write_errors:
+                    logger.warning(
+                        "the response cache at %s could not store %d answers (%s); the run "
+                        "goes on, these answers will be paid again next time",
+                        self.directory,
+                        len(batch),
+                        exc,
+                    )
+                self._write_errors += len(batch)
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` in the store's worker thread (on the loop in virtual time)."""
+        if self._on_loop:
+            await trio.lowlevel.checkpoint()
+            return fn(*args)
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._thread)
+
+    async def _writer(self) -> None:
+        while True:
+            await self._queued.wait()
+            with trio.move_on_after(FLUSH_INTERVAL):
+                await self._full.wait()
+            self._queued = trio.Event()
+            self._full = trio.Event()
+            await self.flush()
+
+    def statistics(self) -> CacheStatistics:
+        return CacheStatistics(
+            directory=self.directory,
+            hits=self._hits,
+            misses=self._misses,
+            stored=self._stored,
+            loaded=self._loaded,
+            corrupt=self._corrupt,
+            write_errors=self._write_errors,
+        )
