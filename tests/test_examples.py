@@ -83,7 +83,7 @@ async def test_data_examples_run_end_to_end(name: str, tmp_path: Path) -> None:
     )
     assert result.num_records_written == 25
     table = result.table
-    assert table.schema.names == DATA_EXAMPLES[name]
+    assert table.schema.names == ["_row_id", *DATA_EXAMPLES[name]]
     rows = table.to_pylist()
     if name == "seed_qa.yaml":
         questions = (EXAMPLES / "data" / "questions.csv").read_text().splitlines()[1:]

@@ -285,3 +285,14 @@ def test_a_full_column_task_has_a_record_of_its_own_for_its_usage() -> None:
     log.dropped = frozenset({0, 1, 2})
     statuses = [r["status"] for r in cells_table(log).to_pylist()]
     assert statuses == ["failed"] * 4
+
+
+def test_a_directory_from_before_row_ids_is_refused_with_a_clear_message() -> None:
+    from trio_designer import SinkError
+    from trio_designer._sink._table import SchemaGuard
+
+    guard = SchemaGuard()
+    guard.reference = pa.schema([("n", pa.int64())])
+    table = build_table({"_row_id": [5], "n": [1]}, {"_row_id": pa.int64(), "n": pa.int64()})
+    with pytest.raises(SinkError, match="written before datasets had a '_row_id' column"):
+        guard.conform(1, table)

@@ -88,3 +88,15 @@ def test_model_usage_summary_for_the_dataset_card(run_dir: Path) -> None:
     assert strict["price"] is None
     assert strict["cost"] is None
     assert strict["requests"] > 0
+
+
+@pytest.mark.slow
+def test_the_dataset_card_shows_the_cost_of_priced_models(run_dir: Path) -> None:
+    from trio_designer._sink import CARD_FILE, model_usage_summary
+
+    card = (run_dir / CARD_FILE).read_text(encoding="utf-8")
+    cost = model_usage_summary(run_dir)["gen"]["cost"]
+    gen = next(line for line in card.splitlines() if line.startswith("| `gen` |"))
+    assert gen.endswith(f"| {cost:.4f} (whole dataset) |")
+    strict = next(line for line in card.splitlines() if line.startswith("| `strict` |"))
+    assert strict.endswith("| not computed |")  # no price

@@ -70,7 +70,8 @@ def write_dataset_card(
     Args:
       output_dir: a run's output directory (``metadata.json`` and ``parquet-files/``).
       costs: model alias → cost text shown in the usage table (``"$0.42"``); aliases missing
-        from it show "not computed".
+        from it show "not computed". Default: the cost of every alias with a ``price``, over
+        the whole dataset, from the provenance records (:func:`~._usage.model_usage_summary`).
 
     Returns:
       The card's path.
@@ -91,6 +92,8 @@ def dataset_card(output_dir: str | Path, *, costs: Mapping[str, str] | None = No
     writes)."""
     root = Path(output_dir)
     meta = read_metadata(root)
+    if costs is None:
+        costs = recorded_costs(root)
     profiles = _profile(root, meta)
     parts = [
         _front_matter(root, meta),
@@ -392,3 +395,21 @@ def _short(text: str) -> str:
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell."""
     return " ".join(text.split()).replace("|", "\\|").replace("`", "'")
+
+
+def recorded_costs(root: Path) -> dict[str, str]:
+    """Alias → the cost of the written dataset (every session), for the aliases with a price
+    whose cells have provenance records; empty for a run from before those records."""
+    from ._provenance import read_cells
+    from ._usage import usage_from_cells
+
+    cells = read_cells(root)
+    if cells.num_rows == 0:
+        return {}
+    models = read_metadata(root).config.get("models") or []
+    summary = usage_from_cells(cells, [m for m in models if isinstance(m, Mapping)])
+    return {
+        alias: f"{entry['cost']:.4f} (whole dataset)"
+        for alias, entry in summary.items()
+        if entry["cost"] is not None
+    }

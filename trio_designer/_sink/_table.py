@@ -200,6 +200,12 @@ class SchemaGuard:
                 self.reference = table.schema.remove_metadata()
             return table
         if table.schema.names != self.reference.names:
+            if "_row_id" in table.schema.names and "_row_id" not in self.reference.names:
+                raise SinkError(
+                    f"row group {row_group}: the row groups already in this output directory "
+                    f"were written before datasets had a '_row_id' column, so new ones cannot "
+                    f"join them; write the run to a new output directory."
+                )
             raise SinkError(
                 f"row group {row_group} has the columns {table.schema.names}, but earlier row "
                 f"groups have {self.reference.names}; every row group needs the same columns "
