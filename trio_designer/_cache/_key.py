@@ -27,7 +27,15 @@ from typing import Any, Final
 
 import attrs
 
-__all__ = ["KEY_VERSION", "CellKey", "RawAnswer", "cache_key", "decode_answer", "encode_answer"]
+__all__ = [
+    "KEY_VERSION",
+    "CellKey",
+    "RawAnswer",
+    "cache_key",
+    "decode_answer",
+    "encode_answer",
+    "encode_fields",
+]
 
 KEY_VERSION: Final = 1
 """Bumped when what a key covers changes: old entries then simply stop matching."""
@@ -84,16 +92,29 @@ def cache_key(endpoint: str, request: Mapping[str, Any], cell: CellKey) -> bytes
 
 def encode_answer(answer: RawAnswer) -> bytes:
     """Compact JSON of ``answer`` (what the store keeps, checksummed)."""
+    return encode_fields(
+        answer.content,
+        answer.reasoning,
+        answer.input_tokens,
+        answer.output_tokens,
+        answer.reasoning_tokens,
+        answer.finish_reason,
+        answer.model,
+    )
+
+
+def encode_fields(
+    content: str,
+    reasoning: str | None,
+    input_tokens: int,
+    output_tokens: int,
+    reasoning_tokens: int,
+    finish_reason: str | None,
+    model: str,
+) -> bytes:
+    """:func:`encode_answer` of the fields, without building a :class:`RawAnswer`."""
     return _compact_text(
-        [
-            answer.content,
-            answer.reasoning,
-            answer.input_tokens,
-            answer.output_tokens,
-            answer.reasoning_tokens,
-            answer.finish_reason,
-            answer.model,
-        ]
+        [content, reasoning, input_tokens, output_tokens, reasoning_tokens, finish_reason, model]
     ).encode("utf-8")
 
 
