@@ -53,7 +53,8 @@ _SCHEMA: Final = (
     " created REAL NOT NULL"
     ") WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS answers_by_cell ON answers (run_seed, row)",
-    "CREATE INDEX IF NOT EXISTS answers_by_age ON answers (created)",
+    # No index on ``created``: every write would maintain it for the sake of ``prune``, a
+    # maintenance command that may as well scan.
 )
 
 
