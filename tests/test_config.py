@@ -548,7 +548,7 @@ def test_unknown_field_without_a_close_match_lists_the_fields() -> None:
         ConfigError,
         match=(
             r"^run: unknown field 'zzz'; expected one of 'row_group_size', "
-            r".*'non_llm_concurrency'$"
+            r".*'non_llm_concurrency', 'cache_dir'$"
         ),
     ):
         PipelineConfig.from_yaml(
