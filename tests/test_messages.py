@@ -103,7 +103,7 @@ def test_every_flag_the_command_line_names_exists() -> None:
     assert set(FLAGS.values()) <= options
 
 
-_COMMANDS = ("run", "preview", "validate", "check", "inspect", "trace")
+_COMMANDS = ("run", "preview", "validate", "check", "inspect", "trace", "cache")
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

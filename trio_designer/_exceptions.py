@@ -59,11 +59,19 @@ OUTPUT_DIR_ARGUMENT: Final = "output_dir="
 TRACE_SETTING: Final = "RunConfig(trace=True)"
 """How a message tells the caller to record a trace (on the command line ``--trace``)."""
 
+CACHE_DIR_ARGUMENT: Final = "TrioDesigner(cache_dir=...)"
+"""How a message names the response cache's directory (on the command line ``--cache-dir``)."""
+
+NO_CACHE_ARGUMENT: Final = "TrioDesigner(cache=False)"
+"""How a message tells the caller to run without the response cache (``--no-cache``)."""
+
 ARGUMENT_SPELLINGS: Final = (
     RESUME_ARGUMENT,
     FORCE_RESUME_ARGUMENT,
     OUTPUT_DIR_ARGUMENT,
     TRACE_SETTING,
+    CACHE_DIR_ARGUMENT,
+    NO_CACHE_ARGUMENT,
 )
 """Every Python spelling a message may use for something the command line spells as a flag."""
 

@@ -32,7 +32,7 @@ from typing import Final, Self
 
 import attrs
 
-from .._exceptions import ConfigError
+from .._exceptions import CACHE_DIR_ARGUMENT, NO_CACHE_ARGUMENT, ConfigError
 from ._location import CACHE_FILE
 
 __all__ = ["BUSY_TIMEOUT_MS", "CacheStats", "CacheStore", "LoadedRows", "StoredAnswer"]
@@ -99,7 +99,7 @@ class CacheStore:
 
     Raises:
       ConfigError: the directory cannot be created or the file cannot be opened as a store;
-        the message names the path and the remedies (``--cache-dir``, ``--no-cache``).
+        the message names the path and the remedies (another ``cache_dir``, no cache).
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -130,8 +130,8 @@ class CacheStore:
     def _unusable(self, exc: BaseException) -> ConfigError:
         return ConfigError(
             f"cache_dir: the response cache at {str(self.path)!r} cannot be used ({exc}); "
-            "choose another directory with --cache-dir (or run.cache_dir), or run with "
-            "--no-cache"
+            f"choose another directory with {CACHE_DIR_ARGUMENT} (or run.cache_dir), or run "
+            f"with {NO_CACHE_ARGUMENT}"
         )
 
     def __enter__(self) -> Self:

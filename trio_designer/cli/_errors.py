@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from typing import Final
 
 from .._exceptions import (
+    CACHE_DIR_ARGUMENT,
     FORCE_RESUME_ARGUMENT,
+    NO_CACHE_ARGUMENT,
     OUTPUT_DIR_ARGUMENT,
     RESUME_ARGUMENT,
     TRACE_SETTING,
@@ -24,6 +26,8 @@ FLAGS: Final[Mapping[str, str]] = {
     FORCE_RESUME_ARGUMENT: "--force-resume",
     OUTPUT_DIR_ARGUMENT: "--output-dir",
     TRACE_SETTING: "--trace",
+    CACHE_DIR_ARGUMENT: "--cache-dir",
+    NO_CACHE_ARGUMENT: "--no-cache",
 }
 """Each Python spelling a library message may use -> the flag that does the same here."""
 
