@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,progress,plot,socks,http2]'
+	$(PY) -m pip install --quiet -e '.[dev,progress,plot,socks,http2,hf,person,stats,pandas,polars,duckdb]'
 	touch $(STAMP)
 
 ## make run: a real pipeline against the built-in simulated endpoint, with progress; writes parquet

@@ -1,8 +1,9 @@
 """``python -m benches <name> [--quick]``: run a bench, print its table, write its JSON.
 
 Names: seed, bound, scale, adaptivity, overhead, memory, client_cpu, small_runs, validate,
-endpoints, cache, all. Results go to ``benches/results/<name>.json`` and plots to ``docs/img/`` (see
-docs/benchmarks.md for what each bench measures and how long it takes).
+endpoints, cache, seed_memory, embeddings, plugins, all. Results go to
+``benches/results/<name>.json`` and plots to
+``docs/img/`` (see docs/benchmarks.md for what each bench measures and how long it takes).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ BENCHES = (
     "validate",
     "endpoints",
     "cache",
+    "seed_memory",
+    "embeddings",
+    "plugins",
 )
 
 

@@ -178,7 +178,7 @@ async def _run_internal(
     sc: Scenario, rec: Recorder, stop_after: float | None
 ) -> tuple[RunState, AsyncEngine, Any]:
     config = sc.config(rec)
-    graph, generators = _prepare(config, sc.rows)
+    graph, generators, _ = _prepare(config, sc.rows, None)
     sink = MemorySink()
     await sink.open(
         fingerprint="t", config={}, num_records=sc.rows, row_group_size=sc.row_group_size

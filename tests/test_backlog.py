@@ -40,6 +40,16 @@ def test_caps_come_from_the_narrowest_model_of_each_endpoint() -> None:
     }
 
 
+def test_batched_columns_get_room_for_full_batches() -> None:
+    """An embedding column sends ``batch_size`` cells per request: its endpoint's cap grows by
+    that factor, unless the endpoint also serves a column of single requests."""
+    backlog = EndpointBacklog.for_columns({"vec": (JUDGE,), "g": (GEN,)}, {"vec": 16})
+    assert backlog.statistics()["simulator:m-judge"].cap == BACKLOG_FACTOR * 8 * 16
+    assert backlog.statistics()["simulator:m-gen"].cap == BACKLOG_FACTOR * 2
+    shared = EndpointBacklog.for_columns({"vec": (JUDGE,), "j": (JUDGE,)}, {"vec": 16})
+    assert shared.statistics()["simulator:m-judge"].cap == BACKLOG_FACTOR * 8
+
+
 def test_the_cap_holds_and_every_place_comes_back() -> None:
     """The invariant of ``EndpointBacklog``: 0 <= dispatched <= cap, enter/exit paired."""
     backlog = EndpointBacklog.for_columns({"g": (GEN,), "j": (JUDGE,)})

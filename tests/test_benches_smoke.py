@@ -25,6 +25,7 @@ from benches import (
     overhead,
     scale,
     seed,
+    seed_memory,
     small_runs,
 )
 from benches.__main__ import main as bench_main
@@ -143,3 +144,37 @@ def test_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert data["warm"]["warm"]["requests"] == 0
     assert data["warm"]["warm"]["cache"]["hits"] == data["warm"]["fill"]["requests"]
     assert all(r["ratio_cold_to_none"] > 0 for r in data["cold_vs_none"])
+
+
+@pytest.mark.slow
+def test_seed_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _run(seed_memory, tmp_path, capsys)
+    for arm in ("with_seed", "without_seed"):
+        assert data[arm]["written"] == data[arm]["records"] == 1_500
+        assert data[arm]["peak_rss_kb"] > 0
+    assert data["ratio"] == data["with_seed"]["peak_rss_kb"] / data["without_seed"]["peak_rss_kb"]
+
+
+
+def test_embeddings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Batching: batch 16 sends fewer requests than batch 1 and is never slower; the direct
+    shape's makespan is never below its bound."""
+    from benches import embeddings
+
+    data = _run(embeddings, tmp_path, capsys)
+    rows = {(r["shape"], r["batch_size"]): r for r in data["rows"]}
+    for shape in ("direct", "after text"):
+        one, sixteen = rows[(shape, 1)], rows[(shape, 16)]
+        assert one["embedding_requests"] == one["records"]
+        assert sixteen["embedding_requests"] < one["embedding_requests"]
+        assert sixteen["makespan"] <= one["makespan"]
+        assert sixteen["makespan"] >= sixteen["bound"] - 1e-9
+
+
+def test_plugins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benches import plugins
+
+    data = _run(plugins, tmp_path, capsys)
+    assert data["rows"] == 200
+    assert set(data["cells_per_s"]) == {"built-in expression", "plugin reverse_text"}
+    assert all(value > 0 for value in data["load_ms"].values())

@@ -83,11 +83,13 @@ def simulator() -> Any:
 
 
 def rows_of(result: Any) -> list[dict[str, Any]]:
-    """The dataset's rows; structured values (stored as JSON text) parsed back."""
+    """The dataset's rows; structured values (struct columns, or JSON text where a schema
+    does not map to Arrow) as dicts."""
     rows: list[dict[str, Any]] = result.table.to_pylist()
     for row in rows:
         for name in ("analysis", "quality"):
-            row[name] = json.loads(row[name])
+            if isinstance(row[name], str):
+                row[name] = json.loads(row[name])
     return rows
 
 

@@ -175,8 +175,10 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def test_help_lists_commands_examples_and_exit_codes(tmp_path: Path) -> None:
     done = cli(tmp_path, "--help")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: python -m trio_designer [-h] [--debug] COMMAND ...")
-    for command in ("run", "preview", "validate", "inspect", "trace", "simulate"):
+    assert done.stdout.startswith(
+        "usage: python -m trio_designer [-h] [--debug] [--no-plugins] COMMAND ..."
+    )
+    for command in ("run", "preview", "validate", "inspect", "trace", "simulate", "plugins"):
         assert f"\n    {command} " in done.stdout
     assert "python -m trio_designer run pipeline.yaml --num-records 1000" in done.stdout
     assert "130  interrupted (Ctrl-C)" in done.stdout

@@ -14,27 +14,36 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trio_designer.config as config_pkg
+from trio_designer._core._jsonschema import schema_problems
 from trio_designer._exceptions import ConfigError
 from trio_designer.config import (
     BernoulliSampler,
     CategorySampler,
     CustomColumn,
     DatetimeSampler,
+    DistributionSampler,
     ExpressionColumn,
     GaussianSampler,
     InferenceParams,
     LLMCodeColumn,
+    LLMEmbeddingColumn,
     LLMJudgeColumn,
     LLMStructuredColumn,
     LLMTextColumn,
     ModelConfig,
     ModelProvider,
+    PersonSampler,
     PipelineBuilder,
     PipelineConfig,
     PoissonSampler,
     Rubric,
     RunConfig,
+    SeedColumn,
+    SeedConfig,
+    SeedPartition,
+    SeedSelection,
     SubcategorySampler,
+    TimeDeltaSampler,
     UniformSampler,
     UUIDSampler,
     config_fingerprint,
@@ -418,21 +427,99 @@ COLUMN_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     ),
     LLMTextColumn: st.builds(LLMTextColumn, **llm()),
     LLMCodeColumn: st.builds(LLMCodeColumn, **llm(language=non_blank)),
-    LLMStructuredColumn: st.builds(LLMStructuredColumn, **llm(schema=json_objects)),
+    # Random mappings are schemas unless a key happens to be a keyword with a bad value
+    # (hypothesis found {'maxContains': None}): keep the valid ones.
+    LLMStructuredColumn: st.builds(
+        LLMStructuredColumn, **llm(schema=json_objects.filter(lambda d: not schema_problems(d)))
+    ),
     LLMJudgeColumn: st.builds(
         LLMJudgeColumn,
         **llm(
             rubrics=st.lists(rubrics, min_size=1, max_size=3, unique_by=lambda r: r.name).map(tuple)
         ),
     ),
+    SeedColumn: st.builds(SeedColumn, **common()),
+    DistributionSampler: st.builds(
+        DistributionSampler,
+        **common(
+            name=st.just("x"),
+            distribution=st.just("lognormal"),
+            params=st.fixed_dictionaries({}, optional={"mean": st.floats(-5, 5),
+                                                       "sigma": st.floats(0, 5)}),
+            decimal_places=st.none() | st.integers(0, 6),
+            constraints=st.sampled_from([(), ("x > 0",), ("x <= y",)]),
+            conditional_params=st.sampled_from([{}, {"{{ y }}": {"decimal_places": 1}}]),
+        ),
+    ),
+    TimeDeltaSampler: st.builds(
+        TimeDeltaSampler,
+        **common(
+            name=st.just("due"),
+            reference=identifiers.filter(lambda name: name != "due"),
+            min=st.integers(-100, 0),
+            max=st.integers(0, 100),
+            unit=st.sampled_from(["D", "h", "m", "s"]),
+        ),
+    ),
+    PersonSampler: st.builds(
+        PersonSampler,
+        **common(
+            locale=non_blank,
+            sex=st.none() | st.sampled_from(["female", "male"]),
+            age_range=st.lists(st.integers(0, 120), min_size=2, max_size=2).map(sorted).map(tuple),
+            city=st.lists(texts, max_size=3).map(tuple),
+            as_of=st.dates().map(lambda d: d.isoformat()),
+        ),
+    ),
+    LLMEmbeddingColumn: st.builds(
+        LLMEmbeddingColumn,
+        **common(
+            model=non_blank,
+            text=non_blank,
+            dimensions=st.none() | st.integers(1, 65_536),
+            batch_size=st.integers(1, 2048),
+            batch_window=st.floats(0, 1e6),
+        ),
+    ),
 }
 columns = st.one_of(*COLUMN_STRATEGIES.values())
+
+
+@st.composite
+def seed_partitions(draw: st.DrawFn) -> SeedPartition:
+    count = draw(st.integers(1, 64))
+    return SeedPartition(count=count, index=draw(st.integers(0, count - 1)))
+
+
+@st.composite
+def seed_selections(draw: st.DrawFn) -> SeedSelection:
+    start = draw(st.none() | st.integers(0, 10**6))
+    stop = draw(st.none() | st.integers((start or 0) + 1, 10**7))
+    return SeedSelection(start=start, stop=stop, partition=draw(st.none() | seed_partitions()))
+
+
+seed_configs = st.builds(
+    SeedConfig,
+    path=non_blank,
+    format=st.none() | st.sampled_from(["parquet", "csv", "jsonl"]),
+    sampling=st.sampled_from(["ordered", "shuffle", "with_replacement"]),
+    selection=st.none() | seed_selections(),
+    columns=st.lists(identifiers, max_size=3).map(tuple),
+    drop=st.lists(identifiers, max_size=3).map(tuple),
+) | st.builds(
+    SeedConfig,
+    hf=non_blank,
+    split=st.none() | non_blank,
+    revision=st.none() | non_blank,
+    config=st.none() | non_blank,
+)
 pipelines = st.builds(
     PipelineConfig,
     columns=st.lists(columns, min_size=1, max_size=4).map(tuple),
     models=st.lists(model_configs, max_size=2).map(tuple),
     providers=st.lists(providers, max_size=2).map(tuple),
     run=run_configs,
+    seed=st.none() | seed_configs,
 )
 STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     **COLUMN_STRATEGIES,
@@ -442,6 +529,9 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     ModelConfig: model_configs,
     RunConfig: run_configs,
     PipelineConfig: pipelines,
+    SeedConfig: seed_configs,
+    SeedSelection: seed_selections(),
+    SeedPartition: seed_partitions(),
 }
 
 
@@ -486,6 +576,7 @@ def _sections_as_pipeline(data: Any) -> PipelineConfig:
         models=sections.models.values(),
         providers=sections.providers.values(),
         run=sections.run,
+        seed=sections.seed,
     )
 
 
@@ -548,7 +639,7 @@ def test_unknown_field_without_a_close_match_lists_the_fields() -> None:
         ConfigError,
         match=(
             r"^run: unknown field 'zzz'; expected one of 'row_group_size', "
-            r".*'non_llm_concurrency', 'cache_dir'$"
+            r".*'non_llm_concurrency'.*$"
         ),
     ):
         PipelineConfig.from_yaml(
@@ -562,7 +653,8 @@ def test_unknown_kind_lists_the_kinds() -> None:
         ConfigError,
         match=(
             r"^columns\[1\]\.kind: unknown column kind 'llm_txt'; expected one of 'custom', "
-            r"'expression', 'llm_code', 'llm_judge', 'llm_structured', 'llm_text', 'sampler'$"
+            r"'expression', 'llm_code', 'llm_embedding', 'llm_judge', 'llm_structured', "
+            r"'llm_text', 'sampler', 'seed'$"
         ),
     ):
         PipelineConfig.from_yaml(text)
@@ -655,7 +747,7 @@ def test_top_level_problems() -> None:
         "unknown top-level field 'colums'; did you mean 'columns'?",
         "unknown top-level field 'model'; did you mean 'models'?",
         "unknown top-level field 'extra'; expected one of 'python_path', 'providers', 'models', "
-        "'run', 'columns'",
+        "'run', 'columns', 'seed'",
         "columns: a pipeline needs at least one column; list them under 'columns'",
     )
     with pytest.raises(

@@ -124,15 +124,17 @@ def _trap_folder(folder: Path, name: str) -> Path:
 
 def test_a_module_beside_the_config_never_runs_under_python_m(folder: Path) -> None:
     """``python -m`` puts the current directory first on sys.path; it is dropped."""
-    _trap_folder(folder, "pandas")
+    # A name no environment installs (pandas used to be it, until the `hf` extra brought
+    # pandas in as a dependency of `datasets`).
+    _trap_folder(folder, "td_trap_pandas")
     for command in ("validate", "run"):
         done = _python_m(folder, command, "pipeline.yaml", *(["-n", "2"] * (command == "run")))
         assert done.returncode == 2, done.stderr
-        assert not (folder / "pandas.ran").exists()
+        assert not (folder / "td_trap_pandas.ran").exists()
         assert done.stderr.splitlines() == [
-            "error: pipeline.yaml: columns[1] 'env' (line 3): no module 'pandas' in the "
-            "installed environment; pandas.py lies beside the config file, but modules are "
-            "never imported from the config's directory implicitly: add 'python_path: .' to "
+            "error: pipeline.yaml: columns[1] 'env' (line 3): no module 'td_trap_pandas' in the "
+            "installed environment; td_trap_pandas.py lies beside the config file, but modules "
+            "are never imported from the config's directory implicitly: add 'python_path: .' to "
             "the config if you trust that code"
         ]
 

@@ -401,7 +401,7 @@ def test_checker_accepts_a_documented_private_field_by_its_alias() -> None:
 
 
 def test_checker_reports_a_missing_row_a_stale_row_and_a_wrong_default() -> None:
-    edited = re.sub(r"^\| `seed` \|.*\n", "", DOC, count=1, flags=re.MULTILINE)
+    edited = re.sub(r"^\| `seed` \| `int` \|.*\n", "", DOC, count=1, flags=re.MULTILINE)
     edited = edited.replace("| `trace` | `bool` | `false` |", "| `tracing` | `bool` | `false` |")
     edited = edited.replace(
         "| `row_group_size` | `int` | `1000` |", "| `row_group_size` | `int` | `100` |"

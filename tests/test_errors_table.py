@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from _cli_harness import ThreadedSimulator, run_cli
+from _plugin_fixtures import write_distribution
 
 from trio_designer.config._bounded import MAX_CONFIG_BYTES
+from trio_designer.config._plugins import clear_plugin_cache
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 
@@ -126,6 +128,23 @@ CASES: dict[str, tuple[str, str, dict[str, str]]] = {
         {},
     ),
     "python-config": ("c.py", "x = 1\n", {}),
+    # The plugin package is written into site/ and put on sys.path by the test (see below).
+    "broken-plugin": ("c.yaml", _yaml("{name: b, kind: td_table_broken}"), {}),
+    "constraint-never": (
+        "c.yaml",
+        _yaml("{name: age, kind: sampler, sampler: uniform, low: 0, high: 100, "
+              "constraints: ['age > 200']}"),
+        {},
+    ),
+    "seed-missing": ("c.yaml", "seed: {path: nope.csv}\n" + _yaml(), {}),
+    "seed-unreadable": ("c.yaml", "seed: {path: rows.parquet}\n" + _yaml(),
+                        {"rows.parquet": "not parquet at all"}),
+    "seed-empty": ("c.yaml", "seed: {path: rows.csv}\n" + _yaml(), {"rows.csv": "question\n"}),
+    "seed-reference": (
+        "c.yaml",
+        "seed: {path: rows.csv}\n" + _yaml("{name: e, kind: expression, expr: '{{ qestion }}'}"),
+        {"rows.csv": "question\nWhy?\n"},
+    ),
 }
 
 
@@ -169,6 +188,16 @@ def test_each_config_defect_exits_2_with_one_message(
         (tmp_path / name).write_text(text.replace("URL", simulator.url))
     for file, source in extra.items():
         (tmp_path / file).write_text(source)
+    if defect == "broken-plugin":
+        site = tmp_path / "site"
+        write_distribution(
+            site,
+            "td-table-plugin",
+            {"trio_designer.columns": {"td_table_broken": "td_table_plugin:Broken"}},
+            {"td_table_plugin": "import td_table_missing_dependency\n"},
+        )
+        sys.path.insert(0, str(site))
+        clear_plugin_cache()
     excerpt = table_rows()[defect]
     before = simulator.requests()
     for argv in (["validate", name], ["run", name, "-n", "2", "--progress", "none"]):
@@ -186,6 +215,7 @@ def test_each_config_defect_exits_2_with_one_message(
     assert simulator.requests() == before
     for module in ("td_table_mod", "td_table_mod2"):
         sys.modules.pop(module, None)
+    clear_plugin_cache()
 
 
 def test_messages_are_capped_in_length_and_number(

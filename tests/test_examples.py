@@ -52,3 +52,69 @@ def test_example_scripts_run(script: list[str], tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "complete" in done.stdout
+
+
+#: The seed- and person-driven examples (issue 14): file -> columns the output must have.
+DATA_EXAMPLES = {
+    "seed_qa.yaml": ["id", "topic", "question", "audience", "answer", "grade", "answer_words"],
+    "support_tickets.yaml": ["customer", "product", "plan", "months_as_customer", "opened_at",
+                             "first_reply_at", "ticket", "triage", "reply_to"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(DATA_EXAMPLES))
+@pytest.mark.deadline(60)
+async def test_data_examples_run_end_to_end(name: str, tmp_path: Path) -> None:
+    """Each runs against the built-in simulator, as ``trio-designer run`` would, and writes
+    every column; the seed's rows and the customers are really used."""
+    pytest.importorskip("faker")  # the `person` extra (the Makefile installs it)
+    pytest.importorskip("numpy")  # the `stats` extra
+    from trio_designer import TrioDesigner
+    from trio_designer.simulator import Latency, SimulatedModel
+
+    config = PipelineConfig.from_file(EXAMPLES / name)
+    fast = [SimulatedModel(name=m, latency=Latency(median=0.001)) for m in ("sim-gen", "sim-judge")]
+    result = await TrioDesigner(simulator_models=fast).create(
+        config, num_records=25, output_dir=tmp_path / "out"
+    )
+    assert result.num_records_written == 25
+    table = result.table
+    assert table.schema.names == DATA_EXAMPLES[name]
+    rows = table.to_pylist()
+    if name == "seed_qa.yaml":
+        questions = (EXAMPLES / "data" / "questions.csv").read_text().splitlines()[1:]
+        assert {row["question"] for row in rows} <= {line.split(",", 2)[2] for line in questions}
+        assert len({row["id"] for row in rows[:20]}) == 20  # one shuffled pass, then the next
+    else:
+        assert all(row["reply_to"] == row["customer"]["email"] for row in rows)
+        assert all(row["months_as_customer"] <= 120 for row in rows)
+        assert all(row["first_reply_at"] > row["opened_at"] for row in rows)
+
+
+
+def test_the_embedding_example_validates() -> None:
+    config = PipelineConfig.from_file(EXAMPLES / "embeddings.yaml")
+    graph = ExecutionGraph.from_config(config)
+    assert graph.order.index("product") < graph.order.index("description_vec")
+    assert graph.llm_bound["description_vec"]
+
+
+@pytest.mark.slow
+def test_the_embedding_example_runs(tmp_path: Path) -> None:
+    """Products, their vectors and a judge on the simulator; the card and the JSONL export."""
+    out = tmp_path / "emb"
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "embeddings.py"), "--num-records", "30",
+         "--output-dir", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "complete: 30/30 rows" in done.stdout
+    assert "fixed_size_list<element: float>[64]" in done.stdout
+    assert " is nearest to " in done.stdout
+    assert (out / "README.md").is_file()
+    assert len((tmp_path / "emb.jsonl").read_text().splitlines()) == 30
+

@@ -27,6 +27,7 @@ PUBLIC_MODULES = (
     "trio_designer.generators",
     "trio_designer.models",
     "trio_designer.simulator",
+    "trio_designer.plugins",
 )
 #: Modules whose exported classes and functions present themselves under the public module
 #: (``__module__`` rewritten by ``trio_designer._public.present_as``).
@@ -36,6 +37,7 @@ PRESENTED = (
     "trio_designer.config",
     "trio_designer.generators",
     "trio_designer.models",
+    "trio_designer.plugins",
 )
 #: Sub-modules that may show up as attributes of the package without being part of its API:
 #: the command line (imported by the console script and its tests).

@@ -228,7 +228,8 @@ def test_build_generator_dispatches_llm_kinds(column: LLMColumnConfig, cls: type
     assert type(generator) is cls
     assert generator.strategy == "cell"
     assert generator.llm_bound is True
-    assert generator.arrow_type() == pa.string()
+    nested = cls in (LLMStructuredGenerator, LLMJudgeGenerator)  # struct columns (issue 14)
+    assert pa.types.is_struct(generator.arrow_type()) is nested
     assert generator.extra_columns() == ()
     with_reasoning = build_generator(attrs.evolve(column, extract_reasoning=True))
     assert with_reasoning.extra_columns() == (f"{column.name}__reasoning",)

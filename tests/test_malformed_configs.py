@@ -74,6 +74,10 @@ MALFORMED: dict[str, tuple[str, str]] = {
     "empty rubric scores": ("a.yaml", y("{name: j, kind: llm_judge, model: gen, prompt: x,"
                                         " rubrics: [{name: q, description: d, scores: {}}]}")),
     "bad dtype": ("a.yaml", y("{name: e, kind: expression, expr: '1', dtype: integer}")),
+    "embedding batch of 0": ("a.yaml", y("{name: v, kind: llm_embedding, model: gen,"
+                                         " text: '{{ topic }}', batch_size: 0}")),
+    "embedding of an unknown column": ("a.yaml", y("{name: v, kind: llm_embedding, model: gen,"
+                                                   " text: '{{ topik }}'}")),
     "unknown provider": ("a.yaml", y(LLM).replace("provider: remote", "provider: remot")),
     "reserved provider": ("a.yaml", y(LLM).replace("name: remote", "name: simulator")),
     "bad base url": ("a.yaml", y(LLM).replace('"URL"', '"127.0.0.1:9/v1"')),
@@ -131,6 +135,38 @@ MALFORMED: dict[str, tuple[str, str]] = {
                        "def build_config():\n"
                        "    return PipelineBuilder().add_column(name='x', kind='nope').build()\n"),
     "py imports neighbour": ("a.py", "import td_malformed_neighbour\n"),
+    # -- seeds (the files are SEED_FILES, written beside every case)
+    "seed missing file": ("a.yaml", y(top="seed: {path: nope.parquet}\n")),
+    "seed unreadable": ("a.yaml", y(top="seed: {path: td_seed_bad.parquet}\n")),
+    "seed unknown format": ("a.yaml", y(top="seed: {path: td_malformed_neighbour.py}\n")),
+    "seed empty": ("a.yaml", y(top="seed: {path: td_seed_empty.csv}\n")),
+    "seed template typo": ("a.yaml", y("{name: e, kind: expression, expr: '{{ questoin }}'}",
+                                       top="seed: {path: td_seed_ok.csv}\n")),
+    "seed two sources": ("a.yaml", y(top="seed: {path: td_seed_ok.csv, hf: org/name}\n")),
+    "seed bad sampling": ("a.yaml", y(top="seed: {path: td_seed_ok.csv, sampling: random}\n")),
+    "seed selection past end": ("a.yaml", y(top="seed: {path: td_seed_ok.csv, "
+                                                "selection: {start: 5}}\n")),
+    "seed drop unknown": ("a.yaml", y(top="seed: {path: td_seed_ok.csv, drop: [levle]}\n")),
+    "seed kind without seed": ("a.yaml", y("{name: question, kind: seed}")),
+    "constraint never holds": ("a.yaml", y("{name: b, kind: sampler, sampler: bernoulli, p: 0.5, "
+                                           "constraints: ['b > 1']}")),
+    "constraint malformed": ("a.yaml", y("{name: b, kind: sampler, sampler: bernoulli, p: 0.5, "
+                                         "constraints: ['b is big']}")),
+    "conditional param unknown field": ("a.yaml", y(
+        "{name: u, kind: sampler, sampler: uniform, low: 0, high: 1, "
+        "conditional_params: {'{{ topic == \"tea\" }}': {hihg: 3}}}")),
+    "distribution unknown": ("a.yaml", y("{name: d, kind: sampler, sampler: distribution, "
+                                         "distribution: lognorm}")),
+    "person bad locale": ("a.yaml", y("{name: p, kind: sampler, sampler: person, locale: xx_YY}")),
+    "seed name clash": ("a.yaml", y("{name: level, kind: expression, expr: x}",
+                                    top="seed: {path: td_seed_ok.csv}\n")),
+}
+
+#: Seed files beside every case (the seed cases above name them).
+SEED_FILES: dict[str, str] = {
+    "td_seed_ok.csv": "question,level\nWhy?,1\n",
+    "td_seed_empty.csv": "question,level\n",
+    "td_seed_bad.parquet": "PAR1 this is not parquet",
 }
 
 
@@ -156,6 +192,8 @@ def test_a_malformed_config_is_one_clear_error(
     name, text = MALFORMED[case]
     (tmp_path / name).write_text(text.replace("URL", simulator.url))
     (tmp_path / "td_malformed_neighbour.py").write_text("raise SystemExit('ran')\n")
+    for seed_name, seed_text in SEED_FILES.items():
+        (tmp_path / seed_name).write_text(seed_text)
     before = simulator.requests()
     for argv in (["validate", name], ["run", name, "-n", "2", "--progress", "none"]):
         outcome = run_cli(argv, deadline=30)

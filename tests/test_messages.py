@@ -94,16 +94,14 @@ def test_the_command_line_says_each_python_spelling_as_its_flag() -> None:
 
 
 def test_every_flag_the_command_line_names_exists() -> None:
+    from trio_designer.cli import _handlers
     from trio_designer.cli._errors import FLAGS
     from trio_designer.cli._parser import build_parser
 
-    parser = build_parser("trio-designer", {name: print for name in _COMMANDS})
+    parser = build_parser("trio-designer", {name: print for name in _handlers()})
     run = _subparser(parser, "run")
     options = {option for action in run._actions for option in action.option_strings}
     assert set(FLAGS.values()) <= options
-
-
-_COMMANDS = ("run", "preview", "validate", "check", "inspect", "trace", "cache")
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

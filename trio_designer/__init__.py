@@ -9,7 +9,8 @@ The public face. ``import trio_designer`` gives the user API:
 * the exceptions, one tree rooted at :class:`TrioDesignerError`;
 * the public sub-modules: :mod:`~trio_designer.aio` (asyncio and notebooks),
   :mod:`~trio_designer.config`, :mod:`~trio_designer.generators` (what a custom column's
-  function receives), :mod:`~trio_designer.models` (limiters, model handles) and
+  function receives), :mod:`~trio_designer.models` (limiters, model handles),
+  :mod:`~trio_designer.plugins` (what a plugin package subclasses) and
   :mod:`~trio_designer.simulator` (the simulated OpenAI-compatible endpoint).
 
 Every object has one public name; ``docs/api.md`` lists them all and ``tests/test_exports.py``
@@ -25,6 +26,7 @@ from . import aio as aio
 from . import config as config
 from . import generators as generators
 from . import models as models
+from . import plugins as plugins
 from . import simulator as simulator
 from ._designer import ColumnSummary as ColumnSummary
 from ._designer import RunResult as RunResult
@@ -33,6 +35,7 @@ from ._engine._state import FailureRecord as FailureRecord
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import EventLoopError as EventLoopError
 from ._exceptions import GenerationError as GenerationError
+from ._exceptions import MissingDependencyError as MissingDependencyError
 from ._exceptions import ModelConnectionError as ModelConnectionError
 from ._exceptions import ModelContentFilteredError as ModelContentFilteredError
 from ._exceptions import ModelOutputError as ModelOutputError
@@ -41,6 +44,7 @@ from ._exceptions import ModelRequestError as ModelRequestError
 from ._exceptions import ModelServerError as ModelServerError
 from ._exceptions import ModelTimeoutError as ModelTimeoutError
 from ._exceptions import NonRetryableGenerationError as NonRetryableGenerationError
+from ._exceptions import PluginError as PluginError
 from ._exceptions import ProviderError as ProviderError
 from ._exceptions import RetryableGenerationError as RetryableGenerationError
 from ._exceptions import RunInterrupted as RunInterrupted
@@ -50,25 +54,34 @@ from ._exceptions import TrioDesignerError as TrioDesignerError
 from ._observe import TaskTrace as TaskTrace
 from ._observe import export_chrome_trace as export_chrome_trace
 from ._observe import plot_timeline as plot_timeline
+from ._sink._export import export_dataset as export_dataset
 from .config import BernoulliSampler as BernoulliSampler
 from .config import CategorySampler as CategorySampler
 from .config import CustomColumn as CustomColumn
 from .config import DatetimeSampler as DatetimeSampler
+from .config import DistributionSampler as DistributionSampler
 from .config import ExpressionColumn as ExpressionColumn
 from .config import GaussianSampler as GaussianSampler
 from .config import InferenceParams as InferenceParams
 from .config import LLMCodeColumn as LLMCodeColumn
+from .config import LLMEmbeddingColumn as LLMEmbeddingColumn
 from .config import LLMJudgeColumn as LLMJudgeColumn
 from .config import LLMStructuredColumn as LLMStructuredColumn
 from .config import LLMTextColumn as LLMTextColumn
 from .config import ModelConfig as ModelConfig
 from .config import ModelProvider as ModelProvider
+from .config import PersonSampler as PersonSampler
 from .config import PipelineBuilder as PipelineBuilder
 from .config import PipelineConfig as PipelineConfig
 from .config import PoissonSampler as PoissonSampler
 from .config import Rubric as Rubric
 from .config import RunConfig as RunConfig
+from .config import SeedColumn as SeedColumn
+from .config import SeedConfig as SeedConfig
+from .config import SeedPartition as SeedPartition
+from .config import SeedSelection as SeedSelection
 from .config import SubcategorySampler as SubcategorySampler
+from .config import TimeDeltaSampler as TimeDeltaSampler
 from .config import UniformSampler as UniformSampler
 from .config import UUIDSampler as UUIDSampler
 
@@ -81,6 +94,7 @@ __all__ = [
     "ConfigError",
     "CustomColumn",
     "DatetimeSampler",
+    "DistributionSampler",
     "EventLoopError",
     "ExpressionColumn",
     "FailureRecord",
@@ -88,9 +102,11 @@ __all__ = [
     "GenerationError",
     "InferenceParams",
     "LLMCodeColumn",
+    "LLMEmbeddingColumn",
     "LLMJudgeColumn",
     "LLMStructuredColumn",
     "LLMTextColumn",
+    "MissingDependencyError",
     "ModelConfig",
     "ModelConnectionError",
     "ModelContentFilteredError",
@@ -101,8 +117,10 @@ __all__ = [
     "ModelServerError",
     "ModelTimeoutError",
     "NonRetryableGenerationError",
+    "PersonSampler",
     "PipelineBuilder",
     "PipelineConfig",
+    "PluginError",
     "PoissonSampler",
     "ProviderError",
     "RetryableGenerationError",
@@ -110,15 +128,21 @@ __all__ = [
     "RunConfig",
     "RunInterrupted",
     "RunResult",
+    "SeedColumn",
+    "SeedConfig",
+    "SeedPartition",
+    "SeedSelection",
     "SinkError",
     "SubcategorySampler",
     "TaskTrace",
+    "TimeDeltaSampler",
     "TraceExportError",
     "TrioDesigner",
     "TrioDesignerError",
     "UUIDSampler",
     "UniformSampler",
     "export_chrome_trace",
+    "export_dataset",
     "plot_timeline",
 ]
 

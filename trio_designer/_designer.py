@@ -9,6 +9,7 @@ await ``trio_designer.aio.create`` / ``preview``. Each entry point checks its ca
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import (
@@ -29,19 +30,23 @@ from ._engine._dispatch import SlotStatistics
 from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._eventloop import check_sync_caller, check_trio_caller
-from ._exceptions import ConfigError, RunInterrupted
+from ._exceptions import ConfigError, MissingDependencyError, RunInterrupted, TrioDesignerError
 from ._interrupt import RecordedStatus, RunControl, stop_record
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
+from ._seed import OpenSeed, open_seed
 from ._sink import SUMMARY_ROW_GROUPS_FOUND
 from .config import PipelineConfig
 from .config._columns import template_fields
 from .generators._base import ColumnGenerator
 from .generators._registry import build_generator
+from .generators._seed import SeedReader
 from .generators._templates import precompile
 
 if TYPE_CHECKING:
     from .models._registry import ModelRegistry
+
+_logger = logging.getLogger("trio_designer")
 
 EngineName = Literal["async", "sync"]
 #: How a run that returned a result ended. A run that is interrupted returns nothing: after
@@ -128,9 +133,41 @@ class RunResult:
         paths = [str(self.output_dir / f) for f in self.files]
         return ds.dataset(paths, format="parquet").to_table()
 
+    def to_arrow(self) -> Any:
+        """The dataset as a ``pyarrow.Table`` (the same as :attr:`table`). Struct columns
+        (structured and judge values) stay structs, embeddings lists of float32."""
+        return self.table
+
     def to_pandas(self) -> Any:
-        """The dataset as a pandas DataFrame (needs pandas installed)."""
+        """The dataset as a pandas ``DataFrame``; struct values become dicts, lists arrays.
+
+        Raises:
+          MissingDependencyError: pandas is not installed (``pip install
+            'trio_designer[pandas]'``).
+        """
+        _optional("pandas", "RunResult.to_pandas()")
         return self.table.to_pandas()
+
+    def to_polars(self) -> Any:
+        """The dataset as a polars ``DataFrame``; struct columns stay structs
+        (``df["product"].struct.field("price")``).
+
+        Raises:
+          MissingDependencyError: polars is not installed (``pip install
+            'trio_designer[polars]'``).
+        """
+        polars = _optional("polars", "RunResult.to_polars()")
+        return polars.from_arrow(self.table)
+
+
+def _optional(package: str, what: str) -> Any:
+    """Import an optional extra (its extra has the package's name), or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError as exc:
+        raise MissingDependencyError(what, package=package, extra=package) from exc
 
 
 class TrioDesigner:
@@ -244,11 +281,18 @@ class TrioDesigner:
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
-        graph, generators = _prepare(config, num_records)
+        graph, generators, seed = _prepare(config, num_records, await _open_seed(config))
         try:
-            basis = fingerprint_basis(config)
+            # Hashing a seed's files reads them: off the trio thread (without a seed, inline).
+            basis = (
+                fingerprint_basis(config)
+                if seed is None
+                else await trio.to_thread.run_sync(fingerprint_basis, config)
+            )
         except ConfigError as exc:
             raise config.located(exc) from exc.__cause__
+        if seed is not None:
+            basis["files"].update(seed.identity())
         resume = resume or force_resume
         changes = _LimitChanges()
         with self._controlled(Path(output_dir)) as control, _single_error():
@@ -272,7 +316,7 @@ class TrioDesigner:
                     force_resume=force_resume,
                 )
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
-                return await self._execute(
+                result = await self._execute(
                     config,
                     graph,
                     generators,
@@ -284,6 +328,8 @@ class TrioDesigner:
                     changes,
                     control,
                 )
+            await trio.to_thread.run_sync(_write_card, Path(output_dir))
+            return result
         raise AssertionError("unreachable: _controlled raises when the run was stopped")
 
     async def preview(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
@@ -298,7 +344,7 @@ class TrioDesigner:
         check_trio_caller("preview")
         from ._sink import MemorySink
 
-        graph, generators = _prepare(config, num_records)
+        graph, generators, _ = _prepare(config, num_records, await _open_seed(config))
         changes = _LimitChanges()
         with self._controlled(None) as control, _single_error():
             async with (
@@ -561,17 +607,37 @@ class _LimitChanges:
             self.state.emit("limit_change", **limit_change_fields(endpoint, change))
 
 
+async def _open_seed(config: PipelineConfig) -> OpenSeed | None:
+    """The config's seed, opened in a worker thread (a CSV is parsed, a hub dataset loaded);
+    ``None`` without one.
+
+    Raises:
+      ConfigError: the seed's problems (``trio_designer._seed.open_seed``), located.
+    """
+    if config.seed is None:
+        return None
+    try:
+        return await trio.to_thread.run_sync(open_seed, config)
+    except ConfigError as exc:
+        raise config.located(exc) from exc.__cause__
+
+
 def _prepare(
-    config: PipelineConfig, num_records: int
-) -> tuple[ExecutionGraph, dict[str, ColumnGenerator]]:
-    """Validate everything that can be validated without a request; build the generators."""
+    config: PipelineConfig, num_records: int, seed: OpenSeed | None
+) -> tuple[ExecutionGraph, dict[str, ColumnGenerator], OpenSeed | None]:
+    """Validate everything that can be validated without a request; build the generators
+    (``seed``: the config's seed, opened by :func:`_open_seed`)."""
     if not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records: must be a positive integer, got {num_records!r}")
     try:
-        graph = ExecutionGraph.from_config(config)
+        graph = ExecutionGraph.from_config(
+            config, seed_columns=None if seed is None else seed.columns
+        )
         code = config.code_search()
+        reader = None if seed is None else SeedReader(seed)
         generators = {
-            name: build_generator(graph.configs[name], code=code) for name in graph.order
+            name: build_generator(graph.configs[name], code=code, seed=reader)
+            for name in graph.order
         }
         for column in config.columns:
             for field, source in template_fields(column).items():
@@ -579,7 +645,7 @@ def _prepare(
     except ConfigError as exc:
         raise config.located(exc) from exc.__cause__
 
-    return graph, generators
+    return graph, generators, seed
 
 
 def _dataset_files(sink: Any) -> tuple[str, ...]:
@@ -598,6 +664,17 @@ def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:
         append_failures(output_dir, state.failures)
     if state.trace.enabled:
         write_trace(output_dir, state.trace, engine=engine)
+
+
+def _write_card(output_dir: Path) -> None:
+    """The dataset card (``README.md``) of a finished run. A card that cannot be written is
+    logged, never raised: the dataset itself is complete on disk."""
+    from ._sink import write_dataset_card
+
+    try:
+        write_dataset_card(output_dir)
+    except (OSError, TrioDesignerError) as exc:
+        _logger.warning("the dataset card of %s was not written: %s", output_dir, exc)
 
 
 def _column_summary(counts: ColumnCounts) -> ColumnSummary:

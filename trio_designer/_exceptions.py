@@ -4,6 +4,7 @@ Grouped by what the caller can do about it::
 
     TrioDesignerError
     ├── ConfigError (ValueError)            fix the input; raised before any request is sent
+    │   └── PluginError                     an installed plugin is broken (names its package)
     ├── GenerationError                     one cell failed; carries column / row
     │   ├── RetryableGenerationError        deferred, re-run in salvage rounds
     │   │   ├── ModelRateLimitedError       429; carries retry_after (seconds)
@@ -32,7 +33,8 @@ client redacts the ``Authorization`` header before anything is formatted.
 
 Messages speak Python: when the remedy is an argument the caller can change, they name it as a
 Python caller writes it (:data:`RESUME_ARGUMENT`, :data:`FORCE_RESUME_ARGUMENT`,
-:data:`OUTPUT_DIR_ARGUMENT`, :data:`TRACE_SETTING`), never as a command-line flag. The command
+:data:`OUTPUT_DIR_ARGUMENT`, :data:`TRACE_SETTING`, :data:`CACHE_DIR_ARGUMENT`,
+:data:`NO_CACHE_ARGUMENT`), never as a command-line flag. The command
 line rewrites exactly these spellings into its flags (``trio_designer/cli/_errors.py``), so one
 message serves both.
 """
@@ -59,10 +61,10 @@ OUTPUT_DIR_ARGUMENT: Final = "output_dir="
 TRACE_SETTING: Final = "RunConfig(trace=True)"
 """How a message tells the caller to record a trace (on the command line ``--trace``)."""
 
-CACHE_DIR_ARGUMENT: Final = "TrioDesigner(cache_dir=...)"
+CACHE_DIR_ARGUMENT: Final = "cache_dir="
 """How a message names the response cache's directory (on the command line ``--cache-dir``)."""
 
-NO_CACHE_ARGUMENT: Final = "TrioDesigner(cache=False)"
+NO_CACHE_ARGUMENT: Final = "cache=False"
 """How a message tells the caller to run without the response cache (``--no-cache``)."""
 
 ARGUMENT_SPELLINGS: Final = (
@@ -102,6 +104,45 @@ class ConfigError(TrioDesignerError, ValueError):
         if source is not None and source not in message:
             message = f"{source}: {message}"
         super().__init__(message)
+
+
+class PluginError(ConfigError):
+    """An installed plugin (a Python entry point of a ``trio_designer.*`` group) is broken.
+
+    Raised only when a config uses the plugin's kind, or when plugins are listed; a broken
+    plugin never affects a run that does not use it. The message names the plugin, its entry
+    point and the distribution package that registered it, and says what is wrong.
+
+    Attributes:
+      group: the entry-point group (``"trio_designer.columns"``).
+      name: the entry point's name: the kind a config writes (``"reverse_text"``).
+      value: the entry point's target, ``"module:attribute"``.
+      distribution: the distribution package that registered it (``"td-example-plugin"``).
+      version: that package's version.
+      reason: what is wrong, without the plugin's description.
+    """
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        name: str,
+        value: str,
+        distribution: str,
+        version: str,
+        reason: str,
+    ) -> None:
+        self.group = group
+        self.name = name
+        self.value = value
+        self.distribution = distribution
+        self.version = version
+        self.reason = reason
+        super().__init__(
+            f"plugin {name!r} is broken: {reason} (entry point '{name} = {value}' in group "
+            f"{group!r}, from package {distribution} {version}); fix or upgrade {distribution}, "
+            f"or uninstall it and stop using {name!r}"
+        )
 
 
 class GenerationError(TrioDesignerError):
@@ -299,3 +340,21 @@ class RunInterrupted(TrioDesignerError):
         self.reason = reason
         self.output_dir = output_dir
         self.rows_written = rows_written
+
+
+class MissingDependencyError(TrioDesignerError, ImportError):
+    """An optional extra is needed and not installed (``RunResult.to_pandas()`` without pandas,
+    ``export --format hf`` without ``datasets``); the message names the extra to install.
+
+    Attributes:
+      extra: the extra's name: ``pip install 'trio_designer[<extra>]'``.
+    """
+
+    def __init__(self, what: str, *, package: str, extra: str) -> None:
+        super().__init__(
+            f"{what} needs {package}, an optional extra that is not installed: "
+            f"pip install 'trio_designer[{extra}]'",
+            name=package,
+        )
+        self.extra = extra
+

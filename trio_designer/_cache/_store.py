@@ -53,8 +53,7 @@ _SCHEMA: Final = (
     " created REAL NOT NULL"
     ") WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS answers_by_cell ON answers (run_seed, row)",
-    # No index on ``created``: every write would maintain it for the sake of ``prune``, a
-    # maintenance command that may as well scan.
+    "CREATE INDEX IF NOT EXISTS answers_by_age ON answers (created)",
 )
 
 
@@ -99,7 +98,7 @@ class CacheStore:
 
     Raises:
       ConfigError: the directory cannot be created or the file cannot be opened as a store;
-        the message names the path and the remedies (another ``cache_dir``, no cache).
+        the message names the path and the remedies (``--cache-dir``, ``--no-cache``).
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -130,8 +129,8 @@ class CacheStore:
     def _unusable(self, exc: BaseException) -> ConfigError:
         return ConfigError(
             f"cache_dir: the response cache at {str(self.path)!r} cannot be used ({exc}); "
-            f"choose another directory with {CACHE_DIR_ARGUMENT} (or run.cache_dir), or run "
-            f"with {NO_CACHE_ARGUMENT}"
+            f"choose another directory with {CACHE_DIR_ARGUMENT} (or run.cache_dir), or pass "
+            f"{NO_CACHE_ARGUMENT}"
         )
 
     def __enter__(self) -> Self:

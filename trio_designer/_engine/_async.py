@@ -74,7 +74,7 @@ class AsyncEngine:
             state,
             slots=TaskSlots(run.max_submitted_tasks, run.max_llm_wait_tasks),
             admission=RowGroupAdmission(run.max_row_groups_in_flight),
-            backlog=EndpointBacklog.for_columns(state.column_models),
+            backlog=EndpointBacklog.for_columns(state.column_models, state.tasks_per_request),
         )
 
     async def run(self) -> None:

@@ -21,7 +21,7 @@ from .._exceptions import ProviderError
 from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
-from ..config import CustomColumn, LLMColumnConfig, ModelConfig, RunConfig
+from ..config import CustomColumn, LLMColumnConfig, LLMEmbeddingColumn, ModelConfig, RunConfig
 from ..generators._base import ColumnGenerator
 
 if TYPE_CHECKING:
@@ -153,6 +153,13 @@ class RunState:
         self.retry = RetryPolicy.from_salvage_max_rounds(run.salvage_max_rounds)
         #: Column -> the models its tasks wait on (empty unless the column is LLM-bound).
         self.column_models = _column_models(graph, model_configs)
+        #: Column -> how many of its tasks share one request (an embedding column's
+        #: ``batch_size``); columns not listed send one request per task.
+        self.tasks_per_request = {
+            column: config.batch_size
+            for column, config in graph.configs.items()
+            if isinstance(config, LLMEmbeddingColumn)
+        }
         self.counts = {c: ColumnCounts() for c in graph.order}
         self.failures: list[FailureRecord] = []
         self.error_window = ErrorRateWindow(run.shutdown_error_window, run.shutdown_error_rate)
@@ -390,7 +397,7 @@ def _column_models(
         aliases: tuple[str, ...] = ()
         if isinstance(config, CustomColumn):
             aliases = config.models
-        elif isinstance(config, _LLM_COLUMNS):
+        elif isinstance(config, (_LLM_COLUMNS, LLMEmbeddingColumn)):
             aliases = (config.model,)
         known = tuple(by_alias[a] for a in aliases if a in by_alias)
         result[column] = known if graph.llm_bound[column] else ()

@@ -27,7 +27,7 @@ template parsing).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Literal, TypeVar
 
@@ -37,7 +37,13 @@ from .._core._jsonschema import path_problem
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
 from ..config import ColumnConfig, LLMStructuredColumn, PipelineConfig, validate_references
-from ..config._columns import default_strategy, explicit_dependencies, is_llm_bound, template_fields
+from ..config._columns import (
+    SeedColumn,
+    default_strategy,
+    explicit_dependencies,
+    is_llm_bound,
+    template_fields,
+)
 from ..config._templates import template_facts
 from ..config._validators import JINJA_GLOBALS
 
@@ -71,18 +77,39 @@ class ExecutionGraph:
     configs: Mapping[str, ColumnConfig]
 
     @classmethod
-    def from_config(cls, config: PipelineConfig) -> ExecutionGraph:
+    def from_config(
+        cls, config: PipelineConfig, *, seed_columns: Sequence[str] | None = None
+    ) -> ExecutionGraph:
         """Validate ``config`` and build its graph. Sends no request; needs no network.
+
+        Args:
+          config: the pipeline.
+          seed_columns: the columns of the pipeline's seed (``OpenSeed.columns``), roots of
+            the graph; those not declared (``kind: seed``)
+            get a :class:`~trio_designer.config.SeedColumn` with ``drop`` from ``seed.drop``.
+            ``None`` with a seed in the config: the seed is opened here to learn them (its
+            metadata is read; a CSV is parsed). They are added after the declared columns, so
+            problems keep the declared columns' indices.
 
         Raises:
           ConfigError: listing every problem: those of
             :func:`~trio_designer.config.validate_references`, template syntax errors,
-            template references to unknown columns or to the column itself, and cycles.
+            template references to unknown columns or to the column itself, cycles, and
+            those of the seed (``trio_designer._seed.open_seed``).
         """
-        problems = validate_references(config)
+        if seed_columns is None and config.seed is not None:
+            from .._seed import open_seed
+
+            opened = open_seed(config)
+            seed_columns = () if opened is None else opened.columns
+        config = _with_seed_columns(config, seed_columns or ())
+        problems = validate_references(config, columns_complete=True)
         upstream, template_problems = _dependencies(config)
         problems += template_problems
-        names = [column.name for column in config.columns]
+        # Ties in the order follow declaration, with the seed's columns first (roots, and the
+        # first columns of the output).
+        implied = [c.name for c in config.columns if c.name in set(seed_columns or ())]
+        names = implied + [c.name for c in config.columns if c.name not in implied]
         order, leftover = _kahn(names, upstream)
         problems += [
             f"dependency cycle: {' -> '.join(cycle)}"
@@ -117,6 +144,27 @@ class ExecutionGraph:
                 raise ValueError(f"latency of column {name!r} must be >= 0: {own}")
             finish[name] = own + max((finish[up] for up in self.upstream[name]), default=0.0)
         return max(finish.values(), default=0.0)
+
+
+def _with_seed_columns(config: PipelineConfig, seed_columns: Sequence[str]) -> PipelineConfig:
+    """``config`` with a :class:`SeedColumn` after the declared ones for each seed column not
+    declared."""
+    declared = {column.name for column in config.columns}
+    drop = set(config.seed.drop) if config.seed is not None else set()
+    implied: list[ColumnConfig] = []
+    for name in seed_columns:
+        if name in declared:
+            continue
+        try:
+            implied.append(SeedColumn(name=name, drop=name in drop))
+        except ConfigError as exc:
+            raise ConfigError(
+                f"seed: column {name!r} cannot be a pipeline column ({exc}); leave it out "
+                "with seed.columns"
+            ) from None
+    if not implied:
+        return config
+    return attrs.evolve(config, columns=(*config.columns, *implied))
 
 
 def _frozen(mapping: dict[str, V]) -> Mapping[str, V]:

@@ -11,12 +11,16 @@ One idea per module:
 ``_layout``        every file and folder name of an output directory, defined once
 ``_atomic``        the one atomic write: tmp file, fsync, ``os.replace``, fsync the directory
 ``_table``         :func:`build_table` (values → table) and the schema every row group keeps
+``_nested``        JSON schema → Arrow type (struct columns of structured and judge values)
 ``_metadata``      the run record (:class:`RunMetadata`) and its JSON form
 ``_resume``        when a stored run may be continued (fingerprint, row group size, growth)
 ``_base``          the lifecycle and commit protocol both sinks share
 ``_parquet``       :class:`ParquetSink`
 ``_memory``        :class:`MemorySink`
 ``_failures``      ``failures.jsonl``: append at the end of a run, read for ``inspect``
+``_stored``        a finished output directory read back: run record, files in order
+``_card``          the dataset card, ``README.md``: schema, counts, usage, profile, config
+``_export``        :func:`export_dataset`: jsonl / csv / parquet / hf, streamed
 =================  ==========================================================================
 
 Mental model: **a row group is written when its entry is in the run record**; a write that
@@ -25,8 +29,10 @@ returned is durable and recorded, a write that raised left nothing (see :mod:`._
 
 from ._atomic import write_atomically
 from ._base import FINAL_STATUSES, SinkStatistics
+from ._card import dataset_card, write_dataset_card
 from ._failures import append_failures, read_failures
 from ._layout import (
+    CARD_FILE,
     CHROME_TRACE_FILE,
     DATASET_DIR,
     FAILURES_FILE,
@@ -42,6 +48,7 @@ from ._parquet import ParquetSink, ParquetWriter
 from ._table import build_table
 
 __all__ = [
+    "CARD_FILE",
     "CHROME_TRACE_FILE",
     "DATASET_DIR",
     "FAILURES_FILE",
@@ -60,7 +67,9 @@ __all__ = [
     "SinkStatistics",
     "append_failures",
     "build_table",
+    "dataset_card",
     "read_failures",
     "row_group_file",
     "write_atomically",
+    "write_dataset_card",
 ]

@@ -10,6 +10,7 @@ A run's output directory (details and reading recipes in ``docs/output-layout.md
       trace.json                              TRACE_FILE: task traces, when tracing is on
       trace.chrome.json                       CHROME_TRACE_FILE: ``trio-designer trace`` export
       timeline.png                            TIMELINE_FILE: ``trio-designer trace --plot``
+      README.md                               CARD_FILE: the dataset card of a finished run
       .tmp/                                   TMP_DIR: files being written; removed by close()
 
 Every module that reads or writes one of these (the sinks, the trace and failures files, the
@@ -23,6 +24,7 @@ import secrets
 from typing import Final
 
 __all__ = [
+    "CARD_FILE",
     "CHROME_TRACE_FILE",
     "DATASET_DIR",
     "FAILURES_FILE",
@@ -56,6 +58,10 @@ CHROME_TRACE_FILE: Final = "trace.chrome.json"
 
 TIMELINE_FILE: Final = "timeline.png"
 """Default destination of the timeline picture drawn by ``trio-designer trace --plot``."""
+
+CARD_FILE: Final = "README.md"
+"""The dataset card (``_card.py``): schema, counts, usage, profile, config; written at the end
+of every finished run."""
 
 _ROW_GROUP_FILE: Final = re.compile(r"^row-group-(\d{5,})\.parquet$")
 

@@ -6,8 +6,10 @@ and the engine builds each row group's table separately. Two pieces keep the sch
 * :func:`build_table` gives every column with a declared type exactly that type (and infers
   the rest from the values, with the rules in its docstring);
 * :class:`SchemaGuard` holds every later table of a sink to the schema of the first non-empty
-  one: an all-null column is re-typed, any other difference is refused with a
-  :class:`~trio_designer.SinkError` that says to declare the column's type.
+  one: an all-null column is re-typed, a nested (struct/list) column stored earlier as JSON
+  text is turned into JSON text (a run from before nested columns, resumed), any other
+  difference is refused with a :class:`~trio_designer.SinkError` that says to declare the
+  column's type.
 
 Known limit: an all-null column without a declared type in the *first* row group is stored as
 strings; later row groups with real values of another type are then refused. Declare the type.
@@ -161,6 +163,26 @@ def _short_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _is_nested(data_type: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_struct(data_type)
+        or pa.types.is_list(data_type)
+        or pa.types.is_large_list(data_type)
+        or pa.types.is_fixed_size_list(data_type)
+    )
+
+
+def _as_json_text(column: pa.ChunkedArray) -> pa.Array:
+    """Nested values as the JSON text :func:`build_table` stores for a string column."""
+    return pa.array(
+        [
+            None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
+            for value in column.to_pylist()
+        ],
+        type=pa.string(),
+    )
+
+
 class SchemaGuard:
     """Keeps every stored table on the schema of the first non-empty one.
 
@@ -194,6 +216,10 @@ class SchemaGuard:
             return table
         if column.null_count == len(column):
             return table.set_column(index, field, pa.nulls(len(column), field.type))
+        if _is_string_type(field.type) and _is_nested(column.type):
+            # A run stored before structured columns were nested (issue 14), resumed: its
+            # later row groups keep the stored JSON text, so the files still agree.
+            return table.set_column(index, field, _as_json_text(column))
         raise SinkError(
             f"row group {row_group}: column {field.name!r} holds {column.type} values, but "
             f"earlier row groups stored it as {field.type}; every row group file needs the same "

@@ -1,7 +1,7 @@
 """The command line: ``trio-designer`` (also ``python -m trio_designer``).
 
 Commands: ``run``, ``preview``, ``validate``, ``check``, ``simulate``, ``inspect``, ``trace``,
-``cache`` — see
+``cache``, ``plugins``, ``export`` — see
 ``docs/cli.md`` or ``trio-designer --help``. Each command is a function of the parsed
 arguments returning the exit status; :func:`main` turns errors into one readable line on
 stderr (with the traceback only under ``--debug``) and an exit status:
@@ -24,12 +24,13 @@ Nothing else in the package imports this module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from .._exceptions import ConfigError, SinkError, TrioDesignerError
+from .._exceptions import ConfigError, MissingDependencyError, SinkError, TrioDesignerError
 from ._errors import CommandError, in_flags
 from ._format import Redactor, config_error_text
 
@@ -68,7 +69,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     args.prog = prog
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        with _plugins_switch(args):
+            return handler(args)
     except BrokenPipeError:  # the reader went away (``... | head``): stop quietly
         _silence_stdout()
         return EXIT_OK
@@ -81,6 +83,15 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         return _report(exc, exc, args)
 
 
+def _plugins_switch(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """``--no-plugins``: no plugin is discovered while the command runs."""
+    if not getattr(args, "no_plugins", False):
+        return contextlib.nullcontext()
+    from ..config._plugins import plugins_disabled
+
+    return plugins_disabled()
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -90,7 +101,9 @@ def _silence_stdout() -> None:
 def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
     from ._cache import cmd_cache
     from ._check import cmd_check
+    from ._export import cmd_export
     from ._inspect import cmd_inspect
+    from ._plugins import cmd_plugins
     from ._run import cmd_preview, cmd_run
     from ._trace import cmd_trace
     from ._validate import cmd_validate
@@ -103,6 +116,8 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
         "inspect": cmd_inspect,
         "trace": cmd_trace,
         "cache": cmd_cache,
+        "plugins": cmd_plugins,
+        "export": cmd_export,
     }
 
 
@@ -124,7 +139,7 @@ def _report(exc: BaseException, raised: BaseException, args: argparse.Namespace)
     elif isinstance(exc, ConfigError):
         source = exc.source or getattr(args, "config", None)
         status, message = EXIT_USAGE, in_flags(config_error_text(exc.problems, source))
-    elif isinstance(exc, SinkError):
+    elif isinstance(exc, SinkError | MissingDependencyError):
         status, message = EXIT_USAGE, in_flags(str(exc))
     elif isinstance(exc, TrioDesignerError):
         status, message = EXIT_FAILURE, in_flags(str(exc))

@@ -113,6 +113,32 @@ The response cache keeps every paid model answer (see docs/cache.md). Its direct
 --cache-dir, else $XDG_CACHE_HOME/trio_designer, else ~/.cache/trio_designer.
 """
 
+PLUGINS_EXAMPLES = """\
+examples:
+  {prog} plugins
+  {prog} plugins --json | jq '.[] | select(.ok | not)'
+
+Lists every entry point of the groups trio_designer.columns, trio_designer.samplers,
+trio_designer.processors and trio_designer.validators in the installed environment (never
+the current directory), imports each plugin's module and checks it as a config using it
+would: group, kind, package, version, ok or broken (and why). Exit status 1 when a plugin
+is broken. Runs that do not use a broken plugin are not affected by it.
+"""
+
+EXPORT_EXAMPLES = """\
+examples:
+  {prog} export out/topics --format jsonl
+      writes out/topics.jsonl (next to the output directory)
+  {prog} export out/topics --format csv --output /tmp/topics.csv
+  {prog} export out/topics --format parquet      one file: out/topics.parquet
+  {prog} export out/topics --format hf           out/topics-hf/, for datasets.load_from_disk
+  HF_TOKEN=... {prog} export out/topics --format hf --push-to-hub me/topics
+
+Streams one row group at a time. Struct and list columns are nested JSON in jsonl and JSON
+text in csv cells. --format hf needs the datasets library: pip install 'trio_designer[hf]'.
+The token for --push-to-hub is read from HF_TOKEN only, never stored or printed.
+"""
+
 SIMULATE_HELP = """\
 serve the simulated OpenAI-compatible endpoint until Ctrl-C (the options are those of
 'python -m trio_designer.simulator'; see '{prog} simulate --help'), e.g.
@@ -142,6 +168,13 @@ def build_parser(
         action="store_true",
         default=argparse.SUPPRESS,
         help="show tracebacks of errors",
+    )
+    common.add_argument(
+        "--no-plugins",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="do not load plugins (kinds installed packages add by entry point); the same as "
+        "TRIO_DESIGNER_NO_PLUGINS=1",
     )
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -175,6 +208,12 @@ def build_parser(
         add("trace", "export or plot the trace of a run recorded with --trace", TRACE_EXAMPLES)
     )
     _add_cache(add("cache", "show, prune or clear the response cache", CACHE_EXAMPLES))
+    _add_plugins(
+        add("plugins", "list the installed plugins and whether they load", PLUGINS_EXAMPLES)
+    )
+    _add_export(
+        add("export", "write a run's dataset as jsonl, csv, parquet or hf", EXPORT_EXAMPLES)
+    )
     commands.add_parser(
         "simulate",
         help="serve the simulated OpenAI-compatible endpoint",
@@ -367,3 +406,30 @@ def _add_cache(sub: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="a number and a unit: s, m, h, d or w (90m, 12h, 30d, 2w)",
     )
+
+
+def _add_plugins(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+def _add_export(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("output_dir", metavar="OUTPUT_DIR", help="the output directory of a run")
+    sub.add_argument(
+        "--format",
+        required=True,
+        choices=("jsonl", "csv", "parquet", "hf"),
+        help="jsonl, csv, parquet (one file) or hf (a datasets directory)",
+    )
+    sub.add_argument(
+        "--output",
+        metavar="PATH",
+        help="where to write (default: next to OUTPUT_DIR, e.g. out/topics.jsonl)",
+    )
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing PATH")
+    sub.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="with --format hf: push the dataset to the Hugging Face Hub repository REPO "
+        "(token from HF_TOKEN)",
+    )
+

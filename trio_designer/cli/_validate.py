@@ -21,6 +21,8 @@ import sys
 from .._exceptions import ConfigError
 from ..config import CustomColumn, LLMStructuredColumn, PipelineConfig
 from ..config._code import locate_module
+from ..config._columns import PluginColumn, column_kind
+from ..config._plugins import source_of
 from ._format import cap_text, plural
 from ._load import load_config
 
@@ -59,13 +61,23 @@ def order_text(order: tuple[str, ...]) -> str:
 
 def code_lines(config: PipelineConfig) -> list[str]:
     """One ``code:`` line per custom column naming an import path: the module, and where it
-    would be imported from (nothing is executed to find out)."""
+    would be imported from (nothing is executed to find out); and one per plugin column: the
+    entry point and the package its kind comes from."""
     lines: list[str] = []
     search = config.code_search()
     for index, column in enumerate(config.columns):
+        where = f"columns[{index}] {column.name!r}"
+        source = source_of(type(column)) if isinstance(column, PluginColumn) else None
+        if source is not None:
+            lines.append(
+                cap_text(
+                    f"code: {where} kind {column_kind(column)} -> plugin {source.value} "
+                    f"from package {source.distribution} {source.version}"
+                )
+            )
+            continue
         if not isinstance(column, CustomColumn) or not isinstance(column.function, str):
             continue
-        where = f"columns[{index}] {column.name!r}"
         module = column.function.partition(":")[0]
         try:
             location = locate_module(module, search, where=where)
@@ -86,13 +98,20 @@ def check(
       import_code: import custom functions' modules to check them (else only locate them).
     """
     from .._plan import ExecutionGraph
+    from .._seed import open_seed
     from ..generators._registry import build_generator
+    from ..generators._seed import SeedReader
     from ..models._client import resolve_api_key
 
     problems: list[str] = []
     order: tuple[str, ...] = ()
+    reader = None
     try:
-        order = ExecutionGraph.from_config(config).order
+        seed = open_seed(config)
+        reader = None if seed is None else SeedReader(seed)
+        order = ExecutionGraph.from_config(
+            config, seed_columns=None if seed is None else seed.columns
+        ).order
     except ConfigError as exc:
         problems.extend(exc.problems)
     broken = {_column_index(problem) for problem in problems}
@@ -110,8 +129,10 @@ def check(
             except ConfigError as exc:
                 problems.extend(_located(index, column.name, p) for p in exc.problems)
             continue
+        if column.kind == "seed" and reader is None:
+            continue  # the seed's own problem is reported
         try:
-            build_generator(column, code=search)
+            build_generator(column, code=search, seed=reader)
         except ConfigError as exc:
             problems.extend(_located(index, column.name, p) for p in exc.problems)
     if check_env:

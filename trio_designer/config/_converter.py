@@ -47,7 +47,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .._core._suggest import did_you_mean
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, PluginError
 from ._bounded import (
     MAX_CONFIG_BYTES,
     MAX_NESTING,
@@ -56,16 +56,22 @@ from ._bounded import (
     measure_yaml,
 )
 from ._columns import (
+    COLUMN_BASES,
     COLUMN_CLASSES,
     SAMPLER_CLASSES,
     ColumnConfig,
     CustomColumn,
     LLMStructuredColumn,
+    PluginColumn,
+    PluginSampler,
     Rubric,
     schema_to_dict,
 )
 from ._models import InferenceParams, ModelConfig, ModelProvider
+from ._plugin_columns import column_plugin, sampler_plugin
+from ._plugins import COLUMNS, SAMPLERS, plugin_names
 from ._run import RunConfig
+from ._seed import SeedConfig, SeedPartition, SeedSelection
 from ._validators import InvalidFieldError, collecting_problems, is_number, short_repr
 
 T = TypeVar("T")
@@ -79,6 +85,9 @@ CONFIG_CLASSES: tuple[type[Any], ...] = (
     ModelProvider,
     ModelConfig,
     RunConfig,
+    SeedPartition,
+    SeedSelection,
+    SeedConfig,
 )
 
 # Resolve the string annotations now, while each class's ``__module__`` still names the module
@@ -92,7 +101,7 @@ _KINDS: dict[str, type[Any]] = {"sampler": SAMPLER_CLASSES[0]}
 _KINDS.update((cls.kind, cls) for cls in COLUMN_CLASSES if cls not in SAMPLER_CLASSES)
 _SAMPLERS: dict[str, type[Any]] = {cls.sampler: cls for cls in SAMPLER_CLASSES}
 _COMMON_COLUMN_FIELDS = ("name", "drop", "skip_when", "skip_value", "depends_on")
-_TOP_LEVEL_KEYS = ("python_path", "providers", "models", "run", "columns")
+_TOP_LEVEL_KEYS = ("python_path", "providers", "models", "run", "columns", "seed")
 
 
 class _Problems(ValueError):
@@ -265,6 +274,7 @@ _STRUCTURE_OVERRIDES: dict[type[Any], dict[str, Any]] = {
 
 def _class_hook(cls: type[T]) -> Callable[[Any, Any], T]:
     fields_hook = make_dict_structure_fn(cls, converter, **_STRUCTURE_OVERRIDES.get(cls, {}))
+    plugin = _is_plugin_class(cls)
 
     def structure_config_class(value: Any, _: Any) -> T:
         if isinstance(value, cls):
@@ -272,7 +282,10 @@ def _class_hook(cls: type[T]) -> Callable[[Any, Any], T]:
         if not isinstance(value, Mapping):
             raise _expected(f"a mapping of {cls.__name__} fields", value)
         with collecting_problems() as problems:
-            instance = fields_hook(value, cls)
+            if plugin:
+                instance = _plugin_fields(fields_hook, value, cls)
+            else:
+                instance = fields_hook(value, cls)
         if problems:
             raise _Problems(problems)
         return instance
@@ -280,37 +293,86 @@ def _class_hook(cls: type[T]) -> Callable[[Any, Any], T]:
     return structure_config_class
 
 
-converter.register_structure_hook_factory(lambda t: t in CONFIG_CLASSES, _class_hook)
+def _is_plugin_class(type_: Any) -> bool:
+    """A plugin's column config class (:class:`PluginColumn` subclass; see :mod:`._plugins`)."""
+    return isinstance(type_, type) and issubclass(type_, PluginColumn) and type_ is not PluginColumn
+
+
+def _is_config_class(type_: Any) -> bool:
+    return type_ in CONFIG_CLASSES or _is_plugin_class(type_)
+
+
+converter.register_structure_hook_factory(_is_config_class, _class_hook)
+
+
+def _plugin_fields(fields_hook: Callable[[Any, Any], T], value: Any, cls: type[T]) -> T:
+    """A plugin class's fields hook; its own attrs validators (``attrs.validators.ge``) raise
+    plain ``ValueError``/``TypeError`` at ``__init__``, reported with their message."""
+    try:
+        return fields_hook(value, cls)
+    except BaseValidationError as exc:
+        # cattrs wraps the error of ``cls(...)`` itself (a validator's) without a field note.
+        inner = exc.exceptions[0] if len(exc.exceptions) == 1 else None
+        if (
+            isinstance(inner, ValueError | TypeError)
+            and not isinstance(inner, _Problems | InvalidFieldError | BaseValidationError)
+            and not getattr(inner, "__notes__", None)
+        ):
+            raise _Problems.one(str(inner) or type(inner).__name__) from None
+        raise
 
 
 def _structure_column(value: Any, _: Any) -> Any:
-    if isinstance(value, COLUMN_CLASSES):
+    if isinstance(value, COLUMN_BASES):
         return value
     if not isinstance(value, Mapping):
         raise _expected("a mapping of column fields", value)
     cls = _column_class(value)
     fields = {key: item for key, item in value.items() if key not in ("kind", "sampler")}
-    if cls in SAMPLER_CLASSES or "sampler" not in value:
+    if cls in SAMPLER_CLASSES or issubclass(cls, PluginSampler) or "sampler" not in value:
         return converter.structure(fields, cls)
     return converter.structure({**fields, "sampler": value["sampler"]}, cls)  # report it
 
 
 def _column_class(value: Mapping[str, Any]) -> type[Any]:
-    """The class a column mapping's ``kind`` (and ``sampler``) name."""
-    kind = _tag(value, "kind", _KINDS, "column kind")
+    """The class a column mapping's ``kind`` (and ``sampler``) name: a built-in one, else the
+    one an installed plugin registers (looked for only then, see :mod:`._plugins`)."""
+    kind = _tag(value, "kind", _KINDS, "column kind", COLUMNS, column_plugin)
     if kind != "sampler":
-        return _KINDS[kind]
-    return _SAMPLERS[_tag(value, "sampler", _SAMPLERS, "sampler")]
+        return _KINDS.get(kind) or _plugin_class(column_plugin, kind, "kind")
+    sampler = _tag(value, "sampler", _SAMPLERS, "sampler", SAMPLERS, sampler_plugin)
+    return _SAMPLERS.get(sampler) or _plugin_class(sampler_plugin, sampler, "sampler")
 
 
-def _tag(value: Mapping[str, Any], key: str, choices: Mapping[str, Any], what: str) -> str:
-    expected = "expected one of " + ", ".join(repr(name) for name in sorted(choices))
+def _plugin_class(find: Callable[[str], Any], name: str, key: str) -> type[Any]:
+    try:
+        cls = find(name)
+    except PluginError as exc:
+        raise _Problems.one(str(exc), at=key) from None
+    assert cls is not None  # _tag checked that a plugin registers the name
+    return cls  # type: ignore[no-any-return]
+
+
+def _tag(
+    value: Mapping[str, Any],
+    key: str,
+    choices: Mapping[str, Any],
+    what: str,
+    group: str,
+    find: Callable[[str], Any],
+) -> str:
     if key not in value:
+        expected = "expected one of " + ", ".join(repr(name) for name in sorted(choices))
         raise _Problems.one(f"required field is missing; {expected}", at=key)
     tag = value[key]
-    if not isinstance(tag, str) or tag not in choices:
-        raise _Problems.one(f"unknown {what} {short_repr(tag)}; {expected}", at=key)
-    return tag
+    if isinstance(tag, str) and tag in choices:
+        return tag
+    plugins = plugin_names(group)  # only for a kind that is not built in; imports nothing
+    if isinstance(tag, str) and tag in plugins:
+        return tag
+    known = sorted({*choices, *plugins})
+    expected = "expected one of " + ", ".join(repr(name) for name in known)
+    raise _Problems.one(f"unknown {what} {short_repr(tag)}; {expected}", at=key)
 
 
 converter.register_structure_hook_func(lambda t: t == ColumnConfig, _structure_column)
@@ -389,9 +451,9 @@ def _unstructure_hook(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
 
 
 def _tags(cls: type[Any]) -> dict[str, str]:
-    if cls in SAMPLER_CLASSES:
+    if cls in SAMPLER_CLASSES or (_is_plugin_class(cls) and issubclass(cls, PluginSampler)):
         return {"kind": cls.kind, "sampler": cls.sampler}
-    if cls in COLUMN_CLASSES:
+    if cls in COLUMN_CLASSES or _is_plugin_class(cls):
         return {"kind": cls.kind}
     return {}
 
@@ -400,13 +462,13 @@ def _key_order(cls: type[Any]) -> list[str]:
     """Field order when writing: columns put ``name``, then their own fields, then the common
     ones; other classes keep declaration order."""
     names = [field.name for field in attrs.fields(cls)]
-    if cls not in COLUMN_CLASSES:
+    if cls not in COLUMN_CLASSES and not _is_plugin_class(cls):
         return names
     own = [name for name in names if name not in _COMMON_COLUMN_FIELDS]
     return ["name", *own, *_COMMON_COLUMN_FIELDS[1:]]
 
 
-converter.register_unstructure_hook_factory(lambda t: t in CONFIG_CLASSES, _unstructure_hook)
+converter.register_unstructure_hook_factory(_is_config_class, _unstructure_hook)
 
 
 # -- error reporting ---------------------------------------------------------------------------
@@ -500,6 +562,7 @@ def unstructure_sections(
     columns: Sequence[ColumnConfig],
     python_path: Sequence[str] = (),
     lenient: bool = False,
+    seed: SeedConfig | None = None,
 ) -> dict[str, Any]:
     """The plain data of a whole pipeline, from its parts (:meth:`PipelineConfig.to_dict`).
 
@@ -525,6 +588,8 @@ def unstructure_sections(
         run_data = converter.unstructure(run)
         if run_data:
             data["run"] = run_data
+        if seed is not None:
+            data["seed"] = converter.unstructure(seed)
         data["columns"] = [converter.unstructure(column) for column in columns]
     return data
 
@@ -572,6 +637,7 @@ class Sections:
       run: the run settings (defaults when absent or broken).
       python_path: the directories custom code may be imported from, as written.
       problems: path-qualified problems of structure and fields (not cross-references).
+      seed: the ``seed:`` section, if any (``None`` also when broken: see ``problems``).
     """
 
     providers: Section
@@ -580,6 +646,7 @@ class Sections:
     run: RunConfig
     python_path: tuple[str, ...]
     problems: tuple[str, ...]
+    seed: SeedConfig | None = None
 
 
 def structure_sections(data: Any) -> Sections:
@@ -603,6 +670,7 @@ def structure_sections(data: Any) -> Sections:
     models = Section.load(data, "models", ModelConfig, "alias", problems)
     run = _structure_run(data.get("run"), problems)
     columns = Section.load(data, "columns", ColumnConfig, "name", problems)
+    seed = _structure_seed(data.get("seed"), problems)
     raw_columns = data.get("columns")
     if raw_columns is None or (isinstance(raw_columns, list | tuple) and not raw_columns):
         problems.append("columns: a pipeline needs at least one column; list them under 'columns'")
@@ -613,6 +681,7 @@ def structure_sections(data: Any) -> Sections:
         run=run,
         python_path=python_path,
         problems=tuple(problems),
+        seed=seed,
     )
 
 
@@ -644,6 +713,16 @@ def _structure_python_path(value: Any, problems: list[str]) -> tuple[str, ...]:
         else:
             good.append(entry)
     return tuple(good)
+
+
+def _structure_seed(value: Any, problems: list[str]) -> SeedConfig | None:
+    if value is None:
+        return None
+    try:
+        return structure(value, SeedConfig, path="seed")
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
 
 
 def _structure_run(value: Any, problems: list[str]) -> RunConfig:

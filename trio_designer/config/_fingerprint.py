@@ -6,7 +6,7 @@ values a run would write could change. It is the SHA-256 of canonical JSON of a 
     {
       "config": {...},                       # the config (what it generates, see below)
       "code":   {"mymod:clean": "sha256:..."},   # each custom function / generator class
-      "files":  {}                           # each input file the config reads (none today)
+      "files":  {"seed.path": "sha256:..."}  # each input file the config reads
     }
 
 * ``config``: :meth:`PipelineConfig.to_dict` with lenient function names, leaving out what only
@@ -14,11 +14,14 @@ values a run would write could change. It is the SHA-256 of canonical JSON of a 
   each model's ``max_parallel_requests`` and ``timeout``, each provider's ``transport`` and
   ``http2``) and where code is found (``python_path``): a resumed run may change those.
   Defaults are omitted, so spelling a default out changes nothing.
-* ``code``: :func:`~._code.code_digest` of every custom column's function (or generator class):
-  its source, and the same-module helpers and constants it uses. Editing the function changes
+* ``code``: :func:`~._code.code_digest` of every custom column's function (or generator class),
+  and of every plugin column's config and generator classes: its source, and the same-module
+  helpers and constants it uses. Editing the function changes
   the fingerprint; a resume is then refused, saying ``custom function mymod:clean changed``.
-* ``files``: the content hash of every input file a config field names. No field reads a file
-  yet; a field that does must add its files here (:func:`input_files`).
+* ``files``: the content hash of every input file a config field names: the seed's file(s)
+  (:func:`input_files`; a file over 256 MiB by its size, first and last 8 MiB). A run adds a
+  Hugging Face seed's identity (``seed.hf``: name, split, revision and the ``datasets``
+  fingerprint of the cached data), which needs the dataset opened.
 
 The basis is stored in ``metadata.json`` next to the fingerprint, so a refused resume can say
 what changed, field by field (:mod:`trio_designer._sink._resume`).
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ._code import code_digest, resolve_function
-from ._columns import CustomColumn
+from ._columns import CustomColumn, PluginColumn
 
 if TYPE_CHECKING:
     from ._pipeline import PipelineConfig
@@ -119,6 +122,9 @@ def _code_part(config: PipelineConfig) -> dict[str, str]:
     code: dict[str, str] = {}
     search = None
     for index, column in enumerate(config.columns):
+        if isinstance(column, PluginColumn):
+            code.update(_plugin_code(type(column)))
+            continue
         if not isinstance(column, CustomColumn):
             continue
         function = column.function
@@ -132,6 +138,16 @@ def _code_part(config: PipelineConfig) -> dict[str, str]:
                 path = function_path(function, column=column.name)
             code[path] = _digest_of_callable(function)
     return code
+
+
+def _plugin_code(cls: type[PluginColumn]) -> dict[str, str]:
+    """The code of a plugin column: its config class and its generator class (each with the
+    same-module helpers it uses), keyed ``module:Class``."""
+    return {
+        f"{target.__module__}:{target.__qualname__}": code_digest(target)
+        for target in (cls, cls.generator_class)
+        if isinstance(target, type)
+    }
 
 
 def _digest_of_callable(function: Any) -> str:
@@ -148,17 +164,49 @@ def _digest_of_callable(function: Any) -> str:
 
 
 def input_files(config: PipelineConfig) -> dict[str, Path]:
-    """Config path -> file, for every input file a config field names (none yet)."""
-    del config
-    return {}
+    """Config path -> file, for every input file a config field names: the seed's file, or
+    each file of a seed folder (``seed.path/part-0.parquet``), skipping names that start with
+    ``.`` or ``_`` as ``pyarrow.dataset`` does. Files that do not exist are left out (opening
+    the seed reports them)."""
+    seed = config.seed
+    path = None if seed is None else seed.location(config.source_folder())
+    if path is None:
+        return {}
+    if path.is_file():
+        return {"seed.path": path}
+    if not path.is_dir():
+        return {}
+    return {
+        f"seed.path/{file.relative_to(path).as_posix()}": file
+        for file in sorted(path.rglob("*"))
+        if file.is_file()
+        and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
+    }
+
+
+#: Files up to this size are hashed whole; larger ones by their size, first and last
+#: :data:`SAMPLED_BYTES` (a parquet file's footer, with every row group's statistics, is in
+#: its last bytes), so that resuming a run over a 10 GB seed does not read 10 GB first.
+WHOLE_HASH_LIMIT: Final = 256 << 20
+SAMPLED_BYTES: Final = 8 << 20
 
 
 def _files_part(config: PipelineConfig) -> dict[str, str]:
-    files: dict[str, str] = {}
-    for where, path in input_files(config).items():
-        digest = hashlib.sha256()
-        with path.open("rb") as stream:
+    return {where: file_digest(path) for where, path in input_files(config).items()}
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of the file (see :data:`WHOLE_HASH_LIMIT`; larger files give
+    ``sampled-sha256:<hex>``)."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        if size <= WHOLE_HASH_LIMIT:
             for block in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(block)
-        files[where] = "sha256:" + digest.hexdigest()
-    return files
+            return "sha256:" + digest.hexdigest()
+        digest.update(f"{size}\x00".encode())
+        digest.update(stream.read(SAMPLED_BYTES))
+        stream.seek(size - SAMPLED_BYTES)
+        digest.update(stream.read(SAMPLED_BYTES))
+    return "sampled-sha256:" + digest.hexdigest()

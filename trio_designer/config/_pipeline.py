@@ -36,14 +36,19 @@ from typing import Any, final
 
 import attrs
 
+from .._core._constraints import referenced_columns
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
 from ._code import CodeSearch, python_path_dirs
 from ._columns import (
-    COLUMN_CLASSES,
+    COLUMN_BASES,
     ColumnConfig,
     CustomColumn,
+    PluginColumn,
+    SeedColumn,
     SubcategorySampler,
+    TimeDeltaSampler,
+    plugin_column_references,
 )
 from ._converter import (
     dump_json,
@@ -57,11 +62,12 @@ from ._converter import (
 )
 from ._models import SIMULATOR_PROVIDER, ModelConfig, ModelProvider
 from ._run import RunConfig
-from ._validators import checked, instance_of, is_tuple_of, non_empty, to_tuple
+from ._seed import SeedConfig
+from ._validators import checked, instance_of, is_tuple_of, non_empty, optional, to_tuple
 
 
 def _is_column(value: Any) -> bool:
-    return isinstance(value, COLUMN_CLASSES)
+    return isinstance(value, COLUMN_BASES)
 
 
 def _is_directory_entry(value: Any) -> bool:
@@ -86,6 +92,8 @@ class PipelineConfig:
         config's value: it does not take part in equality and is not written out).
       source_lines: for a YAML file, the line of each path near the top
         (``{"columns[3].prompt": 12}``), so later problems can say where they are.
+      seed: rows the pipeline starts from (:class:`SeedConfig`); each seed column becomes a
+        column of the pipeline. ``None``: no seed.
     """
 
     columns: tuple[ColumnConfig, ...] = attrs.field(
@@ -110,6 +118,9 @@ class PipelineConfig:
     )
     source: Path | None = attrs.field(default=None, eq=False, repr=False)
     source_lines: Mapping[str, int] = attrs.field(factory=dict, eq=False, repr=False)
+    seed: SeedConfig | None = attrs.field(
+        default=None, validator=optional(checked(instance_of(SeedConfig)))
+    )
 
     # -- lookups -----------------------------------------------------------------------------
     def column(self, name: str) -> ColumnConfig:
@@ -146,6 +157,11 @@ class PipelineConfig:
         if self.source is None:
             return exc
         return located_error(exc, source=self.source, lines=self.source_lines)
+
+    def source_folder(self) -> Path | None:
+        """The folder of the config file (``None`` for a config built in code): relative
+        paths in the config (``python_path``, ``seed.path``) are relative to it."""
+        return self.source.parent if self.source is not None else None
 
     def code_search(self) -> CodeSearch:
         """Where this config's custom functions may be imported from (see :mod:`._code`).
@@ -227,6 +243,7 @@ class PipelineConfig:
             columns=self.columns,
             python_path=self.python_path,
             lenient=lenient,
+            seed=self.seed,
         )
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -241,13 +258,21 @@ class PipelineConfig:
 # -- cross-reference checks --------------------------------------------------------------------
 
 
-def validate_references(config: PipelineConfig) -> list[str]:
+def validate_references(
+    config: PipelineConfig, *, columns_complete: bool | None = None
+) -> list[str]:
     """Cross-field problems that need no graph, each prefixed with its path.
 
     Checks: duplicate column names, model aliases and provider names; the reserved provider
     name ``simulator``; models naming an unknown provider; LLM columns (and custom columns'
     ``models``) naming an unknown alias; ``depends_on`` and a subcategory's parent naming an
     unknown column or the column itself. Template references are checked by the graph.
+
+    Args:
+      config: the pipeline.
+      columns_complete: ``config.columns`` are all the columns, so a name outside them is
+        unknown. Default: when the config has no seed (a seed's columns are known only once
+        it is opened; the execution graph checks again with them).
 
     Returns:
       The problems, e.g. ``columns[2].model: no model with alias 'gne'; did you mean 'gen'?``;
@@ -257,7 +282,22 @@ def validate_references(config: PipelineConfig) -> list[str]:
         list(enumerate(config.columns)),
         list(enumerate(config.models)),
         list(enumerate(config.providers)),
-    )
+        columns_complete=config.seed is None if columns_complete is None else columns_complete,
+    ) + seed_column_problems(list(enumerate(config.columns)), config.seed)
+
+
+def seed_column_problems(
+    columns: Sequence[tuple[int, ColumnConfig]], seed: SeedConfig | None
+) -> list[str]:
+    """``kind: seed`` columns in a pipeline without a ``seed:`` section."""
+    if seed is not None:
+        return []
+    return [
+        f"columns[{index}] {column.name!r}: kind 'seed' reads the pipeline's seed, but there is "
+        "no 'seed:' section; add one (seed: {path: rows.parquet}) or change the kind"
+        for index, column in columns
+        if isinstance(column, SeedColumn)
+    ]
 
 
 def reference_problems(
@@ -268,6 +308,7 @@ def reference_problems(
     other_column_names: Iterable[str] = (),
     other_aliases: Iterable[str] = (),
     other_providers: Iterable[str] = (),
+    columns_complete: bool = True,
 ) -> list[str]:
     """:func:`validate_references` over possibly incomplete lists.
 
@@ -287,7 +328,7 @@ def reference_problems(
                 + _hint(model.provider, provider_names, "declare it under 'providers'")
             )
     for index, column in columns:
-        problems.extend(_column_references(index, column, names, aliases))
+        problems.extend(_column_references(index, column, names, aliases, columns_complete))
     return problems
 
 
@@ -319,7 +360,7 @@ def _declared(
 
 
 def _column_references(
-    index: int, column: ColumnConfig, names: set[str], aliases: set[str]
+    index: int, column: ColumnConfig, names: set[str], aliases: set[str], complete: bool = True
 ) -> list[str]:
     problems: list[str] = []
     path = f"columns[{index}]"
@@ -331,13 +372,26 @@ def _column_references(
             if alias not in aliases:
                 problems.append(f"{path}.models[{position}]: {_unknown_alias(alias, aliases)}")
     for position, upstream in enumerate(column.depends_on):
-        problem = _unknown_column(upstream, column.name, names)
+        problem = _unknown_column(upstream, column.name, names, complete)
         if problem:
             problems.append(f"{path}.depends_on[{position}]: {problem}")
     if isinstance(column, SubcategorySampler) and column.category != column.name:
-        problem = _unknown_column(column.category, column.name, names)
+        problem = _unknown_column(column.category, column.name, names, complete)
         if problem:
             problems.append(f"{path}.category: {problem}")
+    if isinstance(column, PluginColumn):
+        for below, upstream in plugin_column_references(column).items():
+            problem = _unknown_column(upstream, column.name, names)
+            if problem:
+                problems.append(f"{path}.{below}: {problem}")
+    if isinstance(column, TimeDeltaSampler) and column.reference != column.name:
+        problem = _unknown_column(column.reference, column.name, names, complete)
+        if problem:
+            problems.append(f"{path}.reference: {problem}")
+    for upstream in referenced_columns(getattr(column, "constraints", ())):
+        problem = _unknown_column(upstream, column.name, names, complete)
+        if problem:
+            problems.append(f"{path}.constraints: {problem}")
     return problems
 
 
@@ -345,10 +399,12 @@ def _unknown_alias(alias: str, aliases: set[str]) -> str:
     return f"no model with alias {alias!r}" + _hint(alias, aliases, "declare it under 'models'")
 
 
-def _unknown_column(name: str, own_name: str, names: set[str]) -> str | None:
+def _unknown_column(
+    name: str, own_name: str, names: set[str], complete: bool = True
+) -> str | None:
     if name == own_name:
         return "a column cannot depend on itself"
-    if name in names:
+    if name in names or not complete:
         return None
     return f"no column named {name!r}" + _hint(name, names - {own_name}, "check the spelling")
 
@@ -382,6 +438,7 @@ class PipelineBuilder:
         self._models: list[Any] = []
         self._providers: list[Any] = []
         self._run: dict[str, Any] = {}
+        self._seed: Any = None
 
     def add_column(self, column: ColumnConfig | None = None, /, **fields: Any) -> PipelineBuilder:
         """Append a column: a column config, or its fields (``name=``, ``kind=``, ...)."""
@@ -408,6 +465,12 @@ class PipelineBuilder:
         self._run.update(overrides)
         return self
 
+    def with_seed(self, seed: SeedConfig | None = None, /, **fields: Any) -> PipelineBuilder:
+        """Read rows from a seed: a :class:`SeedConfig`, or its fields
+        (``with_seed(path="questions.csv", sampling="shuffle")``)."""
+        self._seed = _one_or_fields("with_seed", seed, fields)
+        return self
+
     def build(self) -> PipelineConfig:
         """The finished config.
 
@@ -421,6 +484,8 @@ class PipelineBuilder:
             "run": dict(self._run),
             "columns": list(self._columns),
         }
+        if self._seed is not None:
+            data["seed"] = self._seed
         return _assemble(data)
 
 
@@ -444,6 +509,12 @@ def _assemble(data: Any) -> PipelineConfig:
             other_column_names=sections.columns.salvaged,
             other_aliases=sections.models.salvaged,
             other_providers=sections.providers.salvaged,
+            columns_complete="seed" not in data,
+        ),
+        *(
+            seed_column_problems(sections.columns.items, sections.seed)
+            if "seed" not in data
+            else []
         ),
     ]
     if problems:
@@ -454,6 +525,7 @@ def _assemble(data: Any) -> PipelineConfig:
         providers=sections.providers.values(),
         run=sections.run,
         python_path=sections.python_path,
+        seed=sections.seed,
     )
 
 

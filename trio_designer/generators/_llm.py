@@ -69,6 +69,7 @@ when the endpoint sent none), via :class:`~trio_designer.generators._base.CellOu
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import re
@@ -87,6 +88,7 @@ from .._exceptions import (
     ModelOutputError,
     NonRetryableGenerationError,
 )
+from .._sink._nested import arrow_type_for_schema, value_fits
 from ._base import CellContext, CellOutput, ColumnGenerator
 from ._templates import check_template, render
 
@@ -208,7 +210,7 @@ class LLMGenerator(ColumnGenerator):
         return {}
 
     def arrow_type(self) -> Any:
-        """Always ``pa.string()``: text and code as is; JSON values are stored as JSON text."""
+        """``pa.string()`` for text and code (structured and judge columns override it)."""
         return pa.string()
 
     async def agenerate(self, ctx: CellContext) -> Any:
@@ -575,7 +577,29 @@ class _SchemaGenerator(LLMGenerator):
     def parse(self, response: ChatResponse) -> Any:
         value = self.normalize(parse_json(response.content))
         _schema_problems(value, self.checker())
-        return self.finish(value)
+        value = self.finish(value)
+        stored = self._stored_type
+        if stored is not None:
+            problem = value_fits(value, stored)
+            if problem is not None:  # an integer beyond int64, say: ask again, never fail
+                raise ParseFailure(f"{problem}; answer with values of ordinary size.")
+        return value
+
+    def storage_schema(self) -> Any:
+        """The schema whose Arrow type the column is stored with (:meth:`arrow_type`): the
+        column's schema by default."""
+        return self.schema
+
+    @functools.cached_property
+    def _stored_type(self) -> pa.DataType | None:
+        """The column's nested Arrow type, or ``None`` when it is stored as JSON text."""
+        return arrow_type_for_schema(self.storage_schema())
+
+    def arrow_type(self) -> Any:
+        """The Arrow type the schema maps to (a struct for an object schema, see
+        :mod:`trio_designer._sink._nested`), or ``pa.string()``: JSON text, for schemas that
+        do not map."""
+        return self._stored_type or pa.string()
 
     def normalize(self, value: Any) -> Any:
         """Lenient fixes applied before validation (none by default)."""
@@ -590,7 +614,9 @@ class LLMStructuredGenerator(_SchemaGenerator):
     """``llm_structured``: a JSON value validated against the column's schema.
 
     The value stays a ``dict`` (or list...) during the run, so downstream templates can use
-    ``{{ answer.field }}``; the sink stores it as JSON text (the arrow type is string).
+    ``{{ answer.field }}``; the sink stores it as the Arrow type the schema maps to (a struct
+    for an object schema), or as JSON text when the schema does not map
+    (:mod:`trio_designer._sink._nested`).
     """
 
     def __init__(self, column: LLMStructuredColumn) -> None:
@@ -641,6 +667,16 @@ class LLMJudgeGenerator(_SchemaGenerator):
             if isinstance(entry, dict) and "score" in entry:
                 entry["score"] = _score_key(entry["score"], scores.keys)
         return value
+
+    def storage_schema(self) -> Any:
+        """The judge schema with the score of an integer-keyed rubric an ``integer`` (the
+        value :meth:`finish` returns), so the column is a struct of ``{reasoning: string,
+        score: int64 | string}`` structs, one per rubric."""
+        schema: dict[str, Any] = copy.deepcopy(dict(self.schema))
+        for name, scores in self._scores.items():
+            if scores.integers:
+                schema["properties"][name]["properties"]["score"] = {"type": "integer"}
+        return schema
 
     def finish(self, value: Any) -> dict[str, dict[str, Any]]:
         result: dict[str, dict[str, Any]] = {}

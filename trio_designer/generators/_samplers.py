@@ -25,7 +25,12 @@ bernoulli       ``1`` with probability p, else ``0``             int64
 poisson         int ~ Poisson(mean)                              int64
 uuid            UUID4 string (prefix / short form / uppercase)   string
 datetime        naive UTC ``datetime`` on the unit grid          timestamp[s]
+time_delta      reference column's value + [min, max] units      inferred
 ==============  ===============================================  =====================
+
+``person`` (:mod:`._person`, Faker) and ``distribution`` (:mod:`._distribution`, numpy) live
+in modules of their own; ``constraints`` and ``conditional_params`` wrap any sampler
+(:mod:`._constrained`).
 
 The config classes validate their own fields (weights match values, ``low < high``, ``0 <= p <=
 1``, parsable dates ...), so the generators trust them. The one problem only a generator sees,
@@ -57,6 +62,7 @@ if TYPE_CHECKING:
         GaussianSampler,
         PoissonSampler,
         SubcategorySampler,
+        TimeDeltaSampler,
         UniformSampler,
         UUIDSampler,
     )
@@ -69,6 +75,7 @@ __all__ = [
     "PoissonGenerator",
     "SamplerGenerator",
     "SubcategoryGenerator",
+    "TimeDeltaGenerator",
     "UUIDGenerator",
     "UniformGenerator",
     "infer_arrow_type",
@@ -367,6 +374,55 @@ class DatetimeGenerator(SamplerGenerator):
 
     def arrow_type(self) -> Any:
         return pa.timestamp("s")
+
+
+@final
+class TimeDeltaGenerator(SamplerGenerator):
+    """``row[reference]`` plus a whole number of ``unit``s drawn uniformly from [min, max].
+
+    A ``date`` reference with whole days stays a ``date``; otherwise the value is a
+    ``datetime`` (a ``date`` reference counts from its midnight). A row whose reference is
+    null gets null.
+    """
+
+    def __init__(self, config: TimeDeltaSampler) -> None:
+        super().__init__(config.name)
+        self._reference = config.reference
+        self._low, self._high = config.min, config.max
+        self._unit = config.unit
+        self._seconds = _UNIT_SECONDS[config.unit]
+
+    def sample(self, rng: random.Random, row: Mapping[str, Any], row_index: int) -> Any:
+        start = row.get(self._reference)
+        offset = rng.randint(self._low, self._high)
+        if start is None:
+            return None
+        if isinstance(start, str):
+            start = _parse_reference(start, self.name, self._reference, row_index)
+        if not isinstance(start, dt.date):
+            raise NonRetryableGenerationError(
+                f"column {self.name!r}: reference column {self._reference!r} holds "
+                f"{start!r} in row {row_index}, not a date or datetime",
+                column=self.name,
+                row=row_index,
+            )
+        if not isinstance(start, dt.datetime):
+            if self._unit == "D":
+                return start + dt.timedelta(days=offset)
+            start = dt.datetime.combine(start, dt.time())
+        return start + dt.timedelta(seconds=offset * self._seconds)
+
+
+def _parse_reference(text: str, column: str, reference: str, row: int) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise NonRetryableGenerationError(
+            f"column {column!r}: reference column {reference!r} holds {text!r} in row {row}, "
+            "not an ISO 8601 date or datetime",
+            column=column,
+            row=row,
+        ) from None
 
 
 def _parse_utc(text: str) -> dt.datetime:

@@ -172,18 +172,27 @@ class EndpointBacklog:
         self._resting.subscribe(self._started_resting)
 
     @classmethod
-    def for_columns(cls, column_models: Mapping[str, Sequence[ModelConfig]]) -> EndpointBacklog:
+    def for_columns(
+        cls,
+        column_models: Mapping[str, Sequence[ModelConfig]],
+        tasks_per_request: Mapping[str, int] | None = None,
+    ) -> EndpointBacklog:
         """The backlog of a run, counting the resting tasks of the registry open here
         (:func:`resting_tasks`).
 
         Args:
           column_models: every column -> the models its tasks wait on (empty for a column that
             waits on no model: samplers, expressions, custom columns without ``llm_bound``).
+          tasks_per_request: column -> how many of its tasks share one request (an embedding
+            column's ``batch_size``); 1 for a column not listed.
 
         A column that waits on exactly one model is charged to that model's endpoint; the cap
-        of an endpoint is ``BACKLOG_FACTOR x`` the smallest ``max_parallel_requests`` among the
-        models of the columns charged to it.
+        of an endpoint is ``BACKLOG_FACTOR x`` the smallest ``max_parallel_requests x
+        tasks_per_request`` among the columns charged to it: enough parked tasks to fill every
+        request slot with full batches. (An endpoint that also serves a column of single
+        requests keeps the smaller cap, so its batches fill less.)
         """
+        shares = tasks_per_request or {}
         endpoint_of: dict[str, str | None] = {}
         caps: dict[str, int] = {}
         for column, models in column_models.items():
@@ -193,7 +202,7 @@ class EndpointBacklog:
             (model,) = models
             endpoint = endpoint_name(model.provider, model.model)
             endpoint_of[column] = endpoint
-            cap = BACKLOG_FACTOR * model.max_parallel_requests
+            cap = BACKLOG_FACTOR * model.max_parallel_requests * max(1, shares.get(column, 1))
             caps[endpoint] = min(caps.get(endpoint, cap), cap)
         return cls(endpoint_of, caps, resting=resting_tasks())
 

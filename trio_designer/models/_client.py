@@ -96,6 +96,7 @@ from ._transport import (
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "ChatResponse",
+    "EmbeddingResponse",
     "OpenAICompatibleClient",
     "ProbeAnswer",
     "Usage",
@@ -187,6 +188,21 @@ class ChatResponse:
     model: str
     rate_limits: RateLimits | None = None
     cached: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class EmbeddingResponse:
+    """The vectors of one embeddings request, one per input, in input order.
+
+    Attributes:
+      vectors: the embeddings, as lists of floats.
+      usage: tokens spent (``input_tokens``; embeddings generate no output tokens).
+      rate_limits: what the answer's headers said about the endpoint's budgets, or ``None``.
+    """
+
+    vectors: list[list[float]]
+    usage: Usage
+    rate_limits: RateLimits | None = None
 
 
 def resolve_api_key(env_var: str | None) -> str | None:
@@ -491,17 +507,33 @@ class OpenAICompatibleClient:
 
         An empty ``inputs`` returns ``[]`` without a request. Raises the same errors as
         :meth:`chat`; a success whose ``data`` does not hold one numeric vector per input is a
-        :class:`ModelServerError` with status 200.
+        :class:`ModelServerError` with status 200. :meth:`embed` also returns the usage.
         """
+        return (await self.embed(model=model, inputs=inputs, dimensions=dimensions)).vectors
+
+    async def embed(
+        self,
+        *,
+        model: str,
+        inputs: Sequence[str],
+        dimensions: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (each attempt's deadline, as chat's)
+        max_response_bytes: int | None = None,
+    ) -> EmbeddingResponse:
+        """One ``POST <base_url>/embeddings`` request: the vectors of ``inputs`` (in input
+        order), the usage and the rate-limit headers. Errors as :meth:`embeddings`."""
         if not inputs:
             await trio.lowlevel.checkpoint()
-            return []
+            return EmbeddingResponse(vectors=[], usage=Usage())
         body: dict[str, Any] = {"model": model, "input": list(inputs)}
         if dimensions is not None:
             body["dimensions"] = dimensions
         where = self._where(model)
-        response = await self._request("POST", "/embeddings", where, body, None, None, model)
-        return self._parse(response, where, lambda data: _embedding_vectors(data, len(inputs)))
+        response = await self._request(
+            "POST", "/embeddings", where, body, timeout, max_response_bytes, model
+        )
+        reply = self._parse(response, where, lambda data: _embedding_response(data, len(inputs)))
+        return attrs.evolve(reply, rate_limits=parse_rate_limits(response.headers))
 
     async def list_models(self) -> list[str]:
         """The model ids the endpoint serves (``GET <base_url>/models``), in its order."""
@@ -889,6 +921,11 @@ def _embedding_vectors(data: Any, expected: int) -> list[list[float]]:
     if sorted(i for i in indices if isinstance(i, int)) == list(range(expected)):
         items = [item for _, item in sorted(zip(indices, items, strict=True))]
     return [_vector(item) for item in items]
+
+
+def _embedding_response(data: Any, expected: int) -> EmbeddingResponse:
+    vectors = _embedding_vectors(data, expected)  # data is a mapping from here on
+    return EmbeddingResponse(vectors=vectors, usage=_usage(data.get("usage")))
 
 
 def _model_ids(data: Any) -> list[str]:

@@ -39,10 +39,10 @@ from __future__ import annotations
 import logging
 import random
 import zlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, cast, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, final
 
 import attrs
 import trio
@@ -58,6 +58,8 @@ from ._backlog import RestingTasks, use_resting_tasks
 from ._cached import CacheMiss, ResponseCache, cache_only
 from ._client import ChatResponse, OpenAICompatibleClient, _chat_body, resolve_api_key
 from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from ..config import PipelineConfig
@@ -158,6 +160,30 @@ def merge_inference(base: InferenceParams, override: InferenceParams | None) -> 
 
 def _first(preferred: Any, fallback: Any) -> Any:
     return fallback if preferred is None else preferred
+
+
+class TextBatch(Protocol):
+    """Texts for one embeddings request, possibly still gathering (an embedding column's
+    batch): :meth:`ModelHandle.embed` takes them only once its request holds a slot."""
+
+    def chars(self) -> list[int]:
+        """The lengths of the texts gathered so far (to size the request for the limiter)."""
+        ...
+
+    def take(self) -> Sequence[str]:
+        """The texts, closing the batch; the same texts on every later call (a retry)."""
+        ...
+
+
+@attrs.frozen
+class _FixedTexts:
+    texts: list[str]
+
+    def chars(self) -> list[int]:
+        return [len(t) for t in self.texts]
+
+    def take(self) -> Sequence[str]:
+        return self.texts
 
 
 @final
@@ -305,10 +331,38 @@ class ModelHandle:
         body: dict[str, Any] | None,
     ) -> ChatResponse:
         """:meth:`_send`, with a 429 retried in place (see :meth:`chat`)."""
+        return await self._retrying_429s(
+            partial(self._send, messages, response_format, params, body)
+        )
+
+    async def embed(
+        self, texts: Sequence[str] | TextBatch, *, dimensions: int | None = None
+    ) -> list[Any]:
+        """Embed texts in one ``/embeddings`` request through the endpoint's limiter (one
+        request, one slot, however many texts), and count it; 429s are retried in place as
+        for :meth:`chat`.
+
+        Args:
+          texts: the texts, or a :class:`TextBatch` still gathering them: it is taken (closed)
+            only once the request holds its slot, so a batch waiting on a saturated endpoint
+            keeps filling meanwhile.
+          dimensions: the vector length to ask for.
+
+        Returns:
+          One vector (a list of floats) per text, in order.
+
+        Raises:
+          The errors of :meth:`chat`.
+        """
+        batch = _FixedTexts(list(texts)) if isinstance(texts, Sequence) else texts
+        return await self._retrying_429s(partial(self._send_embed, batch, dimensions))
+
+    async def _retrying_429s(self, send: Callable[[], Awaitable[_T]]) -> _T:
+        """``await send()``, with :meth:`chat`'s in-place retries of 429s."""
         attempt, waited = 0, 0.0
         while True:
             try:
-                return await self._send(messages, response_format, params, body)
+                return await send()
             except ModelRateLimitedError as exc:
                 attempt += 1
                 delay = self._retry.delay(exc.retry_after, attempt, self._jitter.random())
@@ -370,6 +424,35 @@ class ModelHandle:
             requests_ok=1,
         )
         return response
+
+    async def _send_embed(self, batch: TextBatch, dimensions: int | None) -> list[Any]:
+        """One embeddings request: a slot, the call, the report to the limiter, the usage."""
+        tokens = self._budget.estimator.estimate(batch.chars(), 0)
+        async with self._limiter.slot(tokens) as permit:
+            texts = list(batch.take())
+            try:
+                response = await self._client.embed(
+                    model=self._config.model,
+                    inputs=texts,
+                    dimensions=dimensions,
+                    timeout=self._config.timeout,
+                    max_response_bytes=self._config.max_response_bytes,
+                )
+            except ModelRateLimitedError as exc:
+                permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
+                self._counter.add(requests_rate_limited=1)
+                raise
+            except GenerationError:
+                permit.failure()
+                self._counter.add(requests_failed=1)
+                raise
+            except Exception:  # not an endpoint signal: release the slot without a report
+                self._counter.add(requests_failed=1)
+                raise
+            reported = response.usage.input_tokens
+            permit.success(tokens=reported or None, rate_limits=response.rate_limits)
+        self._counter.add(input_tokens=reported, requests_ok=1)
+        return response.vectors
 
     def __repr__(self) -> str:
         return f"<ModelHandle {self.alias!r}: model {self.model!r} at provider {self.provider!r}>"
