@@ -83,8 +83,8 @@ class _Designer(TrioDesigner):
         super().__init__(**kwargs)
         self._log = log
 
-    def _open_models(self, config: Any, changes: Any) -> Any:
-        return _KeepLog(super()._open_models(config, changes), self._log)
+    def _open_models(self, config: Any, changes: Any, cache: Any = None) -> Any:
+        return _KeepLog(super()._open_models(config, changes, cache), self._log)
 
 
 def _simulated(**kwargs: Any) -> SimulatedModel:
