@@ -216,10 +216,12 @@ async def test_a_hit_takes_no_limiter_slot_and_no_cache_sends_everything(tmp_pat
     async with simulator() as sim:
         config = deep(sim.url)
         await counted_run(sim.url, config, tmp_path / "a", cache_dir=cache)
-        _, paid = await counted_run(
+        warm, paid = await counted_run(
             sim.url, config, tmp_path / "b", cache_dir=cache, limiter_factory=Counting
         )
         assert (paid, slots) == (0, [])
+        assert warm.slots is not None
+        assert warm.slots.handoffs == 0  # no cell ever took an LLM-wait slot
         uncached, paid = await counted_run(
             sim.url, config, tmp_path / "c", cache=False, cache_dir=cache
         )

@@ -295,8 +295,11 @@ class RowGroupWorker:
         for remaining in range(INLINE_BATCH - 1, -1, -1):
             if not self._run_inline(task):
                 return task
-            if remaining == 0:
-                return None  # checked *before* taking the next task: a taken task must run
+            if remaining == 0 or self.state.run_scope.cancel_called:
+                # Checked *before* taking the next task: a taken task must run; and once the
+                # run is shutting down (a cell of this batch may have tripped the error-rate
+                # gate), nothing new starts.
+                return None
             following = self.tracker.peek_ready(self.backlog.eligible)
             if (
                 following is None
