@@ -289,3 +289,27 @@ def test_processor_and_validator_plugins_may_not_take_built_in_names(tmp_path: P
         reasons = {info.name: info.reason or "" for info in list_plugins()}
         assert "'filter' is a built-in processor kind of trio_designer" in reasons["filter"]
         assert "'code' is a built-in validator of trio_designer" in reasons["code"]
+
+
+def test_built_in_processors_and_validators_never_discover_plugins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lazy: only a kind nobody built in reads entry points."""
+    folder = tmp_path / "site"
+    write_distribution(
+        folder, "td-bomb", {PROCESSORS: {"bomb": "td_bomb:Bomb"}, VALIDATORS: {"b": "td_bomb:B"}},
+        {"td_bomb": "raise SystemExit('a plugin module was imported')\n"},
+    )
+    with installed(folder):
+        import importlib.metadata
+
+        def refuse(*args: object, **kwargs: object) -> object:
+            raise AssertionError("entry points were read")
+
+        monkeypatch.setattr(importlib.metadata, "distributions", refuse)
+        config = PipelineConfig.from_yaml(BUILT_IN_ONLY)
+        assert preview(config, 2).num_records_written == 2
+        assert fingerprint_basis(config)["code"] == {}
+        (tmp_path / "ok.yaml").write_text(BUILT_IN_ONLY)
+        assert run_cli(["validate", str(tmp_path / "ok.yaml")]).status == 0
+        assert "td_bomb" not in sys.modules
