@@ -160,8 +160,8 @@ def test_an_unusable_directory_is_a_config_error_naming_the_remedies(tmp_path: P
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError) as info:
         CacheStore(blocker / "cache")
-    assert "--cache-dir" in str(info.value)
-    assert "--no-cache" in str(info.value)
+    assert "cache_dir=" in str(info.value)  # the CLI says --cache-dir (tests/test_messages.py)
+    assert "cache=False" in str(info.value)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "responses.sqlite3").write_bytes(b"this is not a database" * 100)
     with pytest.raises(ConfigError):

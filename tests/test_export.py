@@ -102,7 +102,7 @@ def test_jsonl_holds_nested_json(run_dir: Path, tmp_path: Path) -> None:
 def test_csv_holds_json_text_in_nested_cells(run_dir: Path, tmp_path: Path) -> None:
     target = export_dataset(run_dir, "csv", tmp_path / "a.csv")
     table = pcsv.read_csv(target)
-    assert table.column_names == ["kind", "product", "ratio", "vec"]
+    assert table.column_names == ["_row_id", "kind", "product", "ratio", "vec"]
     stored = _stored(run_dir).to_pylist()
     for got, want in zip(table.to_pylist(), stored, strict=True):
         assert json.loads(got["product"]) == want["product"]

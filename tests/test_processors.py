@@ -178,7 +178,7 @@ async def test_the_after_run_stage_is_done_once_and_redone_after_a_crash(tmp_pat
     # Resumed with nothing left to do: the stage is not applied a second time.
     again = await run(cfg, out, resume=True)
     assert marker.read_text() == first
-    assert again.table.column_names[:2] == ["n", "parity"]
+    assert again.table.column_names[:3] == ["_row_id", "n", "parity"]
     assert "title" in again.table.column_names
     # A crash between generation and processing: the marker is missing, the stage runs again
     # from parquet-files/ (never modified) and gives the same result.

@@ -63,6 +63,8 @@ def _config(folder: Path, seed: dict[str, Any], *, row_group_size: int = 4) -> P
 async def _rows(config: PipelineConfig, n: int) -> list[dict[str, Any]]:
     result = await TrioDesigner(progress=False).preview(config, num_records=n)
     rows: list[dict[str, Any]] = result.table.to_pylist()
+    for row in rows:
+        del row["_row_id"]  # the row id every dataset carries (issue 13's provenance)
     return rows
 
 
@@ -88,7 +90,7 @@ async def test_seed_types_are_kept_in_the_output(tmp_path: Path) -> None:
     assert schema.field("level").type == pa.int64()
     stored = pq.read_schema(tmp_path / "typed.parquet")  # parquet has no seconds unit
     assert schema.field("when").type == stored.field("when").type
-    assert schema.names == ["question", "level", "when", "shout"]  # the seed's columns first
+    assert schema.names == ["_row_id", "question", "level", "when", "shout"]  # seed columns first
 
 
 # -- sampling and selection --------------------------------------------------------------------
