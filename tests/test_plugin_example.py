@@ -3,8 +3,9 @@
 pip builds and installs the package into a temporary folder (``pip install --no-deps --target``:
 nothing goes into the shared environment); each command then runs in a subprocess whose
 ``PYTHONPATH`` holds that folder, so ``importlib.metadata`` finds the package's entry points as
-it would after an ordinary ``pip install``. The pipeline mixes the plugin's two column kinds and
-its sampler with built-in kinds and an LLM column on the built-in simulator.
+it would after an ordinary ``pip install``. The pipeline mixes the plugin's two column kinds,
+its sampler, its validator and its processor with built-in kinds and an LLM column on the
+built-in simulator.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ columns:
   - {name: backwards, kind: reverse_text, text: "{{ topic }}!", upper: true}
   - {name: roll, kind: sampler, sampler: dice, sides: 12}
   - {name: line, kind: llm_text, model: gen, prompt: "A line about {{ slug }} ({{ roll }})."}
+  - {name: short, kind: validation, validator: max_length, target: [slug], options: {max: 10}}
+processors:
+  - {kind: uppercase_columns, columns: [slug]}
 """
 
 
@@ -78,11 +82,21 @@ def test_the_example_plugin_runs_end_to_end(site: Path, tmp_path: Path) -> None:
         ("trio_designer.columns", "reverse_text", "td-example-plugin", True),
         ("trio_designer.columns", "slugify", "td-example-plugin", True),
         ("trio_designer.samplers", "dice", "td-example-plugin", True),
+        ("trio_designer.processors", "uppercase_columns", "td-example-plugin", True),
+        ("trio_designer.validators", "max_length", "td-example-plugin", True),
     ]
 
     validated = _cli(site, tmp_path, "validate", "p.yaml")
     assert validated.returncode == 0, validated.stderr
-    assert "topic -> slug -> backwards -> roll -> line" in validated.stdout
+    assert "topic -> slug -> backwards -> roll -> line -> short" in validated.stdout
+    assert (
+        "code: processors[0] kind uppercase_columns -> plugin td_example_plugin:UppercaseColumns "
+        "from package td-example-plugin 0.1.0" in validated.stderr
+    )
+    assert (
+        "code: columns[5] 'short' validator max_length -> plugin td_example_plugin:MaxLength "
+        "from package td-example-plugin 0.1.0" in validated.stderr
+    )
 
     ran = _cli(site, tmp_path, "run", "p.yaml", "-n", "8", "-o", "out", "--progress", "none")
     assert ran.returncode == 0, ran.stderr
@@ -90,12 +104,18 @@ def test_the_example_plugin_runs_end_to_end(site: Path, tmp_path: Path) -> None:
     assert len(rows) == 8
     slugs = {"Café au lait": "cafe_au_lait", "Jazz piano": "jazz_piano"}
     for row in rows:
-        assert row["slug"] == slugs[row["topic"]]
+        assert row["slug"] == slugs[row["topic"]].upper()  # the plugin processor ran
+        long = len(slugs[row["topic"]]) > 10
+        assert row["short"]["is_valid"] is not long  # the plugin validator checked it
+        assert row["short"]["messages"] == (["slug: 12 characters, more than 10"] if long else [])
         assert row["backwards"] == (row["topic"] + "!")[::-1].upper()
         assert 1 <= row["roll"] <= 12
         assert row["line"]
     metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
-    assert "td_example_plugin:SlugifyGenerator" in metadata["fingerprint_basis"]["code"]
+    code = metadata["fingerprint_basis"]["code"]
+    assert "td_example_plugin:SlugifyGenerator" in code
+    assert "td_example_plugin:UppercaseProcessor" in code
+    assert "td_example_plugin:MaxLength" in code
 
     # Growing the run: the plugin columns resume like built-in ones.
     resumed = _cli(

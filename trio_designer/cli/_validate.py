@@ -22,7 +22,8 @@ from typing import Any
 from .._exceptions import ConfigError
 from ..config import CustomColumn, LLMStructuredColumn, PipelineConfig
 from ..config._code import locate_module
-from ..config._columns import PluginColumn, column_kind
+from ..config._columns import PluginColumn, ValidationColumn, column_kind
+from ..config._plugin_processors import validator_plugin
 from ..config._plugins import source_of
 from ._format import cap_text, plural
 from ._load import load_config
@@ -77,6 +78,8 @@ def code_lines(config: PipelineConfig) -> list[str]:
                 )
             )
             continue
+        if isinstance(column, ValidationColumn):
+            lines.extend(_validator_line(where, column.validator))
         if not isinstance(column, CustomColumn) or not isinstance(column.function, str):
             continue
         module = column.function.partition(":")[0]
@@ -85,7 +88,33 @@ def code_lines(config: PipelineConfig) -> list[str]:
         except ConfigError:
             continue  # reported with the other problems
         lines.append(cap_text(f"code: {where} function {column.function} -> {location.describe()}"))
+    for index, processor in enumerate(config.processors):
+        source = source_of(type(processor))
+        if source is not None:
+            lines.append(
+                cap_text(
+                    f"code: processors[{index}] kind {processor.kind} -> plugin {source.value} "
+                    f"from package {source.distribution} {source.version}"
+                )
+            )
     return lines
+
+
+def _validator_line(where: str, validator: str) -> list[str]:
+    """The ``code:`` line of a validation column whose validator a plugin provides."""
+    try:
+        builder = validator_plugin(validator)
+    except ConfigError:
+        return []  # a broken plugin: reported with the other problems
+    source = None if builder is None else source_of(builder)
+    if source is None:
+        return []
+    return [
+        cap_text(
+            f"code: {where} validator {validator} -> plugin {source.value} "
+            f"from package {source.distribution} {source.version}"
+        )
+    ]
 
 
 def check(

@@ -70,7 +70,8 @@ from ._columns import (
 )
 from ._models import InferenceParams, ModelConfig, ModelPrice, ModelProvider
 from ._plugin_columns import column_plugin, sampler_plugin
-from ._plugins import COLUMNS, PROCESSORS, SAMPLERS, plugin_names
+from ._plugin_processors import processor_plugin
+from ._plugins import COLUMNS, PROCESSORS, SAMPLERS, plugin_names, source_of
 from ._processors import PROCESSOR_CONFIGS, ChatMessage, CustomProcessor, ProcessorBase
 from ._run import RunConfig
 from ._seed import SeedConfig, SeedPartition, SeedSelection
@@ -507,6 +508,7 @@ def _processor_class_hook(cls: type[T]) -> Callable[[Any, Any], T]:
         else {}
     )
     fields_hook = make_dict_structure_fn(cls, converter, **overrides)
+    plugin = source_of(cls) is not None  # its own attrs validators raise plain ValueErrors
 
     def structure_processor_class(value: Any, _: Any) -> T:
         if isinstance(value, cls):
@@ -514,7 +516,10 @@ def _processor_class_hook(cls: type[T]) -> Callable[[Any, Any], T]:
         if not isinstance(value, Mapping):
             raise _expected(f"a mapping of {cls.__name__} fields", value)
         with collecting_problems() as problems:
-            instance = fields_hook(value, cls)
+            if plugin:
+                instance = _plugin_fields(fields_hook, value, cls)
+            else:
+                instance = fields_hook(value, cls)
         if problems:
             raise _Problems(problems)
         return instance
@@ -522,22 +527,13 @@ def _processor_class_hook(cls: type[T]) -> Callable[[Any, Any], T]:
     return structure_processor_class
 
 
-def _no_find(name: str) -> None:
-    return None
-
-
 def _structure_processor(value: Any, _: Any) -> Any:
     if isinstance(value, ProcessorBase):
         return value
     if not isinstance(value, Mapping):
         raise _expected("a mapping of processor fields", value)
-    kind = _tag(value, "kind", PROCESSOR_CONFIGS, "processor kind", PROCESSORS, _no_find)
-    cls = PROCESSOR_CONFIGS.get(kind)
-    if cls is None:  # a plugin's processor kind: its registry is not wired yet
-        raise _Problems.one(
-            f"processor kind {kind!r} comes from a plugin; processor plugins cannot be used yet",
-            at="kind",
-        )
+    kind = _tag(value, "kind", PROCESSOR_CONFIGS, "processor kind", PROCESSORS, processor_plugin)
+    cls = PROCESSOR_CONFIGS.get(kind) or _plugin_class(processor_plugin, kind, "kind")
     fields = {key: item for key, item in value.items() if key != "kind"}
     return converter.structure(fields, cls)
 

@@ -17,7 +17,8 @@ values a run would write could change. It is the SHA-256 of canonical JSON of a 
   Defaults are omitted, so spelling a default out changes nothing.
 * ``code``: :func:`~._code.code_digest` of every custom column's function (or generator class),
   and of every plugin column's config and generator classes, every
-  validation column's ``function`` and custom processor's ``function``:
+  validation column's ``function`` and custom processor's ``function``, and of a plugin
+  processor's config and processor classes and a plugin validator's class:
   its source, and the same-module helpers and constants it uses. Editing the function changes
   the fingerprint; a resume is then refused, saying ``custom function mymod:clean changed``.
 * ``files``: the content hash of every input file a config field names: the seed's file(s)
@@ -40,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._code import code_digest, resolve_function
 from ._columns import CustomColumn, PluginColumn, ValidationColumn
+from ._plugin_processors import validator_plugin
+from ._plugins import source_of
 from ._processors import CustomProcessor
 
 if TYPE_CHECKING:
@@ -130,6 +133,12 @@ def _code_part(config: PipelineConfig) -> dict[str, str]:
     for column in config.columns:
         if isinstance(column, PluginColumn):
             code.update(_plugin_code(type(column)))
+        if isinstance(column, ValidationColumn):
+            code.update(_code_of(validator_plugin(column.validator)))
+    for processor in config.processors:
+        if source_of(type(processor)) is not None:
+            kind = type(processor)
+            code.update(_code_of(kind, getattr(kind, "processor_class", None)))
     # Custom columns, validation columns' functions and custom processors: their code is
     # part of what a run generates.
     functions: list[tuple[str, str, Any]] = [
@@ -161,6 +170,16 @@ def _plugin_code(cls: type[PluginColumn]) -> dict[str, str]:
         f"{target.__module__}:{target.__qualname__}": code_digest(target)
         for target in (cls, cls.generator_class)
         if isinstance(target, type)
+    }
+
+
+def _code_of(*targets: Any) -> dict[str, str]:
+    """The code of a plugin processor's or validator's classes (or functions), keyed
+    ``module:name``; ``None`` targets are skipped (a validator no plugin provides)."""
+    return {
+        f"{target.__module__}:{target.__qualname__}": code_digest(target)
+        for target in targets
+        if inspect.isclass(target) or inspect.isfunction(target)
     }
 
 

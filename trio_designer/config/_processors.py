@@ -320,3 +320,14 @@ def processor_templates(processor: ProcessorBase) -> dict[str, str]:
 def processor_label(processor: ProcessorBase, index: int) -> str:
     """The name reports use: ``name``, else ``<kind>_<index>``."""
     return processor.name or f"{processor.kind}_{index}"
+
+
+# ``trio_designer.config`` presents ProcessorBase under its own name; that namespace lacks the
+# typing names of its (string) annotations, which ``typing.get_type_hints`` of a plugin's
+# subclass (``attrs.resolve_types``, cattrs) evaluates there (as for ``PluginColumn``).
+# Evaluated annotations need no namespace.
+ProcessorBase.__annotations__ = {
+    "kind": ClassVar[str],
+    "whole_dataset_kind": ClassVar[bool],
+    "name": str | None,
+}

@@ -30,6 +30,9 @@ from .._exceptions import (
     ValidationFailedError,
 )
 from ..config._code import CodeSearch
+from ..config._plugin_processors import validator_plugin
+from ..config._plugins import VALIDATORS as VALIDATOR_PLUGINS
+from ..config._plugins import plugin_names
 from ._base import CellContext, ColumnGenerator
 from ._validators import VALIDATORS, ValidationResult, Validator
 
@@ -159,9 +162,9 @@ class ValidationGenerator(ColumnGenerator):
     strategy: ClassVar[Any] = "cell"
 
     def __init__(self, config: ValidationColumn, *, search: CodeSearch | None = None) -> None:
-        builder = VALIDATORS.get(config.validator)
+        builder = VALIDATORS.get(config.validator) or validator_plugin(config.validator)
         if builder is None:
-            known = ", ".join(sorted(VALIDATORS))
+            known = ", ".join(sorted({*VALIDATORS, *plugin_names(VALIDATOR_PLUGINS)}))
             raise ConfigError(
                 f"column {config.name!r}: unknown validator {config.validator!r}; use one of "
                 f"{known} (or install the plugin that provides it)"

@@ -14,6 +14,10 @@ a :class:`~trio_designer.generators.ColumnContext`; :class:`CellOutput` for side
 :func:`render_template` renders a template field in the same sandbox as built-in columns.
 :func:`list_plugins` says what is installed and whether it loads; a broken plugin raises
 :class:`~trio_designer.PluginError` (a ``ConfigError``) when a config uses it.
+
+Processors (``trio_designer.processors``: a ``trio_designer.config.ProcessorBase`` subclass
+with its ``processor_class``) and validators (``trio_designer.validators``: a class with
+``batched`` and ``async def validate``) plug in the same way (docs/plugins.md).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import attrs
 
+from ..config import _plugin_processors  # noqa: F401  (registers the processor and validator groups)
 from ..config._plugins import COLUMNS, GROUPS, SAMPLERS, PluginStatus, group_statuses
 from ..generators._plugin import generator_problem
 

@@ -96,6 +96,8 @@ def build_processor(config: ProcessorBase, label: str, search: CodeSearch) -> Pr
       ConfigError: no code is registered for its kind, or building it failed.
     """
     builder = PROCESSORS.get(config.kind)
+    if builder is None:  # a plugin's config class carries its processor (docs/plugins.md)
+        builder = getattr(type(config), "processor_class", None)
     if builder is None:
         raise ConfigError(
             f"processor {label!r}: no processor is registered for kind {config.kind!r}"

@@ -1,6 +1,6 @@
 """An example trio_designer plugin (docs/plugins.md).
 
-Three kinds, one per way a generator can be written:
+Three column kinds, one per way a generator can be written, a processor and a validator:
 
 * ``reverse_text``: a sync generator, one call per cell, cheap enough to run on the event loop
   (``inline = True``). Its ``text`` field is a Jinja template over the row
@@ -9,6 +9,10 @@ Three kinds, one per way a generator can be written:
   subprocess here (it awaits nothing external; a checkpoint stands for it).
 * ``sampler: dice``: a sampler, one call per row group (``strategy = "full_column"``), drawing
   from the per-cell seeded random generator so that runs are reproducible.
+* ``processors: [{kind: uppercase_columns, columns: [...]}]``: a processor, run over each row
+  group before its checkpoint.
+* ``kind: validation, validator: max_length``: a validator, checking batches of rows in a
+  worker thread.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
+from trio_designer.config import ProcessorBase
 from trio_designer.generators import CellContext, ColumnContext
 from trio_designer.plugins import ColumnGenerator, PluginColumn, PluginSampler, render_template
+from trio_designer.processors import Batch, ColumnSet
 
-__all__ = ["Dice", "ReverseText", "Slugify"]
+__all__ = ["Dice", "MaxLength", "ReverseText", "Slugify", "UppercaseColumns"]
 
 
 class ReverseTextGenerator(ColumnGenerator):
@@ -124,3 +130,70 @@ class Dice(PluginSampler):
     generator_class: ClassVar[type[ColumnGenerator]] = DiceGenerator
 
     sides: int = attrs.field(default=6, validator=attrs.validators.ge(2))
+
+
+class UppercaseProcessor:
+    """Runs ``uppercase_columns``: built once per run as ``UppercaseProcessor(config, label,
+    search)``, then ``check`` at validate time and ``process`` once per row group."""
+
+    def __init__(self, config: UppercaseColumns, label: str, search: Any) -> None:
+        self.label = label
+        self.columns = config.columns
+
+    def check(self, columns: ColumnSet) -> ColumnSet:
+        missing = columns.missing(self.columns)
+        if missing:
+            from trio_designer import ConfigError
+
+            raise ConfigError(f"processor {self.label!r}: no column {missing[0]!r} to upper-case")
+        return columns  # the same columns leave it
+
+    def process(self, batch: Batch) -> Any:
+        import pyarrow.compute as pc
+
+        table = batch.table
+        for name in self.columns:
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, pc.utf8_upper(table.column(name)))
+        return table
+
+
+@attrs.frozen(kw_only=True)
+class UppercaseColumns(ProcessorBase):
+    """``kind: uppercase_columns``: upper-case the text of some columns.
+
+    Attributes:
+      columns: the (text) columns to upper-case, at least one.
+    """
+
+    kind: ClassVar[str] = "uppercase_columns"
+    processor_class: ClassVar[type] = UppercaseProcessor
+
+    columns: tuple[str, ...] = attrs.field(
+        converter=tuple, validator=attrs.validators.min_len(1)
+    )
+
+
+class MaxLength:
+    """``validator: max_length``: each target value is at most ``options.max`` characters
+    (default 80). Built as ``MaxLength(column_config, search)``; batched: it gets many rows at
+    once and checks them in a worker thread (a real validator might do CPU-heavy work)."""
+
+    batched = True
+
+    def __init__(self, config: Any, search: Any) -> None:
+        self.limit = int(config.options.get("max", 80))
+
+    async def validate(self, rows: list[dict[str, Any]], ctx: CellContext) -> list[Any]:
+        return await trio.to_thread.run_sync(self._check, rows)
+
+    def _check(self, rows: list[dict[str, Any]]) -> list[Any]:
+        results = []
+        for row in rows:
+            messages = [
+                f"{target}: {len(str(value))} characters, more than {self.limit}"
+                for target, value in row.items()
+                if len(str(value)) > self.limit
+            ]
+            results.append({"is_valid": not messages, "messages": messages})
+        return results
