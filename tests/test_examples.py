@@ -56,13 +56,9 @@ def test_example_scripts_run(script: list[str], tmp_path: Path) -> None:
 
 #: The seed- and person-driven examples (issue 14): file -> columns the output must have.
 DATA_EXAMPLES = {
-    "seed_qa.yaml": [
-        "_row_id", "id", "topic", "question", "audience", "answer", "grade", "answer_words"
-    ],
-    "support_tickets.yaml": [
-        "_row_id", "customer", "product", "plan", "months_as_customer", "opened_at",
-        "first_reply_at", "ticket", "triage", "reply_to",
-    ],
+    "seed_qa.yaml": ["id", "topic", "question", "audience", "answer", "grade", "answer_words"],
+    "support_tickets.yaml": ["customer", "product", "plan", "months_as_customer", "opened_at",
+                             "first_reply_at", "ticket", "triage", "reply_to"],
 }
 
 
