@@ -93,7 +93,7 @@ def dataset_card(output_dir: str | Path, *, costs: Mapping[str, str] | None = No
     root = Path(output_dir)
     meta = read_metadata(root)
     if costs is None:
-        costs = recorded_costs(root)
+        costs = recorded_costs(root, meta)
     profiles = _profile(root, meta)
     parts = [
         _front_matter(root, meta),
@@ -397,7 +397,7 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|").replace("`", "'")
 
 
-def recorded_costs(root: Path) -> dict[str, str]:
+def recorded_costs(root: Path, meta: RunMetadata) -> dict[str, str]:
     """Alias → the cost of the written dataset (every session), for the aliases with a price
     whose cells have provenance records; empty for a run from before those records."""
     from ._provenance import read_cells
@@ -406,7 +406,7 @@ def recorded_costs(root: Path) -> dict[str, str]:
     cells = read_cells(root)
     if cells.num_rows == 0:
         return {}
-    models = read_metadata(root).config.get("models") or []
+    models = meta.config.get("models") or []
     summary = usage_from_cells(cells, [m for m in models if isinstance(m, Mapping)])
     return {
         alias: f"{entry['cost']:.4f} (whole dataset)"

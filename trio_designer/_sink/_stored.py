@@ -11,6 +11,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,7 +20,7 @@ from .._exceptions import SinkError
 from ._layout import METADATA_FILE
 from ._metadata import RunMetadata
 
-__all__ = ["dataset_files", "iter_row_groups", "read_metadata"]
+__all__ = ["dataset_files", "iter_row_groups", "read_metadata", "read_record"]
 
 
 def read_metadata(output_dir: Path) -> RunMetadata:
@@ -28,9 +29,18 @@ def read_metadata(output_dir: Path) -> RunMetadata:
     Raises:
       SinkError: no such directory, no ``metadata.json``, or not a run record.
     """
-    path = output_dir / METADATA_FILE
     if not output_dir.is_dir():
         raise SinkError(f"{output_dir} is not a directory; give the output directory of a run")
+    return read_record(output_dir)[1]
+
+
+def read_record(output_dir: Path) -> tuple[dict[str, Any], RunMetadata]:
+    """``metadata.json`` of ``output_dir`` as read (a JSON object) and as checked.
+
+    Raises:
+      SinkError: no ``metadata.json``, or not a run record.
+    """
+    path = output_dir / METADATA_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -39,7 +49,7 @@ def read_metadata(output_dir: Path) -> RunMetadata:
         ) from None
     except (OSError, ValueError) as exc:
         raise SinkError(f"cannot read {path}: {exc}") from None
-    return RunMetadata.from_json_dict(data, where=str(path))
+    return data, RunMetadata.from_json_dict(data, where=str(path))
 
 
 def dataset_files(output_dir: Path, meta: RunMetadata) -> list[Path]:

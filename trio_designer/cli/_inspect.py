@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import SinkError
-from .._sink import FAILURES_FILE, METADATA_FILE, SUMMARY_ROW_GROUPS_FOUND, RunMetadata
+from .._sink import FAILURES_FILE, SUMMARY_ROW_GROUPS_FOUND
 from .._sink import read_failures as read_failures_file
 from .._sink._layout import PROCESSED_DIR, PROCESSED_MARKER
+from .._sink._stored import read_record
 from ._format import Redactor, plural, table, truncate, usage_line
 from ._run import column_table, failure_place
 
@@ -66,20 +67,9 @@ def read_run_record(output_dir: Path) -> dict[str, Any]:
     Raises:
       SinkError: no such directory, no ``metadata.json``, or not a run record.
     """
-    path = output_dir / METADATA_FILE
     if not output_dir.is_dir():
         raise SinkError(f"{output_dir} is not a directory; give the --output-dir of a run")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SinkError(
-            f"{output_dir} has no {METADATA_FILE}, so it is not the output directory of a run"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise SinkError(f"cannot read {path}: {exc}") from None
-    RunMetadata.from_json_dict(data, where=str(path))  # raises SinkError when malformed
-    result: dict[str, Any] = data
-    return result
+    return read_record(output_dir)[0]
 
 
 def read_failures(output_dir: Path) -> list[dict[str, Any]]:
