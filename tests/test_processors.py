@@ -366,3 +366,28 @@ def test_the_command_line_reports_processors_and_the_final_dataset(tmp_path: Pat
     assert str(out / "processed" / "parquet-files") in outcome.out
     report = run_cli(["inspect", str(out)])
     assert "dedup_1" in report.out
+
+
+async def test_rows_a_filter_removed_are_filtered_in_the_provenance(tmp_path: Path) -> None:
+    """Every cell of a row a processor removed says ``filtered`` in the sidecar (joined by row
+    id), every cell of a kept row ``ok``; ``inspect --row`` tells the same story."""
+    cfg = config([{"kind": "filter", "condition": "{{ parity == 0 }}"}])
+    await run(cfg, tmp_path / "o")
+    cells = ds.dataset(tmp_path / "o" / "provenance", format="parquet").to_table().to_pylist()
+    by_row: dict[int, set[str]] = {}
+    for cell in cells:
+        by_row.setdefault(cell["row_id"], set()).add(cell["status"])
+    assert by_row == {r: {"filtered"} if r % 2 else {"ok"} for r in range(12)}
+
+
+async def test_a_processor_dropping_the_row_id_marks_nothing_filtered(tmp_path: Path) -> None:
+    cfg = config(
+        [
+            {"kind": "select_columns", "columns": ["n"]},
+            {"kind": "custom", "function": halve},
+        ]
+    )
+    result = await run(cfg, tmp_path / "o")
+    assert result.num_records_written == 6  # three row groups of 4, each halved
+    statuses = ds.dataset(tmp_path / "o" / "provenance", format="parquet").to_table()
+    assert set(statuses.column("status").to_pylist()) == {"ok"}

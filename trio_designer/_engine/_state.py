@@ -466,6 +466,7 @@ class RunState:
                 except ProcessorError as exc:
                     self.stop_for(exc)  # the run stops; the finished row groups are kept
                     return
+                cells.filtered = _filtered_rows(start, live, table)
             await self.sink.write_row_group(
                 buf.plan.id, table, requested_rows=buf.plan.size, commit_later=last, cells=cells
             )
@@ -477,6 +478,16 @@ class RunState:
             self.budget_gate.finished_group(buf.plan.size, Spend(*cells.spend()))
         self.emit("row_group_checkpointed", row_group=buf.plan.id, rows=written)
         buf.values.clear()
+
+
+def _filtered_rows(start: int, live: Sequence[int], table: Any) -> frozenset[int]:
+    """The local rows among ``live`` that the processors removed: those whose row id is no
+    longer in the processed ``table`` (provenance status ``filtered``). A processor that
+    drops the row-id column leaves nothing to compare: no row is marked."""
+    if ROW_ID not in table.column_names or table.num_rows == len(live):
+        return frozenset()
+    kept = set(table.column(ROW_ID).to_pylist())
+    return frozenset(r for r in live if start + r not in kept)
 
 
 def _column_models(

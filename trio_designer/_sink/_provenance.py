@@ -17,8 +17,8 @@ Statuses (:data:`CELL_STATUSES`):
                        full-column task, its row group)
 ``dropped_upstream``   its row was dropped by another cell's failure; its value is not in the
                        dataset (tokens and cost still say what it spent, if it ran)
-``filtered``           its row was removed after generation by a filter (reserved for
-                       processors; nothing sets it yet)
+``filtered``           its row was removed after generation by a per-row-group processor
+                       (``filter``, ``dedup``, a custom one): it is not in the dataset
 =====================  ======================================================================
 
 One row per (row, column) of the pipeline (dropped columns included: they were generated),
@@ -140,7 +140,7 @@ class CellLog:
         self.failed: set[CellKey] = set()
         #: local rows dropped (set by the engine at the checkpoint).
         self.dropped: frozenset[int] = frozenset()
-        #: local rows removed by a filter after generation (processors; none yet).
+        #: local rows removed by a processor after generation (set by the engine at the checkpoint).
         self.filtered: frozenset[int] = frozenset()
 
     def usage_for(self, column: str, row: int | None) -> CellUsage:
