@@ -391,3 +391,22 @@ async def test_a_processor_dropping_the_row_id_marks_nothing_filtered(tmp_path: 
     assert result.num_records_written == 6  # three row groups of 4, each halved
     statuses = ds.dataset(tmp_path / "o" / "provenance", format="parquet").to_table()
     assert set(statuses.column("status").to_pylist()) == {"ok"}
+
+
+async def test_the_dataset_card_says_what_each_processor_did(tmp_path: Path) -> None:
+    cfg = config(
+        [
+            {"kind": "filter", "condition": "{{ parity == 0 }}", "reason": "odd"},
+            {"kind": "drop_columns", "columns": ["judge"]},
+        ]
+    )
+    await run(cfg, tmp_path / "o")
+    card = (tmp_path / "o" / "README.md").read_text()
+    section = card.split("## Processors\n", 1)[1].split("\n## ", 1)[0]
+    assert "| `filter_0` | filter | row_group | 12 | 6 | 6 odd |" in section
+    assert "| `drop_columns_1` | drop_columns | row_group | 6 | 6 | — |" in section
+
+
+async def test_a_run_without_processors_has_no_processors_section(tmp_path: Path) -> None:
+    await run(config([]), tmp_path / "o")
+    assert "## Processors" not in (tmp_path / "o" / "README.md").read_text()

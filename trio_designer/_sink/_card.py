@@ -8,7 +8,8 @@ and the parquet files, profiled **streaming**, one row group at a time with
 
 Sections: a YAML front matter the Hugging Face Hub reads (``configs`` pointing at
 ``parquet-files/*.parquet``, so the Hub's viewer and ``datasets.load_dataset`` find the data),
-then counts (rows, dropped rows, per-column outcomes), the schema with Arrow types, the models
+then counts (rows, dropped rows, per-column outcomes), what each processor did (rows in and
+out, removed rows by reason), the schema with Arrow types, the models
 with their token usage (and a cost column, filled when the caller passes ``costs``), a
 per-column profile, and the config as YAML with its seed and the library version.
 
@@ -99,6 +100,7 @@ def dataset_card(output_dir: str | Path, *, costs: Mapping[str, str] | None = No
         _front_matter(root, meta),
         _heading(root, meta),
         _counts(meta),
+        _processors(meta),
         _schema(meta),
         _usage(meta, costs or {}),
         _profile_section(profiles),
@@ -156,6 +158,35 @@ def _counts(meta: RunMetadata) -> str:
         for name, counts in columns.items():
             row = [counts.get(key, 0) for key in _OUTCOMES]
             lines.append(f"| `{_cell(name)}` | " + " | ".join(f"{n:,}" for n in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _processors(meta: RunMetadata) -> str:
+    """What each processor did: its stage, rows in and out, and why rows were removed."""
+    reports: Mapping[str, Any] = meta.summary.get("processors") or {}
+    if not reports:
+        return ""
+    lines = [
+        "## Processors\n",
+        "Applied in order; `row_group` processors shaped `parquet-files/`, `after_run` ones "
+        "wrote `processed/`.\n",
+        "| processor | kind | stage | rows in | rows out | removed (why) |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for label, report in reports.items():
+        if not isinstance(report, Mapping):
+            continue
+        removed = report.get("removed") or {}
+        why = "; ".join(f"{int(n):,} {_short(str(reason))}" for reason, n in removed.items())
+        cells = [
+            f"`{_cell(str(label))}`",
+            _cell(str(report.get("kind", ""))),
+            _cell(str(report.get("stage", ""))),
+            f"{int(report.get('rows_in', 0)):,}",
+            f"{int(report.get('rows_out', 0)):,}",
+            _cell(why) or "—",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
