@@ -217,7 +217,14 @@ def test_any_duration_text_is_a_finite_non_negative_number_or_none(text: str) ->
     ("headers", "seconds"),
     [
         ({"Retry-After": "1"}, 1.0),
-        ({"retry-after": "120"}, 120.0),
+        ({"retry-after": "45"}, 45.0),
+        ({"retry-after": "120"}, 60.0),  # capped at MAX_RETRY_AFTER (hostile-server check)
+        ({"Retry-After": "1000000000"}, 60.0),
+        ({"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}, 60.0),
+        ({"retry-after-ms": "1e15"}, 60.0),
+        ({"retry-after-ms": "-100", "Retry-After": "2"}, 2.0),  # a negative ms is garbage
+        ({"Retry-After": "5, 7"}, 5.0),  # a repeated header, joined: the first
+        ({"Retry-After": "Sun, 06 Dec 2026 18:30:09 GMT, x"}, 9.0),
         ({"Retry-After": "1.5"}, 1.5),
         ({"Retry-After": "0"}, 0.0),
         ({"Retry-After": "-3"}, 0.0),  # "come back now"

@@ -129,6 +129,14 @@ def _no_credentials(instance: Any, attribute: attrs.Attribute[Any], value: Any) 
         )
 
 
+def _no_stream(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value.get("stream") not in (None, False):
+        raise ValueError(
+            f"'{attribute.name}' may not set 'stream': trio_designer reads each answer whole, "
+            "as one JSON body (a streamed answer fails every request); remove 'stream'"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class InferenceParams:
     """Sampling parameters sent with each request; ``None`` means "the endpoint's default".
@@ -141,7 +149,8 @@ class InferenceParams:
       top_p: nucleus sampling mass, ``0 < top_p <= 1``.
       max_tokens: cap on generated tokens, ``>= 1``.
       extra_body: extra JSON fields merged into the request body as-is (e.g. vLLM's
-        ``{"top_k": 20}``). Not hashed; read-only.
+        ``{"top_k": 20}``). Not hashed; read-only. ``stream`` is refused: answers are read
+        whole.
     """
 
     temperature: float | None = attrs.field(
@@ -152,7 +161,10 @@ class InferenceParams:
     )
     max_tokens: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
     extra_body: dict[str, Any] = attrs.field(
-        factory=dict, converter=_json_copy, validator=checked(is_json_object), hash=False
+        factory=dict,
+        converter=_json_copy,
+        validator=checked(is_json_object, _no_stream),
+        hash=False,
     )
 
 

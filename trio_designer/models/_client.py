@@ -696,7 +696,10 @@ class OpenAICompatibleClient:
         try:
             data = json.loads(response.body)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            problem = "the body is not valid JSON"
+            problem = _not_json_problem(response)
+            raise self._malformed(response, where, problem) from exc
+        except RecursionError as exc:  # [[[[...]]]] nested past Python's stack
+            problem = "the body is JSON nested too deeply to read"
             raise self._malformed(response, where, problem) from exc
         try:
             return parse(data)
@@ -851,6 +854,19 @@ def _chat_body(
 
 def _json_bytes(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _not_json_problem(response: Response) -> str:
+    """What is wrong with a success body that is not JSON, as a clause; says so when the
+    server streamed (server-sent events) although no stream was asked for."""
+    content_type = response.headers.get("content-type", "").lower()
+    if "text/event-stream" in content_type or response.body.lstrip().startswith(b"data:"):
+        return (
+            "the body is a stream of server-sent events, not one JSON answer (trio_designer "
+            "never asks for a stream: check that the model's extra_body does not set 'stream', "
+            "and the server or proxy does not force streaming)"
+        )
+    return "the body is not valid JSON"
 
 
 def _status_exception(response: Response) -> HTTPStatusError:
