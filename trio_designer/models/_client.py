@@ -494,7 +494,7 @@ class OpenAICompatibleClient:
                 model, status=response.status, body=response.text(), consequence=""
             )
         elif not response.is_success:
-            problem = self._status_error(response, where)
+            problem = self._status_error(response, where, "/chat/completions")
         else:
             try:
                 self._parse(response, where, lambda data: _chat_response(data, model))
@@ -603,7 +603,7 @@ class OpenAICompatibleClient:
                 self._judge_answer(response, model)
                 if response.is_success:
                     return response
-                error = self._status_error(response, where)
+                error = self._status_error(response, where, path)
                 if not self._retries_status(error, response.status, attempt):
                     raise error from _status_exception(response)
                 delay = self._status_delay(attempt, response.headers)
@@ -678,7 +678,7 @@ class OpenAICompatibleClient:
         hint = retry_after_from_headers(headers, now=datetime.now(UTC))
         return delay if hint is None else max(delay, min(hint, self._policy.cap))
 
-    def _status_error(self, response: Response, where: str) -> GenerationError:
+    def _status_error(self, response: Response, where: str, path: str) -> GenerationError:
         error = error_from_status(
             response.status,
             response.text(),
@@ -686,6 +686,7 @@ class OpenAICompatibleClient:
             now=datetime.now(UTC),
             where=where,
             secrets=self._secrets,
+            url=self._base_url.rstrip("/") + path,
         )
         if isinstance(error, ModelRateLimitedError):
             error.rate_limits = parse_rate_limits(response.headers)

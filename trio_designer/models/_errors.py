@@ -67,6 +67,7 @@ from ._transport import (
     RequestTimedOut,
     ResponseTooLarge,
     ServerHungUp,
+    UnsupportedEncoding,
 )
 
 __all__ = [
@@ -140,7 +141,7 @@ def excerpt(body: str, secrets: Iterable[str] = ()) -> str:
 def _server_message(body: str) -> str:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON; JSON nested past the stack
         return body
     found = _find_message(data)
     return body if found is None else found
@@ -304,6 +305,7 @@ def error_from_status(
     now: datetime,
     where: str = DEFAULT_WHERE,
     secrets: Iterable[str] = (),
+    url: str | None = None,
 ) -> GenerationError:
     """Classify a response whose status is not a success.
 
@@ -332,6 +334,8 @@ def error_from_status(
       now: the current wall-clock time, for HTTP-date ``Retry-After`` values.
       where: who answered, as a noun phrase (``"model 'm' at provider 'p'"``).
       secrets: strings to replace with ``***`` before quoting the body.
+      url: the URL the request went to; a 404's message names it (a wrong model name and a
+        base_url missing its ``/v1`` both answer 404).
 
     Returns:
       The error to raise (the caller raises it, chained ``from`` the original exception).
@@ -370,7 +374,16 @@ def error_from_status(
             status=status,
             reason="bad_request",
         )
-    return _request_error(head, said, status, _REQUEST_REASONS.get(status, "bad_request"))
+    reason = _REQUEST_REASONS.get(status, "bad_request")
+    if reason == "not_found" and url is not None:
+        return ModelRequestError(
+            f"{head}: {_ADVICE[reason]} (the request went to {excerpt(url, secrets)}; "
+            f"OpenAI-compatible servers answer at <base_url>/chat/completions, so base_url "
+            f"usually ends in /v1). {said}",
+            status=status,
+            reason=reason,
+        )
+    return _request_error(head, said, status, reason)
 
 
 def _is_quota(status: int, lowered_body: str) -> bool:
@@ -486,6 +499,9 @@ TRANSPORT_ERROR_TABLE: Final[Mapping[type[Exception], TransportRule]] = {
     ),
     DecodingFailed: _rule(
         "connection", "the response body could not be decoded (corrupt content encoding)"
+    ),
+    UnsupportedEncoding: _rule(
+        "request", "the response uses a content encoding we never asked for"
     ),
     RequestTimedOut: _rule("timeout", "the request timed out"),
     InvalidRequest: _rule(
