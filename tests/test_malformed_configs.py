@@ -6,6 +6,7 @@ simulator, within a deadline, and without echoing any secret of the environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from _cli_harness import CANARIES, ThreadedSimulator, leaked, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_designer import ConfigError, PipelineConfig
 
@@ -142,6 +145,8 @@ MALFORMED: dict[str, tuple[str, str | bytes]] = {
     "power bomb": ("a.yaml", y("{name: e, kind: expression, expr: '{{ 2 ** 10000000 }}'}")),
     "endless macro": ("a.yaml", y("{name: e, kind: expression, "
                                   "expr: '{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}'}")),
+    "max_parallel_requests of 10**8": ("a.yaml", y(LLM, head=HEAD.replace(
+        "provider: remote}", "provider: remote, max_parallel_requests: 100000000}"))),
     "extra_body stream": ("a.yaml", y(LLM, head=HEAD.replace(
         "provider: remote}", "provider: remote, inference: {extra_body: {stream: true}}}"))),
     # -- code and secrets
@@ -295,6 +300,8 @@ PINNED: dict[str, str] = {
     "endless macro": "a.yaml: columns[1] 'e' (line 7): expr calls the macro 'f' from inside "
     "itself on every call, so it never stops (Python's stack runs out); put the call under an "
     "{% if %}",
+    "max_parallel_requests of 10**8": "a.yaml: models[0].max_parallel_requests (line 4): "
+    "'max_parallel_requests' must be <= 100000: 100000000",
     "extra_body stream": "a.yaml: models[0].inference.extra_body (line 4): 'extra_body' may "
     "not set 'stream': trio_designer reads each answer whole, as one JSON body (a streamed "
     "answer fails every request); remove 'stream'",
@@ -331,3 +338,59 @@ def test_a_directory_is_not_a_config(tmp_path: Path, monkeypatch: pytest.MonkeyP
         )
     with pytest.raises(ConfigError, match=r"it is a directory; name the config file$"):
         PipelineConfig.from_file(tmp_path / "pipeline.yaml")
+
+
+# -- fuzzing the loader: whatever the text or the data, a ConfigError or a config ------------
+
+_PIECES = [*"{}[]:,-&*!|>'\"?#%@`\n\t abc01.\\", "!!python/name:os.system", "&a", "*a",
+           "<<", "!!binary", "!!set", "---", "columns", "models", "kind", "\x00", "\ufeff",
+           "9" * 5000, "1e9999", ".inf", ".nan", "~", "? [a, b]\n: c\n"]
+_KEYS = ["models", "columns", "providers", "run", "seed", "name", "kind", "alias", "model",
+         "prompt", "expr", "sampler", "values", "schema", "type", "properties", "timeout",
+         "max_parallel_requests", "inference", "extra_body", "depends_on", "base_url"]
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**20), 10**20), st.floats(), st.text(max_size=8),
+    st.sampled_from(["llm_text", "expression", "sampler", "category", "{{ topic }}", "gen",
+                     "{{ ''.__class__ }}", "{% for i in range(10**9) %}{% endfor %}"]),
+)
+_DATA = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.sampled_from(_KEYS), st.text(max_size=4)), inner,
+                        max_size=5),
+    ),
+    max_leaves=30,
+)
+_COLUMN = st.builds(
+    lambda base, extra: {**extra, **base},
+    st.fixed_dictionaries({"name": st.sampled_from(["topic", "a", "s"]),
+                           "kind": st.sampled_from(["sampler", "expression", "llm_text",
+                                                    "llm_structured", "custom"])}),
+    st.dictionaries(st.sampled_from(_KEYS), _DATA, max_size=3),
+)
+_CONFIGS = st.fixed_dictionaries(
+    {"models": st.lists(st.fixed_dictionaries({"alias": st.just("gen")},
+                                              optional={"model": _DATA, "timeout": _DATA}),
+                        max_size=2),
+     "columns": st.lists(_COLUMN, min_size=1, max_size=3)},
+    optional={"run": _DATA, "providers": _DATA},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.sampled_from(_PIECES), max_size=40).map("".join),
+       fmt=st.sampled_from(["yaml", "json"]))
+def test_any_text_is_a_config_or_a_config_error(text: str, fmt: str) -> None:
+    """Hostile-config check: no text makes the loader raise anything but ConfigError."""
+    load = PipelineConfig.from_yaml if fmt == "yaml" else PipelineConfig.from_json
+    with contextlib.suppress(ConfigError):
+        load(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_CONFIGS)
+def test_any_data_is_a_config_or_a_config_error(data: dict[str, object]) -> None:
+    """Wrong types at every level (hostile-config check): ConfigError, never another error."""
+    with contextlib.suppress(ConfigError):
+        PipelineConfig.from_dict(data)
