@@ -147,6 +147,8 @@ MALFORMED: dict[str, tuple[str, str | bytes]] = {
                                   "expr: '{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}'}")),
     "max_parallel_requests of 10**8": ("a.yaml", y(LLM, head=HEAD.replace(
         "provider: remote}", "provider: remote, max_parallel_requests: 100000000}"))),
+    "yaml exponent as text": ("a.yaml", y(LLM, head=HEAD.replace(
+        "provider: remote}", "provider: remote, timeout: 1e3}"))),
     "extra_body stream": ("a.yaml", y(LLM, head=HEAD.replace(
         "provider: remote}", "provider: remote, inference: {extra_body: {stream: true}}}"))),
     # -- code and secrets
@@ -302,6 +304,8 @@ PINNED: dict[str, str] = {
     "{% if %}",
     "max_parallel_requests of 10**8": "a.yaml: models[0].max_parallel_requests (line 4): "
     "'max_parallel_requests' must be <= 100000: 100000000",
+    "yaml exponent as text": "a.yaml: models[0].timeout (line 4): expected a number, got the "
+    "text '1e3' (YAML reads a number in this form as text: write 1.0e+3)",
     "extra_body stream": "a.yaml: models[0].inference.extra_body (line 4): 'extra_body' may "
     "not set 'stream': trio_designer reads each answer whole, as one JSON body (a streamed "
     "answer fails every request); remove 'stream'",

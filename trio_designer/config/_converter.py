@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -146,7 +147,20 @@ def _structure_int(value: Any, _: Any) -> int:
 def _structure_float(value: Any, _: Any) -> float:
     if is_number(value):
         return float(value)
+    match = _YAML_TEXT_NUMBER.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is not None:
+        # YAML 1.1 (PyYAML) reads 1e3 as text: a float needs a dot and a signed exponent.
+        mantissa, exponent = match.group(1), match.group(2)
+        mantissa += "" if "." in mantissa else ".0"
+        exponent = exponent if exponent[:1] in "+-" else f"+{exponent}"
+        raise _Problems.one(
+            f"expected a number, got the text {short_repr(value)} (YAML reads a number in "
+            f"this form as text: write {mantissa}e{exponent})"
+        )
     raise _expected("a number", value)
+
+
+_YAML_TEXT_NUMBER = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+))[eE]([-+]?\d+)")
 
 
 def _structure_bool(value: Any, _: Any) -> bool:
