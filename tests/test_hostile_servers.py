@@ -590,3 +590,67 @@ def test_what_was_written_survives_a_server_that_starts_hanging(
 
     table = ds.dataset(tmp_path / "out" / "hostile" / "parquet-files").to_table()
     assert table.column("text").to_pylist() == ["hi", "hi"]
+
+
+# -- answers that are completions, but hostile ones ------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def llm_column(kind: str) -> dict[str, Any]:
+    column: dict[str, Any] = {"name": "x", "kind": kind, "model": "gen", "prompt": "{{ topic }}"}
+    if kind == "llm_structured":
+        column["schema"] = {
+            "type": "object",
+            "properties": {"name": {"type": "string"}},
+            "required": ["name"],
+            "additionalProperties": False,
+        }
+    elif kind == "llm_judge":
+        column["rubrics"] = [{"name": "q", "description": "d", "scores": {1: "bad", 2: "good"}}]
+    elif kind == "llm_embedding":
+        column = {"name": "x", "kind": kind, "model": "gen", "text": "{{ topic }}"}
+    return column
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "error", "says"),
+    [
+        ("llm_structured", completion(DEEP), "ModelOutputError", "nested too deeply to read"),
+        ("llm_judge", completion(DEEP), "ModelOutputError", "nested too deeply to read"),
+        (
+            "llm_structured",
+            completion('{"name": ' + "9" * 5000 + "}"),
+            "ModelOutputError",
+            "the answer is not valid JSON",
+        ),
+        (
+            "llm_embedding",
+            b'{"data": ' + DEEP.encode() + b"}",
+            "ModelServerError",
+            "the body is JSON nested too deeply to read",
+        ),
+    ],
+    ids=["structured-deep", "judge-deep", "structured-huge-int", "embedding-deep"],
+)
+async def test_hostile_content_is_a_parse_failure(
+    autojump_clock: Any, kind: str, body: bytes, error: str, says: str
+) -> None:
+    """A model answer nested past Python's stack is re-asked, then dropped as the column's
+    own failure (it used to escape as a bare RecursionError)."""
+    async with hostile_server(answering(answer(body=body))) as server:
+        config = PipelineConfig.from_dict(
+            {
+                "providers": [{"name": "h", "base_url": server.url}],
+                "models": [{"alias": "gen", "model": "m", "provider": "h"}],
+                "columns": [
+                    {"name": "topic", "kind": "sampler", "sampler": "category", "values": ["a"]},
+                    llm_column(kind),
+                ],
+            }
+        )
+        with trio.fail_after(BIG):
+            result = await TrioDesigner(cache=False).preview(config, num_records=2)
+    assert result.num_records_written == 0
+    assert {f.error_class for f in result.failures} == {error}
+    assert says in result.failures[0].message
