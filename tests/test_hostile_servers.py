@@ -204,6 +204,18 @@ SCENARIOS: dict[str, tuple[Callable[[], Handler], Ends]] = {
         ),
         ok(),
     ),
+    "a RateLimit window of 1e300 s, nothing left": (
+        lambda: answering(
+            answer(
+                body=completion(),
+                headers=[
+                    ("ratelimit-policy", '"rpm";q=10;w=1e300'),
+                    ("ratelimit", '"rpm";r=0;t=1'),
+                ],
+            )
+        ),
+        attrs.evolve(ok(), within=2 * 86400 / 10),  # 10 a day, as the server claims: it ends
+    ),
     # -- 5xx
     "503 without a body": (
         lambda: answering(answer("503 Service Unavailable")),
