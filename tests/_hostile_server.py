@@ -239,19 +239,10 @@ class ThreadedHostile:
 
     def _run(self) -> None:
         try:
-            trio.run(self._serve)
+            trio.run(_serve_threaded, self)
         except BaseException as exc:  # reported by __enter__
             self._failure = exc
             self._ready.set()
-
-    async def _serve(self) -> None:
-        with trio.fail_after(600):  # never outlives a test run
-            self._stop = trio.Event()
-            async with hostile_server(self._handler) as seen:
-                self.seen = seen
-                self._token = trio.lowlevel.current_trio_token()
-                self._ready.set()
-                await self._stop.wait()
 
     @property
     def url(self) -> str:
@@ -269,3 +260,14 @@ class ThreadedHostile:
         self._token.run_sync_soon(self._stop.set)
         self._thread.join(timeout=30)
         assert not self._thread.is_alive(), "the hostile server thread did not stop"
+
+
+async def _serve_threaded(harness: ThreadedHostile) -> None:
+    """The server thread's whole life: serve until told to stop (never past a test run)."""
+    with trio.fail_after(600):
+        harness._stop = trio.Event()
+        async with hostile_server(harness._handler) as seen:
+            harness.seen = seen
+            harness._token = trio.lowlevel.current_trio_token()
+            harness._ready.set()
+            await harness._stop.wait()
