@@ -666,3 +666,36 @@ async def test_hostile_content_is_a_parse_failure(
     assert result.num_records_written == 0
     assert {f.error_class for f in result.failures} == {error}
     assert says in result.failures[0].message
+
+
+@pytest.mark.slow
+def test_a_server_echoing_the_key_into_its_answers_never_puts_it_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12's secrets promise against a hostile server: an answer that quotes the API key
+    is stored with ``***`` in its place; no byte of the output directory holds the key."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.setenv("TRIO_DESIGNER_CACHE", "off")
+    body = json.dumps(
+        {
+            "choices": [
+                {
+                    "message": {"content": f"the key is {KEY}.", "reasoning_content": KEY},
+                    "finish_reason": "stop",
+                }
+            ]
+        }
+    ).encode()
+    with ThreadedHostile(answering(answer(body=body))) as server:
+        path = write_config(tmp_path, server.url)
+        outcome = run_cli(["run", path.name, "-n", "2", "--progress", "none"], deadline=30)
+    assert outcome.status == 0, outcome
+    leaks = [
+        p for p in (tmp_path / "out").rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()
+    ]
+    assert leaks == []
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(tmp_path / "out" / "hostile" / "parquet-files").to_table()
+    assert table.column("text").to_pylist() == ["the key is ***."] * 2

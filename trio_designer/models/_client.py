@@ -444,7 +444,9 @@ class OpenAICompatibleClient:
             "POST", "/chat/completions", where, body, timeout, max_response_bytes, model
         )
         reply = self._parse(response, where, lambda data: _chat_response(data, model))
-        return attrs.evolve(reply, rate_limits=parse_rate_limits(response.headers))
+        return attrs.evolve(
+            _without_secrets(reply, self._secrets), rate_limits=parse_rate_limits(response.headers)
+        )
 
     async def probe(
         self,
@@ -868,6 +870,22 @@ def _not_json_problem(response: Response) -> str:
             "and the server or proxy does not force streaming)"
         )
     return "the body is not valid JSON"
+
+
+def _without_secrets(reply: ChatResponse, secrets: Sequence[str]) -> ChatResponse:
+    """``reply`` with every secret (the API key, sensitive extra headers) in its text replaced
+    by ``***``: a server that echoes the request's headers into its answer must not put the key
+    into the dataset. Only the exact secrets are replaced (unlike error messages, no
+    ``Bearer <token>`` pattern: an answer may legitimately talk about one)."""
+    content, reasoning = reply.content, reply.reasoning
+    for secret in secrets:
+        if secret in content:
+            content = content.replace(secret, "***")
+        if reasoning is not None and secret in reasoning:
+            reasoning = reasoning.replace(secret, "***")
+    if content is reply.content and reasoning is reply.reasoning:
+        return reply
+    return attrs.evolve(reply, content=content, reasoning=reasoning)
 
 
 def _status_exception(response: Response) -> HTTPStatusError:
