@@ -699,3 +699,34 @@ def test_a_server_echoing_the_key_into_its_answers_never_puts_it_on_disk(
 
     table = ds.dataset(tmp_path / "out" / "hostile" / "parquet-files").to_table()
     assert table.column("text").to_pylist() == ["the key is ***."] * 2
+
+
+async def test_a_tls_server_behind_an_http_url_says_to_write_https(autojump_clock: Any) -> None:
+    """A TLS server that hangs up on plaintext: the message names the likely cause."""
+    import ssl
+    from contextlib import suppress
+    from functools import partial
+
+    import trustme
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
+
+    async def handshake(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        with suppress(trio.BrokenResourceError):  # plaintext is no ClientHello
+            await stream.do_handshake()
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(
+            partial(trio.serve_ssl_over_tcp, handshake, 0, context, host="127.0.0.1")
+        )
+        port = listener.transport_listener.socket.getsockname()[1]
+        with trio.fail_after(BIG):
+            config = pipeline(f"http://127.0.0.1:{port}/v1")
+            result = await TrioDesigner(cache=False).preview(config, num_records=2)
+        nursery.cancel_scope.cancel()
+    assert {f.error_class for f in result.failures} == {"ModelConnectionError"}
+    assert (
+        "the server closed the connection without sending an answer (if it speaks TLS, the "
+        "base_url must start with https://)" in result.failures[0].message
+    )

@@ -502,8 +502,13 @@ class ConnectionPool:
                     if not chunk and received == 0:
                         if reused:
                             raise _Stale
+                        hint = (
+                            " (if it speaks TLS, the base_url must start with https://)"
+                            if self._origin.scheme == "http"
+                            else ""
+                        )
                         raise ServerHungUp(
-                            "the server closed the connection without sending an answer"
+                            f"the server closed the connection without sending an answer{hint}"
                         )
                     received += len(chunk)
                     h.receive_data(bytes(chunk))
