@@ -6,6 +6,7 @@ simulator, within a deadline, and without echoing any secret of the environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,10 @@ from pathlib import Path
 
 import pytest
 from _cli_harness import CANARIES, ThreadedSimulator, leaked, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trio_designer import ConfigError, PipelineConfig
 
 KEY = CANARIES["TD_CANARY_KEY"]
 
@@ -35,8 +40,8 @@ def j(data: object) -> str:
 
 LLM = "{name: s, kind: llm_text, model: gen, prompt: 'About {{ topic }}'}"
 
-#: name -> (file name, text)
-MALFORMED: dict[str, tuple[str, str]] = {
+#: name -> (file name, text); bytes are written as they are (not UTF-8)
+MALFORMED: dict[str, tuple[str, str | bytes]] = {
     # -- syntax and shape
     "empty file": ("a.yaml", ""),
     "a scalar": ("a.yaml", "just text\n"),
@@ -122,6 +127,30 @@ MALFORMED: dict[str, tuple[str, str]] = {
     "recursive alias": ("a.yaml", "columns: &c [*c]\n"),
     "deep json": ("a.json", "[" * 50_000 + "]" * 50_000),
     "long prompt": ("a.yaml", y(LLM.replace("About", "x" * 100_001))),
+    # -- the hostile-config release check (see also test_hostile_config_messages_are_pinned)
+    "not utf-8": ("a.yaml", y("{name: e, kind: expression, expr: 'caf\xe9'}").encode("latin-1")),
+    "utf-16": ("a.yaml", y().encode("utf-16")),
+    "json duplicate key": ("a.json", '{"columns": [], "columns": []}'),
+    "yaml huge integer": ("a.yaml", y(top="run: {seed: " + "9" * 5000 + "}\n")),
+    "json huge integer": ("a.json", '{"run": {"seed": ' + "9" * 5000 + '}, "columns": []}'),
+    "yaml complex key": ("a.yaml", "? [a, b]\n: c\n" + y()),
+    "sandbox escape": ("a.yaml", y("{name: e, kind: expression, "
+                                   "expr: '{{ cycler.__init__.__globals__.os }}'}")),
+    "huge constant range": ("a.yaml", y("{name: e, kind: expression, "
+                                        "expr: '{% for i in range(10**9) %}x{% endfor %}'}")),
+    "nested constant loops": ("a.yaml", y(
+        "{name: e, kind: expression, expr: '{% for i in range(100000) %}"
+        "{% for j in range(100000) %}{% endfor %}{% endfor %}'}")),
+    "literal bomb": ("a.yaml", y("{name: e, kind: expression, expr: \"{{ 'a' * 10**9 }}\"}")),
+    "power bomb": ("a.yaml", y("{name: e, kind: expression, expr: '{{ 2 ** 10000000 }}'}")),
+    "endless macro": ("a.yaml", y("{name: e, kind: expression, "
+                                  "expr: '{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}'}")),
+    "max_parallel_requests of 10**8": ("a.yaml", y(LLM, head=HEAD.replace(
+        "provider: remote}", "provider: remote, max_parallel_requests: 100000000}"))),
+    "yaml exponent as text": ("a.yaml", y(LLM, head=HEAD.replace(
+        "provider: remote}", "provider: remote, timeout: 1e3}"))),
+    "extra_body stream": ("a.yaml", y(LLM, head=HEAD.replace(
+        "provider: remote}", "provider: remote, inference: {extra_body: {stream: true}}}"))),
     # -- code and secrets
     "environ or": ("a.yaml", y("{name: f, kind: custom, function: 'os:environ.__or__'}")),
     "stdlib function": ("a.yaml", y("{name: f, kind: custom, function: 'shutil:rmtree'}")),
@@ -219,7 +248,10 @@ def test_a_malformed_config_is_one_clear_error(
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("TD_MALFORMED_UNSET", raising=False)
     name, text = MALFORMED[case]
-    (tmp_path / name).write_text(text.replace("URL", simulator.url))
+    if isinstance(text, bytes):
+        (tmp_path / name).write_bytes(text)
+    else:
+        (tmp_path / name).write_text(text.replace("URL", simulator.url))
     (tmp_path / "td_malformed_neighbour.py").write_text("raise SystemExit('ran')\n")
     for seed_name, seed_text in SEED_FILES.items():
         (tmp_path / seed_name).write_text(seed_text)
@@ -237,3 +269,132 @@ def test_a_malformed_config_is_one_clear_error(
     assert simulator.requests() == before
     assert not (tmp_path / "out").exists()
     sys.modules.pop("a", None)
+
+
+#: case -> the whole message (after "error: <file>: " or "error: "), pinned: the file, the
+#: field path and the remedy (hostile-config release check).
+PINNED: dict[str, str] = {
+    "not utf-8": "cannot read config file 'a.yaml': byte 0xe9 at line 7, column 43 is not "
+    "UTF-8; configs are UTF-8 text, so save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+    "utf-16": "cannot read config file 'a.yaml': it is UTF-16 text; configs are UTF-8 text, "
+    "so save it as UTF-8 (e.g. `iconv -f utf-16 -t utf-8`)",
+    "json duplicate key": "a.json: invalid JSON: duplicate key 'columns' in one object (the "
+    "second would silently replace the first); keep one",
+    "yaml huge integer": "a.yaml: the config holds a number with more than 4,300 digits; no "
+    "setting takes one that large",
+    "json huge integer": "a.json: the config holds a number with more than 4,300 digits; no "
+    "setting takes one that large",
+    "yaml complex key": "a.yaml: invalid YAML at line 1, column 3: found unhashable key",
+    "sandbox escape": "a.yaml: columns[1] 'e' (line 7): expr reaches for '__init__', a Python "
+    "internal that the template sandbox blocks; templates read column values only (a field of "
+    "a structured column is col.field)",
+    "huge constant range": "a.yaml: columns[1] 'e' (line 7): expr calls range() with "
+    "1,000,000,000 items, more than the 1,000,000 loop iterations the template sandbox allows "
+    "one render",
+    "nested constant loops": "a.yaml: columns[1] 'e' (line 7): expr nests loops over constant "
+    "ranges that run 10,000,000,000 iterations, more than the 1,000,000 the template sandbox "
+    "allows one render",
+    "literal bomb": "a.yaml: columns[1] 'e' (line 7): expr repeats a literal 1,000,000,000 "
+    "times (1,000,000,000 characters or items), more than the 4,000,000 the template sandbox "
+    "allows one value",
+    "power bomb": "a.yaml: columns[1] 'e' (line 7): expr computes 2 ** 10000000, a number of "
+    "more than 100,000 bits (the sandbox's limit for '**')",
+    "endless macro": "a.yaml: columns[1] 'e' (line 7): expr calls the macro 'f' from inside "
+    "itself on every call, so it never stops (Python's stack runs out); put the call under an "
+    "{% if %}",
+    "max_parallel_requests of 10**8": "a.yaml: models[0].max_parallel_requests (line 4): "
+    "'max_parallel_requests' must be <= 100000: 100000000",
+    "yaml exponent as text": "a.yaml: models[0].timeout (line 4): expected a number, got the "
+    "text '1e3' (YAML reads a number in this form as text: write 1.0e+3)",
+    "extra_body stream": "a.yaml: models[0].inference.extra_body (line 4): 'extra_body' may "
+    "not set 'stream': trio_designer reads each answer whole, as one JSON body (a streamed "
+    "answer fails every request); remove 'stream'",
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED))
+def test_hostile_config_messages_are_pinned(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exact message of each hostile case: what is wrong, where, and what to do."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TD_CANARY_KEY", KEY)
+    name, text = MALFORMED[case]
+    if isinstance(text, bytes):
+        (tmp_path / name).write_bytes(text)
+    else:
+        (tmp_path / name).write_text(text.replace("URL", "http://127.0.0.1:9/v1"))
+    outcome = run_cli(["validate", name], deadline=30)
+    assert (outcome.status, outcome.out) == (2, "")
+    assert outcome.err == f"error: {PINNED[case]}\n"
+
+
+def test_a_directory_is_not_a_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory named like a config: said so, exit 2 (it used to say "no such file")."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pipeline.yaml").mkdir()
+    for argv in (["validate", "pipeline.yaml"], ["run", "pipeline.yaml", "-n", "1"]):
+        outcome = run_cli(argv, deadline=30)
+        assert (outcome.status, outcome.out) == (2, "")
+        assert outcome.err == (
+            "error: cannot read config file 'pipeline.yaml': it is a directory; name the "
+            "config file\n"
+        )
+    with pytest.raises(ConfigError, match=r"it is a directory; name the config file$"):
+        PipelineConfig.from_file(tmp_path / "pipeline.yaml")
+
+
+# -- fuzzing the loader: whatever the text or the data, a ConfigError or a config ------------
+
+_PIECES = [*"{}[]:,-&*!|>'\"?#%@`\n\t abc01.\\", "!!python/name:os.system", "&a", "*a",
+           "<<", "!!binary", "!!set", "---", "columns", "models", "kind", "\x00", "\ufeff",
+           "9" * 5000, "1e9999", ".inf", ".nan", "~", "? [a, b]\n: c\n"]
+_KEYS = ["models", "columns", "providers", "run", "seed", "name", "kind", "alias", "model",
+         "prompt", "expr", "sampler", "values", "schema", "type", "properties", "timeout",
+         "max_parallel_requests", "inference", "extra_body", "depends_on", "base_url"]
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**20), 10**20), st.floats(), st.text(max_size=8),
+    st.sampled_from(["llm_text", "expression", "sampler", "category", "{{ topic }}", "gen",
+                     "{{ ''.__class__ }}", "{% for i in range(10**9) %}{% endfor %}"]),
+)
+_DATA = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.sampled_from(_KEYS), st.text(max_size=4)), inner,
+                        max_size=5),
+    ),
+    max_leaves=30,
+)
+_COLUMN = st.builds(
+    lambda base, extra: {**extra, **base},
+    st.fixed_dictionaries({"name": st.sampled_from(["topic", "a", "s"]),
+                           "kind": st.sampled_from(["sampler", "expression", "llm_text",
+                                                    "llm_structured", "custom"])}),
+    st.dictionaries(st.sampled_from(_KEYS), _DATA, max_size=3),
+)
+_CONFIGS = st.fixed_dictionaries(
+    {"models": st.lists(st.fixed_dictionaries({"alias": st.just("gen")},
+                                              optional={"model": _DATA, "timeout": _DATA}),
+                        max_size=2),
+     "columns": st.lists(_COLUMN, min_size=1, max_size=3)},
+    optional={"run": _DATA, "providers": _DATA},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.sampled_from(_PIECES), max_size=40).map("".join),
+       fmt=st.sampled_from(["yaml", "json"]))
+def test_any_text_is_a_config_or_a_config_error(text: str, fmt: str) -> None:
+    """Hostile-config check: no text makes the loader raise anything but ConfigError."""
+    load = PipelineConfig.from_yaml if fmt == "yaml" else PipelineConfig.from_json
+    with contextlib.suppress(ConfigError):
+        load(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_CONFIGS)
+def test_any_data_is_a_config_or_a_config_error(data: dict[str, object]) -> None:
+    """Wrong types at every level (hostile-config check): ConfigError, never another error."""
+    with contextlib.suppress(ConfigError):
+        PipelineConfig.from_dict(data)

@@ -347,6 +347,7 @@ EXPECTED: dict[str, type[GenerationError]] = {
     "ProtocolViolation": ModelConnectionError,
     "ProxyFailed": ModelConnectionError,
     "DecodingFailed": ModelConnectionError,
+    "UnsupportedEncoding": ModelRequestError,  # br / zstd: the server does it every time
     "RequestTimedOut": ModelTimeoutError,
     "InvalidRequest": ModelRequestError,
     "ResponseTooLarge": ModelRequestError,

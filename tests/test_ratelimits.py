@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from trio_designer._core._budget import BudgetReading, RateLimits
 from trio_designer.models._errors import parse_retry_after, retry_after_from_headers
-from trio_designer.models._ratelimits import parse_go_duration, parse_rate_limits
+from trio_designer.models._ratelimits import MAX_WINDOW, parse_go_duration, parse_rate_limits
 
 NOW = datetime(2026, 12, 6, 18, 30, 0, tzinfo=UTC)
 
@@ -141,6 +141,22 @@ def test_ietf_structured_ignores_other_units() -> None:
     assert limits == RateLimits(requests=BudgetReading(limit=10, remaining=9, reset=1.0, window=1))
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"RateLimit-Policy": '"rpm";q=10;w=1e300', "RateLimit": '"rpm";r=0;t=1'},
+        {"RateLimit-Limit": "10, 10;w=1e300", "RateLimit-Remaining": "0"},
+        {"RateLimit-Policy": "10;w=1e300", "RateLimit": "limit=10, remaining=0, reset=1"},
+    ],
+)
+def test_a_window_beyond_a_day_is_read_as_a_day(headers: dict[str, str]) -> None:
+    """Hostile-server check: ``w=1e300`` with nothing left held every request for ever."""
+    limits = parse_rate_limits(headers)
+    assert limits is not None
+    assert limits.requests is not None
+    assert limits.requests.window == MAX_WINDOW == 86400.0
+
+
 def test_ietf_dictionary_draft_7() -> None:
     limits = parse_rate_limits({"RateLimit": "limit=100, remaining=50, reset=5"})
     assert limits == RateLimits(requests=BudgetReading(limit=100, remaining=50, reset=5.0))
@@ -217,7 +233,14 @@ def test_any_duration_text_is_a_finite_non_negative_number_or_none(text: str) ->
     ("headers", "seconds"),
     [
         ({"Retry-After": "1"}, 1.0),
-        ({"retry-after": "120"}, 120.0),
+        ({"retry-after": "45"}, 45.0),
+        ({"retry-after": "120"}, 60.0),  # capped at MAX_RETRY_AFTER (hostile-server check)
+        ({"Retry-After": "1000000000"}, 60.0),
+        ({"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}, 60.0),
+        ({"retry-after-ms": "1e15"}, 60.0),
+        ({"retry-after-ms": "-100", "Retry-After": "2"}, 2.0),  # a negative ms is garbage
+        ({"Retry-After": "5, 7"}, 5.0),  # a repeated header, joined: the first
+        ({"Retry-After": "Sun, 06 Dec 2026 18:30:09 GMT, x"}, 9.0),
         ({"Retry-After": "1.5"}, 1.5),
         ({"Retry-After": "0"}, 0.0),
         ({"Retry-After": "-3"}, 0.0),  # "come back now"

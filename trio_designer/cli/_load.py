@@ -56,6 +56,10 @@ def load_config(path: str | os.PathLike[str], *, python_path: Sequence[str] = ()
         raise ConfigError(
             f"cannot tell the format of {str(file)!r}: use a .yaml, .yml, .json or .py file"
         )
+    if file.is_dir():
+        raise ConfigError(
+            f"cannot read config file {str(file)!r}: it is a directory; name the config file"
+        )
     if not file.is_file():
         raise ConfigError(f"cannot read config file {str(file)!r}: no such file")
     extra = tuple(str(Path(entry).expanduser().resolve()) for entry in python_path)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -146,7 +147,20 @@ def _structure_int(value: Any, _: Any) -> int:
 def _structure_float(value: Any, _: Any) -> float:
     if is_number(value):
         return float(value)
+    match = _YAML_TEXT_NUMBER.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is not None:
+        # YAML 1.1 (PyYAML) reads 1e3 as text: a float needs a dot and a signed exponent.
+        mantissa, exponent = match.group(1), match.group(2)
+        mantissa += "" if "." in mantissa else ".0"
+        exponent = exponent if exponent[:1] in "+-" else f"+{exponent}"
+        raise _Problems.one(
+            f"expected a number, got the text {short_repr(value)} (YAML reads a number in "
+            f"this form as text: write {mantissa}e{exponent})"
+        )
     raise _expected("a number", value)
+
+
+_YAML_TEXT_NUMBER = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+))[eE]([-+]?\d+)")
 
 
 def _structure_bool(value: Any, _: Any) -> bool:
@@ -850,7 +864,9 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str | int | float | bool) and key in seen:
+            if not isinstance(key, str | int | float | bool):
+                continue  # the base class refuses unhashable keys ("? [a, b]") with a mark
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
@@ -916,8 +932,20 @@ def load_yaml_located(text: str) -> tuple[Any, dict[str, int]]:
         raise ConfigError(str(exc)) from None
     except RecursionError:  # the pure-Python composer on deep nesting
         raise ConfigError(str(LimitExceeded(_DEEP))) from None
+    except ValueError as exc:  # int("9" * 5000): past Python's digit limit
+        raise ConfigError(_number_problem(exc)) from None
     finally:
         loader.dispose()
+
+
+def _number_problem(exc: ValueError) -> str:
+    """A number the parser refused (more digits than Python converts), as a config problem."""
+    if "digits" in str(exc):
+        return (
+            f"the config holds a number with more than {sys.get_int_max_str_digits():,} "
+            "digits; no setting takes one that large"
+        )
+    return f"the config holds a value that cannot be read: {str(exc)[:200]}"
 
 
 _DEEP = f"the config nests lists and mappings more than {MAX_NESTING} levels deep; flatten it"
@@ -942,16 +970,37 @@ def load_json(text: str) -> Any:
     """
     _check_size(text)
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"invalid JSON: duplicate key {exc.args[0]!r} in one object (the second would "
+            "silently replace the first); keep one"
+        ) from None
     except RecursionError:
         raise ConfigError(_DEEP) from None
+    except ValueError as exc:  # int("9" * 5000): past Python's digit limit
+        raise ConfigError(_number_problem(exc)) from None
     problem = data_depth_problem(data)
     if problem is not None:
         raise ConfigError(problem)
+    return data
+
+
+class _DuplicateKey(Exception):
+    """A JSON object names one key twice; ``args[0]`` is the key."""
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a repeated key (as the YAML loader does)."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(key)
+        data[key] = value
     return data
 
 
@@ -980,12 +1029,33 @@ def load_file_located(path: str | os.PathLike[str]) -> tuple[Any, dict[str, int]
             raw = stream.read(MAX_CONFIG_BYTES + 1)
         _check_size(raw)
         text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+    except IsADirectoryError:
+        raise ConfigError(
+            f"cannot read config file {str(file)!r}: it is a directory; name the config file"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
         raise ConfigError(f"cannot read config file {str(file)!r}: {reason}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(_not_utf8(file, raw, exc)) from None
     if suffix == ".json":
         return load_json(text), {}
     return load_yaml_located(text)
+
+
+def _not_utf8(file: Path, raw: bytes, exc: UnicodeDecodeError) -> str:
+    """Where a config stops being UTF-8, and what to do."""
+    source = "latin1"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        found, source = "it is UTF-16 text", "utf-16"
+    else:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        found = f"byte 0x{raw[exc.start]:02x} at line {line}, column {column} is not UTF-8"
+    return (
+        f"cannot read config file {str(file)!r}: {found}; configs are UTF-8 text, so save it "
+        f"as UTF-8 (e.g. `iconv -f {source} -t utf-8`)"
+    )
 
 
 def dump_json(data: Any, *, indent: int | None = 2) -> str:

@@ -129,6 +129,20 @@ def _no_credentials(instance: Any, attribute: attrs.Attribute[Any], value: Any) 
         )
 
 
+def _no_stream(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value.get("stream") not in (None, False):
+        raise ValueError(
+            f"'{attribute.name}' may not set 'stream': trio_designer reads each answer whole, "
+            "as one JSON body (a streamed answer fails every request); remove 'stream'"
+        )
+
+
+MAX_PARALLEL_REQUESTS = 100_000
+"""The largest ``max_parallel_requests``: far above what any endpoint serves at once, and the
+adaptive limiter keeps per-level statistics up to the ceiling (100 million would cost it 1.6 GB
+and seconds before the first request)."""
+
+
 @attrs.frozen(kw_only=True)
 class InferenceParams:
     """Sampling parameters sent with each request; ``None`` means "the endpoint's default".
@@ -141,7 +155,8 @@ class InferenceParams:
       top_p: nucleus sampling mass, ``0 < top_p <= 1``.
       max_tokens: cap on generated tokens, ``>= 1``.
       extra_body: extra JSON fields merged into the request body as-is (e.g. vLLM's
-        ``{"top_k": 20}``). Not hashed; read-only.
+        ``{"top_k": 20}``). Not hashed; read-only. ``stream`` is refused: answers are read
+        whole.
     """
 
     temperature: float | None = attrs.field(
@@ -152,7 +167,10 @@ class InferenceParams:
     )
     max_tokens: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
     extra_body: dict[str, Any] = attrs.field(
-        factory=dict, converter=_json_copy, validator=checked(is_json_object), hash=False
+        factory=dict,
+        converter=_json_copy,
+        validator=checked(is_json_object, _no_stream),
+        hash=False,
     )
 
 
@@ -223,8 +241,9 @@ class ModelConfig:
       model: the model id sent to the endpoint (``"sim-gen"``, ``"Qwen/Qwen3-8B"``).
       provider: the :class:`ModelProvider` name; the default ``"simulator"`` is built in.
       inference: default sampling parameters for every request to this alias.
-      max_parallel_requests: the ceiling on concurrent requests to this model, ``>= 1``
-        (default 4). Aliases of the same (provider, model) share the smallest ceiling.
+      max_parallel_requests: the ceiling on concurrent requests to this model, ``>= 1`` and
+        ``<= 100,000`` (default 4). Aliases of the same (provider, model) share the smallest
+        ceiling.
       timeout: seconds one request may take, from connecting to the last byte of the answer,
         before it is abandoned as timed out (retryable), ``> 0`` (default 60). A server that
         trickles its answer cannot stretch it.
@@ -250,7 +269,9 @@ class ModelConfig:
     inference: InferenceParams = attrs.field(
         factory=InferenceParams, validator=checked(instance_of(InferenceParams))
     )
-    max_parallel_requests: int = attrs.field(default=4, validator=checked(is_int, v.ge(1)))
+    max_parallel_requests: int = attrs.field(
+        default=4, validator=checked(is_int, v.ge(1), v.le(MAX_PARALLEL_REQUESTS))
+    )
     timeout: float = attrs.field(default=60.0, validator=checked(finite, v.gt(0)))
     max_response_bytes: int = attrs.field(default=8 * 2**20, validator=checked(is_int, v.ge(1)))
     rpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))

@@ -23,6 +23,7 @@ per source text. Compiling (code generation) is left to the run, which needs it 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from typing import Final
@@ -35,6 +36,7 @@ from jinja2.filters import FILTERS
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.tests import TESTS
 
+from .._core._sandboxlimits import MAX_LOOP_STEPS, MAX_POWER_BITS, MAX_VALUE_CHARS
 from .._core._suggest import did_you_mean
 
 __all__ = ["KNOWN_FILTERS", "KNOWN_TESTS", "TemplateFacts", "template_facts"]
@@ -71,6 +73,13 @@ _BINDING: Final = (
     nodes.FromImport,
 )
 _LOADING: Final = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+#: Attributes of frames and code objects (besides dunder names) that Jinja's sandbox blocks.
+_UNSAFE_NAMES: Final = frozenset(
+    {"gi_frame", "gi_code", "cr_frame", "cr_code", "ag_code", "ag_frame", "func_globals"}
+)
+#: Nodes under which a macro calling itself may stop: only a call outside all of them recurses
+#: on every call.
+_CONDITIONAL: Final = (nodes.If, nodes.CondExpr, nodes.For, nodes.And, nodes.Or)
 
 
 @attrs.frozen
@@ -113,6 +122,9 @@ def _simple_facts(source: str) -> TemplateFacts | None:
         path = tuple(match.group("path").split("."))
         if path[0] in _NOT_VARIABLES:
             return None
+        internal = next((name for name in path[1:] if _is_internal(name)), None)
+        if internal is not None:
+            problems.append(_internal(internal))
         paths.append(path)
         for name in _FILTER_NAME.findall(match.group("filters")):
             problem = _unknown("filter", name, KNOWN_FILTERS)
@@ -185,7 +197,184 @@ def _compile_time_problems(tree: nodes.Template) -> list[str]:
         names = [arg.name for arg in macro.args]
         if "caller" in names and len(macro.defaults) < len(names) - names.index("caller"):
             problems.append("declares a 'caller' argument without a default")
+    # Parsed, but too deep to walk again (RecursionError): the render bounds it then.
+    with contextlib.suppress(RecursionError):
+        problems.extend(_sandbox_problems(tree))
     return problems
+
+
+# -- what the sandbox would refuse on every render --------------------------------------------
+
+
+def _is_internal(name: str) -> bool:
+    return (name.startswith("__") and name.endswith("__")) or name in _UNSAFE_NAMES
+
+
+def _internal(name: str) -> str:
+    return (
+        f"reaches for {name!r}, a Python internal that the template sandbox blocks; templates "
+        "read column values only (a field of a structured column is col.field)"
+    )
+
+
+def _sandbox_problems(tree: nodes.Template) -> list[str]:
+    """What the renderer's sandbox would refuse on every render, whatever the row: Python
+    internals (``''.__class__``), constant sizes over its limits (``range(10**9)``,
+    ``'a' * 10**9``, ``9 ** 10**6``, nested constant loops), and a macro that calls itself
+    unconditionally. Constant parts only; what depends on the row is bounded at render time."""
+    problems: list[str] = []
+    internals = [
+        key
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem))
+        if (key := _attribute(node)) is not None and _is_internal(key)
+    ]
+    if internals:  # the first step into the internals (outer nodes come first) is enough
+        problems.append(_internal(internals[-1]))
+    for node in tree.find_all((nodes.Mul, nodes.Pow, nodes.Call)):
+        problem = _constant_size_problem(node, problems)
+        if problem is not None:
+            problems.append(problem)
+    _walk(tree, 1, (), problems)
+    return problems
+
+
+def _attribute(node: nodes.Node) -> str | None:
+    """The name ``x.name`` / ``x['name']`` reaches for, when it is written out."""
+    if isinstance(node, nodes.Getattr):
+        return str(node.attr)
+    return _const_str(node.arg) if isinstance(node, nodes.Getitem) else None
+
+
+def _const_str(node: nodes.Node) -> str | None:
+    return node.value if isinstance(node, nodes.Const) and isinstance(node.value, str) else None
+
+
+class _TooBig(Exception):
+    """A constant expression would exceed a sandbox limit; ``args[0]`` says which."""
+
+
+def _const_int(node: nodes.Node) -> int | None:
+    """The value of an integer expression made of literals, or ``None`` when it depends on
+    anything else (or is not an integer).
+
+    Raises:
+      _TooBig: a ``**`` in it would build a number over :data:`MAX_POWER_BITS`.
+    """
+    if isinstance(node, nodes.Const):
+        value = node.value
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(node, nodes.Neg | nodes.Pos):
+        inner = _const_int(node.node)
+        return None if inner is None else (-inner if isinstance(node, nodes.Neg) else inner)
+    if not isinstance(node, nodes.Add | nodes.Sub | nodes.Mul | nodes.Pow | nodes.FloorDiv):
+        return None
+    left, right = _const_int(node.left), _const_int(node.right)
+    if left is None or right is None:
+        return None
+    if isinstance(node, nodes.Pow):
+        if right < 0:
+            return None
+        if abs(left) > 1 and right * (abs(left).bit_length() - 1) > MAX_POWER_BITS:
+            base = str(left) if abs(left).bit_length() <= 40 else "a large number"
+            raise _TooBig(
+                f"computes {base} ** {right}, a number of more than {MAX_POWER_BITS:,} bits "
+                "(the sandbox's limit for '**')"
+            )
+        return int(left**right)
+    if isinstance(node, nodes.FloorDiv):
+        return None if right == 0 else left // right
+    if isinstance(node, nodes.Mul):
+        return left * right
+    return left + right if isinstance(node, nodes.Add) else left - right
+
+
+def _range_length(node: nodes.Node) -> int | None:
+    """The length of ``range(<constants>)``, or ``None`` when ``node`` is something else."""
+    if not (
+        isinstance(node, nodes.Call)
+        and isinstance(node.node, nodes.Name)
+        and node.node.name == "range"
+        and 1 <= len(node.args) <= 3
+        and not node.kwargs
+        and node.dyn_args is None
+        and node.dyn_kwargs is None
+    ):
+        return None
+    bounds = [_const_int(arg) for arg in node.args]
+    if any(bound is None for bound in bounds):
+        return None
+    try:
+        return len(range(*bounds))  # type: ignore[arg-type]
+    except (ValueError, OverflowError):  # a step of 0; a length past sys.maxsize
+        return MAX_LOOP_STEPS + 1 if 0 not in bounds[2:] else None
+
+
+def _constant_size_problem(node: nodes.Node, found: list[str]) -> str | None:
+    try:
+        if isinstance(node, nodes.Pow):
+            _const_int(node)
+            return None
+        if isinstance(node, nodes.Call):
+            length = _range_length(node)
+            if length is not None and length > MAX_LOOP_STEPS:
+                return (
+                    f"calls range() with {length:,} items, more than the {MAX_LOOP_STEPS:,} "
+                    "loop iterations the template sandbox allows one render"
+                )
+            return None
+        assert isinstance(node, nodes.Mul)
+        for sized, count in ((node.left, node.right), (node.right, node.left)):
+            size = _literal_size(sized)
+            times = _const_int(count)
+            if size is not None and times is not None and size * times > MAX_VALUE_CHARS:
+                return (
+                    f"repeats a literal {times:,} times ({size * times:,} characters or items), "
+                    f"more than the {MAX_VALUE_CHARS:,} the template sandbox allows one value"
+                )
+    except _TooBig as exc:
+        problem = str(exc.args[0])
+        return None if problem in found else problem
+    return None
+
+
+def _literal_size(node: nodes.Node) -> int | None:
+    if isinstance(node, nodes.Const) and isinstance(node.value, str):
+        return len(node.value)
+    if isinstance(node, nodes.List | nodes.Tuple):
+        return len(node.items)
+    return None
+
+
+def _walk(node: nodes.Node, steps: int, macros: tuple[str, ...], problems: list[str]) -> None:
+    """Nested constant loops (their iterations multiply) and unconditional self-calls of a
+    macro (``macros``: the macros whose bodies we are in, outside any condition)."""
+    if isinstance(node, nodes.For):
+        length = _range_length(node.iter)
+        if length is not None and steps * length > MAX_LOOP_STEPS and steps > 1:
+            problems.append(
+                f"nests loops over constant ranges that run {steps * length:,} iterations, "
+                f"more than the {MAX_LOOP_STEPS:,} the template sandbox allows one render"
+            )
+            return
+        _walk(node.iter, steps, macros, problems)
+        for child in node.body:
+            _walk(child, steps * (length or 1), (), problems)
+        return
+    if isinstance(node, nodes.Macro):
+        for child in node.body:
+            _walk(child, steps, (*macros, node.name), problems)
+        return
+    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and (
+        node.node.name in macros
+    ):
+        problems.append(
+            f"calls the macro {node.node.name!r} from inside itself on every call, so it "
+            "never stops (Python's stack runs out); put the call under an {% if %}"
+        )
+        return
+    inner = () if isinstance(node, _CONDITIONAL) else macros
+    for child in node.iter_child_nodes():
+        _walk(child, steps, inner, problems)
 
 
 def _paths(tree: nodes.Template, variables: frozenset[str]) -> list[tuple[str, ...]]:

@@ -520,7 +520,9 @@ def parse_json(text: str) -> Any:
     try:
         return json.loads(stripped)
     except ValueError as exc:
-        first_error = exc
+        first_error: Exception = exc
+    except RecursionError as exc:  # [[[[...]]]] past Python's stack: a hostile answer
+        raise ParseFailure("the answer's JSON is nested too deeply to read.") from exc
     fenced = [
         m.group("body") for m in _FENCE.finditer(stripped) if m.group("tag").lower() in ("", "json")
     ]
@@ -529,6 +531,8 @@ def parse_json(text: str) -> Any:
             return json.loads(fenced[-1])
         except ValueError as exc:
             raise ParseFailure(f"the JSON in the answer's code block is not valid: {exc}.") from exc
+        except RecursionError as exc:
+            raise ParseFailure("the answer's JSON is nested too deeply to read.") from exc
     raise ParseFailure(f"the answer is not valid JSON: {first_error}.")
 
 

@@ -46,6 +46,14 @@ from jinja2.ext import Extension
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from .._core._sandboxlimits import (
+    MAX_LOOP_STEPS,
+    MAX_OUTPUT_CHARS,
+    MAX_POWER_BITS,
+    MAX_VALUE_CHARS,
+    MAX_WORK_CHARS,
+)
+
 __all__ = [
     "MAX_LOOP_STEPS",
     "MAX_OUTPUT_CHARS",
@@ -58,11 +66,6 @@ __all__ = [
     "rendering",
 ]
 
-MAX_VALUE_CHARS: Final = 4_000_000
-MAX_OUTPUT_CHARS: Final = 4_000_000
-MAX_WORK_CHARS: Final = 40_000_000
-MAX_LOOP_STEPS: Final = 1_000_000
-MAX_POWER_BITS: Final = 100_000
 
 _WIDTH = re.compile(r"\d+")
 

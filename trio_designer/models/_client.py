@@ -444,7 +444,9 @@ class OpenAICompatibleClient:
             "POST", "/chat/completions", where, body, timeout, max_response_bytes, model
         )
         reply = self._parse(response, where, lambda data: _chat_response(data, model))
-        return attrs.evolve(reply, rate_limits=parse_rate_limits(response.headers))
+        return attrs.evolve(
+            _without_secrets(reply, self._secrets), rate_limits=parse_rate_limits(response.headers)
+        )
 
     async def probe(
         self,
@@ -494,7 +496,7 @@ class OpenAICompatibleClient:
                 model, status=response.status, body=response.text(), consequence=""
             )
         elif not response.is_success:
-            problem = self._status_error(response, where)
+            problem = self._status_error(response, where, "/chat/completions")
         else:
             try:
                 self._parse(response, where, lambda data: _chat_response(data, model))
@@ -603,7 +605,7 @@ class OpenAICompatibleClient:
                 self._judge_answer(response, model)
                 if response.is_success:
                     return response
-                error = self._status_error(response, where)
+                error = self._status_error(response, where, path)
                 if not self._retries_status(error, response.status, attempt):
                     raise error from _status_exception(response)
                 delay = self._status_delay(attempt, response.headers)
@@ -678,7 +680,7 @@ class OpenAICompatibleClient:
         hint = retry_after_from_headers(headers, now=datetime.now(UTC))
         return delay if hint is None else max(delay, min(hint, self._policy.cap))
 
-    def _status_error(self, response: Response, where: str) -> GenerationError:
+    def _status_error(self, response: Response, where: str, path: str) -> GenerationError:
         error = error_from_status(
             response.status,
             response.text(),
@@ -686,6 +688,7 @@ class OpenAICompatibleClient:
             now=datetime.now(UTC),
             where=where,
             secrets=self._secrets,
+            url=self._base_url.rstrip("/") + path,
         )
         if isinstance(error, ModelRateLimitedError):
             error.rate_limits = parse_rate_limits(response.headers)
@@ -696,7 +699,10 @@ class OpenAICompatibleClient:
         try:
             data = json.loads(response.body)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            problem = "the body is not valid JSON"
+            problem = _not_json_problem(response)
+            raise self._malformed(response, where, problem) from exc
+        except RecursionError as exc:  # [[[[...]]]] nested past Python's stack
+            problem = "the body is JSON nested too deeply to read"
             raise self._malformed(response, where, problem) from exc
         try:
             return parse(data)
@@ -851,6 +857,35 @@ def _chat_body(
 
 def _json_bytes(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _not_json_problem(response: Response) -> str:
+    """What is wrong with a success body that is not JSON, as a clause; says so when the
+    server streamed (server-sent events) although no stream was asked for."""
+    content_type = response.headers.get("content-type", "").lower()
+    if "text/event-stream" in content_type or response.body.lstrip().startswith(b"data:"):
+        return (
+            "the body is a stream of server-sent events, not one JSON answer (trio_designer "
+            "never asks for a stream: check that the model's extra_body does not set 'stream', "
+            "and the server or proxy does not force streaming)"
+        )
+    return "the body is not valid JSON"
+
+
+def _without_secrets(reply: ChatResponse, secrets: Sequence[str]) -> ChatResponse:
+    """``reply`` with every secret (the API key, sensitive extra headers) in its text replaced
+    by ``***``: a server that echoes the request's headers into its answer must not put the key
+    into the dataset. Only the exact secrets are replaced (unlike error messages, no
+    ``Bearer <token>`` pattern: an answer may legitimately talk about one)."""
+    content, reasoning = reply.content, reply.reasoning
+    for secret in secrets:
+        if secret in content:
+            content = content.replace(secret, "***")
+        if reasoning is not None and secret in reasoning:
+            reasoning = reasoning.replace(secret, "***")
+    if content is reply.content and reasoning is reply.reasoning:
+        return reply
+    return attrs.evolve(reply, content=content, reasoning=reasoning)
 
 
 def _status_exception(response: Response) -> HTTPStatusError:

@@ -67,11 +67,13 @@ from ._transport import (
     RequestTimedOut,
     ResponseTooLarge,
     ServerHungUp,
+    UnsupportedEncoding,
 )
 
 __all__ = [
     "DEFAULT_WHERE",
     "EXCERPT_LIMIT",
+    "MAX_RETRY_AFTER",
     "TRANSPORT_ERROR_TABLE",
     "TransportRule",
     "error_from_malformed_response",
@@ -81,6 +83,7 @@ __all__ = [
     "parse_retry_after",
     "provider_error",
     "redact",
+    "requested_wait",
     "retry_after_from_headers",
     "transport_rule",
 ]
@@ -89,6 +92,15 @@ EXCERPT_LIMIT: Final = 300
 """The most characters of a server's error message quoted in one of our messages."""
 
 DEFAULT_WHERE: Final = "the model endpoint"
+
+MAX_RETRY_AFTER: Final = 60.0
+"""The longest wait, in seconds, that a server's ``Retry-After`` / ``retry-after-ms`` can
+impose on one request or one salvage round. A hostile or broken server can say anything
+(``Retry-After: 1000000000``, a date in 2100): honoured as it stands, that parks the run for
+years. A longer hint is cut to this (the message still quotes what the server asked); a server
+that keeps refusing uses up the 429 budget of its cells, whose rows are then dropped, so the run
+ends. 60 s is the patience of one request's in-place 429 retries
+(:class:`~trio_designer._core._rate_retry.RateLimitRetry`'s ``max_wait``)."""
 
 # --------------------------------------------------------------------------------------------
 # Redaction and excerpts
@@ -129,7 +141,7 @@ def excerpt(body: str, secrets: Iterable[str] = ()) -> str:
 def _server_message(body: str) -> str:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON; JSON nested past the stack
         return body
     found = _find_message(data)
     return body if found is None else found
@@ -166,8 +178,9 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     HTTP allows two forms (RFC 9110 §10.2.3): a number of seconds (``"120"``; we also accept
     decimals such as ``"1.5"``) and an HTTP date (``"Wed, 21 Oct 2015 07:28:00 GMT"``), which
     is turned into ``date - now``. Either way the result is clamped to ``>= 0`` — a date in the
-    past means "now". There is no upper clamp: the limiter decides how long it is willing to
-    cool down.
+    past means "now". There is no upper clamp here (this is the server's word, quoted in
+    messages); :func:`retry_after_from_headers`, which the client acts on, caps it at
+    :data:`MAX_RETRY_AFTER`.
 
     Args:
       value: the header value, or ``None`` when the header is absent.
@@ -183,7 +196,10 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     try:
         seconds = float(text)
     except ValueError:
-        return _seconds_until_http_date(text, now)
+        when = _seconds_until_http_date(text, now)
+        if when is None and "," in text:  # a repeated header, joined: "5, 7"
+            return parse_retry_after(text.split(",", 1)[0], now=now)
+        return when
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
@@ -211,16 +227,24 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def retry_after_from_headers(headers: Mapping[str, str], *, now: datetime) -> float | None:
-    """The server's wait hint in seconds: ``retry-after-ms`` (OpenAI's precise variant)
-    first, then ``Retry-After`` (see :func:`parse_retry_after`); ``None`` without either."""
+    """The wait the client honours, in seconds: the server's hint
+    (:func:`requested_wait`) capped at :data:`MAX_RETRY_AFTER`; ``None`` without one."""
+    wait = requested_wait(headers, now=now)
+    return None if wait is None else min(wait, MAX_RETRY_AFTER)
+
+
+def requested_wait(headers: Mapping[str, str], *, now: datetime) -> float | None:
+    """The server's wait hint in seconds, as it said it: ``retry-after-ms`` (OpenAI's precise
+    variant) first, then ``Retry-After`` (see :func:`parse_retry_after`); ``None`` without
+    either. A ``retry-after-ms`` that is not a finite number ``>= 0`` counts as absent."""
     millis = _header(headers, "retry-after-ms")
     if millis is not None:
         try:
             value = float(millis)
         except ValueError:
             value = math.nan
-        if math.isfinite(value):
-            return max(0.0, value / 1000.0)
+        if math.isfinite(value) and value >= 0:
+            return value / 1000.0
     return parse_retry_after(_header(headers, "retry-after"), now=now)
 
 
@@ -281,6 +305,7 @@ def error_from_status(
     now: datetime,
     where: str = DEFAULT_WHERE,
     secrets: Iterable[str] = (),
+    url: str | None = None,
 ) -> GenerationError:
     """Classify a response whose status is not a success.
 
@@ -309,6 +334,8 @@ def error_from_status(
       now: the current wall-clock time, for HTTP-date ``Retry-After`` values.
       where: who answered, as a noun phrase (``"model 'm' at provider 'p'"``).
       secrets: strings to replace with ``***`` before quoting the body.
+      url: the URL the request went to; a 404's message names it (a wrong model name and a
+        base_url missing its ``/v1`` both answer 404).
 
     Returns:
       The error to raise (the caller raises it, chained ``from`` the original exception).
@@ -347,7 +374,16 @@ def error_from_status(
             status=status,
             reason="bad_request",
         )
-    return _request_error(head, said, status, _REQUEST_REASONS.get(status, "bad_request"))
+    reason = _REQUEST_REASONS.get(status, "bad_request")
+    if reason == "not_found" and url is not None:
+        return ModelRequestError(
+            f"{head}: {_ADVICE[reason]} (the request went to {excerpt(url, secrets)}; "
+            f"OpenAI-compatible servers answer at <base_url>/chat/completions, so base_url "
+            f"usually ends in /v1). {said}",
+            status=status,
+            reason=reason,
+        )
+    return _request_error(head, said, status, reason)
 
 
 def _is_quota(status: int, lowered_body: str) -> bool:
@@ -367,7 +403,16 @@ def _rate_limited(
     head: str, said: str, headers: Mapping[str, str], now: datetime
 ) -> ModelRateLimitedError:
     retry_after = retry_after_from_headers(headers, now=now)
-    hint = "" if retry_after is None else f" (the server asks to wait {retry_after:g} s)"
+    asked = requested_wait(headers, now=now)
+    if retry_after is None or asked is None:
+        hint = ""
+    elif asked > retry_after:
+        hint = (
+            f" (the server asks to wait {asked:g} s; each retry waits at most "
+            f"{MAX_RETRY_AFTER:g} s, and the row is dropped once its 429 budget is used up)"
+        )
+    else:
+        hint = f" (the server asks to wait {retry_after:g} s)"
     return ModelRateLimitedError(
         f"{head}: rate limited{hint}. {said}",
         retry_after=retry_after,
@@ -454,6 +499,9 @@ TRANSPORT_ERROR_TABLE: Final[Mapping[type[Exception], TransportRule]] = {
     ),
     DecodingFailed: _rule(
         "connection", "the response body could not be decoded (corrupt content encoding)"
+    ),
+    UnsupportedEncoding: _rule(
+        "request", "the response uses a content encoding we never asked for"
     ),
     RequestTimedOut: _rule("timeout", "the request timed out"),
     InvalidRequest: _rule(

@@ -85,6 +85,11 @@ __all__ = [
 
 _RECEIVE_SIZE: Final = 65536
 
+_MAX_HEAD_BYTES: Final = 100 * 1024
+"""The longest status line and headers of an answer. h11's default (16 KiB) failed answers
+with long headers only when they happened to arrive in several reads; 100 KiB is httpcore's
+(so both transports accept the same answers)."""
+
 LOW_LEVEL_ERRORS: Final = (
     OSError,  # refused, reset, DNS (socket.gaierror), TLS (ssl.SSLError), timeouts...
     trio.BrokenResourceError,  # a stream broke under us (also wraps ssl.SSLError)
@@ -182,6 +187,11 @@ def translated(failure: Callable[[str], HTTPError], what: str) -> Iterator[None]
     except h11.LocalProtocolError as exc:
         raise InvalidRequest(f"the request is not valid HTTP: {exc}") from exc
     except h11.RemoteProtocolError as exc:
+        if "Receive buffer too long" in str(exc):
+            raise ProtocolViolation(
+                f"the server broke the HTTP protocol: the answer's status line and headers "
+                f"are longer than {_MAX_HEAD_BYTES // 1024} KiB"
+            ) from exc
         raise ProtocolViolation(f"the server broke the HTTP protocol: {exc}") from exc
     except LOW_LEVEL_ERRORS as exc:
         raise failure(f"{what}: {_describe(exc)}") from exc
@@ -203,7 +213,7 @@ class _Connection:
     def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
         self.stream = stream
         self.socket = socket
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
         self.idle_since = 0.0
         self.exchanges = 0  # completed request/answer pairs
 
@@ -492,8 +502,13 @@ class ConnectionPool:
                     if not chunk and received == 0:
                         if reused:
                             raise _Stale
+                        hint = (
+                            " (if it speaks TLS, the base_url must start with https://)"
+                            if self._origin.scheme == "http"
+                            else ""
+                        )
                         raise ServerHungUp(
-                            "the server closed the connection without sending an answer"
+                            f"the server closed the connection without sending an answer{hint}"
                         )
                     received += len(chunk)
                     h.receive_data(bytes(chunk))

@@ -20,7 +20,8 @@ budget (``_core/_budget.py``) decides what they mean. Three dialects are read:
 :func:`~trio_designer.models._errors.retry_after_from_headers`.
 
 Garbage is ignored, never raised: a value that does not parse leaves its field unknown (a
-header that lies cannot stop a run; one that says nothing usable is as good as absent).
+header that lies cannot stop a run; one that says nothing usable is as good as absent). A
+window longer than :data:`MAX_WINDOW` (a day) is read as a day.
 Invariants (``tests/test_ratelimits.py``, including a property test over arbitrary text): every
 number returned is finite and at least 0; parsing never raises.
 """
@@ -33,7 +34,7 @@ from collections.abc import Mapping
 
 from .._core._budget import DEFAULT_WINDOW, BudgetReading, RateLimits
 
-__all__ = ["parse_go_duration", "parse_rate_limits"]
+__all__ = ["MAX_WINDOW", "parse_go_duration", "parse_rate_limits"]
 
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|μs|ns)")
 _UNIT_SECONDS = {
@@ -170,10 +171,23 @@ def _policy_window(value: str | None) -> float | None:
     if value is None:
         return None
     for member in _members(value):
-        window = _number(member[1].get("w"))
+        window = _window(member[1].get("w"))
         if window:
             return window
     return None
+
+
+MAX_WINDOW = 86400.0
+"""The longest budget window believed, in seconds: a day (the longest policy of the IETF
+draft's examples, a daily quota). A header saying ``w=1e300`` with nothing left would hold every
+request until the window refills: forever, in effect (a run against such a server hung). A
+longer window is read as a day's: the run then ends, at the pace the server claims."""
+
+
+def _window(text: str | None) -> float | None:
+    """A window in seconds (``w=``), at most :data:`MAX_WINDOW`; ``None`` for 0 or garbage."""
+    window = _number(text)
+    return min(window, MAX_WINDOW) if window else None
 
 
 def _ietf_structured(current: str, policy: str | None) -> RateLimits | None:
@@ -193,7 +207,7 @@ def _ietf_structured(current: str, policy: str | None) -> RateLimits | None:
             limit=_number(described.get("q")) or None,
             remaining=remaining,
             reset=_number(params.get("t")),
-            window=_number(described.get("w")) or DEFAULT_WINDOW,
+            window=_window(described.get("w")) or DEFAULT_WINDOW,
         )
         earlier = readings.get(unit)
         if earlier is None or (earlier.remaining or 0.0) > remaining:

@@ -81,6 +81,7 @@ __all__ = [
     "Transport",
     "TransportKind",
     "TransportStatistics",
+    "UnsupportedEncoding",
     "default_ssl_context",
     "joined_headers",
     "parse_origin",
@@ -133,7 +134,12 @@ class ProxyFailed(HTTPError):
 
 
 class DecodingFailed(HTTPError):
-    """The body's ``Content-Encoding`` is unknown or its compressed data is corrupt."""
+    """The body's compressed data is corrupt or cut short."""
+
+
+class UnsupportedEncoding(DecodingFailed):
+    """The body's ``Content-Encoding`` is not one we asked for (``br``, ``zstd``...): the server
+    will send it that way every time, so a retry cannot help."""
 
 
 @attrs.frozen(kw_only=True, auto_exc=True)
@@ -380,7 +386,7 @@ class BodyReader:
 
         Raises:
           ResponseTooLarge: ``Content-Length`` announces more than ``limit``.
-          DecodingFailed: the ``Content-Encoding`` is not one we asked for.
+          UnsupportedEncoding: the ``Content-Encoding`` is not one we asked for.
         """
         declared = headers.get("content-length")
         encoding = headers.get("content-encoding", "identity").strip().lower()
@@ -410,11 +416,12 @@ class BodyReader:
 class _Decoder:
     """gzip or deflate, streamed, never inflating more than asked for at a time."""
 
-    __slots__ = ("_encoding", "_zlib")
+    __slots__ = ("_encoding", "_fed", "_zlib")
 
     def __init__(self, encoding: str, wbits: int) -> None:
         self._encoding = encoding
         self._zlib = zlib.decompressobj(wbits)
+        self._fed = False
 
     @classmethod
     def for_encoding(cls, encoding: str) -> _Decoder:
@@ -422,11 +429,14 @@ class _Decoder:
             return cls(encoding, 16 + zlib.MAX_WBITS)
         if encoding == "deflate":
             return cls(encoding, zlib.MAX_WBITS)
-        raise DecodingFailed(
-            f"the answer uses Content-Encoding {encoding!r}, which we never asked for"
+        raise UnsupportedEncoding(
+            f"the answer uses Content-Encoding {encoding!r}, which we never asked for (we ask "
+            f"for gzip or deflate); configure the server, or the proxy in front of it, to send "
+            f"gzip, deflate or no compression"
         )
 
     def decode(self, data: bytes, at_most: int) -> bytes:
+        self._fed = self._fed or bool(data)
         try:
             out = self._zlib.decompress(data, at_most)
         except zlib.error as exc:
@@ -436,4 +446,9 @@ class _Decoder:
         return out
 
     def flush(self, at_most: int) -> bytes:
-        return self.decode(b"", at_most)
+        out = self.decode(b"", at_most)
+        if self._fed and not self._zlib.eof:  # an empty body (a 204) is no stream at all
+            raise DecodingFailed(
+                f"the {self._encoding} body ends before its compressed data does (cut short)"
+            )
+        return out
