@@ -196,8 +196,6 @@ class ParquetSink(SinkBase):
         def prepare_sync() -> RunMetadata:
             self._prepare_directories(meta)
             self._persist_sync(meta)
-            if self._card is not None:
-                self._card.prepare(meta)  # the config's YAML, while the first requests are out
             return meta
 
         self._deferred = {}
