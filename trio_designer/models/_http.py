@@ -296,6 +296,25 @@ class ConnectionPool:
                 nursery.start_soon(one)
         return added
 
+    async def top_up(self, *, timeout: float) -> int:  # noqa: ASYNC109
+        """Open idle connections so that those in use plus the idle ones reach twice the
+        requests in flight (at most ``max_connections``); returns how many were added.
+
+        For the moment a run's first wave of requests is out and it waits for the answers:
+        each answer can start more than one request (the next column of its row, and a cell
+        the first wave had no slot for), and a request that finds no idle connection connects
+        on the critical path, costing both sides CPU while answers arrive (Dual-model in
+        ``benches/small_runs.py``: 14 connects in its second wave). Connecting during the
+        wait moves that work to idle time; see :meth:`open_idle` for failures.
+        """
+        in_use = int(self._slots.borrowed_tokens)
+        target = min(int(self._slots.total_tokens), 2 * in_use)
+        missing = target - in_use - len(self._idle)
+        if missing <= 0:
+            await trio.lowlevel.checkpoint()
+            return 0
+        return await self.open_idle(missing, timeout=timeout)
+
     def target(self, path: str) -> str:
         """The request target for ``path``: absolute through a forward proxy (plain http)."""
         if self._proxy is not None and self._origin.scheme == "http":

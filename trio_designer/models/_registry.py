@@ -637,6 +637,14 @@ class ModelRegistry:
             for client in self._clients.values():
                 nursery.start_soon(client.warm_up, connections)
 
+    async def top_up(self) -> None:
+        """Open connections to every provider for the requests the first answers will start
+        (see :meth:`OpenAICompatibleClient.top_up`); the designer runs it once, when the
+        first wave of requests is out and the run waits for answers."""
+        async with trio.open_nursery() as nursery:
+            for client in self._clients.values():
+                nursery.start_soon(client.top_up)
+
     @property
     def simulator(self) -> Simulator | None:
         """The embedded simulator, when some model uses the ``"simulator"`` provider."""
