@@ -122,3 +122,34 @@ async def _chat_on(pool: _http.ConnectionPool, base: str) -> None:
         "POST", f"{base}/chat/completions", headers, b"{}", timeout=60, max_body=1 << 20
     )
     assert response.status == 200
+
+
+@pytest.mark.parametrize("proxied", [False, True])
+def test_request_heads_are_validated_once(proxied: bool) -> None:
+    """The head built from the validated cache holds the same bytes as a head h11 validates
+    whole (``Content-Length`` before a proxy's ``Proxy-Authorization``), for each request of
+    a repeated head; a head h11 refuses is refused each time, never cached."""
+    import h11
+
+    from trio_designer.models._transport import InvalidRequest
+
+    origin, _ = parse_origin("http://example.com:8080/v1")
+    proxy = _http.Proxy(origin=origin, authorization=b"Basic dTpw") if proxied else None
+    pool = _http.ConnectionPool(origin, max_connections=1, proxy=proxy)
+    headers = (("accept", "application/json"), ("content-type", "application/json"))
+    for method, body in (("POST", b'{"a": 1}'), ("POST", b"{}"), ("GET", b""), ("POST", b"")):
+        full = [("host", origin.host_header), *headers]
+        if method != "GET" or body:
+            full.append(("content-length", str(len(body))))
+        if proxied:
+            full.append(("proxy-authorization", "Basic dTpw"))
+        expected = h11.Request(method=method, target=pool.target("/v1/x"), headers=full)
+        for _ in range(2):
+            head = pool._request_head(method, "/v1/x", headers, body)
+            assert h11.Connection(h11.CLIENT).send(head) == h11.Connection(h11.CLIENT).send(
+                expected
+            )
+    bad = (("x-bad", "new\r\nline"),)
+    for _ in range(2):
+        with pytest.raises(InvalidRequest):
+            pool._request_head("POST", "/v1/x", bad, b"{}")

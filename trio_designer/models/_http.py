@@ -245,6 +245,11 @@ class ConnectionPool:
         self._idle: list[_Connection] = []
         self._closed = False
         self._opened = 0
+        # (method, path, headers) -> the validated head: method, target, raw header pairs.
+        self._heads: dict[
+            tuple[str, str, tuple[tuple[str, str], ...]],
+            tuple[bytes, bytes, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]],
+        ] = {}
 
     @property
     def origin(self) -> Origin:
@@ -345,19 +350,52 @@ class ConnectionPool:
         Raises:
           HTTPError: one of :mod:`._transport`'s subclasses (never ``HTTPStatusError``).
         """
-        all_headers = [("host", self._origin.host_header), *headers]
-        if method != "GET" or body:
-            all_headers.append(("content-length", str(len(body))))
-        if self._proxy is not None and self._proxy.authorization and self._origin.scheme == "http":
-            all_headers.append(("proxy-authorization", self._proxy.authorization.decode()))
-        with translated(InvalidRequest, "the request could not be built"):
-            request = h11.Request(method=method, target=self.target(path), headers=all_headers)
+        request = self._request_head(method, path, headers, body)
         async with self._slots:
             with trio.move_on_after(timeout) as deadline:
                 return await self._send(request, body, max_body)
             # The only cancellation that ends up here is our own deadline's.
             assert deadline.cancelled_caught
             raise RequestTimedOut(timeout=timeout)
+
+    def _request_head(
+        self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> h11.Request:
+        """The request's head as an h11 event. Its fixed part (method, target, ``Host``, the
+        caller's headers, a proxy's authorization) is validated by h11 once per distinct
+        value and kept as bytes; each request then adds only its ``Content-Length``, and h11
+        is told the rest is valid already (``_parsed=True``, what its own parser does). h11's
+        header validation was the largest single share of the client's CPU per request
+        (``benches/small_runs.py``); the bytes sent are the same
+        (``tests/test_model_http.py::test_request_heads_are_validated_once``)."""
+        key = (method, path, headers if isinstance(headers, tuple) else tuple(headers))
+        fixed = self._heads.get(key)
+        if fixed is None:
+            proxy = self._proxy
+            tail = []
+            if proxy is not None and proxy.authorization and self._origin.scheme == "http":
+                tail.append(("proxy-authorization", proxy.authorization.decode()))
+            with translated(InvalidRequest, "the request could not be built"):
+                checked = h11.Request(
+                    method=method,
+                    target=self.target(path),
+                    headers=[("host", self._origin.host_header), *headers, *tail],
+                )
+            raw = list(checked.headers.raw_items())
+            cut = len(raw) - len(tail)
+            fixed = (checked.method, checked.target, raw[:cut], raw[cut:])
+            if len(self._heads) >= _HEADS_KEPT:
+                self._heads.clear()
+            self._heads[key] = fixed
+        method_bytes, target, main, after = fixed
+        if method != "GET" or body:  # where the full build put it: before a proxy's header
+            raw_headers = [*main, (b"content-length", b"%d" % len(body)), *after]
+        else:
+            raw_headers = [*main, *after]
+        with translated(InvalidRequest, "the request could not be built"):
+            return h11.Request(
+                method=method_bytes, target=target, headers=raw_headers, _parsed=True
+            )
 
     async def _send(self, request: h11.Request, body: bytes, max_body: int) -> Response:
         connection = self._checkout()
@@ -530,6 +568,10 @@ class ConnectionPool:
                 # h11.InformationalResponse (1xx): skipped
         assert reader is not None  # EndOfMessage comes after a Response
         return reader.finish()
+
+
+_HEADS_KEPT: Final = 64
+"""Validated request heads a pool keeps (a client sends a handful of distinct ones)."""
 
 
 class _Stale(Exception):
