@@ -105,6 +105,7 @@ async def test_top_up_doubles_the_connections_of_the_requests_in_flight(
                             nursery.start_soon(_chat_on, pool, base)
                         await trio.testing.wait_all_tasks_blocked()
                         assert pool.statistics().in_use == 3
+                        assert pool.sending == 0  # all three sent, waiting for answers
                         assert await pool.top_up(timeout=10) == added
                         assert pool.statistics().opened == 3 + added
                     assert await pool.top_up(timeout=10) == 0  # nothing in flight
@@ -112,6 +113,7 @@ async def test_top_up_doubles_the_connections_of_the_requests_in_flight(
                         for _ in range(3 + added):
                             nursery.start_soon(_chat_on, pool, base)
                     assert pool.statistics().opened == 3 + added  # all reused
+                    assert pool.sending == 0
                 finally:
                     await pool.aclose()
 

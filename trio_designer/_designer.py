@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import trio
-import trio.testing
 
 from ._core._runbudget import Spend
 from ._engine._async import AsyncEngine
@@ -669,12 +668,11 @@ async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[trio.Nu
 
 
 async def _warm_up(models: ModelRegistry, scope: trio.CancelScope) -> None:
-    """Connect before the first requests need it; then, the first time the whole run waits
-    (every task blocked: the first wave of requests is out), open the connections the
-    answers' follow-up requests will need (``ModelRegistry.top_up``)."""
+    """Connect before the first requests need it; then, once the first wave of requests is
+    out, open the connections the answers' follow-up requests will need
+    (``ModelRegistry.top_up``)."""
     with scope:
         await models.warm_up()
-        await trio.testing.wait_all_tasks_blocked()
         await models.top_up()
 
 

@@ -321,8 +321,10 @@ class SinkBase(abc.ABC):
         """Wait for writes in flight, then store the final record (and clean up).
 
         Like ``trio.abc.AsyncResource.aclose``, a cancelled ``close`` still finishes (it is
-        shielded: waiting for in-flight writes and one JSON write are both short) and then
-        raises ``Cancelled``. Writes started after ``close`` began are refused.
+        shielded: waiting for in-flight writes and the final write — the record, and for the
+        parquet sink the files of a ``commit_later`` row group and the dataset card — are
+        short) and then raises ``Cancelled``. Writes started after ``close`` began are
+        refused. Returned ⇒ everything it wrote is durable.
 
         Args:
           status: ``"complete"``, ``"interrupted"``, ``"early_shutdown"``, ``"failed"`` or

@@ -7,12 +7,18 @@ A write goes (every step in a worker thread, so the event loop never waits on th
    ``<out>/parquet-files/`` and ``fsync`` that directory — the point of no return;
 3. under the sink's lock, rewrite ``metadata.json`` the same way with the new entry.
 
-Steps 1-2 and 3 are each one :func:`~._atomic.write_atomically`. A reader only ever sees whole
-files, and ``metadata.json`` is always a complete JSON document that lists only files that
-exist. Only a crash between steps 2 and 3 leaves a file without an entry; the next ``open``
-deletes it. Prior art: NeMo Data Designer's artifact storage (tmp + fsync + ``os.replace`` for
-its metadata, one ``batch_*.parquet`` per row group); we add the directory fsyncs and make the
-metadata the commit record.
+Steps 1-2 and 3 are each one :func:`~._atomic.write_atomically`; a row group's provenance
+sidecar and its data file go through steps 1-2 together (one worker-thread hop, their fsyncs
+at once: :func:`~._atomic.write_atomically_together`). The run's last row group
+(``commit_later``) is kept in memory and stored by ``close`` in one hop with the final record
+and the dataset card (``card=True``): its files are durable before the record that names them
+is renamed into place, and everything is durable when ``close`` returns.
+
+A reader only ever sees whole files, and ``metadata.json`` is always a complete JSON
+document that lists only files that exist. Only a crash between steps 2 and 3 leaves a file
+without an entry; the next ``open`` deletes it. Prior art: NeMo Data Designer's artifact
+storage (tmp + fsync + ``os.replace`` for its metadata, one ``batch_*.parquet`` per row
+group); we add the directory fsyncs and make the metadata the commit record.
 """
 
 from __future__ import annotations
@@ -199,7 +205,6 @@ class ParquetSink(SinkBase):
             return meta
 
         self._deferred = {}
-
         return await self._run_sync(prepare_sync)
 
     def _read_previous(self) -> RunMetadata | None:

@@ -245,6 +245,7 @@ class ConnectionPool:
         self._idle: list[_Connection] = []
         self._closed = False
         self._opened = 0
+        self._sending = 0  # requests with a slot, before their last byte is sent
         # (method, path, headers) -> the validated head: method, target, raw header pairs.
         self._heads: dict[
             tuple[str, str, tuple[tuple[str, str], ...]],
@@ -352,8 +353,12 @@ class ConnectionPool:
         """
         request = self._request_head(method, path, headers, body)
         async with self._slots:
-            with trio.move_on_after(timeout) as deadline:
-                return await self._send(request, body, max_body)
+            sending = _Sending(self)
+            try:
+                with trio.move_on_after(timeout) as deadline:
+                    return await self._send(request, body, max_body, sending)
+            finally:
+                sending.done()
             # The only cancellation that ends up here is our own deadline's.
             assert deadline.cancelled_caught
             raise RequestTimedOut(timeout=timeout)
@@ -397,15 +402,23 @@ class ConnectionPool:
                 method=method_bytes, target=target, headers=raw_headers, _parsed=True
             )
 
-    async def _send(self, request: h11.Request, body: bytes, max_body: int) -> Response:
+    @property
+    def sending(self) -> int:
+        """Requests that hold a connection slot and have not sent their last byte yet
+        (connecting, or writing): what ``ModelRegistry.top_up`` waits out."""
+        return self._sending
+
+    async def _send(
+        self, request: h11.Request, body: bytes, max_body: int, sending: _Sending
+    ) -> Response:
         connection = self._checkout()
         if connection is not None:
             try:
-                return await self._exchange(connection, request, body, max_body)
+                return await self._exchange(connection, request, body, max_body, sending)
             except _Stale:
                 pass  # the server closed it while idle: once more on a new connection
         # A fresh connection never raises _Stale (only reused ones do).
-        return await self._exchange(await self._connect(), request, body, max_body)
+        return await self._exchange(await self._connect(), request, body, max_body, sending)
 
     def _checkout(self) -> _Connection | None:
         """The most recently used idle connection that is neither expired nor closed by the
@@ -495,7 +508,12 @@ class ConnectionPool:
             raise ProxyFailed(f"{where}: CONNECT {authority} answered {event.status_code} {reason}")
 
     async def _exchange(
-        self, connection: _Connection, request: h11.Request, body: bytes, max_body: int
+        self,
+        connection: _Connection,
+        request: h11.Request,
+        body: bytes,
+        max_body: int,
+        sending: _Sending,
     ) -> Response:
         """One request/answer on ``connection``; pool it after, or close it on any failure.
 
@@ -505,7 +523,9 @@ class ConnectionPool:
         """
         reused = connection.exchanges > 0
         try:
-            response = await self._round_trip(connection, request, body, max_body, reused)
+            response = await self._round_trip(
+                connection, request, body, max_body, reused, sending
+            )
         except BaseException:
             connection.close()
             raise
@@ -519,6 +539,7 @@ class ConnectionPool:
         body: bytes,
         max_body: int,
         reused: bool,
+        sending: _Sending,
     ) -> Response:
         h = connection.h11
         stream = connection.stream
@@ -533,6 +554,7 @@ class ConnectionPool:
             if reused:
                 raise _Stale from exc
             raise ConnectionBroken(f"sending the request failed: {_describe(exc)}") from exc
+        sending.done()
 
         received = 0
         reader: BodyReader | None = None
@@ -572,6 +594,22 @@ class ConnectionPool:
 
 _HEADS_KEPT: Final = 64
 """Validated request heads a pool keeps (a client sends a handful of distinct ones)."""
+
+
+class _Sending:
+    """One request in :attr:`ConnectionPool.sending` until :meth:`done` (idempotent: when its
+    last byte is sent, or when it ends without being sent)."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool: ConnectionPool | None = pool
+        pool._sending += 1
+
+    def done(self) -> None:
+        if self._pool is not None:
+            self._pool._sending -= 1
+            self._pool = None
 
 
 class _Stale(Exception):
