@@ -1161,3 +1161,27 @@ async def test_a_resumed_run_builds_its_card_from_the_directory(out: Path) -> No
     card = (out / "README.md").read_text(encoding="utf-8")
     assert card == dataset_card(out)
     assert "| 15 | 20 | 5 | 2 of 2 |" in card
+
+
+def _write_two(root: str) -> None:
+    base = Path(root)
+    write_atomically_together(
+        [[(base / "c1", b"1"), (base / "c2", b"2")]], tmp_dir=base / ".tmp"
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_write_atomically_together_works_in_a_forked_child(tmp_path: Path) -> None:
+    """The fsync threads are per process: a child forked after the parent used them makes its
+    own (its parent's are not there; waiting for them would hang)."""
+    import multiprocessing
+
+    (tmp_path / ".tmp").mkdir()
+    write_atomically_together(
+        [[(tmp_path / "p1", b"1"), (tmp_path / "p2", b"2")]], tmp_dir=tmp_path / ".tmp"
+    )
+    child = multiprocessing.get_context("fork").Process(target=_write_two, args=(str(tmp_path),))
+    child.start()
+    child.join(BIG)
+    assert child.exitcode == 0
+    assert (tmp_path / "c2").read_bytes() == b"2"

@@ -142,15 +142,18 @@ def write_atomically_together(
 
 
 _pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the pool)
 
 
 def _fsync_pool() -> ThreadPoolExecutor:
+    """The process's fsync threads (a forked child makes its own: its parent's threads are
+    not there, though the pool object says so)."""
     global _pool
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="trio-designer-fsync")
-        return _pool
+        if _pool is None or _pool[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="trio-designer-fsync")
+            _pool = (os.getpid(), pool)
+        return _pool[1]
 
 
 def _fsync_all(descriptors: Sequence[int]) -> None:
