@@ -6,7 +6,9 @@ seed's four shapes, 10 records, ``max_parallel_requests=16``, every request exac
 (σ 0), the simulator in its **own process** (``python -m trio_designer.simulator``), the
 default (adaptive) limiter, ``create()`` into a fresh directory each time, real clock. The
 shapes take turns trial by trial (Narrow, Deep, Wide, Dual-model, Narrow, ...), after warm-up
-runs; medians are reported.
+runs, each after a pause of ``settle`` (0.1 s: the previous run's connections, closed as its
+``create()`` returns, are torn down by then, as for a user's run against an idle endpoint);
+medians are reported.
 
 Where the time goes is read from both sides: this process notes when ``create()`` was called
 and when it returned; the simulator's request log (``GET /log``) says when each request arrived
@@ -61,12 +63,15 @@ class Params:
     trials: int = 9
     warmups: int = 2
     shapes: tuple[c.ShapeName, ...] = c.SHAPES
+    settle: float = 0.1  # seconds between runs: each one starts against an idle simulator
 
 
 PROFILES = {
     "full": Params(),
     "quick": Params(trials=3, warmups=1),
-    "smoke": Params(records=2, latency=0.01, trials=1, warmups=0, shapes=("Narrow", "Dual-model")),
+    "smoke": Params(
+        records=2, latency=0.01, trials=1, warmups=0, shapes=("Narrow", "Dual-model"), settle=0
+    ),
 }
 
 
@@ -247,6 +252,11 @@ async def measure(p: Params, sim: External, scratch: Path) -> dict[str, list[dic
         for trial in range(-p.warmups, p.trials):
             for shape in p.shapes:
                 out = scratch / f"{shape}-{trial + p.warmups}"
+                # The previous run's connections are closed when create() returns, and the
+                # simulator tears them down after that: without a pause it would still be at
+                # it while the next run starts (a faster return made the next first request
+                # 3-8 ms later on a loaded machine).
+                await trio.sleep(p.settle)
                 run = await one_run(shape_config(shape, url, p), log, out, p, sim)
                 if trial >= 0:
                     runs[shape].append(run)

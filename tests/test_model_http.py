@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import trio
-from _loopback import ScriptedApp, served
+import trio.testing
+from _loopback import Reply, ScriptedApp, served
 
 from trio_designer._core._retry import BackoffPolicy
 from trio_designer._exceptions import ConfigError
@@ -84,3 +85,73 @@ async def test_idle_connections_expire_on_trios_clock(autojump_clock: Any) -> No
                 await client.chat(model="m", messages=MESSAGES)
                 await trio.sleep(5.0)
             assert client.statistics().opened == 20
+
+
+async def test_top_up_doubles_the_connections_of_the_requests_in_flight(
+    autojump_clock: Any,
+) -> None:
+    """While 3 requests wait for their answers, ``top_up`` opens 3 idle connections (twice the
+    requests in flight); a pool of 4 opens 1 (its size bounds it); the next requests reuse
+    them instead of connecting."""
+    for size, added in ((16, 3), (4, 1)):
+        app = ScriptedApp(default=Reply(delay=1.0))
+        with trio.fail_after(BIG):
+            async with served(app) as url:
+                origin, base = parse_origin(url)
+                pool = _http.ConnectionPool(origin, max_connections=size)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        for _ in range(3):
+                            nursery.start_soon(_chat_on, pool, base)
+                        await trio.testing.wait_all_tasks_blocked()
+                        assert pool.statistics().in_use == 3
+                        assert pool.sending == 0  # all three sent, waiting for answers
+                        assert await pool.top_up(timeout=10) == added
+                        assert pool.statistics().opened == 3 + added
+                    assert await pool.top_up(timeout=10) == 0  # nothing in flight
+                    async with trio.open_nursery() as nursery:
+                        for _ in range(3 + added):
+                            nursery.start_soon(_chat_on, pool, base)
+                    assert pool.statistics().opened == 3 + added  # all reused
+                    assert pool.sending == 0
+                finally:
+                    await pool.aclose()
+
+
+async def _chat_on(pool: _http.ConnectionPool, base: str) -> None:
+    headers = [("content-type", "application/json")]
+    response = await pool.request(
+        "POST", f"{base}/chat/completions", headers, b"{}", timeout=60, max_body=1 << 20
+    )
+    assert response.status == 200
+
+
+@pytest.mark.parametrize("proxied", [False, True])
+def test_request_heads_are_validated_once(proxied: bool) -> None:
+    """The head built from the validated cache holds the same bytes as a head h11 validates
+    whole (``Content-Length`` before a proxy's ``Proxy-Authorization``), for each request of
+    a repeated head; a head h11 refuses is refused each time, never cached."""
+    import h11
+
+    from trio_designer.models._transport import InvalidRequest
+
+    origin, _ = parse_origin("http://example.com:8080/v1")
+    proxy = _http.Proxy(origin=origin, authorization=b"Basic dTpw") if proxied else None
+    pool = _http.ConnectionPool(origin, max_connections=1, proxy=proxy)
+    headers = (("accept", "application/json"), ("content-type", "application/json"))
+    for method, body in (("POST", b'{"a": 1}'), ("POST", b"{}"), ("GET", b""), ("POST", b"")):
+        full = [("host", origin.host_header), *headers]
+        if method != "GET" or body:
+            full.append(("content-length", str(len(body))))
+        if proxied:
+            full.append(("proxy-authorization", "Basic dTpw"))
+        expected = h11.Request(method=method, target=pool.target("/v1/x"), headers=full)
+        for _ in range(2):
+            head = pool._request_head(method, "/v1/x", headers, body)
+            assert h11.Connection(h11.CLIENT).send(head) == h11.Connection(h11.CLIENT).send(
+                expected
+            )
+    bad = (("x-bad", "new\r\nline"),)
+    for _ in range(2):
+        with pytest.raises(InvalidRequest):
+            pool._request_head("POST", "/v1/x", bad, b"{}")

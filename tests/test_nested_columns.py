@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_designer import TrioDesigner
 from trio_designer._sink._nested import arrow_type_for_schema, value_fits
@@ -320,3 +322,53 @@ def test_a_run_with_struct_columns_resumes_and_grows(tmp_path: Path) -> None:
     assert table.num_rows == 12
     assert table.schema.field("product").type == PRODUCT_TYPE
     assert len(list((tmp_path / "out" / "parquet-files").iterdir())) == 3
+
+
+_FIT_TYPES = [
+    pa.string(),
+    pa.int64(),
+    pa.float64(),
+    pa.bool_(),
+    pa.list_(pa.int64()),
+    pa.struct([("a", pa.int64()), ("b", pa.string())]),
+    pa.struct([("q", pa.struct([("score", pa.int64()), ("why", pa.string())]))]),
+    pa.list_(pa.struct([("x", pa.float64())])),
+]
+_JSONISH = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0xDFFF), max_size=5),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["a", "b", "q", "score", "why", "x"]), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_JSONISH, data_type=st.sampled_from(_FIT_TYPES))
+def test_the_python_fit_check_agrees_with_arrow(value: Any, data_type: pa.DataType) -> None:
+    """Whenever the Python check says a value surely fits, Arrow converts it; and
+    ``value_fits`` answers what the Arrow conversion alone would (``None`` or a reason)."""
+    from trio_designer._sink._nested import _surely_fits
+
+    try:
+        pa.array([value], type=data_type)
+        arrow_ok = True
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        arrow_ok = False
+    if _surely_fits(value, data_type):
+        assert arrow_ok
+    assert (value_fits(value, data_type) is None) == arrow_ok
+
+
+def test_the_python_fit_check_covers_a_judges_answer() -> None:
+    from trio_designer._sink._nested import _surely_fits
+
+    judge = pa.struct([("quality", pa.struct([("reasoning", pa.string()), ("score", pa.int64())]))])
+    assert _surely_fits({"quality": {"reasoning": "clear", "score": 3}}, judge)
+    assert not _surely_fits({"quality": {"reasoning": "clear", "score": 2**63}}, judge)
+    assert not _surely_fits({"quality": {"reasoning": "clear", "score": True}}, judge)
+    assert not _surely_fits({"quality": {"reasoning": "\ud800", "score": 1}}, judge)
+    assert value_fits({"quality": {"reasoning": "\ud800", "score": 1}}, judge) is not None

@@ -34,9 +34,11 @@ from trio_designer._sink import (
     MemorySink,
     ParquetSink,
     build_table,
+    dataset_card,
     row_group_file,
     write_atomically,
 )
+from trio_designer._sink._atomic import write_atomically_together
 
 FINGERPRINT = "sha256:" + "a" * 64
 OTHER_FINGERPRINT = "sha256:" + "b" * 64
@@ -1029,3 +1031,157 @@ async def test_resuming_with_a_plan_that_breaks_written_groups_is_refused(
     await harness.sink.close(status="interrupted", summary={})
     with pytest.raises(SinkError, match=rf"holds a run of {first} records .* not {again}; or "):
         await open_sink(harness.reopen(), num_records=again, row_group_size=size)
+
+
+def test_write_atomically_together_orders_the_stages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every tmp file is fsynced before the first rename; a stage's directories are fsynced
+    before the next stage's first rename (so a record never becomes durable before the files
+    it names); everything is in place and no tmp file is left when the call returns.
+
+    ``os.fsync`` and ``os.replace`` (the standard library) are wrapped to note the order of
+    events; they still really run. The fsyncs of one round run in several threads."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / ".tmp").mkdir()
+    real_fsync, real_replace = os.fsync, os.replace
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def observed_fsync(fd: int) -> None:
+        real_fsync(fd)
+        status = os.fstat(fd)
+        kind = "dir" if stat.S_ISDIR(status.st_mode) else "file"
+        with lock:
+            events.append((f"fsync-{kind}", str(status.st_ino)))
+
+    def observed_replace(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        with lock:
+            events.append(("replace", Path(dst).name))
+
+    monkeypatch.setattr(os, "fsync", observed_fsync)
+    monkeypatch.setattr(os, "replace", observed_replace)
+    write_atomically_together(
+        [
+            [
+                (tmp_path / "data" / "a.parquet", b"a"),
+                (tmp_path / "b.bin", lambda f: f.write(b"b")),
+            ],
+            [(tmp_path / "record.json", b"r")],
+        ],
+        tmp_dir=tmp_path / ".tmp",
+    )
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync-file"] * 3 + ["replace"] * 2 + ["fsync-dir"] * 2 + [
+        "replace",
+        "fsync-dir",
+    ]
+    assert {name for kind, name in events[3:5]} == {"a.parquet", "b.bin"}
+    assert {ino for _, ino in events[5:7]} == {
+        str((tmp_path / "data").stat().st_ino),
+        str(tmp_path.stat().st_ino),
+    }
+    assert events[7] == ("replace", "record.json")
+    assert [(tmp_path / p).read_bytes() for p in ("data/a.parquet", "b.bin", "record.json")] == [
+        b"a",
+        b"b",
+        b"r",
+    ]
+    assert listdir(tmp_path / ".tmp") == []
+
+
+def test_write_atomically_together_replaces_nothing_when_it_gives_up(tmp_path: Path) -> None:
+    """A content function or ``before_replace`` that raises: no file replaced, no tmp file."""
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / "old").write_bytes(b"old")
+
+    def broken(stream: BinaryIO) -> None:
+        stream.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomically_together(
+            [[(tmp_path / "old", b"new"), (tmp_path / "x", broken)]], tmp_dir=tmp_path / ".tmp"
+        )
+
+    def give_up() -> None:
+        raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        write_atomically_together(
+            [[(tmp_path / "old", b"new")]], tmp_dir=tmp_path / ".tmp", before_replace=give_up
+        )
+    assert (tmp_path / "old").read_bytes() == b"old"
+    assert listdir(tmp_path) == [".tmp", "old"]
+    assert listdir(tmp_path / ".tmp") == []
+
+
+async def test_a_commit_later_row_group_is_stored_with_the_final_record(out: Path) -> None:
+    """The parquet sink keeps a ``commit_later`` table and stores it with the record write that
+    commits it (one worker-thread hop at the end of a run): not on disk before ``close``, on
+    disk and recorded after; the dataset card (``card=True``) goes with the final record of a
+    run that ended without an error."""
+    sink = ParquetSink(out, card=True)
+    await open_sink(sink, num_records=20)
+    await sink.write_row_group(0, rows(0, 10), requested_rows=10)
+    await sink.write_row_group(1, rows(10, 10), requested_rows=10, commit_later=True)
+    assert listdir(sink.dataset_dir) == ["row-group-00000.parquet"]
+    await sink.close(status="complete", summary={})
+    assert listdir(sink.dataset_dir) == ["row-group-00000.parquet", "row-group-00001.parquet"]
+    assert_disk_matches_record(sink)
+    assert tmp_files(sink) == []
+    assert not (out / ".tmp").exists()
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert card == dataset_card(out)  # built as it went = read back from the directory
+    assert "| 20 | 20 | 0 | 2 of 2 |" in card
+
+
+async def test_no_card_for_a_run_that_ended_with_an_error(out: Path) -> None:
+    sink = ParquetSink(out, card=True)
+    await open_sink(sink, num_records=20)
+    await sink.write_row_group(0, rows(0, 10), requested_rows=10, commit_later=True)
+    await sink.close(status="interrupted", summary={})
+    assert sink.completed_row_groups() == {0: 10}
+    assert_disk_matches_record(sink)
+    assert not (out / "README.md").exists()
+
+
+async def test_a_resumed_run_builds_its_card_from_the_directory(out: Path) -> None:
+    """The draft did not see the earlier session's row group: the card is read back from the
+    directory after the final record, and says the same as ``dataset_card``."""
+    sink = ParquetSink(out, card=True)
+    await open_sink(sink, num_records=20)
+    await sink.write_row_group(0, rows(0, 10), requested_rows=10)
+    await sink.close(status="interrupted", summary={})
+    again = ParquetSink(out, card=True)
+    await open_sink(again, num_records=20)
+    await again.write_row_group(1, rows(10, 5), requested_rows=10, commit_later=True)
+    await again.close(status="complete", summary={})
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert card == dataset_card(out)
+    assert "| 15 | 20 | 5 | 2 of 2 |" in card
+
+
+def _write_two(root: str) -> None:
+    base = Path(root)
+    write_atomically_together(
+        [[(base / "c1", b"1"), (base / "c2", b"2")]], tmp_dir=base / ".tmp"
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_write_atomically_together_works_in_a_forked_child(tmp_path: Path) -> None:
+    """The fsync threads are per process: a child forked after the parent used them makes its
+    own (its parent's are not there; waiting for them would hang)."""
+    import multiprocessing
+
+    (tmp_path / ".tmp").mkdir()
+    write_atomically_together(
+        [[(tmp_path / "p1", b"1"), (tmp_path / "p2", b"2")]], tmp_dir=tmp_path / ".tmp"
+    )
+    child = multiprocessing.get_context("fork").Process(target=_write_two, args=(str(tmp_path),))
+    child.start()
+    child.join(BIG)
+    assert child.exitcode == 0
+    assert (tmp_path / "c2").read_bytes() == b"2"

@@ -31,7 +31,7 @@ from ._engine._dispatch import SlotStatistics
 from ._engine._state import ColumnCounts, FailureRecord, RunState
 from ._engine._sync import run_sync
 from ._eventloop import check_sync_caller, check_trio_caller
-from ._exceptions import ConfigError, MissingDependencyError, RunInterrupted, TrioDesignerError
+from ._exceptions import ConfigError, MissingDependencyError, RunInterrupted
 from ._interrupt import RecordedStatus, RunControl, stop_record
 from ._observe import TaskTrace, make_reporter, resolve_progress
 from ._plan import ExecutionGraph
@@ -361,7 +361,9 @@ class TrioDesigner:
                 self._open_models(config, changes, cache) as models,
                 _beside_the_run(models) as disk,
             ):
-                sink = ParquetSink(output_dir)
+                # The dataset card (README.md) is written with the final record (a run that
+                # ended without an error), built while the row groups are written.
+                sink = ParquetSink(output_dir, card=True)
                 # Refusals (another run in the directory...) are raised here, before any
                 # request; the folders and the first record are written while the first
                 # requests are out (writes and close wait for them).
@@ -396,7 +398,6 @@ class TrioDesigner:
                     prior,
                     found=found,
                 )
-            await trio.to_thread.run_sync(_write_card, Path(output_dir))
             return result
         raise AssertionError("unreachable: _controlled raises when the run was stopped")
 
@@ -667,8 +668,12 @@ async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[trio.Nu
 
 
 async def _warm_up(models: ModelRegistry, scope: trio.CancelScope) -> None:
+    """Connect before the first requests need it; then, once the first wave of requests is
+    out, open the connections the answers' follow-up requests will need
+    (``ModelRegistry.top_up``)."""
     with scope:
         await models.warm_up()
+        await models.top_up()
 
 
 @contextmanager
@@ -782,17 +787,6 @@ def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:
         append_failures(output_dir, state.failures)
     if state.trace.enabled:
         write_trace(output_dir, state.trace, engine=engine)
-
-
-def _write_card(output_dir: Path) -> None:
-    """The dataset card (``README.md``) of a finished run. A card that cannot be written is
-    logged, never raised: the dataset itself is complete on disk."""
-    from ._sink import write_dataset_card
-
-    try:
-        write_dataset_card(output_dir)
-    except (OSError, TrioDesignerError) as exc:
-        _logger.warning("the dataset card of %s was not written: %s", output_dir, exc)
 
 
 async def _prior_spend(

@@ -15,10 +15,13 @@ Mental model: **a row group is written when its entry is in the run record.** A 
 Hence, for the caller: **returned ⇒ stored and recorded; raised ⇒ nothing stored, nothing
 recorded** (the parquet sink's docstring explains the worker thread behind this). One
 exception, asked for by the caller: a write with ``commit_later=True`` (the last row group of a
-run, whose :meth:`SinkBase.close` follows at once) returns once the table is stored, and its
+run, whose :meth:`SinkBase.close` follows at once) returns once the table is accepted, and its
 entry is committed by the next record write — the final one of ``close`` — which saves a whole
-record write at the end of every run. If the process dies in between, the file has no entry
-and the next ``open`` deletes it, exactly as after a crash between steps 1 and 2.
+record write at the end of every run. The parquet sink stores such a row group's files *with*
+that record write (one worker-thread hop and three rounds of concurrent fsyncs for the data,
+the provenance, the final record and the dataset card: ``_atomic.write_atomically_together``).
+If the process dies in between, the row group has no entry, as after a crash between steps 1
+and 2 (where the next ``open`` deletes the file); either way it is generated again on resume.
 
 Opening can be split the same way (``open(..., background=nursery)``): everything that can
 refuse the run is checked before ``open`` returns, and preparing the storage (folders, a
@@ -265,9 +268,10 @@ class SinkBase(abc.ABC):
             :func:`build_table`.
           requested_rows: the rows the row group was asked for
             (``table.num_rows <= requested_rows <= row_group_size``).
-          commit_later: return once the table is stored; its entry enters the record with the
-            next record write (another row group's, or ``close``'s). For the last row group
-            of a run, whose ``close`` follows at once: one record write fewer.
+          commit_later: return once the table is accepted; its entry enters the record with the
+            next record write (another row group's, or ``close``'s), and the parquet sink
+            stores its files with that write (a disk error then surfaces there). For the last
+            row group of a run, whose ``close`` follows at once: one record write fewer.
           cells: the row group's cell log; its provenance table
             (:func:`~._provenance.cells_table`) is stored with the row group — also when every
             row was dropped — and named by the same record entry, so the record never names
@@ -296,21 +300,14 @@ class SinkBase(abc.ABC):
         self._in_flight.add(row_group)
         try:
             await self._ready.wait()
-            if sidecar is not None:
-                assert cells is not None
-                await self._publish_cells(sidecar, cells)  # Cancelled here: nothing stored
-            if file is not None:
-                try:
-                    await self._publish(file, table)  # Cancelled here: nothing was stored
-                except BaseException:
-                    if sidecar is not None:
-                        with trio.CancelScope(shield=True):
-                            await self._unpublish(sidecar)
-                    raise
             if commit_later:
+                # Cancelled here: nothing stored. The parquet sink only keeps the table here,
+                # and stores it with the record write that commits it.
+                await self._publish_later(row_group, entry, table, cells)
                 self._staged[row_group] = entry
                 self._stored(row_group, table)  # stored now, recorded by the next commit
                 return file
+            await self._publish_group(row_group, entry, table, cells)  # Cancelled: no effect
             # Past the point of no return: the commit must happen whatever the caller's scope
             # does, or a visible file would be missing from the record. It is short (one small
             # JSON write), and a thread cannot be interrupted anyway, hence no timeout.
@@ -324,8 +321,10 @@ class SinkBase(abc.ABC):
         """Wait for writes in flight, then store the final record (and clean up).
 
         Like ``trio.abc.AsyncResource.aclose``, a cancelled ``close`` still finishes (it is
-        shielded: waiting for in-flight writes and one JSON write are both short) and then
-        raises ``Cancelled``. Writes started after ``close`` began are refused.
+        shielded: waiting for in-flight writes and the final write — the record, and for the
+        parquet sink the files of a ``commit_later`` row group and the dataset card — are
+        short) and then raises ``Cancelled``. Writes started after ``close`` began are
+        refused. Returned ⇒ everything it wrote is durable.
 
         Args:
           status: ``"complete"``, ``"interrupted"``, ``"early_shutdown"``, ``"failed"`` or
@@ -447,6 +446,31 @@ class SinkBase(abc.ABC):
         both in one step)."""
         await self._persist(meta)
         await self._finish()
+
+    async def _publish_group(
+        self, row_group: int, entry: RowGroupEntry, table: pa.Table, cells: CellLog | None
+    ) -> None:
+        """Store a row group's files (its provenance, then its data; either may be missing):
+        all or nothing, cancellable until stored. A sink may store both in one step."""
+        if entry.cells is not None:
+            assert cells is not None
+            await self._publish_cells(entry.cells, cells)  # Cancelled here: nothing stored
+        if entry.file is not None:
+            try:
+                await self._publish(entry.file, table)  # Cancelled here: nothing was stored
+            except BaseException:
+                if entry.cells is not None:
+                    with trio.CancelScope(shield=True):
+                        await self._unpublish(entry.cells)
+                raise
+
+    async def _publish_later(
+        self, row_group: int, entry: RowGroupEntry, table: pa.Table, cells: CellLog | None
+    ) -> None:
+        """Store the files of a ``commit_later`` row group, or keep them to store with the next
+        record write (``_persist``/``_persist_final`` must then store them before the record
+        that names them). Default: store them now."""
+        await self._publish_group(row_group, entry, table, cells)
 
     @abc.abstractmethod
     def _stored(self, row_group: int, table: pa.Table) -> None:

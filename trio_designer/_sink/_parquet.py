@@ -7,12 +7,18 @@ A write goes (every step in a worker thread, so the event loop never waits on th
    ``<out>/parquet-files/`` and ``fsync`` that directory — the point of no return;
 3. under the sink's lock, rewrite ``metadata.json`` the same way with the new entry.
 
-Steps 1-2 and 3 are each one :func:`~._atomic.write_atomically`. A reader only ever sees whole
-files, and ``metadata.json`` is always a complete JSON document that lists only files that
-exist. Only a crash between steps 2 and 3 leaves a file without an entry; the next ``open``
-deletes it. Prior art: NeMo Data Designer's artifact storage (tmp + fsync + ``os.replace`` for
-its metadata, one ``batch_*.parquet`` per row group); we add the directory fsyncs and make the
-metadata the commit record.
+Steps 1-2 and 3 are each one :func:`~._atomic.write_atomically`; a row group's provenance
+sidecar and its data file go through steps 1-2 together (one worker-thread hop, their fsyncs
+at once: :func:`~._atomic.write_atomically_together`). The run's last row group
+(``commit_later``) is kept in memory and stored by ``close`` in one hop with the final record
+and the dataset card (``card=True``): its files are durable before the record that names them
+is renamed into place, and everything is durable when ``close`` returns.
+
+A reader only ever sees whole files, and ``metadata.json`` is always a complete JSON
+document that lists only files that exist. Only a crash between steps 2 and 3 leaves a file
+without an entry; the next ``open`` deletes it. Prior art: NeMo Data Designer's artifact
+storage (tmp + fsync + ``os.replace`` for its metadata, one ``batch_*.parquet`` per row
+group); we add the directory fsyncs and make the metadata the commit record.
 """
 
 from __future__ import annotations
@@ -20,21 +26,25 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar, TypeVarTuple, Unpack, final
+from typing import Any, BinaryIO, Final, TypeVar, TypeVarTuple, Unpack, final
 
 import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 import trio
 
-from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError
-from ._atomic import fsync_directory, write_atomically
+from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError, TrioDesignerError
+from ._atomic import Content, fsync_directory, write_atomically, write_atomically_together
 from ._base import SinkBase
+from ._card import CardDraft, write_dataset_card
 from ._layout import (
+    CARD_FILE,
     DATASET_DIR,
     METADATA_FILE,
     PROVENANCE_DIR,
@@ -42,7 +52,7 @@ from ._layout import (
     TMP_DIR,
     is_row_group_file,
 )
-from ._metadata import RunMetadata
+from ._metadata import RowGroupEntry, RunMetadata
 from ._provenance import CellLog, cells_table
 from ._resume import opened_metadata
 
@@ -53,6 +63,12 @@ _Ts = TypeVarTuple("_Ts")
 
 ParquetWriter = Callable[["pa.Table", BinaryIO], None]
 """Serialises a table into an open binary file (default: ``pq.write_table(table, file)``)."""
+
+CARD_STATUSES: Final = frozenset({"complete", "early_shutdown", "budget_exhausted"})
+"""The final statuses whose record comes with the dataset card (``ParquetSink(card=True)``):
+those of a run that ended without an error (``create()`` returns)."""
+
+_logger = logging.getLogger("trio_designer")
 
 
 def _default_parquet_writer(table: pa.Table, file: BinaryIO) -> None:
@@ -111,7 +127,11 @@ class ParquetSink(SinkBase):
     """
 
     def __init__(
-        self, output_dir: str | os.PathLike[str], *, parquet_writer: ParquetWriter | None = None
+        self,
+        output_dir: str | os.PathLike[str],
+        *,
+        parquet_writer: ParquetWriter | None = None,
+        card: bool = False,
     ) -> None:
         """Create a sink for ``output_dir`` (nothing touches the disk before :meth:`open`).
 
@@ -120,10 +140,19 @@ class ParquetSink(SinkBase):
           parquet_writer: how a table is serialised into the open tmp file, for example
             ``lambda t, f: pq.write_table(t, f, compression="zstd")``; the default is
             ``pq.write_table(table, file)``. It runs in a worker thread.
+          card: write the dataset card (``README.md``, :mod:`._card`) with the final record of
+            a run that ended without an error (status in :data:`CARD_STATUSES`): durable
+            when :meth:`close` returns, like the record. It is built while the row groups are
+            written (:class:`~._card.CardDraft`). A card that cannot be built or written is
+            logged, never raised: the dataset itself is complete.
         """
         super().__init__()
         self._root = Path(output_dir)
         self._write_parquet = parquet_writer or _default_parquet_writer
+        self._card = CardDraft(self._root) if card else None
+        # row group -> (entry, table, cells) of commit_later writes, stored by the next record
+        # write (before the record names them; ``_persist`` / ``_persist_final``).
+        self._deferred: dict[int, tuple[RowGroupEntry, pa.Table, CellLog | None]] = {}
 
     @property
     def output_dir(self) -> Path:
@@ -175,6 +204,7 @@ class ParquetSink(SinkBase):
             self._persist_sync(meta)
             return meta
 
+        self._deferred = {}
         return await self._run_sync(prepare_sync)
 
     def _read_previous(self) -> RunMetadata | None:
@@ -230,6 +260,94 @@ class ParquetSink(SinkBase):
                     path.unlink()  # an orphan: renamed into place, but never committed
             fsync_directory(root / folder)
 
+    async def _publish_group(
+        self, row_group: int, entry: RowGroupEntry, table: pa.Table, cells: CellLog | None
+    ) -> None:
+        # The provenance and the data in one worker-thread hop, their fsyncs at once.
+        await self._run_sync(self._publish_group_sync, row_group, entry, table, cells)
+
+    def _publish_group_sync(
+        self, row_group: int, entry: RowGroupEntry, table: pa.Table, cells: CellLog | None
+    ) -> None:
+        cells_stored = None if cells is None else cells_table(cells)
+        files = self._group_files(entry, table, cells_stored)
+        try:
+            write_atomically_together(
+                [files],
+                tmp_dir=self._root / TMP_DIR,
+                before_replace=trio.from_thread.check_cancelled,  # last chance: no effect
+            )
+        except BaseException:
+            # Nothing visible: before the renames the files were never there; after them (a
+            # directory fsync failed) they are withdrawn again.
+            for path, _ in files:
+                path.unlink(missing_ok=True)
+            raise
+        if self._card is not None:
+            self._card.observe(row_group, table if entry.file else None, cells_stored)
+
+    def _group_files(
+        self, entry: RowGroupEntry, table: pa.Table, cells: pa.Table | None
+    ) -> list[tuple[Path, Content]]:
+        files: list[tuple[Path, Content]] = []
+        if entry.cells is not None and cells is not None:
+            files.append((self._root / entry.cells, partial(_default_parquet_writer, cells)))
+        if entry.file is not None:
+            files.append((self._root / entry.file, partial(self._write_parquet, table)))
+        return files
+
+    async def _publish_later(
+        self, row_group: int, entry: RowGroupEntry, table: pa.Table, cells: CellLog | None
+    ) -> None:
+        self._deferred[row_group] = (entry, table, cells)  # stored by the next record write
+
+    def _store_sync(
+        self,
+        meta: RunMetadata,
+        deferred: dict[int, tuple[RowGroupEntry, pa.Table, CellLog | None]],
+        *,
+        card: bool = False,
+    ) -> None:
+        """The files of ``deferred`` row groups, then ``meta`` (which names them) and, with
+        ``card``, the dataset card beside it: one worker-thread hop, three rounds of fsyncs."""
+        stored: list[tuple[Path, Content]] = []
+        for row_group, (entry, table, cells) in sorted(deferred.items()):
+            cells_stored = None if cells is None else cells_table(cells)
+            stored += self._group_files(entry, table, cells_stored)
+            if self._card is not None:  # before the write: the card goes with it
+                self._card.observe(row_group, table if entry.file else None, cells_stored)
+        record = [(self._root / METADATA_FILE, _record_bytes(meta))]
+        text = self._card_text(meta) if card else None
+        stages = [stored] if stored else []
+        try:
+            beside = [] if text is None else [(self._root / CARD_FILE, text.encode("utf-8"))]
+            write_atomically_together([*stages, record + beside], tmp_dir=self._root / TMP_DIR)
+        except OSError as exc:
+            if text is None:
+                raise
+            # Whatever failed, store the dataset and its record without the card.
+            write_atomically_together([*stages, record], tmp_dir=self._root / TMP_DIR)
+            _logger.warning("the dataset card of %s was not written: %s", self._root, exc)
+            return
+        if card and text is None:
+            self._card_from_disk()
+
+    def _card_text(self, meta: RunMetadata) -> str | None:
+        """The card from the draft (``None``: build it from the directory afterwards)."""
+        if self._card is None:
+            return None
+        try:
+            return self._card.render(meta)
+        except (ValueError, TypeError, pa.ArrowException) as exc:  # never fail the run for it
+            _logger.warning("the dataset card of %s was not built: %s", self._root, exc)
+            return None
+
+    def _card_from_disk(self) -> None:
+        try:
+            write_dataset_card(self._root)
+        except (OSError, TrioDesignerError) as exc:
+            _logger.warning("the dataset card of %s was not written: %s", self._root, exc)
+
     async def _publish(self, file: str, table: pa.Table) -> None:
         await self._run_sync(self._publish_sync, file, table)
 
@@ -262,21 +380,29 @@ class ParquetSink(SinkBase):
             await self._run_sync(unpublish_sync)
 
     async def _persist(self, meta: RunMetadata) -> None:
-        await self._run_sync(self._persist_sync, meta)
+        deferred = dict(self._deferred)
+        await self._run_sync(self._store_sync, meta, deferred)
+        for row_group in deferred:
+            del self._deferred[row_group]
 
     def _persist_sync(self, meta: RunMetadata) -> None:
-        data = json.dumps(meta.to_json_dict(), indent=2, allow_nan=False).encode() + b"\n"
+        data = _record_bytes(meta)
         write_atomically(self._root / METADATA_FILE, data, tmp_dir=self._root / TMP_DIR)
 
     async def _finish(self) -> None:
         await self._run_sync(shutil.rmtree, self._root / TMP_DIR, True)
 
     async def _persist_final(self, meta: RunMetadata) -> None:
-        def final_sync() -> None:  # one thread hop instead of two at the end of every run
-            self._persist_sync(meta)
+        deferred = dict(self._deferred)
+        card = self._card is not None and meta.status in CARD_STATUSES
+
+        def final_sync() -> None:  # one thread hop for everything at the end of every run
+            self._store_sync(meta, deferred, card=card)
             shutil.rmtree(self._root / TMP_DIR, ignore_errors=True)
 
         await self._run_sync(final_sync)
+        for row_group in deferred:
+            del self._deferred[row_group]
 
     def _stored(self, row_group: int, table: pa.Table) -> None:
         pass  # the file is the storage
@@ -289,6 +415,10 @@ class ParquetSink(SinkBase):
             raise
         except (OSError, pa.ArrowException) as exc:
             raise SinkError(f"writing to {self._where()} failed: {exc}; {_remedy(exc)}") from exc
+
+
+def _record_bytes(meta: RunMetadata) -> bytes:
+    return json.dumps(meta.to_json_dict(), indent=2, allow_nan=False).encode() + b"\n"
 
 
 def _file_in_the_way(root: Path) -> Path | None:

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from ._provenance import read_cells
 
-__all__ = ["model_usage_summary", "usage_from_cells"]
+__all__ = ["add_sums", "alias_sums", "model_usage_summary", "usage_from_cells", "usage_from_sums"]
 
 
 def model_usage_summary(
@@ -55,6 +55,40 @@ def usage_from_cells(
     cells: pa.Table, models: list[Mapping[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     """:func:`model_usage_summary` from a provenance table and the config's ``models`` list."""
+    return usage_from_sums(alias_sums(cells), models)
+
+
+def alias_sums(cells: pa.Table) -> dict[str, dict[str, float]]:
+    """Per model alias of a provenance table: the sums of its counted columns and ``cost``
+    (cells without a model left out). Sums of several tables add up (``add_sums``)."""
+    result: dict[str, dict[str, float]] = {}
+    if not cells.num_rows:
+        return result
+    aliases = cells["model_alias"]
+    for alias in pc.unique(aliases).to_pylist():
+        if alias is None:
+            continue
+        mine = cells.filter(pc.equal(aliases, alias))
+        result[alias] = {
+            name: pc.sum(mine[name]).as_py() or 0 for name in (*_COUNTED, "cost")
+        }
+    return result
+
+
+def add_sums(
+    total: dict[str, dict[str, float]], more: Mapping[str, Mapping[str, float]]
+) -> None:
+    """Add ``more`` (from :func:`alias_sums`) into ``total``."""
+    for alias, sums in more.items():
+        mine = total.setdefault(alias, dict.fromkeys((*_COUNTED, "cost"), 0))
+        for name, value in sums.items():
+            mine[name] += value
+
+
+def usage_from_sums(
+    sums: Mapping[str, Mapping[str, float]], models: list[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """:func:`usage_from_cells` from the sums :func:`alias_sums` computed."""
     result: dict[str, dict[str, Any]] = {}
     for model in models:
         price = model.get("price")
@@ -68,20 +102,14 @@ def usage_from_cells(
             "cached_input_tokens": 0,
             "cost": 0.0 if isinstance(price, Mapping) else None,
         }
-    if cells.num_rows:
-        called = cells.filter(pc.is_valid(cells["model_alias"]))
-        sums = called.group_by("model_alias").aggregate(
-            [(name, "sum") for name in _COUNTED] + [("cost", "sum")]
+    for alias, row in sums.items():
+        entry = result.setdefault(
+            alias, {"model": None, "price": None, "cost": None, **dict.fromkeys(_COUNTED, 0)}
         )
-        for row in sums.to_pylist():
-            entry = result.setdefault(
-                row["model_alias"],
-                {"model": None, "price": None, "cost": None, **dict.fromkeys(_COUNTED, 0)},
-            )
-            for name in _COUNTED:
-                entry[name] = int(row[f"{name}_sum"] or 0)
-            if entry["price"] is not None:
-                entry["cost"] = float(row["cost_sum"] or 0.0)
+        for name in _COUNTED:
+            entry[name] = int(row[name] or 0)
+        if entry["price"] is not None:
+            entry["cost"] = float(row["cost"] or 0.0)
     return result
 
 

@@ -382,6 +382,20 @@ class OpenAICompatibleClient:
         await trio.lowlevel.checkpoint()
         return 0
 
+    def sending(self) -> int:
+        """Requests connecting or writing (native transport; 0 for httpx)."""
+        if isinstance(self._transport, ConnectionPool):
+            return self._transport.sending
+        return 0
+
+    async def top_up(self) -> int:
+        """Open connections during a run's first wait for answers (see
+        :meth:`~._http.ConnectionPool.top_up`); the httpx transport opens none (0)."""
+        if isinstance(self._transport, ConnectionPool):
+            return await self._transport.top_up(timeout=self._timeout)
+        await trio.lowlevel.checkpoint()
+        return 0
+
     def first_contact(self) -> FirstContactStatistics:
         """How the provider's first requests went (see :meth:`_request`)."""
         return self._contact.statistics()

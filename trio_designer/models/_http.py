@@ -255,6 +255,12 @@ class ConnectionPool:
         self._idle: list[_Connection] = []
         self._closed = False
         self._opened = 0
+        self._sending = 0  # requests with a slot, before their last byte is sent
+        # (method, path, headers) -> the validated head: method, target, raw header pairs.
+        self._heads: dict[
+            tuple[str, str, tuple[tuple[str, str], ...]],
+            tuple[bytes, bytes, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]],
+        ] = {}
 
     @property
     def origin(self) -> Origin:
@@ -306,6 +312,25 @@ class ConnectionPool:
                 nursery.start_soon(one)
         return added
 
+    async def top_up(self, *, timeout: float) -> int:  # noqa: ASYNC109
+        """Open idle connections so that those in use plus the idle ones reach twice the
+        requests in flight (at most ``max_connections``); returns how many were added.
+
+        For the moment a run's first wave of requests is out and it waits for the answers:
+        each answer can start more than one request (the next column of its row, and a cell
+        the first wave had no slot for), and a request that finds no idle connection connects
+        on the critical path, costing both sides CPU while answers arrive (Dual-model in
+        ``benches/small_runs.py``: 14 connects in its second wave). Connecting during the
+        wait moves that work to idle time; see :meth:`open_idle` for failures.
+        """
+        in_use = int(self._slots.borrowed_tokens)
+        target = min(int(self._slots.total_tokens), 2 * in_use)
+        missing = target - in_use - len(self._idle)
+        if missing <= 0:
+            await trio.lowlevel.checkpoint()
+            return 0
+        return await self.open_idle(missing, timeout=timeout)
+
     def target(self, path: str) -> str:
         """The request target for ``path``: absolute through a forward proxy (plain http)."""
         if self._proxy is not None and self._origin.scheme == "http":
@@ -336,29 +361,74 @@ class ConnectionPool:
         Raises:
           HTTPError: one of :mod:`._transport`'s subclasses (never ``HTTPStatusError``).
         """
-        all_headers = [("host", self._origin.host_header), *headers]
-        if method != "GET" or body:
-            all_headers.append(("content-length", str(len(body))))
-        if self._proxy is not None and self._proxy.authorization and self._origin.scheme == "http":
-            all_headers.append(("proxy-authorization", self._proxy.authorization.decode()))
-        with translated(InvalidRequest, "the request could not be built"):
-            request = h11.Request(method=method, target=self.target(path), headers=all_headers)
+        request = self._request_head(method, path, headers, body)
         async with self._slots:
-            with trio.move_on_after(timeout) as deadline:
-                return await self._send(request, body, max_body)
+            sending = _Sending(self)
+            try:
+                with trio.move_on_after(timeout) as deadline:
+                    return await self._send(request, body, max_body, sending)
+            finally:
+                sending.done()
             # The only cancellation that ends up here is our own deadline's.
             assert deadline.cancelled_caught
             raise RequestTimedOut(timeout=timeout)
 
-    async def _send(self, request: h11.Request, body: bytes, max_body: int) -> Response:
+    def _request_head(
+        self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> h11.Request:
+        """The request's head as an h11 event. Its fixed part (method, target, ``Host``, the
+        caller's headers, a proxy's authorization) is validated by h11 once per distinct
+        value and kept as bytes; each request then adds only its ``Content-Length``, and h11
+        is told the rest is valid already (``_parsed=True``, what its own parser does). h11's
+        header validation was the largest single share of the client's CPU per request
+        (``benches/small_runs.py``); the bytes sent are the same
+        (``tests/test_model_http.py::test_request_heads_are_validated_once``)."""
+        key = (method, path, headers if isinstance(headers, tuple) else tuple(headers))
+        fixed = self._heads.get(key)
+        if fixed is None:
+            proxy = self._proxy
+            tail = []
+            if proxy is not None and proxy.authorization and self._origin.scheme == "http":
+                tail.append(("proxy-authorization", proxy.authorization.decode()))
+            with translated(InvalidRequest, "the request could not be built"):
+                checked = h11.Request(
+                    method=method,
+                    target=self.target(path),
+                    headers=[("host", self._origin.host_header), *headers, *tail],
+                )
+            raw = list(checked.headers.raw_items())
+            cut = len(raw) - len(tail)
+            fixed = (checked.method, checked.target, raw[:cut], raw[cut:])
+            if len(self._heads) >= _HEADS_KEPT:
+                self._heads.clear()
+            self._heads[key] = fixed
+        method_bytes, target, main, after = fixed
+        if method != "GET" or body:  # where the full build put it: before a proxy's header
+            raw_headers = [*main, (b"content-length", b"%d" % len(body)), *after]
+        else:
+            raw_headers = [*main, *after]
+        with translated(InvalidRequest, "the request could not be built"):
+            return h11.Request(
+                method=method_bytes, target=target, headers=raw_headers, _parsed=True
+            )
+
+    @property
+    def sending(self) -> int:
+        """Requests that hold a connection slot and have not sent their last byte yet
+        (connecting, or writing): what ``ModelRegistry.top_up`` waits out."""
+        return self._sending
+
+    async def _send(
+        self, request: h11.Request, body: bytes, max_body: int, sending: _Sending
+    ) -> Response:
         connection = self._checkout()
         if connection is not None:
             try:
-                return await self._exchange(connection, request, body, max_body)
+                return await self._exchange(connection, request, body, max_body, sending)
             except _Stale:
                 pass  # the server closed it while idle: once more on a new connection
         # A fresh connection never raises _Stale (only reused ones do).
-        return await self._exchange(await self._connect(), request, body, max_body)
+        return await self._exchange(await self._connect(), request, body, max_body, sending)
 
     def _checkout(self) -> _Connection | None:
         """The most recently used idle connection that is neither expired nor closed by the
@@ -448,7 +518,12 @@ class ConnectionPool:
             raise ProxyFailed(f"{where}: CONNECT {authority} answered {event.status_code} {reason}")
 
     async def _exchange(
-        self, connection: _Connection, request: h11.Request, body: bytes, max_body: int
+        self,
+        connection: _Connection,
+        request: h11.Request,
+        body: bytes,
+        max_body: int,
+        sending: _Sending,
     ) -> Response:
         """One request/answer on ``connection``; pool it after, or close it on any failure.
 
@@ -458,7 +533,9 @@ class ConnectionPool:
         """
         reused = connection.exchanges > 0
         try:
-            response = await self._round_trip(connection, request, body, max_body, reused)
+            response = await self._round_trip(
+                connection, request, body, max_body, reused, sending
+            )
         except BaseException:
             connection.close()
             raise
@@ -472,6 +549,7 @@ class ConnectionPool:
         body: bytes,
         max_body: int,
         reused: bool,
+        sending: _Sending,
     ) -> Response:
         h = connection.h11
         stream = connection.stream
@@ -486,6 +564,7 @@ class ConnectionPool:
             if reused:
                 raise _Stale from exc
             raise ConnectionBroken(f"sending the request failed: {_describe(exc)}") from exc
+        sending.done()
 
         received = 0
         reader: BodyReader | None = None
@@ -526,6 +605,26 @@ class ConnectionPool:
                 # h11.InformationalResponse (1xx): skipped
         assert reader is not None  # EndOfMessage comes after a Response
         return reader.finish()
+
+
+_HEADS_KEPT: Final = 64
+"""Validated request heads a pool keeps (a client sends a handful of distinct ones)."""
+
+
+class _Sending:
+    """One request in :attr:`ConnectionPool.sending` until :meth:`done` (idempotent: when its
+    last byte is sent, or when it ends without being sent)."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool: ConnectionPool | None = pool
+        pool._sending += 1
+
+    def done(self) -> None:
+        if self._pool is not None:
+            self._pool._sending -= 1
+            self._pool = None
 
 
 class _Stale(Exception):

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, final
 
 import attrs
 import trio
+import trio.testing
 
 from .._cache import CellKey, cache_key
 from .._core._budget import EndpointBudget, TokenEstimator
@@ -83,6 +84,9 @@ _logger = logging.getLogger("trio_designer.models")
 WARM_UP_CONNECTIONS: Final = 2
 """Connections :meth:`ModelRegistry.warm_up` opens per provider (at most its pool size): a
 first wave of requests as wide as the default ``max_parallel_requests`` finds them ready."""
+
+_TOP_UP_IDLE: Final = 0.001
+_TOP_UP_TRIES: Final = 100
 
 MAX_POOL_CONNECTIONS: Final = 512
 """The most connections one provider's client keeps, whatever its models' limits add up to."""
@@ -636,6 +640,26 @@ class ModelRegistry:
         async with trio.open_nursery() as nursery:
             for client in self._clients.values():
                 nursery.start_soon(client.warm_up, connections)
+
+    async def top_up(self) -> None:
+        """Open connections to every provider for the requests the first answers will start
+        (see :meth:`OpenAICompatibleClient.top_up`); the designer runs it once, when the
+        first wave of requests is out and the run waits for answers.
+
+        "Out": every task of the run blocked (the dispatcher has started what it can) and no
+        request still connecting or writing — checked each time the run has been idle for
+        :data:`_TOP_UP_IDLE` s, at most :data:`_TOP_UP_TRIES` times, so that its connects
+        never compete with the first wave's own (that slowed the first requests).
+        """
+        for attempt in range(_TOP_UP_TRIES):
+            await trio.testing.wait_all_tasks_blocked(_TOP_UP_IDLE if attempt else 0.0)
+            if not any(client.sending() for client in self._clients.values()):
+                break
+        else:
+            return
+        async with trio.open_nursery() as nursery:
+            for client in self._clients.values():
+                nursery.start_soon(client.top_up)
 
     @property
     def simulator(self) -> Simulator | None:

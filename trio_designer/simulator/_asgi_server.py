@@ -150,6 +150,7 @@ class _Connection:
     async def serve(self, app: ASGIApp, keep_alive: float, server: tuple[str, int]) -> None:
         while True:
             try:
+                request: Any = None  # a connection that idles out before its first request
                 with trio.move_on_after(keep_alive):
                     request = await self._next_event()
                 if not isinstance(request, h11.Request):
