@@ -25,6 +25,7 @@ from trio_designer import (
     ModelConfig,
     NonRetryableGenerationError,
     PipelineConfig,
+    ProviderError,
     RetryableGenerationError,
     RunConfig,
     TrioDesigner,
@@ -371,12 +372,15 @@ async def test_secrets_never_reach_results_or_files(
                 ],
             }
         )
-        result = await TrioDesigner().create(config, num_records=3, output_dir=tmp_path / "o")
-    blob = repr(result) + "".join(
+        # A model the server does not know stops the run at its first 404 (fail fast).
+        with pytest.raises(ProviderError) as info:
+            await TrioDesigner().create(config, num_records=3, output_dir=tmp_path / "o")
+    blob = str(info.value) + "".join(
         p.read_text(errors="replace") for p in (tmp_path / "o").rglob("*") if p.is_file()
     )
-    assert result.columns["bad"].failed == 3  # the 404s were recorded, with their messages
-    assert "no-such-model" in blob
+    meta = json.loads((tmp_path / "o" / "metadata.json").read_text())
+    assert meta["status"] == "failed"  # recorded, with the message naming the model
+    assert "no-such-model" in json.dumps(meta)
     assert secret not in blob
     assert "TD_TEST_KEY" in (tmp_path / "o" / "metadata.json").read_text()
 

@@ -20,10 +20,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trustme
-from _loopback import ScriptedApp, served, status
+from _loopback import Reply, ScriptedApp, served, status
 
 from trio_designer import PipelineConfig, ProviderError, TrioDesigner
 from trio_designer._core._firstcontact import FirstContact
@@ -405,3 +406,54 @@ def test_run_command_prints_one_error_and_exits_1(
     ]
     meta = json.loads((tmp_path / "out" / "dead" / "metadata.json").read_text())
     assert meta["status"] == "failed"
+
+
+# -- a wrong model id or base_url path ------------------------------------------------------------
+
+
+def test_a_404_stops_only_a_model_that_was_never_found() -> None:
+    contact = FirstContact()
+    assert contact.record("not_found", "typo") is True
+    assert contact.record("answered", "real") is False
+    assert contact.record("not_found", "real") is False  # answered once: an ordinary failure
+    assert contact.record("not_found", "typo") is True  # another model's answers say nothing
+    assert contact.record("unreachable", "typo") is False  # but the provider is verified
+    assert contact.statistics().verified is True
+
+
+async def test_a_wrong_model_id_stops_at_the_first_404(autojump_clock: Any) -> None:
+    """The simulator serves model ``m`` only; the config asks for ``mm``: one message naming
+    the model, the URL and the remedy, at once (a 404 is not retried), nothing generated."""
+    with trio.fail_after(BIG):
+        async with open_simulator([SimulatedModel(name="mm-other")]) as sim:
+            with pytest.raises(ProviderError) as info:
+                await TrioDesigner().preview(pipeline(sim.url), num_records=8)
+            assert trio.current_time() == 0
+    error = info.value
+    assert (error.provider, error.reason) == ("local", "not_found")
+    message = str(error)
+    assert message.startswith(
+        f"Provider 'local' at {sim.url} answered HTTP 404 Not Found at "
+        f"{sim.url.rstrip('/')}/chat/completions for model 'm', which no request has got "
+        f"another answer for; nothing sent to it has worked, so the run stops. Check the model "
+        f"name against the server's model list (GET <base_url>/models)"
+    )
+
+
+async def test_a_base_url_without_v1_stops_at_the_first_404(autojump_clock: Any) -> None:
+    with trio.fail_after(BIG):
+        async with open_simulator([SimulatedModel(name="m")]) as sim:
+            root = sim.url.rstrip("/").removesuffix("/v1")
+            with pytest.raises(ProviderError, match=r"base_url usually ends in /v1"):
+                await TrioDesigner().preview(pipeline(root), num_records=4)
+
+
+async def test_a_model_found_once_is_never_stopped_by_a_later_404(autojump_clock: Any) -> None:
+    """A server that answers the first request and, a second later, 404s the others: ordinary
+    cell failures (their rows dropped), not a stopped run."""
+    app = ScriptedApp(script=[Reply()], default=attrs.evolve(status(404), delay=1.0))
+    with trio.fail_after(BIG):
+        async with served(app) as url:
+            result = await TrioDesigner().preview(pipeline(url), num_records=3)
+    assert (result.num_records_written, result.num_rows_dropped) == (1, 2)
+    assert {f.error_class for f in result.failures} == {"ModelRequestError"}

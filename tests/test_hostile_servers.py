@@ -447,23 +447,6 @@ SCENARIOS: dict[str, tuple[Callable[[], Handler], Ends]] = {
             within=0,
         ),
     ),
-    "404 for an unknown model": (
-        lambda: answering(
-            answer(
-                "404 Not Found",
-                b'{"error": {"message": "The model `m` does not exist", '
-                b'"code": "model_not_found"}}',
-            )
-        ),
-        dropped(
-            "ModelRequestError",
-            "Model 'm' at provider 'hostile' answered HTTP 404 Not Found: check the model name "
-            "and the provider's base_url (the request went to URL/chat/completions; "
-            "OpenAI-compatible servers answer at <base_url>/chat/completions, so base_url "
-            "usually ends in /v1). Server said: The model `m` does not exist",
-            within=0,
-        ),
-    ),
     "400 echoing the request headers": (
         lambda: echoing("400 Bad Request"),
         dropped("ModelRequestError", "authorization: Bearer ***", within=0),
@@ -516,19 +499,25 @@ async def test_a_hostile_server_ends_the_run_cleanly(
 
 
 @pytest.mark.parametrize(
-    ("status", "reason"), [("401 Unauthorized", "credentials"), ("403 Forbidden", "credentials")]
+    ("status", "reason", "says"),
+    [
+        ("401 Unauthorized", "credentials", "rejected the credentials"),
+        ("403 Forbidden", "credentials", "rejected the credentials"),
+        ("404 Not Found", "not_found", "answered HTTP 404 Not Found at URL/chat/completions"),
+    ],
 )
-async def test_rejected_credentials_stop_the_run_at_once(
-    autojump_clock: Any, status: str, reason: str
+async def test_rejected_credentials_or_an_unknown_model_stop_the_run_at_once(
+    autojump_clock: Any, status: str, reason: str, says: str
 ) -> None:
-    async with hostile_server(answering(answer(status, b'{"error": "no"}'))) as server:
+    body = b'{"error": {"message": "The model `m` does not exist", "code": "model_not_found"}}'
+    async with hostile_server(answering(answer(status, body))) as server:
         with pytest.raises(ProviderError) as info:
             await preview(server)
         assert trio.current_time() == 0
     assert info.value.reason == reason
     assert KEY not in str(info.value)
     assert str(info.value).startswith(
-        f"Provider 'hostile' at {server.url} rejected the credentials"
+        f"Provider 'hostile' at {server.url} " + says.replace("URL", server.url.rstrip("/"))
     )
 
 
@@ -548,15 +537,11 @@ def write_config(folder: Path, url: str, **model: Any) -> Path:
     ("handler", "says"),
     [
         (
-            lambda: answering(answer("404 Not Found", b'{"error": {"message": "no such model"}}')),
-            "answered HTTP 404 Not Found: check the model name",
-        ),
-        (
             lambda: answering(answer(body=b"\x0b\x02", headers=[("content-encoding", "br")])),
             "Content-Encoding 'br'",
         ),
     ],
-    ids=["404", "br"],
+    ids=["br"],
 )
 def test_cli_run_against_a_hostile_server_reports_and_exits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handler: Callable[[], Handler], says: str
@@ -577,6 +562,30 @@ def test_cli_run_against_a_hostile_server_reports_and_exits(
     assert KEY not in outcome.out + outcome.err
     meta = json.loads((tmp_path / "out" / "hostile" / "metadata.json").read_text())
     assert meta["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_cli_run_against_an_unknown_model_stops_with_one_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 404 before the model ever answered: the run stops at once (exit 1), one message
+    naming the model, the URL and the remedy; metadata says failed; no traceback, no key."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.setenv("TRIO_DESIGNER_CACHE", "off")
+    not_found = answer("404 Not Found", b'{"error": {"message": "no such model"}}')
+    with ThreadedHostile(answering(not_found)) as server:
+        path = write_config(tmp_path, server.url)
+        outcome = run_cli(["run", path.name, "-n", "4", "--progress", "none"], deadline=30)
+    assert outcome.status == 1, outcome
+    said = outcome.out + outcome.err
+    assert "answered HTTP 404 Not Found" in said
+    assert "for model 'm'" in said
+    assert "base_url usually ends in /v1" in said
+    assert "Traceback" not in said
+    assert KEY not in said
+    meta = json.loads((tmp_path / "out" / "hostile" / "metadata.json").read_text())
+    assert meta["status"] == "failed"
 
 
 @pytest.mark.slow

@@ -19,8 +19,8 @@ from trio_designer._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitR
 from trio_designer._exceptions import (
     ConfigError,
     ModelRateLimitedError,
-    ModelRequestError,
     ModelTimeoutError,
+    ProviderError,
 )
 from trio_designer.config import (
     InferenceParams,
@@ -375,7 +375,8 @@ async def test_api_key_never_appears_in_errors_usage_or_reprs(
             assert registry.simulator is None  # a provider with a base URL, not the embedded one
             with pytest.raises(ModelRateLimitedError) as limited:
                 await registry.model("gen").chat(HI)
-            with pytest.raises(ModelRequestError) as missing:
+            # A model the server does not know stops the run at its first 404 (fail fast).
+            with pytest.raises(ProviderError) as missing:
                 await registry.model("ghost").chat(HI)
             assert missing.value.reason == "not_found"
             shown += [str(limited.value), str(missing.value), repr(limited.value)]

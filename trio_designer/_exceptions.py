@@ -289,15 +289,18 @@ class ProviderError(TrioDesignerError):
 
     Raised when the requests to a provider so far have all failed in a way no retry fixes
     and none has succeeded: no connection (refused, unknown host, failed TLS handshake, a
-    proxy that refuses the tunnel) after the client's own retries, or the credentials rejected
-    (HTTP 401 or 403). Once a provider has answered a request, its later failures are ordinary
+    proxy that refuses the tunnel) after the client's own retries, the credentials rejected
+    (HTTP 401 or 403), or HTTP 404 for a model no request has got another answer for. Once
+    a provider (for a 404: the model) has answered a request, its later failures are ordinary
     cell failures. Not a :class:`GenerationError`: no row is to blame. The message names the
     provider, its ``base_url`` and what to do; the command line exits 1.
 
     Attributes:
       provider: the provider's name.
       base_url: its base URL.
-      reason: ``"unreachable"`` (no connection) or ``"credentials"`` (401/403).
+      reason: ``"unreachable"`` (no connection), ``"credentials"`` (401/403) or
+        ``"not_found"`` (404 for a model that has had no other answer: a wrong model id or
+        base_url path).
     """
 
     def __init__(self, message: str, *, provider: str, base_url: str, reason: str) -> None:

@@ -8,9 +8,13 @@ trip before the first real request on every healthy endpoint too. So there is no
 first real requests *are* the check. :class:`FirstContact` watches the final outcome of each
 request to one provider (after the client's own retries) and says when to stop:
 
-* an HTTP answer other than 401/403 (a success, a 429, a 500, a 404 for a wrong model id) shows
-  the provider is reachable and accepts the credentials: from then on it is **verified**, and
-  nothing here ever stops the run for it (its later failures are ordinary cell failures);
+* an HTTP answer other than 401/403 (a success, a 429, a 500, a 404) shows the provider is
+  reachable and accepts the credentials: from then on it is **verified**, and nothing here
+  ever stops the run for it on those grounds (its later failures are ordinary cell failures);
+* a 404 (``not_found``) for a model that has had no other answer yet means the model id or
+  the base_url's path is wrong — every request for that model would get the same: **stop**.
+  This is judged per model: one model's 404 says nothing of another model on the same
+  provider, and a model that was answered once (a 200, a 429, a 500) is never stopped here;
 * a request that could not connect (refused, unknown host, TLS handshake, proxy) or whose
   credentials were rejected (401, 403) while the provider is not verified means nothing has
   worked so far and this kind of failure does not heal by itself: **stop**;
@@ -31,10 +35,11 @@ import attrs
 
 __all__ = ["FirstContact", "FirstContactStatistics", "Outcome"]
 
-Outcome: TypeAlias = Literal["answered", "rejected", "unreachable", "inconclusive"]
+Outcome: TypeAlias = Literal["answered", "rejected", "unreachable", "inconclusive", "not_found"]
 """A request's final outcome as :class:`FirstContact` sees it: ``answered`` (an HTTP answer
-other than 401/403), ``rejected`` (401/403), ``unreachable`` (no connection after the client's
-retries), ``inconclusive`` (anything else: a timeout, a broken connection)."""
+other than 401/403/404), ``not_found`` (404), ``rejected`` (401/403), ``unreachable`` (no
+connection after the client's retries), ``inconclusive`` (anything else: a timeout, a broken
+connection)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -43,7 +48,7 @@ class FirstContactStatistics:
 
     Attributes:
       verified: an answer other than 401/403 has arrived.
-      answered: requests answered (any status but 401/403).
+      answered: requests answered (any status but 401/403; 404s included).
       rejected: requests answered 401/403.
       unreachable: requests that could not connect.
     """
@@ -61,21 +66,30 @@ class FirstContact:
         self._answered = 0
         self._rejected = 0
         self._unreachable = 0
+        #: models that had an answer other than 401/403/404 (a 404 for them is ordinary).
+        self._found: set[str | None] = set()
 
     @property
     def verified(self) -> bool:
         """Whether the provider has answered a request without rejecting the credentials."""
         return self._answered > 0
 
-    def record(self, outcome: Outcome) -> bool:
-        """Count one request's final outcome; ``True`` when the run must stop.
+    def record(self, outcome: Outcome, model: str | None = None) -> bool:
+        """Count one request's final outcome (for ``model``); ``True`` when the run must stop.
 
-        Invariant: ``True`` only while no request has been ``answered`` — a provider that ever
-        worked never stops a run here (``tests/test_fail_fast.py::
-        test_a_provider_that_answered_once_is_never_stopped``).
+        Invariants: ``True`` for ``rejected``/``unreachable`` only while no request has been
+        answered — a provider that ever worked never stops a run on those grounds; ``True``
+        for ``not_found`` only while ``model`` has had no other answer
+        (``tests/test_fail_fast.py::test_a_provider_that_answered_once_is_never_stopped``,
+        ``::test_a_404_stops_only_a_model_that_was_never_found``).
         """
         if outcome == "answered":
             self._answered += 1
+            if model not in self._found:
+                self._found.add(model)
+        elif outcome == "not_found":
+            self._answered += 1
+            return model not in self._found
         elif outcome == "rejected":
             self._rejected += 1
         elif outcome == "unreachable":

@@ -35,7 +35,8 @@ What it does, and what it deliberately leaves to others:
   request's final outcome feeds the provider's
   :class:`~trio_designer._core._firstcontact.FirstContact`: while no request has been answered,
   one that cannot connect (after the retries) or gets 401/403 raises
-  :class:`~trio_designer.ProviderError` instead of a cell error, and the engine stops the run.
+  :class:`~trio_designer.ProviderError` instead of a cell error, and the engine stops the run;
+  so does a 404 for a model that has had no other answer (a wrong model id or base_url path).
   No extra request is ever sent for this.
 * **Concurrency** is bounded by the caller (the per-model limiter); the transport holds
   ``max_connections`` connections, all of which may be kept alive. Requests beyond that wait
@@ -60,7 +61,7 @@ import h11
 import trio
 
 from .._core._budget import RateLimits
-from .._core._firstcontact import FirstContact, FirstContactStatistics
+from .._core._firstcontact import FirstContact, FirstContactStatistics, Outcome
 from .._core._retry import BackoffPolicy
 from .._exceptions import (
     ConfigError,
@@ -616,7 +617,7 @@ class OpenAICompatibleClient:
                     raise error from exc
                 delay = self._policy.delay(attempt, self._rng)
             else:
-                self._judge_answer(response, model)
+                self._judge_answer(response, model, path)
                 if response.is_success:
                     return response
                 error = self._status_error(response, where, path)
@@ -633,13 +634,19 @@ class OpenAICompatibleClient:
             await trio.sleep(delay)
             attempt += 1
 
-    def _judge_answer(self, response: Response, model: str | None) -> None:
+    def _judge_answer(self, response: Response, model: str | None, path: str) -> None:
         """Show an answer to :class:`FirstContact`; raise :class:`ProviderError` for a 401/403
-        before anything worked."""
-        rejected = response.status in (401, 403)
-        if self._contact.record("rejected" if rejected else "answered") and self._fail_fast:
+        before anything worked, or a 404 before anything worked for ``model``."""
+        status = response.status
+        outcome: Outcome = (
+            "rejected" if status in (401, 403) else "not_found" if status == 404 else "answered"
+        )
+        if self._contact.record(outcome, model) and self._fail_fast:
             raise self._provider_error(
-                model, status=response.status, body=response.text()
+                model,
+                status=status,
+                body=response.text(),
+                url=self._base_url.rstrip("/") + path,
             ) from _status_exception(response)
 
     def _judge_failure(
@@ -661,9 +668,11 @@ class OpenAICompatibleClient:
         status: int | None = None,
         body: str = "",
         attempts: int = 1,
+        url: str | None = None,
         consequence: str = "nothing sent to it has worked, so the run stops",
     ) -> Exception:
         return provider_error(
+            url=url,
             consequence=consequence,
             provider=self._name,
             base_url=self._base_url,

@@ -619,6 +619,7 @@ def provider_error(
     body: str = "",
     attempts: int = 1,
     secrets: Iterable[str] = (),
+    url: str | None = None,
     consequence: str = "nothing sent to it has worked, so the run stops",
 ) -> ProviderError:
     """The one message that stops a run whose provider cannot work (no connection, or the
@@ -631,10 +632,11 @@ def provider_error(
       has_key: whether a key was sent.
       model: the model the failing request was for.
       transport: the connection failure (for ``"unreachable"``).
-      status: the HTTP status, 401 or 403 (for ``"credentials"``).
+      status: the HTTP status, 401 or 403 (for ``"credentials"``), 404 (``"not_found"``).
       body: the answer's body, quoted (redacted, trimmed).
       attempts: how many times the client tried to connect.
       secrets: strings to replace with ``***``.
+      url: the URL a 404 answered (named in its message).
       consequence: what follows, as a clause (``""``: nothing said).
     """
     who = f"Provider {provider!r} at {base_url}" if provider else f"The endpoint at {base_url}"
@@ -661,6 +663,18 @@ def provider_error(
         )
     said = f"Server said: {excerpt(redact(body, secrets))}"
     phrase = _phrase(status or 0)
+    if status == 404:
+        target = f"model {model!r}" if model else "this endpoint"
+        went = f" at {excerpt(url, secrets)}" if url else ""
+        return ProviderError(
+            f"{who} answered HTTP 404 Not Found{went} for {target}, which no request has got "
+            f"another answer for{stops}. Check the model name against the server's model list "
+            f"(GET <base_url>/models) and the provider's base_url: OpenAI-compatible servers "
+            f"answer at <base_url>/chat/completions, so base_url usually ends in /v1. {said}",
+            provider=provider,
+            base_url=base_url,
+            reason="not_found",
+        )
     if status == 403:
         target = f"model {model!r}" if model else "this endpoint"
         remedy = (
