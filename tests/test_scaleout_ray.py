@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import trio
+from _shard_crash import CRASH_ENV, CRASH_ROW_ENV, CRASH_SHARD_DIR_ENV
 from test_scaleout_processes import (
     NUM_RECORDS,
     config_dict,
@@ -28,8 +29,6 @@ from test_scaleout_processes import (
     reset,
     simulator,  # noqa: F401 (a fixture)
 )
-
-from _shard_crash import CRASH_ENV, CRASH_ROW_ENV, CRASH_SHARD_DIR_ENV
 
 from trio_designer import PipelineConfig, TrioDesigner
 from trio_designer._scaleout import run_shard_async
@@ -57,7 +56,12 @@ def crashing_config(url: str) -> dict[str, Any]:
     """The processes tests' pipeline plus a custom column that may end its process once."""
     data = config_dict(url)
     data["columns"].append(
-        {"name": "n", "kind": "custom", "function": "_shard_crash:crash_once", "depends_on": ["text"]}
+        {
+            "name": "n",
+            "kind": "custom",
+            "function": "_shard_crash:crash_once",
+            "depends_on": ["text"],
+        }
     )
     return data
 
@@ -120,7 +124,8 @@ def test_three_shards_as_ray_tasks_one_killed_mid_run_equal_the_one_process_run(
     # The second attempt resumed: what shard 1 had finished was not bought again, only the
     # cells of its row groups in flight at the crash (at most all of the rest).
     finished = json.loads(marker.read_text())["finished"]
-    assert finished and set(finished) < {4, 5, 6, 7}
+    assert finished
+    assert set(finished) < {4, 5, 6, 7}
     bought = requests_logged(simulator)
     assert NUM_RECORDS - 20 <= bought <= NUM_RECORDS - 20 + 5 * (4 - len(finished))
     assert list(home.iterdir()) == []  # no ~/.ray/auth_token, nothing else
