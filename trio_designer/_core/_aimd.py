@@ -97,6 +97,19 @@ biggest probe most often (measured in ``docs/adaptive-limits.md``: 79 / 21 for t
 second, take the room a finishing request leaves, and the shares even out (50 / 50 ± 7, four
 at 20–31 % each, same utilisation: ``tests/test_rate_sim.py``).
 
+**Sharing an endpoint (the shards of a run).** ``probe_by_share`` and ``follow_use`` change four
+things, measured in ``tests/test_rate_sim.py`` and ``tests/test_shards_e2e.py``: a load cut
+also gives up ``35 % × limit / ceiling`` of what is in flight (cuts to what is held keep any
+split, however uneven; a share-weighted cut is AIMD's multiplicative decrease, which is what
+evens shares out); a cliff is probed after ``(limit / ceiling)²`` times the usual successes,
+but at most once per ``limit`` successes (about once per round trip); at the ceiling, after
+load was seen, a probe that cannot go up *yields* a slot for a probe interval (a limiter
+whose ceiling equals the hidden capacity otherwise holds all of it without ever seeing a
+429, and the others starve); and the limit follows the concurrency used (``follow_use``:
+growth only while it binds, and a window of successes below it lowers it to the most in
+flight), so the sum of the shards' limits is what they offer the endpoint, within 10 % of
+its capacity, instead of up to 1.4× it.
+
 Complexity: O(1) per admission and success; O(ceiling) per 429 (the cliff test sums the
 counts by level), plus what the latency signal costs (see its module).
 
@@ -114,8 +127,11 @@ Invariants (checked by ``tests/test_aimd.py::AimdMachine``):
 * nothing is admitted while ``in_flight >= admission cap`` (``admissions_respect_the_cap``,
   and the ``admit`` rule); nothing pauses admission (``never_paused``);
 * a 429 never raises the limit; it cuts only on a run of ``runs_that_mean_load`` or more on its
-  slot, or on a cliff, and then to exactly ``max(1, min(limit, max(in_flight, ceil(limit /
-  2))))`` (the ``rate_limited`` rule);
+  slot, or on a cliff, and then to exactly ``max(1, min(limit, max(held, ceil(limit / 2))))``
+  with ``held = in_flight`` (``probe_by_share``: ``in_flight - floor(in_flight × 0.35 × limit
+  / ceiling)``) (the ``rate_limited`` rule);
+* an ``unused`` change (``follow_use``) lowers the limit to the most in flight since it was
+  last set, at least 1; a ``yield`` (``probe_by_share``) goes from the ceiling to one below it;
 * a latency cut ends a probe (it is returned by the report that closes the probe's last
   window), goes down, and never below the highest probe cap that measured the baseline, which
   is at least 1 and at most half the concurrency the cut started from; an increase is +1
@@ -156,6 +172,10 @@ _QUICKEST_DRIFT = 1.005
 # A 429 at admission level n shows a cliff when the 429 rate at n and above exceeds the rate
 # below n by this many standard errors (one-sided; about 1 false alarm in 700 under noise).
 _CLIFF_Z = 3.0
+
+# LimiterPolicy.probe_by_share: a load cut gives up this share of what is in flight, times
+# limit / ceiling (see record_rate_limited): 35 % at the ceiling, less for a limiter below it.
+_SHARE_CUT = 0.35
 
 
 def runs_that_mean_load(rate: float, false_alarm: float) -> int:
@@ -242,6 +262,11 @@ class AimdController:
         # (admitted at, answered at) of the latest successes, for _served_together.
         self._recent_answers: deque[tuple[float, float]] = deque(maxlen=4 * ceiling + 16)
         self._latency = LatencySignal(policy) if policy.latency_signal else None
+        # LimiterPolicy.follow_use. Invariant: _peak is the most requests in flight since the
+        # limit was last set or its use last checked (at least _in_flight then);
+        # _use_successes: successes since then.
+        self._peak = 0
+        self._use_successes = 0
 
     # -- read-only state --------------------------------------------------------------------
     @property
@@ -355,6 +380,8 @@ class AimdController:
                 "check can_admit(now) first."
             )
         self._in_flight += 1
+        if self._in_flight > self._peak:
+            self._peak = self._in_flight
         chain = (self._free_slots.popleft() if self._free_slots else 0) + 1
         serial = self._next_serial
         self._next_serial += 1
@@ -402,6 +429,8 @@ class AimdController:
                 self._failed_probes = 0
         self._recent_answers.append((admission.admitted_at, now))
         change = self._after_release(now)
+        if change is None and self._policy.follow_use:
+            change = self._check_use(now)
         return change if change is not None else self._maybe_increase(admission, now)
 
     def record_rate_limited(
@@ -439,7 +468,13 @@ class AimdController:
             return self._after_release(now)  # sporadic, as far as we can tell
         # Load: the server turned requests away while ours filled it. The requests still in
         # flight are what it holds (or more); the level above them is the cliff.
-        new = max(1, min(self._limit, max(self._in_flight, (self._limit + 1) // 2)))
+        held = self._in_flight
+        if self._policy.probe_by_share:
+            # Shards: a limiter gives up part of what it holds, the more the nearer it is to
+            # its ceiling (35 % there), so that the room reaches the others' probes: cutting
+            # to what it holds alone keeps whatever split the start-up burst made.
+            held -= int(held * _SHARE_CUT * self._limit / self._ceiling)
+        new = max(1, min(self._limit, max(held, (self._limit + 1) // 2)))
         if new >= self._limit:
             return self._after_release(now)  # already below: these 429s report the past
         old = self._limit
@@ -506,9 +541,7 @@ class AimdController:
         still_served = sum(
             1 for at, done in self._recent_answers if at <= sent and done >= sent + margin
         )
-        in_flight = sum(
-            1 for at in self._outstanding.values() if at <= sent and now - at >= margin
-        )
+        in_flight = sum(1 for at in self._outstanding.values() if at <= sent and now - at >= margin)
         return 1 + still_served + in_flight
 
     def _count_sent(self, level: int) -> None:
@@ -565,6 +598,8 @@ class AimdController:
         """Apply a new limit: a fresh measurement."""
         self._limit = new
         self._streak = 0
+        self._peak = self._in_flight
+        self._use_successes = 0
         free = max(0, new - self._in_flight)
         while len(self._free_slots) > free:
             self._free_slots.pop()
@@ -581,14 +616,45 @@ class AimdController:
         if p.probe_by_share:
             # Probes per second fall as the share grows: a limiter near its ceiling gives way
             # to one far below it (measured in tests/test_rate_sim.py, docs/scale-out.md).
-            return max(1, math.ceil(after * (self._limit / self._ceiling) ** 2))
+            # At most one probe per round trip's worth of successes (``limit`` of them): a
+            # limiter far below its ceiling would otherwise probe after every success and keep
+            # its limit one above what it holds most of the time.
+            return max(self._limit, math.ceil(after * (self._limit / self._ceiling) ** 2))
         return after
+
+    def _check_use(self, now: float) -> LimitChange | None:
+        """``LimiterPolicy.follow_use``: after a window of successes in which the limit was
+        never reached, lower it to the most that were in flight (a limit is a promise of
+        concurrency to the endpoint; one the application does not fill promises too much).
+        Not after a latency cut (that limit is the latency signal's) and not while a probe
+        holds admissions below the limit."""
+        if self._regime == "latency" or self.probing:
+            return None
+        self._use_successes += 1
+        window = max(self._limit, self._policy.successes_per_increase)
+        if self._use_successes < window:
+            return None
+        peak, successes = max(1, self._peak), self._use_successes
+        if peak >= self._limit:
+            self._peak, self._use_successes = self._in_flight, 0
+            return None
+        old = self._limit
+        if self._regime == "start":
+            self._regime = "rate"  # grow back as after a cut: doubling while the limit binds
+        self._set_limit(peak, now)
+        return LimitChange(
+            old=old, new=peak, reason="unused", at=now, concurrency=peak, successes=successes
+        )
 
     def _maybe_increase(self, admission: Admission, now: float) -> LimitChange | None:
         limit = self._limit
         if limit >= self._ceiling:
+            if self._policy.probe_by_share and self._regime == "rate" and limit > 1:
+                return self._maybe_yield(now)
             self._streak = 0
             return None
+        if self._policy.follow_use and self._peak < limit:
+            return None  # not the binding constraint since it was set: growing says nothing
         latency = self._latency
         if self._regime == "rate":
             if latency is not None and latency.queue_building:
@@ -613,6 +679,22 @@ class AimdController:
         streak = self._streak
         self._set_limit(limit + 1, now)
         return LimitChange(old=limit, new=limit + 1, reason="increase", at=now, successes=streak)
+
+    def _maybe_yield(self, now: float) -> LimitChange | None:
+        """``probe_by_share`` at the ceiling, on an endpoint that has shown load: a probe that
+        cannot go up goes down. When a cliff probe would be due, leave one slot to the other
+        limiters on the endpoint (the limit one below the ceiling, which becomes the cliff),
+        and probe it back after the usual number of successes: if another limiter took the
+        slot meanwhile, the probe meets 429s and the load cut gives way (see
+        ``record_rate_limited``). Without it a limiter whose ceiling equals the hidden capacity
+        holds all of it and never learns that another one starves (it never sees a 429)."""
+        if self._peak < self._limit or self._streak < self._probe_after():
+            return None
+        streak, old = self._streak, self._limit
+        self._cliff = old
+        self._cliff_passes = 0
+        self._set_limit(old - 1, now)
+        return LimitChange(old=old, new=old - 1, reason="yield", at=now, successes=streak)
 
     def _after_release(self, now: float) -> LimitChange | None:
         if self._latency is None:

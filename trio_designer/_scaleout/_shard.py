@@ -52,7 +52,7 @@ logger = logging.getLogger("trio_designer.scaleout")
 #: The adaptive-limit policy of a shard that shares its endpoints with other shards:
 #: ``probe_by_share`` (shares even out) and ``max_noise_rate=0.1`` (429s caused by the other
 #: shards are taken for load, not noise); see ``docs/scale-out.md``.
-SHARD_POLICY = LimiterPolicy(probe_by_share=True, max_noise_rate=0.1)
+SHARD_POLICY = LimiterPolicy(probe_by_share=True, max_noise_rate=0.1, follow_use=True)
 
 
 @attrs.frozen(kw_only=True)
