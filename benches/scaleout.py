@@ -18,12 +18,17 @@ Two questions:
    the first shard finished, the sum of the shards' limits averaged over the time all ran
    (after its first fifth), and each shard's share of the row groups written while all ran
    (an even split is ``1 / K``). Both limiter policies: the default (what a lone run uses) and
-   what sharded runs use (``SHARD_POLICY``: ``probe_by_share``, ``max_noise_rate=0.1``).
+   what sharded runs use (``SHARD_POLICY``: ``probe_by_share``, ``max_noise_rate=0.1``,
+   ``follow_use``).
+
+The JSON records the machine's load average before and after (1, 5 and 15 minutes): on a
+shared machine the real-time figures are the machine's as much as the design's.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 import urllib.request
@@ -241,6 +246,7 @@ def hidden(p: Params, scratch: Path) -> list[dict[str, Any]]:
 def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, Any]:
     p = PROFILES[profile]
     started = time.perf_counter()
+    load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews it
     with tempfile.TemporaryDirectory() as scratch:
         fast = throughput(p, Path(scratch))
         capped = hidden(p, Path(scratch))
@@ -304,8 +310,11 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
             ],
         )
     )
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
     payload = {
         "profile": profile,
+        "load_average": {"before": load_before, "after": load_after},
         "params": attrs.asdict(p),
         "throughput": fast,
         "hidden": capped,
