@@ -267,6 +267,7 @@ class AimdController:
         # _use_successes: successes since then.
         self._peak = 0
         self._use_successes = 0
+        self._use_levels = 0
 
     # -- read-only state --------------------------------------------------------------------
     @property
@@ -600,6 +601,7 @@ class AimdController:
         self._streak = 0
         self._peak = self._in_flight
         self._use_successes = 0
+        self._use_levels = 0
         free = max(0, new - self._in_flight)
         while len(self._free_slots) > free:
             self._free_slots.pop()
@@ -631,19 +633,21 @@ class AimdController:
         if self._regime == "latency" or self.probing:
             return None
         self._use_successes += 1
+        self._use_levels += self._in_flight + 1  # what was in flight as this one finished
         window = max(self._limit, self._policy.successes_per_increase)
         if self._use_successes < window:
             return None
-        peak, successes = max(1, self._peak), self._use_successes
-        if peak >= self._limit:
-            self._peak, self._use_successes = self._in_flight, 0
+        successes = self._use_successes
+        used = max(1, min(self._peak, math.ceil(self._use_levels / successes - 1e-9)))
+        if used >= self._limit:
+            self._peak, self._use_successes, self._use_levels = self._in_flight, 0, 0
             return None
         old = self._limit
         if self._regime == "start":
             self._regime = "rate"  # grow back as after a cut: doubling while the limit binds
-        self._set_limit(peak, now)
+        self._set_limit(used, now)
         return LimitChange(
-            old=old, new=peak, reason="unused", at=now, concurrency=peak, successes=successes
+            old=old, new=used, reason="unused", at=now, concurrency=used, successes=successes
         )
 
     def _maybe_increase(self, admission: Admission, now: float) -> LimitChange | None:
