@@ -106,8 +106,8 @@ but at most once per ``limit`` successes (about once per round trip); at the cei
 load was seen, a probe that cannot go up *yields* a slot for a probe interval (a limiter
 whose ceiling equals the hidden capacity otherwise holds all of it without ever seeing a
 429, and the others starve); and the limit follows the concurrency used (``follow_use``:
-growth only while it binds, and a window of successes below it lowers it to the most in
-flight), so the sum of the shards' limits is what they offer the endpoint, within 10 % of
+growth only while it binds, and a window of successes at which fewer were in flight lowers it
+to their mean), so the sum of the shards' limits is what they offer the endpoint, within 10 % of
 its capacity, instead of up to 1.4× it.
 
 Complexity: O(1) per admission and success; O(ceiling) per 429 (the cliff test sums the
@@ -130,8 +130,9 @@ Invariants (checked by ``tests/test_aimd.py::AimdMachine``):
   slot, or on a cliff, and then to exactly ``max(1, min(limit, max(held, ceil(limit / 2))))``
   with ``held = in_flight`` (``probe_by_share``: ``in_flight - floor(in_flight × 0.35 × limit
   / ceiling)``) (the ``rate_limited`` rule);
-* an ``unused`` change (``follow_use``) lowers the limit to the most in flight since it was
-  last set, at least 1; a ``yield`` (``probe_by_share``) goes from the ceiling to one below it;
+* an ``unused`` change (``follow_use``) lowers the limit to the mean in flight at the successes
+  of its window (rounded up; at most the most in flight since it was last set), at least 1;
+  a ``yield`` (``probe_by_share``) goes from the ceiling to one below it;
 * a latency cut ends a probe (it is returned by the report that closes the probe's last
   window), goes down, and never below the highest probe cap that measured the baseline, which
   is at least 1 and at most half the concurrency the cut started from; an increase is +1
@@ -625,9 +626,11 @@ class AimdController:
         return after
 
     def _check_use(self, now: float) -> LimitChange | None:
-        """``LimiterPolicy.follow_use``: after a window of successes in which the limit was
-        never reached, lower it to the most that were in flight (a limit is a promise of
-        concurrency to the endpoint; one the application does not fill promises too much).
+        """``LimiterPolicy.follow_use``: after a window of successes, lower the limit to the mean
+        number in flight as they finished (rounded up, at most the most in flight) when that
+        is below it (a limit is a promise of concurrency to the endpoint; one the application
+        does not fill promises too much). The mean, not the peak: a burst of new row groups
+        touches the limit once per window and would keep it.
         Not after a latency cut (that limit is the latency signal's) and not while a probe
         holds admissions below the limit."""
         if self._regime == "latency" or self.probing:

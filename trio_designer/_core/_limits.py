@@ -83,13 +83,13 @@ class LimiterPolicy:
       follow_use: keep the limit at the concurrency actually used (after RFC 7661, TCP's
         congestion window validation). The limit grows only when as many requests as it allows
         were in flight at some point since it was last set (it was the binding constraint), and
-        after ``max(limit, successes_per_increase)`` successes in which fewer were ever in flight,
-        it is lowered to the most that were (reason ``"unused"``; not after a latency cut, and
-        not while a probe runs). Without it a limit that the application does not fill keeps
-        whatever level it last reached: one limiter alone loses nothing by that, but several
-        sharing an endpoint then sum to more than it serves (up to 1.4× a hidden capacity
-        with four shards). Sharded runs turn it on: the sum of the shards' limits is then the
-        concurrency they really offer (``docs/scale-out.md``).
+        after ``max(limit, successes_per_increase)`` successes at which fewer were in flight on
+        average, it is lowered to that mean, rounded up (reason ``"unused"``; not after a
+        latency cut, and not while a probe runs). Without it a limit that the application does
+        not fill keeps whatever level it last reached: one limiter alone loses nothing by that,
+        but several sharing an endpoint then sum to more than it serves. Sharded runs turn it
+        on: the sum of the shards' limits is then the concurrency they really offer
+        (``docs/scale-out.md``).
 
     Raises:
       ValueError: when a value is out of range, or ``latency_tolerance < latency_hold``.
@@ -167,7 +167,7 @@ class LimitChange:
     concurrency: int = 0
     """For ``latency``: the peak number in flight while ``recent_latency`` was measured; for
     ``rate_limited``: how many were in flight when the last of the ``rejections`` came back;
-    for ``unused``: the most in flight over the ``successes`` (the new limit)."""
+    for ``unused``: the mean in flight at the ``successes``, rounded up (the new limit)."""
     probed_concurrency: int = 0
     """For ``latency``: the highest admission cap at which the probe before the cut measured
     the baseline; the cut may go down to it even below ``latency_decrease_floor``."""
