@@ -265,10 +265,14 @@ class AimdController:
         self._latency = LatencySignal(policy) if policy.latency_signal else None
         # LimiterPolicy.follow_use. Invariant: _peak is the most requests in flight since the
         # limit was last set or its use last checked (at least _in_flight then);
-        # _use_successes: successes since then.
+        # _use_successes: successes since then; _use_area: the integral of _in_flight over
+        # time from _use_since to _use_last (when _in_flight last changed).
         self._peak = 0
+        # The most in flight since the limit was last set (whether it binds: growth waits).
+        self._reached = 0
         self._use_successes = 0
-        self._use_levels = 0
+        self._use_area = 0.0
+        self._use_since = self._use_last = -math.inf
 
     # -- read-only state --------------------------------------------------------------------
     @property
@@ -381,9 +385,12 @@ class AimdController:
                 "AimdController.admit() was called while admission is closed (limit reached); "
                 "check can_admit(now) first."
             )
+        self._note_use(now)
         self._in_flight += 1
         if self._in_flight > self._peak:
             self._peak = self._in_flight
+        if self._in_flight > self._reached:
+            self._reached = self._in_flight
         chain = (self._free_slots.popleft() if self._free_slots else 0) + 1
         serial = self._next_serial
         self._next_serial += 1
@@ -408,7 +415,7 @@ class AimdController:
           RuntimeError: if this admission was already recorded.
         """
         latency = max(now - admission.admitted_at, MIN_LATENCY)
-        self._release(admission, latency)
+        self._release(admission, latency, now)
         self._successes += 1
         self._served_level = max(self._served_level, self._in_flight + 1)
         self._quickest = min(latency, self._quickest * _QUICKEST_DRIFT)
@@ -456,7 +463,7 @@ class AimdController:
         Raises:
           RuntimeError: if this admission was already recorded.
         """
-        self._release(admission, None)
+        self._release(admission, None, now)
         self._rate_limited += 1
         if spent_budget:
             self._free(0)
@@ -504,7 +511,7 @@ class AimdController:
         Raises:
           RuntimeError: if this admission was already recorded.
         """
-        self._release(admission, None)
+        self._release(admission, None, now)
         self._failures += 1
         self._free(0)
         return self._after_release(now)
@@ -515,7 +522,7 @@ class AimdController:
         Raises:
           RuntimeError: if this admission was already recorded.
         """
-        self._release(admission, None)
+        self._release(admission, None, now)
         self._free(0)
         return self._after_release(now)
 
@@ -585,13 +592,14 @@ class AimdController:
         self._outcomes = self._outcomes * keep + 1.0
         self._rejections = self._rejections * keep + (1.0 if rejected else 0.0)
 
-    def _release(self, admission: Admission, latency: float | None) -> None:
+    def _release(self, admission: Admission, latency: float | None, now: float) -> None:
         if admission.serial not in self._outstanding:
             raise RuntimeError(
                 f"admission #{admission.serial} was already released (or was not admitted by "
                 "this controller); report each request's outcome exactly once."
             )
         del self._outstanding[admission.serial]
+        self._note_use(now)
         self._in_flight -= 1
         if self._latency is not None:
             self._latency.released(admission, latency)
@@ -600,9 +608,8 @@ class AimdController:
         """Apply a new limit: a fresh measurement."""
         self._limit = new
         self._streak = 0
-        self._peak = self._in_flight
-        self._use_successes = 0
-        self._use_levels = 0
+        self._restart_use(now)
+        self._reached = self._in_flight
         free = max(0, new - self._in_flight)
         while len(self._free_slots) > free:
             self._free_slots.pop()
@@ -625,25 +632,44 @@ class AimdController:
             return max(self._limit, math.ceil(after * (self._limit / self._ceiling) ** 2))
         return after
 
+    def _note_use(self, now: float) -> None:
+        """Add what was in flight since the last change of ``_in_flight`` to ``_use_area``."""
+        if now > self._use_last:
+            if math.isfinite(self._use_last):
+                self._use_area += self._in_flight * (now - self._use_last)
+            else:
+                self._use_since = now
+            self._use_last = now
+
+    def _restart_use(self, now: float) -> None:
+        """A new window of use: from now, at what is in flight now."""
+        self._peak = self._in_flight
+        self._use_successes = 0
+        self._use_area = 0.0
+        self._use_since = self._use_last = now
+
     def _check_use(self, now: float) -> LimitChange | None:
         """``LimiterPolicy.follow_use``: after a window of successes, lower the limit to the mean
-        number in flight as they finished (rounded up, at most the most in flight) when that
-        is below it (a limit is a promise of concurrency to the endpoint; one the application
-        does not fill promises too much). The mean, not the peak: a burst of new row groups
-        touches the limit once per window and would keep it.
+        number in flight over the window's time (rounded up, at most the most in flight) when
+        that is below it (a limit is a promise of concurrency to the endpoint; one the
+        application does not fill promises too much). The mean, not the peak: a burst of new
+        row groups touches the limit once per window and would keep it. Over time, not at the
+        successes: answers that come back together would count the limit down to half.
         Not after a latency cut (that limit is the latency signal's) and not while a probe
         holds admissions below the limit."""
         if self._regime == "latency" or self.probing:
             return None
         self._use_successes += 1
-        self._use_levels += self._in_flight + 1  # what was in flight as this one finished
         window = max(self._limit, self._policy.successes_per_increase)
         if self._use_successes < window:
             return None
         successes = self._use_successes
-        used = max(1, min(self._peak, math.ceil(self._use_levels / successes - 1e-9)))
+        self._note_use(now)
+        elapsed = now - self._use_since
+        mean = self._use_area / elapsed if elapsed > 0 and math.isfinite(elapsed) else self._peak
+        used = max(1, min(self._peak, math.ceil(mean - 1e-9)))
         if used >= self._limit:
-            self._peak, self._use_successes, self._use_levels = self._in_flight, 0, 0
+            self._restart_use(now)
             return None
         old = self._limit
         if self._regime == "start":
@@ -660,7 +686,7 @@ class AimdController:
                 return self._maybe_yield(now)
             self._streak = 0
             return None
-        if self._policy.follow_use and self._peak < limit:
+        if self._policy.follow_use and self._reached < limit:
             return None  # not the binding constraint since it was set: growing says nothing
         latency = self._latency
         if self._regime == "rate":
@@ -695,7 +721,7 @@ class AimdController:
         slot meanwhile, the probe meets 429s and the load cut gives way (see
         ``record_rate_limited``). Without it a limiter whose ceiling equals the hidden capacity
         holds all of it and never learns that another one starves (it never sees a 429)."""
-        if self._peak < self._limit or self._streak < self._probe_after():
+        if self._reached < self._limit or self._streak < self._probe_after():
             return None
         streak, old = self._streak, self._limit
         self._cliff = old
