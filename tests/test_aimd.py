@@ -575,6 +575,7 @@ class AimdMachine(RuleBasedStateMachine):
         backoff=st.sampled_from([1, 2, 4]),
         false_alarm=st.sampled_from([0.01, 5e-4]),
         samples=st.integers(4, 8),
+        shards=st.booleans(),
     )
     def setup(
         self,
@@ -584,13 +585,18 @@ class AimdMachine(RuleBasedStateMachine):
         backoff: int,
         false_alarm: float,
         samples: int,
+        shards: bool,
     ) -> None:
+        # shards: the policy of sharded runs (SHARD_POLICY's switches).
         self.policy = LimiterPolicy(
             latency_signal=latency_signal,
             successes_per_increase=successes,
             cliff_probe_backoff=backoff,
             noise_false_alarm=false_alarm,
             latency_samples=samples,
+            probe_by_share=shards,
+            max_noise_rate=0.1 if shards else 1.0,
+            follow_use=shards,
         )
         self.ctl = AimdController(ceiling, self.policy)
         self.now = 0.0
@@ -656,7 +662,10 @@ class AimdMachine(RuleBasedStateMachine):
         if spent_budget:
             assert change is None or change.reason == "latency"  # the budget's, not load
         elif change is not None and change.reason == "rate_limited":
-            target = max(1, min(limit, max(self.ctl.in_flight, (limit + 1) // 2)))
+            held = self.ctl.in_flight
+            if self.policy.probe_by_share:
+                held -= int(held * 0.35 * limit / self.ctl.ceiling)
+            target = max(1, min(limit, max(held, (limit + 1) // 2)))
             assert change.new == target < limit
             assert change.rejections == admission.chain
         elif admission.chain >= run:
@@ -695,6 +704,13 @@ class AimdMachine(RuleBasedStateMachine):
             assert change.concurrency <= change.old
             assert 1 <= change.probed_concurrency <= max(1, change.concurrency // 2)
             assert change.probed_concurrency <= change.new < change.old
+        elif change.reason == "unused":
+            assert self.policy.follow_use
+            assert 1 <= change.new == change.concurrency < change.old
+        elif change.reason == "yield":
+            assert self.policy.probe_by_share
+            assert change.new == change.old - 1 == self.ctl.ceiling - 1
+            assert self.ctl.cliff == change.old
         else:
             assert change.new == change.old + 1
 

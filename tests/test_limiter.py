@@ -749,7 +749,9 @@ async def test_limit_recovers_fast_below_a_cliff_and_probes_it(
         async with trio.open_nursery() as nursery:
             for _ in range(30):
                 nursery.start_soon(client)
-    assert changes[0].new <= 13
+    # The start-up burst is cut at once: by the end of t=0 (in one or several steps: the first
+    # 429s may come back while more of the burst is still in flight, in trio's random order).
+    assert min(c.new for c in changes if c.at == 0.0) <= 13
     late = [c.new for c in changes if c.at >= 5.0]
     assert late
     assert set(late) <= {12, 13}

@@ -21,6 +21,9 @@ import trio
 from trio_designer import PipelineConfig, SinkError, TrioDesigner
 from trio_designer._core._shares import limit_share, shard_row_groups
 from trio_designer._scaleout import ShardManifest, run_shard_async, shard_config
+from trio_designer._scaleout._merge import merge
+from trio_designer._sink import read_cells
+from trio_designer.cli import main as cli_main
 from trio_designer.simulator import Latency, SimulatedModel
 
 SIMULATED = [SimulatedModel(name="sim-gen", latency=Latency(median=0.001))]
@@ -172,3 +175,84 @@ def test_shard_config_shares_every_models_limits() -> None:
     assert [m.max_parallel_requests for m in shares] == [3, 2, 2]
     assert [m.rpm for m in shares] == [2000, 2000, 2000]
     assert [m.tpm for m in shares] == [None, None, None]
+
+
+@pytest.mark.deadline(60)
+def test_the_merge_links_the_provenance_so_inspect_cells_and_row_work(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``merge`` links each row group's provenance sidecar as it links its data: the merged
+    run's per-cell records are the one-process run's (timings aside), and ``inspect --cells``
+    and ``--row`` read the merged directory."""
+    out = tmp_path / "out"
+    run_shards(out, 3)
+    merge(out)
+    meta = json.loads((out / "metadata.json").read_text())
+    for rg in range(7):
+        name = f"row-group-{rg:05d}.parquet"
+        assert meta["row_groups"][str(rg)]["cells"] == f"provenance/{name}"
+        assert (out / "provenance" / name).is_file()
+    key = ["row_id", "row_group", "column", "status", "attempts", "requests", "output_tokens"]
+    assert read_cells(out).select(key).equals(read_cells(reference).select(key))
+    assert cli_main(["inspect", str(out), "--cells", "--json"]) == 0
+    merged = json.loads(capsys.readouterr().out)["cells"]
+    assert cli_main(["inspect", str(reference), "--cells", "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)["cells"]
+    assert {c: v["statuses"] for c, v in merged.items()} == {
+        c: v["statuses"] for c, v in single.items()
+    }
+    assert merged["text"]["requests"] == NUM_RECORDS
+    assert cli_main(["inspect", str(out), "--row", "19"]) == 0
+    assert capsys.readouterr().out.startswith("row 19 (row group 6): ")
+    # Merging again gives the same directory.
+    merge(out)
+    assert sorted(p.name for p in (out / "provenance").iterdir()) == sorted(
+        f"row-group-{rg:05d}.parquet" for rg in range(7)
+    )
+
+
+def seeded_config(seed_path: Path, sampling: str) -> PipelineConfig:
+    return PipelineConfig.from_dict(
+        {
+            **CONFIG_DICT,
+            "seed": {"path": str(seed_path), "sampling": sampling},
+            "columns": [
+                *CONFIG_DICT["columns"],
+                {"name": "q", "kind": "llm_text", "model": "gen", "prompt": "On {{ question }}"},
+            ],
+        }
+    )
+
+
+@pytest.mark.deadline(60)
+@pytest.mark.parametrize("sampling", ["ordered", "shuffle"])
+def test_shards_of_a_seeded_run_read_their_own_seed_rows_and_equal_the_one_process_run(
+    tmp_path: Path, sampling: str
+) -> None:
+    """With a seed dataset each shard reads the seed rows of its own row ids (its part of the
+    seed, for ``ordered``: rows ``[start, stop)`` of its row groups) and the union of 1, 2, 3
+    and 7 shards is the one-process run, byte for byte."""
+    seed_path = tmp_path / "seed.parquet"
+    pq.write_table(
+        pa.table({"qid": list(range(NUM_RECORDS)), "question": [f"q{i}?" for i in range(20)]}),
+        seed_path,
+        row_group_size=6,  # the seed's parquet row groups do not line up with the run's
+    )
+    config = seeded_config(seed_path, sampling)
+
+    async def one_process(out: Path) -> None:
+        with trio.fail_after(20):
+            await designer().create(config, num_records=NUM_RECORDS, output_dir=out)
+
+    trio.run(one_process, tmp_path / "single")
+    expected = row_group_files(tmp_path / "single" / "parquet-files")
+    assert len(expected) == 7
+    for num_shards in (1, 2, 3, 7):
+        out = tmp_path / f"shards-{num_shards}"
+        manifests = run_shards(out, num_shards, config)
+        assert row_group_files(out / "shards") == expected
+        if sampling == "ordered":
+            for m in manifests:
+                rows = [r for f in m.files for r in pq.read_table(out / f)["qid"].to_pylist()]
+                start = m.row_group_start * 3
+                assert rows == list(range(start, min(NUM_RECORDS, m.row_group_stop * 3)))

@@ -358,3 +358,53 @@ def test_ctrl_c_stops_every_shard_cleanly_and_the_same_command_resumes(
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
     assert rerun.returncode == 0, rerun.stderr
     assert files_of(out / "parquet-files") == reference
+
+
+@pytest.mark.deadline(120)
+def test_shard_processes_share_one_response_cache(
+    simulator: str,
+    reference: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three shard processes write one SQLite response cache at once: nothing is lost or
+    corrupt (every answer stored once, integrity check ok), and a run split differently — two
+    shards, so each reads answers the others' processes wrote — buys nothing and writes the
+    same bytes."""
+    import sqlite3
+
+    from trio_designer._cache._store import CacheStore
+
+    monkeypatch.setenv("TRIO_DESIGNER_CACHE", "on")  # the suite's default is off; children inherit
+    cache = tmp_path / "cache"
+    data = config_dict(simulator)
+    data["run"] = {**data["run"], "cache_dir": str(cache)}
+    config = PipelineConfig.from_dict(data)
+
+    def run(out: Path, workers: int) -> Any:
+        async def main() -> Any:
+            with trio.fail_after(100):
+                return await run_workers(
+                    config,
+                    num_records=NUM_RECORDS,
+                    output_dir=out,
+                    workers=workers,
+                    progress_interval=None,
+                )
+
+        return trio.run(main)
+
+    reset(simulator)
+    first = run(tmp_path / "three", 3)
+    assert first.status == "complete"
+    assert requests_logged(simulator) == NUM_RECORDS * LLM_COLUMNS
+    with CacheStore(cache) as store:
+        assert store.stats().entries == NUM_RECORDS * LLM_COLUMNS
+    with sqlite3.connect(next(cache.glob("*.sqlite3"))) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    reset(simulator)
+    second = run(tmp_path / "two", 2)
+    assert second.status == "complete"
+    assert requests_logged(simulator) == 0  # every answer came from the shared cache
+    assert files_of(tmp_path / "two" / "parquet-files") == reference
+    assert files_of(tmp_path / "three" / "parquet-files") == reference

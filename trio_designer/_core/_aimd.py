@@ -97,6 +97,19 @@ biggest probe most often (measured in ``docs/adaptive-limits.md``: 79 / 21 for t
 second, take the room a finishing request leaves, and the shares even out (50 / 50 ± 7, four
 at 20–31 % each, same utilisation: ``tests/test_rate_sim.py``).
 
+**Sharing an endpoint (the shards of a run).** ``probe_by_share`` and ``follow_use`` change four
+things, measured in ``tests/test_rate_sim.py`` and ``tests/test_shards_e2e.py``: a load cut
+also gives up ``35 % × limit / ceiling`` of what is in flight (cuts to what is held keep any
+split, however uneven; a share-weighted cut is AIMD's multiplicative decrease, which is what
+evens shares out); a cliff is probed after ``(limit / ceiling)²`` times the usual successes,
+but at most once per ``limit`` successes (about once per round trip); at the ceiling, after
+load was seen, a probe that cannot go up *yields* a slot for a probe interval (a limiter
+whose ceiling equals the hidden capacity otherwise holds all of it without ever seeing a
+429, and the others starve); and the limit follows the concurrency used (``follow_use``:
+growth only while it binds, and a window of successes at which fewer were in flight lowers it
+to their mean), so the sum of the shards' limits is what they offer the endpoint, within 10 % of
+its capacity, instead of up to 1.4× it.
+
 Complexity: O(1) per admission and success; O(ceiling) per 429 (the cliff test sums the
 counts by level), plus what the latency signal costs (see its module).
 
@@ -114,8 +127,12 @@ Invariants (checked by ``tests/test_aimd.py::AimdMachine``):
 * nothing is admitted while ``in_flight >= admission cap`` (``admissions_respect_the_cap``,
   and the ``admit`` rule); nothing pauses admission (``never_paused``);
 * a 429 never raises the limit; it cuts only on a run of ``runs_that_mean_load`` or more on its
-  slot, or on a cliff, and then to exactly ``max(1, min(limit, max(in_flight, ceil(limit /
-  2))))`` (the ``rate_limited`` rule);
+  slot, or on a cliff, and then to exactly ``max(1, min(limit, max(held, ceil(limit / 2))))``
+  with ``held = in_flight`` (``probe_by_share``: ``in_flight - floor(in_flight × 0.35 × limit
+  / ceiling)``) (the ``rate_limited`` rule);
+* an ``unused`` change (``follow_use``) lowers the limit to the mean in flight at the successes
+  of its window (rounded up; at most the most in flight since it was last set), at least 1;
+  a ``yield`` (``probe_by_share``) goes from the ceiling to one below it;
 * a latency cut ends a probe (it is returned by the report that closes the probe's last
   window), goes down, and never below the highest probe cap that measured the baseline, which
   is at least 1 and at most half the concurrency the cut started from; an increase is +1
@@ -156,6 +173,10 @@ _QUICKEST_DRIFT = 1.005
 # A 429 at admission level n shows a cliff when the 429 rate at n and above exceeds the rate
 # below n by this many standard errors (one-sided; about 1 false alarm in 700 under noise).
 _CLIFF_Z = 3.0
+
+# LimiterPolicy.probe_by_share: a load cut gives up this share of what is in flight, times
+# limit / ceiling (see record_rate_limited): 35 % at the ceiling, less for a limiter below it.
+_SHARE_CUT = 0.35
 
 
 def runs_that_mean_load(rate: float, false_alarm: float) -> int:
@@ -242,6 +263,16 @@ class AimdController:
         # (admitted at, answered at) of the latest successes, for _served_together.
         self._recent_answers: deque[tuple[float, float]] = deque(maxlen=4 * ceiling + 16)
         self._latency = LatencySignal(policy) if policy.latency_signal else None
+        # LimiterPolicy.follow_use. Invariant: _peak is the most requests in flight since the
+        # limit was last set or its use last checked (at least _in_flight then);
+        # _use_successes: successes since then; _use_area: the integral of _in_flight over
+        # time from _use_since to _use_last (when _in_flight last changed).
+        self._peak = 0
+        # The most in flight since the limit was last set (whether it binds: growth waits).
+        self._reached = 0
+        self._use_successes = 0
+        self._use_area = 0.0
+        self._use_since = self._use_last = -math.inf
 
     # -- read-only state --------------------------------------------------------------------
     @property
@@ -354,7 +385,12 @@ class AimdController:
                 "AimdController.admit() was called while admission is closed (limit reached); "
                 "check can_admit(now) first."
             )
+        self._note_use(now)
         self._in_flight += 1
+        if self._in_flight > self._peak:
+            self._peak = self._in_flight
+        if self._in_flight > self._reached:
+            self._reached = self._in_flight
         chain = (self._free_slots.popleft() if self._free_slots else 0) + 1
         serial = self._next_serial
         self._next_serial += 1
@@ -379,7 +415,7 @@ class AimdController:
           RuntimeError: if this admission was already recorded.
         """
         latency = max(now - admission.admitted_at, MIN_LATENCY)
-        self._release(admission, latency)
+        self._release(admission, latency, now)
         self._successes += 1
         self._served_level = max(self._served_level, self._in_flight + 1)
         self._quickest = min(latency, self._quickest * _QUICKEST_DRIFT)
@@ -402,6 +438,8 @@ class AimdController:
                 self._failed_probes = 0
         self._recent_answers.append((admission.admitted_at, now))
         change = self._after_release(now)
+        if change is None and self._policy.follow_use:
+            change = self._check_use(now)
         return change if change is not None else self._maybe_increase(admission, now)
 
     def record_rate_limited(
@@ -425,7 +463,7 @@ class AimdController:
         Raises:
           RuntimeError: if this admission was already recorded.
         """
-        self._release(admission, None)
+        self._release(admission, None, now)
         self._rate_limited += 1
         if spent_budget:
             self._free(0)
@@ -439,7 +477,13 @@ class AimdController:
             return self._after_release(now)  # sporadic, as far as we can tell
         # Load: the server turned requests away while ours filled it. The requests still in
         # flight are what it holds (or more); the level above them is the cliff.
-        new = max(1, min(self._limit, max(self._in_flight, (self._limit + 1) // 2)))
+        held = self._in_flight
+        if self._policy.probe_by_share:
+            # Shards: a limiter gives up part of what it holds, the more the nearer it is to
+            # its ceiling (35 % there), so that the room reaches the others' probes: cutting
+            # to what it holds alone keeps whatever split the start-up burst made.
+            held -= int(held * _SHARE_CUT * self._limit / self._ceiling)
+        new = max(1, min(self._limit, max(held, (self._limit + 1) // 2)))
         if new >= self._limit:
             return self._after_release(now)  # already below: these 429s report the past
         old = self._limit
@@ -467,7 +511,7 @@ class AimdController:
         Raises:
           RuntimeError: if this admission was already recorded.
         """
-        self._release(admission, None)
+        self._release(admission, None, now)
         self._failures += 1
         self._free(0)
         return self._after_release(now)
@@ -478,7 +522,7 @@ class AimdController:
         Raises:
           RuntimeError: if this admission was already recorded.
         """
-        self._release(admission, None)
+        self._release(admission, None, now)
         self._free(0)
         return self._after_release(now)
 
@@ -506,9 +550,7 @@ class AimdController:
         still_served = sum(
             1 for at, done in self._recent_answers if at <= sent and done >= sent + margin
         )
-        in_flight = sum(
-            1 for at in self._outstanding.values() if at <= sent and now - at >= margin
-        )
+        in_flight = sum(1 for at in self._outstanding.values() if at <= sent and now - at >= margin)
         return 1 + still_served + in_flight
 
     def _count_sent(self, level: int) -> None:
@@ -550,13 +592,14 @@ class AimdController:
         self._outcomes = self._outcomes * keep + 1.0
         self._rejections = self._rejections * keep + (1.0 if rejected else 0.0)
 
-    def _release(self, admission: Admission, latency: float | None) -> None:
+    def _release(self, admission: Admission, latency: float | None, now: float) -> None:
         if admission.serial not in self._outstanding:
             raise RuntimeError(
                 f"admission #{admission.serial} was already released (or was not admitted by "
                 "this controller); report each request's outcome exactly once."
             )
         del self._outstanding[admission.serial]
+        self._note_use(now)
         self._in_flight -= 1
         if self._latency is not None:
             self._latency.released(admission, latency)
@@ -565,6 +608,8 @@ class AimdController:
         """Apply a new limit: a fresh measurement."""
         self._limit = new
         self._streak = 0
+        self._restart_use(now)
+        self._reached = self._in_flight
         free = max(0, new - self._in_flight)
         while len(self._free_slots) > free:
             self._free_slots.pop()
@@ -581,14 +626,68 @@ class AimdController:
         if p.probe_by_share:
             # Probes per second fall as the share grows: a limiter near its ceiling gives way
             # to one far below it (measured in tests/test_rate_sim.py, docs/scale-out.md).
-            return max(1, math.ceil(after * (self._limit / self._ceiling) ** 2))
+            # At most one probe per round trip's worth of successes (``limit`` of them): a
+            # limiter far below its ceiling would otherwise probe after every success and keep
+            # its limit one above what it holds most of the time.
+            return max(self._limit, math.ceil(after * (self._limit / self._ceiling) ** 2))
         return after
+
+    def _note_use(self, now: float) -> None:
+        """Add what was in flight since the last change of ``_in_flight`` to ``_use_area``."""
+        if now > self._use_last:
+            if math.isfinite(self._use_last):
+                self._use_area += self._in_flight * (now - self._use_last)
+            else:
+                self._use_since = now
+            self._use_last = now
+
+    def _restart_use(self, now: float) -> None:
+        """A new window of use: from now, at what is in flight now."""
+        self._peak = self._in_flight
+        self._use_successes = 0
+        self._use_area = 0.0
+        self._use_since = self._use_last = now
+
+    def _check_use(self, now: float) -> LimitChange | None:
+        """``LimiterPolicy.follow_use``: after a window of successes, lower the limit to the mean
+        number in flight over the window's time (rounded up, at most the most in flight) when
+        that is below it (a limit is a promise of concurrency to the endpoint; one the
+        application does not fill promises too much). The mean, not the peak: a burst of new
+        row groups touches the limit once per window and would keep it. Over time, not at the
+        successes: answers that come back together would count the limit down to half.
+        Not after a latency cut (that limit is the latency signal's) and not while a probe
+        holds admissions below the limit."""
+        if self._regime == "latency" or self.probing:
+            return None
+        self._use_successes += 1
+        window = max(self._limit, self._policy.successes_per_increase)
+        if self._use_successes < window:
+            return None
+        successes = self._use_successes
+        self._note_use(now)
+        elapsed = now - self._use_since
+        mean = self._use_area / elapsed if elapsed > 0 and math.isfinite(elapsed) else self._peak
+        used = max(1, min(self._peak, math.ceil(mean - 1e-9)))
+        if used >= self._limit:
+            self._restart_use(now)
+            return None
+        old = self._limit
+        if self._regime == "start":
+            self._regime = "rate"  # grow back as after a cut: doubling while the limit binds
+        self._set_limit(used, now)
+        return LimitChange(
+            old=old, new=used, reason="unused", at=now, concurrency=used, successes=successes
+        )
 
     def _maybe_increase(self, admission: Admission, now: float) -> LimitChange | None:
         limit = self._limit
         if limit >= self._ceiling:
+            if self._policy.probe_by_share and self._regime == "rate" and limit > 1:
+                return self._maybe_yield(now)
             self._streak = 0
             return None
+        if self._policy.follow_use and self._reached < limit:
+            return None  # not the binding constraint since it was set: growing says nothing
         latency = self._latency
         if self._regime == "rate":
             if latency is not None and latency.queue_building:
@@ -613,6 +712,22 @@ class AimdController:
         streak = self._streak
         self._set_limit(limit + 1, now)
         return LimitChange(old=limit, new=limit + 1, reason="increase", at=now, successes=streak)
+
+    def _maybe_yield(self, now: float) -> LimitChange | None:
+        """``probe_by_share`` at the ceiling, on an endpoint that has shown load: a probe that
+        cannot go up goes down. When a cliff probe would be due, leave one slot to the other
+        limiters on the endpoint (the limit one below the ceiling, which becomes the cliff),
+        and probe it back after the usual number of successes: if another limiter took the
+        slot meanwhile, the probe meets 429s and the load cut gives way (see
+        ``record_rate_limited``). Without it a limiter whose ceiling equals the hidden capacity
+        holds all of it and never learns that another one starves (it never sees a 429)."""
+        if self._reached < self._limit or self._streak < self._probe_after():
+            return None
+        streak, old = self._streak, self._limit
+        self._cliff = old
+        self._cliff_passes = 0
+        self._set_limit(old - 1, now)
+        return LimitChange(old=old, new=old - 1, reason="yield", at=now, successes=streak)
 
     def _after_release(self, now: float) -> LimitChange | None:
         if self._latency is None:

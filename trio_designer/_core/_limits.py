@@ -16,8 +16,10 @@ import attrs
 
 __all__ = ["DEFAULT_POLICY", "Admission", "ChangeReason", "LimitChange", "LimiterPolicy"]
 
-ChangeReason = Literal["rate_limited", "latency", "increase"]
-"""Why a limit changed: a 429 cut, a latency cut, or additive increase."""
+ChangeReason = Literal["rate_limited", "latency", "increase", "unused", "yield"]
+"""Why a limit changed: a 429 cut, a latency cut, additive increase, a limit left unused
+(``LimiterPolicy.follow_use``) lowered to the concurrency used, or a slot left to the other
+limiters of an endpoint (``LimiterPolicy.probe_by_share`` at the ceiling)."""
 
 
 def _in_open_unit_interval(
@@ -78,6 +80,16 @@ class LimiterPolicy:
         limits at their ceilings, twice the hidden capacity, through thousands of 429s). With a
         cap of 0.1, four 429s in a row on a slot are always load. Sharded runs use 0.1; the
         price is that sporadic 429s above 10 % are then taken for load.
+      follow_use: keep the limit at the concurrency actually used (after RFC 7661, TCP's
+        congestion window validation). The limit grows only when as many requests as it allows
+        were in flight at some point since it was last set (it was the binding constraint), and
+        after ``max(limit, successes_per_increase)`` successes at which fewer were in flight on
+        average, it is lowered to that mean, rounded up (reason ``"unused"``; not after a
+        latency cut, and not while a probe runs). Without it a limit that the application does
+        not fill keeps whatever level it last reached: one limiter alone loses nothing by that,
+        but several sharing an endpoint then sum to more than it serves. Sharded runs turn it
+        on: the sum of the shards' limits is then the concurrency they really offer
+        (``docs/scale-out.md``).
 
     Raises:
       ValueError: when a value is out of range, or ``latency_tolerance < latency_hold``.
@@ -99,6 +111,7 @@ class LimiterPolicy:
         default=1.0,
         validator=attrs.validators.and_(attrs.validators.gt(0.0), attrs.validators.le(1.0)),
     )
+    follow_use: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.latency_tolerance < self.latency_hold:
@@ -153,12 +166,14 @@ class LimitChange:
     """For ``latency``: the baseline it was compared with."""
     concurrency: int = 0
     """For ``latency``: the peak number in flight while ``recent_latency`` was measured; for
-    ``rate_limited``: how many were in flight when the last of the ``rejections`` came back."""
+    ``rate_limited``: how many were in flight when the last of the ``rejections`` came back;
+    for ``unused``: the mean in flight at the ``successes``, rounded up (the new limit)."""
     probed_concurrency: int = 0
     """For ``latency``: the highest admission cap at which the probe before the cut measured
     the baseline; the cut may go down to it even below ``latency_decrease_floor``."""
     successes: int = 0
-    """For ``increase``: the successes that earned the step."""
+    """For ``increase``: the successes that earned the step; for ``unused``: the successes
+    over which the limit was not reached."""
 
     def describe(self) -> str:
         """Why, in words: ``"load: 3 429s in a row at 9 in flight"``."""
@@ -170,4 +185,8 @@ class LimitChange:
                 f"latency {recent:.3g} s at {self.concurrency} in flight is "
                 f"{recent / baseline:.1f}x the {baseline:.3g} s baseline"
             )
+        if self.reason == "unused":
+            return f"unused: at most {self.concurrency} in flight over {self.successes} successes"
+        if self.reason == "yield":
+            return f"a slot left to the other shards after {self.successes} successes"
         return f"{self.successes} successes"

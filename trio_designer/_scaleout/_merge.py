@@ -7,6 +7,9 @@ the output directory of a one-process run:
 
 * ``parquet-files/row-group-<id>.parquet``: each shard's files, hard-linked (copied where the
   file system cannot link): no data is rewritten, and the files are the shards' bytes;
+* ``provenance/row-group-<id>.parquet``: each row group's per-cell records, linked the same
+  way, so ``inspect --cells`` / ``--row`` and the cost figures read the merged run like a
+  one-process run's;
 * ``failures.jsonl``: the shards' failure lines, in shard order;
 * ``metadata.json``: one run record (``status: complete``, every row group, the summed
   counts and usage; ``summary.shards`` lists the shards), written last, atomically: a reader
@@ -24,7 +27,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +38,11 @@ from .._sink import (
     DATASET_DIR,
     FAILURES_FILE,
     METADATA_FILE,
+    PROVENANCE_DIR,
     TMP_DIR,
     RowGroupEntry,
     RunMetadata,
+    cells_file,
     row_group_file,
     write_atomically,
 )
@@ -138,17 +143,23 @@ def merge(
     schema = next((m.schema for m in metas if m.schema is not None), None)
     entries: dict[int, RowGroupEntry] = {}
     sources: dict[int, Path] = {}
+    cells: dict[int, Path] = {}
     for state in states:
         assert state.meta is not None
         for rg in state.manifest.row_groups:
             entry = state.meta.row_groups[rg]
             if entry.file is not None:
                 sources[rg] = state.manifest.output_dir / entry.file
+            if entry.cells is not None:
+                cells[rg] = state.manifest.output_dir / entry.cells
             entries[rg] = attrs.evolve(
-                entry, file=None if entry.file is None else row_group_file(rg)
+                entry,
+                file=None if entry.file is None else row_group_file(rg),
+                cells=None if entry.cells is None else cells_file(rg),
             )
     try:
-        _link_files(root, sources)
+        _link_files(root, DATASET_DIR, sources, row_group_file)
+        _link_files(root, PROVENANCE_DIR, cells, cells_file)
         _merge_failures(root, [s.manifest.output_dir for s in states])
         compacted = (
             _compact(root, [sources[rg] for rg in sorted(sources)], rows_per_file)
@@ -264,14 +275,16 @@ def _read_meta(directory: Path) -> RunMetadata | None:
     return RunMetadata.from_json_dict(data, where=str(path))
 
 
-def _link_files(root: Path, sources: Mapping[int, Path]) -> None:
-    """Hard-link (else copy) each row group's file into ``root/parquet-files``; remove row-group
-    files there that the merged run does not have."""
-    dataset = root / DATASET_DIR
+def _link_files(
+    root: Path, folder: str, sources: Mapping[int, Path], name_of: Callable[[int], str]
+) -> None:
+    """Hard-link (else copy) each row group's file into ``root/<folder>`` (``name_of(rg)``: its
+    path in the merged run); remove row-group files there that the merged run does not have."""
+    dataset = root / folder
     tmp = root / TMP_DIR
     dataset.mkdir(parents=True, exist_ok=True)
     tmp.mkdir(exist_ok=True)
-    wanted = {Path(row_group_file(rg)).name: src for rg, src in sources.items()}
+    wanted = {Path(name_of(rg)).name: src for rg, src in sources.items()}
     for name, src in wanted.items():
         target = dataset / name
         if target.exists() and os.path.samefile(target, src):

@@ -50,9 +50,11 @@ __all__ = [
 logger = logging.getLogger("trio_designer.scaleout")
 
 #: The adaptive-limit policy of a shard that shares its endpoints with other shards:
-#: ``probe_by_share`` (shares even out) and ``max_noise_rate=0.1`` (429s caused by the other
-#: shards are taken for load, not noise); see ``docs/scale-out.md``.
-SHARD_POLICY = LimiterPolicy(probe_by_share=True, max_noise_rate=0.1)
+#: ``probe_by_share`` (shares even out: share-weighted cuts, probes by share, a slot yielded at
+#: the ceiling), ``max_noise_rate=0.1`` (429s caused by the other shards are taken for load,
+#: not noise) and ``follow_use`` (a limit is what the shard fills, so the shards' limits sum to
+#: what they offer the endpoint); see ``docs/scale-out.md``.
+SHARD_POLICY = LimiterPolicy(probe_by_share=True, max_noise_rate=0.1, follow_use=True)
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,135 @@
+"""Shards sharing one endpoint, end to end, in virtual time (issue 16): the limiters of several
+shards against ONE simulator with a hidden capacity, over real HTTP on 127.0.0.1 in the same
+``trio.run`` (``MockClock`` with autojump). Each shard is the engine of a run with its share
+of the run-wide ``max_parallel_requests`` and the sharded runs' policy (``SHARD_POLICY``), as
+``run_shard`` gives it; the shards run in memory (``preview``), since the endpoint is what
+is measured, not the disk.
+
+The issue's promise: the sum of the shards' limits ends within 10 % of the hidden capacity
+and no shard starves. Measured over the steady stretch while every shard runs (from 20 % to
+80 % of the time until the first shard finishes: not the start-up burst, not a shard's wind
+down), from the limiters themselves, sampled every 50 virtual ms.
+
+The process pool and the real-time benchmark are ``benches/scaleout.py``; the controllers in
+closed loop without HTTP are ``tests/test_rate_sim.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from trio_designer import PipelineConfig, TrioDesigner
+from trio_designer._scaleout._shard import SHARD_POLICY, shard_config
+from trio_designer.models import AdaptiveLimiter
+from trio_designer.simulator import Latency, SimulatedModel, open_simulator
+
+pytestmark = pytest.mark.slow  # ~10 s of real time each
+
+CAPACITY = 16
+LATENCY = 0.2
+RECORDS = 2_400  # 30 s of virtual time at the capacity's rate (80/s)
+
+
+def config(url: str, max_parallel: int) -> PipelineConfig:
+    return PipelineConfig.from_dict(
+        {
+            "providers": [{"name": "shared", "base_url": url}],
+            "models": [
+                {
+                    "alias": "gen",
+                    "model": "sim-gen",
+                    "provider": "shared",
+                    "max_parallel_requests": max_parallel,
+                }
+            ],
+            "run": {"seed": 0, "row_group_size": 60},
+            "columns": [
+                {"name": "topic", "kind": "sampler", "sampler": "category", "values": ["a", "b"]},
+                {"name": "text", "kind": "llm_text", "model": "gen", "prompt": "On {{ topic }}."},
+            ],
+        }
+    )
+
+
+@attrs.define
+class Shards:
+    """What the shards' limiters did: (time, [(limit, in flight) per shard]) samples."""
+
+    samples: list[tuple[float, list[tuple[int, int]]]] = attrs.Factory(list)
+    finished: list[float] = attrs.Factory(list)
+
+    def steady(self) -> list[list[tuple[int, int]]]:
+        first = min(self.finished)
+        return [s for t, s in self.samples if 0.2 * first <= t <= 0.8 * first]
+
+
+async def run_shards(num_shards: int, max_parallel: int) -> Shards:
+    model = SimulatedModel(name="sim-gen", latency=Latency(median=LATENCY), capacity=CAPACITY)
+    seen = Shards()
+    limiters: dict[int, AdaptiveLimiter] = {}
+
+    def factory(shard: int) -> Any:
+        def make(name: str, ceiling: int, **kwargs: Any) -> AdaptiveLimiter:
+            limiters[shard] = AdaptiveLimiter(name, ceiling, policy=SHARD_POLICY, **kwargs)
+            return limiters[shard]
+
+        return make
+
+    async with open_simulator([model]) as sim:
+        run_config = config(sim.url, max_parallel)
+        start = trio.current_time()
+
+        async def shard(i: int) -> None:
+            designer = TrioDesigner(limiter_factory=factory(i), cache=False)
+            result = await designer.preview(
+                shard_config(run_config, i, num_shards), num_records=RECORDS // num_shards
+            )
+            assert result.num_records_written == RECORDS // num_shards
+            seen.finished.append(trio.current_time() - start)
+
+        async def sample() -> None:
+            while True:
+                await trio.sleep(0.05)
+                if len(limiters) == num_shards:
+                    stats = [limiters[i].statistics() for i in range(num_shards)]
+                    seen.samples.append(
+                        (trio.current_time() - start, [(s.limit, s.in_flight) for s in stats])
+                    )
+
+        with trio.fail_after(600):
+            async with trio.open_nursery() as outer:
+                outer.start_soon(sample)
+                async with trio.open_nursery() as shards:
+                    for i in range(num_shards):
+                        shards.start_soon(shard, i)
+                outer.cancel_scope.cancel()
+    return seen
+
+
+@pytest.mark.deadline(300)
+@pytest.mark.parametrize(
+    ("num_shards", "max_parallel"),
+    [
+        (2, 40),  # each shard's share (20) above the capacity: either could take all of it
+        (4, 32),  # each share (8) half the capacity
+    ],
+)
+async def test_shards_split_a_hidden_capacity_fairly_and_their_limits_sum_to_it(
+    autojump_clock: Any, num_shards: int, max_parallel: int
+) -> None:
+    seen = await run_shards(num_shards, max_parallel)
+    steady = seen.steady()
+    assert len(steady) >= 100
+    limit_sum = sum(sum(limit for limit, _ in s) for s in steady) / len(steady)
+    assert 0.9 * CAPACITY <= limit_sum <= 1.1 * CAPACITY
+    # What the limits offered is what was used: in flight, averaged, is no less.
+    in_flight = [sum(s[i][1] for s in steady) / len(steady) for i in range(num_shards)]
+    assert sum(in_flight) >= 0.9 * CAPACITY
+    # No shard starves: each held at least half its due share of the endpoint.
+    for held in in_flight:
+        assert held >= 0.5 * sum(in_flight) / num_shards
+    print(f"limit sum {limit_sum:.2f}, in flight {[round(x, 2) for x in in_flight]}")
