@@ -74,12 +74,63 @@ def arrow_type_for_schema(schema: Any) -> pa.DataType | None:
 
 def value_fits(value: Any, data_type: pa.DataType) -> str | None:
     """``None`` when ``value`` converts to ``data_type``; else why not (an integer beyond
-    int64, say), for the generator to re-ask rather than the sink to fail the row group."""
+    int64, say), for the generator to re-ask rather than the sink to fail the row group.
+
+    Plain values of the usual shapes are recognised in Python (:func:`_surely_fits`); only the
+    others pay for a trial conversion by pyarrow (~0.1 ms: a visible share of a cell replayed
+    from the response cache)."""
+    if _surely_fits(value, data_type):
+        return None
     try:
         pa.array([value], type=data_type)
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         return f"the value cannot be stored as {data_type} ({exc})"
     return None
+
+
+_STRING: Final = pa.string()
+_INT64_TYPE: Final = pa.int64()
+_FLOAT64: Final = pa.float64()
+_BOOL: Final = pa.bool_()
+_INT64: Final = range(-(2**63), 2**63)
+_EXACT_FLOAT: Final = range(-(2**53), 2**53 + 1)
+
+
+def _surely_fits(value: Any, data_type: pa.DataType, depth: int = 0) -> bool:
+    """Whether ``value`` certainly converts to ``data_type``; ``False``: not sure (ask
+    pyarrow). Exact types only (a ``bool`` is no ``int`` here); a struct value with a key
+    beyond its fields, or without a non-nullable one, is "not sure"."""
+    if value is None:
+        return True
+    kind = type(value)
+    if kind is str:
+        return data_type == _STRING
+    if kind is int:
+        if data_type == _INT64_TYPE:
+            return value in _INT64
+        return data_type == _FLOAT64 and value in _EXACT_FLOAT
+    if kind is float:
+        return data_type == _FLOAT64
+    if kind is bool:
+        return data_type == _BOOL
+    if depth > _MAX_DEPTH:
+        return False
+    if kind is list and pa.types.is_list(data_type):
+        item_type = data_type.value_type
+        return all(_surely_fits(item, item_type, depth + 1) for item in value)
+    if kind is dict and pa.types.is_struct(data_type):
+        if len(value) > data_type.num_fields:
+            return False
+        found = 0
+        for field in data_type:
+            if field.name in value:
+                found += 1
+                if not _surely_fits(value[field.name], field.type, depth + 1):
+                    return False
+            elif not field.nullable:
+                return False
+        return found == len(value)
+    return False
 
 
 def _map(node: Any, root: Any, depth: int) -> tuple[pa.DataType, bool]:
