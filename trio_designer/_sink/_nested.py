@@ -104,15 +104,15 @@ def _surely_fits(value: Any, data_type: pa.DataType, depth: int = 0) -> bool:
         return True
     kind = type(value)
     if kind is str:
-        return data_type == _STRING
+        return bool(data_type == _STRING)
     if kind is int:
         if data_type == _INT64_TYPE:
             return value in _INT64
-        return data_type == _FLOAT64 and value in _EXACT_FLOAT
+        return bool(data_type == _FLOAT64) and value in _EXACT_FLOAT
     if kind is float:
-        return data_type == _FLOAT64
+        return bool(data_type == _FLOAT64)
     if kind is bool:
-        return data_type == _BOOL
+        return bool(data_type == _BOOL)
     if depth > _MAX_DEPTH:
         return False
     if kind is list and pa.types.is_list(data_type):
