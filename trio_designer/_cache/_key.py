@@ -147,23 +147,28 @@ class EndpointKeys:
         ``"response_format": dict(response_format)`` added (unless ``request`` has one, which
         then wins, or ``response_format`` is ``None``)."""
         encode = _canonical_text
-        fields = list(request.items())
+        names = list(request)
         if response_format is not None and "response_format" not in request:
-            fields.append(("response_format", _FORMAT))
-        if not all(type(name) is str for name, _ in fields):  # as JSON coerces them: rare
+            names.append("response_format")
+        try:
+            names.sort()
+            fields = ",".join(
+                [
+                    f"{_quote(name)}:{self._format(response_format)}"
+                    if name == "response_format" and name not in request
+                    else f"{_quote(name)}:{encode(request[name])}"
+                    for name in names
+                ]
+            )
+        except TypeError:  # a field name that is not a string (JSON would coerce it): rare
             return self._slow(request, response_format, cell)
-        fields.sort(key=_first)
-        cell_text = encode([cell.run_seed, cell.row, cell.column, cell.request_seed])
-        parts = ['{"cell":', cell_text, self._endpoint]
-        comma = ""
-        for name, value in fields:
-            parts.append(comma)
-            parts.append(encode(name))
-            parts.append(":")
-            parts.append(self._format(response_format) if value is _FORMAT else encode(value))
-            comma = ","
-        parts.append(f'}},"v":{KEY_VERSION}}}')
-        return hashlib.sha256("".join(parts).encode("utf-8")).digest()
+        seed, row, run_seed = cell.request_seed, cell.row, cell.run_seed
+        if type(run_seed) is int and type(row) is int and (seed is None or type(seed) is int):
+            cell_text = f"[{run_seed},{row},{_quote(cell.column)},{_null(seed)}]"
+        else:
+            cell_text = encode([run_seed, row, cell.column, seed])
+        text = f'{{"cell":{cell_text}{self._endpoint}{fields}}},"v":{KEY_VERSION}}}'
+        return hashlib.sha256(text.encode("utf-8")).digest()
 
     def _slow(
         self, request: Mapping[str, Any], response_format: Mapping[str, Any] | None, cell: CellKey
@@ -184,12 +189,14 @@ class EndpointKeys:
         return text
 
 
-_FORMAT: Final = object()
-"""Stands for the response format among a request's fields while they are sorted."""
+def _null(value: int | None) -> str:
+    return "null" if value is None else str(value)
 
 
-def _first(item: tuple[str, Any]) -> str:
-    return item[0]
+_quote: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or (
+    json.encoder.py_encode_basestring
+)
+"""A JSON string (``ensure_ascii=False``), as the canonical encoder writes one."""
 
 
 def encode_answer(answer: RawAnswer) -> bytes:
