@@ -127,7 +127,7 @@ class EndpointKeys:
     it saw, by identity (the object is kept alive with its text, so its ``id`` cannot be
     reused; callers never mutate a response format they pass: the generators build theirs
     once, read-only). Everything else is encoded as :func:`cache_key` does. The key is the
-    same (``tests/test_cache_key.py`` compares them).
+    same (``tests/test_cache_store.py`` compares them).
     """
 
     _MEMO_SIZE: Final = 64

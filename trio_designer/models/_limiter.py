@@ -253,7 +253,9 @@ class Permit:
         """The ``trio.current_time()`` at which the slot was granted."""
         return self._admission.admitted_at
 
-    def success(self, *, tokens: int | None = None, rate_limits: RateLimits | None = None) -> None:
+    def success(
+        self, *, tokens: int | None = None, rate_limits: RateLimits | None = None
+    ) -> None:
         """The request succeeded.
 
         Args:
