@@ -24,6 +24,7 @@ from trio_designer import ConfigError
 from trio_designer._cache import (
     CacheStore,
     CellKey,
+    EndpointKeys,
     RawAnswer,
     StoredAnswer,
     cache_key,
@@ -85,6 +86,33 @@ def test_a_key_changes_with_everything_that_determines_the_answer() -> None:
         cache_key("http://x/v1", REQUEST, CellKey(7, 3, "summary", 13)),  # another attempt
     ]
     assert len({base, *variants}) == len(variants) + 1
+
+
+@pytest.mark.parametrize(
+    ("request_", "response_format"),
+    [
+        (REQUEST, None),
+        ({**REQUEST, "temperature": 0.25, "max_tokens": 9, "seed": 3}, None),
+        ({"model": "m", "messages": [{"role": "user", "content": 'é " \\ \n ✓'}]}, None),
+        (REQUEST, {"type": "json_object"}),
+        (
+            {"model": "m", "messages": [], "seed": 1, "top_p": 0.5},
+            {"type": "json_schema", "json_schema": {"name": "n", "schema": {"b": 1, "a": [2]}}},
+        ),
+        ({**REQUEST, "response_format": {"type": "text"}}, {"type": "json_object"}),  # extra wins
+        ({**REQUEST, "zzz": {"y": 1.5, "x": None}, "aaa": True}, {"type": "json_object"}),
+        ({1: "a"}, None),  # a non-string field: JSON makes it one
+    ],
+)
+def test_endpoint_keys_are_cache_keys(request_: Any, response_format: Any) -> None:
+    """The fast keys (constant parts encoded once) are byte for byte the documented ones,
+    also the second time a response format is seen (from the memo)."""
+    body = dict(request_)
+    if response_format is not None:
+        body.setdefault("response_format", dict(response_format))
+    keys = EndpointKeys("http://x/v1")
+    for cell in (CELL, CellKey(8, 4, "trivia", None)):
+        assert keys.key(request_, response_format, cell) == cache_key("http://x/v1", body, cell)
 
 
 def test_an_answer_round_trips_and_garbage_is_refused() -> None:

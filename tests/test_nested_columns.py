@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_designer import TrioDesigner
-from trio_designer._sink._nested import arrow_type_for_schema, value_fits
+from trio_designer._sink._nested import _surely_fits, arrow_type_for_schema, value_fits
 from trio_designer._sink._table import SchemaGuard, build_table
 from trio_designer.config import (
     CategorySampler,
@@ -170,6 +170,58 @@ def test_a_value_beyond_int64_is_re_asked_not_written() -> None:
         content='{"n": 3}', usage=Usage(), finish_reason="stop", reasoning=None, model="m"
     )
     assert generator.parse(ok) == {"n": 3}
+
+
+_ITEM = pa.struct(
+    [pa.field("name", pa.string(), nullable=False), pa.field("n", pa.int64(), nullable=True)]
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "data_type"),
+    [
+        ("x", pa.string()),
+        (None, pa.int64()),
+        (2**63 - 1, pa.int64()),
+        (2**63, pa.int64()),
+        (-(2**63), pa.int64()),
+        (True, pa.int64()),
+        (1, pa.bool_()),
+        (True, pa.bool_()),
+        (1.5, pa.float64()),
+        (2**53, pa.float64()),
+        (2**53 + 1, pa.float64()),
+        (1.0, pa.int64()),
+        (["a", None], pa.list_(pa.string())),
+        (["a", 1], pa.list_(pa.string())),
+        ({"name": "a"}, _ITEM),
+        ({"n": 1}, _ITEM),
+        ({"name": "a", "n": 2**64}, _ITEM),
+        ({"name": "a", "extra": 1}, _ITEM),
+        ([{"name": "a", "n": None}], pa.list_(_ITEM)),
+        ({"name": "a"}, pa.string()),
+    ],
+)
+def test_the_fast_fit_check_never_contradicts_pyarrow(value: Any, data_type: pa.DataType) -> None:
+    """``value_fits`` skips pyarrow's trial conversion when ``_surely_fits`` says yes: that yes
+    must hold (and the usual shapes do get it)."""
+    try:
+        pa.array([value], type=data_type)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        converts = False
+    else:
+        converts = True
+    if _surely_fits(value, data_type):
+        assert converts
+    assert (value_fits(value, data_type) is None) == converts
+
+
+def test_the_usual_values_fit_without_pyarrow() -> None:
+    assert _surely_fits([{"name": "a", "n": 3}, {"name": "b"}], pa.list_(_ITEM))
+    assert _surely_fits({"clarity": {"reasoning": "r", "score": 3}}, pa.struct(
+        [pa.field("clarity", pa.struct([pa.field("reasoning", pa.string()),
+                                        pa.field("score", pa.int64())]))]
+    ))  # fmt: skip
 
 
 def test_the_judge_column_is_a_struct_of_reasoning_and_score_per_rubric() -> None:

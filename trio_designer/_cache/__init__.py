@@ -10,7 +10,7 @@ Trio-free and synchronous (the engine calls it from worker threads, batched; see
 =================  ==========================================================================
 """
 
-from ._key import CellKey, RawAnswer, cache_key, decode_answer, encode_answer
+from ._key import CellKey, EndpointKeys, RawAnswer, cache_key, decode_answer, encode_answer
 from ._location import CACHE_ENV, CACHE_FILE, default_cache_dir, resolve_cache_dir
 from ._store import CacheStats, CacheStore, StoredAnswer
 
@@ -20,6 +20,7 @@ __all__ = [
     "CacheStats",
     "CacheStore",
     "CellKey",
+    "EndpointKeys",
     "RawAnswer",
     "StoredAnswer",
     "cache_key",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -30,9 +30,11 @@ import attrs
 __all__ = [
     "KEY_VERSION",
     "CellKey",
+    "EndpointKeys",
     "RawAnswer",
     "cache_key",
     "decode_answer",
+    "decode_fields",
     "encode_answer",
     "encode_fields",
 ]
@@ -65,13 +67,38 @@ class RawAnswer:
     model: str
 
 
-_canonical_text = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-).encode
+def _reusable(*, sort_keys: bool, allow_nan: bool) -> Callable[[Any], str]:
+    """``json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, ...).encode``, but with
+    the C encoder object made once: ``encode`` makes a new one per call (~2 µs, more than
+    encoding a short value). Without circular-reference markers (a shared marker table could
+    keep a stale entry after an error); request bodies and answers are trees."""
+    fallback = json.JSONEncoder(
+        sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan
+    ).encode
+    make = getattr(json.encoder, "c_make_encoder", None)
+    quote = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or quote is None:  # an interpreter without the C accelerator
+        return fallback
+    chunks = make(None, _not_json, quote, None, ":", ",", sort_keys, False, allow_nan)
+    join = "".join
+
+    def encode(value: Any) -> str:
+        if type(value) is str:
+            return quote(value)  # type: ignore[no-any-return]
+        return join(chunks(value, 0))
+
+    return encode
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_canonical_text = _reusable(sort_keys=True, allow_nan=False)
 """Canonical JSON (sorted keys, no whitespace); one encoder, built once (``json.dumps`` with
 options builds a new one per call, a third of a key's cost)."""
 
-_compact_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_compact_text = _reusable(sort_keys=False, allow_nan=True)
 
 
 def _canonical(value: Any) -> bytes:
@@ -88,6 +115,88 @@ def cache_key(endpoint: str, request: Mapping[str, Any], cell: CellKey) -> bytes
         "cell": [cell.run_seed, cell.row, cell.column, cell.request_seed],
     }
     return hashlib.sha256(_canonical(basis)).digest()
+
+
+class EndpointKeys:
+    """:func:`cache_key` for one endpoint, byte for byte, with the constant parts encoded once.
+
+    A request's canonical JSON is most of a key's cost, and most of that is the
+    ``response_format`` (a schema, its keys sorted at every level), which is the same object
+    for every request of a column. :meth:`key` takes the request *without* it and the
+    ``response_format`` apart, and keeps the canonical text of the last few response formats
+    it saw, by identity (the object is kept alive with its text, so its ``id`` cannot be
+    reused; callers never mutate a response format they pass: the generators build theirs
+    once, read-only). Everything else is encoded as :func:`cache_key` does. The key is the
+    same (``tests/test_cache_store.py`` compares them).
+    """
+
+    _MEMO_SIZE: Final = 64
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self._endpoint = ',"endpoint":' + _canonical_text(endpoint) + ',"request":{'
+        self._formats: dict[int, tuple[object, str]] = {}
+
+    def key(
+        self,
+        request: Mapping[str, Any],
+        response_format: Mapping[str, Any] | None,
+        cell: CellKey,
+    ) -> bytes:
+        """``cache_key(endpoint, body, cell)`` where ``body`` is ``request`` with
+        ``"response_format": dict(response_format)`` added (unless ``request`` has one, which
+        then wins, or ``response_format`` is ``None``)."""
+        encode = _canonical_text
+        names = list(request)
+        if response_format is not None and "response_format" not in request:
+            names.append("response_format")
+        try:
+            names.sort()
+            fields = ",".join(
+                [
+                    f"{_quote(name)}:{self._format(response_format)}"
+                    if name == "response_format" and name not in request
+                    else f"{_quote(name)}:{encode(request[name])}"
+                    for name in names
+                ]
+            )
+        except TypeError:  # a field name that is not a string (JSON would coerce it): rare
+            return self._slow(request, response_format, cell)
+        seed, row, run_seed = cell.request_seed, cell.row, cell.run_seed
+        if type(run_seed) is int and type(row) is int and (seed is None or type(seed) is int):
+            cell_text = f"[{run_seed},{row},{_quote(cell.column)},{_null(seed)}]"
+        else:
+            cell_text = encode([run_seed, row, cell.column, seed])
+        text = f'{{"cell":{cell_text}{self._endpoint}{fields}}},"v":{KEY_VERSION}}}'
+        return hashlib.sha256(text.encode("utf-8")).digest()
+
+    def _slow(
+        self, request: Mapping[str, Any], response_format: Mapping[str, Any] | None, cell: CellKey
+    ) -> bytes:
+        body = dict(request)
+        if response_format is not None:
+            body.setdefault("response_format", dict(response_format))
+        return cache_key(self.endpoint, body, cell)
+
+    def _format(self, response_format: Any) -> str:
+        known = self._formats.get(id(response_format))
+        if known is not None and known[0] is response_format:
+            return known[1]
+        text = _canonical_text(dict(response_format))
+        if len(self._formats) >= self._MEMO_SIZE:
+            self._formats.clear()
+        self._formats[id(response_format)] = (response_format, text)
+        return text
+
+
+def _null(value: int | None) -> str:
+    return "null" if value is None else str(value)
+
+
+_quote: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or (
+    json.encoder.py_encode_basestring
+)
+"""A JSON string (``ensure_ascii=False``), as the canonical encoder writes one."""
 
 
 def encode_answer(answer: RawAnswer) -> bytes:
@@ -124,7 +233,28 @@ def decode_answer(value: bytes) -> RawAnswer:
     Raises:
       ValueError: ``value`` is not such an answer.
     """
-    data = json.loads(value)
+    content, reasoning, tin, tout, treason, finish, model = decode_fields(value)
+    return RawAnswer(
+        content=content,
+        reasoning=reasoning,
+        input_tokens=tin,
+        output_tokens=tout,
+        reasoning_tokens=treason,
+        finish_reason=finish,
+        model=model,
+    )
+
+
+def decode_fields(
+    value: bytes,
+) -> tuple[str, str | None, int, int, int, str | None, str]:
+    """:func:`decode_answer`'s fields, in :func:`encode_fields`' order, without building a
+    :class:`RawAnswer` (a cache hit builds its response from them directly).
+
+    Raises:
+      ValueError: ``value`` is not a stored answer.
+    """
+    data = _loads(value)
     if type(data) is not list or len(data) != 7:
         raise ValueError("not a stored answer")
     content, reasoning, tin, tout, treason, finish, model = data
@@ -138,12 +268,17 @@ def decode_answer(value: bytes) -> RawAnswer:
         and type(model) is str
     ):
         raise ValueError("not a stored answer")
-    return RawAnswer(
-        content=content,
-        reasoning=reasoning,
-        input_tokens=tin,
-        output_tokens=tout,
-        reasoning_tokens=treason,
-        finish_reason=finish,
-        model=model,
-    )
+    return content, reasoning, tin, tout, treason, finish, model
+
+
+def _loads(value: bytes) -> Any:
+    """``json.loads`` of stored bytes: UTF-8 (what :func:`encode_fields` writes), decoded and
+    parsed without ``json.loads``' sniffing of the encoding."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError("not a stored answer") from exc
+    return _decode(text)
+
+
+_decode = json.JSONDecoder().decode

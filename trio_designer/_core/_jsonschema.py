@@ -36,6 +36,7 @@ import jsonschema.validators
 import referencing
 from referencing.exceptions import Unresolvable
 
+from ._fastschema import compile_fast_check
 from ._suggest import did_you_mean
 
 __all__ = [
@@ -82,12 +83,18 @@ class SchemaChecker:
         self._validator = cls(
             schema, format_checker=cls.FORMAT_CHECKER, registry=referencing.Registry()
         )
+        # A plain-Python "certainly valid" for the common schemas (``_fastschema``); any
+        # other answer, or any schema it does not cover, goes through jsonschema.
+        self._fast = compile_fast_check(schema, str(cls.META_SCHEMA.get("$id", "")))
 
     def errors(self, instance: Any) -> SchemaErrors:
         """Every problem of ``instance``, each ``"<json path>: <message>"``; empty if valid.
 
         A reference the schema cannot resolve is reported as a problem, not raised.
         """
+        fast = self._fast
+        if fast is not None and fast(instance):
+            return []
         try:
             found = sorted(self._validator.iter_errors(instance), key=_error_order)
         except Unresolvable as exc:

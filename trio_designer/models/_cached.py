@@ -39,8 +39,8 @@ import attrs
 import trio
 import trio.testing
 
-from .._cache import CacheStore, CellKey, StoredAnswer, decode_answer
-from .._cache._key import encode_fields
+from .._cache import CacheStore, CellKey, StoredAnswer
+from .._cache._key import decode_fields, encode_fields
 from ._client import ChatResponse, Usage
 
 __all__ = [
@@ -159,21 +159,17 @@ class ResponseCache:
         if value is None:
             return None
         try:
-            raw = decode_answer(value)
+            content, reasoning, tin, tout, treason, finish, model = decode_fields(value)
         except ValueError:
             self._corrupt += 1
             return None
         self._hits += 1
         return ChatResponse(
-            content=raw.content,
-            reasoning=raw.reasoning,
-            usage=Usage(
-                input_tokens=raw.input_tokens,
-                output_tokens=raw.output_tokens,
-                reasoning_tokens=raw.reasoning_tokens,
-            ),
-            finish_reason=raw.finish_reason,
-            model=raw.model,
+            content=content,
+            reasoning=reasoning,
+            usage=Usage(input_tokens=tin, output_tokens=tout, reasoning_tokens=treason),
+            finish_reason=finish,
+            model=model,
             cached=True,
         )
 

@@ -48,7 +48,7 @@ import attrs
 import trio
 import trio.testing
 
-from .._cache import CellKey, cache_key
+from .._cache import CellKey, EndpointKeys
 from .._core._budget import EndpointBudget, TokenEstimator
 from .._core._cellusage import request_cost
 from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
@@ -232,7 +232,7 @@ class ModelHandle:
         self._cache = cache
         # What the cache key calls the endpoint: the provider's base URL; the built-in
         # simulator's URL changes from run to run (a free port), so it is named instead.
-        self._cache_endpoint = (
+        self._keys = EndpointKeys(
             SIMULATOR_PROVIDER if config.provider == SIMULATOR_PROVIDER else client.base_url
         )
 
@@ -369,16 +369,16 @@ class ModelHandle:
         cache = self._cache
         if cache is None or cell is None:
             return await self._send_with_retries(messages, response_format, params, body)
-        request = _chat_body(
+        request = _chat_body(  # the body as sent, but for the response format (see keys)
             self._config.model,
             messages,
             params.temperature,
             params.top_p,
             params.max_tokens,
-            response_format,
+            None,
             body,
         )
-        key = cache_key(self._cache_endpoint, request, cell)
+        key = self._keys.key(request, response_format, cell)
         hit = cache.get(key)
         if hit is not None:
             return hit
@@ -551,7 +551,6 @@ class ModelHandle:
             permit.success(tokens=None, rate_limits=None)
         self._counter.add(requests_ok=1)
         return answer
-
 
     def __repr__(self) -> str:
         return f"<ModelHandle {self.alias!r}: model {self.model!r} at provider {self.provider!r}>"
