@@ -89,54 +89,57 @@ def value_fits(value: Any, data_type: pa.DataType) -> str | None:
     return None
 
 
-_INT64_MIN: Final = -(2**63)
-_INT64_END: Final = 2**63
+_STRING: Final = pa.string()
+_INT64_TYPE: Final = pa.int64()
+_FLOAT64: Final = pa.float64()
+_BOOL: Final = pa.bool_()
+_INT64: Final = range(-(2**63), 2**63)
+_EXACT_FLOAT: Final = range(-(2**53), 2**53 + 1)
 
 
-def _surely_fits(value: Any, data_type: pa.DataType) -> bool:
-    """``True`` when ``pa.array([value], type=data_type)`` surely succeeds; ``False`` when
-    unsure (Arrow decides then). Conservative: nulls, bools as numbers, lone surrogates and
-    every type beyond scalars, structs and lists are left to Arrow
-    (``tests/test_nested_columns.py::test_the_python_fit_check_agrees_with_arrow``)."""
+def _surely_fits(value: Any, data_type: pa.DataType, depth: int = 0) -> bool:
+    """Whether ``value`` certainly converts to ``data_type``; ``False``: not sure (ask
+    pyarrow). Exact types only (a ``bool`` is no ``int`` here); a struct value with a key
+    beyond its fields, or without a non-nullable one, is "not sure"."""
+    if value is None:
+        return True
     kind = type(value)
-    type_id = data_type.id
-    if type_id == _STRING_ID:
-        if kind is not str:
+    if kind is str:  # a lone surrogate cannot be encoded: Arrow refuses it
+        return bool(data_type == _STRING) and (value.isascii() or _encodes(value))
+    if kind is int:
+        if data_type == _INT64_TYPE:
+            return value in _INT64
+        return bool(data_type == _FLOAT64) and value in _EXACT_FLOAT
+    if kind is float:
+        return bool(data_type == _FLOAT64)
+    if kind is bool:
+        return bool(data_type == _BOOL)
+    if depth > _MAX_DEPTH:
+        return False
+    if kind is list and pa.types.is_list(data_type):
+        item_type = data_type.value_type
+        return all(_surely_fits(item, item_type, depth + 1) for item in value)
+    if kind is dict and pa.types.is_struct(data_type):
+        if len(value) > data_type.num_fields:
             return False
-        if value.isascii():
-            return True
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if type_id == _INT64_ID:
-        return kind is int and _INT64_MIN <= value < _INT64_END
-    if type_id == _FLOAT64_ID:
-        return kind is float or (kind is int and _INT64_MIN <= value < _INT64_END)
-    if type_id == _BOOL_ID:
-        return kind is bool
-    if type_id == _STRUCT_ID:
-        if kind is not dict:
-            return False
+        found = 0
         for field in data_type:
-            if field.name not in value or not _surely_fits(value[field.name], field.type):
+            if field.name in value:
+                found += 1
+                if not _surely_fits(value[field.name], field.type, depth + 1):
+                    return False
+            elif not field.nullable:
                 return False
-        return True
-    if type_id == _LIST_ID:
-        if kind is not list:
-            return False
-        item = data_type.value_type
-        return all(_surely_fits(element, item) for element in value)
+        return found == len(value)
     return False
 
 
-_STRING_ID: Final = pa.string().id
-_INT64_ID: Final = pa.int64().id
-_FLOAT64_ID: Final = pa.float64().id
-_BOOL_ID: Final = pa.bool_().id
-_STRUCT_ID: Final = pa.struct([]).id
-_LIST_ID: Final = pa.list_(pa.int64()).id
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _map(node: Any, root: Any, depth: int) -> tuple[pa.DataType, bool]:
