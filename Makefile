@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict trio_designer
 
 unit: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=15
 
 property: $(STAMP)
 	$(PY) -m pytest property_tests -q
