@@ -195,7 +195,10 @@ async def read_request(stream: trio.abc.Stream) -> bytes:
         if name.strip().lower() == b"content-length":
             length = int(value)
     while len(body) < length:
-        body += await stream.receive_some(65536)
+        chunk = await stream.receive_some(65536)
+        if not chunk:  # the client left mid-body
+            break
+        body += chunk
     return head + b"\r\n\r\n" + body
 
 
