@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any
 
+import _loopback as loopback
 import attrs
 import trio
 
@@ -107,26 +108,11 @@ def chunked(body: bytes, size: int = 7) -> bytes:
 
 
 async def read_request(stream: trio.SocketStream, seen: Hostile) -> bool:
-    """Read one whole request (head and ``Content-Length`` body); ``False`` at end of stream."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            return False
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            return False
-        body += chunk
-    seen.requests.append(head + b"\r\n\r\n" + body)
-    return True
+    """Read one whole request into ``seen.requests``; ``False`` at end of stream."""
+    request = await loopback.read_request(stream)
+    if request:
+        seen.requests.append(request)
+    return bool(request)
 
 
 def answering(data: bytes, *, close: bool = False) -> Handler:

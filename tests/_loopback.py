@@ -181,12 +181,13 @@ async def raw_server(
 
 
 async def read_request(stream: trio.abc.Stream) -> bytes:
-    """Read one whole request (head and Content-Length body) from ``stream``."""
+    """Read one whole request (head and Content-Length body) from ``stream``; ``b""`` when the
+    stream ends before the request does."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = await stream.receive_some(65536)
         if not chunk:
-            return data
+            return b""
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     length = 0
@@ -197,7 +198,7 @@ async def read_request(stream: trio.abc.Stream) -> bytes:
     while len(body) < length:
         chunk = await stream.receive_some(65536)
         if not chunk:  # the client left mid-body
-            break
+            return b""
         body += chunk
     return head + b"\r\n\r\n" + body
 

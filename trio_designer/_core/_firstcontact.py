@@ -85,8 +85,7 @@ class FirstContact:
         """
         if outcome == "answered":
             self._answered += 1
-            if model not in self._found:
-                self._found.add(model)
+            self._found.add(model)
         elif outcome == "not_found":
             self._answered += 1
             return model not in self._found
