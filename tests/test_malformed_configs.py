@@ -62,6 +62,14 @@ MALFORMED: dict[str, tuple[str, str | bytes]] = {
     "unknown kind": ("a.yaml", y("{name: x, kind: llm_txt, model: gen, prompt: hi}")),
     "unknown sampler": ("a.yaml", y("{name: x, kind: sampler, sampler: gausian}")),
     "bad name": ("a.yaml", y("{name: 'my col', kind: expression, expr: '{{ topic }}'}")),
+    "a 200 KB column name": (
+        "a.yaml",
+        y("{name: " + "n" * 200_000 + ", kind: expression, expr: '1'}"),
+    ),
+    "a long rename": (
+        "a.yaml",
+        y(top="processors: [{kind: rename_columns, columns: {topic: " + "t" * 129 + "}}]\n"),
+    ),
     "name shadows a global": ("a.yaml", y("{name: range, kind: expression, expr: '1'}")),
     "duplicate column": ("a.yaml", y("{name: topic, kind: expression, expr: '1'}")),
     "reserved row id": ("a.yaml", y("{name: _row_id, kind: expression, expr: '1'}")),
@@ -306,6 +314,8 @@ PINNED: dict[str, str] = {
     "'max_parallel_requests' must be <= 100000: 100000000",
     "yaml exponent as text": "a.yaml: models[0].timeout (line 4): expected a number, got the "
     "text '1e3' (YAML reads a number in this form as text: write 1.0e+3)",
+    "a 200 KB column name": "a.yaml: columns[1].name (line 7): 'name' is 200,000 characters "
+    f"long: '{'n' * 56}...; a name may have at most 128 characters, shorten it",
     "extra_body stream": "a.yaml: models[0].inference.extra_body (line 4): 'extra_body' may "
     "not set 'stream': trio_designer reads each answer whole, as one JSON body (a streamed "
     "answer fails every request); remove 'stream'",

@@ -376,3 +376,13 @@ async def test_a_seed_folder_whose_files_disagree(tmp_path: Path) -> None:
     pq.write_table(pa.table({"question": [1, 2]}), tmp_path / "rows" / "b.parquet")
     with pytest.raises(ConfigError, match=r"b\.parquet has another schema than a\.parquet"):
         await _rows(_config(tmp_path, {"path": "rows"}), 1)
+
+
+async def test_a_seed_column_with_an_overlong_name(tmp_path: Path) -> None:
+    long = "q" * 5_000
+    (tmp_path / "l.csv").write_text(f"{long},question,level\n1,a,2\n")
+    config = _config(tmp_path, {"path": "l.csv"})
+    with pytest.raises(ConfigError, match=r"a name of 5,000 characters \(at most 128\).*seed\.col"):
+        await _rows(config, 1)
+    config = _config(tmp_path, {"path": "l.csv", "columns": ["question", "level"]})
+    assert await _rows(config, 1) == [{"question": "a", "level": 2, "shout": "A/2"}]

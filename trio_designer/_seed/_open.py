@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from .._core._names import MAX_NAME_LENGTH
 from .._core._seedorder import SeedOrder
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
@@ -84,6 +85,12 @@ def open_seed(config: PipelineConfig) -> OpenSeed | None:
         for name in columns
         if not name.isidentifier()
     ]
+    problems += [
+        f"seed: column {name[:40]!r}... of {describe} has a name of {len(name):,} characters "
+        f"(at most {MAX_NAME_LENGTH}); rename it in the file, or leave it out with seed.columns"
+        for name in columns
+        if name.isidentifier() and len(name) > MAX_NAME_LENGTH
+    ]
     problems += _column_problems(config, columns)
     selection = seed.selection
     try:
@@ -124,8 +131,11 @@ def _column_problems(config: PipelineConfig, columns: tuple[str, ...]) -> list[s
         if column.kind == "seed" and column.name not in columns:
             problems.append(
                 f"columns[{index}] {column.name!r}: the seed has no column {column.name!r}; "
-                + did_you_mean(column.name, columns, otherwise="the seed's columns are "
-                               + ", ".join(map(repr, columns)))
+                + did_you_mean(
+                    column.name,
+                    columns,
+                    otherwise="the seed's columns are " + ", ".join(map(repr, columns)),
+                )
             )
         elif column.kind != "seed" and column.name in columns:
             problems.append(

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 from attrs import validators as v
 
+from .._core._names import MAX_NAME_LENGTH
 from ._bounded import MAX_TEMPLATE_CHARS
 from ._code import function_path_problem
 from ._validators import (
@@ -116,6 +117,11 @@ def _renames(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None
     for old, new in value.items():
         if not isinstance(new, str) or not new.isidentifier():
             raise ValueError(f"'columns' maps {old!r} to {short_repr(new)}; give an identifier")
+        if len(new) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"'columns' maps {old!r} to a name of {len(new):,} characters; a name may have "
+                f"at most {MAX_NAME_LENGTH}"
+            )
     targets = list(value.values())
     duplicates = sorted({name for name in targets if targets.count(name) > 1})
     if duplicates:

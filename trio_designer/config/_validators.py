@@ -28,11 +28,13 @@ from typing import Any
 import attrs
 from jinja2.defaults import DEFAULT_NAMESPACE
 
+from .._core._names import MAX_NAME_LENGTH
 from .._exceptions import ConfigError
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
 
 #: Words that cannot be used as column names because Jinja reads them as syntax or constants,
 #: so a template could never refer to such a column.
@@ -135,6 +137,11 @@ def optional(validator: Validator) -> Validator:
 def identifier(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """A name that Jinja templates can refer to: ``^[A-Za-z_][A-Za-z0-9_]*$``, not a keyword."""
     name = attribute.name
+    if isinstance(value, str) and len(value) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"'{name}' is {len(value):,} characters long: {short_repr(value)}; a name may have "
+            f"at most {MAX_NAME_LENGTH} characters, shorten it"
+        )
     if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value):
         raise ValueError(
             f"'{name}' must be an identifier (letters, digits and underscores, not starting "
