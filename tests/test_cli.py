@@ -652,6 +652,32 @@ def test_early_shutdown_exits_1(isolated: Path, capsys: pytest.CaptureFixture[st
     assert metadata(isolated / "out" / "td_flaky_bad")["status"] == "early_shutdown"
 
 
+def test_a_run_whose_every_row_was_dropped_exits_1(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """5 rows all failing never fill the gate's window of 10: the run ends ``complete`` with
+    nothing in it, and the command says so and exits 1 (run and preview alike)."""
+    write(isolated, "td_all_bad.py", FLAKY_PY.format(rate=1.0))
+    assert main(["run", "td_all_bad.py", "-n", "5", "--progress", "none"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("status: complete\nrows: 0 written of 5 requested (5 dropped)")
+    assert captured.err == (
+        "error: every row was dropped (5 of 5 requested rows failed): nothing was generated; the "
+        "failures above say why; `trio-designer inspect out/td_all_bad --cells` has every "
+        "cell's story\n"
+    )
+    assert metadata(isolated / "out" / "td_all_bad")["status"] == "complete"
+    assert main(["inspect", "out/td_all_bad", "--cells"]) == 0
+    assert "failed" in capsys.readouterr().out
+    assert main(["preview", "td_all_bad.py", "-n", "3"]) == 1
+    captured = capsys.readouterr()
+    assert "0 records of 3 requested (3 dropped), complete" in captured.out
+    assert captured.err.startswith("error: every row was dropped (3 of 3 requested rows failed)")
+    # One row kept is a partial success, exit 0 as before.
+    write(isolated, "td_most_bad.py", FLAKY_PY.format(rate=0.7))
+    assert main(["run", "td_most_bad.py", "-n", "8", "--progress", "none"]) == 0
+
+
 def test_unexpected_errors_are_one_line_unless_debug(
     isolated: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

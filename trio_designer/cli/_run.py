@@ -56,6 +56,8 @@ EXIT_OK = 0
 EXIT_EARLY_SHUTDOWN = 1
 #: A budget (``--max-cost``...) stopped admitting row groups: what was written is kept.
 EXIT_BUDGET_EXHAUSTED = 1
+#: Every row this run generated was dropped by failures: nothing came out of it.
+EXIT_ALL_DROPPED = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -150,7 +152,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         print(redact(message), file=sys.stderr, flush=True)
         return EXIT_BUDGET_EXHAUSTED
+    if all_dropped(result):
+        inspect = f"{args.prog} inspect {shlex.quote(str(output_dir))} --cells"
+        print(redact(all_dropped_message(result, inspect=inspect)), file=sys.stderr, flush=True)
+        return EXIT_ALL_DROPPED
     return EXIT_EARLY_SHUTDOWN if result.status == "early_shutdown" else EXIT_OK
+
+
+def all_dropped(result: Any) -> bool:
+    """Whether a run that finished generated rows and dropped every one of them.
+
+    The error-rate gate (``run.shutdown_error_rate``) only judges a full window of outcomes, so a
+    small run whose every row fails ends ``complete``; its command must still not exit 0. Rows a
+    processor filtered out are not failures and do not count here.
+    """
+    written: int = result.num_records_written
+    dropped: int = result.num_rows_dropped
+    return result.status == "complete" and written == 0 and dropped > 0
+
+
+def all_dropped_message(result: Any, *, inspect: str | None = None) -> str:
+    """The one line saying that nothing came out of a run, and where to read why."""
+    where = "the failures above say why"
+    if inspect is not None:
+        where += f"; `{inspect}` has every cell's story"
+    return (
+        f"error: every row was dropped ({result.num_rows_dropped} of "
+        f"{result.num_records_requested} requested rows failed): nothing was generated; {where}"
+    )
 
 
 async def run_until_interrupted(
@@ -461,6 +490,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
         print(footer)
         if result.failures:
             print(redact("\n".join(failure_lines(result.failures))))
+    if all_dropped(result):
+        print(redact(all_dropped_message(result)), file=sys.stderr, flush=True)
+        return EXIT_ALL_DROPPED
     return EXIT_EARLY_SHUTDOWN if result.status == "early_shutdown" else EXIT_OK
 
 
