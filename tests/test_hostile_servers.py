@@ -739,3 +739,56 @@ async def test_a_tls_server_behind_an_http_url_says_to_write_https(autojump_cloc
         "the server closed the connection without sending an answer (if it speaks TLS, the "
         "base_url must start with https://)" in result.failures[0].message
     )
+
+
+async def test_check_calls_a_server_reachable_whatever_it_answers(autojump_clock: Any) -> None:
+    """``check``'s "reachable" means the server answered, not that its answer was usable: an
+    encoding we never asked for, bytes that are not HTTP and an oversized body are reachable
+    servers with a problem; only silence (here: a server that never answers) is unreachable."""
+    from trio_designer.models._check import check_models
+
+    brotli = answer(body=b"\x1b\x00", headers=[("content-encoding", "br")])
+    servers = {
+        "brotli": answering(brotli),
+        "garbage": answering(b"SSH-2.0-OpenSSH_9.6 not http\r\n\r\n"),
+        "huge": answering(answer(body=completion("x" * 2_000))),
+        "silent": hanging(),
+    }
+    with trio.fail_after(BIG):
+        async with (
+            hostile_server(servers["brotli"]) as brotli_server,
+            hostile_server(servers["garbage"]) as garbage_server,
+            hostile_server(servers["huge"]) as huge_server,
+            hostile_server(servers["silent"]) as silent_server,
+        ):
+            urls = [brotli_server.url, garbage_server.url, huge_server.url, silent_server.url]
+            config = PipelineConfig.from_dict(
+                {
+                    "providers": [
+                        {"name": name, "base_url": url}
+                        for name, url in zip(servers, urls, strict=True)
+                    ],
+                    "models": [
+                        {
+                            "alias": name,
+                            "model": "m",
+                            "provider": name,
+                            "timeout": 5,
+                            "max_response_bytes": 1_000,
+                        }
+                        for name in servers
+                    ],
+                    "columns": [
+                        {"name": "t", "kind": "llm_text", "model": "brotli", "prompt": "x"}
+                    ],
+                }
+            )
+            results = {r.alias: r for r in await check_models(config)}
+    for name in ("brotli", "garbage", "huge"):
+        assert (results[name].reachable, results[name].ok) == (True, False), name
+    assert results["huge"].status == 200
+    assert "Content-Encoding 'br'" in (results["brotli"].problem or "")
+    assert "larger than max_response_bytes (1,000 bytes" in (results["huge"].problem or "")
+    silent = results["silent"]
+    assert (silent.reachable, silent.ok, silent.status) == (False, False, None)
+    assert "no complete answer within 5 s" in (silent.problem or "")

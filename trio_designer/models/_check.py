@@ -36,11 +36,12 @@ class EndpointCheck:
       model: the model id sent.
       provider: the provider's name.
       base_url: its base URL (:data:`EMBEDDED` for the built-in simulator).
-      status: the HTTP status, or ``None`` when no answer arrived.
+      status: the HTTP status, or ``None`` when none was read.
       latency: seconds from sending to the last byte of the answer (or of the failure).
       limits: the rate-limit headers the answer carried (``x-ratelimit-*``, ``ratelimit*``),
         as ``(name, value)`` pairs in name order.
       problem: the error a run's request would have raised, or ``None``: the check passed.
+      answered: the server answered, usable or not (see :attr:`reachable`).
     """
 
     alias: str
@@ -51,11 +52,14 @@ class EndpointCheck:
     latency: float
     limits: tuple[tuple[str, str], ...]
     problem: str | None
+    answered: bool = True
 
     @property
     def reachable(self) -> bool:
-        """An HTTP answer arrived (whatever its status)."""
-        return self.status is not None
+        """The server answered, whatever it said: a status, or an answer we could not read
+        (not HTTP, an encoding we did not ask for, a body over the size limit). ``False`` only
+        when nothing came back."""
+        return self.answered
 
     @property
     def auth_ok(self) -> bool | None:
@@ -124,6 +128,7 @@ async def _check(
         max_tokens=params.max_tokens,
         extra_body=params.extra_body,
         timeout=model.timeout,
+        max_response_bytes=model.max_response_bytes,
     )
     base_url = EMBEDDED if model.provider == SIMULATOR_PROVIDER else declared[model.provider]
     return EndpointCheck(
@@ -135,4 +140,5 @@ async def _check(
         latency=answer.elapsed,
         limits=rate_limit_headers(answer.headers),
         problem=None if answer.error is None else str(answer.error),
+        answered=answer.answered,
     )

@@ -84,11 +84,14 @@ from ._transport import (
     DEFAULT_KEEPALIVE_EXPIRY,
     TRANSPORT_KINDS,
     ConnectFailed,
+    DecodingFailed,
     HTTPError,
     HTTPStatusError,
     Origin,
+    ProtocolViolation,
     ProxyFailed,
     Response,
+    ResponseTooLarge,
     Transport,
     TransportStatistics,
     parse_origin,
@@ -154,19 +157,23 @@ class ProbeAnswer:
     """What one probe request got (:meth:`OpenAICompatibleClient.probe`).
 
     Attributes:
-      status: the HTTP status, or ``None`` when no answer arrived.
+      status: the HTTP status, or ``None`` when none was read.
       headers: the response headers (names in lower case).
       elapsed: seconds from sending the request to the last byte of the answer (or the
         failure).
       error: what is wrong, or ``None`` for a usable answer: the error a chat request would
         have raised, or a :class:`~trio_designer.ProviderError` (whose message says what to
         do) for no connection and for 401/403.
+      answered: the server sent an answer, usable or not: a status, or bytes that could not be
+        read as one (not HTTP, a body we cannot decode, a body over the size limit). ``False``
+        only when nothing came back (no connection, a timeout, a hang-up before any byte).
     """
 
     status: int | None
     headers: Mapping[str, str]
     elapsed: float
     error: Exception | None
+    answered: bool = True
 
 
 @attrs.frozen(kw_only=True)
@@ -472,13 +479,14 @@ class OpenAICompatibleClient:
         max_tokens: int | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (see chat)
+        max_response_bytes: int | None = None,
     ) -> ProbeAnswer:
         """Send one small chat request, once (no retries), and report what came back.
 
         For checking an endpoint before a run (``trio-designer check``): the request is what a
-        run sends for ``model`` (pass the model's inference parameters), with a prompt asking
-        for one word. Never raises for what the endpoint does; every outcome is in the answer.
-        Does not count towards failing fast.
+        run sends for ``model`` (pass the model's inference parameters, timeout and size cap),
+        with a prompt asking for one word. Never raises for what the endpoint does; every
+        outcome is in the answer. Does not count towards failing fast.
 
         Returns:
           The status (``None`` without an answer), the response headers, the seconds from
@@ -495,14 +503,20 @@ class OpenAICompatibleClient:
                 self._post_headers,
                 _json_bytes(body),
                 timeout=self._timeout if timeout is None else timeout,
-                max_body=self._max_response_bytes,
+                max_body=(
+                    self._max_response_bytes if max_response_bytes is None else max_response_bytes
+                ),
             )
         except HTTPError as exc:
             failure: Exception = error_from_transport(exc, where=where, secrets=self._secrets)
             if isinstance(exc, ConnectFailed | ProxyFailed):
                 failure = self._provider_error(model, transport=exc, consequence="")
             return ProbeAnswer(
-                status=None, headers={}, elapsed=trio.current_time() - start, error=failure
+                status=exc.status if isinstance(exc, ResponseTooLarge) else None,
+                headers={},
+                elapsed=trio.current_time() - start,
+                error=failure,
+                answered=isinstance(exc, DecodingFailed | ProtocolViolation | ResponseTooLarge),
             )
         elapsed = trio.current_time() - start
         problem: Exception | None = None
