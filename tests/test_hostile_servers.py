@@ -547,16 +547,18 @@ def test_cli_run_against_a_hostile_server_reports_and_exits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handler: Callable[[], Handler], says: str
 ) -> None:
     """Every row dropped by a non-retryable answer: the run says why, in one line per row
-    group, writes its metadata, never prints a traceback or the key, and exits in seconds."""
+    group, writes its metadata, never prints a traceback or the key, and exits 1 in seconds
+    (nothing was generated: no success to report)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(KEY_ENV, KEY)
     monkeypatch.setenv("TRIO_DESIGNER_CACHE", "off")
     with ThreadedHostile(handler()) as server:
         path = write_config(tmp_path, server.url)
         outcome = run_cli(["run", path.name, "-n", "4", "--progress", "none"], deadline=30)
-    assert outcome.status == 0, outcome
+    assert outcome.status == 1, outcome
     assert "status: complete" in outcome.out
     assert "rows: 0 written of 4 requested (4 dropped)" in outcome.out
+    assert "error: every row was dropped (4 of 4 requested rows failed)" in outcome.err
     assert says in outcome.out + outcome.err
     assert "Traceback" not in outcome.out + outcome.err
     assert KEY not in outcome.out + outcome.err
