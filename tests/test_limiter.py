@@ -693,6 +693,31 @@ async def test_the_token_budget_waits_for_what_a_request_costs(
         assert limiter.statistics().tokens_left == pytest.approx(600 + 10, abs=1)
 
 
+@pytest.mark.deadline(1_000)  # virtual seconds: each request waits minutes for the budget
+async def test_a_request_larger_than_the_token_budget_is_warned_about_once(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request estimated above the whole budget (2,500 tokens against 1,000 a minute) waits
+    for a full bucket and goes alone; the user is told why the run crawls, once per model."""
+    limiter = AdaptiveLimiter("m", 8, budget=EndpointBudget(tpm=1_000))
+    admitted_at: list[float] = []
+    with trio.fail_after(BIG), caplog.at_level(logging.WARNING, "trio_designer"):
+        for _ in range(3):
+            async with limiter.slot(2_500) as permit:
+                admitted_at.append(trio.current_time())
+                permit.success(tokens=2_500)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "model 'm': one request is estimated at 2500 tokens, more than the whole token budget "
+        "of 1000 per 60 s (tpm, or the x-ratelimit headers): each such request waits for the "
+        "budget to refill completely and goes alone, so the run crawls (an endpoint that "
+        "enforces the budget may refuse it outright). Raise tpm, or lower max_tokens or the "
+        "prompt's length"
+    ]
+    # The first goes on the full bucket; each next waits for the debt and a full bucket.
+    assert admitted_at == [0.0, pytest.approx(150.0), pytest.approx(300.0)]
+
+
 async def test_budgets_of_two_limiters_are_independent(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -70,6 +70,10 @@ MALFORMED: dict[str, tuple[str, str | bytes]] = {
         "a.yaml",
         y(top="processors: [{kind: rename_columns, columns: {topic: " + "t" * 129 + "}}]\n"),
     ),
+    "tpm below max_tokens": (
+        "a.yaml",
+        y(LLM, head=HEAD.replace("remote}", "remote, tpm: 500, inference: {max_tokens: 800}}")),
+    ),
     "name shadows a global": ("a.yaml", y("{name: range, kind: expression, expr: '1'}")),
     "duplicate column": ("a.yaml", y("{name: topic, kind: expression, expr: '1'}")),
     "reserved row id": ("a.yaml", y("{name: _row_id, kind: expression, expr: '1'}")),
@@ -316,6 +320,9 @@ PINNED: dict[str, str] = {
     "text '1e3' (YAML reads a number in this form as text: write 1.0e+3)",
     "a 200 KB column name": "a.yaml: columns[1].name (line 7): 'name' is 200,000 characters "
     f"long: '{'n' * 56}...; a name may have at most 128 characters, shorten it",
+    "tpm below max_tokens": "a.yaml: models[0].tpm (line 4): 'tpm' is 500 tokens per minute, "
+    "but every request reserves its max_tokens (800) plus its prompt, so none fits in a "
+    "minute's budget; raise tpm or lower inference.max_tokens",
     "extra_body stream": "a.yaml: models[0].inference.extra_body (line 4): 'extra_body' may "
     "not set 'stream': trio_designer reads each answer whole, as one JSON body (a streamed "
     "answer fails every request); remove 'stream'",

@@ -232,6 +232,19 @@ class ModelPrice:
     )
 
 
+def _tpm_pays_max_tokens(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    # A request reserves its max_tokens against the token budget before it is sent (as the
+    # providers do): a budget that cannot pay that alone would make every request wait for a
+    # whole window and go alone, and an endpoint that enforces it would refuse each one.
+    max_tokens = instance.inference.max_tokens
+    if isinstance(max_tokens, int) and max_tokens >= value:
+        raise ValueError(
+            f"'tpm' is {value:,} tokens per minute, but every request reserves its max_tokens "
+            f"({max_tokens:,}) plus its prompt, so none fits in a minute's budget; raise tpm "
+            "or lower inference.max_tokens"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class ModelConfig:
     """One model alias: which model, at which provider, with which limits.
@@ -275,7 +288,9 @@ class ModelConfig:
     timeout: float = attrs.field(default=60.0, validator=checked(finite, v.gt(0)))
     max_response_bytes: int = attrs.field(default=8 * 2**20, validator=checked(is_int, v.ge(1)))
     rpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
-    tpm: int | None = attrs.field(default=None, validator=optional(checked(is_int, v.ge(1))))
+    tpm: int | None = attrs.field(
+        default=None, validator=optional(checked(is_int, v.ge(1), _tpm_pays_max_tokens))
+    )
     send_seed: bool = attrs.field(default=True, validator=checked(is_bool))
     price: ModelPrice | None = attrs.field(
         default=None, validator=optional(checked(instance_of(ModelPrice)))

@@ -554,6 +554,8 @@ class _LimiterBase:
         self._cooldown_scope: trio.CancelScope | None = None
         # Whether a grant round (_grant_round) is scheduled with run_sync_soon and has not run.
         self._round_pending = False
+        # Whether the "one request costs more than the whole token budget" warning was logged.
+        self._warned_oversized = False
 
     @property
     def name(self) -> str:
@@ -608,6 +610,20 @@ class _LimiterBase:
     async def _acquire(self, tokens: int) -> Permit:
         await trio.lowlevel.checkpoint_if_cancelled()
         now = trio.current_time()
+        bucket = self._budget.tokens
+        if bucket is not None and tokens > bucket.limit and not self._warned_oversized:
+            self._warned_oversized = True
+            _logger.warning(
+                "model '%s': one request is estimated at %d tokens, more than the whole token "
+                "budget of %d per %g s (tpm, or the x-ratelimit headers): each such request "
+                "waits for the budget to refill completely and goes alone, so the run crawls "
+                "(an endpoint that enforces the budget may refuse it outright). Raise tpm, or "
+                "lower max_tokens or the prompt's length",
+                self._name,
+                tokens,
+                bucket.limit,
+                bucket.window,
+            )
         if not self._queue.live and self._decisions.can_admit(now) and not self._round_pending:
             # A free slot is not granted on the spot: requests that become runnable together
             # (a burst of cells dispatched in one go) reach this point in the order trio happens
