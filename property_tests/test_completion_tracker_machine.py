@@ -167,6 +167,20 @@ class CompletionTrackerMachine(RuleBasedStateMachine):
         assert set(self.tracker.dropped_rows) == self.dropped
 
     @invariant()
+    def the_next_task_is_the_best_ready_one(self) -> None:
+        """What a pop would take, against a scan of every ready task: highest priority first,
+        then the lowest row (a full-column task before any row), then column order."""
+        ready = self.tracker.ready_tasks()
+        order = {column: i for i, column in enumerate(self.graph.order)}
+
+        def key(task: Task) -> tuple[int, int, int]:
+            row = -1 if task.row is None else task.row
+            return (-self.graph.priority[task.column], row, order[task.column])
+
+        expected = min(ready, key=key) if ready else None
+        assert self.tracker.peek_ready() == expected
+
+    @invariant()
     def no_task_completes_twice(self) -> None:
         assert all(n == 1 for n in self.completions.values())
 

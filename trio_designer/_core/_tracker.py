@@ -47,6 +47,7 @@ of ``CompletionTrackerMachine`` named in brackets):
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal, NamedTuple, Protocol
@@ -160,6 +161,9 @@ class CompletionTracker:
         self._priority_groups = tuple(
             tuple(by_priority[p]) for p in sorted(by_priority, reverse=True)
         )
+        self._group_of: dict[str, int] = {
+            column: index for index, group in enumerate(self._priority_groups) for column in group
+        }
         # Invariant: _live_done[c] == len(_cell_done[c] - _dropped) for every cell column c.
         self._cell_done: dict[str, set[int]] = {
             c: set() for c in graph.order if graph.strategy[c] == "cell"
@@ -175,8 +179,13 @@ class CompletionTracker:
         self._heaps: dict[str, list[tuple[int, Task]]] = {c: [] for c in graph.order}
         self._ready_set: set[Task] = set()
         # Invariant: _ready_count[c] == number of tasks of column c in _ready_set (lets a pop
-        # skip empty columns without touching their heaps).
+        # skip empty columns without touching their heaps); _group_ready[g] is the sum of
+        # _ready_count over the columns of _priority_groups[g], and _live_groups lists, in
+        # ascending order, exactly the g with _group_ready[g] > 0 (lets a pop skip empty groups
+        # without visiting them: a long chain has one group per column).
         self._ready_count: dict[str, int] = dict.fromkeys(graph.order, 0)
+        self._group_ready: list[int] = [0] * len(self._priority_groups)
+        self._live_groups: list[int] = []
         self._in_flight: set[Task] = set()
         self._deferred: dict[Task, _Deferred] = {}
         self._attempts: dict[Task, int] = {}
@@ -260,6 +269,10 @@ class CompletionTracker:
         _, task = heapq.heappop(self._heaps[column])
         self._ready_set.remove(task)
         self._ready_count[column] -= 1
+        group = self._group_of[column]
+        self._group_ready[group] -= 1
+        if not self._group_ready[group]:
+            del self._live_groups[bisect.bisect_left(self._live_groups, group)]
         self._in_flight.add(task)
         return task
 
@@ -275,7 +288,9 @@ class CompletionTracker:
 
     def _best_column(self, eligible: Callable[[str], bool] | None) -> str | None:
         """The column whose head task ranks first by (longest chain, row, column order)."""
-        for group in self._priority_groups:
+        groups = self._priority_groups
+        for index in self._live_groups:
+            group = groups[index]
             best_row = 0
             chosen: str | None = None
             for column in group:  # column order: on equal rows the first column wins
@@ -357,9 +372,7 @@ class CompletionTracker:
         for column, done in self._cell_done.items():
             self._live_done[column] -= len(done & newset)
         self._ready_set = {t for t in self._ready_set if t.row not in newset}
-        self._ready_count = dict.fromkeys(self._graph.order, 0)
-        for task in self._ready_set:
-            self._ready_count[task.column] += 1
+        self._recount_ready()
         for task in [t for t in self._deferred if t.row in newset]:
             del self._deferred[task]
         everything = len(self._dropped) == self._size
@@ -387,9 +400,22 @@ class CompletionTracker:
         return due
 
     # -- internals ------------------------------------------------------------------------
+    def _recount_ready(self) -> None:
+        """Rebuild the ready counts from _ready_set (after many tasks left it at once)."""
+        self._ready_count = dict.fromkeys(self._graph.order, 0)
+        self._group_ready = [0] * len(self._priority_groups)
+        for task in self._ready_set:
+            self._ready_count[task.column] += 1
+            self._group_ready[self._group_of[task.column]] += 1
+        self._live_groups = [g for g, count in enumerate(self._group_ready) if count]
+
     def _push(self, task: Task) -> None:
         self._ready_set.add(task)
         self._ready_count[task.column] += 1
+        group = self._group_of[task.column]
+        self._group_ready[group] += 1
+        if self._group_ready[group] == 1:
+            bisect.insort(self._live_groups, group)
         row_key = -1 if task.row is None else task.row
         heapq.heappush(self._heaps[task.column], (row_key, task))
 
@@ -475,7 +501,7 @@ class CompletionTracker:
 
     def _clear_pending(self) -> None:
         self._ready_set.clear()
-        self._ready_count = dict.fromkeys(self._graph.order, 0)
+        self._recount_ready()
         for heap in self._heaps.values():
             heap.clear()
         self._deferred.clear()
