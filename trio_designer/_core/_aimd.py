@@ -102,13 +102,15 @@ things, measured in ``tests/test_rate_sim.py`` and ``tests/test_shards_e2e.py``:
 also gives up ``35 % × limit / ceiling`` of what is in flight (cuts to what is held keep any
 split, however uneven; a share-weighted cut is AIMD's multiplicative decrease, which is what
 evens shares out); a cliff is probed after ``(limit / ceiling)²`` times the usual successes,
-but at most once per ``limit`` successes (about once per round trip); at the ceiling, after
-load was seen, a probe that cannot go up *yields* a slot for a probe interval (a limiter
-whose ceiling equals the hidden capacity otherwise holds all of it without ever seeing a
-429, and the others starve); and the limit follows the concurrency used (``follow_use``:
-growth only while it binds, and a window of successes at which fewer were in flight lowers it
-to their mean), so the sum of the shards' limits is what they offer the endpoint, within 10 % of
-its capacity, instead of up to 1.4× it.
+but at most once per ``limit`` successes (about once per round trip); at the ceiling a
+probe that cannot go up *yields* a slot for a probe interval (a limiter whose ceiling equals
+the hidden capacity otherwise holds all of it without ever seeing a 429, and the others
+starve) — also before any load was seen (a shard that started first fills the endpoint
+without a 429), after 4 probe intervals then, and a yield whose slot nobody took doubles the
+wait before the next, up to 16 intervals (a load cut resets it); and the limit follows the
+concurrency used (``follow_use``: growth only while it binds, and a window of successes at
+which fewer were in flight lowers it to their mean), so the sum of the shards' limits is what
+they offer the endpoint, within 10 % of its capacity, instead of up to 1.4× it.
 
 Complexity: O(1) per admission and success; O(ceiling) per 429 (the cliff test sums the
 counts by level), plus what the latency signal costs (see its module).
@@ -165,6 +167,16 @@ _PRIOR_REJECTIONS = 0.9
 # A cliff is passed (cleared) once this many requests admitted at it were served together with
 # the cliff's worth of others (see _served_together).
 _CLIFF_PASSES = 2
+
+# LimiterPolicy.probe_by_share: a yield whose slot nobody took (its probe back passed) doubles
+# the successes before the next one, up to this many doublings; a load cut resets it. Keeps
+# the cost of yielding on an endpoint with room to spare under half a per cent (a slot of the
+# ceiling idle for one probe interval in 2**4) while a limiter that holds what others need
+# still yields within a few seconds.
+_MAX_YIELD_BACKOFF = 4
+# ... and where it starts: before any load is seen, a limiter assumes room to spare and waits
+# 2**2 probe intervals before its first yield.
+_START_YIELD_BACKOFF = 2
 
 # The quickest success latency lately: a decayed minimum, allowed to rise by this factor per
 # success (it forgets a lucky answer in a few hundred).
@@ -258,6 +270,10 @@ class AimdController:
         # cliff); the limit is below it. _failed_probes: load cuts back from this same cliff.
         self._cliff: int | None = None
         self._failed_probes = 0
+        # LimiterPolicy.probe_by_share: the cliff the last yield set (None: none pending), and
+        # how many yields in a row gave away a slot nobody took.
+        self._yielded_cliff: int | None = None
+        self._idle_yields = _START_YIELD_BACKOFF
         self._cliff_passes = 0  # requests admitted at the cliff since it was set, served
         self._quickest = math.inf  # see _served_together
         # (admitted at, answered at) of the latest successes, for _served_together.
@@ -434,6 +450,9 @@ class AimdController:
             # Twice, and the limit grows back freely (see _maybe_increase).
             self._cliff_passes += 1
             if self._cliff_passes >= _CLIFF_PASSES:
+                if self._cliff == self._yielded_cliff:
+                    self._idle_yields += 1  # we gave a slot away and nobody took it
+                    self._yielded_cliff = None
                 self._cliff = None
                 self._failed_probes = 0
         self._recent_answers.append((admission.admitted_at, now))
@@ -488,6 +507,7 @@ class AimdController:
             return self._after_release(now)  # already below: these 429s report the past
         old = self._limit
         cliff = new + 1
+        self._yielded_cliff, self._idle_yields = None, 0  # others want room: yield readily
         self._failed_probes = self._failed_probes + 1 if self._cliff == cliff else 0
         self._cliff = cliff
         self._cliff_passes = 0
@@ -682,7 +702,7 @@ class AimdController:
     def _maybe_increase(self, admission: Admission, now: float) -> LimitChange | None:
         limit = self._limit
         if limit >= self._ceiling:
-            if self._policy.probe_by_share and self._regime == "rate" and limit > 1:
+            if self._policy.probe_by_share and self._regime != "latency" and limit > 1:
                 return self._maybe_yield(now)
             self._streak = 0
             return None
@@ -714,17 +734,21 @@ class AimdController:
         return LimitChange(old=limit, new=limit + 1, reason="increase", at=now, successes=streak)
 
     def _maybe_yield(self, now: float) -> LimitChange | None:
-        """``probe_by_share`` at the ceiling, on an endpoint that has shown load: a probe that
-        cannot go up goes down. When a cliff probe would be due, leave one slot to the other
-        limiters on the endpoint (the limit one below the ceiling, which becomes the cliff),
-        and probe it back after the usual number of successes: if another limiter took the
-        slot meanwhile, the probe meets 429s and the load cut gives way (see
-        ``record_rate_limited``). Without it a limiter whose ceiling equals the hidden capacity
-        holds all of it and never learns that another one starves (it never sees a 429)."""
-        if self._reached < self._limit or self._streak < self._probe_after():
+        """``probe_by_share`` at the ceiling: a probe that cannot go up goes down. When a
+        cliff probe would be due, leave one slot to the other limiters on the endpoint (the
+        limit one below the ceiling, which becomes the cliff), and probe it back after the
+        usual number of successes: if another limiter took the slot meanwhile, the probe meets
+        429s and the load cut gives way (see ``record_rate_limited``). Without it a limiter
+        whose ceiling equals the hidden capacity holds all of it and never learns that another
+        one starves (it never sees a 429). Due after ``_probe_after() << _idle_yields``
+        successes at the limit: yields whose slot nobody took back off (see
+        ``_MAX_YIELD_BACKOFF``)."""
+        due = self._probe_after() << min(self._idle_yields, _MAX_YIELD_BACKOFF)
+        if self._reached < self._limit or self._streak < due:
             return None
         streak, old = self._streak, self._limit
-        self._cliff = old
+        self._cliff = self._yielded_cliff = old
+        self._regime = "rate"  # the way back is a cliff probe, as after a load cut
         self._cliff_passes = 0
         self._set_limit(old - 1, now)
         return LimitChange(old=old, new=old - 1, reason="yield", at=now, successes=streak)
