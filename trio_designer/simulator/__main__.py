@@ -30,20 +30,17 @@ import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
-from .._exceptions import ConfigError
-from ._canned import (
-    CannedEndpoint,
-    CannedModel,
-    canned_models,
-    parse_canned_spec,
-    serve_canned,
-)
+from .._exceptions import ConfigError, MissingDependencyError
 from ._models import SimulatedModel
 from ._profile import duplicate_name_problems, parse_model_spec, read_profile
 from ._server import Simulator, serve_simulator
+
+if TYPE_CHECKING:
+    from ._canned import CannedEndpoint, CannedModel
 
 DEFAULT_MODEL = "simulated"
 
@@ -84,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def serve_canned_until_signal(models: Sequence[CannedModel], host: str, port: int) -> None:
     """Serve the canned endpoint, print the URL, and return on SIGINT or SIGTERM."""
+    from ._canned import serve_canned
+
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             endpoint: CannedEndpoint = await nursery.start(
@@ -162,8 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--profile or --api-key-env\n",
             )
         try:
+            from ._canned import canned_models, parse_canned_spec
+
             canned = canned_models([parse_canned_spec(spec) for spec in args.canned])
-        except ConfigError as exc:
+        except (ConfigError, MissingDependencyError) as exc:
             parser.exit(2, f"{parser.prog}: error: {exc}\n")
         try:
             trio.run(serve_canned_until_signal, canned, args.host, args.port)

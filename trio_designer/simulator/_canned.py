@@ -51,10 +51,16 @@ from http import HTTPStatus
 from typing import Any, Final, final
 
 import attrs
-import httptools
 import trio
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, MissingDependencyError
+
+try:
+    import httptools
+except ImportError as exc:  # an optional extra: the full simulator does not need it
+    raise MissingDependencyError(
+        "the canned endpoint", package="httptools", extra="canned"
+    ) from exc
 
 __all__ = ["CannedEndpoint", "CannedModel", "open_canned", "serve_canned"]
 
