@@ -52,17 +52,17 @@ def _post(path: bytes, body: bytes, extra: bytes = b"") -> bytes:
 async def test_our_client_gets_a_valid_completion(autojump_clock: trio.testing.MockClock) -> None:
     async with (
         open_canned(
-            [CannedModel(name="gen", text="Hello there."), CannedModel(name="judge")]
+            [CannedModel(name="gen", text="Hello there, 100% %d sure."), CannedModel(name="judge")]
         ) as endpoint,
         OpenAICompatibleClient(base_url=endpoint.url) as client,
     ):
         answer = await client.chat(model="gen", messages=MESSAGES)
-        assert answer.content == "Hello there."
+        assert answer.content == "Hello there, 100% %d sure."
         assert answer.finish_reason == "stop"
         assert answer.model == "gen"
         assert (
             answer.usage.output_tokens
-            == CannedModel(name="g", text="Hello there.").completion_tokens
+            == CannedModel(name="g", text="Hello there, 100% %d sure.").completion_tokens
         )
         assert answer.usage.input_tokens > 0
         other = await client.chat(model="judge", messages=MESSAGES)
@@ -115,6 +115,8 @@ async def test_routes_and_errors_keep_the_connection(
         assert _body((await _read_answer(stream))[0])["id"] == "gen"
         cases = [
             (_post(b"/v1/chat/completions", b'{"model": "nope"}'), 404, "model_not_found"),
+            (_post(b"/v1/chat/completions", b'{"model": ["gen"]}'), 404, "model_not_found"),
+            (_post(b"/v1/chat/completions", b"[" * 100_000), 400, "invalid_json"),
             (_post(b"/v1/chat/completions", b"{not json"), 400, "invalid_json"),
             (_post(b"/v1/chat/completions", b"[1]"), 400, "invalid_json"),
             (_post(b"/v1/chat/completions", b'{"model":"gen","stream":true}'), 400, "unsupported"),

@@ -126,8 +126,9 @@ class _Model:
 
     def __init__(self, model: CannedModel) -> None:
         self.config = model
-        name = json.dumps(model.name)
-        text = json.dumps(model.text)
+        # Both go into a %-format template: a "%" of theirs is doubled to stay a "%".
+        name = json.dumps(model.name).replace("%", "%%")
+        text = json.dumps(model.text).replace("%", "%%")
         self.card = json.dumps(
             {"id": model.name, "object": "model", "created": 0, "owned_by": "trio-designer-canned"}
         ).encode()
@@ -219,11 +220,12 @@ class CannedEndpoint:
     def _chat(self, body: bytes, arrival: float) -> tuple[int, bytes]:
         try:
             data = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return _error(400, f"The request body is not valid JSON: {exc}.", "invalid_json")
         if not isinstance(data, dict):
             return _error(400, "The request body must be a JSON object.", "invalid_json")
-        model = self._models.get(data.get("model"))  # type: ignore[arg-type]
+        name = data.get("model")
+        model = self._models.get(name) if isinstance(name, str) else None
         if model is None:
             served = ", ".join(self._models)
             return _error(
@@ -295,7 +297,11 @@ class CannedEndpoint:
                         idle.deadline = arrival + 1.5 * keep_alive
                     done, request.done = request.done, []
                     for method, target, body, keep in done:
-                        status, payload = self.answer(method, target, body, arrival)
+                        try:
+                            status, payload = self.answer(method, target, body, arrival)
+                        except Exception:  # a bug of ours answers 500; it never ends the server
+                            status, payload = _error(500, "Internal error.", "internal_error")
+                            keep = False
                         await _send(sock, status, payload, keep)
                         if status == 200 and target.startswith(b"/v1/chat/completions"):
                             self.last_answer = trio.current_time()
