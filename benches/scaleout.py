@@ -21,6 +21,17 @@ Two questions:
    what sharded runs use (``SHARD_POLICY``: ``probe_by_share``, ``max_noise_rate=0.1``,
    ``follow_use``).
 
+3. **The same, against the canned endpoint** (``python -m trio_designer.simulator --canned``,
+   ``trio_designer/simulator/_canned.py``): every chat completion answered at once with a fixed
+   text, for a small fraction of the full simulator's CPU per request, so the client really is
+   the bottleneck. 1, 2 and 4 workers and ``create``, interleaved and repeated (``reps``).
+   Reported per run: rows/s and requests/s over the span of the requests (the endpoint's
+   first arrival to its last answer) and over the wall time, the client's CPU (the bench
+   process for ``create``; for workers the children's ``time.process_time`` at their end, from
+   their final report, split into start-up — interpreter, imports, the job — and the run, plus
+   the driver's own CPU), per request, and the endpoint's CPU per request. The same CPU figures
+   are taken against the full simulator (question 1) for comparison.
+
 The JSON records the machine's load average before and after (1, 5 and 15 minutes): on a
 shared machine the real-time figures are the machine's as much as the design's.
 """
@@ -29,9 +40,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -44,7 +59,7 @@ from trio_designer._scaleout._workers import ShardedRunResult, run_workers
 from trio_designer.models import AdaptiveLimiter
 
 from . import _common as c
-from .small_runs import external_simulator
+from .small_runs import External, external_simulator
 
 PROVIDER = "bench"
 
@@ -57,13 +72,36 @@ class Params:
     hidden_records: int
     hidden_capacity: int
     latency: float
+    canned_records: int = 6000
+    reps: int = 3
 
 
 PROFILES = {
-    "full": Params((1, 2, 4), 6000, 100, 2400, 16, 0.2),
-    "quick": Params((1, 2, 4), 2000, 100, 800, 16, 0.2),
-    "smoke": Params((2,), 40, 10, 40, 4, 0.05),
+    "full": Params((1, 2, 4), 6000, 100, 2400, 16, 0.2, 8000, 3),
+    "quick": Params((1, 2, 4), 2000, 100, 800, 16, 0.2, 4000, 3),
+    "smoke": Params((2,), 40, 10, 40, 4, 0.05, 40, 1),
 }
+
+
+@contextmanager
+def external_canned(model: str) -> Iterator[External]:
+    """``python -m trio_designer.simulator --port 0 --canned <model>``."""
+    command = [sys.executable, "-m", "trio_designer.simulator", "--port", "0", "--canned", model]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().strip()
+            if not url.startswith("http://"):
+                raise RuntimeError(f"the canned endpoint did not print its URL (got {url!r})")
+            yield External(url=url, pid=process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def _call(url: str, method: str, path: str) -> Any:
@@ -137,6 +175,82 @@ def sharded(
     return trio.run(main)
 
 
+def measured_run(
+    cfg: PipelineConfig, records: int, workers: int, out: Path
+) -> tuple[float, dict[str, float]]:
+    """One run (``workers`` 0: ``create`` in this process): wall seconds and the client's CPU
+    seconds (``total``; for workers also ``startup``, the children's before their runs began,
+    and ``driver``, this process's)."""
+    own = time.process_time()
+    if workers == 0:
+        wall = one_process(cfg, records, out)
+        return wall, {"total": time.process_time() - own, "startup": 0.0, "driver": 0.0}
+    result = sharded(cfg, records, workers, out)
+    driver = time.process_time() - own
+    assert result.status == "complete"
+    assert all(cpu is not None for cpu in result.child_cpu), result.child_cpu
+    children = [cpu for cpu in result.child_cpu if cpu is not None]
+    return result.elapsed, {
+        "total": sum(total for _, total in children) + driver,
+        "startup": sum(start for start, _ in children),
+        "driver": driver,
+    }
+
+
+def canned_throughput(p: Params, scratch: Path) -> list[dict[str, Any]]:
+    """Question 3: the canned endpoint, 1/2/4 workers and ``create``, interleaved, ``reps``
+    rounds (each round in another order)."""
+    rows = []
+    order = (0, *p.workers)
+    with external_canned(c.GEN_MODEL) as endpoint:
+        cfg = config(endpoint.url, max_parallel=64, row_group_size=p.fast_row_group)
+        for rep in range(p.reps):
+            shift = rep % len(order)
+            for workers in order[shift:] + order[:shift]:
+                _call(endpoint.url, "POST", "/stats/reset")
+                out = scratch / f"canned-{workers}-{rep}"
+                endpoint_cpu = endpoint.cpu_seconds()
+                wall, cpu = measured_run(cfg, p.canned_records, workers, out)
+                endpoint_cpu = endpoint.cpu_seconds() - endpoint_cpu
+                stats = _call(endpoint.url, "GET", "/stats")
+                n = stats["requests"]
+                assert n == p.canned_records, stats
+                span_s = stats["last_answer"] - stats["first_arrival"]
+                rows.append(
+                    {
+                        "rep": rep,
+                        "workers": workers or "create",
+                        "records": p.canned_records,
+                        "requests": n,
+                        "wall_s": round(wall, 3),
+                        "rows_per_s_wall": round(p.canned_records / wall, 1),
+                        "requests_span_s": round(span_s, 3),
+                        "rows_per_s_span": round(p.canned_records / span_s, 1),
+                        "requests_per_s_span": round(n / span_s, 1),
+                        "client_cpu_s": round(cpu["total"], 3),
+                        "client_startup_cpu_s": round(cpu["startup"], 3),
+                        "driver_cpu_s": round(cpu["driver"], 3),
+                        "client_cpu_ms_per_request": round(1000 * cpu["total"] / n, 3),
+                        "client_run_cpu_ms_per_request": round(
+                            1000 * (cpu["total"] - cpu["startup"] - cpu["driver"]) / n, 3
+                        ),
+                        "endpoint_cpu_s": round(endpoint_cpu, 3),
+                        "endpoint_cpu_ms_per_request": round(1000 * endpoint_cpu / n, 3),
+                    }
+                )
+    for rep in range(p.reps):
+        mine = [r for r in rows if r["rep"] == rep]
+        base = next((r for r in mine if r["workers"] == 1), mine[0])
+        for row in mine:
+            row["speedup_span_vs_1_worker"] = round(
+                row["rows_per_s_span"] / base["rows_per_s_span"], 2
+            )
+            row["speedup_wall_vs_1_worker"] = round(
+                row["rows_per_s_wall"] / base["rows_per_s_wall"], 2
+            )
+    return rows
+
+
 def throughput(p: Params, scratch: Path) -> list[dict[str, Any]]:
     rows = []
     spec = f"{c.GEN_MODEL}:latency=0,mode=gpu,capacity=100000"
@@ -146,12 +260,7 @@ def throughput(p: Params, scratch: Path) -> list[dict[str, Any]]:
             _call(sim.url, "POST", "/stats/reset")
             out = scratch / f"fast-{workers}"
             cpu = sim.cpu_seconds()
-            if workers == 0:
-                wall = one_process(cfg, p.fast_records, out)
-            else:
-                result = sharded(cfg, p.fast_records, workers, out)
-                assert result.status == "complete"
-                wall = result.elapsed
+            wall, client = measured_run(cfg, p.fast_records, workers, out)
             records = _call(sim.url, "GET", "/log")["records"]
             assert len(records) == p.fast_records
             rows.append(
@@ -163,6 +272,12 @@ def throughput(p: Params, scratch: Path) -> list[dict[str, Any]]:
                     "requests_span_s": round(span(records), 3),
                     "rows_per_s_span": round(p.fast_records / span(records), 1),
                     "simulator_cpu_s": round(sim.cpu_seconds() - cpu, 2),
+                    "simulator_cpu_ms_per_request": round(
+                        1000 * (sim.cpu_seconds() - cpu) / p.fast_records, 3
+                    ),
+                    "client_cpu_s": round(client["total"], 3),
+                    "client_startup_cpu_s": round(client["startup"], 3),
+                    "client_cpu_ms_per_request": round(1000 * client["total"] / p.fast_records, 3),
                 }
             )
     base = next((r for r in rows if r["workers"] == 1), rows[0])["rows_per_s_span"]
@@ -266,6 +381,7 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
     load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews it
     with tempfile.TemporaryDirectory() as scratch:
         fast = throughput(p, Path(scratch))
+        canned = canned_throughput(p, Path(scratch))
         capped = hidden(p, Path(scratch))
     print(
         c.table(
@@ -278,6 +394,8 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
                 "rows/s (span)",
                 "× 1 worker",
                 "simulator CPU s",
+                "sim CPU ms/req",
+                "client CPU ms/req",
             ],
             [
                 [
@@ -289,8 +407,45 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
                     r["rows_per_s_span"],
                     r["speedup_span_vs_1_worker"],
                     r["simulator_cpu_s"],
+                    r["simulator_cpu_ms_per_request"],
+                    r["client_cpu_ms_per_request"],
                 ]
                 for r in fast
+            ],
+        )
+    )
+    print(
+        c.table(
+            [
+                "rep",
+                "workers",
+                "wall s",
+                "rows/s (wall)",
+                "× (wall)",
+                "requests/s (span)",
+                "× 1 worker",
+                "client CPU s",
+                "of which start-up",
+                "client CPU ms/req",
+                "run only",
+                "endpoint CPU ms/req",
+            ],
+            [
+                [
+                    r["rep"],
+                    r["workers"],
+                    r["wall_s"],
+                    r["rows_per_s_wall"],
+                    r["speedup_wall_vs_1_worker"],
+                    r["requests_per_s_span"],
+                    r["speedup_span_vs_1_worker"],
+                    r["client_cpu_s"],
+                    r["client_startup_cpu_s"],
+                    r["client_cpu_ms_per_request"],
+                    r["client_run_cpu_ms_per_request"],
+                    r["endpoint_cpu_ms_per_request"],
+                ]
+                for r in canned
             ],
         )
     )
@@ -336,6 +491,8 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
         "load_average": {"before": load_before, "after": load_after},
         "params": attrs.asdict(p),
         "throughput": fast,
+        "canned": canned,
+        "cpu_count": os.cpu_count(),
         "hidden": capped,
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -202,6 +202,14 @@ def test_scaleout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     once, and the served concurrency never exceeds the hidden capacity."""
     data = _run(scaleout, tmp_path, capsys)
     assert [r["workers"] for r in data["throughput"]] == ["create", 2]
+    # The canned endpoint's variant: every request answered once, client and endpoint CPU
+    # accounted (each child reported its own).
+    assert [r["workers"] for r in data["canned"]] == ["create", 2]
+    for row in data["canned"]:
+        assert row["requests"] == row["records"]
+        assert row["client_cpu_s"] > 0
+        assert row["endpoint_cpu_ms_per_request"] >= 0
+    assert data["canned"][1]["client_startup_cpu_s"] > 0
     for row in data["hidden"]:
         assert row["served_peak"] <= row["capacity"]
         assert row["limit_sum"] >= 1

@@ -256,3 +256,21 @@ def test_shards_of_a_seeded_run_read_their_own_seed_rows_and_equal_the_one_proce
                 rows = [r for f in m.files for r in pq.read_table(out / f)["qid"].to_pylist()]
                 start = m.row_group_start * 3
                 assert rows == list(range(start, min(NUM_RECORDS, m.row_group_stop * 3)))
+
+
+def test_a_shards_child_process_starts_without_optional_heavy_imports() -> None:
+    """Each shard's child pays its imports (~1 s of CPU, ``docs/benchmarks.md``, "Branch
+    scalebench"): httpx (only for ``transport: httpx``), trio.testing (which imports pytest
+    when installed) and jsonschema (only for schemas) stay out of its start-up."""
+    import subprocess
+    import sys
+
+    heavy = ("httpx", "rich", "pytest", "trio.testing", "jsonschema", "referencing")
+    code = (
+        "import sys, trio_designer._scaleout._child; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == ""

@@ -157,6 +157,11 @@ def test_a_process_pool_of_more_shards_than_workers_equals_the_one_process_run(
     result = trio.run(main)
     assert result.status == "complete"
     assert result.attempts == (1,) * 7
+    # Each child reported its CPU: start-up (imports, the job) before its run, and the total.
+    assert len(result.child_cpu) == 7
+    for cpu in result.child_cpu:
+        assert cpu is not None
+        assert 0 < cpu[0] <= cpu[1]
     assert result.merged is not None
     assert result.merged.rows == NUM_RECORDS
     assert files_of(out / "parquet-files") == reference

@@ -29,12 +29,14 @@ Paths look like ``$``, ``$.answer``, ``$.items[2].name``, ``$['key with spaces']
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import jsonschema
-import jsonschema.validators
-import referencing
-from referencing.exceptions import Unresolvable
+if TYPE_CHECKING:
+    import jsonschema
+
+# jsonschema and referencing are imported on first use: with their dependencies they are
+# ~0.15-0.25 s of every process's start-up (each shard's child process included), and a
+# pipeline without a JSON schema never needs them.
 
 from ._fastschema import compile_fast_check
 from ._suggest import did_you_mean
@@ -59,6 +61,9 @@ _MAX_META_PROBLEMS: Final = 5
 
 
 def _validator_class(schema: Any) -> type[Any]:
+    import jsonschema
+    import jsonschema.validators
+
     cls: type[Any] = jsonschema.validators.validator_for(
         schema, default=jsonschema.Draft202012Validator
     )
@@ -77,6 +82,10 @@ class SchemaChecker:
     """
 
     def __init__(self, schema: Any) -> None:
+        import referencing
+        from referencing.exceptions import Unresolvable
+
+        self._unresolvable = Unresolvable
         cls = _validator_class(schema)
         # An explicit empty registry: without one, jsonschema still fetches remote $refs over
         # HTTP (deprecated, but on by default), and a config must never make us fetch anything.
@@ -97,7 +106,7 @@ class SchemaChecker:
             return []
         try:
             found = sorted(self._validator.iter_errors(instance), key=_error_order)
-        except Unresolvable as exc:
+        except self._unresolvable as exc:
             return [f"$: the schema's $ref {str(exc.ref)!r} cannot be resolved"]
         except RecursionError:
             return ["$: the schema refers to itself without end; it cannot check anything"]

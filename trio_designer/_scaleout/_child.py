@@ -6,7 +6,9 @@ Reads one pickled job from stdin (the config and the shard's coordinates), runs
 * ``{"started": <pid>}`` first;
 * ``{"row_group": <id>, "rows": <surviving rows>}`` after each row group is written;
 * ``{"limit": <new limit>, "endpoint": ..., "at": <unix time>}`` when an adaptive limit moves;
-* ``{"manifest": {...}}`` last, when the shard ended (complete or not).
+* ``{"manifest": {...}, "cpu": [<start-up>, <total>]}`` last, when the shard ended (complete
+  or not): ``cpu`` is the process's CPU seconds (``time.process_time``) when the shard's run
+  began (interpreter start, imports, the job) and at its end (benchmarks read it).
 
 SIGINT and SIGTERM interrupt the shard cleanly (finished row groups kept, the shard's record
 says ``interrupted``); the exit status is then 130 / 143, 0 after a complete shard, 1 when the
@@ -55,6 +57,7 @@ def _on_event(name: str, fields: Mapping[str, Any]) -> None:
 
 
 async def _main(job: Mapping[str, Any]) -> int:
+    startup_cpu = time.process_time()
     designer = TrioDesigner(on_event=_on_event, limiter_factory=job.get("limiter_factory"))
     stopped: list[signal.Signals] = []
     async with trio.open_nursery() as nursery:
@@ -81,7 +84,7 @@ async def _main(job: Mapping[str, Any]) -> int:
                 nursery.cancel_scope.cancel()
                 return _SIGNAL_EXIT[stopped[0]] if stopped else 130
             nursery.cancel_scope.cancel()
-    _say({"manifest": manifest.to_json_dict()})
+    _say({"manifest": manifest.to_json_dict(), "cpu": [startup_cpu, time.process_time()]})
     return 0 if manifest.status == "complete" else 1
 
 

@@ -71,6 +71,9 @@ class ShardedRunResult:
         endpoint, new limit)``.
       finished: every row group this call wrote: ``(seconds since the start, shard, row
         group)``.
+      child_cpu: each shard's last child process's CPU seconds, ``(start-up, total)``:
+        start-up is what it used before the shard's run began (interpreter, imports, the
+        job); ``None`` when the child sent no final report.
     """
 
     status: str
@@ -81,6 +84,7 @@ class ShardedRunResult:
     elapsed: float
     limits: tuple[tuple[float, int, str, int], ...] = ()
     finished: tuple[tuple[float, int, int], ...] = ()
+    child_cpu: tuple[tuple[float, float] | None, ...] = ()
 
 
 class MergedProgress:
@@ -204,10 +208,12 @@ async def _read_lines(stream: trio.abc.ReceiveStream, on_line: Callable[[str], N
 
 async def _run_child(
     job: Mapping[str, Any], progress: MergedProgress, started: Callable[[int], None]
-) -> tuple[int, ShardManifest | None, str]:
-    """One child process for one shard: ``(exit status, its manifest or None, stderr tail)``."""
+) -> tuple[int, ShardManifest | None, str, tuple[float, float] | None]:
+    """One child process for one shard: ``(exit status, its manifest or None, stderr tail,
+    its CPU seconds (start-up, total) or None)``."""
     shard = int(job["shard"])
     manifest: list[ShardManifest] = []
+    cpu: list[tuple[float, float]] = []
     stderr_tail = bytearray()
 
     def on_line(line: str) -> None:
@@ -225,6 +231,8 @@ async def _run_child(
                     message["manifest"], output_dir=Path(job["output_dir"]) / shard_dir(shard)
                 )
             )
+            if "cpu" in message:
+                cpu.append((float(message["cpu"][0]), float(message["cpu"][1])))
 
     async def read_stderr(stream: trio.abc.ReceiveStream) -> None:
         async for chunk in stream:
@@ -260,7 +268,8 @@ async def _run_child(
         raise
     code = process.returncode
     assert code is not None
-    return code, (manifest[-1] if manifest else None), bytes(stderr_tail).decode("utf-8", "replace")
+    tail = bytes(stderr_tail).decode("utf-8", "replace")
+    return code, (manifest[-1] if manifest else None), tail, (cpu[-1] if cpu else None)
 
 
 async def run_workers(
@@ -317,6 +326,7 @@ async def run_workers(
         progress.found([int(k) for k in (meta.get("row_groups") or {}) if int(k) in mine])
     manifests: list[ShardManifest | None] = [None] * shards
     attempts = [0] * shards
+    child_cpu: list[tuple[float, float] | None] = [None] * shards
     slots = trio.CapacityLimiter(workers)
     # The limits are shared by the shards that run at once: with more shards than workers,
     # each running shard gets 1/workers of the totals.
@@ -353,7 +363,8 @@ async def run_workers(
                 if on_child is not None:
                     on_child(shard, pid)
 
-            code, manifest, stderr = await _run_child(job, progress, started)
+            code, manifest, stderr, cpu = await _run_child(job, progress, started)
+            child_cpu[shard] = cpu
             if manifest is not None:
                 manifests[shard] = manifest
             if code == 0 and manifest is not None:
@@ -403,4 +414,5 @@ async def run_workers(
         elapsed=trio.current_time() - start,
         limits=tuple(progress.limits),
         finished=tuple(progress.finished),
+        child_cpu=tuple(child_cpu),
     )

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -37,7 +38,6 @@ from typing import Any, Final, TypeVar
 
 import attrs
 import trio
-import trio.testing
 
 from .._cache import CacheStore, CellKey, StoredAnswer
 from .._cache._key import decode_fields, encode_fields
@@ -67,6 +67,14 @@ showed in a profile of a cold run (thread starts)."""
 cache_only: ContextVar[bool] = ContextVar("trio_designer_cache_only", default=False)
 """Set by the engine around a cell's cache-only pass: a lookup that misses raises
 :class:`CacheMiss` instead of sending the request."""
+
+
+def _virtual_clock() -> bool:
+    """Whether the run's clock is ``trio.testing.MockClock``. Looked up, not imported:
+    ``trio.testing`` imports pytest when it is installed (~0.25 s of every process's start-up,
+    a shard's child included), and a run whose clock is a MockClock has imported it."""
+    testing = sys.modules.get("trio.testing")
+    return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 
 
 class CacheMiss(Exception):
@@ -129,7 +137,7 @@ class ResponseCache:
         Raises:
           ConfigError: the store cannot be opened (the message names the remedies).
         """
-        virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        virtual = _virtual_clock()
         if virtual:
             await trio.lowlevel.checkpoint()
             store = CacheStore(directory)

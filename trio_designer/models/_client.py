@@ -78,7 +78,6 @@ from ._errors import (
     retry_after_from_headers,
 )
 from ._http import ConnectionPool, proxy_for
-from ._httpx_transport import HttpxTransport
 from ._ratelimits import parse_rate_limits
 from ._transport import (
     DEFAULT_KEEPALIVE_EXPIRY,
@@ -784,6 +783,10 @@ def open_transport(
         raise ConfigError(f"{where}: transport must be {choices}, got {kind!r}")
     try:
         if kind == "httpx":
+            # Imported on use: httpx (and the rich it pulls in) is ~0.2 s of every process's
+            # start-up, a shard's child included, and the native transport is the default.
+            from ._httpx_transport import HttpxTransport
+
             return HttpxTransport(origin, max_connections=max_connections, http2=http2)
         if http2:
             raise ValueError(

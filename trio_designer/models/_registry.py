@@ -46,7 +46,14 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, final
 
 import attrs
 import trio
-import trio.testing
+
+try:
+    # What trio.testing.wait_all_tasks_blocked is (trio.testing re-exports it from here),
+    # without importing trio.testing: that imports pytest when it is installed, ~0.25 s of
+    # every process's start-up (each shard's child process pays it).
+    from trio._core import wait_all_tasks_blocked  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - a trio that moved it
+    from trio.testing import wait_all_tasks_blocked
 
 from .._cache import CellKey, EndpointKeys
 from .._core._budget import EndpointBudget, TokenEstimator
@@ -651,7 +658,7 @@ class ModelRegistry:
         never compete with the first wave's own (that slowed the first requests).
         """
         for attempt in range(_TOP_UP_TRIES):
-            await trio.testing.wait_all_tasks_blocked(_TOP_UP_IDLE if attempt else 0.0)
+            await wait_all_tasks_blocked(_TOP_UP_IDLE if attempt else 0.0)
             if not any(client.sending() for client in self._clients.values()):
                 break
         else:

@@ -7,6 +7,12 @@ Examples::
         --model judge:latency=0.2,rpm=600,rate_429=0.05
     python -m trio_designer.simulator --profile sim.yaml
     SIM_KEY=secret python -m trio_designer.simulator --api-key-env SIM_KEY
+    python -m trio_designer.simulator --canned gen --canned "judge=Yes."
+
+``--canned NAME[=TEXT]`` serves the canned endpoint instead (``_canned.py``): every chat
+completion answered at once with a fixed text per model, at a small fraction of the full
+simulator's CPU per request; for benchmarks of the client alone. It cannot be combined with
+``--model``, ``--profile`` or ``--api-key-env``.
 
 The first line printed on stdout is the OpenAI base URL (``http://HOST:PORT/v1``), so scripts
 can start it with ``--port 0`` and read the port. SIGINT (Ctrl-C) or SIGTERM stops the server;
@@ -24,13 +30,17 @@ import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, MissingDependencyError
 from ._models import SimulatedModel
 from ._profile import duplicate_name_problems, parse_model_spec, read_profile
 from ._server import Simulator, serve_simulator
+
+if TYPE_CHECKING:
+    from ._canned import CannedEndpoint, CannedModel
 
 DEFAULT_MODEL = "simulated"
 
@@ -57,7 +67,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="require 'Authorization: Bearer <key>', the key being this environment "
         "variable's value (overrides the profile's api_key_env)",
     )
+    parser.add_argument(
+        "--canned",
+        action="append",
+        default=[],
+        metavar="NAME[=TEXT]",
+        help="serve the canned endpoint: every chat completion of model NAME answered at "
+        "once with TEXT (default 'A canned answer from NAME.'); repeatable; for benchmarks "
+        "of the client alone (see docs/simulator.md)",
+    )
     return parser
+
+
+async def serve_canned_until_signal(models: Sequence[CannedModel], host: str, port: int) -> None:
+    """Serve the canned endpoint, print the URL, and return on SIGINT or SIGTERM."""
+    from ._canned import serve_canned
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            endpoint: CannedEndpoint = await nursery.start(
+                partial(serve_canned, models, host=host, port=port)
+            )
+            print(endpoint.url, flush=True)
+            names = ", ".join(m.name for m in models)
+            print(f"serving canned {names}; Ctrl-C to stop", file=sys.stderr, flush=True)
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()
 
 
 def models_from_args(args: argparse.Namespace) -> list[SimulatedModel]:
@@ -117,6 +153,26 @@ async def serve_until_signal(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.canned:
+        if args.model or args.profile or args.api_key_env:
+            parser.exit(
+                2,
+                f"{parser.prog}: error: --canned cannot be combined with --model, "
+                "--profile or --api-key-env\n",
+            )
+        try:
+            from ._canned import canned_models, parse_canned_spec
+
+            canned = canned_models([parse_canned_spec(spec) for spec in args.canned])
+        except (ConfigError, MissingDependencyError) as exc:
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        try:
+            trio.run(serve_canned_until_signal, canned, args.host, args.port)
+        except OSError as exc:
+            parser.exit(
+                1, f"{parser.prog}: error: cannot serve on {args.host}:{args.port}: {exc}\n"
+            )
+        return 0
     try:
         models = models_from_args(args)
         api_key = api_key_from_args(args)
