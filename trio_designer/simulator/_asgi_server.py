@@ -47,6 +47,7 @@ per descriptor), and nothing touches it after ``_serve_connection`` closes the s
 from __future__ import annotations
 
 import collections
+import math
 import os
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -248,18 +249,32 @@ class _Connection:
     # ----------------------------------------------------------- the request loop
 
     async def serve(self, app: ASGIApp, keep_alive: float, server: tuple[str, int]) -> None:
+        # One scope for the connection's idle expiry, its deadline set only while the loop
+        # waits for a request (cheaper than a new move_on_after per request). Invariant: the
+        # deadline is infinite whenever the app runs, and a wait the deadline ended — even if
+        # a request came in the same instant — ends the connection before any request starts
+        # (what a move_on_after around the wait did).
+        with trio.CancelScope() as idle:
+            await self._serve(app, keep_alive, server, idle)
+
+    async def _serve(
+        self, app: ASGIApp, keep_alive: float, server: tuple[str, int], idle: trio.CancelScope
+    ) -> None:
         requests = self.requests
         while True:
             if requests:
                 await trio.lowlevel.checkpoint()  # a pipelined request: let others run first
             else:
-                with trio.move_on_after(keep_alive):
-                    while not requests and not self.closed and self.error is None:
-                        await self._arrivals.park()
+                idle.deadline = trio.current_time() + keep_alive
+                while not requests and not self.closed and self.error is None:
+                    await self._arrivals.park()
+                idle.deadline = math.inf
+                if idle.cancel_called:
+                    return  # idle too long (whatever came in the same instant)
                 if not requests:
                     if self.error:
                         await self._send_error(self.error)
-                    return  # idle too long, closed, or nonsense before any head
+                    return  # closed, or nonsense before any head
             request = requests[0]
             if not request.complete:
                 if request.expects_continue and not request.body and self.error is None:
