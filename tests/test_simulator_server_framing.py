@@ -112,3 +112,20 @@ def test_a_client_leaving_mid_request_is_seen_at_once() -> None:
         assert _LEFT == ["gone"]
 
     _run(test)
+
+
+def test_a_request_asking_to_upgrade_is_answered_with_its_body() -> None:
+    async def test(port: int) -> None:
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(
+                b"POST /u HTTP/1.1\r\nhost: h\r\nconnection: Upgrade, HTTP2-Settings\r\n"
+                b"upgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+                b"content-length: 5\r\n\r\nhel"
+            )
+            await trio.sleep(0.01)
+            await stream.send_all(b"lo")
+            answer = await _read_all(stream)  # answered (no switch), then closed
+            assert answer.startswith(b"HTTP/1.1 200 \r\n")
+            assert answer.endswith(b"POST /u 5")
+
+    _run(test)

@@ -159,6 +159,7 @@ class _Connection:
         self.parsing: _Request | None = None  # the request whose head is being read
         self.head_bytes = 0  # bytes read while a head was incomplete
         self.error: int | None = None  # the status a malformed request gets (400 / 431)
+        self.upgrade_body_left = 0  # body bytes still due of a request asking to upgrade
         self.closed = False  # the client closed its side (or the socket failed)
         self._arrivals = trio.lowlevel.ParkingLot()
         self._scopes: set[trio.CancelScope] = set()
@@ -217,11 +218,17 @@ class _Connection:
                 if not data:
                     break
                 if self.error is not None:
-                    continue  # a malformed request: only wait for the end
+                    if self.upgrade_body_left:
+                        self._take_upgrade_body(data)
+                    continue  # a malformed request, or an upgrade: only wait for the end
                 try:
                     feed(data)
-                except httptools.HttpParserUpgrade:
-                    self.error = 0  # parse no more; the request loop closes after the answer
+                except httptools.HttpParserUpgrade as upgrade:
+                    # llhttp stops at the end of the head of a request asking to upgrade the
+                    # protocol (never granted: the loop closes after the answer); its body,
+                    # if it has a content-length, is read here.
+                    self.error = 0
+                    self._start_upgrade_body(data[upgrade.args[0] :])
                 except httptools.HttpParserError:
                     self.error = 400
                     self._arrivals.unpark_all()
@@ -237,6 +244,27 @@ class _Connection:
         self._arrivals.unpark_all()
         for scope in self._scopes:
             scope.cancel()
+
+    def _start_upgrade_body(self, rest: bytes) -> None:
+        request = self.requests[-1] if self.requests else None
+        if request is None:
+            return
+        length = next((v for n, v in request.headers if n == b"content-length"), b"0")
+        try:
+            self.upgrade_body_left = int(length)
+        except ValueError:
+            self.upgrade_body_left = 0
+        if self.upgrade_body_left > 0:
+            request.complete = False
+            self._take_upgrade_body(rest)
+
+    def _take_upgrade_body(self, data: bytes) -> None:
+        piece = data[: self.upgrade_body_left]
+        self.requests[-1].body.append(piece)
+        self.upgrade_body_left -= len(piece)
+        if not self.upgrade_body_left:
+            self.requests[-1].complete = True
+            self._arrivals.unpark_all()
 
     def cancel_on_disconnect(self, scope: trio.CancelScope) -> _CancelOnDisconnect:
         """Cancel ``scope`` if the client disconnects while the block runs (or already has)."""
@@ -279,7 +307,7 @@ class _Connection:
             if not request.complete:
                 if request.expects_continue and not request.body and self.error is None:
                     await self.write(b"HTTP/1.1 100 \r\n\r\n")
-                while not request.complete and not self.closed and self.error is None:
+                while not request.complete and not self.closed and not self.error:  # 0: an upgrade
                     await self._arrivals.park()
                 if not request.complete:
                     if self.error:
