@@ -16,8 +16,12 @@ each record's chain of LLM cells, from both sides —
   fastest, since the two clocks are not lined up here (their sum is exact: a cell's in-progress
   time minus 200 ms minus the overshoot).
 
+Meant for shapes whose records are chains of one LLM cell per wave (Narrow, Deep): where
+requests queue for the model's limiter (Dual-model's waves of 30 with 16 slots) the pairing by
+rank mixes queueing into the send side (so may a first wave that queues, as Deep's can).
 Figures are medians, 90th percentiles and maxima over every cell of every trial (one warm-up
-run per shape is dropped). On a loaded machine they show where the waiting is, not how much
+run per shape is dropped); the send side is also shown wave by wave (the first wave also opens
+most of its connections). On a loaded machine they show where the waiting is, not how much
 CPU it costs: compare with ``python -m benches.simulator_cpu`` and the ``CPU ms`` columns of
 ``small_runs``.
 """
@@ -120,6 +124,10 @@ def _add_run(
         "send side: generator called -> taken up by the simulator (above the run's fastest)",
         (1000 * (x - min(send)) for x in send),
     )
+    first = started[0].started
+    for x, cell in zip(send, started, strict=True):  # by wave: the first one also connects
+        wave = int((cell.started - first) / (0.95 * latency)) + 1
+        add(f"send side, wave {wave}", [1000 * (x - min(send))])
     add(
         "receive side: answer left -> cell finished (above the run's fastest)",
         (1000 * (x - min(receive)) for x in receive),
@@ -128,7 +136,9 @@ def _add_run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benches.small_runs_chain")
-    parser.add_argument("--shapes", default="Narrow,Deep")
+    parser.add_argument(
+        "--shapes", default="Narrow,Deep", help="chains of one cell per wave (not Dual-model)"
+    )
     parser.add_argument("--trials", type=int, default=4)
     args = parser.parse_args(argv)
     os.environ.setdefault("TRIO_DESIGNER_CACHE", "off")  # as `python -m benches` does
