@@ -24,6 +24,7 @@ If the client disconnects while its request waits or is in service, the request 
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import final
@@ -433,7 +434,15 @@ class SimulatorApp:
     async def _service(self, runtime: ModelRuntime, service_time: float) -> float | None:
         """Wait for a slot, then hold it for ``service_time``; returns the time queued, or
         None when an outage window opened first (the request is dropped)."""
-        with trio.move_on_at(runtime.next_outage(trio.current_time())):
+        outage = runtime.next_outage(trio.current_time())
+        if outage == math.inf:  # the common case: no scope needed (a few µs per request)
+            queued_for = await runtime.enter_service()
+            try:
+                await trio.sleep(service_time)
+            finally:
+                runtime.leave_service()
+            return queued_for
+        with trio.move_on_at(outage):
             async with runtime.in_service() as queued_for:
                 await trio.sleep(service_time)
             return queued_for

@@ -1,41 +1,60 @@
-"""A small HTTP/1.1 server for the simulator's ASGI app: trio streams + h11, nothing else.
+"""A small HTTP/1.1 server for the simulator's ASGI app: trio + httptools (llhttp), nothing else.
 
 Why not hypercorn: the simulator serves waves of small requests on loopback, on the same cores
 as the client it is measured against, and every millisecond of its CPU per request delays the
 last request of a wave. hypercorn (h11, HTTP/2, lifespan, task and timeout machinery per
 request) cost ~0.8 ms of CPU per chat request; this server does only what the simulator needs
-(``benches/small_runs.py`` and ``docs/benchmarks.md`` §9 have the figures).
+(``benches/small_runs.py`` and ``docs/benchmarks.md`` §9 and "Branch simfast" have the figures).
+Requests are parsed by httptools (the C llhttp parser that uvicorn uses), answers' heads are
+written by hand: h11 in pure Python was ~0.1 ms of CPU per request here.
 
 What it does, per connection, one request at a time (keep-alive, no pipelining of answers):
 
-* reads the request head and the whole body with h11, and calls the ASGI app with an ``http``
-  scope; ``receive()`` returns the body once, then waits for the client to disconnect and
-  returns ``http.disconnect`` (how the simulator aborts requests of departed clients). One
-  task per connection reads the socket all along, so a departure is seen at once; the
-  ``receive`` callable also has ``cancel_on_disconnect(scope)``, which
-  ``_http.unless_disconnected`` uses to race work against a departure without a task;
-* the answer's head is written with its first body chunk (one ``send`` for a whole answer);
-  each later ``http.response.body`` chunk is written as it comes (the ``trickle`` fault);
+* reads the request head and the whole body, and calls the ASGI app with an ``http`` scope
+  (header names lower-cased, as h11 gave them); ``receive()`` returns the body once, then
+  waits for the client to disconnect and returns ``http.disconnect`` (how the simulator aborts
+  requests of departed clients). One task per connection reads the socket all along, so a
+  departure is seen at once; the ``receive`` callable also has
+  ``cancel_on_disconnect(scope)``, which ``_http.unless_disconnected`` uses to race work
+  against a departure without a task;
+* ``Expect: 100-continue`` (curl, for large bodies) gets ``100 Continue`` before the body;
+* the answer's head is written with its first body chunk (one write for a whole answer);
+  each later ``http.response.body`` chunk is written as it comes (the ``trickle`` fault).
+  An answer without ``content-length`` is sent chunked (HTTP/1.1) or delimited by closing the
+  connection (HTTP/1.0); a ``HEAD`` request's answer carries no body;
 * an informational head (``1xx``) is written at once; an app that returns after one without a
   final answer gets its connection closed — the simulator's "connection reset"
   (``_http.send_reset``); an app that returns or raises before any answer gets a 500;
+* a request whose client sent ``Connection: close`` (or spoke HTTP/1.0 without keep-alive)
+  gets ``connection: close`` and the connection is closed after the answer; so is one that
+  asked to upgrade the protocol (never granted);
 * idle connections are closed after ``keep_alive`` seconds of trio's clock; a malformed request
-  gets a 400 and the connection is closed.
+  gets a 400, a head over ``MAX_HEAD`` bytes a 431, and the connection is closed.
 
 No TLS, no HTTP/2, no lifespan events (the simulator's app needs none of them). Bytes a client
-sends while its request is being served (pipelining) are buffered without a bound: this is a
-loopback test server, not one to face the internet.
+sends while its request is being served (pipelining) are parsed and queued without a bound:
+this is a loopback test server, not one to face the internet.
+
+The socket is read and written with ``os.read`` / ``os.write`` on its (non-blocking) file
+descriptor, waiting with ``trio.lowlevel.wait_readable`` / ``wait_writable`` only when it would
+block: trio's ``SocketStream`` tries each call first and then yields to the scheduler after a
+success, which was two extra passes of the run loop per request. The invariants this needs:
+only the connection's reader task reads the descriptor and waits for it to be readable, only
+the request loop writes it and waits for it to be writable (trio allows one waiter of each kind
+per descriptor), and nothing touches it after ``_serve_connection`` closes the stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+import collections
+import math
+import os
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote
 
-import h11
+import httptools
 import trio
 
 __all__ = ["ASGIApp", "serve_asgi"]
@@ -47,11 +66,12 @@ ASGIApp = Callable[
 
 RECEIVE_SIZE: Final = 65536
 MAX_HEAD: Final = 64 * 1024
-"""The largest request head accepted (h11's ``max_incomplete_event_size``)."""
+"""The largest request head accepted (a larger one gets 431, as h11's limit gave)."""
 
 _ASGI: Final = {"version": "3.0", "spec_version": "2.3"}
 _CONNECTION_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _DISCONNECT: Final = {"type": "http.disconnect"}
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 
 async def serve_asgi(
@@ -87,91 +107,214 @@ async def _serve_connection(
             nursery.start_soon(connection.read_until_closed)
             await connection.serve(app, keep_alive, server)
             nursery.cancel_scope.cancel()
-    except (*_CONNECTION_ERRORS, h11.ProtocolError):
-        pass  # the client went away or spoke nonsense: nothing left to answer
+    except _CONNECTION_ERRORS:
+        pass  # the client went away: nothing left to answer
     finally:
         await trio.aclose_forcefully(stream)
 
 
-class _Connection:
-    """One client connection: h11's state machine over a trio stream.
+class _Request:
+    """One request as the parser saw it: its head, its body so far, whether it is whole."""
 
-    One task reads the socket for the connection's whole life (:meth:`read_until_closed`) and
-    feeds h11; the request loop (:meth:`serve`) parks until the bytes it needs have come. So
-    a client that disconnects is noticed at once, mid-request, without a task or a
-    cancellation per request: the scopes registered with :meth:`cancel_on_disconnect` are
-    cancelled and ``receive()`` returns ``http.disconnect``.
+    __slots__ = (
+        "body",
+        "complete",
+        "expects_continue",
+        "headers",
+        "keep_alive",
+        "method",
+        "target",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.method = "GET"
+        self.version = "1.1"
+        self.expects_continue = False
+        self.body: list[bytes] = []
+        self.complete = False
+        self.keep_alive = True
+
+
+class _Connection:
+    """One client connection: httptools' parser fed by one reader task.
+
+    The reader (:meth:`read_until_closed`) reads the socket for the connection's whole life
+    and feeds the parser, whose callbacks queue the requests in ``self.requests`` (oldest
+    first); the request loop (:meth:`serve`) parks until what it needs has come (a head, a
+    whole request, or the end). So a client that disconnects is noticed at once,
+    mid-request, without a task or a cancellation per request: the scopes registered with
+    :meth:`cancel_on_disconnect` are cancelled and ``receive()`` returns ``http.disconnect``.
+    Invariant: the reader unparks the loop whenever a head or a whole request is queued, the
+    parser fails, or the stream ends; the loop re-checks its condition after every wake-up.
     """
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.fd = stream.socket.fileno()
+        self.parser = httptools.HttpRequestParser(self)
+        self.requests: collections.deque[_Request] = collections.deque()
+        self.parsing: _Request | None = None  # the request whose head is being read
+        self.head_bytes = 0  # bytes read while a head was incomplete
+        self.error: int | None = None  # the status a malformed request gets (400 / 431)
+        self.upgrade_body_left = 0  # body bytes still due of a request asking to upgrade
         self.closed = False  # the client closed its side (or the socket failed)
-        self._arrivals = trio.lowlevel.ParkingLot()  # unparked on every read
+        self._arrivals = trio.lowlevel.ParkingLot()
         self._scopes: set[trio.CancelScope] = set()
         try:
             self.client: tuple[str, int] | None = stream.socket.getpeername()[:2]
         except OSError:
             self.client = None
 
+    # ----------------------------------------------------------- the parser's callbacks
+
+    def on_message_begin(self) -> None:
+        self.parsing = _Request()
+        self.head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        assert self.parsing is not None
+        self.parsing.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.parsing is not None
+        self.parsing.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        request, parser = self.parsing, self.parser
+        assert request is not None
+        self.parsing = None
+        request.method = parser.get_method().decode("ascii")
+        request.version = parser.get_http_version()
+        request.expects_continue = request.version == "1.1" and any(
+            name == b"expect" and value.lower() == b"100-continue"
+            for name, value in request.headers
+        )
+        self.requests.append(request)
+        self._arrivals.unpark_all()
+
+    def on_body(self, body: bytes) -> None:
+        self.requests[-1].body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = self.requests[-1]
+        request.complete = True
+        request.keep_alive = self.parser.should_keep_alive() and not self.parser.should_upgrade()
+        self._arrivals.unpark_all()
+
+    # ----------------------------------------------------------- reading
+
     async def read_until_closed(self) -> None:
+        fd, feed = self.fd, self.parser.feed_data
         try:
-            while data := await self.stream.receive_some(RECEIVE_SIZE):
-                self.h11.receive_data(data)
-                self._arrivals.unpark_all()
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                try:
+                    data = os.read(fd, RECEIVE_SIZE)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    break
+                if self.error is not None:
+                    if self.upgrade_body_left:
+                        self._take_upgrade_body(data)
+                    continue  # a malformed request, or an upgrade: only wait for the end
+                try:
+                    feed(data)
+                except httptools.HttpParserUpgrade as upgrade:
+                    # llhttp stops at the end of the head of a request asking to upgrade the
+                    # protocol (never granted: the loop closes after the answer); its body,
+                    # if it has a content-length, is read here.
+                    self.error = 0
+                    self._start_upgrade_body(data[upgrade.args[0] :])
+                except httptools.HttpParserError:
+                    self.error = 400
+                    self._arrivals.unpark_all()
+                    continue
+                if self.parsing is not None:
+                    self.head_bytes += len(data)
+                    if self.head_bytes > MAX_HEAD:
+                        self.error = 431
+                        self._arrivals.unpark_all()
         except _CONNECTION_ERRORS:
             pass
         self.closed = True
-        self.h11.receive_data(b"")
         self._arrivals.unpark_all()
         for scope in self._scopes:
             scope.cancel()
 
-    @contextmanager
-    def cancel_on_disconnect(self, scope: trio.CancelScope) -> Iterator[None]:
-        """Cancel ``scope`` if the client disconnects while the block runs (or already has)."""
-        if self.closed:
-            scope.cancel()
-        self._scopes.add(scope)
+    def _start_upgrade_body(self, rest: bytes) -> None:
+        request = self.requests[-1] if self.requests else None
+        if request is None:
+            return
+        length = next((v for n, v in request.headers if n == b"content-length"), b"0")
         try:
-            yield
-        finally:
-            self._scopes.discard(scope)
+            self.upgrade_body_left = int(length)
+        except ValueError:
+            self.upgrade_body_left = 0
+        if self.upgrade_body_left > 0:
+            request.complete = False
+            self._take_upgrade_body(rest)
+
+    def _take_upgrade_body(self, data: bytes) -> None:
+        piece = data[: self.upgrade_body_left]
+        self.requests[-1].body.append(piece)
+        self.upgrade_body_left -= len(piece)
+        if not self.upgrade_body_left:
+            self.requests[-1].complete = True
+            self._arrivals.unpark_all()
+
+    def cancel_on_disconnect(self, scope: trio.CancelScope) -> _CancelOnDisconnect:
+        """Cancel ``scope`` if the client disconnects while the block runs (or already has)."""
+        return _CancelOnDisconnect(self, scope)
 
     async def wait_for_disconnect(self) -> None:
         while not self.closed:
             await self._arrivals.park()
 
-    async def _next_event(self) -> Any:
-        while (event := self.h11.next_event()) is h11.NEED_DATA:
-            await self._arrivals.park()
-        return event
+    # ----------------------------------------------------------- the request loop
 
     async def serve(self, app: ASGIApp, keep_alive: float, server: tuple[str, int]) -> None:
+        # One scope for the connection's idle expiry, its deadline set only while the loop
+        # waits for a request (cheaper than a new move_on_after per request). Invariant: the
+        # deadline is infinite whenever the app runs, and a wait the deadline ended — even if
+        # a request came in the same instant — ends the connection before any request starts
+        # (what a move_on_after around the wait did).
+        with trio.CancelScope() as idle:
+            await self._serve(app, keep_alive, server, idle)
+
+    async def _serve(
+        self, app: ASGIApp, keep_alive: float, server: tuple[str, int], idle: trio.CancelScope
+    ) -> None:
+        requests = self.requests
         while True:
-            try:
-                request: Any = None  # a connection that idles out before its first request
-                with trio.move_on_after(keep_alive):
-                    request = await self._next_event()
-                if not isinstance(request, h11.Request):
-                    return  # idle too long, or closed (ConnectionClosed)
-                if self.h11.they_are_waiting_for_100_continue:  # curl, for large bodies
-                    await self.write(
-                        self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
-                    )
-                chunks: list[bytes] = []
-                while True:
-                    event = await self._next_event()
-                    if isinstance(event, h11.Data):
-                        chunks.append(bytes(event.data))
-                    elif isinstance(event, h11.EndOfMessage):
-                        break
-                    else:
-                        return  # the client left in the middle of its body
-            except h11.RemoteProtocolError as error:
-                await self._send_error(error.error_status_hint)
-                return
-            exchange = _Exchange(self, b"".join(chunks))
+            if requests:
+                await trio.lowlevel.checkpoint()  # a pipelined request: let others run first
+            else:
+                idle.deadline = trio.current_time() + keep_alive
+                while not requests and not self.closed and self.error is None:
+                    await self._arrivals.park()
+                idle.deadline = math.inf
+                if idle.cancel_called:
+                    return  # idle too long (whatever came in the same instant)
+                if not requests:
+                    if self.error:
+                        await self._send_error(self.error)
+                    return  # closed, or nonsense before any head
+            request = requests[0]
+            if not request.complete:
+                if request.expects_continue and not request.body and self.error is None:
+                    await self.write(b"HTTP/1.1 100 \r\n\r\n")
+                while not request.complete and not self.closed and not self.error:  # 0: an upgrade
+                    await self._arrivals.park()
+                if not request.complete:
+                    if self.error:
+                        await self._send_error(self.error)
+                    return  # the client left in the middle of its body, or sent nonsense
+            requests.popleft()
+            exchange = _Exchange(self, request)
             try:
                 await app(self._scope(request, server), exchange.receive, exchange.send)
             except Exception:  # an app bug answers 500, as hypercorn did; it never ends the server
@@ -182,40 +325,64 @@ class _Connection:
                 if not exchange.started:
                     await self._send_error(500)
                 return  # no final answer (the 1xx "reset" trick): close the connection
-            if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
-                return  # MUST_CLOSE (the client asked to close, or HTTP/1.0)
-            self.h11.start_next_cycle()
+            if exchange.must_close or self.closed:
+                return
 
-    def _scope(self, request: h11.Request, server: tuple[str, int]) -> dict[str, Any]:
-        target = bytes(request.target)
-        path, _, query = target.partition(b"?")
+    def _scope(self, request: _Request, server: tuple[str, int]) -> dict[str, Any]:
+        path, _, query = request.target.partition(b"?")
         return {
             "type": "http",
             "asgi": _ASGI,
-            "http_version": request.http_version.decode(),
-            "method": request.method.decode(),
+            "http_version": request.version,
+            "method": request.method,
             "scheme": "http",
             "path": unquote(path.decode("latin-1")),
             "raw_path": path,
             "query_string": query,
             "root_path": "",
-            "headers": [(bytes(name), bytes(value)) for name, value in request.headers],
+            "headers": request.headers,
             "client": self.client,
             "server": server,
         }
 
     async def _send_error(self, status: int) -> None:
         """A bodiless error answer, if the connection can still carry one."""
-        if self.closed or self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
-        head = h11.Response(
-            status_code=status, headers=[("content-length", "0"), ("connection", "close")]
-        )
-        await self.write(self.h11.send(head) + (self.h11.send(h11.EndOfMessage()) or b""))
+        if not self.closed:
+            try:
+                await self.write(
+                    b"HTTP/1.1 %d \r\ncontent-length: 0\r\nconnection: close\r\n\r\n" % status
+                )
+            except _CONNECTION_ERRORS:
+                self.closed = True
 
-    async def write(self, data: bytes | None) -> None:
-        if data:
-            await self.stream.send_all(data)
+    async def write(self, data: bytes) -> None:
+        """Write all of ``data``, waiting only when the socket's buffer is full."""
+        view = memoryview(data)
+        while view:
+            try:
+                sent = os.write(self.fd, view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self.fd)
+                continue
+            view = view[sent:]
+
+
+class _CancelOnDisconnect:
+    """:meth:`_Connection.cancel_on_disconnect`'s context manager (a class: a generator-based
+    one cost a few µs more per request)."""
+
+    __slots__ = ("_connection", "_scope")
+
+    def __init__(self, connection: _Connection, scope: trio.CancelScope) -> None:
+        self._connection, self._scope = connection, scope
+
+    def __enter__(self) -> None:
+        if self._connection.closed:
+            self._scope.cancel()
+        self._connection._scopes.add(self._scope)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._connection._scopes.discard(self._scope)
 
 
 class _Receive:
@@ -236,42 +403,82 @@ class _Receive:
 
 
 class _Exchange:
-    """The ASGI ``receive`` and ``send`` of one request."""
+    """The ASGI ``receive`` and ``send`` of one request.
 
-    def __init__(self, connection: _Connection, body: bytes) -> None:
+    The answer's framing follows the head the app sends: ``content-length`` when given (the
+    simulator always gives it), else chunked for HTTP/1.1 or until close for HTTP/1.0; a
+    ``HEAD`` request's and a 204/304's answer has no body.
+    """
+
+    def __init__(self, connection: _Connection, request: _Request) -> None:
         self.connection = connection
-        self.receive = _Receive(connection, body)
-        self.head: h11.Response | None = None
+        body = request.body
+        self.receive = _Receive(connection, body[0] if len(body) == 1 else b"".join(body))
+        self.version = request.version
+        self.keep_alive = request.keep_alive
+        self.bodiless = request.method == "HEAD"
+        self.head: bytes | None = None  # a final head not written yet
+        self.chunked = False
         self.started = False  # a head (final or informational) went out
         self.complete = False
+        self.must_close = not request.keep_alive
 
     async def send(self, message: Any) -> None:
         connection = self.connection
         if connection.closed or self.complete:
             return  # nobody to tell; the app finds out through receive()
-        conn = connection.h11
         kind = message["type"]
         try:
             if kind == "http.response.start":
                 status = int(message["status"])
-                headers = list(message.get("headers", ()))
+                headers = message.get("headers", ())
                 if status < 200:
                     self.started = True
-                    event = h11.InformationalResponse(status_code=status, headers=headers)
-                    await connection.write(conn.send(event))
+                    await connection.write(_head(status, headers))
                 else:
-                    self.head = h11.Response(status_code=status, headers=headers)
+                    self.head = self._final_head(status, headers)
             elif kind == "http.response.body":
-                out = bytearray()
-                if self.head is not None:
-                    out += conn.send(self.head) or b""
-                    self.head, self.started = None, True
-                body = message.get("body", b"")
-                if body:
-                    out += conn.send(h11.Data(data=body)) or b""
-                if not message.get("more_body", False):
-                    out += conn.send(h11.EndOfMessage()) or b""
+                body = b"" if self.bodiless else message.get("body", b"")
+                more = message.get("more_body", False)
+                if self.chunked and body:
+                    body = b"%x\r\n%s\r\n" % (len(body), body)
+                if not more:
                     self.complete = True
-                await connection.write(bytes(out))
+                    if self.chunked:
+                        body += b"0\r\n\r\n"
+                if self.head is not None:
+                    body = self.head + body
+                    self.head, self.started = None, True
+                if body:
+                    await connection.write(body)
         except _CONNECTION_ERRORS:
             connection.closed = True
+
+    def _final_head(self, status: int, headers: Any) -> bytes:
+        has_length = has_connection = False
+        for name, _ in headers:
+            lowered = bytes(name).lower()
+            if lowered == b"content-length" or lowered == b"transfer-encoding":
+                has_length = True
+            elif lowered == b"connection":
+                has_connection = True
+        extra: list[tuple[bytes, bytes]] = []
+        if status in _NO_BODY_STATUSES:
+            self.bodiless = True
+        elif not has_length and not self.bodiless:
+            if self.version == "1.1":
+                self.chunked = True
+                extra.append((b"transfer-encoding", b"chunked"))
+            else:
+                self.must_close = True  # the body ends where the connection does
+        if self.must_close and not has_connection:
+            extra.append((b"connection", b"close"))
+        return _head(status, [*headers, *extra] if extra else headers)
+
+
+def _head(status: int, headers: Any) -> bytes:
+    """``HTTP/1.1 <status> `` and the headers, as h11 wrote them (no reason phrase)."""
+    lines = [b"HTTP/1.1 %d \r\n" % status]
+    lines += [b"%s: %s\r\n" % (name, value) for name, value in headers]
+    lines.append(b"\r\n")
+    return b"".join(lines)

@@ -51,16 +51,10 @@ from http import HTTPStatus
 from typing import Any, Final, final
 
 import attrs
+import httptools
 import trio
 
-from .._exceptions import ConfigError, MissingDependencyError
-
-try:
-    import httptools
-except ImportError as exc:  # an optional extra: the full simulator does not need it
-    raise MissingDependencyError(
-        "the canned endpoint", package="httptools", extra="canned"
-    ) from exc
+from .._exceptions import ConfigError
 
 __all__ = ["CannedEndpoint", "CannedModel", "open_canned", "serve_canned"]
 

@@ -267,7 +267,7 @@ def _pick_word(rng: random.Random, words: Sequence[str]) -> str:
 
 def sentence(rng: random.Random, words: Sequence[str]) -> str:
     """One plausible sentence mixing the prompt's words with the vocabulary."""
-    a, b, c = (_pick_word(rng, words) for _ in range(3))
+    a, b, c = _pick_word(rng, words), _pick_word(rng, words), _pick_word(rng, words)
     template = rng.choice(_TEMPLATES)
     return template.format(
         a=a,

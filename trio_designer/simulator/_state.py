@@ -251,16 +251,27 @@ class ModelRuntime:
     @asynccontextmanager
     async def in_service(self) -> AsyncIterator[float]:
         """Hold a service slot for the block (gpu: wait for one first); yields the queueing time."""
+        queued_for = await self.enter_service()
+        try:
+            yield queued_for
+        finally:
+            self.leave_service()
+
+    async def enter_service(self) -> float:
+        """Take a service slot (gpu: wait for one first); returns the time queued. Every call
+        that returns must be paired with one :meth:`leave_service` (``in_service`` does it;
+        the app's hot path calls the two itself, without an async generator per request)."""
         queued_for = 0.0
         if self._limiter is not None:
             queued_for = await self._wait_for_slot(self._limiter)
         self._change_in_service(+1)
-        try:
-            yield queued_for
-        finally:
-            self._change_in_service(-1)
-            if self._limiter is not None:
-                self._limiter.release()
+        return queued_for
+
+    def leave_service(self) -> None:
+        """Give back the slot :meth:`enter_service` took."""
+        self._change_in_service(-1)
+        if self._limiter is not None:
+            self._limiter.release()
 
     async def _wait_for_slot(self, limiter: trio.CapacityLimiter) -> float:
         start = trio.current_time()
