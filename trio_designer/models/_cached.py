@@ -39,8 +39,9 @@ import attrs
 import trio
 import trio.testing
 
-from .._cache import CacheStore, CellKey, StoredAnswer
+from .._cache import CacheStore, CellKey
 from .._cache._key import decode_fields, encode_fields
+from .._cache._store import AnswerRow
 from ._client import ChatResponse, Usage
 
 __all__ = [
@@ -108,7 +109,7 @@ class ResponseCache:
         self._on_loop = on_loop
         self._answers: dict[bytes, bytes] = {}
         self._groups: dict[int, _Group] = {}
-        self._queue: list[StoredAnswer] = []
+        self._queue: list[AnswerRow] = []  # plain tuples: see AnswerRow
         self._thread = trio.CapacityLimiter(1)  # the store is used by one thread at a time
         self._flushing = trio.Lock()
         self._queued = trio.Event()
@@ -195,7 +196,7 @@ class ResponseCache:
             response.finish_reason,
             response.model,
         )
-        self._queue.append(StoredAnswer(key, cell.run_seed, cell.row, cell.column, value))
+        self._queue.append((key, cell.run_seed, cell.row, cell.column, value))
         for group in self._groups.values():
             if group.start <= cell.row < group.stop:
                 self._answers[key] = value
