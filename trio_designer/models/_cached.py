@@ -39,7 +39,7 @@ import attrs
 import trio
 import trio.testing
 
-from .._cache import CacheStore, CellKey
+from .._cache import KEY_VERSION, CacheStore, CellKey
 from .._cache._key import decode_fields, encode_fields
 from .._cache._store import AnswerRow
 from ._client import ChatResponse, Usage
@@ -80,6 +80,7 @@ class CacheStatistics:
     """What the cache did during a run."""
 
     directory: str
+    key_version: int
     hits: int
     misses: int
     stored: int
@@ -270,6 +271,7 @@ class ResponseCache:
     def statistics(self) -> CacheStatistics:
         return CacheStatistics(
             directory=self.directory,
+            key_version=KEY_VERSION,
             hits=self._hits,
             misses=self._misses,
             stored=self._stored,
