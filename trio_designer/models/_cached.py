@@ -65,16 +65,6 @@ FLUSH_INTERVAL: Final = 1.0
 hop to the store's worker thread: once a second costs nothing measurable, four times a second
 showed in a profile of a cold run (thread starts)."""
 
-_FIELDS: Final = 5
-"""Fields of one queued answer (:data:`~trio_designer._cache._store.AnswerRow`)."""
-
-
-def _rows(flat: list[Any]) -> list[AnswerRow]:
-    """The queued answers of ``flat`` (see ``ResponseCache._queue``) as rows."""
-    fields = [flat[i::_FIELDS] for i in range(_FIELDS)]
-    return list(zip(*fields, strict=True))
-
-
 cache_only: ContextVar[bool] = ContextVar("trio_designer_cache_only", default=False)
 """Set by the engine around a cell's cache-only pass: a lookup that misses raises
 :class:`CacheMiss` instead of sending the request."""
@@ -120,11 +110,7 @@ class ResponseCache:
         self._on_loop = on_loop
         self._answers: dict[bytes, bytes] = {}
         self._groups: dict[int, _Group] = {}
-        # Queued answers, flat: AnswerRow's five fields per answer, one after the other. A
-        # list of bytes, ints and strings holds no object the garbage collector tracks, so
-        # answers waiting for the writer add nothing to its work (a list of tuples or attrs
-        # objects did: each queued answer counted towards the next collections).
-        self._queue: list[bytes | int | str] = []
+        self._queue: list[AnswerRow] = []  # plain tuples: see AnswerRow
         self._thread = trio.CapacityLimiter(1)  # the store is used by one thread at a time
         self._flushing = trio.Lock()
         self._queued = trio.Event()
@@ -211,14 +197,14 @@ class ResponseCache:
             response.finish_reason,
             response.model,
         )
-        self._queue += (key, cell.run_seed, cell.row, cell.column, value)
+        self._queue.append((key, cell.run_seed, cell.row, cell.column, value))
         for group in self._groups.values():
             if group.start <= cell.row < group.stop:
                 self._answers[key] = value
                 group.keys.append(key)
                 break
         self._queued.set()
-        if len(self._queue) >= FLUSH_EVERY * _FIELDS:
+        if len(self._queue) >= FLUSH_EVERY:
             self._full.set()
 
     # -- row groups -----------------------------------------------------------------------
@@ -249,11 +235,10 @@ class ResponseCache:
     async def flush(self) -> None:
         """Write every queued answer, in one transaction (in a worker thread)."""
         async with self._flushing:
-            flat, self._queue = self._queue, []
-            if not flat:
+            batch, self._queue = self._queue, []
+            if not batch:
                 await trio.lowlevel.checkpoint()
                 return
-            batch = _rows(flat)
             try:
                 self._stored += await self._call(self._store.put_many, batch)
             except Exception as exc:  # a cache that cannot write must not fail the run
