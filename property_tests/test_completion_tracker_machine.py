@@ -95,6 +95,21 @@ class CompletionTrackerMachine(RuleBasedStateMachine):
         assert task.row is None or task.row not in self.dropped
         self.in_flight.append(task)
 
+    @precondition(lambda self: self.tracker.has_ready())
+    @rule(take=st.booleans())
+    def dispatch_if(self, take: bool) -> None:
+        """The dispatcher's inline batch: take the best task only if ``accept`` says so."""
+        best = self.tracker.peek_ready()
+        task = self.tracker.pop_ready_if(None, lambda candidate: take)
+        if not take:
+            assert task is None
+            assert self.tracker.peek_ready() == best  # nothing changed
+            return
+        assert task == best
+        assert task is not None
+        assert self._satisfied(task)
+        self.in_flight.append(task)
+
     @precondition(lambda self: self.in_flight)
     @rule(data=st.data())
     def complete(self, data: st.DataObject) -> None:
@@ -165,6 +180,18 @@ class CompletionTrackerMachine(RuleBasedStateMachine):
         for task in self.tracker.ready_tasks() | self.tracker.deferred_tasks():
             assert task.row is None or task.row not in self.dropped
         assert set(self.tracker.dropped_rows) == self.dropped
+
+    @invariant()
+    def ready_counts_match_the_ready_set(self) -> None:
+        """The counts the tracker keeps to skip empty columns and groups (its docstring's
+        invariant): per column, per priority group, and the list of groups with work."""
+        t = self.tracker
+        ready = t.ready_tasks()
+        for column in self.graph.order:
+            assert t._ready_count[column] == sum(1 for r in ready if r.column == column)
+        for index, group in enumerate(t._priority_groups):
+            assert t._group_ready[index] == sum(t._ready_count[c] for c in group)
+        assert t._live_groups == [g for g, n in enumerate(t._group_ready) if n]
 
     @invariant()
     def the_next_task_is_the_best_ready_one(self) -> None:

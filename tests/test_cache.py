@@ -31,6 +31,7 @@ from _loopback import ScriptedApp
 from _loopback import served as serve_app
 
 from trio_designer import PipelineConfig, TrioDesigner
+from trio_designer._cache import CacheStore, CellKey, cache_key
 from trio_designer.generators._templates import render
 from trio_designer.models import StaticLimiter
 from trio_designer.simulator import Latency, SimulatedModel, open_simulator
@@ -242,6 +243,50 @@ async def test_a_warm_cache_needs_no_endpoint_at_all(tmp_path: Path) -> None:
     )
     assert again.status == "complete"
     assert rows_of(again) == rows_of(first)
+
+
+@pytest.mark.deadline(60)
+async def test_a_key_hashes_the_very_bytes_the_endpoint_received(tmp_path: Path) -> None:
+    """Key version 2: the body is encoded once, its bytes are hashed for the key and sent on a
+    miss; the server's copy of each request gives back exactly the stored keys."""
+    app = ScriptedApp()
+    async with serve_app(app) as url:
+        config = PipelineConfig.from_dict(
+            {
+                "providers": [{"name": "p", "base_url": url}],
+                "models": [{"alias": "gen", "model": "m", "provider": "p"}],
+                "columns": [
+                    {
+                        "name": "topic",
+                        "kind": "sampler",
+                        "sampler": "category",
+                        "values": ["jazz", "jazz"],
+                    },
+                    {
+                        "name": "fact",
+                        "kind": "llm_text",
+                        "model": "gen",
+                        "prompt": "One fact about {{ topic }} ✓.",
+                    },
+                ],
+            }
+        )
+        rows = 3
+        await TrioDesigner(cache_dir=tmp_path / "c").create(
+            config, num_records=rows, output_dir=tmp_path / "a"
+        )
+    sent = [r["body"] for r in app.requests]
+    assert len(sent) == rows
+    with CacheStore(tmp_path / "c") as store:
+        stored = set(store.load_rows(config.run.seed, 0, rows, ("fact",)).values)
+    assert len(stored) == rows
+    seeds = [json.loads(body)["seed"] for body in sent]
+    # Each stored key is one request as the server received it, for one of the rows.
+    assert stored <= {
+        cache_key(url, body, CellKey(config.run.seed, row, "fact", seed))
+        for body, seed in zip(sent, seeds, strict=True)
+        for row in range(rows)
+    }
 
 
 @pytest.mark.deadline(60)

@@ -8,12 +8,14 @@ exactly the batches committed before, all readable), and two writing one store a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,9 @@ import trio
 
 from trio_designer import ConfigError
 from trio_designer._cache import (
+    KEY_VERSION,
     CacheStore,
     CellKey,
-    EndpointKeys,
     RawAnswer,
     StoredAnswer,
     cache_key,
@@ -34,9 +36,32 @@ from trio_designer._cache import (
 from trio_designer._cache._location import default_cache_dir, resolve_cache_dir
 from trio_designer.cli import main
 from trio_designer.models._cached import ResponseCache
-from trio_designer.models._client import ChatResponse, Usage
+from trio_designer.models._client import (
+    ChatBodies,
+    ChatResponse,
+    Usage,
+    _chat_body,
+    encode_chat_body,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Message(Mapping[str, Any]):
+    """A message that is a mapping but not a dict (the client copies it into one)."""
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+
+    def __getitem__(self, name: str) -> Any:
+        return self._fields[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
 
 REQUEST = {
     "model": "m",
@@ -67,52 +92,143 @@ def entry(n: int, *, seed: int = 7, column: str = "summary") -> StoredAnswer:
 # -- keys ---------------------------------------------------------------------------------
 
 
+def body(request: dict[str, Any]) -> bytes:
+    return encode_chat_body(
+        request["model"],
+        request["messages"],
+        request.get("temperature"),
+        None,
+        None,
+        request.get("response_format"),
+        {k: v for k, v in request.items() if k not in ("model", "messages", "temperature")},
+    )
+
+
 def test_a_key_changes_with_everything_that_determines_the_answer() -> None:
-    base = cache_key("http://x/v1", REQUEST, CELL)
+    base = cache_key("http://x/v1", body(REQUEST), CELL)
     assert len(base) == 32
-    assert cache_key("http://x/v1", dict(reversed(REQUEST.items())), CELL) == base  # canonical
+    assert cache_key("http://x/v1", body(REQUEST), CELL) == base
     variants = [
-        cache_key("http://y/v1", REQUEST, CELL),
-        cache_key("http://x/v1", {**REQUEST, "temperature": 0.8}, CELL),
-        cache_key("http://x/v1", {**REQUEST, "model": "n"}, CELL),
-        cache_key("http://x/v1", {**REQUEST, "response_format": {"type": "json_object"}}, CELL),
-        cache_key("http://x/v1", {**REQUEST, "tools": [{"type": "function"}]}, CELL),
+        cache_key("http://y/v1", body(REQUEST), CELL),
+        cache_key("http://x/v1", body({**REQUEST, "temperature": 0.8}), CELL),
+        cache_key("http://x/v1", body({**REQUEST, "model": "n"}), CELL),
         cache_key(
-            "http://x/v1", {**REQUEST, "messages": [{"role": "user", "content": "Jazz?"}]}, CELL
+            "http://x/v1", body({**REQUEST, "response_format": {"type": "json_object"}}), CELL
         ),
-        cache_key("http://x/v1", REQUEST, CellKey(8, 3, "summary", 12)),  # run seed
-        cache_key("http://x/v1", REQUEST, CellKey(7, 4, "summary", 12)),  # another row
-        cache_key("http://x/v1", REQUEST, CellKey(7, 3, "trivia", 12)),  # another column
-        cache_key("http://x/v1", REQUEST, CellKey(7, 3, "summary", 13)),  # another attempt
+        cache_key("http://x/v1", body({**REQUEST, "tools": [{"type": "function"}]}), CELL),
+        cache_key(
+            "http://x/v1",
+            body({**REQUEST, "messages": [{"role": "user", "content": "Jazz?"}]}),
+            CELL,
+        ),
+        cache_key("http://x/v1", body(REQUEST), CellKey(8, 3, "summary", 12)),  # run seed
+        cache_key("http://x/v1", body(REQUEST), CellKey(7, 4, "summary", 12)),  # another row
+        cache_key("http://x/v1", body(REQUEST), CellKey(7, 3, "trivia", 12)),  # another column
+        cache_key("http://x/v1", body(REQUEST), CellKey(7, 3, "summary", 13)),  # another attempt
+        cache_key("http://x/v1", body(REQUEST), CellKey(7, 3, "summary", None)),  # no seed drawn
     ]
     assert len({base, *variants}) == len(variants) + 1
 
 
+def test_a_key_is_the_sha256_of_the_cell_line_and_the_body_sent() -> None:
+    """The documented definition (``_cache/_key.py``, ``docs/cache.md``), version 2."""
+    sent = body(REQUEST)
+    line = '[2,"http://x/v1",7,3,"summary",12]'
+    assert KEY_VERSION == 2
+    assert (
+        cache_key("http://x/v1", sent, CELL)
+        == hashlib.sha256(line.encode() + b"\n" + sent).digest()
+    )
+
+
+FORMAT = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"b": 1, "a": [2]}}}
+
+
 @pytest.mark.parametrize(
-    ("request_", "response_format"),
+    ("model", "messages", "temperature", "top_p", "max_tokens", "response_format", "extra"),
     [
-        (REQUEST, None),
-        ({**REQUEST, "temperature": 0.25, "max_tokens": 9, "seed": 3}, None),
-        ({"model": "m", "messages": [{"role": "user", "content": 'é " \\ \n ✓'}]}, None),
-        (REQUEST, {"type": "json_object"}),
+        ("m", [{"role": "user", "content": "Tell me."}], None, None, None, None, None),
+        ("m", [{"role": "user", "content": 'é " \\ \n ✓ \u2028'}], 0.7, 0.5, 9, None, {"seed": 3}),
         (
-            {"model": "m", "messages": [], "seed": 1, "top_p": 0.5},
-            {"type": "json_schema", "json_schema": {"name": "n", "schema": {"b": 1, "a": [2]}}},
+            "m",
+            ({"role": "system", "content": "s"}, {"role": "user", "content": "u"}),
+            1,
+            None,
+            None,
+            FORMAT,
+            {"seed": 1, "tools": [{"type": "function"}]},
         ),
-        ({**REQUEST, "response_format": {"type": "text"}}, {"type": "json_object"}),  # extra wins
-        ({**REQUEST, "zzz": {"y": 1.5, "x": None}, "aaa": True}, {"type": "json_object"}),
-        ({1: "a"}, None),  # a non-string field: JSON makes it one
+        ("m", [], 0.25, None, None, {"type": "json_object"}, {}),
+        (
+            "m",
+            [{"role": "user", "content": [{"type": "text", "text": "x"}]}],
+            None,
+            None,
+            4,
+            FORMAT,
+            {"zzz": {"y": 1.5, "x": None}, "aaa": True, 1: "a"},
+        ),
+        (
+            "m",
+            [{"role": "user", "content": "x"}],
+            0.1,
+            None,
+            None,
+            FORMAT,
+            {"temperature": 0.9, "seed": 2},
+        ),  # extra_body overrides a field: its place is kept
+        (
+            "m",
+            [{"role": "user", "content": "x"}],
+            None,
+            None,
+            None,
+            None,
+            {"response_format": {"type": "text"}},
+        ),
+        (
+            "m",
+            [_Message(role="user", content="a mapping, not a dict")],
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+        ("m", [{"role": "user", "content": "nan"}], float("nan"), None, None, None, None),
     ],
 )
-def test_endpoint_keys_are_cache_keys(request_: Any, response_format: Any) -> None:
-    """The fast keys (constant parts encoded once) are byte for byte the documented ones,
-    also the second time a response format is seen (from the memo)."""
-    body = dict(request_)
-    if response_format is not None:
-        body.setdefault("response_format", dict(response_format))
-    keys = EndpointKeys("http://x/v1")
-    for cell in (CELL, CellKey(8, 4, "trivia", None)):
-        assert keys.key(request_, response_format, cell) == cache_key("http://x/v1", body, cell)
+def test_chat_bodies_are_the_bytes_of_the_body(
+    model: str,
+    messages: Any,
+    temperature: Any,
+    top_p: Any,
+    max_tokens: Any,
+    response_format: Any,
+    extra: Any,
+) -> None:
+    """The one-pass body (fields written in order, response formats' text kept) is byte for
+    byte compact JSON of the body's dictionary, also the second time a format is seen."""
+    expected = json.dumps(
+        _chat_body(model, messages, temperature, top_p, max_tokens, response_format, extra),
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+    bodies = ChatBodies()
+    for _ in range(2):
+        got = bodies.encode(model, messages, temperature, top_p, max_tokens, response_format, extra)
+        assert got == expected
+    assert (
+        encode_chat_body(model, messages, temperature, top_p, max_tokens, response_format, extra)
+        == expected
+    )
+
+
+def test_chat_bodies_refuse_what_json_refuses() -> None:
+    with pytest.raises(TypeError):
+        ChatBodies().encode(
+            "m", [{"role": "user", "content": object()}], None, None, None, None, None
+        )
 
 
 def test_an_answer_round_trips_and_garbage_is_refused() -> None:

@@ -69,6 +69,28 @@ def test_critical_path_cells_come_first() -> None:
     ]
 
 
+def test_pop_ready_if_is_peek_then_pop_in_one_search() -> None:
+    """``pop_ready_if`` takes exactly what ``peek_ready``/``pop_ready`` would, when ``accept``
+    takes it; otherwise it changes nothing. ``eligible`` filters the same way."""
+    first, second = CompletionTracker(DEEP, 3), CompletionTracker(DEEP, 3)
+    for tracker in (first, second):
+        tracker.complete(tracker.pop_ready() or Task("?", None))
+    not_trivia = lambda column: column != "trivia"  # noqa: E731
+    refused = first.pop_ready_if(None, lambda task: task.column == "trivia")
+    assert refused is None
+    assert first.ready_tasks() == second.ready_tasks()
+    assert first.in_flight() == second.in_flight()
+    taken = []
+    while (task := first.pop_ready_if(not_trivia, lambda task: True)) is not None:
+        assert task == second.peek_ready(not_trivia) == second.pop_ready(not_trivia)
+        taken.append(task)
+        for ready in (first.complete(task), second.complete(task)):
+            assert all(r.column in ("analysis", "conclusion") for r in ready)
+    assert second.pop_ready(not_trivia) is None
+    assert [t.column for t in taken].count("summary") == 3
+    assert first.ready_tasks() == second.ready_tasks() == {Task("trivia", r) for r in range(3)}
+
+
 def test_a_cell_is_ready_when_its_own_row_is_done_not_the_column() -> None:
     tracker = CompletionTracker(DEEP, 3)
     tracker.complete(tracker.pop_ready() or Task("?", None))

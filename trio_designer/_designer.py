@@ -104,8 +104,9 @@ class RunResult:
       model_limits: final statistics of each endpoint's adaptive limiter, by
         ``"provider:model"``.
       slots: occupancy statistics of the submission / LLM-wait pools (async engine).
-      cache: what the response cache did (``directory``, ``hits``, ``misses``, ``stored``,
-        ``loaded``, ``corrupt``, ``write_errors``); empty when the run had no cache.
+      cache: what the response cache did (``directory``, ``key_version``, ``hits``,
+        ``misses``, ``stored``, ``loaded``, ``corrupt``, ``write_errors``); empty when the run
+        had no cache.
       budget: with budgets (``RunConfig.max_cost``...): ``{"limits", "spent", "stopped_by"}``
         (spent over the whole run, earlier sessions' written row groups included); ``None``
         without.

@@ -35,7 +35,14 @@ import attrs
 from .._exceptions import CACHE_DIR_ARGUMENT, NO_CACHE_ARGUMENT, ConfigError
 from ._location import CACHE_FILE
 
-__all__ = ["BUSY_TIMEOUT_MS", "CacheStats", "CacheStore", "LoadedRows", "StoredAnswer"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "AnswerRow",
+    "CacheStats",
+    "CacheStore",
+    "LoadedRows",
+    "StoredAnswer",
+]
 
 BUSY_TIMEOUT_MS: Final = 60_000
 """How long a write waits for another process's write to finish before failing."""
@@ -60,6 +67,13 @@ _SCHEMA: Final = (
 def checksum(key: bytes, value: bytes) -> bytes:
     """What a row's ``checksum`` must be."""
     return hashlib.blake2b(key + value, digest_size=16).digest()
+
+
+AnswerRow = tuple[bytes, int, int, str, bytes]
+"""A :class:`StoredAnswer`'s fields as a plain tuple, in its order (key, run seed, row,
+column, value). A run queues its paid answers in this form: a tuple of bytes, ints and strings
+is dropped from the garbage collector's lists at its first collection, an attrs object is
+traversed by every collection while it waits in the queue."""
 
 
 @attrs.frozen(slots=True)
@@ -177,14 +191,26 @@ class CacheStore:
         return value
 
     # -- writing -------------------------------------------------------------------------
-    def put_many(self, entries: Iterable[StoredAnswer], *, now: float | None = None) -> int:
+    def put_many(
+        self, entries: Iterable[StoredAnswer | AnswerRow], *, now: float | None = None
+    ) -> int:
         """Write ``entries`` in one transaction; keys already stored are left alone. Returns
-        how many entries were new."""
+        how many entries were new. An entry is a :class:`StoredAnswer` or the plain tuple
+        of its fields (:data:`AnswerRow`, what a run queues: see ``models/_cached.py``)."""
         created = time.time() if now is None else now
-        rows = [
-            (e.key, e.run_seed, e.row, e.column, e.value, checksum(e.key, e.value), created)
-            for e in entries
-        ]
+        rows = []
+        for entry in entries:
+            if isinstance(entry, StoredAnswer):
+                key, run_seed, row, column, value = (
+                    entry.key,
+                    entry.run_seed,
+                    entry.row,
+                    entry.column,
+                    entry.value,
+                )
+            else:
+                key, run_seed, row, column, value = entry
+            rows.append((key, run_seed, row, column, value, checksum(key, value), created))
         if not rows:
             return 0
         with self._lock:

@@ -266,15 +266,7 @@ class CompletionTracker:
         column = self._best_column(eligible)
         if column is None:
             return None
-        _, task = heapq.heappop(self._heaps[column])
-        self._ready_set.remove(task)
-        self._ready_count[column] -= 1
-        group = self._group_of[column]
-        self._group_ready[group] -= 1
-        if not self._group_ready[group]:
-            del self._live_groups[bisect.bisect_left(self._live_groups, group)]
-        self._in_flight.add(task)
-        return task
+        return self._take(column)
 
     def has_eligible(self, eligible: Callable[[str], bool]) -> bool:
         """Whether some ready task belongs to a column ``eligible`` accepts."""
@@ -297,13 +289,43 @@ class CompletionTracker:
                 if not self._ready_count[column]:
                     continue
                 head = self._head(column)
-                if head is None or (eligible is not None and not eligible(column)):
+                if head is None:
                     continue
-                if chosen is None or head[0] < best_row:
+                # ``eligible`` is asked only of a column that would win (it is a query, and
+                # an ineligible column does not move ``best_row``): fewer calls, same choice.
+                if (chosen is None or head[0] < best_row) and (
+                    eligible is None or eligible(column)
+                ):
                     best_row, chosen = head[0], column
             if chosen is not None:
                 return chosen
         return None
+
+    def pop_ready_if(
+        self, eligible: Callable[[str], bool] | None, accept: Callable[[Task], bool]
+    ) -> Task | None:
+        """``pop_ready(eligible)`` if ``accept`` takes the task it would return, else ``None``
+        (and nothing changes): :meth:`peek_ready` and :meth:`pop_ready` in one search."""
+        column = self._best_column(eligible)
+        if column is None:
+            return None
+        head = self._head(column)
+        assert head is not None
+        if not accept(head[1]):
+            return None
+        return self._take(column)
+
+    def _take(self, column: str) -> Task:
+        """Move the head task of ``column`` (live: _best_column chose it) into flight."""
+        _, task = heapq.heappop(self._heaps[column])
+        self._ready_set.remove(task)
+        self._ready_count[column] -= 1
+        group = self._group_of[column]
+        self._group_ready[group] -= 1
+        if not self._group_ready[group]:
+            del self._live_groups[bisect.bisect_left(self._live_groups, group)]
+        self._in_flight.add(task)
+        return task
 
     def peek_ready(self, eligible: Callable[[str], bool] | None = None) -> Task | None:
         """The task ``pop_ready`` would return next, without taking it."""

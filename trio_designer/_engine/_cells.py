@@ -38,7 +38,7 @@ from .._plan import ExecutionGraph
 from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
 from ..generators._templates import evaluate_condition
 from ..models._cached import CacheMiss, cache_only
-from ..models._cellcalls import recording
+from ..models._cellcalls import recording, start_recording, stop_recording
 from ._state import RowGroupBuffer
 
 if TYPE_CHECKING:
@@ -203,9 +203,9 @@ class CellRunner:
         coroutine = self._generators[column].agenerate(self._context(buf, column, row))
         token = cache_only.set(True)
         scratch = CellUsage()  # a pass ending in a miss counts nothing
+        recorded = start_recording(scratch)
         try:
-            with recording(scratch):
-                coroutine.send(None)
+            coroutine.send(None)
         except StopIteration as done:
             buf.cells.usage_for(column, row).merge(scratch)
             _store(buf, column, row, done.value)
@@ -213,6 +213,7 @@ class CellRunner:
         except CacheMiss:
             return None
         finally:
+            stop_recording(recorded)
             cache_only.reset(token)
         coroutine.close()  # it suspended: not replayable synchronously after all
         return None

@@ -300,17 +300,15 @@ class RowGroupWorker:
                 # run is shutting down (a cell of this batch may have tripped the error-rate
                 # gate), nothing new starts.
                 return None
-            following = self.tracker.peek_ready(self.backlog.eligible)
-            if (
-                following is None
-                or following.row is None
-                or not self._runs_inline(following.column)
-            ):
+            following = self.tracker.pop_ready_if(self.backlog.eligible, self._takes_inline)
+            if following is None:
                 return None
-            popped = self.tracker.pop_ready(self.backlog.eligible)
-            assert popped == following
             task = following
         return None
+
+    def _takes_inline(self, task: Task) -> bool:
+        """Whether the inline batch takes ``task`` next (a cell that runs inline)."""
+        return task.row is not None and self._runs_inline(task.column)
 
     def _run_inline(self, task: Task) -> bool:
         """Run one inline cell; ``False`` (and nothing recorded) for an LLM cell whose

@@ -6,7 +6,7 @@ import argparse
 import re
 from datetime import UTC, datetime
 
-from .._cache import CacheStore, resolve_cache_dir
+from .._cache import KEY_VERSION, CacheStore, resolve_cache_dir
 from ._errors import CommandError
 
 __all__ = ["cmd_cache", "parse_duration"]
@@ -50,6 +50,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"size:    {_size(stats.bytes)} of answers")
         print(f"oldest:  {_when(stats.oldest)}")
         print(f"newest:  {_when(stats.newest)}")
+        print(f"keys:    version {KEY_VERSION} (entries stored under older keys never match)")
     return 0
 
 

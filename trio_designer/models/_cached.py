@@ -39,8 +39,9 @@ from typing import Any, Final, TypeVar
 import attrs
 import trio
 
-from .._cache import CacheStore, CellKey, StoredAnswer
+from .._cache import KEY_VERSION, CacheStore, CellKey
 from .._cache._key import decode_fields, encode_fields
+from .._cache._store import AnswerRow
 from ._client import ChatResponse, Usage
 
 __all__ = [
@@ -87,6 +88,7 @@ class CacheStatistics:
     """What the cache did during a run."""
 
     directory: str
+    key_version: int
     hits: int
     misses: int
     stored: int
@@ -116,7 +118,7 @@ class ResponseCache:
         self._on_loop = on_loop
         self._answers: dict[bytes, bytes] = {}
         self._groups: dict[int, _Group] = {}
-        self._queue: list[StoredAnswer] = []
+        self._queue: list[AnswerRow] = []  # plain tuples: see AnswerRow
         self._thread = trio.CapacityLimiter(1)  # the store is used by one thread at a time
         self._flushing = trio.Lock()
         self._queued = trio.Event()
@@ -203,7 +205,7 @@ class ResponseCache:
             response.finish_reason,
             response.model,
         )
-        self._queue.append(StoredAnswer(key, cell.run_seed, cell.row, cell.column, value))
+        self._queue.append((key, cell.run_seed, cell.row, cell.column, value))
         for group in self._groups.values():
             if group.start <= cell.row < group.stop:
                 self._answers[key] = value
@@ -277,6 +279,7 @@ class ResponseCache:
     def statistics(self) -> CacheStatistics:
         return CacheStatistics(
             directory=self.directory,
+            key_version=KEY_VERSION,
             hits=self._hits,
             misses=self._misses,
             stored=self._stored,

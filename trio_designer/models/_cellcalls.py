@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from .._core._cellusage import CellUsage
 
-__all__ = ["current", "recording"]
+__all__ = ["current", "recording", "start_recording", "stop_recording"]
 
 _CELL_USAGE: ContextVar[CellUsage | None] = ContextVar("trio_designer_cell_usage", default=None)
 
@@ -35,3 +35,14 @@ def recording(usage: CellUsage) -> Iterator[CellUsage]:
         yield usage
     finally:
         _CELL_USAGE.reset(token)
+
+
+def start_recording(usage: CellUsage) -> Token[CellUsage | None]:
+    """:func:`recording` without a context manager, for the engine's hot path (a cache hit
+    served inline): pass the token to :func:`stop_recording` in a ``finally``."""
+    return _CELL_USAGE.set(usage)
+
+
+def stop_recording(token: Token[CellUsage | None]) -> None:
+    """End what :func:`start_recording` began."""
+    _CELL_USAGE.reset(token)

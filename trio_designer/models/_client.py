@@ -62,6 +62,7 @@ import trio
 
 from .._core._budget import RateLimits
 from .._core._firstcontact import FirstContact, FirstContactStatistics, Outcome
+from .._core._jsonenc import compact_text
 from .._core._retry import BackoffPolicy
 from .._exceptions import (
     ConfigError,
@@ -98,11 +99,13 @@ from ._transport import (
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "ChatBodies",
     "ChatResponse",
     "EmbeddingResponse",
     "OpenAICompatibleClient",
     "ProbeAnswer",
     "Usage",
+    "encode_chat_body",
     "open_transport",
     "resolve_api_key",
 ]
@@ -457,9 +460,27 @@ class OpenAICompatibleClient:
           ModelRequestError: when a retry cannot help (see ``reason``; an answer above
             ``max_response_bytes`` is ``"response_too_large"``).
         """
-        body = _chat_body(
+        body = encode_chat_body(
             model, messages, temperature, top_p, max_tokens, response_format, extra_body
         )
+        return await self.chat_encoded(
+            model=model, body=body, timeout=timeout, max_response_bytes=max_response_bytes
+        )
+
+    async def chat_encoded(
+        self,
+        *,
+        model: str,
+        body: bytes,
+        timeout: float | None = None,  # noqa: ASYNC109 (see chat)
+        max_response_bytes: int | None = None,
+    ) -> ChatResponse:
+        """:meth:`chat` with the JSON body already encoded (by :class:`ChatBodies` or
+        :func:`encode_chat_body`): ``body`` is sent as it is, byte for byte. The model
+        registry builds a body once and uses the same bytes for the response cache's key and,
+        on a miss, for the request. ``model`` must be the body's ``model`` (it names the
+        model in errors and stands in for an answer that names none). Raises as :meth:`chat`.
+        """
         where = self._where(model)
         response = await self._request(
             "POST", "/chat/completions", where, body, timeout, max_response_bytes, model
@@ -612,7 +633,8 @@ class OpenAICompatibleClient:
         :class:`FirstContact`; when it says nothing can work, :class:`ProviderError` is raised
         instead (chained from the error the request would have raised).
         """
-        content = b"" if body is None else _json_bytes(body)
+        # Bytes are an encoded body (chat_encoded), sent as they are.
+        content = b"" if body is None else body if type(body) is bytes else _json_bytes(body)
         headers = self._get_headers if body is None else self._post_headers
         target = self._base_path + path
         deadline = self._timeout if timeout is None else timeout
@@ -897,6 +919,111 @@ def _chat_body(
 
 def _json_bytes(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def encode_chat_body(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    temperature: float | None,
+    top_p: float | None,
+    max_tokens: int | None,
+    response_format: Mapping[str, Any] | None,
+    extra_body: Mapping[str, Any] | None,
+) -> bytes:
+    """The bytes of a chat completion request body: compact JSON (UTF-8, no whitespace) of
+    :func:`_chat_body`'s dictionary, fields in its order."""
+    return _json_bytes(
+        _chat_body(model, messages, temperature, top_p, max_tokens, response_format, extra_body)
+    )
+
+
+_BODY_FIELDS: Final = frozenset(
+    {"model", "messages", "temperature", "top_p", "max_tokens", "response_format"}
+)
+
+
+class ChatBodies:
+    """:func:`encode_chat_body`, byte for byte, built in one pass with the response formats'
+    text kept.
+
+    A body is written field by field with one reusable C encoder (no intermediate dictionary,
+    no copy of the messages). A column passes the same ``response_format`` object (a schema,
+    often the largest part of the body) with every request, so its text is kept by identity
+    for the last few formats seen (the object is kept alive with its text, so its ``id``
+    cannot be reused; callers never mutate a response format they pass: the generators build
+    theirs once, read-only). Anything unusual — messages that are not a list of dicts, an
+    ``extra_body`` that overrides one of the fields above, a value JSON cannot encode — takes
+    :func:`encode_chat_body` itself. ``tests/test_cache_store.py`` compares the two.
+    """
+
+    _MEMO_SIZE: Final = 64
+
+    def __init__(self) -> None:
+        self._formats: dict[int, tuple[object, str]] = {}
+
+    def encode(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        temperature: float | None,
+        top_p: float | None,
+        max_tokens: int | None,
+        response_format: Mapping[str, Any] | None,
+        extra_body: Mapping[str, Any] | None,
+    ) -> bytes:
+        """The body's bytes (see the class docstring)."""
+        try:
+            return self._encode(
+                model, messages, temperature, top_p, max_tokens, response_format, extra_body
+            )
+        except (TypeError, ValueError):
+            pass  # the general path below decides (and words any error)
+        return encode_chat_body(
+            model, messages, temperature, top_p, max_tokens, response_format, extra_body
+        )
+
+    def _encode(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        temperature: float | None,
+        top_p: float | None,
+        max_tokens: int | None,
+        response_format: Mapping[str, Any] | None,
+        extra_body: Mapping[str, Any] | None,
+    ) -> bytes:
+        if type(messages) is not list and type(messages) is not tuple:
+            raise TypeError
+        for message in messages:
+            if type(message) is not dict:
+                raise TypeError
+        encode = compact_text
+        parts = ['{"model":', encode(model), ',"messages":', encode(messages)]
+        if temperature is not None:
+            parts += (',"temperature":', encode(temperature))
+        if top_p is not None:
+            parts += (',"top_p":', encode(top_p))
+        if max_tokens is not None:
+            parts += (',"max_tokens":', encode(max_tokens))
+        if response_format is not None:
+            parts += (',"response_format":', self._format(response_format))
+        if extra_body:
+            if type(extra_body) is not dict or not _BODY_FIELDS.isdisjoint(extra_body):
+                raise TypeError
+            parts += (",", encode(extra_body)[1:])  # its fields, and the closing brace
+        else:
+            parts.append("}")
+        return "".join(parts).encode("utf-8")
+
+    def _format(self, response_format: Mapping[str, Any]) -> str:
+        known = self._formats.get(id(response_format))
+        if known is not None and known[0] is response_format:
+            return known[1]
+        text = compact_text(dict(response_format))
+        if len(self._formats) >= self._MEMO_SIZE:
+            self._formats.clear()
+        self._formats[id(response_format)] = (response_format, text)
+        return text
 
 
 def _not_json_problem(response: Response) -> str:

@@ -55,7 +55,7 @@ try:
 except ImportError:  # pragma: no cover - a trio that moved it
     from trio.testing import wait_all_tasks_blocked
 
-from .._cache import CellKey, EndpointKeys
+from .._cache import CellKey, cache_key
 from .._core._budget import EndpointBudget, TokenEstimator
 from .._core._cellusage import request_cost
 from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
@@ -66,7 +66,7 @@ from ..config._models import endpoint_name
 from ._backlog import RestingTasks, use_resting_tasks
 from ._cached import CacheMiss, ResponseCache, cache_only
 from ._cellcalls import current as current_cell_usage
-from ._client import ChatResponse, OpenAICompatibleClient, _chat_body, resolve_api_key
+from ._client import ChatBodies, ChatResponse, OpenAICompatibleClient, resolve_api_key
 from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter
 
 _T = TypeVar("_T")
@@ -239,9 +239,10 @@ class ModelHandle:
         self._cache = cache
         # What the cache key calls the endpoint: the provider's base URL; the built-in
         # simulator's URL changes from run to run (a free port), so it is named instead.
-        self._keys = EndpointKeys(
+        self._key_endpoint = (
             SIMULATOR_PROVIDER if config.provider == SIMULATOR_PROVIDER else client.base_url
         )
+        self._bodies = ChatBodies()
 
     @property
     def alias(self) -> str:
@@ -372,41 +373,35 @@ class ModelHandle:
         """:meth:`chat` without the cell's tally: the cache, then the retries of 429s in
         place."""
         params = merge_inference(self._config.inference, inference)
-        body = _with_seed(params.extra_body, seed if self._config.send_seed else None)
-        cache = self._cache
-        if cache is None or cell is None:
-            return await self._send_with_retries(messages, response_format, params, body)
-        request = _chat_body(  # the body as sent, but for the response format (see keys)
+        # The body is encoded once: the cache key hashes these bytes and a miss sends them.
+        body = self._bodies.encode(
             self._config.model,
             messages,
             params.temperature,
             params.top_p,
             params.max_tokens,
-            None,
-            body,
+            response_format,
+            _with_seed(params.extra_body, seed if self._config.send_seed else None),
         )
-        key = self._keys.key(request, response_format, cell)
+        cache = self._cache
+        if cache is None or cell is None:
+            return await self._send_with_retries(messages, params, body)
+        key = cache_key(self._key_endpoint, body, cell)
         hit = cache.get(key)
         if hit is not None:
             return hit
         if cache_only.get():
             raise CacheMiss
         cache.missed()
-        response = await self._send_with_retries(messages, response_format, params, body)
+        response = await self._send_with_retries(messages, params, body)
         cache.put(key, cell, response)
         return response
 
     async def _send_with_retries(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        response_format: Mapping[str, Any] | None,
-        params: InferenceParams,
-        body: dict[str, Any] | None,
+        self, messages: Sequence[Mapping[str, Any]], params: InferenceParams, body: bytes
     ) -> ChatResponse:
         """:meth:`_send`, with a 429 retried in place (see :meth:`chat`)."""
-        return await self._retrying_429s(
-            partial(self._send, messages, response_format, params, body)
-        )
+        return await self._retrying_429s(partial(self._send, messages, params, body))
 
     async def embed(
         self, texts: Sequence[str] | TextBatch, *, dimensions: int | None = None
@@ -449,11 +444,7 @@ class ModelHandle:
                     await trio.sleep(delay)
 
     async def _send(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        response_format: Mapping[str, Any] | None,
-        params: InferenceParams,
-        extra_body: dict[str, Any] | None,
+        self, messages: Sequence[Mapping[str, Any]], params: InferenceParams, body: bytes
     ) -> ChatResponse:
         """One request: a slot, the call, the report to the limiter, the usage."""
         chars = [len(_content_text(m.get("content"))) for m in messages]
@@ -461,14 +452,9 @@ class ModelHandle:
         tokens = estimator.estimate(chars, params.max_tokens)
         async with self._limiter.slot(tokens) as permit:
             try:
-                response = await self._client.chat(
+                response = await self._client.chat_encoded(
                     model=self._config.model,
-                    messages=messages,
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    max_tokens=params.max_tokens,
-                    response_format=response_format,
-                    extra_body=extra_body,
+                    body=body,
                     timeout=self._config.timeout,
                     max_response_bytes=self._config.max_response_bytes,
                 )
