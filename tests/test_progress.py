@@ -416,8 +416,10 @@ async def test_rich_redraws_routes_logs_above_and_restores_everything(
     state = make_state(("alpha", "beta"))
     screen = FakeTerminal()
     assert isinstance(make_reporter("auto", state, stream=screen), RichProgress)
-    # The same reporter, told to keep 10 Hz however slow this machine draws a frame.
-    reporter = RichProgress(state, stream=screen, max_overhead=1.0)
+    # The same reporter, told to keep 10 Hz however slow this machine draws a frame: with
+    # max_overhead=1.0 a first frame that took over 0.1 s of real time (rich's lazy imports,
+    # compiled afresh on a clean CI machine) stretched the next sleep and lost a frame.
+    reporter = RichProgress(state, stream=screen, max_overhead=1e9)
     with trio.fail_after(BIG):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(reporter.run)
