@@ -40,13 +40,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -59,7 +56,7 @@ from trio_designer._scaleout._workers import ShardedRunResult, run_workers
 from trio_designer.models import AdaptiveLimiter
 
 from . import _common as c
-from .small_runs import External, external_simulator
+from .small_runs import External, external_process, external_simulator
 
 PROVIDER = "bench"
 
@@ -83,25 +80,9 @@ PROFILES = {
 }
 
 
-@contextmanager
-def external_canned(model: str) -> Iterator[External]:
+def external_canned(model: str) -> AbstractContextManager[External]:
     """``python -m trio_designer.simulator --port 0 --canned <model>``."""
-    command = [sys.executable, "-m", "trio_designer.simulator", "--port", "0", "--canned", model]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            url = process.stdout.readline().strip()
-            if not url.startswith("http://"):
-                raise RuntimeError(f"the canned endpoint did not print its URL (got {url!r})")
-            yield External(url=url, pid=process.pid)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    return external_process(["--canned", model], what="the canned endpoint")
 
 
 def _call(url: str, method: str, path: str) -> Any:

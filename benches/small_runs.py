@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +96,19 @@ class External:
         return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@contextmanager
-def external_simulator(specs: Sequence[str]) -> Iterator[External]:
+def external_simulator(specs: Sequence[str]) -> AbstractContextManager[External]:
     """``python -m trio_designer.simulator --port 0 --model <spec> ...``."""
-    command = [sys.executable, "-m", "trio_designer.simulator", "--port", "0"]
+    options: list[str] = []
     for spec in specs:
-        command += ["--model", spec]
+        options += ["--model", spec]
+    return external_process(options, what="the simulator")
+
+
+@contextmanager
+def external_process(options: Sequence[str], *, what: str) -> Iterator[External]:
+    """``python -m trio_designer.simulator --port 0 <options>`` in its own process, for as
+    long as the block lasts; ``what`` names it in the error if it prints no URL."""
+    command = [sys.executable, "-m", "trio_designer.simulator", "--port", "0", *options]
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     ) as process:
@@ -109,7 +116,7 @@ def external_simulator(specs: Sequence[str]) -> Iterator[External]:
             assert process.stdout is not None
             url = process.stdout.readline().strip()
             if not url.startswith("http://"):
-                raise RuntimeError(f"the simulator did not print its URL (got {url!r})")
+                raise RuntimeError(f"{what} did not print its URL (got {url!r})")
             yield External(url=url, pid=process.pid)
         finally:
             process.terminate()
