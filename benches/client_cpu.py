@@ -35,13 +35,8 @@ from __future__ import annotations
 
 import cProfile
 import io
-import os
 import pstats
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +47,7 @@ from trio_designer import PipelineConfig
 from trio_designer.models._limiter import StaticLimiter
 
 from . import _common as c
+from .small_runs import External, external_simulator
 
 COLUMNS_PER_ROW = 5  # the Wide shape's LLM columns
 PROVIDER = "external-sim"
@@ -93,46 +89,6 @@ PROFILES = {
 # ---------------------------------------------------------------------------------------------
 
 
-@attrs.define
-class ExternalSimulator:
-    """A simulator subprocess: its base URL and its process (for CPU readings)."""
-
-    url: str
-    process: subprocess.Popen[str]
-
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU the simulator process has used so far (Linux only)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-
-
-@contextmanager
-def external_simulator(spec: str) -> Iterator[ExternalSimulator]:
-    """Start ``python -m trio_designer.simulator --port 0 --model <spec>``; stop it on exit."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "trio_designer.simulator", "--port", "0", "--model", spec],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as process:  # closes the pipe and waits for the process on exit
-        try:
-            assert process.stdout is not None
-            url = process.stdout.readline().strip()
-            if not url.startswith("http://"):
-                raise RuntimeError(f"the simulator did not print its URL (got {url!r})")
-            yield ExternalSimulator(url=url, process=process)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
 # ---------------------------------------------------------------------------------------------
 # One run
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +113,7 @@ def wide_config(url: str, max_parallel: int) -> PipelineConfig:
     )
 
 
-def measure(sim: ExternalSimulator, records: int, max_parallel: int) -> dict[str, Any]:
+def measure(sim: External, records: int, max_parallel: int) -> dict[str, Any]:
     """One preview of ``records`` Wide rows at ``max_parallel``: wall, CPU, requests/s."""
     config = wide_config(sim.url, max_parallel)
     designer = c.BenchDesigner(limiter=StaticLimiter)
@@ -185,13 +141,13 @@ def measure(sim: ExternalSimulator, records: int, max_parallel: int) -> dict[str
         "cpu_us_per_request": 1e6 * cpu / requests,
         "requests_per_s": requests / wall,
         "simulator_cpu_us_per_request": (
-            None if sim_cpu is None or sim_after is None else 1e6 * (sim_after - sim_cpu) / requests
+            1e6 * (sim_after - sim_cpu) / requests
         ),
     }
 
 
 def best_of_interleaved(
-    sim: ExternalSimulator, records: int, levels: tuple[int, ...], repeats: int, label: str
+    sim: External, records: int, levels: tuple[int, ...], repeats: int, label: str
 ) -> list[dict[str, Any]]:
     """Per level, the run with the shortest wall time among ``repeats``; the levels take turns."""
     runs: dict[int, list[dict[str, Any]]] = {level: [] for level in levels}
@@ -213,7 +169,7 @@ def best_of_interleaved(
 
 
 def profile_run(
-    sim: ExternalSimulator, records: int, max_parallel: int, top: int
+    sim: External, records: int, max_parallel: int, top: int
 ) -> dict[str, Any]:
     """cProfile one zero-latency run; the top functions by own time."""
     config = wide_config(sim.url, max_parallel)
@@ -370,7 +326,7 @@ def transport_options() -> dict[str, Any]:
     }
 
 
-def compare_options(sim: ExternalSimulator, p: Params) -> list[dict[str, Any]]:
+def compare_options(sim: External, p: Params) -> list[dict[str, Any]]:
     """CPU per request and requests/s of each transport option at each concurrency."""
     rows = []
     for name, option in transport_options().items():
@@ -388,11 +344,7 @@ def compare_options(sim: ExternalSimulator, p: Params) -> list[dict[str, Any]]:
                     "requests": p.option_requests,
                     "cpu_us_per_request": 1e6 * cpu / p.option_requests,
                     "requests_per_s": p.option_requests / wall,
-                    "simulator_cpu_us_per_request": (
-                        None
-                        if sim_cpu is None or sim_after is None
-                        else 1e6 * (sim_after - sim_cpu) / p.option_requests
-                    ),
+                    "simulator_cpu_us_per_request": 1e6 * (sim_after - sim_cpu) / p.option_requests,
                 }
             )
             r = rows[-1]
@@ -412,12 +364,12 @@ def compare_options(sim: ExternalSimulator, p: Params) -> list[dict[str, Any]]:
 def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> dict[str, Any]:
     p = PROFILES[profile]
     zero_spec = f"{c.GEN_MODEL}:latency=0,sigma=0,capacity=1000000"
-    with external_simulator(zero_spec) as sim:
+    with external_simulator([zero_spec]) as sim:
         zero = best_of_interleaved(sim, p.records, p.concurrency, p.repeats, "zero latency")
         prof = profile_run(sim, p.profile_records, p.concurrency[len(p.concurrency) // 2], p.top)
         options = compare_options(sim, p)
     spec = f"{c.GEN_MODEL}:latency={p.latency},sigma=0,capacity={p.latency_capacity}"
-    with external_simulator(spec) as sim:
+    with external_simulator([spec]) as sim:
         label = f"{p.latency * 1000:g} ms latency"
         latency = best_of_interleaved(sim, p.latency_records, p.concurrency, p.repeats, label)
     for r in latency:

@@ -33,11 +33,8 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +45,7 @@ from trio_designer import PipelineConfig, TrioDesigner
 from trio_designer.models._limiter import StaticLimiter
 
 from . import _common as c
+from .small_runs import external_simulator
 
 PROVIDER = "external-sim"
 LATENCY = 0.2  # the issue's answers, before scaling
@@ -88,29 +86,6 @@ PROFILES = {
 # ---------------------------------------------------------------------------------------------
 # The simulator in its own process
 # ---------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def external_simulator(spec: str) -> Iterator[str]:
-    """``python -m trio_designer.simulator --port 0 --model <spec>``; yields its base URL."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "trio_designer.simulator", "--port", "0", "--model", spec],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            url = process.stdout.readline().strip()
-            if not url.startswith("http://"):
-                raise RuntimeError(f"the simulator did not print its URL (got {url!r})")
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def model_spec(**fields: Any) -> str:
@@ -178,7 +153,8 @@ def run_case(
     changes, 429s, and (every ``sample_every`` s) the simulator's budget counters."""
     limits: list[tuple[float, int]] = []
     samples: list[dict[str, Any]] = []
-    with external_simulator(spec) as url:
+    with external_simulator([spec]) as simulator:
+        url = simulator.url
         config = wide_config(url, max_parallel, **(model or {}))
         origin = [0.0]
 
