@@ -45,7 +45,9 @@ such exception class is translated.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import ssl
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -79,6 +81,7 @@ __all__ = [
     "LOW_LEVEL_ERRORS",
     "ConnectionPool",
     "Proxy",
+    "connect_ahead",
     "proxy_for",
     "translated",
 ]
@@ -205,17 +208,61 @@ def _describe(exc: BaseException) -> str:
     return f"{type(shown).__name__}: {text}"
 
 
+def connect_ahead(origin: Origin, count: int, *, proxy: Proxy | None) -> list[socket.socket]:
+    """Start up to ``count`` TCP connects to ``origin`` now, without waiting for any: for a
+    pool that does not exist yet (:meth:`ConnectionPool.adopt` takes them). Synchronous and
+    cheap (a socket and a non-blocking ``connect`` each, ~0.1 ms), so a run can call it the
+    moment it knows its first wave, before it has built anything else; the kernel does the
+    handshake meanwhile.
+
+    Only for what needs no waiting to start: a plain ``http`` origin whose host is a numeric
+    address (no DNS lookup, no TLS handshake), not through a proxy; otherwise, and when a
+    socket cannot be made or the connect fails at once, fewer (or none) are returned and the
+    requests connect as usual (they meet and report any failure).
+    """
+    if count <= 0 or origin.scheme != "http" or proxy is not None:
+        return []
+    try:
+        found = socket.getaddrinfo(
+            origin.host, origin.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+        )
+    except (OSError, UnicodeError):  # a name (socket.gaierror): the requests resolve it
+        return []
+    family, kind, proto, _, address = found[0]
+    started: list[socket.socket] = []
+    for _ in range(count):
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError:
+            break
+        try:
+            sock.setblocking(False)
+            failed = sock.connect_ex(address)
+        except OSError:
+            failed = -1
+        if failed not in (0, errno.EINPROGRESS):
+            sock.close()
+            break
+        started.append(sock)
+    return started
+
+
 class _Connection:
     """One open connection: its stream, h11 state, and when it went idle."""
 
-    __slots__ = ("exchanges", "h11", "idle_since", "socket", "stream")
+    __slots__ = ("ahead", "exchanges", "h11", "idle_since", "socket", "stream")
 
-    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, socket: trio.socket.SocketType, *, ahead: bool = False
+    ) -> None:
         self.stream = stream
         self.socket = socket
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
         self.idle_since = 0.0
         self.exchanges = 0  # completed request/answer pairs
+        # Opened before any request needed it: like a reused one, the server may have closed
+        # it while it waited (a request then goes again on a new connection: _Stale).
+        self.ahead = ahead
 
     def close(self) -> None:
         """Close at once (no TLS close-notify; never blocks, never checkpoints)."""
@@ -253,6 +300,9 @@ class ConnectionPool:
         self._ssl_context = ssl_context
         # Most recently used last; idle_since ascends from the front.
         self._idle: list[_Connection] = []
+        # Connects started ahead of any request (adopt), not yet taken: (started, socket),
+        # oldest first. Counted with the pool's connections (see adopt).
+        self._pending: list[tuple[float, socket.socket]] = []
         self._closed = False
         self._opened = 0
         self._sending = 0  # requests with a slot, before their last byte is sent
@@ -280,7 +330,63 @@ class ConnectionPool:
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+        self._close_pending()
         await trio.lowlevel.checkpoint()
+
+    def adopt(self, sockets: Sequence[socket.socket]) -> int:
+        """Take connects started ahead (:func:`connect_ahead`) for the next requests; returns
+        how many were kept. Never blocks, never checkpoints.
+
+        A request that finds no idle connection takes the oldest of them and finishes its
+        connect (waits until it is writable, under the request's own deadline) instead of
+        starting one of its own: it was started earlier, so it is ready earlier. If it failed,
+        every adopted connect is dropped (they went to the same address) and the request
+        connects as usual, meeting and reporting the failure itself.
+
+        Invariant (the pool never holds more than ``max_connections``): in use + idle +
+        adopted ≤ ``max_connections`` — what does not fit is closed here, a request starts
+        a connect of its own only when no idle or adopted one is left, and :meth:`open_idle`
+        counts the adopted ones. They expire like idle connections, counted from their start.
+        """
+        room = int(self._slots.total_tokens) - self._connections()
+        kept = [] if self._closed else list(sockets[: max(room, 0)])
+        for sock in sockets[len(kept) :]:
+            sock.close()
+        now = trio.current_time()
+        self._pending.extend((now, sock) for sock in kept)
+        return len(kept)
+
+    def _connections(self) -> int:
+        """Connections in use (at most one per slot taken), idle, or adopted."""
+        return int(self._slots.borrowed_tokens) + len(self._idle) + len(self._pending)
+
+    def _close_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for _, sock in pending:
+            sock.close()
+
+    async def _take_pending(self) -> _Connection | None:
+        """The oldest adopted connect, finished, or ``None`` (none left; expired; failed)."""
+        now = trio.current_time()
+        while self._pending:
+            since, sock = self._pending.pop(0)
+            if now - since >= self._expiry:
+                sock.close()
+                continue
+            try:
+                await trio.lowlevel.wait_writable(sock)
+                failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            except BaseException:
+                sock.close()
+                raise
+            if failed or self._closed:
+                sock.close()
+                self._close_pending()  # the same address: let the request meet it itself
+                return None
+            tcp = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+            self._opened += 1
+            return _Connection(tcp, tcp.socket, ahead=True)
+        return None
 
     async def open_idle(self, count: int, *, timeout: float) -> int:  # noqa: ASYNC109
         """Open up to ``count`` connections ahead of any request and keep them idle, so the
@@ -303,12 +409,14 @@ class ConnectionPool:
                     if self._closed:
                         connection.close()
                         return
+                    connection.ahead = True
                     connection.idle_since = trio.current_time()
                     self._idle.append(connection)
                     added += 1
 
+        room = int(self._slots.total_tokens) - len(self._pending)
         async with trio.open_nursery() as nursery:
-            for _ in range(min(count, int(self._slots.total_tokens))):
+            for _ in range(min(count, room)):
                 nursery.start_soon(one)
         return added
 
@@ -325,7 +433,7 @@ class ConnectionPool:
         """
         in_use = int(self._slots.borrowed_tokens)
         target = min(int(self._slots.total_tokens), 2 * in_use)
-        missing = target - in_use - len(self._idle)
+        missing = target - in_use - len(self._idle) - len(self._pending)
         if missing <= 0:
             await trio.lowlevel.checkpoint()
             return 0
@@ -413,6 +521,11 @@ class ConnectionPool:
             )
 
     @property
+    def waiting_connections(self) -> int:
+        """Connections ready for the next requests: idle ones and adopted connects."""
+        return len(self._idle) + len(self._pending)
+
+    @property
     def sending(self) -> int:
         """Requests that hold a connection slot and have not sent their last byte yet
         (connecting, or writing): what ``ModelRegistry.top_up`` waits out."""
@@ -422,6 +535,8 @@ class ConnectionPool:
         self, request: h11.Request, body: bytes, max_body: int, sending: _Sending
     ) -> Response:
         connection = self._checkout()
+        if connection is None and self._pending:
+            connection = await self._take_pending()
         if connection is not None:
             try:
                 return await self._exchange(connection, request, body, max_body, sending)
@@ -531,7 +646,7 @@ class ConnectionPool:
           _Stale: the server closed the connection before answering and the request may be
             sent again (on a new connection).
         """
-        reused = connection.exchanges > 0
+        reused = connection.exchanges > 0 or connection.ahead
         try:
             response = await self._round_trip(
                 connection, request, body, max_body, reused, sending
