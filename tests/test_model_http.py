@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _loopback import Reply, ScriptedApp, served
+from _loopback import Reply, ScriptedApp, http_response, raw_server, read_request, served
 
 from trio_designer._core._retry import BackoffPolicy
 from trio_designer._exceptions import ConfigError
 from trio_designer.models import _http
 from trio_designer.models._client import OpenAICompatibleClient
-from trio_designer.models._transport import ConnectFailed, parse_origin
+from trio_designer.models._transport import ConnectFailed, ProtocolViolation, parse_origin
 
 BIG = 10_000
 NO_RETRY = BackoffPolicy(max_attempts=1)
@@ -128,9 +128,9 @@ async def _chat_on(pool: _http.ConnectionPool, base: str) -> None:
 
 @pytest.mark.parametrize("proxied", [False, True])
 def test_request_heads_are_validated_once(proxied: bool) -> None:
-    """The head built from the validated cache holds the same bytes as a head h11 validates
-    whole (``Content-Length`` before a proxy's ``Proxy-Authorization``), for each request of
-    a repeated head; a head h11 refuses is refused each time, never cached."""
+    """The request built from the validated cache holds the bytes h11 sends for the request
+    validated whole (``Content-Length`` before a proxy's ``Proxy-Authorization``), for each
+    request of a repeated head; a head h11 refuses is refused each time, never cached."""
     import h11
 
     from trio_designer.models._transport import InvalidRequest
@@ -146,15 +146,15 @@ def test_request_heads_are_validated_once(proxied: bool) -> None:
         if proxied:
             full.append(("proxy-authorization", "Basic dTpw"))
         expected = h11.Request(method=method, target=pool.target("/v1/x"), headers=full)
+        writer = h11.Connection(h11.CLIENT)
+        sent = writer.send(expected) + (writer.send(h11.Data(data=body)) or b"")
+        sent += writer.send(h11.EndOfMessage()) or b""
         for _ in range(2):
-            head = pool._request_head(method, "/v1/x", headers, body)
-            assert h11.Connection(h11.CLIENT).send(head) == h11.Connection(h11.CLIENT).send(
-                expected
-            )
+            assert pool._request_bytes(method, "/v1/x", headers, body) == sent
     bad = (("x-bad", "new\r\nline"),)
     for _ in range(2):
         with pytest.raises(InvalidRequest):
-            pool._request_head("POST", "/v1/x", bad, b"{}")
+            pool._request_bytes("POST", "/v1/x", bad, b"{}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,3 +259,87 @@ def test_connect_ahead_starts_only_what_needs_no_waiting(
     proxy = _http.proxy_for(origin, {"HTTP_PROXY": "http://proxy:3128"}) if proxied else None
     assert not proxied or proxy is not None
     assert _http.connect_ahead(origin, count, proxy=proxy) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading answers (httptools' parser): what the hostile-server tests do not cover
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_informational_answers_are_skipped_and_stray_bytes_end_reuse(
+    autojump_clock: Any,
+) -> None:
+    """A ``100 Continue`` before the answer is skipped, byte by byte too; the connection is
+    reused after a clean answer, and not after one followed by bytes nobody asked for."""
+    body = b'{"ok": 1}'
+    connections: list[int] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        connections.append(1)
+        while await read_request(stream):
+            answer = b"HTTP/1.1 100 Continue\r\n\r\n" + http_response(body)
+            if len(connections) == 1:
+                for i in range(len(answer)):  # one byte a read
+                    await stream.send_all(answer[i : i + 1])
+                    await trio.sleep(0.001)
+            else:
+                await stream.send_all(answer + b"HTTP/1.1 200 OK\r\n")  # stray bytes after it
+        await stream.aclose()
+
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            origin, base = parse_origin(url)
+            pool = _http.ConnectionPool(origin, max_connections=1)
+            try:
+                for _ in range(2):
+                    response = await pool.request(
+                        "GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20
+                    )
+                    assert (response.status, response.body) == (200, body)
+                assert pool.statistics().opened == 1  # reused
+                assert pool.waiting_connections == 1
+                await pool.aclose()
+                pool = _http.ConnectionPool(origin, max_connections=1)
+                for _ in range(2):
+                    response = await pool.request(
+                        "GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20
+                    )
+                    assert response.body == body
+                assert pool.statistics().opened == 2  # the stray bytes closed the first
+            finally:
+                await pool.aclose()
+
+
+async def test_a_malformed_answer_is_described_as_h11_describes_it(autojump_clock: Any) -> None:
+    """The native pool parses answers with httptools but names what is wrong with one in
+    h11's words (the httpx transport's parser), whether the problem is in the head, in a
+    chunk, or a body cut short."""
+    answers = [
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n0123456789",
+        b"HELLO WORLD\r\n\r\n",
+    ]
+    says = [
+        "illegal chunk header",
+        r"peer closed connection without sending complete message body \(received 10 bytes, "
+        r"expected 20\)",
+        "illegal status line",
+    ]
+
+    async def server(stream: trio.SocketStream) -> None:
+        await read_request(stream)
+        await stream.send_all(answers.pop(0))
+        await stream.aclose()
+
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            origin, base = parse_origin(url)
+            pool = _http.ConnectionPool(origin, max_connections=1)
+            try:
+                for expected in says:
+                    with pytest.raises(ProtocolViolation, match=expected):
+                        await pool.request(
+                            "GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20
+                        )
+            finally:
+                await pool.aclose()

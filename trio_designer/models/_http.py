@@ -52,11 +52,12 @@ import ssl
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Final
+from typing import Final, NoReturn
 from urllib.parse import unquote, urlsplit
 
 import attrs
 import h11
+import httptools
 import trio
 
 from ._transport import (
@@ -99,8 +100,11 @@ LOW_LEVEL_ERRORS: Final = (
     trio.ClosedResourceError,
     trio.BusyResourceError,
     h11.ProtocolError,  # LocalProtocolError, RemoteProtocolError
+    httptools.HttpParserError,  # and its subclasses: the answer is not valid HTTP
+    httptools.HttpParserUpgrade,  # an answer switching protocols, never asked for
 )
-"""Every exception the streams and h11 raise; each is translated into an :class:`HTTPError`."""
+"""Every exception the streams, h11 and httptools raise; each is translated into an
+:class:`HTTPError`."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,6 +200,12 @@ def translated(failure: Callable[[str], HTTPError], what: str) -> Iterator[None]
                 f"are longer than {_MAX_HEAD_BYTES // 1024} KiB"
             ) from exc
         raise ProtocolViolation(f"the server broke the HTTP protocol: {exc}") from exc
+    except httptools.HttpParserUpgrade as exc:
+        raise ProtocolViolation(
+            "the server broke the HTTP protocol: it switched protocols (101) unasked"
+        ) from exc
+    except httptools.HttpParserError as exc:
+        raise ProtocolViolation(f"the server broke the HTTP protocol: {exc}") from exc
     except LOW_LEVEL_ERRORS as exc:
         raise failure(f"{what}: {_describe(exc)}") from exc
 
@@ -247,17 +257,98 @@ def connect_ahead(origin: Origin, count: int, *, proxy: Proxy | None) -> list[so
     return started
 
 
-class _Connection:
-    """One open connection: its stream, h11 state, and when it went idle."""
+class _Answer:
+    """What has arrived of the current answer on one connection: the callbacks of httptools'
+    response parser (llhttp, in C). The callbacks only collect (an exception raised in one
+    would reach the caller wrapped); :meth:`ConnectionPool._round_trip` reads what they
+    collected after each ``feed``.
 
-    __slots__ = ("ahead", "exchanges", "h11", "idle_since", "socket", "stream")
+    ``complete``: the final answer's last byte has been parsed (1xx answers are skipped);
+    ``keep_alive``: the server lets the connection be reused after it; ``extra``: bytes
+    followed it (the connection is then not reused); ``head_size``: the status line and
+    headers' bytes so far, for the :data:`_MAX_HEAD_BYTES` limit.
+    """
+
+    __slots__ = (
+        "body",
+        "complete",
+        "extra",
+        "head_done",
+        "head_size",
+        "headers",
+        "keep_alive",
+        "parser",
+        "status",
+    )
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.start()
+
+    def start(self) -> None:
+        """Ready for the next answer."""
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.head_done = self.complete = self.keep_alive = self.extra = False
+        self.head_size = 0
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Parse ``data``. Raises httptools' errors (in :data:`LOW_LEVEL_ERRORS`)."""
+        self.parser.feed_data(data)
+
+    def body_framed(self) -> bool:
+        """Whether the answer's end is marked (by ``Content-Length`` or chunked framing)
+        rather than by the connection closing."""
+        framing = (b"content-length", b"transfer-encoding")
+        return any(name.lower() in framing for name, _ in self.headers)
+
+    # httptools' callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.extra = True
+
+    def on_status(self, status: bytes) -> None:
+        self.head_size += len(status) + 15  # "HTTP/1.1 200 " ... CRLF
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.complete:
+            self.head_size += len(name) + len(value) + 4
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if not self.complete:
+            self.status = self.parser.get_status_code()
+            self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        if not self.complete:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.complete:
+            return
+        if 100 <= self.status < 200:  # informational: skipped, the answer follows
+            self.status, self.headers, self.head_done, self.head_size = 0, [], False, 0
+            return
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()
+
+
+class _Connection:
+    """One open connection: its stream, its answer parser, and when it went idle."""
+
+    __slots__ = ("ahead", "answer", "exchanges", "idle_since", "reusable", "socket", "stream")
 
     def __init__(
         self, stream: trio.abc.Stream, socket: trio.socket.SocketType, *, ahead: bool = False
     ) -> None:
         self.stream = stream
         self.socket = socket
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
+        self.answer = _Answer()
+        # Set by the round trip: the exchange ended cleanly and both sides allow another.
+        self.reusable = False
         self.idle_since = 0.0
         self.exchanges = 0  # completed request/answer pairs
         # Opened before any request needed it: like a reused one, the server may have closed
@@ -306,11 +397,9 @@ class ConnectionPool:
         self._closed = False
         self._opened = 0
         self._sending = 0  # requests with a slot, before their last byte is sent
-        # (method, path, headers) -> the validated head: method, target, raw header pairs.
-        self._heads: dict[
-            tuple[str, str, tuple[tuple[str, str], ...]],
-            tuple[bytes, bytes, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]],
-        ] = {}
+        # (method, path, headers) -> the validated head's bytes, before and after the place
+        # of Content-Length.
+        self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[bytes, bytes]] = {}
 
     @property
     def origin(self) -> Origin:
@@ -469,28 +558,27 @@ class ConnectionPool:
         Raises:
           HTTPError: one of :mod:`._transport`'s subclasses (never ``HTTPStatusError``).
         """
-        request = self._request_head(method, path, headers, body)
+        request = self._request_bytes(method, path, headers, body)
         async with self._slots:
             sending = _Sending(self)
             try:
                 with trio.move_on_after(timeout) as deadline:
-                    return await self._send(request, body, max_body, sending)
+                    return await self._send(request, max_body, sending)
             finally:
                 sending.done()
             # The only cancellation that ends up here is our own deadline's.
             assert deadline.cancelled_caught
             raise RequestTimedOut(timeout=timeout)
 
-    def _request_head(
+    def _request_bytes(
         self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
-    ) -> h11.Request:
-        """The request's head as an h11 event. Its fixed part (method, target, ``Host``, the
-        caller's headers, a proxy's authorization) is validated by h11 once per distinct
-        value and kept as bytes; each request then adds only its ``Content-Length``, and h11
-        is told the rest is valid already (``_parsed=True``, what its own parser does). h11's
-        header validation was the largest single share of the client's CPU per request
-        (``benches/small_runs.py``); the bytes sent are the same
-        (``tests/test_model_http.py::test_request_heads_are_validated_once``)."""
+    ) -> bytes:
+        """The whole request as bytes. Its fixed part (method, target, ``Host``, the caller's
+        headers, a proxy's authorization) is validated by h11 once per distinct value and kept
+        as the bytes h11 writes for it; each request then adds only its ``Content-Length``
+        and its body. h11's header validation was the largest single share of the client's
+        CPU per request (``benches/small_runs.py``); the bytes are those h11 sends for the
+        same request (``tests/test_model_http.py::test_request_heads_are_validated_once``)."""
         key = (method, path, headers if isinstance(headers, tuple) else tuple(headers))
         fixed = self._heads.get(key)
         if fixed is None:
@@ -506,19 +594,20 @@ class ConnectionPool:
                 )
             raw = list(checked.headers.raw_items())
             cut = len(raw) - len(tail)
-            fixed = (checked.method, checked.target, raw[:cut], raw[cut:])
+            # h11 writes Host first (RFC 9112 asks for it right after the request line).
+            first = [line for line in raw[:cut] if line[0].lower() == b"host"]
+            rest = [line for line in raw[:cut] if line[0].lower() != b"host"]
+            prefix = b"%s %s HTTP/1.1\r\n" % (checked.method, checked.target)
+            prefix += b"".join(b"%s: %s\r\n" % line for line in (*first, *rest))
+            suffix = b"".join(b"%s: %s\r\n" % line for line in raw[cut:]) + b"\r\n"
+            fixed = (prefix, suffix)
             if len(self._heads) >= _HEADS_KEPT:
                 self._heads.clear()
             self._heads[key] = fixed
-        method_bytes, target, main, after = fixed
-        if method != "GET" or body:  # where the full build put it: before a proxy's header
-            raw_headers = [*main, (b"content-length", b"%d" % len(body)), *after]
-        else:
-            raw_headers = [*main, *after]
-        with translated(InvalidRequest, "the request could not be built"):
-            return h11.Request(
-                method=method_bytes, target=target, headers=raw_headers, _parsed=True
-            )
+        prefix, suffix = fixed
+        if method != "GET" or body:  # where h11 puts it: before a proxy's header
+            return b"%scontent-length: %d\r\n%s%s" % (prefix, len(body), suffix, body)
+        return prefix + suffix + body
 
     @property
     def waiting_connections(self) -> int:
@@ -531,19 +620,17 @@ class ConnectionPool:
         (connecting, or writing): what ``ModelRegistry.top_up`` waits out."""
         return self._sending
 
-    async def _send(
-        self, request: h11.Request, body: bytes, max_body: int, sending: _Sending
-    ) -> Response:
+    async def _send(self, request: bytes, max_body: int, sending: _Sending) -> Response:
         connection = self._checkout()
         if connection is None and self._pending:
             connection = await self._take_pending()
         if connection is not None:
             try:
-                return await self._exchange(connection, request, body, max_body, sending)
+                return await self._exchange(connection, request, max_body, sending)
             except _Stale:
                 pass  # the server closed it while idle: once more on a new connection
         # A fresh connection never raises _Stale (only reused ones do).
-        return await self._exchange(await self._connect(), request, body, max_body, sending)
+        return await self._exchange(await self._connect(), request, max_body, sending)
 
     def _checkout(self) -> _Connection | None:
         """The most recently used idle connection that is neither expired nor closed by the
@@ -572,11 +659,10 @@ class ConnectionPool:
         del self._idle[:expired]
 
     def _checkin(self, connection: _Connection) -> None:
-        h = connection.h11
-        if self._closed or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+        if self._closed or not connection.reusable:
             connection.close()
             return
-        h.start_next_cycle()
+        connection.reusable = False
         connection.exchanges += 1
         now = trio.current_time()
         connection.idle_since = now
@@ -635,8 +721,7 @@ class ConnectionPool:
     async def _exchange(
         self,
         connection: _Connection,
-        request: h11.Request,
-        body: bytes,
+        request: bytes,
         max_body: int,
         sending: _Sending,
     ) -> Response:
@@ -648,9 +733,7 @@ class ConnectionPool:
         """
         reused = connection.exchanges > 0 or connection.ahead
         try:
-            response = await self._round_trip(
-                connection, request, body, max_body, reused, sending
-            )
+            response = await self._round_trip(connection, request, max_body, reused, sending)
         except BaseException:
             connection.close()
             raise
@@ -660,67 +743,119 @@ class ConnectionPool:
     async def _round_trip(
         self,
         connection: _Connection,
-        request: h11.Request,
-        body: bytes,
+        request: bytes,
         max_body: int,
         reused: bool,
         sending: _Sending,
     ) -> Response:
-        h = connection.h11
         stream = connection.stream
-        with translated(InvalidRequest, "the request could not be encoded"):
-            data = h.send(request) or b""
-            if body:
-                data += h.send(h11.Data(data=body)) or b""
-            data += h.send(h11.EndOfMessage()) or b""
         try:
-            await stream.send_all(data)
+            await stream.send_all(request)
         except LOW_LEVEL_ERRORS as exc:
             if reused:
                 raise _Stale from exc
             raise ConnectionBroken(f"sending the request failed: {_describe(exc)}") from exc
         sending.done()
 
+        answer = connection.answer
+        answer.start()
         received = 0
+        kept: list[bytes | bytearray] = []  # the answer's first bytes, to name a failure
         reader: BodyReader | None = None
-        with translated(ConnectionBroken, "reading the answer failed"):
-            while True:
-                event = h.next_event()
-                if event is h11.NEED_DATA:
-                    try:
-                        chunk = await stream.receive_some(_RECEIVE_SIZE)
-                    except LOW_LEVEL_ERRORS as exc:
-                        if reused and received == 0:
-                            raise _Stale from exc
-                        raise
-                    if not chunk and received == 0:
-                        if reused:
-                            raise _Stale
-                        hint = (
-                            " (if it speaks TLS, the base_url must start with https://)"
-                            if self._origin.scheme == "http"
-                            else ""
-                        )
-                        raise ServerHungUp(
-                            f"the server closed the connection without sending an answer{hint}"
-                        )
-                    received += len(chunk)
-                    h.receive_data(bytes(chunk))
+        while True:
+            try:
+                chunk = await stream.receive_some(_RECEIVE_SIZE)
+            except LOW_LEVEL_ERRORS as exc:
+                if reused and received == 0:
+                    raise _Stale from exc
+                raise ConnectionBroken(f"reading the answer failed: {_describe(exc)}") from exc
+            if not chunk:
+                if received == 0:
+                    if reused:
+                        raise _Stale
+                    hint = (
+                        " (if it speaks TLS, the base_url must start with https://)"
+                        if self._origin.scheme == "http"
+                        else ""
+                    )
+                    raise ServerHungUp(
+                        f"the server closed the connection without sending an answer{hint}"
+                    )
+                if answer.head_done and not answer.body_framed() and reader is not None:
+                    break  # an answer that ends with the connection: complete, not reusable
+                _diagnose(kept, received, eof=True, parsed=None)
+            received += len(chunk)
+            if received <= _KEPT_FOR_ERRORS:
+                kept.append(chunk)
+            try:
+                answer.feed(chunk)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+                _diagnose(kept, received, eof=False, parsed=exc)
+            if answer.head_size > _MAX_HEAD_BYTES or (
+                not answer.head_done and received > _MAX_HEAD_BYTES
+            ):
+                raise ProtocolViolation(
+                    f"the server broke the HTTP protocol: the answer's status line and headers "
+                    f"are longer than {_MAX_HEAD_BYTES // 1024} KiB"
+                )
+            if reader is None:
+                if not answer.head_done:
                     continue
-                kind = type(event)
-                if kind is h11.Data:
-                    assert reader is not None
-                    reader.feed(event.data)  # type: ignore[union-attr]
-                elif kind is h11.Response:
-                    reader = _start_body(event, max_body)  # type: ignore[arg-type]
-                elif kind is h11.EndOfMessage:
-                    break
-                elif kind is h11.ConnectionClosed:
-                    raise ProtocolViolation("the server closed the connection mid-answer")
-                # h11.InformationalResponse (1xx): skipped
-        assert reader is not None  # EndOfMessage comes after a Response
+                reader = _start_body(answer.status, answer.headers, max_body)
+            if answer.body:
+                for piece in answer.body:
+                    reader.feed(piece)
+                answer.body.clear()
+            if answer.complete:
+                connection.reusable = answer.keep_alive and not answer.extra
+                break
         return reader.finish()
 
+
+_KEPT_FOR_ERRORS: Final = 256 * 1024
+"""An answer's first bytes kept while it is read, so that a malformed or cut-short answer is
+described as h11 describes it (:func:`_diagnose`); answers are rarely longer."""
+
+
+def _diagnose(
+    kept: list[bytes | bytearray],
+    received: int,
+    *,
+    eof: bool,
+    parsed: httptools.HttpParserError | httptools.HttpParserUpgrade | None,
+) -> NoReturn:
+    """Raise :class:`ProtocolViolation` for an answer httptools refused (``parsed``) or that
+    ended with the connection before it was complete (``eof``), in h11's words: the bytes
+    are replayed through h11 (the parser of the httpx transport too), so both transports
+    name the same problem the same way ("illegal chunk header", "conflicting Content-Length
+    headers", "peer closed connection without sending complete message body: received 10
+    bytes, expected 20"...). Only on this failure path; when the answer was longer than
+    :data:`_KEPT_FOR_ERRORS`, or h11 sees nothing wrong in it, llhttp's own description.
+    """
+    if received <= _KEPT_FOR_ERRORS:
+        replay = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
+        replay.send(h11.Request(method="POST", target="/", headers=[("host", "h"), *_EMPTY]))
+        replay.send(h11.EndOfMessage())
+        with translated(ProtocolViolation, "reading the answer failed"):
+            replay.receive_data(b"".join(kept))
+            if eof:
+                replay.receive_data(b"")
+            while True:  # h11 raises on what it refuses; else it ends at one of these
+                event = replay.next_event()
+                if event in (h11.NEED_DATA, h11.PAUSED) or isinstance(
+                    event, (h11.EndOfMessage, h11.ConnectionClosed)
+                ):
+                    break
+    if parsed is not None:
+        with translated(ProtocolViolation, "reading the answer failed"):
+            raise parsed
+    raise ProtocolViolation(
+        f"the server broke the HTTP protocol: peer closed connection without sending complete "
+        f"message body ({received} bytes received)"
+    )
+
+
+_EMPTY: Final = (("content-length", "0"),)
 
 _HEADS_KEPT: Final = 64
 """Validated request heads a pool keeps (a client sends a handful of distinct ones)."""
@@ -746,7 +881,7 @@ class _Stale(Exception):
     """A reused connection turned out closed before any byte of the answer."""
 
 
-def _start_body(head: h11.Response, limit: int) -> BodyReader:
-    """A :class:`~._transport.BodyReader` for the answer h11 has parsed the head of."""
-    raw = ((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers)
-    return BodyReader.start(head.status_code, joined_headers(raw), limit)
+def _start_body(status: int, headers: list[tuple[bytes, bytes]], limit: int) -> BodyReader:
+    """A :class:`~._transport.BodyReader` for an answer whose head has been parsed."""
+    raw = ((name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in headers)
+    return BodyReader.start(status, joined_headers(raw), limit)
