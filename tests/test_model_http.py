@@ -343,3 +343,39 @@ async def test_a_malformed_answer_is_described_as_h11_describes_it(autojump_cloc
                         )
             finally:
                 await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\ncontent-length: 9\n\n",  # bare LF line ends
+        b"HTTP/1.1 200 OK\r\nx-a: 1\r\n  2\r\ncontent-length: 9\r\n\r\n",  # an obs-fold
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"9\r\n",  # chunked wins
+    ],
+    ids=["bare LF", "obs-fold", "chunked and Content-Length"],
+)
+async def test_answers_h11_accepted_are_still_accepted(answer: bytes, autojump_clock: Any) -> None:
+    """What llhttp refuses but h11 (the parser before it) accepted is read with h11: the
+    answer arrives whole, and the connection is reused after it when h11 allows."""
+    body = b'{"ok": 1}'
+    chunked = b"transfer-encoding" in answer
+
+    async def server(stream: trio.SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send_all(answer + body + (b"\r\n0\r\n\r\n" if chunked else b""))
+        await stream.aclose()
+
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            origin, base = parse_origin(url)
+            pool = _http.ConnectionPool(origin, max_connections=1)
+            try:
+                for _ in range(2):
+                    response = await pool.request(
+                        "GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20
+                    )
+                    assert (response.status, response.body) == (200, body)
+                assert pool.statistics().opened == 1
+            finally:
+                await pool.aclose()

@@ -1,10 +1,14 @@
-"""The native transport: a small HTTP/1.1 pool on trio streams and h11.
+"""The native transport: a small HTTP/1.1 pool on trio streams, h11 and httptools.
 
 The model client sends thousands of small JSON requests to one origin, many at once. This module
 does exactly that and nothing else: ``POST``/``GET`` to one ``http://`` or ``https://`` origin
 (optionally through an HTTP proxy), bodies in memory, answers read whole into memory up to a
-limit. The HTTP protocol itself is `h11 <https://h11.readthedocs.io>`_'s (the state machine
-httpcore also uses); this module owns only the connections::
+limit. The HTTP protocol itself is other people's: a request's head is validated by `h11
+<https://h11.readthedocs.io>`_ (the state machine httpcore also uses) once per distinct head
+and written as the bytes h11 writes; answers are parsed by httptools (llhttp, in C: ~0.1 ms of
+CPU less per exchange than h11 in pure Python, ``docs/benchmarks.md``, branch ``firstwave``),
+and a malformed one is described in h11's words (:func:`_diagnose`). This module owns only
+the connections::
 
     origin, base_path = parse_origin("http://127.0.0.1:8000/v1")   # base_path == "/v1"
     pool = ConnectionPool(origin, max_connections=16, proxy=proxy_for(origin))
@@ -26,10 +30,16 @@ over both transports); how this pool keeps it:
 * **One deadline per request**: one ``trio.move_on_after`` around connecting, TLS, sending,
   waiting and reading the last byte, entered once the request has a connection slot.
 * **Flat memory**: at most ``max_body`` plus one receive buffer is ever held
-  (:class:`~._transport.BodyReader`).
+  (:class:`~._transport.BodyReader`), and the first :data:`_KEPT_FOR_ERRORS` bytes of the
+  answer (to describe a malformed one).
 * **A connection is reused only in a known-clean state**: after a complete exchange that both
-  sides allow to continue (h11's ``DONE``/``DONE``); any exception, the deadline or a
-  cancellation closes it (``_exchange``).
+  sides allow to continue (the whole request sent, the final answer parsed to its end, the
+  server keeping the connection alive, no byte after the answer); any exception, the deadline
+  or a cancellation closes it (``_exchange``).
+* **Connects started ahead** (:func:`connect_ahead`, :meth:`ConnectionPool.adopt`, and
+  :meth:`ConnectionPool.open_idle`) count as the pool's connections: in use + idle + adopted
+  never exceed ``max_connections``; a request finishes an adopted connect (under its own
+  deadline) rather than start one, and a failed one leaves the request to connect itself.
 * **Idle connections expire** after ``keepalive_expiry`` seconds of *trio's* clock, before the
   usual 5 s of servers (``test_idle_connections_expire_on_trios_clock`` in
   ``tests/test_model_http.py``), and one the server has closed (readable while idle) is
@@ -37,8 +47,9 @@ over both transports); how this pool keeps it:
   it, before any byte of the answer, raises ``_Stale`` and is sent once more on a fresh
   connection.
 
-Failures leave as the :class:`~._transport.HTTPError` subclasses (never as ``OSError``, trio or
-h11 exceptions): :data:`LOW_LEVEL_ERRORS` lists what the streams and h11 raise,
+Failures leave as the :class:`~._transport.HTTPError` subclasses (never as ``OSError``, trio,
+h11 or httptools exceptions): :data:`LOW_LEVEL_ERRORS` lists what the streams, h11 and
+httptools raise,
 :func:`translated` turns them into ours, and ``tests/test_model_errors.py`` checks that every
 such exception class is translated.
 """
@@ -790,7 +801,10 @@ class ConnectionPool:
             try:
                 answer.feed(chunk)
             except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-                _diagnose(kept, received, eof=False, parsed=exc)
+                if received > _KEPT_FOR_ERRORS:
+                    _diagnose(kept, received, eof=False, parsed=exc)
+                connection.answer = _Answer()  # this one stays in its error state
+                return await self._read_with_h11(connection, kept, max_body)
             if answer.head_size > _MAX_HEAD_BYTES or (
                 not answer.head_done and received > _MAX_HEAD_BYTES
             ):
@@ -812,6 +826,57 @@ class ConnectionPool:
         return reader.finish()
 
 
+    async def _read_with_h11(
+        self, connection: _Connection, kept: list[bytes | bytearray], max_body: int
+    ) -> Response:
+        """Read an answer httptools refused with h11, from its first byte (``kept``).
+
+        h11 decided what the native transport accepted before httptools did, and still
+        decides for the httpx transport; it is more lenient than llhttp here and there (bare
+        LF line ends, an obs-folded header, ``Transfer-Encoding`` beside ``Content-Length``)
+        and names what it refuses in its own words ("illegal chunk header", "conflicting
+        Content-Length headers"), which the tests of both transports expect. So an answer
+        llhttp refuses is read again, and on to its end, by h11: accepted exactly when it was
+        before, refused with the same message. Slow, and only for such answers.
+        """
+        replay = _h11_replay()
+        stream = connection.stream
+        reader: BodyReader | None = None
+        with translated(ConnectionBroken, "reading the answer failed"):
+            replay.receive_data(b"".join(kept))
+            while True:
+                event = replay.next_event()
+                if event is h11.NEED_DATA:
+                    replay.receive_data(bytes(await stream.receive_some(_RECEIVE_SIZE)))
+                    continue
+                kind = type(event)
+                if kind is h11.Data:
+                    assert reader is not None
+                    reader.feed(event.data)  # type: ignore[union-attr]
+                elif kind is h11.Response:
+                    reader = _start_body(
+                        event.status_code,  # type: ignore[union-attr]
+                        list(event.headers),  # type: ignore[union-attr]
+                        max_body,
+                    )
+                elif kind is h11.EndOfMessage:
+                    break
+                elif kind is h11.ConnectionClosed:
+                    raise ProtocolViolation("the server closed the connection mid-answer")
+                # h11.InformationalResponse (1xx): skipped
+        assert reader is not None  # EndOfMessage comes after a Response
+        connection.reusable = replay.their_state is h11.DONE
+        return reader.finish()
+
+
+def _h11_replay() -> h11.Connection:
+    """An h11 client connection that has sent a request and waits for its answer."""
+    replay = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
+    replay.send(h11.Request(method="POST", target="/", headers=[("host", "h"), *_EMPTY]))
+    replay.send(h11.EndOfMessage())
+    return replay
+
+
 _KEPT_FOR_ERRORS: Final = 256 * 1024
 """An answer's first bytes kept while it is read, so that a malformed or cut-short answer is
 described as h11 describes it (:func:`_diagnose`); answers are rarely longer."""
@@ -824,18 +889,15 @@ def _diagnose(
     eof: bool,
     parsed: httptools.HttpParserError | httptools.HttpParserUpgrade | None,
 ) -> NoReturn:
-    """Raise :class:`ProtocolViolation` for an answer httptools refused (``parsed``) or that
-    ended with the connection before it was complete (``eof``), in h11's words: the bytes
-    are replayed through h11 (the parser of the httpx transport too), so both transports
-    name the same problem the same way ("illegal chunk header", "conflicting Content-Length
-    headers", "peer closed connection without sending complete message body: received 10
-    bytes, expected 20"...). Only on this failure path; when the answer was longer than
-    :data:`_KEPT_FOR_ERRORS`, or h11 sees nothing wrong in it, llhttp's own description.
+    """Raise :class:`ProtocolViolation` for an answer that ended with the connection before it
+    was complete (``eof``), or that httptools refused (``parsed``) past its first
+    :data:`_KEPT_FOR_ERRORS` bytes. In h11's words when the bytes are at hand: they are
+    replayed through h11 (the parser of the httpx transport too), so both transports name
+    the same problem the same way ("peer closed connection without sending complete message
+    body: received 10 bytes, expected 20"); otherwise in llhttp's.
     """
     if received <= _KEPT_FOR_ERRORS:
-        replay = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
-        replay.send(h11.Request(method="POST", target="/", headers=[("host", "h"), *_EMPTY]))
-        replay.send(h11.EndOfMessage())
+        replay = _h11_replay()
         with translated(ProtocolViolation, "reading the answer failed"):
             replay.receive_data(b"".join(kept))
             if eof:
