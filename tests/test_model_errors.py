@@ -12,6 +12,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import h11
+import httptools.parser.errors as httptools_errors
 import httpx
 import pytest
 import trio
@@ -401,11 +402,13 @@ def test_every_failure_class_is_mapped_explicitly(cls: type[Exception]) -> None:
 
 
 def native_low_level_classes() -> list[type[BaseException]]:
-    """What the streams and h11 can raise: every exception class in ``h11.__all__``, trio's
-    resource errors, and every ``OSError`` subclass of builtins, ``socket`` and ``ssl``."""
+    """What the streams, h11 and httptools can raise: every exception class in ``h11.__all__``
+    and ``httptools.parser.errors.__all__``, trio's resource errors, and every ``OSError``
+    subclass of builtins, ``socket`` and ``ssl``."""
     found: list[type[BaseException]] = []
     for module, names in (
         (h11, h11.__all__),
+        (httptools_errors, httptools_errors.__all__),
         (builtins, dir(builtins)),
         (socket, dir(socket)),
         (ssl, dir(ssl)),
@@ -414,16 +417,45 @@ def native_low_level_classes() -> list[type[BaseException]]:
             obj = getattr(module, name)
             if not (inspect.isclass(obj) and issubclass(obj, BaseException)):
                 continue
-            if module is h11 or issubclass(obj, OSError):
+            if module in (h11, httptools_errors) or issubclass(obj, OSError):
                 found.append(obj)
     found += [trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError]
     return sorted(set(found), key=lambda cls: f"{cls.__module__}.{cls.__qualname__}")
 
 
 def test_native_low_level_exceptions_include_h11s() -> None:
-    """If h11 adds or renames an exception class, this test names it."""
+    """If h11 or httptools adds or renames an exception class, this test names it."""
     names = {cls.__name__ for cls in native_low_level_classes() if cls.__module__.startswith("h11")}
     assert names == {"LocalProtocolError", "ProtocolError", "RemoteProtocolError"}
+    parsers = {
+        cls.__name__ for cls in native_low_level_classes() if cls.__module__.startswith("httptools")
+    }
+    assert parsers == {
+        "HttpParserError",
+        "HttpParserCallbackError",
+        "HttpParserInvalidStatusError",
+        "HttpParserInvalidMethodError",
+        "HttpParserInvalidURLError",
+        "HttpParserUpgrade",
+    }
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        httptools_errors.HttpParserError,
+        httptools_errors.HttpParserInvalidStatusError,
+        httptools_errors.HttpParserUpgrade,
+    ],
+)
+def test_httptools_errors_are_the_server_breaking_the_protocol(cls: type[Exception]) -> None:
+    """The answer parser refusing an answer (or one switching protocols unasked) is a
+    ProtocolViolation, as h11's RemoteProtocolError is."""
+    with (
+        pytest.raises(_transport.ProtocolViolation, match="the server broke the HTTP protocol"),
+        _http.translated(_transport.ConnectionBroken, "x"),
+    ):
+        raise cls("boom")
 
 
 # -- what the httpx transport's httpx raises --------------------------------------------------

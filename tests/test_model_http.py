@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from _loopback import Reply, ScriptedApp, served
+from _loopback import Reply, ScriptedApp, http_response, raw_server, read_request, served
 
 from trio_designer._core._retry import BackoffPolicy
 from trio_designer._exceptions import ConfigError
 from trio_designer.models import _http
 from trio_designer.models._client import OpenAICompatibleClient
-from trio_designer.models._transport import parse_origin
+from trio_designer.models._transport import ConnectFailed, ProtocolViolation, parse_origin
 
 BIG = 10_000
 NO_RETRY = BackoffPolicy(max_attempts=1)
@@ -128,9 +128,9 @@ async def _chat_on(pool: _http.ConnectionPool, base: str) -> None:
 
 @pytest.mark.parametrize("proxied", [False, True])
 def test_request_heads_are_validated_once(proxied: bool) -> None:
-    """The head built from the validated cache holds the same bytes as a head h11 validates
-    whole (``Content-Length`` before a proxy's ``Proxy-Authorization``), for each request of
-    a repeated head; a head h11 refuses is refused each time, never cached."""
+    """The request built from the validated cache holds the bytes h11 sends for the request
+    validated whole (``Content-Length`` before a proxy's ``Proxy-Authorization``), for each
+    request of a repeated head; a head h11 refuses is refused each time, never cached."""
     import h11
 
     from trio_designer.models._transport import InvalidRequest
@@ -146,12 +146,236 @@ def test_request_heads_are_validated_once(proxied: bool) -> None:
         if proxied:
             full.append(("proxy-authorization", "Basic dTpw"))
         expected = h11.Request(method=method, target=pool.target("/v1/x"), headers=full)
+        writer = h11.Connection(h11.CLIENT)
+        sent = writer.send(expected) + (writer.send(h11.Data(data=body)) or b"")
+        sent += writer.send(h11.EndOfMessage()) or b""
         for _ in range(2):
-            head = pool._request_head(method, "/v1/x", headers, body)
-            assert h11.Connection(h11.CLIENT).send(head) == h11.Connection(h11.CLIENT).send(
-                expected
-            )
+            assert pool._request_bytes(method, "/v1/x", headers, body) == sent
     bad = (("x-bad", "new\r\nline"),)
     for _ in range(2):
         with pytest.raises(InvalidRequest):
-            pool._request_head("POST", "/v1/x", bad, b"{}")
+            pool._request_bytes("POST", "/v1/x", bad, b"{}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Connects started ahead of the pool (connect_ahead + ConnectionPool.adopt)
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_the_first_requests_finish_the_adopted_connects(autojump_clock: Any) -> None:
+    """Three connects started before the pool exists carry the first three requests (sent at
+    once): no request opens a connection of its own; afterwards all three are idle."""
+    app = ScriptedApp(default=Reply(delay=1.0))
+    with trio.fail_after(BIG):
+        async with served(app) as url:
+            origin, base = parse_origin(url)
+            started = _http.connect_ahead(origin, 3, proxy=None)
+            assert len(started) == 3
+            pool = _http.ConnectionPool(origin, max_connections=8)
+            try:
+                assert pool.adopt(started) == 3
+                assert pool.waiting_connections == 3
+                async with trio.open_nursery() as nursery:
+                    for _ in range(3):
+                        nursery.start_soon(_chat_on, pool, base)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert pool.waiting_connections == 0  # all three taken
+                assert app.connections() == 3
+                assert pool.statistics().opened == 3
+                assert pool.waiting_connections == 3  # back, idle
+            finally:
+                await pool.aclose()
+
+
+async def test_a_pool_adopts_no_more_than_it_may_hold(autojump_clock: Any) -> None:
+    """A pool of 2 keeps 2 of 3 adopted connects and closes the third; ``aclose`` closes the
+    ones never taken."""
+    app = ScriptedApp()
+    with trio.fail_after(BIG):
+        async with served(app) as url:
+            origin, _ = parse_origin(url)
+            started = _http.connect_ahead(origin, 3, proxy=None)
+            pool = _http.ConnectionPool(origin, max_connections=2)
+            assert pool.adopt(started) == 2
+            assert started[2].fileno() == -1  # closed
+            assert all(sock.fileno() != -1 for sock in started[:2])
+            assert await pool.open_idle(5, timeout=10) == 0  # the pool is full
+            await pool.aclose()
+            assert all(sock.fileno() == -1 for sock in started)
+
+
+async def test_adopted_connects_expire_like_idle_connections(autojump_clock: Any) -> None:
+    """Adopted connects not taken within the keep-alive expiry are closed when a request
+    looks for a connection; it opens its own."""
+    app = ScriptedApp()
+    with trio.fail_after(BIG):
+        async with served(app) as url:
+            origin, base = parse_origin(url)
+            started = _http.connect_ahead(origin, 2, proxy=None)
+            pool = _http.ConnectionPool(origin, max_connections=4, keepalive_expiry=4.0)
+            try:
+                pool.adopt(started)
+                await trio.sleep(4.0)
+                await _chat_on(pool, base)
+                assert all(sock.fileno() == -1 for sock in started)
+                assert pool.statistics().opened == 1
+                assert pool.waiting_connections == 1
+            finally:
+                await pool.aclose()
+
+
+async def test_a_failed_adopted_connect_leaves_the_request_to_meet_the_failure() -> None:
+    """Nothing listens: the request that takes a (refused) adopted connect drops all of them,
+    connects itself and reports the refusal as ``ConnectFailed``, as without adopted ones."""
+    with trio.socket.socket() as placeholder:
+        await placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]  # bound, not listening: connects are refused
+        origin, base = parse_origin(f"http://127.0.0.1:{port}/v1")
+        started = _http.connect_ahead(origin, 2, proxy=None)
+        pool = _http.ConnectionPool(origin, max_connections=4)
+        try:
+            pool.adopt(started)
+            with trio.fail_after(10), pytest.raises(ConnectFailed):
+                await _chat_on(pool, base)
+            assert pool.waiting_connections == 0
+            assert all(sock.fileno() == -1 for sock in started)
+        finally:
+            await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "proxied", "count"),
+    [
+        ("https://127.0.0.1:8443/v1", False, 2),  # TLS: a handshake to wait for
+        ("http://localhost:8000/v1", False, 2),  # a name: a lookup to wait for
+        ("http://10.1.2.3:8000/v1", True, 2),  # through a proxy
+        ("http://127.0.0.1:8000/v1", False, 0),
+    ],
+)
+def test_connect_ahead_starts_only_what_needs_no_waiting(
+    url: str, proxied: bool, count: int
+) -> None:
+    origin, _ = parse_origin(url)
+    proxy = _http.proxy_for(origin, {"HTTP_PROXY": "http://proxy:3128"}) if proxied else None
+    assert not proxied or proxy is not None
+    assert _http.connect_ahead(origin, count, proxy=proxy) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading answers (httptools' parser): what the hostile-server tests do not cover
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_informational_answers_are_skipped_and_stray_bytes_end_reuse(
+    autojump_clock: Any,
+) -> None:
+    """A ``100 Continue`` before the answer is skipped, byte by byte too; the connection is
+    reused after a clean answer, and not after one followed by bytes nobody asked for."""
+    body = b'{"ok": 1}'
+    connections: list[int] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        connections.append(1)
+        while await read_request(stream):
+            answer = b"HTTP/1.1 100 Continue\r\n\r\n" + http_response(body)
+            if len(connections) == 1:
+                for i in range(len(answer)):  # one byte a read
+                    await stream.send_all(answer[i : i + 1])
+                    await trio.sleep(0.001)
+            else:
+                await stream.send_all(answer + b"HTTP/1.1 200 OK\r\n")  # stray bytes after it
+        await stream.aclose()
+
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            origin, base = parse_origin(url)
+            pool = _http.ConnectionPool(origin, max_connections=1)
+            try:
+                for _ in range(2):
+                    response = await pool.request(
+                        "GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20
+                    )
+                    assert (response.status, response.body) == (200, body)
+                assert pool.statistics().opened == 1  # reused
+                assert pool.waiting_connections == 1
+                await pool.aclose()
+                pool = _http.ConnectionPool(origin, max_connections=1)
+                for _ in range(2):
+                    response = await pool.request(
+                        "GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20
+                    )
+                    assert response.body == body
+                assert pool.statistics().opened == 2  # the stray bytes closed the first
+            finally:
+                await pool.aclose()
+
+
+async def test_a_malformed_answer_is_described_as_h11_describes_it(autojump_clock: Any) -> None:
+    """The native pool parses answers with httptools but names what is wrong with one in
+    h11's words (the httpx transport's parser), whether the problem is in the head, in a
+    chunk, or a body cut short."""
+    answers = [
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n0123456789",
+        b"HELLO WORLD\r\n\r\n",
+    ]
+    says = [
+        "illegal chunk header",
+        r"peer closed connection without sending complete message body \(received 10 bytes, "
+        r"expected 20\)",
+        "illegal status line",
+    ]
+
+    async def server(stream: trio.SocketStream) -> None:
+        await read_request(stream)
+        await stream.send_all(answers.pop(0))
+        await stream.aclose()
+
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            origin, base = parse_origin(url)
+            pool = _http.ConnectionPool(origin, max_connections=1)
+            try:
+                for expected in says:
+                    with pytest.raises(ProtocolViolation, match=expected):
+                        await pool.request(
+                            "GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20
+                        )
+            finally:
+                await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\ncontent-length: 9\n\n",  # bare LF line ends
+        b"HTTP/1.1 200 OK\r\nx-a: 1\r\n  2\r\ncontent-length: 9\r\n\r\n",  # an obs-fold
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"9\r\n",  # chunked wins
+    ],
+    ids=["bare LF", "obs-fold", "chunked and Content-Length"],
+)
+async def test_answers_h11_accepted_are_still_accepted(answer: bytes, autojump_clock: Any) -> None:
+    """What llhttp refuses but h11 (the parser before it) accepted is read with h11: the
+    answer arrives whole, and the connection is reused after it when h11 allows."""
+    body = b'{"ok": 1}'
+    chunked = b"transfer-encoding" in answer
+
+    async def server(stream: trio.SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send_all(answer + body + (b"\r\n0\r\n\r\n" if chunked else b""))
+        await stream.aclose()
+
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            origin, base = parse_origin(url)
+            pool = _http.ConnectionPool(origin, max_connections=1)
+            try:
+                for _ in range(2):
+                    response = await pool.request(
+                        "GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20
+                    )
+                    assert (response.status, response.body) == (200, body)
+                assert pool.statistics().opened == 1
+            finally:
+                await pool.aclose()

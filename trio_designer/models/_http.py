@@ -1,10 +1,14 @@
-"""The native transport: a small HTTP/1.1 pool on trio streams and h11.
+"""The native transport: a small HTTP/1.1 pool on trio streams, h11 and httptools.
 
 The model client sends thousands of small JSON requests to one origin, many at once. This module
 does exactly that and nothing else: ``POST``/``GET`` to one ``http://`` or ``https://`` origin
 (optionally through an HTTP proxy), bodies in memory, answers read whole into memory up to a
-limit. The HTTP protocol itself is `h11 <https://h11.readthedocs.io>`_'s (the state machine
-httpcore also uses); this module owns only the connections::
+limit. The HTTP protocol itself is other people's: a request's head is validated by `h11
+<https://h11.readthedocs.io>`_ (the state machine httpcore also uses) once per distinct head
+and written as the bytes h11 writes; answers are parsed by httptools (llhttp, in C: ~0.1 ms of
+CPU less per exchange than h11 in pure Python, ``docs/benchmarks.md``, branch ``firstwave``),
+and a malformed one is described in h11's words (:func:`_diagnose`). This module owns only
+the connections::
 
     origin, base_path = parse_origin("http://127.0.0.1:8000/v1")   # base_path == "/v1"
     pool = ConnectionPool(origin, max_connections=16, proxy=proxy_for(origin))
@@ -26,10 +30,16 @@ over both transports); how this pool keeps it:
 * **One deadline per request**: one ``trio.move_on_after`` around connecting, TLS, sending,
   waiting and reading the last byte, entered once the request has a connection slot.
 * **Flat memory**: at most ``max_body`` plus one receive buffer is ever held
-  (:class:`~._transport.BodyReader`).
+  (:class:`~._transport.BodyReader`), and the first :data:`_KEPT_FOR_ERRORS` bytes of the
+  answer (to describe a malformed one).
 * **A connection is reused only in a known-clean state**: after a complete exchange that both
-  sides allow to continue (h11's ``DONE``/``DONE``); any exception, the deadline or a
-  cancellation closes it (``_exchange``).
+  sides allow to continue (the whole request sent, the final answer parsed to its end, the
+  server keeping the connection alive, no byte after the answer); any exception, the deadline
+  or a cancellation closes it (``_exchange``).
+* **Connects started ahead** (:func:`connect_ahead`, :meth:`ConnectionPool.adopt`, and
+  :meth:`ConnectionPool.open_idle`) count as the pool's connections: in use + idle + adopted
+  never exceed ``max_connections``; a request finishes an adopted connect (under its own
+  deadline) rather than start one, and a failed one leaves the request to connect itself.
 * **Idle connections expire** after ``keepalive_expiry`` seconds of *trio's* clock, before the
   usual 5 s of servers (``test_idle_connections_expire_on_trios_clock`` in
   ``tests/test_model_http.py``), and one the server has closed (readable while idle) is
@@ -37,24 +47,28 @@ over both transports); how this pool keeps it:
   it, before any byte of the answer, raises ``_Stale`` and is sent once more on a fresh
   connection.
 
-Failures leave as the :class:`~._transport.HTTPError` subclasses (never as ``OSError``, trio or
-h11 exceptions): :data:`LOW_LEVEL_ERRORS` lists what the streams and h11 raise,
+Failures leave as the :class:`~._transport.HTTPError` subclasses (never as ``OSError``, trio,
+h11 or httptools exceptions): :data:`LOW_LEVEL_ERRORS` lists what the streams, h11 and
+httptools raise,
 :func:`translated` turns them into ours, and ``tests/test_model_errors.py`` checks that every
 such exception class is translated.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import ssl
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Final
+from typing import Final, NoReturn
 from urllib.parse import unquote, urlsplit
 
 import attrs
 import h11
+import httptools
 import trio
 
 from ._transport import (
@@ -79,6 +93,7 @@ __all__ = [
     "LOW_LEVEL_ERRORS",
     "ConnectionPool",
     "Proxy",
+    "connect_ahead",
     "proxy_for",
     "translated",
 ]
@@ -96,8 +111,11 @@ LOW_LEVEL_ERRORS: Final = (
     trio.ClosedResourceError,
     trio.BusyResourceError,
     h11.ProtocolError,  # LocalProtocolError, RemoteProtocolError
+    httptools.HttpParserError,  # and its subclasses: the answer is not valid HTTP
+    httptools.HttpParserUpgrade,  # an answer switching protocols, never asked for
 )
-"""Every exception the streams and h11 raise; each is translated into an :class:`HTTPError`."""
+"""Every exception the streams, h11 and httptools raise; each is translated into an
+:class:`HTTPError`."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,6 +211,12 @@ def translated(failure: Callable[[str], HTTPError], what: str) -> Iterator[None]
                 f"are longer than {_MAX_HEAD_BYTES // 1024} KiB"
             ) from exc
         raise ProtocolViolation(f"the server broke the HTTP protocol: {exc}") from exc
+    except httptools.HttpParserUpgrade as exc:
+        raise ProtocolViolation(
+            "the server broke the HTTP protocol: it switched protocols (101) unasked"
+        ) from exc
+    except httptools.HttpParserError as exc:
+        raise ProtocolViolation(f"the server broke the HTTP protocol: {exc}") from exc
     except LOW_LEVEL_ERRORS as exc:
         raise failure(f"{what}: {_describe(exc)}") from exc
 
@@ -205,17 +229,142 @@ def _describe(exc: BaseException) -> str:
     return f"{type(shown).__name__}: {text}"
 
 
+def connect_ahead(origin: Origin, count: int, *, proxy: Proxy | None) -> list[socket.socket]:
+    """Start up to ``count`` TCP connects to ``origin`` now, without waiting for any: for a
+    pool that does not exist yet (:meth:`ConnectionPool.adopt` takes them). Synchronous and
+    cheap (a socket and a non-blocking ``connect`` each, ~0.1 ms), so a run can call it the
+    moment it knows its first wave, before it has built anything else; the kernel does the
+    handshake meanwhile.
+
+    Only for what needs no waiting to start: a plain ``http`` origin whose host is a numeric
+    address (no DNS lookup, no TLS handshake), not through a proxy; otherwise, and when a
+    socket cannot be made or the connect fails at once, fewer (or none) are returned and the
+    requests connect as usual (they meet and report any failure).
+    """
+    if count <= 0 or origin.scheme != "http" or proxy is not None:
+        return []
+    try:
+        found = socket.getaddrinfo(
+            origin.host, origin.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+        )
+    except (OSError, UnicodeError):  # a name (socket.gaierror): the requests resolve it
+        return []
+    family, kind, proto, _, address = found[0]
+    started: list[socket.socket] = []
+    for _ in range(count):
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError:
+            break
+        try:
+            sock.setblocking(False)
+            failed = sock.connect_ex(address)
+        except OSError:
+            failed = -1
+        if failed not in (0, errno.EINPROGRESS):
+            sock.close()
+            break
+        started.append(sock)
+    return started
+
+
+class _Answer:
+    """What has arrived of the current answer on one connection: the callbacks of httptools'
+    response parser (llhttp, in C). The callbacks only collect (an exception raised in one
+    would reach the caller wrapped); :meth:`ConnectionPool._round_trip` reads what they
+    collected after each ``feed``.
+
+    ``complete``: the final answer's last byte has been parsed (1xx answers are skipped);
+    ``keep_alive``: the server lets the connection be reused after it; ``extra``: bytes
+    followed it (the connection is then not reused); ``head_size``: the status line and
+    headers' bytes so far, for the :data:`_MAX_HEAD_BYTES` limit.
+    """
+
+    __slots__ = (
+        "body",
+        "complete",
+        "extra",
+        "head_done",
+        "head_size",
+        "headers",
+        "keep_alive",
+        "parser",
+        "status",
+    )
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.start()
+
+    def start(self) -> None:
+        """Ready for the next answer."""
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.head_done = self.complete = self.keep_alive = self.extra = False
+        self.head_size = 0
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Parse ``data``. Raises httptools' errors (in :data:`LOW_LEVEL_ERRORS`)."""
+        self.parser.feed_data(data)
+
+    def body_framed(self) -> bool:
+        """Whether the answer's end is marked (by ``Content-Length`` or chunked framing)
+        rather than by the connection closing."""
+        framing = (b"content-length", b"transfer-encoding")
+        return any(name.lower() in framing for name, _ in self.headers)
+
+    # httptools' callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.extra = True
+
+    def on_status(self, status: bytes) -> None:
+        self.head_size += len(status) + 15  # "HTTP/1.1 200 " ... CRLF
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.complete:
+            self.head_size += len(name) + len(value) + 4
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if not self.complete:
+            self.status = self.parser.get_status_code()
+            self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        if not self.complete:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.complete:
+            return
+        if 100 <= self.status < 200:  # informational: skipped, the answer follows
+            self.status, self.headers, self.head_done, self.head_size = 0, [], False, 0
+            return
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()
+
+
 class _Connection:
-    """One open connection: its stream, h11 state, and when it went idle."""
+    """One open connection: its stream, its answer parser, and when it went idle."""
 
-    __slots__ = ("exchanges", "h11", "idle_since", "socket", "stream")
+    __slots__ = ("ahead", "answer", "exchanges", "idle_since", "reusable", "socket", "stream")
 
-    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, socket: trio.socket.SocketType, *, ahead: bool = False
+    ) -> None:
         self.stream = stream
         self.socket = socket
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
+        self.answer = _Answer()
+        # Set by the round trip: the exchange ended cleanly and both sides allow another.
+        self.reusable = False
         self.idle_since = 0.0
         self.exchanges = 0  # completed request/answer pairs
+        # Opened before any request needed it: like a reused one, the server may have closed
+        # it while it waited (a request then goes again on a new connection: _Stale).
+        self.ahead = ahead
 
     def close(self) -> None:
         """Close at once (no TLS close-notify; never blocks, never checkpoints)."""
@@ -253,14 +402,15 @@ class ConnectionPool:
         self._ssl_context = ssl_context
         # Most recently used last; idle_since ascends from the front.
         self._idle: list[_Connection] = []
+        # Connects started ahead of any request (adopt), not yet taken: (started, socket),
+        # oldest first. Counted with the pool's connections (see adopt).
+        self._pending: list[tuple[float, socket.socket]] = []
         self._closed = False
         self._opened = 0
         self._sending = 0  # requests with a slot, before their last byte is sent
-        # (method, path, headers) -> the validated head: method, target, raw header pairs.
-        self._heads: dict[
-            tuple[str, str, tuple[tuple[str, str], ...]],
-            tuple[bytes, bytes, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]],
-        ] = {}
+        # (method, path, headers) -> the validated head's bytes, before and after the place
+        # of Content-Length.
+        self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[bytes, bytes]] = {}
 
     @property
     def origin(self) -> Origin:
@@ -280,7 +430,63 @@ class ConnectionPool:
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+        self._close_pending()
         await trio.lowlevel.checkpoint()
+
+    def adopt(self, sockets: Sequence[socket.socket]) -> int:
+        """Take connects started ahead (:func:`connect_ahead`) for the next requests; returns
+        how many were kept. Never blocks, never checkpoints.
+
+        A request that finds no idle connection takes the oldest of them and finishes its
+        connect (waits until it is writable, under the request's own deadline) instead of
+        starting one of its own: it was started earlier, so it is ready earlier. If it failed,
+        every adopted connect is dropped (they went to the same address) and the request
+        connects as usual, meeting and reporting the failure itself.
+
+        Invariant (the pool never holds more than ``max_connections``): in use + idle +
+        adopted ≤ ``max_connections`` — what does not fit is closed here, a request starts
+        a connect of its own only when no idle or adopted one is left, and :meth:`open_idle`
+        counts the adopted ones. They expire like idle connections, counted from their start.
+        """
+        room = int(self._slots.total_tokens) - self._connections()
+        kept = [] if self._closed else list(sockets[: max(room, 0)])
+        for sock in sockets[len(kept) :]:
+            sock.close()
+        now = trio.current_time()
+        self._pending.extend((now, sock) for sock in kept)
+        return len(kept)
+
+    def _connections(self) -> int:
+        """Connections in use (at most one per slot taken), idle, or adopted."""
+        return int(self._slots.borrowed_tokens) + len(self._idle) + len(self._pending)
+
+    def _close_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for _, sock in pending:
+            sock.close()
+
+    async def _take_pending(self) -> _Connection | None:
+        """The oldest adopted connect, finished, or ``None`` (none left; expired; failed)."""
+        now = trio.current_time()
+        while self._pending:
+            since, sock = self._pending.pop(0)
+            if now - since >= self._expiry:
+                sock.close()
+                continue
+            try:
+                await trio.lowlevel.wait_writable(sock)
+                failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            except BaseException:
+                sock.close()
+                raise
+            if failed or self._closed:
+                sock.close()
+                self._close_pending()  # the same address: let the request meet it itself
+                return None
+            tcp = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+            self._opened += 1
+            return _Connection(tcp, tcp.socket, ahead=True)
+        return None
 
     async def open_idle(self, count: int, *, timeout: float) -> int:  # noqa: ASYNC109
         """Open up to ``count`` connections ahead of any request and keep them idle, so the
@@ -303,12 +509,14 @@ class ConnectionPool:
                     if self._closed:
                         connection.close()
                         return
+                    connection.ahead = True
                     connection.idle_since = trio.current_time()
                     self._idle.append(connection)
                     added += 1
 
+        room = int(self._slots.total_tokens) - len(self._pending)
         async with trio.open_nursery() as nursery:
-            for _ in range(min(count, int(self._slots.total_tokens))):
+            for _ in range(min(count, room)):
                 nursery.start_soon(one)
         return added
 
@@ -325,7 +533,7 @@ class ConnectionPool:
         """
         in_use = int(self._slots.borrowed_tokens)
         target = min(int(self._slots.total_tokens), 2 * in_use)
-        missing = target - in_use - len(self._idle)
+        missing = target - in_use - len(self._idle) - len(self._pending)
         if missing <= 0:
             await trio.lowlevel.checkpoint()
             return 0
@@ -361,28 +569,27 @@ class ConnectionPool:
         Raises:
           HTTPError: one of :mod:`._transport`'s subclasses (never ``HTTPStatusError``).
         """
-        request = self._request_head(method, path, headers, body)
+        request = self._request_bytes(method, path, headers, body)
         async with self._slots:
             sending = _Sending(self)
             try:
                 with trio.move_on_after(timeout) as deadline:
-                    return await self._send(request, body, max_body, sending)
+                    return await self._send(request, max_body, sending)
             finally:
                 sending.done()
             # The only cancellation that ends up here is our own deadline's.
             assert deadline.cancelled_caught
             raise RequestTimedOut(timeout=timeout)
 
-    def _request_head(
+    def _request_bytes(
         self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
-    ) -> h11.Request:
-        """The request's head as an h11 event. Its fixed part (method, target, ``Host``, the
-        caller's headers, a proxy's authorization) is validated by h11 once per distinct
-        value and kept as bytes; each request then adds only its ``Content-Length``, and h11
-        is told the rest is valid already (``_parsed=True``, what its own parser does). h11's
-        header validation was the largest single share of the client's CPU per request
-        (``benches/small_runs.py``); the bytes sent are the same
-        (``tests/test_model_http.py::test_request_heads_are_validated_once``)."""
+    ) -> bytes:
+        """The whole request as bytes. Its fixed part (method, target, ``Host``, the caller's
+        headers, a proxy's authorization) is validated by h11 once per distinct value and kept
+        as the bytes h11 writes for it; each request then adds only its ``Content-Length``
+        and its body. h11's header validation was the largest single share of the client's
+        CPU per request (``benches/small_runs.py``); the bytes are those h11 sends for the
+        same request (``tests/test_model_http.py::test_request_heads_are_validated_once``)."""
         key = (method, path, headers if isinstance(headers, tuple) else tuple(headers))
         fixed = self._heads.get(key)
         if fixed is None:
@@ -398,19 +605,25 @@ class ConnectionPool:
                 )
             raw = list(checked.headers.raw_items())
             cut = len(raw) - len(tail)
-            fixed = (checked.method, checked.target, raw[:cut], raw[cut:])
+            # h11 writes Host first (RFC 9112 asks for it right after the request line).
+            first = [line for line in raw[:cut] if line[0].lower() == b"host"]
+            rest = [line for line in raw[:cut] if line[0].lower() != b"host"]
+            prefix = b"%s %s HTTP/1.1\r\n" % (checked.method, checked.target)
+            prefix += b"".join(b"%s: %s\r\n" % line for line in (*first, *rest))
+            suffix = b"".join(b"%s: %s\r\n" % line for line in raw[cut:]) + b"\r\n"
+            fixed = (prefix, suffix)
             if len(self._heads) >= _HEADS_KEPT:
                 self._heads.clear()
             self._heads[key] = fixed
-        method_bytes, target, main, after = fixed
-        if method != "GET" or body:  # where the full build put it: before a proxy's header
-            raw_headers = [*main, (b"content-length", b"%d" % len(body)), *after]
-        else:
-            raw_headers = [*main, *after]
-        with translated(InvalidRequest, "the request could not be built"):
-            return h11.Request(
-                method=method_bytes, target=target, headers=raw_headers, _parsed=True
-            )
+        prefix, suffix = fixed
+        if method != "GET" or body:  # where h11 puts it: before a proxy's header
+            return b"%scontent-length: %d\r\n%s%s" % (prefix, len(body), suffix, body)
+        return prefix + suffix + body
+
+    @property
+    def waiting_connections(self) -> int:
+        """Connections ready for the next requests: idle ones and adopted connects."""
+        return len(self._idle) + len(self._pending)
 
     @property
     def sending(self) -> int:
@@ -418,17 +631,17 @@ class ConnectionPool:
         (connecting, or writing): what ``ModelRegistry.top_up`` waits out."""
         return self._sending
 
-    async def _send(
-        self, request: h11.Request, body: bytes, max_body: int, sending: _Sending
-    ) -> Response:
+    async def _send(self, request: bytes, max_body: int, sending: _Sending) -> Response:
         connection = self._checkout()
+        if connection is None and self._pending:
+            connection = await self._take_pending()
         if connection is not None:
             try:
-                return await self._exchange(connection, request, body, max_body, sending)
+                return await self._exchange(connection, request, max_body, sending)
             except _Stale:
                 pass  # the server closed it while idle: once more on a new connection
         # A fresh connection never raises _Stale (only reused ones do).
-        return await self._exchange(await self._connect(), request, body, max_body, sending)
+        return await self._exchange(await self._connect(), request, max_body, sending)
 
     def _checkout(self) -> _Connection | None:
         """The most recently used idle connection that is neither expired nor closed by the
@@ -457,11 +670,10 @@ class ConnectionPool:
         del self._idle[:expired]
 
     def _checkin(self, connection: _Connection) -> None:
-        h = connection.h11
-        if self._closed or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+        if self._closed or not connection.reusable:
             connection.close()
             return
-        h.start_next_cycle()
+        connection.reusable = False
         connection.exchanges += 1
         now = trio.current_time()
         connection.idle_since = now
@@ -520,8 +732,7 @@ class ConnectionPool:
     async def _exchange(
         self,
         connection: _Connection,
-        request: h11.Request,
-        body: bytes,
+        request: bytes,
         max_body: int,
         sending: _Sending,
     ) -> Response:
@@ -531,11 +742,9 @@ class ConnectionPool:
           _Stale: the server closed the connection before answering and the request may be
             sent again (on a new connection).
         """
-        reused = connection.exchanges > 0
+        reused = connection.exchanges > 0 or connection.ahead
         try:
-            response = await self._round_trip(
-                connection, request, body, max_body, reused, sending
-            )
+            response = await self._round_trip(connection, request, max_body, reused, sending)
         except BaseException:
             connection.close()
             raise
@@ -545,67 +754,170 @@ class ConnectionPool:
     async def _round_trip(
         self,
         connection: _Connection,
-        request: h11.Request,
-        body: bytes,
+        request: bytes,
         max_body: int,
         reused: bool,
         sending: _Sending,
     ) -> Response:
-        h = connection.h11
         stream = connection.stream
-        with translated(InvalidRequest, "the request could not be encoded"):
-            data = h.send(request) or b""
-            if body:
-                data += h.send(h11.Data(data=body)) or b""
-            data += h.send(h11.EndOfMessage()) or b""
         try:
-            await stream.send_all(data)
+            await stream.send_all(request)
         except LOW_LEVEL_ERRORS as exc:
             if reused:
                 raise _Stale from exc
             raise ConnectionBroken(f"sending the request failed: {_describe(exc)}") from exc
         sending.done()
 
+        answer = connection.answer
+        answer.start()
         received = 0
+        kept: list[bytes | bytearray] = []  # the answer's first bytes, to name a failure
+        reader: BodyReader | None = None
+        while True:
+            try:
+                chunk = await stream.receive_some(_RECEIVE_SIZE)
+            except LOW_LEVEL_ERRORS as exc:
+                if reused and received == 0:
+                    raise _Stale from exc
+                raise ConnectionBroken(f"reading the answer failed: {_describe(exc)}") from exc
+            if not chunk:
+                if received == 0:
+                    if reused:
+                        raise _Stale
+                    hint = (
+                        " (if it speaks TLS, the base_url must start with https://)"
+                        if self._origin.scheme == "http"
+                        else ""
+                    )
+                    raise ServerHungUp(
+                        f"the server closed the connection without sending an answer{hint}"
+                    )
+                if answer.head_done and not answer.body_framed() and reader is not None:
+                    break  # an answer that ends with the connection: complete, not reusable
+                _diagnose(kept, received, eof=True, parsed=None)
+            received += len(chunk)
+            if received <= _KEPT_FOR_ERRORS:
+                kept.append(chunk)
+            try:
+                answer.feed(chunk)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+                if received > _KEPT_FOR_ERRORS:
+                    _diagnose(kept, received, eof=False, parsed=exc)
+                connection.answer = _Answer()  # this one stays in its error state
+                return await self._read_with_h11(connection, kept, max_body)
+            if answer.head_size > _MAX_HEAD_BYTES or (
+                not answer.head_done and received > _MAX_HEAD_BYTES
+            ):
+                raise ProtocolViolation(
+                    f"the server broke the HTTP protocol: the answer's status line and headers "
+                    f"are longer than {_MAX_HEAD_BYTES // 1024} KiB"
+                )
+            if reader is None:
+                if not answer.head_done:
+                    continue
+                reader = _start_body(answer.status, answer.headers, max_body)
+            if answer.body:
+                for piece in answer.body:
+                    reader.feed(piece)
+                answer.body.clear()
+            if answer.complete:
+                connection.reusable = answer.keep_alive and not answer.extra
+                break
+        return reader.finish()
+
+
+    async def _read_with_h11(
+        self, connection: _Connection, kept: list[bytes | bytearray], max_body: int
+    ) -> Response:
+        """Read an answer httptools refused with h11, from its first byte (``kept``).
+
+        h11 decided what the native transport accepted before httptools did, and still
+        decides for the httpx transport; it is more lenient than llhttp here and there (bare
+        LF line ends, an obs-folded header, ``Transfer-Encoding`` beside ``Content-Length``)
+        and names what it refuses in its own words ("illegal chunk header", "conflicting
+        Content-Length headers"), which the tests of both transports expect. So an answer
+        llhttp refuses is read again, and on to its end, by h11: accepted exactly when it was
+        before, refused with the same message. Slow, and only for such answers.
+        """
+        replay = _h11_replay()
+        stream = connection.stream
         reader: BodyReader | None = None
         with translated(ConnectionBroken, "reading the answer failed"):
+            replay.receive_data(b"".join(kept))
             while True:
-                event = h.next_event()
+                event = replay.next_event()
                 if event is h11.NEED_DATA:
-                    try:
-                        chunk = await stream.receive_some(_RECEIVE_SIZE)
-                    except LOW_LEVEL_ERRORS as exc:
-                        if reused and received == 0:
-                            raise _Stale from exc
-                        raise
-                    if not chunk and received == 0:
-                        if reused:
-                            raise _Stale
-                        hint = (
-                            " (if it speaks TLS, the base_url must start with https://)"
-                            if self._origin.scheme == "http"
-                            else ""
-                        )
-                        raise ServerHungUp(
-                            f"the server closed the connection without sending an answer{hint}"
-                        )
-                    received += len(chunk)
-                    h.receive_data(bytes(chunk))
+                    replay.receive_data(bytes(await stream.receive_some(_RECEIVE_SIZE)))
                     continue
                 kind = type(event)
                 if kind is h11.Data:
                     assert reader is not None
                     reader.feed(event.data)  # type: ignore[union-attr]
                 elif kind is h11.Response:
-                    reader = _start_body(event, max_body)  # type: ignore[arg-type]
+                    reader = _start_body(
+                        event.status_code,  # type: ignore[union-attr]
+                        list(event.headers),  # type: ignore[union-attr]
+                        max_body,
+                    )
                 elif kind is h11.EndOfMessage:
                     break
                 elif kind is h11.ConnectionClosed:
                     raise ProtocolViolation("the server closed the connection mid-answer")
                 # h11.InformationalResponse (1xx): skipped
         assert reader is not None  # EndOfMessage comes after a Response
+        connection.reusable = replay.their_state is h11.DONE
         return reader.finish()
 
+
+def _h11_replay() -> h11.Connection:
+    """An h11 client connection that has sent a request and waits for its answer."""
+    replay = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
+    replay.send(h11.Request(method="POST", target="/", headers=[("host", "h"), *_EMPTY]))
+    replay.send(h11.EndOfMessage())
+    return replay
+
+
+_KEPT_FOR_ERRORS: Final = 256 * 1024
+"""An answer's first bytes kept while it is read, so that a malformed or cut-short answer is
+described as h11 describes it (:func:`_diagnose`); answers are rarely longer."""
+
+
+def _diagnose(
+    kept: list[bytes | bytearray],
+    received: int,
+    *,
+    eof: bool,
+    parsed: httptools.HttpParserError | httptools.HttpParserUpgrade | None,
+) -> NoReturn:
+    """Raise :class:`ProtocolViolation` for an answer that ended with the connection before it
+    was complete (``eof``), or that httptools refused (``parsed``) past its first
+    :data:`_KEPT_FOR_ERRORS` bytes. In h11's words when the bytes are at hand: they are
+    replayed through h11 (the parser of the httpx transport too), so both transports name
+    the same problem the same way ("peer closed connection without sending complete message
+    body: received 10 bytes, expected 20"); otherwise in llhttp's.
+    """
+    if received <= _KEPT_FOR_ERRORS:
+        replay = _h11_replay()
+        with translated(ProtocolViolation, "reading the answer failed"):
+            replay.receive_data(b"".join(kept))
+            if eof:
+                replay.receive_data(b"")
+            while True:  # h11 raises on what it refuses; else it ends at one of these
+                event = replay.next_event()
+                if event in (h11.NEED_DATA, h11.PAUSED) or isinstance(
+                    event, (h11.EndOfMessage, h11.ConnectionClosed)
+                ):
+                    break
+    if parsed is not None:
+        with translated(ProtocolViolation, "reading the answer failed"):
+            raise parsed
+    raise ProtocolViolation(
+        f"the server broke the HTTP protocol: peer closed connection without sending complete "
+        f"message body ({received} bytes received)"
+    )
+
+
+_EMPTY: Final = (("content-length", "0"),)
 
 _HEADS_KEPT: Final = 64
 """Validated request heads a pool keeps (a client sends a handful of distinct ones)."""
@@ -631,7 +943,7 @@ class _Stale(Exception):
     """A reused connection turned out closed before any byte of the answer."""
 
 
-def _start_body(head: h11.Response, limit: int) -> BodyReader:
-    """A :class:`~._transport.BodyReader` for the answer h11 has parsed the head of."""
-    raw = ((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers)
-    return BodyReader.start(head.status_code, joined_headers(raw), limit)
+def _start_body(status: int, headers: list[tuple[bytes, bytes]], limit: int) -> BodyReader:
+    """A :class:`~._transport.BodyReader` for an answer whose head has been parsed."""
+    raw = ((name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in headers)
+    return BodyReader.start(status, joined_headers(raw), limit)
