@@ -23,17 +23,20 @@ Safety:
 
 The layout (schema 2). Rows are clustered by ``(key_version, run_seed, row, col, key)``
 (``WITHOUT ROWID``): the entries a row group needs are one contiguous range of the table, and
-a batch of a run's answers (rows that go up as the run goes) lands on a few neighbouring
-leaf pages. Clustered by the key instead (schema 1: a hash, random), every batch touched a
-page of the table per answer: a cold run wrote ~3 KB of log per 230-byte answer in a new
-store and ~18 KB in one of 100,000 entries, and read as many pages back (docs/benchmarks.md,
-"Branch ``coldstore``"). ``key_version`` first: entries stored under older keys
-(:data:`~trio_designer._cache._key.KEY_VERSION`) sit in a range of their own that a run's
-lookups never read. Since a key hashes its cell, one key is one ``(run_seed, row, col)``:
-``INSERT OR IGNORE`` on this primary key keeps one answer per key, as before.
+a batch of a run's answers lands on the pages of the row groups in flight, whatever else the
+store holds. Clustered by the key instead (schema 1: a hash, random), every batch touched a
+page of the table per answer: a cold run's writes were ~3.6 KB of I/O per 230-byte answer in
+a new store and ~54 KB in one of 100,000 entries (plus ~6 page reads an answer there)
+(docs/benchmarks.md, "Branch ``coldstore``"; now ~1.3 and ~1.5 KB). ``key_version``
+first: entries stored under older keys (:data:`~trio_designer._cache._key.KEY_VERSION`) sit
+in a range of their own that a run's lookups never read. Since a key hashes its cell, one
+key is one ``(run_seed, row, col)``: ``INSERT OR IGNORE`` on this primary key keeps one
+answer per key, as before.
 
 A schema-1 store is migrated when opened (one transaction, every entry marked key version 1:
-the releases that wrote schema 1 computed version-1 keys). A release before schema 2 can still
+the releases that wrote schema 1 computed version-1 keys; a store written by a development
+tree with version-2 keys but schema 1 has those entries marked stale too, and pays for them
+once more — the key alone cannot tell). A release before schema 2 can still
 open a migrated store: its statements name the same columns, and ``key_version`` defaults
 to 1 for the rows it inserts (if it adds its old index back, :class:`CacheStore` drops it).
 
