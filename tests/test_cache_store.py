@@ -488,6 +488,21 @@ def test_cache_stats_prune_and_clear(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "deleted 2 entries" in capsys.readouterr().out
 
 
+def test_cache_stats_counts_entries_of_older_key_versions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with CacheStore(tmp_path) as store:
+        store.put_many([entry(n) for n in range(3)])
+    assert main(["cache", "stats", "--cache-dir", str(tmp_path)]) == 0
+    assert "stale:" not in capsys.readouterr().out
+    with CacheStore(tmp_path) as store:
+        store.put_many([entry(n) for n in range(2)], key_version=KEY_VERSION - 1)
+    assert main(["cache", "stats", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "entries: 5" in out
+    assert "stale:   2 entries stored under older keys" in out
+
+
 # -- processes --------------------------------------------------------------------------------
 
 WRITER = textwrap.dedent(
