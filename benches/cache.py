@@ -13,13 +13,25 @@ row) against the built-in simulator, written to parquet (``create``), real clock
   per wall second) is the cost of a cold cache (target: within 3 %). The simulator answers at
   once (latency 0), so the run is CPU-bound and every microsecond the cache adds shows: the
   worst case. ``latency`` runs the same comparison with a realistic per-request latency.
+* **cold vs none, one process per run** (:func:`compare_processes`): the same comparison at
+  zero latency with every run in a child process of its own (``python -c`` calling
+  :func:`child_run`), the kinds alternating and which goes first alternating pair by pair;
+  the child's user and system CPU come from ``os.wait4`` (start-up included, the same in both
+  kinds), so the kernel's share of a cold cache (SQLite's writes) is seen, which instruction
+  counts are not. Reported: the median per-pair ratio of user + system CPU, and of rows per
+  wall second, with their ranges. Runs in one process drift (sections "Re-measured by the
+  lead", docs/benchmarks.md); separate processes do not.
 
 The cache lives in a temporary directory (never the user's).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,13 +57,27 @@ class Params:
     trials: int = 4
     latency: float = 0.05
     latency_records: int = 2_000
+    process_records: int = 1_000
+    process_pairs: int = 6
 
 
 PROFILES = {
     "full": Params(),
-    "quick": Params(warm_records=10_000, compare_records=1_000, trials=4, latency_records=500),
+    "quick": Params(
+        warm_records=10_000,
+        compare_records=1_000,
+        trials=4,
+        latency_records=500,
+        process_pairs=4,
+    ),
     "smoke": Params(
-        warm_records=40, compare_records=20, trials=1, latency=0.01, latency_records=10
+        warm_records=40,
+        compare_records=20,
+        trials=1,
+        latency=0.01,
+        latency_records=10,
+        process_records=20,
+        process_pairs=1,
     ),
 }
 
@@ -140,6 +166,70 @@ def compare(p: Params, tmp: Path, *, records: int, latency: float) -> dict[str, 
     }
 
 
+def child_run(records: int, kind: str, out: str, cache_dir: str) -> None:
+    """One run of :func:`compare_processes` (in the child): print :func:`one_run`'s JSON."""
+    result = one_run(records, Path(out), cache=kind == "cold", cache_dir=Path(cache_dir))
+    print(json.dumps(result), flush=True)
+
+
+def _in_child(records: int, kind: str, out: Path, cache_dir: Path) -> dict[str, Any]:
+    """:func:`child_run` in a new Python process; its JSON plus the process's own user and
+    system CPU seconds (``os.wait4``: every thread, start-up included)."""
+    code = (
+        "import sys; from benches.cache import child_run; "
+        "child_run(int(sys.argv[1]), *sys.argv[2:])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(c.ROOT), "TRIO_DESIGNER_CACHE": "off"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(records), kind, str(out), str(cache_dir)],
+        stdout=subprocess.PIPE,
+        cwd=c.ROOT,
+        env=env,
+    )
+    assert process.stdout is not None
+    output = process.stdout.read()
+    process.stdout.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"a {kind} run's process exited with {process.returncode}")
+    result: dict[str, Any] = json.loads(output.decode().strip().splitlines()[-1])
+    result["process_user_s"] = round(usage.ru_utime, 3)
+    result["process_system_s"] = round(usage.ru_stime, 3)
+    return result
+
+
+def compare_processes(p: Params, tmp: Path) -> dict[str, Any]:
+    """Cold vs none at zero latency, one process per run (see the module docstring)."""
+    runs: dict[str, list[dict[str, Any]]] = {"none": [], "cold": []}
+    for pair in range(p.process_pairs):
+        for kind in ("none", "cold") if pair % 2 == 0 else ("cold", "none"):
+            out = tmp / f"process-{kind}-{pair}"
+            cold = tmp / f"process-cache-{pair}"  # new and empty: every answer paid, stored
+            runs[kind].append(_in_child(p.process_records, kind, out, cold))
+    pairs = list(zip(runs["none"], runs["cold"], strict=True))
+
+    def cpu(r: dict[str, Any]) -> float:
+        return float(r["process_user_s"] + r["process_system_s"])
+
+    cpu_ratios = [cpu(cold) / cpu(none) for none, cold in pairs]
+    rate_ratios = [cold["rows_per_s"] / none["rows_per_s"] for none, cold in pairs]
+    system = {k: statistics.median(r["process_system_s"] for r in v) for k, v in runs.items()}
+    user = {k: statistics.median(r["process_user_s"] for r in v) for k, v in runs.items()}
+    return {
+        "records": p.process_records,
+        "pairs": p.process_pairs,
+        "user_s": user,
+        "system_s": system,
+        "cpu_ratio_cold_to_none": round(statistics.median(cpu_ratios), 4),
+        "cpu_ratios": [round(r, 4) for r in cpu_ratios],
+        "rate_ratio_cold_to_none": round(statistics.median(rate_ratios), 4),
+        "rate_ratios": [round(r, 4) for r in rate_ratios],
+        "load_average": os.getloadavg(),
+        "runs": runs,
+    }
+
+
 def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> dict[str, Any]:
     del img_dir
     p = PROFILES[profile]
@@ -148,6 +238,7 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
         warm_result = warm(p, tmp)
         cpu_bound = compare(p, tmp, records=p.compare_records, latency=0.0)
         with_latency = compare(p, tmp, records=p.latency_records, latency=p.latency)
+        processes = compare_processes(p, tmp)
     served = warm_result["warm"]
     print("\nResponse cache — Deep example, parquet, real clock, one process")
     print(
@@ -185,11 +276,39 @@ def run(profile: str = "full", *, results_dir: Path, img_dir: Path | None) -> di
             ],
         )
     )
+    print()
+    print(
+        c.table(
+            [
+                "one process a run",
+                "records",
+                "pairs",
+                "user s none/cold",
+                "system s none/cold",
+                "cpu cold ÷ none (range)",
+                "rows/s cold ÷ none (range)",
+            ],
+            [
+                [
+                    "0 s latency",
+                    processes["records"],
+                    processes["pairs"],
+                    f"{processes['user_s']['none']:.2f} / {processes['user_s']['cold']:.2f}",
+                    f"{processes['system_s']['none']:.2f} / {processes['system_s']['cold']:.2f}",
+                    f"{processes['cpu_ratio_cold_to_none']} "
+                    f"({min(processes['cpu_ratios'])}-{max(processes['cpu_ratios'])})",
+                    f"{processes['rate_ratio_cold_to_none']} "
+                    f"({min(processes['rate_ratios'])}-{max(processes['rate_ratios'])})",
+                ]
+            ],
+        )
+    )
     payload = {
         "profile": profile,
         "params": attrs.asdict(p),
         "warm": warm_result,
         "cold_vs_none": [cpu_bound, with_latency],
+        "cold_vs_none_processes": processes,
     }
     path = c.write_result("cache", payload, results_dir)
     print(f"wrote {path}")

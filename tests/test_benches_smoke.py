@@ -145,6 +145,9 @@ def test_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert data["warm"]["warm"]["requests"] == 0
     assert data["warm"]["warm"]["cache"]["hits"] == data["warm"]["fill"]["requests"]
     assert all(r["ratio_cold_to_none"] > 0 for r in data["cold_vs_none"])
+    processes = data["cold_vs_none_processes"]  # one child process a run
+    assert [r["cache"]["stored"] for r in processes["runs"]["cold"]] == [20 * 5]
+    assert processes["runs"]["none"][0]["process_user_s"] > 0
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ from trio_designer._cache import (
     encode_answer,
 )
 from trio_designer._cache._location import default_cache_dir, resolve_cache_dir
+from trio_designer._cache._store import checksum
 from trio_designer.cli import main
 from trio_designer.models._cached import ResponseCache
 from trio_designer.models._client import (
@@ -299,6 +300,118 @@ def test_prune_and_clear(tmp_path: Path) -> None:
         assert store.stats().entries == 0
 
 
+SCHEMA_1 = (
+    "CREATE TABLE IF NOT EXISTS answers (key BLOB PRIMARY KEY, run_seed INTEGER NOT NULL, "
+    "row INTEGER NOT "
+    "NULL, col TEXT NOT NULL, value BLOB NOT NULL, checksum BLOB NOT NULL, created REAL NOT "
+    "NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS answers_by_cell ON answers (run_seed, row)",
+    "CREATE INDEX IF NOT EXISTS answers_by_age ON answers (created)",
+)
+"""What a release before schema 2 creates (and runs again at every open)."""
+
+OLD_INSERT = (
+    "INSERT OR IGNORE INTO answers (key, run_seed, row, col, value, checksum, created) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def old_release_writes(path: Path, entries: list[StoredAnswer], created: float) -> None:
+    """Open ``path`` and insert ``entries`` as a release before schema 2 does."""
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        for statement in SCHEMA_1:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.executemany(
+            OLD_INSERT,
+            [
+                (e.key, e.run_seed, e.row, e.column, e.value, checksum(e.key, e.value), created)
+                for e in entries
+            ],
+        )
+    db.close()
+
+
+def test_a_schema_1_store_is_migrated_and_its_entries_are_never_loaded(tmp_path: Path) -> None:
+    """A store written by a release before schema 2 (version-1 keys) opens: its entries are
+    kept as key version 1 (counted as stale, pruned by age as before), never loaded by a run;
+    that release can still write to and read the migrated store."""
+    path = tmp_path / "responses.sqlite3"
+    old_release_writes(path, [entry(n) for n in range(5)], created=1000.0)
+    with CacheStore(tmp_path) as store:
+        assert store.load_rows(7, 0, 10, ["summary"]).values == {}
+        assert len(store.load_rows(7, 0, 10, ["summary"], key_version=1).values) == 5
+        assert store.put_many([entry(n) for n in range(3)], now=2000.0) == 3  # now version 2
+        assert len(store.load_rows(7, 0, 10, ["summary"]).values) == 3
+        stats = store.stats()
+        assert (stats.entries, stats.stale, stats.oldest) == (8, 5, 1000.0)
+    # The old release again: its CREATE INDEX and INSERT work on the new table.
+    old_release_writes(path, [entry(n) for n in range(5, 7)], created=3000.0)
+    with CacheStore(tmp_path) as store:
+        assert len(store.load_rows(7, 0, 10, ["summary"]).values) == 3
+        assert len(store.load_rows(7, 0, 10, ["summary"], key_version=1).values) == 7
+        assert store.prune(1500.0, now=3100.0) == 5  # the first old entries (age 2,100 s)
+        assert (store.stats().entries, store.stats().stale) == (5, 2)
+    with sqlite3.connect(path) as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_schema")}
+        assert names == {"answers", "answers_by_age"}  # the old index dropped again
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+
+
+def test_a_row_groups_lookup_reads_one_range_of_the_primary_key(tmp_path: Path) -> None:
+    """The query plan of :meth:`CacheStore.load_rows`: a search of the primary key on key
+    version, run seed and row range. Entries of other key versions or run seeds are outside
+    the range: never read, however many there are."""
+    with CacheStore(tmp_path) as store:
+        store.put_many([entry(n) for n in range(3)])
+        store.put_many([entry(n) for n in range(3)], key_version=1)
+        plan = store._db.execute(
+            "EXPLAIN QUERY PLAN SELECT key, value, checksum FROM answers WHERE key_version = ? "
+            "AND run_seed = ? AND row >= ? AND row < ? AND col IN (?, ?)",
+            (KEY_VERSION, 7, 0, 10, "a", "b"),
+        ).fetchall()
+        details = " ".join(row[-1] for row in plan)
+        search = (
+            "SEARCH answers USING PRIMARY KEY (key_version=? AND run_seed=? AND row>? AND row<?)"
+        )
+        assert search in details
+        assert "SCAN" not in details
+        loaded = store.load_rows(7, 0, 10, ["summary"])
+        assert len(loaded.values) == 3
+        assert store.stats().stale == 3
+
+
+def test_stores_opened_at_once_migrate_once(tmp_path: Path) -> None:
+    """Four stores (connections) opening one schema-1 file at the same time: one migrates, the
+    others wait for its transaction and find the work done; no entry is lost or doubled."""
+    import threading
+
+    old_release_writes(tmp_path / "responses.sqlite3", [entry(n) for n in range(50)], 1.0)
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_store() -> None:
+        try:
+            start.wait(timeout=10)
+            with CacheStore(tmp_path) as store:
+                store.put_many([entry(n, column="trivia") for n in range(10)])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    with CacheStore(tmp_path) as store:
+        stats = store.stats()
+        assert (stats.entries, stats.stale) == (60, 50)
+
+
 def test_an_unusable_directory_is_a_config_error_naming_the_remedies(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -373,6 +486,21 @@ def test_cache_stats_prune_and_clear(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "is not a duration" in capsys.readouterr().err
     assert main(["cache", "clear", "--cache-dir", str(tmp_path)]) == 0
     assert "deleted 2 entries" in capsys.readouterr().out
+
+
+def test_cache_stats_counts_entries_of_older_key_versions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with CacheStore(tmp_path) as store:
+        store.put_many([entry(n) for n in range(3)])
+    assert main(["cache", "stats", "--cache-dir", str(tmp_path)]) == 0
+    assert "stale:" not in capsys.readouterr().out
+    with CacheStore(tmp_path) as store:
+        store.put_many([entry(n) for n in range(2)], key_version=KEY_VERSION - 1)
+    assert main(["cache", "stats", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "entries: 5" in out
+    assert "stale:   2 entries stored under older keys" in out
 
 
 # -- processes --------------------------------------------------------------------------------

@@ -14,6 +14,31 @@ Safety:
 * **Several processes.** WAL lets readers go on while one process writes; writers wait for
   each other up to :data:`BUSY_TIMEOUT_MS`. ``INSERT OR IGNORE``: two processes that paid for
   the same key keep the first answer (for one key, every answer is equally valid).
+* **Durability: ``synchronous = NORMAL``.** In WAL mode a commit appends to the log without
+  ``fsync``; the log is synced when it is copied into the database (a checkpoint). A power
+  loss can therefore drop the last batches committed since the previous checkpoint, never
+  tear one: a frame of the log counts only if its checksum chain and its commit frame are
+  complete, so a half-written batch is ignored as a whole. For a cache, a lost batch is
+  answers paid once more, which is the right trade against a sync per batch.
+
+The layout (schema 2). Rows are clustered by ``(key_version, run_seed, row, col, key)``
+(``WITHOUT ROWID``): the entries a row group needs are one contiguous range of the table, and
+a batch of a run's answers lands on the pages of the row groups in flight, whatever else the
+store holds. Clustered by the key instead (schema 1: a hash, random), every batch touched a
+page of the table per answer: a cold run's writes were ~3.6 KB of I/O per 230-byte answer in
+a new store and ~54 KB in one of 100,000 entries (plus ~6 page reads an answer there)
+(docs/benchmarks.md, "Branch ``coldstore``"; now ~1.3 and ~1.5 KB). ``key_version``
+first: entries stored under older keys (:data:`~trio_designer._cache._key.KEY_VERSION`) sit
+in a range of their own that a run's lookups never read. Since a key hashes its cell, one
+key is one ``(run_seed, row, col)``: ``INSERT OR IGNORE`` on this primary key keeps one
+answer per key, as before.
+
+A schema-1 store is migrated when opened (one transaction, every entry marked key version 1:
+the releases that wrote schema 1 computed version-1 keys; a store written by a development
+tree with version-2 keys but schema 1 has those entries marked stale too, and pays for them
+once more — the key alone cannot tell). A release before schema 2 can still
+open a migrated store: its statements name the same columns, and ``key_version`` defaults
+to 1 for the rows it inserts (if it adds its old index back, :class:`CacheStore` drops it).
 
 Only answers are stored: keys are hashes, values hold content, reasoning, usage, finish reason
 and model. No header, no API key.
@@ -33,6 +58,7 @@ from typing import Final, Self
 import attrs
 
 from .._exceptions import CACHE_DIR_ARGUMENT, NO_CACHE_ARGUMENT, ConfigError
+from ._key import KEY_VERSION
 from ._location import CACHE_FILE
 
 __all__ = [
@@ -47,21 +73,25 @@ __all__ = [
 BUSY_TIMEOUT_MS: Final = 60_000
 """How long a write waits for another process's write to finish before failing."""
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
-_SCHEMA: Final = (
+_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS answers ("
-    " key BLOB PRIMARY KEY,"
+    " key_version INTEGER NOT NULL DEFAULT 1,"  # a row of a release before schema 2: keys v1
     " run_seed INTEGER NOT NULL,"
     " row INTEGER NOT NULL,"
     " col TEXT NOT NULL,"
+    " key BLOB NOT NULL,"
     " value BLOB NOT NULL,"
     " checksum BLOB NOT NULL,"
-    " created REAL NOT NULL"
-    ") WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS answers_by_cell ON answers (run_seed, row)",
-    "CREATE INDEX IF NOT EXISTS answers_by_age ON answers (created)",
+    " created REAL NOT NULL,"
+    " PRIMARY KEY (key_version, run_seed, row, col, key)"
+    ") WITHOUT ROWID"
 )
+_AGE_INDEX: Final = "CREATE INDEX IF NOT EXISTS answers_by_age ON answers (created)"
+_COLUMNS: Final = "key_version, run_seed, row, col, key, value, checksum, created"
+_OLD_INDEX: Final = "answers_by_cell"
+"""Schema 1's index on ``(run_seed, row)``: dropped (the primary key serves these lookups)."""
 
 
 def checksum(key: bytes, value: bytes) -> bytes:
@@ -105,6 +135,8 @@ class CacheStats:
     bytes: int
     oldest: float | None
     newest: float | None
+    stale: int = 0
+    """Entries stored under an older key version (counted in ``entries``): never served."""
 
 
 class CacheStore:
@@ -132,13 +164,52 @@ class CacheStore:
         try:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("PRAGMA synchronous = NORMAL")  # see the module docstring
+            self._prepare()
         except sqlite3.Error as exc:
             self._db.close()
             raise self._unusable(exc) from exc
+
+    def _prepare(self) -> None:
+        """Create the table (schema 2), or migrate a schema-1 one, in one transaction that
+        several processes opening the store at once take in turn (``BEGIN IMMEDIATE``: the
+        second one finds the work done). Writes nothing when the store is already right."""
+        if self._layout_ok():
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
+            if columns and "key_version" not in columns:
+                # Schema 1 (clustered by key). Its indexes keep their names through a rename:
+                # drop them before the new table takes the names.
+                self._db.execute("ALTER TABLE answers RENAME TO answers_schema1")
+                self._db.execute(f"DROP INDEX IF EXISTS {_OLD_INDEX}")
+                self._db.execute("DROP INDEX IF EXISTS answers_by_age")
+                self._db.execute(_TABLE)
+                self._db.execute(
+                    f"INSERT OR IGNORE INTO answers ({_COLUMNS}) SELECT 1, run_seed, row, col, "
+                    "key, value, checksum, created FROM answers_schema1"
+                )
+                self._db.execute("DROP TABLE answers_schema1")
+            self._db.execute(_TABLE)
+            self._db.execute(_AGE_INDEX)
+            self._db.execute(f"DROP INDEX IF EXISTS {_OLD_INDEX}")
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _layout_ok(self) -> bool:
+        """Whether the table, its one index and the schema version are as this code writes
+        them (a read: the common case at open takes no write lock)."""
+        query = "SELECT name FROM sqlite_schema WHERE tbl_name = 'answers'"
+        names = {row[0] for row in self._db.execute(query)}
+        if names != {"answers", "answers_by_age"}:
+            return False
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        return "key_version" in columns and version == SCHEMA_VERSION
 
     def _unusable(self, exc: BaseException) -> ConfigError:
         return ConfigError(
@@ -158,18 +229,29 @@ class CacheStore:
             self._db.close()
 
     # -- reading -------------------------------------------------------------------------
-    def load_rows(self, run_seed: int, start: int, stop: int, columns: Sequence[str]) -> LoadedRows:
+    def load_rows(
+        self,
+        run_seed: int,
+        start: int,
+        stop: int,
+        columns: Sequence[str],
+        *,
+        key_version: int = KEY_VERSION,
+    ) -> LoadedRows:
         """Every stored answer of rows ``start <= row < stop`` of ``columns`` under
-        ``run_seed`` (the entries a row group can hit), with checksums verified."""
+        ``run_seed`` and ``key_version`` (the entries a row group can hit: one range of the
+        primary key; entries of older key versions are never read), checksums verified."""
         if not columns or stop <= start:
             return LoadedRows({})
         marks = ",".join("?" * len(columns))
         query = (
-            "SELECT key, value, checksum FROM answers "
-            f"WHERE run_seed = ? AND row >= ? AND row < ? AND col IN ({marks})"
+            "SELECT key, value, checksum FROM answers WHERE key_version = ? AND run_seed = ? "
+            f"AND row >= ? AND row < ? AND col IN ({marks})"
         )
         with self._lock:
-            rows = self._db.execute(query, (run_seed, start, stop, *columns)).fetchall()
+            rows = self._db.execute(
+                query, (key_version, run_seed, start, stop, *columns)
+            ).fetchall()
         values: dict[bytes, bytes] = {}
         corrupt = 0
         for key, value, check in rows:
@@ -180,7 +262,8 @@ class CacheStore:
         return LoadedRows(values, corrupt)
 
     def get(self, key: bytes) -> bytes | None:
-        """One entry's value (checksum verified), or ``None``."""
+        """One entry's value (checksum verified), or ``None``. For tools and tests: it scans
+        the table (a run loads row groups, :meth:`load_rows`)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT value, checksum FROM answers WHERE key = ?", (key,)
@@ -192,11 +275,16 @@ class CacheStore:
 
     # -- writing -------------------------------------------------------------------------
     def put_many(
-        self, entries: Iterable[StoredAnswer | AnswerRow], *, now: float | None = None
+        self,
+        entries: Iterable[StoredAnswer | AnswerRow],
+        *,
+        now: float | None = None,
+        key_version: int = KEY_VERSION,
     ) -> int:
-        """Write ``entries`` in one transaction; keys already stored are left alone. Returns
-        how many entries were new. An entry is a :class:`StoredAnswer` or the plain tuple
-        of its fields (:data:`AnswerRow`, what a run queues: see ``models/_cached.py``)."""
+        """Write ``entries`` (keys of ``key_version``) in one transaction; keys already stored
+        are left alone. Returns how many entries were new. An entry is a
+        :class:`StoredAnswer` or the plain tuple of its fields (:data:`AnswerRow`, what a run
+        queues: see ``models/_cached.py``)."""
         created = time.time() if now is None else now
         rows = []
         for entry in entries:
@@ -210,7 +298,9 @@ class CacheStore:
                 )
             else:
                 key, run_seed, row, column, value = entry
-            rows.append((key, run_seed, row, column, value, checksum(key, value), created))
+            rows.append(
+                (key_version, run_seed, row, column, key, value, checksum(key, value), created)
+            )
         if not rows:
             return 0
         with self._lock:
@@ -218,9 +308,7 @@ class CacheStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO answers "
-                    "(key, run_seed, row, col, value, checksum, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT OR IGNORE INTO answers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
             except BaseException:
@@ -232,12 +320,18 @@ class CacheStore:
     # -- maintenance ---------------------------------------------------------------------
     def stats(self) -> CacheStats:
         with self._lock:
-            count, size, oldest, newest = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(value)), 0), MIN(created), MAX(created) "
-                "FROM answers"
+            count, size, oldest, newest, stale = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(value)), 0), MIN(created), MAX(created), "
+                "COALESCE(SUM(key_version != ?), 0) FROM answers",
+                (KEY_VERSION,),
             ).fetchone()
         return CacheStats(
-            path=str(self.path), entries=count, bytes=size, oldest=oldest, newest=newest
+            path=str(self.path),
+            entries=count,
+            bytes=size,
+            oldest=oldest,
+            newest=newest,
+            stale=stale,
         )
 
     def prune(self, older_than: float, *, now: float | None = None) -> int:

@@ -51,6 +51,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"oldest:  {_when(stats.oldest)}")
         print(f"newest:  {_when(stats.newest)}")
         print(f"keys:    version {KEY_VERSION} (entries stored under older keys never match)")
+        if stats.stale:
+            print(f"stale:   {stats.stale} entries stored under older keys (see cache prune)")
     return 0
 
 
