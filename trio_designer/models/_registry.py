@@ -1025,7 +1025,9 @@ def _content_text(content: object) -> str:
 
 def _with_seed(extra_body: Mapping[str, Any] | None, seed: int | None) -> dict[str, Any] | None:
     """The request's extra body fields, with ``seed`` unless the user set one."""
-    body = dict(extra_body or {})
+    if not extra_body:  # the usual case: no extra fields, a fresh dict of the seed alone
+        return None if seed is None else {"seed": seed}
+    body = dict(extra_body)
     if seed is not None:
         body.setdefault("seed", seed)
     return body or None
