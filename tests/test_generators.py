@@ -8,8 +8,10 @@ into row groups.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
+import random
 import re
 import statistics
 import threading
@@ -161,6 +163,23 @@ def test_same_config_under_another_column_name_draws_other_values() -> None:
     a = build_generator(UniformSampler(name="a", low=0, high=1))
     b = build_generator(UniformSampler(name="b", low=0, high=1))
     assert fill(a, "a", 20) != fill(b, "b", 20)
+
+
+def test_rng_for_is_random_seeded_with_the_cells_digest() -> None:
+    """``rng_for`` builds its ``random.Random`` without ``__init__`` (cheaper per cell): its
+    state, its draws and ``gauss`` (which needs the ``gauss_next`` attribute) are those of
+    ``random.Random(n)`` for the cell's blake2b digest ``n``."""
+    for seed, row, column in [(0, 0, "id"), (9, 5, "c"), (2**40, 123_456, "é"), (1, 2, "")]:
+        digest = hashlib.blake2b(f"{seed}\x00{row}\x00{column}".encode(), digest_size=8)
+        reference = random.Random(int.from_bytes(digest.digest(), "big"))
+        built = rng_for(seed, row, column)
+        assert type(built) is random.Random
+        assert built.getstate() == reference.getstate()
+        assert [built.getrandbits(31) for _ in range(700)] == [
+            reference.getrandbits(31) for _ in range(700)
+        ]
+        assert built.gauss(0, 1) == reference.gauss(0, 1)
+        assert built.gauss(0, 1) == reference.gauss(0, 1)
 
 
 def test_sampler_values_are_pinned() -> None:

@@ -207,7 +207,12 @@ class CellRunner:
         try:
             coroutine.send(None)
         except StopIteration as done:
-            buf.cells.usage_for(column, row).merge(scratch)
+            tallies = buf.cells.usage
+            earlier = tallies.get((column, row))
+            if earlier is None:  # the cell's first attempt (the usual case): the tally as is
+                tallies[column, row] = scratch
+            else:
+                earlier.merge(scratch)
             _store(buf, column, row, done.value)
             return "ok"
         except CacheMiss:

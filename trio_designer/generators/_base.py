@@ -40,6 +40,7 @@ files.
 
 from __future__ import annotations
 
+import _random
 import hashlib
 import random
 from collections.abc import Mapping, Sequence
@@ -55,9 +56,22 @@ def rng_for(seed: int, row: int, column: str) -> random.Random:
     """A ``random.Random`` seeded from (run seed, global row index, column name).
 
     Stable across processes and Python versions (blake2b, not ``hash()``).
+
+    Built without ``Random.__init__``/``Random.seed``'s Python layers (a cell's generator is
+    made for every LLM cell, also on a cache hit): the C seeding that ``Random(n)`` ends in for
+    an int ``n``, and the one attribute ``__init__`` sets. The state is the one ``Random(n)``
+    has (``tests/test_generators_base.py`` compares ``getstate()`` and draws).
     """
-    digest = hashlib.blake2b(f"{seed}\x00{row}\x00{column}".encode(), digest_size=8).digest()
-    return random.Random(int.from_bytes(digest, "big"))
+    digest = _blake2b(f"{seed}\x00{row}\x00{column}".encode(), digest_size=8).digest()
+    rng: random.Random = _new_random(random.Random)
+    _seed_random(rng, int.from_bytes(digest, "big"))
+    rng.gauss_next = None  # type: ignore[attr-defined]  # what Random.seed() also sets
+    return rng
+
+
+_blake2b = hashlib.blake2b
+_new_random = random.Random.__new__
+_seed_random = _random.Random.seed  # the C seeding that Random.seed ends in
 
 
 @attrs.frozen(slots=True)

@@ -330,7 +330,13 @@ class ModelHandle:
             return await self._chat(messages, response_format, inference, seed, cell)
         start = trio.current_time()
         try:
-            response = await self._chat(messages, response_format, inference, seed, cell)
+            # A cache hit is looked up here, synchronously: no coroutine of its own (this is
+            # the whole of a warm run's request path); a miss goes on in _paid.
+            params, body, key, response = self._lookup(
+                messages, response_format, inference, seed, cell
+            )
+            if response is None:
+                response = await self._paid(messages, params, body, key, cell)
         except Exception:
             tally.add_latency(trio.current_time() - start)  # its requests: counted by _send
             raise
@@ -374,6 +380,23 @@ class ModelHandle:
     ) -> ChatResponse:
         """:meth:`chat` without the cell's tally: the cache, then the retries of 429s in
         place."""
+        params, body, key, response = self._lookup(
+            messages, response_format, inference, seed, cell
+        )
+        if response is not None:
+            return response
+        return await self._paid(messages, params, body, key, cell)
+
+    def _lookup(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        response_format: Mapping[str, Any] | None,
+        inference: InferenceParams | None,
+        seed: int | None,
+        cell: CellKey | None,
+    ) -> tuple[InferenceParams, bytes, bytes | None, ChatResponse | None]:
+        """The request's parameters, its body, its cache key (``None``: the request is not
+        cached) and the cached answer (``None``: none)."""
         params = merge_inference(self._config.inference, inference)
         # The body is encoded once: the cache key hashes these bytes and a miss sends them.
         body = self._bodies.encode(
@@ -387,11 +410,23 @@ class ModelHandle:
         )
         cache = self._cache
         if cache is None or cell is None:
-            return await self._send_with_retries(messages, params, body)
+            return params, body, None, None
         key = cache_key(self._key_endpoint, body, cell)
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
+        return params, body, key, cache.get(key)
+
+    async def _paid(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        params: InferenceParams,
+        body: bytes,
+        key: bytes | None,
+        cell: CellKey | None,
+    ) -> ChatResponse:
+        """A request :meth:`_lookup` found no answer for: sent (429s retried in place) and,
+        when cached, stored; under the engine's cache-only pass, ``CacheMiss`` instead."""
+        cache = self._cache
+        if cache is None or key is None or cell is None:
+            return await self._send_with_retries(messages, params, body)
         if cache_only.get():
             raise CacheMiss
         cache.missed()
@@ -1082,7 +1117,9 @@ def _content_text(content: object) -> str:
 
 def _with_seed(extra_body: Mapping[str, Any] | None, seed: int | None) -> dict[str, Any] | None:
     """The request's extra body fields, with ``seed`` unless the user set one."""
-    body = dict(extra_body or {})
+    if not extra_body:  # the usual case: no extra fields, a fresh dict of the seed alone
+        return None if seed is None else {"seed": seed}
+    body = dict(extra_body)
     if seed is not None:
         body.setdefault("seed", seed)
     return body or None
