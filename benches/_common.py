@@ -197,23 +197,21 @@ class BenchDesigner(TrioDesigner):
             self.origin = trio.current_time()
 
     def _open_models(
-        self, config: Any, changes: Any, cache: Any = None, ahead: Any = None
+        self, config: Any, changes: Any, cache: Any = None
     ) -> AbstractAsyncContextManager[Any]:
         if not config.models:
             return nullcontext(None)
-        return self._open(config, changes, cache, ahead)
+        return self._open(config, changes, cache)
 
     @asynccontextmanager
-    async def _open(
-        self, config: Any, changes: Any, cache: Any, ahead: Any = None
-    ) -> AsyncIterator[ModelRegistry]:
+    async def _open(self, config: Any, changes: Any, cache: Any) -> AsyncIterator[ModelRegistry]:
         extra: dict[str, Any] = (
             {"on_limit_change": changes}
             if self._limiter is None
             else {"limiter_factory": self._limiter}  # a fixed limit never changes
         )
         async with open_model_registry(
-            config, simulator_models=self.simulator_models, cache=cache, ahead=ahead, **extra
+            config, simulator_models=self.simulator_models, cache=cache, **extra
         ) as registry:
             self.registry = registry
             if self._on_registry is not None:

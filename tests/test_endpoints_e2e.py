@@ -210,8 +210,8 @@ class _LoggingDesigner(TrioDesigner):
         super().__init__(simulator_models=[model], on_event=seen.on_event)
         self._log = log
 
-    def _open_models(self, config: Any, changes: Any, cache: Any = None, ahead: Any = None) -> Any:
-        opened = super()._open_models(config, changes, cache, ahead)
+    def _open_models(self, config: Any, changes: Any, cache: Any = None) -> Any:
+        opened = super()._open_models(config, changes, cache)
         return _KeepLog(opened, self._log)
 
 

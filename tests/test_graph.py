@@ -331,34 +331,3 @@ def _reaches(upstream: Mapping[str, set[str]], start: str, target: str) -> bool:
                 seen.add(name)
                 frontier.append(name)
     return False
-
-
-def test_the_first_wave_is_the_llm_cells_with_no_model_upstream() -> None:
-    """``first_wave``: per alias, the cells of LLM columns nothing upstream of which waits on
-    a model — through expressions too; a judge of an answer waits."""
-    topic = CategorySampler(name="topic", values=("a", "b"))
-    judge = ModelConfig(alias="judge", model="sim-judge")
-    config = PipelineConfig(
-        columns=(
-            topic,
-            llm("summary", "{{ topic }}"),
-            llm("trivia", "{{ topic }}"),
-            expr("shout", "{{ summary | upper }}"),
-            llm("analysis", "{{ shout }}"),
-            LLMJudgeColumn(
-                name="grade",
-                model="judge",
-                prompt="{{ topic }}",
-                rubrics=(Rubric(name="q", description="quality", scores={"1": "a", "2": "b"}),),
-            ),
-            LLMJudgeColumn(
-                name="grade_summary",
-                model="judge",
-                prompt="{{ summary }}",
-                rubrics=(Rubric(name="q", description="quality", scores={"1": "a", "2": "b"}),),
-            ),
-        ),
-        models=(GEN, judge),
-    )
-    assert ExecutionGraph.from_config(config).first_wave(10) == {"gen": 20, "judge": 10}
-    assert ExecutionGraph.from_config(pipeline(topic)).first_wave(10) == {}

@@ -19,7 +19,7 @@ from trio_designer._core._retry import BackoffPolicy
 from trio_designer._exceptions import ConfigError
 from trio_designer.models import _http
 from trio_designer.models._client import OpenAICompatibleClient
-from trio_designer.models._transport import ConnectFailed, ProtocolViolation, parse_origin
+from trio_designer.models._transport import ProtocolViolation, parse_origin
 
 BIG = 10_000
 NO_RETRY = BackoffPolicy(max_attempts=1)
@@ -155,110 +155,6 @@ def test_request_heads_are_validated_once(proxied: bool) -> None:
     for _ in range(2):
         with pytest.raises(InvalidRequest):
             pool._request_bytes("POST", "/v1/x", bad, b"{}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Connects started ahead of the pool (connect_ahead + ConnectionPool.adopt)
-# ---------------------------------------------------------------------------------------------
-
-
-async def test_the_first_requests_finish_the_adopted_connects(autojump_clock: Any) -> None:
-    """Three connects started before the pool exists carry the first three requests (sent at
-    once): no request opens a connection of its own; afterwards all three are idle."""
-    app = ScriptedApp(default=Reply(delay=1.0))
-    with trio.fail_after(BIG):
-        async with served(app) as url:
-            origin, base = parse_origin(url)
-            started = _http.connect_ahead(origin, 3, proxy=None)
-            assert len(started) == 3
-            pool = _http.ConnectionPool(origin, max_connections=8)
-            try:
-                assert pool.adopt(started) == 3
-                assert pool.waiting_connections == 3
-                async with trio.open_nursery() as nursery:
-                    for _ in range(3):
-                        nursery.start_soon(_chat_on, pool, base)
-                    await trio.testing.wait_all_tasks_blocked()
-                    assert pool.waiting_connections == 0  # all three taken
-                assert app.connections() == 3
-                assert pool.statistics().opened == 3
-                assert pool.waiting_connections == 3  # back, idle
-            finally:
-                await pool.aclose()
-
-
-async def test_a_pool_adopts_no_more_than_it_may_hold(autojump_clock: Any) -> None:
-    """A pool of 2 keeps 2 of 3 adopted connects and closes the third; ``aclose`` closes the
-    ones never taken."""
-    app = ScriptedApp()
-    with trio.fail_after(BIG):
-        async with served(app) as url:
-            origin, _ = parse_origin(url)
-            started = _http.connect_ahead(origin, 3, proxy=None)
-            pool = _http.ConnectionPool(origin, max_connections=2)
-            assert pool.adopt(started) == 2
-            assert started[2].fileno() == -1  # closed
-            assert all(sock.fileno() != -1 for sock in started[:2])
-            assert await pool.open_idle(5, timeout=10) == 0  # the pool is full
-            await pool.aclose()
-            assert all(sock.fileno() == -1 for sock in started)
-
-
-async def test_adopted_connects_expire_like_idle_connections(autojump_clock: Any) -> None:
-    """Adopted connects not taken within the keep-alive expiry are closed when a request
-    looks for a connection; it opens its own."""
-    app = ScriptedApp()
-    with trio.fail_after(BIG):
-        async with served(app) as url:
-            origin, base = parse_origin(url)
-            started = _http.connect_ahead(origin, 2, proxy=None)
-            pool = _http.ConnectionPool(origin, max_connections=4, keepalive_expiry=4.0)
-            try:
-                pool.adopt(started)
-                await trio.sleep(4.0)
-                await _chat_on(pool, base)
-                assert all(sock.fileno() == -1 for sock in started)
-                assert pool.statistics().opened == 1
-                assert pool.waiting_connections == 1
-            finally:
-                await pool.aclose()
-
-
-async def test_a_failed_adopted_connect_leaves_the_request_to_meet_the_failure() -> None:
-    """Nothing listens: the request that takes a (refused) adopted connect drops all of them,
-    connects itself and reports the refusal as ``ConnectFailed``, as without adopted ones."""
-    with trio.socket.socket() as placeholder:
-        await placeholder.bind(("127.0.0.1", 0))
-        port = placeholder.getsockname()[1]  # bound, not listening: connects are refused
-        origin, base = parse_origin(f"http://127.0.0.1:{port}/v1")
-        started = _http.connect_ahead(origin, 2, proxy=None)
-        pool = _http.ConnectionPool(origin, max_connections=4)
-        try:
-            pool.adopt(started)
-            with trio.fail_after(10), pytest.raises(ConnectFailed):
-                await _chat_on(pool, base)
-            assert pool.waiting_connections == 0
-            assert all(sock.fileno() == -1 for sock in started)
-        finally:
-            await pool.aclose()
-
-
-@pytest.mark.parametrize(
-    ("url", "proxied", "count"),
-    [
-        ("https://127.0.0.1:8443/v1", False, 2),  # TLS: a handshake to wait for
-        ("http://localhost:8000/v1", False, 2),  # a name: a lookup to wait for
-        ("http://10.1.2.3:8000/v1", True, 2),  # through a proxy
-        ("http://127.0.0.1:8000/v1", False, 0),
-    ],
-)
-def test_connect_ahead_starts_only_what_needs_no_waiting(
-    url: str, proxied: bool, count: int
-) -> None:
-    origin, _ = parse_origin(url)
-    proxy = _http.proxy_for(origin, {"HTTP_PROXY": "http://proxy:3128"}) if proxied else None
-    assert not proxied or proxy is not None
-    assert _http.connect_ahead(origin, count, proxy=proxy) == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from trio_designer._exceptions import (
     ProviderError,
 )
 from trio_designer.config import (
-    SIMULATOR_PROVIDER,
     InferenceParams,
     LLMTextColumn,
     ModelConfig,
@@ -33,10 +32,8 @@ from trio_designer.config import (
 from trio_designer.models._limiter import AdaptiveLimiter
 from trio_designer.models._registry import (
     MAX_POOL_CONNECTIONS,
-    ConnectionsAhead,
     ModelRegistry,
     ModelUsage,
-    first_wave_connections,
     merge_inference,
     open_model_registry,
     pool_sizes,
@@ -464,56 +461,3 @@ async def test_a_request_waiting_out_its_429_holds_no_slot(autojump_clock: Any) 
                     granted.append(trio.current_time())
                     permit.success()
     assert granted == [0.5]
-
-
-# --------------------------------------------------------------- the first wave's connections
-
-
-def test_first_wave_connections_are_capped_by_ceilings_and_pools() -> None:
-    """Per endpoint at most its ceiling; per provider at most its pool size (the ceilings of
-    its endpoints summed); aliases of one endpoint add up under its ceiling."""
-    local = ModelProvider(name="local", base_url="http://127.0.0.1:9/v1")
-    models = (
-        ModelConfig(alias="gen", model="a", provider="local", max_parallel_requests=16),
-        ModelConfig(alias="gen2", model="a", provider="local", max_parallel_requests=16),
-        ModelConfig(alias="judge", model="b", provider="local", max_parallel_requests=4),
-        ModelConfig(alias="other", model="c", max_parallel_requests=8),
-    )
-    config = pipeline(*models, providers=[local])
-    assert first_wave_connections(config.models, {"gen": 10, "gen2": 10, "judge": 10}) == {
-        "local": 20
-    }
-    assert first_wave_connections(config.models, {"gen": 3, "other": 30, "nope": 5}) == {
-        "local": 3,
-        SIMULATOR_PROVIDER: 8,
-    }
-
-
-async def test_the_registry_adopts_the_connections_started_ahead(autojump_clock: Any) -> None:
-    """``ConnectionsAhead.start`` connects the first wave of a plain-http provider before the
-    registry opens; its client adopts them, the first requests go out on them (no connect of
-    their own), and what no client took is closed with the block."""
-    with trio.fail_after(BIG):
-        async with open_simulator([sim("m", latency=1.0)]) as simulator:
-            config = pipeline(
-                ModelConfig(alias="gen", model="m", provider="local", max_parallel_requests=3),
-                providers=[ModelProvider(name="local", base_url=simulator.url)],
-            )
-            with ConnectionsAhead.start(config, {"gen": 10}) as ahead:
-                async with open_model_registry(config, ahead=ahead) as registry:
-                    client = registry.client("local")
-                    assert client.statistics().opened == 0
-                    async with trio.open_nursery() as nursery:
-                        for _ in range(3):
-                            nursery.start_soon(registry.model("gen").chat, HI)
-                    assert client.statistics().opened == 3  # the adopted connects, finished
-                    await registry.warm_up()  # they are there: nothing more to open
-                    assert client.statistics().opened == 3
-            left = ConnectionsAhead.start(config, {"gen": 2})
-            sockets = left.take("local")
-            assert len(sockets) == 2
-            left = ConnectionsAhead({"local": sockets})
-            with left:
-                pass
-            assert all(sock.fileno() == -1 for sock in sockets)
-            assert ConnectionsAhead.start(keyed_pipeline(), {"gen": 2}).take("hosted") == []
