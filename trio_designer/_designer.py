@@ -14,7 +14,6 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import (
     AbstractAsyncContextManager,
-    AbstractContextManager,
     asynccontextmanager,
     contextmanager,
     nullcontext,
@@ -48,7 +47,7 @@ from .processors._chain import ProcessorChain, finish_dataset, processed_files
 from .processors._run import RowGroupProcessing, earlier_reports, output_columns
 
 if TYPE_CHECKING:
-    from .models._registry import ConnectionsAhead, ModelRegistry
+    from .models._registry import ModelRegistry
 
 _logger = logging.getLogger("trio_designer")
 
@@ -342,69 +341,66 @@ class TrioDesigner:
 
         identity = config if identity is None else identity
         graph, generators, seed, chain = _prepare(config, num_records, await _open_seed(config))
-        # The first wave's connections start now, before anything else is built: the kernel
-        # and the server complete them while the sink opens and the first prompts render.
-        with _connections_ahead(config, graph, num_records) as ahead:
-            try:
-                # Hashing a seed's files reads them: off the trio thread (without a seed, inline).
-                basis = (
-                    fingerprint_basis(identity)
-                    if seed is None
-                    else await trio.to_thread.run_sync(fingerprint_basis, identity)
+        try:
+            # Hashing a seed's files reads them: off the trio thread (without a seed, inline).
+            basis = (
+                fingerprint_basis(identity)
+                if seed is None
+                else await trio.to_thread.run_sync(fingerprint_basis, identity)
+            )
+        except ConfigError as exc:
+            raise config.located(exc) from exc.__cause__
+        if seed is not None:
+            basis["files"].update(seed.identity())
+        resume = resume or force_resume
+        if resume and chain.row_group_steps:
+            chain.merge_earlier(earlier_reports(Path(output_dir)))
+        changes = _LimitChanges()
+        with self._controlled(Path(output_dir)) as control, _single_error():
+            async with (
+                self._open_cache(config) as cache,
+                self._open_models(config, changes, cache) as models,
+                _beside_the_run(models) as disk,
+            ):
+                # The dataset card (README.md) is written with the final record (a run that
+                # ended without an error), built while the row groups are written.
+                sink = ParquetSink(output_dir, card=True)
+                # Refusals (another run in the directory...) are raised here, before any
+                # request; the folders and the first record are written while the first
+                # requests are out (writes and close wait for them).
+                await sink.open(
+                    fingerprint=fingerprint_of(basis),
+                    config=identity.to_dict(lenient=True),
+                    num_records=num_records,
+                    row_group_size=config.run.row_group_size,
+                    resume=resume,
+                    background=disk,
+                    fingerprint_basis=basis,
+                    force_resume=force_resume,
                 )
-            except ConfigError as exc:
-                raise config.located(exc) from exc.__cause__
-            if seed is not None:
-                basis["files"].update(seed.identity())
-            resume = resume or force_resume
-            if resume and chain.row_group_steps:
-                chain.merge_earlier(earlier_reports(Path(output_dir)))
-            changes = _LimitChanges()
-            with self._controlled(Path(output_dir)) as control, _single_error():
-                async with (
-                    self._open_cache(config) as cache,
-                    self._open_models(config, changes, cache, ahead) as models,
-                    _beside_the_run(models) as disk,
-                ):
-                    # The dataset card (README.md) is written with the final record (a run that
-                    # ended without an error), built while the row groups are written.
-                    sink = ParquetSink(output_dir, card=True)
-                    # Refusals (another run in the directory...) are raised here, before any
-                    # request; the folders and the first record are written while the first
-                    # requests are out (writes and close wait for them).
-                    await sink.open(
-                        fingerprint=fingerprint_of(basis),
-                        config=identity.to_dict(lenient=True),
-                        num_records=num_records,
-                        row_group_size=config.run.row_group_size,
-                        resume=resume,
-                        background=disk,
-                        fingerprint_basis=basis,
-                        force_resume=force_resume,
-                    )
-                    done = frozenset(sink.completed_row_groups()) if resume else frozenset()
-                    prior = await _prior_spend(Path(output_dir), sink, done, config)
-                    found = len(done)
-                    if row_groups is not None:
-                        found = len(done & frozenset(row_groups))
-                        done |= _outside(row_groups, num_records, config.run.row_group_size)
-                    result = await self._execute(
-                        config,
-                        graph,
-                        generators,
-                        sink,
-                        num_records,
-                        Path(output_dir),
-                        done,
-                        models,
-                        changes,
-                        control,
-                        chain,
-                        prior,
-                        found=found,
-                    )
-                return result
-            raise AssertionError("unreachable: _controlled raises when the run was stopped")
+                done = frozenset(sink.completed_row_groups()) if resume else frozenset()
+                prior = await _prior_spend(Path(output_dir), sink, done, config)
+                found = len(done)
+                if row_groups is not None:
+                    found = len(done & frozenset(row_groups))
+                    done |= _outside(row_groups, num_records, config.run.row_group_size)
+                result = await self._execute(
+                    config,
+                    graph,
+                    generators,
+                    sink,
+                    num_records,
+                    Path(output_dir),
+                    done,
+                    models,
+                    changes,
+                    control,
+                    chain,
+                    prior,
+                    found=found,
+                )
+            return result
+        raise AssertionError("unreachable: _controlled raises when the run was stopped")
 
     async def preview(self, config: PipelineConfig, *, num_records: int = 5) -> RunResult:
         """Generate ``num_records`` rows in memory (nothing written); for a quick look.
@@ -529,11 +525,7 @@ class TrioDesigner:
         return ResponseCache.open(resolve_cache_dir(explicit))
 
     def _open_models(
-        self,
-        config: PipelineConfig,
-        changes: _LimitChanges,
-        cache: Any = None,
-        ahead: ConnectionsAhead | None = None,
+        self, config: PipelineConfig, changes: _LimitChanges, cache: Any = None
     ) -> AbstractAsyncContextManager[Any]:
         """The model registry (clients, limiters, embedded simulator), or nothing without
         models."""
@@ -549,7 +541,6 @@ class TrioDesigner:
             limiter_factory=factory,
             on_limit_change=changes if reports_limit_changes(factory) else None,
             cache=cache,
-            ahead=ahead,
         )
 
     async def _execute(
@@ -684,18 +675,6 @@ async def _warm_up(models: ModelRegistry, scope: trio.CancelScope) -> None:
     with scope:
         await models.warm_up()
         await models.top_up()
-
-
-def _connections_ahead(
-    config: PipelineConfig, graph: ExecutionGraph, num_records: int
-) -> AbstractContextManager[ConnectionsAhead | None]:
-    """The first wave's connects, started now (``ConnectionsAhead``); nothing without models.
-    Closed at the end of the block unless a client adopted them."""
-    if not config.models:
-        return nullcontext(None)
-    from .models._registry import ConnectionsAhead
-
-    return ConnectionsAhead.start(config, graph.first_wave(num_records))
 
 
 @contextmanager

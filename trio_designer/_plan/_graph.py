@@ -38,7 +38,6 @@ from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError
 from ..config import ColumnConfig, LLMStructuredColumn, PipelineConfig, validate_references
 from ..config._columns import (
-    LLM_COLUMN_CLASSES,
     SeedColumn,
     default_strategy,
     explicit_dependencies,
@@ -128,26 +127,6 @@ class ExecutionGraph:
             priority=_frozen(_priorities(order, downstream)),
             configs=_frozen({c.name: c for c in config.columns}),
         )
-
-    def first_wave(self, num_records: int) -> dict[str, int]:
-        """Model alias -> requests a run of ``num_records`` rows can send at its very start,
-        before any answer: one per cell of each LLM column none of whose (transitive) upstream
-        columns waits on a model, and one per other model-calling column that starts then (an
-        embedding column's cells go in batches; a remote validator). An upper estimate (a
-        ``skip_when`` may skip cells); what is sized from it (the connections opened while a
-        run starts) is capped by the models' limits.
-        """
-        waits: dict[str, bool] = {}  # column -> it or something upstream waits on a model
-        wave: dict[str, int] = {}
-        for name in self.order:
-            upstream_waits = any(waits[up] for up in self.upstream[name])
-            waits[name] = upstream_waits or self.llm_bound[name]
-            alias = getattr(self.configs[name], "model", None)
-            if upstream_waits or not self.llm_bound[name] or not isinstance(alias, str):
-                continue
-            cells = num_records if isinstance(self.configs[name], LLM_COLUMN_CLASSES) else 1
-            wave[alias] = wave.get(alias, 0) + cells
-        return wave
 
     def critical_path(self, latency: Mapping[str, float]) -> float:
         """The longest sum of per-column latencies along any dependency path.

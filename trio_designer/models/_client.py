@@ -51,7 +51,6 @@ import json
 import logging
 import os
 import random
-import socket
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -384,25 +383,13 @@ class OpenAICompatibleClient:
         return self._transport.statistics()
 
     async def warm_up(self, connections: int) -> int:
-        """Open connections (and TLS sessions) before the first request needs them, until
-        ``connections`` are ready (idle, or adopted: :meth:`adopt`); failures are left for the
-        requests to meet. No request is sent. Returns how many were opened (see
-        :meth:`~._http.ConnectionPool.open_idle`). Only the native transport opens connections
-        ahead; the httpx one opens none (0)."""
+        """Open up to ``connections`` connections (and TLS sessions) before the first request
+        needs them; failures are left for the requests to meet. No request is sent. Returns
+        how many were opened (see :meth:`~._http.ConnectionPool.open_idle`). Only the native
+        transport opens connections ahead; the httpx one opens none (0)."""
         if isinstance(self._transport, ConnectionPool):
-            missing = connections - self._transport.waiting_connections
-            return await self._transport.open_idle(missing, timeout=self._timeout)
+            return await self._transport.open_idle(connections, timeout=self._timeout)
         await trio.lowlevel.checkpoint()
-        return 0
-
-    def adopt(self, sockets: Sequence[socket.socket]) -> int:
-        """Take connects started before this client existed (``_http.connect_ahead``) for
-        the first requests; returns how many were kept (see
-        :meth:`~._http.ConnectionPool.adopt`). The httpx transport keeps none (closes them)."""
-        if isinstance(self._transport, ConnectionPool):
-            return self._transport.adopt(sockets)
-        for sock in sockets:
-            sock.close()
         return 0
 
     def sending(self) -> int:

@@ -36,10 +36,9 @@ over both transports); how this pool keeps it:
   sides allow to continue (the whole request sent, the final answer parsed to its end, the
   server keeping the connection alive, no byte after the answer); any exception, the deadline
   or a cancellation closes it (``_exchange``).
-* **Connects started ahead** (:func:`connect_ahead`, :meth:`ConnectionPool.adopt`, and
-  :meth:`ConnectionPool.open_idle`) count as the pool's connections: in use + idle + adopted
-  never exceed ``max_connections``; a request finishes an adopted connect (under its own
-  deadline) rather than start one, and a failed one leaves the request to connect itself.
+* **Connections opened ahead** (:meth:`ConnectionPool.open_idle`) count as the pool's
+  connections: in use + idle never exceed ``max_connections``; like reused ones, the server
+  may have closed them while they waited (``_Stale``).
 * **Idle connections expire** after ``keepalive_expiry`` seconds of *trio's* clock, before the
   usual 5 s of servers (``test_idle_connections_expire_on_trios_clock`` in
   ``tests/test_model_http.py``), and one the server has closed (readable while idle) is
@@ -56,9 +55,7 @@ such exception class is translated.
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 import ssl
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -93,7 +90,6 @@ __all__ = [
     "LOW_LEVEL_ERRORS",
     "ConnectionPool",
     "Proxy",
-    "connect_ahead",
     "proxy_for",
     "translated",
 ]
@@ -229,45 +225,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(shown).__name__}: {text}"
 
 
-def connect_ahead(origin: Origin, count: int, *, proxy: Proxy | None) -> list[socket.socket]:
-    """Start up to ``count`` TCP connects to ``origin`` now, without waiting for any: for a
-    pool that does not exist yet (:meth:`ConnectionPool.adopt` takes them). Synchronous and
-    cheap (a socket and a non-blocking ``connect`` each, ~0.1 ms), so a run can call it the
-    moment it knows its first wave, before it has built anything else; the kernel does the
-    handshake meanwhile.
-
-    Only for what needs no waiting to start: a plain ``http`` origin whose host is a numeric
-    address (no DNS lookup, no TLS handshake), not through a proxy; otherwise, and when a
-    socket cannot be made or the connect fails at once, fewer (or none) are returned and the
-    requests connect as usual (they meet and report any failure).
-    """
-    if count <= 0 or origin.scheme != "http" or proxy is not None:
-        return []
-    try:
-        found = socket.getaddrinfo(
-            origin.host, origin.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
-        )
-    except (OSError, UnicodeError):  # a name (socket.gaierror): the requests resolve it
-        return []
-    family, kind, proto, _, address = found[0]
-    started: list[socket.socket] = []
-    for _ in range(count):
-        try:
-            sock = socket.socket(family, kind, proto)
-        except OSError:
-            break
-        try:
-            sock.setblocking(False)
-            failed = sock.connect_ex(address)
-        except OSError:
-            failed = -1
-        if failed not in (0, errno.EINPROGRESS):
-            sock.close()
-            break
-        started.append(sock)
-    return started
-
-
 class _Answer:
     """What has arrived of the current answer on one connection: the callbacks of httptools'
     response parser (llhttp, in C). The callbacks only collect (an exception raised in one
@@ -352,19 +309,17 @@ class _Connection:
 
     __slots__ = ("ahead", "answer", "exchanges", "idle_since", "reusable", "socket", "stream")
 
-    def __init__(
-        self, stream: trio.abc.Stream, socket: trio.socket.SocketType, *, ahead: bool = False
-    ) -> None:
+    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
         self.stream = stream
         self.socket = socket
         self.answer = _Answer()
+        # Opened before any request needed it (open_idle): like a reused one, the server may
+        # have closed it while it waited (a request then goes again on a new connection).
+        self.ahead = False
         # Set by the round trip: the exchange ended cleanly and both sides allow another.
         self.reusable = False
         self.idle_since = 0.0
         self.exchanges = 0  # completed request/answer pairs
-        # Opened before any request needed it: like a reused one, the server may have closed
-        # it while it waited (a request then goes again on a new connection: _Stale).
-        self.ahead = ahead
 
     def close(self) -> None:
         """Close at once (no TLS close-notify; never blocks, never checkpoints)."""
@@ -402,9 +357,6 @@ class ConnectionPool:
         self._ssl_context = ssl_context
         # Most recently used last; idle_since ascends from the front.
         self._idle: list[_Connection] = []
-        # Connects started ahead of any request (adopt), not yet taken: (started, socket),
-        # oldest first. Counted with the pool's connections (see adopt).
-        self._pending: list[tuple[float, socket.socket]] = []
         self._closed = False
         self._opened = 0
         self._sending = 0  # requests with a slot, before their last byte is sent
@@ -430,63 +382,7 @@ class ConnectionPool:
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
-        self._close_pending()
         await trio.lowlevel.checkpoint()
-
-    def adopt(self, sockets: Sequence[socket.socket]) -> int:
-        """Take connects started ahead (:func:`connect_ahead`) for the next requests; returns
-        how many were kept. Never blocks, never checkpoints.
-
-        A request that finds no idle connection takes the oldest of them and finishes its
-        connect (waits until it is writable, under the request's own deadline) instead of
-        starting one of its own: it was started earlier, so it is ready earlier. If it failed,
-        every adopted connect is dropped (they went to the same address) and the request
-        connects as usual, meeting and reporting the failure itself.
-
-        Invariant (the pool never holds more than ``max_connections``): in use + idle +
-        adopted ≤ ``max_connections`` — what does not fit is closed here, a request starts
-        a connect of its own only when no idle or adopted one is left, and :meth:`open_idle`
-        counts the adopted ones. They expire like idle connections, counted from their start.
-        """
-        room = int(self._slots.total_tokens) - self._connections()
-        kept = [] if self._closed else list(sockets[: max(room, 0)])
-        for sock in sockets[len(kept) :]:
-            sock.close()
-        now = trio.current_time()
-        self._pending.extend((now, sock) for sock in kept)
-        return len(kept)
-
-    def _connections(self) -> int:
-        """Connections in use (at most one per slot taken), idle, or adopted."""
-        return int(self._slots.borrowed_tokens) + len(self._idle) + len(self._pending)
-
-    def _close_pending(self) -> None:
-        pending, self._pending = self._pending, []
-        for _, sock in pending:
-            sock.close()
-
-    async def _take_pending(self) -> _Connection | None:
-        """The oldest adopted connect, finished, or ``None`` (none left; expired; failed)."""
-        now = trio.current_time()
-        while self._pending:
-            since, sock = self._pending.pop(0)
-            if now - since >= self._expiry:
-                sock.close()
-                continue
-            try:
-                await trio.lowlevel.wait_writable(sock)
-                failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            except BaseException:
-                sock.close()
-                raise
-            if failed or self._closed:
-                sock.close()
-                self._close_pending()  # the same address: let the request meet it itself
-                return None
-            tcp = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-            self._opened += 1
-            return _Connection(tcp, tcp.socket, ahead=True)
-        return None
 
     async def open_idle(self, count: int, *, timeout: float) -> int:  # noqa: ASYNC109
         """Open up to ``count`` connections ahead of any request and keep them idle, so the
@@ -509,14 +405,13 @@ class ConnectionPool:
                     if self._closed:
                         connection.close()
                         return
-                    connection.ahead = True
                     connection.idle_since = trio.current_time()
+                    connection.ahead = True
                     self._idle.append(connection)
                     added += 1
 
-        room = int(self._slots.total_tokens) - len(self._pending)
         async with trio.open_nursery() as nursery:
-            for _ in range(min(count, room)):
+            for _ in range(min(count, int(self._slots.total_tokens))):
                 nursery.start_soon(one)
         return added
 
@@ -533,7 +428,7 @@ class ConnectionPool:
         """
         in_use = int(self._slots.borrowed_tokens)
         target = min(int(self._slots.total_tokens), 2 * in_use)
-        missing = target - in_use - len(self._idle) - len(self._pending)
+        missing = target - in_use - len(self._idle)
         if missing <= 0:
             await trio.lowlevel.checkpoint()
             return 0
@@ -621,11 +516,6 @@ class ConnectionPool:
         return prefix + suffix + body
 
     @property
-    def waiting_connections(self) -> int:
-        """Connections ready for the next requests: idle ones and adopted connects."""
-        return len(self._idle) + len(self._pending)
-
-    @property
     def sending(self) -> int:
         """Requests that hold a connection slot and have not sent their last byte yet
         (connecting, or writing): what ``ModelRegistry.top_up`` waits out."""
@@ -633,8 +523,6 @@ class ConnectionPool:
 
     async def _send(self, request: bytes, max_body: int, sending: _Sending) -> Response:
         connection = self._checkout()
-        if connection is None and self._pending:
-            connection = await self._take_pending()
         if connection is not None:
             try:
                 return await self._exchange(connection, request, max_body, sending)

@@ -38,12 +38,11 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, cast, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, final
 
 import attrs
 import trio
@@ -78,7 +77,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_POOL_CONNECTIONS",
-    "ConnectionsAhead",
     "LimiterFactory",
     "ModelHandle",
     "ModelRegistry",
@@ -830,91 +828,6 @@ def pool_sizes(models: Sequence[ModelConfig]) -> dict[str, int]:
     return {p: min(size, MAX_POOL_CONNECTIONS) for p, size in sizes.items()}
 
 
-def first_wave_connections(
-    models: Sequence[ModelConfig], requests: Mapping[str, int]
-) -> dict[str, int]:
-    """Provider name -> connections its first wave of requests needs: ``requests`` (alias ->
-    requests a run can send before any answer, ``ExecutionGraph.first_wave``) summed per
-    endpoint and capped by the endpoint's ceiling (the first limit of its limiter: an adaptive
-    one starts there), then summed per provider and capped by its pool size."""
-    aliases = {m.alias: m for m in models}
-    ceilings = endpoint_ceilings(models)
-    per_endpoint: dict[str, int] = {}
-    providers: dict[str, str] = {}
-    for alias, count in requests.items():
-        model = aliases.get(alias)
-        if model is None or count <= 0:
-            continue
-        name = endpoint_name(model.provider, model.model)
-        providers[name] = model.provider
-        per_endpoint[name] = min(per_endpoint.get(name, 0) + count, ceilings[name])
-    sizes = pool_sizes(models)
-    wave: dict[str, int] = {}
-    for name, count in per_endpoint.items():
-        provider = providers[name]
-        wave[provider] = min(wave.get(provider, 0) + count, sizes[provider])
-    return wave
-
-
-class ConnectionsAhead:
-    """Connects started for a run's first wave before its registry (and its clients) exist.
-
-    ``TrioDesigner.create`` starts them the moment it has built the graph (it knows the first
-    wave then), and hands them to :func:`open_model_registry`, whose clients adopt them
-    (``ConnectionPool.adopt``): the kernel does the handshakes, and the server accepts them,
-    while the run opens its sink and builds its first requests. Only providers whose
-    connections need no waiting to start get any (``models/_http.connect_ahead``: plain http
-    to a numeric address, native transport, no proxy); the others still open
-    :data:`WARM_UP_CONNECTIONS` while the run starts (:meth:`ModelRegistry.warm_up`).
-    Whatever no client adopted is closed when the block ends (a sync context manager).
-    """
-
-    def __init__(self, sockets: Mapping[str, list[socket.socket]] | None = None) -> None:
-        self._sockets: dict[str, list[socket.socket]] = dict(sockets or {})
-
-    @classmethod
-    def start(cls, config: PipelineConfig, requests: Mapping[str, int]) -> ConnectionsAhead:
-        """Start the first wave's connects of ``config``'s providers (see the class). A
-        problem with the configuration (unknown provider, bad URL or proxy) starts none for
-        that provider: the registry reports it when it opens."""
-        from ._http import connect_ahead, proxy_for
-        from ._transport import parse_origin
-
-        started: dict[str, list[socket.socket]] = {}
-        try:
-            providers = _declared_providers(config.models, config.providers)
-        except ConfigError:
-            return cls()
-        for name, count in first_wave_connections(config.models, requests).items():
-            provider = providers.get(name)
-            if provider is None or provider.transport != "native":
-                continue
-            try:
-                origin, _ = parse_origin(provider.base_url)
-                proxy = proxy_for(origin)
-            except ValueError:
-                continue
-            started[name] = connect_ahead(origin, count, proxy=proxy)
-        return cls(started)
-
-    def take(self, provider: str) -> list[socket.socket]:
-        """The connects started for ``provider`` (the caller owns them now)."""
-        return self._sockets.pop(provider, [])
-
-    def close(self) -> None:
-        """Close every connect no client took."""
-        sockets, self._sockets = self._sockets, {}
-        for started in sockets.values():
-            for sock in started:
-                sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
 def _provider_timeouts(models: Sequence[ModelConfig]) -> dict[str, float]:
     """Provider -> the longest model timeout (each request passes its own model's timeout)."""
     timeouts: dict[str, float] = {}
@@ -973,7 +886,6 @@ async def open_model_registry(
     on_limit_change: Callable[[str, Any], None] | None = None,
     rate_limit_retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
     cache: ResponseCache | None = None,
-    ahead: ConnectionsAhead | None = None,
 ) -> AsyncIterator[ModelRegistry]:
     """Open clients (and the embedded simulator, if used) for ``config``'s models.
 
@@ -993,8 +905,6 @@ async def open_model_registry(
         sees the 429 (:meth:`ModelHandle.chat`).
       cache: the run's response cache (``models/_cached.py``), consulted by every alias for
         requests that name their cell; ``None``: no cache.
-      ahead: connects started for the first wave (:class:`ConnectionsAhead`); each client
-        adopts its provider's.
 
     Yields:
       The registry. On exit every client is closed and the simulator is stopped.
@@ -1028,8 +938,6 @@ async def open_model_registry(
             )
             stack.push_async_callback(client.aclose)
             clients[name] = client
-            if ahead is not None:
-                client.adopt(ahead.take(name))
         simulator = None
         if SIMULATOR_PROVIDER in pools:
             from ..simulator import open_simulator
