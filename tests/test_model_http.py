@@ -193,7 +193,7 @@ async def test_informational_answers_are_skipped_and_stray_bytes_end_reuse(
                     )
                     assert (response.status, response.body) == (200, body)
                 assert pool.statistics().opened == 1  # reused
-                assert pool.waiting_connections == 1
+                assert len(pool._idle) == 1  # kept for the next request
                 await pool.aclose()
                 pool = _http.ConnectionPool(origin, max_connections=1)
                 for _ in range(2):
