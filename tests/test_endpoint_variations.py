@@ -1,0 +1,113 @@
+"""Variations of issue 11's scenarios found by the hostile release review (branch hostile21).
+
+Each test is a variation that misbehaved before its fix: real HTTP (the simulator, or a raw-bytes
+server of ``tests/_hostile_server.py`` for what the simulator cannot say), virtual time, a
+deadline. The table of every variation tried, with the ones that held, is in
+``docs/benchmarks.md`` ("Branch `hostile21`: scenario variations").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from _hostile_server import Hostile, answer, answering, completion, hostile_server
+
+from trio_designer import PipelineConfig, RunResult, TrioDesigner
+
+BIG = 10_000  # virtual seconds
+
+
+def pipeline(url: str, *, parallel: int = 4) -> PipelineConfig:
+    return PipelineConfig.from_dict(
+        {
+            "providers": [{"name": "hostile", "base_url": url}],
+            "models": [
+                {
+                    "alias": "gen",
+                    "model": "m",
+                    "provider": "hostile",
+                    "max_parallel_requests": parallel,
+                    "timeout": 5,
+                }
+            ],
+            "run": {"row_group_size": 10},
+            "columns": [
+                {"name": "topic", "kind": "sampler", "sampler": "category", "values": ["a"]},
+                {"name": "text", "kind": "llm_text", "model": "gen", "prompt": "{{ topic }}"},
+            ],
+        }
+    )
+
+
+async def preview(server: Hostile, rows: int) -> tuple[RunResult, float]:
+    start = trio.current_time()
+    with trio.fail_after(BIG):
+        result = await TrioDesigner(cache=False).preview(pipeline(server.url), num_records=rows)
+    return result, trio.current_time() - start
+
+
+def budget_answer(*headers: tuple[str, str]) -> bytes:
+    return answer(body=completion("fine"), headers=headers)
+
+
+# -- rate-limit headers whose reset says the budget is back sooner than a minute ---------------
+
+
+@pytest.mark.deadline(2 * BIG)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # Spent, and full again now (a per-second budget's answer just after its reset).
+        [
+            ("x-ratelimit-limit-requests", "100"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "0s"),
+        ],
+        # Five of 100 left, full again in half a second: a per-second window.
+        [
+            ("x-ratelimit-limit-requests", "100"),
+            ("x-ratelimit-remaining-requests", "5"),
+            ("x-ratelimit-reset-requests", "500ms"),
+        ],
+        # The token budget, likewise.
+        [
+            ("x-ratelimit-limit-tokens", "10000"),
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "20ms"),
+        ],
+        # The IETF draft: nothing left, restored now.
+        [("RateLimit-Policy", '"r";q=100;w=60'), ("RateLimit", '"r";r=0;t=0')],
+    ],
+    ids=["openai-0s", "openai-500ms", "openai-tokens-20ms", "ietf-t0"],
+)
+async def test_a_reset_sooner_than_a_minute_is_believed(
+    autojump_clock: Any, headers: list[tuple[str, str]]
+) -> None:
+    """Before: the bucket refilled per minute whatever ``reset`` said, so 60 requests at a
+    server whose every answer said ``remaining: 0, reset: 0s`` (of 100) took 36 virtual
+    seconds; now the bucket's window is what the reset implies, and the run does not wait."""
+    async with hostile_server(answering(budget_answer(*headers))) as server:
+        result, elapsed = await preview(server, 60)
+    assert result.num_records_written == 60
+    assert not result.failures
+    assert elapsed < 2.0, elapsed
+
+
+@pytest.mark.deadline(2 * BIG)
+async def test_a_per_minute_reset_still_paces_the_run(autojump_clock: Any) -> None:
+    """The control: a reading consistent with a per-minute bucket (nothing left of 100, full
+    again in 36 s — a window of 36 x 100 / 99 s, more than half a minute) paces the run at
+    100 per minute, as before."""
+    headers = [
+        ("x-ratelimit-limit-requests", "100"),
+        ("x-ratelimit-remaining-requests", "0"),
+        ("x-ratelimit-reset-requests", "36s"),
+    ]
+    async with hostile_server(answering(budget_answer(*headers))) as server:
+        result, elapsed = await preview(server, 30)
+    assert result.num_records_written == 30
+    # The first answer empties the bucket; the other 29 wait 0.6 s each (a few were sent
+    # before the first reading came back).
+    assert elapsed >= 0.6 * (30 - 4 - 1), elapsed
