@@ -111,3 +111,62 @@ async def test_a_per_minute_reset_still_paces_the_run(autojump_clock: Any) -> No
     # The first answer empties the bucket; the other 29 wait 0.6 s each (a few were sent
     # before the first reading came back).
     assert elapsed >= 0.6 * (30 - 4 - 1), elapsed
+
+
+# -- a server that accepts and never answers ---------------------------------------------------
+
+
+@pytest.mark.deadline(2 * BIG)
+async def test_a_simulator_that_hangs_every_request_stops_the_run_in_one_timeout(
+    autojump_clock: Any,
+) -> None:
+    """Before: Wide-like columns, 20 rows, 16 in flight, every request hanging, the default
+    60 s timeout: 960 virtual seconds of timeouts and salvage rounds, then an early shutdown
+    (4.3 hours at 4 in flight and 100 rows). Now the third timeout with nothing answered
+    stops the run: one timeout, since the first wave's requests went out together."""
+    from trio_designer import ProviderError
+    from trio_designer.simulator import Faults, SimulatedModel, open_simulator
+
+    hung = SimulatedModel(name="m", faults=Faults(rate_hang=1.0, hang_seconds=3_600))
+    async with open_simulator([hung]) as sim:
+        config = pipeline(sim.url, parallel=16).to_dict()
+        config["models"][0].pop("timeout")  # the default, 60 s
+        with trio.fail_after(BIG), pytest.raises(ProviderError) as info:
+            await TrioDesigner(cache=False).preview(
+                PipelineConfig.from_dict(config), num_records=20
+            )
+        assert trio.current_time() <= 61
+    assert info.value.reason == "silent"
+    assert "answered none of the first 3 requests within the timeout of 60 s" in str(info.value)
+
+
+@pytest.mark.deadline(2 * BIG)
+async def test_a_slow_first_answer_is_not_silence(autojump_clock: Any) -> None:
+    """Two requests time out, then the server answers: it is verified, and later timeouts
+    (however many) are ordinary cell failures, never a stop."""
+    from trio_designer._core._firstcontact import FirstContact
+    from trio_designer.simulator import Latency, SimulatedModel, open_simulator
+
+    # The rule on outcomes (the simulator cannot turn fast in the middle of a run).
+
+    contact = FirstContact()
+    assert not contact.record("timed_out")
+    assert not contact.record("timed_out")
+    assert not contact.record("answered")
+    assert not any(contact.record("timed_out") for _ in range(10))
+    fresh = FirstContact()
+    assert not fresh.record("timed_out")
+    assert not fresh.record("inconclusive")
+    assert not fresh.record("timed_out")
+    assert fresh.record("timed_out")  # the third: silent
+    assert fresh.statistics().timed_out == 3
+
+    # And over real HTTP: answers slower than the timeout for some requests only (lognormal
+    # spread) never stop a run whose other requests are answered.
+    spread = SimulatedModel(name="m", latency=Latency(median=2.0, sigma=1.0))
+    async with open_simulator([spread]) as sim:
+        with trio.fail_after(BIG):
+            result = await TrioDesigner(cache=False).preview(
+                pipeline(sim.url, parallel=2), num_records=20
+            )
+    assert result.num_records_written + len(result.failures) == 20

@@ -300,7 +300,8 @@ class ProviderError(TrioDesignerError):
       base_url: its base URL.
       reason: ``"unreachable"`` (no connection), ``"credentials"`` (401/403) or
         ``"not_found"`` (404 for a model that has had no other answer: a wrong model id or
-        base_url path).
+        base_url path) or ``"silent"`` (connections accepted, but the first requests all
+        timed out with nothing answered).
     """
 
     def __init__(self, message: str, *, provider: str, base_url: str, reason: str) -> None:

@@ -33,8 +33,8 @@ above ours is ignored, because our own level already counts requests the server 
 yet. A ``reset`` that says the budget is full again much sooner than a per-minute bucket
 would refill it (``remaining: 5`` of 100, ``reset: 500ms``; ``0s``; an IETF ``t=0``) means the
 server's window is shorter, and the bucket takes the window that reset implies (see
-:func:`_window_of`). A request refused by the budget (the headers say ``remaining`` cannot pay it) is refunded:
-the server charged nothing.
+:func:`_window_of`). A request refused by the budget (the headers say ``remaining`` cannot
+pay it) is refunded: the server charged nothing.
 
 **Tokens before the answer.** A request's tokens are not known until it is answered, but the
 budget is charged when it is admitted. The estimate (see :class:`TokenEstimator`): the prompt as

@@ -70,6 +70,7 @@ from .._exceptions import (
     ModelConnectionError,
     ModelRateLimitedError,
     ModelServerError,
+    ModelTimeoutError,
 )
 from ._errors import (
     error_from_malformed_response,
@@ -648,7 +649,7 @@ class OpenAICompatibleClient:
             except HTTPError as exc:
                 error = error_from_transport(exc, where=where, secrets=self._secrets)
                 if not self._retries_transport_error(error, attempt):
-                    self._judge_failure(exc, error, attempt, model)
+                    self._judge_failure(exc, error, attempt, model, deadline)
                     raise error from exc
                 delay = self._policy.delay(attempt, self._rng)
             else:
@@ -685,14 +686,26 @@ class OpenAICompatibleClient:
             ) from _status_exception(response)
 
     def _judge_failure(
-        self, exc: HTTPError, error: GenerationError, attempt: int, model: str | None
+        self,
+        exc: HTTPError,
+        error: GenerationError,
+        attempt: int,
+        model: str | None,
+        timeout: float | None,
     ) -> None:
         """Show a final transport failure to :class:`FirstContact`; raise
-        :class:`ProviderError` for no connection before anything worked."""
-        unreachable = isinstance(exc, ConnectFailed | ProxyFailed)
-        if self._contact.record("unreachable" if unreachable else "inconclusive") and (
-            self._fail_fast
-        ):
+        :class:`ProviderError` for no connection, or a third timeout, before anything
+        worked."""
+        outcome: Outcome = (
+            "unreachable"
+            if isinstance(exc, ConnectFailed | ProxyFailed)
+            else "timed_out"
+            if isinstance(error, ModelTimeoutError)
+            else "inconclusive"
+        )
+        if self._contact.record(outcome) and self._fail_fast:
+            if outcome == "timed_out":
+                raise self._provider_error(model, silent_after=timeout) from error
             raise self._provider_error(model, transport=exc, attempts=attempt) from error
 
     def _provider_error(
@@ -705,8 +718,10 @@ class OpenAICompatibleClient:
         attempts: int = 1,
         url: str | None = None,
         consequence: str = "nothing sent to it has worked, so the run stops",
+        silent_after: float | None = None,
     ) -> Exception:
         return provider_error(
+            silent_after=silent_after,
             url=url,
             consequence=consequence,
             provider=self._name,
