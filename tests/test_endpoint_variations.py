@@ -137,7 +137,7 @@ async def test_a_simulator_that_hangs_every_request_stops_the_run_in_one_timeout
             )
         assert trio.current_time() <= 61
     assert info.value.reason == "silent"
-    assert "answered none of the first 3 requests within the timeout of 60 s" in str(info.value)
+    assert "completed none of the first 3 answers within the timeout of 60 s" in str(info.value)
 
 
 @pytest.mark.deadline(2 * BIG)

@@ -534,7 +534,7 @@ async def test_a_server_that_never_answers_stops_the_run(
     assert info.value.reason == "silent"
     assert elapsed <= 3 * 5, elapsed  # at most three timeouts of 5 s one after another
     assert str(info.value).startswith(
-        f"Provider 'hostile' at {server.url} answered none of the first 3 requests within "
+        f"Provider 'hostile' at {server.url} completed none of the first 3 answers within "
         "the timeout of 5 s"
     )
     assert KEY not in str(info.value)

@@ -647,10 +647,10 @@ def provider_error(
     stops = f"; {consequence}" if consequence else ""
     if silent_after is not None:
         return ProviderError(
-            f"{who} answered none of the first {SILENT_TIMEOUTS} requests within the timeout "
-            f"of {silent_after:g} s{stops}. It accepts connections but sends no answer: the "
-            f"server may be hung, still loading the model, or a proxy whose backends are "
-            f"down. Check the server; if its first answers are really that slow, raise the "
+            f"{who} completed none of the first {SILENT_TIMEOUTS} answers within the timeout "
+            f"of {silent_after:g} s{stops}. It accepts connections but sends no whole answer: "
+            f"the server may be hung, trickling, still loading the model, or a proxy whose "
+            f"backends are down. Check the server; if its first answers are really that slow, raise the "
             f"model's timeout.",
             provider=provider,
             base_url=base_url,
