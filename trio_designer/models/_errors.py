@@ -650,8 +650,8 @@ def provider_error(
             f"{who} completed none of the first {SILENT_TIMEOUTS} answers within the timeout "
             f"of {silent_after:g} s{stops}. It accepts connections but sends no whole answer: "
             f"the server may be hung, trickling, still loading the model, or a proxy whose "
-            f"backends are down. Check the server; if its first answers are really that slow, raise the "
-            f"model's timeout.",
+            f"backends are down. Check the server; if its first answers are really that "
+            f"slow, raise the model's timeout.",
             provider=provider,
             base_url=base_url,
             reason="silent",
