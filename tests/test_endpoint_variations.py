@@ -170,3 +170,45 @@ async def test_a_slow_first_answer_is_not_silence(autojump_clock: Any) -> None:
                 pipeline(sim.url, parallel=2), num_records=20
             )
     assert result.num_records_written + len(result.failures) == 20
+
+
+# -- a 503 with Retry-After waits without its slot ---------------------------------------------
+
+
+@pytest.mark.deadline(2 * BIG)
+async def test_a_503_waits_out_its_retry_after_without_holding_the_slot(
+    autojump_clock: Any,
+) -> None:
+    """One slot; the first request is answered 503 with ``Retry-After: 10``, the rest 200.
+    Before: the client slept the 10 s inside the limiter slot, so nothing else was sent until
+    the retry (the second request reached the server at t = 10). Now the slot is given back
+    while the request waits, as for a 429: the other rows go at once, the retry at t = 10."""
+    from _hostile_server import Handler, sequence
+
+    arrivals: list[float] = []
+
+    def timed(step: Handler) -> Handler:
+        async def handler(stream: trio.SocketStream, seen: Hostile) -> None:
+            arrivals.append(trio.current_time())
+            await step(stream, seen)
+
+        return handler
+
+    close = [("connection", "close")]
+    busy = answer(
+        "503 Service Unavailable",
+        b'{"error": {"message": "overloaded", "type": "server_error"}}',
+        headers=[*close, ("retry-after", "10")],
+    )
+    ok = answer(body=completion("fine"), headers=close)
+    handler = sequence(timed(answering(busy, close=True)), timed(answering(ok, close=True)))
+    async with hostile_server(handler) as server:
+        start = trio.current_time()
+        config = pipeline(server.url, parallel=1)
+        with trio.fail_after(BIG):
+            result = await TrioDesigner(cache=False).preview(config, num_records=4)
+    assert result.num_records_written == 4
+    sent = [round(t - start, 3) for t in arrivals]
+    assert len(sent) == 5, sent  # four rows, one of them twice
+    assert sent[1] < 1.0, sent  # the second row did not wait for the first one's retry
+    assert sent[-1] >= 10.0, sent  # the retry waited out the Retry-After

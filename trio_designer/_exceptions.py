@@ -198,13 +198,18 @@ class ModelTimeoutError(RetryableGenerationError):
 
 
 class ModelServerError(RetryableGenerationError):
-    """The endpoint answered with a 5xx status."""
+    """The endpoint answered with a 5xx status.
+
+    ``retry_after`` is the server's ``Retry-After`` (seconds), when it sent one with a
+    502/503/504 (``None`` otherwise).
+    """
 
     def __init__(
         self, message: str, *, status: int, column: str | None = None, row: int | None = None
     ) -> None:
         super().__init__(message, column=column, row=row)
         self.status = status
+        self.retry_after: float | None = None
 
 
 class ModelConnectionError(RetryableGenerationError):
