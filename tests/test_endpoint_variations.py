@@ -212,3 +212,31 @@ async def test_a_503_waits_out_its_retry_after_without_holding_the_slot(
     assert len(sent) == 5, sent  # four rows, one of them twice
     assert sent[1] < 1.0, sent  # the second row did not wait for the first one's retry
     assert sent[-1] >= 10.0, sent  # the retry waited out the Retry-After
+
+
+# -- a load cut counts the answers that raced the 429 ------------------------------------------
+
+
+def test_a_load_cut_counts_answers_that_raced_the_429() -> None:
+    """A hidden limit of 4 behind a ceiling of 6. Four requests fill the server; three more in
+    a row on one slot are refused (load). The server answered one of the four just after
+    refusing the third, and the client read that answer first: 3 are left in flight when the
+    429 is read. The cut used to go to those 3 (below the hidden 4: seen for 3 s in a real
+    run); the answer that raced the 429 is counted, and the cut lands on 4."""
+    from trio_designer._core._aimd import AimdController
+    from trio_designer._core._limits import LimiterPolicy
+
+    ctl = AimdController(6, LimiterPolicy(latency_signal=False))
+    held = [ctl.admit(0.0) for _ in range(4)]
+    first = ctl.admit(0.1)
+    assert ctl.record_rate_limited(first, 0.1005) is None
+    second = ctl.admit(0.1005)
+    assert second.chain == 2
+    assert ctl.record_rate_limited(second, 0.101) is None
+    third = ctl.admit(0.101)
+    assert third.chain == 3
+    ctl.record_success(held[0], 0.1012)  # answered after the refusal, read before it
+    change = ctl.record_rate_limited(third, 0.1015)
+    assert change is not None
+    assert (change.old, change.new) == (6, 4)
+    assert ctl.cliff == 5
