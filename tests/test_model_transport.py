@@ -871,15 +871,29 @@ async def test_a_run_against_an_oversize_server_drops_its_rows_and_ends(
 async def test_a_run_against_a_trickling_server_salvages_then_drops_and_ends(
     transport: str, autojump_clock: Any
 ) -> None:
-    """Every answer trickles: each cell times out once per round (first try and two salvage
-    rounds), then its row is dropped as a timeout, and the run ends."""
+    """The first answer comes whole, every later one trickles: each trickled cell times out
+    once per round (first try and two salvage rounds), then its row is dropped as a timeout,
+    and the run ends. (A server that never answered anything stops the run at its third
+    timeout instead: test_hostile_servers.py::test_a_server_that_never_answers_stops_the_run.)
+    """
+    answered = False
+
+    async def first_whole_then_trickle(stream: trio.SocketStream) -> None:
+        nonlocal answered
+        if not answered:
+            answered = True
+            with suppress(trio.BrokenResourceError):
+                if await read_request(stream):
+                    await stream.send_all(http_response(ANSWER))
+        await trickle(stream)
+
     with trio.fail_after(BIG):
-        async with raw_server(trickle) as url:
+        async with raw_server(first_whole_then_trickle) as url:
             config = one_column_pipeline(url, transport, timeout=5.0)
             start = trio.current_time()
-            result = await TrioDesigner().preview(config, num_records=2)
+            result = await TrioDesigner().preview(config, num_records=3)
             elapsed = trio.current_time() - start
-    assert result.num_records_written == 0
+    assert result.num_records_written == 1
     assert result.num_rows_dropped == 2
     assert {f.error_class for f in result.failures} == {"ModelTimeoutError"}
     assert all(f.attempts == 3 for f in result.failures)

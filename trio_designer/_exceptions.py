@@ -198,13 +198,18 @@ class ModelTimeoutError(RetryableGenerationError):
 
 
 class ModelServerError(RetryableGenerationError):
-    """The endpoint answered with a 5xx status."""
+    """The endpoint answered with a 5xx status.
+
+    ``retry_after`` is the server's ``Retry-After`` (seconds), when it sent one with a
+    502/503/504 (``None`` otherwise).
+    """
 
     def __init__(
         self, message: str, *, status: int, column: str | None = None, row: int | None = None
     ) -> None:
         super().__init__(message, column=column, row=row)
         self.status = status
+        self.retry_after: float | None = None
 
 
 class ModelConnectionError(RetryableGenerationError):
@@ -300,7 +305,8 @@ class ProviderError(TrioDesignerError):
       base_url: its base URL.
       reason: ``"unreachable"`` (no connection), ``"credentials"`` (401/403) or
         ``"not_found"`` (404 for a model that has had no other answer: a wrong model id or
-        base_url path).
+        base_url path) or ``"silent"`` (connections accepted, but the first requests all
+        timed out with nothing answered).
     """
 
     def __init__(self, message: str, *, provider: str, base_url: str, reason: str) -> None:

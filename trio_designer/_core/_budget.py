@@ -30,8 +30,11 @@ estimate of tokens was short) brings our level down to it, less what the request
 the one that carried the reading and still unanswered cost (the server may not have seen
 them yet); a reading
 above ours is ignored, because our own level already counts requests the server has not seen
-yet. A request refused by the budget (the headers say ``remaining`` cannot pay it) is refunded:
-the server charged nothing.
+yet. A ``reset`` that says the budget is full again much sooner than a per-minute bucket
+would refill it (``remaining: 5`` of 100, ``reset: 500ms``; ``0s``; an IETF ``t=0``) means the
+server's window is shorter, and the bucket takes the window that reset implies (see
+:func:`_window_of`). A request refused by the budget (the headers say ``remaining`` cannot
+pay it) is refunded: the server charged nothing.
 
 **Tokens before the answer.** A request's tokens are not known until it is answered, but the
 budget is charged when it is admitted. The estimate (see :class:`TokenEstimator`): the prompt as
@@ -321,11 +324,40 @@ def _observed(
         if limit is None or limit <= 0:
             return None
         level = None if reading.remaining is None else reading.remaining - charged_after
-        return TokenBucket(limit, reading.window, now, level=level)
-    if limit is not None and limit > 0 and (
-        limit != bucket.limit or reading.window != bucket.window
-    ):
-        bucket.resize(limit, reading.window, now)
+        return TokenBucket(limit, _window_of(reading, limit, None), now, level=level)
+    if limit is not None and limit > 0:
+        window = _window_of(reading, limit, bucket.window)
+        if limit != bucket.limit or window != bucket.window:
+            bucket.resize(limit, window, now)
     if reading.remaining is not None:
         bucket.lower_to(reading.remaining - charged_after, now)
     return bucket
+
+
+_MIN_WINDOW = 1e-3
+"""The shortest window a reset may imply (a reset of ``0s``: the budget is full again now)."""
+
+
+def _window_of(reading: BudgetReading, limit: float, current: float | None) -> float:
+    """The window of a budget of ``limit`` that ``reading`` describes.
+
+    The reading's own window (60 s for OpenAI's per-minute budgets, ``w`` for the IETF's),
+    unless its ``reset`` says the budget is full again much sooner than that window would
+    refill it: the server's window is then shorter (a per-second budget under OpenAI's header
+    names, an IETF ``t=0``), and a bucket refilling per minute would pace the run at a fraction
+    of what the server allows (issue 11's hostile review: ``remaining: 5, reset: 500ms`` of
+    100 ran 20x slower than the server allowed). The window implied is ``reset x limit /
+    (limit - remaining - 1)`` — ``remaining`` is whole units, rounded down, so this is the
+    longest window the reading allows — and is believed only below half the reading's window
+    (rounding of ``reset`` cannot get there). A reading that implies nothing (no ``reset``, or
+    ``remaining`` within one of the limit) keeps a window learnt so far (``current``).
+    """
+    remaining, reset = reading.remaining, reading.reset
+    if remaining is not None and reset is not None and limit - remaining - 1.0 > 0:
+        implied = reset * limit / (limit - remaining - 1.0)
+        if implied < reading.window / 2:
+            return max(implied, _MIN_WINDOW)
+        return reading.window
+    if current is not None and current < reading.window:
+        return current
+    return reading.window

@@ -70,6 +70,7 @@ from .._exceptions import (
     ModelConnectionError,
     ModelRateLimitedError,
     ModelServerError,
+    ModelTimeoutError,
 )
 from ._errors import (
     error_from_malformed_response,
@@ -474,16 +475,29 @@ class OpenAICompatibleClient:
         body: bytes,
         timeout: float | None = None,  # noqa: ASYNC109 (see chat)
         max_response_bytes: int | None = None,
+        retry_statuses: bool = True,
     ) -> ChatResponse:
         """:meth:`chat` with the JSON body already encoded (by :class:`ChatBodies` or
         :func:`encode_chat_body`): ``body`` is sent as it is, byte for byte. The model
         registry builds a body once and uses the same bytes for the response cache's key and,
         on a miss, for the request. ``model`` must be the body's ``model`` (it names the
         model in errors and stands in for an answer that names none). Raises as :meth:`chat`.
+
+        ``retry_statuses=False``: a 502/503/504 is raised at once (a :class:`ModelServerError`
+        carrying the server's ``Retry-After``), for a caller that waits without holding a
+        limiter slot (:meth:`status_retry_delay` says how long); broken connections are still
+        retried here.
         """
         where = self._where(model)
         response = await self._request(
-            "POST", "/chat/completions", where, body, timeout, max_response_bytes, model
+            "POST",
+            "/chat/completions",
+            where,
+            body,
+            timeout,
+            max_response_bytes,
+            model,
+            retry_statuses=retry_statuses,
         )
         reply = self._parse(response, where, lambda data: _chat_response(data, model))
         return attrs.evolve(
@@ -624,8 +638,11 @@ class OpenAICompatibleClient:
         timeout: float | None,  # noqa: ASYNC109 (see chat)
         max_response_bytes: int | None,
         model: str | None,
+        *,
+        retry_statuses: bool = True,
     ) -> Response:
-        """Send, retrying 502/503/504 and connection errors; return a success response.
+        """Send, retrying 502/503/504 (unless ``retry_statuses`` is false) and connection
+        errors; return a success response.
 
         Every failure leaves through :mod:`._errors`, chained from the transport's exception
         (for error statuses, an :class:`~._transport.HTTPStatusError` carrying the response).
@@ -648,7 +665,7 @@ class OpenAICompatibleClient:
             except HTTPError as exc:
                 error = error_from_transport(exc, where=where, secrets=self._secrets)
                 if not self._retries_transport_error(error, attempt):
-                    self._judge_failure(exc, error, attempt, model)
+                    self._judge_failure(exc, error, attempt, model, deadline)
                     raise error from exc
                 delay = self._policy.delay(attempt, self._rng)
             else:
@@ -656,6 +673,12 @@ class OpenAICompatibleClient:
                 if response.is_success:
                     return response
                 error = self._status_error(response, where, path)
+                if not retry_statuses and isinstance(error, ModelServerError):
+                    if response.status in RETRY_STATUSES:
+                        error.retry_after = retry_after_from_headers(
+                            response.headers, now=datetime.now(UTC)
+                        )
+                    raise error from _status_exception(response)
                 if not self._retries_status(error, response.status, attempt):
                     raise error from _status_exception(response)
                 delay = self._status_delay(attempt, response.headers)
@@ -685,14 +708,26 @@ class OpenAICompatibleClient:
             ) from _status_exception(response)
 
     def _judge_failure(
-        self, exc: HTTPError, error: GenerationError, attempt: int, model: str | None
+        self,
+        exc: HTTPError,
+        error: GenerationError,
+        attempt: int,
+        model: str | None,
+        timeout: float | None,
     ) -> None:
         """Show a final transport failure to :class:`FirstContact`; raise
-        :class:`ProviderError` for no connection before anything worked."""
-        unreachable = isinstance(exc, ConnectFailed | ProxyFailed)
-        if self._contact.record("unreachable" if unreachable else "inconclusive") and (
-            self._fail_fast
-        ):
+        :class:`ProviderError` for no connection, or a third timeout, before anything
+        worked."""
+        outcome: Outcome = (
+            "unreachable"
+            if isinstance(exc, ConnectFailed | ProxyFailed)
+            else "timed_out"
+            if isinstance(error, ModelTimeoutError)
+            else "inconclusive"
+        )
+        if self._contact.record(outcome) and self._fail_fast:
+            if outcome == "timed_out":
+                raise self._provider_error(model, silent_after=timeout) from error
             raise self._provider_error(model, transport=exc, attempts=attempt) from error
 
     def _provider_error(
@@ -705,8 +740,10 @@ class OpenAICompatibleClient:
         attempts: int = 1,
         url: str | None = None,
         consequence: str = "nothing sent to it has worked, so the run stops",
+        silent_after: float | None = None,
     ) -> Exception:
         return provider_error(
+            silent_after=silent_after,
             url=url,
             consequence=consequence,
             provider=self._name,
@@ -731,6 +768,22 @@ class OpenAICompatibleClient:
             and status in RETRY_STATUSES
             and attempt < self._policy.max_attempts
         )
+
+    @property
+    def transport_retry(self) -> BackoffPolicy:
+        """How often and how patiently 502/503/504 and broken connections are retried."""
+        return self._policy
+
+    def status_retry_delay(self, error: ModelServerError, attempt: int) -> float | None:
+        """How long to wait before sending again a request answered ``error`` (raised with
+        ``retry_statuses=False``) after ``attempt`` attempts: the backoff of the client's own
+        retries, lengthened to the server's ``Retry-After`` (capped); ``None`` when it is not
+        to be retried (not a 502/503/504, or the attempts are used up)."""
+        if error.status not in RETRY_STATUSES or attempt >= self._policy.max_attempts:
+            return None
+        delay = self._policy.delay(attempt, self._rng)
+        hint = error.retry_after
+        return delay if hint is None else max(delay, min(hint, self._policy.cap))
 
     def _status_delay(self, attempt: int, headers: Mapping[str, str]) -> float:
         """Backoff, lengthened to the server's ``Retry-After`` (capped by the policy)."""

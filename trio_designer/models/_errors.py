@@ -45,6 +45,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from .._core._firstcontact import SILENT_TIMEOUTS
 from .._exceptions import (
     GenerationError,
     ModelConnectionError,
@@ -621,6 +622,7 @@ def provider_error(
     secrets: Iterable[str] = (),
     url: str | None = None,
     consequence: str = "nothing sent to it has worked, so the run stops",
+    silent_after: float | None = None,
 ) -> ProviderError:
     """The one message that stops a run whose provider cannot work (no connection, or the
     credentials rejected before any request succeeded): who, where, what happened, what to do.
@@ -638,9 +640,22 @@ def provider_error(
       secrets: strings to replace with ``***``.
       url: the URL a 404 answered (named in its message).
       consequence: what follows, as a clause (``""``: nothing said).
+      silent_after: the timeout (s) of requests that all went unanswered (for ``"silent"``:
+        the server accepts connections and answers nothing).
     """
     who = f"Provider {provider!r} at {base_url}" if provider else f"The endpoint at {base_url}"
     stops = f"; {consequence}" if consequence else ""
+    if silent_after is not None:
+        return ProviderError(
+            f"{who} completed none of the first {SILENT_TIMEOUTS} answers within the timeout "
+            f"of {silent_after:g} s{stops}. It accepts connections but sends no whole answer: "
+            f"the server may be hung, trickling, still loading the model, or a proxy whose "
+            f"backends are down. Check the server; if its first answers are really that "
+            f"slow, raise the model's timeout.",
+            provider=provider,
+            base_url=base_url,
+            reason="silent",
+        )
     if transport is not None:
         detail = excerpt(str(transport), secrets)
         tries = f" ({attempts} attempts)" if attempts > 1 else ""

@@ -60,7 +60,7 @@ from .._core._budget import EndpointBudget, TokenEstimator
 from .._core._cellusage import request_cost
 from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 from .._core._suggest import did_you_mean
-from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError
+from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError, ModelServerError
 from ..config import SIMULATOR_PROVIDER, InferenceParams, ModelConfig, ModelProvider
 from ..config._models import endpoint_name
 from ._backlog import RestingTasks, use_resting_tasks
@@ -435,8 +435,30 @@ class ModelHandle:
     async def _send_with_retries(
         self, messages: Sequence[Mapping[str, Any]], params: InferenceParams, body: bytes
     ) -> ChatResponse:
-        """:meth:`_send`, with a 429 retried in place (see :meth:`chat`)."""
-        return await self._retrying_429s(partial(self._send, messages, params, body))
+        """:meth:`_send`, with a 429 retried in place (see :meth:`chat`), and a 502/503/504
+        too: the slot is given back while the request waits out the server's ``Retry-After``
+        (or the client's backoff), so other cells keep it busy. (The client used to sleep
+        those waits inside the slot: 20 % of 503s with ``Retry-After: 1`` made a Wide run
+        2.9x slower where the same rate of 429s costs 1.24x; hostile review, hostile21.)"""
+        send = partial(self._send, messages, params, body)
+        attempt = 1
+        while True:
+            try:
+                return await self._retrying_429s(send)
+            except ModelServerError as exc:
+                delay = self._client.status_retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+                _logger.info(
+                    "Retrying the request in %.2f s (attempt %d of %d) after: %s",
+                    delay,
+                    attempt + 1,
+                    self._client.transport_retry.max_attempts,
+                    exc,
+                )
+                attempt += 1
+                with self._resting.rest(self._endpoint):  # holds no backlog place meanwhile
+                    await trio.sleep(delay)
 
     async def embed(
         self, texts: Sequence[str] | TextBatch, *, dimensions: int | None = None
@@ -492,6 +514,7 @@ class ModelHandle:
                     body=body,
                     timeout=self._config.timeout,
                     max_response_bytes=self._config.max_response_bytes,
+                    retry_statuses=False,  # retried by _send_with_retries, without the slot
                 )
             except ModelRateLimitedError as exc:
                 permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
