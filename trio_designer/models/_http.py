@@ -465,7 +465,8 @@ class ConnectionPool:
           HTTPError: one of :mod:`._transport`'s subclasses (never ``HTTPStatusError``).
         """
         request = self._request_bytes(method, path, headers, body)
-        async with self._slots:
+        await self._take_slot()
+        try:
             sending = _Sending(self)
             try:
                 with trio.move_on_after(timeout) as deadline:
@@ -475,6 +476,24 @@ class ConnectionPool:
             # The only cancellation that ends up here is our own deadline's.
             assert deadline.cancelled_caught
             raise RequestTimedOut(timeout=timeout)
+        finally:
+            self._slots.release()
+
+    async def _take_slot(self) -> None:
+        """Take a connection slot for the current task (FIFO behind anyone waiting).
+
+        A free slot is taken *without* a schedule point (a cancelled task still raises
+        ``Cancelled`` first): this is the path from a granted request to its bytes on the
+        wire, and ``async with`` on the limiter yielded there, letting every other runnable
+        task of the batch go first — with a wave of requests, each one's send waited for the
+        others' work (``benches/small_runs_chain.py``, "send side"). The request checkpoints
+        right after its bytes leave (trio's ``send`` does) and while it waits for the answer.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._slots.acquire_nowait()  # refuses while anyone waits: FIFO is kept
+        except trio.WouldBlock:
+            await self._slots.acquire()
 
     def _request_bytes(
         self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
