@@ -360,3 +360,30 @@ async def test_a_cancelled_request_takes_no_slot_and_sends_nothing(autojump_cloc
                 assert [r.split(b" ")[1] for r in requests] == [b"/v1/b"]
             finally:
                 await pool.aclose()
+
+
+async def test_a_numeric_address_is_connected_directly(autojump_clock: Any) -> None:
+    """``_open_tcp``: an IP address gets one socket and one ``connect`` (a refusal is the
+    OS's own error, not ``open_tcp_stream``'s "all attempts ... failed"); a name still goes
+    through ``open_tcp_stream``; both give a working stream."""
+
+    async def server(stream: trio.SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send_all(http_response(b"{}"))
+        await stream.aclose()
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with trio.fail_after(BIG):
+        with pytest.raises(ConnectionRefusedError):
+            await _http._open_tcp("127.0.0.1", closed_port)
+        async with raw_server(server) as url:
+            port = parse_origin(url)[0].port
+            for host in ("127.0.0.1", "localhost"):
+                stream = await _http._open_tcp(host, port)
+                try:
+                    await stream.send_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n")
+                    assert (await stream.receive_some(1024)).startswith(b"HTTP/1.1 200")
+                finally:
+                    await stream.aclose()
