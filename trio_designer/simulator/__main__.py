@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._exceptions import ConfigError, MissingDependencyError
-from ._clock import PreciseClock
 from ._models import SimulatedModel
 from ._profile import duplicate_name_problems, parse_model_spec, read_profile
 from ._server import Simulator, serve_simulator
@@ -168,9 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ConfigError, MissingDependencyError) as exc:
             parser.exit(2, f"{parser.prog}: error: {exc}\n")
         try:
-            trio.run(
-                serve_canned_until_signal, canned, args.host, args.port, clock=PreciseClock()
-            )
+            trio.run(serve_canned_until_signal, canned, args.host, args.port)
         except OSError as exc:
             parser.exit(
                 1, f"{parser.prog}: error: cannot serve on {args.host}:{args.port}: {exc}\n"
@@ -182,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     try:
-        trio.run(serve_until_signal, models, args.host, args.port, api_key, clock=PreciseClock())
+        trio.run(serve_until_signal, models, args.host, args.port, api_key)
     except OSError as exc:
         parser.exit(1, f"{parser.prog}: error: cannot serve on {args.host}:{args.port}: {exc}\n")
     return 0
