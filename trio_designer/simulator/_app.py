@@ -460,13 +460,13 @@ class SimulatorApp:
         if outage == math.inf:  # the common case: no scope needed (a few µs per request)
             queued_for = await runtime.enter_service()
             try:
-                await trio.sleep_until(arrived + queued_for + service_time)
+                await _sleep_until(arrived + queued_for + service_time)
             finally:
                 runtime.leave_service()
             return queued_for
         with trio.move_on_at(outage):
             async with runtime.in_service() as queued_for:
-                await trio.sleep_until(arrived + queued_for + service_time)
+                await _sleep_until(arrived + queued_for + service_time)
             return queued_for
         return None
 
@@ -558,3 +558,12 @@ async def _send_server_fault(fault: str, runtime: ModelRuntime, send: Send) -> N
     error = HTTPError(int(fault), message, type="server_error", code=code)
     headers = runtime.ratelimit_headers(trio.current_time())
     await send_json(send, error.status, error.body, headers)
+
+
+async def _sleep_until(deadline: float) -> None:
+    """``trio.sleep_until``, but a deadline already past (a zero-latency model) is a plain
+    checkpoint, as ``trio.sleep(0)`` was, not a cancel scope that fires at once."""
+    if deadline <= trio.current_time():
+        await trio.lowlevel.checkpoint()
+    else:
+        await trio.sleep_until(deadline)
