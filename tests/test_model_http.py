@@ -362,10 +362,11 @@ async def test_a_cancelled_request_takes_no_slot_and_sends_nothing(autojump_cloc
                 await pool.aclose()
 
 
-async def test_a_numeric_address_is_connected_directly(autojump_clock: Any) -> None:
-    """``_open_tcp``: an IP address gets one socket and one ``connect`` (a refusal is the
-    OS's own error, not ``open_tcp_stream``'s "all attempts ... failed"); a name still goes
-    through ``open_tcp_stream``; both give a working stream."""
+async def test_a_numeric_address_is_connected_directly() -> None:
+    """``_open_tcp``: an IP address gets one socket and one ``connect`` (a refusal worded as
+    ``open_tcp_stream`` words it, the OS's error as its cause); a name still goes through
+    ``open_tcp_stream``; both give a working stream. On the real clock: the name's lookup runs
+    in a worker thread, which an autojumping clock would jump past the deadline."""
 
     async def server(stream: trio.SocketStream) -> None:
         while await read_request(stream):
@@ -376,8 +377,10 @@ async def test_a_numeric_address_is_connected_directly(autojump_clock: Any) -> N
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     with trio.fail_after(BIG):
-        with pytest.raises(ConnectionRefusedError):
+        refused = rf"^all attempts to connect to 127\.0\.0\.1:{closed_port} failed$"
+        with pytest.raises(OSError, match=refused) as info:
             await _http._open_tcp("127.0.0.1", closed_port)
+        assert isinstance(info.value.__cause__, ConnectionRefusedError)
         async with raw_server(server) as url:
             port = parse_origin(url)[0].port
             for host in ("127.0.0.1", "localhost"):

@@ -232,7 +232,8 @@ async def _open_tcp(host: str, port: int) -> trio.SocketStream:
     socket ``trio.open_tcp_stream`` would make for it, without its name lookup, nursery and
     task (happy eyeballs has only one address to try there). It sits on the path of every
     request that opens a connection (the first wave: most of its requests). A name goes
-    through ``trio.open_tcp_stream`` (lookup, every address tried). Raises ``OSError``."""
+    through ``trio.open_tcp_stream`` (lookup, every address tried). Raises ``OSError`` (for a
+    numeric address worded as ``open_tcp_stream`` words it, the OS's error as its cause)."""
     try:
         family = _NUMERIC_FAMILIES[ipaddress.ip_address(host).version]
     except ValueError:
@@ -240,6 +241,12 @@ async def _open_tcp(host: str, port: int) -> trio.SocketStream:
     sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
     try:
         await sock.connect((host, port))
+    except OSError as exc:
+        sock.close()
+        # open_tcp_stream's words, so a failure reads as it always did (the fail-fast message
+        # quotes it); the OS's own error is the cause.
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise OSError(f"all attempts to connect to {where} failed") from exc
     except BaseException:
         sock.close()
         raise
