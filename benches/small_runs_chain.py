@@ -8,8 +8,8 @@ each record's chain of LLM cells, from both sides —
 * the client's ``RunResult.traces`` (``run.trace`` on): a cell finished → the next cell of its
   row dispatched (the engine), dispatched → the generator called;
 * the simulator's request log (``GET /log``): answer left − request arrived − 200 ms (the
-  simulator's own overshoot; ``start`` is taken after it parsed the request and drew the
-  answer);
+  simulator's own overshoot; ``start`` is the request's arrival, its body read — until branch
+  ``smallhop`` it was taken after the simulator parsed it and drew its answer);
 * both, paired by rank (the i-th cell to start with the i-th request to arrive; the i-th to
   finish with the i-th answer to leave): the *send side* (generator called → request taken up
   by the simulator) and the *receive side* (answer left → cell finished), each above the run's

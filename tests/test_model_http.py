@@ -8,6 +8,7 @@ as the remedy), and idle expiry on trio's clock.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -275,3 +276,117 @@ async def test_answers_h11_accepted_are_still_accepted(answer: bytes, autojump_c
                 assert pool.statistics().opened == 1
             finally:
                 await pool.aclose()
+
+
+def _peek(fd: int) -> bytes:
+    """The first byte waiting on socket ``fd``, without taking it (``b""``: nothing yet)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return b""
+    finally:
+        sock.detach()
+
+
+async def test_a_request_with_a_free_slot_leaves_before_any_other_task_runs(
+    autojump_clock: Any,
+) -> None:
+    """On an idle connection with a free slot, the request's bytes are on the wire before the
+    request yields to the scheduler (``ConnectionPool._take_slot``): the first other task to
+    run finds them at the server (were there a schedule point before the send, one of twenty
+    tasks would surely run first). The server does not read meanwhile (it waits for them)."""
+    server_sockets: list[int] = []
+    let_it_read = trio.Event()
+
+    async def server(stream: trio.SocketStream) -> None:
+        server_sockets.append(stream.socket.fileno())
+        await read_request(stream)
+        await stream.send_all(http_response(b"{}"))
+        await let_it_read.wait()
+        await read_request(stream)
+        await stream.send_all(http_response(b"{}"))
+        await stream.aclose()
+
+    seen: list[bytes] = []
+
+    async def other_task() -> None:
+        seen.append(_peek(server_sockets[0]))
+        if len(seen) == 20:
+            let_it_read.set()
+
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            origin, base = parse_origin(url)
+            pool = _http.ConnectionPool(origin, max_connections=1)
+            try:
+                await pool.request("GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20)
+                async with trio.open_nursery() as nursery:
+                    for _ in range(20):
+                        nursery.start_soon(other_task)
+                    response = await pool.request(
+                        "GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20
+                    )
+                assert response.status == 200
+                assert pool.statistics().opened == 1
+                assert seen[0] == b"G"  # "GET /v1/models ..." was already there
+            finally:
+                await pool.aclose()
+
+
+async def test_a_cancelled_request_takes_no_slot_and_sends_nothing(autojump_clock: Any) -> None:
+    requests: list[bytes] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        while request := await read_request(stream):
+            requests.append(request)
+            await stream.send_all(http_response(b"{}"))
+        await stream.aclose()
+
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            origin, base = parse_origin(url)
+            pool = _http.ConnectionPool(origin, max_connections=1)
+            try:
+                with trio.CancelScope() as scope:
+                    scope.cancel()
+                    await pool.request("GET", f"{base}/a", [], b"", timeout=60, max_body=1 << 20)
+                assert scope.cancelled_caught
+                assert pool.statistics().in_use == 0
+                response = await pool.request(
+                    "GET", f"{base}/b", [], b"", timeout=60, max_body=1 << 20
+                )  # the slot is free: a leaked one would park this forever (fail_after)
+                assert response.status == 200
+                assert [r.split(b" ")[1] for r in requests] == [b"/v1/b"]
+            finally:
+                await pool.aclose()
+
+
+async def test_a_numeric_address_is_connected_directly() -> None:
+    """``_open_tcp``: an IP address gets one socket and one ``connect`` (a refusal worded as
+    ``open_tcp_stream`` words it, the OS's error as its cause); a name still goes through
+    ``open_tcp_stream``; both give a working stream. On the real clock: the name's lookup runs
+    in a worker thread, which an autojumping clock would jump past the deadline."""
+
+    async def server(stream: trio.SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send_all(http_response(b"{}"))
+        await stream.aclose()
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with trio.fail_after(BIG):
+        refused = rf"^all attempts to connect to 127\.0\.0\.1:{closed_port} failed$"
+        with pytest.raises(OSError, match=refused) as info:
+            await _http._open_tcp("127.0.0.1", closed_port)
+        assert isinstance(info.value.__cause__, ConnectionRefusedError)
+        async with raw_server(server) as url:
+            port = parse_origin(url)[0].port
+            for host in ("127.0.0.1", "localhost"):
+                stream = await _http._open_tcp(host, port)
+                try:
+                    await stream.send_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n")
+                    assert (await stream.receive_some(1024)).startswith(b"HTTP/1.1 200")
+                finally:
+                    await stream.aclose()

@@ -92,3 +92,38 @@ async def test_peaks_never_exceed_pool_sizes(autojump_clock: trio.testing.MockCl
     assert stats.peak_submission <= 3
     assert stats.peak_llm_wait <= 5
     assert (stats.submission_borrowed, stats.llm_wait_borrowed) == (0, 0)
+
+
+async def test_a_free_llm_wait_slot_is_taken_without_a_schedule_point() -> None:
+    """The handoff sits on the path from a cell's dispatch to its request: with a slot free it
+    hands over at once, letting no other task run first (``handoff_to_llm_wait``)."""
+    slots = TaskSlots(2, 2)
+    token = SlotToken()
+    await slots.acquire_submission(token)
+    ran: list[str] = []
+
+    async def other() -> None:
+        ran.append("other")
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):  # were the handoff a schedule point, some would surely run first
+            nursery.start_soon(other)
+        await slots.handoff_to_llm_wait(token)
+        assert token.holds == "llm_wait"
+        assert ran == []  # no schedule point: no other task has run yet
+    assert ran == ["other"] * 20
+    slots.release(token)
+
+
+async def test_a_cancelled_task_is_not_handed_over_even_with_a_free_slot() -> None:
+    slots = TaskSlots(2, 2)
+    token = SlotToken()
+    await slots.acquire_submission(token)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await slots.handoff_to_llm_wait(token)
+    assert scope.cancelled_caught
+    assert token.holds == "submission"  # kept; release returns it
+    slots.release(token)
+    stats = slots.statistics()
+    assert (stats.submission_borrowed, stats.llm_wait_borrowed, stats.handoffs) == (0, 0, 0)

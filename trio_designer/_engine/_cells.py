@@ -305,9 +305,11 @@ async def _hand_off(handoff: Handoff | None) -> None:
     cell free of an extra coroutine).
 
     Invariant: a generator never starts for a row dropped (or a run shut down) while its task
-    parked in the handoff. The handoff ends in a shielded checkpoint, so such a cancellation is
-    seen only after it: hence the explicit check. Checked by ``check_dropped_rows_stop`` and
-    ``check_nothing_starts_after_shutdown`` in ``property_tests/test_engine_scenarios.py``.
+    parked in the handoff. A handoff that parked ends in a shielded checkpoint, so such a
+    cancellation is seen only after it: hence the explicit check (one that found a slot free
+    does not yield at all, and checks for cancellation before taking it). Checked by
+    ``check_dropped_rows_stop`` and ``check_nothing_starts_after_shutdown`` in
+    ``property_tests/test_engine_scenarios.py``.
     """
     if handoff is not None:
         await handoff()

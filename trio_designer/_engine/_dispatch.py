@@ -144,11 +144,22 @@ class TaskSlots:
 
         Parks (still holding the submission slot) until an LLM-wait slot is free; if cancelled
         while parked, the token keeps its submission slot and ``release`` returns it.
+
+        Like :meth:`acquire_submission`, this does *not* yield to the scheduler when an LLM-wait
+        slot is free at once (it still raises if the task's scope was cancelled): the handoff
+        sits on the path from a cell's dispatch to its request, and a scheduler round trip
+        there made every request of a wave wait behind the whole wave's work of that batch
+        (``benches/small_runs_chain.py``: "dispatched -> generator called"). The request that
+        follows checkpoints anyway (the model limiter's ``slot()`` always does).
         """
         if token.holds != "submission":
             await trio.lowlevel.checkpoint()
             return
-        await self._llm_wait.acquire_on_behalf_of(token)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._llm_wait.acquire_on_behalf_of_nowait(token)
+        except trio.WouldBlock:
+            await self._llm_wait.acquire_on_behalf_of(token)
         self._submission.release_on_behalf_of(token)
         token.holds = "llm_wait"
         self._handoffs += 1

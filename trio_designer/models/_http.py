@@ -55,6 +55,7 @@ such exception class is translated.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 import urllib.request
@@ -223,6 +224,36 @@ def _describe(exc: BaseException) -> str:
     shown = cause if cause is not None else exc
     text = str(shown).strip() or "no details"
     return f"{type(shown).__name__}: {text}"
+
+
+async def _open_tcp(host: str, port: int) -> trio.SocketStream:
+    """A TCP connection to ``host``:``port``. A numeric address (the simulator, a local
+    server by IP) is connected directly: one socket, one non-blocking ``connect`` — the same
+    socket ``trio.open_tcp_stream`` would make for it, without its name lookup, nursery and
+    task (happy eyeballs has only one address to try there). It sits on the path of every
+    request that opens a connection (the first wave: most of its requests). A name goes
+    through ``trio.open_tcp_stream`` (lookup, every address tried). Raises ``OSError`` (for a
+    numeric address worded as ``open_tcp_stream`` words it, the OS's error as its cause)."""
+    try:
+        family = _NUMERIC_FAMILIES[ipaddress.ip_address(host).version]
+    except ValueError:
+        return await trio.open_tcp_stream(host, port)
+    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+    try:
+        await sock.connect((host, port))
+    except OSError as exc:
+        sock.close()
+        # open_tcp_stream's words, so a failure reads as it always did (the fail-fast message
+        # quotes it); the OS's own error is the cause.
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise OSError(f"all attempts to connect to {where} failed") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
+_NUMERIC_FAMILIES: Final = {4: trio.socket.AF_INET, 6: trio.socket.AF_INET6}
 
 
 class _Answer:
@@ -465,7 +496,8 @@ class ConnectionPool:
           HTTPError: one of :mod:`._transport`'s subclasses (never ``HTTPStatusError``).
         """
         request = self._request_bytes(method, path, headers, body)
-        async with self._slots:
+        await self._take_slot()
+        try:
             sending = _Sending(self)
             try:
                 with trio.move_on_after(timeout) as deadline:
@@ -475,6 +507,24 @@ class ConnectionPool:
             # The only cancellation that ends up here is our own deadline's.
             assert deadline.cancelled_caught
             raise RequestTimedOut(timeout=timeout)
+        finally:
+            self._slots.release()
+
+    async def _take_slot(self) -> None:
+        """Take a connection slot for the current task (FIFO behind anyone waiting).
+
+        A free slot is taken *without* a schedule point (a cancelled task still raises
+        ``Cancelled`` first): this is the path from a granted request to its bytes on the
+        wire, and ``async with`` on the limiter yielded there, letting every other runnable
+        task of the batch go first — with a wave of requests, each one's send waited for the
+        others' work (``benches/small_runs_chain.py``, "send side"). The request checkpoints
+        right after its bytes leave (trio's ``send`` does) and while it waits for the answer.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._slots.acquire_nowait()  # refuses while anyone waits: FIFO is kept
+        except trio.WouldBlock:
+            await self._slots.acquire()
 
     def _request_bytes(
         self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
@@ -572,7 +622,7 @@ class ConnectionPool:
         target = self._proxy.origin if self._proxy is not None else self._origin
         where = f"could not connect to {target.host}:{target.port}"
         with translated(ConnectFailed, where):
-            tcp = await trio.open_tcp_stream(target.host, target.port)
+            tcp = await _open_tcp(target.host, target.port)
         self._opened += 1
         stream: trio.abc.Stream = tcp
         try:

@@ -81,7 +81,7 @@ EMBEDDING_FAULTS = frozenset({"429", "500", "503", "reset", "hang", "trickle"})
 STATUS_CLOSED = 0
 STATUS_CLIENT_GONE = 499
 
-Handler = Callable[[bytes, Receive, Send], Awaitable[None]]
+Handler = Callable[[bytes, float, Receive, Send], Awaitable[None]]
 
 
 @attrs.frozen(kw_only=True)
@@ -95,6 +95,8 @@ class _Job:
       output_tokens: completion tokens of the normal answer (for ``per_output_token``).
       faults: the fault kinds this kind of request can suffer; others are ignored.
       body: fault → (response body, completion tokens it carries).
+      received: when the request's body had been read (``trio.current_time()``): its arrival,
+        from which its service time counts (see ``SimulatorApp._serve``).
     """
 
     runtime: ModelRuntime
@@ -103,6 +105,7 @@ class _Job:
     output_tokens: int
     faults: frozenset[str]
     body: Callable[[str | None], tuple[bytes, int]]
+    received: float
 
 
 @final
@@ -184,12 +187,13 @@ class SimulatorApp:
         body = await read_body(receive)
         if body is None:
             return  # the client left before sending its request
+        received = trio.current_time()  # the request's arrival: its latency counts from here
         try:
             if not authorized(scope, self._key):
                 self.unauthorized += 1
                 raise unauthorized_error(scope)
             handler = self._route(scope["method"], scope["path"])
-            await handler(body, receive, send)
+            await handler(body, received, receive, send)
         except HTTPError as error:
             await send_json(send, error.status, error.body, error.headers)
 
@@ -197,7 +201,7 @@ class SimulatorApp:
         path = path.rstrip("/")
         if method == "GET" and path.startswith("/v1/models/"):
             name = path.removeprefix("/v1/models/")
-            return lambda body, receive, send: self._one_model(name, send)
+            return lambda body, received, receive, send: self._one_model(name, send)
         if path not in self._routes:
             raise HTTPError(
                 404, f"No route {method} {path}; see GET /v1/models.", code="unknown_url"
@@ -214,20 +218,22 @@ class SimulatorApp:
 
     # ----------------------------------------------------------------- small routes
 
-    async def _list_models(self, body: bytes, receive: Receive, send: Send) -> None:
+    async def _list_models(
+        self, body: bytes, received: float, receive: Receive, send: Send
+    ) -> None:
         await send_json(send, 200, {"object": "list", "data": [model_card(m) for m in self.models]})
 
     async def _one_model(self, name: str, send: Send) -> None:
         await send_json(send, 200, model_card(self._runtime(name).config))
 
-    async def _stats(self, body: bytes, receive: Receive, send: Send) -> None:
+    async def _stats(self, body: bytes, received: float, receive: Receive, send: Send) -> None:
         await send_json(send, 200, self.stats().to_dict())
 
-    async def _log(self, body: bytes, receive: Receive, send: Send) -> None:
+    async def _log(self, body: bytes, received: float, receive: Receive, send: Send) -> None:
         records = [attrs.asdict(record) for record in self.log]
         await send_json(send, 200, {"time": trio.current_time(), "records": records})
 
-    async def _reset(self, body: bytes, receive: Receive, send: Send) -> None:
+    async def _reset(self, body: bytes, received: float, receive: Receive, send: Send) -> None:
         self.reset()
         await send_json(send, 200, {"reset": True})
 
@@ -249,7 +255,7 @@ class SimulatorApp:
 
     # ----------------------------------------------------------------- model routes
 
-    async def _chat(self, body: bytes, receive: Receive, send: Send) -> None:
+    async def _chat(self, body: bytes, received: float, receive: Receive, send: Send) -> None:
         data = json_object(body)
         runtime = self._runtime(data.get("model"))
         name = runtime.config.name
@@ -271,11 +277,12 @@ class SimulatorApp:
             charge=prompt_tokens + (answer.completion_tokens if reserved is None else reserved),
             output_tokens=answer.completion_tokens,
             faults=CHAT_FAULTS,
+            received=received,
             body=respond,
         )
         await self._serve(job, receive, send)
 
-    async def _embeddings(self, body: bytes, receive: Receive, send: Send) -> None:
+    async def _embeddings(self, body: bytes, received: float, receive: Receive, send: Send) -> None:
         data = json_object(body)
         runtime = self._runtime(data.get("model"))
         texts, tokens = embedding_inputs(data.get("input"))
@@ -308,11 +315,12 @@ class SimulatorApp:
             charge=tokens,
             output_tokens=0,
             faults=EMBEDDING_FAULTS,
+            received=received,
             body=respond,
         )
         await self._serve(job, receive, send)
 
-    async def _validate(self, body: bytes, receive: Receive, send: Send) -> None:
+    async def _validate(self, body: bytes, received: float, receive: Receive, send: Send) -> None:
         """A remote validator's batch (:mod:`._validate`), served like an embeddings call."""
         data = json_object(body)
         runtime = self._runtime(data.get("model"))
@@ -327,6 +335,7 @@ class SimulatorApp:
             charge=len(records),
             output_tokens=0,
             faults=EMBEDDING_FAULTS,
+            received=received,
             body=respond,
         )
         await self._serve(job, receive, send)
@@ -339,10 +348,18 @@ class SimulatorApp:
         Statistics and the log are updated, and ``in_flight`` released, *before* each answer
         goes out, so a client that has its answer can rely on them (a trickled answer is
         recorded just before its last byte, and released after it).
+
+        Timing: a request's service time counts from its arrival (``job.received``, its body
+        read), plus whatever it queued for a slot — not from after this process parsed it and
+        drew its answer: that CPU is the simulator's, and with a burst of requests on one
+        thread it would make each later request of the burst late by the work on the ones
+        before it (the small-runs chain diagnostic: "send side"). For the same reason the
+        usual answer's body is built before the wait, so after it only the headers and the
+        write are left. The log's ``start`` is that arrival.
         """
         # One linear story per request, step for step the module docstring's diagram: split
         # further it would hide the order of the checks, which is the behaviour.
-        runtime, start = job.runtime, trio.current_time()
+        runtime, start = job.runtime, job.received
         fault = runtime.arrive(start)
         if fault not in job.faults:
             fault = None
@@ -370,8 +387,10 @@ class SimulatorApp:
             service_time = runtime.config.faults.hang_seconds
         else:
             service_time = runtime.draw_service_time(job.output_tokens)
+        # The usual answer, built while the request waits (see the docstring).
+        ready = job.body(fault) if fault is None else None
         with runtime.admitted_request():
-            service = partial(self._service, runtime, service_time)
+            service = partial(self._service, runtime, service_time, start)
             outcome: float | Gone | None
             if service_time == 0 and runtime.has_free_slot():
                 outcome = await service()  # it cannot wait: no need to watch for departures
@@ -387,7 +406,7 @@ class SimulatorApp:
             self._record(job, start, STATUS_CLOSED, fault="outage", charged=job.charge)
             await send_reset(send)
         else:
-            payload, completion_tokens = job.body(fault)
+            payload, completion_tokens = job.body(fault) if ready is None else ready
             self._record_success(job, start, outcome, fault, completion_tokens)
             headers = runtime.ratelimit_headers(trio.current_time())
             await send_bytes(send, 200, payload, headers)
@@ -431,20 +450,23 @@ class SimulatorApp:
             completion_tokens=completion_tokens,
         )
 
-    async def _service(self, runtime: ModelRuntime, service_time: float) -> float | None:
-        """Wait for a slot, then hold it for ``service_time``; returns the time queued, or
-        None when an outage window opened first (the request is dropped)."""
+    async def _service(
+        self, runtime: ModelRuntime, service_time: float, arrived: float
+    ) -> float | None:
+        """Wait for a slot, then hold it until ``service_time`` after the request ``arrived``
+        plus the time it queued; returns the time queued, or None when an outage window opened
+        first (the request is dropped)."""
         outage = runtime.next_outage(trio.current_time())
         if outage == math.inf:  # the common case: no scope needed (a few µs per request)
             queued_for = await runtime.enter_service()
             try:
-                await trio.sleep(service_time)
+                await _sleep_until(arrived + queued_for + service_time)
             finally:
                 runtime.leave_service()
             return queued_for
         with trio.move_on_at(outage):
             async with runtime.in_service() as queued_for:
-                await trio.sleep(service_time)
+                await _sleep_until(arrived + queued_for + service_time)
             return queued_for
         return None
 
@@ -536,3 +558,12 @@ async def _send_server_fault(fault: str, runtime: ModelRuntime, send: Send) -> N
     error = HTTPError(int(fault), message, type="server_error", code=code)
     headers = runtime.ratelimit_headers(trio.current_time())
     await send_json(send, error.status, error.body, headers)
+
+
+async def _sleep_until(deadline: float) -> None:
+    """``trio.sleep_until``, but a deadline already past (a zero-latency model) is a plain
+    checkpoint, as ``trio.sleep(0)`` was, not a cancel scope that fires at once."""
+    if deadline <= trio.current_time():
+        await trio.lowlevel.checkpoint()
+    else:
+        await trio.sleep_until(deadline)
