@@ -19,8 +19,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_designer import ConfigError
 from trio_designer._cache import (
@@ -36,7 +39,7 @@ from trio_designer._cache import (
 from trio_designer._cache._location import default_cache_dir, resolve_cache_dir
 from trio_designer._cache._store import checksum
 from trio_designer.cli import main
-from trio_designer.models._cached import ResponseCache
+from trio_designer.models._cached import ResponseCache, _hit_response
 from trio_designer.models._client import (
     ChatBodies,
     ChatResponse,
@@ -140,6 +143,45 @@ def test_a_key_is_the_sha256_of_the_cell_line_and_the_body_sent() -> None:
         cache_key("http://x/v1", sent, CELL)
         == hashlib.sha256(line.encode() + b"\n" + sent).digest()
     )
+    assert (  # the second time by the kept quoted names: the same key
+        cache_key("http://x/v1", sent, CELL)
+        == hashlib.sha256(line.encode() + b"\n" + sent).digest()
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    endpoint=st.text(max_size=20),
+    column=st.text(max_size=20),
+    run_seed=st.integers(0, 2**64) | st.booleans(),
+    row=st.integers(0, 10**12),
+    seed=st.none() | st.integers(0, 2**31 - 1) | st.booleans(),
+)
+def test_a_key_is_the_canonical_line_for_any_cell(
+    endpoint: str, column: str, run_seed: int, row: int, seed: int | None
+) -> None:
+    """The hand-written cell line (names quoted once, ints as their repr) is the canonical
+    JSON line, for any names (unicode, quotes, control characters, lone surrogates) and
+    values, on the first call (the canonical encoder) and on later ones (the names kept)."""
+    line = json.dumps(
+        [KEY_VERSION, endpoint, run_seed, row, column, seed],
+        ensure_ascii=False,
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    try:
+        expected: bytes | type[Exception] = hashlib.sha256(
+            line.encode() + b"\n" + b"{}"
+        ).digest()
+    except UnicodeEncodeError:
+        expected = UnicodeEncodeError
+    cell = CellKey(run_seed, row, column, seed)
+    for _ in range(2):
+        try:
+            got: bytes | type[Exception] = cache_key(endpoint, b"{}", cell)
+        except UnicodeEncodeError:
+            got = UnicodeEncodeError
+        assert got == expected
 
 
 FORMAT = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"b": 1, "a": [2]}}}
@@ -223,6 +265,98 @@ def test_chat_bodies_are_the_bytes_of_the_body(
         encode_chat_body(model, messages, temperature, top_p, max_tokens, response_format, extra)
         == expected
     )
+
+
+_TEXT = st.text(st.characters(codec=None, categories=None), max_size=40) | st.sampled_from(
+    ['"', "\\", "\n\t\x00\x1f\x7f", "\u2028\u2029", "\ud800", "a\udfffb", "é ✓ 😀"]
+)
+_EXTRA = st.one_of(
+    st.none(),
+    st.just({}),
+    st.just({"seed": 5}),
+    st.just({"tools": [{"type": "function"}], "stop": ["\n"]}),
+    st.just({"temperature": 0.9}),  # overrides a field: no template, the general path
+)
+
+
+def _full_body(
+    bodies: ChatBodies, messages: Any, seed: int | None, extra: Any, fmt: Any, *, seeded: bool
+) -> bytes | type[Exception]:
+    """What the registry encoded before templates: ``_with_seed`` then ``ChatBodies.encode``
+    (an exception type where it raises)."""
+    merged = dict(extra or {})
+    if seeded and seed is not None:
+        merged.setdefault("seed", seed)
+    try:
+        return bodies.encode("m\u00e9", messages, 0.5, None, 64, fmt, merged or None)
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    system=st.none() | _TEXT,
+    prompt=_TEXT,
+    seed=st.none() | st.integers(0, 2**31 - 1),
+    extra=_EXTRA,
+    with_format=st.booleans(),
+    seeded=st.booleans(),
+)
+def test_a_body_template_gives_the_full_encodings_bytes(
+    system: str | None,
+    prompt: str,
+    seed: int | None,
+    extra: Any,
+    with_format: bool,
+    seeded: bool,
+) -> None:
+    """A column's body template (fixed text once, the messages and seed per request) gives
+    byte for byte the body of the full encoding — the cache key hashes it — for arbitrary
+    prompt text: unicode, quotes, backslashes, control characters; a lone surrogate (which
+    UTF-8 cannot encode) is left to the full encoding, which raises."""
+    bodies = ChatBodies()
+    fmt = FORMAT if with_format else None
+    messages: list[dict[str, Any]] = []
+    if system is not None:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": prompt})
+    expected = _full_body(bodies, messages, seed, extra, fmt, seeded=seeded)
+    template = bodies.template("m\u00e9", 0.5, None, 64, fmt, extra, seeded=seeded)
+    if (extra is not None and "temperature" in extra) or (seeded and extra and "seed" in extra):
+        assert template is None
+        return
+    assert template is not None
+    got = template.body(messages, seed)
+    if got is None:  # not covered: the caller encodes in full (same bytes, or its error)
+        assert isinstance(expected, type) or (seeded and seed is None)
+    else:
+        assert got == expected
+
+
+def test_a_body_template_leaves_unusual_messages_to_the_full_encoding() -> None:
+    template = ChatBodies().template("m", None, None, None, None, None, seeded=True)
+    assert template is not None
+    assert template.body([_Message(role="user", content="x")], 1) is None
+    assert template.body([{"role": "user", "content": object()}], 1) is None
+    assert template.body([{"role": "user", "content": "x"}], True) is None  # not an int
+    assert template.body([{"role": "user", "content": "a\ud800"}], 1) is None  # not UTF-8
+    assert template.body(({"role": "user", "content": "x"},), 7) == (
+        b'{"model":"m","messages":[{"role":"user","content":"x"}],"seed":7}'
+    )
+
+
+def test_a_hits_response_equals_the_keyword_built_one() -> None:
+    """``_hit_response`` sets ChatResponse's slots directly: it must give the object the
+    keyword ``__init__`` gives, every field included (a new field fails here)."""
+    usage = Usage(input_tokens=3, output_tokens=4, reasoning_tokens=1)
+    built = _hit_response("c", "r", usage, "stop", "m")
+    expected = ChatResponse(
+        content="c", reasoning="r", usage=usage, finish_reason="stop", model="m", cached=True
+    )
+    assert built == expected
+    assert attrs.asdict(built) == attrs.asdict(expected)
+    names = ("content", "reasoning", "usage", "finish_reason", "model", "rate_limits", "cached")
+    assert tuple(f.name for f in attrs.fields(ChatResponse)) == names
 
 
 def test_chat_bodies_refuse_what_json_refuses() -> None:

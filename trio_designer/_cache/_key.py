@@ -88,10 +88,41 @@ _canonical_text = reusable_encoder(sort_keys=True, allow_nan=False)
 def cache_key(endpoint: str, body: bytes, cell: CellKey) -> bytes:
     """The 32-byte key of the request whose JSON body is ``body`` (the bytes sent, without
     headers), sent to ``endpoint`` for ``cell`` (see the module docstring)."""
+    run_seed, row, column, seed = cell.run_seed, cell.row, cell.column, cell.request_seed
+    quoted = _quoted.get(endpoint), _quoted.get(column)
+    if (
+        quoted[0] is None
+        or quoted[1] is None
+        or type(run_seed) is not int
+        or type(row) is not int
+        or (seed is not None and type(seed) is not int)
+    ):
+        return _slow_key(endpoint, body, cell)
+    # The canonical line written by hand: JSON of exact ints is their repr, the endpoint's
+    # and column's strings are quoted once (kept); tests/test_cache_store.py compares the two.
+    seed_text = "null" if seed is None else seed
+    head = f"[{KEY_VERSION},{quoted[0]},{run_seed},{row},{quoted[1]},{seed_text}]\n"
+    return _sha256(head.encode("utf-8") + body).digest()
+
+
+def _slow_key(endpoint: str, body: bytes, cell: CellKey) -> bytes:
+    """:func:`cache_key` by the canonical encoder (and the endpoint's and column's quoted
+    strings kept for the next key)."""
     head = _canonical_text(
         [KEY_VERSION, endpoint, cell.run_seed, cell.row, cell.column, cell.request_seed]
     )
-    return hashlib.sha256(b"%b\n%b" % (head.encode("utf-8"), body)).digest()
+    for text in (endpoint, cell.column):
+        if type(text) is str and text not in _quoted:
+            if len(_quoted) >= _QUOTED_KEPT:
+                _quoted.clear()
+            _quoted[text] = _canonical_text(text)
+    return _sha256(b"%b\n%b" % (head.encode("utf-8"), body)).digest()
+
+
+_sha256 = hashlib.sha256
+_QUOTED_KEPT: Final = 1024
+_quoted: dict[str, str] = {}
+"""Endpoints' and columns' names as JSON strings (a run has a few of each)."""
 
 
 def encode_answer(answer: RawAnswer) -> bytes:
