@@ -36,6 +36,7 @@ from trio_designer._cache import (
     decode_answer,
     encode_answer,
 )
+from trio_designer._cache._key import decode_fields, encode_fields
 from trio_designer._cache._location import default_cache_dir, resolve_cache_dir
 from trio_designer._cache._store import checksum
 from trio_designer.cli import main
@@ -380,6 +381,63 @@ def test_an_answer_round_trips_and_garbage_is_refused() -> None:
     for bad in (b"[]", b'{"content": "x"}', b'["x", null, 1, 2, 3, "stop"]', b"\xff"):
         with pytest.raises(ValueError):  # noqa: PT011 (json's own errors are ValueErrors too)
             decode_answer(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    content=_TEXT,
+    reasoning=st.none() | _TEXT,
+    counts=st.tuples(st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**40))
+    | st.just((True, 0, False)),
+    finish=st.none() | _TEXT,
+    model=_TEXT,
+)
+def test_a_stored_answer_is_the_json_encoders_text(
+    content: str,
+    reasoning: str | None,
+    counts: tuple[int, int, int],
+    finish: str | None,
+    model: str,
+) -> None:
+    """The stored value written by hand is byte for byte the compact JSON of the fields'
+    list (any text: quotes, control characters, unicode; a lone surrogate raises as the
+    encoder's text does; bools go the encoder's way), and decodes to the same fields."""
+    fields = [content, reasoning, *counts, finish, model]
+    try:
+        expected: bytes | type[Exception] = json.dumps(
+            fields, ensure_ascii=False, separators=(",", ":")
+        ).encode("utf-8")
+    except UnicodeEncodeError:
+        expected = UnicodeEncodeError
+    try:
+        got: bytes | type[Exception] = encode_fields(content, reasoning, *counts, finish, model)
+    except UnicodeEncodeError:
+        got = UnicodeEncodeError
+    assert got == expected
+    if isinstance(got, bytes) and type(counts[0]) is int:
+        assert decode_fields(got) == (content, reasoning, *counts, finish, model)
+
+
+def test_put_many_stores_blobs_read_back_as_bytes_with_their_checksum(tmp_path: Path) -> None:
+    """Blobs are bound as bytearrays (no adapter protocol): what is read back is the same
+    bytes, as BLOBs, with a checksum equal to ``checksum`` (blake2b of key + value) — what
+    every release verifies."""
+    with CacheStore(tmp_path) as store:
+        rows = [(b"k" * 32, 7, 0, "summary", b'["a",null,1,2,0,"stop","m"]')]
+        assert store.put_many(rows, now=5.0) == 1
+        assert store.put_many([entry(1)], now=5.0) == 1  # a StoredAnswer, too
+        assert store.get(b"k" * 32) == rows[0][4]
+        assert store.get(entry(1).key) == entry(1).value
+    with sqlite3.connect(tmp_path / "responses.sqlite3") as db:
+        stored = db.execute(
+            "SELECT typeof(key), typeof(value), typeof(checksum), key, value, checksum "
+            "FROM answers ORDER BY row"
+        ).fetchall()
+    db.close()
+    assert stored[0][:3] == ("blob", "blob", "blob")
+    key, value, check = stored[0][3:]
+    assert (type(key), type(value)) == (bytes, bytes)
+    assert check == checksum(key, value) == hashlib.blake2b(key + value, digest_size=16).digest()
 
 
 def test_the_default_directory_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

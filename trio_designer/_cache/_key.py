@@ -41,7 +41,7 @@ from typing import Any, Final
 
 import attrs
 
-from .._core._jsonenc import compact_text, reusable_encoder
+from .._core._jsonenc import compact_text, quote, reusable_encoder
 
 __all__ = [
     "KEY_VERSION",
@@ -120,6 +120,7 @@ def _slow_key(endpoint: str, body: bytes, cell: CellKey) -> bytes:
 
 
 _sha256 = hashlib.sha256
+_quote = quote
 _QUOTED_KEPT: Final = 1024
 _quoted: dict[str, str] = {}
 """Endpoints' and columns' names as JSON strings (a run has a few of each)."""
@@ -147,10 +148,39 @@ def encode_fields(
     finish_reason: str | None,
     model: str,
 ) -> bytes:
-    """:func:`encode_answer` of the fields, without building a :class:`RawAnswer`."""
-    return compact_text(
-        [content, reasoning, input_tokens, output_tokens, reasoning_tokens, finish_reason, model]
-    ).encode("utf-8")
+    """:func:`encode_answer` of the fields, without building a :class:`RawAnswer`.
+
+    Written by hand when the fields have their usual types (strings quoted by the C
+    encoder's own function, exact ints by their ``repr``, ``None`` as ``null``): the same
+    text as the JSON encoder's, without its list and chunk machinery
+    (``tests/test_cache_store.py`` compares the two on arbitrary fields)."""
+    if (
+        type(content) is str
+        and type(model) is str
+        and type(input_tokens) is int
+        and type(output_tokens) is int
+        and type(reasoning_tokens) is int
+        and (reasoning is None or type(reasoning) is str)
+        and (finish_reason is None or type(finish_reason) is str)
+    ):
+        text = (
+            f"[{_quote(content)},{'null' if reasoning is None else _quote(reasoning)},"
+            f"{input_tokens},{output_tokens},{reasoning_tokens},"
+            f"{'null' if finish_reason is None else _quote(finish_reason)},{_quote(model)}]"
+        )
+    else:
+        text = compact_text(
+            [
+                content,
+                reasoning,
+                input_tokens,
+                output_tokens,
+                reasoning_tokens,
+                finish_reason,
+                model,
+            ]
+        )
+    return text.encode("utf-8")
 
 
 def decode_answer(value: bytes) -> RawAnswer:

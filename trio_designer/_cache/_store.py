@@ -95,8 +95,15 @@ _OLD_INDEX: Final = "answers_by_cell"
 
 
 def checksum(key: bytes, value: bytes) -> bytes:
-    """What a row's ``checksum`` must be."""
-    return hashlib.blake2b(key + value, digest_size=16).digest()
+    """What a row's ``checksum`` must be: ``blake2b(key + value, digest_size=16)``, from a
+    hasher set up once and copied (no keyword parsing nor parameter block per value)."""
+    hasher = _BLANK_CHECKSUM.copy()
+    hasher.update(key)
+    hasher.update(value)
+    return hasher.digest()
+
+
+_BLANK_CHECKSUM: Final = hashlib.blake2b(digest_size=16)
 
 
 AnswerRow = tuple[bytes, int, int, str, bytes]
@@ -286,9 +293,17 @@ class CacheStore:
         :class:`StoredAnswer` or the plain tuple of its fields (:data:`AnswerRow`, what a run
         queues: see ``models/_cached.py``)."""
         created = time.time() if now is None else now
-        rows = []
+        # The blobs are bound as bytearrays: the sqlite3 module binds int, float, str and
+        # bytearray as they are, but runs every other type (bytes included) through its
+        # adapter protocol first (a registry look-up and two failed attribute look-ups, one
+        # of which formats an AttributeError): ~3 µs a row of three blobs, more than the
+        # insert itself. SQLite stores the same BLOB either way (read back as bytes).
+        rows: list[tuple[int, int, int, str, bytearray, bytearray, bytearray, float]] = []
+        append, blank, blob = rows.append, _BLANK_CHECKSUM, bytearray
         for entry in entries:
-            if isinstance(entry, StoredAnswer):
+            if type(entry) is tuple:
+                key, run_seed, row, column, value = entry
+            elif isinstance(entry, StoredAnswer):
                 key, run_seed, row, column, value = (
                     entry.key,
                     entry.run_seed,
@@ -298,8 +313,20 @@ class CacheStore:
                 )
             else:
                 key, run_seed, row, column, value = entry
-            rows.append(
-                (key_version, run_seed, row, column, key, value, checksum(key, value), created)
+            hasher = blank.copy()
+            hasher.update(key)
+            hasher.update(value)
+            append(
+                (
+                    key_version,
+                    run_seed,
+                    row,
+                    column,
+                    blob(key),
+                    blob(value),
+                    blob(hasher.digest()),  # checksum(key, value), inline
+                    created,
+                )
             )
         if not rows:
             return 0
