@@ -53,7 +53,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Final, Self
+from typing import Any, Final, Self
 
 import attrs
 
@@ -90,6 +90,17 @@ _TABLE: Final = (
 )
 _AGE_INDEX: Final = "CREATE INDEX IF NOT EXISTS answers_by_age ON answers (created)"
 _COLUMNS: Final = "key_version, run_seed, row, col, key, value, checksum, created"
+_INSERT_MOST: Final = 64
+"""Rows one ``INSERT`` statement writes at most (8 parameters a row: 512, under every SQLite's
+limit of 999 parameters a statement)."""
+_INSERTS: Final = {
+    size: f"INSERT OR IGNORE INTO answers ({_COLUMNS}) VALUES "
+    + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * size)
+    for size in (64, 32, 16, 8, 4, 2, 1)
+}
+"""The statements :meth:`CacheStore.put_many` writes with: a batch is cut into pieces of
+these sizes (64 each, then the binary digits of the rest), so a flush of 512 answers is 8
+statements."""
 _OLD_INDEX: Final = "answers_by_cell"
 """Schema 1's index on ``(run_seed, row)``: dropped (the primary key serves these lookups)."""
 
@@ -298,8 +309,9 @@ class CacheStore:
         # adapter protocol first (a registry look-up and two failed attribute look-ups, one
         # of which formats an AttributeError): ~3 µs a row of three blobs, more than the
         # insert itself. SQLite stores the same BLOB either way (read back as bytes).
-        rows: list[tuple[int, int, int, str, bytearray, bytearray, bytearray, float]] = []
-        append, blank, blob = rows.append, _BLANK_CHECKSUM, bytearray
+        params: list[Any] = []
+        add, blank, blob = params.extend, _BLANK_CHECKSUM, bytearray
+        count = 0
         for entry in entries:
             if type(entry) is tuple:
                 key, run_seed, row, column, value = entry
@@ -316,7 +328,7 @@ class CacheStore:
             hasher = blank.copy()
             hasher.update(key)
             hasher.update(value)
-            append(
+            add(
                 (
                     key_version,
                     run_seed,
@@ -328,16 +340,25 @@ class CacheStore:
                     created,
                 )
             )
-        if not rows:
+            count += 1
+        if not count:
             return 0
         with self._lock:
             before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    f"INSERT OR IGNORE INTO answers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                # Many rows a statement, not one (executemany): the sqlite3 module lets go of
+                # the GIL around every statement's step, and a run's trio thread, which holds
+                # it, then hands it back and forth with this worker thread once per row
+                # (~3 context switches an answer: +0.3 s of system time and more user time
+                # per 1,000 records, docs/benchmarks.md "Branch warmhit2"). One statement per
+                # piece: the same rows inserted, in the same order, in the same transaction.
+                done = 0
+                while done < count:
+                    left = count - done
+                    size = _INSERT_MOST if left >= _INSERT_MOST else 1 << (left.bit_length() - 1)
+                    self._db.execute(_INSERTS[size], params[8 * done : 8 * (done + size)])
+                    done += size
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
