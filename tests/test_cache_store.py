@@ -440,6 +440,23 @@ def test_put_many_stores_blobs_read_back_as_bytes_with_their_checksum(tmp_path: 
     assert check == checksum(key, value) == hashlib.blake2b(key + value, digest_size=16).digest()
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 63, 64, 65, 100, 128, 129, 513])
+def test_put_many_writes_every_row_of_a_batch_of_any_size(tmp_path: Path, size: int) -> None:
+    """A batch is written in multi-row statements of 64, 32, ... 1 rows: every row of any
+    size lands once, a key repeated in the batch or already stored is left alone (the first
+    answer kept), and the count returned is the rows that were new."""
+    with CacheStore(tmp_path) as store:
+        assert store.put_many([entry(n) for n in range(0, size, 2)], now=1.0) == len(
+            range(0, size, 2)
+        )
+        batch: list[Any] = [entry(n) for n in range(size)]
+        batch += [(e.key, e.run_seed, e.row, e.column, b"a later answer") for e in batch[:3]]
+        assert store.put_many(batch, now=2.0) == size - len(range(0, size, 2))
+        loaded = store.load_rows(7, 0, size, ["summary"]).values
+        assert loaded == {entry(n).key: entry(n).value for n in range(size)}
+        assert store.put_many([], now=3.0) == 0
+
+
 def test_the_default_directory_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "trio_designer"
