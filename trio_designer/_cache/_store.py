@@ -10,7 +10,11 @@ Safety:
   was before the batch (SQLite's journal rolls the torn transaction back at the next open).
 * **Checksummed values.** Each row keeps ``blake2b(key + value)``; a row whose checksum does
   not match (a disk that lied, a hand-edited file) is never served: it is a miss, and
-  :meth:`CacheStore.load_rows` counts it in ``corrupt``.
+  :meth:`CacheStore.load_rows` counts it in ``corrupt``. Torn writes do not need it (the
+  transaction, and the WAL's own frame checksums, see to them), but SQLite does not checksum
+  the pages of the database file itself, and the key (a SHA-256 of the request) says nothing
+  about the value stored under it: the checksum is what catches a damaged value, and every
+  release verifies it (so it stays ``blake2b(key + value)``, 16 bytes).
 * **Several processes.** WAL lets readers go on while one process writes; writers wait for
   each other up to :data:`BUSY_TIMEOUT_MS`. ``INSERT OR IGNORE``: two processes that paid for
   the same key keep the first answer (for one key, every answer is equally valid).
