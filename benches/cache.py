@@ -166,8 +166,20 @@ def compare(p: Params, tmp: Path, *, records: int, latency: float) -> dict[str, 
     }
 
 
-def child_run(records: int, kind: str, out: str, cache_dir: str) -> None:
-    """One run of :func:`compare_processes` (in the child): print :func:`one_run`'s JSON."""
+def child_run(
+    records: int, kind: str, out: str, cache_dir: str, flush_interval: float | None = None
+) -> None:
+    """One run of :func:`compare_processes` (in the child): print :func:`one_run`'s JSON.
+
+    ``flush_interval``: the cache writer's flush interval for this run (seconds; default
+    ``FLUSH_INTERVAL``). For instruction counts under valgrind, which runs ~25-60x slower:
+    with the 1 s interval a cold run there flushes far more often per record than natively,
+    and its count grows with its wall time; 60 s gives the native cadence (every 512 answers
+    and at the end). See docs/benchmarks.md, "Branch ``warmhit2``"."""
+    if flush_interval is not None:
+        from trio_designer.models import _cached
+
+        _cached.FLUSH_INTERVAL = flush_interval  # type: ignore[misc]  # a bench's knob
     result = one_run(records, Path(out), cache=kind == "cold", cache_dir=Path(cache_dir))
     print(json.dumps(result), flush=True)
 

@@ -19,8 +19,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_designer import ConfigError
 from trio_designer._cache import (
@@ -33,10 +36,11 @@ from trio_designer._cache import (
     decode_answer,
     encode_answer,
 )
+from trio_designer._cache._key import decode_fields, encode_fields
 from trio_designer._cache._location import default_cache_dir, resolve_cache_dir
 from trio_designer._cache._store import checksum
 from trio_designer.cli import main
-from trio_designer.models._cached import ResponseCache
+from trio_designer.models._cached import ResponseCache, _hit_response
 from trio_designer.models._client import (
     ChatBodies,
     ChatResponse,
@@ -140,6 +144,45 @@ def test_a_key_is_the_sha256_of_the_cell_line_and_the_body_sent() -> None:
         cache_key("http://x/v1", sent, CELL)
         == hashlib.sha256(line.encode() + b"\n" + sent).digest()
     )
+    assert (  # the second time by the kept quoted names: the same key
+        cache_key("http://x/v1", sent, CELL)
+        == hashlib.sha256(line.encode() + b"\n" + sent).digest()
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    endpoint=st.text(max_size=20),
+    column=st.text(max_size=20),
+    run_seed=st.integers(0, 2**64) | st.booleans(),
+    row=st.integers(0, 10**12),
+    seed=st.none() | st.integers(0, 2**31 - 1) | st.booleans(),
+)
+def test_a_key_is_the_canonical_line_for_any_cell(
+    endpoint: str, column: str, run_seed: int, row: int, seed: int | None
+) -> None:
+    """The hand-written cell line (names quoted once, ints as their repr) is the canonical
+    JSON line, for any names (unicode, quotes, control characters, lone surrogates) and
+    values, on the first call (the canonical encoder) and on later ones (the names kept)."""
+    line = json.dumps(
+        [KEY_VERSION, endpoint, run_seed, row, column, seed],
+        ensure_ascii=False,
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    try:
+        expected: bytes | type[Exception] = hashlib.sha256(
+            line.encode() + b"\n" + b"{}"
+        ).digest()
+    except UnicodeEncodeError:
+        expected = UnicodeEncodeError
+    cell = CellKey(run_seed, row, column, seed)
+    for _ in range(2):
+        try:
+            got: bytes | type[Exception] = cache_key(endpoint, b"{}", cell)
+        except UnicodeEncodeError:
+            got = UnicodeEncodeError
+        assert got == expected
 
 
 FORMAT = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"b": 1, "a": [2]}}}
@@ -225,6 +268,98 @@ def test_chat_bodies_are_the_bytes_of_the_body(
     )
 
 
+_TEXT = st.text(st.characters(codec=None, categories=None), max_size=40) | st.sampled_from(
+    ['"', "\\", "\n\t\x00\x1f\x7f", "\u2028\u2029", "\ud800", "a\udfffb", "é ✓ 😀"]
+)
+_EXTRA = st.one_of(
+    st.none(),
+    st.just({}),
+    st.just({"seed": 5}),
+    st.just({"tools": [{"type": "function"}], "stop": ["\n"]}),
+    st.just({"temperature": 0.9}),  # overrides a field: no template, the general path
+)
+
+
+def _full_body(
+    bodies: ChatBodies, messages: Any, seed: int | None, extra: Any, fmt: Any, *, seeded: bool
+) -> bytes | type[Exception]:
+    """What the registry encoded before templates: ``_with_seed`` then ``ChatBodies.encode``
+    (an exception type where it raises)."""
+    merged = dict(extra or {})
+    if seeded and seed is not None:
+        merged.setdefault("seed", seed)
+    try:
+        return bodies.encode("m\u00e9", messages, 0.5, None, 64, fmt, merged or None)
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    system=st.none() | _TEXT,
+    prompt=_TEXT,
+    seed=st.none() | st.integers(0, 2**31 - 1),
+    extra=_EXTRA,
+    with_format=st.booleans(),
+    seeded=st.booleans(),
+)
+def test_a_body_template_gives_the_full_encodings_bytes(
+    system: str | None,
+    prompt: str,
+    seed: int | None,
+    extra: Any,
+    with_format: bool,
+    seeded: bool,
+) -> None:
+    """A column's body template (fixed text once, the messages and seed per request) gives
+    byte for byte the body of the full encoding — the cache key hashes it — for arbitrary
+    prompt text: unicode, quotes, backslashes, control characters; a lone surrogate (which
+    UTF-8 cannot encode) is left to the full encoding, which raises."""
+    bodies = ChatBodies()
+    fmt = FORMAT if with_format else None
+    messages: list[dict[str, Any]] = []
+    if system is not None:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": prompt})
+    expected = _full_body(bodies, messages, seed, extra, fmt, seeded=seeded)
+    template = bodies.template("m\u00e9", 0.5, None, 64, fmt, extra, seeded=seeded)
+    if (extra is not None and "temperature" in extra) or (seeded and extra and "seed" in extra):
+        assert template is None
+        return
+    assert template is not None
+    got = template.body(messages, seed)
+    if got is None:  # not covered: the caller encodes in full (same bytes, or its error)
+        assert isinstance(expected, type) or (seeded and seed is None)
+    else:
+        assert got == expected
+
+
+def test_a_body_template_leaves_unusual_messages_to_the_full_encoding() -> None:
+    template = ChatBodies().template("m", None, None, None, None, None, seeded=True)
+    assert template is not None
+    assert template.body([_Message(role="user", content="x")], 1) is None
+    assert template.body([{"role": "user", "content": object()}], 1) is None
+    assert template.body([{"role": "user", "content": "x"}], True) is None  # not an int
+    assert template.body([{"role": "user", "content": "a\ud800"}], 1) is None  # not UTF-8
+    assert template.body(({"role": "user", "content": "x"},), 7) == (
+        b'{"model":"m","messages":[{"role":"user","content":"x"}],"seed":7}'
+    )
+
+
+def test_a_hits_response_equals_the_keyword_built_one() -> None:
+    """``_hit_response`` sets ChatResponse's slots directly: it must give the object the
+    keyword ``__init__`` gives, every field included (a new field fails here)."""
+    usage = Usage(input_tokens=3, output_tokens=4, reasoning_tokens=1)
+    built = _hit_response("c", "r", usage, "stop", "m")
+    expected = ChatResponse(
+        content="c", reasoning="r", usage=usage, finish_reason="stop", model="m", cached=True
+    )
+    assert built == expected
+    assert attrs.asdict(built) == attrs.asdict(expected)
+    names = ("content", "reasoning", "usage", "finish_reason", "model", "rate_limits", "cached")
+    assert tuple(f.name for f in attrs.fields(ChatResponse)) == names
+
+
 def test_chat_bodies_refuse_what_json_refuses() -> None:
     with pytest.raises(TypeError):
         ChatBodies().encode(
@@ -246,6 +381,80 @@ def test_an_answer_round_trips_and_garbage_is_refused() -> None:
     for bad in (b"[]", b'{"content": "x"}', b'["x", null, 1, 2, 3, "stop"]', b"\xff"):
         with pytest.raises(ValueError):  # noqa: PT011 (json's own errors are ValueErrors too)
             decode_answer(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    content=_TEXT,
+    reasoning=st.none() | _TEXT,
+    counts=st.tuples(st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**40))
+    | st.just((True, 0, False)),
+    finish=st.none() | _TEXT,
+    model=_TEXT,
+)
+def test_a_stored_answer_is_the_json_encoders_text(
+    content: str,
+    reasoning: str | None,
+    counts: tuple[int, int, int],
+    finish: str | None,
+    model: str,
+) -> None:
+    """The stored value written by hand is byte for byte the compact JSON of the fields'
+    list (any text: quotes, control characters, unicode; a lone surrogate raises as the
+    encoder's text does; bools go the encoder's way), and decodes to the same fields."""
+    fields = [content, reasoning, *counts, finish, model]
+    try:
+        expected: bytes | type[Exception] = json.dumps(
+            fields, ensure_ascii=False, separators=(",", ":")
+        ).encode("utf-8")
+    except UnicodeEncodeError:
+        expected = UnicodeEncodeError
+    try:
+        got: bytes | type[Exception] = encode_fields(content, reasoning, *counts, finish, model)
+    except UnicodeEncodeError:
+        got = UnicodeEncodeError
+    assert got == expected
+    if isinstance(got, bytes) and type(counts[0]) is int:
+        assert decode_fields(got) == (content, reasoning, *counts, finish, model)
+
+
+def test_put_many_stores_blobs_read_back_as_bytes_with_their_checksum(tmp_path: Path) -> None:
+    """Blobs are bound as bytearrays (no adapter protocol): what is read back is the same
+    bytes, as BLOBs, with a checksum equal to ``checksum`` (blake2b of key + value) — what
+    every release verifies."""
+    with CacheStore(tmp_path) as store:
+        rows = [(b"k" * 32, 7, 0, "summary", b'["a",null,1,2,0,"stop","m"]')]
+        assert store.put_many(rows, now=5.0) == 1
+        assert store.put_many([entry(1)], now=5.0) == 1  # a StoredAnswer, too
+        assert store.get(b"k" * 32) == rows[0][4]
+        assert store.get(entry(1).key) == entry(1).value
+    with sqlite3.connect(tmp_path / "responses.sqlite3") as db:
+        stored = db.execute(
+            "SELECT typeof(key), typeof(value), typeof(checksum), key, value, checksum "
+            "FROM answers ORDER BY row"
+        ).fetchall()
+    db.close()
+    assert stored[0][:3] == ("blob", "blob", "blob")
+    key, value, check = stored[0][3:]
+    assert (type(key), type(value)) == (bytes, bytes)
+    assert check == checksum(key, value) == hashlib.blake2b(key + value, digest_size=16).digest()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 63, 64, 65, 100, 128, 129, 513])
+def test_put_many_writes_every_row_of_a_batch_of_any_size(tmp_path: Path, size: int) -> None:
+    """A batch is written in multi-row statements of 64, 32, ... 1 rows: every row of any
+    size lands once, a key repeated in the batch or already stored is left alone (the first
+    answer kept), and the count returned is the rows that were new."""
+    with CacheStore(tmp_path) as store:
+        assert store.put_many([entry(n) for n in range(0, size, 2)], now=1.0) == len(
+            range(0, size, 2)
+        )
+        batch: list[Any] = [entry(n) for n in range(size)]
+        batch += [(e.key, e.run_seed, e.row, e.column, b"a later answer") for e in batch[:3]]
+        assert store.put_many(batch, now=2.0) == size - len(range(0, size, 2))
+        loaded = store.load_rows(7, 0, size, ["summary"]).values
+        assert loaded == {entry(n).key: entry(n).value for n in range(size)}
+        assert store.put_many([], now=3.0) == 0
 
 
 def test_the_default_directory_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

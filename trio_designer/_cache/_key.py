@@ -41,7 +41,7 @@ from typing import Any, Final
 
 import attrs
 
-from .._core._jsonenc import compact_text, reusable_encoder
+from .._core._jsonenc import compact_text, quote, reusable_encoder
 
 __all__ = [
     "KEY_VERSION",
@@ -88,10 +88,42 @@ _canonical_text = reusable_encoder(sort_keys=True, allow_nan=False)
 def cache_key(endpoint: str, body: bytes, cell: CellKey) -> bytes:
     """The 32-byte key of the request whose JSON body is ``body`` (the bytes sent, without
     headers), sent to ``endpoint`` for ``cell`` (see the module docstring)."""
+    run_seed, row, column, seed = cell.run_seed, cell.row, cell.column, cell.request_seed
+    quoted = _quoted.get(endpoint), _quoted.get(column)
+    if (
+        quoted[0] is None
+        or quoted[1] is None
+        or type(run_seed) is not int
+        or type(row) is not int
+        or (seed is not None and type(seed) is not int)
+    ):
+        return _slow_key(endpoint, body, cell)
+    # The canonical line written by hand: JSON of exact ints is their repr, the endpoint's
+    # and column's strings are quoted once (kept); tests/test_cache_store.py compares the two.
+    seed_text = "null" if seed is None else seed
+    head = f"[{KEY_VERSION},{quoted[0]},{run_seed},{row},{quoted[1]},{seed_text}]\n"
+    return _sha256(head.encode("utf-8") + body).digest()
+
+
+def _slow_key(endpoint: str, body: bytes, cell: CellKey) -> bytes:
+    """:func:`cache_key` by the canonical encoder (and the endpoint's and column's quoted
+    strings kept for the next key)."""
     head = _canonical_text(
         [KEY_VERSION, endpoint, cell.run_seed, cell.row, cell.column, cell.request_seed]
     )
-    return hashlib.sha256(b"%b\n%b" % (head.encode("utf-8"), body)).digest()
+    for text in (endpoint, cell.column):
+        if type(text) is str and text not in _quoted:
+            if len(_quoted) >= _QUOTED_KEPT:
+                _quoted.clear()
+            _quoted[text] = _canonical_text(text)
+    return _sha256(b"%b\n%b" % (head.encode("utf-8"), body)).digest()
+
+
+_sha256 = hashlib.sha256
+_quote = quote
+_QUOTED_KEPT: Final = 1024
+_quoted: dict[str, str] = {}
+"""Endpoints' and columns' names as JSON strings (a run has a few of each)."""
 
 
 def encode_answer(answer: RawAnswer) -> bytes:
@@ -116,10 +148,39 @@ def encode_fields(
     finish_reason: str | None,
     model: str,
 ) -> bytes:
-    """:func:`encode_answer` of the fields, without building a :class:`RawAnswer`."""
-    return compact_text(
-        [content, reasoning, input_tokens, output_tokens, reasoning_tokens, finish_reason, model]
-    ).encode("utf-8")
+    """:func:`encode_answer` of the fields, without building a :class:`RawAnswer`.
+
+    Written by hand when the fields have their usual types (strings quoted by the C
+    encoder's own function, exact ints by their ``repr``, ``None`` as ``null``): the same
+    text as the JSON encoder's, without its list and chunk machinery
+    (``tests/test_cache_store.py`` compares the two on arbitrary fields)."""
+    if (
+        type(content) is str
+        and type(model) is str
+        and type(input_tokens) is int
+        and type(output_tokens) is int
+        and type(reasoning_tokens) is int
+        and (reasoning is None or type(reasoning) is str)
+        and (finish_reason is None or type(finish_reason) is str)
+    ):
+        text = (
+            f"[{_quote(content)},{'null' if reasoning is None else _quote(reasoning)},"
+            f"{input_tokens},{output_tokens},{reasoning_tokens},"
+            f"{'null' if finish_reason is None else _quote(finish_reason)},{_quote(model)}]"
+        )
+    else:
+        text = compact_text(
+            [
+                content,
+                reasoning,
+                input_tokens,
+                output_tokens,
+                reasoning_tokens,
+                finish_reason,
+                model,
+            ]
+        )
+    return text.encode("utf-8")
 
 
 def decode_answer(value: bytes) -> RawAnswer:

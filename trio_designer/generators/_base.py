@@ -62,14 +62,15 @@ def rng_for(seed: int, row: int, column: str) -> random.Random:
     an int ``n``, and the one attribute ``__init__`` sets. The state is the one ``Random(n)``
     has (``tests/test_generators_base.py`` compares ``getstate()`` and draws).
     """
-    digest = _blake2b(f"{seed}\x00{row}\x00{column}".encode(), digest_size=8).digest()
+    hasher = _BLANK_BLAKE2B.copy()  # blake2b(..., digest_size=8), set up once
+    hasher.update(f"{seed}\x00{row}\x00{column}".encode())
     rng: random.Random = _new_random(random.Random)
-    _seed_random(rng, int.from_bytes(digest, "big"))
+    _seed_random(rng, int.from_bytes(hasher.digest(), "big"))
     rng.gauss_next = None  # type: ignore[attr-defined]  # what Random.seed() also sets
     return rng
 
 
-_blake2b = hashlib.blake2b
+_BLANK_BLAKE2B = hashlib.blake2b(digest_size=8)
 _new_random = random.Random.__new__
 _seed_random = _random.Random.seed  # the C seeding that Random.seed ends in
 

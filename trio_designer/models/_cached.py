@@ -78,6 +78,35 @@ def _virtual_clock() -> bool:
     return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 
 
+_USAGE_MEMO: Final = 4096
+"""Distinct token-count triples :meth:`ResponseCache.get` keeps a shared ``Usage`` for."""
+
+_new_response = object.__new__
+_RESPONSE_SLOTS: Final = tuple(
+    ChatResponse.__dict__[name].__set__  # the slots' descriptors: what attrs' __init__ sets
+    for name in ("content", "reasoning", "usage", "finish_reason", "model", "rate_limits", "cached")
+)
+
+
+def _hit_response(
+    content: str, reasoning: str | None, usage: Usage, finish: str | None, model: str
+) -> ChatResponse:
+    """``ChatResponse(content=..., ..., rate_limits=None, cached=True)``, built by setting its
+    slots directly: attrs' keyword ``__init__`` of a frozen class (one bound ``__setattr__``
+    call per field) was about half of a hit's decoding. ``tests/test_cache.py`` checks that
+    the two are equal, field for field (a field added to ``ChatResponse`` fails it)."""
+    response = _new_response(ChatResponse)
+    s_content, s_reasoning, s_usage, s_finish, s_model, s_limits, s_cached = _RESPONSE_SLOTS
+    s_content(response, content)
+    s_reasoning(response, reasoning)
+    s_usage(response, usage)
+    s_finish(response, finish)
+    s_model(response, model)
+    s_limits(response, None)
+    s_cached(response, True)
+    return response
+
+
 class CacheMiss(Exception):
     """A request of a cache-only pass is not in the cache (internal: never leaves the
     engine)."""
@@ -129,6 +158,9 @@ class ResponseCache:
         self._loaded = 0
         self._corrupt = 0
         self._write_errors = 0
+        # A hit's Usage by its counts: Usage is frozen, so hits with the same counts share one
+        # (a warm run's answers repeat a few hundred count triples; bounded all the same).
+        self._usages: dict[tuple[int, int, int], Usage] = {}
 
     @classmethod
     @asynccontextmanager
@@ -174,14 +206,14 @@ class ResponseCache:
             self._corrupt += 1
             return None
         self._hits += 1
-        return ChatResponse(
-            content=content,
-            reasoning=reasoning,
-            usage=Usage(input_tokens=tin, output_tokens=tout, reasoning_tokens=treason),
-            finish_reason=finish,
-            model=model,
-            cached=True,
-        )
+        counts = (tin, tout, treason)
+        usage = self._usages.get(counts)
+        if usage is None:
+            usage = Usage(input_tokens=tin, output_tokens=tout, reasoning_tokens=treason)
+            if len(self._usages) >= _USAGE_MEMO:
+                self._usages.clear()
+            self._usages[counts] = usage
+        return _hit_response(content, reasoning, usage, finish, model)
 
     def missed(self) -> None:
         """Count a request sent because its answer was not cached."""

@@ -100,6 +100,7 @@ from ._transport import (
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "BodyTemplate",
     "ChatBodies",
     "ChatResponse",
     "EmbeddingResponse",
@@ -1050,8 +1051,69 @@ class ChatBodies:
         for message in messages:
             if type(message) is not dict:
                 raise TypeError
+        head, tail = self._parts(model, temperature, top_p, max_tokens, response_format, extra_body)
+        return (head + compact_text(messages) + tail).encode("utf-8")
+
+    def template(
+        self,
+        model: str,
+        temperature: float | None,
+        top_p: float | None,
+        max_tokens: int | None,
+        response_format: Mapping[str, Any] | None,
+        extra_body: Mapping[str, Any] | None,
+        *,
+        seeded: bool,
+    ) -> BodyTemplate | None:
+        """The body's fixed parts, encoded once, for requests that differ only in their
+        messages and (``seeded``) their ``seed``: everything but the messages when
+        ``seeded`` is false; else ``extra_body`` without a ``seed`` field, to which each
+        request's seed is added last, as :func:`_with_seed` in ``models/_registry.py`` adds
+        it. ``None`` when such a body takes :func:`encode_chat_body`'s general path (an
+        ``extra_body`` that overrides a field, a value the C encoder refuses) — or when the
+        template does not give :meth:`encode`'s bytes for a sample request (checked here, once:
+        a template is never trusted on its own reasoning alone).
+        """
+        if seeded and extra_body and "seed" in extra_body:
+            return None  # the user's seed wins: not a per-request field
+        probe: dict[str, Any] = dict(extra_body or {})
+        if seeded:
+            probe["seed"] = 0
+        try:
+            head, tail = self._parts(
+                model, temperature, top_p, max_tokens, response_format, probe or None
+            )
+        except (TypeError, ValueError):
+            return None
+        if seeded:
+            if not tail.endswith('"seed":0}'):
+                return None
+            tail = tail[:-2]  # up to the seed's value; the closing brace follows it
+        made = BodyTemplate(head, tail, seeded=seeded)
+        sample = [{"role": "user", "content": 'a "sample" \u2028 é \n'}]
+        sample_extra = dict(extra_body or {})
+        if seeded:
+            sample_extra["seed"] = 1234567
+        expected = self.encode(
+            model, sample, temperature, top_p, max_tokens, response_format, sample_extra or None
+        )
+        if made.body(sample, 1234567 if seeded else None) != expected:
+            return None
+        return made
+
+    def _parts(
+        self,
+        model: str,
+        temperature: float | None,
+        top_p: float | None,
+        max_tokens: int | None,
+        response_format: Mapping[str, Any] | None,
+        extra_body: Mapping[str, Any] | None,
+    ) -> tuple[str, str]:
+        """:meth:`_encode`'s text before the messages' value and after it."""
         encode = compact_text
-        parts = ['{"model":', encode(model), ',"messages":', encode(messages)]
+        head = '{"model":' + encode(model) + ',"messages":'
+        parts: list[str] = []
         if temperature is not None:
             parts += (',"temperature":', encode(temperature))
         if top_p is not None:
@@ -1066,7 +1128,7 @@ class ChatBodies:
             parts += (",", encode(extra_body)[1:])  # its fields, and the closing brace
         else:
             parts.append("}")
-        return "".join(parts).encode("utf-8")
+        return head, "".join(parts)
 
     def _format(self, response_format: Mapping[str, Any]) -> str:
         known = self._formats.get(id(response_format))
@@ -1077,6 +1139,47 @@ class ChatBodies:
             self._formats.clear()
         self._formats[id(response_format)] = (response_format, text)
         return text
+
+
+class BodyTemplate:
+    """A chat body's fixed text (:meth:`ChatBodies.template`): per request only the messages
+    are encoded (one C call) and the seed written, between the fixed text around them.
+
+    ``body(messages, seed)`` is :meth:`ChatBodies.encode`'s bytes for the template's fields,
+    those ``messages`` and, when seeded, ``extra_body`` plus ``{"seed": seed}`` — or ``None``
+    for a request the template does not cover (messages that are not a list of dicts, a
+    seed that is not an ``int``, a value the encoder refuses): the caller then encodes the
+    body in full. ``tests/test_cache_store.py`` checks the equality for arbitrary text
+    (hypothesis: unicode, quotes, control characters, lone surrogates).
+    """
+
+    __slots__ = ("_head", "_seeded", "_tail")
+
+    def __init__(self, head: str, tail: str, *, seeded: bool) -> None:
+        self._head = head
+        self._tail = tail
+        self._seeded = seeded
+
+    def body(self, messages: Sequence[Mapping[str, Any]], seed: int | None) -> bytes | None:
+        if type(messages) is not list and type(messages) is not tuple:
+            return None
+        for message in messages:
+            if type(message) is not dict:
+                return None
+        try:
+            text = compact_text(messages)
+        except (TypeError, ValueError, RecursionError):
+            return None
+        if not self._seeded:
+            full = self._head + text + self._tail
+        elif type(seed) is int:
+            full = f"{self._head}{text}{self._tail}{seed}}}"
+        else:
+            return None
+        try:
+            return full.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: the general path words the error
+            return None
 
 
 def _not_json_problem(response: Response) -> str:

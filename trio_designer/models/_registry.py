@@ -66,10 +66,26 @@ from ..config._models import endpoint_name
 from ._backlog import RestingTasks, use_resting_tasks
 from ._cached import CacheMiss, ResponseCache, cache_only
 from ._cellcalls import current as current_cell_usage
-from ._client import ChatBodies, ChatResponse, OpenAICompatibleClient, resolve_api_key
+from ._client import (
+    BodyTemplate,
+    ChatBodies,
+    ChatResponse,
+    OpenAICompatibleClient,
+    resolve_api_key,
+)
 from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter
 
 _T = TypeVar("_T")
+
+_Template = tuple[
+    "InferenceParams | None", "Mapping[str, Any] | None", InferenceParams, "BodyTemplate | None"
+]
+"""A column's (inference, response format) objects, their merged parameters and body template
+(``None``: every body of theirs is encoded in full)."""
+
+_TEMPLATES_KEPT: Final = 64
+"""(inference, response format) pairs a model handle keeps a template for (a run has one per
+LLM column of the alias, plus a probe's)."""
 
 if TYPE_CHECKING:
     from ..config import PipelineConfig
@@ -243,6 +259,7 @@ class ModelHandle:
             SIMULATOR_PROVIDER if config.provider == SIMULATOR_PROVIDER else client.base_url
         )
         self._bodies = ChatBodies()
+        self._templates: dict[tuple[int, int], _Template] = {}
 
     @property
     def alias(self) -> str:
@@ -395,22 +412,51 @@ class ModelHandle:
     ) -> tuple[InferenceParams, bytes, bytes | None, ChatResponse | None]:
         """The request's parameters, its body, its cache key (``None``: the request is not
         cached) and the cached answer (``None``: none)."""
-        params = merge_inference(self._config.inference, inference)
         # The body is encoded once: the cache key hashes these bytes and a miss sends them.
-        body = self._bodies.encode(
-            self._config.model,
-            messages,
-            params.temperature,
-            params.top_p,
-            params.max_tokens,
-            response_format,
-            _with_seed(params.extra_body, seed if self._config.send_seed else None),
-        )
+        # A column's requests share their parameters and response format (the same objects,
+        # call after call): their fixed text is kept, only messages and seed are written.
+        known = self._templates.get((id(inference), id(response_format)))
+        if known is None or known[0] is not inference or known[1] is not response_format:
+            known = self._template(inference, response_format)
+        params, template = known[2], known[3]
+        body = None if template is None else template.body(messages, seed)
+        if body is None:
+            body = self._bodies.encode(
+                self._config.model,
+                messages,
+                params.temperature,
+                params.top_p,
+                params.max_tokens,
+                response_format,
+                _with_seed(params.extra_body, seed if self._config.send_seed else None),
+            )
         cache = self._cache
         if cache is None or cell is None:
             return params, body, None, None
         key = cache_key(self._key_endpoint, body, cell)
         return params, body, key, cache.get(key)
+
+    def _template(
+        self, inference: InferenceParams | None, response_format: Mapping[str, Any] | None
+    ) -> _Template:
+        """The merged parameters and the body template of a column's requests, made once per
+        (inference, response format) pair of objects and kept with them (alive, so their
+        ``id`` cannot be reused while kept)."""
+        params = merge_inference(self._config.inference, inference)
+        template = self._bodies.template(
+            self._config.model,
+            params.temperature,
+            params.top_p,
+            params.max_tokens,
+            response_format,
+            params.extra_body,
+            seeded=self._config.send_seed,
+        )
+        made = (inference, response_format, params, template)
+        if len(self._templates) >= _TEMPLATES_KEPT:
+            self._templates.clear()
+        self._templates[(id(inference), id(response_format))] = made
+        return made
 
     async def _paid(
         self,
