@@ -224,9 +224,17 @@ def summarize_latencies(latencies: Sequence[float]) -> LatencySummary:
     kept = xs[g : n - g]
     mean = statistics.fmean(kept)
     winsorized = [xs[g]] * g + kept + [xs[n - g - 1]] * g
-    spread = statistics.stdev(winsorized) if n > 1 else 0.0
+    spread = _stdev(winsorized) if n > 1 else 0.0
     se = spread / ((1 - 2 * g / n) * math.sqrt(n))
     return LatencySummary(mean=mean, rel_se=se / mean, samples=n)
+
+
+def _stdev(xs: Sequence[float]) -> float:
+    """The sample standard deviation of ``xs`` (``len(xs) >= 2``) in floats: two passes, the
+    squares summed exactly rounded by ``math.fsum`` — ``statistics.stdev`` computes it in exact
+    fractions, ~20x the time, on every summary of every window."""
+    mean = math.fsum(xs) / len(xs)
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def _verify_after(policy: LimiterPolicy) -> int:
