@@ -424,3 +424,19 @@ def test_the_python_fit_check_covers_a_judges_answer() -> None:
     assert not _surely_fits({"quality": {"reasoning": "clear", "score": True}}, judge)
     assert not _surely_fits({"quality": {"reasoning": "\ud800", "score": 1}}, judge)
     assert value_fits({"quality": {"reasoning": "\ud800", "score": 1}}, judge) is not None
+
+
+def test_the_fit_check_gives_up_beyond_its_depth_and_checkers_are_made_once() -> None:
+    """A list nested deeper than the check's depth limit is "not sure" (Arrow decides); the
+    checker of a type object is made once and reused."""
+    from trio_designer._sink import _nested
+
+    deep_type: pa.DataType = pa.int64()
+    deep_value: Any = 1
+    for _ in range(_nested._MAX_DEPTH + 2):
+        deep_type, deep_value = pa.list_(deep_type), [deep_value]
+    assert not _surely_fits(deep_value, deep_type)
+    shallow_type, shallow_value = pa.list_(pa.list_(pa.int64())), [[1, 2], None, []]
+    assert _surely_fits(shallow_value, shallow_type)
+    assert _nested._checker(shallow_type) is _nested._checker(shallow_type)
+    assert _surely_fits(shallow_value, pa.list_(pa.list_(pa.int64())))  # an equal type

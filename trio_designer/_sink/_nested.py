@@ -38,7 +38,7 @@ Pure: no I/O; pyarrow is the only import beyond the standard library (hence ``_s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import pyarrow as pa
@@ -97,41 +97,103 @@ _INT64: Final = range(-(2**63), 2**63)
 _EXACT_FLOAT: Final = range(-(2**53), 2**53 + 1)
 
 
-def _surely_fits(value: Any, data_type: pa.DataType, depth: int = 0) -> bool:
+def _surely_fits(value: Any, data_type: pa.DataType) -> bool:
     """Whether ``value`` certainly converts to ``data_type``; ``False``: not sure (ask
     pyarrow). Exact types only (a ``bool`` is no ``int`` here); a struct value with a key
-    beyond its fields, or without a non-nullable one, is "not sure"."""
-    if value is None:
-        return True
-    kind = type(value)
-    if kind is str:  # a lone surrogate cannot be encoded: Arrow refuses it
-        return bool(data_type == _STRING) and (value.isascii() or _encodes(value))
-    if kind is int:
-        if data_type == _INT64_TYPE:
-            return value in _INT64
-        return bool(data_type == _FLOAT64) and value in _EXACT_FLOAT
-    if kind is float:
-        return bool(data_type == _FLOAT64)
-    if kind is bool:
-        return bool(data_type == _BOOL)
-    if depth > _MAX_DEPTH:
-        return False
-    if kind is list and pa.types.is_list(data_type):
-        item_type = data_type.value_type
-        return all(_surely_fits(item, item_type, depth + 1) for item in value)
-    if kind is dict and pa.types.is_struct(data_type):
-        if len(value) > data_type.num_fields:
-            return False
-        found = 0
-        for field in data_type:
-            if field.name in value:
-                found += 1
-                if not _surely_fits(value[field.name], field.type, depth + 1):
-                    return False
-            elif not field.nullable:
+    beyond its fields, or without a non-nullable one, is "not sure". By the type's checker
+    (:func:`_checker`)."""
+    return _checker(data_type)(value, 0)
+
+
+_Check = Callable[[Any, int], bool]
+_CHECKERS_KEPT: Final = 256
+_checkers: dict[int, tuple[pa.DataType, _Check]] = {}
+"""A checker per Arrow type object, made once: comparing a value's type with an Arrow type (a
+C call each) is done when the checker is made, not for every value of every answer. Keyed by
+the type object's ``id`` (the object kept beside it, so the id cannot be reused while the entry
+stands): hashing a ``pa.DataType`` costs ~5 µs, more than checking a judge's answer (~1.6 µs).
+A generator keeps its column's type object for the run, so a run makes a handful."""
+
+
+def _checker(data_type: pa.DataType) -> _Check:
+    entry = _checkers.get(id(data_type))
+    if entry is not None and entry[0] is data_type:
+        return entry[1]
+    if len(_checkers) >= _CHECKERS_KEPT:
+        _checkers.clear()
+    check = _make_checker(data_type)
+    _checkers[id(data_type)] = (data_type, check)
+    return check
+
+
+def _make_checker(data_type: pa.DataType) -> _Check:
+    """``check(value, depth)``: :func:`_surely_fits` for this type (``None`` fits every type;
+    a list or dict nested deeper than ``_MAX_DEPTH`` is "not sure")."""
+    if data_type == _STRING:
+
+        def check(value: Any, depth: int) -> bool:
+            # a lone surrogate cannot be encoded: Arrow refuses it
+            if type(value) is str:
+                return value.isascii() or _encodes(value)
+            return value is None
+
+    elif data_type == _INT64_TYPE:
+
+        def check(value: Any, depth: int) -> bool:
+            if type(value) is int:
+                return value in _INT64
+            return value is None
+
+    elif data_type == _FLOAT64:
+
+        def check(value: Any, depth: int) -> bool:
+            kind = type(value)
+            if kind is float:
+                return True
+            if kind is int:
+                return value in _EXACT_FLOAT
+            return value is None
+
+    elif data_type == _BOOL:
+
+        def check(value: Any, depth: int) -> bool:
+            return type(value) is bool or value is None
+
+    elif pa.types.is_list(data_type):
+        item = _make_checker(data_type.value_type)
+
+        def check(value: Any, depth: int) -> bool:
+            if type(value) is not list:
+                return value is None
+            if depth > _MAX_DEPTH:
                 return False
-        return found == len(value)
-    return False
+            return all(item(element, depth + 1) for element in value)
+
+    elif pa.types.is_struct(data_type):
+        fields = [(field.name, _make_checker(field.type), field.nullable) for field in data_type]
+        size = len(fields)
+
+        def check(value: Any, depth: int) -> bool:
+            if type(value) is not dict:
+                return value is None
+            if depth > _MAX_DEPTH or len(value) > size:
+                return False
+            found = 0
+            for name, field_check, nullable in fields:
+                if name in value:
+                    found += 1
+                    if not field_check(value[name], depth + 1):
+                        return False
+                elif not nullable:
+                    return False
+            return found == len(value)
+
+    else:
+
+        def check(value: Any, depth: int) -> bool:
+            return value is None
+
+    return check
 
 
 def _encodes(text: str) -> bool:
