@@ -31,6 +31,7 @@ from _hostile_server import Hostile, answer, completion, hostile_server, read_re
 
 from trio_designer import PipelineConfig, TrioDesigner
 from trio_designer._sink import read_cells
+from trio_designer.cli._run import run_summary
 
 BIG = 10_000  # virtual seconds
 LIMIT = 65_536  # the models' max_response_bytes
@@ -142,6 +143,10 @@ async def check_then_resume_healed(
     cells = read_cells(out).to_pylist()
     assert sum(c["error_class"] == "UnfinishedAtShutdown" for c in cells) == len(unfinished)
     kept = {rg: entries[rg]["rows"] for rg in partial}
+    summary = run_summary(result)
+    assert f"rows: {result.num_records_written} written of 100 requested" in summary
+    assert "kept only their rows complete in every column" in summary
+    assert "--resume generates them again whole" in summary
 
     # The resume: the same config, the server healed. The partial row groups are generated
     # again whole; their kept rows come from the response cache, so only their dropped rows
