@@ -191,3 +191,19 @@ def test_error_window_threshold_one_disables_the_gate() -> None:
     window = ErrorRateWindow(2, 1.0)
     assert not window.record(error=True)
     assert not window.record(error=True)
+
+
+def test_error_window_ignores_a_tail_of_failures_after_a_healthy_run() -> None:
+    # Slow failures finish after the fast successes: the window fills with them at the end of
+    # an otherwise healthy run. The run's own rate (3 of 13) keeps the gate closed.
+    window = ErrorRateWindow(4, 0.5)
+    for _ in range(10):
+        assert not window.record(error=False)
+    for _ in range(3):
+        assert not window.record(error=True)
+    assert window.error_rate == pytest.approx(3 / 4)
+    assert window.cumulative_error_rate == pytest.approx(3 / 13)
+    # A run that has turned bad trips once its failures catch up with its successes.
+    for _ in range(6):
+        assert not window.record(error=True)
+    assert window.record(error=True)  # 10 of 20

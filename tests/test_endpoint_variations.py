@@ -240,3 +240,55 @@ def test_a_load_cut_counts_answers_that_raced_the_429() -> None:
     assert change is not None
     assert (change.old, change.new) == (6, 4)
     assert ctl.cliff == 5
+
+
+# -- answers without content that say why ------------------------------------------------------
+
+
+def choice_body(message: dict[str, Any], finish_reason: str) -> bytes:
+    choice = {"index": 0, "message": {"role": "assistant", **message}}
+    return completion(choices=[{**choice, "finish_reason": finish_reason}])
+
+
+@pytest.mark.deadline(2 * BIG)
+@pytest.mark.parametrize(
+    ("message", "finish_reason", "reason", "said"),
+    [
+        (
+            {
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "lookup", "arguments": "{}"},
+                    }
+                ],
+            },
+            "tool_calls",
+            "tool_calls",
+            "the last answer was only 1 tool call and no content, finish_reason 'tool_calls'. "
+            "This column sends no tools",
+        ),
+        (
+            {"content": None, "refusal": "I can't help with that."},
+            "stop",
+            "refused",
+            "the last answer was a refusal, with no content: the model refused: "
+            "\"I can't help with that.\"",
+        ),
+        ({"content": ""}, "stop", "empty", "the last answer was empty."),
+    ],
+)
+async def test_an_answer_without_content_says_what_it_was(
+    autojump_clock: Any, message: dict[str, Any], finish_reason: str, reason: str, said: str
+) -> None:
+    """Before: tool-call-only answers and refusals were dropped as "the last answer was
+    empty" (hostile21, row 17)."""
+    data = answer(body=choice_body(message, finish_reason))
+    async with hostile_server(answering(data)) as server:
+        result, _ = await preview(server, 2)
+    assert result.num_records_written == 0
+    assert {f.error_class for f in result.failures} == {"ModelOutputError"}
+    assert said in result.failures[0].message, result.failures[0].message
+    assert ("empty" in result.failures[0].message) == (reason == "empty")

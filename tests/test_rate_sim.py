@@ -63,6 +63,7 @@ def simulate(
     policy: LimiterPolicy = DEFAULT_POLICY,
     retry: RateLimitRetry = DEFAULT_RATE_LIMIT_RETRY,
     round_trip: float = 0.001,
+    spread: float = 0.0,
 ) -> Run:
     """``cells`` requests through one :class:`AimdController` to a hosted API.
 
@@ -73,6 +74,9 @@ def simulate(
     request waits its :meth:`RateLimitRetry.delay` and asks again at its own priority (the
     engine's salvage takes over after ``retry.max_attempts``: here, a 1 s wait). At most
     ``ready`` requests wait for a slot at a time (all when ``None``), lowest index first.
+    ``spread``: each request's way to the server takes up to that much longer (uniform), as
+    the client's own work does over real HTTP: requests sent in one wave drift apart, and
+    after a few round trips they go out spread over the whole latency, not in waves.
     """
     rng = random.Random(seed)
     capacity_at: Capacity = capacity if callable(capacity) else (lambda _t, c=capacity: c)
@@ -102,7 +106,8 @@ def simulate(
         while waiting and ctl.can_admit(now):
             last_admitted = now
             cell, _ = heapq.heappop(waiting)
-            at(now + round_trip / 2, "arrive", (cell, ctl.admit(now)))
+            way = round_trip / 2 + (rng.uniform(0.0, spread) if spread else 0.0)
+            at(now + way, "arrive", (cell, ctl.admit(now)))
         if waiting and ctl.cooldown_until > now:
             at(ctl.cooldown_until, "wake", None)
 
@@ -213,6 +218,25 @@ def test_the_limit_follows_a_moving_capacity_both_ways() -> None:
     assert abs(run.limit_at(19.9) - 8) <= 1
     assert 31 <= run.limit_at(21.0) <= 33
     assert run.lowest_after(21.0) >= 31
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rise_is_followed_within_two_seconds_when_requests_drift_apart(seed: int) -> None:
+    """The moving limit again, with each request's way to the server up to 20 ms longer (as
+    over real HTTP): the requests the limit holds no longer go out in waves but spread over
+    the latency, so only about half of those sent before one are still served when it arrives,
+    and the cliff was seldom cleared by ``_served_together`` alone: the rise took 5-24 s (the
+    hostile review's real run: 8.3 s). Round trips at the cliff without a 429 clear it too:
+    back at 32 within 2 s of the rise, and the drop is still held within one."""
+    run = simulate(cells=4000, ceiling=64, capacity=moving_8_to_32, spread=0.02, seed=seed)
+    up = next(t for t, limit in run.limits if t >= 20.0 and limit >= 31)
+    assert up - 20.0 <= 2.0
+    held = [limit for t, limit in run.limits if 10.5 <= t < 20.0]
+    assert min(held) >= 7
+    assert max(held) <= 9
+    steady = simulate(cells=2000, ceiling=32, capacity=8, spread=0.02, seed=seed, sigma=0.1)
+    assert hidden_held(steady, 8)
+    assert max(limit for t, limit in steady.limits if 0.5 <= t < steady.last_admitted) <= 9
 
 
 # -- sporadic 429s that our load does not cause -------------------------------------------------
@@ -376,7 +400,9 @@ def test_clients_sharing_a_hidden_limit_keep_it_busy_but_not_evenly(starts: list
     capacity_rate = 16 / (0.2 * math.exp(0.2**2 / 2))
     assert sum(rates) >= 0.95 * capacity_rate
     shares = sorted(r / sum(rates) for r in rates)
-    assert shares[0] < 0.5 / len(starts)  # uneven: the smallest share is under half its due
+    # Uneven: the smallest share is well under its due (two starting together: 61 / 39, 79 /
+    # 21 before quiet round trips at a cliff cleared it too; four: 34 / 33 / 20 / 13 %).
+    assert shares[0] < 0.9 / len(starts)
 
 
 @pytest.mark.parametrize(

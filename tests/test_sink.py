@@ -1185,3 +1185,34 @@ def test_write_atomically_together_works_in_a_forked_child(tmp_path: Path) -> No
     child.join(BIG)
     assert child.exitcode == 0
     assert (tmp_path / "c2").read_bytes() == b"2"
+
+
+async def test_a_partial_row_group_is_left_to_resume_and_replaced_whole(harness: Harness) -> None:
+    """An early shutdown writes a row group's complete rows as a partial entry: recorded and
+    readable, but not among the completed row groups, so a resume writes it again; the new
+    entry replaces it (and a file the new entry no longer names is removed)."""
+    await open_sink(harness.sink, num_records=20)
+    await harness.sink.write_row_group(0, rows(0, 10), requested_rows=10)
+    await harness.sink.write_row_group(1, rows(10, 4), requested_rows=10, partial=True)
+    assert harness.sink.metadata()["row_groups"]["1"] == {
+        "file": row_group_file(1),
+        "rows": 4,
+        "requested_rows": 10,
+        "partial": True,
+    }
+    assert harness.sink.completed_row_groups() == {0: 10}
+    await harness.sink.close(status="early_shutdown", summary={})
+    assert harness.read_back().num_rows == 14  # a run not resumed keeps the partial data
+
+    again = harness.reopen()
+    await again.open(
+        fingerprint=FINGERPRINT, config=CONFIG, num_records=20, row_group_size=10, resume=True
+    )
+    assert again.completed_row_groups() == {0: 10}
+    await again.write_row_group(1, rows(10, 0), requested_rows=10)  # every row dropped now
+    assert again.metadata()["row_groups"]["1"] == {"file": None, "rows": 0, "requested_rows": 10}
+    assert harness.read_back().equals(rows(0, 10))  # the partial file is gone
+    with pytest.raises(ValueError, match=r"row group 1 was already written"):
+        await again.write_row_group(1, rows(10, 10), requested_rows=10)
+    await again.close(status="complete", summary={})
+    assert again.completed_row_groups() == {0: 10, 1: 0}

@@ -92,7 +92,8 @@ class RunResult:
       num_records_requested: rows asked for.
       num_records_written: rows written by this run (surviving rows of the row groups it
         finished; ``table`` holds the whole dataset, earlier runs' rows included).
-      num_rows_dropped: rows dropped by failures in finished row groups.
+      num_rows_dropped: rows dropped by failures in finished row groups (and, after an early
+        shutdown, the rows of the row groups in flight that were not complete in every column).
       columns: per-column outcome counts.
       failures: why each dropped row was dropped.
       output_dir: the output directory (``None`` for a preview).
@@ -115,6 +116,9 @@ class RunResult:
       processed_files: the files of ``processed/`` (relative to ``output_dir``) when the
         pipeline has a processor that needs the whole dataset (``dedup``): then ``table``
         reads them; ``None`` otherwise.
+      partial_row_groups: after an early shutdown, the row groups that were in flight and were
+        written with only their rows complete in every column (a resume generates them again
+        whole); empty otherwise.
     """
 
     status: RunStatus
@@ -137,6 +141,7 @@ class RunResult:
     _memory_cells: Any = attrs.field(default=None, repr=False, alias="memory_cells")
     processors: Mapping[str, Any] = attrs.field(factory=dict)
     processed_files: tuple[str, ...] | None = None
+    partial_row_groups: tuple[int, ...] = ()
 
     @property
     def table(self) -> Any:
@@ -631,6 +636,7 @@ class TrioDesigner:
             cache={} if state.cache is None else state.cache.statistics().to_dict(),
             processors=reports,
             processed_files=processed,
+            partial_row_groups=tuple(sorted(state.partial_row_groups)),
         )
 
     async def _run_engine(self, state: RunState, engine: AsyncEngine | None) -> None:
@@ -849,6 +855,7 @@ def _summary(state: RunState, status: str, stopped: dict[str, Any] | None) -> di
         "columns": {c: attrs.asdict(n) for c, n in state.counts.items()},
         "failures": [attrs.asdict(f) for f in state.failures[:1000]],
         "early_shutdown": state.early_shutdown,
+        "partial_row_groups": sorted(state.partial_row_groups),
         SUMMARY_ROW_GROUPS_FOUND: len(state.skip_row_groups),
         "usage": usage_dicts(state.models),
         "budget": budget_record(state),

@@ -264,8 +264,10 @@ class ModelOutputError(NonRetryableGenerationError):
     ``requests`` is how many times the cell asked (at most ``1 + max_parse_retries``), all within
     one attempt of the cell: "attempts" count the engine's runs of a cell (``failures.jsonl``).
     ``reason`` says what was wrong with the last answer: ``"unparsable"`` (it did not parse or
-    validate), ``"empty"`` (no content), or ``"truncated"`` (cut off at ``max_tokens``:
-    ``finish_reason`` ``"length"``; the message says to raise ``max_tokens``).
+    validate), ``"empty"`` (no content), ``"refused"`` (no content, and a ``message.refusal``:
+    the message quotes it), ``"tool_calls"`` (no content, only ``message.tool_calls``), or
+    ``"truncated"`` (cut off at ``max_tokens``: ``finish_reason`` ``"length"``; the message says
+    to raise ``max_tokens``).
     """
 
     def __init__(

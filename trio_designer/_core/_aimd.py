@@ -66,7 +66,14 @@ back near it within a few round trips. The cliff is cleared when two requests ad
 (after the last cut) were answered while the server held the cliff's worth of ours (see
 ``_served_together``: a request sent while another one's answer was still on its way slips
 through at a full server, so the level at admission alone would clear the cliff of a hidden
-limit over and over — over loopback HTTP it did, and the limit of a hidden 8 climbed to 30). After a
+limit over and over — over loopback HTTP it did, and the limit of a hidden 8 climbed to 30),
+or when the limit has stood at the cliff for ``_QUIET_ROUNDS`` round trips' worth of successes
+admitted at it (3 × the cliff) without a single 429: at a server still full the request one
+above what it holds is refused again and again, so a steady hidden limit is never that quiet;
+a risen capacity is. (With requests spread over the latency, as real HTTP spreads them,
+``_served_together`` alone counts about half of what the server holds and a risen capacity
+sat at the cliff for 7 s: ``tests/test_rate_sim.py::
+test_a_rise_is_followed_within_two_seconds_when_requests_drift_apart``.) After a
 latency cut (a GPU server) growth is the reference's: +1 per ``successes_per_increase``
 successes, and only while latency allows.
 
@@ -93,7 +100,7 @@ Trade-offs. Telling noise from load needs a few 429s: three in a row at start-up
 noise, each of them a request that waits out its own delay (no slot waits). Several processes
 on one endpoint with a hidden limit do not converge to equal shares by default: a 429 reaches
 only the one who probes, each cut keeps what it holds, and probing every N successes lets the
-biggest probe most often (measured in ``docs/adaptive-limits.md``: 79 / 21 for two). With
+biggest probe most often (measured in ``docs/adaptive-limits.md``: 61 / 39 for two). With
 ``LimiterPolicy.probe_by_share`` (sharded runs turn it on) a limiter probes after
 ``(limit / ceiling)²`` times as many successes, so the smaller ones probe more often per
 second, take the room a finishing request leaves, and the shares even out (50 / 50 ± 7, four
@@ -169,6 +176,16 @@ _PRIOR_REJECTIONS = 0.9
 # A cliff is passed (cleared) once this many requests admitted at it were served together with
 # the cliff's worth of others (see _served_together).
 _CLIFF_PASSES = 2
+
+# ... or once the limit has stood at the cliff for this many round trips' worth of successes
+# admitted at the cliff (``cliff`` successes per round trip) with no 429 at all since it got
+# there. At a full server the request one above what it holds keeps coming back 429 (its
+# slot is taken again at once, and turned away again), so a hidden limit still there never
+# stays quiet that long; a capacity that rose does. 3, not 2: at 2, a client whose requests
+# take up to half the latency to reach the server (the simulation's spread of 0.1 s) now and
+# then cleared a steady cliff (a hidden 8 held at up to 10 instead of 9); 3 and 4 held it
+# exactly as before, and 3 follows a rise of 8 -> 32 within 1.0-2.9 s at 200 ms.
+_QUIET_ROUNDS = 3
 
 # LimiterPolicy.probe_by_share: a yield whose slot nobody took (its probe back passed) doubles
 # the successes before the next one, up to this many doublings; a load cut resets it. Keeps
@@ -277,6 +294,9 @@ class AimdController:
         self._yielded_cliff: int | None = None
         self._idle_yields = _START_YIELD_BACKOFF
         self._cliff_passes = 0  # requests admitted at the cliff since it was set, served
+        # Successes admitted at the cliff while the limit stands at it, since it got there or
+        # since the last 429 (see _QUIET_ROUNDS).
+        self._quiet_at_cliff = 0
         self._quickest = math.inf  # see _served_together
         # (admitted at, answered at) of the latest successes, for _served_together.
         self._recent_answers: deque[tuple[float, float]] = deque(maxlen=4 * ceiling + 16)
@@ -441,16 +461,26 @@ class AimdController:
             self._count_outcome(rejected=False)
         self._free(0)
         self._streak += 1
+        cliff = self._cliff
         if (
-            self._cliff is not None
-            and admission.level >= self._cliff
+            cliff is not None
+            and admission.level >= cliff
             and admission.rate_epoch == self._rate_epoch
-            and self._served_together(admission, now) >= self._cliff
         ):
-            # A request sent at the cliff was served together with the cliff's worth of
-            # others: the capacity moved, or the 429s that set the cliff were noise after all.
-            # Twice, and the limit grows back freely (see _maybe_increase).
-            self._cliff_passes += 1
+            if self._limit >= cliff:
+                self._quiet_at_cliff += 1
+            if self._served_together(admission, now) >= cliff:
+                # A request sent at the cliff was served together with the cliff's worth of
+                # others: the capacity moved, or the 429s that set the cliff were noise after
+                # all. Twice, and the limit grows back freely (see _maybe_increase).
+                self._cliff_passes += 1
+            if self._quiet_at_cliff >= _QUIET_ROUNDS * cliff:
+                # Round trips at the cliff without a 429 (_QUIET_ROUNDS): the same verdict
+                # when a steady latency spreads the requests out, so that few of those sent
+                # before one are still served when it arrives (_served_together counts about
+                # half the server then, and a risen capacity sat at the cliff for 7 s: hostile
+                # review, branch hostile21, row 4b).
+                self._cliff_passes = _CLIFF_PASSES
             if self._cliff_passes >= _CLIFF_PASSES:
                 if self._cliff == self._yielded_cliff:
                     self._idle_yields += 1  # we gave a slot away and nobody took it
@@ -489,6 +519,7 @@ class AimdController:
         if spent_budget:
             self._free(0)
             return self._after_release(now)
+        self._quiet_at_cliff = 0  # load or noise: the cliff has not been quiet
         run = self.load_run  # before counting this one: what noise alone would do
         if admission.chain == 1 and admission.level <= self._served_level:
             self._count_outcome(rejected=True)
@@ -646,6 +677,7 @@ class AimdController:
         """Apply a new limit: a fresh measurement."""
         self._limit = new
         self._streak = 0
+        self._quiet_at_cliff = 0
         self._restart_use(now)
         self._reached = self._in_flight
         free = max(0, new - self._in_flight)

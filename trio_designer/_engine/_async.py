@@ -25,6 +25,7 @@ Structure (one nursery per level, so no task outlives its parent)::
             ├── RowGroupWorker.run()      dispatch loop, with its own cell nursery
             │   └── _run_task()           one per dispatched task
             ├── state.checkpoint()        write the finished group (shielded)
+            ├── state.checkpoint_salvaged()  early shutdown only: its complete rows (shielded)
             └── admission.release()       in a finally: also when cancelled
 """
 
@@ -93,14 +94,28 @@ class AsyncEngine:
                     nursery.start_soon(self._row_group, plan, ticket)
 
     async def _row_group(self, plan: RowGroupPlan, ticket: AdmissionTicket) -> None:
+        """Generate and write one row group.
+
+        Early shutdown (the error-rate gate cancels ``state.run_scope``): the worker's dispatch
+        stops and its in-flight tasks are cancelled; once its cell nursery has closed (nothing
+        of the group runs), the rows complete in every column are written as a partial row
+        group (``state.checkpoint_salvaged``, shielded). Any other cancellation (an interrupt,
+        a provider that stopped the run) writes nothing of an unfinished group.
+        """
         written = False
+        worker: RowGroupWorker | None = None
+        dispatched = False
         try:
             await self.state.load_cached(plan)
             worker = RowGroupWorker(self.state, self._cells, self.slots, self.backlog, plan)
             await worker.run()
+            dispatched = True
             await self.state.checkpoint(worker.buffer, worker.tracker.dropped_rows)
             written = True
         finally:
+            if worker is not None and not dispatched and self.state.salvages():
+                await self.state.checkpoint_salvaged(worker.buffer, worker.tracker)
+                written = True
             self.state.forget_cached(plan)
             self.admission.release(ticket)
             gate = self.state.budget_gate

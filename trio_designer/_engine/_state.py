@@ -18,7 +18,8 @@ import trio
 from .._core._errorwindow import ErrorRateWindow
 from .._core._retry import RetryPolicy
 from .._core._runbudget import RunBudget, Spend
-from .._exceptions import ProcessorError, ProviderError, ValidationFailedError
+from .._core._tracker import CompletionTracker, Task
+from .._exceptions import GenerationError, ProcessorError, ProviderError, ValidationFailedError
 from .._observe import TaskStatus, TaskTrace, TraceRecorder
 from .._plan import ExecutionGraph
 from .._sink import build_table
@@ -62,6 +63,7 @@ class RowGroupSink(Protocol):
         requested_rows: int,
         commit_later: bool = False,
         cells: CellLog | None = None,
+        partial: bool = False,
     ) -> str | None: ...
 
 
@@ -98,6 +100,13 @@ class ColumnCounts:
     retried: int = 0
     cancelled: int = 0
     truncated: int = 0
+
+
+class UnfinishedAtShutdown(GenerationError):
+    """Why a row was dropped when the run shut down early (the error-rate gate) before the
+    row was complete in every column. Never raised: it names the reason in the failure records
+    and the provenance sidecar (``error_class: UnfinishedAtShutdown``), on the first column the
+    row had not finished."""
 
 
 @attrs.frozen(kw_only=True)
@@ -199,6 +208,8 @@ class RunState:
         #: are cancelled.
         self.run_scope = trio.CancelScope()
         self.early_shutdown = False
+        #: Row groups written partially after an early shutdown (:meth:`checkpoint_salvaged`).
+        self.partial_row_groups: list[int] = []
         #: The error that stopped the whole run (:meth:`stop_for`), raised by the designer.
         self.fatal_error: BaseException | None = None
         self.rows_written = 0
@@ -377,10 +388,12 @@ class RunState:
         if self.error_window.record(error=error) and not self.early_shutdown:
             self.early_shutdown = True
             logger.error(
-                "shutting down early: %.0f%% of the last %d tasks failed; finished row groups "
-                "are kept",
+                "shutting down early: %.0f%% of the last %d tasks failed (%.0f%% of the run's); "
+                "finished row groups are kept, and the rows of those in flight that are "
+                "complete in every column",
                 100 * self.error_window.error_rate,
                 self.run.shutdown_error_window,
+                100 * self.error_window.cumulative_error_rate,
             )
             self.emit("early_shutdown", error_rate=self.error_window.error_rate)
             self.run_scope.cancel()
@@ -433,7 +446,66 @@ class RunState:
         )
 
     # -- checkpoint -----------------------------------------------------------------------
-    async def checkpoint(self, buf: RowGroupBuffer, dropped: frozenset[int]) -> None:
+    def salvages(self) -> bool:
+        """Whether a row group whose dispatch was cut short is to be written partially: the
+        run shut down early (the error-rate gate cancelled :attr:`run_scope`), and not for a
+        provider that stopped the run (:meth:`stop_for`). An interrupt (Ctrl-C, SIGTERM,
+        ``TrioDesigner.interrupt``, an outer cancel) cancels an outer scope and leaves
+        ``early_shutdown`` false: its unfinished row groups are not written."""
+        return self.early_shutdown and self.fatal_error is None
+
+    async def checkpoint_salvaged(self, buf: RowGroupBuffer, tracker: CompletionTracker) -> None:
+        """Write what an early shutdown left of a row group in flight: its rows complete in
+        every column; the others are dropped, each with an :class:`UnfinishedAtShutdown`
+        failure record (and provenance) on the first column it had not finished. The sink's
+        entry is marked partial, so a resume generates the row group again whole
+        (``tests/test_early_shutdown.py``).
+
+        Called after the row group's dispatch ended (its cell nursery is closed: no task of
+        the group runs any more, so the tracker and the buffer no longer change).
+        """
+        plan = buf.plan
+        order = self.graph.order
+        unfinished: dict[int, str] = {}
+        for row in tracker.live_rows():
+            column = next((c for c in order if not tracker.is_done(Task(c, row))), None)
+            if column is not None:
+                unfinished[row] = column
+        log = self._cell_logs.get(plan.id)
+        reason = UnfinishedAtShutdown(
+            "not finished when the run shut down early (the error-rate gate: "
+            "run.shutdown_error_rate); a resume generates this row group again"
+        )
+        for row, column in sorted(unfinished.items()):
+            if log is not None:
+                log.note_failure(column, row, reason, 0, final=True)
+            self.failures.append(
+                FailureRecord(
+                    row_group=plan.id,
+                    row=plan.start + row,
+                    column=column,
+                    error_class=type(reason).__name__,
+                    message=str(reason),
+                    attempts=0,
+                )
+            )
+        if unfinished:
+            causes = self._drop_causes.setdefault(plan.id, {})
+            key = ("(unfinished)", type(reason).__name__)
+            causes[key] = causes.get(key, 0) + len(unfinished)
+        dropped = tracker.dropped_rows | frozenset(unfinished)
+        logger.warning(
+            "row group %d: salvaging %d of %d rows after early shutdown",
+            plan.id,
+            plan.size - len(dropped),
+            plan.size,
+        )
+        self.partial_row_groups.append(plan.id)
+        await self.checkpoint(buf, dropped, partial=True)
+
+    async def checkpoint(
+        self, buf: RowGroupBuffer, dropped: frozenset[int], *, partial: bool = False
+    ) -> None:
         """Write a finished row group (surviving rows, non-dropped columns) and free it.
 
         Shielded: a row group that finished is written even if the run is being cancelled
@@ -468,7 +540,12 @@ class RunState:
                     return
                 cells.filtered = _filtered_rows(start, live, table)
             await self.sink.write_row_group(
-                buf.plan.id, table, requested_rows=buf.plan.size, commit_later=last, cells=cells
+                buf.plan.id,
+                table,
+                requested_rows=buf.plan.size,
+                commit_later=last,
+                cells=cells,
+                partial=partial,
             )
             if not live:
                 logger.warning("row group %d has no surviving rows; nothing written", buf.plan.id)

@@ -247,6 +247,7 @@ class SinkBase(abc.ABC):
         requested_rows: int,
         commit_later: bool = False,
         cells: CellLog | None = None,
+        partial: bool = False,
     ) -> str | None:
         """Store one row group durably and add it to the run record.
 
@@ -277,6 +278,11 @@ class SinkBase(abc.ABC):
             row was dropped — and named by the same record entry, so the record never names
             one without the other. Published before the data file and withdrawn if the data
             file is not.
+          partial: the row group was cut short by an early shutdown (only its rows complete in
+            every column); its entry says so, :meth:`completed_row_groups` leaves it out, and a
+            later write of the same row group (a resume that generates it again) replaces it:
+            its files are replaced by atomic renames, and a file the new entry no longer names
+            is removed once the new record is stored.
 
         Returns:
           The file's path relative to the output directory
@@ -285,7 +291,8 @@ class SinkBase(abc.ABC):
         Raises:
           SinkError: the disk failed, or the schema differs from earlier row groups; nothing
             was stored.
-          ValueError: the row group id is out of range or already written, or
+          ValueError: the row group id is out of range or already written (unless its entry
+            is partial), or
             ``requested_rows`` is out of range.
           RuntimeError: the sink is not open.
           trio.Cancelled: cancelled before the row group was published; nothing was stored.
@@ -296,7 +303,9 @@ class SinkBase(abc.ABC):
         rows = int(table.num_rows)
         file = row_group_file(row_group) if rows else None
         sidecar = None if cells is None else cells_file(row_group)
-        entry = RowGroupEntry(file=file, rows=rows, requested_rows=requested_rows, cells=sidecar)
+        entry = RowGroupEntry(
+            file=file, rows=rows, requested_rows=requested_rows, cells=sidecar, partial=partial
+        )
         self._in_flight.add(row_group)
         try:
             await self._ready.wait()
@@ -359,9 +368,14 @@ class SinkBase(abc.ABC):
         await trio.lowlevel.checkpoint_if_cancelled()
 
     def completed_row_groups(self) -> dict[int, int]:
-        """Row group id → rows stored, for every row group in the run record (for resume)."""
+        """Row group id → rows stored, for every complete row group in the run record (for
+        resume: a partial one, cut short by an early shutdown, is generated again)."""
         meta = self._require_meta("completed_row_groups()")
-        return {rg: meta.row_groups[rg].rows for rg in sorted(meta.row_groups)}
+        return {
+            rg: meta.row_groups[rg].rows
+            for rg in sorted(meta.row_groups)
+            if not meta.row_groups[rg].partial
+        }
 
     def metadata(self) -> dict[str, Any]:
         """The run record as a JSON-compatible dict (for the parquet sink: ``metadata.json``)."""
@@ -397,8 +411,9 @@ class SinkBase(abc.ABC):
                 f"row group {row_group} does not exist: this run has {meta.num_row_groups} row "
                 f"groups (ids 0 to {meta.num_row_groups - 1})."
             )
+        recorded = meta.row_groups.get(row_group)
         if (
-            row_group in meta.row_groups
+            (recorded is not None and not recorded.partial)
             or row_group in self._staged
             or row_group in self._in_flight.row_groups
         ):
@@ -414,6 +429,7 @@ class SinkBase(abc.ABC):
         async with self._lock:
             staged, self._staged = self._staged, {}
             meta = self._with_staged(self._require_meta("write_row_group()"), staged)
+            replaced = meta.row_groups.get(row_group)  # a partial entry a resume regenerates
             updated = meta.with_entry(row_group, entry, schema=self._guard.reference, now=utc_now())
             try:
                 await self._persist(updated)
@@ -424,6 +440,9 @@ class SinkBase(abc.ABC):
                 raise
             self._meta = updated
             self._stored(row_group, table)
+            if replaced is not None:  # the new record no longer names these: remove them
+                for file in set(replaced.files) - set(entry.files):
+                    await self._unpublish(file)
 
     async def _commit_final(self, status: str, summary: Mapping[str, Any]) -> None:
         async with self._lock:

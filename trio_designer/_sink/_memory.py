@@ -61,6 +61,8 @@ class MemorySink(SinkBase):
     def _stored(self, row_group: int, table: pa.Table) -> None:
         if table.num_rows:
             self._tables[row_group] = table
+        else:  # a partial row group generated again with no surviving row
+            self._tables.pop(row_group, None)
 
     async def _check_storage(
         self,

@@ -43,17 +43,23 @@ class RowGroupEntry:
       cells: path of its provenance file (one record per cell), or ``None`` (none was written:
         a record from before provenance, or a sink given no cell log). Left out of the JSON
         when ``None``.
+      partial: the row group was cut short by an early shutdown (the error-rate gate): only
+        the rows complete in every column when the run stopped are stored. A resume generates
+        it again whole and replaces the entry and its files. Left out of the JSON when false.
     """
 
     file: str | None
     rows: int
     requested_rows: int
     cells: str | None = None
+    partial: bool = False
 
     def to_json_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)
         if self.cells is None:
             del data["cells"]
+        if not self.partial:
+            del data["partial"]
         return data
 
     @property
@@ -174,6 +180,7 @@ def _parse_metadata(data: Any) -> RunMetadata:
                 rows=_typed(entry, "rows", int),
                 requested_rows=_typed(entry, "requested_rows", int),
                 cells=_optional_str(entry, "cells") if "cells" in entry else None,
+                partial=bool(entry.get("partial", False)),
             )
             for rg, entry in _typed(data, "row_groups", dict).items()
         },

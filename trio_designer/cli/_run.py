@@ -348,6 +348,14 @@ def run_summary(
             "  the error-rate gate stopped the run early (run.shutdown_error_rate); see the "
             "failures below"
         )
+        partial = tuple(getattr(result, "partial_row_groups", ()))
+        if partial:
+            lines.append(
+                f"  {plural(len(partial), 'row group')} in flight ("
+                f"{', '.join(map(str, partial))}) kept only their rows complete in every "
+                "column (the others are dropped as UnfinishedAtShutdown); --resume generates "
+                "them again whole"
+            )
     if resumed is not None and resumed.nothing_to_do:
         lines.append(
             f"nothing left to generate: all {plural(resumed.num_row_groups, 'row group')} were "

@@ -247,7 +247,7 @@ class LLMGenerator(ColumnGenerator):
                 continue
             if not response.content.strip():
                 # Nothing to correct: the same messages again (each attempt has its own seed).
-                problem, reason = "the answer was empty.", "empty"
+                problem, reason = _empty_answer(response)
                 continue
             try:
                 value = self.parse(response)
@@ -394,6 +394,17 @@ class LLMGenerator(ColumnGenerator):
                 f"{head} the last answer was empty. Check the endpoint (an empty answer is "
                 f"usually the server's doing), or raise max_parse_retries."
             )
+        elif reason == "refused":
+            message = (
+                f"{head} the last answer was a refusal, with no content: {problem} Change the "
+                f"prompt, or use another model."
+            )
+        elif reason == "tool_calls":
+            message = (
+                f"{head} {problem} This column sends no tools: check the model and the "
+                f"endpoint (a chat template or proxy that forces tool use), or use another "
+                f"model."
+            )
         else:
             message = (
                 f"{head} the last problem: {problem} Raise max_parse_retries, simplify the "
@@ -402,6 +413,28 @@ class LLMGenerator(ColumnGenerator):
         return ModelOutputError(
             message, requests=requests, reason=reason, column=column.name, row=ctx.row_index
         )
+
+
+def _empty_answer(response: Any) -> tuple[str, str]:
+    """What an answer without content was, and its ``ModelOutputError.reason``: a refusal
+    (``message.refusal``: ``"refused"``), only tool calls (``"tool_calls"``), or nothing at
+    all (``"empty"``)."""
+    refusal = getattr(response, "refusal", None)
+    if refusal:
+        quoted = refusal.strip()
+        if len(quoted) > _MAX_ERROR_CHARS:
+            quoted = quoted[: _MAX_ERROR_CHARS - 3] + "..."
+        return f"the model refused: {quoted!r}.", "refused"
+    calls = getattr(response, "tool_calls", 0)
+    if calls:
+        plural = "call" if calls == 1 else "calls"
+        finish = response.finish_reason
+        said = f", finish_reason {finish!r}" if finish else ""
+        return (
+            f"the last answer was only {calls} tool {plural} and no content{said}.",
+            "tool_calls",
+        )
+    return "the answer was empty.", "empty"
 
 
 def _explain(exc: ParseFailure) -> str:

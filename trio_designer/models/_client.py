@@ -195,6 +195,10 @@ class ChatResponse:
         budgets (``None``: nothing).
       cached: the answer was served from the response cache (``models/_cached.py``), not by
         the endpoint: no request was sent and nothing was paid for it.
+      refusal: ``message.refusal`` (OpenAI's structured outputs: the model declined), or
+        ``None``; the columns name it when the content is empty.
+      tool_calls: how many ``message.tool_calls`` the answer carried (an answer that is only
+        tool calls has no content); the columns name them when the content is empty.
     """
 
     content: str
@@ -204,6 +208,8 @@ class ChatResponse:
     model: str
     rate_limits: RateLimits | None = None
     cached: bool = False
+    refusal: str | None = None
+    tool_calls: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -1274,12 +1280,16 @@ def _chat_response(data: Any, requested_model: str) -> ChatResponse:
         raise _MalformedResponse("choices[0] has no message")
     finish_reason = choices[0].get("finish_reason")
     model = data.get("model")
+    refusal = message.get("refusal")
+    tool_calls = message.get("tool_calls")
     return ChatResponse(
         content=_content(message),
         reasoning=_reasoning(message),
         usage=_usage(data.get("usage")),
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         model=model if isinstance(model, str) and model else requested_model,
+        refusal=refusal if isinstance(refusal, str) and refusal.strip() else None,
+        tool_calls=len(tool_calls) if isinstance(tool_calls, list) else 0,
     )
 
 
