@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_designer import CustomColumn, PipelineConfig
 from trio_designer._core._errorwindow import ErrorRateWindow
@@ -169,41 +171,80 @@ def test_an_empty_row_group_is_refused() -> None:
         CompletionTracker(DEEP, 0)
 
 
+class _Clock:
+    """Start times for the window's outcomes: each call a later one."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
 def test_error_window_trips_only_when_full_and_above_threshold() -> None:
-    window = ErrorRateWindow(4, 0.5)
-    assert not window.record(error=True)
-    assert not window.record(error=True)
-    assert not window.record(error=False)
-    assert window.record(error=False)  # 2 of 4
+    window, at = ErrorRateWindow(4, 0.5), _Clock()
+    assert not window.record(error=True, started=at())
+    assert not window.record(error=True, started=at())
+    assert not window.record(error=False, started=at())
+    assert window.record(error=False, started=at())  # 2 of 4
     assert window.tripped
     for _ in range(8):
-        assert window.record(error=False)  # stays tripped, whatever follows
+        assert window.record(error=False, started=at())  # stays tripped, whatever follows
 
 
 def test_error_window_slides() -> None:
-    window = ErrorRateWindow(3, 0.67)
+    window, at = ErrorRateWindow(3, 0.67), _Clock()
     for error in (True, False, False, True, False):
-        assert not window.record(error=error)
+        assert not window.record(error=error, started=at())
     assert window.error_rate == pytest.approx(1 / 3)
 
 
 def test_error_window_threshold_one_disables_the_gate() -> None:
-    window = ErrorRateWindow(2, 1.0)
-    assert not window.record(error=True)
-    assert not window.record(error=True)
+    window, at = ErrorRateWindow(2, 1.0), _Clock()
+    assert not window.record(error=True, started=at())
+    assert not window.record(error=True, started=at())
 
 
-def test_error_window_ignores_a_tail_of_failures_after_a_healthy_run() -> None:
-    # Slow failures finish after the fast successes: the window fills with them at the end of
-    # an otherwise healthy run. The run's own rate (3 of 13) keeps the gate closed.
+def test_error_window_judges_start_order() -> None:
+    # Slow failures finish after the fast successes that started with them and after: by
+    # finish order the window would be all failures at the end of a healthy run (hostile21
+    # row 26); by start order they count among the tasks they started with.
     window = ErrorRateWindow(4, 0.5)
-    for _ in range(10):
-        assert not window.record(error=False)
-    for _ in range(3):
-        assert not window.record(error=True)
-    assert window.error_rate == pytest.approx(3 / 4)
-    assert window.cumulative_error_rate == pytest.approx(3 / 13)
-    # A run that has turned bad trips once its failures catch up with its successes.
-    for _ in range(6):
-        assert not window.record(error=True)
-    assert window.record(error=True)  # 10 of 20
+    for started in range(1, 11):  # tasks 1..10 start; 3, 6, 9 fail slowly
+        if started % 3:
+            assert not window.record(error=False, started=float(started))
+    for started in (3.0, 6.0, 9.0):
+        assert not window.record(error=True, started=started)
+    assert window.error_rate == pytest.approx(1 / 4)  # 7, 8, 9, 10: one failure
+    assert window.cumulative_error_rate == pytest.approx(3 / 10)
+    # A run that turns bad: tasks started from now on fail. It trips once half of the
+    # window's latest-started tasks failed, not after its 7 successes are caught up with.
+    assert window.record(error=True, started=11.0)  # 8, 9, 10, 11: 2 of 4
+    assert window.cumulative_error_rate == pytest.approx(4 / 11)  # far from 0.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    outcomes=st.lists(st.tuples(st.integers(0, 20), st.booleans()), max_size=60),
+    size=st.integers(1, 8),
+    threshold=st.sampled_from([0.25, 0.5, 0.75, 1.0]),
+)
+def test_error_window_matches_a_plain_sort(
+    outcomes: list[tuple[int, bool]], size: int, threshold: float
+) -> None:
+    """After every outcome the window is the ``size`` greatest (start, finish order) of all
+    outcomes so far, and the gate trips exactly when such a full window first reaches the
+    threshold (and stays tripped)."""
+    window = ErrorRateWindow(size, threshold)
+    seen: list[tuple[int, int, bool]] = []
+    tripped = False
+    for order, (started, error) in enumerate(outcomes):
+        seen.append((started, order, error))
+        latest = sorted(seen)[-size:]
+        errors = sum(e for _, _, e in latest)
+        tripped = tripped or (
+            threshold < 1.0 and len(latest) == size and errors >= threshold * size
+        )
+        assert window.record(error=error, started=float(started)) is tripped
+        assert window.error_rate == pytest.approx(errors / len(latest))

@@ -339,10 +339,10 @@ class RowGroupWorker:
                 status = cached
         except Exception as exc:
             error = exc
-            status = self._on_error(task, exc, attempt)
+            status = self._on_error(task, exc, attempt, now)
         else:
             self.tracker.complete(task)
-            self.state.record_success(task.column, status, 1)
+            self.state.record_success(task.column, status, 1, started=now)
         self.state.add_trace(
             plan=self.plan,
             column=task.column,
@@ -399,7 +399,7 @@ class RowGroupWorker:
                 for remaining in range(CELLS_PER_TASK - 1, -1, -1):
                     self._set_priority(cell.task)
                     status = await self._execute(cell.task, handoff, cell.started)
-                    self._succeeded(cell.task, status)
+                    self._succeeded(cell.task, status, cell.dispatched)
                     # Checked *before* taking the next cell: a taken cell must run.
                     following = None if remaining == 0 else self._continuation(token, scope)
                     if following is None:
@@ -419,7 +419,7 @@ class RowGroupWorker:
                 self.tracker.cancelled(cell.task)
         except Exception as exc:
             error = exc
-            status = self._on_error(cell.task, exc, cell.attempt)
+            status = self._on_error(cell.task, exc, cell.attempt, cell.dispatched)
         finally:
             del self._scopes[cell.task]
             self.slots.release(token)
@@ -439,10 +439,10 @@ class RowGroupWorker:
             )
         )
 
-    def _succeeded(self, task: Task, status: TaskStatus) -> None:
+    def _succeeded(self, task: Task, status: TaskStatus, started: float) -> None:
         self.tracker.complete(task)
         cells = 1 if task.row is not None else self.tracker.size
-        self.state.record_success(task.column, status, cells)
+        self.state.record_success(task.column, status, cells, started=started)
         self._changed.set()  # the dispatcher may start what this made ready
 
     def _continuation(self, token: SlotToken, scope: trio.CancelScope) -> Task | None:
@@ -493,7 +493,7 @@ class RowGroupWorker:
             )
         return await self.cells.run_cell(self.buffer, task.column, task.row, started, handoff)
 
-    def _on_error(self, task: Task, exc: Exception, attempt: int) -> TaskStatus:
+    def _on_error(self, task: Task, exc: Exception, attempt: int, started: float) -> TaskStatus:
         if self.state.stops_the_run(exc):  # no row to blame: the whole run stops
             self.state.stop_for(exc)
             return "failed"
@@ -508,14 +508,23 @@ class RowGroupWorker:
                 self.state.counts[task.column].retried += 1
                 self.state.record_retry(self.plan, task.column, task.row, exc, attempt)
                 return "retryable"
-            self._drop(task, exc, attempt, outcome.to_cancel)
+            self._drop(task, exc, attempt, outcome.to_cancel, started)
             return "failed"
-        self._drop(task, exc, attempt, self.tracker.fail(task))
+        self._drop(task, exc, attempt, self.tracker.fail(task), started)
         return "failed"
 
-    def _drop(self, task: Task, exc: BaseException, attempt: int, to_cancel: list[Task]) -> None:
+    def _drop(
+        self,
+        task: Task,
+        exc: BaseException,
+        attempt: int,
+        to_cancel: list[Task],
+        started: float,
+    ) -> None:
         for sibling in to_cancel:
             scope = self._scopes.get(sibling)
             if scope is not None:
                 scope.cancel()
-        self.state.record_failure(self.plan, task.column, task.row, exc, attempt)
+        self.state.record_failure(
+            self.plan, task.column, task.row, exc, attempt, started=started
+        )

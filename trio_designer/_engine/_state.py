@@ -279,16 +279,25 @@ class RunState:
             self.on_event(event, fields)
 
     # -- outcomes -------------------------------------------------------------------------
-    def record_success(self, column: str, status: TaskStatus, cells: int) -> None:
+    def record_success(
+        self, column: str, status: TaskStatus, cells: int, *, started: float | None = None
+    ) -> None:
         counts = self.counts[column]
         if status == "skipped":
             counts.skipped += cells
         else:
             counts.ok += cells
-        self._record_outcome(error=False)
+        self._record_outcome(error=False, started=started)
 
     def record_failure(
-        self, plan: RowGroupPlan, column: str, row: int | None, exc: BaseException, attempts: int
+        self,
+        plan: RowGroupPlan,
+        column: str,
+        row: int | None,
+        exc: BaseException,
+        attempts: int,
+        *,
+        started: float | None = None,
     ) -> None:
         self.counts[column].failed += 1
         log = self._cell_logs.get(plan.id)
@@ -315,7 +324,7 @@ class RunState:
             str(exc)[:200],
         )
         # A row a validation column rejected (drop_invalid) is a decision, not an error.
-        self._record_outcome(error=not isinstance(exc, ValidationFailedError))
+        self._record_outcome(error=not isinstance(exc, ValidationFailedError), started=started)
 
     def record_retry(
         self, plan: RowGroupPlan, column: str, row: int | None, exc: BaseException, attempts: int
@@ -378,17 +387,21 @@ class RunState:
         """Whether ``exc`` fails the whole run rather than a cell (:meth:`stop_for`)."""
         return isinstance(exc, ProviderError)
 
-    def _record_outcome(self, *, error: bool) -> None:
+    def _record_outcome(self, *, error: bool, started: float | None) -> None:
         """Feed the early-shutdown gate; when it trips, cancel :attr:`run_scope` (once).
 
         From then on nothing new starts (``check_nothing_starts_after_shutdown`` in
         ``property_tests/test_engine_scenarios.py``) and finished row groups are kept
         (``tests/test_engine.py::test_early_shutdown_keeps_finished_row_groups``).
         """
-        if self.error_window.record(error=error) and not self.early_shutdown:
+        # The gate orders outcomes by when their tasks started (``started``: the dispatch
+        # time; ``None``, as the sync engine reports: now).
+        at = trio.current_time() if started is None else started
+        if self.error_window.record(error=error, started=at) and not self.early_shutdown:
             self.early_shutdown = True
             logger.error(
-                "shutting down early: %.0f%% of the last %d tasks failed (%.0f%% of the run's); "
+                "shutting down early: %.0f%% of the last %d tasks to start failed (%.0f%% of the "
+                "run's); "
                 "finished row groups are kept, and the rows of those in flight that are "
                 "complete in every column",
                 100 * self.error_window.error_rate,

@@ -35,12 +35,13 @@ class RunConfig:
       salvage_max_rounds: times a row group re-runs its deferred (retryable) cells once only
         deferred work is left, ``>= 0`` (default 2); still-failing cells then drop their row.
       shutdown_error_rate: fraction of non-retryable failures at which the run shuts down
-        early: among the last ``shutdown_error_window`` finished tasks *and* among every task
-        the run has finished (a tail of slow failures after a healthy run does not stop it;
-        ``_core/_errorwindow.py``). Finished row groups are kept; the row groups in flight
-        keep their rows complete in every column (written partial: a resume generates them
-        again whole). ``0 < x <= 1`` (default 0.5; 1.0 disables it).
-      shutdown_error_window: the size of that sliding window, ``>= 1`` (default 10); the gate
+        early, among the outcomes of the last ``shutdown_error_window`` tasks to *start* (a
+        slow failure counts among the tasks it started with, so a tail of slow failures after a
+        healthy run does not stop it; ``_core/_errorwindow.py``). Finished row groups are
+        kept; the row groups in flight keep their rows complete in every column (written
+        partial: a resume generates them again whole). ``0 < x <= 1`` (default 0.5; 1.0
+        disables it).
+      shutdown_error_window: the size of that window, ``>= 1`` (default 10); the gate
         judges nothing before this many tasks have finished.
       seed: the run seed; every random draw derives from (seed, row, column) (default 0).
       trace: record one trace per task (column, row, timings, status) (default false).
