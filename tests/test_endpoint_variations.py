@@ -214,6 +214,74 @@ async def test_a_503_waits_out_its_retry_after_without_holding_the_slot(
     assert sent[-1] >= 10.0, sent  # the retry waited out the Retry-After
 
 
+@pytest.mark.deadline(2 * BIG)
+async def test_an_embedding_503_waits_out_its_retry_after_without_holding_the_slot(
+    autojump_clock: Any,
+) -> None:
+    """The same for ``/embeddings`` (hostile21 left it holding its slot): one slot, batches
+    of one text; the first request is answered 503 with ``Retry-After: 10``; the other rows'
+    requests go at once, the retry at t = 10, and every row gets its vector."""
+    import json
+
+    from _hostile_server import Handler, sequence
+
+    arrivals: list[float] = []
+
+    def timed(step: Handler) -> Handler:
+        async def handler(stream: trio.SocketStream, seen: Hostile) -> None:
+            arrivals.append(trio.current_time())
+            await step(stream, seen)
+
+        return handler
+
+    close = [("connection", "close")]
+    busy = answer(
+        "503 Service Unavailable",
+        b'{"error": {"message": "overloaded", "type": "server_error"}}',
+        headers=[*close, ("retry-after", "10")],
+    )
+    vectors = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}],
+        "model": "m",
+        "usage": {"prompt_tokens": 3, "total_tokens": 3},
+    }
+    ok = answer(body=json.dumps(vectors).encode(), headers=close)
+    handler = sequence(timed(answering(busy, close=True)), timed(answering(ok, close=True)))
+    config = PipelineConfig.from_dict(
+        {
+            "providers": [{"name": "hostile", "base_url": "http://127.0.0.1:1/v1"}],
+            "models": [
+                {"alias": "emb", "model": "m", "provider": "hostile", "max_parallel_requests": 1}
+            ],
+            "run": {"row_group_size": 10},
+            "columns": [
+                {"name": "topic", "kind": "sampler", "sampler": "category", "values": ["a"]},
+                {
+                    "name": "vec",
+                    "kind": "llm_embedding",
+                    "model": "emb",
+                    "text": "{{ topic }}",
+                    "batch_size": 1,
+                },
+            ],
+        }
+    )
+    async with hostile_server(handler) as server:
+        config = config.to_dict() | {"providers": [{"name": "hostile", "base_url": server.url}]}
+        start = trio.current_time()
+        with trio.fail_after(BIG):
+            result = await TrioDesigner(cache=False).preview(
+                PipelineConfig.from_dict(config), num_records=4
+            )
+    assert result.num_records_written == 4
+    assert [row["vec"] for row in result.table.to_pylist()] == [[0.5, 0.25]] * 4
+    sent = [round(t - start, 3) for t in arrivals]
+    assert len(sent) == 5, sent  # four rows, one of them twice
+    assert sent[1] < 1.0, sent  # the second row did not wait for the first one's retry
+    assert sent[-1] >= 10.0, sent  # the retry waited out the Retry-After
+
+
 # -- a load cut counts the answers that raced the 429 ------------------------------------------
 
 

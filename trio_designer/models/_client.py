@@ -595,9 +595,11 @@ class OpenAICompatibleClient:
         dimensions: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (each attempt's deadline, as chat's)
         max_response_bytes: int | None = None,
+        retry_statuses: bool = True,
     ) -> EmbeddingResponse:
         """One ``POST <base_url>/embeddings`` request: the vectors of ``inputs`` (in input
-        order), the usage and the rate-limit headers. Errors as :meth:`embeddings`."""
+        order), the usage and the rate-limit headers. Errors as :meth:`embeddings`;
+        ``retry_statuses`` as :meth:`chat_encoded`'s."""
         if not inputs:
             await trio.lowlevel.checkpoint()
             return EmbeddingResponse(vectors=[], usage=Usage())
@@ -606,7 +608,14 @@ class OpenAICompatibleClient:
             body["dimensions"] = dimensions
         where = self._where(model)
         response = await self._request(
-            "POST", "/embeddings", where, body, timeout, max_response_bytes, model
+            "POST",
+            "/embeddings",
+            where,
+            body,
+            timeout,
+            max_response_bytes,
+            model,
+            retry_statuses=retry_statuses,
         )
         reply = self._parse(response, where, lambda data: _embedding_response(data, len(inputs)))
         return attrs.evolve(reply, rate_limits=parse_rate_limits(response.headers))

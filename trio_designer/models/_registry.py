@@ -486,7 +486,12 @@ class ModelHandle:
         (or the client's backoff), so other cells keep it busy. (The client used to sleep
         those waits inside the slot: 20 % of 503s with ``Retry-After: 1`` made a Wide run
         2.9x slower where the same rate of 429s costs 1.24x; hostile review, hostile21.)"""
-        send = partial(self._send, messages, params, body)
+        return await self._retrying_statuses(partial(self._send, messages, params, body))
+
+    async def _retrying_statuses(self, send: Callable[[], Awaitable[_T]]) -> _T:
+        """``await send()`` with :meth:`_retrying_429s`, and a 502/503/504 retried in place
+        after the client's :meth:`~._client.ModelClient.status_retry_delay`, without the slot
+        (``send`` asks the client not to retry statuses itself)."""
         attempt = 1
         while True:
             try:
@@ -511,7 +516,7 @@ class ModelHandle:
     ) -> list[Any]:
         """Embed texts in one ``/embeddings`` request through the endpoint's limiter (one
         request, one slot, however many texts), and count it; 429s are retried in place as
-        for :meth:`chat`.
+        for :meth:`chat`, and so are 502/503/504 (without holding the slot while they wait).
 
         Args:
           texts: the texts, or a :class:`TextBatch` still gathering them: it is taken (closed)
@@ -526,7 +531,7 @@ class ModelHandle:
           The errors of :meth:`chat`.
         """
         batch = _FixedTexts(list(texts)) if isinstance(texts, Sequence) else texts
-        return await self._retrying_429s(partial(self._send_embed, batch, dimensions))
+        return await self._retrying_statuses(partial(self._send_embed, batch, dimensions))
 
     async def _retrying_429s(self, send: Callable[[], Awaitable[_T]]) -> _T:
         """``await send()``, with :meth:`chat`'s in-place retries of 429s."""
@@ -605,6 +610,7 @@ class ModelHandle:
                     dimensions=dimensions,
                     timeout=self._config.timeout,
                     max_response_bytes=self._config.max_response_bytes,
+                    retry_statuses=False,  # retried by _retrying_statuses, without the slot
                 )
             except ModelRateLimitedError as exc:
                 permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
