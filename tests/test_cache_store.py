@@ -348,7 +348,8 @@ def test_a_body_template_leaves_unusual_messages_to_the_full_encoding() -> None:
 
 def test_a_hits_response_equals_the_keyword_built_one() -> None:
     """``_hit_response`` sets ChatResponse's slots directly: it must give the object the
-    keyword ``__init__`` gives, every field included (a new field fails here)."""
+    keyword ``__init__`` gives, every field included (a field added later is set to its
+    default, which must be a plain value: a factory would be shared by every hit)."""
     usage = Usage(input_tokens=3, output_tokens=4, reasoning_tokens=1)
     built = _hit_response("c", "r", usage, "stop", "m")
     expected = ChatResponse(
@@ -356,8 +357,12 @@ def test_a_hits_response_equals_the_keyword_built_one() -> None:
     )
     assert built == expected
     assert attrs.asdict(built) == attrs.asdict(expected)
-    names = ("content", "reasoning", "usage", "finish_reason", "model", "rate_limits", "cached")
-    assert tuple(f.name for f in attrs.fields(ChatResponse)) == names
+    for field in attrs.fields(ChatResponse):
+        assert not isinstance(field.default, attrs.Factory), field.name
+    refused = ChatResponse(
+        content="", reasoning=None, usage=usage, finish_reason="stop", model="m"
+    )
+    assert (refused.refusal, refused.tool_calls) == (None, 0)  # what a hit carries
 
 
 def test_chat_bodies_refuse_what_json_refuses() -> None:

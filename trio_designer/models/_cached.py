@@ -82,10 +82,21 @@ _USAGE_MEMO: Final = 4096
 """Distinct token-count triples :meth:`ResponseCache.get` keeps a shared ``Usage`` for."""
 
 _new_response = object.__new__
+_HIT_FIELDS: Final = (
+    "content", "reasoning", "usage", "finish_reason", "model", "rate_limits", "cached"
+)
 _RESPONSE_SLOTS: Final = tuple(
     ChatResponse.__dict__[name].__set__  # the slots' descriptors: what attrs' __init__ sets
-    for name in ("content", "reasoning", "usage", "finish_reason", "model", "rate_limits", "cached")
+    for name in _HIT_FIELDS
 )
+_DEFAULT_SLOTS: Final = tuple(
+    (ChatResponse.__dict__[field.name].__set__, field.default)
+    for field in attrs.fields(ChatResponse)
+    if field.name not in _HIT_FIELDS
+)
+"""Every other field of ``ChatResponse`` (a refusal, tool calls: never in a stored answer) and
+its default, so a field added to it later is set on a hit too (its default must be a plain
+value; ``tests/test_cache_store.py`` compares a hit with the keyword-built response)."""
 
 
 def _hit_response(
@@ -104,6 +115,8 @@ def _hit_response(
     s_model(response, model)
     s_limits(response, None)
     s_cached(response, True)
+    for set_slot, default in _DEFAULT_SLOTS:
+        set_slot(response, default)
     return response
 
 
