@@ -175,17 +175,13 @@ async def test_a_slow_first_answer_is_not_silence(autojump_clock: Any) -> None:
 # -- a 503 with Retry-After waits without its slot ---------------------------------------------
 
 
-@pytest.mark.deadline(2 * BIG)
-async def test_a_503_waits_out_its_retry_after_without_holding_the_slot(
-    autojump_clock: Any,
-) -> None:
-    """One slot; the first request is answered 503 with ``Retry-After: 10``, the rest 200.
-    Before: the client slept the 10 s inside the limiter slot, so nothing else was sent until
-    the retry (the second request reached the server at t = 10). Now the slot is given back
-    while the request waits, as for a 429: the other rows go at once, the retry at t = 10."""
-    from _hostile_server import Handler, sequence
+_CLOSE = [("connection", "close")]
 
-    arrivals: list[float] = []
+
+def _busy_once_then(ok: bytes, arrivals: list[float]) -> Any:
+    """A server whose first connection is answered 503 with ``Retry-After: 10`` and every
+    later one with ``ok`` (one request a connection); each arrival's time in ``arrivals``."""
+    from _hostile_server import Handler, sequence
 
     def timed(step: Handler) -> Handler:
         async def handler(stream: trio.SocketStream, seen: Hostile) -> None:
@@ -194,14 +190,26 @@ async def test_a_503_waits_out_its_retry_after_without_holding_the_slot(
 
         return handler
 
-    close = [("connection", "close")]
     busy = answer(
         "503 Service Unavailable",
         b'{"error": {"message": "overloaded", "type": "server_error"}}',
-        headers=[*close, ("retry-after", "10")],
+        headers=[*_CLOSE, ("retry-after", "10")],
     )
-    ok = answer(body=completion("fine"), headers=close)
-    handler = sequence(timed(answering(busy, close=True)), timed(answering(ok, close=True)))
+    return sequence(timed(answering(busy, close=True)), timed(answering(ok, close=True)))
+
+
+
+
+@pytest.mark.deadline(2 * BIG)
+async def test_a_503_waits_out_its_retry_after_without_holding_the_slot(
+    autojump_clock: Any,
+) -> None:
+    """One slot; the first request is answered 503 with ``Retry-After: 10``, the rest 200.
+    Before: the client slept the 10 s inside the limiter slot, so nothing else was sent until
+    the retry (the second request reached the server at t = 10). Now the slot is given back
+    while the request waits, as for a 429: the other rows go at once, the retry at t = 10."""
+    arrivals: list[float] = []
+    handler = _busy_once_then(answer(body=completion("fine"), headers=_CLOSE), arrivals)
     async with hostile_server(handler) as server:
         start = trio.current_time()
         config = pipeline(server.url, parallel=1)
@@ -223,31 +231,14 @@ async def test_an_embedding_503_waits_out_its_retry_after_without_holding_the_sl
     requests go at once, the retry at t = 10, and every row gets its vector."""
     import json
 
-    from _hostile_server import Handler, sequence
-
     arrivals: list[float] = []
-
-    def timed(step: Handler) -> Handler:
-        async def handler(stream: trio.SocketStream, seen: Hostile) -> None:
-            arrivals.append(trio.current_time())
-            await step(stream, seen)
-
-        return handler
-
-    close = [("connection", "close")]
-    busy = answer(
-        "503 Service Unavailable",
-        b'{"error": {"message": "overloaded", "type": "server_error"}}',
-        headers=[*close, ("retry-after", "10")],
-    )
     vectors = {
         "object": "list",
         "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}],
         "model": "m",
         "usage": {"prompt_tokens": 3, "total_tokens": 3},
     }
-    ok = answer(body=json.dumps(vectors).encode(), headers=close)
-    handler = sequence(timed(answering(busy, close=True)), timed(answering(ok, close=True)))
+    handler = _busy_once_then(answer(body=json.dumps(vectors).encode(), headers=_CLOSE), arrivals)
     config = PipelineConfig.from_dict(
         {
             "providers": [{"name": "hostile", "base_url": "http://127.0.0.1:1/v1"}],
