@@ -104,16 +104,16 @@ class AsyncEngine:
         """
         written = False
         worker: RowGroupWorker | None = None
-        dispatched = False
+        ran = False  # the worker's dispatch ran to its end (every cell finished or dropped)
         try:
             await self.state.load_cached(plan)
             worker = RowGroupWorker(self.state, self._cells, self.slots, self.backlog, plan)
             await worker.run()
-            dispatched = True
+            ran = True
             await self.state.checkpoint(worker.buffer, worker.tracker.dropped_rows)
             written = True
         finally:
-            if worker is not None and not dispatched and self.state.salvages():
+            if worker is not None and not ran and self.state.salvages():
                 await self.state.checkpoint_salvaged(worker.buffer, worker.tracker)
                 written = True
             self.state.forget_cached(plan)

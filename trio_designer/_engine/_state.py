@@ -300,12 +300,28 @@ class RunState:
         started: float | None = None,
     ) -> None:
         self.counts[column].failed += 1
-        log = self._cell_logs.get(plan.id)
-        if log is not None:
-            log.note_failure(column, row, exc, attempts, final=True)
+        self._note_drop(plan, column, row, exc, attempts)
         causes = self._drop_causes.setdefault(plan.id, {})
         key = (column, type(exc).__name__)
         causes[key] = causes.get(key, 0) + 1
+        logger.debug(
+            "column '%s' row %s dropped after %s: %s",
+            column,
+            "(all rows)" if row is None else plan.start + row,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        # A row a validation column rejected (drop_invalid) is a decision, not an error.
+        self._record_outcome(error=not isinstance(exc, ValidationFailedError), started=started)
+
+    def _note_drop(
+        self, plan: RowGroupPlan, column: str, row: int | None, exc: BaseException, attempts: int
+    ) -> None:
+        """Record why ``row`` (``None``: every row) of ``plan`` was dropped at ``column``: in
+        the provenance sidecar and in ``failures``."""
+        log = self._cell_logs.get(plan.id)
+        if log is not None:
+            log.note_failure(column, row, exc, attempts, final=True)
         self.failures.append(
             FailureRecord(
                 row_group=plan.id,
@@ -316,15 +332,6 @@ class RunState:
                 attempts=attempts,
             )
         )
-        logger.debug(
-            "column '%s' row %s dropped after %s: %s",
-            column,
-            "(all rows)" if row is None else plan.start + row,
-            type(exc).__name__,
-            str(exc)[:200],
-        )
-        # A row a validation column rejected (drop_invalid) is a decision, not an error.
-        self._record_outcome(error=not isinstance(exc, ValidationFailedError), started=started)
 
     def record_retry(
         self, plan: RowGroupPlan, column: str, row: int | None, exc: BaseException, attempts: int
@@ -400,10 +407,9 @@ class RunState:
         if self.error_window.record(error=error, started=at) and not self.early_shutdown:
             self.early_shutdown = True
             logger.error(
-                "shutting down early: %.0f%% of the last %d tasks to start failed (%.0f%% of the "
-                "run's); "
-                "finished row groups are kept, and the rows of those in flight that are "
-                "complete in every column",
+                "shutting down early: %.0f%% of the last %d tasks to start failed (%.0f%% of "
+                "the run's); finished row groups are kept, and the rows of those in flight "
+                "that are complete in every column",
                 100 * self.error_window.error_rate,
                 self.run.shutdown_error_window,
                 100 * self.error_window.cumulative_error_rate,
@@ -484,24 +490,12 @@ class RunState:
             column = next((c for c in order if not tracker.is_done(Task(c, row))), None)
             if column is not None:
                 unfinished[row] = column
-        log = self._cell_logs.get(plan.id)
         reason = UnfinishedAtShutdown(
             "not finished when the run shut down early (the error-rate gate: "
             "run.shutdown_error_rate); a resume generates this row group again"
         )
         for row, column in sorted(unfinished.items()):
-            if log is not None:
-                log.note_failure(column, row, reason, 0, final=True)
-            self.failures.append(
-                FailureRecord(
-                    row_group=plan.id,
-                    row=plan.start + row,
-                    column=column,
-                    error_class=type(reason).__name__,
-                    message=str(reason),
-                    attempts=0,
-                )
-            )
+            self._note_drop(plan, column, row, reason, 0)
         if unfinished:
             causes = self._drop_causes.setdefault(plan.id, {})
             key = ("(unfinished)", type(reason).__name__)

@@ -415,17 +415,17 @@ class LLMGenerator(ColumnGenerator):
         )
 
 
-def _empty_answer(response: Any) -> tuple[str, str]:
+def _empty_answer(response: ChatResponse) -> tuple[str, str]:
     """What an answer without content was, and its ``ModelOutputError.reason``: a refusal
     (``message.refusal``: ``"refused"``), only tool calls (``"tool_calls"``), or nothing at
     all (``"empty"``)."""
-    refusal = getattr(response, "refusal", None)
+    refusal = response.refusal
     if refusal:
         quoted = refusal.strip()
         if len(quoted) > _MAX_ERROR_CHARS:
             quoted = quoted[: _MAX_ERROR_CHARS - 3] + "..."
         return f"the model refused: {quoted!r}.", "refused"
-    calls = getattr(response, "tool_calls", 0)
+    calls = response.tool_calls
     if calls:
         plural = "call" if calls == 1 else "calls"
         finish = response.finish_reason
