@@ -110,6 +110,62 @@ class CompletionTrackerMachine(RuleBasedStateMachine):
         assert self._satisfied(task)
         self.in_flight.append(task)
 
+    @precondition(lambda self: self.tracker.has_ready())
+    @rule(data=st.data(), limit=st.integers(0, 6), odd_rows=st.booleans())
+    def dispatch_column(self, data: st.DataObject, limit: int, odd_rows: bool) -> None:
+        """The batched replay: take up to ``limit`` ready cells of one column, lowest rows
+        first, those ``accept`` takes (here: every row, or the odd rows only)."""
+        column = data.draw(st.sampled_from(sorted({t.column for t in self.tracker.ready_tasks()})))
+        before = self.tracker.ready_tasks()
+
+        def accept(task: Task) -> bool:
+            return not odd_rows or (task.row is not None and task.row % 2 == 1)
+
+        candidates = sorted(
+            (t for t in before if t.column == column and t.row is not None and accept(t)),
+            key=lambda t: t.row if t.row is not None else -1,
+        )
+        taken = self.tracker.pop_ready_column(column, limit, accept)
+        assert taken == candidates[:limit], (taken, candidates, limit)
+        assert self.tracker.ready_tasks() == before - set(taken)
+        for task in taken:
+            assert self._satisfied(task)
+            assert task.row not in self.dropped
+        self.in_flight.extend(taken)
+
+    @precondition(lambda self: self.in_flight)
+    @rule(data=st.data())
+    def unpop(self, data: st.DataObject) -> None:
+        """A taken task that did not start goes back to the ready ones (a cache miss of the
+        batched replay, or the rest of a batch at shutdown)."""
+        task = self.in_flight.pop(data.draw(st.integers(0, len(self.in_flight) - 1)))
+        self.tracker.unpop(task)
+        assert task in self.tracker.ready_tasks()
+        assert self.tracker.attempts(task) == self.deferrals.get(task, 0)
+
+    @precondition(lambda self: self.orphans)
+    @rule()
+    def unpop_of_a_dropped_row(self) -> None:
+        """A batch's task whose row was dropped meanwhile is not revived by ``unpop``."""
+        task = self.orphans[-1]
+        self.tracker.unpop(task)
+        assert task not in self.tracker.ready_tasks()
+        assert not self.tracker.is_in_flight(task)
+
+    @precondition(lambda self: len(self.in_flight) >= 1)
+    @rule(data=st.data())
+    def complete_many(self, data: st.DataObject) -> None:
+        """The batched replay's completions: several in-flight tasks in one call."""
+        count = data.draw(st.integers(1, len(self.in_flight)))
+        picked = data.draw(st.permutations(self.in_flight))[:count]
+        for task in picked:
+            self.in_flight.remove(task)
+        became = self.tracker.complete_many(picked)
+        assert set(became) <= self.tracker.ready_tasks()  # and nothing popped them since
+        for task in picked:
+            self.done.add(task)
+            self.completions[task] = self.completions.get(task, 0) + 1
+
     @precondition(lambda self: self.in_flight)
     @rule(data=st.data())
     def complete(self, data: st.DataObject) -> None:

@@ -68,6 +68,24 @@ class ErrorRateWindow:
         """The error fraction over every outcome recorded."""
         return self._total_errors / self._total if self._total else 0.0
 
+    def successes_to_trip(self) -> int | None:
+        """How many successes in a row, from now, would trip the gate: ``None`` if no run of
+        successes can.
+
+        A success never adds an error, so it trips the gate only by filling the window — the
+        success that makes it full, when the window's errors already reach the threshold.
+        The engine's batched replay (``_engine/_replay.py``) records a batch's successes
+        together, and stops a batch there, so no cell starts after the gate trips."""
+        outcomes = len(self._outcomes)
+        if (
+            self._tripped
+            or self._threshold >= 1.0
+            or outcomes >= self._window
+            or self._errors < self._threshold * self._window
+        ):
+            return None
+        return self._window - outcomes
+
     def record(self, *, error: bool, started: float) -> bool:
         """Record the outcome of a task that started at ``started`` (any clock that orders
         the run's tasks); returns whether the gate is (now) tripped."""

@@ -336,6 +336,62 @@ class CompletionTracker:
         assert head is not None
         return head[1]
 
+    def pop_ready_column(
+        self, column: str, limit: int, accept: Callable[[Task], bool] | None = None
+    ) -> list[Task]:
+        """Take up to ``limit`` ready cell tasks of ``column`` that ``accept`` takes (every
+        one without it), lowest rows first, and mark them in flight; the others stay ready.
+
+        For the engine's batched replay of cached cells (``_engine/_replay.py``): one call
+        instead of one :meth:`pop_ready_if` a cell. Unlike :meth:`pop_ready` this does not
+        choose among columns: the caller names the column (one it just popped by priority).
+        """
+        if limit <= 0 or not self._ready_count.get(column):
+            return []
+        ready_set = self._ready_set
+        live = sorted(entry for entry in self._heaps[column] if entry[1] in ready_set)
+        taken: list[Task] = []
+        kept: list[tuple[int, Task]] = []
+        for entry in live:
+            task = entry[1]
+            if len(taken) < limit and task.row is not None and (accept is None or accept(task)):
+                taken.append(task)
+            else:
+                kept.append(entry)
+        if not taken:
+            return []
+        self._heaps[column] = kept  # sorted: a valid heap, without the stale entries
+        ready_set.difference_update(taken)
+        self._in_flight.update(taken)
+        self._ready_count[column] -= len(taken)
+        group = self._group_of[column]
+        self._group_ready[group] -= len(taken)
+        if not self._group_ready[group]:
+            del self._live_groups[bisect.bisect_left(self._live_groups, group)]
+        return taken
+
+    def unpop(self, task: Task) -> None:
+        """Put an in-flight task back among the ready ones, as if it had never been taken (no
+        attempt counted). For a task the engine took but did not start: a cached cell whose
+        answer turned out not to be cached, or the rest of a batch once the run is shutting
+        down. A task no longer in flight (its row was dropped meanwhile) is left alone."""
+        if task not in self._in_flight:
+            return
+        self._in_flight.remove(task)
+        self._push(task)
+
+    def complete_many(self, tasks: Iterable[Task]) -> list[Task]:
+        """:meth:`complete` for each of ``tasks``, in order; returns every task that became
+        ready (the batched replay's completions of one column, in one call)."""
+        ready: list[Task] = []
+        for task in tasks:
+            ready.extend(self.complete(task))
+        return ready
+
+    def is_in_flight(self, task: Task) -> bool:
+        """Whether ``task`` is in flight (taken and not yet reported back)."""
+        return task in self._in_flight
+
     def complete(self, task: Task) -> list[Task]:
         """Mark an in-flight task done; returns the tasks that became ready.
 

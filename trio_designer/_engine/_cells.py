@@ -223,6 +223,79 @@ class CellRunner:
         coroutine.close()  # it suspended: not replayable synchronously after all
         return None
 
+    def replay_cached_cells(
+        self,
+        buf: RowGroupBuffer,
+        column: str,
+        rows: Sequence[int],
+        statuses: list[TaskStatus],
+    ) -> bool:
+        """:meth:`run_cached_inline` for ``rows`` of ``column``, one after the other, in one
+        call (the batched replay, ``_engine/_replay.py``): each served cell's status is
+        appended to ``statuses``.
+
+        Returns ``True`` when every cell was served; ``False`` at the first one that was not,
+        ``rows[len(statuses)]``, which is left untouched (nothing stored, its tally as it
+        was), and the cells after it are not run. An exception of a cell's skip condition or
+        generator propagates: the failing cell is ``rows[len(statuses)]``; what the cells
+        before it stored stays.
+
+        Each cell does exactly what :meth:`run_cached_inline` does — the same skip decision,
+        the same context (hence the same random draws and cache keys), the same tally and
+        store — so the dataset and its provenance are the same; only the per-call set-up
+        (the cache-only flag, lookups of the generator and the column's inputs) is done once.
+        """
+        generator = self._generators[column]
+        agenerate = generator.agenerate
+        ancestors = self._ancestors[column]
+        upstream = self._graph.upstream[column]
+        condition = self._graph.configs[column].skip_when
+        tallies = buf.cells.usage
+        skipped = buf.skipped
+        values = buf.values
+        start, seed, models = buf.plan.start, self._seed, self._models
+        token = cache_only.set(True)
+        try:
+            for row in rows:
+                if (condition is not None or any(row in skipped[up] for up in upstream)) and (
+                    self.is_skipped(buf, column, row)
+                ):
+                    self.mark_skipped(buf, column, row)
+                    statuses.append("skipped")
+                    continue
+                coroutine = agenerate(
+                    CellContext(
+                        column=column,
+                        row_index=start + row,
+                        row={c: values[c][row] for c in ancestors},
+                        seed=seed,
+                        models=models,
+                    )
+                )
+                scratch = CellUsage()  # a pass ending in a miss counts nothing
+                recorded = start_recording(scratch)
+                try:
+                    coroutine.send(None)
+                except StopIteration as done:
+                    result = done.value
+                except CacheMiss:
+                    return False
+                else:
+                    coroutine.close()  # it suspended: not replayable synchronously after all
+                    return False
+                finally:
+                    stop_recording(recorded)
+                earlier = tallies.get((column, row))
+                if earlier is None:  # the cell's first attempt (the usual case): the tally as is
+                    tallies[column, row] = scratch
+                else:
+                    earlier.merge(scratch)
+                _store(buf, column, row, result)
+                statuses.append("ok")
+        finally:
+            cache_only.reset(token)
+        return True
+
     def _context(self, buf: RowGroupBuffer, column: str, row: int) -> CellContext:
         return CellContext(
             column=column,

@@ -57,7 +57,9 @@ from .._core._tracker import CompletionTracker, Task
 from .._observe import TaskStatus
 from ..models._backlog import EndpointBacklog
 from ..models._limiter import set_request_priority
+from . import _replay
 from ._cells import CellRunner, Handoff
+from ._replay import replay_column
 from ._state import RowGroupPlan, RunState
 
 #: At most this many inline cells run back to back before the dispatcher checkpoints.
@@ -264,7 +266,11 @@ class RowGroupWorker:
         if task is None:  # a drop emptied the frontier while we waited for the slot
             self.slots.release(token)
             return
-        if task.row is not None and self._runs_inline(task.column):
+        if (
+            task.row is not None
+            and task not in self._cache_missed
+            and self._runs_inline(task.column)
+        ):
             missed = None
             try:
                 missed = self._run_inline_batch(task)
@@ -278,6 +284,8 @@ class RowGroupWorker:
             # the slot still held), which goes straight to the handoff.
             task = missed
             self._cache_missed.add(task)
+        # (A cell in _cache_missed popped here — a miss the batched replay put back — is
+        # given its task directly too.)
         # The scope is registered before the task starts, so a drop that happens between
         # dispatch and start still reaches it (the task then never calls its generator).
         scope = trio.CancelScope()
@@ -303,10 +311,20 @@ class RowGroupWorker:
 
         Returns the LLM cell whose answer was not in the cache, if one was taken (the batch
         ends there: a taken task must run, in a task of its own), else ``None``."""
-        for remaining in range(INLINE_BATCH - 1, -1, -1):
-            if not self._run_inline(task):
+        remaining = INLINE_BATCH
+        while True:
+            if _replay.ENABLED and not self.cells.runs_inline(task.column):
+                # A cell the cache may serve: it and the other ready cells of its column,
+                # column-wise (``_replay.py``); the cells it ran count against the batch.
+                ran, missed = replay_column(self, task, remaining)
+                if missed is not None:
+                    return missed
+                remaining -= ran
+            elif not self._run_inline(task):
                 return task
-            if remaining == 0 or self.state.run_scope.cancel_called:
+            else:
+                remaining -= 1
+            if remaining <= 0 or self.state.run_scope.cancel_called:
                 # Checked *before* taking the next task: a taken task must run; and once the
                 # run is shutting down (a cell of this batch may have tripped the error-rate
                 # gate), nothing new starts.
@@ -315,11 +333,25 @@ class RowGroupWorker:
             if following is None:
                 return None
             task = following
-        return None
 
     def _takes_inline(self, task: Task) -> bool:
-        """Whether the inline batch takes ``task`` next (a cell that runs inline)."""
-        return task.row is not None and self._runs_inline(task.column)
+        """Whether the inline batch takes ``task`` next (a cell that runs inline, and not a
+        cached cell found not cached: that one gets a task of its own)."""
+        return (
+            task.row is not None
+            and task not in self._cache_missed
+            and self._runs_inline(task.column)
+        )
+
+    def replayable(self, task: Task) -> bool:
+        """Whether the batched replay may take ``task`` (not a cell already found not all
+        cached, which gets a task of its own)."""
+        return task not in self._cache_missed
+
+    def mark_cache_missed(self, task: Task) -> None:
+        """``task`` (put back among the ready ones) was found not all cached: when popped it
+        gets a task of its own, which skips the cache-only pass."""
+        self._cache_missed.add(task)
 
     def _run_inline(self, task: Task) -> bool:
         """Run one inline cell; ``False`` (and nothing recorded) for an LLM cell whose

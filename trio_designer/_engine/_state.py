@@ -289,6 +289,26 @@ class RunState:
             counts.ok += cells
         self._record_outcome(error=False, started=started)
 
+    def record_successes(
+        self, column: str, ok: int, skipped: int, *, started: float
+    ) -> None:
+        """:meth:`record_success` for ``ok`` cells and ``skipped`` cells of ``column`` that
+        all started at ``started`` (the batched replay, ``_engine/_replay.py``); the caller
+        keeps a batch within :meth:`successes_to_trip`, so the gate trips, if at all, at the
+        batch's last cell."""
+        counts = self.counts[column]
+        counts.ok += ok
+        counts.skipped += skipped
+        for _ in range(ok + skipped):
+            self._record_outcome(error=False, started=started)
+
+    def successes_to_trip(self) -> int | None:
+        """How many successes in a row would shut the run down early (``None``: no run of
+        successes would; see ``ErrorRateWindow.successes_to_trip``)."""
+        if self.early_shutdown:
+            return None
+        return self.error_window.successes_to_trip()
+
     def record_failure(
         self,
         plan: RowGroupPlan,
