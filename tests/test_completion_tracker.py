@@ -248,3 +248,33 @@ def test_error_window_matches_a_plain_sort(
         )
         assert window.record(error=error, started=float(started)) is tripped
         assert window.error_rate == pytest.approx(errors / len(latest))
+
+
+@given(
+    window=st.integers(1, 8),
+    threshold=st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]),
+    outcomes=st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=12),
+)
+@settings(max_examples=300, deadline=None)
+def test_error_window_successes_to_trip_is_where_successes_trip_it(
+    window: int, threshold: float, outcomes: list[tuple[bool, int]]
+) -> None:
+    """``successes_to_trip`` (the batched replay's bound on a stretch of served cells) says
+    exactly how many successes in a row, from now, trip the gate: recorded one by one, the
+    gate trips at that success and not before; ``None``: no run of successes trips it."""
+    import copy
+
+    gate = ErrorRateWindow(window, threshold)
+    for error, started in outcomes:
+        gate.record(error=error, started=float(started))
+    predicted = gate.successes_to_trip()
+    if gate.tripped:
+        assert predicted is None
+        return
+    trial = copy.deepcopy(gate)
+    tripped_at = None
+    for count in range(1, window + 2):
+        if trial.record(error=False, started=10.0):
+            tripped_at = count
+            break
+    assert predicted == tripped_at
