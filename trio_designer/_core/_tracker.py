@@ -349,18 +349,22 @@ class CompletionTracker:
         if limit <= 0 or not self._ready_count.get(column):
             return []
         ready_set = self._ready_set
-        live = sorted(entry for entry in self._heaps[column] if entry[1] in ready_set)
+        heap = self._heaps[column]
         taken: list[Task] = []
-        kept: list[tuple[int, Task]] = []
-        for entry in live:
+        passed: list[tuple[int, Task]] = []  # ready, but refused by ``accept``: put back
+        while heap and len(taken) < limit:
+            entry = heapq.heappop(heap)
             task = entry[1]
-            if len(taken) < limit and task.row is not None and (accept is None or accept(task)):
+            if task not in ready_set:
+                continue  # a stale entry (lazy deletion)
+            if task.row is not None and (accept is None or accept(task)):
                 taken.append(task)
             else:
-                kept.append(entry)
+                passed.append(entry)
+        for entry in passed:
+            heapq.heappush(heap, entry)
         if not taken:
             return []
-        self._heaps[column] = kept  # sorted: a valid heap, without the stale entries
         ready_set.difference_update(taken)
         self._in_flight.update(taken)
         self._ready_count[column] -= len(taken)

@@ -299,8 +299,12 @@ class RunState:
         counts = self.counts[column]
         counts.ok += ok
         counts.skipped += skipped
+        record = self.error_window.record
+        tripped = False
         for _ in range(ok + skipped):
-            self._record_outcome(error=False, started=started)
+            tripped = record(error=False, started=started)
+        if tripped:
+            self._trip()
 
     def successes_to_trip(self) -> int | None:
         """How many successes in a row would shut the run down early (``None``: no run of
@@ -424,7 +428,12 @@ class RunState:
         # The gate orders outcomes by when their tasks started (``started``: the dispatch
         # time; ``None``, as the sync engine reports: now).
         at = trio.current_time() if started is None else started
-        if self.error_window.record(error=error, started=at) and not self.early_shutdown:
+        if self.error_window.record(error=error, started=at):
+            self._trip()
+
+    def _trip(self) -> None:
+        """The gate is tripped: declare early shutdown and cancel :attr:`run_scope` (once)."""
+        if not self.early_shutdown:
             self.early_shutdown = True
             logger.error(
                 "shutting down early: %.0f%% of the last %d tasks to start failed (%.0f%% of "
