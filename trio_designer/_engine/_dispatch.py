@@ -309,6 +309,10 @@ class RowGroupWorker:
         under the one submission slot the dispatcher holds. Bounded, so the dispatcher
         checkpoints (at its next slot acquisition) at least every ``INLINE_BATCH`` cells.
 
+        An LLM cell the cache may serve takes the other ready cells of its column with it
+        (``_replay.replay_column``: column-wise, the dispatcher's invariants kept as its module
+        docstring says); they count against the same bound.
+
         Returns the LLM cell whose answer was not in the cache, if one was taken (the batch
         ends there: a taken task must run, in a task of its own), else ``None``."""
         remaining = INLINE_BATCH
