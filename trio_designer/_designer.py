@@ -365,13 +365,13 @@ class TrioDesigner:
             async with (
                 self._open_cache(config) as cache,
                 self._open_models(config, changes, cache) as models,
-                _beside_the_run(models) as disk,
+                _beside_the_run(models) as beside,
             ):
                 # The dataset card (README.md) is written with the final record (a run that
                 # ended without an error), built while the row groups are written.
                 sink = ParquetSink(output_dir, card=True)
                 # Refusals (another run in the directory...) are raised here, before any
-                # request; the folders and the first record are written while the first
+                # request; the folders and the first record are written once the first
                 # requests are out (writes and close wait for them).
                 await sink.open(
                     fingerprint=fingerprint_of(basis),
@@ -379,10 +379,12 @@ class TrioDesigner:
                     num_records=num_records,
                     row_group_size=config.run.row_group_size,
                     resume=resume,
-                    background=disk,
+                    background=beside.nursery,
                     fingerprint_basis=basis,
                     force_resume=force_resume,
+                    defer_preparation=True,
                 )
+                beside.when_first_wave_out(sink.start_preparing)
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
                 prior = await _prior_spend(Path(output_dir), sink, done, config)
                 found = len(done)
@@ -658,29 +660,62 @@ class TrioDesigner:
                     reporter.final(outcome)
 
 
+class _Beside:
+    """Work beside a run (:func:`_beside_the_run`): its nursery, and the moment the first wave
+    of requests is out."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.first_wave_out = trio.Event()
+
+    def when_first_wave_out(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` once the first wave of requests is out (at once if it is, or if the
+        run has no models): for work the first requests do not need, whose CPU would delay
+        them (the sink's preparation: a worker thread holding the GIL while the first
+        requests are built, ``benches/small_runs.py``'s "first request")."""
+        if self.first_wave_out.is_set():
+            fn()
+            return
+
+        async def later() -> None:
+            await self.first_wave_out.wait()
+            fn()
+
+        self.nursery.start_soon(later)
+
+
 @asynccontextmanager
-async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[trio.Nursery]:
+async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[_Beside]:
     """A nursery for work beside a run: the sink's background preparation, and connections
     to the providers warmed up while the run starts (``ModelRegistry.warm_up``: no request,
     only connecting, so the first requests find connections ready). The warm-up is cancelled
-    when the run ends."""
+    when the run ends. ``first_wave_out`` is set once the warm-up saw the first wave of
+    requests out (``ModelRegistry.top_up``'s test), when the warm-up ends otherwise, and
+    at once without models."""
     async with trio.open_nursery() as nursery:
+        beside = _Beside(nursery)
         warm = trio.CancelScope()
         if models is not None:
-            nursery.start_soon(_warm_up, models, warm)
+            nursery.start_soon(_warm_up, models, warm, beside.first_wave_out)
+        else:
+            beside.first_wave_out.set()
         try:
-            yield nursery
+            yield beside
         finally:
             warm.cancel()
+            beside.first_wave_out.set()
 
 
-async def _warm_up(models: ModelRegistry, scope: trio.CancelScope) -> None:
+async def _warm_up(models: ModelRegistry, scope: trio.CancelScope, out: trio.Event) -> None:
     """Connect before the first requests need it; then, once the first wave of requests is
     out, open the connections the answers' follow-up requests will need
-    (``ModelRegistry.top_up``)."""
-    with scope:
-        await models.warm_up()
-        await models.top_up()
+    (``ModelRegistry.top_up``), and set ``out``."""
+    try:
+        with scope:
+            await models.warm_up()
+            await models.top_up()
+    finally:
+        out.set()
 
 
 @contextmanager
