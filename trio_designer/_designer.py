@@ -816,9 +816,8 @@ def _outside(row_groups: range, num_records: int, row_group_size: int) -> frozen
 def _dataset_files(sink: Any) -> tuple[str, ...]:
     """The dataset's parquet files (this run's and, after a resume, earlier runs'), in
     row-group order."""
-    row_groups = sink.metadata().get("row_groups", {})
-    entries = sorted(row_groups.items(), key=lambda item: int(item[0]))
-    return tuple(entry["file"] for _, entry in entries if entry.get("file"))
+    files: tuple[str, ...] = sink.data_files()
+    return files
 
 
 def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:

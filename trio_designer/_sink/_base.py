@@ -409,6 +409,14 @@ class SinkBase(abc.ABC):
             if not meta.row_groups[rg].partial
         }
 
+    def data_files(self) -> tuple[str, ...]:
+        """The data files the run record names, in row-group order: the ``file`` of each
+        entry of ``metadata()["row_groups"]`` that has one, without building the whole JSON
+        document (``create()`` lists them in its result right after ``close``)."""
+        meta = self._require_meta("data_files()")
+        entries = sorted(meta.row_groups.items())
+        return tuple(entry.file for _, entry in entries if entry.file)
+
     def metadata(self) -> dict[str, Any]:
         """The run record as a JSON-compatible dict (for the parquet sink: ``metadata.json``)."""
         return self._require_meta("metadata()").to_json_dict()
