@@ -347,12 +347,12 @@ class TrioDesigner:
         identity = config if identity is None else identity
         graph, generators, seed, chain = _prepare(config, num_records, await _open_seed(config))
         try:
+            # The record's copy of the config; the fingerprint's basis is made from it (one
+            # conversion instead of two, before the first request).
+            described = identity.to_dict(lenient=True)
+            basis_of = partial(fingerprint_basis, identity, config_dict=described)
             # Hashing a seed's files reads them: off the trio thread (without a seed, inline).
-            basis = (
-                fingerprint_basis(identity)
-                if seed is None
-                else await trio.to_thread.run_sync(fingerprint_basis, identity)
-            )
+            basis = basis_of() if seed is None else await trio.to_thread.run_sync(basis_of)
         except ConfigError as exc:
             raise config.located(exc) from exc.__cause__
         if seed is not None:
@@ -375,7 +375,7 @@ class TrioDesigner:
                 # requests are out (writes and close wait for them).
                 await sink.open(
                     fingerprint=fingerprint_of(basis),
-                    config=identity.to_dict(lenient=True),
+                    config=described,
                     num_records=num_records,
                     row_group_size=config.run.row_group_size,
                     resume=resume,
