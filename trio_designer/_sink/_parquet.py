@@ -38,6 +38,7 @@ import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 import trio
+import yaml
 
 from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError, TrioDesignerError
 from ._atomic import (
@@ -211,6 +212,7 @@ class ParquetSink(SinkBase):
         def prepare_sync() -> RunMetadata:
             self._prepare_directories(meta)
             self._persist_sync(meta)
+            self._prepare_card(meta)
             return meta
 
         self._deferred = {}
@@ -356,6 +358,15 @@ class ParquetSink(SinkBase):
             return
         if card and text[0] is None:
             self._card_from_disk()
+
+    def _prepare_card(self, meta: RunMetadata) -> None:
+        """The card's config-only parts, made now (``CardDraft.prepare``); never fails."""
+        if self._card is None:
+            return
+        try:
+            self._card.prepare(meta)
+        except (ValueError, TypeError, yaml.YAMLError) as exc:  # render makes them again
+            _logger.warning("the dataset card of %s was not prepared: %s", self._root, exc)
 
     def _card_text(self, meta: RunMetadata) -> str | None:
         """The card from the draft (``None``: build it from the directory afterwards)."""
