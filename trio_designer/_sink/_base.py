@@ -252,6 +252,12 @@ class SinkBase(abc.ABC):
         defer_preparation=True)``); nothing otherwise."""
         self._ready.go.set()
 
+    async def wait_prepared(self) -> bool:
+        """Start a deferred preparation if it has not started, and wait for it to end
+        (at once without one); ``True`` when the storage is ready. For files the caller
+        writes beside the sink's (the run's trace and failures): the folders exist then."""
+        return await self._ready.wait_settled()
+
     async def _prepare_in_background(self, meta: RunMetadata) -> None:
         cancelled: trio.Cancelled | None = None
         try:
