@@ -612,10 +612,7 @@ class TrioDesigner:
                     summary["processors"] = chain.report()
                 if found is not None:
                     summary[SUMMARY_ROW_GROUPS_FOUND] = found
-                async with trio.open_nursery() as closing:
-                    if models is not None:
-                        closing.start_soon(_close_connections, models)
-                    await sink.close(status=status, summary=summary)
+                await sink.close(status=status, summary=summary)
         reports: dict[str, Any] = chain.report()
         processed: tuple[str, ...] | None = None
         if output_dir is not None and status == "complete" and chain:
@@ -724,29 +721,6 @@ async def _warm_up(models: ModelRegistry, scope: trio.CancelScope, out: trio.Eve
             await models.top_up()
     finally:
         out.set()
-
-
-async def _close_connections(models: ModelRegistry) -> None:
-    """Close every provider's connections once the sink's final write is under way.
-
-    Called when the run's requests are over (the engine has returned): nothing sends a
-    request again. The final write (``sink.close``) is a worker-thread hop of several
-    milliseconds during which the event loop idles; closing the connections then (14-30
-    sockets for a small run, ~0.3-1.7 ms) takes them off the path from the last answer to
-    ``create()`` returning. "Under way": every task blocked — the sink's close waits for its
-    thread (before that, the close's own steps on this thread go first). The registry closes
-    its clients again on exit (a no-op for a closed pool; a warm-up connect that ended after
-    this is closed then).
-    """
-    try:  # as models/_registry.py: without importing trio.testing (it imports pytest)
-        from trio._core import wait_all_tasks_blocked  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - a trio that moved it
-        from trio.testing import wait_all_tasks_blocked
-
-    await wait_all_tasks_blocked()
-    providers = dict.fromkeys(models.model(alias).provider for alias in models.aliases())
-    for provider in providers:
-        await models.client(provider).aclose()
 
 
 @contextmanager
