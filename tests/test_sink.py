@@ -38,7 +38,7 @@ from trio_designer._sink import (
     row_group_file,
     write_atomically,
 )
-from trio_designer._sink._atomic import write_atomically_together
+from trio_designer._sink._atomic import Content, write_atomically_together
 
 FINGERPRINT = "sha256:" + "a" * 64
 OTHER_FINGERPRINT = "sha256:" + "b" * 64
@@ -426,6 +426,65 @@ async def test_a_failed_background_preparation_fails_writes_and_stores_nothing(
     assert [type(e) for e in caught] == [SinkError]
     assert sink.statistics().state == "closed"
     assert listdir(out / "parquet-files") == []
+
+
+async def test_a_deferred_preparation_waits_for_its_start_or_for_a_write(out: Path) -> None:
+    """``open(background=..., defer_preparation=True)``: nothing is on disk until
+    ``start_preparing`` (or a write, or ``close``, that needs the storage); then it is
+    prepared as an undeferred one would be."""
+    for trigger in ("start", "write", "close"):
+        root = out / trigger
+        sink = ParquetSink(root)
+        with trio.fail_after(BIG):
+            async with trio.open_nursery() as nursery:
+                await sink.open(
+                    fingerprint=FINGERPRINT,
+                    config=CONFIG,
+                    num_records=100,
+                    row_group_size=10,
+                    background=nursery,
+                    defer_preparation=True,
+                )
+                await trio.testing.wait_all_tasks_blocked()
+                assert not root.exists()  # the background task waits
+                if trigger == "start":
+                    sink.start_preparing()
+                    await trio.testing.wait_all_tasks_blocked()
+                    # A worker thread writes it: no trio event to wait for.
+                    while not (root / "metadata.json").exists():  # noqa: ASYNC110
+                        await trio.sleep(0.001)
+                    assert json.loads((root / "metadata.json").read_bytes())["status"] == (
+                        "running"
+                    )
+                if trigger != "close":
+                    await sink.write_row_group(0, rows(0, 10), requested_rows=10)
+                await sink.close(status="interrupted", summary={})
+        assert sink.metadata()["status"] == "interrupted"
+        assert_disk_matches_record(sink)
+
+
+async def test_a_deferred_preparation_cancelled_while_it_waits_still_prepares(
+    out: Path,
+) -> None:
+    """Its nursery cancelled before the start (the run failed before ``close``): the storage
+    is still prepared, as an undeferred preparation would have been, and a ``close`` after
+    that stores the final record."""
+    sink = ParquetSink(out)
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            await sink.open(
+                fingerprint=FINGERPRINT,
+                config=CONFIG,
+                num_records=100,
+                row_group_size=10,
+                background=nursery,
+                defer_preparation=True,
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        assert json.loads((out / "metadata.json").read_bytes())["status"] == "running"
+        await sink.close(status="failed", summary={})
+    assert sink.metadata()["status"] == "failed"
 
 
 async def open_sink_in(sink: Sink, nursery: trio.Nursery) -> None:
@@ -1036,12 +1095,15 @@ async def test_resuming_with_a_plan_that_breaks_written_groups_is_refused(
 def test_write_atomically_together_orders_the_stages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every tmp file is fsynced before the first rename; a stage's directories are fsynced
+    """A file is renamed only once its content is fsynced; a stage's directories are fsynced
     before the next stage's first rename (so a record never becomes durable before the files
-    it names); everything is in place and no tmp file is left when the call returns.
+    it names); a function stage is made once the earlier stages' tmp files are written;
+    everything is in place and no tmp file is left when the call returns.
 
     ``os.fsync`` and ``os.replace`` (the standard library) are wrapped to note the order of
-    events; they still really run. The fsyncs of one round run in several threads."""
+    events; they still really run. The fsyncs run in several threads, and a later stage's
+    file fsyncs may still run while an earlier stage is renamed: the order is checked per
+    file and per stage, not as one sequence."""
     (tmp_path / "data").mkdir()
     (tmp_path / ".tmp").mkdir()
     real_fsync, real_replace = os.fsync, os.replace
@@ -1056,9 +1118,16 @@ def test_write_atomically_together_orders_the_stages(
             events.append((f"fsync-{kind}", str(status.st_ino)))
 
     def observed_replace(src: Any, dst: Any) -> None:
+        ino = str(os.stat(src).st_ino)
         real_replace(src, dst)
         with lock:
-            events.append(("replace", Path(dst).name))
+            events.append(("replace", f"{Path(dst).name}:{ino}"))
+
+    def record_stage() -> list[tuple[Path, Content]]:
+        with lock:
+            events.append(("made", "record"))
+        assert sorted(p.name.split(".")[0] for p in (tmp_path / ".tmp").iterdir()) == ["a", "b"]
+        return [(tmp_path / "record.json", b"r")]
 
     monkeypatch.setattr(os, "fsync", observed_fsync)
     monkeypatch.setattr(os, "replace", observed_replace)
@@ -1068,27 +1137,76 @@ def test_write_atomically_together_orders_the_stages(
                 (tmp_path / "data" / "a.parquet", b"a"),
                 (tmp_path / "b.bin", lambda f: f.write(b"b")),
             ],
-            [(tmp_path / "record.json", b"r")],
+            record_stage,
         ],
         tmp_dir=tmp_path / ".tmp",
     )
     kinds = [kind for kind, _ in events]
-    assert kinds == ["fsync-file"] * 3 + ["replace"] * 2 + ["fsync-dir"] * 2 + [
-        "replace",
-        "fsync-dir",
-    ]
-    assert {name for kind, name in events[3:5]} == {"a.parquet", "b.bin"}
-    assert {ino for _, ino in events[5:7]} == {
-        str((tmp_path / "data").stat().st_ino),
-        str(tmp_path.stat().st_ino),
+    assert sorted(kinds) == sorted(
+        ["fsync-file"] * 3 + ["made"] + ["replace"] * 3 + ["fsync-dir"] * 3
+    )
+    at = {event: i for i, event in enumerate(events)}
+    replaced = {
+        name.split(":")[0]: (i, name.split(":")[1])
+        for (kind, name), i in at.items()
+        if kind == "replace"
     }
-    assert events[7] == ("replace", "record.json")
+    for index, ino in replaced.values():  # each file's content is durable before its rename
+        assert at[("fsync-file", ino)] < index
+    first_stage = max(replaced["a.parquet"][0], replaced["b.bin"][0])
+    data_dir, root = str((tmp_path / "data").stat().st_ino), str(tmp_path.stat().st_ino)
+    dir_syncs = [i for i, (kind, ino) in enumerate(events) if kind == "fsync-dir"]
+    assert len(dir_syncs) == 3
+    # Stage 1's two directories are fsynced after its renames, before the record's rename.
+    assert {events[i][1] for i in dir_syncs[:2]} == {data_dir, root}
+    assert first_stage < min(dir_syncs[:2])
+    assert max(dir_syncs[:2]) < replaced["record.json"][0]
+    assert events[-1] == ("fsync-dir", root)
+    assert dir_syncs[2] == len(events) - 1
+    assert at[("made", "record")] < min(index for index, _ in replaced.values())
     assert [(tmp_path / p).read_bytes() for p in ("data/a.parquet", "b.bin", "record.json")] == [
         b"a",
         b"b",
         b"r",
     ]
     assert listdir(tmp_path / ".tmp") == []
+
+
+def test_write_atomically_together_with_before_replace_fsyncs_everything_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``before_replace`` (the last moment to give up): every file of every stage is
+    fsynced before it is called, and it is called before the first rename."""
+    (tmp_path / ".tmp").mkdir()
+    real_fsync, real_replace = os.fsync, os.replace
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def observed_fsync(fd: int) -> None:
+        real_fsync(fd)
+        with lock:
+            events.append("fsync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync-file")
+
+    def observed_replace(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        with lock:
+            events.append("replace")
+
+    monkeypatch.setattr(os, "fsync", observed_fsync)
+    monkeypatch.setattr(os, "replace", observed_replace)
+    write_atomically_together(
+        [[(tmp_path / "a", b"a")], lambda: [(tmp_path / "b", b"b"), (tmp_path / "c", b"c")]],
+        tmp_dir=tmp_path / ".tmp",
+        before_replace=lambda: events.append("before_replace"),
+    )
+    assert events == ["fsync-file"] * 3 + [
+        "before_replace",
+        "replace",
+        "fsync-dir",
+        "replace",
+        "replace",
+        "fsync-dir",
+    ]
 
 
 def test_write_atomically_together_replaces_nothing_when_it_gives_up(tmp_path: Path) -> None:

@@ -347,12 +347,12 @@ class TrioDesigner:
         identity = config if identity is None else identity
         graph, generators, seed, chain = _prepare(config, num_records, await _open_seed(config))
         try:
+            # The record's copy of the config; the fingerprint's basis is made from it (one
+            # conversion instead of two, before the first request).
+            described = identity.to_dict(lenient=True)
+            basis_of = partial(fingerprint_basis, identity, config_dict=described)
             # Hashing a seed's files reads them: off the trio thread (without a seed, inline).
-            basis = (
-                fingerprint_basis(identity)
-                if seed is None
-                else await trio.to_thread.run_sync(fingerprint_basis, identity)
-            )
+            basis = basis_of() if seed is None else await trio.to_thread.run_sync(basis_of)
         except ConfigError as exc:
             raise config.located(exc) from exc.__cause__
         if seed is not None:
@@ -365,24 +365,26 @@ class TrioDesigner:
             async with (
                 self._open_cache(config) as cache,
                 self._open_models(config, changes, cache) as models,
-                _beside_the_run(models) as disk,
+                _beside_the_run(models) as beside,
             ):
                 # The dataset card (README.md) is written with the final record (a run that
                 # ended without an error), built while the row groups are written.
                 sink = ParquetSink(output_dir, card=True)
                 # Refusals (another run in the directory...) are raised here, before any
-                # request; the folders and the first record are written while the first
+                # request; the folders and the first record are written once the first
                 # requests are out (writes and close wait for them).
                 await sink.open(
                     fingerprint=fingerprint_of(basis),
-                    config=identity.to_dict(lenient=True),
+                    config=described,
                     num_records=num_records,
                     row_group_size=config.run.row_group_size,
                     resume=resume,
-                    background=disk,
+                    background=beside.nursery,
                     fingerprint_basis=basis,
                     force_resume=force_resume,
+                    defer_preparation=True,
                 )
+                beside.when_first_wave_out(sink.start_preparing)
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
                 prior = await _prior_spend(Path(output_dir), sink, done, config)
                 found = len(done)
@@ -596,7 +598,12 @@ class TrioDesigner:
         finally:
             control.rows_written = state.rows_written
             with trio.CancelScope(shield=True):
-                if output_dir is not None and (state.failures or state.trace.enabled):
+                if (
+                    output_dir is not None
+                    and (state.failures or state.trace.enabled)
+                    # The folders exist (a deferred preparation may not have started yet).
+                    and await sink.wait_prepared()
+                ):
                     await trio.to_thread.run_sync(
                         partial(_write_artifacts, output_dir, state, self.engine)
                     )
@@ -658,29 +665,62 @@ class TrioDesigner:
                     reporter.final(outcome)
 
 
+class _Beside:
+    """Work beside a run (:func:`_beside_the_run`): its nursery, and the moment the first wave
+    of requests is out."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.first_wave_out = trio.Event()
+
+    def when_first_wave_out(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` once the first wave of requests is out (at once if it is, or if the
+        run has no models): for work the first requests do not need, whose CPU would delay
+        them (the sink's preparation: a worker thread holding the GIL while the first
+        requests are built, ``benches/small_runs.py``'s "first request")."""
+        if self.first_wave_out.is_set():
+            fn()
+            return
+
+        async def later() -> None:
+            await self.first_wave_out.wait()
+            fn()
+
+        self.nursery.start_soon(later)
+
+
 @asynccontextmanager
-async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[trio.Nursery]:
+async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[_Beside]:
     """A nursery for work beside a run: the sink's background preparation, and connections
     to the providers warmed up while the run starts (``ModelRegistry.warm_up``: no request,
     only connecting, so the first requests find connections ready). The warm-up is cancelled
-    when the run ends."""
+    when the run ends. ``first_wave_out`` is set once the warm-up saw the first wave of
+    requests out (``ModelRegistry.top_up``'s test), when the warm-up ends otherwise, and
+    at once without models."""
     async with trio.open_nursery() as nursery:
+        beside = _Beside(nursery)
         warm = trio.CancelScope()
         if models is not None:
-            nursery.start_soon(_warm_up, models, warm)
+            nursery.start_soon(_warm_up, models, warm, beside.first_wave_out)
+        else:
+            beside.first_wave_out.set()
         try:
-            yield nursery
+            yield beside
         finally:
             warm.cancel()
+            beside.first_wave_out.set()
 
 
-async def _warm_up(models: ModelRegistry, scope: trio.CancelScope) -> None:
+async def _warm_up(models: ModelRegistry, scope: trio.CancelScope, out: trio.Event) -> None:
     """Connect before the first requests need it; then, once the first wave of requests is
     out, open the connections the answers' follow-up requests will need
-    (``ModelRegistry.top_up``)."""
-    with scope:
-        await models.warm_up()
-        await models.top_up()
+    (``ModelRegistry.top_up``), and set ``out``."""
+    try:
+        with scope:
+            await models.warm_up()
+            await models.top_up()
+    finally:
+        out.set()
 
 
 @contextmanager
@@ -781,9 +821,8 @@ def _outside(row_groups: range, num_records: int, row_group_size: int) -> frozen
 def _dataset_files(sink: Any) -> tuple[str, ...]:
     """The dataset's parquet files (this run's and, after a resume, earlier runs'), in
     row-group order."""
-    row_groups = sink.metadata().get("row_groups", {})
-    entries = sorted(row_groups.items(), key=lambda item: int(item[0]))
-    return tuple(entry["file"] for _, entry in entries if entry.get("file"))
+    files: tuple[str, ...] = sink.data_files()
+    return files
 
 
 def _write_artifacts(output_dir: Path, state: RunState, engine: str) -> None:

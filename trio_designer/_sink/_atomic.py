@@ -35,13 +35,19 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, TypeAlias
 
 from ._layout import tmp_file_name
 
-__all__ = ["Content", "fsync_directory", "write_atomically", "write_atomically_together"]
+__all__ = [
+    "Content",
+    "Stage",
+    "fsync_directory",
+    "write_atomically",
+    "write_atomically_together",
+]
 
 Content: TypeAlias = bytes | Callable[[BinaryIO], object]
 """What :func:`write_atomically` writes: the bytes, or a function writing into the open file."""
@@ -88,57 +94,85 @@ def write_atomically(
     fsync_directory(path.parent)
 
 
+Stage: TypeAlias = Sequence[tuple[Path, Content]] | Callable[[], Sequence[tuple[Path, Content]]]
+"""A stage of :func:`write_atomically_together`: its files, or a function that makes them
+(called once the earlier stages' tmp files are written and their fsyncs started)."""
+
+
 def write_atomically_together(
-    stages: Sequence[Sequence[tuple[Path, Content]]],
+    stages: Sequence[Stage],
     *,
     tmp_dir: Path,
     before_replace: Callable[[], object] | None = None,
 ) -> None:
     """Replace several files durably, stage after stage, with concurrent fsyncs.
 
-    In order: every file's content goes into its tmp file (in ``tmp_dir``) and all of them are
-    fsynced at once; ``before_replace`` is called (if it raises, nothing was replaced and every
-    tmp file is gone); then, stage by stage, the stage's files are renamed into place and their
-    directories fsynced at once. So when stage ``k + 1``'s first rename happens, stage ``k``
-    is durable, and when the call returns, everything is.
+    In order: stage by stage, the stage's files (a function stage is called first, to make
+    them) are written into their tmp files (in ``tmp_dir``) and their fsyncs started in the
+    fsync threads — so the CPU of making a later stage (the end of a run: the final record and
+    the dataset card) runs while the earlier stages' fsyncs wait for the disk. Then, with
+    ``before_replace``: every fsync is waited for and ``before_replace`` is called (if it
+    raises, nothing was replaced and every tmp file is gone). Then, stage by stage: the
+    stage's own fsyncs are waited for, its files renamed into place and their directories
+    fsynced at once (while a later stage's file fsyncs may still run). So a file is renamed
+    only once its content is durable, stage ``k + 1``'s first rename happens once stage
+    ``k`` is durable (content and renames), and when the call returns, everything is.
 
     Raises:
       OSError: the disk failed. Files of the stages before the failing one are in place and
         durable; the failing stage's files may be in place (not durable); later stages are
         untouched. Every tmp file is removed.
-      Whatever a content function or ``before_replace`` raise, with nothing replaced.
+      Whatever a content function, a function stage or ``before_replace`` raise, with
+      nothing replaced.
     """
-    files = [
-        (path, content, tmp_dir / tmp_file_name(path.name))
-        for stage in stages
-        for path, content in stage
-    ]
+    made: list[list[tuple[Path, Content, Path]]] = []
     opened: list[BinaryIO] = []
+    syncs: list[list[Future[None]]] = []
+    pool = _fsync_pool()
     try:
-        for _, content, tmp_path in files:
-            out: BinaryIO = tmp_path.open("xb")
-            opened.append(out)
-            if isinstance(content, bytes):
-                out.write(content)
-            else:
-                content(out)
-            out.flush()
-        _fsync_all([out.fileno() for out in opened])
-        for out in opened:
-            out.close()
-        if before_replace is not None:
-            before_replace()
-        done = 0
         for stage in stages:
-            for path, _, tmp_path in files[done : done + len(stage)]:
+            files = [
+                (path, content, tmp_dir / tmp_file_name(path.name))
+                for path, content in (stage() if callable(stage) else stage)
+            ]
+            made.append(files)
+            started: list[Future[None]] = []
+            syncs.append(started)
+            for _, content, tmp_path in files:
+                out: BinaryIO = tmp_path.open("xb")
+                opened.append(out)
+                if isinstance(content, bytes):
+                    out.write(content)
+                else:
+                    content(out)
+                out.flush()
+                started.append(pool.submit(_fsync, out.fileno()))
+        if before_replace is not None:
+            _wait([future for started in syncs for future in started])
+            before_replace()
+        for files, started in zip(made, syncs, strict=True):
+            _wait(started)
+            for path, _, tmp_path in files:
                 os.replace(tmp_path, path)
-            done += len(stage)
-            _fsync_directories({path.parent for path, _ in stage})
+            _fsync_directories({path.parent for path, _, _ in files})
     finally:
+        # A file is closed only once no thread fsyncs it any more.
+        for started in syncs:
+            for future in started:
+                future.exception()
         for out in opened:
             out.close()
-        for _, _, tmp_path in files:
-            tmp_path.unlink(missing_ok=True)
+        for files in made:
+            for _, _, tmp_path in files:
+                tmp_path.unlink(missing_ok=True)
+
+
+def _wait(futures: Sequence[Future[None]]) -> None:
+    """Wait for every one of ``futures``; raise the first error."""
+    errors = [future.exception() for future in futures]
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 _pool_lock = threading.Lock()
@@ -151,7 +185,7 @@ def _fsync_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None or _pool[0] != os.getpid():
-            pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="trio-designer-fsync")
+            pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="trio-designer-fsync")
             _pool = (os.getpid(), pool)
         return _pool[1]
 

@@ -96,10 +96,16 @@ class _WritesInFlight:
 
 
 class _Preparation:
-    """Whether the storage is ready for writes: set once preparing it succeeded or failed."""
+    """Whether the storage is ready for writes: set once preparing it succeeded or failed.
+
+    ``go`` says a deferred preparation may start (``open(..., defer_preparation=True)``):
+    set by :meth:`SinkBase.start_preparing` and by the first write or ``close`` that waits
+    for the preparation — so nothing ever waits for a preparation that was not started.
+    """
 
     def __init__(self) -> None:
         self._done = trio.Event()
+        self.go = trio.Event()
         self.error: BaseException | None = None
 
     def settle(self, error: BaseException | None = None) -> None:
@@ -108,12 +114,14 @@ class _Preparation:
 
     async def wait(self) -> None:
         """Wait until prepared; raise what preparing raised (a ``SinkError``)."""
+        self.go.set()
         await self._done.wait()
         if self.error is not None:
             raise SinkError(str(self.error)) from self.error
 
     async def wait_settled(self) -> bool:
         """Wait until preparing ended; ``True`` when it succeeded."""
+        self.go.set()
         await self._done.wait()
         return self.error is None
 
@@ -158,6 +166,7 @@ class SinkBase(abc.ABC):
         background: trio.Nursery | None = None,
         fingerprint_basis: Mapping[str, Any] | None = None,
         force_resume: bool = False,
+        defer_preparation: bool = False,
     ) -> None:
         """Prepare storage and record the run as ``"running"``.
 
@@ -191,6 +200,13 @@ class SinkBase(abc.ABC):
             so that a refused resume can say what changed.
           force_resume: continue a stored run even though its fingerprint differs (recorded
             in the run record's ``forced_resumes``).
+          defer_preparation: with ``background``: the background task waits before it
+            prepares, until :meth:`start_preparing` is called or a write or ``close`` needs
+            the storage (whichever comes first). The designer starts it once the first wave
+            of requests is out: the worker thread's work (folders, the first record's JSON
+            and fsyncs) then no longer competes for the GIL with building and sending the
+            first requests. If the background task is cancelled while it waits, it still
+            prepares (shielded, as an undeferred one would have) before it re-raises.
 
         Raises:
           SinkError: storage holds a different run (another fingerprint or row group size),
@@ -227,9 +243,29 @@ class SinkBase(abc.ABC):
             return
         self._meta, self._state = meta, "open"
         self._ready = _Preparation()
+        if not defer_preparation:
+            self._ready.go.set()
         background.start_soon(self._prepare_in_background, meta)
 
+    def start_preparing(self) -> None:
+        """Let a deferred background preparation start (``open(...,
+        defer_preparation=True)``); nothing otherwise."""
+        self._ready.go.set()
+
+    async def wait_prepared(self) -> bool:
+        """Start a deferred preparation if it has not started, and wait for it to end
+        (at once without one); ``True`` when the storage is ready. For files the caller
+        writes beside the sink's (the run's trace and failures): the folders exist then."""
+        return await self._ready.wait_settled()
+
     async def _prepare_in_background(self, meta: RunMetadata) -> None:
+        cancelled: trio.Cancelled | None = None
+        try:
+            await self._ready.go.wait()
+        except trio.Cancelled as exc:
+            # Prepare anyway, as an undeferred preparation would have: a ``close`` that
+            # follows waits for it (and would otherwise wait for nothing).
+            cancelled = exc
         try:
             with trio.CancelScope(shield=True):  # short, and writes wait for it
                 stored = await self._prepare_storage(meta)
@@ -238,6 +274,8 @@ class SinkBase(abc.ABC):
             raise
         self._meta = stored
         self._ready.settle()
+        if cancelled is not None:
+            raise cancelled
 
     async def write_row_group(
         self,
@@ -376,6 +414,14 @@ class SinkBase(abc.ABC):
             for rg in sorted(meta.row_groups)
             if not meta.row_groups[rg].partial
         }
+
+    def data_files(self) -> tuple[str, ...]:
+        """The data files the run record names, in row-group order: the ``file`` of each
+        entry of ``metadata()["row_groups"]`` that has one, without building the whole JSON
+        document (``create()`` lists them in its result right after ``close``)."""
+        meta = self._require_meta("data_files()")
+        entries = sorted(meta.row_groups.items())
+        return tuple(entry.file for _, entry in entries if entry.file)
 
     def metadata(self) -> dict[str, Any]:
         """The run record as a JSON-compatible dict (for the parquet sink: ``metadata.json``)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 import math
 from collections.abc import Mapping
 from typing import Any, Final
@@ -24,7 +25,14 @@ import pyarrow.ipc
 from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError
 from ._layout import METADATA_FILE
 
-__all__ = ["FORMAT_VERSION", "RowGroupEntry", "RunMetadata", "json_value", "utc_now"]
+__all__ = [
+    "FORMAT_VERSION",
+    "RecordEncoder",
+    "RowGroupEntry",
+    "RunMetadata",
+    "json_value",
+    "utc_now",
+]
 
 FORMAT_VERSION: Final = 1
 """Version of the ``metadata.json`` layout; bumped on any incompatible change."""
@@ -119,6 +127,14 @@ class RunMetadata:
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON document (derived counts included, big ``config`` last)."""
+        data = self._json_head()
+        data["fingerprint_basis"] = json_value(self.fingerprint_basis, "fingerprint_basis")
+        data["config"] = json_value(self.config, "config")
+        return data
+
+    def _json_head(self) -> dict[str, Any]:
+        """The document without its two last members, ``fingerprint_basis`` and ``config``
+        (which do not change while a run writes; :class:`RecordEncoder` encodes them once)."""
         return {
             "format_version": FORMAT_VERSION,
             "fingerprint": self.fingerprint,
@@ -136,8 +152,6 @@ class RunMetadata:
             },
             "summary": json_value(self.summary, "summary"),
             "forced_resumes": json_value(list(self.forced_resumes), "forced_resumes"),
-            "fingerprint_basis": json_value(self.fingerprint_basis, "fingerprint_basis"),
-            "config": json_value(self.config, "config"),
         }
 
     @classmethod
@@ -155,6 +169,43 @@ class RunMetadata:
                 f"{where} is not a trio_designer run record ({exc}); pass another "
                 f"{OUTPUT_DIR_ARGUMENT} or remove the directory."
             ) from exc
+
+
+class RecordEncoder:
+    """``metadata.json``'s bytes for a record: ``json.dumps(meta.to_json_dict(), indent=2,
+    allow_nan=False)`` plus a newline, byte for byte (``tests/test_sink_record.py``), with the
+    two members that stay the same through a run — ``fingerprint_basis`` and ``config``, two
+    thirds of the document and of its encoding time — normalised and encoded once.
+
+    The record is rewritten whole at every commit, and the last write (the final record) is
+    on the path from a run's last answer to ``create()`` returning; with indentation, ``json``
+    uses its pure-Python encoder. A member is reused while the record holds the *same object*
+    (``is``): records are frozen values and their mappings are never changed in place, so an
+    equal object is the only way a member changes (``attrs.evolve`` keeps the others).
+    Not thread-safe: one encoder per sink, used by one write at a time.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[object, str]] = {}
+
+    def encode(self, meta: RunMetadata) -> bytes:
+        head = json.dumps(meta._json_head(), indent=2, allow_nan=False)
+        tail = [
+            self._member("fingerprint_basis", meta.fingerprint_basis),
+            self._member("config", meta.config),
+        ]
+        # ``head`` ends with "\n}"; the members go before that, indented one level.
+        return (head[:-2] + ",\n" + ",\n".join(tail) + "\n}\n").encode()
+
+    def _member(self, key: str, value: object) -> str:
+        known = self._known.get(key)
+        if known is not None and known[0] is value:
+            return known[1]
+        text = json.dumps(json_value(value, key), indent=2, allow_nan=False)
+        # Raw newlines only appear between tokens (a string's are escaped): re-indent safely.
+        member = f"  {json.dumps(key)}: {text.replace(chr(10), chr(10) + '  ')}"
+        self._known[key] = (value, member)
+        return member
 
 
 def _parse_metadata(data: Any) -> RunMetadata:

@@ -38,9 +38,16 @@ import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 import trio
+import yaml
 
 from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError, TrioDesignerError
-from ._atomic import Content, fsync_directory, write_atomically, write_atomically_together
+from ._atomic import (
+    Content,
+    Stage,
+    fsync_directory,
+    write_atomically,
+    write_atomically_together,
+)
 from ._base import SinkBase
 from ._card import CardDraft, write_dataset_card
 from ._layout import (
@@ -52,7 +59,7 @@ from ._layout import (
     TMP_DIR,
     is_row_group_file,
 )
-from ._metadata import RowGroupEntry, RunMetadata
+from ._metadata import RecordEncoder, RowGroupEntry, RunMetadata
 from ._provenance import CellLog, cells_table
 from ._resume import opened_metadata
 
@@ -150,6 +157,9 @@ class ParquetSink(SinkBase):
         self._root = Path(output_dir)
         self._write_parquet = parquet_writer or _default_parquet_writer
         self._card = CardDraft(self._root) if card else None
+        # metadata.json's bytes; the config and fingerprint basis encoded once (one write at
+        # a time: record writes are serialised by the base class's lock, or are open's).
+        self._record = RecordEncoder()
         # row group -> (entry, table, cells) of commit_later writes, stored by the next record
         # write (before the record names them; ``_persist`` / ``_persist_final``).
         self._deferred: dict[int, tuple[RowGroupEntry, pa.Table, CellLog | None]] = {}
@@ -202,6 +212,7 @@ class ParquetSink(SinkBase):
         def prepare_sync() -> RunMetadata:
             self._prepare_directories(meta)
             self._persist_sync(meta)
+            self._prepare_card(meta)
             return meta
 
         self._deferred = {}
@@ -309,28 +320,53 @@ class ParquetSink(SinkBase):
         card: bool = False,
     ) -> None:
         """The files of ``deferred`` row groups, then ``meta`` (which names them) and, with
-        ``card``, the dataset card beside it: one worker-thread hop, three rounds of fsyncs."""
+        ``card``, the dataset card beside it: one worker-thread hop, three rounds of fsyncs.
+
+        The record and the card are made (the card's profile of these row groups, its text,
+        the record's JSON) while the row groups' files are being fsynced: they form the
+        second stage, a function stage of ``write_atomically_together``."""
         stored: list[tuple[Path, Content]] = []
+        observed: list[tuple[int, pa.Table | None, pa.Table | None]] = []
         for row_group, (entry, table, cells) in sorted(deferred.items()):
             cells_stored = None if cells is None else cells_table(cells)
             stored += self._group_files(entry, table, cells_stored)
-            if self._card is not None:  # before the write: the card goes with it
-                self._card.observe(row_group, table if entry.file else None, cells_stored)
-        record = [(self._root / METADATA_FILE, _record_bytes(meta))]
-        text = self._card_text(meta) if card else None
-        stages = [stored] if stored else []
+            observed.append((row_group, table if entry.file else None, cells_stored))
+        text: list[str | None] = [None]
+
+        def record_and_card() -> list[tuple[Path, Content]]:
+            if self._card is not None:  # before the card's text: it goes with this write
+                for row_group, table, cells_stored in observed:
+                    self._card.observe(row_group, table, cells_stored)
+            files: list[tuple[Path, Content]] = [
+                (self._root / METADATA_FILE, self._record.encode(meta))
+            ]
+            text[0] = self._card_text(meta) if card else None
+            if text[0] is not None:
+                files.append((self._root / CARD_FILE, text[0].encode("utf-8")))
+            return files
+
+        stages: list[Stage] = [stored] if stored else []
         try:
-            beside = [] if text is None else [(self._root / CARD_FILE, text.encode("utf-8"))]
-            write_atomically_together([*stages, record + beside], tmp_dir=self._root / TMP_DIR)
+            write_atomically_together([*stages, record_and_card], tmp_dir=self._root / TMP_DIR)
         except OSError as exc:
-            if text is None:
+            if text[0] is None:
                 raise
             # Whatever failed, store the dataset and its record without the card.
+            record = [(self._root / METADATA_FILE, self._record.encode(meta))]
             write_atomically_together([*stages, record], tmp_dir=self._root / TMP_DIR)
             _logger.warning("the dataset card of %s was not written: %s", self._root, exc)
             return
-        if card and text is None:
+        if card and text[0] is None:
             self._card_from_disk()
+
+    def _prepare_card(self, meta: RunMetadata) -> None:
+        """The card's config-only parts, made now (``CardDraft.prepare``); never fails."""
+        if self._card is None:
+            return
+        try:
+            self._card.prepare(meta)
+        except (ValueError, TypeError, yaml.YAMLError) as exc:  # render makes them again
+            _logger.warning("the dataset card of %s was not prepared: %s", self._root, exc)
 
     def _card_text(self, meta: RunMetadata) -> str | None:
         """The card from the draft (``None``: build it from the directory afterwards)."""
@@ -386,7 +422,7 @@ class ParquetSink(SinkBase):
             del self._deferred[row_group]
 
     def _persist_sync(self, meta: RunMetadata) -> None:
-        data = _record_bytes(meta)
+        data = self._record.encode(meta)
         write_atomically(self._root / METADATA_FILE, data, tmp_dir=self._root / TMP_DIR)
 
     async def _finish(self) -> None:
@@ -415,10 +451,6 @@ class ParquetSink(SinkBase):
             raise
         except (OSError, pa.ArrowException) as exc:
             raise SinkError(f"writing to {self._where()} failed: {exc}; {_remedy(exc)}") from exc
-
-
-def _record_bytes(meta: RunMetadata) -> bytes:
-    return json.dumps(meta.to_json_dict(), indent=2, allow_nan=False).encode() + b"\n"
 
 
 def _file_in_the_way(root: Path) -> Path | None:

@@ -36,6 +36,7 @@ import functools
 import hashlib
 import inspect
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -71,15 +72,22 @@ TUNING_MODEL_FIELDS: Final = ("max_parallel_requests", "timeout", "price")
 TUNING_PROVIDER_FIELDS: Final = ("transport", "http2")
 
 
-def fingerprint_basis(config: PipelineConfig) -> dict[str, Any]:
+def fingerprint_basis(
+    config: PipelineConfig, *, config_dict: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """What the fingerprint is the hash of (see the module docstring).
+
+    Args:
+      config: the pipeline.
+      config_dict: ``config.to_dict(lenient=True)`` when the caller has it already (a run
+        stores it in its record): used instead of a second conversion, and left unchanged.
 
     Raises:
       ConfigError: a custom column's import path does not resolve (its code cannot be
         identified, so neither can the run).
     """
     return {
-        "config": _config_part(config),
+        "config": _config_part(config, config_dict),
         "code": _code_part(config),
         "files": _files_part(config),
     }
@@ -105,24 +113,28 @@ def config_fingerprint(config: PipelineConfig) -> str:
     return fingerprint_of(fingerprint_basis(config))
 
 
-def _config_part(config: PipelineConfig) -> dict[str, Any]:
-    data = config.to_dict(lenient=True)
+def _config_part(config: PipelineConfig, full: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config without its tuning settings. ``full`` (``config.to_dict(lenient=True)``)
+    is not changed: what is filtered is copied (shallow copies of the touched mappings)."""
+    data = dict(config.to_dict(lenient=True) if full is None else full)
     data.pop("python_path", None)
     run = data.get("run")
     if isinstance(run, dict):
-        for key in TUNING_RUN_FIELDS:
-            run.pop(key, None)
-        if not run:
+        run = {key: value for key, value in run.items() if key not in TUNING_RUN_FIELDS}
+        if run:
+            data["run"] = run
+        else:
             del data["run"]
-    for model in data.get("models", ()):
-        if isinstance(model, dict):
-            for key in TUNING_MODEL_FIELDS:
-                model.pop(key, None)
-    for provider in data.get("providers", ()):
-        if isinstance(provider, dict):
-            for key in TUNING_PROVIDER_FIELDS:
-                provider.pop(key, None)
+    for section, tuning in (("models", TUNING_MODEL_FIELDS), ("providers", TUNING_PROVIDER_FIELDS)):
+        if section in data:
+            data[section] = [_without(item, tuning) for item in data[section]]
     return data
+
+
+def _without(item: Any, keys: tuple[str, ...]) -> Any:
+    if not isinstance(item, dict):
+        return item
+    return {key: value for key, value in item.items() if key not in keys}
 
 
 def _code_part(config: PipelineConfig) -> dict[str, str]:

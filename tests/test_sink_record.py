@@ -1,0 +1,67 @@
+"""metadata.json's bytes: ``RecordEncoder`` writes what ``json.dumps(indent=2)`` writes."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import pyarrow as pa
+import pytest
+
+from trio_designer._sink._metadata import RecordEncoder, RowGroupEntry, RunMetadata
+
+
+def _old_bytes(meta: RunMetadata) -> bytes:
+    return json.dumps(meta.to_json_dict(), indent=2, allow_nan=False).encode() + b"\n"
+
+
+def _record(**changes: object) -> RunMetadata:
+    config = {
+        "columns": [{"name": "a\nb", "prompt": 'Say "hi" \u2028 é {{ x }}', "empty": {}}],
+        "models": [],
+        "run": {"seed": 0, "ratio": 0.5, "flags": [True, None]},
+    }
+    meta = RunMetadata(
+        fingerprint="f" * 64,
+        config=config,
+        num_records=20,
+        row_group_size=10,
+        status="running",
+        started_at="2026-12-07T00:00:00+00:00",
+        updated_at="2026-12-07T00:00:00+00:00",
+        schema=pa.schema([("a", pa.string()), ("b", pa.list_(pa.int64()))]),
+        row_groups={0: RowGroupEntry(file="parquet-files/x.parquet", rows=10, requested_rows=10)},
+        summary={"counts": {"a": 10}, "nested": [[1, 2], []]},
+        fingerprint_basis={"config": config, "files": {"code.py": "abc"}, "code": []},
+    )
+    return attrs.evolve(meta, **changes)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"config": {}, "fingerprint_basis": None},
+        {"schema": None, "row_groups": {}, "summary": {}},
+        {"forced_resumes": ({"at": "t", "from": "x"},)},
+    ],
+)
+def test_the_record_encoder_writes_what_json_dumps_writes(changes: dict[str, object]) -> None:
+    meta = _record(**changes)
+    assert RecordEncoder().encode(meta) == _old_bytes(meta)
+
+
+def test_the_record_encoder_reuses_members_only_while_they_are_the_same_object() -> None:
+    """Later records of a run (same config object) reuse the encoded members; a record with
+    another config (an equal-looking but different object, or new content) is encoded anew."""
+    encoder = RecordEncoder()
+    first = _record()
+    assert encoder.encode(first) == _old_bytes(first)
+    later = attrs.evolve(first, status="complete", summary={"rows": 20})
+    assert encoder.encode(later) == _old_bytes(later)
+    changed = attrs.evolve(later, config={"columns": [], "run": {"seed": 1}})
+    assert encoder.encode(changed) == _old_bytes(changed)
+    basis = attrs.evolve(changed, fingerprint_basis={"config": {}, "files": {}})
+    assert encoder.encode(basis) == _old_bytes(basis)
+    odd = attrs.evolve(basis, config={"x": float("nan"), "t": (1, 2)})  # null, a list
+    assert encoder.encode(odd) == _old_bytes(odd)
