@@ -443,3 +443,39 @@ async def test_a_plain_connection_sends_and_reads_on_its_socket() -> None:
                 finally:
                     await pool.aclose()
     assert steps["127.0.0.1"] < steps["localhost"], steps
+
+
+async def test_a_custom_socket_factory_is_still_consulted() -> None:
+    """A numeric address is connected with ``trio.socket.socket``, so a custom socket
+    factory (``trio.socket.set_custom_socket_factory``, e.g. a fake network in a user's
+    tests) still makes the socket; the plain-socket path is taken only when the socket it
+    made wraps a plain one. On the real clock."""
+
+    async def server(stream: trio.SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send_all(http_response(b"{}"))
+        await stream.aclose()
+
+    made: list[Any] = []
+
+    class Factory(trio.abc.SocketFactory):
+        def socket(self, family: Any = None, type: Any = None, proto: Any = 0) -> Any:
+            sock = trio.socket.from_stdlib_socket(socket.socket(family, type, proto))
+            made.append(sock)
+            return sock
+
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            port = parse_origin(url)[0].port
+            previous = trio.socket.set_custom_socket_factory(Factory())
+            try:
+                stream, raw = await _http._open_tcp("127.0.0.1", port)
+            finally:
+                trio.socket.set_custom_socket_factory(previous)
+            try:
+                assert made
+                assert stream.socket is made[0]
+                assert raw is not None
+                assert raw.fileno() == stream.socket.fileno()
+            finally:
+                await stream.aclose()

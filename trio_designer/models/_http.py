@@ -244,8 +244,13 @@ async def _open_tcp(
         family = _NUMERIC_FAMILIES[ipaddress.ip_address(host).version]
     except ValueError:
         return await trio.open_tcp_stream(host, port), None
-    raw = stdlib_socket.socket(family, stdlib_socket.SOCK_STREAM)  # what trio.socket.socket makes
-    sock = trio.socket.from_stdlib_socket(raw)  # wraps raw itself (and makes it non-blocking)
+    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+    # The plain socket trio's socket wraps (it made it non-blocking). Read from trio's private
+    # attribute, with a fallback: a custom socket factory's socket (or another trio) has no
+    # such plain socket, and the connection then goes through trio's stream as before.
+    raw = getattr(sock, "_sock", None)
+    if not isinstance(raw, stdlib_socket.socket):
+        raw = None
     try:
         await sock.connect((host, port))
     except OSError as exc:
