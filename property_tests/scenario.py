@@ -197,6 +197,15 @@ class Recorder:
         # Row groups admitted and not yet checkpointed, seen from the events; and its peak.
         self.groups_open = 0
         self.peak_groups_open = 0
+        # The async engine's TaskSlots, when the test hands them over (``_run_internal``):
+        # each attempt's start is then checked against the pools (the pass-on invariant of
+        # ``_engine/_dispatch.py``), the findings kept here.
+        self.slots: Any = None
+        self.slot_violations: list[str] = []
+        self.pass_on_violations: list[str] = []
+        self.passed_on = 0  # LLM attempts that ran in a task which had run an LLM attempt
+        # The trio tasks that have run an LLM attempt (kept alive, so no id is reused).
+        self._ran_llm: dict[int, Any] = {}
 
     def on_event(self, event: str, fields: Mapping[str, Any]) -> None:
         """The engine's ``on_event`` hook: remembers when early shutdown was declared, and
@@ -252,6 +261,8 @@ class Recorder:
         record = Attempt(column, key, rows, attempt, llm, trio.current_time(), self._next_seq())
         self.attempts.append(record)
         self._enter(llm)
+        if self.slots is not None:
+            self._check_slots(column, key, llm)
         try:
             await trio.sleep(self.scenario.schedule.latency(column, key))
         except trio.Cancelled:
@@ -267,6 +278,41 @@ class Recorder:
             raise RetryableGenerationError(f"scripted retryable failure of {column}[{key}]")
         if record.outcome == "fatal":
             raise NonRetryableGenerationError(f"scripted failure of {column}[{key}]")
+
+    def _check_slots(self, column: str, key: int, llm: bool) -> None:
+        """At an attempt's start (just counted in): every running LLM attempt holds an
+        LLM-wait slot and every running local one a submission slot; a trio task that has run
+        an LLM attempt runs no local one after it (it never goes back to the submission pool);
+        and an LLM attempt in such a task — a slot passed on — starts only while nobody is
+        parked for either pool and a submission slot is free. The engine decides a pass-on
+        with no schedule point before the generator is called, so the pools are seen here as
+        the engine saw them."""
+        stats = self.slots.statistics()
+        what = f"{column}[{key}]"
+        if self.running_llm > stats.llm_wait_borrowed:
+            self.slot_violations.append(
+                f"{what}: {self.running_llm} LLM cells run on {stats.llm_wait_borrowed} slots"
+            )
+        if self.running_local > stats.submission_borrowed:
+            self.slot_violations.append(
+                f"{what}: {self.running_local} local cells run on "
+                f"{stats.submission_borrowed} submission slots"
+            )
+        task = trio.lowlevel.current_task()
+        if id(task) not in self._ran_llm:
+            if llm:
+                self._ran_llm[id(task)] = task
+            return
+        if not llm:
+            self.slot_violations.append(f"{what}: a local cell in a task that ran an LLM cell")
+            return
+        self.passed_on += 1
+        if (
+            stats.llm_wait_waiting
+            or stats.submission_waiting
+            or stats.submission_borrowed >= stats.submission_total
+        ):
+            self.pass_on_violations.append(f"{what}: passed on with the pools at {stats}")
 
     def _enter(self, llm: bool) -> None:
         if llm:

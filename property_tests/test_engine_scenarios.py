@@ -13,6 +13,10 @@ are the invariants written in ``trio_designer/_engine/_dispatch.py`` (layer 1) a
 5. ``check_limits_respected`` — submission / LLM-wait occupancy never exceeds its bound;
    ``check_admission_respected`` — row groups in memory (admitted, not yet checkpointed) never
    exceed ``max_row_groups_in_flight``, and every admission is released;
+   ``check_slots_held_by_running_cells`` — every running LLM cell holds an LLM-wait slot, every
+   running local cell a submission slot, and a task that ran an LLM cell runs no local cell
+   after it; ``check_passed_on_only_when_free`` — a task passes its LLM-wait slot on to a next
+   LLM cell only while nobody is parked for either pool and a submission slot is free;
 6. ``check_tokens_returned`` — every slot token is back at the end, also after cancellation and
    early shutdown; ``check_nothing_starts_after_shutdown`` — once early shutdown is declared,
    no cell starts;
@@ -129,6 +133,19 @@ def check_limits_respected(sc: Scenario, rec: Recorder, slots: Any) -> None:
     assert stats.peak_llm_wait <= stats.llm_wait_total
 
 
+def check_slots_held_by_running_cells(rec: Recorder) -> None:
+    """Counted by the recorder at every attempt's start (``Recorder._check_slots``)."""
+    assert rec.slots is not None, "the recorder was not given the engine's slots"
+    assert not rec.slot_violations, rec.slot_violations[:5]
+
+
+def check_passed_on_only_when_free(rec: Recorder) -> None:
+    """The pass-on (``RowGroupWorker._continuation``) changes no decision of either pool; the
+    recorder's count of passed-on attempts agrees with the engine's."""
+    assert not rec.pass_on_violations, rec.pass_on_violations[:5]
+    assert rec.passed_on <= rec.slots.statistics().passed_on
+
+
 def check_admission_respected(sc: Scenario, rec: Recorder, admission: Any) -> None:
     """Counted from the outside (the engine's events), so that a mutant admitting one group
     too many fails even if it also miscounts its own statistics."""
@@ -192,6 +209,7 @@ async def _run_internal(
         on_event=rec.on_event,
     )
     engine = AsyncEngine.for_run(state)
+    rec.slots = engine.slots
     with trio.move_on_after(stop_after if stop_after is not None else float("inf")):
         await engine.run()
     return state, engine, sink
@@ -210,6 +228,8 @@ def test_async_engine_invariants(sc: Scenario) -> None:
     check_dropped_rows_stop(sc, rec)
     check_nothing_starts_after_shutdown(rec)
     check_limits_respected(sc, rec, engine.slots)
+    check_slots_held_by_running_cells(rec)
+    check_passed_on_only_when_free(rec)
     check_admission_respected(sc, rec, engine.admission)
     check_tokens_returned(engine.slots)
     rows = sink.table().to_pylist() if state.rows_written else []
@@ -226,6 +246,8 @@ def test_cancellation_returns_every_token(sc: Scenario, stop_after: float) -> No
         _run_internal, sc, rec, stop_after, deadline=deadline_for(sc)
     )
     check_tokens_returned(engine.slots)
+    check_slots_held_by_running_cells(rec)
+    check_passed_on_only_when_free(rec)
     check_admission_respected(sc, rec, engine.admission)
     check_upstream_before_start(sc, rec)
     check_dropped_rows_stop(sc, rec)

@@ -165,6 +165,50 @@ async def test_llm_wait_handoff_keeps_dispatch_going(autojump_clock: Any) -> Non
     assert result.elapsed == 109.0
 
 
+@pytest.mark.deadline(15)
+async def test_a_finished_llm_cell_passes_its_slot_on_to_the_next(autojump_clock: Any) -> None:
+    """A chain of two LLM cells with free pools: each row's second cell runs in the task of
+    its first (the LLM-wait slot passed on), so a row needs one handoff, not two; the second
+    cell starts the instant the first ends, and is traced as dispatched then, holding its
+    slot from then."""
+    script = Script()
+    script.latency = {"a": 1.0, "b": 1.0}
+    config = pipeline(
+        script.column("a", llm=True),
+        script.column("b", after=("a",), llm=True),
+        trace=True,
+    )
+    result = await TrioDesigner().preview(config, num_records=4)
+    assert result.slots.handoffs == 4
+    assert result.slots.passed_on == 4
+    assert script.times("start", "b") == dict.fromkeys(range(4), 1.0)
+    for trace in result.traces:
+        if trace.column == "b":
+            assert trace.dispatched == trace.slot_acquired == trace.started == 1.0
+
+
+@pytest.mark.deadline(15)
+async def test_no_slot_is_passed_on_past_a_task_waiting_for_one(autojump_clock: Any) -> None:
+    """Two submission slots, one LLM-wait slot, two rows: when the first ``a`` ends, the
+    other is parked for the LLM-wait slot (holding a submission slot; the other is free), so
+    the slot is not passed on to the ready ``b`` of the first row: it goes to the waiting
+    ``a``, as the pool grants it, and that ``b`` waits its turn."""
+    script = Script()
+    script.latency = {"a": 1.0, "b": 1.0}
+    config = pipeline(
+        script.column("a", llm=True),
+        script.column("b", after=("a",), llm=True),
+        max_submitted_tasks=2,
+        max_llm_wait_tasks=1,
+    )
+    result = await TrioDesigner().preview(config, num_records=2)
+    # Which row's ``a`` gets the slot first is trio's order; the second ``a`` is next.
+    assert sorted(script.times("start", "a").values()) == [0.0, 1.0]
+    assert sorted(script.times("start", "b").values()) == [2.0, 3.0]
+    # Each later end finds the next cell already dispatched and parked for the slot too.
+    assert (result.slots.handoffs, result.slots.passed_on) == (4, 0)
+
+
 @pytest.mark.deadline(200)
 async def test_without_the_handoff_llm_cells_would_block_dispatch(autojump_clock: Any) -> None:
     """The contrast: a non-LLM slow column holds its submission slot to the end."""

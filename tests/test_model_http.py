@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -384,9 +385,97 @@ async def test_a_numeric_address_is_connected_directly() -> None:
         async with raw_server(server) as url:
             port = parse_origin(url)[0].port
             for host in ("127.0.0.1", "localhost"):
-                stream = await _http._open_tcp(host, port)
+                stream, raw = await _http._open_tcp(host, port)
+                # The plain socket under the stream comes along only when we made it.
+                assert (raw is not None) == (host == "127.0.0.1")
                 try:
                     await stream.send_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n")
                     assert (await stream.receive_some(1024)).startswith(b"HTTP/1.1 200")
                 finally:
                     await stream.aclose()
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts the scheduler steps of one task."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+async def test_a_plain_connection_sends_and_reads_on_its_socket() -> None:
+    """A connection the pool opened to a numeric address sends its request and reads its
+    answer on the plain socket (``_send_raw`` / ``_receive_raw``): a send that goes out at
+    once and a read that finds data yield nothing, so a request takes fewer scheduler steps
+    than through trio's stream (the same server by name, which goes through
+    ``open_tcp_stream``): 1 against 2 on a reused connection; the answer is the same. On
+    the real clock (the name's lookup runs in a worker thread)."""
+
+    async def server(stream: trio.SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send_all(http_response(b'{"ok": true}'))
+        await stream.aclose()
+
+    steps: dict[str, int] = {}
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            origin, base = parse_origin(url)
+            for host in ("127.0.0.1", "localhost"):
+                named = attrs.evolve(origin, host=host)
+                pool = _http.ConnectionPool(named, max_connections=1)
+                try:
+                    for _ in range(2):  # the second goes on the open connection
+                        counter = _Steps(trio.lowlevel.current_task())
+                        trio.lowlevel.add_instrument(counter)
+                        try:
+                            response = await pool.request(
+                                "GET", f"{base}/models", [], b"", timeout=60, max_body=1 << 20
+                            )
+                        finally:
+                            trio.lowlevel.remove_instrument(counter)
+                        assert (response.status, response.body) == (200, b'{"ok": true}')
+                    assert (pool._idle[0].raw is not None) == (host == "127.0.0.1")
+                    steps[host] = counter.steps
+                finally:
+                    await pool.aclose()
+    assert steps["127.0.0.1"] < steps["localhost"], steps
+
+
+async def test_a_custom_socket_factory_is_still_consulted() -> None:
+    """A numeric address is connected with ``trio.socket.socket``, so a custom socket
+    factory (``trio.socket.set_custom_socket_factory``, e.g. a fake network in a user's
+    tests) still makes the socket; the plain-socket path is taken only when the socket it
+    made wraps a plain one. On the real clock."""
+
+    async def server(stream: trio.SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send_all(http_response(b"{}"))
+        await stream.aclose()
+
+    made: list[Any] = []
+
+    class Factory(trio.abc.SocketFactory):
+        def socket(self, family: Any = None, type: Any = None, proto: Any = 0) -> Any:
+            sock = trio.socket.from_stdlib_socket(socket.socket(family, type, proto))
+            made.append(sock)
+            return sock
+
+    with trio.fail_after(BIG):
+        async with raw_server(server) as url:
+            port = parse_origin(url)[0].port
+            previous = trio.socket.set_custom_socket_factory(Factory())
+            try:
+                stream, raw = await _http._open_tcp("127.0.0.1", port)
+            finally:
+                trio.socket.set_custom_socket_factory(previous)
+            try:
+                assert made
+                assert stream.socket is made[0]
+                assert raw is not None
+                assert raw.fileno() == stream.socket.fileno()
+            finally:
+                await stream.aclose()

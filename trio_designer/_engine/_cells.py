@@ -87,6 +87,9 @@ class CellRunner:
             for c, g in generators.items()
             if g.strategy == "cell" and not g.llm_bound and c not in self._inline_columns
         )
+        self._llm_cell_columns = frozenset(
+            c for c, g in generators.items() if g.strategy == "cell" and g.llm_bound
+        )
 
     # -- how a column's cells are scheduled ------------------------------------------------
     def runs_inline(self, column: str) -> bool:
@@ -100,6 +103,12 @@ class CellRunner:
         ``RowGroupWorker._run_task``): cell strategy, not LLM-bound, not inline — exactly the
         cells that would otherwise get a task of their own and keep their submission slot."""
         return column in self._continuable_columns
+
+    def takes_llm_slot(self, column: str) -> bool:
+        """Whether a cell of ``column`` may run in a task that holds an LLM-wait slot (one that
+        just finished an LLM cell, see ``RowGroupWorker._continuation``): cell strategy and
+        LLM-bound — a cell that would otherwise get a task of its own and be handed off."""
+        return column in self._llm_cell_columns
 
     # -- skips ------------------------------------------------------------------------------
     def is_skipped(self, buf: RowGroupBuffer, column: str, row: int) -> bool:

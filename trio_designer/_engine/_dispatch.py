@@ -14,9 +14,17 @@ gives its submission slot back, so the dispatcher can start more work while it w
 parked on a slow or rate-limited model never stall dispatch. The move is one way: a task never
 goes back to the submission pool. Non-LLM tasks keep their submission slot to the end.
 
+A task does not always end with its cell (``RowGroupWorker._continuation``): one holding a
+submission slot may go on with the next ready non-LLM cell, and one that just finished an LLM
+cell may *pass its LLM-wait slot on* to the next ready LLM cell — the one the dispatcher would
+pick at that moment — when that changes no decision of either pool (nobody parked for either,
+a submission slot free): the row's next request then leaves without the dispatcher's rounds
+(wake, spawn, handoff) in between.
+
 The handoff has one owner. The worker builds it for each task (``RowGroupWorker._run_task``)
-and passes it to :class:`~trio_designer._engine._cells.CellRunner`, which awaits it once, right
-before an LLM-bound generator is called. Generators never see it.
+and passes it to :class:`~trio_designer._engine._cells.CellRunner`, which awaits it right
+before each LLM-bound generator is called: the first moves the slot, later ones (a cell the
+slot was passed on to) find it held and return at once. Generators never see it.
 
 Both pools are ``trio.CapacityLimiter``; the borrower is the task's own :class:`SlotToken`
 (``acquire_on_behalf_of`` / ``release_on_behalf_of``), because the dispatcher acquires the
@@ -43,7 +51,11 @@ Invariants (each a named check in ``property_tests/test_engine_scenarios.py``):
   still holds its submission slot (acquire, then release: never zero, never two for long), so
   occupancy never exceeds either pool (``check_limits_respected``); ``TaskSlots.release``
   returns whatever the token holds, exactly once, so after a run — also a cancelled one — both
-  pools have every token back (``check_tokens_returned``).
+  pools have every token back (``check_tokens_returned``);
+* the pass-on: a running LLM cell holds an LLM-wait slot and a running non-LLM cell a
+  submission slot, a task that ran an LLM cell runs no non-LLM cell after it
+  (``check_slots_held_by_running_cells``); an LLM-wait slot is passed on only while nobody is
+  parked for either pool and a submission slot is free (``check_passed_on_only_when_free``).
 """
 
 from __future__ import annotations
@@ -96,6 +108,13 @@ class SlotStatistics:
     """Most LLM-wait slots ever held at once."""
     handoffs: int
     """Tasks that moved from the submission pool to the LLM-wait pool."""
+    passed_on: int = 0
+    """LLM-wait slots passed on by a task from the LLM cell it finished to the next one
+    (:meth:`TaskSlots.may_pass_on_llm_wait`), instead of being released and taken again."""
+    submission_waiting: int = 0
+    """Tasks parked for a submission slot now."""
+    llm_wait_waiting: int = 0
+    """Tasks parked for an LLM-wait slot now (holding their submission slot)."""
 
 
 class TaskSlots:
@@ -115,6 +134,9 @@ class TaskSlots:
         self._handoffs = 0
         # Tasks parked in acquire_submission right now (the slow path only).
         self._submission_waiters = 0
+        # Tasks parked in handoff_to_llm_wait right now (the slow path only).
+        self._llm_wait_waiters = 0
+        self._passed_on = 0
 
     @property
     def submission_contended(self) -> bool:
@@ -161,11 +183,37 @@ class TaskSlots:
         try:
             self._llm_wait.acquire_on_behalf_of_nowait(token)
         except trio.WouldBlock:
-            await self._llm_wait.acquire_on_behalf_of(token)
+            self._llm_wait_waiters += 1
+            try:
+                await self._llm_wait.acquire_on_behalf_of(token)
+            finally:
+                self._llm_wait_waiters -= 1
         self._submission.release_on_behalf_of(token)
         token.holds = "llm_wait"
         self._handoffs += 1
         self._peak_llm_wait = max(self._peak_llm_wait, self._llm_wait.borrowed_tokens)
+
+    def may_pass_on_llm_wait(self, token: SlotToken) -> bool:
+        """Whether ``token``, which holds an LLM-wait slot and just finished its LLM cell, may
+        keep that slot for a next LLM cell instead of returning it (the *pass-on*, see
+        ``RowGroupWorker._continuation``).
+
+        Only when doing so changes no decision of either pool: nobody is parked for an LLM-wait
+        slot (the slot returned now would be theirs: trio's limiter is FIFO), and a submission
+        slot is free with nobody parked for one (the dispatcher would take it at once, start
+        the same cell and hand it off to the LLM-wait slot this token would have returned).
+        The caller counts a pass-on it makes with :meth:`note_passed_on`.
+        """
+        return (
+            token.holds == "llm_wait"
+            and not self._llm_wait_waiters
+            and not self._submission_waiters
+            and self._submission.borrowed_tokens < self._submission.total_tokens
+        )
+
+    def note_passed_on(self) -> None:
+        """Count one LLM-wait slot passed on to a next LLM cell (``SlotStatistics.passed_on``)."""
+        self._passed_on += 1
 
     def release(self, token: SlotToken) -> None:
         """Return whatever slot ``token`` holds (no-op if none)."""
@@ -184,6 +232,9 @@ class TaskSlots:
             peak_submission=self._peak_submission,
             peak_llm_wait=self._peak_llm_wait,
             handoffs=self._handoffs,
+            passed_on=self._passed_on,
+            submission_waiting=self._submission_waiters,
+            llm_wait_waiting=self._llm_wait_waiters,
         )
 
 
@@ -403,9 +454,9 @@ class RowGroupWorker:
     async def _run_task(
         self, task: Task, token: SlotToken, scope: trio.CancelScope, dispatched: float
     ) -> None:
-        """Run ``task`` in this trio task, then, while nobody waits for a submission slot, go on
-        with further ready cells of this row group that would otherwise each get a task of
-        their own (see :meth:`_continuation`), reusing the task, its cancel scope and its slot.
+        """Run ``task`` in this trio task, then go on with further ready cells of this row
+        group that would otherwise each get a task of their own (see :meth:`_continuation`),
+        reusing the task, its cancel scope and its slot.
 
         Invariant: ``self._scopes`` holds exactly the cancel scopes of this row group's
         running tasks, and ``self._scopes[cell]`` is ``scope`` exactly while ``cell`` is the
@@ -413,18 +464,24 @@ class RowGroupWorker:
         nothing else. Checked by ``check_dropped_rows_stop`` (the dropped row's cells end
         cancelled) and ``check_surviving_rows_complete`` (a wrongly cancelled cell would
         leave its surviving row incomplete) in ``property_tests/test_engine_scenarios.py``.
+
+        Invariant (the backlog): this task holds exactly one place in ``self.backlog``, of the
+        column in ``held``, or none (``held is None``); every place it takes (the dispatcher's
+        ``enter`` for the first cell, :meth:`_continuation`'s for an LLM cell it passes its
+        slot on to) is given back exactly once — when the task moves on, or in ``finally``.
         """
         cell = _CellRun(task, dispatched, self.tracker.attempts(task) + 1)
-        backlog_held = True  # the dispatcher's backlog.enter(task.column), undone exactly once
+        held: str | None = task.column  # the dispatcher's backlog.enter(task.column)
         status: TaskStatus = "cancelled"
         error: BaseException | None = None
 
         async def handoff() -> None:
             """This task's submission -> LLM-wait handoff. ``CellRunner`` awaits it right
-            before an LLM-bound generator; a task runs at most one LLM-bound cell (continuations
-            are non-LLM cells), so it is awaited at most once."""
+            before an LLM-bound generator. A task whose token already holds an LLM-wait slot
+            (an LLM cell it was passed on to, see :meth:`_continuation`) has nothing to do:
+            no schedule point here (``_hand_off`` checks for cancellation after it, and the
+            request's limiter checkpoints)."""
             if token.holds != "submission":  # already handed over (idempotent)
-                await trio.lowlevel.checkpoint()
                 return
             await self.slots.handoff_to_llm_wait(token)
             cell.slot_acquired = trio.current_time()
@@ -436,13 +493,23 @@ class RowGroupWorker:
                     self._set_priority(cell.task)
                     status = await self._execute(cell.task, handoff, cell.started)
                     self._succeeded(cell.task, status, cell.dispatched)
-                    # Checked *before* taking the next cell: a taken cell must run.
-                    following = None if remaining == 0 else self._continuation(token, scope)
+                    if remaining == 0:
+                        break
+                    # Checked *before* taking the next cell: a taken cell must run. The
+                    # backlog place of the finished cell is given back first, as it would be
+                    # if the task ended here (the next LLM cell is chosen against it).
+                    if held is not None and token.holds == "llm_wait":
+                        self.backlog.exit(held)
+                        held = None
+                    following = self._continuation(token, scope)
                     if following is None:
                         break
-                    if backlog_held:  # an LLM cell that was skipped: its endpoint is free again
-                        backlog_held = False
-                        self.backlog.exit(task.column)
+                    if held is not None:  # an LLM cell that was skipped: its endpoint is free
+                        self.backlog.exit(held)
+                        held = None
+                    if token.holds == "llm_wait":  # an LLM cell: its endpoint's place
+                        self.backlog.enter(following.column)
+                        held = following.column
                     self._trace(cell, status)
                     del self._scopes[cell.task]
                     self._scopes[following] = scope
@@ -459,8 +526,8 @@ class RowGroupWorker:
         finally:
             del self._scopes[cell.task]
             self.slots.release(token)
-            if backlog_held:
-                self.backlog.exit(task.column)
+            if held is not None:
+                self.backlog.exit(held)
             self._changed.set()
             self._trace(cell, status, error)
 
@@ -484,21 +551,55 @@ class RowGroupWorker:
     def _continuation(self, token: SlotToken, scope: trio.CancelScope) -> Task | None:
         """The next cell this task should run itself, or ``None`` to end the task.
 
-        Only while the task still holds its submission slot (non-LLM work), its scope was never
-        cancelled, and nobody is parked waiting for a submission slot — then the dispatcher
-        would start the same cell at once anyway, so taking it here changes no priority
-        decision; it only saves a task spawn and a cancel scope (about half the engine's cost
-        of a cheap cell). The cell taken is the best ready one among columns that
-        :meth:`CellRunner.continues_in_task`.
+        Never once the task's scope was cancelled or the run is shutting down (start nothing
+        new), and only a cell the dispatcher would start in its own task at this moment, so
+        that taking it here changes no priority decision; it only saves what the dispatcher's
+        way costs. Two cases, by the slot the task holds:
+
+        * a **submission** slot (it ran a non-LLM cell, or an LLM cell that was skipped): while
+          nobody is parked waiting for a submission slot, the best ready cell among the columns
+          that :meth:`CellRunner.continues_in_task` (non-LLM). Saves a task spawn and a cancel
+          scope (about half the engine's cost of a cheap cell).
+        * an **LLM-wait** slot (it just finished an LLM cell): when
+          :meth:`TaskSlots.may_pass_on_llm_wait` (nobody parked for either pool, a submission
+          slot free), the best *eligible* ready cell — the one the dispatcher's
+          ``pop_ready(backlog.eligible)`` would take — if it is an LLM cell that runs as a task
+          (:meth:`_takes_llm_slot`). The task keeps its LLM-wait slot for it (the *pass-on*):
+          the dispatcher would have taken a free submission slot, spawned a task and handed
+          it off to the very LLM-wait slot released here, over several scheduler rounds, each
+          behind whatever else of the wave is runnable; passed on, the next request of the row
+          leaves in the same round as the answer before it was read.
+
+        Invariant (the pools, with the pass-on): a task holds at most one slot; a task holding
+        an LLM-wait slot runs only LLM cells (a task never goes back to the submission pool);
+        an LLM-wait slot is passed on only while no task is parked for one and a submission
+        slot is free with no task parked for it, so occupancy never exceeds either pool and
+        the pools grant in the order they would without it. Checked by
+        ``check_slots_held_by_running_cells`` and ``check_passed_on_only_when_free`` in
+        ``property_tests/test_engine_scenarios.py``.
         """
-        if (
-            token.holds != "submission"
-            or scope.cancel_called
-            or self.state.run_scope.cancel_called  # early shutdown: start nothing new
-            or self.slots.submission_contended
-        ):
+        if scope.cancel_called or self.state.run_scope.cancel_called:
             return None
-        return self.tracker.pop_ready(self.cells.continues_in_task)
+        if token.holds == "submission":
+            if self.slots.submission_contended:
+                return None
+            return self.tracker.pop_ready(self.cells.continues_in_task)
+        if not self.slots.may_pass_on_llm_wait(token):
+            return None
+        following = self.tracker.pop_ready_if(self.backlog.eligible, self._takes_llm_slot)
+        if following is not None:
+            self.slots.note_passed_on()
+        return following
+
+    def _takes_llm_slot(self, task: Task) -> bool:
+        """Whether a task that holds an LLM-wait slot may run ``task`` next: an LLM cell (of
+        the cell strategy) the dispatcher would give a task of its own (not one it would try
+        against the response cache inline)."""
+        return (
+            task.row is not None
+            and self.cells.takes_llm_slot(task.column)
+            and not self._runs_inline(task.column)
+        )
 
     def _trace(
         self, cell: _CellRun, status: TaskStatus, error: BaseException | None = None

@@ -55,8 +55,10 @@ such exception class is translated.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket as stdlib_socket
 import ssl
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -226,19 +228,29 @@ def _describe(exc: BaseException) -> str:
     return f"{type(shown).__name__}: {text}"
 
 
-async def _open_tcp(host: str, port: int) -> trio.SocketStream:
+async def _open_tcp(
+    host: str, port: int
+) -> tuple[trio.SocketStream, stdlib_socket.socket | None]:
     """A TCP connection to ``host``:``port``. A numeric address (the simulator, a local
     server by IP) is connected directly: one socket, one non-blocking ``connect`` — the same
     socket ``trio.open_tcp_stream`` would make for it, without its name lookup, nursery and
     task (happy eyeballs has only one address to try there). It sits on the path of every
     request that opens a connection (the first wave: most of its requests). A name goes
     through ``trio.open_tcp_stream`` (lookup, every address tried). Raises ``OSError`` (for a
-    numeric address worded as ``open_tcp_stream`` words it, the OS's error as its cause)."""
+    numeric address worded as ``open_tcp_stream`` words it, the OS's error as its cause).
+    Also returns the plain socket under the stream when we made it (a numeric address), for
+    :func:`_send_raw` / :func:`_receive_raw`; ``None`` for a name."""
     try:
         family = _NUMERIC_FAMILIES[ipaddress.ip_address(host).version]
     except ValueError:
-        return await trio.open_tcp_stream(host, port)
+        return await trio.open_tcp_stream(host, port), None
     sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+    # The plain socket trio's socket wraps (it made it non-blocking). Read from trio's private
+    # attribute, with a fallback: a custom socket factory's socket (or another trio) has no
+    # such plain socket, and the connection then goes through trio's stream as before.
+    raw = getattr(sock, "_sock", None)
+    if not isinstance(raw, stdlib_socket.socket):
+        raw = None
     try:
         await sock.connect((host, port))
     except OSError as exc:
@@ -250,10 +262,61 @@ async def _open_tcp(host: str, port: int) -> trio.SocketStream:
     except BaseException:
         sock.close()
         raise
-    return trio.SocketStream(sock)
+    return trio.SocketStream(sock), raw
 
 
 _NUMERIC_FAMILIES: Final = {4: trio.socket.AF_INET, 6: trio.socket.AF_INET6}
+
+
+async def _send_raw(raw: stdlib_socket.socket, data: bytes) -> None:
+    """``SocketStream.send_all`` on the plain socket of a connection we opened ourselves
+    (:func:`_open_tcp`), without its schedule point after a send that went out at once.
+
+    trio's ``send`` ends every send that did not block with a full schedule point (and
+    ``receive_some`` every receive that found data): on the path from an answer to the next
+    request, and from an answer's arrival to its parse, each let the whole rest of a wave's
+    batch run first. Here a send that completes yields nothing (the request's read of its
+    answer parks right after); one that blocks waits for the socket as trio does. Errors are
+    trio's: ``BrokenResourceError`` from the OS's error, ``ClosedResourceError`` on a closed
+    socket (see :func:`_stream_error`).
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    view = memoryview(data)
+    try:
+        while True:
+            try:
+                sent = raw.send(view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(raw)
+                continue
+            if sent >= len(view):
+                return
+            view = view[sent:]
+    except OSError as exc:
+        raise _stream_error(exc) from exc
+
+
+async def _receive_raw(raw: stdlib_socket.socket) -> bytes:
+    """``SocketStream.receive_some(_RECEIVE_SIZE)`` on our own plain socket (see
+    :func:`_send_raw`): parks until the socket is readable, and returns what arrived without
+    a further schedule point, so the answer is parsed in the batch that found it."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    while True:
+        try:
+            return raw.recv(_RECEIVE_SIZE)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(raw)
+        except OSError as exc:
+            raise _stream_error(exc) from exc
+
+
+def _stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    """The stream error trio's ``SocketStream`` raises for ``exc`` (its
+    ``_translate_socket_errors_to_stream_errors``): the caller raises it ``from exc``, so
+    :func:`_describe` words it as before."""
+    if exc.errno == errno.EBADF:
+        return trio.ClosedResourceError("this socket was already closed")
+    return trio.BrokenResourceError(f"socket connection broken: {exc}")
 
 
 class _Answer:
@@ -338,11 +401,28 @@ class _Answer:
 class _Connection:
     """One open connection: its stream, its answer parser, and when it went idle."""
 
-    __slots__ = ("ahead", "answer", "exchanges", "idle_since", "reusable", "socket", "stream")
+    __slots__ = (
+        "ahead",
+        "answer",
+        "exchanges",
+        "idle_since",
+        "raw",
+        "reusable",
+        "socket",
+        "stream",
+    )
 
-    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        socket: trio.socket.SocketType,
+        raw: stdlib_socket.socket | None = None,
+    ) -> None:
         self.stream = stream
         self.socket = socket
+        # The plain socket under ``stream`` when the stream is our own plain TCP stream
+        # (no TLS): the round trip then sends and receives on it directly (_send_raw).
+        self.raw = raw
         self.answer = _Answer()
         # Opened before any request needed it (open_idle): like a reused one, the server may
         # have closed it while it waited (a request then goes again on a new connection).
@@ -622,7 +702,7 @@ class ConnectionPool:
         target = self._proxy.origin if self._proxy is not None else self._origin
         where = f"could not connect to {target.host}:{target.port}"
         with translated(ConnectFailed, where):
-            tcp = await _open_tcp(target.host, target.port)
+            tcp, raw = await _open_tcp(target.host, target.port)
         self._opened += 1
         stream: trio.abc.Stream = tcp
         try:
@@ -638,7 +718,7 @@ class ConnectionPool:
         except BaseException:
             tcp.socket.close()
             raise
-        return _Connection(stream, tcp.socket)
+        return _Connection(stream, tcp.socket, raw if stream is tcp else None)
 
     async def _tunnel(self, tcp: trio.SocketStream) -> None:
         """Ask the proxy to ``CONNECT`` us to the origin; raise unless it answers 2xx."""
@@ -698,8 +778,12 @@ class ConnectionPool:
         sending: _Sending,
     ) -> Response:
         stream = connection.stream
+        raw = connection.raw
         try:
-            await stream.send_all(request)
+            if raw is not None:
+                await _send_raw(raw, request)
+            else:
+                await stream.send_all(request)
         except LOW_LEVEL_ERRORS as exc:
             if reused:
                 raise _Stale from exc
@@ -712,8 +796,12 @@ class ConnectionPool:
         kept: list[bytes | bytearray] = []  # the answer's first bytes, to name a failure
         reader: BodyReader | None = None
         while True:
+            chunk: bytes | bytearray
             try:
-                chunk = await stream.receive_some(_RECEIVE_SIZE)
+                if raw is not None:
+                    chunk = await _receive_raw(raw)
+                else:
+                    chunk = await stream.receive_some(_RECEIVE_SIZE)
             except LOW_LEVEL_ERRORS as exc:
                 if reused and received == 0:
                     raise _Stale from exc

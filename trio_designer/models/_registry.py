@@ -167,14 +167,27 @@ class ModelUsage:
 _USAGE_FIELDS = attrs.fields(ModelUsage)
 
 
-@attrs.define
 class _UsageCounter:
-    """The mutable tally behind one alias's :class:`ModelUsage` (one trio thread, no lock)."""
+    """The mutable tally behind one alias's :class:`ModelUsage` (one trio thread, no lock).
 
-    usage: ModelUsage = attrs.field(factory=ModelUsage)
+    Plain totals, added to in place (every answer adds to it, on the path from an answer to
+    the next request: two frozen ``ModelUsage`` built per request cost more than the rest of
+    the tally); the frozen value is built when it is read. The sums are the ones
+    ``ModelUsage.__add__`` gives, in the same order (float ``cost`` included)."""
+
+    __slots__ = ("_totals",)
+
+    def __init__(self) -> None:
+        self._totals: dict[str, Any] = {f.name: f.default for f in _USAGE_FIELDS}
+
+    @property
+    def usage(self) -> ModelUsage:
+        return ModelUsage(**self._totals)
 
     def add(self, **counts: Any) -> None:
-        self.usage = self.usage + ModelUsage(**counts)
+        totals = self._totals
+        for name, value in counts.items():
+            totals[name] += value
 
 
 def merge_inference(base: InferenceParams, override: InferenceParams | None) -> InferenceParams:
