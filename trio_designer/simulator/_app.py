@@ -27,7 +27,7 @@ import collections
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import final
+from typing import Any, final
 
 import attrs
 import trio
@@ -389,16 +389,24 @@ class SimulatorApp:
             service_time = runtime.draw_service_time(job.output_tokens)
         # The usual answer, built while the request waits (see the docstring).
         ready = job.body(fault) if fault is None else None
-        with runtime.admitted_request():
-            service = partial(self._service, runtime, service_time, start)
+        runtime.enter_flight()
+        try:
             outcome: float | Gone | None
             if service_time == 0 and runtime.has_free_slot():
-                outcome = await service()  # it cannot wait: no need to watch for departures
+                # it cannot wait: no need to watch for departures
+                outcome = await self._service(runtime, service_time, start)
             else:
-                outcome = await unless_disconnected(receive, service)
+                watch = getattr(receive, "cancel_on_disconnect", None)
+                if watch is not None and runtime.next_outage(trio.current_time()) == math.inf:
+                    outcome = await self._watched_service(runtime, service_time, start, watch)
+                else:
+                    service = partial(self._service, runtime, service_time, start)
+                    outcome = await unless_disconnected(receive, service)
             if fault == "trickle" and isinstance(outcome, float):
                 await self._trickle(job, start, outcome, receive, send)  # still in flight
                 return
+        finally:
+            runtime.leave_flight()
         if outcome is Gone.CLIENT:
             self._record(job, start, STATUS_CLIENT_GONE, fault=fault, charged=job.charge)
         elif outcome is None:  # an outage began while it waited or was in service
@@ -469,6 +477,37 @@ class SimulatorApp:
                 await _sleep_until(arrived + queued_for + service_time)
             return queued_for
         return None
+
+    async def _watched_service(
+        self,
+        runtime: ModelRuntime,
+        service_time: float,
+        arrived: float,
+        cancel_on_disconnect: Callable[[trio.CancelScope], Any],
+    ) -> float | Gone:
+        """:meth:`_service` raced against the client's departure, for the usual case under
+        the simulator's own server (``cancel_on_disconnect`` from its ``receive``) with no
+        outage ahead: one cancel scope is both the service's timer (its deadline, the moment
+        the answer is due) and what the server cancels when the client leaves — instead of
+        ``unless_disconnected``'s scope around ``trio.sleep_until``'s own. Returns the time
+        queued, or ``Gone.CLIENT`` when the departure came first (the watch's ``fired``: a
+        deadline already passed means the request was served).
+
+        Invariant (as in :meth:`_service`): a slot taken is given back on every way out.
+        """
+        queued = runtime.may_queue()
+        scope = trio.CancelScope() if queued else trio.CancelScope(deadline=arrived + service_time)
+        with scope, cancel_on_disconnect(scope) as watch:
+            queued_for = await runtime.enter_service()
+            try:
+                if queued:
+                    scope.deadline = arrived + queued_for + service_time
+                await trio.sleep_forever()
+            finally:
+                runtime.leave_service()
+        if watch.fired:
+            return Gone.CLIENT
+        return queued_for
 
     async def _send_rate_limited(
         self, job: _Job, start: float, rejection: Rejection, send: Send

@@ -162,7 +162,7 @@ class _Connection:
         self.upgrade_body_left = 0  # body bytes still due of a request asking to upgrade
         self.closed = False  # the client closed its side (or the socket failed)
         self._arrivals = trio.lowlevel.ParkingLot()
-        self._scopes: set[trio.CancelScope] = set()
+        self._watches: set[_CancelOnDisconnect] = set()
         try:
             self.client: tuple[str, int] | None = stream.socket.getpeername()[:2]
         except OSError:
@@ -242,8 +242,8 @@ class _Connection:
             pass
         self.closed = True
         self._arrivals.unpark_all()
-        for scope in self._scopes:
-            scope.cancel()
+        for watch in list(self._watches):
+            watch.fire()
 
     def _start_upgrade_body(self, rest: bytes) -> None:
         request = self.requests[-1] if self.requests else None
@@ -267,7 +267,8 @@ class _Connection:
             self._arrivals.unpark_all()
 
     def cancel_on_disconnect(self, scope: trio.CancelScope) -> _CancelOnDisconnect:
-        """Cancel ``scope`` if the client disconnects while the block runs (or already has)."""
+        """Cancel ``scope`` if the client disconnects while the block runs (or already has);
+        the handle's ``fired`` says afterwards whether the departure cancelled it."""
         return _CancelOnDisconnect(self, scope)
 
     async def wait_for_disconnect(self) -> None:
@@ -369,20 +370,34 @@ class _Connection:
 
 class _CancelOnDisconnect:
     """:meth:`_Connection.cancel_on_disconnect`'s context manager (a class: a generator-based
-    one cost a few µs more per request)."""
+    one cost a few µs more per request).
 
-    __slots__ = ("_connection", "_scope")
+    ``fired`` is True when the client's departure cancelled the scope: it left while the block
+    ran (or before), and the scope had not been cancelled already — by its own deadline
+    either, which lets the app use one scope as both its timer and its departure watch
+    (``SimulatorApp._service``): a deadline that passed first means the work was done.
+    """
+
+    __slots__ = ("_connection", "_scope", "fired")
 
     def __init__(self, connection: _Connection, scope: trio.CancelScope) -> None:
         self._connection, self._scope = connection, scope
+        self.fired = False
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _CancelOnDisconnect:
         if self._connection.closed:
-            self._scope.cancel()
-        self._connection._scopes.add(self._scope)
+            self.fire()
+        self._connection._watches.add(self)
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._connection._scopes.discard(self._scope)
+        self._connection._watches.discard(self)
+
+    def fire(self) -> None:
+        """The client left: cancel the scope (unless it was cancelled already)."""
+        if not self._scope.cancel_called:
+            self.fired = True
+            self._scope.cancel()
 
 
 class _Receive:

@@ -237,12 +237,27 @@ class ModelRuntime:
     @contextmanager
     def admitted_request(self) -> Iterator[None]:
         """Count the request in ``in_flight`` while the block runs."""
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
+        self.enter_flight()
         try:
             yield
         finally:
-            self.in_flight -= 1
+            self.leave_flight()
+
+    def enter_flight(self) -> None:
+        """Count a request in ``in_flight``; pair every call with one :meth:`leave_flight`
+        (``admitted_request`` does; the app's hot path calls the two itself, without a
+        generator-based context manager per request)."""
+        self.in_flight += 1
+        if self.in_flight > self.peak:
+            self.peak = self.in_flight
+
+    def leave_flight(self) -> None:
+        """The request counted by :meth:`enter_flight` is done."""
+        self.in_flight -= 1
+
+    def may_queue(self) -> bool:
+        """Whether :meth:`enter_service` can wait for a slot (gpu mode); hosted never does."""
+        return self._limiter is not None
 
     def has_free_slot(self) -> bool:
         """Whether a request entering service now would get a slot without waiting."""
