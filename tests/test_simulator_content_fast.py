@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from trio_designer.simulator._content import (
     _STOPWORDS,
     _WORD,
+    Answer,
     _choose,
     _dump_json,
     _formatted,
@@ -25,6 +26,7 @@ from trio_designer.simulator._content import (
     _without_schema_tags,
     prompt_words,
 )
+from trio_designer.simulator._requests import chat_body, chat_json, completion_id
 
 _SCHEMA_TAG = re.compile(r"<response_schema>\s*(.*?)\s*</response_schema>", re.DOTALL)
 
@@ -141,3 +143,25 @@ def test_formatted_strings_and_draws_as_before() -> None:
                 ours, theirs = random.Random(seed), random.Random(seed)
                 assert _formatted(fmt, ours, words) == _reference_formatted(fmt, theirs, words)
                 assert ours.random() == theirs.random()
+
+
+_ANSWERS = st.builds(
+    Answer,
+    content=st.text(max_size=40),
+    reasoning=st.none() | st.text(max_size=20),
+    finish_reason=st.sampled_from(["stop", "length", "content_filter"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ANSWERS, st.text(max_size=10), st.integers(0, 10**6))
+def test_chat_json_is_the_encoded_chat_body(answer: Answer, model: str, prompt: int) -> None:
+    fixed = {"id": completion_id(), "created": 1_700_000_000}
+    expected = json.dumps(chat_body(model, answer, prompt, **fixed), ensure_ascii=False)
+    assert chat_json(model, answer, prompt, **fixed) == expected.encode()
+
+
+def test_completion_ids_differ() -> None:
+    ids = {completion_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == len("chatcmpl-") + 32 for i in ids)

@@ -55,7 +55,7 @@ from ._profile import duplicate_name_problems
 from ._requests import (
     MAX_EMBEDDING_DIMENSIONS,
     HTTPError,
-    chat_body,
+    chat_json,
     embedding_inputs,
     int_field,
     json_object,
@@ -268,7 +268,7 @@ class SimulatorApp:
                 size = runtime.config.faults.oversize_bytes
                 return oversize_chat_body(name, answer, prompt_tokens, size)
             sent = apply_content_fault(answer, fault) if fault is not None else answer
-            return json_response(chat_body(name, sent, prompt_tokens)), sent.completion_tokens
+            return chat_json(name, sent, prompt_tokens), sent.completion_tokens
 
         reserved = request.max_tokens
         job = _Job(

@@ -41,14 +41,24 @@ block: trio's ``SocketStream`` tries each call first and then yields to the sche
 success, which was two extra passes of the run loop per request. The invariants this needs:
 only the connection's reader task reads the descriptor and waits for it to be readable, only
 the request loop writes it and waits for it to be writable (trio allows one waiter of each kind
-per descriptor), and nothing touches it after ``_serve_connection`` closes the stream.
+per descriptor), and nothing touches it after ``_serve_connection`` closes the socket.
+
+Connections are accepted by one task per listening socket, which takes every pending
+connection each time the socket is readable (a wave of clients connecting at once is one
+wake-up, not one per connection), sets ``TCP_NODELAY`` and ``TCP_NOTSENT_LOWAT`` as trio's
+``SocketStream`` did, and starts the connection's task; the client's address is the one
+``accept`` returned (no ``getpeername`` per connection). Accept errors are handled as
+``trio.serve_listeners`` did: out of descriptors or memory — wait 100 ms and try again; any
+other (a connection aborted before it was taken) — skip it.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import math
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Final
@@ -72,6 +82,10 @@ _ASGI: Final = {"version": "3.0", "spec_version": "2.3"}
 _CONNECTION_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _DISCONNECT: Final = {"type": "http.disconnect"}
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+_ACCEPT_CAPACITY_ERRNOS: Final = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+)
+_ACCEPT_RETRY_DELAY: Final = 0.1
 
 
 async def serve_asgi(
@@ -93,15 +107,59 @@ async def serve_asgi(
     bound_port = listeners[0].socket.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     handler = partial(_serve_connection, app, keep_alive, (host, bound_port))
-    async with trio.open_nursery() as nursery:
-        task_status.started(f"http://{shown}:{bound_port}")
-        await trio.serve_listeners(handler, listeners, handler_nursery=nursery)
+    try:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(_accept_connections, listener.socket, handler, nursery)
+            task_status.started(f"http://{shown}:{bound_port}")
+    finally:
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+
+
+async def _accept_connections(
+    listening: trio.socket.SocketType,
+    handler: Callable[[socket.socket, Any], Awaitable[None]],
+    nursery: trio.Nursery,
+) -> None:
+    """Accept connections on ``listening`` for ever, each served by ``handler`` in ``nursery``
+    (see the module docstring). The listening socket is trio's, already non-blocking; it is
+    used through a duplicate of its descriptor, closed here."""
+    raw = socket.socket(fileno=os.dup(listening.fileno()))
+    raw.setblocking(False)
+    try:
+        while True:
+            await trio.lowlevel.wait_readable(raw)
+            while True:
+                try:
+                    client, address = raw.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
+                        await trio.sleep(_ACCEPT_RETRY_DELAY)
+                    continue
+                client.setblocking(False)
+                try:
+                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+                        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 2**14)
+                except OSError:
+                    pass
+                nursery.start_soon(handler, client, address)
+    finally:
+        trio.lowlevel.notify_closing(raw)
+        raw.close()
 
 
 async def _serve_connection(
-    app: ASGIApp, keep_alive: float, server: tuple[str, int], stream: trio.SocketStream
+    app: ASGIApp,
+    keep_alive: float,
+    server: tuple[str, int],
+    client: socket.socket,
+    address: Any,
 ) -> None:
-    connection = _Connection(stream)
+    connection = _Connection(client, address)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connection.read_until_closed)
@@ -110,7 +168,8 @@ async def _serve_connection(
     except _CONNECTION_ERRORS:
         pass  # the client went away: nothing left to answer
     finally:
-        await trio.aclose_forcefully(stream)
+        trio.lowlevel.notify_closing(client)
+        client.close()
 
 
 class _Request:
@@ -151,9 +210,8 @@ class _Connection:
     parser fails, or the stream ends; the loop re-checks its condition after every wake-up.
     """
 
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.fd = stream.socket.fileno()
+    def __init__(self, client: socket.socket, address: Any) -> None:
+        self.fd = client.fileno()
         self.parser = httptools.HttpRequestParser(self)
         self.requests: collections.deque[_Request] = collections.deque()
         self.parsing: _Request | None = None  # the request whose head is being read
@@ -163,10 +221,8 @@ class _Connection:
         self.closed = False  # the client closed its side (or the socket failed)
         self._arrivals = trio.lowlevel.ParkingLot()
         self._watches: set[_CancelOnDisconnect] = set()
-        try:
-            self.client: tuple[str, int] | None = stream.socket.getpeername()[:2]
-        except OSError:
-            self.client = None
+        peer = address[:2] if isinstance(address, tuple) else None
+        self.client: tuple[str, int] | None = peer
 
     # ----------------------------------------------------------- the parser's callbacks
 
