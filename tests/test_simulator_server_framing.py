@@ -5,6 +5,7 @@ that leaves while its request is in service."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import trio
@@ -127,5 +128,62 @@ def test_a_request_asking_to_upgrade_is_answered_with_its_body() -> None:
             answer = await _read_all(stream)  # answered (no switch), then closed
             assert answer.startswith(b"HTTP/1.1 200 \r\n")
             assert answer.endswith(b"POST /u 5")
+
+    _run(test)
+
+
+_ARRIVALS: list[tuple[float, float]] = []
+
+
+async def _late_reader(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads its request 50 ms (virtual) after being called: ``receive.arrived`` must still be
+    when the server read the bytes, not when the app asked for them."""
+    await trio.sleep(0.05)
+    await receive()
+    _ARRIVALS.append((receive.arrived, trio.current_time()))
+    headers = [(b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def test_arrival_is_when_the_reader_read_the_request() -> None:
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                root: str = await nursery.start(partial(serve_asgi, _late_reader, "127.0.0.1", 0))
+                port = int(root.rsplit(":", 1)[1])
+                async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                    sent = trio.current_time()
+                    request = b"POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\n\r\nhi"
+                    await stream.send_all(request)
+                    assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200 \r\n")
+                nursery.cancel_scope.cancel()
+        [(arrived, read)] = _ARRIVALS
+        assert sent <= arrived < sent + 0.01
+        assert read >= arrived + 0.05
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_burst_of_connections_is_accepted_and_served() -> None:
+    """Thirty clients connecting at once (one wake-up of the accept loop takes them all)."""
+
+    async def test(port: int) -> None:
+        answers: list[bytes] = []
+
+        async def client(i: int) -> None:
+            async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                head = b"GET /%d HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n" % i
+                await stream.send_all(head)
+                answers.append(await _read_all(stream))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(30):
+                nursery.start_soon(client, i)
+        assert sorted(answers) == sorted(
+            b"HTTP/1.1 200 \r\ncontent-length: %d\r\nconnection: close\r\n\r\nGET /%d 0"
+            % (len(b"GET /%d 0" % i), i)
+            for i in range(30)
+        )
 
     _run(test)

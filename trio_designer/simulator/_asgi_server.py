@@ -176,6 +176,7 @@ class _Request:
     """One request as the parser saw it: its head, its body so far, whether it is whole."""
 
     __slots__ = (
+        "arrived",
         "body",
         "complete",
         "expects_continue",
@@ -195,6 +196,7 @@ class _Request:
         self.body: list[bytes] = []
         self.complete = False
         self.keep_alive = True
+        self.arrived = 0.0  # trio's clock when its last byte was read (set when complete)
 
 
 class _Connection:
@@ -257,6 +259,7 @@ class _Connection:
     def on_message_complete(self) -> None:
         request = self.requests[-1]
         request.complete = True
+        request.arrived = trio.current_time()
         request.keep_alive = self.parser.should_keep_alive() and not self.parser.should_upgrade()
         self._arrivals.unpark_all()
 
@@ -320,6 +323,7 @@ class _Connection:
         self.upgrade_body_left -= len(piece)
         if not self.upgrade_body_left:
             self.requests[-1].complete = True
+            self.requests[-1].arrived = trio.current_time()
             self._arrivals.unpark_all()
 
     def cancel_on_disconnect(self, scope: trio.CancelScope) -> _CancelOnDisconnect:
@@ -458,9 +462,14 @@ class _CancelOnDisconnect:
 
 class _Receive:
     """An exchange's ASGI ``receive``; ``cancel_on_disconnect`` is the fast path that
-    ``_http.unless_disconnected`` looks for (no watcher task)."""
+    ``_http.unless_disconnected`` looks for (no watcher task), and ``arrived`` is when the
+    connection's reader read the request's last byte (trio's clock): its arrival, which the
+    app counts its latency from. Taken by the reader, it does not include the time the
+    request then waited for the request loops of other connections (a burst of requests is
+    read in one pass of the run loop, then answered one after another)."""
 
-    def __init__(self, connection: _Connection, body: bytes) -> None:
+    def __init__(self, connection: _Connection, body: bytes, arrived: float) -> None:
+        self.arrived = arrived
         self.body: bytes | None = body
         self.cancel_on_disconnect = connection.cancel_on_disconnect
         self._connection = connection
@@ -484,7 +493,8 @@ class _Exchange:
     def __init__(self, connection: _Connection, request: _Request) -> None:
         self.connection = connection
         body = request.body
-        self.receive = _Receive(connection, body[0] if len(body) == 1 else b"".join(body))
+        whole = body[0] if len(body) == 1 else b"".join(body)
+        self.receive = _Receive(connection, whole, request.arrived)
         self.version = request.version
         self.keep_alive = request.keep_alive
         self.bodiless = request.method == "HEAD"
