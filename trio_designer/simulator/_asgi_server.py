@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import math
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -162,8 +161,8 @@ async def _serve_connection(
     connection = _Connection(client, address)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(connection.read_until_closed)
-            await connection.serve(app, keep_alive, server)
+            nursery.start_soon(connection.read_until_closed, keep_alive)
+            await connection.serve(app, server)
             nursery.cancel_scope.cancel()
     except _CONNECTION_ERRORS:
         pass  # the client went away: nothing left to answer
@@ -221,6 +220,8 @@ class _Connection:
         self.error: int | None = None  # the status a malformed request gets (400 / 431)
         self.upgrade_body_left = 0  # body bytes still due of a request asking to upgrade
         self.closed = False  # the client closed its side (or the socket failed)
+        self.serving = False  # the request loop is in the app
+        self.last_active = trio.current_time()  # when the last answer was done (or opened)
         self._arrivals = trio.lowlevel.ParkingLot()
         self._watches: set[_CancelOnDisconnect] = set()
         peer = address[:2] if isinstance(address, tuple) else None
@@ -265,44 +266,73 @@ class _Connection:
 
     # ----------------------------------------------------------- reading
 
-    async def read_until_closed(self) -> None:
-        fd, feed = self.fd, self.parser.feed_data
+    async def read_until_closed(self, keep_alive: float) -> None:
+        """Read the socket until the client closes it, or until the connection has been idle
+        ``keep_alive`` seconds (trio's clock).
+
+        Idle expiry is kept here, not in the request loop, so that serving a request moves no
+        deadline (moving one costs about as much as a third of a small exchange): the loop
+        only notes when it finished its last answer (``last_active``) and whether it is
+        serving. This task's scope carries a deadline that is checked when it passes: a
+        connection with no request queued or in service since ``last_active + keep_alive``
+        is closed; otherwise the deadline is set again (to that moment, or while a request is
+        in service to ``keep_alive`` from now). Invariant: a connection is never expired
+        while a request is queued or served, and an idle one is closed exactly
+        ``keep_alive`` after its last answer (or its opening); a request read in the same
+        instant as the expiry is either queued first (no expiry) or never read.
+        """
         try:
             while True:
-                await trio.lowlevel.wait_readable(fd)
-                try:
-                    data = os.read(fd, RECEIVE_SIZE)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    break
-                if self.error is not None:
-                    if self.upgrade_body_left:
-                        self._take_upgrade_body(data)
-                    continue  # a malformed request, or an upgrade: only wait for the end
-                try:
-                    feed(data)
-                except httptools.HttpParserUpgrade as upgrade:
-                    # llhttp stops at the end of the head of a request asking to upgrade the
-                    # protocol (never granted: the loop closes after the answer); its body,
-                    # if it has a content-length, is read here.
-                    self.error = 0
-                    self._start_upgrade_body(data[upgrade.args[0] :])
-                except httptools.HttpParserError:
-                    self.error = 400
-                    self._arrivals.unpark_all()
-                    continue
-                if self.parsing is not None:
-                    self.head_bytes += len(data)
-                    if self.head_bytes > MAX_HEAD:
-                        self.error = 431
-                        self._arrivals.unpark_all()
+                with trio.CancelScope(deadline=self._idle_deadline(keep_alive)):
+                    await self._read()
+                    break  # the client closed its side
+                idle = not self.requests and not self.serving
+                if idle and trio.current_time() >= self.last_active + keep_alive:
+                    break  # idle too long
         except _CONNECTION_ERRORS:
             pass
         self.closed = True
         self._arrivals.unpark_all()
         for watch in list(self._watches):
             watch.fire()
+
+    def _idle_deadline(self, keep_alive: float) -> float:
+        if self.requests or self.serving:
+            return trio.current_time() + keep_alive
+        return self.last_active + keep_alive
+
+    async def _read(self) -> None:
+        """Feed the parser until the stream ends."""
+        fd, feed = self.fd, self.parser.feed_data
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                data = os.read(fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            if self.error is not None:
+                if self.upgrade_body_left:
+                    self._take_upgrade_body(data)
+                continue  # a malformed request, or an upgrade: only wait for the end
+            try:
+                feed(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                # llhttp stops at the end of the head of a request asking to upgrade the
+                # protocol (never granted: the loop closes after the answer); its body,
+                # if it has a content-length, is read here.
+                self.error = 0
+                self._start_upgrade_body(data[upgrade.args[0] :])
+            except httptools.HttpParserError:
+                self.error = 400
+                self._arrivals.unpark_all()
+                continue
+            if self.parsing is not None:
+                self.head_bytes += len(data)
+                if self.head_bytes > MAX_HEAD:
+                    self.error = 431
+                    self._arrivals.unpark_all()
 
     def _start_upgrade_body(self, rest: bytes) -> None:
         request = self.requests[-1] if self.requests else None
@@ -337,29 +367,16 @@ class _Connection:
 
     # ----------------------------------------------------------- the request loop
 
-    async def serve(self, app: ASGIApp, keep_alive: float, server: tuple[str, int]) -> None:
-        # One scope for the connection's idle expiry, its deadline set only while the loop
-        # waits for a request (cheaper than a new move_on_after per request). Invariant: the
-        # deadline is infinite whenever the app runs, and a wait the deadline ended — even if
-        # a request came in the same instant — ends the connection before any request starts
-        # (what a move_on_after around the wait did).
-        with trio.CancelScope() as idle:
-            await self._serve(app, keep_alive, server, idle)
-
-    async def _serve(
-        self, app: ASGIApp, keep_alive: float, server: tuple[str, int], idle: trio.CancelScope
-    ) -> None:
+    async def serve(self, app: ASGIApp, server: tuple[str, int]) -> None:
+        """The request loop: one request at a time, until the connection closes (the reader
+        ends it when the client leaves or the connection idles out: ``read_until_closed``)."""
         requests = self.requests
         while True:
             if requests:
                 await trio.lowlevel.checkpoint()  # a pipelined request: let others run first
             else:
-                idle.deadline = trio.current_time() + keep_alive
                 while not requests and not self.closed and self.error is None:
                     await self._arrivals.park()
-                idle.deadline = math.inf
-                if idle.cancel_called:
-                    return  # idle too long (whatever came in the same instant)
                 if not requests:
                     if self.error:
                         await self._send_error(self.error)
@@ -376,12 +393,16 @@ class _Connection:
                     return  # the client left in the middle of its body, or sent nonsense
             requests.popleft()
             exchange = _Exchange(self, request)
+            self.serving = True
             try:
                 await app(self._scope(request, server), exchange.receive, exchange.send)
             except Exception:  # an app bug answers 500, as hypercorn did; it never ends the server
                 if not exchange.started:
                     await self._send_error(500)
                 return
+            finally:
+                self.serving = False
+                self.last_active = trio.current_time()
             if not exchange.complete:
                 if not exchange.started:
                     await self._send_error(500)
