@@ -187,3 +187,45 @@ def test_a_burst_of_connections_is_accepted_and_served() -> None:
         )
 
     _run(test)
+
+
+async def _prepared_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers as ``_app`` does, but framed ahead with ``send.prepare`` (the simulator's usual
+    answer) when the path says so."""
+    body = (await receive())["body"]
+    text = f"{scope['method']} {scope['path']} {len(body)}".encode()
+    headers = [] if "chunked" in scope["path"] else [(b"content-length", b"%d" % len(text))]
+    if scope["path"].startswith("/prep"):
+        prepared = send.prepare(200, headers, text)
+        await trio.sleep(0.01)
+        await send.send_prepared(prepared)
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
+
+
+def test_a_prepared_answer_is_framed_as_a_sent_one() -> None:
+    """HTTP/1.1 keep-alive, ``Connection: close``, HTTP/1.0, ``HEAD`` and chunked: the bytes
+    of a prepared answer are those of the same answer sent as ASGI messages."""
+    heads = [
+        b"GET /%s HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n",
+        b"GET /%s HTTP/1.0\r\n\r\n",
+        b"HEAD /%s HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n",
+        b"GET /%s-chunked HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n",
+    ]
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                root: str = await nursery.start(partial(serve_asgi, _prepared_app, "127.0.0.1", 0))
+                port = int(root.rsplit(":", 1)[1])
+                for head in heads:
+                    answers = []
+                    for kind in (b"prep", b"sent"):
+                        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                            await stream.send_all(head % kind)
+                            answers.append(await _read_all(stream))
+                    assert answers[0].replace(b"prep", b"sent") == answers[1], head
+                nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -42,9 +42,11 @@ from ._http import (
     authorized,
     json_response,
     lifespan,
+    prepare_json,
     read_body,
     send_bytes,
     send_json,
+    send_prepared,
     send_reset,
     send_trickled,
     unauthorized_error,
@@ -390,8 +392,12 @@ class SimulatorApp:
             service_time = runtime.config.faults.hang_seconds
         else:
             service_time = runtime.draw_service_time(job.output_tokens)
-        # The usual answer, built while the request waits (see the docstring).
+        # The usual answer, built while the request waits (see the docstring); framed too, by
+        # our server, when its headers cannot change meanwhile (no RPM/TPM budgets).
         ready = job.body(fault) if fault is None else None
+        prepared = None
+        if ready is not None and not runtime.has_budgets():
+            prepared = prepare_json(send, 200, ready[0], [])
         runtime.enter_flight()
         try:
             outcome: float | Gone | None
@@ -419,8 +425,11 @@ class SimulatorApp:
         else:
             payload, completion_tokens = job.body(fault) if ready is None else ready
             self._record_success(job, start, outcome, fault, completion_tokens)
-            headers = runtime.ratelimit_headers(trio.current_time())
-            await send_bytes(send, 200, payload, headers)
+            if prepared is not None:
+                await send_prepared(send, prepared)
+            else:
+                headers = runtime.ratelimit_headers(trio.current_time())
+                await send_bytes(send, 200, payload, headers)
 
     async def _trickle(
         self, job: _Job, start: float, queued_for: float, receive: Receive, send: Send

@@ -395,7 +395,7 @@ class _Connection:
             exchange = _Exchange(self, request)
             self.serving = True
             try:
-                await app(self._scope(request, server), exchange.receive, exchange.send)
+                await app(self._scope(request, server), exchange.receive, exchange)
             except Exception:  # an app bug answers 500, as hypercorn did; it never ends the server
                 if not exchange.started:
                     await self._send_error(500)
@@ -504,11 +504,16 @@ class _Receive:
 
 
 class _Exchange:
-    """The ASGI ``receive`` and ``send`` of one request.
+    """The ASGI ``receive`` and ``send`` of one request (the exchange itself is ``send``).
 
     The answer's framing follows the head the app sends: ``content-length`` when given (the
     simulator always gives it), else chunked for HTTP/1.1 or until close for HTTP/1.0; a
     ``HEAD`` request's and a 204/304's answer has no body.
+
+    Besides ASGI's messages, ``send`` offers :meth:`prepare` and :meth:`send_prepared`
+    (``_http.prepare_json`` / ``send_prepared`` look for them): a whole answer framed ahead
+    of time, written later with one call — the app builds its usual answer while the request
+    waits, so that after the wait only the write is left.
     """
 
     def __init__(self, connection: _Connection, request: _Request) -> None:
@@ -524,6 +529,28 @@ class _Exchange:
         self.started = False  # a head (final or informational) went out
         self.complete = False
         self.must_close = not request.keep_alive
+
+    def prepare(self, status: int, headers: Any, body: bytes) -> bytes:
+        """The bytes of a whole final answer (head and body, framed as :meth:`send` would
+        frame ``http.response.start`` + one ``http.response.body``), to be written later
+        with :meth:`send_prepared`; call it at most once, and send nothing else meanwhile."""
+        head = self._final_head(status, headers)
+        if self.bodiless:
+            body = b""
+        elif self.chunked:
+            body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+        return head + body
+
+    async def send_prepared(self, data: bytes) -> None:
+        """Write an answer :meth:`prepare` framed (nothing if the client has gone)."""
+        connection = self.connection
+        if connection.closed or self.complete:
+            return
+        self.complete = self.started = True
+        try:
+            await connection.write(data)
+        except _CONNECTION_ERRORS:
+            connection.closed = True
 
     async def send(self, message: Any) -> None:
         connection = self.connection
@@ -555,6 +582,8 @@ class _Exchange:
                     await connection.write(body)
         except _CONNECTION_ERRORS:
             connection.closed = True
+
+    __call__ = send  # the exchange is the app's ``send``
 
     def _final_head(self, status: int, headers: Any) -> bytes:
         has_length = has_connection = False

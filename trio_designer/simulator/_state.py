@@ -191,6 +191,11 @@ class ModelRuntime:
         if limited_by == "injected":
             self.faults_sent += 1
 
+    def has_budgets(self) -> bool:
+        """Whether the model has an RPM or TPM budget (else :meth:`ratelimit_headers` is
+        always empty)."""
+        return self._rpm is not None or self._tpm is not None
+
     def ratelimit_headers(self, now: float) -> list[Header]:
         """The budget headers in the model's style (none without budgets or in gpu mode)."""
         if self._rpm is None and self._tpm is None:
