@@ -158,9 +158,9 @@ def test_arrival_is_when_the_reader_read_the_request() -> None:
                     await stream.send_all(request)
                     assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200 \r\n")
                 nursery.cancel_scope.cancel()
-        [(arrived, read)] = _ARRIVALS
-        assert sent <= arrived < sent + 0.01
-        assert read >= arrived + 0.05
+            [(arrived, read)] = _ARRIVALS
+            assert sent <= arrived < sent + 0.01
+            assert read >= arrived + 0.05
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
