@@ -97,3 +97,41 @@ def test_idle_connections_close_after_keep_alive() -> None:
                 nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def _slow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await receive()
+    await trio.sleep(float(scope["path"].strip("/")))
+    headers = [(b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_idle_expiry_counts_from_the_last_answer_and_spares_long_requests() -> None:
+    """keep_alive 30 s: a request served for 50 s is not cut; the connection then closes 30 s
+    after that answer, and 30 s after the next one (whatever the deadline had been)."""
+
+    async def main() -> None:
+        with trio.fail_after(500):
+            async with trio.open_nursery() as nursery:
+                root: str = await nursery.start(
+                    lambda task_status: serve_asgi(
+                        _slow_app, "127.0.0.1", 0, keep_alive=30, task_status=task_status
+                    )
+                )
+                port = int(root.rsplit(":", 1)[1])
+                async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                    start = trio.current_time()
+                    await stream.send_all(b"GET /50 HTTP/1.1\r\nhost: h\r\n\r\n")
+                    assert (await stream.receive_some(1000)).endswith(b"\r\n\r\nok")
+                    assert trio.current_time() - start == 50
+                    await trio.sleep(20)
+                    await stream.send_all(b"GET /5 HTTP/1.1\r\nhost: h\r\n\r\n")
+                    assert (await stream.receive_some(1000)).endswith(b"\r\n\r\nok")
+                    answered = trio.current_time()
+                    assert answered - start == 75
+                    assert await stream.receive_some(10) == b""
+                    assert trio.current_time() - answered == 30
+                nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -27,7 +27,7 @@ import collections
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import final
+from typing import Any, final
 
 import attrs
 import trio
@@ -42,9 +42,11 @@ from ._http import (
     authorized,
     json_response,
     lifespan,
+    prepare_json,
     read_body,
     send_bytes,
     send_json,
+    send_prepared,
     send_reset,
     send_trickled,
     unauthorized_error,
@@ -55,7 +57,7 @@ from ._profile import duplicate_name_problems
 from ._requests import (
     MAX_EMBEDDING_DIMENSIONS,
     HTTPError,
-    chat_body,
+    chat_json,
     embedding_inputs,
     int_field,
     json_object,
@@ -187,7 +189,10 @@ class SimulatorApp:
         body = await read_body(receive)
         if body is None:
             return  # the client left before sending its request
-        received = trio.current_time()  # the request's arrival: its latency counts from here
+        # The request's arrival: its latency counts from here. Our server says when its reader
+        # read the body (``receive.arrived``); under another server, now.
+        arrived: float | None = getattr(receive, "arrived", None)
+        received = trio.current_time() if arrived is None else arrived
         try:
             if not authorized(scope, self._key):
                 self.unauthorized += 1
@@ -268,7 +273,7 @@ class SimulatorApp:
                 size = runtime.config.faults.oversize_bytes
                 return oversize_chat_body(name, answer, prompt_tokens, size)
             sent = apply_content_fault(answer, fault) if fault is not None else answer
-            return json_response(chat_body(name, sent, prompt_tokens)), sent.completion_tokens
+            return chat_json(name, sent, prompt_tokens), sent.completion_tokens
 
         reserved = request.max_tokens
         job = _Job(
@@ -387,18 +392,30 @@ class SimulatorApp:
             service_time = runtime.config.faults.hang_seconds
         else:
             service_time = runtime.draw_service_time(job.output_tokens)
-        # The usual answer, built while the request waits (see the docstring).
+        # The usual answer, built while the request waits (see the docstring); framed too, by
+        # our server, when its headers cannot change meanwhile (no RPM/TPM budgets).
         ready = job.body(fault) if fault is None else None
-        with runtime.admitted_request():
-            service = partial(self._service, runtime, service_time, start)
+        prepared = None
+        if ready is not None and not runtime.has_budgets():
+            prepared = prepare_json(send, 200, ready[0], [])
+        runtime.enter_flight()
+        try:
             outcome: float | Gone | None
             if service_time == 0 and runtime.has_free_slot():
-                outcome = await service()  # it cannot wait: no need to watch for departures
+                # it cannot wait: no need to watch for departures
+                outcome = await self._service(runtime, service_time, start)
             else:
-                outcome = await unless_disconnected(receive, service)
+                watch = getattr(receive, "cancel_on_disconnect", None)
+                if watch is not None and runtime.next_outage(trio.current_time()) == math.inf:
+                    outcome = await self._watched_service(runtime, service_time, start, watch)
+                else:
+                    service = partial(self._service, runtime, service_time, start)
+                    outcome = await unless_disconnected(receive, service)
             if fault == "trickle" and isinstance(outcome, float):
                 await self._trickle(job, start, outcome, receive, send)  # still in flight
                 return
+        finally:
+            runtime.leave_flight()
         if outcome is Gone.CLIENT:
             self._record(job, start, STATUS_CLIENT_GONE, fault=fault, charged=job.charge)
         elif outcome is None:  # an outage began while it waited or was in service
@@ -408,8 +425,11 @@ class SimulatorApp:
         else:
             payload, completion_tokens = job.body(fault) if ready is None else ready
             self._record_success(job, start, outcome, fault, completion_tokens)
-            headers = runtime.ratelimit_headers(trio.current_time())
-            await send_bytes(send, 200, payload, headers)
+            if prepared is not None:
+                await send_prepared(send, prepared)
+            else:
+                headers = runtime.ratelimit_headers(trio.current_time())
+                await send_bytes(send, 200, payload, headers)
 
     async def _trickle(
         self, job: _Job, start: float, queued_for: float, receive: Receive, send: Send
@@ -469,6 +489,37 @@ class SimulatorApp:
                 await _sleep_until(arrived + queued_for + service_time)
             return queued_for
         return None
+
+    async def _watched_service(
+        self,
+        runtime: ModelRuntime,
+        service_time: float,
+        arrived: float,
+        cancel_on_disconnect: Callable[[trio.CancelScope], Any],
+    ) -> float | Gone:
+        """:meth:`_service` raced against the client's departure, for the usual case under
+        the simulator's own server (``cancel_on_disconnect`` from its ``receive``) with no
+        outage ahead: one cancel scope is both the service's timer (its deadline, the moment
+        the answer is due) and what the server cancels when the client leaves — instead of
+        ``unless_disconnected``'s scope around ``trio.sleep_until``'s own. Returns the time
+        queued, or ``Gone.CLIENT`` when the departure came first (the watch's ``fired``: a
+        deadline already passed means the request was served).
+
+        Invariant (as in :meth:`_service`): a slot taken is given back on every way out.
+        """
+        queued = runtime.may_queue()
+        scope = trio.CancelScope() if queued else trio.CancelScope(deadline=arrived + service_time)
+        with scope, cancel_on_disconnect(scope) as watch:
+            queued_for = await runtime.enter_service()
+            try:
+                if queued:
+                    scope.deadline = arrived + queued_for + service_time
+                await trio.sleep_forever()
+            finally:
+                runtime.leave_service()
+        if watch.fired:
+            return Gone.CLIENT
+        return queued_for
 
     async def _send_rate_limited(
         self, job: _Job, start: float, rejection: Rejection, send: Send

@@ -41,14 +41,23 @@ block: trio's ``SocketStream`` tries each call first and then yields to the sche
 success, which was two extra passes of the run loop per request. The invariants this needs:
 only the connection's reader task reads the descriptor and waits for it to be readable, only
 the request loop writes it and waits for it to be writable (trio allows one waiter of each kind
-per descriptor), and nothing touches it after ``_serve_connection`` closes the stream.
+per descriptor), and nothing touches it after ``_serve_connection`` closes the socket.
+
+Connections are accepted by one task per listening socket, which takes every pending
+connection each time the socket is readable (a wave of clients connecting at once is one
+wake-up, not one per connection), sets ``TCP_NODELAY`` and ``TCP_NOTSENT_LOWAT`` as trio's
+``SocketStream`` did, and starts the connection's task; the client's address is the one
+``accept`` returned (no ``getpeername`` per connection). Accept errors are handled as
+``trio.serve_listeners`` did: out of descriptors or memory — wait 100 ms and try again; any
+other (a connection aborted before it was taken) — skip it.
 """
 
 from __future__ import annotations
 
 import collections
-import math
+import errno
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Final
@@ -72,6 +81,10 @@ _ASGI: Final = {"version": "3.0", "spec_version": "2.3"}
 _CONNECTION_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _DISCONNECT: Final = {"type": "http.disconnect"}
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+_ACCEPT_CAPACITY_ERRNOS: Final = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+)
+_ACCEPT_RETRY_DELAY: Final = 0.1
 
 
 async def serve_asgi(
@@ -93,30 +106,76 @@ async def serve_asgi(
     bound_port = listeners[0].socket.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     handler = partial(_serve_connection, app, keep_alive, (host, bound_port))
-    async with trio.open_nursery() as nursery:
-        task_status.started(f"http://{shown}:{bound_port}")
-        await trio.serve_listeners(handler, listeners, handler_nursery=nursery)
+    try:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(_accept_connections, listener.socket, handler, nursery)
+            task_status.started(f"http://{shown}:{bound_port}")
+    finally:
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+
+
+async def _accept_connections(
+    listening: trio.socket.SocketType,
+    handler: Callable[[socket.socket, Any], Awaitable[None]],
+    nursery: trio.Nursery,
+) -> None:
+    """Accept connections on ``listening`` for ever, each served by ``handler`` in ``nursery``
+    (see the module docstring). The listening socket is trio's, already non-blocking; it is
+    used through a duplicate of its descriptor, closed here."""
+    raw = socket.socket(fileno=os.dup(listening.fileno()))
+    raw.setblocking(False)
+    try:
+        while True:
+            await trio.lowlevel.wait_readable(raw)
+            while True:
+                try:
+                    client, address = raw.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
+                        await trio.sleep(_ACCEPT_RETRY_DELAY)
+                    continue
+                client.setblocking(False)
+                try:
+                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+                        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 2**14)
+                except OSError:
+                    pass
+                nursery.start_soon(handler, client, address)
+    finally:
+        trio.lowlevel.notify_closing(raw)
+        raw.close()
 
 
 async def _serve_connection(
-    app: ASGIApp, keep_alive: float, server: tuple[str, int], stream: trio.SocketStream
+    app: ASGIApp,
+    keep_alive: float,
+    server: tuple[str, int],
+    client: socket.socket,
+    address: Any,
 ) -> None:
-    connection = _Connection(stream)
+    connection = _Connection(client, address)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(connection.read_until_closed)
-            await connection.serve(app, keep_alive, server)
+            nursery.start_soon(connection.read_until_closed, keep_alive)
+            await connection.serve(app, server)
             nursery.cancel_scope.cancel()
     except _CONNECTION_ERRORS:
         pass  # the client went away: nothing left to answer
     finally:
-        await trio.aclose_forcefully(stream)
+        trio.lowlevel.notify_closing(client)
+        client.close()
 
 
 class _Request:
     """One request as the parser saw it: its head, its body so far, whether it is whole."""
 
     __slots__ = (
+        "arrived",
         "body",
         "complete",
         "expects_continue",
@@ -136,6 +195,7 @@ class _Request:
         self.body: list[bytes] = []
         self.complete = False
         self.keep_alive = True
+        self.arrived = 0.0  # trio's clock when its last byte was read (set when complete)
 
 
 class _Connection:
@@ -151,9 +211,8 @@ class _Connection:
     parser fails, or the stream ends; the loop re-checks its condition after every wake-up.
     """
 
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.fd = stream.socket.fileno()
+    def __init__(self, client: socket.socket, address: Any) -> None:
+        self.fd = client.fileno()
         self.parser = httptools.HttpRequestParser(self)
         self.requests: collections.deque[_Request] = collections.deque()
         self.parsing: _Request | None = None  # the request whose head is being read
@@ -161,12 +220,12 @@ class _Connection:
         self.error: int | None = None  # the status a malformed request gets (400 / 431)
         self.upgrade_body_left = 0  # body bytes still due of a request asking to upgrade
         self.closed = False  # the client closed its side (or the socket failed)
+        self.serving = False  # the request loop is in the app
+        self.last_active = trio.current_time()  # when the last answer was done (or opened)
         self._arrivals = trio.lowlevel.ParkingLot()
-        self._scopes: set[trio.CancelScope] = set()
-        try:
-            self.client: tuple[str, int] | None = stream.socket.getpeername()[:2]
-        except OSError:
-            self.client = None
+        self._watches: set[_CancelOnDisconnect] = set()
+        peer = address[:2] if isinstance(address, tuple) else None
+        self.client: tuple[str, int] | None = peer
 
     # ----------------------------------------------------------- the parser's callbacks
 
@@ -201,49 +260,79 @@ class _Connection:
     def on_message_complete(self) -> None:
         request = self.requests[-1]
         request.complete = True
+        request.arrived = trio.current_time()
         request.keep_alive = self.parser.should_keep_alive() and not self.parser.should_upgrade()
         self._arrivals.unpark_all()
 
     # ----------------------------------------------------------- reading
 
-    async def read_until_closed(self) -> None:
-        fd, feed = self.fd, self.parser.feed_data
+    async def read_until_closed(self, keep_alive: float) -> None:
+        """Read the socket until the client closes it, or until the connection has been idle
+        ``keep_alive`` seconds (trio's clock).
+
+        Idle expiry is kept here, not in the request loop, so that serving a request moves no
+        deadline (moving one costs about as much as a third of a small exchange): the loop
+        only notes when it finished its last answer (``last_active``) and whether it is
+        serving. This task's scope carries a deadline that is checked when it passes: a
+        connection with no request queued or in service since ``last_active + keep_alive``
+        is closed; otherwise the deadline is set again (to that moment, or while a request is
+        in service to ``keep_alive`` from now). Invariant: a connection is never expired
+        while a request is queued or served, and an idle one is closed exactly
+        ``keep_alive`` after its last answer (or its opening); a request read in the same
+        instant as the expiry is either queued first (no expiry) or never read.
+        """
         try:
             while True:
-                await trio.lowlevel.wait_readable(fd)
-                try:
-                    data = os.read(fd, RECEIVE_SIZE)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    break
-                if self.error is not None:
-                    if self.upgrade_body_left:
-                        self._take_upgrade_body(data)
-                    continue  # a malformed request, or an upgrade: only wait for the end
-                try:
-                    feed(data)
-                except httptools.HttpParserUpgrade as upgrade:
-                    # llhttp stops at the end of the head of a request asking to upgrade the
-                    # protocol (never granted: the loop closes after the answer); its body,
-                    # if it has a content-length, is read here.
-                    self.error = 0
-                    self._start_upgrade_body(data[upgrade.args[0] :])
-                except httptools.HttpParserError:
-                    self.error = 400
-                    self._arrivals.unpark_all()
-                    continue
-                if self.parsing is not None:
-                    self.head_bytes += len(data)
-                    if self.head_bytes > MAX_HEAD:
-                        self.error = 431
-                        self._arrivals.unpark_all()
+                with trio.CancelScope(deadline=self._idle_deadline(keep_alive)):
+                    await self._read()
+                    break  # the client closed its side
+                idle = not self.requests and not self.serving
+                if idle and trio.current_time() >= self.last_active + keep_alive:
+                    break  # idle too long
         except _CONNECTION_ERRORS:
             pass
         self.closed = True
         self._arrivals.unpark_all()
-        for scope in self._scopes:
-            scope.cancel()
+        for watch in list(self._watches):
+            watch.fire()
+
+    def _idle_deadline(self, keep_alive: float) -> float:
+        if self.requests or self.serving:
+            return trio.current_time() + keep_alive
+        return self.last_active + keep_alive
+
+    async def _read(self) -> None:
+        """Feed the parser until the stream ends."""
+        fd, feed = self.fd, self.parser.feed_data
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                data = os.read(fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            if self.error is not None:
+                if self.upgrade_body_left:
+                    self._take_upgrade_body(data)
+                continue  # a malformed request, or an upgrade: only wait for the end
+            try:
+                feed(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                # llhttp stops at the end of the head of a request asking to upgrade the
+                # protocol (never granted: the loop closes after the answer); its body,
+                # if it has a content-length, is read here.
+                self.error = 0
+                self._start_upgrade_body(data[upgrade.args[0] :])
+            except httptools.HttpParserError:
+                self.error = 400
+                self._arrivals.unpark_all()
+                continue
+            if self.parsing is not None:
+                self.head_bytes += len(data)
+                if self.head_bytes > MAX_HEAD:
+                    self.error = 431
+                    self._arrivals.unpark_all()
 
     def _start_upgrade_body(self, rest: bytes) -> None:
         request = self.requests[-1] if self.requests else None
@@ -264,10 +353,12 @@ class _Connection:
         self.upgrade_body_left -= len(piece)
         if not self.upgrade_body_left:
             self.requests[-1].complete = True
+            self.requests[-1].arrived = trio.current_time()
             self._arrivals.unpark_all()
 
     def cancel_on_disconnect(self, scope: trio.CancelScope) -> _CancelOnDisconnect:
-        """Cancel ``scope`` if the client disconnects while the block runs (or already has)."""
+        """Cancel ``scope`` if the client disconnects while the block runs (or already has);
+        the handle's ``fired`` says afterwards whether the departure cancelled it."""
         return _CancelOnDisconnect(self, scope)
 
     async def wait_for_disconnect(self) -> None:
@@ -276,29 +367,16 @@ class _Connection:
 
     # ----------------------------------------------------------- the request loop
 
-    async def serve(self, app: ASGIApp, keep_alive: float, server: tuple[str, int]) -> None:
-        # One scope for the connection's idle expiry, its deadline set only while the loop
-        # waits for a request (cheaper than a new move_on_after per request). Invariant: the
-        # deadline is infinite whenever the app runs, and a wait the deadline ended — even if
-        # a request came in the same instant — ends the connection before any request starts
-        # (what a move_on_after around the wait did).
-        with trio.CancelScope() as idle:
-            await self._serve(app, keep_alive, server, idle)
-
-    async def _serve(
-        self, app: ASGIApp, keep_alive: float, server: tuple[str, int], idle: trio.CancelScope
-    ) -> None:
+    async def serve(self, app: ASGIApp, server: tuple[str, int]) -> None:
+        """The request loop: one request at a time, until the connection closes (the reader
+        ends it when the client leaves or the connection idles out: ``read_until_closed``)."""
         requests = self.requests
         while True:
             if requests:
                 await trio.lowlevel.checkpoint()  # a pipelined request: let others run first
             else:
-                idle.deadline = trio.current_time() + keep_alive
                 while not requests and not self.closed and self.error is None:
                     await self._arrivals.park()
-                idle.deadline = math.inf
-                if idle.cancel_called:
-                    return  # idle too long (whatever came in the same instant)
                 if not requests:
                     if self.error:
                         await self._send_error(self.error)
@@ -315,12 +393,16 @@ class _Connection:
                     return  # the client left in the middle of its body, or sent nonsense
             requests.popleft()
             exchange = _Exchange(self, request)
+            self.serving = True
             try:
-                await app(self._scope(request, server), exchange.receive, exchange.send)
+                await app(self._scope(request, server), exchange.receive, exchange)
             except Exception:  # an app bug answers 500, as hypercorn did; it never ends the server
                 if not exchange.started:
                     await self._send_error(500)
                 return
+            finally:
+                self.serving = False
+                self.last_active = trio.current_time()
             if not exchange.complete:
                 if not exchange.started:
                     await self._send_error(500)
@@ -369,27 +451,46 @@ class _Connection:
 
 class _CancelOnDisconnect:
     """:meth:`_Connection.cancel_on_disconnect`'s context manager (a class: a generator-based
-    one cost a few µs more per request)."""
+    one cost a few µs more per request).
 
-    __slots__ = ("_connection", "_scope")
+    ``fired`` is True when the client's departure cancelled the scope: it left while the block
+    ran (or before), and the scope had not been cancelled already — by its own deadline
+    either, which lets the app use one scope as both its timer and its departure watch
+    (``SimulatorApp._service``): a deadline that passed first means the work was done.
+    """
+
+    __slots__ = ("_connection", "_scope", "fired")
 
     def __init__(self, connection: _Connection, scope: trio.CancelScope) -> None:
         self._connection, self._scope = connection, scope
+        self.fired = False
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _CancelOnDisconnect:
         if self._connection.closed:
-            self._scope.cancel()
-        self._connection._scopes.add(self._scope)
+            self.fire()
+        self._connection._watches.add(self)
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._connection._scopes.discard(self._scope)
+        self._connection._watches.discard(self)
+
+    def fire(self) -> None:
+        """The client left: cancel the scope (unless it was cancelled already)."""
+        if not self._scope.cancel_called:
+            self.fired = True
+            self._scope.cancel()
 
 
 class _Receive:
     """An exchange's ASGI ``receive``; ``cancel_on_disconnect`` is the fast path that
-    ``_http.unless_disconnected`` looks for (no watcher task)."""
+    ``_http.unless_disconnected`` looks for (no watcher task), and ``arrived`` is when the
+    connection's reader read the request's last byte (trio's clock): its arrival, which the
+    app counts its latency from. Taken by the reader, it does not include the time the
+    request then waited for the request loops of other connections (a burst of requests is
+    read in one pass of the run loop, then answered one after another)."""
 
-    def __init__(self, connection: _Connection, body: bytes) -> None:
+    def __init__(self, connection: _Connection, body: bytes, arrived: float) -> None:
+        self.arrived = arrived
         self.body: bytes | None = body
         self.cancel_on_disconnect = connection.cancel_on_disconnect
         self._connection = connection
@@ -403,17 +504,23 @@ class _Receive:
 
 
 class _Exchange:
-    """The ASGI ``receive`` and ``send`` of one request.
+    """The ASGI ``receive`` and ``send`` of one request (the exchange itself is ``send``).
 
     The answer's framing follows the head the app sends: ``content-length`` when given (the
     simulator always gives it), else chunked for HTTP/1.1 or until close for HTTP/1.0; a
     ``HEAD`` request's and a 204/304's answer has no body.
+
+    Besides ASGI's messages, ``send`` offers :meth:`prepare` and :meth:`send_prepared`
+    (``_http.prepare_json`` / ``send_prepared`` look for them): a whole answer framed ahead
+    of time, written later with one call — the app builds its usual answer while the request
+    waits, so that after the wait only the write is left.
     """
 
     def __init__(self, connection: _Connection, request: _Request) -> None:
         self.connection = connection
         body = request.body
-        self.receive = _Receive(connection, body[0] if len(body) == 1 else b"".join(body))
+        whole = body[0] if len(body) == 1 else b"".join(body)
+        self.receive = _Receive(connection, whole, request.arrived)
         self.version = request.version
         self.keep_alive = request.keep_alive
         self.bodiless = request.method == "HEAD"
@@ -422,6 +529,28 @@ class _Exchange:
         self.started = False  # a head (final or informational) went out
         self.complete = False
         self.must_close = not request.keep_alive
+
+    def prepare(self, status: int, headers: Any, body: bytes) -> bytes:
+        """The bytes of a whole final answer (head and body, framed as :meth:`send` would
+        frame ``http.response.start`` + one ``http.response.body``), to be written later
+        with :meth:`send_prepared`; call it at most once, and send nothing else meanwhile."""
+        head = self._final_head(status, headers)
+        if self.bodiless:
+            body = b""
+        elif self.chunked:
+            body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+        return head + body
+
+    async def send_prepared(self, data: bytes) -> None:
+        """Write an answer :meth:`prepare` framed (nothing if the client has gone)."""
+        connection = self.connection
+        if connection.closed or self.complete:
+            return
+        self.complete = self.started = True
+        try:
+            await connection.write(data)
+        except _CONNECTION_ERRORS:
+            connection.closed = True
 
     async def send(self, message: Any) -> None:
         connection = self.connection
@@ -453,6 +582,8 @@ class _Exchange:
                     await connection.write(body)
         except _CONNECTION_ERRORS:
             connection.closed = True
+
+    __call__ = send  # the exchange is the app's ``send``
 
     def _final_head(self, status: int, headers: Any) -> bytes:
         has_length = has_connection = False

@@ -48,8 +48,12 @@ import attrs
 AnswerKind = Literal["text", "code", "json", "fenced_json"]
 
 _SCHEMA_TAG = re.compile(r"<response_schema>\s*(.*?)\s*</response_schema>", re.DOTALL)
+"""What :func:`_schema_tag_text` and :func:`_without_schema_tags` find with ``str.find`` (the
+same matches, without the regex's lazy scan; ``tests/test_simulator_content_fast.py``)."""
+_OPEN_TAG, _CLOSE_TAG = "<response_schema>", "</response_schema>"
 _FENCE_OPENER = re.compile(r"```([A-Za-z0-9_+-]+)")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
+_LOWER_WORD = re.compile(r"[a-z][a-z'-]{3,}")
 
 
 def _wordlist(text: str) -> tuple[str, ...]:
@@ -166,7 +170,7 @@ class ChatRequest:
 def answer_chat(request: ChatRequest) -> Answer:
     """The deterministic answer to ``request`` (see the module docstring for the rules)."""
     prompt = request.last_user_text
-    prompt_schema = _prompt_schema(prompt)
+    prompt_schema = _prompt_schema(prompt) if _OPEN_TAG in prompt else None
     rf_type = (request.response_format or {}).get("type")
     schema: object = None
     if rf_type == "json_schema":
@@ -174,7 +178,7 @@ def answer_chat(request: ChatRequest) -> Answer:
     elif rf_type == "json_object" or prompt_schema is not None:
         schema = prompt_schema
     rng = _request_rng(request, schema)
-    words = prompt_words(_SCHEMA_TAG.sub(" ", prompt)) or list(_NOUNS[:3])
+    words = prompt_words(_without_schema_tags(prompt)) or list(_NOUNS[:3])
     if rf_type in ("json_schema", "json_object"):
         answer = Answer(content=_dump_json(_json_value(schema, rng, words)), kind="json")
     elif prompt_schema is not None:
@@ -196,14 +200,46 @@ def _response_format_schema(response_format: Mapping[str, Any] | None) -> object
 
 def _prompt_schema(prompt: str) -> object:
     """The schema between ``<response_schema>`` tags, or None (also when it is not JSON)."""
-    match = _SCHEMA_TAG.search(prompt)
-    if match is None:
+    text = _schema_tag_text(prompt)
+    if text is None:
         return None
     try:
-        schema: object = json.loads(match.group(1))
+        schema: object = json.loads(text)
     except ValueError:
         return None
     return schema if isinstance(schema, Mapping | bool) else None
+
+
+def _schema_tag_text(prompt: str) -> str | None:
+    """``_SCHEMA_TAG.search(prompt).group(1)``, or None: the text between the first opening tag
+    and the first closing tag after it, stripped (``\\s`` and ``str.strip`` agree on what
+    whitespace is). No match at the first opening tag means no closing tag after it, so none
+    after any later one either."""
+    start = prompt.find(_OPEN_TAG)
+    if start < 0:
+        return None
+    inner = start + len(_OPEN_TAG)
+    end = prompt.find(_CLOSE_TAG, inner)
+    return None if end < 0 else prompt[inner:end].strip()
+
+
+def _without_schema_tags(prompt: str) -> str:
+    """``_SCHEMA_TAG.sub(" ", prompt)``: every tagged span, tags included, replaced by a space
+    (each from an opening tag to the first closing tag after it, left to right)."""
+    start = prompt.find(_OPEN_TAG)
+    if start < 0:
+        return prompt
+    pieces: list[str] = []
+    done = 0
+    while start >= 0:
+        end = prompt.find(_CLOSE_TAG, start + len(_OPEN_TAG))
+        if end < 0:
+            break
+        pieces += (prompt[done:start], " ")
+        done = end + len(_CLOSE_TAG)
+        start = prompt.find(_OPEN_TAG, done)
+    pieces.append(prompt[done:])
+    return "".join(pieces)
 
 
 def _json_value(schema: object, rng: random.Random, words: Sequence[str]) -> Any:
@@ -226,7 +262,78 @@ def seeded_rng(key: str) -> random.Random:
 
 
 def _dump_json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, character for character.
+
+    The standard encoder writes indented JSON in pure Python (its C encoder cannot indent); this
+    walk writes the JSON types an answer holds with the C string encoder, and hands anything
+    else (another type, a circular value) to ``json.dumps`` itself
+    (``tests/test_simulator_content_fast.py`` compares the two).
+    """
+    parts: list[str] = []
+    try:
+        _indented(value, parts, "\n")
+    except _NotPlainJSON:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    return "".join(parts)
+
+
+class _NotPlainJSON(Exception):
+    """A value :func:`_indented` leaves to ``json.dumps``."""
+
+
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _scalar(value: object) -> str:
+    """A JSON scalar as ``json.dumps`` writes it, or raise :class:`_NotPlainJSON`."""
+    if isinstance(value, str):
+        return _encode_string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (math.inf, -math.inf):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float.__repr__(value)
+    raise _NotPlainJSON
+
+
+def _indented(value: object, parts: list[str], newline: str) -> None:
+    """Append ``value`` indented by two spaces a level; ``newline`` is ``"\\n"`` and the
+    current level's indent. Depth is bounded by the schema walk (``_HARD_DEPTH``)."""
+    if isinstance(value, list | tuple):
+        if not value:
+            parts.append("[]")
+            return
+        inner = newline + "  "
+        parts.append("[")
+        for i, item in enumerate(value):
+            parts.append(inner if i == 0 else "," + inner)
+            _indented(item, parts, inner)
+        parts.append(newline + "]")
+    elif isinstance(value, dict):
+        if not value:
+            parts.append("{}")
+            return
+        inner = newline + "  "
+        parts.append("{")
+        first = True
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _NotPlainJSON  # json.dumps converts such keys; let it
+            parts.append(("" if first else ",") + inner + _encode_string(key) + ": ")
+            first = False
+            _indented(item, parts, inner)
+        parts.append(newline + "}")
+    else:
+        parts.append(_scalar(value))
 
 
 def _fit_max_tokens(answer: Answer, max_tokens: int | None) -> Answer:
@@ -252,13 +359,36 @@ def _fit_max_tokens(answer: Answer, max_tokens: int | None) -> Answer:
 
 
 def prompt_words(prompt: str, limit: int = 40) -> list[str]:
-    """Distinct lower-case content words of ``prompt`` (no stop words), in order of appearance."""
+    """Distinct lower-case content words of ``prompt`` (no stop words), in order of appearance.
+
+    The words are ``_WORD``'s matches, lower-cased, stripped of ``'`` and ``-``. An ASCII
+    prompt is lower-cased first and searched with the lower-case pattern (the same matches:
+    lower-casing ASCII maps letters to letters); any other is searched as it is (a non-ASCII
+    character may lower-case to an ASCII letter, e.g. the Kelvin sign). Each distinct match is
+    cleaned once (a word's first occurrence decides its place either way).
+    """
+    found = _LOWER_WORD.findall(prompt.lower()) if prompt.isascii() else _WORD.findall(prompt)
     words: dict[str, None] = {}
-    for word in _WORD.findall(prompt):
+    stop = _STOPWORDS
+    for word in dict.fromkeys(found):
         lowered = word.lower().strip("'-")
-        if len(lowered) >= 4 and lowered not in _STOPWORDS:
+        if len(lowered) >= 4 and lowered not in stop:
             words.setdefault(lowered, None)
     return list(words)[:limit]
+
+
+def _choose(getrandbits: Callable[[int], int], seq: Sequence[str]) -> str:
+    """``rng.choice(seq)`` for a non-empty ``seq``, given ``rng.getrandbits``: the same draw
+    (CPython's ``Random.choice`` is ``seq[_randbelow(len(seq))]``, and ``_randbelow`` draws
+    ``len(seq).bit_length()`` bits until the number is below ``len(seq)``), without its two
+    Python-level calls. ``tests/test_simulator_content_fast.py`` checks it against
+    ``Random.choice``, so a Python whose ``random`` draws otherwise fails there."""
+    n = len(seq)
+    k = n.bit_length()
+    r = getrandbits(k)
+    while r >= n:
+        r = getrandbits(k)
+    return seq[r]
 
 
 def _pick_word(rng: random.Random, words: Sequence[str]) -> str:
@@ -266,18 +396,23 @@ def _pick_word(rng: random.Random, words: Sequence[str]) -> str:
 
 
 def sentence(rng: random.Random, words: Sequence[str]) -> str:
-    """One plausible sentence mixing the prompt's words with the vocabulary."""
-    a, b, c = _pick_word(rng, words), _pick_word(rng, words), _pick_word(rng, words)
-    template = rng.choice(_TEMPLATES)
+    """One plausible sentence mixing the prompt's words with the vocabulary (the draws of
+    ``_pick_word`` three times, then ``rng.choice`` of the template, verb, base verb,
+    adjective and noun, in that order)."""
+    bits, draw = rng.getrandbits, rng.random
+    a = _choose(bits, words) if words and draw() < 0.7 else _choose(bits, _NOUNS)
+    b = _choose(bits, words) if words and draw() < 0.7 else _choose(bits, _NOUNS)
+    c = _choose(bits, words) if words and draw() < 0.7 else _choose(bits, _NOUNS)
+    template = _choose(bits, _TEMPLATES)
     return template.format(
         a=a,
         A=a[:1].upper() + a[1:],
         b=b,
         c=c,
-        verb=rng.choice(_VERBS),
-        verb_base=rng.choice(_VERBS_BASE),
-        adj=rng.choice(_ADJECTIVES),
-        noun=rng.choice(_NOUNS),
+        verb=_choose(bits, _VERBS),
+        verb_base=_choose(bits, _VERBS_BASE),
+        adj=_choose(bits, _ADJECTIVES),
+        noun=_choose(bits, _NOUNS),
     )
 
 
@@ -675,22 +810,45 @@ def _bound(
 
 
 def _formatted(fmt: object, rng: random.Random, words: Sequence[str]) -> str | None:
-    """A plausible string for a ``format``, or None for no or unknown formats."""
-    word = _identifier(_pick_word(rng, words)).replace("_", "-")
-    year, month, day = rng.randint(2000, 2030), rng.randint(1, 12), rng.randint(1, 28)
-    clock = f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
-    values = {
-        "date-time": f"{year:04d}-{month:02d}-{day:02d}T{clock}Z",
-        "date": f"{year:04d}-{month:02d}-{day:02d}",
-        "time": f"{clock}Z",
-        "email": f"{word}@example.com",
-        "uri": f"https://example.com/{word}",
-        "url": f"https://example.com/{word}",
-        "hostname": f"{word}.example.com",
-        "ipv4": ".".join(str(rng.randint(1, 254)) for _ in range(4)),
-        "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-    }
-    return values.get(fmt) if isinstance(fmt, str) else None
+    """A plausible string for a ``format``, or None for no or unknown formats.
+
+    Every call makes the same draws in the same order, whatever the format (a schema's later
+    values depend on it); only the requested string is built.
+    """
+    picked = _pick_word(rng, words)
+    randint = rng.randint
+    year, month, day = randint(2000, 2030), randint(1, 12), randint(1, 28)
+    hour, minute, second = randint(0, 23), randint(0, 59), randint(0, 59)
+    ipv4 = (randint(1, 254), randint(1, 254), randint(1, 254), randint(1, 254))
+    bits = rng.getrandbits(128)
+    if not isinstance(fmt, str) or fmt not in _FORMATS:
+        return None
+    clock = f"{hour:02d}:{minute:02d}:{second:02d}"
+    if fmt == "date-time":
+        return f"{year:04d}-{month:02d}-{day:02d}T{clock}Z"
+    if fmt == "date":
+        return f"{year:04d}-{month:02d}-{day:02d}"
+    if fmt == "time":
+        return f"{clock}Z"
+    if fmt == "ipv4":
+        return ".".join(map(str, ipv4))
+    if fmt == "uuid":
+        return str(uuid.UUID(int=bits, version=4))
+    word = _identifier(picked).replace("_", "-")
+    return _FORMATS[fmt].format(word)
+
+
+_FORMATS = {
+    "date-time": "",
+    "date": "",
+    "time": "",
+    "email": "{}@example.com",
+    "uri": "https://example.com/{}",
+    "url": "https://example.com/{}",
+    "hostname": "{}.example.com",
+    "ipv4": "",
+    "uuid": "",
+}
 
 
 # --------------------------------------------------------------------------- faults

@@ -115,6 +115,29 @@ async def send_bytes(send: Send, status: int, payload: bytes, headers: Sequence[
     await send({"type": "http.response.body", "body": payload, "more_body": False})
 
 
+def prepare_json(
+    send: Send, status: int, payload: bytes, headers: Sequence[Header]
+) -> object | None:
+    """What :func:`send_bytes` would send, framed now by the server to be written later with
+    :func:`send_prepared` — or None when the server cannot (any server but the simulator's
+    own): then call :func:`send_bytes` when the time comes. Nothing is sent here."""
+    prepare = getattr(send, "prepare", None)
+    if prepare is None:
+        return None
+    all_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *headers,
+    ]
+    prepared: object = prepare(status, all_headers, payload)
+    return prepared
+
+
+async def send_prepared(send: Send, prepared: object) -> None:
+    """Send what :func:`prepare_json` prepared."""
+    await send.send_prepared(prepared)  # type: ignore[attr-defined]
+
+
 async def send_trickled(
     send: Send,
     payload: bytes,

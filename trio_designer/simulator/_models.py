@@ -363,7 +363,7 @@ class RequestRecord:
 
     Attributes:
       model: the model name.
-      start: when the request body had been read.
+      start: when the request body had been read (its last byte, by the simulator's server).
       end: when the response was sent (for a trickled body: its last byte), or when the
         connection dropped.
       status: the HTTP status sent; ``0`` for a connection closed without a response (an

@@ -8,10 +8,10 @@ it as it is.
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -173,16 +173,33 @@ def embedding_inputs(value: object) -> tuple[list[str], int]:
     )
 
 
-def chat_body(model: str, answer: Answer, prompt_tokens: int) -> dict[str, Any]:
-    """An OpenAI ``chat.completion`` object carrying ``answer``."""
+_IDS = random.Random()  # seeded from the OS: completion ids differ between processes
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def completion_id() -> str:
+    """A new ``chatcmpl-`` id: 32 random hex digits (not from the answers' seeded draws)."""
+    return f"chatcmpl-{_IDS.getrandbits(128):032x}"
+
+
+def chat_body(
+    model: str,
+    answer: Answer,
+    prompt_tokens: int,
+    *,
+    id: str | None = None,
+    created: int | None = None,
+) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` object carrying ``answer`` (a new ``id`` and the current
+    ``created`` unless given)."""
     message: dict[str, Any] = {"role": "assistant", "content": answer.content}
     if answer.reasoning is not None:
         message["reasoning_content"] = answer.reasoning
     completion_tokens = answer.completion_tokens
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "id": completion_id() if id is None else id,
         "object": "chat.completion",
-        "created": int(time.time()),
+        "created": int(time.time()) if created is None else created,
         "model": model,
         "system_fingerprint": "trio-designer-simulator",
         "choices": [
@@ -200,6 +217,35 @@ def chat_body(model: str, answer: Answer, prompt_tokens: int) -> dict[str, Any]:
             "completion_tokens_details": {"reasoning_tokens": answer.reasoning_tokens},
         },
     }
+
+
+def chat_json(
+    model: str,
+    answer: Answer,
+    prompt_tokens: int,
+    *,
+    id: str | None = None,
+    created: int | None = None,
+) -> bytes:
+    """``json.dumps(chat_body(...), ensure_ascii=False).encode()``, byte for byte, written
+    from a template: the answer's strings through the C string encoder, the rest fixed text
+    (``tests/test_simulator_content_fast.py`` compares the two)."""
+    reasoning = answer.reasoning
+    reasoning_tokens = count_tokens(reasoning) if reasoning is not None else 0
+    completion_tokens = count_tokens(answer.content) + reasoning_tokens
+    extra = "" if reasoning is None else ', "reasoning_content": ' + _encode_string(reasoning)
+    return (
+        f'{{"id": {_encode_string(completion_id() if id is None else id)}, '
+        f'"object": "chat.completion", '
+        f'"created": {int(time.time()) if created is None else created}, '
+        f'"model": {_encode_string(model)}, "system_fingerprint": "trio-designer-simulator", '
+        f'"choices": [{{"index": 0, "message": {{"role": "assistant", '
+        f'"content": {_encode_string(answer.content)}{extra}}}, '
+        f'"finish_reason": {_encode_string(answer.finish_reason)}, "logprobs": null}}], '
+        f'"usage": {{"prompt_tokens": {prompt_tokens}, "completion_tokens": {completion_tokens}, '
+        f'"total_tokens": {prompt_tokens + completion_tokens}, '
+        f'"completion_tokens_details": {{"reasoning_tokens": {reasoning_tokens}}}}}}}'
+    ).encode()
 
 
 _NOT_PLAIN = re.compile(r"[^A-Za-z0-9 .,]")

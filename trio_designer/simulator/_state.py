@@ -191,6 +191,11 @@ class ModelRuntime:
         if limited_by == "injected":
             self.faults_sent += 1
 
+    def has_budgets(self) -> bool:
+        """Whether the model has an RPM or TPM budget (else :meth:`ratelimit_headers` is
+        always empty)."""
+        return self._rpm is not None or self._tpm is not None
+
     def ratelimit_headers(self, now: float) -> list[Header]:
         """The budget headers in the model's style (none without budgets or in gpu mode)."""
         if self._rpm is None and self._tpm is None:
@@ -237,12 +242,27 @@ class ModelRuntime:
     @contextmanager
     def admitted_request(self) -> Iterator[None]:
         """Count the request in ``in_flight`` while the block runs."""
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
+        self.enter_flight()
         try:
             yield
         finally:
-            self.in_flight -= 1
+            self.leave_flight()
+
+    def enter_flight(self) -> None:
+        """Count a request in ``in_flight``; pair every call with one :meth:`leave_flight`
+        (``admitted_request`` does; the app's hot path calls the two itself, without a
+        generator-based context manager per request)."""
+        self.in_flight += 1
+        if self.in_flight > self.peak:
+            self.peak = self.in_flight
+
+    def leave_flight(self) -> None:
+        """The request counted by :meth:`enter_flight` is done."""
+        self.in_flight -= 1
+
+    def may_queue(self) -> bool:
+        """Whether :meth:`enter_service` can wait for a slot (gpu mode); hosted never does."""
+        return self._limiter is not None
 
     def has_free_slot(self) -> bool:
         """Whether a request entering service now would get a slot without waiting."""
