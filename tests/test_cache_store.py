@@ -830,3 +830,33 @@ def _table(output_dir: Path) -> Any:
     import pyarrow.dataset as ds
 
     return ds.dataset(str(output_dir / "parquet-files"), format="parquet").to_table()
+
+
+async def test_answers_queued_after_a_flush_are_written_by_the_writers_timer(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    """``put`` wakes the writer only when the queue was empty (``ResponseCache.put``'s
+    invariant): answers queued before, between and after flushes are all written by the
+    writer's own cadence, without waiting for the cache to close."""
+    from trio_designer.models import _cached
+
+    def stored() -> int:
+        with CacheStore(tmp_path) as store:
+            return store.stats().entries
+
+    async with ResponseCache.open(tmp_path) as cache:
+        await cache.prefetch(0, 7, 0, 10, ["summary"])
+        for row in range(3):  # the first wakes the writer, the others find it awake
+            cache.put(bytes([row]) * 32, CellKey(7, row, "summary", 1), response("a"))
+        await trio.sleep(_cached.FLUSH_INTERVAL + 0.5)
+        assert stored() == 3
+        cache.put(b"\x03" * 32, CellKey(7, 3, "summary", 1), response("b"))
+        await cache.flush()  # a flush by the engine (a row group's checkpoint)
+        for row in range(4, 6):  # queued after it: the writer must be woken again
+            cache.put(bytes([row]) * 32, CellKey(7, row, "summary", 1), response("c"))
+        await trio.sleep(_cached.FLUSH_INTERVAL + 0.5)
+        assert stored() == 6
+        cache.put(b"\x06" * 32, CellKey(7, 6, "summary", 1), response("d"))
+        await trio.sleep(_cached.FLUSH_INTERVAL + 0.5)
+        assert stored() == 7
+        assert cache.get(b"\x05" * 32) is not None  # kept for a retry of its cell

@@ -88,42 +88,58 @@ _canonical_text = reusable_encoder(sort_keys=True, allow_nan=False)
 def cache_key(endpoint: str, body: bytes, cell: CellKey) -> bytes:
     """The 32-byte key of the request whose JSON body is ``body`` (the bytes sent, without
     headers), sent to ``endpoint`` for ``cell`` (see the module docstring)."""
-    run_seed, row, column, seed = cell.run_seed, cell.row, cell.column, cell.request_seed
-    quoted = _quoted.get(endpoint), _quoted.get(column)
+    run_seed, row, seed = cell.run_seed, cell.row, cell.request_seed
+    opening, naming = _openings.get(endpoint), _namings.get(cell.column)
     if (
-        quoted[0] is None
-        or quoted[1] is None
+        opening is None
+        or naming is None
         or type(run_seed) is not int
         or type(row) is not int
-        or (seed is not None and type(seed) is not int)
+        or type(seed) is not int
     ):
         return _slow_key(endpoint, body, cell)
-    # The canonical line written by hand: JSON of exact ints is their repr, the endpoint's
-    # and column's strings are quoted once (kept); tests/test_cache_store.py compares the two.
-    seed_text = "null" if seed is None else seed
-    head = f"[{KEY_VERSION},{quoted[0]},{run_seed},{row},{quoted[1]},{seed_text}]\n"
-    return _sha256(head.encode("utf-8") + body).digest()
+    # The canonical line written by hand, straight into the bytes hashed with the body (one
+    # buffer, no str of the line): JSON of exact ints is their decimal repr, the endpoint's
+    # and column's JSON strings are kept, encoded, from the first key that named them
+    # (tests/test_cache_store.py compares the two for any cell).
+    return _sha256(b"%b%d,%d%b%d]\n%b" % (opening, run_seed, row, naming, seed, body)).digest()
 
 
 def _slow_key(endpoint: str, body: bytes, cell: CellKey) -> bytes:
-    """:func:`cache_key` by the canonical encoder (and the endpoint's and column's quoted
-    strings kept for the next key)."""
+    """:func:`cache_key` by the canonical encoder (a cell without a request seed, values of
+    other types, names not seen yet); keeps the endpoint's and column's encoded JSON strings
+    for the next keys."""
     head = _canonical_text(
         [KEY_VERSION, endpoint, cell.run_seed, cell.row, cell.column, cell.request_seed]
     )
-    for text in (endpoint, cell.column):
-        if type(text) is str and text not in _quoted:
-            if len(_quoted) >= _QUOTED_KEPT:
-                _quoted.clear()
-            _quoted[text] = _canonical_text(text)
+    _keep(_openings, endpoint, "[%d,%s,", KEY_VERSION)
+    _keep(_namings, cell.column, ",%s,", None)
     return _sha256(b"%b\n%b" % (head.encode("utf-8"), body)).digest()
+
+
+def _keep(kept: dict[str, bytes], name: str, pattern: str, version: int | None) -> None:
+    """Keep ``pattern`` around ``name``'s JSON string, encoded (not a name that cannot be
+    encoded: its keys raise ``UnicodeEncodeError``, as the canonical line's do)."""
+    if type(name) is not str or name in kept:
+        return
+    quoted = _canonical_text(name)
+    try:
+        text = (pattern % (version, quoted) if version is not None else pattern % quoted)
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return
+    if len(kept) >= _QUOTED_KEPT:
+        kept.clear()
+    kept[name] = encoded
 
 
 _sha256 = hashlib.sha256
 _quote = quote
 _QUOTED_KEPT: Final = 1024
-_quoted: dict[str, str] = {}
-"""Endpoints' and columns' names as JSON strings (a run has a few of each)."""
+_openings: dict[str, bytes] = {}
+"""``[2,"<endpoint>",`` by endpoint: the cell line's start (a run has a few endpoints)."""
+_namings: dict[str, bytes] = {}
+"""``,"<column>",`` by column: the cell line's column (a run has a few columns)."""
 
 
 def encode_answer(answer: RawAnswer) -> bytes:

@@ -160,6 +160,7 @@ class ResponseCache:
         self._on_loop = on_loop
         self._answers: dict[bytes, bytes] = {}
         self._groups: dict[int, _Group] = {}
+        self._last_group: _Group | None = None  # put's guess: the group of the last put
         self._queue: list[AnswerRow] = []  # plain tuples: see AnswerRow
         self._thread = trio.CapacityLimiter(1)  # the store is used by one thread at a time
         self._flushing = trio.Lock()
@@ -239,7 +240,18 @@ class ResponseCache:
         return loaded is not None and loaded.loaded > 0
 
     def put(self, key: bytes, cell: CellKey, response: ChatResponse) -> None:
-        """Queue a paid answer for writing (and keep it for a retry of the same cell)."""
+        """Queue a paid answer for writing (and keep it for a retry of the same cell).
+
+        The writer is woken by the put that makes the queue non-empty, not by every put.
+        Invariant (kept by :meth:`flush` and :meth:`_writer`): **while the queue holds an
+        answer, either ``_queued`` is set or the writer is between replacing its events and
+        the swap of the queue in :meth:`flush`** (which takes every answer queued until then).
+        The queue is only ever emptied by that swap, so the put that finds it empty is the
+        first one the writer has not seen yet, and setting ``_queued`` then is enough: a
+        later put of the same batch would set an event already set (a Python call a request,
+        ``trio.Event.set`` with its KI protection, for nothing).
+        ``tests/test_cache.py`` checks that answers queued after a flush are written by the
+        writer's timer."""
         usage = response.usage
         value = encode_fields(
             response.content,
@@ -250,14 +262,24 @@ class ResponseCache:
             response.finish_reason,
             response.model,
         )
-        self._queue.append((key, cell.run_seed, cell.row, cell.column, value))
-        for group in self._groups.values():
-            if group.start <= cell.row < group.stop:
-                self._answers[key] = value
-                group.keys.append(key)
-                break
-        self._queued.set()
-        if len(self._queue) >= FLUSH_EVERY:
+        row = cell.row
+        queue = self._queue
+        queue.append((key, cell.run_seed, row, cell.column, value))
+        # The group of the row: most puts fall in the group of the put before.
+        group = self._last_group
+        if group is None or not group.start <= row < group.stop:
+            group = None
+            for candidate in self._groups.values():
+                if candidate.start <= row < candidate.stop:
+                    group = self._last_group = candidate
+                    break
+        if group is not None:
+            self._answers[key] = value
+            group.keys.append(key)
+        queued = len(queue)
+        if queued == 1:
+            self._queued.set()
+        if queued >= FLUSH_EVERY:
             self._full.set()
 
     # -- row groups -----------------------------------------------------------------------
@@ -280,6 +302,8 @@ class ResponseCache:
     def forget_group(self, group: int) -> None:
         """Let go of the group's entries (no I/O; also for an abandoned group)."""
         entry = self._groups.pop(group, None)
+        if entry is self._last_group:
+            self._last_group = None
         if entry is not None:
             for key in entry.keys:
                 self._answers.pop(key, None)
