@@ -760,7 +760,10 @@ async def test_the_engine_hands_each_llm_task_over_once_however_many_requests(
     with trio.fail_after(BIG):
         result = await TrioDesigner(simulator_models=[model]).preview(config, num_records=10)
     assert result.slots is not None
-    assert result.slots.handoffs == 10  # one per cell of "facts"
+    # One slot move per cell of "facts": handed off from the submission pool, or passed on
+    # by the task of a cell that just finished (branch llmhop: with 8 of the 10 dispatched at
+    # once, the last two follow in the tasks of the first to end).
+    assert result.slots.handoffs + result.slots.passed_on == 10
     # Some cells needed re-asks. (Which ones, and whether one runs out of re-asks, depends on
     # the order requests reach the simulator, which draws its faults by arrival: not asserted.)
     assert result.usage["gen"]["requests_ok"] > 10
