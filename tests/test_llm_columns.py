@@ -745,8 +745,8 @@ async def test_the_engine_hands_each_llm_task_over_once_however_many_requests(
     autojump_clock: Any,
 ) -> None:
     """The LLM-wait handoff has one owner, the engine: it moves each LLM task to the LLM-wait
-    pool once (or passes it an LLM-wait slot), before calling the generator; re-asks after
-    unparseable answers are further requests of the same task, not further handoffs."""
+    pool once, before calling the generator; re-asks after unparseable answers are further
+    requests of the same task, not further handoffs."""
     config = PipelineConfig(
         columns=(
             CategorySampler(name="topic", values=("jazz", "chess")),
@@ -760,10 +760,10 @@ async def test_the_engine_hands_each_llm_task_over_once_however_many_requests(
     with trio.fail_after(BIG):
         result = await TrioDesigner(simulator_models=[model]).preview(config, num_records=10)
     assert result.slots is not None
-    # One slot move per cell of "facts": a handoff, or an LLM-wait slot passed on to it by the
-    # task that finished the cell before it (RowGroupWorker._continuation).
+    # One slot move per cell of "facts": handed off from the submission pool, or passed on
+    # by the task of a cell that just finished (branch llmhop: with 8 of the 10 dispatched at
+    # once, the last two follow in the tasks of the first to end).
     assert result.slots.handoffs + result.slots.passed_on == 10
-    assert result.slots.handoffs >= 1
     # Some cells needed re-asks. (Which ones, and whether one runs out of re-asks, depends on
     # the order requests reach the simulator, which draws its faults by arrival: not asserted.)
     assert result.usage["gen"]["requests_ok"] > 10
