@@ -860,3 +860,31 @@ async def test_answers_queued_after_a_flush_are_written_by_the_writers_timer(
         await trio.sleep(_cached.FLUSH_INTERVAL + 0.5)
         assert stored() == 7
         assert cache.get(b"\x05" * 32) is not None  # kept for a retry of its cell
+
+
+def test_a_new_store_has_no_age_index_and_an_earlier_ones_is_kept(tmp_path: Path) -> None:
+    """New stores are made without the index on ``created`` (every insert paid for it; it
+    served ``prune`` alone); a store that has it (made by an earlier release, or given it back
+    by a schema-2 release's ``CREATE INDEX IF NOT EXISTS``) is used as it is, no rewrite at
+    open, and ``prune`` works the same on both."""
+
+    def names(path: Path) -> set[str]:
+        with sqlite3.connect(path / "responses.sqlite3") as db:
+            found = {r[0] for r in db.execute("SELECT name FROM sqlite_schema")}
+        db.close()
+        return found
+
+    for index in (False, True):
+        directory = tmp_path / str(index)
+        with CacheStore(directory) as store:
+            store.put_many([entry(n) for n in range(3)], now=1000.0)
+        assert names(directory) == {"answers"}
+        if index:  # what a schema-2 release does when it opens this store
+            with sqlite3.connect(directory / "responses.sqlite3") as db:
+                db.execute("CREATE INDEX IF NOT EXISTS answers_by_age ON answers (created)")
+            db.close()
+        with CacheStore(directory) as store:
+            store.put_many([entry(n) for n in range(3, 5)], now=3000.0)
+            assert store.prune(1500.0, now=3100.0) == 3
+            assert store.stats().entries == 2
+        assert names(directory) == ({"answers", "answers_by_age"} if index else {"answers"})

@@ -92,7 +92,13 @@ _TABLE: Final = (
     " PRIMARY KEY (key_version, run_seed, row, col, key)"
     ") WITHOUT ROWID"
 )
-_AGE_INDEX: Final = "CREATE INDEX IF NOT EXISTS answers_by_age ON answers (created)"
+_AGE_INDEX_NAME: Final = "answers_by_age"
+"""The index on ``created`` that stores made before ``coldcost`` have (and schema-2 releases
+add to a store without it, ``CREATE INDEX IF NOT EXISTS`` at open): kept where it exists, not
+made any more. It served ``cache prune`` alone (``cache stats`` scans the table anyway) and
+cost every insert a second B-tree insert (~5,200 instructions an answer, ~6 % of a cold
+request's extra; docs/benchmarks.md, "Branch ``coldcost``"); without it, ``prune`` scans the
+table."""
 _COLUMNS: Final = "key_version, run_seed, row, col, key, value, checksum, created"
 _INSERT_MOST: Final = 64
 """Rows one ``INSERT`` statement writes at most (8 parameters a row: 512, under every SQLite's
@@ -206,7 +212,7 @@ class CacheStore:
                 # drop them before the new table takes the names.
                 self._db.execute("ALTER TABLE answers RENAME TO answers_schema1")
                 self._db.execute(f"DROP INDEX IF EXISTS {_OLD_INDEX}")
-                self._db.execute("DROP INDEX IF EXISTS answers_by_age")
+                self._db.execute(f"DROP INDEX IF EXISTS {_AGE_INDEX_NAME}")
                 self._db.execute(_TABLE)
                 self._db.execute(
                     f"INSERT OR IGNORE INTO answers ({_COLUMNS}) SELECT 1, run_seed, row, col, "
@@ -214,7 +220,6 @@ class CacheStore:
                 )
                 self._db.execute("DROP TABLE answers_schema1")
             self._db.execute(_TABLE)
-            self._db.execute(_AGE_INDEX)
             self._db.execute(f"DROP INDEX IF EXISTS {_OLD_INDEX}")
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
@@ -223,11 +228,12 @@ class CacheStore:
         self._db.execute("COMMIT")
 
     def _layout_ok(self) -> bool:
-        """Whether the table, its one index and the schema version are as this code writes
-        them (a read: the common case at open takes no write lock)."""
+        """Whether the table and the schema version are as this code writes them, with no
+        index but the age index of earlier stores (a read: the common case at open takes no
+        write lock)."""
         query = "SELECT name FROM sqlite_schema WHERE tbl_name = 'answers'"
         names = {row[0] for row in self._db.execute(query)}
-        if names != {"answers", "answers_by_age"}:
+        if "answers" not in names or not names <= {"answers", _AGE_INDEX_NAME}:
             return False
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -387,7 +393,8 @@ class CacheStore:
         )
 
     def prune(self, older_than: float, *, now: float | None = None) -> int:
-        """Delete entries stored more than ``older_than`` seconds ago; returns how many."""
+        """Delete entries stored more than ``older_than`` seconds ago; returns how many (a scan
+        of the table, unless the store has the age index of earlier releases)."""
         cutoff = (time.time() if now is None else now) - older_than
         with self._lock:
             cursor = self._db.execute("DELETE FROM answers WHERE created < ?", (cutoff,))

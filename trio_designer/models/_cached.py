@@ -250,8 +250,8 @@ class ResponseCache:
         first one the writer has not seen yet, and setting ``_queued`` then is enough: a
         later put of the same batch would set an event already set (a Python call a request,
         ``trio.Event.set`` with its KI protection, for nothing).
-        ``tests/test_cache.py`` checks that answers queued after a flush are written by the
-        writer's timer."""
+        ``tests/test_cache_store.py`` checks that answers queued after a flush are written by
+        the writer's timer."""
         usage = response.usage
         value = encode_fields(
             response.content,
@@ -291,6 +291,7 @@ class ResponseCache:
         loaded = await self._call(self._store.load_rows, run_seed, start, stop, tuple(columns))
         self._answers.update(loaded.values)
         self._groups[group] = _Group(start, stop, list(loaded.values), len(loaded.values))
+        self._last_group = None  # put's guess must be a group of _groups
         self._loaded += len(loaded.values)
         self._corrupt += loaded.corrupt
 
