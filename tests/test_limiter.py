@@ -928,3 +928,70 @@ async def test_latency_signal_off_keeps_the_reference_behaviour(
                 nursery.start_soon(client)
     assert limiter.statistics().limit == 256
     assert sorted(latencies)[len(latencies) // 2] == pytest.approx(0.4)
+
+
+# -- uncontended requests (bound_contenders) ---------------------------------------------------
+
+
+async def _ask_in_one_batch(
+    limiter: StaticLimiter | AdaptiveLimiter, keys: dict[str, tuple[int, ...]]
+) -> list[str]:
+    """Tasks that become runnable together ask for a slot; what happened, in order."""
+    log: list[str] = []
+    done = trio.Event()
+
+    async def ask(name: str) -> None:
+        set_request_priority(keys[name])
+        log.append(f"{name} asks")
+        async with limiter.slot() as permit:
+            log.append(f"{name} granted")
+            await done.wait()
+            permit.success()
+
+    with trio.fail_after(BIG):
+        async with trio.open_nursery() as nursery:
+            for name in keys:
+                nursery.start_soon(ask, name)
+            await trio.testing.wait_all_tasks_blocked()
+            done.set()
+    return log
+
+
+@contract
+async def test_an_uncontended_request_takes_its_slot_on_the_spot(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    """With at most as many contenders as the limit, a request is granted before the tasks
+    that became runnable with it ask: no grant round to wait for. Without a bound (or with
+    one above the limit) every request of the batch asks first, then a round grants them."""
+    limiter = make(4)
+    assert isinstance(limiter, (StaticLimiter, AdaptiveLimiter))
+    keys = {"a": (1,), "b": (0,)}
+    limiter.bound_contenders(lambda: 2)
+    log = await _ask_in_one_batch(limiter, keys)
+    first = log[0].split()[0]
+    assert log[1] == f"{first} granted"  # granted before the other asked
+    assert sorted(log) == ["a asks", "a granted", "b asks", "b granted"]
+
+    for bound in (None, 5):  # unknown, or more contenders than slots: a grant round
+        limiter.bound_contenders(None if bound is None else (lambda b=bound: b))
+        log = await _ask_in_one_batch(limiter, keys)
+        assert sorted(log[:2]) == ["a asks", "b asks"]  # both ask before any grant
+        assert sorted(log[2:]) == ["a granted", "b granted"]
+
+
+@contract
+async def test_a_contended_burst_is_still_granted_by_key(
+    make: Factory, autojump_clock: trio.testing.MockClock
+) -> None:
+    """More contenders than slots: the grant round admits the best keys, whichever task trio
+    ran first (the engine's critical path first, as without a bound)."""
+    limiter = make(1)
+    assert isinstance(limiter, (StaticLimiter, AdaptiveLimiter))
+    limiter.bound_contenders(lambda: 3)
+    log = await _ask_in_one_batch(limiter, {"a": (2,), "b": (1,), "c": (0,)})
+    assert [entry for entry in log if entry.endswith("granted")] == [
+        "c granted",
+        "b granted",
+        "a granted",
+    ]

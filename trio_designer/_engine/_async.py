@@ -31,8 +31,13 @@ Structure (one nursery per level, so no task outlives its parent)::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+
 import trio
 
+from ..config import CustomColumn
 from ..models._backlog import EndpointBacklog
 from ._admission import AdmissionTicket, RowGroupAdmission
 from ._cells import CellRunner
@@ -81,7 +86,7 @@ class AsyncEngine:
     async def run(self) -> None:
         """Run every row group of the state, at most ``max_row_groups_in_flight`` at once."""
         state = self.state
-        with state.run_scope:
+        with self._contenders_bound(), state.run_scope:
             async with trio.open_nursery() as nursery:
                 gate = state.budget_gate
                 for plan in state.plans():
@@ -92,6 +97,30 @@ class AsyncEngine:
                         break  # the row groups in flight finish and are written
                     state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
                     nursery.start_soon(self._row_group, plan, ticket)
+
+    @contextmanager
+    def _contenders_bound(self) -> Iterator[None]:
+        """For the run, each endpoint's limiter knows how many tasks may ask it for a slot:
+        the backlog's count of the endpoint's dispatched tasks, so a request that cannot lose
+        its slot to anyone takes it on the spot (``models/_limiter.py``, "Uncontended
+        requests"). Only where the backlog counts every caller: an endpoint also called by a
+        column of several models, or a run with a custom column that names models without
+        being LLM-bound (its calls are counted nowhere), keeps its grant rounds."""
+        registry = self.state.models
+        if registry is None or any(
+            isinstance(config, CustomColumn) and config.models and not self.state.column_models[c]
+            for c, config in self.state.graph.configs.items()
+        ):
+            yield
+            return
+        bound = [e for e in registry.limiters() if self.backlog.counts_every_task_of(e)]
+        for endpoint in bound:
+            registry.bound_contenders(endpoint, partial(self.backlog.tasks_of, endpoint))
+        try:
+            yield
+        finally:
+            for endpoint in bound:
+                registry.bound_contenders(endpoint, None)
 
     async def _row_group(self, plan: RowGroupPlan, ticket: AdmissionTicket) -> None:
         """Generate and write one row group.

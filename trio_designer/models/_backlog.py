@@ -156,6 +156,7 @@ class EndpointBacklog:
         caps: Mapping[str, int],
         *,
         resting: RestingTasks | None = None,
+        uncounted: frozenset[str] = frozenset(),
     ) -> None:
         for endpoint, cap in caps.items():
             if cap < 1:
@@ -164,6 +165,7 @@ class EndpointBacklog:
         if unknown:
             raise ValueError(f"endpoints without a backlog cap: {sorted(unknown)}")
         self._endpoint_of = dict(endpoint_of)
+        self._uncounted = uncounted
         self._cap = dict(caps)
         self._dispatched = dict.fromkeys(caps, 0)
         self._peak = dict.fromkeys(caps, 0)
@@ -196,16 +198,29 @@ class EndpointBacklog:
         shares = tasks_per_request or {}
         endpoint_of: dict[str, str | None] = {}
         caps: dict[str, int] = {}
+        uncounted: set[str] = set()
         for column, models in column_models.items():
             if len(models) != 1:
                 endpoint_of[column] = None
+                uncounted.update(endpoint_name(m.provider, m.model) for m in models)
                 continue
             (model,) = models
             endpoint = endpoint_name(model.provider, model.model)
             endpoint_of[column] = endpoint
             cap = BACKLOG_FACTOR * model.max_parallel_requests * max(1, shares.get(column, 1))
             caps[endpoint] = min(caps.get(endpoint, cap), cap)
-        return cls(endpoint_of, caps, resting=resting_tasks())
+        return cls(endpoint_of, caps, resting=resting_tasks(), uncounted=frozenset(uncounted))
+
+    def counts_every_task_of(self, endpoint: str) -> bool:
+        """Whether every task that may call ``endpoint`` is one this backlog counts (no column
+        calling several models, one of them this endpoint's, is dispatched uncounted)."""
+        return endpoint in self._cap and endpoint not in self._uncounted
+
+    def tasks_of(self, endpoint: str) -> int:
+        """Tasks of ``endpoint`` dispatched and not finished, resting ones included: an upper
+        bound on the tasks that may ask its limiter for a slot (see
+        ``models/_limiter.py``, "Uncontended requests")."""
+        return self._dispatched[endpoint]
 
     def eligible(self, column: str) -> bool:
         """Whether a task of ``column`` may be dispatched now (its endpoint is not saturated).

@@ -97,6 +97,20 @@ request itself takes milliseconds to minutes). Requests that arrive in later bat
 after a longer path through the LLM-wait handoff) compete in a later round: the order is exact
 within a batch and best effort across batches.
 
+Uncontended requests
+--------------------
+
+The grant round costs a scheduler round trip per request, and more than that for the first
+request of a burst: it leaves only once every cell of the burst has built its request and
+parked. When the caller can bound the number of tasks that may ask for a slot
+(:meth:`~_LimiterBase.bound_contenders`; the async engine binds each endpoint's backlog, the
+tasks dispatched to it and not finished) and that bound is within the limit, every contender
+can hold a slot at once and the order of grants decides nothing: a request that finds a free
+slot, an empty queue, no round pending and the budget able to pay takes the slot on the spot,
+without a schedule point (it still raises if its scope was cancelled). A burst larger than the
+limit — Deep's first wave of 20 cells for 16 slots, say, where the critical-path cells must go
+first — goes through grant rounds as before.
+
 Trade-offs. Strict priority can starve: a steady stream of better keys keeps a worse one parked.
 That is the point for the engine's keys (the critical path first; every run dispatches a finite
 number of cells, so everyone is admitted in the end), but a caller that needs fairness should
@@ -554,6 +568,9 @@ class _LimiterBase:
         self._cooldown_scope: trio.CancelScope | None = None
         # Whether a grant round (_grant_round) is scheduled with run_sync_soon and has not run.
         self._round_pending = False
+        # An upper bound on the tasks that may ask this limiter for a slot, if a caller gave one
+        # (bound_contenders); None: unknown, every request goes through a grant round.
+        self._contenders: Callable[[], int] | None = None
         # Whether the "one request costs more than the whole token budget" warning was logged.
         self._warned_oversized = False
 
@@ -572,7 +589,8 @@ class _LimiterBase:
         """Hold one of the endpoint's slots for one request of about ``tokens`` tokens.
 
         Entering parks until a slot is free, no pause runs and the endpoint's budgets can pay
-        the request (one request, ``tokens`` tokens), and is always a checkpoint. Parked
+        the request (one request, ``tokens`` tokens), and is always a checkpoint — but for an
+        uncontended request (:meth:`bound_contenders`), which only checks for cancellation. Parked
         requests are admitted by the current task's request priority (see
         :func:`set_request_priority`), smallest key first, FIFO among equal keys. Exiting
         releases the slot if no outcome was reported. Cancellation-safe: a waiter cancelled
@@ -624,6 +642,9 @@ class _LimiterBase:
                 bucket.limit,
                 bucket.window,
             )
+        if not self._queue.live and not self._round_pending and self._uncontended(now, tokens):
+            # Nobody to lose a slot to (see "Uncontended requests"): granted on the spot.
+            return Permit(self, self._decisions.admit(now), tokens, self._budget.take(tokens, now))
         if not self._queue.live and self._decisions.can_admit(now) and not self._round_pending:
             # A free slot is not granted on the spot: requests that become runnable together
             # (a burst of cells dispatched in one go) reach this point in the order trio happens
@@ -633,6 +654,33 @@ class _LimiterBase:
             trio.lowlevel.current_trio_token().run_sync_soon(self._grant_round)
         admission, ticket = await self._park(now, tokens)
         return Permit(self, admission, tokens, ticket)
+
+    def bound_contenders(self, count: Callable[[], int] | None) -> None:
+        """Tell the limiter how many tasks, at most, may be asking it for a slot or holding
+        one right now (``count()``, read at each request), or forget it (``None``).
+
+        While that bound is within the limit, every contender can hold a slot at once, so the
+        order of grants decides nothing: a request then takes its slot on the spot instead of
+        waiting for a grant round (see "Uncontended requests" in the module docstring). The
+        bound must never be too small — a task missing from it could lose a slot to a worse
+        key — and may be too large (it only costs the grant round). The async engine binds each
+        endpoint's backlog (tasks dispatched to it and not finished) for the length of a run.
+        """
+        self._contenders = count
+
+    def _uncontended(self, now: float, tokens: int) -> bool:
+        """Whether a request may be granted on the spot: every possible contender fits within
+        the limit (no baseline probe holding admissions lower), a slot is free and the budget
+        can pay it now."""
+        count = self._contenders
+        d = self._decisions
+        return (
+            count is not None
+            and not d.probing
+            and count() <= d.limit
+            and d.can_admit(now)
+            and self._budget.wait(tokens, now) <= 0
+        )
 
     def _grant_round(self) -> None:
         self._round_pending = False

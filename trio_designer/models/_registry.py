@@ -73,7 +73,7 @@ from ._client import (
     OpenAICompatibleClient,
     resolve_api_key,
 )
-from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter
+from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter, _LimiterBase
 
 _T = TypeVar("_T")
 
@@ -802,6 +802,14 @@ class ModelRegistry:
     def usage(self) -> dict[str, ModelUsage]:
         """Usage so far, per alias (in configuration order)."""
         return {alias: handle.usage() for alias, handle in self._handles.items()}
+
+    def bound_contenders(self, endpoint: str, count: Callable[[], int] | None) -> None:
+        """Give ``endpoint``'s limiter an upper bound on the tasks that may ask it for a slot
+        (``None`` forgets it): see ``_LimiterBase.bound_contenders``. A limiter of another kind
+        (a custom ``limiter_factory``'s) is left as it is."""
+        limiter = self._limiters[endpoint]
+        if isinstance(limiter, _LimiterBase):
+            limiter.bound_contenders(count)
 
     def limiters(self) -> dict[str, ModelLimiter]:
         """Every endpoint's limiter, by endpoint name (``"provider:model"``)."""
