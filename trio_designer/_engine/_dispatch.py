@@ -430,6 +430,19 @@ class RowGroupWorker:
         else:
             self.tracker.complete(task)
             self.state.record_success(task.column, status, 1, started=now)
+        self.trace_inline(task, status, attempt, now, error)
+        return True
+
+    def trace_inline(
+        self,
+        task: Task,
+        status: TaskStatus,
+        attempt: int,
+        now: float,
+        error: BaseException | None = None,
+    ) -> None:
+        """The trace record of a cell run inline (no task of its own: dispatched, given its
+        slot and started at ``now``); also the batched replay's (``_engine/_replay.py``)."""
         self.state.add_trace(
             plan=self.plan,
             column=task.column,
@@ -441,7 +454,6 @@ class RowGroupWorker:
             attempt=attempt,
             error=error,
         )
-        return True
 
     async def _salvage(self) -> None:
         due = self.tracker.next_salvage_time()

@@ -93,7 +93,7 @@ def replay_column(worker: RowGroupWorker, first: Task, budget: int) -> tuple[int
             state.record_successes(column, len(statuses) - skipped, skipped, started=now)
             if tracing:
                 for task, status in zip(served, statuses, strict=True):
-                    _trace(worker, task, status, tracker.attempts(task) + 1, now)
+                    worker.trace_inline(task, status, tracker.attempts(task) + 1, now)
             position += len(statuses)
             ran += len(statuses)
         if position < stop:  # stopped at a cell: a miss, or an error
@@ -105,7 +105,7 @@ def replay_column(worker: RowGroupWorker, first: Task, budget: int) -> tuple[int
                 ran += 1
                 attempt = tracker.attempts(task) + 1  # before _on_error counts a deferral
                 status = worker._on_error(task, error, attempt, now)
-                _trace(worker, task, status, attempt, now, error)
+                worker.trace_inline(task, status, attempt, now, error)
         if state.run_scope.cancel_called:
             # Early shutdown (a cell of this batch may have tripped the gate): nothing new
             # starts; the cells taken and not run go back, as if never taken.
@@ -119,24 +119,3 @@ def replay_column(worker: RowGroupWorker, first: Task, budget: int) -> tuple[int
         worker.mark_cache_missed(task)
     return ran, missed[0]
 
-
-def _trace(
-    worker: RowGroupWorker,
-    task: Task,
-    status: TaskStatus,
-    attempt: int,
-    now: float,
-    error: BaseException | None = None,
-) -> None:
-    """The cell's trace record, as ``RowGroupWorker._run_inline`` writes it."""
-    worker.state.add_trace(
-        plan=worker.plan,
-        column=task.column,
-        row=task.row,
-        dispatched=now,
-        slot_acquired=now,
-        started=now,
-        status=status,
-        attempt=attempt,
-        error=error,
-    )
