@@ -437,14 +437,7 @@ async def test_a_deferred_preparation_waits_for_its_start_or_for_a_write(out: Pa
         sink = ParquetSink(root)
         with trio.fail_after(BIG):
             async with trio.open_nursery() as nursery:
-                await sink.open(
-                    fingerprint=FINGERPRINT,
-                    config=CONFIG,
-                    num_records=100,
-                    row_group_size=10,
-                    background=nursery,
-                    defer_preparation=True,
-                )
+                await open_sink_in(sink, nursery, defer_preparation=True)
                 await trio.testing.wait_all_tasks_blocked()
                 assert not root.exists()  # the background task waits
                 if trigger == "start":
@@ -472,14 +465,7 @@ async def test_a_deferred_preparation_cancelled_while_it_waits_still_prepares(
     sink = ParquetSink(out)
     with trio.fail_after(BIG):
         async with trio.open_nursery() as nursery:
-            await sink.open(
-                fingerprint=FINGERPRINT,
-                config=CONFIG,
-                num_records=100,
-                row_group_size=10,
-                background=nursery,
-                defer_preparation=True,
-            )
+            await open_sink_in(sink, nursery, defer_preparation=True)
             await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
         assert json.loads((out / "metadata.json").read_bytes())["status"] == "running"
@@ -487,13 +473,16 @@ async def test_a_deferred_preparation_cancelled_while_it_waits_still_prepares(
     assert sink.metadata()["status"] == "failed"
 
 
-async def open_sink_in(sink: Sink, nursery: trio.Nursery) -> None:
+async def open_sink_in(
+    sink: Sink, nursery: trio.Nursery, *, defer_preparation: bool = False
+) -> None:
     await sink.open(
         fingerprint=FINGERPRINT,
         config=CONFIG,
         num_records=100,
         row_group_size=10,
         background=nursery,
+        defer_preparation=defer_preparation,
     )
 
 

@@ -105,7 +105,10 @@ class AsyncEngine:
         its slot to anyone takes it on the spot (``models/_limiter.py``, "Uncontended
         requests"). Only where the backlog counts every caller: an endpoint also called by a
         column of several models, or a run with a custom column that names models without
-        being LLM-bound (its calls are counted nowhere), keeps its grant rounds."""
+        being LLM-bound (its calls are counted nowhere), keeps its grant rounds. A custom
+        function calling a model it does not declare is not counted either: its requests are
+        still admitted within the limit, only their order against the run's cells may be off
+        (declare the models a column calls, ``docs/configuration.md``)."""
         registry = self.state.models
         if registry is None or any(
             isinstance(config, CustomColumn) and config.models and not self.state.column_models[c]
