@@ -3,8 +3,11 @@ behaviour tests do not reach — malformed requests, apps that fail, keep-alive,
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -132,6 +135,74 @@ def test_idle_expiry_counts_from_the_last_answer_and_spares_long_requests() -> N
                     assert answered - start == 75
                     assert await stream.receive_some(10) == b""
                     assert trio.current_time() - answered == 30
+                nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def _stamps_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await receive()
+    body = f"{receive.arrived!r} {trio.current_time()!r}".encode()
+    length = str(len(body)).encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel receive stamps: Linux")
+async def test_a_request_read_late_arrived_when_its_bytes_came() -> None:
+    """Real clock: a request's arrival is the kernel's stamp of its last bytes, so a server
+    that was busy when they came (here its whole run loop is blocked for 0.3 s) still counts
+    the request's latency from then — on a kept-alive connection, and on a new one whose
+    bytes came before it was even accepted. With the reader's own moment (the old stamp)
+    the arrival would be after the block, and this fails."""
+    get = b"GET /x HTTP/1.1\r\nhost: h\r\n\r\n"
+
+    async def late(stream: trio.SocketStream) -> tuple[float, float, float]:
+        # Linux turns receive stamps on for the whole stack in a deferred work item when the
+        # first socket asks (and off when the last closes): right after a server starts, a
+        # segment can still come unstamped, and its arrival is the read. So a few tries; an
+        # unstamped server fails them all.
+        for _ in range(5):
+            sent = trio.current_time()
+            await stream.send_all(get)
+            time.sleep(0.3)  # noqa: ASYNC251  (the point: nobody in this run loop reads)
+            answer = await _exchange(stream, b"")
+            arrived, read = (float(x) for x in answer.rpartition(b"\r\n\r\n")[2].split())
+            if arrived - sent < 0.15:
+                break
+        return sent, arrived, read
+
+    async with trio.open_nursery() as nursery:
+        root: str = await nursery.start(serve_asgi, _stamps_app, "127.0.0.1", 0)
+        port = int(root.rsplit(":", 1)[1])
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            assert (await _exchange(stream, get)).startswith(b"HTTP/1.1 200")  # accepted
+            sent, arrived, read = await late(stream)
+            assert arrived - sent < 0.15
+            assert read - arrived >= 0.25
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            sent, arrived, read = await late(stream)
+            assert arrived - sent < 0.15
+            assert read - arrived >= 0.25
+        nursery.cancel_scope.cancel()
+
+
+def test_under_a_virtual_clock_arrival_is_the_read() -> None:
+    """MockClock: wall-clock stamps mean nothing, so a request arrives when it is read (the
+    simulator's virtual-time latencies stay exact)."""
+
+    async def main() -> None:
+        with trio.fail_after(100):
+            async with trio.open_nursery() as nursery:
+                root: str = await nursery.start(serve_asgi, _stamps_app, "127.0.0.1", 0)
+                port = int(root.rsplit(":", 1)[1])
+                async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                    await trio.sleep(5)
+                    answer = await _exchange(stream, b"GET /x HTTP/1.1\r\nhost: h\r\n\r\n")
+                    arrived, read = answer.rpartition(b"\r\n\r\n")[2].split()
+                    assert float(arrived) == float(read) == 5.0
                 nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

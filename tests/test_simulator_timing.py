@@ -86,3 +86,20 @@ async def test_time_queued_for_a_slot_is_added(autojump_clock: trio.testing.Mock
         nursery.start_soon(one)
         nursery.start_soon(one)
     assert sorted(ends) == [pytest.approx((0.2, 0.0)), pytest.approx((0.4, 0.2))]
+
+
+async def test_an_arrival_is_never_before_a_decision_the_model_took() -> None:
+    """The server stamps a request when its bytes reached the host but the model admits it
+    when it is read; in between, another request of the model may have ended (its slot
+    free). Served from its stamp, the late-read request would look as if it ran over
+    capacity, and the budgets' clocks would go backwards: it arrives at that end instead."""
+    from trio_designer.simulator._state import ModelRuntime
+
+    runtime = ModelRuntime(SimulatedModel(name="m"), epoch=0.0)
+    assert runtime.arrival(1.0) == 1.0
+    runtime.settle(2.0)  # a request ended at 2.0
+    assert runtime.arrival(1.5) == 2.0  # stamped before that end, read after it
+    assert runtime.arrival(1.8) == 2.0  # nor before an arrival already taken
+    runtime.settle(1.9)  # an end earlier than what was decided changes nothing
+    assert runtime.arrival(2.5) == 2.5
+    assert runtime.arrival(2.4) == 2.5

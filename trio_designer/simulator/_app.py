@@ -364,7 +364,8 @@ class SimulatorApp:
         """
         # One linear story per request, step for step the module docstring's diagram: split
         # further it would hide the order of the checks, which is the behaviour.
-        runtime, start = job.runtime, job.received
+        runtime = job.runtime
+        start = runtime.arrival(job.received)
         fault = runtime.arrive(start)
         if fault not in job.faults:
             fault = None
@@ -478,14 +479,15 @@ class SimulatorApp:
         first (the request is dropped)."""
         outage = runtime.next_outage(trio.current_time())
         if outage == math.inf:  # the common case: no scope needed (a few µs per request)
-            queued_for = await runtime.enter_service()
+            queued_for = _queued(arrived, await runtime.enter_service())
             try:
                 await _sleep_until(arrived + queued_for + service_time)
             finally:
                 runtime.leave_service()
             return queued_for
         with trio.move_on_at(outage):
-            async with runtime.in_service() as queued_for:
+            async with runtime.in_service() as waited:
+                queued_for = _queued(arrived, waited)
                 await _sleep_until(arrived + queued_for + service_time)
             return queued_for
         return None
@@ -510,7 +512,7 @@ class SimulatorApp:
         queued = runtime.may_queue()
         scope = trio.CancelScope() if queued else trio.CancelScope(deadline=arrived + service_time)
         with scope, cancel_on_disconnect(scope) as watch:
-            queued_for = await runtime.enter_service()
+            queued_for = _queued(arrived, await runtime.enter_service())
             try:
                 if queued:
                     scope.deadline = arrived + queued_for + service_time
@@ -551,11 +553,13 @@ class SimulatorApp:
         charged: int = 0,
         completion_tokens: int = 0,
     ) -> None:
+        end = trio.current_time()
+        job.runtime.settle(end)
         self.log.append(
             RequestRecord(
                 model=job.runtime.config.name,
                 start=start,
-                end=trio.current_time(),
+                end=end,
                 status=status,
                 queued_for=queued_for,
                 fault=fault,
@@ -618,3 +622,16 @@ async def _sleep_until(deadline: float) -> None:
         await trio.lowlevel.checkpoint()
     else:
         await trio.sleep_until(deadline)
+
+
+def _queued(arrived: float, queued_for: float) -> float:
+    """The time a request that ``arrived`` queued for its service slot, given the
+    ``queued_for`` seconds :meth:`ModelRuntime.enter_service` waited (gpu mode; 0: a slot was
+    free), called right after the slot was granted: counted from the arrival, so that
+    ``arrived + queued`` is the grant. The server may read a request after it arrived (see
+    ``_asgi_server``, kernel stamps), and the wait counts from the read: added to the earlier
+    arrival it would cut the slot's service short and log the service as started before the
+    slot was free. Under a virtual clock (arrival = read) it is ``queued_for``."""
+    if not queued_for:
+        return 0.0
+    return trio.current_time() - arrived

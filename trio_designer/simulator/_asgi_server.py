@@ -43,6 +43,15 @@ only the connection's reader task reads the descriptor and waits for it to be re
 the request loop writes it and waits for it to be writable (trio allows one waiter of each kind
 per descriptor), and nothing touches it after ``_serve_connection`` closes the socket.
 
+A request's arrival (``_Request.arrived``, from which the simulator counts its latency) is when
+its last byte reached this host: on Linux under the real clock the kernel stamps every segment
+it receives (``SO_TIMESTAMPNS``) and the reader takes the stamp of the read that completed the
+request, moved onto trio's clock. The server's own backlog — a wave of requests read while it is
+busy with the ones before, a burst of new connections being accepted — then delays no answer:
+every request is served exactly its latency after it arrived, as the simulator promises, whatever
+the simulator's CPU. Elsewhere (another OS, or a virtual clock, where wall time means nothing)
+the arrival is trio's clock when the reader parsed that byte.
+
 Connections are accepted by one task per listening socket, which takes every pending
 connection each time the socket is readable (a wave of clients connecting at once is one
 wake-up, not one per connection), sets ``TCP_NODELAY`` and ``TCP_NOTSENT_LOWAT`` as trio's
@@ -58,6 +67,9 @@ import collections
 import errno
 import os
 import socket
+import struct
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Final
@@ -85,6 +97,35 @@ _ACCEPT_CAPACITY_ERRNOS: Final = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 )
 _ACCEPT_RETRY_DELAY: Final = 0.1
+
+_SO_TIMESTAMPNS: Final = 35
+"""Linux's ``SO_TIMESTAMPNS`` (``asm-generic/socket.h``; not exported by Python's ``socket``):
+each read then carries the kernel's receive time of its data, a ``struct timespec`` in
+``CLOCK_REALTIME``."""
+_TIMESPEC: Final = struct.Struct("@qq")
+_ANCILLARY_SIZE: Final = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+_MAX_BACKDATE: Final = 1.0
+"""Seconds an arrival may be moved back from the moment the reader saw it; a stamp further
+back (a wall clock stepped meanwhile) is not trusted and the reader's own moment is used."""
+
+
+def _enable_kernel_stamps(listening: socket.socket) -> bool:
+    """Turn on the kernel's receive stamps for every connection ``listening`` accepts (they
+    inherit the option, so even the bytes that arrive before ``accept`` are stamped); returns
+    whether arrivals are to be read from them: on Linux, under trio's real clock, if the
+    option could be set. A ``trio.testing.MockClock`` run (looked up, not imported: importing
+    ``trio.testing`` imports pytest when it is installed) keeps trio's clock: wall time says
+    nothing about virtual time."""
+    if not sys.platform.startswith("linux") or not _ANCILLARY_SIZE:
+        return False
+    testing = sys.modules.get("trio.testing")
+    if testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock):
+        return False
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
 
 
 async def serve_asgi(
@@ -118,7 +159,7 @@ async def serve_asgi(
 
 async def _accept_connections(
     listening: trio.socket.SocketType,
-    handler: Callable[[socket.socket, Any], Awaitable[None]],
+    handler: Callable[[socket.socket, Any, bool], Awaitable[None]],
     nursery: trio.Nursery,
 ) -> None:
     """Accept connections on ``listening`` for ever, each served by ``handler`` in ``nursery``
@@ -126,6 +167,7 @@ async def _accept_connections(
     used through a duplicate of its descriptor, closed here."""
     raw = socket.socket(fileno=os.dup(listening.fileno()))
     raw.setblocking(False)
+    stamps = _enable_kernel_stamps(raw)
     try:
         while True:
             await trio.lowlevel.wait_readable(raw)
@@ -145,7 +187,7 @@ async def _accept_connections(
                         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 2**14)
                 except OSError:
                     pass
-                nursery.start_soon(handler, client, address)
+                nursery.start_soon(handler, client, address, stamps)
     finally:
         trio.lowlevel.notify_closing(raw)
         raw.close()
@@ -157,8 +199,9 @@ async def _serve_connection(
     server: tuple[str, int],
     client: socket.socket,
     address: Any,
+    stamped: bool = False,
 ) -> None:
-    connection = _Connection(client, address)
+    connection = _Connection(client, address, stamped=stamped)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connection.read_until_closed, keep_alive)
@@ -169,6 +212,15 @@ async def _serve_connection(
     finally:
         trio.lowlevel.notify_closing(client)
         client.close()
+
+
+def _stamp_of(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's receive time (wall clock, seconds) in a read's ancillary data, if any."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return float(seconds + nanoseconds * 1e-9)
+    return None
 
 
 class _Request:
@@ -195,7 +247,7 @@ class _Request:
         self.body: list[bytes] = []
         self.complete = False
         self.keep_alive = True
-        self.arrived = 0.0  # trio's clock when its last byte was read (set when complete)
+        self.arrived = 0.0  # trio's clock when its last byte arrived (set when complete)
 
 
 class _Connection:
@@ -211,8 +263,12 @@ class _Connection:
     parser fails, or the stream ends; the loop re-checks its condition after every wake-up.
     """
 
-    def __init__(self, client: socket.socket, address: Any) -> None:
+    def __init__(self, client: socket.socket, address: Any, *, stamped: bool = False) -> None:
         self.fd = client.fileno()
+        # With kernel receive stamps (see the module docstring): the socket read with
+        # recvmsg, and the wall-clock stamp of the data being parsed (None: none came).
+        self._stamped_socket = client if stamped else None
+        self._stamp: float | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.requests: collections.deque[_Request] = collections.deque()
         self.parsing: _Request | None = None  # the request whose head is being read
@@ -260,7 +316,7 @@ class _Connection:
     def on_message_complete(self) -> None:
         request = self.requests[-1]
         request.complete = True
-        request.arrived = trio.current_time()
+        request.arrived = self._arrival()
         request.keep_alive = self.parser.should_keep_alive() and not self.parser.should_upgrade()
         self._arrivals.unpark_all()
 
@@ -296,6 +352,16 @@ class _Connection:
         for watch in list(self._watches):
             watch.fire()
 
+    def _arrival(self) -> float:
+        """When the data just read arrived, on trio's clock: the kernel's stamp of it when
+        there is one (and it is no more than :data:`_MAX_BACKDATE` back), else now."""
+        now = trio.current_time()
+        stamp = self._stamp
+        if stamp is None:
+            return now
+        ago = time.time() - stamp
+        return now - ago if 0.0 < ago < _MAX_BACKDATE else now
+
     def _idle_deadline(self, keep_alive: float) -> float:
         if self.requests or self.serving:
             return trio.current_time() + keep_alive
@@ -303,11 +369,15 @@ class _Connection:
 
     async def _read(self) -> None:
         """Feed the parser until the stream ends."""
-        fd, feed = self.fd, self.parser.feed_data
+        fd, feed, stamped = self.fd, self.parser.feed_data, self._stamped_socket
         while True:
             await trio.lowlevel.wait_readable(fd)
             try:
-                data = os.read(fd, RECEIVE_SIZE)
+                if stamped is None:
+                    data = os.read(fd, RECEIVE_SIZE)
+                else:
+                    data, ancillary, _, _ = stamped.recvmsg(RECEIVE_SIZE, _ANCILLARY_SIZE)
+                    self._stamp = _stamp_of(ancillary)
             except BlockingIOError:
                 continue
             if not data:
@@ -353,7 +423,7 @@ class _Connection:
         self.upgrade_body_left -= len(piece)
         if not self.upgrade_body_left:
             self.requests[-1].complete = True
-            self.requests[-1].arrived = trio.current_time()
+            self.requests[-1].arrived = self._arrival()
             self._arrivals.unpark_all()
 
     def cancel_on_disconnect(self, scope: trio.CancelScope) -> _CancelOnDisconnect:

@@ -85,6 +85,9 @@ class ModelRuntime:
         self.queued = 0
         self._in_service = 0
         self._busy_mark = epoch
+        # The latest moment this model's state was decided at: the last arrival it took (see
+        # arrival) or the last request that ended (settle).
+        self._settled = epoch
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -260,6 +263,30 @@ class ModelRuntime:
         """The request counted by :meth:`enter_flight` is done."""
         self.in_flight -= 1
 
+    def settle(self, now: float) -> None:
+        """A request of this model ended (was logged) at ``now``: see :meth:`arrival`."""
+        if now > self._settled:
+            self._settled = now
+
+    def arrival(self, received: float) -> float:
+        """The moment a request that ``received`` (its last byte's arrival, which the server
+        may have read later) is served from: ``received``, but never before a decision this
+        model already took — an earlier arrival, or a request that ended (:meth:`settle`:
+        its slot given back, its log record written).
+
+        Why: the server stamps a request when its bytes reached the host (the kernel's stamp)
+        but admits it when it reads it. Served from its stamp, a request read late would be
+        admitted by the state at its read (a slot freed meanwhile) and yet appear to have
+        run before that slot was free — over capacity — and the budgets' clocks would go
+        backwards. Clamped, the request keeps its stamp unless the model's state changed
+        between the two moments, and then it arrives at that change: every admission,
+        budget charge and logged interval is in the order and at the state of the model's
+        own timeline. Under a virtual clock the server stamps by the read, and this is the
+        identity (reads come in time order)."""
+        start = received if received > self._settled else self._settled
+        self._settled = start
+        return start
+
     def may_queue(self) -> bool:
         """Whether :meth:`enter_service` can wait for a slot (gpu mode); hosted never does."""
         return self._limiter is not None
@@ -294,13 +321,16 @@ class ModelRuntime:
             self._limiter.release()
 
     async def _wait_for_slot(self, limiter: trio.CapacityLimiter) -> float:
+        """Take a slot of ``limiter``; returns the time queued for it: exactly 0 when one was
+        free (the acquire's checkpoint is not queueing)."""
+        free = limiter.available_tokens > 0 and not limiter.statistics().tasks_waiting
         start = trio.current_time()
         self.queued += 1
         try:
             await limiter.acquire()
         finally:
             self.queued -= 1
-        return trio.current_time() - start
+        return 0.0 if free else trio.current_time() - start
 
     def _change_in_service(self, delta: int) -> None:
         now = trio.current_time()
