@@ -25,6 +25,7 @@ user of the machine could read it in the process list), and it is never printed.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -88,12 +89,24 @@ async def serve_canned_until_signal(models: Sequence[CannedModel], host: str, po
             endpoint: CannedEndpoint = await nursery.start(
                 partial(serve_canned, models, host=host, port=port)
             )
+            settle_the_heap()
             print(endpoint.url, flush=True)
             names = ", ".join(m.name for m in models)
             print(f"serving canned {names}; Ctrl-C to stop", file=sys.stderr, flush=True)
             async for _ in signals:
                 break
             nursery.cancel_scope.cancel()
+
+
+def settle_the_heap() -> None:
+    """Once the server is up: collect the start-up garbage, then freeze what is left (the
+    imported modules, the models, the app) out of the cyclic collector's sight
+    (``gc.freeze``). A full collection during a run then walks only what the runs made: over
+    the whole start-up heap it took 20-70 ms, and every answer due meanwhile left that much
+    late. Only this standalone process does it; the embedded simulator lives in its
+    caller's process and leaves that process's collector alone."""
+    gc.collect()
+    gc.freeze()
 
 
 def models_from_args(args: argparse.Namespace) -> list[SimulatedModel]:
@@ -141,6 +154,7 @@ async def serve_until_signal(
             simulator: Simulator = await nursery.start(
                 partial(serve_simulator, models, host=host, port=port, api_key=api_key)
             )
+            settle_the_heap()
             print(simulator.url, flush=True)
             names = ", ".join(m.name for m in models)
             auth = "; API key required" if api_key is not None else ""
