@@ -302,11 +302,13 @@ def test_no_replayed_cell_starts_after_early_shutdown(
         current["state"] = worker.state
         return _replay.replay_column(worker, first, budget)
 
-    def watched_cells(self: Any, buf: Any, column: str, rows: Any, statuses: Any) -> bool:
+    def watched_cells(
+        self: Any, buf: Any, column: str, rows: Any, statuses: Any, prepared: Any = None
+    ) -> bool:
         if current["state"].early_shutdown:
             started_late.extend(rows)
         stretches.append(len(rows))
-        return replay_cells(self, buf, column, rows, statuses)
+        return replay_cells(self, buf, column, rows, statuses, prepared)
 
     monkeypatch.setattr(_dispatch, "replay_column", watched_column)
     monkeypatch.setattr(_cells.CellRunner, "replay_cached_cells", watched_cells)

@@ -74,6 +74,7 @@ def replay_column(worker: RowGroupWorker, first: Task, budget: int) -> tuple[int
         assert task.row is not None
         rows.append(task.row)
     now = trio.current_time()
+    prepared = cells.prepare_cached(buf, column, rows)
     tracing = state.trace.enabled
     missed: list[Task] = []
     ran = position = 0
@@ -83,7 +84,7 @@ def replay_column(worker: RowGroupWorker, first: Task, budget: int) -> tuple[int
         statuses: list[TaskStatus] = []
         error: Exception | None = None
         try:
-            cells.replay_cached_cells(buf, column, rows[position:stop], statuses)
+            cells.replay_cached_cells(buf, column, rows[position:stop], statuses, prepared)
         except Exception as exc:
             error = exc
         if statuses:
