@@ -283,11 +283,8 @@ class CellRunner:
         )
         if results is None:
             return {}
-        return {
-            row: result
-            for row, result in zip(eligible, results, strict=True)
-            if result is not None
-        }
+        found = zip(eligible, results, strict=True)
+        return {row: result for row, result in found if result is not None}
 
     def replay_cached_cells(
         self,
