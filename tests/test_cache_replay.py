@@ -364,7 +364,8 @@ def test_re_asks_reasoning_skips_and_kept_cut_offs_replay_as_the_per_cell_path(
     not asked for), a system prompt, a reasoning side column and a kept cut-off answer (side
     columns from the column-wise path). The three paths — column-wise, the batch cell by cell,
     one cell at a time — write the same data byte for byte, count the same hits, and their
-    sidecars agree on every kept row (``same_provenance``)."""
+    sidecars agree cell for cell (``same_provenance``: the latency of a hit aside, a real
+    clock's reading)."""
 
     def edit(data: dict[str, Any]) -> None:
         trivia = column(data, "trivia")
@@ -372,9 +373,10 @@ def test_re_asks_reasoning_skips_and_kept_cut_offs_replay_as_the_per_cell_path(
         trivia["on_truncated"] = "keep"
         trivia["inference"] = {"extra_body": {"reasoning": True}}
         column(data, "conclusion")["skip_when"] = "{{ topic == 'chess' }}"
-        column(data, "analysis")["max_parse_retries"] = 3
+        for name in LLM_COLUMNS:  # no row dropped: every path runs every cell (see below)
+            column(data, name)["max_parse_retries"] = 8
 
-    faults = Faults(rate_malformed=0.15, rate_empty=0.05, rate_truncated=0.1)
+    faults = Faults(rate_malformed=0.1, rate_empty=0.04, rate_truncated=0.08)
     models = [
         SimulatedModel(name="sim-gen", latency=Latency(median=0.0), faults=faults),
         SimulatedModel(name="sim-judge", latency=Latency(median=0.0)),
@@ -402,6 +404,9 @@ def test_re_asks_reasoning_skips_and_kept_cut_offs_replay_as_the_per_cell_path(
 
     filled, results = trio.run(runs)
     assert filled.cache["misses"] > ROWS * len(LLM_COLUMNS)  # re-asks were paid and stored
+    # Every row written: a dropped row's other cells may run or not depending on the order of
+    # its cells (see same_provenance), which would make the paths' hits differ.
+    assert filled.num_records_written == ROWS
     hits = {r.cache["hits"] for r in results.values()}
     assert len(hits) == 1
     assert 0 < by_generator["served"] < hits.pop()  # some cells took the per-cell path
@@ -413,8 +418,6 @@ def test_re_asks_reasoning_skips_and_kept_cut_offs_replay_as_the_per_cell_path(
         for file in a:
             if file.startswith("provenance"):
                 same_provenance(tmp_path / name / file, tmp_path / "per-cell" / file)
-            elif file == "failures.jsonl":
-                assert failed_rows(tmp_path / name) == failed_rows(tmp_path / "per-cell")
             elif file not in ("metadata.json", "README.md"):
                 assert a[file] == truth[file], (name, file)
     written = rows_of(results["column-wise"])

@@ -138,3 +138,4 @@ def replay_column(worker: RowGroupWorker, first: Task, budget: int) -> tuple[int
         tracker.unpop(task)
         worker.mark_cache_missed(task)
     return ran, missed[0]
+
