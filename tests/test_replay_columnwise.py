@@ -252,3 +252,23 @@ def test_an_llm_generators_column_wise_replay_is_its_cache_only_pass(
                 assert tally_of(usage) == tally_of(scratch)
 
     trio.run(main, clock=trio.testing.MockClock(rate=0, autojump_threshold=0))
+
+
+def test_a_cached_answers_tally_is_add_answers() -> None:
+    for latency in (0.0, 1e-6, 0.25):
+        built = CellUsage.of_cached_answer("gen", "m", "stop", 3, 4, 1, 2, latency)
+        added = CellUsage()
+        added.add_answer(
+            alias="gen",
+            model="m",
+            finish_reason="stop",
+            input_tokens=3,
+            output_tokens=4,
+            reasoning_tokens=1,
+            cached_input_tokens=2,
+            latency=latency,
+            cost=0.0,
+            cached=True,
+        )
+        assert tally_of(built) == tally_of(added)
+        assert type(built) is CellUsage

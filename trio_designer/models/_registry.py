@@ -499,25 +499,22 @@ class ModelHandle:
         keys = cache_keys(self._key_endpoint, bodies, run_seed, rows, column, seeds)
         found = cache.peek_many(keys)
         latency = (trio.current_time() - start) / len(requests)
-        alias = self.alias
+        alias, cached_tally = self.alias, CellUsage.of_cached_answer
         served: list[tuple[ChatResponse, CellUsage] | bool] = []
         for response in found:
             if type(response) is bool:
                 served.append(response)
                 continue
             usage = response.usage
-            tally = CellUsage()
-            tally.add_answer(
-                alias=alias,
-                model=response.model,
-                finish_reason=response.finish_reason,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                cached_input_tokens=usage.cached_input_tokens,
-                latency=latency,
-                cost=0.0,
-                cached=True,
+            tally = cached_tally(
+                alias,
+                response.model,
+                response.finish_reason,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.reasoning_tokens,
+                usage.cached_input_tokens,
+                latency,
             )
             served.append((response, tally))
         return served
