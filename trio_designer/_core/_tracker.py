@@ -639,11 +639,34 @@ class CompletionTracker:
         ready: list[Task] = []
         for down in self._graph.downstream[column]:
             if self._graph.strategy[down] == "cell":
-                for row in range(self._size):
-                    self._offer_cell(down, row, ready)
+                self._offer_column_cells(down, ready)
             else:
                 self._offer_full_column(down, ready)
         return ready
+
+    def _offer_column_cells(self, column: str, ready: list[Task]) -> None:
+        """:meth:`_offer_cell` of every row of cell column ``column``, in row order, with the
+        look-ups that depend only on the column (its done set, its upstream columns' done
+        sets) made once: the same checks in the same order, the same pushes."""
+        dropped, ready_set = self._dropped, self._ready_set
+        in_flight, deferred, column_done = self._in_flight, self._deferred, self._column_done
+        done, push, graph = self._cell_done[column], self._push, self._graph
+        ups = tuple(
+            (up, None if graph.strategy[up] == "full_column" else self._cell_done[up])
+            for up in graph.upstream[column]
+        )
+        for row in range(self._size):
+            if row in dropped or row in done:
+                continue
+            offer = Task(column, row)
+            if offer in ready_set or offer in in_flight or offer in deferred:
+                continue
+            for up, up_done in ups:
+                if (row not in up_done) if up_done is not None else (up not in column_done):
+                    break
+            else:
+                push(offer)
+                ready.append(offer)
 
     def _clear_pending(self) -> None:
         self._ready_set.clear()
