@@ -229,15 +229,27 @@ class ResponseCache:
         For the batched replay of cached cells (``LLMGenerator.replay_cached``): it uses only
         some of the answers, and counts those (:meth:`count_hits`); the cells it leaves to the
         per-cell path look their answers up again with :meth:`get`, which counts them then."""
-        answers, decode = self._answers, self._decode
+        answers, usages, hit = self._answers, self._usages, _hit_response
         found: list[ChatResponse | bool] = []
         for key in keys:
             value = answers.get(key)
             if value is None:
                 found.append(False)
-            else:
-                response = decode(value)
-                found.append(True if response is None else response)
+                continue
+            # _decode, written out.
+            try:
+                content, reasoning, tin, tout, treason, finish, model = decode_fields(value)
+            except ValueError:
+                found.append(True)
+                continue
+            counts = (tin, tout, treason)
+            usage = usages.get(counts)
+            if usage is None:
+                usage = Usage(input_tokens=tin, output_tokens=tout, reasoning_tokens=treason)
+                if len(usages) >= _USAGE_MEMO:
+                    usages.clear()
+                usages[counts] = usage
+            found.append(hit(content, reasoning, usage, finish, model))
         return found
 
     def count_hits(self, hits: int) -> None:
