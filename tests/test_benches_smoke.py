@@ -150,6 +150,21 @@ def test_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert processes["runs"]["none"][0]["process_user_s"] > 0
 
 
+def test_cache_huge_runs_the_warm_figure_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--huge``: the fill and the warm run only (100,000 records; 40 here)."""
+    small = cache.Params(warm_records=40, warm_only=True)
+    monkeypatch.setitem(cache.PROFILES, "huge", small)
+    assert bench_main(["cache", "--huge", "--results-dir", str(tmp_path), "--no-plots"]) == 0
+    data = json.loads((tmp_path / "cache.json").read_text())
+    assert data["profile"] == "huge"
+    assert data["warm"]["warm"]["requests"] == 0
+    assert data["warm"]["warm"]["cells"] == 40 * cache.CELLS_PER_ROW
+    assert "cold_vs_none" not in data
+    assert "|---" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_seed_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _run(seed_memory, tmp_path, capsys)

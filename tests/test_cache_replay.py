@@ -27,6 +27,7 @@ from test_cache import LLM_COLUMNS, changed_cells, column, deep, rows_of, served
 from trio_designer import PipelineConfig, TrioDesigner
 from trio_designer._engine import _cells, _dispatch, _replay
 from trio_designer._engine._dispatch import INLINE_BATCH
+from trio_designer.generators._base import MISSED
 from trio_designer.simulator import Faults, Latency, SimulatedModel, open_simulator
 
 ROWS = 300
@@ -84,6 +85,22 @@ def metadata(out: Path) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in CLOCK_FIELDS}
 
 
+def watch_prepared(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count what the generators' column-wise path (``CellRunner.prepare_cached``) answers:
+    cells it served, cells it found missing."""
+    counts = {"served": 0, "missed": 0}
+    prepare = _cells.CellRunner.prepare_cached
+
+    def watched(self: Any, buf: Any, column: str, rows: Any) -> dict[int, Any]:
+        found = prepare(self, buf, column, rows)
+        for entry in found.values():
+            counts["missed" if entry is MISSED else "served"] += 1
+        return found
+
+    monkeypatch.setattr(_cells.CellRunner, "prepare_cached", watched)
+    return counts
+
+
 def test_a_warm_run_replayed_column_wise_writes_the_bytes_of_the_per_cell_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,24 +115,34 @@ def test_a_warm_run_replayed_column_wise_writes_the_bytes_of_the_per_cell_path(
         return ran, missed
 
     monkeypatch.setattr(_dispatch, "replay_column", counted)
+    by_generator = watch_prepared(monkeypatch)
     batched = frozen_run(config, tmp_path / "batched", cache)
-    # Column-wise for real: full batches (the inline batch's budget), every LLM cell in one.
+    # Column-wise for real: full batches (the inline batch's budget), every LLM cell in one,
+    # and every cell served by its generator's column-wise path.
     assert max(batches) == INLINE_BATCH
     assert sum(batches) == ROWS * len(LLM_COLUMNS)
+    assert by_generator == {"served": ROWS * len(LLM_COLUMNS), "missed": 0}
+    # The batch without the generators' column-wise path: each cell through agenerate.
+    monkeypatch.setattr(_replay, "COLUMNWISE", False)
+    by_cell = frozen_run(config, tmp_path / "by-cell", cache)
+    assert by_generator["served"] == ROWS * len(LLM_COLUMNS)  # not asked again
     monkeypatch.setattr(_replay, "ENABLED", False)
     per_cell = frozen_run(config, tmp_path / "per-cell", cache)
-    for result in (batched, per_cell):
+    for result in (batched, by_cell, per_cell):
         assert result.status == "complete"
         assert result.cache["hits"] == ROWS * len(LLM_COLUMNS)
         assert result.cache["misses"] == 0
-    a, b = files(tmp_path / "batched"), files(tmp_path / "per-cell")
-    assert a.keys() == b.keys()
-    parquet = [name for name in a if name.endswith(".parquet")]
+        assert result.cache["corrupt"] == 0
+    b = files(tmp_path / "per-cell")
+    parquet = [name for name in b if name.endswith(".parquet")]
     assert len(parquet) == 2 * ROWS // GROUP  # the data, and the provenance sidecar
-    for name in parquet:  # values and provenance (status cached, tokens, cost, latency 0)
-        assert a[name] == b[name], name
-    assert metadata(tmp_path / "batched") == metadata(tmp_path / "per-cell")
-    assert batched.usage == per_cell.usage
+    for other in ("batched", "by-cell"):
+        a = files(tmp_path / other)
+        assert a.keys() == b.keys()
+        for name in parquet:  # values and provenance (status cached, tokens, cost, latency 0)
+            assert a[name] == b[name], (other, name)
+        assert metadata(tmp_path / other) == metadata(tmp_path / "per-cell")
+    assert batched.usage == by_cell.usage == per_cell.usage
     # And the values are the cold run's, the one that paid for them.
     assert rows_of(batched) == rows_of(cold)
     cells = pq.read_table(tmp_path / "batched" / "provenance").to_pylist()
@@ -160,7 +187,12 @@ def test_a_prompt_changed_for_some_rows_re_requests_exactly_those_cells(
                     results[name] = (result, await served(sim.url) - before)
                 return cold, results
 
+    by_generator = watch_prepared(monkeypatch)
     cold, results = trio.run(runs)
+    # Hits and misses inside the generators' column-wise batches (a miss there is a miss:
+    # the cell gets a task of its own without a second cache-only pass).
+    assert by_generator["served"] > 0
+    assert by_generator["missed"] > 0
     (batched, paid), (per_cell, paid_per_cell) = results["batched"], results["per-cell"]
     expected = changed_cells(
         config_for("http://x/v1"), config_for("http://x/v1", edit), cold, batched, set()
@@ -302,11 +334,13 @@ def test_no_replayed_cell_starts_after_early_shutdown(
         current["state"] = worker.state
         return _replay.replay_column(worker, first, budget)
 
-    def watched_cells(self: Any, buf: Any, column: str, rows: Any, statuses: Any) -> bool:
+    def watched_cells(
+        self: Any, buf: Any, column: str, rows: Any, statuses: Any, prepared: Any = None
+    ) -> bool:
         if current["state"].early_shutdown:
             started_late.extend(rows)
         stretches.append(len(rows))
-        return replay_cells(self, buf, column, rows, statuses)
+        return replay_cells(self, buf, column, rows, statuses, prepared)
 
     monkeypatch.setattr(_dispatch, "replay_column", watched_column)
     monkeypatch.setattr(_cells.CellRunner, "replay_cached_cells", watched_cells)
@@ -319,3 +353,75 @@ def test_no_replayed_cell_starts_after_early_shutdown(
     written = rows_of(result)
     assert len(written) < ROWS
     assert all(r == kept[r["_row_id"]] for r in written)
+
+
+def test_re_asks_reasoning_skips_and_kept_cut_offs_replay_as_the_per_cell_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the generators' column-wise path leaves to the per-cell code, mixed into its
+    batches: cached answers that were malformed, empty or cut off (their cells replay their
+    cached re-asks through ``agenerate``), a column with ``skip_when`` (its skipped rows are
+    not asked for), a system prompt, a reasoning side column and a kept cut-off answer (side
+    columns from the column-wise path). The three paths — column-wise, the batch cell by cell,
+    one cell at a time — write the same data byte for byte, count the same hits, and their
+    sidecars agree cell for cell (``same_provenance``: the latency of a hit aside, a real
+    clock's reading)."""
+
+    def edit(data: dict[str, Any]) -> None:
+        trivia = column(data, "trivia")
+        trivia["extract_reasoning"] = True
+        trivia["on_truncated"] = "keep"
+        trivia["inference"] = {"extra_body": {"reasoning": True}}
+        column(data, "conclusion")["skip_when"] = "{{ topic == 'chess' }}"
+        for name in LLM_COLUMNS:  # no row dropped: every path runs every cell (see below)
+            column(data, name)["max_parse_retries"] = 8
+
+    faults = Faults(rate_malformed=0.1, rate_empty=0.04, rate_truncated=0.08)
+    models = [
+        SimulatedModel(name="sim-gen", latency=Latency(median=0.0), faults=faults),
+        SimulatedModel(name="sim-judge", latency=Latency(median=0.0)),
+    ]
+    cache = tmp_path / "cache"
+    paths = [("column-wise", True, True), ("by-cell", True, False), ("per-cell", False, False)]
+    by_generator = watch_prepared(monkeypatch)
+
+    async def runs() -> tuple[Any, dict[str, Any]]:
+        with trio.fail_after(180):
+            async with open_simulator(models) as sim:
+                filled = await TrioDesigner(cache_dir=cache).create(
+                    config_for(sim.url, edit), num_records=ROWS, output_dir=tmp_path / "cold"
+                )
+                results = {}
+                for name, enabled, columnwise in paths:
+                    own = tmp_path / f"cache-{name}"
+                    shutil.copytree(cache, own)
+                    monkeypatch.setattr(_replay, "ENABLED", enabled)
+                    monkeypatch.setattr(_replay, "COLUMNWISE", columnwise)
+                    results[name] = await TrioDesigner(cache_dir=own).create(
+                        config_for(sim.url, edit), num_records=ROWS, output_dir=tmp_path / name
+                    )
+                return filled, results
+
+    filled, results = trio.run(runs)
+    assert filled.cache["misses"] > ROWS * len(LLM_COLUMNS)  # re-asks were paid and stored
+    # Every row written: a dropped row's other cells may run or not depending on the order of
+    # its cells (see same_provenance), which would make the paths' hits differ.
+    assert filled.num_records_written == ROWS
+    hits = {r.cache["hits"] for r in results.values()}
+    assert len(hits) == 1
+    assert 0 < by_generator["served"] < hits.pop()  # some cells took the per-cell path
+    truth = files(tmp_path / "per-cell")
+    for name in ("column-wise", "by-cell"):
+        assert results[name].num_records_written == results["per-cell"].num_records_written
+        a = files(tmp_path / name)
+        assert a.keys() == truth.keys()
+        for file in a:
+            if file.startswith("provenance"):
+                same_provenance(tmp_path / name / file, tmp_path / "per-cell" / file)
+            elif file not in ("metadata.json", "README.md"):
+                assert a[file] == truth[file], (name, file)
+    written = rows_of(results["column-wise"])
+    assert any(r["conclusion"] is None for r in written)  # skipped (chess)
+    assert any(r["trivia__reasoning"] for r in written)
+    assert any(r["trivia__truncated"] for r in written)
+    assert rows_of(filled) == written

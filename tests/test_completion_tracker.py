@@ -278,3 +278,35 @@ def test_error_window_successes_to_trip_is_where_successes_trip_it(
             tripped_at = count
             break
     assert predicted == tripped_at
+
+
+@given(
+    window=st.integers(1, 8),
+    threshold=st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]),
+    outcomes=st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=12),
+    batches=st.lists(st.tuples(st.integers(0, 10), st.integers(0, 6)), max_size=4),
+)
+@settings(max_examples=300, deadline=None)
+def test_error_window_record_successes_is_record_one_by_one(
+    window: int,
+    threshold: float,
+    outcomes: list[tuple[bool, int]],
+    batches: list[tuple[int, int]],
+) -> None:
+    """``record_successes`` (the batched replay's stretches of served cells, in one step)
+    leaves the window, its counts and the gate as ``count`` calls of ``record`` do, whatever
+    the window held before (errors, later or earlier starts, full or not)."""
+    import copy
+
+    bulk = ErrorRateWindow(window, threshold)
+    for error, started in outcomes:
+        bulk.record(error=error, started=float(started))
+    single = copy.deepcopy(bulk)
+    for count, started in batches:
+        tripped = False
+        for _ in range(count):
+            tripped = single.record(error=False, started=float(started))
+        assert bulk.record_successes(count, started=float(started)) == (
+            tripped or single.tripped
+        )
+        assert vars(bulk) == vars(single)

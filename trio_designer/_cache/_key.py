@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import json.scanner
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -48,6 +48,7 @@ __all__ = [
     "CellKey",
     "RawAnswer",
     "cache_key",
+    "cache_keys",
     "decode_answer",
     "decode_fields",
     "encode_answer",
@@ -103,6 +104,33 @@ def cache_key(endpoint: str, body: bytes, cell: CellKey) -> bytes:
     # and column's JSON strings are kept, encoded, from the first key that named them
     # (tests/test_cache_store.py compares the two for any cell).
     return _sha256(b"%b%d,%d%b%d]\n%b" % (opening, run_seed, row, naming, seed, body)).digest()
+
+
+def cache_keys(
+    endpoint: str,
+    bodies: Sequence[bytes],
+    run_seed: int,
+    rows: Sequence[int],
+    column: str,
+    seeds: Sequence[int],
+) -> list[bytes]:
+    """:func:`cache_key` of each request ``bodies[i]`` of cell (``run_seed``, ``rows[i]``,
+    ``column``, ``seeds[i]``), in one loop (the batched replay of a column's cached cells):
+    the same keys, with the line's fixed parts looked up once."""
+    opening, naming = _openings.get(endpoint), _namings.get(column)
+    if opening is None or naming is None or type(run_seed) is not int:
+        return [
+            cache_key(endpoint, body, CellKey(run_seed, row, column, seed))
+            for body, row, seed in zip(bodies, rows, seeds, strict=True)
+        ]
+    head, sha256 = b"%b%d," % (opening, run_seed), _sha256
+    keys: list[bytes] = []
+    for body, row, seed in zip(bodies, rows, seeds, strict=True):
+        if type(row) is int and type(seed) is int:
+            keys.append(sha256(b"%b%d%b%d]\n%b" % (head, row, naming, seed, body)).digest())
+        else:
+            keys.append(cache_key(endpoint, body, CellKey(run_seed, row, column, seed)))
+    return keys
 
 
 def _slow_key(endpoint: str, body: bytes, cell: CellKey) -> bytes:

@@ -93,6 +93,36 @@ class CellUsage:
             self.cached_answer_tokens += input_tokens + output_tokens
         self.alias, self.model, self.finish_reason = alias, model, finish_reason
 
+    @classmethod
+    def of_cached_answer(
+        cls,
+        alias: str,
+        model: str,
+        finish_reason: str | None,
+        input_tokens: int,
+        output_tokens: int,
+        reasoning_tokens: int,
+        cached_input_tokens: int,
+        latency: float,
+    ) -> CellUsage:
+        """A new tally holding one answer served by the response cache: what
+        :meth:`add_answer` (``cost=0.0, cached=True``) makes of a new tally, its fields set
+        directly (the batched replay makes one a cell; ``tests/test_replay_columnwise.py``
+        compares the two)."""
+        tally = _new_usage(cls)
+        tally.requests = 1
+        tally.failed_requests = 0
+        tally.input_tokens = input_tokens
+        tally.output_tokens = output_tokens
+        tally.reasoning_tokens = reasoning_tokens
+        tally.cached_input_tokens = cached_input_tokens
+        tally.latency = 0.0 + latency
+        tally.cost = 0.0
+        tally.answers_cached = 1
+        tally.cached_answer_tokens = input_tokens + output_tokens
+        tally.alias, tally.model, tally.finish_reason = alias, model, finish_reason
+        return tally
+
     def merge(self, other: CellUsage) -> None:
         """Add ``other``'s calls to this tally (a cache-only pass that served the cell, counted
         into a scratch tally so that a pass ending in a miss counts nothing)."""
@@ -132,6 +162,9 @@ class CellUsage:
     def paid_tokens(self) -> int:
         """Input + output tokens of answers the endpoint sent (cache hits left out)."""
         return self.input_tokens + self.output_tokens - self.cached_answer_tokens
+
+
+_new_usage = object.__new__
 
 
 def request_cost(

@@ -86,6 +86,37 @@ class ErrorRateWindow:
             return None
         return self._window - outcomes
 
+    def record_successes(self, count: int, *, started: float) -> bool:
+        """:meth:`record` of ``count`` successes that all started at ``started``, one after
+        the other (the batched replay's served cells), in one step; returns whether the gate
+        is (now) tripped.
+
+        The window after them is the one after ``count`` calls of :meth:`record`: the
+        ``window`` greatest outcomes among those it held and the new ones (what each call
+        keeps: a call that finds the window full puts its outcome in place of the least, or
+        drops it if it is the least). The gate trips as it would in one of those calls: a
+        success adds no error, so only the call that fills the window can trip it, with the
+        errors the window held before (none of them evicted yet); once full, successes only
+        push errors out. ``tests/test_completion_tracker.py`` compares the two."""
+        if count <= 0:
+            return self._tripped
+        outcomes = self._outcomes
+        held, window, total = len(outcomes), self._window, self._total
+        if (
+            held < window <= held + count
+            and self._threshold < 1.0
+            and self._errors >= self._threshold * window
+        ):
+            self._tripped = True
+        self._total = total + count
+        outcomes.extend([(started, order, False) for order in range(total, total + count)])
+        outcomes.sort()
+        excess = len(outcomes) - window
+        if excess > 0:
+            self._errors -= sum(outcome[2] for outcome in outcomes[:excess])
+            del outcomes[:excess]
+        return self._tripped
+
     def record(self, *, error: bool, started: float) -> bool:
         """Record the outcome of a task that started at ``started`` (any clock that orders
         the run's tasks); returns whether the gate is (now) tripped."""

@@ -127,7 +127,20 @@ def _compile(schema: Any, *, root: bool = False) -> FastCheck:
         return _always
     if len(checks) == 1:
         return checks[0]
-    parts = tuple(checks)
+    return _all_of(tuple(checks))
+
+
+def _all_of(parts: tuple[FastCheck, ...]) -> FastCheck:
+    """Every one of ``parts`` (two or more), in order, stopping at the first that fails. Two
+    and three (a type with an enum, an object's type and its properties) are spelled out: an
+    ``all()`` over a generator expression, a frame and a generator a call, was most of a small
+    structured value's check."""
+    if len(parts) == 2:
+        first, second = parts
+        return lambda value: first(value) and second(value)
+    if len(parts) == 3:
+        first, second, third = parts
+        return lambda value: first(value) and second(value) and third(value)
 
     def every(value: Any) -> bool:
         return all(check(value) for check in parts)

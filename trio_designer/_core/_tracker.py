@@ -69,6 +69,11 @@ class Task(NamedTuple):
     row: int | None
 
 
+_Offer = tuple[str, set[int] | None, tuple[tuple[str, set[int] | None], ...]]
+"""A downstream column as :meth:`CompletionTracker.complete_many` offers its cells: its name,
+its done set (``None``: a full-column task), and its upstream columns with theirs."""
+
+
 class TaskGraph(Protocol):
     """What the tracker reads of the execution graph.
 
@@ -386,11 +391,70 @@ class CompletionTracker:
 
     def complete_many(self, tasks: Iterable[Task]) -> list[Task]:
         """:meth:`complete` for each of ``tasks``, in order; returns every task that became
-        ready (the batched replay's completions of one column, in one call)."""
+        ready (the batched replay's completions of one column, in one call).
+
+        A cell task's completion and the offers of its downstream cells are
+        :meth:`complete`'s (:meth:`_after_cell_done`, :meth:`_offer_cell`) written out in one
+        loop, with what depends only on the column — its downstream columns, their strategy,
+        their upstream columns' done sets — looked up once per column rather than per cell.
+        The checks, their order and the pushes are the same, so the tracker ends in the state
+        :meth:`complete` one by one leaves (the state machine,
+        ``property_tests/test_completion_tracker_machine.py``, checks every invariant after
+        it). A full-column task goes through :meth:`complete` itself."""
         ready: list[Task] = []
+        in_flight, dropped = self._in_flight, self._dropped
+        ready_set, deferred, column_done = self._ready_set, self._deferred, self._column_done
+        cell_done, live_done, push = self._cell_done, self._live_done, self._push
+        column: str | None = None
+        done: set[int] = set()
+        offers: list[_Offer] = []
         for task in tasks:
-            ready.extend(self.complete(task))
+            row = task.row
+            if row is None or task not in in_flight:
+                ready.extend(self.complete(task))
+                continue
+            if task.column != column:
+                column = task.column
+                done = cell_done[column]
+                offers = self._offers_after(column)
+            in_flight.remove(task)
+            self._done_tasks += 1
+            done.add(row)
+            live_done[column] += 1
+            for down, down_done, ups in offers:
+                if down_done is None:  # a full-column task downstream
+                    self._offer_full_column(down, ready)
+                    continue
+                if row in dropped or row in down_done:
+                    continue
+                offer = Task(down, row)
+                if offer in ready_set or offer in in_flight or offer in deferred:
+                    continue
+                for up, up_done in ups:
+                    if (row not in up_done) if up_done is not None else (up not in column_done):
+                        break
+                else:
+                    push(offer)
+                    ready.append(offer)
         return ready
+
+    def _offers_after(self, column: str) -> list[_Offer]:
+        """For :meth:`complete_many`: each downstream column of ``column``, with its done set
+        (``None``: a full-column task) and its upstream columns with theirs (``None``: a
+        full-column one, done when in ``_column_done``), in :meth:`_after_cell_done`'s and
+        :meth:`_upstream_ready_for_row`'s order."""
+        graph, cell_done = self._graph, self._cell_done
+        offers: list[_Offer] = []
+        for down in graph.downstream[column]:
+            if graph.strategy[down] != "cell":
+                offers.append((down, None, ()))
+                continue
+            ups = tuple(
+                (up, None if graph.strategy[up] == "full_column" else cell_done[up])
+                for up in graph.upstream[down]
+            )
+            offers.append((down, cell_done[down], ups))
+        return offers
 
     def is_in_flight(self, task: Task) -> bool:
         """Whether ``task`` is in flight (taken and not yet reported back)."""
@@ -575,11 +639,34 @@ class CompletionTracker:
         ready: list[Task] = []
         for down in self._graph.downstream[column]:
             if self._graph.strategy[down] == "cell":
-                for row in range(self._size):
-                    self._offer_cell(down, row, ready)
+                self._offer_column_cells(down, ready)
             else:
                 self._offer_full_column(down, ready)
         return ready
+
+    def _offer_column_cells(self, column: str, ready: list[Task]) -> None:
+        """:meth:`_offer_cell` of every row of cell column ``column``, in row order, with the
+        look-ups that depend only on the column (its done set, its upstream columns' done
+        sets) made once: the same checks in the same order, the same pushes."""
+        dropped, ready_set = self._dropped, self._ready_set
+        in_flight, deferred, column_done = self._in_flight, self._deferred, self._column_done
+        done, push, graph = self._cell_done[column], self._push, self._graph
+        ups = tuple(
+            (up, None if graph.strategy[up] == "full_column" else self._cell_done[up])
+            for up in graph.upstream[column]
+        )
+        for row in range(self._size):
+            if row in dropped or row in done:
+                continue
+            offer = Task(column, row)
+            if offer in ready_set or offer in in_flight or offer in deferred:
+                continue
+            for up, up_done in ups:
+                if (row not in up_done) if up_done is not None else (up not in column_done):
+                    break
+            else:
+                push(offer)
+                ready.append(offer)
 
     def _clear_pending(self) -> None:
         self._ready_set.clear()

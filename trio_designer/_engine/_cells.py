@@ -35,7 +35,14 @@ from .._core._cellusage import CellUsage
 from .._exceptions import GenerationError, NonRetryableGenerationError
 from .._observe import TaskStatus
 from .._plan import ExecutionGraph
-from ..generators._base import CellContext, CellOutput, ColumnContext, ColumnGenerator
+from ..generators._base import (
+    MISSED,
+    CellContext,
+    CellOutput,
+    ColumnContext,
+    ColumnGenerator,
+    Replayed,
+)
 from ..generators._templates import evaluate_condition
 from ..models._cached import CacheMiss, cache_only
 from ..models._cellcalls import recording, start_recording, stop_recording
@@ -232,12 +239,60 @@ class CellRunner:
         coroutine.close()  # it suspended: not replayable synchronously after all
         return None
 
+    def prepare_cached(
+        self, buf: RowGroupBuffer, column: str, rows: Sequence[int]
+    ) -> dict[int, Replayed]:
+        """The column-wise part of the batched replay: ``column``'s generator serves ``rows``
+        from the cache together (``ColumnGenerator.replay_cached``), before any of them is
+        stored. Returns, for the rows it could say something about, the value and tally to
+        store (the cell is served) or ``MISSED`` (the cell's first request is not cached);
+        :meth:`replay_cached_cells` uses these and runs the other rows cell by cell.
+
+        Only rows that are surely not skipped are asked for: none of their upstream cells
+        skipped and, for a column with ``skip_when``, a condition that evaluates false (a
+        condition that raises is left to the per-cell path, which raises it again). Nothing
+        here depends on what the batch stores (a batch is one column's cells, none upstream
+        of another), so deciding before is deciding as the per-cell path would."""
+        generator = self._generators[column]
+        if type(generator).replay_cached is ColumnGenerator.replay_cached:
+            return {}
+        upstream = self._graph.upstream[column]
+        condition = self._graph.configs[column].skip_when
+        skipped, values = buf.skipped, buf.values
+        eligible: list[int] = []
+        for row in rows:
+            if any(row in skipped[up] for up in upstream):
+                continue
+            if condition is not None:
+                try:
+                    if self.is_skipped(buf, column, row):
+                        continue
+                except Exception:
+                    continue
+            eligible.append(row)
+        if not eligible:
+            return {}
+        ancestors = self._ancestors[column]
+        columns = [(c, values[c]) for c in ancestors]
+        start = buf.plan.start
+        results = generator.replay_cached(
+            [{c: cells[row] for c, cells in columns} for row in eligible],
+            [start + row for row in eligible],
+            seed=self._seed,
+            models=self._models,
+        )
+        if results is None:
+            return {}
+        found = zip(eligible, results, strict=True)
+        return {row: result for row, result in found if result is not None}
+
     def replay_cached_cells(
         self,
         buf: RowGroupBuffer,
         column: str,
         rows: Sequence[int],
         statuses: list[TaskStatus],
+        prepared: Mapping[int, Replayed] | None = None,
     ) -> bool:
         """:meth:`run_cached_inline` for ``rows`` of ``column``, one after the other, in one
         call (the batched replay, ``_engine/_replay.py``): each served cell's status is
@@ -253,6 +308,10 @@ class CellRunner:
         the same context (hence the same random draws and cache keys), the same tally and
         store — so the dataset and its provenance are the same; only the per-call set-up
         (the cache-only flag, lookups of the generator and the column's inputs) is done once.
+
+        ``prepared`` (:meth:`prepare_cached`): what the column-wise replay found for some of
+        the rows; such a row is stored from it (a served cell, counted as one cache hit) or
+        is a miss, without running its generator again.
         """
         generator = self._generators[column]
         agenerate = generator.agenerate
@@ -263,9 +322,26 @@ class CellRunner:
         skipped = buf.skipped
         values = buf.values
         start, seed, models = buf.plan.start, self._seed, self._models
+        if prepared is None:
+            prepared = {}
+        hits = 0
         token = cache_only.set(True)
         try:
             for row in rows:
+                ready = prepared.get(row)
+                if ready is not None:
+                    if ready is MISSED:
+                        return False
+                    result, scratch = ready  # type: ignore[misc]  # not MISSED: a pair
+                    hits += 1
+                    earlier = tallies.get((column, row))
+                    if earlier is None:
+                        tallies[column, row] = scratch
+                    else:
+                        earlier.merge(scratch)
+                    _store(buf, column, row, result)
+                    statuses.append("ok")
+                    continue
                 if (condition is not None or any(row in skipped[up] for up in upstream)) and (
                     self.is_skipped(buf, column, row)
                 ):
@@ -303,6 +379,8 @@ class CellRunner:
                 statuses.append("ok")
         finally:
             cache_only.reset(token)
+            if hits and self._cache is not None:
+                self._cache.count_hits(hits)
         return True
 
     def _context(self, buf: RowGroupBuffer, column: str, row: int) -> CellContext:

@@ -15,6 +15,18 @@ and stored value — is exactly the per-cell path's, so the dataset, the provena
 (status ``cached``, tokens, cost, finish reason) and the metadata are byte-identical to it
 (``tests/test_cache_replay.py``).
 
+The generator's part is column-wise too (``CellRunner.prepare_cached``, before the loop): the
+column's generator is asked for every taken row that is surely not skipped at once
+(``ColumnGenerator.replay_cached``; the LLM columns: the prompts rendered in one loop, each
+cell's first draw, the bodies, keys and look-ups, then the parsing, each a loop over the
+rows). It answers, per row, the value and tally the cell's cache-only pass would have
+produced, ``MISSED`` (the first request is not cached: the pass would raise ``CacheMiss``), or
+nothing: then that cell's pass runs as before, through ``agenerate`` (a re-ask, an error, a
+stored value that does not read — whatever is not the plain case is the per-cell code's). It
+computes and counts nothing that outlives it but the answers it hands over: the cells the loop
+then stores from it are counted as cache hits there, one each, as their passes would have
+counted them; the cells the batch does not reach (shutdown) are not counted.
+
 Cells that are not served fall back to the normal path: a miss is put back among the ready
 tasks (``CompletionTracker.unpop``: it never started) and marked, so the dispatcher gives it a
 task of its own that goes straight to the handoff (the first miss of a batch takes the
@@ -54,6 +66,13 @@ ENABLED = True
 (``CellRunner.run_cached_inline``), the path before the batched replay — kept for
 ``tests/test_cache_replay.py``, which compares the two byte for byte."""
 
+COLUMNWISE = True
+"""Whether a batch's cells are first served by their generator together
+(``CellRunner.prepare_cached``, ``ColumnGenerator.replay_cached``: one render loop, one key
+loop, one look-up loop, one parse loop). ``False``: each cell of the batch through its
+generator's ``agenerate`` (``CellRunner.replay_cached_cells`` alone) — kept for
+``tests/test_cache_replay.py``, which compares the three paths byte for byte."""
+
 
 def replay_column(worker: RowGroupWorker, first: Task, budget: int) -> tuple[int, Task | None]:
     """Serve ``first`` — a taken cell of a column the cache may answer — and up to
@@ -74,6 +93,7 @@ def replay_column(worker: RowGroupWorker, first: Task, budget: int) -> tuple[int
         assert task.row is not None
         rows.append(task.row)
     now = trio.current_time()
+    prepared = cells.prepare_cached(buf, column, rows) if COLUMNWISE else None
     tracing = state.trace.enabled
     missed: list[Task] = []
     ran = position = 0
@@ -83,7 +103,7 @@ def replay_column(worker: RowGroupWorker, first: Task, budget: int) -> tuple[int
         statuses: list[TaskStatus] = []
         error: Exception | None = None
         try:
-            cells.replay_cached_cells(buf, column, rows[position:stop], statuses)
+            cells.replay_cached_cells(buf, column, rows[position:stop], statuses, prepared)
         except Exception as exc:
             error = exc
         if statuses:

@@ -299,11 +299,7 @@ class RunState:
         counts = self.counts[column]
         counts.ok += ok
         counts.skipped += skipped
-        record = self.error_window.record
-        tripped = False
-        for _ in range(ok + skipped):
-            tripped = record(error=False, started=started)
-        if tripped:
+        if self.error_window.record_successes(ok + skipped, started=started):
             self._trip()
 
     def successes_to_trip(self) -> int | None:

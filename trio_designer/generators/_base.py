@@ -44,10 +44,12 @@ import _random
 import hashlib
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal, final
 
 import attrs
 import trio
+
+from .._core._cellusage import CellUsage
 
 Strategy = Literal["cell", "full_column"]
 
@@ -70,7 +72,42 @@ def rng_for(seed: int, row: int, column: str) -> random.Random:
     return rng
 
 
+def first_draws(seed: int, rows: Sequence[int], column: str, bits: int) -> list[int]:
+    """``rng_for(seed, row, column).getrandbits(bits)`` for each of ``rows``: the first draw
+    of each cell's generator, in one loop (the batched replay of cached LLM cells: an LLM
+    cell's first draw is its first request's seed).
+
+    One ``Random`` is seeded again for each row: seeding sets the whole state (the 624 words
+    and the position; ``gauss_next`` is not read by ``getrandbits``), so each draw is the one
+    a fresh generator makes (``tests/test_generators_base.py``)."""
+    rng: random.Random = _new_random(random.Random)
+    blank, seed_random, getrandbits = _BLANK_BLAKE2B, _seed_random, rng.getrandbits
+    head, tail = f"{seed}\x00", f"\x00{column}"
+    draws: list[int] = []
+    for row in rows:
+        hasher = blank.copy()
+        hasher.update(f"{head}{row}{tail}".encode())
+        seed_random(rng, int.from_bytes(hasher.digest(), "big"))
+        draws.append(getrandbits(bits))
+    return draws
+
+
 _BLANK_BLAKE2B = hashlib.blake2b(digest_size=8)
+
+
+@final
+class _Missed:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSED"
+
+
+MISSED: Final = _Missed()
+"""A cell of :meth:`ColumnGenerator.replay_cached` whose first request is not cached."""
+
+Replayed = tuple[Any, CellUsage] | _Missed | None
+"""One cell's outcome in :meth:`ColumnGenerator.replay_cached`."""
 _new_random = random.Random.__new__
 _seed_random = _random.Random.seed  # the C seeding that Random.seed ends in
 
@@ -206,6 +243,23 @@ class ColumnGenerator:
         return await trio.to_thread.run_sync(self.generate_column, ctx)
 
     # -- schema ---------------------------------------------------------------------------
+    def replay_cached(
+        self, rows: Sequence[Mapping[str, Any]], indices: Sequence[int], *, seed: int, models: Any
+    ) -> list[Replayed] | None:
+        """The batched replay's entry point (``_engine/_replay.py``): serve many cells of this
+        column from the response cache at once, synchronously. ``None`` (the default): the
+        generator has no such path; each cell is then replayed through :meth:`agenerate`.
+
+        A generator that has one (the LLM columns, ``LLMGenerator.replay_cached``) returns one
+        entry per row (``rows[i]`` is the row's values, ``indices[i]`` its global index): a
+        pair (the value, the cell's tally) exactly as :meth:`agenerate` under the cache-only
+        pass would have returned and counted it, with one cache hit; :data:`MISSED` when the
+        cell's first request is surely not cached (the pass would raise ``CacheMiss``);
+        ``None`` when the cell must take the per-cell path (anything else: a re-ask, an
+        error, a stored value that cannot be read). It counts nothing: the engine counts the
+        hits of the cells it stores."""
+        return None
+
     def extra_columns(self) -> tuple[str, ...]:
         """Names of side columns this generator fills via :class:`CellOutput` (default none)."""
         return ()

@@ -73,6 +73,7 @@ import copy
 import functools
 import json
 import re
+import types
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -89,8 +90,8 @@ from .._exceptions import (
     NonRetryableGenerationError,
 )
 from .._sink._nested import arrow_type_for_schema, value_fits
-from ._base import CellContext, CellOutput, ColumnGenerator
-from ._templates import check_template, render
+from ._base import MISSED, CellContext, CellOutput, ColumnGenerator, Replayed, first_draws
+from ._templates import check_template, render, render_column
 
 if TYPE_CHECKING:
     from ..config import (
@@ -135,6 +136,7 @@ _FENCE = re.compile(
     re.DOTALL | re.MULTILINE,
 )
 _INTEGER_LITERAL = re.compile(r"^[+-]?\d+$")
+_BoundMethod = types.MethodType
 
 
 class ParseFailure(Exception):
@@ -259,6 +261,81 @@ class LLMGenerator(ColumnGenerator):
         # "requests", not "attempts": an attempt is one run of the cell by the engine (the
         # trace's ``attempt``, ``failures.jsonl``'s ``attempts``); these requests are one attempt.
         raise self._no_usable_answer(ctx, handle, requests, problem, reason)
+
+    def replay_cached(
+        self, rows: Sequence[Mapping[str, Any]], indices: Sequence[int], *, seed: int, models: Any
+    ) -> list[Replayed]:
+        """Many cells of the column served from the response cache at once (the batched
+        replay, ``_engine/_replay.py``; see :meth:`ColumnGenerator.replay_cached`).
+
+        The usual warm cell — its first answer cached, not cut off, not filtered, not empty,
+        and it parses — takes :meth:`agenerate`'s path a stage at a time for every row: the
+        prompts rendered in one loop (:func:`render_column`), the messages, the requests'
+        seeds (each cell's first draw, :func:`first_draws`), the bodies, keys and look-ups
+        (``ModelHandle.replay_cached``), then the parsing. Each stage computes what
+        :meth:`agenerate` computes, so the value and tally are its own. Any other cell gets
+        ``None`` (the per-cell path runs it: its re-asks, its error) or ``MISSED``.
+        """
+        count = len(rows)
+        column = self.column
+        try:
+            if models is None:
+                return [None] * count
+            handle = models.model(column.model)
+            if not isinstance(getattr(handle, "replay_cached", None), _BoundMethod):
+                return [None] * count
+            prompts = render_column(column.prompt, rows)
+            system = column.system_prompt
+            systems = render_column(system, rows) if system is not None else None
+            instructions = self._instructions
+            positions: list[int] = []
+            requests: list[list[dict[str, Any]]] = []
+            for position, prompt in enumerate(prompts):
+                if prompt is None:
+                    continue
+                if instructions:
+                    prompt = f"{prompt}\n\n{instructions}"
+                if systems is None:
+                    requests.append([{"role": "user", "content": prompt}])
+                else:
+                    text = systems[position]
+                    if text is None:
+                        continue
+                    requests.append(
+                        [{"role": "system", "content": text}, {"role": "user", "content": prompt}]
+                    )
+                positions.append(position)
+            cells = [indices[p] for p in positions]
+            seeds = first_draws(seed, cells, column.name, 31)
+            found = handle.replay_cached(
+                requests,
+                seeds,
+                cells,
+                response_format=self._response_format,
+                inference=column.inference,
+                run_seed=seed,
+                column=column.name,
+            )
+        except Exception:  # the per-cell path meets it again, and says what it is
+            return [None] * count
+        results: list[Replayed] = [None] * count
+        parse, output = self.parse, self._output
+        for position, entry in zip(positions, found, strict=True):
+            if entry is False:
+                results[position] = MISSED
+                continue
+            if entry is True:
+                continue
+            response, tally = entry
+            finish = response.finish_reason
+            if finish == "content_filter" or finish == "length" or not response.content.strip():
+                continue
+            try:
+                value = parse(response)
+            except Exception:  # a re-ask, or the cell's error: the per-cell path
+                continue
+            results[position] = (output(value, response), tally)
+        return results
 
     # -- helpers -------------------------------------------------------------------------------
 

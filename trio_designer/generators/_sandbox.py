@@ -133,6 +133,20 @@ class rendering:
         _budget.reset(self._token)
 
 
+class one_budget:
+    """One :class:`RenderBudget` for a loop of renders (:func:`~._templates.render_column`),
+    whose caller resets its counts to zero before each render: each render is held to the
+    same limits as one inside :class:`rendering`, without a context variable set per render."""
+
+    def __enter__(self) -> RenderBudget:
+        budget = RenderBudget()
+        self._token = _budget.set(budget)
+        return budget
+
+    def __exit__(self, *exc: object) -> None:
+        _budget.reset(self._token)
+
+
 def _size(value: Any) -> int | None:
     return len(value) if isinstance(value, str | bytes | list | tuple) else None
 

@@ -36,17 +36,17 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import new_context
+from jinja2.runtime import Context, new_context
 
 from trio_designer._exceptions import ConfigError, NonRetryableGenerationError
 from trio_designer.config._templates import template_facts
 
-from ._sandbox import MAX_OUTPUT_CHARS, BoundedSandbox, RenderLimitExceeded, rendering
+from ._sandbox import MAX_OUTPUT_CHARS, BoundedSandbox, RenderLimitExceeded, one_budget, rendering
 
 __all__ = [
     "FALSY_RENDERINGS",
@@ -56,6 +56,7 @@ __all__ = [
     "evaluate_condition",
     "precompile",
     "render",
+    "render_column",
 ]
 
 _ENVIRONMENT = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -161,6 +162,42 @@ def render(
             return _bounded_output(compiled.root_render_func(context))
     except Exception as exc:
         raise _render_error(exc, column=column, field=field, row_index=row_index) from exc
+
+
+def render_column(template: str, rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """:func:`render` of ``template`` for each of ``rows``, in one loop: the rendered texts,
+    ``None`` for a row whose render raised (its caller renders that row again with
+    :func:`render`, which raises the error naming the column, field and row).
+
+    For the batched replay of cached cells (``LLMGenerator.replay_cached``). Each row's text is
+    :func:`render`'s: the same compiled template, the same globals under the row's values, a
+    fresh render budget (the same limits, counted from zero). What a row does not pay again:
+    the compiled template's look-up, the budget's context variable (set once, its counts
+    reset), and, for a template without blocks, Jinja's ``Context``: one is reused, given the
+    row's values and empty template variables (``{% set %}``) for each row, and dropped after
+    a row whose render raised (a render stopped half-way may leave it changed).
+    """
+    compiled, globals_ = _compiled_with_globals(template)
+    environment, name, blocks = compiled.environment, compiled.name, compiled.blocks
+    root = compiled.root_render_func
+    texts: list[str | None] = []
+    context: Context | None = None
+    with one_budget() as budget:
+        for row in rows:
+            budget.work = budget.steps = 0
+            try:
+                parent = {**globals_, **row}
+                if context is None or blocks:
+                    context = new_context(environment, name, blocks, parent, True)
+                else:
+                    context.parent = parent
+                    context.vars = {}
+                    context.exported_vars = set()
+                texts.append(_bounded_output(root(context)))
+            except Exception:
+                context = None
+                texts.append(None)
+    return texts
 
 
 def _bounded_output(chunks: Any) -> str:

@@ -214,12 +214,54 @@ class ResponseCache:
         value = self._answers.get(key)
         if value is None:
             return None
-        try:
-            content, reasoning, tin, tout, treason, finish, model = decode_fields(value)
-        except ValueError:
+        response = self._decode(value)
+        if response is None:
             self._corrupt += 1
             return None
         self._hits += 1
+        return response
+
+    def peek_many(self, keys: Sequence[bytes]) -> list[ChatResponse | bool]:
+        """:meth:`get` of each of ``keys``, in one loop, **counting nothing**: the answer,
+        ``False`` when the key is not among the loaded answers (a sure miss), ``True`` when
+        it is but its stored value cannot be read (:meth:`get` would count it ``corrupt``).
+
+        For the batched replay of cached cells (``LLMGenerator.replay_cached``): it uses only
+        some of the answers, and counts those (:meth:`count_hits`); the cells it leaves to the
+        per-cell path look their answers up again with :meth:`get`, which counts them then."""
+        answers, usages, hit = self._answers, self._usages, _hit_response
+        found: list[ChatResponse | bool] = []
+        for key in keys:
+            value = answers.get(key)
+            if value is None:
+                found.append(False)
+                continue
+            # _decode, written out.
+            try:
+                content, reasoning, tin, tout, treason, finish, model = decode_fields(value)
+            except ValueError:
+                found.append(True)
+                continue
+            counts = (tin, tout, treason)
+            usage = usages.get(counts)
+            if usage is None:
+                usage = Usage(input_tokens=tin, output_tokens=tout, reasoning_tokens=treason)
+                if len(usages) >= _USAGE_MEMO:
+                    usages.clear()
+                usages[counts] = usage
+            found.append(hit(content, reasoning, usage, finish, model))
+        return found
+
+    def count_hits(self, hits: int) -> None:
+        """Count ``hits`` answers served that :meth:`peek_many` looked up."""
+        self._hits += hits
+
+    def _decode(self, value: bytes) -> ChatResponse | None:
+        """The stored answer ``value`` as a hit's response, ``None`` if it cannot be read."""
+        try:
+            content, reasoning, tin, tout, treason, finish, model = decode_fields(value)
+        except ValueError:
+            return None
         counts = (tin, tout, treason)
         usage = self._usages.get(counts)
         if usage is None:

@@ -56,8 +56,9 @@ except ImportError:  # pragma: no cover - a trio that moved it
     from trio.testing import wait_all_tasks_blocked
 
 from .._cache import CellKey, cache_key
+from .._cache._key import cache_keys
 from .._core._budget import EndpointBudget, TokenEstimator
-from .._core._cellusage import request_cost
+from .._core._cellusage import CellUsage, request_cost
 from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 from .._core._suggest import did_you_mean
 from .._exceptions import ConfigError, GenerationError, ModelRateLimitedError, ModelServerError
@@ -448,6 +449,75 @@ class ModelHandle:
             return params, body, None, None
         key = cache_key(self._key_endpoint, body, cell)
         return params, body, key, cache.get(key)
+
+    def replay_cached(
+        self,
+        requests: Sequence[Sequence[Mapping[str, Any]]],
+        seeds: Sequence[int],
+        rows: Sequence[int],
+        *,
+        response_format: Mapping[str, Any] | None,
+        inference: InferenceParams | None,
+        run_seed: int,
+        column: str,
+    ) -> list[tuple[ChatResponse, CellUsage] | bool]:
+        """The cached answers of many cells' first requests, looked up together: the batched
+        replay of an LLM column's cached cells (``LLMGenerator.replay_cached``).
+
+        Request ``i`` is the messages ``requests[i]`` with the seed ``seeds[i]``, of cell
+        (``run_seed``, ``rows[i]``, ``column``): what :meth:`chat` would be called with. Its
+        entry is the answer :meth:`chat` would return from the cache, with the cell's tally
+        as :meth:`chat` would fill it (one cached answer, no cost); ``False`` when the answer
+        is surely not cached; ``True`` when it cannot be said here (a stored value that does
+        not read, a request that cannot be encoded: the per-cell path decides, and counts).
+        The bodies, keys and look-ups are :meth:`_lookup`'s, each stage one loop over the
+        requests. **Nothing is counted** (hits: the caller, for the cells it stores, with
+        ``ResponseCache.count_hits``). A request's latency is its share of the look-up's time
+        (every stage here is done for all the requests together)."""
+        cache = self._cache
+        if cache is None or not requests:
+            return [True] * len(requests)
+        start = trio.current_time()
+        known = self._templates.get((id(inference), id(response_format)))
+        if known is None or known[0] is not inference or known[1] is not response_format:
+            known = self._template(inference, response_format)
+        params, template = known[2], known[3]
+        bodies: list[bytes] = []
+        for messages, seed in zip(requests, seeds, strict=True):
+            body = None if template is None else template.body(messages, seed)
+            if body is None:
+                body = self._bodies.encode(
+                    self._config.model,
+                    messages,
+                    params.temperature,
+                    params.top_p,
+                    params.max_tokens,
+                    response_format,
+                    _with_seed(params.extra_body, seed if self._config.send_seed else None),
+                )
+            bodies.append(body)
+        keys = cache_keys(self._key_endpoint, bodies, run_seed, rows, column, seeds)
+        found = cache.peek_many(keys)
+        latency = (trio.current_time() - start) / len(requests)
+        alias, cached_tally = self.alias, CellUsage.of_cached_answer
+        served: list[tuple[ChatResponse, CellUsage] | bool] = []
+        for response in found:
+            if type(response) is bool:
+                served.append(response)
+                continue
+            usage = response.usage
+            tally = cached_tally(
+                alias,
+                response.model,
+                response.finish_reason,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.reasoning_tokens,
+                usage.cached_input_tokens,
+                latency,
+            )
+            served.append((response, tally))
+        return served
 
     def _template(
         self, inference: InferenceParams | None, response_format: Mapping[str, Any] | None
