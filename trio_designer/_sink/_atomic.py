@@ -39,9 +39,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, TypeAlias
 
+import attrs
+
 from ._layout import tmp_file_name
 
 __all__ = [
+    "Background",
     "Content",
     "Stage",
     "fsync_directory",
@@ -49,8 +52,19 @@ __all__ = [
     "write_atomically_together",
 ]
 
-Content: TypeAlias = bytes | Callable[[BinaryIO], object]
-"""What :func:`write_atomically` writes: the bytes, or a function writing into the open file."""
+@attrs.frozen
+class Background:
+    """A content of :func:`write_atomically_together` that is written in an fsync thread,
+    beside the caller's next work: ``write`` fills the open file, in whatever thread (it must
+    not need the caller's, e.g. for ``trio.from_thread``), and the thread then fsyncs it."""
+
+    write: Callable[[BinaryIO], object]
+
+
+Content: TypeAlias = bytes | Callable[[BinaryIO], object] | Background
+"""What :func:`write_atomically_together` writes: the bytes, a function writing into the open
+file (in the calling thread), or a :class:`Background` one. :func:`write_atomically` takes the
+first two."""
 
 
 def write_atomically(
@@ -110,7 +124,10 @@ def write_atomically_together(
     In order: stage by stage, the stage's files (a function stage is called first, to make
     them) are written into their tmp files (in ``tmp_dir``) and their fsyncs started in the
     fsync threads — so the CPU of making a later stage (the end of a run: the final record and
-    the dataset card) runs while the earlier stages' fsyncs wait for the disk. Then, with
+    the dataset card) runs while the earlier stages' fsyncs wait for the disk. A
+    :class:`Background` content is written by an fsync thread (which then fsyncs it), beside
+    the making of the next stage (the end of a run: the two parquet files, which pyarrow
+    serialises without holding the GIL, ``_parquet._default_parquet_writer``). Then, with
     ``before_replace``: every fsync is waited for and ``before_replace`` is called (if it
     raises, nothing was replaced and every tmp file is gone). Then, stage by stage: the
     stage's own fsyncs are waited for, its files renamed into place and their directories
@@ -141,6 +158,9 @@ def write_atomically_together(
             for _, content, tmp_path in files:
                 out: BinaryIO = tmp_path.open("xb")
                 opened.append(out)
+                if isinstance(content, Background):  # beside this thread's next work
+                    started.append(pool.submit(_write_and_fsync, out, content.write))
+                    continue
                 if isinstance(content, bytes):
                     out.write(content)
                 else:
@@ -207,6 +227,14 @@ def _fsync_all(descriptors: Sequence[int]) -> None:
 
 def _fsync(fd: int) -> None:
     os.fsync(fd)  # looked up at each call (tests observe os.fsync)
+
+
+def _write_and_fsync(out: BinaryIO, content: Callable[[BinaryIO], object]) -> None:
+    """A content function's file, made and fsynced in an fsync thread: ``content`` writes
+    ``out``, which is flushed and fsynced (``out`` stays open; the caller closes it)."""
+    content(out)
+    out.flush()
+    _fsync(out.fileno())
 
 
 def _fsync_directories(paths: Iterable[Path]) -> None:

@@ -42,6 +42,7 @@ import yaml
 
 from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError, TrioDesignerError
 from ._atomic import (
+    Background,
     Content,
     Stage,
     fsync_directory,
@@ -78,8 +79,23 @@ those of a run that ended without an error (``create()`` returns)."""
 _logger = logging.getLogger("trio_designer")
 
 
+_IN_MEMORY_BYTES: Final = 8 << 20
+"""Tables up to this size (``Table.nbytes``) are serialised into memory, then written to the
+file in one call; larger ones are streamed into the file."""
+
+
 def _default_parquet_writer(table: pa.Table, file: BinaryIO) -> None:
-    pq.write_table(table, file)
+    """``pq.write_table(table, file)``. A small table is serialised into an Arrow buffer
+    first (the same bytes): pyarrow then writes without taking the GIL for each of its writes
+    into a Python file, so the end of a run's two parquet files are made in the fsync threads
+    while the worker thread builds the record and the card (``_atomic.write_atomically_
+    together``) instead of queueing for the GIL it holds."""
+    if table.nbytes > _IN_MEMORY_BYTES:
+        pq.write_table(table, file)
+        return
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    file.write(memoryview(buffer.getvalue()))
 
 
 @final
@@ -300,11 +316,17 @@ class ParquetSink(SinkBase):
     def _group_files(
         self, entry: RowGroupEntry, table: pa.Table, cells: pa.Table | None
     ) -> list[tuple[Path, Content]]:
+        # The default serialisation runs in an fsync thread, beside the next work of this
+        # one (the end of a run: the record and the card); a caller's writer runs here.
         files: list[tuple[Path, Content]] = []
         if entry.cells is not None and cells is not None:
-            files.append((self._root / entry.cells, partial(_default_parquet_writer, cells)))
+            files.append(
+                (self._root / entry.cells, Background(partial(_default_parquet_writer, cells)))
+            )
         if entry.file is not None:
-            files.append((self._root / entry.file, partial(self._write_parquet, table)))
+            write = partial(self._write_parquet, table)
+            data = Background(write) if self._write_parquet is _default_parquet_writer else write
+            files.append((self._root / entry.file, data))
         return files
 
     async def _publish_later(
