@@ -38,7 +38,7 @@ from trio_designer._sink import (
     row_group_file,
     write_atomically,
 )
-from trio_designer._sink._atomic import Content, write_atomically_together
+from trio_designer._sink._atomic import Background, Content, write_atomically_together
 
 FINGERPRINT = "sha256:" + "a" * 64
 OTHER_FINGERPRINT = "sha256:" + "b" * 64
@@ -1221,6 +1221,44 @@ def test_write_atomically_together_replaces_nothing_when_it_gives_up(tmp_path: P
         )
     assert (tmp_path / "old").read_bytes() == b"old"
     assert listdir(tmp_path) == [".tmp", "old"]
+    assert listdir(tmp_path / ".tmp") == []
+
+
+def test_a_background_content_is_written_beside_the_next_stage(tmp_path: Path) -> None:
+    """A ``Background`` content is written by an fsync thread while the caller makes the next
+    stage (it waits here for the function stage to have started: written inline, it would
+    time out), and is durable before its rename like any file; one that raises leaves
+    nothing replaced and no tmp file."""
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / "old").write_bytes(b"old")
+    making = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def beside(stream: BinaryIO) -> None:
+        threads.append(threading.current_thread())
+        assert making.wait(BIG)
+        stream.write(b"data")
+
+    def record() -> list[tuple[Path, Content]]:
+        making.set()
+        return [(tmp_path / "record.json", b"r")]
+
+    write_atomically_together(
+        [[(tmp_path / "data.parquet", Background(beside))], record], tmp_dir=tmp_path / ".tmp"
+    )
+    assert threads != [threading.current_thread()]
+    assert (tmp_path / "data.parquet").read_bytes() == b"data"
+    assert (tmp_path / "record.json").read_bytes() == b"r"
+
+    def broken(stream: BinaryIO) -> None:
+        stream.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomically_together(
+            [[(tmp_path / "old", Background(broken))], record], tmp_dir=tmp_path / ".tmp"
+        )
+    assert (tmp_path / "old").read_bytes() == b"old"
     assert listdir(tmp_path / ".tmp") == []
 
 
