@@ -118,6 +118,7 @@ def write_atomically_together(
     *,
     tmp_dir: Path,
     before_replace: Callable[[], object] | None = None,
+    commit_early: bool = False,
 ) -> None:
     """Replace several files durably, stage after stage, with concurrent fsyncs.
 
@@ -135,19 +136,31 @@ def write_atomically_together(
     only once its content is durable, stage ``k + 1``'s first rename happens once stage
     ``k`` is durable (content and renames), and when the call returns, everything is.
 
+    With ``commit_early`` (and no ``before_replace``), every stage but the last is committed
+    — its fsyncs waited for, its files renamed, their directories fsynced — by a commit
+    thread as soon as its content is durable (and the stage before it is committed), while
+    this thread makes the later stages: the end of a run renames the row group's files and
+    fsyncs their folders while it builds the record and the card, so that only the record's
+    own round is left after them. The order on disk is the same; what changes is that a
+    later stage that fails to be made (its function raises) leaves the earlier stages in
+    place, durable (for the parquet sink: row group files without an entry, which the next
+    ``open`` deletes, as after a crash).
+
     Raises:
       OSError: the disk failed. Files of the stages before the failing one are in place and
         durable; the failing stage's files may be in place (not durable); later stages are
         untouched. Every tmp file is removed.
       Whatever a content function, a function stage or ``before_replace`` raise, with
-      nothing replaced.
+      nothing replaced (with ``commit_early``: nothing of that stage and the later ones).
     """
     made: list[list[tuple[Path, Content, Path]]] = []
     opened: list[BinaryIO] = []
     syncs: list[list[Future[None]]] = []
+    commits: list[Future[None]] = []  # commit_early: stage k's commit (k < len(commits))
+    early = commit_early and before_replace is None
     pool = _fsync_pool()
     try:
-        for stage in stages:
+        for index, stage in enumerate(stages):
             files = [
                 (path, content, tmp_dir / tmp_file_name(path.name))
                 for path, content in (stage() if callable(stage) else stage)
@@ -167,16 +180,22 @@ def write_atomically_together(
                     content(out)
                 out.flush()
                 started.append(pool.submit(_fsync, out.fileno()))
+            if early and index < len(stages) - 1:
+                after = commits[-1] if commits else None
+                commits.append(_commit_pool().submit(_commit, files, started, after))
         if before_replace is not None:
             _wait([future for started in syncs for future in started])
             before_replace()
-        for files, started in zip(made, syncs, strict=True):
-            _wait(started)
-            for path, _, tmp_path in files:
-                os.replace(tmp_path, path)
-            _fsync_directories({path.parent for path, _, _ in files})
+        for index, (files, started) in enumerate(zip(made, syncs, strict=True)):
+            if index < len(commits):
+                commits[index].result()  # committed by the commit thread (or its error)
+            else:
+                _commit(files, started, None)
     finally:
-        # A file is closed only once no thread fsyncs it any more.
+        # The commit threads and the fsync threads are done with the files first; a file is
+        # closed only once no thread fsyncs it any more.
+        for commit in commits:
+            commit.exception()
         for started in syncs:
             for future in started:
                 future.exception()
@@ -185,6 +204,22 @@ def write_atomically_together(
         for files in made:
             for _, _, tmp_path in files:
                 tmp_path.unlink(missing_ok=True)
+
+
+def _commit(
+    files: Sequence[tuple[Path, Content, Path]],
+    started: Sequence[Future[None]],
+    after: Future[None] | None,
+) -> None:
+    """Commit one stage of :func:`write_atomically_together`: once the stage before it is
+    (``after``) and its own fsyncs are done, rename its files into place and fsync their
+    directories."""
+    if after is not None:
+        after.result()
+    _wait(started)
+    for path, _, tmp_path in files:
+        os.replace(tmp_path, path)
+    _fsync_directories({path.parent for path, _, _ in files})
 
 
 def _wait(futures: Sequence[Future[None]]) -> None:
@@ -208,6 +243,22 @@ def _fsync_pool() -> ThreadPoolExecutor:
             pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="trio-designer-fsync")
             _pool = (os.getpid(), pool)
         return _pool[1]
+
+
+_commit_lock = threading.Lock()
+_commit_threads: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _commit_pool() -> ThreadPoolExecutor:
+    """The process's commit threads (``commit_early``), apart from the fsync threads whose
+    work they wait for (so a commit never waits for a job queued behind it). A commit only
+    waits for commits submitted before it, which the queue starts first."""
+    global _commit_threads
+    with _commit_lock:
+        if _commit_threads is None or _commit_threads[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="trio-designer-commit")
+            _commit_threads = (os.getpid(), pool)
+        return _commit_threads[1]
 
 
 def _fsync_all(descriptors: Sequence[int]) -> None:

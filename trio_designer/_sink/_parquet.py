@@ -345,8 +345,10 @@ class ParquetSink(SinkBase):
         ``card``, the dataset card beside it: one worker-thread hop, three rounds of fsyncs.
 
         The record and the card are made (the card's profile of these row groups, its text,
-        the record's JSON) while the row groups' files are being fsynced: they form the
-        second stage, a function stage of ``write_atomically_together``."""
+        the record's JSON) while the row groups' files are serialised (``Background``),
+        fsynced, renamed and their folders fsynced (``commit_early``): they form the second
+        stage, a function stage of ``write_atomically_together``, whose own round is the only
+        one left after them."""
         stored: list[tuple[Path, Content]] = []
         observed: list[tuple[int, pa.Table | None, pa.Table | None]] = []
         for row_group, (entry, table, cells) in sorted(deferred.items()):
@@ -369,7 +371,9 @@ class ParquetSink(SinkBase):
 
         stages: list[Stage] = [stored] if stored else []
         try:
-            write_atomically_together([*stages, record_and_card], tmp_dir=self._root / TMP_DIR)
+            write_atomically_together(
+                [*stages, record_and_card], tmp_dir=self._root / TMP_DIR, commit_early=True
+            )
         except OSError as exc:
             if text[0] is None:
                 raise
@@ -448,7 +452,7 @@ class ParquetSink(SinkBase):
         write_atomically(self._root / METADATA_FILE, data, tmp_dir=self._root / TMP_DIR)
 
     async def _finish(self) -> None:
-        await self._run_sync(shutil.rmtree, self._root / TMP_DIR, True)
+        await self._run_sync(_remove_tmp_dir, self._root / TMP_DIR)
 
     async def _persist_final(self, meta: RunMetadata) -> None:
         deferred = dict(self._deferred)
@@ -456,7 +460,7 @@ class ParquetSink(SinkBase):
 
         def final_sync() -> None:  # one thread hop for everything at the end of every run
             self._store_sync(meta, deferred, card=card)
-            shutil.rmtree(self._root / TMP_DIR, ignore_errors=True)
+            _remove_tmp_dir(self._root / TMP_DIR)
 
         await self._run_sync(final_sync)
         for row_group in deferred:
@@ -473,6 +477,15 @@ class ParquetSink(SinkBase):
             raise
         except (OSError, pa.ArrowException) as exc:
             raise SinkError(f"writing to {self._where()} failed: {exc}; {_remedy(exc)}") from exc
+
+
+def _remove_tmp_dir(path: Path) -> None:
+    """Remove ``.tmp/``: one ``rmdir`` when it is empty (every write removes its tmp files),
+    else the whole tree; a missing folder is fine."""
+    try:
+        path.rmdir()
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _file_in_the_way(root: Path) -> Path | None:
