@@ -268,3 +268,22 @@ def _fields(meta: object) -> dict[str, object]:
     import attrs
 
     return attrs.asdict(meta, recurse=False)  # type: ignore[arg-type]
+
+
+def test_a_long_text_is_shortened_from_its_prefix_as_from_the_whole() -> None:
+    """``_short`` normalises a long text from a prefix: the same result as from the whole
+    text, whatever the whitespace around the cut."""
+    import random
+
+    from trio_designer._sink._card import _SHOWN_CHARS, _short
+
+    def whole(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+    rng = random.Random(7)
+    pieces = ["a", "bb", "word", " ", "  ", "\n", "\t", "é", "x" * 50, " " * 120]
+    texts = ["", "short", " " * 500 + "tail", "y" * 400, "z " * 200]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 120))) for _ in range(500)]
+    for text in texts:
+        assert _short(text) == whole(text), repr(text)

@@ -229,8 +229,9 @@ def _as_recorded(stats: Mapping[str, _Stats], schema: pa.Schema | None) -> dict[
     recorded = {
         name: str(kind) for field in schema for name, kind in _type_leaves(field.name, field.type)
     }
-    return {
-        name: attrs.evolve(entry, type=recorded.get(name, entry.type))
+    return {  # shared when the type is the same: the result is only read
+        name: entry if (kind := recorded.get(name, entry.type)) == entry.type
+        else attrs.evolve(entry, type=kind)
         for name, entry in stats.items()
     }
 
@@ -594,8 +595,21 @@ def _num(value: Any) -> str:
 
 
 def _short(text: str) -> str:
+    """``text`` with its whitespace runs made single spaces, cut to :data:`_SHOWN_CHARS`.
+
+    A long text is normalised from a prefix: the normalised prefix is a prefix of the
+    normalised text (only its last word may be cut short), so once it is longer than the cut
+    it gives the same result (a card lists up to :data:`TOP_K` values of each column, long
+    LLM answers among them, at the end of every run)."""
+    if len(text) > _PREFIX_CHARS:
+        head = " ".join(text[:_PREFIX_CHARS].split())
+        if len(head) > _SHOWN_CHARS:
+            return head[: _SHOWN_CHARS - 1] + "…"
     text = " ".join(text.split())
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
+_PREFIX_CHARS: Final = 4 * _SHOWN_CHARS
 
 
 def _cell(text: str) -> str:
