@@ -65,3 +65,25 @@ def test_the_record_encoder_reuses_members_only_while_they_are_the_same_object()
     assert encoder.encode(basis) == _old_bytes(basis)
     odd = attrs.evolve(basis, config={"x": float("nan"), "t": (1, 2)})  # null, a list
     assert encoder.encode(odd) == _old_bytes(odd)
+
+
+def test_json_value_copies_as_its_path_spelling_version_and_says_where_it_fails() -> None:
+    """``json_value`` copies without formatting each value's path (the summary at the end of
+    every run); the copy is the path-spelling version's, and a refused value or key still
+    gets its path in the message."""
+    import datetime as dt
+    import math
+
+    from trio_designer._sink._metadata import _json_value, json_value
+
+    value = {
+        "a": (1, 2.5, math.nan, -math.inf, True, None),
+        3: [dt.date(2020, 1, 2), dt.datetime(2020, 1, 2, 3, 4, tzinfo=dt.UTC)],
+        "nested": {"b": {"c": [{"d": "é"}]}, "e": ()},
+    }
+    assert json_value(value, "summary") == _json_value(value, "summary")
+    assert json.dumps(json_value(value, "summary")) == json.dumps(_json_value(value, "summary"))
+    with pytest.raises(TypeError, match=r"^summary\['nested'\]\['b'\]\[1\]: a object cannot"):
+        json_value({"nested": {"b": [1, object()]}}, "summary")
+    with pytest.raises(TypeError, match=r"^summary\['k'\]: the key True is not a string"):
+        json_value({"k": {True: 1}}, "summary")

@@ -293,6 +293,43 @@ def json_value(value: Any, where: str) -> Any:
     Raises:
       TypeError: a value of another type; the message gives its path (``summary['x'][2]``).
     """
+    try:
+        return _json_copy(value)
+    except _NotJson:  # again, spelling out each value's path, to say where
+        return _json_value(value, where)
+
+
+class _NotJson(Exception):
+    """A value or key :func:`json_value` refuses (found by :func:`_json_copy`)."""
+
+
+def _json_copy(value: Any) -> Any:
+    """:func:`json_value` without the paths of the values (each one an f-string, most of its
+    cost; the run summary is converted at the end of every run, on the way to ``create()``
+    returning): the same copy, or ``_NotJson``."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {
+            key if isinstance(key, str) else _json_copy_key(key): _json_copy(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_json_copy(item) for item in value]
+    if isinstance(value, dt.date):  # datetime is a date too
+        return value.isoformat()
+    raise _NotJson
+
+
+def _json_copy_key(key: Any) -> str:
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key)
+    raise _NotJson
+
+
+def _json_value(value: Any, where: str) -> Any:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
@@ -300,9 +337,9 @@ def json_value(value: Any, where: str) -> Any:
     if isinstance(value, dt.date):  # datetime is a date too
         return value.isoformat()
     if isinstance(value, Mapping):
-        return {_json_key(k, where): json_value(v, f"{where}[{k!r}]") for k, v in value.items()}
+        return {_json_key(k, where): _json_value(v, f"{where}[{k!r}]") for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
     raise TypeError(
         f"{where}: a {type(value).__name__} cannot be stored in {METADATA_FILE}; use JSON types "
         f"(dict, list, str, int, float, bool, None)."
