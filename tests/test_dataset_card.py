@@ -201,3 +201,89 @@ def test_a_directory_without_a_run_is_a_sink_error(tmp_path: Path) -> None:
 
     with pytest.raises(SinkError, match=r"has no metadata\.json"):
         dataset_card(tmp_path)
+
+
+def test_small_columns_profiled_in_python_match_the_compute_kernels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """String and boolean columns of up to ``_IN_PYTHON`` values are profiled from their Python
+    values (the end of a run's card, ``_Stats.add_values``): the same card as from the compute
+    kernels, with nulls, non-ASCII text (lengths in characters), ties, and a column that goes
+    past ``CATEGORICAL_MAX`` only in its second row group."""
+    from trio_designer._sink import _card
+
+    rows = CATEGORICAL_MAX + 2
+    table = pa.table(
+        {
+            "text": [f"line {i} é ☕" if i % 7 else None for i in range(rows)],
+            "late": [f"v{i}" for i in range(rows)],  # categorical in its first row group only
+            "cat": ["ü", "b", None, "b"] * (rows // 4) + ["ü"] * (rows % 4),
+            "flag": [True, None, False] * (rows // 3) + [False] * (rows % 3),
+            "empty": pa.nulls(rows, pa.string()),
+            "big": pa.array(["", "long text " * 30] * (rows // 2), pa.large_string()),
+        }
+    )
+    out = _written(tmp_path, table)
+    in_python = dataset_card(out)
+    monkeypatch.setattr(_card, "_IN_PYTHON", -1)  # every column through the compute kernels
+    assert dataset_card(out) == in_python
+    assert "length (characters): min 10 · mean 10.9 · max 12" in _profile_row(in_python, "text")
+    assert "length (characters)" in _profile_row(in_python, "late")
+
+
+def test_an_unpriced_draft_skips_the_sums_but_not_for_another_config(tmp_path: Path) -> None:
+    """Prepared with a config whose models have no price, the draft skips the provenance sums
+    (the card shows no cost); rendered with another config, which may have prices, it gives
+    up (``None``: the sink builds the card from the directory)."""
+    from trio_designer._sink._card import CardDraft
+    from trio_designer._sink._metadata import RowGroupEntry, RunMetadata
+    from trio_designer._sink._provenance import CELLS_SCHEMA
+
+    config = {"models": [{"alias": "gen", "model": "m"}], "columns": []}
+    meta = RunMetadata(
+        fingerprint="sha256:x",
+        config=config,
+        num_records=2,
+        row_group_size=2,
+        status="running",
+        started_at="t",
+        updated_at="t",
+    )
+    table = pa.table({"topic": ["a", "b"]})
+    cell = {"row_id": 0, "row_group": 0, "column": "c", "status": "ok", "model_alias": "gen"}
+    cells = pa.Table.from_pylist([{**cell, "requests": 1, "cost": 0.5}], schema=CELLS_SCHEMA)
+    entry = RowGroupEntry(file="parquet-files/row-group-00000.parquet", rows=2, requested_rows=2)
+    final = meta.with_entry(0, entry, schema=table.schema, now="t")
+    draft = CardDraft(tmp_path)
+    draft.prepare(final)
+    draft.observe(0, table, cells)
+    text = draft.render(final)
+    assert text is not None
+    assert "not computed" in text
+    priced = {"models": [{"alias": "gen", "model": "m", "price": {"input_per_mtok": 1.0}}]}
+    assert draft.render(RunMetadata(**{**_fields(final), "config": priced})) is None
+
+
+def _fields(meta: object) -> dict[str, object]:
+    import attrs
+
+    return attrs.asdict(meta, recurse=False)  # type: ignore[arg-type]
+
+
+def test_a_long_text_is_shortened_from_its_prefix_as_from_the_whole() -> None:
+    """``_short`` normalises a long text from a prefix: the same result as from the whole
+    text, whatever the whitespace around the cut."""
+    import random
+
+    from trio_designer._sink._card import _SHOWN_CHARS, _short
+
+    def whole(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+    rng = random.Random(7)
+    pieces = ["a", "bb", "word", " ", "  ", "\n", "\t", "é", "x" * 50, " " * 120]
+    texts = ["", "short", " " * 500 + "tail", "y" * 400, "z " * 200]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 120))) for _ in range(500)]
+    for text in texts:
+        assert _short(text) == whole(text), repr(text)

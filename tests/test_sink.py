@@ -38,7 +38,7 @@ from trio_designer._sink import (
     row_group_file,
     write_atomically,
 )
-from trio_designer._sink._atomic import Content, write_atomically_together
+from trio_designer._sink._atomic import Background, Content, write_atomically_together
 
 FINGERPRINT = "sha256:" + "a" * 64
 OTHER_FINGERPRINT = "sha256:" + "b" * 64
@@ -1221,6 +1221,117 @@ def test_write_atomically_together_replaces_nothing_when_it_gives_up(tmp_path: P
         )
     assert (tmp_path / "old").read_bytes() == b"old"
     assert listdir(tmp_path) == [".tmp", "old"]
+    assert listdir(tmp_path / ".tmp") == []
+
+
+def test_commit_early_commits_a_stage_while_the_next_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``commit_early``, stage 1 is renamed and its folders fsynced by the commit thread
+    while the function stage is being made (it waits here for them: done afterwards, it
+    would time out); the order stays: content fsync before each rename, stage 1's folder
+    fsyncs before the record's rename. A function stage that raises then leaves stage 1 in
+    place and no tmp file."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / ".tmp").mkdir()
+    real_fsync, real_replace = os.fsync, os.replace
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    dirs_synced = threading.Event()
+    data_dir = (tmp_path / "data").stat().st_ino
+
+    def observed_fsync(fd: int) -> None:
+        real_fsync(fd)
+        status = os.fstat(fd)
+        kind = "dir" if stat.S_ISDIR(status.st_mode) else "file"
+        with lock:
+            events.append((f"fsync-{kind}", str(status.st_ino)))
+        if status.st_ino == data_dir:
+            dirs_synced.set()
+
+    def observed_replace(src: Any, dst: Any) -> None:
+        ino = str(os.stat(src).st_ino)
+        real_replace(src, dst)
+        with lock:
+            events.append(("replace", f"{Path(dst).name}:{ino}"))
+
+    def record_stage() -> list[tuple[Path, Content]]:
+        assert dirs_synced.wait(BIG)  # stage 1 committed while this stage is made
+        with lock:
+            events.append(("made", "record"))
+        return [(tmp_path / "record.json", b"r")]
+
+    monkeypatch.setattr(os, "fsync", observed_fsync)
+    monkeypatch.setattr(os, "replace", observed_replace)
+    stage_1: list[tuple[Path, Content]] = [
+        (tmp_path / "data" / "a.parquet", Background(lambda f: f.write(b"a"))),
+        (tmp_path / "b.bin", b"b"),
+    ]
+    write_atomically_together(
+        [stage_1, record_stage], tmp_dir=tmp_path / ".tmp", commit_early=True
+    )
+    at = {event: i for i, event in enumerate(events)}
+    replaced = {
+        name.split(":")[0]: (i, name.split(":")[1])
+        for (kind, name), i in at.items()
+        if kind == "replace"
+    }
+    for index, ino in replaced.values():
+        assert at[("fsync-file", ino)] < index
+    dir_syncs = [i for i, (kind, _) in enumerate(events) if kind == "fsync-dir"]
+    assert len(dir_syncs) == 3
+    assert max(replaced["a.parquet"][0], replaced["b.bin"][0]) < min(dir_syncs[:2])
+    assert max(dir_syncs[:2]) < at[("made", "record")] < replaced["record.json"][0]
+    assert dir_syncs[2] == len(events) - 1
+    assert (tmp_path / "record.json").read_bytes() == b"r"
+
+    def broken() -> list[tuple[Path, Content]]:
+        assert dirs_synced.wait(BIG)
+        raise RuntimeError("no record")
+
+    dirs_synced.clear()
+    stage_1 = [(tmp_path / "data" / "a.parquet", b"a2")]
+    with pytest.raises(RuntimeError, match="no record"):
+        write_atomically_together([stage_1, broken], tmp_dir=tmp_path / ".tmp", commit_early=True)
+    assert (tmp_path / "data" / "a.parquet").read_bytes() == b"a2"
+    assert listdir(tmp_path / ".tmp") == []
+
+
+def test_a_background_content_is_written_beside_the_next_stage(tmp_path: Path) -> None:
+    """A ``Background`` content is written by an fsync thread while the caller makes the next
+    stage (it waits here for the function stage to have started: written inline, it would
+    time out), and is durable before its rename like any file; one that raises leaves
+    nothing replaced and no tmp file."""
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / "old").write_bytes(b"old")
+    making = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def beside(stream: BinaryIO) -> None:
+        threads.append(threading.current_thread())
+        assert making.wait(BIG)
+        stream.write(b"data")
+
+    def record() -> list[tuple[Path, Content]]:
+        making.set()
+        return [(tmp_path / "record.json", b"r")]
+
+    write_atomically_together(
+        [[(tmp_path / "data.parquet", Background(beside))], record], tmp_dir=tmp_path / ".tmp"
+    )
+    assert threads != [threading.current_thread()]
+    assert (tmp_path / "data.parquet").read_bytes() == b"data"
+    assert (tmp_path / "record.json").read_bytes() == b"r"
+
+    def broken(stream: BinaryIO) -> None:
+        stream.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomically_together(
+            [[(tmp_path / "old", Background(broken))], record], tmp_dir=tmp_path / ".tmp"
+        )
+    assert (tmp_path / "old").read_bytes() == b"old"
     assert listdir(tmp_path / ".tmp") == []
 
 

@@ -65,3 +65,61 @@ def test_the_record_encoder_reuses_members_only_while_they_are_the_same_object()
     assert encoder.encode(basis) == _old_bytes(basis)
     odd = attrs.evolve(basis, config={"x": float("nan"), "t": (1, 2)})  # null, a list
     assert encoder.encode(odd) == _old_bytes(odd)
+
+
+def test_json_value_copies_as_its_path_spelling_version_and_says_where_it_fails() -> None:
+    """``json_value`` copies without formatting each value's path (the summary at the end of
+    every run); the copy is the path-spelling version's, and a refused value or key still
+    gets its path in the message."""
+    import datetime as dt
+    import math
+
+    from trio_designer._sink._metadata import _json_value, json_value
+
+    value = {
+        "a": (1, 2.5, math.nan, -math.inf, True, None),
+        3: [dt.date(2020, 1, 2), dt.datetime(2020, 1, 2, 3, 4, tzinfo=dt.UTC)],
+        "nested": {"b": {"c": [{"d": "é"}]}, "e": ()},
+    }
+    assert json_value(value, "summary") == _json_value(value, "summary")
+    assert json.dumps(json_value(value, "summary")) == json.dumps(_json_value(value, "summary"))
+    with pytest.raises(TypeError, match=r"^summary\['nested'\]\['b'\]\[1\]: a object cannot"):
+        json_value({"nested": {"b": [1, object()]}}, "summary")
+    with pytest.raises(TypeError, match=r"^summary\['k'\]: the key True is not a string"):
+        json_value({"k": {True: 1}}, "summary")
+
+
+def test_indented_json_is_the_text_of_json_dumps_indent_2() -> None:
+    """The record's encoder writes ``json.dumps(value, indent=2, allow_nan=False)``'s text for
+    every JSON value, nested or empty, escaped or not; what it does not expect goes through
+    ``json.dumps`` (its text, or its error)."""
+    import enum
+    import random
+    from collections import OrderedDict
+
+    from trio_designer._sink._metadata import indented_json
+
+    class Small(enum.IntEnum):
+        ONE = 1
+
+    rng = random.Random(3)
+    text = "é\n\"q\"\t\u2028\x00/"
+    leaves = ["", "a", text, "🦉", 0, -7, 2**70, 0.1, -1.5e-300, 1e22, True, False, None]
+
+    def value(depth: int) -> object:
+        kind = rng.randrange(4 if depth < 4 else 1)
+        if kind == 0:
+            return rng.choice(leaves)
+        if kind == 1:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        if kind == 2:
+            return tuple(value(depth + 1) for _ in range(rng.randrange(3)))
+        return {f"k{i}é": value(depth + 1) for i in range(rng.randrange(4))}
+
+    samples = [value(0) for _ in range(300)]
+    samples += [{}, [], {"a": {}, "b": [[]]}, Small.ONE, OrderedDict(z=1, a=2), {1: "int key"}]
+    for sample in samples:
+        assert indented_json(sample) == json.dumps(sample, indent=2, allow_nan=False)
+    for bad in (float("nan"), {"x": [float("inf")]}, {"x": object()}):
+        with pytest.raises((ValueError, TypeError)):
+            indented_json(bad)

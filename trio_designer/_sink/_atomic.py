@@ -39,9 +39,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, TypeAlias
 
+import attrs
+
 from ._layout import tmp_file_name
 
 __all__ = [
+    "Background",
     "Content",
     "Stage",
     "fsync_directory",
@@ -49,8 +52,19 @@ __all__ = [
     "write_atomically_together",
 ]
 
-Content: TypeAlias = bytes | Callable[[BinaryIO], object]
-"""What :func:`write_atomically` writes: the bytes, or a function writing into the open file."""
+@attrs.frozen
+class Background:
+    """A content of :func:`write_atomically_together` that is written in an fsync thread,
+    beside the caller's next work: ``write`` fills the open file, in whatever thread (it must
+    not need the caller's, e.g. for ``trio.from_thread``), and the thread then fsyncs it."""
+
+    write: Callable[[BinaryIO], object]
+
+
+Content: TypeAlias = bytes | Callable[[BinaryIO], object] | Background
+"""What :func:`write_atomically_together` writes: the bytes, a function writing into the open
+file (in the calling thread), or a :class:`Background` one. :func:`write_atomically` takes the
+first two."""
 
 
 def write_atomically(
@@ -104,13 +118,17 @@ def write_atomically_together(
     *,
     tmp_dir: Path,
     before_replace: Callable[[], object] | None = None,
+    commit_early: bool = False,
 ) -> None:
     """Replace several files durably, stage after stage, with concurrent fsyncs.
 
     In order: stage by stage, the stage's files (a function stage is called first, to make
     them) are written into their tmp files (in ``tmp_dir``) and their fsyncs started in the
     fsync threads — so the CPU of making a later stage (the end of a run: the final record and
-    the dataset card) runs while the earlier stages' fsyncs wait for the disk. Then, with
+    the dataset card) runs while the earlier stages' fsyncs wait for the disk. A
+    :class:`Background` content is written by an fsync thread (which then fsyncs it), beside
+    the making of the next stage (the end of a run: the two parquet files, which pyarrow
+    serialises without holding the GIL, ``_parquet._default_parquet_writer``). Then, with
     ``before_replace``: every fsync is waited for and ``before_replace`` is called (if it
     raises, nothing was replaced and every tmp file is gone). Then, stage by stage: the
     stage's own fsyncs are waited for, its files renamed into place and their directories
@@ -118,19 +136,31 @@ def write_atomically_together(
     only once its content is durable, stage ``k + 1``'s first rename happens once stage
     ``k`` is durable (content and renames), and when the call returns, everything is.
 
+    With ``commit_early`` (and no ``before_replace``), every stage but the last is committed
+    — its fsyncs waited for, its files renamed, their directories fsynced — by a commit
+    thread as soon as its content is durable (and the stage before it is committed), while
+    this thread makes the later stages: the end of a run renames the row group's files and
+    fsyncs their folders while it builds the record and the card, so that only the record's
+    own round is left after them. The order on disk is the same; what changes is that a
+    later stage that fails to be made (its function raises) leaves the earlier stages in
+    place, durable (for the parquet sink: row group files without an entry, which the next
+    ``open`` deletes, as after a crash).
+
     Raises:
       OSError: the disk failed. Files of the stages before the failing one are in place and
         durable; the failing stage's files may be in place (not durable); later stages are
         untouched. Every tmp file is removed.
       Whatever a content function, a function stage or ``before_replace`` raise, with
-      nothing replaced.
+      nothing replaced (with ``commit_early``: nothing of that stage and the later ones).
     """
     made: list[list[tuple[Path, Content, Path]]] = []
     opened: list[BinaryIO] = []
     syncs: list[list[Future[None]]] = []
+    commits: list[Future[None]] = []  # commit_early: stage k's commit (k < len(commits))
+    early = commit_early and before_replace is None
     pool = _fsync_pool()
     try:
-        for stage in stages:
+        for index, stage in enumerate(stages):
             files = [
                 (path, content, tmp_dir / tmp_file_name(path.name))
                 for path, content in (stage() if callable(stage) else stage)
@@ -141,22 +171,31 @@ def write_atomically_together(
             for _, content, tmp_path in files:
                 out: BinaryIO = tmp_path.open("xb")
                 opened.append(out)
+                if isinstance(content, Background):  # beside this thread's next work
+                    started.append(pool.submit(_write_and_fsync, out, content.write))
+                    continue
                 if isinstance(content, bytes):
                     out.write(content)
                 else:
                     content(out)
                 out.flush()
                 started.append(pool.submit(_fsync, out.fileno()))
+            if early and index < len(stages) - 1:
+                after = commits[-1] if commits else None
+                commits.append(_commit_pool().submit(_commit, files, started, after))
         if before_replace is not None:
             _wait([future for started in syncs for future in started])
             before_replace()
-        for files, started in zip(made, syncs, strict=True):
-            _wait(started)
-            for path, _, tmp_path in files:
-                os.replace(tmp_path, path)
-            _fsync_directories({path.parent for path, _, _ in files})
+        for index, (files, started) in enumerate(zip(made, syncs, strict=True)):
+            if index < len(commits):
+                commits[index].result()  # committed by the commit thread (or its error)
+            else:
+                _commit(files, started, None)
     finally:
-        # A file is closed only once no thread fsyncs it any more.
+        # The commit threads and the fsync threads are done with the files first; a file is
+        # closed only once no thread fsyncs it any more.
+        for commit in commits:
+            commit.exception()
         for started in syncs:
             for future in started:
                 future.exception()
@@ -165,6 +204,22 @@ def write_atomically_together(
         for files in made:
             for _, _, tmp_path in files:
                 tmp_path.unlink(missing_ok=True)
+
+
+def _commit(
+    files: Sequence[tuple[Path, Content, Path]],
+    started: Sequence[Future[None]],
+    after: Future[None] | None,
+) -> None:
+    """Commit one stage of :func:`write_atomically_together`: once the stage before it is
+    (``after``) and its own fsyncs are done, rename its files into place and fsync their
+    directories."""
+    if after is not None:
+        after.result()
+    _wait(started)
+    for path, _, tmp_path in files:
+        os.replace(tmp_path, path)
+    _fsync_directories({path.parent for path, _, _ in files})
 
 
 def _wait(futures: Sequence[Future[None]]) -> None:
@@ -190,6 +245,22 @@ def _fsync_pool() -> ThreadPoolExecutor:
         return _pool[1]
 
 
+_commit_lock = threading.Lock()
+_commit_threads: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _commit_pool() -> ThreadPoolExecutor:
+    """The process's commit threads (``commit_early``), apart from the fsync threads whose
+    work they wait for (so a commit never waits for a job queued behind it). A commit only
+    waits for commits submitted before it, which the queue starts first."""
+    global _commit_threads
+    with _commit_lock:
+        if _commit_threads is None or _commit_threads[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="trio-designer-commit")
+            _commit_threads = (os.getpid(), pool)
+        return _commit_threads[1]
+
+
 def _fsync_all(descriptors: Sequence[int]) -> None:
     """``os.fsync`` every descriptor, concurrently (the first in this thread)."""
     if not descriptors:
@@ -207,6 +278,14 @@ def _fsync_all(descriptors: Sequence[int]) -> None:
 
 def _fsync(fd: int) -> None:
     os.fsync(fd)  # looked up at each call (tests observe os.fsync)
+
+
+def _write_and_fsync(out: BinaryIO, content: Callable[[BinaryIO], object]) -> None:
+    """A content function's file, made and fsynced in an fsync thread: ``content`` writes
+    ``out``, which is flushed and fsynced (``out`` stays open; the caller closes it)."""
+    content(out)
+    out.flush()
+    _fsync(out.fileno())
 
 
 def _fsync_directories(paths: Iterable[Path]) -> None:

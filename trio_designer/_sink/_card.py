@@ -61,6 +61,10 @@ counter is dropped (memory stays bounded) and the column is profiled as text."""
 
 _SHOWN_CHARS: Final = 40
 
+_IN_PYTHON: Final = 1024
+"""Boolean and string columns of at most this many values are profiled from their Python
+values (``_Stats.add_values``): the same statistics, without a compute call per statistic."""
+
 _DEFAULT_PROVIDER: Final = "simulator"
 """A model's provider when its config leaves it out (``config.SIMULATOR_PROVIDER``; the config
 package sits at this package's level, so it is not imported)."""
@@ -156,6 +160,10 @@ class CardDraft:
         # the configuration section) and the front matter.
         self._config_section: tuple[object, int, str, str] | None = None
         self._front: str | None = None
+        # The config prepare() saw, when none of its models has a price: the card then shows
+        # no cost, so observe() skips the provenance sums (~17 compute calls a row group).
+        self._unpriced: object | None = None
+        self._sums_skipped = False
 
     def prepare(self, meta: RunMetadata) -> None:
         """Build the card's parts that depend only on the run's config — the front matter
@@ -166,9 +174,12 @@ class CardDraft:
         ``create()`` returning."""
         section = _config(meta)
         front = _front_matter(self._root)
+        models = meta.config.get("models") or ()
+        priced = any(isinstance(m, Mapping) and _priced(m) for m in models)
         with self._lock:
             self._config_section = (meta.config, meta.row_group_size, meta.fingerprint, section)
             self._front = front
+            self._unpriced = None if priced else meta.config
 
     def observe(self, row_group: int, table: pa.Table | None, cells: pa.Table | None) -> None:
         """A row group was stored: its data (``None``: no rows) and its provenance table."""
@@ -178,7 +189,10 @@ class CardDraft:
             self._seen.add(row_group)
             if cells is not None and cells.num_rows:
                 self._called = True
-                add_sums(self._sums, alias_sums(cells))
+                if self._unpriced is None:
+                    add_sums(self._sums, alias_sums(cells))
+                else:
+                    self._sums_skipped = True
             if table is not None and table.num_rows:
                 _observe_table(self._stats, table)
 
@@ -189,6 +203,9 @@ class CardDraft:
             if not self._valid or self._seen != set(meta.row_groups):
                 return None
             if costs is None:
+                if self._sums_skipped and meta.config is not self._unpriced:
+                    return None  # another config than prepared, maybe priced: no sums kept
+                # Skipped sums: no model of the config has a price, so there is no cost.
                 costs = _costs_of(self._sums, meta) if self._called else {}
             profiles = _as_recorded(self._stats, meta.schema)
             known = self._config_section
@@ -209,14 +226,12 @@ def _as_recorded(stats: Mapping[str, _Stats], schema: pa.Schema | None) -> dict[
     the run's schema and in memory)."""
     if schema is None:
         return dict(stats)
-    empty = schema.empty_table()
     recorded = {
-        name: str(array.type)
-        for column_name, column in zip(empty.column_names, empty.columns, strict=True)
-        for name, array in _leaves(column_name, column)
+        name: str(kind) for field in schema for name, kind in _type_leaves(field.name, field.type)
     }
-    return {
-        name: attrs.evolve(entry, type=recorded.get(name, entry.type))
+    return {  # shared when the type is the same: the result is only read
+        name: entry if (kind := recorded.get(name, entry.type)) == entry.type
+        else attrs.evolve(entry, type=kind)
         for name, entry in stats.items()
     }
 
@@ -412,6 +427,24 @@ class _Stats:
         self.length_high = high if self.length_high is None else max(self.length_high, high)
         self.length_total += int(pc.sum(lengths).as_py() or 0)
 
+    def add_values(self, values: list[Any], *, lengths: bool) -> None:
+        """:meth:`add_counts` (and, with ``lengths``, :meth:`add_lengths` of the strings'
+        lengths in characters) from the array's values as Python objects: the same
+        statistics, without a compute call each (cheaper for small arrays)."""
+        present = [value for value in values if value is not None]
+        if self.counts is not None:
+            counts = self.counts
+            for value in present:
+                counts[value] = counts.get(value, 0) + 1
+            if len(counts) > CATEGORICAL_MAX:
+                self.counts = None
+        if lengths and present:
+            sizes = [len(value) for value in present]
+            low, high = min(sizes), max(sizes)
+            self.length_low = low if self.length_low is None else min(self.length_low, low)
+            self.length_high = high if self.length_high is None else max(self.length_high, high)
+            self.length_total += sum(sizes)
+
     def add_counts(self, array: Any) -> None:
         if self.counts is None:
             return
@@ -429,6 +462,21 @@ def _leaves(name: str, array: Any) -> Iterator[tuple[str, Any]]:
             yield from _leaves(f"{name}.{field.name}", pc.struct_field(array, [index]))
     else:
         yield name, array
+
+
+def _type_leaves(name: str, kind: pa.DataType) -> Iterator[tuple[str, pa.DataType]]:
+    """(dotted name, type) of every non-struct field inside a field of type ``kind``: the
+    names and types :func:`_leaves` gives for a column of that type."""
+    if pa.types.is_struct(kind):
+        for field in kind:
+            yield from _type_leaves(f"{name}.{field.name}", field.type)
+    else:
+        yield name, kind
+
+
+def _priced(model: Mapping[str, Any]) -> bool:
+    """A model entry of the config with a price (``_usage.usage_from_sums`` gives it a cost)."""
+    return isinstance(model.get("price"), Mapping)
 
 
 def _profile(root: Path, meta: RunMetadata) -> dict[str, _Stats]:
@@ -458,12 +506,18 @@ def _observe(entry: _Stats, array: Any) -> None:
             entry.valued += present
     elif pa.types.is_boolean(kind):
         entry.kind = "boolean"
-        entry.add_counts(array)
+        if len(array) <= _IN_PYTHON:
+            entry.add_values(array.to_pylist(), lengths=False)
+        else:
+            entry.add_counts(array)
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         entry.kind = "string"
         entry.valued += present
-        entry.add_counts(array)
-        entry.add_lengths(pc.utf8_length(array))
+        if len(array) <= _IN_PYTHON:
+            entry.add_values(array.to_pylist(), lengths=True)
+        else:
+            entry.add_counts(array)
+            entry.add_lengths(pc.utf8_length(array))
     elif _is_list(kind):
         entry.kind = "list"
         entry.valued += present
@@ -541,8 +595,21 @@ def _num(value: Any) -> str:
 
 
 def _short(text: str) -> str:
+    """``text`` with its whitespace runs made single spaces, cut to :data:`_SHOWN_CHARS`.
+
+    A long text is normalised from a prefix: the normalised prefix is a prefix of the
+    normalised text (only its last word may be cut short), so once it is longer than the cut
+    it gives the same result (a card lists up to :data:`TOP_K` values of each column, long
+    LLM answers among them, at the end of every run)."""
+    if len(text) > _PREFIX_CHARS:
+        head = " ".join(text[:_PREFIX_CHARS].split())
+        if len(head) > _SHOWN_CHARS:
+            return head[: _SHOWN_CHARS - 1] + "…"
     text = " ".join(text.split())
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
+_PREFIX_CHARS: Final = 4 * _SHOWN_CHARS
 
 
 def _cell(text: str) -> str:

@@ -42,6 +42,7 @@ import yaml
 
 from .._exceptions import OUTPUT_DIR_ARGUMENT, SinkError, TrioDesignerError
 from ._atomic import (
+    Background,
     Content,
     Stage,
     fsync_directory,
@@ -78,8 +79,23 @@ those of a run that ended without an error (``create()`` returns)."""
 _logger = logging.getLogger("trio_designer")
 
 
+_IN_MEMORY_BYTES: Final = 8 << 20
+"""Tables up to this size (``Table.nbytes``) are serialised into memory, then written to the
+file in one call; larger ones are streamed into the file."""
+
+
 def _default_parquet_writer(table: pa.Table, file: BinaryIO) -> None:
-    pq.write_table(table, file)
+    """``pq.write_table(table, file)``. A small table is serialised into an Arrow buffer
+    first (the same bytes): pyarrow then writes without taking the GIL for each of its writes
+    into a Python file, so the end of a run's two parquet files are made in the fsync threads
+    while the worker thread builds the record and the card (``_atomic.write_atomically_
+    together``) instead of queueing for the GIL it holds."""
+    if table.nbytes > _IN_MEMORY_BYTES:
+        pq.write_table(table, file)
+        return
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    file.write(memoryview(buffer.getvalue()))
 
 
 @final
@@ -300,11 +316,17 @@ class ParquetSink(SinkBase):
     def _group_files(
         self, entry: RowGroupEntry, table: pa.Table, cells: pa.Table | None
     ) -> list[tuple[Path, Content]]:
+        # The default serialisation runs in an fsync thread, beside the next work of this
+        # one (the end of a run: the record and the card); a caller's writer runs here.
         files: list[tuple[Path, Content]] = []
         if entry.cells is not None and cells is not None:
-            files.append((self._root / entry.cells, partial(_default_parquet_writer, cells)))
+            files.append(
+                (self._root / entry.cells, Background(partial(_default_parquet_writer, cells)))
+            )
         if entry.file is not None:
-            files.append((self._root / entry.file, partial(self._write_parquet, table)))
+            write = partial(self._write_parquet, table)
+            data = Background(write) if self._write_parquet is _default_parquet_writer else write
+            files.append((self._root / entry.file, data))
         return files
 
     async def _publish_later(
@@ -323,8 +345,10 @@ class ParquetSink(SinkBase):
         ``card``, the dataset card beside it: one worker-thread hop, three rounds of fsyncs.
 
         The record and the card are made (the card's profile of these row groups, its text,
-        the record's JSON) while the row groups' files are being fsynced: they form the
-        second stage, a function stage of ``write_atomically_together``."""
+        the record's JSON) while the row groups' files are serialised (``Background``),
+        fsynced, renamed and their folders fsynced (``commit_early``): they form the second
+        stage, a function stage of ``write_atomically_together``, whose own round is the only
+        one left after them."""
         stored: list[tuple[Path, Content]] = []
         observed: list[tuple[int, pa.Table | None, pa.Table | None]] = []
         for row_group, (entry, table, cells) in sorted(deferred.items()):
@@ -347,7 +371,9 @@ class ParquetSink(SinkBase):
 
         stages: list[Stage] = [stored] if stored else []
         try:
-            write_atomically_together([*stages, record_and_card], tmp_dir=self._root / TMP_DIR)
+            write_atomically_together(
+                [*stages, record_and_card], tmp_dir=self._root / TMP_DIR, commit_early=True
+            )
         except OSError as exc:
             if text[0] is None:
                 raise
@@ -426,7 +452,7 @@ class ParquetSink(SinkBase):
         write_atomically(self._root / METADATA_FILE, data, tmp_dir=self._root / TMP_DIR)
 
     async def _finish(self) -> None:
-        await self._run_sync(shutil.rmtree, self._root / TMP_DIR, True)
+        await self._run_sync(_remove_tmp_dir, self._root / TMP_DIR)
 
     async def _persist_final(self, meta: RunMetadata) -> None:
         deferred = dict(self._deferred)
@@ -434,7 +460,7 @@ class ParquetSink(SinkBase):
 
         def final_sync() -> None:  # one thread hop for everything at the end of every run
             self._store_sync(meta, deferred, card=card)
-            shutil.rmtree(self._root / TMP_DIR, ignore_errors=True)
+            _remove_tmp_dir(self._root / TMP_DIR)
 
         await self._run_sync(final_sync)
         for row_group in deferred:
@@ -451,6 +477,15 @@ class ParquetSink(SinkBase):
             raise
         except (OSError, pa.ArrowException) as exc:
             raise SinkError(f"writing to {self._where()} failed: {exc}; {_remedy(exc)}") from exc
+
+
+def _remove_tmp_dir(path: Path) -> None:
+    """Remove ``.tmp/``: one ``rmdir`` when it is empty (every write removes its tmp files),
+    else the whole tree; a missing folder is fine."""
+    try:
+        path.rmdir()
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _file_in_the_way(root: Path) -> Path | None:
