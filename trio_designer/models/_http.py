@@ -86,7 +86,6 @@ from ._transport import (
     ServerHungUp,
     TransportStatistics,
     default_ssl_context,
-    joined_headers,
 )
 
 __all__ = [
@@ -268,7 +267,7 @@ async def _open_tcp(
 _NUMERIC_FAMILIES: Final = {4: trio.socket.AF_INET, 6: trio.socket.AF_INET6}
 
 
-async def _send_raw(raw: stdlib_socket.socket, data: bytes) -> None:
+async def _send_raw(raw: stdlib_socket.socket, data: bytes | memoryview) -> None:
     """``SocketStream.send_all`` on the plain socket of a connection we opened ourselves
     (:func:`_open_tcp`), without its schedule point after a send that went out at once.
 
@@ -576,7 +575,19 @@ class ConnectionPool:
           HTTPError: one of :mod:`._transport`'s subclasses (never ``HTTPStatusError``).
         """
         request = self._request_bytes(method, path, headers, body)
-        await self._take_slot()
+        # A connection slot (FIFO behind anyone waiting). A free one is taken *without* a
+        # schedule point (a cancelled task still raises Cancelled first): this is the path
+        # from a granted request to its bytes on the wire, and ``async with`` on the limiter
+        # yielded there, letting every other runnable task of the batch go first — with a
+        # wave of requests, each one's send waited for the others' work
+        # (benches/small_runs_chain.py, "send side"). The request checkpoints right after its
+        # bytes leave and while it waits for the answer. (Written out here, not in a
+        # coroutine of its own: one layer less on every request's path.)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._slots.acquire_nowait()  # refuses while anyone waits: FIFO is kept
+        except trio.WouldBlock:
+            await self._slots.acquire()
         try:
             sending = _Sending(self)
             try:
@@ -589,22 +600,6 @@ class ConnectionPool:
             raise RequestTimedOut(timeout=timeout)
         finally:
             self._slots.release()
-
-    async def _take_slot(self) -> None:
-        """Take a connection slot for the current task (FIFO behind anyone waiting).
-
-        A free slot is taken *without* a schedule point (a cancelled task still raises
-        ``Cancelled`` first): this is the path from a granted request to its bytes on the
-        wire, and ``async with`` on the limiter yielded there, letting every other runnable
-        task of the batch go first — with a wave of requests, each one's send waited for the
-        others' work (``benches/small_runs_chain.py``, "send side"). The request checkpoints
-        right after its bytes leave (trio's ``send`` does) and while it waits for the answer.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self._slots.acquire_nowait()  # refuses while anyone waits: FIFO is kept
-        except trio.WouldBlock:
-            await self._slots.acquire()
 
     def _request_bytes(
         self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
@@ -652,12 +647,22 @@ class ConnectionPool:
         return self._sending
 
     async def _send(self, request: bytes, max_body: int, sending: _Sending) -> Response:
+        """:meth:`_exchange` on an idle connection, or on a new one (once more on a new one
+        when the idle one turns out closed by the server); :meth:`_exchange` written out for
+        the idle one, the usual case (one coroutine less on every request's path)."""
         connection = self._checkout()
         if connection is not None:
+            reused = connection.exchanges > 0 or connection.ahead
             try:
-                return await self._exchange(connection, request, max_body, sending)
+                response = await self._round_trip(connection, request, max_body, reused, sending)
             except _Stale:
-                pass  # the server closed it while idle: once more on a new connection
+                connection.close()  # closed by the server while idle: again on a new one
+            except BaseException:
+                connection.close()
+                raise
+            else:
+                self._checkin(connection)
+                return response
         # A fresh connection never raises _Stale (only reused ones do).
         return await self._exchange(await self._connect(), request, max_body, sending)
 
@@ -780,8 +785,16 @@ class ConnectionPool:
         stream = connection.stream
         raw = connection.raw
         try:
-            if raw is not None:
-                await _send_raw(raw, request)
+            if raw is not None:  # _send_raw's first send, inline; the rest (rare) in it
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    sent = raw.send(request)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    raise _stream_error(exc) from exc
+                if sent < len(request):
+                    await _send_raw(raw, memoryview(request)[sent:])
             else:
                 await stream.send_all(request)
         except LOW_LEVEL_ERRORS as exc:
@@ -825,7 +838,7 @@ class ConnectionPool:
             if received <= _KEPT_FOR_ERRORS:
                 kept.append(chunk)
             try:
-                answer.feed(chunk)
+                answer.parser.feed_data(chunk)  # answer.feed, without its call
             except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
                 if received > _KEPT_FOR_ERRORS:
                     _diagnose(kept, received, eof=False, parsed=exc)
@@ -971,5 +984,8 @@ class _Stale(Exception):
 
 def _start_body(status: int, headers: list[tuple[bytes, bytes]], limit: int) -> BodyReader:
     """A :class:`~._transport.BodyReader` for an answer whose head has been parsed."""
-    raw = ((name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in headers)
-    return BodyReader.start(status, joined_headers(raw), limit)
+    joined: dict[str, str] = {}  # joined_headers, written out
+    for name, value in headers:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        joined[key] = f"{joined[key]}, {text}" if key in joined else text
+    return BodyReader.start(status, joined, limit)
