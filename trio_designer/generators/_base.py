@@ -205,6 +205,12 @@ class ColumnGenerator:
             return self.generate_column(ctx)
         return await trio.to_thread.run_sync(self.generate_column, ctx)
 
+    def prepare(self) -> None:
+        """Do now the once-per-run work a first cell would do on its own path (the engine
+        calls it once the run's first requests are out, while it waits for their answers);
+        nothing by default. Never raises: what fails here fails again, as before, in the
+        cell that needs it."""
+
     # -- schema ---------------------------------------------------------------------------
     def extra_columns(self) -> tuple[str, ...]:
         """Names of side columns this generator fills via :class:`CellOutput` (default none)."""

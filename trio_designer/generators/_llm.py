@@ -276,6 +276,16 @@ class LLMGenerator(ColumnGenerator):
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """The prompt's instructions and the response format, built now (a judge's rubrics
+        and schema as indented JSON, the schema's strictness check: on the first cell's path
+        otherwise, in the middle of a wave)."""
+        try:
+            self._instructions  # noqa: B018 (a cached property, computed here)
+            self._response_format  # noqa: B018
+        except Exception:  # raised again, as before, by the cell that needs it
+            return
+
     @functools.cached_property
     def _instructions(self) -> str | None:
         """:meth:`format_instructions`, computed once: it depends on the column only (a judge's
@@ -586,6 +596,14 @@ class _SchemaGenerator(LLMGenerator):
         mode accepts it (:func:`~trio_designer._core._jsonschema.strict_problems`), so a strict
         provider never answers 400 to a schema it cannot enforce."""
         return not strict_problems(self.schema)
+
+    def prepare(self) -> None:
+        """:meth:`LLMGenerator.prepare`, and the answers' validator (:meth:`checker`)."""
+        super().prepare()
+        try:
+            self.checker()
+        except Exception:  # raised again, as before, by the first parse
+            return
 
     def checker(self) -> SchemaChecker:
         """The validator of answers (built once per generator)."""
