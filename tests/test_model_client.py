@@ -651,3 +651,29 @@ def test_the_usual_answer_is_read_as_the_general_parse_reads_it(answer: Any) -> 
         return
     assert general is not None
     assert fast == attrs.evolve(general, rate_limits=limits)
+
+
+@example(body=b'{"a": 1}  \n')
+@example(body=b'{\x00"\x00}\x00')
+@example(body=b'{"a": "\xed\xa0\x80"}')
+@example(body=b"{" * 5000 + b"}" * 5000)
+@given(
+    body=st.one_of(
+        _JSON.map(lambda v: json.dumps({"v": v}, ensure_ascii=False).encode()),
+        _JSON.map(lambda v: json.dumps({"v": v}).encode("utf-16")),
+        st.binary(max_size=12).map(lambda b: b"{" + b),
+        st.binary(max_size=12),
+    )
+)
+def test_answers_are_decoded_as_json_loads_decodes_them(body: bytes) -> None:
+    """``_decoded_json`` (an answer's fast read) returns what ``json.loads`` returns, and
+    raises what it raises, for any bytes."""
+    from trio_designer.models._client import _decoded_json
+
+    def outcome(read: Any) -> Any:
+        try:
+            return ("value", json.dumps(read(body), sort_keys=True))
+        except (ValueError, RecursionError) as exc:
+            return ("error", type(exc), str(exc))
+
+    assert outcome(_decoded_json) == outcome(json.loads)

@@ -512,7 +512,7 @@ class OpenAICompatibleClient:
         # The usual answer (a JSON object with a text message) is read in one pass and built
         # once (_chat_reply); anything else, and every error, goes through the general parse.
         try:
-            data = json.loads(response.body)
+            data = _decoded_json(response.body)
         except (ValueError, RecursionError):
             data = _NOT_READ
         rate_limits = parse_rate_limits(response.headers)
@@ -1321,6 +1321,29 @@ def _chat_response(data: Any, requested_model: str) -> ChatResponse:
         refusal=refusal if isinstance(refusal, str) and refusal.strip() else None,
         tool_calls=len(tool_calls) if isinstance(tool_calls, list) else 0,
     )
+
+
+# json.loads's scanner (in C) with its default settings; not in typeshed's JSONDecoder.
+_SCAN_JSON: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _decoded_json(body: bytes) -> Any:
+    """``json.loads(body)``: a body that is a UTF-8 JSON object and nothing else (an answer)
+    is read by the scanner ``json.loads`` ends in, without its Python layers (encoding
+    detection, whitespace matching); anything else — and every error, worded — is
+    ``json.loads``'s own. A body starting ``{`` and a non-zero byte is decoded as UTF-8 by
+    ``json.loads`` too (``json.detect_encoding``), with ``surrogatepass`` as here
+    (``tests/test_model_client.py::test_answers_are_decoded_as_json_loads_decodes_them``)."""
+    if body[:1] == b"{":
+        try:
+            text = body.decode("utf-8", "surrogatepass")
+            value, end = _SCAN_JSON(text, 0)
+        except (ValueError, StopIteration):  # json.loads below decides, and words the error
+            pass
+        else:
+            if end == len(text):
+                return value
+    return json.loads(body)
 
 
 _NOT_READ: Final = object()

@@ -27,8 +27,9 @@ proxies, HTTP/2 (choose ``transport: httpx`` for those).
 The contract of :mod:`._transport` holds here (``tests/test_model_transport.py`` checks it
 over both transports); how this pool keeps it:
 
-* **One deadline per request**: one ``trio.move_on_after`` around connecting, TLS, sending,
-  waiting and reading the last byte, entered once the request has a connection slot.
+* **One deadline per request**: one cancel scope (``trio.move_on_after``'s, written out)
+  around connecting, TLS, sending, waiting and reading the last byte, entered once the request
+  has a connection slot.
 * **Flat memory**: at most ``max_body`` plus one receive buffer is ever held
   (:class:`~._transport.BodyReader`), and the first :data:`_KEPT_FOR_ERRORS` bytes of the
   answer (to describe a malformed one).
@@ -591,8 +592,11 @@ class ConnectionPool:
         try:
             sending = _Sending(self)
             try:
-                with trio.move_on_after(timeout) as deadline:
-                    return await self._send(request, max_body, sending)
+                # move_on_after(timeout), with the clock read once for the deadline and the
+                # idle connections' expiry (_checkout).
+                now = trio.current_time()
+                with trio.CancelScope(deadline=now + timeout) as deadline:
+                    return await self._send(request, max_body, sending, now)
             finally:
                 sending.done()
             # The only cancellation that ends up here is our own deadline's.
@@ -646,11 +650,13 @@ class ConnectionPool:
         (connecting, or writing): what ``ModelRegistry.top_up`` waits out."""
         return self._sending
 
-    async def _send(self, request: bytes, max_body: int, sending: _Sending) -> Response:
+    async def _send(
+        self, request: bytes, max_body: int, sending: _Sending, now: float
+    ) -> Response:
         """:meth:`_exchange` on an idle connection, or on a new one (once more on a new one
         when the idle one turns out closed by the server); :meth:`_exchange` written out for
         the idle one, the usual case (one coroutine less on every request's path)."""
-        connection = self._checkout()
+        connection = self._checkout(now)
         if connection is not None:
             reused = connection.exchanges > 0 or connection.ahead
             try:
@@ -666,10 +672,9 @@ class ConnectionPool:
         # A fresh connection never raises _Stale (only reused ones do).
         return await self._exchange(await self._connect(), request, max_body, sending)
 
-    def _checkout(self) -> _Connection | None:
+    def _checkout(self, now: float) -> _Connection | None:
         """The most recently used idle connection that is neither expired nor closed by the
-        server, or ``None``. Expired ones are closed on the way."""
-        now = trio.current_time()
+        server, or ``None``. Expired ones are closed on the way (``now``: the current time)."""
         while self._idle:
             connection = self._idle.pop()
             if now - connection.idle_since >= self._expiry:
