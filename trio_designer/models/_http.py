@@ -705,8 +705,10 @@ class ConnectionPool:
         connection.exchanges += 1
         now = trio.current_time()
         connection.idle_since = now
-        self._drop_expired(now)
-        self._idle.append(connection)
+        idle = self._idle
+        if idle and now - idle[0].idle_since >= self._expiry:  # the oldest expired
+            self._drop_expired(now)
+        idle.append(connection)
 
     async def _connect(self) -> _Connection:
         target = self._proxy.origin if self._proxy is not None else self._origin

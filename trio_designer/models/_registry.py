@@ -383,8 +383,9 @@ class ModelHandle:
             tally.add_latency(trio.current_time() - start)  # its requests: counted by _send
             raise
         usage = response.usage
+        config = self._config
         tally.add_answer(
-            alias=self.alias,
+            alias=config.alias,
             model=response.model,
             finish_reason=response.finish_reason,
             input_tokens=usage.input_tokens,
@@ -392,7 +393,13 @@ class ModelHandle:
             reasoning_tokens=usage.reasoning_tokens,
             cached_input_tokens=usage.cached_input_tokens,
             latency=trio.current_time() - start,
-            cost=0.0 if response.cached else self.cost_of(response),
+            cost=(  # cost_of, without its call for an alias without a price (None)
+                0.0
+                if response.cached
+                else None
+                if config.price is None
+                else self.cost_of(response)
+            ),
             cached=response.cached,
         )
         return response
@@ -647,7 +654,8 @@ class ModelHandle:
             permit.success(tokens=reported or None, rate_limits=response.rate_limits)
         if reported:
             estimator.learn(raw_prompt, usage.input_tokens, usage.output_tokens)
-        self._counter.add_answer(usage, self.cost_of(response) or 0.0)
+        priced = self._config.price is not None  # cost_of is None without a price
+        self._counter.add_answer(usage, (priced and self.cost_of(response)) or 0.0)
         return response
 
     async def _send_embed(self, batch: TextBatch, dimensions: int | None) -> list[Any]:
