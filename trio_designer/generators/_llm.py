@@ -80,6 +80,7 @@ import attrs
 import pyarrow as pa
 
 from .._cache import CellKey
+from .._core._jsonenc import indented_text
 from .._core._jsonschema import SchemaChecker, strict_problems
 from .._exceptions import (
     ConfigError,
@@ -612,7 +613,7 @@ class _SchemaGenerator(LLMGenerator):
         return self._checker
 
     def format_instructions(self) -> str:
-        schema_text = json.dumps(self.schema, indent=2, ensure_ascii=False)
+        schema_text = indented_text(self.schema)  # json.dumps(..., indent=2, ensure_ascii=False)
         return (
             "Respond with a JSON value that validates against this JSON schema:\n"
             f"<response_schema>\n{schema_text}\n</response_schema>\n"
