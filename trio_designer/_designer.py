@@ -694,9 +694,12 @@ class _Beside:
 
 
 def _prepare_generators(generators: Mapping[str, ColumnGenerator]) -> None:
-    """:meth:`~trio_designer.generators._base.ColumnGenerator.prepare` each generator."""
+    """``_prepare_ahead`` each generator (best effort: work a cell would do anyway)."""
     for generator in generators.values():
-        generator.prepare()
+        try:
+            generator._prepare_ahead()
+        except Exception:  # a cell that needs what failed fails with it, as before
+            continue
 
 
 @asynccontextmanager

@@ -277,7 +277,7 @@ class LLMGenerator(ColumnGenerator):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def prepare(self) -> None:
+    def _prepare_ahead(self) -> None:
         """The prompt's instructions and the response format, built now (a judge's rubrics
         and schema as indented JSON, the schema's strictness check: on the first cell's path
         otherwise, in the middle of a wave)."""
@@ -598,9 +598,9 @@ class _SchemaGenerator(LLMGenerator):
         provider never answers 400 to a schema it cannot enforce."""
         return not strict_problems(self.schema)
 
-    def prepare(self) -> None:
-        """:meth:`LLMGenerator.prepare`, and the answers' validator (:meth:`checker`)."""
-        super().prepare()
+    def _prepare_ahead(self) -> None:
+        """:meth:`LLMGenerator._prepare_ahead`, and the answers' validator (:meth:`checker`)."""
+        super()._prepare_ahead()
         try:
             self.checker()
         except Exception:  # raised again, as before, by the first parse
