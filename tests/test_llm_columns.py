@@ -767,3 +767,61 @@ async def test_the_engine_hands_each_llm_task_over_once_however_many_requests(
     # Some cells needed re-asks. (Which ones, and whether one runs out of re-asks, depends on
     # the order requests reach the simulator, which draws its faults by arrival: not asserted.)
     assert result.usage["gen"]["requests_ok"] > 10
+
+
+async def test_prepare_builds_a_judges_per_run_work_ahead(autojump_clock: Any) -> None:
+    """``_prepare_ahead`` (called by ``create()`` once the first requests are out) builds the
+    judge's instructions, response format and validator, which the first cell would otherwise
+    build on its own path; the requests and values are the same as an unprepared
+    generator's."""
+    from trio_designer.generators._llm import LLMJudgeGenerator
+
+    column = judge_column()
+    prepared, plain = build_generator(column), build_generator(column)
+    assert isinstance(prepared, LLMJudgeGenerator)
+    prepared._prepare_ahead()
+    assert {"_instructions", "_response_format"} <= set(vars(prepared))
+    assert prepared._checker is not None
+    assert "_instructions" not in vars(plain)
+    outcomes = []
+    for generator in (prepared, plain):
+        async with simulated(column) as spy:
+            value = await generator.agenerate(context(spy, "verdict", row_index=3))
+        outcomes.append((value, [(c.messages, c.response_format) for c in spy.calls]))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_prepare_never_raises_the_cell_does() -> None:
+    """What fails in ``_prepare_ahead`` fails again, as before, in the cell that needs it."""
+    from trio_designer.generators._llm import LLMJudgeGenerator
+
+    class Broken(LLMJudgeGenerator):
+        def format_instructions(self) -> str:
+            raise RuntimeError("no instructions")
+
+    generator = Broken(judge_column())
+    generator._prepare_ahead()  # swallowed
+    with pytest.raises(RuntimeError, match="no instructions"):
+        generator._instructions  # noqa: B018
+
+
+def test_the_run_prepares_generators_through_a_private_hook_only() -> None:
+    """``create()``'s ``_prepare_generators`` calls ``_prepare_ahead`` (best effort), never a
+    generator's own public method of a similar name (a plugin's ``prepare``)."""
+    from trio_designer._designer import _prepare_generators
+    from trio_designer.generators._base import ColumnGenerator
+
+    calls: list[str] = []
+
+    class Plugin(ColumnGenerator):
+        def prepare(self) -> None:
+            calls.append("prepare")
+
+        def _prepare_ahead(self) -> None:
+            calls.append("ahead")
+            raise RuntimeError("swallowed")
+
+    judge = build_generator(judge_column())
+    _prepare_generators({"plugin": Plugin(), "verdict": judge})
+    assert calls == ["ahead"]
+    assert "_instructions" in vars(judge)

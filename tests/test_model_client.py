@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -27,7 +28,7 @@ from _loopback import (
     served,
     status,
 )
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from trio_designer._core._retry import BackoffPolicy
@@ -576,3 +577,103 @@ async def test_simulator_round_trip(autojump_clock: Any) -> None:
             assert await client.list_models() == ["m"]
     assert len(vectors) == 3
     assert len({len(v) for v in vectors}) == 1
+
+
+# -- the usual answer's one-pass read (_chat_reply) against the general parse ---------------
+
+_JSON_LEAF = st.none() | st.booleans() | st.integers(-3, 10**12) | st.floats() | st.text(max_size=5)
+_JSON = st.recursive(
+    _JSON_LEAF,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+_COUNTS = st.dictionaries(
+    st.sampled_from(
+        [
+            "prompt_tokens",
+            "input_tokens",
+            "completion_tokens",
+            "output_tokens",
+            "completion_tokens_details",
+            "output_tokens_details",
+            "prompt_tokens_details",
+            "input_tokens_details",
+        ]
+    ),
+    _JSON_LEAF
+    | st.dictionaries(st.sampled_from(["reasoning_tokens", "cached_tokens"]), _JSON_LEAF),
+)
+_MESSAGE = st.dictionaries(
+    st.sampled_from(["content", "reasoning_content", "reasoning", "refusal", "tool_calls", "x"]),
+    _JSON,
+)
+_ANSWER = st.fixed_dictionaries(
+    {},
+    optional={
+        "choices": st.lists(
+            st.fixed_dictionaries(
+                {}, optional={"message": _MESSAGE | _JSON, "finish_reason": _JSON}
+            ),
+            max_size=2,
+        )
+        | _JSON,
+        "usage": _COUNTS | _JSON,
+        "model": _JSON,
+    },
+)
+
+
+@example(
+    answer={
+        "choices": [{"message": {"content": "hi", "reasoning": "r"}, "finish_reason": "stop"}],
+        "usage": {"input_tokens": 3, "completion_tokens": 4, "prompt_tokens_details": {}},
+        "model": "m",
+    }
+)
+@given(answer=_ANSWER | _JSON)
+def test_the_usual_answer_is_read_as_the_general_parse_reads_it(answer: Any) -> None:
+    """``_chat_reply`` (the one-pass read of a usual answer) gives :func:`_chat_response`'s
+    reply, rate limits added, for any decoded JSON; or ``None``, and then the general parse
+    decides (it raises, or reads a list of content parts)."""
+    from trio_designer._core._budget import BudgetReading, RateLimits
+    from trio_designer.models._client import _chat_reply, _chat_response, _MalformedResponse
+
+    data = json.loads(json.dumps(answer))  # what json.loads gives: plain types only
+    limits = RateLimits(requests=BudgetReading(limit=10, remaining=5, reset=None))
+    fast = _chat_reply(data, "asked", limits)
+    try:
+        general: ChatResponse | None = _chat_response(data, "asked")
+    except _MalformedResponse:
+        general = None
+    if fast is None:
+        if general is not None:  # only content parts take the general path successfully
+            assert isinstance(data["choices"][0]["message"]["content"], list)
+        return
+    assert general is not None
+    assert fast == attrs.evolve(general, rate_limits=limits)
+
+
+@example(body=b'{"a": 1}  \n')
+@example(body=b'{\x00"\x00}\x00')
+@example(body=b'{"a": "\xed\xa0\x80"}')
+@example(body=b"{" * 5000 + b"}" * 5000)
+@given(
+    body=st.one_of(
+        _JSON.map(lambda v: json.dumps({"v": v}, ensure_ascii=False).encode()),
+        _JSON.map(lambda v: json.dumps({"v": v}).encode("utf-16")),
+        st.binary(max_size=12).map(lambda b: b"{" + b),
+        st.binary(max_size=12),
+    )
+)
+def test_answers_are_decoded_as_json_loads_decodes_them(body: bytes) -> None:
+    """``_decoded_json`` (an answer's fast read) returns what ``json.loads`` returns, and
+    raises what it raises, for any bytes."""
+    from trio_designer.models._client import _decoded_json
+
+    def outcome(read: Any) -> Any:
+        try:
+            return ("value", json.dumps(read(body), sort_keys=True))
+        except (ValueError, RecursionError) as exc:
+            return ("error", type(exc), str(exc))
+
+    assert outcome(_decoded_json) == outcome(json.loads)

@@ -294,9 +294,10 @@ async def test_a_request_with_a_free_slot_leaves_before_any_other_task_runs(
     autojump_clock: Any,
 ) -> None:
     """On an idle connection with a free slot, the request's bytes are on the wire before the
-    request yields to the scheduler (``ConnectionPool._take_slot``): the first other task to
-    run finds them at the server (were there a schedule point before the send, one of twenty
-    tasks would surely run first). The server does not read meanwhile (it waits for them)."""
+    request yields to the scheduler (``ConnectionPool.request`` takes a free slot without
+    one): the first other task to run finds them at the server (were there a schedule point
+    before the send, one of twenty tasks would surely run first). The server does not read
+    meanwhile (it waits for them)."""
     server_sockets: list[int] = []
     let_it_read = trio.Event()
 

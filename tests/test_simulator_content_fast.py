@@ -12,6 +12,7 @@ import random
 import re
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,6 +103,20 @@ def test_indented_json_as_the_standard_encoder_writes_it(value: Any) -> None:
 def test_indented_json_hands_other_values_to_the_encoder() -> None:
     for value in ({1: "a", None: [2.5]}, ("a", 1), {"a": (True, {})}):
         assert _dump_json(value) == json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def test_indented_json_of_deep_and_circular_values_is_the_encoders() -> None:
+    """``indented_text`` (``_core/_jsonenc.py``, which ``_dump_json`` is, and a judge's or
+    structured column's schema in its prompt): past its depth, ``json.dumps`` writes the
+    value, or raises its own error for a circular one."""
+    deep: Any = "x"
+    for _ in range(150):
+        deep = {"a": [deep]}
+    assert _dump_json(deep) == json.dumps(deep, indent=2, ensure_ascii=False)
+    circular: list[Any] = []
+    circular.append(circular)
+    with pytest.raises(ValueError, match="Circular reference"):
+        _dump_json(circular)
 
 
 @given(st.integers(0, 2**32), st.lists(st.text(max_size=3), min_size=1, max_size=70))

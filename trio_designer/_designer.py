@@ -385,6 +385,10 @@ class TrioDesigner:
                     defer_preparation=True,
                 )
                 beside.when_first_wave_out(sink.start_preparing)
+                # The generators' once-per-run work (a judge's instructions and validator),
+                # done while the first requests wait for their answers, not by the first cell
+                # of each column in the middle of a wave.
+                beside.when_first_wave_out(partial(_prepare_generators, generators))
                 done = frozenset(sink.completed_row_groups()) if resume else frozenset()
                 prior = await _prior_spend(Path(output_dir), sink, done, config)
                 found = len(done)
@@ -687,6 +691,15 @@ class _Beside:
             fn()
 
         self.nursery.start_soon(later)
+
+
+def _prepare_generators(generators: Mapping[str, ColumnGenerator]) -> None:
+    """``_prepare_ahead`` each generator (best effort: work a cell would do anyway)."""
+    for generator in generators.values():
+        try:
+            generator._prepare_ahead()
+        except Exception:  # a cell that needs what failed fails with it, as before
+            continue
 
 
 @asynccontextmanager

@@ -204,6 +204,13 @@ class TokenEstimator:
         """The tokens a request with these message lengths will probably cost."""
         return self.prompt(message_chars) + self.completion(max_tokens)
 
+    def estimate_raw(self, raw_prompt: int, max_tokens: int | None) -> int:
+        """:meth:`estimate` from the messages' :meth:`raw_prompt` (computed once by a caller
+        that also :meth:`learn` s from it)."""
+        return math.ceil(raw_prompt * self._prompt_scale) + (
+            max_tokens if max_tokens is not None else self.completion(None)
+        )
+
     def learn(self, raw_prompt: int, prompt_tokens: int, completion_tokens: int) -> None:
         """An answer reported its usage."""
         alpha = 1.0 / min(self._answers + 1, self._MEMORY)

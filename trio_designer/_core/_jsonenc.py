@@ -8,10 +8,11 @@ makes the C encoder once; its text is byte for byte ``json.dumps``' with the sam
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["compact_text", "quote", "reusable_encoder"]
+__all__ = ["compact_text", "indented_text", "quote", "reusable_encoder"]
 
 
 def reusable_encoder(*, sort_keys: bool, allow_nan: bool) -> Callable[[Any], str]:
@@ -48,3 +49,83 @@ quote: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None)
     json.encoder.py_encode_basestring
 )
 """A JSON string (``ensure_ascii=False``), as the encoders above write one."""
+
+
+def indented_text(value: Any) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, character for character.
+
+    The standard encoder writes indented JSON in pure Python (its C encoder cannot indent); this
+    walk writes the JSON types (and tuples, as ``json.dumps`` does) with the C string encoder,
+    and hands anything else — another type, a key that is not a string, a value nested deeper
+    than :data:`_INDENT_DEPTH` (a circular one) — to ``json.dumps`` itself, which writes it or
+    raises its own error (``tests/test_simulator_content_fast.py`` compares the two). For the
+    simulator's JSON answers and a judge's or structured column's schema in its prompt.
+    """
+    parts: list[str] = []
+    try:
+        _indented(value, parts, "\n", 0)
+    except _NotPlainJSON:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    return "".join(parts)
+
+
+_INDENT_DEPTH = 100
+"""Deeper values go to ``json.dumps`` (a circular one raises its ``ValueError`` there)."""
+
+
+class _NotPlainJSON(Exception):
+    """A value :func:`_indented` leaves to ``json.dumps``."""
+
+
+def _scalar(value: object) -> str:
+    """A JSON scalar as ``json.dumps`` writes it, or raise :class:`_NotPlainJSON`."""
+    if isinstance(value, str):
+        return quote(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (math.inf, -math.inf):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float.__repr__(value)
+    raise _NotPlainJSON
+
+
+def _indented(value: object, parts: list[str], newline: str, depth: int) -> None:
+    """Append ``value`` indented by two spaces a level; ``newline`` is ``"\\n"`` and the
+    current level's indent."""
+    if depth > _INDENT_DEPTH:
+        raise _NotPlainJSON
+    if isinstance(value, list | tuple):
+        if not value:
+            parts.append("[]")
+            return
+        inner = newline + "  "
+        parts.append("[")
+        for i, item in enumerate(value):
+            parts.append(inner if i == 0 else "," + inner)
+            _indented(item, parts, inner, depth + 1)
+        parts.append(newline + "]")
+    elif isinstance(value, dict):
+        if not value:
+            parts.append("{}")
+            return
+        inner = newline + "  "
+        parts.append("{")
+        first = True
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _NotPlainJSON  # json.dumps converts such keys; let it
+            parts.append(("" if first else ",") + inner + quote(key) + ": ")
+            first = False
+            _indented(item, parts, inner, depth + 1)
+        parts.append(newline + "}")
+    else:
+        parts.append(_scalar(value))

@@ -191,8 +191,11 @@ class CellRunner:
             await _hand_off(handoff)
             started.append(trio.current_time())
             # Only LLM-bound cells get a tally: the others never call a model, and pay nothing.
-            with recording(buf.cells.usage_for(column, row)):
+            recorded = start_recording(buf.cells.usage_for(column, row))  # recording(), inline
+            try:
                 result = await generator.agenerate(ctx)
+            finally:
+                stop_recording(recorded)
         else:
             started.append(trio.current_time())
             result = await generator.agenerate(ctx)

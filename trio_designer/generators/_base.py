@@ -242,6 +242,13 @@ class ColumnGenerator:
             return self.generate_column(ctx)
         return await trio.to_thread.run_sync(self.generate_column, ctx)
 
+    def _prepare_ahead(self) -> None:
+        """Do now the once-per-run work a first cell would do on its own path (``create()``
+        calls it once the run's first requests are out, while they wait for their answers);
+        nothing by default. Never raises: what fails here fails again, as before, in the
+        cell that needs it. Private (not part of the plugin protocol): a plugin's own
+        ``prepare`` method, say, is never called by the run."""
+
     # -- schema ---------------------------------------------------------------------------
     def replay_cached(
         self, rows: Sequence[Mapping[str, Any]], indices: Sequence[int], *, seed: int, models: Any

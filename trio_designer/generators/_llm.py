@@ -81,6 +81,7 @@ import attrs
 import pyarrow as pa
 
 from .._cache import CellKey
+from .._core._jsonenc import indented_text
 from .._core._jsonschema import SchemaChecker, strict_problems
 from .._exceptions import (
     ConfigError,
@@ -236,7 +237,21 @@ class LLMGenerator(ColumnGenerator):
         requests = self.column.max_parse_retries + 1
         problem, reason = "", "unparsable"
         for request in range(1, requests + 1):
-            response = await self._ask(handle, messages, ctx)
+            # One request (written out here, not in a coroutine of its own: one layer less
+            # on every request's path): its own seed, and the cell's key for the cache.
+            seed = ctx.rng.getrandbits(31)
+            try:
+                response: ChatResponse = await handle.chat(
+                    messages,
+                    response_format=self._response_format,
+                    inference=self.column.inference,
+                    seed=seed,
+                    cell=CellKey(ctx.seed, ctx.row_index, self.column.name, seed),
+                )
+            except GenerationError as exc:
+                exc.column = exc.column or self.column.name
+                exc.row = ctx.row_index if exc.row is None else exc.row
+                raise
             if response.finish_reason == "content_filter":
                 raise self._filtered(ctx, request)
             if response.finish_reason == "length":
@@ -339,6 +354,16 @@ class LLMGenerator(ColumnGenerator):
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _prepare_ahead(self) -> None:
+        """The prompt's instructions and the response format, built now (a judge's rubrics
+        and schema as indented JSON, the schema's strictness check: on the first cell's path
+        otherwise, in the middle of a wave)."""
+        try:
+            self._instructions  # noqa: B018 (a cached property, computed here)
+            self._response_format  # noqa: B018
+        except Exception:  # raised again, as before, by the cell that needs it
+            return
+
     @functools.cached_property
     def _instructions(self) -> str | None:
         """:meth:`format_instructions`, computed once: it depends on the column only (a judge's
@@ -376,24 +401,6 @@ class LLMGenerator(ColumnGenerator):
                 row=ctx.row_index,
             )
         return ctx.models.model(self.column.model)
-
-    async def _ask(
-        self, handle: Any, messages: Sequence[Mapping[str, Any]], ctx: CellContext
-    ) -> ChatResponse:
-        seed = ctx.rng.getrandbits(31)
-        try:
-            response: ChatResponse = await handle.chat(
-                messages,
-                response_format=self._response_format,
-                inference=self.column.inference,
-                seed=seed,
-                cell=CellKey(ctx.seed, ctx.row_index, self.column.name, seed),
-            )
-        except GenerationError as exc:
-            exc.column = exc.column or self.column.name
-            exc.row = ctx.row_index if exc.row is None else exc.row
-            raise
-        return response
 
     def _re_ask(self, response: ChatResponse, problem: str) -> list[dict[str, Any]]:
         """The assistant's answer and a user message naming its problem (a cut-off answer that
@@ -668,6 +675,14 @@ class _SchemaGenerator(LLMGenerator):
         provider never answers 400 to a schema it cannot enforce."""
         return not strict_problems(self.schema)
 
+    def _prepare_ahead(self) -> None:
+        """:meth:`LLMGenerator._prepare_ahead`, and the answers' validator (:meth:`checker`)."""
+        super()._prepare_ahead()
+        try:
+            self.checker()
+        except Exception:  # raised again, as before, by the first parse
+            return
+
     def checker(self) -> SchemaChecker:
         """The validator of answers (built once per generator)."""
         if self._checker is None:
@@ -675,7 +690,7 @@ class _SchemaGenerator(LLMGenerator):
         return self._checker
 
     def format_instructions(self) -> str:
-        schema_text = json.dumps(self.schema, indent=2, ensure_ascii=False)
+        schema_text = indented_text(self.schema)  # json.dumps(..., indent=2, ensure_ascii=False)
         return (
             "Respond with a JSON value that validates against this JSON schema:\n"
             f"<response_schema>\n{schema_text}\n</response_schema>\n"

@@ -347,6 +347,7 @@ class OpenAICompatibleClient:
         self._max_response_bytes = max_response_bytes
         self._policy = transport_retry
         self._secrets = _secrets(api_key, extra_headers or {})
+        self._wheres: dict[str, str] = {}  # model -> _where(model), for chat_encoded
         self._rng = random.Random(_stable_seed(name, base_url))
         # Requests beyond the pool size wait in the transport for a connection (a FIFO of
         # parked tasks, no deadline: a local wait must never turn into a spurious timeout).
@@ -495,7 +496,9 @@ class OpenAICompatibleClient:
         limiter slot (:meth:`status_retry_delay` says how long); broken connections are still
         retried here.
         """
-        where = self._where(model)
+        where = self._wheres.get(model)
+        if where is None:
+            where = self._wheres[model] = self._where(model)
         response = await self._request(
             "POST",
             "/chat/completions",
@@ -506,10 +509,20 @@ class OpenAICompatibleClient:
             model,
             retry_statuses=retry_statuses,
         )
-        reply = self._parse(response, where, lambda data: _chat_response(data, model))
-        return attrs.evolve(
-            _without_secrets(reply, self._secrets), rate_limits=parse_rate_limits(response.headers)
-        )
+        # The usual answer (a JSON object with a text message) is read in one pass and built
+        # once (_chat_reply); anything else, and every error, goes through the general parse.
+        try:
+            data = _decoded_json(response.body)
+        except (ValueError, RecursionError):
+            data = _NOT_READ
+        rate_limits = parse_rate_limits(response.headers)
+        reply = _chat_reply(data, model, rate_limits)
+        if reply is None:
+            reply = self._parse(response, where, lambda data: _chat_response(data, model))
+            reply = attrs.evolve(reply, rate_limits=rate_limits)
+        if self._secrets:
+            reply = _without_secrets(reply, self._secrets)
+        return reply
 
     async def probe(
         self,
@@ -1307,6 +1320,107 @@ def _chat_response(data: Any, requested_model: str) -> ChatResponse:
         model=model if isinstance(model, str) and model else requested_model,
         refusal=refusal if isinstance(refusal, str) and refusal.strip() else None,
         tool_calls=len(tool_calls) if isinstance(tool_calls, list) else 0,
+    )
+
+
+# json.loads's scanner (in C) with its default settings; not in typeshed's JSONDecoder.
+_SCAN_JSON: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _decoded_json(body: bytes) -> Any:
+    """``json.loads(body)``: a body that is a UTF-8 JSON object and nothing else (an answer)
+    is read by the scanner ``json.loads`` ends in, without its Python layers (encoding
+    detection, whitespace matching); anything else — and every error, worded — is
+    ``json.loads``'s own. A body starting ``{`` and a non-zero byte is decoded as UTF-8 by
+    ``json.loads`` too (``json.detect_encoding``), with ``surrogatepass`` as here
+    (``tests/test_model_client.py::test_answers_are_decoded_as_json_loads_decodes_them``)."""
+    if body[:1] == b"{":
+        try:
+            text = body.decode("utf-8", "surrogatepass")
+            value, end = _SCAN_JSON(text, 0)
+        except (ValueError, StopIteration):  # json.loads below decides, and words the error
+            pass
+        else:
+            if end == len(text):
+                return value
+    return json.loads(body)
+
+
+_NOT_READ: Final = object()
+"""A body :func:`json.loads` refused: :meth:`OpenAICompatibleClient._parse` words the error."""
+
+
+def _chat_reply(
+    data: Any, requested_model: str, rate_limits: RateLimits | None
+) -> ChatResponse | None:
+    """:func:`_chat_response` (with ``rate_limits``) for the usual answer, read with direct
+    ``dict`` access and built once; ``None`` for anything else (no JSON object, no choices, a
+    content that is not text...), which the caller gives to the general parse, so every
+    error is worded as before. ``data`` comes from :func:`json.loads`: only ``dict``,
+    ``list``, ``str``, ``int``, ``float``, ``bool`` and ``None``, so the type checks here
+    decide exactly as :func:`_chat_response`'s ``isinstance`` checks
+    (``tests/test_client.py::test_the_usual_answer_is_read_as_the_general_parse_reads_it``)."""
+    if type(data) is not dict:
+        return None
+    choices = data.get("choices")
+    if type(choices) is not list or not choices:
+        return None
+    first = choices[0]
+    if type(first) is not dict:
+        return None
+    message = first.get("message")
+    if type(message) is not dict:
+        return None
+    content = message.get("content")
+    if content is None:
+        content = ""
+    elif type(content) is not str:
+        return None
+    reasoning = message.get("reasoning_content")
+    if type(reasoning) is not str or not reasoning:
+        reasoning = message.get("reasoning")
+        if type(reasoning) is not str or not reasoning:
+            reasoning = None
+    raw = data.get("usage")
+    if type(raw) is dict:
+        get = raw.get
+        value = get("prompt_tokens")
+        input_tokens = get("input_tokens") if value is None else value
+        value = get("completion_tokens")
+        output_tokens = get("output_tokens") if value is None else value
+        details = get("completion_tokens_details")
+        if details is None:
+            details = get("output_tokens_details")
+        reasoning_tokens = details.get("reasoning_tokens") if type(details) is dict else 0
+        details = get("prompt_tokens_details")
+        if details is None:
+            details = get("input_tokens_details")
+        cached = details.get("cached_tokens") if type(details) is dict else 0
+        usage = Usage(
+            input_tokens=input_tokens if type(input_tokens) is int and input_tokens >= 0 else 0,
+            output_tokens=(
+                output_tokens if type(output_tokens) is int and output_tokens >= 0 else 0
+            ),
+            reasoning_tokens=(
+                reasoning_tokens if type(reasoning_tokens) is int and reasoning_tokens >= 0 else 0
+            ),
+            cached_input_tokens=cached if type(cached) is int and cached >= 0 else 0,
+        )
+    else:
+        usage = Usage()
+    finish_reason = first.get("finish_reason")
+    model = data.get("model")
+    refusal = message.get("refusal")
+    tool_calls = message.get("tool_calls")
+    return ChatResponse(
+        content=content,
+        reasoning=reasoning,
+        usage=usage,
+        finish_reason=finish_reason if type(finish_reason) is str else None,
+        model=model if type(model) is str and model else requested_model,
+        rate_limits=rate_limits,
+        refusal=refusal if type(refusal) is str and refusal.strip() else None,
+        tool_calls=len(tool_calls) if type(tool_calls) is list else 0,
     )
 
 

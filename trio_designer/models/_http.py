@@ -27,8 +27,9 @@ proxies, HTTP/2 (choose ``transport: httpx`` for those).
 The contract of :mod:`._transport` holds here (``tests/test_model_transport.py`` checks it
 over both transports); how this pool keeps it:
 
-* **One deadline per request**: one ``trio.move_on_after`` around connecting, TLS, sending,
-  waiting and reading the last byte, entered once the request has a connection slot.
+* **One deadline per request**: one cancel scope (``trio.move_on_after``'s, written out)
+  around connecting, TLS, sending, waiting and reading the last byte, entered once the request
+  has a connection slot.
 * **Flat memory**: at most ``max_body`` plus one receive buffer is ever held
   (:class:`~._transport.BodyReader`), and the first :data:`_KEPT_FOR_ERRORS` bytes of the
   answer (to describe a malformed one).
@@ -86,7 +87,6 @@ from ._transport import (
     ServerHungUp,
     TransportStatistics,
     default_ssl_context,
-    joined_headers,
 )
 
 __all__ = [
@@ -268,7 +268,7 @@ async def _open_tcp(
 _NUMERIC_FAMILIES: Final = {4: trio.socket.AF_INET, 6: trio.socket.AF_INET6}
 
 
-async def _send_raw(raw: stdlib_socket.socket, data: bytes) -> None:
+async def _send_raw(raw: stdlib_socket.socket, data: bytes | memoryview) -> None:
     """``SocketStream.send_all`` on the plain socket of a connection we opened ourselves
     (:func:`_open_tcp`), without its schedule point after a send that went out at once.
 
@@ -576,12 +576,27 @@ class ConnectionPool:
           HTTPError: one of :mod:`._transport`'s subclasses (never ``HTTPStatusError``).
         """
         request = self._request_bytes(method, path, headers, body)
-        await self._take_slot()
+        # A connection slot (FIFO behind anyone waiting). A free one is taken *without* a
+        # schedule point (a cancelled task still raises Cancelled first): this is the path
+        # from a granted request to its bytes on the wire, and ``async with`` on the limiter
+        # yielded there, letting every other runnable task of the batch go first — with a
+        # wave of requests, each one's send waited for the others' work
+        # (benches/small_runs_chain.py, "send side"). The request checkpoints right after its
+        # bytes leave and while it waits for the answer. (Written out here, not in a
+        # coroutine of its own: one layer less on every request's path.)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._slots.acquire_nowait()  # refuses while anyone waits: FIFO is kept
+        except trio.WouldBlock:
+            await self._slots.acquire()
         try:
             sending = _Sending(self)
             try:
-                with trio.move_on_after(timeout) as deadline:
-                    return await self._send(request, max_body, sending)
+                # move_on_after(timeout), with the clock read once for the deadline and the
+                # idle connections' expiry (_checkout).
+                now = trio.current_time()
+                with trio.CancelScope(deadline=now + timeout) as deadline:
+                    return await self._send(request, max_body, sending, now)
             finally:
                 sending.done()
             # The only cancellation that ends up here is our own deadline's.
@@ -589,22 +604,6 @@ class ConnectionPool:
             raise RequestTimedOut(timeout=timeout)
         finally:
             self._slots.release()
-
-    async def _take_slot(self) -> None:
-        """Take a connection slot for the current task (FIFO behind anyone waiting).
-
-        A free slot is taken *without* a schedule point (a cancelled task still raises
-        ``Cancelled`` first): this is the path from a granted request to its bytes on the
-        wire, and ``async with`` on the limiter yielded there, letting every other runnable
-        task of the batch go first — with a wave of requests, each one's send waited for the
-        others' work (``benches/small_runs_chain.py``, "send side"). The request checkpoints
-        right after its bytes leave (trio's ``send`` does) and while it waits for the answer.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self._slots.acquire_nowait()  # refuses while anyone waits: FIFO is kept
-        except trio.WouldBlock:
-            await self._slots.acquire()
 
     def _request_bytes(
         self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
@@ -651,20 +650,31 @@ class ConnectionPool:
         (connecting, or writing): what ``ModelRegistry.top_up`` waits out."""
         return self._sending
 
-    async def _send(self, request: bytes, max_body: int, sending: _Sending) -> Response:
-        connection = self._checkout()
+    async def _send(
+        self, request: bytes, max_body: int, sending: _Sending, now: float
+    ) -> Response:
+        """:meth:`_exchange` on an idle connection, or on a new one (once more on a new one
+        when the idle one turns out closed by the server); :meth:`_exchange` written out for
+        the idle one, the usual case (one coroutine less on every request's path)."""
+        connection = self._checkout(now)
         if connection is not None:
+            reused = connection.exchanges > 0 or connection.ahead
             try:
-                return await self._exchange(connection, request, max_body, sending)
+                response = await self._round_trip(connection, request, max_body, reused, sending)
             except _Stale:
-                pass  # the server closed it while idle: once more on a new connection
+                connection.close()  # closed by the server while idle: again on a new one
+            except BaseException:
+                connection.close()
+                raise
+            else:
+                self._checkin(connection)
+                return response
         # A fresh connection never raises _Stale (only reused ones do).
         return await self._exchange(await self._connect(), request, max_body, sending)
 
-    def _checkout(self) -> _Connection | None:
+    def _checkout(self, now: float) -> _Connection | None:
         """The most recently used idle connection that is neither expired nor closed by the
-        server, or ``None``. Expired ones are closed on the way."""
-        now = trio.current_time()
+        server, or ``None``. Expired ones are closed on the way (``now``: the current time)."""
         while self._idle:
             connection = self._idle.pop()
             if now - connection.idle_since >= self._expiry:
@@ -695,8 +705,10 @@ class ConnectionPool:
         connection.exchanges += 1
         now = trio.current_time()
         connection.idle_since = now
-        self._drop_expired(now)
-        self._idle.append(connection)
+        idle = self._idle
+        if idle and now - idle[0].idle_since >= self._expiry:  # the oldest expired
+            self._drop_expired(now)
+        idle.append(connection)
 
     async def _connect(self) -> _Connection:
         target = self._proxy.origin if self._proxy is not None else self._origin
@@ -780,8 +792,16 @@ class ConnectionPool:
         stream = connection.stream
         raw = connection.raw
         try:
-            if raw is not None:
-                await _send_raw(raw, request)
+            if raw is not None:  # _send_raw's first send, inline; the rest (rare) in it
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    sent = raw.send(request)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    raise _stream_error(exc) from exc
+                if sent < len(request):
+                    await _send_raw(raw, memoryview(request)[sent:])
             else:
                 await stream.send_all(request)
         except LOW_LEVEL_ERRORS as exc:
@@ -825,7 +845,7 @@ class ConnectionPool:
             if received <= _KEPT_FOR_ERRORS:
                 kept.append(chunk)
             try:
-                answer.feed(chunk)
+                answer.parser.feed_data(chunk)  # answer.feed, without its call
             except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
                 if received > _KEPT_FOR_ERRORS:
                     _diagnose(kept, received, eof=False, parsed=exc)
@@ -971,5 +991,8 @@ class _Stale(Exception):
 
 def _start_body(status: int, headers: list[tuple[bytes, bytes]], limit: int) -> BodyReader:
     """A :class:`~._transport.BodyReader` for an answer whose head has been parsed."""
-    raw = ((name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in headers)
-    return BodyReader.start(status, joined_headers(raw), limit)
+    joined: dict[str, str] = {}  # joined_headers, written out
+    for name, value in headers:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        joined[key] = f"{joined[key]}, {text}" if key in joined else text
+    return BodyReader.start(status, joined, limit)

@@ -81,6 +81,11 @@ def parse_rate_limits(headers: Mapping[str, str]) -> RateLimits | None:
     OpenAI's headers win over the IETF ones when both are present. Lookups are
     case-insensitive (plain dicts too).
     """
+    for name in headers:
+        if "ratelimit" in str(name).lower():
+            break
+    else:  # every header read below has "ratelimit" in its name: an answer without any
+        return None
     lowered = {str(k).lower(): str(v) for k, v in headers.items()}
     openai = _openai(lowered)
     if openai is not None:

@@ -57,7 +57,7 @@ except ImportError:  # pragma: no cover - a trio that moved it
 
 from .._cache import CellKey, cache_key
 from .._cache._key import cache_keys
-from .._core._budget import EndpointBudget, TokenEstimator
+from .._core._budget import EndpointBudget
 from .._core._cellusage import CellUsage, request_cost
 from .._core._rate_retry import DEFAULT_RATE_LIMIT_RETRY, RateLimitRetry
 from .._core._suggest import did_you_mean
@@ -72,6 +72,7 @@ from ._client import (
     ChatBodies,
     ChatResponse,
     OpenAICompatibleClient,
+    Usage,
     resolve_api_key,
 )
 from ._limiter import AdaptiveLimiter, ModelLimiter, StaticLimiter, _LimiterBase
@@ -189,6 +190,16 @@ class _UsageCounter:
         totals = self._totals
         for name, value in counts.items():
             totals[name] += value
+
+    def add_answer(self, usage: Usage, cost: float) -> None:
+        """:meth:`add` of one answered request: its tokens, ``requests_ok=1`` and ``cost``."""
+        totals = self._totals
+        totals["input_tokens"] += usage.input_tokens
+        totals["output_tokens"] += usage.output_tokens
+        totals["reasoning_tokens"] += usage.reasoning_tokens
+        totals["requests_ok"] += 1
+        totals["cached_input_tokens"] += usage.cached_input_tokens
+        totals["cost"] += cost
 
 
 def merge_inference(base: InferenceParams, override: InferenceParams | None) -> InferenceParams:
@@ -365,13 +376,17 @@ class ModelHandle:
                 messages, response_format, inference, seed, cell
             )
             if response is None:
-                response = await self._paid(messages, params, body, key, cell)
+                if key is None:  # not cached: _paid would go straight to the retries
+                    response = await self._send_with_retries(messages, params, body)
+                else:
+                    response = await self._paid(messages, params, body, key, cell)
         except Exception:
             tally.add_latency(trio.current_time() - start)  # its requests: counted by _send
             raise
         usage = response.usage
+        config = self._config
         tally.add_answer(
-            alias=self.alias,
+            alias=config.alias,
             model=response.model,
             finish_reason=response.finish_reason,
             input_tokens=usage.input_tokens,
@@ -379,7 +394,13 @@ class ModelHandle:
             reasoning_tokens=usage.reasoning_tokens,
             cached_input_tokens=usage.cached_input_tokens,
             latency=trio.current_time() - start,
-            cost=0.0 if response.cached else self.cost_of(response),
+            cost=(  # cost_of, without its call for an alias without a price (None)
+                0.0
+                if response.cached
+                else None
+                if config.price is None
+                else self.cost_of(response)
+            ),
             cached=response.cached,
         )
         return response
@@ -568,8 +589,42 @@ class ModelHandle:
         too: the slot is given back while the request waits out the server's ``Retry-After``
         (or the client's backoff), so other cells keep it busy. (The client used to sleep
         those waits inside the slot: 20 % of 503s with ``Retry-After: 1`` made a Wide run
-        2.9x slower where the same rate of 429s costs 1.24x; hostile review, hostile21.)"""
-        return await self._retrying_statuses(partial(self._send, messages, params, body))
+        2.9x slower where the same rate of 429s costs 1.24x; hostile review, hostile21.)
+
+        :meth:`_retrying_statuses` around :meth:`_retrying_429s` around :meth:`_send`, in one
+        coroutine (each layer was a coroutine every request went through): the same waits,
+        counts and order — a 502/503/504 retried in place starts the 429 rule's count and
+        waiting afresh, as the nested call did."""
+        status_attempt = 1
+        attempt, waited = 0, 0.0  # 429s since the last 502/503/504, and their waits
+        while True:
+            try:
+                return await self._send(messages, params, body)
+            except ModelRateLimitedError as exc:
+                attempt += 1
+                delay = self._retry.delay(exc.retry_after, attempt, self._jitter.random())
+                if not self._retry.retries(attempt, waited, delay):
+                    raise
+                _logger.debug(
+                    "model '%s': 429 on attempt %d; retrying in %.2f s", self.alias, attempt, delay
+                )
+                waited += delay
+            except ModelServerError as exc:
+                status_delay = self._client.status_retry_delay(exc, status_attempt)
+                if status_delay is None:
+                    raise
+                delay = status_delay
+                _logger.info(
+                    "Retrying the request in %.2f s (attempt %d of %d) after: %s",
+                    delay,
+                    status_attempt + 1,
+                    self._client.transport_retry.max_attempts,
+                    exc,
+                )
+                status_attempt += 1
+                attempt, waited = 0, 0.0
+            with self._resting.rest(self._endpoint):  # holds no backlog place meanwhile
+                await trio.sleep(delay)
 
     async def _retrying_statuses(self, send: Callable[[], Awaitable[_T]]) -> _T:
         """``await send()`` with :meth:`_retrying_429s`, and a 502/503/504 retried in place
@@ -638,9 +693,9 @@ class ModelHandle:
         self, messages: Sequence[Mapping[str, Any]], params: InferenceParams, body: bytes
     ) -> ChatResponse:
         """One request: a slot, the call, the report to the limiter, the usage."""
-        chars = [len(_content_text(m.get("content"))) for m in messages]
+        raw_prompt = _raw_prompt(messages)
         estimator = self._budget.estimator
-        tokens = estimator.estimate(chars, params.max_tokens)
+        tokens = estimator.estimate_raw(raw_prompt, params.max_tokens)
         async with self._limiter.slot(tokens) as permit:
             try:
                 response = await self._client.chat_encoded(
@@ -668,17 +723,9 @@ class ModelHandle:
             reported = usage.input_tokens + usage.output_tokens
             permit.success(tokens=reported or None, rate_limits=response.rate_limits)
         if reported:
-            estimator.learn(
-                TokenEstimator.raw_prompt(chars), usage.input_tokens, usage.output_tokens
-            )
-        self._counter.add(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            requests_ok=1,
-            cached_input_tokens=usage.cached_input_tokens,
-            cost=self.cost_of(response) or 0.0,
-        )
+            estimator.learn(raw_prompt, usage.input_tokens, usage.output_tokens)
+        priced = self._config.price is not None  # cost_of is None without a price
+        self._counter.add_answer(usage, (priced and self.cost_of(response)) or 0.0)
         return response
 
     async def _send_embed(self, batch: TextBatch, dimensions: int | None) -> list[Any]:
@@ -1174,6 +1221,16 @@ class _ReportingFactory:
         return self._factory(
             name, ceiling, on_change=partial(self._on_limit_change, name), budget=budget
         )
+
+
+def _raw_prompt(messages: Sequence[Mapping[str, Any]]) -> int:
+    """``TokenEstimator.raw_prompt`` of the messages' content lengths, in one loop."""
+    total = 3
+    for message in messages:
+        content = message.get("content")
+        chars = len(content) if type(content) is str else len(_content_text(content))
+        total += -(-chars // 4) + 3
+    return total
 
 
 def _content_text(content: object) -> str:

@@ -45,6 +45,8 @@ from typing import Any, Literal
 
 import attrs
 
+from .._core._jsonenc import indented_text
+
 AnswerKind = Literal["text", "code", "json", "fenced_json"]
 
 _SCHEMA_TAG = re.compile(r"<response_schema>\s*(.*?)\s*</response_schema>", re.DOTALL)
@@ -261,79 +263,7 @@ def seeded_rng(key: str) -> random.Random:
     return random.Random(int.from_bytes(digest, "big"))
 
 
-def _dump_json(value: Any) -> str:
-    """``json.dumps(value, indent=2, ensure_ascii=False)``, character for character.
-
-    The standard encoder writes indented JSON in pure Python (its C encoder cannot indent); this
-    walk writes the JSON types an answer holds with the C string encoder, and hands anything
-    else (another type, a circular value) to ``json.dumps`` itself
-    (``tests/test_simulator_content_fast.py`` compares the two).
-    """
-    parts: list[str] = []
-    try:
-        _indented(value, parts, "\n")
-    except _NotPlainJSON:
-        return json.dumps(value, indent=2, ensure_ascii=False)
-    return "".join(parts)
-
-
-class _NotPlainJSON(Exception):
-    """A value :func:`_indented` leaves to ``json.dumps``."""
-
-
-_encode_string: Callable[[str], str] = json.encoder.encode_basestring
-
-
-def _scalar(value: object) -> str:
-    """A JSON scalar as ``json.dumps`` writes it, or raise :class:`_NotPlainJSON`."""
-    if isinstance(value, str):
-        return _encode_string(value)
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return int.__repr__(value)
-    if isinstance(value, float):
-        if value != value:
-            return "NaN"
-        if value in (math.inf, -math.inf):
-            return "Infinity" if value > 0 else "-Infinity"
-        return float.__repr__(value)
-    raise _NotPlainJSON
-
-
-def _indented(value: object, parts: list[str], newline: str) -> None:
-    """Append ``value`` indented by two spaces a level; ``newline`` is ``"\\n"`` and the
-    current level's indent. Depth is bounded by the schema walk (``_HARD_DEPTH``)."""
-    if isinstance(value, list | tuple):
-        if not value:
-            parts.append("[]")
-            return
-        inner = newline + "  "
-        parts.append("[")
-        for i, item in enumerate(value):
-            parts.append(inner if i == 0 else "," + inner)
-            _indented(item, parts, inner)
-        parts.append(newline + "]")
-    elif isinstance(value, dict):
-        if not value:
-            parts.append("{}")
-            return
-        inner = newline + "  "
-        parts.append("{")
-        first = True
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise _NotPlainJSON  # json.dumps converts such keys; let it
-            parts.append(("" if first else ",") + inner + _encode_string(key) + ": ")
-            first = False
-            _indented(item, parts, inner)
-        parts.append(newline + "}")
-    else:
-        parts.append(_scalar(value))
+_dump_json = indented_text  # json.dumps(value, indent=2, ensure_ascii=False), faster
 
 
 def _fit_max_tokens(answer: Answer, max_tokens: int | None) -> Answer:
