@@ -89,7 +89,8 @@ def test_the_first_wave_is_narrow_until_widened() -> None:
     assert backlog.statistics()["simulator:m-gen"].cap == slots
     assert backlog.statistics()["simulator:m-judge"].cap == JUDGE.max_parallel_requests
     backlog.widen()
-    assert woken == ["worker"] and not backlog.narrowed
+    assert woken == ["worker"]
+    assert not backlog.narrowed
     backlog.widen()  # idempotent: no second wake
     assert woken == ["worker"]
     cap = BACKLOG_FACTOR * slots
