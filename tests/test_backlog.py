@@ -70,6 +70,42 @@ def test_the_cap_holds_and_every_place_comes_back() -> None:
     )
 
 
+def test_the_first_wave_is_narrow_until_widened() -> None:
+    """A first-wave backlog dispatches no more than the endpoint's slots (its limiter stays
+    uncontended) until ``widen()``, which restores the full cap once and wakes the
+    dispatchers; ``when_dispatched`` fires once, at the first dispatch to an endpoint."""
+    backlog = EndpointBacklog.for_columns({"g": (GEN,), "j": (JUDGE,)}, first_wave=True)
+    woken: list[str] = []
+    dispatched: list[str] = []
+    backlog.subscribe(lambda: woken.append("worker"))
+    backlog.when_dispatched(lambda: dispatched.append("first"))
+    assert backlog.narrowed
+    slots = GEN.max_parallel_requests
+    for _ in range(slots):
+        assert backlog.eligible("g")
+        backlog.enter("g")
+    assert dispatched == ["first"]
+    assert not backlog.eligible("g")  # narrow: as many as can hold a slot now
+    assert backlog.statistics()["simulator:m-gen"].cap == slots
+    assert backlog.statistics()["simulator:m-judge"].cap == JUDGE.max_parallel_requests
+    backlog.widen()
+    assert woken == ["worker"]
+    assert not backlog.narrowed
+    backlog.widen()  # idempotent: no second wake
+    assert woken == ["worker"]
+    cap = BACKLOG_FACTOR * slots
+    for _ in range(cap - slots):
+        assert backlog.eligible("g")
+        backlog.enter("g")
+    assert not backlog.eligible("g")
+    assert dispatched == ["first"]
+    assert backlog.statistics()["simulator:m-gen"] == BacklogStatistics(
+        dispatched=cap, cap=cap, peak=cap
+    )
+    # Without first_wave, the full cap from the start (nothing to widen).
+    assert not EndpointBacklog.for_columns({"g": (GEN,)}).narrowed
+
+
 def test_a_saturated_endpoint_wakes_its_listeners_when_a_place_frees() -> None:
     backlog = EndpointBacklog.for_columns({"g": (GEN,)})
     woken: list[str] = []

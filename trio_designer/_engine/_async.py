@@ -71,6 +71,10 @@ class AsyncEngine:
         self._cells = CellRunner(
             state.graph, state.generators, seed=state.run.seed, models=state.models
         )
+        # The first wave's watcher (_widen_after_first_wave) and what ends it.
+        self._widening = trio.CancelScope()
+        self._admitting = True
+        self._row_groups_running = 0
 
     @classmethod
     def for_run(cls, state: RunState) -> AsyncEngine:
@@ -80,7 +84,11 @@ class AsyncEngine:
             state,
             slots=TaskSlots(run.max_submitted_tasks, run.max_llm_wait_tasks),
             admission=RowGroupAdmission(run.max_row_groups_in_flight),
-            backlog=EndpointBacklog.for_columns(state.column_models, state.tasks_per_request),
+            backlog=EndpointBacklog.for_columns(
+                state.column_models,
+                state.tasks_per_request,
+                first_wave=hasattr(state.models, "first_wave_out"),
+            ),
         )
 
     async def run(self) -> None:
@@ -88,15 +96,49 @@ class AsyncEngine:
         state = self.state
         with self._contenders_bound(), state.run_scope:
             async with trio.open_nursery() as nursery:
+                if self.backlog.narrowed:
+                    nursery.start_soon(self._widen_after_first_wave)
                 gate = state.budget_gate
-                for plan in state.plans():
-                    ticket = await self.admission.admit(plan.id)
-                    if gate is not None and not await gate.wait_for_room(plan.size):
-                        self.admission.release(ticket)
-                        state.stop_admitting_for_budget()
-                        break  # the row groups in flight finish and are written
-                    state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
-                    nursery.start_soon(self._row_group, plan, ticket)
+                try:
+                    for plan in state.plans():
+                        ticket = await self.admission.admit(plan.id)
+                        if gate is not None and not await gate.wait_for_room(plan.size):
+                            self.admission.release(ticket)
+                            state.stop_admitting_for_budget()
+                            break  # the row groups in flight finish and are written
+                        state.emit("row_group_admitted", row_group=plan.id, rows=plan.size)
+                        self._row_groups_running += 1
+                        nursery.start_soon(self._row_group, plan, ticket)
+                finally:
+                    self._admitting = False
+                    self._stop_widening_if_done()
+
+    def _stop_widening_if_done(self) -> None:
+        """Cancel :meth:`_widen_after_first_wave` once nothing of the run is left to run
+        (every row group admitted and ended), so it never holds the run's nursery open."""
+        if not self._admitting and not self._row_groups_running:
+            self._widening.cancel()
+
+    async def _widen_after_first_wave(self) -> None:
+        """Give the backlog its full caps once the first wave of requests is out
+        (``models/_backlog.py``, "The first wave"): after the first task is dispatched to an
+        endpoint, when the registry sees the run waiting for answers
+        (``ModelRegistry.first_wave_out``; also when it gave up looking). Until then each
+        endpoint gets no more tasks than it has slots, so its limiter is uncontended and
+        each first-wave request leaves as soon as it is built.
+
+        Invariant: the backlog is widened exactly once, and never before its first dispatch
+        (a run whose first LLM cells become ready late keeps its narrow first wave); a run
+        that ends first cancels this. Checked by ``tests/test_engine_first_wave.py``.
+        """
+        with self._widening:
+            dispatched = trio.Event()
+            self.backlog.when_dispatched(dispatched.set)
+            await dispatched.wait()
+            models = self.state.models
+            assert models is not None  # a narrow backlog is built only for a run with models
+            await models.first_wave_out()
+            self.backlog.widen()
 
     @contextmanager
     def _contenders_bound(self) -> Iterator[None]:
@@ -145,11 +187,15 @@ class AsyncEngine:
             await self.state.checkpoint(worker.buffer, worker.tracker.dropped_rows)
             written = True
         finally:
-            if worker is not None and not ran and self.state.salvages():
-                await self.state.checkpoint_salvaged(worker.buffer, worker.tracker)
-                written = True
-            self.state.forget_cached(plan)
-            self.admission.release(ticket)
-            gate = self.state.budget_gate
-            if gate is not None and not written:
-                gate.left(plan.size)
+            try:
+                if worker is not None and not ran and self.state.salvages():
+                    await self.state.checkpoint_salvaged(worker.buffer, worker.tracker)
+                    written = True
+            finally:
+                self.state.forget_cached(plan)
+                self.admission.release(ticket)
+                gate = self.state.budget_gate
+                if gate is not None and not written:
+                    gate.left(plan.size)
+                self._row_groups_running -= 1
+                self._stop_widening_if_done()

@@ -5,7 +5,10 @@ pop the best ready task" — slot first, so the task chosen is the best one *at 
 frees* (never a stale snapshot: reference bug #504). Ready tasks come from the pure
 :class:`~trio_designer._core._tracker.CompletionTracker`; "best" is the tracker's order
 (critical path first, then row). The worker skips columns whose model endpoint already has its
-full backlog (:class:`~trio_designer.models._backlog.EndpointBacklog`, layer 3's dispatch side).
+full backlog (:class:`~trio_designer.models._backlog.EndpointBacklog`, layer 3's dispatch side);
+until a run's first wave of requests is out that backlog is *narrow* (no more tasks per endpoint
+than it has slots, so the first wave's requests take their slots on the spot, best-ranked cells
+first), then the engine widens it (``AsyncEngine._widen_after_first_wave``).
 
 Task slots (:class:`TaskSlots`): the dispatcher takes a *submission* slot for every task it
 starts, so at most ``max_submitted_tasks`` tasks run at once. A task that is about to wait on a

@@ -30,6 +30,29 @@ variable the registry sets while it is open (:func:`resting_tasks`), as the requ
 reaches the limiter: the engine builds the backlog inside the registry's ``async with``, so
 no layer in between has to pass it along.
 
+**The first wave: no more than can hold a slot.** A backlog built with ``first_wave=True``
+(the async engine's, when the run has a model registry) starts *narrow*: each endpoint's cap is
+what its requests can hold at once (``max_parallel_requests x tasks_per_request``, its
+:attr:`BacklogStatistics.cap` until then), and :meth:`EndpointBacklog.widen` — called once the
+first wave of requests is out and the run waits for answers
+(``ModelRegistry.first_wave_out``) — restores the full cap and wakes the dispatchers, which
+then start the cells the first wave had no slot for. Why: while more tasks are dispatched to an
+endpoint than it has slots, its limiter runs *grant rounds* (``models/_limiter.py``), and the
+first request of a burst leaves only once every dispatched cell built its request: Dual-model's
+30 generator cells for 16 slots, Wide's 50, Deep's 20. Narrow, every dispatched task can hold a
+slot at once, so the limiter is uncontended ("Uncontended requests" there: each request takes
+its slot on the spot, the first one after one cell's work, not thirty), and the surplus
+renders and builds its requests while the run is idle, waiting for the first answers, instead
+of on the first wave's path; it then parks and is granted by priority as before.
+
+Invariant (critical path first, kept): the dispatcher pops ready cells best first, so the
+narrow first wave is the best ``limit`` ready cells of each row group, and every later cell
+parks on the limiter and is admitted by its key as before. The one deviation: across row
+groups in flight, the narrow places go to whichever dispatcher runs first (in practice the
+oldest row group, which dispatches its burst before the next one is admitted), not strictly
+by key. Checked by ``tests/test_backlog.py::test_the_first_wave_is_narrow_until_widened`` and
+``tests/test_engine_first_wave.py``.
+
 Pure bookkeeping (no trio, no I/O): the async engine calls :meth:`EndpointBacklog.eligible`
 when it picks the next task, :meth:`~EndpointBacklog.enter` when it starts one and
 :meth:`~EndpointBacklog.exit` when it ends.
@@ -66,7 +89,8 @@ class BacklogStatistics:
     dispatched: int
     """Tasks of this endpoint dispatched now (running, parked on the limiter, or waiting)."""
     cap: int
-    """The most that may be dispatched at once (``BACKLOG_FACTOR x max_parallel_requests``)."""
+    """The most that may be dispatched at once (``BACKLOG_FACTOR x max_parallel_requests``;
+    ``max_parallel_requests`` while a first-wave backlog is narrow)."""
     peak: int
     """The most ever dispatched at once, resting tasks left out; never above ``cap``."""
     resting: int = 0
@@ -145,6 +169,8 @@ class EndpointBacklog:
       endpoint_of: every column -> the endpoint its tasks are charged to, or ``None``.
       caps: endpoint -> the most tasks it may have dispatched at once (``>= 1``).
       resting: the ledger of tasks resting after a 429, if any.
+      narrow: endpoint -> its cap until :meth:`widen` (at most its cap; an endpoint not
+        listed has its cap from the start).
 
     Raises:
       ValueError: a cap below 1, or a column charged to an endpoint without a cap.
@@ -157,8 +183,9 @@ class EndpointBacklog:
         *,
         resting: RestingTasks | None = None,
         uncounted: frozenset[str] = frozenset(),
+        narrow: Mapping[str, int] | None = None,
     ) -> None:
-        for endpoint, cap in caps.items():
+        for endpoint, cap in (*caps.items(), *(narrow or {}).items()):
             if cap < 1:
                 raise ValueError(f"endpoint {endpoint!r}: a backlog cap must be >= 1, got {cap}")
         unknown = {e for e in endpoint_of.values() if e is not None and e not in caps}
@@ -166,7 +193,12 @@ class EndpointBacklog:
             raise ValueError(f"endpoints without a backlog cap: {sorted(unknown)}")
         self._endpoint_of = dict(endpoint_of)
         self._uncounted = uncounted
+        self._full_cap = dict(caps)
         self._cap = dict(caps)
+        if narrow:
+            self._cap.update({e: min(cap, caps[e]) for e, cap in narrow.items() if e in caps})
+        self._narrowed = self._cap != self._full_cap
+        self._on_dispatch: Callable[[], None] | None = None
         self._dispatched = dict.fromkeys(caps, 0)
         self._peak = dict.fromkeys(caps, 0)
         self._listeners: set[Callable[[], None]] = set()
@@ -179,6 +211,8 @@ class EndpointBacklog:
         cls,
         column_models: Mapping[str, Sequence[ModelConfig]],
         tasks_per_request: Mapping[str, int] | None = None,
+        *,
+        first_wave: bool = False,
     ) -> EndpointBacklog:
         """The backlog of a run, counting the resting tasks of the registry open here
         (:func:`resting_tasks`).
@@ -193,7 +227,9 @@ class EndpointBacklog:
         of an endpoint is ``BACKLOG_FACTOR x`` the smallest ``max_parallel_requests x
         tasks_per_request`` among the columns charged to it: enough parked tasks to fill every
         request slot with full batches. (An endpoint that also serves a column of single
-        requests keeps the smaller cap, so its batches fill less.)
+        requests keeps the smaller cap, so its batches fill less.) With ``first_wave``, each
+        endpoint starts narrow, at ``1 / BACKLOG_FACTOR`` of that (what its requests can hold
+        at once), until :meth:`widen` (see the module docstring).
         """
         shares = tasks_per_request or {}
         endpoint_of: dict[str, str | None] = {}
@@ -209,7 +245,32 @@ class EndpointBacklog:
             endpoint_of[column] = endpoint
             cap = BACKLOG_FACTOR * model.max_parallel_requests * max(1, shares.get(column, 1))
             caps[endpoint] = min(caps.get(endpoint, cap), cap)
-        return cls(endpoint_of, caps, resting=resting_tasks(), uncounted=frozenset(uncounted))
+        narrow = {e: cap // BACKLOG_FACTOR for e, cap in caps.items()} if first_wave else None
+        return cls(
+            endpoint_of,
+            caps,
+            resting=resting_tasks(),
+            uncounted=frozenset(uncounted),
+            narrow=narrow,
+        )
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether some endpoint's cap is still its first wave's (until :meth:`widen`)."""
+        return self._narrowed
+
+    def when_dispatched(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once, at the next :meth:`enter` of a task charged to an endpoint."""
+        self._on_dispatch = fn
+
+    def widen(self) -> None:
+        """Give every endpoint its full cap (the first wave is out, see the module
+        docstring) and wake the dispatchers, which may now start more. Idempotent."""
+        if not self._narrowed:
+            return
+        self._narrowed = False
+        self._cap = dict(self._full_cap)
+        self._wake()
 
     def counts_every_task_of(self, endpoint: str) -> bool:
         """Whether every task that may call ``endpoint`` is one this backlog counts (no column
@@ -245,6 +306,9 @@ class EndpointBacklog:
             return
         assert self._holding(endpoint) < self._cap[endpoint], f"{endpoint}: backlog above its cap"
         self._dispatched[endpoint] += 1
+        if self._on_dispatch is not None:
+            fn, self._on_dispatch = self._on_dispatch, None
+            fn()
         holding = self._holding(endpoint)
         if holding > self._peak[endpoint]:
             self._peak[endpoint] = holding

@@ -108,8 +108,12 @@ tasks dispatched to it and not finished) and that bound is within the limit, eve
 can hold a slot at once and the order of grants decides nothing: a request that finds a free
 slot, an empty queue, no round pending and the budget able to pay takes the slot on the spot,
 without a schedule point (it still raises if its scope was cancelled). A burst larger than the
-limit — Deep's first wave of 20 cells for 16 slots, say, where the critical-path cells must go
-first — goes through grant rounds as before.
+limit — Deep's 20 ready cells for 16 slots, say, where the critical-path cells must go
+first — goes through grant rounds as before. The async engine keeps a run's *first* wave
+uncontended on purpose: until the first requests are out it dispatches to an endpoint no more
+tasks than it has slots, best-ranked first, and only then the surplus, which parks and is
+granted by rounds (``models/_backlog.py``, "The first wave"). Without that, the first request
+of Dual-model's first wave left only after its 30 generator cells had built their requests.
 
 Trade-offs. Strict priority can starve: a steady stream of better keys keeps a worse one parked.
 That is the point for the engine's keys (the critical path first; every run dispatches a finite

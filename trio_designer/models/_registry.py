@@ -878,20 +878,31 @@ class ModelRegistry:
         (see :meth:`OpenAICompatibleClient.top_up`); the designer runs it once, when the
         first wave of requests is out and the run waits for answers.
 
-        "Out": every task of the run blocked (the dispatcher has started what it can) and no
-        request still connecting or writing — checked each time the run has been idle for
-        :data:`_TOP_UP_IDLE` s, at most :data:`_TOP_UP_TRIES` times, so that its connects
-        never compete with the first wave's own (that slowed the first requests).
+        "Out": :meth:`first_wave_out`'s test, so that its connects never compete with the
+        first wave's own (that slowed the first requests).
         """
-        for attempt in range(_TOP_UP_TRIES):
-            await wait_all_tasks_blocked(_TOP_UP_IDLE if attempt else 0.0)
-            if not any(client.sending() for client in self._clients.values()):
-                break
-        else:
+        if not await self.first_wave_out():
             return
         async with trio.open_nursery() as nursery:
             for client in self._clients.values():
                 nursery.start_soon(client.top_up)
+
+    async def first_wave_out(self) -> bool:
+        """Wait until the requests the run has started are out and it waits for answers;
+        ``True`` then, ``False`` if that was not seen in :data:`_TOP_UP_TRIES` tries.
+
+        "Out": every task of the run blocked (the dispatcher has started what it can) and no
+        request still connecting or writing — checked each time the run has been idle for
+        :data:`_TOP_UP_IDLE` s (in real time, also under a ``MockClock``: trio wakes idle
+        waiters before it jumps the clock). For work the first requests do not need, whose
+        CPU would delay them: :meth:`top_up`'s connects, and the async engine's dispatch of
+        the cells the first wave had no slot for (``EndpointBacklog.widen``).
+        """
+        for attempt in range(_TOP_UP_TRIES):
+            await wait_all_tasks_blocked(_TOP_UP_IDLE if attempt else 0.0)
+            if not any(client.sending() for client in self._clients.values()):
+                return True
+        return False
 
     @property
     def simulator(self) -> Simulator | None:
