@@ -180,3 +180,34 @@ def test_completion_ids_differ() -> None:
     ids = {completion_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == len("chatcmpl-") + 32 for i in ids)
+
+
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+        max_leaves=12,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_indented_text_is_json_dumps_under_every_option(
+    value: Any, ensure_ascii: bool, allow_nan: bool
+) -> None:
+    """The one indented writer (``_core/_jsonenc.indented_text``: the simulator's answers, a
+    schema in a prompt, the run's record) against ``json.dumps`` with the same options: the
+    same text, or the same kind of error (a non-finite float without ``allow_nan``)."""
+    from trio_designer._core._jsonenc import indented_text
+
+    try:
+        expected = json.dumps(value, indent=2, ensure_ascii=ensure_ascii, allow_nan=allow_nan)
+    except ValueError:
+        with pytest.raises(ValueError, match="Out of range float values"):
+            indented_text(value, ensure_ascii=ensure_ascii, allow_nan=allow_nan)
+        return
+    assert indented_text(value, ensure_ascii=ensure_ascii, allow_nan=allow_nan) == expected

@@ -51,21 +51,24 @@ quote: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None)
 """A JSON string (``ensure_ascii=False``), as the encoders above write one."""
 
 
-def indented_text(value: Any) -> str:
-    """``json.dumps(value, indent=2, ensure_ascii=False)``, character for character.
+def indented_text(value: Any, *, ensure_ascii: bool = False, allow_nan: bool = True) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=..., allow_nan=...)``, character for character.
 
     The standard encoder writes indented JSON in pure Python (its C encoder cannot indent); this
     walk writes the JSON types (and tuples, as ``json.dumps`` does) with the C string encoder,
-    and hands anything else — another type, a key that is not a string, a value nested deeper
-    than :data:`_INDENT_DEPTH` (a circular one) — to ``json.dumps`` itself, which writes it or
-    raises its own error (``tests/test_simulator_content_fast.py`` compares the two). For the
-    simulator's JSON answers and a judge's or structured column's schema in its prompt.
+    and hands anything else — another type, a key that is not a string, a non-finite float
+    without ``allow_nan``, a value nested deeper than :data:`_INDENT_DEPTH` (a circular one) —
+    to ``json.dumps`` itself, which writes it or raises its own error
+    (``tests/test_simulator_content_fast.py`` and ``tests/test_sink_record.py`` compare the
+    two). For the simulator's JSON answers, a judge's or structured column's schema in its
+    prompt (the defaults), and the run's record (``ensure_ascii=True, allow_nan=False``,
+    ``_sink/_metadata.py``).
     """
     parts: list[str] = []
     try:
-        _indented(value, parts, "\n", 0)
+        _INDENTERS[ensure_ascii, allow_nan](value, parts, "\n", 0)
     except _NotPlainJSON:
-        return json.dumps(value, indent=2, ensure_ascii=False)
+        return json.dumps(value, indent=2, ensure_ascii=ensure_ascii, allow_nan=allow_nan)
     return "".join(parts)
 
 
@@ -74,58 +77,74 @@ _INDENT_DEPTH = 100
 
 
 class _NotPlainJSON(Exception):
-    """A value :func:`_indented` leaves to ``json.dumps``."""
+    """A value an indenter leaves to ``json.dumps``."""
 
 
-def _scalar(value: object) -> str:
-    """A JSON scalar as ``json.dumps`` writes it, or raise :class:`_NotPlainJSON`."""
-    if isinstance(value, str):
-        return quote(value)
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return int.__repr__(value)
-    if isinstance(value, float):
-        if value != value:
-            return "NaN"
-        if value in (math.inf, -math.inf):
-            return "Infinity" if value > 0 else "-Infinity"
-        return float.__repr__(value)
-    raise _NotPlainJSON
+_Indenter = Callable[[object, list[str], str, int], None]
 
 
-def _indented(value: object, parts: list[str], newline: str, depth: int) -> None:
-    """Append ``value`` indented by two spaces a level; ``newline`` is ``"\\n"`` and the
-    current level's indent."""
-    if depth > _INDENT_DEPTH:
+def _indenter(quote_string: Callable[[str], str], allow_nan: bool) -> _Indenter:
+    """The walk of :func:`indented_text` for one set of options: ``indent(value, parts,
+    newline, depth)`` appends ``value`` indented by two spaces a level (``newline`` is
+    ``"\n"`` and the current level's indent), or raises :class:`_NotPlainJSON`."""
+
+    def scalar(value: object) -> str:
+        if isinstance(value, str):
+            return quote_string(value)
+        if value is None:
+            return "null"
+        if value is True:
+            return "true"
+        if value is False:
+            return "false"
+        if isinstance(value, int):
+            return int.__repr__(value)
+        if isinstance(value, float):
+            if value != value or value in (math.inf, -math.inf):
+                if not allow_nan:
+                    raise _NotPlainJSON  # json.dumps raises its ValueError
+                return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+            return float.__repr__(value)
         raise _NotPlainJSON
-    if isinstance(value, list | tuple):
-        if not value:
-            parts.append("[]")
-            return
-        inner = newline + "  "
-        parts.append("[")
-        for i, item in enumerate(value):
-            parts.append(inner if i == 0 else "," + inner)
-            _indented(item, parts, inner, depth + 1)
-        parts.append(newline + "]")
-    elif isinstance(value, dict):
-        if not value:
-            parts.append("{}")
-            return
-        inner = newline + "  "
-        parts.append("{")
-        first = True
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise _NotPlainJSON  # json.dumps converts such keys; let it
-            parts.append(("" if first else ",") + inner + quote(key) + ": ")
-            first = False
-            _indented(item, parts, inner, depth + 1)
-        parts.append(newline + "}")
-    else:
-        parts.append(_scalar(value))
+
+    def indent(value: object, parts: list[str], newline: str, depth: int) -> None:
+        if depth > _INDENT_DEPTH:
+            raise _NotPlainJSON
+        if isinstance(value, list | tuple):
+            if not value:
+                parts.append("[]")
+                return
+            inner = newline + "  "
+            opening = "["
+            for item in value:
+                parts.append(opening + inner)
+                opening = ","
+                indent(item, parts, inner, depth + 1)
+            parts.append(newline + "]")
+        elif isinstance(value, dict):
+            if not value:
+                parts.append("{}")
+                return
+            inner = newline + "  "
+            opening = "{"
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise _NotPlainJSON  # json.dumps converts such keys; let it
+                parts.append(opening + inner + quote_string(key) + ": ")
+                opening = ","
+                indent(item, parts, inner, depth + 1)
+            parts.append(newline + "}")
+        else:
+            parts.append(scalar(value))
+
+    return indent
+
+
+_quote_ascii: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring_ascii", None) or (
+    json.encoder.py_encode_basestring_ascii
+)
+_INDENTERS: dict[tuple[bool, bool], _Indenter] = {
+    (ascii_only, nan): _indenter(_quote_ascii if ascii_only else quote, nan)
+    for ascii_only in (False, True)
+    for nan in (False, True)
+}
