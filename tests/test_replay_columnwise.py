@@ -127,16 +127,18 @@ def test_peek_many_finds_what_get_finds_and_counts_nothing(tmp_path: Path) -> No
     answers = {b"k1": good, b"k2": b"not json", b"k3": good}
 
     async def main() -> None:
-        cache = ResponseCache(CacheStore(tmp_path), on_loop=True)
-        cache._answers.update(answers)
-        found = cache.peek_many([b"k1", b"k2", b"absent", b"k3"])
-        assert found[1] is True
-        assert found[2] is False
-        statistics = cache.statistics()
-        assert (statistics.hits, statistics.corrupt, statistics.misses) == (0, 0, 0)
-        assert found[0] == cache.get(b"k1") == found[3]
-        cache.count_hits(2)
-        assert cache.statistics().hits == 3
+        with trio.fail_after(10):
+            await trio.lowlevel.checkpoint()
+            cache = ResponseCache(CacheStore(tmp_path), on_loop=True)
+            cache._answers.update(answers)
+            found = cache.peek_many([b"k1", b"k2", b"absent", b"k3"])
+            assert found[1] is True
+            assert found[2] is False
+            statistics = cache.statistics()
+            assert (statistics.hits, statistics.corrupt, statistics.misses) == (0, 0, 0)
+            assert found[0] == cache.get(b"k1") == found[3]
+            cache.count_hits(2)
+            assert cache.statistics().hits == 3
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -191,65 +193,70 @@ def test_an_llm_generators_column_wise_replay_is_its_cache_only_pass(
     indices = [100 + i for i in range(8)]
 
     async def main() -> None:
-        async with (
-            ResponseCache.open(tmp_path) as cache,
-            open_model_registry(config, cache=cache) as registry,
-        ):
-            handle = registry.model("gen")
-            # What each cell would ask: its messages and seed, hence its key.
-            keys = []
-            for row, index in zip(rows, indices, strict=True):
-                if "topic" not in row:
-                    keys.append(None)
-                    continue
-                ctx = CellContext(column=column.name, row_index=index, row=row, seed=7)
-                seed = ctx.rng.getrandbits(31)
-                _, _, key, _ = handle._lookup(
-                    generator._first_messages(ctx),
-                    generator._response_format,
-                    column.inference,
-                    seed,
-                    CellKey(7, index, column.name, seed),
+        with trio.fail_after(10):
+            async with (
+                ResponseCache.open(tmp_path) as cache,
+                open_model_registry(config, cache=cache) as registry,
+            ):
+                handle = registry.model("gen")
+                # What each cell would ask: its messages and seed, hence its key.
+                keys = []
+                for row, index in zip(rows, indices, strict=True):
+                    if "topic" not in row:
+                        keys.append(None)
+                        continue
+                    ctx = CellContext(column=column.name, row_index=index, row=row, seed=7)
+                    seed = ctx.rng.getrandbits(31)
+                    _, _, key, _ = handle._lookup(
+                        generator._first_messages(ctx),
+                        generator._response_format,
+                        column.inference,
+                        seed,
+                        CellKey(7, index, column.name, seed),
+                    )
+                    keys.append(key)
+                content = '{"n": 3}' if column.kind == "llm_structured" else "An answer."
+                needs_a_re_ask = "not json {" if column.kind == "llm_structured" else "  "
+                stored = {
+                    keys[0]: encode_fields(content, None, 5, 6, 0, "stop", "sim-gen"),
+                    keys[1]: encode_fields(content, "why", 1, 2, 1, "stop", "sim-gen"),
+                    keys[2]: encode_fields(needs_a_re_ask, None, 1, 1, 0, "stop", "sim-gen"),
+                    keys[3]: b"garbage",
+                    keys[4]: encode_fields(content, None, 1, 1, 0, "length", "sim-gen"),
+                    # keys[6]: not stored
+                    keys[7]: encode_fields(content, None, 9, 9, 0, "stop", "sim-gen"),
+                }
+                cache._answers.update(stored)
+                before = cache.statistics()
+                got = generator.replay_cached(rows, indices, seed=7, models=registry)
+                after = cache.statistics()
+                assert (after.hits, after.corrupt, after.misses) == (
+                    before.hits,
+                    before.corrupt,
+                    before.misses,
                 )
-                keys.append(key)
-            content = '{"n": 3}' if column.kind == "llm_structured" else "An answer."
-            needs_a_re_ask = "not json {" if column.kind == "llm_structured" else "  "
-            stored = {
-                keys[0]: encode_fields(content, None, 5, 6, 0, "stop", "sim-gen"),
-                keys[1]: encode_fields(content, "why", 1, 2, 1, "stop", "sim-gen"),
-                keys[2]: encode_fields(needs_a_re_ask, None, 1, 1, 0, "stop", "sim-gen"),
-                keys[3]: b"garbage",
-                keys[4]: encode_fields(content, None, 1, 1, 0, "length", "sim-gen"),
-                # keys[6]: not stored
-                keys[7]: encode_fields(content, None, 9, 9, 0, "stop", "sim-gen"),
-            }
-            cache._answers.update(stored)
-            before = cache.statistics()
-            got = generator.replay_cached(rows, indices, seed=7, models=registry)
-            after = cache.statistics()
-            assert (after.hits, after.corrupt, after.misses) == (
-                before.hits,
-                before.corrupt,
-                before.misses,
-            )
-            assert got[2:6] == [None] * 4
-            assert got[6] is MISSED
-            for i in (0, 1, 7):
-                entry = got[i]
-                assert isinstance(entry, tuple)
-                value, usage = entry
-                ctx = CellContext(
-                    column=column.name, row_index=indices[i], row=rows[i], seed=7, models=registry
-                )
-                scratch = CellUsage()
-                token = cache_only.set(True)
-                try:
-                    with recording(scratch):
-                        expected = await generator.agenerate(ctx)
-                finally:
-                    cache_only.reset(token)
-                assert value == expected
-                assert tally_of(usage) == tally_of(scratch)
+                assert got[2:6] == [None] * 4
+                assert got[6] is MISSED
+                for i in (0, 1, 7):
+                    entry = got[i]
+                    assert isinstance(entry, tuple)
+                    value, usage = entry
+                    ctx = CellContext(
+                        column=column.name,
+                        row_index=indices[i],
+                        row=rows[i],
+                        seed=7,
+                        models=registry,
+                    )
+                    scratch = CellUsage()
+                    token = cache_only.set(True)
+                    try:
+                        with recording(scratch):
+                            expected = await generator.agenerate(ctx)
+                    finally:
+                        cache_only.reset(token)
+                    assert value == expected
+                    assert tally_of(usage) == tally_of(scratch)
 
     trio.run(main, clock=trio.testing.MockClock(rate=0, autojump_threshold=0))
 

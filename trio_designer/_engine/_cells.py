@@ -278,12 +278,15 @@ class CellRunner:
         ancestors = self._ancestors[column]
         columns = [(c, values[c]) for c in ancestors]
         start = buf.plan.start
-        results = generator.replay_cached(
-            [{c: cells[row] for c, cells in columns} for row in eligible],
-            [start + row for row in eligible],
-            seed=self._seed,
-            models=self._models,
-        )
+        try:
+            results = generator.replay_cached(
+                [{c: cells[row] for c, cells in columns} for row in eligible],
+                [start + row for row in eligible],
+                seed=self._seed,
+                models=self._models,
+            )
+        except Exception:  # a column-wise path that fails: every cell takes the per-cell one
+            return {}
         if results is None:
             return {}
         found = zip(eligible, results, strict=True)
