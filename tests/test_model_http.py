@@ -396,6 +396,30 @@ async def test_a_numeric_address_is_connected_directly() -> None:
                     await stream.aclose()
 
 
+async def test_a_cancelled_connect_raises_before_it_connects() -> None:
+    """``_open_tcp`` on an IP address (our own non-blocking ``connect``, which skips trio's
+    schedule point when the connection is up at once): a task whose scope is already
+    cancelled raises ``Cancelled`` before any connection is made."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        with trio.fail_after(BIG):
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await _http._open_tcp("127.0.0.1", port)
+            assert scope.cancelled_caught
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # nobody connected
+            stream, _ = await _http._open_tcp("127.0.0.1", port)
+            try:
+                accepted, _ = listener.accept()  # connected, once not cancelled
+                accepted.close()
+            finally:
+                await stream.aclose()
+
+
 class _Steps(trio.abc.Instrument):
     """Counts the scheduler steps of one task."""
 
