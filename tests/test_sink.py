@@ -1238,7 +1238,10 @@ def test_commit_early_commits_a_stage_while_the_next_is_made(
     events: list[tuple[str, str]] = []
     lock = threading.Lock()
     dirs_synced = threading.Event()
-    data_dir = (tmp_path / "data").stat().st_ino
+    data_dir, root = (tmp_path / "data").stat().st_ino, tmp_path.stat().st_ino
+    # Stage 1's folders, whose fsyncs the record stage waits for (run concurrently: all of
+    # them, not the first, or an assertion below would race the others).
+    unsynced = {data_dir, root}
 
     def observed_fsync(fd: int) -> None:
         real_fsync(fd)
@@ -1246,8 +1249,10 @@ def test_commit_early_commits_a_stage_while_the_next_is_made(
         kind = "dir" if stat.S_ISDIR(status.st_mode) else "file"
         with lock:
             events.append((f"fsync-{kind}", str(status.st_ino)))
-        if status.st_ino == data_dir:
-            dirs_synced.set()
+        with lock:
+            unsynced.discard(status.st_ino)
+            if not unsynced:
+                dirs_synced.set()
 
     def observed_replace(src: Any, dst: Any) -> None:
         ino = str(os.stat(src).st_ino)
@@ -1290,6 +1295,7 @@ def test_commit_early_commits_a_stage_while_the_next_is_made(
         raise RuntimeError("no record")
 
     dirs_synced.clear()
+    unsynced.add(data_dir)
     stage_1 = [(tmp_path / "data" / "a.parquet", b"a2")]
     with pytest.raises(RuntimeError, match="no record"):
         write_atomically_together([stage_1, broken], tmp_dir=tmp_path / ".tmp", commit_early=True)

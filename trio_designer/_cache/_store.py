@@ -191,12 +191,31 @@ class CacheStore:
             raise self._unusable(exc) from exc
         try:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")  # see the module docstring
-            self._prepare()
+            self._open_store()
         except sqlite3.Error as exc:
             self._db.close()
             raise self._unusable(exc) from exc
+
+    def _open_store(self) -> None:
+        """WAL mode, then :meth:`_prepare`, retried while another process holds the store for
+        up to :data:`BUSY_TIMEOUT_MS`. Two processes opening a *new* store at once can get
+        "database is locked" at once, without the busy handler's wait: the file starts in
+        rollback-journal mode, where SQLite refuses (rather than waits for) a lock upgrade
+        that could deadlock with another connection's — seen as the second of two concurrent
+        CLI runs failing at start (``tests/test_cache_store.py::
+        test_two_concurrent_cli_runs_share_one_cache``, rarely)."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")  # see the module docstring
+                self._prepare()
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def _prepare(self) -> None:
         """Create the table (schema 2), or migrate a schema-1 one, in one transaction that
