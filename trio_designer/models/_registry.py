@@ -450,21 +450,8 @@ class ModelHandle:
         # The body is encoded once: the cache key hashes these bytes and a miss sends them.
         # A column's requests share their parameters and response format (the same objects,
         # call after call): their fixed text is kept, only messages and seed are written.
-        known = self._templates.get((id(inference), id(response_format)))
-        if known is None or known[0] is not inference or known[1] is not response_format:
-            known = self._template(inference, response_format)
-        params, template = known[2], known[3]
-        body = None if template is None else template.body(messages, seed)
-        if body is None:
-            body = self._bodies.encode(
-                self._config.model,
-                messages,
-                params.temperature,
-                params.top_p,
-                params.max_tokens,
-                response_format,
-                _with_seed(params.extra_body, seed if self._config.send_seed else None),
-            )
+        params, template = self._template_of(inference, response_format)
+        body = self._body(params, template, messages, seed, response_format)
         cache = self._cache
         if cache is None or cell is None:
             return params, body, None, None
@@ -499,24 +486,11 @@ class ModelHandle:
         if cache is None or not requests:
             return [True] * len(requests)
         start = trio.current_time()
-        known = self._templates.get((id(inference), id(response_format)))
-        if known is None or known[0] is not inference or known[1] is not response_format:
-            known = self._template(inference, response_format)
-        params, template = known[2], known[3]
-        bodies: list[bytes] = []
-        for messages, seed in zip(requests, seeds, strict=True):
-            body = None if template is None else template.body(messages, seed)
-            if body is None:
-                body = self._bodies.encode(
-                    self._config.model,
-                    messages,
-                    params.temperature,
-                    params.top_p,
-                    params.max_tokens,
-                    response_format,
-                    _with_seed(params.extra_body, seed if self._config.send_seed else None),
-                )
-            bodies.append(body)
+        params, template = self._template_of(inference, response_format)
+        bodies = [
+            self._body(params, template, messages, seed, response_format)
+            for messages, seed in zip(requests, seeds, strict=True)
+        ]
         keys = cache_keys(self._key_endpoint, bodies, run_seed, rows, column, seeds)
         found = cache.peek_many(keys)
         latency = (trio.current_time() - start) / len(requests)
@@ -539,6 +513,40 @@ class ModelHandle:
             )
             served.append((response, tally))
         return served
+
+    def _template_of(
+        self, inference: InferenceParams | None, response_format: Mapping[str, Any] | None
+    ) -> tuple[InferenceParams, BodyTemplate | None]:
+        """The merged parameters and the body template of a column's requests (kept per pair
+        of objects, see :meth:`_template`)."""
+        known = self._templates.get((id(inference), id(response_format)))
+        if known is None or known[0] is not inference or known[1] is not response_format:
+            known = self._template(inference, response_format)
+        return known[2], known[3]
+
+    def _body(
+        self,
+        params: InferenceParams,
+        template: BodyTemplate | None,
+        messages: Sequence[Mapping[str, Any]],
+        seed: int | None,
+        response_format: Mapping[str, Any] | None,
+    ) -> bytes:
+        """A request's body: from the column's template when it has one and the messages
+        fit it, else encoded in full. The cache key hashes these bytes and a miss sends
+        them."""
+        body = None if template is None else template.body(messages, seed)
+        if body is None:
+            body = self._bodies.encode(
+                self._config.model,
+                messages,
+                params.temperature,
+                params.top_p,
+                params.max_tokens,
+                response_format,
+                _with_seed(params.extra_body, seed if self._config.send_seed else None),
+            )
+        return body
 
     def _template(
         self, inference: InferenceParams | None, response_format: Mapping[str, Any] | None
