@@ -342,29 +342,6 @@ class TrioDesigner:
         in ``row_groups`` (global ids; ``None``: all of them) are generated, and ``identity``
         (default ``config``) is the config the fingerprint and the record are made of — a
         shard runs with its share of each model's limits, but is the same run."""
-        with collector_tuned():
-            return await self._create_tuned(
-                config,
-                num_records=num_records,
-                output_dir=output_dir,
-                resume=resume,
-                force_resume=force_resume,
-                row_groups=row_groups,
-                identity=identity,
-            )
-
-    async def _create_tuned(
-        self,
-        config: PipelineConfig,
-        *,
-        num_records: int,
-        output_dir: str | os.PathLike[str],
-        resume: bool,
-        force_resume: bool,
-        row_groups: range | None,
-        identity: PipelineConfig | None,
-    ) -> RunResult:
-        """:meth:`_create`'s body, run with the collector tuned (``_engine/_collector.py``)."""
         from ._sink import ParquetSink
         from .config._fingerprint import fingerprint_basis, fingerprint_of
 
@@ -385,7 +362,7 @@ class TrioDesigner:
         if resume and chain.row_group_steps:
             chain.merge_earlier(earlier_reports(Path(output_dir)))
         changes = _LimitChanges()
-        with self._controlled(Path(output_dir)) as control, _single_error():
+        with self._controlled(Path(output_dir)) as control, _single_error(), collector_tuned():
             async with (
                 self._open_cache(config) as cache,
                 self._open_models(config, changes, cache) as models,

@@ -377,7 +377,8 @@ class ModelHandle:
             )
             if response is None:
                 if key is None:  # not cached: _paid would go straight to the retries
-                    response = await self._send_with_retries(messages, params, body)
+                    send = partial(self._send, messages, params, body)
+                    response = await self._send_with_retries(send)
                 else:
                     response = await self._paid(messages, params, body, key, cell)
         except Exception:
@@ -582,32 +583,30 @@ class ModelHandle:
         when cached, stored; under the engine's cache-only pass, ``CacheMiss`` instead."""
         cache = self._cache
         if cache is None or key is None or cell is None:
-            return await self._send_with_retries(messages, params, body)
+            return await self._send_with_retries(partial(self._send, messages, params, body))
         if cache_only.get():
             raise CacheMiss
         cache.missed()
-        response = await self._send_with_retries(messages, params, body)
+        response = await self._send_with_retries(partial(self._send, messages, params, body))
         cache.put(key, cell, response)
         return response
 
-    async def _send_with_retries(
-        self, messages: Sequence[Mapping[str, Any]], params: InferenceParams, body: bytes
-    ) -> ChatResponse:
-        """:meth:`_send`, with a 429 retried in place (see :meth:`chat`), and a 502/503/504
-        too: the slot is given back while the request waits out the server's ``Retry-After``
-        (or the client's backoff), so other cells keep it busy. (The client used to sleep
-        those waits inside the slot: 20 % of 503s with ``Retry-After: 1`` made a Wide run
-        2.9x slower where the same rate of 429s costs 1.24x; hostile review, hostile21.)
+    async def _send_with_retries(self, send: Callable[[], Awaitable[_T]]) -> _T:
+        """``await send()`` (one request: :meth:`_send`, :meth:`_send_embed`), with a 429
+        retried in place (see :meth:`chat`), and a 502/503/504 too: the slot is given back
+        while the request waits out the server's ``Retry-After`` (or the client's backoff),
+        so other cells keep it busy. (The client used to sleep those waits inside the slot:
+        20 % of 503s with ``Retry-After: 1`` made a Wide run 2.9x slower where the same rate
+        of 429s costs 1.24x; hostile review, hostile21.)
 
-        :meth:`_retrying_statuses` around :meth:`_retrying_429s` around :meth:`_send`, in one
-        coroutine (each layer was a coroutine every request went through): the same waits,
-        counts and order — a 502/503/504 retried in place starts the 429 rule's count and
-        waiting afresh, as the nested call did."""
+        Both rules in one coroutine (a layer each was a coroutine every request went
+        through): a 502/503/504 retried in place starts the 429 rule's count and waiting
+        afresh."""
         status_attempt = 1
         attempt, waited = 0, 0.0  # 429s since the last 502/503/504, and their waits
         while True:
             try:
-                return await self._send(messages, params, body)
+                return await send()
             except ModelRateLimitedError as exc:
                 attempt += 1
                 delay = self._retry.delay(exc.retry_after, attempt, self._jitter.random())
@@ -634,29 +633,6 @@ class ModelHandle:
             with self._resting.rest(self._endpoint):  # holds no backlog place meanwhile
                 await trio.sleep(delay)
 
-    async def _retrying_statuses(self, send: Callable[[], Awaitable[_T]]) -> _T:
-        """``await send()`` with :meth:`_retrying_429s`, and a 502/503/504 retried in place
-        after the client's :meth:`~._client.ModelClient.status_retry_delay`, without the slot
-        (``send`` asks the client not to retry statuses itself)."""
-        attempt = 1
-        while True:
-            try:
-                return await self._retrying_429s(send)
-            except ModelServerError as exc:
-                delay = self._client.status_retry_delay(exc, attempt)
-                if delay is None:
-                    raise
-                _logger.info(
-                    "Retrying the request in %.2f s (attempt %d of %d) after: %s",
-                    delay,
-                    attempt + 1,
-                    self._client.transport_retry.max_attempts,
-                    exc,
-                )
-                attempt += 1
-                with self._resting.rest(self._endpoint):  # holds no backlog place meanwhile
-                    await trio.sleep(delay)
-
     async def embed(
         self, texts: Sequence[str] | TextBatch, *, dimensions: int | None = None
     ) -> list[Any]:
@@ -677,25 +653,7 @@ class ModelHandle:
           The errors of :meth:`chat`.
         """
         batch = _FixedTexts(list(texts)) if isinstance(texts, Sequence) else texts
-        return await self._retrying_statuses(partial(self._send_embed, batch, dimensions))
-
-    async def _retrying_429s(self, send: Callable[[], Awaitable[_T]]) -> _T:
-        """``await send()``, with :meth:`chat`'s in-place retries of 429s."""
-        attempt, waited = 0, 0.0
-        while True:
-            try:
-                return await send()
-            except ModelRateLimitedError as exc:
-                attempt += 1
-                delay = self._retry.delay(exc.retry_after, attempt, self._jitter.random())
-                if not self._retry.retries(attempt, waited, delay):
-                    raise
-                _logger.debug(
-                    "model '%s': 429 on attempt %d; retrying in %.2f s", self.alias, attempt, delay
-                )
-                waited += delay
-                with self._resting.rest(self._endpoint):  # holds no backlog place meanwhile
-                    await trio.sleep(delay)
+        return await self._send_with_retries(partial(self._send_embed, batch, dimensions))
 
     async def _send(
         self, messages: Sequence[Mapping[str, Any]], params: InferenceParams, body: bytes
@@ -748,7 +706,7 @@ class ModelHandle:
                     dimensions=dimensions,
                     timeout=self._config.timeout,
                     max_response_bytes=self._config.max_response_bytes,
-                    retry_statuses=False,  # retried by _retrying_statuses, without the slot
+                    retry_statuses=False,  # retried by _send_with_retries, without the slot
                 )
             except ModelRateLimitedError as exc:
                 permit.rate_limited(exc.retry_after, rate_limits=exc.rate_limits)
