@@ -10,6 +10,18 @@ runs, each after a pause of ``settle`` (0.1 s: the previous run's connections, c
 ``create()`` returns, are torn down by then, as for a user's run against an idle endpoint);
 medians are reported.
 
+**Two placements of the two processes** take turns run by run (Linux, two CPUs or more):
+
+* ``own core`` (the headline): the simulator on a CPU of its own, this process on the others —
+  as with an endpoint on other hardware, the engine's CPU is never the endpoint's;
+* ``shared``: both anywhere, as the OS scheduler likes. On a 2-CPU machine the simulator,
+  woken by a request, then often takes the CPU this process was sending from (the kernel's
+  wake-up preemption) and keeps it while it reads: at stop 24 one send in ten took 0.4–2.9 ms
+  instead of 20 µs, which made Deep 1.055 instead of 1.044 — a cost of co-locating the
+  endpoint with the engine, not of either.
+
+Elsewhere (no ``sched_setaffinity``, or one CPU) only ``shared`` is measured.
+
 Where the time goes is read from both sides: this process notes when ``create()`` was called
 and when it returned; the simulator's request log (``GET /log``) says when each request arrived
 and when its answer left, on the simulator's clock, which is lined up with ours by the
@@ -38,9 +50,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import trio
@@ -54,6 +66,8 @@ from . import _common as c
 
 PROVIDER = "external-sim"
 
+Layout = Literal["own core", "shared"]
+
 
 @attrs.frozen(kw_only=True)
 class Params:
@@ -64,13 +78,19 @@ class Params:
     warmups: int = 2
     shapes: tuple[c.ShapeName, ...] = c.SHAPES
     settle: float = 0.1  # seconds between runs: each one starts against an idle simulator
+    layouts: tuple[Layout, ...] = ("own core", "shared")
 
 
 PROFILES = {
     "full": Params(),
     "quick": Params(trials=3, warmups=1),
     "smoke": Params(
-        records=2, latency=0.01, trials=1, warmups=0, shapes=("Narrow", "Dual-model"), settle=0
+        records=2,
+        latency=0.01,
+        trials=1,
+        warmups=0,
+        shapes=("Narrow", "Dual-model"),
+        settle=0,
     ),
 }
 
@@ -124,6 +144,47 @@ def external_process(options: Sequence[str], *, what: str) -> Iterator[External]
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _threads(pid: int) -> list[int]:
+    """The thread ids of process ``pid`` (``0``: this one); ``[pid]`` where /proc is missing."""
+    try:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid or os.getpid()}/task")]
+    except OSError:
+        return [pid]
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Let every thread of process ``pid`` run on ``cpus`` only (``sched_setaffinity`` sets
+    one thread's: the fsync and worker threads this process has started keep their own
+    otherwise). A thread that ended meanwhile is skipped."""
+    for tid in _threads(pid):
+        with suppress(ProcessLookupError):
+            os.sched_setaffinity(tid, cpus)
+
+
+def available_layouts(wanted: Sequence[Layout]) -> tuple[Layout, ...]:
+    """The placements this machine can give (``own core``: Linux affinity and two CPUs)."""
+    can_pin = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+    return tuple(layout for layout in wanted if layout == "shared" or can_pin)
+
+
+@contextmanager
+def placed(layout: Layout, sim: External) -> Iterator[None]:
+    """Run the block with the simulator and this process placed as ``layout`` says (see the
+    module docstring); every thread of both gets back the CPUs this process had."""
+    if layout == "shared":
+        yield
+        return
+    everything = os.sched_getaffinity(0)
+    own = max(everything)
+    try:
+        _pin(sim.pid, {own})
+        _pin(0, everything - {own})
+        yield
+    finally:
+        _pin(0, everything)
+        _pin(sim.pid, everything)
 
 
 class SimulatorLog:
@@ -249,56 +310,67 @@ async def one_run(
     }
 
 
-async def measure(p: Params, sim: External, scratch: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every trial of every shape (warm-ups run and dropped), the shapes taking turns."""
+async def measure(
+    p: Params, sim: External, scratch: Path, layouts: Sequence[Layout]
+) -> dict[Layout, dict[str, list[dict[str, Any]]]]:
+    """Every trial of every shape in every placement (warm-ups run and dropped), the shapes
+    and placements taking turns."""
     url = sim.url
     log = SimulatorLog(url)
     await log.calibrate()
-    runs: dict[str, list[dict[str, Any]]] = {shape: [] for shape in p.shapes}
+    runs: dict[Layout, dict[str, list[dict[str, Any]]]] = {
+        layout: {shape: [] for shape in p.shapes} for layout in layouts
+    }
     try:
         for trial in range(-p.warmups, p.trials):
             for shape in p.shapes:
-                out = scratch / f"{shape}-{trial + p.warmups}"
-                # The previous run's connections are closed when create() returns, and the
-                # simulator tears them down after that: without a pause it would still be at
-                # it while the next run starts (a faster return made the next first request
-                # 3-8 ms later on a loaded machine).
-                await trio.sleep(p.settle)
-                run = await one_run(shape_config(shape, url, p), log, out, p, sim)
-                if trial >= 0:
-                    runs[shape].append(run)
-                    print(
-                        f"  {shape:<10} trial {trial}: {run['makespan_s']:.3f} s "
-                        f"({run['ratio']:.3f}x), first request {run['first_request_ms']:.1f} ms, "
-                        f"after last answer {run['after_last_answer_ms']:.1f} ms",
-                        flush=True,
-                    )
+                for layout in layouts:
+                    out = scratch / f"{shape}-{layout}-{trial + p.warmups}".replace(" ", "-")
+                    with placed(layout, sim):
+                        # The previous run's connections are closed when create() returns,
+                        # and the simulator tears them down after that: without a pause it
+                        # would still be at it while the next run starts (a faster return
+                        # made the next first request 3-8 ms later on a loaded machine).
+                        await trio.sleep(p.settle)
+                        run = await one_run(shape_config(shape, url, p), log, out, p, sim)
+                    if trial >= 0:
+                        runs[layout][shape].append(run)
+                        print(
+                            f"  {shape:<10} {layout:<8} trial {trial}: "
+                            f"{run['makespan_s']:.3f} s ({run['ratio']:.3f}x), first request "
+                            f"{run['first_request_ms']:.1f} ms, after last answer "
+                            f"{run['after_last_answer_ms']:.1f} ms",
+                            flush=True,
+                        )
     finally:
         await log.aclose()
     return runs
 
 
-def summarise(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per shape, the median of each figure."""
+def summarise(runs: dict[Layout, dict[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Per placement and shape, the median of each figure."""
     rows = []
-    for shape, trials in runs.items():
-        row: dict[str, Any] = {"shape": shape}
-        for key in trials[0]:
-            row[key] = c.median([t[key] for t in trials])
-        row["ratio_max"] = max(t["ratio"] for t in trials)
-        rows.append(row)
+    for layout, shapes in runs.items():
+        for shape, trials in shapes.items():
+            row: dict[str, Any] = {"layout": layout, "shape": shape}
+            for key in trials[0]:
+                row[key] = c.median([t[key] for t in trials])
+            row["ratio_max"] = max(t["ratio"] for t in trials)
+            rows.append(row)
     return rows
 
 
 def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, Any]:
     p = PROFILES[profile]
     specs = [f"{model}:latency={p.latency}" for model in (c.GEN_MODEL, c.JUDGE_MODEL)]
+    layouts = available_layouts(p.layouts)
     with external_simulator(specs) as sim, tempfile.TemporaryDirectory() as scratch:
-        runs = trio.run(measure, p, sim, Path(scratch))
+        runs = trio.run(measure, p, sim, Path(scratch), layouts)
     rows = summarise(runs)
     print(
         c.table(
             [
+                "placement",
                 "shape",
                 "bound s",
                 "makespan s",
@@ -314,6 +386,7 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
             ],
             [
                 [
+                    r["layout"],
                     r["shape"],
                     r["bound_s"],
                     r["makespan_s"],
@@ -331,6 +404,12 @@ def run(profile: str, *, results_dir: Path, img_dir: Path | None) -> dict[str, A
             ],
         )
     )
-    payload = {"profile": profile, "params": attrs.asdict(p), "summary": rows, "runs": runs}
+    payload = {
+        "profile": profile,
+        "params": attrs.asdict(p),
+        "layouts": list(layouts),
+        "summary": rows,
+        "runs": runs,
+    }
     c.write_result("small_runs", payload, results_dir)
     return payload

@@ -10,6 +10,7 @@ Dual-model shape in virtual time, and the memory bench measures a real peak.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,16 @@ def test_client_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_small_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    affinity = getattr(os, "sched_getaffinity", lambda pid: None)
+    before = affinity(0)
     data = _run(small_runs, tmp_path, capsys)
     params = small_runs.PROFILES["smoke"]
-    assert [r["shape"] for r in data["summary"]] == list(params.shapes)
+    layouts = small_runs.available_layouts(params.layouts)
+    assert data["layouts"] == list(layouts)
+    assert [(r["layout"], r["shape"]) for r in data["summary"]] == [
+        (layout, shape) for layout in layouts for shape in params.shapes
+    ]
+    assert affinity(0) == before  # this thread got its CPUs back
     for r in data["summary"]:
         assert r["makespan_s"] >= r["bound_s"]  # every request sleeps its whole latency
         assert r["first_request_ms"] > 0

@@ -88,18 +88,39 @@ async def test_time_queued_for_a_slot_is_added(autojump_clock: trio.testing.Mock
     assert sorted(ends) == [pytest.approx((0.2, 0.0)), pytest.approx((0.4, 0.2))]
 
 
-async def test_an_arrival_is_never_before_a_decision_the_model_took() -> None:
+async def test_an_arrival_keeps_its_stamp_unless_a_slot_freed_since_may_have_admitted_it() -> None:
     """The server stamps a request when its bytes reached the host but the model admits it
     when it is read; in between, another request of the model may have ended (its slot
-    free). Served from its stamp, the late-read request would look as if it ran over
-    capacity, and the budgets' clocks would go backwards: it arrives at that end instead."""
+    free). Where that slot could have decided the admission (the model was full at the
+    stamp), the late-read request arrives at that end instead, or it would look as if it ran
+    over capacity; where a slot was free anyway it keeps its stamp. Arrivals read out of
+    order keep their own stamps (a burst read newest first must not push the older ones)."""
     from trio_designer.simulator._state import ModelRuntime
 
-    runtime = ModelRuntime(SimulatedModel(name="m"), epoch=0.0)
+    runtime = ModelRuntime(SimulatedModel(name="m", capacity=2), epoch=0.0)
     assert runtime.arrival(1.0) == 1.0
-    runtime.settle(2.0)  # a request ended at 2.0
-    assert runtime.arrival(1.5) == 2.0  # stamped before that end, read after it
+    runtime.enter_flight()
+    runtime.settle(2.0)  # a request ended at 2.0: with it, two were in flight at 1.5
+    assert runtime.arrival(1.5) == 2.0  # full at its stamp: it arrives at that end
+    assert runtime.arrival(2.5) == 2.5
+    assert runtime.arrival(2.4) == 2.4  # read after a later stamp: its own, not 2.5
+    runtime.leave_flight()
+    assert runtime.arrival(1.5) == 1.5  # a slot was free at 1.5 even with that end
+    runtime.settle(3.0)
+    runtime.settle(3.1)
+    assert runtime.arrival(2.9) == 3.1  # two ended since: the model may have been full
+
+
+async def test_a_model_with_budgets_takes_its_arrivals_in_time_order() -> None:
+    """Budgets (and capacity schedules) are charged and followed at the arrival, so such a
+    model never serves a request from before a decision it already took."""
+    from trio_designer.simulator._state import ModelRuntime
+
+    runtime = ModelRuntime(SimulatedModel(name="m", rpm=600), epoch=0.0)
+    assert runtime.arrival(1.0) == 1.0
+    runtime.settle(2.0)
+    assert runtime.arrival(1.5) == 2.0
     assert runtime.arrival(1.8) == 2.0  # nor before an arrival already taken
-    runtime.settle(1.9)  # an end earlier than what was decided changes nothing
+    runtime.settle(1.9)
     assert runtime.arrival(2.5) == 2.5
     assert runtime.arrival(2.4) == 2.5

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._exceptions import ConfigError, MissingDependencyError
+from ._clock import PunctualClock
 from ._models import SimulatedModel
 from ._profile import duplicate_name_problems, parse_model_spec, read_profile
 from ._server import Simulator, serve_simulator
@@ -181,7 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ConfigError, MissingDependencyError) as exc:
             parser.exit(2, f"{parser.prog}: error: {exc}\n")
         try:
-            trio.run(serve_canned_until_signal, canned, args.host, args.port)
+            trio.run(
+                serve_canned_until_signal, canned, args.host, args.port, clock=PunctualClock()
+            )
         except OSError as exc:
             parser.exit(
                 1, f"{parser.prog}: error: cannot serve on {args.host}:{args.port}: {exc}\n"
@@ -193,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     try:
-        trio.run(serve_until_signal, models, args.host, args.port, api_key)
+        trio.run(serve_until_signal, models, args.host, args.port, api_key, clock=PunctualClock())
     except OSError as exc:
         parser.exit(1, f"{parser.prog}: error: cannot serve on {args.host}:{args.port}: {exc}\n")
     return 0

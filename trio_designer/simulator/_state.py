@@ -44,6 +44,11 @@ class Rejection:
     retry_after: float
 
 
+_ENDS_KEPT = 2.0
+"""Seconds of ends a model keeps for :meth:`ModelRuntime.arrival` (the server trusts no stamp
+more than a second back)."""
+
+
 @final
 class ModelRuntime:
     """The live state of one simulated model.
@@ -85,9 +90,12 @@ class ModelRuntime:
         self.queued = 0
         self._in_service = 0
         self._busy_mark = epoch
-        # The latest moment this model's state was decided at: the last arrival it took (see
-        # arrival) or the last request that ended (settle).
+        # The latest moment this model's state was decided at (see arrival): the last request
+        # that ended (settle) and, for a model with budgets or a capacity schedule, the last
+        # arrival it took; for the others, the recent ends, oldest first.
         self._settled = epoch
+        self._ordered = bool(self._rpm or self._tpm or self._step_times)
+        self._ends: collections.deque[float] = collections.deque()
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -267,25 +275,51 @@ class ModelRuntime:
         """A request of this model ended (was logged) at ``now``: see :meth:`arrival`."""
         if now > self._settled:
             self._settled = now
+        if not self._ordered:
+            ends = self._ends
+            ends.append(now)
+            while ends[0] < now - _ENDS_KEPT:
+                ends.popleft()
 
     def arrival(self, received: float) -> float:
         """The moment a request that ``received`` (its last byte's arrival, which the server
-        may have read later) is served from: ``received``, but never before a decision this
-        model already took — an earlier arrival, or a request that ended (:meth:`settle`:
-        its slot given back, its log record written).
+        may have read later) is served from: ``received``, unless the model's state changed
+        between the two moments in a way its admission could have seen — then the moment of
+        that change.
 
         Why: the server stamps a request when its bytes reached the host (the kernel's stamp)
-        but admits it when it reads it. Served from its stamp, a request read late would be
-        admitted by the state at its read (a slot freed meanwhile) and yet appear to have
-        run before that slot was free — over capacity — and the budgets' clocks would go
-        backwards. Clamped, the request keeps its stamp unless the model's state changed
-        between the two moments, and then it arrives at that change: every admission,
-        budget charge and logged interval is in the order and at the state of the model's
-        own timeline. Under a virtual clock the server stamps by the read, and this is the
-        identity (reads come in time order)."""
-        start = received if received > self._settled else self._settled
-        self._settled = start
-        return start
+        but admits it when it reads it. A request read after another one's end is admitted
+        by the state at its read; had that freed slot decided its admission, served from its
+        stamp it would appear to have run before the slot was free — over capacity. So:
+
+        * a model with budgets or a capacity schedule takes its decisions in time order: an
+          arrival is never before an earlier arrival or a logged end (the buckets and the
+          schedule are charged and followed at the arrival);
+        * any other model keeps the stamp when a slot was free at it anyway — fewer requests
+          in flight now, plus those that ended since the stamp, than its capacity — and else
+          arrives at the last end. Arrivals are not clamped to each other: the server reads a
+          burst of connections in whatever order trio wakes their readers (often the newest
+          first), and clamping each to the latest stamp read so far pushed the older requests
+          of a burst to the newest one's arrival, and a burst read while answers went out to
+          those answers' ends — up to 4 ms late in a small run's waves
+          (``benches/small_runs.py``), an error of the instrument on the critical path. A
+          request read after a later-stamped one sees that one counted in flight already,
+          which only errs on the strict side.
+
+        Under a virtual clock the server stamps by the read, and this is the identity."""
+        settled = self._settled
+        if self._ordered:
+            start = received if received > settled else settled
+            self._settled = start
+            return start
+        if received >= settled:
+            return received
+        ended = 0
+        for end in reversed(self._ends):
+            if end <= received:
+                break
+            ended += 1
+        return received if self.in_flight + ended < self.capacity else settled
 
     def may_queue(self) -> bool:
         """Whether :meth:`enter_service` can wait for a slot (gpu mode); hosted never does."""
