@@ -716,8 +716,8 @@ async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[_Beside
     to the providers warmed up while the run starts (``ModelRegistry.warm_up``: no request,
     only connecting, so the first requests find connections ready). The warm-up is cancelled
     when the run ends. ``first_wave_out`` is set once the warm-up saw the first wave of
-    requests out (``ModelRegistry.top_up``'s test), when the warm-up ends otherwise, and
-    at once without models."""
+    requests out (``ModelRegistry.top_up``'s test, looked for only after ``run_started``,
+    see :func:`_warm_up`), when the warm-up ends otherwise, and at once without models."""
     async with trio.open_nursery() as nursery:
         beside = _Beside(nursery)
         warm = trio.CancelScope()
