@@ -410,6 +410,7 @@ class TrioDesigner:
                     chain,
                     prior,
                     found=found,
+                    beside=beside,
                 )
             return result
         raise AssertionError("unreachable: _controlled raises when the run was stopped")
@@ -432,7 +433,7 @@ class TrioDesigner:
             async with (
                 self._open_cache(config) as cache,
                 self._open_models(config, changes, cache) as models,
-                _beside_the_run(models),
+                _beside_the_run(models) as beside,
             ):
                 sink = MemorySink()
                 await sink.open(
@@ -453,6 +454,7 @@ class TrioDesigner:
                     changes,
                     control,
                     chain,
+                    beside=beside,
                 )
         table = sink.table()
         reports = dict(result.processors)
@@ -570,6 +572,7 @@ class TrioDesigner:
         chain: ProcessorChain,
         prior: tuple[Spend, int] | None = None,
         found: int | None = None,
+        beside: _Beside | None = None,
     ) -> RunResult:
         prior_spend, prior_rows = prior or (Spend(), 0)
         state = RunState(
@@ -592,6 +595,8 @@ class TrioDesigner:
         state.trace.origin = start
         status: RecordedStatus = "interrupted"
         stopped: dict[str, Any] | None = None
+        if beside is not None:
+            beside.run_started.set()  # the warm-up may now look for the first wave
         try:
             await self._run_engine(state, engine)
             if state.fatal_error is not None:
@@ -671,11 +676,13 @@ class TrioDesigner:
 
 
 class _Beside:
-    """Work beside a run (:func:`_beside_the_run`): its nursery, and the moment the first wave
-    of requests is out."""
+    """Work beside a run (:func:`_beside_the_run`): its nursery, the moment the run's engine
+    starts (``run_started``, set by ``_execute``) and the moment the first wave of requests is
+    out (``first_wave_out``, never before ``run_started``: see :func:`_warm_up`)."""
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self.nursery = nursery
+        self.run_started = trio.Event()
         self.first_wave_out = trio.Event()
 
     def when_first_wave_out(self, fn: Callable[[], object]) -> None:
@@ -709,13 +716,13 @@ async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[_Beside
     to the providers warmed up while the run starts (``ModelRegistry.warm_up``: no request,
     only connecting, so the first requests find connections ready). The warm-up is cancelled
     when the run ends. ``first_wave_out`` is set once the warm-up saw the first wave of
-    requests out (``ModelRegistry.top_up``'s test), when the warm-up ends otherwise, and
-    at once without models."""
+    requests out (``ModelRegistry.top_up``'s test, looked for only after ``run_started``,
+    see :func:`_warm_up`), when the warm-up ends otherwise, and at once without models."""
     async with trio.open_nursery() as nursery:
         beside = _Beside(nursery)
         warm = trio.CancelScope()
         if models is not None:
-            nursery.start_soon(_warm_up, models, warm, beside.first_wave_out)
+            nursery.start_soon(_warm_up, models, warm, beside.run_started, beside.first_wave_out)
         else:
             beside.first_wave_out.set()
         try:
@@ -725,13 +732,26 @@ async def _beside_the_run(models: ModelRegistry | None) -> AsyncIterator[_Beside
             beside.first_wave_out.set()
 
 
-async def _warm_up(models: ModelRegistry, scope: trio.CancelScope, out: trio.Event) -> None:
-    """Connect before the first requests need it; then, once the first wave of requests is
-    out, open the connections the answers' follow-up requests will need
-    (``ModelRegistry.top_up``), and set ``out``."""
+async def _warm_up(
+    models: ModelRegistry, scope: trio.CancelScope, started: trio.Event, out: trio.Event
+) -> None:
+    """Connect before the first requests need it; then, once the run's engine has started
+    (``started``) and the first wave of requests is out, open the connections the answers'
+    follow-up requests will need (``ModelRegistry.top_up``), and set ``out``.
+
+    Invariant: ``out`` is never set before ``started`` unless the warm-up ends (the run ends
+    or fails first). ``top_up``'s test — every task blocked, no request sending — also holds
+    while ``create()`` still sets up (the sink's checks in a worker thread): without the wait
+    for ``started``, that idle moment read as "out", the top-up found no request in flight
+    and opened nothing (the second wave connected on its critical path), and the work held
+    back for after the first wave (the sink's preparation, the generators' instructions and
+    validators) ran before the first request (Dual-model in ``benches/small_runs.py``: the
+    first request ~2 ms later). Checked by ``tests/test_first_wave_out.py``.
+    """
     try:
         with scope:
             await models.warm_up()
+            await started.wait()
             await models.top_up()
     finally:
         out.set()
