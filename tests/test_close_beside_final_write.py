@@ -1,10 +1,9 @@
-"""The end of ``create()``: the models' connections are closed while the sink's final write
-waits for the disk (``_designer._close_sink_and_connections``), not after it; both are done
-when ``create()`` returns, and a failing final write still reaches the caller as itself."""
+"""The end of ``create()``: the models' connections are closed beside the sink's final write
+(``_designer._close_sink_and_connections``), not after it; both are done when ``create()``
+returns, and a failing final write still reaches the caller as itself."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 import trio
 
 from trio_designer import LLMTextColumn, ModelConfig, PipelineConfig, RunConfig, TrioDesigner
-from trio_designer._designer import _close_sink_and_connections
 from trio_designer._exceptions import SinkError
 from trio_designer._sink._parquet import ParquetSink
 from trio_designer.models._registry import ModelRegistry, open_model_registry
@@ -55,36 +53,27 @@ async def test_close_connections_closes_the_idle_ones_and_the_exit_again(
             assert all(c.socket.fileno() == -1 for c in idle)
 
 
-def test_create_closes_the_connections_while_the_final_write_waits_for_the_disk(
+def test_create_closes_the_connections_while_the_final_write_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The connections are closed once the final write's files are all written (only disk
-    waits left), and before the write ends: the write's thread waits here (with a deadline)
-    for the closing — done after the write, the run would time out. Both are done when
-    ``create()`` returns. (Real clock, like every ``create()`` into a directory: the sink's
-    worker threads.)"""
-    closed = threading.Event()
-    order: list[str] = []
+    """The final write waits (with a deadline) for the connections to be closed: done one
+    after the other, the run would time out. Both are done when ``create()`` returns. (Real
+    clock, like every ``create()`` into a directory: the sink's worker threads.)"""
+    closed = trio.Event()
     real_close = ModelRegistry.close_connections
-    real_store = ParquetSink._store_sync
+    real_final = ParquetSink._persist_final
+    order: list[str] = []
 
     async def observed_close(self: ModelRegistry) -> None:
         await real_close(self)
         order.append("connections closed")
         closed.set()
 
-    def store(self: ParquetSink, meta: Any, deferred: Any, **options: Any) -> None:
-        when_written = options.pop("when_written", None)
-        if when_written is None:
-            return real_store(self, meta, deferred, **options)
-
-        def written() -> None:
-            order.append("files written")
-            when_written()
-            assert closed.wait(BIG)
-
-        real_store(self, meta, deferred, when_written=written, **options)
-        order.append("final write done")
+    async def waiting_final(self: ParquetSink, meta: Any) -> None:
+        with trio.fail_after(BIG):
+            await closed.wait()
+        await real_final(self, meta)
+        order.append("final write")
 
     async def run() -> Any:
         with trio.fail_after(2 * BIG):
@@ -93,42 +82,11 @@ def test_create_closes_the_connections_while_the_final_write_waits_for_the_disk(
             )
 
     monkeypatch.setattr(ModelRegistry, "close_connections", observed_close)
-    monkeypatch.setattr(ParquetSink, "_store_sync", store)
+    monkeypatch.setattr(ParquetSink, "_persist_final", waiting_final)
     result = trio.run(run)
     assert result.num_records_written == 4
-    assert order == ["files written", "connections closed", "final write done"]
+    assert order == ["connections closed", "final write"]
     assert (tmp_path / "out" / "metadata.json").is_file()
-
-
-class _Sink:
-    """A sink whose ``close`` fails before its final write: ``final_write_waiting`` never
-    returns on its own."""
-
-    async def close(self, *, status: str, summary: Any) -> None:
-        await trio.sleep(1)
-        raise RuntimeError("close() needs an open sink")
-
-    async def final_write_waiting(self) -> None:
-        await trio.sleep_forever()
-
-
-class _Models:
-    def __init__(self) -> None:
-        self.closed_at: float | None = None
-
-    async def close_connections(self) -> None:
-        self.closed_at = trio.current_time()
-
-
-async def test_the_connections_close_when_close_fails_before_its_final_write(
-    autojump_clock: Any,
-) -> None:
-    """``close`` raised before its final write said it waits: the closing waits no longer
-    than ``close`` (no hang), the connections are closed, and the error is raised as is."""
-    models = _Models()
-    with trio.fail_after(BIG), pytest.raises(RuntimeError, match="open sink"):
-        await _close_sink_and_connections(_Sink(), models, "complete", {})  # type: ignore[arg-type]
-    assert models.closed_at == 1
 
 
 def test_a_failed_final_write_is_raised_as_itself(

@@ -1440,25 +1440,3 @@ async def test_a_partial_row_group_is_left_to_resume_and_replaced_whole(harness:
         await again.write_row_group(1, rows(10, 10), requested_rows=10)
     await again.close(status="complete", summary={})
     assert again.completed_row_groups() == {0: 10, 1: 0}
-
-
-def test_write_atomically_together_says_when_only_disk_waits_are_left(tmp_path: Path) -> None:
-    """``when_written`` is called once, after every stage is made and all its tmp files are
-    written (before the renames: here, without ``commit_early``, none is in place yet)."""
-    (tmp_path / ".tmp").mkdir()
-    seen: list[tuple[list[str], bool]] = []
-
-    def when_written() -> None:
-        tmp_files = sorted(p.name.split(".")[0] for p in (tmp_path / ".tmp").iterdir())
-        seen.append((tmp_files, (tmp_path / "a").exists()))
-
-    write_atomically_together(
-        [
-            [(tmp_path / "a", b"a"), (tmp_path / "b", Background(lambda f: f.write(b"b")))],
-            lambda: [(tmp_path / "c", b"c")],
-        ],
-        tmp_dir=tmp_path / ".tmp",
-        when_written=when_written,
-    )
-    assert seen == [(["a", "b", "c"], False)]
-    assert [(tmp_path / n).read_bytes() for n in "abc"] == [b"a", b"b", b"c"]

@@ -119,7 +119,6 @@ def write_atomically_together(
     tmp_dir: Path,
     before_replace: Callable[[], object] | None = None,
     commit_early: bool = False,
-    when_written: Callable[[], object] | None = None,
 ) -> None:
     """Replace several files durably, stage after stage, with concurrent fsyncs.
 
@@ -146,9 +145,6 @@ def write_atomically_together(
     later stage that fails to be made (its function raises) leaves the earlier stages in
     place, durable (for the parquet sink: row group files without an entry, which the next
     ``open`` deletes, as after a crash).
-
-    ``when_written`` is called (in this thread) once every stage is made and every tmp file
-    written, its fsync started: what is left is waiting for the disk (and renames).
 
     Raises:
       OSError: the disk failed. Files of the stages before the failing one are in place and
@@ -187,8 +183,6 @@ def write_atomically_together(
             if early and index < len(stages) - 1:
                 after = commits[-1] if commits else None
                 commits.append(_commit_pool().submit(_commit, files, started, after))
-        if when_written is not None:
-            when_written()
         if before_replace is not None:
             _wait([future for started in syncs for future in started])
             before_replace()

@@ -154,9 +154,6 @@ class SinkBase(abc.ABC):
         self._ready.settle()
         # row group -> its entry, stored but not yet in the record (commit_later).
         self._staged: dict[int, RowGroupEntry] = {}
-        # Set once close()'s final write has only disk waits left (a sink that knows, the
-        # parquet sink), and when close() ends, whatever happened.
-        self._final_waits = trio.Event()
 
     async def open(
         self,
@@ -405,17 +402,8 @@ class SinkBase(abc.ABC):
         except BaseException:
             self._state = "open"  # the final record was not stored: close() may be retried
             raise
-        finally:
-            self._final_waits.set()
         self._state = "closed"
         await trio.lowlevel.checkpoint_if_cancelled()
-
-    async def final_write_waiting(self) -> None:
-        """Return once :meth:`close`'s final write has nothing left but waiting for the disk
-        (its files made and written, their fsyncs started: the parquet sink), or once
-        ``close`` ended, whatever happened — so a task beside ``close`` (``create()``
-        closing the model connections) spends its CPU while the write waits, not before."""
-        await self._final_waits.wait()
 
     def completed_row_groups(self) -> dict[int, int]:
         """Row group id → rows stored, for every complete row group in the run record (for

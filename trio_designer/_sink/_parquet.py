@@ -340,11 +340,9 @@ class ParquetSink(SinkBase):
         deferred: dict[int, tuple[RowGroupEntry, pa.Table, CellLog | None]],
         *,
         card: bool = False,
-        when_written: Callable[[], object] | None = None,
     ) -> None:
         """The files of ``deferred`` row groups, then ``meta`` (which names them) and, with
         ``card``, the dataset card beside it: one worker-thread hop, three rounds of fsyncs.
-        ``when_written``: called once every file is written and only disk waits are left.
 
         The record and the card are made (the card's profile of these row groups, its text,
         the record's JSON) while the row groups' files are serialised (``Background``),
@@ -374,10 +372,7 @@ class ParquetSink(SinkBase):
         stages: list[Stage] = [stored] if stored else []
         try:
             write_atomically_together(
-                [*stages, record_and_card],
-                tmp_dir=self._root / TMP_DIR,
-                commit_early=True,
-                when_written=when_written,
+                [*stages, record_and_card], tmp_dir=self._root / TMP_DIR, commit_early=True
             )
         except OSError as exc:
             if text[0] is None:
@@ -463,13 +458,8 @@ class ParquetSink(SinkBase):
         deferred = dict(self._deferred)
         card = self._card is not None and meta.status in CARD_STATUSES
 
-        token = trio.lowlevel.current_trio_token()
-        waiting = self._final_waits.set
-
         def final_sync() -> None:  # one thread hop for everything at the end of every run
-            # Never blocks this thread (it only queues the call for the trio thread).
-            written = partial(token.run_sync_soon, waiting)
-            self._store_sync(meta, deferred, card=card, when_written=written)
+            self._store_sync(meta, deferred, card=card)
             _remove_tmp_dir(self._root / TMP_DIR)
 
         await self._run_sync(final_sync)
