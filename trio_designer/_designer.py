@@ -617,7 +617,7 @@ class TrioDesigner:
                     summary["processors"] = chain.report()
                 if found is not None:
                     summary[SUMMARY_ROW_GROUPS_FOUND] = found
-                await _close_sink_and_connections(sink, models, status, summary)
+                await sink.close(status=status, summary=summary)
         reports: dict[str, Any] = chain.report()
         processed: tuple[str, ...] | None = None
         if output_dir is not None and status == "complete" and chain:
@@ -735,43 +735,6 @@ async def _warm_up(models: ModelRegistry, scope: trio.CancelScope, out: trio.Eve
             await models.top_up()
     finally:
         out.set()
-
-
-async def _close_sink_and_connections(
-    sink: Any, models: ModelRegistry | None, status: RecordedStatus, summary: dict[str, Any]
-) -> None:
-    """``sink.close`` (the final write, in a worker thread) and, beside it, the models'
-    connections closed (``ModelRegistry.close_connections``) — their ~0.5-1 ms of socket
-    closes (a two-model run holds ~30) are not paid after the write.
-
-    Invariant: called once the engine's nursery, which holds every request task, has exited,
-    so no request is left to need a connection; both are done when this returns (a nursery:
-    nothing outlives ``create()``). ``sink.close``'s error is raised as itself, not inside
-    the nursery's group.
-    """
-    failed: list[BaseException] = []
-    async with trio.open_nursery() as closing:
-        if models is not None:
-            closing.start_soon(_close_connections_later, models)
-        try:
-            await sink.close(status=status, summary=summary)
-        except BaseException as exc:  # raised again below, as itself
-            failed.append(exc)
-    if failed:
-        raise failed[0]
-
-
-_CLOSE_AFTER_CHECKPOINTS = 4
-"""Schedule points the connections' closing lets pass first: ``sink.close`` takes 2-3 to
-start its worker thread (stop 24's steps trace), and the closes (trio-thread CPU) are better
-spent while that thread waits for the disk than before it starts. Only an order of
-preference: any count is correct."""
-
-
-async def _close_connections_later(models: ModelRegistry) -> None:
-    for _ in range(_CLOSE_AFTER_CHECKPOINTS):
-        await trio.lowlevel.checkpoint()
-    await models.close_connections()
 
 
 @contextmanager

@@ -826,20 +826,6 @@ class ModelRegistry:
         """The run's response cache, if any (shared by every alias)."""
         return self._cache
 
-    async def close_connections(self) -> None:
-        """Close every client's idle connections, ahead of the registry's exit (which closes
-        them again, a no-op then).
-
-        For the end of a run: ``create()`` calls it once no request is left — the engine's
-        nursery, which holds every request task, has exited — beside the sink's final write,
-        whose worker thread waits for the disk meanwhile, so the ~30 socket closes of a
-        two-model run are not paid after the write. A connection still being opened (the
-        warm-up's, cancelled only when the run's side tasks end) is closed when it is pooled:
-        a closed pool keeps none (``ConnectionPool.aclose``).
-        """
-        for client in self._clients.values():
-            await client.aclose()
-
     def client(self, provider: str) -> OpenAICompatibleClient:
         """The HTTP client of ``provider`` (shared by its models)."""
         return self._clients[provider]
