@@ -20,7 +20,7 @@ import yaml
 
 from trio_designer import TrioDesigner
 from trio_designer._sink import CARD_FILE, dataset_card, write_dataset_card
-from trio_designer._sink._card import CATEGORICAL_MAX
+from trio_designer._sink._card import CATEGORICAL_MAX, _observe_table
 from trio_designer._sink._stored import read_metadata
 from trio_designer.config import (
     CategorySampler,
@@ -287,3 +287,40 @@ def test_a_long_text_is_shortened_from_its_prefix_as_from_the_whole() -> None:
     texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 120))) for _ in range(500)]
     for text in texts:
         assert _short(text) == whole(text), repr(text)
+
+
+def test_struct_and_integer_leaves_are_profiled_as_with_compute_calls() -> None:
+    """A struct's leaves come from ``flatten()`` and small integer columns from their Python
+    values (``_Stats.add_integers``): the statistics are those of ``pc.struct_field``,
+    ``pc.min_max`` and ``pc.sum`` — nulls of the struct included, and a sum beyond int64 (where
+    ``pc.sum`` wraps around) left to ``pc.sum``."""
+    kind = pa.struct([("q", pa.struct([("r", pa.string()), ("s", pa.int64())]))])
+    rows = [{"q": {"r": "a", "s": 3}}, None, {"q": None}, {"q": {"r": None, "s": -(2**62)}}]
+    judged = pa.array(rows, type=kind)
+    table = pa.table(
+        {
+            "judge": pa.chunked_array([judged.slice(1), judged.slice(0, 2)]),
+            "n": pa.chunked_array([[1, None, 2**62], [2**62, 5]]),
+            "big": pa.chunked_array([[2**63 - 1, 1, 0, 0, 0]]),
+        }
+    )
+    stats: dict[str, object] = {}
+    _observe_table(stats, table)  # type: ignore[arg-type]
+    judge = table.column("judge")
+    expected = {
+        "judge.q.s": pc.struct_field(pc.struct_field(judge, [0]), [1]),
+        "n": table.column("n"),
+        "big": table.column("big"),
+    }
+    for name, column in expected.items():
+        entry = stats[name]
+        bounds = pc.min_max(column)
+        assert entry.nulls == column.null_count, name  # type: ignore[attr-defined]
+        assert (entry.low, entry.high) == (  # type: ignore[attr-defined]
+            bounds["min"].as_py(),
+            bounds["max"].as_py(),
+        ), name
+        assert entry.sums == [float(pc.sum(column).as_py())], name  # type: ignore[attr-defined]
+        assert entry.valued == len(column) - column.null_count, name  # type: ignore[attr-defined]
+    reasons = pc.struct_field(pc.struct_field(judge, [0]), [0])
+    assert stats["judge.q.r"].nulls == reasons.null_count == 4  # type: ignore[attr-defined]

@@ -65,6 +65,9 @@ _IN_PYTHON: Final = 1024
 """Boolean and string columns of at most this many values are profiled from their Python
 values (``_Stats.add_values``): the same statistics, without a compute call per statistic."""
 
+_INT64_LOW: Final = -(1 << 63)
+_INT64_HIGH: Final = (1 << 63) - 1
+
 _DEFAULT_PROVIDER: Final = "simulator"
 """A model's provider when its config leaves it out (``config.SIMULATOR_PROVIDER``; the config
 package sits at this package's level, so it is not imported)."""
@@ -445,6 +448,23 @@ class _Stats:
             self.length_high = high if self.length_high is None else max(self.length_high, high)
             self.length_total += sum(sizes)
 
+    def add_integers(self, array: Any) -> bool:
+        """:meth:`add_range` and the sum of an integer array from its Python values: the
+        same statistics, without the two compute calls. ``False`` (nothing added) when the
+        sum leaves int64, where ``pc.sum`` wraps around: the caller then uses them."""
+        values = [value for value in array.to_pylist() if value is not None]
+        if not values:
+            return True
+        total = sum(values)
+        if not _INT64_LOW <= total <= _INT64_HIGH:
+            return False
+        low, high = min(values), max(values)
+        self.low = low if self.low is None else min(self.low, low)
+        self.high = high if self.high is None else max(self.high, high)
+        self.sums.append(float(total))
+        self.valued += len(values)
+        return True
+
     def add_counts(self, array: Any) -> None:
         if self.counts is None:
             return
@@ -456,10 +476,12 @@ class _Stats:
 
 
 def _leaves(name: str, array: Any) -> Iterator[tuple[str, Any]]:
-    """(dotted name, array) of every non-struct column inside ``array``."""
+    """(dotted name, array) of every non-struct column inside ``array``. A struct's fields
+    come from one ``flatten()`` (each field null where the struct is, as
+    ``pc.struct_field`` gives them), not a compute call per field."""
     if pa.types.is_struct(array.type):
-        for index, field in enumerate(array.type):
-            yield from _leaves(f"{name}.{field.name}", pc.struct_field(array, [index]))
+        for field, child in zip(array.type, array.flatten(), strict=True):
+            yield from _leaves(f"{name}.{field.name}", child)
     else:
         yield name, array
 
@@ -498,7 +520,9 @@ def _observe(entry: _Stats, array: Any) -> None:
     entry.count += len(array)
     entry.nulls += array.null_count
     present = len(array) - array.null_count
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+    if pa.types.is_integer(kind) and len(array) <= _IN_PYTHON and entry.add_integers(array):
+        entry.kind = "number"
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         entry.kind = "number"
         entry.add_range(array)
         if present:
