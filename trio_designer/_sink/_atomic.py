@@ -230,35 +230,38 @@ def _wait(futures: Sequence[Future[None]]) -> None:
             raise error
 
 
-_pool_lock = threading.Lock()
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the pool)
+class _ProcessPool:
+    """A thread pool of this process, made on first use (a forked child makes its own: its
+    parent's threads are not there, though the pool object says so)."""
+
+    def __init__(self, workers: int, prefix: str) -> None:
+        self._workers = workers
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        self._owned: tuple[int, ThreadPoolExecutor] | None = None  # (its process, the pool)
+
+    def get(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._owned is None or self._owned[0] != os.getpid():
+                pool = ThreadPoolExecutor(self._workers, thread_name_prefix=self._prefix)
+                self._owned = (os.getpid(), pool)
+            return self._owned[1]
+
+
+_FSYNC_THREADS = _ProcessPool(8, "trio-designer-fsync")
+_COMMIT_THREADS = _ProcessPool(4, "trio-designer-commit")
 
 
 def _fsync_pool() -> ThreadPoolExecutor:
-    """The process's fsync threads (a forked child makes its own: its parent's threads are
-    not there, though the pool object says so)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():
-            pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="trio-designer-fsync")
-            _pool = (os.getpid(), pool)
-        return _pool[1]
-
-
-_commit_lock = threading.Lock()
-_commit_threads: tuple[int, ThreadPoolExecutor] | None = None
+    """The process's fsync threads."""
+    return _FSYNC_THREADS.get()
 
 
 def _commit_pool() -> ThreadPoolExecutor:
     """The process's commit threads (``commit_early``), apart from the fsync threads whose
     work they wait for (so a commit never waits for a job queued behind it). A commit only
     waits for commits submitted before it, which the queue starts first."""
-    global _commit_threads
-    with _commit_lock:
-        if _commit_threads is None or _commit_threads[0] != os.getpid():
-            pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="trio-designer-commit")
-            _commit_threads = (os.getpid(), pool)
-        return _commit_threads[1]
+    return _COMMIT_THREADS.get()
 
 
 def _fsync_all(descriptors: Sequence[int]) -> None:

@@ -122,21 +122,10 @@ def _current() -> RenderBudget:
 
 
 class rendering:
-    """A fresh :class:`RenderBudget` for the renders inside the block."""
-
-    def __enter__(self) -> RenderBudget:
-        budget = RenderBudget()
-        self._token = _budget.set(budget)
-        return budget
-
-    def __exit__(self, *exc: object) -> None:
-        _budget.reset(self._token)
-
-
-class one_budget:
-    """One :class:`RenderBudget` for a loop of renders (:func:`~._templates.render_column`),
-    whose caller resets its counts to zero before each render: each render is held to the
-    same limits as one inside :class:`rendering`, without a context variable set per render."""
+    """A fresh :class:`RenderBudget` for the renders inside the block. A loop of renders
+    (:func:`~._templates.render_column`) may share one, resetting its counts to zero before
+    each render: each render is then held to the same limits, without a context variable set
+    per render."""
 
     def __enter__(self) -> RenderBudget:
         budget = RenderBudget()

@@ -46,7 +46,7 @@ from jinja2.runtime import Context, new_context
 from trio_designer._exceptions import ConfigError, NonRetryableGenerationError
 from trio_designer.config._templates import template_facts
 
-from ._sandbox import MAX_OUTPUT_CHARS, BoundedSandbox, RenderLimitExceeded, one_budget, rendering
+from ._sandbox import MAX_OUTPUT_CHARS, BoundedSandbox, RenderLimitExceeded, rendering
 
 __all__ = [
     "FALSY_RENDERINGS",
@@ -182,7 +182,7 @@ def render_column(template: str, rows: Sequence[Mapping[str, Any]]) -> list[str 
     root = compiled.root_render_func
     texts: list[str | None] = []
     context: Context | None = None
-    with one_budget() as budget:
+    with rendering() as budget:
         for row in rows:
             budget.work = budget.steps = 0
             try:
